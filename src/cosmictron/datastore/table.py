@@ -1,0 +1,212 @@
+"""One in-memory table: rows as canonical tuples in a dict keyed by primary key.
+
+A table with a primary key maps each key to its row; a table without one is a set of
+rows (the row is its own key), so inserting an identical row twice stores it once, as in
+SpacetimeDB. Unique constraints are checked before anything changes, so a failed insert
+leaves the table as it was. Tables know nothing of transactions: ``Transaction`` records
+what it did to them and undoes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from cosmictron.datastore.index import Index, PrimaryOrder, make_key_getter
+from cosmictron.datastore.schema import TableSchema
+from cosmictron.datastore.types import BYTES, STR, OptionalType
+from cosmictron.errors import Conflict
+
+# Rough bytes a stored row costs beyond its variable-length values: the tuple, its
+# dict slot and each index's slot. Memory limits are enforced against this estimate.
+_ROW_OVERHEAD_BYTES = 64
+_SLOT_BYTES = 8
+_INDEX_ENTRY_BYTES = 48
+
+
+@dataclass(frozen=True)
+class TableStatistics:
+    row_count: int
+    estimated_bytes: int
+    index_count: int
+
+
+class Table:
+    __slots__ = (
+        "_fixed_row_bytes",
+        "_variable_positions",
+        "indexes",
+        "key_of",
+        "name",
+        "primary_columns",
+        "primary_order",
+        "rows",
+        "schema",
+        "sequences",
+        "unique_indexes",
+        "variable_bytes",
+    )
+
+    def __init__(self, schema: TableSchema) -> None:
+        self.schema = schema
+        self.name = schema.name
+        self.rows: dict[Any, tuple[Any, ...]] = {}
+        self.primary_columns = [schema.column_index(c) for c in schema.primary_key]
+        self.key_of = make_key_getter(self.primary_columns) if self.primary_columns else None
+        self.primary_order = PrimaryOrder(schema, self.rows) if self.primary_columns else None
+        self.indexes = [Index(index, schema) for index in schema.indexes]
+        self.unique_indexes = [index for index in self.indexes if index.unique]
+        self.sequences = {
+            position: 1 for position, column in enumerate(schema.columns) if column.auto_inc
+        }
+        width = len(schema.columns)
+        self._fixed_row_bytes = (
+            _ROW_OVERHEAD_BYTES
+            + 2 * _SLOT_BYTES * width
+            + _INDEX_ENTRY_BYTES * (1 + len(self.indexes))
+        )
+        self._variable_positions = [
+            position
+            for position, column in enumerate(schema.columns)
+            if column.type in (STR, BYTES)
+            or (isinstance(column.type, OptionalType) and column.type.inner in (STR, BYTES))
+        ]
+        self.variable_bytes = 0
+
+    # -- keys -----------------------------------------------------------------------
+
+    def row_key(self, row: tuple[Any, ...]) -> Any:
+        key_of = self.key_of
+        return row if key_of is None else key_of(row)
+
+    def row_bytes(self, row: tuple[Any, ...]) -> int:
+        """Estimated memory of one row, for memory limits (cheap, not exact)."""
+        return self._fixed_row_bytes + self._variable_size(row)
+
+    def _variable_size(self, row: tuple[Any, ...]) -> int:
+        size = 0
+        for position in self._variable_positions:
+            value = row[position]
+            if value is not None:
+                size += len(value)
+        return size
+
+    @property
+    def estimated_bytes(self) -> int:
+        """Estimated memory of all rows: fixed cost per row plus text and bytes lengths."""
+        return len(self.rows) * self._fixed_row_bytes + self.variable_bytes
+
+    # -- writes (no transaction logic here) -------------------------------------------
+
+    def insert(self, row: tuple[Any, ...]) -> Any:
+        """Store ``row`` and return its key; None if an identical keyless row exists.
+
+        Raises:
+            Conflict: the primary key or a unique index already holds this key.
+        """
+        key = row if self.key_of is None else self.key_of(row)
+        if key in self.rows:
+            if self.key_of is None:
+                return None
+            raise Conflict(self._duplicate_message("primary key", self.schema.primary_key, key))
+        for index in self.unique_indexes:
+            if index.holder_of(row) is not None:
+                raise Conflict(
+                    self._duplicate_message("unique index", index.schema.columns, index.key_of(row))
+                )
+        self.rows[key] = row
+        for index in self.indexes:
+            index.add(row, key)
+        if self.primary_order is not None and self.primary_order._ordered is not None:
+            self.primary_order.added(key)
+        if self._variable_positions:
+            self.variable_bytes += self._variable_size(row)
+        return key
+
+    def delete(self, key: Any) -> tuple[Any, ...] | None:
+        """Remove the row stored under ``key`` and return it (None if there was none)."""
+        row = self.rows.pop(key, None)
+        if row is not None:
+            for index in self.indexes:
+                index.remove(row, key)
+            if self.primary_order is not None:
+                self.primary_order.removed(key)
+            if self._variable_positions:
+                self.variable_bytes -= self._variable_size(row)
+        return row
+
+    def replace(self, key: Any, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Swap the row under ``key`` for ``row`` (same key) and return the old row.
+
+        Raises:
+            Conflict: ``row`` would duplicate another row's unique key.
+        """
+        old = self.rows[key]
+        for index in self.unique_indexes:
+            holder = index.holder_of(row)
+            if holder is not None and holder != key:
+                raise Conflict(
+                    self._duplicate_message("unique index", index.schema.columns, index.key_of(row))
+                )
+        self.rows[key] = row
+        for index in self.indexes:
+            if index.key_of(old) != index.key_of(row):
+                index.remove(old, key)
+                index.add(row, key)
+        if self._variable_positions:
+            self.variable_bytes += self._variable_size(row) - self._variable_size(old)
+        return old
+
+    def clear(self) -> None:
+        self.rows.clear()
+        for index in self.indexes:
+            index.clear()
+        if self.primary_order is not None:
+            self.primary_order._ordered = None
+        self.variable_bytes = 0
+
+    # -- reads ----------------------------------------------------------------------
+
+    def get(self, key: Any) -> tuple[Any, ...] | None:
+        return self.rows.get(key)
+
+    def scan(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self.rows.values())
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def ordered_primary(self) -> PrimaryOrder:
+        """The primary key's ordered view; the table must have a primary key."""
+        assert self.primary_order is not None, f"table {self.name} has no primary key"
+        return self.primary_order
+
+    def index_named(self, name: str) -> Index | None:
+        for index in self.indexes:
+            if index.schema.name == name:
+                return index
+        return None
+
+    def statistics(self) -> TableStatistics:
+        return TableStatistics(len(self.rows), self.estimated_bytes, len(self.indexes))
+
+    def check_invariants(self) -> None:
+        """Assert keys, indexes and the byte estimate agree with the rows (tests only)."""
+        for key, row in self.rows.items():
+            assert self.row_key(row) == key, f"{self.name}: row stored under a wrong key"
+        for index in self.indexes:
+            index.check_invariants(self.rows)
+        if self.primary_order is not None and self.primary_order._ordered is not None:
+            assert list(self.primary_order._ordered) == sorted(
+                self.rows, key=self.primary_order._sort_key
+            )
+        assert self.variable_bytes == sum(map(self._variable_size, self.rows.values()))
+
+    def _duplicate_message(self, what: str, columns: tuple[str, ...], key: Any) -> str:
+        shown = (
+            ", ".join(f"{c}={v!r}" for c, v in zip(columns, key, strict=True))
+            if len(columns) > 1
+            else f"{columns[0]}={key!r}"
+        )
+        return f"table {self.name!r} already has a row with {what} {shown}"

@@ -1,0 +1,127 @@
+"""Transactions: writes go straight to the tables, and an undo log takes them back.
+
+There is one writer per database, so a transaction can change the tables in place: the
+reducer reads its own writes for free, and commit (the common case) costs nothing. Each
+write appends ``(table, key, old_row, new_row)`` to ``ops``. Rolling back walks ``ops``
+backwards restoring ``old_row``; a savepoint is just a position in ``ops``, which is how a
+reducer called from a reducer can fail alone. Auto-increment counters are not rolled
+back: a failed transaction may leave a gap in ids, never a reused one.
+
+``changes()`` folds ``ops`` into the transaction's net effect per table (a row inserted
+then deleted in one transaction appears in neither list): that is what the commit log
+records and what subscriptions will see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from cosmictron.datastore.table import Table
+
+
+@dataclass(frozen=True, slots=True)
+class TableChange:
+    """The net effect of one transaction on one table."""
+
+    table: Table
+    inserts: list[tuple[Any, ...]]
+    deletes: list[tuple[Any, ...]]
+
+
+class Transaction:
+    __slots__ = ("closed", "ops", "sequence_tables")
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[Table, Any, tuple[Any, ...] | None, tuple[Any, ...] | None]] = []
+        self.sequence_tables: set[Table] = set()
+        self.closed = False
+
+    def insert(self, table: Table, row: tuple[Any, ...]) -> Any:
+        """Insert ``row``; returns its key (None if an identical keyless row existed)."""
+        key = table.insert(row)
+        if key is not None:
+            self.ops.append((table, key, None, row))
+        return key
+
+    def delete(self, table: Table, key: Any) -> tuple[Any, ...] | None:
+        old = table.delete(key)
+        if old is not None:
+            self.ops.append((table, key, old, None))
+        return old
+
+    def replace(self, table: Table, key: Any, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        old = table.replace(key, row)
+        self.ops.append((table, key, old, row))
+        return old
+
+    def next_sequence_value(self, table: Table, position: int) -> int:
+        value = table.sequences[position]
+        table.sequences[position] = value + 1
+        self.sequence_tables.add(table)
+        return value
+
+    def observe_explicit_value(self, table: Table, position: int, value: int) -> None:
+        """Keep the counter above an id the caller chose, so it never hands it out again."""
+        if value >= table.sequences[position]:
+            table.sequences[position] = value + 1
+            self.sequence_tables.add(table)
+
+    # -- undo -----------------------------------------------------------------------
+
+    def savepoint(self) -> int:
+        return len(self.ops)
+
+    def rollback_to(self, savepoint: int) -> None:
+        ops = self.ops
+        while len(ops) > savepoint:
+            table, key, old, new = ops.pop()
+            if new is None:
+                table.insert(old)  # type: ignore[arg-type]
+            elif old is None:
+                table.delete(key)
+            else:
+                table.replace(key, old)
+
+    def rollback(self) -> None:
+        self.rollback_to(0)
+        self.closed = True
+
+    # -- commit ---------------------------------------------------------------------
+
+    def changes(self) -> list[TableChange]:
+        """The net effect, table by table, in the order tables were first touched."""
+        ops = self.ops
+        if len(ops) == 1:
+            table, _, old, new = ops[0]
+            if old == new:
+                return []
+            return [TableChange(table, [] if new is None else [new], [] if old is None else [old])]
+        first_old: dict[tuple[Table, Any], Any] = {}
+        last_new: dict[tuple[Table, Any], Any] = {}
+        for table, key, old, new in ops:
+            slot = (table, key)
+            if slot not in first_old:
+                first_old[slot] = old
+            last_new[slot] = new
+        by_table: dict[Table, TableChange] = {}
+        for slot, old in first_old.items():
+            new = last_new[slot]
+            if old == new:
+                continue
+            change = by_table.get(slot[0])
+            if change is None:
+                change = by_table[slot[0]] = TableChange(slot[0], [], [])
+            if old is not None:
+                change.deletes.append(old)
+            if new is not None:
+                change.inserts.append(new)
+        return list(by_table.values())
+
+    def touched_tables(self) -> Iterator[Table]:
+        seen: set[Table] = set()
+        for table, *_ in self.ops:
+            if table not in seen:
+                seen.add(table)
+                yield table

@@ -1,0 +1,37 @@
+"""Durability: the commit log, its fsync policy, snapshots and recovery.
+
+Owns everything under a database's data directory. Imports ``cosmictron.ledger`` (the
+hash chain) and root modules only. Guarantees: a transaction reported durable under the
+``always`` policy is replayed after any crash; recovery never returns a torn or corrupt
+record (it truncates a torn tail and refuses anything else with ``CorruptLog``); replayed
+records have contiguous offsets and an unbroken hash chain.
+
+The on-disk format is described where it is defined: ``record.py`` (frames),
+``segment.py`` (segments and the recovery rule) and ``snapshot.py``.
+"""
+
+from cosmictron.durability.config import (
+    FSYNC_POLICIES,
+    PROFILES,
+    SYNC_METHODS,
+    DurabilityConfig,
+    PersistenceConfig,
+)
+from cosmictron.durability.persistence import PersistenceLayer, PersistenceStatistics
+from cosmictron.durability.record import TX_RECORD_KIND, Record
+from cosmictron.durability.recovery import Recovery
+from cosmictron.durability.snapshot import Snapshot
+
+__all__ = [
+    "FSYNC_POLICIES",
+    "PROFILES",
+    "SYNC_METHODS",
+    "TX_RECORD_KIND",
+    "DurabilityConfig",
+    "PersistenceConfig",
+    "PersistenceLayer",
+    "PersistenceStatistics",
+    "Record",
+    "Recovery",
+    "Snapshot",
+]

@@ -1,0 +1,140 @@
+"""The commit-log writer: appends framed, hash-chained records to the last segment.
+
+``append`` is the hot path (called under the host's writer lock for every transaction), so
+it is a handful of C calls: ``msgpack.packb``, ``zlib.crc32``, ``struct.pack``,
+``os.writev`` and ``sha256``. The write goes to the kernel at once (an ``O_APPEND`` file
+descriptor, no user-space buffer), so a killed process loses nothing it appended; only a
+power cut can lose unsynced records, which the fsync policy (``sync.py``) bounds.
+
+A failed write (a full disk) cuts the segment back to where it ended before and raises
+``DurabilityError``; the log stays usable, because nothing half-written remains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from typing import Any
+
+import msgpack
+
+from cosmictron.durability.record import FORMAT_VERSION, FRAME_HEADER
+from cosmictron.durability.segment import create_segment
+from cosmictron.durability.sync import SyncCoordinator
+from cosmictron.errors import DurabilityError
+
+_packb = msgpack.packb
+_crc32 = zlib.crc32
+_sha256 = hashlib.sha256
+_pack_header = FRAME_HEADER.pack
+_writev = os.writev
+
+
+class CommitLog:
+    """Appends records to the segments in ``log_dir``.
+
+    Args:
+        log_dir: the directory holding the segments.
+        sync: the coordinator that owns the file descriptor's syncs.
+        segment_bytes_max: a segment is closed once it reaches this size.
+        record_bytes_max: a larger record is refused.
+    """
+
+    def __init__(
+        self, log_dir: str, sync: SyncCoordinator, segment_bytes_max: int, record_bytes_max: int
+    ) -> None:
+        self.log_dir = log_dir
+        self.sync = sync
+        self.segment_bytes_max = segment_bytes_max
+        self.record_bytes_max = record_bytes_max
+        self.fd = -1
+        self.next_offset = 1
+        self.last_hash = b""
+        self.segment_bytes = 0
+        self.bytes_written = 0
+        self.first_offset = 1
+
+    def start(self, fd: int, segment_bytes: int, next_offset: int, last_hash: bytes) -> None:
+        """Continue the log after recovery: ``fd`` is the last segment, ending at a valid frame."""
+        self.fd = fd
+        self.segment_bytes = segment_bytes
+        self.next_offset = self.first_offset = next_offset
+        self.last_hash = last_hash
+        self.sync.start(fd, next_offset - 1)
+
+    @property
+    def append_count(self) -> int:
+        """Records appended since :meth:`start`."""
+        return self.next_offset - self.first_offset
+
+    def append(self, kind: int, body: Any) -> int:
+        """Write one record to the kernel and return its offset.
+
+        The record is not durable yet; ``wait_durable`` waits for that.
+
+        Raises:
+            DurabilityError: a sync failed earlier, the record is larger than
+                ``record_bytes_max``, or the write failed (nothing of it remains).
+        """
+        if self.sync.failure is not None:
+            raise self.sync.failure
+        if self.segment_bytes >= self.segment_bytes_max:
+            self._rotate()
+        offset = self.next_offset
+        payload = _packb([FORMAT_VERSION, kind, offset, self.last_hash, body])
+        length = len(payload)
+        if length > self.record_bytes_max:
+            raise DurabilityError(
+                f"record at offset {offset} is {length} bytes, more than record_bytes_max "
+                f"({self.record_bytes_max}); split the transaction or raise the limit"
+            )
+        try:
+            written = _writev(self.fd, (_pack_header(length, _crc32(payload)), payload))
+        except OSError as exc:
+            self._undo_write(offset, exc)
+        if written != length + 8:
+            self._undo_write(offset, OSError(f"short write of {written} bytes"))
+        self.last_hash = _sha256(payload).digest()
+        self.next_offset = offset + 1
+        self.segment_bytes += written
+        self.bytes_written += written
+        self.sync.written_offset = offset
+        return offset
+
+    def _undo_write(self, offset: int, cause: OSError) -> None:
+        """Cut off a partly written frame, then report the failed write."""
+        try:
+            os.ftruncate(self.fd, self.segment_bytes)
+        except OSError as truncate_error:
+            self.sync.failure = DurabilityError(
+                f"writing offset {offset} failed ({cause}) and the partial record could not "
+                f"be removed ({truncate_error}); restart the database to recover"
+            )
+            raise self.sync.failure from cause
+        raise DurabilityError(
+            f"writing the record at offset {offset} failed ({cause}); nothing was written, "
+            "free disk space and retry"
+        ) from cause
+
+    def _rotate(self) -> None:
+        """Seal the current segment (synced, so only the last can be torn) and begin a new one."""
+        old_fd = self.fd
+        with self.sync.exclusive():
+            self.sync.sync_file(old_fd, self.next_offset - 1)
+            try:
+                new_fd = create_segment(self.log_dir, self.next_offset)
+            except OSError as exc:
+                raise DurabilityError(
+                    f"could not create a new log segment in {self.log_dir} ({exc}); "
+                    "free disk space and retry"
+                ) from exc
+            self.fd = self.sync.fd = new_fd
+        os.close(old_fd)
+        self.segment_bytes = os.fstat(new_fd).st_size
+
+    def close(self) -> None:
+        """Close the file descriptor; the caller syncs first."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

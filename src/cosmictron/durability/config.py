@@ -1,0 +1,213 @@
+"""Durability settings: ``DurabilityConfig``, its four profiles, and where values come from.
+
+A profile sets the fsync policy, sync method and memory limit together, because they trade
+the same thing (how much acknowledged work a power cut may lose) against throughput; users
+pick a profile and override single fields only when they know why. Values are resolved by
+the one precedence rule of :mod:`cosmictron.config` (flag > environment > config.toml >
+profile default). The user-facing description lives in ``docs/guide/durability.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cosmictron.config import PROFILE_KEY, read_config_file, read_environment, resolve_levels
+from cosmictron.errors import ConfigError
+
+FSYNC_POLICIES = ("always", "periodic", "never")
+SYNC_METHODS = ("fsync", "fdatasync")
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+FRAME_PAYLOAD_BYTES_LIMIT = 2**32 - 1
+"""The frame's length field is a u32, so no record can be larger than this."""
+
+ENVIRONMENT_NAMES = {
+    "COSMICTRON_PERFORMANCE_PROFILE": PROFILE_KEY,
+    "COSMICTRON_FSYNC_POLICY": "fsync_policy",
+}
+LEGACY_ENABLE_WAL = "COSMICTRON_ENABLE_WAL"
+
+
+@dataclass(frozen=True)
+class DurabilityConfig:
+    """How hard the commit log works to keep acknowledged transactions across a crash.
+
+    The field defaults are the ``production`` profile.
+
+    Attributes:
+        fsync_policy: ``always`` (a transaction is acknowledged only once synced; concurrent
+            callers share one sync), ``periodic`` (a background sync every
+            ``fsync_interval_ms``), or ``never`` (the OS decides; a power cut may lose
+            recent transactions, a process crash loses none).
+        sync_method: ``fdatasync`` (data and size only, faster) or ``fsync``.
+        fsync_interval_ms: the period of ``periodic`` syncs.
+        memory_limit_bytes: the most memory the database's tables may use.
+        snapshot_interval_tx: transactions between snapshots; smaller means faster restart.
+        segment_bytes_max: a log segment is closed and a new one begun past this size.
+        record_bytes_max: the largest record accepted, and trusted when reading the log.
+    """
+
+    fsync_policy: str = "always"
+    sync_method: str = "fdatasync"
+    fsync_interval_ms: int = 100
+    memory_limit_bytes: int = 8 * GIB
+    snapshot_interval_tx: int = 100_000
+    segment_bytes_max: int = 64 * MIB
+    record_bytes_max: int = 512 * MIB
+
+    def __post_init__(self) -> None:
+        _check_choice("fsync_policy", self.fsync_policy, FSYNC_POLICIES)
+        _check_choice("sync_method", self.sync_method, SYNC_METHODS)
+        _check_positive("fsync_interval_ms", self.fsync_interval_ms)
+        _check_positive("memory_limit_bytes", self.memory_limit_bytes)
+        _check_positive("snapshot_interval_tx", self.snapshot_interval_tx)
+        _check_positive("segment_bytes_max", self.segment_bytes_max)
+        _check_positive("record_bytes_max", self.record_bytes_max)
+        if self.record_bytes_max > FRAME_PAYLOAD_BYTES_LIMIT:
+            raise ConfigError(
+                f"record_bytes_max is {self.record_bytes_max}; it must be at most "
+                f"{FRAME_PAYLOAD_BYTES_LIMIT} (the frame's length field is 32 bits)"
+            )
+
+    @classmethod
+    def default(cls) -> DurabilityConfig:
+        """Return the ``production`` profile: nothing acknowledged is ever lost."""
+        return cls.from_profile("production")
+
+    @classmethod
+    def from_profile(cls, name: str) -> DurabilityConfig:
+        """Return the named profile.
+
+        Raises:
+            ConfigError: ``name`` is not one of :data:`PROFILES`; the message lists them.
+        """
+        if name not in PROFILES:
+            raise ConfigError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
+        return cls(**PROFILES[name])
+
+    @classmethod
+    def resolve(
+        cls,
+        flags: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        config_file: str | os.PathLike[str] | None = None,
+    ) -> DurabilityConfig:
+        """Build the configuration from flags, environment and config.toml.
+
+        Precedence is flag > environment > config.toml > profile default (see
+        :mod:`cosmictron.config`); the profile is chosen the same way and defaults to
+        ``production``.
+
+        Args:
+            flags: command-line values by field name, plus ``profile``; ``None`` values
+                are ignored, so unset options can be passed through.
+            environ: the environment; ``None`` means ``os.environ``. Reads
+                ``COSMICTRON_PERFORMANCE_PROFILE``, ``COSMICTRON_FSYNC_POLICY`` and the
+                deprecated ``COSMICTRON_ENABLE_WAL``.
+            config_file: a config.toml; a path that does not exist reads as empty.
+
+        Raises:
+            ConfigError: an unknown profile, policy, flag or config.toml key, or a bad value.
+        """
+        flag_values = dict(flags or {})
+        for key in flag_values:
+            if key not in CONFIG_KEYS:
+                raise ConfigError(f"unknown flag {key!r}; valid flags: {', '.join(CONFIG_KEYS)}")
+        environment = _environment_values(os.environ if environ is None else environ)
+        file_values = {} if config_file is None else read_config_file(config_file, CONFIG_KEYS)
+        levels = [
+            ("flag", flag_values),
+            ("environment", environment),
+            (os.fspath(config_file) if config_file is not None else "config file", file_values),
+        ]
+        return cls(**resolve_levels(levels, PROFILES, "production"))
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "development": dict(fsync_policy="never", sync_method="fdatasync", memory_limit_bytes=1 * GIB),
+    "balanced": dict(
+        fsync_policy="periodic",
+        sync_method="fdatasync",
+        fsync_interval_ms=100,
+        memory_limit_bytes=4 * GIB,
+    ),
+    "production": dict(fsync_policy="always", sync_method="fdatasync", memory_limit_bytes=8 * GIB),
+    "maximum_safety": dict(
+        fsync_policy="always",
+        sync_method="fsync",
+        memory_limit_bytes=8 * GIB,
+        snapshot_interval_tx=10_000,
+    ),
+}
+"""Every profile, complete: fields a profile does not name take the dataclass default."""
+
+_FIELD_DEFAULTS = {field.name: field.default for field in dataclasses.fields(DurabilityConfig)}
+for _values in PROFILES.values():
+    for _key, _default in _FIELD_DEFAULTS.items():
+        _values.setdefault(_key, _default)
+
+CONFIG_KEYS = (PROFILE_KEY, *_FIELD_DEFAULTS)
+"""Keys accepted in config.toml and as flags."""
+
+
+def _environment_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = read_environment(environ, ENVIRONMENT_NAMES)
+    legacy = environ.get(LEGACY_ENABLE_WAL)
+    if legacy:
+        if "fsync_policy" in values:
+            warnings.warn(
+                f"{LEGACY_ENABLE_WAL} is deprecated and ignored because COSMICTRON_FSYNC_POLICY "
+                f"is set; remove {LEGACY_ENABLE_WAL}",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+        else:
+            values["fsync_policy"] = _legacy_policy(legacy)
+            warnings.warn(
+                f"{LEGACY_ENABLE_WAL} is deprecated; use COSMICTRON_FSYNC_POLICY="
+                f"{values['fsync_policy']} or COSMICTRON_PERFORMANCE_PROFILE instead",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+    return values
+
+
+def _legacy_policy(text: str) -> str:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return "always"
+    if lowered in ("false", "0", "no", "off"):
+        return "never"
+    raise ConfigError(f"{LEGACY_ENABLE_WAL}={text!r} is not a boolean; use true or false")
+
+
+def _check_choice(name: str, value: object, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ConfigError(f"unknown {name} {value!r}; valid values: {', '.join(valid)}")
+
+
+def _check_positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+
+
+@dataclass(frozen=True)
+class PersistenceConfig:
+    """Where a database keeps its files.
+
+    Attributes:
+        data_dir: holds ``LOCK``, ``log/`` (segments) and ``snapshots/``.
+        enable_wal: the pre-0.8 switch, read only by ``PersistenceLayer.new_legacy``;
+            use :class:`DurabilityConfig` instead.
+    """
+
+    data_dir: str | os.PathLike[str]
+    enable_wal: bool | None = None

@@ -1,0 +1,281 @@
+"""``PersistenceLayer``: the one object the host talks to for durability.
+
+It owns a data directory (``LOCK``, ``log/``, ``snapshots/``) and ties together the writer
+(``commitlog.py``), the fsync policy (``sync.py``), snapshots and recovery. Its contract:
+
+- ``recover()`` is called once, and its records exhausted, before the first ``append``.
+- ``append`` is called by one thread at a time (the host's writer lock) and returns the
+  new offset; the record is in the kernel, so a killed process loses nothing appended.
+- After ``wait_durable(offset)`` returns under ``always``, that transaction is replayed
+  after any crash, power cuts included. A durable offset implies every lower one.
+- After a failed sync, every ``append`` and ``wait_durable`` raises ``DurabilityError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cosmictron.durability.commitlog import CommitLog
+from cosmictron.durability.config import DurabilityConfig, PersistenceConfig
+from cosmictron.durability.files import ensure_directory
+from cosmictron.durability.lock import DirectoryLock
+from cosmictron.durability.recovery import LogTail, Recovery
+from cosmictron.durability.segment import create_segment, open_segment_for_append
+from cosmictron.durability.snapshot import Snapshot, load_newest_snapshot, write_snapshot
+from cosmictron.durability.sync import SyncCoordinator
+from cosmictron.errors import DurabilityError, InternalError
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_REQUESTS_MAX = 2
+"""Snapshot requests waiting for the writer thread; more are skipped, not queued."""
+
+
+@dataclass(frozen=True)
+class PersistenceStatistics:
+    """A point-in-time reading for ``/metrics`` and tests."""
+
+    appends: int
+    syncs: int
+    bytes_written: int
+    durable_offset: int
+    next_offset: int
+    snapshot_count: int
+    snapshots_skipped: int
+    last_sync_latency_s: float
+    failed: bool
+
+
+class PersistenceLayer:
+    """The commit log, its fsync policy and snapshots for one data directory.
+
+    Args:
+        config: where the data lives.
+        durability: how hard to work at keeping it; defaults to the ``production`` profile.
+
+    Raises:
+        DatabaseInUse: another process holds the data directory.
+    """
+
+    def __init__(
+        self, config: PersistenceConfig, durability: DurabilityConfig | None = None
+    ) -> None:
+        self.durability = durability if durability is not None else DurabilityConfig.default()
+        self.data_dir = os.fspath(config.data_dir)
+        self.log_dir = os.path.join(self.data_dir, "log")
+        self.snapshot_dir = os.path.join(self.data_dir, "snapshots")
+        ensure_directory(self.data_dir)
+        self._lock = DirectoryLock(self.data_dir)
+        ensure_directory(self.log_dir)
+        ensure_directory(self.snapshot_dir)
+        self._sync = SyncCoordinator(
+            self.durability.fsync_policy,
+            self.durability.sync_method,
+            self.durability.fsync_interval_ms,
+        )
+        self._log = CommitLog(
+            self.log_dir,
+            self._sync,
+            self.durability.segment_bytes_max,
+            self.durability.record_bytes_max,
+        )
+        self._recovery: Recovery | None = None
+        self._started = False
+        self._closed = False
+        self._snapshot_requests: queue.Queue[tuple[int, bytes, Callable[[], Any]] | None] = (
+            queue.Queue(SNAPSHOT_REQUESTS_MAX)
+        )
+        self._snapshot_thread: threading.Thread | None = None
+        self._snapshot_count = 0
+        self._snapshots_skipped = 0
+
+    @classmethod
+    def new_legacy(cls, config: PersistenceConfig) -> PersistenceLayer:
+        """The pre-0.8 constructor: durability from ``config.enable_wal``.
+
+        ``True`` means ``always``, ``False`` means ``never``, ``None`` the default profile.
+        Deprecated: pass a :class:`DurabilityConfig` (see ``docs/migration.md``).
+        """
+        warnings.warn(
+            "PersistenceLayer.new_legacy(config) is deprecated; use "
+            "PersistenceLayer(config, DurabilityConfig.from_profile(...)) instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        durability = DurabilityConfig.default()
+        if config.enable_wal is not None:
+            policy = "always" if config.enable_wal else "never"
+            durability = DurabilityConfig(**{**vars(durability), "fsync_policy": policy})
+        return cls(config, durability)
+
+    def recover(self) -> Recovery:
+        """Load the newest valid snapshot and prepare to replay the log after it.
+
+        Exhaust ``records`` before appending: only then is a torn tail cut off and the log
+        opened for writing.
+
+        Raises:
+            CorruptLog: (while iterating) the log is damaged other than at its tail.
+        """
+        if self._recovery is not None:
+            raise InternalError("recover() was called twice on one PersistenceLayer")
+        snapshot = load_newest_snapshot(self.snapshot_dir)
+        self._recovery = Recovery(
+            self.log_dir, snapshot, self.durability.record_bytes_max, self._start
+        )
+        return self._recovery
+
+    def _start(self, tail: LogTail) -> None:
+        try:
+            if tail.path is None:
+                fd = create_segment(self.log_dir, tail.next_offset)
+                segment_bytes = os.fstat(fd).st_size
+            else:
+                fd = open_segment_for_append(tail.path, tail.valid_bytes)
+                os.fsync(fd)  # What recovery read may still be only in the page cache.
+                segment_bytes = tail.valid_bytes
+        except OSError as exc:
+            raise DurabilityError(
+                f"could not open the commit log in {self.log_dir} for writing ({exc})"
+            ) from exc
+        self._log.start(fd, segment_bytes, tail.next_offset, tail.last_hash)
+        self._started = True
+        # Bind the writer's method directly: the hot path skips one Python call.
+        self.append = self._log.append  # type: ignore[method-assign]
+        self._snapshot_thread = threading.Thread(
+            target=self._run_snapshots, name="cosmictron-snapshots", daemon=True
+        )
+        self._snapshot_thread.start()
+
+    def append(self, kind: int, body: Any) -> int:
+        """Write one record and return its offset (the previous offset + 1; the first is 1).
+
+        Args:
+            kind: ``TX_RECORD_KIND`` for a transaction.
+            body: any msgpack-able value.
+
+        Raises:
+            DurabilityError: the layer failed, the record is too large, or the write failed.
+        """
+        if self._closed:
+            raise DurabilityError("the persistence layer is closed")
+        raise InternalError("append() before recover() finished; exhaust recover().records")
+
+    def wait_durable(self, offset: int) -> None:
+        """Block until ``offset`` is durable under the fsync policy.
+
+        Under ``always`` this shares a sync with concurrent callers; under ``periodic`` and
+        ``never`` it returns at once.
+
+        Raises:
+            DurabilityError: a sync failed, now or earlier.
+        """
+        self._sync.wait_durable(offset)
+
+    @property
+    def durable_offset(self) -> int:
+        """The highest offset known durable (under ``never``, the highest written)."""
+        return self._sync.durable_offset
+
+    @property
+    def next_offset(self) -> int:
+        """The offset the next ``append`` will return."""
+        return self._log.next_offset
+
+    @property
+    def last_hash(self) -> bytes:
+        """The hash of the last record, the next record's ``prev_hash``."""
+        return self._log.last_hash
+
+    def request_snapshot(self, build_state: Callable[[], Any]) -> bool:
+        """Snapshot the state as of the last appended offset, in the background.
+
+        Args:
+            build_state: returns the msgpack-able state as of the last appended offset;
+                it runs on the snapshot thread, so it must only read immutable copies.
+
+        Returns:
+            ``False`` if the request was skipped because earlier ones are still pending.
+        """
+        if not self._started or self._closed:
+            raise InternalError("request_snapshot() needs a recovered, open layer")
+        request = (self._log.next_offset - 1, self._log.last_hash, build_state)
+        try:
+            self._snapshot_requests.put_nowait(request)
+        except queue.Full:
+            self._snapshots_skipped += 1
+            return False
+        return True
+
+    def wait_snapshots(self) -> None:
+        """Block until every requested snapshot is written (or has failed and been logged)."""
+        if self._snapshot_thread is not None:
+            self._snapshot_requests.join()
+
+    def _run_snapshots(self) -> None:
+        while True:
+            request = self._snapshot_requests.get()
+            try:
+                if request is None:
+                    return
+                offset, last_hash, build_state = request
+                state = build_state()
+                self._sync.sync_now()  # Never let a snapshot be ahead of the durable log.
+                write_snapshot(self.snapshot_dir, Snapshot(offset, last_hash, state))
+                self._snapshot_count += 1
+            except Exception:
+                logger.exception("writing the snapshot at offset %s failed", request and request[0])
+            finally:
+                self._snapshot_requests.task_done()
+
+    def statistics(self) -> PersistenceStatistics:
+        """Return counters for this session (since the layer was opened)."""
+        return PersistenceStatistics(
+            appends=self._log.append_count,
+            syncs=self._sync.sync_count,
+            bytes_written=self._log.bytes_written,
+            durable_offset=self._sync.durable_offset,
+            next_offset=self._log.next_offset,
+            snapshot_count=self._snapshot_count,
+            snapshots_skipped=self._snapshots_skipped,
+            last_sync_latency_s=self._sync.last_sync_latency_s,
+            failed=self._sync.failure is not None,
+        )
+
+    def close(self) -> None:
+        """Finish pending snapshots, sync, stop threads and release the lock; idempotent.
+
+        Raises:
+            DurabilityError: the final sync failed (everything is released regardless).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._snapshot_thread is not None:
+                self._snapshot_requests.put(None)
+                self._snapshot_thread.join()
+                self._snapshot_thread = None
+            self._sync.stop()
+            if self._started and self._sync.failure is None:
+                self._sync.sync_now()
+        finally:
+            self._log.close()
+            self._lock.release()
+            self.append = self._append_after_close  # type: ignore[method-assign]
+
+    def _append_after_close(self, kind: int, body: Any) -> int:
+        raise DurabilityError("the persistence layer is closed")
+
+    def __enter__(self) -> PersistenceLayer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,132 @@
+"""The commit-log record: one transaction as written, framed and hash-chained.
+
+Byte layout of one frame (all integers little-endian)::
+
+    0      4        8
+    +------+--------+---------------------------------------------+
+    | len  | crc32  | payload (len bytes)                          |
+    +------+--------+---------------------------------------------+
+    len     u32  payload length in bytes, 1 .. record_bytes_max
+    crc32   u32  zlib.crc32(payload)
+    payload      msgpack.packb([version, kind, offset, prev_hash, body], use_bin_type=True)
+                 version    int, always FORMAT_VERSION (1)
+                 kind       int, TX_RECORD_KIND (0) for a transaction; other kinds
+                            (schema changes, ...) are passed through by recovery
+                 offset     int, the transaction's offset; the first record ever is 1
+                 prev_hash  32 bytes, the hash of the record at offset - 1, or
+                            GENESIS_HASH (32 zero bytes) for offset 1
+                 body       any msgpack value; the host's transaction
+
+The hash of a record is ``sha256(payload)`` (:func:`cosmictron.ledger.record_hash`).
+
+A frame is *valid* when: the 8-byte header is complete; ``0 < len <= record_bytes_max``; the
+payload is complete; its crc32 matches; it decodes to a 5-element array with version 1;
+its offset is one more than the previous record's; and its prev_hash equals the previous
+record's hash. The segment module (``segment.py``) says what recovery does with a frame
+that is not valid.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import Any, NamedTuple
+
+import msgpack
+
+from cosmictron.ledger import HASH_BYTES, record_hash
+
+FORMAT_VERSION = 1
+TX_RECORD_KIND = 0
+"""The kind of an ordinary transaction record."""
+
+FRAME_HEADER = struct.Struct("<II")
+FRAME_HEADER_BYTES = FRAME_HEADER.size
+
+_crc32 = zlib.crc32
+_packb = msgpack.packb
+_unpackb = msgpack.unpackb
+
+
+class Record(NamedTuple):
+    """One decoded, verified record, as recovery yields it."""
+
+    offset: int
+    kind: int
+    prev_hash: bytes
+    body: Any
+    hash: bytes
+
+
+class RecordError(ValueError):
+    """A payload is not a record; ``segment.py`` turns this into ``CorruptLog``."""
+
+
+def encode_payload(kind: int, offset: int, prev_hash: bytes, body: Any) -> bytes:
+    """Return the payload bytes of a record (see the layout above).
+
+    >>> payload = encode_payload(TX_RECORD_KIND, 1, bytes(32), {"x": 1})
+    >>> decode_payload(payload)[:2], decode_payload(payload)[3]
+    ((0, 1), {'x': 1})
+    """
+    return _packb([FORMAT_VERSION, kind, offset, prev_hash, body], use_bin_type=True)
+
+
+def encode_frame(payload: bytes) -> bytes:
+    """Return the whole frame (header + payload); the writer sends the two parts separately."""
+    return FRAME_HEADER.pack(len(payload), _crc32(payload)) + payload
+
+
+def decode_payload(payload: bytes | memoryview) -> tuple[int, int, bytes, Any]:
+    """Decode a payload whose crc already matched.
+
+    Returns:
+        ``(kind, offset, prev_hash, body)``.
+
+    Raises:
+        RecordError: the payload is not a version-1 record.
+    """
+    try:
+        fields = _unpackb(payload, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types for bad input.
+        raise RecordError(f"payload does not decode: {exc}") from None
+    if type(fields) is not list or len(fields) != 5:
+        raise RecordError("payload is not a 5-element array")
+    version, kind, offset, prev_hash, body = fields
+    if version != FORMAT_VERSION:
+        raise RecordError(f"unknown record format version {version!r}")
+    if type(kind) is not int or type(offset) is not int:
+        raise RecordError("kind or offset is not an integer")
+    if type(prev_hash) is not bytes or len(prev_hash) != HASH_BYTES:
+        raise RecordError("prev_hash is not 32 bytes")
+    return kind, offset, prev_hash, body
+
+
+def frame_is_plausible(data: bytes, position: int, record_bytes_max: int) -> bool:
+    """Whether a frame whose crc verifies starts at ``position``: the resync scan's test.
+
+    Recovery calls this at every byte after a bad frame in the last segment. Finding one
+    means the damage is followed by real data, so it is corruption, not a torn tail.
+    """
+    if position + FRAME_HEADER_BYTES > len(data):
+        return False
+    length, crc = FRAME_HEADER.unpack_from(data, position)
+    start = position + FRAME_HEADER_BYTES
+    if length == 0 or length > record_bytes_max or start + length > len(data):
+        return False
+    return _crc32(memoryview(data)[start : start + length]) == crc
+
+
+__all__ = [
+    "FORMAT_VERSION",
+    "FRAME_HEADER",
+    "FRAME_HEADER_BYTES",
+    "TX_RECORD_KIND",
+    "Record",
+    "RecordError",
+    "decode_payload",
+    "encode_frame",
+    "encode_payload",
+    "frame_is_plausible",
+    "record_hash",
+]

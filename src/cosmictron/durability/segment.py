@@ -1,0 +1,211 @@
+"""Log segments: the files that hold the commit log, and how recovery reads them.
+
+A segment is ``<data_dir>/log/{base_offset:020d}.log``; zero-padding makes name order
+offset order. Byte layout::
+
+    0                8                16
+    +----------------+----------------+-------+-------+-----
+    | magic          | base_offset    | frame | frame | ...
+    +----------------+----------------+-------+-------+-----
+    magic        8 bytes  b"CTLOG\\x00\\x01\\x00" (format version 1)
+    base_offset  u64le    offset of the segment's first record; equals the file name
+    frame        see ``record.py``
+
+A segment is created complete (header written to a temporary file, synced, renamed, the
+directory synced), so a segment never has a partial header. The writer closes a segment
+once it passes ``segment_bytes_max``, syncing it first, so only the last segment can hold
+unsynced bytes.
+
+Recovery rule:
+
+1. Segments are read in offset order. Offsets must be contiguous across segments: a
+   segment whose base_offset is past the next expected offset means a missing segment,
+   and is ``CorruptLog`` naming the missing range.
+2. In any segment but the last, a frame that is not valid (``record.py``) is
+   ``CorruptLog(path, byte_offset, reason, tx_offset)``.
+3. In the last segment, a frame that is short, too long, zero-length or fails its crc is a
+   *torn tail* (a write the crash cut off, or preallocated zeros) only if no frame whose
+   crc verifies starts at any later byte. Then the segment is truncated there and synced,
+   and appending resumes. If a verifying frame is found, the damage is in the middle of the
+   log and recovery refuses with ``CorruptLog``.
+4. A frame whose crc verifies but whose content is wrong (does not decode, wrong offset,
+   wrong prev_hash) can never come from a torn write: it is ``CorruptLog`` anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from zlib import crc32 as _crc32
+
+from cosmictron.durability.files import write_file_durably
+from cosmictron.durability.record import (
+    FRAME_HEADER,
+    FRAME_HEADER_BYTES,
+    Record,
+    RecordError,
+    decode_payload,
+    frame_is_plausible,
+    record_hash,
+)
+from cosmictron.errors import CorruptLog
+
+SEGMENT_MAGIC = b"CTLOG\x00\x01\x00"
+SEGMENT_HEADER = struct.Struct("<8sQ")
+SEGMENT_HEADER_BYTES = SEGMENT_HEADER.size
+SEGMENT_SUFFIX = ".log"
+
+
+def segment_path(log_dir: str, base_offset: int) -> str:
+    """Return the path of the segment whose first record is ``base_offset``."""
+    return os.path.join(log_dir, f"{base_offset:020d}{SEGMENT_SUFFIX}")
+
+
+def list_segments(log_dir: str) -> list[tuple[int, str]]:
+    """Return ``(base_offset, path)`` for every segment, in offset order.
+
+    Leftover temporary files from an interrupted segment creation are deleted: they were
+    never renamed, so no record was ever written to them.
+    """
+    segments = []
+    for name in os.listdir(log_dir):
+        path = os.path.join(log_dir, name)
+        if name.endswith(".tmp"):
+            os.unlink(path)
+            continue
+        stem = name.removesuffix(SEGMENT_SUFFIX)
+        if name.endswith(SEGMENT_SUFFIX) and len(stem) == 20 and stem.isdigit():
+            segments.append((int(stem), path))
+    segments.sort()
+    return segments
+
+
+def create_segment(log_dir: str, base_offset: int) -> int:
+    """Create a segment durably and return a file descriptor open for appending."""
+    path = segment_path(log_dir, base_offset)
+    write_file_durably(path, [SEGMENT_HEADER.pack(SEGMENT_MAGIC, base_offset)])
+    return os.open(path, os.O_WRONLY | os.O_APPEND)
+
+
+def open_segment_for_append(path: str, valid_bytes: int) -> int:
+    """Open an existing segment for appending, first cutting off a torn tail if there is one.
+
+    Args:
+        path: the last segment.
+        valid_bytes: where its last valid frame ends.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    if os.fstat(fd).st_size != valid_bytes:
+        os.ftruncate(fd, valid_bytes)
+        os.fsync(fd)
+    return fd
+
+
+def check_header(path: str, data: bytes, base_offset: int) -> None:
+    """Refuse a segment whose header is not ours or disagrees with its name."""
+    if len(data) < SEGMENT_HEADER_BYTES:
+        raise CorruptLog(path, 0, "segment header is incomplete", base_offset)
+    magic, header_base = SEGMENT_HEADER.unpack_from(data)
+    if magic != SEGMENT_MAGIC:
+        raise CorruptLog(path, 0, f"bad segment magic {magic!r}", base_offset)
+    if header_base != base_offset:
+        raise CorruptLog(
+            path, 8, f"header says base offset {header_base}, file name says {base_offset}"
+        )
+
+
+class SegmentReader:
+    """Reads and verifies one segment's records, applying the recovery rule.
+
+    Iterate it for the records; afterwards ``valid_bytes`` is where the last valid frame
+    ends, ``torn_at`` the byte where a torn tail began (``None`` if there was none), and
+    ``next_offset`` and ``last_hash`` continue the chain.
+
+    Args:
+        path: the segment file.
+        base_offset: from the file name.
+        prev_hash: the hash the first record must name, or ``None`` when the previous
+            segments were skipped (a snapshot covers them) and the chain starts here.
+        record_bytes_max: the largest frame length believed.
+        is_last: whether a torn tail is allowed here.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        base_offset: int,
+        prev_hash: bytes | None,
+        record_bytes_max: int,
+        is_last: bool,
+    ) -> None:
+        self.path = path
+        self.next_offset = base_offset
+        self.last_hash = prev_hash
+        self.record_bytes_max = record_bytes_max
+        self.is_last = is_last
+        self.valid_bytes = SEGMENT_HEADER_BYTES
+        self.torn_at: int | None = None
+        with open(path, "rb") as file:
+            self.data = file.read()
+        check_header(path, self.data, base_offset)
+
+    def __iter__(self) -> Iterator[Record]:
+        data = self.data
+        view = memoryview(data)
+        size = len(data)
+        position = SEGMENT_HEADER_BYTES
+        unpack_header = FRAME_HEADER.unpack_from
+        while position < size:
+            reason = None
+            start = position + FRAME_HEADER_BYTES
+            if start > size:
+                reason = "frame header is incomplete"
+            else:
+                length, crc = unpack_header(data, position)
+                end = start + length
+                if length == 0:
+                    reason = "frame length is zero"
+                elif length > self.record_bytes_max:
+                    reason = f"frame length {length} exceeds record_bytes_max"
+                elif end > size:
+                    reason = f"frame of {length} bytes runs past the end of the file"
+                elif _crc32(view[start:end]) != crc:
+                    reason = "crc mismatch"
+            if reason is not None:
+                self._refuse_unless_torn(position, reason)
+                break
+            payload = view[start:end]
+            record = self._check(position, payload)
+            yield record
+            self.last_hash = record.hash
+            self.next_offset += 1
+            position = self.valid_bytes = end
+
+    def _check(self, position: int, payload: memoryview) -> Record:
+        expected = self.next_offset
+        try:
+            kind, offset, prev_hash, body = decode_payload(payload)
+        except RecordError as exc:
+            raise CorruptLog(self.path, position, str(exc), expected) from None
+        if offset != expected:
+            raise CorruptLog(self.path, position, f"record says offset {offset}", expected)
+        if self.last_hash is not None and prev_hash != self.last_hash:
+            raise CorruptLog(
+                self.path, position, "prev_hash is not the previous record's hash", expected
+            )
+        return Record(offset, kind, prev_hash, body, record_hash(payload))
+
+    def _refuse_unless_torn(self, position: int, reason: str) -> None:
+        if not self.is_last:
+            raise CorruptLog(self.path, position, reason, self.next_offset)
+        for later in range(position + 1, len(self.data) - FRAME_HEADER_BYTES + 1):
+            if frame_is_plausible(self.data, later, self.record_bytes_max):
+                raise CorruptLog(
+                    self.path,
+                    position,
+                    f"{reason}, and a valid frame follows at byte {later}, so this is "
+                    "damage in the middle of the log, not a torn tail",
+                    self.next_offset,
+                )
+        self.torn_at = position

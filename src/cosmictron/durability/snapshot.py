@@ -1,0 +1,125 @@
+"""Snapshots: an image of the whole state at one offset, so recovery need not replay it all.
+
+A snapshot is ``<data_dir>/snapshots/{offset:020d}.snap``. Byte layout (little-endian)::
+
+    0        8        16                  48       56     60
+    +--------+--------+-------------------+--------+------+-------------------+
+    | magic  | offset | last_hash         | length | crc  | payload           |
+    +--------+--------+-------------------+--------+------+-------------------+
+    magic      8 bytes   b"CTSNAP\\x00\\x01"
+    offset     u64       the last transaction the state includes
+    last_hash  32 bytes  the hash of the record at ``offset`` (GENESIS_HASH for offset 0)
+    length     u64       payload length
+    crc        u32       zlib.crc32(payload)
+    payload              msgpack.packb(state, use_bin_type=True)
+
+A snapshot is *valid* when the header is complete, the magic matches, the offset equals the
+file name's, and the payload is exactly ``length`` bytes with a matching crc and decodes.
+
+Writing: the commit log is synced through ``offset`` first (so a snapshot is never ahead of
+the log), then the file is written to ``.tmp``, synced, renamed and the directory synced.
+The two newest snapshots are kept, so a damaged newest one still leaves a fallback.
+
+Loading: the newest valid snapshot wins; invalid ones are skipped with a warning (older
+ones, then a full replay, are the fallback). Recovery then checks that ``last_hash`` is the
+``prev_hash`` of the record at ``offset + 1``, which ties the image to this very log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from cosmictron.durability.files import write_file_durably
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_MAGIC = b"CTSNAP\x00\x01"
+SNAPSHOT_HEADER = struct.Struct("<8sQ32sQI")
+SNAPSHOT_SUFFIX = ".snap"
+SNAPSHOTS_KEPT = 2
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The state as of ``offset``; ``last_hash`` is the hash of the record at ``offset``."""
+
+    offset: int
+    last_hash: bytes
+    state: Any
+
+
+def snapshot_path(snapshot_dir: str, offset: int) -> str:
+    """Return the file name of the snapshot at ``offset``."""
+    return os.path.join(snapshot_dir, f"{offset:020d}{SNAPSHOT_SUFFIX}")
+
+
+def list_snapshots(snapshot_dir: str) -> list[tuple[int, str]]:
+    """Return ``(offset, path)`` of every snapshot file, newest first; drops leftover temps."""
+    found = []
+    for name in os.listdir(snapshot_dir):
+        path = os.path.join(snapshot_dir, name)
+        if name.endswith(".tmp"):
+            os.unlink(path)
+            continue
+        stem = name.removesuffix(SNAPSHOT_SUFFIX)
+        if name.endswith(SNAPSHOT_SUFFIX) and len(stem) == 20 and stem.isdigit():
+            found.append((int(stem), path))
+    found.sort(reverse=True)
+    return found
+
+
+def write_snapshot(snapshot_dir: str, snapshot: Snapshot) -> str:
+    """Write ``snapshot`` durably, delete all but the newest two, and return its path."""
+    payload = msgpack.packb(snapshot.state, use_bin_type=True)
+    header = SNAPSHOT_HEADER.pack(
+        SNAPSHOT_MAGIC, snapshot.offset, snapshot.last_hash, len(payload), zlib.crc32(payload)
+    )
+    path = snapshot_path(snapshot_dir, snapshot.offset)
+    write_file_durably(path, [header, payload])
+    for _, old_path in list_snapshots(snapshot_dir)[SNAPSHOTS_KEPT:]:
+        os.unlink(old_path)
+    return path
+
+
+def read_snapshot(path: str, offset: int) -> Snapshot:
+    """Read and verify one snapshot file.
+
+    Raises:
+        ValueError: the file is not a valid snapshot (the reason says why).
+    """
+    with open(path, "rb") as file:
+        data = file.read()
+    if len(data) < SNAPSHOT_HEADER.size:
+        raise ValueError("header is incomplete")
+    magic, header_offset, last_hash, length, crc = SNAPSHOT_HEADER.unpack_from(data)
+    if magic != SNAPSHOT_MAGIC:
+        raise ValueError(f"bad magic {magic!r}")
+    if header_offset != offset:
+        raise ValueError(f"header says offset {header_offset}, file name says {offset}")
+    payload = memoryview(data)[SNAPSHOT_HEADER.size :]
+    if len(payload) != length:
+        raise ValueError(f"payload is {len(payload)} bytes, header says {length}")
+    if zlib.crc32(payload) != crc:
+        raise ValueError("crc mismatch")
+    try:
+        state = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types for bad input.
+        raise ValueError(f"payload does not decode: {exc}") from None
+    return Snapshot(offset, last_hash, state)
+
+
+def load_newest_snapshot(snapshot_dir: str) -> Snapshot | None:
+    """Return the newest valid snapshot, skipping (and logging) damaged ones."""
+    for offset, path in list_snapshots(snapshot_dir):
+        try:
+            return read_snapshot(path, offset)
+        except (ValueError, OSError) as exc:
+            logger.warning("skipping damaged snapshot %s: %s", path, exc)
+    return None

@@ -1,0 +1,151 @@
+"""Every error Cosmictron raises, in one hierarchy.
+
+Edges (the server's exception handler, the CLI's ``main``) translate these into an HTTP
+status or a one-line message and a non-zero exit; nothing in between swallows them.
+``code`` is stable and snake_case so clients can match on it; ``http_status`` is what the
+server replies with.
+
+::
+
+    CosmictronError
+    ├── InvalidRequest 400      bad arguments, wrong value type, integer out of range
+    │   ├── SqlError            (query layer) line, column and offending text
+    │   ├── SchemaError         a module declares an impossible table or reducer
+    │   └── ConfigError         unknown profile or policy name, bad config.toml
+    ├── PermissionDenied 403    not the owner; a private table
+    ├── NotFound 404            database, table, reducer, row
+    ├── Conflict 409            unique or primary-key violation; append-only table changed
+    ├── DatabaseInUse 409       another process holds the data directory's lock
+    ├── ReducerFailed 400       the reducer raised; its transaction rolled back
+    ├── ResourceExhausted 507   a memory limit would be exceeded; nothing was changed
+    ├── DurabilityError 503     disk full or fsync failed: the database stops accepting writes
+    │   └── CorruptLog          names the file and byte offset of the first bad record
+    ├── VerificationFailed 422  the audit found a bad record; names the first one
+    └── InternalError 500       a bug in Cosmictron, never a user's mistake
+"""
+
+from __future__ import annotations
+
+
+class CosmictronError(Exception):
+    """Base class: catch this to handle anything Cosmictron raises on purpose."""
+
+    code = "cosmictron_error"
+    http_status = 500
+
+
+class InvalidRequest(CosmictronError):
+    """The caller sent something that can never succeed as sent (bad value, bad arity)."""
+
+    code = "invalid_request"
+    http_status = 400
+
+
+class SchemaError(InvalidRequest):
+    """A module declares something the datastore cannot hold (bad column type, bad key)."""
+
+    code = "schema_error"
+
+
+class ConfigError(InvalidRequest):
+    """A configuration value (profile, fsync policy, config.toml) is not one we know."""
+
+    code = "config_error"
+
+
+class PermissionDenied(CosmictronError):
+    """The caller's identity may not do this (not the owner, private table)."""
+
+    code = "permission_denied"
+    http_status = 403
+
+
+class NotFound(CosmictronError):
+    """A named thing (database, table, reducer, row) does not exist."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(CosmictronError):
+    """The write contradicts a constraint: duplicate key, change to an append-only table."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class DatabaseInUse(CosmictronError):
+    """Another process has this data directory open; two writers would corrupt the log."""
+
+    code = "database_in_use"
+    http_status = 409
+
+
+class ReducerFailed(CosmictronError):
+    """A reducer raised; everything it did was rolled back.
+
+    Attributes:
+        reducer: the reducer's name.
+        cause_type: the class name of the exception the reducer raised.
+    """
+
+    code = "reducer_failed"
+    http_status = 400
+
+    def __init__(self, reducer: str, message: str, cause_type: str = "Exception") -> None:
+        super().__init__(f"reducer {reducer!r} failed: {message}")
+        self.reducer = reducer
+        self.cause_type = cause_type
+        self.reason = message
+
+
+class ResourceExhausted(CosmictronError):
+    """Committing would take the database past a configured limit; nothing was changed."""
+
+    code = "resource_exhausted"
+    http_status = 507
+
+
+class DurabilityError(CosmictronError):
+    """Writing or syncing the commit log failed; the database refuses further writes."""
+
+    code = "durability_error"
+    http_status = 503
+
+
+class CorruptLog(DurabilityError):
+    """A record on disk is damaged somewhere other than a torn tail.
+
+    Attributes:
+        path: the segment or snapshot file.
+        byte_offset: where in that file the bad record starts.
+        tx_offset: the transaction offset expected there, when known.
+    """
+
+    code = "corrupt_log"
+
+    def __init__(
+        self, path: str, byte_offset: int, reason: str, tx_offset: int | None = None
+    ) -> None:
+        where = f"{path} at byte {byte_offset}"
+        if tx_offset is not None:
+            where += f" (transaction offset {tx_offset})"
+        super().__init__(f"corrupt commit log: {where}: {reason}")
+        self.path = path
+        self.byte_offset = byte_offset
+        self.tx_offset = tx_offset
+        self.reason = reason
+
+
+class VerificationFailed(CosmictronError):
+    """An audit check failed; the message names the first bad record."""
+
+    code = "verification_failed"
+    http_status = 422
+
+
+class InternalError(CosmictronError):
+    """A bug in Cosmictron, never the caller's mistake; please report it."""
+
+    code = "internal_error"
+    http_status = 500

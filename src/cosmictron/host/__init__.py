@@ -1,0 +1,21 @@
+"""The host: a Database runs a module's reducers in transactions over the datastore.
+
+Owns: the single writer, reducer calls (arguments checked before the transaction,
+rollback on any exception, savepoints for nested calls), commit into the durability
+layer, recovery on open, module logs, table handles. Imports: ``module``,
+``datastore``, ``durability`` and root modules. Guarantees: a call that returns has
+committed, and under ``always`` its record is on disk; a call that raises left nothing
+but a log line.
+"""
+
+from cosmictron.host.database import CallOutcome, Database, DatabaseStatistics
+from cosmictron.host.handles import IndexHandle, TableHandle, UniqueHandle
+
+__all__ = [
+    "CallOutcome",
+    "Database",
+    "DatabaseStatistics",
+    "IndexHandle",
+    "TableHandle",
+    "UniqueHandle",
+]

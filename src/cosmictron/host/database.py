@@ -1,0 +1,572 @@
+"""A Database: one module, its tables, and the single writer that runs its reducers.
+
+Calls are serialised by one re-entrant writer lock: a reducer runs, its transaction's
+net effect is encoded and appended to the commit log, committed state is published to
+commit listeners, and the lock is released. Only then does the caller wait for its
+record to become durable (``wait_durable``), so under ``always`` concurrent callers
+queue their records behind one fsync (group commit) instead of each paying for its own.
+
+Data directory layout (``durability`` owns ``log/``, ``snapshots/`` and ``LOCK``)::
+
+    module/module.py     the module's source, so open(path) needs no module argument
+    module/schema.json   the schema it declared, compared on every open
+    database.json        the database's identity and owner, fixed at creation
+    config.toml          optional durability settings (see docs/guide/durability.md)
+
+Record body, for ``TX_RECORD_KIND`` (msgpack, see docs/design/commitlog-format.md)::
+
+    [timestamp_us, caller (32 bytes), connection_id (16 bytes | nil), reducer,
+     args (wire form), [[table, inserts, deletes], ...], [[table, [[column, next], ...]], ...]]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cosmictron.datastore import Datastore, TableChange, Transaction
+from cosmictron.datastore.schema import ReducerSchema
+from cosmictron.datastore.types import TypeMismatch
+from cosmictron.durability import (
+    TX_RECORD_KIND,
+    DurabilityConfig,
+    PersistenceConfig,
+    PersistenceLayer,
+)
+from cosmictron.durability.files import ensure_directory, write_file_durably
+from cosmictron.errors import (
+    CosmictronError,
+    DurabilityError,
+    InvalidRequest,
+    NotFound,
+    ReducerFailed,
+    ResourceExhausted,
+    SchemaError,
+)
+from cosmictron.host.handles import Session, TableHandle, insert_all
+from cosmictron.host.logs import ModuleLog, capture_module_logger
+from cosmictron.host.replay import apply_record_body, load_snapshot_state, snapshot_builder
+from cosmictron.module import (
+    CURRENT_DB,
+    LoadedModule,
+    ReducerBinding,
+    ReducerContext,
+    load_module,
+    load_source,
+)
+from cosmictron.values import ConnectionId, Identity, Timestamp
+
+_BULK_INSERT = ReducerSchema("__bulk_insert__")
+
+CommitListener = Callable[[int, Timestamp, list[TableChange]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class CallOutcome:
+    """What a committed reducer call produced."""
+
+    return_value: Any
+    tx_offset: int
+    timestamp: Timestamp
+
+
+@dataclass(frozen=True)
+class DatabaseStatistics:
+    tx_offset: int
+    durable_offset: int
+    row_count: int
+    estimated_bytes: int
+    memory_limit_bytes: int
+    reducer_calls: int
+    reducer_failures: int
+
+
+class DbView:
+    """``ctx.db``: one handle per table, all bound to the running transaction."""
+
+    def __init__(self, handles: dict[str, TableHandle]) -> None:
+        self.__dict__.update(handles)
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"the database has no table {name!r}")
+
+
+class Database:
+    """An open database. Create it with ``Database.open``; close it (or use ``with``)."""
+
+    def __init__(
+        self,
+        path: Path,
+        loaded: LoadedModule,
+        persistence: PersistenceLayer,
+        durability: DurabilityConfig,
+        identity: Identity,
+        owner: Identity,
+    ) -> None:
+        self.path = path
+        self.module = loaded
+        self.durability = durability
+        self.identity = identity
+        self.owner = owner
+        self.log = ModuleLog()
+        self._persistence = persistence
+        self._lock = threading.RLock()
+        self._session = Session(self._lock)
+        self._datastore = Datastore(loaded.schema)
+        self._handles = {
+            name: TableHandle(self._datastore.tables[name], binding, self._session)
+            for name, binding in loaded.rows.items()
+        }
+        self._view = DbView(self._handles)
+        self._by_class = {cls: self._handles[name] for cls, name in loaded.table_by_class.items()}
+        self._listeners: list[CommitListener] = []
+        self._offset = 0
+        self._last_timestamp_us = 0
+        self._last_snapshot_offset = 0
+        self._calls = 0
+        self._failures = 0
+        self._closed = False
+        self.current_reducer: str | None = None
+        capture_module_logger(loaded.namespace.__name__)
+
+    # -- opening ----------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        module: Any = None,
+        *,
+        durability: DurabilityConfig | None = None,
+        owner: Identity | None = None,
+    ) -> Database:
+        """Open (or create) the database stored in ``path``.
+
+        Args:
+            path: the data directory; created if missing.
+            module: a path to a ``.py`` module or a module object. Optional when the
+                directory already holds a database: its stored module is used.
+            durability: explicit settings; by default they are resolved from the
+                environment, ``path/config.toml`` and the ``production`` profile.
+            owner: the identity that owns a new database (random if not given).
+
+        Raises:
+            DatabaseInUse: another process has the directory open.
+            SchemaError: the module is invalid or would not read the stored data.
+            CorruptLog: the log is damaged other than at its tail.
+        """
+        directory = Path(path)
+        if durability is None:
+            config_file = directory / "config.toml"
+            durability = DurabilityConfig.resolve(
+                environ=os.environ, config_file=config_file if config_file.exists() else None
+            )
+        persistence = PersistenceLayer(PersistenceConfig(data_dir=str(directory)), durability)
+        try:
+            loaded = _load_and_store_module(directory, module)
+            identity, owner = _identities(directory, owner)
+            database = cls(directory, loaded, persistence, durability, identity, owner)
+            database._recover()
+            if database._offset == 0:
+                database._run_init()
+        except BaseException:
+            persistence.close()
+            raise
+        return database
+
+    def _recover(self) -> None:
+        recovery = self._persistence.recover()
+        datastore = self._datastore
+        if recovery.snapshot is not None:
+            load_snapshot_state(datastore, recovery.snapshot.state)
+            self._offset = recovery.snapshot.offset
+            self._last_snapshot_offset = recovery.snapshot.offset
+        for record in recovery.records:
+            if record.kind == TX_RECORD_KIND:
+                apply_record_body(datastore, record.body)
+                self._last_timestamp_us = record.body[0]
+            self._offset = record.offset
+
+    def _run_init(self) -> None:
+        binding = self.module.lifecycle.get("init")
+        if binding is not None:
+            self._execute(binding, [], [], self.owner, None)
+
+    # -- calling ----------------------------------------------------------------------
+
+    def call(self, reducer: str, *args: Any, **kwargs: Any) -> Any:
+        """Run a reducer as the database's owner and return its return value.
+
+        Raises:
+            NotFound: no such reducer.
+            InvalidRequest: the arguments do not match its signature.
+            ReducerFailed: it raised; nothing it did was kept.
+        """
+        binding = self.module.reducers.get(reducer)
+        if binding is None:
+            self._raise_unknown_reducer(reducer)
+        values, wire_args = binding.bind(args, kwargs)
+        return self._execute(binding, values, wire_args, self.owner, None)[0]
+
+    def execute_reducer(
+        self,
+        reducer: str,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        sender: Identity | None = None,
+        connection_id: ConnectionId | None = None,
+    ) -> CallOutcome:
+        """Run a reducer for a caller; the server and SDK use this form."""
+        binding = self.module.reducers.get(reducer)
+        if binding is None:
+            self._raise_unknown_reducer(reducer)
+        values, wire_args = binding.bind(args, kwargs or {})
+        value, offset, now_us = self._execute(
+            binding, values, wire_args, sender or self.owner, connection_id
+        )
+        return CallOutcome(value, offset, Timestamp(now_us))
+
+    def _raise_unknown_reducer(self, reducer: str) -> None:
+        known = ", ".join(sorted(self.module.reducers)) or "none"
+        raise NotFound(f"no reducer named {reducer!r} (reducers: {known})")
+
+    def run_lifecycle(
+        self, kind: str, sender: Identity, connection_id: ConnectionId | None
+    ) -> CallOutcome | None:
+        """Run the module's ``client_connected``/``client_disconnected`` reducer, if any."""
+        binding = self.module.lifecycle.get(kind)
+        if binding is None:
+            return None
+        value, offset, now_us = self._execute(binding, [], [], sender, connection_id)
+        return CallOutcome(value, offset, Timestamp(now_us))
+
+    def _execute(
+        self,
+        binding: ReducerBinding,
+        values: list[Any],
+        wire_args: list[Any],
+        sender: Identity,
+        connection_id: ConnectionId | None,
+    ) -> tuple[Any, int, int]:
+        """Run one call; returns (return value, offset, timestamp in µs) once durable."""
+        schema = binding.schema
+        with self._lock:
+            if self._closed:
+                raise InvalidRequest(f"database {str(self.path)!r} is closed")
+            self._calls += 1
+            now_us = time.time_ns() // 1000
+            if now_us <= self._last_timestamp_us:
+                now_us = self._last_timestamp_us + 1
+            tx = Transaction()
+            session = self._session
+            session.tx = tx
+            self.current_reducer = schema.name
+            ctx = ReducerContext(
+                self._view,
+                sender,
+                connection_id,
+                now_us,
+                self.identity,
+                (self._offset + 1) ^ now_us,
+            )
+            token = CURRENT_DB.set(self)
+            try:
+                value = binding.function(ctx, *values)
+                if schema.return_type is not None:
+                    _check_return(schema, value)
+                changes = tx.changes()
+                self._check_memory(changes)
+                body = self._record_body(
+                    tx, changes, schema, wire_args, sender, connection_id, now_us
+                )
+                offset = self._persistence.append(TX_RECORD_KIND, body)
+            except BaseException as exc:
+                tx.rollback()
+                self._failures += 1
+                if not isinstance(exc, Exception):
+                    raise
+                failure = _as_reducer_failure(schema.name, exc)
+                self.log.append("ERROR", str(failure), schema.name)
+                if isinstance(exc, DurabilityError | ResourceExhausted):
+                    raise
+                raise failure from exc
+            finally:
+                session.tx = None
+                self.current_reducer = None
+                CURRENT_DB.reset(token)
+            self._published(offset, now_us, changes)
+        self._persistence.wait_durable(offset)
+        return value, offset, now_us
+
+    def bulk_insert(self, table: str, rows: Iterable[Any]) -> int:
+        """Insert many rows in one transaction: all of them, or none.
+
+        Each row is a sequence of column values in declaration order or a dict by column
+        name (missing columns take their defaults). The record names the pseudo-reducer
+        ``__bulk_insert__`` so audits can tell loads from reducer calls.
+
+        Returns:
+            The transaction offset.
+
+        Raises:
+            NotFound: no such table.
+            InvalidRequest: a row is malformed; the message names its position (0-based).
+            Conflict: a row duplicates a key; nothing was inserted.
+        """
+        binding = self.module.rows.get(table)
+        if binding is None:
+            self.table(table)  # raises NotFound naming the tables
+            raise AssertionError("unreachable")
+        target = self._datastore.tables[table]
+        with self._lock:
+            if self._closed:
+                raise InvalidRequest(f"database {str(self.path)!r} is closed")
+            now_us = max(time.time_ns() // 1000, self._last_timestamp_us + 1)
+            tx = Transaction()
+            count = 0
+            try:
+                insert_all(tx, target, binding, rows)
+                count = len(tx.ops)
+                changes = tx.changes()
+                self._check_memory(changes)
+                body = self._record_body(
+                    tx, changes, _BULK_INSERT, [table, count], self.owner, None, now_us
+                )
+                offset = self._persistence.append(TX_RECORD_KIND, body)
+            except BaseException:
+                tx.rollback()
+                raise
+            self._published(offset, now_us, changes)
+        self._persistence.wait_durable(offset)
+        return offset
+
+    def _record_body(
+        self,
+        tx: Transaction,
+        changes: list[TableChange],
+        schema: ReducerSchema,
+        wire_args: list[Any],
+        sender: Identity,
+        connection_id: ConnectionId | None,
+        now_us: int,
+    ) -> list[Any]:
+        codecs = self._datastore.codecs
+        tables = []
+        for change in changes:
+            codec = codecs[change.table.name]
+            tables.append(
+                [
+                    change.table.name,
+                    codec.encode_many(change.inserts),
+                    codec.encode_many(change.deletes),
+                ]
+            )
+        sequences = [
+            [table.name, [[position, value] for position, value in table.sequences.items()]]
+            for table in tx.sequence_tables
+        ]
+        connection = None if connection_id is None else connection_id.value.to_bytes(16, "big")
+        return [now_us, sender.data, connection, schema.name, wire_args, tables, sequences]
+
+    def _published(self, offset: int, now_us: int, changes: list[TableChange]) -> None:
+        """After the append: advance the offset, tell listeners, maybe snapshot."""
+        self._offset = offset
+        self._last_timestamp_us = now_us
+        if self._listeners:
+            timestamp = Timestamp(now_us)
+            for listener in self._listeners:
+                listener(offset, timestamp, changes)
+        if offset - self._last_snapshot_offset >= self.durability.snapshot_interval_tx:
+            self._snapshot()
+
+    def _check_memory(self, changes: list[TableChange]) -> None:
+        limit = self.durability.memory_limit_bytes
+        used = self._datastore.estimated_bytes()
+        if used <= limit:
+            return
+        growth = sum(
+            sum(map(change.table.row_bytes, change.inserts))
+            - sum(map(change.table.row_bytes, change.deletes))
+            for change in changes
+        )
+        if growth > 0:
+            raise ResourceExhausted(
+                f"this transaction would bring the database to about {used} bytes, over its "
+                f"memory limit of {limit} bytes (memory_limit_bytes); nothing was changed"
+            )
+
+    def call_nested(
+        self, function: Callable[..., Any], ctx: ReducerContext, args: Any, kwargs: Any
+    ) -> Any:
+        """A reducer called from a reducer: same transaction, its own savepoint."""
+        tx = self._session.tx
+        assert tx is not None, "nested reducer call outside a transaction"
+        savepoint = tx.savepoint()
+        try:
+            return function(ctx, *args, **kwargs)
+        except BaseException:
+            tx.rollback_to(savepoint)
+            raise
+
+    def handle_for_class(self, cls: type) -> TableHandle:
+        handle = self._by_class.get(cls)
+        if handle is None:
+            raise InvalidRequest(f"{cls.__name__} is not a table of this database's module")
+        return handle
+
+    # -- reading ----------------------------------------------------------------------
+
+    def table(self, name: str) -> TableHandle:
+        """A read-only handle: ``iter()``, ``count()``, ``<column>.find/filter``."""
+        handle = self._handles.get(name)
+        if handle is None:
+            known = ", ".join(sorted(self._handles)) or "none"
+            raise NotFound(f"no table named {name!r} (tables: {known})")
+        return handle
+
+    def rows(self, name: str) -> list[Any]:
+        """Every row of a table, as row objects."""
+        return list(self.table(name).iter())
+
+    def read(self, function: Callable[[Datastore], Any]) -> Any:
+        """Run ``function`` over the datastore with no writer running (query layer)."""
+        with self._lock:
+            return function(self._datastore)
+
+    @property
+    def tx_offset(self) -> int:
+        """The offset of the last committed transaction (0 for an empty database)."""
+        return self._offset
+
+    @property
+    def schema(self) -> Any:
+        return self.module.schema
+
+    def logs(self, num_lines: int | None = None) -> list[dict[str, Any]]:
+        return [line.as_dict() for line in self.log.lines(num_lines)]
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener(offset, timestamp, changes)`` after each commit, in order."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def statistics(self) -> DatabaseStatistics:
+        with self._lock:
+            return DatabaseStatistics(
+                tx_offset=self._offset,
+                durable_offset=self._persistence.durable_offset,
+                row_count=sum(len(t) for t in self._datastore),
+                estimated_bytes=self._datastore.estimated_bytes(),
+                memory_limit_bytes=self.durability.memory_limit_bytes,
+                reducer_calls=self._calls,
+                reducer_failures=self._failures,
+            )
+
+    def check_invariants(self) -> None:
+        with self._lock:
+            self._datastore.check_invariants()
+
+    # -- snapshots and closing ----------------------------------------------------------
+
+    def snapshot(self) -> None:
+        """Write a snapshot of the current state now (and wait for it)."""
+        with self._lock:
+            self._snapshot()
+        self._persistence.wait_snapshots()
+
+    def _snapshot(self) -> None:
+        if self._offset == 0:
+            return
+        if self._persistence.request_snapshot(snapshot_builder(self._datastore)):
+            self._last_snapshot_offset = self._offset
+
+    def close(self) -> None:
+        """Sync the log, finish snapshots and release the data directory. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._persistence.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Database({str(self.path)!r}, tx_offset={self._offset})"
+
+
+def _check_return(schema: ReducerSchema, value: Any) -> None:
+    assert schema.return_type is not None
+    try:
+        schema.return_type.check(value)
+    except TypeMismatch as exc:
+        raise InvalidRequest(f"reducer {schema.name!r} returned a wrong value: {exc}") from None
+
+
+def _as_reducer_failure(name: str, exc: BaseException) -> CosmictronError:
+    if isinstance(exc, ReducerFailed):
+        return exc
+    message = str(exc) or type(exc).__name__
+    if not isinstance(exc, CosmictronError):
+        message = f"{type(exc).__name__}: {message}"
+    return ReducerFailed(name, message, type(exc).__name__)
+
+
+def _load_and_store_module(directory: Path, module: Any) -> LoadedModule:
+    module_dir = directory / "module"
+    source_path = module_dir / "module.py"
+    schema_path = module_dir / "schema.json"
+    stored_schema = json.loads(schema_path.read_text()) if schema_path.exists() else None
+    if module is None:
+        if not source_path.exists():
+            raise NotFound(f"{str(directory)!r} holds no database yet; pass module= to create one")
+        return load_source(source_path.read_bytes(), str(source_path))
+    loaded = load_module(module)
+    if stored_schema is not None:
+        problems = _schema_problems(stored_schema, loaded.schema.describe())
+        if problems:
+            raise SchemaError(
+                f"the module does not match the data in {str(directory)!r}: "
+                f"{'; '.join(problems)} (migrations arrive with hot-swap deploys)"
+            )
+    ensure_directory(str(module_dir))
+    if not source_path.exists() or source_path.read_bytes() != loaded.source:
+        write_file_durably(str(source_path), [loaded.source])
+    described = json.dumps(loaded.schema.describe(), indent=1, sort_keys=True).encode()
+    if not schema_path.exists() or schema_path.read_bytes() != described:
+        write_file_durably(str(schema_path), [described])
+    return loaded
+
+
+def _schema_problems(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    new_tables = {table["name"]: table for table in new["tables"]}
+    problems = []
+    for table in stored["tables"]:
+        replacement = new_tables.get(table["name"])
+        if replacement is None:
+            problems.append(f"table {table['name']!r} was removed")
+        elif replacement != table:
+            problems.append(f"table {table['name']!r} changed its columns, keys or indexes")
+    return problems
+
+
+def _identities(directory: Path, owner: Identity | None) -> tuple[Identity, Identity]:
+    info_path = directory / "database.json"
+    if info_path.exists():
+        info = json.loads(info_path.read_text())
+        return Identity.from_hex(info["identity"]), Identity.from_hex(info["owner"])
+    identity = Identity.random()
+    owner = owner or Identity.random()
+    info = {"identity": identity.hex(), "owner": owner.hex(), "created_us": time.time_ns() // 1000}
+    write_file_durably(str(info_path), [json.dumps(info, indent=1).encode()])
+    return identity, owner

@@ -1,0 +1,299 @@
+"""Table handles: ``ctx.db.<table>`` and its ``<column>.find/update/delete/filter``.
+
+A handle converts between the module's row objects and canonical tuples and sends writes
+through the running transaction. The same handle classes serve reads outside reducers
+(``Database.table``) with no transaction: there, writes are refused and reads hold the
+writer lock long enough to copy what they return, so a concurrent writer never shows a
+half-applied transaction. Reads return lists, not live iterators, so a reducer may
+delete rows while looping over ``iter()``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from cosmictron.datastore import Index, Table, Transaction, TypeMismatch
+from cosmictron.errors import Conflict, InvalidRequest, NotFound
+from cosmictron.module import RowBinding
+
+_ANY = object()
+
+
+class Session:
+    """Where a handle finds its transaction (None: read-only) and the writer lock."""
+
+    __slots__ = ("lock", "tx")
+
+    def __init__(self, lock: threading.RLock) -> None:
+        self.lock = lock
+        self.tx: Transaction | None = None
+
+    def writable(self, table: Table, action: str) -> Transaction:
+        tx = self.tx
+        if tx is None:
+            raise InvalidRequest(
+                f"cannot {action} table {table.name!r} here: writes happen inside reducers "
+                f"(Database.call)"
+            )
+        return tx
+
+
+class TableHandle:
+    __slots__ = ("_accessors", "_binding", "_session", "_table")
+
+    def __init__(self, table: Table, binding: RowBinding, session: Session) -> None:
+        self._table = table
+        self._binding = binding
+        self._session = session
+        self._accessors: dict[str, Any] = {}
+
+    def insert(self, row: Any) -> Any:
+        """Insert ``row``; returns it as stored, with auto_inc columns filled in."""
+        table = self._table
+        tx = self._session.writable(table, "insert into")
+        canonical = self._binding.to_row(row)
+        positions = self._binding.auto_inc_positions
+        if positions:
+            canonical = _assign_ids(tx, table, canonical, positions)
+        tx.insert(table, canonical)
+        return self._binding.to_object(canonical)
+
+    def delete(self, row: Any) -> bool:
+        """Delete the row equal to ``row``; False if no stored row is equal to it."""
+        table = self._table
+        tx = self._session.writable(table, "delete from")
+        _refuse_on_event_table(table, "delete from")
+        canonical = self._binding.to_row(row)
+        key = table.row_key(canonical)
+        if table.get(key) != canonical:
+            return False
+        tx.delete(table, key)
+        return True
+
+    def iter(self) -> Iterator[Any]:
+        with self._session.lock:
+            rows = list(self._table.rows.values())
+        return map(self._binding.to_object, rows)
+
+    def count(self) -> int:
+        return len(self._table.rows)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.iter()
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __getattr__(self, name: str) -> Any:
+        accessors = self._accessors
+        if name not in accessors:
+            accessors[name] = self._make_accessor(name)
+        return accessors[name]
+
+    def _make_accessor(self, name: str) -> Any:
+        table = self._table
+        schema = table.schema
+        if schema.primary_key and _accessor_name(schema.primary_key) == name:
+            return UniqueHandle(self, None)
+        index = table.index_named(name)
+        if index is None:
+            known = [_accessor_name(schema.primary_key)] if schema.primary_key else []
+            known += [i.name for i in schema.indexes]
+            raise AttributeError(
+                f"table {table.name!r} has no unique column or index {name!r} "
+                f"(it has: {', '.join(known) or 'none'})"
+            )
+        return UniqueHandle(self, index) if index.unique else IndexHandle(self, index)
+
+
+class IndexHandle:
+    """``handle.<indexed column>``: equality, prefix and range lookups."""
+
+    __slots__ = ("_columns", "_handle", "_index")
+
+    def __init__(self, handle: TableHandle, index: Index | None) -> None:
+        self._handle = handle
+        self._index = index
+        table = handle._table
+        names = index.schema.columns if index is not None else table.schema.primary_key
+        self._columns = [table.schema.columns[table.schema.column_index(n)] for n in names]
+
+    def filter(
+        self, value: Any = _ANY, *, start: Any = None, stop: Any = None, inclusive: bool = False
+    ) -> list[Any]:
+        """Rows whose key equals ``value``, or lies in ``[start, stop)`` (``]`` if inclusive).
+
+        ``value`` may be a ``range`` of integers, or on a multi-column index a tuple
+        prefix of the key. Returns a list in key order for ranges.
+        """
+        if isinstance(value, range):
+            if value.step != 1:
+                raise InvalidRequest("filter() takes ranges with step 1")
+            start, stop, value = value.start, value.stop, _ANY
+        handle = self._handle
+        table = handle._table
+        with handle._session.lock:
+            if value is not _ANY:
+                keys = self._equal_keys(value)
+            else:
+                keys = self._range_keys(start, stop, inclusive)
+            rows = [table.rows[key] for key in keys]
+        return [handle._binding.to_object(row) for row in rows]
+
+    def _equal_keys(self, value: Any) -> list[Any]:
+        width = len(self._columns)
+        if width > 1 and isinstance(value, tuple) and len(value) < width:
+            prefix = self._canonical(value, partial=True)
+            return list(self._ordered_index().prefix_row_keys(prefix))
+        key = self._canonical(value)
+        if self._index is None:
+            return [key] if key in self._handle._table.rows else []
+        return list(self._index.row_keys(key))
+
+    def _range_keys(self, start: Any, stop: Any, inclusive: bool) -> list[Any]:
+        partial = len(self._columns) > 1
+        low = None if start is None else self._canonical(start, partial=partial)
+        high = None if stop is None else self._canonical(stop, partial=partial)
+        return list(self._ordered_index().range_row_keys(low, high, inclusive=inclusive))
+
+    def _ordered_index(self) -> Any:
+        if self._index is None:
+            return self._handle._table.ordered_primary()
+        if self._index.schema.kind != "btree":
+            raise InvalidRequest(
+                f"index {self._index.schema.name!r} is a hash index: it answers equality only; "
+                f"declare index='btree' for ranges and prefixes"
+            )
+        return self._index
+
+    def _canonical(self, value: Any, partial: bool = False) -> Any:
+        columns = self._columns
+        if len(columns) == 1:
+            try:
+                return columns[0].type.check(value)
+            except TypeMismatch as exc:
+                raise InvalidRequest(f"table {self._handle._table.name!r} key: {exc}") from None
+            parts: tuple[Any, ...] = (value,)
+        elif isinstance(value, tuple) and (len(value) == len(columns) or partial):
+            parts = value
+        else:
+            names = ", ".join(c.name for c in columns)
+            raise InvalidRequest(f"this key has columns ({names}); pass a tuple of them")
+        try:
+            checked = tuple(c.type.check(v) for c, v in zip(columns, parts, strict=False))
+        except TypeMismatch as exc:
+            raise InvalidRequest(f"table {self._handle._table.name!r} key: {exc}") from None
+        return checked[0] if len(columns) == 1 else checked
+
+
+class UniqueHandle(IndexHandle):
+    """A primary key or unique index: ``find``, ``update`` and ``delete`` by value."""
+
+    __slots__ = ()
+
+    def find(self, value: Any) -> Any | None:
+        handle = self._handle
+        with handle._session.lock:
+            row = self._row_for(self._canonical(value))
+        return None if row is None else handle._binding.to_object(row)
+
+    def update(self, row: Any) -> Any:
+        """Replace the row that has ``row``'s value in this column; returns the new row.
+
+        Raises:
+            NotFound: no row has that value.
+        """
+        handle = self._handle
+        table = handle._table
+        tx = handle._session.writable(table, "update")
+        _refuse_on_event_table(table, "update")
+        canonical = handle._binding.to_row(row)
+        key = self._key_of(canonical)
+        old_key = self._row_key_for(key)
+        if old_key is None:
+            raise NotFound(f"table {table.name!r} has no row with {self._describe(key)} to update")
+        new_key = table.row_key(canonical)
+        if new_key == old_key:
+            tx.replace(table, old_key, canonical)
+        else:
+            savepoint = tx.savepoint()
+            tx.delete(table, old_key)
+            try:
+                tx.insert(table, canonical)
+            except Exception:
+                tx.rollback_to(savepoint)
+                raise
+        return handle._binding.to_object(canonical)
+
+    def delete(self, value: Any) -> bool:
+        handle = self._handle
+        table = handle._table
+        tx = handle._session.writable(table, "delete from")
+        _refuse_on_event_table(table, "delete from")
+        row_key = self._row_key_for(self._canonical(value))
+        if row_key is None:
+            return False
+        tx.delete(table, row_key)
+        return True
+
+    def _key_of(self, canonical_row: tuple[Any, ...]) -> Any:
+        if self._index is None:
+            return self._handle._table.row_key(canonical_row)
+        return self._index.key_of(canonical_row)
+
+    def _row_key_for(self, key: Any) -> Any:
+        table = self._handle._table
+        if self._index is None:
+            return key if key in table.rows else None
+        return self._index._entries.get(key)
+
+    def _row_for(self, key: Any) -> tuple[Any, ...] | None:
+        row_key = self._row_key_for(key)
+        return None if row_key is None else self._handle._table.rows.get(row_key)
+
+    def _describe(self, key: Any) -> str:
+        if len(self._columns) == 1:
+            return f"{self._columns[0].name}={key!r}"
+        return ", ".join(f"{c.name}={v!r}" for c, v in zip(self._columns, key, strict=True))
+
+
+def _accessor_name(primary_key: tuple[str, ...]) -> str:
+    return primary_key[0] if len(primary_key) == 1 else "primary_key"
+
+
+def _refuse_on_event_table(table: Table, action: str) -> None:
+    if table.schema.event:
+        raise InvalidRequest(
+            f"cannot {action} event table {table.name!r}: event tables are append-only"
+        )
+
+
+def _assign_ids(
+    tx: Transaction, table: Table, row: tuple[Any, ...], positions: list[int]
+) -> tuple[Any, ...]:
+    values = list(row)
+    for position in positions:
+        if values[position] == 0:
+            values[position] = tx.next_sequence_value(table, position)
+        else:
+            tx.observe_explicit_value(table, position, values[position])
+    return tuple(values)
+
+
+def insert_all(tx: Transaction, table: Table, binding: RowBinding, rows: Any) -> None:
+    """Check and insert every row (sequences or dicts); errors name the row's position."""
+    positions = binding.auto_inc_positions
+    to_row = binding.values_to_row
+    insert = tx.insert
+    for number, values in enumerate(rows):
+        try:
+            row = to_row(
+                binding.values_from_mapping(values) if isinstance(values, dict) else values
+            )
+            if positions:
+                row = _assign_ids(tx, table, row, positions)
+            insert(table, row)
+        except (InvalidRequest, Conflict) as exc:
+            raise type(exc)(f"row {number}: {exc}") from None

@@ -1,0 +1,42 @@
+"""Loading modules: the Python decorator API, and the bindings the host runs.
+
+Owns: ``@table``/``@reducer``/lifecycle decorators, annotation resolution, module
+loading, row and argument bindings. Imports: ``datastore``, root modules. WASM and
+JavaScript modules will load into the same ``LoadedModule`` shape (schema + bindings),
+so the host never knows which language a module is written in.
+"""
+
+from cosmictron.module.api import (
+    CURRENT_DB,
+    FieldSpec,
+    Index,
+    ReducerContext,
+    client_connected,
+    client_disconnected,
+    field,
+    init,
+    reducer,
+    table,
+    type_,
+)
+from cosmictron.module.bindings import ReducerBinding, RowBinding
+from cosmictron.module.python import LoadedModule, load_module, load_source
+
+__all__ = [
+    "CURRENT_DB",
+    "FieldSpec",
+    "Index",
+    "LoadedModule",
+    "ReducerBinding",
+    "ReducerContext",
+    "RowBinding",
+    "client_connected",
+    "client_disconnected",
+    "field",
+    "init",
+    "load_module",
+    "load_source",
+    "reducer",
+    "table",
+    "type_",
+]

@@ -1,0 +1,268 @@
+"""The Python module API: ``@table``, ``field``, ``@reducer``, lifecycle decorators.
+
+Decorators only *mark* things; nothing is registered globally. Loading a module
+(``module/python.py``) scans its namespace for marked classes and functions, resolves
+annotations into column types, and builds the ``ModuleSchema``. That keeps two databases
+running the same module independent, and lets a module include another's tables (the
+agent layer) just by importing them.
+
+Inside a reducer, the class-level form ``AgentMessage.insert(row)`` finds the running
+transaction through ``CURRENT_DB``, a context variable the host sets for each call.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import functools
+import inspect
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from cosmictron.datastore.schema import IndexSchema
+from cosmictron.datastore.types import REQUIRED
+from cosmictron.errors import InvalidRequest, SchemaError
+from cosmictron.values import ConnectionId, Identity, Timestamp
+
+T = TypeVar("T")
+
+Index = IndexSchema
+"""``Index(name, columns, kind="btree", unique=False)`` for ``@table(indexes=[...])``."""
+
+CLASS_LEVEL_METHODS = ("insert", "delete", "iter", "count")
+"""Names a table class gains; a column may not use them."""
+
+CURRENT_DB: contextvars.ContextVar[Any] = contextvars.ContextVar("cosmictron_current_db")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What ``field(...)`` returns; ``@table`` reads it and puts the default in its place."""
+
+    primary_key: bool = False
+    unique: bool = False
+    auto_inc: bool = False
+    index: str | None = None
+    default: Any = REQUIRED
+
+
+def field(
+    *,
+    primary_key: bool = False,
+    unique: bool = False,
+    auto_inc: bool = False,
+    index: str | None = None,
+    default: Any = REQUIRED,
+) -> Any:
+    """Declare a column's constraints. ``auto_inc`` columns default to 0, meaning "assign"."""
+    if auto_inc and default is REQUIRED:
+        default = 0
+    return FieldSpec(primary_key, unique, auto_inc, index, default)
+
+
+@dataclass(frozen=True)
+class TableDeclaration:
+    """What ``@table`` recorded; resolved into a ``TableSchema`` when the module loads."""
+
+    name: str
+    public: bool
+    event: bool
+    scheduled: str | None
+    indexes: tuple[IndexSchema, ...]
+    primary_key: tuple[str, ...]
+    fields: dict[str, FieldSpec]
+
+
+def table(
+    cls: type | None = None,
+    *,
+    name: str | None = None,
+    public: bool = False,
+    event: bool = False,
+    scheduled: str | None = None,
+    indexes: Sequence[IndexSchema] = (),
+    primary_key: Sequence[str] = (),
+) -> Any:
+    """Make a class a table. Its annotated attributes are the columns, in order."""
+
+    def wrap(cls: type) -> type:
+        specs: dict[str, FieldSpec] = {}
+        for column in inspect.get_annotations(cls):
+            if column in CLASS_LEVEL_METHODS:
+                raise SchemaError(
+                    f"table class {cls.__name__}: a column cannot be named {column!r} "
+                    f"({', '.join(CLASS_LEVEL_METHODS)} are table methods)"
+                )
+            value = cls.__dict__.get(column, REQUIRED)
+            spec = value if isinstance(value, FieldSpec) else FieldSpec(default=value)
+            specs[column] = spec
+            setattr(cls, column, _dataclass_default(spec.default))
+        made = dataclasses.dataclass(cls)
+        made.__cosmictron_table__ = TableDeclaration(  # type: ignore[attr-defined]
+            name=name or _snake_case(cls.__name__),
+            public=public,
+            event=event,
+            scheduled=scheduled,
+            indexes=tuple(indexes),
+            primary_key=tuple(primary_key),
+            fields=specs,
+        )
+        for method in CLASS_LEVEL_METHODS:
+            setattr(made, method, classmethod(_class_level(method)))
+        return made
+
+    return wrap if cls is None else wrap(cls)
+
+
+def type_(cls: type[T]) -> type[T]:
+    """Make a class usable as a nested column type (``@cosmictron.type``)."""
+    made = dataclasses.dataclass(cls)
+    made.__cosmictron_type__ = True  # type: ignore[attr-defined]
+    return made
+
+
+def reducer(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+    """Make a function a reducer: a transaction clients can call.
+
+    Called from another reducer, it joins the caller's transaction; if it raises, its own
+    writes are undone (a savepoint) before the exception reaches the caller.
+    """
+    return _mark(fn, "reducer", name)
+
+
+def init(fn: Callable[..., Any]) -> Any:
+    """Run once, in the database's first transaction, when the database is created."""
+    return _mark(fn, "init", None)
+
+
+def client_connected(fn: Callable[..., Any]) -> Any:
+    """Run when a client connects; raising refuses the connection."""
+    return _mark(fn, "client_connected", None)
+
+
+def client_disconnected(fn: Callable[..., Any]) -> Any:
+    """Run when a client disconnects."""
+    return _mark(fn, "client_disconnected", None)
+
+
+class ReducerContext:
+    """What a reducer receives first: the database, the caller, and fixed call facts.
+
+    ``timestamp`` is fixed for the whole call, and ``rng`` is a ``random.Random`` seeded
+    from the transaction, so a reducer's outcome is a function of its inputs and state.
+    """
+
+    __slots__ = (
+        "_rng",
+        "_seed",
+        "_timestamp",
+        "_timestamp_us",
+        "connection_id",
+        "db",
+        "identity",
+        "sender",
+    )
+
+    def __init__(
+        self,
+        db: Any,
+        sender: Identity,
+        connection_id: ConnectionId | None,
+        timestamp_us: int,
+        identity: Identity,
+        seed: int,
+    ) -> None:
+        self.db = db
+        self.sender = sender
+        self.connection_id = connection_id
+        self.identity = identity
+        self._timestamp_us = timestamp_us
+        self._timestamp: Timestamp | None = None
+        self._seed = seed
+        self._rng: random.Random | None = None
+
+    @property
+    def timestamp(self) -> Timestamp:
+        """When the transaction runs; the same value for the whole call."""
+        if self._timestamp is None:
+            self._timestamp = Timestamp(self._timestamp_us)
+        return self._timestamp
+
+    @property
+    def rng(self) -> random.Random:
+        if self._rng is None:
+            self._rng = random.Random(self._seed)
+        return self._rng
+
+    def __repr__(self) -> str:
+        return f"ReducerContext(sender={self.sender!r}, timestamp={self.timestamp})"
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def _mark(fn: Callable[..., Any] | None, kind: str, name: str | None) -> Any:
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def nested_call(ctx: ReducerContext, *args: Any, **kwargs: Any) -> Any:
+            db = CURRENT_DB.get(None)
+            if db is None:
+                raise InvalidRequest(
+                    f"reducer {wrapped.__name__!r} runs inside a transaction; "
+                    f"call it through Database.call"
+                )
+            return db.call_nested(fn, ctx, args, kwargs)
+
+        wrapped = nested_call
+        wrapped.__cosmictron_reducer__ = (kind, name or fn.__name__)  # type: ignore[attr-defined]
+        wrapped.__cosmictron_function__ = fn  # type: ignore[attr-defined]
+        return wrapped
+
+    return wrap if fn is None else wrap(fn)
+
+
+def _class_level(method: str) -> Callable[..., Any]:
+    def call(cls: type, *args: Any) -> Any:
+        db = CURRENT_DB.get(None)
+        if db is None:
+            raise InvalidRequest(
+                f"{cls.__name__}.{method}() works only inside a reducer, "
+                f"where a transaction is running"
+            )
+        handle = db.handle_for_class(cls)
+        return getattr(handle, method)(*args)
+
+    call.__name__ = method
+    return call
+
+
+def _dataclass_default(default: Any) -> Any:
+    if isinstance(default, list | dict | set):
+        return dataclasses.field(default_factory=lambda: type(default)(default))
+    return default
+
+
+def _snake_case(name: str) -> str:
+    out: list[str] = []
+    for position, char in enumerate(name):
+        if char.isupper() and position and not name[position - 1].isupper():
+            out.append("_")
+        out.append(char.lower())
+    return "".join(out)
+
+
+def iter_marked(namespace: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """Tables and reducers among a module's globals, in definition order."""
+    seen: set[int] = set()
+    for key, value in namespace.items():
+        if id(value) in seen:
+            continue
+        if isinstance(value, type) and hasattr(value, "__cosmictron_table__"):
+            seen.add(id(value))
+            yield "table", value
+        elif callable(value) and hasattr(value, "__cosmictron_reducer__"):
+            seen.add(id(value))
+            yield "reducer", value
+        del key

@@ -1,0 +1,185 @@
+"""Bindings between a module's Python objects and the datastore's canonical rows.
+
+``RowBinding`` turns an instance of a table class into a checked canonical tuple and back;
+``ReducerBinding`` checks a call's arguments against the reducer's signature before any
+transaction starts. Both are built once per module load, so the hot path is a few
+precomputed function calls per value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from operator import attrgetter
+from typing import Any
+
+from cosmictron.datastore.schema import ReducerSchema, TableSchema
+from cosmictron.datastore.types import REQUIRED, ColumnType, OptionalType, TypeMismatch
+from cosmictron.errors import InvalidRequest
+
+
+class RowBinding:
+    """One table class <-> the canonical rows of one table."""
+
+    __slots__ = (
+        "_checks",
+        "_converters",
+        "_get_values",
+        "auto_inc_positions",
+        "python_class",
+        "schema",
+    )
+
+    def __init__(self, python_class: type, schema: TableSchema) -> None:
+        self.python_class = python_class
+        self.schema = schema
+        names = schema.column_names
+        getter = attrgetter(*names)
+        self._get_values = getter if len(names) > 1 else (lambda obj: (getter(obj),))
+        self._checks = [column.type.check for column in schema.columns]
+        plain = not any(_converts(column.type) for column in schema.columns)
+        self._converters: list[Callable[[Any], Any]] | None = (
+            None if plain else [column.type.to_python for column in schema.columns]
+        )
+        self.auto_inc_positions = [p for p, c in enumerate(schema.columns) if c.auto_inc]
+
+    def to_row(self, obj: Any) -> tuple[Any, ...]:
+        """Check an instance and return its canonical tuple.
+
+        Raises:
+            InvalidRequest: not an instance of the table class, a required column is
+                missing, or a value has the wrong type or range; names table and column.
+        """
+        if type(obj) is not self.python_class:
+            raise InvalidRequest(
+                f"table {self.schema.name!r} stores {self.python_class.__name__} rows, "
+                f"got {type(obj).__name__}"
+            )
+        values = self._get_values(obj)
+        try:
+            return tuple([check(value) for check, value in zip(self._checks, values)])  # noqa: B905
+        except TypeMismatch:
+            self._raise_precise(values)
+            raise
+
+    def values_to_row(self, values: tuple[Any, ...] | list[Any]) -> tuple[Any, ...]:
+        """Check raw column values (bulk loads, SQL) and return the canonical tuple."""
+        if len(values) != len(self._checks):
+            raise InvalidRequest(
+                f"table {self.schema.name!r} has {len(self._checks)} columns, "
+                f"got {len(values)} values"
+            )
+        try:
+            return tuple([check(value) for check, value in zip(self._checks, values)])  # noqa: B905
+        except TypeMismatch:
+            self._raise_precise(values)
+            raise
+
+    def values_from_mapping(self, mapping: dict[str, Any]) -> list[Any]:
+        """Column values from a dict by name; missing columns take their defaults."""
+        unknown = set(mapping) - set(self.schema.column_names)
+        if unknown:
+            raise InvalidRequest(f"table {self.schema.name!r} has no column {sorted(unknown)[0]!r}")
+        return [mapping.get(column.name, column.default) for column in self.schema.columns]
+
+    def to_object(self, row: tuple[Any, ...]) -> Any:
+        if self._converters is None:
+            return self.python_class(*row)
+        return self.python_class(
+            *[convert(value) for convert, value in zip(self._converters, row)]  # noqa: B905
+        )
+
+    def _raise_precise(self, values: Any) -> None:
+        for column, value in zip(self.schema.columns, values, strict=True):
+            if value is REQUIRED:
+                raise InvalidRequest(
+                    f"table {self.schema.name!r} column {column.name!r} ({column.type.name}) "
+                    f"is required but was not given"
+                )
+            try:
+                column.type.check(value)
+            except TypeMismatch as exc:
+                raise InvalidRequest(
+                    f"table {self.schema.name!r} column {column.name!r}: {exc}"
+                ) from None
+
+
+class ReducerBinding:
+    """A reducer's function and the checks its arguments must pass."""
+
+    __slots__ = ("_checks", "_converters", "_encoders", "_names", "_plain", "function", "schema")
+
+    def __init__(self, schema: ReducerSchema, function: Callable[..., Any]) -> None:
+        self.schema = schema
+        self.function = function
+        self._names = [param.name for param in schema.params]
+        self._checks = [param.type.check for param in schema.params]
+        self._converters = [param.type.to_python for param in schema.params]
+        self._encoders = [param.type.encode for param in schema.params]
+        self._plain = not any(
+            _converts(param.type) or not param.type.plain for param in schema.params
+        )
+
+    def bind(
+        self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]
+    ) -> tuple[list[Any], list[Any]]:
+        """Check arguments; return them as Python values and in wire form (for the log).
+
+        Raises:
+            InvalidRequest: wrong count, unknown or repeated name, wrong type or range.
+        """
+        params = self.schema.params
+        if self._plain and not kwargs and len(args) == len(params):
+            try:
+                checked = [check(value) for check, value in zip(self._checks, args)]  # noqa: B905
+            except TypeMismatch:
+                pass  # the general path below names the argument
+            else:
+                return checked, checked
+        if len(args) > len(params):
+            raise InvalidRequest(
+                f"reducer {self.schema.name!r} takes {self._signature()}, "
+                f"got {len(args)} positional arguments"
+            )
+        values = list(args)
+        if kwargs or len(values) < len(params):
+            for param in params[len(values) :]:
+                if param.name in kwargs:
+                    values.append(kwargs[param.name])
+                elif param.default is not REQUIRED:
+                    values.append(param.default)
+                else:
+                    raise InvalidRequest(
+                        f"reducer {self.schema.name!r} takes {self._signature()}; "
+                        f"argument {param.name!r} is missing"
+                    )
+            unknown = set(kwargs) - set(self._names[len(args) :])
+            if unknown:
+                raise InvalidRequest(
+                    f"reducer {self.schema.name!r} takes {self._signature()}; "
+                    f"unexpected or repeated argument {sorted(unknown)[0]!r}"
+                )
+        python_values = []
+        wire_values = []
+        checks = zip(params, self._checks, self._converters, self._encoders, values)  # noqa: B905
+        for param, check, convert, encode, value in checks:
+            try:
+                canonical = check(value)
+            except TypeMismatch as exc:
+                raise InvalidRequest(
+                    f"reducer {self.schema.name!r} argument {param.name!r}: {exc}"
+                ) from None
+            python_values.append(convert(canonical))
+            wire_values.append(encode(canonical))
+        return python_values, wire_values
+
+    def _signature(self) -> str:
+        shown = ", ".join(f"{p.name}: {p.type.name}" for p in self.schema.params)
+        count = len(self.schema.params)
+        return f"{count} argument{'s' if count != 1 else ''} ({shown})"
+
+
+def _converts(column_type: ColumnType) -> bool:
+    """Whether the Python form differs from the canonical one (enums, lists, nested)."""
+    if isinstance(column_type, OptionalType):
+        return _converts(column_type.inner)
+    return type(column_type).to_python is not ColumnType.to_python

@@ -1,0 +1,65 @@
+"""Fixtures for durability tests: real layers on real files in a temporary data directory."""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from cosmictron.durability import DurabilityConfig, PersistenceConfig, PersistenceLayer
+
+OpenLayer = Callable[..., PersistenceLayer]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Any) -> str:
+    return os.fspath(tmp_path / "data")
+
+
+@pytest.fixture
+def open_layer(data_dir: str) -> Iterator[OpenLayer]:
+    """Open a layer on ``data_dir`` with DurabilityConfig overrides; closed at teardown."""
+    opened: list[PersistenceLayer] = []
+
+    def make(**overrides: Any) -> PersistenceLayer:
+        fields = {"fsync_policy": "never", **overrides}
+        layer = PersistenceLayer(PersistenceConfig(data_dir), DurabilityConfig(**fields))
+        opened.append(layer)
+        return layer
+
+    yield make
+    for layer in opened:
+        layer.close()
+
+
+def recover_all(layer: PersistenceLayer) -> list[Any]:
+    """Recover and return every replayed record, so the layer is ready to append."""
+    return list(layer.recover().records)
+
+
+def segment_files(data_dir: str) -> list[str]:
+    log_dir = os.path.join(data_dir, "log")
+    return [os.path.join(log_dir, name) for name in sorted(os.listdir(log_dir))]
+
+
+def frame_positions(path: str) -> list[int]:
+    """Byte offsets of every frame in a healthy segment."""
+    with open(path, "rb") as file:
+        data = file.read()
+    positions, position = [], 16
+    while position < len(data):
+        positions.append(position)
+        (length,) = struct.unpack_from("<I", data, position)
+        position += 8 + length
+    return positions
+
+
+def flip_byte(path: str, position: int) -> None:
+    with open(path, "r+b") as file:
+        file.seek(position)
+        byte = file.read(1)
+        file.seek(position)
+        file.write(bytes([byte[0] ^ 0xFF]))

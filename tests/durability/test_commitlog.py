@@ -1,0 +1,128 @@
+"""Appending and replaying real logs: offsets, the hash chain, rotation, failed writes."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from cosmictron.durability import TX_RECORD_KIND, Record
+from cosmictron.durability import commitlog as commitlog_module
+from cosmictron.durability.record import encode_payload
+from cosmictron.errors import DurabilityError, InternalError
+from cosmictron.ledger import GENESIS_HASH, record_hash
+
+from .conftest import OpenLayer, recover_all, segment_files
+
+
+def test_empty_log_recovers_to_offset_zero(open_layer: OpenLayer) -> None:
+    layer = open_layer()
+    recovery = layer.recover()
+    assert recovery.snapshot is None
+    assert list(recovery.records) == []
+    assert recovery.last_offset == 0
+    assert layer.next_offset == 1
+    assert layer.last_hash == GENESIS_HASH
+
+
+def test_append_then_recover_across_segment_rotation(open_layer: OpenLayer, data_dir: str) -> None:
+    layer = open_layer(segment_bytes_max=4096)
+    recover_all(layer)
+    bodies = [{"n": n, "text": "x" * (n % 50)} for n in range(2000)]
+    offsets = [layer.append(TX_RECORD_KIND, body) for body in bodies]
+    assert offsets == list(range(1, 2001))
+    last_hash = layer.last_hash
+    layer.close()
+    assert len(segment_files(data_dir)) > 10
+
+    layer = open_layer(segment_bytes_max=4096)
+    recovery = layer.recover()
+    records = list(recovery.records)
+    assert [record.body for record in records] == bodies
+    assert [record.offset for record in records] == offsets
+    assert recovery.last_offset == 2000
+    assert layer.last_hash == last_hash
+    assert layer.append(TX_RECORD_KIND, "next") == 2001
+
+
+def test_hash_chain_links_every_record(open_layer: OpenLayer) -> None:
+    layer = open_layer(segment_bytes_max=1024)
+    recover_all(layer)
+    for n in range(300):
+        layer.append(TX_RECORD_KIND if n % 3 else 7, n)
+    layer.close()
+    records = recover_all(open_layer(segment_bytes_max=1024))
+    previous = GENESIS_HASH
+    for record in records:
+        assert record.prev_hash == previous
+        previous = record.hash
+    assert [record.kind for record in records[:3]] == [7, TX_RECORD_KIND, TX_RECORD_KIND]
+    payload = encode_payload(records[-1].kind, records[-1].offset, previous_of(records), "x")
+    assert records[-1].hash != record_hash(payload)  # the hash covers the body
+
+
+def previous_of(records: list[Record]) -> bytes:
+    return records[-1].prev_hash
+
+
+def test_append_before_recovery_is_refused(open_layer: OpenLayer) -> None:
+    layer = open_layer()
+    with pytest.raises(InternalError):
+        layer.append(TX_RECORD_KIND, 1)
+    recovery = layer.recover()
+    with pytest.raises(InternalError):
+        layer.append(TX_RECORD_KIND, 1)  # records not exhausted yet
+    list(recovery.records)
+    assert layer.append(TX_RECORD_KIND, 1) == 1
+
+
+def test_record_larger_than_limit_is_refused_and_log_stays_usable(open_layer: OpenLayer) -> None:
+    layer = open_layer(record_bytes_max=100)
+    recover_all(layer)
+    with pytest.raises(DurabilityError, match="record_bytes_max"):
+        layer.append(TX_RECORD_KIND, "x" * 200)
+    assert layer.append(TX_RECORD_KIND, "small") == 1
+
+
+def test_failed_write_leaves_nothing_and_log_stays_usable(
+    open_layer: OpenLayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layer = open_layer()
+    recover_all(layer)
+    layer.append(TX_RECORD_KIND, "before")
+    real_writev = os.writev
+
+    def write_half_then_fail(fd: int, parts: list[bytes]) -> int:
+        os.write(fd, b"".join(parts)[:5])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(commitlog_module, "_writev", write_half_then_fail)
+    with pytest.raises(DurabilityError, match="No space left"):
+        layer.append(TX_RECORD_KIND, "lost")
+    monkeypatch.setattr(commitlog_module, "_writev", real_writev)
+    assert layer.append(TX_RECORD_KIND, "after") == 2
+    layer.close()
+    records = recover_all(open_layer())
+    assert [record.body for record in records] == ["before", "after"]
+
+
+def test_close_is_idempotent_and_append_after_close_fails(open_layer: OpenLayer) -> None:
+    layer = open_layer()
+    recover_all(layer)
+    layer.close()
+    layer.close()
+    with pytest.raises(DurabilityError, match="closed"):
+        layer.append(TX_RECORD_KIND, 1)
+
+
+def test_statistics_count_this_session(open_layer: OpenLayer) -> None:
+    layer = open_layer()
+    recover_all(layer)
+    for n in range(10):
+        layer.append(TX_RECORD_KIND, n)
+    statistics = layer.statistics()
+    assert statistics.appends == 10
+    assert statistics.durable_offset == 10  # under never: the highest written
+    assert statistics.bytes_written > 0
+    assert not statistics.failed
