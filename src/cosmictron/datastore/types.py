@@ -25,6 +25,8 @@ from typing import Any
 
 from cosmictron.values import ConnectionId, Identity, ScheduleAt, TimeDuration, Timestamp
 
+_F32 = struct.Struct("f")
+
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "<required>"})()
 """Default of a column that has none: inserting a row that still holds it is an error."""
 
@@ -116,10 +118,9 @@ class FloatType(ColumnType):
         else:
             raise TypeMismatch(self.name, value)
         if self.bits == 32 and math.isfinite(result):
-            try:
-                result = struct.unpack("f", struct.pack("f", result))[0]
-            except OverflowError:
-                raise TypeMismatch(self.name, value, "out of float32 range") from None
+            result = _F32.unpack(_F32.pack(result))[0]
+            if math.isinf(result):
+                raise TypeMismatch(self.name, value, "out of float32 range")
         return result
 
 
@@ -286,7 +287,7 @@ class EnumType(ColumnType):
         return self.enum_class[canonical]
 
     def describe(self) -> dict[str, Any]:
-        return {"type": "enum", "name": self.name, "members": list(self.members)}
+        return {"type": "enum", "enum": self.name, "members": list(self.members)}
 
 
 class ProductType(ColumnType):
@@ -320,7 +321,7 @@ class ProductType(ColumnType):
 
     def describe(self) -> dict[str, Any]:
         fields = [{"name": n, **t.describe()} for n, t in self.fields]
-        return {"type": "product", "name": self.name, "fields": fields}
+        return {"type": "product", "product": self.name, "fields": fields}
 
 
 class VectorType(ColumnType):

@@ -13,6 +13,7 @@ transaction through ``CURRENT_DB``, a context variable the host sets for each ca
 from __future__ import annotations
 
 import contextvars
+import copy
 import dataclasses
 import functools
 import inspect
@@ -239,8 +240,9 @@ def _class_level(method: str) -> Callable[..., Any]:
 
 
 def _dataclass_default(default: Any) -> Any:
-    if isinstance(default, list | dict | set):
-        return dataclasses.field(default_factory=lambda: type(default)(default))
+    """Unhashable defaults (lists, nested types) get a fresh copy per row, not a shared one."""
+    if type(default).__hash__ is None:
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default))
     return default
 
 

@@ -1,0 +1,72 @@
+"""Entry point of ``cosmictron-cli``; every error is one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from cosmictron import __version__
+from cosmictron.errors import CosmictronError
+from cosmictron.host import Database
+
+
+@click.group()
+@click.version_option(__version__, prog_name="cosmictron-cli")
+def cli() -> None:
+    """Cosmictron: a database in which the application runs inside the database."""
+
+
+@cli.command("local-call")
+@click.argument("data_dir", type=click.Path(file_okay=False))
+@click.argument("reducer")
+@click.argument("args", nargs=-1)
+@click.option(
+    "--module",
+    "module_path",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Module to create the database with (needed only the first time).",
+)
+def local_call(data_dir: str, reducer: str, args: tuple[str, ...], module_path: str | None) -> None:
+    """Call REDUCER in the database stored in DATA_DIR, without a server.
+
+    Each ARG is parsed as JSON when it can be (5, 1.5, true, "text", [1, 2]) and passed as
+    a string otherwise. Prints the return value as JSON.
+
+    Example: cosmictron-cli local-call ./data run_agent "Summarise the report"
+    """
+    values = [_parse_argument(arg) for arg in args]
+    with Database.open(data_dir, module_path) as database:
+        outcome = database.execute_reducer(reducer, values)
+    click.echo(
+        json.dumps(
+            {"return_value": _jsonable(outcome.return_value), "tx_offset": outcome.tx_offset}
+        )
+    )
+
+
+def _parse_argument(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=lambda v: getattr(v, "__dict__", None) or str(v)))
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except CosmictronError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)

@@ -1,0 +1,53 @@
+"""Shared fixtures: modules written to temporary files, databases opened on real disks."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cosmictron import Database, DurabilityConfig
+
+FAST = DurabilityConfig.from_profile("development")
+
+
+@pytest.fixture
+def write_module(tmp_path: Path) -> Callable[[str], Path]:
+    """Write module source (dedented, with the usual imports) to a file; return its path."""
+    counter = iter(range(1_000_000))
+
+    def write(source: str) -> Path:
+        path = tmp_path / f"module_{next(counter)}.py"
+        header = (
+            "from __future__ import annotations\n"
+            "import enum, logging\n"
+            "from typing import Optional\n"
+            "from cosmictron import *\n"
+            "from cosmictron import Index\n"
+        )
+        path.write_text(header + textwrap.dedent(source))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def open_db(
+    tmp_path: Path, write_module: Callable[[str], Path]
+) -> Iterator[Callable[..., Database]]:
+    """Open a database on ``tmp_path/data`` from module source; closed at teardown."""
+    opened: list[Database] = []
+
+    def make(source: str | None = None, *, path: Path | None = None, **options: Any) -> Database:
+        options.setdefault("durability", FAST)
+        module = write_module(source) if source is not None else None
+        database = Database.open(path or tmp_path / "data", module, **options)
+        opened.append(database)
+        return database
+
+    yield make
+    for database in opened:
+        database.close()

@@ -1,0 +1,150 @@
+"""Tables, indexes and transactions, driven directly (no module, no log).
+
+Every test ends with ``check_invariants``: indexes hold exactly the table's rows.
+"""
+
+import pytest
+
+from cosmictron import Conflict
+from cosmictron.datastore import (
+    ColumnSchema,
+    IndexSchema,
+    Table,
+    TableSchema,
+    Transaction,
+)
+from cosmictron.datastore import types as t
+
+
+def make_table(**overrides):
+    schema = TableSchema(
+        name="person",
+        columns=(
+            ColumnSchema("id", t.I64),
+            ColumnSchema("email", t.STR),
+            ColumnSchema("age", t.OptionalType(t.I64)),
+            ColumnSchema("city", t.STR),
+        ),
+        primary_key=("id",),
+        indexes=(
+            IndexSchema("email", ("email",), "hash", unique=True),
+            IndexSchema("age", ("age",), "btree"),
+            IndexSchema("city_age", ("city", "age"), "btree"),
+        ),
+        **overrides,
+    )
+    return Table(schema)
+
+
+ROWS = [
+    (1, "a@x", 30, "Oslo"),
+    (2, "b@x", None, "Oslo"),
+    (3, "c@x", 25, "Rome"),
+    (4, "d@x", 30, "Rome"),
+]
+
+
+def filled():
+    table = make_table()
+    for row in ROWS:
+        table.insert(row)
+    return table
+
+
+def test_primary_key_and_unique_conflicts_leave_the_table_unchanged():
+    table = filled()
+    with pytest.raises(Conflict, match="primary key id=1"):
+        table.insert((1, "new@x", 1, "Oslo"))
+    with pytest.raises(Conflict, match="unique index email='a@x'"):
+        table.insert((9, "a@x", 1, "Oslo"))
+    assert len(table) == 4
+    table.check_invariants()
+
+
+def test_range_lookups_order_nulls_first():
+    table = filled()
+    age = table.index_named("age")
+    assert [table.rows[k][0] for k in age.range_row_keys(None, None)] == [2, 3, 1, 4]
+    assert sorted(age.range_row_keys(25, 30, inclusive=True)) == [1, 3, 4]
+    assert sorted(age.range_row_keys(25, 30)) == [3]
+    table.insert((5, "e@x", 27, "Oslo"))
+    table.delete(3)
+    assert sorted(age.range_row_keys(25, 30)) == [5]
+    table.check_invariants()
+
+
+def test_composite_prefix_lookup():
+    table = filled()
+    city_age = table.index_named("city_age")
+    assert sorted(city_age.prefix_row_keys(("Rome",))) == [3, 4]
+    assert list(city_age.row_keys(("Oslo", None))) == [2]
+    table.check_invariants()
+
+
+def test_replace_moves_index_entries():
+    table = filled()
+    table.replace(1, (1, "z@x", 31, "Rome"))
+    assert list(table.index_named("email").row_keys("z@x")) == [1]
+    assert list(table.index_named("email").row_keys("a@x")) == []
+    with pytest.raises(Conflict):
+        table.replace(1, (1, "b@x", 31, "Rome"))
+    assert table.get(1) == (1, "z@x", 31, "Rome")
+    table.check_invariants()
+
+
+def test_keyless_table_is_a_set():
+    schema = TableSchema("pair", (ColumnSchema("a", t.I64), ColumnSchema("b", t.I64)))
+    table = Table(schema)
+    assert table.insert((1, 2)) == (1, 2)
+    assert table.insert((1, 2)) is None
+    assert len(table) == 1
+
+
+def test_rollback_restores_everything():
+    table = filled()
+    before = dict(table.rows)
+    tx = Transaction()
+    tx.insert(table, (7, "g@x", 40, "Oslo"))
+    tx.delete(table, 2)
+    tx.replace(table, 1, (1, "a2@x", 31, "Oslo"))
+    tx.delete(table, 7)
+    tx.rollback()
+    assert table.rows == before
+    table.check_invariants()
+
+
+def test_savepoint_undoes_only_the_inner_part():
+    table = filled()
+    tx = Transaction()
+    tx.insert(table, (7, "g@x", 40, "Oslo"))
+    mark = tx.savepoint()
+    tx.delete(table, 1)
+    tx.insert(table, (8, "h@x", 41, "Oslo"))
+    tx.rollback_to(mark)
+    assert 7 in table.rows and 1 in table.rows and 8 not in table.rows
+    [change] = tx.changes()
+    assert change.inserts == [(7, "g@x", 40, "Oslo")] and change.deletes == []
+
+
+def test_changes_are_the_net_effect():
+    table = filled()
+    tx = Transaction()
+    tx.insert(table, (7, "g@x", 40, "Oslo"))
+    tx.delete(table, 7)  # inserted then deleted: nothing
+    tx.replace(table, 1, (1, "a2@x", 31, "Oslo"))
+    tx.replace(table, 1, (1, "a3@x", 32, "Oslo"))  # two updates: one delete + one insert
+    tx.delete(table, 2)
+    tx.insert(table, (2, "b@x", None, "Oslo"))  # deleted then re-inserted unchanged: nothing
+    [change] = tx.changes()
+    assert change.deletes == [(1, "a@x", 30, "Oslo")]
+    assert change.inserts == [(1, "a3@x", 32, "Oslo")]
+
+
+def test_memory_estimate_tracks_rows():
+    table = filled()
+    estimated = table.estimated_bytes
+    table.insert((9, "x" * 1000, 1, "Oslo"))
+    assert table.estimated_bytes >= estimated + 1000
+    table.delete(9)
+    assert table.estimated_bytes == estimated
+    table.check_invariants()
