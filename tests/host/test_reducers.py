@@ -172,11 +172,13 @@ def test_failure_rolls_back_everything_and_is_logged(db):
     assert state(db) == [(1, "a@x", 6), (2, "b@x", 4)]
 
 
-def test_failed_ids_may_skip_but_never_repeat(db):
+def test_failed_calls_give_their_ids_back(db):
     db.call("open_account", "a@x")
     with pytest.raises(ReducerFailed):
         db.call("open_then_fail", "b@x")
-    assert db.call("open_account", "c@x").id == 3
+    assert db.call("open_account", "c@x").id == 2
+    assert db.call("try_inner", "d@x", True) == 2, "the nested failure's id is undone too"
+    assert db.call("open_account", "e@x").id == 3
 
 
 def test_nested_reducer_failure_undoes_only_its_own_writes(db):

@@ -4,8 +4,10 @@ There is one writer per database, so a transaction can change the tables in plac
 reducer reads its own writes for free, and commit (the common case) costs nothing. Each
 write appends ``(table, key, old_row, new_row)`` to ``ops``. Rolling back walks ``ops``
 backwards restoring ``old_row``; a savepoint is just a position in ``ops``, which is how a
-reducer called from a reducer can fail alone. Auto-increment counters are not rolled
-back: a failed transaction may leave a gap in ids, never a reused one.
+reducer called from a reducer can fail alone. Auto-increment counters are undone the same
+way (their old value is an op too): with one writer no other transaction can have seen an
+id a failed one drew, so ids stay dense, and the log (which records only committed
+counters), snapshots and the running database always agree on the next id.
 
 ``changes()`` folds ``ops`` into the transaction's net effect per table (a row inserted
 then deleted in one transaction appears in neither list): that is what the commit log
@@ -19,6 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cosmictron.datastore.table import Table
+
+_SEQUENCE: Any = type("SequenceOp", (), {"__repr__": lambda self: "<sequence>"})()
+"""The ``key`` of an op that changed a counter: ``(table, _SEQUENCE, position, old)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +40,7 @@ class Transaction:
 
     def __init__(self) -> None:
         self.ops: list[tuple[Table, Any, tuple[Any, ...] | None, tuple[Any, ...] | None]] = []
-        self.sequence_tables: set[Table] = set()
+        self.sequence_tables: set[Table] | None = None
         self.closed = False
 
     def insert(self, table: Table, row: tuple[Any, ...]) -> Any:
@@ -58,14 +63,20 @@ class Transaction:
 
     def next_sequence_value(self, table: Table, position: int) -> int:
         value = table.sequences[position]
-        table.sequences[position] = value + 1
-        self.sequence_tables.add(table)
+        self._set_sequence(table, position, value + 1)
         return value
 
     def observe_explicit_value(self, table: Table, position: int, value: int) -> None:
         """Keep the counter above an id the caller chose, so it never hands it out again."""
         if value >= table.sequences[position]:
-            table.sequences[position] = value + 1
+            self._set_sequence(table, position, value + 1)
+
+    def _set_sequence(self, table: Table, position: int, value: int) -> None:
+        self.ops.append((table, _SEQUENCE, position, table.sequences[position]))  # type: ignore[arg-type]
+        table.sequences[position] = value
+        if self.sequence_tables is None:
+            self.sequence_tables = {table}
+        else:
             self.sequence_tables.add(table)
 
     # -- undo -----------------------------------------------------------------------
@@ -77,7 +88,9 @@ class Transaction:
         ops = self.ops
         while len(ops) > savepoint:
             table, key, old, new = ops.pop()
-            if new is None:
+            if key is _SEQUENCE:
+                table.sequences[old] = new  # type: ignore[index]
+            elif new is None:
                 table.insert(old)  # type: ignore[arg-type]
             elif old is None:
                 table.delete(key)
@@ -93,6 +106,10 @@ class Transaction:
     def changes(self) -> list[TableChange]:
         """The net effect, table by table, in the order tables were first touched."""
         ops = self.ops
+        if self.sequence_tables is not None:
+            ops = [op for op in ops if op[1] is not _SEQUENCE]
+        if not ops:
+            return []
         if len(ops) == 1:
             table, _, old, new = ops[0]
             if old == new:
@@ -121,7 +138,9 @@ class Transaction:
 
     def touched_tables(self) -> Iterator[Table]:
         seen: set[Table] = set()
-        for table, *_ in self.ops:
+        for table, key, *_ in self.ops:
+            if key is _SEQUENCE:
+                continue
             if table not in seen:
                 seen.add(table)
                 yield table

@@ -133,6 +133,9 @@ class Database:
         self._failures = 0
         self._closed = False
         self.current_reducer: str | None = None
+        self._memory_limit_bytes = durability.memory_limit_bytes
+        self._estimated_bytes = 0
+        self._snapshot_interval_tx = durability.snapshot_interval_tx
         capture_module_logger(loaded.namespace.__name__)
 
     # -- opening ----------------------------------------------------------------------
@@ -192,6 +195,7 @@ class Database:
                 apply_record_body(datastore, record.body)
                 self._last_timestamp_us = record.body[0]
             self._offset = record.offset
+        self._estimated_bytes = datastore.estimated_bytes()
 
     def _run_init(self) -> None:
         binding = self.module.lifecycle.get("init")
@@ -282,11 +286,12 @@ class Database:
                 if schema.return_type is not None:
                     _check_return(schema, value)
                 changes = tx.changes()
-                self._check_memory(changes)
+                estimate = self._check_memory(changes)
                 body = self._record_body(
                     tx, changes, schema, wire_args, sender, connection_id, now_us
                 )
                 offset = self._persistence.append(TX_RECORD_KIND, body)
+                self._estimated_bytes = estimate
             except BaseException as exc:
                 tx.rollback()
                 self._failures += 1
@@ -335,11 +340,12 @@ class Database:
                 insert_all(tx, target, binding, rows)
                 count = len(tx.ops)
                 changes = tx.changes()
-                self._check_memory(changes)
+                estimate = self._check_memory(changes)
                 body = self._record_body(
                     tx, changes, _BULK_INSERT, [table, count], self.owner, None, now_us
                 )
                 offset = self._persistence.append(TX_RECORD_KIND, body)
+                self._estimated_bytes = estimate
             except BaseException:
                 tx.rollback()
                 raise
@@ -368,10 +374,14 @@ class Database:
                     codec.encode_many(change.deletes),
                 ]
             )
-        sequences = [
-            [table.name, [[position, value] for position, value in table.sequences.items()]]
-            for table in tx.sequence_tables
-        ]
+        sequences = (
+            [
+                [table.name, [[position, value] for position, value in table.sequences.items()]]
+                for table in tx.sequence_tables
+            ]
+            if tx.sequence_tables
+            else []
+        )
         connection = None if connection_id is None else connection_id.value.to_bytes(16, "big")
         return [now_us, sender.data, connection, schema.name, wire_args, tables, sequences]
 
@@ -383,24 +393,35 @@ class Database:
             timestamp = Timestamp(now_us)
             for listener in self._listeners:
                 listener(offset, timestamp, changes)
-        if offset - self._last_snapshot_offset >= self.durability.snapshot_interval_tx:
+        if offset - self._last_snapshot_offset >= self._snapshot_interval_tx:
             self._snapshot()
 
-    def _check_memory(self, changes: list[TableChange]) -> None:
-        limit = self.durability.memory_limit_bytes
-        used = self._datastore.estimated_bytes()
-        if used <= limit:
-            return
-        growth = sum(
-            sum(map(change.table.row_bytes, change.inserts))
-            - sum(map(change.table.row_bytes, change.deletes))
-            for change in changes
-        )
-        if growth > 0:
+    def _check_memory(self, changes: list[TableChange]) -> int:
+        """Refuse a transaction that would grow the tables past ``memory_limit_bytes``.
+
+        The running estimate ``_estimated_bytes`` moves only by committed net effects,
+        so the check costs one ``row_bytes`` per changed row, not a walk of every table.
+
+        Returns:
+            The estimate to adopt once the transaction is appended.
+        """
+        if not changes:
+            return self._estimated_bytes
+        growth = 0
+        for change in changes:
+            row_bytes = change.table.row_bytes
+            for row in change.inserts:
+                growth += row_bytes(row)
+            for row in change.deletes:
+                growth -= row_bytes(row)
+        used = self._estimated_bytes + growth
+        if growth > 0 and used > self._memory_limit_bytes:
             raise ResourceExhausted(
                 f"this transaction would bring the database to about {used} bytes, over its "
-                f"memory limit of {limit} bytes (memory_limit_bytes); nothing was changed"
+                f"memory limit of {self._memory_limit_bytes} bytes (memory_limit_bytes); "
+                f"nothing was changed"
             )
+        return used
 
     def call_nested(
         self, function: Callable[..., Any], ctx: ReducerContext, args: Any, kwargs: Any
@@ -463,7 +484,7 @@ class Database:
                 tx_offset=self._offset,
                 durable_offset=self._persistence.durable_offset,
                 row_count=sum(len(t) for t in self._datastore),
-                estimated_bytes=self._datastore.estimated_bytes(),
+                estimated_bytes=self._estimated_bytes,
                 memory_limit_bytes=self.durability.memory_limit_bytes,
                 reducer_calls=self._calls,
                 reducer_failures=self._failures,
