@@ -46,6 +46,7 @@ FRAME_HEADER_BYTES = FRAME_HEADER.size
 _crc32 = zlib.crc32
 _packb = msgpack.packb
 _unpackb = msgpack.unpackb
+_Unpacker = msgpack.Unpacker
 
 
 class Record(NamedTuple):
@@ -100,6 +101,34 @@ def decode_payload(payload: bytes | memoryview) -> tuple[int, int, bytes, Any]:
     if type(prev_hash) is not bytes or len(prev_hash) != HASH_BYTES:
         raise RecordError("prev_hash is not 32 bytes")
     return kind, offset, prev_hash, body
+
+
+def decode_header(payload: bytes | memoryview) -> tuple[int, int, bytes]:
+    """Decode a payload's ``(kind, offset, prev_hash)`` without decoding its body.
+
+    Recovery uses this for records a snapshot already covers: their chain is checked, but
+    building their rows would be wasted work.
+
+    Raises:
+        RecordError: the payload is not a version-1 record.
+    """
+    unpacker = _Unpacker(raw=False, strict_map_key=False)
+    unpacker.feed(payload)
+    try:
+        if unpacker.read_array_header() != 5:
+            raise RecordError("payload is not a 5-element array")
+        version, kind, offset, prev_hash = (unpacker.unpack() for _ in range(4))
+    except RecordError:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types for bad input.
+        raise RecordError(f"payload does not decode: {exc}") from None
+    if version != FORMAT_VERSION:
+        raise RecordError(f"unknown record format version {version!r}")
+    if type(kind) is not int or type(offset) is not int:
+        raise RecordError("kind or offset is not an integer")
+    if type(prev_hash) is not bytes or len(prev_hash) != HASH_BYTES:
+        raise RecordError("prev_hash is not 32 bytes")
+    return kind, offset, prev_hash
 
 
 def frame_is_plausible(data: bytes, position: int, record_bytes_max: int) -> bool:

@@ -93,17 +93,16 @@ class Recovery:
                     expected,
                 )
             is_last = index == len(segments) - 1
-            reader = SegmentReader(path, base_offset, last_hash, self.record_bytes_max, is_last)
+            reader = SegmentReader(
+                path,
+                base_offset,
+                last_hash,
+                self.record_bytes_max,
+                is_last,
+                skip_through=snapshot_offset,
+                skip_hash=snapshot_hash,
+            )
             for record in reader:
-                if record.offset <= snapshot_offset:
-                    if record.offset == snapshot_offset and record.hash != snapshot_hash:
-                        raise CorruptLog(
-                            path,
-                            0,
-                            "the snapshot's last_hash is not this record's hash",
-                            record.offset,
-                        )
-                    continue
                 if record.offset == snapshot_offset + 1 and record.prev_hash != snapshot_hash:
                     raise CorruptLog(
                         path,

@@ -45,6 +45,7 @@ from cosmictron.durability.record import (
     FRAME_HEADER_BYTES,
     Record,
     RecordError,
+    decode_header,
     decode_payload,
     frame_is_plausible,
     record_hash,
@@ -129,6 +130,10 @@ class SegmentReader:
             segments were skipped (a snapshot covers them) and the chain starts here.
         record_bytes_max: the largest frame length believed.
         is_last: whether a torn tail is allowed here.
+        skip_through: records up to this offset are covered by a snapshot: their frames
+            and chain are verified but their bodies are not decoded, and they are not
+            yielded.
+        skip_hash: the hash the record at ``skip_through`` must have (the snapshot's).
     """
 
     def __init__(
@@ -138,8 +143,12 @@ class SegmentReader:
         prev_hash: bytes | None,
         record_bytes_max: int,
         is_last: bool,
+        skip_through: int = 0,
+        skip_hash: bytes | None = None,
     ) -> None:
         self.path = path
+        self.skip_through = skip_through
+        self.skip_hash = skip_hash
         self.next_offset = base_offset
         self.last_hash = prev_hash
         self.record_bytes_max = record_bytes_max
@@ -176,9 +185,12 @@ class SegmentReader:
                 self._refuse_unless_torn(position, reason)
                 break
             payload = view[start:end]
-            record = self._check(position, payload)
-            yield record
-            self.last_hash = record.hash
+            if self.next_offset <= self.skip_through:
+                self.last_hash = self._check_covered(position, payload)
+            else:
+                record = self._check(position, payload)
+                yield record
+                self.last_hash = record.hash
             self.next_offset += 1
             position = self.valid_bytes = end
 
@@ -195,6 +207,26 @@ class SegmentReader:
                 self.path, position, "prev_hash is not the previous record's hash", expected
             )
         return Record(offset, kind, prev_hash, body, record_hash(payload))
+
+    def _check_covered(self, position: int, payload: memoryview) -> bytes:
+        """Verify a record the snapshot covers, without decoding its body; return its hash."""
+        expected = self.next_offset
+        try:
+            _, offset, prev_hash = decode_header(payload)
+        except RecordError as exc:
+            raise CorruptLog(self.path, position, str(exc), expected) from None
+        if offset != expected:
+            raise CorruptLog(self.path, position, f"record says offset {offset}", expected)
+        if self.last_hash is not None and prev_hash != self.last_hash:
+            raise CorruptLog(
+                self.path, position, "prev_hash is not the previous record's hash", expected
+            )
+        digest = record_hash(payload)
+        if expected == self.skip_through and digest != self.skip_hash:
+            raise CorruptLog(
+                self.path, position, "the snapshot's last_hash is not this record's hash", expected
+            )
+        return digest
 
     def _refuse_unless_torn(self, position: int, reason: str) -> None:
         if not self.is_last:
