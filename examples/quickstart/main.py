@@ -27,10 +27,10 @@ def main() -> None:
         for row in db.table("task").priority.filter(start=1):
             print(f"  task {row.id}: {row.title!r} done={row.done} priority={row.priority}")
         print(f"{db.table('agent_message').count()} messages; last offset {db.tx_offset}")
+        for line in db.logs():
+            print(f"  module log {line['level']}: {line['message']}")
     with cosmictron.Database.open(data_dir) as db:
         print(f"reopened from disk: {db.table('task').count()} tasks, offset {db.tx_offset}")
-        for line in db.logs():
-            print(f"  log {line['level']}: {line['message']}")
 
 
 if __name__ == "__main__":

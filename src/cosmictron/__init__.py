@@ -7,17 +7,20 @@ pins them.
 from cosmictron.datastore.schema import IndexSchema as Index
 from cosmictron.durability import DurabilityConfig, PersistenceConfig, PersistenceLayer
 from cosmictron.errors import (
+    ConfigError,
     Conflict,
     CorruptLog,
     CosmictronError,
     DatabaseInUse,
     DurabilityError,
+    InternalError,
     InvalidRequest,
     NotFound,
     PermissionDenied,
     ReducerFailed,
     ResourceExhausted,
     SchemaError,
+    VerificationFailed,
 )
 from cosmictron.host import CallOutcome, Database
 from cosmictron.module import (
@@ -55,6 +58,7 @@ __version__ = "0.8.0"
 
 __all__ = [
     "CallOutcome",
+    "ConfigError",
     "Conflict",
     "ConnectionId",
     "CorruptLog",
@@ -65,6 +69,7 @@ __all__ = [
     "DurabilityError",
     "Identity",
     "Index",
+    "InternalError",
     "InvalidRequest",
     "NotFound",
     "PermissionDenied",
@@ -78,6 +83,7 @@ __all__ = [
     "TimeDuration",
     "Timestamp",
     "Vector",
+    "VerificationFailed",
     "__version__",
     "client_connected",
     "client_disconnected",

@@ -8,13 +8,14 @@ server replies with.
 ::
 
     CosmictronError
-    ├── InvalidRequest 400      bad arguments, wrong value type, integer out of range
-    │   ├── SqlError            (query layer) line, column and offending text
+    ├── InvalidRequest 400      bad arguments, wrong value type, integer out of range,
+    │                           a write to an append-only (event) table
+    │   ├── SqlError            (query layer, with SQL) line, column and offending text
     │   ├── SchemaError         a module declares an impossible table or reducer
     │   └── ConfigError         unknown profile or policy name, bad config.toml
     ├── PermissionDenied 403    not the owner; a private table
     ├── NotFound 404            database, table, reducer, row
-    ├── Conflict 409            unique or primary-key violation; append-only table changed
+    ├── Conflict 409            unique or primary-key violation
     ├── DatabaseInUse 409       another process holds the data directory's lock
     ├── ReducerFailed 400       the reducer raised; its transaction rolled back
     ├── ResourceExhausted 507   a memory limit would be exceeded; nothing was changed
@@ -68,7 +69,7 @@ class NotFound(CosmictronError):
 
 
 class Conflict(CosmictronError):
-    """The write contradicts a constraint: duplicate key, change to an append-only table."""
+    """The write contradicts a constraint: a duplicate primary key or unique value."""
 
     code = "conflict"
     http_status = 409

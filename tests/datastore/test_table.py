@@ -148,3 +148,12 @@ def test_memory_estimate_tracks_rows():
     table.delete(9)
     assert table.estimated_bytes == estimated
     table.check_invariants()
+
+
+def test_prefix_bounds_on_composite_ranges():
+    table = filled()
+    city_age = table.index_named("city_age")
+    everything = sorted(city_age.range_row_keys(("Oslo",), ("Rome",), inclusive=True))
+    assert everything == [1, 2, 3, 4], "an inclusive prefix stop takes the whole prefix"
+    assert sorted(city_age.range_row_keys(("Oslo",), ("Rome",))) == [1, 2]
+    assert sorted(city_age.range_row_keys(("Oslo", 0), ("Rome", 26))) == [1, 3]

@@ -128,3 +128,39 @@ def test_unknown_annotation_is_a_schema_error():
         column_type_for(dict, "table 't' column 'c'")
     with pytest.raises(SchemaError, match="only Optional"):
         column_type_for(int | str, "x")
+
+
+SCALAR_VALUES = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=5),
+    st.booleans(),
+    st.binary(max_size=5),
+    st.none(),
+)
+
+
+@given(st.lists(SCALAR_VALUES, min_size=6, max_size=6))
+def test_compiled_checker_agrees_with_per_column_checks(values):
+    from cosmictron.datastore.checker import compile_checker
+
+    column_types = [t.I64, t.INTEGERS["u8"], t.STR, t.F64, t.BOOL, t.OptionalType(t.BYTES)]
+    checker = compile_checker(column_types)
+    try:
+        expected = tuple(c.check(v) for c, v in zip(column_types, values, strict=True))
+    except TypeMismatch:
+        with pytest.raises(TypeMismatch):
+            checker(values)
+    else:
+        assert checker(values) == expected
+
+
+def test_nan_is_refused_with_a_hint():
+    with pytest.raises(TypeMismatch, match="NaN is not stored"):
+        t.F64.check(float("nan"))
+    with pytest.raises(TypeMismatch, match="NaN is not stored"):
+        column_type_for(Vector[2], "x").check([1.0, float("nan")])
+    from cosmictron.datastore.checker import compile_checker
+
+    with pytest.raises(TypeMismatch, match="NaN"):
+        compile_checker([t.F64])((float("nan"),))

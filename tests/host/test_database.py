@@ -137,9 +137,10 @@ def test_ids_are_not_reused_after_delete_and_restart(open_db):
     assert open_db().call("note", "new") == ids[-1] + 1
 
 
-def test_opening_an_empty_directory_without_a_module(open_db):
+def test_opening_an_empty_directory_without_a_module(open_db, tmp_path):
     with pytest.raises(NotFound, match="holds no database yet; pass module="):
         open_db()
+    assert not (tmp_path / "data").exists(), "a refused open leaves nothing behind"
 
 
 def test_an_incompatible_module_is_refused(open_db):

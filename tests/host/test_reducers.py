@@ -106,6 +106,14 @@ def delete_by_email(ctx: ReducerContext, email: str) -> bool:
     return ctx.db.account.email.delete(email)
 
 @reducer
+def says_none(ctx: ReducerContext) -> None:
+    return 5
+
+@reducer
+def nested_bad_args(ctx: ReducerContext) -> None:
+    open_account(ctx, 12345)
+
+@reducer
 def delete_where_low(ctx: ReducerContext, below: int) -> int:
     removed = 0
     for row in ctx.db.account.iter():
@@ -257,3 +265,11 @@ def test_reads_outside_reducers_are_read_only(db):
         accounts.email.filter(start="a")
     with pytest.raises(NotFound, match="no table named 'nope'"):
         db.table("nope")
+
+
+def test_none_annotation_and_nested_arguments_are_checked(db):
+    with pytest.raises(ReducerFailed, match="annotated -> None but returned 5"):
+        db.call("says_none")
+    with pytest.raises(ReducerFailed, match="argument 'email': expected str, got 12345"):
+        db.call("nested_bad_args")
+    assert state(db) == []

@@ -124,9 +124,26 @@ class Index:
 
         ``None`` leaves that side open. On a composite index a shorter tuple is a prefix.
         """
-        keys = self._irange(start, stop, (True, inclusive))
+        width = len(stop) if isinstance(stop, tuple) else 0
+        if width and width < len(self.schema.columns):
+            # A prefix stop bounds the prefix, not the whole key: stop=(2,) inclusive
+            # must take (2, x) for every x, which plain tuple order would leave out.
+            keys = self._prefix_bounded(start, stop, width, inclusive)
+        else:
+            keys = self._irange(start, stop, (True, inclusive))
         for key in list(keys):
             yield from self.row_keys(key)
+
+    def _prefix_bounded(
+        self, start: Any, stop: tuple[Any, ...], width: int, inclusive: bool
+    ) -> Iterator[Any]:
+        transform = self._sort_key or (lambda key: key)
+        bound = transform(stop)
+        for key in self._irange(start, None, (True, True)):
+            head = transform(key[:width])
+            if head > bound or (head == bound and not inclusive):
+                return
+            yield key
 
     def prefix_row_keys(self, prefix: tuple[Any, ...]) -> Iterator[Any]:
         """Row keys whose key starts with ``prefix`` (composite btree indexes)."""

@@ -21,9 +21,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from cosmictron.datastore.table import Table
+from cosmictron.errors import Conflict
+
+
+class BatchConflict(Conflict):
+    """A row of a batch insert duplicated a key; ``row_index`` is its position."""
+
+    def __init__(self, message: str, row_index: int) -> None:
+        super().__init__(message)
+        self.row_index = row_index
+
 
 _SEQUENCE: Any = type("SequenceOp", (), {"__repr__": lambda self: "<sequence>"})()
 """The ``key`` of an op that changed a counter: ``(table, _SEQUENCE, position, old)``."""
+
+_BATCH: Any = type("BatchOp", (), {"__repr__": lambda self: "<batch>"})()
+"""The ``key`` of an op that inserted many rows: ``(table, _BATCH, keys, rows)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +62,32 @@ class Transaction:
         if key is not None:
             self.ops.append((table, key, None, row))
         return key
+
+    def insert_batch(self, table: Table, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Insert many rows as one op (bulk loads); all or none. Returns the rows stored.
+
+        Raises:
+            BatchConflict: a row duplicates a key (``row_index`` says which); the rows of
+                this batch already stored are removed again before it propagates.
+        """
+        keys: list[Any] = []
+        stored: list[tuple[Any, ...]] = []
+        insert = table.insert
+        row_index = 0
+        try:
+            for row_index, row in enumerate(rows):  # noqa: B007 - read in the handler
+                key = insert(row)
+                if key is not None:
+                    keys.append(key)
+                    stored.append(row)
+        except BaseException as exc:
+            for key in reversed(keys):
+                table.delete(key)
+            if isinstance(exc, Conflict):
+                raise BatchConflict(str(exc), row_index) from None
+            raise
+        self.ops.append((table, _BATCH, keys, stored))  # type: ignore[arg-type]
+        return stored
 
     def delete(self, table: Table, key: Any) -> tuple[Any, ...] | None:
         old = table.delete(key)
@@ -90,6 +129,9 @@ class Transaction:
             table, key, old, new = ops.pop()
             if key is _SEQUENCE:
                 table.sequences[old] = new  # type: ignore[index]
+            elif key is _BATCH:
+                for batch_key in reversed(old):  # type: ignore[arg-type]
+                    table.delete(batch_key)
             elif new is None:
                 table.insert(old)  # type: ignore[arg-type]
             elif old is None:
@@ -110,6 +152,10 @@ class Transaction:
             ops = [op for op in ops if op[1] is not _SEQUENCE]
         if not ops:
             return []
+        if len(ops) == 1 and ops[0][1] is _BATCH:
+            return [TableChange(ops[0][0], ops[0][3], [])]
+        if any(op[1] is _BATCH for op in ops):
+            ops = list(_expand_batches(ops))
         if len(ops) == 1:
             table, _, old, new = ops[0]
             if old == new:
@@ -138,9 +184,16 @@ class Transaction:
 
     def touched_tables(self) -> Iterator[Table]:
         seen: set[Table] = set()
-        for table, key, *_ in self.ops:
-            if key is _SEQUENCE:
-                continue
+        for table, *_ in self.ops:
             if table not in seen:
                 seen.add(table)
                 yield table
+
+
+def _expand_batches(ops: list[Any]) -> Iterator[Any]:
+    for table, key, old, new in ops:
+        if key is _BATCH:
+            for batch_key, row in zip(old, new, strict=True):
+                yield table, batch_key, None, row
+        else:
+            yield table, key, old, new

@@ -20,12 +20,14 @@ import array
 import enum
 import math
 import struct
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from cosmictron.values import ConnectionId, Identity, ScheduleAt, TimeDuration, Timestamp
 
 _F32 = struct.Struct("f")
+_BIG_ENDIAN = sys.byteorder == "big"
 
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "<required>"})()
 """Default of a column that has none: inserting a row that still holds it is an error."""
@@ -117,6 +119,9 @@ class FloatType(ColumnType):
             result = float(value)
         else:
             raise TypeMismatch(self.name, value)
+        if result != result:
+            # NaN is not equal to itself, so it would break keys, uniqueness and find().
+            raise TypeMismatch(self.name, value, "NaN is not stored; use Optional and None")
         if self.bits == 32 and math.isfinite(result):
             result = _F32.unpack(_F32.pack(result))[0]
             if math.isinf(result):
@@ -339,19 +344,28 @@ class VectorType(ColumnType):
         if len(value) != self.dimension:
             raise TypeMismatch(self.name, value, f"has {len(value)} components")
         try:
-            return tuple(array.array("f", value))
+            values = tuple(array.array("f", value))
         except (TypeError, OverflowError) as exc:
             raise TypeMismatch(self.name, value, str(exc)) from None
+        if any(v != v for v in values):
+            raise TypeMismatch(self.name, value, "NaN is not stored")
+        return values
 
     def to_python(self, canonical: tuple[float, ...]) -> list[float]:
         return list(canonical)
 
     def encode(self, canonical: tuple[float, ...]) -> bytes:
-        return array.array("f", canonical).tobytes()
+        """Little-endian float32s, whatever the machine, so logs move between machines."""
+        values = array.array("f", canonical)
+        if _BIG_ENDIAN:
+            values.byteswap()
+        return values.tobytes()
 
     def decode(self, wire: bytes) -> tuple[float, ...]:
         values = array.array("f")
         values.frombytes(wire)
+        if _BIG_ENDIAN:
+            values.byteswap()
         return tuple(values)
 
     def describe(self) -> dict[str, Any]:

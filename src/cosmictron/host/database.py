@@ -165,6 +165,8 @@ class Database:
             CorruptLog: the log is damaged other than at its tail.
         """
         directory = Path(path)
+        if module is None and not (directory / "module" / "module.py").exists():
+            raise NotFound(f"{str(directory)!r} holds no database yet; pass module= to create one")
         if durability is None:
             config_file = directory / "config.toml"
             durability = DurabilityConfig.resolve(
@@ -283,8 +285,7 @@ class Database:
             token = CURRENT_DB.set(self)
             try:
                 value = binding.function(ctx, *values)
-                if schema.return_type is not None:
-                    _check_return(schema, value)
+                _check_return(binding, value)
                 changes = tx.changes()
                 estimate = self._check_memory(changes)
                 body = self._record_body(
@@ -297,10 +298,13 @@ class Database:
                 self._failures += 1
                 if not isinstance(exc, Exception):
                     raise
+                if isinstance(exc, DurabilityError | ResourceExhausted):
+                    self.log.append(
+                        "ERROR", f"reducer {schema.name!r} not committed: {exc}", schema.name
+                    )
+                    raise
                 failure = _as_reducer_failure(schema.name, exc)
                 self.log.append("ERROR", str(failure), schema.name)
-                if isinstance(exc, DurabilityError | ResourceExhausted):
-                    raise
                 raise failure from exc
             finally:
                 session.tx = None
@@ -335,12 +339,11 @@ class Database:
                 raise InvalidRequest(f"database {str(self.path)!r} is closed")
             now_us = max(time.time_ns() // 1000, self._last_timestamp_us + 1)
             tx = Transaction()
-            count = 0
+            bytes_before = target.estimated_bytes
             try:
-                insert_all(tx, target, binding, rows)
-                count = len(tx.ops)
+                count = insert_all(tx, target, binding, rows)
                 changes = tx.changes()
-                estimate = self._check_memory(changes)
+                estimate = self._check_growth(target.estimated_bytes - bytes_before)
                 body = self._record_body(
                     tx, changes, _BULK_INSERT, [table, count], self.owner, None, now_us
                 )
@@ -414,6 +417,9 @@ class Database:
                 growth += row_bytes(row)
             for row in change.deletes:
                 growth -= row_bytes(row)
+        return self._check_growth(growth)
+
+    def _check_growth(self, growth: int) -> int:
         used = self._estimated_bytes + growth
         if growth > 0 and used > self._memory_limit_bytes:
             raise ResourceExhausted(
@@ -424,14 +430,29 @@ class Database:
         return used
 
     def call_nested(
-        self, function: Callable[..., Any], ctx: ReducerContext, args: Any, kwargs: Any
+        self,
+        name: str,
+        function: Callable[..., Any],
+        ctx: ReducerContext,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> Any:
-        """A reducer called from a reducer: same transaction, its own savepoint."""
+        """A reducer called from a reducer: same transaction, its own savepoint.
+
+        Its arguments are checked like a client's, so a reducer sees the same values
+        whoever calls it.
+        """
         tx = self._session.tx
         assert tx is not None, "nested reducer call outside a transaction"
+        binding = self.module.reducers.get(name)
+        if binding is None or binding.function is not function:
+            raise InvalidRequest(f"reducer {name!r} is not part of this database's module")
+        values, _ = binding.bind(args, kwargs)
         savepoint = tx.savepoint()
         try:
-            return function(ctx, *args, **kwargs)
+            value = function(ctx, *values)
+            _check_return(binding, value)
+            return value
         except BaseException:
             tx.rollback_to(savepoint)
             raise
@@ -526,8 +547,14 @@ class Database:
         return f"Database({str(self.path)!r}, tx_offset={self._offset})"
 
 
-def _check_return(schema: ReducerSchema, value: Any) -> None:
-    assert schema.return_type is not None
+def _check_return(binding: ReducerBinding, value: Any) -> None:
+    schema = binding.schema
+    if schema.return_type is None:
+        if value is not None and binding.returns_none:
+            raise InvalidRequest(
+                f"reducer {schema.name!r} is annotated -> None but returned {value!r}"
+            )
+        return
     try:
         schema.return_type.check(value)
     except TypeMismatch as exc:

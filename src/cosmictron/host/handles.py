@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from cosmictron.datastore import Index, Table, Transaction, TypeMismatch
+from cosmictron.datastore.tx import BatchConflict
 from cosmictron.errors import Conflict, InvalidRequest, NotFound
 from cosmictron.module import RowBinding
 
@@ -282,18 +283,46 @@ def _assign_ids(
     return tuple(values)
 
 
-def insert_all(tx: Transaction, table: Table, binding: RowBinding, rows: Any) -> None:
-    """Check and insert every row (sequences or dicts); errors name the row's position."""
+def insert_all(tx: Transaction, table: Table, binding: RowBinding, rows: Any) -> int:
+    """Check every row (sequences or dicts), then insert them all as one batch.
+
+    Errors name the row's position (0-based). Auto-increment ids are drawn as one block,
+    so the undo log holds one entry per counter, not one per row.
+
+    Returns:
+        How many rows were stored (an identical row in a keyless table is stored once).
+    """
     positions = binding.auto_inc_positions
     to_row = binding.values_to_row
-    insert = tx.insert
+    from_mapping = binding.values_from_mapping
+    checked: list[tuple[Any, ...]] = []
+    append = checked.append
+    counters = {position: table.sequences[position] for position in positions}
     for number, values in enumerate(rows):
         try:
-            row = to_row(
-                binding.values_from_mapping(values) if isinstance(values, dict) else values
-            )
-            if positions:
-                row = _assign_ids(tx, table, row, positions)
-            insert(table, row)
-        except (InvalidRequest, Conflict) as exc:
-            raise type(exc)(f"row {number}: {exc}") from None
+            row = to_row(from_mapping(values) if isinstance(values, dict) else values)
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"row {number}: {exc}") from None
+        if positions:
+            row = _draw_ids(row, positions, counters)
+        append(row)
+    for position, value in counters.items():
+        if value != table.sequences[position]:
+            tx.observe_explicit_value(table, position, value - 1)
+    try:
+        return len(tx.insert_batch(table, checked))
+    except BatchConflict as exc:
+        raise Conflict(f"row {exc.row_index}: {exc}") from None
+
+
+def _draw_ids(
+    row: tuple[Any, ...], positions: list[int], counters: dict[int, int]
+) -> tuple[Any, ...]:
+    values = list(row)
+    for position in positions:
+        if values[position] == 0:
+            values[position] = counters[position]
+            counters[position] += 1
+        elif values[position] >= counters[position]:
+            counters[position] = values[position] + 1
+    return tuple(values)

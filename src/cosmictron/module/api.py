@@ -214,7 +214,7 @@ def _mark(fn: Callable[..., Any] | None, kind: str, name: str | None) -> Any:
                     f"reducer {wrapped.__name__!r} runs inside a transaction; "
                     f"call it through Database.call"
                 )
-            return db.call_nested(fn, ctx, args, kwargs)
+            return db.call_nested(wrapped.__cosmictron_reducer__[1], fn, ctx, args, kwargs)
 
         wrapped = nested_call
         wrapped.__cosmictron_reducer__ = (kind, name or fn.__name__)  # type: ignore[attr-defined]

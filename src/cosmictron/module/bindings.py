@@ -12,6 +12,7 @@ from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
 
+from cosmictron.datastore.checker import compile_checker
 from cosmictron.datastore.schema import ReducerSchema, TableSchema
 from cosmictron.datastore.types import REQUIRED, ColumnType, OptionalType, TypeMismatch
 from cosmictron.errors import InvalidRequest
@@ -21,6 +22,7 @@ class RowBinding:
     """One table class <-> the canonical rows of one table."""
 
     __slots__ = (
+        "_check_values",
         "_checks",
         "_converters",
         "_get_values",
@@ -36,6 +38,7 @@ class RowBinding:
         getter = attrgetter(*names)
         self._get_values = getter if len(names) > 1 else (lambda obj: (getter(obj),))
         self._checks = [column.type.check for column in schema.columns]
+        self._check_values = compile_checker([column.type for column in schema.columns])
         plain = not any(_converts(column.type) for column in schema.columns)
         self._converters: list[Callable[[Any], Any]] | None = (
             None if plain else [column.type.to_python for column in schema.columns]
@@ -56,7 +59,7 @@ class RowBinding:
             )
         values = self._get_values(obj)
         try:
-            return tuple([check(value) for check, value in zip(self._checks, values)])  # noqa: B905
+            return self._check_values(values)
         except TypeMismatch:
             self._raise_precise(values)
             raise
@@ -69,7 +72,7 @@ class RowBinding:
                 f"got {len(values)} values"
             )
         try:
-            return tuple([check(value) for check, value in zip(self._checks, values)])  # noqa: B905
+            return self._check_values(values)
         except TypeMismatch:
             self._raise_precise(values)
             raise
@@ -103,18 +106,34 @@ class RowBinding:
                 ) from None
 
 
+_UNDECLARED = object()
+
+
 class ReducerBinding:
     """A reducer's function and the checks its arguments must pass."""
 
-    __slots__ = ("_checks", "_converters", "_encoders", "_names", "_plain", "function", "schema")
+    __slots__ = (
+        "_check_values",
+        "_checks",
+        "_converters",
+        "_encoders",
+        "_names",
+        "_plain",
+        "function",
+        "returns_none",
+        "schema",
+    )
 
     def __init__(self, schema: ReducerSchema, function: Callable[..., Any]) -> None:
         self.schema = schema
         self.function = function
+        declared = getattr(function, "__annotations__", {}).get("return", _UNDECLARED)
+        self.returns_none = declared in (None, "None", type(None))
         self._names = [param.name for param in schema.params]
         self._checks = [param.type.check for param in schema.params]
         self._converters = [param.type.to_python for param in schema.params]
         self._encoders = [param.type.encode for param in schema.params]
+        self._check_values = compile_checker([param.type for param in schema.params])
         self._plain = not any(
             _converts(param.type) or not param.type.plain for param in schema.params
         )
@@ -130,7 +149,7 @@ class ReducerBinding:
         params = self.schema.params
         if self._plain and not kwargs and len(args) == len(params):
             try:
-                checked = [check(value) for check, value in zip(self._checks, args)]  # noqa: B905
+                checked = self._check_values(args)
             except TypeMismatch:
                 pass  # the general path below names the argument
             else:
