@@ -126,3 +126,35 @@ def test_statistics_count_this_session(open_layer: OpenLayer) -> None:
     assert statistics.durable_offset == 10  # under never: the highest written
     assert statistics.bytes_written > 0
     assert not statistics.failed
+
+
+def test_always_buffers_until_the_leader_writes_and_a_failed_write_fails_the_log(
+    open_layer: OpenLayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under ``always`` the group-commit leader writes; its write failing is permanent.
+
+    Records past the failure were applied in memory by their callers, so the log cannot
+    stay usable: like a failed fsync, every later append and wait raises.
+    """
+    layer = open_layer(fsync_policy="always")
+    recover_all(layer)
+    first = layer.append(TX_RECORD_KIND, "first")
+    segment = segment_files(layer.data_dir)[-1]
+    size_before = os.path.getsize(segment)
+    layer.wait_durable(first)
+    assert os.path.getsize(segment) > size_before, "the leader wrote the frame"
+    pending = layer.append(TX_RECORD_KIND, "pending")
+    real_write = os.write
+
+    def fail(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", fail)
+    with pytest.raises(DurabilityError, match="refuses further writes"):
+        layer.wait_durable(pending)
+    monkeypatch.setattr(os, "write", real_write)
+    with pytest.raises(DurabilityError):
+        layer.append(TX_RECORD_KIND, "after")
+    layer.close()
+    records = recover_all(open_layer())
+    assert [record.body for record in records] == ["first"]

@@ -36,6 +36,7 @@ class Table:
     __slots__ = (
         "_fixed_row_bytes",
         "_variable_positions",
+        "committed_bytes",
         "indexes",
         "key_of",
         "name",
@@ -73,6 +74,7 @@ class Table:
             or (isinstance(column.type, OptionalType) and column.type.inner in (STR, BYTES))
         ]
         self.variable_bytes = 0
+        self.committed_bytes = 0
 
     # -- keys -----------------------------------------------------------------------
 
@@ -94,7 +96,11 @@ class Table:
 
     @property
     def estimated_bytes(self) -> int:
-        """Estimated memory of all rows: fixed cost per row plus text and bytes lengths."""
+        """Estimated memory of all rows: fixed cost per row plus text and bytes lengths.
+
+        ``committed_bytes`` is the same figure as of the last commit (the host sets it),
+        so a transaction's growth is the difference, at no cost per row.
+        """
         return len(self.rows) * self._fixed_row_bytes + self.variable_bytes
 
     # -- writes (no transaction logic here) -------------------------------------------
@@ -145,7 +151,7 @@ class Table:
         old = self.rows[key]
         for index in self.unique_indexes:
             holder = index.holder_of(row)
-            if holder is not None and holder != key:
+            if holder is not None and holder != key:  # held by another row
                 raise Conflict(
                     self._duplicate_message("unique index", index.schema.columns, index.key_of(row))
                 )

@@ -2,18 +2,30 @@
 
 ``append`` is the hot path (called under the host's writer lock for every transaction), so
 it is a handful of C calls: ``msgpack.packb``, ``zlib.crc32``, ``struct.pack``,
-``os.writev`` and ``sha256``. The write goes to the kernel at once (an ``O_APPEND`` file
-descriptor, no user-space buffer), so a killed process loses nothing it appended; only a
-power cut can lose unsynced records, which the fsync policy (``sync.py``) bounds.
+``os.writev`` and ``sha256``.
 
-A failed write (a full disk) cuts the segment back to where it ended before and raises
-``DurabilityError``; the log stays usable, because nothing half-written remains.
+Where the bytes go depends on the fsync policy:
+
+- ``periodic`` and ``never``: the write goes to the kernel at once (an ``O_APPEND`` file
+  descriptor), so a killed process loses nothing it appended; only a power cut can lose
+  unsynced records, which the policy bounds. A failed write (a full disk) cuts the
+  segment back and raises ``DurabilityError``; the log stays usable.
+- ``always``: frames wait in a user-space buffer that the group-commit leader writes and
+  syncs in one go (``flush_pending``). No caller is told its record is durable before
+  that, so a crash loses only unacknowledged records. Writing in the leader matters for
+  speed: an ``append`` that wrote to the kernel while the leader's ``fdatasync`` ran
+  would wait for it (pages under writeback are locked), and with it every caller queued
+  on the writer lock, so syncs and writes took turns instead of overlapping. A write that
+  fails in the leader fails the log for good, like a failed sync: the records after the
+  failure are already applied in memory, and only a restart (recovery from disk) gives a
+  state that matches the log again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import zlib
 from typing import Any
 
@@ -54,11 +66,17 @@ class CommitLog:
         self.segment_bytes = 0
         self.bytes_written = 0
         self.first_offset = 1
+        self.buffered = sync.fsync_policy == "always"
+        self._pending: list[bytes] = []
+        self._pending_lock = threading.Lock()
+        self._flushed_bytes = 0
+        if self.buffered:
+            sync.flush = self.flush_pending
 
     def start(self, fd: int, segment_bytes: int, next_offset: int, last_hash: bytes) -> None:
         """Continue the log after recovery: ``fd`` is the last segment, ending at a valid frame."""
         self.fd = fd
-        self.segment_bytes = segment_bytes
+        self.segment_bytes = self._flushed_bytes = segment_bytes
         self.next_offset = self.first_offset = next_offset
         self.last_hash = last_hash
         self.sync.start(fd, next_offset - 1)
@@ -89,18 +107,53 @@ class CommitLog:
                 f"record at offset {offset} is {length} bytes, more than record_bytes_max "
                 f"({self.record_bytes_max}); split the transaction or raise the limit"
             )
-        try:
-            written = _writev(self.fd, (_pack_header(length, _crc32(payload)), payload))
-        except OSError as exc:
-            self._undo_write(offset, exc)
-        if written != length + 8:
-            self._undo_write(offset, OSError(f"short write of {written} bytes"))
+        header = _pack_header(length, _crc32(payload))
+        if self.buffered:
+            with self._pending_lock:
+                self._pending.append(header)
+                self._pending.append(payload)
+            written = length + 8
+        else:
+            try:
+                written = _writev(self.fd, (header, payload))
+            except OSError as exc:
+                self._undo_write(offset, exc)
+            if written != length + 8:
+                self._undo_write(offset, OSError(f"short write of {written} bytes"))
+            self._flushed_bytes += written
         self.last_hash = _sha256(payload).digest()
         self.next_offset = offset + 1
         self.segment_bytes += written
         self.bytes_written += written
         self.sync.written_offset = offset
         return offset
+
+    def flush_pending(self) -> None:
+        """Write the buffered frames to the segment (``always``; the sync leader calls this).
+
+        Raises:
+            DurabilityError: the write failed; the log is failed for good (see above).
+        """
+        with self._pending_lock:
+            frames, self._pending = self._pending, []
+        if not frames:
+            return
+        data = b"".join(frames)
+        try:
+            written = os.write(self.fd, data)
+            while written < len(data):
+                written += os.write(self.fd, memoryview(data)[written:])
+        except OSError as exc:
+            try:
+                os.ftruncate(self.fd, self._flushed_bytes)
+            except OSError:
+                pass  # recovery cuts a torn tail anyway
+            self.sync.failure = DurabilityError(
+                f"writing the commit log failed ({exc}); the database refuses further writes. "
+                "Free disk space and restart it to recover from the log on disk."
+            )
+            raise self.sync.failure from exc
+        self._flushed_bytes += written
 
     def _undo_write(self, offset: int, cause: OSError) -> None:
         """Cut off a partly written frame, then report the failed write."""
@@ -121,6 +174,7 @@ class CommitLog:
         """Seal the current segment (synced, so only the last can be torn) and begin a new one."""
         old_fd = self.fd
         with self.sync.exclusive():
+            self.flush_pending()
             self.sync.sync_file(old_fd, self.next_offset - 1)
             try:
                 new_fd = create_segment(self.log_dir, self.next_offset)
@@ -131,7 +185,7 @@ class CommitLog:
                 ) from exc
             self.fd = self.sync.fd = new_fd
         os.close(old_fd)
-        self.segment_bytes = os.fstat(new_fd).st_size
+        self.segment_bytes = self._flushed_bytes = os.fstat(new_fd).st_size
 
     def close(self) -> None:
         """Close the file descriptor; the caller syncs first."""

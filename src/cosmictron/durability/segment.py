@@ -212,7 +212,11 @@ class SegmentReader:
         """Verify a record the snapshot covers, without decoding its body; return its hash."""
         expected = self.next_offset
         try:
-            _, offset, prev_hash = decode_header(payload)
+            # Small records decode faster whole than through a streaming header read.
+            if len(payload) < 4096:
+                _, offset, prev_hash, _ = decode_payload(payload)
+            else:
+                _, offset, prev_hash = decode_header(payload)
         except RecordError as exc:
             raise CorruptLog(self.path, position, str(exc), expected) from None
         if offset != expected:

@@ -27,10 +27,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from cosmictron.errors import DurabilityError, InternalError
+
+
+def _nothing_to_flush() -> None:
+    """The default ``flush``: every policy but ``always`` writes in ``append``."""
 
 
 class SyncCoordinator:
@@ -51,6 +55,7 @@ class SyncCoordinator:
         self.failure: DurabilityError | None = None
         self.sync_count = 0
         self.last_sync_latency_s = 0.0
+        self.flush: Callable[[], None] = _nothing_to_flush
         self._condition = threading.Condition()
         self._syncing = False
         self._stopping = threading.Event()
@@ -156,9 +161,11 @@ class SyncCoordinator:
             self.synced_offset = offset
 
     def _sync_locked(self) -> None:
-        # Read the target before syncing: everything up to it was written to this fd
+        # Read the target before flushing: everything up to it is then written to this fd
         # (earlier segments were synced when rotated), so the sync covers it.
-        self.sync_file(self.fd, self.written_offset)
+        target = self.written_offset
+        self.flush()
+        self.sync_file(self.fd, target)
 
     def _run_periodic(self) -> None:
         while not self._stopping.wait(self.fsync_interval_s):

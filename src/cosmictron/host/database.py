@@ -197,6 +197,8 @@ class Database:
                 apply_record_body(datastore, record.body)
                 self._last_timestamp_us = record.body[0]
             self._offset = record.offset
+        for table in datastore:
+            table.committed_bytes = table.estimated_bytes
         self._estimated_bytes = datastore.estimated_bytes()
 
     def _run_init(self) -> None:
@@ -292,7 +294,7 @@ class Database:
                     tx, changes, schema, wire_args, sender, connection_id, now_us
                 )
                 offset = self._persistence.append(TX_RECORD_KIND, body)
-                self._estimated_bytes = estimate
+                self._adopt_estimate(estimate, changes)
             except BaseException as exc:
                 tx.rollback()
                 self._failures += 1
@@ -339,16 +341,15 @@ class Database:
                 raise InvalidRequest(f"database {str(self.path)!r} is closed")
             now_us = max(time.time_ns() // 1000, self._last_timestamp_us + 1)
             tx = Transaction()
-            bytes_before = target.estimated_bytes
             try:
                 count = insert_all(tx, target, binding, rows)
                 changes = tx.changes()
-                estimate = self._check_growth(target.estimated_bytes - bytes_before)
+                estimate = self._check_memory(changes)
                 body = self._record_body(
                     tx, changes, _BULK_INSERT, [table, count], self.owner, None, now_us
                 )
                 offset = self._persistence.append(TX_RECORD_KIND, body)
-                self._estimated_bytes = estimate
+                self._adopt_estimate(estimate, changes)
             except BaseException:
                 tx.rollback()
                 raise
@@ -402,24 +403,16 @@ class Database:
     def _check_memory(self, changes: list[TableChange]) -> int:
         """Refuse a transaction that would grow the tables past ``memory_limit_bytes``.
 
-        The running estimate ``_estimated_bytes`` moves only by committed net effects,
-        so the check costs one ``row_bytes`` per changed row, not a walk of every table.
+        Each table knows its estimate now and as of the last commit, so the growth is a
+        subtraction per changed table, not a walk of rows or of every table.
 
         Returns:
-            The estimate to adopt once the transaction is appended.
+            The database's estimate to adopt once the transaction is appended.
         """
-        if not changes:
-            return self._estimated_bytes
         growth = 0
         for change in changes:
-            row_bytes = change.table.row_bytes
-            for row in change.inserts:
-                growth += row_bytes(row)
-            for row in change.deletes:
-                growth -= row_bytes(row)
-        return self._check_growth(growth)
-
-    def _check_growth(self, growth: int) -> int:
+            table = change.table
+            growth += table.estimated_bytes - table.committed_bytes
         used = self._estimated_bytes + growth
         if growth > 0 and used > self._memory_limit_bytes:
             raise ResourceExhausted(
@@ -428,6 +421,11 @@ class Database:
                 f"nothing was changed"
             )
         return used
+
+    def _adopt_estimate(self, estimate: int, changes: list[TableChange]) -> None:
+        self._estimated_bytes = estimate
+        for change in changes:
+            change.table.committed_bytes = change.table.estimated_bytes
 
     def call_nested(
         self,

@@ -196,8 +196,9 @@ class UniqueHandle(IndexHandle):
 
     def find(self, value: Any) -> Any | None:
         handle = self._handle
+        key = self._canonical(value)
         with handle._session.lock:
-            row = self._row_for(self._canonical(value))
+            row = handle._table.rows.get(key) if self._index is None else self._row_for(key)
         return None if row is None else handle._binding.to_object(row)
 
     def update(self, row: Any) -> Any:
@@ -211,7 +212,15 @@ class UniqueHandle(IndexHandle):
         tx = handle._session.writable(table, "update")
         _refuse_on_event_table(table, "update")
         canonical = handle._binding.to_row(row)
-        key = self._key_of(canonical)
+        if self._index is None:  # by primary key: the key cannot change
+            key = table.key_of(canonical)  # type: ignore[misc]
+            if key not in table.rows:
+                raise NotFound(
+                    f"table {table.name!r} has no row with {self._describe(key)} to update"
+                )
+            tx.replace(table, key, canonical)
+            return handle._binding.to_object(canonical)
+        key = self._index.key_of(canonical)
         old_key = self._row_key_for(key)
         if old_key is None:
             raise NotFound(f"table {table.name!r} has no row with {self._describe(key)} to update")
@@ -238,11 +247,6 @@ class UniqueHandle(IndexHandle):
             return False
         tx.delete(table, row_key)
         return True
-
-    def _key_of(self, canonical_row: tuple[Any, ...]) -> Any:
-        if self._index is None:
-            return self._handle._table.row_key(canonical_row)
-        return self._index.key_of(canonical_row)
 
     def _row_key_for(self, key: Any) -> Any:
         table = self._handle._table
