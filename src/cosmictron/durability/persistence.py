@@ -149,6 +149,7 @@ class PersistenceLayer:
         self._started = True
         # Bind the writer's method directly: the hot path skips one Python call.
         self.append = self._log.append  # type: ignore[method-assign]
+        self.wait_durable = self._sync.wait_durable  # type: ignore[method-assign]
         self._snapshot_thread = threading.Thread(
             target=self._run_snapshots, name="cosmictron-snapshots", daemon=True
         )

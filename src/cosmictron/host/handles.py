@@ -53,7 +53,9 @@ class TableHandle:
     def insert(self, row: Any) -> Any:
         """Insert ``row``; returns it as stored, with auto_inc columns filled in."""
         table = self._table
-        tx = self._session.writable(table, "insert into")
+        tx = self._session.tx
+        if tx is None:
+            self._session.writable(table, "insert into")
         canonical = self._binding.to_row(row)
         positions = self._binding.auto_inc_positions
         if positions:
