@@ -509,26 +509,17 @@ def evaluate(results: dict[str, Any], threads: int) -> list[dict[str, Any]]:
     def rel(key: str) -> float:
         return ratio(results[key]["cosmictron"], results[key]["sqlite"]) or 0.0
 
-    for policy, (_, sync) in POLICIES.items():
-        key = f"insert_{policy}"
-        if policy == "never":
-            target = f">= 2x SQLite {sync} and >= 100k tx/s"
-            met = rel(key) >= 2 and results[key]["cosmictron"] >= 100_000
-        elif policy == "periodic":
-            target, met = f">= 3x SQLite {sync}", rel(key) >= 3
-        else:
-            target, met = "-", None
-        add(key, f"insert tx/s, {policy} vs {sync}", "tx/s", target, met)
-    for policy, (_, sync) in POLICIES.items():
-        key = f"update_{policy}"
-        if policy == "never":
-            target = f">= 2x SQLite {sync} and >= 100k tx/s"
-            met = rel(key) >= 2 and results[key]["cosmictron"] >= 100_000
-        elif policy == "periodic":
-            target, met = f">= 3x SQLite {sync}", rel(key) >= 3
-        else:
-            target, met = "-", None
-        add(key, f"update-by-pk tx/s, {policy} vs {sync}", "tx/s", target, met)
+    for operation, label in (("insert", "insert tx/s"), ("update", "update-by-pk tx/s")):
+        for policy, (_, sync) in POLICIES.items():
+            key = f"{operation}_{policy}"
+            if policy == "never":
+                target = f">= 2x SQLite {sync} and >= 100k tx/s"
+                met = rel(key) >= 2 and results[key]["cosmictron"] >= 100_000
+            elif policy == "periodic":
+                target, met = f">= 3x SQLite {sync}", rel(key) >= 3
+            else:
+                target, met = "-", None
+            add(key, f"{label}, {policy} vs {sync}", "tx/s", target, met)
     add("always_1_callers", "insert tx/s, always vs FULL, 1 caller", "tx/s", "-", None)
     key = f"always_{threads}_callers"
     add(
