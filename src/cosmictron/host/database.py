@@ -6,22 +6,13 @@ commit listeners, and the lock is released. Only then does the caller wait for i
 record to become durable (``wait_durable``), so under ``always`` concurrent callers
 queue their records behind one fsync (group commit) instead of each paying for its own.
 
-Data directory layout (``durability`` owns ``log/``, ``snapshots/`` and ``LOCK``)::
-
-    module/module.py     the module's source, so open(path) needs no module argument
-    module/schema.json   the schema it declared, compared on every open
-    database.json        the database's identity and owner, fixed at creation
-    config.toml          optional durability settings (see docs/guide/durability.md)
-
-Record body, for ``TX_RECORD_KIND`` (msgpack, see docs/design/commitlog-format.md)::
-
-    [timestamp_us, caller (32 bytes), connection_id (16 bytes | nil), reducer,
-     args (wire form), [[table, inserts, deletes], ...], [[table, [[column, next], ...]], ...]]
+The data directory's host-owned files are described in ``directory.py``; the record body
+and snapshot state formats in ``records.py`` (``durability`` owns ``log/``,
+``snapshots/`` and ``LOCK``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -31,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from cosmictron.datastore import Datastore, TableChange, Transaction
-from cosmictron.datastore.schema import ReducerSchema
 from cosmictron.datastore.types import TypeMismatch
 from cosmictron.durability import (
     TX_RECORD_KIND,
@@ -39,7 +29,6 @@ from cosmictron.durability import (
     PersistenceConfig,
     PersistenceLayer,
 )
-from cosmictron.durability.files import ensure_directory, write_file_durably
 from cosmictron.errors import (
     CosmictronError,
     DurabilityError,
@@ -47,22 +36,24 @@ from cosmictron.errors import (
     NotFound,
     ReducerFailed,
     ResourceExhausted,
-    SchemaError,
 )
+from cosmictron.host.directory import identities, load_and_store_module
 from cosmictron.host.handles import Session, TableHandle, insert_all
 from cosmictron.host.logs import ModuleLog, capture_module_logger
-from cosmictron.host.replay import apply_record_body, load_snapshot_state, snapshot_builder
+from cosmictron.host.records import (
+    BULK_INSERT,
+    apply_record_body,
+    load_snapshot_state,
+    snapshot_builder,
+    transaction_body,
+)
 from cosmictron.module import (
     CURRENT_DB,
     LoadedModule,
     ReducerBinding,
     ReducerContext,
-    load_module,
-    load_source,
 )
 from cosmictron.values import ConnectionId, Identity, Timestamp
-
-_BULK_INSERT = ReducerSchema("__bulk_insert__")
 
 CommitListener = Callable[[int, Timestamp, list[TableChange]], None]
 
@@ -174,8 +165,8 @@ class Database:
             )
         persistence = PersistenceLayer(PersistenceConfig(data_dir=str(directory)), durability)
         try:
-            loaded = _load_and_store_module(directory, module)
-            identity, owner = _identities(directory, owner)
+            loaded = load_and_store_module(directory, module)
+            identity, owner = identities(directory, owner)
             database = cls(directory, loaded, persistence, durability, identity, owner)
             database._recover()
             if database._offset == 0:
@@ -290,8 +281,15 @@ class Database:
                 _check_return(binding, value)
                 changes = tx.changes()
                 estimate = self._check_memory(changes)
-                body = self._record_body(
-                    tx, changes, schema, wire_args, sender, connection_id, now_us
+                body = transaction_body(
+                    self._datastore,
+                    tx,
+                    changes,
+                    schema.name,
+                    wire_args,
+                    sender,
+                    connection_id,
+                    now_us,
                 )
                 offset = self._persistence.append(TX_RECORD_KIND, body)
                 self._adopt_estimate(estimate, changes)
@@ -345,8 +343,15 @@ class Database:
                 count = insert_all(tx, target, binding, rows)
                 changes = tx.changes()
                 estimate = self._check_memory(changes)
-                body = self._record_body(
-                    tx, changes, _BULK_INSERT, [table, count], self.owner, None, now_us
+                body = transaction_body(
+                    self._datastore,
+                    tx,
+                    changes,
+                    BULK_INSERT,
+                    [table, count],
+                    self.owner,
+                    None,
+                    now_us,
                 )
                 offset = self._persistence.append(TX_RECORD_KIND, body)
                 self._adopt_estimate(estimate, changes)
@@ -356,38 +361,6 @@ class Database:
             self._published(offset, now_us, changes)
         self._persistence.wait_durable(offset)
         return offset
-
-    def _record_body(
-        self,
-        tx: Transaction,
-        changes: list[TableChange],
-        schema: ReducerSchema,
-        wire_args: list[Any],
-        sender: Identity,
-        connection_id: ConnectionId | None,
-        now_us: int,
-    ) -> list[Any]:
-        codecs = self._datastore.codecs
-        tables = []
-        for change in changes:
-            codec = codecs[change.table.name]
-            tables.append(
-                [
-                    change.table.name,
-                    codec.encode_many(change.inserts),
-                    codec.encode_many(change.deletes),
-                ]
-            )
-        sequences = (
-            [
-                [table.name, [[position, value] for position, value in table.sequences.items()]]
-                for table in tx.sequence_tables
-            ]
-            if tx.sequence_tables
-            else []
-        )
-        connection = None if connection_id is None else connection_id.value.to_bytes(16, "big")
-        return [now_us, sender.data, connection, schema.name, wire_args, tables, sequences]
 
     def _published(self, offset: int, now_us: int, changes: list[TableChange]) -> None:
         """After the append: advance the offset, tell listeners, maybe snapshot."""
@@ -566,53 +539,3 @@ def _as_reducer_failure(name: str, exc: BaseException) -> CosmictronError:
     if not isinstance(exc, CosmictronError):
         message = f"{type(exc).__name__}: {message}"
     return ReducerFailed(name, message, type(exc).__name__)
-
-
-def _load_and_store_module(directory: Path, module: Any) -> LoadedModule:
-    module_dir = directory / "module"
-    source_path = module_dir / "module.py"
-    schema_path = module_dir / "schema.json"
-    stored_schema = json.loads(schema_path.read_text()) if schema_path.exists() else None
-    if module is None:
-        if not source_path.exists():
-            raise NotFound(f"{str(directory)!r} holds no database yet; pass module= to create one")
-        return load_source(source_path.read_bytes(), str(source_path))
-    loaded = load_module(module)
-    if stored_schema is not None:
-        problems = _schema_problems(stored_schema, loaded.schema.describe())
-        if problems:
-            raise SchemaError(
-                f"the module does not match the data in {str(directory)!r}: "
-                f"{'; '.join(problems)} (migrations arrive with hot-swap deploys)"
-            )
-    ensure_directory(str(module_dir))
-    if not source_path.exists() or source_path.read_bytes() != loaded.source:
-        write_file_durably(str(source_path), [loaded.source])
-    described = json.dumps(loaded.schema.describe(), indent=1, sort_keys=True).encode()
-    if not schema_path.exists() or schema_path.read_bytes() != described:
-        write_file_durably(str(schema_path), [described])
-    return loaded
-
-
-def _schema_problems(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    new_tables = {table["name"]: table for table in new["tables"]}
-    problems = []
-    for table in stored["tables"]:
-        replacement = new_tables.get(table["name"])
-        if replacement is None:
-            problems.append(f"table {table['name']!r} was removed")
-        elif replacement != table:
-            problems.append(f"table {table['name']!r} changed its columns, keys or indexes")
-    return problems
-
-
-def _identities(directory: Path, owner: Identity | None) -> tuple[Identity, Identity]:
-    info_path = directory / "database.json"
-    if info_path.exists():
-        info = json.loads(info_path.read_text())
-        return Identity.from_hex(info["identity"]), Identity.from_hex(info["owner"])
-    identity = Identity.random()
-    owner = owner or Identity.random()
-    info = {"identity": identity.hex(), "owner": owner.hex(), "created_us": time.time_ns() // 1000}
-    write_file_durably(str(info_path), [json.dumps(info, indent=1).encode()])
-    return identity, owner

@@ -1,4 +1,11 @@
-"""Rebuilding state from disk: snapshot state in, record bodies applied, state out.
+"""What the host puts in the log and in snapshots, and how it is applied again.
+
+Transaction record body (``TX_RECORD_KIND``; msgpack; see docs/design/commitlog-format.md)::
+
+    [timestamp_us, caller (32 bytes), connection_id (16 bytes | nil), reducer,
+     args (wire form), [[table, inserts, deletes], ...], [[table, [[column, next], ...]], ...]]
+
+Bulk loads use the reserved reducer name ``__bulk_insert__`` with ``[table, row_count]``.
 
 Snapshot state (msgpack)::
 
@@ -14,8 +21,46 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from cosmictron.datastore import Datastore
+from cosmictron.datastore import Datastore, TableChange, Transaction
 from cosmictron.errors import CorruptLog
+from cosmictron.values import ConnectionId, Identity
+
+BULK_INSERT = "__bulk_insert__"
+"""The reducer name recorded for ``Database.bulk_insert`` transactions."""
+
+
+def transaction_body(
+    datastore: Datastore,
+    tx: Transaction,
+    changes: list[TableChange],
+    reducer: str,
+    wire_args: Any,
+    sender: Identity,
+    connection_id: ConnectionId | None,
+    timestamp_us: int,
+) -> list[Any]:
+    """The body of one transaction record: who called what, and the net effect."""
+    codecs = datastore.codecs
+    tables = []
+    for change in changes:
+        codec = codecs[change.table.name]
+        tables.append(
+            [
+                change.table.name,
+                codec.encode_many(change.inserts),
+                codec.encode_many(change.deletes),
+            ]
+        )
+    sequences = (
+        [
+            [table.name, [[position, value] for position, value in table.sequences.items()]]
+            for table in tx.sequence_tables
+        ]
+        if tx.sequence_tables
+        else []
+    )
+    connection = None if connection_id is None else connection_id.value.to_bytes(16, "big")
+    return [timestamp_us, sender.data, connection, reducer, wire_args, tables, sequences]
 
 
 def apply_record_body(datastore: Datastore, body: list[Any]) -> None:
