@@ -138,7 +138,7 @@ def test_ids_are_not_reused_after_delete_and_restart(open_db):
 
 
 def test_opening_an_empty_directory_without_a_module(open_db, tmp_path):
-    with pytest.raises(NotFound, match="holds no database yet; pass module="):
+    with pytest.raises(NotFound, match="holds no database yet; give a module to create one"):
         open_db()
     assert not (tmp_path / "data").exists(), "a refused open leaves nothing behind"
 

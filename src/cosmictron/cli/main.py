@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import sys
 from typing import Any
@@ -16,7 +18,11 @@ from cosmictron.host import Database
 @click.group()
 @click.version_option(__version__, prog_name="cosmictron-cli")
 def cli() -> None:
-    """Cosmictron: a database in which the application runs inside the database."""
+    """Cosmictron: a database in which the application runs inside the database.
+
+    The server commands (start, deploy, call, sql, ...) arrive with the server; today
+    the CLI runs reducers against a local data directory.
+    """
 
 
 @cli.command("local-call")
@@ -33,18 +39,15 @@ def local_call(data_dir: str, reducer: str, args: tuple[str, ...], module_path: 
     """Call REDUCER in the database stored in DATA_DIR, without a server.
 
     Each ARG is parsed as JSON when it can be (5, 1.5, true, "text", [1, 2]) and passed as
-    a string otherwise. Prints the return value as JSON.
+    a string otherwise. Prints the return value and the transaction offset as JSON.
 
     Example: cosmictron-cli local-call ./data run_agent "Summarise the report"
     """
     values = [_parse_argument(arg) for arg in args]
     with Database.open(data_dir, module_path) as database:
         outcome = database.execute_reducer(reducer, values)
-    click.echo(
-        json.dumps(
-            {"return_value": _jsonable(outcome.return_value), "tx_offset": outcome.tx_offset}
-        )
-    )
+    reply = {"return_value": _jsonable(outcome.return_value), "tx_offset": outcome.tx_offset}
+    click.echo(json.dumps(reply))
 
 
 def _parse_argument(text: str) -> Any:
@@ -55,14 +58,25 @@ def _parse_argument(text: str) -> Any:
 
 
 def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=lambda v: getattr(v, "__dict__", None) or str(v)))
+    """A JSON form of a reducer's return value (rows become objects keyed by column)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
 
 
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+        click.echo("error: aborted", err=True)
         sys.exit(1)
     except click.ClickException as error:
         error.show()

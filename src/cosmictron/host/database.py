@@ -157,7 +157,7 @@ class Database:
         """
         directory = Path(path)
         if module is None and not (directory / "module" / "module.py").exists():
-            raise NotFound(f"{str(directory)!r} holds no database yet; pass module= to create one")
+            raise NotFound(f"{str(directory)!r} holds no database yet; give a module to create one")
         if durability is None:
             config_file = directory / "config.toml"
             durability = DurabilityConfig.resolve(

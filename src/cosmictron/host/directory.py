@@ -27,7 +27,7 @@ def load_and_store_module(directory: Path, module: Any) -> LoadedModule:
     stored_schema = json.loads(schema_path.read_text()) if schema_path.exists() else None
     if module is None:
         if not source_path.exists():
-            raise NotFound(f"{str(directory)!r} holds no database yet; pass module= to create one")
+            raise NotFound(f"{str(directory)!r} holds no database yet; give a module to create one")
         return load_source(source_path.read_bytes(), str(source_path))
     loaded = load_module(module)
     if stored_schema is not None:
