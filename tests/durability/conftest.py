@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from cosmictron.durability import DurabilityConfig, PersistenceConfig, PersistenceLayer
+from cosmictron.durability import (
+    DurabilityConfig,
+    FileStorage,
+    PersistenceConfig,
+    PersistenceLayer,
+    Storage,
+)
 
 OpenLayer = Callable[..., PersistenceLayer]
 
@@ -21,12 +27,19 @@ def data_dir(tmp_path: Any) -> str:
 
 @pytest.fixture
 def open_layer(data_dir: str) -> Iterator[OpenLayer]:
-    """Open a layer on ``data_dir`` with DurabilityConfig overrides; closed at teardown."""
+    """Open a layer on ``data_dir`` with DurabilityConfig overrides; closed at teardown.
+
+    Each layer gets its own ``FileStorage``, so a test may patch one method of it.
+    """
     opened: list[PersistenceLayer] = []
 
-    def make(**overrides: Any) -> PersistenceLayer:
+    def make(storage: Storage | None = None, **overrides: Any) -> PersistenceLayer:
         fields = {"fsync_policy": "never", **overrides}
-        layer = PersistenceLayer(PersistenceConfig(data_dir), DurabilityConfig(**fields))
+        layer = PersistenceLayer(
+            PersistenceConfig(data_dir),
+            DurabilityConfig(**fields),
+            storage=storage if storage is not None else FileStorage(),
+        )
         opened.append(layer)
         return layer
 

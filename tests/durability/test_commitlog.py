@@ -8,7 +8,6 @@ import os
 import pytest
 
 from cosmictron.durability import TX_RECORD_KIND, Record
-from cosmictron.durability import commitlog as commitlog_module
 from cosmictron.durability.record import encode_payload
 from cosmictron.errors import DurabilityError, InternalError
 from cosmictron.ledger import GENESIS_HASH, record_hash
@@ -91,16 +90,15 @@ def test_failed_write_leaves_nothing_and_log_stays_usable(
     layer = open_layer()
     recover_all(layer)
     layer.append(TX_RECORD_KIND, "before")
-    real_writev = os.writev
 
     def write_half_then_fail(fd: int, parts: list[bytes]) -> int:
         os.write(fd, b"".join(parts)[:5])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(commitlog_module, "_writev", write_half_then_fail)
+    monkeypatch.setattr(layer.storage, "writev", write_half_then_fail)
     with pytest.raises(DurabilityError, match="No space left"):
         layer.append(TX_RECORD_KIND, "lost")
-    monkeypatch.setattr(commitlog_module, "_writev", real_writev)
+    monkeypatch.undo()
     assert layer.append(TX_RECORD_KIND, "after") == 2
     layer.close()
     records = recover_all(open_layer())
@@ -144,15 +142,14 @@ def test_always_buffers_until_the_leader_writes_and_a_failed_write_fails_the_log
     layer.wait_durable(first)
     assert os.path.getsize(segment) > size_before, "the leader wrote the frame"
     pending = layer.append(TX_RECORD_KIND, "pending")
-    real_write = os.write
 
     def fail(fd: int, data: bytes) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "write", fail)
+    monkeypatch.setattr(layer.storage, "write", fail)
     with pytest.raises(DurabilityError, match="refuses further writes"):
         layer.wait_durable(pending)
-    monkeypatch.setattr(os, "write", real_write)
+    monkeypatch.undo()
     with pytest.raises(DurabilityError):
         layer.append(TX_RECORD_KIND, "after")
     layer.close()

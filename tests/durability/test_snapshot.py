@@ -12,6 +12,7 @@ import pytest
 
 from cosmictron.durability import TX_RECORD_KIND, Snapshot
 from cosmictron.durability.snapshot import list_snapshots, write_snapshot
+from cosmictron.durability.storage import FILE_STORAGE
 from cosmictron.errors import CorruptLog
 
 from .conftest import OpenLayer, flip_byte, recover_all
@@ -54,7 +55,9 @@ def test_snapshot_at_the_last_offset_leaves_nothing_to_replay(open_layer: OpenLa
 
 def test_only_the_two_newest_snapshots_are_kept(open_layer: OpenLayer, data_dir: str) -> None:
     build_log_with_snapshots(open_layer, [2, 4, 6, 8], 9)
-    offsets = [offset for offset, _ in list_snapshots(os.path.join(data_dir, "snapshots"))]
+    offsets = [
+        offset for offset, _ in list_snapshots(FILE_STORAGE, os.path.join(data_dir, "snapshots"))
+    ]
     assert offsets == [8, 6]
 
 
@@ -62,7 +65,7 @@ def test_corrupt_newest_snapshot_falls_back_to_the_older_one(
     open_layer: OpenLayer, data_dir: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     build_log_with_snapshots(open_layer, [10, 20], 25)
-    (_, newest), _ = list_snapshots(os.path.join(data_dir, "snapshots"))
+    (_, newest), _ = list_snapshots(FILE_STORAGE, os.path.join(data_dir, "snapshots"))
     flip_byte(newest, os.path.getsize(newest) - 2)
     recovery = open_layer().recover()
     assert recovery.snapshot is not None and recovery.snapshot.offset == 10
@@ -72,7 +75,7 @@ def test_corrupt_newest_snapshot_falls_back_to_the_older_one(
 
 def test_every_snapshot_corrupt_means_full_replay(open_layer: OpenLayer, data_dir: str) -> None:
     build_log_with_snapshots(open_layer, [10, 20], 25)
-    for _, path in list_snapshots(os.path.join(data_dir, "snapshots")):
+    for _, path in list_snapshots(FILE_STORAGE, os.path.join(data_dir, "snapshots")):
         os.truncate(path, 30)
     recovery = open_layer().recover()
     assert recovery.snapshot is None
@@ -81,14 +84,16 @@ def test_every_snapshot_corrupt_means_full_replay(open_layer: OpenLayer, data_di
 
 def test_snapshot_from_another_log_is_refused(open_layer: OpenLayer, data_dir: str) -> None:
     build_log_with_snapshots(open_layer, [], 10)
-    write_snapshot(os.path.join(data_dir, "snapshots"), Snapshot(5, b"\x01" * 32, {}))
+    write_snapshot(FILE_STORAGE, os.path.join(data_dir, "snapshots"), Snapshot(5, b"\x01" * 32, {}))
     with pytest.raises(CorruptLog, match="snapshot"):
         recover_all(open_layer())
 
 
 def test_snapshot_ahead_of_the_log_is_refused(open_layer: OpenLayer, data_dir: str) -> None:
     build_log_with_snapshots(open_layer, [], 3)
-    write_snapshot(os.path.join(data_dir, "snapshots"), Snapshot(50, b"\x01" * 32, {}))
+    write_snapshot(
+        FILE_STORAGE, os.path.join(data_dir, "snapshots"), Snapshot(50, b"\x01" * 32, {})
+    )
     with pytest.raises(CorruptLog, match="before the snapshot"):
         recover_all(open_layer())
 

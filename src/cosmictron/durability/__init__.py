@@ -7,7 +7,9 @@ record (it truncates a torn tail and refuses anything else with ``CorruptLog``);
 records have contiguous offsets and an unbroken hash chain.
 
 The on-disk format is described where it is defined: ``record.py`` (frames),
-``segment.py`` (segments and the recovery rule) and ``snapshot.py``.
+``segment.py`` (segments and the recovery rule) and ``snapshot.py``. Every disk access
+goes through a ``Storage`` (``storage.py``), so tests can run all of it on a simulated
+disk that crashes.
 """
 
 from cosmictron.durability.config import (
@@ -21,6 +23,7 @@ from cosmictron.durability.persistence import PersistenceLayer, PersistenceStati
 from cosmictron.durability.record import TX_RECORD_KIND, Record
 from cosmictron.durability.recovery import Recovery
 from cosmictron.durability.snapshot import Snapshot
+from cosmictron.durability.storage import FileStorage, Storage
 
 __all__ = [
     "FSYNC_POLICIES",
@@ -28,10 +31,12 @@ __all__ = [
     "SYNC_METHODS",
     "TX_RECORD_KIND",
     "DurabilityConfig",
+    "FileStorage",
     "PersistenceConfig",
     "PersistenceLayer",
     "PersistenceStatistics",
     "Record",
     "Recovery",
     "Snapshot",
+    "Storage",
 ]

@@ -2,7 +2,7 @@
 
 ``append`` is the hot path (called under the host's writer lock for every transaction), so
 it is a handful of C calls: ``msgpack.packb``, ``zlib.crc32``, ``struct.pack``,
-``os.writev`` and ``sha256``.
+``Storage.writev`` (``os.writev`` itself for ``FileStorage``) and ``sha256``.
 
 Where the bytes go depends on the fsync policy:
 
@@ -24,7 +24,6 @@ Where the bytes go depends on the fsync policy:
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import zlib
 from typing import Any
@@ -33,6 +32,7 @@ import msgpack
 
 from cosmictron.durability.record import FORMAT_VERSION, FRAME_HEADER
 from cosmictron.durability.segment import create_segment
+from cosmictron.durability.storage import Storage
 from cosmictron.durability.sync import SyncCoordinator
 from cosmictron.errors import DurabilityError
 
@@ -40,7 +40,6 @@ _packb = msgpack.packb
 _crc32 = zlib.crc32
 _sha256 = hashlib.sha256
 _pack_header = FRAME_HEADER.pack
-_writev = os.writev
 
 
 class CommitLog:
@@ -48,7 +47,7 @@ class CommitLog:
 
     Args:
         log_dir: the directory holding the segments.
-        sync: the coordinator that owns the file descriptor's syncs.
+        sync: the coordinator that owns the handle's syncs; its ``storage`` holds the log.
         segment_bytes_max: a segment is closed once it reaches this size.
         record_bytes_max: a larger record is refused.
     """
@@ -58,6 +57,7 @@ class CommitLog:
     ) -> None:
         self.log_dir = log_dir
         self.sync = sync
+        self.storage: Storage = sync.storage
         self.segment_bytes_max = segment_bytes_max
         self.record_bytes_max = record_bytes_max
         self.fd = -1
@@ -115,7 +115,7 @@ class CommitLog:
             written = length + 8
         else:
             try:
-                written = _writev(self.fd, (header, payload))
+                written = self.storage.writev(self.fd, (header, payload))
             except OSError as exc:
                 self._undo_write(offset, exc)
             if written != length + 8:
@@ -140,12 +140,12 @@ class CommitLog:
             return
         data = b"".join(frames)
         try:
-            written = os.write(self.fd, data)
+            written = self.storage.write(self.fd, data)
             while written < len(data):
-                written += os.write(self.fd, memoryview(data)[written:])
+                written += self.storage.write(self.fd, memoryview(data)[written:])
         except OSError as exc:
             try:
-                os.ftruncate(self.fd, self._flushed_bytes)
+                self.storage.truncate(self.fd, self._flushed_bytes)
             except OSError:
                 pass  # recovery cuts a torn tail anyway
             self.sync.failure = DurabilityError(
@@ -158,7 +158,7 @@ class CommitLog:
     def _undo_write(self, offset: int, cause: OSError) -> None:
         """Cut off a partly written frame, then report the failed write."""
         try:
-            os.ftruncate(self.fd, self.segment_bytes)
+            self.storage.truncate(self.fd, self.segment_bytes)
         except OSError as truncate_error:
             self.sync.failure = DurabilityError(
                 f"writing offset {offset} failed ({cause}) and the partial record could not "
@@ -177,18 +177,18 @@ class CommitLog:
             self.flush_pending()
             self.sync.sync_file(old_fd, self.next_offset - 1)
             try:
-                new_fd = create_segment(self.log_dir, self.next_offset)
+                new_fd = create_segment(self.storage, self.log_dir, self.next_offset)
             except OSError as exc:
                 raise DurabilityError(
                     f"could not create a new log segment in {self.log_dir} ({exc}); "
                     "free disk space and retry"
                 ) from exc
             self.fd = self.sync.fd = new_fd
-        os.close(old_fd)
-        self.segment_bytes = self._flushed_bytes = os.fstat(new_fd).st_size
+        self.storage.close(old_fd)
+        self.segment_bytes = self._flushed_bytes = self.storage.size(new_fd)
 
     def close(self) -> None:
         """Close the file descriptor; the caller syncs first."""
         if self.fd >= 0:
-            os.close(self.fd)
+            self.storage.close(self.fd)
             self.fd = -1

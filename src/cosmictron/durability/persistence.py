@@ -25,10 +25,10 @@ from typing import Any
 from cosmictron.durability.commitlog import CommitLog
 from cosmictron.durability.config import DurabilityConfig, PersistenceConfig
 from cosmictron.durability.files import ensure_directory
-from cosmictron.durability.lock import DirectoryLock
 from cosmictron.durability.recovery import LogTail, Recovery
 from cosmictron.durability.segment import create_segment, open_segment_for_append
 from cosmictron.durability.snapshot import Snapshot, load_newest_snapshot, write_snapshot
+from cosmictron.durability.storage import FILE_STORAGE, Storage
 from cosmictron.durability.sync import SyncCoordinator
 from cosmictron.errors import DurabilityError, InternalError
 
@@ -59,26 +59,34 @@ class PersistenceLayer:
     Args:
         config: where the data lives.
         durability: how hard to work at keeping it; defaults to the ``production`` profile.
+        storage: the disk; the real one (``FileStorage``) unless a test passes a
+            ``cosmictron.testing.MemoryStorage`` or ``FaultyStorage``.
 
     Raises:
         DatabaseInUse: another process holds the data directory.
     """
 
     def __init__(
-        self, config: PersistenceConfig, durability: DurabilityConfig | None = None
+        self,
+        config: PersistenceConfig,
+        durability: DurabilityConfig | None = None,
+        *,
+        storage: Storage = FILE_STORAGE,
     ) -> None:
         self.durability = durability if durability is not None else DurabilityConfig.default()
+        self.storage = storage
         self.data_dir = os.fspath(config.data_dir)
         self.log_dir = os.path.join(self.data_dir, "log")
         self.snapshot_dir = os.path.join(self.data_dir, "snapshots")
-        ensure_directory(self.data_dir)
-        self._lock = DirectoryLock(self.data_dir)
-        ensure_directory(self.log_dir)
-        ensure_directory(self.snapshot_dir)
+        ensure_directory(self.data_dir, storage)
+        self._lock = storage.lock(self.data_dir)
+        ensure_directory(self.log_dir, storage)
+        ensure_directory(self.snapshot_dir, storage)
         self._sync = SyncCoordinator(
             self.durability.fsync_policy,
             self.durability.sync_method,
             self.durability.fsync_interval_ms,
+            storage,
         )
         self._log = CommitLog(
             self.log_dir,
@@ -126,20 +134,21 @@ class PersistenceLayer:
         """
         if self._recovery is not None:
             raise InternalError("recover() was called twice on one PersistenceLayer")
-        snapshot = load_newest_snapshot(self.snapshot_dir)
+        snapshot = load_newest_snapshot(self.storage, self.snapshot_dir)
         self._recovery = Recovery(
-            self.log_dir, snapshot, self.durability.record_bytes_max, self._start
+            self.storage, self.log_dir, snapshot, self.durability.record_bytes_max, self._start
         )
         return self._recovery
 
     def _start(self, tail: LogTail) -> None:
         try:
             if tail.path is None:
-                fd = create_segment(self.log_dir, tail.next_offset)
-                segment_bytes = os.fstat(fd).st_size
+                fd = create_segment(self.storage, self.log_dir, tail.next_offset)
+                segment_bytes = self.storage.size(fd)
             else:
-                fd = open_segment_for_append(tail.path, tail.valid_bytes)
-                os.fsync(fd)  # What recovery read may still be only in the page cache.
+                fd = open_segment_for_append(self.storage, tail.path, tail.valid_bytes)
+                # What recovery read may still be only in the page cache.
+                self.storage.sync(fd, "fsync")
                 segment_bytes = tail.valid_bytes
         except OSError as exc:
             raise DurabilityError(
@@ -179,6 +188,17 @@ class PersistenceLayer:
             DurabilityError: a sync failed, now or earlier.
         """
         self._sync.wait_durable(offset)
+
+    def sync_now(self) -> None:
+        """Sync everything appended so far, whatever the policy.
+
+        This is one tick of the ``periodic`` thread; simulations call it to tick
+        deterministically instead of waiting for the thread.
+
+        Raises:
+            DurabilityError: the sync failed, now or earlier.
+        """
+        self._sync.sync_now()
 
     @property
     def durable_offset(self) -> int:
@@ -229,7 +249,7 @@ class PersistenceLayer:
                 offset, last_hash, build_state = request
                 state = build_state()
                 self._sync.sync_now()  # Never let a snapshot be ahead of the durable log.
-                write_snapshot(self.snapshot_dir, Snapshot(offset, last_hash, state))
+                write_snapshot(self.storage, self.snapshot_dir, Snapshot(offset, last_hash, state))
                 self._snapshot_count += 1
             except Exception:
                 logger.exception("writing the snapshot at offset %s failed", request and request[0])

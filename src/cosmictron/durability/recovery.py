@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from cosmictron.durability.record import Record
 from cosmictron.durability.segment import SegmentReader, list_segments, segment_path
 from cosmictron.durability.snapshot import Snapshot
+from cosmictron.durability.storage import Storage
 from cosmictron.errors import CorruptLog
 from cosmictron.ledger import GENESIS_HASH
 
@@ -54,11 +55,13 @@ class Recovery:
 
     def __init__(
         self,
+        storage: Storage,
         log_dir: str,
         snapshot: Snapshot | None,
         record_bytes_max: int,
         finish: Callable[[LogTail], None],
     ) -> None:
+        self.storage = storage
         self.log_dir = log_dir
         self.snapshot = snapshot
         self.record_bytes_max = record_bytes_max
@@ -70,7 +73,7 @@ class Recovery:
         snapshot = self.snapshot
         snapshot_offset = snapshot.offset if snapshot is not None else 0
         snapshot_hash = snapshot.last_hash if snapshot is not None else GENESIS_HASH
-        segments = list_segments(self.log_dir)
+        segments = list_segments(self.storage, self.log_dir)
         if not segments:
             if snapshot_offset:
                 raise CorruptLog(
@@ -94,6 +97,7 @@ class Recovery:
                 )
             is_last = index == len(segments) - 1
             reader = SegmentReader(
+                self.storage,
                 path,
                 base_offset,
                 last_hash,

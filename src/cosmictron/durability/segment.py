@@ -54,6 +54,7 @@ from cosmictron.durability.record import (
     frame_is_plausible,
     record_hash,
 )
+from cosmictron.durability.storage import Storage
 from cosmictron.errors import CorruptLog
 
 SEGMENT_MAGIC = b"CTLOG\x00\x01\x00"
@@ -67,17 +68,17 @@ def segment_path(log_dir: str, base_offset: int) -> str:
     return os.path.join(log_dir, f"{base_offset:020d}{SEGMENT_SUFFIX}")
 
 
-def list_segments(log_dir: str) -> list[tuple[int, str]]:
+def list_segments(storage: Storage, log_dir: str) -> list[tuple[int, str]]:
     """Return ``(base_offset, path)`` for every segment, in offset order.
 
     Leftover temporary files from an interrupted segment creation are deleted: they were
     never renamed, so no record was ever written to them.
     """
     segments = []
-    for name in os.listdir(log_dir):
+    for name in storage.list_directory(log_dir):
         path = os.path.join(log_dir, name)
         if name.endswith(".tmp"):
-            os.unlink(path)
+            storage.unlink(path)
             continue
         stem = name.removesuffix(SEGMENT_SUFFIX)
         if name.endswith(SEGMENT_SUFFIX) and len(stem) == 20 and stem.isdigit():
@@ -86,25 +87,25 @@ def list_segments(log_dir: str) -> list[tuple[int, str]]:
     return segments
 
 
-def create_segment(log_dir: str, base_offset: int) -> int:
-    """Create a segment durably and return a file descriptor open for appending."""
+def create_segment(storage: Storage, log_dir: str, base_offset: int) -> int:
+    """Create a segment durably and return a handle open for appending."""
     path = segment_path(log_dir, base_offset)
-    write_file_durably(path, [SEGMENT_HEADER.pack(SEGMENT_MAGIC, base_offset)])
-    return os.open(path, os.O_WRONLY | os.O_APPEND)
+    write_file_durably(path, [SEGMENT_HEADER.pack(SEGMENT_MAGIC, base_offset)], storage)
+    return storage.open_append(path)
 
 
-def open_segment_for_append(path: str, valid_bytes: int) -> int:
+def open_segment_for_append(storage: Storage, path: str, valid_bytes: int) -> int:
     """Open an existing segment for appending, first cutting off a torn tail if there is one.
 
     Args:
         path: the last segment.
         valid_bytes: where its last valid frame ends.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-    if os.fstat(fd).st_size != valid_bytes:
-        os.ftruncate(fd, valid_bytes)
-        os.fsync(fd)
-    return fd
+    handle = storage.open_append(path)
+    if storage.size(handle) != valid_bytes:
+        storage.truncate(handle, valid_bytes)
+        storage.sync(handle, "fsync")
+    return handle
 
 
 def check_header(path: str, data: bytes, base_offset: int) -> None:
@@ -128,6 +129,7 @@ class SegmentReader:
     ``next_offset`` and ``last_hash`` continue the chain.
 
     Args:
+        storage: where the segment is.
         path: the segment file.
         base_offset: from the file name.
         prev_hash: the hash the first record must name, or ``None`` when the previous
@@ -142,6 +144,7 @@ class SegmentReader:
 
     def __init__(
         self,
+        storage: Storage,
         path: str,
         base_offset: int,
         prev_hash: bytes | None,
@@ -159,8 +162,7 @@ class SegmentReader:
         self.is_last = is_last
         self.valid_bytes = SEGMENT_HEADER_BYTES
         self.torn_at: int | None = None
-        with open(path, "rb") as file:
-            self.data = file.read()
+        self.data = storage.read_file(path)
         check_header(path, self.data, base_offset)
 
     def __iter__(self) -> Iterator[Record]:

@@ -37,6 +37,7 @@ from typing import Any
 import msgpack
 
 from cosmictron.durability.files import write_file_durably
+from cosmictron.durability.storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +61,13 @@ def snapshot_path(snapshot_dir: str, offset: int) -> str:
     return os.path.join(snapshot_dir, f"{offset:020d}{SNAPSHOT_SUFFIX}")
 
 
-def list_snapshots(snapshot_dir: str) -> list[tuple[int, str]]:
+def list_snapshots(storage: Storage, snapshot_dir: str) -> list[tuple[int, str]]:
     """Return ``(offset, path)`` of every snapshot file, newest first; drops leftover temps."""
     found = []
-    for name in os.listdir(snapshot_dir):
+    for name in storage.list_directory(snapshot_dir):
         path = os.path.join(snapshot_dir, name)
         if name.endswith(".tmp"):
-            os.unlink(path)
+            storage.unlink(path)
             continue
         stem = name.removesuffix(SNAPSHOT_SUFFIX)
         if name.endswith(SNAPSHOT_SUFFIX) and len(stem) == 20 and stem.isdigit():
@@ -75,27 +76,26 @@ def list_snapshots(snapshot_dir: str) -> list[tuple[int, str]]:
     return found
 
 
-def write_snapshot(snapshot_dir: str, snapshot: Snapshot) -> str:
+def write_snapshot(storage: Storage, snapshot_dir: str, snapshot: Snapshot) -> str:
     """Write ``snapshot`` durably, delete all but the newest two, and return its path."""
     payload = msgpack.packb(snapshot.state, use_bin_type=True)
     header = SNAPSHOT_HEADER.pack(
         SNAPSHOT_MAGIC, snapshot.offset, snapshot.last_hash, len(payload), zlib.crc32(payload)
     )
     path = snapshot_path(snapshot_dir, snapshot.offset)
-    write_file_durably(path, [header, payload])
-    for _, old_path in list_snapshots(snapshot_dir)[SNAPSHOTS_KEPT:]:
-        os.unlink(old_path)
+    write_file_durably(path, [header, payload], storage)
+    for _, old_path in list_snapshots(storage, snapshot_dir)[SNAPSHOTS_KEPT:]:
+        storage.unlink(old_path)
     return path
 
 
-def read_snapshot(path: str, offset: int) -> Snapshot:
+def read_snapshot(storage: Storage, path: str, offset: int) -> Snapshot:
     """Read and verify one snapshot file.
 
     Raises:
         ValueError: the file is not a valid snapshot (the reason says why).
     """
-    with open(path, "rb") as file:
-        data = file.read()
+    data = storage.read_file(path)
     if len(data) < SNAPSHOT_HEADER.size:
         raise ValueError("header is incomplete")
     magic, header_offset, last_hash, length, crc = SNAPSHOT_HEADER.unpack_from(data)
@@ -115,11 +115,11 @@ def read_snapshot(path: str, offset: int) -> Snapshot:
     return Snapshot(offset, last_hash, state)
 
 
-def load_newest_snapshot(snapshot_dir: str) -> Snapshot | None:
+def load_newest_snapshot(storage: Storage, snapshot_dir: str) -> Snapshot | None:
     """Return the newest valid snapshot, skipping (and logging) damaged ones."""
-    for offset, path in list_snapshots(snapshot_dir):
+    for offset, path in list_snapshots(storage, snapshot_dir):
         try:
-            return read_snapshot(path, offset)
+            return read_snapshot(storage, path, offset)
         except (ValueError, OSError) as exc:
             logger.warning("skipping damaged snapshot %s: %s", path, exc)
     return None

@@ -24,12 +24,12 @@ Invariant: ``durable_offset`` only grows, and every offset at or below it is dur
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from cosmictron.durability.storage import FILE_STORAGE, Storage
 from cosmictron.errors import DurabilityError, InternalError
 
 
@@ -42,10 +42,17 @@ class SyncCoordinator:
 
     The writer publishes progress by assigning ``written_offset`` after each write (a
     plain attribute store, so the append path takes no lock) and swaps ``fd`` only while
-    holding the sync token (:meth:`exclusive`).
+    holding the sync token (:meth:`exclusive`). ``fd`` is a handle of ``storage``.
     """
 
-    def __init__(self, fsync_policy: str, sync_method: str, fsync_interval_ms: int) -> None:
+    def __init__(
+        self,
+        fsync_policy: str,
+        sync_method: str,
+        fsync_interval_ms: int,
+        storage: Storage = FILE_STORAGE,
+    ) -> None:
+        self.storage = storage
         self.fsync_policy = fsync_policy
         self.sync_method = sync_method
         self.fsync_interval_s = fsync_interval_ms / 1000
@@ -140,12 +147,9 @@ class SyncCoordinator:
 
     def sync_file(self, fd: int, offset: int) -> None:
         """Sync ``fd``, which holds records up to ``offset``; call holding the token."""
-        # Looked up per call (syncs are rare next to appends) so tests can inject failures;
-        # platforms without fdatasync (macOS) fall back to fsync.
-        sync = getattr(os, self.sync_method, os.fsync)
         started = time.monotonic()
         try:
-            sync(fd)
+            self.storage.sync(fd, self.sync_method)
         except OSError as exc:
             self.failure = DurabilityError(
                 f"{self.sync_method} of the commit log failed ({exc}); the database refuses "

@@ -1,0 +1,132 @@
+"""``Storage``: everything the durability layer does to a disk, behind one interface.
+
+The commit log, snapshots and recovery never call ``os`` directly; they call a ``Storage``.
+``FileStorage`` is the real disk. ``cosmictron.testing.MemoryStorage`` keeps files in
+memory and ``cosmictron.testing.FaultyStorage`` builds on it to lose unsynced writes at a
+simulated crash, so the same durability code can be run against power cuts, torn writes
+and full disks from a seed (the design follows SpacetimeDB's ``Repo`` trait and SQLite's
+``test6.c``; see STYLE.md, "Deterministic simulation of the commit log").
+
+Files are named by path strings and, once opened, by integer *handles* (for
+``FileStorage``, the file descriptors themselves, so the append path costs no extra call).
+
+The contract every implementation must keep, and ``cosmictron.testing.check_storage``
+checks:
+
+- ``open_append(path)`` must open an existing file so that every write goes to its end,
+  and must raise ``FileNotFoundError`` if it does not exist.
+- ``open_overwrite(path)`` must create the file, or empty an existing one, and open it
+  for writing at the start.
+- ``write`` and ``writev`` must write at the end of what the handle has written so far
+  (the end of the file for an append handle) and return the number of bytes written;
+  fewer than given is a short write, which the caller must handle. A failed write must
+  raise ``OSError``, and may leave a prefix of the bytes in the file.
+- ``read_file(path)`` must return every byte written to the file so far, synced or not,
+  and must raise ``FileNotFoundError`` if it does not exist.
+- ``size(handle)`` must return the file's current length in bytes.
+- ``truncate(handle, size_bytes)`` must cut the file to ``size_bytes``; later writes to
+  an append handle must go to the new end.
+- ``sync(handle, method)`` must make the file's content and length durable: after it
+  returns, no crash may change what ``read_file`` returns for the bytes written before
+  it. ``method`` is ``"fsync"`` or ``"fdatasync"``. A failed sync must raise ``OSError``,
+  and the caller must assume unsynced data is lost (it never retries).
+- ``close(handle)`` must release the handle; it does not sync.
+- ``rename(source, target)`` must replace ``target`` atomically: at any crash, ``target``
+  is the old file or the new one, never a mix.
+- ``unlink(path)`` must remove the name; ``list_directory(path)`` must return the names
+  in a directory (in no particular order); ``make_directory(path)`` must create one
+  directory and raise ``FileExistsError`` if the name exists; ``is_directory(path)`` must
+  say whether a directory exists.
+- A name created, renamed or removed must survive a crash only once ``sync_directory`` of
+  the directory holding it has returned.
+- ``lock(directory)`` must return an object whose ``release()`` gives the lock up, and
+  must raise ``DatabaseInUse`` while another holder has it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Protocol
+
+from cosmictron.durability.lock import DirectoryLock
+
+_OPEN_DIRECTORY = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+
+
+class Lock(Protocol):
+    """A held lock on a data directory."""
+
+    def release(self) -> None:
+        """Give the lock up; idempotent."""
+
+
+class Storage(Protocol):
+    """What the durability layer needs from a disk; the contract is the module docstring."""
+
+    def open_append(self, path: str) -> int: ...
+    def open_overwrite(self, path: str) -> int: ...
+    def write(self, handle: int, data: bytes | memoryview) -> int: ...
+    def writev(self, handle: int, parts: Sequence[bytes]) -> int: ...
+    def read_file(self, path: str) -> bytes: ...
+    def size(self, handle: int) -> int: ...
+    def truncate(self, handle: int, size_bytes: int) -> None: ...
+    def sync(self, handle: int, method: str) -> None: ...
+    def close(self, handle: int) -> None: ...
+    def rename(self, source: str, target: str) -> None: ...
+    def unlink(self, path: str) -> None: ...
+    def list_directory(self, path: str) -> list[str]: ...
+    def make_directory(self, path: str) -> None: ...
+    def is_directory(self, path: str) -> bool: ...
+    def sync_directory(self, path: str) -> None: ...
+    def lock(self, directory: str) -> Lock: ...
+
+
+class FileStorage:
+    """The real disk: each method is one ``os`` call (or a few), handles are descriptors.
+
+    ``write`` and ``writev`` are the ``os`` functions themselves, so appending through a
+    ``FileStorage`` costs exactly what calling ``os.writev`` did.
+    """
+
+    write = staticmethod(os.write)
+    writev = staticmethod(os.writev)
+    close = staticmethod(os.close)
+    truncate = staticmethod(os.ftruncate)
+    rename = staticmethod(os.replace)
+    unlink = staticmethod(os.unlink)
+    list_directory = staticmethod(os.listdir)
+    make_directory = staticmethod(os.mkdir)
+    is_directory = staticmethod(os.path.isdir)
+
+    def open_append(self, path: str) -> int:
+        return os.open(path, os.O_WRONLY | os.O_APPEND)
+
+    def open_overwrite(self, path: str) -> int:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+
+    def read_file(self, path: str) -> bytes:
+        with open(path, "rb") as file:
+            return file.read()
+
+    def size(self, handle: int) -> int:
+        return os.fstat(handle).st_size
+
+    def sync(self, handle: int, method: str) -> None:
+        # Looked up per call (syncs are rare next to appends) so tests can inject failures
+        # with monkeypatch; platforms without fdatasync (macOS) fall back to fsync.
+        getattr(os, method, os.fsync)(handle)
+
+    def sync_directory(self, path: str) -> None:
+        fd = os.open(path, _OPEN_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def lock(self, directory: str) -> Lock:
+        return DirectoryLock(directory)
+
+
+FILE_STORAGE = FileStorage()
+"""The shared real disk: ``FileStorage`` has no state, so one instance serves everyone."""
