@@ -16,6 +16,7 @@ from cosmictron.durability import (
     PersistenceLayer,
     Storage,
 )
+from cosmictron.durability.record import FRAME_HEADER_BYTES
 
 OpenLayer = Callable[..., PersistenceLayer]
 
@@ -55,7 +56,8 @@ def recover_all(layer: PersistenceLayer) -> list[Any]:
 
 def segment_files(data_dir: str) -> list[str]:
     log_dir = os.path.join(data_dir, "log")
-    return [os.path.join(log_dir, name) for name in sorted(os.listdir(log_dir))]
+    names = sorted(name for name in os.listdir(log_dir) if name.endswith(".log"))
+    return [os.path.join(log_dir, name) for name in names]
 
 
 def frame_positions(path: str) -> list[int]:
@@ -66,7 +68,7 @@ def frame_positions(path: str) -> list[int]:
     while position < len(data):
         positions.append(position)
         (length,) = struct.unpack_from("<I", data, position)
-        position += 8 + length
+        position += FRAME_HEADER_BYTES + length
     return positions
 
 

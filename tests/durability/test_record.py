@@ -14,7 +14,7 @@ from cosmictron.durability.record import (
     decode_payload,
     encode_frame,
     encode_payload,
-    frame_is_plausible,
+    plausible_frame_durable,
 )
 from cosmictron.ledger import GENESIS_HASH, record_hash
 
@@ -32,14 +32,20 @@ bodies = st.recursive(
 )
 
 
-@given(body=bodies, kind=st.integers(0, 100), offset=st.integers(1, 2**62))
-def test_frame_round_trip(body: object, kind: int, offset: int) -> None:
+@given(
+    body=bodies,
+    kind=st.integers(0, 100),
+    offset=st.integers(1, 2**62),
+    durable=st.integers(0, 2**64 - 1),
+)
+def test_frame_round_trip(body: object, kind: int, offset: int, durable: int) -> None:
     payload = encode_payload(kind, offset, GENESIS_HASH, body)
-    frame = encode_frame(payload)
-    length, crc = FRAME_HEADER.unpack_from(frame)
-    assert length == len(payload) and crc == zlib.crc32(payload)
-    assert frame_is_plausible(frame, 0, 1 << 20)
-    assert decode_payload(frame[8:]) == (kind, offset, GENESIS_HASH, body)
+    frame = encode_frame(payload, durable)
+    length, crc, watermark = FRAME_HEADER.unpack_from(frame)
+    assert length == len(payload) and watermark == durable
+    assert crc == zlib.crc32(frame[8:16], zlib.crc32(payload)), "crc covers payload, then durable"
+    assert plausible_frame_durable(frame, 0, 1 << 20) == durable
+    assert decode_payload(frame[16:]) == (kind, offset, GENESIS_HASH, body)
 
 
 def test_hash_is_sha256_of_payload() -> None:
@@ -49,10 +55,13 @@ def test_hash_is_sha256_of_payload() -> None:
 
 
 def test_damaged_frame_is_not_plausible() -> None:
-    frame = bytearray(encode_frame(encode_payload(0, 1, GENESIS_HASH, "body")))
+    frame = bytearray(encode_frame(encode_payload(0, 1, GENESIS_HASH, "body"), 7))
     frame[-1] ^= 1
-    assert not frame_is_plausible(bytes(frame), 0, 1 << 20)
-    assert not frame_is_plausible(bytes(8), 0, 1 << 20)  # zero length never counts
+    assert plausible_frame_durable(bytes(frame), 0, 1 << 20) is None
+    frame[-1] ^= 1
+    frame[9] ^= 1  # the watermark is covered by the crc too
+    assert plausible_frame_durable(bytes(frame), 0, 1 << 20) is None
+    assert plausible_frame_durable(bytes(16), 0, 1 << 20) is None  # zero length never counts
 
 
 def test_payload_that_is_not_a_record_is_refused() -> None:

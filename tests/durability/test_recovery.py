@@ -18,10 +18,11 @@ from .conftest import OpenLayer, flip_byte, frame_positions, recover_all, segmen
 
 
 def write_log(open_layer: OpenLayer, count: int, **overrides: object) -> None:
-    layer = open_layer(**overrides)
+    """Append ``count`` records, each synced before the next (so later frames vouch)."""
+    layer = open_layer(**{"fsync_policy": "always", **overrides})
     recover_all(layer)
     for n in range(1, count + 1):
-        layer.append(TX_RECORD_KIND, {"n": n, "pad": "p" * 40})
+        layer.wait_durable(layer.append(TX_RECORD_KIND, {"n": n, "pad": "p" * 40}))
     layer.close()
 
 
@@ -91,7 +92,7 @@ def test_flipped_length_byte_in_the_middle_is_still_refused(
     (path,) = segment_files(data_dir)
     position = frame_positions(path)[5]
     flip_byte(path, position + 1)
-    with pytest.raises(CorruptLog, match="valid frame follows") as raised:
+    with pytest.raises(CorruptLog, match="damage to durable data") as raised:
         recover_all(open_layer())
     assert raised.value.byte_offset == position
 

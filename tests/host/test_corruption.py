@@ -20,6 +20,7 @@ import pytest
 
 import cosmictron
 from cosmictron import CorruptLog, Database, DurabilityConfig
+from cosmictron.durability.record import FRAME_HEADER_BYTES
 
 MODULE = """
 from cosmictron import ReducerContext, field, reducer, table
@@ -37,8 +38,8 @@ def put(ctx: ReducerContext, id: int) -> None:
 """
 
 FAST = DurabilityConfig(fsync_policy="never")
+SYNCED = DurabilityConfig(fsync_policy="always")
 SEGMENT_HEADER_BYTES = 16
-FRAME_HEADER_BYTES = 8
 
 
 @pytest.fixture
@@ -195,15 +196,22 @@ def test_a_torn_tail_after_a_segment_rollover(data_dir: Path, module_path: Path)
 # -- damage in the middle -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("part", ["length", "crc", "payload"])
+@pytest.mark.parametrize("part", ["length", "crc", "payload", "durable"])
 def test_a_flipped_byte_mid_log_is_corrupt_log(
     data_dir: Path, module_path: Path, part: str
 ) -> None:
-    populate(data_dir, module_path, 20)
+    # Under always every later frame vouches that transaction 10 was synced before it.
+    populate(data_dir, module_path, 20, SYNCED)
     (segment,) = segments(data_dir)
     start, length = frame_positions(segment)[9]  # transaction 10 of 20
     flip_byte(
-        segment, {"length": start, "crc": start + 4, "payload": start + 8 + length // 2}[part]
+        segment,
+        {
+            "length": start,
+            "crc": start + 4,
+            "durable": start + 8,
+            "payload": start + FRAME_HEADER_BYTES + length // 2,
+        }[part],
     )
 
     error = open_corrupt(data_dir)
@@ -214,6 +222,33 @@ def test_a_flipped_byte_mid_log_is_corrupt_log(
     assert f"byte {start}" in str(error)
 
 
+def test_damage_in_a_never_synced_tail_is_cut_and_kept(data_dir: Path, module_path: Path) -> None:
+    """Under never, nothing vouches for unsynced records: damage there is a torn tail.
+
+    Recovery cuts the log at the damage, as SQLite and PostgreSQL do, but first keeps the
+    bytes it cuts in ``<segment>.torn-<byte>``, so nothing is destroyed.
+    """
+    with Database.open(data_dir, module_path, durability=FAST) as database:
+        for n in range(1, 21):
+            database.call("put", n)
+            if n == 12:
+                database.snapshot()  # syncs the log through 12: later frames vouch for it
+    (segment,) = segments(data_dir)
+    start, length = frame_positions(segment)[14]  # transaction 15, never synced
+    original = segment.read_bytes()
+    flip_byte(segment, start + FRAME_HEADER_BYTES + length // 2)
+    with Database.open(data_dir, durability=FAST) as database:
+        assert_holds(database, 14)
+    (kept,) = (data_dir / "log").glob("*.torn-*")
+    assert kept.name == f"{segment.name}.torn-{start}"
+    assert len(kept.read_bytes()) == len(original) - start
+    assert_accepts_writes(data_dir, 14)
+
+    start, length = frame_positions(segment)[5]  # transaction 6: synced by the snapshot
+    flip_byte(segment, start + FRAME_HEADER_BYTES + length // 2)
+    open_corrupt(data_dir)
+
+
 def test_a_flipped_byte_in_an_older_segment_is_corrupt_log(
     data_dir: Path, module_path: Path
 ) -> None:
@@ -222,7 +257,7 @@ def test_a_flipped_byte_in_an_older_segment_is_corrupt_log(
     files = segments(data_dir)
     assert len(files) >= 3
     start, length = frame_positions(files[1])[1]
-    flip_byte(files[1], start + 8 + length // 2)
+    flip_byte(files[1], start + FRAME_HEADER_BYTES + length // 2)
 
     error = open_corrupt(data_dir)
 

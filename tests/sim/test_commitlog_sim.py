@@ -276,18 +276,6 @@ def seeds(chosen_seed: int | None, default: range) -> list[int]:
     return [chosen_seed] if chosen_seed is not None else list(default)
 
 
-REORDERED_WRITEBACK_REFUSED = pytest.mark.xfail(
-    strict=True,
-    raises=SimulationFailed,
-    reason=(
-        "under periodic and never, a power cut that loses one unsynced append but keeps a "
-        "later one (out-of-order writeback, as test6.c simulates) leaves damage followed by "
-        "a valid frame, and recovery refuses the log with CorruptLog instead of truncating "
-        "at the first bad frame (seed 0 shows it)"
-    ),
-)
-
-
 @pytest.mark.parametrize("policy", POLICIES)
 def test_commitlog_survives_crashes(policy: str, chosen_seed: int | None) -> None:
     """An ordered disk: a crash keeps a prefix of each file's unsynced writes, one torn."""
@@ -296,15 +284,12 @@ def test_commitlog_survives_crashes(policy: str, chosen_seed: int | None) -> Non
 
 
 @pytest.mark.parametrize("policy", POLICIES)
-def test_commitlog_survives_reordered_writeback(
-    policy: str, chosen_seed: int | None, request: pytest.FixtureRequest
-) -> None:
+def test_commitlog_survives_reordered_writeback(policy: str, chosen_seed: int | None) -> None:
     """test6.c's disk: each unsynced write is applied, dropped or torn on its own.
 
-    With ``--seed`` the known failure is not expected, so one seed reports plainly.
+    A later unsynced write may survive an earlier lost one; its frame's ``durable``
+    watermark shows it vouches for nothing the damage touched, so recovery cuts there.
     """
-    if policy != "always" and chosen_seed is None:
-        request.applymarker(REORDERED_WRITEBACK_REFUSED)
     for seed in seeds(chosen_seed, CI_SEEDS):
         simulate(seed, policy, reorder_writes=True)
 
@@ -315,8 +300,6 @@ def test_commitlog_survives_reordered_writeback(
 def test_commitlog_survives_crashes_soak(
     policy: str, reorder_writes: bool, chosen_seed: int | None
 ) -> None:
-    if reorder_writes and policy != "always":
-        pytest.skip("reordered writeback under periodic and never: see the xfail above")
     for seed in seeds(chosen_seed, SOAK_SEEDS):
         simulate(seed, policy, reorder_writes)
 
@@ -366,16 +349,13 @@ def test_a_flipped_byte_on_read_is_never_replayed(
     assert chosen_seed is not None or refused, "no flip was ever noticed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "a flip read in the last frame of the last segment looks like a torn tail, so "
-        "recovery truncates the file on disk and a record acknowledged under always is "
-        "lost for good, though the disk held it intact (seed 51)"
-    ),
-)
 def test_a_transient_flip_in_the_last_frame_loses_no_durable_record() -> None:
+    """Seed 51 flips a byte on read in the last frame, which looks like a torn tail.
+
+    Recovery reads the segment a second time before cutting anything; the reads differ,
+    so it refuses instead of truncating, and a clean read later returns every record.
+    """
     storage, appended = write_synced_log(51, 1 << 20)
-    recover_hashes(storage, read_corruption=1.0)
+    with pytest.raises(CorruptLog, match="read differently twice"):
+        recover_hashes(storage, read_corruption=1.0)
     assert recover_hashes(storage, read_corruption=0.0) == appended

@@ -30,7 +30,12 @@ from typing import Any
 
 import msgpack
 
-from cosmictron.durability.record import FORMAT_VERSION, FRAME_HEADER
+from cosmictron.durability.record import (
+    FORMAT_VERSION,
+    FRAME_HEADER,
+    FRAME_HEADER_BYTES,
+    frame_crc,
+)
 from cosmictron.durability.segment import create_segment
 from cosmictron.durability.storage import Storage
 from cosmictron.durability.sync import SyncCoordinator
@@ -40,6 +45,7 @@ _packb = msgpack.packb
 _crc32 = zlib.crc32
 _sha256 = hashlib.sha256
 _pack_header = FRAME_HEADER.pack
+_frame_crc = frame_crc
 
 
 class CommitLog:
@@ -67,7 +73,7 @@ class CommitLog:
         self.bytes_written = 0
         self.first_offset = 1
         self.buffered = sync.fsync_policy == "always"
-        self._pending: list[bytes] = []
+        self._pending: list[tuple[bytes, int]] = []
         self._pending_lock = threading.Lock()
         self._flushed_bytes = 0
         if self.buffered:
@@ -107,18 +113,20 @@ class CommitLog:
                 f"record at offset {offset} is {length} bytes, more than record_bytes_max "
                 f"({self.record_bytes_max}); split the transaction or raise the limit"
             )
-        header = _pack_header(length, _crc32(payload))
+        crc = _crc32(payload)
         if self.buffered:
+            # The header is made at flush time, when the leader knows what is synced.
             with self._pending_lock:
-                self._pending.append(header)
-                self._pending.append(payload)
-            written = length + 8
+                self._pending.append((payload, crc))
+            written = length + FRAME_HEADER_BYTES
         else:
+            durable = self.sync.synced_offset
+            header = _pack_header(length, _frame_crc(crc, durable), durable)
             try:
                 written = self.storage.writev(self.fd, (header, payload))
             except OSError as exc:
                 self._undo_write(offset, exc)
-            if written != length + 8:
+            if written != length + FRAME_HEADER_BYTES:
                 self._undo_write(offset, OSError(f"short write of {written} bytes"))
             self._flushed_bytes += written
         self.last_hash = _sha256(payload).digest()
@@ -135,10 +143,15 @@ class CommitLog:
             DurabilityError: the write failed; the log is failed for good (see above).
         """
         with self._pending_lock:
-            frames, self._pending = self._pending, []
-        if not frames:
+            pending, self._pending = self._pending, []
+        if not pending:
             return
-        data = b"".join(frames)
+        durable = self.sync.synced_offset
+        parts = []
+        for payload, crc in pending:
+            parts.append(_pack_header(len(payload), _frame_crc(crc, durable), durable))
+            parts.append(payload)
+        data = b"".join(parts)
         try:
             written = self.storage.write(self.fd, data)
             while written < len(data):

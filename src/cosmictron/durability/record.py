@@ -2,13 +2,17 @@
 
 Byte layout of one frame (all integers little-endian)::
 
-    0      4        8
-    +------+--------+---------------------------------------------+
-    | len  | crc32  | payload (len bytes)                          |
-    +------+--------+---------------------------------------------+
-    len     u32  payload length in bytes, 1 .. record_bytes_max
-    crc32   u32  zlib.crc32(payload)
-    payload      msgpack.packb([version, kind, offset, prev_hash, body], use_bin_type=True)
+    0      4        8                16
+    +------+--------+----------------+-----------------------------+
+    | len  | crc32  | durable        | payload (len bytes)          |
+    +------+--------+----------------+-----------------------------+
+    len      u32  payload length in bytes, 1 .. record_bytes_max
+    crc32    u32  zlib.crc32 of payload followed by the 8 bytes of ``durable``
+    durable  u64  the highest offset the writer knew to be synced when it wrote this
+                  frame (the durability watermark). It is not part of the record (not
+                  hashed): it lets recovery tell damage to synced records, which a later
+                  frame vouches for, from a torn unsynced tail (``segment.py``).
+    payload       msgpack.packb([version, kind, offset, prev_hash, body], use_bin_type=True)
                  version    int, always FORMAT_VERSION (1)
                  kind       int, TX_RECORD_KIND (0) for a transaction; other kinds
                             (schema changes, ...) are passed through by recovery
@@ -19,7 +23,7 @@ Byte layout of one frame (all integers little-endian)::
 
 The hash of a record is ``sha256(payload)`` (:func:`cosmictron.ledger.record_hash`).
 
-A frame is *valid* when: the 8-byte header is complete; ``0 < len <= record_bytes_max``; the
+A frame is *valid* when: the 16-byte header is complete; ``0 < len <= record_bytes_max``; the
 payload is complete; its crc32 matches; it decodes to a 5-element array with version 1;
 its offset is one more than the previous record's; and its prev_hash equals the previous
 record's hash. The segment module (``segment.py``) says what recovery does with a frame
@@ -40,8 +44,9 @@ FORMAT_VERSION = 1
 TX_RECORD_KIND = 0
 """The kind of an ordinary transaction record."""
 
-FRAME_HEADER = struct.Struct("<II")
+FRAME_HEADER = struct.Struct("<IIQ")
 FRAME_HEADER_BYTES = FRAME_HEADER.size
+_DURABLE = struct.Struct("<Q")
 
 _crc32 = zlib.crc32
 _packb = msgpack.packb
@@ -73,9 +78,20 @@ def encode_payload(kind: int, offset: int, prev_hash: bytes, body: Any) -> bytes
     return _packb([FORMAT_VERSION, kind, offset, prev_hash, body], use_bin_type=True)
 
 
-def encode_frame(payload: bytes) -> bytes:
+def payload_crc(payload: bytes | memoryview) -> int:
+    """The crc32 of the payload alone; ``frame_crc`` extends it when the frame is written."""
+    return _crc32(payload)
+
+
+def frame_crc(payload_crc_value: int, durable: int) -> int:
+    """The frame's crc32: the payload's, extended over the ``durable`` watermark."""
+    return _crc32(_DURABLE.pack(durable), payload_crc_value)
+
+
+def encode_frame(payload: bytes, durable: int = 0) -> bytes:
     """Return the whole frame (header + payload); the writer sends the two parts separately."""
-    return FRAME_HEADER.pack(len(payload), _crc32(payload)) + payload
+    crc = frame_crc(_crc32(payload), durable)
+    return FRAME_HEADER.pack(len(payload), crc, durable) + payload
 
 
 def decode_payload(payload: bytes | memoryview) -> tuple[int, int, bytes, Any]:
@@ -131,19 +147,22 @@ def decode_header(payload: bytes | memoryview) -> tuple[int, int, bytes]:
     return kind, offset, prev_hash
 
 
-def frame_is_plausible(data: bytes, position: int, record_bytes_max: int) -> bool:
-    """Whether a frame whose crc verifies starts at ``position``: the resync scan's test.
+def plausible_frame_durable(data: bytes, position: int, record_bytes_max: int) -> int | None:
+    """The ``durable`` watermark of a frame whose crc verifies at ``position``, else None.
 
-    Recovery calls this at every byte after a bad frame in the last segment. Finding one
-    means the damage is followed by real data, so it is corruption, not a torn tail.
+    Recovery's resync scan calls this at every byte after a bad frame in the last segment.
+    A verifying frame whose watermark reaches the damaged record's offset proves that
+    record was synced before the damage: that is corruption, not a torn tail.
     """
     if position + FRAME_HEADER_BYTES > len(data):
-        return False
-    length, crc = FRAME_HEADER.unpack_from(data, position)
+        return None
+    length, crc, durable = FRAME_HEADER.unpack_from(data, position)
     start = position + FRAME_HEADER_BYTES
     if length == 0 or length > record_bytes_max or start + length > len(data):
-        return False
-    return _crc32(memoryview(data)[start : start + length]) == crc
+        return None
+    if frame_crc(_crc32(memoryview(data)[start : start + length]), durable) != crc:
+        return None
+    return durable
 
 
 __all__ = [
@@ -156,6 +175,8 @@ __all__ = [
     "decode_payload",
     "encode_frame",
     "encode_payload",
-    "frame_is_plausible",
+    "frame_crc",
+    "payload_crc",
+    "plausible_frame_durable",
     "record_hash",
 ]

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from cosmictron.durability.files import write_file_durably
 from cosmictron.durability.record import Record
 from cosmictron.durability.segment import SegmentReader, list_segments, segment_path
 from cosmictron.durability.snapshot import Snapshot
@@ -126,13 +127,34 @@ class Recovery:
                 expected,
             )
         if reader.torn_at is not None:
-            logger.warning(
-                "truncating torn tail of %s at byte %d (%d bytes after the last valid record)",
-                reader.path,
-                reader.torn_at,
-                len(reader.data) - reader.torn_at,
-            )
+            self._keep_torn_tail(reader.path, reader.data, reader.torn_at, expected)
         self._finish(LogTail(reader.path, reader.valid_bytes, expected, last_hash or snapshot_hash))
+
+    def _keep_torn_tail(self, path: str, data: bytes, torn_at: int, offset: int) -> None:
+        """Confirm a torn tail with a second read, and keep its bytes before truncation.
+
+        A tail that reads differently twice is refused rather than cut: a flaky read
+        must never destroy a record the disk holds intact. The bytes cut off go to
+        ``<segment>.torn-<byte>`` first, so truncating loses nothing an operator could
+        still want; recovery ignores such files.
+        """
+        if self.storage.read_file(path) != data:
+            raise CorruptLog(
+                path,
+                torn_at,
+                "the segment read differently twice, so its tail cannot be judged (the disk "
+                "or its cache returns unstable data); nothing was truncated",
+                offset,
+            )
+        kept = f"{path}.torn-{torn_at}"
+        write_file_durably(kept, [data[torn_at:]], self.storage)
+        logger.warning(
+            "truncating the torn tail of %s at byte %d; its %d bytes are kept in %s",
+            path,
+            torn_at,
+            len(data) - torn_at,
+            kept,
+        )
 
     def _first_segment_index(self, segments: list[tuple[int, str]], start_offset: int) -> int:
         """The segment holding ``start_offset``: the last one whose base is at or below it."""

@@ -23,11 +23,15 @@ Recovery rule:
    and is ``CorruptLog`` naming the missing range.
 2. In any segment but the last, a frame that is not valid (``record.py``) is
    ``CorruptLog(path, byte_offset, reason, tx_offset)``.
-3. In the last segment, a frame that is short, too long, zero-length or fails its crc is a
-   *torn tail* (a write the crash cut off, or preallocated zeros) only if no frame whose
-   crc verifies starts at any later byte. Then the segment is truncated there and synced,
-   and appending resumes. If a verifying frame is found, the damage is in the middle of the
-   log and recovery refuses with ``CorruptLog``.
+3. In the last segment, a frame that is short, too long, zero-length or fails its crc at
+   offset N is a *torn tail* (writes the crash cut off or lost, never synced) unless some
+   later byte starts a frame whose crc verifies and whose ``durable`` watermark is at
+   least N: that frame was written after N was synced, so the damage is to durable data
+   and recovery refuses with ``CorruptLog``. Verifying frames with a lower watermark are
+   unsynced debris (a disk may write back pages out of order, so a later unsynced write
+   can survive an earlier one). A torn tail is read a second time (unstable reads are
+   refused, not truncated), its bytes are kept in ``<segment>.torn-<byte>``, and the
+   segment is truncated there and synced; appending resumes. No byte is ever destroyed.
 4. A frame whose crc verifies but whose content is wrong (does not decode, wrong offset,
    wrong prev_hash) can never come from a torn write: it is ``CorruptLog`` anywhere.
 """
@@ -51,7 +55,7 @@ from cosmictron.durability.record import (
     RecordError,
     decode_header,
     decode_payload,
-    frame_is_plausible,
+    plausible_frame_durable,
     record_hash,
 )
 from cosmictron.durability.storage import Storage
@@ -177,7 +181,7 @@ class SegmentReader:
             if start > size:
                 reason = "frame header is incomplete"
             else:
-                length, crc = unpack_header(data, position)
+                length, crc, _ = unpack_header(data, position)
                 end = start + length
                 if length == 0:
                     reason = "frame length is zero"
@@ -185,7 +189,7 @@ class SegmentReader:
                     reason = f"frame length {length} exceeds record_bytes_max"
                 elif end > size:
                     reason = f"frame of {length} bytes runs past the end of the file"
-                elif _crc32(view[start:end]) != crc:
+                elif _crc32(view[position + 8 : start], _crc32(view[start:end])) != crc:
                     reason = "crc mismatch"
             if reason is not None:
                 self._refuse_unless_torn(position, reason)
@@ -254,15 +258,23 @@ class SegmentReader:
         return digest
 
     def _refuse_unless_torn(self, position: int, reason: str) -> None:
+        """Decide whether a bad frame in the last segment is a torn tail (rule 3)."""
         if not self.is_last:
             raise CorruptLog(self.path, position, reason, self.next_offset)
-        for later in range(position + 1, len(self.data) - FRAME_HEADER_BYTES + 1):
-            if frame_is_plausible(self.data, later, self.record_bytes_max):
+        data = self.data
+        if not data.count(0, position) < len(data) - position:
+            self.torn_at = position  # only zeros follow: preallocated or never written
+            return
+        expected = self.next_offset
+        for later in range(position + 1, len(data) - FRAME_HEADER_BYTES + 1):
+            durable = plausible_frame_durable(data, later, self.record_bytes_max)
+            if durable is not None and durable >= expected:
                 raise CorruptLog(
                     self.path,
                     position,
-                    f"{reason}, and a valid frame follows at byte {later}, so this is "
-                    "damage in the middle of the log, not a torn tail",
-                    self.next_offset,
+                    f"{reason}; the frame at byte {later} was written after offset "
+                    f"{expected} was synced, so this is damage to durable data, not a torn "
+                    "tail",
+                    expected,
                 )
         self.torn_at = position
