@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ from cosmictron.durability import (
     PersistenceLayer,
     Storage,
 )
-from cosmictron.durability.record import FRAME_HEADER_BYTES
+from cosmictron.testing import flip_byte, frame_spans
 
 OpenLayer = Callable[..., PersistenceLayer]
 
@@ -62,19 +61,7 @@ def segment_files(data_dir: str) -> list[str]:
 
 def frame_positions(path: str) -> list[int]:
     """Byte offsets of every frame in a healthy segment."""
-    with open(path, "rb") as file:
-        data = file.read()
-    positions, position = [], 16
-    while position < len(data):
-        positions.append(position)
-        (length,) = struct.unpack_from("<I", data, position)
-        position += FRAME_HEADER_BYTES + length
-    return positions
+    return [position for position, _ in frame_spans(path)]
 
 
-def flip_byte(path: str, position: int) -> None:
-    with open(path, "r+b") as file:
-        file.seek(position)
-        byte = file.read(1)
-        file.seek(position)
-        file.write(bytes([byte[0] ^ 0xFF]))
+__all__ = ["flip_byte", "frame_positions", "recover_all", "segment_files"]

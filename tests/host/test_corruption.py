@@ -13,7 +13,6 @@ import hashlib
 import logging
 import os
 import random
-import struct
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ import pytest
 import cosmictron
 from cosmictron import CorruptLog, Database, DurabilityConfig
 from cosmictron.durability.record import FRAME_HEADER_BYTES
+from cosmictron.testing import flip_byte, frame_spans
 
 MODULE = """
 from cosmictron import ReducerContext, field, reducer, table
@@ -100,23 +100,7 @@ def snapshots(data_dir: Path) -> list[Path]:
 
 
 def frame_positions(path: Path) -> list[tuple[int, int]]:
-    """``(byte offset, payload length)`` of every frame of a healthy segment."""
-    data = path.read_bytes()
-    frames, position = [], SEGMENT_HEADER_BYTES
-    while position < len(data):
-        (length,) = struct.unpack_from("<I", data, position)
-        frames.append((position, length))
-        position += FRAME_HEADER_BYTES + length
-    assert position == len(data)
-    return frames
-
-
-def flip_byte(path: Path, position: int) -> None:
-    with open(path, "r+b") as file:
-        file.seek(position)
-        byte = file.read(1)
-        file.seek(position)
-        file.write(bytes([byte[0] ^ 0xFF]))
+    return frame_spans(path)
 
 
 def digest(data_dir: Path) -> dict[str, str]:

@@ -110,12 +110,7 @@ def decode_payload(payload: bytes | memoryview) -> tuple[int, int, bytes, Any]:
     if type(fields) is not list or len(fields) != 5:
         raise RecordError("payload is not a 5-element array")
     version, kind, offset, prev_hash, body = fields
-    if version != FORMAT_VERSION:
-        raise RecordError(f"unknown record format version {version!r}")
-    if type(kind) is not int or type(offset) is not int:
-        raise RecordError("kind or offset is not an integer")
-    if type(prev_hash) is not bytes or len(prev_hash) != HASH_BYTES:
-        raise RecordError("prev_hash is not 32 bytes")
+    _check_header_fields(version, kind, offset, prev_hash)
     return kind, offset, prev_hash, body
 
 
@@ -138,13 +133,17 @@ def decode_header(payload: bytes | memoryview) -> tuple[int, int, bytes]:
         raise
     except Exception as exc:  # msgpack raises several unrelated types for bad input.
         raise RecordError(f"payload does not decode: {exc}") from None
+    _check_header_fields(version, kind, offset, prev_hash)
+    return kind, offset, prev_hash
+
+
+def _check_header_fields(version: Any, kind: Any, offset: Any, prev_hash: Any) -> None:
     if version != FORMAT_VERSION:
         raise RecordError(f"unknown record format version {version!r}")
     if type(kind) is not int or type(offset) is not int:
         raise RecordError("kind or offset is not an integer")
     if type(prev_hash) is not bytes or len(prev_hash) != HASH_BYTES:
         raise RecordError("prev_hash is not 32 bytes")
-    return kind, offset, prev_hash
 
 
 def plausible_frame_durable(data: bytes, position: int, record_bytes_max: int) -> int | None:

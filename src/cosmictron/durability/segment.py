@@ -220,18 +220,22 @@ class SegmentReader:
             position = self.valid_bytes = end
 
     def _check(self, position: int, payload: memoryview) -> Record:
-        expected = self.next_offset
         try:
             kind, offset, prev_hash, body = decode_payload(payload)
         except RecordError as exc:
-            raise CorruptLog(self.path, position, str(exc), expected) from None
+            raise CorruptLog(self.path, position, str(exc), self.next_offset) from None
+        self._check_chain(position, offset, prev_hash)
+        return Record(offset, kind, prev_hash, body, record_hash(payload))
+
+    def _check_chain(self, position: int, offset: int, prev_hash: bytes) -> None:
+        """The record must be the next offset and name the previous record's hash."""
+        expected = self.next_offset
         if offset != expected:
             raise CorruptLog(self.path, position, f"record says offset {offset}", expected)
         if self.last_hash is not None and prev_hash != self.last_hash:
             raise CorruptLog(
                 self.path, position, "prev_hash is not the previous record's hash", expected
             )
-        return Record(offset, kind, prev_hash, body, record_hash(payload))
 
     def _check_covered(self, position: int, payload: memoryview) -> bytes:
         """Verify a record the snapshot covers, without decoding its body; return its hash."""
@@ -244,12 +248,7 @@ class SegmentReader:
                 _, offset, prev_hash = decode_header(payload)
         except RecordError as exc:
             raise CorruptLog(self.path, position, str(exc), expected) from None
-        if offset != expected:
-            raise CorruptLog(self.path, position, f"record says offset {offset}", expected)
-        if self.last_hash is not None and prev_hash != self.last_hash:
-            raise CorruptLog(
-                self.path, position, "prev_hash is not the previous record's hash", expected
-            )
+        self._check_chain(position, offset, prev_hash)
         digest = record_hash(payload)
         if expected == self.skip_through and digest != self.skip_hash:
             raise CorruptLog(

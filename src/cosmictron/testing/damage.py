@@ -1,0 +1,30 @@
+"""Helpers for tests that damage a log on a real disk: find frames, flip bytes."""
+
+from __future__ import annotations
+
+import os
+
+from cosmictron.durability.record import FRAME_HEADER, FRAME_HEADER_BYTES
+from cosmictron.durability.segment import SEGMENT_HEADER_BYTES
+
+
+def frame_spans(path: str | os.PathLike[str]) -> list[tuple[int, int]]:
+    """``(byte offset, payload length)`` of every frame of a healthy segment, in order."""
+    with open(path, "rb") as file:
+        data = file.read()
+    spans, position = [], SEGMENT_HEADER_BYTES
+    while position < len(data):
+        length = FRAME_HEADER.unpack_from(data, position)[0]
+        spans.append((position, length))
+        position += FRAME_HEADER_BYTES + length
+    assert position == len(data), f"{path} ends inside a frame: it is not healthy"
+    return spans
+
+
+def flip_byte(path: str | os.PathLike[str], position: int) -> None:
+    """Invert every bit of one byte of a file, in place."""
+    with open(path, "r+b") as file:
+        file.seek(position)
+        byte = file.read(1)
+        file.seek(position)
+        file.write(bytes([byte[0] ^ 0xFF]))
