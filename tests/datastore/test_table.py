@@ -157,3 +157,42 @@ def test_prefix_bounds_on_composite_ranges():
     assert everything == [1, 2, 3, 4], "an inclusive prefix stop takes the whole prefix"
     assert sorted(city_age.range_row_keys(("Oslo",), ("Rome",))) == [1, 2]
     assert sorted(city_age.range_row_keys(("Oslo", 0), ("Rome", 26))) == [1, 3]
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        [(7, "g@x", 1, "Oslo"), (7, "h@x", 2, "Oslo")],  # duplicate within the batch
+        [(7, "g@x", 1, "Oslo"), (2, "h@x", 2, "Oslo")],  # duplicate of a stored row
+        [(7, "g@x", 1, "Oslo"), (8, "a@x", 2, "Oslo")],  # unique index violation
+    ],
+)
+def test_insert_many_is_all_or_nothing(batch):
+    table = filled()
+    before = dict(table.rows)
+    with pytest.raises(Conflict) as raised:
+        table.insert_many(batch)
+    assert raised.value.row_index == 1
+    assert table.rows == before
+    table.check_invariants()
+
+
+def test_insert_many_fast_path_matches_one_by_one():
+    schema = TableSchema(
+        "item",
+        (ColumnSchema("id", t.I64), ColumnSchema("owner", t.STR), ColumnSchema("n", t.I64)),
+        primary_key=("id",),
+        indexes=(IndexSchema("owner", ("owner",), "hash"), IndexSchema("n", ("n",))),
+    )
+    rows = [(i, f"o{i % 3}", i % 5) for i in range(50)]
+    batched, single = Table(schema), Table(schema)
+    batched.insert_many(rows)
+    for row in rows:
+        single.insert(row)
+    assert batched.rows == single.rows
+    assert batched.estimated_bytes == single.estimated_bytes
+    for name in ("owner", "n"):
+        assert sorted(batched.index_named(name).row_keys("o1" if name == "owner" else 2)) == sorted(
+            single.index_named(name).row_keys("o1" if name == "owner" else 2)
+        )
+    batched.check_invariants()

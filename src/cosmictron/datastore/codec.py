@@ -34,3 +34,8 @@ class RowCodec:
         if self.plain:
             return tuple(wire)
         return tuple(decode(value) for decode, value in zip(self._decoders, wire, strict=True))
+
+    def decode_many(self, wires: list[Any]) -> list[tuple[Any, ...]]:
+        if self.plain:
+            return list(map(tuple, wires))
+        return [self.decode(wire) for wire in wires]

@@ -72,6 +72,24 @@ class Index:
         else:
             entries[key] = {found, row_key}
 
+    def add_many(self, rows: list[tuple[Any, ...]], row_keys: list[Any]) -> None:
+        """``add`` for many rows whose index keys the caller knows are free if unique."""
+        entries = self._entries
+        ordered = self._ordered
+        unique = self.unique
+        for key, row_key in zip(map(self.key_of, rows), row_keys, strict=True):
+            found = entries.get(key, _NOTHING)
+            if found is _NOTHING:
+                entries[key] = row_key
+                if ordered is not None:
+                    ordered.add(key)
+            elif unique:
+                raise AssertionError(f"index {self.schema.name}: add over a held key {key!r}")
+            elif type(found) is set:
+                found.add(row_key)
+            else:
+                entries[key] = {found, row_key}
+
     def remove(self, row: tuple[Any, ...], row_key: Any) -> None:
         key = self.key_of(row)
         entries = self._entries

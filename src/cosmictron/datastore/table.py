@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from cosmictron.datastore.index import Index, PrimaryOrder, make_key_getter
@@ -129,6 +130,53 @@ class Table:
         if self._variable_positions:
             self.variable_bytes += self._variable_size(row)
         return key
+
+    def insert_many(self, rows: list[tuple[Any, ...]]) -> list[Any]:
+        """Store many rows at once (replay, snapshots, bulk loads); returns their keys.
+
+        All or nothing. The fast path applies when every key is new and distinct and no
+        unique index or ordered view must be checked: then the rows go in with one
+        ``dict.update`` and each index in one pass. Otherwise rows go in one by one.
+
+        Raises:
+            Conflict: a row duplicates a key; ``row_index`` on the exception says which.
+                No row of this call remains stored.
+        """
+        key_of = self.key_of
+        if (
+            key_of is None
+            or self.unique_indexes
+            or (self.primary_order is not None and self.primary_order._ordered is not None)
+        ):
+            return self._insert_each(rows)
+        keys = list(map(key_of, rows))
+        table_rows = self.rows
+        if len(set(keys)) != len(keys) or not table_rows.keys().isdisjoint(keys):
+            return self._insert_each(rows)
+        table_rows.update(zip(keys, rows, strict=True))
+        for index in self.indexes:
+            index.add_many(rows, keys)
+        for position in self._variable_positions:
+            values = map(itemgetter(position), rows)
+            if self.schema.columns[position].type in (STR, BYTES):  # never None
+                self.variable_bytes += sum(map(len, values))
+            else:
+                self.variable_bytes += sum(len(value) for value in values if value is not None)
+        return keys
+
+    def _insert_each(self, rows: list[tuple[Any, ...]]) -> list[Any]:
+        keys: list[Any] = []
+        for row_index, row in enumerate(rows):
+            try:
+                keys.append(self.insert(row))
+            except BaseException as exc:
+                for key in reversed(keys):
+                    if key is not None:
+                        self.delete(key)
+                if isinstance(exc, Conflict):
+                    exc.row_index = row_index  # type: ignore[attr-defined]
+                raise
+        return keys
 
     def delete(self, key: Any) -> tuple[Any, ...] | None:
         """Remove the row stored under ``key`` and return it (None if there was none)."""

@@ -70,22 +70,15 @@ class Transaction:
             BatchConflict: a row duplicates a key (``row_index`` says which); the rows of
                 this batch already stored are removed again before it propagates.
         """
-        keys: list[Any] = []
-        stored: list[tuple[Any, ...]] = []
-        insert = table.insert
-        row_index = 0
         try:
-            for row_index, row in enumerate(rows):  # noqa: B007 - read in the handler
-                key = insert(row)
-                if key is not None:
-                    keys.append(key)
-                    stored.append(row)
-        except BaseException as exc:
-            for key in reversed(keys):
-                table.delete(key)
-            if isinstance(exc, Conflict):
-                raise BatchConflict(str(exc), row_index) from None
-            raise
+            keys = table.insert_many(rows)
+        except Conflict as exc:
+            raise BatchConflict(str(exc), getattr(exc, "row_index", 0)) from None
+        if table.key_of is None:  # identical keyless rows are stored once
+            stored = [row for row, key in zip(rows, keys, strict=True) if key is not None]
+            keys = [key for key in keys if key is not None]
+        else:
+            stored = rows
         self.ops.append((table, _BATCH, keys, stored))  # type: ignore[arg-type]
         return stored
 

@@ -75,8 +75,8 @@ def apply_record_body(datastore: Datastore, body: list[Any]) -> None:
         for wire in deletes:
             row = decode(wire)
             table.delete(table.row_key(row))
-        for wire in inserts:
-            table.insert(decode(wire))
+        if inserts:
+            table.insert_many(codecs[name].decode_many(inserts))
     for name, sequences in body[6]:
         table = tables[name]
         for position, value in sequences:
@@ -90,10 +90,7 @@ def load_snapshot_state(datastore: Datastore, state: list[Any]) -> None:
             raise CorruptLog(
                 "snapshot", 0, f"the snapshot holds table {name!r}, which the module lacks"
             )
-        decode = datastore.codecs[name].decode
-        insert = table.insert
-        for wire in rows:
-            insert(decode(wire))
+        table.insert_many(datastore.codecs[name].decode_many(rows))
         for position, value in sequences:
             table.sequences[position] = value
 
