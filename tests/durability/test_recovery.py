@@ -157,3 +157,17 @@ def test_segment_with_foreign_header_is_corrupt(open_layer: OpenLayer, data_dir:
     flip_byte(path, 0)
     with pytest.raises(CorruptLog, match="magic"):
         recover_all(open_layer())
+
+
+def test_a_large_garbage_tail_is_scanned_by_payload_prefix(
+    open_layer: OpenLayer, data_dir: str
+) -> None:
+    """16 MiB of random bytes after the last record: a torn tail, found without a
+    byte-by-byte scan (the resync scan jumps between payload prefixes)."""
+    import random
+
+    write_log(open_layer, 10)
+    (path,) = segment_files(data_dir)
+    with open(path, "ab") as file:
+        file.write(random.Random(7).randbytes(16 << 20))
+    assert len(recover_all(open_layer())) == 10

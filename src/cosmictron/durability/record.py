@@ -24,7 +24,8 @@ Byte layout of one frame (all integers little-endian)::
 The hash of a record is ``sha256(payload)`` (:func:`cosmictron.ledger.record_hash`).
 
 A frame is *valid* when: the 16-byte header is complete; ``0 < len <= record_bytes_max``; the
-payload is complete; its crc32 matches; it decodes to a 5-element array with version 1;
+payload is complete (and so starts with ``PAYLOAD_PREFIX``, b"\\x95\\x01"); its crc32
+matches; it decodes to a 5-element array with version 1;
 its offset is one more than the previous record's; and its prev_hash equals the previous
 record's hash. The segment module (``segment.py``) says what recovery does with a frame
 that is not valid.
@@ -47,6 +48,9 @@ TX_RECORD_KIND = 0
 FRAME_HEADER = struct.Struct("<IIQ")
 FRAME_HEADER_BYTES = FRAME_HEADER.size
 _DURABLE = struct.Struct("<Q")
+
+PAYLOAD_PREFIX = b"\x95\x01"
+"""The first two bytes of every payload: msgpack's 5-element array, then version 1."""
 
 _crc32 = zlib.crc32
 _packb = msgpack.packb
@@ -168,6 +172,7 @@ __all__ = [
     "FORMAT_VERSION",
     "FRAME_HEADER",
     "FRAME_HEADER_BYTES",
+    "PAYLOAD_PREFIX",
     "TX_RECORD_KIND",
     "Record",
     "RecordError",

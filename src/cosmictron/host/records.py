@@ -75,7 +75,9 @@ def apply_record_body(datastore: Datastore, body: list[Any]) -> None:
         for wire in deletes:
             row = decode(wire)
             table.delete(table.row_key(row))
-        if inserts:
+        if len(inserts) == 1:
+            table.insert(decode(inserts[0]))
+        elif inserts:
             table.insert_many(codecs[name].decode_many(inserts))
     for name, sequences in body[6]:
         table = tables[name]
