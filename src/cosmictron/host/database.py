@@ -13,10 +13,12 @@ and snapshot state formats in ``records.py`` (``durability`` owns ``log/``,
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,6 +179,13 @@ class Database:
         return database
 
     def _recover(self) -> None:
+        # Replay allocates a tuple per row and keeps all of them; the cyclic garbage
+        # collector would rescan the whole growing heap again and again (a 1M-row replay
+        # ran twice as long in a process with a large heap) and can free nothing here.
+        with _collector_paused():
+            self._replay()
+
+    def _replay(self) -> None:
         recovery = self._persistence.recover()
         datastore = self._datastore
         if recovery.snapshot is not None:
@@ -340,7 +349,8 @@ class Database:
             now_us = max(time.time_ns() // 1000, self._last_timestamp_us + 1)
             tx = Transaction()
             try:
-                count = insert_all(tx, target, binding, rows)
+                with _collector_paused():  # see _recover: many new rows, no garbage
+                    count = insert_all(tx, target, binding, rows)
                 changes = tx.changes()
                 estimate = self._check_memory(changes)
                 body = transaction_body(
@@ -516,6 +526,17 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({str(self.path)!r}, tx_offset={self._offset})"
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _check_return(binding: ReducerBinding, value: Any) -> None:
