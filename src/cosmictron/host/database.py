@@ -42,6 +42,7 @@ from cosmictron.errors import (
 from cosmictron.host.directory import identities, load_and_store_module
 from cosmictron.host.handles import Session, TableHandle, insert_all
 from cosmictron.host.logs import ModuleLog, capture_module_logger
+from cosmictron.host.memory import MemoryBudget
 from cosmictron.host.records import (
     BULK_INSERT,
     apply_record_body,
@@ -126,8 +127,7 @@ class Database:
         self._failures = 0
         self._closed = False
         self.current_reducer: str | None = None
-        self._memory_limit_bytes = durability.memory_limit_bytes
-        self._estimated_bytes = 0
+        self._memory = MemoryBudget(durability.memory_limit_bytes)
         self._snapshot_interval_tx = durability.snapshot_interval_tx
         capture_module_logger(loaded.namespace.__name__)
 
@@ -197,9 +197,7 @@ class Database:
                 apply_record_body(datastore, record.body)
                 self._last_timestamp_us = record.body[0]
             self._offset = record.offset
-        for table in datastore:
-            table.committed_bytes = table.estimated_bytes
-        self._estimated_bytes = datastore.estimated_bytes()
+        self._memory.reset(datastore)
 
     def _run_init(self) -> None:
         binding = self.module.lifecycle.get("init")
@@ -289,7 +287,7 @@ class Database:
                 value = binding.function(ctx, *values)
                 _check_return(binding, value)
                 changes = tx.changes()
-                estimate = self._check_memory(changes)
+                estimate = self._memory.check(changes)
                 body = transaction_body(
                     self._datastore,
                     tx,
@@ -301,7 +299,7 @@ class Database:
                     now_us,
                 )
                 offset = self._persistence.append(TX_RECORD_KIND, body)
-                self._adopt_estimate(estimate, changes)
+                self._memory.commit(estimate, changes)
             except BaseException as exc:
                 tx.rollback()
                 self._failures += 1
@@ -352,7 +350,7 @@ class Database:
                 with _collector_paused():  # see _recover: many new rows, no garbage
                     count = insert_all(tx, target, binding, rows)
                 changes = tx.changes()
-                estimate = self._check_memory(changes)
+                estimate = self._memory.check(changes)
                 body = transaction_body(
                     self._datastore,
                     tx,
@@ -364,7 +362,7 @@ class Database:
                     now_us,
                 )
                 offset = self._persistence.append(TX_RECORD_KIND, body)
-                self._adopt_estimate(estimate, changes)
+                self._memory.commit(estimate, changes)
             except BaseException:
                 tx.rollback()
                 raise
@@ -382,33 +380,6 @@ class Database:
                 listener(offset, timestamp, changes)
         if offset - self._last_snapshot_offset >= self._snapshot_interval_tx:
             self._snapshot()
-
-    def _check_memory(self, changes: list[TableChange]) -> int:
-        """Refuse a transaction that would grow the tables past ``memory_limit_bytes``.
-
-        Each table knows its estimate now and as of the last commit, so the growth is a
-        subtraction per changed table, not a walk of rows or of every table.
-
-        Returns:
-            The database's estimate to adopt once the transaction is appended.
-        """
-        growth = 0
-        for change in changes:
-            table = change.table
-            growth += table.estimated_bytes - table.committed_bytes
-        used = self._estimated_bytes + growth
-        if growth > 0 and used > self._memory_limit_bytes:
-            raise ResourceExhausted(
-                f"this transaction would bring the database to about {used} bytes, over its "
-                f"memory limit of {self._memory_limit_bytes} bytes (memory_limit_bytes); "
-                f"nothing was changed"
-            )
-        return used
-
-    def _adopt_estimate(self, estimate: int, changes: list[TableChange]) -> None:
-        self._estimated_bytes = estimate
-        for change in changes:
-            change.table.committed_bytes = change.table.estimated_bytes
 
     def call_nested(
         self,
@@ -486,7 +457,7 @@ class Database:
                 tx_offset=self._offset,
                 durable_offset=self._persistence.durable_offset,
                 row_count=sum(len(t) for t in self._datastore),
-                estimated_bytes=self._estimated_bytes,
+                estimated_bytes=self._memory.used_bytes,
                 memory_limit_bytes=self.durability.memory_limit_bytes,
                 reducer_calls=self._calls,
                 reducer_failures=self._failures,

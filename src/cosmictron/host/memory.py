@@ -1,0 +1,51 @@
+"""The memory budget: refuse a transaction that would grow the tables past the limit.
+
+The estimate is cheap on purpose (``Table.estimated_bytes``: a fixed cost per row plus
+the lengths of text and bytes values), because it is consulted on every commit. Each
+table also remembers its estimate as of the last commit (``committed_bytes``), so a
+transaction's growth is one subtraction per changed table, not a walk of its rows.
+A transaction that shrinks the tables always commits, even over the limit, so a full
+database can be cleaned up.
+"""
+
+from __future__ import annotations
+
+from cosmictron.datastore import Datastore, TableChange
+from cosmictron.errors import ResourceExhausted
+
+
+class MemoryBudget:
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.used_bytes = 0
+
+    def reset(self, datastore: Datastore) -> None:
+        """Take the datastore's current state as committed (after recovery)."""
+        for table in datastore:
+            table.committed_bytes = table.estimated_bytes
+        self.used_bytes = datastore.estimated_bytes()
+
+    def check(self, changes: list[TableChange]) -> int:
+        """Return the estimate after ``changes``; refuse them if they grow past the limit.
+
+        Raises:
+            ResourceExhausted: the transaction grows the tables past ``limit_bytes``.
+        """
+        growth = 0
+        for change in changes:
+            table = change.table
+            growth += table.estimated_bytes - table.committed_bytes
+        used = self.used_bytes + growth
+        if growth > 0 and used > self.limit_bytes:
+            raise ResourceExhausted(
+                f"this transaction would bring the database to about {used} bytes, over its "
+                f"memory limit of {self.limit_bytes} bytes (memory_limit_bytes); "
+                f"nothing was changed"
+            )
+        return used
+
+    def commit(self, used_bytes: int, changes: list[TableChange]) -> None:
+        """Adopt the estimate ``check`` returned, once the transaction is in the log."""
+        self.used_bytes = used_bytes
+        for change in changes:
+            change.table.committed_bytes = change.table.estimated_bytes
