@@ -52,7 +52,8 @@ class Transaction:
     __slots__ = ("closed", "ops", "sequence_tables")
 
     def __init__(self) -> None:
-        self.ops: list[tuple[Table, Any, tuple[Any, ...] | None, tuple[Any, ...] | None]] = []
+        # (table, key, old row, new row); sequence and batch ops reuse the slots (above).
+        self.ops: list[tuple[Table, Any, Any, Any]] = []
         self.sequence_tables: set[Table] | None = None
         self.closed = False
 
@@ -79,7 +80,7 @@ class Transaction:
             keys = [key for key in keys if key is not None]
         else:
             stored = rows
-        self.ops.append((table, _BATCH, keys, stored))  # type: ignore[arg-type]
+        self.ops.append((table, _BATCH, keys, stored))
         return stored
 
     def delete(self, table: Table, key: Any) -> tuple[Any, ...] | None:
@@ -104,7 +105,7 @@ class Transaction:
             self._set_sequence(table, position, value + 1)
 
     def _set_sequence(self, table: Table, position: int, value: int) -> None:
-        self.ops.append((table, _SEQUENCE, position, table.sequences[position]))  # type: ignore[arg-type]
+        self.ops.append((table, _SEQUENCE, position, table.sequences[position]))
         table.sequences[position] = value
         if self.sequence_tables is None:
             self.sequence_tables = {table}
@@ -121,12 +122,12 @@ class Transaction:
         while len(ops) > savepoint:
             table, key, old, new = ops.pop()
             if key is _SEQUENCE:
-                table.sequences[old] = new  # type: ignore[index]
+                table.sequences[old] = new
             elif key is _BATCH:
-                for batch_key in reversed(old):  # type: ignore[arg-type]
+                for batch_key in reversed(old):
                     table.delete(batch_key)
             elif new is None:
-                table.insert(old)  # type: ignore[arg-type]
+                table.insert(old)
             elif old is None:
                 table.delete(key)
             else:

@@ -18,10 +18,10 @@ import gc
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from cosmictron.datastore import Datastore, TableChange, Transaction
 from cosmictron.datastore.types import TypeMismatch
@@ -239,7 +239,7 @@ class Database:
         )
         return CallOutcome(value, offset, Timestamp(now_us))
 
-    def _raise_unknown_reducer(self, reducer: str) -> None:
+    def _raise_unknown_reducer(self, reducer: str) -> NoReturn:
         known = ", ".join(sorted(self.module.reducers)) or "none"
         raise NotFound(f"no reducer named {reducer!r} (reducers: {known})")
 
@@ -256,8 +256,8 @@ class Database:
     def _execute(
         self,
         binding: ReducerBinding,
-        values: list[Any],
-        wire_args: list[Any],
+        values: Sequence[Any],
+        wire_args: Sequence[Any],
         sender: Identity,
         connection_id: ConnectionId | None,
     ) -> tuple[Any, int, int]:

@@ -55,7 +55,7 @@ class TableHandle:
         table = self._table
         tx = self._session.tx
         if tx is None:
-            self._session.writable(table, "insert into")
+            tx = self._session.writable(table, "insert into")
         canonical = self._binding.to_row(row)
         positions = self._binding.auto_inc_positions
         if positions:

@@ -19,7 +19,7 @@ GENESIS_HASH = bytes(HASH_BYTES)
 _sha256 = hashlib.sha256
 
 
-def record_hash(payload: bytes) -> bytes:
+def record_hash(payload: bytes | memoryview) -> bytes:
     """Return the chain hash of one record's payload.
 
     Args:

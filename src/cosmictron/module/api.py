@@ -100,8 +100,8 @@ def table(
             spec = value if isinstance(value, FieldSpec) else FieldSpec(default=value)
             specs[column] = spec
             setattr(cls, column, _dataclass_default(spec.default))
-        made = dataclasses.dataclass(cls)
-        made.__cosmictron_table__ = TableDeclaration(  # type: ignore[attr-defined]
+        made: Any = dataclasses.dataclass(cls)
+        made.__cosmictron_table__ = TableDeclaration(
             name=name or _snake_case(cls.__name__),
             public=public,
             event=event,
@@ -216,9 +216,9 @@ def _mark(fn: Callable[..., Any] | None, kind: str, name: str | None) -> Any:
                 )
             return db.call_nested(wrapped.__cosmictron_reducer__[1], fn, ctx, args, kwargs)
 
-        wrapped = nested_call
-        wrapped.__cosmictron_reducer__ = (kind, name or fn.__name__)  # type: ignore[attr-defined]
-        wrapped.__cosmictron_function__ = fn  # type: ignore[attr-defined]
+        wrapped: Any = nested_call
+        wrapped.__cosmictron_reducer__ = (kind, name or fn.__name__)
+        wrapped.__cosmictron_function__ = fn
         return wrapped
 
     return wrap if fn is None else wrap(fn)

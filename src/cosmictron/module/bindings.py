@@ -8,7 +8,7 @@ precomputed function calls per value.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import Any
 
@@ -140,7 +140,7 @@ class ReducerBinding:
 
     def bind(
         self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]
-    ) -> tuple[list[Any], list[Any]]:
+    ) -> tuple[Sequence[Any], Sequence[Any]]:
         """Check arguments; return them as Python values and in wire form (for the log).
 
         Raises:
