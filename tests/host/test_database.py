@@ -245,3 +245,21 @@ def test_context_manager_closes(tmp_path, write_module):
         db.call("note", "x")
     with Database.open(tmp_path / "db", durability=FAST) as db:
         assert db.table("thing").count() == 1
+
+
+def test_commit_listeners_see_each_commit_in_order_and_cannot_fail_a_call(open_db, caplog):
+    db = open_db(MODULE)
+    seen = []
+
+    def record(offset, timestamp, changes):
+        seen.append((offset, [(c.table.name, len(c.inserts), len(c.deletes)) for c in changes]))
+
+    def broken(offset, timestamp, changes):
+        raise RuntimeError("listener bug")
+
+    db.add_commit_listener(record)
+    db.add_commit_listener(broken)
+    first = db.call("note", "a")
+    db.call("remove", first)
+    assert seen == [(db.tx_offset - 1, [("thing", 1, 0)]), (db.tx_offset, [("thing", 0, 1)])]
+    assert "commit listener" in caplog.text and "listener bug" in caplog.text

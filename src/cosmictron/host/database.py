@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import os
 import threading
 import time
@@ -57,6 +58,8 @@ from cosmictron.module import (
     ReducerContext,
 )
 from cosmictron.values import ConnectionId, Identity, Timestamp
+
+logger = logging.getLogger(__name__)
 
 CommitListener = Callable[[int, Timestamp, list[TableChange]], None]
 
@@ -377,7 +380,12 @@ class Database:
         if self._listeners:
             timestamp = Timestamp(now_us)
             for listener in self._listeners:
-                listener(offset, timestamp, changes)
+                try:
+                    listener(offset, timestamp, changes)
+                except Exception:
+                    # The transaction is in the log: its caller must hear it committed.
+                    # A listener that fails is a bug in the layer that registered it.
+                    logger.exception("commit listener %r failed at offset %d", listener, offset)
         if offset - self._last_snapshot_offset >= self._snapshot_interval_tx:
             self._snapshot()
 
