@@ -113,6 +113,13 @@ def says_none(ctx: ReducerContext) -> None:
 def nested_bad_args(ctx: ReducerContext) -> None:
     open_account(ctx, 12345)
 
+DATABASE = []
+
+@reducer
+def reenter(ctx: ReducerContext) -> None:
+    ctx.db.event_log.insert(EventLog(text="outer"))
+    DATABASE[0].call("open_account", "inner@x")
+
 @reducer
 def delete_where_low(ctx: ReducerContext, below: int) -> int:
     removed = 0
@@ -273,3 +280,11 @@ def test_none_annotation_and_nested_arguments_are_checked(db):
     with pytest.raises(ReducerFailed, match="argument 'email': expected str, got 12345"):
         db.call("nested_bad_args")
     assert state(db) == []
+
+
+def test_database_call_from_inside_a_reducer_is_refused(db):
+    db.module.namespace.DATABASE.append(db)
+    with pytest.raises(ReducerFailed, match="would start a second transaction"):
+        db.call("reenter")
+    assert state(db) == [] and db.rows("event_log") == []
+    assert db.call("open_account", "after@x").id == 1, "the session is clean afterwards"

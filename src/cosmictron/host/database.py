@@ -269,6 +269,11 @@ class Database:
         with self._lock:
             if self._closed:
                 raise InvalidRequest(f"database {str(self.path)!r} is closed")
+            if self._session.tx is not None:  # this thread is inside a reducer already
+                raise InvalidRequest(
+                    f"Database.call({schema.name!r}) from inside a reducer would start a "
+                    f"second transaction; call the reducer function itself to join this one"
+                )
             self._calls += 1
             now_us = time.time_ns() // 1000
             if now_us <= self._last_timestamp_us:
@@ -347,6 +352,8 @@ class Database:
         with self._lock:
             if self._closed:
                 raise InvalidRequest(f"database {str(self.path)!r} is closed")
+            if self._session.tx is not None:
+                raise InvalidRequest("bulk_insert from inside a reducer: insert through ctx.db")
             now_us = max(time.time_ns() // 1000, self._last_timestamp_us + 1)
             tx = Transaction()
             try:
