@@ -5,7 +5,9 @@ It owns a data directory (``LOCK``, ``log/``, ``snapshots/``) and ties together 
 
 - ``recover()`` is called once, and its records exhausted, before the first ``append``.
 - ``append`` is called by one thread at a time (the host's writer lock) and returns the
-  new offset; the record is in the kernel, so a killed process loses nothing appended.
+  new offset. Under ``periodic`` and ``never`` the record is then in the kernel, so a
+  killed process loses nothing appended; under ``always`` it waits in memory for the
+  group-commit leader, and nobody is told it is durable before the leader synced it.
 - After ``wait_durable(offset)`` returns under ``always``, that transaction is replayed
   after any crash, power cuts included. A durable offset implies every lower one.
 - After a failed sync, every ``append`` and ``wait_durable`` raises ``DurabilityError``.
