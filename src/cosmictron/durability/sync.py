@@ -4,8 +4,9 @@ Policies:
 
 - ``always``: :meth:`SyncCoordinator.wait_durable` returns only after a sync that covers
   the offset. Group commit: the first waiter that finds no sync running becomes the
-  *leader*, syncs everything written so far, publishes the new durable offset and wakes
-  everyone; waiters whose offset it covered return, the rest elect the next leader. So N
+  *leader*, writes the frames appended so far (``flush``: the commit log buffers them
+  under this policy) and syncs them in one go, publishes the new durable offset and
+  wakes everyone; waiters whose offset it covered return, the rest elect the next leader. So N
   concurrent callers share far fewer than N syncs, and nobody waits on a timer.
 - ``periodic``: a background thread syncs every ``fsync_interval_ms`` when something new
   was written; ``wait_durable`` returns at once.
