@@ -48,6 +48,39 @@ class SchemaError(InvalidRequest):
     code = "schema_error"
 
 
+class SqlError(InvalidRequest):
+    """A SQL statement cannot run as written: bad syntax, unknown name, type mismatch.
+
+    Like SQLGlot's ``ParseError`` it says where: ``line`` and ``column`` (1-based) and the
+    offending ``text``, when the problem has a place in the statement.
+
+    Attributes:
+        line: 1-based line of the offending text, or None.
+        column: 1-based column where the offending text starts, or None.
+        text: the offending text ("" when unknown).
+    """
+
+    code = "sql_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+        text: str = "",
+    ) -> None:
+        where = ""
+        if line is not None:
+            where = f" (line {line}, column {column}"
+            where += f": {text!r})" if text else ")"
+        super().__init__(message + where)
+        self.reason = message
+        self.line = line
+        self.column = column
+        self.text = text
+
+
 class ConfigError(InvalidRequest):
     """A configuration value (profile, fsync policy, config.toml) is not one we know."""
 

@@ -9,3 +9,9 @@ module_log_lines_max = 10_000
 
 reducer_name_bytes_max = 256
 """Longest reducer or table name accepted from a caller."""
+
+sql_text_bytes_max = 64 * 1024
+"""Longest SQL statement accepted, in UTF-8 bytes (longer text is a ``SqlError``)."""
+
+query_rows_max = 100_000
+"""Most rows one SQL query may return; ``Database.sql(..., rows_max=)`` overrides it."""

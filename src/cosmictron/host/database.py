@@ -19,10 +19,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from cosmictron.datastore import Datastore, TableChange, Transaction
 from cosmictron.datastore.types import TypeMismatch
@@ -51,13 +51,17 @@ from cosmictron.host.records import (
     snapshot_builder,
     transaction_body,
 )
+from cosmictron.host.sql import run_sql
 from cosmictron.module import (
     CURRENT_DB,
     LoadedModule,
     ReducerBinding,
     ReducerContext,
 )
+from cosmictron.query import QueryResult
 from cosmictron.values import ConnectionId, Identity, Timestamp
+
+_T = TypeVar("_T")
 
 logger = logging.getLogger(__name__)
 
@@ -275,9 +279,7 @@ class Database:
                     f"second transaction; call the reducer function itself to join this one"
                 )
             self._calls += 1
-            now_us = time.time_ns() // 1000
-            if now_us <= self._last_timestamp_us:
-                now_us = self._last_timestamp_us + 1
+            now_us = self._next_timestamp_us()
             tx = Transaction()
             session = self._session
             session.tx = tx
@@ -294,20 +296,9 @@ class Database:
             try:
                 value = binding.function(ctx, *values)
                 _check_return(binding, value)
-                changes = tx.changes()
-                estimate = self._memory.check(changes)
-                body = transaction_body(
-                    self._datastore,
-                    tx,
-                    changes,
-                    schema.name,
-                    wire_args,
-                    sender,
-                    connection_id,
-                    now_us,
+                offset, changes = self._commit(
+                    tx, schema.name, wire_args, sender, connection_id, now_us
                 )
-                offset = self._persistence.append(TX_RECORD_KIND, body)
-                self._memory.commit(estimate, changes)
             except BaseException as exc:
                 tx.rollback()
                 self._failures += 1
@@ -349,36 +340,93 @@ class Database:
             self.table(table)  # raises NotFound naming the tables
             raise AssertionError("unreachable")
         target = self._datastore.tables[table]
+
+        def load(tx: Transaction, datastore: Datastore) -> int:
+            with _collector_paused():  # see _recover: many new rows, no garbage
+                return insert_all(tx, target, binding, rows)
+
+        _, offset = self.run_transaction(BULK_INSERT, load, lambda count: [table, count])
+        return offset
+
+    def run_transaction(
+        self,
+        reducer: str,
+        function: Callable[[Transaction, Datastore], _T],
+        wire_args: Callable[[_T], Any],
+        sender: Identity | None = None,
+    ) -> tuple[_T, int]:
+        """Run ``function(tx, datastore)`` as one transaction, logged under ``reducer``.
+
+        The host's own writes (bulk loads, SQL DML) use this: the same writer lock,
+        memory check, record, listeners and durability wait as a reducer call. The
+        record's arguments are ``wire_args(result)``. Anything ``function`` raises rolls
+        the transaction back and propagates unchanged.
+
+        Returns:
+            ``function``'s result and the transaction offset (once durable).
+        """
         with self._lock:
             if self._closed:
                 raise InvalidRequest(f"database {str(self.path)!r} is closed")
             if self._session.tx is not None:
-                raise InvalidRequest("bulk_insert from inside a reducer: insert through ctx.db")
-            now_us = max(time.time_ns() // 1000, self._last_timestamp_us + 1)
+                raise InvalidRequest(
+                    f"{reducer} from inside a reducer would start a second transaction; "
+                    f"write through ctx.db instead"
+                )
+            now_us = self._next_timestamp_us()
             tx = Transaction()
             try:
-                with _collector_paused():  # see _recover: many new rows, no garbage
-                    count = insert_all(tx, target, binding, rows)
-                changes = tx.changes()
-                estimate = self._memory.check(changes)
-                body = transaction_body(
-                    self._datastore,
-                    tx,
-                    changes,
-                    BULK_INSERT,
-                    [table, count],
-                    self.owner,
-                    None,
-                    now_us,
+                value = function(tx, self._datastore)
+                offset, changes = self._commit(
+                    tx, reducer, wire_args(value), sender or self.owner, None, now_us
                 )
-                offset = self._persistence.append(TX_RECORD_KIND, body)
-                self._memory.commit(estimate, changes)
             except BaseException:
                 tx.rollback()
                 raise
             self._published(offset, now_us, changes)
         self._persistence.wait_durable(offset)
-        return offset
+        return value, offset
+
+    def sql(
+        self,
+        text: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        sender: Identity | None = None,
+        rows_max: int | None = None,
+    ) -> QueryResult:
+        """Run one SQL statement; see docs/reference/sql.md and ``host/sql.py``.
+
+        Raises:
+            SqlError: the statement is invalid (with line, column and text).
+            PermissionDenied: a non-owner reads a private table or writes at all.
+            ResourceExhausted: the result has more than ``rows_max`` rows.
+            Conflict: DML would duplicate a key; nothing was changed.
+        """
+        return run_sql(self, text, params, sender or self.owner, rows_max)
+
+    def _next_timestamp_us(self) -> int:
+        """Now, but strictly after the last transaction's timestamp (the clock may step)."""
+        return max(time.time_ns() // 1000, self._last_timestamp_us + 1)
+
+    def _commit(
+        self,
+        tx: Transaction,
+        reducer: str,
+        wire_args: Any,
+        sender: Identity,
+        connection_id: ConnectionId | None,
+        now_us: int,
+    ) -> tuple[int, list[TableChange]]:
+        """Check memory, append the record; the caller publishes (or rolls back)."""
+        changes = tx.changes()
+        estimate = self._memory.check(changes)
+        body = transaction_body(
+            self._datastore, tx, changes, reducer, wire_args, sender, connection_id, now_us
+        )
+        offset = self._persistence.append(TX_RECORD_KIND, body)
+        self._memory.commit(estimate, changes)
+        return offset, changes
 
     def _published(self, offset: int, now_us: int, changes: list[TableChange]) -> None:
         """After the append: advance the offset, tell listeners, maybe snapshot."""

@@ -5,7 +5,8 @@ Transaction record body (``TX_RECORD_KIND``; msgpack; see docs/design/commitlog-
     [timestamp_us, caller (32 bytes), connection_id (16 bytes | nil), reducer,
      args (wire form), [[table, inserts, deletes], ...], [[table, [[column, next], ...]], ...]]
 
-Bulk loads use the reserved reducer name ``__bulk_insert__`` with ``[table, row_count]``.
+Bulk loads use the reserved reducer name ``__bulk_insert__`` with ``[table, row_count]``;
+SQL INSERT/UPDATE/DELETE use ``__sql__`` with ``[text, params]`` (``host/sql.py``).
 
 Snapshot state (msgpack)::
 

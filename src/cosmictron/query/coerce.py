@@ -1,0 +1,125 @@
+"""Literal and parameter values turned into a column's canonical form, at plan time.
+
+SQL has no Identity or Timestamp literals, so a literal compared with (or assigned to) a
+typed column takes that column's type: hex text (``'ab…'``, ``'0xab…'``) or a blob
+(``x'ab…'``) for an Identity, RFC 3339 text for a Timestamp, the member name for an enum.
+Doing it once when the query is planned, not per row, also lets an index lookup use the
+value directly. ``family`` groups types that compare with each other, so comparing an
+integer column with text is caught before anything runs.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from cosmictron.datastore import ColumnType
+from cosmictron.datastore.types import (
+    BOOL,
+    BYTES,
+    CONNECTION_ID,
+    F64,
+    I64,
+    IDENTITY,
+    STR,
+    TIME_DURATION,
+    TIMESTAMP,
+    EnumType,
+    FloatType,
+    IntType,
+    OptionalType,
+    TypeMismatch,
+)
+from cosmictron.values import ConnectionId, Identity, TimeDuration, Timestamp
+
+
+def base(column_type: ColumnType | None) -> ColumnType | None:
+    """The type without ``Optional``."""
+    while isinstance(column_type, OptionalType):
+        column_type = column_type.inner
+    return column_type
+
+
+def family(column_type: ColumnType | None) -> str | None:
+    """Which values compare with each other (None: unknown or NULL, compares with all).
+
+    >>> family(I64), family(F64), family(BOOL), family(STR), family(IDENTITY)
+    ('number', 'number', 'number', 'text', 'Identity')
+    """
+    inner = base(column_type)
+    if inner is None:
+        return None
+    if isinstance(inner, IntType | FloatType) or inner is BOOL:
+        return "number"
+    if inner is STR or isinstance(inner, EnumType):
+        return "text"
+    return inner.name
+
+
+def is_numeric(column_type: ColumnType | None) -> bool:
+    inner = base(column_type)
+    return isinstance(inner, IntType | FloatType) or inner is BOOL
+
+
+def type_of_value(value: Any) -> ColumnType | None:
+    """The static type of a literal or parameter value (None for NULL).
+
+    >>> type_of_value(3), type_of_value(2.5), type_of_value("x"), type_of_value(None)
+    (i64, f64, str, None)
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return BOOL
+    if isinstance(value, int):
+        return I64
+    if isinstance(value, float):
+        return F64
+    if isinstance(value, str):
+        return STR
+    if isinstance(value, bytes):
+        return BYTES
+    if isinstance(value, Identity):
+        return IDENTITY
+    if isinstance(value, Timestamp):
+        return TIMESTAMP
+    if isinstance(value, TimeDuration):
+        return TIME_DURATION
+    if isinstance(value, ConnectionId):
+        return CONNECTION_ID
+    return None
+
+
+def coerce(value: Any, column_type: ColumnType) -> Any:
+    """``value`` in ``column_type``'s canonical form, or raise ``TypeMismatch``.
+
+    Numbers stay numbers (``id = 2.5`` is a valid comparison that matches nothing).
+
+    >>> coerce("0x" + "ab" * 32, IDENTITY) == Identity(bytes([0xAB]) * 32)
+    True
+    >>> coerce("1970-01-01T00:00:01Z", TIMESTAMP)
+    Timestamp(micros_since_epoch=1000000)
+    >>> coerce(2.5, I64)
+    2.5
+    """
+    if value is None:
+        return None
+    inner = base(column_type)
+    assert inner is not None
+    if isinstance(value, enum.Enum):
+        value = value.name if isinstance(inner, EnumType) else value.value
+    if is_numeric(inner) and isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    try:
+        if inner is IDENTITY and isinstance(value, str):
+            return Identity.from_hex(value.strip())
+        if inner is IDENTITY and isinstance(value, bytes):
+            return Identity(value)
+        if inner is TIMESTAMP and isinstance(value, str):
+            return Timestamp.parse(value.strip())
+        if inner is CONNECTION_ID and isinstance(value, str):
+            digits = value[2:] if value.startswith(("0x", "0X")) else value
+            return ConnectionId.from_hex(digits)
+    except ValueError as exc:
+        raise TypeMismatch(inner.name, value, str(exc)) from None
+    return inner.check(value)

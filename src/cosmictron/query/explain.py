@@ -1,0 +1,114 @@
+"""EXPLAIN: a plan as lines of text, one per node, in data-flow order.
+
+Inputs come before the node that consumes them, so the first line is where rows start
+(``Scan item``) and the last is what the caller gets; each line names the algorithm and
+its arguments (index, lookup values, join keys), which is what tests assert on.
+"""
+
+from __future__ import annotations
+
+from cosmictron.query.plan import (
+    Aggregate,
+    Distinct,
+    Filter,
+    HashJoin,
+    IndexNestedLoopJoin,
+    IndexScan,
+    Join,
+    Limit,
+    NestedLoopJoin,
+    Node,
+    Project,
+    Scan,
+    Sort,
+    literal,
+    node_children,
+    render,
+)
+
+
+def explain(node: Node) -> list[str]:
+    """One line per node, inputs before the node that consumes them (data-flow order).
+
+    >>> from cosmictron.datastore import ColumnSchema, TableSchema
+    >>> from cosmictron.datastore.types import I64
+    >>> item = TableSchema("item", (ColumnSchema("id", I64),), ("id",))
+    >>> from cosmictron.query.plan import Binary, Col, Const
+    >>> explain(Filter(Scan(item, "item"), Binary(">", Col(0, "id"), Const(3))))
+    ['Scan item', 'Filter (id > 3)']
+    """
+    lines: list[str] = []
+    if isinstance(node, IndexNestedLoopJoin):
+        lines.extend(explain(node.left))
+    else:
+        for child in node_children(node):
+            lines.extend(explain(child))
+    lines.append(describe(node))
+    return lines
+
+
+def _table(node: Scan | IndexScan) -> str:
+    return node.name if node.alias == node.name else f"{node.name} AS {node.alias}"
+
+
+def describe(node: Node) -> str:
+    """The one-line EXPLAIN text of one node."""
+    if isinstance(node, Scan):
+        return f"Scan {_table(node)}"
+    if isinstance(node, IndexScan):
+        return f"IndexScan {_table(node)} USING {node.index or 'primary_key'} ({_lookup(node)})"
+    if isinstance(node, Filter):
+        return f"Filter {render(node.predicate)}"
+    if isinstance(node, Join | NestedLoopJoin):
+        condition = "" if node.condition is None else f" ON {render(node.condition)}"
+        name = "Join" if isinstance(node, Join) else "NestedLoopJoin"
+        return f"{name} {node.kind}{condition}"
+    if isinstance(node, HashJoin):
+        pairs = [
+            f"{render(left)} = {render(right)}"
+            for left, right in zip(node.left_keys, node.right_keys, strict=True)
+        ]
+        residual = "" if node.residual is None else f" AND {render(node.residual)}"
+        return f"HashJoin {node.kind} ON {' AND '.join(pairs)}{residual}"
+    if isinstance(node, IndexNestedLoopJoin):
+        extra = [render(e) for e in (node.inner_filter, node.residual) if e is not None]
+        residual = "".join(f" AND {text}" for text in extra)
+        return (
+            f"IndexNestedLoopJoin {node.kind} {_table(node.inner)} USING "
+            f"{node.index or 'primary_key'} ON {node.inner.alias}.{node.column} = "
+            f"{render(node.left_key)}{residual}"
+        )
+    if isinstance(node, Aggregate):
+        groups = ", ".join(render(g) for g in node.groups)
+        aggregates = ", ".join(render(a) for a in node.aggregates)
+        by = f" GROUP BY {groups}" if groups else ""
+        return f"Aggregate {aggregates or '-'}{by}"
+    if isinstance(node, Project):
+        return "Project " + ", ".join(render(e) for e in node.exprs[: node.width])
+    if isinstance(node, Distinct):
+        return "Distinct"
+    if isinstance(node, Sort):
+        return "Sort " + ", ".join(node.labels)
+    if isinstance(node, Limit):
+        limit = "ALL" if node.limit is None else str(node.limit)
+        return f"Limit {limit}" + (f" OFFSET {node.offset}" if node.offset else "")
+    raise AssertionError(f"unknown plan node {node!r}")
+
+
+def _lookup(node: IndexScan) -> str:
+    column = ", ".join(node.columns)
+    if len(node.columns) > 1:
+        column = f"({column})"
+    if node.mode == "eq":
+        return f"{column} = {literal(node.values[0])}"
+    if node.mode == "in":
+        return f"{column} IN ({', '.join(literal(v) for v in node.values)})"
+    if node.mode == "prefix":
+        return f"{column} STARTS WITH {node.values[0]!r}"
+    low, high, high_inclusive = node.values
+    parts = []
+    if low is not None:
+        parts.append(f"{column} >= {literal(low)}")
+    if high is not None:
+        parts.append(f"{column} {'<=' if high_inclusive else '<'} {literal(high)}")
+    return " AND ".join(parts)

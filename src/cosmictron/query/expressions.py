@@ -1,0 +1,276 @@
+"""Compile bound expressions into Python closures, once per query.
+
+Interpreting the expression tree for every row would walk the tree and dispatch on node
+types millions of times; a closure per node, built once, leaves only the calls. The
+semantics follow SQLite, which the oracle tests compare against:
+
+* NULL is ``None``. A comparison or arithmetic with NULL is NULL; ``NOT NULL`` is NULL;
+  ``AND`` is FALSE if either side is FALSE, else NULL if either is NULL; ``OR`` dually.
+  ``WHERE`` keeps a row only when its predicate is TRUE (``None`` is falsy: ``if p(row)``).
+* Integer ``/`` truncates toward zero (``-7 / 2`` is -3); ``%`` takes the dividend's
+  sign and works on the integer parts; division or modulo by zero is NULL.
+* ``LIKE`` is case-sensitive, as in standard SQL (SQLite with ``PRAGMA
+  case_sensitive_like = ON``); ``%`` is any run of characters and ``_`` one character.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from functools import lru_cache
+from operator import itemgetter
+from typing import Any
+
+from cosmictron.query.plan import (
+    Agg,
+    Between,
+    Binary,
+    Col,
+    Const,
+    Expr,
+    InList,
+    IsNull,
+    Like,
+    Unary,
+)
+
+Compiled = Callable[[tuple[Any, ...]], Any]
+
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "=": operator.eq,
+    "<>": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def divide(a: Any, b: Any) -> Any:
+    """SQLite division: integers truncate toward zero, dividing by zero is NULL.
+
+    >>> divide(7, 2), divide(-7, 2), divide(7, 0), divide(1, 2.0)
+    (3, -3, None, 0.5)
+    """
+    if not b:
+        return None
+    if type(a) is int and type(b) is int:
+        quotient = abs(a) // abs(b)
+        return quotient if (a < 0) == (b < 0) else -quotient
+    return a / b
+
+
+def modulo(a: Any, b: Any) -> Any:
+    """SQLite ``%``: on the integer parts, with the dividend's sign; float if either is.
+
+    >>> modulo(-7, 3), modulo(7, -3), modulo(7.5, 2), modulo(5, 0)
+    (-1, 1, 1.0, None)
+    """
+    whole_a, whole_b = int(a), int(b)
+    if whole_b == 0:
+        return None
+    remainder = abs(whole_a) % abs(whole_b)
+    if whole_a < 0:
+        remainder = -remainder
+    return float(remainder) if isinstance(a, float) or isinstance(b, float) else remainder
+
+
+def _concat(a: Any, b: Any) -> Any:
+    return f"{a}{b}"
+
+
+_ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": divide,
+    "%": modulo,
+    "||": _concat,
+}
+
+
+@lru_cache(maxsize=256)
+def like_matcher(pattern: str) -> Callable[[str], Any]:
+    """A function telling whether a string matches a LIKE pattern.
+
+    >>> match = like_matcher("a%_z")
+    >>> bool(match("abcz")), bool(match("az")), bool(match("Abcz"))
+    (True, False, False)
+    """
+    parts = []
+    for char in pattern:
+        if char == "%":
+            parts.append(".*")
+        elif char == "_":
+            parts.append(".")
+        else:
+            parts.append(re.escape(char))
+    return re.compile("".join(parts), re.DOTALL).fullmatch
+
+
+def compile_expr(expr: Expr) -> Compiled:
+    """Turn ``expr`` into ``f(row) -> value`` (``None`` for NULL)."""
+    if isinstance(expr, Col):
+        return itemgetter(expr.slot)
+    if isinstance(expr, Const):
+        value = expr.value
+        return lambda row: value
+    if isinstance(expr, Binary):
+        return _binary(expr)
+    if isinstance(expr, Unary):
+        return _unary(expr)
+    if isinstance(expr, IsNull):
+        return _is_null(expr)
+    if isinstance(expr, InList):
+        return _in_list(expr)
+    if isinstance(expr, Between):
+        low = Binary(">=", expr.operand, expr.low)
+        high = Binary("<=", expr.operand, expr.high)
+        both = compile_expr(Binary("AND", low, high))
+        return _negate(both) if expr.negated else both
+    if isinstance(expr, Like):
+        return _like(expr)
+    if isinstance(expr, Agg):
+        raise AssertionError("aggregates are evaluated by the Aggregate node")
+    raise AssertionError(f"unknown expression {expr!r}")
+
+
+def compile_predicate(expr: Expr | None) -> Compiled | None:
+    return None if expr is None else compile_expr(expr)
+
+
+def _negate(inner: Compiled) -> Compiled:
+    def run(row: tuple[Any, ...]) -> Any:
+        value = inner(row)
+        return None if value is None else not value
+
+    return run
+
+
+def _binary(expr: Binary) -> Compiled:
+    left, right = compile_expr(expr.left), compile_expr(expr.right)
+    if expr.op == "AND":
+
+        def run_and(row: tuple[Any, ...]) -> Any:
+            a = left(row)
+            if a is not None and not a:
+                return False
+            b = right(row)
+            if b is not None and not b:
+                return False
+            return None if a is None or b is None else True
+
+        return run_and
+    if expr.op == "OR":
+
+        def run_or(row: tuple[Any, ...]) -> Any:
+            a = left(row)
+            if a:
+                return True
+            b = right(row)
+            if b:
+                return True
+            return None if a is None or b is None else False
+
+        return run_or
+    function = _COMPARE.get(expr.op) or _ARITHMETIC[expr.op]
+    if isinstance(expr.right, Const):
+        constant = expr.right.value
+        if constant is None:
+            return lambda row: None
+
+        def run_const(row: tuple[Any, ...]) -> Any:
+            a = left(row)
+            return None if a is None else function(a, constant)
+
+        return run_const
+
+    def run(row: tuple[Any, ...]) -> Any:
+        a = left(row)
+        if a is None:
+            return None
+        b = right(row)
+        return None if b is None else function(a, b)
+
+    return run
+
+
+def _unary(expr: Unary) -> Compiled:
+    inner = compile_expr(expr.operand)
+    if expr.op == "NOT":
+        return _negate(inner)
+
+    def negative(row: tuple[Any, ...]) -> Any:
+        value = inner(row)
+        return None if value is None else -value
+
+    return negative
+
+
+def _is_null(expr: IsNull) -> Compiled:
+    inner = compile_expr(expr.operand)
+    if expr.negated:
+        return lambda row: inner(row) is not None
+    return lambda row: inner(row) is None
+
+
+def _in_list(expr: InList) -> Compiled:
+    operand = compile_expr(expr.operand)
+    negated = expr.negated
+    if all(isinstance(item, Const) for item in expr.items):
+        values = [item.value for item in expr.items if isinstance(item, Const)]
+        members = frozenset(value for value in values if value is not None)
+        has_null = len(members) < len(values) or any(v is None for v in values)
+
+        def run_set(row: tuple[Any, ...]) -> Any:
+            value = operand(row)
+            if value is None:
+                return None
+            if value in members:
+                return not negated
+            return None if has_null else negated
+
+        return run_set
+    items = [compile_expr(item) for item in expr.items]
+
+    def run(row: tuple[Any, ...]) -> Any:
+        value = operand(row)
+        if value is None:
+            return None
+        unknown = False
+        for item in items:
+            candidate = item(row)
+            if candidate is None:
+                unknown = True
+            elif candidate == value:
+                return not negated
+        return None if unknown else negated
+
+    return run
+
+
+def _like(expr: Like) -> Compiled:
+    operand = compile_expr(expr.operand)
+    negated = expr.negated
+    if isinstance(expr.pattern, Const):
+        if expr.pattern.value is None:
+            return lambda row: None
+        match = like_matcher(str(expr.pattern.value))
+
+        def run_const(row: tuple[Any, ...]) -> Any:
+            value = operand(row)
+            if value is None:
+                return None
+            return (match(str(value)) is None) is negated
+
+        return run_const
+    pattern = compile_expr(expr.pattern)
+
+    def run(row: tuple[Any, ...]) -> Any:
+        value, text = operand(row), pattern(row)
+        if value is None or text is None:
+            return None
+        return (like_matcher(str(text))(str(value)) is None) is negated
+
+    return run

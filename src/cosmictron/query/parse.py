@@ -1,0 +1,249 @@
+"""SQL text to a planned statement: SQLGlot parses, we bind and plan, the rules optimise.
+
+``parse`` is the layer's entry point. SQLGlot (SQLite dialect) gives the syntax tree and
+the positions of its tokens; everything after that is ours: ``select.py`` builds a
+SELECT's logical plan, this module INSERT, UPDATE and DELETE, and ``rules.optimize``
+applies each pass in turn. ``EXPLAIN`` is stripped here (SQLGlot's SQLite dialect does
+not parse it) by blanking the word, so positions in the rest stay exact.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
+
+from cosmictron import limits
+from cosmictron.datastore import ModuleSchema, TableSchema, TypeMismatch
+from cosmictron.errors import SqlError
+from cosmictron.query.coerce import base, coerce, family
+from cosmictron.query.expressions import compile_expr
+from cosmictron.query.plan import Const, Expr, Filter, Node, Scan, type_of
+from cosmictron.query.position import Source
+from cosmictron.query.resolve import Binder, Scope, TableRef
+from cosmictron.query.rules import optimize
+from cosmictron.query.select import build_select
+from cosmictron.query.statements import (
+    DeleteStatement,
+    Explain,
+    InsertStatement,
+    Statement,
+    UpdateStatement,
+)
+from cosmictron.values import Identity
+
+_EXPLAIN = re.compile(r"\s*EXPLAIN\b", re.IGNORECASE)
+_SQLITE = Dialect.get_or_raise("sqlite")
+
+
+def parse(
+    text: str,
+    schema: ModuleSchema,
+    params: Mapping[str, Any] | None = None,
+    sender: Identity | None = None,
+) -> Statement | Explain:
+    """Parse, bind and plan one SQL statement.
+
+    Args:
+        text: one statement (a trailing ``;`` is fine).
+        schema: the tables it may name.
+        params: values for ``:name`` placeholders; ``:sender`` defaults to ``sender``.
+        sender: the caller, for ``:sender``.
+
+    Raises:
+        SqlError: bad syntax, unknown names, type mismatches, unsupported constructs,
+            text over ``limits.sql_text_bytes_max``; with line, column and text.
+    """
+    size = len(text.encode())
+    if size > limits.sql_text_bytes_max:
+        raise SqlError(
+            f"the SQL text is {size} bytes; the limit is {limits.sql_text_bytes_max} "
+            f"(limits.sql_text_bytes_max)"
+        )
+    explain = _EXPLAIN.match(text)
+    if explain:
+        text = " " * explain.end() + text[explain.end() :]
+    source = Source(text)
+    tree = _syntax_tree(source)
+    params = params or {}
+    sender = sender if sender is not None else Identity.zero()
+    statement: Statement
+    if isinstance(tree, exp.Select):
+        statement = build_select(tree, schema, source, params, sender)
+        statement = type(statement)(
+            optimize(statement.plan), statement.columns, statement.types, statement.tables
+        )
+    elif isinstance(tree, exp.Insert):
+        statement = _insert(tree, schema, source, params, sender)
+    elif isinstance(tree, exp.Update):
+        statement = _update(tree, schema, source, params, sender)
+    elif isinstance(tree, exp.Delete):
+        table = _table(tree.this, schema, source)
+        binder = Binder(source, Scope([TableRef(table.name, table, 0)]), params, sender)
+        statement = DeleteStatement(table, _source_plan(tree, table, binder))
+    else:
+        source.fail(f"unsupported statement: {tree.key.upper()}", tree)
+    return Explain(statement) if explain else statement
+
+
+def _syntax_tree(source: Source) -> exp.Expression:
+    try:
+        _refuse_dangling_commas(source)
+        trees = [t for t in sqlglot.parse(source.text, read="sqlite") if t is not None]
+    except ParseError as exc:
+        first = exc.errors[0] if exc.errors else {}
+        near = f"{first.get('start_context', '')}{first.get('highlight', '')}".strip()
+        raise SqlError(
+            f"syntax error near {near!r}: {first.get('description', str(exc))}",
+            line=first.get("line"),
+            column=first.get("col"),
+            text=first.get("highlight", ""),
+        ) from None
+    except TokenError as exc:
+        raise SqlError(f"syntax error: {exc}") from None
+    if len(trees) != 1:
+        raise SqlError(f"expected one SQL statement, got {len(trees)}")
+    tree: Any = trees[0]
+    if isinstance(tree, exp.Command):
+        source.fail(f"unsupported statement: {tree.name.upper()}", tree)
+    if not isinstance(tree, exp.Select | exp.Insert | exp.Update | exp.Delete):
+        source.fail(
+            f"unsupported statement: {tree.key.upper()} (expected a SELECT, INSERT, UPDATE "
+            f"or DELETE statement)",
+            tree,
+        )
+    return tree
+
+
+_AFTER_LIST = {TokenType.FROM, TokenType.WHERE, TokenType.R_PAREN, TokenType.SEMICOLON}
+
+
+def _refuse_dangling_commas(source: Source) -> None:
+    """SQLGlot forgives ``SELECT a, FROM t``; SQL (and SQLite) do not."""
+    if "," not in source.text:
+        return
+    tokens = _SQLITE.tokenize(source.text)
+    for token, following in zip(tokens, [*tokens[1:], None], strict=True):
+        if token.token_type is TokenType.COMMA and (
+            following is None or following.token_type in _AFTER_LIST
+        ):
+            shown = following.text if following is not None else "the end"
+            raise SqlError(
+                f"syntax error: a list ends with a comma before {shown!r}",
+                line=token.line,
+                column=token.col,
+                text=",",
+            )
+
+
+def _table(node: exp.Expression, schema: ModuleSchema, source: Source) -> TableSchema:
+    if isinstance(node, exp.Schema):
+        node = node.this
+    if not isinstance(node, exp.Table) or not node.name:
+        source.fail("expected a table name", node)
+    table = schema.table(node.name)
+    if table is None:
+        known = ", ".join(sorted(t.name for t in schema.tables)) or "none"
+        source.fail(f"unknown table {node.name!r} (tables: {known})", node)
+    return table
+
+
+def _insert(
+    tree: exp.Insert,
+    schema: ModuleSchema,
+    source: Source,
+    params: Mapping[str, Any],
+    sender: Identity,
+) -> InsertStatement:
+    table = _table(tree.this, schema, source)
+    names: list[str] | None = None
+    if isinstance(tree.this, exp.Schema):
+        names = []
+        for identifier in tree.this.expressions:
+            if identifier.name not in table.column_names:
+                known = ", ".join(table.column_names)
+                source.fail(f"unknown column {identifier.name!r} (columns: {known})", identifier)
+            names.append(identifier.name)
+    values = tree.expression
+    if not isinstance(values, exp.Values):
+        source.fail("unsupported construct: INSERT needs VALUES (no INSERT ... SELECT)", values)
+    for option in ("returning", "conflict", "where"):
+        if tree.args.get(option):
+            source.fail(f"unsupported construct: INSERT ... {option.upper()}", tree)
+    binder = Binder(source, Scope([]), params, sender)
+    columns = names if names is not None else list(table.column_names)
+    rows: list[Any] = []
+    for row_node in values.expressions:
+        items = row_node.expressions if isinstance(row_node, exp.Tuple) else [row_node]
+        if len(items) != len(columns):
+            source.fail(f"{len(items)} values for {len(columns)} columns", row_node)
+        row = []
+        for name, item in zip(columns, items, strict=True):
+            position = table.column_names.index(name)
+            row.append(_value(binder.bind(item), table, position, source, item))
+        rows.append(dict(zip(columns, row, strict=True)) if names is not None else row)
+    return InsertStatement(table, tuple(rows))
+
+
+def _value(expr: Expr, table: TableSchema, position: int, source: Source, node: Any) -> Any:
+    """A constant INSERT value, in the column's canonical form where that is known."""
+    value = compile_expr(expr)(())
+    column = table.columns[position]
+    if value is None:
+        return None
+    try:
+        return coerce(value, column.type)
+    except TypeMismatch as exc:
+        source.fail(f"type mismatch: column {table.name}.{column.name}: {exc}", node)
+
+
+def _update(
+    tree: exp.Update,
+    schema: ModuleSchema,
+    source: Source,
+    params: Mapping[str, Any],
+    sender: Identity,
+) -> UpdateStatement:
+    table = _table(tree.this, schema, source)
+    for option in ("from", "from_", "returning", "joins", "order", "limit"):
+        if tree.args.get(option):
+            source.fail(f"unsupported construct: UPDATE ... {option.strip('_').upper()}", tree)
+    binder = Binder(source, Scope([TableRef(table.name, table, 0)]), params, sender)
+    assignments = []
+    for item in tree.expressions:
+        if not isinstance(item, exp.EQ) or not isinstance(item.this, exp.Column):
+            source.fail("expected column = value in SET", item)
+        name = item.this.name
+        if name not in table.column_names:
+            known = ", ".join(table.column_names)
+            source.fail(f"unknown column {name!r} (columns: {known})", item.this)
+        position = table.column_names.index(name)
+        column = table.columns[position]
+        value = binder.bind(item.expression)
+        if isinstance(value, Const) and value.value is not None:
+            try:
+                value = Const(coerce(value.value, column.type), column.type)
+            except TypeMismatch as exc:
+                source.fail(f"type mismatch: column {table.name}.{name}: {exc}", item.expression)
+        elif family(type_of(value)) not in (None, family(column.type)):
+            source.fail(
+                f"type mismatch: column {table.name}.{name} is {base(column.type)}, "
+                f"the value is {base(type_of(value))}",
+                item.expression,
+            )
+        assignments.append((position, value))
+    return UpdateStatement(table, tuple(assignments), _source_plan(tree, table, binder))
+
+
+def _source_plan(tree: exp.Expression, table: TableSchema, binder: Binder) -> Node:
+    plan: Node = Scan(table, table.name)
+    where = tree.args.get("where")
+    if where is not None:
+        plan = Filter(plan, binder.bind(where.this))
+    return optimize(plan)

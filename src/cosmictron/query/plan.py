@@ -1,0 +1,376 @@
+"""The plan as data: bound expressions and plan nodes, all frozen dataclasses.
+
+``parse.py`` builds a logical plan from SQLGlot's tree; each pass in ``rules/`` maps a
+plan to a better one (pure functions over these values, so a rule's test is an input
+plan and an expected plan); ``execute.py`` runs the result. Keeping the plan as plain
+data, separate from both parsing and execution, is what lets ``EXPLAIN`` print exactly
+what will run and lets the subscription layer reuse the same plans.
+
+Rows flowing through a plan are tuples. A scan yields the table's own row tuples; a join
+yields the concatenation of its inputs, so a column of the *i*-th table in ``FROM`` is
+found at slot ``base_i + position``. ``Col.slot`` is that absolute slot, except under a
+scan's own filter, where it is rebased to the table's row (see ``rules/pushdown.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cosmictron.datastore import ColumnType, TableSchema
+
+# -- expressions --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expr:
+    """Base of bound expressions; ``type`` is the static type when known (None: NULL)."""
+
+
+@dataclass(frozen=True)
+class Col(Expr):
+    slot: int
+    name: str
+    type: ColumnType | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Const(Expr):
+    value: Any
+    type: ColumnType | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Binary(Expr):
+    """``op`` is one of + - * / % || = <> < <= > >= AND OR."""
+
+    op: str
+    left: Expr
+    right: Expr
+    type: ColumnType | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Unary(Expr):
+    """``op`` is NOT or - (negation)."""
+
+    op: str
+    operand: Expr
+    type: ColumnType | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class IsNull(Expr):
+    operand: Expr
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class InList(Expr):
+    operand: Expr
+    items: tuple[Expr, ...]
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class Between(Expr):
+    operand: Expr
+    low: Expr
+    high: Expr
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class Like(Expr):
+    operand: Expr
+    pattern: Expr
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class Agg(Expr):
+    """An aggregate call; ``arg`` is None for COUNT(*). Only ``Aggregate`` evaluates it."""
+
+    func: str
+    arg: Expr | None
+    distinct: bool = False
+    type: ColumnType | None = field(default=None, compare=False, repr=False)
+
+
+COMPARISONS = frozenset({"=", "<>", "<", "<=", ">", ">="})
+FLIPPED = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+def type_of(expr: Expr) -> ColumnType | None:
+    return getattr(expr, "type", None)
+
+
+def children(expr: Expr) -> tuple[Expr, ...]:
+    if isinstance(expr, Binary):
+        return (expr.left, expr.right)
+    if isinstance(expr, Unary | IsNull):
+        return (expr.operand,)
+    if isinstance(expr, InList):
+        return (expr.operand, *expr.items)
+    if isinstance(expr, Between):
+        return (expr.operand, expr.low, expr.high)
+    if isinstance(expr, Like):
+        return (expr.operand, expr.pattern)
+    if isinstance(expr, Agg):
+        return () if expr.arg is None else (expr.arg,)
+    return ()
+
+
+def slots(expr: Expr) -> set[int]:
+    """Every slot an expression reads.
+
+    >>> sorted(slots(Binary("=", Col(3, "a.x"), Col(0, "b.y"))))
+    [0, 3]
+    """
+    if isinstance(expr, Col):
+        return {expr.slot}
+    found: set[int] = set()
+    for child in children(expr):
+        found |= slots(child)
+    return found
+
+
+def conjuncts(expr: Expr | None) -> list[Expr]:
+    """Split a predicate on AND.
+
+    >>> conjuncts(Binary("AND", Col(0, "a"), Binary("AND", Col(1, "b"), Col(2, "c"))))
+    [Col(slot=0, name='a'), Col(slot=1, name='b'), Col(slot=2, name='c')]
+    """
+    if expr is None:
+        return []
+    if isinstance(expr, Binary) and expr.op == "AND":
+        return conjuncts(expr.left) + conjuncts(expr.right)
+    return [expr]
+
+
+def conjoin(parts: list[Expr]) -> Expr | None:
+    """The AND of ``parts`` (None for none): the inverse of ``conjuncts``."""
+    if not parts:
+        return None
+    result = parts[0]
+    for part in parts[1:]:
+        result = Binary("AND", result, part)
+    return result
+
+
+def shift(expr: Expr, delta: int) -> Expr:
+    """The same expression with every slot moved by ``delta`` (rebasing onto a scan).
+
+    >>> shift(Binary("=", Col(5, "b.x"), Const(1)), -4)
+    Binary(op='=', left=Col(slot=1, name='b.x'), right=Const(value=1))
+    """
+    if isinstance(expr, Col):
+        return Col(expr.slot + delta, expr.name, expr.type)
+    if isinstance(expr, Binary):
+        return Binary(expr.op, shift(expr.left, delta), shift(expr.right, delta), expr.type)
+    if isinstance(expr, Unary):
+        return Unary(expr.op, shift(expr.operand, delta), expr.type)
+    if isinstance(expr, IsNull):
+        return IsNull(shift(expr.operand, delta), expr.negated)
+    if isinstance(expr, InList):
+        items = tuple(shift(item, delta) for item in expr.items)
+        return InList(shift(expr.operand, delta), items, expr.negated)
+    if isinstance(expr, Between):
+        return Between(
+            shift(expr.operand, delta),
+            shift(expr.low, delta),
+            shift(expr.high, delta),
+            expr.negated,
+        )
+    if isinstance(expr, Like):
+        return Like(shift(expr.operand, delta), shift(expr.pattern, delta), expr.negated)
+    if isinstance(expr, Agg):
+        arg = None if expr.arg is None else shift(expr.arg, delta)
+        return Agg(expr.func, arg, expr.distinct, expr.type)
+    return expr
+
+
+def render(expr: Expr) -> str:
+    """SQL-like text of an expression, for EXPLAIN.
+
+    >>> render(Binary("AND", Binary(">", Col(0, "price"), Const(10)), IsNull(Col(1, "x"))))
+    '((price > 10) AND x IS NULL)'
+    """
+    if isinstance(expr, Col):
+        return expr.name
+    if isinstance(expr, Const):
+        return "NULL" if expr.value is None else literal(expr.value)
+    if isinstance(expr, Binary):
+        return f"({render(expr.left)} {expr.op} {render(expr.right)})"
+    if isinstance(expr, Unary):
+        return f"NOT {render(expr.operand)}" if expr.op == "NOT" else f"-{render(expr.operand)}"
+    if isinstance(expr, IsNull):
+        return f"{render(expr.operand)} IS {'NOT ' if expr.negated else ''}NULL"
+    if isinstance(expr, InList):
+        items = ", ".join(render(item) for item in expr.items)
+        return f"{render(expr.operand)} {'NOT ' if expr.negated else ''}IN ({items})"
+    if isinstance(expr, Between):
+        return (
+            f"{render(expr.operand)} {'NOT ' if expr.negated else ''}BETWEEN "
+            f"{render(expr.low)} AND {render(expr.high)}"
+        )
+    if isinstance(expr, Like):
+        return f"{render(expr.operand)} {'NOT ' if expr.negated else ''}LIKE {render(expr.pattern)}"
+    if isinstance(expr, Agg):
+        inner = "*" if expr.arg is None else render(expr.arg)
+        return f"{expr.func}({'DISTINCT ' if expr.distinct else ''}{inner})"
+    raise AssertionError(f"unknown expression {expr!r}")
+
+
+def literal(value: Any) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value) + "'"
+
+
+# -- plan nodes -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Node:
+    """Base of plan nodes."""
+
+
+@dataclass(frozen=True)
+class Scan(Node):
+    """Every row of one table; ``base`` is where its columns start in a joined row."""
+
+    table: TableSchema = field(compare=False)
+    alias: str
+    base: int = 0
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.table.name)
+
+
+@dataclass(frozen=True)
+class IndexScan(Node):
+    """Rows of one table found through an index (``index`` None: the primary key).
+
+    ``mode`` is ``eq`` (``values[0]`` is the key), ``in`` (each of ``values``),
+    ``prefix`` (``values[0]`` is a key prefix) or ``range`` (``values`` is
+    ``(low, high, high_inclusive)``; None leaves a side open; ``low`` is inclusive).
+    """
+
+    table: TableSchema = field(compare=False)
+    alias: str
+    index: str | None
+    columns: tuple[str, ...]
+    mode: str
+    values: tuple[Any, ...]
+    base: int = 0
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.table.name)
+
+
+@dataclass(frozen=True)
+class Filter(Node):
+    child: Node
+    predicate: Expr
+
+
+@dataclass(frozen=True)
+class Join(Node):
+    """A logical join (``kind`` INNER or LEFT); ``rules/joins.py`` picks an algorithm."""
+
+    kind: str
+    left: Node
+    right: Node
+    condition: Expr | None
+
+
+@dataclass(frozen=True)
+class NestedLoopJoin(Node):
+    kind: str
+    left: Node
+    right: Node
+    condition: Expr | None
+
+
+@dataclass(frozen=True)
+class HashJoin(Node):
+    """Build a hash table of ``right`` on ``right_keys`` (rebased to the right row)."""
+
+    kind: str
+    left: Node
+    right: Node
+    left_keys: tuple[Expr, ...]
+    right_keys: tuple[Expr, ...]
+    residual: Expr | None
+
+
+@dataclass(frozen=True)
+class IndexNestedLoopJoin(Node):
+    """For each left row, look ``left_key`` up in the inner table's index."""
+
+    kind: str
+    left: Node
+    inner: Scan
+    index: str | None
+    column: str
+    left_key: Expr
+    inner_filter: Expr | None
+    residual: Expr | None
+
+
+@dataclass(frozen=True)
+class Aggregate(Node):
+    """Output rows: the group values, then the aggregates, in order."""
+
+    child: Node
+    groups: tuple[Expr, ...]
+    aggregates: tuple[Agg, ...]
+
+
+@dataclass(frozen=True)
+class Project(Node):
+    """``exprs[:width]`` are the output columns; the rest are hidden sort keys."""
+
+    child: Node
+    exprs: tuple[Expr, ...]
+    width: int
+
+
+@dataclass(frozen=True)
+class Distinct(Node):
+    child: Node
+    width: int
+
+
+@dataclass(frozen=True)
+class Sort(Node):
+    """Sort on slots of the projected row; NULLs first ascending, last descending."""
+
+    child: Node
+    keys: tuple[tuple[int, bool], ...]
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Limit(Node):
+    child: Node
+    limit: int | None
+    offset: int
+
+
+def node_children(node: Node) -> tuple[Node, ...]:
+    if isinstance(node, Join | NestedLoopJoin | HashJoin):
+        return (node.left, node.right)
+    if isinstance(node, IndexNestedLoopJoin):
+        return (node.left, node.inner)
+    child = getattr(node, "child", None)
+    return () if child is None else (child,)

@@ -1,0 +1,336 @@
+"""Bind SQLGlot expressions to our ``Expr`` values: names to slots, literals to types.
+
+Binding is where a query meets the schema, so this is where most user errors are found:
+an unknown or ambiguous column, a literal that does not fit its column, a construct we do
+not support. Each error points at the offending text through ``Source``. Parameters are
+bound here too, as constants: they never pass through the SQL text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlglot import exp
+
+from cosmictron.datastore import ColumnType, TableSchema, TypeMismatch
+from cosmictron.datastore.types import BOOL, F64, I64, STR, IntType
+from cosmictron.query.coerce import base, coerce, family, is_numeric, type_of_value
+from cosmictron.query.plan import (
+    Agg,
+    Between,
+    Binary,
+    Col,
+    Const,
+    Expr,
+    InList,
+    IsNull,
+    Like,
+    Unary,
+    type_of,
+)
+from cosmictron.query.position import Source
+from cosmictron.values import Identity
+
+_COMPARISONS: dict[type[exp.Expression], str] = {
+    exp.EQ: "=",
+    exp.NEQ: "<>",
+    exp.LT: "<",
+    exp.LTE: "<=",
+    exp.GT: ">",
+    exp.GTE: ">=",
+}
+_ARITHMETIC: dict[type[exp.Expression], str] = {
+    exp.Add: "+",
+    exp.Sub: "-",
+    exp.Mul: "*",
+    exp.Div: "/",
+    exp.Mod: "%",
+    exp.DPipe: "||",
+}
+_AGGREGATES: dict[type[exp.Expression], str] = {
+    exp.Count: "COUNT",
+    exp.Sum: "SUM",
+    exp.Avg: "AVG",
+    exp.Min: "MIN",
+    exp.Max: "MAX",
+}
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A table in ``FROM``: its alias and where its columns start in a joined row."""
+
+    alias: str
+    schema: TableSchema
+    base: int
+
+
+class Scope:
+    """The tables a clause can see, in ``FROM`` order."""
+
+    def __init__(self, tables: list[TableRef]) -> None:
+        self.tables = tables
+
+    def find(self, name: str, qualifier: str | None) -> list[tuple[TableRef, int]]:
+        refs = self.tables
+        if qualifier is not None:
+            refs = [ref for ref in refs if ref.alias == qualifier]
+        found = []
+        for ref in refs:
+            names = ref.schema.column_names
+            if name in names:
+                found.append((ref, names.index(name)))
+        return found
+
+    def width(self) -> int:
+        return sum(len(ref.schema.columns) for ref in self.tables)
+
+
+class Binder:
+    """Turns SQLGlot expression nodes into ``Expr`` against one ``Scope``."""
+
+    def __init__(
+        self,
+        source: Source,
+        scope: Scope,
+        params: Mapping[str, Any],
+        sender: Identity,
+    ) -> None:
+        self.source = source
+        self.scope = scope
+        self.params = params
+        self.sender = sender
+        self.aggregates_allowed = False
+        self.clause = "WHERE"
+
+    def bind(self, node: exp.Expression) -> Expr:
+        method = getattr(self, f"_bind_{type(node).__name__.lower()}", None)
+        if method is not None:
+            result: Expr = method(node)
+            return result
+        kind = type(node)
+        if kind in _COMPARISONS:
+            return self.compare(_COMPARISONS[kind], node.this, node.expression, node)
+        if kind in _ARITHMETIC:
+            return self._arithmetic(_ARITHMETIC[kind], node)
+        if kind in _AGGREGATES:
+            return self._aggregate(_AGGREGATES[kind], node)
+        self.source.fail(f"unsupported construct: {_construct(node)}", node)
+
+    # -- leaves -------------------------------------------------------------------------
+
+    def _bind_column(self, node: exp.Column) -> Expr:
+        if isinstance(node.this, exp.Star):
+            self.source.fail("a * is allowed only in the SELECT list or COUNT(*)", node)
+        name, qualifier = node.name, node.table or None
+        found = self.scope.find(name, qualifier)
+        if qualifier is not None and not any(r.alias == qualifier for r in self.scope.tables):
+            known = ", ".join(ref.alias for ref in self.scope.tables) or "none"
+            self.source.fail(f"unknown table or alias {qualifier!r} (tables: {known})", node)
+        if not found:
+            known = ", ".join(
+                f"{ref.alias}.{c}" if len(self.scope.tables) > 1 else c
+                for ref in self.scope.tables
+                if qualifier is None or ref.alias == qualifier
+                for c in ref.schema.column_names
+            )
+            self.source.fail(f"unknown column {name!r} (columns: {known or 'none'})", node)
+        if len(found) > 1:
+            owners = ", ".join(ref.alias for ref, _ in found)
+            self.source.fail(
+                f"ambiguous column {name!r}: it is in {owners}; qualify it (alias.{name})", node
+            )
+        ref, position = found[0]
+        shown = f"{ref.alias}.{name}" if len(self.scope.tables) > 1 else name
+        return Col(ref.base + position, shown, ref.schema.columns[position].type)
+
+    def _bind_literal(self, node: exp.Literal) -> Expr:
+        text = node.this
+        if node.is_string:
+            return Const(text, STR)
+        try:
+            return Const(int(text), I64)
+        except ValueError:
+            pass
+        try:
+            return Const(float(text), F64)
+        except ValueError:
+            self.source.fail(f"not a number: {text!r}", node)
+
+    def _bind_boolean(self, node: exp.Boolean) -> Expr:
+        return Const(bool(node.this), BOOL)
+
+    def _bind_null(self, node: exp.Null) -> Expr:
+        return Const(None)
+
+    def _bind_hexstring(self, node: exp.HexString) -> Expr:
+        try:
+            value = bytes.fromhex(node.this)
+        except ValueError:
+            self.source.fail("not a hex blob literal", node)
+        return Const(value, type_of_value(value))
+
+    def _bind_placeholder(self, node: exp.Placeholder) -> Expr:
+        name = node.name
+        if not name or name == "?":
+            self.source.fail("use named parameters (:name), not ?", node)
+        if name in self.params:
+            value = self.params[name]
+        elif name == "sender":
+            value = self.sender
+        else:
+            known = ", ".join(sorted({*self.params, "sender"}))
+            self.source.fail(f"missing parameter :{name} (given: {known})", node)
+        return Const(value, type_of_value(value))
+
+    def _bind_paren(self, node: exp.Paren) -> Expr:
+        return self.bind(node.this)
+
+    # -- operators ---------------------------------------------------------------------
+
+    def _bind_neg(self, node: exp.Neg) -> Expr:
+        operand = self.bind(node.this)
+        value = operand.value if isinstance(operand, Const) else None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return Const(-value, type_of(operand))
+        self._require_number(operand, node.this)
+        return Unary("-", operand, type_of(operand))
+
+    def _bind_not(self, node: exp.Not) -> Expr:
+        operand = self.bind(node.this)
+        if isinstance(operand, IsNull | InList | Between | Like):
+            kind = type(operand)
+            values = {**operand.__dict__, "negated": not operand.negated}
+            return kind(**values)
+        return Unary("NOT", operand, BOOL)
+
+    def _bind_and(self, node: exp.And) -> Expr:
+        return Binary("AND", self.bind(node.this), self.bind(node.expression), BOOL)
+
+    def _bind_or(self, node: exp.Or) -> Expr:
+        return Binary("OR", self.bind(node.this), self.bind(node.expression), BOOL)
+
+    def _bind_is(self, node: exp.Is) -> Expr:
+        if not isinstance(node.expression, exp.Null):
+            self.source.fail("only IS NULL and IS NOT NULL are supported", node)
+        return IsNull(self.bind(node.this))
+
+    def _bind_in(self, node: exp.In) -> Expr:
+        if node.args.get("query") or node.args.get("unnest") or node.args.get("field"):
+            self.source.fail("unsupported construct: IN with a subquery", node)
+        operand = self.bind(node.this)
+        items = tuple(
+            self._fit(self.bind(item), operand, item, node.this) for item in node.expressions
+        )
+        return InList(operand, items, bool(node.args.get("negate")))
+
+    def _bind_between(self, node: exp.Between) -> Expr:
+        operand = self.bind(node.this)
+        low_node, high_node = node.args["low"], node.args["high"]
+        low = self._fit(self.bind(low_node), operand, low_node, node.this)
+        high = self._fit(self.bind(high_node), operand, high_node, node.this)
+        return Between(operand, low, high, bool(node.args.get("negate")))
+
+    def _bind_like(self, node: exp.Like) -> Expr:
+        if node.args.get("escape"):
+            self.source.fail("unsupported construct: LIKE ... ESCAPE", node)
+        operand = self.bind(node.this)
+        pattern = self.bind(node.expression)
+        for part, where in ((operand, node.this), (pattern, node.expression)):
+            if family(type_of(part)) not in (None, "text"):
+                self.source.fail(f"type mismatch: LIKE needs text, got {type_of(part)}", where)
+        return Like(operand, pattern, bool(node.args.get("negate")))
+
+    def compare(
+        self, op: str, left_node: exp.Expression, right_node: exp.Expression, node: Any
+    ) -> Expr:
+        left, right = self.bind(left_node), self.bind(right_node)
+        right = self._fit(right, left, right_node, left_node)
+        left = self._fit(left, right, left_node, right_node)
+        return Binary(op, left, right, BOOL)
+
+    def _fit(
+        self, value: Expr, other: Expr, value_node: exp.Expression, other_node: exp.Expression
+    ) -> Expr:
+        """Coerce a constant to the other side's type; refuse incomparable types."""
+        target = type_of(other)
+        if isinstance(value, Const) and target is not None and value.value is not None:
+            try:
+                value = Const(coerce(value.value, target), target)
+            except TypeMismatch as exc:
+                self.source.fail(
+                    f"type mismatch: {_describe(other)} is {base(target)}: {exc}", value_node
+                )
+        left_family, right_family = family(type_of(value)), family(target)
+        if left_family and right_family and left_family != right_family:
+            self.source.fail(
+                f"type mismatch: cannot compare {base(type_of(value))} with {base(target)} "
+                f"({_describe(other)})",
+                value_node,
+            )
+        return value
+
+    def _arithmetic(self, op: str, node: exp.Expression) -> Expr:
+        left, right = self.bind(node.this), self.bind(node.expression)
+        if op == "||":
+            return Binary(op, left, right, STR)
+        self._require_number(left, node.this)
+        self._require_number(right, node.expression)
+        both_int = all(
+            isinstance(base(type_of(side)), IntType) or base(type_of(side)) is BOOL
+            for side in (left, right)
+        )
+        return Binary(op, left, right, I64 if both_int else F64)
+
+    def _require_number(self, value: Expr, node: exp.Expression) -> None:
+        value_type = type_of(value)
+        if value_type is not None and not is_numeric(value_type):
+            self.source.fail(
+                f"type mismatch: arithmetic needs numbers, got {base(value_type)}", node
+            )
+
+    def _aggregate(self, func: str, node: exp.Expression) -> Expr:
+        if not self.aggregates_allowed:
+            self.source.fail(f"aggregate {func}() is not allowed in {self.clause}", node)
+        argument = node.this
+        distinct = isinstance(argument, exp.Distinct)
+        if distinct:
+            if len(argument.expressions) != 1:
+                self.source.fail(f"{func}(DISTINCT ...) takes one expression", node)
+            argument = argument.expressions[0]
+        if isinstance(argument, exp.Star):
+            if func != "COUNT":
+                self.source.fail(f"{func}(*) is not valid; only COUNT(*)", node)
+            return Agg("COUNT", None, False, I64)
+        if argument is None or node.expressions:
+            self.source.fail(f"{func}() takes exactly one argument", node)
+        self.aggregates_allowed = False  # no aggregate inside an aggregate
+        try:
+            arg = self.bind(argument)
+        finally:
+            self.aggregates_allowed = True
+        arg_type = type_of(arg)
+        if func in ("SUM", "AVG"):
+            self._require_number(arg, argument)
+        result: ColumnType | None
+        if func == "COUNT":
+            result = I64
+        elif func == "AVG":
+            result = F64
+        elif func == "SUM":
+            result = I64 if isinstance(base(arg_type), IntType) else F64
+        else:
+            result = arg_type
+        return Agg(func, arg, distinct, result)
+
+
+def _describe(expr: Expr) -> str:
+    return f"column {expr.name}" if isinstance(expr, Col) else "the other side"
+
+
+def _construct(node: exp.Expression) -> str:
+    if isinstance(node, exp.Func):
+        return f"function {node.sql_name()}()"
+    return node.key.upper()

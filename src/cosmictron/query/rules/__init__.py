@@ -1,0 +1,28 @@
+"""The optimizer: a tuple of passes, each a pure function from plan to plan.
+
+As in SQLGlot's ``optimizer.RULES``, the whole optimizer is this list; each rule lives in
+its own module with its reasons and a doctest, and its tests are input/expected plans.
+Order matters: filters are pushed to the tables first, so the join rule sees each
+table's own filter and the index rule sees the conjuncts it can answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cosmictron.query.plan import Node
+from cosmictron.query.rules.indexes import choose_indexes
+from cosmictron.query.rules.joins import choose_joins
+from cosmictron.query.rules.pushdown import push_filters
+
+RULES: tuple[Callable[[Node], Node], ...] = (push_filters, choose_joins, choose_indexes)
+
+
+def optimize(plan: Node, rules: tuple[Callable[[Node], Node], ...] = RULES) -> Node:
+    """Apply every rule in order."""
+    for rule in rules:
+        plan = rule(plan)
+    return plan
+
+
+__all__ = ["RULES", "choose_indexes", "choose_joins", "optimize", "push_filters"]

@@ -1,0 +1,171 @@
+"""Answer a table's filter with an index instead of a full scan, where one fits.
+
+The rule looks at each ``Filter`` directly over a ``Scan`` and at the conjuncts comparing a
+column with a constant. In order of preference it picks:
+
+1. equality on every column of the primary key, or of a unique index (one row at most);
+2. equality on every column of any index, hash or btree;
+3. ``IN (constants)`` on a single-column primary key or index;
+4. equality on a leading prefix of a composite btree index or primary key;
+5. a range (``< <= > >= BETWEEN``) on a single-column btree index or primary key.
+
+Equalities an index answers exactly are dropped from the filter; range conjuncts are
+kept, because an index range starts inclusively and (on an Optional column) puts NULLs
+first, so the filter still trims the edges. A comparison with NULL is never looked up:
+it matches nothing, and an index would find the NULL keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from cosmictron.datastore import TableSchema
+from cosmictron.query.plan import (
+    Between,
+    Binary,
+    Col,
+    Const,
+    Expr,
+    Filter,
+    IndexScan,
+    InList,
+    Node,
+    Scan,
+    conjoin,
+    conjuncts,
+    node_children,
+)
+
+_FLIP = {"=": "=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+def choose_indexes(plan: Node) -> Node:
+    """Replace ``Filter(Scan)`` with ``IndexScan`` (plus what is left of the filter).
+
+    >>> from cosmictron.datastore import ColumnSchema, TableSchema
+    >>> from cosmictron.datastore.types import I64
+    >>> from cosmictron.query.explain import explain
+    >>> item = TableSchema("item", (ColumnSchema("id", I64), ColumnSchema("n", I64)), ("id",))
+    >>> where = Binary(
+    ...     "AND", Binary("=", Col(0, "id"), Const(5)), Binary(">", Col(1, "n"), Const(1))
+    ... )
+    >>> explain(choose_indexes(Filter(Scan(item, "item"), where)))
+    ['IndexScan item USING primary_key (id = 5)', 'Filter (n > 1)']
+    """
+    if isinstance(plan, Filter) and isinstance(plan.child, Scan):
+        return _index_scan(plan.child, plan.predicate)
+    if not node_children(plan):
+        return plan
+    changes: dict[str, Any] = {}
+    for name in ("child", "left", "right"):
+        value = getattr(plan, name, None)
+        if isinstance(value, Node):
+            changes[name] = choose_indexes(value)
+    return replace(plan, **changes)
+
+
+def _column_constant(expr: Expr) -> tuple[str, int, Any] | None:
+    """``(op, column position, constant)`` for ``col op constant`` in either order."""
+    if not isinstance(expr, Binary) or expr.op not in _FLIP:
+        return None
+    if isinstance(expr.left, Col) and isinstance(expr.right, Const):
+        return expr.op, expr.left.slot, expr.right.value
+    if isinstance(expr.right, Col) and isinstance(expr.left, Const):
+        return _FLIP[expr.op], expr.right.slot, expr.left.value
+    return None
+
+
+def _candidates(table: TableSchema) -> list[tuple[str | None, tuple[str, ...], str, bool]]:
+    """Every index as ``(name or None for the primary key, columns, kind, unique)``."""
+    found: list[tuple[str | None, tuple[str, ...], str, bool]] = []
+    if table.primary_key:
+        found.append((None, table.primary_key, "btree", True))
+    found.extend((i.name, i.columns, i.kind, i.unique) for i in table.indexes)
+    return found
+
+
+def _index_scan(scan: Scan, predicate: Expr) -> Node:
+    parts = conjuncts(predicate)
+    names = scan.table.column_names
+    equal: dict[str, tuple[Any, Expr]] = {}
+    ranges: dict[str, list[tuple[str, Any]]] = {}
+    lists: dict[str, tuple[tuple[Any, ...], Expr]] = {}
+    values: Any
+    for expr in parts:
+        found = _column_constant(expr)
+        if found is not None and found[2] is not None:
+            op, slot, value = found
+            if op == "=":
+                equal.setdefault(names[slot], (value, expr))
+            else:
+                ranges.setdefault(names[slot], []).append((op, value))
+        elif isinstance(expr, InList) and not expr.negated and isinstance(expr.operand, Col):
+            values = [item.value for item in expr.items if isinstance(item, Const)]
+            if len(values) == len(expr.items) and None not in values:
+                lists.setdefault(names[expr.operand.slot], (tuple(dict.fromkeys(values)), expr))
+        elif (
+            isinstance(expr, Between)
+            and not expr.negated
+            and isinstance(expr.operand, Col)
+            and isinstance(expr.low, Const)
+            and isinstance(expr.high, Const)
+            and expr.low.value is not None
+            and expr.high.value is not None
+        ):
+            bounds = ranges.setdefault(names[expr.operand.slot], [])
+            bounds += [(">=", expr.low.value), ("<=", expr.high.value)]
+    indexes = _candidates(scan.table)
+
+    def result(
+        index: str | None, columns: tuple[str, ...], mode: str, values: Any, used: list[Expr]
+    ) -> Node:
+        node = IndexScan(scan.table, scan.alias, index, columns, mode, values, scan.base)
+        rest = conjoin([p for p in parts if not any(p is u for u in used)])
+        return node if rest is None else Filter(node, rest)
+
+    ranked = sorted(indexes, key=lambda candidate: not candidate[3])
+    for name, columns, _, _ in ranked:  # 1 and 2: every column equal
+        if all(c in equal for c in columns):
+            key = tuple(equal[c][0] for c in columns)
+            used = [equal[c][1] for c in columns]
+            return result(name, columns, "eq", (key[0] if len(key) == 1 else key,), used)
+    for name, columns, _, _ in indexes:  # 3: IN on one column
+        if len(columns) == 1 and columns[0] in lists:
+            values, expr = lists[columns[0]]
+            return result(name, columns, "in", values, [expr])
+    for name, columns, kind, _ in indexes:  # 4: prefix of a composite btree
+        width = 0
+        while width < len(columns) and columns[width] in equal:
+            width += 1
+        if kind == "btree" and len(columns) > 1 and width:
+            prefix = tuple(equal[c][0] for c in columns[:width])
+            used = [equal[c][1] for c in columns[:width]]
+            return result(name, columns, "prefix", (prefix,), used)
+    for name, columns, kind, _ in indexes:  # 5: a range on one btree column
+        if kind == "btree" and len(columns) == 1 and columns[0] in ranges:
+            low, high, inclusive = _bounds(ranges[columns[0]])
+            if low is not None or high is not None:
+                return result(name, columns, "range", (low, high, inclusive), [])
+    return Filter(scan, predicate)
+
+
+def _bounds(comparisons: list[tuple[str, Any]]) -> tuple[Any, Any, bool]:
+    """The tightest ``[low, high]`` the comparisons allow (low always inclusive).
+
+    >>> _bounds([(">", 3), ("<=", 9), ("<", 12)])
+    (3, 9, True)
+    """
+    low = high = None
+    inclusive = False
+    for op, value in comparisons:
+        try:
+            if op in (">", ">=") and (low is None or value > low):
+                low = value
+            elif op in ("<", "<=") and (
+                high is None or value < high or (value == high and op == "<")
+            ):
+                high, inclusive = value, op == "<="
+        except TypeError:  # incomparable constants: leave this bound to the filter
+            continue
+    return low, high, inclusive

@@ -1,0 +1,328 @@
+"""Build the logical plan of one SELECT, in SQL's evaluation order.
+
+FROM and JOIN make a left-deep chain of ``Join`` over ``Scan``; then WHERE (``Filter``),
+GROUP BY/aggregates (``Aggregate``) and HAVING (``Filter``), the SELECT list
+(``Project``), DISTINCT, ORDER BY (``Sort``) and LIMIT/OFFSET (``Limit``). The rules
+then reshape the FROM/WHERE part; everything above it runs as built.
+
+ORDER BY may name an output column (by alias or position) or any expression; one that is
+not an output column is projected as a hidden column after the outputs, sorted on, and
+dropped at the end. After aggregation, expressions are rewritten to read the aggregate's
+output row: a GROUP BY expression or an aggregate call becomes a slot of that row, and a
+bare column that is neither is an error (SQLite would pick an arbitrary row's value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlglot import exp
+
+from cosmictron.datastore import ModuleSchema
+from cosmictron.query.plan import (
+    Agg,
+    Aggregate,
+    Between,
+    Binary,
+    Col,
+    Const,
+    Distinct,
+    Expr,
+    Filter,
+    InList,
+    IsNull,
+    Join,
+    Like,
+    Limit,
+    Node,
+    Project,
+    Scan,
+    Sort,
+    Unary,
+    children,
+    render,
+    type_of,
+)
+from cosmictron.query.position import Source
+from cosmictron.query.resolve import Binder, Scope, TableRef
+from cosmictron.query.statements import SelectStatement
+from cosmictron.values import Identity
+
+
+def build_select(
+    node: exp.Select,
+    schema: ModuleSchema,
+    source: Source,
+    params: Mapping[str, Any],
+    sender: Identity,
+) -> SelectStatement:
+    """The logical plan of ``node`` (rules not yet applied)."""
+    for unsupported in ("with", "windows", "qualify", "into", "laterals", "pivots"):
+        if node.args.get(unsupported):
+            source.fail(f"unsupported construct: {unsupported.upper()}", node)
+    if isinstance(node.args.get("distinct"), exp.Distinct) and node.args["distinct"].args.get("on"):
+        source.fail("unsupported construct: DISTINCT ON", node)
+    from_clause = node.args.get("from_") or node.args.get("from")
+    if from_clause is None:
+        source.fail("a SELECT needs a FROM clause", node)
+    refs: list[TableRef] = []
+    plan: Node = _scan(from_clause.this, schema, source, refs)
+    binder = Binder(source, Scope(refs), params, sender)
+    for join in node.args.get("joins") or []:
+        plan = _join(join, plan, schema, source, refs, binder)
+    binder.scope = Scope(list(refs))
+    binder.clause = "WHERE"
+    where = node.args.get("where")
+    if where is not None:
+        plan = Filter(plan, binder.bind(where.this))
+    outputs, names = _select_list(node, binder, refs, source)
+    group_node = node.args.get("group")
+    having_node = node.args.get("having")
+    binder.aggregates_allowed = True
+    binder.clause = "ORDER BY"
+    order_keys, hidden, labels = _order(node, binder, outputs, names, source)
+    groups: list[Expr] = []
+    if group_node is not None:
+        binder.aggregates_allowed = False
+        binder.clause = "GROUP BY"
+        for item in group_node.expressions:
+            groups.append(_group_item(item, binder, outputs, names, source))
+    having = None
+    if having_node is not None:
+        binder.aggregates_allowed = True
+        having = binder.bind(having_node.this)
+    every = [*outputs, *hidden, *([having] if having is not None else [])]
+    if groups or any(_has_aggregate(e) for e in every):
+        aggregates: list[Agg] = []
+        rewrite = _Rewriter(groups, aggregates, source, node)
+        outputs = [rewrite(e) for e in outputs]
+        hidden = [rewrite(e) for e in hidden]
+        if having is not None:
+            having = rewrite(having)
+        plan = Aggregate(plan, tuple(groups), tuple(aggregates))
+        if having is not None:
+            plan = Filter(plan, having)
+    elif having is not None:
+        source.fail("HAVING needs GROUP BY or an aggregate", having_node)
+    plan = Project(plan, tuple(outputs) + tuple(hidden), len(outputs))
+    if node.args.get("distinct"):
+        plan = Distinct(plan, len(outputs))
+    if order_keys:
+        plan = Sort(plan, tuple(order_keys), tuple(labels))
+    plan = _limit(node, plan, binder, source)
+    return SelectStatement(
+        plan,
+        tuple(names),
+        tuple(type_of(e) for e in outputs),
+        frozenset(ref.schema.name for ref in refs),
+    )
+
+
+def _scan(
+    table: exp.Expression, schema: ModuleSchema, source: Source, refs: list[TableRef]
+) -> Scan:
+    if not isinstance(table, exp.Table) or table.args.get("db") or not table.name:
+        source.fail("unsupported construct: FROM needs a table name (no subqueries)", table)
+    table_schema = schema.table(table.name)
+    if table_schema is None:
+        known = ", ".join(sorted(t.name for t in schema.tables)) or "none"
+        source.fail(f"unknown table {table.name!r} (tables: {known})", table)
+    alias = table.alias or table.name
+    if any(ref.alias == alias for ref in refs):
+        source.fail(f"table or alias {alias!r} appears twice in FROM; give one an alias", table)
+    base = sum(len(ref.schema.columns) for ref in refs)
+    refs.append(TableRef(alias, table_schema, base))
+    return Scan(table_schema, alias, base)
+
+
+def _join(
+    join: exp.Join,
+    left: Node,
+    schema: ModuleSchema,
+    source: Source,
+    refs: list[TableRef],
+    binder: Binder,
+) -> Node:
+    side = (join.side or "").upper()
+    kind = (join.kind or "").upper()
+    if side not in ("", "LEFT") or kind not in ("", "INNER", "CROSS", "OUTER"):
+        source.fail(f"unsupported construct: {side or kind} JOIN (use INNER or LEFT)", join)
+    if join.args.get("using"):
+        source.fail("unsupported construct: JOIN ... USING (write ON a.x = b.x)", join)
+    right = _scan(join.this, schema, source, refs)
+    binder.scope = Scope(list(refs))
+    binder.clause = "ON"
+    on = join.args.get("on")
+    condition = None if on is None else binder.bind(on)
+    if side == "LEFT" and condition is None:
+        source.fail("LEFT JOIN needs an ON condition", join)
+    return Join("LEFT" if side == "LEFT" else "INNER", left, right, condition)
+
+
+def _select_list(
+    node: exp.Select, binder: Binder, refs: list[TableRef], source: Source
+) -> tuple[list[Expr], list[str]]:
+    outputs: list[Expr] = []
+    names: list[str] = []
+    binder.aggregates_allowed = True
+    binder.clause = "SELECT"
+    for item in node.expressions:
+        star_of = _star_table(item)
+        if star_of is not None:
+            chosen = [ref for ref in refs if star_of == "*" or ref.alias == star_of]
+            if not chosen:
+                known = ", ".join(ref.alias for ref in refs)
+                source.fail(f"unknown table or alias {star_of!r} (tables: {known})", item)
+            for ref in chosen:
+                for position, column in enumerate(ref.schema.columns):
+                    shown = f"{ref.alias}.{column.name}" if len(refs) > 1 else column.name
+                    outputs.append(Col(ref.base + position, shown, column.type))
+                    names.append(column.name)
+            continue
+        if isinstance(item, exp.Alias):
+            outputs.append(binder.bind(item.this))
+            names.append(item.alias)
+        else:
+            outputs.append(binder.bind(item))
+            names.append(item.name if isinstance(item, exp.Column) else _text(item, source))
+    return outputs, names
+
+
+def _star_table(item: exp.Expression) -> str | None:
+    if isinstance(item, exp.Star):
+        return "*"
+    if isinstance(item, exp.Column) and isinstance(item.this, exp.Star):
+        return item.table or "*"
+    return None
+
+
+def _text(item: exp.Expression, source: Source) -> str:
+    """The expression as written, which is how SQLite names an unaliased column."""
+    span = source.span(item)
+    if span is None:
+        return str(item.sql(dialect="sqlite"))
+    start, end = span
+    text = source.text
+    # A span covers only positioned tokens (names, literals): extend it over the
+    # closing parentheses of "count(*)" or "(a + b)", which carry no position.
+    depth = text.count("(", start, end + 1) - text.count(")", start, end + 1)
+    while depth > 0 and end + 1 < len(text):
+        end += 1
+        depth += {"(": 1, ")": -1}.get(text[end], 0)
+    return text[start : end + 1]
+
+
+def _group_item(
+    item: exp.Expression, binder: Binder, outputs: list[Expr], names: list[str], source: Source
+) -> Expr:
+    if isinstance(item, exp.Literal) and not item.is_string:
+        return outputs[_position(item, len(outputs), source)]
+    if (
+        isinstance(item, exp.Column)
+        and not item.table
+        and item.name in names
+        and not binder.scope.find(item.name, None)
+    ):
+        return outputs[names.index(item.name)]
+    return binder.bind(item)
+
+
+def _position(item: exp.Literal, count: int, source: Source) -> int:
+    position = int(item.this)
+    if not 1 <= position <= count:
+        source.fail(f"position {position} is not between 1 and {count}", item)
+    return position - 1
+
+
+def _order(
+    node: exp.Select, binder: Binder, outputs: list[Expr], names: list[str], source: Source
+) -> tuple[list[tuple[int, bool]], list[Expr], list[str]]:
+    order = node.args.get("order")
+    keys: list[tuple[int, bool]] = []
+    hidden: list[Expr] = []
+    labels: list[str] = []
+    if order is None:
+        return keys, hidden, labels
+    for ordered in order.expressions:
+        term = ordered.this
+        desc = bool(ordered.args.get("desc"))
+        if isinstance(term, exp.Literal) and not term.is_string:
+            slot = _position(term, len(outputs), source)
+        elif isinstance(term, exp.Column) and not term.table and term.name in names:
+            slot = names.index(term.name)
+        else:
+            expr = binder.bind(term)
+            if expr in outputs:
+                slot = outputs.index(expr)
+            elif expr in hidden:
+                slot = len(outputs) + hidden.index(expr)
+            else:
+                hidden.append(expr)
+                slot = len(outputs) + len(hidden) - 1
+        keys.append((slot, desc))
+        labels.append(_text(term, source) + (" DESC" if desc else ""))
+    # Hidden keys sit after the outputs, whose count is final only now.
+    return keys, hidden, labels
+
+
+def _limit(node: exp.Select, plan: Node, binder: Binder, source: Source) -> Node:
+    limit_node, offset_node = node.args.get("limit"), node.args.get("offset")
+    if limit_node is None and offset_node is None:
+        return plan
+    limit = None if limit_node is None else _count(limit_node.expression, binder, source)
+    offset = 0 if offset_node is None else _count(offset_node.expression, binder, source)
+    if limit is not None and limit < 0:
+        limit = None  # SQLite: a negative LIMIT means no limit
+    return Limit(plan, limit, max(offset, 0))
+
+
+def _count(node: exp.Expression, binder: Binder, source: Source) -> int:
+    binder.aggregates_allowed = False
+    binder.clause = "LIMIT"
+    value = binder.bind(node)
+    if not isinstance(value, Const) or type(value.value) is not int:
+        source.fail("LIMIT and OFFSET take an integer constant or parameter", node)
+    return value.value
+
+
+def _has_aggregate(expr: Expr) -> bool:
+    return isinstance(expr, Agg) or any(_has_aggregate(c) for c in children(expr))
+
+
+class _Rewriter:
+    """Rewrite a post-aggregation expression to read the Aggregate's output row."""
+
+    def __init__(
+        self, groups: list[Expr], aggregates: list[Agg], source: Source, node: exp.Expression
+    ) -> None:
+        self.groups = groups
+        self.aggregates = aggregates
+        self.source = source
+        self.node = node
+
+    def __call__(self, expr: Expr) -> Expr:
+        if expr in self.groups:
+            return Col(self.groups.index(expr), render(expr), type_of(expr))
+        if isinstance(expr, Agg):
+            if expr not in self.aggregates:
+                self.aggregates.append(expr)
+            slot = len(self.groups) + self.aggregates.index(expr)
+            return Col(slot, render(expr), expr.type)
+        if isinstance(expr, Col):
+            self.source.fail(
+                f"column {expr.name} must appear in GROUP BY or inside an aggregate", self.node
+            )
+        if isinstance(expr, Binary):
+            return Binary(expr.op, self(expr.left), self(expr.right), expr.type)
+        if isinstance(expr, Unary):
+            return Unary(expr.op, self(expr.operand), expr.type)
+        if isinstance(expr, IsNull):
+            return IsNull(self(expr.operand), expr.negated)
+        if isinstance(expr, InList):
+            return InList(self(expr.operand), tuple(map(self, expr.items)), expr.negated)
+        if isinstance(expr, Between):
+            return Between(self(expr.operand), self(expr.low), self(expr.high), expr.negated)
+        if isinstance(expr, Like):
+            return Like(self(expr.operand), self(expr.pattern), expr.negated)
+        return expr

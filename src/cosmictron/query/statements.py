@@ -1,0 +1,84 @@
+"""What ``parse`` returns: one planned statement, ready to execute or explain.
+
+A statement names the tables it reads (``tables``) so the host can check permissions
+before anything runs, and carries the plan the rules produced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cosmictron.datastore import ColumnType, TableSchema
+from cosmictron.query.explain import explain
+from cosmictron.query.plan import Expr, Node, render
+
+
+@dataclass(frozen=True)
+class SelectStatement:
+    plan: Node
+    columns: tuple[str, ...]
+    types: tuple[ColumnType | None, ...]
+    tables: frozenset[str]
+
+    def explain(self) -> list[str]:
+        return explain(self.plan)
+
+
+@dataclass(frozen=True)
+class InsertStatement:
+    """Rows as dicts by column name (with a column list) or full value lists."""
+
+    table: TableSchema
+    rows: tuple[Any, ...]
+
+    @property
+    def tables(self) -> frozenset[str]:
+        return frozenset({self.table.name})
+
+    def explain(self) -> list[str]:
+        return [f"Insert {self.table.name} ({len(self.rows)} rows)"]
+
+
+@dataclass(frozen=True)
+class UpdateStatement:
+    """``assignments`` pairs a column position with its new value's expression."""
+
+    table: TableSchema
+    assignments: tuple[tuple[int, Expr], ...]
+    source: Node
+
+    @property
+    def tables(self) -> frozenset[str]:
+        return frozenset({self.table.name})
+
+    def explain(self) -> list[str]:
+        sets = ", ".join(f"{self.table.columns[p].name} = {render(e)}" for p, e in self.assignments)
+        return [*explain(self.source), f"Update {self.table.name} SET {sets}"]
+
+
+@dataclass(frozen=True)
+class DeleteStatement:
+    table: TableSchema
+    source: Node
+
+    @property
+    def tables(self) -> frozenset[str]:
+        return frozenset({self.table.name})
+
+    def explain(self) -> list[str]:
+        return [*explain(self.source), f"Delete {self.table.name}"]
+
+
+Statement = SelectStatement | InsertStatement | UpdateStatement | DeleteStatement
+
+
+@dataclass(frozen=True)
+class Explain:
+    """``EXPLAIN <statement>``: the plan's lines instead of running it."""
+
+    statement: Statement
+
+    @property
+    def tables(self) -> frozenset[str]:
+        return self.statement.tables
