@@ -15,3 +15,6 @@ sql_text_bytes_max = 64 * 1024
 
 query_rows_max = 100_000
 """Most rows one SQL query may return; ``Database.sql(..., rows_max=)`` overrides it."""
+
+sql_statements_cached_max = 512
+"""Prepared SQL statements kept for reuse (least recently used out first; 0: none kept)."""

@@ -6,6 +6,10 @@ sees one committed state. Every INSERT, UPDATE or DELETE is one transaction, log
 like a reducer call named ``__sql__`` with arguments ``[text, params]`` (parameters in
 a JSON-like wire form), so it is replayed after a restart and visible to audits.
 
+Statements are prepared once per text (and schema and parameter types) and kept in the
+statement cache (``query/cache.py``); each call fills in its parameters. A point SELECT
+by primary key skips the operators altogether: one dict lookup under the lock.
+
 Permissions: the owner may do anything; anyone else may SELECT from public tables
 only, and may not write. Reducers read private tables through ``ctx.db``, not SQL.
 """
@@ -13,12 +17,12 @@ only, and may not write. Reducers read private tables through ``ctx.db``, not SQ
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from cosmictron import limits
-from cosmictron.datastore import ColumnType, Datastore, Transaction
-from cosmictron.errors import PermissionDenied
+from cosmictron.datastore import Datastore, Transaction
+from cosmictron.errors import PermissionDenied, ResourceExhausted
 from cosmictron.host.handles import insert_all
 from cosmictron.query import (
     DeleteStatement,
@@ -30,9 +34,11 @@ from cosmictron.query import (
     apply_delete,
     apply_update,
     execute,
-    parse,
 )
-from cosmictron.query.coerce import base
+from cosmictron.query.cache import STATEMENTS, Converter, PointLookup
+from cosmictron.query.params import bind
+from cosmictron.query.parse import param_values, prepare
+from cosmictron.query.result import rows_result
 from cosmictron.values import ConnectionId, Identity, TimeDuration, Timestamp
 
 if TYPE_CHECKING:
@@ -49,21 +55,33 @@ def run_sql(
     sender: Identity,
     rows_max: int | None,
 ) -> QueryResult:
-    """Parse, check permissions, run; see ``Database.sql``."""
-    statement = parse(text, db.schema, params, sender)
-    _check_permissions(db, statement, sender)
+    """Prepare (or find in the statement cache), check permissions, run; see ``Database.sql``."""
+    schema = db.module.schema
+    prepared = STATEMENTS.get(text, schema, params)
+    if prepared is None:
+        prepared = STATEMENTS.put(text, schema, params, prepare(text, schema, params, sender))
+    owner = db.owner
+    if sender is not owner and sender != owner:
+        _check_permissions(db, prepared.statement, sender)
+    point = prepared.point
+    if point is not None:
+        return _point_select(db, point, params, sender, rows_max)
+    statement = prepared.statement
+    if prepared.parametrised:
+        statement = bind(statement, param_values(params, sender))
     if isinstance(statement, Explain):
         lines = statement.statement.explain()
         return QueryResult(("plan",), [(line,) for line in lines])
     if isinstance(statement, SelectStatement):
-        return _select(db, statement, rows_max)
+        return _select(db, statement, prepared.converters, rows_max)
     wire = [text, _wire_params(params)]
     if isinstance(statement, InsertStatement):
         binding = db.module.rows[statement.table.name]
+        insert_statement = statement
 
         def insert(tx: Transaction, datastore: Datastore) -> int:
-            table = datastore.tables[statement.table.name]
-            return insert_all(tx, table, binding, statement.rows)
+            table = datastore.tables[insert_statement.table.name]
+            return insert_all(tx, table, binding, insert_statement.rows)
 
         count, offset = db.run_transaction(SQL_REDUCER, insert, lambda _: wire, sender)
         count = len(statement.rows)  # an identical keyless row is still a row inserted
@@ -85,26 +103,59 @@ def run_sql(
     return QueryResult((), [], rows_affected=count, tx_offset=offset)
 
 
-def _select(db: Database, statement: SelectStatement, rows_max: int | None) -> QueryResult:
+def _point_select(
+    db: Database,
+    point: PointLookup,
+    params: Mapping[str, Any] | None,
+    sender: Identity,
+    rows_max: int | None,
+) -> QueryResult:
+    """``SELECT ... WHERE pk = :key``: one dict lookup under the lock, no operators."""
+    name = point.param
+    if name is None:
+        key = point.key
+    else:
+        key = point.coerce(params[name] if params and name in params else sender)
+    # What ``db.read`` does, inlined: this is the hottest path of the SQL layer.
+    with db._lock:
+        row = db._datastore.tables[point.table].rows.get(key)
+    if row is None:
+        return rows_result(point.columns, [])
+    if rows_max is not None or limits.query_rows_max < 1:
+        limit = limits.query_rows_max if rows_max is None else rows_max
+        if limit < 1:
+            _too_many(limit)
+    if point.project is not None:
+        row = point.project(row)
+    if point.converters is not None:
+        row = _convert(row, point.converters)
+    return rows_result(point.columns, [row])
+
+
+def _too_many(rows_max: int) -> NoReturn:
+    raise ResourceExhausted(
+        f"the query returns more than {rows_max} rows (the row limit); add a LIMIT "
+        f"or a WHERE, or pass rows_max="
+    )
+
+
+def _convert(row: tuple[Any, ...], converters: tuple[Converter | None, ...]) -> tuple[Any, ...]:
+    return tuple(
+        v if c is None or v is None else c(v) for c, v in zip(converters, row, strict=True)
+    )
+
+
+def _select(
+    db: Database,
+    statement: SelectStatement,
+    converters: tuple[Converter | None, ...] | None,
+    rows_max: int | None,
+) -> QueryResult:
     limit = limits.query_rows_max if rows_max is None else rows_max
     rows = db.read(lambda datastore: execute(statement.plan, datastore, limit))
-    converters = [_converter(t) for t in statement.types]
-    if any(c is not None for c in converters):
-        rows = [
-            tuple(
-                v if c is None or v is None else c(v) for c, v in zip(converters, row, strict=True)
-            )
-            for row in rows
-        ]
+    if converters is not None:
+        rows = [_convert(row, converters) for row in rows]
     return QueryResult(statement.columns, rows)
-
-
-def _converter(column_type: ColumnType | None) -> Callable[[Any], Any] | None:
-    """Canonical to Python (enum names to members, ...); None where they are the same."""
-    inner = base(column_type)
-    if inner is None or type(inner).to_python is ColumnType.to_python:
-        return None
-    return inner.to_python
 
 
 def _check_permissions(db: Database, statement: Any, sender: Identity) -> None:

@@ -1,6 +1,8 @@
 """SQL over the datastore: parse (SQLGlot), plan, optimise, execute.
 
-Owns: turning SQL text into a plan (``parse``), the optimizer passes (``rules``),
+Owns: turning SQL text into a plan (``parse``; ``parse.prepare`` plans with a slot per
+parameter, ``params.bind`` fills the slots, ``cache.STATEMENTS`` keeps prepared
+statements for reuse), the optimizer passes (``rules``),
 running plans over a ``Datastore`` (``execute``, ``apply_update``, ``apply_delete``) and
 ``QueryResult``. Imports: only ``cosmictron.datastore`` and the root modules; the host
 supplies the lock, the transaction and the permission checks. Guarantees: a query's

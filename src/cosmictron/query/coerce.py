@@ -1,10 +1,11 @@
-"""Literal and parameter values turned into a column's canonical form, at plan time.
+"""Literal and parameter values turned into a column's canonical form.
 
 SQL has no Identity or Timestamp literals, so a literal compared with (or assigned to) a
 typed column takes that column's type: hex text (``'ab…'``, ``'0xab…'``) or a blob
 (``x'ab…'``) for an Identity, RFC 3339 text for a Timestamp, the member name for an enum.
-Doing it once when the query is planned, not per row, also lets an index lookup use the
-value directly. ``family`` groups types that compare with each other, so comparing an
+A literal is converted once when the query is planned, a parameter's value once each
+time the statement runs (``params.py``), never per row, which also lets an index lookup
+use the value directly. ``family`` groups types that compare with each other, so comparing an
 integer column with text is caught before anything runs.
 """
 

@@ -1,10 +1,13 @@
 """SQL text to a planned statement: SQLGlot parses, we bind and plan, the rules optimise.
 
-``parse`` is the layer's entry point. SQLGlot (SQLite dialect) gives the syntax tree and
-the positions of its tokens; everything after that is ours: ``select.py`` builds a
-SELECT's logical plan, this module INSERT, UPDATE and DELETE, and ``rules.optimize``
-applies each pass in turn. ``EXPLAIN`` is stripped here (SQLGlot's SQLite dialect does
-not parse it) by blanking the word, so positions in the rest stay exact.
+``parse`` is the layer's entry point: ``prepare`` (the statement planned with a
+``Param`` slot per ``:name``, reusable for any values of the same types; the statement
+cache in ``cache.py`` keeps these) then ``params.bind`` (the slots filled).
+SQLGlot (SQLite dialect) gives the syntax tree and the positions of its tokens;
+everything after that is ours: ``select.py`` builds a SELECT's logical plan, this
+module INSERT, UPDATE and DELETE, and ``rules.optimize`` applies each pass in turn.
+``EXPLAIN`` is stripped here (SQLGlot's SQLite dialect does not parse it) by blanking
+the word, so positions in the rest stay exact.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from cosmictron.datastore import ModuleSchema, TableSchema, TypeMismatch
 from cosmictron.errors import SqlError
 from cosmictron.query.coerce import base, coerce, family
 from cosmictron.query.expressions import compile_expr
-from cosmictron.query.plan import Const, Expr, Filter, Node, Scan, type_of
+from cosmictron.query.params import bind, has_params
+from cosmictron.query.plan import Computed, Const, Expr, Filter, Node, Param, Scan, type_of
 from cosmictron.query.position import Source
 from cosmictron.query.resolve import Binder, Scope, TableRef
 from cosmictron.query.rules import optimize
@@ -48,7 +52,33 @@ def parse(
     params: Mapping[str, Any] | None = None,
     sender: Identity | None = None,
 ) -> Statement | Explain:
-    """Parse, bind and plan one SQL statement.
+    """Parse, bind and plan one SQL statement, its parameters filled with ``params``.
+
+    Raises:
+        SqlError: as ``prepare``, or a parameter value that does not fit its column.
+    """
+    return bind(prepare(text, schema, params, sender), param_values(params, sender))
+
+
+def param_values(params: Mapping[str, Any] | None, sender: Identity | None) -> dict[str, Any]:
+    """The values ``bind`` fills slots with: ``params``, and ``:sender`` by default."""
+    values = dict(params or {})
+    if "sender" not in values:
+        values["sender"] = sender if sender is not None else Identity.zero()
+    return values
+
+
+def prepare(
+    text: str,
+    schema: ModuleSchema,
+    params: Mapping[str, Any] | None = None,
+    sender: Identity | None = None,
+) -> Statement | Explain:
+    """Parse and plan one SQL statement, each parameter a ``Param`` slot.
+
+    Only the parameters' types matter here (and which are NULL, planned as the constant
+    NULL): the result is valid for any values of the same Python types, filled in by
+    ``params.bind``. Type errors that depend on a value appear when it is bound.
 
     Args:
         text: one statement (a trailing ``;`` is fine).
@@ -193,8 +223,13 @@ def _insert(
 
 def _value(expr: Expr, table: TableSchema, position: int, source: Source, node: Any) -> Any:
     """A constant INSERT value, in the column's canonical form where that is known."""
-    value = compile_expr(expr)(())
     column = table.columns[position]
+    if has_params(expr):
+        context = f"column {table.name}.{column.name}"
+        if isinstance(expr, Param):
+            context = f"parameter :{expr.name}: {context}"
+        return Computed(expr, column.type, context, source.locate(node) or ())
+    value = compile_expr(expr)(())
     if value is None:
         return None
     try:
@@ -226,7 +261,10 @@ def _update(
         position = table.column_names.index(name)
         column = table.columns[position]
         value = binder.bind(item.expression)
-        if isinstance(value, Const) and value.value is not None:
+        if isinstance(value, Param):
+            context = f"parameter :{value.name}: column {table.name}.{name}"
+            value = Param(value.name, column.type, column.type, context, value.where)
+        elif isinstance(value, Const) and value.value is not None:
             try:
                 value = Const(coerce(value.value, column.type), column.type)
             except TypeMismatch as exc:

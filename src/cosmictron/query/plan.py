@@ -41,6 +41,33 @@ class Const(Expr):
 
 
 @dataclass(frozen=True)
+class Param(Expr):
+    """A ``:name`` parameter: a slot in the plan, filled with its value per execution.
+
+    ``target`` is the column type the value is coerced to when the statement runs (None:
+    used as given); ``context`` and ``where`` (line, column, text of the placeholder)
+    make the error if the value does not fit. ``type`` is the static type, which the
+    statement cache keys on (see ``query/cache.py``), so plan-time checks stay valid.
+    """
+
+    name: str
+    target: ColumnType | None = field(default=None, compare=False, repr=False)
+    type: ColumnType | None = field(default=None, compare=False, repr=False)
+    context: str = field(default="", compare=False, repr=False)
+    where: tuple[Any, ...] = field(default=(), compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Computed:
+    """An INSERT value computed from parameters when the statement runs (``:a + 1``)."""
+
+    expr: Expr
+    target: ColumnType
+    context: str
+    where: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
 class Binary(Expr):
     """``op`` is one of + - * / % || = <> < <= > >= AND OR."""
 
@@ -200,6 +227,8 @@ def render(expr: Expr) -> str:
         return expr.name
     if isinstance(expr, Const):
         return "NULL" if expr.value is None else literal(expr.value)
+    if isinstance(expr, Param):
+        return f":{expr.name}"
     if isinstance(expr, Binary):
         return f"({render(expr.left)} {expr.op} {render(expr.right)})"
     if isinstance(expr, Unary):
@@ -362,9 +391,17 @@ class Sort(Node):
 
 @dataclass(frozen=True)
 class Limit(Node):
+    """A negative ``limit`` means none (as in SQLite); a negative ``offset`` is 0."""
+
     child: Node
-    limit: int | None
-    offset: int
+    limit: Any
+    offset: Any
+
+    def __post_init__(self) -> None:
+        if type(self.limit) is int and self.limit < 0:
+            object.__setattr__(self, "limit", None)
+        if type(self.offset) is int and self.offset < 0:
+            object.__setattr__(self, "offset", 0)
 
 
 def node_children(node: Node) -> tuple[Node, ...]:

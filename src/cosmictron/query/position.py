@@ -36,19 +36,31 @@ class Source:
             return None
         return min(starts), max(ends)
 
-    def error(self, message: str, node: exp.Expression | None = None) -> SqlError:
-        """A ``SqlError`` pointing at ``node``, else at its nearest positioned parent."""
+    def locate(self, node: exp.Expression | None) -> tuple[int, int, str] | None:
+        """(line, column, text) of ``node``, else of its nearest positioned parent."""
         span = self.span(node)
         parent: Any = node
         while span is None and parent is not None and parent.parent is not None:
             parent = parent.parent
             span = self.span(parent)
         if span is None:
-            return SqlError(message)
+            return None
         start, end = span
         line = self.text.count("\n", 0, start) + 1
         column = start - (self.text.rfind("\n", 0, start) + 1) + 1
-        return SqlError(message, line=line, column=column, text=self.text[start : end + 1])
+        return line, column, self.text[start : end + 1]
+
+    def error(self, message: str, node: exp.Expression | None = None) -> SqlError:
+        """A ``SqlError`` pointing at ``node``, else at its nearest positioned parent."""
+        return located_error(message, self.locate(node))
 
     def fail(self, message: str, node: exp.Expression | None = None) -> NoReturn:
         raise self.error(message, node)
+
+
+def located_error(message: str, where: tuple[Any, ...] | None) -> SqlError:
+    """A ``SqlError`` at a position ``Source.locate`` found (None or (): no position)."""
+    if not where:
+        return SqlError(message)
+    line, column, text = where
+    return SqlError(message, line=line, column=column, text=text)

@@ -2,12 +2,16 @@
 
 Binding is where a query meets the schema, so this is where most user errors are found:
 an unknown or ambiguous column, a literal that does not fit its column, a construct we do
-not support. Each error points at the offending text through ``Source``. Parameters are
-bound here too, as constants: they never pass through the SQL text.
+not support. Each error points at the offending text through ``Source``. A parameter
+becomes a ``Param`` slot, filled with its value each time the statement runs
+(``query/params.py``), so a planned statement can be cached and reused; only its static
+type (and whether it is NULL) is known here, which the cache keys on. Parameter values
+never pass through the SQL text.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +31,7 @@ from cosmictron.query.plan import (
     InList,
     IsNull,
     Like,
+    Param,
     Unary,
     type_of,
 )
@@ -183,7 +188,28 @@ class Binder:
         else:
             known = ", ".join(sorted({*self.params, "sender"}))
             self.source.fail(f"missing parameter :{name} (given: {known})", node)
-        return Const(value, type_of_value(value))
+        if value is None:
+            return Const(None)  # the cache key says this parameter is NULL
+        return Param(name, None, type_of_value(value), "", self._placeholder_at(node))
+
+    def _placeholder_at(self, node: exp.Placeholder) -> tuple[int, int, str] | tuple[()]:
+        """Where ``:name`` is: SQLGlot gives a placeholder no position, so find its text
+        from its parent's (the first occurrence at or after it)."""
+        text = self.source.text
+        parent = (
+            self.source.locate(node.parent) if isinstance(node.parent, exp.Expression) else None
+        )
+        start = 0
+        if parent is not None:
+            line, column, _ = parent
+            start = sum(len(row) + 1 for row in text.split("\n")[: line - 1]) + column - 1
+        found = re.compile(rf":{re.escape(node.name)}\b").search(text, start)
+        found = found or re.compile(rf":{re.escape(node.name)}\b").search(text)
+        if found is None:
+            return self.source.locate(node) or ()
+        before = text[: found.start()]
+        line = before.count("\n") + 1
+        return line, found.start() - (before.rfind("\n") + 1) + 1, found.group()
 
     def _bind_paren(self, node: exp.Paren) -> Expr:
         return self.bind(node.this)
@@ -256,6 +282,9 @@ class Binder:
     ) -> Expr:
         """Coerce a constant to the other side's type; refuse incomparable types."""
         target = type_of(other)
+        if isinstance(value, Param) and target is not None:
+            context = f"parameter :{value.name}: {_describe(other)} is {base(target)}"
+            return Param(value.name, target, target, context, value.where)
         if isinstance(value, Const) and target is not None and value.value is not None:
             try:
                 value = Const(coerce(value.value, target), target)

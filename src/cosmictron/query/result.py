@@ -37,3 +37,20 @@ class QueryResult:
     def as_dicts(self) -> list[dict[str, Any]]:
         """Each row as a dict by column name (a repeated name keeps its last value)."""
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+_NO_CHANGE = {"rows_affected": None, "tx_offset": None}
+
+
+def rows_result(columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> QueryResult:
+    """``QueryResult(columns, rows)``, built at half the cost (the point-SELECT path).
+
+    >>> rows_result(("id",), [(1,)]) == QueryResult(("id",), [(1,)])
+    True
+    """
+    result = object.__new__(QueryResult)
+    fields = result.__dict__
+    fields.update(_NO_CHANGE)
+    fields["columns"] = columns
+    fields["rows"] = rows
+    return result

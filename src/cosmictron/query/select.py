@@ -36,6 +36,7 @@ from cosmictron.query.plan import (
     Like,
     Limit,
     Node,
+    Param,
     Project,
     Scan,
     Sort,
@@ -272,15 +273,16 @@ def _limit(node: exp.Select, plan: Node, binder: Binder, source: Source) -> Node
         return plan
     limit = None if limit_node is None else _count(limit_node.expression, binder, source)
     offset = 0 if offset_node is None else _count(offset_node.expression, binder, source)
-    if limit is not None and limit < 0:
-        limit = None  # SQLite: a negative LIMIT means no limit
-    return Limit(plan, limit, max(offset, 0))
+    return Limit(plan, limit, offset)  # Limit makes a negative LIMIT none, as SQLite does
 
 
-def _count(node: exp.Expression, binder: Binder, source: Source) -> int:
+def _count(node: exp.Expression, binder: Binder, source: Source) -> int | Param:
+    """An integer constant, or a parameter whose value is an int (the cache keys on it)."""
     binder.aggregates_allowed = False
     binder.clause = "LIMIT"
     value = binder.bind(node)
+    if isinstance(value, Param) and type(binder.params.get(value.name)) is int:
+        return value
     if not isinstance(value, Const) or type(value.value) is not int:
         source.fail("LIMIT and OFFSET take an integer constant or parameter", node)
     return value.value

@@ -13,6 +13,12 @@ Equalities an index answers exactly are dropped from the filter; range conjuncts
 kept, because an index range starts inclusively and (on an Optional column) puts NULLs
 first, so the filter still trims the edges. A comparison with NULL is never looked up:
 it matches nothing, and an index would find the NULL keys.
+
+A parameter (``Param``) counts as a constant: the lookup values may hold ``Param`` slots,
+filled when the statement runs, so ``id = :id`` is a primary-key lookup whatever the value.
+(A parameter is never NULL here: a NULL parameter is planned as the constant NULL.)
+Two range bounds on one column can be compared only when both are constants; otherwise
+the first is used, which is safe because the range conjuncts stay in the filter.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from cosmictron.query.plan import (
     IndexScan,
     InList,
     Node,
+    Param,
     Scan,
     conjoin,
     conjuncts,
@@ -69,11 +76,16 @@ def _column_constant(expr: Expr) -> tuple[str, int, Any] | None:
     """``(op, column position, constant)`` for ``col op constant`` in either order."""
     if not isinstance(expr, Binary) or expr.op not in _FLIP:
         return None
-    if isinstance(expr.left, Col) and isinstance(expr.right, Const):
-        return expr.op, expr.left.slot, expr.right.value
-    if isinstance(expr.right, Col) and isinstance(expr.left, Const):
-        return _FLIP[expr.op], expr.right.slot, expr.left.value
+    if isinstance(expr.left, Col) and isinstance(expr.right, Const | Param):
+        return expr.op, expr.left.slot, _constant(expr.right)
+    if isinstance(expr.right, Col) and isinstance(expr.left, Const | Param):
+        return _FLIP[expr.op], expr.right.slot, _constant(expr.left)
     return None
+
+
+def _constant(expr: Expr) -> Any:
+    """A constant's value, or the ``Param`` itself (a slot filled at execution)."""
+    return expr.value if isinstance(expr, Const) else expr
 
 
 def _candidates(table: TableSchema) -> list[tuple[str | None, tuple[str, ...], str, bool]]:
@@ -101,20 +113,20 @@ def _index_scan(scan: Scan, predicate: Expr) -> Node:
             else:
                 ranges.setdefault(names[slot], []).append((op, value))
         elif isinstance(expr, InList) and not expr.negated and isinstance(expr.operand, Col):
-            values = [item.value for item in expr.items if isinstance(item, Const)]
+            values = [_constant(item) for item in expr.items if isinstance(item, Const | Param)]
             if len(values) == len(expr.items) and None not in values:
                 lists.setdefault(names[expr.operand.slot], (tuple(dict.fromkeys(values)), expr))
         elif (
             isinstance(expr, Between)
             and not expr.negated
             and isinstance(expr.operand, Col)
-            and isinstance(expr.low, Const)
-            and isinstance(expr.high, Const)
-            and expr.low.value is not None
-            and expr.high.value is not None
+            and isinstance(expr.low, Const | Param)
+            and isinstance(expr.high, Const | Param)
+            and _constant(expr.low) is not None
+            and _constant(expr.high) is not None
         ):
             bounds = ranges.setdefault(names[expr.operand.slot], [])
-            bounds += [(">=", expr.low.value), ("<=", expr.high.value)]
+            bounds += [(">=", _constant(expr.low)), ("<=", _constant(expr.high))]
     indexes = _candidates(scan.table)
 
     def result(
@@ -159,6 +171,8 @@ def _bounds(comparisons: list[tuple[str, Any]]) -> tuple[Any, Any, bool]:
     low = high = None
     inclusive = False
     for op, value in comparisons:
+        if isinstance(value, Param) and (low if op in (">", ">=") else high) is not None:
+            continue  # cannot compare with a bound chosen before; the filter checks it
         try:
             if op in (">", ">=") and (low is None or value > low):
                 low = value
@@ -166,6 +180,6 @@ def _bounds(comparisons: list[tuple[str, Any]]) -> tuple[Any, Any, bool]:
                 high is None or value < high or (value == high and op == "<")
             ):
                 high, inclusive = value, op == "<="
-        except TypeError:  # incomparable constants: leave this bound to the filter
+        except TypeError:  # incomparable constants (or a Param): leave it to the filter
             continue
     return low, high, inclusive

@@ -1,0 +1,169 @@
+"""SQL benchmark: point SELECT by primary key through ``db.sql`` against SQLite, one run.
+
+    .venv/bin/python bench/sql.py [--quick] [--out bench/results/sql.json] [--tmpdir DIR]
+
+Both engines hold the same rows (``bench_module.py``'s ``item`` table and its SQLite
+twin from ``bench/run.py``) and answer the same lookups, in the same shuffled order:
+
+- Cosmictron: ``db.sql("SELECT * FROM item WHERE id = :id", {"id": n})``;
+- SQLite: ``conn.execute("SELECT * FROM item WHERE id = ?", (n,)).fetchall()``.
+
+Both run in this process, in alternating time slices (the order flipping each round, as
+in ``bench/run.py``). Reads need no durability, so the durability settings do not
+matter here; both databases are on temp directories under the same parent. Prints the
+figures and the ratio against the goal (>= 1x SQLite), never asserts it, and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from run import (  # noqa: E402
+    CosmictronEngine,
+    SqliteEngine,
+    alternate,
+    machine_info,
+    ratio,
+    row_values,
+    table_text,
+)
+
+SQL = "SELECT * FROM item WHERE id = :id"
+SQLITE_SQL = "SELECT * FROM item WHERE id = ?"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """As ``run.Settings`` (what ``alternate`` reads), plus the table's row count."""
+
+    seconds: float  # per engine
+    rounds: int  # slices per engine (alternating)
+    rows: int
+
+    @property
+    def slice_seconds(self) -> float:
+        return self.seconds / self.rounds
+
+
+FULL = Settings(seconds=2.4, rounds=3, rows=100_000)
+QUICK = Settings(seconds=0.4, rounds=2, rows=10_000)
+
+
+def cosmictron_select_loop(engine: CosmictronEngine, seconds: float, ids: list[int]) -> int:
+    sql = engine.db.sql
+    n = len(ids)
+    k = 0
+    clock = time.perf_counter
+    deadline = clock() + seconds
+    while clock() < deadline:
+        sql(SQL, {"id": ids[k % n]})
+        k += 1
+    return k
+
+
+def sqlite_select_loop(engine: SqliteEngine, seconds: float, ids: list[int]) -> int:
+    execute = engine.conn.execute
+    n = len(ids)
+    k = 0
+    clock = time.perf_counter
+    deadline = clock() + seconds
+    while clock() < deadline:
+        execute(SQLITE_SQL, (ids[k % n],)).fetchall()
+        k += 1
+    return k
+
+
+def check_same_answers(cosmic: CosmictronEngine, lite: SqliteEngine, ids: list[int]) -> None:
+    """Both engines return the same row for a sample of ids (and nothing for a miss)."""
+    for i in [*ids[:100], -1]:
+        mine = list(cosmic.db.sql(SQL, {"id": i}))
+        theirs = lite.conn.execute(SQLITE_SQL, (i,)).fetchall()
+        if mine != theirs:
+            raise AssertionError(f"id {i}: cosmictron {mine!r} != sqlite {theirs!r}")
+
+
+def measure_point_select(settings: Settings, parent: str) -> dict[str, Any]:
+    rows = [row_values(i) for i in range(settings.rows)]
+    ids = list(range(settings.rows))
+    random.Random(7).shuffle(ids)
+    cosmic = CosmictronEngine(parent, "development")
+    lite = SqliteEngine(parent, "OFF")
+    try:
+        cosmic.bulk(rows)
+        lite.bulk(rows)
+        check_same_answers(cosmic, lite, ids)
+
+        def step(engine: Any, seconds: float) -> int:
+            if isinstance(engine, CosmictronEngine):
+                return cosmictron_select_loop(engine, seconds, ids)
+            return sqlite_select_loop(engine, seconds, ids)
+
+        rates = alternate(settings, [cosmic, lite], step)  # type: ignore[arg-type]
+    finally:
+        for engine in (cosmic, lite):
+            engine.close()
+            engine.remove()
+    return {**rates, "rows": settings.rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small N, a few seconds")
+    parser.add_argument("--out", default=str(HERE / "results" / "sql.json"), help="JSON path")
+    parser.add_argument("--tmpdir", default=None, help="parent of the temp data dirs")
+    args = parser.parse_args(argv)
+    settings = QUICK if args.quick else FULL
+    parent = tempfile.mkdtemp(prefix="cosmictron-bench-sql-", dir=args.tmpdir)
+    started = time.perf_counter()
+    try:
+        result = measure_point_select(settings, parent)
+        machine = machine_info(parent)
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+    rel = ratio(result["cosmictron"], result["sqlite"])
+    summary = [
+        {
+            "key": "point_select",
+            "metric": f"point SELECT by pk via db.sql ({result['rows']:,} rows)",
+            "unit": "queries/s",
+            "cosmictron": result["cosmictron"],
+            "peer": result["sqlite"],
+            "ratio": rel,
+            "target": ">= 1x SQLite",
+            "met": rel is not None and rel >= 1.0,
+        }
+    ]
+    print(table_text(summary))
+    total = time.perf_counter() - started
+    print(f"\nrun took {total:.0f}s ({'quick' if args.quick else 'full'})")
+    document = {
+        "suite": "sql",
+        "mode": "quick" if args.quick else "full",
+        "settings": dataclasses.asdict(settings),
+        "machine": machine,
+        "duration_seconds": total,
+        "summary": summary,
+        "results": {"point_select": result},
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

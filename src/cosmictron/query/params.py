@@ -1,0 +1,124 @@
+"""Fill a planned statement's parameter slots with one execution's values.
+
+``prepare`` plans a statement with a ``Param`` wherever the text has ``:name``; ``bind``
+returns the same statement with each slot replaced by its value, coerced to the type
+the planner chose for it (``Param.target``): a ``Const`` inside expressions, the bare
+value in lookup values, LIMIT/OFFSET and INSERT rows. A value that does not fit its
+column is a ``SqlError`` naming the parameter, at the placeholder's position, exactly
+as when the statement was first planned. A statement without parameters is returned
+unchanged, so a cached statement costs nothing to bind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from cosmictron.datastore import ColumnType, TableSchema, TypeMismatch
+from cosmictron.datastore.types import FloatType, IntType
+from cosmictron.query.coerce import base, coerce
+from cosmictron.query.expressions import compile_expr
+from cosmictron.query.plan import Computed, Const, Param
+from cosmictron.query.position import located_error
+
+T = TypeVar("T")
+
+
+def has_params(value: Any) -> bool:
+    """Whether a plan, statement or value holds a ``Param`` anywhere."""
+    if isinstance(value, Param | Computed):
+        return True
+    if isinstance(value, tuple | list):
+        return any(has_params(item) for item in value)
+    if isinstance(value, dict):
+        return any(has_params(item) for item in value.values())
+    if _walkable(value):
+        return any(has_params(getattr(value, f.name)) for f in dataclasses.fields(value))
+    return False
+
+
+def bind(statement: T, values: Mapping[str, Any]) -> T:
+    """``statement`` with every ``Param`` filled from ``values`` (name to raw value).
+
+    Raises:
+        SqlError: a value does not fit the column it is compared with or assigned to.
+    """
+    result: T = _fill(statement, values, True)
+    return result
+
+
+def param_value(param: Param, values: Mapping[str, Any]) -> Any:
+    """The parameter's value in its target type, or a ``SqlError`` naming it."""
+    return coercer(param)(values[param.name])
+
+
+def coercer(param: Param) -> Callable[[Any], Any]:
+    """A function coercing a value for ``param`` (fast for the common exact types)."""
+    target = param.target
+    if target is None:
+        return _identity
+    inner = base(target)
+    exact: tuple[type, ...] = ()
+    if isinstance(inner, IntType | FloatType):
+        exact = (int, float)  # coerce keeps numbers as they are (2.5 = id matches none)
+
+    def run(value: Any) -> Any:
+        if type(value) in exact:
+            return value
+        try:
+            return coerce(value, target)
+        except TypeMismatch as exc:
+            raise located_error(f"type mismatch: {param.context}: {exc}", param.where) from None
+
+    return run
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _walkable(value: Any) -> bool:
+    """Our plan and statement dataclasses (never a schema, whose fields are not plans)."""
+    return (
+        dataclasses.is_dataclass(value)
+        and not isinstance(value, type | TableSchema | ColumnType)
+        and type(value).__module__.startswith("cosmictron.query")
+    )
+
+
+def _fill(value: Any, values: Mapping[str, Any], in_expr: bool) -> Any:
+    if isinstance(value, Param):
+        filled = param_value(value, values)
+        return Const(filled, value.target or value.type) if in_expr else filled
+    if isinstance(value, Computed):
+        result = compile_expr(_fill(value.expr, values, True))(())
+        if result is None:
+            return None
+        try:
+            return coerce(result, value.target)
+        except TypeMismatch as exc:
+            raise located_error(f"type mismatch: {value.context}: {exc}", value.where) from None
+    if isinstance(value, tuple):
+        return tuple(_fill(item, values, in_expr) for item in value)
+    if isinstance(value, list):
+        return [_fill(item, values, in_expr) for item in value]
+    if isinstance(value, dict):
+        return {key: _fill(item, values, in_expr) for key, item in value.items()}
+    if _walkable(value) and has_params(value):
+        kind = type(value).__name__
+        changes = {
+            f.name: _fill(getattr(value, f.name), values, (kind, f.name) not in _RAW_FIELDS)
+            for f in dataclasses.fields(value)
+        }
+        return dataclasses.replace(value, **changes)
+    return value
+
+
+_RAW_FIELDS = {
+    ("IndexScan", "values"),
+    ("Limit", "limit"),
+    ("Limit", "offset"),
+    ("InsertStatement", "rows"),
+}
+"""Fields holding plain values, not expressions: a ``Param`` there becomes its value."""
