@@ -8,9 +8,10 @@ import os
 import pytest
 
 from cosmictron.durability import TX_RECORD_KIND, Record
-from cosmictron.durability.record import encode_payload
+from cosmictron.durability.record import FRAME_HEADER_BYTES, encode_payload
 from cosmictron.errors import DurabilityError, InternalError
 from cosmictron.ledger import GENESIS_HASH, record_hash
+from cosmictron.testing import frame_spans
 
 from .conftest import OpenLayer, recover_all, segment_files
 
@@ -91,11 +92,11 @@ def test_failed_write_leaves_nothing_and_log_stays_usable(
     recover_all(layer)
     layer.append(TX_RECORD_KIND, "before")
 
-    def write_half_then_fail(fd: int, parts: list[bytes]) -> int:
-        os.write(fd, b"".join(parts)[:5])
+    def write_half_then_fail(fd: int, position: int, parts: list[bytes]) -> int:
+        os.pwrite(fd, b"".join(parts)[:5], position)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(layer.storage, "writev", write_half_then_fail)
+    monkeypatch.setattr(layer.storage, "writev_at", write_half_then_fail)
     with pytest.raises(DurabilityError, match="No space left"):
         layer.append(TX_RECORD_KIND, "lost")
     monkeypatch.undo()
@@ -143,10 +144,10 @@ def test_always_buffers_until_the_leader_writes_and_a_failed_write_fails_the_log
     assert os.path.getsize(segment) > size_before, "the leader wrote the frame"
     pending = layer.append(TX_RECORD_KIND, "pending")
 
-    def fail(fd: int, data: bytes) -> int:
+    def fail(fd: int, position: int, parts: list[bytes]) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(layer.storage, "write", fail)
+    monkeypatch.setattr(layer.storage, "writev_at", fail)
     with pytest.raises(DurabilityError, match="refuses further writes"):
         layer.wait_durable(pending)
     monkeypatch.undo()
@@ -155,3 +156,23 @@ def test_always_buffers_until_the_leader_writes_and_a_failed_write_fails_the_log
     layer.close()
     records = recover_all(open_layer())
     assert [record.body for record in records] == ["first"]
+
+
+def test_segments_are_allocated_ahead_and_sealed_at_their_last_frame(
+    open_layer: OpenLayer,
+) -> None:
+    """Frames are written into zeros allocated ahead (so syncs skip the size update);
+    a sealed segment, and any segment after a clean close, ends at its last frame."""
+    layer = open_layer(segment_bytes_max=4096)
+    recover_all(layer)
+    for n in range(100):
+        layer.append(TX_RECORD_KIND, {"n": n, "pad": "p" * 40})
+    *sealed, last = segment_files(layer.data_dir)
+    assert sealed, "the log rotated"
+    for path in sealed:
+        spans = frame_spans(path)
+        assert os.path.getsize(path) == spans[-1][0] + FRAME_HEADER_BYTES + spans[-1][1]
+    end_of_frames = frame_spans(last)[-1][0] + FRAME_HEADER_BYTES + frame_spans(last)[-1][1]
+    assert os.path.getsize(last) > end_of_frames, "the open segment is allocated ahead"
+    layer.close()
+    assert os.path.getsize(last) == end_of_frames

@@ -50,12 +50,8 @@ def test_truncated_last_record_is_a_torn_tail(
     assert os.path.getsize(path) > last_frame  # truncated to the valid end, then appended
 
 
-@pytest.mark.parametrize(
-    "tail", [b"\x00" * 4096, b"\xde\xad\xbe\xef" * 10, b"\xff" * 3, b"\x05\x00\x00\x00"]
-)
-def test_trailing_garbage_or_zeros_is_a_torn_tail(
-    open_layer: OpenLayer, data_dir: str, tail: bytes
-) -> None:
+@pytest.mark.parametrize("tail", [b"\xde\xad\xbe\xef" * 10, b"\xff" * 3, b"\x05\x00\x00\x00"])
+def test_trailing_garbage_is_a_torn_tail(open_layer: OpenLayer, data_dir: str, tail: bytes) -> None:
     write_log(open_layer, 10)
     (path,) = segment_files(data_dir)
     healthy_size = os.path.getsize(path)
@@ -66,6 +62,27 @@ def test_trailing_garbage_or_zeros_is_a_torn_tail(
     assert os.path.getsize(path) == healthy_size  # the tail was cut before appending
     layer.close()
     assert_recovers(open_layer, 10)
+
+
+def test_trailing_zeros_are_allocated_space_kept_and_written_over(
+    open_layer: OpenLayer, data_dir: str
+) -> None:
+    """The writer fills a segment with zeros ahead of its frames (``PREALLOCATE_BYTES``):
+    recovery keeps them as free space, nothing is cut or kept aside, and the next frame
+    goes right after the last one."""
+    write_log(open_layer, 10)
+    (path,) = segment_files(data_dir)
+    healthy_size = os.path.getsize(path)
+    with open(path, "ab") as file:
+        file.write(bytes(4096))
+    layer = open_layer()
+    assert len(recover_all(layer)) == 10
+    assert os.path.getsize(path) == healthy_size + 4096, "the allocation is kept"
+    assert layer.append(TX_RECORD_KIND, {"n": 11}) == 11
+    layer.close()
+    assert os.path.getsize(path) < healthy_size + 4096, "a clean close trims the allocation"
+    assert not [name for name in os.listdir(os.path.dirname(path)) if ".torn-" in name]
+    assert [record.body["n"] for record in recover_all(open_layer())] == list(range(1, 12))
 
 
 def test_flipped_payload_byte_in_the_middle_is_corrupt(

@@ -41,6 +41,14 @@ from cosmictron.durability.storage import Storage
 from cosmictron.durability.sync import SyncCoordinator
 from cosmictron.errors import DurabilityError
 
+PREALLOCATE_BYTES = 1 << 20
+"""How far ahead of the last frame a segment is filled with zeros (capped by its size).
+
+Writing a frame into bytes that already exist, instead of extending the file, spares each
+``fdatasync`` the file-size update: about a quarter of its cost on ext4 here (133 -> 100 µs).
+SQLite's WAL gets the same effect by reusing its file.
+"""
+
 _packb = msgpack.packb
 _crc32 = zlib.crc32
 _sha256 = hashlib.sha256
@@ -76,6 +84,7 @@ class CommitLog:
         self._pending: list[tuple[bytes, int]] = []
         self._pending_lock = threading.Lock()
         self._flushed_bytes = 0
+        self._allocated_bytes = 0
         if self.buffered:
             sync.flush = self.flush_pending
 
@@ -83,6 +92,7 @@ class CommitLog:
         """Continue the log after recovery: ``fd`` is the last segment, ending at a valid frame."""
         self.fd = fd
         self.segment_bytes = self._flushed_bytes = segment_bytes
+        self._allocated_bytes = self.storage.size(fd)
         self.next_offset = self.first_offset = next_offset
         self.last_hash = last_hash
         self.sync.start(fd, next_offset - 1)
@@ -123,7 +133,7 @@ class CommitLog:
             durable = self.sync.synced_offset
             header = _pack_header(length, _frame_crc(crc, durable), durable)
             try:
-                written = self.storage.writev(self.fd, (header, payload))
+                written = self._write_at_end((header, payload), length + FRAME_HEADER_BYTES)
             except OSError as exc:
                 self._undo_write(offset, exc)
             if written != length + FRAME_HEADER_BYTES:
@@ -153,12 +163,14 @@ class CommitLog:
             parts.append(payload)
         data = b"".join(parts)
         try:
-            written = self.storage.write(self.fd, data)
+            written = self._write_at_end((data,), len(data))
             while written < len(data):
-                written += self.storage.write(self.fd, memoryview(data)[written:])
+                position = self._flushed_bytes + written
+                written += self.storage.writev_at(self.fd, position, (data[written:],))
         except OSError as exc:
             try:
                 self.storage.truncate(self.fd, self._flushed_bytes)
+                self._allocated_bytes = self._flushed_bytes
             except OSError:
                 pass  # recovery cuts a torn tail anyway
             self.sync.failure = DurabilityError(
@@ -168,10 +180,32 @@ class CommitLog:
             raise self.sync.failure from exc
         self._flushed_bytes += written
 
+    def _write_at_end(self, parts: tuple[bytes, ...], length: int) -> int:
+        """Write ``parts`` after the last frame, growing the zero-filled allocation first."""
+        position = self._flushed_bytes
+        if position + length > self._allocated_bytes:
+            target = max(
+                position + length,
+                min(self._allocated_bytes + PREALLOCATE_BYTES, self.segment_bytes_max),
+            )
+            zeros = bytes(target - self._allocated_bytes)
+            self.storage.writev_at(self.fd, self._allocated_bytes, (zeros,))
+            self._allocated_bytes = target
+        return self.storage.writev_at(self.fd, position, parts)
+
     def _undo_write(self, offset: int, cause: OSError) -> None:
-        """Cut off a partly written frame, then report the failed write."""
+        """Cut off a partly written frame, durably, then report the failed write.
+
+        The cut is synced before the caller hears of the failure: otherwise a crash could
+        drop the cut but keep the partial frame, and if the bytes it lacks were zeros the
+        allocation ahead supplies them, so a record the caller saw fail would come back.
+        (The crash simulation found this: seed 2977.)
+        """
         try:
-            self.storage.truncate(self.fd, self.segment_bytes)
+            self.storage.truncate(self.fd, self._flushed_bytes)
+            self._allocated_bytes = self._flushed_bytes
+            with self.sync.exclusive():
+                self.sync.sync_file(self.fd, offset - 1)
         except OSError as truncate_error:
             self.sync.failure = DurabilityError(
                 f"writing offset {offset} failed ({cause}) and the partial record could not "
@@ -188,6 +222,8 @@ class CommitLog:
         old_fd = self.fd
         with self.sync.exclusive():
             self.flush_pending()
+            # A sealed segment ends at its last frame: only the last one holds zeros.
+            self.storage.truncate(old_fd, self._flushed_bytes)
             self.sync.sync_file(old_fd, self.next_offset - 1)
             try:
                 new_fd = create_segment(self.storage, self.log_dir, self.next_offset)
@@ -198,10 +234,17 @@ class CommitLog:
                 ) from exc
             self.fd = self.sync.fd = new_fd
         self.storage.close(old_fd)
-        self.segment_bytes = self._flushed_bytes = self.storage.size(new_fd)
+        self.segment_bytes = self._flushed_bytes = self._allocated_bytes = self.storage.size(new_fd)
 
     def close(self) -> None:
-        """Close the file descriptor; the caller syncs first."""
+        """Trim the unused allocation and close; the caller syncs first.
+
+        The trim need not be synced: zeros after the last frame read as free space.
+        """
         if self.fd >= 0:
+            try:
+                self.storage.truncate(self.fd, self._flushed_bytes)
+            except OSError:
+                pass  # recovery treats the zeros as free space anyway
             self.storage.close(self.fd)
             self.fd = -1

@@ -148,7 +148,7 @@ class PersistenceLayer:
                 fd = create_segment(self.storage, self.log_dir, tail.next_offset)
                 segment_bytes = self.storage.size(fd)
             else:
-                fd = open_segment_for_append(self.storage, tail.path, tail.valid_bytes)
+                fd = open_segment_for_append(self.storage, tail.path, tail.valid_bytes, tail.torn)
                 # What recovery read may still be only in the page cache.
                 self.storage.sync(fd, "fsync")
                 segment_bytes = tail.valid_bytes

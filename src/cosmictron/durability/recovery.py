@@ -42,6 +42,7 @@ class LogTail:
     valid_bytes: int
     next_offset: int
     last_hash: bytes
+    torn: bool = False
 
 
 class Recovery:
@@ -128,7 +129,15 @@ class Recovery:
             )
         if reader.torn_at is not None:
             self._keep_torn_tail(reader.path, reader.data, reader.torn_at, expected)
-        self._finish(LogTail(reader.path, reader.valid_bytes, expected, last_hash or snapshot_hash))
+        self._finish(
+            LogTail(
+                reader.path,
+                reader.valid_bytes,
+                expected,
+                last_hash or snapshot_hash,
+                torn=reader.torn_at is not None,
+            )
+        )
 
     def _keep_torn_tail(self, path: str, data: bytes, torn_at: int, offset: int) -> None:
         """Confirm a torn tail with a second read, and keep its bytes before truncation.
@@ -147,7 +156,8 @@ class Recovery:
                 offset,
             )
         kept = f"{path}.torn-{torn_at}"
-        write_file_durably(kept, [data[torn_at:]], self.storage)
+        # Trailing zeros are allocation the writer made ahead, and carry nothing.
+        write_file_durably(kept, [data[torn_at:].rstrip(b"\0")], self.storage)
         logger.warning(
             "truncating the torn tail of %s at byte %d; its %d bytes are kept in %s",
             path,

@@ -99,18 +99,20 @@ def create_segment(storage: Storage, log_dir: str, base_offset: int) -> int:
     """Create a segment durably and return a handle open for appending."""
     path = segment_path(log_dir, base_offset)
     write_file_durably(path, [SEGMENT_HEADER.pack(SEGMENT_MAGIC, base_offset)], storage)
-    return storage.open_append(path)
+    return storage.open_write(path)
 
 
-def open_segment_for_append(storage: Storage, path: str, valid_bytes: int) -> int:
-    """Open an existing segment for appending, first cutting off a torn tail if there is one.
+def open_segment_for_append(storage: Storage, path: str, valid_bytes: int, torn: bool) -> int:
+    """Open the last segment for writing after its last frame, cutting a torn tail off.
 
     Args:
         path: the last segment.
         valid_bytes: where its last valid frame ends.
+        torn: whether the bytes after it are a torn tail (cut and synced) rather than
+            zeros the writer allocated ahead (kept, and written over).
     """
-    handle = storage.open_append(path)
-    if storage.size(handle) != valid_bytes:
+    handle = storage.open_write(path)
+    if torn and storage.size(handle) != valid_bytes:
         storage.truncate(handle, valid_bytes)
         storage.sync(handle, "fsync")
     return handle
@@ -266,8 +268,7 @@ class SegmentReader:
             raise CorruptLog(self.path, position, reason, self.next_offset)
         data = self.data
         if not data.count(0, position) < len(data) - position:
-            self.torn_at = position  # only zeros follow: preallocated or never written
-            return
+            return  # only zeros follow: space the writer allocated ahead, not damage
         expected = self.next_offset
         # Every payload starts with PAYLOAD_PREFIX, so only the bytes before one of its
         # occurrences can start a frame: find() jumps between them at C speed instead of

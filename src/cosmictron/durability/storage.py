@@ -17,6 +17,11 @@ checks:
   and must raise ``FileNotFoundError`` if it does not exist.
 - ``open_overwrite(path)`` must create the file, or empty an existing one, and open it
   for writing at the start.
+- ``open_write(path)`` must open an existing file for ``writev_at``, changing nothing,
+  and must raise ``FileNotFoundError`` if it does not exist.
+- ``writev_at(handle, position, parts)`` must write the parts, in order, starting at byte
+  ``position`` (past the end, the gap reads as zeros) and return the number of bytes
+  written; short and failed writes are as for ``write``.
 - ``write`` and ``writev`` must write at the end of what the handle has written so far
   (the end of the file for an append handle) and return the number of bytes written;
   fewer than given is a short write, which the caller must handle. A failed write must
@@ -66,6 +71,8 @@ class Storage(Protocol):
 
     def open_append(self, path: str) -> int: ...
     def open_overwrite(self, path: str) -> int: ...
+    def open_write(self, path: str) -> int: ...
+    def writev_at(self, handle: int, position: int, parts: Sequence[bytes]) -> int: ...
     def write(self, handle: int, data: bytes | memoryview) -> int: ...
     def writev(self, handle: int, parts: Sequence[bytes]) -> int: ...
     def read_file(self, path: str) -> bytes: ...
@@ -104,6 +111,12 @@ class FileStorage:
 
     def open_overwrite(self, path: str) -> int:
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+
+    def open_write(self, path: str) -> int:
+        return os.open(path, os.O_WRONLY)
+
+    def writev_at(self, handle: int, position: int, parts: Sequence[bytes]) -> int:
+        return os.pwritev(handle, parts, position)
 
     def read_file(self, path: str) -> bytes:
         with open(path, "rb") as file:

@@ -121,8 +121,25 @@ def lock_excludes_a_second_holder(storage: Storage, root: str) -> None:
     storage.lock(root).release()
 
 
+def positional_writes_overwrite_in_place(storage: Storage, root: str) -> None:
+    path = os.path.join(root, "file")
+    handle = storage.open_overwrite(path)
+    storage.write(handle, b"abcdef")
+    storage.close(handle)
+    _expect_raises(FileNotFoundError, lambda: storage.open_write(path + ".missing"), "open_write")
+    handle = storage.open_write(path)
+    _expect(storage.read_file(path) == b"abcdef", "open_write must change nothing")
+    _expect(storage.writev_at(handle, 2, [b"X", b"Y"]) == 2, "writev_at returns bytes written")
+    _expect(storage.read_file(path) == b"abXYef", f"in place, got {storage.read_file(path)!r}")
+    storage.writev_at(handle, 8, [b"Z"])
+    _expect(storage.read_file(path) == b"abXYef\0\0Z", "a gap past the end reads as zeros")
+    _expect(storage.size(handle) == 9, "size counts the gap")
+    storage.close(handle)
+
+
 CHECKS = [
     overwrite_creates_or_empties,
+    positional_writes_overwrite_in_place,
     append_writes_at_the_end,
     truncate_moves_the_end,
     names_can_be_renamed_listed_and_removed,

@@ -90,6 +90,18 @@ class MemoryStorage:
                 self._truncate(file, 0)
             return self._new_handle(file, append=False)
 
+    def open_write(self, path: str) -> int:
+        with self.mutex:
+            return self._new_handle(self._existing(path), append=False)
+
+    def writev_at(self, handle: int, position: int, parts: Sequence[bytes]) -> int:
+        with self.mutex:
+            target = self._handle(handle)
+            if target.append:
+                raise OSError(errno.EINVAL, "positional write on an append handle")
+            target.position = position
+            return self._write(target, b"".join(parts))
+
     def write(self, handle: int, data: bytes | memoryview) -> int:
         with self.mutex:
             return self._write(self._handle(handle), bytes(data))
