@@ -6,8 +6,8 @@ it is a handful of C calls: ``msgpack.packb``, ``zlib.crc32``, ``struct.pack``,
 
 Where the bytes go depends on the fsync policy:
 
-- ``periodic`` and ``never``: the write goes to the kernel at once (an ``O_APPEND`` file
-  descriptor), so a killed process loses nothing it appended; only a power cut can lose
+- ``periodic`` and ``never``: the write goes to the kernel at once (one positional
+  write after the last frame), so a killed process loses nothing it appended; only a power cut can lose
   unsynced records, which the policy bounds. A failed write (a full disk) cuts the
   segment back and raises ``DurabilityError``; the log stays usable.
 - ``always``: frames wait in a user-space buffer that the group-commit leader writes and
