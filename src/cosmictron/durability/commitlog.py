@@ -2,14 +2,14 @@
 
 ``append`` is the hot path (called under the host's writer lock for every transaction), so
 it is a handful of C calls: ``msgpack.packb``, ``zlib.crc32``, ``struct.pack``,
-``Storage.writev`` (``os.writev`` itself for ``FileStorage``) and ``sha256``.
+``Storage.writev_at`` (``os.pwritev`` for ``FileStorage``) and ``sha256``.
 
 Where the bytes go depends on the fsync policy:
 
 - ``periodic`` and ``never``: the write goes to the kernel at once (one positional
-  write after the last frame), so a killed process loses nothing it appended; only a power cut can lose
-  unsynced records, which the policy bounds. A failed write (a full disk) cuts the
-  segment back and raises ``DurabilityError``; the log stays usable.
+  write after the last frame), so a killed process loses nothing it appended; only a
+  power cut can lose unsynced records, which the policy bounds. A failed write (a full
+  disk) cuts the segment back and raises ``DurabilityError``; the log stays usable.
 - ``always``: frames wait in a user-space buffer that the group-commit leader writes and
   syncs in one go (``flush_pending``). No caller is told its record is durable before
   that, so a crash loses only unacknowledged records. Writing in the leader matters for
