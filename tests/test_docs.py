@@ -40,6 +40,7 @@ EXAMPLE_PAGES = [
     "docs/tutorial.md",
     "docs/guide/modules-and-reducers.md",
     "docs/guide/embedded.md",
+    "docs/guide/subscriptions.md",
 ]
 
 LINKED_PAGES = ["README.md", "docs/index.md"]

@@ -59,6 +59,7 @@ from cosmictron.module import (
     ReducerContext,
 )
 from cosmictron.query import QueryResult
+from cosmictron.subscription import Subscription, SubscriptionManager
 from cosmictron.values import ConnectionId, Identity, Timestamp
 
 _T = TypeVar("_T")
@@ -126,8 +127,11 @@ class Database:
         }
         self._view = DbView(self._handles)
         self._by_class = {cls: self._handles[name] for cls, name in loaded.table_by_class.items()}
-        self._listeners: list[CommitListener] = []
         self._offset = 0
+        self._subscriptions = SubscriptionManager(
+            self._datastore, loaded.schema, self._lock, lambda: self._offset, owner
+        )
+        self._listeners: list[CommitListener] = [self._subscriptions.on_commit]
         self._last_timestamp_us = 0
         self._last_snapshot_offset = 0
         self._calls = 0
@@ -404,6 +408,25 @@ class Database:
             Conflict: DML would duplicate a key; nothing was changed.
         """
         return run_sql(self, text, params, sender or self.owner, rows_max)
+
+    def subscribe(
+        self,
+        queries: Sequence[str],
+        on_update: Callable[[dict[str, Any]], Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        sender: Identity | None = None,
+    ) -> Subscription:
+        """Subscribe to ``queries``: rows now (``.initial``), then each change.
+
+        ``on_update(update)`` is called synchronously, under the writer lock, once per
+        later transaction that changes the result; keep it short. See
+        docs/guide/subscriptions.md for the message shapes and guarantees.
+
+        Raises:
+            SqlError: a query is invalid or not subscribable (the message says why).
+            PermissionDenied: a non-owner subscribes to a private table.
+        """
+        return self._subscriptions.subscribe(queries, on_update, params, sender or self.owner)
 
     def _next_timestamp_us(self) -> int:
         """Now, but strictly after the last transaction's timestamp (the clock may step)."""

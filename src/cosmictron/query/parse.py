@@ -73,6 +73,8 @@ def prepare(
     schema: ModuleSchema,
     params: Mapping[str, Any] | None = None,
     sender: Identity | None = None,
+    *,
+    optimized: bool = True,
 ) -> Statement | Explain:
     """Parse and plan one SQL statement, each parameter a ``Param`` slot.
 
@@ -85,6 +87,8 @@ def prepare(
         schema: the tables it may name.
         params: values for ``:name`` placeholders; ``:sender`` defaults to ``sender``.
         sender: the caller, for ``:sender``.
+        optimized: False leaves a SELECT's plan as ``select.py`` built it (the rules
+            not applied): the logical form the subscription layer decomposes.
 
     Raises:
         SqlError: bad syntax, unknown names, type mismatches, unsupported constructs,
@@ -106,9 +110,10 @@ def prepare(
     statement: Statement
     if isinstance(tree, exp.Select):
         statement = build_select(tree, schema, source, params, sender)
-        statement = type(statement)(
-            optimize(statement.plan), statement.columns, statement.types, statement.tables
-        )
+        if optimized:
+            statement = type(statement)(
+                optimize(statement.plan), statement.columns, statement.types, statement.tables
+            )
     elif isinstance(tree, exp.Insert):
         statement = _insert(tree, schema, source, params, sender)
     elif isinstance(tree, exp.Update):

@@ -1,0 +1,565 @@
+"""One subscribed query kept up to date: compiled once, then maintained by deltas.
+
+``compile_live`` turns SQL text into a ``LiveQuery`` or refuses it with a ``SqlError``
+naming why. The query is planned by the SQL engine (``parse.prepare`` with
+``optimized=False``: the logical plan) and decomposed into its FROM positions
+(``Source``), the conjuncts of its ON and WHERE conditions, the table whose rows it
+returns, and an optional ORDER BY ... LIMIT window.
+
+``LiveQuery.delta`` computes the change of the result from a transaction's
+``TableChange`` lists, never from whole tables (docs/design/subscriptions.md). For
+k FROM positions, the telescoping sum
+
+    ΔQ = Σ_i  R1' ⋈ … ⋈ R(i-1)' ⋈ ΔRi ⋈ R(i+1) ⋈ … ⋈ Rk
+
+has one term per position whose table changed. A term starts from that position's
+signed rows (+inserts, -deletes) and extends each partial combination one position
+at a time (the order chosen once, at compile time: first a position reachable by an
+indexed equality, then one sharing a condition, else the next in FROM order),
+looking rows up through a single-column index or the primary key when an equality
+allows, otherwise scanning. Positions before ``i`` read the tables as they are (the
+state after the commit); positions after ``i`` read them *before* the transaction,
+which is the current state with the transaction's inserts skipped (by row key) and its
+deletes added back. Each conjunct runs as soon as every position it reads is bound.
+The signed output rows are summed in a ``Counter``, so +/- pairs cancel and the result
+is an exact bag delta.
+
+A live top-N (``ORDER BY … LIMIT n``) keeps its window in a ``SortedList`` under a
+total order: the ORDER BY keys (NULLs first ascending, last descending, as ``db.sql``)
+then the output row's values, so ties are broken deterministically (rows equal under
+that order are identical rows). Delta rows at or before the window's last row enter
+it; deleted rows leave it; a window left short while rows remain outside it is
+refilled by evaluating the whole query, the one re-evaluation the design allows.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sortedcontainers import SortedList
+
+from cosmictron import limits
+from cosmictron.datastore import Datastore, TableChange, TableSchema
+from cosmictron.errors import SqlError
+from cosmictron.query import SelectStatement, execute, optimize
+from cosmictron.query.cache import Converter, converter
+from cosmictron.query.expressions import compile_expr
+from cosmictron.query.params import bind
+from cosmictron.query.parse import param_values, prepare
+from cosmictron.query.plan import (
+    Aggregate,
+    Binary,
+    Col,
+    Distinct,
+    Expr,
+    Filter,
+    Join,
+    Limit,
+    Node,
+    Project,
+    Scan,
+    Sort,
+    conjuncts,
+    node_children,
+    slots,
+)
+from cosmictron.values import Identity
+
+Row = tuple[Any, ...]
+Check = Callable[[Any], Any]
+"""A compiled expression run over the partial joined row (a list, indexed by slot)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One position in FROM: its table, alias and where its columns start."""
+
+    table: TableSchema = field(compare=False)
+    name: str
+    alias: str
+    base: int
+    width: int
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Find a position's rows by ``column`` (a table position) equal to ``key(row)``.
+
+    ``index`` names a single-column index; None means the column is the primary key.
+    """
+
+    column: int
+    index: str | None
+    key: Check
+
+
+@dataclass(frozen=True)
+class Step:
+    """Bind ``source`` (by ``lookup`` or a scan), then check ``checks``."""
+
+    position: int
+    lookup: Lookup | None
+    checks: tuple[Check, ...]
+
+
+@dataclass(frozen=True)
+class Term:
+    """The delta term started from position ``seed``: seed checks, then the steps."""
+
+    seed: int
+    seed_checks: tuple[Check, ...]
+    steps: tuple[Step, ...]
+
+
+class TxView:
+    """One transaction's changes, indexed for the delta terms (built once per commit)."""
+
+    def __init__(self, datastore: Datastore, changes: Iterable[TableChange]) -> None:
+        self.datastore = datastore
+        self.inserts: dict[str, list[Row]] = {}
+        self.deletes: dict[str, list[Row]] = {}
+        self.inserted_keys: dict[str, set[Any]] = {}
+        self._deletes_by: dict[tuple[str, int], dict[Any, list[Row]]] = {}
+        for change in changes:
+            name = change.table.name
+            if change.inserts:
+                self.inserts[name] = change.inserts
+                self.inserted_keys[name] = {change.table.row_key(r) for r in change.inserts}
+            if change.deletes:
+                self.deletes[name] = change.deletes
+
+    @property
+    def tables(self) -> set[str]:
+        return set(self.inserts) | set(self.deletes)
+
+    def deletes_by(self, table: str, column: int) -> dict[Any, list[Row]]:
+        found = self._deletes_by.get((table, column))
+        if found is None:
+            found = {}
+            for row in self.deletes.get(table, ()):
+                found.setdefault(row[column], []).append(row)
+            self._deletes_by[(table, column)] = found
+        return found
+
+
+class LiveQuery:
+    """A compiled subscribable query, shared by every subscriber with the same ``key``."""
+
+    def __init__(
+        self,
+        key: Any,
+        text: str,
+        statement: SelectStatement,
+        logical: Node,
+        sources: list[Source],
+        output: int,
+        predicates: list[Expr],
+        exprs: tuple[Expr, ...],
+        sort_keys: tuple[tuple[int, bool], ...],
+        limit: int | None,
+    ) -> None:
+        self.key = key
+        self.text = text
+        self.sources = sources
+        self.output = output
+        out = sources[output]
+        self.table_name = out.name
+        self.tables = frozenset(source.name for source in sources)
+        self.columns = statement.columns
+        found = tuple(converter(t) for t in statement.types)
+        self.converters: tuple[Converter | None, ...] | None = (
+            found if any(c is not None for c in found) else None
+        )
+        self._from_where = optimize(logical)
+        self._out_slice = slice(out.base, out.base + out.width)
+        self._sort_keys = sort_keys
+        self._sort_exprs: tuple[Check, ...] = tuple(
+            compile_expr(exprs[slot]) for slot, _ in sort_keys
+        )
+        self.limit = limit
+        self._terms = [_plan_term(i, sources, predicates) for i in range(len(sources))]
+        self._positions_of: dict[str, list[int]] = {}
+        for position, source in enumerate(sources):
+            self._positions_of.setdefault(source.name, []).append(position)
+        self.subscribers: set[Any] = set()
+        self.evaluations = 0  # deltas computed (one per transaction touching its tables)
+        self._window: SortedList | None = None
+        self._complete = True
+
+    # -- evaluation --------------------------------------------------------------------
+
+    @property
+    def top_n(self) -> bool:
+        return self.limit is not None
+
+    def initial(self, datastore: Datastore) -> list[Row]:
+        """The current result (canonical rows); for a top-N, also (re)sets the window."""
+        if self.limit is None:
+            rows = execute(self._from_where, datastore, limits.query_rows_max)
+            return [row[self._out_slice] for row in rows]
+        self._refill(datastore)
+        assert self._window is not None
+        return [entry[1] for entry in self._window]
+
+    def current(self) -> list[Row]:
+        """A top-N's current window, in order (for a new subscriber sharing it)."""
+        assert self._window is not None
+        return [entry[1] for entry in self._window]
+
+    def delta(self, tx: TxView) -> tuple[list[Row], list[Row]]:
+        """The (inserts, deletes) this transaction makes to the result (canonical rows)."""
+        self.evaluations += 1
+        signed: Counter[Any] = Counter()
+        for name in tx.tables:
+            for position in self._positions_of.get(name, ()):
+                self._run_term(self._terms[position], tx, signed)
+        if self.limit is not None:
+            return self._apply_window(signed, tx.datastore)
+        inserts: list[Row] = []
+        deletes: list[Row] = []
+        for row, count in signed.items():
+            if count > 0:
+                inserts.extend([row] * count)
+            elif count < 0:
+                deletes.extend([row] * -count)
+        return inserts, deletes
+
+    def _entry(self, full: Any) -> Any:
+        row = tuple(full[self._out_slice])
+        if self.limit is None:
+            return row
+        values = tuple(function(full) for function in self._sort_exprs)
+        return (_order_key(values, self._sort_keys, row), row)
+
+    def _run_term(self, term: Term, tx: TxView, signed: Counter[Any]) -> None:
+        sources = self.sources
+        seed = sources[term.seed]
+        width = sum(source.width for source in sources)
+        full: list[Any] = [None] * width
+        steps = term.steps
+        datastore = tx.datastore
+        seed_position = term.seed
+        entry = self._entry
+
+        def extend(depth: int, sign: int) -> None:
+            if depth == len(steps):
+                signed[entry(full)] += sign
+                return
+            step = steps[depth]
+            source = sources[step.position]
+            before = step.position > seed_position
+            base, end = source.base, source.base + source.width
+            for row in _candidates(source, step.lookup, full, datastore, tx, before):
+                full[base:end] = row
+                if all(check(full) for check in step.checks):
+                    extend(depth + 1, sign)
+
+        for rows, sign in ((tx.inserts.get(seed.name, ()), 1), (tx.deletes.get(seed.name, ()), -1)):
+            for row in rows:
+                full[seed.base : seed.base + seed.width] = row
+                if all(check(full) for check in term.seed_checks):
+                    extend(0, sign)
+
+    # -- top-N -------------------------------------------------------------------------
+
+    def _refill(self, datastore: Datastore) -> None:
+        assert self.limit is not None
+        rows = execute(self._from_where, datastore, limits.query_rows_max)
+        entries = sorted(self._entry(row) for row in rows)
+        self._window = SortedList(entries[: self.limit])
+        self._complete = len(entries) <= self.limit
+
+    def _apply_window(
+        self, signed: Counter[Any], datastore: Datastore
+    ) -> tuple[list[Row], list[Row]]:
+        window = self._window
+        assert window is not None and self.limit is not None
+        limit = self.limit
+        changed: Counter[Row] = Counter()
+        boundary = None if self._complete or not window else window[-1]
+        refill = False
+        for entry, count in sorted(signed.items(), key=lambda item: item[1]):  # deletes first
+            inside = boundary is None or entry <= boundary
+            if not inside:
+                continue
+            if count < 0:
+                for _ in range(-count):
+                    if entry in window:
+                        window.remove(entry)
+                        changed[entry[1]] -= 1
+                    elif entry != boundary:
+                        refill = True  # cannot happen: every row before the boundary is in
+            elif count > 0:
+                for _ in range(count):
+                    window.add(entry)
+                    changed[entry[1]] += 1
+        while len(window) > limit:
+            changed[window.pop()[1]] -= 1
+            self._complete = False
+        if refill or (not self._complete and len(window) < limit):
+            # The window is short while rows remain outside it: evaluate the query again.
+            before = Counter(entry[1] for entry in window)
+            before.subtract(changed)  # the window as it was before this transaction
+            self._refill(datastore)
+            changed = Counter(entry[1] for entry in self._window or ())
+            changed.subtract(before)
+        inserts: list[Row] = []
+        deletes: list[Row] = []
+        for row, count in changed.items():
+            if count > 0:
+                inserts.extend([row] * count)
+            elif count < 0:
+                deletes.extend([row] * -count)
+        return inserts, deletes
+
+
+def _candidates(
+    source: Source,
+    lookup: Lookup | None,
+    full: list[Any],
+    datastore: Datastore,
+    tx: TxView,
+    before: bool,
+) -> Iterable[Row]:
+    """Rows of one position, after the commit or (``before``) as it was before it."""
+    table = datastore.tables[source.name]
+    rows = table.rows
+    skip = tx.inserted_keys.get(source.name) if before else None
+    if lookup is None:
+        if skip:
+            found: list[Row] = [row for key, row in rows.items() if key not in skip]
+        else:
+            found = list(rows.values())
+        if before:
+            found.extend(tx.deletes.get(source.name, ()))
+        return found
+    key = lookup.key(full)
+    if key is None:
+        return ()
+    if lookup.index is None:
+        keys: Iterable[Any] = () if key not in rows else (key,)
+    else:
+        index = table.index_named(lookup.index)
+        assert index is not None
+        keys = list(index.row_keys(key))
+    found = [rows[k] for k in keys if not skip or k not in skip]
+    if before and source.name in tx.deletes:
+        found.extend(tx.deletes_by(source.name, lookup.column).get(key, ()))
+    return found
+
+
+class _Desc:
+    """Reverses the order of the value it wraps (a descending ORDER BY key)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __lt__(self, other: _Desc) -> bool:
+        return bool(other.value < self.value)
+
+    def __gt__(self, other: _Desc) -> bool:
+        return bool(other.value > self.value)
+
+    def __le__(self, other: _Desc) -> bool:
+        return bool(other.value <= self.value)
+
+    def __ge__(self, other: _Desc) -> bool:
+        return bool(other.value >= self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Desc) and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+def _order_key(values: Row, keys: tuple[tuple[int, bool], ...], row: Row) -> Row:
+    parts: list[Any] = []
+    for value, (_, descending) in zip(values, keys, strict=True):
+        part = (value is not None, value)
+        parts.append(_Desc(part) if descending else part)
+    parts.append(tuple((value is not None, value) for value in row))
+    return tuple(parts)
+
+
+# -- compiling -------------------------------------------------------------------------
+
+
+def compile_live(
+    text: str,
+    schema: Any,
+    params: Mapping[str, Any] | None,
+    sender: Identity,
+) -> LiveQuery:
+    """Plan ``text`` and decompose it for incremental maintenance.
+
+    Raises:
+        SqlError: the SQL is invalid, or not of the subscribable shape (the message
+            says which construct).
+    """
+    planned = prepare(text, schema, params, sender, optimized=False)
+    if not isinstance(planned, SelectStatement):
+        raise SqlError("only a SELECT can be subscribed to")
+    statement = bind(planned, param_values(params, sender))
+    plan = statement.plan
+    limit: int | None = None
+    if isinstance(plan, Limit):
+        if plan.offset:
+            raise SqlError("OFFSET is not subscribable (a live window starts at the first row)")
+        limit = plan.limit
+        plan = plan.child
+    sort_keys: tuple[tuple[int, bool], ...] = ()
+    if isinstance(plan, Sort):
+        sort_keys = plan.keys
+        plan = plan.child
+    if limit is not None and not sort_keys:
+        raise SqlError("LIMIT without ORDER BY is not subscribable (which rows is undefined)")
+    if isinstance(plan, Distinct):
+        raise SqlError("DISTINCT is not subscribable (a subscription is a bag of rows)")
+    assert isinstance(plan, Project), plan
+    if any(isinstance(node, Aggregate) for node in _walk(plan)):
+        raise SqlError("aggregates and GROUP BY are not subscribable; use a one-off query")
+    from_where = plan.child
+    predicates: list[Expr] = []
+    if isinstance(from_where, Filter):
+        predicates.extend(conjuncts(from_where.predicate))
+        joins = from_where.child
+    else:
+        joins = from_where
+    sources: list[Source] = []
+    _collect(joins, sources, predicates)
+    output = _output_source(plan, sources)
+    if not sort_keys:
+        limit = None
+    # The key of the plan after binding: equal plans (whatever the spelling of the SQL)
+    # over the same schema share one LiveQuery.
+    key = (id(schema), repr(statement.plan), sender)
+    return LiveQuery(
+        key, text, statement, from_where, sources, output, predicates, plan.exprs, sort_keys, limit
+    )
+
+
+def _walk(node: Node) -> Iterable[Node]:
+    yield node
+    for child in node_children(node):
+        yield from _walk(child)
+
+
+def _collect(node: Node, sources: list[Source], predicates: list[Expr]) -> None:
+    if isinstance(node, Scan):
+        sources.append(
+            Source(node.table, node.name, node.alias, node.base, len(node.table.columns))
+        )
+        return
+    if isinstance(node, Join):
+        if node.kind != "INNER":
+            raise SqlError(f"{node.kind} JOIN is not subscribable (only inner joins are)")
+        _collect(node.left, sources, predicates)
+        _collect(node.right, sources, predicates)
+        predicates.extend(conjuncts(node.condition))
+        return
+    raise SqlError(f"unsupported construct in a subscription: {type(node).__name__}")
+
+
+def _output_source(project: Project, sources: list[Source]) -> int:
+    shown = project.exprs[: project.width]
+    for position, source in enumerate(sources):
+        wanted = [source.base + i for i in range(source.width)]
+        if [e.slot if isinstance(e, Col) else None for e in shown] == wanted:
+            return position
+    if len(sources) > 1 and project.width == sum(s.width for s in sources):
+        raise SqlError(
+            "SELECT * over a join is not subscribable: subscribe to one table's rows with "
+            "SELECT t.* (t the alias of that table)"
+        )
+    raise SqlError(
+        "a subscription returns whole rows of one table: SELECT * or SELECT t.* "
+        "(column lists and expressions are not subscribable)"
+    )
+
+
+def _plan_term(seed: int, sources: list[Source], predicates: list[Expr]) -> Term:
+    """The order in which the delta term from ``seed`` binds the other positions."""
+
+    def position_of(slot: int) -> int:
+        for position, source in enumerate(sources):
+            if source.base <= slot < source.base + source.width:
+                return position
+        raise AssertionError(slot)
+
+    needs = [{position_of(s) for s in slots(p)} for p in predicates]
+    bound = {seed}
+    done = [False] * len(predicates)
+
+    def ready() -> tuple[Check, ...]:
+        found = []
+        for number, predicate in enumerate(predicates):
+            if not done[number] and needs[number] <= bound:
+                done[number] = True
+                found.append(compile_expr(predicate))
+        return tuple(found)
+
+    seed_checks = ready()
+    steps: list[Step] = []
+    remaining = [p for p in range(len(sources)) if p != seed]
+    while remaining:
+        choice, lookup = _choose(remaining, sources, predicates, needs, bound, position_of)
+        remaining.remove(choice)
+        bound.add(choice)
+        steps.append(Step(choice, lookup, ready()))
+    return Term(seed, seed_checks, tuple(steps))
+
+
+def _choose(
+    remaining: list[int],
+    sources: list[Source],
+    predicates: list[Expr],
+    needs: list[set[int]],
+    bound: set[int],
+    position_of: Callable[[int], int],
+) -> tuple[int, Lookup | None]:
+    connected: int | None = None
+    for position in remaining:
+        source = sources[position]
+        for predicate, need in zip(predicates, needs, strict=True):
+            if position not in need or not need - {position} <= bound:
+                continue
+            if connected is None and need - {position}:
+                connected = position
+            lookup = _lookup(predicate, source, position, position_of)
+            if lookup is not None:
+                return position, lookup
+    return (remaining[0] if connected is None else connected), None
+
+
+def _lookup(
+    predicate: Expr, source: Source, position: int, position_of: Callable[[int], int]
+) -> Lookup | None:
+    """A lookup if ``predicate`` is ``column = <expr of bound positions>``, indexed."""
+    if not isinstance(predicate, Binary) or predicate.op != "=":
+        return None
+    for column, other in ((predicate.left, predicate.right), (predicate.right, predicate.left)):
+        if not isinstance(column, Col) or position_of(column.slot) != position:
+            continue
+        if any(position_of(s) == position for s in slots(other)):
+            continue
+        name = source.table.columns[column.slot - source.base].name
+        indexed, index = _index_on(source.table, name)
+        if indexed:
+            return Lookup(column.slot - source.base, index, compile_expr(other))
+    return None
+
+
+def _index_on(table: TableSchema, column: str) -> tuple[bool, str | None]:
+    """Whether ``column`` alone is indexed, and the index (None: the primary key)."""
+    if tuple(table.primary_key) == (column,):
+        return True, None
+    for index in table.indexes:
+        if tuple(index.columns) == (column,):
+            return True, str(index.name)
+    return False, None

@@ -1,0 +1,281 @@
+"""The subscription guarantees, one by one, through ``Database.subscribe``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from cosmictron.errors import PermissionDenied, SqlError
+from cosmictron.values import Identity, Timestamp
+from tests.subscription.conftest import MODULE, Mirror
+
+
+@pytest.fixture
+def db(open_db: Any) -> Any:
+    return open_db(MODULE)
+
+
+def put(db: Any, table: str, **values: Any) -> int:
+    db.call("batch", json.dumps([["put", table, values]]))
+    return int(db.tx_offset)
+
+
+def test_initial_rows_and_updates_carry_offsets_in_commit_order(db: Any) -> None:
+    put(db, "a", id=1, k=1, v=5)
+    updates: list[dict[str, Any]] = []
+    sub = db.subscribe(["SELECT * FROM a WHERE v > 2"], on_update=updates.append)
+    assert sub.initial == {
+        "tx_offset": db.tx_offset,
+        "tables": [{"table_name": "a", "rows": [(1, 1, 5)]}],
+    }
+    first = put(db, "a", id=2, k=None, v=3)
+    second = put(db, "a", id=1, k=1, v=0)  # leaves the result
+    assert [u["tx_offset"] for u in updates] == [first, second] == [sub.tx_offset + 1, first + 1]
+    assert isinstance(updates[0]["timestamp"], Timestamp)
+    assert updates[0]["tables"] == [{"table_name": "a", "inserts": [(2, None, 3)], "deletes": []}]
+    assert updates[1]["tables"] == [{"table_name": "a", "inserts": [], "deletes": [(1, 1, 5)]}]
+
+
+def test_no_gap_and_no_overlap_with_concurrent_writers(db: Any) -> None:
+    """Writers commit while subscribers join; initial + updates equals the query."""
+    stop = threading.Event()
+
+    def write() -> None:
+        number = 0
+        while not stop.is_set():
+            number += 1
+            put(db, "a", id=number % 6 + 1, k=number % 3, v=number % 4)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        mirrors = []
+        for _ in range(20):
+            mirror = Mirror()
+            sub = db.subscribe(["SELECT * FROM a WHERE v >= 2"], on_update=mirror)
+            mirror.start(sub.initial)
+            mirrors.append((mirror, sub))
+    finally:
+        stop.set()
+        writer.join()
+    expected = Counter(db.sql("SELECT * FROM a WHERE v >= 2").rows)
+    for mirror, sub in mirrors:
+        assert mirror.table("a") == expected
+        offsets = [u["tx_offset"] for u in mirror.updates]
+        assert offsets == sorted(set(offsets))
+        assert not offsets or offsets[0] > sub.tx_offset
+
+
+def test_a_transaction_not_touching_the_query_costs_it_nothing(db: Any) -> None:
+    updates: list[dict[str, Any]] = []
+    db.subscribe(["SELECT a.* FROM a JOIN c ON c.a_id = a.id"], on_update=updates.append)
+    (query,) = db._subscriptions.live_queries()
+    put(db, "b", id=1, k=1, w=1)
+    assert updates == [] and query.evaluations == 0
+    put(db, "a", id=1, k=1, v=1)  # touches a table, changes nothing visible: no update
+    assert updates == [] and query.evaluations == 1
+
+
+def test_identical_queries_are_computed_once_per_transaction(db: Any) -> None:
+    seen: list[list[dict[str, Any]]] = [[], [], []]
+    text = "SELECT * FROM a WHERE v = :v"
+    db.subscribe([text], on_update=seen[0].append, params={"v": 1})
+    db.subscribe(["SELECT *  FROM a\nWHERE v = 1"], on_update=seen[1].append)
+    db.subscribe([text], on_update=seen[2].append, params={"v": 2})  # another value
+    assert db._subscriptions.query_count == 2
+    put(db, "a", id=1, k=None, v=1)
+    evaluations = sorted(q.evaluations for q in db._subscriptions.live_queries())
+    assert evaluations == [1, 1]
+    assert seen[0] == seen[1] and len(seen[0]) == 1 and seen[2] == []
+
+
+def test_unsubscribe_stops_updates_and_frees_the_shared_query(db: Any) -> None:
+    updates: list[dict[str, Any]] = []
+    sub = db.subscribe(["SELECT * FROM a"], on_update=updates.append)
+    other = db.subscribe(["SELECT * FROM a"], on_update=lambda update: None)
+    put(db, "a", id=1, k=None, v=1)
+    sub.unsubscribe()
+    sub.unsubscribe()  # idempotent
+    put(db, "a", id=2, k=None, v=1)
+    assert len(updates) == 1 and db._subscriptions.query_count == 1
+    other.unsubscribe()
+    assert db._subscriptions.query_count == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("SELECT COUNT(*) FROM a", "aggregates"),
+        ("SELECT k, MAX(v) FROM a GROUP BY k", "aggregates"),
+        ("SELECT DISTINCT * FROM a", "DISTINCT"),
+        ("SELECT a.* FROM a LEFT JOIN b ON a.k = b.k", "LEFT JOIN"),
+        ("SELECT id, v FROM a", "whole rows"),
+        ("SELECT v + 1 FROM a", "whole rows"),
+        ("SELECT * FROM a JOIN b ON a.k = b.k", "SELECT t.*"),
+        ("SELECT * FROM a LIMIT 3", "LIMIT without ORDER BY"),
+        ("SELECT * FROM a ORDER BY v LIMIT 3 OFFSET 1", "OFFSET"),
+        ("DELETE FROM a", "only a SELECT"),
+        ("SELECT * FROM nope", "unknown table"),
+    ],
+)
+def test_unsubscribable_queries_are_refused_naming_why(db: Any, text: str, reason: str) -> None:
+    with pytest.raises(SqlError, match=reason):
+        db.subscribe([text], on_update=lambda update: None)
+    assert db._subscriptions.query_count == 0
+
+
+def test_a_non_owner_cannot_subscribe_to_a_private_table(db: Any) -> None:
+    stranger = Identity.from_hex("11" * 32)
+    with pytest.raises(PermissionDenied, match="private"):
+        db.subscribe(["SELECT * FROM secret"], sender=stranger)
+    db.subscribe(["SELECT * FROM a WHERE id = 1"], sender=stranger)
+
+
+def test_a_failing_callback_is_logged_and_its_subscription_kept(db: Any, caplog: Any) -> None:
+    calls: list[int] = []
+    healthy: list[int] = []
+
+    def broken(update: dict[str, Any]) -> None:
+        calls.append(update["tx_offset"])
+        raise RuntimeError("subscriber bug")
+
+    db.subscribe(["SELECT * FROM a"], on_update=broken)
+    db.subscribe(["SELECT * FROM a"], on_update=lambda u: healthy.append(u["tx_offset"]))
+    with caplog.at_level(logging.ERROR):
+        first = put(db, "a", id=1, k=None, v=1)
+        second = put(db, "a", id=2, k=None, v=1)
+    assert calls == healthy == [first, second]
+    assert "subscriber bug" in caplog.text
+    assert db.sql("SELECT id FROM a").rows == [(1,), (2,)]
+
+
+def test_bag_semantics_a_row_appears_once_per_combination(db: Any) -> None:
+    put(db, "a", id=1, k=7, v=0)
+    put(db, "b", id=1, k=7, w=0)
+    mirror = Mirror()
+    sub = db.subscribe(["SELECT a.* FROM a JOIN b ON a.k = b.k"], on_update=mirror)
+    mirror.start(sub.initial)
+    put(db, "b", id=2, k=7, w=0)
+    assert mirror.updates[-1]["tables"][0]["inserts"] == [(1, 7, 0)]
+    assert mirror.table("a") == Counter({(1, 7, 0): 2})
+    # A row that enters and leaves in one transaction nets out: no update at all.
+    db.call("batch", json.dumps([["put", "b", {"id": 3, "k": 7}], ["del", "b", {"id": 3}]]))
+    assert len(mirror.updates) == 1
+
+
+def test_several_queries_in_one_subscription_merge_per_table(db: Any) -> None:
+    updates: list[dict[str, Any]] = []
+    sub = db.subscribe(
+        ["SELECT * FROM a WHERE v = 1", "SELECT * FROM a WHERE k = 1", "SELECT * FROM b"],
+        on_update=updates.append,
+    )
+    assert [t["table_name"] for t in sub.initial["tables"]] == ["a", "b"]
+    db.call(
+        "batch",
+        json.dumps([["put", "a", {"id": 1, "k": 1, "v": 1}], ["put", "b", {"id": 1, "k": 1}]]),
+    )
+    (update,) = updates
+    tables = {t["table_name"]: t for t in update["tables"]}
+    assert tables["a"]["inserts"] == [(1, 1, 1), (1, 1, 1)]  # matched by both queries
+    assert tables["b"]["inserts"] == [(1, 1, None)]
+
+
+def test_a_live_top_n_refills_its_window(db: Any) -> None:
+    for number in range(1, 6):
+        put(db, "a", id=number, k=None, v=number)
+    updates: list[dict[str, Any]] = []
+    sub = db.subscribe(["SELECT * FROM a ORDER BY v DESC LIMIT 2"], on_update=updates.append)
+    assert sub.initial["tables"][0]["rows"] == [(5, None, 5), (4, None, 4)]
+    db.call("batch", json.dumps([["del", "a", {"id": 5}]]))
+    assert updates[-1]["tables"] == [
+        {"table_name": "a", "inserts": [(3, None, 3)], "deletes": [(5, None, 5)]}
+    ]
+    put(db, "a", id=1, k=None, v=0)  # outside the window: no update
+    assert len(updates) == 1
+    put(db, "a", id=9, k=None, v=9)
+    assert updates[-1]["tables"] == [
+        {"table_name": "a", "inserts": [(9, None, 9)], "deletes": [(3, None, 3)]}
+    ]
+
+
+def test_a_callback_that_commits_does_not_reorder_updates(db: Any) -> None:
+    first: list[int] = []
+    second: list[int] = []
+
+    def writer(update: dict[str, Any]) -> None:
+        first.append(update["tx_offset"])
+        if len(first) == 1:
+            put(db, "a", id=99, k=None, v=0)
+
+    db.subscribe(["SELECT * FROM a"], on_update=writer)
+    db.subscribe(
+        ["SELECT * FROM a WHERE v >= 0"], on_update=lambda u: second.append(u["tx_offset"])
+    )
+    base = db.tx_offset
+    put(db, "a", id=1, k=None, v=1)  # its callback commits base + 2 during delivery
+    assert first == second == [base + 1, base + 2]
+
+
+def test_python_forms_in_initial_rows_and_updates(open_db: Any) -> None:
+    db = open_db(
+        """
+class Mood(enum.Enum):
+    CALM = 1
+    ANGRY = 2
+
+@table(name="feeling", public=True)
+class Feeling:
+    id: int = field(primary_key=True)
+    mood: Mood = Mood.CALM
+
+@reducer
+def feel(ctx: ReducerContext, id: int, angry: bool) -> None:
+    ctx.db.feeling.insert(Feeling(id=id, mood=Mood.ANGRY if angry else Mood.CALM))
+"""
+    )
+    db.call("feel", 1, False)
+    updates: list[dict[str, Any]] = []
+    sub = db.subscribe(["SELECT * FROM feeling"], on_update=updates.append)
+    assert sub.initial["tables"][0]["rows"] == db.sql("SELECT * FROM feeling").rows
+    db.call("feel", 2, True)
+    (row,) = updates[0]["tables"][0]["inserts"]
+    assert row == db.sql("SELECT * FROM feeling WHERE id = 2").rows[0]
+    assert row[1].name == "ANGRY"
+
+
+def test_keyless_tables_and_composite_keys_are_maintained(open_db: Any) -> None:
+    db = open_db(
+        """
+@table(name="tag", public=True)
+class Tag:
+    item: int = 0
+    label: str = ""
+
+@table(name="stock", public=True, primary_key=("shop", "item"))
+class Stock:
+    shop: int = 0
+    item: int = 0
+    qty: int = 0
+"""
+    )
+    db.sql("INSERT INTO tag VALUES (1, 'red'), (2, 'red'), (1, 'big')")
+    db.sql("INSERT INTO stock VALUES (1, 1, 5), (2, 1, 0), (1, 2, 3)")
+    text = "SELECT s.* FROM tag t JOIN stock s ON s.item = t.item WHERE t.label = 'red'"
+    mirror = Mirror()
+    sub = db.subscribe([text], on_update=mirror)
+    mirror.start(sub.initial)
+    for statement in [
+        "UPDATE stock SET qty = 9 WHERE shop = 1 AND item = 1",
+        "DELETE FROM tag WHERE item = 1 AND label = 'red'",
+        "INSERT INTO tag VALUES (1, 'red'), (3, 'red')",
+        "INSERT INTO stock VALUES (7, 3, 1)",
+        "DELETE FROM stock WHERE qty > 2",
+    ]:
+        db.sql(statement)
+        assert mirror.table("stock") == Counter(db.sql(text).rows), statement
+    assert len(mirror.updates) == 5
