@@ -1,0 +1,51 @@
+"""`bench/subscriptions.py --quick` runs and writes its figures as JSON (no speed asserted)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.slow
+def test_quick_subscription_benchmark_writes_its_figures(tmp_path):
+    out = tmp_path / "subscriptions.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "subscriptions.py"),
+            "--quick",
+            "--out",
+            str(out),
+            "--tmpdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert figures["suite"] == "subscriptions" and figures["mode"] == "quick"
+    assert {"machine", "settings", "queries", "duration_seconds"} <= figures.keys()
+    results = figures["results"]
+    assert results["baseline"]["us_per_tx"] > 0
+    for key, count in [
+        ("same_1", 1),
+        ("same_100", 100),
+        ("same_1000", 1000),
+        ("param_100", 100),
+        ("param_1000", 1000),
+    ]:
+        row = results[key]
+        assert row["subscriptions"] == count
+        assert row["distinct_queries"] == (1 if key.startswith("same") else count)
+        assert row["total_us_per_tx"] > 0 and row["transactions"] > 0
+        assert {"baseline_us_per_tx", "maintenance_us_per_tx", "updates_per_tx"} <= row.keys()
+    join = results["join_delta_vs_full"]
+    assert join["full_eval_us_best"] > 0 and join["result_rows"] > 0
+    assert {"delta_us_per_tx", "full_over_delta", "full_eval_post_first_us_best"} <= join.keys()
+    assert "full / delta" in result.stdout
