@@ -526,15 +526,30 @@ def _choose(
     connected: int | None = None
     for position in remaining:
         source = sources[position]
+        best: tuple[int, Lookup] | None = None
         for predicate, need in zip(predicates, needs, strict=True):
             if position not in need or not need - {position} <= bound:
                 continue
-            if connected is None and need - {position}:
+            joins = bool(need - {position})
+            if connected is None and joins:
                 connected = position
             lookup = _lookup(predicate, source, position, position_of)
             if lookup is not None:
-                return position, lookup
+                # A unique lookup yields at most one row; a join equality narrows to the
+                # rows matching this combination; a constant may match many (a region).
+                rank = 0 if _is_unique(source.table, lookup.index) else (1 if joins else 2)
+                if best is None or rank < best[0]:
+                    best = (rank, lookup)
+        if best is not None:
+            return position, best[1]
     return (remaining[0] if connected is None else connected), None
+
+
+def _is_unique(table: TableSchema, index: str | None) -> bool:
+    """Whether a lookup through ``index`` (None: the primary key) finds at most one row."""
+    if index is None:
+        return True
+    return any(candidate.name == index and candidate.unique for candidate in table.indexes)
 
 
 def _lookup(
