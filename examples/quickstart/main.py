@@ -15,6 +15,12 @@ def main() -> None:
     data_dir = Path(sys.argv[1] if len(sys.argv) > 1 else "data/quickstart")
     with cosmictron.Database.open(data_dir, module=HERE / "app.py") as db:
         print(f"opened {data_dir} at transaction offset {db.tx_offset}")
+        open_tasks = db.subscribe(
+            ["SELECT * FROM task WHERE done = false"],
+            on_update=lambda update: print(f"  live update at offset {update['tx_offset']}: "
+                                           f"{update['tables']}"),
+        )  # fmt: skip
+        print(f"subscribed: {len(open_tasks.initial['tables'][0]['rows'])} open task(s) now")
         message_id = db.call("run_agent", "Summarise the report")
         print(f"run_agent returned message id {message_id}")
         task = db.call("add_task", f"Follow up on message {message_id}", priority=2)
@@ -27,6 +33,9 @@ def main() -> None:
         for row in db.table("task").priority.filter(start=1):
             print(f"  task {row.id}: {row.title!r} done={row.done} priority={row.priority}")
         print(f"{db.table('agent_message').count()} messages; last offset {db.tx_offset}")
+        query = "SELECT title, priority FROM task WHERE priority >= :p ORDER BY priority DESC"
+        print(f"SQL: {query} -> {db.sql(query, {'p': 1}).rows}")
+        open_tasks.unsubscribe()
         for line in db.logs():
             print(f"  module log {line['level']}: {line['message']}")
     with cosmictron.Database.open(data_dir) as db:
