@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -51,3 +54,22 @@ def open_db(
     yield make
     for database in opened:
         database.close()
+
+
+@pytest.fixture
+def run_quick_bench(tmp_path: Path) -> Callable[[str], tuple[dict[str, Any], str]]:
+    """Run ``bench/<script> --quick`` in a subprocess; return its JSON and its stdout.
+
+    The smoke tests of the benchmark commands use this; none of them asserts a speed.
+    """
+
+    def run(script: str) -> tuple[dict[str, Any], str]:
+        out = tmp_path / "figures.json"
+        bench = Path(__file__).parent.parent / "bench" / script
+        command = [sys.executable, str(bench), "--quick", "--out", str(out)]
+        command += ["--tmpdir", str(tmp_path)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return json.loads(out.read_text()), result.stdout
+
+    return run

@@ -1,34 +1,11 @@
 """`bench/subscriptions.py --quick` runs and writes its figures as JSON (no speed asserted)."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).parent.parent
 
 
 @pytest.mark.slow
-def test_quick_subscription_benchmark_writes_its_figures(tmp_path):
-    out = tmp_path / "subscriptions.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "subscriptions.py"),
-            "--quick",
-            "--out",
-            str(out),
-            "--tmpdir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    figures = json.loads(out.read_text())
+def test_quick_subscription_benchmark_writes_its_figures(run_quick_bench):
+    figures, stdout = run_quick_bench("subscriptions.py")
     assert figures["suite"] == "subscriptions" and figures["mode"] == "quick"
     assert {"machine", "settings", "queries", "duration_seconds"} <= figures.keys()
     results = figures["results"]
@@ -48,4 +25,4 @@ def test_quick_subscription_benchmark_writes_its_figures(tmp_path):
     join = results["join_delta_vs_full"]
     assert join["full_eval_us_best"] > 0 and join["result_rows"] > 0
     assert {"delta_us_per_tx", "full_over_delta", "full_eval_post_first_us_best"} <= join.keys()
-    assert "full / delta" in result.stdout
+    assert "full / delta" in stdout
