@@ -1,6 +1,6 @@
 """The documentation's examples run, and its links lead somewhere.
 
-How examples are marked. In the pages listed in ``EXAMPLE_PAGES`` a fenced block whose
+How examples are marked. In every page (README.md and docs/) a fenced block whose
 info string is
 
 - ```` ```python run ```` is executed;
@@ -20,7 +20,7 @@ reader's interpreter session would. The examples check themselves with ``assert`
 failure prints the script with the page's line numbers, so the broken block is easy to
 find.
 
-Links: every relative link in ``LINKED_PAGES`` must name a file or directory that exists,
+Links: every relative link in those pages must name a file or directory that exists,
 so a renamed page cannot leave the README pointing at nothing.
 """
 
@@ -36,14 +36,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-EXAMPLE_PAGES = [
-    "docs/tutorial.md",
-    "docs/guide/modules-and-reducers.md",
-    "docs/guide/embedded.md",
-    "docs/guide/subscriptions.md",
-]
+PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md"))]
 
-LINKED_PAGES = ["README.md", "docs/index.md"]
+# Every page with a runnable block is run; every page's links are checked.
+EXAMPLE_PAGES = [page for page in PAGES if "```python run" in (ROOT / page).read_text()]
+
+LINKED_PAGES = PAGES
 
 FENCE = re.compile(r"^```(?P<info>[^\n`]*)\n(?P<body>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 LINK = re.compile(r"\[[^\]]*\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")

@@ -31,6 +31,7 @@ from cosmictron.module import (
     init,
     reducer,
     table,
+    visibility_filter,
 )
 from cosmictron.module import type_ as type
 from cosmictron.values import (
@@ -104,4 +105,5 @@ __all__ = [
     "u32",
     "u64",
     "u128",
+    "visibility_filter",
 ]

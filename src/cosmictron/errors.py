@@ -12,6 +12,7 @@ server replies with.
     │                           a write to an append-only (event) table
     │   ├── SqlError            (query layer, with SQL) line, column and offending text
     │   ├── SchemaError         a module declares an impossible table or reducer
+    │   ├── SubscriptionError   a subscription ended: its table changed or maintenance failed
     │   └── ConfigError         unknown profile or policy name, bad config.toml
     ├── PermissionDenied 403    not the owner; a private table
     ├── NotFound 404            database, table, reducer, row
@@ -79,6 +80,14 @@ class SqlError(InvalidRequest):
         self.line = line
         self.column = column
         self.text = text
+
+
+class SubscriptionError(InvalidRequest):
+    """A subscription was ended: its query no longer fits the schema, or could not be
+    maintained. Delivered to the subscriber (``on_error``, WebSocket ``SubscriptionError``);
+    the other subscriptions keep running."""
+
+    code = "subscription_error"
 
 
 class ConfigError(InvalidRequest):

@@ -40,6 +40,11 @@ BAGS = [
     ("SELECT a.* FROM a JOIN b ON a.v < b.w", "a"),
     ("SELECT b.* FROM b JOIN c ON b.id = :p", "b"),
     ("SELECT * FROM a WHERE a.id = :p OR v = {x} ORDER BY v", "a"),
+    # Equalities to constants: the manager indexes these queries by value (guards).
+    ("SELECT * FROM a WHERE v = {x}", "a"),
+    ("SELECT a.* FROM a JOIN b ON a.k = b.k WHERE b.w = {x} AND a.v = :p", "a"),
+    ("SELECT c.* FROM c JOIN a ON c.a_id = a.id WHERE a.k = {x} AND c.k = 1", "c"),
+    ("SELECT x.* FROM a x JOIN a y ON x.k = y.k WHERE y.v = {x}", "a"),
 ]
 
 # (text with {x} and {n}, companion text (the rows, then the sort values), which sort
@@ -52,6 +57,12 @@ TOPS = [
         "SELECT a.*, c.k, a.id FROM a JOIN c ON c.a_id = a.id",
         [False, True],
         "a",
+    ),
+    (
+        "SELECT * FROM c WHERE k = {x} ORDER BY a_id LIMIT {n}",
+        "SELECT *, a_id FROM c WHERE k = {x}",
+        [False],
+        "c",
     ),
     (
         "SELECT b.* FROM b JOIN a ON a.k = b.k WHERE a.v > {x} ORDER BY b.w DESC LIMIT {n}",

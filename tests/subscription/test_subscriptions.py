@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cosmictron.errors import PermissionDenied, SqlError
+from cosmictron.errors import PermissionDenied, SqlError, SubscriptionError
 from cosmictron.values import Identity, Timestamp
 from tests.subscription.conftest import MODULE, Mirror
 
@@ -90,8 +90,45 @@ def test_identical_queries_are_computed_once_per_transaction(db: Any) -> None:
     assert db._subscriptions.query_count == 2
     put(db, "a", id=1, k=None, v=1)
     evaluations = sorted(q.evaluations for q in db._subscriptions.live_queries())
-    assert evaluations == [1, 1]
+    assert evaluations == [0, 1]  # v = 2 is not even looked at: its guard says so
     assert seen[0] == seen[1] and len(seen[0]) == 1 and seen[2] == []
+
+
+def test_queries_differing_in_a_constant_cost_only_the_rows_they_name(db: Any) -> None:
+    """Each query is indexed by its ``column = constant``: a row wakes only its own."""
+    mirrors = {}
+    for v in range(100):
+        mirror = Mirror()
+        mirror.start(
+            db.subscribe(
+                ["SELECT * FROM a WHERE v = :v"], on_update=mirror, params={"v": v}
+            ).initial
+        )
+        mirrors[v] = mirror
+    joined = Mirror()
+    joined.start(
+        db.subscribe(
+            ["SELECT a.* FROM a JOIN b ON b.k = a.k WHERE b.w = 3"], on_update=joined
+        ).initial
+    )
+    queries = {q.text: q for q in db._subscriptions.live_queries()}
+    by_v = {q.origin[1].get("v"): q for q in db._subscriptions.live_queries()}
+
+    def evaluated() -> set[Any]:
+        return {v for v, q in by_v.items() if q.evaluations}
+
+    put(db, "a", id=1, k=1, v=5)
+    assert evaluated() == {5, None}  # None: the join, which has no guard on a
+    put(db, "a", id=1, k=1, v=7)  # leaves 5, enters 7: both are told
+    assert evaluated() == {5, 7, None}
+    put(db, "b", id=1, k=1, w=2)  # b's guard (w = 3) does not match: the join is skipped
+    assert queries["SELECT a.* FROM a JOIN b ON b.k = a.k WHERE b.w = 3"].evaluations == 2
+    put(db, "b", id=1, k=1, w=3)  # w moves from 2 to 3: the delete does not, the insert does
+    assert joined.table("a") == Counter([(1, 1, 7)])
+    for v, mirror in mirrors.items():
+        expected = Counter(db.sql("SELECT * FROM a WHERE v = :v", {"v": v}).rows)
+        assert mirror.table("a") == expected
+    assert mirrors[7].table("a") == Counter([(1, 1, 7)]) and not mirrors[5].table("a")
 
 
 def test_unsubscribe_stops_updates_and_frees_the_shared_query(db: Any) -> None:
@@ -279,3 +316,65 @@ class Stock:
         db.sql(statement)
         assert mirror.table("stock") == Counter(db.sql(text).rows), statement
     assert len(mirror.updates) == 5
+
+
+def test_a_query_that_cannot_be_maintained_ends_with_an_error(
+    db: Any, monkeypatch: Any, caplog: Any
+) -> None:
+    """A top-N refill over the row limit: its subscribers get a SubscriptionError."""
+    from cosmictron import limits
+
+    for number in range(1, 6):
+        put(db, "a", id=number, k=1, v=number)
+    errors: list[SubscriptionError] = []
+    updates: list[dict[str, Any]] = []
+    top = db.subscribe(
+        ["SELECT * FROM a ORDER BY v LIMIT 2"], on_update=updates.append, on_error=errors.append
+    )
+    other = db.subscribe(["SELECT * FROM a WHERE v > 3"], on_update=updates.append)
+    monkeypatch.setattr(limits, "query_rows_max", 3)
+    db.call("batch", json.dumps([["del", "a", {"id": 1}]]))  # a hole: refill reads 4 rows
+    assert len(errors) == 1 and top.error is errors[0] and not top.active
+    assert "could not be kept up to date" in str(errors[0]) and "row limit" in str(errors[0])
+    put(db, "a", id=9, k=1, v=9)
+    assert other.active and updates[-1]["tables"][0]["inserts"] == [(9, 1, 9)]
+    assert all(
+        query.text != "SELECT * FROM a ORDER BY v LIMIT 2"
+        for query in db._subscriptions.live_queries()
+    )
+
+
+def test_a_module_update_ends_only_the_subscriptions_it_breaks(db: Any) -> None:
+    """``schema_changed`` (what a hot-swap calls): dropped or changed tables end theirs."""
+    import dataclasses
+
+    from cosmictron.datastore import ColumnSchema, ModuleSchema
+    from cosmictron.datastore.types import I64
+
+    schema = db.schema
+    a, c = schema.table("a"), schema.table("c")
+    changed_c = dataclasses.replace(c, columns=(*c.columns, ColumnSchema("extra", I64, 0)))
+    new = ModuleSchema(
+        tables=(a, changed_c, schema.table("secret")), reducers=schema.reducers
+    )  # b dropped, c changed
+    errors: dict[str, list[SubscriptionError]] = {"a": [], "ab": [], "c": [], "a2": []}
+    mirror = Mirror()
+    kept = db.subscribe(
+        ["SELECT * FROM a WHERE v >= 1"], on_update=mirror, on_error=errors["a"].append
+    )
+    mirror.start(kept.initial)
+    joined = db.subscribe(["SELECT a.* FROM a JOIN b ON a.k = b.k"], on_error=errors["ab"].append)
+    of_c = db.subscribe(["SELECT * FROM c"], on_error=errors["c"].append)
+    top = db.subscribe(["SELECT * FROM a ORDER BY v DESC LIMIT 2"], on_error=errors["a2"].append)
+    db._subscriptions.schema_changed(new)
+    assert errors["a"] == [] and errors["a2"] == [] and kept.active and top.active
+    assert "table 'b' was dropped" in str(errors["ab"][0]) and not joined.active
+    assert "table 'c' was changed" in str(errors["c"][0]) and not of_c.active
+    assert joined.error is errors["ab"][0]
+    put(db, "a", id=7, k=2, v=3)  # the kept subscription goes on, on the new schema
+    assert mirror.table("a") == Counter(db.sql("SELECT * FROM a WHERE v >= 1").rows)
+    assert mirror.updates and mirror.updates[-1]["tables"][0]["inserts"] == [(7, 2, 3)]
+    assert {query.text for query in db._subscriptions.live_queries()} == {
+        "SELECT * FROM a WHERE v >= 1",
+        "SELECT * FROM a ORDER BY v DESC LIMIT 2",
+    }

@@ -149,6 +149,8 @@ class ReducerSchema:
 class ModuleSchema:
     tables: tuple[TableSchema, ...] = ()
     reducers: tuple[ReducerSchema, ...] = ()
+    visibility_filters: tuple[str, ...] = ()
+    """Row-level security rules as SQL text; the query layer parses and applies them."""
     _by_name: dict[str, TableSchema] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -168,6 +170,7 @@ class ModuleSchema:
         return {
             "tables": [table.describe() for table in self.tables],
             "reducers": [reducer.describe() for reducer in self.reducers],
+            "visibility_filters": list(self.visibility_filters),
         }
 
 

@@ -39,6 +39,7 @@ from cosmictron.errors import (
     NotFound,
     ReducerFailed,
     ResourceExhausted,
+    SubscriptionError,
 )
 from cosmictron.host.directory import identities, load_and_store_module
 from cosmictron.host.handles import Session, TableHandle, insert_all
@@ -415,18 +416,23 @@ class Database:
         on_update: Callable[[dict[str, Any]], Any] | None = None,
         params: Mapping[str, Any] | None = None,
         sender: Identity | None = None,
+        on_error: Callable[[SubscriptionError], Any] | None = None,
     ) -> Subscription:
         """Subscribe to ``queries``: rows now (``.initial``), then each change.
 
         ``on_update(update)`` is called synchronously, under the writer lock, once per
-        later transaction that changes the result; keep it short. See
+        later transaction that changes the result; keep it short. ``on_error(error)`` is
+        called once if the database ends the subscription (a module update drops or
+        changes a table it reads; its maintenance fails). See
         docs/guide/subscriptions.md for the message shapes and guarantees.
 
         Raises:
             SqlError: a query is invalid or not subscribable (the message says why).
             PermissionDenied: a non-owner subscribes to a private table.
         """
-        return self._subscriptions.subscribe(queries, on_update, params, sender or self.owner)
+        return self._subscriptions.subscribe(
+            queries, on_update, params, sender or self.owner, on_error
+        )
 
     def _next_timestamp_us(self) -> int:
         """Now, but strictly after the last transaction's timestamp (the clock may step)."""

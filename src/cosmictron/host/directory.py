@@ -17,6 +17,7 @@ from typing import Any
 from cosmictron.durability.files import ensure_directory, write_file_durably
 from cosmictron.errors import NotFound, SchemaError
 from cosmictron.module import LoadedModule, load_module, load_source
+from cosmictron.query.visibility import check_visibility_filters
 from cosmictron.values import Identity
 
 
@@ -30,6 +31,7 @@ def load_and_store_module(directory: Path, module: Any) -> LoadedModule:
             raise NotFound(f"{str(directory)!r} holds no database yet; give a module to create one")
         return load_source(source_path.read_bytes(), str(source_path))
     loaded = load_module(module)
+    check_visibility_filters(loaded.schema)
     if stored_schema is not None:
         problems = schema_problems(stored_schema, loaded.schema.describe())
         if problems:

@@ -12,6 +12,8 @@ by primary key skips the operators altogether: one dict lookup under the lock.
 
 Permissions: the owner may do anything; anyone else may SELECT from public tables
 only, and may not write. Reducers read private tables through ``ctx.db``, not SQL.
+A non-owner's SELECT is planned with the module's visibility filters
+(``query/visibility.py``), so it sees only the rows they admit.
 """
 
 from __future__ import annotations
@@ -57,10 +59,12 @@ def run_sql(
 ) -> QueryResult:
     """Prepare (or find in the statement cache), check permissions, run; see ``Database.sql``."""
     schema = db.module.schema
-    prepared = STATEMENTS.get(text, schema, params)
-    if prepared is None:
-        prepared = STATEMENTS.put(text, schema, params, prepare(text, schema, params, sender))
     owner = db.owner
+    restricted = sender is not owner and sender != owner and bool(schema.visibility_filters)
+    prepared = STATEMENTS.get(text, schema, params, restricted)
+    if prepared is None:
+        statement = prepare(text, schema, params, sender, restricted=restricted)
+        prepared = STATEMENTS.put(text, schema, params, statement, restricted)
     if sender is not owner and sender != owner:
         _check_permissions(db, prepared.statement, sender)
     point = prepared.point

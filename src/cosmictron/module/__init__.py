@@ -11,6 +11,7 @@ from cosmictron.module.api import (
     FieldSpec,
     Index,
     ReducerContext,
+    VisibilityFilter,
     client_connected,
     client_disconnected,
     field,
@@ -18,6 +19,7 @@ from cosmictron.module.api import (
     reducer,
     table,
     type_,
+    visibility_filter,
 )
 from cosmictron.module.bindings import ReducerBinding, RowBinding
 from cosmictron.module.python import LoadedModule, load_module, load_source
@@ -30,6 +32,7 @@ __all__ = [
     "ReducerBinding",
     "ReducerContext",
     "RowBinding",
+    "VisibilityFilter",
     "client_connected",
     "client_disconnected",
     "field",
@@ -39,4 +42,5 @@ __all__ = [
     "reducer",
     "table",
     "type_",
+    "visibility_filter",
 ]

@@ -117,6 +117,26 @@ def table(
     return wrap if cls is None else wrap(cls)
 
 
+@dataclass(frozen=True)
+class VisibilityFilter:
+    """A row-level security rule: which rows of one table a non-owner may read.
+
+    ``sql`` is ``SELECT * FROM <table> WHERE <condition>``, where the condition may use
+    ``:sender`` (the reading client's identity). Assign it to a module global; the
+    module loader collects every one. The host checks the SQL when the module loads.
+    See docs/guide/row-level-security.md for how several filters combine.
+    """
+
+    sql: str
+
+
+def visibility_filter(sql: str) -> VisibilityFilter:
+    """Declare that non-owners see only the rows of a table that ``sql`` selects."""
+    if not isinstance(sql, str) or not sql.strip():
+        raise SchemaError("visibility_filter needs a SQL SELECT as a string")
+    return VisibilityFilter(sql)
+
+
 def type_(cls: type[T]) -> type[T]:
     """Make a class usable as a nested column type (``@cosmictron.type``)."""
     made = dataclasses.dataclass(cls)
@@ -256,7 +276,7 @@ def _snake_case(name: str) -> str:
 
 
 def iter_marked(namespace: dict[str, Any]) -> Iterator[tuple[str, Any]]:
-    """Tables and reducers among a module's globals, in definition order."""
+    """Tables, reducers and visibility filters among a module's globals, in order."""
     seen: set[int] = set()
     for key, value in namespace.items():
         if id(value) in seen:
@@ -267,4 +287,7 @@ def iter_marked(namespace: dict[str, Any]) -> Iterator[tuple[str, Any]]:
         elif callable(value) and hasattr(value, "__cosmictron_reducer__"):
             seen.add(id(value))
             yield "reducer", value
+        elif isinstance(value, VisibilityFilter):
+            seen.add(id(value))
+            yield "visibility", value
         del key

@@ -90,8 +90,14 @@ def build_module(namespace: types.ModuleType, source: bytes, filename: str) -> L
     """Scan a module's globals for tables and reducers and resolve their schema."""
     table_classes: list[type] = []
     reducer_functions: list[Any] = []
+    filters: list[str] = []
     for kind, value in iter_marked(vars(namespace)):
-        (table_classes if kind == "table" else reducer_functions).append(value)
+        if kind == "table":
+            table_classes.append(value)
+        elif kind == "visibility":
+            filters.append(value.sql)
+        else:
+            reducer_functions.append(value)
 
     tables = [_table_schema(cls) for cls in table_classes]
     rows = {
@@ -114,6 +120,7 @@ def build_module(namespace: types.ModuleType, source: bytes, filename: str) -> L
     schema = ModuleSchema(
         tables=tuple(tables),
         reducers=tuple(b.schema for b in [*reducers.values(), *lifecycle.values()]),
+        visibility_filters=tuple(filters),
     )
     for table_schema in tables:
         _check_scheduled(table_schema, reducers)

@@ -141,14 +141,21 @@ class StatementCache:
         return len(self._entries)
 
     def get(
-        self, text: str, schema: ModuleSchema, params: Mapping[str, Any] | None
+        self,
+        text: str,
+        schema: ModuleSchema,
+        params: Mapping[str, Any] | None,
+        restricted: bool = False,
     ) -> Prepared | None:
-        """The cached statement, or None (a miss: prepare it, then ``put`` it)."""
+        """The cached statement, or None (a miss: prepare it, then ``put`` it).
+
+        ``restricted`` statements (planned with visibility filters) are kept apart.
+        """
         # ``_key``, inlined: this runs on every call.
         if params:
-            key = (text, id(schema), *params, *map(type, params.values()))
+            key = (text, id(schema), restricted, *params, *map(type, params.values()))
         else:
-            key = (text, id(schema))
+            key = (text, id(schema), restricted)
         entry = self._entries.get(key)
         if entry is None or entry.schema is not schema:
             return None
@@ -164,10 +171,11 @@ class StatementCache:
         schema: ModuleSchema,
         params: Mapping[str, Any] | None,
         statement: Statement | Explain,
+        restricted: bool = False,
     ) -> Prepared:
         """Cache ``statement`` (from ``parse.prepare``), evicting the least recently used."""
         entry = prepared(statement, schema)
-        key = _key(text, schema, params)
+        key = _key(text, schema, params, restricted)
         with self._lock:
             self._entries[key] = entry
             self._entries.move_to_end(key)
@@ -180,15 +188,17 @@ class StatementCache:
             self._entries.clear()
 
 
-def _key(text: str, schema: ModuleSchema, params: Mapping[str, Any] | None) -> tuple[Any, ...]:
-    """The text, the schema's id, then the parameters' names and then their types.
+def _key(
+    text: str, schema: ModuleSchema, params: Mapping[str, Any] | None, restricted: bool
+) -> tuple[Any, ...]:
+    """The text, the schema's id, whether restricted, the parameters' names, their types.
 
     Flat, because that is cheapest to build; unambiguous, since names are strings and
     types are not.
     """
     if not params:
-        return (text, id(schema))
-    return (text, id(schema), *params, *map(type, params.values()))
+        return (text, id(schema), restricted)
+    return (text, id(schema), restricted, *params, *map(type, params.values()))
 
 
 STATEMENTS = StatementCache()

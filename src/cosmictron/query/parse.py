@@ -16,11 +16,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
-from sqlglot.errors import ParseError, TokenError
-from sqlglot.tokens import TokenType
 
 from cosmictron import limits
 from cosmictron.datastore import ModuleSchema, TableSchema, TypeMismatch
@@ -40,6 +37,8 @@ from cosmictron.query.statements import (
     Statement,
     UpdateStatement,
 )
+from cosmictron.query.syntax import syntax_tree
+from cosmictron.query.visibility import visibility_rules
 from cosmictron.values import Identity
 
 _EXPLAIN = re.compile(r"\s*EXPLAIN\b", re.IGNORECASE)
@@ -63,9 +62,18 @@ def parse(
 def param_values(params: Mapping[str, Any] | None, sender: Identity | None) -> dict[str, Any]:
     """The values ``bind`` fills slots with: ``params``, and ``:sender`` by default."""
     values = dict(params or {})
-    if "sender" not in values:
-        values["sender"] = sender if sender is not None else Identity.zero()
+    if "sender" in values:
+        _refuse_sender(values)
+    values["sender"] = sender if sender is not None else Identity.zero()
     return values
+
+
+def _refuse_sender(params: Mapping[str, Any]) -> None:
+    if "sender" in params:
+        raise SqlError(
+            ":sender is the caller's identity and cannot be passed as a parameter "
+            "(embedded callers pass sender=...)"
+        )
 
 
 def prepare(
@@ -75,6 +83,7 @@ def prepare(
     sender: Identity | None = None,
     *,
     optimized: bool = True,
+    restricted: bool = False,
 ) -> Statement | Explain:
     """Parse and plan one SQL statement, each parameter a ``Param`` slot.
 
@@ -89,6 +98,8 @@ def prepare(
         sender: the caller, for ``:sender``.
         optimized: False leaves a SELECT's plan as ``select.py`` built it (the rules
             not applied): the logical form the subscription layer decomposes.
+        restricted: apply the schema's visibility filters (the reader is not the
+            owner); see ``visibility.py``.
 
     Raises:
         SqlError: bad syntax, unknown names, type mismatches, unsupported constructs,
@@ -104,12 +115,14 @@ def prepare(
     if explain:
         text = " " * explain.end() + text[explain.end() :]
     source = Source(text)
-    tree = _syntax_tree(source)
+    tree = syntax_tree(source)
     params = params or {}
+    _refuse_sender(params)
     sender = sender if sender is not None else Identity.zero()
     statement: Statement
     if isinstance(tree, exp.Select):
-        statement = build_select(tree, schema, source, params, sender)
+        rules = visibility_rules(schema) if restricted else {}
+        statement = build_select(tree, schema, source, params, sender, rules)
         if optimized:
             statement = type(statement)(
                 optimize(statement.plan), statement.columns, statement.types, statement.tables
@@ -125,56 +138,6 @@ def prepare(
     else:
         source.fail(f"unsupported statement: {tree.key.upper()}", tree)
     return Explain(statement) if explain else statement
-
-
-def _syntax_tree(source: Source) -> exp.Expression:
-    try:
-        _refuse_dangling_commas(source)
-        trees = [t for t in sqlglot.parse(source.text, read="sqlite") if t is not None]
-    except ParseError as exc:
-        first = exc.errors[0] if exc.errors else {}
-        near = f"{first.get('start_context', '')}{first.get('highlight', '')}".strip()
-        raise SqlError(
-            f"syntax error near {near!r}: {first.get('description', str(exc))}",
-            line=first.get("line"),
-            column=first.get("col"),
-            text=first.get("highlight", ""),
-        ) from None
-    except TokenError as exc:
-        raise SqlError(f"syntax error: {exc}") from None
-    if len(trees) != 1:
-        raise SqlError(f"expected one SQL statement, got {len(trees)}")
-    tree: Any = trees[0]
-    if isinstance(tree, exp.Command):
-        source.fail(f"unsupported statement: {tree.name.upper()}", tree)
-    if not isinstance(tree, exp.Select | exp.Insert | exp.Update | exp.Delete):
-        source.fail(
-            f"unsupported statement: {tree.key.upper()} (expected a SELECT, INSERT, UPDATE "
-            f"or DELETE statement)",
-            tree,
-        )
-    return tree
-
-
-_AFTER_LIST = {TokenType.FROM, TokenType.WHERE, TokenType.R_PAREN, TokenType.SEMICOLON}
-
-
-def _refuse_dangling_commas(source: Source) -> None:
-    """SQLGlot forgives ``SELECT a, FROM t``; SQL (and SQLite) do not."""
-    if "," not in source.text:
-        return
-    tokens = _SQLITE.tokenize(source.text)
-    for token, following in zip(tokens, [*tokens[1:], None], strict=True):
-        if token.token_type is TokenType.COMMA and (
-            following is None or following.token_type in _AFTER_LIST
-        ):
-            shown = following.text if following is not None else "the end"
-            raise SqlError(
-                f"syntax error: a list ends with a comma before {shown!r}",
-                line=token.line,
-                column=token.col,
-                text=",",
-            )
 
 
 def _table(node: exp.Expression, schema: ModuleSchema, source: Source) -> TableSchema:

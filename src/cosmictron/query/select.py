@@ -48,6 +48,7 @@ from cosmictron.query.plan import (
 from cosmictron.query.position import Source
 from cosmictron.query.resolve import Binder, Scope, TableRef
 from cosmictron.query.statements import SelectStatement
+from cosmictron.query.visibility import VisibilityRule, restriction
 from cosmictron.values import Identity
 
 
@@ -57,8 +58,15 @@ def build_select(
     source: Source,
     params: Mapping[str, Any],
     sender: Identity,
+    rules: Mapping[str, tuple[VisibilityRule, ...]] | None = None,
 ) -> SelectStatement:
-    """The logical plan of ``node`` (rules not yet applied)."""
+    """The logical plan of ``node`` (rules not yet applied).
+
+    ``rules`` are the visibility filters to apply (a non-owner reads): each occurrence
+    of a filtered table gets its restriction, in WHERE or, for a LEFT JOIN's right
+    side, in the ON condition (see ``visibility.py``).
+    """
+    rules = rules or {}
     for unsupported in ("with", "windows", "qualify", "into", "laterals", "pivots"):
         if node.args.get(unsupported):
             source.fail(f"unsupported construct: {unsupported.upper()}", node)
@@ -70,13 +78,19 @@ def build_select(
     refs: list[TableRef] = []
     plan: Node = _scan(from_clause.this, schema, source, refs)
     binder = Binder(source, Scope(refs), params, sender)
+    hidden_rows: list[Expr] = []
+    if refs[0].schema.name in rules:
+        hidden_rows.append(restriction(rules[refs[0].schema.name], refs[0], sender))
     for join in node.args.get("joins") or []:
-        plan = _join(join, plan, schema, source, refs, binder)
+        plan = _join(join, plan, schema, source, refs, binder, rules, hidden_rows)
     binder.scope = Scope(list(refs))
     binder.clause = "WHERE"
     where = node.args.get("where")
-    if where is not None:
-        plan = Filter(plan, binder.bind(where.this))
+    condition = None if where is None else binder.bind(where.this)
+    for restricted in reversed(hidden_rows):  # the filters first: they run before WHERE's
+        condition = restricted if condition is None else Binary("AND", restricted, condition)
+    if condition is not None:
+        plan = Filter(plan, condition)
     outputs, names = _select_list(node, binder, refs, source)
     group_node = node.args.get("group")
     having_node = node.args.get("having")
@@ -144,6 +158,8 @@ def _join(
     source: Source,
     refs: list[TableRef],
     binder: Binder,
+    rules: Mapping[str, tuple[VisibilityRule, ...]],
+    hidden_rows: list[Expr],
 ) -> Node:
     side = (join.side or "").upper()
     kind = (join.kind or "").upper()
@@ -158,6 +174,14 @@ def _join(
     condition = None if on is None else binder.bind(on)
     if side == "LEFT" and condition is None:
         source.fail("LEFT JOIN needs an ON condition", join)
+    ref = refs[-1]
+    if ref.schema.name in rules:
+        restricted = restriction(rules[ref.schema.name], ref, binder.sender)
+        if side == "LEFT":
+            assert condition is not None
+            condition = Binary("AND", restricted, condition)
+        else:
+            hidden_rows.append(restricted)
     return Join("LEFT" if side == "LEFT" else "INNER", left, right, condition)
 
 

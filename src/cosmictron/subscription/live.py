@@ -53,6 +53,7 @@ from cosmictron.query.plan import (
     Aggregate,
     Binary,
     Col,
+    Const,
     Distinct,
     Expr,
     Filter,
@@ -181,10 +182,13 @@ class LiveQuery:
         )
         self.limit = limit
         self._terms = [_plan_term(i, sources, predicates) for i in range(len(sources))]
+        self.guards = _guards(sources, predicates)
         self._positions_of: dict[str, list[int]] = {}
         for position, source in enumerate(sources):
             self._positions_of.setdefault(source.name, []).append(position)
         self.subscribers: set[Any] = set()
+        # What compiled it (text, params, sender, restricted): a hot-swap recompiles it.
+        self.origin: tuple[str, dict[str, Any], Identity, bool] = (text, {}, Identity.zero(), False)
         self.evaluations = 0  # deltas computed (one per transaction touching its tables)
         self._window: SortedList | None = None
         self._complete = True
@@ -395,14 +399,18 @@ def compile_live(
     schema: Any,
     params: Mapping[str, Any] | None,
     sender: Identity,
+    restricted: bool = False,
 ) -> LiveQuery:
     """Plan ``text`` and decompose it for incremental maintenance.
+
+    ``restricted`` applies the schema's visibility filters (a non-owner subscribes):
+    they become conjuncts of the plan, so every delta term honours them.
 
     Raises:
         SqlError: the SQL is invalid, or not of the subscribable shape (the message
             says which construct).
     """
-    planned = prepare(text, schema, params, sender, optimized=False)
+    planned = prepare(text, schema, params, sender, optimized=False, restricted=restricted)
     if not isinstance(planned, SelectStatement):
         raise SqlError("only a SELECT can be subscribed to")
     statement = bind(planned, param_values(params, sender))
@@ -437,11 +445,44 @@ def compile_live(
     if not sort_keys:
         limit = None
     # The key of the plan after binding: equal plans (whatever the spelling of the SQL)
-    # over the same schema share one LiveQuery.
-    key = (id(schema), repr(statement.plan), sender)
-    return LiveQuery(
+    # over the same schema share one LiveQuery. ``:sender`` and the visibility filters
+    # are bound into the plan, so a query that depends on the sender is keyed by it and
+    # one that does not is shared by every sender.
+    key = (id(schema), repr(statement.plan))
+    query = LiveQuery(
         key, text, statement, from_where, sources, output, predicates, plan.exprs, sort_keys, limit
     )
+    query.origin = (text, dict(params or {}), sender, restricted)
+    return query
+
+
+_GUARD_TYPES = (int, float, str, bytes, bool)
+
+
+def _guards(sources: list[Source], predicates: list[Expr]) -> dict[str, tuple[int, Any]]:
+    """Per table, a (column, value) every changed row must match to affect the result.
+
+    From a conjunct ``column = constant`` over a table that appears once in FROM: a
+    row of that table with another value fails the conjunct in every delta term, so the
+    manager need not run this query for it. This is what lets thousands of queries that
+    differ only in a constant (``WHERE owner = :sender``) cost a transaction only the
+    ones whose constant its rows carry.
+    """
+    counts = Counter(source.name for source in sources)
+    found: dict[str, tuple[int, Any]] = {}
+    for predicate in predicates:
+        if not isinstance(predicate, Binary) or predicate.op != "=":
+            continue
+        for column, other in ((predicate.left, predicate.right), (predicate.right, predicate.left)):
+            if not isinstance(column, Col) or not isinstance(other, Const):
+                continue
+            if type(other.value) not in _GUARD_TYPES:
+                continue
+            for source in sources:
+                inside = source.base <= column.slot < source.base + source.width
+                if inside and counts[source.name] == 1 and source.name not in found:
+                    found[source.name] = (column.slot - source.base, other.value)
+    return found
 
 
 def _walk(node: Node) -> Iterable[Node]:

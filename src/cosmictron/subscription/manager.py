@@ -11,7 +11,10 @@ it runs under the writer lock, in commit order, after the transaction is publish
 * Identical queries (same plan after binding parameters and ``:sender``, same schema)
   share one ``LiveQuery``, whose delta is computed once per transaction and fanned out.
   ``_by_table`` maps each table name to the live queries that read it, so a
-  transaction touching none of a query's tables costs that query nothing.
+  transaction touching none of a query's tables costs that query nothing. A query
+  with an equality to a constant on a table (``LiveQuery.guards``) is indexed under
+  that value instead: queries differing only in a constant (one per ``:sender`` under
+  row-level security) cost a transaction only those its changed rows name.
 * A subscription's update merges its queries' deltas per table (a subscription's rows
   of a table are the bag sum of its queries' results), converted to Python values as
   ``db.sql`` returns them. It is sent only when something changed. Subscribers whose
@@ -31,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cosmictron.datastore import Datastore, TableChange
-from cosmictron.errors import InvalidRequest, PermissionDenied
+from cosmictron.errors import CosmictronError, InvalidRequest, PermissionDenied, SubscriptionError
 from cosmictron.query.cache import Converter
 from cosmictron.subscription.live import LiveQuery, Row, TxView, compile_live
 from cosmictron.values import Identity, Timestamp
@@ -39,22 +42,30 @@ from cosmictron.values import Identity, Timestamp
 logger = logging.getLogger(__name__)
 
 UpdateCallback = Callable[[dict[str, Any]], Any]
+ErrorCallback = Callable[[SubscriptionError], Any]
 
 
 class Subscription:
-    """One subscriber's set of queries. ``initial`` holds the rows at ``tx_offset``."""
+    """One subscriber's set of queries. ``initial`` holds the rows at ``tx_offset``.
+
+    ``error`` is set (and ``on_error`` called) when the subscription is ended by the
+    database rather than by ``unsubscribe``.
+    """
 
     def __init__(
         self,
         manager: SubscriptionManager,
         queries: tuple[LiveQuery, ...],
         on_update: UpdateCallback | None,
+        on_error: ErrorCallback | None = None,
     ) -> None:
         self._manager = manager
         self.queries = queries
         self.on_update = on_update
+        self.on_error = on_error
         self.initial: dict[str, Any] = {}
         self.active = True
+        self.error: SubscriptionError | None = None
 
     @property
     def tx_offset(self) -> int:
@@ -88,7 +99,10 @@ class SubscriptionManager:
         self._owner = owner
         self._queries: dict[Any, LiveQuery] = {}
         self._by_table: dict[str, set[LiveQuery]] = {}
-        self._pending: list[tuple[Subscription, dict[str, Any]]] = []
+        # Queries with a guard on a table (``LiveQuery.guards``): table -> column ->
+        # value -> queries; a changed row wakes only those whose value it carries.
+        self._guarded: dict[str, dict[int, dict[Any, set[LiveQuery]]]] = {}
+        self._pending: list[tuple[Subscription, dict[str, Any] | SubscriptionError]] = []
         self._delivering = False
 
     # -- registering -------------------------------------------------------------------
@@ -99,13 +113,17 @@ class SubscriptionManager:
         on_update: UpdateCallback | None,
         params: Mapping[str, Any] | None,
         sender: Identity,
+        on_error: ErrorCallback | None = None,
     ) -> Subscription:
         """Subscribe to ``queries``; see ``Database.subscribe``."""
         if isinstance(queries, str):
             queries = [queries]
         if not queries:
             raise InvalidRequest("subscribe needs at least one query")
-        compiled = [compile_live(text, self._schema, params, sender) for text in queries]
+        restricted = sender != self._owner and bool(self._schema.visibility_filters)
+        compiled = [
+            compile_live(text, self._schema, params, sender, restricted) for text in queries
+        ]
         if sender != self._owner:
             for query in compiled:
                 for name in sorted(query.tables):
@@ -124,7 +142,7 @@ class SubscriptionManager:
                     query = existing
                 fresh[query.key] = query
                 shared.append(query)
-            subscription = Subscription(self, tuple(shared), on_update)
+            subscription = Subscription(self, tuple(shared), on_update, on_error)
             tables: dict[str, list[Row]] = {}
             converters: dict[str, tuple[Converter | None, ...] | None] = {}
             for query in shared:
@@ -136,9 +154,7 @@ class SubscriptionManager:
                 converters[query.table_name] = query.converters
             for query in shared:
                 if query.key not in self._queries:
-                    self._queries[query.key] = query
-                    for name in query.tables:
-                        self._by_table.setdefault(name, set()).add(query)
+                    self._register(query)
                 query.subscribers.add(subscription)
             subscription.initial = {
                 "tx_offset": self._offset(),
@@ -156,14 +172,8 @@ class SubscriptionManager:
             subscription.active = False
             for query in subscription.queries:
                 query.subscribers.discard(subscription)
-                if not query.subscribers and self._queries.get(query.key) is query:
-                    del self._queries[query.key]
-                    for name in query.tables:
-                        readers = self._by_table.get(name)
-                        if readers is not None:
-                            readers.discard(query)
-                            if not readers:
-                                del self._by_table[name]
+                if not query.subscribers:
+                    self._forget(query)
 
     @property
     def query_count(self) -> int:
@@ -177,13 +187,22 @@ class SubscriptionManager:
 
     def on_commit(self, offset: int, timestamp: Timestamp, changes: list[TableChange]) -> None:
         """The commit listener: compute each affected query's delta once, fan it out."""
-        if not self._by_table or not changes:
+        if not self._queries or not changes:
             return
         affected: set[LiveQuery] = set()
         for change in changes:
-            readers = self._by_table.get(change.table.name)
+            name = change.table.name
+            readers = self._by_table.get(name)
             if readers:
                 affected |= readers
+            guarded = self._guarded.get(name)
+            if guarded:
+                for column, by_value in guarded.items():
+                    for rows in (change.inserts, change.deletes):
+                        for row in rows:
+                            found = by_value.get(row[column])
+                            if found:
+                                affected |= found
         if not affected:
             return
         tx = TxView(self._datastore, changes)
@@ -191,12 +210,16 @@ class SubscriptionManager:
         for query in affected:
             try:
                 deltas[query] = query.delta(tx)
-            except Exception:
+            except Exception as exc:
                 # A bug or a resource limit (a top-N refill over the row limit): the
                 # query's state can no longer be trusted, so its subscriptions end.
                 logger.exception("subscription query %r failed at offset %d", query.text, offset)
-                for subscription in list(query.subscribers):
-                    self.unsubscribe(subscription)
+                reason = exc if isinstance(exc, CosmictronError) else f"{type(exc).__name__}: {exc}"
+                self._end_query(
+                    query,
+                    f"the query {query.text!r} could not be kept up to date at offset "
+                    f"{offset}: {reason}",
+                )
         updates: dict[Subscription, list[LiveQuery]] = {}
         for query, (inserts, deletes) in deltas.items():
             if inserts or deletes:
@@ -213,6 +236,98 @@ class SubscriptionManager:
                 self._pending.append((subscription, message))
         self._deliver()
 
+    # -- ending subscriptions ------------------------------------------------------------
+
+    def schema_changed(self, schema: Any) -> None:
+        """Move every live query to a new module schema (a hot-swap), under the writer lock.
+
+        A query whose tables are unchanged is recompiled and keeps its subscribers; one
+        that reads a dropped or changed table, or no longer compiles, is ended with a
+        ``SubscriptionError`` naming why. The rest keep running.
+        """
+        with self._lock:
+            old, self._schema = self._schema, schema
+            for query in list(self._queries.values()):
+                reason = _incompatibility(query, old, schema)
+                replacement = None
+                if reason is None:
+                    text, params, sender, restricted = query.origin
+                    try:
+                        replacement = compile_live(text, schema, params, sender, restricted)
+                    except CosmictronError as exc:
+                        reason = f"the query {text!r} no longer fits the module: {exc}"
+                if replacement is None:
+                    self._end_query(query, reason or "the module changed")
+                    continue
+                self._replace(query, replacement)
+            self._deliver()
+
+    def _replace(self, query: LiveQuery, replacement: LiveQuery) -> None:
+        """Hand ``query``'s subscribers over to ``replacement`` (same result, new schema)."""
+        existing = self._queries.get(replacement.key)
+        if existing is not None and existing is not query:
+            replacement = existing
+        elif replacement.top_n:
+            replacement.initial(self._datastore)
+        self._forget(query)
+        if replacement.key not in self._queries:
+            self._register(replacement)
+        for subscription in list(query.subscribers):
+            subscription.queries = tuple(
+                replacement if q is query else q for q in subscription.queries
+            )
+            replacement.subscribers.add(subscription)
+        query.subscribers.clear()
+
+    def _end_query(self, query: LiveQuery, reason: str) -> None:
+        for subscription in list(query.subscribers):
+            self._end(subscription, SubscriptionError(reason))
+        self._forget(query)
+
+    def _end(self, subscription: Subscription, error: SubscriptionError) -> None:
+        """End ``subscription`` for ``error``; its ``on_error`` runs after earlier updates."""
+        if not subscription.active:
+            return
+        self.unsubscribe(subscription)
+        subscription.error = error
+        self._pending.append((subscription, error))
+
+    def _register(self, query: LiveQuery) -> None:
+        """Index ``query`` by the tables it reads (by a guard value where it has one)."""
+        self._queries[query.key] = query
+        for name in query.tables:
+            guard = query.guards.get(name)
+            if guard is None:
+                self._by_table.setdefault(name, set()).add(query)
+            else:
+                column, value = guard
+                by_value = self._guarded.setdefault(name, {}).setdefault(column, {})
+                by_value.setdefault(value, set()).add(query)
+
+    def _forget(self, query: LiveQuery) -> None:
+        if self._queries.get(query.key) is not query:
+            return
+        del self._queries[query.key]
+        for name in query.tables:
+            guard = query.guards.get(name)
+            if guard is None:
+                readers = self._by_table.get(name)
+                if readers is not None:
+                    readers.discard(query)
+                    if not readers:
+                        del self._by_table[name]
+                continue
+            column, value = guard
+            by_column = self._guarded[name]
+            by_value = by_column[column]
+            by_value[value].discard(query)
+            if not by_value[value]:
+                del by_value[value]
+                if not by_value:
+                    del by_column[column]
+                    if not by_column:
+                        del self._guarded[name]
+
     def _deliver(self) -> None:
         if self._delivering:
             return  # a callback committed: the outer delivery sends this after the rest
@@ -220,6 +335,9 @@ class SubscriptionManager:
         try:
             while self._pending:
                 subscription, message = self._pending.pop(0)
+                if isinstance(message, SubscriptionError):
+                    self._tell_error(subscription, message)
+                    continue
                 if not subscription.active or subscription.on_update is None:
                     continue
                 try:
@@ -232,6 +350,29 @@ class SubscriptionManager:
                     )
         finally:
             self._delivering = False
+
+    def _tell_error(self, subscription: Subscription, error: SubscriptionError) -> None:
+        logger.warning("subscription ended: %s", error)
+        if subscription.on_error is None:
+            return
+        try:
+            subscription.on_error(error)
+        except Exception:
+            logger.exception("subscription error callback %r failed", subscription.on_error)
+
+
+def _incompatibility(query: LiveQuery, old: Any, new: Any) -> str | None:
+    """Why ``query`` cannot survive the move from schema ``old`` to ``new``, if it cannot."""
+    for name in sorted(query.tables):
+        before, after = old.table(name), new.table(name)
+        if after is None:
+            return f"table {name!r} was dropped by a module update"
+        if before is not None and before.describe() != after.describe():
+            return (
+                f"table {name!r} was changed by a module update (its columns, keys or "
+                f"indexes); subscribe again for its new rows"
+            )
+    return None
 
 
 def _update(
