@@ -13,7 +13,11 @@ through all authors. Its cost (µs per transaction, time-bounded loops) is measu
 - ``same_1`` / ``same_100`` / ``same_1000``: with 1, 100 or 1000 subscribers of the
   same join query ``JOIN_SQL`` (region ``'eu'``);
 - ``param_100`` / ``param_1000``: with 100 or 1000 subscriptions to ``PARAM_SQL``, each
-  with a different ``:r`` (distinct regions).
+  with a different ``:r`` (distinct regions);
+- ``feed_1000``: 1000 subscriptions to ``FEED_SQL`` (one author's posts), each with a
+  different ``:a``: queries that differ in a constant on the changed table itself;
+- ``rls_1000``: 1000 clients (non-owners) each subscribed to ``SELECT * FROM post``
+  under the visibility filter ``owner = :sender``: row-level security per client.
 
 Maintenance is a scenario's cost minus the baseline measured next to it (a baseline
 slice just before subscribing and just after unsubscribing, averaged). Finally the
@@ -47,27 +51,33 @@ from cosmictron import DurabilityConfig  # noqa: E402
 MODULE_SOURCE = '''\
 """Written by bench/subscriptions.py: authors and their posts."""
 
-from cosmictron import ReducerContext, field, reducer, table
+from cosmictron import Identity, ReducerContext, field, reducer, table, visibility_filter
 
 
-@table(name="author")
+@table(name="author", public=True)
 class Author:
     id: int = field(primary_key=True)
     name: str = ""
     region: str = field(default="", index="hash")
 
 
-@table(name="post")
+@table(name="post", public=True)
 class Post:
     id: int = field(primary_key=True)
     author_id: int = field(default=0, index="btree")
     topic: str = ""
     score: int = 0
+    owner: Identity = field(default=Identity.zero(), index="hash")
+
+
+OWN_POSTS = visibility_filter("SELECT * FROM post WHERE owner = :sender")
 
 
 @reducer
-def insert_post(ctx: ReducerContext, id: int, author_id: int, topic: str, score: int) -> None:
-    ctx.db.post.insert(Post(id=id, author_id=author_id, topic=topic, score=score))
+def insert_post(
+    ctx: ReducerContext, id: int, author_id: int, topic: str, score: int, owner: Identity
+) -> None:
+    ctx.db.post.insert(Post(id=id, author_id=author_id, topic=topic, score=score, owner=owner))
 '''
 
 # Written author first: that order evaluates from the region index (initial rows and
@@ -79,6 +89,8 @@ JOIN_SQL = (
 PARAM_SQL = (
     "SELECT post.* FROM author JOIN post ON post.author_id = author.id WHERE author.region = :r"
 )
+FEED_SQL = "SELECT * FROM post WHERE author_id = :a"
+RLS_SQL = "SELECT * FROM post"
 POST_FIRST_SQL = (
     "SELECT post.* FROM post JOIN author ON post.author_id = author.id WHERE author.region = 'eu'"
 )
@@ -88,6 +100,7 @@ POST_FIRST_SQL = (
 REGIONS = ["eu", *(f"r{i:03d}" for i in range(1, 1000))]
 TOPICS = [f"topic-{i:02d}" for i in range(50)]
 NAMES = [f"author-{i:04d}" for i in range(1024)]
+CLIENTS = [cosmictron.Identity(i.to_bytes(32, "big")) for i in range(1, 1001)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,20 +118,32 @@ class Settings:
 FULL = Settings(seconds=2.4, rounds=3, rows=100_000, full_evals=5)
 QUICK = Settings(seconds=0.2, rounds=2, rows=5_000, full_evals=3)
 
-# (key, description, subscriptions: list of (sql, params))
-SCENARIOS: list[tuple[str, str, list[tuple[str, dict[str, Any] | None]]]] = [
-    ("same_1", "1 subscription, join query", [(JOIN_SQL, None)]),
-    ("same_100", "100 subscribers, same join query", [(JOIN_SQL, None)] * 100),
-    ("same_1000", "1000 subscribers, same join query", [(JOIN_SQL, None)] * 1000),
+Subscribe = tuple[str, dict[str, Any] | None, Any]  # sql, params, sender (None: owner)
+
+# (key, description, subscriptions)
+SCENARIOS: list[tuple[str, str, list[Subscribe]]] = [
+    ("same_1", "1 subscription, join query", [(JOIN_SQL, None, None)]),
+    ("same_100", "100 subscribers, same join query", [(JOIN_SQL, None, None)] * 100),
+    ("same_1000", "1000 subscribers, same join query", [(JOIN_SQL, None, None)] * 1000),
     (
         "param_100",
         "100 different parameterised join queries",
-        [(PARAM_SQL, {"r": r}) for r in REGIONS[:100]],
+        [(PARAM_SQL, {"r": r}, None) for r in REGIONS[:100]],
     ),
     (
         "param_1000",
         "1000 different parameterised join queries",
-        [(PARAM_SQL, {"r": r}) for r in REGIONS[:1000]],
+        [(PARAM_SQL, {"r": r}, None) for r in REGIONS[:1000]],
+    ),
+    (
+        "feed_1000",
+        "1000 different author feeds (author_id = :a)",
+        [(FEED_SQL, {"a": a}, None) for a in range(1000)],
+    ),
+    (
+        "rls_1000",
+        "1000 clients, SELECT * under a visibility filter",
+        [(RLS_SQL, None, client) for client in CLIENTS],
     ),
 ]
 
@@ -141,9 +166,9 @@ class Bench:
         self.next_id = rows
         self.updates = 0
 
-    def post_values(self, i: int) -> tuple[int, int, str, int]:
+    def post_values(self, i: int) -> tuple[int, int, str, int, Any]:
         # author (i * 7919) % rows: every author in turn, not in id order.
-        return (i, (i * 7919) % self.rows, TOPICS[i % 50], i % 1000)
+        return (i, (i * 7919) % self.rows, TOPICS[i % 50], i % 1000, CLIENTS[i % 1000])
 
     def on_update(self, update: Any) -> None:
         self.updates += 1
@@ -190,10 +215,11 @@ def measure(settings: Settings, parent: str) -> dict[str, Any]:
             expected = len(list(bench.db.sql(JOIN_SQL)))
             started = time.perf_counter()
             handles = [
-                bench.db.subscribe([sql], on_update=bench.on_update, params=params)
-                for sql, params in subs
+                bench.db.subscribe([sql], on_update=bench.on_update, params=params, sender=sender)
+                for sql, params, sender in subs
             ]
             subscribe_seconds = time.perf_counter() - started
+            distinct = bench.db._subscriptions.query_count
             initial = handles[0].initial["tables"]
             if key == "same_1" and len(initial[0]["rows"] if initial else []) != expected:
                 raise AssertionError("subscription's initial rows differ from db.sql's")
@@ -210,9 +236,7 @@ def measure(settings: Settings, parent: str) -> dict[str, Any]:
             results[key] = {
                 "label": label,
                 "subscriptions": len(handles),
-                "distinct_queries": len(
-                    {(sql, tuple(sorted((p or {}).items()))) for sql, p in subs}
-                ),
+                "distinct_queries": distinct,
                 "total_us_per_tx": total,
                 "baseline_us_per_tx": baseline,
                 "maintenance_us_per_tx": total - baseline,
@@ -324,7 +348,13 @@ def main(argv: list[str] | None = None) -> int:
         "suite": "subscriptions",
         "mode": "quick" if args.quick else "full",
         "settings": dataclasses.asdict(settings),
-        "queries": {"join": JOIN_SQL, "parameterised": PARAM_SQL, "post_first": POST_FIRST_SQL},
+        "queries": {
+            "join": JOIN_SQL,
+            "parameterised": PARAM_SQL,
+            "feed": FEED_SQL,
+            "row_level_security": RLS_SQL,
+            "post_first": POST_FIRST_SQL,
+        },
         "machine": machine,
         "duration_seconds": total,
         "results": results,

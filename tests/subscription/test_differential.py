@@ -45,6 +45,9 @@ BAGS = [
     ("SELECT a.* FROM a JOIN b ON a.k = b.k WHERE b.w = {x} AND a.v = :p", "a"),
     ("SELECT c.* FROM c JOIN a ON c.a_id = a.id WHERE a.k = {x} AND c.k = 1", "c"),
     ("SELECT x.* FROM a x JOIN a y ON x.k = y.k WHERE y.v = {x}", "a"),
+    # ... and through a join on a primary key (c and b are guarded by a's row).
+    ("SELECT c.* FROM c JOIN a ON c.a_id = a.id WHERE a.v = {x}", "c"),
+    ("SELECT b.* FROM a JOIN b ON a.id = b.k WHERE a.v = {x} AND b.w > 0", "b"),
 ]
 
 # (text with {x} and {n}, companion text (the rows, then the sort values), which sort

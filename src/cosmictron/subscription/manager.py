@@ -36,7 +36,7 @@ from typing import Any
 from cosmictron.datastore import Datastore, TableChange
 from cosmictron.errors import CosmictronError, InvalidRequest, PermissionDenied, SubscriptionError
 from cosmictron.query.cache import Converter
-from cosmictron.subscription.live import LiveQuery, Row, TxView, compile_live
+from cosmictron.subscription.live import Guard, LiveQuery, Row, TxView, compile_live
 from cosmictron.values import Identity, Timestamp
 
 logger = logging.getLogger(__name__)
@@ -99,9 +99,9 @@ class SubscriptionManager:
         self._owner = owner
         self._queries: dict[Any, LiveQuery] = {}
         self._by_table: dict[str, set[LiveQuery]] = {}
-        # Queries with a guard on a table (``LiveQuery.guards``): table -> column ->
-        # value -> queries; a changed row wakes only those whose value it carries.
-        self._guarded: dict[str, dict[int, dict[Any, set[LiveQuery]]]] = {}
+        # Queries with a guard on a table (``LiveQuery.guards``): table -> guard ->
+        # value -> queries; a changed row wakes only those whose value it leads to.
+        self._guarded: dict[str, dict[Guard, dict[Any, set[LiveQuery]]]] = {}
         self._pending: list[tuple[Subscription, dict[str, Any] | SubscriptionError]] = []
         self._delivering = False
 
@@ -197,12 +197,7 @@ class SubscriptionManager:
                 affected |= readers
             guarded = self._guarded.get(name)
             if guarded:
-                for column, by_value in guarded.items():
-                    for rows in (change.inserts, change.deletes):
-                        for row in rows:
-                            found = by_value.get(row[column])
-                            if found:
-                                affected |= found
+                affected |= self._woken(guarded, change)
         if not affected:
             return
         tx = TxView(self._datastore, changes)
@@ -235,6 +230,27 @@ class SubscriptionManager:
             if message is not None:
                 self._pending.append((subscription, message))
         self._deliver()
+
+    def _woken(
+        self,
+        guarded: dict[Guard, dict[Any, set[LiveQuery]]],
+        change: TableChange,
+    ) -> set[LiveQuery]:
+        """The guarded queries a table's changed rows lead to (old and new versions).
+
+        A guard through a joined table reads that table as it is now. If this
+        transaction also changed the joined row, the query is woken anyway: the joined
+        table carries the query's direct guard on the same value, and its old or new
+        version has that value, or else neither joins the row into the result.
+        """
+        woken: set[LiveQuery] = set()
+        for guard, by_value in guarded.items():
+            for rows in (change.inserts, change.deletes):
+                for row in rows:
+                    found = by_value.get(guard.value_of(row, self._datastore))
+                    if found:
+                        woken |= found
+        return woken
 
     # -- ending subscriptions ------------------------------------------------------------
 
@@ -296,12 +312,12 @@ class SubscriptionManager:
         """Index ``query`` by the tables it reads (by a guard value where it has one)."""
         self._queries[query.key] = query
         for name in query.tables:
-            guard = query.guards.get(name)
-            if guard is None:
+            guarded = query.guards.get(name)
+            if guarded is None:
                 self._by_table.setdefault(name, set()).add(query)
             else:
-                column, value = guard
-                by_value = self._guarded.setdefault(name, {}).setdefault(column, {})
+                guard, value = guarded
+                by_value = self._guarded.setdefault(name, {}).setdefault(guard, {})
                 by_value.setdefault(value, set()).add(query)
 
     def _forget(self, query: LiveQuery) -> None:
@@ -309,23 +325,23 @@ class SubscriptionManager:
             return
         del self._queries[query.key]
         for name in query.tables:
-            guard = query.guards.get(name)
-            if guard is None:
+            guarded = query.guards.get(name)
+            if guarded is None:
                 readers = self._by_table.get(name)
                 if readers is not None:
                     readers.discard(query)
                     if not readers:
                         del self._by_table[name]
                 continue
-            column, value = guard
-            by_column = self._guarded[name]
-            by_value = by_column[column]
+            guard, value = guarded
+            by_guard = self._guarded[name]
+            by_value = by_guard[guard]
             by_value[value].discard(query)
             if not by_value[value]:
                 del by_value[value]
                 if not by_value:
-                    del by_column[column]
-                    if not by_column:
+                    del by_guard[guard]
+                    if not by_guard:
                         del self._guarded[name]
 
     def _deliver(self) -> None:
