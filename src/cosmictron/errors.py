@@ -14,6 +14,7 @@ server replies with.
     │   ├── SchemaError         a module declares an impossible table or reducer
     │   ├── SubscriptionError   a subscription ended: its table changed or maintenance failed
     │   └── ConfigError         unknown profile or policy name, bad config.toml
+    ├── Unauthenticated 401     a bad, forged or expired token
     ├── PermissionDenied 403    not the owner; a private table
     ├── NotFound 404            database, table, reducer, row
     ├── Conflict 409            unique or primary-key violation
@@ -94,6 +95,13 @@ class ConfigError(InvalidRequest):
     """A configuration value (profile, fsync policy, config.toml) is not one we know."""
 
     code = "config_error"
+
+
+class Unauthenticated(CosmictronError):
+    """A token is missing where one is needed, malformed, forged or expired."""
+
+    code = "unauthenticated"
+    http_status = 401
 
 
 class PermissionDenied(CosmictronError):

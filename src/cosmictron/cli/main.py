@@ -25,6 +25,42 @@ def cli() -> None:
     """
 
 
+@cli.command("start")
+@click.option(
+    "--listen",
+    default="127.0.0.1:3000",
+    show_default=True,
+    help="HOST:PORT to listen on (port 0 picks a free one and prints it).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default="./cosmictron-data",
+    show_default=True,
+    help="Where the databases, the server key and uploads live.",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["development", "balanced", "production", "maximum_safety"]),
+    default=None,
+    help="Durability profile for every database (default: each database's env, "
+    "config.toml, then production).",
+)
+def start(listen: str, data_dir: str, profile: str | None) -> None:
+    """Start the server and run until SIGTERM or Ctrl-C (then drain, sync and close).
+
+    Example: cosmictron-cli start --listen 127.0.0.1:3000 --data-dir ./data
+    """
+    from pathlib import Path
+
+    from cosmictron.server import serve
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"expected HOST:PORT, got {listen!r}", param_hint="--listen")
+    serve(host, int(port), Path(data_dir), profile)
+
+
 @cli.command("local-call")
 @click.argument("data_dir", type=click.Path(file_okay=False))
 @click.argument("reducer")

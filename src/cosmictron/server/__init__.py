@@ -1,0 +1,13 @@
+"""The server: many databases behind HTTP and WebSocket (DESIGN.md §5).
+
+Owns: the HTTP routes (``routes``), the JSON forms of values (``wire``), identities and
+tokens (``auth``), the databases a server hosts (``registry``) and the process
+(``app.serve``). Imports: ``host`` and the layers below it; it re-implements none of
+them (a WebSocket subscription is ``Database.subscribe``). See docs/reference/http.md.
+"""
+
+from cosmictron.server.app import build_app, serve
+from cosmictron.server.auth import ANONYMOUS, TokenAuthority
+from cosmictron.server.registry import DatabaseRegistry
+
+__all__ = ["ANONYMOUS", "DatabaseRegistry", "TokenAuthority", "build_app", "serve"]

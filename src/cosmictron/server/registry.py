@@ -1,0 +1,167 @@
+"""The databases one server hosts, each in ``<data-dir>/databases/<name>/``.
+
+Each ``HostedDatabase`` wraps an open ``host.Database`` and its own thread pool. The
+event loop never runs database work: reducer calls, SQL and deploys run on the
+database's threads, so a slow reducer in one database never blocks another database or
+the network, and concurrent callers of one database can share a group-commit fsync
+(they wait in different threads). The pool's size bounds how many callers of one
+database wait at once; more queue in the event loop, costing no thread.
+
+Deploying, updating and deleting a database are serialised per server by one lock (they
+are rare and change the registry itself); calls never take it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cosmictron.durability import DurabilityConfig
+from cosmictron.errors import InvalidRequest, NotFound, PermissionDenied
+from cosmictron.host import Database
+from cosmictron.values import Identity
+
+T = TypeVar("T")
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+THREADS_PER_DATABASE = 16
+
+
+@dataclass
+class HostedDatabase:
+    name: str
+    db: Database
+    executor: ThreadPoolExecutor = field(repr=False)
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """Run blocking database work on this database's threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, function, *args)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+        self.db.close()
+
+
+class DatabaseRegistry:
+    """Names to open databases; creates, updates and deletes them."""
+
+    def __init__(self, root: Path, durability: DurabilityConfig | None = None) -> None:
+        self.root = root
+        self.durability = durability
+        self._databases: dict[str, HostedDatabase] = {}
+        self._admin = threading.Lock()
+        self._uploads = root / "uploads"
+
+    @property
+    def directory(self) -> Path:
+        return self.root / "databases"
+
+    def open_all(self) -> None:
+        """Open every database found under the data directory (at server start)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for path in sorted(self.directory.iterdir()):
+            if path.is_dir() and (path / "module" / "module.py").exists():
+                self._databases[path.name] = self._host(
+                    path.name, Database.open(path, durability=self.durability)
+                )
+
+    def names(self) -> list[str]:
+        return sorted(self._databases)
+
+    def get(self, name: str) -> HostedDatabase:
+        """The database called ``name``; ``NotFound`` naming it if there is none."""
+        hosted = self._databases.get(name)
+        if hosted is None:
+            raise NotFound(f"database {name!r} does not exist")
+        return hosted
+
+    def deploy(
+        self, name: str, source: bytes, caller: Identity, clear: bool = False
+    ) -> tuple[HostedDatabase, bool, dict[str, Any] | None]:
+        """Create database ``name`` owned by ``caller``, or update its module.
+
+        Returns the database, whether it was created, and the migration report of an
+        update (None for a creation). Blocking: run it off the event loop.
+
+        Raises:
+            InvalidRequest: a bad name or an empty module.
+            PermissionDenied: updating a database ``caller`` does not own.
+            SchemaError: the module fails to load or (on update) to migrate.
+        """
+        check_name(name)
+        if not source.strip():
+            raise InvalidRequest("the module is empty: send the module's Python source")
+        with self._admin:
+            existing = self._databases.get(name)
+            upload = self._write_upload(name, source)
+            try:
+                if existing is not None:
+                    if existing.db.owner != caller:
+                        raise PermissionDenied(
+                            f"database {name!r} belongs to another identity; only its owner "
+                            f"may deploy over it"
+                        )
+                    update = getattr(existing.db, "update_module", None)
+                    if update is None:  # until hot-swap lands (issue #4)
+                        raise InvalidRequest(f"database {name!r} exists; updates are not built yet")
+                    report = update(upload, clear=clear)
+                    return existing, False, report.describe()
+                path = self.directory / name
+                if path.exists():
+                    shutil.rmtree(path)  # a creation that failed half-way before
+                try:
+                    db = Database.open(path, upload, durability=self.durability, owner=caller)
+                except BaseException:
+                    shutil.rmtree(path, ignore_errors=True)
+                    raise
+                hosted = self._host(name, db)
+                self._databases[name] = hosted
+                return hosted, True, None
+            finally:
+                upload.unlink(missing_ok=True)
+
+    def delete(self, name: str, caller: Identity) -> None:
+        """Close and remove database ``name`` (owner only). Blocking."""
+        with self._admin:
+            hosted = self.get(name)
+            if hosted.db.owner != caller:
+                raise PermissionDenied(f"only the owner of database {name!r} may delete it")
+            del self._databases[name]
+            hosted.close()
+            shutil.rmtree(self.directory / name, ignore_errors=True)
+
+    def close_all(self) -> None:
+        """Close every database: each waits for its calls, syncs its log and closes."""
+        with self._admin:
+            for hosted in self._databases.values():
+                hosted.close()
+            self._databases.clear()
+
+    def _host(self, name: str, db: Database) -> HostedDatabase:
+        executor = ThreadPoolExecutor(THREADS_PER_DATABASE, thread_name_prefix=f"db-{name}")
+        return HostedDatabase(name, db, executor)
+
+    def _write_upload(self, name: str, source: bytes) -> Path:
+        self._uploads.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            "wb", dir=self._uploads, prefix=f"{name}-", suffix=".py", delete=False
+        ) as handle:
+            handle.write(source)
+        return Path(handle.name)
+
+
+def check_name(name: str) -> None:
+    if not NAME.match(name):
+        raise InvalidRequest(
+            f"database name {name!r} is not valid: use 1-63 lowercase letters, digits, "
+            f"'-' or '_', starting with a letter or digit"
+        )

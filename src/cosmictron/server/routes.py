@@ -1,0 +1,237 @@
+"""The HTTP routes of DESIGN.md §5 (docs/reference/http.md is the user's account).
+
+Every handler finds the caller (``auth.caller_of``), runs database work on that
+database's threads (``HostedDatabase.run``) and replies JSON. Errors are raised as
+``CosmictronError`` and turned into a status and ``{"error": {"code", "message"}}`` by
+``app.errors_as_json``, so no handler formats an error itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from cosmictron import __version__
+from cosmictron.errors import InvalidRequest, NotFound, PermissionDenied, Unauthenticated
+from cosmictron.server.auth import ANONYMOUS, TokenAuthority
+from cosmictron.server.registry import DatabaseRegistry, HostedDatabase
+from cosmictron.server.wire import from_json, row_to_json, to_json
+from cosmictron.values import Identity
+
+REGISTRY = web.AppKey("registry", DatabaseRegistry)
+AUTHORITY = web.AppKey("authority", TokenAuthority)
+
+routes = web.RouteTableDef()
+
+
+def caller_of(request: web.Request) -> Identity:
+    """The identity a request's token proves; ``ANONYMOUS`` without a token."""
+    header = request.headers.get("Authorization")
+    token = request.query.get("token")
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+        token = value.strip()
+    if token is None:
+        return ANONYMOUS
+    return request.app[AUTHORITY].verify(token)
+
+
+def hosted(request: web.Request) -> HostedDatabase:
+    return request.app[REGISTRY].get(request.match_info["name"])
+
+
+def require_owner(database: HostedDatabase, caller: Identity, action: str) -> None:
+    if caller != database.db.owner:
+        raise PermissionDenied(f"only the owner of database {database.name!r} may {action}")
+
+
+async def json_body(request: web.Request) -> Any:
+    text = await request.text()
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+
+
+@routes.get("/v1/health")
+async def health(request: web.Request) -> web.Response:
+    names = request.app[REGISTRY].names()
+    return web.json_response({"status": "ok", "version": __version__, "databases": len(names)})
+
+
+@routes.post("/v1/identity")
+async def new_identity(request: web.Request) -> web.Response:
+    identity = Identity.random()
+    token = request.app[AUTHORITY].issue(identity)
+    return web.json_response({"identity": identity.hex(), "token": token})
+
+
+@routes.get("/v1/identity")
+async def who_am_i(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    return web.json_response({"identity": caller.hex(), "anonymous": caller == ANONYMOUS})
+
+
+@routes.get("/v1/database")
+async def list_databases(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    caller = caller_of(request)
+    listed = []
+    for name in registry.names():
+        db = registry.get(name).db
+        listed.append({"name": name, "owner": db.owner.hex(), "mine": db.owner == caller})
+    return web.json_response({"databases": listed})
+
+
+@routes.put("/v1/database/{name}")
+async def deploy(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    if caller == ANONYMOUS:
+        raise Unauthenticated("deploying needs a token (POST /v1/identity gives one)")
+    name = request.match_info["name"]
+    clear = request.query.get("clear", "false").lower() in ("1", "true", "yes")
+    source = await request.read()
+    registry = request.app[REGISTRY]
+    database, created, migration = await asyncio.to_thread(
+        registry.deploy, name, source, caller, clear
+    )
+    body = {
+        "database": name,
+        "created": created,
+        "identity": database.db.identity.hex(),
+        "owner": database.db.owner.hex(),
+        "tx_offset": database.db.tx_offset,
+        "migration": migration,
+    }
+    return web.json_response(body, status=201 if created else 200)
+
+
+@routes.delete("/v1/database/{name}")
+async def delete(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    registry = request.app[REGISTRY]
+    registry.get(request.match_info["name"])  # 404 before 403
+    await asyncio.to_thread(registry.delete, request.match_info["name"], caller)
+    return web.json_response({"database": request.match_info["name"], "deleted": True})
+
+
+@routes.get("/v1/database/{name}/schema")
+async def schema(request: web.Request) -> web.Response:
+    database = hosted(request)
+    db = database.db
+    return web.json_response(
+        {
+            "database": database.name,
+            "identity": db.identity.hex(),
+            "owner": db.owner.hex(),
+            "tx_offset": db.tx_offset,
+            **db.schema.describe(),
+        }
+    )
+
+
+@routes.post("/v1/database/{name}/call/{reducer}")
+async def call(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    database = hosted(request)
+    reducer = request.match_info["reducer"]
+    binding = database.db.module.reducers.get(reducer)
+    if binding is None:
+        known = ", ".join(sorted(database.db.module.reducers)) or "none"
+        raise NotFound(f"database {database.name!r} has no reducer {reducer!r} (reducers: {known})")
+    body = await json_body(request)
+    args, kwargs = reducer_arguments(binding.schema, body)
+    outcome = await database.run(_call, database, reducer, args, kwargs, caller)
+    return web.json_response(
+        {
+            "return_value": to_json(outcome.return_value, binding.schema.return_type),
+            "tx_offset": outcome.tx_offset,
+            "timestamp": outcome.timestamp.isoformat(),
+        }
+    )
+
+
+def _call(
+    database: HostedDatabase,
+    reducer: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    caller: Identity,
+) -> Any:
+    return database.db.execute_reducer(reducer, args, kwargs, sender=caller)
+
+
+def reducer_arguments(schema: Any, body: Any) -> tuple[list[Any], dict[str, Any]]:
+    """JSON arguments (an array, an object, or nothing) as Python values."""
+    params = {param.name: param for param in schema.params}
+    if body is None:
+        return [], {}
+    if isinstance(body, list):
+        if len(body) > len(schema.params):
+            shown = ", ".join(f"{p.name}: {p.type.name}" for p in schema.params)
+            raise InvalidRequest(
+                f"reducer {schema.name!r} takes {len(schema.params)} arguments ({shown}), "
+                f"got {len(body)}"
+            )
+        return [
+            from_json(value, param.type, f"reducer {schema.name!r} argument {param.name!r}")
+            for param, value in zip(schema.params, body, strict=False)
+        ], {}
+    if isinstance(body, dict):
+        kwargs = {}
+        for key, value in body.items():
+            param = params.get(key)
+            if param is None:
+                known = ", ".join(params) or "none"
+                raise InvalidRequest(
+                    f"reducer {schema.name!r} has no argument {key!r} (arguments: {known})"
+                )
+            kwargs[key] = from_json(value, param.type, f"reducer {schema.name!r} argument {key!r}")
+        return [], kwargs
+    raise InvalidRequest(
+        "the arguments must be a JSON array (positional) or object (by name), "
+        f"not {type(body).__name__}"
+    )
+
+
+@routes.post("/v1/database/{name}/sql")
+async def sql(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    database = hosted(request)
+    text, params = await sql_request(request)
+    result = await database.run(_sql, database, text, params, caller)
+    return web.json_response(
+        {
+            "columns": list(result.columns),
+            "rows": [row_to_json(row, result.columns, [None] * len(row)) for row in result.rows],
+            "rows_affected": result.rows_affected,
+            "tx_offset": result.tx_offset,
+        }
+    )
+
+
+def _sql(database: HostedDatabase, text: str, params: dict[str, Any], caller: Identity) -> Any:
+    return database.db.sql(text, params or None, sender=caller)
+
+
+async def sql_request(request: web.Request) -> tuple[str, dict[str, Any]]:
+    """The SQL text and parameters: a text/plain body, or JSON ``{"query", "params"}``."""
+    if request.content_type == "application/json":
+        body = await json_body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+            raise InvalidRequest('a JSON SQL request is {"query": "<SQL>", "params": {...}}')
+        params = body.get("params") or {}
+        if not isinstance(params, dict):
+            raise InvalidRequest('"params" must be a JSON object of parameter values')
+        return body["query"], params
+    text = await request.text()
+    if not text.strip():
+        raise InvalidRequest("the request body is empty: send one SQL statement")
+    return text, {}

@@ -1,0 +1,145 @@
+"""JSON forms of column values: what HTTP and WebSocket clients send and receive.
+
+One mapping per column type, both ways, so a value round-trips through a client
+unchanged (docs/reference/http.md lists them):
+
+=================  ==========================================================
+type               JSON
+=================  ==========================================================
+integers, floats   number
+bool, str          boolean, string
+bytes              hex string
+Identity           64 hex digits; ConnectionId: 32 hex digits
+Timestamp          RFC 3339 string with microseconds (an integer of
+                   microseconds since the epoch is accepted too)
+TimeDuration       integer microseconds
+ScheduleAt         ``{"interval_micros": n}`` or ``{"at": "<RFC 3339>"}``
+Optional[T]        null or T's form
+list[T], Vector    array
+enum               the member's name
+@cosmictron.type   object keyed by field name
+=================  ==========================================================
+
+Rows are objects keyed by column name (DESIGN.md §5). Decoding gives the Python value a
+reducer argument's check accepts; a value of the wrong shape is an ``InvalidRequest``
+naming the expected type.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Any
+
+from cosmictron.datastore import ColumnType
+from cosmictron.datastore.types import (
+    BytesType,
+    ConnectionIdType,
+    IdentityType,
+    ListType,
+    MicrosType,
+    OptionalType,
+    ProductType,
+    ScheduleAtType,
+)
+from cosmictron.errors import InvalidRequest
+from cosmictron.values import ConnectionId, Identity, ScheduleAt, TimeDuration, Timestamp
+
+
+def to_json(value: Any, column_type: ColumnType | None) -> Any:
+    """The JSON form of a Python value of ``column_type`` (as ``db.sql`` returns them)."""
+    if value is None:
+        return None
+    if isinstance(column_type, OptionalType):
+        return to_json(value, column_type.inner)
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Identity | ConnectionId):
+        return value.hex()
+    if isinstance(value, Timestamp):
+        return value.isoformat()
+    if isinstance(value, TimeDuration):
+        return value.micros
+    if isinstance(value, ScheduleAt):
+        if value.kind == "interval":
+            return {"interval_micros": value.micros}
+        return {"at": Timestamp(value.micros).isoformat()}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(column_type, ProductType):
+        return {
+            name: to_json(getattr(value, name), field_type)
+            for name, field_type in column_type.fields
+        }
+    if isinstance(value, list | tuple):
+        inner = column_type.inner if isinstance(column_type, ListType) else None
+        return [to_json(item, inner) for item in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return {name: to_json(getattr(value, name), None) for name in value.__dataclass_fields__}
+    return str(value)
+
+
+def row_to_json(
+    row: Sequence[Any], columns: Sequence[str], types: Sequence[ColumnType | None]
+) -> dict[str, Any]:
+    """A row as an object keyed by column name."""
+    return {
+        name: to_json(value, column_type)
+        for name, value, column_type in zip(columns, row, types, strict=True)
+    }
+
+
+def from_json(value: Any, column_type: ColumnType, where: str) -> Any:
+    """The Python value for ``column_type`` a JSON value stands for.
+
+    Raises:
+        InvalidRequest: the JSON value has the wrong shape (``where`` names it).
+    """
+    try:
+        return _from_json(value, column_type)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidRequest(
+            f"{where}: expected {column_type.name} in its JSON form, got {value!r} ({exc})"
+        ) from None
+
+
+def _from_json(value: Any, column_type: ColumnType) -> Any:
+    if value is None:
+        return None
+    if isinstance(column_type, OptionalType):
+        return _from_json(value, column_type.inner)
+    if isinstance(column_type, IdentityType) and isinstance(value, str):
+        return Identity.from_hex(value)
+    if isinstance(column_type, ConnectionIdType) and isinstance(value, str):
+        return ConnectionId.from_hex(value)
+    if isinstance(column_type, MicrosType):
+        if column_type.python_type is Timestamp:
+            if isinstance(value, str):
+                return Timestamp.parse(value)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return Timestamp(value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            return TimeDuration(value)
+        return value
+    if isinstance(column_type, ScheduleAtType) and isinstance(value, dict):
+        if "interval_micros" in value:
+            return ScheduleAt("interval", int(value["interval_micros"]))
+        return ScheduleAt("at", Timestamp.parse(value["at"]).micros_since_epoch)
+    if isinstance(column_type, BytesType) and isinstance(value, str):
+        return bytes.fromhex(value)
+    if isinstance(column_type, ListType) and isinstance(value, list):
+        return [_from_json(item, column_type.inner) for item in value]
+    if isinstance(column_type, ProductType) and isinstance(value, dict):
+        unknown = set(value) - {name for name, _ in column_type.fields}
+        if unknown:
+            raise KeyError(f"unknown field {sorted(unknown)[0]!r}")
+        return column_type.python_class(
+            **{
+                name: _from_json(value[name], field_type)
+                for name, field_type in column_type.fields
+                if name in value
+            }
+        )
+    return value

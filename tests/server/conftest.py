@@ -1,0 +1,114 @@
+"""A real server process on a free port, and a small HTTP client for the tests.
+
+``server`` starts ``cosmictron-cli start --listen 127.0.0.1:0`` (the installed binary)
+in a temporary data directory and reads the address it prints; it is stopped with
+SIGTERM at teardown, and the test fails if it does not stop cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CLI = shutil.which("cosmictron-cli", path=str(Path(sys.executable).parent)) or "cosmictron-cli"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "quickstart" / "app.py"
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+
+
+@dataclass
+class Server:
+    url: str
+    data_dir: Path
+    process: subprocess.Popen[str]
+    output: list[str] = field(default_factory=list)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | Any = None,
+        token: str | None = None,
+        content_type: str | None = None,
+    ) -> Reply:
+        data: bytes | None
+        if body is None:
+            data = None
+        elif isinstance(body, bytes):
+            data = body
+        elif isinstance(body, str):
+            data = body.encode()
+        else:
+            data = json.dumps(body).encode()
+            content_type = content_type or "application/json"
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
+        if content_type is not None:
+            request.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return Reply(response.status, json.loads(response.read() or b"null"))
+        except urllib.error.HTTPError as error:
+            return Reply(error.code, json.loads(error.read() or b"null"))
+
+    def identity(self) -> tuple[str, str]:
+        reply = self.request("POST", "/v1/identity")
+        assert reply.status == 200, reply
+        return reply.body["identity"], reply.body["token"]
+
+    def deploy(self, name: str, source: bytes | str, token: str, clear: bool = False) -> Reply:
+        suffix = "?clear=true" if clear else ""
+        return self.request("PUT", f"/v1/database/{name}{suffix}", source, token)
+
+
+def start_server(data_dir: Path, *extra: str) -> Server:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [CLI, "start", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    if "listening on " not in first:
+        process.kill()
+        rest = process.stdout.read()
+        raise AssertionError(f"the server did not start: {first}{rest}")
+    url = first.split("listening on ", 1)[1].split()[0]
+    return Server(url, data_dir, process, [first])
+
+
+def stop_server(server: Server, sig: int = signal.SIGTERM) -> str:
+    """Stop the server; return what it printed after the first line."""
+    if server.process.poll() is None:
+        server.process.send_signal(sig)
+    out, _ = server.process.communicate(timeout=30)
+    return out
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    running = start_server(tmp_path / "server-data", "--profile", "development")
+    yield running
+    out = stop_server(running)
+    assert running.process.returncode == 0, out
+    assert "cosmictron stopped" in out, out
