@@ -7,6 +7,15 @@ that crosses it. Durability sizes that users tune live in ``DurabilityConfig`` i
 module_log_lines_max = 10_000
 """Module log lines kept in memory per database (older lines are dropped)."""
 
+module_log_file_bytes_max = 8 * 1024 * 1024
+"""A module log file is rotated (``module.log`` -> ``module.log.1`` ...) past this size."""
+
+module_log_files_max = 4
+"""Rotated module log files kept besides the current one."""
+
+log_follow_queue_lines_max = 10_000
+"""Lines queued for one ``logs?follow=true`` client; past it lines are dropped and counted."""
+
 reducer_name_bytes_max = 256
 """Longest reducer or table name accepted from a caller."""
 

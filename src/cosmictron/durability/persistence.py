@@ -52,6 +52,7 @@ class PersistenceStatistics:
     snapshot_count: int
     snapshots_skipped: int
     last_sync_latency_s: float
+    sync_seconds_total: float
     failed: bool
 
 
@@ -269,6 +270,7 @@ class PersistenceLayer:
             snapshot_count=self._snapshot_count,
             snapshots_skipped=self._snapshots_skipped,
             last_sync_latency_s=self._sync.last_sync_latency_s,
+            sync_seconds_total=self._sync.sync_seconds_total,
             failed=self._sync.failure is not None,
         )
 

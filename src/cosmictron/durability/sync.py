@@ -63,6 +63,7 @@ class SyncCoordinator:
         self.failure: DurabilityError | None = None
         self.sync_count = 0
         self.last_sync_latency_s = 0.0
+        self.sync_seconds_total = 0.0
         self.flush: Callable[[], None] = _nothing_to_flush
         self._condition = threading.Condition()
         self._syncing = False
@@ -161,6 +162,7 @@ class SyncCoordinator:
                 self._condition.notify_all()
             raise self.failure from exc
         self.last_sync_latency_s = time.monotonic() - started
+        self.sync_seconds_total += self.last_sync_latency_s
         self.sync_count += 1
         if offset > self.synced_offset:
             self.synced_offset = offset

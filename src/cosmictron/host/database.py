@@ -31,6 +31,7 @@ from cosmictron.durability import (
     DurabilityConfig,
     PersistenceConfig,
     PersistenceLayer,
+    PersistenceStatistics,
 )
 from cosmictron.errors import (
     CosmictronError,
@@ -45,6 +46,7 @@ from cosmictron.host.directory import identities, load_and_store_module
 from cosmictron.host.handles import Session, TableHandle, insert_all
 from cosmictron.host.logs import ModuleLog, capture_module_logger
 from cosmictron.host.memory import MemoryBudget
+from cosmictron.host.metrics import ReducerMetrics
 from cosmictron.host.records import (
     BULK_INSERT,
     apply_record_body,
@@ -117,7 +119,8 @@ class Database:
         self.durability = durability
         self.identity = identity
         self.owner = owner
-        self.log = ModuleLog()
+        self.log = ModuleLog(path / "logs")
+        self.reducer_metrics = ReducerMetrics()
         self._persistence = persistence
         self._lock = threading.RLock()
         self._session = Session(self._lock)
@@ -274,6 +277,23 @@ class Database:
         connection_id: ConnectionId | None,
     ) -> tuple[Any, int, int]:
         """Run one call; returns (return value, offset, timestamp in µs) once durable."""
+        started = time.perf_counter()
+        failed = True
+        try:
+            result = self._run_call(binding, values, wire_args, sender, connection_id)
+            failed = False
+            return result
+        finally:
+            self.reducer_metrics.observe(binding.schema.name, time.perf_counter() - started, failed)
+
+    def _run_call(
+        self,
+        binding: ReducerBinding,
+        values: Sequence[Any],
+        wire_args: Sequence[Any],
+        sender: Identity,
+        connection_id: ConnectionId | None,
+    ) -> tuple[Any, int, int]:
         schema = binding.schema
         with self._lock:
             if self._closed:
@@ -535,8 +555,9 @@ class Database:
     def schema(self) -> Any:
         return self.module.schema
 
-    def logs(self, num_lines: int | None = None) -> list[dict[str, Any]]:
-        return [line.as_dict() for line in self.log.lines(num_lines)]
+    def logs(self, num_lines: int | None = None, level: str | None = None) -> list[dict[str, Any]]:
+        """The newest ``num_lines`` module log lines at ``level`` or above, oldest first."""
+        return [line.as_dict() for line in self.log.lines(num_lines, level)]
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Call ``listener(offset, timestamp, changes)`` after each commit, in order."""
@@ -554,6 +575,15 @@ class Database:
                 reducer_calls=self._calls,
                 reducer_failures=self._failures,
             )
+
+    def persistence_statistics(self) -> PersistenceStatistics:
+        """The commit log's counters (appends, syncs and their latency) for ``/metrics``."""
+        return self._persistence.statistics()
+
+    def subscription_statistics(self) -> dict[str, int]:
+        """Active subscriptions and the distinct live queries maintained for them."""
+        manager = self._subscriptions
+        return {"subscriptions": manager.subscription_count, "queries": manager.query_count}
 
     def check_invariants(self) -> None:
         with self._lock:
@@ -580,6 +610,7 @@ class Database:
                 return
             self._closed = True
         self._persistence.close()
+        self.log.close()
 
     def __enter__(self) -> Database:
         return self

@@ -22,6 +22,8 @@ from aiohttp import web
 from cosmictron.durability import DurabilityConfig
 from cosmictron.errors import CosmictronError, InvalidRequest
 from cosmictron.server.auth import TokenAuthority
+from cosmictron.server.logs import end_followers, logs
+from cosmictron.server.metrics import metrics
 from cosmictron.server.registry import DatabaseRegistry
 from cosmictron.server.routes import AUTHORITY, REGISTRY, routes
 
@@ -69,6 +71,9 @@ def build_app(registry: DatabaseRegistry, authority: TokenAuthority) -> web.Appl
     app[REGISTRY] = registry
     app[AUTHORITY] = authority
     app.add_routes(routes)
+    app.router.add_get("/v1/database/{name}/logs", logs)
+    app.router.add_get("/metrics", metrics)
+    app.on_shutdown.append(end_followers)
     return app
 
 

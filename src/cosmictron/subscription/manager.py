@@ -104,6 +104,7 @@ class SubscriptionManager:
         self._guarded: dict[str, dict[Guard, dict[Any, set[LiveQuery]]]] = {}
         self._pending: list[tuple[Subscription, dict[str, Any] | SubscriptionError]] = []
         self._delivering = False
+        self._active = 0
 
     # -- registering -------------------------------------------------------------------
 
@@ -143,6 +144,7 @@ class SubscriptionManager:
                 fresh[query.key] = query
                 shared.append(query)
             subscription = Subscription(self, tuple(shared), on_update, on_error)
+            self._active += 1
             tables: dict[str, list[Row]] = {}
             converters: dict[str, tuple[Converter | None, ...] | None] = {}
             for query in shared:
@@ -170,10 +172,16 @@ class SubscriptionManager:
             if not subscription.active:
                 return
             subscription.active = False
+            self._active -= 1
             for query in subscription.queries:
                 query.subscribers.discard(subscription)
                 if not query.subscribers:
                     self._forget(query)
+
+    @property
+    def subscription_count(self) -> int:
+        """How many subscriptions are active."""
+        return self._active
 
     @property
     def query_count(self) -> int:

@@ -1,0 +1,178 @@
+"""``GET /metrics``: the server's state in the Prometheus text format (version 0.0.4).
+
+Everything is read at scrape time from counters the layers already keep (reducer tallies
+in ``host/metrics.py``, the commit log's sync counters, subscription counts), so
+serving metrics costs the hot paths nothing extra. Rates (transactions/s, calls/s) are
+the scraper's job: ``rate(cosmictron_transactions_total[1m])``. Each series carries a
+``database`` label; docs/reference/http.md lists them.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cosmictron.host.metrics import BUCKETS_S
+from cosmictron.server.registry import DatabaseRegistry, HostedDatabase
+from cosmictron.server.routes import REGISTRY
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Exposition:
+    """Collects samples grouped by metric name, each with its HELP and TYPE once."""
+
+    def __init__(self) -> None:
+        self._families: dict[str, tuple[str, str, list[str]]] = {}
+
+    def add(
+        self, name: str, kind: str, help_text: str, labels: dict[str, str], value: float
+    ) -> None:
+        family = self._families.setdefault(name, (kind, help_text, []))
+        family[2].append(f"{name}{_labels(labels)} {_number(value)}")
+
+    def add_histogram(
+        self,
+        name: str,
+        help_text: str,
+        labels: dict[str, str],
+        buckets: list[int],
+        total: float,
+        count: int,
+    ) -> None:
+        family = self._families.setdefault(name, ("histogram", help_text, []))
+        cumulative = 0
+        for bound, in_bucket in zip([*BUCKETS_S, float("inf")], buckets, strict=True):
+            cumulative += in_bucket
+            le = "+Inf" if bound == float("inf") else _number(bound)
+            family[2].append(f"{name}_bucket{_labels({**labels, 'le': le})} {cumulative}")
+        family[2].append(f"{name}_sum{_labels(labels)} {_number(total)}")
+        family[2].append(f"{name}_count{_labels(labels)} {count}")
+
+    def text(self) -> str:
+        lines = []
+        for name, (kind, help_text, samples) in self._families.items():
+            lines.append(f"# HELP {name} {help_text}")
+            lines.append(f"# TYPE {name} {kind}")
+            lines.extend(samples)
+        return "\n".join(lines) + "\n"
+
+
+def _labels(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(f'{key}="{_escape(value)}"' for key, value in labels.items())
+    return "{" + inner + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return repr(float(value))
+
+
+def render(registry: DatabaseRegistry) -> str:
+    out = Exposition()
+    names = registry.names()
+    out.add("cosmictron_databases", "gauge", "Databases this server hosts.", {}, len(names))
+    for name in names:
+        _database(out, registry.get(name))
+    return out.text()
+
+
+def _database(out: Exposition, hosted: HostedDatabase) -> None:
+    db = hosted.db
+    labels = {"database": hosted.name}
+    stats = db.statistics()
+    log = db.persistence_statistics()
+    subs = db.subscription_statistics()
+    out.add(
+        "cosmictron_transactions_total",
+        "counter",
+        "Committed transactions (the log offset); rate() gives transactions/s.",
+        labels,
+        stats.tx_offset,
+    )
+    out.add(
+        "cosmictron_durable_offset",
+        "gauge",
+        "The newest transaction on disk under the fsync policy.",
+        labels,
+        stats.durable_offset,
+    )
+    out.add("cosmictron_rows", "gauge", "Rows in all tables.", labels, stats.row_count)
+    out.add(
+        "cosmictron_memory_bytes",
+        "gauge",
+        "Estimated bytes held by the tables.",
+        labels,
+        stats.estimated_bytes,
+    )
+    out.add("cosmictron_fsync_total", "counter", "Commit log syncs.", labels, log.syncs)
+    out.add(
+        "cosmictron_fsync_seconds_total",
+        "counter",
+        "Time spent in commit log syncs; divide by cosmictron_fsync_total for the mean.",
+        labels,
+        log.sync_seconds_total,
+    )
+    out.add(
+        "cosmictron_fsync_last_seconds",
+        "gauge",
+        "Latency of the latest sync.",
+        labels,
+        log.last_sync_latency_s,
+    )
+    out.add(
+        "cosmictron_log_bytes_written_total",
+        "counter",
+        "Bytes appended to the commit log.",
+        labels,
+        log.bytes_written,
+    )
+    out.add(
+        "cosmictron_subscriptions",
+        "gauge",
+        "Active subscriptions.",
+        labels,
+        subs["subscriptions"],
+    )
+    out.add(
+        "cosmictron_subscription_queries",
+        "gauge",
+        "Distinct live queries maintained (identical queries count once).",
+        labels,
+        subs["queries"],
+    )
+    for reducer, tally in sorted(db.reducer_metrics.snapshot().items()):
+        reducer_labels = {**labels, "reducer": reducer}
+        out.add(
+            "cosmictron_reducer_calls_total",
+            "counter",
+            "Reducer calls, failed ones included.",
+            reducer_labels,
+            tally.calls,
+        )
+        out.add(
+            "cosmictron_reducer_errors_total",
+            "counter",
+            "Reducer calls that failed (rolled back).",
+            reducer_labels,
+            tally.errors,
+        )
+        out.add_histogram(
+            "cosmictron_reducer_duration_seconds",
+            "From the call to its result being durable.",
+            reducer_labels,
+            tally.buckets,
+            tally.seconds_total,
+            tally.calls,
+        )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    text = render(request.app[REGISTRY])
+    return web.Response(text=text, headers={"Content-Type": CONTENT_TYPE})
