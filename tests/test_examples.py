@@ -1,0 +1,62 @@
+"""The examples the README points at run, and print commands that work."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_embedded_quickstart_runs(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples/quickstart/main.py"), str(tmp_path / "qs")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "run_agent returned message id" in done.stdout
+    assert "a failing reducer changes nothing" in done.stdout
+
+
+def test_serve_deploys_the_quickstart_and_its_printed_commands_work(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "examples/quickstart/serve.py"),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(tmp_path / "server"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("Ctrl-C stops the server"):
+                break
+        output = "".join(lines)
+        assert "deployed examples/quickstart/app.py as database 'quickstart'" in output, output
+        call = next(line for line in lines if "call/add_task" in line)
+        words = shlex.split(call.strip())
+        url = next(word for word in words if word.startswith("http"))
+        body = words[words.index("-d") + 1].encode()
+        with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=30) as reply:
+            result = json.loads(reply.read())
+        assert result["return_value"]["title"] == "Write the report"
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, rest
+    assert "cosmictron stopped" in rest
