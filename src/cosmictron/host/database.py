@@ -290,7 +290,7 @@ class Database:
     def _run_init(self) -> None:
         binding = self.module.lifecycle.get("init")
         if binding is not None:
-            self._execute(binding, [], [], self.owner, None)
+            self._execute(self.module, binding, [], [], self.owner, None)
 
     # -- calling ----------------------------------------------------------------------
 
@@ -302,11 +302,14 @@ class Database:
             InvalidRequest: the arguments do not match its signature.
             ReducerFailed: it raised; nothing it did was kept.
         """
-        binding = self.module.reducers.get(reducer)
+        module = self.module
+        binding = module.reducers.get(reducer)
         if binding is None:
             self._raise_unknown_reducer(reducer)
         values, wire_args = binding.bind(args, kwargs)
-        return self._execute(binding, values, wire_args, self.owner, None)[0]
+        return self._execute(module, binding, values, wire_args, self.owner, None, (args, kwargs))[
+            0
+        ]
 
     def execute_reducer(
         self,
@@ -318,14 +321,38 @@ class Database:
         connection_id: ConnectionId | None = None,
     ) -> CallOutcome:
         """Run a reducer for a caller; the server and SDK use this form."""
-        binding = self.module.reducers.get(reducer)
+        module = self.module
+        binding = module.reducers.get(reducer)
         if binding is None:
             self._raise_unknown_reducer(reducer)
         values, wire_args = binding.bind(args, kwargs or {})
         value, offset, now_us = self._execute(
-            binding, values, wire_args, sender or self.owner, connection_id
+            module,
+            binding,
+            values,
+            wire_args,
+            sender or self.owner,
+            connection_id,
+            (args, kwargs or {}),
         )
         return CallOutcome(value, offset, Timestamp(now_us))
+
+    def _rebind(
+        self, binding: ReducerBinding, call: tuple[Sequence[Any], Mapping[str, Any]] | None
+    ) -> tuple[ReducerBinding, Sequence[Any], Sequence[Any]]:
+        """``binding``'s reducer in the running module, with the call's arguments bound."""
+        name, kind = binding.schema.name, binding.schema.kind
+        if call is None:  # a lifecycle reducer: no arguments
+            found = self.module.lifecycle.get(kind)
+            if found is None:
+                raise NotFound(f"the updated module has no @{kind} reducer")
+            return found, [], []
+        found = self.module.reducers.get(name)
+        if found is None:
+            self._raise_unknown_reducer(name)
+        args, kwargs = call
+        values, wire_args = found.bind(tuple(args), dict(kwargs))
+        return found, values, wire_args
 
     def _raise_unknown_reducer(self, reducer: str) -> NoReturn:
         known = ", ".join(sorted(self.module.reducers)) or "none"
@@ -335,23 +362,34 @@ class Database:
         self, kind: str, sender: Identity, connection_id: ConnectionId | None
     ) -> CallOutcome | None:
         """Run the module's ``client_connected``/``client_disconnected`` reducer, if any."""
-        binding = self.module.lifecycle.get(kind)
+        module = self.module
+        binding = module.lifecycle.get(kind)
         if binding is None:
             return None
-        value, offset, now_us = self._execute(binding, [], [], sender, connection_id)
+        value, offset, now_us = self._execute(module, binding, [], [], sender, connection_id)
         return CallOutcome(value, offset, Timestamp(now_us))
 
     def _execute(
         self,
+        module: LoadedModule,
         binding: ReducerBinding,
         values: Sequence[Any],
         wire_args: Sequence[Any],
         sender: Identity,
         connection_id: ConnectionId | None,
+        call: tuple[Sequence[Any], Mapping[str, Any]] | None = None,
     ) -> tuple[Any, int, int]:
-        """Run one call; returns (return value, offset, timestamp in µs) once durable."""
-        schema = binding.schema
+        """Run one call; returns (return value, offset, timestamp in µs) once durable.
+
+        ``binding`` was looked up in ``module`` and the arguments bound outside the
+        lock. If a module update ran in between, the reducer is looked up and its
+        arguments (``call``: positional, keyword) bound again under the new module, so
+        a call never runs old code against the new tables.
+        """
         with self._lock:
+            if module is not self.module:
+                binding, values, wire_args = self._rebind(binding, call)
+            schema = binding.schema
             if self._closed:
                 raise InvalidRequest(f"database {str(self.path)!r} is closed")
             if self._session.tx is not None:  # this thread is inside a reducer already
@@ -416,13 +454,15 @@ class Database:
             InvalidRequest: a row is malformed; the message names its position (0-based).
             Conflict: a row duplicates a key; nothing was inserted.
         """
-        binding = self.module.rows.get(table)
-        if binding is None:
-            self.table(table)  # raises NotFound naming the tables
-            raise AssertionError("unreachable")
-        target = self._datastore.tables[table]
+        self.table(table)  # raises NotFound naming the tables
 
         def load(tx: Transaction, datastore: Datastore) -> int:
+            # Looked up under the lock, so a module update cannot slip in between.
+            binding = self.module.rows.get(table)
+            if binding is None:
+                self.table(table)
+            assert binding is not None
+            target = datastore.tables[table]
             with _collector_paused():  # see _recover: many new rows, no garbage
                 return insert_all(tx, target, binding, rows)
 
