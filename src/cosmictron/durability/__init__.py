@@ -20,13 +20,14 @@ from cosmictron.durability.config import (
     PersistenceConfig,
 )
 from cosmictron.durability.persistence import PersistenceLayer, PersistenceStatistics
-from cosmictron.durability.record import TX_RECORD_KIND, Record
+from cosmictron.durability.record import MODULE_RECORD_KIND, TX_RECORD_KIND, Record
 from cosmictron.durability.recovery import Recovery
 from cosmictron.durability.snapshot import Snapshot
 from cosmictron.durability.storage import FileStorage, Storage
 
 __all__ = [
     "FSYNC_POLICIES",
+    "MODULE_RECORD_KIND",
     "PROFILES",
     "SYNC_METHODS",
     "TX_RECORD_KIND",

@@ -14,8 +14,9 @@ Byte layout of one frame (all integers little-endian)::
                   frame vouches for, from a torn unsynced tail (``segment.py``).
     payload       msgpack.packb([version, kind, offset, prev_hash, body], use_bin_type=True)
                  version    int, always FORMAT_VERSION (1)
-                 kind       int, TX_RECORD_KIND (0) for a transaction; other kinds
-                            (schema changes, ...) are passed through by recovery
+                 kind       int, TX_RECORD_KIND (0) for a transaction, MODULE_RECORD_KIND
+                            (1) for a module update; recovery passes every kind through
+                            and the host gives each body its meaning (``host/records.py``)
                  offset     int, the transaction's offset; the first record ever is 1
                  prev_hash  32 bytes, the hash of the record at offset - 1, or
                             GENESIS_HASH (32 zero bytes) for offset 1
@@ -44,6 +45,8 @@ from cosmictron.ledger import HASH_BYTES, record_hash
 FORMAT_VERSION = 1
 TX_RECORD_KIND = 0
 """The kind of an ordinary transaction record."""
+MODULE_RECORD_KIND = 1
+"""The kind of a module update (hot-swap): the records after it use the new schema."""
 
 FRAME_HEADER = struct.Struct("<IIQ")
 FRAME_HEADER_BYTES = FRAME_HEADER.size
@@ -172,6 +175,7 @@ __all__ = [
     "FORMAT_VERSION",
     "FRAME_HEADER",
     "FRAME_HEADER_BYTES",
+    "MODULE_RECORD_KIND",
     "PAYLOAD_PREFIX",
     "TX_RECORD_KIND",
     "Record",

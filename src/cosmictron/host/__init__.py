@@ -10,12 +10,14 @@ but a log line.
 
 from cosmictron.host.database import CallOutcome, Database, DatabaseStatistics
 from cosmictron.host.handles import IndexHandle, TableHandle, UniqueHandle
+from cosmictron.host.hotswap import MigrationReport
 
 __all__ = [
     "CallOutcome",
     "Database",
     "DatabaseStatistics",
     "IndexHandle",
+    "MigrationReport",
     "TableHandle",
     "UniqueHandle",
 ]

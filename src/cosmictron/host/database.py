@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from cosmictron.datastore import Datastore, TableChange, Transaction
+from cosmictron.datastore import Datastore, TableChange, Transaction, differences
+from cosmictron.datastore.migration import plan_migration, reset_datastore, stage_migration
 from cosmictron.datastore.types import TypeMismatch
 from cosmictron.durability import (
+    MODULE_RECORD_KIND,
     TX_RECORD_KIND,
     DurabilityConfig,
     PersistenceConfig,
@@ -40,10 +42,18 @@ from cosmictron.errors import (
     NotFound,
     ReducerFailed,
     ResourceExhausted,
+    SchemaError,
     SubscriptionError,
 )
-from cosmictron.host.directory import identities, load_and_store_module
+from cosmictron.host.directory import (
+    identities,
+    load_new_module,
+    save_genesis,
+    store_module,
+    stored_module,
+)
 from cosmictron.host.handles import Session, TableHandle, insert_all
+from cosmictron.host.hotswap import MigrationReport, replay_module_change
 from cosmictron.host.logs import ModuleLog, capture_module_logger
 from cosmictron.host.memory import MemoryBudget
 from cosmictron.host.metrics import ReducerMetrics
@@ -51,7 +61,10 @@ from cosmictron.host.records import (
     BULK_INSERT,
     apply_record_body,
     load_snapshot_state,
+    module_body,
+    read_module_body,
     snapshot_builder,
+    snapshot_module,
     transaction_body,
 )
 from cosmictron.host.sql import run_sql
@@ -60,6 +73,7 @@ from cosmictron.module import (
     LoadedModule,
     ReducerBinding,
     ReducerContext,
+    load_source,
 )
 from cosmictron.query import QueryResult
 from cosmictron.subscription import Subscription, SubscriptionManager
@@ -125,12 +139,10 @@ class Database:
         self._lock = threading.RLock()
         self._session = Session(self._lock)
         self._datastore = Datastore(loaded.schema)
-        self._handles = {
-            name: TableHandle(self._datastore.tables[name], binding, self._session)
-            for name, binding in loaded.rows.items()
-        }
-        self._view = DbView(self._handles)
-        self._by_class = {cls: self._handles[name] for cls, name in loaded.table_by_class.items()}
+        self._handles: dict[str, TableHandle] = {}
+        self._view = DbView({})
+        self._by_class: dict[type, TableHandle] = {}
+        self._install(loaded)
         self._offset = 0
         self._subscriptions = SubscriptionManager(
             self._datastore, loaded.schema, self._lock, lambda: self._offset, owner
@@ -144,6 +156,20 @@ class Database:
         self.current_reducer: str | None = None
         self._memory = MemoryBudget(durability.memory_limit_bytes)
         self._snapshot_interval_tx = durability.snapshot_interval_tx
+
+    def _install(self, loaded: LoadedModule) -> None:
+        """Make ``loaded`` the running module over the datastore's current tables.
+
+        Everything that binds the module to tables is rebuilt here (handles, ``ctx.db``,
+        the class map), so nothing keeps a table or schema of the previous module.
+        """
+        self.module = loaded
+        self._handles = {
+            name: TableHandle(self._datastore.tables[name], binding, self._session)
+            for name, binding in loaded.rows.items()
+        }
+        self._view = DbView(self._handles)
+        self._by_class = {cls: self._handles[name] for cls, name in loaded.table_by_class.items()}
         capture_module_logger(loaded.namespace.__name__)
 
     # -- opening ----------------------------------------------------------------------
@@ -162,7 +188,10 @@ class Database:
         Args:
             path: the data directory; created if missing.
             module: a path to a ``.py`` module or a module object. Optional when the
-                directory already holds a database: its stored module is used.
+                directory already holds a database: the module it last ran is used. A
+                module whose tables differ from the stored ones is refused (use
+                ``update_module`` to migrate); one that changes only reducers is
+                recorded in the log as a module update.
             durability: explicit settings; by default they are resolved from the
                 environment, ``path/config.toml`` and the ``production`` profile.
             owner: the identity that owns a new database (random if not given).
@@ -180,12 +209,17 @@ class Database:
             durability = DurabilityConfig.resolve(
                 environ=os.environ, config_file=config_file if config_file.exists() else None
             )
+        explicit = load_new_module(module) if module is not None else None
         persistence = PersistenceLayer(PersistenceConfig(data_dir=str(directory)), durability)
         try:
-            loaded = load_and_store_module(directory, module)
+            base = stored_module(directory, explicit)
+            assert base is not None, "checked above: a module was given or one is stored"
             identity, owner = identities(directory, owner)
-            database = cls(directory, loaded, persistence, durability, identity, owner)
+            database = cls(directory, base, persistence, durability, identity, owner)
             database._recover()
+            if explicit is not None:
+                database._adopt(explicit)
+            store_module(directory, database.module)
             if database._offset == 0:
                 database._run_init()
         except BaseException:
@@ -201,9 +235,20 @@ class Database:
             self._replay()
 
     def _replay(self) -> None:
+        """Load the newest snapshot, then apply every record after it, in order.
+
+        The replay starts under the module the snapshot was taken under (or the first
+        module), and a module record switches module and tables at its offset, so each
+        record is decoded with the tables it was written with.
+        """
         recovery = self._persistence.recover()
         datastore = self._datastore
+        module = self.module
         if recovery.snapshot is not None:
+            taken_under = snapshot_module(recovery.snapshot.state)
+            if taken_under is not None and taken_under[0] != module.source:
+                module = load_source(*taken_under)
+                reset_datastore(datastore, module.schema)
             load_snapshot_state(datastore, recovery.snapshot.state)
             self._offset = recovery.snapshot.offset
             self._last_snapshot_offset = recovery.snapshot.offset
@@ -211,13 +256,44 @@ class Database:
             if record.kind == TX_RECORD_KIND:
                 apply_record_body(datastore, record.body)
                 self._last_timestamp_us = record.body[0]
+            elif record.kind == MODULE_RECORD_KIND:
+                change = read_module_body(record.body)
+                module = replay_module_change(datastore, module, change, record.offset)
+                self._last_timestamp_us = change.timestamp_us
             self._offset = record.offset
+        if module is not self.module:
+            self._install(module)
+            self._subscriptions.schema_changed(module.schema)
         self._memory.reset(datastore)
+
+    def _adopt(self, explicit: LoadedModule) -> None:
+        """Run the module ``open`` was given, after replay: it must fit the stored tables.
+
+        The same source is only rebound (the caller's classes must be the table classes).
+        Different source with the same tables is a module update without migration,
+        recorded like any other so that replay and ``open(path)`` find it.
+
+        Raises:
+            SchemaError: its tables differ from the stored ones.
+        """
+        if explicit.source == self.module.source or self._offset == 0:
+            if self._offset == 0:  # nothing was written under the stored module
+                reset_datastore(self._datastore, explicit.schema)
+                self._subscriptions.schema_changed(explicit.schema)
+            self._install(explicit)
+            return
+        problems = differences(self.module.schema, explicit.schema)
+        if problems:
+            raise SchemaError(
+                f"the module does not match the data in {str(self.path)!r}: "
+                f"{'; '.join(problems)} (use Database.update_module to migrate the data)"
+            )
+        self.update_module(explicit)
 
     def _run_init(self) -> None:
         binding = self.module.lifecycle.get("init")
         if binding is not None:
-            self._execute(binding, [], [], self.owner, None)
+            self._execute(self.module, binding, [], [], self.owner, None)
 
     # -- calling ----------------------------------------------------------------------
 
@@ -229,11 +305,14 @@ class Database:
             InvalidRequest: the arguments do not match its signature.
             ReducerFailed: it raised; nothing it did was kept.
         """
-        binding = self.module.reducers.get(reducer)
+        module = self.module
+        binding = module.reducers.get(reducer)
         if binding is None:
             self._raise_unknown_reducer(reducer)
         values, wire_args = binding.bind(args, kwargs)
-        return self._execute(binding, values, wire_args, self.owner, None)[0]
+        return self._execute(module, binding, values, wire_args, self.owner, None, (args, kwargs))[
+            0
+        ]
 
     def execute_reducer(
         self,
@@ -245,14 +324,38 @@ class Database:
         connection_id: ConnectionId | None = None,
     ) -> CallOutcome:
         """Run a reducer for a caller; the server and SDK use this form."""
-        binding = self.module.reducers.get(reducer)
+        module = self.module
+        binding = module.reducers.get(reducer)
         if binding is None:
             self._raise_unknown_reducer(reducer)
         values, wire_args = binding.bind(args, kwargs or {})
         value, offset, now_us = self._execute(
-            binding, values, wire_args, sender or self.owner, connection_id
+            module,
+            binding,
+            values,
+            wire_args,
+            sender or self.owner,
+            connection_id,
+            (args, kwargs or {}),
         )
         return CallOutcome(value, offset, Timestamp(now_us))
+
+    def _rebind(
+        self, binding: ReducerBinding, call: tuple[Sequence[Any], Mapping[str, Any]] | None
+    ) -> tuple[ReducerBinding, Sequence[Any], Sequence[Any]]:
+        """``binding``'s reducer in the running module, with the call's arguments bound."""
+        name, kind = binding.schema.name, binding.schema.kind
+        if call is None:  # a lifecycle reducer: no arguments
+            found = self.module.lifecycle.get(kind)
+            if found is None:
+                raise NotFound(f"the updated module has no @{kind} reducer")
+            return found, [], []
+        found = self.module.reducers.get(name)
+        if found is None:
+            self._raise_unknown_reducer(name)
+        args, kwargs = call
+        values, wire_args = found.bind(tuple(args), dict(kwargs))
+        return found, values, wire_args
 
     def _raise_unknown_reducer(self, reducer: str) -> NoReturn:
         known = ", ".join(sorted(self.module.reducers)) or "none"
@@ -262,25 +365,34 @@ class Database:
         self, kind: str, sender: Identity, connection_id: ConnectionId | None
     ) -> CallOutcome | None:
         """Run the module's ``client_connected``/``client_disconnected`` reducer, if any."""
-        binding = self.module.lifecycle.get(kind)
+        module = self.module
+        binding = module.lifecycle.get(kind)
         if binding is None:
             return None
-        value, offset, now_us = self._execute(binding, [], [], sender, connection_id)
+        value, offset, now_us = self._execute(module, binding, [], [], sender, connection_id)
         return CallOutcome(value, offset, Timestamp(now_us))
 
     def _execute(
         self,
+        module: LoadedModule,
         binding: ReducerBinding,
         values: Sequence[Any],
         wire_args: Sequence[Any],
         sender: Identity,
         connection_id: ConnectionId | None,
+        call: tuple[Sequence[Any], Mapping[str, Any]] | None = None,
     ) -> tuple[Any, int, int]:
-        """Run one call; returns (return value, offset, timestamp in µs) once durable."""
+        """Run one call; returns (return value, offset, timestamp in µs) once durable.
+
+        ``binding`` was looked up in ``module`` and the arguments bound outside the
+        lock. If a module update ran in between, the reducer is looked up and its
+        arguments (``call``: positional, keyword) bound again under the new module, so
+        a call never runs old code against the new tables.
+        """
         started = time.perf_counter()
         failed = True
         try:
-            result = self._run_call(binding, values, wire_args, sender, connection_id)
+            result = self._run_call(module, binding, values, wire_args, sender, connection_id, call)
             failed = False
             return result
         finally:
@@ -288,14 +400,18 @@ class Database:
 
     def _run_call(
         self,
+        module: LoadedModule,
         binding: ReducerBinding,
         values: Sequence[Any],
         wire_args: Sequence[Any],
         sender: Identity,
         connection_id: ConnectionId | None,
+        call: tuple[Sequence[Any], Mapping[str, Any]] | None,
     ) -> tuple[Any, int, int]:
-        schema = binding.schema
         with self._lock:
+            if module is not self.module:
+                binding, values, wire_args = self._rebind(binding, call)
+            schema = binding.schema
             if self._closed:
                 raise InvalidRequest(f"database {str(self.path)!r} is closed")
             if self._session.tx is not None:  # this thread is inside a reducer already
@@ -360,18 +476,91 @@ class Database:
             InvalidRequest: a row is malformed; the message names its position (0-based).
             Conflict: a row duplicates a key; nothing was inserted.
         """
-        binding = self.module.rows.get(table)
-        if binding is None:
-            self.table(table)  # raises NotFound naming the tables
-            raise AssertionError("unreachable")
-        target = self._datastore.tables[table]
+        self.table(table)  # raises NotFound naming the tables
 
         def load(tx: Transaction, datastore: Datastore) -> int:
+            # Looked up under the lock, so a module update cannot slip in between.
+            binding = self.module.rows.get(table)
+            if binding is None:
+                self.table(table)
+            assert binding is not None
+            target = datastore.tables[table]
             with _collector_paused():  # see _recover: many new rows, no garbage
                 return insert_all(tx, target, binding, rows)
 
         _, offset = self.run_transaction(BULK_INSERT, load, lambda count: [table, count])
         return offset
+
+    def update_module(
+        self, module: Any, *, clear: bool = False, filename: str | None = None
+    ) -> MigrationReport:
+        """Replace the running module, migrating the stored data, while the database is open.
+
+        Runs under the writer lock, between transactions: callers wait for it, and
+        subscribers stay connected (those reading a table the update changed get a
+        ``SubscriptionError``; with ``clear``, all of them). The update is a module
+        record in the log, so it is as durable as a transaction and a restart replays
+        the records before it under the old tables and those after it under the new.
+        Allowed changes and refusals: docs/guide/updating-modules.md.
+
+        Args:
+            module: a path to a ``.py`` file, a module object, or the source as bytes.
+            clear: wipe every row and install the new schema whatever it changes; the
+                new module's ``@init`` then runs.
+            filename: the file name to record for source given as bytes.
+
+        Returns:
+            What was done, with the offset of the module record.
+
+        Raises:
+            SchemaError: the module does not load or declares an invalid schema, or
+                (without ``clear``) the stored data cannot migrate to it; the message
+                lists every incompatibility. Nothing was changed.
+            DurabilityError: the record could not be written; nothing was changed.
+        """
+        loaded = load_new_module(module, filename)  # runs module code: outside the lock
+        with self._lock:
+            self._check_can_write("update_module")
+            plan = plan_migration(self.module.schema, loaded.schema)
+            staged = None if clear else stage_migration(self._datastore, plan)
+            save_genesis(self.path, self.module)
+            now_us = self._next_timestamp_us()
+            body = module_body(
+                now_us, self.owner, loaded.source, loaded.filename, loaded.schema, clear
+            )
+            offset = self._persistence.append(MODULE_RECORD_KIND, body)
+            # The record is written: from here on, nothing may fail half-way.
+            if staged is None:
+                reset_datastore(self._datastore, loaded.schema)
+                self._subscriptions.end_all(
+                    "the module was updated with clear: every row was deleted; subscribe again"
+                )
+            else:
+                staged.commit()
+            self._install(loaded)
+            self._offset = offset
+            self._last_timestamp_us = now_us
+            self._memory.reset(self._datastore)
+            self._subscriptions.schema_changed(loaded.schema)
+            self.log.append("INFO", f"module updated at offset {offset} ({loaded.filename})")
+            try:
+                store_module(self.path, loaded)
+            except OSError:
+                # The log holds the update and wins on open; the files are a convenience.
+                logger.exception("could not store the updated module in %s", self.path)
+            if clear:
+                self._run_init()
+        self._persistence.wait_durable(offset)
+        return MigrationReport.from_plan(plan, offset, clear)
+
+    def _check_can_write(self, action: str) -> None:
+        if self._closed:
+            raise InvalidRequest(f"database {str(self.path)!r} is closed")
+        if self._session.tx is not None:
+            raise InvalidRequest(
+                f"{action} from inside a reducer would interrupt its transaction; "
+                f"call it outside reducers"
+            )
 
     def run_transaction(
         self,
@@ -600,7 +789,9 @@ class Database:
     def _snapshot(self) -> None:
         if self._offset == 0:
             return
-        if self._persistence.request_snapshot(snapshot_builder(self._datastore)):
+        if self._persistence.request_snapshot(
+            snapshot_builder(self._datastore, self.module.source, self.module.filename)
+        ):
             self._last_snapshot_offset = self._offset
 
     def close(self) -> None:

@@ -8,9 +8,24 @@ Transaction record body (``TX_RECORD_KIND``; msgpack; see docs/design/commitlog-
 Bulk loads use the reserved reducer name ``__bulk_insert__`` with ``[table, row_count]``;
 SQL INSERT/UPDATE/DELETE use ``__sql__`` with ``[text, params]`` (``host/sql.py``).
 
+Module record body (``MODULE_RECORD_KIND``; a hot-swap, ``Database.update_module``)::
+
+    [timestamp_us, caller (32 bytes), source (bytes), filename, schema (describe()), clear]
+
+Replay loads ``source``, checks that it still declares ``schema``'s tables, and moves
+the datastore to it at this offset (emptying it first when ``clear`` is true), so the
+records after it decode with the new tables' codecs and the records before it with the
+old ones.
+
 Snapshot state (msgpack)::
 
-    [[table, [row, ...], [[column, next_value], ...]], ...]
+    {"module": [source (bytes), filename],
+     "tables": [[table, [row, ...], [[column, next_value], ...]], ...]}
+
+``module`` is the module the state was taken under: replay from this snapshot starts with
+it. Snapshots written before hot-swap existed are the bare ``tables`` list; they were
+taken under the database's first module (``module/genesis.py``, or ``module/module.py``
+when the database was never updated).
 
 ``snapshot_builder`` copies each table's row list under the writer lock (rows are
 immutable tuples, so the copy is consistent and cheap) and returns a closure that encodes
@@ -20,6 +35,7 @@ them later, in the persistence layer's snapshot thread, while writers carry on.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from cosmictron.datastore import Datastore, TableChange, Transaction
@@ -28,6 +44,30 @@ from cosmictron.values import ConnectionId, Identity
 
 BULK_INSERT = "__bulk_insert__"
 """The reducer name recorded for ``Database.bulk_insert`` transactions."""
+
+
+@dataclass(frozen=True)
+class ModuleChange:
+    """A decoded module record body."""
+
+    timestamp_us: int
+    caller: bytes
+    source: bytes
+    filename: str
+    schema: dict[str, Any]
+    clear: bool
+
+
+def module_body(
+    timestamp_us: int, caller: Identity, source: bytes, filename: str, schema: Any, clear: bool
+) -> list[Any]:
+    """The body of a module record; ``schema`` is the new module's ``ModuleSchema``."""
+    return [timestamp_us, caller.data, source, filename, schema.describe(), clear]
+
+
+def read_module_body(body: list[Any]) -> ModuleChange:
+    timestamp_us, caller, source, filename, schema, clear = body
+    return ModuleChange(timestamp_us, caller, source, filename, schema, bool(clear))
 
 
 def transaction_body(
@@ -86,8 +126,18 @@ def apply_record_body(datastore: Datastore, body: list[Any]) -> None:
             table.sequences[position] = value
 
 
-def load_snapshot_state(datastore: Datastore, state: list[Any]) -> None:
-    for name, rows, sequences in state:
+def snapshot_module(state: Any) -> tuple[bytes, str] | None:
+    """The module a snapshot was taken under; None for a snapshot from before hot-swap."""
+    if isinstance(state, dict):
+        source, filename = state["module"]
+        return source, filename
+    return None
+
+
+def load_snapshot_state(datastore: Datastore, state: Any) -> None:
+    """Fill the (empty) datastore, already under the snapshot's module, from ``state``."""
+    tables = state["tables"] if isinstance(state, dict) else state
+    for name, rows, sequences in tables:
         table = datastore.tables.get(name)
         if table is None:
             raise CorruptLog(
@@ -98,17 +148,24 @@ def load_snapshot_state(datastore: Datastore, state: list[Any]) -> None:
             table.sequences[position] = value
 
 
-def snapshot_builder(datastore: Datastore) -> Callable[[], list[Any]]:
-    """Capture the current state now; the returned function encodes it later."""
+def snapshot_builder(
+    datastore: Datastore, source: bytes, filename: str
+) -> Callable[[], dict[str, Any]]:
+    """Capture the current state now; the returned function encodes it later.
+
+    ``source`` and ``filename`` name the module the state is under, so recovery from
+    this snapshot starts with the right tables even when the log updated the module.
+    """
     captured = [
         (table.name, datastore.codecs[table.name], list(table.rows.values()), dict(table.sequences))
         for table in datastore
     ]
 
-    def build() -> list[Any]:
-        return [
+    def build() -> dict[str, Any]:
+        tables = [
             [name, codec.encode_many(rows), [[p, v] for p, v in sequences.items()]]
             for name, codec, rows, sequences in captured
         ]
+        return {"module": [source, filename], "tables": tables}
 
     return build

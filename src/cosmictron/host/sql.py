@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from cosmictron import limits
-from cosmictron.datastore import Datastore, Transaction
-from cosmictron.errors import PermissionDenied, ResourceExhausted
+from cosmictron.datastore import Datastore, ModuleSchema, Transaction
+from cosmictron.errors import InvalidRequest, PermissionDenied, ResourceExhausted
 from cosmictron.host.handles import insert_all
 from cosmictron.query import (
     DeleteStatement,
@@ -50,6 +50,14 @@ SQL_REDUCER = "__sql__"
 """The reducer name recorded for SQL INSERT/UPDATE/DELETE transactions."""
 
 
+SCHEMA_ATTEMPTS_MAX = 3
+"""Times a statement is prepared again because a module update ran while it was prepared."""
+
+
+class _SchemaMoved(Exception):
+    """A module update ran between preparing a statement and running it under the lock."""
+
+
 def run_sql(
     db: Database,
     text: str,
@@ -57,7 +65,33 @@ def run_sql(
     sender: Identity,
     rows_max: int | None,
 ) -> QueryResult:
-    """Prepare (or find in the statement cache), check permissions, run; see ``Database.sql``."""
+    """Prepare (or find in the statement cache), check permissions, run; see ``Database.sql``.
+
+    A statement is prepared outside the writer lock against the schema of that moment.
+    Where it runs under the lock, it first checks that the datastore still has that
+    schema; if a module update came in between, it is prepared again, so it never runs
+    against tables it was not planned for (an INSERT would store rows of the old width).
+    """
+    for _ in range(SCHEMA_ATTEMPTS_MAX):
+        try:
+            return _run_once(db, text, params, sender, rows_max)
+        except _SchemaMoved:
+            continue
+    raise InvalidRequest("the module was updated repeatedly while the statement ran; retry it")
+
+
+def _unmoved(datastore: Datastore, schema: ModuleSchema) -> None:
+    if datastore.schema is not schema:
+        raise _SchemaMoved
+
+
+def _run_once(
+    db: Database,
+    text: str,
+    params: Mapping[str, Any] | None,
+    sender: Identity,
+    rows_max: int | None,
+) -> QueryResult:
     schema = db.module.schema
     owner = db.owner
     restricted = sender is not owner and sender != owner and bool(schema.visibility_filters)
@@ -69,7 +103,7 @@ def run_sql(
         _check_permissions(db, prepared.statement, sender)
     point = prepared.point
     if point is not None:
-        return _point_select(db, point, params, sender, rows_max)
+        return _point_select(db, point, params, sender, rows_max, schema)
     statement = prepared.statement
     if prepared.parametrised:
         statement = bind(statement, param_values(params, sender))
@@ -77,13 +111,14 @@ def run_sql(
         lines = statement.statement.explain()
         return QueryResult(("plan",), [(line,) for line in lines])
     if isinstance(statement, SelectStatement):
-        return _select(db, statement, prepared.converters, rows_max)
+        return _select(db, statement, prepared.converters, rows_max, schema)
     wire = [text, _wire_params(params)]
     if isinstance(statement, InsertStatement):
         binding = db.module.rows[statement.table.name]
         insert_statement = statement
 
         def insert(tx: Transaction, datastore: Datastore) -> int:
+            _unmoved(datastore, schema)
             table = datastore.tables[insert_statement.table.name]
             return insert_all(tx, table, binding, insert_statement.rows)
 
@@ -93,6 +128,7 @@ def run_sql(
         update = statement
 
         def run_update(tx: Transaction, datastore: Datastore) -> int:
+            _unmoved(datastore, schema)
             return apply_update(update, datastore, tx)
 
         count, offset = db.run_transaction(SQL_REDUCER, run_update, lambda _: wire, sender)
@@ -101,6 +137,7 @@ def run_sql(
         delete = statement
 
         def run_delete(tx: Transaction, datastore: Datastore) -> int:
+            _unmoved(datastore, schema)
             return apply_delete(delete, datastore, tx)
 
         count, offset = db.run_transaction(SQL_REDUCER, run_delete, lambda _: wire, sender)
@@ -113,6 +150,7 @@ def _point_select(
     params: Mapping[str, Any] | None,
     sender: Identity,
     rows_max: int | None,
+    schema: ModuleSchema,
 ) -> QueryResult:
     """``SELECT ... WHERE pk = :key``: one dict lookup under the lock, no operators."""
     name = point.param
@@ -122,7 +160,10 @@ def _point_select(
         key = point.coerce(params[name] if params and name in params else sender)
     # What ``db.read`` does, inlined: this is the hottest path of the SQL layer.
     with db._lock:
-        row = db._datastore.tables[point.table].rows.get(key)
+        datastore = db._datastore
+        if datastore.schema is not schema:
+            raise _SchemaMoved
+        row = datastore.tables[point.table].rows.get(key)
     if row is None:
         return rows_result(point.columns, [])
     if rows_max is not None or limits.query_rows_max < 1:
@@ -154,9 +195,15 @@ def _select(
     statement: SelectStatement,
     converters: tuple[Converter | None, ...] | None,
     rows_max: int | None,
+    schema: ModuleSchema,
 ) -> QueryResult:
     limit = limits.query_rows_max if rows_max is None else rows_max
-    rows = db.read(lambda datastore: execute(statement.plan, datastore, limit))
+
+    def run(datastore: Datastore) -> list[tuple[Any, ...]]:
+        _unmoved(datastore, schema)
+        return execute(statement.plan, datastore, limit)
+
+    rows = db.read(run)
     if converters is not None:
         rows = [_convert(row, converters) for row in rows]
     return QueryResult(statement.columns, rows)

@@ -110,10 +110,7 @@ class DatabaseRegistry:
                             f"database {name!r} belongs to another identity; only its owner "
                             f"may deploy over it"
                         )
-                    update = getattr(existing.db, "update_module", None)
-                    if update is None:  # until hot-swap lands (issue #4)
-                        raise InvalidRequest(f"database {name!r} exists; updates are not built yet")
-                    report = update(upload, clear=clear)
+                    report = existing.db.update_module(upload, clear=clear)
                     return existing, False, report.describe()
                 path = self.directory / name
                 if path.exists():

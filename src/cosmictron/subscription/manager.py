@@ -286,6 +286,16 @@ class SubscriptionManager:
                 self._replace(query, replacement)
             self._deliver()
 
+    def end_all(self, reason: str) -> None:
+        """End every subscription with ``reason``, under the writer lock.
+
+        For a change no delta describes, such as a module update that deletes every row.
+        """
+        with self._lock:
+            for query in list(self._queries.values()):
+                self._end_query(query, reason)
+            self._deliver()
+
     def _replace(self, query: LiveQuery, replacement: LiveQuery) -> None:
         """Hand ``query``'s subscribers over to ``replacement`` (same result, new schema)."""
         existing = self._queries.get(replacement.key)
