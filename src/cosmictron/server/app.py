@@ -21,6 +21,7 @@ from aiohttp import web
 
 from cosmictron.durability import DurabilityConfig
 from cosmictron.errors import CosmictronError, InvalidRequest
+from cosmictron.server import websocket
 from cosmictron.server.auth import TokenAuthority
 from cosmictron.server.registry import DatabaseRegistry
 from cosmictron.server.routes import AUTHORITY, REGISTRY, routes
@@ -69,6 +70,7 @@ def build_app(registry: DatabaseRegistry, authority: TokenAuthority) -> web.Appl
     app[REGISTRY] = registry
     app[AUTHORITY] = authority
     app.add_routes(routes)
+    websocket.setup(app)
     return app
 
 
