@@ -470,3 +470,37 @@ def test_a_slow_consumer_is_disconnected_and_others_keep_up(small_queue_server: 
         await normal.ws.close()
 
     run(server, scenario)
+
+
+@pytest.mark.parametrize("profile", ["production", "balanced"])
+def test_confirmed_reads_under_always_and_periodic(tmp_path: Path, profile: str) -> None:
+    """Updates wait for the fsync (``always``) or the periodic sync, then arrive in order."""
+    server = start_server(tmp_path / "data", "--profile", profile)
+    try:
+        _, token = server.identity()
+        assert server.deploy("chat", MODULE, token).status == 201
+
+        async def scenario(connect: Connect) -> None:
+            subscriber = await connect()
+            await subscriber.expect("IdentityToken")
+            await subscriber.subscribe(1, ALL_MESSAGES)
+            caller = await connect()
+            await caller.expect("IdentityToken")
+            await caller.subscribe(1, ALL_MESSAGES)
+            offsets = []
+            for text in ("one", "two", "three"):
+                request_id = await caller.send("CallReducer", reducer="post", args=[text])
+                own = await caller.expect("TransactionUpdate")
+                result = await caller.expect("ReducerResult")
+                assert result["request_id"] == request_id
+                assert result["tx_offset"] == own["tx_offset"]
+                offsets.append(own["tx_offset"])
+            seen = [(await subscriber.expect("TransactionUpdate"))["tx_offset"] for _ in offsets]
+            assert seen == offsets
+            await subscriber.ws.close()
+            await caller.ws.close()
+
+        run(server, scenario)
+    finally:
+        out = stop_server(server)
+        assert server.process.returncode == 0, out
