@@ -253,7 +253,7 @@ def test_row_level_security(chat: tuple[Server, str]) -> None:
     _, alice_token = server.identity()
 
     async def scenario(connect: Connect) -> None:
-        alice = await connect(token=alice_token)
+        alice = await connect(query=f"?token={alice_token}")  # the browsers' way
         assert (await alice.expect("IdentityToken"))["token"] == alice_token
         owner = await connect(token=owner_token)
         await owner.expect("IdentityToken")

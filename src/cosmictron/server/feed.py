@@ -263,19 +263,22 @@ class DatabaseFeed:
     # -- the event loop ---------------------------------------------------------------
 
     def _deliver(self, batch: list[_Update | _Message]) -> None:
-        """Give each client its messages, one merged ``TransactionUpdate`` per transaction."""
-        merged: dict[Client, list[dict[str, Any]]] = {}
+        """Give each client its messages, one merged ``TransactionUpdate`` per transaction.
+
+        A batch normally holds one transaction's updates; merging by (client, offset)
+        keeps transactions apart even if a commit inside a callback ever mixed two.
+        """
+        merged: dict[tuple[Client, int], list[dict[str, Any]]] = {}
         for item in batch:
             if item.client.closed:
                 continue
             if isinstance(item, _Update):
-                merged.setdefault(item.client, []).append(item.update)
+                merged.setdefault((item.client, item.update["tx_offset"]), []).append(item.update)
                 continue
-            pending = merged.pop(item.client, None)
-            if pending:
-                self._send_updates(item.client, pending)
+            for key in [key for key in merged if key[0] is item.client]:
+                self._send_updates(item.client, merged.pop(key))
             item.client.deliver(item.message, item.offset)
-        for client, updates in merged.items():
+        for (client, _), updates in merged.items():
             self._send_updates(client, updates)
 
     def _send_updates(self, client: Client, updates: list[dict[str, Any]]) -> None:
