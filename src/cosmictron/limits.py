@@ -27,3 +27,23 @@ query_rows_max = 100_000
 
 sql_statements_cached_max = 512
 """Prepared SQL statements kept for reuse (least recently used out first; 0: none kept)."""
+
+client_queue_messages_max = 4096
+"""Messages queued for one WebSocket client before it is disconnected (close 1008).
+
+The commit path only appends to this queue; a client that reads slower than the database
+commits is cut off rather than buffered without bound. The server process reads the
+environment variable ``COSMICTRON_CLIENT_QUEUE_MESSAGES_MAX`` to override it (tests use a
+small value)."""
+
+client_message_bytes_max = 1024 * 1024
+"""Largest WebSocket message a client may send, in bytes (larger: close 1009)."""
+
+client_subscriptions_max = 1024
+"""Live subscriptions (query ids) one WebSocket client may hold at once."""
+
+resume_window_transactions_max = 1024
+"""Recent transactions each database keeps in memory so a reconnecting client can resume."""
+
+resume_window_rows_max = 100_000
+"""Changed rows the resume window may hold in all; older transactions leave it first."""

@@ -741,6 +741,19 @@ class Database:
         return self._offset
 
     @property
+    def durable_offset(self) -> int:
+        """The highest offset durable under the fsync policy (see ``wait_durable``)."""
+        return self._persistence.durable_offset
+
+    def wait_durable(self, offset: int) -> None:
+        """Block until ``offset`` is durable under the fsync policy (no-op unless ``always``).
+
+        Raises:
+            DurabilityError: a sync failed, now or earlier.
+        """
+        self._persistence.wait_durable(offset)
+
+    @property
     def schema(self) -> Any:
         return self.module.schema
 

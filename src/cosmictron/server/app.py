@@ -21,6 +21,7 @@ from aiohttp import web
 
 from cosmictron.durability import DurabilityConfig
 from cosmictron.errors import CosmictronError, InvalidRequest
+from cosmictron.server import websocket
 from cosmictron.server.auth import TokenAuthority
 from cosmictron.server.logs import end_followers, logs
 from cosmictron.server.metrics import metrics
@@ -74,6 +75,7 @@ def build_app(registry: DatabaseRegistry, authority: TokenAuthority) -> web.Appl
     app.router.add_get("/v1/database/{name}/logs", logs)
     app.router.add_get("/metrics", metrics)
     app.on_shutdown.append(end_followers)
+    websocket.setup(app)
     return app
 
 

@@ -1,0 +1,406 @@
+"""One database's stream of changes to its WebSocket clients.
+
+The engine's ``SubscriptionManager`` computes every subscription's update, synchronously,
+under the writer lock, in the thread that commits. A ``DatabaseFeed`` is the thread-safe
+seam between that and the event loop; it never blocks the writer:
+
+* Each client subscription's ``on_update`` only appends ``(client, query_id, update)`` to
+  ``_batch``. The feed's commit listener runs after the manager's (listeners run in
+  registration order), so when it runs the batch holds every update of that transaction;
+  it hands the whole batch to the loop in one ``call_soon_threadsafe``. Handles run in
+  the order they were scheduled, and everything here is scheduled under the writer
+  lock, so the loop sees transactions in commit order and each one whole: a client's
+  updates of one transaction are merged into one ``TransactionUpdate`` (bag sum per
+  table), never split across two.
+* ``subscribe`` runs ``Database.subscribe`` and schedules ``SubscribeApplied`` inside one
+  critical section of the writer lock (``Database.read``): no update of a later
+  transaction can be scheduled before it, so there is no gap and no overlap.
+* The commit listener also keeps the *resume window*: the last
+  ``limits.resume_window_transactions_max`` transactions' changes (at most
+  ``resume_window_rows_max`` rows). A client that subscribes again with
+  ``since_tx_offset`` gets the updates it missed, recomputed from the window through its
+  queries, or all rows when the window no longer reaches back that far.
+* ``DurableWatermark`` tells the loop when an offset is durable; sessions hold each
+  message until its offset is (confirmed reads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
+
+from cosmictron import limits
+from cosmictron.datastore import Datastore, TableChange
+from cosmictron.errors import CosmictronError, SubscriptionError
+from cosmictron.server.protocol import QueryId, RequestId, subscription_error
+from cosmictron.server.registry import HostedDatabase
+from cosmictron.server.wire import row_to_json
+from cosmictron.subscription import LiveQuery, Subscription
+from cosmictron.subscription.live import TxView
+from cosmictron.values import Identity, Timestamp
+
+logger = logging.getLogger(__name__)
+
+
+class Client(Protocol):
+    """What the feed needs of a session; ``deliver`` runs on the loop only."""
+
+    identity: Identity
+    closed: bool
+
+    def deliver(self, message: dict[str, Any], offset: int) -> None: ...
+
+
+@dataclass
+class _Update:
+    client: Client
+    update: dict[str, Any]
+
+
+@dataclass
+class _Message:
+    client: Client
+    message: dict[str, Any]
+    offset: int
+
+
+class ResumeWindow:
+    """The recent transactions' changes, oldest first; guarded by the writer lock.
+
+    ``covered_from`` is the offset after which the window holds every transaction: a
+    client that saw everything up to ``since >= covered_from`` can be told exactly what
+    it missed.
+    """
+
+    def __init__(self, covered_from: int, transactions_max: int, rows_max: int) -> None:
+        self.covered_from = covered_from
+        self.transactions_max = transactions_max
+        self.rows_max = rows_max
+        self.entries: deque[tuple[int, Timestamp, list[TableChange], int]] = deque()
+        self.row_count = 0
+
+    def append(self, offset: int, timestamp: Timestamp, changes: list[TableChange]) -> None:
+        rows = sum(len(change.inserts) + len(change.deletes) for change in changes)
+        self.entries.append((offset, timestamp, changes, rows))
+        self.row_count += rows
+        while self.entries and (
+            len(self.entries) > self.transactions_max or self.row_count > self.rows_max
+        ):
+            dropped, _, _, dropped_rows = self.entries.popleft()
+            self.row_count -= dropped_rows
+            self.covered_from = dropped
+
+    def after(self, since: int) -> list[tuple[int, Timestamp, list[TableChange], int]] | None:
+        """The transactions after ``since``; None if some of them already left the window."""
+        if since < self.covered_from:
+            return None
+        return [entry for entry in self.entries if entry[0] > since]
+
+
+class DurableWatermark:
+    """Waits, on the event loop, until an offset is durable under the fsync policy.
+
+    Under ``always`` one task waits in a database thread (``Database.wait_durable``,
+    which joins the group commit) for the highest offset anyone needs, then wakes every
+    waiter it covers. Under ``periodic`` nothing signals a sync, so the task polls the
+    durable offset every tenth of the interval. Under ``never`` the durable offset is the
+    written one, so nothing ever waits.
+    """
+
+    def __init__(self, hosted: HostedDatabase) -> None:
+        self.hosted = hosted
+        durability = hosted.db.durability
+        self.policy = durability.fsync_policy
+        self.poll_s = max(durability.fsync_interval_ms / 10_000, 0.001)
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def reached(self, offset: int) -> bool:
+        return offset <= self.hosted.db.durable_offset
+
+    async def wait_durable(self, offset: int) -> None:
+        """Return once ``offset`` is durable; raise ``DurabilityError`` if it never will be."""
+        if self.reached(offset):
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((offset, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._pump())
+        await future
+
+    async def _pump(self) -> None:
+        while self._waiters:
+            target = max(offset for offset, _ in self._waiters)
+            try:
+                if self.policy == "always":
+                    await self.hosted.run(self.hosted.db.wait_durable, target)
+                else:
+                    await asyncio.sleep(self.poll_s)
+            except (CosmictronError, RuntimeError) as exc:  # a failed sync; a closed database
+                for _, future in self._waiters:
+                    if not future.done():
+                        future.set_exception(exc)
+                self._waiters = []
+                return
+            durable = self.hosted.db.durable_offset
+            waiting = []
+            for offset, future in self._waiters:
+                if offset > durable:
+                    waiting.append((offset, future))
+                elif not future.done():
+                    future.set_result(None)
+            self._waiters = waiting
+
+
+class DatabaseFeed:
+    """Delivers one database's subscriptions to its WebSocket clients (module docstring)."""
+
+    def __init__(self, hosted: HostedDatabase, loop: asyncio.AbstractEventLoop) -> None:
+        self.hosted = hosted
+        self.loop = loop
+        self.watermark = DurableWatermark(hosted)
+        self._batch: list[_Update | _Message] = []
+        self.window = ResumeWindow(0, limits.resume_window_transactions_max, 0)
+        hosted.db.read(self._start)
+
+    def _start(self, datastore: Datastore) -> None:
+        # Under the writer lock: the window starts exactly where listening starts.
+        self.window = ResumeWindow(
+            self.hosted.db.tx_offset,
+            limits.resume_window_transactions_max,
+            limits.resume_window_rows_max,
+        )
+        self.hosted.db.add_commit_listener(self._on_commit)
+
+    # -- the writer's thread (all under the writer lock) ----------------------------------
+
+    def _on_commit(self, offset: int, timestamp: Timestamp, changes: list[TableChange]) -> None:
+        self.window.append(offset, timestamp, changes)
+        self._hand_off()
+
+    def _collect(self, client: Client, update: dict[str, Any]) -> None:
+        if not client.closed:
+            self._batch.append(_Update(client, update))
+
+    def _ended(self, client: Client, query_id: QueryId, error: SubscriptionError) -> None:
+        self._batch.append(_Message(client, subscription_error(None, query_id, str(error)), 0))
+        self._hand_off()
+
+    def _hand_off(self) -> None:
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        try:
+            self.loop.call_soon_threadsafe(self._deliver, batch)
+        except RuntimeError:  # the loop is closed: the server is stopping
+            pass
+
+    def subscribe(
+        self,
+        client: Client,
+        request_id: RequestId,
+        query_id: QueryId,
+        queries: Sequence[str],
+        since: int | None,
+    ) -> Subscription:
+        """Subscribe ``client`` and schedule its ``SubscribeApplied``; blocking.
+
+        Raises:
+            SqlError, PermissionDenied: as ``Database.subscribe``.
+        """
+        return self.hosted.db.read(
+            partial(self._subscribe_locked, client, request_id, query_id, queries, since)
+        )
+
+    def _subscribe_locked(
+        self,
+        client: Client,
+        request_id: RequestId,
+        query_id: QueryId,
+        queries: Sequence[str],
+        since: int | None,
+        datastore: Datastore,
+    ) -> Subscription:
+        subscription = self.hosted.db.subscribe(
+            queries,
+            on_update=partial(self._collect, client),
+            sender=client.identity,
+            on_error=partial(self._ended, client, query_id),
+        )
+        offset = subscription.tx_offset
+        applied: dict[str, Any] = {"request_id": request_id, "query_id": query_id}
+        applied["tx_offset"] = offset
+        missed = None
+        if since is not None and since <= offset and _replayable(subscription.queries):
+            missed = self.window.after(since)
+        if missed is None:
+            applied["tables"] = [self._rows_json(table) for table in subscription.initial["tables"]]
+            if since is not None:
+                applied["resumed"] = False
+            self._batch.append(_Message(client, {"SubscribeApplied": applied}, offset))
+        else:
+            applied["tables"] = []
+            applied["resumed"] = True
+            applied["since_tx_offset"] = since
+            self._batch.append(_Message(client, {"SubscribeApplied": applied}, offset))
+            for entry_offset, timestamp, changes, _ in missed:
+                if entry_offset > offset:
+                    break
+                update = _replay(entry_offset, timestamp, subscription.queries, datastore, changes)
+                if update is not None:
+                    message = self._update_json(update)
+                    message["TransactionUpdate"]["query_id"] = query_id
+                    self._batch.append(_Message(client, message, entry_offset))
+        self._hand_off()
+        return subscription
+
+    # -- the event loop ---------------------------------------------------------------
+
+    def _deliver(self, batch: list[_Update | _Message]) -> None:
+        """Give each client its messages, one merged ``TransactionUpdate`` per transaction.
+
+        A batch normally holds one transaction's updates; merging by (client, offset)
+        keeps transactions apart even if a commit inside a callback ever mixed two.
+        """
+        merged: dict[tuple[Client, int], list[dict[str, Any]]] = {}
+        for item in batch:
+            if item.client.closed:
+                continue
+            if isinstance(item, _Update):
+                merged.setdefault((item.client, item.update["tx_offset"]), []).append(item.update)
+                continue
+            for key in [key for key in merged if key[0] is item.client]:
+                self._send_updates(item.client, merged.pop(key))
+            item.client.deliver(item.message, item.offset)
+        for (client, _), updates in merged.items():
+            self._send_updates(client, updates)
+
+    def _send_updates(self, client: Client, updates: list[dict[str, Any]]) -> None:
+        if len(updates) == 1:
+            message = self._update_json(updates[0])
+        else:
+            message = _merge([self._update_json(update) for update in updates])
+        if message["TransactionUpdate"]["tables"]:  # the subscriptions' changes cancelled out
+            client.deliver(message, message["TransactionUpdate"]["tx_offset"])
+
+    def _update_json(self, update: dict[str, Any]) -> dict[str, Any]:
+        tables = []
+        for table in update["tables"]:
+            convert = self._converter(table["table_name"])
+            tables.append(
+                {
+                    "table_name": table["table_name"],
+                    "inserts": [convert(row) for row in table["inserts"]],
+                    "deletes": [convert(row) for row in table["deletes"]],
+                }
+            )
+        return {
+            "TransactionUpdate": {
+                "tx_offset": update["tx_offset"],
+                "timestamp": update["timestamp"].isoformat(),
+                "tables": tables,
+            }
+        }
+
+    def _rows_json(self, table: dict[str, Any]) -> dict[str, Any]:
+        convert = self._converter(table["table_name"])
+        return {"table_name": table["table_name"], "rows": [convert(r) for r in table["rows"]]}
+
+    def _converter(self, table_name: str) -> Callable[[Sequence[Any]], dict[str, Any]]:
+        schema = self.hosted.db.schema.table(table_name)
+        names = [column.name for column in schema.columns]
+        types = [column.type for column in schema.columns]
+        return lambda row: row_to_json(row, names, types)
+
+
+def _replayable(queries: Sequence[LiveQuery]) -> bool:
+    """Whether past deltas can be recomputed now: single-table filters, no top-N.
+
+    Such a query's delta reads only the transaction's own changed rows (no other table's
+    state, no window), so it is the same today as when the transaction committed. A join
+    would need the other tables as they were then; those clients get all rows instead.
+    """
+    return all(len(query.tables) == 1 and not query.top_n for query in queries)
+
+
+def _replay(
+    offset: int,
+    timestamp: Timestamp,
+    queries: Sequence[LiveQuery],
+    datastore: Datastore,
+    changes: list[TableChange],
+) -> dict[str, Any] | None:
+    """What ``queries`` saw of one past transaction, merged per table (bag sum)."""
+    view = TxView(datastore, changes)
+    net: dict[str, Counter[Any]] = {}
+    converters: dict[str, Any] = {}
+    for query in queries:
+        if not (view.tables & query.tables):
+            continue
+        inserts, deletes = query.delta(view)
+        counter = net.setdefault(query.table_name, Counter())
+        counter.update(inserts)
+        counter.subtract(deletes)
+        converters[query.table_name] = query.converters
+    tables = []
+    for name, counter in net.items():
+        inserts = [row for row, n in counter.items() if n > 0 for _ in range(n)]
+        deletes = [row for row, n in counter.items() if n < 0 for _ in range(-n)]
+        if inserts or deletes:
+            convert = converters[name]
+            tables.append(
+                {
+                    "table_name": name,
+                    "inserts": _python(inserts, convert),
+                    "deletes": _python(deletes, convert),
+                }
+            )
+    if not tables:
+        return None
+    return {"tx_offset": offset, "timestamp": timestamp, "tables": tables}
+
+
+def _python(rows: list[Any], converters: Sequence[Any] | None) -> list[Any]:
+    if converters is None:
+        return rows
+    return [
+        tuple(v if c is None or v is None else c(v) for c, v in zip(converters, row, strict=True))
+        for row in rows
+    ]
+
+
+def _merge(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several subscriptions' updates of one transaction as one (bag sum per table).
+
+    Rows are compared by their JSON text, since their Python values may be unhashable.
+    """
+    first = messages[0]["TransactionUpdate"]
+    net: dict[str, Counter[str]] = {}
+    rows: dict[str, Any] = {}
+    for message in messages:
+        for table in message["TransactionUpdate"]["tables"]:
+            counter = net.setdefault(table["table_name"], Counter())
+            for sign, key in ((1, "inserts"), (-1, "deletes")):
+                for row in table[key]:
+                    text = json.dumps(row, sort_keys=True)
+                    rows[text] = row
+                    counter[text] += sign
+    tables = []
+    for name, counter in net.items():
+        inserts = [rows[t] for t, n in counter.items() if n > 0 for _ in range(n)]
+        deletes = [rows[t] for t, n in counter.items() if n < 0 for _ in range(-n)]
+        if inserts or deletes:
+            tables.append({"table_name": name, "inserts": inserts, "deletes": deletes})
+    return {
+        "TransactionUpdate": {
+            "tx_offset": first["tx_offset"],
+            "timestamp": first["timestamp"],
+            "tables": tables,
+        }
+    }

@@ -1,0 +1,199 @@
+"""The WebSocket messages of DESIGN.md §5 (subprotocol ``v1.json.cosmictron``), parsed.
+
+Every frame is one JSON object with a single key naming its kind; the value holds the
+fields. ``parse`` turns a client's frame into one of the four request classes, or raises
+``ProtocolError`` carrying whatever of ``request_id``/``query_id`` it could read, so the
+session can answer with the reply kind that fits the request (docs/reference/websocket.md,
+"Errors"). Building server messages is plain dicts; ``reply_for_error`` is the one rule
+that maps a bad request to its error reply.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cosmictron.errors import InvalidRequest
+
+PROTOCOL = "v1.json.cosmictron"
+"""The only WebSocket subprotocol the server speaks."""
+
+RequestId = int | str | None
+QueryId = int | str
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    request_id: RequestId
+    query_id: QueryId
+    query_strings: list[str]
+    since_tx_offset: int | None = None
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    request_id: RequestId
+    query_id: QueryId
+
+
+@dataclass(frozen=True)
+class CallReducer:
+    request_id: RequestId
+    reducer: str
+    args: Any
+
+
+@dataclass(frozen=True)
+class OneOffQuery:
+    request_id: RequestId
+    query_string: str
+
+
+ClientMessage = Subscribe | Unsubscribe | CallReducer | OneOffQuery
+KINDS = ("CallReducer", "OneOffQuery", "Subscribe", "Unsubscribe")
+
+
+class ProtocolError(InvalidRequest):
+    """A client frame that is not a valid request; carries what could be read of it."""
+
+    code = "protocol_error"
+
+    def __init__(
+        self,
+        message: str,
+        kind: str | None = None,
+        request_id: RequestId = None,
+        query_id: QueryId | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.request_id = request_id
+        self.query_id = query_id
+
+
+def parse(text: str) -> ClientMessage:
+    """The request a text frame holds.
+
+    Raises:
+        ProtocolError: not JSON, not a one-key object, an unknown kind, or a missing or
+            mistyped field; the message names the problem.
+    """
+    try:
+        frame = json.loads(text)
+    except ValueError as exc:
+        raise ProtocolError(f"the message is not valid JSON: {exc}") from None
+    if not isinstance(frame, dict) or len(frame) != 1:
+        raise ProtocolError(
+            "a message is a JSON object with one key naming its kind "
+            f'({", ".join(KINDS)}), e.g. {{"Subscribe": {{...}}}}'
+        )
+    ((kind, body),) = frame.items()
+    if kind not in KINDS:
+        raise ProtocolError(f"unknown message kind {kind!r} (kinds: {', '.join(KINDS)})")
+    if not isinstance(body, dict):
+        raise ProtocolError(f"the body of {kind} must be a JSON object", kind)
+    fields = _Fields(kind, body)
+    if kind == "Subscribe":
+        since = fields.optional_offset("since_tx_offset")
+        return Subscribe(
+            fields.request_id, fields.query_id(), fields.strings("query_strings"), since
+        )
+    if kind == "Unsubscribe":
+        return Unsubscribe(fields.request_id, fields.query_id())
+    if kind == "CallReducer":
+        return CallReducer(fields.request_id, fields.string("reducer"), body.get("args"))
+    return OneOffQuery(fields.request_id, fields.string("query_string"))
+
+
+class _Fields:
+    """Typed access to a request's fields; errors carry the ids read so far."""
+
+    def __init__(self, kind: str, body: dict[str, Any]) -> None:
+        self.kind = kind
+        self.body = body
+        self.request_id: RequestId = None
+        self._query_id: QueryId | None = None
+        request_id = body.get("request_id")
+        if request_id is None:
+            raise self.error("request_id", "is missing")
+        if not _is_id(request_id):
+            raise self.error("request_id", "must be an integer or a string")
+        self.request_id = request_id
+        if _is_id(body.get("query_id")):
+            self._query_id = body["query_id"]
+
+    def error(self, name: str, problem: str) -> ProtocolError:
+        return ProtocolError(
+            f"{self.kind}: field {name!r} {problem}", self.kind, self.request_id, self._query_id
+        )
+
+    def query_id(self) -> QueryId:
+        if self._query_id is None:
+            if "query_id" not in self.body:
+                raise self.error("query_id", "is missing")
+            raise self.error("query_id", "must be an integer or a string")
+        return self._query_id
+
+    def string(self, name: str) -> str:
+        value = self.body.get(name)
+        if not isinstance(value, str):
+            raise self.error(name, "is missing" if value is None else "must be a string")
+        return value
+
+    def strings(self, name: str) -> list[str]:
+        value = self.body.get(name)
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise self.error(name, "must be a non-empty array of SQL strings")
+        return value
+
+    def optional_offset(self, name: str) -> int | None:
+        value = self.body.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.error(name, "must be a non-negative integer (a tx_offset)")
+        return value
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def reducer_result(
+    request_id: RequestId,
+    *,
+    return_value: Any = None,
+    error: str | None = None,
+    tx_offset: int | None = None,
+) -> dict[str, Any]:
+    status = "failed" if error is not None else "committed"
+    return {
+        "ReducerResult": {
+            "request_id": request_id,
+            "status": status,
+            "return_value": return_value,
+            "error": error,
+            "tx_offset": tx_offset,
+        }
+    }
+
+
+def subscription_error(
+    request_id: RequestId, query_id: QueryId | None, error: str
+) -> dict[str, Any]:
+    return {"SubscriptionError": {"request_id": request_id, "query_id": query_id, "error": error}}
+
+
+def reply_for_error(error: ProtocolError) -> dict[str, Any]:
+    """The reply that carries a bad request's error: the kind its request expects.
+
+    A malformed frame, or one of unknown kind, has no reply of its own; it gets a
+    ``SubscriptionError`` with null ids (the connection is kept).
+    """
+    message = str(error)
+    if error.kind == "CallReducer":
+        return reducer_result(error.request_id, error=message)
+    if error.kind == "OneOffQuery":
+        return {"OneOffQueryResult": {"request_id": error.request_id, "error": message}}
+    return subscription_error(error.request_id, error.query_id, message)

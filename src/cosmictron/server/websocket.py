@@ -1,0 +1,373 @@
+"""``GET /v1/database/{name}/subscribe``: the WebSocket protocol (docs/reference/websocket.md).
+
+The handshake refuses before the upgrade, as an HTTP error: a missing subprotocol (400),
+a bad token (401), an unknown database (404), a ``client_connected`` reducer that raises
+(403, with its reason). Then a ``Session`` serves one client: it handles the client's
+requests one at a time, in the order sent, and owns one bounded outgoing queue that a
+single sender task drains. Every message waits in the queue until its transaction is
+durable (confirmed reads, ``feed.DurableWatermark``); a client whose queue passes
+``client_queue_messages_max`` is disconnected with close code 1008, so nothing the
+database does ever waits on a client. ``client_disconnected`` runs when the session ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections import deque
+from functools import partial
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from cosmictron import limits
+from cosmictron.errors import CosmictronError, InvalidRequest, NotFound, PermissionDenied
+from cosmictron.server.auth import ANONYMOUS
+from cosmictron.server.feed import DatabaseFeed
+from cosmictron.server.protocol import (
+    PROTOCOL,
+    CallReducer,
+    ClientMessage,
+    OneOffQuery,
+    ProtocolError,
+    QueryId,
+    Subscribe,
+    Unsubscribe,
+    parse,
+    reducer_result,
+    reply_for_error,
+    subscription_error,
+)
+from cosmictron.server.registry import HostedDatabase
+from cosmictron.server.routes import AUTHORITY, REGISTRY, caller_of, reducer_arguments
+from cosmictron.server.wire import row_to_json, to_json
+from cosmictron.subscription import Subscription
+from cosmictron.values import ConnectionId, Identity
+
+logger = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 10.0
+"""How long a closing client may take to read what is queued and answer the close."""
+
+SESSIONS: web.AppKey[set[Session]] = web.AppKey("websocket_sessions")
+FEEDS: web.AppKey[dict[str, DatabaseFeed]] = web.AppKey("websocket_feeds")
+FEEDS_LOCK = web.AppKey("websocket_feeds_lock", asyncio.Lock)
+QUEUE_MAX = web.AppKey("client_queue_messages_max", int)
+
+
+def setup(app: web.Application) -> None:
+    """Add the route, and close every session (1001) when the server shuts down."""
+    sessions: set[Session] = set()
+    app[SESSIONS] = sessions
+    app[FEEDS] = {}
+    app[FEEDS_LOCK] = asyncio.Lock()
+    override = os.environ.get("COSMICTRON_CLIENT_QUEUE_MESSAGES_MAX")
+    app[QUEUE_MAX] = int(override) if override else limits.client_queue_messages_max
+    app.router.add_get("/v1/database/{name}/subscribe", subscribe)
+    app.on_shutdown.append(_close_sessions)
+
+
+async def _close_sessions(app: web.Application) -> None:
+    open_sessions = app[SESSIONS]
+    sessions = list(open_sessions)
+    for session in sessions:
+        session.drop(WSCloseCode.GOING_AWAY, "the server is shutting down")
+    await asyncio.gather(*(session.wait_closed() for session in sessions))
+
+
+class _WebSocket(web.WebSocketResponse):
+    """aiohttp's response, naming the size limit when it closes with 1009."""
+
+    async def close(
+        self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True
+    ) -> bool:
+        if code == WSCloseCode.MESSAGE_TOO_BIG and not message:
+            limit = limits.client_message_bytes_max
+            message = f"a message is larger than the limit ({limit} bytes)".encode()
+        return await super().close(code=code, message=message, drain=drain)
+
+
+async def subscribe(request: web.Request) -> web.StreamResponse:
+    """Upgrade to a WebSocket session, after every check that can refuse it."""
+    check_upgrade(request)
+    identity, token = identify(request)
+    hosted = request.app[REGISTRY].get(request.match_info["name"])
+    connection_id = ConnectionId.random()
+    try:
+        await hosted.run(hosted.db.run_lifecycle, "client_connected", identity, connection_id)
+    except CosmictronError as exc:
+        raise PermissionDenied(f"client_connected refused the connection: {exc}") from None
+    ws = _WebSocket(protocols=(PROTOCOL,), max_msg_size=limits.client_message_bytes_max)
+    session: Session | None = None
+    try:
+        await ws.prepare(request)
+        feed = await feed_for(request.app, hosted)
+        session = Session(ws, feed, identity, connection_id, request.app[QUEUE_MAX])
+        request.app[SESSIONS].add(session)
+        session.deliver(
+            {
+                "IdentityToken": {
+                    "identity": identity.hex(),
+                    "token": token,
+                    "connection_id": connection_id.hex(),
+                }
+            },
+            0,
+        )
+        await session.run()
+    finally:
+        if session is not None:
+            request.app[SESSIONS].discard(session)
+            await session.finish()
+        try:
+            await hosted.run(
+                hosted.db.run_lifecycle, "client_disconnected", identity, connection_id
+            )
+        except (CosmictronError, RuntimeError) as exc:  # it raised; the database closed
+            logger.warning("client_disconnected for %s failed: %s", identity.hex(), exc)
+    return ws
+
+
+def check_upgrade(request: web.Request) -> None:
+    """Refuse (400) a request that is not a WebSocket upgrade offering our subprotocol."""
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        raise InvalidRequest(
+            f"this route is a WebSocket: connect with a WebSocket client and the "
+            f"subprotocol {PROTOCOL!r}"
+        )
+    offered = request.headers.get("Sec-WebSocket-Protocol", "")
+    protocols = [p.strip() for p in offered.split(",") if p.strip()]
+    if PROTOCOL not in protocols:
+        raise InvalidRequest(
+            f"the WebSocket subprotocol must be {PROTOCOL!r} "
+            f"(offered: {', '.join(protocols) or 'none'})"
+        )
+
+
+def identify(request: web.Request) -> tuple[Identity, str]:
+    """The caller's identity and token; a client without a token gets a fresh pair.
+
+    Raises:
+        Unauthenticated: the token is malformed, not ours, or expired (401).
+    """
+    caller = caller_of(request)
+    if caller == ANONYMOUS:
+        identity = Identity.random()
+        return identity, request.app[AUTHORITY].issue(identity)
+    header = request.headers.get("Authorization")
+    token = header.partition(" ")[2].strip() if header else request.query["token"]
+    return caller, token
+
+
+async def feed_for(app: web.Application, hosted: HostedDatabase) -> DatabaseFeed:
+    """The database's feed, made on first use (it registers a commit listener)."""
+    async with app[FEEDS_LOCK]:
+        feed: DatabaseFeed | None = app[FEEDS].get(hosted.name)
+        if feed is None or feed.hosted is not hosted:  # new, or deleted and re-created
+            feed = await hosted.run(DatabaseFeed, hosted, asyncio.get_running_loop())
+            app[FEEDS][hosted.name] = feed
+        return feed
+
+
+class Session:
+    """One connected client: its subscriptions and its bounded outgoing queue."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        feed: DatabaseFeed,
+        identity: Identity,
+        connection_id: ConnectionId,
+        queue_max: int,
+    ) -> None:
+        self.ws = ws
+        self.feed = feed
+        self.hosted = feed.hosted
+        self.identity = identity
+        self.connection_id = connection_id
+        self.queue_max = queue_max
+        self.closed = False
+        self.subscriptions: dict[QueryId, Subscription] = {}
+        self._outbox: deque[tuple[int, dict[str, Any]]] = deque()
+        self._ready = asyncio.Event()
+        self._sender = asyncio.create_task(self._send_all())
+        self._closer: asyncio.Task[None] | None = None
+
+    # -- outgoing -------------------------------------------------------------------------
+
+    def deliver(self, message: dict[str, Any], offset: int) -> None:
+        """Queue ``message``, to be sent once ``offset`` is durable (event loop only)."""
+        if self.closed:
+            return
+        if len(self._outbox) >= self.queue_max:
+            self.drop(
+                WSCloseCode.POLICY_VIOLATION,
+                f"the client fell behind: more than {self.queue_max} messages queued",
+            )
+            return
+        self._outbox.append((offset, message))
+        self._ready.set()
+
+    async def _send_all(self) -> None:
+        watermark = self.feed.watermark
+        try:
+            while True:
+                if not self._outbox:
+                    self._ready.clear()
+                    await self._ready.wait()
+                    continue
+                offset, message = self._outbox[0]
+                if not watermark.reached(offset):
+                    await watermark.wait_durable(offset)
+                self._outbox.popleft()
+                await self.ws.send_str(json.dumps(message))
+        except ConnectionError:
+            self.closed = True
+        except CosmictronError as exc:  # the database can no longer make anything durable
+            self.drop(WSCloseCode.INTERNAL_ERROR, f"the database failed: {exc}")
+
+    def drop(self, code: int, reason: str) -> None:
+        """Stop sending and close the connection with ``code`` and ``reason``."""
+        if self.closed:
+            return
+        self.closed = True
+        self._outbox.clear()
+        self._sender.cancel()
+        self._closer = asyncio.create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        try:
+            message = reason.encode()[:123]  # a close frame's reason is at most 123 bytes
+            await asyncio.wait_for(self.ws.close(code=code, message=message), CLOSE_TIMEOUT_S)
+        except (TimeoutError, ConnectionError):
+            pass  # aiohttp closed the transport on a timeout; nothing else to do
+
+    async def wait_closed(self) -> None:
+        if self._closer is not None:
+            await self._closer
+
+    # -- incoming -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve requests in order until the client or the server closes."""
+        try:
+            async for frame in self.ws:
+                if frame.type is WSMsgType.TEXT:
+                    await self.handle(frame.data)
+                elif frame.type is WSMsgType.BINARY:
+                    reason = "binary frames are not accepted: send JSON text frames"
+                    self.drop(WSCloseCode.UNSUPPORTED_DATA, reason)
+                    break
+        except Exception:
+            logger.exception("WebSocket session of %s failed", self.identity.hex())
+            self.drop(WSCloseCode.INTERNAL_ERROR, "internal error; see the server log")
+
+    async def handle(self, text: str) -> None:
+        try:
+            request: ClientMessage = parse(text)
+        except ProtocolError as exc:
+            self.deliver(reply_for_error(exc), 0)
+            return
+        if isinstance(request, Subscribe):
+            await self._subscribe(request)
+        elif isinstance(request, Unsubscribe):
+            await self._unsubscribe(request)
+        elif isinstance(request, CallReducer):
+            await self._call(request)
+        else:
+            await self._query(request)
+
+    async def _subscribe(self, request: Subscribe) -> None:
+        query_id = request.query_id
+        problem = None
+        if query_id in self.subscriptions:
+            problem = f"query_id {query_id!r} is already subscribed; unsubscribe it first"
+        elif len(self.subscriptions) >= limits.client_subscriptions_max:
+            problem = f"a client may hold at most {limits.client_subscriptions_max} subscriptions"
+        if problem is not None:
+            self.deliver(subscription_error(request.request_id, query_id, problem), 0)
+            return
+        subscribe = partial(
+            self.feed.subscribe,
+            self,
+            request.request_id,
+            query_id,
+            request.query_strings,
+            request.since_tx_offset,
+        )
+        try:
+            subscription = await self.hosted.run(subscribe)
+        except CosmictronError as exc:
+            self.deliver(subscription_error(request.request_id, query_id, str(exc)), 0)
+            return
+        self.subscriptions[query_id] = subscription
+
+    async def _unsubscribe(self, request: Unsubscribe) -> None:
+        subscription = self.subscriptions.pop(request.query_id, None)
+        if subscription is None:
+            problem = f"no subscription has query_id {request.query_id!r}"
+            self.deliver(subscription_error(request.request_id, request.query_id, problem), 0)
+            return
+        await self.hosted.run(subscription.unsubscribe)
+        applied = {"request_id": request.request_id, "query_id": request.query_id}
+        self.deliver({"UnsubscribeApplied": applied}, 0)
+
+    async def _call(self, request: CallReducer) -> None:
+        db = self.hosted.db
+        try:
+            binding = db.module.reducers.get(request.reducer)
+            if binding is None:
+                known = ", ".join(sorted(db.module.reducers)) or "none"
+                raise NotFound(f"no reducer named {request.reducer!r} (reducers: {known})")
+            args, kwargs = reducer_arguments(binding.schema, request.args)
+            call = partial(
+                db.execute_reducer,
+                request.reducer,
+                args,
+                kwargs,
+                sender=self.identity,
+                connection_id=self.connection_id,
+            )
+            outcome = await self.hosted.run(call)
+        except CosmictronError as exc:
+            self.deliver(reducer_result(request.request_id, error=str(exc)), 0)
+            return
+        # The transaction's own TransactionUpdate was queued (under the writer lock)
+        # before this call returned, so it precedes this result.
+        value = to_json(outcome.return_value, binding.schema.return_type)
+        result = reducer_result(request.request_id, return_value=value, tx_offset=outcome.tx_offset)
+        self.deliver(result, outcome.tx_offset)
+
+    async def _query(self, request: OneOffQuery) -> None:
+        db = self.hosted.db
+        try:
+            result = await self.hosted.run(
+                partial(db.sql, request.query_string, sender=self.identity)
+            )
+        except CosmictronError as exc:
+            self.deliver(
+                {"OneOffQueryResult": {"request_id": request.request_id, "error": str(exc)}}, 0
+            )
+            return
+        # A read sees every transaction up to now: it waits for them to be durable.
+        offset = result.tx_offset if result.tx_offset is not None else db.tx_offset
+        columns = list(result.columns)
+        rows = [row_to_json(row, columns, [None] * len(row)) for row in result.rows]
+        table = {"table_name": "result", "columns": columns, "rows": rows}
+        reply = {"OneOffQueryResult": {"request_id": request.request_id, "tables": [table]}}
+        self.deliver(reply, offset)
+
+    async def finish(self) -> None:
+        """After the connection ends: stop sending, end every subscription."""
+        self.closed = True
+        self._sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._sender
+        await self.wait_closed()
+        for subscription in self.subscriptions.values():
+            with contextlib.suppress(RuntimeError):  # the database's threads have stopped
+                await self.hosted.run(subscription.unsubscribe)
+        self.subscriptions.clear()
