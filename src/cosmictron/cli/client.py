@@ -11,6 +11,7 @@ Errors, as a tree (each carries the CLI exit code it becomes, see ``cli/main.py`
 
     ClientError                 exit_code
     ├── ServerError         1   the server replied {"error": {"code", "message"}}
+    │   └── HandshakeRefused    a WebSocket upgrade was refused (a status, no message)
     └── CannotConnect       3   no server at the URL, a dropped connection, a timeout, or
                                 a reply that is not a Cosmictron reply
 """
@@ -52,6 +53,10 @@ class ServerError(ClientError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+class HandshakeRefused(ServerError):
+    """The server answered a WebSocket upgrade with an HTTP error (status, no body)."""
 
 
 class CannotConnect(ClientError):

@@ -18,10 +18,9 @@ from typing import Any
 import click
 from rich.console import Console
 
-from cosmictron.cli.client import ServerError, quote
+from cosmictron.cli.client import HandshakeRefused, ServerError, quote
 from cosmictron.cli.output import table
 from cosmictron.cli.session import Session, server_command
-from cosmictron.cli.websocket import HandshakeRefused, subscribe_messages
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -139,6 +138,8 @@ def subscribe(
 async def _follow(
     session: Session, database: str, queries: Sequence[str], num_updates: int | None
 ) -> None:
+    from cosmictron.cli.websocket import subscribe_messages  # aiohttp: only when needed
+
     output = session.output
     updates = 0
     if num_updates == 0:

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from cosmictron.cli.client import CannotConnect, ServerError, quote
+from cosmictron.cli.client import CannotConnect, HandshakeRefused, quote
 
 PROTOCOL = "v1.json.cosmictron"
 HEARTBEAT_S = 30.0
@@ -23,10 +23,6 @@ HEARTBEAT_S = 30.0
 
 REQUEST_ID = 1
 QUERY_ID = 1
-
-
-class HandshakeRefused(ServerError):
-    """The server answered the upgrade with an HTTP error instead of a WebSocket."""
 
 
 async def subscribe_messages(
