@@ -5,6 +5,7 @@ Regenerate with: .venv/bin/python tests/cli/test_reference.py > docs/reference/c
 
 from pathlib import Path
 
+import click
 from click.testing import CliRunner
 
 from cosmictron.cli.main import cli
@@ -17,9 +18,11 @@ def render() -> str:
     parts = [
         "# CLI reference\n",
         "Generated from `cosmictron-cli --help`; `tests/cli/test_reference.py` fails when the",
-        "two differ. Every command exits with status 1 and prints one line on an error.\n",
+        "two differ. Every error is one line on stderr and a non-zero exit status: 1 the",
+        "request failed, 2 usage, 3 cannot connect, 4 a bug in the CLI, 130 interrupted",
+        "(see [Using the CLI](../guide/cli.md#exit-codes)).\n",
     ]
-    commands = [[], *[[name] for name in sorted(cli.commands)]]
+    commands = [[], *[path for _, path in every_command()]]
     for command in commands:
         title = " ".join(["cosmictron-cli", *command])
         help_text = runner.invoke(
@@ -29,13 +32,23 @@ def render() -> str:
     return "\n".join(parts)
 
 
+def every_command() -> list[tuple[click.Command, list[str]]]:
+    """Every command and subcommand (``identity new``), with its path of names."""
+    found = []
+    for name, command in cli.commands.items():
+        found.append((command, [name]))
+        if isinstance(command, click.Group):
+            found += [(sub, [name, sub_name]) for sub_name, sub in command.commands.items()]
+    return sorted(found, key=lambda pair: pair[1])
+
+
 def test_reference_matches_help():
     assert REFERENCE.read_text() == render(), "regenerate docs/reference/cli.md (see docstring)"
 
 
 def test_every_command_has_help_with_an_example():
-    for name, command in cli.commands.items():
-        assert command.help and "Example:" in command.help, name
+    for command, path in every_command():
+        assert command.help and "Example:" in command.help, path
 
 
 if __name__ == "__main__":

@@ -1,18 +1,47 @@
-"""Entry point of ``cosmictron-cli``; every error is one line and a non-zero exit."""
+"""Entry point of ``cosmictron-cli``; every error is one line and a non-zero exit.
+
+``main`` is the CLI's one edge (STYLE.md: "the CLI one ``main`` wrapper"): whatever a
+command raises becomes ``error: <message>`` on stderr and one of these exit codes,
+which scripts may rely on (docs/guide/cli.md lists them too):
+
+====  ==========================================================================
+0     success (also Ctrl-C ending ``logs -f`` or ``subscribe``, their normal end)
+1     the request failed: the server reported an error (unknown database or
+      reducer, the reducer raised, permission denied, bad token), a local
+      database error (``local-call``), an unreadable settings file, or a declined
+      confirmation
+2     usage: a missing or bad argument or option, including a bad ``--server`` URL
+3     cannot connect: no server at the URL, a dropped connection, a timeout, or
+      something that is not a Cosmictron server answered
+4     a bug in cosmictron-cli (set ``COSMICTRON_DEBUG=1`` for the traceback)
+130   interrupted by Ctrl-C
+====  ==========================================================================
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
 import json
+import os
 import sys
 from typing import Any
 
 import click
 
 from cosmictron import __version__
+from cosmictron.cli.client import ClientError
+from cosmictron.cli.data import call, parse_argument, sql
+from cosmictron.cli.databases import delete, deploy, describe, list_databases
+from cosmictron.cli.identity import identity
+from cosmictron.cli.streams import logs, subscribe
 from cosmictron.errors import CosmictronError
 from cosmictron.host import Database
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BUG = 4
+EXIT_INTERRUPTED = 130
 
 
 @click.group()
@@ -20,8 +49,13 @@ from cosmictron.host import Database
 def cli() -> None:
     """Cosmictron: a database in which the application runs inside the database.
 
-    The server commands (start, deploy, call, sql, ...) arrive with the server; today
-    the CLI runs reducers against a local data directory.
+    `start` runs a server; the other commands talk to one (--server URL, else
+    $COSMICTRON_SERVER, else the saved default, else http://127.0.0.1:3000) as the
+    identity saved for it (see `identity`). `local-call` works on a data directory
+    without a server.
+
+    Exit codes: 0 success, 1 the request failed, 2 usage, 3 cannot connect, 4 a bug in
+    the CLI, 130 interrupted.
     """
 
 
@@ -79,18 +113,11 @@ def local_call(data_dir: str, reducer: str, args: tuple[str, ...], module_path: 
 
     Example: cosmictron-cli local-call ./data run_agent "Summarise the report"
     """
-    values = [_parse_argument(arg) for arg in args]
+    values = [parse_argument(arg) for arg in args]
     with Database.open(data_dir, module_path) as database:
         outcome = database.execute_reducer(reducer, values)
     reply = {"return_value": _jsonable(outcome.return_value), "tx_offset": outcome.tx_offset}
     click.echo(json.dumps(reply))
-
-
-def _parse_argument(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def _jsonable(value: Any) -> Any:
@@ -108,15 +135,39 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+for command in (deploy, call, sql, describe, list_databases, delete, identity, logs, subscribe):
+    cli.add_command(command)
+
+
 def main() -> None:
+    """Run the CLI; turn every error into one line on stderr and an exit code."""
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("error: aborted", err=True)
-        sys.exit(1)
+    except click.exceptions.Abort as abort:
+        interrupted = isinstance(abort.__cause__ or abort.__context__, KeyboardInterrupt)
+        click.echo("error: interrupted" if interrupted else "error: aborted", err=True)
+        sys.exit(EXIT_INTERRUPTED if interrupted else EXIT_FAILED)
+    except click.UsageError as error:
+        context = error.ctx
+        hint = f" (see: {context.command_path} --help)" if context is not None else ""
+        click.echo(f"error: {error.format_message()}{hint}", err=True)
+        sys.exit(EXIT_USAGE)
     except click.ClickException as error:
-        error.show()
+        click.echo(f"error: {error.format_message()}", err=True)
+        sys.exit(error.exit_code)
+    except ClientError as error:
+        click.echo(f"error: {error}", err=True)
         sys.exit(error.exit_code)
     except CosmictronError as error:
         click.echo(f"error: {error}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
+    except OSError as error:
+        where = f": {error.filename}" if error.filename else ""
+        click.echo(f"error: {error.strerror or error}{where}", err=True)
+        sys.exit(EXIT_FAILED)
+    except Exception as error:
+        if os.environ.get("COSMICTRON_DEBUG"):
+            raise
+        name = type(error).__name__
+        click.echo(f"error: a bug in cosmictron-cli, please report it: {name}: {error}", err=True)
+        sys.exit(EXIT_BUG)

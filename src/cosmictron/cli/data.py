@@ -1,0 +1,92 @@
+"""Commands that read and change a database's data: call and sql."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.console import Console
+
+from cosmictron.cli.client import quote
+from cosmictron.cli.output import table
+from cosmictron.cli.session import Session, server_command
+
+
+def parse_argument(text: str) -> Any:
+    """A command-line value as JSON when it parses (5, true, "x", [1]), else the text.
+
+    >>> parse_argument("5"), parse_argument("[1, 2]"), parse_argument("hello")
+    (5, [1, 2], 'hello')
+    """
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@click.command("call")
+@click.argument("database")
+@click.argument("reducer")
+@click.argument("args", nargs=-1)
+@server_command
+def call(session: Session, database: str, reducer: str, args: tuple[str, ...]) -> None:
+    """Call REDUCER in DATABASE with ARGS; print its return value and tx_offset.
+
+    Each ARG is parsed as JSON when it can be (5, 1.5, true, "text", [1, 2]) and passed as
+    a string otherwise. The call is made as the saved identity, if there is one. Put
+    `--` before arguments that start with a dash.
+
+    Example: cosmictron-cli call quickstart add_task "Write docs" 3
+    """
+    values = [parse_argument(arg) for arg in args]
+    path = f"/v1/database/{quote(database)}/call/{quote(reducer)}"
+    reply = session.client.request("POST", path, json.dumps(values).encode(), "application/json")
+
+    def human(console: Console) -> None:
+        console.print(f"return_value: {json.dumps(reply['return_value'])}")
+        console.print(f"tx_offset: {reply['tx_offset']}")
+
+    session.output.document(reply, human)
+
+
+@click.command("sql")
+@click.argument("database")
+@click.argument("query")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A value for :NAME in the query (parsed as JSON when it can be); repeatable.",
+)
+@server_command
+def sql(session: Session, database: str, query: str, params: tuple[str, ...]) -> None:
+    """Run one SQL statement in DATABASE: SELECT for anyone, DML for the owner.
+
+    Example: cosmictron-cli sql quickstart "SELECT * FROM task WHERE priority > :p" --param p=1
+    """
+    values = {}
+    for param in params:
+        name, equals, value = param.partition("=")
+        if not equals or not name:
+            raise click.BadParameter(f"expected NAME=VALUE, got {param!r}", param_hint="--param")
+        values[name] = parse_argument(value)
+    body = json.dumps({"query": query, "params": values}).encode()
+    reply = session.client.request(
+        "POST", f"/v1/database/{quote(database)}/sql", body, "application/json"
+    )
+    session.output.document(reply, lambda console: _print_result(console, reply))
+
+
+def _print_result(console: Console, result: dict[str, Any]) -> None:
+    if result.get("rows_affected") is not None:
+        count = result["rows_affected"]
+        console.print(
+            f"{count} row{'s' if count != 1 else ''} affected (tx_offset {result['tx_offset']})."
+        )
+        return
+    columns = result["columns"]
+    rows = [[row.get(column) for column in columns] for row in result["rows"]]
+    console.print(table(columns, rows))
+    console.print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}")

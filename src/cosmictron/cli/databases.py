@@ -1,0 +1,151 @@
+"""Commands that manage databases on a server: deploy, describe, list, delete."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from cosmictron.cli.client import quote
+from cosmictron.cli.output import short, table
+from cosmictron.cli.session import Session, server_command
+
+
+@click.command("deploy")
+@click.argument("database")
+@click.argument("module", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--clear", is_flag=True, help="Delete all existing data while updating.")
+@server_command
+def deploy(session: Session, database: str, module: Path, clear: bool) -> None:
+    """Create DATABASE from MODULE (a Python file), or update it in place.
+
+    The identity that first deploys a database owns it. With no saved identity for the
+    server, one is obtained and saved first (see `identity new`).
+
+    Example: cosmictron-cli deploy quickstart examples/quickstart/app.py
+    """
+    if session.saved is None:
+        saved = session.obtain_identity()
+        session.output.note(
+            f"No saved identity for {session.url}: obtained {short(saved.identity)} "
+            f"and saved it in {session.settings.path}."
+        )
+    source = module.read_bytes()
+    path = f"/v1/database/{quote(database)}" + ("?clear=true" if clear else "")
+    with session.output.progress(f"Uploading {module.name}", len(source)) as advance:
+        reply = session.client.request("PUT", path, source, "text/x-python", advance)
+    session.output.document(reply, lambda console: _print_deployed(console, reply, clear))
+
+
+def _print_deployed(console: Console, reply: dict[str, Any], clear: bool) -> None:
+    verb = "Created" if reply.get("created") else "Updated"
+    cleared = ", data cleared" if clear and not reply.get("created") else ""
+    console.print(
+        f"{verb} database {reply['database']!r}{cleared} (tx_offset {reply['tx_offset']})."
+    )
+    console.print(f"  identity  {reply['identity']}")
+    console.print(f"  owner     {reply['owner']}")
+    if reply.get("migration"):
+        console.print(f"  migration {reply['migration']}")
+
+
+@click.command("describe")
+@click.argument("database")
+@server_command
+def describe(session: Session, database: str) -> None:
+    """Show DATABASE's tables, columns, indexes and reducers.
+
+    Example: cosmictron-cli describe quickstart
+    """
+    reply = session.client.request("GET", f"/v1/database/{quote(database)}/schema")
+    session.output.document(reply, lambda console: _print_schema(console, reply))
+
+
+def _print_schema(console: Console, schema: dict[str, Any]) -> None:
+    console.print(f"database   {schema['database']}")
+    console.print(f"identity   {schema['identity']}")
+    console.print(f"owner      {schema['owner']}")
+    console.print(f"tx_offset  {schema['tx_offset']}")
+    for entry in schema.get("tables", []):
+        kind = ", ".join(
+            word
+            for word, on in (("public", entry.get("public")), ("event", entry.get("event")))
+            if on
+        )
+        console.print()
+        rows = []
+        for column in entry["columns"]:
+            notes = []
+            if column["name"] in entry.get("primary_key", []):
+                notes.append("primary key")
+            if column.get("auto_inc"):
+                notes.append("auto_inc")
+            rows.append([column["name"], column["type"], ", ".join(notes)])
+        title = f"table {entry['name']}" + (f" ({kind})" if kind else " (private)")
+        console.print(table(["column", "type", ""], rows, title=title))
+        for index in entry.get("indexes", []):
+            unique = " unique" if index.get("unique") else ""
+            columns = ", ".join(index["columns"])
+            console.print(f"  index {index['name']}: {index['kind']}{unique} on ({columns})")
+    reducers = [
+        [reducer["name"], reducer["kind"], _params(reducer), _returns(reducer.get("returns"))]
+        for reducer in schema.get("reducers", [])
+    ]
+    console.print()
+    console.print(table(["reducer", "kind", "arguments", "returns"], reducers, title="reducers"))
+
+
+def _params(reducer: dict[str, Any]) -> str:
+    shown = []
+    for param in reducer.get("params", []):
+        optional = " (optional)" if param.get("optional") else ""
+        shown.append(f"{param['name']}: {param['type']}{optional}")
+    return ", ".join(shown)
+
+
+def _returns(returns: dict[str, Any] | None) -> str:
+    if not returns:
+        return ""
+    return str(returns.get("product") or returns.get("type"))
+
+
+@click.command("list")
+@server_command
+def list_databases(session: Session) -> None:
+    """List the databases on the server, and which are yours.
+
+    Example: cosmictron-cli list --server http://127.0.0.1:3000
+    """
+    reply = session.client.request("GET", "/v1/database")
+
+    def human(console: Console) -> None:
+        listed = reply["databases"]
+        rows = [[d["name"], short(d["owner"]), "yes" if d["mine"] else ""] for d in listed]
+        console.print(table(["database", "owner", "mine"], rows))
+        console.print(f"{len(listed)} database{'s' if len(listed) != 1 else ''}")
+
+    session.output.document(reply, human)
+
+
+@click.command("delete")
+@click.argument("database")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@server_command
+def delete(session: Session, database: str, yes: bool) -> None:
+    """Delete DATABASE and all its data (owner only); asks first unless --yes.
+
+    Example: cosmictron-cli delete quickstart --yes
+    """
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("deleting without a terminal to confirm needs --yes")
+        click.confirm(
+            f"Delete database {database!r} on {session.url} and all its data?", abort=True
+        )
+    reply = session.client.request("DELETE", f"/v1/database/{quote(database)}")
+    session.output.document(
+        reply, lambda console: console.print(f"Deleted database {database!r} from {session.url}.")
+    )
