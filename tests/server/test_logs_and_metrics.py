@@ -118,4 +118,6 @@ def test_metrics_count_calls_errors_and_syncs(server: Server) -> None:
     assert samples["cosmictron_databases"] == 1
     assert 'cosmictron_fsync_seconds_total{database="shop"}' in samples
     assert samples['cosmictron_subscriptions{database="shop"}'] == 0
+    assert samples['cosmictron_connected_clients{database="shop"}'] == 0
+    assert samples['cosmictron_client_queue_messages_max{database="shop"}'] == 0
     assert re.search(r"^# TYPE cosmictron_reducer_duration_seconds histogram$", text, re.M)

@@ -504,3 +504,72 @@ def test_confirmed_reads_under_always_and_periodic(tmp_path: Path, profile: str)
     finally:
         out = stop_server(server)
         assert server.process.returncode == 0, out
+
+
+def test_hot_swap_while_subscribed(chat: tuple[Server, str]) -> None:
+    """A deploy over the database keeps clients connected: a subscription on an unchanged
+    table goes on, one on a changed table ends with SubscriptionError; resuming from
+    before the swap gets all rows in the new shape."""
+    server, token = chat
+    grown = MODULE.replace(
+        '    owner: Identity = field(default=Identity.zero())\n    text: str = ""\n',
+        '    owner: Identity = field(default=Identity.zero())\n    text: str = ""\n'
+        "    stars: int = 0\n",
+    ).replace(
+        "@reducer\ndef post(",
+        '@reducer\ndef shout(ctx: ReducerContext) -> str:\n    return "HEY"\n\n@reducer\ndef post(',
+    )
+    assert grown != MODULE
+
+    async def scenario(connect: Connect) -> None:
+        client = await connect(token=token)
+        await client.expect("IdentityToken")
+        before = await client.subscribe("messages", ALL_MESSAGES)
+        await client.subscribe("notes", "SELECT * FROM note")
+        await client.send("CallReducer", reducer="write", args=["a note"])
+        await client.expect("TransactionUpdate")  # its own write, seen by "notes"
+        await client.expect("ReducerResult")
+        reply = await asyncio.to_thread(server.deploy, "chat", grown, token)
+        assert reply.status == 200, reply
+        ended = await client.expect("SubscriptionError")
+        assert ended["query_id"] == "notes" and "table 'note' was changed" in ended["error"]
+        result_id = await client.send("CallReducer", reducer="post", args=["after the swap"])
+        update = await client.expect("TransactionUpdate")
+        assert update["tables"][0]["inserts"][0]["text"] == "after the swap"
+        assert (await client.expect("ReducerResult"))["request_id"] == result_id
+        shout = await client.call("shout")
+        assert shout["return_value"] == "HEY"  # the new version's reducer, same connection
+        resumed = await client.subscribe(
+            "notes-again", "SELECT * FROM note", since_tx_offset=before["tx_offset"]
+        )
+        assert resumed["resumed"] is False
+        assert resumed["tables"][0]["rows"][0]["stars"] == 0  # the new column, its default
+
+    run(server, scenario)
+
+
+def test_metrics_count_connected_clients_and_subscriptions(chat: tuple[Server, str]) -> None:
+    server, _ = chat
+
+    def scrape() -> dict[str, float]:
+        import urllib.request
+
+        with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        return {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line and not line.startswith("#")
+        }
+
+    async def scenario(connect: Connect) -> None:
+        clients = [await connect() for _ in range(3)]
+        for number, client in enumerate(clients):
+            await client.expect("IdentityToken")
+            await client.subscribe(number, ALL_MESSAGES)
+        samples = await asyncio.to_thread(scrape)
+        assert samples['cosmictron_connected_clients{database="chat"}'] == 3
+        assert samples['cosmictron_subscriptions{database="chat"}'] == 3
+        assert samples['cosmictron_subscription_queries{database="chat"}'] == 1  # shared
+
+    run(server, scenario)

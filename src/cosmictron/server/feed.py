@@ -61,6 +61,7 @@ class Client(Protocol):
 class _Update:
     client: Client
     update: dict[str, Any]
+    schema: Any  # the module schema the rows were made under (a hot-swap may follow)
 
 
 @dataclass
@@ -171,22 +172,32 @@ class DatabaseFeed:
 
     def _start(self, datastore: Datastore) -> None:
         # Under the writer lock: the window starts exactly where listening starts.
-        self.window = ResumeWindow(
-            self.hosted.db.tx_offset,
-            limits.resume_window_transactions_max,
-            limits.resume_window_rows_max,
-        )
+        self._reset_window(self.hosted.db.tx_offset)
         self.hosted.db.add_commit_listener(self._on_commit)
+
+    def _reset_window(self, covered_from: int) -> None:
+        self._module = self.hosted.db.module
+        self.window = ResumeWindow(
+            covered_from, limits.resume_window_transactions_max, limits.resume_window_rows_max
+        )
+
+    def _forget_if_module_changed(self, covered_from: int) -> None:
+        """After a module update the window's rows have the old tables' shape and the
+        replay would run new queries over them: start it afresh (resumes from before the
+        update get all rows). Under the writer lock."""
+        if self.hosted.db.module is not self._module:
+            self._reset_window(covered_from)
 
     # -- the writer's thread (all under the writer lock) ----------------------------------
 
     def _on_commit(self, offset: int, timestamp: Timestamp, changes: list[TableChange]) -> None:
+        self._forget_if_module_changed(offset - 1)
         self.window.append(offset, timestamp, changes)
         self._hand_off()
 
     def _collect(self, client: Client, update: dict[str, Any]) -> None:
         if not client.closed:
-            self._batch.append(_Update(client, update))
+            self._batch.append(_Update(client, update, self.hosted.db.schema))
 
     def _ended(self, client: Client, query_id: QueryId, error: SubscriptionError) -> None:
         self._batch.append(_Message(client, subscription_error(None, query_id, str(error)), 0))
@@ -227,6 +238,7 @@ class DatabaseFeed:
         since: int | None,
         datastore: Datastore,
     ) -> Subscription:
+        self._forget_if_module_changed(self.hosted.db.tx_offset)
         subscription = self.hosted.db.subscribe(
             queries,
             on_update=partial(self._collect, client),
@@ -268,12 +280,12 @@ class DatabaseFeed:
         A batch normally holds one transaction's updates; merging by (client, offset)
         keeps transactions apart even if a commit inside a callback ever mixed two.
         """
-        merged: dict[tuple[Client, int], list[dict[str, Any]]] = {}
+        merged: dict[tuple[Client, int], list[_Update]] = {}
         for item in batch:
             if item.client.closed:
                 continue
             if isinstance(item, _Update):
-                merged.setdefault((item.client, item.update["tx_offset"]), []).append(item.update)
+                merged.setdefault((item.client, item.update["tx_offset"]), []).append(item)
                 continue
             for key in [key for key in merged if key[0] is item.client]:
                 self._send_updates(item.client, merged.pop(key))
@@ -281,18 +293,18 @@ class DatabaseFeed:
         for (client, _), updates in merged.items():
             self._send_updates(client, updates)
 
-    def _send_updates(self, client: Client, updates: list[dict[str, Any]]) -> None:
+    def _send_updates(self, client: Client, updates: list[_Update]) -> None:
         if len(updates) == 1:
-            message = self._update_json(updates[0])
+            message = self._update_json(updates[0].update, updates[0].schema)
         else:
-            message = _merge([self._update_json(update) for update in updates])
+            message = _merge([self._update_json(item.update, item.schema) for item in updates])
         if message["TransactionUpdate"]["tables"]:  # the subscriptions' changes cancelled out
             client.deliver(message, message["TransactionUpdate"]["tx_offset"])
 
-    def _update_json(self, update: dict[str, Any]) -> dict[str, Any]:
+    def _update_json(self, update: dict[str, Any], schema: Any = None) -> dict[str, Any]:
         tables = []
         for table in update["tables"]:
-            convert = self._converter(table["table_name"])
+            convert = self._converter(table["table_name"], schema)
             tables.append(
                 {
                     "table_name": table["table_name"],
@@ -312,10 +324,12 @@ class DatabaseFeed:
         convert = self._converter(table["table_name"])
         return {"table_name": table["table_name"], "rows": [convert(r) for r in table["rows"]]}
 
-    def _converter(self, table_name: str) -> Callable[[Sequence[Any]], dict[str, Any]]:
-        schema = self.hosted.db.schema.table(table_name)
-        names = [column.name for column in schema.columns]
-        types = [column.type for column in schema.columns]
+    def _converter(
+        self, table_name: str, schema: Any = None
+    ) -> Callable[[Sequence[Any]], dict[str, Any]]:
+        table = (schema or self.hosted.db.schema).table(table_name)
+        names = [column.name for column in table.columns]
+        types = [column.type for column in table.columns]
         return lambda row: row_to_json(row, names, types)
 
 

@@ -9,11 +9,14 @@ the scraper's job: ``rate(cosmictron_transactions_total[1m])``. Each series carr
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aiohttp import web
 
 from cosmictron.host.metrics import BUCKETS_S
 from cosmictron.server.registry import DatabaseRegistry, HostedDatabase
 from cosmictron.server.routes import REGISTRY
+from cosmictron.server.websocket import SESSIONS, Session
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -74,13 +77,41 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
-def render(registry: DatabaseRegistry) -> str:
+def render(registry: DatabaseRegistry, sessions: Iterable[Session] = ()) -> str:
     out = Exposition()
     names = registry.names()
     out.add("cosmictron_databases", "gauge", "Databases this server hosts.", {}, len(names))
+    by_database: dict[str, list[Session]] = {name: [] for name in names}
+    for session in sessions:
+        if not session.closed and session.hosted.name in by_database:
+            by_database[session.hosted.name].append(session)
     for name in names:
         _database(out, registry.get(name))
+        _clients(out, name, by_database[name])
     return out.text()
+
+
+def _clients(out: Exposition, name: str, sessions: list[Session]) -> None:
+    labels = {"database": name}
+    depths = [session.queue_depth for session in sessions]
+    out.add(
+        "cosmictron_connected_clients", "gauge", "Open WebSocket sessions.", labels, len(sessions)
+    )
+    out.add(
+        "cosmictron_client_queue_messages",
+        "gauge",
+        "Messages queued for WebSocket clients, summed over the database's sessions.",
+        labels,
+        sum(depths),
+    )
+    out.add(
+        "cosmictron_client_queue_messages_max",
+        "gauge",
+        "The longest single client queue (past limits.client_queue_messages_max the client "
+        "is disconnected).",
+        labels,
+        max(depths, default=0),
+    )
 
 
 def _database(out: Exposition, hosted: HostedDatabase) -> None:
@@ -174,5 +205,6 @@ def _database(out: Exposition, hosted: HostedDatabase) -> None:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    text = render(request.app[REGISTRY])
+    sessions: set[Session] = request.app.get(SESSIONS, set())
+    text = render(request.app[REGISTRY], sessions)
     return web.Response(text=text, headers={"Content-Type": CONTENT_TYPE})

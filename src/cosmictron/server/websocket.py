@@ -196,6 +196,11 @@ class Session:
         self._sender = asyncio.create_task(self._send_all())
         self._closer: asyncio.Task[None] | None = None
 
+    @property
+    def queue_depth(self) -> int:
+        """Messages waiting to be sent (for ``/metrics``)."""
+        return len(self._outbox)
+
     # -- outgoing -------------------------------------------------------------------------
 
     def deliver(self, message: dict[str, Any], offset: int) -> None:
