@@ -278,3 +278,27 @@ def test_subscribe_against_the_server(deployed, config):
         update = json.loads(process.stdout.readline())
         assert update["TransactionUpdate"]["tables"][0]["inserts"][0]["title"] == "Live"
         assert process.wait(timeout=30) == 0
+
+
+def test_deploy_over_a_database_migrates_refuses_and_clears(deployed, config, tmp_path):
+    url = deployed.url
+    grown = tmp_path / "grown.py"
+    grown.write_text(
+        EXAMPLE.read_text()
+        + "\n\n@reducer\ndef ping(ctx: ReducerContext) -> str:\n    return 'pong'\n"
+    )
+    updated = ok(run("deploy", "qs", str(grown), config=config, server=url))
+    assert "Updated database 'qs'" in updated and "ping" in updated
+    assert (
+        json.loads(ok(run("call", "qs", "ping", "--json", config=config, server=url)))[
+            "return_value"
+        ]
+        == "pong"
+    )
+    broken = tmp_path / "broken.py"
+    broken.write_text(EXAMPLE.read_text().replace("title: str", "title: int"))
+    one_line_error(run("deploy", "qs", str(broken), config=config, server=url), 1, "title")
+    cleared = json.loads(
+        ok(run("deploy", "qs", str(grown), "--clear", "--json", config=config, server=url))
+    )
+    assert cleared["migration"]["cleared"] is True

@@ -139,6 +139,15 @@ for command in (deploy, call, sql, describe, list_databases, delete, identity, l
     cli.add_command(command)
 
 
+def one_line(message: str) -> str:
+    """A message as one line: a server's list ("...:\n  - a\n  - b") becomes "...: a; b"."""
+    lines = [line.strip().removeprefix("- ") for line in message.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return message.strip()
+    head, items = lines[0], lines[1:]
+    return f"{head} {'; '.join(items)}" if head.endswith(":") else "; ".join(lines)
+
+
 def main() -> None:
     """Run the CLI; turn every error into one line on stderr and an exit code."""
     try:
@@ -156,10 +165,10 @@ def main() -> None:
         click.echo(f"error: {error.format_message()}", err=True)
         sys.exit(error.exit_code)
     except ClientError as error:
-        click.echo(f"error: {error}", err=True)
+        click.echo(f"error: {one_line(str(error))}", err=True)
         sys.exit(error.exit_code)
     except CosmictronError as error:
-        click.echo(f"error: {error}", err=True)
+        click.echo(f"error: {one_line(str(error))}", err=True)
         sys.exit(EXIT_FAILED)
     except OSError as error:
         where = f": {error.filename}" if error.filename else ""
