@@ -124,7 +124,7 @@ class DatabaseRegistry:
                 self._databases[name] = hosted
                 return hosted, True, None
             finally:
-                upload.unlink(missing_ok=True)
+                shutil.rmtree(upload.parent, ignore_errors=True)
 
     def delete(self, name: str, caller: Identity) -> None:
         """Close and remove database ``name`` (owner only). Blocking."""
@@ -148,12 +148,12 @@ class DatabaseRegistry:
         return HostedDatabase(name, db, executor)
 
     def _write_upload(self, name: str, source: bytes) -> Path:
+        """``uploads/<random>/<name>.py``: the module's file name is what its log records
+        and tracebacks show, so it is the database's name, not a temporary one."""
         self._uploads.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "wb", dir=self._uploads, prefix=f"{name}-", suffix=".py", delete=False
-        ) as handle:
-            handle.write(source)
-        return Path(handle.name)
+        path = Path(tempfile.mkdtemp(dir=self._uploads)) / f"{name}.py"
+        path.write_bytes(source)
+        return path
 
 
 def check_name(name: str) -> None:
