@@ -28,6 +28,10 @@ query_rows_max = 100_000
 sql_statements_cached_max = 512
 """Prepared SQL statements kept for reuse (least recently used out first; 0: none kept)."""
 
+client_calls_in_flight_max = 64
+"""Reducer calls one WebSocket client may have in flight (pipelined); past it the server
+stops reading that client's messages until the oldest call finishes."""
+
 client_queue_messages_max = 4096
 """Messages queued for one WebSocket client before it is disconnected (close 1008).
 

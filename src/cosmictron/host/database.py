@@ -322,8 +322,15 @@ class Database:
         *,
         sender: Identity | None = None,
         connection_id: ConnectionId | None = None,
+        durable: bool = True,
     ) -> CallOutcome:
-        """Run a reducer for a caller; the server and SDK use this form."""
+        """Run a reducer for a caller; the server and SDK use this form.
+
+        ``durable=False`` returns once the transaction is committed and published, before
+        it is durable: the caller must ``wait_durable(outcome.tx_offset)`` before it
+        reports success. The server does that once for a batch of calls, so they share
+        one fsync.
+        """
         module = self.module
         binding = module.reducers.get(reducer)
         if binding is None:
@@ -337,6 +344,7 @@ class Database:
             sender or self.owner,
             connection_id,
             (args, kwargs or {}),
+            durable,
         )
         return CallOutcome(value, offset, Timestamp(now_us))
 
@@ -381,8 +389,10 @@ class Database:
         sender: Identity,
         connection_id: ConnectionId | None,
         call: tuple[Sequence[Any], Mapping[str, Any]] | None = None,
+        durable: bool = True,
     ) -> tuple[Any, int, int]:
-        """Run one call; returns (return value, offset, timestamp in µs) once durable.
+        """Run one call; returns (return value, offset, timestamp in µs), once durable
+        unless ``durable`` is False.
 
         ``binding`` was looked up in ``module`` and the arguments bound outside the
         lock. If a module update ran in between, the reducer is looked up and its
@@ -392,7 +402,9 @@ class Database:
         started = time.perf_counter()
         failed = True
         try:
-            result = self._run_call(module, binding, values, wire_args, sender, connection_id, call)
+            result = self._run_call(
+                module, binding, values, wire_args, sender, connection_id, call, durable
+            )
             failed = False
             return result
         finally:
@@ -407,6 +419,7 @@ class Database:
         sender: Identity,
         connection_id: ConnectionId | None,
         call: tuple[Sequence[Any], Mapping[str, Any]] | None,
+        durable: bool,
     ) -> tuple[Any, int, int]:
         with self._lock:
             if module is not self.module:
@@ -458,7 +471,8 @@ class Database:
                 self.current_reducer = None
                 CURRENT_DB.reset(token)
             self._published(offset, now_us, changes)
-        self._persistence.wait_durable(offset)
+        if durable:
+            self._persistence.wait_durable(offset)
         return value, offset, now_us
 
     def bulk_insert(self, table: str, rows: Iterable[Any]) -> int:

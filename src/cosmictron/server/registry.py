@@ -1,11 +1,11 @@
 """The databases one server hosts, each in ``<data-dir>/databases/<name>/``.
 
-Each ``HostedDatabase`` wraps an open ``host.Database`` and its own thread pool. The
-event loop never runs database work: reducer calls, SQL and deploys run on the
-database's threads, so a slow reducer in one database never blocks another database or
-the network, and concurrent callers of one database can share a group-commit fsync
-(they wait in different threads). The pool's size bounds how many callers of one
-database wait at once; more queue in the event loop, costing no thread.
+Each ``HostedDatabase`` wraps an open ``host.Database``, its reducer-call thread
+(``calls.CallWorker``: calls run in batches sharing one fsync) and a thread pool for
+the rest (SQL, subscribing). The event loop never runs database work, so a slow reducer
+in one database never blocks another database or the network. The pool's size bounds
+how many requests of one database run at once; more queue in the event loop, costing
+no thread.
 
 Deploying, updating and deleting a database are serialised per server by one lock (they
 are rare and change the registry itself); calls never take it.
@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from cosmictron.durability import DurabilityConfig
 from cosmictron.errors import InvalidRequest, NotFound, PermissionDenied
 from cosmictron.host import Database
+from cosmictron.server.calls import CallWorker
 from cosmictron.values import Identity
 
 T = TypeVar("T")
@@ -40,6 +41,7 @@ class HostedDatabase:
     name: str
     db: Database
     executor: ThreadPoolExecutor = field(repr=False)
+    calls: CallWorker = field(repr=False)
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """Run blocking database work on this database's threads."""
@@ -47,6 +49,7 @@ class HostedDatabase:
         return await loop.run_in_executor(self.executor, function, *args)
 
     def close(self) -> None:
+        self.calls.close()
         self.executor.shutdown(wait=True)
         self.db.close()
 
@@ -145,7 +148,7 @@ class DatabaseRegistry:
 
     def _host(self, name: str, db: Database) -> HostedDatabase:
         executor = ThreadPoolExecutor(THREADS_PER_DATABASE, thread_name_prefix=f"db-{name}")
-        return HostedDatabase(name, db, executor)
+        return HostedDatabase(name, db, executor, CallWorker(db, name))
 
     def _write_upload(self, name: str, source: bytes) -> Path:
         """``uploads/<random>/<name>.py``: the module's file name is what its log records

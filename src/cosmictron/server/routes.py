@@ -148,7 +148,7 @@ async def call(request: web.Request) -> web.Response:
         raise NotFound(f"database {database.name!r} has no reducer {reducer!r} (reducers: {known})")
     body = await json_body(request)
     args, kwargs = reducer_arguments(binding.schema, body)
-    outcome = await database.run(_call, database, reducer, args, kwargs, caller)
+    outcome = await database.calls.submit(reducer, args, kwargs, caller)
     return web.json_response(
         {
             "return_value": to_json(outcome.return_value, binding.schema.return_type),
@@ -156,16 +156,6 @@ async def call(request: web.Request) -> web.Response:
             "timestamp": outcome.timestamp.isoformat(),
         }
     )
-
-
-def _call(
-    database: HostedDatabase,
-    reducer: str,
-    args: list[Any],
-    kwargs: dict[str, Any],
-    caller: Identity,
-) -> Any:
-    return database.db.execute_reducer(reducer, args, kwargs, sender=caller)
 
 
 def reducer_arguments(schema: Any, body: Any) -> tuple[list[Any], dict[str, Any]]:

@@ -34,6 +34,7 @@ from cosmictron.server.protocol import (
     OneOffQuery,
     ProtocolError,
     QueryId,
+    RequestId,
     Subscribe,
     Unsubscribe,
     parse,
@@ -195,6 +196,9 @@ class Session:
         self._ready = asyncio.Event()
         self._sender = asyncio.create_task(self._send_all())
         self._closer: asyncio.Task[None] | None = None
+        self._calls: deque[tuple[RequestId, Any, asyncio.Future[Any]]] = deque()
+        self._finisher: asyncio.Task[None] | None = None
+        self._settled = asyncio.Event()
 
     @property
     def queue_depth(self) -> int:
@@ -274,14 +278,18 @@ class Session:
         try:
             request: ClientMessage = parse(text)
         except ProtocolError as exc:
+            await self._settle_calls()
             self.deliver(reply_for_error(exc), 0)
             return
+        if isinstance(request, CallReducer):
+            await self._call(request)
+            return
+        # Any other request sees every earlier call finished: requests keep their order.
+        await self._settle_calls()
         if isinstance(request, Subscribe):
             await self._subscribe(request)
         elif isinstance(request, Unsubscribe):
             await self._unsubscribe(request)
-        elif isinstance(request, CallReducer):
-            await self._call(request)
         else:
             await self._query(request)
 
@@ -321,30 +329,53 @@ class Session:
         self.deliver({"UnsubscribeApplied": applied}, 0)
 
     async def _call(self, request: CallReducer) -> None:
+        """Submit the call and go on reading: a client may pipeline calls, and calls in
+        flight together share an fsync (``calls.CallWorker``). Results are delivered in
+        the order the calls were sent, by ``_finish_calls``."""
         db = self.hosted.db
+        loop = asyncio.get_running_loop()
+        return_type = None
+        future: asyncio.Future[Any]
         try:
             binding = db.module.reducers.get(request.reducer)
             if binding is None:
                 known = ", ".join(sorted(db.module.reducers)) or "none"
                 raise NotFound(f"no reducer named {request.reducer!r} (reducers: {known})")
+            return_type = binding.schema.return_type
             args, kwargs = reducer_arguments(binding.schema, request.args)
-            call = partial(
-                db.execute_reducer,
-                request.reducer,
-                args,
-                kwargs,
-                sender=self.identity,
-                connection_id=self.connection_id,
+            future = self.hosted.calls.submit(
+                request.reducer, args, kwargs, self.identity, self.connection_id
             )
-            outcome = await self.hosted.run(call)
         except CosmictronError as exc:
-            self.deliver(reducer_result(request.request_id, error=str(exc)), 0)
-            return
-        # The transaction's own TransactionUpdate was queued (under the writer lock)
-        # before this call returned, so it precedes this result.
-        value = to_json(outcome.return_value, binding.schema.return_type)
-        result = reducer_result(request.request_id, return_value=value, tx_offset=outcome.tx_offset)
-        self.deliver(result, outcome.tx_offset)
+            future = loop.create_future()
+            future.set_exception(exc)
+        self._calls.append((request.request_id, return_type, future))
+        if self._finisher is None or self._finisher.done():
+            self._finisher = asyncio.create_task(self._finish_calls())
+        if len(self._calls) > limits.client_calls_in_flight_max:
+            await asyncio.shield(self._calls[0][2])  # stop reading until the oldest is done
+
+    async def _finish_calls(self) -> None:
+        while self._calls:
+            request_id, return_type, future = self._calls[0]
+            try:
+                outcome = await asyncio.shield(future)
+            except CosmictronError as exc:
+                self.deliver(reducer_result(request_id, error=str(exc)), 0)
+            else:
+                # The transaction's own TransactionUpdate was queued (under the writer
+                # lock) before the call was resolved, so it precedes this result.
+                value = to_json(outcome.return_value, return_type)
+                result = reducer_result(request_id, return_value=value, tx_offset=outcome.tx_offset)
+                self.deliver(result, outcome.tx_offset)
+            self._calls.popleft()
+        self._settled.set()
+
+    async def _settle_calls(self) -> None:
+        """Wait until every call sent so far has its result queued."""
+        if self._calls:
+            self._settled.clear()
+            await self._settled.wait()
 
     async def _query(self, request: OneOffQuery) -> None:
         db = self.hosted.db
