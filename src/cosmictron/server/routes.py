@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -19,7 +20,7 @@ from cosmictron.errors import InvalidRequest, NotFound, PermissionDenied, Unauth
 from cosmictron.server.auth import ANONYMOUS, TokenAuthority
 from cosmictron.server.registry import DatabaseRegistry, HostedDatabase
 from cosmictron.server.wire import from_json, row_to_json, to_json
-from cosmictron.values import Identity
+from cosmictron.values import ConnectionId, Identity
 
 REGISTRY = web.AppKey("registry", DatabaseRegistry)
 AUTHORITY = web.AppKey("authority", TokenAuthority)
@@ -142,13 +143,10 @@ async def call(request: web.Request) -> web.Response:
     caller = caller_of(request)
     database = hosted(request)
     reducer = request.match_info["reducer"]
-    binding = database.db.module.reducers.get(reducer)
-    if binding is None:
-        known = ", ".join(sorted(database.db.module.reducers)) or "none"
-        raise NotFound(f"database {database.name!r} has no reducer {reducer!r} (reducers: {known})")
+    binding = callable_binding(database, reducer)
     body = await json_body(request)
     args, kwargs = reducer_arguments(binding.schema, body)
-    outcome = await database.run(_call, database, reducer, args, kwargs, caller)
+    outcome = await call_any(database, reducer, args, kwargs, caller, None)
     return web.json_response(
         {
             "return_value": to_json(outcome.return_value, binding.schema.return_type),
@@ -158,14 +156,40 @@ async def call(request: web.Request) -> web.Response:
     )
 
 
-def _call(
+def callable_binding(database: HostedDatabase, name: str) -> Any:
+    """The reducer or procedure ``name`` (one namespace); ``NotFound`` listing both."""
+    module = database.db.module
+    binding = module.reducers.get(name) or module.procedures.get(name)
+    if binding is None:
+        known = ", ".join(sorted([*module.reducers, *module.procedures])) or "none"
+        raise NotFound(f"database {database.name!r} has no reducer {name!r} (reducers: {known})")
+    return binding
+
+
+async def call_any(
     database: HostedDatabase,
-    reducer: str,
+    name: str,
     args: list[Any],
     kwargs: dict[str, Any],
     caller: Identity,
+    connection_id: ConnectionId | None,
 ) -> Any:
-    return database.db.execute_reducer(reducer, args, kwargs, sender=caller)
+    """Run a reducer on the database's threads, or await a procedure on its own threads.
+
+    A procedure is awaited, not run on the database's pool: its I/O may take seconds and
+    must not take threads that reducer calls need (host/procedures.py).
+    """
+    db = database.db
+    if name in db.module.procedures:
+        return await db.start_procedure(
+            name, args, kwargs, sender=caller, connection_id=connection_id
+        ).wait()
+    return await database.run(
+        partial(db.execute_reducer, sender=caller, connection_id=connection_id),
+        name,
+        args,
+        kwargs,
+    )
 
 
 def reducer_arguments(schema: Any, body: Any) -> tuple[list[Any], dict[str, Any]]:

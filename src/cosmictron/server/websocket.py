@@ -42,7 +42,13 @@ from cosmictron.server.protocol import (
     subscription_error,
 )
 from cosmictron.server.registry import HostedDatabase
-from cosmictron.server.routes import AUTHORITY, REGISTRY, caller_of, reducer_arguments
+from cosmictron.server.routes import (
+    AUTHORITY,
+    REGISTRY,
+    call_any,
+    caller_of,
+    reducer_arguments,
+)
 from cosmictron.server.wire import row_to_json, to_json
 from cosmictron.subscription import Subscription
 from cosmictron.values import ConnectionId, Identity
@@ -323,20 +329,16 @@ class Session:
     async def _call(self, request: CallReducer) -> None:
         db = self.hosted.db
         try:
-            binding = db.module.reducers.get(request.reducer)
+            binding = db.module.reducers.get(request.reducer) or db.module.procedures.get(
+                request.reducer
+            )
             if binding is None:
-                known = ", ".join(sorted(db.module.reducers)) or "none"
+                known = ", ".join(sorted([*db.module.reducers, *db.module.procedures])) or "none"
                 raise NotFound(f"no reducer named {request.reducer!r} (reducers: {known})")
             args, kwargs = reducer_arguments(binding.schema, request.args)
-            call = partial(
-                db.execute_reducer,
-                request.reducer,
-                args,
-                kwargs,
-                sender=self.identity,
-                connection_id=self.connection_id,
+            outcome = await call_any(
+                self.hosted, request.reducer, args, kwargs, self.identity, self.connection_id
             )
-            outcome = await self.hosted.run(call)
         except CosmictronError as exc:
             self.deliver(reducer_result(request.request_id, error=str(exc)), 0)
             return
