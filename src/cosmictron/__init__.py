@@ -17,6 +17,7 @@ from cosmictron.errors import (
     InvalidRequest,
     NotFound,
     PermissionDenied,
+    ProcedureTimedOut,
     ReducerFailed,
     ResourceExhausted,
     SchemaError,
@@ -24,11 +25,13 @@ from cosmictron.errors import (
 )
 from cosmictron.host import CallOutcome, Database
 from cosmictron.module import (
+    ProcedureContext,
     ReducerContext,
     client_connected,
     client_disconnected,
     field,
     init,
+    procedure,
     reducer,
     table,
     visibility_filter,
@@ -76,6 +79,8 @@ __all__ = [
     "PermissionDenied",
     "PersistenceConfig",
     "PersistenceLayer",
+    "ProcedureContext",
+    "ProcedureTimedOut",
     "ReducerContext",
     "ReducerFailed",
     "ResourceExhausted",
@@ -97,6 +102,7 @@ __all__ = [
     "i64",
     "i128",
     "init",
+    "procedure",
     "reducer",
     "table",
     "type",

@@ -20,6 +20,7 @@ server replies with.
     ├── Conflict 409            unique or primary-key violation
     ├── DatabaseInUse 409       another process holds the data directory's lock
     ├── ReducerFailed 400       the reducer raised; its transaction rolled back
+    ├── ProcedureTimedOut 504   a procedure ran past its timeout_s; the caller stopped waiting
     ├── ResourceExhausted 507   a memory limit would be exceeded; nothing was changed
     ├── DurabilityError 503     disk full or fsync failed: the database stops accepting writes
     │   └── CorruptLog          names the file and byte offset of the first bad record
@@ -148,6 +149,30 @@ class ReducerFailed(CosmictronError):
         self.reducer = reducer
         self.cause_type = cause_type
         self.reason = message
+
+
+class ProcedureTimedOut(CosmictronError):
+    """A procedure call ran longer than its ``timeout_s``; its caller stopped waiting.
+
+    Transactions the procedure committed with ``ctx.with_tx`` before (or while) the
+    timeout struck stay committed; it cannot open another one afterwards.
+
+    Attributes:
+        procedure: the procedure's name.
+        timeout_s: the timeout it exceeded.
+    """
+
+    code = "procedure_timed_out"
+    http_status = 504
+
+    def __init__(self, procedure: str, timeout_s: float) -> None:
+        super().__init__(
+            f"procedure {procedure!r} did not finish within its timeout of {timeout_s:g} s "
+            f"(raise it with @procedure(timeout_s=...)); transactions it committed before "
+            f"stay committed"
+        )
+        self.procedure = procedure
+        self.timeout_s = timeout_s
 
 
 class ResourceExhausted(CosmictronError):

@@ -51,3 +51,11 @@ resume_window_transactions_max = 1024
 
 resume_window_rows_max = 100_000
 """Changed rows the resume window may hold in all; older transactions leave it first."""
+
+procedure_timeout_s_default = 30.0
+"""How long a procedure call may run before its caller gets ``ProcedureTimedOut``
+(``@procedure(timeout_s=...)`` overrides it per procedure)."""
+
+procedure_threads_max = 8
+"""Procedure calls one database runs at once, on threads of their own, so procedures
+waiting on slow I/O never take the threads reducer calls run on; more calls queue."""

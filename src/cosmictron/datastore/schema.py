@@ -16,7 +16,7 @@ from cosmictron.datastore.types import REQUIRED, ColumnType
 from cosmictron.errors import SchemaError
 
 INDEX_KINDS = ("btree", "hash")
-REDUCER_KINDS = ("reducer", "init", "client_connected", "client_disconnected")
+REDUCER_KINDS = ("reducer", "init", "client_connected", "client_disconnected", "procedure")
 
 
 @dataclass(frozen=True)

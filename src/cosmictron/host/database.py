@@ -40,11 +40,13 @@ from cosmictron.errors import (
     DurabilityError,
     InvalidRequest,
     NotFound,
+    ProcedureTimedOut,
     ReducerFailed,
     ResourceExhausted,
     SchemaError,
     SubscriptionError,
 )
+from cosmictron.host.clock import Clock, SystemClock
 from cosmictron.host.directory import (
     identities,
     load_new_module,
@@ -57,20 +59,25 @@ from cosmictron.host.hotswap import MigrationReport, replay_module_change
 from cosmictron.host.logs import ModuleLog, capture_module_logger
 from cosmictron.host.memory import MemoryBudget
 from cosmictron.host.metrics import ReducerMetrics
+from cosmictron.host.procedures import Deadline, ProcedureCall, ProcedureRunner
 from cosmictron.host.records import (
     BULK_INSERT,
     apply_record_body,
     load_snapshot_state,
     module_body,
     read_module_body,
+    record_schedule,
     snapshot_builder,
     snapshot_module,
+    snapshot_schedules,
     transaction_body,
 )
+from cosmictron.host.scheduler import SCHEDULE_FAILED, Due, ScheduleBook, Scheduler
 from cosmictron.host.sql import run_sql
 from cosmictron.module import (
     CURRENT_DB,
     LoadedModule,
+    ProcedureContext,
     ReducerBinding,
     ReducerContext,
     load_source,
@@ -127,6 +134,7 @@ class Database:
         durability: DurabilityConfig,
         identity: Identity,
         owner: Identity,
+        clock: Clock,
     ) -> None:
         self.path = path
         self.module = loaded
@@ -142,6 +150,8 @@ class Database:
         self._handles: dict[str, TableHandle] = {}
         self._view = DbView({})
         self._by_class: dict[type, TableHandle] = {}
+        self._clock = clock
+        self._book = ScheduleBook()
         self._install(loaded)
         self._offset = 0
         self._subscriptions = SubscriptionManager(
@@ -156,6 +166,10 @@ class Database:
         self.current_reducer: str | None = None
         self._memory = MemoryBudget(durability.memory_limit_bytes)
         self._snapshot_interval_tx = durability.snapshot_interval_tx
+        self._scheduler = Scheduler(
+            clock, self._next_scheduled_us, self._run_due, f"scheduler-{path.name}"
+        )
+        self._procedures = ProcedureRunner(f"procedure-{path.name}")
 
     def _install(self, loaded: LoadedModule) -> None:
         """Make ``loaded`` the running module over the datastore's current tables.
@@ -170,6 +184,7 @@ class Database:
         }
         self._view = DbView(self._handles)
         self._by_class = {cls: self._handles[name] for cls, name in loaded.table_by_class.items()}
+        self._book.use_schema(loaded.schema)
         capture_module_logger(loaded.namespace.__name__)
 
     # -- opening ----------------------------------------------------------------------
@@ -182,6 +197,7 @@ class Database:
         *,
         durability: DurabilityConfig | None = None,
         owner: Identity | None = None,
+        clock: Clock | None = None,
     ) -> Database:
         """Open (or create) the database stored in ``path``.
 
@@ -195,6 +211,8 @@ class Database:
             durability: explicit settings; by default they are resolved from the
                 environment, ``path/config.toml`` and the ``production`` profile.
             owner: the identity that owns a new database (random if not given).
+            clock: where transaction timestamps and the scheduler's time come from;
+                the system clock by default (tests pass ``testing.ManualClock``).
 
         Raises:
             DatabaseInUse: another process has the directory open.
@@ -215,7 +233,9 @@ class Database:
             base = stored_module(directory, explicit)
             assert base is not None, "checked above: a module was given or one is stored"
             identity, owner = identities(directory, owner)
-            database = cls(directory, base, persistence, durability, identity, owner)
+            database = cls(
+                directory, base, persistence, durability, identity, owner, clock or SystemClock()
+            )
             database._recover()
             if explicit is not None:
                 database._adopt(explicit)
@@ -225,6 +245,7 @@ class Database:
         except BaseException:
             persistence.close()
             raise
+        database._scheduler.start()
         return database
 
     def _recover(self) -> None:
@@ -244,26 +265,36 @@ class Database:
         recovery = self._persistence.recover()
         datastore = self._datastore
         module = self.module
+        book = self._book
         if recovery.snapshot is not None:
             taken_under = snapshot_module(recovery.snapshot.state)
             if taken_under is not None and taken_under[0] != module.source:
                 module = load_source(*taken_under)
                 reset_datastore(datastore, module.schema)
+                book.use_schema(module.schema)
             load_snapshot_state(datastore, recovery.snapshot.state)
+            book.apply(book.decode(datastore, snapshot_schedules(recovery.snapshot.state)))
             self._offset = recovery.snapshot.offset
             self._last_snapshot_offset = recovery.snapshot.offset
         for record in recovery.records:
             if record.kind == TX_RECORD_KIND:
                 apply_record_body(datastore, record.body)
+                schedule = record_schedule(record.body)
+                if schedule:
+                    book.apply(book.decode(datastore, schedule))
                 self._last_timestamp_us = record.body[0]
             elif record.kind == MODULE_RECORD_KIND:
                 change = read_module_body(record.body)
                 module = replay_module_change(datastore, module, change, record.offset)
+                book.use_schema(module.schema)
+                book.reconcile(datastore, change.timestamp_us)
                 self._last_timestamp_us = change.timestamp_us
             self._offset = record.offset
         if module is not self.module:
             self._install(module)
             self._subscriptions.schema_changed(module.schema)
+        # Only a log from before scheduling existed leaves rows without an entry.
+        book.reconcile(datastore, self._clock.now_us())
         self._memory.reset(datastore)
 
     def _adopt(self, explicit: LoadedModule) -> None:
@@ -298,16 +329,20 @@ class Database:
     # -- calling ----------------------------------------------------------------------
 
     def call(self, reducer: str, *args: Any, **kwargs: Any) -> Any:
-        """Run a reducer as the database's owner and return its return value.
+        """Run a reducer (or a procedure) as the database's owner and return its value.
 
         Raises:
-            NotFound: no such reducer.
+            NotFound: no such reducer or procedure.
             InvalidRequest: the arguments do not match its signature.
-            ReducerFailed: it raised; nothing it did was kept.
+            ReducerFailed: it raised; nothing it did was kept (a procedure keeps the
+                transactions its ``with_tx`` calls committed).
+            ProcedureTimedOut: a procedure ran past its ``timeout_s``.
         """
         module = self.module
         binding = module.reducers.get(reducer)
         if binding is None:
+            if reducer in module.procedures:
+                return self.start_procedure(reducer, args, kwargs).result().return_value
             self._raise_unknown_reducer(reducer)
         values, wire_args = binding.bind(args, kwargs)
         return self._execute(module, binding, values, wire_args, self.owner, None, (args, kwargs))[
@@ -324,16 +359,20 @@ class Database:
         connection_id: ConnectionId | None = None,
         durable: bool = True,
     ) -> CallOutcome:
-        """Run a reducer for a caller; the server and SDK use this form.
+        """Run a reducer (or a procedure) for a caller; the server and SDK use this form.
 
-        ``durable=False`` returns once the transaction is committed and published, before
-        it is durable: the caller must ``wait_durable(outcome.tx_offset)`` before it
-        reports success. The server does that once for a batch of calls, so they share
+        ``durable=False`` returns once a reducer's transaction is committed and published,
+        before it is durable: the caller must ``wait_durable(outcome.tx_offset)`` before
+        it reports success. The server does that once for a batch of calls, so they share
         one fsync.
         """
         module = self.module
         binding = module.reducers.get(reducer)
         if binding is None:
+            if reducer in module.procedures:
+                return self.start_procedure(
+                    reducer, args, kwargs, sender=sender, connection_id=connection_id
+                ).result()
             self._raise_unknown_reducer(reducer)
         values, wire_args = binding.bind(args, kwargs or {})
         value, offset, now_us = self._execute(
@@ -366,7 +405,7 @@ class Database:
         return found, values, wire_args
 
     def _raise_unknown_reducer(self, reducer: str) -> NoReturn:
-        known = ", ".join(sorted(self.module.reducers)) or "none"
+        known = ", ".join(sorted([*self.module.reducers, *self.module.procedures])) or "none"
         raise NotFound(f"no reducer named {reducer!r} (reducers: {known})")
 
     def run_lifecycle(
@@ -379,6 +418,150 @@ class Database:
             return None
         value, offset, now_us = self._execute(module, binding, [], [], sender, connection_id)
         return CallOutcome(value, offset, Timestamp(now_us))
+
+    # -- procedures ---------------------------------------------------------------------
+
+    def start_procedure(
+        self,
+        procedure: str,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        sender: Identity | None = None,
+        connection_id: ConnectionId | None = None,
+    ) -> ProcedureCall:
+        """Start a procedure call on the procedure threads; wait with ``.result()``.
+
+        The arguments are checked here, before anything runs. The server awaits
+        ``.wait()`` instead, so a slow procedure holds no thread of the database's pool.
+        See ``host/procedures.py`` for timeouts and ``with_tx``.
+
+        Raises:
+            NotFound: no such procedure.
+            InvalidRequest: the arguments do not match its signature.
+        """
+        binding = self.module.procedures.get(procedure)
+        if binding is None:
+            self._raise_unknown_reducer(procedure)
+        values, wire_args = binding.bind(tuple(args), kwargs or {})
+        caller = sender or self.owner
+        deadline = Deadline(procedure, binding.timeout_s)
+        last_offset = [0]
+
+        def run_tx(fn: Callable[[ReducerContext], Any]) -> Any:
+            deadline.check()
+            value, offset = self._with_tx(procedure, fn, wire_args, caller, connection_id)
+            last_offset[0] = offset
+            return value
+
+        def run() -> CallOutcome:
+            deadline.check()  # it waited in the queue past its deadline: never start
+            started_us = self._clock.now_us()
+            ctx = ProcedureContext(
+                procedure, caller, connection_id, self.identity, Timestamp(started_us), run_tx
+            )
+            started = time.perf_counter()
+            try:
+                value = binding.function(ctx, *values)
+                _check_return(binding, value)
+            except ProcedureTimedOut:
+                self.reducer_metrics.observe(procedure, time.perf_counter() - started, True)
+                raise
+            except Exception as exc:
+                self.reducer_metrics.observe(procedure, time.perf_counter() - started, True)
+                failure = _as_reducer_failure(procedure, exc)
+                self.log.append("ERROR", str(failure), procedure)
+                raise failure from exc
+            self.reducer_metrics.observe(procedure, time.perf_counter() - started, False)
+            return CallOutcome(value, last_offset[0], Timestamp(started_us))
+
+        return ProcedureCall(procedure, self._procedures.submit(run), deadline)
+
+    def _with_tx(
+        self,
+        procedure: str,
+        fn: Callable[[ReducerContext], Any],
+        wire_args: Any,
+        sender: Identity,
+        connection_id: ConnectionId | None,
+    ) -> tuple[Any, int]:
+        """A procedure's ``ctx.with_tx(fn)``: one transaction, logged ``<name>/with_tx``."""
+        name = f"{procedure}/with_tx"
+        with self._lock:
+            self._check_can_write(name)
+            value, offset, _ = self._transact(name, fn, wire_args, sender, connection_id)
+        self._persistence.wait_durable(offset)
+        return value, offset
+
+    # -- scheduled reducers -------------------------------------------------------------
+
+    def wait_scheduler_idle(self, timeout_s: float = 30.0) -> bool:
+        """Block until every scheduled run due at the clock's current time has committed.
+
+        For tests and tools driving a ``ManualClock``: advance it, then wait here.
+        Returns False if ``timeout_s`` passed first or the database closed.
+        """
+        return self._scheduler.wait_idle(timeout_s)
+
+    def _next_scheduled_us(self) -> int | None:
+        with self._lock:
+            return None if self._closed else self._book.next_due()
+
+    def _run_due(self, now_us: int) -> None:
+        """The scheduler's pass: run every row due at ``now_us``, one transaction each."""
+        with self._lock:
+            if self._closed:
+                return
+            due = self._book.due(now_us)
+        for item in due:
+            offset = self._run_scheduled(item)
+            if offset is not None:
+                self._persistence.wait_durable(offset)
+
+    def _run_scheduled(self, due: Due) -> int | None:
+        """Run one due row's reducer; on failure, commit only its bookkeeping.
+
+        Returns the offset of the transaction that consumed the due time, or None when
+        the row was cancelled or already ran meanwhile.
+        """
+        with self._lock:
+            entry = self._book.entry(due.table, due.key)
+            if self._closed or entry is None or entry[1] != due.due_us:
+                return None
+            module = self.module
+            table_schema = module.schema.table(due.table)
+            assert table_schema is not None and table_schema.scheduled is not None
+            reducer = table_schema.scheduled
+            binding = module.reducers[reducer]
+            table = self._datastore.tables[due.table]
+            one_shot = self._book.schedule_of(due.table, entry[0]).kind == "at"
+            values, wire_args = binding.bind((module.rows[due.table].to_object(entry[0]),), {})
+            function = binding.function
+
+            def finish_one_shot() -> None:
+                tx = self._session.tx
+                assert tx is not None, "runs inside _transact"
+                if one_shot and due.key in table.rows:
+                    tx.delete(table, due.key)
+
+            def run(ctx: ReducerContext) -> None:
+                function(ctx, *values)
+                finish_one_shot()
+
+            try:
+                _, offset, _ = self._transact(reducer, run, wire_args, self.identity, None, due)
+            except (ReducerFailed, ResourceExhausted) as exc:
+                # Logged by _transact. The due time is consumed all the same, or the
+                # scheduler would run it again at once, forever.
+                _, offset, _ = self._transact(
+                    SCHEDULE_FAILED,
+                    lambda ctx: finish_one_shot(),
+                    [due.table, reducer, str(exc)],
+                    self.identity,
+                    None,
+                    due,
+                )
+            return offset
 
     def _execute(
         self,
@@ -424,55 +607,67 @@ class Database:
         with self._lock:
             if module is not self.module:
                 binding, values, wire_args = self._rebind(binding, call)
-            schema = binding.schema
-            if self._closed:
-                raise InvalidRequest(f"database {str(self.path)!r} is closed")
-            if self._session.tx is not None:  # this thread is inside a reducer already
-                raise InvalidRequest(
-                    f"Database.call({schema.name!r}) from inside a reducer would start a "
-                    f"second transaction; call the reducer function itself to join this one"
-                )
-            self._calls += 1
-            now_us = self._next_timestamp_us()
-            tx = Transaction()
-            session = self._session
-            session.tx = tx
-            self.current_reducer = schema.name
-            ctx = ReducerContext(
-                self._view,
-                sender,
-                connection_id,
-                now_us,
-                self.identity,
-                (self._offset + 1) ^ now_us,
-            )
-            token = CURRENT_DB.set(self)
-            try:
-                value = binding.function(ctx, *values)
+            self._check_can_write(f"Database.call({binding.schema.name!r})")
+            function = binding.function
+
+            def run(ctx: ReducerContext) -> Any:
+                value = function(ctx, *values)
                 _check_return(binding, value)
-                offset, changes = self._commit(
-                    tx, schema.name, wire_args, sender, connection_id, now_us
-                )
-            except BaseException as exc:
-                tx.rollback()
-                self._failures += 1
-                if not isinstance(exc, Exception):
-                    raise
-                if isinstance(exc, DurabilityError | ResourceExhausted):
-                    self.log.append(
-                        "ERROR", f"reducer {schema.name!r} not committed: {exc}", schema.name
-                    )
-                    raise
-                failure = _as_reducer_failure(schema.name, exc)
-                self.log.append("ERROR", str(failure), schema.name)
-                raise failure from exc
-            finally:
-                session.tx = None
-                self.current_reducer = None
-                CURRENT_DB.reset(token)
-            self._published(offset, now_us, changes)
+                return value
+
+            result = self._transact(binding.schema.name, run, wire_args, sender, connection_id)
         if durable:
-            self._persistence.wait_durable(offset)
+            self._persistence.wait_durable(result[1])
+        return result
+
+    def _transact(
+        self,
+        name: str,
+        run: Callable[[ReducerContext], Any],
+        wire_args: Any,
+        sender: Identity,
+        connection_id: ConnectionId | None,
+        ran: Due | None = None,
+    ) -> tuple[Any, int, int]:
+        """Run ``run(ctx)`` as one transaction logged under ``name``, and publish it.
+
+        Reducer calls, scheduled runs and a procedure's ``with_tx`` all come through
+        here, so they share one rollback, logging and commit path. The caller holds the
+        writer lock and has checked that it may write; it waits for durability after
+        releasing the lock. ``ran`` is the scheduled run this transaction performs.
+
+        Returns:
+            (``run``'s value, offset, timestamp in µs).
+        """
+        self._calls += 1
+        now_us = self._next_timestamp_us()
+        tx = Transaction()
+        session = self._session
+        session.tx = tx
+        self.current_reducer = name
+        ctx = ReducerContext(
+            self._view, sender, connection_id, now_us, self.identity, (self._offset + 1) ^ now_us
+        )
+        token = CURRENT_DB.set(self)
+        try:
+            value = run(ctx)
+            offset, changes = self._commit(tx, name, wire_args, sender, connection_id, now_us, ran)
+        except BaseException as exc:
+            tx.rollback()
+            self._failures += 1
+            if not isinstance(exc, Exception):
+                raise
+            if isinstance(exc, DurabilityError | ResourceExhausted):
+                self.log.append("ERROR", f"reducer {name!r} not committed: {exc}", name)
+                raise
+            failure = _as_reducer_failure(name, exc)
+            self.log.append("ERROR", str(failure), name)
+            raise failure from exc
+        finally:
+            session.tx = None
+            self.current_reducer = None
+            CURRENT_DB.reset(token)
+        self._published(offset, now_us, changes)
         return value, offset, now_us
 
     def bulk_insert(self, table: str, rows: Iterable[Any]) -> int:
@@ -552,6 +747,8 @@ class Database:
             else:
                 staged.commit()
             self._install(loaded)
+            self._book.reconcile(self._datastore, now_us)  # as replay does, at this record
+            self._scheduler.wake()
             self._offset = offset
             self._last_timestamp_us = now_us
             self._memory.reset(self._datastore)
@@ -570,10 +767,11 @@ class Database:
     def _check_can_write(self, action: str) -> None:
         if self._closed:
             raise InvalidRequest(f"database {str(self.path)!r} is closed")
-        if self._session.tx is not None:
+        if self._session.tx is not None:  # this thread is inside a reducer already
             raise InvalidRequest(
-                f"{action} from inside a reducer would interrupt its transaction; "
-                f"call it outside reducers"
+                f"{action} from inside a reducer would start a second transaction; "
+                f"call it outside reducers (a reducer calls another reducer's function "
+                f"directly to join its transaction)"
             )
 
     def run_transaction(
@@ -659,7 +857,7 @@ class Database:
 
     def _next_timestamp_us(self) -> int:
         """Now, but strictly after the last transaction's timestamp (the clock may step)."""
-        return max(time.time_ns() // 1000, self._last_timestamp_us + 1)
+        return max(self._clock.now_us(), self._last_timestamp_us + 1)
 
     def _commit(
         self,
@@ -669,15 +867,34 @@ class Database:
         sender: Identity,
         connection_id: ConnectionId | None,
         now_us: int,
+        ran: Due | None = None,
     ) -> tuple[int, list[TableChange]]:
-        """Check memory, append the record; the caller publishes (or rolls back)."""
+        """Check memory, append the record; the caller publishes (or rolls back).
+
+        The schedule book's changes (``ran`` and any write to a scheduled table) go in
+        the same record and are applied only once it is appended: a run and its
+        bookkeeping commit together (docs/design/scheduler.md).
+        """
         changes = tx.changes()
         estimate = self._memory.check(changes)
+        book = self._book
+        updates = book.plan(changes, now_us, ran) if book.active else []
         body = transaction_body(
-            self._datastore, tx, changes, reducer, wire_args, sender, connection_id, now_us
+            self._datastore,
+            tx,
+            changes,
+            reducer,
+            wire_args,
+            sender,
+            connection_id,
+            now_us,
+            book.encode(self._datastore, updates) if updates else None,
         )
         offset = self._persistence.append(TX_RECORD_KIND, body)
         self._memory.commit(estimate, changes)
+        if updates:
+            book.apply(updates)
+            self._scheduler.wake()
         return offset, changes
 
     def _published(self, offset: int, now_us: int, changes: list[TableChange]) -> None:
@@ -817,7 +1034,12 @@ class Database:
         if self._offset == 0:
             return
         if self._persistence.request_snapshot(
-            snapshot_builder(self._datastore, self.module.source, self.module.filename)
+            snapshot_builder(
+                self._datastore,
+                self.module.source,
+                self.module.filename,
+                self._book.snapshot(self._datastore),
+            )
         ):
             self._last_snapshot_offset = self._offset
 
@@ -827,6 +1049,8 @@ class Database:
             if self._closed:
                 return
             self._closed = True
+        self._scheduler.stop()  # after its current run; runs check ``_closed`` first
+        self._procedures.close()
         self._persistence.close()
         self.log.close()
 

@@ -3,10 +3,19 @@
 Transaction record body (``TX_RECORD_KIND``; msgpack; see docs/design/commitlog-format.md)::
 
     [timestamp_us, caller (32 bytes), connection_id (16 bytes | nil), reducer,
-     args (wire form), [[table, inserts, deletes], ...], [[table, [[column, next], ...]], ...]]
+     args (wire form), [[table, inserts, deletes], ...], [[table, [[column, next], ...]], ...]
+     (, [[table, row (wire form), next_due_us | nil], ...])]
+
+The optional 8th element is present only when the transaction changed the schedule book
+(``host/scheduler.py``): a row of a scheduled table was inserted or deleted, or a
+scheduled reducer ran. Replay applies it to the book; older records never have it.
 
 Bulk loads use the reserved reducer name ``__bulk_insert__`` with ``[table, row_count]``;
 SQL INSERT/UPDATE/DELETE use ``__sql__`` with ``[text, params]`` (``host/sql.py``).
+A scheduled run records its reducer with the row as its one argument; a failed one
+``__schedule_failed__`` with ``[table, reducer, error]`` (``host/scheduler.py``); a
+procedure's ``ctx.with_tx`` records ``<procedure>/with_tx`` with the procedure's
+arguments (``host/procedures.py``).
 
 Module record body (``MODULE_RECORD_KIND``; a hot-swap, ``Database.update_module``)::
 
@@ -20,7 +29,10 @@ old ones.
 Snapshot state (msgpack)::
 
     {"module": [source (bytes), filename],
-     "tables": [[table, [row, ...], [[column, next_value], ...]], ...]}
+     "tables": [[table, [row, ...], [[column, next_value], ...]], ...],
+     "schedules": [[table, row (wire form), next_due_us], ...]}
+
+``schedules`` (absent before scheduling existed) is the whole schedule book.
 
 ``module`` is the module the state was taken under: replay from this snapshot starts with
 it. Snapshots written before hot-swap existed are the bare ``tables`` list; they were
@@ -79,6 +91,7 @@ def transaction_body(
     sender: Identity,
     connection_id: ConnectionId | None,
     timestamp_us: int,
+    schedule: list[Any] | None = None,
 ) -> list[Any]:
     """The body of one transaction record: who called what, and the net effect."""
     codecs = datastore.codecs
@@ -101,7 +114,23 @@ def transaction_body(
         else []
     )
     connection = None if connection_id is None else connection_id.value.to_bytes(16, "big")
-    return [timestamp_us, sender.data, connection, reducer, wire_args, tables, sequences]
+    body = [timestamp_us, sender.data, connection, reducer, wire_args, tables, sequences]
+    if schedule:
+        body.append(schedule)
+    return body
+
+
+def record_schedule(body: list[Any]) -> list[Any]:
+    """A transaction body's schedule-book entries (empty for most records)."""
+    return body[7] if len(body) > 7 else []
+
+
+def snapshot_schedules(state: Any) -> list[Any]:
+    """The schedule book a snapshot holds (empty for snapshots from before scheduling)."""
+    if isinstance(state, dict):
+        schedules: list[Any] = state.get("schedules", [])
+        return schedules
+    return []
 
 
 def apply_record_body(datastore: Datastore, body: list[Any]) -> None:
@@ -149,12 +178,13 @@ def load_snapshot_state(datastore: Datastore, state: Any) -> None:
 
 
 def snapshot_builder(
-    datastore: Datastore, source: bytes, filename: str
+    datastore: Datastore, source: bytes, filename: str, schedules: list[Any] | None = None
 ) -> Callable[[], dict[str, Any]]:
     """Capture the current state now; the returned function encodes it later.
 
     ``source`` and ``filename`` name the module the state is under, so recovery from
     this snapshot starts with the right tables even when the log updated the module.
+    ``schedules`` is the schedule book, already in log form (it is small).
     """
     captured = [
         (table.name, datastore.codecs[table.name], list(table.rows.values()), dict(table.sequences))
@@ -166,6 +196,9 @@ def snapshot_builder(
             [name, codec.encode_many(rows), [[p, v] for p, v in sequences.items()]]
             for name, codec, rows, sequences in captured
         ]
-        return {"module": [source, filename], "tables": tables}
+        state: dict[str, Any] = {"module": [source, filename], "tables": tables}
+        if schedules:
+            state["schedules"] = schedules
+        return state
 
     return build

@@ -10,18 +10,20 @@ from cosmictron.module.api import (
     CURRENT_DB,
     FieldSpec,
     Index,
+    ProcedureContext,
     ReducerContext,
     VisibilityFilter,
     client_connected,
     client_disconnected,
     field,
     init,
+    procedure,
     reducer,
     table,
     type_,
     visibility_filter,
 )
-from cosmictron.module.bindings import ReducerBinding, RowBinding
+from cosmictron.module.bindings import ProcedureBinding, ReducerBinding, RowBinding
 from cosmictron.module.python import LoadedModule, load_module, load_source
 
 __all__ = [
@@ -29,6 +31,8 @@ __all__ = [
     "FieldSpec",
     "Index",
     "LoadedModule",
+    "ProcedureBinding",
+    "ProcedureContext",
     "ReducerBinding",
     "ReducerContext",
     "RowBinding",
@@ -39,6 +43,7 @@ __all__ = [
     "init",
     "load_module",
     "load_source",
+    "procedure",
     "reducer",
     "table",
     "type_",

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from cosmictron import limits
 from cosmictron.datastore.schema import IndexSchema
 from cosmictron.datastore.types import REQUIRED
 from cosmictron.errors import InvalidRequest, SchemaError
@@ -166,6 +167,87 @@ def client_connected(fn: Callable[..., Any]) -> Any:
 def client_disconnected(fn: Callable[..., Any]) -> Any:
     """Run when a client disconnects."""
     return _mark(fn, "client_disconnected", None)
+
+
+def procedure(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    timeout_s: float = limits.procedure_timeout_s_default,
+) -> Any:
+    """Make a function a procedure: callable like a reducer, but free to do I/O.
+
+    A procedure runs outside any transaction, on the database's procedure threads, and
+    changes data only through ``ctx.with_tx(fn)`` (see ``ProcedureContext``). Its caller
+    gets ``ProcedureTimedOut`` after ``timeout_s`` seconds. Reducers cannot call it: a
+    reducer must do no I/O. See docs/guide/scheduling-and-procedures.md.
+    """
+    if not timeout_s > 0:
+        raise SchemaError(f"@procedure(timeout_s=...) must be positive, got {timeout_s!r}")
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise InvalidRequest(
+                f"procedure {marked_name!r} cannot be called from a reducer (reducers do no "
+                f"I/O); call it through Database.call"
+            )
+
+        marked_name = name or fn.__name__
+        wrapped: Any = refuse
+        wrapped.__cosmictron_reducer__ = ("procedure", marked_name)
+        wrapped.__cosmictron_function__ = fn
+        wrapped.__cosmictron_timeout_s__ = float(timeout_s)
+        return wrapped
+
+    return wrap if fn is None else wrap(fn)
+
+
+class ProcedureContext:
+    """What a procedure receives first: the caller, and ``with_tx`` to change data.
+
+    There is no ``db`` here on purpose: between transactions a procedure may wait on the
+    network for seconds, and it must not hold the writer lock meanwhile. ``timestamp``
+    is when the call started; each transaction has its own (``tx_ctx.timestamp``).
+    """
+
+    __slots__ = ("_run_tx", "connection_id", "identity", "procedure", "sender", "timestamp")
+
+    def __init__(
+        self,
+        procedure: str,
+        sender: Identity,
+        connection_id: ConnectionId | None,
+        identity: Identity,
+        timestamp: Timestamp,
+        run_tx: Callable[[Callable[[ReducerContext], Any]], Any],
+    ) -> None:
+        self.procedure = procedure
+        self.sender = sender
+        self.connection_id = connection_id
+        self.identity = identity
+        self.timestamp = timestamp
+        self._run_tx = run_tx
+
+    def with_tx(self, fn: Callable[[ReducerContext], T]) -> T:
+        """Run ``fn(tx_ctx)`` as one transaction and return its value once committed.
+
+        ``tx_ctx`` is a ``ReducerContext`` (``db``, ``sender``, ``timestamp``, ``rng``).
+        ``fn`` runs exactly once, under the writer lock; if it raises, everything it did
+        is rolled back and the error (``ReducerFailed``) propagates here. Nothing retries
+        it for you: keep ``fn`` free of I/O and side effects (do the I/O before, pass the
+        results in), and calling ``with_tx`` again after a failure is always safe. The
+        transaction is logged as ``<procedure>/with_tx``, so replay needs no I/O.
+
+        Raises:
+            ReducerFailed: ``fn`` raised; nothing it did was kept.
+            ProcedureTimedOut: the call already passed its timeout; nothing ran.
+        """
+        value: T = self._run_tx(fn)
+        return value
+
+    def __repr__(self) -> str:
+        return f"ProcedureContext({self.procedure!r}, sender={self.sender!r})"
 
 
 class ReducerContext:

@@ -197,6 +197,18 @@ class ReducerBinding:
         return f"{count} argument{'s' if count != 1 else ''} ({shown})"
 
 
+class ProcedureBinding(ReducerBinding):
+    """A procedure: checked like a reducer's arguments, plus its timeout."""
+
+    __slots__ = ("timeout_s",)
+
+    def __init__(
+        self, schema: ReducerSchema, function: Callable[..., Any], timeout_s: float
+    ) -> None:
+        super().__init__(schema, function)
+        self.timeout_s = timeout_s
+
+
 def _converts(column_type: ColumnType) -> bool:
     """Whether the Python form differs from the canonical one (enums, lists, nested)."""
     if isinstance(column_type, OptionalType):

@@ -28,8 +28,8 @@ from cosmictron.datastore.schema import (
 from cosmictron.datastore.types import REQUIRED, SCHEDULE_AT
 from cosmictron.errors import SchemaError
 from cosmictron.module.annotations import column_type_for, resolved_hints
-from cosmictron.module.api import ReducerContext, TableDeclaration, iter_marked
-from cosmictron.module.bindings import ReducerBinding, RowBinding
+from cosmictron.module.api import ProcedureContext, ReducerContext, TableDeclaration, iter_marked
+from cosmictron.module.bindings import ProcedureBinding, ReducerBinding, RowBinding
 
 _LIFECYCLE_KINDS = ("init", "client_connected", "client_disconnected")
 
@@ -44,6 +44,7 @@ class LoadedModule:
     source: bytes
     filename: str
     namespace: types.ModuleType = field(repr=False)
+    procedures: dict[str, ProcedureBinding] = field(default_factory=dict)
 
 
 def load_module(module: str | os.PathLike[str] | types.ModuleType) -> LoadedModule:
@@ -106,8 +107,16 @@ def build_module(namespace: types.ModuleType, source: bytes, filename: str) -> L
     }
     reducers: dict[str, ReducerBinding] = {}
     lifecycle: dict[str, ReducerBinding] = {}
+    procedures: dict[str, ProcedureBinding] = {}
     for function in reducer_functions:
         kind, name = function.__cosmictron_reducer__
+        if kind == "procedure":
+            procedures[name] = ProcedureBinding(
+                _reducer_schema(function, kind, name),
+                function.__cosmictron_function__,
+                function.__cosmictron_timeout_s__,
+            )
+            continue
         binding = ReducerBinding(
             _reducer_schema(function, kind, name), function.__cosmictron_function__
         )
@@ -119,7 +128,9 @@ def build_module(namespace: types.ModuleType, source: bytes, filename: str) -> L
             lifecycle[kind] = binding
     schema = ModuleSchema(
         tables=tuple(tables),
-        reducers=tuple(b.schema for b in [*reducers.values(), *lifecycle.values()]),
+        reducers=tuple(
+            b.schema for b in [*reducers.values(), *lifecycle.values(), *procedures.values()]
+        ),
         visibility_filters=tuple(filters),
     )
     for table_schema in tables:
@@ -135,6 +146,7 @@ def build_module(namespace: types.ModuleType, source: bytes, filename: str) -> L
         source=source,
         filename=filename,
         namespace=namespace,
+        procedures=procedures,
     )
 
 
@@ -184,11 +196,12 @@ def _reducer_schema(function: Any, kind: str, name: str) -> ReducerSchema:
     signature = inspect.signature(target)
     hints = resolved_hints(target)
     parameters = list(signature.parameters.values())
+    context = ProcedureContext if kind == "procedure" else ReducerContext
     if not parameters:
-        raise SchemaError(f"reducer {name!r} must take a ReducerContext as its first argument")
+        raise SchemaError(f"{kind} {name!r} must take a {context.__name__} as its first argument")
     first = hints.get(parameters[0].name)
-    if first is not None and first is not ReducerContext:
-        raise SchemaError(f"reducer {name!r}: the first argument is the ReducerContext")
+    if first is not None and first is not context:
+        raise SchemaError(f"{kind} {name!r}: the first argument is the {context.__name__}")
     params = []
     for parameter in parameters[1:]:
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
@@ -223,4 +236,18 @@ def _check_scheduled(table_schema: TableSchema, reducers: dict[str, ReducerBindi
     if "scheduled_at" not in columns or columns["scheduled_at"].type is not SCHEDULE_AT:
         raise SchemaError(
             f"scheduled table {table_schema.name!r} needs a column 'scheduled_at: ScheduleAt'"
+        )
+    # The scheduler calls the reducer with the row as its one argument (as SpacetimeDB).
+    params = reducers[table_schema.scheduled].schema.params
+    row_type: Any = getattr(params[0].type, "python_class", None) if params else None
+    if len(params) != 1 or getattr(row_type, "__cosmictron_table__", None) is None:
+        raise SchemaError(
+            f"reducer {table_schema.scheduled!r} runs the scheduled table "
+            f"{table_schema.name!r}: it must take (ctx, row) with the row annotated as "
+            f"the table's class"
+        )
+    if row_type.__cosmictron_table__.name != table_schema.name:
+        raise SchemaError(
+            f"reducer {table_schema.scheduled!r} takes a {row_type.__name__} row, but it "
+            f"runs the scheduled table {table_schema.name!r}"
         )

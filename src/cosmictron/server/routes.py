@@ -19,7 +19,7 @@ from cosmictron.errors import InvalidRequest, NotFound, PermissionDenied, Unauth
 from cosmictron.server.auth import ANONYMOUS, TokenAuthority
 from cosmictron.server.registry import DatabaseRegistry, HostedDatabase
 from cosmictron.server.wire import from_json, row_to_json, to_json
-from cosmictron.values import Identity
+from cosmictron.values import ConnectionId, Identity
 
 REGISTRY = web.AppKey("registry", DatabaseRegistry)
 AUTHORITY = web.AppKey("authority", TokenAuthority)
@@ -142,13 +142,10 @@ async def call(request: web.Request) -> web.Response:
     caller = caller_of(request)
     database = hosted(request)
     reducer = request.match_info["reducer"]
-    binding = database.db.module.reducers.get(reducer)
-    if binding is None:
-        known = ", ".join(sorted(database.db.module.reducers)) or "none"
-        raise NotFound(f"database {database.name!r} has no reducer {reducer!r} (reducers: {known})")
+    binding = callable_binding(database, reducer)
     body = await json_body(request)
     args, kwargs = reducer_arguments(binding.schema, body)
-    outcome = await database.calls.submit(reducer, args, kwargs, caller)
+    outcome = await submit_call(database, reducer, args, kwargs, caller, None)
     return web.json_response(
         {
             "return_value": to_json(outcome.return_value, binding.schema.return_type),
@@ -156,6 +153,37 @@ async def call(request: web.Request) -> web.Response:
             "timestamp": outcome.timestamp.isoformat(),
         }
     )
+
+
+def callable_binding(database: HostedDatabase, name: str) -> Any:
+    """The reducer or procedure ``name`` (one namespace); ``NotFound`` listing both."""
+    module = database.db.module
+    binding = module.reducers.get(name) or module.procedures.get(name)
+    if binding is None:
+        known = ", ".join(sorted([*module.reducers, *module.procedures])) or "none"
+        raise NotFound(f"database {database.name!r} has no reducer {name!r} (reducers: {known})")
+    return binding
+
+
+def submit_call(
+    database: HostedDatabase,
+    name: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    caller: Identity,
+    connection_id: ConnectionId | None,
+) -> asyncio.Future[Any]:
+    """Start a reducer on the database's call thread, or a procedure on its own threads;
+    the future resolves with the ``CallOutcome`` once durable. Event loop only.
+
+    A procedure is not queued with the reducer calls: its I/O may take seconds and must
+    not hold up the calls behind it (host/procedures.py).
+    """
+    db = database.db
+    if name in db.module.procedures:
+        handle = db.start_procedure(name, args, kwargs, sender=caller, connection_id=connection_id)
+        return asyncio.ensure_future(handle.wait())
+    return database.calls.submit(name, args, kwargs, caller, connection_id)
 
 
 def reducer_arguments(schema: Any, body: Any) -> tuple[list[Any], dict[str, Any]]:

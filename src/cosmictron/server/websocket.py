@@ -43,7 +43,13 @@ from cosmictron.server.protocol import (
     subscription_error,
 )
 from cosmictron.server.registry import HostedDatabase
-from cosmictron.server.routes import AUTHORITY, REGISTRY, caller_of, reducer_arguments
+from cosmictron.server.routes import (
+    AUTHORITY,
+    REGISTRY,
+    caller_of,
+    reducer_arguments,
+    submit_call,
+)
 from cosmictron.server.wire import row_to_json, to_json
 from cosmictron.subscription import Subscription
 from cosmictron.values import ConnectionId, Identity
@@ -337,14 +343,16 @@ class Session:
         return_type = None
         future: asyncio.Future[Any]
         try:
-            binding = db.module.reducers.get(request.reducer)
+            binding = db.module.reducers.get(request.reducer) or db.module.procedures.get(
+                request.reducer
+            )
             if binding is None:
-                known = ", ".join(sorted(db.module.reducers)) or "none"
+                known = ", ".join(sorted([*db.module.reducers, *db.module.procedures])) or "none"
                 raise NotFound(f"no reducer named {request.reducer!r} (reducers: {known})")
             return_type = binding.schema.return_type
             args, kwargs = reducer_arguments(binding.schema, request.args)
-            future = self.hosted.calls.submit(
-                request.reducer, args, kwargs, self.identity, self.connection_id
+            future = submit_call(
+                self.hosted, request.reducer, args, kwargs, self.identity, self.connection_id
             )
         except CosmictronError as exc:
             future = loop.create_future()

@@ -2,11 +2,14 @@
 
 Owns ``MemoryStorage`` (``storage.py``), ``FaultyStorage`` (``faulty.py``) and ``check_storage``
 (``conformance.py``), the suite that the real ``FileStorage`` and every fake must pass, so
-a fake never drifts from the disk it stands in for; and ``frame_spans``/``flip_byte``
-(``damage.py``) for tests that damage a real log. Imports ``cosmictron.durability`` (the
-``Storage`` contract) and root modules only. Nothing here is used outside tests.
+a fake never drifts from the disk it stands in for; ``frame_spans``/``flip_byte``
+(``damage.py``) for tests that damage a real log; and ``ManualClock`` (``clock.py``), a
+clock that moves only when a test moves it, for the scheduler. Imports
+``cosmictron.durability`` (the ``Storage`` contract) and root modules only. Nothing here
+is used outside tests.
 """
 
+from cosmictron.testing.clock import ManualClock
 from cosmictron.testing.conformance import check_storage
 from cosmictron.testing.damage import flip_byte, frame_spans
 from cosmictron.testing.faulty import CrashReport, FaultyStorage
@@ -15,6 +18,7 @@ from cosmictron.testing.storage import MemoryStorage
 __all__ = [
     "CrashReport",
     "FaultyStorage",
+    "ManualClock",
     "MemoryStorage",
     "check_storage",
     "flip_byte",
