@@ -37,6 +37,7 @@ from cosmictron.server.protocol import (
     Subscribe,
     Unsubscribe,
     parse,
+    query_error,
     reducer_result,
     reply_for_error,
     subscription_error,
@@ -338,7 +339,8 @@ class Session:
             )
             outcome = await self.hosted.run(call)
         except CosmictronError as exc:
-            self.deliver(reducer_result(request.request_id, error=str(exc)), 0)
+            failed = reducer_result(request.request_id, error=str(exc), error_code=exc.code)
+            self.deliver(failed, 0)
             return
         # The transaction's own TransactionUpdate was queued (under the writer lock)
         # before this call returned, so it precedes this result.
@@ -353,9 +355,7 @@ class Session:
                 partial(db.sql, request.query_string, sender=self.identity)
             )
         except CosmictronError as exc:
-            self.deliver(
-                {"OneOffQueryResult": {"request_id": request.request_id, "error": str(exc)}}, 0
-            )
+            self.deliver(query_error(request.request_id, str(exc), exc.code), 0)
             return
         # A read sees every transaction up to now: it waits for them to be durable.
         offset = result.tx_offset if result.tx_offset is not None else db.tx_offset
