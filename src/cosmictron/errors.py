@@ -25,6 +25,7 @@ server replies with.
     ├── DurabilityError 503     disk full or fsync failed: the database stops accepting writes
     │   └── CorruptLog          names the file and byte offset of the first bad record
     ├── VerificationFailed 422  the audit found a bad record; names the first one
+    ├── ConnectionLost 503      (client SDK) the connection dropped before a reply came
     └── InternalError 500       a bug in Cosmictron, never a user's mistake
 """
 
@@ -218,6 +219,18 @@ class VerificationFailed(CosmictronError):
 
     code = "verification_failed"
     http_status = 422
+
+
+class ConnectionLost(CosmictronError):
+    """The client's connection to the server dropped while a request waited for its reply.
+
+    Raised by the client SDK for a reducer call or query in flight when the connection
+    broke. The call may or may not have committed: a reducer call is not idempotent, so
+    the SDK never resends it; check the state (the subscription cache, a query) and decide.
+    """
+
+    code = "connection_lost"
+    http_status = 503
 
 
 class InternalError(CosmictronError):

@@ -28,14 +28,24 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from cosmictron import __version__
+from cosmictron.client.settings import DEFAULT_SERVER, normalise_server_url
+
+__all__ = [
+    "DEFAULT_SERVER",
+    "CannotConnect",
+    "ClientError",
+    "HandshakeRefused",
+    "ServerClient",
+    "ServerError",
+    "normalise_server_url",
+    "quote",
+]
 
 TIMEOUT_S = 60.0
 """How long one request may wait for the server; a deploy loads the module first."""
 
 UPLOAD_CHUNK_BYTES = 64 * 1024
 """Upload granularity, so the deploy progress bar moves smoothly."""
-
-DEFAULT_SERVER = "http://127.0.0.1:3000"
 
 
 class ClientError(Exception):
@@ -63,29 +73,6 @@ class CannotConnect(ClientError):
     """No Cosmictron server answered at the URL (refused, unknown host, timeout, other)."""
 
     exit_code = 3
-
-
-def normalise_server_url(url: str) -> str:
-    """``url`` without a trailing slash, after checking it is an http(s) server address.
-
-    Tokens are saved per server URL, so the same server must always be spelled the same.
-
-    Raises:
-        ValueError: not an ``http://`` or ``https://`` URL with a host and no path.
-
-    >>> normalise_server_url("http://127.0.0.1:3000/")
-    'http://127.0.0.1:3000'
-    """
-    parts = urllib.parse.urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected a URL like {DEFAULT_SERVER}, got {url!r}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"expected a server address without a path, got {url!r}")
-    try:
-        parts.port  # noqa: B018 - parsing the port validates it
-    except ValueError:
-        raise ValueError(f"the port in {url!r} is not a number from 0 to 65535") from None
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 class ServerClient:

@@ -33,6 +33,7 @@ from cosmictron import __version__
 from cosmictron.cli.client import ClientError
 from cosmictron.cli.data import call, parse_argument, sql
 from cosmictron.cli.databases import delete, deploy, describe, list_databases
+from cosmictron.cli.generate import generate
 from cosmictron.cli.identity import identity
 from cosmictron.cli.streams import logs, subscribe
 from cosmictron.errors import CosmictronError
@@ -135,7 +136,18 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-for command in (deploy, call, sql, describe, list_databases, delete, identity, logs, subscribe):
+for command in (
+    deploy,
+    call,
+    sql,
+    describe,
+    list_databases,
+    delete,
+    identity,
+    logs,
+    subscribe,
+    generate,
+):
     cli.add_command(command)
 
 

@@ -165,17 +165,27 @@ def reducer_result(
     *,
     return_value: Any = None,
     error: str | None = None,
+    error_code: str = InvalidRequest.code,
     tx_offset: int | None = None,
 ) -> dict[str, Any]:
+    """A ``ReducerResult``; a failed one carries ``error_code``, the error class's code."""
     status = "failed" if error is not None else "committed"
+    result = {
+        "request_id": request_id,
+        "status": status,
+        "return_value": return_value,
+        "error": error,
+        "tx_offset": tx_offset,
+    }
+    if error is not None:
+        result["error_code"] = error_code
+    return {"ReducerResult": result}
+
+
+def query_error(request_id: RequestId, error: str, error_code: str) -> dict[str, Any]:
+    """A failed ``OneOffQueryResult``: the message and the error class's code."""
     return {
-        "ReducerResult": {
-            "request_id": request_id,
-            "status": status,
-            "return_value": return_value,
-            "error": error,
-            "tx_offset": tx_offset,
-        }
+        "OneOffQueryResult": {"request_id": request_id, "error": error, "error_code": error_code}
     }
 
 
@@ -193,7 +203,7 @@ def reply_for_error(error: ProtocolError) -> dict[str, Any]:
     """
     message = str(error)
     if error.kind == "CallReducer":
-        return reducer_result(error.request_id, error=message)
+        return reducer_result(error.request_id, error=message, error_code=error.code)
     if error.kind == "OneOffQuery":
-        return {"OneOffQueryResult": {"request_id": error.request_id, "error": message}}
+        return query_error(error.request_id, message, error.code)
     return subscription_error(error.request_id, error.query_id, message)

@@ -38,6 +38,7 @@ from cosmictron.server.protocol import (
     Subscribe,
     Unsubscribe,
     parse,
+    query_error,
     reducer_result,
     reply_for_error,
     subscription_error,
@@ -369,7 +370,7 @@ class Session:
             try:
                 outcome = await asyncio.shield(future)
             except CosmictronError as exc:
-                self.deliver(reducer_result(request_id, error=str(exc)), 0)
+                self.deliver(reducer_result(request_id, error=str(exc), error_code=exc.code), 0)
             else:
                 # The transaction's own TransactionUpdate was queued (under the writer
                 # lock) before the call was resolved, so it precedes this result.
@@ -392,9 +393,7 @@ class Session:
                 partial(db.sql, request.query_string, sender=self.identity)
             )
         except CosmictronError as exc:
-            self.deliver(
-                {"OneOffQueryResult": {"request_id": request.request_id, "error": str(exc)}}, 0
-            )
+            self.deliver(query_error(request.request_id, str(exc), exc.code), 0)
             return
         # A read sees every transaction up to now: it waits for them to be durable.
         offset = result.tx_offset if result.tx_offset is not None else db.tx_offset

@@ -1,0 +1,46 @@
+"""``generate``: typed client code from a database's schema (the code is ``client/codegen.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cosmictron.cli.client import quote
+from cosmictron.cli.session import Session, server_command
+from cosmictron.client.codegen import generate_python
+from cosmictron.client.schema import DatabaseSchema
+
+
+@click.command("generate")
+@click.argument("database")
+@click.option(
+    "--lang",
+    type=click.Choice(["python"]),
+    default="python",
+    show_default=True,
+    help="Language of the generated code.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write [default: standard output].",
+)
+@server_command
+def generate(session: Session, database: str, lang: str, out: Path | None) -> None:
+    """Write typed row classes and reducer stubs for DATABASE's schema.
+
+    Each table becomes a dataclass (pass ROW_TYPES to the SDK's connect so its cache holds
+    them); each reducer becomes an async function and a blocking `_sync` one that call it
+    through a client with typed arguments.
+
+    Example: cosmictron-cli generate --lang python chat --out chat_client.py
+    """
+    document = session.client.request("GET", f"/v1/database/{quote(database)}/schema")
+    source = generate_python(DatabaseSchema.from_json(document), session.url)
+    if out is None:
+        click.echo(source, nl=False)
+        return
+    out.write_text(source)
+    session.output.note(f"Wrote {out} ({len(source.splitlines())} lines) for {lang}.")
