@@ -47,3 +47,12 @@ resume_window_transactions_max = 1024
 
 resume_window_rows_max = 100_000
 """Changed rows the resume window may hold in all; older transactions leave it first."""
+
+bulk_insert_body_bytes_max = 1024 * 1024 * 1024
+"""Largest body of ``POST .../bulk_insert/{table}`` (1 GiB), streamed, never held whole.
+
+The server process reads ``COSMICTRON_BULK_INSERT_BODY_BYTES_MAX`` to override it (tests
+use a small value). Every other route keeps the 64 MiB ``REQUEST_BYTES_MAX``."""
+
+bulk_insert_keys_max = 100_000
+"""Idempotency keys of keyed bulk loads each database remembers (``host/imports.py``)."""
