@@ -18,11 +18,14 @@ load's offset and row count.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
+import gc
 import io
 import itertools
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,7 +95,8 @@ def _load(
         io.BufferedReader(stream, BODY_READ_BYTES), encoding="utf-8-sig", newline=""
     )
     try:
-        parsed = parse_csv(text, schema) if is_csv else parse_ndjson(text, schema)
+        with _collector_paused():
+            parsed = parse_csv(text, schema) if is_csv else parse_ndjson(text, schema)
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"the body is not UTF-8 text: {exc.reason}") from None
     try:
@@ -103,6 +107,23 @@ def _load(
             raise
         line = parsed.line_of(row_index)
         raise type(exc)(f"line {line}: {getattr(exc, 'reason', exc)}") from None
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a body is parsed.
+
+    Parsing allocates millions of tuples and keeps them all; each allocation burst made
+    the collector rescan the growing heap (40% of the parse time for 1M rows) to free
+    nothing. Rows hold no cycles, so pausing it loses nothing.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class BodyStream(io.RawIOBase):
