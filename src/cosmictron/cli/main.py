@@ -35,6 +35,7 @@ from cosmictron.cli.data import call, parse_argument, sql
 from cosmictron.cli.databases import delete, deploy, describe, list_databases
 from cosmictron.cli.identity import identity
 from cosmictron.cli.streams import logs, subscribe
+from cosmictron.cli.transfer import export, import_csv
 from cosmictron.errors import CosmictronError
 from cosmictron.host import Database
 
@@ -135,7 +136,19 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-for command in (deploy, call, sql, describe, list_databases, delete, identity, logs, subscribe):
+for command in (
+    deploy,
+    call,
+    sql,
+    describe,
+    list_databases,
+    delete,
+    identity,
+    logs,
+    subscribe,
+    import_csv,
+    export,
+):
     cli.add_command(command)
 
 
