@@ -13,7 +13,8 @@ server replies with.
     │   ├── SqlError            (query layer, with SQL) line, column and offending text
     │   ├── SchemaError         a module declares an impossible table or reducer
     │   ├── SubscriptionError   a subscription ended: its table changed or maintenance failed
-    │   └── ConfigError         unknown profile or policy name, bad config.toml
+    │   ├── ConfigError         unknown profile or policy name, bad config.toml
+    │   └── TooLarge 413        a request body over its route's limit
     ├── Unauthenticated 401     a bad, forged or expired token
     ├── PermissionDenied 403    not the owner; a private table
     ├── NotFound 404            database, table, reducer, row
@@ -97,6 +98,13 @@ class ConfigError(InvalidRequest):
     """A configuration value (profile, fsync policy, config.toml) is not one we know."""
 
     code = "config_error"
+
+
+class TooLarge(InvalidRequest):
+    """A request body is larger than its route's limit; nothing was read past it."""
+
+    code = "too_large"
+    http_status = 413
 
 
 class Unauthenticated(CosmictronError):

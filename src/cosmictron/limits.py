@@ -59,3 +59,12 @@ procedure_timeout_s_default = 30.0
 procedure_threads_max = 8
 """Procedure calls one database runs at once, on threads of their own, so procedures
 waiting on slow I/O never take the threads reducer calls run on; more calls queue."""
+
+bulk_insert_body_bytes_max = 1024 * 1024 * 1024
+"""Largest body of ``POST .../bulk_insert/{table}`` (1 GiB), streamed, never held whole.
+
+The server process reads ``COSMICTRON_BULK_INSERT_BODY_BYTES_MAX`` to override it (tests
+use a small value). Every other route keeps the 64 MiB ``REQUEST_BYTES_MAX``."""
+
+bulk_insert_keys_max = 100_000
+"""Idempotency keys of keyed bulk loads each database remembers (``host/imports.py``)."""

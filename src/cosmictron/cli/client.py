@@ -25,7 +25,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 from cosmictron import __version__
 from cosmictron.client.settings import DEFAULT_SERVER, normalise_server_url
@@ -89,6 +89,7 @@ class ServerClient:
         body: bytes | None = None,
         content_type: str | None = None,
         progress: Callable[[int], None] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """Send one request and return the decoded JSON reply.
 
@@ -98,13 +99,33 @@ class ServerClient:
             body: the request body, if any.
             content_type: its media type.
             progress: called with the byte count of each uploaded chunk.
+            headers: more request headers (``Idempotency-Key``).
 
         Raises:
             ServerError: the server replied with an error document.
             CannotConnect: no reply, or a reply that is not JSON from a Cosmictron server.
         """
-        with self._open(method, path, body, content_type, progress) as response:
+        with self._open(method, path, body, content_type, progress, headers=headers) as response:
             return self._decode(response.status, response.read(), response)
+
+    def download(self, path: str, destination: BinaryIO) -> dict[str, str]:
+        """GET ``path`` and copy its body into ``destination`` chunk by chunk.
+
+        Returns:
+            The reply's headers (``X-Cosmictron-Tx-Offset`` for exports).
+
+        Raises:
+            As ``stream_lines``.
+        """
+        with self._open("GET", path, None, None, None, timeout_s=None) as response:
+            while True:
+                try:
+                    chunk = response.read(UPLOAD_CHUNK_BYTES * 16)
+                except (OSError, http.client.HTTPException) as exc:
+                    raise CannotConnect(f"the connection to {self.url} broke: {exc}") from None
+                if not chunk:
+                    return dict(response.headers)
+                destination.write(chunk)
 
     def stream_lines(self, path: str) -> Iterator[Any]:
         """GET ``path`` and yield each line of its NDJSON reply as soon as it arrives.
@@ -132,6 +153,7 @@ class ServerClient:
         content_type: str | None,
         progress: Callable[[int], None] | None,
         timeout_s: float | None = TIMEOUT_S,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         data: Any = body
         if body is not None and progress is not None:
@@ -144,6 +166,8 @@ class ServerClient:
             request.add_header("Content-Type", content_type)
         if self.token is not None:
             request.add_header("Authorization", f"Bearer {self.token}")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
         try:
             return urllib.request.urlopen(request, timeout=timeout_s)
         except urllib.error.HTTPError as error:

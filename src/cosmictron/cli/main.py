@@ -36,6 +36,7 @@ from cosmictron.cli.databases import delete, deploy, describe, list_databases
 from cosmictron.cli.generate import generate
 from cosmictron.cli.identity import identity
 from cosmictron.cli.streams import logs, subscribe
+from cosmictron.cli.transfer import export, import_csv
 from cosmictron.errors import CosmictronError
 from cosmictron.host import Database
 
@@ -147,6 +148,8 @@ for command in (
     logs,
     subscribe,
     generate,
+    import_csv,
+    export,
 ):
     cli.add_command(command)
 

@@ -54,15 +54,25 @@ class Output:
             human(self.console)
         sys.stdout.flush()
 
+    @property
+    def shows_progress_bar(self) -> bool:
+        """Whether ``progress`` draws a bar (a person at a terminal, not ``--json``)."""
+        return not self.json_mode and sys.stderr.isatty()
+
     @staticmethod
     def note(message: str) -> None:
         """A remark about the work, not its result: stderr, so stdout stays machine-clean."""
         click.echo(message, err=True)
 
     @contextmanager
-    def progress(self, description: str, total_bytes: int) -> Iterator[Callable[[int], None]]:
-        """A byte progress bar on stderr, shown only to a person at a terminal."""
-        if self.json_mode or not sys.stderr.isatty():
+    def progress(
+        self, description: str, total_bytes: int, done_bytes: int = 0
+    ) -> Iterator[Callable[[int], None]]:
+        """A byte progress bar on stderr, shown only to a person at a terminal.
+
+        ``done_bytes`` starts the bar part-way (a resumed import).
+        """
+        if not self.shows_progress_bar:
             yield lambda _: None
             return
         columns = (
@@ -72,7 +82,7 @@ class Output:
             TransferSpeedColumn(),
         )
         with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-            task = bar.add_task(description, total=total_bytes)
+            task = bar.add_task(description, total=total_bytes, completed=done_bytes)
             yield lambda count: bar.advance(task, count)
 
 

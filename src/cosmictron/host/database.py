@@ -56,6 +56,7 @@ from cosmictron.host.directory import (
 )
 from cosmictron.host.handles import Session, TableHandle, insert_all
 from cosmictron.host.hotswap import MigrationReport, replay_module_change
+from cosmictron.host.imports import AppliedImports, BulkInsertOutcome
 from cosmictron.host.logs import ModuleLog, capture_module_logger
 from cosmictron.host.memory import MemoryBudget
 from cosmictron.host.metrics import ReducerMetrics
@@ -170,6 +171,7 @@ class Database:
             clock, self._next_scheduled_us, self._run_due, f"scheduler-{path.name}"
         )
         self._procedures = ProcedureRunner(f"procedure-{path.name}")
+        self._imports = AppliedImports()
 
     def _install(self, loaded: LoadedModule) -> None:
         """Make ``loaded`` the running module over the datastore's current tables.
@@ -274,6 +276,8 @@ class Database:
                 book.use_schema(module.schema)
             load_snapshot_state(datastore, recovery.snapshot.state)
             book.apply(book.decode(datastore, snapshot_schedules(recovery.snapshot.state)))
+            if isinstance(recovery.snapshot.state, dict):
+                self._imports.load(recovery.snapshot.state.get("imports"))
             self._offset = recovery.snapshot.offset
             self._last_snapshot_offset = recovery.snapshot.offset
         for record in recovery.records:
@@ -283,11 +287,15 @@ class Database:
                 if schedule:
                     book.apply(book.decode(datastore, schedule))
                 self._last_timestamp_us = record.body[0]
+                if record.body[3] == BULK_INSERT:
+                    self._imports.observe(record.body[4], record.offset)
             elif record.kind == MODULE_RECORD_KIND:
                 change = read_module_body(record.body)
                 module = replay_module_change(datastore, module, change, record.offset)
                 book.use_schema(module.schema)
                 book.reconcile(datastore, change.timestamp_us)
+                if change.clear:
+                    self._imports.clear()
                 self._last_timestamp_us = change.timestamp_us
             self._offset = record.offset
         if module is not self.module:
@@ -700,6 +708,63 @@ class Database:
         _, offset = self.run_transaction(BULK_INSERT, load, lambda count: [table, count])
         return offset
 
+    def bulk_insert_once(
+        self, table: str, rows: Iterable[Any], key: str | None
+    ) -> BulkInsertOutcome:
+        """``bulk_insert``, applied at most once per ``(table, key)``.
+
+        The key is recorded in the load's own record (``host/imports.py``), so a client
+        that lost the reply can send the same batch again and learn it was applied,
+        instead of loading it twice. Without a key it is ``bulk_insert`` that also
+        reports the row count.
+
+        Returns:
+            The new load's offset and row count; or, when ``key`` was applied before,
+            that load's, with ``already_applied`` set and nothing changed.
+
+        Raises:
+            As ``bulk_insert``.
+        """
+        self.table(table)  # raises NotFound naming the tables
+        added: list[bool] = []
+
+        def load(tx: Transaction, datastore: Datastore) -> int:
+            # Under the writer lock, so two requests with one key cannot both load.
+            if key is not None and self._imports.find(table, key) is not None:
+                raise _AlreadyApplied
+            binding = self.module.rows.get(table)
+            if binding is None:
+                self.table(table)
+            assert binding is not None
+            with _collector_paused():
+                count = insert_all(tx, datastore.tables[table], binding, rows)
+            # The record about to be appended takes the next offset (the log's contract);
+            # the key is remembered now, still under the lock, and forgotten on failure.
+            if key is not None:
+                self._imports.add(table, key, self._offset + 1, count)
+                added.append(True)
+            return count
+
+        try:
+            count, offset = self.run_transaction(
+                BULK_INSERT,
+                load,
+                lambda count: [table, count] if key is None else [table, count, key],
+            )
+        except _AlreadyApplied:
+            assert key is not None, "only a keyed load is found applied"
+            with self._lock:
+                found = self._imports.find(table, key)
+            assert found is not None, "a key found applied is kept"
+            return BulkInsertOutcome(found[0], found[1], already_applied=True)
+        except BaseException:
+            if key is not None and added:
+                with self._lock:
+                    self._imports.discard(table, key)
+            raise
+        assert key is None or self._imports.find(table, key) in (None, (offset, count))
+        return BulkInsertOutcome(offset, count, already_applied=False)
+
     def update_module(
         self, module: Any, *, clear: bool = False, filename: str | None = None
     ) -> MigrationReport:
@@ -741,6 +806,7 @@ class Database:
             # The record is written: from here on, nothing may fail half-way.
             if staged is None:
                 reset_datastore(self._datastore, loaded.schema)
+                self._imports.clear()
                 self._subscriptions.end_all(
                     "the module was updated with clear: every row was deleted; subscribe again"
                 )
@@ -1033,14 +1099,18 @@ class Database:
     def _snapshot(self) -> None:
         if self._offset == 0:
             return
-        if self._persistence.request_snapshot(
-            snapshot_builder(
-                self._datastore,
-                self.module.source,
-                self.module.filename,
-                self._book.snapshot(self._datastore),
-            )
-        ):
+        build = snapshot_builder(
+            self._datastore,
+            self.module.source,
+            self.module.filename,
+            self._book.snapshot(self._datastore),
+        )
+        imports = self._imports.state()
+
+        def build_with_imports() -> dict[str, Any]:
+            return {**build(), "imports": imports}
+
+        if self._persistence.request_snapshot(build_with_imports):
             self._last_snapshot_offset = self._offset
 
     def close(self) -> None:
@@ -1062,6 +1132,10 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({str(self.path)!r}, tx_offset={self._offset})"
+
+
+class _AlreadyApplied(Exception):
+    """Raised inside a keyed bulk load's transaction to roll it back: nothing to do."""
 
 
 @contextlib.contextmanager

@@ -308,7 +308,7 @@ def insert_all(tx: Transaction, table: Table, binding: RowBinding, rows: Any) ->
         try:
             row = to_row(from_mapping(values) if isinstance(values, dict) else values)
         except InvalidRequest as exc:
-            raise InvalidRequest(f"row {number}: {exc}") from None
+            raise _at_row(InvalidRequest(f"row {number}: {exc}"), number, exc) from None
         if positions:
             row = _draw_ids(row, positions, counters)
         append(row)
@@ -318,7 +318,14 @@ def insert_all(tx: Transaction, table: Table, binding: RowBinding, rows: Any) ->
     try:
         return len(tx.insert_batch(table, checked))
     except BatchConflict as exc:
-        raise Conflict(f"row {exc.row_index}: {exc}") from None
+        raise _at_row(Conflict(f"row {exc.row_index}: {exc}"), exc.row_index, exc) from None
+
+
+def _at_row(error: Exception, row_index: int, cause: Exception) -> Exception:
+    """Attach the failing row's position and the bare reason, for callers that know lines."""
+    error.row_index = row_index  # type: ignore[attr-defined]
+    error.reason = str(cause)  # type: ignore[attr-defined]
+    return error
 
 
 def _draw_ids(

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from cosmictron.durability import DurabilityConfig
 from cosmictron.errors import CosmictronError, InvalidRequest
-from cosmictron.server import websocket
+from cosmictron.server import bulk, export, websocket  # noqa: F401 - bulk, export: their routes
 from cosmictron.server.auth import TokenAuthority
 from cosmictron.server.logs import end_followers, logs
 from cosmictron.server.metrics import metrics

@@ -1,0 +1,207 @@
+"""Bulk load through the server: ``POST .../bulk_insert/item`` against SQLite, in one run.
+
+    .venv/bin/python bench/bulk_http.py [--quick] [--out FILE.json] [--tmpdir DIR]
+
+Cosmictron: a real server process (``cosmictron-cli start --profile production``, so the
+load's one transaction is fsynced before the reply) with ``bench_module.py`` deployed: the
+``item`` table with its primary key and one secondary index (on ``owner``). The body is a
+CSV of 1,000,000 rows (``--quick``: 50,000) built beforehand; the clock runs from sending
+the request to reading the reply, so it includes the upload over loopback, parsing,
+conversion, checks, the insert, the log record and its fsync.
+
+SQLite, in this process, same table and index, WAL with ``synchronous=FULL``:
+
+- ``sqlite``: ``executemany`` of the prebuilt row tuples in one transaction, the peer
+  named by the targets (rows/s through the endpoint >= 300k and >= 3x this);
+- ``sqlite_from_csv``: the same, starting from the same CSV bytes (``csv.reader`` and
+  per-column conversion), which is the work the endpoint does; printed for context.
+
+Targets are printed, never asserted (bench/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import http.client
+import io
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from run import MODULE_PATH, SQLITE_SCHEMA, machine_info, row_values  # noqa: E402
+
+CLI = shutil.which("cosmictron-cli", path=str(Path(sys.executable).parent)) or "cosmictron-cli"
+FULL_ROWS = 1_000_000
+QUICK_ROWS = 50_000
+TARGET_ROWS_PER_S = 300_000
+TARGET_RATIO = 3.0
+PROFILE = ("--profile", "production")
+
+
+def csv_body(rows: int) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["id", "name", "qty", "price", "owner"])
+    writer.writerows(row_values(i) for i in range(rows))
+    return out.getvalue().encode()
+
+
+class Server:
+    """A ``cosmictron-cli start`` process on a free port in its own data directory."""
+
+    def __init__(self, parent: str) -> None:
+        self.dir = tempfile.mkdtemp(prefix="server-", dir=parent)
+        self.process = subprocess.Popen(
+            [CLI, "start", "--listen", "127.0.0.1:0", "--data-dir", self.dir, *PROFILE],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        first = self.process.stdout.readline()
+        if "listening on " not in first:
+            self.process.kill()
+            raise SystemExit(f"the server did not start: {first}")
+        url = urllib.parse.urlsplit(first.split("listening on ", 1)[1].split()[0])
+        self.host, self.port = url.hostname or "127.0.0.1", url.port or 0
+        self.token = ""
+
+    def request(self, method: str, path: str, body: bytes, content_type: str) -> Any:
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=600)
+        headers = {"Content-Type": content_type}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        connection.request(method, path, body, headers)
+        response = connection.getresponse()
+        reply = json.loads(response.read())
+        connection.close()
+        if response.status >= 400:
+            raise SystemExit(f"{method} {path} failed: {reply}")
+        return reply
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.communicate(timeout=60)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def measure_endpoint(parent: str, body: bytes, rows: int) -> dict[str, Any]:
+    server = Server(parent)
+    try:
+        server.token = server.request("POST", "/v1/identity", b"", "application/json")["token"]
+        server.request("PUT", "/v1/database/bench", MODULE_PATH.read_bytes(), "text/x-python")
+        gc.collect()
+        start = time.perf_counter()
+        reply = server.request("POST", "/v1/database/bench/bulk_insert/item", body, "text/csv")
+        seconds = time.perf_counter() - start
+        assert reply["rows_inserted"] == rows, reply
+    finally:
+        server.stop()
+    return {"rows_per_s": rows / seconds, "seconds": seconds, "body_bytes": len(body)}
+
+
+def sqlite_connection(parent: str) -> sqlite3.Connection:
+    directory = tempfile.mkdtemp(prefix="sqlite-", dir=parent)
+    conn = sqlite3.connect(os.path.join(directory, "db.sqlite"), isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    for statement in SQLITE_SCHEMA:
+        conn.execute(statement)
+    return conn
+
+
+def measure_sqlite(parent: str, rows: int, body: bytes) -> dict[str, Any]:
+    insert = "INSERT INTO item VALUES (?, ?, ?, ?, ?)"
+    tuples = [row_values(i) for i in range(rows)]
+    conn = sqlite_connection(parent)
+    gc.collect()
+    start = time.perf_counter()
+    conn.execute("BEGIN")
+    conn.executemany(insert, tuples)
+    conn.execute("COMMIT")
+    tuples_seconds = time.perf_counter() - start
+    conn.close()
+    del tuples
+    conn = sqlite_connection(parent)
+    gc.collect()
+    start = time.perf_counter()
+    reader = csv.reader(io.StringIO(body.decode()))
+    next(reader)
+    ids, names, qtys, prices, owners = zip(*reader, strict=True)
+    converted = zip(map(int, ids), names, map(int, qtys), map(float, prices), owners, strict=True)
+    conn.execute("BEGIN")
+    conn.executemany(insert, converted)
+    conn.execute("COMMIT")
+    csv_seconds = time.perf_counter() - start
+    conn.close()
+    return {
+        "sqlite": {"rows_per_s": rows / tuples_seconds, "seconds": tuples_seconds},
+        "sqlite_from_csv": {"rows_per_s": rows / csv_seconds, "seconds": csv_seconds},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_ROWS:,} rows")
+    parser.add_argument("--out", default=str(HERE / "results" / "bulk_http.json"))
+    parser.add_argument("--tmpdir", default=None, help="parent of the temp data dirs")
+    args = parser.parse_args(argv)
+    rows = QUICK_ROWS if args.quick else FULL_ROWS
+    parent = tempfile.mkdtemp(prefix="cosmictron-bench-", dir=args.tmpdir)
+    try:
+        body = csv_body(rows)
+        endpoint = measure_endpoint(parent, body, rows)
+        peers = measure_sqlite(parent, rows, body)
+        info = machine_info(parent)
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+    ratio = endpoint["rows_per_s"] / peers["sqlite"]["rows_per_s"]
+    ratio_csv = endpoint["rows_per_s"] / peers["sqlite_from_csv"]["rows_per_s"]
+    met_rate = endpoint["rows_per_s"] >= TARGET_ROWS_PER_S
+    met_ratio = ratio >= TARGET_RATIO
+    print(f"bulk load of {rows:,} rows, one secondary index, fsync on commit")
+    print(f"  cosmictron POST bulk_insert (CSV) {endpoint['rows_per_s']:>12,.0f} rows/s")
+    print(f"  sqlite executemany (tuples)       {peers['sqlite']['rows_per_s']:>12,.0f} rows/s")
+    from_csv = peers["sqlite_from_csv"]["rows_per_s"]
+    print(f"  sqlite from the same CSV          {from_csv:>12,.0f} rows/s")
+    print(f"  ratio vs sqlite executemany {ratio:.2f}x (target >= {TARGET_RATIO}x: "
+          f"{'met' if met_ratio else 'MISSED'})")  # fmt: skip
+    print(f"  ratio vs sqlite from CSV    {ratio_csv:.2f}x")
+    print(f"  rows/s target >= {TARGET_ROWS_PER_S:,}: {'met' if met_rate else 'MISSED'}")
+    document = {
+        "suite": "bulk_http",
+        "mode": "quick" if args.quick else "full",
+        "rows": rows,
+        "machine": info,
+        "cosmictron_endpoint": {**endpoint, "profile": "production"},
+        **peers,
+        "sqlite_synchronous": "FULL",
+        "ratio_vs_sqlite": ratio,
+        "ratio_vs_sqlite_from_csv": ratio_csv,
+        "targets": {
+            "rows_per_s": {"target": TARGET_ROWS_PER_S, "met": met_rate},
+            "ratio_vs_sqlite": {"target": TARGET_RATIO, "met": met_ratio},
+        },
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
