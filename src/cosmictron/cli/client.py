@@ -18,6 +18,7 @@ Errors, as a tree (each carries the CLI exit code it becomes, see ``cli/main.py`
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -136,6 +137,29 @@ class ServerClient:
                     return
                 if line.strip():
                     yield self._decode(response.status, line, response)
+
+    @contextlib.contextmanager
+    def download(self, path: str) -> Iterator[tuple[int | None, Iterator[bytes]]]:
+        """GET ``path`` for a binary reply: yield its announced length and its chunks.
+
+        Raises:
+            ServerError: the server replied with an error document.
+            CannotConnect: no reply, or the connection dropped mid-reply.
+        """
+        with self._open("GET", path, None, None, None, timeout_s=None) as response:
+            if "json" in response.headers.get("Content-Type", ""):
+                self._decode(response.status, response.read(), response)
+                raise CannotConnect(f"{self.url} sent JSON where a file was expected")
+            length = response.headers.get("Content-Length")
+
+            def chunks() -> Iterator[bytes]:
+                try:
+                    while chunk := response.read(UPLOAD_CHUNK_BYTES):
+                        yield chunk
+                except (OSError, http.client.HTTPException) as exc:
+                    raise CannotConnect(f"the connection to {self.url} broke: {exc}") from None
+
+            yield (int(length) if length and length.isdigit() else None), chunks()
 
     def _open(
         self,
