@@ -332,3 +332,13 @@ def test_restore_can_give_the_database_a_new_owner(tmp_path: Path, module_file: 
     with open_restored(tmp_path / "restored") as copy:
         assert copy.owner == owner
         assert copy.identity == identity
+
+
+def test_an_empty_database_backs_up_and_restores(tmp_path: Path, module_file: Path) -> None:
+    with Database.open(tmp_path / "source", module_file, durability=durability()) as db:
+        manifest = db.backup(tmp_path / "backup.tar")
+    assert manifest.cut_offset == 0 and manifest.snapshot_offset is None
+    restore(tmp_path / "backup.tar", tmp_path / "restored")
+    with open_restored(tmp_path / "restored") as copy:
+        assert state(copy) == (set(), 0)
+        copy.call("put", 1)

@@ -205,6 +205,8 @@ def extract_archive(source: IO[bytes], directory: str) -> Manifest:
     """
     found: dict[str, tuple[int, str]] = {}
     manifest_text = checksum_text = None
+    for subdirectory in ("log", "snapshots"):  # present even when empty (offset 0)
+        os.makedirs(os.path.join(directory, subdirectory), exist_ok=True)
     try:
         with tarfile.open(fileobj=source, mode="r|") as archive:
             for info in archive:

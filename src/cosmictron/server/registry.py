@@ -170,7 +170,12 @@ class DatabaseRegistry:
                 owner=caller,
                 durability=self.durability,
             )
-            hosted = self._host(name, Database.open(path, durability=self.durability))
+            try:
+                db = Database.open(path, durability=self.durability)
+            except BaseException:
+                shutil.rmtree(path, ignore_errors=True)
+                raise
+            hosted = self._host(name, db)
             self._databases[name] = hosted
             return hosted, report
 
