@@ -252,7 +252,7 @@ def test_a_consistent_archive_whose_log_does_not_chain_is_refused(
     tmp_path: Path, module_file: Path
 ) -> None:
     """Checksums only prove the archive is what was written; the log is checked too."""
-    from cosmictron.durability.backup import MemberSource, write_archive
+    from cosmictron.durability.archive import MemberSource, write_archive
 
     source = tmp_path / "source"
     with Database.open(source, module_file, durability=durability()) as db:

@@ -18,7 +18,7 @@ from rich.console import Console
 from cosmictron.cli.client import quote
 from cosmictron.cli.output import short
 from cosmictron.cli.session import Session, server_command
-from cosmictron.durability.backup import Manifest
+from cosmictron.durability.archive import Manifest
 from cosmictron.host.backup import verify_backup
 
 

@@ -8,7 +8,7 @@ module's source and schema, ``module/genesis.py`` once the module was updated,
 ``config.toml``). Everything else it copies after releasing the lock, because nothing it
 copies can change: segments are append-only and only the cut's prefix of the last one
 is taken, and the chosen snapshot is read whole at once. The archive format and its
-checks are in ``durability/backup.py``.
+checks are in ``durability/archive.py`` and ``durability/backup.py``.
 
 A restore verifies the archive completely, extracts it beside the target, cuts the log
 at the requested offset, opens the result once as a ``Database`` (so what is restored is
@@ -27,15 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from cosmictron.durability import DurabilityConfig, Record
-from cosmictron.durability.backup import (
+from cosmictron.durability.archive import (
     Manifest,
     MemberSource,
     extract_archive,
-    log_members,
-    truncate_log,
-    verify_log,
     write_archive,
 )
+from cosmictron.durability.backup import log_members, truncate_log, verify_log
 from cosmictron.durability.files import fsync_directory, write_file_durably
 from cosmictron.errors import BackupDamaged, Conflict, InvalidRequest
 from cosmictron.values import Identity, Timestamp

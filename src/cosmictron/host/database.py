@@ -35,7 +35,7 @@ from cosmictron.durability import (
     PersistenceLayer,
     PersistenceStatistics,
 )
-from cosmictron.durability.backup import Manifest
+from cosmictron.durability.archive import Manifest
 from cosmictron.errors import (
     CosmictronError,
     DurabilityError,
