@@ -26,6 +26,7 @@ server replies with.
     ├── DurabilityError 503     disk full or fsync failed: the database stops accepting writes
     │   └── CorruptLog          names the file and byte offset of the first bad record
     ├── VerificationFailed 422  the audit found a bad record; names the first one
+    │   └── BackupDamaged       a backup archive fails its checksums or its log check
     ├── ConnectionLost 503      (client SDK) the connection dropped before a reply came
     └── InternalError 500       a bug in Cosmictron, never a user's mistake
 """
@@ -239,6 +240,16 @@ class ConnectionLost(CosmictronError):
 
     code = "connection_lost"
     http_status = 503
+
+
+class BackupDamaged(VerificationFailed):
+    """A backup archive is damaged (a checksum, its manifest, or its log does not check).
+
+    Raised when a backup is verified after it is written and before it is restored; the
+    message names the member and what is wrong. A restore that raises it created nothing.
+    """
+
+    code = "backup_damaged"
 
 
 class InternalError(CosmictronError):

@@ -18,6 +18,7 @@ Errors, as a tree (each carries the CLI exit code it becomes, see ``cli/main.py`
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -115,17 +116,12 @@ class ServerClient:
             The reply's headers (``X-Cosmictron-Tx-Offset`` for exports).
 
         Raises:
-            As ``stream_lines``.
+            As ``open_download``.
         """
-        with self._open("GET", path, None, None, None, timeout_s=None) as response:
-            while True:
-                try:
-                    chunk = response.read(UPLOAD_CHUNK_BYTES * 16)
-                except (OSError, http.client.HTTPException) as exc:
-                    raise CannotConnect(f"the connection to {self.url} broke: {exc}") from None
-                if not chunk:
-                    return dict(response.headers)
+        with self.open_download(path) as (headers, chunks):
+            for chunk in chunks:
                 destination.write(chunk)
+        return headers
 
     def stream_lines(self, path: str) -> Iterator[Any]:
         """GET ``path`` and yield each line of its NDJSON reply as soon as it arrives.
@@ -144,6 +140,29 @@ class ServerClient:
                     return
                 if line.strip():
                     yield self._decode(response.status, line, response)
+
+    @contextlib.contextmanager
+    def open_download(self, path: str) -> Iterator[tuple[dict[str, str], Iterator[bytes]]]:
+        """GET ``path`` for a binary reply: yield its headers and an iterator of chunks.
+
+        Raises:
+            ServerError: the server replied with an error document.
+            CannotConnect: no reply, or the connection dropped mid-reply.
+        """
+        with self._open("GET", path, None, None, None, timeout_s=None) as response:
+            media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+            if media_type == "application/json":  # an error document, not the file
+                self._decode(response.status, response.read(), response)
+                raise CannotConnect(f"{self.url} sent JSON where a file was expected")
+
+            def chunks() -> Iterator[bytes]:
+                try:
+                    while chunk := response.read(UPLOAD_CHUNK_BYTES * 16):
+                        yield chunk
+                except (OSError, http.client.HTTPException) as exc:
+                    raise CannotConnect(f"the connection to {self.url} broke: {exc}") from None
+
+            yield dict(response.headers), chunks()
 
     def _open(
         self,

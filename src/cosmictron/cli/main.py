@@ -30,6 +30,7 @@ from typing import Any
 import click
 
 from cosmictron import __version__
+from cosmictron.cli.backup import backup, restore
 from cosmictron.cli.client import ClientError
 from cosmictron.cli.data import call, parse_argument, sql
 from cosmictron.cli.databases import delete, deploy, describe, list_databases
@@ -151,6 +152,8 @@ for command in (
     import_csv,
     export,
 ):
+    cli.add_command(command)
+for command in (backup, restore):
     cli.add_command(command)
 
 

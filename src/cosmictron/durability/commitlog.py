@@ -80,6 +80,7 @@ class CommitLog:
         self.segment_bytes = 0
         self.bytes_written = 0
         self.first_offset = 1
+        self.segment_base_offset = 1
         self.buffered = sync.fsync_policy == "always"
         self._pending: list[tuple[bytes, int]] = []
         self._pending_lock = threading.Lock()
@@ -88,9 +89,21 @@ class CommitLog:
         if self.buffered:
             sync.flush = self.flush_pending
 
-    def start(self, fd: int, segment_bytes: int, next_offset: int, last_hash: bytes) -> None:
-        """Continue the log after recovery: ``fd`` is the last segment, ending at a valid frame."""
+    def start(
+        self,
+        fd: int,
+        segment_bytes: int,
+        next_offset: int,
+        last_hash: bytes,
+        segment_base_offset: int,
+    ) -> None:
+        """Continue the log after recovery: ``fd`` is the last segment, ending at a valid frame.
+
+        ``segment_base_offset`` names that segment (its first record's offset), so a
+        backup can tell which file the last appended record is in.
+        """
         self.fd = fd
+        self.segment_base_offset = segment_base_offset
         self.segment_bytes = self._flushed_bytes = segment_bytes
         self._allocated_bytes = self.storage.size(fd)
         self.next_offset = self.first_offset = next_offset
@@ -233,6 +246,7 @@ class CommitLog:
                     "free disk space and retry"
                 ) from exc
             self.fd = self.sync.fd = new_fd
+            self.segment_base_offset = self.next_offset
         self.storage.close(old_fd)
         self.segment_bytes = self._flushed_bytes = self._allocated_bytes = self.storage.size(new_fd)
 

@@ -56,6 +56,22 @@ class PersistenceStatistics:
     failed: bool
 
 
+@dataclass(frozen=True)
+class LogCut:
+    """The end of the log at one moment: what a consistent online backup copies.
+
+    ``offset`` is the last appended record (0 for none) and ``last_hash`` its hash; that
+    record ends at byte ``segment_bytes`` of the segment named by ``segment_base_offset``
+    (when ``offset`` is below that base, the segment holds no record yet). Segments are
+    append-only and never deleted, so the bytes before the cut never change.
+    """
+
+    offset: int
+    last_hash: bytes
+    segment_base_offset: int
+    segment_bytes: int
+
+
 class PersistenceLayer:
     """The commit log, its fsync policy and snapshots for one data directory.
 
@@ -148,7 +164,9 @@ class PersistenceLayer:
             if tail.path is None:
                 fd = create_segment(self.storage, self.log_dir, tail.next_offset)
                 segment_bytes = self.storage.size(fd)
+                segment_base_offset = tail.next_offset
             else:
+                segment_base_offset = int(os.path.basename(tail.path).split(".")[0])
                 fd = open_segment_for_append(self.storage, tail.path, tail.valid_bytes, tail.torn)
                 # What recovery read may still be only in the page cache.
                 self.storage.sync(fd, "fsync")
@@ -157,7 +175,7 @@ class PersistenceLayer:
             raise DurabilityError(
                 f"could not open the commit log in {self.log_dir} for writing ({exc})"
             ) from exc
-        self._log.start(fd, segment_bytes, tail.next_offset, tail.last_hash)
+        self._log.start(fd, segment_bytes, tail.next_offset, tail.last_hash, segment_base_offset)
         self._started = True
         # Bind the writer's method directly: the hot path skips one Python call.
         self.append = self._log.append  # type: ignore[method-assign]
@@ -212,6 +230,20 @@ class PersistenceLayer:
     def next_offset(self) -> int:
         """The offset the next ``append`` will return."""
         return self._log.next_offset
+
+    def cut(self) -> LogCut:
+        """Where the log ends now: the last offset, its hash, and its segment's byte length.
+
+        The caller must hold the writer lock (no ``append`` may run meanwhile). The bytes
+        up to ``segment_bytes`` may still wait in the ``always`` buffer: call
+        ``sync_now`` before reading them from the file.
+        """
+        if not self._started or self._closed:
+            raise InternalError("cut() needs a recovered, open layer")
+        log = self._log
+        return LogCut(
+            log.next_offset - 1, log.last_hash, log.segment_base_offset, log.segment_bytes
+        )
 
     @property
     def last_hash(self) -> bytes:

@@ -35,6 +35,7 @@ from cosmictron.durability import (
     PersistenceLayer,
     PersistenceStatistics,
 )
+from cosmictron.durability.archive import Manifest
 from cosmictron.errors import (
     CosmictronError,
     DurabilityError,
@@ -46,6 +47,7 @@ from cosmictron.errors import (
     SchemaError,
     SubscriptionError,
 )
+from cosmictron.host.backup import backup_to_file
 from cosmictron.host.clock import Clock, SystemClock
 from cosmictron.host.directory import (
     identities,
@@ -1112,6 +1114,21 @@ class Database:
 
         if self._persistence.request_snapshot(build_with_imports):
             self._last_snapshot_offset = self._offset
+
+    def backup(self, path: str | os.PathLike[str]) -> Manifest:
+        """Write a verified backup of this database to the file ``path``, while writes go on.
+
+        The backup holds the state at the last transaction committed when it starts (its
+        cut); transactions committed meanwhile are not in it. Restore it with
+        ``cosmictron.host.backup.restore`` (docs/guide/backup-restore.md).
+
+        Returns:
+            The backup's manifest (``cut_offset``, ``cut_hash``, members and checksums).
+
+        Raises:
+            BackupDamaged: the written file failed verification (it was deleted).
+        """
+        return backup_to_file(self, path)
 
     def close(self) -> None:
         """Sync the log, finish snapshots and release the data directory. Idempotent."""

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from cosmictron.durability import DurabilityConfig
 from cosmictron.errors import CosmictronError, InvalidRequest
-from cosmictron.server import bulk, export, websocket  # noqa: F401 - bulk, export: their routes
+from cosmictron.server import backup, bulk, export, websocket  # noqa: F401 - their routes
 from cosmictron.server.auth import TokenAuthority
 from cosmictron.server.logs import end_followers, logs
 from cosmictron.server.metrics import metrics
@@ -73,6 +73,8 @@ def build_app(registry: DatabaseRegistry, authority: TokenAuthority) -> web.Appl
     app[AUTHORITY] = authority
     app.add_routes(routes)
     app.router.add_get("/v1/database/{name}/logs", logs)
+    app.router.add_get("/v1/database/{name}/backup", backup.backup)
+    app.router.add_put("/v1/database/{name}/restore", backup.restore)
     app.router.add_get("/metrics", metrics)
     app.on_shutdown.append(end_followers)
     websocket.setup(app)

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cosmictron.durability import DurabilityConfig
-from cosmictron.errors import InvalidRequest, NotFound, PermissionDenied
+from cosmictron.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from cosmictron.host import Database
+from cosmictron.host.backup import RestoreReport, restore
 from cosmictron.server.calls import CallWorker
-from cosmictron.values import Identity
+from cosmictron.values import Identity, Timestamp
 
 T = TypeVar("T")
 
@@ -138,6 +139,48 @@ class DatabaseRegistry:
             del self._databases[name]
             hosted.close()
             shutil.rmtree(self.directory / name, ignore_errors=True)
+
+    def restore(
+        self,
+        name: str,
+        archive: Path,
+        caller: Identity,
+        to_offset: int | None = None,
+        to_time: Timestamp | None = None,
+    ) -> tuple[HostedDatabase, RestoreReport]:
+        """Create database ``name``, owned by ``caller``, from a backup archive. Blocking.
+
+        Raises:
+            InvalidRequest: a bad name, or a point past the backup's cut.
+            Conflict: a database called ``name`` exists.
+            BackupDamaged: the archive is damaged; nothing was created.
+        """
+        check_name(name)
+        with self._admin:
+            if name in self._databases:
+                raise Conflict(
+                    f"database {name!r} already exists; restore under another name or "
+                    f"delete it first"
+                )
+            path = self.directory / name
+            if path.exists():
+                shutil.rmtree(path)  # a creation that failed half-way before
+            report = restore(
+                archive,
+                path,
+                to_offset=to_offset,
+                to_time=to_time,
+                owner=caller,
+                durability=self.durability,
+            )
+            try:
+                db = Database.open(path, durability=self.durability)
+            except BaseException:
+                shutil.rmtree(path, ignore_errors=True)
+                raise
+            hosted = self._host(name, db)
+            self._databases[name] = hosted
+            return hosted, report
 
     def close_all(self) -> None:
         """Close every database: each waits for its calls, syncs its log and closes."""

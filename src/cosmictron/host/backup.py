@@ -1,0 +1,238 @@
+"""Backup and restore of a whole database: the one implementation the server and CLI carry.
+
+A backup is taken while writes continue (``docs/design/backup.md``). Under the writer
+lock, for as long as it takes to read a few attributes and small files, it fixes the
+*cut*: the last committed offset, its hash and where its record ends in its segment,
+and reads the host's files as they are at that offset (``database.json``, the running
+module's source and schema, ``module/genesis.py`` once the module was updated,
+``config.toml``). Everything else it copies after releasing the lock, because nothing it
+copies can change: segments are append-only and only the cut's prefix of the last one
+is taken, and the chosen snapshot is read whole at once. The archive format and its
+checks are in ``durability/archive.py`` and ``durability/backup.py``.
+
+A restore verifies the archive completely, extracts it beside the target, cuts the log
+at the requested offset, opens the result once as a ``Database`` (so what is restored is
+proven to replay) and only then renames it into place: a damaged archive or a failed
+replay leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from cosmictron.durability import DurabilityConfig, Record
+from cosmictron.durability.archive import (
+    Manifest,
+    MemberSource,
+    extract_archive,
+    write_archive,
+)
+from cosmictron.durability.backup import log_members, truncate_log, verify_log
+from cosmictron.durability.files import fsync_directory, write_file_durably
+from cosmictron.errors import BackupDamaged, Conflict, InvalidRequest
+from cosmictron.values import Identity, Timestamp
+
+if TYPE_CHECKING:
+    from cosmictron.host.database import Database
+
+REQUIRED_MEMBERS = ("database.json", "module/module.py")
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    """What ``restore`` did: the archive's cut and the offset the database now ends at."""
+
+    path: str
+    cut_offset: int
+    tx_offset: int
+    identity: str
+    owner: str
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "cut_offset": self.cut_offset,
+            "tx_offset": self.tx_offset,
+            "identity": self.identity,
+            "owner": self.owner,
+        }
+
+
+def write_backup(database: Database, out: BinaryIO) -> Manifest:
+    """Write a consistent backup of the open ``database`` to ``out``, while writes go on.
+
+    ``out`` may be a pipe or socket; nothing is read back. ``backup_to_file`` also
+    verifies what it wrote.
+    """
+    with database._lock:  # the writer lock: no transaction commits while the cut is read
+        cut = database._persistence.cut()
+        host_files = _host_files(database)
+    # Under ``always`` the cut's bytes may still wait in the writer's buffer.
+    database._persistence.sync_now()
+    members = host_files + log_members(
+        str(database.path), cut.offset, cut.segment_base_offset, cut.segment_bytes
+    )
+    return write_archive(out, members, cut.offset, cut.last_hash)
+
+
+def backup_to_file(database: Database, path: str | os.PathLike[str]) -> Manifest:
+    """Back ``database`` up into the file ``path``, verified; see ``Database.backup``."""
+    target = Path(path)
+    partial = target.with_name(target.name + ".part")
+    try:
+        with open(partial, "wb") as out:
+            write_backup(database, out)
+            out.flush()
+            os.fsync(out.fileno())
+        manifest = verify_backup(partial)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return manifest
+
+
+def verify_backup(path: str | os.PathLike[str]) -> Manifest:
+    """Check every checksum of the backup in ``path`` and that its log replays to the cut.
+
+    Raises:
+        BackupDamaged: what is wrong, naming the member.
+    """
+    with tempfile.TemporaryDirectory(prefix="cosmictron-verify-") as scratch:
+        return _extract_verified(Path(path), Path(scratch), None)[0]
+
+
+def restore(
+    archive: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    *,
+    to_offset: int | None = None,
+    to_time: Timestamp | None = None,
+    owner: Identity | None = None,
+    durability: DurabilityConfig | None = None,
+) -> RestoreReport:
+    """Create the database in ``path`` from a backup, as of its cut or an earlier point.
+
+    Args:
+        archive: the backup file.
+        path: the new data directory; it must not exist (or be empty).
+        to_offset: restore the state after this transaction (at most the cut; 0 is the
+            empty database, whose ``@init`` then runs as on creation).
+        to_time: restore the state after the last transaction at or before this time.
+        owner: make this identity the owner (the server sets the caller); by default the
+            backed-up database's owner is kept. Its identity is always kept.
+        durability: the settings to open it with (to check that it replays).
+
+    Raises:
+        BackupDamaged: the archive is damaged; nothing was created.
+        Conflict: ``path`` already holds something.
+        InvalidRequest: ``to_offset`` is past the backup's cut, or both points were given.
+    """
+    target = Path(path)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise Conflict(f"{str(target)!r} already exists; restore into a new directory")
+    if to_offset is not None and to_time is not None:
+        raise InvalidRequest("give to_offset or to_time, not both")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.restoring-", dir=target.parent))
+    scratch.chmod(0o755)  # mkdtemp makes it private; a data directory is not
+    try:
+        manifest, point = _extract_verified(Path(archive), scratch, to_time)
+        offset = _restore_offset(manifest, to_offset if to_time is None else point)
+        truncate_log(str(scratch), offset, manifest.snapshot_offset)
+        if owner is not None:
+            _set_owner(scratch, owner)
+        report = _open_once(scratch, manifest, offset, durability)
+        if target.exists():
+            target.rmdir()
+        os.replace(scratch, target)
+        fsync_directory(str(target.parent))
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return RestoreReport(str(target), *report)
+
+
+def _host_files(database: Database) -> list[MemberSource]:
+    """The host's files as of the cut; called under the writer lock, so they match it."""
+    members = []
+    directory = database.path
+    for name in ("database.json", "config.toml", "module/genesis.py"):
+        file = directory / name
+        if file.exists():
+            data = file.read_bytes()
+            members.append(MemberSource(name, len(data), data=data))
+    loaded = database.module
+    schema = json.dumps(loaded.schema.describe(), indent=1, sort_keys=True).encode()
+    members.append(MemberSource("module/module.py", len(loaded.source), data=loaded.source))
+    members.append(MemberSource("module/schema.json", len(schema), data=schema))
+    return members
+
+
+def _extract_verified(
+    archive: Path, directory: Path, to_time: Timestamp | None
+) -> tuple[Manifest, int]:
+    """Extract and verify; with ``to_time``, also find the last offset at or before it."""
+    try:
+        source = open(archive, "rb")  # noqa: SIM115 - closed below, errors named first
+    except FileNotFoundError:
+        raise InvalidRequest(f"no backup file {str(archive)!r}") from None
+    with source:
+        manifest = extract_archive(source, str(directory))
+    for name in REQUIRED_MEMBERS:
+        if name not in manifest.members:
+            raise BackupDamaged(f"the backup lacks {name}; it is not a database backup")
+    point = 0
+    visit = None
+    if to_time is not None:
+        limit_us = to_time.micros_since_epoch
+
+        def visit(record: Record) -> None:
+            nonlocal point
+            if record.body[0] <= limit_us:
+                point = record.offset
+
+    verify_log(str(directory), manifest, visit)
+    return manifest, point
+
+
+def _restore_offset(manifest: Manifest, to_offset: int | None) -> int:
+    if to_offset is None:
+        return manifest.cut_offset
+    if not 0 <= to_offset <= manifest.cut_offset:
+        raise InvalidRequest(
+            f"cannot restore to offset {to_offset}: the backup holds offsets 0 to "
+            f"{manifest.cut_offset}"
+        )
+    return to_offset
+
+
+def _set_owner(directory: Path, owner: Identity) -> None:
+    info_path = directory / "database.json"
+    try:
+        info = json.loads(info_path.read_text())
+        info["owner"] = owner.hex()
+    except (ValueError, TypeError) as exc:
+        raise BackupDamaged(f"the backup's database.json is not valid: {exc}") from None
+    write_file_durably(str(info_path), [json.dumps(info, indent=1).encode()])
+
+
+def _open_once(
+    directory: Path, manifest: Manifest, offset: int, durability: DurabilityConfig | None
+) -> tuple[int, int, str, str]:
+    """Open the restored directory as a database (it must replay), then close it."""
+    from cosmictron.host.database import Database  # database.py imports this module
+
+    with Database.open(directory, durability=durability) as database:
+        assert offset == 0 or database.tx_offset == offset, (database.tx_offset, offset)
+        return (
+            manifest.cut_offset,
+            database.tx_offset,
+            database.identity.hex(),
+            database.owner.hex(),
+        )
