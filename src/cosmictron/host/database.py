@@ -1081,10 +1081,15 @@ class Database:
         """The commit log's counters (appends, syncs and their latency) for ``/metrics``."""
         return self._persistence.statistics()
 
-    def subscription_statistics(self) -> dict[str, int]:
-        """Active subscriptions and the distinct live queries maintained for them."""
+    def subscription_statistics(self) -> dict[str, Any]:
+        """Active subscriptions, the distinct live queries maintained for them, and the
+        time spent keeping them up to date since the database opened."""
         manager = self._subscriptions
-        return {"subscriptions": manager.subscription_count, "queries": manager.query_count}
+        return {
+            "subscriptions": manager.subscription_count,
+            "queries": manager.query_count,
+            "maintenance_seconds": manager.maintenance_seconds,
+        }
 
     def check_invariants(self) -> None:
         with self._lock:

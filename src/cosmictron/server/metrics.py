@@ -172,6 +172,13 @@ def _database(out: Exposition, hosted: HostedDatabase) -> None:
         subs["subscriptions"],
     )
     out.add(
+        "cosmictron_subscription_maintenance_seconds_total",
+        "counter",
+        "Time commits spent computing and delivering subscription updates.",
+        labels,
+        subs["maintenance_seconds"],
+    )
+    out.add(
         "cosmictron_subscription_queries",
         "gauge",
         "Distinct live queries maintained (identical queries count once).",
