@@ -199,7 +199,7 @@ class Session:
         self.queue_max = queue_max
         self.closed = False
         self.subscriptions: dict[QueryId, Subscription] = {}
-        self._outbox: deque[tuple[int, dict[str, Any]]] = deque()
+        self._outbox: deque[tuple[int, dict[str, Any] | str]] = deque()
         self._ready = asyncio.Event()
         self._sender = asyncio.create_task(self._send_all())
         self._closer: asyncio.Task[None] | None = None
@@ -214,7 +214,7 @@ class Session:
 
     # -- outgoing -------------------------------------------------------------------------
 
-    def deliver(self, message: dict[str, Any], offset: int) -> None:
+    def deliver(self, message: dict[str, Any] | str, offset: int) -> None:
         """Queue ``message``, to be sent once ``offset`` is durable (event loop only)."""
         if self.closed:
             return
@@ -239,7 +239,8 @@ class Session:
                 if not watermark.reached(offset):
                     await watermark.wait_durable(offset)
                 self._outbox.popleft()
-                await self.ws.send_str(json.dumps(message))
+                # A str is JSON already, made once for every client it goes to (feed.py).
+                await self.ws.send_str(message if isinstance(message, str) else json.dumps(message))
         except ConnectionError:
             self.closed = True
         except CosmictronError as exc:  # the database can no longer make anything durable
