@@ -78,8 +78,8 @@ class Server:
         return self.request("PUT", f"/v1/database/{name}{suffix}", source, token)
 
 
-def start_server(data_dir: Path, *extra: str) -> Server:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = subprocess.Popen(
         [CLI, "start", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *extra],
         stdout=subprocess.PIPE,

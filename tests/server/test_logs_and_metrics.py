@@ -121,3 +121,34 @@ def test_metrics_count_calls_errors_and_syncs(server: Server) -> None:
     assert samples['cosmictron_connected_clients{database="shop"}'] == 0
     assert samples['cosmictron_client_queue_messages_max{database="shop"}'] == 0
     assert re.search(r"^# TYPE cosmictron_reducer_duration_seconds histogram$", text, re.M)
+
+
+def test_the_server_profile_flag_and_the_environment_follow_the_precedence(tmp_path) -> None:
+    """Without --profile the environment's policy holds (this server syncs every call);
+    --profile is a flag, and a profile named at a higher level fills every setting, so
+    it wins over the environment (docs/guide/durability.md, "Precedence")."""
+    import urllib.request
+
+    from tests.server.conftest import start_server, stop_server
+
+    def syncs_after_two_calls(*flags: str) -> float:
+        server = start_server(
+            tmp_path / f"data{len(flags)}", *flags, env={"COSMICTRON_FSYNC_POLICY": "always"}
+        )
+        try:
+            _, token = server.identity()
+            assert server.deploy("shop", MODULE, token).status == 201
+            for name in ["a", "b"]:
+                server.request("POST", "/v1/database/shop/call/add", [name])
+            with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
+                text = response.read().decode()
+            return next(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith('cosmictron_fsync_total{database="shop"}')
+            )
+        finally:
+            stop_server(server)
+
+    assert syncs_after_two_calls() >= 2
+    assert syncs_after_two_calls("--profile", "development") == 0

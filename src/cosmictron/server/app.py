@@ -19,7 +19,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-from cosmictron.durability import DurabilityConfig
 from cosmictron.errors import CosmictronError, InvalidRequest
 from cosmictron.server import backup, bulk, export, websocket  # noqa: F401 - their routes
 from cosmictron.server.auth import TokenAuthority
@@ -92,9 +91,8 @@ def serve(host: str, port: int, data_dir: Path, profile: str | None) -> None:
 
 
 async def _serve(host: str, port: int, data_dir: Path, profile: str | None) -> None:
-    durability = DurabilityConfig.from_profile(profile) if profile else None
     data_dir.mkdir(parents=True, exist_ok=True)
-    registry = DatabaseRegistry(data_dir, durability)
+    registry = DatabaseRegistry(data_dir, profile)
     await asyncio.to_thread(registry.open_all)
     authority = TokenAuthority.load_or_create(data_dir / "server")
     runner = web.AppRunner(build_app(registry, authority), shutdown_timeout=10.0)

@@ -14,6 +14,7 @@ are rare and change the registry itself); calls never take it.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import tempfile
@@ -58,9 +59,9 @@ class HostedDatabase:
 class DatabaseRegistry:
     """Names to open databases; creates, updates and deletes them."""
 
-    def __init__(self, root: Path, durability: DurabilityConfig | None = None) -> None:
+    def __init__(self, root: Path, profile: str | None = None) -> None:
         self.root = root
-        self.durability = durability
+        self.profile = profile
         self._databases: dict[str, HostedDatabase] = {}
         self._admin = threading.Lock()
         self._uploads = root / "uploads"
@@ -75,8 +76,16 @@ class DatabaseRegistry:
         for path in sorted(self.directory.iterdir()):
             if path.is_dir() and (path / "module" / "module.py").exists():
                 self._databases[path.name] = self._host(
-                    path.name, Database.open(path, durability=self.durability)
+                    path.name, Database.open(path, durability=self.durability_for(path))
                 )
+
+    def durability_for(self, path: Path) -> DurabilityConfig:
+        """A database's settings: the server's ``--profile`` is a flag, so the usual
+        precedence holds (flag > environment > the database's config.toml > profile)."""
+        flags = {"profile": self.profile} if self.profile else None
+        return DurabilityConfig.resolve(
+            flags=flags, environ=os.environ, config_file=path / "config.toml"
+        )
 
     def names(self) -> list[str]:
         return sorted(self._databases)
@@ -120,7 +129,9 @@ class DatabaseRegistry:
                 if path.exists():
                     shutil.rmtree(path)  # a creation that failed half-way before
                 try:
-                    db = Database.open(path, upload, durability=self.durability, owner=caller)
+                    db = Database.open(
+                        path, upload, durability=self.durability_for(path), owner=caller
+                    )
                 except BaseException:
                     shutil.rmtree(path, ignore_errors=True)
                     raise
@@ -171,10 +182,10 @@ class DatabaseRegistry:
                 to_offset=to_offset,
                 to_time=to_time,
                 owner=caller,
-                durability=self.durability,
+                durability=self.durability_for(path),
             )
             try:
-                db = Database.open(path, durability=self.durability)
+                db = Database.open(path, durability=self.durability_for(path))
             except BaseException:
                 shutil.rmtree(path, ignore_errors=True)
                 raise
