@@ -21,7 +21,6 @@ Targets are printed, never asserted (bench/README.md).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import gc
 import http.client
@@ -41,7 +40,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import MODULE_PATH, SQLITE_SCHEMA, machine_info, row_values  # noqa: E402
+from common import machine_info, parse_args, temp_parent, write_results  # noqa: E402
+from run import MODULE_PATH, SQLITE_SCHEMA, row_values  # noqa: E402
 
 CLI = shutil.which("cosmictron-cli", path=str(Path(sys.executable).parent)) or "cosmictron-cli"
 FULL_ROWS = 1_000_000
@@ -154,20 +154,13 @@ def measure_sqlite(parent: str, rows: int, body: bytes) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_ROWS:,} rows")
-    parser.add_argument("--out", default=str(HERE / "results" / "bulk_http.json"))
-    parser.add_argument("--tmpdir", default=None, help="parent of the temp data dirs")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__, "bulk_http.json", argv, quick_help=f"{QUICK_ROWS:,} rows")
     rows = QUICK_ROWS if args.quick else FULL_ROWS
-    parent = tempfile.mkdtemp(prefix="cosmictron-bench-", dir=args.tmpdir)
-    try:
+    with temp_parent(args.tmpdir, "cosmictron-bench-") as parent:
         body = csv_body(rows)
         endpoint = measure_endpoint(parent, body, rows)
         peers = measure_sqlite(parent, rows, body)
         info = machine_info(parent)
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
     ratio = endpoint["rows_per_s"] / peers["sqlite"]["rows_per_s"]
     ratio_csv = endpoint["rows_per_s"] / peers["sqlite_from_csv"]["rows_per_s"]
     met_rate = endpoint["rows_per_s"] >= TARGET_ROWS_PER_S
@@ -181,25 +174,26 @@ def main(argv: list[str] | None = None) -> int:
           f"{'met' if met_ratio else 'MISSED'})")  # fmt: skip
     print(f"  ratio vs sqlite from CSV    {ratio_csv:.2f}x")
     print(f"  rows/s target >= {TARGET_ROWS_PER_S:,}: {'met' if met_rate else 'MISSED'}")
-    document = {
-        "suite": "bulk_http",
-        "mode": "quick" if args.quick else "full",
-        "rows": rows,
-        "machine": info,
-        "cosmictron_endpoint": {**endpoint, "profile": "production"},
+    # No settings, duration or results keys: this suite's figures are at the top level.
+    write_results(
+        args.out,
+        "bulk_http",
+        args.mode,
+        None,
+        info,
+        None,
+        None,
+        rows=rows,
+        cosmictron_endpoint={**endpoint, "profile": "production"},
         **peers,
-        "sqlite_synchronous": "FULL",
-        "ratio_vs_sqlite": ratio,
-        "ratio_vs_sqlite_from_csv": ratio_csv,
-        "targets": {
+        sqlite_synchronous="FULL",
+        ratio_vs_sqlite=ratio,
+        ratio_vs_sqlite_from_csv=ratio_csv,
+        targets={
             "rows_per_s": {"target": TARGET_ROWS_PER_S, "met": met_rate},
             "ratio_vs_sqlite": {"target": TARGET_RATIO, "met": met_ratio},
         },
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"wrote {out}")
+    )
     return 0
 
 

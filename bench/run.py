@@ -20,14 +20,10 @@ Fairness rules:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import datetime
 import gc
 import itertools
-import json
 import os
-import platform
 import random
 import shutil
 import sqlite3
@@ -42,6 +38,16 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 MODULE_PATH = HERE / "bench_module.py"
+
+from common import (  # noqa: E402
+    fmt,
+    machine_info,
+    parse_args,
+    run_took,
+    temp_parent,
+    text_table,
+    write_results,
+)
 
 import cosmictron  # noqa: E402
 from cosmictron import DurabilityConfig  # noqa: E402
@@ -559,76 +565,27 @@ def evaluate(results: dict[str, Any], threads: int) -> list[dict[str, Any]]:
     return rows
 
 
-def fmt(value: float | None, unit: str = "") -> str:
-    if value is None:
-        return "n/a"
-    if unit.startswith("s per"):
-        return f"{value:.2f}"
-    if value >= 100:
-        return f"{value:,.0f}"
-    return f"{value:.2f}"
-
-
 def table_text(rows: list[dict[str, Any]]) -> str:
+    """The core table: one line per metric; labels, units and targets left-aligned."""
     header = ("metric", "unit", "cosmictron", "sqlite", "ratio", "target", "result")
-    lines = [header]
-    for r in rows:
-        lines.append(
-            (
-                r["metric"],
-                r["unit"],
-                fmt(r["cosmictron"], r["unit"]),
-                fmt(r["peer"], r["unit"]),
-                "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}x",
-                r["target"],
-                {True: "met", False: "MISSED", None: "-"}[r["met"]],
-            )
+    lines = [
+        (
+            r["metric"],
+            r["unit"],
+            fmt(r["cosmictron"], r["unit"]),
+            fmt(r["peer"], r["unit"]),
+            "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}x",
+            r["target"],
+            {True: "met", False: "MISSED", None: "-"}[r["met"]],
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = []
-    for n, line in enumerate(lines):
-        cells = [
-            cell.ljust(w) if i in (0, 1, 5) else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-        ]
-        out.append("  ".join(cells).rstrip())
-        if n == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
-
-
-def machine_info(parent: str) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "python_implementation": platform.python_implementation(),
-        "sqlite": sqlite3.sqlite_version,
-        "cosmictron": cosmictron.__version__,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "tmpdir": parent,
-    }
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu_model"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return info
+        for r in rows
+    ]
+    return text_table(header, lines, left=(0, 1, 5))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small N, whole run < 60 s")
-    parser.add_argument("--out", default=str(HERE / "results" / "core.json"), help="JSON path")
-    parser.add_argument("--tmpdir", default=None, help="parent of the temp data dirs")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__, "core.json", argv, quick_help="small N, whole run < 60 s")
     settings = QUICK if args.quick else FULL
-
-    parent = tempfile.mkdtemp(prefix="cosmictron-bench-", dir=args.tmpdir)
     results: dict[str, Any] = {}
     started = time.perf_counter()
     steps = (
@@ -637,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
         ("bulk load and replay", measure_bulk_and_replay),
         ("memory per row", measure_memory),
     )
-    try:
+    with temp_parent(args.tmpdir, "cosmictron-bench-") as parent:
         for label, step in steps:
             t = time.perf_counter()
             print(f"[bench] {label} ...", file=sys.stderr, flush=True)
@@ -647,29 +604,14 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
+        machine = machine_info(parent)
     rows = evaluate(results, settings.threads)
     print(table_text(rows))
-    total = time.perf_counter() - started
     print(
         f"\n{sum(r['met'] is True for r in rows)} met, "
-        f"{sum(r['met'] is False for r in rows)} missed; run took {total:.0f}s "
-        f"({'quick' if args.quick else 'full'})"
+        f"{sum(r['met'] is False for r in rows)} missed; {run_took(started, args.mode)}"
     )
-    document = {
-        "suite": "core",
-        "mode": "quick" if args.quick else "full",
-        "settings": dataclasses.asdict(settings),
-        "machine": machine_info(parent),
-        "duration_seconds": total,
-        "summary": rows,
-        "results": results,
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(args.out, "core", args.mode, settings, machine, started, results, summary=rows)
     return 0
 
 

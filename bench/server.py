@@ -48,7 +48,6 @@ stats to FILE at shutdown. See bench/README.md, "Server".
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import datetime
@@ -71,6 +70,19 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from common import (  # noqa: E402
+    fmt,
+    machine_info,
+    parse_args,
+    run_took,
+    temp_parent,
+    text_table,
+    write_results,
+)
+
 PROTOCOL = "v1.json.cosmictron"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -973,8 +985,6 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def table_text(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    from run import fmt
-
     def ms(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.2f}"
 
@@ -989,7 +999,7 @@ def table_text(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         "p99 ms",
         "ratio",
     )
-    lines = [header]
+    lines = []
     for key, label, _, _ in SCENARIOS:
         mine = results["cosmictron"][key]
         peer = results["postgresql"].get(key)
@@ -1007,16 +1017,7 @@ def table_text(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
                 "n/a" if ratio is None else f"{ratio:.2f}x",
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = []
-    for n, line in enumerate(lines):
-        cells = [
-            cell.ljust(w) if i == 0 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-        ]
-        out.append("  ".join(cells).rstrip())
-        if n == 0:
-            out.append("  ".join("-" * w for w in widths))
+    out = [text_table(header, lines)]
     out.append("")
     for key, _, _, _ in SCENARIOS:
         mine = results["cosmictron"][key]
@@ -1058,68 +1059,54 @@ def load_average() -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short loops, a few seconds")
-    parser.add_argument("--out", default=str(HERE / "results" / "server.json"), help="JSON path")
-    parser.add_argument("--tmpdir", default=None, help="parent of the temp data dirs")
-    parser.add_argument("--client", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = parse_args(
+        __doc__, "server.json", argv, quick_help="short loops, a few seconds", hidden=("--client",)
+    )
     if args.client is not None:
         return client_main(args.client)
-
-    if str(HERE) not in sys.path:
-        sys.path.insert(0, str(HERE))
-    from run import machine_info
 
     def interrupted(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupted)  # clean up on SIGTERM as on Ctrl-C
     settings = QUICK if args.quick else FULL
-    parent = tempfile.mkdtemp(prefix="cosmictron-bench-server-", dir=args.tmpdir)
     load_before = load_average()
     started = time.perf_counter()
-    try:
+    with temp_parent(args.tmpdir, "cosmictron-bench-server-") as parent:
         results = measure(settings, parent)
         machine = machine_info(parent)
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
     load_after = load_average()
     rows = goals(results)
     print(table_text(results, rows))
-    total = time.perf_counter() - started
     print(
         f"\nload average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
-        f"(1 min; {os.cpu_count()} cores); run took {total:.0f}s "
-        f"({'quick' if args.quick else 'full'})"
+        f"(1 min; {os.cpu_count()} cores); {run_took(started, args.mode)}"
     )
     machine["load_average_before"] = load_before
     machine["load_average_after"] = load_after
-    document = {
-        "suite": "server",
-        "mode": "quick" if args.quick else "full",
-        "settings": dataclasses.asdict(settings),
-        "workload": {
-            "cosmictron_module": MODULE_SOURCE,
-            "cosmictron_profile": "production",
-            "postgresql_schema": list(PG_SCHEMA),
-            "postgresql_call": PG_PREPARE,
-            "fanout_query": FANOUT_QUERY,
-            "fanout_latency": "subscriber wall clock at receipt minus the update's timestamp",
-        },
-        "machine": machine,
-        "duration_seconds": total,
-        "goals": rows,
-        "results": results,
-    }
     for engine in ("cosmictron", "postgresql"):  # keep the JSON small: no raw samples
-        for figures in document["results"][engine].values():
+        for figures in results[engine].values():
             if isinstance(figures, dict):
                 figures.pop("latencies_ms", None)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"wrote {out}")
+    workload = {
+        "cosmictron_module": MODULE_SOURCE,
+        "cosmictron_profile": "production",
+        "postgresql_schema": list(PG_SCHEMA),
+        "postgresql_call": PG_PREPARE,
+        "fanout_query": FANOUT_QUERY,
+        "fanout_latency": "subscriber wall clock at receipt minus the update's timestamp",
+    }
+    write_results(
+        args.out,
+        "server",
+        args.mode,
+        settings,
+        machine,
+        started,
+        results,
+        workload=workload,
+        goals=rows,
+    )
     return 0
 
 

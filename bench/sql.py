@@ -16,13 +16,9 @@ figures and the ratio against the goal (>= 1x SQLite), never asserts it, and wri
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import random
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,11 +27,11 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+from common import machine_info, parse_args, run_took, temp_parent, write_results  # noqa: E402
 from run import (  # noqa: E402
     CosmictronEngine,
     SqliteEngine,
     alternate,
-    machine_info,
     ratio,
     row_values,
     table_text,
@@ -120,19 +116,12 @@ def measure_point_select(settings: Settings, parent: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small N, a few seconds")
-    parser.add_argument("--out", default=str(HERE / "results" / "sql.json"), help="JSON path")
-    parser.add_argument("--tmpdir", default=None, help="parent of the temp data dirs")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__, "sql.json", argv)
     settings = QUICK if args.quick else FULL
-    parent = tempfile.mkdtemp(prefix="cosmictron-bench-sql-", dir=args.tmpdir)
     started = time.perf_counter()
-    try:
+    with temp_parent(args.tmpdir, "cosmictron-bench-sql-") as parent:
         result = measure_point_select(settings, parent)
         machine = machine_info(parent)
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
     rel = ratio(result["cosmictron"], result["sqlite"])
     summary = [
         {
@@ -147,21 +136,17 @@ def main(argv: list[str] | None = None) -> int:
         }
     ]
     print(table_text(summary))
-    total = time.perf_counter() - started
-    print(f"\nrun took {total:.0f}s ({'quick' if args.quick else 'full'})")
-    document = {
-        "suite": "sql",
-        "mode": "quick" if args.quick else "full",
-        "settings": dataclasses.asdict(settings),
-        "machine": machine,
-        "duration_seconds": total,
-        "summary": summary,
-        "results": {"point_select": result},
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"\n{run_took(started, args.mode)}")
+    write_results(
+        args.out,
+        "sql",
+        args.mode,
+        settings,
+        machine,
+        started,
+        {"point_select": result},
+        summary=summary,
+    )
     return 0
 
 

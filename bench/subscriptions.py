@@ -30,10 +30,8 @@ asserted. See bench/README.md, "Subscriptions".
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gc
-import json
 import shutil
 import sys
 import tempfile
@@ -45,7 +43,15 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from run import fmt, machine_info  # noqa: E402
+from common import (  # noqa: E402
+    fmt,
+    machine_info,
+    parse_args,
+    run_took,
+    temp_parent,
+    text_table,
+    write_results,
+)
 
 import cosmictron  # noqa: E402
 from cosmictron import DurabilityConfig  # noqa: E402
@@ -289,9 +295,8 @@ def measure(settings: Settings, parent: str) -> dict[str, Any]:
 
 def table_text(results: dict[str, Any]) -> str:
     header = ("scenario", "subs", "total µs/tx", "maintenance µs/tx", "updates/tx")
-    lines = [header]
     base = results["baseline"]["us_per_tx"]
-    lines.append(("no subscriptions (baseline)", "0", fmt(base), "-", "-"))
+    lines = [("no subscriptions (baseline)", "0", fmt(base), "-", "-")]
     for key, _, _ in SCENARIOS:
         r = results[key]
         lines.append(
@@ -303,16 +308,7 @@ def table_text(results: dict[str, Any]) -> str:
                 f"{r['updates_per_tx']:.3f}",
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = []
-    for n, line in enumerate(lines):
-        cells = [
-            cell.ljust(w) if i == 0 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-        ]
-        out.append("  ".join(cells).rstrip())
-        if n == 0:
-            out.append("  ".join("-" * w for w in widths))
+    out = [text_table(header, lines)]
     j = results["join_delta_vs_full"]
     ratio = "n/a" if j["full_over_delta"] is None else f"{j['full_over_delta']:,.0f}x"
     out.append("")
@@ -333,43 +329,24 @@ def table_text(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small N, a few seconds")
-    parser.add_argument(
-        "--out", default=str(HERE / "results" / "subscriptions.json"), help="JSON path"
-    )
-    parser.add_argument("--tmpdir", default=None, help="parent of the temp data dir")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__, "subscriptions.json", argv)
     settings = QUICK if args.quick else FULL
-    parent = tempfile.mkdtemp(prefix="cosmictron-bench-subs-", dir=args.tmpdir)
     started = time.perf_counter()
-    try:
+    with temp_parent(args.tmpdir, "cosmictron-bench-subs-") as parent:
         results = measure(settings, parent)
         machine = machine_info(parent)
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
     print(table_text(results))
-    total = time.perf_counter() - started
-    print(f"\nrun took {total:.0f}s ({'quick' if args.quick else 'full'})")
-    document = {
-        "suite": "subscriptions",
-        "mode": "quick" if args.quick else "full",
-        "settings": dataclasses.asdict(settings),
-        "queries": {
-            "join": JOIN_SQL,
-            "parameterised": PARAM_SQL,
-            "feed": FEED_SQL,
-            "row_level_security": RLS_SQL,
-            "post_first": POST_FIRST_SQL,
-        },
-        "machine": machine,
-        "duration_seconds": total,
-        "results": results,
+    print(f"\n{run_took(started, args.mode)}")
+    queries = {
+        "join": JOIN_SQL,
+        "parameterised": PARAM_SQL,
+        "feed": FEED_SQL,
+        "row_level_security": RLS_SQL,
+        "post_first": POST_FIRST_SQL,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(
+        args.out, "subscriptions", args.mode, settings, machine, started, results, queries=queries
+    )
     return 0
 
 
