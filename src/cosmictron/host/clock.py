@@ -1,7 +1,7 @@
 """Time, behind an interface, so the scheduler can be driven by tests without sleeping.
 
 The host reads the wall clock in two places: a transaction's timestamp
-(``Database._next_timestamp_us``) and the scheduler's "what is due now, and how long do I
+(``transactions.next_timestamp_us``) and the scheduler's "what is due now, and how long do I
 wait". Both go through a ``Clock``. ``SystemClock`` is the real one;
 ``cosmictron.testing.ManualClock`` only moves when a test moves it, and wakes the waiting
 scheduler when it does, so a test can say "three intervals pass" and see exactly three

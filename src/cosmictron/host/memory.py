@@ -6,9 +6,16 @@ table also remembers its estimate as of the last commit (``committed_bytes``), s
 transaction's growth is one subtraction per changed table, not a walk of its rows.
 A transaction that shrinks the tables always commits, even over the limit, so a full
 database can be cleaned up.
+
+``collector_paused`` lives here too: building many rows at once (replay, bulk loads)
+is where the cyclic garbage collector costs most and can free least.
 """
 
 from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterator
 
 from cosmictron.datastore import Datastore, TableChange
 from cosmictron.errors import ResourceExhausted
@@ -49,3 +56,20 @@ class MemoryBudget:
         self.used_bytes = used_bytes
         for change in changes:
             change.table.committed_bytes = change.table.estimated_bytes
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Disable the cyclic garbage collector for the block, restoring it afterwards.
+
+    Replay and bulk loads allocate a tuple per row and keep all of them; the collector
+    would rescan the whole growing heap again and again (a 1M-row replay ran twice as
+    long in a process with a large heap) and can free nothing there.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

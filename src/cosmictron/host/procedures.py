@@ -4,7 +4,7 @@ A ``@procedure`` runs on threads of its own (``ProcedureRunner``, at most
 ``limits.procedure_threads_max`` per database), never under the writer lock, so a
 procedure waiting seconds on an HTTP or LLM call delays no reducer and takes none of the
 threads the server runs reducer calls on. It changes data only through
-``ctx.with_tx(fn)``, which runs ``fn`` as an ordinary transaction (``Database._transact``)
+``ctx.with_tx(fn)``, which runs ``fn`` as an ordinary transaction (``transactions.transact``)
 logged as ``<procedure>/with_tx`` with the procedure's arguments; the record holds the
 transaction's effects, so replay never repeats the I/O.
 
@@ -19,6 +19,10 @@ never retried behind the caller's back. ``fn`` runs exactly once per ``with_tx``
 raises, it is rolled back and the error reaches the procedure, which may call
 ``with_tx`` again. That is safe because ``fn`` is meant to be deterministic and free of
 side effects (I/O belongs in the procedure, before or after it).
+
+``start_procedure`` (what ``Database.start_procedure`` delegates to) is a function over
+the database, for the reason given in ``transactions.py``; the rest of this module knows
+nothing of databases.
 """
 
 from __future__ import annotations
@@ -30,10 +34,23 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cosmictron import limits
 from cosmictron.errors import ProcedureTimedOut
+from cosmictron.host.transactions import (
+    CallOutcome,
+    as_reducer_failure,
+    check_can_write,
+    check_return,
+    raise_unknown_reducer,
+    transact,
+)
+from cosmictron.module import ProcedureContext, ReducerContext
+from cosmictron.values import ConnectionId, Identity, Timestamp
+
+if TYPE_CHECKING:
+    from cosmictron.host.database import Database
 
 T = TypeVar("T")
 
@@ -114,3 +131,67 @@ class ProcedureRunner:
         with self._lock:
             if self._executor is not None:
                 self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def start_procedure(
+    db: Database,
+    procedure: str,
+    args: tuple[Any, ...] | list[Any],
+    kwargs: dict[str, Any] | None,
+    sender: Identity | None,
+    connection_id: ConnectionId | None,
+) -> ProcedureCall:
+    """``Database.start_procedure``: check the arguments, then submit the call."""
+    binding = db.module.procedures.get(procedure)
+    if binding is None:
+        raise_unknown_reducer(db.module, procedure)
+    values, wire_args = binding.bind(tuple(args), kwargs or {})
+    caller = sender or db.owner
+    deadline = Deadline(procedure, binding.timeout_s)
+    last_offset = [0]
+
+    def run_tx(fn: Callable[[ReducerContext], Any]) -> Any:
+        deadline.check()
+        value, offset = _with_tx(db, procedure, fn, wire_args, caller, connection_id)
+        last_offset[0] = offset
+        return value
+
+    def run() -> CallOutcome:
+        deadline.check()  # it waited in the queue past its deadline: never start
+        started_us = db._clock.now_us()
+        ctx = ProcedureContext(
+            procedure, caller, connection_id, db.identity, Timestamp(started_us), run_tx
+        )
+        started = time.perf_counter()
+        try:
+            value = binding.function(ctx, *values)
+            check_return(binding, value)
+        except ProcedureTimedOut:
+            db.reducer_metrics.observe(procedure, time.perf_counter() - started, True)
+            raise
+        except Exception as exc:
+            db.reducer_metrics.observe(procedure, time.perf_counter() - started, True)
+            failure = as_reducer_failure(procedure, exc)
+            db.log.append("ERROR", str(failure), procedure)
+            raise failure from exc
+        db.reducer_metrics.observe(procedure, time.perf_counter() - started, False)
+        return CallOutcome(value, last_offset[0], Timestamp(started_us))
+
+    return ProcedureCall(procedure, db._procedures.submit(run), deadline)
+
+
+def _with_tx(
+    db: Database,
+    procedure: str,
+    fn: Callable[[ReducerContext], Any],
+    wire_args: Any,
+    sender: Identity,
+    connection_id: ConnectionId | None,
+) -> tuple[Any, int]:
+    """A procedure's ``ctx.with_tx(fn)``: one transaction, logged ``<name>/with_tx``."""
+    name = f"{procedure}/with_tx"
+    with db._lock:
+        check_can_write(db, name)
+        value, offset, _ = transact(db, name, fn, wire_args, sender, connection_id)
+    db._persistence.wait_durable(offset)
+    return value, offset

@@ -1,0 +1,117 @@
+"""Recovery: bring an opened database to its last committed state, and adopt a module.
+
+``Database.open`` builds an empty database under the module it starts from, then calls
+``recover`` (load the newest snapshot, replay every record after it, switching module at
+each module record) and, if it was given a module, ``adopt``. The steps and the rules for
+trusting a snapshot or a record are in docs/design/architecture.md, "Opening and
+recovery"; the record bodies in ``records.py``; module records in ``hotswap.py``.
+
+Functions over the ``Database`` rather than methods: replay fills exactly the state the
+commit path later advances (offset, last timestamp, schedule book, import keys), and
+runs once, before any other thread can see the database, so it needs no lock and no
+object of its own.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cosmictron.datastore import differences
+from cosmictron.datastore.migration import reset_datastore
+from cosmictron.durability import MODULE_RECORD_KIND, TX_RECORD_KIND
+from cosmictron.errors import SchemaError
+from cosmictron.host.hotswap import replay_module_change
+from cosmictron.host.memory import collector_paused
+from cosmictron.host.records import (
+    BULK_INSERT,
+    apply_record_body,
+    load_snapshot_state,
+    read_module_body,
+    record_schedule,
+    snapshot_module,
+    snapshot_schedules,
+)
+from cosmictron.module import LoadedModule, load_source
+
+if TYPE_CHECKING:
+    from cosmictron.host.database import Database
+
+
+def recover(db: Database) -> None:
+    """Replay the log into ``db``, with the garbage collector paused (see memory.py)."""
+    with collector_paused():
+        _replay(db)
+
+
+def _replay(db: Database) -> None:
+    """Load the newest snapshot, then apply every record after it, in order.
+
+    The replay starts under the module the snapshot was taken under (or the first
+    module), and a module record switches module and tables at its offset, so each
+    record is decoded with the tables it was written with.
+    """
+    recovery = db._persistence.recover()
+    datastore = db._datastore
+    module = db.module
+    book = db._book
+    if recovery.snapshot is not None:
+        taken_under = snapshot_module(recovery.snapshot.state)
+        if taken_under is not None and taken_under[0] != module.source:
+            module = load_source(*taken_under)
+            reset_datastore(datastore, module.schema)
+            book.use_schema(module.schema)
+        load_snapshot_state(datastore, recovery.snapshot.state)
+        book.apply(book.decode(datastore, snapshot_schedules(recovery.snapshot.state)))
+        if isinstance(recovery.snapshot.state, dict):
+            db._imports.load(recovery.snapshot.state.get("imports"))
+        db._offset = recovery.snapshot.offset
+        db._last_snapshot_offset = recovery.snapshot.offset
+    for record in recovery.records:
+        if record.kind == TX_RECORD_KIND:
+            apply_record_body(datastore, record.body)
+            schedule = record_schedule(record.body)
+            if schedule:
+                book.apply(book.decode(datastore, schedule))
+            db._last_timestamp_us = record.body[0]
+            if record.body[3] == BULK_INSERT:
+                db._imports.observe(record.body[4], record.offset)
+        elif record.kind == MODULE_RECORD_KIND:
+            change = read_module_body(record.body)
+            module = replay_module_change(datastore, module, change, record.offset)
+            book.use_schema(module.schema)
+            book.reconcile(datastore, change.timestamp_us)
+            if change.clear:
+                db._imports.clear()
+            db._last_timestamp_us = change.timestamp_us
+        db._offset = record.offset
+    if module is not db.module:
+        db._install(module)
+        db._subscriptions.schema_changed(module.schema)
+    # Only a log from before scheduling existed leaves rows without an entry.
+    book.reconcile(datastore, db._clock.now_us())
+    db._memory.reset(datastore)
+
+
+def adopt(db: Database, explicit: LoadedModule) -> None:
+    """Run the module ``open`` was given, after replay: it must fit the stored tables.
+
+    The same source is only rebound (the caller's classes must be the table classes).
+    Different source with the same tables is a module update without migration,
+    recorded like any other so that replay and ``open(path)`` find it.
+
+    Raises:
+        SchemaError: its tables differ from the stored ones.
+    """
+    if explicit.source == db.module.source or db._offset == 0:
+        if db._offset == 0:  # nothing was written under the stored module
+            reset_datastore(db._datastore, explicit.schema)
+            db._subscriptions.schema_changed(explicit.schema)
+        db._install(explicit)
+        return
+    problems = differences(db.module.schema, explicit.schema)
+    if problems:
+        raise SchemaError(
+            f"the module does not match the data in {str(db.path)!r}: "
+            f"{'; '.join(problems)} (use Database.update_module to migrate the data)"
+        )
+    db.update_module(explicit)
