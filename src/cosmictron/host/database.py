@@ -37,7 +37,6 @@ from typing import Any, TypeVar
 from cosmictron.datastore import Datastore, TableChange, Transaction
 from cosmictron.durability import (
     DurabilityConfig,
-    PersistenceConfig,
     PersistenceLayer,
     PersistenceStatistics,
 )
@@ -45,9 +44,8 @@ from cosmictron.durability.archive import Manifest
 from cosmictron.errors import InvalidRequest, NotFound, SubscriptionError
 from cosmictron.host import hotswap, imports, procedures, recovery, scheduled_runs, transactions
 from cosmictron.host.backup import backup_to_file
-from cosmictron.host.clock import Clock, SystemClock
-from cosmictron.host.directory import identities, load_new_module, store_module, stored_module
-from cosmictron.host.handles import Session, TableHandle
+from cosmictron.host.clock import Clock
+from cosmictron.host.handles import DbView, Session, TableHandle
 from cosmictron.host.hotswap import MigrationReport
 from cosmictron.host.imports import AppliedImports, BulkInsertOutcome
 from cosmictron.host.logs import ModuleLog, capture_module_logger
@@ -77,16 +75,6 @@ class DatabaseStatistics:
     memory_limit_bytes: int
     reducer_calls: int
     reducer_failures: int
-
-
-class DbView:
-    """``ctx.db``: one handle per table, all bound to the running transaction."""
-
-    def __init__(self, handles: dict[str, TableHandle]) -> None:
-        self.__dict__.update(handles)
-
-    def __getattr__(self, name: str) -> Any:
-        raise AttributeError(f"the database has no table {name!r}")
 
 
 class Database:
@@ -194,34 +182,7 @@ class Database:
             SchemaError: the module is invalid or would not read the stored data.
             CorruptLog: the log is damaged other than at its tail.
         """
-        directory = Path(path)
-        if module is None and not (directory / "module" / "module.py").exists():
-            raise NotFound(f"{str(directory)!r} holds no database yet; give a module to create one")
-        if durability is None:
-            config_file = directory / "config.toml"
-            durability = DurabilityConfig.resolve(
-                environ=os.environ, config_file=config_file if config_file.exists() else None
-            )
-        explicit = load_new_module(module) if module is not None else None
-        persistence = PersistenceLayer(PersistenceConfig(data_dir=str(directory)), durability)
-        try:
-            base = stored_module(directory, explicit)
-            assert base is not None, "checked above: a module was given or one is stored"
-            identity, owner = identities(directory, owner)
-            database = cls(
-                directory, base, persistence, durability, identity, owner, clock or SystemClock()
-            )
-            recovery.recover(database)
-            if explicit is not None:
-                recovery.adopt(database, explicit)
-            store_module(directory, database.module)
-            if database._offset == 0:
-                transactions.run_init(database)
-        except BaseException:
-            persistence.close()
-            raise
-        database._scheduler.start()
-        return database
+        return recovery.open_database(cls, Path(path), module, durability, owner, clock)
 
     # -- calling ----------------------------------------------------------------------
 

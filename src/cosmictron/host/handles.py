@@ -339,3 +339,13 @@ def _draw_ids(
         elif values[position] >= counters[position]:
             counters[position] = values[position] + 1
     return tuple(values)
+
+
+class DbView:
+    """``ctx.db``: one handle per table, all bound to the running transaction."""
+
+    def __init__(self, handles: dict[str, TableHandle]) -> None:
+        self.__dict__.update(handles)
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"the database has no table {name!r}")

@@ -1,10 +1,11 @@
 """Recovery: bring an opened database to its last committed state, and adopt a module.
 
-``Database.open`` builds an empty database under the module it starts from, then calls
-``recover`` (load the newest snapshot, replay every record after it, switching module at
-each module record) and, if it was given a module, ``adopt``. The steps and the rules for
-trusting a snapshot or a record are in docs/design/architecture.md, "Opening and
-recovery"; the record bodies in ``records.py``; module records in ``hotswap.py``.
+``open_database`` (what ``Database.open`` delegates to) builds an empty database under
+the module it starts from, then calls ``recover`` (load the newest snapshot, replay every
+record after it, switching module at each module record) and, if it was given a module,
+``adopt``. The steps and the rules for trusting a snapshot or a record are in
+docs/design/architecture.md, "Opening and recovery"; the record bodies in
+``records.py``; module records in ``hotswap.py``.
 
 Functions over the ``Database`` rather than methods: replay fills exactly the state the
 commit path later advances (offset, last timestamp, schedule book, import keys), and
@@ -14,12 +15,22 @@ object of its own.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cosmictron.datastore import differences
 from cosmictron.datastore.migration import reset_datastore
-from cosmictron.durability import MODULE_RECORD_KIND, TX_RECORD_KIND
-from cosmictron.errors import SchemaError
+from cosmictron.durability import (
+    MODULE_RECORD_KIND,
+    TX_RECORD_KIND,
+    DurabilityConfig,
+    PersistenceConfig,
+    PersistenceLayer,
+)
+from cosmictron.errors import NotFound, SchemaError
+from cosmictron.host.clock import Clock, SystemClock
+from cosmictron.host.directory import identities, load_new_module, store_module, stored_module
 from cosmictron.host.hotswap import replay_module_change
 from cosmictron.host.memory import collector_paused
 from cosmictron.host.records import (
@@ -31,10 +42,50 @@ from cosmictron.host.records import (
     snapshot_module,
     snapshot_schedules,
 )
+from cosmictron.host.transactions import run_init
 from cosmictron.module import LoadedModule, load_source
+from cosmictron.values import Identity
 
 if TYPE_CHECKING:
     from cosmictron.host.database import Database
+
+
+def open_database(
+    cls: type[Database],
+    directory: Path,
+    module: Any,
+    durability: DurabilityConfig | None,
+    owner: Identity | None,
+    clock: Clock | None,
+) -> Database:
+    """``Database.open``: settings, lock, module, replay, then start the scheduler."""
+    if module is None and not (directory / "module" / "module.py").exists():
+        raise NotFound(f"{str(directory)!r} holds no database yet; give a module to create one")
+    if durability is None:
+        config_file = directory / "config.toml"
+        durability = DurabilityConfig.resolve(
+            environ=os.environ, config_file=config_file if config_file.exists() else None
+        )
+    explicit = load_new_module(module) if module is not None else None
+    persistence = PersistenceLayer(PersistenceConfig(data_dir=str(directory)), durability)
+    try:
+        base = stored_module(directory, explicit)
+        assert base is not None, "checked above: a module was given or one is stored"
+        identity, owner = identities(directory, owner)
+        database = cls(
+            directory, base, persistence, durability, identity, owner, clock or SystemClock()
+        )
+        recover(database)
+        if explicit is not None:
+            adopt(database, explicit)
+        store_module(directory, database.module)
+        if database._offset == 0:
+            run_init(database)
+    except BaseException:
+        persistence.close()
+        raise
+    database._scheduler.start()
+    return database
 
 
 def recover(db: Database) -> None:
