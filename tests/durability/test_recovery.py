@@ -188,3 +188,22 @@ def test_a_large_garbage_tail_is_scanned_by_payload_prefix(
     with open(path, "ab") as file:
         file.write(random.Random(7).randbytes(16 << 20))
     assert len(recover_all(open_layer())) == 10
+
+
+def test_a_half_created_segment_is_removed_by_recovery_but_not_by_a_live_listing(
+    open_layer: OpenLayer, data_dir: str
+) -> None:
+    """A ``.tmp`` segment is the writer's next segment while the log is live (a backup
+    lists the log then) and a leftover only at recovery: only recovery removes it."""
+    from cosmictron.durability.segment import list_segments
+    from cosmictron.durability.storage import FILE_STORAGE
+
+    write_log(open_layer, 3)
+    log_dir = os.path.join(data_dir, "log")
+    pending = os.path.join(log_dir, f"{99:020d}.log.tmp")
+    with open(pending, "wb") as handle:
+        handle.write(b"being created")
+    assert [base for base, _ in list_segments(FILE_STORAGE, log_dir)] == [1]
+    assert os.path.exists(pending)  # a live listing leaves it for the writer
+    assert_recovers(open_layer, 3)
+    assert not os.path.exists(pending)  # recovery: nothing can be writing it

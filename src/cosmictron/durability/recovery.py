@@ -75,7 +75,7 @@ class Recovery:
         snapshot = self.snapshot
         snapshot_offset = snapshot.offset if snapshot is not None else 0
         snapshot_hash = snapshot.last_hash if snapshot is not None else GENESIS_HASH
-        segments = list_segments(self.storage, self.log_dir)
+        segments = list_segments(self.storage, self.log_dir, remove_leftovers=True)
         if not segments:
             if snapshot_offset:
                 raise CorruptLog(

@@ -76,17 +76,22 @@ def segment_path(log_dir: str, base_offset: int) -> str:
     return os.path.join(log_dir, f"{base_offset:020d}{SEGMENT_SUFFIX}")
 
 
-def list_segments(storage: Storage, log_dir: str) -> list[tuple[int, str]]:
+def list_segments(
+    storage: Storage, log_dir: str, *, remove_leftovers: bool = False
+) -> list[tuple[int, str]]:
     """Return ``(base_offset, path)`` for every segment, in offset order.
 
-    Leftover temporary files from an interrupted segment creation are deleted: they were
-    never renamed, so no record was ever written to them.
+    ``remove_leftovers`` (recovery only, before any writer runs) deletes temporary files
+    from an interrupted segment creation: they were never renamed, so no record was ever
+    written to them. Anyone listing a live log (a backup) must leave them alone: one may
+    be the writer's next segment, about to be renamed.
     """
     segments = []
     for name in storage.list_directory(log_dir):
         path = os.path.join(log_dir, name)
         if name.endswith(".tmp"):
-            storage.unlink(path)
+            if remove_leftovers:
+                storage.unlink(path)
             continue
         stem = name.removesuffix(SEGMENT_SUFFIX)
         if name.endswith(SEGMENT_SUFFIX) and len(stem) == 20 and stem.isdigit():
