@@ -9,10 +9,13 @@ enforce on insert.
 from __future__ import annotations
 
 import datetime as _dt
+import enum
 import os
 import time
 from dataclasses import dataclass
-from typing import ClassVar, NewType
+from typing import Any, ClassVar, NewType
+
+from cosmictron.errors import InvalidRequest
 
 u8 = NewType("u8", int)
 u16 = NewType("u16", int)
@@ -205,3 +208,41 @@ class Vector:
             found = type(f"Vector[{dimension}]", (Vector,), {"dimension": dimension})
             cls._by_dimension[dimension] = found
         return found
+
+
+def json_form(value: Any) -> Any:
+    """The JSON form of a value: how HTTP and WebSocket clients send and receive it.
+
+    The form follows from the value's class alone (docs/reference/http.md, "Values in
+    JSON"), so the server (rows, return values), the client SDK (arguments, keys) and
+    the log (SQL parameters) share this one function. Raises ``InvalidRequest`` for a
+    value with no JSON form.
+
+    >>> json_form(Identity.zero())[:8]
+    '00000000'
+    >>> json_form({"at": [b"\\x01", TimeDuration(5)]})
+    {'at': ['01', 5]}
+    """
+    if isinstance(value, enum.Enum):  # before int: an IntEnum is an int too
+        return value.name
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Identity | ConnectionId):
+        return value.hex()
+    if isinstance(value, Timestamp):
+        return value.isoformat()
+    if isinstance(value, TimeDuration):
+        return value.micros
+    if isinstance(value, ScheduleAt):
+        if value.kind == "interval":
+            return {"interval_micros": value.micros}
+        return {"at": Timestamp(value.micros).isoformat()}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, dict):
+        return {str(key): json_form(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_form(item) for item in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return {name: json_form(getattr(value, name)) for name in value.__dataclass_fields__}
+    raise InvalidRequest(f"{type(value).__name__} has no JSON form: {value!r}")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cosmictron.client import Client, connect
-from cosmictron.client.jsonforms import encode
+from cosmictron.values import json_form as encode
 from tests.client.conftest import MODULE, QUERIES
 from tests.server.conftest import Server, start_server, stop_server
 

@@ -23,31 +23,9 @@ from cosmictron import Database, DurabilityConfig
 from cosmictron.durability.backup import log_members
 from cosmictron.errors import BackupDamaged, Conflict, InvalidRequest
 from cosmictron.host.backup import restore, verify_backup
+from tests.host.counted_module import COUNTED_MODULE
 
-MODULE = """
-from cosmictron import ReducerContext, field, reducer, table
-
-
-@table(name="item")
-class Item:
-    id: int = field(primary_key=True)
-
-
-@table(name="counter")
-class Counter:
-    key: int = field(primary_key=True)
-    value: int = 0
-
-
-@reducer
-def put(ctx: ReducerContext, n: int) -> None:
-    ctx.db.item.insert(Item(id=n))
-    counter = ctx.db.counter.key.find(0)
-    if counter is None:
-        ctx.db.counter.insert(Counter(key=0, value=1))
-    else:
-        ctx.db.counter.key.update(Counter(key=0, value=counter.value + 1))
-"""
+MODULE = COUNTED_MODULE.replace("def append(", "def put(")
 
 MODULE_V2 = MODULE.replace(
     "    id: int = field(primary_key=True)\n",

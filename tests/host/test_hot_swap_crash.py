@@ -31,38 +31,19 @@ import pytest
 
 import cosmictron
 from cosmictron import DurabilityConfig
+from tests.host.counted_module import COUNTED_MODULE
 
 WRITER = Path(__file__).with_name("swap_crash_writer.py")
 
-V1 = """
-from cosmictron import ReducerContext, field, reducer, table
-
-
-@table(name="item")
-class Item:
-    id: int = field(primary_key=True)
-
-
-@table(name="counter")
-class Counter:
-    key: int = field(primary_key=True)
-    value: int = 0
-
-
-@reducer
-def append(ctx: ReducerContext, n: int) -> None:
-    ctx.db.item.insert(Item(id=n))
-    counter = ctx.db.counter.key.find(0)
-    if counter is None:
-        ctx.db.counter.insert(Counter(key=0, value=1))
-    else:
-        ctx.db.counter.key.update(Counter(key=0, value=counter.value + 1))
-
+V1 = (
+    COUNTED_MODULE
+    + """
 
 @reducer
 def version(ctx: ReducerContext) -> int:
     return 1
 """
+)
 
 V2 = (
     V1.replace(

@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cosmictron.client.jsonforms import decode, encode
+from cosmictron.client.jsonforms import decode
 from cosmictron.client.schema import TableInfo
 from cosmictron.errors import InternalError, InvalidRequest, NotFound
+from cosmictron.values import json_form
 
 JsonRow = dict[str, Any]
 RowFactory = Callable[..., Any]
@@ -117,7 +118,7 @@ class TableCache:
             raise InvalidRequest(
                 f"{self.name}.{by} is {len(columns)} columns {list(columns)}, got {len(key)} values"
             )
-        found = self._indexes[self._index_name(by)].get(_key_text(encode(list(key))))
+        found = self._indexes[self._index_name(by)].get(_key_text(json_form(list(key))))
         return None if found is None else self._rows[found][0]
 
     def _index_name(self, by: str) -> str:

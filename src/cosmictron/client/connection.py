@@ -32,12 +32,12 @@ from typing import Any
 import aiohttp
 
 from cosmictron.client.cache import ClientCache, RowEvent, RowFactory, TableCache
-from cosmictron.client.jsonforms import decode, encode
+from cosmictron.client.jsonforms import decode
 from cosmictron.client.replies import error_from_reply
 from cosmictron.client.schema import DatabaseSchema
 from cosmictron.client.settings import SavedIdentity, Settings, normalise_server_url
 from cosmictron.errors import ConnectionLost, CosmictronError, InvalidRequest, SubscriptionError
-from cosmictron.values import ConnectionId, Identity
+from cosmictron.values import ConnectionId, Identity, json_form
 
 logger = logging.getLogger(__name__)
 
@@ -185,12 +185,12 @@ class Client:
                 or may not have committed, and it is not resent.
         """
         info = self.schema.reducers.get(reducer)
-        arguments: Any = encode(list(args))
+        arguments: Any = json_form(list(args))
         if kwargs:
             if args and info is None:
                 raise InvalidRequest("give arguments by position or by name, not both")
             named = dict(zip((p.name for p in info.params), args, strict=False)) if info else {}
-            arguments = encode({**named, **kwargs})
+            arguments = json_form({**named, **kwargs})
         reply = await self._request("CallReducer", reducer=reducer, args=arguments)
         if reply.get("status") != "committed":
             raise error_from_reply(reply.get("error_code"), str(reply.get("error")), reducer)
@@ -475,7 +475,7 @@ class Client:
     async def _sql_over_http(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         assert self._http is not None
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        body = {"query": query, "params": encode(dict(params))}
+        body = {"query": query, "params": json_form(dict(params))}
         address = f"{self.url}/v1/database/{self.database}/sql"
         try:
             async with self._http.post(address, json=body, headers=headers) as response:

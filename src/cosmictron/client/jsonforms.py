@@ -1,11 +1,11 @@
 """Column values between their JSON forms (docs/reference/http.md) and Python, for clients.
 
-The server encodes from its ``ColumnType`` objects (``server/wire.py``); a client only has
-the schema as JSON (``GET /v1/database/{name}/schema``), so it decodes keyed by each
-column's *type description*, e.g. ``{"type": "Optional", "of": {"type": "Identity"}}``.
-The two share what matters, the value classes of the root module ``cosmictron.values``
-(``Identity.from_hex``, ``Timestamp.parse``, ...); the little dispatch around them is
-written twice on purpose, because ``client`` may import no server layer.
+Encoding depends on the value alone: ``cosmictron.values.json_form``, the one function
+the server, this SDK and the log share. Decoding needs the column's type: the server
+decodes from its ``ColumnType`` objects (``server/wire.py``); a client only has the
+schema as JSON (``GET /v1/database/{name}/schema``), so it decodes keyed by each column's
+*type description*, e.g. ``{"type": "Optional", "of": {"type": "Identity"}}``, with the
+value classes' own parsers (``Identity.from_hex``, ``Timestamp.parse``, ...).
 
 =================  =====================  ==============================================
 type description   JSON                   Python in the cache
@@ -28,7 +28,6 @@ product            object by field name   dict by field name
 
 from __future__ import annotations
 
-import enum
 from typing import Any
 
 from cosmictron.errors import InvalidRequest
@@ -85,39 +84,3 @@ def _decode(value: Any, described: TypeDescription) -> Any:
             field["name"]: _decode(value.get(field["name"]), field) for field in described["fields"]
         }
     return value  # numbers, bool, str, enum member names: JSON already has them
-
-
-def encode(value: Any) -> Any:
-    """The JSON form of a Python value (an argument to a reducer, a key to find).
-
-    The form follows from the value's class alone, as the server accepts it for any
-    column of that type.
-
-    >>> encode(Identity.zero())[:8]
-    '00000000'
-    >>> encode({"at": [b"\\x01", TimeDuration(5)]})
-    {'at': ['01', 5]}
-    """
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, enum.Enum):
-        return value.name
-    if isinstance(value, Identity | ConnectionId):
-        return value.hex()
-    if isinstance(value, Timestamp):
-        return value.isoformat()
-    if isinstance(value, TimeDuration):
-        return value.micros
-    if isinstance(value, ScheduleAt):
-        if value.kind == "interval":
-            return {"interval_micros": value.micros}
-        return {"at": Timestamp(value.micros).isoformat()}
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    if isinstance(value, dict):
-        return {str(key): encode(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [encode(item) for item in value]
-    if hasattr(value, "__dataclass_fields__"):
-        return {name: encode(getattr(value, name)) for name in value.__dataclass_fields__}
-    raise InvalidRequest(f"{type(value).__name__} has no JSON form: {value!r}")

@@ -29,6 +29,7 @@ before it leaves everything as it was.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,12 +44,14 @@ from cosmictron.datastore.types import REQUIRED
 from cosmictron.errors import SchemaError
 
 
-@dataclass(frozen=True)
-class MigrationPlan:
-    """What moving from ``old`` to ``new`` does; names are ``table`` or ``table.member``."""
+@dataclass(frozen=True, kw_only=True)
+class SchemaChanges:
+    """What a module update changes; names are ``table`` or ``table.member``.
 
-    old: ModuleSchema
-    new: ModuleSchema
+    Shared by the plan (what would change) and the host's report (what did), so the two
+    cannot drift apart.
+    """
+
     tables_added: tuple[str, ...] = ()
     tables_changed: tuple[str, ...] = ()
     """Existing tables whose description changes (their subscriptions end)."""
@@ -58,6 +61,18 @@ class MigrationPlan:
     reducers_added: tuple[str, ...] = ()
     reducers_removed: tuple[str, ...] = ()
     reducers_changed: tuple[str, ...] = ()
+
+    def changes(self) -> dict[str, tuple[str, ...]]:
+        """The change lists by name (the fields of ``SchemaChanges``)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(SchemaChanges)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class MigrationPlan(SchemaChanges):
+    """What moving from ``old`` to ``new`` does, and what would not read the old rows."""
+
+    old: ModuleSchema
+    new: ModuleSchema
     incompatibilities: tuple[str, ...] = ()
 
     def check(self) -> None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from cosmictron.datastore import Datastore
 from cosmictron.datastore.migration import (
     MigrationPlan,
+    SchemaChanges,
     plan_migration,
     reset_datastore,
     stage_migration,
@@ -39,9 +40,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class MigrationReport:
-    """What ``Database.update_module`` did; names are ``table`` or ``table.member``.
+@dataclass(frozen=True, kw_only=True)
+class MigrationReport(SchemaChanges):
+    """What ``Database.update_module`` did (the plan's changes, as carried out).
 
     ``tx_offset`` is the offset of the module record: the first offset under the new
     module.
@@ -49,48 +50,21 @@ class MigrationReport:
 
     tx_offset: int
     cleared: bool
-    tables_added: tuple[str, ...] = ()
-    tables_changed: tuple[str, ...] = ()
-    columns_added: tuple[str, ...] = ()
-    indexes_added: tuple[str, ...] = ()
-    indexes_removed: tuple[str, ...] = ()
-    reducers_added: tuple[str, ...] = ()
-    reducers_removed: tuple[str, ...] = ()
-    reducers_changed: tuple[str, ...] = ()
 
     @classmethod
     def from_plan(cls, plan: MigrationPlan, offset: int, cleared: bool) -> MigrationReport:
-        return cls(
-            tx_offset=offset,
-            cleared=cleared,
-            tables_added=plan.tables_added,
-            tables_changed=plan.tables_changed,
-            columns_added=plan.columns_added,
-            indexes_added=plan.indexes_added,
-            indexes_removed=plan.indexes_removed,
-            reducers_added=plan.reducers_added,
-            reducers_removed=plan.reducers_removed,
-            reducers_changed=plan.reducers_changed,
-        )
+        return cls(tx_offset=offset, cleared=cleared, **plan.changes())
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able form (the server's deploy reply).
 
-        >>> MigrationReport(7, False, tables_added=("tag",)).describe()["tables_added"]
+        >>> MigrationReport(tx_offset=7, cleared=False, tables_added=("tag",)).describe()[
+        ...     "tables_added"
+        ... ]
         ['tag']
         """
-        return {
-            "tx_offset": self.tx_offset,
-            "cleared": self.cleared,
-            "tables_added": list(self.tables_added),
-            "tables_changed": list(self.tables_changed),
-            "columns_added": list(self.columns_added),
-            "indexes_added": list(self.indexes_added),
-            "indexes_removed": list(self.indexes_removed),
-            "reducers_added": list(self.reducers_added),
-            "reducers_removed": list(self.reducers_removed),
-            "reducers_changed": list(self.reducers_changed),
-        }
+        lists = {name: list(names) for name, names in self.changes().items()}
+        return {"tx_offset": self.tx_offset, "cleared": self.cleared, **lists}
 
 
 def update_module(db: Database, module: Any, clear: bool, filename: str | None) -> MigrationReport:

@@ -18,7 +18,6 @@ A non-owner's SELECT is planned with the module's visibility filters
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -41,7 +40,7 @@ from cosmictron.query.cache import STATEMENTS, Converter, PointLookup
 from cosmictron.query.params import bind
 from cosmictron.query.parse import param_values, prepare
 from cosmictron.query.result import rows_result
-from cosmictron.values import ConnectionId, Identity, TimeDuration, Timestamp
+from cosmictron.values import Identity, json_form
 
 if TYPE_CHECKING:
     from cosmictron.host.database import Database
@@ -224,19 +223,5 @@ def _check_permissions(db: Database, statement: Any, sender: Identity) -> None:
 
 
 def _wire_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Parameters as msgpack-able values for the log record."""
-    return {name: _wire(value) for name, value in (params or {}).items()}
-
-
-def _wire(value: Any) -> Any:
-    if isinstance(value, Identity | ConnectionId):
-        return value.hex()
-    if isinstance(value, Timestamp):
-        return value.isoformat()
-    if isinstance(value, TimeDuration):
-        return value.micros
-    if isinstance(value, enum.Enum):
-        return value.name
-    if isinstance(value, list | tuple):
-        return [_wire(item) for item in value]
-    return value
+    """Parameters in their JSON form, for the log record (readable by an auditor)."""
+    return {name: json_form(value) for name, value in (params or {}).items()}

@@ -49,8 +49,8 @@ from cosmictron.datastore.types import (
     OptionalType,
 )
 from cosmictron.errors import InvalidRequest
-from cosmictron.server.wire import _from_json, to_json
-from cosmictron.values import ConnectionId, Identity, TimeDuration, Timestamp
+from cosmictron.server.wire import _from_json
+from cosmictron.values import ConnectionId, Identity, TimeDuration, Timestamp, json_form
 
 CellReader = Callable[[str], Any]
 CellWriter = Callable[[Any], str]
@@ -175,6 +175,4 @@ def cell_writer(column_type: ColumnType, column: str) -> CellWriter:
             return text
 
         return optional
-    return lambda value: json.dumps(
-        to_json(column_type.to_python(value), column_type), separators=(",", ":")
-    )
+    return lambda value: json.dumps(json_form(column_type.to_python(value)), separators=(",", ":"))

@@ -27,7 +27,7 @@ from cosmictron.errors import InvalidRequest, PermissionDenied
 from cosmictron.server.cells import cell_writer
 from cosmictron.server.registry import HostedDatabase
 from cosmictron.server.routes import caller_of, hosted, routes
-from cosmictron.server.wire import to_json
+from cosmictron.values import json_form
 
 EXPORT_CHUNK_ROWS = 20_000
 """Rows encoded per write: bounds the memory of the encoded text in flight."""
@@ -104,7 +104,7 @@ def _ndjson_encoder(schema: TableSchema) -> Any:
         lines = []
         for row in rows:
             item = {
-                name: to_json(column_type.to_python(value), column_type)
+                name: json_form(column_type.to_python(value))
                 for (name, column_type), value in zip(columns, row)  # noqa: B905
             }
             lines.append(json.dumps(item, separators=(",", ":")))

@@ -43,6 +43,7 @@ from cosmictron.server.registry import HostedDatabase
 from cosmictron.server.wire import row_to_json
 from cosmictron.subscription import LiveQuery, Subscription
 from cosmictron.subscription.live import TxView
+from cosmictron.subscription.manager import merged_update
 from cosmictron.values import Identity, Timestamp
 
 logger = logging.getLogger(__name__)
@@ -348,8 +349,7 @@ class DatabaseFeed:
     ) -> Callable[[Sequence[Any]], dict[str, Any]]:
         table = (schema or self.hosted.db.schema).table(table_name)
         names = [column.name for column in table.columns]
-        types = [column.type for column in table.columns]
-        return lambda row: row_to_json(row, names, types)
+        return lambda row: row_to_json(row, names)
 
 
 def _replayable(queries: Sequence[LiveQuery]) -> bool:
@@ -371,41 +371,8 @@ def _replay(
 ) -> dict[str, Any] | None:
     """What ``queries`` saw of one past transaction, merged per table (bag sum)."""
     view = TxView(datastore, changes)
-    net: dict[str, Counter[Any]] = {}
-    converters: dict[str, Any] = {}
-    for query in queries:
-        if not (view.tables & query.tables):
-            continue
-        inserts, deletes = query.delta(view)
-        counter = net.setdefault(query.table_name, Counter())
-        counter.update(inserts)
-        counter.subtract(deletes)
-        converters[query.table_name] = query.converters
-    tables = []
-    for name, counter in net.items():
-        inserts = [row for row, n in counter.items() if n > 0 for _ in range(n)]
-        deletes = [row for row, n in counter.items() if n < 0 for _ in range(-n)]
-        if inserts or deletes:
-            convert = converters[name]
-            tables.append(
-                {
-                    "table_name": name,
-                    "inserts": _python(inserts, convert),
-                    "deletes": _python(deletes, convert),
-                }
-            )
-    if not tables:
-        return None
-    return {"tx_offset": offset, "timestamp": timestamp, "tables": tables}
-
-
-def _python(rows: list[Any], converters: Sequence[Any] | None) -> list[Any]:
-    if converters is None:
-        return rows
-    return [
-        tuple(v if c is None or v is None else c(v) for c, v in zip(converters, row, strict=True))
-        for row in rows
-    ]
+    deltas = {query: query.delta(view) for query in queries if view.tables & query.tables}
+    return merged_update(offset, timestamp, queries, deltas)
 
 
 def _merge(messages: list[dict[str, Any]]) -> dict[str, Any]:

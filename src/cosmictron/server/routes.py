@@ -18,8 +18,8 @@ from cosmictron import __version__
 from cosmictron.errors import InvalidRequest, NotFound, PermissionDenied, Unauthenticated
 from cosmictron.server.auth import ANONYMOUS, TokenAuthority
 from cosmictron.server.registry import DatabaseRegistry, HostedDatabase
-from cosmictron.server.wire import from_json, row_to_json, to_json
-from cosmictron.values import ConnectionId, Identity
+from cosmictron.server.wire import from_json, row_to_json
+from cosmictron.values import ConnectionId, Identity, json_form
 
 REGISTRY = web.AppKey("registry", DatabaseRegistry)
 AUTHORITY = web.AppKey("authority", TokenAuthority)
@@ -148,7 +148,7 @@ async def call(request: web.Request) -> web.Response:
     outcome = await submit_call(database, reducer, args, kwargs, caller, None)
     return web.json_response(
         {
-            "return_value": to_json(outcome.return_value, binding.schema.return_type),
+            "return_value": json_form(outcome.return_value),
             "tx_offset": outcome.tx_offset,
             "timestamp": outcome.timestamp.isoformat(),
         }
@@ -228,7 +228,7 @@ async def sql(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "columns": list(result.columns),
-            "rows": [row_to_json(row, result.columns, [None] * len(row)) for row in result.rows],
+            "rows": [row_to_json(row, result.columns) for row in result.rows],
             "rows_affected": result.rows_affected,
             "tx_offset": result.tx_offset,
         }

@@ -51,9 +51,9 @@ from cosmictron.server.routes import (
     reducer_arguments,
     submit_call,
 )
-from cosmictron.server.wire import row_to_json, to_json
+from cosmictron.server.wire import row_to_json
 from cosmictron.subscription import Subscription
-from cosmictron.values import ConnectionId, Identity
+from cosmictron.values import ConnectionId, Identity, json_form
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class Session:
         self._ready = asyncio.Event()
         self._sender = asyncio.create_task(self._send_all())
         self._closer: asyncio.Task[None] | None = None
-        self._calls: deque[tuple[RequestId, Any, asyncio.Future[Any]]] = deque()
+        self._calls: deque[tuple[RequestId, asyncio.Future[Any]]] = deque()
         self._finisher: asyncio.Task[None] | None = None
         self._settled = asyncio.Event()
 
@@ -342,7 +342,6 @@ class Session:
         the order the calls were sent, by ``_finish_calls``."""
         db = self.hosted.db
         loop = asyncio.get_running_loop()
-        return_type = None
         future: asyncio.Future[Any]
         try:
             binding = db.module.reducers.get(request.reducer) or db.module.procedures.get(
@@ -351,7 +350,6 @@ class Session:
             if binding is None:
                 known = ", ".join(sorted([*db.module.reducers, *db.module.procedures])) or "none"
                 raise NotFound(f"no reducer named {request.reducer!r} (reducers: {known})")
-            return_type = binding.schema.return_type
             args, kwargs = reducer_arguments(binding.schema, request.args)
             future = submit_call(
                 self.hosted, request.reducer, args, kwargs, self.identity, self.connection_id
@@ -359,15 +357,15 @@ class Session:
         except CosmictronError as exc:
             future = loop.create_future()
             future.set_exception(exc)
-        self._calls.append((request.request_id, return_type, future))
+        self._calls.append((request.request_id, future))
         if self._finisher is None or self._finisher.done():
             self._finisher = asyncio.create_task(self._finish_calls())
         if len(self._calls) > limits.client_calls_in_flight_max:
-            await asyncio.shield(self._calls[0][2])  # stop reading until the oldest is done
+            await asyncio.shield(self._calls[0][1])  # stop reading until the oldest is done
 
     async def _finish_calls(self) -> None:
         while self._calls:
-            request_id, return_type, future = self._calls[0]
+            request_id, future = self._calls[0]
             try:
                 outcome = await asyncio.shield(future)
             except CosmictronError as exc:
@@ -375,7 +373,7 @@ class Session:
             else:
                 # The transaction's own TransactionUpdate was queued (under the writer
                 # lock) before the call was resolved, so it precedes this result.
-                value = to_json(outcome.return_value, return_type)
+                value = json_form(outcome.return_value)
                 result = reducer_result(request_id, return_value=value, tx_offset=outcome.tx_offset)
                 self.deliver(result, outcome.tx_offset)
             self._calls.popleft()
@@ -399,7 +397,7 @@ class Session:
         # A read sees every transaction up to now: it waits for them to be durable.
         offset = result.tx_offset if result.tx_offset is not None else db.tx_offset
         columns = list(result.columns)
-        rows = [row_to_json(row, columns, [None] * len(row)) for row in result.rows]
+        rows = [row_to_json(row, columns) for row in result.rows]
         table = {"table_name": "result", "columns": columns, "rows": rows}
         reply = {"OneOffQueryResult": {"request_id": request.request_id, "tables": [table]}}
         self.deliver(reply, offset)

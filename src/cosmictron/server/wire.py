@@ -20,14 +20,15 @@ enum               the member's name
 @cosmictron.type   object keyed by field name
 =================  ==========================================================
 
-Rows are objects keyed by column name (DESIGN.md §5). Decoding gives the Python value a
-reducer argument's check accepts; a value of the wrong shape is an ``InvalidRequest``
-naming the expected type.
+Rows are objects keyed by column name (DESIGN.md §5). Encoding depends on the value
+alone and is ``values.json_form``, shared with the client SDK and the log. Decoding
+needs the column type and lives here: it gives the Python value a reducer argument's
+check accepts; a value of the wrong shape is an ``InvalidRequest`` naming the expected
+type.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,52 +44,19 @@ from cosmictron.datastore.types import (
     ScheduleAtType,
 )
 from cosmictron.errors import InvalidRequest
-from cosmictron.values import ConnectionId, Identity, ScheduleAt, TimeDuration, Timestamp
+from cosmictron.values import (
+    ConnectionId,
+    Identity,
+    ScheduleAt,
+    TimeDuration,
+    Timestamp,
+    json_form,
+)
 
 
-def to_json(value: Any, column_type: ColumnType | None) -> Any:
-    """The JSON form of a Python value of ``column_type`` (as ``db.sql`` returns them)."""
-    if value is None:
-        return None
-    if isinstance(column_type, OptionalType):
-        return to_json(value, column_type.inner)
-    if isinstance(value, enum.Enum):
-        return value.name
-    if isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, Identity | ConnectionId):
-        return value.hex()
-    if isinstance(value, Timestamp):
-        return value.isoformat()
-    if isinstance(value, TimeDuration):
-        return value.micros
-    if isinstance(value, ScheduleAt):
-        if value.kind == "interval":
-            return {"interval_micros": value.micros}
-        return {"at": Timestamp(value.micros).isoformat()}
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    if isinstance(column_type, ProductType):
-        return {
-            name: to_json(getattr(value, name), field_type)
-            for name, field_type in column_type.fields
-        }
-    if isinstance(value, list | tuple):
-        inner = column_type.inner if isinstance(column_type, ListType) else None
-        return [to_json(item, inner) for item in value]
-    if hasattr(value, "__dataclass_fields__"):
-        return {name: to_json(getattr(value, name), None) for name in value.__dataclass_fields__}
-    return str(value)
-
-
-def row_to_json(
-    row: Sequence[Any], columns: Sequence[str], types: Sequence[ColumnType | None]
-) -> dict[str, Any]:
-    """A row as an object keyed by column name."""
-    return {
-        name: to_json(value, column_type)
-        for name, value, column_type in zip(columns, row, types, strict=True)
-    }
+def row_to_json(row: Sequence[Any], columns: Sequence[str]) -> dict[str, Any]:
+    """A row of Python values as an object keyed by column name."""
+    return {name: json_form(value) for name, value in zip(columns, row, strict=True)}
 
 
 def from_json(value: Any, column_type: ColumnType, where: str) -> Any:

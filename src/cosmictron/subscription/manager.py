@@ -246,7 +246,7 @@ class SubscriptionManager:
             # Subscribers of the same changed queries share one message (read-only).
             shape = tuple(query for query in subscription.queries if query in queries)
             if shape not in built:
-                built[shape] = _update(offset, timestamp, shape, deltas)
+                built[shape] = merged_update(offset, timestamp, shape, deltas)
             message = built[shape]
             if message is not None:
                 self._pending.append((subscription, message))
@@ -422,16 +422,23 @@ def _incompatibility(query: LiveQuery, old: Any, new: Any) -> str | None:
     return None
 
 
-def _update(
+def merged_update(
     offset: int,
     timestamp: Timestamp,
-    queries: tuple[LiveQuery, ...],
-    deltas: dict[LiveQuery, tuple[list[Row], list[Row]]],
+    queries: Sequence[LiveQuery],
+    deltas: Mapping[LiveQuery, tuple[list[Row], list[Row]]],
 ) -> dict[str, Any] | None:
-    """An update from these queries' deltas, merged per table (in query order)."""
+    """An update from these queries' deltas, merged per table (in query order).
+
+    Queries without an entry in ``deltas`` saw nothing. Also used by the server to
+    replay a missed transaction to a resuming client, so both paths build the same
+    message.
+    """
     net: dict[str, Counter[Row]] = {}
     converters: dict[str, tuple[Converter | None, ...] | None] = {}
     for query in queries:  # a query listed twice counts twice (bag sum)
+        if query not in deltas:
+            continue
         inserts, deletes = deltas[query]
         counter = net.setdefault(query.table_name, Counter())
         counter.update(inserts)
