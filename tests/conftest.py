@@ -73,3 +73,17 @@ def run_quick_bench(tmp_path: Path) -> Callable[[str], tuple[dict[str, Any], str
         return json.loads(out.read_text()), result.stdout
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def no_server_left_running() -> Iterator[None]:
+    """Kill any server process a test started and did not stop (say, after an assertion
+    failed between starting it and stopping it), so none outlives its test."""
+    yield
+    from tests.server.conftest import STARTED
+
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=30)  # reaps it and closes its pipe

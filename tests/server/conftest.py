@@ -78,6 +78,10 @@ class Server:
         return self.request("PUT", f"/v1/database/{name}{suffix}", source, token)
 
 
+STARTED: list[subprocess.Popen[str]] = []
+"""Every server process a test started; ``tests/conftest.py`` kills any left running."""
+
+
 def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = subprocess.Popen(
@@ -87,6 +91,7 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None)
         text=True,
         env=env,
     )
+    STARTED.append(process)
     assert process.stdout is not None
     first = process.stdout.readline()
     if "listening on " not in first:
