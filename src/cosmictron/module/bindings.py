@@ -64,6 +64,11 @@ class RowBinding:
             self._raise_precise(values)
             raise
 
+    def check_values(self, values: tuple[Any, ...] | list[Any]) -> tuple[Any, ...]:
+        """The canonical tuple of exactly one value per column; raises without naming the
+        column (``values_to_row`` does, more slowly). Bulk loads try this first."""
+        return self._check_values(values)
+
     def values_to_row(self, values: tuple[Any, ...] | list[Any]) -> tuple[Any, ...]:
         """Check raw column values (bulk loads, SQL) and return the canonical tuple."""
         if len(values) != len(self._checks):

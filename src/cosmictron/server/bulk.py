@@ -215,6 +215,7 @@ def parse_csv(text: Any, schema: TableSchema) -> Parsed:
         plan = ColumnPlan.for_names(schema, [name.strip() for name in header], "line 1 (header)")
         width = len(header)
         readers = [cell_reader(column.type) for column in schema.columns]
+        convert = row_converter(plan, readers)
         parsed = Parsed()
         while True:
             first_line = reader.line_num + 1
@@ -225,6 +226,11 @@ def parse_csv(text: Any, schema: TableSchema) -> Parsed:
             if reader.line_num - first_line + 1 != len(chunk):  # a field spans lines
                 lines = _row_lines(chunk, first_line)
             _check_widths(chunk, width, first_line, lines)
+            try:
+                parsed.add(list(map(convert, chunk)), first_line, lines)
+                continue
+            except (ValueError, TypeError, KeyError, InvalidRequest, OverflowError):
+                pass  # a bad cell: the column-wise pass below finds and names it
             fields = list(zip(*chunk, strict=True))
             columns: list[Any] = []
             for column, position, default, read in zip(
@@ -243,6 +249,34 @@ def parse_csv(text: Any, schema: TableSchema) -> Parsed:
         raise InvalidRequest(f"line {reader.line_num}: not valid CSV: {exc}") from None
 
 
+def row_converter(plan: ColumnPlan, readers: list[Any]) -> Any:
+    """One function turning a CSV row (a list of cells) into a table row, made once.
+
+    Generated like the datastore's row checkers: converting row by row in one call per
+    row avoids transposing every chunk to columns and back, which was a quarter of the
+    time of a 1M-row load. It raises on the first bad cell without saying which;
+    ``parse_csv`` then converts that chunk column by column to name it.
+    """
+    names: dict[str, Any] = {}
+    parts = []
+    for number, (position, default, read) in enumerate(
+        zip(plan.positions, plan.defaults, readers, strict=True)
+    ):
+        if position is None:
+            names[f"_default{number}"] = default
+            parts.append(f"_default{number}")
+        elif read is None:
+            parts.append(f"r[{position}]")
+        else:
+            names[f"_read{number}"] = read
+            parts.append(f"_read{number}(r[{position}])")
+    arguments = "".join(f", {name}={name}" for name in names)
+    source = f"def convert(r{arguments}):\n    return ({', '.join(parts)},)\n"
+    namespace: dict[str, Any] = dict(names)
+    exec(compile(source, "<bulk row converter>", "exec"), namespace)
+    return namespace["convert"]
+
+
 def _row_lines(chunk: list[list[str]], first_line: int) -> list[int]:
     """The line each row starts on, when some field holds a line break."""
     lines = []
@@ -258,7 +292,7 @@ def _line(first_line: int, lines: list[int] | None, row_index: int) -> int:
 
 
 def _check_widths(chunk: list[list[str]], width: int, first_line: int, lines: Any) -> None:
-    if all(len(row) == width for row in chunk):
+    if set(map(len, chunk)) == {width}:  # the common case, at C speed
         return
     for row_index, row in enumerate(chunk):
         if len(row) != width:
