@@ -40,6 +40,7 @@ from cosmictron.query.cache import STATEMENTS, Converter, PointLookup
 from cosmictron.query.params import bind
 from cosmictron.query.parse import param_values, prepare
 from cosmictron.query.result import rows_result
+from cosmictron.query.visibility import restricts
 from cosmictron.values import Identity, json_form
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ def _run_once(
 ) -> QueryResult:
     schema = db.module.schema
     owner = db.owner
-    restricted = sender is not owner and sender != owner and bool(schema.visibility_filters)
+    restricted = restricts(schema, sender, owner)
     prepared = STATEMENTS.get(text, schema, params, restricted)
     if prepared is None:
         statement = prepare(text, schema, params, sender, restricted=restricted)

@@ -147,3 +147,9 @@ def _is_star(item: exp.Expression, table: str) -> bool:
 def check_visibility_filters(schema: ModuleSchema) -> None:
     """Parse every filter now, so a module with a bad one is refused when it loads."""
     visibility_rules(schema)
+
+
+def restricts(schema: ModuleSchema, sender: Identity, owner: Identity) -> bool:
+    """Whether ``sender``'s reads are planned with the filters: a non-owner of a module
+    that declares any. SQL and subscriptions both ask this, so they cannot disagree."""
+    return bool(schema.visibility_filters) and sender is not owner and sender != owner

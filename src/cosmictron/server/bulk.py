@@ -36,7 +36,7 @@ from cosmictron.host.memory import collector_paused
 from cosmictron.server.cells import CellError, cell_reader, read_column
 from cosmictron.server.registry import HostedDatabase
 from cosmictron.server.routes import caller_of, hosted, require_owner, routes
-from cosmictron.server.wire import _from_json
+from cosmictron.server.wire import json_to_python
 
 CHUNK_ROWS = 65_536
 """Rows parsed and converted at a time: large enough that per-chunk costs vanish."""
@@ -361,7 +361,7 @@ def _json_converter(column_type: ColumnType) -> Any:
     """None for types whose JSON value is what the checker takes (numbers, text, enums)."""
     if cell_reader(column_type) in (None, int, float):
         return None
-    return lambda value: _from_json(value, column_type)
+    return lambda value: json_to_python(value, column_type)
 
 
 def _raise_bad_value(
@@ -369,7 +369,7 @@ def _raise_bad_value(
 ) -> None:
     for row_index, value in enumerate(values):
         try:
-            _from_json(value, column_type)
+            json_to_python(value, column_type)
         except (ValueError, TypeError, KeyError):
             shown = json.dumps(value)
             raise InvalidRequest(

@@ -57,8 +57,6 @@ class CallWorker:
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=f"calls-{name}", daemon=True)
         self._thread.start()
-        self.batches = 0
-        self.calls = 0
 
     def submit(
         self,
@@ -124,8 +122,6 @@ class CallWorker:
             except CosmictronError as exc:
                 # Nothing in the batch was acknowledged: every committed call fails too.
                 results = [(call, None, error or exc) for call, _, error in results]
-        self.batches += 1
-        self.calls += len(batch)
         by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for result in results:
             by_loop.setdefault(result[0].loop, []).append(result)

@@ -49,7 +49,7 @@ from cosmictron.datastore.types import (
     OptionalType,
 )
 from cosmictron.errors import InvalidRequest
-from cosmictron.server.wire import _from_json
+from cosmictron.server.wire import json_to_python
 from cosmictron.values import ConnectionId, Identity, TimeDuration, Timestamp, json_form
 
 CellReader = Callable[[str], Any]
@@ -87,7 +87,7 @@ def _duration(text: str) -> TimeDuration:
 
 def _json_reader(column_type: ColumnType) -> CellReader:
     def read(text: str) -> Any:
-        return _from_json(json.loads(text), column_type)
+        return json_to_python(json.loads(text), column_type)
 
     return read
 

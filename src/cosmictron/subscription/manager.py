@@ -37,6 +37,7 @@ from typing import Any
 from cosmictron.datastore import Datastore, TableChange
 from cosmictron.errors import CosmictronError, InvalidRequest, PermissionDenied, SubscriptionError
 from cosmictron.query.cache import Converter
+from cosmictron.query.visibility import restricts
 from cosmictron.subscription.live import Guard, LiveQuery, Row, TxView, compile_live
 from cosmictron.values import Identity, Timestamp
 
@@ -123,7 +124,7 @@ class SubscriptionManager:
             queries = [queries]
         if not queries:
             raise InvalidRequest("subscribe needs at least one query")
-        restricted = sender != self._owner and bool(self._schema.visibility_filters)
+        restricted = restricts(self._schema, sender, self._owner)
         compiled = [
             compile_live(text, self._schema, params, sender, restricted) for text in queries
         ]
