@@ -10,27 +10,35 @@ result fails early instead of after filling memory.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from itertools import islice
 from typing import Any
 
+from cosmictron import limits
 from cosmictron.datastore import Datastore, Index
 from cosmictron.errors import ResourceExhausted
-from cosmictron.query.expressions import compile_expr, compile_predicate
+from cosmictron.query.expressions import compile_expr
 from cosmictron.query.plan import (
     Agg,
     Aggregate,
+    Binary,
     Distinct,
+    Expr,
     Filter,
     HashJoin,
     IndexNestedLoopJoin,
     IndexScan,
+    IsNull,
     Join,
+    KeySet,
     Limit,
     NestedLoopJoin,
     Node,
     Project,
     Scan,
+    SemiJoin,
     Sort,
+    Unary,
 )
 
 Rows = Iterator[tuple[Any, ...]]
@@ -101,13 +109,43 @@ def _index_scan(node: IndexScan, datastore: Datastore) -> Rows:
     return iter([rows[key] for key in keys])
 
 
+def resolve_semijoins(expr: Expr, datastore: Datastore) -> Expr:
+    """``expr`` with each ``SemiJoin`` evaluated into a ``KeySet`` over ``datastore``.
+
+    A semi-join's subplan (a visibility filter's other tables, themselves filtered) runs
+    once per execution of the plan that holds it, not once per row; an expression
+    without one is returned as it is. Its rows count against ``limits.query_rows_max``.
+    """
+    if isinstance(expr, SemiJoin):
+        rows = execute(expr.plan, datastore, limits.query_rows_max)
+        values = frozenset(row for row in rows if None not in row)
+        keys = tuple(resolve_semijoins(key, datastore) for key in expr.keys)
+        return KeySet(keys, values, expr.label)
+    if isinstance(expr, Binary):
+        left, right = (
+            resolve_semijoins(expr.left, datastore),
+            resolve_semijoins(expr.right, datastore),
+        )
+        if left is expr.left and right is expr.right:
+            return expr
+        return replace(expr, left=left, right=right)
+    if isinstance(expr, Unary | IsNull):
+        operand = resolve_semijoins(expr.operand, datastore)
+        return expr if operand is expr.operand else replace(expr, operand=operand)
+    return expr  # visibility filters put semi-joins only under AND, OR and NOT
+
+
+def _predicate(expr: Expr | None, datastore: Datastore) -> Callable[[Any], Any] | None:
+    return None if expr is None else compile_expr(resolve_semijoins(expr, datastore))
+
+
 def _filter(node: Filter, datastore: Datastore) -> Rows:
-    predicate = compile_expr(node.predicate)
+    predicate = compile_expr(resolve_semijoins(node.predicate, datastore))
     return filter(predicate, _run(node.child, datastore))
 
 
 def _nested_loop(node: NestedLoopJoin | Join, datastore: Datastore) -> Rows:
-    condition = compile_predicate(node.condition)
+    condition = _predicate(node.condition, datastore)
     right_rows = list(_run(node.right, datastore))
     padding = (None,) * _scan_width(node.right)
     left_join = node.kind == "LEFT"
@@ -125,7 +163,7 @@ def _nested_loop(node: NestedLoopJoin | Join, datastore: Datastore) -> Rows:
 def _hash_join(node: HashJoin, datastore: Datastore) -> Rows:
     left_keys = _key_function(node.left_keys)
     right_keys = _key_function(node.right_keys)
-    residual = compile_predicate(node.residual)
+    residual = _predicate(node.residual, datastore)
     table: dict[Any, list[tuple[Any, ...]]] = {}
     for right in _run(node.right, datastore):
         key = right_keys(right)
@@ -162,8 +200,8 @@ def _index_join(node: IndexNestedLoopJoin, datastore: Datastore) -> Rows:
     rows = table.rows
     index = None if node.index is None else table.index_named(node.index)
     left_key = compile_expr(node.left_key)
-    inner_filter = compile_predicate(node.inner_filter)
-    residual = compile_predicate(node.residual)
+    inner_filter = _predicate(node.inner_filter, datastore)
+    residual = _predicate(node.residual, datastore)
     padding = (None,) * len(node.inner.table.columns)
     left_join = node.kind == "LEFT"
     for left in _run(node.left, datastore):

@@ -14,7 +14,9 @@ it runs under the writer lock, in commit order, after the transaction is publish
   transaction touching none of a query's tables costs that query nothing. A query
   with an equality to a constant on a table (``LiveQuery.guards``) is indexed under
   that value instead: queries differing only in a constant (one per ``:sender`` under
-  row-level security) cost a transaction only those its changed rows name.
+  row-level security) cost a transaction only those its changed rows name. A query
+  restricted by a join visibility filter is also indexed under the tables that filter
+  reads (``LiveQuery.reads``), by a guard where every read of that table has one.
 * A subscription's update merges its queries' deltas per table (a subscription's rows
   of a table are the bag sum of its queries' results), converted to Python values as
   ``db.sql`` returns them. It is sent only when something changed. Subscribers whose
@@ -315,8 +317,8 @@ class SubscriptionManager:
         existing = self._queries.get(replacement.key)
         if existing is not None and existing is not query:
             replacement = existing
-        elif replacement.top_n:
-            replacement.initial(self._datastore)
+        elif replacement.top_n or replacement.filter_tables:
+            replacement.initial(self._datastore)  # the window, or the result a diff needs
         self._forget(query)
         if replacement.key not in self._queries:
             self._register(replacement)
@@ -343,7 +345,7 @@ class SubscriptionManager:
     def _register(self, query: LiveQuery) -> None:
         """Index ``query`` by the tables it reads (by a guard value where it has one)."""
         self._queries[query.key] = query
-        for name in query.tables:
+        for name in query.reads:
             guarded = query.guards.get(name)
             if guarded is None:
                 self._by_table.setdefault(name, set()).add(query)
@@ -356,7 +358,7 @@ class SubscriptionManager:
         if self._queries.get(query.key) is not query:
             return
         del self._queries[query.key]
-        for name in query.tables:
+        for name in query.reads:
             guarded = query.guards.get(name)
             if guarded is None:
                 readers = self._by_table.get(name)
