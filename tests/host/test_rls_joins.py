@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cosmictron
-from cosmictron.errors import SchemaError
+from cosmictron.errors import ResourceExhausted, SchemaError
 from cosmictron.values import Identity
 from tests.subscription.conftest import Mirror
 
@@ -393,3 +393,28 @@ def test_explain_shows_each_hop_of_the_filter(open_db: Any) -> None:
     assert "  IndexScan member AS mem USING identity" in text  # the subplan, indented
     assert "archived = FALSE" in text  # member's own filter, one hop further
     assert READERS[0].hex() in text  # the reader's identity, bound
+
+
+def test_a_filter_reading_more_rows_than_the_limit_is_named_in_the_error(
+    open_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = open_db(TABLES + FILTERS)
+    alice = READERS[0].hex()
+    ops = [["room", "put", [1, False]]]
+    ops += [["member", "put", [n, 1, alice, 0]] for n in range(1, 5)]
+    ops += [["message", "put", [1, 1, alice, 0]]]
+    db.call("apply", json.dumps(ops))
+    monkeypatch.setattr(cosmictron.limits, "query_rows_max", 3)
+    assert len(db.sql("SELECT * FROM member", rows_max=100).rows) == 4  # the owner: no filter
+    with pytest.raises(ResourceExhausted, match=r"visibility filter .*member mem.* more than 3"):
+        db.sql("SELECT * FROM message", sender=READERS[0], rows_max=100)
+    monkeypatch.setattr(cosmictron.limits, "query_rows_max", 4)  # four memberships fit
+    assert len(db.sql("SELECT * FROM message", sender=READERS[0], rows_max=100).rows) == 1
+
+
+def test_an_alias_on_a_one_table_filter_is_allowed(open_db: Any) -> None:
+    source = TABLES + "\nX = visibility_filter(\"SELECT * FROM tag t WHERE t.label = 'a'\")\n"
+    db = open_db(source)
+    ops = [["tag", "put", [1, 1, "a"]], ["tag", "put", [2, 1, "b"]]]
+    db.call("apply", json.dumps(ops))
+    assert db.sql("SELECT id FROM tag", sender=READERS[0]).rows == [(1,)]

@@ -117,7 +117,14 @@ def resolve_semijoins(expr: Expr, datastore: Datastore) -> Expr:
     without one is returned as it is. Its rows count against ``limits.query_rows_max``.
     """
     if isinstance(expr, SemiJoin):
-        rows = execute(expr.plan, datastore, limits.query_rows_max)
+        rows_max = limits.query_rows_max
+        try:
+            rows = execute(expr.plan, datastore, rows_max)
+        except ResourceExhausted:
+            raise ResourceExhausted(
+                f"the visibility filter {expr.label!r} reads more than {rows_max} rows for "
+                f"this reader (limits.query_rows_max)"
+            ) from None
         values = frozenset(row for row in rows if None not in row)
         keys = tuple(resolve_semijoins(key, datastore) for key in expr.keys)
         return KeySet(keys, values, expr.label)
