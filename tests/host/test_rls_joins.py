@@ -418,3 +418,22 @@ def test_an_alias_on_a_one_table_filter_is_allowed(open_db: Any) -> None:
     ops = [["tag", "put", [1, 1, "a"]], ["tag", "put", [2, 1, "b"]]]
     db.call("apply", json.dumps(ops))
     assert db.sql("SELECT id FROM tag", sender=READERS[0]).rows == [(1,)]
+
+
+def test_readers_whose_identities_share_a_prefix_never_share_a_subscription(
+    open_db: Any,
+) -> None:
+    # ``repr(Identity)`` shows 8 bytes; live queries were once keyed by the plan's repr,
+    # so these two readers shared one query and each received the other's rows.
+    first = Identity(bytes(31) + b"\x01")
+    second = Identity(bytes(31) + b"\x02")
+    db = open_db(TABLES + FILTERS)
+    mirrors = {}
+    for who in (first, second):
+        mirror = Mirror()
+        mirror.start(db.subscribe(["SELECT * FROM message"], on_update=mirror, sender=who).initial)
+        mirrors[who] = mirror
+    ops = [["message", "put", [1, 1, first.hex(), 0]], ["message", "put", [2, 1, second.hex(), 0]]]
+    db.call("apply", json.dumps(ops))
+    assert [row[0] for row in mirrors[first].table("message")] == [1]
+    assert [row[0] for row in mirrors[second].table("message")] == [2]

@@ -34,6 +34,7 @@ refilled by evaluating the whole query, the one re-evaluation the design allows.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -512,12 +513,31 @@ def compile_live(
     # over the same schema share one LiveQuery. ``:sender`` and the visibility filters
     # are bound into the plan, so a query that depends on the sender is keyed by it and
     # one that does not is shared by every sender.
-    key = (id(schema), repr(statement.plan))
+    key = (id(schema), repr(statement.plan), _identities(statement.plan))
     query = LiveQuery(
         key, text, statement, from_where, sources, output, predicates, plan.exprs, sort_keys, limit
     )
     query.origin = (text, dict(params or {}), sender, restricted)
     return query
+
+
+def _identities(value: Any) -> tuple[bytes, ...]:
+    """Every ``Identity`` in a plan, whole, in order: ``repr`` shows only its first 8
+    bytes, so two readers whose identities share them would otherwise share a query
+    (and one would see the other's rows)."""
+    if isinstance(value, Identity):
+        return (value.data,)
+    if isinstance(value, tuple | list):
+        return tuple(data for item in value for data in _identities(item))
+    if (
+        dataclasses.is_dataclass(value)
+        and not isinstance(value, type)
+        and type(value).__module__.startswith("cosmictron.query")
+    ):
+        return tuple(
+            data for f in dataclasses.fields(value) for data in _identities(getattr(value, f.name))
+        )
+    return ()
 
 
 _GUARD_TYPES = (int, float, str, bytes, bool, Identity)
