@@ -8,6 +8,8 @@ The module's filters chain through three tables and a self-join:
   read as stored);
 * ``message``: the messages of rooms where I have a visible membership (a join to
   ``member``, through ``member``'s filters, through ``room``'s), or my own messages;
+* ``reaction``: visible when its message is (one join filter, three hops deep: the
+  only filter on its table, so subscriptions index it by the message ids it admits);
 * ``tag``: no filter.
 
 The oracle computes what each reader may see by brute force in plain Python, loads
@@ -61,6 +63,12 @@ class Message:
     stars: int = 0
 
 @table(public=True)
+class Reaction:
+    id: int = field(primary_key=True)
+    message_id: int = field(default=0, index="btree")
+    who: Identity = field(default=Identity.zero())
+
+@table(public=True)
 class Tag:
     id: int = field(primary_key=True)
     message_id: int = 0
@@ -73,6 +81,8 @@ def _row(kind, values):
         return Member(values[0], values[1], Identity.from_hex(values[2]), values[3])
     if kind == "message":
         return Message(values[0], values[1], Identity.from_hex(values[2]), values[3])
+    if kind == "reaction":
+        return Reaction(values[0], values[1], Identity.from_hex(values[2]))
     return Tag(values[0], values[1], values[2])
 
 @reducer
@@ -89,7 +99,7 @@ def apply(ctx: ReducerContext, ops: str) -> None:
 
 @reducer
 def load(ctx: ReducerContext, rows: str) -> None:
-    for kind in ("room", "member", "message", "tag"):
+    for kind in ("room", "member", "message", "reaction", "tag"):
         handle = getattr(ctx.db, kind)
         for row in list(handle.iter()):
             handle.delete(row)
@@ -111,6 +121,9 @@ MY_ROOMS_MESSAGES = visibility_filter(
     "WHERE mem.identity = :sender"
 )
 MY_MESSAGES = visibility_filter("SELECT * FROM message WHERE author = :sender")
+ON_VISIBLE_MESSAGES = visibility_filter(
+    "SELECT x.* FROM reaction x JOIN message msg ON msg.id = x.message_id"
+)
 """
 
 QUERIES = [
@@ -130,6 +143,9 @@ QUERIES = [
     "SELECT id, stars FROM message ORDER BY stars DESC, id LIMIT 3",
     "SELECT t.label FROM tag t JOIN message m ON m.id = t.message_id "
     "JOIN member mem ON mem.room_id = m.room_id WHERE mem.role > 0",
+    "SELECT * FROM reaction",
+    "SELECT COUNT(*) FROM reaction",
+    "SELECT x.id, m.id FROM reaction x LEFT JOIN message m ON m.id = x.message_id",
 ]
 
 SUBSCRIPTIONS = [
@@ -141,6 +157,9 @@ SUBSCRIPTIONS = [
     "SELECT t.* FROM tag t JOIN message m ON m.id = t.message_id",
     "SELECT m.* FROM member m JOIN room r ON r.id = m.room_id WHERE r.id < 3",
     "SELECT * FROM message ORDER BY stars DESC, id LIMIT 2",
+    "SELECT * FROM reaction",
+    "SELECT x.* FROM reaction x JOIN message m ON m.id = x.message_id WHERE m.stars > 0",
+    "SELECT * FROM reaction ORDER BY id DESC LIMIT 2",
 ]
 
 # -- the oracle ---------------------------------------------------------------------------
@@ -166,12 +185,19 @@ def visible_rows(state: Rows, reader: Identity) -> Rows:
         member = any(m_room == room and m_who == reader for _, m_room, m_who, _ in members.values())
         if member or author == reader:
             messages[key] = state["message"][key]
-    return {"room": rooms, "member": members, "message": messages, "tag": dict(state["tag"])}
+    reactions = {k: r for k, r in state["reaction"].items() if r[1] in messages}
+    return {
+        "room": rooms,
+        "member": members,
+        "message": messages,
+        "reaction": reactions,
+        "tag": dict(state["tag"]),
+    }
 
 
 def wire(state: Rows) -> str:
     rows = []
-    for kind in ("room", "member", "message", "tag"):
+    for kind in ("room", "member", "message", "reaction", "tag"):
         for values in state[kind].values():
             rows.append([kind, [v.hex() if isinstance(v, Identity) else v for v in values]])
     return json.dumps(rows)
@@ -201,6 +227,8 @@ OP = st.one_of(
     st.tuples(st.just("message"), st.just("delete"), st.tuples(IDS)),
     st.tuples(st.just("tag"), st.just("put"), st.tuples(IDS, IDS, st.sampled_from("abc"))),
     st.tuples(st.just("room"), st.just("delete"), st.tuples(ROOMS)),
+    st.tuples(st.just("reaction"), st.just("put"), st.tuples(IDS, IDS, WHO)),
+    st.tuples(st.just("reaction"), st.just("delete"), st.tuples(IDS)),
 )
 TRANSACTION = st.lists(OP.map(lambda op: [op[0], op[1], list(op[2])]), min_size=1, max_size=4)
 
@@ -218,7 +246,7 @@ class Pair:
         self.oracle = cosmictron.Database.open(
             directory / "plain", module=str(directory / "plain.py"), durability=dev
         )
-        self.state: Rows = {"room": {}, "member": {}, "message": {}, "tag": {}}
+        self.state: Rows = {"room": {}, "member": {}, "message": {}, "reaction": {}, "tag": {}}
 
     def close(self) -> None:
         self.db.close()

@@ -60,6 +60,7 @@ from cosmictron.query.plan import (
     Expr,
     Filter,
     Join,
+    KeySet,
     Limit,
     Node,
     Project,
@@ -201,6 +202,8 @@ class LiveQuery:
         self.guards = _guards(sources, predicates)
         self.guards.update(_filter_guards(joins, self.tables))
         self.reevaluations = 0  # deltas computed by evaluating the whole query again
+        self.reevaluated = False  # whether the last ``delta`` re-evaluated (the manager asks)
+        self.key_guard = _key_guard(sources, predicates)
         self._positions_of: dict[str, list[int]] = {}
         for position, source in enumerate(sources):
             self._positions_of.setdefault(source.name, []).append(position)
@@ -216,6 +219,15 @@ class LiveQuery:
     @property
     def top_n(self) -> bool:
         return self.limit is not None
+
+    def key_values(self, datastore: Datastore) -> frozenset[Any]:
+        """The values of ``key_guard``'s column a changed row must have to matter: the
+        set its semi-join admits now (see ``_key_guard``)."""
+        assert self.key_guard is not None
+        semijoin = self.key_guard[2]
+        resolved = resolve_semijoins(semijoin, datastore)
+        assert isinstance(resolved, KeySet)
+        return frozenset(values[0] for values in resolved.values)
 
     @property
     def reads(self) -> frozenset[str]:
@@ -242,14 +254,18 @@ class LiveQuery:
     def delta(self, tx: TxView) -> tuple[list[Row], list[Row]]:
         """The (inserts, deletes) this transaction makes to the result (canonical rows)."""
         self.evaluations += 1
+        self.reevaluated = False
         if self._result is not None and tx.tables & self.filter_tables:
             return self._reevaluate(tx.datastore)
         terms = self._terms
-        if self._result is not None:
+        if self._result is not None and not terms:
             # The filters' tables are unchanged: their semi-joins read the same rows
-            # before and after this transaction, so evaluate them once, now.
+            # before and after this transaction, and since the last re-evaluation (a
+            # change to them re-evaluates; one a guard skips cannot change them), so
+            # they are evaluated once and kept until the next re-evaluation.
             resolved = [resolve_semijoins(p, tx.datastore) for p in self._predicates]
             terms = [_plan_term(i, self.sources, resolved) for i in range(len(self.sources))]
+            self._terms = terms
         signed: Counter[Any] = Counter()
         for name in tx.tables:
             for position in self._positions_of.get(name, ()):
@@ -270,6 +286,8 @@ class LiveQuery:
         transaction is one evaluation of the query per distinct live query it wakes.
         """
         self.reevaluations += 1
+        self.reevaluated = True
+        self._terms = []  # the semi-joins' sets may have changed: evaluate them again
         if self.limit is not None:
             before = Counter(entry[1] for entry in self._window or ())
             self._refill(datastore)
@@ -656,6 +674,28 @@ def _filter_guards(found: list[SemiJoin], tables: frozenset[str]) -> dict[str, t
             if column >= 0:
                 guards[table] = (Guard(column), constant)
     return guards
+
+
+def _key_guard(sources: list[Source], predicates: list[Expr]) -> tuple[str, int, SemiJoin] | None:
+    """A FROM table (appearing once) whose rows matter only through one semi-join key.
+
+    When a conjunct of the query is a ``SemiJoin`` whose one key is a column of that
+    table, a changed row whose column value is not in the semi-join's set fails that
+    conjunct in every delta term. The set changes only with the filter's tables, and a
+    change to those re-evaluates the query, after which the manager indexes it again:
+    so a message in one room wakes the subscriptions of that room's members only.
+    """
+    counts = Counter(source.name for source in sources)
+    for predicate in predicates:
+        if not isinstance(predicate, SemiJoin) or len(predicate.keys) != 1:
+            continue
+        key = predicate.keys[0]
+        if not isinstance(key, Col):
+            continue
+        for source in sources:
+            if source.base <= key.slot < source.base + source.width and counts[source.name] == 1:
+                return source.name, key.slot - source.base, predicate
+    return None
 
 
 def _walk(node: Node) -> Iterable[Node]:

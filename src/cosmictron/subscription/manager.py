@@ -106,6 +106,11 @@ class SubscriptionManager:
         # Queries with a guard on a table (``LiveQuery.guards``): table -> guard ->
         # value -> queries; a changed row wakes only those whose value it leads to.
         self._guarded: dict[str, dict[Guard, dict[Any, set[LiveQuery]]]] = {}
+        # Queries restricted by a join filter on a FROM table (``LiveQuery.key_guard``):
+        # table -> column -> value -> queries, the values being the filter's current
+        # set for that query (re-indexed after each re-evaluation).
+        self._keyed: dict[str, dict[int, dict[Any, set[LiveQuery]]]] = {}
+        self._key_values: dict[LiveQuery, frozenset[Any]] = {}
         self._pending: list[tuple[Subscription, dict[str, Any] | SubscriptionError]] = []
         self._delivering = False
         self._active = 0
@@ -222,6 +227,14 @@ class SubscriptionManager:
             guarded = self._guarded.get(name)
             if guarded:
                 affected |= self._woken(guarded, change)
+            keyed = self._keyed.get(name)
+            if keyed:
+                for column, by_value in keyed.items():
+                    for rows in (change.inserts, change.deletes):
+                        for row in rows:
+                            found = by_value.get(row[column])
+                            if found:
+                                affected |= found
         if not affected:
             return
         tx = TxView(self._datastore, changes)
@@ -239,6 +252,9 @@ class SubscriptionManager:
                     f"the query {query.text!r} could not be kept up to date at offset "
                     f"{offset}: {reason}",
                 )
+        for query in deltas:
+            if query.reevaluated and query in self._key_values:
+                self._index_keys(query)  # its filter's set may have changed
         updates: dict[Subscription, list[LiveQuery]] = {}
         for query, (inserts, deletes) in deltas.items():
             if inserts or deletes:
@@ -345,7 +361,12 @@ class SubscriptionManager:
     def _register(self, query: LiveQuery) -> None:
         """Index ``query`` by the tables it reads (by a guard value where it has one)."""
         self._queries[query.key] = query
+        keyed = query.key_guard[0] if query.key_guard is not None else None
+        if keyed is not None:
+            self._index_keys(query)
         for name in query.reads:
+            if name == keyed:
+                continue
             guarded = query.guards.get(name)
             if guarded is None:
                 self._by_table.setdefault(name, set()).add(query)
@@ -358,7 +379,12 @@ class SubscriptionManager:
         if self._queries.get(query.key) is not query:
             return
         del self._queries[query.key]
+        keyed = query.key_guard[0] if query.key_guard is not None else None
+        if keyed is not None:
+            self._unindex_keys(query)
         for name in query.reads:
+            if name == keyed:
+                continue
             guarded = query.guards.get(name)
             if guarded is None:
                 readers = self._by_table.get(name)
@@ -377,6 +403,35 @@ class SubscriptionManager:
                     del by_guard[guard]
                     if not by_guard:
                         del self._guarded[name]
+
+    def _index_keys(self, query: LiveQuery) -> None:
+        """(Re-)index ``query`` under the values its join filter admits now."""
+        assert query.key_guard is not None
+        table, column, _ = query.key_guard
+        self._unindex_keys(query)
+        values = query.key_values(self._datastore)
+        by_value = self._keyed.setdefault(table, {}).setdefault(column, {})
+        for value in values:
+            by_value.setdefault(value, set()).add(query)
+        self._key_values[query] = values
+
+    def _unindex_keys(self, query: LiveQuery) -> None:
+        values = self._key_values.pop(query, None)
+        if values is None or query.key_guard is None:
+            return
+        table, column, _ = query.key_guard
+        by_column = self._keyed[table]
+        by_value = by_column[column]
+        for value in values:
+            found = by_value.get(value)
+            if found is not None:
+                found.discard(query)
+                if not found:
+                    del by_value[value]
+        if not by_value:
+            del by_column[column]
+            if not by_column:
+                del self._keyed[table]
 
     def _deliver(self) -> None:
         if self._delivering:
