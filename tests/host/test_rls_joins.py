@@ -465,3 +465,56 @@ def test_readers_whose_identities_share_a_prefix_never_share_a_subscription(
     db.call("apply", json.dumps(ops))
     assert [row[0] for row in mirrors[first].table("message")] == [1]
     assert [row[0] for row in mirrors[second].table("message")] == [2]
+
+
+ROOMS_MODULE = """
+from cosmictron import *
+
+@table(public=True)
+class Member:
+    id: int = field(primary_key=True)
+    room: int = field(default=0, index="btree")
+    identity: Identity = field(default=Identity.zero(), index="hash")
+
+@table(public=True)
+class Message:
+    id: int = field(primary_key=True)
+    room: int = field(default=0, index="btree")
+    stars: int = 0
+
+@table(public=True)
+class Room:
+    id: int = field(primary_key=True)
+    name: str = ""
+
+IN_MY_ROOMS = visibility_filter(
+    "SELECT m.* FROM message m JOIN member mem ON mem.room = m.room WHERE mem.identity = :sender"
+)
+MY_ROOMS = visibility_filter(
+    "SELECT r.* FROM room r JOIN member mem ON mem.room = r.id WHERE mem.identity = :sender"
+)
+"""
+
+
+def test_a_join_filter_found_through_an_index_returns_exactly_the_admitted_rows(
+    open_db: Any,
+) -> None:
+    # Few rooms admitted out of many rows: the executor looks the rooms up in the
+    # ``room`` index (btree) and the ``id`` primary key instead of scanning.
+    db = open_db(ROOMS_MODULE)
+    alice = READERS[0]
+    rooms = [3, 7, 11]
+    db.bulk_insert("member", [(n, room, alice) for n, room in enumerate(rooms)])
+    db.bulk_insert("member", [(100 + n, n, READERS[1]) for n in range(20)])
+    db.bulk_insert("message", [(n, n % 20, n % 5) for n in range(400)])
+    db.bulk_insert("room", [(n, f"room {n}") for n in range(20)])
+    got = db.sql("SELECT id FROM message", sender=alice).rows
+    assert sorted(got) == [(n,) for n in range(400) if n % 20 in rooms]
+    starred = db.sql("SELECT COUNT(*) FROM message WHERE stars > 2", sender=alice).rows
+    assert starred == [(sum(1 for n in range(400) if n % 20 in rooms and n % 5 > 2),)]
+    assert sorted(db.sql("SELECT id FROM room", sender=alice).rows) == [(r,) for r in rooms]
+    joined = db.sql(
+        "SELECT r.id, COUNT(*) FROM room r JOIN message m ON m.room = r.id GROUP BY r.id",
+        sender=alice,
+    ).rows
+    assert sorted(joined) == [(r, 20) for r in rooms]

@@ -22,6 +22,7 @@ from cosmictron.query.plan import (
     Agg,
     Aggregate,
     Binary,
+    Col,
     Distinct,
     Expr,
     Filter,
@@ -39,6 +40,7 @@ from cosmictron.query.plan import (
     SemiJoin,
     Sort,
     Unary,
+    conjuncts,
 )
 
 Rows = Iterator[tuple[Any, ...]]
@@ -147,8 +149,39 @@ def _predicate(expr: Expr | None, datastore: Datastore) -> Callable[[Any], Any] 
 
 
 def _filter(node: Filter, datastore: Datastore) -> Rows:
-    predicate = compile_expr(resolve_semijoins(node.predicate, datastore))
+    resolved = resolve_semijoins(node.predicate, datastore)
+    predicate = compile_expr(resolved)
+    if isinstance(node.child, Scan):
+        keyed = _rows_by_key_set(node.child, resolved, datastore)
+        if keyed is not None:
+            return filter(predicate, keyed)
     return filter(predicate, _run(node.child, datastore))
+
+
+def _rows_by_key_set(scan: Scan, predicate: Expr, datastore: Datastore) -> Rows | None:
+    """The rows a join visibility filter can admit, found through an index.
+
+    Its set is known only now (``resolve_semijoins``), so the planner could not choose
+    the index: when a conjunct is ``column IN <set>`` on a column with its own index
+    (or the primary key) and the set is small next to the table, look each value up
+    instead of scanning (a reader's messages in their rooms, not every message). The
+    whole predicate still runs on the rows found. None: scan.
+    """
+    table = datastore.tables[scan.name]
+    for conjunct in conjuncts(predicate):
+        if not isinstance(conjunct, KeySet) or len(conjunct.keys) != 1:
+            continue
+        key = conjunct.keys[0]
+        if not isinstance(key, Col) or len(conjunct.values) * 4 > len(table.rows):
+            continue
+        column = scan.table.columns[key.slot].name
+        rows = table.rows
+        if tuple(scan.table.primary_key) == (column,):
+            return iter([rows[v[0]] for v in conjunct.values if v[0] in rows])
+        for index in table.indexes:
+            if tuple(index.schema.columns) == (column,):
+                return iter([rows[k] for v in conjunct.values for k in index.row_keys(v[0])])
+    return None
 
 
 def _nested_loop(node: NestedLoopJoin | Join, datastore: Datastore) -> Rows:
