@@ -68,3 +68,11 @@ use a small value). Every other route keeps the 64 MiB ``REQUEST_BYTES_MAX``."""
 
 bulk_insert_keys_max = 100_000
 """Idempotency keys of keyed bulk loads each database remembers (``host/imports.py``)."""
+
+# -- row-level security (sec-rls) ---------------------------------------------------------
+
+visibility_filter_reads_max = 256
+"""Most table reads one table's visibility filters may expand to, counting every hop
+of their joins (each joined table is read through its own filters, which may join
+further). Filters multiply along a chain, so without this bound a module could make
+every non-owner's plan exponentially large; a module over it is refused when it loads."""

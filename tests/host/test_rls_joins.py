@@ -518,3 +518,37 @@ def test_a_join_filter_found_through_an_index_returns_exactly_the_admitted_rows(
         sender=alice,
     ).rows
     assert sorted(joined) == [(r, 20) for r in rooms]
+
+
+def chain_module(length: int) -> str:
+    """Tables t0..t{length}; each t_i but the last has two filters joining t_{i+1}."""
+    lines = ["from cosmictron import *"]
+    for n in range(length + 1):
+        lines += ["@table(public=True)", f"class T{n}:", "    id: int = field(primary_key=True)"]
+        lines += ["    up: int = 0", ""]
+    for n in range(length):
+        for column in ("id", "up"):
+            lines.append(
+                f'F{n}_{column} = visibility_filter("SELECT a.* FROM t{n} a '
+                f'JOIN t{n + 1} b ON b.{column} = a.up")'
+            )
+    return "\n".join(lines) + "\n"
+
+
+def test_filters_expanding_past_the_reads_limit_refuse_the_module(
+    open_db: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # t3 reads t4 twice (2); t2: 2 * (1 + 2) = 6; t1: 14; t0: 30 reads in all.
+    monkeypatch.setattr(cosmictron.limits, "visibility_filter_reads_max", 29)
+    with pytest.raises(SchemaError, match=r"'t0' read 30 tables .* limit is 29"):
+        open_db(chain_module(4), path=tmp_path / "over")
+    monkeypatch.setattr(cosmictron.limits, "visibility_filter_reads_max", 30)
+    db = open_db(chain_module(4), path=tmp_path / "at")
+    db.sql("INSERT INTO t4 (id, up) VALUES (1, 1)")
+    db.sql("INSERT INTO t0 (id, up) VALUES (1, 1)")
+    db.sql("INSERT INTO t1 (id, up) VALUES (1, 1)")
+    db.sql("INSERT INTO t2 (id, up) VALUES (1, 1)")
+    db.sql("INSERT INTO t3 (id, up) VALUES (1, 1)")
+    assert db.sql("SELECT id FROM t0", sender=READERS[0]).rows == [(1,)]  # 4 hops, all admit
+    db.sql("DELETE FROM t4")
+    assert db.sql("SELECT id FROM t0", sender=READERS[0]).rows == []  # the last hop hides all

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
+from cosmictron import limits
 from cosmictron.datastore import ModuleSchema, TableSchema
 from cosmictron.errors import SchemaError, SqlError
 from cosmictron.query.plan import (
@@ -115,6 +116,7 @@ def visibility_rules(schema: ModuleSchema) -> Rules:
         rules.setdefault(rule.table, []).append(rule)
     frozen = {table: tuple(found) for table, found in rules.items()}
     _refuse_cycles(frozen)
+    _refuse_expansion(frozen)
     for found in frozen.values():
         for rule in found:
             try:
@@ -297,6 +299,31 @@ def _refuse_cycles(rules: Rules) -> None:
 
     for table in sorted(reads):
         visit(table, [])
+
+
+def _refuse_expansion(rules: Rules) -> None:
+    """Refuse filters whose restriction of one table would read more tables (counting
+    every hop) than ``limits.visibility_filter_reads_max``; counted without building it,
+    since building it is what the bound protects."""
+    reads: dict[str, int] = {}
+
+    def count(table: str) -> int:  # the filters are acyclic here: this ends
+        if table not in reads:
+            reads[table] = sum(
+                1 + (count(other.name) if other.name != table else 0)
+                for rule in rules.get(table, ())
+                for _, other in rule.others
+            )
+        return reads[table]
+
+    bound = limits.visibility_filter_reads_max
+    for table in sorted(rules):
+        if count(table) > bound:
+            raise SchemaError(
+                f"the visibility filters of {table!r} read {count(table)} tables counting "
+                f"every hop of their joins; the limit is {bound} "
+                f"(limits.visibility_filter_reads_max): join fewer tables or fewer filters"
+            )
 
 
 def _parse_rule(text: str, schema: ModuleSchema) -> VisibilityRule:
