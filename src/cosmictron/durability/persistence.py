@@ -100,11 +100,15 @@ class PersistenceLayer:
         self.snapshot_dir = os.path.join(self.data_dir, "snapshots")
         ensure_directory(self.data_dir, storage)
         self._lock = storage.lock(self.data_dir)
-        ensure_directory(self.log_dir, storage)
-        ensure_directory(self.snapshot_dir, storage)
         self.snapshots = SnapshotDirectory(storage, self.snapshot_dir)
         """Snapshot files; readers (backups) pin what they read through it."""
-        self.snapshots.remove_leftovers()  # under the lock, before the writer thread starts
+        try:
+            ensure_directory(self.log_dir, storage)
+            ensure_directory(self.snapshot_dir, storage)
+            self.snapshots.remove_leftovers()  # under the lock, before the writer starts
+        except BaseException:
+            self._lock.release()  # a refused open must not keep the directory locked
+            raise
         self._sync = SyncCoordinator(
             self.durability.fsync_policy,
             self.durability.sync_method,
@@ -331,9 +335,11 @@ class PersistenceLayer:
             if self._started and self._sync.failure is None:
                 self._sync.sync_now()
         finally:
-            self._log.close()
-            self._lock.release()
             self.append = self._append_after_close  # type: ignore[method-assign]
+            try:
+                self._log.close()
+            finally:
+                self._lock.release()  # even when closing the segment failed
 
     def _append_after_close(self, kind: int, body: Any) -> int:
         raise DurabilityError("the persistence layer is closed")
