@@ -25,12 +25,20 @@ from tests.server.conftest import EXAMPLE, Server
 CLI = shutil.which("cosmictron-cli", path=str(Path(sys.executable).parent))
 
 
+def source_path() -> dict[str, str]:
+    """``PYTHONPATH`` if the tests run with one (a worktree's ``src``), so the CLI under
+    test is the code under test rather than whichever copy is installed."""
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {"PYTHONPATH": os.pathsep.join(map(os.path.abspath, paths))} if paths else {}
+
+
 def run(
     *args: str, config: Path, server: str | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the CLI with its settings in ``config``; ``server`` sets COSMICTRON_SERVER."""
     assert CLI, "cosmictron-cli is installed beside the test interpreter"
     environment = {"PATH": str(Path(sys.executable).parent), "COSMICTRON_CONFIG_DIR": str(config)}
+    environment.update(source_path())
     if server is not None:
         environment["COSMICTRON_SERVER"] = server
     return subprocess.run(
@@ -289,6 +297,7 @@ def test_subscribe_against_the_server(deployed, config):
     url = deployed.url
     command = [CLI, "subscribe", "qs", "SELECT * FROM task", "--json", "--num-updates", "1"]
     environment = {"PATH": str(Path(sys.executable).parent), "COSMICTRON_CONFIG_DIR": str(config)}
+    environment.update(source_path())
     with subprocess.Popen(
         [*command, "--server", url], stdout=subprocess.PIPE, text=True, env=environment
     ) as process:

@@ -81,6 +81,8 @@ def show(session: Session) -> None:
         "server": session.url,
         "identity": saved.identity,
         "verified": True,
+        "operator": bool(reply.get("operator")),
+        "rights": list(reply.get("rights", [])),
         "default_server": session.settings.default_server,
         "config_file": str(session.settings.path),
     }
@@ -89,6 +91,10 @@ def show(session: Session) -> None:
         console.print(f"server    {session.url}")
         console.print(f"identity  {saved.identity}")
         console.print("verified  yes (the server accepts the saved token)")
+        held = ", ".join(document["rights"]) or "none (the operator grants them: grant deploy)"
+        console.print(
+            f"rights    {held}" + (" (the server's operator)" if document["operator"] else "")
+        )
         console.print(f"saved in  {session.settings.path}")
 
     session.output.document(document, human)
