@@ -4,7 +4,9 @@
 file on the database's threads, then sends it; the archive is taken while calls go on.
 ``PUT /v1/database/{name}/restore[?to_offset=N | ?to_time=RFC3339]`` streams the upload
 to a temporary file (so it is not bound by the JSON request size limit), then creates
-the database from it, owned by the caller; an existing name is refused.
+the database from it, owned by the caller; an existing name is refused. An archive
+carries module source, so restoring needs the right to deploy, checked before anything
+is read or written (``rights.py``).
 """
 
 from __future__ import annotations
