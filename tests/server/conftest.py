@@ -123,7 +123,7 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None)
     first = process.stdout.readline()
     if "listening on " not in first:
         process.kill()
-        rest = process.stdout.read()
+        rest, _ = process.communicate(timeout=30)  # reaps it and closes its pipe
         raise AssertionError(f"the server did not start: {first}{rest}")
     url = first.split("listening on ", 1)[1].split()[0]
     return Server(url, data_dir, process, [first])

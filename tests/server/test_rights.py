@@ -242,9 +242,16 @@ def test_module_code_finds_no_open_descriptor_to_the_key(server: Server, tmp_pat
     assert reply.status == 200 and reply.body["return_value"] == []
 
 
-def test_a_broken_grants_file_stops_the_start_with_its_name(tmp_path: Path) -> None:
+def test_a_broken_grants_file_or_a_foreign_operator_token_stops_the_start(tmp_path: Path) -> None:
     data = tmp_path / "data"
     stop_server(start_server(data, "--profile", "development"))
     (data / "server" / "grants.json").write_text('{"version": 1, "grants": {"root": []}}')
     with pytest.raises(AssertionError, match=r"grants\.json is not a grants file"):
         start_server(data, "--profile", "development")
+    (data / "server" / "grants.json").unlink()
+    # A replaced key: the old operator token no longer proves anything; say which file.
+    (data / "server" / "jwt_ed25519.pem").unlink()
+    with pytest.raises(AssertionError, match=r"operator\.token does not hold a token of this"):
+        start_server(data, "--profile", "development")
+    (data / "server" / "operator.token").unlink()
+    stop_server(start_server(data, "--profile", "development"))  # a new key, a new operator
