@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cosmictron.cli.rights import operator_urls
 from tests.cli.test_server_commands import ok, one_line_error, run
 from tests.server.conftest import EXAMPLE, Server
 
@@ -77,3 +78,16 @@ def test_grant_refusals_are_one_line(server: Server, tmp_path: Path) -> None:
         1,
         "only the server's operator may revoke the right to deploy",
     )
+
+
+def test_start_saves_the_operator_token_under_every_local_spelling() -> None:
+    import doctest
+
+    import cosmictron.cli.rights
+
+    assert doctest.testmod(cosmictron.cli.rights).failed == 0
+    assert operator_urls("http://127.0.0.1:3000") == [
+        "http://127.0.0.1:3000",
+        "http://localhost:3000",
+    ]
+    assert operator_urls("http://10.1.2.3:8080") == ["http://10.1.2.3:8080"]
