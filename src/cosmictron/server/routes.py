@@ -18,11 +18,13 @@ from cosmictron import __version__
 from cosmictron.errors import InvalidRequest, NotFound, PermissionDenied, Unauthenticated
 from cosmictron.server.auth import ANONYMOUS, TokenAuthority
 from cosmictron.server.registry import DatabaseRegistry, HostedDatabase
+from cosmictron.server.rights import Rights
 from cosmictron.server.wire import from_json, row_to_json
 from cosmictron.values import ConnectionId, Identity, json_form
 
 REGISTRY = web.AppKey("registry", DatabaseRegistry)
 AUTHORITY = web.AppKey("authority", TokenAuthority)
+RIGHTS = web.AppKey("rights", Rights)
 
 routes = web.RouteTableDef()
 
@@ -76,7 +78,15 @@ async def new_identity(request: web.Request) -> web.Response:
 @routes.get("/v1/identity")
 async def who_am_i(request: web.Request) -> web.Response:
     caller = caller_of(request)
-    return web.json_response({"identity": caller.hex(), "anonymous": caller == ANONYMOUS})
+    rights = request.app[RIGHTS]
+    return web.json_response(
+        {
+            "identity": caller.hex(),
+            "anonymous": caller == ANONYMOUS,
+            "operator": caller == rights.operator,
+            "rights": rights.rights_of(caller),
+        }
+    )
 
 
 @routes.get("/v1/database")
@@ -93,9 +103,9 @@ async def list_databases(request: web.Request) -> web.Response:
 @routes.put("/v1/database/{name}")
 async def deploy(request: web.Request) -> web.Response:
     caller = caller_of(request)
-    if caller == ANONYMOUS:
-        raise Unauthenticated("deploying needs a token (POST /v1/identity gives one)")
     name = request.match_info["name"]
+    # Before the body is read: an unauthorised module is never written, let alone imported.
+    request.app[RIGHTS].require_deploy(caller, f"deploy database {name!r}")
     clear = request.query.get("clear", "false").lower() in ("1", "true", "yes")
     source = await request.read()
     registry = request.app[REGISTRY]
