@@ -5,8 +5,9 @@ Usage: python examples/quickstart/serve.py [--listen HOST:PORT] [--data-dir DIR]
 Runs ``cosmictron-cli start`` (the server), reads the operator's token the server made
 on its first start (``DATA_DIR/server/operator.token``: deploying needs the right to
 deploy, which the operator holds; see docs/guide/security.md), deploys ``app.py`` as
-database ``quickstart`` (``PUT /v1/database/quickstart``) unless it is already there, prints ready-to-paste ``curl`` commands, and then stays in the
-foreground until Ctrl-C, which stops the server cleanly (drain, sync, close).
+database ``quickstart`` (``PUT /v1/database/quickstart``) unless it is already there,
+prints ready-to-paste ``curl`` commands, and then stays in the foreground until Ctrl-C,
+which stops the server cleanly (drain, sync, close).
 """
 
 from __future__ import annotations
