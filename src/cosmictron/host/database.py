@@ -58,6 +58,7 @@ from cosmictron.host.sql import run_sql
 from cosmictron.host.transactions import CallOutcome
 from cosmictron.module import LoadedModule, ReducerContext
 from cosmictron.query import QueryResult
+from cosmictron.query.budget import QueryBudget
 from cosmictron.subscription import Subscription, SubscriptionManager
 from cosmictron.values import ConnectionId, Identity, Timestamp
 
@@ -384,16 +385,28 @@ class Database:
         *,
         sender: Identity | None = None,
         rows_max: int | None = None,
+        timeout_s: float | None = None,
+        rows_examined_max: int | None = None,
+        budget: QueryBudget | None = None,
     ) -> QueryResult:
         """Run one SQL statement; see docs/reference/sql.md and ``host/sql.py``.
+
+        A SELECT reads a snapshot, off the writer lock, so it never delays a commit; it
+        runs under a budget: ``timeout_s`` (default ``limits.query_time_s_max``),
+        ``rows_examined_max`` (``limits.query_rows_examined_max``) and ``rows_max``
+        (``limits.query_rows_max``), or all three as ``budget`` (the server's, per caller).
 
         Raises:
             SqlError: the statement is invalid (with line, column and text).
             PermissionDenied: a non-owner reads a private table or writes at all.
-            ResourceExhausted: the result has more than ``rows_max`` rows.
+            QueryTooCostly: (a ``ResourceExhausted``) the result has more than
+                ``rows_max`` rows, or the query examined more than ``rows_examined_max``.
+            QueryCancelled: the query ran longer than ``timeout_s``.
             Conflict: DML would duplicate a key; nothing was changed.
         """
-        return run_sql(self, text, params, sender or self.owner, rows_max)
+        if budget is None:
+            budget = QueryBudget(timeout_s, rows_examined_max, rows_max)
+        return run_sql(self, text, params, sender or self.owner, budget)
 
     def subscribe(
         self,
@@ -458,6 +471,16 @@ class Database:
         """Run ``function`` over the datastore with no writer running (query layer)."""
         with self._lock:
             return function(self._datastore)
+
+    def read_snapshot(self, tables: Iterable[str]) -> Datastore:
+        """A consistent view of ``tables`` as of the last commit, to read without the lock.
+
+        Taken under the writer lock in O(tables); the next write to each table copies
+        it first (``datastore/table.py``), so the view never changes and a reader of it
+        never delays a commit. See docs/design/query-snapshots.md.
+        """
+        with self._lock:
+            return self._datastore.snapshot(tables)
 
     @property
     def tx_offset(self) -> int:
