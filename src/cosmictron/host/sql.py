@@ -5,9 +5,12 @@ becomes a transaction. A SELECT reads a snapshot of the tables it names, taken i
 O(tables) under the writer lock (``Database.read_snapshot``) and read without it, so it
 sees one committed state and never delays a commit (docs/design/query-snapshots.md). It
 runs under its ``QueryBudget`` (time, rows examined, rows returned), charged while it
-runs (``query/budget.py``); the clock starts before the statement is prepared. Every INSERT, UPDATE or DELETE is one transaction, logged
-like a reducer call named ``__sql__`` with arguments ``[text, params]`` (parameters in
-a JSON-like wire form), so it is replayed after a restart and visible to audits.
+runs (``query/budget.py``); the clock starts before the statement is prepared.
+
+Every INSERT, UPDATE or DELETE is one transaction, logged like a reducer call named
+``__sql__`` with arguments ``[text, params]`` (parameters in a JSON-like wire form), so
+it is replayed after a restart and visible to audits. DML runs under the writer lock
+without a budget: only the owner may send it.
 
 Statements are prepared once per text (and schema and parameter types) and kept in the
 statement cache (``query/cache.py``); each call fills in its parameters. A point SELECT

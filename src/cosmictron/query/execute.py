@@ -15,8 +15,8 @@ one row is stopped in time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 import sys
+from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
 
