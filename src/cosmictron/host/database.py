@@ -415,8 +415,16 @@ class Database:
         params: Mapping[str, Any] | None = None,
         sender: Identity | None = None,
         on_error: Callable[[SubscriptionError], Any] | None = None,
+        *,
+        budget: QueryBudget | None = None,
+        then: Callable[[Subscription, Datastore], Any] | None = None,
     ) -> Subscription:
         """Subscribe to ``queries``: rows now (``.initial``), then each change.
+
+        The initial rows are evaluated on a snapshot, off the writer lock, under
+        ``budget`` (default: the ``limits.query_*`` values, as ``sql``).
+        ``then(subscription, datastore)`` runs under the writer lock right after the
+        subscription is registered, before any later transaction's update.
 
         ``on_update(update)`` is called synchronously, under the writer lock, once per
         later transaction that changes the result; keep it short. ``on_error(error)`` is
@@ -427,9 +435,10 @@ class Database:
         Raises:
             SqlError: a query is invalid or not subscribable (the message says why).
             PermissionDenied: a non-owner subscribes to a private table.
+            QueryCancelled, QueryTooCostly: the initial evaluation exceeded its budget.
         """
         return self._subscriptions.subscribe(
-            queries, on_update, params, sender or self.owner, on_error
+            queries, on_update, params, sender or self.owner, on_error, budget, then
         )
 
     def call_nested(
