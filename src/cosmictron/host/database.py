@@ -416,13 +416,17 @@ class Database:
         sender: Identity | None = None,
         on_error: Callable[[SubscriptionError], Any] | None = None,
         *,
+        timeout_s: float | None = None,
+        rows_examined_max: int | None = None,
+        rows_max: int | None = None,
         budget: QueryBudget | None = None,
         then: Callable[[Subscription, Datastore], Any] | None = None,
     ) -> Subscription:
         """Subscribe to ``queries``: rows now (``.initial``), then each change.
 
-        The initial rows are evaluated on a snapshot, off the writer lock, under
-        ``budget`` (default: the ``limits.query_*`` values, as ``sql``).
+        The initial rows are evaluated on a snapshot, off the writer lock, under a
+        budget: ``timeout_s``, ``rows_examined_max`` and ``rows_max`` as for ``sql``, or
+        all three as ``budget``.
         ``then(subscription, datastore)`` runs under the writer lock right after the
         subscription is registered, before any later transaction's update.
 
@@ -437,6 +441,8 @@ class Database:
             PermissionDenied: a non-owner subscribes to a private table.
             QueryCancelled, QueryTooCostly: the initial evaluation exceeded its budget.
         """
+        if budget is None:
+            budget = QueryBudget(timeout_s, rows_examined_max, rows_max)
         return self._subscriptions.subscribe(
             queries, on_update, params, sender or self.owner, on_error, budget, then
         )

@@ -37,8 +37,9 @@ class QueryBudget:
     rows_examined_max: int | None = None
     rows_max: int | None = None
     origin: str = (
-        "limits.query_time_s_max / query_rows_examined_max / query_rows_max; "
-        "raise them with Database.sql(..., timeout_s=, rows_examined_max=, rows_max=)"
+        "limits.query_time_s_max, query_rows_examined_max, query_rows_max; raise them "
+        "with the timeout_s=, rows_examined_max= and rows_max= arguments of Database.sql "
+        "and Database.subscribe"
     )
 
     @property
