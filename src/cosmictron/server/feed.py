@@ -12,9 +12,10 @@ seam between that and the event loop; it never blocks the writer:
   lock, so the loop sees transactions in commit order and each one whole: a client's
   updates of one transaction are merged into one ``TransactionUpdate`` (bag sum per
   table), never split across two.
-* ``subscribe`` runs ``Database.subscribe`` and schedules ``SubscribeApplied`` inside one
-  critical section of the writer lock (``Database.read``): no update of a later
-  transaction can be scheduled before it, so there is no gap and no overlap.
+* ``subscribe`` runs ``Database.subscribe`` (initial rows evaluated off the lock, under
+  the client's query budget), which schedules ``SubscribeApplied`` (``_applied``) in the
+  critical section of the writer lock that registers the subscription: no update of a
+  later transaction can be scheduled before it, so there is no gap and no overlap.
 * The commit listener also keeps the *resume window*: the last
   ``limits.resume_window_transactions_max`` transactions' changes (at most
   ``resume_window_rows_max`` rows). A client that subscribes again with
