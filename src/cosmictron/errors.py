@@ -223,13 +223,14 @@ class RateLimited(CosmictronError):
     rate limit (``limits.rate_*``); nothing was done. Retry after ``retry_after_s``.
 
     Attributes:
-        retry_after_s: seconds until the request would be accepted (HTTP ``Retry-After``).
+        retry_after_s: seconds until the request would be accepted (HTTP ``Retry-After``);
+            1.0 where only the message is known (the SDK rebuilding a server's reply).
     """
 
     code = "rate_limited"
     http_status = 429
 
-    def __init__(self, message: str, retry_after_s: float) -> None:
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
 

@@ -46,7 +46,7 @@ def add(ctx: ReducerContext, id: int, v: int) -> int:
 """
 
 CARTESIAN = "SELECT COUNT(*) FROM item a, item b, item c WHERE a.v + b.v + c.v = -1"
-SUBSCRIBABLE_CARTESIAN = "SELECT a.* FROM item a, item b WHERE a.v + b.v = -1"
+SUBSCRIBABLE_CARTESIAN = "SELECT a.* FROM item a, item b, item c WHERE a.v + b.v + c.v = -1"
 
 BUDGETS = {
     "COSMICTRON_QUERY_ANONYMOUS_TIME_S_MAX": "3",
