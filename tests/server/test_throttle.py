@@ -11,7 +11,7 @@ import time
 import pytest
 
 from cosmictron import limits
-from cosmictron.errors import ConfigError, RateLimited
+from cosmictron.errors import ConfigError, QueryTooCostly, RateLimited
 from cosmictron.server.throttle import ServerLimits, Throttle, retry_after_header
 
 
@@ -72,3 +72,25 @@ def test_a_bad_setting_is_a_config_error_naming_the_variable(value):
 def test_retry_after_is_whole_seconds_and_at_least_one():
     assert retry_after_header(0.001) == "1"
     assert retry_after_header(2.2) == "3"
+
+
+def test_the_anonymous_budget_the_server_builds_stops_a_costly_query(open_db):
+    db = open_db(
+        """
+        @table(name="item", public=True)
+        class Item:
+            id: int = field(primary_key=True)
+            v: int = 0
+
+        @reducer
+        def seed(ctx: ReducerContext, n: int) -> None:
+            for i in range(n):
+                Item.insert(Item(id=i, v=i))
+        """
+    )
+    db.call("seed", 500)
+    settings = ServerLimits({"COSMICTRON_QUERY_ANONYMOUS_ROWS_EXAMINED_MAX": "10000"})
+    query = "SELECT COUNT(*) FROM item a, item b WHERE a.v + b.v = -1"
+    with pytest.raises(QueryTooCostly, match="query_anonymous_rows_examined_max"):
+        db.sql(query, budget=settings.query_budget(True))
+    assert db.sql(query, budget=settings.query_budget(False)).rows == [(0,)]

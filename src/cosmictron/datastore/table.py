@@ -97,7 +97,7 @@ class Table:
         view = Table.__new__(Table)
         for slot in Table.__slots__:
             setattr(view, slot, getattr(self, slot))
-        self._shared = True
+        self._shared = view._shared = True  # a write to either copies first
         return view
 
     def _own(self) -> None:
