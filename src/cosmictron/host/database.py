@@ -58,7 +58,7 @@ from cosmictron.host.sql import run_sql
 from cosmictron.host.transactions import CallOutcome
 from cosmictron.module import LoadedModule, ReducerContext
 from cosmictron.query import QueryResult
-from cosmictron.query.budget import QueryBudget
+from cosmictron.query.budget import DEFAULT_BUDGET, QueryBudget
 from cosmictron.subscription import Subscription, SubscriptionManager
 from cosmictron.values import ConnectionId, Identity, Timestamp
 
@@ -405,7 +405,10 @@ class Database:
             Conflict: DML would duplicate a key; nothing was changed.
         """
         if budget is None:
-            budget = QueryBudget(timeout_s, rows_examined_max, rows_max)
+            if timeout_s is None and rows_examined_max is None and rows_max is None:
+                budget = DEFAULT_BUDGET  # the common case: no object to build
+            else:
+                budget = QueryBudget(timeout_s, rows_examined_max, rows_max)
         return run_sql(self, text, params, sender or self.owner, budget)
 
     def subscribe(

@@ -25,6 +25,7 @@ A non-owner's SELECT is planned with the module's visibility filters
 from __future__ import annotations
 
 from collections.abc import Mapping
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from cosmictron import limits
@@ -80,10 +81,10 @@ def run_sql(
     schema; if a module update came in between, it is prepared again, so it never runs
     against tables it was not planned for (an INSERT would store rows of the old width).
     """
-    meter = budget.start()
+    started = monotonic()  # the budget's clock; a meter is made only if operators run
     for _ in range(SCHEMA_ATTEMPTS_MAX):
         try:
-            return _run_once(db, text, params, sender, budget, meter)
+            return _run_once(db, text, params, sender, budget, started)
         except _SchemaMoved:
             continue
     raise InvalidRequest("the module was updated repeatedly while the statement ran; retry it")
@@ -100,7 +101,7 @@ def _run_once(
     params: Mapping[str, Any] | None,
     sender: Identity,
     budget: QueryBudget,
-    meter: Meter,
+    started: float,
 ) -> QueryResult:
     schema = db.module.schema
     owner = db.owner
@@ -113,7 +114,7 @@ def _run_once(
         _check_permissions(db, prepared.statement, sender)
     point = prepared.point
     if point is not None:
-        return _point_select(db, point, params, sender, budget, meter, schema)
+        return _point_select(db, point, params, sender, budget, schema)
     statement = prepared.statement
     if prepared.parametrised:
         statement = bind(statement, param_values(params, sender))
@@ -121,7 +122,7 @@ def _run_once(
         lines = statement.statement.explain()
         return QueryResult(("plan",), [(line,) for line in lines])
     if isinstance(statement, SelectStatement):
-        return _select(db, statement, prepared.converters, budget, meter, schema)
+        return _select(db, statement, prepared.converters, budget.start(started), schema)
     wire = [text, _wire_params(params)]
     if isinstance(statement, InsertStatement):
         binding = db.module.rows[statement.table.name]
@@ -160,7 +161,6 @@ def _point_select(
     params: Mapping[str, Any] | None,
     sender: Identity,
     budget: QueryBudget,
-    meter: Meter,
     schema: ModuleSchema,
 ) -> QueryResult:
     """``SELECT ... WHERE pk = :key``: one dict lookup under the lock, no operators
@@ -181,7 +181,7 @@ def _point_select(
     if budget.rows_max is not None or limits.query_rows_max < 1:
         limit = budget.effective_rows_max
         if limit < 1:
-            meter.too_many_rows(limit)
+            budget.start().too_many_rows(limit)
     if point.project is not None:
         row = point.project(row)
     if point.converters is not None:
@@ -199,13 +199,12 @@ def _select(
     db: Database,
     statement: SelectStatement,
     converters: tuple[Converter | None, ...] | None,
-    budget: QueryBudget,
     meter: Meter,
     schema: ModuleSchema,
 ) -> QueryResult:
     snapshot = db.read_snapshot(plan_tables(statement.plan))
     _unmoved(snapshot, schema)
-    rows = execute(statement.plan, snapshot, budget.effective_rows_max, meter)
+    rows = execute(statement.plan, snapshot, meter.budget.effective_rows_max, meter)
     if converters is not None:
         rows = [_convert(row, converters) for row in rows]
     return QueryResult(statement.columns, rows)

@@ -56,9 +56,9 @@ class QueryBudget:
     def effective_rows_max(self) -> int:
         return limits.query_rows_max if self.rows_max is None else self.rows_max
 
-    def start(self) -> Meter:
-        """A meter whose clock starts now."""
-        return Meter(self)
+    def start(self, started: float | None = None) -> Meter:
+        """A meter whose clock starts now (or at ``started``, a ``time.monotonic()``)."""
+        return Meter(self, started)
 
 
 DEFAULT_BUDGET = QueryBudget()
@@ -69,11 +69,11 @@ class Meter:
 
     __slots__ = ("_next_check", "budget", "deadline", "examined", "rows_examined_max", "time_s")
 
-    def __init__(self, budget: QueryBudget) -> None:
+    def __init__(self, budget: QueryBudget, started: float | None = None) -> None:
         self.budget = budget
         self.time_s = budget.effective_time_s
         self.rows_examined_max = budget.effective_rows_examined_max
-        self.deadline = time.monotonic() + self.time_s
+        self.deadline = (time.monotonic() if started is None else started) + self.time_s
         self.examined = 0
         self._next_check = min(CLOCK_EVERY_ROWS, self.rows_examined_max)
 
