@@ -19,8 +19,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from cosmictron.errors import CosmictronError, InvalidRequest
-from cosmictron.server import backup, bulk, export, grants, websocket  # noqa: F401 - routes
+from cosmictron import limits
+from cosmictron.errors import CosmictronError, InvalidRequest, RateLimited
+from cosmictron.server import backup, bulk, export, grants, throttle, websocket  # noqa: F401
 from cosmictron.server.auth import TokenAuthority
 from cosmictron.server.logs import end_followers, logs
 from cosmictron.server.metrics import metrics
@@ -52,7 +53,10 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except CosmictronError as exc:
-        return web.json_response(error_body(exc.code, str(exc)), status=exc.http_status)
+        response = web.json_response(error_body(exc.code, str(exc)), status=exc.http_status)
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = throttle.retry_after_header(exc.retry_after_s)
+        return response
     except web.HTTPRequestEntityTooLarge as exc:
         message = f"the request body is larger than the limit ({REQUEST_BYTES_MAX} bytes)"
         return web.json_response(error_body("too_large", message), status=exc.status)
@@ -87,6 +91,7 @@ def build_app(
     app.router.add_get("/metrics", metrics)
     app.on_shutdown.append(end_followers)
     websocket.setup(app)
+    throttle.setup(app)  # query budgets and rate limits, from limits.py and the environment
     return app
 
 
@@ -114,6 +119,9 @@ async def _serve(
     # module is imported (docs/guide/security.md says what that does and does not protect).
     authority = TokenAuthority.load_or_create(data_dir / "server")
     rights = Rights.load_or_create(data_dir / "server", authority)
+    # A long query's thread must hand the interpreter to a reducer call or the event
+    # loop quickly (docs/design/query-snapshots.md).
+    sys.setswitchinterval(limits.query_switch_interval_s)
     registry = DatabaseRegistry(data_dir, profile)
     await asyncio.to_thread(registry.open_all)
     runner = web.AppRunner(build_app(registry, authority, rights), shutdown_timeout=10.0)

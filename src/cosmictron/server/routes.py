@@ -16,9 +16,11 @@ from aiohttp import web
 
 from cosmictron import __version__
 from cosmictron.errors import InvalidRequest, NotFound, PermissionDenied, Unauthenticated
+from cosmictron.query.budget import QueryBudget
 from cosmictron.server.auth import ANONYMOUS, TokenAuthority
 from cosmictron.server.registry import DatabaseRegistry, HostedDatabase
 from cosmictron.server.rights import Rights
+from cosmictron.server.throttle import caller_key, throttle_of
 from cosmictron.server.wire import from_json, row_to_json
 from cosmictron.values import ConnectionId, Identity, json_form
 
@@ -151,6 +153,7 @@ async def schema(request: web.Request) -> web.Response:
 async def call(request: web.Request) -> web.Response:
     caller = caller_of(request)
     database = hosted(request)
+    take_rate(request, "calls", caller)
     reducer = request.match_info["reducer"]
     binding = callable_binding(database, reducer)
     body = await json_body(request)
@@ -233,8 +236,10 @@ def reducer_arguments(schema: Any, body: Any) -> tuple[list[Any], dict[str, Any]
 async def sql(request: web.Request) -> web.Response:
     caller = caller_of(request)
     database = hosted(request)
+    take_rate(request, "queries", caller)
     text, params = await sql_request(request)
-    result = await database.run(_sql, database, text, params, caller)
+    budget = throttle_of(request).settings.query_budget(caller == ANONYMOUS)
+    result = await database.run(_sql, database, text, params, caller, budget)
     return web.json_response(
         {
             "columns": list(result.columns),
@@ -245,8 +250,24 @@ async def sql(request: web.Request) -> web.Response:
     )
 
 
-def _sql(database: HostedDatabase, text: str, params: dict[str, Any], caller: Identity) -> Any:
-    return database.db.sql(text, params or None, sender=caller)
+def _sql(
+    database: HostedDatabase,
+    text: str,
+    params: dict[str, Any],
+    caller: Identity,
+    budget: QueryBudget,
+) -> Any:
+    return database.db.sql(text, params or None, sender=caller, budget=budget)
+
+
+def take_rate(request: web.Request, kind: str, caller: Identity) -> None:
+    """Spend one of the caller's ``kind`` requests (``server/throttle.py``).
+
+    Raises:
+        RateLimited: over the caller's rate (429 with ``Retry-After``).
+    """
+    anonymous = caller == ANONYMOUS
+    throttle_of(request).take(kind, anonymous, caller_key(request, anonymous, caller.hex()))
 
 
 async def sql_request(request: web.Request) -> tuple[str, dict[str, Any]]:
