@@ -654,9 +654,12 @@ class CosmictronServer:
         command = [sys.executable, "-c", code, "start", "--listen", "127.0.0.1:0"]
         command += ["--data-dir", str(Path(self.dir) / "data"), "--profile", "production"]
         self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+        # start saves the operator's token in the CLI settings: keep them in the bench's dir
+        env = {**os.environ, "COSMICTRON_CONFIG_DIR": str(Path(self.dir) / "config")}
+        self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.url = self._wait_listening(30)
-        self.token = self._post("/v1/identity", b"")["token"]
+        # Deploying needs the right to deploy: act as the operator the server made.
+        self.token = (Path(self.dir) / "data" / "server" / "operator.token").read_text().strip()
 
     def _wait_listening(self, seconds: float) -> str:
         deadline = time.monotonic() + seconds

@@ -82,7 +82,15 @@ def test_examples_run(page: str, tmp_path: Path) -> None:
     environment = {
         key: value for key, value in os.environ.items() if not key.startswith("COSMICTRON_")
     }
-    environment["PYTHONPATH"] = str(tmp_path)  # examples may import their modules
+    # Examples may import their modules; a PYTHONPATH the tests run with (a worktree's
+    # src) stays, so the servers the examples start run the code under test.
+    inherited = [
+        os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p
+    ]
+    environment["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *inherited])
+    # A server an example starts saves its operator's token in the CLI settings: keep
+    # those away from the user's.
+    environment["COSMICTRON_CONFIG_DIR"] = str(tmp_path / "config")
     result = subprocess.run(
         [sys.executable, "-W", "error", "doc_examples.py"],
         cwd=tmp_path,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal
 import subprocess
 import sys
+import tomllib
 import urllib.request
 from pathlib import Path
 
@@ -38,6 +40,7 @@ def test_serve_deploys_the_quickstart_and_its_printed_commands_work(tmp_path: Pa
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env={**os.environ, "COSMICTRON_CONFIG_DIR": str(tmp_path / "config")},
     )
     assert process.stdout is not None
     lines = []
@@ -55,6 +58,11 @@ def test_serve_deploys_the_quickstart_and_its_printed_commands_work(tmp_path: Pa
         with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=30) as reply:
             result = json.loads(reply.read())
         assert result["return_value"]["title"] == "Write the report"
+        # It deployed as the operator, whose token start saved for the user who ran it.
+        operator = (tmp_path / "server" / "server" / "operator.token").read_text().strip()
+        saved = tomllib.loads((tmp_path / "config" / "cli.toml").read_text())["servers"]
+        base = url.split("/v1/")[0]
+        assert saved[base]["token"] == operator
     finally:
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=30)

@@ -2,10 +2,12 @@
 
 Usage: python examples/quickstart/serve.py [--listen HOST:PORT] [--data-dir DIR]
 
-Runs ``cosmictron-cli start`` (the server), gets an identity (``POST /v1/identity``),
-deploys ``app.py`` as database ``quickstart`` (``PUT /v1/database/quickstart``) unless
-it is already there, prints ready-to-paste ``curl`` commands, and then stays in the
-foreground until Ctrl-C, which stops the server cleanly (drain, sync, close).
+Runs ``cosmictron-cli start`` (the server), reads the operator's token the server made
+on its first start (``DATA_DIR/server/operator.token``: deploying needs the right to
+deploy, which the operator holds; see docs/guide/security.md), deploys ``app.py`` as
+database ``quickstart`` (``PUT /v1/database/quickstart``) unless it is already there,
+prints ready-to-paste ``curl`` commands, and then stays in the foreground until Ctrl-C,
+which stops the server cleanly (drain, sync, close).
 """
 
 from __future__ import annotations
@@ -52,13 +54,10 @@ def main() -> int:
         return server.wait() or 1
     print(first, end="")
     url = first.split("listening on ", 1)[1].split()[0]
-    token_file = Path(args.data_dir) / "quickstart-owner.token"
-    if token_file.exists():
-        token = token_file.read_text().strip()
-    else:
-        token = request("POST", f"{url}/v1/identity")["token"]
-        token_file.write_text(token + "\n")
-        token_file.chmod(0o600)
+    token_file = Path(args.data_dir) / "quickstart-owner.token"  # made by earlier versions
+    if not token_file.exists():
+        token_file = Path(args.data_dir) / "server" / "operator.token"
+    token = token_file.read_text().strip()
     schema = request("GET", f"{url}/v1/database/quickstart/schema")
     if "error" in schema:
         deployed = request(

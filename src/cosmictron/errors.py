@@ -23,6 +23,9 @@ server replies with.
     ├── ReducerFailed 400       the reducer raised; its transaction rolled back
     ├── ProcedureTimedOut 504   a procedure ran past its timeout_s; the caller stopped waiting
     ├── ResourceExhausted 507   a memory limit would be exceeded; nothing was changed
+    │   └── QueryTooCostly 422  a query examined or returned more rows than its budget
+    ├── QueryCancelled 422      a query ran past its time budget and was stopped
+    ├── RateLimited 429         too many requests from one identity or address; retry later
     ├── DurabilityError 503     disk full or fsync failed: the database stops accepting writes
     │   └── CorruptLog          names the file and byte offset of the first bad record
     ├── VerificationFailed 422  the audit found a bad record; names the first one
@@ -190,6 +193,46 @@ class ResourceExhausted(CosmictronError):
 
     code = "resource_exhausted"
     http_status = 507
+
+
+class QueryTooCostly(ResourceExhausted):
+    """A query examined (or would return) more rows than its budget; it was stopped.
+
+    Its code is ``resource_exhausted`` like its parent's, but its status is 422: the
+    query, not the server, is at fault, and sending it again unchanged fails again. The
+    message names the limit and how to raise it (``limits.py``, ``Database.sql(...)``).
+    """
+
+    http_status = 422
+
+
+class QueryCancelled(CosmictronError):
+    """A query ran longer than its time budget and was stopped; nothing was changed.
+
+    422 rather than 408 (which clients and proxies retry on their own, running the same
+    costly query again) or a 5xx (the server is fine; the query is too costly). The
+    message names the limit and how to raise it.
+    """
+
+    code = "query_cancelled"
+    http_status = 422
+
+
+class RateLimited(CosmictronError):
+    """One identity (or, without a token, one address) sent requests faster than its
+    rate limit (``limits.rate_*``); nothing was done. Retry after ``retry_after_s``.
+
+    Attributes:
+        retry_after_s: seconds until the request would be accepted (HTTP ``Retry-After``);
+            1.0 where only the message is known (the SDK rebuilding a server's reply).
+    """
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class DurabilityError(CosmictronError):

@@ -69,6 +69,102 @@ use a small value). Every other route keeps the 64 MiB ``REQUEST_BYTES_MAX``."""
 bulk_insert_keys_max = 100_000
 """Idempotency keys of keyed bulk loads each database remembers (``host/imports.py``)."""
 
+# -- Query budgets and rate limits (docs/guide/security.md) ---------------------------
+#
+# The server process reads ``COSMICTRON_<NAME>`` (the name in capitals) to override
+# any of the values below (``server/throttle.py``); tests use small ones.
+
+query_time_s_max = 10.0
+"""Wall-clock seconds one SQL query (or a subscription's initial evaluation) may run;
+past it the query is stopped with ``QueryCancelled``. ``Database.sql(..., timeout_s=)``
+overrides it for an embedded call."""
+
+query_rows_examined_max = 50_000_000
+"""Rows one query may examine: rows scanned plus row pairs a join compares. Counted while
+it runs, so a cartesian product returning one row is stopped too (``QueryTooCostly``).
+``Database.sql(..., rows_examined_max=)`` overrides it for an embedded call."""
+
+query_anonymous_time_s_max = 2.0
+"""``query_time_s_max`` for a caller without a token (server only)."""
+
+query_anonymous_rows_examined_max = 5_000_000
+"""``query_rows_examined_max`` for a caller without a token (server only)."""
+
+query_anonymous_rows_max = 10_000
+"""``query_rows_max`` for a caller without a token (server only)."""
+
+subscription_locked_time_s_max = 0.5
+"""Seconds a subscription's initial evaluation may hold the writer lock. It first runs
+on a snapshot, off the lock; only when its tables changed meanwhile
+``subscription_snapshot_attempts_max`` times does it run under the lock, for at most
+this long (the smaller of this and its time budget), so it never stalls commits longer."""
+
+subscription_snapshot_attempts_max = 3
+"""Times a subscription's initial rows are evaluated on a fresh snapshot because its
+tables changed while they were evaluated, before it is evaluated under the lock."""
+
+rate_calls_per_s = 50_000.0
+"""Reducer and procedure calls one identity may make per second, on average (token
+bucket refilled at this rate; the server answers 429 past it)."""
+
+rate_calls_burst = 50_000
+"""Calls one identity may make at once before ``rate_calls_per_s`` applies."""
+
+rate_queries_per_s = 2_000.0
+"""SQL queries (HTTP ``/sql``, WebSocket ``OneOffQuery``) one identity may send per second."""
+
+rate_queries_burst = 4_000
+"""Queries one identity may send at once before ``rate_queries_per_s`` applies."""
+
+rate_subscriptions_per_s = 1_000.0
+"""WebSocket ``Subscribe`` requests one identity may send per second."""
+
+rate_subscriptions_burst = 2_000
+"""Subscribe requests one identity may send at once before the rate applies."""
+
+rate_connections_per_s = 1_000.0
+"""WebSocket connections one identity may open per second."""
+
+rate_connections_burst = 1_000
+"""Connections one identity may open at once before the rate applies."""
+
+rate_anonymous_calls_per_s = 50_000.0
+"""``rate_calls_per_s`` for callers without a token, pooled per remote address. As high
+as an identity's by default: WebSocket clients without a token (the benchmarks, SDK
+scripts) pipeline tens of thousands of calls per second from one address, and calls
+queue behind the one writer anyway. Lower it on a server open to the internet."""
+
+rate_anonymous_calls_burst = 50_000
+"""``rate_calls_burst`` for callers without a token, per remote address."""
+
+rate_anonymous_queries_per_s = 200.0
+"""``rate_queries_per_s`` for callers without a token, pooled per remote address."""
+
+rate_anonymous_queries_burst = 400
+"""``rate_queries_burst`` for callers without a token, per remote address."""
+
+rate_anonymous_subscriptions_per_s = 200.0
+"""``rate_subscriptions_per_s`` for callers without a token, per remote address."""
+
+rate_anonymous_subscriptions_burst = 400
+"""``rate_subscriptions_burst`` for callers without a token, per remote address."""
+
+rate_anonymous_connections_per_s = 100.0
+"""``rate_connections_per_s`` for callers without a token, per remote address."""
+
+rate_anonymous_connections_burst = 200
+"""``rate_connections_burst`` for callers without a token, per remote address."""
+
+rate_buckets_max = 100_000
+"""Token buckets (identities and addresses) the server tracks per kind of request; the
+least recently used is forgotten past it (a forgotten bucket starts full again)."""
+
+query_switch_interval_s = 0.001
+"""The server's ``sys.setswitchinterval``: how long a thread (a long query) may hold the
+interpreter before a waiting thread (a reducer call, the event loop) gets it. CPython's
+default of 5 ms makes each of a call's hand-offs wait behind a running query for that
+long; 1 ms keeps a call's latency near its own cost while a query runs."""
+
 # -- row-level security (sec-rls) ---------------------------------------------------------
 
 visibility_filter_reads_max = 256

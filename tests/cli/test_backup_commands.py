@@ -12,7 +12,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from tests.cli.test_server_commands import ok, one_line_error, run
+from tests.cli.test_server_commands import granted, ok, one_line_error, run
 from tests.server.conftest import EXAMPLE, Server
 
 
@@ -60,8 +60,10 @@ def test_only_the_owner_may_back_up_and_a_taken_name_is_refused(
     server: Server, tmp_path: Path
 ) -> None:
     owner, stranger = tmp_path / "owner", tmp_path / "stranger"
+    granted(server, owner)
     deploy_with_tasks(server, owner, 1)
-    ok(run("identity", "new", "--server", server.url, config=stranger))
+    granted(server, stranger)  # may deploy and restore; does not own 'qs'
+
     refused = run("backup", "qs", str(tmp_path / "x.backup"), config=stranger, server=server.url)
     one_line_error(refused, 1, "only the owner of database 'qs' may back it up")
     assert not (tmp_path / "x.backup").exists() and not (tmp_path / "x.backup.part").exists()

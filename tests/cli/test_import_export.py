@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_server_commands import CLI, ok, one_line_error, run
+from tests.cli.test_server_commands import CLI, ok, one_line_error, run, source_path
 from tests.server.conftest import Server
 
 MODULE = """
@@ -111,6 +111,7 @@ def test_sigkill_mid_import_then_resume_loads_every_row_once(deployed, config, t
     dump = write_dump(tmp_path / "events.csv", rows)
     command = [CLI, "import", "--server", deployed.url, "events", "event", str(dump)]
     environment = {"PATH": str(Path(sys.executable).parent), "COSMICTRON_CONFIG_DIR": str(config)}
+    environment.update(source_path())
     with subprocess.Popen(
         [*command, "--batch-rows", "5000"],
         stderr=subprocess.PIPE,

@@ -25,12 +25,20 @@ from tests.server.conftest import EXAMPLE, Server
 CLI = shutil.which("cosmictron-cli", path=str(Path(sys.executable).parent))
 
 
+def source_path() -> dict[str, str]:
+    """``PYTHONPATH`` if the tests run with one (a worktree's ``src``), so the CLI under
+    test is the code under test rather than whichever copy is installed."""
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {"PYTHONPATH": os.pathsep.join(map(os.path.abspath, paths))} if paths else {}
+
+
 def run(
     *args: str, config: Path, server: str | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the CLI with its settings in ``config``; ``server`` sets COSMICTRON_SERVER."""
     assert CLI, "cosmictron-cli is installed beside the test interpreter"
     environment = {"PATH": str(Path(sys.executable).parent), "COSMICTRON_CONFIG_DIR": str(config)}
+    environment.update(source_path())
     if server is not None:
         environment["COSMICTRON_SERVER"] = server
     return subprocess.run(
@@ -76,20 +84,42 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def test_deploy_without_identity_obtains_one_and_saves_it_0600(server, config):
-    result = run("deploy", "--server", server.url, "qs", str(EXAMPLE), config=config)
-    assert "Created database 'qs' (tx_offset 1)." in ok(result)
-    assert f"No saved identity for {server.url}: obtained" in result.stderr
+def granted(server: Server, config: Path) -> str:
+    """A second user: a new identity saved in ``config``, granted deploy by the operator."""
+    identity = json.loads(
+        ok(run("identity", "new", "--server", server.url, "--json", config=config))
+    )
+    assert server.grant_deploy(identity["identity"]).status == 200
+    return str(identity["identity"])
+
+
+def test_start_saved_the_operator_token_0600_and_deploy_uses_it(server, config):
     settings_file = config / "cli.toml"
     assert stat.S_IMODE(settings_file.stat().st_mode) == 0o600
     saved = tomllib.loads(settings_file.read_text())["servers"][server.url]
-    assert f"owner     {saved['identity']}" in result.stdout
-    # The saved token is reused: the same identity, no second note.
-    shown = run("identity", "show", "--server", server.url, "--json", config=config)
-    assert json.loads(ok(shown))["identity"] == saved["identity"]
+    operator, token = server.operator()
+    assert saved == {"identity": operator, "token": token}
+    assert f"operator {operator}: token saved for {server.url}" in server.process.stdout.readline()
+    result = run("deploy", "--server", server.url, "qs", str(EXAMPLE), config=config)
+    assert "Created database 'qs' (tx_offset 1)." in ok(result)
+    assert f"owner     {operator}" in result.stdout and result.stderr == ""
+    shown = json.loads(ok(run("identity", "show", "--server", server.url, "--json", config=config)))
+    assert shown["identity"] == operator
     listed = run("list", "--server", server.url, config=config)
     assert "yes" in ok(listed) and "1 database" in listed.stdout
-    assert listed.stderr == ""
+
+
+def test_deploy_without_identity_obtains_one_then_needs_the_right(server, tmp_path):
+    stranger = tmp_path / "stranger"
+    result = run("deploy", "--server", server.url, "qs", str(EXAMPLE), config=stranger)
+    saved = tomllib.loads((stranger / "cli.toml").read_text())["servers"][server.url]
+    assert stat.S_IMODE((stranger / "cli.toml").stat().st_mode) == 0o600
+    assert result.returncode == 1, result.stderr
+    note, error = result.stderr.strip().splitlines()
+    assert note.startswith(f"No saved identity for {server.url}: obtained")
+    assert error.startswith("error: ") and "may not deploy database 'qs'" in error
+    assert f"cosmictron-cli grant deploy {saved['identity']}" in error
+    assert server.request("GET", "/v1/database/qs/schema").status == 404
 
 
 def test_identity_new_saves_the_token_and_the_first_default_server(server, config):
@@ -100,6 +130,7 @@ def test_identity_new_saves_the_token_and_the_first_default_server(server, confi
     settings = tomllib.loads((config / "cli.toml").read_text())
     assert settings["default_server"] == server.url
     assert settings["servers"][server.url]["identity"] == created["identity"]
+    assert server.grant_deploy(created["identity"]).status == 200  # it replaced the operator
     # No --server and no COSMICTRON_SERVER: the saved default server is used.
     human = ok(run("identity", "show", config=config))
     assert f"identity  {created['identity']}" in human and "verified  yes" in human
@@ -266,6 +297,7 @@ def test_subscribe_against_the_server(deployed, config):
     url = deployed.url
     command = [CLI, "subscribe", "qs", "SELECT * FROM task", "--json", "--num-updates", "1"]
     environment = {"PATH": str(Path(sys.executable).parent), "COSMICTRON_CONFIG_DIR": str(config)}
+    environment.update(source_path())
     with subprocess.Popen(
         [*command, "--server", url], stdout=subprocess.PIPE, text=True, env=environment
     ) as process:

@@ -106,7 +106,7 @@ def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def app(server: Server) -> Iterator[Server]:
     """The server with MODULE deployed as database ``shop``."""
-    _, token = server.identity()
+    _, token = server.deployer()
     assert server.deploy("shop", MODULE, token).status == 201
     yield server
 

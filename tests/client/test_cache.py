@@ -132,7 +132,7 @@ def test_cache_equals_the_database_through_a_drop_and_a_restart(tmp_path: Path) 
     data = tmp_path / "data"
     server = start_server(data, "--profile", "development")
     try:
-        _, owner = server.identity()
+        _, owner = server.deployer()
         assert server.deploy("shop", MODULE, owner).status == 201
         _, other = server.identity()
         rng = random.Random(WORKLOAD_SEED)

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from cosmictron.durability import TX_RECORD_KIND, Record
+from cosmictron.durability import MODULE_RECORD_KIND, TX_RECORD_KIND, Record
 from cosmictron.durability.record import FRAME_HEADER_BYTES, encode_payload
 from cosmictron.errors import DurabilityError, InternalError
 from cosmictron.ledger import GENESIS_HASH, record_hash
@@ -50,14 +50,18 @@ def test_hash_chain_links_every_record(open_layer: OpenLayer) -> None:
     layer = open_layer(segment_bytes_max=1024)
     recover_all(layer)
     for n in range(300):
-        layer.append(TX_RECORD_KIND if n % 3 else 7, n)
+        layer.append(TX_RECORD_KIND if n % 3 else MODULE_RECORD_KIND, n)
     layer.close()
     records = recover_all(open_layer(segment_bytes_max=1024))
     previous = GENESIS_HASH
     for record in records:
         assert record.prev_hash == previous
         previous = record.hash
-    assert [record.kind for record in records[:3]] == [7, TX_RECORD_KIND, TX_RECORD_KIND]
+    assert [record.kind for record in records[:3]] == [
+        MODULE_RECORD_KIND,
+        TX_RECORD_KIND,
+        TX_RECORD_KIND,
+    ]
     payload = encode_payload(records[-1].kind, records[-1].offset, previous_of(records), "x")
     assert records[-1].hash != record_hash(payload)  # the hash covers the body
 

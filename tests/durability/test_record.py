@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import zlib
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from cosmictron.durability.record import (
     FRAME_HEADER,
+    RECORD_KINDS,
     TX_RECORD_KIND,
     RecordError,
+    decode_header,
     decode_payload,
     encode_frame,
     encode_payload,
@@ -34,7 +37,7 @@ bodies = st.recursive(
 
 @given(
     body=bodies,
-    kind=st.integers(0, 100),
+    kind=st.sampled_from(sorted(RECORD_KINDS)),
     offset=st.integers(1, 2**62),
     durable=st.integers(0, 2**64 - 1),
 )
@@ -46,6 +49,15 @@ def test_frame_round_trip(body: object, kind: int, offset: int, durable: int) ->
     assert crc == zlib.crc32(frame[8:16], zlib.crc32(payload)), "crc covers payload, then durable"
     assert plausible_frame_durable(frame, 0, 1 << 20) == durable
     assert decode_payload(frame[16:]) == (kind, offset, GENESIS_HASH, body)
+
+
+@given(kind=st.integers(-(2**31), 2**31).filter(lambda k: k not in RECORD_KINDS))
+def test_a_record_of_an_unknown_kind_does_not_decode(kind: int) -> None:
+    payload = encode_payload(kind, 1, GENESIS_HASH, "x")
+    with pytest.raises(RecordError, match=f"unknown record kind {kind}"):
+        decode_payload(payload)
+    with pytest.raises(RecordError, match=f"unknown record kind {kind}"):
+        decode_header(payload)
 
 
 def test_hash_is_sha256_of_payload() -> None:

@@ -12,7 +12,13 @@ import os
 import pytest
 
 from cosmictron.durability import TX_RECORD_KIND
-from cosmictron.errors import CorruptLog
+from cosmictron.durability.record import (
+    FRAME_HEADER,
+    FRAME_HEADER_BYTES,
+    frame_crc,
+    payload_crc,
+)
+from cosmictron.errors import CorruptLog, InternalError
 
 from .conftest import OpenLayer, flip_byte, frame_positions, recover_all, segment_files
 
@@ -207,3 +213,44 @@ def test_a_half_created_segment_is_removed_by_recovery_but_not_by_a_live_listing
     assert os.path.exists(pending)  # a live listing leaves it for the writer
     assert_recovers(open_layer, 3)
     assert not os.path.exists(pending)  # recovery: nothing can be writing it
+
+
+def rewrite_kind(path: str, position: int, kind: int) -> None:
+    """Give the frame at ``position`` another kind, with a crc that matches again.
+
+    The frame stays well-formed, as one written by a newer version would be.
+    """
+    with open(path, "r+b") as segment:
+        segment.seek(position)
+        header = segment.read(FRAME_HEADER_BYTES)
+        length, _, durable = FRAME_HEADER.unpack(header)
+        payload = bytearray(segment.read(length))
+        assert payload[:3] == bytes([0x95, 0x01, TX_RECORD_KIND])
+        payload[2] = kind
+        segment.seek(position)
+        segment.write(FRAME_HEADER.pack(length, frame_crc(payload_crc(payload), durable), durable))
+        segment.write(payload)
+
+
+@pytest.mark.parametrize("count", [4, 6], ids=["at the tail", "mid-log"])
+def test_an_unknown_record_kind_is_refused_with_its_offset(
+    open_layer: OpenLayer, data_dir: str, count: int
+) -> None:
+    write_log(open_layer, count)
+    path = segment_files(data_dir)[-1]
+    rewrite_kind(path, frame_positions(path)[3], 7)
+    with pytest.raises(CorruptLog, match=r"offset 4\).*unknown record kind 7") as refused:
+        recover_all(open_layer())
+    assert refused.value.tx_offset == 4 and refused.value.path == path
+
+
+def test_appending_an_unknown_kind_is_refused_before_anything_is_written(
+    open_layer: OpenLayer,
+) -> None:
+    layer = open_layer()
+    recover_all(layer)
+    with pytest.raises(InternalError, match="record kind 9"):
+        layer.append(9, {"n": 1})
+    assert layer.append(TX_RECORD_KIND, {"n": 1}) == 1
+    layer.close()
+    assert [record.offset for record in recover_all(open_layer())] == [1]

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from cosmictron import Database, DurabilityConfig
-from cosmictron.durability.backup import log_members
+from cosmictron.durability.backup import log_members, pinned_snapshot_at_or_before
 from cosmictron.errors import BackupDamaged, Conflict, InvalidRequest
 from cosmictron.host.backup import restore, verify_backup
 from tests.host.counted_module import COUNTED_MODULE
@@ -102,6 +102,79 @@ def test_backup_under_concurrent_writes_restores_the_state_at_its_cut(
         copy.check_invariants()
 
 
+def backups_beside_snapshots(tmp_path: Path, module_file: Path, seconds: float) -> int:
+    """Writers, a snapshot every few transactions, and backups in a loop on another thread.
+
+    Every backup must succeed and restore to exactly the acknowledged writes at or below
+    its cut, and every snapshot the database asked for must be written. Returns how many
+    backups were checked.
+    """
+    tight = dataclasses.replace(durability(), snapshot_interval_tx=3)
+    db = Database.open(tmp_path / "source", module_file, durability=tight)
+    acknowledged: list[tuple[int, int]] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    manifests = []
+
+    def write(worker: int) -> None:
+        n = worker * 1_000_000
+        try:
+            while not stop.is_set():
+                offset = db.execute_reducer("put", [n]).tx_offset
+                with lock:
+                    acknowledged.append((offset, n))
+                n += 1
+        except BaseException as exc:
+            errors.append(exc)
+            stop.set()
+
+    def back_up() -> None:
+        try:
+            while not stop.is_set():
+                archive = tmp_path / f"backup-{len(manifests)}.tar"
+                manifests.append((archive, db.backup(archive)))
+        except BaseException as exc:
+            errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in (1, 2)]
+    threads.append(threading.Thread(target=back_up))
+    for thread in threads:
+        thread.start()
+    stop.wait(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    db._persistence.wait_snapshots()
+    statistics = db._persistence.statistics()
+    db.close()
+    if errors:
+        raise errors[0]
+    assert statistics.snapshot_count >= 2
+    assert statistics.snapshots_failed == 0, "a snapshot was lost"
+    for number, (archive, manifest) in enumerate(manifests):
+        target = tmp_path / f"restored-{number}"
+        restore(archive, target)
+        with open_restored(target) as copy:
+            cut = manifest.cut_offset
+            assert state(copy) == ({n for offset, n in acknowledged if offset <= cut}, cut)
+        archive.unlink()
+    return len(manifests)
+
+
+def test_backups_in_a_loop_beside_forced_snapshots_restore_their_cuts(
+    tmp_path: Path, module_file: Path
+) -> None:
+    assert backups_beside_snapshots(tmp_path, module_file, 3.0) >= 3
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("run", range(20))
+def test_backups_beside_forced_snapshots_soak(tmp_path: Path, module_file: Path, run: int) -> None:
+    backups_beside_snapshots(tmp_path, module_file, 3.0)
+
+
 def test_point_in_time_restore_to_several_offsets(tmp_path: Path, module_file: Path) -> None:
     with Database.open(tmp_path / "source", module_file, durability=durability()) as db:
         times = {}
@@ -168,8 +241,11 @@ def test_the_newest_snapshot_at_or_before_the_cut_is_chosen(
         manifest = db.backup(tmp_path / "backup.tar")
         assert manifest.snapshot_offset == 120
         cut = db._persistence.cut()
-    # Cut at an earlier offset: the snapshot at 120 is after it, the one at 80 is not.
-    members = log_members(str(source), 100, cut.segment_base_offset, cut.segment_bytes)
+        # Cut at an earlier offset: the snapshot at 120 is after it, the one at 80 is not.
+        with pinned_snapshot_at_or_before(db._persistence.snapshots, 100) as chosen:
+            members = log_members(
+                str(source), 100, cut.segment_base_offset, cut.segment_bytes, chosen
+            )
     snapshots = [m.name for m in members if m.name.startswith("snapshots/")]
     assert snapshots == [f"snapshots/{80:020d}.snap"]
     restore(tmp_path / "backup.tar", tmp_path / "restored")

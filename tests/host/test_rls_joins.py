@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cosmictron
-from cosmictron.errors import ResourceExhausted, SchemaError
+from cosmictron.errors import QueryTooCostly, ResourceExhausted, SchemaError
 from cosmictron.values import Identity
 from tests.subscription.conftest import Mirror
 
@@ -552,3 +552,16 @@ def test_filters_expanding_past_the_reads_limit_refuse_the_module(
     assert db.sql("SELECT id FROM t0", sender=READERS[0]).rows == [(1,)]  # 4 hops, all admit
     db.sql("DELETE FROM t4")
     assert db.sql("SELECT id FROM t0", sender=READERS[0]).rows == []  # the last hop hides all
+
+
+def test_a_readers_filter_work_counts_against_its_query_budget(open_db: Any) -> None:
+    # The reader's query returns nothing, but its filter examines every member row of
+    # the reader (an index lookup): that work is charged to the reader's budget.
+    db = open_db(ROOMS_MODULE)
+    alice = READERS[0]
+    db.bulk_insert("member", [(n, 1000 + n, alice) for n in range(300)])
+    db.bulk_insert("message", [(n, n, 0) for n in range(10)])
+    assert db.sql("SELECT id FROM message", sender=alice, rows_examined_max=1000).rows == []
+    with pytest.raises(QueryTooCostly, match="rows-examined budget"):
+        db.sql("SELECT id FROM message", sender=alice, rows_examined_max=200)
+    assert len(db.sql("SELECT id FROM message", rows_examined_max=200).rows) == 10  # owner

@@ -3,6 +3,14 @@
 ``server`` starts ``cosmictron-cli start --listen 127.0.0.1:0`` (the installed binary)
 in a temporary data directory and reads the address it prints; it is stopped with
 SIGTERM at teardown, and the test fails if it does not stop cleanly.
+
+Deploying needs the right to deploy (docs/guide/security.md): ``Server.operator()`` is
+the operator, read from ``<data-dir>/server/operator.token`` as a user on the server's
+machine would; ``Server.deployer()`` is a new identity the operator granted the right;
+``Server.identity()`` is a new identity with no rights, what ``POST /v1/identity`` gives
+anyone. ``start`` saves the operator's token in the CLI settings of the user who starts
+it: ``start_server`` points that at ``<data-dir>/../config`` (the CLI tests' settings
+directory) unless ``COSMICTRON_CONFIG_DIR`` is set, so no test writes the real user's.
 """
 
 from __future__ import annotations
@@ -73,6 +81,24 @@ class Server:
         assert reply.status == 200, reply
         return reply.body["identity"], reply.body["token"]
 
+    def operator(self) -> tuple[str, str]:
+        """The operator's identity and token, from ``<data-dir>/server/operator.token``."""
+        token = (self.data_dir / "server" / "operator.token").read_text().strip()
+        reply = self.request("GET", "/v1/identity", token=token)
+        assert reply.status == 200 and reply.body["operator"] is True, reply
+        return reply.body["identity"], token
+
+    def grant_deploy(self, identity: str) -> Reply:
+        _, operator_token = self.operator()
+        return self.request("PUT", f"/v1/grants/deploy/{identity}", token=operator_token)
+
+    def deployer(self) -> tuple[str, str]:
+        """A new identity the operator granted the right to deploy."""
+        identity, token = self.identity()
+        reply = self.grant_deploy(identity)
+        assert reply.status == 200 and reply.body["granted"] is True, reply
+        return identity, token
+
     def deploy(self, name: str, source: bytes | str, token: str, clear: bool = False) -> Reply:
         suffix = "?clear=true" if clear else ""
         return self.request("PUT", f"/v1/database/{name}{suffix}", source, token)
@@ -84,6 +110,7 @@ STARTED: list[subprocess.Popen[str]] = []
 
 def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    env.setdefault("COSMICTRON_CONFIG_DIR", str(data_dir.parent / "config"))
     process = subprocess.Popen(
         [CLI, "start", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *extra],
         stdout=subprocess.PIPE,
@@ -96,7 +123,7 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None)
     first = process.stdout.readline()
     if "listening on " not in first:
         process.kill()
-        rest = process.stdout.read()
+        rest, _ = process.communicate(timeout=30)  # reaps it and closes its pipe
         raise AssertionError(f"the server did not start: {first}{rest}")
     url = first.split("listening on ", 1)[1].split()[0]
     return Server(url, data_dir, process, [first])

@@ -34,7 +34,7 @@ def upload(server: Server, name: str, archive: bytes, token: str | None, query: 
 
 
 def deployed_with_tasks(server: Server, count: int) -> tuple[str, str]:
-    identity, token = server.identity()
+    identity, token = server.deployer()
     assert server.deploy("qs", EXAMPLE.read_text(), token).status == 201  # offset 1: init
     for n in range(count):
         reply = server.request("POST", "/v1/database/qs/call/add_task", [f"task {n}", n], token)
@@ -66,7 +66,7 @@ def test_the_owner_backs_up_and_restores_under_a_new_name(server: Server, tmp_pa
 def test_restore_makes_the_caller_the_owner(server: Server) -> None:
     _, token = deployed_with_tasks(server, 1)
     _, archive, _ = download(server, "qs", token)
-    other, other_token = server.identity()
+    other, other_token = server.deployer()
     reply = upload(server, "theirs", archive, other_token)
     assert reply.status == 201 and reply.body["owner"] == other
     listed = server.request("GET", "/v1/database", token=other_token).body["databases"]

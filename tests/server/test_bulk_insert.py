@@ -66,7 +66,7 @@ IDENTITY = "ab" * 32
 
 @pytest.fixture
 def owner(server: Server) -> str:
-    _, token = server.identity()
+    _, token = server.deployer()
     reply = server.deploy("shop", MODULE, token)
     assert reply.status == 201, reply
     return token
@@ -277,7 +277,7 @@ def test_idempotency_key_applies_a_batch_once(server, owner):
 def test_idempotency_keys_survive_a_restart(tmp_path: Path):
     server = start_server(tmp_path / "data", "--profile", "development")
     try:
-        _, token = server.identity()
+        _, token = server.deployer()
         assert server.deploy("shop", MODULE, token).status == 201
         path = "/v1/database/shop/bulk_insert/item"
         first = _keyed(server, path, item_csv(10), token, "k:2")
@@ -309,7 +309,7 @@ def test_a_body_over_the_limit_is_413(tmp_path: Path):
     finally:
         del os.environ["COSMICTRON_BULK_INSERT_BODY_BYTES_MAX"]
     try:
-        _, token = server.identity()
+        _, token = server.deployer()
         assert server.deploy("shop", MODULE, token).status == 201
         reply = post(server, "item", item_csv(2000), token)
         assert reply.status == 413, reply

@@ -34,7 +34,7 @@ INCOMPATIBLE = V1.replace('    name: str = ""\n', "    title: int = 0\n")
 
 
 def test_update_migrates_refuses_and_clears(server: Server) -> None:
-    _, token = server.identity()
+    _, token = server.deployer()
     assert server.deploy("shop", V1, token).status == 201
     server.request("POST", "/v1/database/shop/call/add", [1, "pen"])
     updated = server.deploy("shop", V2, token)
@@ -59,5 +59,5 @@ def test_update_migrates_refuses_and_clears(server: Server) -> None:
     rows = server.request("POST", "/v1/database/shop/sql", "SELECT id FROM item").body["rows"]
     assert rows == [{"id": 100}]  # wiped, then init ran
 
-    _, stranger = server.identity()
+    _, stranger = server.deployer()
     assert server.deploy("shop", V2, stranger).status == 403

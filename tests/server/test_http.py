@@ -37,7 +37,7 @@ def at(ctx: ReducerContext, when: Timestamp, who: Identity, data: bytes) -> str:
 
 @pytest.fixture
 def deployed(server: Server) -> tuple[Server, str]:
-    _, token = server.identity()
+    _, token = server.deployer()
     reply = server.deploy("quick", EXAMPLE.read_bytes(), token)
     assert reply.status == 201, reply
     assert reply.body["created"] is True and reply.body["tx_offset"] >= 1
@@ -50,7 +50,7 @@ def test_health_and_identity(server: Server) -> None:
     identity, token = server.identity()
     assert len(identity) == 64 and token.count(".") == 2
     me = server.request("GET", "/v1/identity", token=token)
-    assert me.body == {"identity": identity, "anonymous": False}
+    assert me.body == {"identity": identity, "anonymous": False, "operator": False, "rights": []}
     assert server.request("GET", "/v1/identity").body["anonymous"] is True
 
 
@@ -106,10 +106,11 @@ def test_sql_as_owner_and_as_anonymous(deployed: tuple[Server, str]) -> None:
 
 
 def test_permissions_identity_values_and_row_level_security(server: Server) -> None:
-    owner, owner_token = server.identity()
-    alice, alice_token = server.identity()
+    owner, owner_token = server.deployer()
+    alice, alice_token = server.deployer()
     assert server.deploy("notes", PRIVATE_MODULE, owner_token).status == 201
-    assert server.deploy("notes", PRIVATE_MODULE, alice_token).status == 403
+    over = server.deploy("notes", PRIVATE_MODULE, alice_token)  # she may deploy, not over this
+    assert over.status == 403 and "belongs to another identity" in over.body["error"]["message"]
     anonymous_deploy = server.request("PUT", "/v1/database/other", PRIVATE_MODULE)
     assert anonymous_deploy.status == 401
     assert server.request("DELETE", "/v1/database/notes", token=alice_token).status == 403
@@ -139,7 +140,7 @@ def test_permissions_identity_values_and_row_level_security(server: Server) -> N
 
 
 def test_deploy_refusals_and_delete(server: Server) -> None:
-    _, token = server.identity()
+    _, token = server.deployer()
     bad_name = server.deploy("Bad.Name", PRIVATE_MODULE, token)
     assert bad_name.status == 400 and "not valid" in bad_name.body["error"]["message"]
     broken = server.deploy("broken", "import nonexistent_package_xyz\n", token)
@@ -158,7 +159,7 @@ def test_deploy_refusals_and_delete(server: Server) -> None:
 
 def test_restart_brings_databases_back(tmp_path) -> None:
     first = start_server(tmp_path / "data", "--profile", "development")
-    _, token = first.identity()
+    _, token = first.deployer()
     assert first.deploy("quick", EXAMPLE.read_bytes(), token).status == 201
     offset = first.request("POST", "/v1/database/quick/call/add_task", ["kept"]).body["tx_offset"]
     stop_server(first)

@@ -42,7 +42,7 @@ def hit(ctx: ReducerContext) -> int:
 
 
 def test_a_blocked_database_blocks_no_other(server: Server, tmp_path: Path) -> None:
-    _, token = server.identity()
+    _, token = server.deployer()
     assert server.deploy("slow", SLOW, token).status == 201
     assert server.deploy("fast", FAST, token).status == 201
     gate = tmp_path / "gate"

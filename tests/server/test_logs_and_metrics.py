@@ -48,7 +48,7 @@ def ndjson(server: Server, query: str, token: str | None) -> tuple[int, list[dic
 
 
 def test_logs_are_ndjson_filtered_by_level_and_owner_only(server: Server) -> None:
-    _, token = server.identity()
+    _, token = server.deployer()
     assert server.deploy("shop", MODULE, token).status == 201
     for name in ["apple", "!pear", ""]:
         server.request("POST", "/v1/database/shop/call/add", [name])
@@ -72,7 +72,7 @@ def test_logs_are_ndjson_filtered_by_level_and_owner_only(server: Server) -> Non
 
 
 def test_follow_streams_new_lines(server: Server) -> None:
-    _, token = server.identity()
+    _, token = server.deployer()
     assert server.deploy("shop", MODULE, token).status == 201
 
     async def follow() -> list[dict]:
@@ -95,7 +95,7 @@ def test_follow_streams_new_lines(server: Server) -> None:
 
 
 def test_metrics_count_calls_errors_and_syncs(server: Server) -> None:
-    _, token = server.identity()
+    _, token = server.deployer()
     assert server.deploy("shop", MODULE, token).status == 201
     for name in ["a", "b", "", "c"]:
         server.request("POST", "/v1/database/shop/call/add", [name])
@@ -136,7 +136,7 @@ def test_the_server_profile_flag_and_the_environment_follow_the_precedence(tmp_p
             tmp_path / f"data{len(flags)}", *flags, env={"COSMICTRON_FSYNC_POLICY": "always"}
         )
         try:
-            _, token = server.identity()
+            _, token = server.deployer()
             assert server.deploy("shop", MODULE, token).status == 201
             for name in ["a", "b"]:
                 server.request("POST", "/v1/database/shop/call/add", [name])

@@ -28,7 +28,7 @@ def world() -> Iterator[World]:
 
 @pytest.fixture
 def app(server: Server) -> Server:
-    _, token = server.identity()
+    _, token = server.deployer()
     header = "from __future__ import annotations\nfrom cosmictron import *\n"
     assert server.deploy("app", header + MODULE, token).status == 201
     return server

@@ -63,7 +63,7 @@ def call(server: Server, reducer: str, args: list[Any], token: str) -> None:
 
 
 def test_membership_reveals_and_hides_messages_over_http_and_websocket(server: Server) -> None:
-    _, owner = server.identity()
+    _, owner = server.deployer()  # deploying needs the right to (granted by the operator)
     assert server.deploy("rooms", MODULE, owner).status == 201
     _, alice = server.identity()
     _, bob = server.identity()

@@ -45,7 +45,7 @@ def add(ctx: ReducerContext, n: int) -> None:
 def run_round(data_dir: Path, seed: int, token: str | None) -> tuple[str, set[int]]:
     server = start_server(data_dir, "--profile", "production")
     if token is None:
-        _, token = server.identity()
+        _, token = server.deployer()
         assert server.deploy("crash", MODULE, token).status == 201
     existing = server.request("POST", "/v1/database/crash/sql", "SELECT n FROM entry").body
     base = max((row["n"] for row in existing["rows"]), default=0) + 1

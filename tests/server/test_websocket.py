@@ -150,7 +150,7 @@ def run(server: Server, scenario: Callable[[Connect], Awaitable[None]]) -> None:
 
 @pytest.fixture
 def chat(server: Server) -> Iterator[tuple[Server, str]]:
-    _, token = server.identity()
+    _, token = server.deployer()
     assert server.deploy("chat", MODULE, token).status == 201
     yield server, token
 
@@ -442,7 +442,7 @@ def small_queue_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 def test_a_slow_consumer_is_disconnected_and_others_keep_up(small_queue_server: Server) -> None:
     server = small_queue_server
-    _, token = server.identity()
+    _, token = server.deployer()
     assert server.deploy("chat", MODULE, token).status == 201
     transactions, size = 100, 256 * 1024  # far more than the socket buffers hold
 
@@ -477,7 +477,7 @@ def test_confirmed_reads_under_always_and_periodic(tmp_path: Path, profile: str)
     """Updates wait for the fsync (``always``) or the periodic sync, then arrive in order."""
     server = start_server(tmp_path / "data", "--profile", profile)
     try:
-        _, token = server.identity()
+        _, token = server.deployer()
         assert server.deploy("chat", MODULE, token).status == 201
 
         async def scenario(connect: Connect) -> None:

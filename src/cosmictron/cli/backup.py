@@ -86,7 +86,8 @@ def restore(
     """Create DATABASE from the backup FILE; you own it. The name must be free.
 
     FILE is verified here first and again by the server. Without --to-offset or
-    --to-time the database is restored as of the backup's cut.
+    --to-time the database is restored as of the backup's cut. An archive carries its
+    module's code, so restoring needs the right to deploy (see `grant`).
 
     Example: cosmictron-cli restore quickstart.backup quickstart-copy --to-offset 120
     """

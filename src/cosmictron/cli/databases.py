@@ -22,8 +22,11 @@ from cosmictron.cli.session import Session, server_command
 def deploy(session: Session, database: str, module: Path, clear: bool) -> None:
     """Create DATABASE from MODULE (a Python file), or update it in place.
 
-    The identity that first deploys a database owns it. With no saved identity for the
-    server, one is obtained and saved first (see `identity new`).
+    The identity that first deploys a database owns it. Deploying runs your Python
+    code with the server's rights, so it needs the right to deploy: the user who ran
+    `start` holds the operator's token, which has it; anyone else asks the operator to
+    run `grant deploy IDENTITY`. With no saved identity for the server, one is obtained
+    and saved first (see `identity new`).
 
     Example: cosmictron-cli deploy quickstart examples/quickstart/app.py
     """

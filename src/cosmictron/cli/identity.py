@@ -77,10 +77,14 @@ def show(session: Session) -> None:
             f"the server reads the saved token as identity {reply.get('identity')}, not "
             f"{saved.identity}; run: cosmictron-cli identity new --server {session.url}"
         )
+    operator = bool(reply.get("operator"))
+    rights = [str(right) for right in reply.get("rights", [])]
     document = {
         "server": session.url,
         "identity": saved.identity,
         "verified": True,
+        "operator": operator,
+        "rights": rights,
         "default_server": session.settings.default_server,
         "config_file": str(session.settings.path),
     }
@@ -89,6 +93,8 @@ def show(session: Session) -> None:
         console.print(f"server    {session.url}")
         console.print(f"identity  {saved.identity}")
         console.print("verified  yes (the server accepts the saved token)")
+        held = ", ".join(rights) or "none (the operator grants them: grant deploy)"
+        console.print(f"rights    {held}" + (" (the server's operator)" if operator else ""))
         console.print(f"saved in  {session.settings.path}")
 
     session.output.document(document, human)

@@ -36,6 +36,7 @@ from cosmictron.cli.data import call, parse_argument, sql
 from cosmictron.cli.databases import delete, deploy, describe, list_databases
 from cosmictron.cli.generate import generate
 from cosmictron.cli.identity import identity
+from cosmictron.cli.rights import grant, revoke, save_operator_token
 from cosmictron.cli.streams import logs, subscribe
 from cosmictron.cli.transfer import export, import_csv
 from cosmictron.errors import CosmictronError
@@ -86,6 +87,11 @@ def cli() -> None:
 def start(listen: str, data_dir: str, profile: str | None) -> None:
     """Start the server and run until SIGTERM or Ctrl-C (then drain, sync and close).
 
+    The first start makes the server's operator identity (its token in
+    DATA_DIR/server/operator.token); every start saves the operator's token in your CLI
+    settings for the server's URL, so you may deploy at once and grant others the right
+    (`grant deploy IDENTITY`).
+
     Example: cosmictron-cli start --listen 127.0.0.1:3000 --data-dir ./data
     """
     from pathlib import Path
@@ -95,7 +101,7 @@ def start(listen: str, data_dir: str, profile: str | None) -> None:
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise click.BadParameter(f"expected HOST:PORT, got {listen!r}", param_hint="--listen")
-    serve(host, int(port), Path(data_dir), profile)
+    serve(host, int(port), Path(data_dir), profile, on_listening=save_operator_token)
 
 
 @cli.command("local-call")
@@ -151,6 +157,8 @@ for command in (
     generate,
     import_csv,
     export,
+    grant,
+    revoke,
 ):
     cli.add_command(command)
 for command in (backup, restore):

@@ -7,13 +7,19 @@ ordered list of its distinct keys, built the first time someone asks for order o
 range and maintained from then on, so tables nobody range-scans pay nothing for it.
 
 Keys whose columns may be NULL are ordered with NULL first, through ``sort_key``.
+
+``owned_copy`` serves the table's copy-on-write snapshots: the entries dict and the
+ordered list are copied at once, but a non-unique key's set of row keys is still shared
+with the snapshot's index until the first write to that key copies it (``_owned`` lists
+the keys whose sets are this index's own), so a snapshot costs the writer one C-level
+dict copy, not a Python loop over every set.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from operator import itemgetter
-from typing import Any
+from typing import Any, Self
 
 from sortedcontainers import SortedKeyList, SortedList
 
@@ -34,7 +40,7 @@ def make_key_getter(positions: list[int]) -> Callable[[tuple[Any, ...]], Any]:
 class Index:
     """One secondary index over a table's rows (the primary key is the table's dict)."""
 
-    __slots__ = ("_entries", "_ordered", "_sort_key", "key_of", "schema", "unique")
+    __slots__ = ("_entries", "_ordered", "_owned", "_sort_key", "key_of", "schema", "unique")
 
     def __init__(self, schema: IndexSchema, table: TableSchema) -> None:
         positions = [table.column_index(name) for name in schema.columns]
@@ -43,6 +49,7 @@ class Index:
         self.key_of = make_key_getter(positions)
         self._entries: dict[Any, Any] = {}
         self._ordered: SortedList | None = None
+        self._owned: set[Any] | None = None  # None: every set of row keys is ours
         nullable = [not table.columns[p].type.orderable for p in positions]
         if not any(nullable):
             self._sort_key: Callable[[Any], Any] | None = None
@@ -50,6 +57,32 @@ class Index:
             self._sort_key = _null_first
         else:
             self._sort_key = lambda key: tuple(_null_first(part) for part in key)
+
+    # -- snapshots ------------------------------------------------------------------
+
+    def owned_copy(self, entries: dict[Any, Any] | None = None) -> Self:
+        """A copy for the writer to change, leaving this one to a snapshot's readers
+        (over ``entries`` when given: the primary order's are the table's new dict)."""
+        copy = object.__new__(type(self))
+        copy.schema = self.schema
+        copy.unique = self.unique
+        copy.key_of = self.key_of
+        copy._sort_key = self._sort_key
+        copy._entries = self._entries.copy() if entries is None else entries
+        ordered = self._ordered
+        copy._ordered = None if ordered is None else ordered.copy()
+        copy._owned = None if self.unique else set()
+        return copy
+
+    def _own_set(self, key: Any, found: set[Any]) -> set[Any]:
+        """``found`` (the set under ``key``), copied first if a snapshot shares it."""
+        owned = self._owned
+        if owned is None or key in owned:
+            return found
+        found = set(found)
+        self._entries[key] = found
+        owned.add(key)
+        return found
 
     # -- writes ---------------------------------------------------------------------
 
@@ -68,9 +101,11 @@ class Index:
         elif self.unique:
             raise AssertionError(f"index {self.schema.name}: add over a held key {key!r}")
         elif type(found) is set:
-            found.add(row_key)
+            self._own_set(key, found).add(row_key)
         else:
             entries[key] = {found, row_key}
+            if self._owned is not None:
+                self._owned.add(key)
 
     def add_many(self, rows: list[tuple[Any, ...]], row_keys: list[Any]) -> None:
         """``add`` for many rows whose index keys the caller knows are free if unique."""
@@ -86,15 +121,18 @@ class Index:
             elif unique:
                 raise AssertionError(f"index {self.schema.name}: add over a held key {key!r}")
             elif type(found) is set:
-                found.add(row_key)
+                self._own_set(key, found).add(row_key)
             else:
                 entries[key] = {found, row_key}
+                if self._owned is not None:
+                    self._owned.add(key)
 
     def remove(self, row: tuple[Any, ...], row_key: Any) -> None:
         key = self.key_of(row)
         entries = self._entries
         found = entries[key]
         if type(found) is set:
+            found = self._own_set(key, found)
             found.discard(row_key)
             if len(found) == 1:
                 entries[key] = next(iter(found))
@@ -106,6 +144,7 @@ class Index:
     def clear(self) -> None:
         self._entries.clear()
         self._ordered = None
+        self._owned = None
 
     # -- reads ----------------------------------------------------------------------
 

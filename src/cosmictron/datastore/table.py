@@ -5,6 +5,12 @@ rows (the row is its own key), so inserting an identical row twice stores it onc
 SpacetimeDB. Unique constraints are checked before anything changes, so a failed insert
 leaves the table as it was. Tables know nothing of transactions: ``Transaction`` records
 what it did to them and undoes it.
+
+Snapshots are copy-on-write at table granularity (docs/design/query-snapshots.md):
+``share`` hands a reader a view holding the table's current dict and indexes, in
+O(indexes), and marks the table shared; the next write to a shared table first gives it
+copies of its own (``_own``), so the view never changes under its reader. A table nobody
+reads pays one flag test per write.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ class TableStatistics:
 class Table:
     __slots__ = (
         "_fixed_row_bytes",
+        "_shared",
         "_variable_positions",
         "committed_bytes",
         "indexes",
@@ -76,6 +83,32 @@ class Table:
         ]
         self.variable_bytes = 0
         self.committed_bytes = 0
+        self._shared = False
+
+    # -- snapshots ------------------------------------------------------------------
+
+    def share(self) -> Table:
+        """A read-only view of the table as it is now, in O(indexes).
+
+        The view holds this table's row dict and index objects; the table is marked
+        shared, so its next write copies them first and the view stays as it was. Only
+        read the view (its readers may run on other threads, without the writer lock).
+        """
+        view = Table.__new__(Table)
+        for slot in Table.__slots__:
+            setattr(view, slot, getattr(self, slot))
+        self._shared = view._shared = True  # a write to either copies first
+        return view
+
+    def _own(self) -> None:
+        """Copy the structures a view shares before the first write after ``share``."""
+        self._shared = False
+        rows = self.rows.copy()
+        self.rows = rows
+        self.indexes = [index.owned_copy() for index in self.indexes]
+        self.unique_indexes = [index for index in self.indexes if index.unique]
+        if self.primary_order is not None:
+            self.primary_order = self.primary_order.owned_copy(rows)
 
     # -- keys -----------------------------------------------------------------------
 
@@ -112,6 +145,8 @@ class Table:
         Raises:
             Conflict: the primary key or a unique index already holds this key.
         """
+        if self._shared:
+            self._own()
         key = row if self.key_of is None else self.key_of(row)
         if key in self.rows:
             if self.key_of is None:
@@ -142,6 +177,8 @@ class Table:
             Conflict: a row duplicates a key; ``row_index`` on the exception says which.
                 No row of this call remains stored.
         """
+        if self._shared:
+            self._own()
         key_of = self.key_of
         if (
             key_of is None
@@ -180,6 +217,8 @@ class Table:
 
     def delete(self, key: Any) -> tuple[Any, ...] | None:
         """Remove the row stored under ``key`` and return it (None if there was none)."""
+        if self._shared:
+            self._own()
         row = self.rows.pop(key, None)
         if row is not None:
             for index in self.indexes:
@@ -196,6 +235,8 @@ class Table:
         Raises:
             Conflict: ``row`` would duplicate another row's unique key.
         """
+        if self._shared:
+            self._own()
         old = self.rows[key]
         for index in self.unique_indexes:
             holder = index.holder_of(row)
@@ -213,6 +254,8 @@ class Table:
         return old
 
     def clear(self) -> None:
+        if self._shared:
+            self._own()
         self.rows.clear()
         for index in self.indexes:
             index.clear()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from cosmictron.durability.archive import Manifest, MemberSource
 from cosmictron.durability.record import FRAME_HEADER, Record
@@ -33,7 +34,7 @@ from cosmictron.durability.segment import (
     SegmentReader,
     list_segments,
 )
-from cosmictron.durability.snapshot import list_snapshots, read_snapshot
+from cosmictron.durability.snapshot import SnapshotDirectory, check_snapshot, read_snapshot
 from cosmictron.durability.storage import FILE_STORAGE, Storage
 from cosmictron.errors import BackupDamaged, CorruptLog
 from cosmictron.ledger import GENESIS_HASH
@@ -48,6 +49,7 @@ def log_members(
     cut_offset: int,
     segment_base_offset: int,
     segment_bytes: int,
+    snapshot: tuple[int, str] | None,
     storage: Storage = FILE_STORAGE,
 ) -> list[MemberSource]:
     """The snapshot and log segments of ``data_dir`` that hold its state at ``cut_offset``.
@@ -58,16 +60,19 @@ def log_members(
         segment_base_offset: the segment the cut's record is in (or the empty segment
             after it); only its first ``segment_bytes`` are taken.
         segment_bytes: where the cut's record ends in that segment.
+        snapshot: ``(offset, path)`` from ``pinned_snapshot_at_or_before``, whose pin
+            must be held until the archive is written.
 
-    Every byte named here is immutable: segments before the cut's are sealed, the cut's
-    record ends at ``segment_bytes`` in an append-only file, and snapshot files are
-    written once (a newer one may delete them, so the chosen one is read now, whole).
+    Every byte named here is immutable while the archive is written: segments before
+    the cut's are sealed, the cut's record ends at ``segment_bytes`` in an append-only
+    file, and snapshot files are written once and the chosen one is pinned.
     """
     members = []
-    snapshot = newest_snapshot_at_or_before(data_dir, cut_offset, storage)
     if snapshot is not None:
-        offset, data = snapshot
-        members.append(MemberSource(f"snapshots/{offset:020d}.snap", len(data), data=data))
+        offset, path = snapshot
+        members.append(
+            MemberSource(f"snapshots/{offset:020d}.snap", os.path.getsize(path), path=path)
+        )
     for base, path in list_segments(storage, os.path.join(data_dir, "log")):
         if base > cut_offset:
             break
@@ -76,25 +81,24 @@ def log_members(
     return members
 
 
-def newest_snapshot_at_or_before(
-    data_dir: str, offset: int, storage: Storage = FILE_STORAGE
-) -> tuple[int, bytes] | None:
-    """The bytes of the newest valid snapshot at or before ``offset``, or ``None``.
+@contextmanager
+def pinned_snapshot_at_or_before(
+    snapshots: SnapshotDirectory, offset: int
+) -> Iterator[tuple[int, str] | None]:
+    """The newest valid snapshot at or before ``offset``, kept on disk while the block runs.
 
-    A snapshot deleted between listing and reading (a newer one replaced it) or damaged
-    is skipped: an older one, or the whole log, still gives the same state.
+    A damaged snapshot is skipped: an older one, or the whole log, gives the same state.
     """
-    snapshot_dir = os.path.join(data_dir, "snapshots")
-    for snapshot_offset, path in list_snapshots(storage, snapshot_dir):
-        if snapshot_offset > offset:
-            continue
-        try:
-            data = storage.read_file(path)
-            read_snapshot(storage, path, snapshot_offset)
-        except (ValueError, OSError):
-            continue
-        return snapshot_offset, data
-    return None
+    with snapshots.pinned_at_or_before(offset) as candidates:
+        chosen = None
+        for snapshot_offset, path in candidates:
+            try:
+                check_snapshot(snapshots.storage, path, snapshot_offset)
+            except (ValueError, OSError):
+                continue
+            chosen = (snapshot_offset, path)
+            break
+        yield chosen
 
 
 def verify_log(

@@ -34,12 +34,13 @@ from cosmictron.durability.record import (
     FORMAT_VERSION,
     FRAME_HEADER,
     FRAME_HEADER_BYTES,
+    RECORD_KINDS,
     frame_crc,
 )
 from cosmictron.durability.segment import create_segment
 from cosmictron.durability.storage import Storage
 from cosmictron.durability.sync import SyncCoordinator
-from cosmictron.errors import DurabilityError
+from cosmictron.errors import DurabilityError, InternalError
 
 PREALLOCATE_BYTES = 1 << 20
 """How far ahead of the last frame a segment is filled with zeros (capped by its size).
@@ -126,6 +127,8 @@ class CommitLog:
         """
         if self.sync.failure is not None:
             raise self.sync.failure
+        if kind not in RECORD_KINDS:  # replay would refuse it: never write it
+            raise InternalError(f"record kind {kind} is not one of {sorted(RECORD_KINDS)}")
         if self.segment_bytes >= self.segment_bytes_max:
             self._rotate()
         offset = self.next_offset

@@ -29,7 +29,7 @@ from cosmictron.durability.config import DurabilityConfig, PersistenceConfig
 from cosmictron.durability.files import ensure_directory
 from cosmictron.durability.recovery import LogTail, Recovery
 from cosmictron.durability.segment import create_segment, open_segment_for_append
-from cosmictron.durability.snapshot import Snapshot, load_newest_snapshot, write_snapshot
+from cosmictron.durability.snapshot import Snapshot, SnapshotDirectory
 from cosmictron.durability.storage import FILE_STORAGE, Storage
 from cosmictron.durability.sync import SyncCoordinator
 from cosmictron.errors import DurabilityError, InternalError
@@ -51,6 +51,7 @@ class PersistenceStatistics:
     next_offset: int
     snapshot_count: int
     snapshots_skipped: int
+    snapshots_failed: int
     last_sync_latency_s: float
     sync_seconds_total: float
     failed: bool
@@ -99,8 +100,15 @@ class PersistenceLayer:
         self.snapshot_dir = os.path.join(self.data_dir, "snapshots")
         ensure_directory(self.data_dir, storage)
         self._lock = storage.lock(self.data_dir)
-        ensure_directory(self.log_dir, storage)
-        ensure_directory(self.snapshot_dir, storage)
+        self.snapshots = SnapshotDirectory(storage, self.snapshot_dir)
+        """Snapshot files; readers (backups) pin what they read through it."""
+        try:
+            ensure_directory(self.log_dir, storage)
+            ensure_directory(self.snapshot_dir, storage)
+            self.snapshots.remove_leftovers()  # under the lock, before the writer starts
+        except BaseException:
+            self._lock.release()  # a refused open must not keep the directory locked
+            raise
         self._sync = SyncCoordinator(
             self.durability.fsync_policy,
             self.durability.sync_method,
@@ -122,6 +130,7 @@ class PersistenceLayer:
         self._snapshot_thread: threading.Thread | None = None
         self._snapshot_count = 0
         self._snapshots_skipped = 0
+        self._snapshots_failed = 0
 
     @classmethod
     def new_legacy(cls, config: PersistenceConfig) -> PersistenceLayer:
@@ -153,7 +162,7 @@ class PersistenceLayer:
         """
         if self._recovery is not None:
             raise InternalError("recover() was called twice on one PersistenceLayer")
-        snapshot = load_newest_snapshot(self.storage, self.snapshot_dir)
+        snapshot = self.snapshots.load_newest()
         self._recovery = Recovery(
             self.storage, self.log_dir, snapshot, self.durability.record_bytes_max, self._start
         )
@@ -284,9 +293,10 @@ class PersistenceLayer:
                 offset, last_hash, build_state = request
                 state = build_state()
                 self._sync.sync_now()  # Never let a snapshot be ahead of the durable log.
-                write_snapshot(self.storage, self.snapshot_dir, Snapshot(offset, last_hash, state))
+                self.snapshots.write(Snapshot(offset, last_hash, state))
                 self._snapshot_count += 1
             except Exception:
+                self._snapshots_failed += 1
                 logger.exception("writing the snapshot at offset %s failed", request and request[0])
             finally:
                 self._snapshot_requests.task_done()
@@ -301,6 +311,7 @@ class PersistenceLayer:
             next_offset=self._log.next_offset,
             snapshot_count=self._snapshot_count,
             snapshots_skipped=self._snapshots_skipped,
+            snapshots_failed=self._snapshots_failed,
             last_sync_latency_s=self._sync.last_sync_latency_s,
             sync_seconds_total=self._sync.sync_seconds_total,
             failed=self._sync.failure is not None,
@@ -324,9 +335,11 @@ class PersistenceLayer:
             if self._started and self._sync.failure is None:
                 self._sync.sync_now()
         finally:
-            self._log.close()
-            self._lock.release()
             self.append = self._append_after_close  # type: ignore[method-assign]
+            try:
+                self._log.close()
+            finally:
+                self._lock.release()  # even when closing the segment failed
 
     def _append_after_close(self, kind: int, body: Any) -> int:
         raise DurabilityError("the persistence layer is closed")

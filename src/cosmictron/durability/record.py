@@ -15,8 +15,9 @@ Byte layout of one frame (all integers little-endian)::
     payload       msgpack.packb([version, kind, offset, prev_hash, body], use_bin_type=True)
                  version    int, always FORMAT_VERSION (1)
                  kind       int, TX_RECORD_KIND (0) for a transaction, MODULE_RECORD_KIND
-                            (1) for a module update; recovery passes every kind through
-                            and the host gives each body its meaning (``host/records.py``)
+                            (1) for a module update (``RECORD_KINDS``); the host gives each
+                            body its meaning (``host/records.py``). Any other kind is a
+                            record this version cannot apply: refused, never skipped
                  offset     int, the transaction's offset; the first record ever is 1
                  prev_hash  32 bytes, the hash of the record at offset - 1, or
                             GENESIS_HASH (32 zero bytes) for offset 1
@@ -26,7 +27,7 @@ The hash of a record is ``sha256(payload)`` (:func:`cosmictron.ledger.record_has
 
 A frame is *valid* when: the 16-byte header is complete; ``0 < len <= record_bytes_max``; the
 payload is complete (and so starts with ``PAYLOAD_PREFIX``, b"\\x95\\x01"); its crc32
-matches; it decodes to a 5-element array with version 1;
+matches; it decodes to a 5-element array with version 1 and a kind in ``RECORD_KINDS``;
 its offset is one more than the previous record's; and its prev_hash equals the previous
 record's hash. The segment module (``segment.py``) says what recovery does with a frame
 that is not valid.
@@ -47,6 +48,10 @@ TX_RECORD_KIND = 0
 """The kind of an ordinary transaction record."""
 MODULE_RECORD_KIND = 1
 """The kind of a module update (hot-swap): the records after it use the new schema."""
+RECORD_KINDS = frozenset({TX_RECORD_KIND, MODULE_RECORD_KIND})
+"""Every kind this version writes and replays. A record of another kind (from a newer
+version, or damage that kept its crc) is ``CorruptLog`` with its offset: skipping it would
+open a database that silently lacks a transaction."""
 
 FRAME_HEADER = struct.Struct("<IIQ")
 FRAME_HEADER_BYTES = FRAME_HEADER.size
@@ -149,6 +154,11 @@ def _check_header_fields(version: Any, kind: Any, offset: Any, prev_hash: Any) -
         raise RecordError(f"unknown record format version {version!r}")
     if type(kind) is not int or type(offset) is not int:
         raise RecordError("kind or offset is not an integer")
+    if kind not in RECORD_KINDS:
+        raise RecordError(
+            f"unknown record kind {kind} (this version knows {sorted(RECORD_KINDS)}); "
+            f"the log was written by a newer Cosmictron or is damaged"
+        )
     if type(prev_hash) is not bytes or len(prev_hash) != HASH_BYTES:
         raise RecordError("prev_hash is not 32 bytes")
 
@@ -177,6 +187,7 @@ __all__ = [
     "FRAME_HEADER_BYTES",
     "MODULE_RECORD_KIND",
     "PAYLOAD_PREFIX",
+    "RECORD_KINDS",
     "TX_RECORD_KIND",
     "Record",
     "RecordError",

@@ -55,6 +55,7 @@ from cosmictron.durability.record import (
     FRAME_HEADER,
     FRAME_HEADER_BYTES,
     PAYLOAD_PREFIX,
+    RECORD_KINDS,
     Record,
     RecordError,
     decode_header,
@@ -218,6 +219,7 @@ class SegmentReader:
                     and fields[0] == FORMAT_VERSION
                     and fields[2] == self.next_offset
                     and type(fields[1]) is int
+                    and fields[1] in RECORD_KINDS
                     and (self.last_hash is None or fields[3] == self.last_hash)
                 ):
                     digest = _sha256(payload).digest()

@@ -20,6 +20,14 @@ Writing: the commit log is synced through ``offset`` first (so a snapshot is nev
 the log), then the file is written to ``.tmp``, synced, renamed and the directory synced.
 The two newest snapshots are kept, so a damaged newest one still leaves a fallback.
 
+Who touches which file (``SnapshotDirectory``; docs/design/file-ownership.md): only the
+snapshot writer (the layer's snapshot thread) creates, renames and deletes files here,
+and opening removes leftover ``.tmp`` files under the data directory's lock, before that
+thread starts. Everyone else only lists and reads, and listing has no side effects. A
+reader (a backup) *pins* the snapshots it may read, under the same mutex the writer's
+pruning takes, so a snapshot it chose stays on disk until it unpins; pruning skips
+pinned files and deletes them at a later write.
+
 Loading: the newest valid snapshot wins; invalid ones are skipped with a warning (older
 ones, then a full replay, are the fallback). Recovery then checks that ``last_hash`` is the
 ``prev_hash`` of the record at ``offset + 1``, which ties the image to this very log.
@@ -30,7 +38,11 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import threading
 import zlib
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,31 +74,82 @@ def snapshot_path(snapshot_dir: str, offset: int) -> str:
 
 
 def list_snapshots(storage: Storage, snapshot_dir: str) -> list[tuple[int, str]]:
-    """Return ``(offset, path)`` of every snapshot file, newest first; drops leftover temps."""
+    """Return ``(offset, path)`` of every snapshot file, newest first.
+
+    Listing only reads: a ``.tmp`` may be the writer's snapshot about to be renamed.
+    """
     found = []
     for name in storage.list_directory(snapshot_dir):
-        path = os.path.join(snapshot_dir, name)
-        if name.endswith(".tmp"):
-            storage.unlink(path)
-            continue
         stem = name.removesuffix(SNAPSHOT_SUFFIX)
         if name.endswith(SNAPSHOT_SUFFIX) and len(stem) == 20 and stem.isdigit():
-            found.append((int(stem), path))
+            found.append((int(stem), os.path.join(snapshot_dir, name)))
     found.sort(reverse=True)
     return found
 
 
 def write_snapshot(storage: Storage, snapshot_dir: str, snapshot: Snapshot) -> str:
-    """Write ``snapshot`` durably, delete all but the newest two, and return its path."""
-    payload = msgpack.packb(snapshot.state, use_bin_type=True)
-    header = SNAPSHOT_HEADER.pack(
-        SNAPSHOT_MAGIC, snapshot.offset, snapshot.last_hash, len(payload), zlib.crc32(payload)
-    )
-    path = snapshot_path(snapshot_dir, snapshot.offset)
-    write_file_durably(path, [header, payload], storage)
-    for _, old_path in list_snapshots(storage, snapshot_dir)[SNAPSHOTS_KEPT:]:
-        storage.unlink(old_path)
-    return path
+    """Write ``snapshot`` durably, delete all but the newest two, and return its path.
+
+    For a directory no reader shares (tests, tools); a live database writes through
+    ``SnapshotDirectory.write``, which leaves pinned snapshots alone.
+    """
+    return SnapshotDirectory(storage, snapshot_dir).write(snapshot)
+
+
+class SnapshotDirectory:
+    """The snapshot files of one data directory: one writer, any number of readers.
+
+    The writer (one thread) writes and prunes; readers pin what they read. Pins and
+    pruning share one mutex, so a reader never chooses a file pruning is deleting, and
+    pruning never deletes a file a reader holds.
+    """
+
+    def __init__(self, storage: Storage, path: str) -> None:
+        self.storage = storage
+        self.path = path
+        self._mutex = threading.Lock()
+        self._pins: Counter[str] = Counter()
+
+    def remove_leftovers(self) -> None:
+        """Delete ``.tmp`` files an interrupted write left; only before the writer starts."""
+        for name in self.storage.list_directory(self.path):
+            if name.endswith(".tmp"):
+                self.storage.unlink(os.path.join(self.path, name))
+
+    def files(self) -> list[tuple[int, str]]:
+        """``(offset, path)`` of every snapshot, newest first; no side effects."""
+        return list_snapshots(self.storage, self.path)
+
+    def write(self, snapshot: Snapshot) -> str:
+        """Write ``snapshot`` durably, then prune all but the newest two and pinned ones."""
+        payload = msgpack.packb(snapshot.state, use_bin_type=True)
+        header = SNAPSHOT_HEADER.pack(
+            SNAPSHOT_MAGIC, snapshot.offset, snapshot.last_hash, len(payload), zlib.crc32(payload)
+        )
+        path = snapshot_path(self.path, snapshot.offset)
+        write_file_durably(path, [header, payload], self.storage)
+        with self._mutex:
+            for _, old_path in self.files()[SNAPSHOTS_KEPT:]:
+                if not self._pins[old_path]:
+                    self.storage.unlink(old_path)
+        return path
+
+    def load_newest(self) -> Snapshot | None:
+        """The newest valid snapshot, skipping (and logging) damaged ones."""
+        return load_newest_snapshot(self.storage, self.path)
+
+    @contextmanager
+    def pinned_at_or_before(self, offset: int) -> Iterator[list[tuple[int, str]]]:
+        """The snapshots at or before ``offset``, newest first, kept on disk meanwhile."""
+        with self._mutex:
+            chosen = [(o, path) for o, path in self.files() if o <= offset]
+            self._pins.update(path for _, path in chosen)
+        try:
+            yield chosen
+        finally:
+            with self._mutex:
+                self._pins.subtract(path for _, path in chosen)
+                self._pins += Counter()  # drop the zero counts
 
 
 def read_snapshot(storage: Storage, path: str, offset: int) -> Snapshot:
@@ -95,7 +158,24 @@ def read_snapshot(storage: Storage, path: str, offset: int) -> Snapshot:
     Raises:
         ValueError: the file is not a valid snapshot (the reason says why).
     """
-    data = storage.read_file(path)
+    last_hash, payload = _checked_payload(storage.read_file(path), offset)
+    try:
+        state = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types for bad input.
+        raise ValueError(f"payload does not decode: {exc}") from None
+    return Snapshot(offset, last_hash, state)
+
+
+def check_snapshot(storage: Storage, path: str, offset: int) -> None:
+    """Check a snapshot's header, length and crc without decoding its state.
+
+    Raises:
+        ValueError: the file is not a valid snapshot (the reason says why).
+    """
+    _checked_payload(storage.read_file(path), offset)
+
+
+def _checked_payload(data: bytes, offset: int) -> tuple[bytes, memoryview]:
     if len(data) < SNAPSHOT_HEADER.size:
         raise ValueError("header is incomplete")
     magic, header_offset, last_hash, length, crc = SNAPSHOT_HEADER.unpack_from(data)
@@ -108,11 +188,7 @@ def read_snapshot(storage: Storage, path: str, offset: int) -> Snapshot:
         raise ValueError(f"payload is {len(payload)} bytes, header says {length}")
     if zlib.crc32(payload) != crc:
         raise ValueError("crc mismatch")
-    try:
-        state = msgpack.unpackb(payload, raw=False, strict_map_key=False)
-    except Exception as exc:  # msgpack raises several unrelated types for bad input.
-        raise ValueError(f"payload does not decode: {exc}") from None
-    return Snapshot(offset, last_hash, state)
+    return last_hash, payload
 
 
 def load_newest_snapshot(storage: Storage, snapshot_dir: str) -> Snapshot | None:

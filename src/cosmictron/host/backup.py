@@ -33,7 +33,12 @@ from cosmictron.durability.archive import (
     extract_archive,
     write_archive,
 )
-from cosmictron.durability.backup import log_members, truncate_log, verify_log
+from cosmictron.durability.backup import (
+    log_members,
+    pinned_snapshot_at_or_before,
+    truncate_log,
+    verify_log,
+)
 from cosmictron.durability.files import fsync_directory, write_file_durably
 from cosmictron.errors import BackupDamaged, Conflict, InvalidRequest
 from cosmictron.values import Identity, Timestamp
@@ -74,18 +79,22 @@ def write_backup(database: Database, out: BinaryIO) -> Manifest:
         host_files = _host_files(database)
     # Under ``always`` the cut's bytes may still wait in the writer's buffer.
     database._persistence.sync_now()
-    members = host_files + log_members(
-        str(database.path), cut.offset, cut.segment_base_offset, cut.segment_bytes
-    )
-    return write_archive(out, members, cut.offset, cut.last_hash)
+    snapshots = database._persistence.snapshots
+    with pinned_snapshot_at_or_before(snapshots, cut.offset) as snapshot:
+        members = host_files + log_members(
+            str(database.path), cut.offset, cut.segment_base_offset, cut.segment_bytes, snapshot
+        )
+        return write_archive(out, members, cut.offset, cut.last_hash)
 
 
 def backup_to_file(database: Database, path: str | os.PathLike[str]) -> Manifest:
     """Back ``database`` up into the file ``path``, verified; see ``Database.backup``."""
     target = Path(path)
-    partial = target.with_name(target.name + ".part")
+    # A name of its own per call: two backups to one path must not share a partial file.
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    partial = Path(name)
     try:
-        with open(partial, "wb") as out:
+        with open(handle, "wb") as out:
             write_backup(database, out)
             out.flush()
             os.fsync(out.fileno())

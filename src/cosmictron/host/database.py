@@ -58,6 +58,7 @@ from cosmictron.host.sql import run_sql
 from cosmictron.host.transactions import CallOutcome
 from cosmictron.module import LoadedModule, ReducerContext
 from cosmictron.query import QueryResult
+from cosmictron.query.budget import DEFAULT_BUDGET, QueryBudget
 from cosmictron.subscription import Subscription, SubscriptionManager
 from cosmictron.values import ConnectionId, Identity, Timestamp
 
@@ -384,16 +385,31 @@ class Database:
         *,
         sender: Identity | None = None,
         rows_max: int | None = None,
+        timeout_s: float | None = None,
+        rows_examined_max: int | None = None,
+        budget: QueryBudget | None = None,
     ) -> QueryResult:
         """Run one SQL statement; see docs/reference/sql.md and ``host/sql.py``.
+
+        A SELECT reads a snapshot, off the writer lock, so it never delays a commit; it
+        runs under a budget: ``timeout_s`` (default ``limits.query_time_s_max``),
+        ``rows_examined_max`` (``limits.query_rows_examined_max``) and ``rows_max``
+        (``limits.query_rows_max``), or all three as ``budget`` (the server's, per caller).
 
         Raises:
             SqlError: the statement is invalid (with line, column and text).
             PermissionDenied: a non-owner reads a private table or writes at all.
-            ResourceExhausted: the result has more than ``rows_max`` rows.
+            QueryTooCostly: (a ``ResourceExhausted``) the result has more than
+                ``rows_max`` rows, or the query examined more than ``rows_examined_max``.
+            QueryCancelled: the query ran longer than ``timeout_s``.
             Conflict: DML would duplicate a key; nothing was changed.
         """
-        return run_sql(self, text, params, sender or self.owner, rows_max)
+        if budget is None:
+            if timeout_s is None and rows_examined_max is None and rows_max is None:
+                budget = DEFAULT_BUDGET  # the common case: no object to build
+            else:
+                budget = QueryBudget(timeout_s, rows_examined_max, rows_max)
+        return run_sql(self, text, params, sender or self.owner, budget)
 
     def subscribe(
         self,
@@ -402,8 +418,20 @@ class Database:
         params: Mapping[str, Any] | None = None,
         sender: Identity | None = None,
         on_error: Callable[[SubscriptionError], Any] | None = None,
+        *,
+        timeout_s: float | None = None,
+        rows_examined_max: int | None = None,
+        rows_max: int | None = None,
+        budget: QueryBudget | None = None,
+        then: Callable[[Subscription, Datastore], Any] | None = None,
     ) -> Subscription:
         """Subscribe to ``queries``: rows now (``.initial``), then each change.
+
+        The initial rows are evaluated on a snapshot, off the writer lock, under a
+        budget: ``timeout_s``, ``rows_examined_max`` and ``rows_max`` as for ``sql``, or
+        all three as ``budget``.
+        ``then(subscription, datastore)`` runs under the writer lock right after the
+        subscription is registered, before any later transaction's update.
 
         ``on_update(update)`` is called synchronously, under the writer lock, once per
         later transaction that changes the result; keep it short. ``on_error(error)`` is
@@ -414,9 +442,12 @@ class Database:
         Raises:
             SqlError: a query is invalid or not subscribable (the message says why).
             PermissionDenied: a non-owner subscribes to a private table.
+            QueryCancelled, QueryTooCostly: the initial evaluation exceeded its budget.
         """
+        if budget is None:
+            budget = QueryBudget(timeout_s, rows_examined_max, rows_max)
         return self._subscriptions.subscribe(
-            queries, on_update, params, sender or self.owner, on_error
+            queries, on_update, params, sender or self.owner, on_error, budget, then
         )
 
     def call_nested(
@@ -458,6 +489,16 @@ class Database:
         """Run ``function`` over the datastore with no writer running (query layer)."""
         with self._lock:
             return function(self._datastore)
+
+    def read_snapshot(self, tables: Iterable[str]) -> Datastore:
+        """A consistent view of ``tables`` as of the last commit, to read without the lock.
+
+        Taken under the writer lock in O(tables); the next write to each table copies
+        it first (``datastore/table.py``), so the view never changes and a reader of it
+        never delays a commit. See docs/design/query-snapshots.md.
+        """
+        with self._lock:
+            return self._datastore.snapshot(tables)
 
     @property
     def tx_offset(self) -> int:

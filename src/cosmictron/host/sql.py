@@ -1,10 +1,16 @@
 """``Database.sql``: permissions, locking and logging around the query layer.
 
 The query layer plans and executes; the host decides who may do what and how a write
-becomes a transaction. A SELECT runs under the writer lock (``Database.read``), so it
-sees one committed state. Every INSERT, UPDATE or DELETE is one transaction, logged
-like a reducer call named ``__sql__`` with arguments ``[text, params]`` (parameters in
-a JSON-like wire form), so it is replayed after a restart and visible to audits.
+becomes a transaction. A SELECT reads a snapshot of the tables it names, taken in
+O(tables) under the writer lock (``Database.read_snapshot``) and read without it, so it
+sees one committed state and never delays a commit (docs/design/query-snapshots.md). It
+runs under its ``QueryBudget`` (time, rows examined, rows returned), charged while it
+runs (``query/budget.py``); the clock starts before the statement is prepared.
+
+Every INSERT, UPDATE or DELETE is one transaction, logged like a reducer call named
+``__sql__`` with arguments ``[text, params]`` (parameters in a JSON-like wire form), so
+it is replayed after a restart and visible to audits. DML runs under the writer lock
+without a budget: only the owner may send it.
 
 Statements are prepared once per text (and schema and parameter types) and kept in the
 statement cache (``query/cache.py``); each call fills in its parameters. A point SELECT
@@ -19,11 +25,12 @@ A non-owner's SELECT is planned with the module's visibility filters
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NoReturn
+from time import monotonic
+from typing import TYPE_CHECKING, Any
 
 from cosmictron import limits
 from cosmictron.datastore import Datastore, ModuleSchema, Transaction
-from cosmictron.errors import InvalidRequest, PermissionDenied, ResourceExhausted
+from cosmictron.errors import InvalidRequest, PermissionDenied
 from cosmictron.host.handles import insert_all
 from cosmictron.query import (
     DeleteStatement,
@@ -36,7 +43,9 @@ from cosmictron.query import (
     apply_update,
     execute,
 )
+from cosmictron.query.budget import Meter, QueryBudget
 from cosmictron.query.cache import STATEMENTS, Converter, PointLookup
+from cosmictron.query.execute import plan_tables
 from cosmictron.query.params import bind
 from cosmictron.query.parse import param_values, prepare
 from cosmictron.query.result import rows_result
@@ -63,7 +72,7 @@ def run_sql(
     text: str,
     params: Mapping[str, Any] | None,
     sender: Identity,
-    rows_max: int | None,
+    budget: QueryBudget,
 ) -> QueryResult:
     """Prepare (or find in the statement cache), check permissions, run; see ``Database.sql``.
 
@@ -72,9 +81,10 @@ def run_sql(
     schema; if a module update came in between, it is prepared again, so it never runs
     against tables it was not planned for (an INSERT would store rows of the old width).
     """
+    started = monotonic()  # the budget's clock; a meter is made only if operators run
     for _ in range(SCHEMA_ATTEMPTS_MAX):
         try:
-            return _run_once(db, text, params, sender, rows_max)
+            return _run_once(db, text, params, sender, budget, started)
         except _SchemaMoved:
             continue
     raise InvalidRequest("the module was updated repeatedly while the statement ran; retry it")
@@ -90,7 +100,8 @@ def _run_once(
     text: str,
     params: Mapping[str, Any] | None,
     sender: Identity,
-    rows_max: int | None,
+    budget: QueryBudget,
+    started: float,
 ) -> QueryResult:
     schema = db.module.schema
     owner = db.owner
@@ -103,7 +114,7 @@ def _run_once(
         _check_permissions(db, prepared.statement, sender)
     point = prepared.point
     if point is not None:
-        return _point_select(db, point, params, sender, rows_max, schema)
+        return _point_select(db, point, params, sender, budget, schema)
     statement = prepared.statement
     if prepared.parametrised:
         statement = bind(statement, param_values(params, sender))
@@ -111,7 +122,7 @@ def _run_once(
         lines = statement.statement.explain()
         return QueryResult(("plan",), [(line,) for line in lines])
     if isinstance(statement, SelectStatement):
-        return _select(db, statement, prepared.converters, rows_max, schema)
+        return _select(db, statement, prepared.converters, budget.start(started), schema)
     wire = [text, _wire_params(params)]
     if isinstance(statement, InsertStatement):
         binding = db.module.rows[statement.table.name]
@@ -149,10 +160,11 @@ def _point_select(
     point: PointLookup,
     params: Mapping[str, Any] | None,
     sender: Identity,
-    rows_max: int | None,
+    budget: QueryBudget,
     schema: ModuleSchema,
 ) -> QueryResult:
-    """``SELECT ... WHERE pk = :key``: one dict lookup under the lock, no operators."""
+    """``SELECT ... WHERE pk = :key``: one dict lookup under the lock, no operators
+    (O(1) under the lock, so no snapshot is needed)."""
     name = point.param
     if name is None:
         key = point.key
@@ -166,22 +178,15 @@ def _point_select(
         row = datastore.tables[point.table].rows.get(key)
     if row is None:
         return rows_result(point.columns, [])
-    if rows_max is not None or limits.query_rows_max < 1:
-        limit = limits.query_rows_max if rows_max is None else rows_max
+    if budget.rows_max is not None or limits.query_rows_max < 1:
+        limit = budget.effective_rows_max
         if limit < 1:
-            _too_many(limit)
+            budget.start().too_many_rows(limit)
     if point.project is not None:
         row = point.project(row)
     if point.converters is not None:
         row = _convert(row, point.converters)
     return rows_result(point.columns, [row])
-
-
-def _too_many(rows_max: int) -> NoReturn:
-    raise ResourceExhausted(
-        f"the query returns more than {rows_max} rows (the row limit); add a LIMIT "
-        f"or a WHERE, or pass rows_max="
-    )
 
 
 def _convert(row: tuple[Any, ...], converters: tuple[Converter | None, ...]) -> tuple[Any, ...]:
@@ -194,16 +199,12 @@ def _select(
     db: Database,
     statement: SelectStatement,
     converters: tuple[Converter | None, ...] | None,
-    rows_max: int | None,
+    meter: Meter,
     schema: ModuleSchema,
 ) -> QueryResult:
-    limit = limits.query_rows_max if rows_max is None else rows_max
-
-    def run(datastore: Datastore) -> list[tuple[Any, ...]]:
-        _unmoved(datastore, schema)
-        return execute(statement.plan, datastore, limit)
-
-    rows = db.read(run)
+    snapshot = db.read_snapshot(plan_tables(statement.plan))
+    _unmoved(snapshot, schema)
+    rows = execute(statement.plan, snapshot, meter.budget.effective_rows_max, meter)
     if converters is not None:
         rows = [_convert(row, converters) for row in rows]
     return QueryResult(statement.columns, rows)

@@ -1,14 +1,21 @@
 """Run a plan over the datastore: each node becomes a generator of row tuples.
 
-``execute`` must run with no writer active (``Database.read`` holds the writer lock),
-because it reads live tables; it materialises the result before returning, so nothing
-lazy escapes the lock. Expressions are compiled once per node (``expressions.py``)
-before the first row flows. The row limit is checked as rows are produced, so a huge
-result fails early instead of after filling memory.
+``execute`` must run over tables no writer changes meanwhile: a snapshot
+(``Datastore.snapshot``, what ``Database.sql`` reads off the writer lock) or the live
+datastore under the writer lock (subscriptions' deltas, DML). It materialises the result
+before returning, so nothing lazy escapes. Expressions are compiled once per node
+(``expressions.py``) before the first row flows. The row limit is checked as rows are
+produced, so a huge result fails early instead of after filling memory.
+
+Every row examined is charged to the run's ``Meter`` (``budget.py``): rows a scan or an
+index lookup yields, row pairs a join compares. The meter stops a query past its time or
+rows-examined budget from inside these loops, so even a cartesian product that returns
+one row is stopped in time.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from itertools import islice
@@ -16,7 +23,8 @@ from typing import Any
 
 from cosmictron import limits
 from cosmictron.datastore import Datastore, Index
-from cosmictron.errors import ResourceExhausted
+from cosmictron.errors import QueryTooCostly
+from cosmictron.query.budget import Meter, QueryBudget
 from cosmictron.query.expressions import compile_expr
 from cosmictron.query.plan import (
     Agg,
@@ -45,23 +53,55 @@ from cosmictron.query.plan import (
 
 Rows = Iterator[tuple[Any, ...]]
 
+UNMETERED = QueryBudget(time_s=float("inf"), rows_examined_max=sys.maxsize)
+"""No budget: for work the database does for itself under the writer lock (a
+subscription's delta, DML), which is bounded by the transaction, not by a caller."""
 
-def execute(plan: Node, datastore: Datastore, rows_max: int) -> list[tuple[Any, ...]]:
+CHUNK_ROWS = 1024
+"""Rows a scan takes (and charges) at a time."""
+
+
+def execute(
+    plan: Node, datastore: Datastore, rows_max: int, meter: Meter | None = None
+) -> list[tuple[Any, ...]]:
     """Every row ``plan`` produces (hidden sort columns removed).
 
     Raises:
-        ResourceExhausted: the result would have more than ``rows_max`` rows.
+        QueryTooCostly: the result would have more than ``rows_max`` rows, or the run
+            examined more rows than ``meter`` allows.
+        QueryCancelled: the run took longer than ``meter`` allows.
     """
+    if meter is None:
+        meter = UNMETERED.start()
     width = plan_width(plan)
     rows: list[tuple[Any, ...]] = []
-    for row in _run(plan, datastore):
+    for row in _run(plan, datastore, meter):
         if len(rows) >= rows_max:
-            raise ResourceExhausted(
-                f"the query returns more than {rows_max} rows (the row limit); add a LIMIT "
-                f"or a WHERE, or pass rows_max="
-            )
+            meter.too_many_rows(rows_max)
         rows.append(row if width is None or len(row) == width else row[:width])
+    meter.check_time()
     return rows
+
+
+def plan_tables(plan: Node) -> set[str]:
+    """The names of the tables ``plan`` reads (what a snapshot for it must hold).
+
+    Walks every dataclass in the plan, expressions included, so a table read from
+    inside an expression (a subquery) is found too.
+    """
+    names: set[str] = set()
+    stack: list[Any] = [plan]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Scan | IndexScan):
+            names.add(item.name)
+        if isinstance(item, tuple | list | frozenset):
+            stack.extend(item)
+        else:
+            fields = getattr(item, "__dataclass_fields__", None)
+            if fields is not None:
+                stack.extend(getattr(item, name) for name in fields)
+    return names
 
 
 def plan_width(plan: Node) -> int | None:
@@ -74,17 +114,28 @@ def plan_width(plan: Node) -> int | None:
     return None
 
 
-def _run(node: Node, datastore: Datastore) -> Rows:
+def _run(node: Node, datastore: Datastore, meter: Meter) -> Rows:
     runner = _RUNNERS.get(type(node))
     assert runner is not None, f"no runner for {type(node).__name__}"
-    return runner(node, datastore)
+    return runner(node, datastore, meter)
 
 
-def _scan(node: Scan, datastore: Datastore) -> Rows:
-    return iter(datastore.tables[node.name].rows.values())
+def _scan(node: Scan, datastore: Datastore, meter: Meter) -> Rows:
+    rows = datastore.tables[node.name].rows
+    if len(rows) <= CHUNK_ROWS:
+        meter.charge(len(rows))
+        return iter(rows.values())
+    return _metered(iter(rows.values()), meter)
 
 
-def _index_scan(node: IndexScan, datastore: Datastore) -> Rows:
+def _metered(rows: Rows, meter: Meter) -> Rows:
+    """``rows``, charged to ``meter`` a chunk at a time (a LIMIT may stop early)."""
+    while chunk := list(islice(rows, CHUNK_ROWS)):
+        meter.charge(len(chunk))
+        yield from chunk
+
+
+def _index_scan(node: IndexScan, datastore: Datastore, meter: Meter) -> Rows:
     table = datastore.tables[node.name]
     rows = table.rows
     index: Index | None = None
@@ -108,54 +159,64 @@ def _index_scan(node: IndexScan, datastore: Datastore) -> Rows:
         else:
             low, high, inclusive = node.values
             keys = list(ordered.range_row_keys(low, high, inclusive=inclusive))
+    meter.charge(len(keys))
     return iter([rows[key] for key in keys])
 
 
-def resolve_semijoins(expr: Expr, datastore: Datastore) -> Expr:
+def resolve_semijoins(expr: Expr, datastore: Datastore, meter: Meter | None = None) -> Expr:
     """``expr`` with each ``SemiJoin`` evaluated into a ``KeySet`` over ``datastore``.
 
     A semi-join's subplan (a visibility filter's other tables, themselves filtered) runs
     once per execution of the plan that holds it, not once per row; an expression
-    without one is returned as it is. Its rows count against ``limits.query_rows_max``.
+    without one is returned as it is. Its rows examined are charged to ``meter`` (the
+    reader's query pays for its filters; None: unmetered, the database's own work) and
+    its rows count against ``limits.query_rows_max``.
     """
     if isinstance(expr, SemiJoin):
+        if meter is None:
+            meter = UNMETERED.start()
         rows_max = limits.query_rows_max
-        try:
-            rows = execute(expr.plan, datastore, rows_max)
-        except ResourceExhausted:
-            raise ResourceExhausted(
-                f"the visibility filter {expr.label!r} reads more than {rows_max} rows for "
-                f"this reader (limits.query_rows_max)"
-            ) from None
-        values = frozenset(row for row in rows if None not in row)
-        keys = tuple(resolve_semijoins(key, datastore) for key in expr.keys)
-        return KeySet(keys, values, expr.label)
+        width = plan_width(expr.plan)
+        values: set[tuple[Any, ...]] = set()
+        for count, row in enumerate(_run(expr.plan, datastore, meter), start=1):
+            if count > rows_max:
+                raise QueryTooCostly(
+                    f"the visibility filter {expr.label!r} reads more than {rows_max} rows "
+                    f"for this reader (limits.query_rows_max)"
+                )
+            key = row if width is None or len(row) == width else row[:width]
+            if None not in key:
+                values.add(key)
+        keys = tuple(resolve_semijoins(key, datastore, meter) for key in expr.keys)
+        return KeySet(keys, frozenset(values), expr.label)
     if isinstance(expr, Binary):
-        left, right = (
-            resolve_semijoins(expr.left, datastore),
-            resolve_semijoins(expr.right, datastore),
-        )
+        left = resolve_semijoins(expr.left, datastore, meter)
+        right = resolve_semijoins(expr.right, datastore, meter)
         if left is expr.left and right is expr.right:
             return expr
         return replace(expr, left=left, right=right)
     if isinstance(expr, Unary | IsNull):
-        operand = resolve_semijoins(expr.operand, datastore)
+        operand = resolve_semijoins(expr.operand, datastore, meter)
         return expr if operand is expr.operand else replace(expr, operand=operand)
     return expr  # visibility filters put semi-joins only under AND, OR and NOT
 
 
-def _predicate(expr: Expr | None, datastore: Datastore) -> Callable[[Any], Any] | None:
-    return None if expr is None else compile_expr(resolve_semijoins(expr, datastore))
+def _predicate(
+    expr: Expr | None, datastore: Datastore, meter: Meter
+) -> Callable[[Any], Any] | None:
+    return None if expr is None else compile_expr(resolve_semijoins(expr, datastore, meter))
 
 
-def _filter(node: Filter, datastore: Datastore) -> Rows:
-    resolved = resolve_semijoins(node.predicate, datastore)
+def _filter(node: Filter, datastore: Datastore, meter: Meter) -> Rows:
+    resolved = resolve_semijoins(node.predicate, datastore, meter)
     predicate = compile_expr(resolved)
     if isinstance(node.child, Scan):
         keyed = _rows_by_key_set(node.child, resolved, datastore)
         if keyed is not None:
-            return filter(predicate, keyed)
-    return filter(predicate, _run(node.child, datastore))
+            found = list(keyed)
+            meter.charge(len(found))
+            return filter(predicate, found)
+    return filter(predicate, _run(node.child, datastore, meter))
 
 
 def _rows_by_key_set(scan: Scan, predicate: Expr, datastore: Datastore) -> Rows | None:
@@ -184,12 +245,15 @@ def _rows_by_key_set(scan: Scan, predicate: Expr, datastore: Datastore) -> Rows 
     return None
 
 
-def _nested_loop(node: NestedLoopJoin | Join, datastore: Datastore) -> Rows:
-    condition = _predicate(node.condition, datastore)
-    right_rows = list(_run(node.right, datastore))
+def _nested_loop(node: NestedLoopJoin | Join, datastore: Datastore, meter: Meter) -> Rows:
+    condition = _predicate(node.condition, datastore, meter)
+    right_rows = list(_run(node.right, datastore, meter))
     padding = (None,) * _scan_width(node.right)
     left_join = node.kind == "LEFT"
-    for left in _run(node.left, datastore):
+    pairs = len(right_rows)
+    charge = meter.charge
+    for left in _run(node.left, datastore, meter):
+        charge(pairs)
         matched = False
         for right in right_rows:
             row = left + right
@@ -200,22 +264,25 @@ def _nested_loop(node: NestedLoopJoin | Join, datastore: Datastore) -> Rows:
             yield left + padding
 
 
-def _hash_join(node: HashJoin, datastore: Datastore) -> Rows:
+def _hash_join(node: HashJoin, datastore: Datastore, meter: Meter) -> Rows:
     left_keys = _key_function(node.left_keys)
     right_keys = _key_function(node.right_keys)
-    residual = _predicate(node.residual, datastore)
+    residual = _predicate(node.residual, datastore, meter)
     table: dict[Any, list[tuple[Any, ...]]] = {}
-    for right in _run(node.right, datastore):
+    for right in _run(node.right, datastore, meter):
         key = right_keys(right)
         if key is not None:
             table.setdefault(key, []).append(right)
     padding = (None,) * _scan_width(node.right)
     left_join = node.kind == "LEFT"
-    for left in _run(node.left, datastore):
+    charge = meter.charge
+    for left in _run(node.left, datastore, meter):
         matched = False
         key = left_keys(left)
         if key is not None:
-            for right in table.get(key, ()):
+            candidates = table.get(key, ())
+            charge(len(candidates))
+            for right in candidates:
                 row = left + right
                 if residual is None or residual(row):
                     matched = True
@@ -235,16 +302,17 @@ def _key_function(exprs: tuple[Any, ...]) -> Callable[[tuple[Any, ...]], Any]:
     return key
 
 
-def _index_join(node: IndexNestedLoopJoin, datastore: Datastore) -> Rows:
+def _index_join(node: IndexNestedLoopJoin, datastore: Datastore, meter: Meter) -> Rows:
     table = datastore.tables[node.inner.name]
     rows = table.rows
     index = None if node.index is None else table.index_named(node.index)
     left_key = compile_expr(node.left_key)
-    inner_filter = _predicate(node.inner_filter, datastore)
-    residual = _predicate(node.residual, datastore)
+    inner_filter = _predicate(node.inner_filter, datastore, meter)
+    residual = _predicate(node.residual, datastore, meter)
     padding = (None,) * len(node.inner.table.columns)
     left_join = node.kind == "LEFT"
-    for left in _run(node.left, datastore):
+    charge = meter.charge
+    for left in _run(node.left, datastore, meter):
         matched = False
         key = left_key(left)
         if key is not None:
@@ -254,6 +322,7 @@ def _index_join(node: IndexNestedLoopJoin, datastore: Datastore) -> Rows:
                 candidates = [] if found is None else [found]
             else:
                 candidates = [rows[k] for k in index.row_keys(key)]
+            charge(len(candidates))
             for right in candidates:
                 if inner_filter is not None and not inner_filter(right):
                     continue
@@ -271,11 +340,11 @@ def _scan_width(node: Node) -> int:
     return len(node.table.columns)
 
 
-def _aggregate(node: Aggregate, datastore: Datastore) -> Rows:
+def _aggregate(node: Aggregate, datastore: Datastore, meter: Meter) -> Rows:
     groups = [compile_expr(expr) for expr in node.groups]
     arguments = [None if a.arg is None else compile_expr(a.arg) for a in node.aggregates]
     buckets: dict[tuple[Any, ...], list[list[Any]]] = {}
-    for row in _run(node.child, datastore):
+    for row in _run(node.child, datastore, meter):
         key = tuple(group(row) for group in groups)
         bucket = buckets.get(key)
         if bucket is None:
@@ -284,6 +353,7 @@ def _aggregate(node: Aggregate, datastore: Datastore) -> Rows:
             values.append(1 if argument is None else argument(row))
     if not buckets and not groups:
         buckets[()] = [[] for _ in node.aggregates]
+    meter.check_time()
     for key, bucket in buckets.items():
         yield key + tuple(
             _fold(aggregate, values)
@@ -308,37 +378,39 @@ def _fold(aggregate: Agg, values: list[Any]) -> Any:
     return min(present) if func == "MIN" else max(present)
 
 
-def _project(node: Project, datastore: Datastore) -> Rows:
+def _project(node: Project, datastore: Datastore, meter: Meter) -> Rows:
     functions = [compile_expr(expr) for expr in node.exprs]
-    for row in _run(node.child, datastore):
+    for row in _run(node.child, datastore, meter):
         yield tuple(function(row) for function in functions)
 
 
-def _distinct(node: Distinct, datastore: Datastore) -> Rows:
+def _distinct(node: Distinct, datastore: Datastore, meter: Meter) -> Rows:
     seen: set[tuple[Any, ...]] = set()
     width = node.width
-    for row in _run(node.child, datastore):
+    for row in _run(node.child, datastore, meter):
         key = row[:width]
         if key not in seen:
             seen.add(key)
             yield row
 
 
-def _sort(node: Sort, datastore: Datastore) -> Rows:
-    rows = list(_run(node.child, datastore))
+def _sort(node: Sort, datastore: Datastore, meter: Meter) -> Rows:
+    rows = list(_run(node.child, datastore, meter))
+    meter.check_time()
     # Stable sorts from the last key to the first give the multi-key order; a None key
     # sorts before every value, so NULLs come first ascending and last descending.
     for slot, descending in reversed(node.keys):
         rows.sort(key=lambda row, s=slot: (row[s] is not None, row[s]), reverse=descending)  # type: ignore[misc]
+    meter.check_time()
     return iter(rows)
 
 
-def _limit(node: Limit, datastore: Datastore) -> Rows:
+def _limit(node: Limit, datastore: Datastore, meter: Meter) -> Rows:
     stop = None if node.limit is None else node.offset + node.limit
-    return islice(_run(node.child, datastore), node.offset, stop)
+    return islice(_run(node.child, datastore, meter), node.offset, stop)
 
 
-_RUNNERS: dict[type, Callable[[Any, Datastore], Rows]] = {
+_RUNNERS: dict[type, Callable[[Any, Datastore, Meter], Rows]] = {
     Scan: _scan,
     IndexScan: _index_scan,
     Filter: _filter,

@@ -19,13 +19,16 @@ from pathlib import Path
 
 from aiohttp import web
 
-from cosmictron.errors import CosmictronError, InvalidRequest
-from cosmictron.server import backup, bulk, export, websocket  # noqa: F401 - their routes
+from cosmictron import limits
+from cosmictron.errors import CosmictronError, InvalidRequest, RateLimited
+from cosmictron.server import backup, bulk, export, grants, throttle, websocket  # noqa: F401
 from cosmictron.server.auth import TokenAuthority
 from cosmictron.server.logs import end_followers, logs
 from cosmictron.server.metrics import metrics
 from cosmictron.server.registry import DatabaseRegistry
-from cosmictron.server.routes import AUTHORITY, REGISTRY, routes
+from cosmictron.server.rights import Rights
+from cosmictron.server.routes import AUTHORITY, REGISTRY, RIGHTS, routes
+from cosmictron.values import Identity
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +36,11 @@ REQUEST_BYTES_MAX = 64 * 1024 * 1024
 """The largest request body (a module, a SQL text, arguments)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+OnListening = Callable[[str, Identity, str], "str | None"]
+"""Called with the server's URL, the operator and its token once the socket is bound and
+before the "listening" line is printed; returns a line to print after it, or None.
+``cosmictron-cli start`` saves the operator's token in the CLI settings with it."""
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
@@ -45,7 +53,10 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except CosmictronError as exc:
-        return web.json_response(error_body(exc.code, str(exc)), status=exc.http_status)
+        response = web.json_response(error_body(exc.code, str(exc)), status=exc.http_status)
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = throttle.retry_after_header(exc.retry_after_s)
+        return response
     except web.HTTPRequestEntityTooLarge as exc:
         message = f"the request body is larger than the limit ({REQUEST_BYTES_MAX} bytes)"
         return web.json_response(error_body("too_large", message), status=exc.status)
@@ -66,10 +77,13 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         )
 
 
-def build_app(registry: DatabaseRegistry, authority: TokenAuthority) -> web.Application:
+def build_app(
+    registry: DatabaseRegistry, authority: TokenAuthority, rights: Rights
+) -> web.Application:
     app = web.Application(middlewares=[errors_as_json], client_max_size=REQUEST_BYTES_MAX)
     app[REGISTRY] = registry
     app[AUTHORITY] = authority
+    app[RIGHTS] = rights
     app.add_routes(routes)
     app.router.add_get("/v1/database/{name}/logs", logs)
     app.router.add_get("/v1/database/{name}/backup", backup.backup)
@@ -77,34 +91,52 @@ def build_app(registry: DatabaseRegistry, authority: TokenAuthority) -> web.Appl
     app.router.add_get("/metrics", metrics)
     app.on_shutdown.append(end_followers)
     websocket.setup(app)
+    throttle.setup(app)  # query budgets and rate limits, from limits.py and the environment
     return app
 
 
-def serve(host: str, port: int, data_dir: Path, profile: str | None) -> None:
+def serve(
+    host: str,
+    port: int,
+    data_dir: Path,
+    profile: str | None,
+    on_listening: OnListening | None = None,
+) -> None:
     """Run the server in this process until SIGTERM or SIGINT."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is installed on Linux and macOS
-        asyncio.run(_serve(host, port, data_dir, profile))
+        asyncio.run(_serve(host, port, data_dir, profile, on_listening))
     else:
-        uvloop.run(_serve(host, port, data_dir, profile))
+        uvloop.run(_serve(host, port, data_dir, profile, on_listening))
 
 
-async def _serve(host: str, port: int, data_dir: Path, profile: str | None) -> None:
+async def _serve(
+    host: str, port: int, data_dir: Path, profile: str | None, on_listening: OnListening | None
+) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
+    # The key and the operator's token are read, and their files closed, before any
+    # module is imported (docs/guide/security.md says what that does and does not protect).
+    authority = TokenAuthority.load_or_create(data_dir / "server")
+    rights = Rights.load_or_create(data_dir / "server", authority)
+    # A long query's thread must hand the interpreter to a reducer call or the event
+    # loop quickly (docs/design/query-snapshots.md).
+    sys.setswitchinterval(limits.query_switch_interval_s)
     registry = DatabaseRegistry(data_dir, profile)
     await asyncio.to_thread(registry.open_all)
-    authority = TokenAuthority.load_or_create(data_dir / "server")
-    runner = web.AppRunner(build_app(registry, authority), shutdown_timeout=10.0)
+    runner = web.AppRunner(build_app(registry, authority, rights), shutdown_timeout=10.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
     bound = runner.addresses[0]
+    url = f"http://{bound[0]}:{bound[1]}"
+    note = on_listening(url, rights.operator, rights.operator_token) if on_listening else None
     print(
-        f"cosmictron listening on http://{bound[0]}:{bound[1]} "
-        f"(data {data_dir}, {len(registry.names())} databases)",
+        f"cosmictron listening on {url} (data {data_dir}, {len(registry.names())} databases)",
         flush=True,
     )
+    if note:
+        print(note, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -46,6 +46,9 @@ class TokenAuthority:
         """The key in ``directory/jwt_ed25519.pem``, made (0600, fsynced) if missing."""
         path = directory / "jwt_ed25519.pem"
         if path.exists():
+            if path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)  # loosened by hand: only the server's user may read it
+            # read_bytes closes the file: no descriptor to it is left for module code
             loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
             if not isinstance(loaded, Ed25519PrivateKey):
                 raise Unauthenticated(f"{path} does not hold an Ed25519 key")

@@ -4,7 +4,9 @@
 file on the database's threads, then sends it; the archive is taken while calls go on.
 ``PUT /v1/database/{name}/restore[?to_offset=N | ?to_time=RFC3339]`` streams the upload
 to a temporary file (so it is not bound by the JSON request size limit), then creates
-the database from it, owned by the caller; an existing name is refused.
+the database from it, owned by the caller; an existing name is refused. An archive
+carries module source, so restoring needs the right to deploy, checked before anything
+is read or written (``rights.py``).
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from cosmictron.errors import InvalidRequest, Unauthenticated
+from cosmictron.errors import InvalidRequest
 from cosmictron.host.backup import backup_to_file
-from cosmictron.server.auth import ANONYMOUS
 from cosmictron.server.registry import check_name
-from cosmictron.server.routes import REGISTRY, caller_of, hosted, require_owner
+from cosmictron.server.routes import REGISTRY, RIGHTS, caller_of, hosted, require_owner
 from cosmictron.values import Timestamp
 
 CHUNK_BYTES = 1 << 20
@@ -57,9 +58,10 @@ async def backup(request: web.Request) -> web.StreamResponse:
 async def restore(request: web.Request) -> web.Response:
     """Create a database from an uploaded backup archive; the caller owns it."""
     caller = caller_of(request)
-    if caller == ANONYMOUS:
-        raise Unauthenticated("restoring needs a token (POST /v1/identity gives one)")
     name = request.match_info["name"]
+    # An archive carries module source: the same right as a deploy, checked before the
+    # upload is read or any file created.
+    request.app[RIGHTS].require_deploy(caller, f"restore an archive as database {name!r}")
     check_name(name)
     to_offset, to_time = _restore_point(request)
     registry = request.app[REGISTRY]

@@ -12,9 +12,10 @@ seam between that and the event loop; it never blocks the writer:
   lock, so the loop sees transactions in commit order and each one whole: a client's
   updates of one transaction are merged into one ``TransactionUpdate`` (bag sum per
   table), never split across two.
-* ``subscribe`` runs ``Database.subscribe`` and schedules ``SubscribeApplied`` inside one
-  critical section of the writer lock (``Database.read``): no update of a later
-  transaction can be scheduled before it, so there is no gap and no overlap.
+* ``subscribe`` runs ``Database.subscribe`` (initial rows evaluated off the lock, under
+  the client's query budget), which schedules ``SubscribeApplied`` (``_applied``) in the
+  critical section of the writer lock that registers the subscription: no update of a
+  later transaction can be scheduled before it, so there is no gap and no overlap.
 * The commit listener also keeps the *resume window*: the last
   ``limits.resume_window_transactions_max`` transactions' changes (at most
   ``resume_window_rows_max`` rows). A client that subscribes again with
@@ -38,6 +39,7 @@ from typing import Any, Protocol
 from cosmictron import limits
 from cosmictron.datastore import Datastore, TableChange
 from cosmictron.errors import CosmictronError, SubscriptionError
+from cosmictron.query.budget import QueryBudget
 from cosmictron.server.protocol import QueryId, RequestId, subscription_error
 from cosmictron.server.registry import HostedDatabase
 from cosmictron.server.wire import row_to_json
@@ -220,32 +222,39 @@ class DatabaseFeed:
         query_id: QueryId,
         queries: Sequence[str],
         since: int | None,
+        budget: QueryBudget | None = None,
     ) -> Subscription:
         """Subscribe ``client`` and schedule its ``SubscribeApplied``; blocking.
 
+        The initial rows are evaluated off the writer lock, under ``budget``; the
+        ``SubscribeApplied`` is scheduled in the critical section that registers the
+        subscription (``Database.subscribe``'s ``then``).
+
         Raises:
             SqlError, PermissionDenied: as ``Database.subscribe``.
+            QueryCancelled, QueryTooCostly: the initial evaluation exceeded ``budget``.
         """
-        return self.hosted.db.read(
-            partial(self._subscribe_locked, client, request_id, query_id, queries, since)
-        )
-
-    def _subscribe_locked(
-        self,
-        client: Client,
-        request_id: RequestId,
-        query_id: QueryId,
-        queries: Sequence[str],
-        since: int | None,
-        datastore: Datastore,
-    ) -> Subscription:
-        self._forget_if_module_changed(self.hosted.db.tx_offset)
-        subscription = self.hosted.db.subscribe(
+        return self.hosted.db.subscribe(
             queries,
             on_update=partial(self._collect, client),
             sender=client.identity,
             on_error=partial(self._ended, client, query_id),
+            budget=budget,
+            then=partial(self._applied, client, request_id, query_id, since),
         )
+
+    def _applied(
+        self,
+        client: Client,
+        request_id: RequestId,
+        query_id: QueryId,
+        since: int | None,
+        subscription: Subscription,
+        datastore: Datastore,
+    ) -> None:
+        """Schedule the ``SubscribeApplied`` (and a resume's missed updates); under the
+        writer lock, right after the subscription was registered."""
+        self._forget_if_module_changed(self.hosted.db.tx_offset)
         offset = subscription.tx_offset
         applied: dict[str, Any] = {"request_id": request_id, "query_id": query_id}
         applied["tx_offset"] = offset
@@ -271,7 +280,6 @@ class DatabaseFeed:
                     message["TransactionUpdate"]["query_id"] = query_id
                     self._batch.append(_Message(client, message, entry_offset))
         self._hand_off()
-        return subscription
 
     # -- the event loop ---------------------------------------------------------------
 

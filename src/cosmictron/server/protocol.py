@@ -190,9 +190,14 @@ def query_error(request_id: RequestId, error: str, error_code: str) -> dict[str,
 
 
 def subscription_error(
-    request_id: RequestId, query_id: QueryId | None, error: str
+    request_id: RequestId, query_id: QueryId | None, error: str, error_code: str | None = None
 ) -> dict[str, Any]:
-    return {"SubscriptionError": {"request_id": request_id, "query_id": query_id, "error": error}}
+    """A ``SubscriptionError``; with ``error_code`` (the error class's code) when the
+    cause has one worth matching on (a query budget, a rate limit)."""
+    body: dict[str, Any] = {"request_id": request_id, "query_id": query_id, "error": error}
+    if error_code is not None:
+        body["error_code"] = error_code
+    return {"SubscriptionError": body}
 
 
 def reply_for_error(error: ProtocolError) -> dict[str, Any]:

@@ -16,13 +16,17 @@ from aiohttp import web
 
 from cosmictron import __version__
 from cosmictron.errors import InvalidRequest, NotFound, PermissionDenied, Unauthenticated
+from cosmictron.query.budget import QueryBudget
 from cosmictron.server.auth import ANONYMOUS, TokenAuthority
 from cosmictron.server.registry import DatabaseRegistry, HostedDatabase
+from cosmictron.server.rights import Rights
+from cosmictron.server.throttle import caller_key, throttle_of
 from cosmictron.server.wire import from_json, row_to_json
 from cosmictron.values import ConnectionId, Identity, json_form
 
 REGISTRY = web.AppKey("registry", DatabaseRegistry)
 AUTHORITY = web.AppKey("authority", TokenAuthority)
+RIGHTS = web.AppKey("rights", Rights)
 
 routes = web.RouteTableDef()
 
@@ -76,7 +80,15 @@ async def new_identity(request: web.Request) -> web.Response:
 @routes.get("/v1/identity")
 async def who_am_i(request: web.Request) -> web.Response:
     caller = caller_of(request)
-    return web.json_response({"identity": caller.hex(), "anonymous": caller == ANONYMOUS})
+    rights = request.app[RIGHTS]
+    return web.json_response(
+        {
+            "identity": caller.hex(),
+            "anonymous": caller == ANONYMOUS,
+            "operator": caller == rights.operator,
+            "rights": rights.rights_of(caller),
+        }
+    )
 
 
 @routes.get("/v1/database")
@@ -93,9 +105,9 @@ async def list_databases(request: web.Request) -> web.Response:
 @routes.put("/v1/database/{name}")
 async def deploy(request: web.Request) -> web.Response:
     caller = caller_of(request)
-    if caller == ANONYMOUS:
-        raise Unauthenticated("deploying needs a token (POST /v1/identity gives one)")
     name = request.match_info["name"]
+    # Before the body is read: an unauthorised module is never written, let alone imported.
+    request.app[RIGHTS].require_deploy(caller, f"deploy database {name!r}")
     clear = request.query.get("clear", "false").lower() in ("1", "true", "yes")
     source = await request.read()
     registry = request.app[REGISTRY]
@@ -141,6 +153,7 @@ async def schema(request: web.Request) -> web.Response:
 async def call(request: web.Request) -> web.Response:
     caller = caller_of(request)
     database = hosted(request)
+    take_rate(request, "calls", caller)
     reducer = request.match_info["reducer"]
     binding = callable_binding(database, reducer)
     body = await json_body(request)
@@ -223,8 +236,10 @@ def reducer_arguments(schema: Any, body: Any) -> tuple[list[Any], dict[str, Any]
 async def sql(request: web.Request) -> web.Response:
     caller = caller_of(request)
     database = hosted(request)
+    take_rate(request, "queries", caller)
     text, params = await sql_request(request)
-    result = await database.run(_sql, database, text, params, caller)
+    budget = throttle_of(request).settings.query_budget(caller == ANONYMOUS)
+    result = await database.run(_sql, database, text, params, caller, budget)
     return web.json_response(
         {
             "columns": list(result.columns),
@@ -235,8 +250,24 @@ async def sql(request: web.Request) -> web.Response:
     )
 
 
-def _sql(database: HostedDatabase, text: str, params: dict[str, Any], caller: Identity) -> Any:
-    return database.db.sql(text, params or None, sender=caller)
+def _sql(
+    database: HostedDatabase,
+    text: str,
+    params: dict[str, Any],
+    caller: Identity,
+    budget: QueryBudget,
+) -> Any:
+    return database.db.sql(text, params or None, sender=caller, budget=budget)
+
+
+def take_rate(request: web.Request, kind: str, caller: Identity) -> None:
+    """Spend one of the caller's ``kind`` requests (``server/throttle.py``).
+
+    Raises:
+        RateLimited: over the caller's rate (429 with ``Retry-After``).
+    """
+    anonymous = caller == ANONYMOUS
+    throttle_of(request).take(kind, anonymous, caller_key(request, anonymous, caller.hex()))
 
 
 async def sql_request(request: web.Request) -> tuple[str, dict[str, Any]]:

@@ -24,7 +24,15 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from cosmictron import limits
-from cosmictron.errors import CosmictronError, InvalidRequest, NotFound, PermissionDenied
+from cosmictron.errors import (
+    CosmictronError,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    QueryCancelled,
+    QueryTooCostly,
+)
+from cosmictron.query.budget import QueryBudget
 from cosmictron.server.auth import ANONYMOUS
 from cosmictron.server.feed import DatabaseFeed
 from cosmictron.server.protocol import (
@@ -51,6 +59,7 @@ from cosmictron.server.routes import (
     reducer_arguments,
     submit_call,
 )
+from cosmictron.server.throttle import Throttle, caller_key, throttle_of
 from cosmictron.server.wire import row_to_json
 from cosmictron.subscription import Subscription
 from cosmictron.values import ConnectionId, Identity, json_form
@@ -103,6 +112,10 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
     check_upgrade(request)
     identity, token = identify(request)
     hosted = request.app[REGISTRY].get(request.match_info["name"])
+    anonymous = not (request.headers.get("Authorization") or "token" in request.query)
+    rate_key = caller_key(request, anonymous, identity.hex())
+    throttle = throttle_of(request)
+    throttle.take("connections", anonymous, rate_key)  # RateLimited: 429 before upgrading
     connection_id = ConnectionId.random()
     try:
         await hosted.run(hosted.db.run_lifecycle, "client_connected", identity, connection_id)
@@ -114,6 +127,7 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
         await ws.prepare(request)
         feed = await feed_for(request.app, hosted)
         session = Session(ws, feed, identity, connection_id, request.app[QUEUE_MAX])
+        session.limit_as(anonymous, rate_key, throttle)
         request.app[SESSIONS].add(session)
         session.deliver(
             {
@@ -182,6 +196,13 @@ async def feed_for(app: web.Application, hosted: HostedDatabase) -> DatabaseFeed
 
 class Session:
     """One connected client: its subscriptions and its bounded outgoing queue."""
+
+    # Set by ``limit_as`` (server/throttle.py): how this client is rate-limited and the
+    # budget its queries run under.
+    anonymous = False
+    rate_key = ""
+    throttle: Throttle | None = None
+    budget: QueryBudget | None = None
 
     def __init__(
         self,
@@ -268,6 +289,19 @@ class Session:
 
     # -- incoming -------------------------------------------------------------------------
 
+    def limit_as(self, anonymous: bool, rate_key: str, throttle: Throttle) -> None:
+        """Rate-limit this client's requests under ``rate_key`` (its identity, or its
+        address without a token) and run its queries under the matching budget."""
+        self.anonymous = anonymous
+        self.rate_key = rate_key
+        self.throttle = throttle
+        self.budget = throttle.settings.query_budget(anonymous)
+
+    def take_rate(self, kind: str) -> None:
+        """Spend one request of ``kind``; ``RateLimited`` past the client's rate."""
+        if self.throttle is not None:
+            self.throttle.take(kind, self.anonymous, self.rate_key)
+
     async def run(self) -> None:
         """Serve requests in order until the client or the server closes."""
         try:
@@ -311,6 +345,11 @@ class Session:
         if problem is not None:
             self.deliver(subscription_error(request.request_id, query_id, problem), 0)
             return
+        try:
+            self.take_rate("subscriptions")
+        except CosmictronError as exc:
+            self.deliver(subscription_error(request.request_id, query_id, str(exc), exc.code), 0)
+            return
         subscribe = partial(
             self.feed.subscribe,
             self,
@@ -318,11 +357,13 @@ class Session:
             query_id,
             request.query_strings,
             request.since_tx_offset,
+            self.budget,
         )
         try:
             subscription = await self.hosted.run(subscribe)
         except CosmictronError as exc:
-            self.deliver(subscription_error(request.request_id, query_id, str(exc)), 0)
+            code = exc.code if isinstance(exc, QueryCancelled | QueryTooCostly) else None
+            self.deliver(subscription_error(request.request_id, query_id, str(exc), code), 0)
             return
         self.subscriptions[query_id] = subscription
 
@@ -344,6 +385,7 @@ class Session:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any]
         try:
+            self.take_rate("calls")
             binding = db.module.reducers.get(request.reducer) or db.module.procedures.get(
                 request.reducer
             )
@@ -388,8 +430,14 @@ class Session:
     async def _query(self, request: OneOffQuery) -> None:
         db = self.hosted.db
         try:
+            self.take_rate("queries")
             result = await self.hosted.run(
-                partial(db.sql, request.query_string, sender=self.identity)
+                partial(
+                    db.sql,
+                    request.query_string,
+                    sender=self.identity,
+                    budget=self.budget,
+                )
             )
         except CosmictronError as exc:
             self.deliver(query_error(request.request_id, str(exc), exc.code), 0)

@@ -46,6 +46,7 @@ from cosmictron import limits
 from cosmictron.datastore import Datastore, TableChange, TableSchema
 from cosmictron.errors import SqlError
 from cosmictron.query import SelectStatement, execute, optimize
+from cosmictron.query.budget import Meter
 from cosmictron.query.cache import Converter, converter
 from cosmictron.query.execute import resolve_semijoins
 from cosmictron.query.expressions import compile_expr
@@ -234,15 +235,22 @@ class LiveQuery:
         """Every table whose change may change the result: FROM's and the filters'."""
         return self.tables | self.filter_tables
 
-    def initial(self, datastore: Datastore) -> list[Row]:
-        """The current result (canonical rows); for a top-N, also (re)sets the window."""
+    def initial(
+        self, datastore: Datastore, rows_max: int | None = None, meter: Meter | None = None
+    ) -> list[Row]:
+        """The current result (canonical rows); for a top-N, also (re)sets the window.
+
+        ``meter`` charges the evaluation to a caller's budget (``query/budget.py``).
+        """
+        if rows_max is None:
+            rows_max = limits.query_rows_max
         if self.limit is None:
-            rows = execute(self._from_where, datastore, limits.query_rows_max)
+            rows = execute(self._from_where, datastore, rows_max, meter)
             result = [row[self._out_slice] for row in rows]
             if self._result is not None:
-                self._result = Counter(result)
+                self._result = Counter(result)  # what the next re-evaluation diffs against
             return result
-        self._refill(datastore)
+        self._refill(datastore, rows_max, meter)
         assert self._window is not None
         return [entry[1] for entry in self._window]
 
@@ -340,9 +348,13 @@ class LiveQuery:
 
     # -- top-N -------------------------------------------------------------------------
 
-    def _refill(self, datastore: Datastore) -> None:
+    def _refill(
+        self, datastore: Datastore, rows_max: int | None = None, meter: Meter | None = None
+    ) -> None:
         assert self.limit is not None
-        rows = execute(self._from_where, datastore, limits.query_rows_max)
+        if rows_max is None:
+            rows_max = limits.query_rows_max
+        rows = execute(self._from_where, datastore, rows_max, meter)
         entries = sorted(self._entry(row) for row in rows)
         self._window = SortedList(entries[: self.limit])
         self._complete = len(entries) <= self.limit

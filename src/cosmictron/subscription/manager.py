@@ -5,9 +5,10 @@ a way to read the current offset; ``on_commit`` is registered as a commit listen
 it runs under the writer lock, in commit order, after the transaction is published.
 
 * ``subscribe`` compiles each query (``live.compile_live``), evaluates the initial rows
-  and registers the subscription in one critical section of the writer lock: the
-  initial rows are the state at offset N and the first update is for a later offset,
-  with no gap and no overlap.
+  on a snapshot off the writer lock (under the caller's query budget), and registers
+  the subscription under the lock if none of the tables they read changed meanwhile
+  (else evaluates again): the initial rows are the state at offset N and the first
+  update is for a later offset, with no gap and no overlap.
 * Identical queries (same plan after binding parameters and ``:sender``, same schema)
   share one ``LiveQuery``, whose delta is computed once per transaction and fanned out.
   ``_by_table`` maps each table name to the live queries that read it, so a
@@ -36,8 +37,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from cosmictron import limits
 from cosmictron.datastore import Datastore, TableChange
 from cosmictron.errors import CosmictronError, InvalidRequest, PermissionDenied, SubscriptionError
+from cosmictron.query.budget import DEFAULT_BUDGET, Meter, QueryBudget
 from cosmictron.query.cache import Converter
 from cosmictron.query.visibility import restricts
 from cosmictron.subscription.live import Guard, LiveQuery, Row, TxView, compile_live
@@ -125,12 +128,28 @@ class SubscriptionManager:
         params: Mapping[str, Any] | None,
         sender: Identity,
         on_error: ErrorCallback | None = None,
+        budget: QueryBudget | None = None,
+        then: Callable[[Subscription, Datastore], Any] | None = None,
     ) -> Subscription:
-        """Subscribe to ``queries``; see ``Database.subscribe``."""
+        """Subscribe to ``queries``; see ``Database.subscribe``.
+
+        The initial rows are evaluated on a snapshot, off the writer lock, under
+        ``budget``; then, under the lock, if no table they read changed meanwhile, the
+        subscription is registered with them (the state at the current offset). If one
+        did, they are evaluated again, up to ``limits.subscription_snapshot_attempts_max``
+        times, and then under the lock for at most ``subscription_locked_time_s_max``.
+        ``then(subscription, datastore)`` runs in the same critical section, after
+        registering (the server schedules ``SubscribeApplied`` there).
+
+        Raises:
+            QueryCancelled, QueryTooCostly: the initial evaluation exceeded ``budget``.
+        """
         if isinstance(queries, str):
             queries = [queries]
         if not queries:
             raise InvalidRequest("subscribe needs at least one query")
+        budget = DEFAULT_BUDGET if budget is None else budget
+        meter = budget.start()
         restricted = restricts(self._schema, sender, self._owner)
         compiled = [
             compile_live(text, self._schema, params, sender, restricted) for text in queries
@@ -144,37 +163,61 @@ class SubscriptionManager:
                             f"table {name!r} is private: only the database owner and its "
                             f"reducers read it"
                         )
+        rows_max = budget.effective_rows_max
+        names: set[str] = set().union(*(query.reads for query in compiled))
+        for _ in range(max(limits.subscription_snapshot_attempts_max, 0)):
+            with self._lock:
+                snapshot = self._datastore.snapshot(names)
+            evaluated = _evaluate(compiled, snapshot, rows_max, meter)
+            with self._lock:
+                if _unchanged(snapshot, self._datastore):
+                    return self._add(compiled, evaluated, on_update, on_error, then)
         with self._lock:
-            shared = []
-            fresh: dict[Any, LiveQuery] = {}
-            for query in compiled:
-                existing = self._queries.get(query.key) or fresh.get(query.key)
-                if existing is not None:
-                    query = existing
-                fresh[query.key] = query
-                shared.append(query)
-            subscription = Subscription(self, tuple(shared), on_update, on_error)
-            self._active += 1
-            tables: dict[str, list[Row]] = {}
-            converters: dict[str, tuple[Converter | None, ...] | None] = {}
-            for query in shared:
-                if query.key in self._queries and query.top_n:
-                    rows = query.current()
-                else:
-                    rows = query.initial(self._datastore)
-                tables.setdefault(query.table_name, []).extend(rows)
-                converters[query.table_name] = query.converters
-            for query in shared:
-                if query.key not in self._queries:
-                    self._register(query)
-                query.subscribers.add(subscription)
-            subscription.initial = {
-                "tx_offset": self._offset(),
-                "tables": [
-                    {"table_name": name, "rows": _python(rows, converters[name])}
-                    for name, rows in tables.items()
-                ],
-            }
+            locked = _locked_meter(budget, meter)
+            evaluated = _evaluate(compiled, self._datastore, rows_max, locked)
+            return self._add(compiled, evaluated, on_update, on_error, then)
+
+    def _add(
+        self,
+        compiled: list[LiveQuery],
+        evaluated: dict[Any, list[Row]],
+        on_update: UpdateCallback | None,
+        on_error: ErrorCallback | None,
+        then: Callable[[Subscription, Datastore], Any] | None,
+    ) -> Subscription:
+        """Register a subscription whose rows are current (under the writer lock)."""
+        shared = []
+        fresh: dict[Any, LiveQuery] = {}
+        for query in compiled:
+            existing = self._queries.get(query.key) or fresh.get(query.key)
+            if existing is not None:
+                query = existing
+            fresh[query.key] = query
+            shared.append(query)
+        subscription = Subscription(self, tuple(shared), on_update, on_error)
+        self._active += 1
+        tables: dict[str, list[Row]] = {}
+        converters: dict[str, tuple[Converter | None, ...] | None] = {}
+        for query in shared:
+            if query.key in self._queries and query.top_n:
+                rows = query.current()
+            else:
+                rows = evaluated[query.key]
+            tables.setdefault(query.table_name, []).extend(rows)
+            converters[query.table_name] = query.converters
+        for query in shared:
+            if query.key not in self._queries:
+                self._register(query)
+            query.subscribers.add(subscription)
+        subscription.initial = {
+            "tx_offset": self._offset(),
+            "tables": [
+                {"table_name": name, "rows": _python(rows, converters[name])}
+                for name, rows in tables.items()
+            ],
+        }
+        if then is not None:
+            then(subscription, self._datastore)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -517,6 +560,47 @@ def merged_update(
     if not tables:
         return None
     return {"tx_offset": offset, "timestamp": timestamp, "tables": tables}
+
+
+def _evaluate(
+    compiled: list[LiveQuery], datastore: Datastore, rows_max: int, meter: Meter
+) -> dict[Any, list[Row]]:
+    """Each distinct query's current rows over ``datastore`` (a top-N also sets its
+    window: only on a query not registered yet, which nobody else reads)."""
+    rows: dict[Any, list[Row]] = {}
+    for query in compiled:
+        if query.key not in rows:
+            rows[query.key] = query.initial(datastore, rows_max, meter)
+    return rows
+
+
+def _unchanged(snapshot: Datastore, datastore: Datastore) -> bool:
+    """Whether no table of ``snapshot`` was written since it was taken: a write to a
+    shared table gives the table a new row dict first (``Table.share``)."""
+    if snapshot.schema is not datastore.schema:
+        return False
+    live = datastore.tables
+    for name, view in snapshot.tables.items():
+        table = live.get(name)
+        if table is None or table.rows is not view.rows:
+            return False
+    return True
+
+
+def _locked_meter(budget: QueryBudget, meter: Meter) -> Meter:
+    """What remains of ``meter``'s budget, capped at ``subscription_locked_time_s_max``
+    seconds: the most an initial evaluation may hold the writer lock."""
+    left_s = max(meter.deadline - time.monotonic(), 0.0)
+    capped = QueryBudget(
+        time_s=min(left_s, limits.subscription_locked_time_s_max),
+        rows_examined_max=max(meter.rows_examined_max - meter.examined, 0),
+        origin=(
+            f"{budget.origin}; its tables kept changing, so it ran under the writer lock, "
+            f"which it may hold for at most limits.subscription_locked_time_s_max "
+            f"({limits.subscription_locked_time_s_max:g} s)"
+        ),
+    )
+    return capped.start()
 
 
 def _python(rows: list[Row], converters: tuple[Converter | None, ...] | None) -> list[Row]:

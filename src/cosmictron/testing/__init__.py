@@ -3,8 +3,10 @@
 Owns ``MemoryStorage`` (``storage.py``), ``FaultyStorage`` (``faulty.py``) and ``check_storage``
 (``conformance.py``), the suite that the real ``FileStorage`` and every fake must pass, so
 a fake never drifts from the disk it stands in for; ``frame_spans``/``flip_byte``
-(``damage.py``) for tests that damage a real log; and ``ManualClock`` (``clock.py``), a
-clock that moves only when a test moves it, for the scheduler. Imports
+(``damage.py``) for tests that damage a real log; ``PlannedFaults`` (``planned.py``),
+one fault or power loss at a chosen storage call, to walk every step of a procedure; and
+``ManualClock`` (``clock.py``), a clock that moves only when a test moves it, for the
+scheduler. Imports
 ``cosmictron.durability`` (the ``Storage`` contract) and root modules only. Nothing here
 is used outside tests.
 """
@@ -13,6 +15,7 @@ from cosmictron.testing.clock import ManualClock
 from cosmictron.testing.conformance import check_storage
 from cosmictron.testing.damage import flip_byte, frame_spans
 from cosmictron.testing.faulty import CrashReport, FaultyStorage
+from cosmictron.testing.planned import PlannedFaults, PowerLoss
 from cosmictron.testing.storage import MemoryStorage
 
 __all__ = [
@@ -20,6 +23,8 @@ __all__ = [
     "FaultyStorage",
     "ManualClock",
     "MemoryStorage",
+    "PlannedFaults",
+    "PowerLoss",
     "check_storage",
     "flip_byte",
     "frame_spans",
