@@ -164,3 +164,11 @@ query_switch_interval_s = 0.001
 interpreter before a waiting thread (a reducer call, the event loop) gets it. CPython's
 default of 5 ms makes each of a call's hand-offs wait behind a running query for that
 long; 1 ms keeps a call's latency near its own cost while a query runs."""
+
+# -- row-level security (sec-rls) ---------------------------------------------------------
+
+visibility_filter_reads_max = 256
+"""Most table reads one table's visibility filters may expand to, counting every hop
+of their joins (each joined table is read through its own filters, which may join
+further). Filters multiply along a chain, so without this bound a module could make
+every non-owner's plan exponentially large; a module over it is refused when it loads."""

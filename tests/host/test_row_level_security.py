@@ -270,10 +270,24 @@ BAD_FILTERS = [
     ("SELECT * FROM message WHERE author = :someone", "parameter :someone is not known"),
     ("SELECT id FROM message", "selects whole rows"),
     (
-        "SELECT message.* FROM message JOIN member ON member.id = message.author",
-        "JOINS is not allowed",
+        "SELECT * FROM message JOIN member ON member.id = message.author",
+        "name the table the filter restricts",
     ),
-    ("SELECT * FROM message m WHERE m.author = :sender", "no alias"),
+    (
+        "SELECT message.* FROM message LEFT JOIN member ON member.id = message.author",
+        "LEFT JOIN is not allowed",
+    ),
+    (
+        "SELECT m.* FROM message m JOIN member ON member.id = m.author OR m.stars > 3",
+        "must be an equality",
+    ),
+    (
+        "SELECT m.* FROM message m JOIN member ON member.id > m.author",
+        "must be an equality",
+    ),
+    ("SELECT x.* FROM message m", "unknown table or alias 'x'"),
+    ("SELECT m.* FROM message m JOIN member m ON m.id = m.id", "appears twice"),
+    ("SELECT m.* FROM message m JOIN member mem ON mem.nope = m.author", "unknown column"),
     ("DELETE FROM message", "a filter is SELECT"),
     ("SELECT * FROM message WHERE", "syntax error"),
     ("SELECT * FROM message ORDER BY id", "ORDER is not allowed"),

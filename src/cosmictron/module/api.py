@@ -132,7 +132,12 @@ class VisibilityFilter:
 
 
 def visibility_filter(sql: str) -> VisibilityFilter:
-    """Declare that non-owners see only the rows of a table that ``sql`` selects."""
+    """Declare that non-owners see only the rows of a table that ``sql`` selects.
+
+    ``sql`` is ``SELECT * FROM t WHERE ...`` or, joining other tables (read through
+    their own filters), ``SELECT t.* FROM t JOIN u ON u.x = t.x ... WHERE ...``; it is
+    checked when the module loads (docs/guide/row-level-security.md).
+    """
     if not isinstance(sql, str) or not sql.strip():
         raise SchemaError("visibility_filter needs a SQL SELECT as a string")
     return VisibilityFilter(sql)

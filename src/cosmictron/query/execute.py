@@ -17,27 +17,38 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from itertools import islice
 from typing import Any
 
+from cosmictron import limits
 from cosmictron.datastore import Datastore, Index
+from cosmictron.errors import QueryTooCostly
 from cosmictron.query.budget import Meter, QueryBudget
-from cosmictron.query.expressions import compile_expr, compile_predicate
+from cosmictron.query.expressions import compile_expr
 from cosmictron.query.plan import (
     Agg,
     Aggregate,
+    Binary,
+    Col,
     Distinct,
+    Expr,
     Filter,
     HashJoin,
     IndexNestedLoopJoin,
     IndexScan,
+    IsNull,
     Join,
+    KeySet,
     Limit,
     NestedLoopJoin,
     Node,
     Project,
     Scan,
+    SemiJoin,
     Sort,
+    Unary,
+    conjuncts,
 )
 
 Rows = Iterator[tuple[Any, ...]]
@@ -152,13 +163,90 @@ def _index_scan(node: IndexScan, datastore: Datastore, meter: Meter) -> Rows:
     return iter([rows[key] for key in keys])
 
 
+def resolve_semijoins(expr: Expr, datastore: Datastore, meter: Meter | None = None) -> Expr:
+    """``expr`` with each ``SemiJoin`` evaluated into a ``KeySet`` over ``datastore``.
+
+    A semi-join's subplan (a visibility filter's other tables, themselves filtered) runs
+    once per execution of the plan that holds it, not once per row; an expression
+    without one is returned as it is. Its rows examined are charged to ``meter`` (the
+    reader's query pays for its filters; None: unmetered, the database's own work) and
+    its rows count against ``limits.query_rows_max``.
+    """
+    if isinstance(expr, SemiJoin):
+        if meter is None:
+            meter = UNMETERED.start()
+        rows_max = limits.query_rows_max
+        width = plan_width(expr.plan)
+        values: set[tuple[Any, ...]] = set()
+        for count, row in enumerate(_run(expr.plan, datastore, meter), start=1):
+            if count > rows_max:
+                raise QueryTooCostly(
+                    f"the visibility filter {expr.label!r} reads more than {rows_max} rows "
+                    f"for this reader (limits.query_rows_max)"
+                )
+            key = row if width is None or len(row) == width else row[:width]
+            if None not in key:
+                values.add(key)
+        keys = tuple(resolve_semijoins(key, datastore, meter) for key in expr.keys)
+        return KeySet(keys, frozenset(values), expr.label)
+    if isinstance(expr, Binary):
+        left = resolve_semijoins(expr.left, datastore, meter)
+        right = resolve_semijoins(expr.right, datastore, meter)
+        if left is expr.left and right is expr.right:
+            return expr
+        return replace(expr, left=left, right=right)
+    if isinstance(expr, Unary | IsNull):
+        operand = resolve_semijoins(expr.operand, datastore, meter)
+        return expr if operand is expr.operand else replace(expr, operand=operand)
+    return expr  # visibility filters put semi-joins only under AND, OR and NOT
+
+
+def _predicate(
+    expr: Expr | None, datastore: Datastore, meter: Meter
+) -> Callable[[Any], Any] | None:
+    return None if expr is None else compile_expr(resolve_semijoins(expr, datastore, meter))
+
+
 def _filter(node: Filter, datastore: Datastore, meter: Meter) -> Rows:
-    predicate = compile_expr(node.predicate)
+    resolved = resolve_semijoins(node.predicate, datastore, meter)
+    predicate = compile_expr(resolved)
+    if isinstance(node.child, Scan):
+        keyed = _rows_by_key_set(node.child, resolved, datastore)
+        if keyed is not None:
+            found = list(keyed)
+            meter.charge(len(found))
+            return filter(predicate, found)
     return filter(predicate, _run(node.child, datastore, meter))
 
 
+def _rows_by_key_set(scan: Scan, predicate: Expr, datastore: Datastore) -> Rows | None:
+    """The rows a join visibility filter can admit, found through an index.
+
+    Its set is known only now (``resolve_semijoins``), so the planner could not choose
+    the index: when a conjunct is ``column IN <set>`` on a column with its own index
+    (or the primary key) and the set is small next to the table, look each value up
+    instead of scanning (a reader's messages in their rooms, not every message). The
+    whole predicate still runs on the rows found. None: scan.
+    """
+    table = datastore.tables[scan.name]
+    for conjunct in conjuncts(predicate):
+        if not isinstance(conjunct, KeySet) or len(conjunct.keys) != 1:
+            continue
+        key = conjunct.keys[0]
+        if not isinstance(key, Col) or len(conjunct.values) * 4 > len(table.rows):
+            continue
+        column = scan.table.columns[key.slot].name
+        rows = table.rows
+        if tuple(scan.table.primary_key) == (column,):
+            return iter([rows[v[0]] for v in conjunct.values if v[0] in rows])
+        for index in table.indexes:
+            if tuple(index.schema.columns) == (column,):
+                return iter([rows[k] for v in conjunct.values for k in index.row_keys(v[0])])
+    return None
+
+
 def _nested_loop(node: NestedLoopJoin | Join, datastore: Datastore, meter: Meter) -> Rows:
-    condition = compile_predicate(node.condition)
+    condition = _predicate(node.condition, datastore, meter)
     right_rows = list(_run(node.right, datastore, meter))
     padding = (None,) * _scan_width(node.right)
     left_join = node.kind == "LEFT"
@@ -179,7 +267,7 @@ def _nested_loop(node: NestedLoopJoin | Join, datastore: Datastore, meter: Meter
 def _hash_join(node: HashJoin, datastore: Datastore, meter: Meter) -> Rows:
     left_keys = _key_function(node.left_keys)
     right_keys = _key_function(node.right_keys)
-    residual = compile_predicate(node.residual)
+    residual = _predicate(node.residual, datastore, meter)
     table: dict[Any, list[tuple[Any, ...]]] = {}
     for right in _run(node.right, datastore, meter):
         key = right_keys(right)
@@ -219,8 +307,8 @@ def _index_join(node: IndexNestedLoopJoin, datastore: Datastore, meter: Meter) -
     rows = table.rows
     index = None if node.index is None else table.index_named(node.index)
     left_key = compile_expr(node.left_key)
-    inner_filter = compile_predicate(node.inner_filter)
-    residual = compile_predicate(node.residual)
+    inner_filter = _predicate(node.inner_filter, datastore, meter)
+    residual = _predicate(node.residual, datastore, meter)
     padding = (None,) * len(node.inner.table.columns)
     left_join = node.kind == "LEFT"
     charge = meter.charge

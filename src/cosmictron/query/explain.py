@@ -10,6 +10,7 @@ from __future__ import annotations
 from cosmictron.query.plan import (
     Aggregate,
     Distinct,
+    Expr,
     Filter,
     HashJoin,
     IndexNestedLoopJoin,
@@ -20,7 +21,9 @@ from cosmictron.query.plan import (
     Node,
     Project,
     Scan,
+    SemiJoin,
     Sort,
+    children,
     literal,
     node_children,
     render,
@@ -43,8 +46,26 @@ def explain(node: Node) -> list[str]:
     else:
         for child in node_children(node):
             lines.extend(explain(child))
+    for semijoin in _semijoins(node):
+        # A visibility filter's subplan, evaluated once per execution, indented under it.
+        lines.extend(f"  {line}" for line in explain(semijoin.plan))
     lines.append(describe(node))
     return lines
+
+
+def _semijoins(node: Node) -> list[SemiJoin]:
+    found: list[SemiJoin] = []
+
+    def walk(expr: Expr | None) -> None:
+        if isinstance(expr, SemiJoin):
+            found.append(expr)
+        elif expr is not None:
+            for child in children(expr):
+                walk(child)
+
+    for name in ("predicate", "condition", "residual", "inner_filter"):
+        walk(getattr(node, name, None))
+    return found
 
 
 def _table(node: Scan | IndexScan) -> str:

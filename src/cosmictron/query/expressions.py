@@ -31,7 +31,9 @@ from cosmictron.query.plan import (
     Expr,
     InList,
     IsNull,
+    KeySet,
     Like,
+    SemiJoin,
     Unary,
 )
 
@@ -131,9 +133,36 @@ def compile_expr(expr: Expr) -> Compiled:
         return _negate(both) if expr.negated else both
     if isinstance(expr, Like):
         return _like(expr)
+    if isinstance(expr, KeySet):
+        return _key_set(expr)
     if isinstance(expr, Agg):
         raise AssertionError("aggregates are evaluated by the Aggregate node")
+    if isinstance(expr, SemiJoin):
+        raise AssertionError("a SemiJoin is evaluated first (execute.resolve_semijoins)")
     raise AssertionError(f"unknown expression {expr!r}")
+
+
+def _key_set(expr: KeySet) -> Compiled:
+    """``(keys) IN values``: NULL when a key is NULL (nothing equals NULL)."""
+    values = expr.values
+    keys = [compile_expr(key) for key in expr.keys]
+    if not keys:
+        present = bool(values)
+        return lambda row: present
+    if len(keys) == 1:
+        only = keys[0]
+
+        def run_one(row: tuple[Any, ...]) -> Any:
+            value = only(row)
+            return None if value is None else (value,) in values
+
+        return run_one
+
+    def run(row: tuple[Any, ...]) -> Any:
+        found = tuple(key(row) for key in keys)
+        return None if None in found else found in values
+
+    return run
 
 
 def compile_predicate(expr: Expr | None) -> Compiled | None:

@@ -14,7 +14,7 @@ scan's own filter, where it is rebased to the table's row (see ``rules/pushdown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cosmictron.datastore import ColumnType, TableSchema
@@ -124,6 +124,38 @@ class Agg(Expr):
     type: ColumnType | None = field(default=None, compare=False, repr=False)
 
 
+@dataclass(frozen=True)
+class SemiJoin(Expr):
+    """Row-level security across a join: true when the row's ``keys`` are among the rows
+    ``plan`` returns (an uncorrelated subplan over the filter's other tables).
+
+    A visibility filter that joins other tables (``visibility.py``) becomes this
+    semi-join: ``(m.room_id) IN (SELECT mem.room_id FROM member mem WHERE mem.identity =
+    :sender)``. Unlike a join it never repeats a row, however many rows admit it. The
+    executor evaluates ``plan`` once per execution (``execute.resolve_semijoins``) and
+    checks each row against the resulting set (a ``KeySet``). ``label`` is the filter's
+    text, for EXPLAIN; ``occurrences`` names each table the subplan reads (at any
+    depth) with the column and value every row of it must have to matter, when one is
+    known (``(table, column, value)``; column -1: none), which subscriptions index on.
+    With no ``keys``, the row is admitted when ``plan`` returns any row at all.
+    """
+
+    keys: tuple[Expr, ...]
+    plan: Node = field(repr=True)
+    label: str = ""
+    occurrences: tuple[tuple[str, int, Expr | None], ...] = ()
+
+
+@dataclass(frozen=True)
+class KeySet(Expr):
+    """A ``SemiJoin`` evaluated: true when the row's ``keys`` are in ``values``
+    (NULL when a key is NULL, as ``IN`` is)."""
+
+    keys: tuple[Expr, ...]
+    values: frozenset[tuple[Any, ...]] = field(repr=False)
+    label: str = ""
+
+
 COMPARISONS = frozenset({"=", "<>", "<", "<=", ">", ">="})
 FLIPPED = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
@@ -145,6 +177,8 @@ def children(expr: Expr) -> tuple[Expr, ...]:
         return (expr.operand, expr.pattern)
     if isinstance(expr, Agg):
         return () if expr.arg is None else (expr.arg,)
+    if isinstance(expr, SemiJoin | KeySet):
+        return expr.keys  # the subplan reads its own rows, not this row's slots
     return ()
 
 
@@ -214,6 +248,8 @@ def shift(expr: Expr, delta: int) -> Expr:
     if isinstance(expr, Agg):
         arg = None if expr.arg is None else shift(expr.arg, delta)
         return Agg(expr.func, arg, expr.distinct, expr.type)
+    if isinstance(expr, SemiJoin | KeySet):
+        return replace(expr, keys=tuple(shift(key, delta) for key in expr.keys))
     return expr
 
 
@@ -248,6 +284,9 @@ def render(expr: Expr) -> str:
     if isinstance(expr, Agg):
         inner = "*" if expr.arg is None else render(expr.arg)
         return f"{expr.func}({'DISTINCT ' if expr.distinct else ''}{inner})"
+    if isinstance(expr, SemiJoin | KeySet):
+        keys = ", ".join(render(key) for key in expr.keys)
+        return f"({keys}) IN VISIBLE [{expr.label}]" if keys else f"EXISTS [{expr.label}]"
     raise AssertionError(f"unknown expression {expr!r}")
 
 

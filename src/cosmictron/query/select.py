@@ -80,7 +80,7 @@ def build_select(
     binder = Binder(source, Scope(refs), params, sender)
     hidden_rows: list[Expr] = []
     if refs[0].schema.name in rules:
-        hidden_rows.append(restriction(rules[refs[0].schema.name], refs[0], sender))
+        hidden_rows.append(restriction(rules[refs[0].schema.name], refs[0], sender, rules))
     for join in node.args.get("joins") or []:
         plan = _join(join, plan, schema, source, refs, binder, rules, hidden_rows)
     binder.scope = Scope(list(refs))
@@ -176,7 +176,7 @@ def _join(
         source.fail("LEFT JOIN needs an ON condition", join)
     ref = refs[-1]
     if ref.schema.name in rules:
-        restricted = restriction(rules[ref.schema.name], ref, binder.sender)
+        restricted = restriction(rules[ref.schema.name], ref, binder.sender, rules)
         if side == "LEFT":
             assert condition is not None
             condition = Binary("AND", restricted, condition)

@@ -34,6 +34,7 @@ refilled by evaluating the whole query, the one re-evaluation the design allows.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from cosmictron.errors import SqlError
 from cosmictron.query import SelectStatement, execute, optimize
 from cosmictron.query.budget import Meter
 from cosmictron.query.cache import Converter, converter
+from cosmictron.query.execute import resolve_semijoins
 from cosmictron.query.expressions import compile_expr
 from cosmictron.query.params import bind
 from cosmictron.query.parse import param_values, prepare
@@ -59,15 +61,18 @@ from cosmictron.query.plan import (
     Expr,
     Filter,
     Join,
+    KeySet,
     Limit,
     Node,
     Project,
     Scan,
+    SemiJoin,
     Sort,
     conjuncts,
     node_children,
     slots,
 )
+from cosmictron.query.visibility import semijoins
 from cosmictron.values import Identity
 
 Row = tuple[Any, ...]
@@ -182,8 +187,24 @@ class LiveQuery:
             compile_expr(exprs[slot]) for slot, _ in sort_keys
         )
         self.limit = limit
-        self._terms = [_plan_term(i, sources, predicates) for i in range(len(sources))]
+        self._predicates = predicates
+        # Join visibility filters (``SemiJoin``): the tables their subplans read, at any
+        # depth. A transaction touching one re-evaluates the query and diffs it against
+        # ``_result`` (see ``delta``); one touching only FROM tables runs the delta terms
+        # with the semi-joins evaluated over the current state.
+        joins = [semijoin for p in predicates for semijoin in semijoins(p)]
+        self.filter_tables = frozenset(
+            table for semijoin in joins for table, _, _ in semijoin.occurrences
+        )
+        self._terms = (
+            [] if joins else [_plan_term(i, sources, predicates) for i in range(len(sources))]
+        )
+        self._result: Counter[Row] | None = Counter() if joins else None
         self.guards = _guards(sources, predicates)
+        self.guards.update(_filter_guards(joins, self.tables))
+        self.reevaluations = 0  # deltas computed by evaluating the whole query again
+        self.reevaluated = False  # whether the last ``delta`` re-evaluated (the manager asks)
+        self.key_guard = _key_guard(sources, predicates)
         self._positions_of: dict[str, list[int]] = {}
         for position, source in enumerate(sources):
             self._positions_of.setdefault(source.name, []).append(position)
@@ -200,6 +221,20 @@ class LiveQuery:
     def top_n(self) -> bool:
         return self.limit is not None
 
+    def key_values(self, datastore: Datastore) -> frozenset[Any]:
+        """The values of ``key_guard``'s column a changed row must have to matter: the
+        set its semi-join admits now (see ``_key_guard``)."""
+        assert self.key_guard is not None
+        semijoin = self.key_guard[2]
+        resolved = resolve_semijoins(semijoin, datastore)
+        assert isinstance(resolved, KeySet)
+        return frozenset(values[0] for values in resolved.values)
+
+    @property
+    def reads(self) -> frozenset[str]:
+        """Every table whose change may change the result: FROM's and the filters'."""
+        return self.tables | self.filter_tables
+
     def initial(
         self, datastore: Datastore, rows_max: int | None = None, meter: Meter | None = None
     ) -> list[Row]:
@@ -211,7 +246,10 @@ class LiveQuery:
             rows_max = limits.query_rows_max
         if self.limit is None:
             rows = execute(self._from_where, datastore, rows_max, meter)
-            return [row[self._out_slice] for row in rows]
+            result = [row[self._out_slice] for row in rows]
+            if self._result is not None:
+                self._result = Counter(result)  # what the next re-evaluation diffs against
+            return result
         self._refill(datastore, rows_max, meter)
         assert self._window is not None
         return [entry[1] for entry in self._window]
@@ -224,20 +262,53 @@ class LiveQuery:
     def delta(self, tx: TxView) -> tuple[list[Row], list[Row]]:
         """The (inserts, deletes) this transaction makes to the result (canonical rows)."""
         self.evaluations += 1
+        self.reevaluated = False
+        if self._result is not None and tx.tables & self.filter_tables:
+            return self._reevaluate(tx.datastore)
+        terms = self._terms
+        if self._result is not None and not terms:
+            # The filters' tables are unchanged: their semi-joins read the same rows
+            # before and after this transaction, and since the last re-evaluation (a
+            # change to them re-evaluates; one a guard skips cannot change them), so
+            # they are evaluated once and kept until the next re-evaluation.
+            resolved = [resolve_semijoins(p, tx.datastore) for p in self._predicates]
+            terms = [_plan_term(i, self.sources, resolved) for i in range(len(self.sources))]
+            self._terms = terms
         signed: Counter[Any] = Counter()
         for name in tx.tables:
             for position in self._positions_of.get(name, ()):
-                self._run_term(self._terms[position], tx, signed)
+                self._run_term(terms[position], tx, signed)
         if self.limit is not None:
             return self._apply_window(signed, tx.datastore)
-        inserts: list[Row] = []
-        deletes: list[Row] = []
-        for row, count in signed.items():
-            if count > 0:
-                inserts.extend([row] * count)
-            elif count < 0:
-                deletes.extend([row] * -count)
-        return inserts, deletes
+        if self._result is not None:
+            self._result.update(signed)
+            self._result = +self._result
+        return _split(signed)
+
+    def _reevaluate(self, datastore: Datastore) -> tuple[list[Row], list[Row]]:
+        """The delta as the difference of the whole result after and before.
+
+        A change to a table a join filter reads can reveal or hide any number of rows
+        (a membership admits a whole room's messages), so the query is evaluated again
+        and compared with the result kept from the last transaction: the cost of such a
+        transaction is one evaluation of the query per distinct live query it wakes.
+        """
+        self.reevaluations += 1
+        self.reevaluated = True
+        self._terms = []  # the semi-joins' sets may have changed: evaluate them again
+        if self.limit is not None:
+            before = Counter(entry[1] for entry in self._window or ())
+            self._refill(datastore)
+            after = Counter(entry[1] for entry in self._window or ())
+        else:
+            assert self._result is not None
+            before = self._result
+            rows = execute(self._from_where, datastore, limits.query_rows_max)
+            after = Counter(row[self._out_slice] for row in rows)
+            self._result = after
+        signed: Counter[Any] = Counter(after)
+        signed.subtract(before)
+        return _split(signed)
 
     def _entry(self, full: Any) -> Any:
         row = tuple(full[self._out_slice])
@@ -330,6 +401,18 @@ class LiveQuery:
             elif count < 0:
                 deletes.extend([row] * -count)
         return inserts, deletes
+
+
+def _split(signed: Counter[Any]) -> tuple[list[Row], list[Row]]:
+    """(inserts, deletes) of a signed bag of rows."""
+    inserts: list[Row] = []
+    deletes: list[Row] = []
+    for row, count in signed.items():
+        if count > 0:
+            inserts.extend([row] * count)
+        elif count < 0:
+            deletes.extend([row] * -count)
+    return inserts, deletes
 
 
 def _candidates(
@@ -460,7 +543,7 @@ def compile_live(
     # over the same schema share one LiveQuery. ``:sender`` and the visibility filters
     # are bound into the plan, so a query that depends on the sender is keyed by it and
     # one that does not is shared by every sender.
-    key = (id(schema), repr(statement.plan))
+    key = (id(schema), repr(statement.plan), _identities(statement.plan))
     query = LiveQuery(
         key, text, statement, from_where, sources, output, predicates, plan.exprs, sort_keys, limit
     )
@@ -468,7 +551,27 @@ def compile_live(
     return query
 
 
-_GUARD_TYPES = (int, float, str, bytes, bool)
+def _identities(value: Any) -> tuple[bytes, ...]:
+    """Every ``Identity`` in a plan, whole, in order: ``repr`` shows only its first 8
+    bytes, so two readers whose identities share them would otherwise share a query
+    (and one would see the other's rows)."""
+    if isinstance(value, Identity):
+        return (value.data,)
+    if isinstance(value, tuple | list):
+        return tuple(data for item in value for data in _identities(item))
+    if (
+        dataclasses.is_dataclass(value)
+        and not isinstance(value, type)
+        and type(value).__module__.startswith("cosmictron.query")
+    ):
+        return tuple(
+            data for f in dataclasses.fields(value) for data in _identities(getattr(value, f.name))
+        )
+    return ()
+
+
+_GUARD_TYPES = (int, float, str, bytes, bool, Identity)
+"""Constant types a guard indexes by (hashable, and equal exactly when SQL's ``=`` is)."""
 
 
 @dataclass(frozen=True)
@@ -558,6 +661,53 @@ def _guards(sources: list[Source], predicates: list[Expr]) -> dict[str, tuple[Gu
             guard = Guard(near.slot - changed.base, joined.name, index, target_guard.column)
             found[changed.name] = (guard, value)
     return found
+
+
+def _filter_guards(found: list[SemiJoin], tables: frozenset[str]) -> dict[str, tuple[Guard, Any]]:
+    """Guards for the tables only join filters read (not in FROM): a table whose every
+    occurrence in every semi-join, at any depth, requires ``column = constant`` with the
+    same column and constant (``mem.identity = :sender``). A changed row with another
+    value is read by none of them, before or after, so it cannot change the result:
+    a membership change wakes only its member's subscriptions."""
+    occurrences: dict[str, set[tuple[int, Any]]] = {}
+    for semijoin in found:
+        for table, column, value in semijoin.occurrences:
+            if table in tables:
+                continue
+            constant = value.value if isinstance(value, Const) else MISSING
+            if column < 0 or type(constant) not in _GUARD_TYPES:
+                occurrences.setdefault(table, set()).add((-1, MISSING))
+            else:
+                occurrences.setdefault(table, set()).add((column, constant))
+    guards: dict[str, tuple[Guard, Any]] = {}
+    for table, found_guards in occurrences.items():
+        if len(found_guards) == 1:
+            column, constant = next(iter(found_guards))
+            if column >= 0:
+                guards[table] = (Guard(column), constant)
+    return guards
+
+
+def _key_guard(sources: list[Source], predicates: list[Expr]) -> tuple[str, int, SemiJoin] | None:
+    """A FROM table (appearing once) whose rows matter only through one semi-join key.
+
+    When a conjunct of the query is a ``SemiJoin`` whose one key is a column of that
+    table, a changed row whose column value is not in the semi-join's set fails that
+    conjunct in every delta term. The set changes only with the filter's tables, and a
+    change to those re-evaluates the query, after which the manager indexes it again:
+    so a message in one room wakes the subscriptions of that room's members only.
+    """
+    counts = Counter(source.name for source in sources)
+    for predicate in predicates:
+        if not isinstance(predicate, SemiJoin) or len(predicate.keys) != 1:
+            continue
+        key = predicate.keys[0]
+        if not isinstance(key, Col):
+            continue
+        for source in sources:
+            if source.base <= key.slot < source.base + source.width and counts[source.name] == 1:
+                return source.name, key.slot - source.base, predicate
+    return None
 
 
 def _walk(node: Node) -> Iterable[Node]:

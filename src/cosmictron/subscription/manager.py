@@ -15,7 +15,9 @@ it runs under the writer lock, in commit order, after the transaction is publish
   transaction touching none of a query's tables costs that query nothing. A query
   with an equality to a constant on a table (``LiveQuery.guards``) is indexed under
   that value instead: queries differing only in a constant (one per ``:sender`` under
-  row-level security) cost a transaction only those its changed rows name.
+  row-level security) cost a transaction only those its changed rows name. A query
+  restricted by a join visibility filter is also indexed under the tables that filter
+  reads (``LiveQuery.reads``), by a guard where every read of that table has one.
 * A subscription's update merges its queries' deltas per table (a subscription's rows
   of a table are the bag sum of its queries' results), converted to Python values as
   ``db.sql`` returns them. It is sent only when something changed. Subscribers whose
@@ -107,6 +109,11 @@ class SubscriptionManager:
         # Queries with a guard on a table (``LiveQuery.guards``): table -> guard ->
         # value -> queries; a changed row wakes only those whose value it leads to.
         self._guarded: dict[str, dict[Guard, dict[Any, set[LiveQuery]]]] = {}
+        # Queries restricted by a join filter on a FROM table (``LiveQuery.key_guard``):
+        # table -> column -> value -> queries, the values being the filter's current
+        # set for that query (re-indexed after each re-evaluation).
+        self._keyed: dict[str, dict[int, dict[Any, set[LiveQuery]]]] = {}
+        self._key_values: dict[LiveQuery, frozenset[Any]] = {}
         self._pending: list[tuple[Subscription, dict[str, Any] | SubscriptionError]] = []
         self._delivering = False
         self._active = 0
@@ -157,7 +164,7 @@ class SubscriptionManager:
                             f"reducers read it"
                         )
         rows_max = budget.effective_rows_max
-        names: set[str] = set().union(*(query.tables for query in compiled))
+        names: set[str] = set().union(*(query.reads for query in compiled))
         for _ in range(max(limits.subscription_snapshot_attempts_max, 0)):
             with self._lock:
                 snapshot = self._datastore.snapshot(names)
@@ -263,6 +270,14 @@ class SubscriptionManager:
             guarded = self._guarded.get(name)
             if guarded:
                 affected |= self._woken(guarded, change)
+            keyed = self._keyed.get(name)
+            if keyed:
+                for column, by_value in keyed.items():
+                    for rows in (change.inserts, change.deletes):
+                        for row in rows:
+                            found = by_value.get(row[column])
+                            if found:
+                                affected |= found
         if not affected:
             return
         tx = TxView(self._datastore, changes)
@@ -280,6 +295,9 @@ class SubscriptionManager:
                     f"the query {query.text!r} could not be kept up to date at offset "
                     f"{offset}: {reason}",
                 )
+        for query in deltas:
+            if query.reevaluated and query in self._key_values:
+                self._index_keys(query)  # its filter's set may have changed
         updates: dict[Subscription, list[LiveQuery]] = {}
         for query, (inserts, deletes) in deltas.items():
             if inserts or deletes:
@@ -358,8 +376,8 @@ class SubscriptionManager:
         existing = self._queries.get(replacement.key)
         if existing is not None and existing is not query:
             replacement = existing
-        elif replacement.top_n:
-            replacement.initial(self._datastore)
+        elif replacement.top_n or replacement.filter_tables:
+            replacement.initial(self._datastore)  # the window, or the result a diff needs
         self._forget(query)
         if replacement.key not in self._queries:
             self._register(replacement)
@@ -386,7 +404,12 @@ class SubscriptionManager:
     def _register(self, query: LiveQuery) -> None:
         """Index ``query`` by the tables it reads (by a guard value where it has one)."""
         self._queries[query.key] = query
-        for name in query.tables:
+        keyed = query.key_guard[0] if query.key_guard is not None else None
+        if keyed is not None:
+            self._index_keys(query)
+        for name in query.reads:
+            if name == keyed:
+                continue
             guarded = query.guards.get(name)
             if guarded is None:
                 self._by_table.setdefault(name, set()).add(query)
@@ -399,7 +422,12 @@ class SubscriptionManager:
         if self._queries.get(query.key) is not query:
             return
         del self._queries[query.key]
-        for name in query.tables:
+        keyed = query.key_guard[0] if query.key_guard is not None else None
+        if keyed is not None:
+            self._unindex_keys(query)
+        for name in query.reads:
+            if name == keyed:
+                continue
             guarded = query.guards.get(name)
             if guarded is None:
                 readers = self._by_table.get(name)
@@ -418,6 +446,35 @@ class SubscriptionManager:
                     del by_guard[guard]
                     if not by_guard:
                         del self._guarded[name]
+
+    def _index_keys(self, query: LiveQuery) -> None:
+        """(Re-)index ``query`` under the values its join filter admits now."""
+        assert query.key_guard is not None
+        table, column, _ = query.key_guard
+        self._unindex_keys(query)
+        values = query.key_values(self._datastore)
+        by_value = self._keyed.setdefault(table, {}).setdefault(column, {})
+        for value in values:
+            by_value.setdefault(value, set()).add(query)
+        self._key_values[query] = values
+
+    def _unindex_keys(self, query: LiveQuery) -> None:
+        values = self._key_values.pop(query, None)
+        if values is None or query.key_guard is None:
+            return
+        table, column, _ = query.key_guard
+        by_column = self._keyed[table]
+        by_value = by_column[column]
+        for value in values:
+            found = by_value.get(value)
+            if found is not None:
+                found.discard(query)
+                if not found:
+                    del by_value[value]
+        if not by_value:
+            del by_column[column]
+            if not by_column:
+                del self._keyed[table]
 
     def _deliver(self) -> None:
         if self._delivering:
