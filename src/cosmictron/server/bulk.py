@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import StreamReader, web
 
-from cosmictron import limits
+from cosmictron import bounded_json, limits
 from cosmictron.datastore.schema import TableSchema
 from cosmictron.datastore.types import REQUIRED, ColumnType
 from cosmictron.errors import Conflict, InvalidRequest, TooLarge
@@ -337,6 +337,7 @@ def parse_ndjson(text: Any, schema: TableSchema) -> Parsed:
 
 
 def _decode_lines(lines: list[str], first_line: int, numbers: list[int] | None) -> list[Any]:
+    _check_depths(lines, first_line, numbers)
     try:
         objects = list(map(json.loads, lines))
     except ValueError:
@@ -355,6 +356,21 @@ def _decode_lines(lines: list[str], first_line: int, numbers: list[int] | None) 
                 f"got {type(item).__name__}"
             )
     return objects
+
+
+def _check_depths(lines: list[str], first_line: int, numbers: list[int] | None) -> None:
+    """Refuse (400, ``too_deep``) the first line nested past ``limits.json_depth_max``.
+
+    The chunk is cleared at C speed when even its most bracketed lines could not be too
+    deep; only otherwise is each line measured (``bounded_json``).
+    """
+    limit = limits.json_depth_max
+    most = max(map(str.count, lines, itertools.repeat("{")), default=0)
+    most += max(map(str.count, lines, itertools.repeat("[")), default=0)
+    if most <= limit:
+        return
+    for row_index, line in enumerate(lines):
+        bounded_json.check_depth(line, f"line {_line(first_line, numbers, row_index)}", limit)
 
 
 def _json_converter(column_type: ColumnType) -> Any:
