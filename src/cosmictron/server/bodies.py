@@ -5,14 +5,18 @@ for every route. The JSON routes (calls, SQL) take much less: ``read_limited`` r
 declared ``Content-Length`` over the limit before reading a byte, and a chunked body as
 soon as it passes it (413, ``too_large``). ``json_body`` then decodes it with the one
 bounded decoder (``cosmictron.bounded_json``): not UTF-8, not JSON or nested past
-``limits.json_depth_max`` is a 400 naming what was wrong, never a 500.
+``limits.json_depth_max`` is a 400 naming what was wrong, never a 500. ``BodyStream``
+serves the routes whose bodies are too large to hold (bulk loads, restores): a database
+thread reads them as a file, pulling chunk by chunk from the event loop within a limit.
 """
 
 from __future__ import annotations
 
+import asyncio
+import io
 from typing import Any
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 from cosmictron import bounded_json, limits
 from cosmictron.errors import TooLarge
@@ -66,3 +70,38 @@ async def json_body(request: web.Request) -> Any:
     if not text.strip():
         return None
     return bounded_json.loads(text, BODY)
+
+
+class BodyStream(io.RawIOBase):
+    """The request body as a blocking file, read by a database thread from the event loop.
+
+    Each ``readinto`` that finds its buffer empty asks the loop for the next chunk and
+    waits for it, so the parser pulls the body at its own pace and nothing buffers more
+    than one chunk ahead. Counting bytes here enforces the limit on bodies sent without
+    a ``Content-Length`` (chunked).
+    """
+
+    def __init__(self, content: StreamReader, loop: asyncio.AbstractEventLoop, limit: int) -> None:
+        super().__init__()
+        self._content = content
+        self._loop = loop
+        self._limit = limit
+        self._pending = memoryview(b"")
+        self.size_bytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._pending:
+            chunk = asyncio.run_coroutine_threadsafe(self._content.readany(), self._loop).result()
+            if not chunk:
+                return 0
+            self.size_bytes += len(chunk)
+            if self.size_bytes > self._limit:
+                raise TooLarge(f"the body is larger than the limit ({self._limit} bytes)")
+            self._pending = memoryview(chunk)
+        count = min(len(buffer), len(self._pending))
+        buffer[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
