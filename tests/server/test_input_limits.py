@@ -242,3 +242,14 @@ def read_response(sock: socket.socket) -> tuple[int, Any]:
             break
         rest += chunk
     return status, json.loads(rest[:length]) if length else None
+
+
+def test_what_the_fuzzer_found_is_a_400(limited: tuple[Server, str]) -> None:
+    """SQL nested past the parser's recursion, and a name with a trailing newline (which
+    created a look-alike database), each answered 500 or worse before."""
+    server, token = limited
+    reply = server.request("POST", "/v1/database/shop/sql", "SELECT " + "(" * 5000, token)
+    assert_error(reply, 400, "sql_error", "nests too deeply")
+    reply = server.deploy("shop%0A", MODULE, token)
+    assert_error(reply, 400, "invalid_request", "not valid")
+    assert [d["name"] for d in server.request("GET", "/v1/database").body["databases"]] == ["shop"]

@@ -231,7 +231,7 @@ class DatabaseRegistry:
 
 
 def check_name(name: str) -> None:
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):  # match() would let "name\n" through ($ before a newline)
         raise InvalidRequest(
             f"database name {name!r} is not valid: use 1-63 lowercase letters, digits, "
             f"'-' or '_', starting with a letter or digit"
