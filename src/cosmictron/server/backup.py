@@ -19,7 +19,6 @@ import asyncio
 import io
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 
@@ -27,7 +26,7 @@ from cosmictron import limits
 from cosmictron.errors import InvalidRequest
 from cosmictron.host.backup import write_backup
 from cosmictron.server.bodies import BodyStream, refuse_declared_length
-from cosmictron.server.registry import check_name
+from cosmictron.server.registry import HostedDatabase, check_name
 from cosmictron.server.routes import REGISTRY, RIGHTS, caller_of, hosted, require_owner
 from cosmictron.values import Timestamp
 
@@ -77,8 +76,8 @@ async def backup(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _write_to(hosted_database: Any, sink: ResponseSink, on_cut: Callable[[int], None]) -> None:
-    write_backup(hosted_database.db, sink, on_cut)  # type: ignore[arg-type]  # write-only is enough
+def _write_to(database: HostedDatabase, sink: ResponseSink, on_cut: Callable[[int], None]) -> None:
+    write_backup(database.db, sink, on_cut)  # type: ignore[arg-type]  # write-only is enough
     sink.flush()
 
 
