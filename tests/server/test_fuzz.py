@@ -15,8 +15,8 @@ than is sent) reach the server as sent. The rule, per request:
 WebSocket frames are fuzzed the same way: after each mutated frame a ``OneOffQuery``
 must still be answered, or the server must have closed with a code other than 1011.
 
-``test_fuzz_routes`` runs a fixed seed in CI (``FUZZ_REQUESTS`` per route);
-``test_fuzz_routes_soak`` (``scripts/soak``) runs thousands per route from a seed it
+``test_fuzz_routes`` and ``test_fuzz_websocket_frames`` run a fixed seed in CI;
+their ``_soak`` versions (``scripts/soak``) run thousands per route from a seed they
 prints; replay one with ``COSMICTRON_FUZZ_SEED``.
 """
 
@@ -449,4 +449,14 @@ def test_fuzz_websocket_frames(fuzzed: Fuzzed) -> None:
     closes = fuzz_websocket(fuzzed, seed=10, frames=WS_FRAMES)
     assert closes < WS_FRAMES
     assert fingerprint(fuzzed.server)[0] == before[0]  # no database made or lost
+    assert_serving(fuzzed)
+
+
+@pytest.mark.soak
+def test_fuzz_websocket_frames_soak(fuzzed: Fuzzed) -> None:
+    seed = int(os.environ.get("COSMICTRON_FUZZ_SEED") or random.randrange(1 << 32))
+    print(f"fuzz seed {seed} (replay with COSMICTRON_FUZZ_SEED={seed})")
+    before = fingerprint(fuzzed.server)
+    fuzz_websocket(fuzzed, seed=seed, frames=SOAK_REQUESTS)
+    assert fingerprint(fuzzed.server)[0] == before[0]
     assert_serving(fuzzed)
