@@ -17,7 +17,7 @@ must still be answered, or the server must have closed with a code other than 10
 
 ``test_fuzz_routes`` and ``test_fuzz_websocket_frames`` run a fixed seed in CI;
 their ``_soak`` versions (``scripts/soak``) run thousands per route from a seed they
-prints; replay one with ``COSMICTRON_FUZZ_SEED``.
+print; replay one with ``COSMICTRON_FUZZ_SEED``.
 """
 
 from __future__ import annotations
