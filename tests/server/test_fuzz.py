@@ -59,6 +59,9 @@ class Fuzzed:
     server: Server
     owner: str
     other: str
+    operator: str
+    other_identity: str
+    owner_identity: str
     archive: bytes
     log: list[str]
 
@@ -76,14 +79,15 @@ def fuzzed(tmp_path: Path) -> Iterator[Fuzzed]:
     reader = threading.Thread(target=lambda: log.extend(server.process.stdout), daemon=True)
     reader.start()  # drain the log so the server never blocks on a full pipe
     try:
-        _, owner = server.identity()
-        _, other = server.identity()
+        owner_identity, owner = server.deployer()
+        other_identity, other = server.identity()
+        _, operator = server.operator()
         assert server.deploy("qs", EXAMPLE.read_text(), owner).status == 201
         request = urllib.request.Request(f"{server.url}/v1/database/qs/backup")
         request.add_header("Authorization", f"Bearer {owner}")
         with urllib.request.urlopen(request, timeout=30) as response:
             archive = response.read()
-        yield Fuzzed(server, owner, other, archive, log)
+        yield Fuzzed(server, owner, other, operator, other_identity, owner_identity, archive, log)
     finally:
         stop_server(server)
         reader.join(timeout=10)
@@ -92,7 +96,8 @@ def fuzzed(tmp_path: Path) -> Iterator[Fuzzed]:
 
 
 def base_requests(f: Fuzzed) -> dict[str, Request]:
-    """One valid request per route (DELETE with a token that may not delete)."""
+    """One request per route: valid, or (deleting a database, revoking a grant) made with
+    a token that may not, so no mutation of it can succeed."""
     owner = {"Authorization": f"Bearer {f.owner}"}
     other = {"Authorization": f"Bearer {f.other}"}
     as_json = {**owner, "Content-Type": "application/json"}
@@ -135,6 +140,17 @@ def base_requests(f: Fuzzed) -> dict[str, Request]:
             headers={**owner, "Content-Type": "application/x-tar"},
         ),
         "metrics": Request("GET", "/metrics"),
+        "list grants": Request(
+            "GET", "/v1/grants/deploy", headers={"Authorization": f"Bearer {f.operator}"}
+        ),
+        "grant": Request(
+            "PUT",
+            f"/v1/grants/deploy/{f.other_identity}",
+            headers={"Authorization": f"Bearer {f.operator}"},
+        ),
+        "revoke (not the operator)": Request(
+            "DELETE", f"/v1/grants/deploy/{f.owner_identity}", headers=other
+        ),
     }
 
 
@@ -315,13 +331,15 @@ def _unchunk(data: bytes) -> bytes:
     return out
 
 
-def fingerprint(server: Server) -> Any:
+def fingerprint(server: Server, operator: str) -> Any:
+    """The database list, each database's tx_offset and tables, and the deploy grants."""
+    grants = server.request("GET", "/v1/grants/deploy", token=operator).body["identities"]
     listed = server.request("GET", "/v1/database").body["databases"]
     offsets = {}
     for database in listed:
         schema = server.request("GET", f"/v1/database/{database['name']}/schema").body
         offsets[database["name"]] = (schema["tx_offset"], json.dumps(schema["tables"]))
-    return sorted((d["name"], d["owner"]) for d in listed), offsets
+    return sorted((d["name"], d["owner"]) for d in listed), offsets, sorted(grants)
 
 
 def check(f: Fuzzed, name: str, request: Request, reply: tuple[int, bytes] | None) -> bool:
@@ -344,7 +362,7 @@ def check(f: Fuzzed, name: str, request: Request, reply: tuple[int, bytes] | Non
 def fuzz(f: Fuzzed, seed: int, per_route: int) -> dict[str, dict[int, int]]:
     rng = random.Random(seed)
     statuses: dict[str, dict[int, int]] = {}
-    reference = fingerprint(f.server)
+    reference = fingerprint(f.server, f.operator)
     for name, base in base_requests(f).items():
         counts = statuses.setdefault(name, {})
         for _ in range(per_route):
@@ -353,7 +371,7 @@ def fuzz(f: Fuzzed, seed: int, per_route: int) -> dict[str, dict[int, int]]:
             if reply is not None:
                 counts[reply[0]] = counts.get(reply[0], 0) + 1
             moved = check(f, name, request, reply)
-            now = fingerprint(f.server)
+            now = fingerprint(f.server, f.operator)
             if not moved:
                 assert now == reference, f"{name}: refused {request} but the state changed"
             reference = now
@@ -445,10 +463,10 @@ def fuzz_websocket(f: Fuzzed, seed: int, frames: int) -> int:
 
 
 def test_fuzz_websocket_frames(fuzzed: Fuzzed) -> None:
-    before = fingerprint(fuzzed.server)
+    before = fingerprint(fuzzed.server, fuzzed.operator)
     closes = fuzz_websocket(fuzzed, seed=10, frames=WS_FRAMES)
     assert closes < WS_FRAMES
-    assert fingerprint(fuzzed.server)[0] == before[0]  # no database made or lost
+    assert fingerprint(fuzzed.server, fuzzed.operator)[0] == before[0]  # no database made or lost
     assert_serving(fuzzed)
 
 
@@ -456,7 +474,7 @@ def test_fuzz_websocket_frames(fuzzed: Fuzzed) -> None:
 def test_fuzz_websocket_frames_soak(fuzzed: Fuzzed) -> None:
     seed = int(os.environ.get("COSMICTRON_FUZZ_SEED") or random.randrange(1 << 32))
     print(f"fuzz seed {seed} (replay with COSMICTRON_FUZZ_SEED={seed})")
-    before = fingerprint(fuzzed.server)
+    before = fingerprint(fuzzed.server, fuzzed.operator)
     fuzz_websocket(fuzzed, seed=seed, frames=SOAK_REQUESTS)
-    assert fingerprint(fuzzed.server)[0] == before[0]
+    assert fingerprint(fuzzed.server, fuzzed.operator)[0] == before[0]
     assert_serving(fuzzed)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import socket
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,7 @@ def limited(tmp_path: Path) -> Iterator[tuple[Server, str]]:
     data_dir = tmp_path / "server-data"
     server = start_server(data_dir, "--profile", "development", env=env)
     try:
-        _, token = server.identity()
+        _, token = server.deployer()
         assert server.deploy("shop", MODULE, token).status == 201
         yield server, token
     finally:
@@ -184,22 +186,43 @@ def test_a_websocket_client_that_does_not_read_is_cut_off_by_bytes(
     ws = RawWebSocket(server.url, "shop", token, receive_buffer_bytes=4096)
     try:
         assert ws.status == 101
+        assert "IdentityToken" in ws.receive_json()  # sent once the session is counted
         # Each result is about 220 kB; 100 of them far outrun the socket buffers, while
         # staying far under the message budget (client_queue_messages_max = 4096).
         query = "SELECT * FROM item"
         for request_id in range(100):
             ws.send_json({"OneOffQuery": {"request_id": request_id, "query_string": query}})
+        # Read nothing until the server has dropped the session: a client reading while
+        # the server still answers would drain the queue it is meant to fill.
+        wait_until_no_clients(server, "shop")
         results = 0
-        while (frame := ws.receive()) is not None and frame.opcode != CLOSE:
-            assert frame.opcode == TEXT
-            results += "OneOffQueryResult" in frame.json
-        assert frame is not None, "the server closed without a close frame"
+        try:
+            while (frame := ws.receive()) is not None and frame.opcode != CLOSE:
+                assert frame.opcode == TEXT
+                results += "OneOffQueryResult" in frame.json
+        except TimeoutError:
+            pytest.fail(f"no close frame within 30 s, after {results} of 100 results")
+        assert frame is not None, f"closed without a close frame after {results} results"
         assert frame.close_code == 1008, frame
         assert f"more than {QUEUE_BYTES_MAX} bytes queued" in frame.close_reason, frame
         assert results < 100, "the client was never cut off"
     finally:
         ws.close()
     assert_serving(server, token)
+
+
+def wait_until_no_clients(server: Server, database: str) -> None:
+    """Poll ``/metrics`` until ``database`` has no open WebSocket session (60 s at most)."""
+    gauge = f'cosmictron_connected_clients{{database="{database}"}} '
+    deadline = time.monotonic() + 60
+    while True:
+        with urllib.request.urlopen(server.url + "/metrics", timeout=30) as response:
+            text = response.read().decode()
+        line = next(line for line in text.splitlines() if line.startswith(gauge))
+        if line == gauge + "0":
+            return
+        assert time.monotonic() < deadline, f"the session was never dropped: {line}"
+        time.sleep(0.02)
 
 
 def chunked_post(server: Server, path: str, token: str, body: bytes) -> tuple[int, Any]:

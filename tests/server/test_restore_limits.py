@@ -36,7 +36,7 @@ def limited(tmp_path: Path) -> Iterator[tuple[Server, str]]:
     env = {"COSMICTRON_RESTORE_UPLOAD_BYTES_MAX": str(UPLOAD_BYTES_MAX)}
     server = start_server(tmp_path / "server-data", "--profile", "development", env=env)
     try:
-        _, token = server.identity()
+        _, token = server.deployer()
         assert server.deploy("qs", EXAMPLE.read_text(), token).status == 201
         yield server, token
     finally:
