@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).parent.parent / "src" / "cosmictron"
 
-ROOT_MODULES = {"errors", "values", "limits", "config"}
+ROOT_MODULES = {"errors", "values", "limits", "config", "bounded_json"}
 ALLOWED = {
     "ledger": set(),
     "durability": {"ledger"},

@@ -14,7 +14,8 @@ server replies with.
     │   ├── SchemaError         a module declares an impossible table or reducer
     │   ├── SubscriptionError   a subscription ended: its table changed or maintenance failed
     │   ├── ConfigError         unknown profile or policy name, bad config.toml
-    │   └── TooLarge 413        a request body over its route's limit
+    │   ├── TooLarge 413        a request body over its route's limit
+    │   └── TooDeep             JSON nested deeper than ``limits.json_depth_max``
     ├── Unauthenticated 401     a bad, forged or expired token
     ├── PermissionDenied 403    not the owner; a private table
     ├── NotFound 404            database, table, reducer, row
@@ -109,6 +110,13 @@ class TooLarge(InvalidRequest):
 
     code = "too_large"
     http_status = 413
+
+
+class TooDeep(InvalidRequest):
+    """Input nested deeper than its limit (``limits.json_depth_max`` for JSON); refused
+    before it is decoded, since decoding and every later walk of it would recurse."""
+
+    code = "too_deep"
 
 
 class Unauthenticated(CosmictronError):

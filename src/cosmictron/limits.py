@@ -4,6 +4,8 @@ A limit exists so that no queue, buffer or input grows without bound; each has a
 that crosses it. Durability sizes that users tune live in ``DurabilityConfig`` instead.
 """
 
+import os
+
 module_log_lines_max = 10_000
 """Module log lines kept in memory per database (older lines are dropped)."""
 
@@ -172,3 +174,37 @@ visibility_filter_reads_max = 256
 of their joins (each joined table is read through its own filters, which may join
 further). Filters multiply along a chain, so without this bound a module could make
 every non-owner's plan exponentially large; a module over it is refused when it loads."""
+
+# -- input limits: what a client may send (issue 10, "bad input never gets a 500") ----------
+
+json_depth_max = 64
+"""Deepest nesting of arrays and objects accepted in JSON from a client (call arguments,
+SQL parameters, WebSocket messages, NDJSON rows, a backup's manifest). Deeper input is an
+``InvalidRequest`` (400, code ``too_deep``) found without recursing, before it is decoded:
+Python's decoder and everything that walks a value afterwards recurse."""
+
+json_body_bytes_max = 16 * 1024 * 1024
+"""Largest JSON (or SQL text) body of ``POST .../call/{reducer}`` and ``POST .../sql``
+(413 past it, read no further). The server process reads
+``COSMICTRON_JSON_BODY_BYTES_MAX`` to override it (tests use a small value)."""
+
+restore_upload_bytes_max = 16 * 1024 * 1024 * 1024
+"""Largest backup archive ``PUT .../restore`` accepts (16 GiB): a declared larger
+``Content-Length`` is refused before reading, a chunked upload as soon as it passes the
+limit (413). The server process reads ``COSMICTRON_RESTORE_UPLOAD_BYTES_MAX``."""
+
+client_queue_bytes_max = 64 * 1024 * 1024
+"""Bytes of messages queued for one WebSocket client (beside ``client_queue_messages_max``)
+before it is disconnected with close code 1008: a client that asks for large results and
+does not read them is cut off instead of growing the server. The server process reads
+``COSMICTRON_CLIENT_QUEUE_BYTES_MAX``."""
+
+
+def from_environment(name: str, default: int) -> int:
+    """A limit's value: ``default``, or the integer in environment variable ``name``.
+
+    The server reads its overridable limits through this, once per use, so a test can
+    start a server with a small value.
+    """
+    text = os.environ.get(name)
+    return int(text) if text else default

@@ -36,7 +36,8 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any
 
-from cosmictron.errors import BackupDamaged
+from cosmictron import bounded_json
+from cosmictron.errors import BackupDamaged, InvalidRequest
 
 BACKUP_FORMAT = "cosmictron-backup"
 BACKUP_VERSION = 1
@@ -195,7 +196,7 @@ def _manifest_json(manifest: Manifest) -> bytes:
 
 def _parse_manifest(text: bytes) -> Manifest:
     try:
-        document = json.loads(text)
+        document = bounded_json.loads(text, "manifest.json")
         if document.get("format") != BACKUP_FORMAT:
             raise BackupDamaged(f"manifest.json is not a {BACKUP_FORMAT} manifest")
         if document.get("version") != BACKUP_VERSION:
@@ -217,6 +218,8 @@ def _parse_manifest(text: bytes) -> Manifest:
         )
     except BackupDamaged:
         raise
+    except InvalidRequest as exc:  # not UTF-8, not JSON, or nested too deeply
+        raise BackupDamaged(str(exc)) from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BackupDamaged(f"manifest.json is not valid ({type(exc).__name__}: {exc})") from None
 

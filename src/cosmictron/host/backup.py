@@ -10,10 +10,12 @@ copies can change: segments are append-only and only the cut's prefix of the las
 is taken, and the chosen snapshot is read whole at once. The archive format and its
 checks are in ``durability/archive.py`` and ``durability/backup.py``.
 
-A restore verifies the archive completely, extracts it beside the target, cuts the log
-at the requested offset, opens the result once as a ``Database`` (so what is restored is
-proven to replay) and only then renames it into place: a damaged archive or a failed
-replay leaves nothing behind.
+A restore reads the archive once, start to end (a file, or a server's upload as it
+arrives), extracting each member into a staging directory while hashing it; checks every
+checksum against the manifest (which comes last), cuts the log at the requested offset,
+opens the result once as a ``Database`` (so what is restored is proven to replay) and
+only then renames it into place: a damaged archive or a failed replay leaves nothing
+behind, and a garbage upload is refused at its first tar header.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -68,11 +71,15 @@ class RestoreReport:
         }
 
 
-def write_backup(database: Database, out: BinaryIO) -> Manifest:
+def write_backup(
+    database: Database, out: BinaryIO, on_cut: Callable[[int], None] | None = None
+) -> Manifest:
     """Write a consistent backup of the open ``database`` to ``out``, while writes go on.
 
-    ``out`` may be a pipe or socket; nothing is read back. ``backup_to_file`` also
-    verifies what it wrote.
+    ``out`` may be a pipe or socket; nothing is read back. ``on_cut``, if given, is called
+    with the cut's offset once it is fixed and before anything is written (a server sends
+    it in a header, then streams the archive at the client's pace). ``backup_to_file``
+    also verifies what it wrote.
     """
     with database._lock:  # the writer lock: no transaction commits while the cut is read
         cut = database._persistence.cut()
@@ -84,6 +91,8 @@ def write_backup(database: Database, out: BinaryIO) -> Manifest:
         members = host_files + log_members(
             str(database.path), cut.offset, cut.segment_base_offset, cut.segment_bytes, snapshot
         )
+        if on_cut is not None:
+            on_cut(cut.offset)
         return write_archive(out, members, cut.offset, cut.last_hash)
 
 
@@ -113,11 +122,11 @@ def verify_backup(path: str | os.PathLike[str]) -> Manifest:
         BackupDamaged: what is wrong, naming the member.
     """
     with tempfile.TemporaryDirectory(prefix="cosmictron-verify-") as scratch:
-        return _extract_verified(Path(path), Path(scratch), None)[0]
+        return _extract_verified(path, Path(scratch), None)[0]
 
 
 def restore(
-    archive: str | os.PathLike[str],
+    archive: str | os.PathLike[str] | BinaryIO,
     path: str | os.PathLike[str],
     *,
     to_offset: int | None = None,
@@ -128,7 +137,8 @@ def restore(
     """Create the database in ``path`` from a backup, as of its cut or an earlier point.
 
     Args:
-        archive: the backup file.
+        archive: the backup file, or a stream of it (read once, start to end: a server
+            restores an upload as it arrives).
         path: the new data directory; it must not exist (or be empty).
         to_offset: restore the state after this transaction (at most the cut; 0 is the
             empty database, whose ``@init`` then runs as on creation).
@@ -148,23 +158,66 @@ def restore(
     if to_offset is not None and to_time is not None:
         raise InvalidRequest("give to_offset or to_time, not both")
     target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.restoring-", dir=target.parent))
+    staged = stage_restore(
+        archive,
+        target.parent,
+        target.name,
+        to_offset=to_offset,
+        to_time=to_time,
+        owner=owner,
+        durability=durability,
+    )
+    try:
+        if target.exists():
+            target.rmdir()
+        os.replace(staged.directory, target)
+        fsync_directory(str(target.parent))
+    except BaseException:
+        shutil.rmtree(staged.directory, ignore_errors=True)
+        raise
+    return RestoreReport(str(target), *staged.report)
+
+
+@dataclass(frozen=True)
+class StagedRestore:
+    """A restored, verified data directory waiting to be renamed into place."""
+
+    directory: Path
+    report: tuple[int, int, str, str]
+
+
+def stage_restore(
+    archive: str | os.PathLike[str] | BinaryIO,
+    staging: Path,
+    name: str,
+    *,
+    to_offset: int | None = None,
+    to_time: Timestamp | None = None,
+    owner: Identity | None = None,
+    durability: DurabilityConfig | None = None,
+) -> StagedRestore:
+    """Everything ``restore`` does but the final rename, in a new directory of ``staging``
+    (on the target's file system). A server stages without holding its registry lock, so
+    a slow upload delays no other deploy; the caller renames it or removes it.
+
+    Raises:
+        As ``restore``; a failure leaves nothing in ``staging``.
+    """
+    if to_offset is not None and to_time is not None:
+        raise InvalidRequest("give to_offset or to_time, not both")
+    staging.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{name}.restoring-", dir=staging))
     scratch.chmod(0o755)  # mkdtemp makes it private; a data directory is not
     try:
-        manifest, point = _extract_verified(Path(archive), scratch, to_time)
+        manifest, point = _extract_verified(archive, scratch, to_time)
         offset = _restore_offset(manifest, to_offset if to_time is None else point)
         truncate_log(str(scratch), offset, manifest.snapshot_offset)
         if owner is not None:
             _set_owner(scratch, owner)
-        report = _open_once(scratch, manifest, offset, durability)
-        if target.exists():
-            target.rmdir()
-        os.replace(scratch, target)
-        fsync_directory(str(target.parent))
+        return StagedRestore(scratch, _open_once(scratch, manifest, offset, durability))
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    return RestoreReport(str(target), *report)
 
 
 def _host_files(database: Database) -> list[MemberSource]:
@@ -184,15 +237,18 @@ def _host_files(database: Database) -> list[MemberSource]:
 
 
 def _extract_verified(
-    archive: Path, directory: Path, to_time: Timestamp | None
+    archive: str | os.PathLike[str] | BinaryIO, directory: Path, to_time: Timestamp | None
 ) -> tuple[Manifest, int]:
     """Extract and verify; with ``to_time``, also find the last offset at or before it."""
-    try:
-        source = open(archive, "rb")  # noqa: SIM115 - closed below, errors named first
-    except FileNotFoundError:
-        raise InvalidRequest(f"no backup file {str(archive)!r}") from None
-    with source:
-        manifest = extract_archive(source, str(directory))
+    if isinstance(archive, str | os.PathLike):
+        try:
+            source = open(archive, "rb")  # noqa: SIM115 - closed below, errors named first
+        except FileNotFoundError:
+            raise InvalidRequest(f"no backup file {str(archive)!r}") from None
+        with source:
+            manifest = extract_archive(source, str(directory))
+    else:
+        manifest = extract_archive(archive, str(directory))
     for name in REQUIRED_MEMBERS:
         if name not in manifest.members:
             raise BackupDamaged(f"the backup lacks {name}; it is not a database backup")

@@ -36,6 +36,8 @@ def syntax_tree(source: Source) -> exp.Expression:
         ) from None
     except TokenError as exc:
         raise SqlError(f"syntax error: {exc}") from None
+    except RecursionError:  # the parser recurses once per level: "((((((...", "[[[[..."
+        raise SqlError("the statement nests too deeply to parse") from None
     if len(trees) != 1:
         raise SqlError(f"expected one SQL statement, got {len(trees)}")
     tree: Any = trees[0]

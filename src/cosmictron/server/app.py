@@ -70,6 +70,11 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
             message = f"{request.method} is not allowed on {request.path}"
         code = InvalidRequest.code if exc.status == 400 else exc.reason.lower().replace(" ", "_")
         return web.json_response(error_body(code, message), status=exc.status)
+    except ConnectionResetError:
+        # The client went away mid-request (say, before sending the body it declared):
+        # its mistake, not ours, and no reply can reach it.
+        message = "the connection was lost before the request was read whole"
+        return web.json_response(error_body(InvalidRequest.code, message), status=400)
     except Exception:
         logger.exception("internal error in %s %s", request.method, request.path)
         return web.json_response(

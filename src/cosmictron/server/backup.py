@@ -1,58 +1,113 @@
 """The backup and restore routes: they move archive files; ``host/backup.py`` does the work.
 
-``GET /v1/database/{name}/backup`` (owner only) writes a verified backup to a temporary
-file on the database's threads, then sends it; the archive is taken while calls go on.
-``PUT /v1/database/{name}/restore[?to_offset=N | ?to_time=RFC3339]`` streams the upload
-to a temporary file (so it is not bound by the JSON request size limit), then creates
-the database from it, owned by the caller; an existing name is refused. An archive
-carries module source, so restoring needs the right to deploy, checked before anything
-is read or written (``rights.py``).
+``GET /v1/database/{name}/backup`` (owner only) writes the archive straight to the
+response from a database thread, at the client's pace, with no temporary file; it is
+taken while calls go on. The client verifies it (``cosmictron-cli backup`` does).
+``PUT /v1/database/{name}/restore[?to_offset=N | ?to_time=RFC3339]`` extracts the upload
+as it arrives (``registry.restore``: each member hashed as it is written to a staging
+directory, a garbage upload refused at its first tar header, every checksum checked
+before the database is created), owned by the caller; an existing name is refused.
+The upload is bounded by ``limits.restore_upload_bytes_max``: a larger declared
+``Content-Length`` is refused before reading, a chunked upload as soon as it passes it.
+An archive carries module source, so restoring needs the right to deploy, checked before
+anything is read or written (``rights.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
-from pathlib import Path
+import io
+import logging
+from collections.abc import Callable
 
 from aiohttp import web
 
+from cosmictron import limits
 from cosmictron.errors import InvalidRequest
-from cosmictron.host.backup import backup_to_file
-from cosmictron.server.registry import check_name
+from cosmictron.host.backup import write_backup
+from cosmictron.server.bodies import BodyStream, refuse_declared_length
+from cosmictron.server.registry import HostedDatabase, check_name
 from cosmictron.server.routes import REGISTRY, RIGHTS, caller_of, hosted, require_owner
 from cosmictron.values import Timestamp
+
+logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
 ARCHIVE_TYPE = "application/x-tar"
 
 
 async def backup(request: web.Request) -> web.StreamResponse:
-    """Send a consistent, verified backup archive of the database."""
+    """Send a consistent backup archive of the database, written straight to the response.
+
+    A database thread fixes the cut; the headers (with the cut's offset) go out then, and
+    the same thread writes the archive through ``ResponseSink`` at the client's pace. The
+    length is not known ahead (chunked). A failure after the headers went out cannot be
+    an error reply: the connection is closed without the final chunk, so the client sees
+    a truncated download (and the archive's own checksums would refuse it).
+    """
     caller = caller_of(request)
     database = hosted(request)
     require_owner(database, caller, "back it up")
-    scratch = _scratch_directory(request)
+    loop = asyncio.get_running_loop()
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": ARCHIVE_TYPE,
+            "Content-Disposition": f'attachment; filename="{database.name}.backup"',
+        }
+    )
+    sink = ResponseSink(response, loop)
+
+    def send_headers(cut_offset: int) -> None:  # on the database thread
+        response.headers["X-Cosmictron-Cut-Offset"] = str(cut_offset)
+        asyncio.run_coroutine_threadsafe(response.prepare(request), loop).result()
+
     try:
-        path = scratch / f"{database.name}.backup"
-        manifest = await database.run(backup_to_file, database.db, path)
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": ARCHIVE_TYPE,
-                "Content-Disposition": f'attachment; filename="{database.name}.backup"',
-                "X-Cosmictron-Cut-Offset": str(manifest.cut_offset),
-            }
-        )
-        response.content_length = path.stat().st_size
-        await response.prepare(request)
-        with open(path, "rb") as file:
-            while chunk := await asyncio.to_thread(file.read, CHUNK_BYTES):
-                await response.write(chunk)
-        await response.write_eof()
+        await database.run(_write_to, database, sink, send_headers)
+    except ConnectionError:
+        return response  # the client went away
+    except Exception:
+        if not response.prepared:
+            raise  # nothing was sent: the usual error reply
+        logger.exception("backup of %r failed after its headers were sent", database.name)
+        if request.transport is not None:
+            request.transport.close()
         return response
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    await response.write_eof()
+    return response
+
+
+def _write_to(database: HostedDatabase, sink: ResponseSink, on_cut: Callable[[int], None]) -> None:
+    write_backup(database.db, sink, on_cut)  # type: ignore[arg-type]  # write-only is enough
+    sink.flush()
+
+
+class ResponseSink:
+    """A write-only file on a database thread that sends what is written to the response.
+
+    Writes gather into chunks of ``CHUNK_BYTES``; each full chunk is handed to the event
+    loop and the thread waits until it is written (``StreamResponse.write`` waits for
+    the socket to drain), so memory stays at about one chunk however slow the client.
+    """
+
+    def __init__(self, response: web.StreamResponse, loop: asyncio.AbstractEventLoop) -> None:
+        self._response = response
+        self._loop = loop
+        self._pending: list[bytes] = []
+        self._size = 0
+
+    def write(self, data: bytes) -> int:
+        self._pending.append(bytes(data))
+        self._size += len(data)
+        if self._size >= CHUNK_BYTES:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        chunk = b"".join(self._pending)
+        self._pending, self._size = [], 0
+        asyncio.run_coroutine_threadsafe(self._response.write(chunk), self._loop).result()
 
 
 async def restore(request: web.Request) -> web.Response:
@@ -65,18 +120,22 @@ async def restore(request: web.Request) -> web.Response:
     check_name(name)
     to_offset, to_time = _restore_point(request)
     registry = request.app[REGISTRY]
-    scratch = _scratch_directory(request)
-    try:
-        archive = scratch / "upload.backup"
-        with open(archive, "wb") as file:
-            async for chunk in request.content.iter_chunked(CHUNK_BYTES):
-                await asyncio.to_thread(file.write, chunk)
-        database, report = await asyncio.to_thread(
-            registry.restore, name, archive, caller, to_offset, to_time
-        )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    limit = restore_upload_bytes_max()
+    refuse_declared_length(request, limit)
+    upload = io.BufferedReader(
+        BodyStream(request.content, asyncio.get_running_loop(), limit), CHUNK_BYTES
+    )
+    database, report = await asyncio.to_thread(
+        registry.restore, name, upload, caller, to_offset, to_time
+    )
     return web.json_response({"database": database.name, **report.describe()}, status=201)
+
+
+def restore_upload_bytes_max() -> int:
+    """``limits.restore_upload_bytes_max``, or ``COSMICTRON_RESTORE_UPLOAD_BYTES_MAX``."""
+    return limits.from_environment(
+        "COSMICTRON_RESTORE_UPLOAD_BYTES_MAX", limits.restore_upload_bytes_max
+    )
 
 
 def _restore_point(request: web.Request) -> tuple[int | None, Timestamp | None]:
@@ -108,9 +167,3 @@ def parse_time(text: str) -> Timestamp:
         raise InvalidRequest(
             f"{text!r} is not an RFC 3339 time with a zone, such as 2026-03-02T12:00:00Z"
         ) from None
-
-
-def _scratch_directory(request: web.Request) -> Path:
-    uploads = request.app[REGISTRY].root / "uploads"
-    uploads.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=uploads))

@@ -26,13 +26,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import StreamReader, web
+from aiohttp import web
 
-from cosmictron import limits
+from cosmictron import bounded_json, limits
 from cosmictron.datastore.schema import TableSchema
 from cosmictron.datastore.types import REQUIRED, ColumnType
 from cosmictron.errors import Conflict, InvalidRequest, TooLarge
 from cosmictron.host.memory import collector_paused
+from cosmictron.server.bodies import BodyStream
 from cosmictron.server.cells import CellError, cell_reader, read_column
 from cosmictron.server.registry import HostedDatabase
 from cosmictron.server.routes import caller_of, hosted, require_owner, routes
@@ -105,41 +106,6 @@ def _load(
             raise
         line = parsed.line_of(row_index)
         raise type(exc)(f"line {line}: {getattr(exc, 'reason', exc)}") from None
-
-
-class BodyStream(io.RawIOBase):
-    """The request body as a blocking file, read by a database thread from the event loop.
-
-    Each ``readinto`` that finds its buffer empty asks the loop for the next chunk and
-    waits for it, so the parser pulls the body at its own pace and nothing buffers more
-    than one chunk ahead. Counting bytes here enforces the limit on bodies sent without
-    a ``Content-Length`` (chunked).
-    """
-
-    def __init__(self, content: StreamReader, loop: asyncio.AbstractEventLoop, limit: int) -> None:
-        super().__init__()
-        self._content = content
-        self._loop = loop
-        self._limit = limit
-        self._pending = memoryview(b"")
-        self.size_bytes = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if not self._pending:
-            chunk = asyncio.run_coroutine_threadsafe(self._content.readany(), self._loop).result()
-            if not chunk:
-                return 0
-            self.size_bytes += len(chunk)
-            if self.size_bytes > self._limit:
-                raise TooLarge(f"the body is larger than the limit ({self._limit} bytes)")
-            self._pending = memoryview(chunk)
-        count = min(len(buffer), len(self._pending))
-        buffer[:count] = self._pending[:count]
-        self._pending = self._pending[count:]
-        return count
 
 
 @dataclass
@@ -337,6 +303,7 @@ def parse_ndjson(text: Any, schema: TableSchema) -> Parsed:
 
 
 def _decode_lines(lines: list[str], first_line: int, numbers: list[int] | None) -> list[Any]:
+    _check_depths(lines, first_line, numbers)
     try:
         objects = list(map(json.loads, lines))
     except ValueError:
@@ -355,6 +322,21 @@ def _decode_lines(lines: list[str], first_line: int, numbers: list[int] | None) 
                 f"got {type(item).__name__}"
             )
     return objects
+
+
+def _check_depths(lines: list[str], first_line: int, numbers: list[int] | None) -> None:
+    """Refuse (400, ``too_deep``) the first line nested past ``limits.json_depth_max``.
+
+    The chunk is cleared at C speed when even its most bracketed lines could not be too
+    deep; only otherwise is each line measured (``bounded_json``).
+    """
+    limit = limits.json_depth_max
+    most = max(map(str.count, lines, itertools.repeat("{")), default=0)
+    most += max(map(str.count, lines, itertools.repeat("[")), default=0)
+    if most <= limit:
+        return
+    for row_index, line in enumerate(lines):
+        bounded_json.check_depth(line, f"line {_line(first_line, numbers, row_index)}", limit)
 
 
 def _json_converter(column_type: ColumnType) -> Any:

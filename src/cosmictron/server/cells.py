@@ -34,6 +34,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cosmictron import bounded_json
 from cosmictron.datastore import ColumnType
 from cosmictron.datastore.types import (
     BOOL,
@@ -87,7 +88,7 @@ def _duration(text: str) -> TimeDuration:
 
 def _json_reader(column_type: ColumnType) -> CellReader:
     def read(text: str) -> Any:
-        return json_to_python(json.loads(text), column_type)
+        return json_to_python(bounded_json.loads(text, "the cell"), column_type)
 
     return read
 

@@ -10,10 +10,10 @@ that maps a bad request to its error reply.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from cosmictron import bounded_json
 from cosmictron.errors import InvalidRequest
 
 PROTOCOL = "v1.json.cosmictron"
@@ -80,9 +80,9 @@ def parse(text: str) -> ClientMessage:
             mistyped field; the message names the problem.
     """
     try:
-        frame = json.loads(text)
-    except ValueError as exc:
-        raise ProtocolError(f"the message is not valid JSON: {exc}") from None
+        frame = bounded_json.loads(text, "the message")
+    except InvalidRequest as exc:  # not JSON, or nested past limits.json_depth_max
+        raise ProtocolError(str(exc)) from None
     if not isinstance(frame, dict) or len(frame) != 1:
         raise ProtocolError(
             "a message is a JSON object with one key naming its kind "

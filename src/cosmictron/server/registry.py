@@ -23,12 +23,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from cosmictron.durability import DurabilityConfig
+from cosmictron.durability.files import fsync_directory
 from cosmictron.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from cosmictron.host import Database
-from cosmictron.host.backup import RestoreReport, restore
+from cosmictron.host.backup import RestoreReport, stage_restore
 from cosmictron.server.calls import CallWorker
 from cosmictron.values import Identity, Timestamp
 
@@ -71,7 +72,9 @@ class DatabaseRegistry:
         return self.root / "databases"
 
     def open_all(self) -> None:
-        """Open every database found under the data directory (at server start)."""
+        """Open every database found under the data directory (at server start), and
+        remove what uploads a crash interrupted (``uploads/`` only holds temporary files)."""
+        shutil.rmtree(self._uploads, ignore_errors=True)
         self.directory.mkdir(parents=True, exist_ok=True)
         for path in sorted(self.directory.iterdir()):
             if path.is_dir() and (path / "module" / "module.py").exists():
@@ -154,12 +157,16 @@ class DatabaseRegistry:
     def restore(
         self,
         name: str,
-        archive: Path,
+        archive: Path | BinaryIO,
         caller: Identity,
         to_offset: int | None = None,
         to_time: Timestamp | None = None,
     ) -> tuple[HostedDatabase, RestoreReport]:
         """Create database ``name``, owned by ``caller``, from a backup archive. Blocking.
+
+        ``archive`` may be a stream (an upload as it arrives): it is extracted and
+        verified in ``uploads/`` without the registry lock, so a slow upload holds up no
+        other deploy; only the rename into ``databases/`` and the open take the lock.
 
         Raises:
             InvalidRequest: a bad name, or a point past the backup's cut.
@@ -167,31 +174,41 @@ class DatabaseRegistry:
             BackupDamaged: the archive is damaged; nothing was created.
         """
         check_name(name)
-        with self._admin:
-            if name in self._databases:
-                raise Conflict(
-                    f"database {name!r} already exists; restore under another name or "
-                    f"delete it first"
-                )
-            path = self.directory / name
-            if path.exists():
-                shutil.rmtree(path)  # a creation that failed half-way before
-            report = restore(
-                archive,
-                path,
-                to_offset=to_offset,
-                to_time=to_time,
-                owner=caller,
-                durability=self.durability_for(path),
+        self._refuse_existing(name)  # before reading the upload
+        path = self.directory / name
+        staged = stage_restore(
+            archive,
+            self._uploads,
+            name,
+            to_offset=to_offset,
+            to_time=to_time,
+            owner=caller,
+            durability=self.durability_for(path),
+        )
+        try:
+            with self._admin:
+                self._refuse_existing(name)
+                if path.exists():
+                    shutil.rmtree(path)  # a creation that failed half-way before
+                self.directory.mkdir(parents=True, exist_ok=True)
+                os.replace(staged.directory, path)
+                fsync_directory(str(self.directory))
+                try:
+                    db = Database.open(path, durability=self.durability_for(path))
+                except BaseException:
+                    shutil.rmtree(path, ignore_errors=True)
+                    raise
+                hosted = self._host(name, db)
+                self._databases[name] = hosted
+        finally:
+            shutil.rmtree(staged.directory, ignore_errors=True)  # gone once renamed
+        return hosted, RestoreReport(str(path), *staged.report)
+
+    def _refuse_existing(self, name: str) -> None:
+        if name in self._databases:
+            raise Conflict(
+                f"database {name!r} already exists; restore under another name or delete it first"
             )
-            try:
-                db = Database.open(path, durability=self.durability_for(path))
-            except BaseException:
-                shutil.rmtree(path, ignore_errors=True)
-                raise
-            hosted = self._host(name, db)
-            self._databases[name] = hosted
-            return hosted, report
 
     def close_all(self) -> None:
         """Close every database: each waits for its calls, syncs its log and closes."""
@@ -214,7 +231,7 @@ class DatabaseRegistry:
 
 
 def check_name(name: str) -> None:
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):  # match() would let "name\n" through ($ before a newline)
         raise InvalidRequest(
             f"database name {name!r} is not valid: use 1-63 lowercase letters, digits, "
             f"'-' or '_', starting with a letter or digit"

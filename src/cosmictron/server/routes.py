@@ -9,7 +9,6 @@ database's threads (``HostedDatabase.run``) and replies JSON. Errors are raised 
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from aiohttp import web
@@ -17,6 +16,7 @@ from aiohttp import web
 from cosmictron import __version__
 from cosmictron.errors import InvalidRequest, NotFound, PermissionDenied, Unauthenticated
 from cosmictron.query.budget import QueryBudget
+from cosmictron.server import bodies
 from cosmictron.server.auth import ANONYMOUS, TokenAuthority
 from cosmictron.server.registry import DatabaseRegistry, HostedDatabase
 from cosmictron.server.rights import Rights
@@ -55,13 +55,8 @@ def require_owner(database: HostedDatabase, caller: Identity, action: str) -> No
 
 
 async def json_body(request: web.Request) -> Any:
-    text = await request.text()
-    if not text.strip():
-        return None
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+    """The body as JSON within its byte and depth limits (``bodies.json_body``)."""
+    return await bodies.json_body(request)
 
 
 @routes.get("/v1/health")
@@ -280,7 +275,7 @@ async def sql_request(request: web.Request) -> tuple[str, dict[str, Any]]:
         if not isinstance(params, dict):
             raise InvalidRequest('"params" must be a JSON object of parameter values')
         return body["query"], params
-    text = await request.text()
+    text = await bodies.text_body(request)
     if not text.strip():
         raise InvalidRequest("the request body is empty: send one SQL statement")
     return text, {}

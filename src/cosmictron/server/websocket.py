@@ -6,8 +6,11 @@ a bad token (401), an unknown database (404), a ``client_connected`` reducer tha
 requests one at a time, in the order sent, and owns one bounded outgoing queue that a
 single sender task drains. Every message waits in the queue until its transaction is
 durable (confirmed reads, ``feed.DurableWatermark``); a client whose queue passes
-``client_queue_messages_max`` is disconnected with close code 1008, so nothing the
-database does ever waits on a client. ``client_disconnected`` runs when the session ends.
+``client_queue_messages_max`` messages or ``client_queue_bytes_max`` bytes is
+disconnected with close code 1008, so nothing the database does ever waits on a client
+and a client that asks for large results without reading them cannot grow the server.
+Messages are encoded to JSON text when queued, so their size is known.
+``client_disconnected`` runs when the session ends.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ SESSIONS: web.AppKey[set[Session]] = web.AppKey("websocket_sessions")
 FEEDS: web.AppKey[dict[str, DatabaseFeed]] = web.AppKey("websocket_feeds")
 FEEDS_LOCK = web.AppKey("websocket_feeds_lock", asyncio.Lock)
 QUEUE_MAX = web.AppKey("client_queue_messages_max", int)
+QUEUE_BYTES_MAX = web.AppKey("client_queue_bytes_max", int)
 
 
 def setup(app: web.Application) -> None:
@@ -83,6 +87,9 @@ def setup(app: web.Application) -> None:
     app[FEEDS_LOCK] = asyncio.Lock()
     override = os.environ.get("COSMICTRON_CLIENT_QUEUE_MESSAGES_MAX")
     app[QUEUE_MAX] = int(override) if override else limits.client_queue_messages_max
+    app[QUEUE_BYTES_MAX] = limits.from_environment(
+        "COSMICTRON_CLIENT_QUEUE_BYTES_MAX", limits.client_queue_bytes_max
+    )
     app.router.add_get("/v1/database/{name}/subscribe", subscribe)
     app.on_shutdown.append(_close_sessions)
 
@@ -126,7 +133,14 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
     try:
         await ws.prepare(request)
         feed = await feed_for(request.app, hosted)
-        session = Session(ws, feed, identity, connection_id, request.app[QUEUE_MAX])
+        session = Session(
+            ws,
+            feed,
+            identity,
+            connection_id,
+            request.app[QUEUE_MAX],
+            request.app[QUEUE_BYTES_MAX],
+        )
         session.limit_as(anonymous, rate_key, throttle)
         request.app[SESSIONS].add(session)
         session.deliver(
@@ -211,6 +225,7 @@ class Session:
         identity: Identity,
         connection_id: ConnectionId,
         queue_max: int,
+        queue_bytes_max: int = limits.client_queue_bytes_max,
     ) -> None:
         self.ws = ws
         self.feed = feed
@@ -218,9 +233,12 @@ class Session:
         self.identity = identity
         self.connection_id = connection_id
         self.queue_max = queue_max
+        self.queue_bytes_max = queue_bytes_max
+        self.queued_bytes = 0
+        """Bytes of JSON text in ``_outbox`` (ASCII: ``json.dumps`` escapes the rest)."""
         self.closed = False
         self.subscriptions: dict[QueryId, Subscription] = {}
-        self._outbox: deque[tuple[int, dict[str, Any] | str]] = deque()
+        self._outbox: deque[tuple[int, str]] = deque()
         self._ready = asyncio.Event()
         self._sender = asyncio.create_task(self._send_all())
         self._closer: asyncio.Task[None] | None = None
@@ -245,7 +263,16 @@ class Session:
                 f"the client fell behind: more than {self.queue_max} messages queued",
             )
             return
-        self._outbox.append((offset, message))
+        # A str is JSON already, made once for every client it goes to (feed.py).
+        text = message if isinstance(message, str) else json.dumps(message)
+        if self.queued_bytes + len(text) > self.queue_bytes_max:
+            self.drop(
+                WSCloseCode.POLICY_VIOLATION,
+                f"the client fell behind: more than {self.queue_bytes_max} bytes queued",
+            )
+            return
+        self.queued_bytes += len(text)
+        self._outbox.append((offset, text))
         self._ready.set()
 
     async def _send_all(self) -> None:
@@ -260,8 +287,8 @@ class Session:
                 if not watermark.reached(offset):
                     await watermark.wait_durable(offset)
                 self._outbox.popleft()
-                # A str is JSON already, made once for every client it goes to (feed.py).
-                await self.ws.send_str(message if isinstance(message, str) else json.dumps(message))
+                self.queued_bytes -= len(message)
+                await self.ws.send_str(message)
         except ConnectionError:
             self.closed = True
         except CosmictronError as exc:  # the database can no longer make anything durable
@@ -273,6 +300,7 @@ class Session:
             return
         self.closed = True
         self._outbox.clear()
+        self.queued_bytes = 0
         self._sender.cancel()
         self._closer = asyncio.create_task(self._close(code, reason))
 
