@@ -101,12 +101,13 @@ class QueryBudget:
             return limits.sql_params_bytes_max
         return self.params_bytes_max
 
-    def hint(self, name: str, field: str) -> str:
+    def hint(self, name: str, field: str, per_caller: bool = True) -> str:
         """Where byte limit ``name`` (as in ``limits.py``) comes from and how to raise it.
 
-        ``field`` is the ``QueryBudget`` field an embedded caller sets.
+        ``field`` is the ``QueryBudget`` field an embedded caller sets; ``per_caller``
+        says whether callers without a token have a ``..._anonymous_...`` value of it.
         """
-        if self.scope == "anonymous":
+        if self.scope == "anonymous" and per_caller:
             anonymous = name.replace("sql_", "sql_anonymous_", 1).replace(
                 "query_", "query_anonymous_", 1
             )
