@@ -260,7 +260,7 @@ sql_depth_max = 32
 SQL statement, counted on its tokens before it is parsed: the parser recurses about twenty
 frames per level. Deeper is a ``TooDeep`` (400, ``too_deep``)."""
 
-sql_expression_depth_max = 128
+sql_expression_depth_max = 200
 """Deepest expression tree of one SQL statement once parsed (a chain of 500 ``AND`` or
 ``||`` is 500 deep), measured without recursing, before it is bound and compiled (both
 recurse once per level). Deeper is a ``TooDeep`` (400, ``too_deep``)."""
