@@ -265,7 +265,9 @@ sql_expression_depth_max = 200
 ``||`` is 500 deep), measured without recursing, before it is bound and compiled (both
 recurse once per level). Deeper is a ``TooDeep`` (400, ``too_deep``)."""
 
-msgpack_depth_max = 64
+msgpack_depth_max = 128
 """Deepest nesting of arrays and maps in a msgpack document read from outside the
-process (a restored archive's snapshots and log records); deeper is refused before
-anything walks it (``BackupDamaged`` naming the member, for an archive)."""
+process (a restored archive's snapshot and log records); deeper is refused before
+anything walks it (``BackupDamaged`` naming the member, for an archive). Twice
+``json_depth_max``: a log record carries call arguments (JSON, at most that deep) a few
+levels down."""

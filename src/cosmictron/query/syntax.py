@@ -10,7 +10,7 @@ linear scan of the text counts the levels its parser recurses on (parentheses an
 subqueries, CASE, runs of prefix NOT and -) against ``limits.sql_depth_max``; after it
 runs, the syntax tree's depth (a chain of 500 ANDs is 500 deep) is measured with an
 explicit stack against ``limits.sql_expression_depth_max``, since binding, compiling and
-evaluating recurse once per level. Both are a ``TooDeep`` (400, ``too_deep``).
+evaluating recurse once per level. Both are a ``SqlTooDeep`` (400, ``too_deep``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import TokenType
 
 from cosmictron import limits
-from cosmictron.errors import SqlError, TooDeep
+from cosmictron.errors import SqlError, SqlTooDeep
 from cosmictron.query.position import Source
 
 _SQLITE = Dialect.get_or_raise("sqlite")
@@ -48,7 +48,7 @@ def syntax_tree(source: Source) -> exp.Expression:
     except TokenError as exc:
         raise SqlError(f"syntax error: {exc}") from None
     except RecursionError:  # cannot happen within the default limits; kept as a guard
-        raise TooDeep("the SQL statement nests too deeply to parse") from None
+        raise SqlTooDeep("the SQL statement nests too deeply to parse") from None
     if len(trees) != 1:
         raise SqlError(f"expected one SQL statement, got {len(trees)}")
     tree: Any = trees[0]
@@ -104,7 +104,7 @@ def check_nesting(text: str, depth_max: int | None = None) -> None:
     comments are skipped. A text with fewer openers than the limit is not scanned.
 
     Raises:
-        TooDeep: the statement nests deeper than the limit (400, ``too_deep``).
+        SqlTooDeep: the statement nests deeper than the limit (400, ``too_deep``).
     """
     limit = limits.sql_depth_max if depth_max is None else depth_max
     if len(_OPENERS.findall(text)) <= limit:
@@ -122,7 +122,7 @@ def check_nesting(text: str, depth_max: int | None = None) -> None:
         else:
             level = depth + len(re.findall(r"NOT|[-+~]", token, re.IGNORECASE))
         if level > limit:
-            raise TooDeep(
+            raise SqlTooDeep(
                 f"the SQL statement nests parentheses, subqueries, CASE or prefix "
                 f"operators more than {limit} deep (the limit, limits.sql_depth_max)"
             )
@@ -135,14 +135,14 @@ def check_tree_depth(tree: exp.Expression, depth_max: int | None = None) -> None
     recurse once per level, so this runs before them.
 
     Raises:
-        TooDeep: the tree is deeper than the limit (400, ``too_deep``).
+        SqlTooDeep: the tree is deeper than the limit (400, ``too_deep``).
     """
     limit = limits.sql_expression_depth_max if depth_max is None else depth_max
     stack: list[tuple[exp.Expression, int]] = [(tree, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > limit:
-            raise TooDeep(
+            raise SqlTooDeep(
                 f"the SQL statement's expressions nest more than {limit} deep (a chain of "
                 f"operators such as AND, OR or || counts one level per operator; the "
                 f"limit, limits.sql_expression_depth_max); split it or use IN (...)"
