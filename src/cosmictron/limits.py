@@ -209,6 +209,7 @@ def from_environment(name: str, default: int) -> int:
     text = os.environ.get(name)
     return int(text) if text else default
 
+
 # -- byte and depth budgets of SQL (issue 21, bound-sql; docs/guide/security.md) -------
 #
 # A query's cost in rows is bounded above; these bound its cost in bytes: what one value

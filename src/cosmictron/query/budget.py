@@ -116,7 +116,7 @@ class QueryBudget:
                 f"reads COSMICTRON_{anonymous.upper()}); send a token (POST /v1/identity) "
                 f"for the larger limits.{name}"
             )
-        if self.scope == "server":
+        if self.scope in ("server", "anonymous"):
             return f"limits.{name} (the server reads COSMICTRON_{name.upper()} to change it)"
         return (
             f"limits.{name}; raise it with Database.sql(..., budget=QueryBudget({field}=...)) "
