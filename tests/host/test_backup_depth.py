@@ -8,12 +8,13 @@ arguments are at most ``limits.json_depth_max`` deep, well under the msgpack lim
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import msgpack
 import pytest
 
-from cosmictron import Database, limits
+from cosmictron import Database, DurabilityConfig, limits
 from cosmictron.durability.depth import payload_too_deep, value_too_deep
 from cosmictron.errors import BackupDamaged
 from cosmictron.host.backup import restore, verify_backup
@@ -30,9 +31,18 @@ from cosmictron import *
 class Seen:
     id: int = field(primary_key=True, auto_inc=True)
 
+@table(name="kept", public=True)
+class Kept:
+    id: int = field(primary_key=True, auto_inc=True)
+    value: {kind} = field(default=[])
+
 @reducer
 def keep(ctx: ReducerContext, value: {kind}) -> None:
     ctx.db.seen.insert(Seen())
+
+@reducer
+def store(ctx: ReducerContext, value: {kind}) -> None:
+    ctx.db.kept.insert(Kept(value=value))
 """
 
 
@@ -62,6 +72,29 @@ def test_a_record_nested_past_the_limit_is_refused_naming_its_member(
     with pytest.raises(BackupDamaged, match="limits.msgpack_depth_max"):
         restore(tmp_path / "backup.tar", tmp_path / "restored")
     assert not (tmp_path / "restored").exists()
+
+
+def test_a_snapshot_nested_past_the_limit_is_refused_naming_its_member(
+    tmp_path: Path, monkeypatch
+) -> None:
+    path = tmp_path / "app.py"
+    path.write_text(module(NESTING))
+    config = dataclasses.replace(
+        DurabilityConfig.from_profile("development"), snapshot_interval_tx=2
+    )
+    with Database.open(tmp_path / "source", path, durability=config) as db:
+        for _ in range(4):
+            db.call("store", nested(NESTING))
+        db.wait_durable(db.tx_offset)
+        db._persistence.wait_snapshots()
+        manifest = db.backup(tmp_path / "backup.tar")
+    assert manifest.snapshot_offset is not None
+    monkeypatch.setattr(limits, "msgpack_depth_max", NESTING)  # the snapshot is checked first
+    with pytest.raises(BackupDamaged) as caught:
+        verify_backup(tmp_path / "backup.tar")
+    message = str(caught.value)
+    assert f"snapshots/{manifest.snapshot_offset:020d}.snap" in message
+    assert "limits.msgpack_depth_max" in message
 
 
 def test_payload_depth_is_found_without_recursing() -> None:

@@ -35,6 +35,7 @@ def fill(ctx: ReducerContext, count: int, size: int) -> None:
 
 RESULT_BYTES_MAX = 50_000
 ANONYMOUS_RESULT_BYTES_MAX = 20_000
+ANONYMOUS_HELD_BYTES_MAX = 10_000
 
 
 @pytest.fixture
@@ -42,6 +43,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Server, str]]:
     env = {
         "COSMICTRON_QUERY_RESULT_BYTES_MAX": str(RESULT_BYTES_MAX),
         "COSMICTRON_QUERY_ANONYMOUS_RESULT_BYTES_MAX": str(ANONYMOUS_RESULT_BYTES_MAX),
+        "COSMICTRON_QUERY_ANONYMOUS_HELD_BYTES_MAX": str(ANONYMOUS_HELD_BYTES_MAX),
     }
     server = start_server(tmp_path / "server-data", "--profile", "development", env=env)
     try:
@@ -159,3 +161,16 @@ def test_nesting_past_the_sql_limits_is_400_too_deep(served: tuple[Server, str])
     chain = "SELECT * FROM item WHERE " + " AND ".join(["id = 1"] * 1000)
     assert_error(sql(server, chain, {}), 400, "too_deep", "limits.sql_expression_depth_max")
     assert sql(server, "SELECT id FROM item WHERE ((id = 1))", {}).body["rows"] == [{"id": 1}]
+
+
+def test_a_sort_holding_past_the_anonymous_limit_is_refused(served: tuple[Server, str]) -> None:
+    server, token = served
+    query = "SELECT id FROM item ORDER BY text || id"  # sorts 30 keys of 1,000+ characters
+    assert_error(
+        sql(server, query, {}),
+        422,
+        "resource_exhausted",
+        f"{ANONYMOUS_HELD_BYTES_MAX:,} bytes",
+        "COSMICTRON_QUERY_ANONYMOUS_HELD_BYTES_MAX",
+    )
+    assert len(sql(server, query, {}, token).body["rows"]) == 30
