@@ -194,12 +194,15 @@ class StatementCache:
         family = self._families.get(family_key)
         if family is None:
             return None
-        if not family.names:
+        names = family.names
+        if not names:
             entry = family.plans.get(())
+        elif params and len(names) == 1:  # the common case, without a generator
+            entry = family.plans.get((type(params.get(names[0], _Absent)),))
         elif params:
-            entry = family.plans.get(tuple(type(params.get(n, _Absent)) for n in family.names))
+            entry = family.plans.get(tuple(type(params.get(n, _Absent)) for n in names))
         else:
-            entry = family.plans.get((_Absent,) * len(family.names))
+            entry = family.plans.get((_Absent,) * len(names))
         if entry is None or entry.schema is not schema:
             return None
         try:
