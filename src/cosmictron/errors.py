@@ -16,6 +16,7 @@ server replies with.
     │   ├── ConfigError         unknown profile or policy name, bad config.toml
     │   ├── TooLarge 413        a request body over its route's limit
     │   └── TooDeep             JSON nested deeper than ``limits.json_depth_max``
+    │       └── SqlTooDeep      (also a SqlError) SQL nested deeper than ``limits.sql_depth_max``
     ├── Unauthenticated 401     a bad, forged or expired token
     ├── PermissionDenied 403    not the owner; a private table
     ├── NotFound 404            database, table, reducer, row
@@ -115,6 +116,15 @@ class TooLarge(InvalidRequest):
 class TooDeep(InvalidRequest):
     """Input nested deeper than its limit (``limits.json_depth_max`` for JSON); refused
     before it is decoded, since decoding and every later walk of it would recurse."""
+
+    code = "too_deep"
+
+
+class SqlTooDeep(SqlError, TooDeep):
+    """A SQL statement nests deeper than ``limits.sql_depth_max`` or
+    ``limits.sql_expression_depth_max`` (bound-sql, issue 21): refused before it is
+    parsed or bound, both of which recurse. A ``SqlError`` (so every SQL edge reports it
+    as one) whose code is ``too_deep``, like every depth limit's."""
 
     code = "too_deep"
 

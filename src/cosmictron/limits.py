@@ -208,3 +208,67 @@ def from_environment(name: str, default: int) -> int:
     """
     text = os.environ.get(name)
     return int(text) if text else default
+
+
+# -- byte and depth budgets of SQL (issue 21, bound-sql; docs/guide/security.md) -------
+#
+# A query's cost in rows is bounded above; these bound its cost in bytes: what one value
+# it builds, its result and its sorts and hash tables may weigh. Sizes are estimated the
+# same way everywhere (``query/sizes.py``): a str or bytes value weighs its length, a
+# number or other scalar 8, a list or nested value the sum of its items plus 8. The
+# server process reads ``COSMICTRON_<NAME>`` to override any of them
+# (``server/throttle.py``).
+
+sql_value_bytes_max = 4 * 1024 * 1024
+"""Largest str or bytes value one query may build (``a || b``): the length of the result
+is computed from its operands before it is allocated, and past this the query is refused
+with ``QueryTooCostly`` (``resource_exhausted``). Stored values are not limited by it."""
+
+sql_anonymous_value_bytes_max = 1024 * 1024
+"""``sql_value_bytes_max`` for a caller without a token (server only)."""
+
+query_result_bytes_max = 64 * 1024 * 1024
+"""Estimated bytes of the rows one query returns, counted as each row is produced; past
+it the query is stopped with ``QueryTooCostly`` (``resource_exhausted``)."""
+
+query_anonymous_result_bytes_max = 16 * 1024 * 1024
+"""``query_result_bytes_max`` for a caller without a token (server only)."""
+
+query_held_bytes_max = 64 * 1024 * 1024
+"""Estimated bytes one query's sorts, DISTINCT sets, groups and join tables may hold at
+once; past it the query is stopped with ``QueryTooCostly`` (``resource_exhausted``). Rows
+a join table holds are counted at a fixed cost each (their values are the snapshot's,
+not copies); rows and values the query built are counted at their size."""
+
+query_anonymous_held_bytes_max = 16 * 1024 * 1024
+"""``query_held_bytes_max`` for a caller without a token (server only)."""
+
+sql_params_count_max = 256
+"""Most parameters one SQL request may carry (HTTP ``/sql``, the PostgreSQL wire,
+``Database.sql``); more is an ``InvalidRequest`` (400, ``invalid_request``)."""
+
+sql_params_bytes_max = 1024 * 1024
+"""Estimated bytes of all the parameters of one SQL request, names included; more is a
+``TooLarge`` (413, ``too_large``). SQL parameters are small: bulk data goes through
+reducers or ``bulk_insert``."""
+
+sql_statements_cached_bytes_max = 32 * 1024 * 1024
+"""Estimated bytes the statement cache may hold (its texts and plans, beside
+``sql_statements_cached_max`` entries); least recently used statements leave first."""
+
+sql_depth_max = 32
+"""Deepest nesting of parentheses, subqueries, CASE and prefix operators (NOT, -) in one
+SQL statement, counted on its tokens before it is parsed: the parser recurses about twenty
+frames per level. Deeper is a ``TooDeep`` (400, ``too_deep``)."""
+
+sql_expression_depth_max = 200
+"""Deepest expression tree of one SQL statement once parsed (a chain of 500 ``AND`` or
+``||`` is 500 deep), measured without recursing, before it is bound and compiled (both
+recurse once per level). Deeper is a ``TooDeep`` (400, ``too_deep``)."""
+
+msgpack_depth_max = 128
+"""Deepest nesting of arrays and maps in a msgpack document read from outside the
+process (a restored archive's snapshot and log records); deeper is refused before
+anything walks it (``BackupDamaged`` naming the member, for an archive). Twice
+``json_depth_max``: a log record carries call arguments (JSON, at most that deep) a few
+levels down."""

@@ -272,7 +272,7 @@ def test_what_the_fuzzer_found_is_a_400(limited: tuple[Server, str]) -> None:
     created a look-alike database), each answered 500 or worse before."""
     server, token = limited
     reply = server.request("POST", "/v1/database/shop/sql", "SELECT " + "(" * 5000, token)
-    assert_error(reply, 400, "sql_error", "nests too deeply")
+    assert_error(reply, 400, "too_deep", "limits.sql_depth_max")
     reply = server.deploy("shop%0A", MODULE, token)
     assert_error(reply, 400, "invalid_request", "not valid")
     assert [d["name"] for d in server.request("GET", "/v1/database").body["databases"]] == ["shop"]

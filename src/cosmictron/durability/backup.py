@@ -11,6 +11,11 @@ what goes in it and checks what comes out:
   by construction), the chain is unbroken and ends at ``cut_offset`` with ``cut_hash``;
   and its snapshot, if any, is valid (``snapshot.py``), at or before the cut, and hashes
   to the record at its offset. Anything else is ``BackupDamaged`` naming what is wrong.
+- An archive comes from outside the process, so its snapshot's state and every log
+  record (those the snapshot covers included: restoring to an earlier offset replays
+  them) must nest at most ``limits.msgpack_depth_max`` deep (``depth.py``); a deeper one
+  is ``BackupDamaged`` naming the member (and the record's offset) before anything walks
+  it.
 - Restoring to an offset N (at most the cut) keeps every segment up to N's record, cuts
   the one holding it right after that record, and drops the snapshot when it is after
   N: the result is an ordinary data directory whose log ends at N, so the database
@@ -27,7 +32,9 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from cosmictron import limits
 from cosmictron.durability.archive import Manifest, MemberSource
+from cosmictron.durability.depth import payload_too_deep, value_too_deep
 from cosmictron.durability.record import FRAME_HEADER, Record
 from cosmictron.durability.segment import (
     SEGMENT_HEADER_BYTES,
@@ -125,6 +132,11 @@ def verify_log(
         except ValueError as exc:
             raise BackupDamaged(f"the backup's snapshot {name} is not valid: {exc}") from None
         snapshot_hash = snapshot.last_hash
+        if value_too_deep(snapshot.state, limits.msgpack_depth_max):
+            raise BackupDamaged(
+                f"the backup's snapshot {name} nests arrays and maps more than "
+                f"{limits.msgpack_depth_max} deep (limits.msgpack_depth_max)"
+            )
     if snapshot_offset > manifest.cut_offset:
         raise BackupDamaged(
             f"the backup's snapshot at {snapshot_offset} is after its cut {manifest.cut_offset}"
@@ -147,6 +159,32 @@ def verify_log(
             f"the backup's log ends at offset {walk.last_offset}, but its manifest says the cut is "
             f"offset {manifest.cut_offset} with hash {manifest.cut_hash.hex()[:16]}…"
         )
+    check_log_depth(directory, storage)
+
+
+def check_log_depth(directory: str, storage: Storage = FILE_STORAGE) -> None:
+    """Refuse an extracted log with a record nested past ``limits.msgpack_depth_max``.
+
+    Runs after the walk verified every frame, so frame lengths are trusted here.
+
+    Raises:
+        BackupDamaged: naming the segment member and the record's offset.
+    """
+    depth_max = limits.msgpack_depth_max
+    log_dir = os.path.join(directory, "log")
+    for base, path in list_segments(storage, log_dir):
+        data = storage.read_file(path)
+        position, offset = SEGMENT_HEADER_BYTES, base
+        while position + FRAME_HEADER.size <= len(data):
+            length = FRAME_HEADER.unpack_from(data, position)[0]
+            start = position + FRAME_HEADER.size
+            if payload_too_deep(memoryview(data)[start : start + length], depth_max):
+                member = f"log/{os.path.basename(path)}"
+                raise BackupDamaged(
+                    f"the backup's {member} holds a record (offset {offset}) nesting arrays "
+                    f"and maps more than {depth_max} deep (limits.msgpack_depth_max)"
+                )
+            position, offset = start + length, offset + 1
 
 
 def truncate_log(directory: str, offset: int, snapshot_offset: int | None) -> None:

@@ -46,7 +46,7 @@ from cosmictron.query import (
 from cosmictron.query.budget import Meter, QueryBudget
 from cosmictron.query.cache import STATEMENTS, Converter, PointLookup
 from cosmictron.query.execute import plan_tables
-from cosmictron.query.params import bind
+from cosmictron.query.params import bind, check_sizes
 from cosmictron.query.parse import param_values, prepare
 from cosmictron.query.result import rows_result
 from cosmictron.query.visibility import restricts
@@ -82,6 +82,7 @@ def run_sql(
     against tables it was not planned for (an INSERT would store rows of the old width).
     """
     started = monotonic()  # the budget's clock; a meter is made only if operators run
+    check_sizes(params, budget)
     for _ in range(SCHEMA_ATTEMPTS_MAX):
         try:
             return _run_once(db, text, params, sender, budget, started)

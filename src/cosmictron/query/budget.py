@@ -7,6 +7,13 @@ cartesian product under ``COUNT(*)``). So the executor charges every row it *exa
 comparison per charge; the clock is read only every ``CLOCK_EVERY_ROWS`` rows charged,
 so the time budget is enforced to within a few milliseconds of work.
 
+Bytes are budgeted the same way (issue 21): the estimated weight (``sizes.py``) of
+each value a query builds is checked against ``value_bytes_max`` before it is built
+(``expressions.py``), the rows it returns against ``result_bytes_max`` as they are
+produced, and what its sorts, DISTINCT sets, groups and join tables hold against
+``held_bytes_max`` as they fill (``execute.py``), each a ``QueryTooCostly`` naming the
+limit and how to raise it.
+
 ``QueryBudget`` is the caller's side (plain values, plus the words saying where each
 limit comes from and how to raise it, which the error message quotes); ``Meter`` is one
 run's account.
@@ -41,6 +48,14 @@ class QueryBudget:
         "with the timeout_s=, rows_examined_max= and rows_max= arguments of Database.sql "
         "and Database.subscribe"
     )
+    value_bytes_max: int | None = None
+    result_bytes_max: int | None = None
+    held_bytes_max: int | None = None
+    params_count_max: int | None = None
+    params_bytes_max: int | None = None
+    scope: str = "embedded"
+    """Who runs under it, for the hint in a byte-limit error: ``"embedded"`` (a
+    ``Database.sql`` caller), ``"server"`` (a caller with a token) or ``"anonymous"``."""
 
     @property
     def effective_time_s(self) -> float:
@@ -56,6 +71,58 @@ class QueryBudget:
     def effective_rows_max(self) -> int:
         return limits.query_rows_max if self.rows_max is None else self.rows_max
 
+    @property
+    def effective_value_bytes_max(self) -> int:
+        if self.value_bytes_max is None:
+            return limits.sql_value_bytes_max
+        return self.value_bytes_max
+
+    @property
+    def effective_result_bytes_max(self) -> int:
+        if self.result_bytes_max is None:
+            return limits.query_result_bytes_max
+        return self.result_bytes_max
+
+    @property
+    def effective_held_bytes_max(self) -> int:
+        if self.held_bytes_max is None:
+            return limits.query_held_bytes_max
+        return self.held_bytes_max
+
+    @property
+    def effective_params_count_max(self) -> int:
+        if self.params_count_max is None:
+            return limits.sql_params_count_max
+        return self.params_count_max
+
+    @property
+    def effective_params_bytes_max(self) -> int:
+        if self.params_bytes_max is None:
+            return limits.sql_params_bytes_max
+        return self.params_bytes_max
+
+    def hint(self, name: str, field: str, per_caller: bool = True) -> str:
+        """Where byte limit ``name`` (as in ``limits.py``) comes from and how to raise it.
+
+        ``field`` is the ``QueryBudget`` field an embedded caller sets; ``per_caller``
+        says whether callers without a token have a ``..._anonymous_...`` value of it.
+        """
+        if self.scope == "anonymous" and per_caller:
+            anonymous = name.replace("sql_", "sql_anonymous_", 1).replace(
+                "query_", "query_anonymous_", 1
+            )
+            return (
+                f"limits.{anonymous}, the limit of callers without a token (the server "
+                f"reads COSMICTRON_{anonymous.upper()}); send a token (POST /v1/identity) "
+                f"for the larger limits.{name}"
+            )
+        if self.scope in ("server", "anonymous"):
+            return f"limits.{name} (the server reads COSMICTRON_{name.upper()} to change it)"
+        return (
+            f"limits.{name}; raise it with Database.sql(..., budget=QueryBudget({field}=...)) "
+            f"or by setting limits.{name}"
+        )
+
     def start(self, started: float | None = None) -> Meter:
         """A meter whose clock starts now (or at ``started``, a ``time.monotonic()``)."""
         return Meter(self, started)
@@ -67,7 +134,19 @@ DEFAULT_BUDGET = QueryBudget()
 class Meter:
     """One query run's account of rows examined and time spent; raises past its budget."""
 
-    __slots__ = ("_next_check", "budget", "deadline", "examined", "rows_examined_max", "time_s")
+    __slots__ = (
+        "_next_check",
+        "budget",
+        "deadline",
+        "examined",
+        "held_bytes",
+        "held_bytes_max",
+        "result_bytes",
+        "result_bytes_max",
+        "rows_examined_max",
+        "time_s",
+        "value_bytes_max",
+    )
 
     def __init__(self, budget: QueryBudget, started: float | None = None) -> None:
         self.budget = budget
@@ -76,6 +155,41 @@ class Meter:
         self.deadline = (time.monotonic() if started is None else started) + self.time_s
         self.examined = 0
         self._next_check = min(CLOCK_EVERY_ROWS, self.rows_examined_max)
+        self.value_bytes_max = budget.effective_value_bytes_max
+        self.result_bytes_max = budget.effective_result_bytes_max
+        self.held_bytes_max = budget.effective_held_bytes_max
+        self.result_bytes = 0
+        self.held_bytes = 0
+
+    def charge_result(self, weight: int) -> None:
+        """Count ``weight`` bytes of result; past ``result_bytes_max``, stop the query.
+
+        Raises:
+            QueryTooCostly: the rows returned so far weigh more than the limit.
+        """
+        self.result_bytes += weight
+        if self.result_bytes > self.result_bytes_max:
+            raise QueryTooCostly(
+                f"the query's result is larger than {self.result_bytes_max:,} bytes (its "
+                f"result-size limit, estimated as docs/reference/sql.md says) and it was "
+                f"stopped; add a LIMIT, a WHERE or select fewer columns. Limit: "
+                f"{self.budget.hint('query_result_bytes_max', 'result_bytes_max')}"
+            )
+
+    def hold(self, weight: int) -> None:
+        """Count ``weight`` bytes held by a sort, DISTINCT set, group or join table.
+
+        Raises:
+            QueryTooCostly: what the query holds weighs more than ``held_bytes_max``.
+        """
+        self.held_bytes += weight
+        if self.held_bytes > self.held_bytes_max:
+            raise QueryTooCostly(
+                f"the query's sorts, groups, DISTINCT sets and join tables would hold more "
+                f"than {self.held_bytes_max:,} bytes (its working-memory limit) and it was "
+                f"stopped; narrow it with a WHERE, or sort and group fewer rows. Limit: "
+                f"{self.budget.hint('query_held_bytes_max', 'held_bytes_max')}"
+            )
 
     def charge(self, rows: int) -> None:
         """Count ``rows`` examined; raise if the row or time budget is spent.

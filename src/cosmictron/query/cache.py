@@ -2,14 +2,17 @@
 
 Parsing with SQLGlot and planning cost hundreds of microseconds; looking a plan up costs
 well under one. ``StatementCache`` keeps the last ``limits.sql_statements_cached_max``
-prepared statements (least recently used out first), keyed by:
+prepared statements, weighing at most ``limits.sql_statements_cached_bytes_max`` bytes
+(least recently used out first), keyed by:
 
 * the SQL text, exactly as given;
 * the schema, by identity (and checked again on a hit): a new module schema, as after
   a reopen or a module update, never sees a plan made for the old one;
-* each given parameter's name and Python type, in order: the planner checks types
-  (``price + :x`` needs a number, ``LIMIT :n`` an int) and plans a NULL parameter as
-  the constant NULL, so a plan is valid for every call with the same names and types.
+* the Python type of each parameter the text names (absent ones included): the planner
+  checks types (``price + :x`` needs a number, ``LIMIT :n`` an int) and plans a NULL
+  parameter as the constant NULL, so a plan is valid for every call with the same types.
+  Parameters the text does not name are not part of the key and not kept: a request
+  cannot pin memory in the cache with parameters the statement never uses.
 
 Parameter *values* are never part of a plan: each ``Param`` slot is filled per
 execution (``params.bind``), coercion and its errors included. Permissions are not
@@ -24,6 +27,8 @@ one dict entry instead of running the plan's operators.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -36,6 +41,7 @@ from cosmictron.datastore import ColumnType, ModuleSchema
 from cosmictron.query.coerce import base
 from cosmictron.query.params import coercer, has_params
 from cosmictron.query.plan import Col, IndexScan, Param, Project
+from cosmictron.query.sizes import SCALAR_BYTES
 from cosmictron.query.statements import Explain, SelectStatement, Statement
 
 Converter = Callable[[Any], Any]
@@ -130,15 +136,48 @@ def _same(value: Any) -> Any:
     return value
 
 
+class _Family:
+    """The plans of one text (for one schema and visibility): one per combination of
+    the types of the parameters the text names."""
+
+    __slots__ = ("names", "plans", "weight")
+
+    def __init__(self, names: tuple[str, ...], weight: int) -> None:
+        self.names = names
+        self.plans: dict[tuple[type, ...], Prepared] = {}
+        self.weight = weight
+
+
+class _Absent:
+    """The type a parameter the caller did not give has in a cache key."""
+
+
 class StatementCache:
-    """A bounded LRU map from (text, schema, parameter types) to ``Prepared``."""
+    """A bounded LRU map from (text, schema, the types of the parameters the text names)
+    to ``Prepared``, bounded in entries and in bytes.
+
+    Plans of one text form a family, found by the text; the family knows which
+    parameters the text names (``referenced_names``), and only their types pick the
+    plan. Parameters a request brings that the text does not name are never part of a
+    key and never kept: they are ignored (``params.check_sizes`` bounds them per
+    request). Each family's weight (its text and plans, ``plan_bytes``) counts against
+    ``limits.sql_statements_cached_bytes_max``; past it or past
+    ``limits.sql_statements_cached_max`` plans, least recently used families leave.
+    """
 
     def __init__(self) -> None:
-        self._entries: OrderedDict[tuple[Any, ...], Prepared] = OrderedDict()
+        self._families: OrderedDict[tuple[str, int, bool], _Family] = OrderedDict()
         self._lock = threading.Lock()
+        self._plans = 0
+        self._bytes = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._plans
+
+    @property
+    def retained_bytes(self) -> int:
+        """The estimated bytes the cache holds now (texts and plans)."""
+        return self._bytes
 
     def get(
         self,
@@ -151,16 +190,23 @@ class StatementCache:
 
         ``restricted`` statements (planned with visibility filters) are kept apart.
         """
-        # ``_key``, inlined: this runs on every call.
-        if params:
-            key = (text, id(schema), restricted, *params, *map(type, params.values()))
+        family_key = (text, id(schema), restricted)
+        family = self._families.get(family_key)
+        if family is None:
+            return None
+        names = family.names
+        if not names:
+            entry = family.plans.get(())
+        elif params and len(names) == 1:  # the common case, without a generator
+            entry = family.plans.get((type(params.get(names[0], _Absent)),))
+        elif params:
+            entry = family.plans.get(tuple(type(params.get(n, _Absent)) for n in names))
         else:
-            key = (text, id(schema), restricted)
-        entry = self._entries.get(key)
+            entry = family.plans.get((_Absent,) * len(names))
         if entry is None or entry.schema is not schema:
             return None
         try:
-            self._entries.move_to_end(key)
+            self._families.move_to_end(family_key)
         except KeyError:  # evicted by another thread meanwhile: still valid to run
             pass
         return entry
@@ -173,32 +219,97 @@ class StatementCache:
         statement: Statement | Explain,
         restricted: bool = False,
     ) -> Prepared:
-        """Cache ``statement`` (from ``parse.prepare``), evicting the least recently used."""
+        """Cache ``statement`` (from ``parse.prepare``), evicting the least recently used.
+
+        A statement heavier than the whole byte budget is returned without being kept.
+        """
         entry = prepared(statement, schema)
-        key = _key(text, schema, params, restricted)
+        family_key = (text, id(schema), restricted)
+        weight = plan_bytes(statement)
         with self._lock:
-            self._entries[key] = entry
-            self._entries.move_to_end(key)
-            while len(self._entries) > max(limits.sql_statements_cached_max, 0):
-                self._entries.popitem(last=False)
+            family = self._families.get(family_key)
+            if family is None:
+                family = _Family(referenced_names(text), len(text) + FAMILY_BYTES)
+                self._families[family_key] = family
+                self._bytes += family.weight
+            given = params or {}
+            types = tuple(type(given.get(n, _Absent)) for n in family.names)
+            old = family.plans.get(types)
+            if old is not None:
+                old_weight = plan_bytes(old.statement)
+                family.weight -= old_weight
+                self._bytes -= old_weight
+                self._plans -= 1
+            family.plans[types] = entry
+            family.weight += weight
+            self._bytes += weight
+            self._plans += 1
+            self._families.move_to_end(family_key)
+            self._evict()
         return entry
+
+    def _evict(self) -> None:
+        entries_max = max(limits.sql_statements_cached_max, 0)
+        bytes_max = max(limits.sql_statements_cached_bytes_max, 0)
+        while self._families and (self._plans > entries_max or self._bytes > bytes_max):
+            _, family = self._families.popitem(last=False)
+            self._plans -= len(family.plans)
+            self._bytes -= family.weight
 
     def clear(self) -> None:
         with self._lock:
-            self._entries.clear()
+            self._families.clear()
+            self._plans = 0
+            self._bytes = 0
 
 
-def _key(
-    text: str, schema: ModuleSchema, params: Mapping[str, Any] | None, restricted: bool
-) -> tuple[Any, ...]:
-    """The text, the schema's id, whether restricted, the parameters' names, their types.
+FAMILY_BYTES = 256
+"""What a family costs besides its text: its key, its dict and its slot in the LRU."""
 
-    Flat, because that is cheapest to build; unambiguous, since names are strings and
-    types are not.
+NODE_BYTES = 64
+"""What one object of a plan (a node, an expression, a tuple) is counted as."""
+
+_PLACEHOLDER = re.compile(r":(\w+)")
+
+
+def referenced_names(text: str) -> tuple[str, ...]:
+    """The parameter names ``text`` may reference (``:name``), sorted, each once.
+
+    Read from the text, not the plan, since a NULL parameter leaves no slot in the plan.
+    A ``:word`` inside a string literal or comment is included too, which is harmless:
+    the key then also holds that parameter's type, if it is given, and the name is the
+    text's own (so bounded by it).
     """
-    if not params:
-        return (text, id(schema), restricted)
-    return (text, id(schema), restricted, *params, *map(type, params.values()))
+    return tuple(sorted(set(_PLACEHOLDER.findall(text))))
+
+
+def plan_bytes(statement: Any) -> int:
+    """A plan's estimated weight: ``NODE_BYTES`` per object, plus its strings' lengths.
+
+    Walks the plan without recursing; schemas and column types are shared with the
+    module, so they are not counted (nor walked).
+    """
+    total = 0
+    stack: list[Any] = [statement]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str or kind is bytes:
+            total += len(item)
+            continue
+        if isinstance(item, tuple | list | frozenset | set):
+            total += NODE_BYTES
+            stack.extend(item)
+        elif isinstance(item, dict):
+            total += NODE_BYTES
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif dataclasses.is_dataclass(item) and kind.__module__.startswith("cosmictron.query"):
+            total += NODE_BYTES
+            stack.extend(getattr(item, f.name) for f in dataclasses.fields(item))
+        else:
+            total += SCALAR_BYTES
+    return total
 
 
 STATEMENTS = StatementCache()

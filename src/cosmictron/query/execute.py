@@ -11,6 +11,12 @@ Every row examined is charged to the run's ``Meter`` (``budget.py``): rows a sca
 index lookup yields, row pairs a join compares. The meter stops a query past its time or
 rows-examined budget from inside these loops, so even a cartesian product that returns
 one row is stopped in time.
+
+Bytes are charged to the same meter: each row returned at its estimated weight
+(``sizes.py``) against the result limit, as it is produced; each row a sort, a DISTINCT
+set or a group holds at its weight, and each row a join table holds at
+``JOIN_ROW_BYTES``, against the held-bytes limit, as they fill. The values a join table
+holds are the snapshot's own (no copy), so only the table's slot is charged.
 """
 
 from __future__ import annotations
@@ -49,16 +55,28 @@ from cosmictron.query.plan import (
     Sort,
     Unary,
     conjuncts,
+    type_of,
 )
+from cosmictron.query.sizes import SCALAR_BYTES, VARYING, row_bytes, row_weigher, value_bytes
 
 Rows = Iterator[tuple[Any, ...]]
 
-UNMETERED = QueryBudget(time_s=float("inf"), rows_examined_max=sys.maxsize)
+UNMETERED = QueryBudget(
+    time_s=float("inf"),
+    rows_examined_max=sys.maxsize,
+    result_bytes_max=sys.maxsize,
+    held_bytes_max=sys.maxsize,
+)
 """No budget: for work the database does for itself under the writer lock (a
-subscription's delta, DML), which is bounded by the transaction, not by a caller."""
+subscription's delta, DML), which is bounded by the transaction, not by a caller. Only
+the value limit (``limits.sql_value_bytes_max``) still applies to the values it builds."""
 
 CHUNK_ROWS = 1024
 """Rows a scan takes (and charges) at a time."""
+
+JOIN_ROW_BYTES = 64
+"""What one row held by a join's table (or a nested loop's inner rows) is charged: its
+slot in a list or dict, not its values, which are the snapshot's."""
 
 
 def execute(
@@ -74,11 +92,16 @@ def execute(
     if meter is None:
         meter = UNMETERED.start()
     width = plan_width(plan)
+    weigh = row_weigher(plan_types(plan, width))
+    charge_result = meter.charge_result
     rows: list[tuple[Any, ...]] = []
     for row in _run(plan, datastore, meter):
         if len(rows) >= rows_max:
             meter.too_many_rows(rows_max)
-        rows.append(row if width is None or len(row) == width else row[:width])
+        if width is not None and len(row) != width:
+            row = row[:width]
+        charge_result(weigh(row))
+        rows.append(row)
     meter.check_time()
     return rows
 
@@ -102,6 +125,16 @@ def plan_tables(plan: Node) -> set[str]:
             if fields is not None:
                 stack.extend(getattr(item, name) for name in fields)
     return names
+
+
+def plan_types(plan: Node, width: int | None) -> tuple[Any, ...] | None:
+    """The types of the plan's visible output columns, if a Project says (else None)."""
+    node: Node | None = plan
+    while node is not None:
+        if isinstance(node, Project):
+            return tuple(type_of(expr) for expr in node.exprs[:width])
+        node = getattr(node, "child", None)
+    return None
 
 
 def plan_width(plan: Node) -> int | None:
@@ -204,12 +237,12 @@ def resolve_semijoins(expr: Expr, datastore: Datastore, meter: Meter | None = No
 def _predicate(
     expr: Expr | None, datastore: Datastore, meter: Meter
 ) -> Callable[[Any], Any] | None:
-    return None if expr is None else compile_expr(resolve_semijoins(expr, datastore, meter))
+    return None if expr is None else compile_expr(resolve_semijoins(expr, datastore, meter), meter)
 
 
 def _filter(node: Filter, datastore: Datastore, meter: Meter) -> Rows:
     resolved = resolve_semijoins(node.predicate, datastore, meter)
-    predicate = compile_expr(resolved)
+    predicate = compile_expr(resolved, meter)
     if isinstance(node.child, Scan):
         keyed = _rows_by_key_set(node.child, resolved, datastore)
         if keyed is not None:
@@ -250,6 +283,7 @@ def _nested_loop(node: NestedLoopJoin | Join, datastore: Datastore, meter: Meter
     right_rows = list(_run(node.right, datastore, meter))
     padding = (None,) * _scan_width(node.right)
     left_join = node.kind == "LEFT"
+    meter.hold(JOIN_ROW_BYTES * len(right_rows))
     pairs = len(right_rows)
     charge = meter.charge
     for left in _run(node.left, datastore, meter):
@@ -265,13 +299,15 @@ def _nested_loop(node: NestedLoopJoin | Join, datastore: Datastore, meter: Meter
 
 
 def _hash_join(node: HashJoin, datastore: Datastore, meter: Meter) -> Rows:
-    left_keys = _key_function(node.left_keys)
-    right_keys = _key_function(node.right_keys)
+    left_keys = _key_function(node.left_keys, meter)
+    right_keys = _key_function(node.right_keys, meter)
     residual = _predicate(node.residual, datastore, meter)
     table: dict[Any, list[tuple[Any, ...]]] = {}
+    hold = meter.hold
     for right in _run(node.right, datastore, meter):
         key = right_keys(right)
         if key is not None:
+            hold(JOIN_ROW_BYTES)
             table.setdefault(key, []).append(right)
     padding = (None,) * _scan_width(node.right)
     left_join = node.kind == "LEFT"
@@ -291,9 +327,9 @@ def _hash_join(node: HashJoin, datastore: Datastore, meter: Meter) -> Rows:
             yield left + padding
 
 
-def _key_function(exprs: tuple[Any, ...]) -> Callable[[tuple[Any, ...]], Any]:
+def _key_function(exprs: tuple[Any, ...], meter: Meter) -> Callable[[tuple[Any, ...]], Any]:
     """A row's join key, or None when any part is NULL (NULL never equals anything)."""
-    functions = [compile_expr(expr) for expr in exprs]
+    functions = [compile_expr(expr, meter) for expr in exprs]
 
     def key(row: tuple[Any, ...]) -> Any:
         values = tuple(function(row) for function in functions)
@@ -306,7 +342,7 @@ def _index_join(node: IndexNestedLoopJoin, datastore: Datastore, meter: Meter) -
     table = datastore.tables[node.inner.name]
     rows = table.rows
     index = None if node.index is None else table.index_named(node.index)
-    left_key = compile_expr(node.left_key)
+    left_key = compile_expr(node.left_key, meter)
     inner_filter = _predicate(node.inner_filter, datastore, meter)
     residual = _predicate(node.residual, datastore, meter)
     padding = (None,) * len(node.inner.table.columns)
@@ -341,16 +377,21 @@ def _scan_width(node: Node) -> int:
 
 
 def _aggregate(node: Aggregate, datastore: Datastore, meter: Meter) -> Rows:
-    groups = [compile_expr(expr) for expr in node.groups]
-    arguments = [None if a.arg is None else compile_expr(a.arg) for a in node.aggregates]
+    groups = [compile_expr(expr, meter) for expr in node.groups]
+    arguments = [None if a.arg is None else compile_expr(a.arg, meter) for a in node.aggregates]
     buckets: dict[tuple[Any, ...], list[list[Any]]] = {}
+    hold = meter.hold
     for row in _run(node.child, datastore, meter):
         key = tuple(group(row) for group in groups)
         bucket = buckets.get(key)
         if bucket is None:
+            hold(row_bytes(key) + SCALAR_BYTES * len(node.aggregates))
             bucket = buckets[key] = [[] for _ in node.aggregates]
         for values, argument in zip(bucket, arguments, strict=True):
-            values.append(1 if argument is None else argument(row))
+            value = 1 if argument is None else argument(row)
+            if type(value) in VARYING:  # numbers are bounded by rows examined
+                hold(value_bytes(value))
+            values.append(value)
     if not buckets and not groups:
         buckets[()] = [[] for _ in node.aggregates]
     meter.check_time()
@@ -379,7 +420,7 @@ def _fold(aggregate: Agg, values: list[Any]) -> Any:
 
 
 def _project(node: Project, datastore: Datastore, meter: Meter) -> Rows:
-    functions = [compile_expr(expr) for expr in node.exprs]
+    functions = [compile_expr(expr, meter) for expr in node.exprs]
     for row in _run(node.child, datastore, meter):
         yield tuple(function(row) for function in functions)
 
@@ -387,15 +428,22 @@ def _project(node: Project, datastore: Datastore, meter: Meter) -> Rows:
 def _distinct(node: Distinct, datastore: Datastore, meter: Meter) -> Rows:
     seen: set[tuple[Any, ...]] = set()
     width = node.width
+    hold = meter.hold
     for row in _run(node.child, datastore, meter):
         key = row[:width]
         if key not in seen:
+            hold(row_bytes(key))
             seen.add(key)
             yield row
 
 
 def _sort(node: Sort, datastore: Datastore, meter: Meter) -> Rows:
-    rows = list(_run(node.child, datastore, meter))
+    weigh = row_weigher(plan_types(node.child, None))
+    hold = meter.hold
+    rows: list[tuple[Any, ...]] = []
+    for row in _run(node.child, datastore, meter):
+        hold(weigh(row))
+        rows.append(row)
     meter.check_time()
     # Stable sorts from the last key to the first give the multi-key order; a None key
     # sorts before every value, so NULLs come first ascending and last descending.

@@ -9,6 +9,10 @@ semantics follow SQLite, which the oracle tests compare against:
   ``WHERE`` keeps a row only when its predicate is TRUE (``None`` is falsy: ``if p(row)``).
 * Integer ``/`` truncates toward zero (``-7 / 2`` is -3); ``%`` takes the dividend's
   sign and works on the integer parts; division or modulo by zero is NULL.
+* ``||`` turns non-text operands into text and joins them. The length of the result is
+  known from its operands before it is built: past the query's ``value_bytes_max``
+  (``limits.sql_value_bytes_max``) it is refused with ``QueryTooCostly`` instead of
+  allocated, so a short query cannot build a gigabyte from one parameter.
 * ``LIKE`` is case-sensitive, as in standard SQL (SQLite with ``PRAGMA
   case_sensitive_like = ON``); ``%`` is any run of characters and ``_`` one character.
 """
@@ -22,6 +26,9 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
+from cosmictron import limits
+from cosmictron.errors import QueryTooCostly
+from cosmictron.query.budget import DEFAULT_BUDGET, Meter
 from cosmictron.query.plan import (
     Agg,
     Between,
@@ -36,6 +43,7 @@ from cosmictron.query.plan import (
     SemiJoin,
     Unary,
 )
+from cosmictron.query.sizes import value_bytes
 
 Compiled = Callable[[tuple[Any, ...]], Any]
 
@@ -78,8 +86,41 @@ def modulo(a: Any, b: Any) -> Any:
     return float(remainder) if isinstance(a, float) or isinstance(b, float) else remainder
 
 
-def _concat(a: Any, b: Any) -> Any:
-    return f"{a}{b}"
+def concatenator(meter: Meter | None) -> Callable[[Any, Any], str]:
+    """SQL ``||`` under ``meter``'s value limit (None: ``limits.sql_value_bytes_max``).
+
+    Each operand becomes text (as ``str`` does), and the result's length is checked
+    against the limit before the result is allocated.
+    """
+    cap = limits.sql_value_bytes_max if meter is None else meter.value_bytes_max
+    budget = DEFAULT_BUDGET if meter is None else meter.budget
+
+    def refuse(size: int) -> QueryTooCostly:
+        return QueryTooCostly(
+            f"the query builds a value of {size:,} bytes or more with ||, larger than "
+            f"{cap:,} bytes (the largest value a query may build); build it in a reducer, "
+            f"or raise the limit: {budget.hint('sql_value_bytes_max', 'value_bytes_max')}"
+        )
+
+    def text(value: Any) -> str:
+        if type(value) is str:
+            return value
+        size = value_bytes(value)
+        if size > cap:
+            raise refuse(size)
+        try:
+            return str(value)
+        except ValueError:  # an integer with more digits than Python will print
+            raise refuse(cap + 1) from None
+
+    def concat(a: Any, b: Any) -> str:
+        left, right = text(a), text(b)
+        size = len(left) + len(right)
+        if size > cap:
+            raise refuse(size)
+        return left + right
+
+    return concat
 
 
 _ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
@@ -88,7 +129,6 @@ _ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
     "*": operator.mul,
     "/": divide,
     "%": modulo,
-    "||": _concat,
 }
 
 
@@ -111,30 +151,34 @@ def like_matcher(pattern: str) -> Callable[[str], Any]:
     return re.compile("".join(parts), re.DOTALL).fullmatch
 
 
-def compile_expr(expr: Expr) -> Compiled:
-    """Turn ``expr`` into ``f(row) -> value`` (``None`` for NULL)."""
+def compile_expr(expr: Expr, meter: Meter | None = None) -> Compiled:
+    """Turn ``expr`` into ``f(row) -> value`` (``None`` for NULL).
+
+    ``meter`` is the run whose value limit the values built obey (None: the default
+    limits, for the database's own work: DML, subscription deltas, constants).
+    """
     if isinstance(expr, Col):
         return itemgetter(expr.slot)
     if isinstance(expr, Const):
         value = expr.value
         return lambda row: value
     if isinstance(expr, Binary):
-        return _binary(expr)
+        return _binary(expr, meter)
     if isinstance(expr, Unary):
-        return _unary(expr)
+        return _unary(expr, meter)
     if isinstance(expr, IsNull):
-        return _is_null(expr)
+        return _is_null(expr, meter)
     if isinstance(expr, InList):
-        return _in_list(expr)
+        return _in_list(expr, meter)
     if isinstance(expr, Between):
         low = Binary(">=", expr.operand, expr.low)
         high = Binary("<=", expr.operand, expr.high)
-        both = compile_expr(Binary("AND", low, high))
+        both = compile_expr(Binary("AND", low, high), meter)
         return _negate(both) if expr.negated else both
     if isinstance(expr, Like):
-        return _like(expr)
+        return _like(expr, meter)
     if isinstance(expr, KeySet):
-        return _key_set(expr)
+        return _key_set(expr, meter)
     if isinstance(expr, Agg):
         raise AssertionError("aggregates are evaluated by the Aggregate node")
     if isinstance(expr, SemiJoin):
@@ -142,10 +186,10 @@ def compile_expr(expr: Expr) -> Compiled:
     raise AssertionError(f"unknown expression {expr!r}")
 
 
-def _key_set(expr: KeySet) -> Compiled:
+def _key_set(expr: KeySet, meter: Meter | None) -> Compiled:
     """``(keys) IN values``: NULL when a key is NULL (nothing equals NULL)."""
     values = expr.values
-    keys = [compile_expr(key) for key in expr.keys]
+    keys = [compile_expr(key, meter) for key in expr.keys]
     if not keys:
         present = bool(values)
         return lambda row: present
@@ -177,8 +221,8 @@ def _negate(inner: Compiled) -> Compiled:
     return run
 
 
-def _binary(expr: Binary) -> Compiled:
-    left, right = compile_expr(expr.left), compile_expr(expr.right)
+def _binary(expr: Binary, meter: Meter | None) -> Compiled:
+    left, right = compile_expr(expr.left, meter), compile_expr(expr.right, meter)
     if expr.op == "AND":
 
         def run_and(row: tuple[Any, ...]) -> Any:
@@ -203,7 +247,10 @@ def _binary(expr: Binary) -> Compiled:
             return None if a is None or b is None else False
 
         return run_or
-    function = _COMPARE.get(expr.op) or _ARITHMETIC[expr.op]
+    if expr.op == "||":
+        function = concatenator(meter)
+    else:
+        function = _COMPARE.get(expr.op) or _ARITHMETIC[expr.op]
     if isinstance(expr.right, Const):
         constant = expr.right.value
         if constant is None:
@@ -225,8 +272,8 @@ def _binary(expr: Binary) -> Compiled:
     return run
 
 
-def _unary(expr: Unary) -> Compiled:
-    inner = compile_expr(expr.operand)
+def _unary(expr: Unary, meter: Meter | None) -> Compiled:
+    inner = compile_expr(expr.operand, meter)
     if expr.op == "NOT":
         return _negate(inner)
 
@@ -237,15 +284,15 @@ def _unary(expr: Unary) -> Compiled:
     return negative
 
 
-def _is_null(expr: IsNull) -> Compiled:
-    inner = compile_expr(expr.operand)
+def _is_null(expr: IsNull, meter: Meter | None) -> Compiled:
+    inner = compile_expr(expr.operand, meter)
     if expr.negated:
         return lambda row: inner(row) is not None
     return lambda row: inner(row) is None
 
 
-def _in_list(expr: InList) -> Compiled:
-    operand = compile_expr(expr.operand)
+def _in_list(expr: InList, meter: Meter | None) -> Compiled:
+    operand = compile_expr(expr.operand, meter)
     negated = expr.negated
     if all(isinstance(item, Const) for item in expr.items):
         values = [item.value for item in expr.items if isinstance(item, Const)]
@@ -261,7 +308,7 @@ def _in_list(expr: InList) -> Compiled:
             return None if has_null else negated
 
         return run_set
-    items = [compile_expr(item) for item in expr.items]
+    items = [compile_expr(item, meter) for item in expr.items]
 
     def run(row: tuple[Any, ...]) -> Any:
         value = operand(row)
@@ -279,8 +326,8 @@ def _in_list(expr: InList) -> Compiled:
     return run
 
 
-def _like(expr: Like) -> Compiled:
-    operand = compile_expr(expr.operand)
+def _like(expr: Like, meter: Meter | None) -> Compiled:
+    operand = compile_expr(expr.operand, meter)
     negated = expr.negated
     if isinstance(expr.pattern, Const):
         if expr.pattern.value is None:
@@ -294,7 +341,7 @@ def _like(expr: Like) -> Compiled:
             return (match(str(value)) is None) is negated
 
         return run_const
-    pattern = compile_expr(expr.pattern)
+    pattern = compile_expr(expr.pattern, meter)
 
     def run(row: tuple[Any, ...]) -> Any:
         value, text = operand(row), pattern(row)

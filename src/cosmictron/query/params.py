@@ -7,6 +7,12 @@ value in lookup values, LIMIT/OFFSET and INSERT rows. A value that does not fit 
 column is a ``SqlError`` naming the parameter, at the placeholder's position, exactly
 as when the statement was first planned. A statement without parameters is returned
 unchanged, so a cached statement costs nothing to bind.
+
+``check_sizes`` bounds what one request may carry: at most ``params_count_max``
+parameters weighing at most ``params_bytes_max`` bytes in all (``sizes.py``; names
+included), checked before anything is parsed or cached. Parameters the statement does
+not reference count against these bounds but are otherwise ignored, as SQLite and
+psycopg ignore them: never bound, never part of a cache key, never kept.
 """
 
 from __future__ import annotations
@@ -17,12 +23,43 @@ from typing import Any, TypeVar
 
 from cosmictron.datastore import ColumnType, TableSchema, TypeMismatch
 from cosmictron.datastore.types import FloatType, IntType
+from cosmictron.errors import InvalidRequest, TooLarge
+from cosmictron.query.budget import QueryBudget
 from cosmictron.query.coerce import base, coerce
 from cosmictron.query.expressions import compile_expr
 from cosmictron.query.plan import Computed, Const, Param
 from cosmictron.query.position import located_error
+from cosmictron.query.sizes import value_bytes
 
 T = TypeVar("T")
+
+
+def check_sizes(params: Mapping[str, Any] | None, budget: QueryBudget) -> None:
+    """Refuse a request whose parameters are too many or too large (before any work).
+
+    Raises:
+        InvalidRequest: more than ``budget.effective_params_count_max`` parameters.
+        TooLarge: the parameters weigh more than ``budget.effective_params_bytes_max``.
+    """
+    if not params:
+        return
+    count_max = budget.effective_params_count_max
+    if len(params) > count_max:
+        raise InvalidRequest(
+            f"the statement was sent {len(params)} parameters, more than {count_max} (the "
+            f"most one SQL request may carry); "
+            f"{budget.hint('sql_params_count_max', 'params_count_max', False)}"
+        )
+    bytes_max = budget.effective_params_bytes_max
+    total = 0
+    for name, value in params.items():
+        total += value_bytes(name) + value_bytes(value)
+        if total > bytes_max:
+            raise TooLarge(
+                f"the statement's parameters weigh more than {bytes_max:,} bytes (the most "
+                f"one SQL request may carry; send bulk data through a reducer or "
+                f"bulk_insert); {budget.hint('sql_params_bytes_max', 'params_bytes_max', False)}"
+            )
 
 
 def has_params(value: Any) -> bool:

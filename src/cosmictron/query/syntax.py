@@ -3,10 +3,19 @@
 SQLGlot (SQLite dialect) parses; this module turns its errors into ``SqlError`` with
 line, column and text, and refuses what it forgives but SQL does not (a dangling comma).
 Used for statements (``parse.py``) and for visibility filters (``visibility.py``).
+
+Depth is bounded twice, never by catching a ``RecursionError`` (which costs a thousand
+frames on the thread that hit it, and may surface anywhere): before SQLGlot runs, a
+linear scan of the text counts the levels its parser recurses on (parentheses and
+subqueries, CASE, runs of prefix NOT and -) against ``limits.sql_depth_max``; after it
+runs, the syntax tree's depth (a chain of 500 ANDs is 500 deep) is measured with an
+explicit stack against ``limits.sql_expression_depth_max``, since binding, compiling and
+evaluating recurse once per level. Both are a ``SqlTooDeep`` (400, ``too_deep``).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import sqlglot
@@ -15,13 +24,15 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import TokenType
 
-from cosmictron.errors import SqlError
+from cosmictron import limits
+from cosmictron.errors import SqlError, SqlTooDeep
 from cosmictron.query.position import Source
 
 _SQLITE = Dialect.get_or_raise("sqlite")
 
 
 def syntax_tree(source: Source) -> exp.Expression:
+    check_nesting(source.text)
     try:
         _refuse_dangling_commas(source)
         trees = [t for t in sqlglot.parse(source.text, read="sqlite") if t is not None]
@@ -36,11 +47,12 @@ def syntax_tree(source: Source) -> exp.Expression:
         ) from None
     except TokenError as exc:
         raise SqlError(f"syntax error: {exc}") from None
-    except RecursionError:  # the parser recurses once per level: "((((((...", "[[[[..."
-        raise SqlError("the statement nests too deeply to parse") from None
+    except RecursionError:  # cannot happen within the default limits; kept as a guard
+        raise SqlTooDeep("the SQL statement nests too deeply to parse") from None
     if len(trees) != 1:
         raise SqlError(f"expected one SQL statement, got {len(trees)}")
     tree: Any = trees[0]
+    check_tree_depth(tree)
     if isinstance(tree, exp.Command):
         source.fail(f"unsupported statement: {tree.name.upper()}", tree)
     if not isinstance(tree, exp.Select | exp.Insert | exp.Update | exp.Delete):
@@ -71,3 +83,68 @@ def _refuse_dangling_commas(source: Source) -> None:
                 column=token.col,
                 text=",",
             )
+
+
+_SKIPPED = re.compile(
+    r"'[^']*+'?|\"[^\"]*+\"?|`[^`]*+`?|\[[^\]]*+\]?|--[^\n]*+|/\*(?:[^*]|\*(?!/))*+(?:\*/)?"
+)
+"""String literals, quoted names and comments (unterminated ones run to the end)."""
+
+_LEVELS = re.compile(r"\(|\)|\bCASE\b|\bEND\b|(?:(?:\bNOT\b|[-+~])\s*+)++", re.IGNORECASE)
+"""What opens or closes a level of the parser's recursion: a parenthesis, CASE ... END,
+and a run of prefix operators (each one a level: ``NOT NOT - x``)."""
+
+_OPENERS = re.compile(r"[(\-+~]|\bNOT\b|\bCASE\b", re.IGNORECASE)
+
+
+def check_nesting(text: str, depth_max: int | None = None) -> None:
+    """Refuse ``text`` if it nests deeper than ``depth_max`` (``limits.sql_depth_max``).
+
+    Linear, without recursion or backtracking; string literals, quoted names and
+    comments are skipped. A text with fewer openers than the limit is not scanned.
+
+    Raises:
+        SqlTooDeep: the statement nests deeper than the limit (400, ``too_deep``).
+    """
+    limit = limits.sql_depth_max if depth_max is None else depth_max
+    if len(_OPENERS.findall(text)) <= limit:
+        return
+    code = _SKIPPED.sub(" ", text)
+    depth = 0
+    for match in _LEVELS.finditer(code):
+        token = match.group()
+        if token == "(" or token.upper() == "CASE":
+            depth += 1
+            level = depth
+        elif token == ")" or token.upper() == "END":
+            depth = max(depth - 1, 0)
+            continue
+        else:
+            level = depth + len(re.findall(r"NOT|[-+~]", token, re.IGNORECASE))
+        if level > limit:
+            raise SqlTooDeep(
+                f"the SQL statement nests parentheses, subqueries, CASE or prefix "
+                f"operators more than {limit} deep (the limit, limits.sql_depth_max)"
+            )
+
+
+def check_tree_depth(tree: exp.Expression, depth_max: int | None = None) -> None:
+    """Refuse a syntax tree deeper than ``depth_max`` (``limits.sql_expression_depth_max``).
+
+    Measured with an explicit stack: binding, compiling and evaluating an expression
+    recurse once per level, so this runs before them.
+
+    Raises:
+        SqlTooDeep: the tree is deeper than the limit (400, ``too_deep``).
+    """
+    limit = limits.sql_expression_depth_max if depth_max is None else depth_max
+    stack: list[tuple[exp.Expression, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            raise SqlTooDeep(
+                f"the SQL statement's expressions nest more than {limit} deep (a chain of "
+                f"operators such as AND, OR or || counts one level per operator; the "
+                f"limit, limits.sql_expression_depth_max); split it or use IN (...)"
+            )
+        stack.extend((child, depth + 1) for child in node.iter_expressions())

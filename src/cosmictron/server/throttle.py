@@ -44,6 +44,15 @@ _BUDGET_NAMES = (
     "query_anonymous_time_s_max",
     "query_anonymous_rows_examined_max",
     "query_anonymous_rows_max",
+    # byte budgets of SQL (issue 21, bound-sql)
+    "sql_value_bytes_max",
+    "sql_anonymous_value_bytes_max",
+    "query_result_bytes_max",
+    "query_anonymous_result_bytes_max",
+    "query_held_bytes_max",
+    "query_anonymous_held_bytes_max",
+    "sql_params_count_max",
+    "sql_params_bytes_max",
 )
 
 
@@ -93,6 +102,12 @@ class ServerLimits:
                     "server reads COSMICTRON_QUERY_ANONYMOUS_* to change them); send a "
                     "token (POST /v1/identity) for the larger budget"
                 ),
+                value_bytes_max=int(self["sql_anonymous_value_bytes_max"]),
+                result_bytes_max=int(self["query_anonymous_result_bytes_max"]),
+                held_bytes_max=int(self["query_anonymous_held_bytes_max"]),
+                params_count_max=int(self["sql_params_count_max"]),
+                params_bytes_max=int(self["sql_params_bytes_max"]),
+                scope="anonymous",
             )
         return QueryBudget(
             time_s=self["query_time_s_max"],
@@ -103,6 +118,12 @@ class ServerLimits:
                 "server reads COSMICTRON_QUERY_TIME_S_MAX, COSMICTRON_QUERY_ROWS_EXAMINED_MAX "
                 "and COSMICTRON_QUERY_ROWS_MAX to change them"
             ),
+            value_bytes_max=int(self["sql_value_bytes_max"]),
+            result_bytes_max=int(self["query_result_bytes_max"]),
+            held_bytes_max=int(self["query_held_bytes_max"]),
+            params_count_max=int(self["sql_params_count_max"]),
+            params_bytes_max=int(self["sql_params_bytes_max"]),
+            scope="server",
         )
 
 

@@ -35,6 +35,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from cosmictron import limits
@@ -591,7 +592,8 @@ def _locked_meter(budget: QueryBudget, meter: Meter) -> Meter:
     """What remains of ``meter``'s budget, capped at ``subscription_locked_time_s_max``
     seconds: the most an initial evaluation may hold the writer lock."""
     left_s = max(meter.deadline - time.monotonic(), 0.0)
-    capped = QueryBudget(
+    capped = replace(  # the byte limits stay the caller's
+        budget,
         time_s=min(left_s, limits.subscription_locked_time_s_max),
         rows_examined_max=max(meter.rows_examined_max - meter.examined, 0),
         origin=(
