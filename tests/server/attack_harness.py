@@ -56,14 +56,18 @@ RSS_GROWTH_BYTES_MAX = 100 * MiB
 RSS_SETTLED_BYTES_MAX = 24 * MiB
 """How far above its baseline the resident set may stay once an attack is over.
 
-Not zero, and measured rather than assumed: memory the server frees is not all returned
-to the system at once. CPython keeps a freed 256 KiB arena while any object in it lives,
-and glibc returns freed heap memory only from the top of each arena (a database thread's
-allocations live in per-thread arenas that it trims lazily); the server does not call
-``malloc_trim``. After every case of test_attacks.py whose attack is bounded, what stayed
-behind was under 12 MiB (docs/guide/security.md gives the figures); twice that leaves
-room for noise while still catching anything a request pins (a cache, a queue), which
-pins at least the size it brought."""
+Not zero, and measured rather than assumed (docs/guide/security.md has the figures):
+
+- glibc keeps some freed heap: after a 32 MiB SQL value was built and freed, the RSS
+  stayed 3 MiB above its baseline; ``malloc_trim(0)`` called into the server with gdb
+  brought it back to the baseline, so it is retained, not leaked. The server does not
+  call ``malloc_trim``, and does not need to: glibc hands large blocks back by itself;
+- the last large request body stays referenced until the server reads the next request
+  (+16 MiB after one 16 MiB call body, +0.1 MiB once another request came).
+
+24 MiB covers one body at the call route's default limit plus that noise, while
+anything a request pins for good (a cache entry, a queue) pins at least what it brought,
+and the attacks bring far more (the statement-cache attack pins 157 MiB today)."""
 
 RSS_SETTLE_S = 5.0
 """How long after an attack the resident set has to come back near its baseline."""
@@ -160,7 +164,9 @@ class Target:
             token,
         )
 
-    def sql(self, database: str, query: str, params: Any = None, token: str | None = None) -> HttpReply:
+    def sql(
+        self, database: str, query: str, params: Any = None, token: str | None = None
+    ) -> HttpReply:
         if params is None:
             return self.http("POST", f"/v1/database/{database}/sql", query, token=token)
         body = json.dumps({"query": query, "params": params})
@@ -186,7 +192,10 @@ def launch(data_dir: Path, env: Mapping[str, str] | None = None) -> Target:
             assert server.deploy(name, APP.read_text(), owner).status == 201
         for database in ("atk", "bystander"):
             assert target.call(database, "record", [1.5]).status == 200
-            assert target.sql(database, "SELECT * FROM reading WHERE id = :id", {"id": 1}).status == 200
+            assert (
+                target.sql(database, "SELECT * FROM reading WHERE id = :id", {"id": 1}).status
+                == 200
+            )
         assert target.http("GET", "/metrics").status in (200, 401, 403)
         assert target.http("GET", "/v1/database/atk/export/reading", token=owner).status == 200
     except BaseException:
@@ -219,10 +228,11 @@ class Measurement:
     duration_s: float = 0.0
 
     def summary(self) -> str:
+        peak = (self.peak_rss - self.baseline_rss) / MiB
+        after = (self.settled_rss - self.baseline_rss) / MiB
         return (
             f"[attack {self.name}] {self.duration_s:.2f} s; RSS baseline "
-            f"{self.baseline_rss / MiB:.1f} MiB, peak +{(self.peak_rss - self.baseline_rss) / MiB:.1f}"
-            f" MiB, after +{(self.settled_rss - self.baseline_rss) / MiB:.1f} MiB "
+            f"{self.baseline_rss / MiB:.1f} MiB, peak +{peak:.1f} MiB, after +{after:.1f} MiB "
             f"(settled in {self.settle_s:.2f} s); health: {self.health_answers} answers, worst "
             f"{self.health_worst_s * 1000:.1f} ms, {len(self.health_slow)} over "
             f"{HEALTH_ANSWER_S_MAX * 1000:.0f} ms; bystander: {self.bystander_calls} calls, "
@@ -303,8 +313,13 @@ class Attack:
         self._log_mark = len(self.target.log)
         self.measurement.baseline_rss = self.measurement.peak_rss = rss_bytes(self.target.pid)
         self._probe = subprocess.Popen(
-            [sys.executable, str(PROBE), self.target.server.url, str(HEALTH_PERIOD_S),
-             str(self.health_answer_s_max)],
+            [
+                sys.executable,
+                str(PROBE),
+                self.target.server.url,
+                str(HEALTH_PERIOD_S),
+                str(self.health_answer_s_max),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -339,7 +354,9 @@ class Attack:
                 else:
                     self.measurement.bystander_calls += 1
                     took = time.perf_counter() - sent
-                    self.measurement.bystander_worst_s = max(self.measurement.bystander_worst_s, took)
+                    self.measurement.bystander_worst_s = max(
+                        self.measurement.bystander_worst_s, took
+                    )
             self._stop.wait(BYSTANDER_PAUSE_S)
 
     def __exit__(
@@ -427,7 +444,9 @@ class Attack:
 
 
 @contextlib.contextmanager
-def connection_from(address: str, target: Target, timeout_s: float = 10.0) -> Iterator[socket.socket]:
+def connection_from(
+    address: str, target: Target, timeout_s: float = 10.0
+) -> Iterator[socket.socket]:
     """A TCP connection to ``target`` from local address ``address`` (any 127.x.y.z works on
     Linux), so an attack's connections come from an address other than the probes'."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
