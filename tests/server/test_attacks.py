@@ -348,7 +348,8 @@ def test_names_with_a_trailing_newline_or_look_alikes_are_refused_everywhere(
 def test_non_finite_floats_never_reach_a_client(launched: Callable[..., Target]) -> None:
     """``Infinity`` and ``1e400`` (which Python reads as infinity) as float arguments are a
     400; a reader's SQL reply, a subscriber's updates and an export all stay strict JSON.
-    Today both are stored, and every one of those carries a bare ``Infinity``."""
+    A product that overflows in SQL must not send one either. Today both are stored,
+    and every one of those carries a bare ``Infinity``."""
     target = launched()
     ws = RawWebSocket(target.server.url, "atk")
     try:
@@ -367,6 +368,8 @@ def test_non_finite_floats_never_reach_a_client(launched: Callable[..., Target])
             largest = target.call("atk", "record", [1.7976931348623157e308])
             attack.reply(largest, "record(the largest finite float)", valid=True)
             attack.reply(target.sql("atk", "SELECT * FROM reading"), "SELECT read back", valid=True)
+            overflow = target.sql("atk", "SELECT value * 1e308 * 10 AS x FROM reading")
+            attack.reply(overflow, "a product that overflows (no non-finite input)", valid=True)
             ws.send_json({"OneOffQuery": {"request_id": "barrier", "query_string": "SELECT 1"}})
             while True:  # every frame up to the barrier's answer: the updates included
                 frame = ws.receive()
