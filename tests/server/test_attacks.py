@@ -61,13 +61,13 @@ address does not cut the server's health off from the harness (a real attacker's
 address is not the monitoring's either)."""
 
 CONNECTION_LIMITS = {
-    "COSMICTRON_HTTP_HEADER_TIMEOUT_S": "1",
-    "COSMICTRON_HTTP_BODY_TIMEOUT_S": "1",
-    "COSMICTRON_HTTP_IDLE_TIMEOUT_S": "1",
+    "COSMICTRON_HTTP_HEAD_S_MAX": "1",
+    "COSMICTRON_HTTP_BODY_S_MAX": "1",
+    "COSMICTRON_HTTP_KEEPALIVE_IDLE_S_MAX": "1",
     "COSMICTRON_CONNECTIONS_PER_ADDRESS_MAX": "50",
 }
-"""Small connection limits for the time cases. bound-conn adds these limits; if it names
-them differently, rename them here when merging (an unknown variable is ignored)."""
+"""Small connection limits for the time cases (bound-conn's names in ``limits.py``: an
+unknown variable would be ignored, so a rename must be followed here)."""
 
 CLOSED_WITHIN_S = 4.0
 """How long the server may take to drop a connection whose limit (1 s above) ran out."""
@@ -444,19 +444,43 @@ def test_deep_sql_bad_encoding_and_deep_ndjson_are_4xx(launched: Callable[..., T
 # -- time ---------------------------------------------------------------------------------------
 
 
-def closed_by_server(sock: socket.socket) -> bool:
-    """Whether the server closed ``sock`` (or answered and closed), without waiting."""
+def closed_by_server(sock: socket.socket, received: bytearray) -> bool:
+    """Whether the server closed ``sock`` (perhaps after answering: the answer is added
+    to ``received``), without waiting."""
     readable, _, _ = select.select([sock], [], [], 0)
     if not readable:
         return False
     try:
-        while sock.recv(1 << 16):
-            pass
+        while chunk := sock.recv(1 << 16):
+            received += chunk
     except (BlockingIOError, TimeoutError):
         return False
     except ConnectionResetError:
         pass
     return True
+
+
+REFUSAL_STATUSES = (408, 429, 503)
+"""What a connection cut off for time or refused for a cap may be answered: 408 (too
+slow), 429 (too many from one address) or 503 (the server's own capacity; not the
+request's fault, so the one 5xx allowed, with ``Retry-After``). Each with a JSON error."""
+
+
+def check_refusal(attack: Attack, data: bytes, what: str) -> None:
+    """The answer a dropped connection got, if any: a status of ``REFUSAL_STATUSES`` with
+    ``{"error": {"code", "message"}}``."""
+    head, _, body = bytes(data).partition(b"\r\n\r\n")
+    try:
+        status = int(head.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        attack.problem(f"{what}: not an HTTP answer: {data[:200]!r}")
+        return
+    if status not in REFUSAL_STATUSES:
+        attack.problem(f"{what}: answered {status}: {data[:300]!r}")
+        return
+    error = (attack.json(body, what) or {}).get("error")
+    if not (isinstance(error, dict) and error.get("code") and error.get("message")):
+        attack.problem(f"{what}: {status} without an error code and message: {body[:200]!r}")
 
 
 def open_from_attacker(target: Target, count: int) -> list[socket.socket]:
@@ -481,10 +505,13 @@ def drip_until_closed(
     server closed them all, or ``CLOSED_WITHIN_S`` passed (a breach)."""
     started = time.monotonic()
     open_socks = list(socks)
+    received = {sock: bytearray() for sock in socks}
     while open_socks and time.monotonic() - started < CLOSED_WITHIN_S:
         for sock in list(open_socks):
-            if closed_by_server(sock):
+            if closed_by_server(sock, received[sock]):
                 open_socks.remove(sock)
+                if received[sock]:
+                    check_refusal(attack, received[sock], what)
             elif drip is not None:
                 try:
                     sock.send(drip)
