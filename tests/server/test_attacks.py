@@ -51,7 +51,6 @@ from tests.server.attack_harness import (
 )
 from tests.server.rawws import CLOSE, TEXT, RawWebSocket
 
-NEEDS_SQL = "needs bound-sql: "
 NEEDS_EDGE = "needs bound-edge: "
 NEEDS_CONN = "needs bound-conn: "
 
@@ -90,14 +89,15 @@ def launched(tmp_path: Path) -> Iterator[Callable[..., Target]]:
 
 # -- memory amplification through SQL -----------------------------------------------------
 
-PARAM_BYTES = 1 * MiB
+PARAM_BYTES = 1_000_000  # just under sql_params_bytes_max (1 MiB), so the value budget decides
 COPIES = 128
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_SQL + "a byte budget on values SQL builds")
 def test_sql_string_operators_cannot_amplify_a_parameter(launched: Callable[..., Target]) -> None:
-    """A 1 KB anonymous query joining one 1 MiB parameter with itself 128 times asks for a
-    128 MiB value. Today: answered 200 with it (RSS up by several hundred MiB)."""
+    """A 1 KB anonymous query joining one parameter of just under 1 MiB (the most a request
+    may carry) with itself 128 times asks for a 128 MB value. Before the byte budgets it
+    was answered 200 with it (RSS up by several hundred MiB); now the first ``||`` past
+    the anonymous value budget refuses it before allocating."""
     target = launched()
     query = "SELECT " + " || ".join([":p"] * COPIES) + " FROM reading WHERE id = 1"
     assert len(query) < 2048
@@ -112,17 +112,15 @@ def test_sql_string_operators_cannot_amplify_a_parameter(launched: Callable[...,
 # -- caches that keep what a request brought ------------------------------------------------
 
 CACHE_REQUESTS = 150
-UNUSED_NAMES = 1000
+UNUSED_NAMES = 240
 
 
-@pytest.mark.xfail(
-    strict=True, reason=NEEDS_SQL + "a statement cache keyed by used parameters, bounded in bytes"
-)
 def test_statement_cache_keeps_nothing_a_request_brought(launched: Callable[..., Target]) -> None:
-    """150 valid queries, each carrying 1 MiB of parameter names it never uses. Today
-    each name becomes part of a cache key: about 150 MiB stays pinned."""
+    """150 valid queries, each carrying about 1 MB of parameter names it never uses (as
+    many as a request may carry). Before the fix each name became part of a cache key and
+    about 150 MB stayed pinned; now unused parameters are never keyed or kept."""
     target = launched()
-    pad = "p" * 1000
+    pad = "p" * 4000
     with Attack(target, "statement cache") as attack:
         for n in range(CACHE_REQUESTS):
             params: dict[str, object] = {"id": 1}
@@ -395,7 +393,6 @@ def test_non_finite_floats_never_reach_a_client(launched: Callable[..., Target])
 # -- errors of the wrong class -----------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_SQL + "SQL depth: `x AND x AND …` 400 deep is a 500")
 def test_deep_sql_bad_encoding_and_deep_ndjson_are_4xx(launched: Callable[..., Target]) -> None:
     """SQL nested a few hundred deep (parentheses, NOT, and chains of AND, OR and ||, which
     the parser nests too), bodies that are not UTF-8, and an NDJSON line nested 5,000 deep
