@@ -81,7 +81,7 @@ Try it (in another terminal):
   curl -s -X POST {url}/v1/database/quickstart/sql -d 'SELECT * FROM task ORDER BY priority DESC'
   curl -s {url}/v1/database/quickstart/schema
   curl -s -H "Authorization: Bearer $(cat {token_file})" {url}/v1/database/quickstart/logs
-  curl -s {url}/metrics
+  curl -s -H "Authorization: Bearer $(cat {Path(args.data_dir) / "server" / "metrics.token"})" {url}/metrics
 
 Ctrl-C stops the server (it drains requests and syncs the logs first).""",
         flush=True,

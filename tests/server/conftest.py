@@ -88,6 +88,14 @@ class Server:
         assert reply.status == 200 and reply.body["operator"] is True, reply
         return reply.body["identity"], token
 
+    def metrics_request(self) -> urllib.request.Request:
+        """``GET /metrics`` with the scrape token (``<data-dir>/server/metrics.token``),
+        which sees every database's series; anonymous scrapes get server-wide ones only."""
+        token = (self.data_dir / "server" / "metrics.token").read_text().strip()
+        return urllib.request.Request(
+            self.url + "/metrics", headers={"Authorization": f"Bearer {token}"}
+        )
+
     def grant_deploy(self, identity: str) -> Reply:
         _, operator_token = self.operator()
         return self.request("PUT", f"/v1/grants/deploy/{identity}", token=operator_token)
