@@ -303,6 +303,61 @@ def test_connections_past_the_cap_per_address_are_refused_with_503(tmp_path: Pat
     stopped_cleanly(server)
 
 
+def answered(sock: socket.socket) -> bool:
+    """Whether the server answered anything on ``sock`` before it closed or reset it."""
+    try:
+        return sock.recv(1 << 16) != b""
+    except ConnectionResetError:
+        return False
+
+
+def test_refusals_in_flight_are_bounded_and_an_explicit_cap_holds(tmp_path: Path) -> None:
+    env = {
+        "COSMICTRON_CONNECTIONS_MAX": "2",
+        "COSMICTRON_CONNECTIONS_REFUSED_LINGERING_MAX": "1",
+        "COSMICTRON_CONNECTION_REFUSAL_LINGER_S_MAX": "60",
+    }
+    server = started(tmp_path, env)
+    held = [admitted(server) for _ in range(2)]
+    lingering = connect(server)  # refused, answered, held open by the server for 60 s
+    request(lingering, "GET", "/v1/health")
+    status, _, _ = read_response(lingering)
+    assert status == 503
+    reset = connect(server)  # a second refusal in flight: reset without an answer
+    request(reset, "GET", "/v1/health")
+    assert not answered(reset)
+    lingering.close()  # the client hung up: its refusal is over
+    for _ in range(100):
+        sock = connect(server)
+        request(sock, "GET", "/v1/health")
+        if answered(sock):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("a refusal that ended did not free its place")
+    for sock in held:
+        health_on(sock)
+    stopped_cleanly(server)
+
+
+def test_a_refused_client_that_never_hangs_up_is_closed_after_the_linger(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "COSMICTRON_CONNECTIONS_PER_ADDRESS_MAX": "1",
+        "COSMICTRON_CONNECTION_REFUSAL_LINGER_S_MAX": "0.5",
+    }
+    server = started(tmp_path, env)
+    held = admitted(server)
+    refused = connect(server)
+    request(refused, "GET", "/v1/health")
+    status, headers, _ = read_response(refused)
+    assert status == 503 and headers["retry-after"] == "1"
+    assert closed_by_server(refused)  # we never close it: the linger did
+    health_on(held)
+    stopped_cleanly(server)
+
+
 def admitted(server: Server) -> socket.socket:
     """A connection the server admitted, retrying while an earlier client's close (the
     metrics scrape's) is still counted."""

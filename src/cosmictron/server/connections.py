@@ -139,7 +139,7 @@ class Connection:
     def received(self) -> None:
         """Bytes arrived: the first after a response starts the head's deadline."""
         self.last_received = now = self.loop.time()
-        if self.state is Connection.IDLE:
+        if self.state == Connection.IDLE:
             self.state = Connection.HEAD
             self._arm(now + self.guard.limits.http_head_s_max, self._head_expired)
 
@@ -154,7 +154,7 @@ class Connection:
 
     def _head_expired(self) -> None:
         self._timer = None
-        if self.state is not Connection.HEAD or self.transport.is_closing():
+        if self.state != Connection.HEAD or self.transport.is_closing():
             return
         seconds = self.guard.limits.http_head_s_max
         message = (
@@ -181,7 +181,7 @@ class Connection:
     def _check_body(self) -> None:
         self._timer = None
         content = self._body
-        if content is None or content.is_eof() or self.state is not Connection.BUSY:
+        if content is None or content.is_eof() or self.state != Connection.BUSY:
             return
         settings = self.guard.limits
         rate = settings.http_body_rate_bytes_per_s_min
