@@ -694,7 +694,9 @@ class CosmictronServer:
             "cosmictron_fsync_total": "fsyncs",
             "cosmictron_fsync_seconds_total": "fsync_seconds",
         }
-        with urllib.request.urlopen(self.url + "/metrics", timeout=30) as reply:
+        request = urllib.request.Request(self.url + "/metrics")
+        request.add_header("Authorization", f"Bearer {self.token}")  # the operator sees all
+        with urllib.request.urlopen(request, timeout=30) as reply:
             text = reply.read().decode()
         found: dict[str, float] = {}
         label = f'{{database="{database}"}}'

@@ -73,6 +73,7 @@ def main() -> int:
         )
     else:
         print(f"database 'quickstart' is already deployed (offset {schema['tx_offset']})")
+    metrics_token_file = Path(args.data_dir) / "server" / "metrics.token"
     print(
         f"""
 Try it (in another terminal):
@@ -81,7 +82,7 @@ Try it (in another terminal):
   curl -s -X POST {url}/v1/database/quickstart/sql -d 'SELECT * FROM task ORDER BY priority DESC'
   curl -s {url}/v1/database/quickstart/schema
   curl -s -H "Authorization: Bearer $(cat {token_file})" {url}/v1/database/quickstart/logs
-  curl -s {url}/metrics
+  curl -s -H "Authorization: Bearer $(cat {metrics_token_file})" {url}/metrics
 
 Ctrl-C stops the server (it drains requests and syncs the logs first).""",
         flush=True,

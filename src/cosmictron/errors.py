@@ -318,3 +318,24 @@ class InternalError(CosmictronError):
 
     code = "internal_error"
     http_status = 500
+
+
+# -- connections (issue 21, bound-conn: server/connections.py) ----------------------------
+
+
+class RequestTimedOut(CosmictronError):
+    """A client sent a request's head or body slower than ``limits.http_head_s_max`` or
+    ``http_body_s_max`` / ``http_body_rate_bytes_per_s_min`` allow; the request was not
+    handled and the connection is closed. Send the request again, faster."""
+
+    code = "request_timeout"
+    http_status = 408
+
+
+class TooManyConnections(CosmictronError):
+    """The server holds as many connections as it allows, in all (``limits.connections_max``)
+    or from the caller's address (``connections_per_address_max``); the new connection
+    was answered with ``Retry-After`` and closed. Nothing was done."""
+
+    code = "too_many_connections"
+    http_status = 503

@@ -200,6 +200,73 @@ does not read them is cut off instead of growing the server. The server process 
 ``COSMICTRON_CLIENT_QUEUE_BYTES_MAX``."""
 
 
+# -- connections: time limits and caps (issue 21, bound-conn; server/connections.py) ----------
+#
+# The server process reads ``COSMICTRON_<NAME>`` (the name in capitals) to override each
+# value below, once at start; tests use small ones. docs/reference/limits.md lists them.
+
+http_head_s_max = 10.0
+"""Seconds a client may take to send a request's head (request line and headers), from
+its first byte. A client that sends headers byte by byte (slowloris) gets ``408`` with
+code ``request_timeout`` and is disconnected."""
+
+http_body_s_max = 30.0
+"""Seconds a request's body may take to arrive, from its head, before the allowance of
+``http_body_rate_bytes_per_s_min`` is added: the body must be whole by
+``http_body_s_max + bytes received / http_body_rate_bytes_per_s_min``. A body sent too
+slowly gets ``408 request_timeout`` and the connection is closed."""
+
+http_body_rate_bytes_per_s_min = 1024
+"""The slowest average rate a body may arrive at once ``http_body_s_max`` is spent: each
+this many bytes received extends the body's deadline by one second (Apache's
+``mod_reqtimeout`` MinRate rule), so a large upload over a fast link is never cut off."""
+
+http_keepalive_idle_s_max = 75.0
+"""Seconds an HTTP connection may stay open without a request: after it opens, and after
+each response. Then the server closes it (no response: nothing was asked). Longer than
+common clients' own keep-alive (aiohttp's 15 s) so a client never reuses a connection
+the server is closing."""
+
+websocket_ping_interval_s = 30.0
+"""Seconds a WebSocket client may send nothing before the server pings it. A client that
+sends anything (a request, a pong) is alive; one that only listens answers pings."""
+
+websocket_pong_timeout_s = 15.0
+"""Seconds a pinged WebSocket client has to send something (its pong) before the server
+closes the connection with close code 4408 (the client is presumed dead)."""
+
+connections_max = 0
+"""Open client connections (HTTP and WebSocket) the server accepts in all; past it a new
+connection is answered ``503 too_many_connections`` with ``Retry-After`` and closed. 0:
+derived from the process's file-descriptor limit (``RLIMIT_NOFILE``): the soft limit,
+minus the descriptors open when the server starts listening, minus
+``connection_fd_reserve_files``. A non-zero value is still capped by that."""
+
+connections_per_address_max = 256
+"""Open connections one remote address (the TCP peer) may hold; past it new connections
+from that address are refused like those over ``connections_max``."""
+
+connection_fd_reserve_files = 256
+"""File descriptors kept free of client connections: when every connection allowed is
+open, the databases can still open log segments and snapshots, deploys can still create
+files, and refused connections can still be answered."""
+
+connections_refused_lingering_max = 64
+"""Refused connections answered at once: each gets its ``503`` and is held open up to
+``connection_refusal_linger_s_max`` so the client reads the answer before the close.
+Past it, further connections over a cap are reset without an answer."""
+
+connection_refusal_linger_s_max = 2.0
+"""Seconds a refused connection is held after its ``503`` while the client reads it."""
+
+rate_identities_per_s = 10.0
+"""Identities (``POST /v1/identity``) one remote address may create per second: each
+identity has rate buckets of its own, so minting them must not be free."""
+
+rate_identities_burst = 100
+"""Identities one remote address may create at once before ``rate_identities_per_s``."""
+
+
 def from_environment(name: str, default: int) -> int:
     """A limit's value: ``default``, or the integer in environment variable ``name``.
 

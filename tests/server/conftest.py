@@ -23,7 +23,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,14 @@ class Server:
         assert reply.status == 200 and reply.body["operator"] is True, reply
         return reply.body["identity"], token
 
+    def metrics_request(self) -> urllib.request.Request:
+        """``GET /metrics`` with the scrape token (``<data-dir>/server/metrics.token``),
+        which sees every database's series; anonymous scrapes get server-wide ones only."""
+        token = (self.data_dir / "server" / "metrics.token").read_text().strip()
+        return urllib.request.Request(
+            self.url + "/metrics", headers={"Authorization": f"Bearer {token}"}
+        )
+
     def grant_deploy(self, identity: str) -> Reply:
         _, operator_token = self.operator()
         return self.request("PUT", f"/v1/grants/deploy/{identity}", token=operator_token)
@@ -108,7 +116,14 @@ STARTED: list[subprocess.Popen[str]] = []
 """Every server process a test started; ``tests/conftest.py`` kills any left running."""
 
 
-def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
+def start_server(
+    data_dir: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Server:
+    """Start a server; ``preexec_fn`` runs in the child before it starts (e.g. to lower
+    its ``RLIMIT_NOFILE``)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     env.setdefault("COSMICTRON_CONFIG_DIR", str(data_dir.parent / "config"))
     process = subprocess.Popen(
@@ -117,6 +132,7 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None)
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        preexec_fn=preexec_fn,
     )
     STARTED.append(process)
     assert process.stdout is not None

@@ -52,7 +52,6 @@ from tests.server.attack_harness import (
 from tests.server.rawws import CLOSE, TEXT, RawWebSocket
 
 NEEDS_EDGE = "needs bound-edge: "
-NEEDS_CONN = "needs bound-conn: "
 
 ATTACKER = "127.0.0.2"
 """The address attacks on connections come from; the probes use 127.0.0.1, so a cap per
@@ -523,7 +522,6 @@ def drip_until_closed(
         )
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_CONN + "a time limit on reading headers")
 def test_slowloris_headers_are_cut_off(launched: Callable[..., Target]) -> None:
     """Twenty connections send a request's headers one byte every 0.2 s, forever. Today
     none is ever closed."""
@@ -539,7 +537,6 @@ def test_slowloris_headers_are_cut_off(launched: Callable[..., Target]) -> None:
             sock.close()
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_CONN + "a time limit on reading a body")
 def test_a_half_sent_body_is_cut_off(launched: Callable[..., Target]) -> None:
     """Twenty call requests declare 1,000 body bytes and send two. Today they wait forever."""
     target = launched(CONNECTION_LIMITS)
@@ -557,7 +554,6 @@ def test_a_half_sent_body_is_cut_off(launched: Callable[..., Target]) -> None:
             sock.close()
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_CONN + "idle timeouts and connection caps")
 def test_idle_connections_do_not_pile_up(launched: Callable[..., Target]) -> None:
     """300 connections from one address send nothing: past the cap per address they are
     refused, the rest are closed when idle; meanwhile other clients connect and the
@@ -589,9 +585,6 @@ def samples(text: str) -> dict[str, str]:
     return out
 
 
-@pytest.mark.xfail(
-    strict=True, reason=NEEDS_CONN + "metrics describe private data to the operator only"
-)
 def test_anonymous_metrics_describe_no_private_table_or_hidden_row(
     launched: Callable[..., Target],
 ) -> None:

@@ -216,7 +216,7 @@ def wait_until_no_clients(server: Server, database: str) -> None:
     gauge = f'cosmictron_connected_clients{{database="{database}"}} '
     deadline = time.monotonic() + 60
     while True:
-        with urllib.request.urlopen(server.url + "/metrics", timeout=30) as response:
+        with urllib.request.urlopen(server.metrics_request(), timeout=30) as response:
             text = response.read().decode()
         line = next(line for line in text.splitlines() if line.startswith(gauge))
         if line == gauge + "0":

@@ -101,7 +101,7 @@ def test_metrics_count_calls_errors_and_syncs(server: Server) -> None:
         server.request("POST", "/v1/database/shop/call/add", [name])
     import urllib.request
 
-    with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
+    with urllib.request.urlopen(server.metrics_request(), timeout=10) as response:
         assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         text = response.read().decode()
     samples = {}
@@ -140,7 +140,7 @@ def test_the_server_profile_flag_and_the_environment_follow_the_precedence(tmp_p
             assert server.deploy("shop", MODULE, token).status == 201
             for name in ["a", "b"]:
                 server.request("POST", "/v1/database/shop/call/add", [name])
-            with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
+            with urllib.request.urlopen(server.metrics_request(), timeout=10) as response:
                 text = response.read().decode()
             return next(
                 float(line.rsplit(" ", 1)[1])

@@ -554,7 +554,7 @@ def test_metrics_count_connected_clients_and_subscriptions(chat: tuple[Server, s
     def scrape() -> dict[str, float]:
         import urllib.request
 
-        with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
+        with urllib.request.urlopen(server.metrics_request(), timeout=10) as response:
             text = response.read().decode()
         return {
             line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])

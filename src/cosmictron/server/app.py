@@ -21,10 +21,10 @@ from aiohttp import web
 
 from cosmictron import limits
 from cosmictron.errors import CosmictronError, InvalidRequest, RateLimited
-from cosmictron.server import backup, bulk, export, grants, throttle, websocket  # noqa: F401
+from cosmictron.server import backup, bulk, connections, export, grants, throttle, websocket  # noqa: F401
 from cosmictron.server.auth import TokenAuthority
 from cosmictron.server.logs import end_followers, logs
-from cosmictron.server.metrics import metrics
+from cosmictron.server.metrics import SCRAPE_TOKEN, load_or_create_scrape_token, metrics
 from cosmictron.server.registry import DatabaseRegistry
 from cosmictron.server.rights import Rights
 from cosmictron.server.routes import AUTHORITY, REGISTRY, RIGHTS, routes
@@ -83,12 +83,20 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 def build_app(
-    registry: DatabaseRegistry, authority: TokenAuthority, rights: Rights
+    registry: DatabaseRegistry,
+    authority: TokenAuthority,
+    rights: Rights,
+    scrape_token: str | None = None,
 ) -> web.Application:
-    app = web.Application(middlewares=[errors_as_json], client_max_size=REQUEST_BYTES_MAX)
+    # guard_requests inside errors_as_json: a body that timed out becomes a JSON 408.
+    app = web.Application(
+        middlewares=[errors_as_json, connections.guard_requests], client_max_size=REQUEST_BYTES_MAX
+    )
     app[REGISTRY] = registry
     app[AUTHORITY] = authority
     app[RIGHTS] = rights
+    if scrape_token is not None:  # who sees per-database metrics (server/metrics.py)
+        app[SCRAPE_TOKEN] = scrape_token
     app.add_routes(routes)
     app.router.add_get("/v1/database/{name}/logs", logs)
     app.router.add_get("/v1/database/{name}/backup", backup.backup)
@@ -97,6 +105,7 @@ def build_app(
     app.on_shutdown.append(end_followers)
     websocket.setup(app)
     throttle.setup(app)  # query budgets and rate limits, from limits.py and the environment
+    connections.setup(app)  # connection caps and time limits (server/connections.py)
     return app
 
 
@@ -124,16 +133,18 @@ async def _serve(
     # module is imported (docs/guide/security.md says what that does and does not protect).
     authority = TokenAuthority.load_or_create(data_dir / "server")
     rights = Rights.load_or_create(data_dir / "server", authority)
+    scrape_token = load_or_create_scrape_token(data_dir / "server")
     # A long query's thread must hand the interpreter to a reducer call or the event
     # loop quickly (docs/design/query-snapshots.md).
     sys.setswitchinterval(limits.query_switch_interval_s)
     registry = DatabaseRegistry(data_dir, profile)
     await asyncio.to_thread(registry.open_all)
-    runner = web.AppRunner(build_app(registry, authority, rights), shutdown_timeout=10.0)
+    app = build_app(registry, authority, rights, scrape_token)
+    runner = web.AppRunner(app, shutdown_timeout=10.0, **connections.runner_options(app))
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = runner.addresses[0]
+    # Not a web.TCPSite: every connection is counted and timed (server/connections.py).
+    listener = await connections.listen(runner, host, port)
+    bound = listener.sockets[0].getsockname()
     url = f"http://{bound[0]}:{bound[1]}"
     note = on_listening(url, rights.operator, rights.operator_token) if on_listening else None
     print(
@@ -150,6 +161,7 @@ async def _serve(
         await stop.wait()
     finally:
         print("cosmictron shutting down: draining requests, syncing logs", flush=True)
+        listener.close()
         await runner.cleanup()
         await asyncio.to_thread(registry.close_all)
         print("cosmictron stopped", flush=True)

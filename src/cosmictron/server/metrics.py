@@ -5,20 +5,51 @@ in ``host/metrics.py``, the commit log's sync counters, subscription counts), so
 serving metrics costs the hot paths nothing extra. Rates (transactions/s, calls/s) are
 the scraper's job: ``rate(cosmictron_transactions_total[1m])``. Each series carries a
 ``database`` label; docs/reference/http.md lists them.
+
+Who sees what (``scope_of``): per-database series count private tables and rows that
+visibility filters hide from most readers, so they go only to the operator, to a
+scraper holding the *scrape token* (``DATA_DIR/server/metrics.token``, made on first
+start, mode 0600; Prometheus sends it with ``authorization: {credentials_file: ...}``),
+and to a database's owner for the databases it owns. Anyone else, anonymous included,
+gets the server-wide series only: how many databases and connections, nothing about
+any database's contents or traffic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hmac
+import secrets
+from collections.abc import Collection, Iterable
+from pathlib import Path
 
 from aiohttp import web
 
 from cosmictron.host.metrics import BUCKETS_S
+from cosmictron.server.auth import ANONYMOUS
+from cosmictron.server.connections import GUARD, ConnectionGuard
 from cosmictron.server.registry import DatabaseRegistry, HostedDatabase
-from cosmictron.server.routes import REGISTRY
+from cosmictron.server.rights import write_secret_durably
+from cosmictron.server.routes import REGISTRY, RIGHTS, caller_of
 from cosmictron.server.websocket import SESSIONS, Session
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+SCRAPE_TOKEN_FILE = "metrics.token"
+SCRAPE_TOKEN = web.AppKey("metrics_scrape_token", str)
+
+
+def load_or_create_scrape_token(directory: Path) -> str:
+    """The scrape token in ``directory/metrics.token``, made (0600) on first start."""
+    path = directory / SCRAPE_TOKEN_FILE
+    if path.exists():
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        token = path.read_text().strip()
+        if token:
+            return token
+    token = secrets.token_urlsafe(32)
+    write_secret_durably(path, (token + "\n").encode())
+    return token
 
 
 class Exposition:
@@ -77,10 +108,21 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
-def render(registry: DatabaseRegistry, sessions: Iterable[Session] = ()) -> str:
+def render(
+    registry: DatabaseRegistry,
+    sessions: Iterable[Session] = (),
+    visible: Collection[str] | None = None,
+    guard: ConnectionGuard | None = None,
+) -> str:
+    """The exposition: server-wide series, then per-database series of the databases in
+    ``visible`` (None: every database)."""
     out = Exposition()
     names = registry.names()
     out.add("cosmictron_databases", "gauge", "Databases this server hosts.", {}, len(names))
+    if guard is not None:
+        _connections(out, guard)
+    if visible is not None:
+        names = [name for name in names if name in visible]
     by_database: dict[str, list[Session]] = {name: [] for name in names}
     for session in sessions:
         if not session.closed and session.hosted.name in by_database:
@@ -89,6 +131,33 @@ def render(registry: DatabaseRegistry, sessions: Iterable[Session] = ()) -> str:
         _database(out, registry.get(name))
         _clients(out, name, by_database[name])
     return out.text()
+
+
+def _connections(out: Exposition, guard: ConnectionGuard) -> None:
+    """Server-wide connection series (server/connections.py); no database in them."""
+    out.add("cosmictron_connections_open", "gauge", "Open client connections.", {}, guard.open)
+    out.add(
+        "cosmictron_connections_max",
+        "gauge",
+        "Connections the server accepts in all (limits.connections_max, sized from "
+        "RLIMIT_NOFILE); 0 when unbounded.",
+        {},
+        guard.total_max or 0,
+    )
+    out.add(
+        "cosmictron_connections_refused_total",
+        "counter",
+        "Connections refused over a cap (503 too_many_connections).",
+        {},
+        guard.refused_total,
+    )
+    out.add(
+        "cosmictron_requests_timed_out_total",
+        "counter",
+        "Requests whose head or body arrived too slowly (408 request_timeout).",
+        {},
+        guard.timed_out,
+    )
 
 
 def _clients(out: Exposition, name: str, sessions: list[Session]) -> None:
@@ -211,7 +280,36 @@ def _database(out: Exposition, hosted: HostedDatabase) -> None:
         )
 
 
+def scope_of(request: web.Request) -> set[str] | None:
+    """The databases whose series the caller may see; None for every database.
+
+    The scrape token and the operator see all; an identity sees the databases it owns;
+    anonymous callers none (server-wide series only).
+
+    Raises:
+        Unauthenticated: a token that is neither the scrape token nor a valid one (401).
+    """
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    scrape_token = request.app.get(SCRAPE_TOKEN)
+    if (
+        scrape_token
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(value.strip().encode(), scrape_token.encode())
+    ):
+        return None
+    caller = caller_of(request)
+    if caller == ANONYMOUS:
+        return set()
+    if caller == request.app[RIGHTS].operator:
+        return None
+    registry = request.app[REGISTRY]
+    return {name for name in registry.names() if registry.get(name).db.owner == caller}
+
+
 async def metrics(request: web.Request) -> web.Response:
+    visible = scope_of(request)
     sessions: set[Session] = request.app.get(SESSIONS, set())
-    text = render(request.app[REGISTRY], sessions)
+    guard = request.app.get(GUARD)
+    text = render(request.app[REGISTRY], sessions, visible, guard)
     return web.Response(text=text, headers={"Content-Type": CONTENT_TYPE})

@@ -67,6 +67,8 @@ async def health(request: web.Request) -> web.Response:
 
 @routes.post("/v1/identity")
 async def new_identity(request: web.Request) -> web.Response:
+    # Per remote address: each identity has rate buckets of its own (server/throttle.py).
+    throttle_of(request).take_identity(request.remote or "unknown")
     identity = Identity.random()
     token = request.app[AUTHORITY].issue(identity)
     return web.json_response({"identity": identity.hex(), "token": token})

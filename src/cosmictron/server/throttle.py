@@ -10,6 +10,9 @@ Two jobs, both decided by who is calling:
   client gets a fresh identity per connection, so its identity would bound nothing).
   Past the bucket, ``RateLimited`` (HTTP 429 with ``Retry-After``; on a WebSocket, the
   error reply of that one request, the connection kept).
+* ``Throttle.take_identity``: identity creation (``POST /v1/identity``), a bucket per
+  remote address (``rate_identities_*``): each identity has buckets of its own, so
+  minting identities must be limited where identities cannot be.
 
 Every value comes from ``limits.py``; the server process reads ``COSMICTRON_<NAME>``
 (the limit's name in capitals) to override one, once at start (``ServerLimits``). The
@@ -56,8 +59,13 @@ _BUDGET_NAMES = (
 )
 
 
+IDENTITIES = "identities"
+"""``POST /v1/identity``: limited per remote address only (the caller has no identity yet),
+so minting identities to get fresh per-identity buckets is not free."""
+
+
 def _rate_names() -> list[str]:
-    names = ["rate_buckets_max"]
+    names = ["rate_buckets_max", "rate_identities_per_s", "rate_identities_burst"]
     for kind in KINDS:
         for who in ("", "anonymous_"):
             names += [f"rate_{who}{kind}_per_s", f"rate_{who}{kind}_burst"]
@@ -139,7 +147,7 @@ class Throttle:
     def __init__(self, settings: ServerLimits) -> None:
         self.settings = settings
         self._buckets: dict[str, OrderedDict[tuple[bool, str], _Bucket]] = {
-            kind: OrderedDict() for kind in KINDS
+            kind: OrderedDict() for kind in (*KINDS, IDENTITIES)
         }
 
     def take(self, kind: str, anonymous: bool, key: str) -> None:
@@ -153,6 +161,44 @@ class Throttle:
         who = "anonymous_" if anonymous else ""
         rate = self.settings[f"rate_{who}{kind}_per_s"]
         burst = self.settings[f"rate_{who}{kind}_burst"]
+        retry_after_s = self._spend(kind, anonymous, key, rate, burst)
+        if retry_after_s is None:
+            return
+        whom = f"address {key}" if anonymous else f"identity {key}"
+        setting = f"limits.rate_{who}{kind}_per_s / rate_{who}{kind}_burst"
+        hint = "; send a token for the larger per-identity limit" if anonymous else ""
+        raise RateLimited(
+            f"too many {kind} from {whom}: at most {rate:g} per second (bursts of "
+            f"{burst:g}), set by {setting} (server env COSMICTRON_RATE_{who.upper()}"
+            f"{kind.upper()}_PER_S){hint}; retry after {retry_after_s:.3f} s",
+            retry_after_s,
+        )
+
+    def take_identity(self, address: str) -> None:
+        """Spend one identity creation for remote ``address``.
+
+        Raises:
+            RateLimited: the address created ``rate_identities_burst`` identities and
+                more than ``rate_identities_per_s`` per second since.
+        """
+        rate = self.settings["rate_identities_per_s"]
+        burst = self.settings["rate_identities_burst"]
+        retry_after_s = self._spend(IDENTITIES, True, address, rate, burst)
+        if retry_after_s is None:
+            return
+        raise RateLimited(
+            f"too many identities created from address {address}: at most {rate:g} per "
+            f"second (bursts of {burst:g}), set by limits.rate_identities_per_s / "
+            "rate_identities_burst (server env COSMICTRON_RATE_IDENTITIES_PER_S); reuse the "
+            f"token you have; retry after {retry_after_s:.3f} s",
+            retry_after_s,
+        )
+
+    def _spend(
+        self, kind: str, anonymous: bool, key: str, rate: float, burst: float
+    ) -> float | None:
+        """Take one token from the bucket of ``(kind, anonymous, key)``; None when there
+        was one, else the seconds until there will be."""
         buckets = self._buckets[kind]
         now = time.monotonic()
         bucket = buckets.get((anonymous, key))
@@ -166,17 +212,8 @@ class Throttle:
             bucket.updated = now
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
-            return
-        retry_after_s = math.inf if rate <= 0 else (1.0 - bucket.tokens) / rate
-        whom = f"address {key}" if anonymous else f"identity {key}"
-        setting = f"limits.rate_{who}{kind}_per_s / rate_{who}{kind}_burst"
-        hint = "; send a token for the larger per-identity limit" if anonymous else ""
-        raise RateLimited(
-            f"too many {kind} from {whom}: at most {rate:g} per second (bursts of "
-            f"{burst:g}), set by {setting} (server env COSMICTRON_RATE_{who.upper()}"
-            f"{kind.upper()}_PER_S){hint}; retry after {retry_after_s:.3f} s",
-            retry_after_s,
-        )
+            return None
+        return math.inf if rate <= 0 else (1.0 - bucket.tokens) / rate
 
 
 THROTTLE = web.AppKey("throttle", Throttle)

@@ -11,6 +11,12 @@ disconnected with close code 1008, so nothing the database does ever waits on a 
 and a client that asks for large results without reading them cannot grow the server.
 Messages are encoded to JSON text when queued, so their size is known.
 ``client_disconnected`` runs when the session ends.
+
+A client that sends nothing for ``websocket_ping_interval_s`` is pinged; one that then
+sends nothing, not even the pong, for ``websocket_pong_timeout_s`` is presumed dead and
+closed with code 4408 (``Session.watch_liveness``; any bytes count, as measured by
+``server/connections.py`` before aiohttp parses them, so a busy session never mistakes a
+queued pong for silence).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from cosmictron.errors import (
 )
 from cosmictron.query.budget import QueryBudget
 from cosmictron.server.auth import ANONYMOUS
+from cosmictron.server.connections import GUARD, Connection, ConnectionLimits
 from cosmictron.server.feed import DatabaseFeed
 from cosmictron.server.protocol import (
     PROTOCOL,
@@ -68,6 +75,10 @@ from cosmictron.subscription import Subscription
 from cosmictron.values import ConnectionId, Identity, json_form
 
 logger = logging.getLogger(__name__)
+
+CLOSE_NO_PONG = 4408
+"""Close code of a client that answered no ping in time (a private-use code: RFC 6455
+has none for a timeout; 408 as in HTTP's Request Timeout)."""
 
 CLOSE_TIMEOUT_S = 10.0
 """How long a closing client may take to read what is queued and answer the close."""
@@ -142,6 +153,10 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
             request.app[QUEUE_BYTES_MAX],
         )
         session.limit_as(anonymous, rate_key, throttle)
+        guard = request.app.get(GUARD)
+        connection = guard.connection_of(request) if guard is not None else None
+        if connection is not None and guard is not None:
+            session.watch_liveness(connection, guard.limits)
         request.app[SESSIONS].add(session)
         session.deliver(
             {
@@ -245,6 +260,7 @@ class Session:
         self._calls: deque[tuple[RequestId, asyncio.Future[Any]]] = deque()
         self._finisher: asyncio.Task[None] | None = None
         self._settled = asyncio.Event()
+        self._liveness: asyncio.Task[None] | None = None
 
     @property
     def queue_depth(self) -> int:
@@ -314,6 +330,37 @@ class Session:
     async def wait_closed(self) -> None:
         if self._closer is not None:
             await self._closer
+
+    # -- liveness (server/connections.py) -----------------------------------------------
+
+    def watch_liveness(self, connection: Connection, settings: ConnectionLimits) -> None:
+        """Ping the client after ``websocket_ping_interval_s`` of silence and close it
+        (4408) if it then stays silent for ``websocket_pong_timeout_s``."""
+        self._liveness = asyncio.create_task(self._watch(connection, settings))
+
+    async def _watch(self, connection: Connection, settings: ConnectionLimits) -> None:
+        loop = asyncio.get_running_loop()
+        interval_s = settings.websocket_ping_interval_s
+        timeout_s = settings.websocket_pong_timeout_s
+        while not self.closed:
+            silent_s = loop.time() - connection.last_received
+            if silent_s < interval_s:
+                await asyncio.sleep(interval_s - silent_s)
+                continue
+            pinged_at = loop.time()
+            try:
+                # A client that reads nothing fills its window: the ping may never go out.
+                await asyncio.wait_for(self.ws.ping(), timeout_s)
+                await asyncio.sleep(max(0.0, pinged_at + timeout_s - loop.time()))
+            except (TimeoutError, ConnectionError):
+                pass
+            if connection.last_received < pinged_at:
+                self.drop(
+                    CLOSE_NO_PONG,
+                    f"no pong within {timeout_s:g} s of a ping after {interval_s:g} s of "
+                    "silence (limits.websocket_pong_timeout_s)",
+                )
+                return
 
     # -- incoming -------------------------------------------------------------------------
 
@@ -484,6 +531,10 @@ class Session:
         self._sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._sender
+        if self._liveness is not None:
+            self._liveness.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._liveness
         await self.wait_closed()
         for subscription in self.subscriptions.values():
             with contextlib.suppress(RuntimeError):  # the database's threads have stopped
