@@ -153,13 +153,33 @@ def test_no_import_cycle_anywhere():
     assert not found, "import cycles (each line one set of modules):\n" + "\n".join(found)
 
 
+ABOVE_THE_FACADE = {"cosmictron.host.backup"}
+"""Modules of a package that use its façade as a client does (restoring a backup opens a
+``Database``); they import the package (``cosmictron.host``), never ``database.py``, and
+nothing in the package imports them."""
+
+
 def test_host_modules_do_not_import_the_facade():
     """``Database`` composes the operations; they work on ``core.DatabaseCore`` instead."""
     graph = import_graph()
     facade = "cosmictron.host.database"
-    importers = sorted(
-        name
-        for name, imported in graph.items()
-        if name.startswith("cosmictron.host.") and facade in imported
-    )
+    inside = [name for name in graph if name.startswith("cosmictron.host.")]
+    importers = sorted(name for name in inside if facade in graph[name])
     assert not importers, f"{facade} imported from inside host/ by: {', '.join(importers)}"
+    above = sorted(name for name in inside if ABOVE_THE_FACADE & graph[name])
+    assert not above, f"modules above the façade imported from inside host/ by: {above}"
+
+
+def test_no_package_imports_its_own_init():
+    """A layer's ``__init__.py`` is its face to the layers above; inside, modules import
+    each other directly, or the layer would depend on itself. (The root package is no
+    layer: ``cosmictron.__version__`` is read from anywhere.)"""
+    graph = import_graph()
+    packages = {module_name(path) for path in PACKAGE.rglob("__init__.py")} - {"cosmictron"}
+    problems = [
+        f"{name} imports {package}"
+        for name, imported in sorted(graph.items())
+        for package in sorted(imported & packages)
+        if name.startswith(f"{package}.") and name not in ABOVE_THE_FACADE
+    ]
+    assert not problems, "\n".join(problems)

@@ -28,6 +28,10 @@ the operations import ``core.py`` and each other downward, never this module, an
 ``host/`` reads bottom-up (docs/design/architecture.md). The data directory's
 host-owned files are described in ``directory.py``; the record body and snapshot state
 formats in ``records.py`` (``durability`` owns ``log/``, ``snapshots/`` and ``LOCK``).
+
+Longer than the ~400 lines a module aims for, and one piece all the same: it is the
+list of what a database offers, and nearly all of it is the public methods' contracts;
+each body is a line or two handing over to the module that owns the job.
 """
 
 from __future__ import annotations
@@ -88,37 +92,18 @@ class Database:
         """Wrap an opened core (``Database.open`` does this); reducers see this object."""
         self.core = core
         core.current_db = self
-
-    @property
-    def path(self) -> Path:
-        """The data directory."""
-        return self.core.path
+        # Fixed for the life of the database: plain attributes, read on every call.
+        self.path: Path = core.path
+        self.durability: DurabilityConfig = core.durability
+        self.identity: Identity = core.identity
+        self.owner: Identity = core.owner
+        self.log: ModuleLog = core.log
+        self.reducer_metrics: ReducerMetrics = core.reducer_metrics
 
     @property
     def module(self) -> LoadedModule:
-        """The running module (replaced by ``update_module``)."""
+        """The running module (``update_module`` replaces it)."""
         return self.core.module
-
-    @property
-    def durability(self) -> DurabilityConfig:
-        return self.core.durability
-
-    @property
-    def identity(self) -> Identity:
-        return self.core.identity
-
-    @property
-    def owner(self) -> Identity:
-        return self.core.owner
-
-    @property
-    def log(self) -> ModuleLog:
-        """The module log (``host/logs.py``)."""
-        return self.core.log
-
-    @property
-    def reducer_metrics(self) -> ReducerMetrics:
-        return self.core.reducer_metrics
 
     @property
     def current_reducer(self) -> str | None:
