@@ -167,10 +167,9 @@ class Database:
                 return self.start_procedure(reducer, args, kwargs).result().return_value
             transactions.raise_unknown_reducer(module, reducer)
         values, wire_args = binding.bind(args, kwargs)
-        outcome = transactions.execute(
+        return transactions.execute_for_value(
             core, module, binding, values, wire_args, core.owner, None, (args, kwargs)
         )
-        return outcome.return_value
 
     def execute_reducer(
         self,

@@ -114,7 +114,7 @@ def start(core: DatabaseCore) -> None:
 
 
 def recover(core: DatabaseCore) -> None:
-    """Replay the log into ``db``, with the garbage collector paused (see memory.py)."""
+    """Replay the log into ``core``, with the garbage collector paused (see memory.py)."""
     with collector_paused():
         _replay(core)
 

@@ -20,7 +20,7 @@ from cosmictron.module import ReducerContext
 
 
 def next_scheduled_us(core: DatabaseCore) -> int | None:
-    """When the next scheduled row is due (µs), or None: nothing is, or ``db`` closed."""
+    """When the next scheduled row is due (µs), or None: nothing is, or the database closed."""
     with core.lock:
         return None if core.closed else core.book.next_due()
 
