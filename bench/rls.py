@@ -169,7 +169,7 @@ class Side:
     def membership_loop(self) -> dict[str, Any]:
         gc.collect()
         rooms = self.settings.readers
-        live = self.db._subscriptions.live_queries()  # the figure needs the internal count
+        live = self.db.core.subscriptions.live_queries()  # the figure needs the internal count
         evaluated = sum(query.reevaluations for query in live)
         before, updates = self.maintenance(), self.updates
         done = 0

@@ -227,7 +227,7 @@ def measure(settings: Settings, parent: str) -> dict[str, Any]:
                 for sql, params, sender in subs
             ]
             subscribe_seconds = time.perf_counter() - started
-            distinct = bench.db._subscriptions.query_count
+            distinct = bench.db.core.subscriptions.query_count
             initial = handles[0].initial["tables"]
             if key == "same_1" and len(initial[0]["rows"] if initial else []) != expected:
                 raise AssertionError("subscription's initial rows differ from db.sql's")

@@ -146,8 +146,8 @@ def backups_beside_snapshots(tmp_path: Path, module_file: Path, seconds: float) 
     stop.set()
     for thread in threads:
         thread.join()
-    db._persistence.wait_snapshots()
-    statistics = db._persistence.statistics()
+    db.core.persistence.wait_snapshots()
+    statistics = db.core.persistence.statistics()
     db.close()
     if errors:
         raise errors[0]
@@ -237,12 +237,12 @@ def test_the_newest_snapshot_at_or_before_the_cut_is_chosen(
         for n in range(1, 131):
             db.call("put", n)  # snapshots at 40, 80 and 120; the newest two are kept
         db.wait_durable(db.tx_offset)
-        db._persistence.wait_snapshots()
+        db.core.persistence.wait_snapshots()
         manifest = db.backup(tmp_path / "backup.tar")
         assert manifest.snapshot_offset == 120
-        cut = db._persistence.cut()
+        cut = db.core.persistence.cut()
         # Cut at an earlier offset: the snapshot at 120 is after it, the one at 80 is not.
-        with pinned_snapshot_at_or_before(db._persistence.snapshots, 100) as chosen:
+        with pinned_snapshot_at_or_before(db.core.persistence.snapshots, 100) as chosen:
             members = log_members(
                 str(source), 100, cut.segment_base_offset, cut.segment_bytes, chosen
             )
@@ -290,7 +290,7 @@ def test_a_damaged_backup_is_refused_naming_the_problem_and_nothing_is_created(
     with Database.open(tmp_path / "source", module_file, durability=durability()) as db:
         for n in range(1, 51):
             db.call("put", n)
-        db._persistence.wait_snapshots()
+        db.core.persistence.wait_snapshots()
         db.backup(tmp_path / "backup.tar")
     archive = tmp_path / "backup.tar"
     damage(archive)
@@ -312,7 +312,7 @@ def test_a_consistent_archive_whose_log_does_not_chain_is_refused(
     with Database.open(source, module_file, durability=durability()) as db:
         for n in range(1, 11):
             db.call("put", n)
-        cut = db._persistence.cut()
+        cut = db.core.persistence.cut()
     members = [
         MemberSource(name, path.stat().st_size, path=str(path))
         for name, path in [

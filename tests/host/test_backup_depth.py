@@ -86,7 +86,7 @@ def test_a_snapshot_nested_past_the_limit_is_refused_naming_its_member(
         for _ in range(4):
             db.call("store", nested(NESTING))
         db.wait_durable(db.tx_offset)
-        db._persistence.wait_snapshots()
+        db.core.persistence.wait_snapshots()
         manifest = db.backup(tmp_path / "backup.tar")
     assert manifest.snapshot_offset is not None
     monkeypatch.setattr(limits, "msgpack_depth_max", NESTING)  # the snapshot is checked first

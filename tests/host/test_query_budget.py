@@ -127,7 +127,7 @@ def test_reducers_commit_while_a_long_query_reads_its_snapshot(db):
     thread = threading.Thread(target=long_query)
     thread.start()
     started.wait()
-    while db._datastore.tables["item"]._shared is False and thread.is_alive():
+    while db.core.datastore.tables["item"]._shared is False and thread.is_alive():
         pass  # wait until the query has taken its snapshot
     for i in range(20):
         db.call("add", 10_000 + i, -5)

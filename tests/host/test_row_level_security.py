@@ -222,12 +222,12 @@ def test_a_subscription_update_never_carries_a_hidden_row(db: Any) -> None:
 
 
 def test_restricted_queries_are_per_sender_and_unrestricted_ones_shared(db: Any) -> None:
-    before = db._subscriptions.query_count
+    before = db.core.subscriptions.query_count
     for reader in PEOPLE:
         db.subscribe(["SELECT * FROM message"], sender=reader)
         db.subscribe(["SELECT * FROM member"], sender=reader)
     db.subscribe(["SELECT * FROM message"], sender=ALICE)
-    assert db._subscriptions.query_count - before == len(PEOPLE) + 1
+    assert db.core.subscriptions.query_count - before == len(PEOPLE) + 1
 
 
 @pytest.mark.parametrize("seed_value", [1, 2, 3])

@@ -74,7 +74,7 @@ def test_no_gap_and_no_overlap_with_concurrent_writers(db: Any) -> None:
 def test_a_transaction_not_touching_the_query_costs_it_nothing(db: Any) -> None:
     updates: list[dict[str, Any]] = []
     db.subscribe(["SELECT a.* FROM a JOIN c ON c.a_id = a.id"], on_update=updates.append)
-    (query,) = db._subscriptions.live_queries()
+    (query,) = db.core.subscriptions.live_queries()
     put(db, "b", id=1, k=1, w=1)
     assert updates == [] and query.evaluations == 0
     put(db, "a", id=1, k=1, v=1)  # touches a table, changes nothing visible: no update
@@ -87,9 +87,9 @@ def test_identical_queries_are_computed_once_per_transaction(db: Any) -> None:
     db.subscribe([text], on_update=seen[0].append, params={"v": 1})
     db.subscribe(["SELECT *  FROM a\nWHERE v = 1"], on_update=seen[1].append)
     db.subscribe([text], on_update=seen[2].append, params={"v": 2})  # another value
-    assert db._subscriptions.query_count == 2
+    assert db.core.subscriptions.query_count == 2
     put(db, "a", id=1, k=None, v=1)
-    evaluations = sorted(q.evaluations for q in db._subscriptions.live_queries())
+    evaluations = sorted(q.evaluations for q in db.core.subscriptions.live_queries())
     assert evaluations == [0, 1]  # v = 2 is not even looked at: its guard says so
     assert seen[0] == seen[1] and len(seen[0]) == 1 and seen[2] == []
 
@@ -111,8 +111,8 @@ def test_queries_differing_in_a_constant_cost_only_the_rows_they_name(db: Any) -
             ["SELECT a.* FROM a JOIN b ON b.k = a.k WHERE b.w = 3"], on_update=joined
         ).initial
     )
-    queries = {q.text: q for q in db._subscriptions.live_queries()}
-    by_v = {q.origin[1].get("v"): q for q in db._subscriptions.live_queries()}
+    queries = {q.text: q for q in db.core.subscriptions.live_queries()}
+    by_v = {q.origin[1].get("v"): q for q in db.core.subscriptions.live_queries()}
 
     def evaluated() -> set[Any]:
         return {v for v, q in by_v.items() if q.evaluations}
@@ -139,9 +139,9 @@ def test_unsubscribe_stops_updates_and_frees_the_shared_query(db: Any) -> None:
     sub.unsubscribe()
     sub.unsubscribe()  # idempotent
     put(db, "a", id=2, k=None, v=1)
-    assert len(updates) == 1 and db._subscriptions.query_count == 1
+    assert len(updates) == 1 and db.core.subscriptions.query_count == 1
     other.unsubscribe()
-    assert db._subscriptions.query_count == 0
+    assert db.core.subscriptions.query_count == 0
 
 
 @pytest.mark.parametrize(
@@ -163,7 +163,7 @@ def test_unsubscribe_stops_updates_and_frees_the_shared_query(db: Any) -> None:
 def test_unsubscribable_queries_are_refused_naming_why(db: Any, text: str, reason: str) -> None:
     with pytest.raises(SqlError, match=reason):
         db.subscribe([text], on_update=lambda update: None)
-    assert db._subscriptions.query_count == 0
+    assert db.core.subscriptions.query_count == 0
 
 
 def test_a_non_owner_cannot_subscribe_to_a_private_table(db: Any) -> None:
@@ -340,7 +340,7 @@ def test_a_query_that_cannot_be_maintained_ends_with_an_error(
     assert other.active and updates[-1]["tables"][0]["inserts"] == [(9, 1, 9)]
     assert all(
         query.text != "SELECT * FROM a ORDER BY v LIMIT 2"
-        for query in db._subscriptions.live_queries()
+        for query in db.core.subscriptions.live_queries()
     )
 
 
@@ -366,7 +366,7 @@ def test_a_module_update_ends_only_the_subscriptions_it_breaks(db: Any) -> None:
     joined = db.subscribe(["SELECT a.* FROM a JOIN b ON a.k = b.k"], on_error=errors["ab"].append)
     of_c = db.subscribe(["SELECT * FROM c"], on_error=errors["c"].append)
     top = db.subscribe(["SELECT * FROM a ORDER BY v DESC LIMIT 2"], on_error=errors["a2"].append)
-    db._subscriptions.schema_changed(new)
+    db.core.subscriptions.schema_changed(new)
     assert errors["a"] == [] and errors["a2"] == [] and kept.active and top.active
     assert "table 'b' was dropped" in str(errors["ab"][0]) and not joined.active
     assert "table 'c' was changed" in str(errors["c"][0]) and not of_c.active
@@ -374,7 +374,7 @@ def test_a_module_update_ends_only_the_subscriptions_it_breaks(db: Any) -> None:
     put(db, "a", id=7, k=2, v=3)  # the kept subscription goes on, on the new schema
     assert mirror.table("a") == Counter(db.sql("SELECT * FROM a WHERE v >= 1").rows)
     assert mirror.updates and mirror.updates[-1]["tables"][0]["inserts"] == [(7, 2, 3)]
-    assert {query.text for query in db._subscriptions.live_queries()} == {
+    assert {query.text for query in db.core.subscriptions.live_queries()} == {
         "SELECT * FROM a WHERE v >= 1",
         "SELECT * FROM a ORDER BY v DESC LIMIT 2",
     }

@@ -6,6 +6,11 @@ layer, recovery on open, module logs, table handles. Imports: ``module``,
 ``datastore``, ``durability`` and root modules. Guarantees: a call that returns has
 committed, and under ``always`` its record is on disk; a call that raises left nothing
 but a log line.
+
+Inside, imports run one way: ``core.py`` (``DatabaseCore``, the state) at the bottom,
+then the commit path (``transactions.py``), the operations over the core, ``recovery.py``,
+and ``Database`` (``database.py``), the façade, which only this file imports; restoring a
+backup (``backup.py``) sits above it. docs/design/architecture.md draws the picture.
 """
 
 from cosmictron.host.database import CallOutcome, Database, DatabaseStatistics

@@ -1,14 +1,9 @@
 """Backup and restore of a whole database: the one implementation the server and CLI carry.
 
-A backup is taken while writes continue (``docs/design/backup.md``). Under the writer
-lock, for as long as it takes to read a few attributes and small files, it fixes the
-*cut*: the last committed offset, its hash and where its record ends in its segment,
-and reads the host's files as they are at that offset (``database.json``, the running
-module's source and schema, ``module/genesis.py`` once the module was updated,
-``config.toml``). Everything else it copies after releasing the lock, because nothing it
-copies can change: segments are append-only and only the cut's prefix of the last one
-is taken, and the chosen snapshot is read whole at once. The archive format and its
-checks are in ``durability/archive.py`` and ``durability/backup.py``.
+Taking a backup (``write_backup``, ``Database.backup``) and checking one
+(``verify_backup``) are done below the façade, over the database's core, in
+``backup_writer.py`` (which describes the cut); this module gives them the form the
+server and CLI use.
 
 A restore reads the archive once, start to end (a file, or a server's upload as it
 arrives), extracting each member into a staging directory while hashing it; checks every
@@ -16,6 +11,10 @@ checksum against the manifest (which comes last), cuts the log at the requested 
 opens the result once as a ``Database`` (so what is restored is proven to replay) and
 only then renames it into place: a damaged archive or a failed replay leaves nothing
 behind, and a garbage upload is refused at its first tar header.
+
+Restoring opens a ``Database``, so this module sits above the façade: it imports
+``cosmictron.host`` as the server and CLI do, and no module of ``host/`` imports it
+(``tests/test_layers.py``).
 """
 
 from __future__ import annotations
@@ -27,29 +26,26 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
-from cosmictron.durability import DurabilityConfig, Record
-from cosmictron.durability.archive import (
-    Manifest,
-    MemberSource,
-    extract_archive,
-    write_archive,
-)
-from cosmictron.durability.backup import (
-    log_members,
-    pinned_snapshot_at_or_before,
-    truncate_log,
-    verify_log,
-)
+from cosmictron.durability import DurabilityConfig
+from cosmictron.durability.archive import Manifest
+from cosmictron.durability.backup import truncate_log
 from cosmictron.durability.files import fsync_directory, write_file_durably
 from cosmictron.errors import BackupDamaged, Conflict, InvalidRequest
+from cosmictron.host import Database, backup_writer
+from cosmictron.host.backup_writer import backup_to_file, extract_verified, verify_backup
 from cosmictron.values import Identity, Timestamp
 
-if TYPE_CHECKING:
-    from cosmictron.host.database import Database
-
-REQUIRED_MEMBERS = ("database.json", "module/module.py")
+__all__ = [
+    "RestoreReport",
+    "StagedRestore",
+    "backup_to_file",
+    "restore",
+    "stage_restore",
+    "verify_backup",
+    "write_backup",
+]
 
 
 @dataclass(frozen=True)
@@ -78,51 +74,10 @@ def write_backup(
 
     ``out`` may be a pipe or socket; nothing is read back. ``on_cut``, if given, is called
     with the cut's offset once it is fixed and before anything is written (a server sends
-    it in a header, then streams the archive at the client's pace). ``backup_to_file``
-    also verifies what it wrote.
+    it in a header, then streams the archive at the client's pace). ``Database.backup``
+    also verifies what it wrote. See ``backup_writer.write_backup``.
     """
-    with database._lock:  # the writer lock: no transaction commits while the cut is read
-        cut = database._persistence.cut()
-        host_files = _host_files(database)
-    # Under ``always`` the cut's bytes may still wait in the writer's buffer.
-    database._persistence.sync_now()
-    snapshots = database._persistence.snapshots
-    with pinned_snapshot_at_or_before(snapshots, cut.offset) as snapshot:
-        members = host_files + log_members(
-            str(database.path), cut.offset, cut.segment_base_offset, cut.segment_bytes, snapshot
-        )
-        if on_cut is not None:
-            on_cut(cut.offset)
-        return write_archive(out, members, cut.offset, cut.last_hash)
-
-
-def backup_to_file(database: Database, path: str | os.PathLike[str]) -> Manifest:
-    """Back ``database`` up into the file ``path``, verified; see ``Database.backup``."""
-    target = Path(path)
-    # A name of its own per call: two backups to one path must not share a partial file.
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    partial = Path(name)
-    try:
-        with open(handle, "wb") as out:
-            write_backup(database, out)
-            out.flush()
-            os.fsync(out.fileno())
-        manifest = verify_backup(partial)
-        os.replace(partial, target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return manifest
-
-
-def verify_backup(path: str | os.PathLike[str]) -> Manifest:
-    """Check every checksum of the backup in ``path`` and that its log replays to the cut.
-
-    Raises:
-        BackupDamaged: what is wrong, naming the member.
-    """
-    with tempfile.TemporaryDirectory(prefix="cosmictron-verify-") as scratch:
-        return _extract_verified(path, Path(scratch), None)[0]
+    return backup_writer.write_backup(database.core, out, on_cut)
 
 
 def restore(
@@ -209,7 +164,7 @@ def stage_restore(
     scratch = Path(tempfile.mkdtemp(prefix=f".{name}.restoring-", dir=staging))
     scratch.chmod(0o755)  # mkdtemp makes it private; a data directory is not
     try:
-        manifest, point = _extract_verified(archive, scratch, to_time)
+        manifest, point = extract_verified(archive, scratch, to_time)
         offset = _restore_offset(manifest, to_offset if to_time is None else point)
         truncate_log(str(scratch), offset, manifest.snapshot_offset)
         if owner is not None:
@@ -218,52 +173,6 @@ def stage_restore(
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-
-
-def _host_files(database: Database) -> list[MemberSource]:
-    """The host's files as of the cut; called under the writer lock, so they match it."""
-    members = []
-    directory = database.path
-    for name in ("database.json", "config.toml", "module/genesis.py"):
-        file = directory / name
-        if file.exists():
-            data = file.read_bytes()
-            members.append(MemberSource(name, len(data), data=data))
-    loaded = database.module
-    schema = json.dumps(loaded.schema.describe(), indent=1, sort_keys=True).encode()
-    members.append(MemberSource("module/module.py", len(loaded.source), data=loaded.source))
-    members.append(MemberSource("module/schema.json", len(schema), data=schema))
-    return members
-
-
-def _extract_verified(
-    archive: str | os.PathLike[str] | BinaryIO, directory: Path, to_time: Timestamp | None
-) -> tuple[Manifest, int]:
-    """Extract and verify; with ``to_time``, also find the last offset at or before it."""
-    if isinstance(archive, str | os.PathLike):
-        try:
-            source = open(archive, "rb")  # noqa: SIM115 - closed below, errors named first
-        except FileNotFoundError:
-            raise InvalidRequest(f"no backup file {str(archive)!r}") from None
-        with source:
-            manifest = extract_archive(source, str(directory))
-    else:
-        manifest = extract_archive(archive, str(directory))
-    for name in REQUIRED_MEMBERS:
-        if name not in manifest.members:
-            raise BackupDamaged(f"the backup lacks {name}; it is not a database backup")
-    point = 0
-    visit = None
-    if to_time is not None:
-        limit_us = to_time.micros_since_epoch
-
-        def visit(record: Record) -> None:
-            nonlocal point
-            if record.body[0] <= limit_us:
-                point = record.offset
-
-    verify_log(str(directory), manifest, visit)
-    return manifest, point
 
 
 def _restore_offset(manifest: Manifest, to_offset: int | None) -> int:
@@ -291,8 +200,6 @@ def _open_once(
     directory: Path, manifest: Manifest, offset: int, durability: DurabilityConfig | None
 ) -> tuple[int, int, str, str]:
     """Open the restored directory as a database (it must replay), then close it."""
-    from cosmictron.host.database import Database  # database.py imports this module
-
     with Database.open(directory, durability=durability) as database:
         assert offset == 0 or database.tx_offset == offset, (database.tx_offset, offset)
         return (

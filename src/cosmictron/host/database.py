@@ -6,65 +6,67 @@ commit listeners, and the lock is released. Only then does the caller wait for i
 record to become durable (``wait_durable``), so under ``always`` concurrent callers
 queue their records behind one fsync (group commit) instead of each paying for its own.
 
-``Database`` is the host's one public face: it holds the state (the writer lock, the
-datastore, the offset, the persistence layer, the schedule book) and says what a
-database offers, with each public method's contract. The work is done by functions in
-the modules that own each job, which take the database as their first argument:
+``Database`` is the host's one public face, and only a face: it says what a database
+offers, with each public method's contract, and composes the operations that do the
+work over one ``DatabaseCore`` (``core.py``: the writer lock, the datastore, the offset,
+the persistence layer, the schedule book, ...). Each operation is a function over the
+core in the module that owns its job:
 
 - ``transactions.py``: the commit path (reducer calls, ``run_transaction``, nested calls);
 - ``recovery.py``: snapshot and log replay on open, adopting the module ``open`` got;
 - ``hotswap.py``: ``update_module`` and module records on replay;
 - ``procedures.py``, ``scheduled_runs.py``: procedure calls, scheduled reducer runs;
-- ``imports.py``: bulk loads and their idempotency keys; ``sql.py``: SQL; ``backup.py``.
+- ``imports.py``: bulk loads and their idempotency keys; ``sql.py``: SQL;
+  ``backup_writer.py``: writing a backup (``backup.py``, restoring, sits above this).
 
-Functions rather than mixins because those jobs share one set of state and call each
-other (a module update runs ``@init`` through the commit path; replay installs a
-module); with mixins each would see every other's attributes through ``self`` with no
-import saying so, while a function names what it uses. The data directory's host-owned
-files are described in ``directory.py``; the record body and snapshot state formats in
-``records.py`` (``durability`` owns ``log/``, ``snapshots/`` and ``LOCK``).
+Functions over a core rather than mixins because those jobs share one set of state and
+call each other (a module update runs ``@init`` through the commit path; replay
+installs a module); with mixins each would see every other's attributes through
+``self`` with no import saying so, while a function names what it uses. And a core
+below the façade rather than functions over ``Database`` so that imports run one way:
+the operations import ``core.py`` and each other downward, never this module, and
+``host/`` reads bottom-up (docs/design/architecture.md). The data directory's
+host-owned files are described in ``directory.py``; the record body and snapshot state
+formats in ``records.py`` (``durability`` owns ``log/``, ``snapshots/`` and ``LOCK``).
+
+Longer than the ~400 lines a module aims for, and one piece all the same: it is the
+list of what a database offers, and nearly all of it is the public methods' contracts;
+each body is a line or two handing over to the module that owns the job.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cosmictron.datastore import Datastore, TableChange, Transaction
-from cosmictron.durability import (
-    DurabilityConfig,
-    PersistenceLayer,
-    PersistenceStatistics,
-)
+from cosmictron.datastore import Datastore, Transaction
+from cosmictron.durability import DurabilityConfig, PersistenceStatistics
 from cosmictron.durability.archive import Manifest
-from cosmictron.errors import InvalidRequest, NotFound, SubscriptionError
-from cosmictron.host import hotswap, imports, procedures, recovery, scheduled_runs, transactions
-from cosmictron.host.backup import backup_to_file
+from cosmictron.errors import SubscriptionError
+from cosmictron.host import hotswap, imports, procedures, recovery, transactions
+from cosmictron.host.backup_writer import backup_to_file
 from cosmictron.host.clock import Clock
-from cosmictron.host.handles import DbView, Session, TableHandle
+from cosmictron.host.core import CommitListener, DatabaseCore
+from cosmictron.host.handles import TableHandle
 from cosmictron.host.hotswap import MigrationReport
-from cosmictron.host.imports import AppliedImports, BulkInsertOutcome
-from cosmictron.host.logs import ModuleLog, capture_module_logger
-from cosmictron.host.memory import MemoryBudget
+from cosmictron.host.imports import BulkInsertOutcome
+from cosmictron.host.logs import ModuleLog
 from cosmictron.host.metrics import ReducerMetrics
-from cosmictron.host.procedures import ProcedureCall, ProcedureRunner
-from cosmictron.host.records import snapshot_builder
-from cosmictron.host.scheduler import ScheduleBook, Scheduler
+from cosmictron.host.procedure_threads import ProcedureCall
 from cosmictron.host.sql import run_sql
 from cosmictron.host.transactions import CallOutcome
 from cosmictron.module import LoadedModule, ReducerContext
 from cosmictron.query import QueryResult
 from cosmictron.query.budget import DEFAULT_BUDGET, QueryBudget
-from cosmictron.subscription import Subscription, SubscriptionManager
-from cosmictron.values import ConnectionId, Identity, Timestamp
+from cosmictron.subscription import Subscription
+from cosmictron.values import ConnectionId, Identity
 
 _T = TypeVar("_T")
 
-CommitListener = Callable[[int, Timestamp, list[TableChange]], None]
+__all__ = ["CallOutcome", "CommitListener", "Database", "DatabaseStatistics"]
 
 
 @dataclass(frozen=True)
@@ -81,75 +83,32 @@ class DatabaseStatistics:
 class Database:
     """An open database. Create it with ``Database.open``; close it (or use ``with``).
 
-    Other host modules and the server read a few of its private attributes: the writer
-    lock ``_lock``, the ``_datastore``, the ``_persistence`` layer and the
-    ``_subscriptions`` manager. They are part of the host's inside, not of the API.
+    ``core`` is its state (``host/core.py``); the operations of ``host/`` work on it.
+    It is the host's inside, not the API: tests and benchmarks read a figure there by
+    name (``db.core.subscriptions``, ``db.core.persistence``) where the API has none.
     """
 
-    def __init__(
-        self,
-        path: Path,
-        loaded: LoadedModule,
-        persistence: PersistenceLayer,
-        durability: DurabilityConfig,
-        identity: Identity,
-        owner: Identity,
-        clock: Clock,
-    ) -> None:
-        self.path = path
-        self.module = loaded
-        self.durability = durability
-        self.identity = identity
-        self.owner = owner
-        self.log = ModuleLog(path / "logs")
-        self.reducer_metrics = ReducerMetrics()
-        self._persistence = persistence
-        self._lock = threading.RLock()
-        self._session = Session(self._lock)
-        self._datastore = Datastore(loaded.schema)
-        self._handles: dict[str, TableHandle] = {}
-        self._view = DbView({})
-        self._by_class: dict[type, TableHandle] = {}
-        self._clock = clock
-        self._book = ScheduleBook()
-        self._install(loaded)
-        self._offset = 0
-        self._subscriptions = SubscriptionManager(
-            self._datastore, loaded.schema, self._lock, lambda: self._offset, owner
-        )
-        self._listeners: list[CommitListener] = [self._subscriptions.on_commit]
-        self._last_timestamp_us = 0
-        self._last_snapshot_offset = 0
-        self._calls = 0
-        self._failures = 0
-        self._closed = False
-        self.current_reducer: str | None = None
-        self._memory = MemoryBudget(durability.memory_limit_bytes)
-        self._snapshot_interval_tx = durability.snapshot_interval_tx
-        self._scheduler = Scheduler(
-            clock,
-            lambda: scheduled_runs.next_scheduled_us(self),
-            lambda now_us: scheduled_runs.run_due(self, now_us),
-            f"scheduler-{path.name}",
-        )
-        self._procedures = ProcedureRunner(f"procedure-{path.name}")
-        self._imports = AppliedImports()
+    def __init__(self, core: DatabaseCore) -> None:
+        """Wrap an opened core (``Database.open`` does this); reducers see this object."""
+        self.core = core
+        core.current_db = self
+        # Fixed for the life of the database: plain attributes, read on every call.
+        self.path: Path = core.path
+        self.durability: DurabilityConfig = core.durability
+        self.identity: Identity = core.identity
+        self.owner: Identity = core.owner
+        self.log: ModuleLog = core.log
+        self.reducer_metrics: ReducerMetrics = core.reducer_metrics
 
-    def _install(self, loaded: LoadedModule) -> None:
-        """Make ``loaded`` the running module over the datastore's current tables.
+    @property
+    def module(self) -> LoadedModule:
+        """The running module (``update_module`` replaces it)."""
+        return self.core.module
 
-        Everything that binds the module to tables is rebuilt here (handles, ``ctx.db``,
-        the class map), so nothing keeps a table or schema of the previous module.
-        """
-        self.module = loaded
-        self._handles = {
-            name: TableHandle(self._datastore.tables[name], binding, self._session)
-            for name, binding in loaded.rows.items()
-        }
-        self._view = DbView(self._handles)
-        self._by_class = {cls: self._handles[name] for cls, name in loaded.table_by_class.items()}
-        self._book.use_schema(loaded.schema)
-        capture_module_logger(loaded.namespace.__name__)
+    @property
+    def current_reducer(self) -> str | None:
+        """The reducer running now on this database, if any (named in module logs)."""
+        return self.core.current_reducer
 
     # -- opening ----------------------------------------------------------------------
 
@@ -183,7 +142,10 @@ class Database:
             SchemaError: the module is invalid or would not read the stored data.
             CorruptLog: the log is damaged other than at its tail.
         """
-        return recovery.open_database(cls, Path(path), module, durability, owner, clock)
+        core = recovery.open_core(Path(path), module, durability, owner, clock)
+        database = cls(core)
+        recovery.start(core)
+        return database
 
     # -- calling ----------------------------------------------------------------------
 
@@ -197,17 +159,17 @@ class Database:
                 transactions its ``with_tx`` calls committed).
             ProcedureTimedOut: a procedure ran past its ``timeout_s``.
         """
-        module = self.module
+        core = self.core
+        module = core.module
         binding = module.reducers.get(reducer)
         if binding is None:
             if reducer in module.procedures:
                 return self.start_procedure(reducer, args, kwargs).result().return_value
             transactions.raise_unknown_reducer(module, reducer)
         values, wire_args = binding.bind(args, kwargs)
-        outcome = transactions.execute(
-            self, module, binding, values, wire_args, self.owner, None, (args, kwargs)
+        return transactions.execute_for_value(
+            core, module, binding, values, wire_args, core.owner, None, (args, kwargs)
         )
-        return outcome[0]
 
     def execute_reducer(
         self,
@@ -226,7 +188,8 @@ class Database:
         it reports success. The server does that once for a batch of calls, so they share
         one fsync.
         """
-        module = self.module
+        core = self.core
+        module = core.module
         binding = module.reducers.get(reducer)
         if binding is None:
             if reducer in module.procedures:
@@ -235,31 +198,27 @@ class Database:
                 ).result()
             transactions.raise_unknown_reducer(module, reducer)
         values, wire_args = binding.bind(args, kwargs or {})
-        value, offset, now_us = transactions.execute(
-            self,
+        return transactions.execute(
+            core,
             module,
             binding,
             values,
             wire_args,
-            sender or self.owner,
+            sender or core.owner,
             connection_id,
             (args, kwargs or {}),
             durable,
         )
-        return CallOutcome(value, offset, Timestamp(now_us))
 
     def run_lifecycle(
         self, kind: str, sender: Identity, connection_id: ConnectionId | None
     ) -> CallOutcome | None:
         """Run the module's ``client_connected``/``client_disconnected`` reducer, if any."""
-        module = self.module
+        module = self.core.module
         binding = module.lifecycle.get(kind)
         if binding is None:
             return None
-        value, offset, now_us = transactions.execute(
-            self, module, binding, [], [], sender, connection_id
-        )
-        return CallOutcome(value, offset, Timestamp(now_us))
+        return transactions.execute(self.core, module, binding, [], [], sender, connection_id)
 
     # -- procedures ---------------------------------------------------------------------
 
@@ -282,7 +241,7 @@ class Database:
             NotFound: no such procedure.
             InvalidRequest: the arguments do not match its signature.
         """
-        return procedures.start_procedure(self, procedure, args, kwargs, sender, connection_id)
+        return procedures.start_procedure(self.core, procedure, args, kwargs, sender, connection_id)
 
     # -- scheduled reducers -------------------------------------------------------------
 
@@ -292,7 +251,7 @@ class Database:
         For tests and tools driving a ``ManualClock``: advance it, then wait here.
         Returns False if ``timeout_s`` passed first or the database closed.
         """
-        return self._scheduler.wait_idle(timeout_s)
+        return self.core.scheduler.wait_idle(timeout_s)
 
     def run_transaction(
         self,
@@ -311,7 +270,7 @@ class Database:
         Returns:
             ``function``'s result and the transaction offset (once durable).
         """
-        return transactions.run_transaction(self, reducer, function, wire_args, sender)
+        return transactions.run_transaction(self.core, reducer, function, wire_args, sender)
 
     def bulk_insert(self, table: str, rows: Iterable[Any]) -> int:
         """Insert many rows in one transaction: all of them, or none.
@@ -328,7 +287,7 @@ class Database:
             InvalidRequest: a row is malformed; the message names its position (0-based).
             Conflict: a row duplicates a key; nothing was inserted.
         """
-        return imports.bulk_insert(self, table, rows)
+        return imports.bulk_insert(self.core, table, rows)
 
     def bulk_insert_once(
         self, table: str, rows: Iterable[Any], key: str | None
@@ -347,7 +306,7 @@ class Database:
         Raises:
             As ``bulk_insert``.
         """
-        return imports.bulk_insert_once(self, table, rows, key)
+        return imports.bulk_insert_once(self.core, table, rows, key)
 
     def update_module(
         self, module: Any, *, clear: bool = False, filename: str | None = None
@@ -376,7 +335,7 @@ class Database:
                 lists every incompatibility. Nothing was changed.
             DurabilityError: the record could not be written; nothing was changed.
         """
-        return hotswap.update_module(self, module, clear, filename)
+        return hotswap.update_module(self.core, module, clear, filename)
 
     def sql(
         self,
@@ -409,7 +368,7 @@ class Database:
                 budget = DEFAULT_BUDGET  # the common case: no object to build
             else:
                 budget = QueryBudget(timeout_s, rows_examined_max, rows_max)
-        return run_sql(self, text, params, sender or self.owner, budget)
+        return run_sql(self.core, text, params, sender or self.owner, budget)
 
     def subscribe(
         self,
@@ -446,7 +405,7 @@ class Database:
         """
         if budget is None:
             budget = QueryBudget(timeout_s, rows_examined_max, rows_max)
-        return self._subscriptions.subscribe(
+        return self.core.subscriptions.subscribe(
             queries, on_update, params, sender or self.owner, on_error, budget, then
         )
 
@@ -463,23 +422,17 @@ class Database:
         Its arguments are checked like a client's, so a reducer sees the same values
         whoever calls it.
         """
-        return transactions.call_nested(self, name, function, ctx, args, kwargs)
+        return transactions.call_nested(self.core, name, function, ctx, args, kwargs)
 
     def handle_for_class(self, cls: type) -> TableHandle:
-        handle = self._by_class.get(cls)
-        if handle is None:
-            raise InvalidRequest(f"{cls.__name__} is not a table of this database's module")
-        return handle
+        """The handle of a module's table class (``Task.insert(...)`` inside a reducer)."""
+        return self.core.handle_for_class(cls)
 
     # -- reading ----------------------------------------------------------------------
 
     def table(self, name: str) -> TableHandle:
         """A read-only handle: ``iter()``, ``count()``, ``<column>.find/filter``."""
-        handle = self._handles.get(name)
-        if handle is None:
-            known = ", ".join(sorted(self._handles)) or "none"
-            raise NotFound(f"no table named {name!r} (tables: {known})")
-        return handle
+        return self.core.table(name)
 
     def rows(self, name: str) -> list[Any]:
         """Every row of a table, as row objects."""
@@ -487,8 +440,9 @@ class Database:
 
     def read(self, function: Callable[[Datastore], Any]) -> Any:
         """Run ``function`` over the datastore with no writer running (query layer)."""
-        with self._lock:
-            return function(self._datastore)
+        core = self.core
+        with core.lock:
+            return function(core.datastore)
 
     def read_snapshot(self, tables: Iterable[str]) -> Datastore:
         """A consistent view of ``tables`` as of the last commit, to read without the lock.
@@ -497,18 +451,17 @@ class Database:
         it first (``datastore/table.py``), so the view never changes and a reader of it
         never delays a commit. See docs/design/query-snapshots.md.
         """
-        with self._lock:
-            return self._datastore.snapshot(tables)
+        return self.core.read_snapshot(tables)
 
     @property
     def tx_offset(self) -> int:
         """The offset of the last committed transaction (0 for an empty database)."""
-        return self._offset
+        return self.core.offset
 
     @property
     def durable_offset(self) -> int:
         """The highest offset durable under the fsync policy (see ``wait_durable``)."""
-        return self._persistence.durable_offset
+        return self.core.persistence.durable_offset
 
     def wait_durable(self, offset: int) -> None:
         """Block until ``offset`` is durable under the fsync policy (no-op unless ``always``).
@@ -516,11 +469,11 @@ class Database:
         Raises:
             DurabilityError: a sync failed, now or earlier.
         """
-        self._persistence.wait_durable(offset)
+        self.core.persistence.wait_durable(offset)
 
     @property
     def schema(self) -> Any:
-        return self.module.schema
+        return self.core.module.schema
 
     def logs(self, num_lines: int | None = None, level: str | None = None) -> list[dict[str, Any]]:
         """The newest ``num_lines`` module log lines at ``level`` or above, oldest first."""
@@ -528,29 +481,30 @@ class Database:
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Call ``listener(offset, timestamp, changes)`` after each commit, in order."""
-        with self._lock:
-            self._listeners.append(listener)
+        with self.core.lock:
+            self.core.listeners.append(listener)
 
     def statistics(self) -> DatabaseStatistics:
-        with self._lock:
+        core = self.core
+        with core.lock:
             return DatabaseStatistics(
-                tx_offset=self._offset,
-                durable_offset=self._persistence.durable_offset,
-                row_count=sum(len(t) for t in self._datastore),
-                estimated_bytes=self._memory.used_bytes,
-                memory_limit_bytes=self.durability.memory_limit_bytes,
-                reducer_calls=self._calls,
-                reducer_failures=self._failures,
+                tx_offset=core.offset,
+                durable_offset=core.persistence.durable_offset,
+                row_count=sum(len(t) for t in core.datastore),
+                estimated_bytes=core.memory.used_bytes,
+                memory_limit_bytes=core.durability.memory_limit_bytes,
+                reducer_calls=core.reducer_calls,
+                reducer_failures=core.reducer_failures,
             )
 
     def persistence_statistics(self) -> PersistenceStatistics:
         """The commit log's counters (appends, syncs and their latency) for ``/metrics``."""
-        return self._persistence.statistics()
+        return self.core.persistence.statistics()
 
     def subscription_statistics(self) -> dict[str, Any]:
         """Active subscriptions, the distinct live queries maintained for them, and the
         time spent keeping them up to date since the database opened."""
-        manager = self._subscriptions
+        manager = self.core.subscriptions
         return {
             "subscriptions": manager.subscription_count,
             "queries": manager.query_count,
@@ -558,33 +512,17 @@ class Database:
         }
 
     def check_invariants(self) -> None:
-        with self._lock:
-            self._datastore.check_invariants()
+        with self.core.lock:
+            self.core.datastore.check_invariants()
 
     # -- snapshots and closing ----------------------------------------------------------
 
     def snapshot(self) -> None:
         """Write a snapshot of the current state now (and wait for it)."""
-        with self._lock:
-            self._snapshot()
-        self._persistence.wait_snapshots()
-
-    def _snapshot(self) -> None:
-        if self._offset == 0:
-            return
-        build = snapshot_builder(
-            self._datastore,
-            self.module.source,
-            self.module.filename,
-            self._book.snapshot(self._datastore),
-        )
-        imports = self._imports.state()
-
-        def build_with_imports() -> dict[str, Any]:
-            return {**build(), "imports": imports}
-
-        if self._persistence.request_snapshot(build_with_imports):
-            self._last_snapshot_offset = self._offset
+        core = self.core
+        with core.lock:
+            core.request_snapshot()
+        core.persistence.wait_snapshots()
 
     def backup(self, path: str | os.PathLike[str]) -> Manifest:
         """Write a verified backup of this database to the file ``path``, while writes go on.
@@ -599,18 +537,11 @@ class Database:
         Raises:
             BackupDamaged: the written file failed verification (it was deleted).
         """
-        return backup_to_file(self, path)
+        return backup_to_file(self.core, path)
 
     def close(self) -> None:
         """Sync the log, finish snapshots and release the data directory. Idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        self._scheduler.stop()  # after its current run; runs check ``_closed`` first
-        self._procedures.close()
-        self._persistence.close()
-        self.log.close()
+        self.core.close()
 
     def __enter__(self) -> Database:
         return self
@@ -619,4 +550,4 @@ class Database:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Database({str(self.path)!r}, tx_offset={self._offset})"
+        return f"Database({str(self.path)!r}, tx_offset={self.core.offset})"

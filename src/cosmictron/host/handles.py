@@ -22,7 +22,7 @@ from cosmictron.module import RowBinding
 _ANY = object()
 
 
-class Session:
+class WriteScope:
     """Where a handle finds its transaction (None: read-only) and the writer lock."""
 
     __slots__ = ("lock", "tx")
@@ -42,20 +42,20 @@ class Session:
 
 
 class TableHandle:
-    __slots__ = ("_accessors", "_binding", "_session", "_table")
+    __slots__ = ("_accessors", "_binding", "_scope", "_table")
 
-    def __init__(self, table: Table, binding: RowBinding, session: Session) -> None:
+    def __init__(self, table: Table, binding: RowBinding, scope: WriteScope) -> None:
         self._table = table
         self._binding = binding
-        self._session = session
+        self._scope = scope
         self._accessors: dict[str, Any] = {}
 
     def insert(self, row: Any) -> Any:
         """Insert ``row``; returns it as stored, with auto_inc columns filled in."""
         table = self._table
-        tx = self._session.tx
+        tx = self._scope.tx
         if tx is None:
-            tx = self._session.writable(table, "insert into")
+            tx = self._scope.writable(table, "insert into")
         canonical = self._binding.to_row(row)
         positions = self._binding.auto_inc_positions
         if positions:
@@ -66,7 +66,7 @@ class TableHandle:
     def delete(self, row: Any) -> bool:
         """Delete the row equal to ``row``; False if no stored row is equal to it."""
         table = self._table
-        tx = self._session.writable(table, "delete from")
+        tx = self._scope.writable(table, "delete from")
         _refuse_on_event_table(table, "delete from")
         canonical = self._binding.to_row(row)
         key = table.row_key(canonical)
@@ -76,7 +76,7 @@ class TableHandle:
         return True
 
     def iter(self) -> Iterator[Any]:
-        with self._session.lock:
+        with self._scope.lock:
             rows = list(self._table.rows.values())
         return map(self._binding.to_object, rows)
 
@@ -137,7 +137,7 @@ class IndexHandle:
             start, stop, value = value.start, value.stop, _ANY
         handle = self._handle
         table = handle._table
-        with handle._session.lock:
+        with handle._scope.lock:
             if value is not _ANY:
                 keys = self._equal_keys(value)
             else:
@@ -199,7 +199,7 @@ class UniqueHandle(IndexHandle):
     def find(self, value: Any) -> Any | None:
         handle = self._handle
         key = self._canonical(value)
-        with handle._session.lock:
+        with handle._scope.lock:
             row = handle._table.rows.get(key) if self._index is None else self._row_for(key)
         return None if row is None else handle._binding.to_object(row)
 
@@ -211,7 +211,7 @@ class UniqueHandle(IndexHandle):
         """
         handle = self._handle
         table = handle._table
-        tx = handle._session.writable(table, "update")
+        tx = handle._scope.writable(table, "update")
         _refuse_on_event_table(table, "update")
         canonical = handle._binding.to_row(row)
         if self._index is None:  # by primary key: the key cannot change
@@ -242,7 +242,7 @@ class UniqueHandle(IndexHandle):
     def delete(self, value: Any) -> bool:
         handle = self._handle
         table = handle._table
-        tx = handle._session.writable(table, "delete from")
+        tx = handle._scope.writable(table, "delete from")
         _refuse_on_event_table(table, "delete from")
         row_key = self._row_key_for(self._canonical(value))
         if row_key is None:

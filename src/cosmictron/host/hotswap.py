@@ -7,9 +7,9 @@ beside the old ones, appends a module record and only then installs them; see
 datastore on replay. Both live here so that the one format a module record has is
 written and read in one module.
 
-``update_module`` is a function over the ``Database`` (``Database.update_module``
+``update_module`` is a function over the ``DatabaseCore`` (``Database.update_module``
 delegates to it) rather than a method, for the reason given in ``transactions.py``: the
-state it swaps is the database's, and the facade stays a list of what it offers.
+state it swaps is the core's, and the façade stays a list of what it offers.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cosmictron.datastore import Datastore
 from cosmictron.datastore.migration import (
@@ -29,13 +29,11 @@ from cosmictron.datastore.migration import (
 )
 from cosmictron.durability import MODULE_RECORD_KIND
 from cosmictron.errors import CosmictronError, SchemaError
+from cosmictron.host.core import DatabaseCore
 from cosmictron.host.directory import load_new_module, save_genesis, store_module
 from cosmictron.host.records import ModuleChange, module_body
 from cosmictron.host.transactions import check_can_write, next_timestamp_us, run_init
 from cosmictron.module import LoadedModule, load_source
-
-if TYPE_CHECKING:
-    from cosmictron.host.database import Database
 
 logger = logging.getLogger(__name__)
 
@@ -67,42 +65,44 @@ class MigrationReport(SchemaChanges):
         return {"tx_offset": self.tx_offset, "cleared": self.cleared, **lists}
 
 
-def update_module(db: Database, module: Any, clear: bool, filename: str | None) -> MigrationReport:
+def update_module(
+    core: DatabaseCore, module: Any, clear: bool, filename: str | None
+) -> MigrationReport:
     """``Database.update_module``: swap the module under the writer lock, then wait."""
     loaded = load_new_module(module, filename)  # runs module code: outside the lock
-    with db._lock:
-        check_can_write(db, "update_module")
-        plan = plan_migration(db.module.schema, loaded.schema)
-        staged = None if clear else stage_migration(db._datastore, plan)
-        save_genesis(db.path, db.module)
-        now_us = next_timestamp_us(db)
-        body = module_body(now_us, db.owner, loaded.source, loaded.filename, loaded.schema, clear)
-        offset = db._persistence.append(MODULE_RECORD_KIND, body)
+    with core.lock:
+        check_can_write(core, "update_module")
+        plan = plan_migration(core.module.schema, loaded.schema)
+        staged = None if clear else stage_migration(core.datastore, plan)
+        save_genesis(core.path, core.module)
+        now_us = next_timestamp_us(core)
+        body = module_body(now_us, core.owner, loaded.source, loaded.filename, loaded.schema, clear)
+        offset = core.persistence.append(MODULE_RECORD_KIND, body)
         # The record is written: from here on, nothing may fail half-way.
         if staged is None:
-            reset_datastore(db._datastore, loaded.schema)
-            db._imports.clear()
-            db._subscriptions.end_all(
+            reset_datastore(core.datastore, loaded.schema)
+            core.imports.clear()
+            core.subscriptions.end_all(
                 "the module was updated with clear: every row was deleted; subscribe again"
             )
         else:
             staged.commit()
-        db._install(loaded)
-        db._book.reconcile(db._datastore, now_us)  # as replay does, at this record
-        db._scheduler.wake()
-        db._offset = offset
-        db._last_timestamp_us = now_us
-        db._memory.reset(db._datastore)
-        db._subscriptions.schema_changed(loaded.schema)
-        db.log.append("INFO", f"module updated at offset {offset} ({loaded.filename})")
+        core.install(loaded)
+        core.book.reconcile(core.datastore, now_us)  # as replay does, at this record
+        core.scheduler.wake()
+        core.offset = offset
+        core.last_timestamp_us = now_us
+        core.memory.reset(core.datastore)
+        core.subscriptions.schema_changed(loaded.schema)
+        core.log.append("INFO", f"module updated at offset {offset} ({loaded.filename})")
         try:
-            store_module(db.path, loaded)
+            store_module(core.path, loaded)
         except OSError:
             # The log holds the update and wins on open; the files are a convenience.
-            logger.exception("could not store the updated module in %s", db.path)
+            logger.exception("could not store the updated module in %s", core.path)
         if clear:
-            run_init(db)
-    db._persistence.wait_durable(offset)
+            run_init(core)
+    core.persistence.wait_durable(offset)
     return MigrationReport.from_plan(plan, offset, clear)
 
 

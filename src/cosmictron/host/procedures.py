@@ -21,23 +21,20 @@ raises, it is rolled back and the error reaches the procedure, which may call
 side effects (I/O belongs in the procedure, before or after it).
 
 ``start_procedure`` (what ``Database.start_procedure`` delegates to) is a function over
-the database, for the reason given in ``transactions.py``; the rest of this module knows
-nothing of databases.
+the ``DatabaseCore``, for the reason given in ``transactions.py``. The threads, the
+deadline and the ``ProcedureCall`` it returns are in ``procedure_threads.py``, below the
+core, which holds the runner.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-from cosmictron import limits
 from cosmictron.errors import ProcedureTimedOut
+from cosmictron.host.core import DatabaseCore
+from cosmictron.host.procedure_threads import Deadline, ProcedureCall
 from cosmictron.host.transactions import (
     CallOutcome,
     as_reducer_failure,
@@ -49,92 +46,9 @@ from cosmictron.host.transactions import (
 from cosmictron.module import ProcedureContext, ReducerContext
 from cosmictron.values import ConnectionId, Identity, Timestamp
 
-if TYPE_CHECKING:
-    from cosmictron.host.database import Database
-
-T = TypeVar("T")
-
-
-class Deadline:
-    """When a procedure call's caller stops waiting; shared by the caller and the call."""
-
-    def __init__(self, procedure: str, timeout_s: float) -> None:
-        self.procedure = procedure
-        self.timeout_s = timeout_s
-        self._at = time.monotonic() + timeout_s
-        self._expired = threading.Event()
-
-    def remaining_s(self) -> float:
-        return max(0.0, self._at - time.monotonic())
-
-    def expire(self) -> ProcedureTimedOut:
-        """Mark the call timed out (no more ``with_tx``); the error for its caller."""
-        self._expired.set()
-        return ProcedureTimedOut(self.procedure, self.timeout_s)
-
-    def check(self) -> None:
-        """Raise ``ProcedureTimedOut`` once the deadline has passed.
-
-        Raises:
-            ProcedureTimedOut: too late to start anything that changes data.
-        """
-        if self._expired.is_set() or time.monotonic() >= self._at:
-            raise self.expire()
-
-
-@dataclass(frozen=True)
-class ProcedureCall:
-    """A submitted procedure call: ``result()`` blocks, ``await wait()`` does not.
-
-    Both give up at the deadline with ``ProcedureTimedOut``; the outcome's ``tx_offset``
-    is the offset of the last transaction the procedure committed (0 if none).
-    """
-
-    procedure: str
-    future: Future[Any]
-    deadline: Deadline
-
-    def result(self) -> Any:
-        try:
-            return self.future.result(timeout=self.deadline.remaining_s())
-        except concurrent.futures.TimeoutError:
-            self.future.cancel()  # still queued: it never starts
-            raise self.deadline.expire() from None
-
-    async def wait(self) -> Any:
-        """Wait on the event loop: no thread is held while the procedure runs."""
-        try:
-            return await asyncio.wait_for(
-                asyncio.wrap_future(self.future), self.deadline.remaining_s()
-            )
-        except TimeoutError:
-            raise self.deadline.expire() from None
-
-
-class ProcedureRunner:
-    """The threads one database's procedures run on."""
-
-    def __init__(self, name: str, threads: int = limits.procedure_threads_max) -> None:
-        self._name = name
-        self._threads = threads
-        self._executor: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
-
-    def submit(self, function: Callable[[], T]) -> Future[T]:
-        with self._lock:
-            if self._executor is None:  # most databases never call a procedure
-                self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix=self._name)
-            return self._executor.submit(function)
-
-    def close(self) -> None:
-        """Cancel queued calls; running ones finish on their own (their with_tx refuses)."""
-        with self._lock:
-            if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
-
 
 def start_procedure(
-    db: Database,
+    core: DatabaseCore,
     procedure: str,
     args: tuple[Any, ...] | list[Any],
     kwargs: dict[str, Any] | None,
@@ -142,46 +56,46 @@ def start_procedure(
     connection_id: ConnectionId | None,
 ) -> ProcedureCall:
     """``Database.start_procedure``: check the arguments, then submit the call."""
-    binding = db.module.procedures.get(procedure)
+    binding = core.module.procedures.get(procedure)
     if binding is None:
-        raise_unknown_reducer(db.module, procedure)
+        raise_unknown_reducer(core.module, procedure)
     values, wire_args = binding.bind(tuple(args), kwargs or {})
-    caller = sender or db.owner
+    caller = sender or core.owner
     deadline = Deadline(procedure, binding.timeout_s)
     last_offset = [0]
 
     def run_tx(fn: Callable[[ReducerContext], Any]) -> Any:
         deadline.check()
-        value, offset = _with_tx(db, procedure, fn, wire_args, caller, connection_id)
+        value, offset = _with_tx(core, procedure, fn, wire_args, caller, connection_id)
         last_offset[0] = offset
         return value
 
     def run() -> CallOutcome:
         deadline.check()  # it waited in the queue past its deadline: never start
-        started_us = db._clock.now_us()
+        started_us = core.clock.now_us()
         ctx = ProcedureContext(
-            procedure, caller, connection_id, db.identity, Timestamp(started_us), run_tx
+            procedure, caller, connection_id, core.identity, Timestamp(started_us), run_tx
         )
         started = time.perf_counter()
         try:
             value = binding.function(ctx, *values)
             check_return(binding, value)
         except ProcedureTimedOut:
-            db.reducer_metrics.observe(procedure, time.perf_counter() - started, True)
+            core.reducer_metrics.observe(procedure, time.perf_counter() - started, True)
             raise
         except Exception as exc:
-            db.reducer_metrics.observe(procedure, time.perf_counter() - started, True)
+            core.reducer_metrics.observe(procedure, time.perf_counter() - started, True)
             failure = as_reducer_failure(procedure, exc)
-            db.log.append("ERROR", str(failure), procedure)
+            core.log.append("ERROR", str(failure), procedure)
             raise failure from exc
-        db.reducer_metrics.observe(procedure, time.perf_counter() - started, False)
+        core.reducer_metrics.observe(procedure, time.perf_counter() - started, False)
         return CallOutcome(value, last_offset[0], Timestamp(started_us))
 
-    return ProcedureCall(procedure, db._procedures.submit(run), deadline)
+    return ProcedureCall(procedure, core.procedures.submit(run), deadline)
 
 
 def _with_tx(
-    db: Database,
+    core: DatabaseCore,
     procedure: str,
     fn: Callable[[ReducerContext], Any],
     wire_args: Any,
@@ -190,8 +104,8 @@ def _with_tx(
 ) -> tuple[Any, int]:
     """A procedure's ``ctx.with_tx(fn)``: one transaction, logged ``<name>/with_tx``."""
     name = f"{procedure}/with_tx"
-    with db._lock:
-        check_can_write(db, name)
-        value, offset, _ = transact(db, name, fn, wire_args, sender, connection_id)
-    db._persistence.wait_durable(offset)
+    with core.lock:
+        check_can_write(core, name)
+        value, offset, _ = transact(core, name, fn, wire_args, sender, connection_id)
+    core.persistence.wait_durable(offset)
     return value, offset

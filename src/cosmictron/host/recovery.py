@@ -1,23 +1,25 @@
 """Recovery: bring an opened database to its last committed state, and adopt a module.
 
-``open_database`` (what ``Database.open`` delegates to) builds an empty database under
+``open_core`` (what ``Database.open`` calls first) builds an empty ``DatabaseCore`` under
 the module it starts from, then calls ``recover`` (load the newest snapshot, replay every
 record after it, switching module at each module record) and, if it was given a module,
-``adopt``. The steps and the rules for trusting a snapshot or a record are in
-docs/design/architecture.md, "Opening and recovery"; the record bodies in
-``records.py``; module records in ``hotswap.py``.
+``adopt``; it returns the core, and ``Database.open`` wraps it and calls ``start``
+(``@init`` on a new database, then the scheduler thread). Two steps because a reducer's
+code reaches its ``Database`` through ``CURRENT_DB``: the façade must exist before
+``@init`` runs, and this module must not import it. The steps and the rules for
+trusting a snapshot or a record are in docs/design/architecture.md, "Opening and
+recovery"; the record bodies in ``records.py``; module records in ``hotswap.py``.
 
-Functions over the ``Database`` rather than methods: replay fills exactly the state the
+Functions over the core rather than its methods: replay fills exactly the state the
 commit path later advances (offset, last timestamp, schedule book, import keys), and
-runs once, before any other thread can see the database, so it needs no lock and no
-object of its own.
+runs once, before any other thread can see the core, so it needs no lock.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cosmictron.datastore import differences
 from cosmictron.datastore.migration import reset_datastore
@@ -30,8 +32,9 @@ from cosmictron.durability import (
 )
 from cosmictron.errors import NotFound, SchemaError
 from cosmictron.host.clock import Clock, SystemClock
+from cosmictron.host.core import DatabaseCore
 from cosmictron.host.directory import identities, load_new_module, store_module, stored_module
-from cosmictron.host.hotswap import replay_module_change
+from cosmictron.host.hotswap import replay_module_change, update_module
 from cosmictron.host.memory import collector_paused
 from cosmictron.host.records import (
     BULK_INSERT,
@@ -42,23 +45,25 @@ from cosmictron.host.records import (
     snapshot_module,
     snapshot_schedules,
 )
+from cosmictron.host.scheduled_runs import next_scheduled_us, run_due
 from cosmictron.host.transactions import run_init
 from cosmictron.module import LoadedModule, load_source
 from cosmictron.values import Identity
 
-if TYPE_CHECKING:
-    from cosmictron.host.database import Database
 
-
-def open_database(
-    cls: type[Database],
+def open_core(
     directory: Path,
     module: Any,
     durability: DurabilityConfig | None,
     owner: Identity | None,
     clock: Clock | None,
-) -> Database:
-    """``Database.open``: settings, lock, module, replay, then start the scheduler."""
+) -> DatabaseCore:
+    """``Database.open``'s first half: settings, lock, module, replay, adoption.
+
+    Returns a core at its last committed state, not yet running anything: the caller
+    wraps it in its ``Database`` (which reducers see through ``CURRENT_DB``), then calls
+    ``start``. If this raises, the data directory is released.
+    """
     if module is None and not (directory / "module" / "module.py").exists():
         raise NotFound(f"{str(directory)!r} holds no database yet; give a module to create one")
     if durability is None:
@@ -72,39 +77,59 @@ def open_database(
         base = stored_module(directory, explicit)
         assert base is not None, "checked above: a module was given or one is stored"
         identity, owner = identities(directory, owner)
-        database = cls(
-            directory, base, persistence, durability, identity, owner, clock or SystemClock()
+        core = DatabaseCore(
+            directory,
+            base,
+            persistence,
+            durability,
+            identity,
+            owner,
+            clock or SystemClock(),
+            next_scheduled_us,
+            run_due,
         )
-        recover(database)
+        recover(core)
         if explicit is not None:
-            adopt(database, explicit)
-        store_module(directory, database.module)
-        if database._offset == 0:
-            run_init(database)
+            adopt(core, explicit)
+        store_module(directory, core.module)
     except BaseException:
         persistence.close()
         raise
-    database._scheduler.start()
-    return database
+    return core
 
 
-def recover(db: Database) -> None:
-    """Replay the log into ``db``, with the garbage collector paused (see memory.py)."""
+def start(core: DatabaseCore) -> None:
+    """``Database.open``'s second half: ``@init`` on a new database, then the scheduler.
+
+    If ``@init`` fails, the data directory is released and the error propagates.
+    """
+    assert core.current_db is not None, "wrap the core in its Database first"
+    try:
+        if core.offset == 0:
+            run_init(core)
+    except BaseException:
+        core.persistence.close()
+        raise
+    core.scheduler.start()
+
+
+def recover(core: DatabaseCore) -> None:
+    """Replay the log into ``core``, with the garbage collector paused (see memory.py)."""
     with collector_paused():
-        _replay(db)
+        _replay(core)
 
 
-def _replay(db: Database) -> None:
+def _replay(core: DatabaseCore) -> None:
     """Load the newest snapshot, then apply every record after it, in order.
 
     The replay starts under the module the snapshot was taken under (or the first
     module), and a module record switches module and tables at its offset, so each
     record is decoded with the tables it was written with.
     """
-    recovery = db._persistence.recover()
-    datastore = db._datastore
-    module = db.module
-    book = db._book
+    recovery = core.persistence.recover()
+    datastore = core.datastore
+    module = core.module
+    book = core.book
     if recovery.snapshot is not None:
         taken_under = snapshot_module(recovery.snapshot.state)
         if taken_under is not None and taken_under[0] != module.source:
@@ -114,36 +139,36 @@ def _replay(db: Database) -> None:
         load_snapshot_state(datastore, recovery.snapshot.state)
         book.apply(book.decode(datastore, snapshot_schedules(recovery.snapshot.state)))
         if isinstance(recovery.snapshot.state, dict):
-            db._imports.load(recovery.snapshot.state.get("imports"))
-        db._offset = recovery.snapshot.offset
-        db._last_snapshot_offset = recovery.snapshot.offset
+            core.imports.load(recovery.snapshot.state.get("imports"))
+        core.offset = recovery.snapshot.offset
+        core.last_snapshot_offset = recovery.snapshot.offset
     for record in recovery.records:
         if record.kind == TX_RECORD_KIND:
             apply_record_body(datastore, record.body)
             schedule = record_schedule(record.body)
             if schedule:
                 book.apply(book.decode(datastore, schedule))
-            db._last_timestamp_us = record.body[0]
+            core.last_timestamp_us = record.body[0]
             if record.body[3] == BULK_INSERT:
-                db._imports.observe(record.body[4], record.offset)
+                core.imports.observe(record.body[4], record.offset)
         elif record.kind == MODULE_RECORD_KIND:
             change = read_module_body(record.body)
             module = replay_module_change(datastore, module, change, record.offset)
             book.use_schema(module.schema)
             book.reconcile(datastore, change.timestamp_us)
             if change.clear:
-                db._imports.clear()
-            db._last_timestamp_us = change.timestamp_us
-        db._offset = record.offset
-    if module is not db.module:
-        db._install(module)
-        db._subscriptions.schema_changed(module.schema)
+                core.imports.clear()
+            core.last_timestamp_us = change.timestamp_us
+        core.offset = record.offset
+    if module is not core.module:
+        core.install(module)
+        core.subscriptions.schema_changed(module.schema)
     # Only a log from before scheduling existed leaves rows without an entry.
-    book.reconcile(datastore, db._clock.now_us())
-    db._memory.reset(datastore)
+    book.reconcile(datastore, core.clock.now_us())
+    core.memory.reset(datastore)
 
 
-def adopt(db: Database, explicit: LoadedModule) -> None:
+def adopt(core: DatabaseCore, explicit: LoadedModule) -> None:
     """Run the module ``open`` was given, after replay: it must fit the stored tables.
 
     The same source is only rebound (the caller's classes must be the table classes).
@@ -153,16 +178,16 @@ def adopt(db: Database, explicit: LoadedModule) -> None:
     Raises:
         SchemaError: its tables differ from the stored ones.
     """
-    if explicit.source == db.module.source or db._offset == 0:
-        if db._offset == 0:  # nothing was written under the stored module
-            reset_datastore(db._datastore, explicit.schema)
-            db._subscriptions.schema_changed(explicit.schema)
-        db._install(explicit)
+    if explicit.source == core.module.source or core.offset == 0:
+        if core.offset == 0:  # nothing was written under the stored module
+            reset_datastore(core.datastore, explicit.schema)
+            core.subscriptions.schema_changed(explicit.schema)
+        core.install(explicit)
         return
-    problems = differences(db.module.schema, explicit.schema)
+    problems = differences(core.module.schema, explicit.schema)
     if problems:
         raise SchemaError(
-            f"the module does not match the data in {str(db.path)!r}: "
+            f"the module does not match the data in {str(core.path)!r}: "
             f"{'; '.join(problems)} (use Database.update_module to migrate the data)"
         )
-    db.update_module(explicit)
+    update_module(core, explicit, False, None)

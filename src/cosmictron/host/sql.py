@@ -2,7 +2,7 @@
 
 The query layer plans and executes; the host decides who may do what and how a write
 becomes a transaction. A SELECT reads a snapshot of the tables it names, taken in
-O(tables) under the writer lock (``Database.read_snapshot``) and read without it, so it
+O(tables) under the writer lock (``DatabaseCore.read_snapshot``) and read without it, so it
 sees one committed state and never delays a commit (docs/design/query-snapshots.md). It
 runs under its ``QueryBudget`` (time, rows examined, rows returned), charged while it
 runs (``query/budget.py``); the clock starts before the statement is prepared.
@@ -26,12 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cosmictron import limits
 from cosmictron.datastore import Datastore, ModuleSchema, Transaction
 from cosmictron.errors import InvalidRequest, PermissionDenied
+from cosmictron.host.core import DatabaseCore
 from cosmictron.host.handles import insert_all
+from cosmictron.host.transactions import run_transaction
 from cosmictron.query import (
     DeleteStatement,
     Explain,
@@ -52,9 +54,6 @@ from cosmictron.query.result import rows_result
 from cosmictron.query.visibility import restricts
 from cosmictron.values import Identity, json_form
 
-if TYPE_CHECKING:
-    from cosmictron.host.database import Database
-
 SQL_REDUCER = "__sql__"
 """The reducer name recorded for SQL INSERT/UPDATE/DELETE transactions."""
 
@@ -68,7 +67,7 @@ class _SchemaMoved(Exception):
 
 
 def run_sql(
-    db: Database,
+    core: DatabaseCore,
     text: str,
     params: Mapping[str, Any] | None,
     sender: Identity,
@@ -85,7 +84,7 @@ def run_sql(
     check_sizes(params, budget)
     for _ in range(SCHEMA_ATTEMPTS_MAX):
         try:
-            return _run_once(db, text, params, sender, budget, started)
+            return _run_once(core, text, params, sender, budget, started)
         except _SchemaMoved:
             continue
     raise InvalidRequest("the module was updated repeatedly while the statement ran; retry it")
@@ -97,25 +96,25 @@ def _unmoved(datastore: Datastore, schema: ModuleSchema) -> None:
 
 
 def _run_once(
-    db: Database,
+    core: DatabaseCore,
     text: str,
     params: Mapping[str, Any] | None,
     sender: Identity,
     budget: QueryBudget,
     started: float,
 ) -> QueryResult:
-    schema = db.module.schema
-    owner = db.owner
+    schema = core.module.schema
+    owner = core.owner
     restricted = restricts(schema, sender, owner)
     prepared = STATEMENTS.get(text, schema, params, restricted)
     if prepared is None:
         statement = prepare(text, schema, params, sender, restricted=restricted)
         prepared = STATEMENTS.put(text, schema, params, statement, restricted)
     if sender is not owner and sender != owner:
-        _check_permissions(db, prepared.statement, sender)
+        _check_permissions(core, prepared.statement, sender)
     point = prepared.point
     if point is not None:
-        return _point_select(db, point, params, sender, budget, schema)
+        return _point_select(core, point, params, sender, budget, schema)
     statement = prepared.statement
     if prepared.parametrised:
         statement = bind(statement, param_values(params, sender))
@@ -123,10 +122,10 @@ def _run_once(
         lines = statement.statement.explain()
         return QueryResult(("plan",), [(line,) for line in lines])
     if isinstance(statement, SelectStatement):
-        return _select(db, statement, prepared.converters, budget.start(started), schema)
+        return _select(core, statement, prepared.converters, budget.start(started), schema)
     wire = [text, _wire_params(params)]
     if isinstance(statement, InsertStatement):
-        binding = db.module.rows[statement.table.name]
+        binding = core.module.rows[statement.table.name]
         insert_statement = statement
 
         def insert(tx: Transaction, datastore: Datastore) -> int:
@@ -134,7 +133,7 @@ def _run_once(
             table = datastore.tables[insert_statement.table.name]
             return insert_all(tx, table, binding, insert_statement.rows)
 
-        count, offset = db.run_transaction(SQL_REDUCER, insert, lambda _: wire, sender)
+        count, offset = run_transaction(core, SQL_REDUCER, insert, lambda _: wire, sender)
         count = len(statement.rows)  # an identical keyless row is still a row inserted
     elif isinstance(statement, UpdateStatement):
         update = statement
@@ -143,7 +142,7 @@ def _run_once(
             _unmoved(datastore, schema)
             return apply_update(update, datastore, tx)
 
-        count, offset = db.run_transaction(SQL_REDUCER, run_update, lambda _: wire, sender)
+        count, offset = run_transaction(core, SQL_REDUCER, run_update, lambda _: wire, sender)
     else:
         assert isinstance(statement, DeleteStatement)
         delete = statement
@@ -152,12 +151,12 @@ def _run_once(
             _unmoved(datastore, schema)
             return apply_delete(delete, datastore, tx)
 
-        count, offset = db.run_transaction(SQL_REDUCER, run_delete, lambda _: wire, sender)
+        count, offset = run_transaction(core, SQL_REDUCER, run_delete, lambda _: wire, sender)
     return QueryResult((), [], rows_affected=count, tx_offset=offset)
 
 
 def _point_select(
-    db: Database,
+    core: DatabaseCore,
     point: PointLookup,
     params: Mapping[str, Any] | None,
     sender: Identity,
@@ -172,8 +171,8 @@ def _point_select(
     else:
         key = point.coerce(params[name] if params and name in params else sender)
     # What ``db.read`` does, inlined: this is the hottest path of the SQL layer.
-    with db._lock:
-        datastore = db._datastore
+    with core.lock:
+        datastore = core.datastore
         if datastore.schema is not schema:
             raise _SchemaMoved
         row = datastore.tables[point.table].rows.get(key)
@@ -197,13 +196,13 @@ def _convert(row: tuple[Any, ...], converters: tuple[Converter | None, ...]) -> 
 
 
 def _select(
-    db: Database,
+    core: DatabaseCore,
     statement: SelectStatement,
     converters: tuple[Converter | None, ...] | None,
     meter: Meter,
     schema: ModuleSchema,
 ) -> QueryResult:
-    snapshot = db.read_snapshot(plan_tables(statement.plan))
+    snapshot = core.read_snapshot(plan_tables(statement.plan))
     _unmoved(snapshot, schema)
     rows = execute(statement.plan, snapshot, meter.budget.effective_rows_max, meter)
     if converters is not None:
@@ -211,14 +210,14 @@ def _select(
     return QueryResult(statement.columns, rows)
 
 
-def _check_permissions(db: Database, statement: Any, sender: Identity) -> None:
-    if sender == db.owner:
+def _check_permissions(core: DatabaseCore, statement: Any, sender: Identity) -> None:
+    if sender == core.owner:
         return
     inner = statement.statement if isinstance(statement, Explain) else statement
     if not isinstance(inner, SelectStatement):
         raise PermissionDenied("only the database owner may change data through SQL")
     for name in sorted(inner.tables):
-        table = db.schema.table(name)
+        table = core.module.schema.table(name)
         if table is not None and not table.public:
             raise PermissionDenied(
                 f"table {name!r} is private: only the database owner and its reducers read it"

@@ -6,11 +6,13 @@ checks the memory budget, builds the record, appends it, tells commit listeners 
 decides when to snapshot; and one place (``transact``) that rolls back, counts and logs
 a failed reducer. See docs/design/architecture.md, "The life of a reducer call".
 
-These are functions over a ``Database`` rather than methods of it (or a mixin) because
-the state they touch (the writer lock, the offset, the session) is the database's and
-is shared with recovery and hot-swap; keeping it in one object and the steps here lets
-``database.py`` stay the short list of what a database offers. Every function that
-writes expects the caller to hold ``db._lock`` unless its docstring says otherwise.
+This is the bottom of ``host/``'s operations: it imports only ``core.py`` (and the
+modules below it), and every other operation writes through it. The functions take
+the ``DatabaseCore`` rather than being its methods (or a mixin) because the state they
+touch (the writer lock, the offset, the write scope) is shared with recovery and
+hot-swap; the core holds it, the steps are here, and ``database.py`` stays the short
+list of what a database offers. Every function that writes expects the caller to hold
+``core.lock`` unless its docstring says otherwise.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from cosmictron.datastore import Datastore, TableChange, Transaction
 from cosmictron.datastore.types import TypeMismatch
@@ -32,13 +34,11 @@ from cosmictron.errors import (
     ReducerFailed,
     ResourceExhausted,
 )
+from cosmictron.host.core import DatabaseCore
 from cosmictron.host.records import transaction_body
 from cosmictron.host.scheduler import Due
 from cosmictron.module import CURRENT_DB, LoadedModule, ReducerBinding, ReducerContext
 from cosmictron.values import ConnectionId, Identity, Timestamp
-
-if TYPE_CHECKING:
-    from cosmictron.host.database import Database
 
 _T = TypeVar("_T")
 
@@ -57,7 +57,48 @@ class CallOutcome:
 
 
 def execute(
-    db: Database,
+    core: DatabaseCore,
+    module: LoadedModule,
+    binding: ReducerBinding,
+    values: Sequence[Any],
+    wire_args: Sequence[Any],
+    sender: Identity,
+    connection_id: ConnectionId | None,
+    call: Call | None = None,
+    durable: bool = True,
+) -> CallOutcome:
+    """Run one call and return what it produced, once durable unless ``durable`` is
+    False. Takes the writer lock itself.
+
+    ``binding`` was looked up in ``module`` and the arguments bound outside the
+    lock. If a module update ran in between, the reducer is looked up and its
+    arguments (``call``: positional, keyword) bound again under the new module, so
+    a call never runs old code against the new tables.
+    """
+    value, offset, now_us = _execute(
+        core, module, binding, values, wire_args, sender, connection_id, call, durable
+    )
+    return CallOutcome(value, offset, Timestamp(now_us))
+
+
+def execute_for_value(
+    core: DatabaseCore,
+    module: LoadedModule,
+    binding: ReducerBinding,
+    values: Sequence[Any],
+    wire_args: Sequence[Any],
+    sender: Identity,
+    connection_id: ConnectionId | None,
+    call: Call,
+) -> Any:
+    """``execute`` for ``Database.call``, which returns only the value: the hottest path,
+    where building a ``CallOutcome`` and its ``Timestamp`` would cost about a
+    microsecond a call for nothing."""
+    return _execute(core, module, binding, values, wire_args, sender, connection_id, call)[0]
+
+
+def _execute(
+    core: DatabaseCore,
     module: LoadedModule,
     binding: ReducerBinding,
     values: Sequence[Any],
@@ -67,28 +108,21 @@ def execute(
     call: Call | None = None,
     durable: bool = True,
 ) -> tuple[Any, int, int]:
-    """Run one call; returns (return value, offset, timestamp in µs), once durable
-    unless ``durable`` is False. Takes the writer lock itself.
-
-    ``binding`` was looked up in ``module`` and the arguments bound outside the
-    lock. If a module update ran in between, the reducer is looked up and its
-    arguments (``call``: positional, keyword) bound again under the new module, so
-    a call never runs old code against the new tables.
-    """
+    """(value, offset, timestamp in µs) of one call, timed in the reducer metrics."""
     started = time.perf_counter()
     failed = True
     try:
-        result = _run_call(db, module, binding, values, wire_args, sender, connection_id, call)
+        result = _run_call(core, module, binding, values, wire_args, sender, connection_id, call)
         if durable:
-            db._persistence.wait_durable(result[1])
+            core.persistence.wait_durable(result[1])
         failed = False
         return result
     finally:
-        db.reducer_metrics.observe(binding.schema.name, time.perf_counter() - started, failed)
+        core.reducer_metrics.observe(binding.schema.name, time.perf_counter() - started, failed)
 
 
 def _run_call(
-    db: Database,
+    core: DatabaseCore,
     module: LoadedModule,
     binding: ReducerBinding,
     values: Sequence[Any],
@@ -97,10 +131,10 @@ def _run_call(
     connection_id: ConnectionId | None,
     call: Call | None,
 ) -> tuple[Any, int, int]:
-    with db._lock:
-        if module is not db.module:
-            binding, values, wire_args = _rebind(db, binding, call)
-        check_can_write(db, f"Database.call({binding.schema.name!r})")
+    with core.lock:
+        if module is not core.module:
+            binding, values, wire_args = _rebind(core, binding, call)
+        check_can_write(core, f"Database.call({binding.schema.name!r})")
         function = binding.function
 
         def run(ctx: ReducerContext) -> Any:
@@ -108,22 +142,22 @@ def _run_call(
             check_return(binding, value)
             return value
 
-        return transact(db, binding.schema.name, run, wire_args, sender, connection_id)
+        return transact(core, binding.schema.name, run, wire_args, sender, connection_id)
 
 
 def _rebind(
-    db: Database, binding: ReducerBinding, call: Call | None
+    core: DatabaseCore, binding: ReducerBinding, call: Call | None
 ) -> tuple[ReducerBinding, Sequence[Any], Sequence[Any]]:
     """``binding``'s reducer in the running module, with the call's arguments bound."""
     name, kind = binding.schema.name, binding.schema.kind
     if call is None:  # a lifecycle reducer: no arguments
-        found = db.module.lifecycle.get(kind)
+        found = core.module.lifecycle.get(kind)
         if found is None:
             raise NotFound(f"the updated module has no @{kind} reducer")
         return found, [], []
-    found = db.module.reducers.get(name)
+    found = core.module.reducers.get(name)
     if found is None:
-        raise_unknown_reducer(db.module, name)
+        raise_unknown_reducer(core.module, name)
     args, kwargs = call
     values, wire_args = found.bind(tuple(args), dict(kwargs))
     return found, values, wire_args
@@ -134,17 +168,17 @@ def raise_unknown_reducer(module: LoadedModule, reducer: str) -> NoReturn:
     raise NotFound(f"no reducer named {reducer!r} (reducers: {known})")
 
 
-def run_init(db: Database) -> None:
+def run_init(core: DatabaseCore) -> None:
     """Run the module's ``@init`` reducer, if it has one (a new or cleared database)."""
-    binding = db.module.lifecycle.get("init")
+    binding = core.module.lifecycle.get("init")
     if binding is not None:
-        execute(db, db.module, binding, [], [], db.owner, None)
+        execute(core, core.module, binding, [], [], core.owner, None)
 
 
-def check_can_write(db: Database, action: str) -> None:
-    if db._closed:
-        raise InvalidRequest(f"database {str(db.path)!r} is closed")
-    if db._session.tx is not None:  # this thread is inside a reducer already
+def check_can_write(core: DatabaseCore, action: str) -> None:
+    if core.closed:
+        raise InvalidRequest(f"database {str(core.path)!r} is closed")
+    if core.scope.tx is not None:  # this thread is inside a reducer already
         raise InvalidRequest(
             f"{action} from inside a reducer would start a second transaction; "
             f"call it outside reducers (a reducer calls another reducer's function "
@@ -152,13 +186,13 @@ def check_can_write(db: Database, action: str) -> None:
         )
 
 
-def next_timestamp_us(db: Database) -> int:
+def next_timestamp_us(core: DatabaseCore) -> int:
     """Now, but strictly after the last transaction's timestamp (the clock may step)."""
-    return max(db._clock.now_us(), db._last_timestamp_us + 1)
+    return max(core.clock.now_us(), core.last_timestamp_us + 1)
 
 
 def transact(
-    db: Database,
+    core: DatabaseCore,
     name: str,
     run: Callable[[ReducerContext], Any],
     wire_args: Any,
@@ -176,71 +210,72 @@ def transact(
     Returns:
         (``run``'s value, offset, timestamp in µs).
     """
-    db._calls += 1
-    now_us = next_timestamp_us(db)
+    core.reducer_calls += 1
+    now_us = next_timestamp_us(core)
     tx = Transaction()
-    session = db._session
-    session.tx = tx
-    db.current_reducer = name
+    scope = core.scope
+    scope.tx = tx
+    core.current_reducer = name
     ctx = ReducerContext(
-        db._view, sender, connection_id, now_us, db.identity, (db._offset + 1) ^ now_us
+        core.view, sender, connection_id, now_us, core.identity, (core.offset + 1) ^ now_us
     )
-    token = CURRENT_DB.set(db)
+    assert core.current_db is not None, "a Database wraps the core before reducers run"
+    token = CURRENT_DB.set(core.current_db)
     try:
         value = run(ctx)
-        offset, changes = commit(db, tx, name, wire_args, sender, connection_id, now_us, ran)
+        offset, changes = commit(core, tx, name, wire_args, sender, connection_id, now_us, ran)
     except BaseException as exc:
         tx.rollback()
-        db._failures += 1
+        core.reducer_failures += 1
         if not isinstance(exc, Exception):
             raise
         if isinstance(exc, DurabilityError | ResourceExhausted):
-            db.log.append("ERROR", f"reducer {name!r} not committed: {exc}", name)
+            core.log.append("ERROR", f"reducer {name!r} not committed: {exc}", name)
             raise
         failure = as_reducer_failure(name, exc)
-        db.log.append("ERROR", str(failure), name)
+        core.log.append("ERROR", str(failure), name)
         raise failure from exc
     finally:
-        session.tx = None
-        db.current_reducer = None
+        scope.tx = None
+        core.current_reducer = None
         CURRENT_DB.reset(token)
-    publish(db, offset, now_us, changes)
+    publish(core, offset, now_us, changes)
     return value, offset, now_us
 
 
 def run_transaction(
-    db: Database,
+    core: DatabaseCore,
     reducer: str,
     function: Callable[[Transaction, Datastore], _T],
     wire_args: Callable[[_T], Any],
     sender: Identity | None = None,
 ) -> tuple[_T, int]:
     """``Database.run_transaction``: the host's own writes; takes the lock itself."""
-    with db._lock:
-        if db._closed:
-            raise InvalidRequest(f"database {str(db.path)!r} is closed")
-        if db._session.tx is not None:
+    with core.lock:
+        if core.closed:
+            raise InvalidRequest(f"database {str(core.path)!r} is closed")
+        if core.scope.tx is not None:
             raise InvalidRequest(
                 f"{reducer} from inside a reducer would start a second transaction; "
                 f"write through ctx.db instead"
             )
-        now_us = next_timestamp_us(db)
+        now_us = next_timestamp_us(core)
         tx = Transaction()
         try:
-            value = function(tx, db._datastore)
+            value = function(tx, core.datastore)
             offset, changes = commit(
-                db, tx, reducer, wire_args(value), sender or db.owner, None, now_us
+                core, tx, reducer, wire_args(value), sender or core.owner, None, now_us
             )
         except BaseException:
             tx.rollback()
             raise
-        publish(db, offset, now_us, changes)
-    db._persistence.wait_durable(offset)
+        publish(core, offset, now_us, changes)
+    core.persistence.wait_durable(offset)
     return value, offset
 
 
 def commit(
-    db: Database,
+    core: DatabaseCore,
     tx: Transaction,
     reducer: str,
     wire_args: Any,
@@ -256,11 +291,11 @@ def commit(
     bookkeeping commit together (docs/design/scheduler.md).
     """
     changes = tx.changes()
-    estimate = db._memory.check(changes)
-    book = db._book
+    estimate = core.memory.check(changes)
+    book = core.book
     updates = book.plan(changes, now_us, ran) if book.active else []
     body = transaction_body(
-        db._datastore,
+        core.datastore,
         tx,
         changes,
         reducer,
@@ -268,35 +303,35 @@ def commit(
         sender,
         connection_id,
         now_us,
-        book.encode(db._datastore, updates) if updates else None,
+        book.encode(core.datastore, updates) if updates else None,
     )
-    offset = db._persistence.append(TX_RECORD_KIND, body)
-    db._memory.commit(estimate, changes)
+    offset = core.persistence.append(TX_RECORD_KIND, body)
+    core.memory.commit(estimate, changes)
     if updates:
         book.apply(updates)
-        db._scheduler.wake()
+        core.scheduler.wake()
     return offset, changes
 
 
-def publish(db: Database, offset: int, now_us: int, changes: list[TableChange]) -> None:
+def publish(core: DatabaseCore, offset: int, now_us: int, changes: list[TableChange]) -> None:
     """After the append: advance the offset, tell listeners, maybe snapshot."""
-    db._offset = offset
-    db._last_timestamp_us = now_us
-    if db._listeners:
+    core.offset = offset
+    core.last_timestamp_us = now_us
+    if core.listeners:
         timestamp = Timestamp(now_us)
-        for listener in db._listeners:
+        for listener in core.listeners:
             try:
                 listener(offset, timestamp, changes)
             except Exception:
                 # The transaction is in the log: its caller must hear it committed.
                 # A listener that fails is a bug in the layer that registered it.
                 logger.exception("commit listener %r failed at offset %d", listener, offset)
-    if offset - db._last_snapshot_offset >= db._snapshot_interval_tx:
-        db._snapshot()
+    if offset - core.last_snapshot_offset >= core.snapshot_interval_tx:
+        core.request_snapshot()
 
 
 def call_nested(
-    db: Database,
+    core: DatabaseCore,
     name: str,
     function: Callable[..., Any],
     ctx: ReducerContext,
@@ -304,9 +339,9 @@ def call_nested(
     kwargs: dict[str, Any],
 ) -> Any:
     """``Database.call_nested``: the caller's transaction, under a savepoint."""
-    tx = db._session.tx
+    tx = core.scope.tx
     assert tx is not None, "nested reducer call outside a transaction"
-    binding = db.module.reducers.get(name)
+    binding = core.module.reducers.get(name)
     if binding is None or binding.function is not function:
         raise InvalidRequest(f"reducer {name!r} is not part of this database's module")
     values, _ = binding.bind(args, kwargs)
