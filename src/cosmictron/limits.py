@@ -18,8 +18,9 @@ module_log_files_max = 4
 log_follow_queue_lines_max = 10_000
 """Lines queued for one ``logs?follow=true`` client; past it lines are dropped and counted."""
 
-reducer_name_bytes_max = 256
-"""Longest reducer or table name accepted from a caller."""
+identifier_bytes_max = 255
+"""Longest table, column or reducer name, declared by a module or sent by a caller
+(ASCII only, so bytes and characters are one; ``cosmictron.names``)."""
 
 sql_text_bytes_max = 64 * 1024
 """Longest SQL statement accepted, in UTF-8 bytes (longer text is a ``SqlError``)."""

@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cosmictron import bounded_json, limits
+from cosmictron import bounded_json, limits, names
 from cosmictron.datastore.schema import TableSchema
 from cosmictron.datastore.types import REQUIRED, ColumnType
 from cosmictron.errors import Conflict, InvalidRequest, TooLarge
@@ -60,7 +60,7 @@ async def bulk_insert(request: web.Request) -> web.Response:
     caller = caller_of(request)
     database = hosted(request)
     require_owner(database, caller, "bulk insert")
-    table = request.match_info["table"]
+    table = names.check_table(request.match_info["table"])
     database.db.table(table)  # 404 naming the tables
     kind = request.content_type
     if kind not in CSV_TYPES + NDJSON_TYPES:

@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cosmictron import names
 from cosmictron.datastore.schema import TableSchema
 from cosmictron.errors import InvalidRequest, PermissionDenied
 from cosmictron.server.cells import cell_writer
@@ -39,7 +40,7 @@ FORMATS = {"csv": "text/csv", "ndjson": "application/x-ndjson"}
 async def export(request: web.Request) -> web.StreamResponse:
     caller = caller_of(request)
     database = hosted(request)
-    table = request.match_info["table"]
+    table = names.check_table(request.match_info["table"])
     database.db.table(table)  # 404 naming the tables
     form = request.query.get("format", "csv")
     if form not in FORMATS:

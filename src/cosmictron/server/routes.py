@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cosmictron import __version__
+from cosmictron import __version__, names
 from cosmictron.errors import InvalidRequest, NotFound, PermissionDenied, Unauthenticated
 from cosmictron.query.budget import QueryBudget
 from cosmictron.server import bodies
@@ -105,6 +105,7 @@ async def deploy(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     # Before the body is read: an unauthorised module is never written, let alone imported.
     request.app[RIGHTS].require_deploy(caller, f"deploy database {name!r}")
+    names.check_database(name)  # before the body is read
     clear = request.query.get("clear", "false").lower() in ("1", "true", "yes")
     source = await request.read()
     registry = request.app[REGISTRY]
@@ -170,6 +171,7 @@ def callable_binding(database: HostedDatabase, name: str) -> Any:
     module = database.db.module
     binding = module.reducers.get(name) or module.procedures.get(name)
     if binding is None:
+        names.check_reducer(name)  # 400 for a name no reducer could have
         known = ", ".join(sorted([*module.reducers, *module.procedures])) or "none"
         raise NotFound(f"database {database.name!r} has no reducer {name!r} (reducers: {known})")
     return binding
