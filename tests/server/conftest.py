@@ -34,6 +34,24 @@ CLI = shutil.which("cosmictron-cli", path=str(Path(sys.executable).parent)) or "
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "quickstart" / "app.py"
 
 
+def refuse_constant(name: str) -> Any:
+    raise ValueError(f"the server sent {name}, which strict JSON parsers refuse")
+
+
+def refuse_overflow(text: str) -> float:
+    value = float(text)
+    if value - value != 0.0:
+        raise ValueError(f"the server sent {text}, past the float range (strict parsers refuse)")
+    return value
+
+
+def strict_loads(data: str | bytes) -> Any:
+    """Parse JSON as strict clients (browsers, serde, Go) do: ``NaN``, ``Infinity`` and
+    numbers past the float range are errors. Every reply, update and export the server
+    tests read goes through this, so any of them carrying one fails its test."""
+    return json.loads(data, parse_constant=refuse_constant, parse_float=refuse_overflow)
+
+
 @dataclass
 class Reply:
     status: int
@@ -72,9 +90,9 @@ class Server:
             request.add_header("Content-Type", content_type)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return Reply(response.status, json.loads(response.read() or b"null"))
+                return Reply(response.status, strict_loads(response.read() or b"null"))
         except urllib.error.HTTPError as error:
-            return Reply(error.code, json.loads(error.read() or b"null"))
+            return Reply(error.code, strict_loads(error.read() or b"null"))
 
     def identity(self) -> tuple[str, str]:
         reply = self.request("POST", "/v1/identity")

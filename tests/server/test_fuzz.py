@@ -36,7 +36,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from tests.server.conftest import EXAMPLE, Server, start_server, stop_server
+from tests.server.conftest import EXAMPLE, Server, start_server, stop_server, strict_loads
 from tests.server.rawws import BINARY, CLOSE, PING, TEXT, RawWebSocket
 
 FUZZ_REQUESTS = 200
@@ -69,7 +69,8 @@ class Fuzzed:
 @pytest.fixture
 def fuzzed(tmp_path: Path) -> Iterator[Fuzzed]:
     env = {
-        "COSMICTRON_JSON_BODY_BYTES_MAX": str(256 * 1024),
+        "COSMICTRON_CALL_BODY_BYTES_MAX": str(256 * 1024),
+        "COSMICTRON_SQL_BODY_BYTES_MAX": str(256 * 1024),
         "COSMICTRON_RESTORE_UPLOAD_BYTES_MAX": str(4 * 1024 * 1024),
         "COSMICTRON_BULK_INSERT_BODY_BYTES_MAX": str(1024 * 1024),
     }
@@ -352,7 +353,7 @@ def check(f: Fuzzed, name: str, request: Request, reply: tuple[int, bytes] | Non
         return True
     assert 400 <= status < 500, f"{name}: {status} for {request}"
     try:
-        error = json.loads(body)["error"]
+        error = strict_loads(body)["error"]
     except (ValueError, KeyError, TypeError):
         pytest.fail(f"{name}: {status} without a JSON error for {request}: {body[:300]!r}")
     assert error["code"] and error["message"], f"{name}: {error} for {request}"

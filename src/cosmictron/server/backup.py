@@ -27,6 +27,7 @@ from cosmictron.errors import InvalidRequest
 from cosmictron.host.backup import write_backup
 from cosmictron.server.bodies import BodyStream, refuse_declared_length
 from cosmictron.server.registry import HostedDatabase, check_name
+from cosmictron.server.replies import json_response
 from cosmictron.server.routes import REGISTRY, RIGHTS, caller_of, hosted, require_owner
 from cosmictron.values import Timestamp
 
@@ -128,7 +129,7 @@ async def restore(request: web.Request) -> web.Response:
     database, report = await asyncio.to_thread(
         registry.restore, name, upload, caller, to_offset, to_time
     )
-    return web.json_response({"database": database.name, **report.describe()}, status=201)
+    return json_response({"database": database.name, **report.describe()}, status=201)
 
 
 def restore_upload_bytes_max() -> int:

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
-from cosmictron import limits
+from cosmictron import bounded_json, limits
 from cosmictron.datastore import Datastore, TableChange
-from cosmictron.errors import CosmictronError, SubscriptionError
+from cosmictron.errors import CosmictronError, NotFinite, SubscriptionError
 from cosmictron.query.budget import QueryBudget
 from cosmictron.server.protocol import QueryId, RequestId, subscription_error
 from cosmictron.server.registry import HostedDatabase
@@ -59,6 +59,8 @@ class Client(Protocol):
 
     def deliver(self, message: dict[str, Any] | str, offset: int) -> None: ...
 
+    def drop(self, code: int, reason: str) -> None: ...
+
 
 @dataclass
 class _Update:
@@ -70,7 +72,7 @@ class _Update:
 @dataclass
 class _Message:
     client: Client
-    message: dict[str, Any]
+    message: dict[str, Any] | str
     offset: int
 
 
@@ -265,7 +267,10 @@ class DatabaseFeed:
             applied["tables"] = [self._rows_json(table) for table in subscription.initial["tables"]]
             if since is not None:
                 applied["resumed"] = False
-            self._batch.append(_Message(client, {"SubscribeApplied": applied}, offset))
+            # Encoded here, on the database's thread: the initial rows may be many, and
+            # encoding them on the event loop would stall every other client.
+            text = bounded_json.dumps({"SubscribeApplied": applied})
+            self._batch.append(_Message(client, text, offset))
         else:
             applied["tables"] = []
             applied["resumed"] = True
@@ -320,7 +325,11 @@ class DatabaseFeed:
                 message = self._update_json(update, updates[0].schema)
                 if not message["TransactionUpdate"]["tables"]:
                     return
-                cached = json.dumps(message)
+                try:
+                    cached = bounded_json.dumps(message)
+                except NotFinite as exc:  # never sent bare; the client cannot have a gap
+                    client.drop(1011, str(exc))
+                    return
                 if encoded is not None:
                     encoded[id(update)] = cached
             client.deliver(cached, update["tx_offset"])
