@@ -69,7 +69,10 @@ def test_f32_rounds_and_rejects_overflow():
         t.F32.check(1e300)
 
 
-@given(st.binary(max_size=64), st.text(max_size=64), st.floats(allow_nan=False, allow_infinity=False))
+FINITE = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@given(st.binary(max_size=64), st.text(max_size=64), FINITE)
 def test_plain_types_roundtrip(data, text, number):
     roundtrip(t.BYTES, data)
     roundtrip(t.STR, text)

@@ -93,7 +93,8 @@ def test_call_arguments(readings: tuple[Server, str]) -> None:
 def test_sql_parameters_and_computed_values(readings: tuple[Server, str]) -> None:
     server, token = readings
     for literal in NON_FINITE:
-        body = f'{{"query": "SELECT * FROM reading WHERE value < :limit", "params": {{"limit": {literal}}}}}'
+        query = "SELECT * FROM reading WHERE value < :limit"
+        body = f'{{"query": "{query}", "params": {{"limit": {literal}}}}}'
         reply = server.request("POST", "/v1/database/lab/sql", body, token, "application/json")
         assert_refused(reply, "not_finite", "'limit'")
     assert server.request("POST", "/v1/database/lab/call/record", [10.0], token).status == 200
@@ -140,7 +141,8 @@ def test_websocket_messages_and_updates(readings: tuple[Server, str]) -> None:
     assert "SubscribeApplied" in ws.receive_json()
     for number, literal in enumerate(NON_FINITE):
         ws.send(
-            f'{{"CallReducer": {{"request_id": {number}, "reducer": "record", "args": [{literal}]}}}}'
+            f'{{"CallReducer": {{"request_id": {number}, "reducer": "record", '
+            f'"args": [{literal}]}}}}'
         )
         result = ws.receive_json()["ReducerResult"]
         assert result["status"] == "failed" and "not finite" in result["error"], result
@@ -149,7 +151,8 @@ def test_websocket_messages_and_updates(readings: tuple[Server, str]) -> None:
     kinds = {next(iter(ws.receive_json())) for _ in range(2)}
     assert kinds == {"TransactionUpdate", "ReducerResult"}, kinds
     ws.send(
-        '{"OneOffQuery": {"request_id": "q", "query_string": "SELECT value * 10 AS big FROM reading"}}'
+        '{"OneOffQuery": {"request_id": "q", '
+        '"query_string": "SELECT value * 10 AS big FROM reading"}}'
     )
     reply = ws.receive_json()["OneOffQueryResult"]
     assert reply["error_code"] == "not_finite", reply
