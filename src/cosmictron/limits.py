@@ -192,9 +192,11 @@ no further). Decoded Python objects take up to ~25 times their JSON text, so thi
 one call's memory to tens of MiB. The server process reads
 ``COSMICTRON_CALL_BODY_BYTES_MAX``."""
 
-sql_body_bytes_max = 128 * 1024
-"""Largest body of ``POST .../sql``: the SQL text (itself at most ``sql_text_bytes_max``)
-and its JSON parameters. The server process reads ``COSMICTRON_SQL_BODY_BYTES_MAX``."""
+sql_body_bytes_max = 2 * 1024 * 1024
+"""Largest body of ``POST .../sql`` (413 past it, read no further): room for the SQL text
+(at most ``sql_text_bytes_max``) and JSON parameters weighing ``sql_params_bytes_max``,
+which are checked once decoded. The server process reads
+``COSMICTRON_SQL_BODY_BYTES_MAX``."""
 
 json_inline_bytes_max = 64 * 1024
 """JSON bodies and WebSocket messages up to this size are decoded on the event loop (well
