@@ -254,6 +254,12 @@ def test_streams_cut_clients_that_do_not_read(tmp_path: Path) -> None:
         exported = read_all(stalled)
         assert exported.startswith(b"HTTP/1.1 200"), exported[:100]
         assert len(exported) < 20_000_000 and not exported.endswith(b"0\r\n\r\n")
+        # A backup to a client that reads nothing: cut too, its database thread freed.
+        stalled = raw_get(server, "/v1/database/shop/backup", token)
+        time.sleep(4)
+        backed_up = read_all(stalled)
+        assert backed_up.startswith(b"HTTP/1.1 200"), backed_up[:100]
+        assert len(backed_up) < 20_000_000 and not backed_up.endswith(b"0\r\n\r\n")
         # A log follower that reads nothing while 20 MB is logged (more than the kernel's
         # socket buffers absorb): cut past its byte budget or its stall limit.
         follower = raw_get(server, "/v1/database/shop/logs?follow=true&num_lines=0", token)
