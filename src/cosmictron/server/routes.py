@@ -282,18 +282,24 @@ async def sql_request(request: web.Request) -> tuple[str, dict[str, Any]]:
     """The SQL text and parameters: a text/plain body, or JSON ``{"query", "params"}``."""
     limit = bodies.sql_body_bytes_max()
     if request.content_type == "application/json":
-        body = await bodies.json_body(request, limit)
-        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
-            raise InvalidRequest('a JSON SQL request is {"query": "<SQL>", "params": {...}}')
-        params = body.get("params") or {}
-        if not isinstance(params, dict):
-            raise InvalidRequest('"params" must be a JSON object of parameter values')
-        check_finite_params(params)
-        return body["query"], params
+        # Decoded and checked on a worker thread when large (bodies.json_body).
+        query: tuple[str, dict[str, Any]] = await bodies.json_body(request, limit, json_query)
+        return query
     text = await bodies.text_body(request, limit)
     if not text.strip():
         raise InvalidRequest("the request body is empty: send one SQL statement")
     return text, {}
+
+
+def json_query(body: Any) -> tuple[str, dict[str, Any]]:
+    """The text and parameters of a JSON SQL request body, checked."""
+    if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+        raise InvalidRequest('a JSON SQL request is {"query": "<SQL>", "params": {...}}')
+    params = body.get("params") or {}
+    if not isinstance(params, dict):
+        raise InvalidRequest('"params" must be a JSON object of parameter values')
+    check_finite_params(params)
+    return body["query"], params
 
 
 def check_finite_params(params: dict[str, Any]) -> None:
