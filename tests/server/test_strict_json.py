@@ -34,6 +34,11 @@ def record(ctx: ReducerContext, value: float, series: list[float] = []) -> int:
     return ctx.db.reading.insert(Reading(value=value, series=series)).id
 
 @reducer
+def many(ctx: ReducerContext, count: int) -> None:
+    for number in range(count):
+        ctx.db.reading.insert(Reading(value=number / 3, series=[-0.0, 1e308]))
+
+@reducer
 def overflow(ctx: ReducerContext, value: float) -> None:
     ctx.db.reading.insert(Reading(value=value * 1e308 * 10))
 
@@ -179,3 +184,30 @@ def test_the_strict_parser_refuses_what_it_must() -> None:
         with pytest.raises(ValueError):
             strict_loads(text)
     assert strict_loads("[1e308, -0.0]") == [1e308, -0.0]
+
+
+def test_large_updates_made_off_the_loop_reach_every_subscriber(
+    readings: tuple[Server, str],
+) -> None:
+    """An update of 1500 rows (past feed.LARGE_UPDATE_ROWS) is encoded on the writer's
+    thread once for both subscribers; a one-row update after it still comes in order."""
+    server, token = readings
+    sockets = [RawWebSocket(server.url, "lab", token) for _ in range(2)]
+    subscribe = {
+        "Subscribe": {"request_id": 1, "query_id": 1, "query_strings": ["SELECT * FROM reading"]}
+    }
+    for ws in sockets:
+        ws.receive_json()  # IdentityToken
+        ws.send_json(subscribe)
+        assert ws.receive_json()["SubscribeApplied"]["tables"][0]["rows"] == []
+    assert server.request("POST", "/v1/database/lab/call/many", [1500], token).status == 200
+    assert server.request("POST", "/v1/database/lab/call/record", [2.5], token).status == 200
+    for ws in sockets:
+        first = ws.receive_json()["TransactionUpdate"]
+        (table,) = first["tables"]
+        assert len(table["inserts"]) == 1500 and table["deletes"] == []
+        assert {row["series"][0] for row in table["inserts"]} == {-0.0}
+        second = ws.receive_json()["TransactionUpdate"]
+        assert second["tx_offset"] > first["tx_offset"]
+        assert [row["value"] for row in second["tables"][0]["inserts"]] == [2.5]
+        ws.close()
