@@ -577,7 +577,10 @@ NON_FINITE = [b"Infinity", b"-Infinity", b"NaN", b"1e400", b"-1e400", b"1E999"]
 def shaped(tmp_path: Path) -> Iterator[Fuzzed]:
     """The ``fuzzed`` server, but its log is left for the test to check: an xfail covers
     the test's body, not a fixture's teardown."""
-    env = {"COSMICTRON_JSON_BODY_BYTES_MAX": str(SHAPED_JSON_BODY_BYTES_MAX)}
+    env = {
+        "COSMICTRON_CALL_BODY_BYTES_MAX": str(SHAPED_JSON_BODY_BYTES_MAX),
+        "COSMICTRON_SQL_BODY_BYTES_MAX": str(SHAPED_JSON_BODY_BYTES_MAX),
+    }
     server = start_server(tmp_path / "server-data", "--profile", "development", env=env)
     log: list[str] = []
     assert server.process.stdout is not None
@@ -674,11 +677,6 @@ def fuzz_shapes(f: Fuzzed, seed: int, per_route: int) -> int:
     return refused
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs bound-sql (SQL depth: a chain of 400 ANDs is a 500) and bound-edge "
-    "(non-finite floats refused)",
-)
 def test_fuzz_issue21_shapes(shaped: Fuzzed) -> None:
     refused = fuzz_shapes(shaped, seed=21, per_route=SHAPE_REQUESTS)
     assert refused > SHAPE_REQUESTS * 8, refused  # the shapes bite
