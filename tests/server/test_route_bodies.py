@@ -279,3 +279,30 @@ def test_streams_cut_clients_that_do_not_read(tmp_path: Path) -> None:
     finally:
         out = stop_server(server)
         assert "Traceback" not in out, out
+
+
+def test_large_websocket_messages_are_decoded_off_the_loop_in_order(
+    shop: tuple[Server, str],
+) -> None:
+    """Messages over ``json_inline_bytes_max`` take the worker-thread path; their replies
+    keep the order the requests were sent in, between small ones."""
+    from tests.server.rawws import RawWebSocket
+
+    server, token = shop
+    ws = RawWebSocket(server.url, "shop", token)
+    assert ws.status == 101
+    ws.receive_json()  # IdentityToken
+    count = limits.json_inline_bytes_max  # two bytes each: twice the threshold
+    for number in range(3):
+        size = count if number % 2 == 0 else 3
+        args = [[7] * size]
+        ws.send_json({"CallReducer": {"request_id": number, "reducer": "count", "args": args}})
+    results = [ws.receive_json()["ReducerResult"] for _ in range(3)]
+    assert [r["request_id"] for r in results] == [0, 1, 2], results
+    assert [r["return_value"] for r in results] == [count, 3, count], results
+    deep = '{"CallReducer": {"request_id": 9, "reducer": "count", "args": [' + "[" * 70_000
+    assert len(deep) > limits.json_inline_bytes_max
+    ws.send(deep)  # too deep to read its kind: the reply for a malformed message
+    refused = ws.receive_json()["SubscriptionError"]
+    assert refused["request_id"] is None and "nest" in refused["error"], refused
+    ws.close()
