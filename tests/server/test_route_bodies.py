@@ -260,22 +260,33 @@ def test_streams_cut_clients_that_do_not_read(tmp_path: Path) -> None:
         backed_up = read_all(stalled)
         assert backed_up.startswith(b"HTTP/1.1 200"), backed_up[:100]
         assert len(backed_up) < 20_000_000 and not backed_up.endswith(b"0\r\n\r\n")
-        # A log follower that reads nothing while 20 MB is logged (more than the kernel's
-        # socket buffers absorb): cut past its byte budget or its stall limit.
-        follower = raw_get(server, "/v1/database/shop/logs?follow=true&num_lines=0", token)
-        time.sleep(0.5)
-        assert (
-            server.request("POST", "/v1/database/shop/call/shout", [1000, 20_000], token).status
-            == 200
-        )
-        time.sleep(1)
-        followed = read_all(follower)
-        assert followed.startswith(b"HTTP/1.1 200"), followed[:100]
-        assert len(followed) < 20_000_000 and not followed.endswith(b"0\r\n\r\n")
         # A client that reads gets all of it, and the server kept serving.
         assert server.request("GET", "/v1/health").status == 200
         complete = read_all(raw_get(server, "/v1/database/shop/export/item?format=csv", token))
         assert complete.endswith(b"0\r\n\r\n") and complete.count(b"x" * 50_000) == 400
+    finally:
+        out = stop_server(server)
+        assert "Traceback" not in out, out
+
+
+def test_a_log_follower_past_its_byte_budget_is_cut(tmp_path: Path) -> None:
+    """20 MB logged (more than the kernel's socket buffers absorb) to a follower that
+    reads nothing: cut once 256 KiB are queued for it, long before the 60 s stall limit;
+    a follower that reads keeps following."""
+    budget = 256 * 1024
+    server, token = started(tmp_path, {"COSMICTRON_LOG_FOLLOW_QUEUE_BYTES_MAX": str(budget)})
+    try:
+        path = "/v1/database/shop/logs?follow=true&num_lines=0"
+        follower = raw_get(server, path, token)
+        time.sleep(0.5)
+        reply = server.request("POST", "/v1/database/shop/call/shout", [1000, 20_000], token)
+        assert reply.status == 200, reply
+        started_at = time.monotonic()
+        followed = read_all(follower)  # returns once the server cut the connection
+        assert time.monotonic() - started_at < 20, "not cut by the byte budget"
+        assert followed.startswith(b"HTTP/1.1 200"), followed[:100]
+        assert len(followed) < 20_000_000 and not followed.endswith(b"0\r\n\r\n")
+        assert server.request("GET", "/v1/health").status == 200
     finally:
         out = stop_server(server)
         assert "Traceback" not in out, out
