@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -169,6 +170,19 @@ def stop_server(server: Server, sig: int = signal.SIGTERM) -> str:
         server.process.send_signal(sig)
     out, _ = server.process.communicate(timeout=30)
     return out
+
+
+def stop_read_server(server: Server, reader: threading.Thread) -> None:
+    """Stop a server whose output a thread of the test reads (``log.extend(stdout)``):
+    wait for the process to exit, then for the reader to reach the end of the pipe.
+    ``stop_server``'s ``communicate`` would race the reader for the pipe and close it
+    under it (``ValueError: I/O operation on closed file`` in the reader thread)."""
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+    server.process.wait(timeout=30)
+    reader.join(timeout=10)
+    if server.process.stdout is not None and not reader.is_alive():
+        server.process.stdout.close()
 
 
 @pytest.fixture

@@ -42,7 +42,13 @@ from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
-from tests.server.conftest import EXAMPLE, Server, start_server, stop_server, strict_loads
+from tests.server.conftest import (
+    EXAMPLE,
+    Server,
+    start_server,
+    stop_read_server,
+    strict_loads,
+)
 from tests.server.rawws import BINARY, CLOSE, PING, TEXT, RawWebSocket
 
 FUZZ_REQUESTS = 200
@@ -96,8 +102,7 @@ def fuzzed(tmp_path: Path) -> Iterator[Fuzzed]:
             archive = response.read()
         yield Fuzzed(server, owner, other, operator, other_identity, owner_identity, archive, log)
     finally:
-        stop_server(server)
-        reader.join(timeout=10)
+        stop_read_server(server, reader)
         problems = [line for line in log if "Traceback" in line or "internal error" in line]
         assert not problems, "".join(log)
 
@@ -593,8 +598,7 @@ def shaped(tmp_path: Path) -> Iterator[Fuzzed]:
         assert server.deploy("qs", EXAMPLE.read_text(), owner).status == 201
         yield Fuzzed(server, owner, other, operator, other_identity, owner_identity, b"", log)
     finally:
-        stop_server(server)
-        reader.join(timeout=10)
+        stop_read_server(server, reader)
 
 
 def strict_json(data: bytes) -> Any:
