@@ -14,7 +14,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).parent.parent / "src" / "cosmictron"
 
-ROOT_MODULES = {"errors", "values", "limits", "config", "bounded_json"}
+ROOT_MODULES = {"errors", "values", "limits", "config", "bounded_json", "names"}
 ALLOWED = {
     "ledger": set(),
     "durability": {"ledger"},

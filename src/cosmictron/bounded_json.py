@@ -11,17 +11,25 @@ first one past the limit. Text that is not UTF-8, not JSON or too deep is an
 
 Used for call arguments and SQL parameters (HTTP), WebSocket messages, NDJSON rows and
 CSV cells of bulk loads, and a backup archive's manifest.
+
+JSON out is strict (``dumps``): ``json.dumps`` writes a bare ``Infinity`` or ``NaN`` for a
+non-finite float by default, which browsers, serde and Go refuse for the whole message.
+Every JSON the server writes goes through ``dumps``, which refuses them (``NotFinite``);
+the datastore refuses to store them and typed arguments refuse them on input, so only
+an untyped value (a SQL parameter, a reducer's unannotated return value) is checked
+with ``first_non_finite``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from itertools import accumulate
 from typing import Any
 
 from cosmictron import limits
-from cosmictron.errors import InvalidRequest, TooDeep
+from cosmictron.errors import InvalidRequest, NotFinite, TooDeep
 
 _STRINGS = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"?', re.DOTALL)
 """A JSON string, escapes included; possessive, so it never backtracks."""
@@ -81,3 +89,39 @@ def too_deep(text: str, depth_max: int) -> bool:
         return False
     structure = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
     return bool(structure) and max(accumulate(map(_STEP.__getitem__, structure))) > depth_max
+
+
+def dumps(value: Any, **options: Any) -> str:
+    """``json.dumps`` that never writes ``NaN`` or ``Infinity`` (strict JSON).
+
+    Raises:
+        NotFinite: ``value`` holds a non-finite float (400, ``not_finite``).
+    """
+    try:
+        return json.dumps(value, allow_nan=False, **options)
+    except ValueError:
+        found = first_non_finite(value)
+        raise NotFinite(
+            f"a value to send holds {found!r}, which JSON cannot carry "
+            "(docs/reference/column-types.md, Floats)"
+        ) from None
+
+
+def first_non_finite(value: Any) -> float | None:
+    """The first NaN or infinite float inside ``value`` (lists, tuples, dict values,
+    dataclass fields), or None. Iterative, so no depth can make it recurse."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is float:
+            if not math.isfinite(item):
+                return item
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif hasattr(item, "__dataclass_fields__"):
+            stack.extend(getattr(item, name) for name in item.__dataclass_fields__)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return float(item)
+    return None

@@ -15,8 +15,9 @@ server replies with.
     │   ├── SubscriptionError   a subscription ended: its table changed or maintenance failed
     │   ├── ConfigError         unknown profile or policy name, bad config.toml
     │   ├── TooLarge 413        a request body over its route's limit
-    │   └── TooDeep             JSON nested deeper than ``limits.json_depth_max``
-    │       └── SqlTooDeep      (also a SqlError) SQL nested deeper than ``limits.sql_depth_max``
+    │   ├── TooDeep             JSON nested deeper than ``limits.json_depth_max``
+    │   │   └── SqlTooDeep      (also a SqlError) SQL nested deeper than ``limits.sql_depth_max``
+    │   └── NotFinite           NaN, an infinity or a number past the float range
     ├── Unauthenticated 401     a bad, forged or expired token
     ├── PermissionDenied 403    not the owner; a private table
     ├── NotFound 404            database, table, reducer, row
@@ -127,6 +128,14 @@ class SqlTooDeep(SqlError, TooDeep):
     as one) whose code is ``too_deep``, like every depth limit's."""
 
     code = "too_deep"
+
+
+class NotFinite(InvalidRequest):
+    """A float that is NaN or infinite (``Infinity``, ``NaN``, ``1e400`` in JSON) where
+    the server must carry it as JSON: strict parsers refuse such a message whole
+    (docs/reference/column-types.md, "Floats")."""
+
+    code = "not_finite"
 
 
 class Unauthenticated(CosmictronError):

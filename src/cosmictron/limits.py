@@ -18,8 +18,9 @@ module_log_files_max = 4
 log_follow_queue_lines_max = 10_000
 """Lines queued for one ``logs?follow=true`` client; past it lines are dropped and counted."""
 
-reducer_name_bytes_max = 256
-"""Longest reducer or table name accepted from a caller."""
+identifier_bytes_max = 255
+"""Longest table, column or reducer name, declared by a module or sent by a caller
+(ASCII only, so bytes and characters are one; ``cosmictron.names``)."""
 
 sql_text_bytes_max = 64 * 1024
 """Longest SQL statement accepted, in UTF-8 bytes (longer text is a ``SqlError``)."""
@@ -183,10 +184,46 @@ SQL parameters, WebSocket messages, NDJSON rows, a backup's manifest). Deeper in
 ``InvalidRequest`` (400, code ``too_deep``) found without recursing, before it is decoded:
 Python's decoder and everything that walks a value afterwards recurse."""
 
-json_body_bytes_max = 16 * 1024 * 1024
-"""Largest JSON (or SQL text) body of ``POST .../call/{reducer}`` and ``POST .../sql``
-(413 past it, read no further). The server process reads
-``COSMICTRON_JSON_BODY_BYTES_MAX`` to override it (tests use a small value)."""
+# -- bodies sized to their route, strict JSON, outbound byte budgets (issue 21, bound-edge) --
+
+call_body_bytes_max = 1024 * 1024
+"""Largest body of ``POST .../call/{reducer}`` (the arguments as JSON; 413 past it, read
+no further). Decoded Python objects take up to ~25 times their JSON text, so this bounds
+one call's memory to tens of MiB. The server process reads
+``COSMICTRON_CALL_BODY_BYTES_MAX``."""
+
+sql_body_bytes_max = 2 * 1024 * 1024
+"""Largest body of ``POST .../sql`` (413 past it, read no further): room for the SQL text
+(at most ``sql_text_bytes_max``) and JSON parameters weighing ``sql_params_bytes_max``,
+which are checked once decoded. The server process reads
+``COSMICTRON_SQL_BODY_BYTES_MAX``."""
+
+json_inline_bytes_max = 64 * 1024
+"""JSON bodies and WebSocket messages up to this size are decoded on the event loop (well
+under a millisecond); larger ones, and replies that may be large, are decoded or encoded
+on a worker thread, so no request holds the loop (and every database) for long."""
+
+bulk_line_bytes_max = 16 * 1024 * 1024
+"""Longest line of a bulk load (one NDJSON row, or one physical CSV line), in UTF-8
+bytes: a line is read no further than this, so a body of one endless line cannot be
+held whole (400 naming the line). The server process reads
+``COSMICTRON_BULK_LINE_BYTES_MAX``."""
+
+log_follow_queue_bytes_max = 8 * 1024 * 1024
+"""Bytes of log lines queued for one ``logs?follow=true`` client (beside
+``log_follow_queue_lines_max``); past it the response is ended (its chunked body is
+cut without the final chunk) and its queue freed. The server process reads
+``COSMICTRON_LOG_FOLLOW_QUEUE_BYTES_MAX``."""
+
+export_chunk_bytes_max = 1024 * 1024
+"""Bytes of encoded rows an export hands to the socket at a time (and at most
+``EXPORT_CHUNK_ROWS`` rows); each write waits for the socket to drain, so a client that
+never reads holds one chunk of the server's memory, not the table."""
+
+stream_write_stall_s_max = 60.0
+"""Seconds one write of a streamed reply (an export, a followed log, a backup chunk) may
+wait for a client that does not read before the connection is closed and its memory
+returned. The server process reads ``COSMICTRON_STREAM_WRITE_STALL_S_MAX``."""
 
 restore_upload_bytes_max = 16 * 1024 * 1024 * 1024
 """Largest backup archive ``PUT .../restore`` accepts (16 GiB): a declared larger

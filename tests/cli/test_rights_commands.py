@@ -65,8 +65,8 @@ def test_grant_refusals_are_one_line(server: Server, tmp_path: Path) -> None:
     operator = tmp_path / "config"
     one_line_error(
         run("grant", "deploy", "not-hex", "--server", server.url, config=operator),
-        1,
-        "an Identity is 64 hex digits",
+        2,  # a usage error: checked before anything is sent (cosmictron.names)
+        "identity 'not-hex' is not valid: use 64 hexadecimal digits",
     )
     one_line_error(
         run("grant", "root", "ab" * 32, "--server", server.url, config=operator),

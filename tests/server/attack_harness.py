@@ -44,7 +44,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.server.conftest import Server, start_server, stop_server
+from tests.server.conftest import Server, start_server, stop_read_server
 
 MiB = 1024 * 1024
 APP = Path(__file__).with_name("attack_app.py")
@@ -206,8 +206,7 @@ def launch(data_dir: Path, env: Mapping[str, str] | None = None) -> Target:
 
 def shut(target: Target) -> str:
     """Stop the server; its whole log."""
-    stop_server(target.server)
-    target.reader.join(timeout=10)
+    stop_read_server(target.server, target.reader)
     return "".join(target.log)
 
 

@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -32,6 +33,24 @@ import pytest
 
 CLI = shutil.which("cosmictron-cli", path=str(Path(sys.executable).parent)) or "cosmictron-cli"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "quickstart" / "app.py"
+
+
+def refuse_constant(name: str) -> Any:
+    raise ValueError(f"the server sent {name}, which strict JSON parsers refuse")
+
+
+def refuse_overflow(text: str) -> float:
+    value = float(text)
+    if value - value != 0.0:
+        raise ValueError(f"the server sent {text}, past the float range (strict parsers refuse)")
+    return value
+
+
+def strict_loads(data: str | bytes) -> Any:
+    """Parse JSON as strict clients (browsers, serde, Go) do: ``NaN``, ``Infinity`` and
+    numbers past the float range are errors. Every reply, update and export the server
+    tests read goes through this, so any of them carrying one fails its test."""
+    return json.loads(data, parse_constant=refuse_constant, parse_float=refuse_overflow)
 
 
 @dataclass
@@ -72,9 +91,9 @@ class Server:
             request.add_header("Content-Type", content_type)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return Reply(response.status, json.loads(response.read() or b"null"))
+                return Reply(response.status, strict_loads(response.read() or b"null"))
         except urllib.error.HTTPError as error:
-            return Reply(error.code, json.loads(error.read() or b"null"))
+            return Reply(error.code, strict_loads(error.read() or b"null"))
 
     def identity(self) -> tuple[str, str]:
         reply = self.request("POST", "/v1/identity")
@@ -151,6 +170,19 @@ def stop_server(server: Server, sig: int = signal.SIGTERM) -> str:
         server.process.send_signal(sig)
     out, _ = server.process.communicate(timeout=30)
     return out
+
+
+def stop_read_server(server: Server, reader: threading.Thread) -> None:
+    """Stop a server whose output a thread of the test reads (``log.extend(stdout)``):
+    wait for the process to exit, then for the reader to reach the end of the pipe.
+    ``stop_server``'s ``communicate`` would race the reader for the pipe and close it
+    under it (``ValueError: I/O operation on closed file`` in the reader thread)."""
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+    server.process.wait(timeout=30)
+    reader.join(timeout=10)
+    if server.process.stdout is not None and not reader.is_alive():
+        server.process.stdout.close()
 
 
 @pytest.fixture

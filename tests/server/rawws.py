@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests.server.conftest import strict_loads
+
 PROTOCOL = "v1.json.cosmictron"
 TEXT, BINARY, CLOSE, PING = 0x1, 0x2, 0x8, 0x9
 
@@ -28,7 +30,7 @@ class Frame:
 
     @property
     def json(self) -> Any:
-        return json.loads(self.payload)
+        return strict_loads(self.payload)
 
     @property
     def close_code(self) -> int | None:

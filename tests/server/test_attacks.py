@@ -51,8 +51,6 @@ from tests.server.attack_harness import (
 )
 from tests.server.rawws import CLOSE, TEXT, RawWebSocket
 
-NEEDS_EDGE = "needs bound-edge: "
-
 ATTACKER = "127.0.0.2"
 """The address attacks on connections come from; the probes use 127.0.0.1, so a cap per
 address does not cut the server's health off from the harness (a real attacker's
@@ -246,12 +244,11 @@ def numbers_exactly(size: int) -> bytes:
     return body + b" " * (size - len(body))
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_EDGE + "large call bodies parsed off the event loop")
 def test_a_body_at_and_over_its_route_limit(launched: Callable[..., Target]) -> None:
     """A call body exactly at its route's limit (an array of millions of numbers: a 400,
     the reducer takes one float) and bodies one byte over it, declared and chunked (413).
-    Today the body at the limit (16 MiB) is parsed on the event loop, and every
-    database's health route waits for it."""
+    The body at the limit (1 MiB, ``call_body_bytes_max``) is parsed on a worker thread
+    (``json_inline_bytes_max``), so no database's health route waits for it."""
     target = launched()
     path = "/v1/database/atk/call/record"
     limit = route_limit(target, path)
@@ -341,12 +338,12 @@ def test_names_with_a_trailing_newline_or_look_alikes_are_refused_everywhere(
 # -- values that break strict clients ---------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_EDGE + "non-finite floats refused on input")
 def test_non_finite_floats_never_reach_a_client(launched: Callable[..., Target]) -> None:
     """``Infinity`` and ``1e400`` (which Python reads as infinity) as float arguments are a
     400; a reader's SQL reply, a subscriber's updates and an export all stay strict JSON.
-    A product that overflows in SQL must not send one either. Today both are stored,
-    and every one of those carries a bare ``Infinity``."""
+    A product that overflows in SQL must not send one either (it is a 400
+    ``not_finite``): the datastore refuses non-finite floats and the server encodes with
+    ``allow_nan=False``."""
     target = launched()
     ws = RawWebSocket(target.server.url, "atk")
     try:

@@ -6,14 +6,13 @@ restored through the route; permissions and refusals are checked by status and e
 
 from __future__ import annotations
 
-import json
 import tarfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from cosmictron.host.backup import verify_backup
-from tests.server.conftest import EXAMPLE, Reply, Server
+from tests.server.conftest import EXAMPLE, Reply, Server, strict_loads
 
 
 def download(server: Server, name: str, token: str | None) -> tuple[int, bytes, dict[str, str]]:
@@ -79,7 +78,7 @@ def test_only_the_owner_may_back_up(server: Server) -> None:
     for token in (stranger, None):
         status, body, _ = download(server, "qs", token)
         assert status == 403, body
-        assert json.loads(body)["error"]["code"] == "permission_denied"
+        assert strict_loads(body)["error"]["code"] == "permission_denied"
     status, body, _ = download(server, "missing", stranger)
     assert status == 404
 

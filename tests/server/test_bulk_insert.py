@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import Server, start_server, stop_server
+from tests.server.conftest import Server, start_server, stop_server, strict_loads
 
 MODULE = """
 import enum
@@ -299,7 +299,7 @@ def _keyed(server: Server, path: str, body: str, token: str, key: str) -> dict:
     request.add_header("Content-Type", "text/csv")
     request.add_header("Idempotency-Key", key)
     with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+        return strict_loads(response.read())
 
 
 def test_a_body_over_the_limit_is_413(tmp_path: Path):

@@ -12,6 +12,12 @@ than is sent) reach the server as sent. The rule, per request:
 - the server serves throughout: at the end the health route and a real call succeed,
   and the server's log holds no traceback.
 
+The mutations include issue 21's shapes: names with a trailing newline, Unicode
+look-alikes or one character too many (``NAMES``), non-finite and odd floats
+(``Infinity``, ``NaN``, ``1e400``, ``-0.0``: ``mutate_floats``) and other encodings
+(UTF-16 with its BOM, invalid UTF-8: ``mutate_encoding``); every reply is read with a
+strict JSON parser.
+
 WebSocket frames are fuzzed the same way: after each mutated frame a ``OneOffQuery``
 must still be answered, or the server must have closed with a code other than 1011.
 
@@ -32,11 +38,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
-from tests.server.conftest import EXAMPLE, Server, start_server, stop_server
+from tests.server.conftest import (
+    EXAMPLE,
+    Server,
+    start_server,
+    stop_read_server,
+    strict_loads,
+)
 from tests.server.rawws import BINARY, CLOSE, PING, TEXT, RawWebSocket
 
 FUZZ_REQUESTS = 200
@@ -69,7 +81,8 @@ class Fuzzed:
 @pytest.fixture
 def fuzzed(tmp_path: Path) -> Iterator[Fuzzed]:
     env = {
-        "COSMICTRON_JSON_BODY_BYTES_MAX": str(256 * 1024),
+        "COSMICTRON_CALL_BODY_BYTES_MAX": str(256 * 1024),
+        "COSMICTRON_SQL_BODY_BYTES_MAX": str(256 * 1024),
         "COSMICTRON_RESTORE_UPLOAD_BYTES_MAX": str(4 * 1024 * 1024),
         "COSMICTRON_BULK_INSERT_BODY_BYTES_MAX": str(1024 * 1024),
     }
@@ -89,8 +102,7 @@ def fuzzed(tmp_path: Path) -> Iterator[Fuzzed]:
             archive = response.read()
         yield Fuzzed(server, owner, other, operator, other_identity, owner_identity, archive, log)
     finally:
-        stop_server(server)
-        reader.join(timeout=10)
+        stop_read_server(server, reader)
         problems = [line for line in log if "Traceback" in line or "internal error" in line]
         assert not problems, "".join(log)
 
@@ -178,8 +190,61 @@ def _json_value(rng: random.Random, depth: int = 0) -> Any:
     return {"query": _json_value(rng, depth + 1), "params": _json_value(rng, depth + 1)}
 
 
+# Issue 21's shapes (bound-edge): non-finite and odd floats, and bodies in other encodings.
+FLOATS = [b"Infinity", b"-Infinity", b"NaN", b"1e400", b"-1e400", b"-0.0", b"1e-400", b"5e-324"]
+NAMES = [
+    "qs%0A",  # a trailing newline
+    "qs%0D",
+    "qs%20",
+    quote("q\u0455"),  # Cyrillic dze, a look-alike of s
+    quote("\uff51s"),  # fullwidth q
+    "q" * 64,  # one past the database name's length
+    quote("add_task\n"),
+    quote("\u0430dd_task"),  # Cyrillic a
+    "a" * 256,  # one past identifier_bytes_max
+    "ab" * 32 + "%0A",  # an identity with a newline
+]
+
+
+def mutate_floats(rng: random.Random, body: bytes) -> bytes:
+    """Put a non-finite (or otherwise odd) float where the body has a number, or as a
+    whole argument list, SQL parameter or NDJSON cell."""
+    literal = rng.choice(FLOATS)
+    digits = [i for i, byte in enumerate(body) if chr(byte).isdigit()]
+    if digits and rng.random() < 0.5:
+        at = rng.choice(digits)
+        return body[:at] + literal + body[at + 1 :]
+    return rng.choice(
+        [
+            b"[" + literal + b"]",
+            b'["fuzz", ' + literal + b"]",
+            b'{"query": "SELECT * FROM task WHERE id = :id", "params": {"id": ' + literal + b"}}",
+            b'{"title": "f", "priority": ' + literal + b"}\n",
+        ]
+    )
+
+
+def mutate_encoding(rng: random.Random, body: bytes) -> bytes:
+    """The body in another encoding, with a byte-order mark, or with invalid UTF-8."""
+    text = body.decode("utf-8", "replace")
+    return rng.choice(
+        [
+            text.encode("utf-16"),  # with its BOM
+            b"\xff\xfe" + text.encode("utf-16-le"),
+            b"\xef\xbb\xbf" + body,  # a UTF-8 BOM
+            body + b"\xc3\x28",  # an invalid continuation byte
+            body[: len(body) // 2] + b"\xed\xa0\x80" + body[len(body) // 2 :],  # a surrogate
+            text.encode("latin-1", "replace") + b"\xe9",
+        ]
+    )
+
+
 def mutate_body(rng: random.Random, body: bytes) -> bytes:
-    pick = rng.randrange(10)
+    pick = rng.randrange(12)
+    if pick == 10:
+        return mutate_floats(rng, body)
+    if pick == 11:
+        return mutate_encoding(rng, body)
     if pick == 0:
         return os.urandom(rng.randrange(1, 4096))
     if pick == 1:
@@ -222,6 +287,7 @@ def mutate_path(rng: random.Random, path: str) -> str:
             "call",
             "%ff%fe",
             "-a",
+            *rng.sample(NAMES, 2),
         ]
     )
     return "/".join(parts)
@@ -352,7 +418,7 @@ def check(f: Fuzzed, name: str, request: Request, reply: tuple[int, bytes] | Non
         return True
     assert 400 <= status < 500, f"{name}: {status} for {request}"
     try:
-        error = json.loads(body)["error"]
+        error = strict_loads(body)["error"]
     except (ValueError, KeyError, TypeError):
         pytest.fail(f"{name}: {status} without a JSON error for {request}: {body[:300]!r}")
     assert error["code"] and error["message"], f"{name}: {error} for {request}"
@@ -422,7 +488,7 @@ def fuzz_websocket(f: Fuzzed, seed: int, frames: int) -> int:
                 ws = RawWebSocket(f.server.url, "qs", f.owner)
             valid = json.dumps(rng.choice(VALID_FRAMES)(n)).encode()
             opcode = TEXT
-            pick = rng.randrange(6)
+            pick = rng.randrange(7)
             if pick == 0:
                 payload = mutate_body(rng, valid)
             elif pick == 1:
@@ -433,6 +499,15 @@ def fuzz_websocket(f: Fuzzed, seed: int, frames: int) -> int:
                 payload = json.dumps({"CallReducer": _json_value(rng)}).encode()
             elif pick == 4:
                 payload = b'{"OneOffQuery": {"request_id": 1, "query_string": ' + b"[" * 100_000
+            elif pick == 5:  # issue 21: names, non-finite floats and encodings in a frame
+                name = json.dumps(unquote(rng.choice(NAMES))).encode()
+                payload = rng.choice(
+                    [
+                        b'{"CallReducer": {"request_id": 1, "reducer": ' + name + b', "args": []}}',
+                        mutate_floats(rng, valid),
+                        mutate_encoding(rng, valid),
+                    ]
+                )
             else:
                 payload = valid
             ws.send(payload, opcode)
@@ -507,7 +582,10 @@ NON_FINITE = [b"Infinity", b"-Infinity", b"NaN", b"1e400", b"-1e400", b"1E999"]
 def shaped(tmp_path: Path) -> Iterator[Fuzzed]:
     """The ``fuzzed`` server, but its log is left for the test to check: an xfail covers
     the test's body, not a fixture's teardown."""
-    env = {"COSMICTRON_JSON_BODY_BYTES_MAX": str(SHAPED_JSON_BODY_BYTES_MAX)}
+    env = {
+        "COSMICTRON_CALL_BODY_BYTES_MAX": str(SHAPED_JSON_BODY_BYTES_MAX),
+        "COSMICTRON_SQL_BODY_BYTES_MAX": str(SHAPED_JSON_BODY_BYTES_MAX),
+    }
     server = start_server(tmp_path / "server-data", "--profile", "development", env=env)
     log: list[str] = []
     assert server.process.stdout is not None
@@ -520,8 +598,7 @@ def shaped(tmp_path: Path) -> Iterator[Fuzzed]:
         assert server.deploy("qs", EXAMPLE.read_text(), owner).status == 201
         yield Fuzzed(server, owner, other, operator, other_identity, owner_identity, b"", log)
     finally:
-        stop_server(server)
-        reader.join(timeout=10)
+        stop_read_server(server, reader)
 
 
 def strict_json(data: bytes) -> Any:
@@ -604,11 +681,6 @@ def fuzz_shapes(f: Fuzzed, seed: int, per_route: int) -> int:
     return refused
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs bound-sql (SQL depth: a chain of 400 ANDs is a 500) and bound-edge "
-    "(non-finite floats refused)",
-)
 def test_fuzz_issue21_shapes(shaped: Fuzzed) -> None:
     refused = fuzz_shapes(shaped, seed=21, per_route=SHAPE_REQUESTS)
     assert refused > SHAPE_REQUESTS * 8, refused  # the shapes bite

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from cosmictron import limits
-from tests.server.conftest import Server, start_server, stop_server
+from tests.server.conftest import Server, start_server, stop_server, strict_loads
 from tests.server.rawws import CLOSE, TEXT, RawWebSocket
 
 MODULE = """
@@ -54,7 +54,8 @@ def deep_array(depth: int) -> str:
 @pytest.fixture
 def limited(tmp_path: Path) -> Iterator[tuple[Server, str]]:
     env = {
-        "COSMICTRON_JSON_BODY_BYTES_MAX": str(JSON_BODY_BYTES_MAX),
+        "COSMICTRON_CALL_BODY_BYTES_MAX": str(JSON_BODY_BYTES_MAX),
+        "COSMICTRON_SQL_BODY_BYTES_MAX": str(JSON_BODY_BYTES_MAX),
         "COSMICTRON_CLIENT_QUEUE_BYTES_MAX": str(QUEUE_BYTES_MAX),
     }
     data_dir = tmp_path / "server-data"
@@ -264,7 +265,7 @@ def read_response(sock: socket.socket) -> tuple[int, Any]:
         if not chunk:
             break
         rest += chunk
-    return status, json.loads(rest[:length]) if length else None
+    return status, strict_loads(rest[:length]) if length else None
 
 
 def test_what_the_fuzzer_found_is_a_400(limited: tuple[Server, str]) -> None:

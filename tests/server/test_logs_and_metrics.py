@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 
 import aiohttp
 
-from tests.server.conftest import Server
+from tests.server.conftest import Server, strict_loads
 
 MODULE = """
 import logging
@@ -42,9 +41,9 @@ def ndjson(server: Server, query: str, token: str | None) -> tuple[int, list[dic
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.headers["Content-Type"].startswith("application/x-ndjson")
-            return response.status, [json.loads(line) for line in response.read().splitlines()]
+            return response.status, [strict_loads(line) for line in response.read().splitlines()]
     except urllib.error.HTTPError as error:
-        return error.code, [json.loads(error.read())]
+        return error.code, [strict_loads(error.read())]
 
 
 def test_logs_are_ndjson_filtered_by_level_and_owner_only(server: Server) -> None:
@@ -87,7 +86,7 @@ def test_follow_streams_new_lines(server: Server) -> None:
                 )
             while len(got) < 2:
                 line = await asyncio.wait_for(reply.content.readline(), 10)
-                got.append(json.loads(line))
+                got.append(strict_loads(line))
         return got
 
     lines = asyncio.run(follow())

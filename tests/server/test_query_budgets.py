@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.server.conftest import Server, start_server, stop_server
+from tests.server.conftest import Server, start_server, stop_server, strict_loads
 from tests.server.test_websocket import PROTOCOL, Client
 
 MODULE = """
@@ -190,9 +190,9 @@ def raw(server: Server, method: str, path: str, body: bytes, token: str | None =
         request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.headers, json.loads(response.read())
+            return response.status, response.headers, strict_loads(response.read())
     except urllib.error.HTTPError as error:
-        return error.code, error.headers, json.loads(error.read())
+        return error.code, error.headers, strict_loads(error.read())
 
 
 def test_http_rate_limits_answer_429_with_retry_after(limited):

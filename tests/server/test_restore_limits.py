@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
 import os
 import select
 import socket
@@ -24,7 +23,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.server.conftest import EXAMPLE, Server, start_server, stop_server
+from tests.server.conftest import EXAMPLE, Server, start_server, stop_server, strict_loads
 
 UPLOAD_BYTES_MAX = 8 * 1024 * 1024
 TWO_GIB = 2 * 1024**3
@@ -100,7 +99,7 @@ def _read_reply(sock: socket.socket) -> tuple[int, Any]:
     )
     while len(rest) < length:
         rest += sock.recv(65536)
-    return int(head.split(b" ", 2)[1]), json.loads(rest[:length])
+    return int(head.split(b" ", 2)[1]), strict_loads(rest[:length])
 
 
 def assert_nothing_left(server: Server, token: str, name: str) -> None:

@@ -178,7 +178,7 @@ def test_only_the_operator_grants_and_bad_requests_name_the_problem(server: Serv
     listed = server.request("GET", "/v1/grants/deploy", token=operator_token).body
     assert listed["identities"] == [granted]  # the refusals changed nothing
     cases = [
-        ("PUT", "/v1/grants/deploy/xyz", 400, "64 hex digits"),
+        ("PUT", "/v1/grants/deploy/xyz", 400, "64 hexadecimal digits"),
         ("PUT", "/v1/grants/root/" + target, 400, "no right called 'root' (rights: deploy)"),
         ("GET", "/v1/grants/root", 400, "no right called 'root'"),
         ("PUT", "/v1/grants/deploy/" + "0" * 64, 400, "anonymous identity"),

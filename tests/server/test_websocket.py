@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.server.conftest import Server, start_server, stop_server
+from tests.server.conftest import Server, start_server, stop_server, strict_loads
 
 PROTOCOL = "v1.json.cosmictron"
 
@@ -95,7 +95,7 @@ class Client:
     async def receive(self) -> tuple[str, dict[str, Any]]:
         frame = await self.ws.receive(timeout=15)
         assert frame.type is aiohttp.WSMsgType.TEXT, (frame.type, frame.data, frame.extra)
-        ((kind, body),) = json.loads(frame.data).items()
+        ((kind, body),) = strict_loads(frame.data).items()
         return kind, body
 
     async def expect(self, kind: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from cosmictron.cli import nametypes
 from cosmictron.cli.client import quote
 from cosmictron.cli.output import short
 from cosmictron.cli.session import Session, server_command
@@ -23,7 +24,7 @@ from cosmictron.host.backup import verify_backup
 
 
 @click.command("backup")
-@click.argument("database")
+@click.argument("database", type=nametypes.DATABASE)
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @server_command
 def backup(session: Session, database: str, file: Path) -> None:
@@ -65,7 +66,7 @@ def backup(session: Session, database: str, file: Path) -> None:
 
 @click.command("restore")
 @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.argument("database")
+@click.argument("database", type=nametypes.DATABASE)
 @click.option(
     "--to-offset",
     type=click.IntRange(min=0),

@@ -8,6 +8,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from cosmictron.cli import nametypes
 from cosmictron.cli.client import quote
 from cosmictron.cli.output import table
 from cosmictron.cli.session import Session, server_command
@@ -26,8 +27,8 @@ def parse_argument(text: str) -> Any:
 
 
 @click.command("call")
-@click.argument("database")
-@click.argument("reducer")
+@click.argument("database", type=nametypes.DATABASE)
+@click.argument("reducer", type=nametypes.REDUCER)
 @click.argument("args", nargs=-1)
 @server_command
 def call(session: Session, database: str, reducer: str, args: tuple[str, ...]) -> None:
@@ -51,7 +52,7 @@ def call(session: Session, database: str, reducer: str, args: tuple[str, ...]) -
 
 
 @click.command("sql")
-@click.argument("database")
+@click.argument("database", type=nametypes.DATABASE)
 @click.argument("query")
 @click.option(
     "--param",

@@ -9,13 +9,14 @@ from typing import Any
 import click
 from rich.console import Console
 
+from cosmictron.cli import nametypes
 from cosmictron.cli.client import quote
 from cosmictron.cli.output import short, table
 from cosmictron.cli.session import Session, server_command
 
 
 @click.command("deploy")
-@click.argument("database")
+@click.argument("database", type=nametypes.DATABASE)
 @click.argument("module", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--clear", is_flag=True, help="Delete all existing data while updating.")
 @server_command
@@ -56,7 +57,7 @@ def _print_deployed(console: Console, reply: dict[str, Any], clear: bool) -> Non
 
 
 @click.command("describe")
-@click.argument("database")
+@click.argument("database", type=nametypes.DATABASE)
 @server_command
 def describe(session: Session, database: str) -> None:
     """Show DATABASE's tables, columns, indexes and reducers.
@@ -134,7 +135,7 @@ def list_databases(session: Session) -> None:
 
 
 @click.command("delete")
-@click.argument("database")
+@click.argument("database", type=nametypes.DATABASE)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @server_command
 def delete(session: Session, database: str, yes: bool) -> None:

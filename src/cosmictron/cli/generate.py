@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from cosmictron.cli import nametypes
 from cosmictron.cli.client import quote
 from cosmictron.cli.session import Session, server_command
 from cosmictron.client.codegen import generate_python
@@ -13,7 +14,7 @@ from cosmictron.client.schema import DatabaseSchema
 
 
 @click.command("generate")
-@click.argument("database")
+@click.argument("database", type=nametypes.DATABASE)
 @click.option(
     "--lang",
     type=click.Choice(["python"]),

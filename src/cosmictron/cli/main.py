@@ -30,6 +30,7 @@ from typing import Any
 import click
 
 from cosmictron import __version__
+from cosmictron.cli import nametypes
 from cosmictron.cli.backup import backup, restore
 from cosmictron.cli.client import ClientError
 from cosmictron.cli.data import call, parse_argument, sql
@@ -106,7 +107,7 @@ def start(listen: str, data_dir: str, profile: str | None) -> None:
 
 @cli.command("local-call")
 @click.argument("data_dir", type=click.Path(file_okay=False))
-@click.argument("reducer")
+@click.argument("reducer", type=nametypes.REDUCER)
 @click.argument("args", nargs=-1)
 @click.option(
     "--module",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import click
 from rich.console import Console
 
+from cosmictron.cli import nametypes
 from cosmictron.cli.client import quote
 from cosmictron.cli.session import Session, server_command
 from cosmictron.cli.settings import SavedIdentity, Settings, normalise_server_url
@@ -30,7 +31,7 @@ REACHED_AS_LOOPBACK = ("0.0.0.0", "::", "127.0.0.1")
 
 @click.command("grant")
 @click.argument("right", type=click.Choice(RIGHT_NAMES))
-@click.argument("identity")
+@click.argument("identity", type=nametypes.IDENTITY)
 @server_command
 def grant(session: Session, right: str, identity: str) -> None:
     """Grant RIGHT to IDENTITY (64 hex digits); only the server's operator may.
@@ -54,7 +55,7 @@ def grant(session: Session, right: str, identity: str) -> None:
 
 @click.command("revoke")
 @click.argument("right", type=click.Choice(RIGHT_NAMES))
-@click.argument("identity")
+@click.argument("identity", type=nametypes.IDENTITY)
 @server_command
 def revoke(session: Session, right: str, identity: str) -> None:
     """Take RIGHT from IDENTITY; only the server's operator may.

@@ -18,6 +18,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from cosmictron.cli import nametypes
 from cosmictron.cli.client import HandshakeRefused, ServerError, quote
 from cosmictron.cli.output import table
 from cosmictron.cli.session import Session, server_command
@@ -26,7 +27,7 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @click.command("logs")
-@click.argument("database")
+@click.argument("database", type=nametypes.DATABASE)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @click.option(
     "-n",
@@ -107,7 +108,7 @@ def format_log(record: dict[str, Any]) -> str:
 
 
 @click.command("subscribe")
-@click.argument("database")
+@click.argument("database", type=nametypes.DATABASE)
 @click.argument("queries", nargs=-1, required=True, metavar="QUERY...")
 @click.option(
     "--num-updates",

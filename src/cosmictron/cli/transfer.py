@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 import click
 from rich.console import Console
 
+from cosmictron.cli import nametypes
 from cosmictron.cli.client import ServerError, quote
 from cosmictron.cli.importstate import ImportState, prefix_digest, state_path
 from cosmictron.cli.session import Session, server_command
@@ -55,8 +56,8 @@ def read_batches(
 
 
 @click.command("import")
-@click.argument("database")
-@click.argument("table")
+@click.argument("database", type=nametypes.DATABASE)
+@click.argument("table", type=nametypes.TABLE)
 @click.argument("csv_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option(
     "--batch-rows",
@@ -214,8 +215,8 @@ def _print_import(console: Console, summary: dict[str, Any]) -> None:
 
 
 @click.command("export")
-@click.argument("database")
-@click.argument("table", required=False)
+@click.argument("database", type=nametypes.DATABASE)
+@click.argument("table", required=False, type=nametypes.TABLE)
 @click.option(
     "--format",
     "form",

@@ -31,6 +31,7 @@ from typing import Any
 
 import aiohttp
 
+from cosmictron import names
 from cosmictron.client.cache import ClientCache, RowEvent, RowFactory, TableCache
 from cosmictron.client.jsonforms import decode
 from cosmictron.client.replies import error_from_reply
@@ -180,10 +181,12 @@ class Client:
 
         Raises:
             ReducerFailed: the reducer raised; nothing it did was kept.
-            NotFound: no such reducer. InvalidRequest: arguments that do not fit.
+            NotFound: no such reducer. InvalidRequest: arguments that do not fit, or a
+                name no reducer could have (``cosmictron.names``).
             ConnectionLost: the connection dropped before the result came; the call may
                 or may not have committed, and it is not resent.
         """
+        names.check_reducer(reducer)  # InvalidRequest before anything is sent
         info = self.schema.reducers.get(reducer)
         arguments: Any = json_form(list(args))
         if kwargs:
@@ -547,9 +550,11 @@ async def connect(
             writes. By default rows are ``Row`` objects.
 
     Raises:
+        InvalidRequest: a name no database could have (``cosmictron.names``).
         NotFound: no such database. ConnectionLost: no server answered.
         SubscriptionError: a query is bad.
     """
+    names.check_database(database)  # InvalidRequest before anything is sent
     url = resolve_server(server)
     if token is None and use_saved_token:
         token = saved_token(url)

@@ -25,8 +25,8 @@ def _inline(column_type: ColumnType, name: str, fallback: str) -> str:
     if isinstance(column_type, IntType):
         low, high = column_type.low, column_type.high
         return f"({name} if type({name}) is int and {low} <= {name} <= {high} else {fallback})"
-    if column_type is F64:  # NaN != NaN: the fallback refuses it
-        return f"({name} if type({name}) is float and {name} == {name} else {fallback})"
+    if column_type is F64:  # x - x is NaN for NaN and the infinities: the fallback refuses
+        return f"({name} if type({name}) is float and {name} - {name} == 0.0 else {fallback})"
     for exact, python_name in ((STR, "str"), (BOOL, "bool")):
         if column_type is exact:
             return f"({name} if type({name}) is {python_name} else {fallback})"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cosmictron import names as names_
 from cosmictron.datastore.types import REQUIRED, ColumnType
 from cosmictron.errors import SchemaError
 
@@ -74,8 +75,16 @@ class TableSchema:
 
     def __post_init__(self) -> None:
         names = [column.name for column in self.columns]
-        if not self.name.isidentifier():
-            raise SchemaError(f"table name {self.name!r} is not an identifier")
+        if not names_.is_identifier(self.name):
+            raise SchemaError(
+                f"table name {self.name!r} is not valid: use {names_.IDENTIFIER_RULE}"
+            )
+        for column_name in names:
+            if not names_.is_identifier(column_name):
+                raise SchemaError(
+                    f"table {self.name!r} column name {column_name!r} is not valid: "
+                    f"use {names_.IDENTIFIER_RULE}"
+                )
         if not names:
             raise SchemaError(f"table {self.name!r} has no columns")
         duplicates = {n for n in names if names.count(n) > 1}
@@ -135,6 +144,12 @@ class ReducerSchema:
     params: tuple[ParamSchema, ...] = ()
     return_type: ColumnType | None = None
     kind: str = "reducer"
+
+    def __post_init__(self) -> None:
+        if not names_.is_identifier(self.name):
+            raise SchemaError(
+                f"{self.kind} name {self.name!r} is not valid: use {names_.IDENTIFIER_RULE}"
+            )
 
     def describe(self) -> dict[str, Any]:
         return {

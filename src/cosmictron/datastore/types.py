@@ -107,6 +107,12 @@ class IntType(ColumnType):
         return wire if self.plain else int.from_bytes(wire, "big", signed=self.signed)
 
 
+NOT_FINITE = (
+    "not finite: NaN and the infinities are not stored (JSON has no form for them, and a "
+    "number past the float range overflows to infinity); use Optional and None"
+)
+
+
 class FloatType(ColumnType):
     def __init__(self, bits: int) -> None:
         self.bits = bits
@@ -116,13 +122,17 @@ class FloatType(ColumnType):
         if type(value) is float:
             result = value
         elif isinstance(value, int | float) and not isinstance(value, bool):
-            result = float(value)
+            try:
+                result = float(value)
+            except OverflowError:  # an integer past the float range
+                raise TypeMismatch(self.name, value, NOT_FINITE) from None
         else:
             raise TypeMismatch(self.name, value)
-        if result != result:
-            # NaN is not equal to itself, so it would break keys, uniqueness and find().
-            raise TypeMismatch(self.name, value, "NaN is not stored; use Optional and None")
-        if self.bits == 32 and math.isfinite(result):
+        if result - result != 0.0:  # NaN or an infinity (the fast test: both give NaN)
+            # NaN is not equal to itself, so it would break keys, uniqueness and find();
+            # neither has a JSON form, so no strict client could read the row.
+            raise TypeMismatch(self.name, value, NOT_FINITE)
+        if self.bits == 32:
             result = _F32.unpack(_F32.pack(result))[0]
             if math.isinf(result):
                 raise TypeMismatch(self.name, value, "out of float32 range")
@@ -347,8 +357,8 @@ class VectorType(ColumnType):
             values = tuple(array.array("f", value))
         except (TypeError, OverflowError) as exc:
             raise TypeMismatch(self.name, value, str(exc)) from None
-        if any(v != v for v in values):
-            raise TypeMismatch(self.name, value, "NaN is not stored")
+        if not all(map(math.isfinite, values)):
+            raise TypeMismatch(self.name, value, NOT_FINITE)
         return values
 
     def to_python(self, canonical: tuple[float, ...]) -> list[float]:

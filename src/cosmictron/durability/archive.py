@@ -19,7 +19,8 @@ The *cut* is the last record the archive holds: its log replays exactly to
 are hashed while they are copied and the archive can be streamed.
 
 The container is *valid* when: it reads as a tar to its end; every member is a regular
-file with a safe relative name (``SAFE_NAME``), present once; ``manifest.sha256`` matches
+file with a safe relative name (``names.is_backup_member``, matched whole), present
+once; ``manifest.sha256`` matches
 ``manifest.json``, which parses and has this format and version; every other member is
 listed in the manifest with its size and SHA-256, and every listed member is present.
 What the log and snapshot inside must satisfy is in ``backup.py``.
@@ -30,21 +31,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import tarfile
 import time
 from dataclasses import dataclass
 from typing import IO, Any
 
-from cosmictron import bounded_json
+from cosmictron import bounded_json, names
 from cosmictron.errors import BackupDamaged, InvalidRequest
 
 BACKUP_FORMAT = "cosmictron-backup"
 BACKUP_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 MANIFEST_CHECKSUM_NAME = "manifest.sha256"
-SAFE_NAME = re.compile(r"^[a-z0-9_]+(/[a-z0-9_]+)*(\.[a-z0-9]+)?$")
-"""Member names: lowercase relative paths, no ``..``, no leading ``/``, nothing odd."""
 COPY_CHUNK_BYTES = 1 << 20
 MANIFEST_BYTES_MAX = 16 << 20
 """A manifest larger than this is refused before it is parsed."""
@@ -94,7 +92,7 @@ def write_archive(
     snapshot_offset = None
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as archive:
         for member in members:
-            assert SAFE_NAME.match(member.name), member.name
+            assert names.is_backup_member(member.name), member.name
             digest = hashlib.sha256()
             if member.data is not None:
                 source = _HashingReader(_BytesReader(member.data), digest)
@@ -133,7 +131,7 @@ def extract_archive(source: IO[bytes], directory: str) -> Manifest:
         with tarfile.open(fileobj=source, mode="r|") as archive:
             for info in archive:
                 name = info.name
-                if not info.isfile() or not SAFE_NAME.match(name):
+                if not info.isfile() or not names.is_backup_member(name):
                     raise BackupDamaged(f"the backup holds an unexpected member {name!r}")
                 if name in found:
                     raise BackupDamaged(f"the backup holds member {name!r} twice")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from cosmictron import limits
+from cosmictron import bounded_json, limits
 from cosmictron.module import CURRENT_DB
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -113,7 +113,7 @@ class ModuleLog:
 
     def _write(self, line: LogLine) -> None:
         assert self._directory is not None
-        text = json.dumps(line.as_dict(), ensure_ascii=False) + "\n"
+        text = bounded_json.dumps(line.as_dict(), ensure_ascii=False) + "\n"
         try:
             if self._file is None:
                 self._directory.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
+from cosmictron import bounded_json
 from cosmictron.datastore import Datastore, TableChange, Transaction
 from cosmictron.datastore.types import TypeMismatch
 from cosmictron.durability import TX_RECORD_KIND
@@ -30,6 +31,7 @@ from cosmictron.errors import (
     CosmictronError,
     DurabilityError,
     InvalidRequest,
+    NotFinite,
     NotFound,
     ReducerFailed,
     ResourceExhausted,
@@ -362,6 +364,13 @@ def check_return(binding: ReducerBinding, value: Any) -> None:
             raise InvalidRequest(
                 f"reducer {schema.name!r} is annotated -> None but returned {value!r}"
             )
+        if value is not None and not isinstance(value, int | str | bool):
+            found = bounded_json.first_non_finite(value)
+            if found is not None:  # no JSON form: refused before it commits
+                raise NotFinite(
+                    f"reducer {schema.name!r} returned {found!r}: NaN and the infinities "
+                    "have no JSON form; return None or a finite number"
+                )
         return
     try:
         schema.return_type.check(value)

@@ -26,6 +26,7 @@ from cosmictron.server.auth import TokenAuthority
 from cosmictron.server.logs import end_followers, logs
 from cosmictron.server.metrics import SCRAPE_TOKEN, load_or_create_scrape_token, metrics
 from cosmictron.server.registry import DatabaseRegistry
+from cosmictron.server.replies import json_response
 from cosmictron.server.rights import Rights
 from cosmictron.server.routes import AUTHORITY, REGISTRY, RIGHTS, routes
 from cosmictron.values import Identity
@@ -53,13 +54,13 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except CosmictronError as exc:
-        response = web.json_response(error_body(exc.code, str(exc)), status=exc.http_status)
+        response = json_response(error_body(exc.code, str(exc)), status=exc.http_status)
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = throttle.retry_after_header(exc.retry_after_s)
         return response
     except web.HTTPRequestEntityTooLarge as exc:
         message = f"the request body is larger than the limit ({REQUEST_BYTES_MAX} bytes)"
-        return web.json_response(error_body("too_large", message), status=exc.status)
+        return json_response(error_body("too_large", message), status=exc.status)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -69,15 +70,15 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         elif exc.status == 405:
             message = f"{request.method} is not allowed on {request.path}"
         code = InvalidRequest.code if exc.status == 400 else exc.reason.lower().replace(" ", "_")
-        return web.json_response(error_body(code, message), status=exc.status)
+        return json_response(error_body(code, message), status=exc.status)
     except ConnectionResetError:
         # The client went away mid-request (say, before sending the body it declared):
         # its mistake, not ours, and no reply can reach it.
         message = "the connection was lost before the request was read whole"
-        return web.json_response(error_body(InvalidRequest.code, message), status=400)
+        return json_response(error_body(InvalidRequest.code, message), status=400)
     except Exception:
         logger.exception("internal error in %s %s", request.method, request.path)
-        return web.json_response(
+        return json_response(
             error_body("internal_error", "internal error; see the server log"), status=500
         )
 

@@ -25,8 +25,10 @@ from aiohttp import web
 from cosmictron import limits
 from cosmictron.errors import InvalidRequest
 from cosmictron.host.backup import write_backup
+from cosmictron.server import replies
 from cosmictron.server.bodies import BodyStream, refuse_declared_length
 from cosmictron.server.registry import HostedDatabase, check_name
+from cosmictron.server.replies import json_response
 from cosmictron.server.routes import REGISTRY, RIGHTS, caller_of, hosted, require_owner
 from cosmictron.values import Timestamp
 
@@ -65,6 +67,10 @@ async def backup(request: web.Request) -> web.StreamResponse:
         await database.run(_write_to, database, sink, send_headers)
     except ConnectionError:
         return response  # the client went away
+    except TimeoutError:  # the client read nothing for stream_write_stall_s_max: cut it
+        if request.transport is not None:
+            request.transport.abort()
+        return response
     except Exception:
         if not response.prepared:
             raise  # nothing was sent: the usual error reply
@@ -86,12 +92,15 @@ class ResponseSink:
 
     Writes gather into chunks of ``CHUNK_BYTES``; each full chunk is handed to the event
     loop and the thread waits until it is written (``StreamResponse.write`` waits for
-    the socket to drain), so memory stays at about one chunk however slow the client.
+    the socket to drain), so memory stays at about one chunk however slow the client. A
+    client that reads nothing for ``limits.stream_write_stall_s_max`` fails the write
+    (``TimeoutError``): the backup stops, its thread is freed and the connection closed.
     """
 
     def __init__(self, response: web.StreamResponse, loop: asyncio.AbstractEventLoop) -> None:
         self._response = response
         self._loop = loop
+        self._stall_s = replies.stream_write_stall_s_max()
         self._pending: list[bytes] = []
         self._size = 0
 
@@ -107,7 +116,8 @@ class ResponseSink:
             return
         chunk = b"".join(self._pending)
         self._pending, self._size = [], 0
-        asyncio.run_coroutine_threadsafe(self._response.write(chunk), self._loop).result()
+        write = asyncio.wait_for(self._response.write(chunk), self._stall_s)
+        asyncio.run_coroutine_threadsafe(write, self._loop).result()
 
 
 async def restore(request: web.Request) -> web.Response:
@@ -128,7 +138,7 @@ async def restore(request: web.Request) -> web.Response:
     database, report = await asyncio.to_thread(
         registry.restore, name, upload, caller, to_offset, to_time
     )
-    return web.json_response({"database": database.name, **report.describe()}, status=201)
+    return json_response({"database": database.name, **report.describe()}, status=201)
 
 
 def restore_upload_bytes_max() -> int:

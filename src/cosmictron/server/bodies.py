@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiohttp import StreamReader, web
 
@@ -22,11 +23,17 @@ from cosmictron import bounded_json, limits
 from cosmictron.errors import TooLarge
 
 BODY = "the request body"
+T = TypeVar("T")
 
 
-def json_body_bytes_max() -> int:
-    """``limits.json_body_bytes_max``, or ``COSMICTRON_JSON_BODY_BYTES_MAX`` when set."""
-    return limits.from_environment("COSMICTRON_JSON_BODY_BYTES_MAX", limits.json_body_bytes_max)
+def call_body_bytes_max() -> int:
+    """``limits.call_body_bytes_max``, or ``COSMICTRON_CALL_BODY_BYTES_MAX`` when set."""
+    return limits.from_environment("COSMICTRON_CALL_BODY_BYTES_MAX", limits.call_body_bytes_max)
+
+
+def sql_body_bytes_max() -> int:
+    """``limits.sql_body_bytes_max``, or ``COSMICTRON_SQL_BODY_BYTES_MAX`` when set."""
+    return limits.from_environment("COSMICTRON_SQL_BODY_BYTES_MAX", limits.sql_body_bytes_max)
 
 
 def refuse_declared_length(request: web.Request, limit: int) -> None:
@@ -58,18 +65,33 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def text_body(request: web.Request) -> str:
-    """The body as UTF-8 text within ``json_body_bytes_max`` (400 if not UTF-8)."""
-    data = await read_limited(request, json_body_bytes_max())
+async def text_body(request: web.Request, limit: int) -> str:
+    """The body as UTF-8 text within ``limit`` bytes (400 if not UTF-8)."""
+    data = await read_limited(request, limit)
     return bounded_json.decode_utf8(data, BODY)
 
 
-async def json_body(request: web.Request) -> Any:
-    """The body as one JSON value within the byte and depth limits; None when empty."""
-    text = await text_body(request)
-    if not text.strip():
-        return None
-    return bounded_json.loads(text, BODY)
+async def json_body(
+    request: web.Request, limit: int, convert: Callable[[Any], T] | None = None
+) -> T | Any:
+    """The body as one JSON value within ``limit`` bytes and the depth limit (None when
+    empty), passed through ``convert`` if given.
+
+    A body over ``limits.json_inline_bytes_max`` is decoded (depth scan, UTF-8, JSON and
+    ``convert``) on a worker thread: a 1 MiB body takes tens of milliseconds to decode,
+    which on the event loop would stall every database and the health route with it.
+    """
+    data = await read_limited(request, limit)
+    if len(data) <= limits.json_inline_bytes_max:
+        return decode_json(data, convert)
+    return await asyncio.to_thread(decode_json, data, convert)
+
+
+def decode_json(data: bytes, convert: Callable[[Any], T] | None = None) -> T | Any:
+    """``data`` (UTF-8) as JSON within the depth limit, then ``convert``-ed; None if blank."""
+    text = bounded_json.decode_utf8(data, BODY)
+    value = bounded_json.loads(text, BODY) if text.strip() else None
+    return convert(value) if convert is not None else value
 
 
 class BodyStream(io.RawIOBase):

@@ -23,12 +23,14 @@ import io
 import itertools
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
-from cosmictron import bounded_json, limits
+from cosmictron import bounded_json, limits, names
 from cosmictron.datastore.schema import TableSchema
 from cosmictron.datastore.types import REQUIRED, ColumnType
 from cosmictron.errors import Conflict, InvalidRequest, TooLarge
@@ -36,6 +38,7 @@ from cosmictron.host.memory import collector_paused
 from cosmictron.server.bodies import BodyStream
 from cosmictron.server.cells import CellError, cell_reader, read_column
 from cosmictron.server.registry import HostedDatabase
+from cosmictron.server.replies import json_response
 from cosmictron.server.routes import caller_of, hosted, require_owner, routes
 from cosmictron.server.wire import json_to_python
 
@@ -49,6 +52,32 @@ CSV_TYPES = ("text/csv",)
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
 
 
+def line_bytes_max() -> int:
+    """``limits.bulk_line_bytes_max``, or ``COSMICTRON_BULK_LINE_BYTES_MAX`` when set."""
+    return limits.from_environment("COSMICTRON_BULK_LINE_BYTES_MAX", limits.bulk_line_bytes_max)
+
+
+def bounded_lines(text: Any, limit: int) -> Iterator[str]:
+    """The lines of ``text`` (a text file), each read no further than ``limit`` characters.
+
+    Without this a line is read whole, however long: a body of one endless line would be
+    held in memory up to the body limit (1 GiB). A line (with its line break) over
+    ``limit`` UTF-8 bytes is refused naming it; only lines over a quarter of the limit
+    are encoded to count their bytes, since a character takes at most four.
+
+    Raises:
+        TooLarge: a line is longer than ``limit`` bytes (413, naming the line).
+    """
+    quarter = limit // 4
+    for number, line in enumerate(iter(partial(text.readline, limit + 1), ""), start=1):
+        if len(line) > quarter and (len(line) > limit or len(line.encode()) > limit):
+            raise TooLarge(
+                f"line {number} is longer than {limit} bytes (limits.bulk_line_bytes_max); "
+                f"it was read no further"
+            )
+        yield line
+
+
 def body_bytes_max() -> int:
     """The route's body limit: ``limits.bulk_insert_body_bytes_max`` or its override."""
     override = os.environ.get("COSMICTRON_BULK_INSERT_BODY_BYTES_MAX")
@@ -60,7 +89,7 @@ async def bulk_insert(request: web.Request) -> web.Response:
     caller = caller_of(request)
     database = hosted(request)
     require_owner(database, caller, "bulk insert")
-    table = request.match_info["table"]
+    table = names.check_table(request.match_info["table"])
     database.db.table(table)  # 404 naming the tables
     kind = request.content_type
     if kind not in CSV_TYPES + NDJSON_TYPES:
@@ -80,7 +109,7 @@ async def bulk_insert(request: web.Request) -> web.Response:
     }
     if key is not None:
         reply["already_applied"] = outcome.already_applied
-    return web.json_response(reply)
+    return json_response(reply)
 
 
 def _load(
@@ -95,7 +124,8 @@ def _load(
     )
     try:
         with collector_paused():
-            parsed = parse_csv(text, schema) if is_csv else parse_ndjson(text, schema)
+            lines = bounded_lines(text, line_bytes_max())
+            parsed = parse_csv(lines, schema) if is_csv else parse_ndjson(lines, schema)
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"the body is not UTF-8 text: {exc.reason}") from None
     try:

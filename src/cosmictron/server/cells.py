@@ -30,7 +30,6 @@ Python-level dispatch per cell.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -176,4 +175,6 @@ def cell_writer(column_type: ColumnType, column: str) -> CellWriter:
             return text
 
         return optional
-    return lambda value: json.dumps(json_form(column_type.to_python(value)), separators=(",", ":"))
+    return lambda value: bounded_json.dumps(
+        json_form(column_type.to_python(value)), separators=(",", ":")
+    )

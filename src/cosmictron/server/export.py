@@ -17,20 +17,26 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from typing import Any
 
 from aiohttp import web
 
+from cosmictron import bounded_json, limits, names
 from cosmictron.datastore.schema import TableSchema
 from cosmictron.errors import InvalidRequest, PermissionDenied
+from cosmictron.server import replies
 from cosmictron.server.cells import cell_writer
 from cosmictron.server.registry import HostedDatabase
 from cosmictron.server.routes import caller_of, hosted, routes
 from cosmictron.values import json_form
 
 EXPORT_CHUNK_ROWS = 20_000
-"""Rows encoded per write: bounds the memory of the encoded text in flight."""
+"""Rows encoded per write at most; ``limits.export_chunk_bytes_max`` bounds a chunk's
+bytes (its row count follows the bytes per row of the chunk before)."""
+
+FIRST_CHUNK_ROWS = 64
+"""Rows of the first chunk, which measures the bytes per row (and finds an error before
+the 200 is sent)."""
 
 FORMATS = {"csv": "text/csv", "ndjson": "application/x-ndjson"}
 
@@ -39,7 +45,7 @@ FORMATS = {"csv": "text/csv", "ndjson": "application/x-ndjson"}
 async def export(request: web.Request) -> web.StreamResponse:
     caller = caller_of(request)
     database = hosted(request)
-    table = request.match_info["table"]
+    table = names.check_table(request.match_info["table"])
     database.db.table(table)  # 404 naming the tables
     form = request.query.get("format", "csv")
     if form not in FORMATS:
@@ -54,17 +60,33 @@ async def export(request: web.Request) -> web.StreamResponse:
                 f"export its tables (others read through SQL, which applies them)"
             )
     encode = _csv_encoder(schema) if form == "csv" else _ndjson_encoder(schema)
-    first = await database.run(encode, rows[:EXPORT_CHUNK_ROWS], True)  # errors before 200
+    count = min(len(rows), FIRST_CHUNK_ROWS)
+    first = await database.run(encode, rows[:count], True)  # errors before 200
     response = web.StreamResponse(
         headers={"Content-Type": FORMATS[form], "X-Cosmictron-Tx-Offset": str(offset)}
     )
     await response.prepare(request)
-    await response.write(first)
-    for start in range(EXPORT_CHUNK_ROWS, len(rows), EXPORT_CHUNK_ROWS):
-        chunk = await database.run(encode, rows[start : start + EXPORT_CHUNK_ROWS], False)
-        await response.write(chunk)
+    stall_s = replies.stream_write_stall_s_max()
+    try:
+        await replies.write_or_close(request, response, first, stall_s)
+        start, size = count, next_chunk_rows(count, len(first))
+        while start < len(rows):
+            chunk = await database.run(encode, rows[start : start + size], False)
+            await replies.write_or_close(request, response, chunk, stall_s)
+            start, size = start + size, next_chunk_rows(size, len(chunk))
+    except ConnectionResetError:  # the client went away or stalled: cut, rows freed
+        return response
     await response.write_eof()
     return response
+
+
+def next_chunk_rows(rows: int, encoded_bytes: int) -> int:
+    """Rows in the next chunk: as many as fill ``limits.export_chunk_bytes_max`` at the
+    last chunk's bytes per row, at least 1 and at most ``EXPORT_CHUNK_ROWS``."""
+    if encoded_bytes <= 0:
+        return EXPORT_CHUNK_ROWS
+    fitting = limits.export_chunk_bytes_max * rows // encoded_bytes
+    return max(1, min(EXPORT_CHUNK_ROWS, fitting))
 
 
 def _copy(database: HostedDatabase, table: str) -> tuple[TableSchema, list[Any], int]:
@@ -107,7 +129,7 @@ def _ndjson_encoder(schema: TableSchema) -> Any:
                 name: json_form(column_type.to_python(value))
                 for (name, column_type), value in zip(columns, row)  # noqa: B905
             }
-            lines.append(json.dumps(item, separators=(",", ":")))
+            lines.append(bounded_json.dumps(item, separators=(",", ":")))
         return ("\n".join(lines) + "\n").encode() if lines else b""
 
     return encode

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
-from cosmictron import limits
+from cosmictron import bounded_json, limits
 from cosmictron.datastore import Datastore, TableChange
-from cosmictron.errors import CosmictronError, SubscriptionError
+from cosmictron.errors import CosmictronError, NotFinite, SubscriptionError
 from cosmictron.query.budget import QueryBudget
 from cosmictron.server.protocol import QueryId, RequestId, subscription_error
 from cosmictron.server.registry import HostedDatabase
@@ -50,6 +50,10 @@ from cosmictron.values import Identity, Timestamp
 
 logger = logging.getLogger(__name__)
 
+LARGE_UPDATE_ROWS = 1000
+"""Rows from which a ``TransactionUpdate`` is converted and encoded on the writer's
+thread rather than the event loop (``DatabaseFeed._encode_large``)."""
+
 
 class Client(Protocol):
     """What the feed needs of a session; ``deliver`` runs on the loop only."""
@@ -59,18 +63,21 @@ class Client(Protocol):
 
     def deliver(self, message: dict[str, Any] | str, offset: int) -> None: ...
 
+    def drop(self, code: int, reason: str) -> None: ...
+
 
 @dataclass
 class _Update:
     client: Client
     update: dict[str, Any]
     schema: Any  # the module schema the rows were made under (a hot-swap may follow)
+    text: str | None = None  # a large update's JSON, made on the writer's thread
 
 
 @dataclass
 class _Message:
     client: Client
-    message: dict[str, Any]
+    message: dict[str, Any] | str
     offset: int
 
 
@@ -170,6 +177,7 @@ class DatabaseFeed:
         self.loop = loop
         self.watermark = DurableWatermark(hosted)
         self._batch: list[_Update | _Message] = []
+        self._large: dict[int, str | None] = {}  # id(update) -> its JSON, per hand-off
         self.window = ResumeWindow(0, limits.resume_window_transactions_max, 0)
         hosted.db.read(self._start)
 
@@ -200,7 +208,27 @@ class DatabaseFeed:
 
     def _collect(self, client: Client, update: dict[str, Any]) -> None:
         if not client.closed:
-            self._batch.append(_Update(client, update, self.hosted.db.schema))
+            schema = self.hosted.db.schema
+            self._batch.append(_Update(client, update, schema, self._encode_large(update, schema)))
+
+    def _encode_large(self, update: dict[str, Any], schema: Any) -> str | None:
+        """A large update's ``TransactionUpdate`` JSON ("" when it has no rows), made once
+        per update here on the writer's thread: converting and encoding many rows on the
+        event loop would stall every client of every database. Small updates (the usual
+        case) are left to the loop, off the commit path."""
+        key = id(update)
+        if key in self._large:
+            return self._large[key]
+        rows = sum(len(table["inserts"]) + len(table["deletes"]) for table in update["tables"])
+        text: str | None = None
+        if rows >= LARGE_UPDATE_ROWS:
+            message = self._update_json(update, schema)
+            try:
+                text = bounded_json.dumps(message) if message["TransactionUpdate"]["tables"] else ""
+            except NotFinite:
+                text = None  # the loop's path drops the client with the reason
+        self._large[key] = text
+        return text
 
     def _ended(self, client: Client, query_id: QueryId, error: SubscriptionError) -> None:
         self._batch.append(_Message(client, subscription_error(None, query_id, str(error)), 0))
@@ -210,6 +238,7 @@ class DatabaseFeed:
         if not self._batch:
             return
         batch, self._batch = self._batch, []
+        self._large.clear()
         try:
             self.loop.call_soon_threadsafe(self._deliver, batch)
         except RuntimeError:  # the loop is closed: the server is stopping
@@ -265,7 +294,10 @@ class DatabaseFeed:
             applied["tables"] = [self._rows_json(table) for table in subscription.initial["tables"]]
             if since is not None:
                 applied["resumed"] = False
-            self._batch.append(_Message(client, {"SubscribeApplied": applied}, offset))
+            # Encoded here, on the database's thread: the initial rows may be many, and
+            # encoding them on the event loop would stall every other client.
+            text = bounded_json.dumps({"SubscribeApplied": applied})
+            self._batch.append(_Message(client, text, offset))
         else:
             applied["tables"] = []
             applied["resumed"] = True
@@ -315,12 +347,20 @@ class DatabaseFeed:
         """
         if len(updates) == 1:
             update = updates[0].update
-            cached = encoded.get(id(update)) if encoded is not None else None
+            cached = updates[0].text
+            if cached == "":  # made on the writer's thread: no rows for this client
+                return
+            if cached is None and encoded is not None:
+                cached = encoded.get(id(update))
             if cached is None:
                 message = self._update_json(update, updates[0].schema)
                 if not message["TransactionUpdate"]["tables"]:
                     return
-                cached = json.dumps(message)
+                try:
+                    cached = bounded_json.dumps(message)
+                except NotFinite as exc:  # never sent bare; the client cannot have a gap
+                    client.drop(1011, str(exc))
+                    return
                 if encoded is not None:
                     encoded[id(update)] = cached
             client.deliver(cached, update["tx_offset"])

@@ -12,6 +12,7 @@ import asyncio
 
 from aiohttp import web
 
+from cosmictron.server.replies import json_response
 from cosmictron.server.rights import check_right, parse_identity
 from cosmictron.server.routes import RIGHTS, caller_of, routes
 
@@ -22,7 +23,7 @@ async def list_grants(request: web.Request) -> web.Response:
     right = request.match_info["right"]
     rights.require_operator(caller_of(request), f"list who holds the right to {right}")
     check_right(right)
-    return web.json_response(
+    return json_response(
         {
             "right": right,
             "operator": rights.operator.hex(),
@@ -38,7 +39,7 @@ async def grant(request: web.Request) -> web.Response:
     rights.require_operator(caller_of(request), f"grant the right to {right}")
     identity = parse_identity(request.match_info["identity"])
     changed = await asyncio.to_thread(rights.grant, right, identity)
-    return web.json_response(
+    return json_response(
         {"right": right, "identity": identity.hex(), "granted": True, "changed": changed}
     )
 
@@ -50,6 +51,6 @@ async def revoke(request: web.Request) -> web.Response:
     rights.require_operator(caller_of(request), f"revoke the right to {right}")
     identity = parse_identity(request.match_info["identity"])
     changed = await asyncio.to_thread(rights.revoke, right, identity)
-    return web.json_response(
+    return json_response(
         {"right": right, "identity": identity.hex(), "granted": False, "changed": changed}
     )

@@ -7,27 +7,30 @@ everything) are sent first, one JSON object per line (``ts_us``, ``level``,
 is sent as it is logged, until the client goes away or the server stops. A follower
 that cannot keep up loses lines, never slows a reducer: past
 ``limits.log_follow_queue_lines_max`` queued lines one ``{"dropped": n}`` line says how
-many were skipped.
+many were skipped. Lines are encoded in the logging thread and queued as bytes; a
+follower whose queue passes ``limits.log_follow_queue_bytes_max`` bytes, or that reads
+nothing for ``limits.stream_write_stall_s_max`` seconds, is disconnected (the chunked
+body ends without its final chunk) and its queue freed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import weakref
 from typing import Any
 
 from aiohttp import web
 
-from cosmictron import limits
+from cosmictron import bounded_json, limits
 from cosmictron.errors import InvalidRequest
 from cosmictron.host.logs import LEVELS, LogLine, level_rank
+from cosmictron.server import replies
 from cosmictron.server.routes import caller_of, hosted, require_owner
 
 CONTENT_TYPE = "application/x-ndjson"
 
 
-FOLLOWERS: weakref.WeakSet[asyncio.Queue[LogLine | None]] = weakref.WeakSet()
+FOLLOWERS: weakref.WeakSet[asyncio.Queue[bytes | None]] = weakref.WeakSet()
 """The queues of open ``follow`` responses, ended by ``end_followers`` at shutdown."""
 
 
@@ -53,7 +56,14 @@ def _options(request: web.Request) -> tuple[int, str | None, bool]:
 
 
 def _encode(item: dict[str, Any]) -> bytes:
-    return (json.dumps(item, ensure_ascii=False) + "\n").encode()
+    return (bounded_json.dumps(item, ensure_ascii=False) + "\n").encode()
+
+
+def queue_bytes_max() -> int:
+    """``limits.log_follow_queue_bytes_max``, or ``COSMICTRON_LOG_FOLLOW_QUEUE_BYTES_MAX``."""
+    return limits.from_environment(
+        "COSMICTRON_LOG_FOLLOW_QUEUE_BYTES_MAX", limits.log_follow_queue_bytes_max
+    )
 
 
 async def logs(request: web.Request) -> web.StreamResponse:
@@ -64,38 +74,61 @@ async def logs(request: web.Request) -> web.StreamResponse:
     floor = level_rank(level) if level is not None else 0
     response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
     await response.prepare(request)
-    queue: asyncio.Queue[LogLine | None] = asyncio.Queue()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     dropped = 0
+    queued_bytes = 0
+    bytes_max = queue_bytes_max()
+    stall_s = replies.stream_write_stall_s_max()
+    over_budget = False
 
-    def on_line(line: LogLine) -> None:  # in the logging thread: hand off only
+    def enqueue(data: bytes) -> None:  # on the loop: the byte count has one writer
+        nonlocal queued_bytes, over_budget
+        if over_budget:
+            return
+        if queued_bytes + len(data) > bytes_max:
+            over_budget = True
+            queue.put_nowait(None)  # wakes the writer, which ends the response
+            return
+        queued_bytes += len(data)
+        queue.put_nowait(data)
+
+    def on_line(line: LogLine) -> None:  # in the logging thread: encode and hand off
         nonlocal dropped
         if level_rank(line.level) < floor:
             return
         if queue.qsize() >= limits.log_follow_queue_lines_max:
             dropped += 1
             return
-        loop.call_soon_threadsafe(queue.put_nowait, line)
+        loop.call_soon_threadsafe(enqueue, _encode(line.as_dict()))
 
     stop = database.db.log.follow(on_line) if follow else None
     try:
         for line in database.db.log.lines(num_lines, level):
-            await response.write(_encode(line.as_dict()))
+            await replies.write_or_close(request, response, _encode(line.as_dict()), stall_s)
         if stop is not None:
             FOLLOWERS.add(queue)
         while stop is not None:
             item = await queue.get()
-            if item is None:  # the server is shutting down
+            if item is None:  # the server is shutting down, or the client fell behind
                 break
+            queued_bytes -= len(item)
             if dropped:
-                await response.write(_encode({"dropped": dropped}))
+                note = _encode({"dropped": dropped})
                 dropped = 0
-            await response.write(_encode(item.as_dict()))
+                await replies.write_or_close(request, response, note, stall_s)
+            await replies.write_or_close(request, response, item, stall_s)
     except (ConnectionResetError, asyncio.CancelledError):
-        pass
+        return response
     finally:
         FOLLOWERS.discard(queue)
         if stop is not None:
             stop()
+    if over_budget:  # its queue is freed with it; the cut body tells the client
+        while not queue.empty():
+            queue.get_nowait()
+        if request.transport is not None:
+            request.transport.abort()
+        return response
     await response.write_eof()
     return response

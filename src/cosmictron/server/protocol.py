@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cosmictron import bounded_json
+from cosmictron import bounded_json, names
 from cosmictron.errors import InvalidRequest
 
 PROTOCOL = "v1.json.cosmictron"
@@ -102,7 +102,7 @@ def parse(text: str) -> ClientMessage:
     if kind == "Unsubscribe":
         return Unsubscribe(fields.request_id, fields.query_id())
     if kind == "CallReducer":
-        return CallReducer(fields.request_id, fields.string("reducer"), body.get("args"))
+        return CallReducer(fields.request_id, fields.reducer_name(), body.get("args"))
     return OneOffQuery(fields.request_id, fields.string("query_string"))
 
 
@@ -140,6 +140,12 @@ class _Fields:
         if not isinstance(value, str):
             raise self.error(name, "is missing" if value is None else "must be a string")
         return value
+
+    def reducer_name(self) -> str:
+        name = self.string("reducer")
+        if not names.is_identifier(name):
+            raise self.error("reducer", f"is not a valid reducer name: use {names.IDENTIFIER_RULE}")
+        return name
 
     def strings(self, name: str) -> list[str]:
         value = self.body.get(name)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
+from cosmictron import names
 from cosmictron.durability import DurabilityConfig
 from cosmictron.durability.files import fsync_directory
 from cosmictron.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
@@ -35,7 +35,6 @@ from cosmictron.values import Identity, Timestamp
 
 T = TypeVar("T")
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 THREADS_PER_DATABASE = 16
 
 
@@ -94,9 +93,11 @@ class DatabaseRegistry:
         return sorted(self._databases)
 
     def get(self, name: str) -> HostedDatabase:
-        """The database called ``name``; ``NotFound`` naming it if there is none."""
+        """The database called ``name``; ``NotFound`` naming it if there is none
+        (``InvalidRequest`` if no database could have that name)."""
         hosted = self._databases.get(name)
         if hosted is None:
+            check_name(name)
             raise NotFound(f"database {name!r} does not exist")
         return hosted
 
@@ -231,8 +232,5 @@ class DatabaseRegistry:
 
 
 def check_name(name: str) -> None:
-    if not NAME.fullmatch(name):  # match() would let "name\n" through ($ before a newline)
-        raise InvalidRequest(
-            f"database name {name!r} is not valid: use 1-63 lowercase letters, digits, "
-            f"'-' or '_', starting with a letter or digit"
-        )
+    """Raise InvalidRequest unless ``name`` is a valid database name (``cosmictron.names``)."""
+    names.check_database(name)

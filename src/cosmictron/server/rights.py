@@ -24,6 +24,7 @@ import os
 import threading
 from pathlib import Path
 
+from cosmictron import names
 from cosmictron.errors import ConfigError, InvalidRequest, PermissionDenied, Unauthenticated
 from cosmictron.server.auth import ANONYMOUS, TokenAuthority
 from cosmictron.values import Identity
@@ -194,10 +195,7 @@ def check_right(right: str) -> None:
 
 def parse_identity(text: str) -> Identity:
     """An identity from its 64 hex digits, or InvalidRequest saying what was wrong."""
-    try:
-        return Identity.from_hex(text)
-    except ValueError as exc:
-        raise InvalidRequest(str(exc)) from None
+    return Identity.from_hex(names.check_identity_hex(text))
 
 
 def write_secret_durably(path: Path, data: bytes) -> None:

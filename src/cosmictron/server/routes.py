@@ -9,16 +9,24 @@ database's threads (``HostedDatabase.run``) and replies JSON. Errors are raised 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
-from cosmictron import __version__
-from cosmictron.errors import InvalidRequest, NotFound, PermissionDenied, Unauthenticated
+from cosmictron import __version__, bounded_json, names
+from cosmictron.errors import (
+    InvalidRequest,
+    NotFinite,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from cosmictron.query.budget import QueryBudget
 from cosmictron.server import bodies
 from cosmictron.server.auth import ANONYMOUS, TokenAuthority
 from cosmictron.server.registry import DatabaseRegistry, HostedDatabase
+from cosmictron.server.replies import encoded_response, json_reply, json_response
 from cosmictron.server.rights import Rights
 from cosmictron.server.throttle import caller_key, throttle_of
 from cosmictron.server.wire import from_json, row_to_json
@@ -54,15 +62,10 @@ def require_owner(database: HostedDatabase, caller: Identity, action: str) -> No
         raise PermissionDenied(f"only the owner of database {database.name!r} may {action}")
 
 
-async def json_body(request: web.Request) -> Any:
-    """The body as JSON within its byte and depth limits (``bodies.json_body``)."""
-    return await bodies.json_body(request)
-
-
 @routes.get("/v1/health")
 async def health(request: web.Request) -> web.Response:
     names = request.app[REGISTRY].names()
-    return web.json_response({"status": "ok", "version": __version__, "databases": len(names)})
+    return json_response({"status": "ok", "version": __version__, "databases": len(names)})
 
 
 @routes.post("/v1/identity")
@@ -71,14 +74,14 @@ async def new_identity(request: web.Request) -> web.Response:
     throttle_of(request).take_identity(request.remote or "unknown")
     identity = Identity.random()
     token = request.app[AUTHORITY].issue(identity)
-    return web.json_response({"identity": identity.hex(), "token": token})
+    return json_response({"identity": identity.hex(), "token": token})
 
 
 @routes.get("/v1/identity")
 async def who_am_i(request: web.Request) -> web.Response:
     caller = caller_of(request)
     rights = request.app[RIGHTS]
-    return web.json_response(
+    return json_response(
         {
             "identity": caller.hex(),
             "anonymous": caller == ANONYMOUS,
@@ -96,7 +99,7 @@ async def list_databases(request: web.Request) -> web.Response:
     for name in registry.names():
         db = registry.get(name).db
         listed.append({"name": name, "owner": db.owner.hex(), "mine": db.owner == caller})
-    return web.json_response({"databases": listed})
+    return json_response({"databases": listed})
 
 
 @routes.put("/v1/database/{name}")
@@ -105,6 +108,7 @@ async def deploy(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     # Before the body is read: an unauthorised module is never written, let alone imported.
     request.app[RIGHTS].require_deploy(caller, f"deploy database {name!r}")
+    names.check_database(name)  # before the body is read
     clear = request.query.get("clear", "false").lower() in ("1", "true", "yes")
     source = await request.read()
     registry = request.app[REGISTRY]
@@ -119,7 +123,7 @@ async def deploy(request: web.Request) -> web.Response:
         "tx_offset": database.db.tx_offset,
         "migration": migration,
     }
-    return web.json_response(body, status=201 if created else 200)
+    return json_response(body, status=201 if created else 200)
 
 
 @routes.delete("/v1/database/{name}")
@@ -128,14 +132,14 @@ async def delete(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     registry.get(request.match_info["name"])  # 404 before 403
     await asyncio.to_thread(registry.delete, request.match_info["name"], caller)
-    return web.json_response({"database": request.match_info["name"], "deleted": True})
+    return json_response({"database": request.match_info["name"], "deleted": True})
 
 
 @routes.get("/v1/database/{name}/schema")
 async def schema(request: web.Request) -> web.Response:
     database = hosted(request)
     db = database.db
-    return web.json_response(
+    return json_response(
         {
             "database": database.name,
             "identity": db.identity.hex(),
@@ -153,16 +157,19 @@ async def call(request: web.Request) -> web.Response:
     take_rate(request, "calls", caller)
     reducer = request.match_info["reducer"]
     binding = callable_binding(database, reducer)
-    body = await json_body(request)
-    args, kwargs = reducer_arguments(binding.schema, body)
+    # Decoded and converted on a worker thread when large (bodies.json_body).
+    convert = partial(reducer_arguments, binding.schema)
+    args, kwargs = await bodies.json_body(request, bodies.call_body_bytes_max(), convert)
     outcome = await submit_call(database, reducer, args, kwargs, caller, None)
-    return web.json_response(
-        {
+
+    def reply() -> dict[str, Any]:
+        return {
             "return_value": json_form(outcome.return_value),
             "tx_offset": outcome.tx_offset,
             "timestamp": outcome.timestamp.isoformat(),
         }
-    )
+
+    return await json_reply(reply, outcome.return_value)
 
 
 def callable_binding(database: HostedDatabase, name: str) -> Any:
@@ -170,6 +177,7 @@ def callable_binding(database: HostedDatabase, name: str) -> Any:
     module = database.db.module
     binding = module.reducers.get(name) or module.procedures.get(name)
     if binding is None:
+        names.check_reducer(name)  # 400 for a name no reducer could have
         known = ", ".join(sorted([*module.reducers, *module.procedures])) or "none"
         raise NotFound(f"database {database.name!r} has no reducer {name!r} (reducers: {known})")
     return binding
@@ -236,15 +244,8 @@ async def sql(request: web.Request) -> web.Response:
     take_rate(request, "queries", caller)
     text, params = await sql_request(request)
     budget = throttle_of(request).settings.query_budget(caller == ANONYMOUS)
-    result = await database.run(_sql, database, text, params, caller, budget)
-    return web.json_response(
-        {
-            "columns": list(result.columns),
-            "rows": [row_to_json(row, result.columns) for row in result.rows],
-            "rows_affected": result.rows_affected,
-            "tx_offset": result.tx_offset,
-        }
-    )
+    reply = await database.run(_sql, database, text, params, caller, budget)
+    return encoded_response(reply)
 
 
 def _sql(
@@ -253,8 +254,18 @@ def _sql(
     params: dict[str, Any],
     caller: Identity,
     budget: QueryBudget,
-) -> Any:
-    return database.db.sql(text, params or None, sender=caller, budget=budget)
+) -> str:
+    """Run the statement and encode its reply, both on the database's thread: a result
+    of many rows takes long to convert and encode, and the event loop must not."""
+    result = database.db.sql(text, params or None, sender=caller, budget=budget)
+    return bounded_json.dumps(
+        {
+            "columns": list(result.columns),
+            "rows": [row_to_json(row, result.columns) for row in result.rows],
+            "rows_affected": result.rows_affected,
+            "tx_offset": result.tx_offset,
+        }
+    )
 
 
 def take_rate(request: web.Request, kind: str, caller: Identity) -> None:
@@ -269,15 +280,39 @@ def take_rate(request: web.Request, kind: str, caller: Identity) -> None:
 
 async def sql_request(request: web.Request) -> tuple[str, dict[str, Any]]:
     """The SQL text and parameters: a text/plain body, or JSON ``{"query", "params"}``."""
+    limit = bodies.sql_body_bytes_max()
     if request.content_type == "application/json":
-        body = await json_body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
-            raise InvalidRequest('a JSON SQL request is {"query": "<SQL>", "params": {...}}')
-        params = body.get("params") or {}
-        if not isinstance(params, dict):
-            raise InvalidRequest('"params" must be a JSON object of parameter values')
-        return body["query"], params
-    text = await bodies.text_body(request)
+        # Decoded and checked on a worker thread when large (bodies.json_body).
+        query: tuple[str, dict[str, Any]] = await bodies.json_body(request, limit, json_query)
+        return query
+    text = await bodies.text_body(request, limit)
     if not text.strip():
         raise InvalidRequest("the request body is empty: send one SQL statement")
     return text, {}
+
+
+def json_query(body: Any) -> tuple[str, dict[str, Any]]:
+    """The text and parameters of a JSON SQL request body, checked."""
+    if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+        raise InvalidRequest('a JSON SQL request is {"query": "<SQL>", "params": {...}}')
+    params = body.get("params") or {}
+    if not isinstance(params, dict):
+        raise InvalidRequest('"params" must be a JSON object of parameter values')
+    check_finite_params(params)
+    return body["query"], params
+
+
+def check_finite_params(params: dict[str, Any]) -> None:
+    """Refuse a parameter holding ``NaN``, ``Infinity`` or a number past the float range
+    (``1e400`` decodes to infinity): untyped, nothing else would stop it reaching a reply.
+
+    Raises:
+        NotFinite: naming the parameter (400, ``not_finite``).
+    """
+    for name, value in params.items():
+        found = bounded_json.first_non_finite(value)
+        if found is not None:
+            raise NotFinite(
+                f"SQL parameter {name!r} is {found!r}: NaN and the infinities (and numbers "
+                "past the float range, which overflow to them) are not accepted"
+            )

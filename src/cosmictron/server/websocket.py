@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 from collections import deque
@@ -32,10 +31,11 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from cosmictron import limits
+from cosmictron import bounded_json, limits
 from cosmictron.errors import (
     CosmictronError,
     InvalidRequest,
+    NotFinite,
     NotFound,
     PermissionDenied,
     QueryCancelled,
@@ -62,6 +62,7 @@ from cosmictron.server.protocol import (
     subscription_error,
 )
 from cosmictron.server.registry import HostedDatabase
+from cosmictron.server.replies import small
 from cosmictron.server.routes import (
     AUTHORITY,
     REGISTRY,
@@ -279,8 +280,13 @@ class Session:
                 f"the client fell behind: more than {self.queue_max} messages queued",
             )
             return
-        # A str is JSON already, made once for every client it goes to (feed.py).
-        text = message if isinstance(message, str) else json.dumps(message)
+        # A str is JSON already, made once for every client it goes to (feed.py), or
+        # encoded off the loop because it may be large.
+        try:
+            text = message if isinstance(message, str) else bounded_json.dumps(message)
+        except NotFinite as exc:  # no strict client could read it: never sent bare
+            self.drop(WSCloseCode.INTERNAL_ERROR, str(exc))
+            return
         if self.queued_bytes + len(text) > self.queue_bytes_max:
             self.drop(
                 WSCloseCode.POLICY_VIOLATION,
@@ -392,14 +398,16 @@ class Session:
             self.drop(WSCloseCode.INTERNAL_ERROR, "internal error; see the server log")
 
     async def handle(self, text: str) -> None:
+        large = len(text) > limits.json_inline_bytes_max
         try:
-            request: ClientMessage = parse(text)
+            # A large message is decoded (depth scan and JSON) on a worker thread.
+            request: ClientMessage = await asyncio.to_thread(parse, text) if large else parse(text)
         except ProtocolError as exc:
             await self._settle_calls()
             self.deliver(reply_for_error(exc), 0)
             return
         if isinstance(request, CallReducer):
-            await self._call(request)
+            await self._call(request, large)
             return
         # Any other request sees every earlier call finished: requests keep their order.
         await self._settle_calls()
@@ -452,7 +460,7 @@ class Session:
         applied = {"request_id": request.request_id, "query_id": request.query_id}
         self.deliver({"UnsubscribeApplied": applied}, 0)
 
-    async def _call(self, request: CallReducer) -> None:
+    async def _call(self, request: CallReducer, large: bool = False) -> None:
         """Submit the call and go on reading: a client may pipeline calls, and calls in
         flight together share an fsync (``calls.CallWorker``). Results are delivered in
         the order the calls were sent, by ``_finish_calls``."""
@@ -467,7 +475,12 @@ class Session:
             if binding is None:
                 known = ", ".join(sorted([*db.module.reducers, *db.module.procedures])) or "none"
                 raise NotFound(f"no reducer named {request.reducer!r} (reducers: {known})")
-            args, kwargs = reducer_arguments(binding.schema, request.args)
+            if large:  # converting large arguments is slow too: off the loop
+                args, kwargs = await asyncio.to_thread(
+                    reducer_arguments, binding.schema, request.args
+                )
+            else:
+                args, kwargs = reducer_arguments(binding.schema, request.args)
             future = submit_call(
                 self.hosted, request.reducer, args, kwargs, self.identity, self.connection_id
             )
@@ -489,10 +502,25 @@ class Session:
                 self.deliver(reducer_result(request_id, error=str(exc), error_code=exc.code), 0)
             else:
                 # The transaction's own TransactionUpdate was queued (under the writer
-                # lock) before the call was resolved, so it precedes this result.
-                value = json_form(outcome.return_value)
-                result = reducer_result(request_id, return_value=value, tx_offset=outcome.tx_offset)
-                self.deliver(result, outcome.tx_offset)
+                # lock) before the call was resolved, so it precedes this result; a
+                # large return value is encoded off the loop meanwhile, and since this
+                # task delivers results one by one, their order holds.
+                def result(outcome: Any = outcome, request_id: RequestId = request_id) -> Any:
+                    value = json_form(outcome.return_value)
+                    return reducer_result(
+                        request_id, return_value=value, tx_offset=outcome.tx_offset
+                    )
+
+                if small(outcome.return_value):
+                    self.deliver(result(), outcome.tx_offset)
+                else:
+                    try:
+                        text = await asyncio.to_thread(lambda: bounded_json.dumps(result()))
+                    except CosmictronError as exc:
+                        text = bounded_json.dumps(
+                            reducer_result(request_id, error=str(exc), error_code=exc.code)
+                        )
+                    self.deliver(text, outcome.tx_offset)
             self._calls.popleft()
         self._settled.set()
 
@@ -503,27 +531,26 @@ class Session:
             await self._settled.wait()
 
     async def _query(self, request: OneOffQuery) -> None:
-        db = self.hosted.db
         try:
             self.take_rate("queries")
-            result = await self.hosted.run(
-                partial(
-                    db.sql,
-                    request.query_string,
-                    sender=self.identity,
-                    budget=self.budget,
-                )
-            )
+            text, offset = await self.hosted.run(self._run_query, request)
         except CosmictronError as exc:
             self.deliver(query_error(request.request_id, str(exc), exc.code), 0)
             return
+        self.deliver(text, offset)
+
+    def _run_query(self, request: OneOffQuery) -> tuple[str, int]:
+        """Run a one-off query and encode its reply, on a database thread (a result of
+        many rows takes long to convert and encode; the event loop must not)."""
+        db = self.hosted.db
+        result = db.sql(request.query_string, sender=self.identity, budget=self.budget)
         # A read sees every transaction up to now: it waits for them to be durable.
         offset = result.tx_offset if result.tx_offset is not None else db.tx_offset
         columns = list(result.columns)
         rows = [row_to_json(row, columns) for row in result.rows]
         table = {"table_name": "result", "columns": columns, "rows": rows}
         reply = {"OneOffQueryResult": {"request_id": request.request_id, "tables": [table]}}
-        self.deliver(reply, offset)
+        return bounded_json.dumps(reply), offset
 
     async def finish(self) -> None:
         """After the connection ends: stop sending, end every subscription."""
