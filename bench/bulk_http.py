@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from common import machine_info, parse_args, temp_parent, write_results  # noqa: E402
-from run import MODULE_PATH, SQLITE_SCHEMA, row_values  # noqa: E402
+from engines import MODULE_PATH, SQLITE_SCHEMA, row_values  # noqa: E402
 
 CLI = shutil.which("cosmictron-cli", path=str(Path(sys.executable).parent)) or "cosmictron-cli"
 FULL_ROWS = 1_000_000
