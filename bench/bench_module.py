@@ -1,6 +1,6 @@
 """The module every Cosmictron benchmark loads: one 5-column table, two reducers.
 
-SQLite gets the same shape in ``bench/run.py``: ``item(id INTEGER PRIMARY KEY, name TEXT,
+SQLite gets the same shape in ``bench/engines.py``: ``item(id INTEGER PRIMARY KEY, name TEXT,
 qty INTEGER, price REAL, owner TEXT)`` plus an index on ``owner``.
 """
 

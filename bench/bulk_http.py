@@ -23,17 +23,12 @@ from __future__ import annotations
 
 import csv
 import gc
-import http.client
 import io
-import json
 import os
-import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +36,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from common import machine_info, parse_args, temp_parent, write_results  # noqa: E402
-from run import MODULE_PATH, SQLITE_SCHEMA, row_values  # noqa: E402
+from engines import MODULE_PATH, SQLITE_SCHEMA, row_values  # noqa: E402
+from processes import CliServer  # noqa: E402
 
-CLI = shutil.which("cosmictron-cli", path=str(Path(sys.executable).parent)) or "cosmictron-cli"
 FULL_ROWS = 1_000_000
 QUICK_ROWS = 50_000
 TARGET_ROWS_PER_S = 300_000
 TARGET_RATIO = 3.0
-PROFILE = ("--profile", "production")
 
 
 def csv_body(rows: int) -> bytes:
@@ -59,57 +53,26 @@ def csv_body(rows: int) -> bytes:
     return out.getvalue().encode()
 
 
-class Server:
-    """A ``cosmictron-cli start`` process on a free port in its own data directory."""
-
-    def __init__(self, parent: str) -> None:
-        self.dir = tempfile.mkdtemp(prefix="server-", dir=parent)
-        self.process = subprocess.Popen(
-            [CLI, "start", "--listen", "127.0.0.1:0", "--data-dir", self.dir, *PROFILE],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            # start saves the operator's token in the CLI settings: keep them in this dir
-            env={**os.environ, "COSMICTRON_CONFIG_DIR": str(Path(self.dir) / "config")},
-        )
-        assert self.process.stdout is not None
-        first = self.process.stdout.readline()
-        if "listening on " not in first:
-            self.process.kill()
-            raise SystemExit(f"the server did not start: {first}")
-        url = urllib.parse.urlsplit(first.split("listening on ", 1)[1].split()[0])
-        self.host, self.port = url.hostname or "127.0.0.1", url.port or 0
-        self.token = ""
-
-    def request(self, method: str, path: str, body: bytes, content_type: str) -> Any:
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=600)
-        headers = {"Content-Type": content_type}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        connection.request(method, path, body, headers)
-        response = connection.getresponse()
-        reply = json.loads(response.read())
-        connection.close()
-        if response.status >= 400:
-            raise SystemExit(f"{method} {path} failed: {reply}")
-        return reply
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.communicate(timeout=60)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 def measure_endpoint(parent: str, body: bytes, rows: int) -> dict[str, Any]:
-    server = Server(parent)
+    server = CliServer(parent, "server-")
     try:
-        # Deploying needs the right to deploy: act as the operator the server made.
-        server.token = (Path(server.dir) / "server" / "operator.token").read_text().strip()
-        server.request("PUT", "/v1/database/bench", MODULE_PATH.read_bytes(), "text/x-python")
+        status, reply = server.request(
+            "PUT", "/v1/database/bench", MODULE_PATH.read_bytes(), content_type="text/x-python"
+        )
+        if status >= 400:
+            raise SystemExit(f"PUT /v1/database/bench failed: {reply}")
         gc.collect()
         start = time.perf_counter()
-        reply = server.request("POST", "/v1/database/bench/bulk_insert/item", body, "text/csv")
+        status, reply = server.request(
+            "POST",
+            "/v1/database/bench/bulk_insert/item",
+            body,
+            content_type="text/csv",
+            timeout_s=600,
+        )
         seconds = time.perf_counter() - start
+        if status >= 400:
+            raise SystemExit(f"POST /v1/database/bench/bulk_insert/item failed: {reply}")
         assert reply["rows_inserted"] == rows, reply
     finally:
         server.stop()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import MODULE_PATH, POLICIES, row_values
+from engines import MODULE_PATH, POLICIES, row_values
 
 import cosmictron
 from cosmictron import DurabilityConfig

@@ -31,15 +31,10 @@ import dataclasses
 import http.client
 import json
 import os
-import signal
 import sqlite3
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +50,8 @@ from common import (  # noqa: E402
     text_table,
     write_results,
 )
+from figures import percentile, ratio  # noqa: E402
+from processes import CliServer  # noqa: E402
 
 CARTESIAN = "SELECT COUNT(*) FROM item a, item b, item c WHERE a.v + b.v + c.v = -1"
 ROWS = 3000
@@ -91,15 +88,6 @@ FULL = Settings(calls=500, rounds=3, budget_s=2.0)
 QUICK = Settings(calls=60, rounds=1, budget_s=2.0)
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile of ``values``; None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
-
-
 def latency_stats(seconds: list[float]) -> dict[str, float | None]:
     ms = [s * 1000 for s in seconds]
     return {
@@ -113,67 +101,13 @@ def latency_stats(seconds: list[float]) -> dict[str, float | None]:
 # -- Cosmictron ------------------------------------------------------------------------
 
 
-class Server:
-    """``cosmictron-cli start`` in a child process with the module deployed and seeded."""
-
-    def __init__(self, parent: str) -> None:
-        self.dir = tempfile.mkdtemp(prefix="cosmictron-qb-", dir=parent)
-        self.log_path = Path(self.dir) / "server.log"
-        code = "import sys; from cosmictron.cli.main import main; sys.argv[0] = 'cosmictron-cli'"
-        command = [sys.executable, "-c", code + "; main()", "start", "--listen", "127.0.0.1:0"]
-        command += ["--data-dir", str(Path(self.dir) / "data"), "--profile", "production"]
-        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        # The start saves the operator's token in the CLI settings: keep them in our directory.
-        env = {**os.environ, "COSMICTRON_CONFIG_DIR": str(Path(self.dir) / "config")}
-        self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        self.url = self._wait_listening(30)
-        self.host, _, port = self.url.removeprefix("http://").partition(":")
-        self.port = int(port)
-        # Deploying needs the right to deploy: the operator's token has it.
-        self.token = (Path(self.dir) / "data" / "server" / "operator.token").read_text().strip()
-        status, body = self.request("PUT", "/v1/database/qb", MODULE_SOURCE.encode(), True)
-        assert status in (200, 201), body
-        status, body = self.request("POST", "/v1/database/qb/call/seed", b"[3000]", True)
-        assert status == 200, body
-
-    def _wait_listening(self, seconds: float) -> str:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited:\n{self.log_path.read_text()[-2000:]}")
-            for line in self.log_path.read_text().splitlines():
-                if line.startswith("cosmictron listening on "):
-                    return line.split()[3]
-            time.sleep(0.05)
-        raise RuntimeError("the server did not print its address within 30 s")
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: bytes,
-        authorized: bool = False,
-        content_type: str = "application/json",
-    ) -> tuple[int, Any]:
-        request = urllib.request.Request(self.url + path, data=body, method=method)
-        request.add_header("Content-Type", content_type)
-        if authorized:
-            request.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(request, timeout=120) as reply:
-                return reply.status, json.loads(reply.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+def start_server(parent: str) -> CliServer:
+    """``cosmictron-cli start --profile production`` with the module deployed and seeded."""
+    server = CliServer(parent, "cosmictron-qb-")
+    server.deploy("qb", MODULE_SOURCE.encode())
+    status, body = server.request("POST", "/v1/database/qb/call/seed", b"[3000]")
+    assert status == 200, body
+    return server
 
 
 class QueryLoop:
@@ -202,7 +136,7 @@ class QueryLoop:
             self.outcomes.append(outcome)
 
 
-def cosmictron_calls(server: Server, first_id: int, n: int) -> list[float]:
+def cosmictron_calls(server: CliServer, first_id: int, n: int) -> list[float]:
     """``n`` sequential ``add`` calls over one keep-alive connection; each one's seconds."""
     connection = http.client.HTTPConnection(server.host, server.port, timeout=120)
     headers = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"}
@@ -222,9 +156,13 @@ def cosmictron_calls(server: Server, first_id: int, n: int) -> list[float]:
     return took
 
 
-def cosmictron_query(server: Server) -> dict[str, Any]:
+def cosmictron_query(server: CliServer) -> dict[str, Any]:
     status, body = server.request(
-        "POST", "/v1/database/qb/sql", CARTESIAN.encode(), content_type="text/plain"
+        "POST",
+        "/v1/database/qb/sql",
+        CARTESIAN.encode(),
+        authorized=False,
+        content_type="text/plain",
     )
     code = body.get("error", {}).get("code") if isinstance(body, dict) else None
     return {"status": status, "code": code}
@@ -270,7 +208,7 @@ def sqlite_query(path: str, budget_s: float) -> dict[str, Any]:
 
 
 def measure(settings: Settings, parent: str) -> dict[str, Any]:
-    server = Server(parent)
+    server = start_server(parent)
     lite_path = os.path.join(parent, "peer.sqlite")
     lite = sqlite_open(lite_path)
     lite.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
@@ -327,10 +265,6 @@ def measure(settings: Settings, parent: str) -> dict[str, Any]:
             },
         }
     return results
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or not b else a / b
 
 
 def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:

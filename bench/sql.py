@@ -3,7 +3,7 @@
     .venv/bin/python bench/sql.py [--quick] [--out bench/results/sql.json] [--tmpdir DIR]
 
 Both engines hold the same rows (``bench_module.py``'s ``item`` table and its SQLite
-twin from ``bench/run.py``) and answer the same lookups, in the same shuffled order:
+twin from ``bench/engines.py``) and answer the same lookups, in the same shuffled order:
 
 - Cosmictron: ``db.sql("SELECT * FROM item WHERE id = :id", {"id": n})``;
 - SQLite: ``conn.execute("SELECT * FROM item WHERE id = ?", (n,)).fetchall()``.
@@ -28,14 +28,9 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from common import machine_info, parse_args, run_took, temp_parent, write_results  # noqa: E402
-from run import (  # noqa: E402
-    CosmictronEngine,
-    SqliteEngine,
-    alternate,
-    ratio,
-    row_values,
-    table_text,
-)
+from core_report import table_text  # noqa: E402
+from engines import CosmictronEngine, SqliteEngine, alternate, row_values  # noqa: E402
+from figures import ratio  # noqa: E402
 
 SQL = "SELECT * FROM item WHERE id = :id"
 SQLITE_SQL = "SELECT * FROM item WHERE id = ?"
@@ -43,7 +38,7 @@ SQLITE_SQL = "SELECT * FROM item WHERE id = ?"
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """As ``run.Settings`` (what ``alternate`` reads), plus the table's row count."""
+    """As ``core_metrics.Settings`` (what ``alternate`` reads), plus the table's row count."""
 
     seconds: float  # per engine
     rounds: int  # slices per engine (alternating)

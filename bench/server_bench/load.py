@@ -1,0 +1,122 @@
+"""The load generator's core: per-connection tallies, the measured window, WebSocket calls.
+
+Runs in the load-generator process (``server.py --client``), never in the parent's, so
+that the client's CPU time is its own and can be read beside the server's. A slice is a
+warm-up then a measured window; the window's ends are printed on stdout
+(``window-start``, ``window-end``) so the parent samples the server's CPU and counters
+at the same moments. Only calls completed inside the window count, and a latency only
+when the call was also sent inside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from typing import Any
+
+from .workload import PROTOCOL, call_message
+
+
+class Tally:
+    """One connection's counts inside the measured window ``[start, end]``."""
+
+    def __init__(self, start: float, end: float) -> None:
+        self.start = start
+        self.end = end
+        self.calls = 0
+        self.errors = 0
+        self.error: str | None = None
+        self.latencies: list[float] = []
+
+    def complete(self, sent: float, now: float, ok: bool, error: str | None = None) -> None:
+        if not ok:
+            self.errors += 1
+            self.error = self.error or error
+            return
+        if self.start <= now <= self.end:
+            self.calls += 1
+            if sent >= self.start:
+                self.latencies.append(now - sent)
+
+
+async def window_markers(start: float, end: float) -> float:
+    """Tell the parent (on stdout) when the window starts and ends; return client CPU s."""
+    await asyncio.sleep(max(0.0, start - time.perf_counter()))
+    cpu = time.process_time()
+    print("window-start", flush=True)
+    await asyncio.sleep(max(0.0, end - time.perf_counter()))
+    print("window-end", flush=True)
+    return time.process_time() - cpu
+
+
+async def cosmictron_worker(ws: Any, index: int, tally: Tally, depth: int) -> None:
+    """Keep ``depth`` calls in flight on one WebSocket until the window ends, then drain."""
+    import aiohttp
+
+    clock = time.perf_counter
+    sent_at: deque[float] = deque()
+    n = 0
+    for _ in range(depth):
+        sent_at.append(clock())
+        await ws.send_str(call_message(index, n))
+        n += 1
+    while sent_at:
+        frame = await ws.receive(timeout=30)
+        now = clock()
+        if frame.type is not aiohttp.WSMsgType.TEXT:
+            raise RuntimeError(f"connection {index} ended: {frame.type} {frame.data!r}")
+        result = json.loads(frame.data).get("ReducerResult")
+        if result is None:
+            continue
+        sent = sent_at.popleft()
+        tally.complete(sent, now, result["status"] == "committed", result.get("error"))
+        if now < tally.end:
+            sent_at.append(clock())
+            await ws.send_str(call_message(index, n))
+            n += 1
+
+
+async def connect_ws(session: Any, url: str) -> Any:
+    """Open one WebSocket and read its ``IdentityToken``."""
+    ws = await session.ws_connect(url, protocols=(PROTOCOL,), max_msg_size=0)
+    first = await ws.receive_json(timeout=30)
+    if "IdentityToken" not in first:
+        raise RuntimeError(f"expected IdentityToken first, got {first}")
+    return ws
+
+
+async def cosmictron_load(spec: dict[str, Any]) -> dict[str, Any]:
+    import aiohttp
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        sockets = await asyncio.gather(
+            *(connect_ws(session, spec["ws_url"]) for _ in range(spec["clients"]))
+        )
+        start = time.perf_counter() + spec["warmup"]
+        end = start + spec["seconds"]
+        tallies = [Tally(start, end) for _ in sockets]
+        marker = asyncio.create_task(window_markers(start, end))
+        await asyncio.gather(
+            *(
+                cosmictron_worker(ws, i, tally, spec["depth"])
+                for i, (ws, tally) in enumerate(zip(sockets, tallies, strict=True))
+            )
+        )
+        client_cpu = await marker
+        await asyncio.gather(*(ws.close() for ws in sockets))
+    return summarize(tallies, spec["seconds"], client_cpu)
+
+
+def summarize(tallies: list[Tally], seconds: float, client_cpu: float) -> dict[str, Any]:
+    """One load's figures: calls, errors, client CPU and every latency, in ms."""
+    latencies = [x for t in tallies for x in t.latencies]
+    return {
+        "calls": sum(t.calls for t in tallies),
+        "errors": sum(t.errors for t in tallies),
+        "first_error": next((t.error for t in tallies if t.error), None),
+        "seconds": seconds,
+        "client_cpu_seconds": client_cpu,
+        "latencies_ms": [x * 1000 for x in latencies],
+    }
