@@ -4,11 +4,11 @@
 a way to read the current offset; ``on_commit`` is registered as a commit listener, so
 it runs under the writer lock, in commit order, after the transaction is published.
 
-* ``subscribe`` compiles each query (``compile.compile_live``), evaluates the initial rows
-  on a snapshot off the writer lock (``initial.py``) (under the caller's query budget), and registers
-  the subscription under the lock if none of the tables they read changed meanwhile
-  (else evaluates again): the initial rows are the state at offset N and the first
-  update is for a later offset, with no gap and no overlap.
+* ``subscribe`` compiles each query (``compile.compile_live``), evaluates the initial
+  rows on a snapshot off the writer lock (under the caller's query budget; ``initial.py``),
+  and registers the subscription under the lock if none of the tables they read changed
+  meanwhile (else evaluates again): the initial rows are the state at offset N and the
+  first update is for a later offset, with no gap and no overlap.
 * Identical queries (same plan after binding parameters and ``:sender``, same schema)
   share one ``LiveQuery``, whose delta is computed once per transaction and fanned out.
   ``index.QueryIndex`` maps each table name to the live queries that read it, so a
@@ -20,8 +20,9 @@ it runs under the writer lock, in commit order, after the transaction is publish
   reads (``LiveQuery.reads``), by a guard where every read of that table has one.
 * A subscription's update merges its queries' deltas per table (a subscription's rows
   of a table are the bag sum of its queries' results; ``fanout.merged_update``),
-  converted to Python values as ``db.sql`` returns them. It is sent only when something changed. Subscribers whose
-  changed queries are the same share one message object: treat it as read-only.
+  converted to Python values as ``db.sql`` returns them. It is sent only when something
+  changed. Subscribers whose changed queries are the same share one message object:
+  treat it as read-only.
 * Callbacks run synchronously, under the writer lock, in commit order. An exception in
   a callback is logged and the subscription kept. A callback that itself commits (a
   reducer call, DML) does not reorder updates: updates are queued and a re-entrant
