@@ -1,10 +1,13 @@
-"""One database's stream of changes to its WebSocket clients.
+"""One database's stream of changes to its WebSocket clients (its ``Subscriber``s).
 
 The engine's ``SubscriptionManager`` computes every subscription's update, synchronously,
 under the writer lock, in the thread that commits. A ``DatabaseFeed`` is the thread-safe
-seam between that and the event loop; it never blocks the writer:
+seam between that and the event loop; it never blocks the writer. It only queues,
+orders and delivers: what an update holds, how several merge into one
+(``subscription.merge_updates``) and what a subscription saw of a past transaction
+(``subscription.replay``) are the subscription layer's.
 
-* Each client subscription's ``on_update`` only appends ``(client, query_id, update)`` to
+* Each subscriber's subscription's ``on_update`` only appends ``(subscriber, update)`` to
   ``_batch``. The feed's commit listener runs after the manager's (listeners run in
   registration order), so when it runs the batch holds every update of that transaction;
   it hands the whole batch to the loop in one ``call_soon_threadsafe``. Handles run in
@@ -30,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -43,9 +46,7 @@ from cosmictron.query.budget import QueryBudget
 from cosmictron.server.protocol import QueryId, RequestId, subscription_error
 from cosmictron.server.registry import HostedDatabase
 from cosmictron.server.wire import row_to_json
-from cosmictron.subscription import LiveQuery, Subscription
-from cosmictron.subscription.live import TxView
-from cosmictron.subscription.manager import merged_update
+from cosmictron.subscription import Subscription, merge_updates, replay, replayable
 from cosmictron.values import Identity, Timestamp
 
 logger = logging.getLogger(__name__)
@@ -55,8 +56,9 @@ LARGE_UPDATE_ROWS = 1000
 thread rather than the event loop (``DatabaseFeed._encode_large``)."""
 
 
-class Client(Protocol):
-    """What the feed needs of a session; ``deliver`` runs on the loop only."""
+class Subscriber(Protocol):
+    """What the feed needs of a WebSocket connection that subscribes (docs/glossary.md);
+    ``deliver`` runs on the loop only."""
 
     identity: Identity
     closed: bool
@@ -68,7 +70,7 @@ class Client(Protocol):
 
 @dataclass
 class _Update:
-    client: Client
+    subscriber: Subscriber
     update: dict[str, Any]
     schema: Any  # the module schema the rows were made under (a hot-swap may follow)
     text: str | None = None  # a large update's JSON, made on the writer's thread
@@ -76,7 +78,7 @@ class _Update:
 
 @dataclass
 class _Message:
-    client: Client
+    subscriber: Subscriber
     message: dict[str, Any] | str
     offset: int
 
@@ -85,7 +87,7 @@ class ResumeWindow:
     """The recent transactions' changes, oldest first; guarded by the writer lock.
 
     ``covered_from`` is the offset after which the window holds every transaction: a
-    client that saw everything up to ``since >= covered_from`` can be told exactly what
+    subscriber that saw everything up to ``since >= covered_from`` can be told exactly what
     it missed.
     """
 
@@ -206,15 +208,17 @@ class DatabaseFeed:
         self.window.append(offset, timestamp, changes)
         self._hand_off()
 
-    def _collect(self, client: Client, update: dict[str, Any]) -> None:
-        if not client.closed:
+    def _collect(self, subscriber: Subscriber, update: dict[str, Any]) -> None:
+        if not subscriber.closed:
             schema = self.hosted.db.schema
-            self._batch.append(_Update(client, update, schema, self._encode_large(update, schema)))
+            self._batch.append(
+                _Update(subscriber, update, schema, self._encode_large(update, schema))
+            )
 
     def _encode_large(self, update: dict[str, Any], schema: Any) -> str | None:
         """A large update's ``TransactionUpdate`` JSON ("" when it has no rows), made once
         per update here on the writer's thread: converting and encoding many rows on the
-        event loop would stall every client of every database. Small updates (the usual
+        event loop would stall every subscriber of every database. Small updates (the usual
         case) are left to the loop, off the commit path."""
         key = id(update)
         if key in self._large:
@@ -226,12 +230,12 @@ class DatabaseFeed:
             try:
                 text = bounded_json.dumps(message) if message["TransactionUpdate"]["tables"] else ""
             except NotFinite:
-                text = None  # the loop's path drops the client with the reason
+                text = None  # the loop's path drops the subscriber with the reason
         self._large[key] = text
         return text
 
-    def _ended(self, client: Client, query_id: QueryId, error: SubscriptionError) -> None:
-        self._batch.append(_Message(client, subscription_error(None, query_id, str(error)), 0))
+    def _ended(self, subscriber: Subscriber, query_id: QueryId, error: SubscriptionError) -> None:
+        self._batch.append(_Message(subscriber, subscription_error(None, query_id, str(error)), 0))
         self._hand_off()
 
     def _hand_off(self) -> None:
@@ -246,14 +250,14 @@ class DatabaseFeed:
 
     def subscribe(
         self,
-        client: Client,
+        subscriber: Subscriber,
         request_id: RequestId,
         query_id: QueryId,
         queries: Sequence[str],
         since: int | None,
         budget: QueryBudget | None = None,
     ) -> Subscription:
-        """Subscribe ``client`` and schedule its ``SubscribeApplied``; blocking.
+        """Subscribe ``subscriber`` and schedule its ``SubscribeApplied``; blocking.
 
         The initial rows are evaluated off the writer lock, under ``budget``; the
         ``SubscribeApplied`` is scheduled in the critical section that registers the
@@ -265,16 +269,16 @@ class DatabaseFeed:
         """
         return self.hosted.db.subscribe(
             queries,
-            on_update=partial(self._collect, client),
-            sender=client.identity,
-            on_error=partial(self._ended, client, query_id),
+            on_update=partial(self._collect, subscriber),
+            sender=subscriber.identity,
+            on_error=partial(self._ended, subscriber, query_id),
             budget=budget,
-            then=partial(self._applied, client, request_id, query_id, since),
+            then=partial(self._applied, subscriber, request_id, query_id, since),
         )
 
     def _applied(
         self,
-        client: Client,
+        subscriber: Subscriber,
         request_id: RequestId,
         query_id: QueryId,
         since: int | None,
@@ -288,67 +292,67 @@ class DatabaseFeed:
         applied: dict[str, Any] = {"request_id": request_id, "query_id": query_id}
         applied["tx_offset"] = offset
         missed = None
-        if since is not None and since <= offset and _replayable(subscription.queries):
+        if since is not None and since <= offset and replayable(subscription.queries):
             missed = self.window.after(since)
         if missed is None:
             applied["tables"] = [self._rows_json(table) for table in subscription.initial["tables"]]
             if since is not None:
                 applied["resumed"] = False
             # Encoded here, on the database's thread: the initial rows may be many, and
-            # encoding them on the event loop would stall every other client.
+            # encoding them on the event loop would stall every other subscriber.
             text = bounded_json.dumps({"SubscribeApplied": applied})
-            self._batch.append(_Message(client, text, offset))
+            self._batch.append(_Message(subscriber, text, offset))
         else:
             applied["tables"] = []
             applied["resumed"] = True
             applied["since_tx_offset"] = since
-            self._batch.append(_Message(client, {"SubscribeApplied": applied}, offset))
+            self._batch.append(_Message(subscriber, {"SubscribeApplied": applied}, offset))
             for entry_offset, timestamp, changes, _ in missed:
                 if entry_offset > offset:
                     break
-                update = _replay(entry_offset, timestamp, subscription.queries, datastore, changes)
+                update = replay(subscription.queries, entry_offset, timestamp, changes, datastore)
                 if update is not None:
                     message = self._update_json(update)
                     message["TransactionUpdate"]["query_id"] = query_id
-                    self._batch.append(_Message(client, message, entry_offset))
+                    self._batch.append(_Message(subscriber, message, entry_offset))
         self._hand_off()
 
     # -- the event loop ---------------------------------------------------------------
 
     def _deliver(self, batch: list[_Update | _Message]) -> None:
-        """Give each client its messages, one merged ``TransactionUpdate`` per transaction.
+        """Give each subscriber its messages, one merged ``TransactionUpdate`` per transaction.
 
-        A batch normally holds one transaction's updates; merging by (client, offset)
+        A batch normally holds one transaction's updates; merging by (subscriber, offset)
         keeps transactions apart even if a commit inside a callback ever mixed two.
         """
-        merged: dict[tuple[Client, int], list[_Update]] = {}
+        merged: dict[tuple[Subscriber, int], list[_Update]] = {}
         for item in batch:
-            if item.client.closed:
+            if item.subscriber.closed:
                 continue
             if isinstance(item, _Update):
-                merged.setdefault((item.client, item.update["tx_offset"]), []).append(item)
+                merged.setdefault((item.subscriber, item.update["tx_offset"]), []).append(item)
                 continue
-            for key in [key for key in merged if key[0] is item.client]:
-                self._send_updates(item.client, merged.pop(key))
-            item.client.deliver(item.message, item.offset)
+            for key in [key for key in merged if key[0] is item.subscriber]:
+                self._send_updates(item.subscriber, merged.pop(key))
+            item.subscriber.deliver(item.message, item.offset)
         encoded: dict[int, str] = {}
-        for (client, _), updates in merged.items():
-            self._send_updates(client, updates, encoded)
+        for (subscriber, _), updates in merged.items():
+            self._send_updates(subscriber, updates, encoded)
 
     def _send_updates(
-        self, client: Client, updates: list[_Update], encoded: dict[int, str] | None = None
+        self, subscriber: Subscriber, updates: list[_Update], encoded: dict[int, str] | None = None
     ) -> None:
-        """Deliver one client's updates of one transaction as one ``TransactionUpdate``.
+        """Deliver one subscriber's updates of one transaction as one ``TransactionUpdate``.
 
         The subscription manager hands subscribers of the same queries the same update
-        object, so a client with one update gets the JSON text made for the first client
-        with that object (``encoded``, per batch): 100 subscribers of one query cost one
+        object, so a subscriber with one update gets the JSON text made for the first
+        subscriber with that object (``encoded``, per batch): 100 subscribers of one query cost one
         conversion and one ``json.dumps``, not 100.
         """
         if len(updates) == 1:
             update = updates[0].update
             cached = updates[0].text
-            if cached == "":  # made on the writer's thread: no rows for this client
+            if cached == "":  # made on the writer's thread: no rows for this subscriber
                 return
             if cached is None and encoded is not None:
                 cached = encoded.get(id(update))
@@ -358,16 +362,19 @@ class DatabaseFeed:
                     return
                 try:
                     cached = bounded_json.dumps(message)
-                except NotFinite as exc:  # never sent bare; the client cannot have a gap
-                    client.drop(1011, str(exc))
+                except NotFinite as exc:  # never sent bare; the subscriber cannot have a gap
+                    subscriber.drop(1011, str(exc))
                     return
                 if encoded is not None:
                     encoded[id(update)] = cached
-            client.deliver(cached, update["tx_offset"])
+            subscriber.deliver(cached, update["tx_offset"])
             return
-        message = _merge([self._update_json(item.update, item.schema) for item in updates])
-        if message["TransactionUpdate"]["tables"]:  # the subscriptions' changes cancelled out
-            client.deliver(message, message["TransactionUpdate"]["tx_offset"])
+        merged = merge_updates(
+            [self._update_json(item.update, item.schema)["TransactionUpdate"] for item in updates],
+            key=_json_key,
+        )
+        if merged["tables"]:  # else the subscriptions' changes cancelled out
+            subscriber.deliver({"TransactionUpdate": merged}, merged["tx_offset"])
 
     def _update_json(self, update: dict[str, Any], schema: Any = None) -> dict[str, Any]:
         tables = []
@@ -400,55 +407,6 @@ class DatabaseFeed:
         return lambda row: row_to_json(row, names)
 
 
-def _replayable(queries: Sequence[LiveQuery]) -> bool:
-    """Whether past deltas can be recomputed now: single-table filters, no top-N.
-
-    Such a query's delta reads only the transaction's own changed rows (no other table's
-    state, no window), so it is the same today as when the transaction committed. A join
-    would need the other tables as they were then; those clients get all rows instead.
-    """
-    return all(len(query.tables) == 1 and not query.top_n for query in queries)
-
-
-def _replay(
-    offset: int,
-    timestamp: Timestamp,
-    queries: Sequence[LiveQuery],
-    datastore: Datastore,
-    changes: list[TableChange],
-) -> dict[str, Any] | None:
-    """What ``queries`` saw of one past transaction, merged per table (bag sum)."""
-    view = TxView(datastore, changes)
-    deltas = {query: query.delta(view) for query in queries if view.tables & query.tables}
-    return merged_update(offset, timestamp, queries, deltas)
-
-
-def _merge(messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several subscriptions' updates of one transaction as one (bag sum per table).
-
-    Rows are compared by their JSON text, since their Python values may be unhashable.
-    """
-    first = messages[0]["TransactionUpdate"]
-    net: dict[str, Counter[str]] = {}
-    rows: dict[str, Any] = {}
-    for message in messages:
-        for table in message["TransactionUpdate"]["tables"]:
-            counter = net.setdefault(table["table_name"], Counter())
-            for sign, key in ((1, "inserts"), (-1, "deletes")):
-                for row in table[key]:
-                    text = json.dumps(row, sort_keys=True)
-                    rows[text] = row
-                    counter[text] += sign
-    tables = []
-    for name, counter in net.items():
-        inserts = [rows[t] for t, n in counter.items() if n > 0 for _ in range(n)]
-        deletes = [rows[t] for t, n in counter.items() if n < 0 for _ in range(-n)]
-        if inserts or deletes:
-            tables.append({"table_name": name, "inserts": inserts, "deletes": deletes})
-    return {
-        "TransactionUpdate": {
-            "tx_offset": first["tx_offset"],
-            "timestamp": first["timestamp"],
-            "tables": tables,
-        }
-    }
+def _json_key(row: Any) -> str:
+    """A row's identity in a merge: its JSON text (its values may be unhashable)."""
+    return json.dumps(row, sort_keys=True)

@@ -4,14 +4,14 @@
 a way to read the current offset; ``on_commit`` is registered as a commit listener, so
 it runs under the writer lock, in commit order, after the transaction is published.
 
-* ``subscribe`` compiles each query (``live.compile_live``), evaluates the initial rows
-  on a snapshot off the writer lock (under the caller's query budget), and registers
-  the subscription under the lock if none of the tables they read changed meanwhile
-  (else evaluates again): the initial rows are the state at offset N and the first
-  update is for a later offset, with no gap and no overlap.
+* ``subscribe`` compiles each query (``compile.compile_live``), evaluates the initial
+  rows on a snapshot off the writer lock (under the caller's query budget; ``initial.py``),
+  and registers the subscription under the lock if none of the tables they read changed
+  meanwhile (else evaluates again): the initial rows are the state at offset N and the
+  first update is for a later offset, with no gap and no overlap.
 * Identical queries (same plan after binding parameters and ``:sender``, same schema)
   share one ``LiveQuery``, whose delta is computed once per transaction and fanned out.
-  ``_by_table`` maps each table name to the live queries that read it, so a
+  ``index.QueryIndex`` maps each table name to the live queries that read it, so a
   transaction touching none of a query's tables costs that query nothing. A query
   with an equality to a constant on a table (``LiveQuery.guards``) is indexed under
   that value instead: queries differing only in a constant (one per ``:sender`` under
@@ -19,9 +19,10 @@ it runs under the writer lock, in commit order, after the transaction is publish
   restricted by a join visibility filter is also indexed under the tables that filter
   reads (``LiveQuery.reads``), by a guard where every read of that table has one.
 * A subscription's update merges its queries' deltas per table (a subscription's rows
-  of a table are the bag sum of its queries' results), converted to Python values as
-  ``db.sql`` returns them. It is sent only when something changed. Subscribers whose
-  changed queries are the same share one message object: treat it as read-only.
+  of a table are the bag sum of its queries' results; ``fanout.merged_update``),
+  converted to Python values as ``db.sql`` returns them. It is sent only when something
+  changed. Subscribers whose changed queries are the same share one message object:
+  treat it as read-only.
 * Callbacks run synchronously, under the writer lock, in commit order. An exception in
   a callback is logged and the subscription kept. A callback that itself commits (a
   reducer call, DML) does not reorder updates: updates are queued and a re-entrant
@@ -33,18 +34,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from cosmictron import limits
 from cosmictron.datastore import Datastore, TableChange
 from cosmictron.errors import CosmictronError, InvalidRequest, PermissionDenied, SubscriptionError
-from cosmictron.query.budget import DEFAULT_BUDGET, Meter, QueryBudget
+from cosmictron.query.budget import DEFAULT_BUDGET, QueryBudget
 from cosmictron.query.cache import Converter
 from cosmictron.query.visibility import restricts
-from cosmictron.subscription.live import Guard, LiveQuery, Row, TxView, compile_live
+from cosmictron.subscription.compile import compile_live
+from cosmictron.subscription.delta import TxView
+from cosmictron.subscription.fanout import merged_update, to_python
+from cosmictron.subscription.index import QueryIndex
+from cosmictron.subscription.initial import evaluate, locked_meter, unchanged
+from cosmictron.subscription.live import LiveQuery
+from cosmictron.subscription.terms import Row
 from cosmictron.values import Identity, Timestamp
 
 logger = logging.getLogger(__name__)
@@ -105,16 +110,7 @@ class SubscriptionManager:
         self._lock = lock
         self._offset = offset
         self._owner = owner
-        self._queries: dict[Any, LiveQuery] = {}
-        self._by_table: dict[str, set[LiveQuery]] = {}
-        # Queries with a guard on a table (``LiveQuery.guards``): table -> guard ->
-        # value -> queries; a changed row wakes only those whose value it leads to.
-        self._guarded: dict[str, dict[Guard, dict[Any, set[LiveQuery]]]] = {}
-        # Queries restricted by a join filter on a FROM table (``LiveQuery.key_guard``):
-        # table -> column -> value -> queries, the values being the filter's current
-        # set for that query (re-indexed after each re-evaluation).
-        self._keyed: dict[str, dict[int, dict[Any, set[LiveQuery]]]] = {}
-        self._key_values: dict[LiveQuery, frozenset[Any]] = {}
+        self._index = QueryIndex(datastore)
         self._pending: list[tuple[Subscription, dict[str, Any] | SubscriptionError]] = []
         self._delivering = False
         self._active = 0
@@ -169,13 +165,13 @@ class SubscriptionManager:
         for _ in range(max(limits.subscription_snapshot_attempts_max, 0)):
             with self._lock:
                 snapshot = self._datastore.snapshot(names)
-            evaluated = _evaluate(compiled, snapshot, rows_max, meter)
+            evaluated = evaluate(compiled, snapshot, rows_max, meter)
             with self._lock:
-                if _unchanged(snapshot, self._datastore):
+                if unchanged(snapshot, self._datastore):
                     return self._add(compiled, evaluated, on_update, on_error, then)
         with self._lock:
-            locked = _locked_meter(budget, meter)
-            evaluated = _evaluate(compiled, self._datastore, rows_max, locked)
+            locked = locked_meter(budget, meter)
+            evaluated = evaluate(compiled, self._datastore, rows_max, locked)
             return self._add(compiled, evaluated, on_update, on_error, then)
 
     def _add(
@@ -190,7 +186,7 @@ class SubscriptionManager:
         shared = []
         fresh: dict[Any, LiveQuery] = {}
         for query in compiled:
-            existing = self._queries.get(query.key) or fresh.get(query.key)
+            existing = self._index.queries.get(query.key) or fresh.get(query.key)
             if existing is not None:
                 query = existing
             fresh[query.key] = query
@@ -200,20 +196,20 @@ class SubscriptionManager:
         tables: dict[str, list[Row]] = {}
         converters: dict[str, tuple[Converter | None, ...] | None] = {}
         for query in shared:
-            if query.key in self._queries and query.top_n:
+            if query.key in self._index.queries and query.top_n:
                 rows = query.current()
             else:
                 rows = evaluated[query.key]
             tables.setdefault(query.table_name, []).extend(rows)
             converters[query.table_name] = query.converters
         for query in shared:
-            if query.key not in self._queries:
-                self._register(query)
+            if query.key not in self._index.queries:
+                self._index.register(query)
             query.subscribers.add(subscription)
         subscription.initial = {
             "tx_offset": self._offset(),
             "tables": [
-                {"table_name": name, "rows": _python(rows, converters[name])}
+                {"table_name": name, "rows": to_python(rows, converters[name])}
                 for name, rows in tables.items()
             ],
         }
@@ -230,7 +226,7 @@ class SubscriptionManager:
             for query in subscription.queries:
                 query.subscribers.discard(subscription)
                 if not query.subscribers:
-                    self._forget(query)
+                    self._index.forget(query)
 
     @property
     def subscription_count(self) -> int:
@@ -240,10 +236,10 @@ class SubscriptionManager:
     @property
     def query_count(self) -> int:
         """How many distinct live queries are maintained (shared ones count once)."""
-        return len(self._queries)
+        return len(self._index.queries)
 
     def live_queries(self) -> list[LiveQuery]:
-        return list(self._queries.values())
+        return list(self._index.queries.values())
 
     # -- each commit ---------------------------------------------------------------------
 
@@ -253,7 +249,7 @@ class SubscriptionManager:
         Its time is added to ``maintenance_seconds`` (deltas and delivery to callbacks):
         the cost subscriptions add to a transaction, measured where it is spent.
         """
-        if not self._queries or not changes:
+        if not self._index.queries or not changes:
             return
         started = time.perf_counter()
         try:
@@ -262,23 +258,7 @@ class SubscriptionManager:
             self.maintenance_seconds += time.perf_counter() - started
 
     def _maintain(self, offset: int, timestamp: Timestamp, changes: list[TableChange]) -> None:
-        affected: set[LiveQuery] = set()
-        for change in changes:
-            name = change.table.name
-            readers = self._by_table.get(name)
-            if readers:
-                affected |= readers
-            guarded = self._guarded.get(name)
-            if guarded:
-                affected |= self._woken(guarded, change)
-            keyed = self._keyed.get(name)
-            if keyed:
-                for column, by_value in keyed.items():
-                    for rows in (change.inserts, change.deletes):
-                        for row in rows:
-                            found = by_value.get(row[column])
-                            if found:
-                                affected |= found
+        affected = self._index.affected(changes)
         if not affected:
             return
         tx = TxView(self._datastore, changes)
@@ -297,8 +277,8 @@ class SubscriptionManager:
                     f"{offset}: {reason}",
                 )
         for query in deltas:
-            if query.reevaluated and query in self._key_values:
-                self._index_keys(query)  # its filter's set may have changed
+            if query.reevaluated:
+                self._index.refresh(query)  # its filter's set may have changed
         updates: dict[Subscription, list[LiveQuery]] = {}
         for query, (inserts, deletes) in deltas.items():
             if inserts or deletes:
@@ -315,27 +295,6 @@ class SubscriptionManager:
                 self._pending.append((subscription, message))
         self._deliver()
 
-    def _woken(
-        self,
-        guarded: dict[Guard, dict[Any, set[LiveQuery]]],
-        change: TableChange,
-    ) -> set[LiveQuery]:
-        """The guarded queries a table's changed rows lead to (old and new versions).
-
-        A guard through a joined table reads that table as it is now. If this
-        transaction also changed the joined row, the query is woken anyway: the joined
-        table carries the query's direct guard on the same value, and its old or new
-        version has that value, or else neither joins the row into the result.
-        """
-        woken: set[LiveQuery] = set()
-        for guard, by_value in guarded.items():
-            for rows in (change.inserts, change.deletes):
-                for row in rows:
-                    found = by_value.get(guard.value_of(row, self._datastore))
-                    if found:
-                        woken |= found
-        return woken
-
     # -- ending subscriptions ------------------------------------------------------------
 
     def schema_changed(self, schema: Any) -> None:
@@ -347,7 +306,7 @@ class SubscriptionManager:
         """
         with self._lock:
             old, self._schema = self._schema, schema
-            for query in list(self._queries.values()):
+            for query in list(self._index.queries.values()):
                 reason = _incompatibility(query, old, schema)
                 replacement = None
                 if reason is None:
@@ -368,20 +327,20 @@ class SubscriptionManager:
         For a change no delta describes, such as a module update that deletes every row.
         """
         with self._lock:
-            for query in list(self._queries.values()):
+            for query in list(self._index.queries.values()):
                 self._end_query(query, reason)
             self._deliver()
 
     def _replace(self, query: LiveQuery, replacement: LiveQuery) -> None:
         """Hand ``query``'s subscribers over to ``replacement`` (same result, new schema)."""
-        existing = self._queries.get(replacement.key)
+        existing = self._index.queries.get(replacement.key)
         if existing is not None and existing is not query:
             replacement = existing
         elif replacement.top_n or replacement.filter_tables:
             replacement.initial(self._datastore)  # the window, or the result a diff needs
-        self._forget(query)
-        if replacement.key not in self._queries:
-            self._register(replacement)
+        self._index.forget(query)
+        if replacement.key not in self._index.queries:
+            self._index.register(replacement)
         for subscription in list(query.subscribers):
             subscription.queries = tuple(
                 replacement if q is query else q for q in subscription.queries
@@ -392,7 +351,7 @@ class SubscriptionManager:
     def _end_query(self, query: LiveQuery, reason: str) -> None:
         for subscription in list(query.subscribers):
             self._end(subscription, SubscriptionError(reason))
-        self._forget(query)
+        self._index.forget(query)
 
     def _end(self, subscription: Subscription, error: SubscriptionError) -> None:
         """End ``subscription`` for ``error``; its ``on_error`` runs after earlier updates."""
@@ -401,81 +360,6 @@ class SubscriptionManager:
         self.unsubscribe(subscription)
         subscription.error = error
         self._pending.append((subscription, error))
-
-    def _register(self, query: LiveQuery) -> None:
-        """Index ``query`` by the tables it reads (by a guard value where it has one)."""
-        self._queries[query.key] = query
-        keyed = query.key_guard[0] if query.key_guard is not None else None
-        if keyed is not None:
-            self._index_keys(query)
-        for name in query.reads:
-            if name == keyed:
-                continue
-            guarded = query.guards.get(name)
-            if guarded is None:
-                self._by_table.setdefault(name, set()).add(query)
-            else:
-                guard, value = guarded
-                by_value = self._guarded.setdefault(name, {}).setdefault(guard, {})
-                by_value.setdefault(value, set()).add(query)
-
-    def _forget(self, query: LiveQuery) -> None:
-        if self._queries.get(query.key) is not query:
-            return
-        del self._queries[query.key]
-        keyed = query.key_guard[0] if query.key_guard is not None else None
-        if keyed is not None:
-            self._unindex_keys(query)
-        for name in query.reads:
-            if name == keyed:
-                continue
-            guarded = query.guards.get(name)
-            if guarded is None:
-                readers = self._by_table.get(name)
-                if readers is not None:
-                    readers.discard(query)
-                    if not readers:
-                        del self._by_table[name]
-                continue
-            guard, value = guarded
-            by_guard = self._guarded[name]
-            by_value = by_guard[guard]
-            by_value[value].discard(query)
-            if not by_value[value]:
-                del by_value[value]
-                if not by_value:
-                    del by_guard[guard]
-                    if not by_guard:
-                        del self._guarded[name]
-
-    def _index_keys(self, query: LiveQuery) -> None:
-        """(Re-)index ``query`` under the values its join filter admits now."""
-        assert query.key_guard is not None
-        table, column, _ = query.key_guard
-        self._unindex_keys(query)
-        values = query.key_values(self._datastore)
-        by_value = self._keyed.setdefault(table, {}).setdefault(column, {})
-        for value in values:
-            by_value.setdefault(value, set()).add(query)
-        self._key_values[query] = values
-
-    def _unindex_keys(self, query: LiveQuery) -> None:
-        values = self._key_values.pop(query, None)
-        if values is None or query.key_guard is None:
-            return
-        table, column, _ = query.key_guard
-        by_column = self._keyed[table]
-        by_value = by_column[column]
-        for value in values:
-            found = by_value.get(value)
-            if found is not None:
-                found.discard(query)
-                if not found:
-                    del by_value[value]
-        if not by_value:
-            del by_column[column]
-            if not by_column:
-                del self._keyed[table]
 
     def _deliver(self) -> None:
         if self._delivering:
@@ -522,93 +406,3 @@ def _incompatibility(query: LiveQuery, old: Any, new: Any) -> str | None:
                 f"indexes); subscribe again for its new rows"
             )
     return None
-
-
-def merged_update(
-    offset: int,
-    timestamp: Timestamp,
-    queries: Sequence[LiveQuery],
-    deltas: Mapping[LiveQuery, tuple[list[Row], list[Row]]],
-) -> dict[str, Any] | None:
-    """An update from these queries' deltas, merged per table (in query order).
-
-    Queries without an entry in ``deltas`` saw nothing. Also used by the server to
-    replay a missed transaction to a resuming client, so both paths build the same
-    message.
-    """
-    net: dict[str, Counter[Row]] = {}
-    converters: dict[str, tuple[Converter | None, ...] | None] = {}
-    for query in queries:  # a query listed twice counts twice (bag sum)
-        if query not in deltas:
-            continue
-        inserts, deletes = deltas[query]
-        counter = net.setdefault(query.table_name, Counter())
-        counter.update(inserts)
-        counter.subtract(deletes)
-        converters[query.table_name] = query.converters
-    tables = []
-    for name, counter in net.items():
-        inserts = [row for row, n in counter.items() if n > 0 for _ in range(n)]
-        deletes = [row for row, n in counter.items() if n < 0 for _ in range(-n)]
-        if inserts or deletes:
-            tables.append(
-                {
-                    "table_name": name,
-                    "inserts": _python(inserts, converters[name]),
-                    "deletes": _python(deletes, converters[name]),
-                }
-            )
-    if not tables:
-        return None
-    return {"tx_offset": offset, "timestamp": timestamp, "tables": tables}
-
-
-def _evaluate(
-    compiled: list[LiveQuery], datastore: Datastore, rows_max: int, meter: Meter
-) -> dict[Any, list[Row]]:
-    """Each distinct query's current rows over ``datastore`` (a top-N also sets its
-    window: only on a query not registered yet, which nobody else reads)."""
-    rows: dict[Any, list[Row]] = {}
-    for query in compiled:
-        if query.key not in rows:
-            rows[query.key] = query.initial(datastore, rows_max, meter)
-    return rows
-
-
-def _unchanged(snapshot: Datastore, datastore: Datastore) -> bool:
-    """Whether no table of ``snapshot`` was written since it was taken: a write to a
-    shared table gives the table a new row dict first (``Table.share``)."""
-    if snapshot.schema is not datastore.schema:
-        return False
-    live = datastore.tables
-    for name, view in snapshot.tables.items():
-        table = live.get(name)
-        if table is None or table.rows is not view.rows:
-            return False
-    return True
-
-
-def _locked_meter(budget: QueryBudget, meter: Meter) -> Meter:
-    """What remains of ``meter``'s budget, capped at ``subscription_locked_time_s_max``
-    seconds: the most an initial evaluation may hold the writer lock."""
-    left_s = max(meter.deadline - time.monotonic(), 0.0)
-    capped = replace(  # the byte limits stay the caller's
-        budget,
-        time_s=min(left_s, limits.subscription_locked_time_s_max),
-        rows_examined_max=max(meter.rows_examined_max - meter.examined, 0),
-        origin=(
-            f"{budget.origin}; its tables kept changing, so it ran under the writer lock, "
-            f"which it may hold for at most limits.subscription_locked_time_s_max "
-            f"({limits.subscription_locked_time_s_max:g} s)"
-        ),
-    )
-    return capped.start()
-
-
-def _python(rows: list[Row], converters: tuple[Converter | None, ...] | None) -> list[Row]:
-    if converters is None:
-        return list(rows)
-    return [
-        tuple(v if c is None or v is None else c(v) for c, v in zip(converters, row, strict=True))
-        for row in rows
-    ]

@@ -1,0 +1,158 @@
+"""Compiling a subscribable query: SQL text to a ``LiveQuery``, or a refusal saying why.
+
+``compile_live`` turns SQL text into a ``LiveQuery`` or refuses it with a ``SqlError``
+naming why. The query is planned by the SQL engine (``parse.prepare`` with
+``optimized=False``: the logical plan) and decomposed into its FROM positions
+(``Source``), the conjuncts of its ON and WHERE conditions, the table whose rows it
+returns, and an optional ORDER BY ... LIMIT window. ``LiveQuery`` plans the delta terms
+(``terms.py``) and the guards (``guards.py``, ``join_filters.py``) from these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from cosmictron.errors import SqlError
+from cosmictron.query import SelectStatement
+from cosmictron.query.params import bind
+from cosmictron.query.parse import param_values, prepare
+from cosmictron.query.plan import (
+    Aggregate,
+    Col,
+    Distinct,
+    Expr,
+    Filter,
+    Join,
+    Limit,
+    Node,
+    Project,
+    Scan,
+    Sort,
+    conjuncts,
+    node_children,
+)
+from cosmictron.subscription.live import LiveQuery
+from cosmictron.subscription.terms import Source
+from cosmictron.values import Identity
+
+
+def compile_live(
+    text: str,
+    schema: Any,
+    params: Mapping[str, Any] | None,
+    sender: Identity,
+    restricted: bool = False,
+) -> LiveQuery:
+    """Plan ``text`` and decompose it for incremental maintenance.
+
+    ``restricted`` applies the schema's visibility filters (a non-owner subscribes):
+    they become conjuncts of the plan, so every delta term honours them.
+
+    Raises:
+        SqlError: the SQL is invalid, or not of the subscribable shape (the message
+            says which construct).
+    """
+    planned = prepare(text, schema, params, sender, optimized=False, restricted=restricted)
+    if not isinstance(planned, SelectStatement):
+        raise SqlError("only a SELECT can be subscribed to")
+    statement = bind(planned, param_values(params, sender))
+    plan = statement.plan
+    limit: int | None = None
+    if isinstance(plan, Limit):
+        if plan.offset:
+            raise SqlError("OFFSET is not subscribable (a live window starts at the first row)")
+        limit = plan.limit
+        plan = plan.child
+    sort_keys: tuple[tuple[int, bool], ...] = ()
+    if isinstance(plan, Sort):
+        sort_keys = plan.keys
+        plan = plan.child
+    if limit is not None and not sort_keys:
+        raise SqlError("LIMIT without ORDER BY is not subscribable (which rows is undefined)")
+    if isinstance(plan, Distinct):
+        raise SqlError("DISTINCT is not subscribable (a subscription is a bag of rows)")
+    assert isinstance(plan, Project), plan
+    if any(isinstance(node, Aggregate) for node in _walk(plan)):
+        raise SqlError("aggregates and GROUP BY are not subscribable; use a one-off query")
+    from_where = plan.child
+    predicates: list[Expr] = []
+    if isinstance(from_where, Filter):
+        predicates.extend(conjuncts(from_where.predicate))
+        joins = from_where.child
+    else:
+        joins = from_where
+    sources: list[Source] = []
+    _collect(joins, sources, predicates)
+    output = _output_source(plan, sources)
+    if not sort_keys:
+        limit = None
+    # The key of the plan after binding: equal plans (whatever the spelling of the SQL)
+    # over the same schema share one LiveQuery. ``:sender`` and the visibility filters
+    # are bound into the plan, so a query that depends on the sender is keyed by it and
+    # one that does not is shared by every sender.
+    key = (id(schema), repr(statement.plan), _identities(statement.plan))
+    query = LiveQuery(
+        key, text, statement, from_where, sources, output, predicates, plan.exprs, sort_keys, limit
+    )
+    query.origin = (text, dict(params or {}), sender, restricted)
+    return query
+
+
+def _identities(value: Any) -> tuple[bytes, ...]:
+    """Every ``Identity`` in a plan, whole, in order: ``repr`` shows only its first 8
+    bytes, so two readers whose identities share them would otherwise share a query
+    (and one would see the other's rows)."""
+    if isinstance(value, Identity):
+        return (value.data,)
+    if isinstance(value, tuple | list):
+        return tuple(data for item in value for data in _identities(item))
+    if (
+        dataclasses.is_dataclass(value)
+        and not isinstance(value, type)
+        and type(value).__module__.startswith("cosmictron.query")
+    ):
+        return tuple(
+            data for f in dataclasses.fields(value) for data in _identities(getattr(value, f.name))
+        )
+    return ()
+
+
+def _walk(node: Node) -> Iterable[Node]:
+    yield node
+    for child in node_children(node):
+        yield from _walk(child)
+
+
+def _collect(node: Node, sources: list[Source], predicates: list[Expr]) -> None:
+    if isinstance(node, Scan):
+        sources.append(
+            Source(node.table, node.name, node.alias, node.base, len(node.table.columns))
+        )
+        return
+    if isinstance(node, Join):
+        if node.kind != "INNER":
+            raise SqlError(f"{node.kind} JOIN is not subscribable (only inner joins are)")
+        _collect(node.left, sources, predicates)
+        _collect(node.right, sources, predicates)
+        predicates.extend(conjuncts(node.condition))
+        return
+    raise SqlError(f"unsupported construct in a subscription: {type(node).__name__}")
+
+
+def _output_source(project: Project, sources: list[Source]) -> int:
+    shown = project.exprs[: project.width]
+    for position, source in enumerate(sources):
+        wanted = [source.base + i for i in range(source.width)]
+        if [e.slot if isinstance(e, Col) else None for e in shown] == wanted:
+            return position
+    if len(sources) > 1 and project.width == sum(s.width for s in sources):
+        raise SqlError(
+            "SELECT * over a join is not subscribable: subscribe to one table's rows with "
+            "SELECT t.* (t the alias of that table)"
+        )
+    raise SqlError(
+        "a subscription returns whole rows of one table: SELECT * or SELECT t.* "
+        "(column lists and expressions are not subscribable)"
+    )
