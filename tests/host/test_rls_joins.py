@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 
 import cosmictron
 from cosmictron.errors import QueryTooCostly, ResourceExhausted, SchemaError
+from cosmictron.subscription import replayable
 from cosmictron.values import Identity
 from tests.subscription.conftest import Mirror
 
@@ -565,3 +566,16 @@ def test_a_readers_filter_work_counts_against_its_query_budget(open_db: Any) -> 
     with pytest.raises(QueryTooCostly, match="rows-examined budget"):
         db.sql("SELECT id FROM message", sender=alice, rows_examined_max=200)
     assert len(db.sql("SELECT id FROM message", rows_examined_max=200).rows) == 10  # owner
+
+
+def test_a_join_filtered_subscription_is_never_replayed_on_resume(open_db: Any) -> None:
+    """Resuming a client recomputes past deltas only for queries whose delta reads the
+    transaction's own rows; a join filter's admitted keys depend on ``member`` as it was
+    then, and recomputing would move the shared query's kept result. Such clients get
+    their rows again instead (``subscription.replayable``)."""
+    db = open_db(ROOMS_MODULE)
+    alice = READERS[0]
+    filtered = db.subscribe(["SELECT * FROM message"], sender=alice)
+    unfiltered = db.subscribe(["SELECT * FROM member"], sender=alice)
+    assert not replayable(filtered.queries)
+    assert replayable(unfiltered.queries)

@@ -85,13 +85,18 @@ def merge_updates(
 
 
 def replayable(queries: Sequence[LiveQuery]) -> bool:
-    """Whether past deltas can be recomputed now: single-table filters, no top-N.
+    """Whether past deltas can be recomputed now: single-table filters, no top-N, no
+    visibility filter that joins another table.
 
     Such a query's delta reads only the transaction's own changed rows (no other table's
-    state, no window), so it is the same today as when the transaction committed. A join
-    would need the other tables as they were then; those clients get all rows instead.
+    state, no window), so it is the same today as when the transaction committed. A join,
+    or a join filter (whose admitted keys depend on another table as it was then, and
+    whose kept result ``delta`` would move), would need the past state; those clients get
+    all rows instead.
     """
-    return all(len(query.tables) == 1 and not query.top_n for query in queries)
+    return all(
+        len(query.tables) == 1 and not query.top_n and not query.filter_tables for query in queries
+    )
 
 
 def replay(
