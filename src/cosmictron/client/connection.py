@@ -22,7 +22,8 @@ loop, and the requests sent over it. Around it: ``connect.py`` finds the server,
 and schema and makes a ``Client``; ``callbacks.py`` holds the ``on_*`` registry the
 reader fires; ``transport.py`` opens the socket and holds the protocol's constants;
 ``in_flight.py`` is the bounded table of requests awaiting a reply;
-``cache.py`` holds the rows.
+``cache.py`` holds the rows. What is left is one piece: the reader, the reconnect loop
+and the requests share the socket, the subscription's query set and the offset applied.
 """
 
 from __future__ import annotations
