@@ -376,3 +376,10 @@ process (a restored archive's snapshot and log records); deeper is refused befor
 anything walks it (``BackupDamaged`` naming the member, for an archive). Twice
 ``json_depth_max``: a log record carries call arguments (JSON, at most that deep) a few
 levels down."""
+
+# The Python client SDK (``cosmictron.client``) bounds what it holds on the caller's side.
+
+sdk_requests_in_flight_max = 1024
+"""Requests (reducer calls, one-off queries, subscribes) one SDK ``Client`` may await
+replies to at once (``client/in_flight.py``); past it the next request waits, unsent,
+until a reply frees a slot, so the table of replies in flight stays bounded."""

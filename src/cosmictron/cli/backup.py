@@ -17,8 +17,8 @@ from rich.console import Console
 
 from cosmictron.cli import nametypes
 from cosmictron.cli.client import quote
+from cosmictron.cli.context import CommandContext, server_command
 from cosmictron.cli.output import short
-from cosmictron.cli.session import Session, server_command
 from cosmictron.durability.archive import Manifest
 from cosmictron.host.backup import verify_backup
 
@@ -27,7 +27,7 @@ from cosmictron.host.backup import verify_backup
 @click.argument("database", type=nametypes.DATABASE)
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @server_command
-def backup(session: Session, database: str, file: Path) -> None:
+def backup(context: CommandContext, database: str, file: Path) -> None:
     """Save a consistent backup of DATABASE (owner only) in FILE, verified.
 
     The backup holds the state at the last transaction committed when it started; the
@@ -39,12 +39,12 @@ def backup(session: Session, database: str, file: Path) -> None:
     partial = file.with_name(file.name + ".part")
     try:
         with (
-            session.client.open_download(f"/v1/database/{quote(database)}/backup") as (
+            context.client.open_download(f"/v1/database/{quote(database)}/backup") as (
                 headers,
                 chunks,
             ),
             open(partial, "wb") as out,
-            session.output.progress(f"Downloading {database}", _length(headers)) as advance,
+            context.output.progress(f"Downloading {database}", _length(headers)) as advance,
         ):
             for chunk in chunks:
                 out.write(chunk)
@@ -55,7 +55,7 @@ def backup(session: Session, database: str, file: Path) -> None:
         partial.unlink(missing_ok=True)
         raise
     reply = {"database": database, "file": str(file), **manifest.describe()}
-    session.output.document(
+    context.output.document(
         reply,
         lambda console: console.print(
             f"Backed up {database!r} at tx_offset {manifest.cut_offset} into {file} "
@@ -82,7 +82,7 @@ def backup(session: Session, database: str, file: Path) -> None:
 )
 @server_command
 def restore(
-    session: Session, file: Path, database: str, to_offset: int | None, to_time: str | None
+    context: CommandContext, file: Path, database: str, to_offset: int | None, to_time: str | None
 ) -> None:
     """Create DATABASE from the backup FILE; you own it. The name must be free.
 
@@ -95,11 +95,11 @@ def restore(
     if to_offset is not None and to_time is not None:
         raise click.UsageError("give --to-offset or --to-time, not both")
     manifest = verify_backup(file)
-    if session.saved is None:
-        saved = session.obtain_identity()
-        session.output.note(
-            f"No saved identity for {session.url}: obtained {short(saved.identity)} "
-            f"and saved it in {session.settings.path}."
+    if context.saved is None:
+        saved = context.obtain_identity()
+        context.output.note(
+            f"No saved identity for {context.url}: obtained {short(saved.identity)} "
+            f"and saved it in {context.settings.path}."
         )
     query = ""
     if to_offset is not None:
@@ -108,9 +108,9 @@ def restore(
         query = f"?to_time={quote(to_time)}"
     body = file.read_bytes()
     path = f"/v1/database/{quote(database)}/restore{query}"
-    with session.output.progress(f"Uploading {file.name}", len(body)) as advance:
-        reply = session.client.request("PUT", path, body, "application/x-tar", advance)
-    session.output.document(reply, lambda console: _print_restored(console, reply, manifest))
+    with context.output.progress(f"Uploading {file.name}", len(body)) as advance:
+        reply = context.client.request("PUT", path, body, "application/x-tar", advance)
+    context.output.document(reply, lambda console: _print_restored(console, reply, manifest))
 
 
 def _print_restored(console: Console, reply: dict[str, Any], manifest: Manifest) -> None:

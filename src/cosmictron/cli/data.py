@@ -10,8 +10,8 @@ from rich.console import Console
 
 from cosmictron.cli import nametypes
 from cosmictron.cli.client import quote
+from cosmictron.cli.context import CommandContext, server_command
 from cosmictron.cli.output import table
-from cosmictron.cli.session import Session, server_command
 
 
 def parse_argument(text: str) -> Any:
@@ -31,7 +31,7 @@ def parse_argument(text: str) -> Any:
 @click.argument("reducer", type=nametypes.REDUCER)
 @click.argument("args", nargs=-1)
 @server_command
-def call(session: Session, database: str, reducer: str, args: tuple[str, ...]) -> None:
+def call(context: CommandContext, database: str, reducer: str, args: tuple[str, ...]) -> None:
     """Call REDUCER in DATABASE with ARGS; print its return value and tx_offset.
 
     Each ARG is parsed as JSON when it can be (5, 1.5, true, "text", [1, 2]) and passed as
@@ -42,13 +42,13 @@ def call(session: Session, database: str, reducer: str, args: tuple[str, ...]) -
     """
     values = [parse_argument(arg) for arg in args]
     path = f"/v1/database/{quote(database)}/call/{quote(reducer)}"
-    reply = session.client.request("POST", path, json.dumps(values).encode(), "application/json")
+    reply = context.client.request("POST", path, json.dumps(values).encode(), "application/json")
 
     def human(console: Console) -> None:
         console.print(f"return_value: {json.dumps(reply['return_value'])}")
         console.print(f"tx_offset: {reply['tx_offset']}")
 
-    session.output.document(reply, human)
+    context.output.document(reply, human)
 
 
 @click.command("sql")
@@ -62,7 +62,7 @@ def call(session: Session, database: str, reducer: str, args: tuple[str, ...]) -
     help="A value for :NAME in the query (parsed as JSON when it can be); repeatable.",
 )
 @server_command
-def sql(session: Session, database: str, query: str, params: tuple[str, ...]) -> None:
+def sql(context: CommandContext, database: str, query: str, params: tuple[str, ...]) -> None:
     """Run one SQL statement in DATABASE: SELECT for anyone, DML for the owner.
 
     Example: cosmictron-cli sql quickstart "SELECT * FROM task WHERE priority > :p" --param p=1
@@ -74,10 +74,10 @@ def sql(session: Session, database: str, query: str, params: tuple[str, ...]) ->
             raise click.BadParameter(f"expected NAME=VALUE, got {param!r}", param_hint="--param")
         values[name] = parse_argument(value)
     body = json.dumps({"query": query, "params": values}).encode()
-    reply = session.client.request(
+    reply = context.client.request(
         "POST", f"/v1/database/{quote(database)}/sql", body, "application/json"
     )
-    session.output.document(reply, lambda console: _print_result(console, reply))
+    context.output.document(reply, lambda console: _print_result(console, reply))
 
 
 def _print_result(console: Console, result: dict[str, Any]) -> None:

@@ -11,8 +11,8 @@ from rich.console import Console
 
 from cosmictron.cli import nametypes
 from cosmictron.cli.client import quote
+from cosmictron.cli.context import CommandContext, server_command
 from cosmictron.cli.output import short, table
-from cosmictron.cli.session import Session, server_command
 
 
 @click.command("deploy")
@@ -20,7 +20,7 @@ from cosmictron.cli.session import Session, server_command
 @click.argument("module", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--clear", is_flag=True, help="Delete all existing data while updating.")
 @server_command
-def deploy(session: Session, database: str, module: Path, clear: bool) -> None:
+def deploy(context: CommandContext, database: str, module: Path, clear: bool) -> None:
     """Create DATABASE from MODULE (a Python file), or update it in place.
 
     The identity that first deploys a database owns it. Deploying runs your Python
@@ -31,17 +31,17 @@ def deploy(session: Session, database: str, module: Path, clear: bool) -> None:
 
     Example: cosmictron-cli deploy quickstart examples/quickstart/app.py
     """
-    if session.saved is None:
-        saved = session.obtain_identity()
-        session.output.note(
-            f"No saved identity for {session.url}: obtained {short(saved.identity)} "
-            f"and saved it in {session.settings.path}."
+    if context.saved is None:
+        saved = context.obtain_identity()
+        context.output.note(
+            f"No saved identity for {context.url}: obtained {short(saved.identity)} "
+            f"and saved it in {context.settings.path}."
         )
     source = module.read_bytes()
     path = f"/v1/database/{quote(database)}" + ("?clear=true" if clear else "")
-    with session.output.progress(f"Uploading {module.name}", len(source)) as advance:
-        reply = session.client.request("PUT", path, source, "text/x-python", advance)
-    session.output.document(reply, lambda console: _print_deployed(console, reply, clear))
+    with context.output.progress(f"Uploading {module.name}", len(source)) as advance:
+        reply = context.client.request("PUT", path, source, "text/x-python", advance)
+    context.output.document(reply, lambda console: _print_deployed(console, reply, clear))
 
 
 def _print_deployed(console: Console, reply: dict[str, Any], clear: bool) -> None:
@@ -59,13 +59,13 @@ def _print_deployed(console: Console, reply: dict[str, Any], clear: bool) -> Non
 @click.command("describe")
 @click.argument("database", type=nametypes.DATABASE)
 @server_command
-def describe(session: Session, database: str) -> None:
+def describe(context: CommandContext, database: str) -> None:
     """Show DATABASE's tables, columns, indexes and reducers.
 
     Example: cosmictron-cli describe quickstart
     """
-    reply = session.client.request("GET", f"/v1/database/{quote(database)}/schema")
-    session.output.document(reply, lambda console: _print_schema(console, reply))
+    reply = context.client.request("GET", f"/v1/database/{quote(database)}/schema")
+    context.output.document(reply, lambda console: _print_schema(console, reply))
 
 
 def _print_schema(console: Console, schema: dict[str, Any]) -> None:
@@ -118,12 +118,12 @@ def _returns(returns: dict[str, Any] | None) -> str:
 
 @click.command("list")
 @server_command
-def list_databases(session: Session) -> None:
+def list_databases(context: CommandContext) -> None:
     """List the databases on the server, and which are yours.
 
     Example: cosmictron-cli list --server http://127.0.0.1:3000
     """
-    reply = session.client.request("GET", "/v1/database")
+    reply = context.client.request("GET", "/v1/database")
 
     def human(console: Console) -> None:
         listed = reply["databases"]
@@ -131,14 +131,14 @@ def list_databases(session: Session) -> None:
         console.print(table(["database", "owner", "mine"], rows))
         console.print(f"{len(listed)} database{'s' if len(listed) != 1 else ''}")
 
-    session.output.document(reply, human)
+    context.output.document(reply, human)
 
 
 @click.command("delete")
 @click.argument("database", type=nametypes.DATABASE)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @server_command
-def delete(session: Session, database: str, yes: bool) -> None:
+def delete(context: CommandContext, database: str, yes: bool) -> None:
     """Delete DATABASE and all its data (owner only); asks first unless --yes.
 
     Example: cosmictron-cli delete quickstart --yes
@@ -147,9 +147,9 @@ def delete(session: Session, database: str, yes: bool) -> None:
         if not sys.stdin.isatty():
             raise click.UsageError("deleting without a terminal to confirm needs --yes")
         click.confirm(
-            f"Delete database {database!r} on {session.url} and all its data?", abort=True
+            f"Delete database {database!r} on {context.url} and all its data?", abort=True
         )
-    reply = session.client.request("DELETE", f"/v1/database/{quote(database)}")
-    session.output.document(
-        reply, lambda console: console.print(f"Deleted database {database!r} from {session.url}.")
+    reply = context.client.request("DELETE", f"/v1/database/{quote(database)}")
+    context.output.document(
+        reply, lambda console: console.print(f"Deleted database {database!r} from {context.url}.")
     )

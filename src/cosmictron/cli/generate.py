@@ -8,7 +8,7 @@ import click
 
 from cosmictron.cli import nametypes
 from cosmictron.cli.client import quote
-from cosmictron.cli.session import Session, server_command
+from cosmictron.cli.context import CommandContext, server_command
 from cosmictron.client.codegen import generate_python
 from cosmictron.client.schema import DatabaseSchema
 
@@ -29,7 +29,7 @@ from cosmictron.client.schema import DatabaseSchema
     help="File to write [default: standard output].",
 )
 @server_command
-def generate(session: Session, database: str, lang: str, out: Path | None) -> None:
+def generate(context: CommandContext, database: str, lang: str, out: Path | None) -> None:
     """Write typed row classes and reducer stubs for DATABASE's schema.
 
     Each table becomes a dataclass (pass ROW_TYPES to the SDK's connect so its cache holds
@@ -38,10 +38,10 @@ def generate(session: Session, database: str, lang: str, out: Path | None) -> No
 
     Example: cosmictron-cli generate --lang python chat --out chat_client.py
     """
-    document = session.client.request("GET", f"/v1/database/{quote(database)}/schema")
-    source = generate_python(DatabaseSchema.from_json(document), session.url)
+    document = context.client.request("GET", f"/v1/database/{quote(database)}/schema")
+    source = generate_python(DatabaseSchema.from_json(document), context.url)
     if out is None:
         click.echo(source, nl=False)
         return
     out.write_text(source)
-    session.output.note(f"Wrote {out} ({len(source.splitlines())} lines) for {lang}.")
+    context.output.note(f"Wrote {out} ({len(source.splitlines())} lines) for {lang}.")

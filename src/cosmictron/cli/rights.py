@@ -16,7 +16,7 @@ from rich.console import Console
 
 from cosmictron.cli import nametypes
 from cosmictron.cli.client import quote
-from cosmictron.cli.session import Session, server_command
+from cosmictron.cli.context import CommandContext, server_command
 from cosmictron.cli.settings import SavedIdentity, Settings, normalise_server_url
 from cosmictron.errors import CosmictronError
 from cosmictron.values import Identity
@@ -33,7 +33,7 @@ REACHED_AS_LOOPBACK = ("0.0.0.0", "::", "127.0.0.1")
 @click.argument("right", type=click.Choice(RIGHT_NAMES))
 @click.argument("identity", type=nametypes.IDENTITY)
 @server_command
-def grant(session: Session, right: str, identity: str) -> None:
+def grant(context: CommandContext, right: str, identity: str) -> None:
     """Grant RIGHT to IDENTITY (64 hex digits); only the server's operator may.
 
     The right to deploy lets an identity create databases, deploy over its own and
@@ -42,22 +42,22 @@ def grant(session: Session, right: str, identity: str) -> None:
 
     Example: cosmictron-cli grant deploy 5f3a…e1 --server http://127.0.0.1:3000
     """
-    reply = session.client.request("PUT", f"/v1/grants/{quote(right)}/{quote(identity)}")
+    reply = context.client.request("PUT", f"/v1/grants/{quote(right)}/{quote(identity)}")
 
     def human(console: Console) -> None:
         if reply["changed"]:
-            console.print(f"Granted {right} to {reply['identity']} on {session.url}.")
+            console.print(f"Granted {right} to {reply['identity']} on {context.url}.")
         else:
             console.print(f"{reply['identity']} already had the right to {right}.")
 
-    session.output.document(reply, human)
+    context.output.document(reply, human)
 
 
 @click.command("revoke")
 @click.argument("right", type=click.Choice(RIGHT_NAMES))
 @click.argument("identity", type=nametypes.IDENTITY)
 @server_command
-def revoke(session: Session, right: str, identity: str) -> None:
+def revoke(context: CommandContext, right: str, identity: str) -> None:
     """Take RIGHT from IDENTITY; only the server's operator may.
 
     Databases the identity owns stay, and it may still delete them; deploying over
@@ -65,15 +65,15 @@ def revoke(session: Session, right: str, identity: str) -> None:
 
     Example: cosmictron-cli revoke deploy 5f3a…e1
     """
-    reply = session.client.request("DELETE", f"/v1/grants/{quote(right)}/{quote(identity)}")
+    reply = context.client.request("DELETE", f"/v1/grants/{quote(right)}/{quote(identity)}")
 
     def human(console: Console) -> None:
         if reply["changed"]:
-            console.print(f"Revoked {right} from {reply['identity']} on {session.url}.")
+            console.print(f"Revoked {right} from {reply['identity']} on {context.url}.")
         else:
             console.print(f"{reply['identity']} did not have the right to {right}.")
 
-    session.output.document(reply, human)
+    context.output.document(reply, human)
 
 
 def save_operator_token(url: str, operator: Identity, token: str) -> str:

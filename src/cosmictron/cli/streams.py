@@ -20,8 +20,8 @@ from rich.console import Console
 
 from cosmictron.cli import nametypes
 from cosmictron.cli.client import HandshakeRefused, ServerError, quote
+from cosmictron.cli.context import CommandContext, server_command
 from cosmictron.cli.output import table
-from cosmictron.cli.session import Session, server_command
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -44,7 +44,7 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 )
 @server_command
 def logs(
-    session: Session, database: str, follow: bool, num_lines: int | None, level: str | None
+    context: CommandContext, database: str, follow: bool, num_lines: int | None, level: str | None
 ) -> None:
     """Print DATABASE's module logs (owner only); -f follows new lines.
 
@@ -53,7 +53,7 @@ def logs(
     query = {"num_lines": num_lines, "follow": "true" if follow else None, "level": level}
     query_string = urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
     path = f"/v1/database/{quote(database)}/logs" + (f"?{query_string}" if query_string else "")
-    lines = _at_or_above(_with_route_hint(session, path), level)
+    lines = _at_or_above(_with_route_hint(context, path), level)
     if not follow:
         records = list(lines)
 
@@ -61,21 +61,21 @@ def logs(
             for record in records:
                 console.print(format_log(record))
 
-        session.output.document({"database": database, "logs": records}, human)
+        context.output.document({"database": database, "logs": records}, human)
         return
     try:
         for record in lines:
-            session.output.line(record, functools.partial(_print_log, record))
+            context.output.line(record, functools.partial(_print_log, record))
     except KeyboardInterrupt:
         return
 
 
-def _with_route_hint(session: Session, path: str) -> Any:
+def _with_route_hint(context: CommandContext, path: str) -> Any:
     try:
-        yield from session.client.stream_lines(path)
+        yield from context.client.stream_lines(path)
     except ServerError as exc:
         if str(exc).startswith("no route"):
-            message = f"{exc}: the server at {session.url} does not serve module logs yet"
+            message = f"{exc}: the server at {context.url} does not serve module logs yet"
             raise ServerError(exc.status, exc.code, message) from None
         raise
 
@@ -118,7 +118,7 @@ def format_log(record: dict[str, Any]) -> str:
 )
 @server_command
 def subscribe(
-    session: Session, database: str, queries: tuple[str, ...], num_updates: int | None
+    context: CommandContext, database: str, queries: tuple[str, ...], num_updates: int | None
 ) -> None:
     """Print the rows QUERY selects in DATABASE, then every change to them, live.
 
@@ -129,23 +129,23 @@ def subscribe(
     Example: cosmictron-cli subscribe quickstart "SELECT * FROM task" --num-updates 1
     """
     try:
-        asyncio.run(_follow(session, database, queries, num_updates))
+        asyncio.run(_follow(context, database, queries, num_updates))
     except KeyboardInterrupt:
         return
     except HandshakeRefused as exc:
-        raise _explain_refusal(session, database, exc) from None
+        raise _explain_refusal(context, database, exc) from None
 
 
 async def _follow(
-    session: Session, database: str, queries: Sequence[str], num_updates: int | None
+    context: CommandContext, database: str, queries: Sequence[str], num_updates: int | None
 ) -> None:
     from cosmictron.cli.websocket import subscribe_messages  # aiohttp: only when needed
 
-    output = session.output
+    output = context.output
     updates = 0
     if num_updates == 0:
         return
-    stream = subscribe_messages(session.url, database, session.client.token, queries)
+    stream = subscribe_messages(context.url, database, context.client.token, queries)
     async for message in stream:
         ((kind, body),) = message.items()
         if kind == "IdentityToken":
@@ -176,12 +176,14 @@ def _print_message(kind: str, body: dict[str, Any], console: Console) -> None:
                 console.print(f"  + {entry['table_name']} {json.dumps(row)}")
 
 
-def _explain_refusal(session: Session, database: str, refused: HandshakeRefused) -> ServerError:
+def _explain_refusal(
+    context: CommandContext, database: str, refused: HandshakeRefused
+) -> ServerError:
     """Turn a refused upgrade (status only, no body) into the server's own words."""
     if refused.status == 404:
         # The database may not exist, or the server may predate subscriptions: ask.
-        session.client.request("GET", f"/v1/database/{quote(database)}/schema")
-        message = f"the server at {session.url} does not serve subscriptions yet (HTTP 404)"
+        context.client.request("GET", f"/v1/database/{quote(database)}/schema")
+        message = f"the server at {context.url} does not serve subscriptions yet (HTTP 404)"
         return ServerError(404, "not_found", message)
     message = f"the server refused the subscription: HTTP {refused.status} {refused}"
     return ServerError(refused.status, refused.code, message)

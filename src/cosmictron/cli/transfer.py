@@ -20,8 +20,8 @@ from rich.console import Console
 
 from cosmictron.cli import nametypes
 from cosmictron.cli.client import ServerError, quote
+from cosmictron.cli.context import CommandContext, server_command
 from cosmictron.cli.importstate import ImportState, prefix_digest, state_path
-from cosmictron.cli.session import Session, server_command
 
 SERVER_LINE = re.compile(r"^line (\d+)")
 
@@ -69,7 +69,12 @@ def read_batches(
 @click.option("--restart", is_flag=True, help="Ignore a saved state file; start from row 1.")
 @server_command
 def import_csv(
-    session: Session, database: str, table: str, csv_file: Path, batch_rows: int, restart: bool
+    context: CommandContext,
+    database: str,
+    table: str,
+    csv_file: Path,
+    batch_rows: int,
+    restart: bool,
 ) -> None:
     """Load CSV_FILE (a header of column names, then rows) into TABLE of DATABASE.
 
@@ -83,7 +88,7 @@ def import_csv(
     Example: cosmictron-cli import shop item items.csv --batch-rows 50000
     """
     path = state_path(csv_file)
-    state = _resume_or_start(session, database, table, csv_file, batch_rows, restart, path)
+    state = _resume_or_start(context, database, table, csv_file, batch_rows, restart, path)
     url_path = f"/v1/database/{quote(database)}/bulk_insert/{quote(table)}"
     total_bytes = csv_file.stat().st_size
     resumed_at = state.lines_committed + 1
@@ -94,10 +99,10 @@ def import_csv(
         file.seek(state.bytes_committed)
         done = state.bytes_committed
         description = f"Importing {csv_file.name}"
-        with session.output.progress(description, total_bytes, done) as advance:
+        with context.output.progress(description, total_bytes, done) as advance:
             for body, start, end in read_batches(file, state.batch_rows, state.lines_committed):
                 key = f"{hashlib.sha256(body).hexdigest()[:32]}:{start}"
-                reply = _send(session, url_path, header + body, key, start)
+                reply = _send(context, url_path, header + body, key, start)
                 digest.update(body)
                 done += len(body)
                 batch = {
@@ -112,8 +117,8 @@ def import_csv(
                 sent += 1
                 already += bool(reply.get("already_applied"))
                 advance(len(body))
-                if not session.output.shows_progress_bar:
-                    session.output.note(
+                if not context.output.shows_progress_bar:
+                    context.output.note(
                         f"committed lines {start}-{end} ({reply['rows_inserted']} rows, "
                         f"tx_offset {reply['tx_offset']})"
                         + (", already applied earlier" if reply.get("already_applied") else "")
@@ -131,11 +136,11 @@ def import_csv(
         "tx_offset": state.batches[-1]["tx_offset"] if state.batches else None,
         "state_file": str(path),
     }
-    session.output.document(summary, lambda console: _print_import(console, summary))
+    context.output.document(summary, lambda console: _print_import(console, summary))
 
 
 def _resume_or_start(
-    session: Session,
+    context: CommandContext,
     database: str,
     table: str,
     csv_file: Path,
@@ -147,7 +152,7 @@ def _resume_or_start(
     if path.exists() and not restart:
         state = ImportState.load(path)
         mine = (state.server, state.database, state.table, state.file)
-        wanted = (session.url, database, table, str(csv_file.resolve()))
+        wanted = (context.url, database, table, str(csv_file.resolve()))
         if mine != wanted:
             raise click.UsageError(
                 f"{path} records an import of {state.file} into {state.database}.{state.table} "
@@ -159,19 +164,19 @@ def _resume_or_start(
                 f"imported; pass --restart to import the file from row 1"
             )
         if state.complete:
-            session.output.note(f"{csv_file} was imported already ({path}); nothing to do")
+            context.output.note(f"{csv_file} was imported already ({path}); nothing to do")
         elif state.batches:
-            session.output.note(
+            context.output.note(
                 f"resuming after line {state.lines_committed} "
                 f"({state.rows_committed} rows committed, from {path})"
             )
         if state.batch_rows != batch_rows:
-            session.output.note(f"keeping the batch size of the first run ({state.batch_rows})")
+            context.output.note(f"keeping the batch size of the first run ({state.batch_rows})")
         return state
     with csv_file.open("rb") as file:
         header = file.readline()
     state = ImportState(
-        server=session.url,
+        server=context.url,
         database=database,
         table=table,
         file=str(csv_file.resolve()),
@@ -184,10 +189,10 @@ def _resume_or_start(
     return state
 
 
-def _send(session: Session, url_path: str, body: bytes, key: str, start: int) -> Any:
+def _send(context: CommandContext, url_path: str, body: bytes, key: str, start: int) -> Any:
     """One batch; a server error naming a batch line is rewritten to name the file line."""
     try:
-        return session.client.request(
+        return context.client.request(
             "POST", url_path, body, "text/csv", headers={"Idempotency-Key": key}
         )
     except ServerError as exc:
@@ -233,7 +238,9 @@ def _print_import(console: Console, summary: dict[str, Any]) -> None:
     "[default: ./DATABASE-export/].",
 )
 @server_command
-def export(session: Session, database: str, table: str | None, form: str, out: Path | None) -> None:
+def export(
+    context: CommandContext, database: str, table: str | None, form: str, out: Path | None
+) -> None:
     """Write TABLE of DATABASE (or every table) to CSV or NDJSON files.
 
     Tables are streamed from the server, whatever their size. Private tables need the
@@ -241,8 +248,8 @@ def export(session: Session, database: str, table: str | None, form: str, out: P
 
     Example: cosmictron-cli export shop item --out items.csv
     """
-    schema = session.client.request("GET", f"/v1/database/{quote(database)}/schema")
-    mine = session.saved is not None and session.saved.identity == schema["owner"]
+    schema = context.client.request("GET", f"/v1/database/{quote(database)}/schema")
+    mine = context.saved is not None and context.saved.identity == schema["owner"]
     if table is not None:
         targets = [(table, out or Path(f"{table}.{form}"))]
     else:
@@ -251,7 +258,7 @@ def export(session: Session, database: str, table: str | None, form: str, out: P
         targets = []
         for entry in schema["tables"]:
             if not entry.get("public") and not mine:
-                session.output.note(f"skipping private table {entry['name']!r} (owner only)")
+                context.output.note(f"skipping private table {entry['name']!r} (owner only)")
                 continue
             targets.append((entry["name"], directory / f"{entry['name']}.{form}"))
     written = []
@@ -259,7 +266,7 @@ def export(session: Session, database: str, table: str | None, form: str, out: P
         partial = target.with_name(target.name + ".partial")
         try:
             with partial.open("wb") as file:
-                headers = session.client.download(
+                headers = context.client.download(
                     f"/v1/database/{quote(database)}/export/{quote(name)}?format={form}", file
                 )
         except BaseException:
@@ -277,4 +284,4 @@ def export(session: Session, database: str, table: str | None, form: str, out: P
                 f"(tx_offset {entry['tx_offset']})."
             )
 
-    session.output.document(summary, human)
+    context.output.document(summary, human)

@@ -16,10 +16,10 @@ from typing import Any
 import aiohttp
 
 from cosmictron.cli.client import CannotConnect, HandshakeRefused, quote
+from cosmictron.client import HEARTBEAT_S, PROTOCOL
 
-PROTOCOL = "v1.json.cosmictron"
-HEARTBEAT_S = 30.0
-"""Ping interval, so a silent dead connection is noticed while no transaction arrives."""
+# The subprotocol and the heartbeat are the SDK's (``client/transport.py``): one
+# protocol, one ping interval (this module used its own 30 s until issue 17).
 
 REQUEST_ID = 1
 QUERY_ID = 1

@@ -15,11 +15,15 @@ connection raises ``ConnectionLost``). docs/guide/sdk.md is the user's guide.
 """
 
 from cosmictron.client.cache import Row, RowEvent, TableCache
-from cosmictron.client.connection import Client, ClientStatistics, connect
+from cosmictron.client.connect import connect
+from cosmictron.client.connection import Client, ClientStatistics
 from cosmictron.client.schema import DatabaseSchema, TableInfo
 from cosmictron.client.sync import SyncClient, SyncTable, connect_sync
+from cosmictron.client.transport import HEARTBEAT_S, PROTOCOL
 
 __all__ = [
+    "HEARTBEAT_S",
+    "PROTOCOL",
     "Client",
     "ClientStatistics",
     "DatabaseSchema",

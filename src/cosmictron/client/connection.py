@@ -16,6 +16,14 @@ did not have.
 All the client's queries form **one** subscription (one ``query_id``): the server then
 sends one update per transaction, and a full resend replaces the whole cache at once.
 ``subscribe`` with new queries unsubscribes and subscribes afresh (a full resend).
+
+This module is the connection itself: the socket, the reader task and its reconnect
+loop, and the requests sent over it. Around it: ``connect.py`` finds the server, token
+and schema and makes a ``Client``; ``callbacks.py`` holds the ``on_*`` registry the
+reader fires; ``transport.py`` opens the socket and holds the protocol's constants;
+``in_flight.py`` is the bounded table of requests awaiting a reply;
+``cache.py`` holds the rows. What is left is one piece: the reader, the reconnect loop
+and the requests share the socket, the subscription's query set and the offset applied.
 """
 
 from __future__ import annotations
@@ -24,38 +32,31 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from cosmictron import names
-from cosmictron.client.cache import ClientCache, RowEvent, RowFactory, TableCache
+from cosmictron.client.cache import ClientCache, RowFactory, TableCache
+from cosmictron.client.callbacks import CallbackRegistry
+from cosmictron.client.in_flight import RepliesInFlight, Reply
 from cosmictron.client.jsonforms import decode
 from cosmictron.client.replies import error_from_reply
 from cosmictron.client.schema import DatabaseSchema
-from cosmictron.client.settings import SavedIdentity, Settings, normalise_server_url
-from cosmictron.errors import ConnectionLost, CosmictronError, InvalidRequest, SubscriptionError
+from cosmictron.client.settings import SavedIdentity, Settings
+from cosmictron.client.transport import (
+    RECONNECT_DELAY_S_MAX,
+    RECONNECT_DELAY_S_MIN,
+    REPLY_TIMEOUT_S,
+    open_socket,
+    post_sql,
+)
+from cosmictron.errors import ConnectionLost, InvalidRequest, SubscriptionError
 from cosmictron.values import ConnectionId, Identity, json_form
 
 logger = logging.getLogger(__name__)
-
-PROTOCOL = "v1.json.cosmictron"
-HEARTBEAT_S = 15.0
-"""Ping interval, so a dead connection is noticed while no transaction arrives."""
-RECONNECT_DELAY_S_MIN = 0.05
-RECONNECT_DELAY_S_MAX = 2.0
-"""Backoff between reconnect attempts: doubling from the minimum up to the maximum."""
-REPLY_TIMEOUT_S = 60.0
-"""How long ``call`` and ``sql`` wait for their reply before giving up."""
-
-InsertCallback = Callable[[str, Any], None]
-DeleteCallback = Callable[[str, Any], None]
-UpdateCallback = Callable[[str, Any, Any], None]
-AppliedCallback = Callable[[int], None]
-ErrorCallback = Callable[[CosmictronError], None]
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class ClientStatistics:
     """The offset of the last transaction applied to the cache."""
 
 
-class Client:
+class Client(CallbackRegistry):
     """A connection to one database: a live cache of the subscribed rows, calls, queries.
 
     Make one with ``connect``. Callbacks run on the event loop, after the whole
@@ -87,6 +88,7 @@ class Client:
         token: str | None,
         row_types: Mapping[str, RowFactory] | None = None,
     ) -> None:
+        super().__init__()
         self.url = url
         self.database = database
         self.schema = schema
@@ -103,45 +105,12 @@ class Client:
         self._reconnect_allowed.set()
         self._queries: list[str] = []
         self._query_id = 0
-        self._request_id = 0
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._in_flight = RepliesInFlight()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._http: aiohttp.ClientSession | None = None
         self._connected = asyncio.Event()
         self._closed = False
         self._runner: asyncio.Task[None] | None = None
-        self._inserts: list[InsertCallback] = []
-        self._deletes: list[DeleteCallback] = []
-        self._updates: list[UpdateCallback] = []
-        self._applied: list[AppliedCallback] = []
-        self._errors: list[ErrorCallback] = []
-
-    # -- callbacks ------------------------------------------------------------------------
-
-    def on_insert(self, callback: InsertCallback) -> InsertCallback:
-        """Call ``callback(table, row)`` for each row a transaction adds (a decorator too)."""
-        self._inserts.append(callback)
-        return callback
-
-    def on_delete(self, callback: DeleteCallback) -> DeleteCallback:
-        """Call ``callback(table, row)`` for each row a transaction removes."""
-        self._deletes.append(callback)
-        return callback
-
-    def on_update(self, callback: UpdateCallback) -> UpdateCallback:
-        """Call ``callback(table, old, new)`` when a transaction changes a keyed row."""
-        self._updates.append(callback)
-        return callback
-
-    def on_applied(self, callback: AppliedCallback) -> AppliedCallback:
-        """Call ``callback(tx_offset)`` after each transaction (or full resend) is applied."""
-        self._applied.append(callback)
-        return callback
-
-    def on_error(self, callback: ErrorCallback) -> ErrorCallback:
-        """Call ``callback(error)`` when the server ends the subscription (a module update)."""
-        self._errors.append(callback)
-        return callback
 
     # -- reading the cache ----------------------------------------------------------------
 
@@ -165,8 +134,7 @@ class Client:
         await self._connected.wait()
         ws = self._require_connection()
         if self._queries:
-            self._request_id += 1
-            unsubscribe = {"request_id": self._request_id, "query_id": self._query_id}
+            unsubscribe = {"request_id": self._in_flight.next_id(), "query_id": self._query_id}
             await ws.send_str(json.dumps({"Unsubscribe": unsubscribe}))
         self._queries = list(queries)
         self.tx_offset = None  # a new query set: a full send, not a resume
@@ -215,7 +183,8 @@ class Client:
             SqlError: the statement cannot run. PermissionDenied: a private table.
         """
         if params:
-            return await self._sql_over_http(query, params)
+            assert self._http is not None
+            return await post_sql(self._http, self.url, self.database, self.token, query, params)
         reply = await self._request("OneOffQuery", query_string=query)
         if "error" in reply:
             raise error_from_reply(reply.get("error_code"), str(reply["error"]))
@@ -268,7 +237,7 @@ class Client:
         if self._runner is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
-        self._fail_pending("the client was closed")
+        self._in_flight.fail_all("the client was closed")
         if self._http is not None:
             await self._http.close()
 
@@ -314,15 +283,7 @@ class Client:
     async def _open(self) -> aiohttp.ClientWebSocketResponse:
         """Connect and read ``IdentityToken``; later connections use the token it gave."""
         assert self._http is not None
-        scheme = "wss" if self.url.startswith("https:") else "ws"
-        address = scheme + self.url.removeprefix("https").removeprefix("http")
-        address += f"/v1/database/{self.database}/subscribe"
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        ws = await self._http.ws_connect(
-            address, protocols=(PROTOCOL,), headers=headers, heartbeat=HEARTBEAT_S
-        )
-        first = await ws.receive_json(timeout=REPLY_TIMEOUT_S)
-        hello = first["IdentityToken"]
+        ws, hello = await open_socket(self._http, self.url, self.database, self.token)
         self.identity = Identity.from_hex(hello["identity"])
         self.connection_id = ConnectionId.from_hex(hello["connection_id"])
         self.token = hello["token"]
@@ -343,7 +304,7 @@ class Client:
             await self._read(ws)
             self._connected.clear()
             self._ws = None
-            self._fail_pending("the connection to the server was lost")
+            self._in_flight.fail_all("the connection to the server was lost")
             await self._reconnect_allowed.wait()
             while not self._closed:
                 try:
@@ -357,37 +318,36 @@ class Client:
                 return
             delay_s = RECONNECT_DELAY_S_MIN
 
-    def _report_resubscribe(self, resumed: asyncio.Future[dict[str, Any]]) -> None:
+    def _report_resubscribe(self, resumed: asyncio.Future[Reply]) -> None:
         if resumed.cancelled():
             return
         error = resumed.exception()
         if isinstance(error, SubscriptionError):
-            for callback in self._errors:
-                self._run_callback(callback, error)
+            self._fire_error(error)
 
     async def _send_subscribe(self, ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
         return await (await self._start_subscribe(ws, since_tx_offset=None))
 
     async def _start_subscribe(
         self, ws: aiohttp.ClientWebSocketResponse, since_tx_offset: int | None
-    ) -> asyncio.Future[dict[str, Any]]:
+    ) -> asyncio.Future[Reply]:
         """Send ``Subscribe`` for every query; the future resolves with its reply."""
         self._query_id += 1
-        self._request_id += 1
+        await self._in_flight.reserve()
+        request_id, waiter = self._in_flight.open()
         body: dict[str, Any] = {
-            "request_id": self._request_id,
+            "request_id": request_id,
             "query_id": self._query_id,
             "query_strings": self._queries,
         }
         if since_tx_offset is not None:
             body["since_tx_offset"] = since_tx_offset
-        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[self._request_id] = waiter
         try:
             await ws.send_str(json.dumps({"Subscribe": body}))
         except ConnectionError:
-            self._pending.pop(body["request_id"], None)
-            waiter.set_exception(ConnectionLost(f"the connection to {self.url} was lost"))
+            self._in_flight.fail(
+                request_id, ConnectionLost(f"the connection to {self.url} was lost")
+            )
         return waiter
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -413,170 +373,38 @@ class Client:
             self._resolve(body)
         elif kind == "SubscriptionError":
             error = SubscriptionError(str(body.get("error")))
-            if body.get("request_id") is not None and body["request_id"] in self._pending:
-                self._pending.pop(body["request_id"]).set_exception(error)
+            if body.get("request_id") is not None and body["request_id"] in self._in_flight:
+                self._in_flight.fail(body["request_id"], error)
             else:
-                for callback in self._errors:
-                    self._run_callback(callback, error)
+                self._fire_error(error)
         elif kind in ("ReducerResult", "OneOffQueryResult", "UnsubscribeApplied"):
             self._resolve(body)
 
     def _resolve(self, body: dict[str, Any]) -> None:
-        waiter = self._pending.pop(body.get("request_id"), None)  # type: ignore[arg-type]
-        if waiter is not None and not waiter.done():
-            waiter.set_result(body)
-
-    def _fire(self, events: Sequence[RowEvent], tx_offset: int) -> None:
-        for event in events:
-            if event.kind == "insert":
-                for insert in self._inserts:
-                    self._run_callback(insert, event.table, event.new)
-            elif event.kind == "delete":
-                for delete in self._deletes:
-                    self._run_callback(delete, event.table, event.old)
-            else:
-                for update in self._updates:
-                    self._run_callback(update, event.table, event.old, event.new)
-        for applied in self._applied:
-            self._run_callback(applied, tx_offset)
-
-    def _run_callback(self, callback: Callable[..., None], *args: Any) -> None:
-        # A user's callback is the edge here: its bug must not stop the client.
-        try:
-            callback(*args)
-        except Exception:
-            logger.exception("a Cosmictron client callback raised")
+        self._in_flight.resolve(body.get("request_id"), body)
 
     def _require_connection(self) -> aiohttp.ClientWebSocketResponse:
         if self._ws is None or self._closed:
             raise ConnectionLost(f"not connected to {self.url}")
         return self._ws
 
-    async def _request(self, kind: str, **fields: Any) -> dict[str, Any]:
+    async def _request(self, kind: str, **fields: Any) -> Reply:
         if self._closed:
             raise ConnectionLost("the client was closed")
         await self._connected.wait()
-        ws = self._require_connection()
-        self._request_id += 1
-        request_id = self._request_id
-        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = waiter
+        await self._in_flight.reserve()  # past the bound: wait for a reply to free a slot
+        try:
+            ws = self._require_connection()  # the connection may have dropped meanwhile
+        except ConnectionLost:
+            self._in_flight.release()
+            raise
+        request_id, waiter = self._in_flight.open()
         try:
             await ws.send_str(json.dumps({kind: {"request_id": request_id, **fields}}))
         except ConnectionError:
-            self._pending.pop(request_id, None)
+            self._in_flight.discard(request_id)
             raise ConnectionLost(f"the connection to {self.url} was lost") from None
-        return await asyncio.wait_for(waiter, REPLY_TIMEOUT_S)
-
-    def _fail_pending(self, reason: str) -> None:
-        pending, self._pending = self._pending, {}
-        for waiter in pending.values():
-            if not waiter.done():
-                waiter.set_exception(ConnectionLost(f"{reason}; the request may not have run"))
-                waiter.add_done_callback(_retrieved)  # nobody may be waiting any more
-
-    async def _sql_over_http(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        assert self._http is not None
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        body = {"query": query, "params": json_form(dict(params))}
-        address = f"{self.url}/v1/database/{self.database}/sql"
         try:
-            async with self._http.post(address, json=body, headers=headers) as response:
-                document = await response.json(content_type=None)
-        except (aiohttp.ClientError, OSError) as exc:
-            raise ConnectionLost(f"the SQL request to {self.url} failed: {exc}") from None
-        if isinstance(document, dict) and isinstance(document.get("error"), dict):
-            error = document["error"]
-            raise error_from_reply(error.get("code"), str(error.get("message")))
-        return list(document["rows"])
-
-
-def _retrieved(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
-async def fetch_schema(http: aiohttp.ClientSession, url: str, database: str) -> DatabaseSchema:
-    """The database's schema, from ``GET /v1/database/{name}/schema``.
-
-    Raises:
-        NotFound: no such database. ConnectionLost: no server answered.
-    """
-    try:
-        async with http.get(f"{url}/v1/database/{database}/schema") as response:
-            document = await response.json(content_type=None)
-    except (aiohttp.ClientError, OSError) as exc:
-        raise ConnectionLost(f"cannot connect to {url}: {exc}") from None
-    if isinstance(document, dict) and isinstance(document.get("error"), dict):
-        error = document["error"]
-        raise error_from_reply(error.get("code"), str(error.get("message")))
-    return DatabaseSchema.from_json(document)
-
-
-def resolve_server(url: str | None) -> str:
-    """``url``, else ``$COSMICTRON_SERVER``, else the saved default, else the local default."""
-    chosen = Settings.load().server_url(url, os.environ.get("COSMICTRON_SERVER"))
-    return normalise_server_url(chosen)
-
-
-def saved_token(url: str) -> str | None:
-    """The token ``cosmictron-cli`` (or ``save_identity``) saved for the server ``url``."""
-    saved = Settings.load().identities.get(url)
-    return saved.token if saved else None
-
-
-async def connect(
-    database: str,
-    *queries: str,
-    server: str | None = None,
-    token: str | None = None,
-    use_saved_token: bool = True,
-    row_types: Mapping[str, RowFactory] | None = None,
-) -> Client:
-    """Connect to ``database`` and, given ``queries``, subscribe to them.
-
-    Args:
-        database: the database's name.
-        queries: SQL queries to subscribe to (``SELECT * FROM message``); more later with
-            ``Client.subscribe``.
-        server: the server URL (default: ``$COSMICTRON_SERVER``, the CLI's saved default,
-            ``http://127.0.0.1:3000``).
-        token: connect as this token's identity.
-        use_saved_token: without ``token``, use the one saved for this server (by
-            ``cosmictron-cli identity new`` or ``Client.save_identity``); if there is none,
-            or this is False, the server makes a new identity (``client.token``).
-        row_types: per table, a class (or function) the cache builds rows with, called
-            with the columns as keywords: the dataclasses ``cosmictron-cli generate``
-            writes. By default rows are ``Row`` objects.
-
-    Raises:
-        InvalidRequest: a name no database could have (``cosmictron.names``).
-        NotFound: no such database. ConnectionLost: no server answered.
-        SubscriptionError: a query is bad.
-    """
-    names.check_database(database)  # InvalidRequest before anything is sent
-    url = resolve_server(server)
-    if token is None and use_saved_token:
-        token = saved_token(url)
-    async with aiohttp.ClientSession() as http:
-        schema = await fetch_schema(http, url, database)
-    client = Client(url, database, schema, token, row_types)
-    try:
-        await client.start()
-    except aiohttp.WSServerHandshakeError as exc:
-        raise error_from_reply(_code_for_status(exc.status), exc.message) from None
-    except (aiohttp.ClientError, OSError) as exc:
-        raise ConnectionLost(f"cannot connect to {url}: {exc}") from None
-    if queries:
-        try:
-            await client.subscribe(*queries)
-        except BaseException:
-            await client.close()
-            raise
-    return client
-
-
-def _code_for_status(status: int) -> str:
-    return {401: "unauthenticated", 403: "permission_denied", 404: "not_found"}.get(
-        status, "invalid_request"
-    )
+            return await asyncio.wait_for(waiter, REPLY_TIMEOUT_S)
+        finally:
+            self._in_flight.discard(request_id)  # a timeout or cancel must free the slot too

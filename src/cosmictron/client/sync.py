@@ -15,16 +15,15 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from cosmictron.client.cache import RowFactory, TableCache
-from cosmictron.client.connection import (
+from cosmictron.client.callbacks import (
     AppliedCallback,
-    Client,
-    ClientStatistics,
     DeleteCallback,
     ErrorCallback,
     InsertCallback,
     UpdateCallback,
-    connect,
 )
+from cosmictron.client.connect import connect
+from cosmictron.client.connection import Client, ClientStatistics
 
 T = TypeVar("T")
 

@@ -11,8 +11,8 @@ Bytes are budgeted the same way (issue 21): the estimated weight (``sizes.py``) 
 each value a query builds is checked against ``value_bytes_max`` before it is built
 (``expressions.py``), the rows it returns against ``result_bytes_max`` as they are
 produced, and what its sorts, DISTINCT sets, groups and join tables hold against
-``held_bytes_max`` as they fill (``execute.py``), each a ``QueryTooCostly`` naming the
-limit and how to raise it.
+``held_bytes_max`` as they fill (``execute.py``, ``join_operators.py``), each a
+``QueryTooCostly`` naming the limit and how to raise it.
 
 ``QueryBudget`` is the caller's side (plain values, plus the words saying where each
 limit comes from and how to raise it, which the error message quotes); ``Meter`` is one

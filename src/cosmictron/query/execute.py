@@ -17,49 +17,56 @@ Bytes are charged to the same meter: each row returned at its estimated weight
 set or a group holds at its weight, and each row a join table holds at
 ``JOIN_ROW_BYTES``, against the held-bytes limit, as they fill. The values a join table
 holds are the snapshot's own (no copy), so only the table's slot is charged.
+
+The operators live by kind: the one-table ones (scans, filter, aggregate, project,
+distinct, sort, limit) here beside the dispatch table, the joins in
+``join_operators.py``, the evaluation of a join visibility filter's semi-join in
+``keysets.py``, and what a plan's output looks like in ``plan_shape.py``. The modules
+below take ``_run`` as an argument for their children, so none imports this one.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import replace
+from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
-from cosmictron import limits
 from cosmictron.datastore import Datastore, Index
-from cosmictron.errors import QueryTooCostly
 from cosmictron.query.budget import Meter, QueryBudget
 from cosmictron.query.expressions import compile_expr
+from cosmictron.query.join_operators import hash_join, index_join, nested_loop
+from cosmictron.query.keysets import Rows, evaluate_semijoins, rows_by_key_set
 from cosmictron.query.plan import (
     Agg,
     Aggregate,
-    Binary,
-    Col,
     Distinct,
     Expr,
     Filter,
     HashJoin,
     IndexNestedLoopJoin,
     IndexScan,
-    IsNull,
     Join,
-    KeySet,
     Limit,
     NestedLoopJoin,
     Node,
     Project,
     Scan,
-    SemiJoin,
     Sort,
-    Unary,
-    conjuncts,
-    type_of,
 )
+from cosmictron.query.plan_shape import plan_tables, plan_types, plan_width
 from cosmictron.query.sizes import SCALAR_BYTES, VARYING, row_bytes, row_weigher, value_bytes
 
-Rows = Iterator[tuple[Any, ...]]
+__all__ = [
+    "CHUNK_ROWS",
+    "UNMETERED",
+    "execute",
+    "plan_tables",
+    "plan_types",
+    "plan_width",
+    "resolve_semijoins",
+]
 
 UNMETERED = QueryBudget(
     time_s=float("inf"),
@@ -73,10 +80,6 @@ the value limit (``limits.sql_value_bytes_max``) still applies to the values it 
 
 CHUNK_ROWS = 1024
 """Rows a scan takes (and charges) at a time."""
-
-JOIN_ROW_BYTES = 64
-"""What one row held by a join's table (or a nested loop's inner rows) is charged: its
-slot in a list or dict, not its values, which are the snapshot's."""
 
 
 def execute(
@@ -106,45 +109,13 @@ def execute(
     return rows
 
 
-def plan_tables(plan: Node) -> set[str]:
-    """The names of the tables ``plan`` reads (what a snapshot for it must hold).
+def resolve_semijoins(expr: Expr, datastore: Datastore, meter: Meter | None = None) -> Expr:
+    """``expr`` with each ``SemiJoin`` evaluated into a ``KeySet`` over ``datastore``.
 
-    Walks every dataclass in the plan, expressions included, so a table read from
-    inside an expression (a subquery) is found too.
+    See ``keysets.evaluate_semijoins``; ``meter`` None: unmetered, the database's own
+    work (a subscription's delta).
     """
-    names: set[str] = set()
-    stack: list[Any] = [plan]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, Scan | IndexScan):
-            names.add(item.name)
-        if isinstance(item, tuple | list | frozenset):
-            stack.extend(item)
-        else:
-            fields = getattr(item, "__dataclass_fields__", None)
-            if fields is not None:
-                stack.extend(getattr(item, name) for name in fields)
-    return names
-
-
-def plan_types(plan: Node, width: int | None) -> tuple[Any, ...] | None:
-    """The types of the plan's visible output columns, if a Project says (else None)."""
-    node: Node | None = plan
-    while node is not None:
-        if isinstance(node, Project):
-            return tuple(type_of(expr) for expr in node.exprs[:width])
-        node = getattr(node, "child", None)
-    return None
-
-
-def plan_width(plan: Node) -> int | None:
-    """The visible width of the plan's rows, if a Project says so."""
-    node: Node | None = plan
-    while node is not None:
-        if isinstance(node, Project):
-            return node.width
-        node = getattr(node, "child", None)
-    return None
+    return evaluate_semijoins(expr, datastore, UNMETERED.start() if meter is None else meter, _run)
 
 
 def _run(node: Node, datastore: Datastore, meter: Meter) -> Rows:
@@ -196,184 +167,16 @@ def _index_scan(node: IndexScan, datastore: Datastore, meter: Meter) -> Rows:
     return iter([rows[key] for key in keys])
 
 
-def resolve_semijoins(expr: Expr, datastore: Datastore, meter: Meter | None = None) -> Expr:
-    """``expr`` with each ``SemiJoin`` evaluated into a ``KeySet`` over ``datastore``.
-
-    A semi-join's subplan (a visibility filter's other tables, themselves filtered) runs
-    once per execution of the plan that holds it, not once per row; an expression
-    without one is returned as it is. Its rows examined are charged to ``meter`` (the
-    reader's query pays for its filters; None: unmetered, the database's own work) and
-    its rows count against ``limits.query_rows_max``.
-    """
-    if isinstance(expr, SemiJoin):
-        if meter is None:
-            meter = UNMETERED.start()
-        rows_max = limits.query_rows_max
-        width = plan_width(expr.plan)
-        values: set[tuple[Any, ...]] = set()
-        for count, row in enumerate(_run(expr.plan, datastore, meter), start=1):
-            if count > rows_max:
-                raise QueryTooCostly(
-                    f"the visibility filter {expr.label!r} reads more than {rows_max} rows "
-                    f"for this reader (limits.query_rows_max)"
-                )
-            key = row if width is None or len(row) == width else row[:width]
-            if None not in key:
-                values.add(key)
-        keys = tuple(resolve_semijoins(key, datastore, meter) for key in expr.keys)
-        return KeySet(keys, frozenset(values), expr.label)
-    if isinstance(expr, Binary):
-        left = resolve_semijoins(expr.left, datastore, meter)
-        right = resolve_semijoins(expr.right, datastore, meter)
-        if left is expr.left and right is expr.right:
-            return expr
-        return replace(expr, left=left, right=right)
-    if isinstance(expr, Unary | IsNull):
-        operand = resolve_semijoins(expr.operand, datastore, meter)
-        return expr if operand is expr.operand else replace(expr, operand=operand)
-    return expr  # visibility filters put semi-joins only under AND, OR and NOT
-
-
-def _predicate(
-    expr: Expr | None, datastore: Datastore, meter: Meter
-) -> Callable[[Any], Any] | None:
-    return None if expr is None else compile_expr(resolve_semijoins(expr, datastore, meter), meter)
-
-
 def _filter(node: Filter, datastore: Datastore, meter: Meter) -> Rows:
-    resolved = resolve_semijoins(node.predicate, datastore, meter)
+    resolved = evaluate_semijoins(node.predicate, datastore, meter, _run)
     predicate = compile_expr(resolved, meter)
     if isinstance(node.child, Scan):
-        keyed = _rows_by_key_set(node.child, resolved, datastore)
+        keyed = rows_by_key_set(node.child, resolved, datastore)
         if keyed is not None:
             found = list(keyed)
             meter.charge(len(found))
             return filter(predicate, found)
     return filter(predicate, _run(node.child, datastore, meter))
-
-
-def _rows_by_key_set(scan: Scan, predicate: Expr, datastore: Datastore) -> Rows | None:
-    """The rows a join visibility filter can admit, found through an index.
-
-    Its set is known only now (``resolve_semijoins``), so the planner could not choose
-    the index: when a conjunct is ``column IN <set>`` on a column with its own index
-    (or the primary key) and the set is small next to the table, look each value up
-    instead of scanning (a reader's messages in their rooms, not every message). The
-    whole predicate still runs on the rows found. None: scan.
-    """
-    table = datastore.tables[scan.name]
-    for conjunct in conjuncts(predicate):
-        if not isinstance(conjunct, KeySet) or len(conjunct.keys) != 1:
-            continue
-        key = conjunct.keys[0]
-        if not isinstance(key, Col) or len(conjunct.values) * 4 > len(table.rows):
-            continue
-        column = scan.table.columns[key.slot].name
-        rows = table.rows
-        if tuple(scan.table.primary_key) == (column,):
-            return iter([rows[v[0]] for v in conjunct.values if v[0] in rows])
-        for index in table.indexes:
-            if tuple(index.schema.columns) == (column,):
-                return iter([rows[k] for v in conjunct.values for k in index.row_keys(v[0])])
-    return None
-
-
-def _nested_loop(node: NestedLoopJoin | Join, datastore: Datastore, meter: Meter) -> Rows:
-    condition = _predicate(node.condition, datastore, meter)
-    right_rows = list(_run(node.right, datastore, meter))
-    padding = (None,) * _scan_width(node.right)
-    left_join = node.kind == "LEFT"
-    meter.hold(JOIN_ROW_BYTES * len(right_rows))
-    pairs = len(right_rows)
-    charge = meter.charge
-    for left in _run(node.left, datastore, meter):
-        charge(pairs)
-        matched = False
-        for right in right_rows:
-            row = left + right
-            if condition is None or condition(row):
-                matched = True
-                yield row
-        if left_join and not matched:
-            yield left + padding
-
-
-def _hash_join(node: HashJoin, datastore: Datastore, meter: Meter) -> Rows:
-    left_keys = _key_function(node.left_keys, meter)
-    right_keys = _key_function(node.right_keys, meter)
-    residual = _predicate(node.residual, datastore, meter)
-    table: dict[Any, list[tuple[Any, ...]]] = {}
-    hold = meter.hold
-    for right in _run(node.right, datastore, meter):
-        key = right_keys(right)
-        if key is not None:
-            hold(JOIN_ROW_BYTES)
-            table.setdefault(key, []).append(right)
-    padding = (None,) * _scan_width(node.right)
-    left_join = node.kind == "LEFT"
-    charge = meter.charge
-    for left in _run(node.left, datastore, meter):
-        matched = False
-        key = left_keys(left)
-        if key is not None:
-            candidates = table.get(key, ())
-            charge(len(candidates))
-            for right in candidates:
-                row = left + right
-                if residual is None or residual(row):
-                    matched = True
-                    yield row
-        if left_join and not matched:
-            yield left + padding
-
-
-def _key_function(exprs: tuple[Any, ...], meter: Meter) -> Callable[[tuple[Any, ...]], Any]:
-    """A row's join key, or None when any part is NULL (NULL never equals anything)."""
-    functions = [compile_expr(expr, meter) for expr in exprs]
-
-    def key(row: tuple[Any, ...]) -> Any:
-        values = tuple(function(row) for function in functions)
-        return None if None in values else values
-
-    return key
-
-
-def _index_join(node: IndexNestedLoopJoin, datastore: Datastore, meter: Meter) -> Rows:
-    table = datastore.tables[node.inner.name]
-    rows = table.rows
-    index = None if node.index is None else table.index_named(node.index)
-    left_key = compile_expr(node.left_key, meter)
-    inner_filter = _predicate(node.inner_filter, datastore, meter)
-    residual = _predicate(node.residual, datastore, meter)
-    padding = (None,) * len(node.inner.table.columns)
-    left_join = node.kind == "LEFT"
-    charge = meter.charge
-    for left in _run(node.left, datastore, meter):
-        matched = False
-        key = left_key(left)
-        if key is not None:
-            candidates: list[tuple[Any, ...]]
-            if index is None:
-                found = rows.get(key)
-                candidates = [] if found is None else [found]
-            else:
-                candidates = [rows[k] for k in index.row_keys(key)]
-            charge(len(candidates))
-            for right in candidates:
-                if inner_filter is not None and not inner_filter(right):
-                    continue
-                row = left + right
-                if residual is None or residual(row):
-                    matched = True
-                    yield row
-        if left_join and not matched:
-            yield left + padding
-
-
-def _scan_width(node: Node) -> int:
-    while not isinstance(node, Scan | IndexScan):
-        node = getattr(node, "child")  # noqa: B009
-    return len(node.table.columns)
 
 
 def _aggregate(node: Aggregate, datastore: Datastore, meter: Meter) -> Rows:
@@ -462,10 +265,10 @@ _RUNNERS: dict[type, Callable[[Any, Datastore, Meter], Rows]] = {
     Scan: _scan,
     IndexScan: _index_scan,
     Filter: _filter,
-    Join: _nested_loop,
-    NestedLoopJoin: _nested_loop,
-    HashJoin: _hash_join,
-    IndexNestedLoopJoin: _index_join,
+    Join: functools.partial(nested_loop, run=_run),
+    NestedLoopJoin: functools.partial(nested_loop, run=_run),
+    HashJoin: functools.partial(hash_join, run=_run),
+    IndexNestedLoopJoin: functools.partial(index_join, run=_run),
     Aggregate: _aggregate,
     Project: _project,
     Distinct: _distinct,

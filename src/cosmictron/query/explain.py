@@ -24,10 +24,9 @@ from cosmictron.query.plan import (
     SemiJoin,
     Sort,
     children,
-    literal,
     node_children,
-    render,
 )
+from cosmictron.query.render import literal, render
 
 
 def explain(node: Node) -> list[str]:

@@ -10,6 +10,13 @@ Rows flowing through a plan are tuples. A scan yields the table's own row tuples
 yields the concatenation of its inputs, so a column of the *i*-th table in ``FROM`` is
 found at slot ``base_i + position``. ``Col.slot`` is that absolute slot, except under a
 scan's own filter, where it is rebased to the table's row (see ``rules/pushdown.py``).
+
+Why one module: the expressions and the plan nodes are one vocabulary. Plan nodes hold
+expressions and expressions hold plans (a ``SemiJoin``'s subplan), so the two halves
+would import each other; and every pass, the binder, the executor and the subscription
+layer read both. What is here is the data and the structural helpers every reader
+needs (children, slots, conjuncts, shifting); how an expression is printed for EXPLAIN
+lives in ``render.py``.
 """
 
 from __future__ import annotations
@@ -251,53 +258,6 @@ def shift(expr: Expr, delta: int) -> Expr:
     if isinstance(expr, SemiJoin | KeySet):
         return replace(expr, keys=tuple(shift(key, delta) for key in expr.keys))
     return expr
-
-
-def render(expr: Expr) -> str:
-    """SQL-like text of an expression, for EXPLAIN.
-
-    >>> render(Binary("AND", Binary(">", Col(0, "price"), Const(10)), IsNull(Col(1, "x"))))
-    '((price > 10) AND x IS NULL)'
-    """
-    if isinstance(expr, Col):
-        return expr.name
-    if isinstance(expr, Const):
-        return "NULL" if expr.value is None else literal(expr.value)
-    if isinstance(expr, Param):
-        return f":{expr.name}"
-    if isinstance(expr, Binary):
-        return f"({render(expr.left)} {expr.op} {render(expr.right)})"
-    if isinstance(expr, Unary):
-        return f"NOT {render(expr.operand)}" if expr.op == "NOT" else f"-{render(expr.operand)}"
-    if isinstance(expr, IsNull):
-        return f"{render(expr.operand)} IS {'NOT ' if expr.negated else ''}NULL"
-    if isinstance(expr, InList):
-        items = ", ".join(render(item) for item in expr.items)
-        return f"{render(expr.operand)} {'NOT ' if expr.negated else ''}IN ({items})"
-    if isinstance(expr, Between):
-        return (
-            f"{render(expr.operand)} {'NOT ' if expr.negated else ''}BETWEEN "
-            f"{render(expr.low)} AND {render(expr.high)}"
-        )
-    if isinstance(expr, Like):
-        return f"{render(expr.operand)} {'NOT ' if expr.negated else ''}LIKE {render(expr.pattern)}"
-    if isinstance(expr, Agg):
-        inner = "*" if expr.arg is None else render(expr.arg)
-        return f"{expr.func}({'DISTINCT ' if expr.distinct else ''}{inner})"
-    if isinstance(expr, SemiJoin | KeySet):
-        keys = ", ".join(render(key) for key in expr.keys)
-        return f"({keys}) IN VISIBLE [{expr.label}]" if keys else f"EXISTS [{expr.label}]"
-    raise AssertionError(f"unknown expression {expr!r}")
-
-
-def literal(value: Any) -> str:
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
-        return repr(value)
-    return "'" + str(value) + "'"
 
 
 # -- plan nodes -----------------------------------------------------------------------

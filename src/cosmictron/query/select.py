@@ -42,10 +42,10 @@ from cosmictron.query.plan import (
     Sort,
     Unary,
     children,
-    render,
     type_of,
 )
 from cosmictron.query.position import Source
+from cosmictron.query.render import render
 from cosmictron.query.resolve import Binder, Scope, TableRef
 from cosmictron.query.statements import SelectStatement
 from cosmictron.query.visibility import VisibilityRule, restriction

@@ -11,7 +11,8 @@ from typing import Any
 
 from cosmictron.datastore import ColumnType, TableSchema
 from cosmictron.query.explain import explain
-from cosmictron.query.plan import Expr, Node, render
+from cosmictron.query.plan import Expr, Node
+from cosmictron.query.render import render
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 SQLGlot (SQLite dialect) parses; this module turns its errors into ``SqlError`` with
 line, column and text, and refuses what it forgives but SQL does not (a dangling comma).
-Used for statements (``parse.py``) and for visibility filters (``visibility.py``).
+Used for statements (``parse.py``) and for visibility filters (``visibility_parse.py``).
 
 Depth is bounded twice, never by catching a ``RecursionError`` (which costs a thousand
 frames on the thread that hit it, and may surface anywhere): before SQLGlot runs, a

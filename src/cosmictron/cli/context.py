@@ -1,8 +1,9 @@
 """The options every server command shares, and what they resolve to.
 
 ``server_command`` adds ``--server`` and ``--json`` to a command and passes it one
-``Session``: the resolved server URL, the saved settings, the client (with the saved
-token for that server, if any) and the ``Output``. Click accepts options anywhere among
+``CommandContext``: the resolved server URL, the saved settings, the client (with the
+saved token for that server, if any) and the ``Output``. (It was called ``Session``;
+that word now means nothing in the CLI, see docs/glossary.md.) Click accepts options anywhere among
 the arguments, so ``call --server URL db reducer`` and ``call db reducer --server URL``
 both work, as DESIGN.md §6 asks.
 """
@@ -25,7 +26,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
-class Session:
+class CommandContext:
     """One command's view of the world: which server, which identity, how to print."""
 
     url: str
@@ -49,7 +50,7 @@ class Session:
 
 
 def server_command(function: F) -> F:
-    """Add ``--server`` and ``--json``; call ``function(session, **arguments)``."""
+    """Add ``--server`` and ``--json``; call ``function(context, **arguments)``."""
 
     @click.option(
         "--server",
@@ -71,11 +72,11 @@ def server_command(function: F) -> F:
             raise click.BadParameter(str(exc), param_hint=hint) from None
         saved = settings.identities.get(url)
         client = ServerClient(url, saved.token if saved else None)
-        session = Session(url, settings, client, Output(json_mode))
+        context = CommandContext(url, settings, client, Output(json_mode))
         try:
-            return function(session, **arguments)
+            return function(context, **arguments)
         except ServerError as exc:
-            if exc.code == "unauthenticated" and session.client.token is not None:
+            if exc.code == "unauthenticated" and context.client.token is not None:
                 fix = f"run: cosmictron-cli identity new --server {url}"
                 raise ServerError(exc.status, exc.code, f"{exc} (the saved token; {fix})") from None
             raise
