@@ -39,7 +39,7 @@ from cosmictron.server.bodies import BodyStream
 from cosmictron.server.cells import CellError, cell_reader, read_column
 from cosmictron.server.registry import HostedDatabase
 from cosmictron.server.replies import json_response
-from cosmictron.server.routes import caller_of, hosted, require_owner, routes
+from cosmictron.server.routes import caller_of, hosted, require_owner
 from cosmictron.server.wire import json_to_python
 
 CHUNK_ROWS = 65_536
@@ -84,7 +84,6 @@ def body_bytes_max() -> int:
     return int(override) if override else limits.bulk_insert_body_bytes_max
 
 
-@routes.post("/v1/database/{name}/bulk_insert/{table}")
 async def bulk_insert(request: web.Request) -> web.Response:
     caller = caller_of(request)
     database = hosted(request)

@@ -19,8 +19,8 @@ a file. Here:
   fails, the client gets ``408 request_timeout`` and the connection closes); an idle
   keep-alive connection is closed after ``http_keepalive_idle_s_max`` (aiohttp's own
   ``keepalive_timeout``, which also starts when a connection opens). WebSocket liveness
-  (pings, close code 4408) is ``websocket.Session.watch_liveness``, which reads
-  ``Connection.last_received`` from here.
+  (pings, close code 4408) is ``websocket_client.WebSocketClient.watch_liveness``, which reads
+  ``TcpConnection.last_received`` from here.
 
 How it hooks into aiohttp with public API only: the server listens itself
 (``listen``: ``loop.create_server`` with a protocol factory that wraps the aiohttp
@@ -117,7 +117,7 @@ class BodyTimedOut(TimeoutError):
     so aiohttp's lingering read after the response treats it as the end of the body."""
 
 
-class Connection:
+class TcpConnection:
     """One admitted client connection: its address, when it last sent a byte, and the
     deadline it runs against (a request head's, a body's, or none)."""
 
@@ -130,7 +130,7 @@ class Connection:
         self.loop = asyncio.get_running_loop()
         self.last_received = self.loop.time()
         """Loop time of the latest bytes received (WebSocket liveness reads it)."""
-        self.state = Connection.IDLE
+        self.state = TcpConnection.IDLE
         self._timer: asyncio.TimerHandle | None = None
         self._body: Any = None
         self._body_started = 0.0
@@ -139,8 +139,8 @@ class Connection:
     def received(self) -> None:
         """Bytes arrived: the first after a response starts the head's deadline."""
         self.last_received = now = self.loop.time()
-        if self.state == Connection.IDLE:
-            self.state = Connection.HEAD
+        if self.state == TcpConnection.IDLE:
+            self.state = TcpConnection.HEAD
             self._arm(now + self.guard.limits.http_head_s_max, self._head_expired)
 
     def _arm(self, when: float, callback: Callable[[], None]) -> None:
@@ -154,7 +154,7 @@ class Connection:
 
     def _head_expired(self) -> None:
         self._timer = None
-        if self.state != Connection.HEAD or self.transport.is_closing():
+        if self.state != TcpConnection.HEAD or self.transport.is_closing():
             return
         seconds = self.guard.limits.http_head_s_max
         message = (
@@ -168,7 +168,7 @@ class Connection:
     def request_started(self, request: web.BaseRequest) -> None:
         """The head was parsed and the handler starts: watch the body if it is still
         arriving."""
-        self.state = Connection.BUSY
+        self.state = TcpConnection.BUSY
         self._disarm()
         self.body_timed_out = False
         content = request.content
@@ -181,7 +181,7 @@ class Connection:
     def _check_body(self) -> None:
         self._timer = None
         content = self._body
-        if content is None or content.is_eof() or self.state != Connection.BUSY:
+        if content is None or content.is_eof() or self.state != TcpConnection.BUSY:
             return
         settings = self.guard.limits
         rate = settings.http_body_rate_bytes_per_s_min
@@ -206,7 +206,7 @@ class Connection:
         handler left part of the body unread: aiohttp then reads and drops the rest for
         at most its ``lingering_time`` (10 s) before closing, and no new head starts."""
         unread = self._body is not None and not self._body.is_eof()
-        self.state = Connection.BUSY if unread else Connection.IDLE
+        self.state = TcpConnection.BUSY if unread else TcpConnection.IDLE
         self._body = None
         self._disarm()
 
@@ -239,7 +239,7 @@ class _GuardedProtocol(asyncio.Protocol):
     def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
         self.guard = guard
         self.inner = inner
-        self.connection: Connection | None = None
+        self.connection: TcpConnection | None = None
         self.refused: _Refused | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -248,7 +248,7 @@ class _GuardedProtocol(asyncio.Protocol):
         address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         refusal = self.guard.admit(address)
         if refusal is None:
-            self.connection = Connection(self.guard, address, transport)
+            self.connection = TcpConnection(self.guard, address, transport)
             self.guard.by_handler[self.inner] = self.connection
             self.inner.connection_made(transport)
             return
@@ -295,7 +295,7 @@ class _GuardedProtocol(asyncio.Protocol):
 
 
 class ConnectionGuard:
-    """The server's connection counts and caps, and every admitted ``Connection``."""
+    """The server's connection counts and caps, and every admitted ``TcpConnection``."""
 
     def __init__(self, settings: ConnectionLimits) -> None:
         self.limits = settings
@@ -306,7 +306,7 @@ class ConnectionGuard:
         self.timed_out = 0
         self.total_max: int | None = settings.connections_max or None
         """The cap in all; None until sized (``size_from_descriptors``) when 0 was set."""
-        self.by_handler: dict[asyncio.Protocol, Connection] = {}
+        self.by_handler: dict[asyncio.Protocol, TcpConnection] = {}
 
     def admit(self, address: str) -> str | None:
         """Count a new connection from ``address``; or why it is refused (over a cap)."""
@@ -369,7 +369,7 @@ class ConnectionGuard:
         """What ``loop.create_server`` calls per accepted connection."""
         return lambda: _GuardedProtocol(self, server())
 
-    def connection_of(self, request: web.BaseRequest) -> Connection | None:
+    def connection_of(self, request: web.BaseRequest) -> TcpConnection | None:
         """The guarded connection a request came on (None where the server does not
         listen through ``listen``, e.g. aiohttp's test client)."""
         return self.by_handler.get(request.protocol)
