@@ -24,9 +24,9 @@ from cosmictron.errors import CosmictronError, InvalidRequest, RateLimited
 from cosmictron.server import (
     backup,
     bulk,
-    connections,
     export,
     grants,
+    listener,
     logs,
     metrics,
     routes,
@@ -125,7 +125,7 @@ def build_app(
 ) -> web.Application:
     # guard_requests inside errors_as_json: a body that timed out becomes a JSON 408.
     app = web.Application(
-        middlewares=[errors_as_json, connections.guard_requests], client_max_size=REQUEST_BYTES_MAX
+        middlewares=[errors_as_json, listener.guard_requests], client_max_size=REQUEST_BYTES_MAX
     )
     app[REGISTRY] = registry
     app[AUTHORITY] = authority
@@ -136,7 +136,7 @@ def build_app(
     app.on_shutdown.append(logs.end_followers)
     websocket.setup(app)  # the WebSocket clients' shared state; closes them on shutdown
     throttle.setup(app)  # query budgets and rate limits, from limits.py and the environment
-    connections.setup(app)  # connection caps and time limits (server/connections.py)
+    listener.setup(app)  # connection caps and time limits (server/connections.py)
     return app
 
 
@@ -171,11 +171,11 @@ async def _serve(
     registry = DatabaseRegistry(data_dir, profile)
     await asyncio.to_thread(registry.open_all)
     app = build_app(registry, authority, rights, scrape_token)
-    runner = web.AppRunner(app, shutdown_timeout=10.0, **connections.runner_options(app))
+    runner = web.AppRunner(app, shutdown_timeout=10.0, **listener.runner_options(app))
     await runner.setup()
     # Not a web.TCPSite: every connection is counted and timed (server/connections.py).
-    listener = await connections.listen(runner, host, port)
-    bound = listener.sockets[0].getsockname()
+    listening = await listener.listen(runner, host, port)
+    bound = listening.sockets[0].getsockname()
     url = f"http://{bound[0]}:{bound[1]}"
     note = on_listening(url, rights.operator, rights.operator_token) if on_listening else None
     print(
@@ -192,7 +192,7 @@ async def _serve(
         await stop.wait()
     finally:
         print("cosmictron shutting down: draining requests, syncing logs", flush=True)
-        listener.close()
+        listening.close()
         await runner.cleanup()
         await asyncio.to_thread(registry.close_all)
         print("cosmictron stopped", flush=True)

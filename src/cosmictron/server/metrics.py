@@ -26,7 +26,7 @@ from aiohttp import web
 
 from cosmictron.host.metrics import BUCKETS_S
 from cosmictron.server.auth import ANONYMOUS
-from cosmictron.server.connections import GUARD, ConnectionGuard
+from cosmictron.server.connection_caps import GUARD, ConnectionGuard
 from cosmictron.server.registry import DatabaseRegistry, HostedDatabase
 from cosmictron.server.rights import write_secret_durably
 from cosmictron.server.routes import REGISTRY, RIGHTS, caller_of

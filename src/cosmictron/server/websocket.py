@@ -21,7 +21,7 @@ from aiohttp import WSCloseCode, web
 from cosmictron import limits
 from cosmictron.errors import CosmictronError, InvalidRequest, PermissionDenied
 from cosmictron.server.auth import ANONYMOUS
-from cosmictron.server.connections import GUARD
+from cosmictron.server.connection_caps import GUARD
 from cosmictron.server.feed import DatabaseFeed
 from cosmictron.server.protocol import PROTOCOL
 from cosmictron.server.registry import HostedDatabase

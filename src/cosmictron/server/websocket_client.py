@@ -42,7 +42,8 @@ from cosmictron.errors import (
     QueryTooCostly,
 )
 from cosmictron.query.budget import QueryBudget
-from cosmictron.server.connections import ConnectionLimits, TcpConnection
+from cosmictron.server.connection_deadlines import TcpConnection
+from cosmictron.server.connections import ConnectionLimits
 from cosmictron.server.feed import DatabaseFeed
 from cosmictron.server.protocol import (
     CallReducer,
