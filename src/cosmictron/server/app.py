@@ -21,14 +21,23 @@ from aiohttp import web
 
 from cosmictron import limits
 from cosmictron.errors import CosmictronError, InvalidRequest, RateLimited
-from cosmictron.server import backup, bulk, connections, export, grants, throttle, websocket  # noqa: F401
+from cosmictron.server import (
+    backup,
+    bulk,
+    export,
+    grants,
+    listener,
+    logs,
+    metrics,
+    routes,
+    throttle,
+    websocket,
+)
 from cosmictron.server.auth import TokenAuthority
-from cosmictron.server.logs import end_followers, logs
-from cosmictron.server.metrics import SCRAPE_TOKEN, load_or_create_scrape_token, metrics
 from cosmictron.server.registry import DatabaseRegistry
 from cosmictron.server.replies import json_response
 from cosmictron.server.rights import Rights
-from cosmictron.server.routes import AUTHORITY, REGISTRY, RIGHTS, routes
+from cosmictron.server.routes import AUTHORITY, REGISTRY, RIGHTS
 from cosmictron.values import Identity
 
 logger = logging.getLogger(__name__)
@@ -37,6 +46,31 @@ REQUEST_BYTES_MAX = 64 * 1024 * 1024
 """The largest request body (a module, a SQL text, arguments)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+ROUTES = [
+    web.get("/v1/health", routes.health),
+    web.post("/v1/identity", routes.new_identity),
+    web.get("/v1/identity", routes.who_am_i),
+    web.get("/v1/database", routes.list_databases),
+    web.put("/v1/database/{name}", routes.deploy),
+    web.delete("/v1/database/{name}", routes.delete),
+    web.get("/v1/database/{name}/schema", routes.schema),
+    web.post("/v1/database/{name}/call/{reducer}", routes.call),
+    web.post("/v1/database/{name}/sql", routes.sql),
+    web.post("/v1/database/{name}/bulk_insert/{table}", bulk.bulk_insert),
+    web.get("/v1/database/{name}/export/{table}", export.export),
+    web.get("/v1/grants/{right}", grants.list_grants),
+    web.put("/v1/grants/{right}/{identity}", grants.grant),
+    web.delete("/v1/grants/{right}/{identity}", grants.revoke),
+    web.get("/v1/database/{name}/logs", logs.logs),
+    web.get("/v1/database/{name}/backup", backup.backup),
+    web.put("/v1/database/{name}/restore", backup.restore),
+    web.get("/metrics", metrics.metrics),
+    web.get("/v1/database/{name}/subscribe", websocket.subscribe),
+]
+"""Every route of the server, on one screen (docs/reference/http.md, websocket.md): the
+method, the path, the handler. No module adds a route of its own. A ``GET`` answers
+``HEAD`` too (aiohttp's ``allow_head``)."""
 
 OnListening = Callable[[str, Identity, str], "str | None"]
 """Called with the server's URL, the operator and its token once the socket is bound and
@@ -91,22 +125,18 @@ def build_app(
 ) -> web.Application:
     # guard_requests inside errors_as_json: a body that timed out becomes a JSON 408.
     app = web.Application(
-        middlewares=[errors_as_json, connections.guard_requests], client_max_size=REQUEST_BYTES_MAX
+        middlewares=[errors_as_json, listener.guard_requests], client_max_size=REQUEST_BYTES_MAX
     )
     app[REGISTRY] = registry
     app[AUTHORITY] = authority
     app[RIGHTS] = rights
     if scrape_token is not None:  # who sees per-database metrics (server/metrics.py)
-        app[SCRAPE_TOKEN] = scrape_token
-    app.add_routes(routes)
-    app.router.add_get("/v1/database/{name}/logs", logs)
-    app.router.add_get("/v1/database/{name}/backup", backup.backup)
-    app.router.add_put("/v1/database/{name}/restore", backup.restore)
-    app.router.add_get("/metrics", metrics)
-    app.on_shutdown.append(end_followers)
-    websocket.setup(app)
+        app[metrics.SCRAPE_TOKEN] = scrape_token
+    app.add_routes(ROUTES)
+    app.on_shutdown.append(logs.end_followers)
+    websocket.setup(app)  # the WebSocket clients' shared state; closes them on shutdown
     throttle.setup(app)  # query budgets and rate limits, from limits.py and the environment
-    connections.setup(app)  # connection caps and time limits (server/connections.py)
+    listener.setup(app)  # connection caps and time limits (server/connections.py)
     return app
 
 
@@ -134,18 +164,18 @@ async def _serve(
     # module is imported (docs/guide/security.md says what that does and does not protect).
     authority = TokenAuthority.load_or_create(data_dir / "server")
     rights = Rights.load_or_create(data_dir / "server", authority)
-    scrape_token = load_or_create_scrape_token(data_dir / "server")
+    scrape_token = metrics.load_or_create_scrape_token(data_dir / "server")
     # A long query's thread must hand the interpreter to a reducer call or the event
     # loop quickly (docs/design/query-snapshots.md).
     sys.setswitchinterval(limits.query_switch_interval_s)
     registry = DatabaseRegistry(data_dir, profile)
     await asyncio.to_thread(registry.open_all)
     app = build_app(registry, authority, rights, scrape_token)
-    runner = web.AppRunner(app, shutdown_timeout=10.0, **connections.runner_options(app))
+    runner = web.AppRunner(app, shutdown_timeout=10.0, **listener.runner_options(app))
     await runner.setup()
     # Not a web.TCPSite: every connection is counted and timed (server/connections.py).
-    listener = await connections.listen(runner, host, port)
-    bound = listener.sockets[0].getsockname()
+    listening = await listener.listen(runner, host, port)
+    bound = listening.sockets[0].getsockname()
     url = f"http://{bound[0]}:{bound[1]}"
     note = on_listening(url, rights.operator, rights.operator_token) if on_listening else None
     print(
@@ -162,7 +192,7 @@ async def _serve(
         await stop.wait()
     finally:
         print("cosmictron shutting down: draining requests, syncing logs", flush=True)
-        listener.close()
+        listening.close()
         await runner.cleanup()
         await asyncio.to_thread(registry.close_all)
         print("cosmictron stopped", flush=True)

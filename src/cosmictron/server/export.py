@@ -27,7 +27,7 @@ from cosmictron.errors import InvalidRequest, PermissionDenied
 from cosmictron.server import replies
 from cosmictron.server.cells import cell_writer
 from cosmictron.server.registry import HostedDatabase
-from cosmictron.server.routes import caller_of, hosted, routes
+from cosmictron.server.routes import caller_of, hosted
 from cosmictron.values import json_form
 
 EXPORT_CHUNK_ROWS = 20_000
@@ -41,7 +41,6 @@ the 200 is sent)."""
 FORMATS = {"csv": "text/csv", "ndjson": "application/x-ndjson"}
 
 
-@routes.get("/v1/database/{name}/export/{table}")
 async def export(request: web.Request) -> web.StreamResponse:
     caller = caller_of(request)
     database = hosted(request)

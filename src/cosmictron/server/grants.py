@@ -14,10 +14,9 @@ from aiohttp import web
 
 from cosmictron.server.replies import json_response
 from cosmictron.server.rights import check_right, parse_identity
-from cosmictron.server.routes import RIGHTS, caller_of, routes
+from cosmictron.server.routes import RIGHTS, caller_of
 
 
-@routes.get("/v1/grants/{right}")
 async def list_grants(request: web.Request) -> web.Response:
     rights = request.app[RIGHTS]
     right = request.match_info["right"]
@@ -32,7 +31,6 @@ async def list_grants(request: web.Request) -> web.Response:
     )
 
 
-@routes.put("/v1/grants/{right}/{identity}")
 async def grant(request: web.Request) -> web.Response:
     rights = request.app[RIGHTS]
     right = request.match_info["right"]
@@ -44,7 +42,6 @@ async def grant(request: web.Request) -> web.Response:
     )
 
 
-@routes.delete("/v1/grants/{right}/{identity}")
 async def revoke(request: web.Request) -> web.Response:
     rights = request.app[RIGHTS]
     right = request.match_info["right"]

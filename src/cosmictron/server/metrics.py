@@ -26,11 +26,12 @@ from aiohttp import web
 
 from cosmictron.host.metrics import BUCKETS_S
 from cosmictron.server.auth import ANONYMOUS
-from cosmictron.server.connections import GUARD, ConnectionGuard
+from cosmictron.server.connection_caps import GUARD, ConnectionGuard
 from cosmictron.server.registry import DatabaseRegistry, HostedDatabase
 from cosmictron.server.rights import write_secret_durably
 from cosmictron.server.routes import REGISTRY, RIGHTS, caller_of
-from cosmictron.server.websocket import SESSIONS, Session
+from cosmictron.server.websocket import CLIENTS
+from cosmictron.server.websocket_client import WebSocketClient
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -110,7 +111,7 @@ def _number(value: float) -> str:
 
 def render(
     registry: DatabaseRegistry,
-    sessions: Iterable[Session] = (),
+    clients: Iterable[WebSocketClient] = (),
     visible: Collection[str] | None = None,
     guard: ConnectionGuard | None = None,
 ) -> str:
@@ -123,10 +124,10 @@ def render(
         _connections(out, guard)
     if visible is not None:
         names = [name for name in names if name in visible]
-    by_database: dict[str, list[Session]] = {name: [] for name in names}
-    for session in sessions:
-        if not session.closed and session.hosted.name in by_database:
-            by_database[session.hosted.name].append(session)
+    by_database: dict[str, list[WebSocketClient]] = {name: [] for name in names}
+    for client in clients:
+        if not client.closed and client.hosted.name in by_database:
+            by_database[client.hosted.name].append(client)
     for name in names:
         _database(out, registry.get(name))
         _clients(out, name, by_database[name])
@@ -160,11 +161,11 @@ def _connections(out: Exposition, guard: ConnectionGuard) -> None:
     )
 
 
-def _clients(out: Exposition, name: str, sessions: list[Session]) -> None:
+def _clients(out: Exposition, name: str, clients: list[WebSocketClient]) -> None:
     labels = {"database": name}
-    depths = [session.queue_depth for session in sessions]
+    depths = [client.queue_depth for client in clients]
     out.add(
-        "cosmictron_connected_clients", "gauge", "Open WebSocket sessions.", labels, len(sessions)
+        "cosmictron_connected_clients", "gauge", "Open WebSocket sessions.", labels, len(clients)
     )
     out.add(
         "cosmictron_client_queue_messages",
@@ -309,7 +310,7 @@ def scope_of(request: web.Request) -> set[str] | None:
 
 async def metrics(request: web.Request) -> web.Response:
     visible = scope_of(request)
-    sessions: set[Session] = request.app.get(SESSIONS, set())
+    clients: set[WebSocketClient] = request.app.get(CLIENTS, set())
     guard = request.app.get(GUARD)
-    text = render(request.app[REGISTRY], sessions, visible, guard)
+    text = render(request.app[REGISTRY], clients, visible, guard)
     return web.Response(text=text, headers={"Content-Type": CONTENT_TYPE})

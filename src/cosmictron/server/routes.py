@@ -36,8 +36,6 @@ REGISTRY = web.AppKey("registry", DatabaseRegistry)
 AUTHORITY = web.AppKey("authority", TokenAuthority)
 RIGHTS = web.AppKey("rights", Rights)
 
-routes = web.RouteTableDef()
-
 
 def caller_of(request: web.Request) -> Identity:
     """The identity a request's token proves; ``ANONYMOUS`` without a token."""
@@ -62,13 +60,11 @@ def require_owner(database: HostedDatabase, caller: Identity, action: str) -> No
         raise PermissionDenied(f"only the owner of database {database.name!r} may {action}")
 
 
-@routes.get("/v1/health")
 async def health(request: web.Request) -> web.Response:
     names = request.app[REGISTRY].names()
     return json_response({"status": "ok", "version": __version__, "databases": len(names)})
 
 
-@routes.post("/v1/identity")
 async def new_identity(request: web.Request) -> web.Response:
     # Per remote address: each identity has rate buckets of its own (server/throttle.py).
     throttle_of(request).take_identity(request.remote or "unknown")
@@ -77,7 +73,6 @@ async def new_identity(request: web.Request) -> web.Response:
     return json_response({"identity": identity.hex(), "token": token})
 
 
-@routes.get("/v1/identity")
 async def who_am_i(request: web.Request) -> web.Response:
     caller = caller_of(request)
     rights = request.app[RIGHTS]
@@ -91,7 +86,6 @@ async def who_am_i(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/v1/database")
 async def list_databases(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     caller = caller_of(request)
@@ -102,7 +96,6 @@ async def list_databases(request: web.Request) -> web.Response:
     return json_response({"databases": listed})
 
 
-@routes.put("/v1/database/{name}")
 async def deploy(request: web.Request) -> web.Response:
     caller = caller_of(request)
     name = request.match_info["name"]
@@ -126,7 +119,6 @@ async def deploy(request: web.Request) -> web.Response:
     return json_response(body, status=201 if created else 200)
 
 
-@routes.delete("/v1/database/{name}")
 async def delete(request: web.Request) -> web.Response:
     caller = caller_of(request)
     registry = request.app[REGISTRY]
@@ -135,7 +127,6 @@ async def delete(request: web.Request) -> web.Response:
     return json_response({"database": request.match_info["name"], "deleted": True})
 
 
-@routes.get("/v1/database/{name}/schema")
 async def schema(request: web.Request) -> web.Response:
     database = hosted(request)
     db = database.db
@@ -150,7 +141,6 @@ async def schema(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/v1/database/{name}/call/{reducer}")
 async def call(request: web.Request) -> web.Response:
     caller = caller_of(request)
     database = hosted(request)
@@ -237,7 +227,6 @@ def reducer_arguments(schema: Any, body: Any) -> tuple[list[Any], dict[str, Any]
     )
 
 
-@routes.post("/v1/database/{name}/sql")
 async def sql(request: web.Request) -> web.Response:
     caller = caller_of(request)
     database = hosted(request)
