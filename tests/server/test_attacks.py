@@ -18,9 +18,8 @@ holds the rule ``attack_harness.Attack`` measures throughout (read its docstring
   500, and every JSON the server sends parses with a strict parser (no ``Infinity``);
 - a reducer call in the other database completes meanwhile.
 
-Cases whose fix is on another branch of issue 21 are ``xfail(strict=True)`` naming the
-branch: they run, fail today for the reason given, and turn into a failure the day the
-fix lands, when the mark comes off. Small limits are set through the server's
+Every case was first shown to fail on the code without its fix, for the reason its
+docstring gives, and passes with it. Small limits are set through the server's
 environment only where the attack stays meaningful at that size (the WebSocket queue,
 the connection timeouts); memory and body attacks use the defaults, which are what an
 attacker meets. The whole file runs in about a minute.
