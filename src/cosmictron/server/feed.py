@@ -26,6 +26,10 @@ orders and delivers: what an update holds, how several merge into one
   queries, or all rows when the window no longer reaches back that far.
 * ``DurableWatermark`` tells the loop when an offset is durable; sessions hold each
   message until its offset is (confirmed reads).
+
+One module, a little over 400 lines, because the batch, the resume window and the
+watermark share one lock and one order of delivery; split, each would need the others'
+insides.
 """
 
 from __future__ import annotations

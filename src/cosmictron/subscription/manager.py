@@ -27,6 +27,9 @@ it runs under the writer lock, in commit order, after the transaction is publish
   a callback is logged and the subscription kept. A callback that itself commits (a
   reducer call, DML) does not reorder updates: updates are queued and a re-entrant
   commit only appends to the queue, which the outermost delivery drains in order.
+
+One module, a little over 400 lines: registration, the per-commit pass and delivery share
+the manager's queue and lock; the evaluation itself lives in the modules below.
 """
 
 from __future__ import annotations
