@@ -16,9 +16,14 @@ whose info string is ``console`` is a terminal session, and it is run:
   command, as the shell's does), or at the end of the page, where one still running is
   given up to 10 s to print what the page shows and is then stopped with Ctrl-C
   (SIGINT; its exit status is then not compared).
-- ``cosmictron-cli start`` without ``--listen`` listens on a free port (the page reads as
-  if it were 3000): the commands after it talk to that server (``$COSMICTRON_SERVER``),
-  and ``localhost:3000`` / ``127.0.0.1:3000`` in them name it.
+- ``cosmictron-cli start`` without ``--listen``, or with ``--listen 127.0.0.1:3000``,
+  listens on a free port (the page reads as if it were 3000): the commands after it talk
+  to that server (``$COSMICTRON_SERVER``), and ``localhost:3000`` / ``127.0.0.1:3000`` in
+  them name it.
+- ```` ```console copy=examples/quickstart/app.py ```` copies that repository file into
+  the page's directory before the block runs (a page that says "``app.py`` is the
+  quickstart module").
+- Blank lines between a command's output and the next command are layout, not output.
 - Any other block (```` ```sh ````, ```` ```text ````) is shown, not run: use those for
   what cannot run in a test (installing, a foreground ``start``).
 
@@ -36,13 +41,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -80,6 +86,7 @@ class Command:
     exit_code: int
     background: bool
     span: tuple[int, int]  # where its output lies in the page (for COSMICTRON_UPDATE_DOCS)
+    copies: list[str] = field(default_factory=list)  # repository files to copy in first
 
 
 def commands(text: str) -> list[Command]:
@@ -107,10 +114,15 @@ def commands(text: str) -> list[Command]:
                 index += 1
             start = offset
             output: list[str] = []
+            end = offset  # after the last output line that is not blank
             while index < len(lines) and not lines[index].startswith("$ "):
                 output.append(lines[index].rstrip("\n"))
                 offset += len(lines[index])
+                if output[-1].strip():
+                    end = offset
                 index += 1
+            while output and not output[-1].strip():
+                output.pop()  # blank lines between commands are layout
             exit_code = 0
             if output and (status := EXIT.match(output[-1])):
                 exit_code = int(status["code"])
@@ -118,7 +130,11 @@ def commands(text: str) -> list[Command]:
             background = command.rstrip().endswith(" &")
             if background:
                 command = command.rstrip()[:-2].rstrip()
-            found.append(Command(number, command, output, exit_code, background, (start, offset)))
+            copies = [w.removeprefix("copy=") for w in block.words[1:] if w.startswith("copy=")]
+            found.append(
+                Command(number, command, output, exit_code, background, (start, end), copies)
+            )
+            block.words = block.words[:1]  # copied once, before the block's first command
     return found
 
 
@@ -186,8 +202,14 @@ class Session:
         self.background: list[Background] = []
 
     def rewrite(self, command: str) -> str:
-        if re.search(r"\bcosmictron-cli start\b", command) and "--listen" not in command:
-            command += " --listen 127.0.0.1:0"
+        if re.search(r"\bcosmictron-cli start\b", command):
+            command = re.sub(
+                rf"--listen (127\.0\.0\.1|localhost):{SHOWN_PORT}\b",
+                "--listen 127.0.0.1:0",
+                command,
+            )
+            if "--listen" not in command:
+                command += " --listen 127.0.0.1:0"
         if self.server_address is not None:
             for shown in (f"localhost:{SHOWN_PORT}", f"127.0.0.1:{SHOWN_PORT}"):
                 command = command.replace(shown, self.server_address)
@@ -278,6 +300,8 @@ def test_transcript(page: str, tmp_path: Path) -> None:
                 for finished in session.finish_background(interrupt=False):
                     check(*finished)
                 continue
+            for path in command.copies:
+                shutil.copy(ROOT / path, tmp_path / Path(path).name)
             result = session.run(command)
             if result is not None:
                 check(command, *result)
