@@ -239,3 +239,46 @@ def test_an_update_while_disconnected_is_followed_on_reconnect(app: Server) -> N
             assert client.table("note").find(3).text == "back"
 
     asyncio.run(scenario())
+
+
+def test_the_cache_matches_the_server_after_an_update_under_concurrent_writes(
+    app: Server,
+) -> None:
+    """Another client writes while the update and the resync (its probes included) run:
+    the cache ends up exactly the server's rows, with no update applied twice or lost."""
+    _, token = app.deployer()
+
+    async def scenario() -> None:
+        await deploy(app, V2, token)
+        async with (
+            await connect("notes", NOTES, TAGS, server=app.url, token=token) as client,
+            await connect("notes", server=app.url, token=token) as writer,
+        ):
+            watcher = Watcher(client)
+            stop = asyncio.Event()
+
+            async def write() -> None:
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    await writer.call("note", n, f"note {n}")
+
+            for n in range(1, 4):
+                await client.call("tag", n, f"tag {n}")
+            writing = asyncio.create_task(write())
+            await asyncio.sleep(0.2)
+            await deploy(app, V3, token, clear=True)
+            await watcher.next_update()
+            await settled(client)
+            await asyncio.sleep(0.2)  # more writes after the resubscription
+            stop.set()
+            await writing
+            await client.wait_caught_up()
+            server_rows = await client.sql("SELECT id, text, stars FROM note")
+            cached = [dict(row) for row in client.table("note").iter()]
+            key = lambda row: row["id"]  # noqa: E731
+            assert sorted(cached, key=key) == sorted(server_rows, key=key)
+            assert server_rows, "the writer kept writing across the update"
+            assert client.queries == (NOTES,)
+
+    asyncio.run(scenario())

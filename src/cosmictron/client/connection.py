@@ -166,7 +166,8 @@ class Client(CallbackRegistry):
             await ws.send_str(json.dumps({"Unsubscribe": unsubscribe}))
         self._queries = list(queries)
         self.tx_offset = None  # a new query set: a full send, not a resume
-        self._ended = None
+        # ``_ended`` stays set until the reader applies this SubscribeApplied: until then
+        # updates (a probe's, or none) must not touch the cache.
         applied = await self._send_subscribe(ws)
         return int(applied["tx_offset"])
 
@@ -498,8 +499,10 @@ class Client(CallbackRegistry):
             if body.get("query_id") != self._query_id:
                 pass  # a probe (``_probe``): its rows are not ours to keep
             elif body.get("resumed"):
+                self._ended = None
                 self._resumes += 1
             else:
+                self._ended = None  # a live subscription again: apply its updates
                 self._full_resends += 1
                 events = self.cache.replace(body["tables"])
                 self.tx_offset = int(body["tx_offset"])
