@@ -73,7 +73,9 @@ GRACE_S = 10.0
 FIRST_LINE_TIMEOUT_S = 30
 SHOWN_PORT = "3000"
 
-TRANSCRIPT_PAGES = [page for page in pages() if "```console\n" in (ROOT / page).read_text()]
+TRANSCRIPT_PAGES = [
+    page for page in pages() if re.search(r"^```console\b", (ROOT / page).read_text(), re.M)
+]
 
 
 @dataclass
