@@ -33,7 +33,9 @@ from cosmictron.ledger.merkle import (
     verify_inclusion,
 )
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "transparency-dev-probes.json").read_text())
+VECTORS = json.loads(
+    (Path(__file__).parent / "vectors" / "transparency-dev-probes.json").read_text()
+)
 
 # RFC 6962 test data as published with transparency-dev/merkle (testonly/constants.go):
 # eight leaf inputs, the root of every prefix, and every complete subtree's hash.
@@ -181,7 +183,9 @@ def test_transparency_dev_inclusion_probes(probe):
 
 # One probe accepts equal sizes with equal 12-byte "roots"; we refuse any hash that is not
 # 32 bytes before comparing anything (a root of another length is never one of ours).
-STRICTER_THAN_REFERENCE = {"testdata/consistency/additional/sizes-are-equal-one-and-proof-is-empty.json"}
+STRICTER_THAN_REFERENCE = {
+    "testdata/consistency/additional/sizes-are-equal-one-and-proof-is-empty.json"
+}
 
 
 @pytest.mark.parametrize("probe", VECTORS["consistency"], ids=lambda p: p["file"])

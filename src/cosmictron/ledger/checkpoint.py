@@ -72,7 +72,9 @@ class Checkpoint:
     def to_text(self) -> str:
         """The note text (ending in a newline) that is signed."""
         root = base64.b64encode(self.root_hash).decode()
-        return "".join(f"{line}\n" for line in (self.origin, str(self.size), root, *self.extensions))
+        return "".join(
+            f"{line}\n" for line in (self.origin, str(self.size), root, *self.extensions)
+        )
 
     @classmethod
     def from_text(cls, text: str) -> Checkpoint:
@@ -81,10 +83,14 @@ class Checkpoint:
             raise NoteMalformed("too_few_lines", "checkpoint text must end in a newline")
         lines = text[:-1].split("\n")
         if len(lines) < 3:
-            raise NoteMalformed("too_few_lines", f"a checkpoint has 3 lines or more, not {len(lines)}")
+            raise NoteMalformed(
+                "too_few_lines", f"a checkpoint has 3 lines or more, not {len(lines)}"
+            )
         origin, size_text, root_text, *extensions = lines
-        if not size_text.isdigit() or not size_text.isascii() or (
-            size_text.startswith("0") and size_text != "0"
+        if (
+            not size_text.isdigit()
+            or not size_text.isascii()
+            or (size_text.startswith("0") and size_text != "0")
         ):
             raise NoteMalformed("bad_tree_size", f"tree size {size_text!r} is not a decimal")
         try:

@@ -115,7 +115,9 @@ def sign_note(text: str, keys: Sequence[SigningKey]) -> str:
     return Note(text, sigs).to_text()
 
 
-def verify_note(data: bytes | str, trusted: Iterable[VerifierKey]) -> tuple[Note, list[VerifierKey]]:
+def verify_note(
+    data: bytes | str, trusted: Iterable[VerifierKey]
+) -> tuple[Note, list[VerifierKey]]:
     """Parse and verify a note; return it and the trusted keys whose signatures verified.
 
     Raises:
