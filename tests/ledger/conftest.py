@@ -8,7 +8,8 @@ Built once per session in a temp directory (recipe: shared/reference/local-tsa.s
 - ``noeku.pem``: a certificate the trusted CA issued without any EKU (``openssl ts``
   refuses to sign with it, so a token "from" it is made with ``openssl cms``).
 
-The server answers ``POST /`` (trusted TSA) and ``POST /other`` (untrusted TSA) with
+The server answers ``POST /`` (trusted TSA), ``POST /other`` (untrusted TSA) and
+``POST /sha1`` (the trusted TSA naming its certificate by a SHA-1 ``ESSCertID``) with
 ``openssl ts -reply`` output, ``/down`` with HTTP 503, ``/garbage`` with bytes that are
 not a response. Requests to one TSA are serialised: its serial file is read-modify-write.
 """
@@ -72,7 +73,10 @@ authorityKeyIdentifier = keyid:always
 """
 
 
-def _reply_config(d: Path, name: str, policy: str) -> Path:
+def _reply_config(
+    d: Path, name: str, policy: str, *, signer: str = "", ess: str = "sha256"
+) -> Path:
+    signer = signer or name
     (d / f"{name}.serial").write_text("01\n")
     config = d / f"{name}.cnf"
     config.write_text(
@@ -82,8 +86,8 @@ default_tsa = tsa_config1
 dir                    = {d}
 serial                 = $dir/{name}.serial
 crypto_device          = builtin
-signer_cert            = $dir/{name}.pem
-signer_key             = $dir/{name}.key
+signer_cert            = $dir/{signer}.pem
+signer_key             = $dir/{signer}.key
 signer_digest          = sha256
 default_policy         = {policy}
 other_policies         = 1.3.6.1.4.1.99999.1.3
@@ -93,7 +97,7 @@ clock_precision_digits = 0
 ordering               = no
 tsa_name               = yes
 ess_cert_id_chain      = no
-ess_cert_id_alg        = sha256
+ess_cert_id_alg        = {ess}
 """
     )
     return config
@@ -108,6 +112,7 @@ class LocalTsa:
     other_url: str
     down_url: str
     garbage_url: str
+    sha1_url: str
 
     def path(self, name: str) -> Path:
         return self.dir / name
@@ -134,7 +139,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.path == "/garbage":
             self._reply(200, b"\x30\x03\x02\x01", "application/timestamp-reply")
             return
-        name = {"/": "tsa", "/other": "other-tsa"}.get(self.path)
+        name = {"/": "tsa", "/other": "other-tsa", "/sha1": "sha1-tsa"}.get(self.path)
         if name is None or self.headers.get("Content-Type") != "application/timestamp-query":
             self._reply(400, b"bad request", "text/plain")
             return
@@ -169,17 +174,23 @@ def local_tsa() -> Iterator[LocalTsa]:
         _make_leaf(d, "other-tsa", "other-ca", TSA_EXT)
         _reply_config(d, "tsa", TSA_POLICY)
         _reply_config(d, "other-tsa", OTHER_POLICY)
+        _reply_config(d, "sha1-tsa", TSA_POLICY, signer="tsa", ess="sha1")  # ESSCertID v1
         handler = type(
             "Handler",
             (_Handler,),
-            {"tsa_dir": d, "locks": {"tsa": threading.Lock(), "other-tsa": threading.Lock()}},
+            {
+                "tsa_dir": d,
+                "locks": {name: threading.Lock() for name in ("tsa", "other-tsa", "sha1-tsa")},
+            },
         )
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         base = f"http://127.0.0.1:{server.server_address[1]}"
         try:
-            yield LocalTsa(d, base + "/", base + "/other", base + "/down", base + "/garbage")
+            yield LocalTsa(
+                d, base + "/", base + "/other", base + "/down", base + "/garbage", base + "/sha1"
+            )
         finally:
             server.shutdown()
             server.server_close()

@@ -184,6 +184,15 @@ def test_token_without_ess_binding_is_refused_by_both(local_tsa, tmp_path):
     assert not _openssl_verifies(local_tsa, tmp_path, resigned, note)
 
 
+def test_sha1_ess_cert_id_is_refused_unless_allowed(local_tsa, tmp_path):
+    note = _note()
+    request, response = _ask(local_tsa, note, url=local_tsa.sha1_url)
+    with pytest.raises(TimestampInvalid, match="bad_cert_binding"):
+        tsa.verify_response(response, request, _roots(local_tsa))
+    token = tsa.verify_response(response, request, _roots(local_tsa), allow_sha1_cert_id=True)
+    assert _openssl_verifies(local_tsa, tmp_path, token.der, note)
+
+
 def test_tsa_outage_is_unavailable_not_invalid(local_tsa):
     note = _note()
     with pytest.raises(TsaUnavailable, match="HTTP 503"):
