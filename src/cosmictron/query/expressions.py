@@ -35,6 +35,7 @@ from cosmictron.query.plan import (
     Binary,
     Col,
     Const,
+    Evaluated,
     Expr,
     InList,
     IsNull,
@@ -179,6 +180,9 @@ def compile_expr(expr: Expr, meter: Meter | None = None) -> Compiled:
         return _like(expr, meter)
     if isinstance(expr, KeySet):
         return _key_set(expr, meter)
+    if isinstance(expr, Evaluated):  # a subquery, made runnable by subquery_run.py
+        function: Compiled = expr.function
+        return function
     if isinstance(expr, Agg):
         raise AssertionError("aggregates are evaluated by the Aggregate node")
     if isinstance(expr, SemiJoin):
