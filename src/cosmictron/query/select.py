@@ -335,6 +335,8 @@ def _select_list(
     for item in node.expressions:
         star_of = _star_table(item)
         if star_of is not None:
+            if not refs:
+                source.fail("SELECT * needs a FROM clause (no tables specified)", item)
             chosen = [ref for ref in refs if star_of == "*" or ref.alias == star_of]
             if not chosen:
                 known = ", ".join(ref.alias for ref in refs)
