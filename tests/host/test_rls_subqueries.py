@@ -19,8 +19,7 @@ from tests.host.test_row_level_security import BOB, CAROL, MODULE, PEOPLE, post,
 QUERIES = [
     "SELECT (SELECT COUNT(*) FROM message)",
     "SELECT COUNT(*), (SELECT MAX(stars) FROM message) FROM note",
-    "SELECT name FROM member WHERE EXISTS "
-    "(SELECT 1 FROM message WHERE message.author = member.id)",
+    "SELECT name FROM member WHERE EXISTS (SELECT 1 FROM message WHERE message.author = member.id)",
     "SELECT name FROM member WHERE NOT EXISTS "
     "(SELECT 1 FROM message WHERE message.recipient = member.id AND message.stars > 1)",
     "SELECT id FROM note WHERE id IN (SELECT stars FROM message)",
@@ -80,7 +79,7 @@ def test_subqueries_ctes_and_compounds_see_only_admitted_rows(
 
 def test_subscriptions_to_subqueries_see_only_admitted_rows(open_db: Any, tmp_path: Any) -> None:
     reader = BOB
-    full, only, messages = _setup(open_db, tmp_path, reader, 9)
+    full, only, _ = _setup(open_db, tmp_path, reader, 9)
     mirrors = []
     for query in SUBSCRIBED:
         updates: list[Any] = []

@@ -109,16 +109,21 @@ class Generator:
         if kind == 1:
             return f"{self.int_atom(aliases)} IS {rng.choice(['', 'NOT '])}NULL"
         if kind == 2:
-            items = ", ".join(rng.choice(["NULL", "0", "1", "2", "4"]) for _ in range(rng.randint(1, 3)))
+            items = ", ".join(
+                rng.choice(["NULL", "0", "1", "2", "4"]) for _ in range(rng.randint(1, 3))
+            )
             return f"{self.int_atom(aliases)} {rng.choice(['', 'NOT '])}IN ({items})"
         if kind == 3:
             low = rng.randint(-1, 2)
-            return f"{self.int_atom(aliases)} {rng.choice(['', 'NOT '])}BETWEEN {low} AND {low + rng.randint(0, 3)}"
+            not_ = rng.choice(["", "NOT "])
+            high = low + rng.randint(0, 3)
+            return f"{self.int_atom(aliases)} {not_}BETWEEN {low} AND {high}"
         if kind == 4 and aliases:
             pattern = rng.choice(["'x%'", "'%y'", "'_'", "'%'", "'Y%'"])
             return f"{rng.choice(aliases)}.c {rng.choice(['', 'NOT '])}LIKE {pattern}"
         if kind == 5 and aliases:
-            return f"{rng.choice(aliases)}.c {rng.choice(['=', '<>', '<'])} '{rng.choice(['x', 'y', ''])}'"
+            op = rng.choice(["=", "<>", "<"])
+            return f"{rng.choice(aliases)}.c {op} '{rng.choice(['x', 'y', ''])}'"
         return f"{self.int_atom(aliases)} = {self.int_atom(aliases)}"
 
     def subquery_predicate(self, aliases: list[str], depth: int, outer: list[str] | None) -> str:
@@ -129,7 +134,8 @@ class Generator:
         visible = [inner]
         conditions = []
         if aliases and rng.random() < 0.6:  # correlated
-            conditions.append(f"{inner}.{rng.choice(INT_COLUMNS)} = {rng.choice(aliases)}.{rng.choice(INT_COLUMNS)}")
+            outer_column = f"{rng.choice(aliases)}.{rng.choice(INT_COLUMNS)}"
+            conditions.append(f"{inner}.{rng.choice(INT_COLUMNS)} = {outer_column}")
         if rng.random() < 0.5:
             conditions.append(self.predicate(visible, depth + 1, aliases))
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
@@ -141,7 +147,15 @@ class Generator:
             if self.chance("compound", 0.2):
                 body += f" UNION SELECT {rng.choice(['NULL', '1', '7'])}"
             return f"{self.int_atom(aliases)} {rng.choice(['', 'NOT '])}IN ({body})"
-        aggregate = rng.choice(["COUNT(*)", f"MAX({inner}.a)", f"MIN({inner}.b)", f"SUM({inner}.a)", f"COUNT({inner}.b)"])
+        aggregate = rng.choice(
+            [
+                "COUNT(*)",
+                f"MAX({inner}.a)",
+                f"MIN({inner}.b)",
+                f"SUM({inner}.a)",
+                f"COUNT({inner}.b)",
+            ]
+        )
         op = rng.choice(["=", "<", ">", "<>"])
         return f"{self.int_atom(aliases)} {op} (SELECT {aggregate} FROM {table} {inner}{where})"
 
@@ -150,7 +164,8 @@ class Generator:
         table = f"t{rng.randrange(TABLES)}"
         where = ""
         if aliases and rng.random() < 0.7:
-            where = f" WHERE q.{rng.choice(INT_COLUMNS)} = {rng.choice(aliases)}.{rng.choice(INT_COLUMNS)}"
+            outer = f"{rng.choice(aliases)}.{rng.choice(INT_COLUMNS)}"
+            where = f" WHERE q.{rng.choice(INT_COLUMNS)} = {outer}"
         aggregate = rng.choice(["COUNT(*)", "MAX(q.a)", "MIN(q.b)", "SUM(q.b)"])
         return f"(SELECT {aggregate} FROM {table} q{where})"
 
@@ -188,7 +203,14 @@ class Generator:
         where = f" WHERE {self.predicate(aliases)}" if rng.random() < 0.8 else ""
         if self.chance("group", 0.25):
             key = f"{rng.choice(aliases)}.{rng.choice(INT_COLUMNS)}"
-            aggregate = rng.choice(["COUNT(*)", f"SUM({rng.choice(aliases)}.a)", f"MAX({rng.choice(aliases)}.b)", f"COUNT(DISTINCT {rng.choice(aliases)}.a)"])
+            aggregate = rng.choice(
+                [
+                    "COUNT(*)",
+                    f"SUM({rng.choice(aliases)}.a)",
+                    f"MAX({rng.choice(aliases)}.b)",
+                    f"COUNT(DISTINCT {rng.choice(aliases)}.a)",
+                ]
+            )
             having = ""
             if rng.random() < 0.4:
                 having = f" HAVING COUNT(*) {rng.choice(['>', '<', '='])} {rng.randint(0, 3)}"

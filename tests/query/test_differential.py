@@ -39,8 +39,8 @@ def _sorted(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return sorted(rows, key=lambda row: [(v is not None, str(type(v)), v) for v in row])
 
 
-def _engines(open_db: Any, seed: int) -> tuple[Any, sqlite3.Connection]:
-    db = open_db(MODULE)
+def _engines(open_db: Any, seed: int, path: Any = None) -> tuple[Any, sqlite3.Connection]:
+    db = open_db(MODULE, path=path)
     reference = sqlite3.connect(":memory:")
     reference.execute("PRAGMA case_sensitive_like = ON")
     for statement in random_sql.sqlite_schema():
@@ -64,7 +64,7 @@ def compare(db: Any, reference: sqlite3.Connection, seed: int, count: int) -> li
         expected = _rows(reference.execute(query).fetchall())
         try:
             actual = _rows(db.sql(query).rows)
-        except Exception as exc:  # noqa: BLE001 (an error is a difference to report)
+        except Exception as exc:
             failures.append(f"{query}\n  cosmictron raised {type(exc).__name__}: {exc}")
             continue
         if not ordered:
@@ -85,21 +85,38 @@ def test_the_generator_covers_every_shape() -> None:
     generator = random_sql.Generator(CI_SEED)
     texts = " ".join(generator.query()[0] for _ in range(CI_QUERIES))
     for construct in (
-        " IN (SELECT", "NOT IN (SELECT", "EXISTS (SELECT", "NOT EXISTS", "(SELECT COUNT(*)",
-        " UNION ", "UNION ALL", "INTERSECT", "EXCEPT", "WITH w AS", "FROM (SELECT",
-        "GROUP BY", "HAVING", "ORDER BY", "LIMIT", "IS NULL", "BETWEEN", "LIKE", "DISTINCT",
-        "JOIN t", "r7.",
+        " IN (SELECT",
+        "NOT IN (SELECT",
+        "EXISTS (SELECT",
+        "NOT EXISTS",
+        "(SELECT COUNT(*)",
+        " UNION ",
+        "UNION ALL",
+        "INTERSECT",
+        "EXCEPT",
+        "WITH w AS",
+        "FROM (SELECT",
+        "GROUP BY",
+        "HAVING",
+        "ORDER BY",
+        "LIMIT",
+        "IS NULL",
+        "BETWEEN",
+        "LIKE",
+        "DISTINCT",
+        "JOIN t",
+        "r7.",
     ):
         assert construct in texts, construct
     assert not random_sql.SHAPES & random_sql.PENDING
 
 
 @pytest.mark.soak
-def test_many_random_queries_match_sqlite(open_db: Any) -> None:
+def test_many_random_queries_match_sqlite(open_db: Any, tmp_path: Any) -> None:
     seeds = int(os.environ.get("COSMICTRON_SOAK_SEEDS", "40"))
     started = time.monotonic()
     for seed in range(seeds):
-        db, reference = _engines(open_db, seed)
+        db, reference = _engines(open_db, seed, tmp_path / f"seed{seed}")
         failures = compare(db, reference, seed, 2000)
         assert not failures, f"seed {seed}: {len(failures)} differ:\n" + "\n".join(failures[:10])
         db.close()

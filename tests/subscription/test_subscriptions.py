@@ -189,9 +189,7 @@ def test_queries_outside_the_delta_core_are_reevaluated_naming_why(
     ("text", "reason"),
     [("DELETE FROM a", "only a SELECT"), ("SELECT * FROM nope", "unknown table")],
 )
-def test_unsubscribable_statements_are_refused_naming_why(
-    db: Any, text: str, reason: str
-) -> None:
+def test_unsubscribable_statements_are_refused_naming_why(db: Any, text: str, reason: str) -> None:
     with pytest.raises(SqlError, match=reason):
         db.subscribe([text], on_update=lambda update: None)
     assert db.core.subscriptions.query_count == 0

@@ -50,9 +50,9 @@ from cosmictron.query.cache import STATEMENTS, Converter, PointLookup
 from cosmictron.query.execute import plan_tables
 from cosmictron.query.params import bind, check_sizes
 from cosmictron.query.parse import param_values, prepare
-from cosmictron.subscription.compile import explain_subscription
 from cosmictron.query.result import rows_result
 from cosmictron.query.visibility import restricts
+from cosmictron.subscription.compile import explain_subscription
 from cosmictron.values import Identity, json_form
 
 SQL_REDUCER = "__sql__"

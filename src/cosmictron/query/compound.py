@@ -85,7 +85,9 @@ def build_query(node: exp.Expression, context: Context, outer: Outer | None) -> 
         keys = []
         labels = []
         for ordered in order.expressions:
-            keys.append((_result_column(ordered.this, left.columns, source), bool(ordered.args.get("desc"))))
+            keys.append(
+                (_result_column(ordered.this, left.columns, source), bool(ordered.args.get("desc")))
+            )
             labels.append(ordered.this.sql(dialect="sqlite") + (" DESC" if keys[-1][1] else ""))
         plan = Sort(plan, tuple(keys), tuple(labels))
     plan = limit(node, plan, binder, source)
@@ -104,7 +106,9 @@ def _result_column(term: exp.Expression, columns: tuple[str, ...], source: Sourc
     if isinstance(term, exp.Literal) and not term.is_string:
         position = int(term.this)
         if not 1 <= position <= len(columns):
-            source.fail(f"ORDER BY term out of range - should be between 1 and {len(columns)}", term)
+            source.fail(
+                f"ORDER BY term out of range - should be between 1 and {len(columns)}", term
+            )
         return position - 1
     if isinstance(term, exp.Column) and not term.table and term.name in columns:
         return columns.index(term.name)

@@ -43,7 +43,9 @@ from cosmictron.query.plan import (
 from cosmictron.query.render import render
 
 
-def decorrelate(kind: str, plan: Node, names: tuple[str, ...]) -> tuple[Node, tuple[str, ...]] | None:
+def decorrelate(
+    kind: str, plan: Node, names: tuple[str, ...]
+) -> tuple[Node, tuple[str, ...]] | None:
     """The hashed form of a subquery of ``kind`` whose outer values are ``names``.
 
     Returns ``(plan, key_names)``: ``plan``'s rows are the key values (one per

@@ -60,8 +60,8 @@ from cosmictron.query.plan import (
     Values,
 )
 from cosmictron.query.plan_shape import plan_tables, plan_types, plan_width
-from cosmictron.query.subquery_run import run_compound, run_derived, run_subqueries, run_values
 from cosmictron.query.sizes import SCALAR_BYTES, VARYING, row_bytes, row_weigher, value_bytes
+from cosmictron.query.subquery_run import run_compound, run_derived, run_subqueries, run_values
 
 __all__ = [
     "CHUNK_ROWS",

@@ -23,13 +23,13 @@ from cosmictron import limits
 from cosmictron.datastore import ModuleSchema, TableSchema, TypeMismatch
 from cosmictron.errors import SqlError
 from cosmictron.query.coerce import base, coerce, family
+from cosmictron.query.compound import build_statement
 from cosmictron.query.expressions import compile_expr
 from cosmictron.query.params import bind, has_params
 from cosmictron.query.plan import Computed, Const, Expr, Filter, Node, Param, Scan, type_of
 from cosmictron.query.position import Source
 from cosmictron.query.resolve import Binder, Scope, TableRef
 from cosmictron.query.rules import optimize
-from cosmictron.query.compound import build_statement
 from cosmictron.query.statements import (
     DeleteStatement,
     Explain,

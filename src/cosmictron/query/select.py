@@ -241,7 +241,9 @@ def _derived(
         cte = context.ctes[node.name]
         query = cte.this
         alias = node.alias or node.name
-        columns_named = [c.name for c in (cte.args.get("alias").args.get("columns") or [])]
+        declared = cte.args.get("alias")
+        columns = None if declared is None else declared.args.get("columns")
+        columns_named = [c.name for c in columns or []]
         # A CTE sees the CTEs declared before it, not itself (no recursion).
         names = list(context.ctes)
         before = {n: context.ctes[n] for n in names[: names.index(node.name)]}
@@ -258,7 +260,7 @@ def _derived(
         names_out = columns_named
     table = DerivedTable(
         alias,
-        tuple(ColumnSchema(n, t) for n, t in zip(names_out, built.types, strict=True)),  # type: ignore[arg-type]
+        tuple(ColumnSchema(n, t) for n, t in zip(names_out, built.types, strict=True)),
     )
     reads.update(built.tables)
     base = sum(len(ref.schema.columns) for ref in refs)

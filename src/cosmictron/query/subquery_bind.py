@@ -142,9 +142,7 @@ class QueryBinder(Binder):
     ) -> Subquery:
         built = self.nested(node)
         if kind != "exists" and len(built.columns) != 1:
-            self.source.fail(
-                f"sub-select returns {len(built.columns)} columns - expected 1", node
-            )
+            self.source.fail(f"sub-select returns {len(built.columns)} columns - expected 1", node)
         args = tuple(value for value, _ in built.correlated)
         names = tuple(name for _, name in built.correlated)
         label = _label(node)

@@ -88,7 +88,9 @@ def explain_subscription(
     text: str, schema: Any, params: Mapping[str, Any] | None, sender: Identity, restricted: bool
 ) -> str:
     """The line ``EXPLAIN <select>`` ends with: how a subscription to it is maintained."""
-    return maintenance(compile_live(_EXPLAIN.sub("", text, count=1), schema, params, sender, restricted))
+    return maintenance(
+        compile_live(_EXPLAIN.sub("", text, count=1), schema, params, sender, restricted)
+    )
 
 
 def maintenance(query: LiveQuery) -> str:

@@ -68,9 +68,7 @@ class ReevaluatedQuery(LiveQuery):
 
     maintenance = "re-evaluated"
 
-    def __init__(  # noqa: PLW0231 (LiveQuery's state is not used)
-        self, key: Any, text: str, statement: SelectStatement, why: str
-    ) -> None:
+    def __init__(self, key: Any, text: str, statement: SelectStatement, why: str) -> None:
         self.key = key
         self.text = text
         self.why = why
