@@ -52,7 +52,6 @@ from cosmictron.query.params import bind, check_sizes
 from cosmictron.query.parse import param_values, prepare
 from cosmictron.query.result import rows_result
 from cosmictron.query.visibility import restricts
-from cosmictron.subscription.compile import explain_subscription
 from cosmictron.values import Identity, json_form
 
 SQL_REDUCER = "__sql__"
@@ -121,8 +120,6 @@ def _run_once(
         statement = bind(statement, param_values(params, sender))
     if isinstance(statement, Explain):
         lines = statement.statement.explain()
-        if isinstance(statement.statement, SelectStatement):  # how a subscription keeps it
-            lines.append(explain_subscription(text, schema, params, sender, restricted))
         return QueryResult(("plan",), [(line,) for line in lines])
     if isinstance(statement, SelectStatement):
         return _select(core, statement, prepared.converters, budget.start(started), schema)

@@ -11,7 +11,6 @@ returns, and an optional ORDER BY ... LIMIT window. ``LiveQuery`` plans the delt
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -42,8 +41,6 @@ from cosmictron.subscription.live import LiveQuery
 from cosmictron.subscription.reevaluated import ReevaluatedQuery
 from cosmictron.subscription.terms import Source
 from cosmictron.values import Identity
-
-_EXPLAIN = re.compile(r"^\s*EXPLAIN\b", re.IGNORECASE)
 
 
 def compile_live(
@@ -84,17 +81,8 @@ def compile_live(
     return query
 
 
-def explain_subscription(
-    text: str, schema: Any, params: Mapping[str, Any] | None, sender: Identity, restricted: bool
-) -> str:
-    """The line ``EXPLAIN <select>`` ends with: how a subscription to it is maintained."""
-    return maintenance(
-        compile_live(_EXPLAIN.sub("", text, count=1), schema, params, sender, restricted)
-    )
-
-
 def maintenance(query: LiveQuery) -> str:
-    """How a subscription keeps ``query`` up to date, in one line (EXPLAIN shows it)."""
+    """How a subscription keeps ``query`` up to date, in one line (``Subscription.explain``)."""
     if isinstance(query, ReevaluatedQuery):
         tables = ", ".join(sorted(query.reads))
         return (

@@ -29,6 +29,7 @@ from cosmictron.query import SelectStatement, execute, optimize
 from cosmictron.query.budget import Meter, QueryBudget
 from cosmictron.query.cache import Converter, converter
 from cosmictron.query.execute import plan_tables
+from cosmictron.query.explain import explain
 from cosmictron.query.plan import (
     Col,
     Derived,
@@ -98,6 +99,9 @@ class ReevaluatedQuery(LiveQuery):
     @property
     def reads(self) -> frozenset[str]:
         return self.tables
+
+    def plan_lines(self) -> list[str]:
+        return explain(self._plan)
 
     def key_values(self, datastore: Datastore) -> frozenset[Any]:
         raise AssertionError("a re-evaluated query has no key guard")
