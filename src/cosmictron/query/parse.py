@@ -23,13 +23,13 @@ from cosmictron import limits
 from cosmictron.datastore import ModuleSchema, TableSchema, TypeMismatch
 from cosmictron.errors import SqlError
 from cosmictron.query.coerce import base, coerce, family
+from cosmictron.query.compound import build_statement
 from cosmictron.query.expressions import compile_expr
 from cosmictron.query.params import bind, has_params
 from cosmictron.query.plan import Computed, Const, Expr, Filter, Node, Param, Scan, type_of
 from cosmictron.query.position import Source
 from cosmictron.query.resolve import Binder, Scope, TableRef
 from cosmictron.query.rules import optimize
-from cosmictron.query.select import build_select
 from cosmictron.query.statements import (
     DeleteStatement,
     Explain,
@@ -120,9 +120,9 @@ def prepare(
     _refuse_sender(params)
     sender = sender if sender is not None else Identity.zero()
     statement: Statement
-    if isinstance(tree, exp.Select):
+    if isinstance(tree, exp.Select | exp.SetOperation):
         rules = visibility_rules(schema) if restricted else {}
-        statement = build_select(tree, schema, source, params, sender, rules)
+        statement = build_statement(tree, schema, source, params, sender, rules)
         if optimized:
             statement = type(statement)(
                 optimize(statement.plan), statement.columns, statement.types, statement.tables

@@ -14,6 +14,7 @@ from cosmictron.query.plan import (
     Binary,
     Col,
     Const,
+    Evaluated,
     Expr,
     InList,
     IsNull,
@@ -21,6 +22,7 @@ from cosmictron.query.plan import (
     Like,
     Param,
     SemiJoin,
+    Subquery,
     Unary,
 )
 
@@ -59,6 +61,16 @@ def render(expr: Expr) -> str:
     if isinstance(expr, SemiJoin | KeySet):
         keys = ", ".join(render(key) for key in expr.keys)
         return f"({keys}) IN VISIBLE [{expr.label}]" if keys else f"EXISTS [{expr.label}]"
+    if isinstance(expr, Subquery):
+        text = f"({expr.label})"
+        if expr.kind == "exists":
+            return f"EXISTS {text}"
+        if expr.kind == "in":
+            assert expr.operand is not None
+            return f"{render(expr.operand)} {'NOT ' if expr.negated else ''}IN {text}"
+        return text
+    if isinstance(expr, Evaluated):
+        return expr.label
     raise AssertionError(f"unknown expression {expr!r}")
 
 
