@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,9 @@ def deploy(context: CommandContext, database: str, module: Path, clear: bool) ->
             f"and saved it in {context.settings.path}."
         )
     source = module.read_bytes()
-    path = f"/v1/database/{quote(database)}" + ("?clear=true" if clear else "")
+    # The module's name as typed, so its errors and tracebacks name the user's file.
+    query = {"filename": str(module), **({"clear": "true"} if clear else {})}
+    path = f"/v1/database/{quote(database)}?{urllib.parse.urlencode(query)}"
     with context.output.progress(f"Uploading {module.name}", len(source)) as advance:
         reply = context.client.request("PUT", path, source, "text/x-python", advance)
     context.output.document(reply, lambda console: _print_deployed(console, reply, clear))

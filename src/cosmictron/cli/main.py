@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import errno
 import json
 import os
+import shutil
 import sys
 from typing import Any
 
@@ -40,7 +42,7 @@ from cosmictron.cli.identity import identity
 from cosmictron.cli.rights import grant, revoke, save_operator_token
 from cosmictron.cli.streams import logs, subscribe
 from cosmictron.cli.transfer import export, import_csv
-from cosmictron.errors import CosmictronError
+from cosmictron.errors import CosmictronError, render_error
 from cosmictron.host import Database
 
 EXIT_FAILED = 1
@@ -74,7 +76,7 @@ def cli() -> None:
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
-    default="./cosmictron-data",
+    default="./data",
     show_default=True,
     help="Where the databases, the server key and uploads live.",
 )
@@ -102,7 +104,29 @@ def start(listen: str, data_dir: str, profile: str | None) -> None:
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise click.BadParameter(f"expected HOST:PORT, got {listen!r}", param_hint="--listen")
-    serve(host, int(port), Path(data_dir), profile, on_listening=save_operator_token)
+    directory = Path(data_dir)
+    existed = directory.exists()
+    try:
+        serve(host, int(port), directory, profile, on_listening=save_operator_token)
+    except OSError as exc:
+        if exc.errno not in BIND_ERRORS:
+            raise
+        if not existed:  # a failed start leaves nothing behind
+            shutil.rmtree(directory, ignore_errors=True)
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {BIND_ERRORS[exc.errno]}"
+        ) from None
+
+
+BIND_ERRORS = {
+    errno.EADDRINUSE: "the address is in use (is a server running there already?); "
+    "choose another port with --listen HOST:PORT, or --listen HOST:0 for a free one",
+    errno.EADDRNOTAVAIL: "this machine has no such address; "
+    "use --listen 127.0.0.1:PORT, or 0.0.0.0:PORT for every address",
+    errno.EACCES: "permission denied (ports below 1024 need privileges); "
+    "choose a port above 1023 with --listen HOST:PORT",
+}
+"""Why ``start`` could not bind, and what to do about it, by ``errno``."""
 
 
 @cli.command("local-call")
@@ -192,10 +216,11 @@ def main() -> None:
         click.echo(f"error: {error.format_message()}", err=True)
         sys.exit(error.exit_code)
     except ClientError as error:
-        click.echo(f"error: {one_line(str(error))}", err=True)
+        trace = getattr(error, "traceback", None)
+        click.echo(render_error(one_line(str(error)), trace), err=True)
         sys.exit(error.exit_code)
     except CosmictronError as error:
-        click.echo(f"error: {one_line(str(error))}", err=True)
+        click.echo(render_error(one_line(str(error)), error.traceback), err=True)
         sys.exit(EXIT_FAILED)
     except OSError as error:
         where = f": {error.filename}" if error.filename else ""
