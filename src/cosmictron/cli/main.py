@@ -35,14 +35,14 @@ from cosmictron import __version__
 from cosmictron.cli import nametypes
 from cosmictron.cli.backup import backup, restore
 from cosmictron.cli.client import ClientError
-from cosmictron.cli.data import call, parse_argument, sql
+from cosmictron.cli.data import call, parse_argument, quoting_hint, sql
 from cosmictron.cli.databases import delete, deploy, describe, list_databases
 from cosmictron.cli.generate import generate
 from cosmictron.cli.identity import identity
 from cosmictron.cli.rights import grant, revoke, save_operator_token
 from cosmictron.cli.streams import logs, subscribe
 from cosmictron.cli.transfer import export, import_csv
-from cosmictron.errors import CosmictronError, render_error
+from cosmictron.errors import CosmictronError, InvalidRequest, render_error
 from cosmictron.host import Database
 
 EXIT_FAILED = 1
@@ -142,14 +142,21 @@ BIND_ERRORS = {
 def local_call(data_dir: str, reducer: str, args: tuple[str, ...], module_path: str | None) -> None:
     """Call REDUCER in the database stored in DATA_DIR, without a server.
 
-    Each ARG is parsed as JSON when it can be (5, 1.5, true, "text", [1, 2]) and passed as
-    a string otherwise. Prints the return value and the transaction offset as JSON.
+    Each ARG is read as JSON when it parses and as text otherwise, as in `call` (see
+    `call --help`: '"2024"' sends the text 2024). Prints the return value and the
+    transaction offset as JSON.
 
     Example: cosmictron-cli local-call ./data run_agent "Summarise the report"
     """
     values = [parse_argument(arg) for arg in args]
     with Database.open(data_dir, module_path) as database:
-        outcome = database.execute_reducer(reducer, values)
+        try:
+            outcome = database.execute_reducer(reducer, values)
+        except InvalidRequest as exc:
+            hint = quoting_hint(args, values, str(exc))
+            if hint is None:
+                raise
+            raise InvalidRequest(f"{exc} ({hint})") from None
     reply = {"return_value": _jsonable(outcome.return_value), "tx_offset": outcome.tx_offset}
     click.echo(json.dumps(reply))
 
