@@ -179,10 +179,9 @@ async def _serve(
     bound = listening.sockets[0].getsockname()
     url = f"http://{bound[0]}:{bound[1]}"
     note = on_listening(url, rights.operator, rights.operator_token) if on_listening else None
-    print(
-        f"cosmictron listening on {url} (data {data_dir}, {len(registry.names())} databases)",
-        flush=True,
-    )
+    count = len(registry.names())
+    databases = f"{count} database{'' if count == 1 else 's'}"
+    print(f"cosmictron listening on {url} (data {data_dir}, {databases})", flush=True)
     if note:
         print(note, flush=True)
     stop = asyncio.Event()
