@@ -94,7 +94,8 @@ def test_a_deploy_import_error_shows_the_importing_line(server, config, work):
     assert result.returncode == 1
     lines = errors_of(result)
     assert lines[0] == (
-        "error: module imp.py failed to load: ModuleNotFoundError: No module named 'nosuchmodule_xyz'"
+        "error: module imp.py failed to load: ModuleNotFoundError: "
+        "No module named 'nosuchmodule_xyz'"
     )
     assert lines[1:] == ['  File "imp.py", line 2, in <module>', "    import nosuchmodule_xyz"]
 
@@ -280,10 +281,9 @@ def test_deploy_prints_the_migration_as_a_table(server, config, work):
     out = result.stdout.decode()
     assert result.returncode == 0, result.stderr
     assert "Updated database 'shop'" in out and "{" not in out
-    assert any(
-        line.split("│")[1:3] == [" columns added   ", " item.n   "] for line in out.splitlines()
-    ) or ("columns added" in out and "item.n" in out)
-    assert "reducers added" in out and "extra" in out
+    lines = out.splitlines()
+    assert any("columns added" in line and "item.n" in line for line in lines), out
+    assert any("reducers added" in line and "extra" in line for line in lines), out
 
 
 def test_num_updates_zero_prints_the_current_rows_and_exits(deployed_qs, config):
