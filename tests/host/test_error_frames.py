@@ -106,9 +106,8 @@ def test_a_reducer_s_exception_carries_the_module_s_frames_and_the_stdlib_s(in_w
 
 def test_an_error_raised_inside_cosmictron_points_at_the_user_s_call(in_work):
     Path("app.py").write_text(APP)
-    with open_module("app.py") as db:
-        with pytest.raises(ReducerFailed) as caught:
-            db.call("dup")
+    with open_module("app.py") as db, pytest.raises(ReducerFailed) as caught:
+        db.call("dup")
     assert caught.value.traceback == (
         f'  File "app.py", line {line_of("insert(Item(id=1))")}, in dup\n'
         "    ctx.db.item.insert(Item(id=1))"
