@@ -122,3 +122,14 @@ def test_the_module_s_lines_come_from_its_source_not_a_same_named_file(in_work, 
             db.call("dup")
     assert "ctx.db.item.insert(Item(id=1))" in (caught.value.traceback or "")
     assert json  # the module under test imports json; keep the import honest
+
+
+def test_frames_name_the_user_s_file_after_a_reopen(in_work):
+    Path("app.py").write_text(APP)
+    open_module("app.py").close()
+    with (
+        Database.open("data-app.py", durability=FAST) as db,  # no module given
+        pytest.raises(ReducerFailed) as caught,
+    ):
+        db.call("dup")
+    assert (caught.value.traceback or "").startswith('  File "app.py", line ')
