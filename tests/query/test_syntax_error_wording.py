@@ -29,14 +29,24 @@ def failure(db, query):
     [
         (
             "SELECT 2 * FROM customer",
-            "syntax error near 'FROM': '*' needs an expression",
+            "syntax error near 'SELECT 2 * FROM': '*' needs an expression",
             12,
             "FROM",
         ),
-        ("SELECT * FROM customer WHERE", "near 'WHERE': 'WHERE' needs an expression", 24, "WHERE"),
-        ("SELECT id FROM customer WHERE age = = 1", "near '=': '=' needs an expression", 37, "="),
-        ("SELECT (1 FROM customer", "syntax error near 'FROM': expected ')'", 11, "FROM"),
-        ("SELEC 1", "syntax error near '1': unexpected text", 7, "1"),
+        (
+            "SELECT * FROM customer WHERE",
+            "near 'SELECT * FROM customer WHERE': 'WHERE' needs an expression",
+            24,
+            "WHERE",
+        ),
+        (
+            "SELECT id FROM customer WHERE age = = 1",
+            "near '…customer WHERE age = =': '=' needs an expression",
+            37,
+            "=",
+        ),
+        ("SELECT (1 FROM customer", "syntax error near 'SELECT (1 FROM': expected ')'", 11, "FROM"),
+        ("SELEC 1", "syntax error near 'SELEC 1': unexpected text", 7, "1"),
     ],
 )
 def test_syntax_errors_say_what_is_wrong_in_sql_words(shop, query, shown, column, text):

@@ -94,13 +94,17 @@ _OPERATORS = {
 }  # fmt: skip
 """SQLGlot's expression class names as the SQL the user typed."""
 
+CONTEXT_CHARS = 24
+"""How much of the statement before the offending text the message quotes."""
+
 _MISSING = re.compile(r"Required keyword: '(\w+)' missing for <class '[\w.]*?(\w+)'>")
 _EXPECTING = re.compile(r"Expecting (.+)")
 
 
 def user_syntax_error(error: dict[str, Any]) -> SqlError:
     """A SQLGlot parse error as a ``SqlError`` in the words of SQL, never the parser's:
-    ``syntax error near 'FROM': '*' needs an expression after it (line 1, column 12)``.
+    ``syntax error near 'SELECT 2 * FROM': '*' needs an expression after it (line 1,
+    column 12)``: the text leading to the error, what is wrong in SQL's terms, where.
 
     The column is where the offending text starts (SQLGlot reports where it ends).
     """
@@ -121,7 +125,11 @@ def user_syntax_error(error: dict[str, Any]) -> SqlError:
         reason = description[:1].lower() + description[1:]
     line, end = error.get("line"), error.get("col")
     column = end - len(near) + 1 if isinstance(end, int) and near else end
-    shown = f"syntax error near {near!r}: {reason}" if near else f"syntax error: {reason}"
+    before = str(error.get("start_context") or "")
+    if len(before) > CONTEXT_CHARS:  # whole words only, marked as cut
+        before = "…" + before[-CONTEXT_CHARS:].split(" ", 1)[-1]
+    context = f"{before}{near}".strip()
+    shown = f"syntax error near {context!r}: {reason}" if context else f"syntax error: {reason}"
     failure = SqlError(shown, line=line, column=column)
     failure.text = near
     return failure
