@@ -361,3 +361,43 @@ def test_start_keeps_its_data_in_dot_data_by_default(tmp_path):
     finally:
         process.terminate()
         process.communicate(timeout=30)
+
+
+def test_export_draws_a_progress_bar_at_a_terminal_and_none_in_a_pipe(deployed_qs, config, work):
+    import pty
+
+    def export_with_stderr(stderr: int | None, out: str) -> str:
+        environment = {
+            "PATH": str(Path(sys.executable).parent),
+            "COSMICTRON_CONFIG_DIR": str(config),
+            "COSMICTRON_SERVER": deployed_qs.url,
+            "TERM": "xterm",
+            **source_path(),
+        }
+        command = [CLI, "export", "qs", "task", "--out", out]
+        if stderr is None:
+            return subprocess.run(
+                command, capture_output=True, text=True, env=environment, cwd=work, timeout=60
+            ).stderr
+        subprocess.run(
+            command, stdout=subprocess.PIPE, stderr=stderr, env=environment, cwd=work, timeout=60
+        )
+        return ""
+
+    main, secondary = pty.openpty()
+    try:
+        export_with_stderr(secondary, "at_terminal.csv")
+        os.close(secondary)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(main)
+    assert b"Exporting task" in drawn
+    assert "Exporting task" not in export_with_stderr(None, "in_pipe.csv")
