@@ -24,6 +24,7 @@ from cosmictron.errors import (
     VerificationFailed,
 )
 from cosmictron.host import CallOutcome, Database
+from cosmictron.host.backup import restore, verify_backup  # beside Database.backup (issue 16)
 from cosmictron.module import (
     ProcedureContext,
     ReducerContext,
@@ -104,6 +105,7 @@ __all__ = [
     "init",
     "procedure",
     "reducer",
+    "restore",
     "table",
     "type",
     "u8",
@@ -111,5 +113,6 @@ __all__ = [
     "u32",
     "u64",
     "u128",
+    "verify_backup",
     "visibility_filter",
 ]

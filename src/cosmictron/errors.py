@@ -45,6 +45,10 @@ class CosmictronError(Exception):
 
     code = "cosmictron_error"
     http_status = 500
+    traceback: str | None = None
+    """The frames of the user's own code that led here (a module's load error, a
+    reducer's exception), Cosmictron's frames left out; None for most errors. Shown to
+    the database's owner only (``error_document``)."""
 
 
 class InvalidRequest(CosmictronError):
@@ -348,3 +352,44 @@ class TooManyConnections(CosmictronError):
 
     code = "too_many_connections"
     http_status = 503
+
+
+# -- one form of every error, for every edge (issue 16, newcomer-errors) -------------------
+#
+# The server's HTTP replies, its WebSocket replies, the CLI and the SDK all render an
+# error through these functions, so a code and its wording are the same everywhere
+# (docs/design/errors.md). Wording that more than one layer raises lives here too.
+
+
+def attach_traceback(error: CosmictronError, text: str | None) -> CosmictronError:
+    """Give ``error`` the user's frames: as ``error.traceback`` (for the wire) and as a
+    note (``add_note``), so an embedded application's own traceback shows them too."""
+    if text:
+        error.traceback = text
+        error.add_note(text)
+    return error
+
+
+def error_document(error: CosmictronError, *, show_traceback: bool) -> dict[str, str]:
+    """``{"code", "message"}`` of ``error``, plus ``"traceback"`` when it has one and
+    ``show_traceback`` (the caller owns the database, or deployed the module)."""
+    document = {"code": error.code, "message": str(error)}
+    if show_traceback and error.traceback:
+        document["traceback"] = error.traceback
+    return document
+
+
+def render_error(message: str, traceback: str | None = None) -> str:
+    """An error as a person reads it: ``error: <one line>``, then the user's frames,
+    indented, when there are any (the CLI prints this; the SDK's notes carry the same)."""
+    head = " ".join(message.split()) if "\n" in message.strip() else message.strip()
+    text = f"error: {head}"
+    if traceback:
+        text += "\n" + traceback.rstrip("\n")
+    return text
+
+
+def unknown_reducer(reducer: str, known: list[str]) -> NotFound:
+    """The one wording of "no such reducer", embedded, over HTTP and over WebSocket."""
+    listed = ", ".join(sorted(known)) or "none"
+    return NotFound(f"no reducer named {reducer!r} (reducers: {listed})")

@@ -124,7 +124,7 @@ def test_subscribe_prints_initial_rows_then_updates(fake_server, tmp_path: Path)
     result = run("subscribe", "qs", query, "--num-updates", "2", "--server", url, config=tmp_path)
     assert result.returncode == 0, result.stderr
     assert seen == [{"request_id": 1, "query_id": 1, "query_strings": [query]}]
-    assert "task: 1 rows at tx_offset 1" in result.stdout
+    assert "task: 1 row at tx_offset 1" in result.stdout
     assert "Read the Cosmictron tutorial" in result.stdout
     assert "tx_offset 3 at 2026-01-01T00:00:00Z" in result.stdout
     assert '  - task {"id": 1, "title": "Read the Cosmictron tutorial"' in result.stdout

@@ -53,7 +53,7 @@ def test_u128_roundtrip(value):
 
 
 def test_bool_is_not_an_integer_and_strings_are_not_numbers():
-    with pytest.raises(TypeMismatch, match="expected i64, got True"):
+    with pytest.raises(TypeMismatch, match="expected i64, got true"):
         t.I64.check(True)
     with pytest.raises(TypeMismatch, match="expected f64"):
         t.F64.check("1.5")

@@ -72,7 +72,7 @@ def test_call_with_good_and_bad_arguments(deployed: tuple[Server, str]) -> None:
         ("/v1/database/quick/call/add_task", {"titel": "a"}, 400, "no argument 'titel'"),
         ("/v1/database/quick/call/add_task", '"text"', 400, "JSON array"),
         ("/v1/database/quick/call/add_task", [""], 400, "a task needs a title"),
-        ("/v1/database/quick/call/nope", [], 404, "no reducer 'nope'"),
+        ("/v1/database/quick/call/nope", [], 404, "no reducer named 'nope'"),
         ("/v1/database/absent/call/add_task", [], 404, "database 'absent' does not exist"),
     ]
     for path, body, status, message in cases:

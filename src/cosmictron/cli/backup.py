@@ -9,6 +9,9 @@ refused here, in one line, without a round trip.
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from rich.console import Console
 from cosmictron.cli import nametypes
 from cosmictron.cli.client import quote
 from cosmictron.cli.context import CommandContext, server_command
+from cosmictron.cli.files import force_option, is_stdio, readable, refuse_overwrite, stdout_bytes
 from cosmictron.cli.output import short
 from cosmictron.durability.archive import Manifest
 from cosmictron.host.backup import verify_backup
@@ -25,17 +29,54 @@ from cosmictron.host.backup import verify_backup
 
 @click.command("backup")
 @click.argument("database", type=nametypes.DATABASE)
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path, allow_dash=True))
+@force_option
 @server_command
-def backup(context: CommandContext, database: str, file: Path) -> None:
+def backup(context: CommandContext, database: str, file: Path, force: bool) -> None:
     """Save a consistent backup of DATABASE (owner only) in FILE, verified.
 
     The backup holds the state at the last transaction committed when it started; the
     database keeps accepting writes meanwhile. FILE is written only once the download
-    has been verified (checksums, and a log that replays to the backup's cut).
+    has been verified (checksums, and a log that replays to the backup's cut); an
+    existing FILE is never overwritten without --force. FILE - writes the verified
+    backup to standard output (the summary then goes to standard error).
 
     Example: cosmictron-cli backup quickstart quickstart.backup
     """
+    refuse_overwrite(file, force)
+    if is_stdio(file):
+        if context.output.json_mode:
+            raise click.UsageError("--json and FILE - would both write to standard output")
+        with tempfile.TemporaryDirectory(prefix="cosmictron-backup-") as directory:
+            staged = Path(directory) / "backup"
+            manifest = _download_verified(context, database, staged)
+            size = staged.stat().st_size
+            with staged.open("rb") as source:
+                shutil.copyfileobj(source, stdout_bytes())
+            sys.stdout.flush()
+        context.output.note(
+            f"Backed up {database!r} at tx_offset {manifest.cut_offset} to standard output "
+            f"({size} bytes, verified)."
+        )
+        return
+    manifest = _download_verified(context, database, file)
+    reply = {
+        "database": database,
+        "file": str(file),
+        **manifest.describe(),
+        "file_bytes": file.stat().st_size,
+    }
+    context.output.document(
+        reply,
+        lambda console: console.print(
+            f"Backed up {database!r} at tx_offset {manifest.cut_offset} into {file} "
+            f"({reply['file_bytes']} bytes, verified)."
+        ),
+    )
+
+
+def _download_verified(context: CommandContext, database: str, file: Path) -> Manifest:
+    """Download DATABASE's backup into ``file.part``, verify it, rename it to ``file``."""
     partial = file.with_name(file.name + ".part")
     try:
         with (
@@ -54,18 +95,13 @@ def backup(context: CommandContext, database: str, file: Path) -> None:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    reply = {"database": database, "file": str(file), **manifest.describe()}
-    context.output.document(
-        reply,
-        lambda console: console.print(
-            f"Backed up {database!r} at tx_offset {manifest.cut_offset} into {file} "
-            f"({reply['size_bytes']} bytes, verified)."
-        ),
-    )
+    return manifest
 
 
 @click.command("restore")
-@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument(
+    "file", type=click.Path(dir_okay=False, exists=True, path_type=Path, allow_dash=True)
+)
 @click.argument("database", type=nametypes.DATABASE)
 @click.option(
     "--to-offset",
@@ -86,7 +122,8 @@ def restore(
 ) -> None:
     """Create DATABASE from the backup FILE; you own it. The name must be free.
 
-    FILE is verified here first and again by the server. Without --to-offset or
+    FILE is verified here first and again by the server (FILE - reads the backup from
+    standard input). Without --to-offset or
     --to-time the database is restored as of the backup's cut. An archive carries its
     module's code, so restoring needs the right to deploy (see `grant`).
 
@@ -94,6 +131,13 @@ def restore(
     """
     if to_offset is not None and to_time is not None:
         raise click.UsageError("give --to-offset or --to-time, not both")
+    with readable(file) as source:
+        _restore(context, source, database, to_offset, to_time)
+
+
+def _restore(
+    context: CommandContext, file: Path, database: str, to_offset: int | None, to_time: str | None
+) -> None:
     manifest = verify_backup(file)
     if context.saved is None:
         saved = context.obtain_identity()

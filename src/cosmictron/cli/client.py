@@ -60,10 +60,12 @@ class ServerError(ClientError):
 
     exit_code = 1
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, traceback: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.traceback = traceback
+        """The frames of the module's code, when the server sent them (to the owner)."""
 
 
 class HandshakeRefused(ServerError):
@@ -210,7 +212,13 @@ class ServerClient:
             error = document.get("error") if isinstance(document, dict) else None
             if not isinstance(error, dict):
                 raise CannotConnect(f"{self.url} is not a Cosmictron server (HTTP {status})")
-            raise ServerError(status, str(error.get("code")), str(error.get("message")))
+            trace = error.get("traceback")
+            raise ServerError(
+                status,
+                str(error.get("code")),
+                str(error.get("message")),
+                trace if isinstance(trace, str) else None,
+            )
         return document
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,15 @@ from rich.console import Console
 from cosmictron.cli import nametypes
 from cosmictron.cli.client import quote
 from cosmictron.cli.context import CommandContext, server_command
+from cosmictron.cli.files import is_stdio
 from cosmictron.cli.output import short, table
 
 
 @click.command("deploy")
 @click.argument("database", type=nametypes.DATABASE)
-@click.argument("module", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument(
+    "module", type=click.Path(dir_okay=False, exists=True, path_type=Path, allow_dash=True)
+)
 @click.option("--clear", is_flag=True, help="Delete all existing data while updating.")
 @server_command
 def deploy(context: CommandContext, database: str, module: Path, clear: bool) -> None:
@@ -29,6 +33,9 @@ def deploy(context: CommandContext, database: str, module: Path, clear: bool) ->
     run `grant deploy IDENTITY`. With no saved identity for the server, one is obtained
     and saved first (see `identity new`).
 
+    MODULE - reads the module from standard input. A failed deploy shows where the
+    module went wrong (its line, or the frames of its code) and changes nothing.
+
     Example: cosmictron-cli deploy quickstart examples/quickstart/app.py
     """
     if context.saved is None:
@@ -37,8 +44,11 @@ def deploy(context: CommandContext, database: str, module: Path, clear: bool) ->
             f"No saved identity for {context.url}: obtained {short(saved.identity)} "
             f"and saved it in {context.settings.path}."
         )
-    source = module.read_bytes()
-    path = f"/v1/database/{quote(database)}" + ("?clear=true" if clear else "")
+    source = sys.stdin.buffer.read() if is_stdio(module) else module.read_bytes()
+    # The module's name as typed, so its errors and tracebacks name the user's file.
+    shown = "<stdin>" if is_stdio(module) else str(module)
+    query = {"filename": shown, **({"clear": "true"} if clear else {})}
+    path = f"/v1/database/{quote(database)}?{urllib.parse.urlencode(query)}"
     with context.output.progress(f"Uploading {module.name}", len(source)) as advance:
         reply = context.client.request("PUT", path, source, "text/x-python", advance)
     context.output.document(reply, lambda console: _print_deployed(console, reply, clear))
@@ -52,8 +62,17 @@ def _print_deployed(console: Console, reply: dict[str, Any], clear: bool) -> Non
     )
     console.print(f"  identity  {reply['identity']}")
     console.print(f"  owner     {reply['owner']}")
-    if reply.get("migration"):
-        console.print(f"  migration {reply['migration']}")
+    migration = reply.get("migration")
+    if migration:
+        rows = [
+            [name.replace("_", " "), ", ".join(map(str, names))]
+            for name, names in migration.items()
+            if isinstance(names, list) and names
+        ]
+        if rows:
+            console.print(table(["schema change", "names"], rows))
+        else:
+            console.print("  no schema changes")
 
 
 @click.command("describe")

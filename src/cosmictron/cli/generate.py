@@ -9,6 +9,7 @@ import click
 from cosmictron.cli import nametypes
 from cosmictron.cli.client import quote
 from cosmictron.cli.context import CommandContext, server_command
+from cosmictron.cli.files import force_option, is_stdio, refuse_overwrite
 from cosmictron.client.codegen import generate_python
 from cosmictron.client.schema import DatabaseSchema
 
@@ -24,12 +25,15 @@ from cosmictron.client.schema import DatabaseSchema
 )
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
     default=None,
-    help="File to write [default: standard output].",
+    help="File to write; - or nothing for standard output.",
 )
+@force_option
 @server_command
-def generate(context: CommandContext, database: str, lang: str, out: Path | None) -> None:
+def generate(
+    context: CommandContext, database: str, lang: str, out: Path | None, force: bool
+) -> None:
     """Write typed row classes and reducer stubs for DATABASE's schema.
 
     Each table becomes a dataclass (pass ROW_TYPES to the SDK's connect so its cache holds
@@ -38,9 +42,11 @@ def generate(context: CommandContext, database: str, lang: str, out: Path | None
 
     Example: cosmictron-cli generate --lang python chat --out chat_client.py
     """
+    if out is not None:
+        refuse_overwrite(out, force)
     document = context.client.request("GET", f"/v1/database/{quote(database)}/schema")
     source = generate_python(DatabaseSchema.from_json(document), context.url)
-    if out is None:
+    if out is None or is_stdio(out):
         click.echo(source, nl=False)
         return
     out.write_text(source)

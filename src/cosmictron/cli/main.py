@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import errno
 import json
 import os
+import shutil
 import sys
 from typing import Any
 
@@ -33,14 +35,14 @@ from cosmictron import __version__
 from cosmictron.cli import nametypes
 from cosmictron.cli.backup import backup, restore
 from cosmictron.cli.client import ClientError
-from cosmictron.cli.data import call, parse_argument, sql
+from cosmictron.cli.data import call, parse_argument, quoting_hint, sql
 from cosmictron.cli.databases import delete, deploy, describe, list_databases
 from cosmictron.cli.generate import generate
 from cosmictron.cli.identity import identity
 from cosmictron.cli.rights import grant, revoke, save_operator_token
 from cosmictron.cli.streams import logs, subscribe
 from cosmictron.cli.transfer import export, import_csv
-from cosmictron.errors import CosmictronError
+from cosmictron.errors import CosmictronError, InvalidRequest, render_error
 from cosmictron.host import Database
 
 EXIT_FAILED = 1
@@ -74,7 +76,7 @@ def cli() -> None:
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
-    default="./cosmictron-data",
+    default="./data",
     show_default=True,
     help="Where the databases, the server key and uploads live.",
 )
@@ -102,7 +104,29 @@ def start(listen: str, data_dir: str, profile: str | None) -> None:
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise click.BadParameter(f"expected HOST:PORT, got {listen!r}", param_hint="--listen")
-    serve(host, int(port), Path(data_dir), profile, on_listening=save_operator_token)
+    directory = Path(data_dir)
+    existed = directory.exists()
+    try:
+        serve(host, int(port), directory, profile, on_listening=save_operator_token)
+    except OSError as exc:
+        if exc.errno not in BIND_ERRORS:
+            raise
+        if not existed:  # a failed start leaves nothing behind
+            shutil.rmtree(directory, ignore_errors=True)
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {BIND_ERRORS[exc.errno]}"
+        ) from None
+
+
+BIND_ERRORS = {
+    errno.EADDRINUSE: "the address is in use (is a server running there already?); "
+    "choose another port with --listen HOST:PORT, or --listen HOST:0 for a free one",
+    errno.EADDRNOTAVAIL: "this machine has no such address; "
+    "use --listen 127.0.0.1:PORT, or 0.0.0.0:PORT for every address",
+    errno.EACCES: "permission denied (ports below 1024 need privileges); "
+    "choose a port above 1023 with --listen HOST:PORT",
+}
+"""Why ``start`` could not bind, and what to do about it, by ``errno``."""
 
 
 @cli.command("local-call")
@@ -118,14 +142,21 @@ def start(listen: str, data_dir: str, profile: str | None) -> None:
 def local_call(data_dir: str, reducer: str, args: tuple[str, ...], module_path: str | None) -> None:
     """Call REDUCER in the database stored in DATA_DIR, without a server.
 
-    Each ARG is parsed as JSON when it can be (5, 1.5, true, "text", [1, 2]) and passed as
-    a string otherwise. Prints the return value and the transaction offset as JSON.
+    Each ARG is read as JSON when it parses and as text otherwise, as in `call` (see
+    `call --help`: '"2024"' sends the text 2024). Prints the return value and the
+    transaction offset as JSON.
 
     Example: cosmictron-cli local-call ./data run_agent "Summarise the report"
     """
     values = [parse_argument(arg) for arg in args]
     with Database.open(data_dir, module_path) as database:
-        outcome = database.execute_reducer(reducer, values)
+        try:
+            outcome = database.execute_reducer(reducer, values)
+        except InvalidRequest as exc:
+            hint = quoting_hint(args, values, str(exc))
+            if hint is None:
+                raise
+            raise InvalidRequest(f"{exc} ({hint})") from None
     reply = {"return_value": _jsonable(outcome.return_value), "tx_offset": outcome.tx_offset}
     click.echo(json.dumps(reply))
 
@@ -192,10 +223,11 @@ def main() -> None:
         click.echo(f"error: {error.format_message()}", err=True)
         sys.exit(error.exit_code)
     except ClientError as error:
-        click.echo(f"error: {one_line(str(error))}", err=True)
+        trace = getattr(error, "traceback", None)
+        click.echo(render_error(one_line(str(error)), trace), err=True)
         sys.exit(error.exit_code)
     except CosmictronError as error:
-        click.echo(f"error: {one_line(str(error))}", err=True)
+        click.echo(render_error(one_line(str(error)), error.traceback), err=True)
         sys.exit(EXIT_FAILED)
     except OSError as error:
         where = f": {error.filename}" if error.filename else ""

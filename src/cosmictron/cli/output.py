@@ -66,11 +66,12 @@ class Output:
 
     @contextmanager
     def progress(
-        self, description: str, total_bytes: int, done_bytes: int = 0
+        self, description: str, total_bytes: int | None, done_bytes: int = 0
     ) -> Iterator[Callable[[int], None]]:
         """A byte progress bar on stderr, shown only to a person at a terminal.
 
-        ``done_bytes`` starts the bar part-way (a resumed import).
+        ``done_bytes`` starts the bar part-way (a resumed import); a ``total_bytes`` of
+        None (a streamed download of unknown size) counts bytes without a percentage.
         """
         if not self.shows_progress_bar:
             yield lambda _: None

@@ -114,7 +114,8 @@ def format_log(record: dict[str, Any]) -> str:
     "--num-updates",
     type=click.IntRange(min=0),
     default=None,
-    help="Exit after this many transaction updates [default: run until Ctrl-C].",
+    help="Exit after this many transaction updates; 0 prints the current rows and "
+    "exits [default: run until Ctrl-C].",
 )
 @server_command
 def subscribe(
@@ -143,8 +144,6 @@ async def _follow(
 
     output = context.output
     updates = 0
-    if num_updates == 0:
-        return
     stream = subscribe_messages(context.url, database, context.client.token, queries)
     async for message in stream:
         ((kind, body),) = message.items()
@@ -153,6 +152,9 @@ async def _follow(
         if kind == "SubscriptionError":
             raise ServerError(400, "subscription_error", str(body.get("error")))
         output.line(message, functools.partial(_print_message, kind, body))
+        if kind == "SubscribeApplied" and num_updates == 0:  # the current rows only
+            await stream.aclose()
+            return
         if kind == "TransactionUpdate":
             updates += 1
             if num_updates is not None and updates >= num_updates:
@@ -165,8 +167,10 @@ def _print_message(kind: str, body: dict[str, Any], console: Console) -> None:
         for entry in body.get("tables", []):
             rows = entry.get("rows", [])
             columns = list(rows[0]) if rows else ["(no rows)"]
-            title = f"{entry['table_name']}: {len(rows)} rows at tx_offset {body.get('tx_offset')}"
-            console.print(table(columns, [list(row.values()) for row in rows], title=title))
+            count = f"{len(rows)} row{'s' if len(rows) != 1 else ''}"
+            # A line of its own: as a table's title it wrapped to the table's width.
+            console.print(f"{entry['table_name']}: {count} at tx_offset {body.get('tx_offset')}")
+            console.print(table(columns, [list(row.values()) for row in rows]))
     elif kind == "TransactionUpdate":
         console.print(f"tx_offset {body.get('tx_offset')} at {body.get('timestamp')}")
         for entry in body.get("tables", []):

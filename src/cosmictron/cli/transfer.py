@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -21,6 +22,7 @@ from rich.console import Console
 from cosmictron.cli import nametypes
 from cosmictron.cli.client import ServerError, quote
 from cosmictron.cli.context import CommandContext, server_command
+from cosmictron.cli.files import force_option, is_stdio, readable, refuse_overwrite, write_through
 from cosmictron.cli.importstate import ImportState, prefix_digest, state_path
 
 SERVER_LINE = re.compile(r"^line (\d+)")
@@ -58,7 +60,9 @@ def read_batches(
 @click.command("import")
 @click.argument("database", type=nametypes.DATABASE)
 @click.argument("table", type=nametypes.TABLE)
-@click.argument("csv_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument(
+    "csv_file", type=click.Path(dir_okay=False, exists=True, path_type=Path, allow_dash=True)
+)
 @click.option(
     "--batch-rows",
     type=click.IntRange(min=1),
@@ -84,9 +88,25 @@ def import_csv(
     A bad row refuses its batch whole and stops the import, naming its line in the file;
     batches before it stay committed, and after fixing the row the same command resumes.
     Cell forms: docs/guide/import-export.md (SpacetimeDB CSV dumps load as they are).
+    CSV_FILE - reads standard input (such an import cannot resume: it keeps no state).
 
     Example: cosmictron-cli import shop item items.csv --batch-rows 50000
     """
+    with readable(csv_file) as source:
+        shown = "standard input" if is_stdio(csv_file) else str(csv_file)
+        stdin = is_stdio(csv_file)
+        _import(context, database, table, source, batch_rows, restart or stdin, shown)
+
+
+def _import(
+    context: CommandContext,
+    database: str,
+    table: str,
+    csv_file: Path,
+    batch_rows: int,
+    restart: bool,
+    shown: str,
+) -> None:
     path = state_path(csv_file)
     state = _resume_or_start(context, database, table, csv_file, batch_rows, restart, path)
     url_path = f"/v1/database/{quote(database)}/bulk_insert/{quote(table)}"
@@ -98,7 +118,7 @@ def import_csv(
         header = file.read(state.header_bytes)
         file.seek(state.bytes_committed)
         done = state.bytes_committed
-        description = f"Importing {csv_file.name}"
+        description = f"Importing {Path(shown).name}"
         with context.output.progress(description, total_bytes, done) as advance:
             for body, start, end in read_batches(file, state.batch_rows, state.lines_committed):
                 key = f"{hashlib.sha256(body).hexdigest()[:32]}:{start}"
@@ -128,13 +148,13 @@ def import_csv(
     summary = {
         "database": database,
         "table": table,
-        "file": str(csv_file),
+        "file": shown,
         "rows_committed": state.rows_committed,
         "batches_sent": sent,
         "batches_already_applied": already,
         "resumed_from_line": resumed_at if resumed_at > 2 else None,
         "tx_offset": state.batches[-1]["tx_offset"] if state.batches else None,
-        "state_file": str(path),
+        "state_file": None if shown == "standard input" else str(path),
     }
     context.output.document(summary, lambda console: _print_import(console, summary))
 
@@ -232,56 +252,81 @@ def _print_import(console: Console, summary: dict[str, Any]) -> None:
 )
 @click.option(
     "--out",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, allow_dash=True),
     default=None,
-    help="A file for one table [default: ./TABLE.csv]; a directory for all tables "
-    "[default: ./DATABASE-export/].",
+    help="A file for one table [default: ./TABLE.csv], - for standard output; a "
+    "directory for all tables [default: ./DATABASE-export/].",
 )
+@force_option
 @server_command
 def export(
-    context: CommandContext, database: str, table: str | None, form: str, out: Path | None
+    context: CommandContext,
+    database: str,
+    table: str | None,
+    form: str,
+    out: Path | None,
+    force: bool,
 ) -> None:
     """Write TABLE of DATABASE (or every table) to CSV or NDJSON files.
 
     Tables are streamed from the server, whatever their size. Private tables need the
-    owner's identity; exporting every table as someone else skips them with a note.
+    owner's identity; exporting every table as someone else skips them with a note. An
+    existing file is never overwritten without --force; --out - writes the table to
+    standard output (the summary then goes to standard error).
 
     Example: cosmictron-cli export shop item --out items.csv
     """
+    to_stdout = is_stdio(out)
+    if to_stdout and table is None:
+        raise click.UsageError("--out - needs a TABLE: every table is written to a directory")
+    if to_stdout and context.output.json_mode:
+        raise click.UsageError("--json and --out - would both write to standard output")
     schema = context.client.request("GET", f"/v1/database/{quote(database)}/schema")
     mine = context.saved is not None and context.saved.identity == schema["owner"]
     if table is not None:
         targets = [(table, out or Path(f"{table}.{form}"))]
     else:
         directory = out or Path(f"{database}-export")
-        directory.mkdir(parents=True, exist_ok=True)
         targets = []
         for entry in schema["tables"]:
             if not entry.get("public") and not mine:
                 context.output.note(f"skipping private table {entry['name']!r} (owner only)")
                 continue
             targets.append((entry["name"], directory / f"{entry['name']}.{form}"))
+    for _, target in targets:  # every refusal before the first byte is written
+        refuse_overwrite(target, force)
+    if table is None:
+        directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, target in targets:
-        partial = target.with_name(target.name + ".partial")
-        try:
-            with partial.open("wb") as file:
-                headers = context.client.download(
-                    f"/v1/database/{quote(database)}/export/{quote(name)}?format={form}", file
-                )
-        except BaseException:
-            partial.unlink(missing_ok=True)  # never leave half a table behind
-            raise
-        partial.replace(target)
+        path = f"/v1/database/{quote(database)}/export/{quote(name)}?format={form}"
+        headers = write_through(partial(_download, context, path, f"Exporting {name}"), target)
         offset = headers.get("X-Cosmictron-Tx-Offset")
-        written.append({"table": name, "file": str(target), "tx_offset": offset})
+        shown = "standard output" if to_stdout else str(target)
+        written.append({"table": name, "file": shown, "tx_offset": offset})
     summary = {"database": database, "format": form, "tables": written}
 
     def human(console: Console) -> None:
         for entry in written:
-            console.print(
+            line = (
                 f"Exported {database}.{entry['table']} to {entry['file']} "
                 f"(tx_offset {entry['tx_offset']})."
             )
+            if to_stdout:
+                context.output.note(line)
+            else:
+                console.print(line)
 
     context.output.document(summary, human)
+
+
+def _download(context: CommandContext, path: str, description: str, file: BinaryIO) -> Any:
+    """Stream one export into ``file`` with a progress bar; returns the reply's headers."""
+    with context.client.open_download(path) as (headers, chunks):
+        length = headers.get("Content-Length", "")
+        total = int(length) if length.isdigit() else None
+        with context.output.progress(description, total) as advance:
+            for chunk in chunks:
+                file.write(chunk)
+                advance(len(chunk))
+    return headers

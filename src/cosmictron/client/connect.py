@@ -20,8 +20,7 @@ from cosmictron.client.cache import RowFactory
 from cosmictron.client.connection import Client
 from cosmictron.client.replies import error_from_reply
 from cosmictron.client.settings import Settings, normalise_server_url
-from cosmictron.client.transport import fetch_schema
-from cosmictron.errors import ConnectionLost
+from cosmictron.client.transport import cannot_connect, fetch_schema
 
 
 def resolve_server(url: str | None) -> str:
@@ -77,7 +76,7 @@ async def connect(
     except aiohttp.WSServerHandshakeError as exc:
         raise error_from_reply(_code_for_status(exc.status), exc.message) from None
     except (aiohttp.ClientError, OSError) as exc:
-        raise ConnectionLost(f"cannot connect to {url}: {exc}") from None
+        raise cannot_connect(url, exc) from None
     if queries:
         try:
             await client.subscribe(*queries)

@@ -194,7 +194,12 @@ class Client(CallbackRegistry):
             arguments = json_form({**named, **kwargs})
         reply = await self._request("CallReducer", reducer=reducer, args=arguments)
         if reply.get("status") != "committed":
-            raise error_from_reply(reply.get("error_code"), str(reply.get("error")), reducer)
+            raise error_from_reply(
+                reply.get("error_code"),
+                str(reply.get("error")),
+                reducer,
+                reply.get("error_traceback"),
+            )
         value = reply.get("return_value")
         if info is not None and info.returns is not None:
             return decode(value, info.returns)

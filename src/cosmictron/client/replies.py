@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from cosmictron import errors
-from cosmictron.errors import CosmictronError, InvalidRequest, ReducerFailed
+from cosmictron.errors import CosmictronError, InvalidRequest, ReducerFailed, attach_traceback
 
 _FAILED = re.compile(r"^reducer '(?P<reducer>[^']*)' failed: (?P<reason>.*)$", re.DOTALL)
 _CAUSE = re.compile(r"^(?P<cause>[A-Za-z_][A-Za-z0-9_.]*): ")
@@ -32,8 +32,11 @@ CLASSES_BY_CODE = _classes()
 """Every error class of ``cosmictron.errors``, by its ``code``."""
 
 
-def error_from_reply(code: str | None, message: str, reducer: str | None = None) -> CosmictronError:
-    """The exception a server's ``code`` and ``message`` stand for.
+def error_from_reply(
+    code: str | None, message: str, reducer: str | None = None, traceback: str | None = None
+) -> CosmictronError:
+    """The exception a server's ``code`` and ``message`` stand for, with the frames of the
+    module's code (``traceback``, sent to the database's owner only) attached to it.
 
     >>> error = error_from_reply("reducer_failed", "reducer 'post' failed: ValueError: empty")
     >>> type(error).__name__, error.reducer, error.cause_type, error.reason
@@ -41,6 +44,10 @@ def error_from_reply(code: str | None, message: str, reducer: str | None = None)
     >>> type(error_from_reply("not_found", "no reducer named 'x'")).__name__
     'NotFound'
     """
+    return attach_traceback(_error_from_reply(code, message, reducer), traceback)
+
+
+def _error_from_reply(code: str | None, message: str, reducer: str | None) -> CosmictronError:
     if code == "protocol_error":
         return InvalidRequest(message)
     cls = CLASSES_BY_CODE.get(code or "", CosmictronError)

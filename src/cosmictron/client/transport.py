@@ -10,6 +10,7 @@ an embedded one does.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import aiohttp
@@ -59,8 +60,30 @@ async def fetch_schema(http: aiohttp.ClientSession, url: str, database: str) -> 
         async with http.get(f"{url}/v1/database/{database}/schema") as response:
             document = await response.json(content_type=None)
     except (aiohttp.ClientError, OSError) as exc:
-        raise ConnectionLost(f"cannot connect to {url}: {exc}") from None
+        raise cannot_connect(url, exc) from None
     if isinstance(document, dict) and isinstance(document.get("error"), dict):
         error = document["error"]
-        raise error_from_reply(error.get("code"), str(error.get("message")))
+        raise error_from_reply(
+            error.get("code"), str(error.get("message")), None, error.get("traceback")
+        )
     return DatabaseSchema.from_json(document)
+
+
+def cannot_connect(url: str, exc: BaseException) -> ConnectionLost:
+    """A failed connection in words with a next step, not aiohttp's text (issue 16): the
+    same reasons and hint as the CLI's (``cli/client.py``)."""
+    cause = getattr(exc, "os_error", None) or exc
+    if isinstance(cause, ConnectionRefusedError):
+        reason = (
+            "connection refused (is the server running? start it with `cosmictron-cli start`, "
+            "or pass server=URL or set COSMICTRON_SERVER)"
+        )
+    elif isinstance(cause, socket.gaierror):
+        reason = f"unknown host ({cause.strerror}); check the server URL"
+    elif isinstance(cause, TimeoutError):
+        reason = "timed out"
+    elif isinstance(exc, aiohttp.ServerDisconnectedError):
+        reason = "the server closed the connection (is it a Cosmictron server?)"
+    else:
+        reason = str(getattr(cause, "strerror", None) or cause) or type(cause).__name__
+    return ConnectionLost(f"cannot connect to {url}: {reason}")

@@ -41,6 +41,20 @@ REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "<required>"})()
 """Default of a column that has none: inserting a row that still holds it is an error."""
 
 
+def shown_value(value: Any) -> str:
+    """A value as an error message shows it: as SQL and JSON write ``true``, ``false``
+    and ``null`` (a user typed those, never Python's ``True``), anything else by ``repr``.
+
+    >>> shown_value(True), shown_value(None), shown_value("x")
+    ('true', 'null', "'x'")
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return repr(value)
+
+
 class TypeMismatch(Exception):
     """Raised by ``check``; the caller adds the table/column or argument it was for."""
 
@@ -48,7 +62,7 @@ class TypeMismatch(Exception):
         self.expected = expected
         self.value = value
         self.detail = detail
-        shown = repr(value)
+        shown = shown_value(value)
         if len(shown) > 80:
             shown = shown[:77] + "..."
         message = f"expected {expected}, got {shown} ({type(value).__name__})"

@@ -529,7 +529,7 @@ class Database:
 
         The backup holds the state at the last transaction committed when it starts (its
         cut); transactions committed meanwhile are not in it. Restore it with
-        ``cosmictron.host.backup.restore`` (docs/guide/backup-restore.md).
+        ``cosmictron.restore`` (docs/guide/backup-restore.md).
 
         Returns:
             The backup's manifest (``cut_offset``, ``cut_hash``, members and checksums).

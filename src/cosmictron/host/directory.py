@@ -57,8 +57,21 @@ def stored_module(directory: Path, given: LoadedModule | None) -> LoadedModule |
             source = path.read_bytes()
             if given is not None and given.source == source:
                 return given
-            return load_source(source, str(path))
+            return load_source(source, _shown_name(path))
     return given
+
+
+def _shown_name(path: Path) -> str:
+    """The name ``module.py``'s module was given by its user (``module/filename``, so
+    its errors name ``app.py`` after a restart too); the path itself otherwise."""
+    named = path.parent / FILENAME
+    if path.name == "module.py" and named.exists():
+        return named.read_text(encoding="utf-8").strip() or str(path)
+    return str(path)
+
+
+FILENAME = "filename"
+"""Beside ``module.py``: the file name its module was loaded under (issue 16)."""
 
 
 def save_genesis(directory: Path, loaded: LoadedModule) -> None:
@@ -82,6 +95,9 @@ def store_module(directory: Path, loaded: LoadedModule) -> None:
     ensure_directory(str(module_dir))
     if not source_path.exists() or source_path.read_bytes() != loaded.source:
         write_file_durably(str(source_path), [loaded.source])
+    name_path = module_dir / FILENAME
+    if not name_path.exists() or name_path.read_text(encoding="utf-8") != loaded.filename:
+        write_file_durably(str(name_path), [loaded.filename.encode()])
     described = json.dumps(loaded.schema.describe(), indent=1, sort_keys=True).encode()
     if not schema_path.exists() or schema_path.read_bytes() != described:
         write_file_durably(str(schema_path), [described])

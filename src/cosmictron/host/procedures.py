@@ -40,6 +40,7 @@ from cosmictron.host.transactions import (
     as_reducer_failure,
     check_can_write,
     check_return,
+    failure_log_line,
     raise_unknown_reducer,
     transact,
 )
@@ -85,8 +86,8 @@ def start_procedure(
             raise
         except Exception as exc:
             core.reducer_metrics.observe(procedure, time.perf_counter() - started, True)
-            failure = as_reducer_failure(procedure, exc)
-            core.log.append("ERROR", str(failure), procedure)
+            failure = as_reducer_failure(procedure, exc, core.module)
+            core.log.append("ERROR", failure_log_line(failure), procedure)
             raise failure from exc
         core.reducer_metrics.observe(procedure, time.perf_counter() - started, False)
         return CallOutcome(value, last_offset[0], Timestamp(started_us))

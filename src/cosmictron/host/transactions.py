@@ -35,11 +35,14 @@ from cosmictron.errors import (
     NotFound,
     ReducerFailed,
     ResourceExhausted,
+    attach_traceback,
+    unknown_reducer,
 )
 from cosmictron.host.core import DatabaseCore
 from cosmictron.host.records import transaction_body
 from cosmictron.host.scheduler import Due
 from cosmictron.module import CURRENT_DB, LoadedModule, ReducerBinding, ReducerContext
+from cosmictron.module.tracebacks import user_traceback
 from cosmictron.values import ConnectionId, Identity, Timestamp
 
 _T = TypeVar("_T")
@@ -166,8 +169,7 @@ def _rebind(
 
 
 def raise_unknown_reducer(module: LoadedModule, reducer: str) -> NoReturn:
-    known = ", ".join(sorted([*module.reducers, *module.procedures])) or "none"
-    raise NotFound(f"no reducer named {reducer!r} (reducers: {known})")
+    raise unknown_reducer(reducer, [*module.reducers, *module.procedures])
 
 
 def run_init(core: DatabaseCore) -> None:
@@ -234,8 +236,8 @@ def transact(
         if isinstance(exc, DurabilityError | ResourceExhausted):
             core.log.append("ERROR", f"reducer {name!r} not committed: {exc}", name)
             raise
-        failure = as_reducer_failure(name, exc)
-        core.log.append("ERROR", str(failure), name)
+        failure = as_reducer_failure(name, exc, core.module)
+        core.log.append("ERROR", failure_log_line(failure), name)
         raise failure from exc
     finally:
         scope.tx = None
@@ -378,10 +380,22 @@ def check_return(binding: ReducerBinding, value: Any) -> None:
         raise InvalidRequest(f"reducer {schema.name!r} returned a wrong value: {exc}") from None
 
 
-def as_reducer_failure(name: str, exc: BaseException) -> CosmictronError:
+def as_reducer_failure(
+    name: str, exc: BaseException, module: LoadedModule | None = None
+) -> CosmictronError:
+    """The ``ReducerFailed`` a caller gets for ``exc``, carrying the frames of the
+    module's own code (``module/tracebacks.py``) for its owner."""
     if isinstance(exc, ReducerFailed):
         return exc
     message = str(exc) or type(exc).__name__
     if not isinstance(exc, CosmictronError):
         message = f"{type(exc).__name__}: {message}"
-    return ReducerFailed(name, message, type(exc).__name__)
+    failure = ReducerFailed(name, message, type(exc).__name__)
+    sources = {module.filename: module.source} if module is not None else {}
+    return attach_traceback(failure, user_traceback(exc, sources))
+
+
+def failure_log_line(failure: CosmictronError) -> str:
+    """A failure as its module log line: the message, then the user's frames (the log
+    is the owner's alone, so it always carries them)."""
+    return str(failure) + (f"\n{failure.traceback}" if failure.traceback else "")

@@ -26,10 +26,11 @@ from cosmictron.datastore.schema import (
     TableSchema,
 )
 from cosmictron.datastore.types import REQUIRED, SCHEDULE_AT
-from cosmictron.errors import SchemaError
+from cosmictron.errors import SchemaError, attach_traceback
 from cosmictron.module.annotations import column_type_for, resolved_hints
 from cosmictron.module.api import ProcedureContext, ReducerContext, TableDeclaration, iter_marked
 from cosmictron.module.bindings import ProcedureBinding, ReducerBinding, RowBinding
+from cosmictron.module.tracebacks import load_traceback
 
 _LIFECYCLE_KINDS = ("init", "client_connected", "client_disconnected")
 
@@ -69,7 +70,11 @@ def load_module(module: str | os.PathLike[str] | types.ModuleType) -> LoadedModu
 
 
 def load_source(source: bytes, filename: str) -> LoadedModule:
-    """Execute module source under a private name and build it."""
+    """Execute module source under a private name and build it.
+
+    ``filename`` is what tracebacks and load errors show: the name the user gave the
+    file (a server is told it by the deploying client), not where a copy of it lies.
+    """
     digest = hashlib.sha256(source).hexdigest()[:16]
     name = f"cosmictron_module_{digest}"
     namespace = types.ModuleType(name)
@@ -78,12 +83,15 @@ def load_source(source: bytes, filename: str) -> LoadedModule:
     try:
         code = compile(source, filename, "exec")
         exec(code, namespace.__dict__)
-    except SchemaError:
+    except SchemaError as exc:  # a decorator refused a declaration: point at it
         sys.modules.pop(name, None)
+        if exc.traceback is None:
+            attach_traceback(exc, load_traceback(exc, filename, source))
         raise
     except BaseException as exc:
         sys.modules.pop(name, None)
-        raise SchemaError(f"module {filename} failed to load: {type(exc).__name__}: {exc}") from exc
+        failure = SchemaError(f"module {filename} failed to load: {type(exc).__name__}: {exc}")
+        raise attach_traceback(failure, load_traceback(exc, filename, source)) from exc
     return build_module(namespace, source, filename)
 
 

@@ -15,6 +15,8 @@ evaluating recurse once per level. Both are a ``SqlTooDeep`` (400, ``too_deep``)
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import re
 from typing import Any
 
@@ -33,22 +35,21 @@ _SQLITE = Dialect.get_or_raise("sqlite")
 
 def syntax_tree(source: Source) -> exp.Expression:
     check_nesting(source.text)
+    parsing = _PARSING.set(True)
     try:
         _refuse_dangling_commas(source)
         trees = [t for t in sqlglot.parse(source.text, read="sqlite") if t is not None]
     except ParseError as exc:
-        first = exc.errors[0] if exc.errors else {}
-        near = f"{first.get('start_context', '')}{first.get('highlight', '')}".strip()
+        raise user_syntax_error(exc.errors[0] if exc.errors else {}) from None
+    except TokenError:
         raise SqlError(
-            f"syntax error near {near!r}: {first.get('description', str(exc))}",
-            line=first.get("line"),
-            column=first.get("col"),
-            text=first.get("highlight", ""),
+            "syntax error: the statement cannot be read to its end "
+            "(an unterminated string or quoted name?)"
         ) from None
-    except TokenError as exc:
-        raise SqlError(f"syntax error: {exc}") from None
     except RecursionError:  # cannot happen within the default limits; kept as a guard
         raise SqlTooDeep("the SQL statement nests too deeply to parse") from None
+    finally:
+        _PARSING.reset(parsing)
     if len(trees) != 1:
         raise SqlError(f"expected one SQL statement, got {len(trees)}")
     tree: Any = trees[0]
@@ -62,6 +63,76 @@ def syntax_tree(source: Source) -> exp.Expression:
             tree,
         )
     return tree
+
+
+# -- SQLGlot's words turned into the user's (issue 16) --------------------------------------
+
+_PARSING: contextvars.ContextVar[bool] = contextvars.ContextVar("parsing_sql", default=False)
+"""True while ``syntax_tree`` runs SQLGlot in this thread or task."""
+
+
+class _QuietWhileParsing(logging.Filter):
+    """Drops the records SQLGlot logs while *we* parse ("Falling back to parsing as a
+    'Command'"): the statement is refused with a ``SqlError`` anyway, and an embedded
+    application must not find our parser's remarks on its stderr (through logging's
+    last-resort handler). SQLGlot used by the application itself logs as before."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _PARSING.get()
+
+
+logging.getLogger("sqlglot").addFilter(_QuietWhileParsing())
+
+_OPERATORS = {
+    "Mul": "*", "Div": "/", "IntDiv": "/", "Add": "+", "Sub": "-", "Mod": "%",
+    "EQ": "=", "NEQ": "<>", "GT": ">", "GTE": ">=", "LT": "<", "LTE": "<=",
+    "And": "AND", "Or": "OR", "Not": "NOT", "Like": "LIKE", "ILike": "ILIKE",
+    "DPipe": "||", "Is": "IS", "In": "IN", "Between": "BETWEEN", "Neg": "-",
+    "Where": "WHERE", "Having": "HAVING", "Limit": "LIMIT", "Offset": "OFFSET",
+    "Order": "ORDER BY", "Group": "GROUP BY", "Ordered": "ORDER BY", "Join": "JOIN",
+    "Alias": "AS", "Cast": "CAST", "Case": "CASE", "If": "WHEN",
+}  # fmt: skip
+"""SQLGlot's expression class names as the SQL the user typed."""
+
+CONTEXT_CHARS = 24
+"""How much of the statement before the offending text the message quotes."""
+
+_MISSING = re.compile(r"Required keyword: '(\w+)' missing for <class '[\w.]*?(\w+)'>")
+_EXPECTING = re.compile(r"Expecting (.+)")
+
+
+def user_syntax_error(error: dict[str, Any]) -> SqlError:
+    """A SQLGlot parse error as a ``SqlError`` in the words of SQL, never the parser's:
+    ``syntax error near 'SELECT 2 * FROM': '*' needs an expression after it (line 1,
+    column 12)``: the text leading to the error, what is wrong in SQL's terms, where.
+
+    The column is where the offending text starts (SQLGlot reports where it ends).
+    """
+    near = str(error.get("highlight") or "")
+    description = str(error.get("description") or "")
+    missing = _MISSING.match(description)
+    expecting = _EXPECTING.fullmatch(description)
+    if missing:
+        word = _OPERATORS.get(missing[2])
+        reason = f"{word!r} needs an expression after it" if word else "something is missing"
+    elif expecting:
+        reason = f"expected {expecting[1]!r}"
+    elif description.startswith("Invalid expression"):
+        reason = "unexpected text"
+    elif "<class" in description or "sqlglot" in description:
+        reason = "the statement is incomplete or malformed"
+    else:
+        reason = description[:1].lower() + description[1:]
+    line, end = error.get("line"), error.get("col")
+    column = end - len(near) + 1 if isinstance(end, int) and near else end
+    before = str(error.get("start_context") or "")
+    if len(before) > CONTEXT_CHARS:  # whole words only, marked as cut
+        before = "…" + before[-CONTEXT_CHARS:].split(" ", 1)[-1]
+    context = f"{before}{near}".strip()
+    shown = f"syntax error near {context!r}: {reason}" if context else f"syntax error: {reason}"
+    failure = SqlError(shown, line=line, column=column)
+    failure.text = near
+    return failure
 
 
 _AFTER_LIST = {TokenType.FROM, TokenType.WHERE, TokenType.R_PAREN, TokenType.SEMICOLON}

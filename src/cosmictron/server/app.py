@@ -20,7 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from cosmictron import limits
-from cosmictron.errors import CosmictronError, InvalidRequest, RateLimited
+from cosmictron.errors import CosmictronError, InvalidRequest, RateLimited, error_document
 from cosmictron.server import (
     backup,
     bulk,
@@ -35,7 +35,7 @@ from cosmictron.server import (
 )
 from cosmictron.server.auth import TokenAuthority
 from cosmictron.server.registry import DatabaseRegistry
-from cosmictron.server.replies import json_response
+from cosmictron.server.replies import SHOWS_TRACEBACK, json_response
 from cosmictron.server.rights import Rights
 from cosmictron.server.routes import AUTHORITY, REGISTRY, RIGHTS
 from cosmictron.values import Identity
@@ -88,7 +88,8 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except CosmictronError as exc:
-        response = json_response(error_body(exc.code, str(exc)), status=exc.http_status)
+        document = error_document(exc, show_traceback=bool(request.get(SHOWS_TRACEBACK)))
+        response = json_response({"error": document}, status=exc.http_status)
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = throttle.retry_after_header(exc.retry_after_s)
         return response
@@ -178,10 +179,9 @@ async def _serve(
     bound = listening.sockets[0].getsockname()
     url = f"http://{bound[0]}:{bound[1]}"
     note = on_listening(url, rights.operator, rights.operator_token) if on_listening else None
-    print(
-        f"cosmictron listening on {url} (data {data_dir}, {len(registry.names())} databases)",
-        flush=True,
-    )
+    count = len(registry.names())
+    databases = f"{count} database{'' if count == 1 else 's'}"
+    print(f"cosmictron listening on {url} (data {data_dir}, {databases})", flush=True)
     if note:
         print(note, flush=True)
     stop = asyncio.Event()

@@ -185,8 +185,10 @@ def reducer_result(
     error: str | None = None,
     error_code: str = InvalidRequest.code,
     tx_offset: int | None = None,
+    error_traceback: str | None = None,
 ) -> dict[str, Any]:
-    """A ``ReducerResult``; a failed one carries ``error_code``, the error class's code."""
+    """A ``ReducerResult``; a failed one carries ``error_code``, the error class's code,
+    and, for the database's owner, ``error_traceback`` (``errors.error_document``)."""
     status = "failed" if error is not None else "committed"
     result = {
         "request_id": request_id,
@@ -197,6 +199,8 @@ def reducer_result(
     }
     if error is not None:
         result["error_code"] = error_code
+    if error_traceback is not None:
+        result["error_traceback"] = error_traceback
     return {"ReducerResult": result}
 
 

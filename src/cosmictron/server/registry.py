@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from cosmictron.durability.files import fsync_directory
 from cosmictron.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from cosmictron.host import Database
 from cosmictron.host.backup import RestoreReport, stage_restore
+from cosmictron.host.directory import load_new_module
 from cosmictron.server.calls import CallWorker
 from cosmictron.values import Identity, Timestamp
 
@@ -102,9 +102,17 @@ class DatabaseRegistry:
         return hosted
 
     def deploy(
-        self, name: str, source: bytes, caller: Identity, clear: bool = False
+        self,
+        name: str,
+        source: bytes,
+        caller: Identity,
+        clear: bool = False,
+        filename: str | None = None,
     ) -> tuple[HostedDatabase, bool, dict[str, Any] | None]:
         """Create database ``name`` owned by ``caller``, or update its module.
+
+        ``filename`` is the module's file name as the deploying user gave it (``app.py``):
+        what its load errors, tracebacks and log name; ``NAME.py`` when not given.
 
         Returns the database, whether it was created, and the migration report of an
         update (None for a creation). Blocking: run it off the event loop.
@@ -119,31 +127,29 @@ class DatabaseRegistry:
             raise InvalidRequest("the module is empty: send the module's Python source")
         with self._admin:
             existing = self._databases.get(name)
-            upload = self._write_upload(name, source)
-            try:
-                if existing is not None:
-                    if existing.db.owner != caller:
-                        raise PermissionDenied(
-                            f"database {name!r} belongs to another identity; only its owner "
-                            f"may deploy over it"
-                        )
-                    report = existing.db.update_module(upload, clear=clear)
-                    return existing, False, report.describe()
-                path = self.directory / name
-                if path.exists():
-                    shutil.rmtree(path)  # a creation that failed half-way before
-                try:
-                    db = Database.open(
-                        path, upload, durability=self.durability_for(path), owner=caller
+            if existing is not None:
+                if existing.db.owner != caller:
+                    raise PermissionDenied(
+                        f"database {name!r} belongs to another identity; only its owner "
+                        f"may deploy over it"
                     )
-                except BaseException:
-                    shutil.rmtree(path, ignore_errors=True)
-                    raise
-                hosted = self._host(name, db)
-                self._databases[name] = hosted
-                return hosted, True, None
-            finally:
-                shutil.rmtree(upload.parent, ignore_errors=True)
+                report = existing.db.update_module(
+                    source, clear=clear, filename=filename or f"{name}.py"
+                )
+                return existing, False, report.describe()
+            path = self.directory / name
+            if path.exists():
+                shutil.rmtree(path)  # a creation that failed half-way before
+            # Loaded (and checked) before the directory exists, under the user's name.
+            loaded = load_new_module(source, filename or f"{name}.py")
+            try:
+                db = Database.open(path, loaded, durability=self.durability_for(path), owner=caller)
+            except BaseException:
+                shutil.rmtree(path, ignore_errors=True)
+                raise
+            hosted = self._host(name, db)
+            self._databases[name] = hosted
+            return hosted, True, None
 
     def delete(self, name: str, caller: Identity) -> None:
         """Close and remove database ``name`` (owner only). Blocking."""
@@ -221,14 +227,6 @@ class DatabaseRegistry:
     def _host(self, name: str, db: Database) -> HostedDatabase:
         executor = ThreadPoolExecutor(THREADS_PER_DATABASE, thread_name_prefix=f"db-{name}")
         return HostedDatabase(name, db, executor, CallWorker(db, name))
-
-    def _write_upload(self, name: str, source: bytes) -> Path:
-        """``uploads/<random>/<name>.py``: the module's file name is what its log records
-        and tracebacks show, so it is the database's name, not a temporary one."""
-        self._uploads.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(dir=self._uploads)) / f"{name}.py"
-        path.write_bytes(source)
-        return path
 
 
 def check_name(name: str) -> None:

@@ -24,6 +24,11 @@ json_response = partial(web.json_response, dumps=bounded_json.dumps)
 
 JSON_TYPE = "application/json"
 
+SHOWS_TRACEBACK = "cosmictron.shows_traceback"
+"""Request key a handler sets to True when the caller may see the frames of the module's
+code in an error (the database's owner calling a reducer, the deployer of a module);
+``app.errors_as_json`` reads it (``errors.error_document``)."""
+
 
 def encoded_response(text: str, status: int = 200) -> web.Response:
     """A reply whose JSON text is made already."""

@@ -19,15 +19,20 @@ from cosmictron import __version__, bounded_json, names
 from cosmictron.errors import (
     InvalidRequest,
     NotFinite,
-    NotFound,
     PermissionDenied,
     Unauthenticated,
+    unknown_reducer,
 )
 from cosmictron.query.budget import QueryBudget
 from cosmictron.server import bodies
 from cosmictron.server.auth import ANONYMOUS, TokenAuthority
 from cosmictron.server.registry import DatabaseRegistry, HostedDatabase
-from cosmictron.server.replies import encoded_response, json_reply, json_response
+from cosmictron.server.replies import (
+    SHOWS_TRACEBACK,
+    encoded_response,
+    json_reply,
+    json_response,
+)
 from cosmictron.server.rights import Rights
 from cosmictron.server.throttle import caller_key, throttle_of
 from cosmictron.server.wire import from_json, row_to_json
@@ -109,10 +114,12 @@ async def deploy(request: web.Request) -> web.Response:
     request.app[RIGHTS].require_deploy(caller, f"deploy database {name!r}")
     names.check_database(name)  # before the body is read
     clear = request.query.get("clear", "false").lower() in ("1", "true", "yes")
+    filename = module_filename(request.query.get("filename"))
+    request[SHOWS_TRACEBACK] = True  # the deployer's own code: show where it failed
     source = await request.read()
     registry = request.app[REGISTRY]
     database, created, migration = await asyncio.to_thread(
-        registry.deploy, name, source, caller, clear
+        registry.deploy, name, source, caller, clear, filename
     )
     body = {
         "database": name,
@@ -126,6 +133,22 @@ async def deploy(request: web.Request) -> web.Response:
         for hook in request.app.get(MODULE_UPDATE_HOOKS, ()):
             hook(database, migration)
     return json_response(body, status=201 if created else 200)
+
+
+FILENAME_CHARS_MAX = 255
+
+
+def module_filename(given: str | None) -> str | None:
+    """``?filename=`` of a deploy: the module's file name as its user typed it, shown in
+    its load errors, tracebacks and log; printable text, at most 255 characters."""
+    if given is None:
+        return None
+    if not given or len(given) > FILENAME_CHARS_MAX or not given.isprintable():
+        raise InvalidRequest(
+            f"filename must be 1 to {FILENAME_CHARS_MAX} printable characters (the module's "
+            f"file name, as shown in its errors)"
+        )
+    return given
 
 
 async def delete(request: web.Request) -> web.Response:
@@ -155,6 +178,7 @@ async def call(request: web.Request) -> web.Response:
     database = hosted(request)
     take_rate(request, "calls", caller)
     reducer = request.match_info["reducer"]
+    request[SHOWS_TRACEBACK] = caller == database.db.owner  # docs/design/errors.md
     binding = callable_binding(database, reducer)
     # Decoded and converted on a worker thread when large (bodies.json_body).
     convert = partial(reducer_arguments, binding.schema)
@@ -177,8 +201,7 @@ def callable_binding(database: HostedDatabase, name: str) -> Any:
     binding = module.reducers.get(name) or module.procedures.get(name)
     if binding is None:
         names.check_reducer(name)  # 400 for a name no reducer could have
-        known = ", ".join(sorted([*module.reducers, *module.procedures])) or "none"
-        raise NotFound(f"database {database.name!r} has no reducer {name!r} (reducers: {known})")
+        raise unknown_reducer(name, [*module.reducers, *module.procedures])
     return binding
 
 

@@ -37,9 +37,10 @@ from cosmictron import bounded_json, limits
 from cosmictron.errors import (
     CosmictronError,
     NotFinite,
-    NotFound,
     QueryCancelled,
     QueryTooCostly,
+    error_document,
+    unknown_reducer,
 )
 from cosmictron.query.budget import QueryBudget
 from cosmictron.server.connection_deadlines import TcpConnection
@@ -326,8 +327,7 @@ class WebSocketClient:
                 request.reducer
             )
             if binding is None:
-                known = ", ".join(sorted([*db.module.reducers, *db.module.procedures])) or "none"
-                raise NotFound(f"no reducer named {request.reducer!r} (reducers: {known})")
+                raise unknown_reducer(request.reducer, [*db.module.reducers, *db.module.procedures])
             if large:  # converting large arguments is slow too: off the loop
                 args, kwargs = await asyncio.to_thread(
                     reducer_arguments, binding.schema, request.args
@@ -352,7 +352,15 @@ class WebSocketClient:
             try:
                 outcome = await asyncio.shield(future)
             except CosmictronError as exc:
-                self.deliver(reducer_result(request_id, error=str(exc), error_code=exc.code), 0)
+                # The frames of the module's code go to its owner only (docs/design/errors.md).
+                shown = error_document(exc, show_traceback=self.identity == self.hosted.db.owner)
+                failed = reducer_result(
+                    request_id,
+                    error=shown["message"],
+                    error_code=shown["code"],
+                    error_traceback=shown.get("traceback"),
+                )
+                self.deliver(failed, 0)
             else:
                 # The transaction's own TransactionUpdate was queued (under the writer
                 # lock) before the call was resolved, so it precedes this result; a
