@@ -122,12 +122,18 @@ def run_file(path: Path, corpus: Path, tally: Tally, timeout_s: float, parent: s
             tally.file_errors.append({"file": name, "error": reason(error)})
             return
         tally.files += 1
+        tainted: dict[str, str] = {}
         try:
             for item in items:
                 if isinstance(item, Statement):
                     if item.sql in taken:
                         continue
-                    _statement(db, item, tally)
+                    _statement(db, item, tally, tainted)
+                elif (cause := _tainted_by(item.sql, tainted)) is not None:
+                    key = f"a statement this query depends on was refused ({cause})"[:160]
+                    tally.outcomes["refused"] += 1
+                    tally.refused[key] += 1
+                    tally.refused_example.setdefault(key, f"{name}:{item.line}")
                 else:
                     _query(db, item, name, tally, timeout_s)
         finally:
@@ -136,14 +142,32 @@ def run_file(path: Path, corpus: Path, tally: Tally, timeout_s: float, parent: s
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _statement(db: Any, item: Statement, tally: Tally) -> None:
+_WRITES = re.compile(r"^\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|REPLACE\s+INTO|UPDATE|DELETE\s+FROM|DROP\s+TABLE(?:\s+IF\s+EXISTS)?)\s+(\w+)", re.I)
+
+
+def _statement(db: Any, item: Statement, tally: Tally, tainted: dict[str, str]) -> None:
     try:
         db.sql(item.sql)
         if not item.expect_ok:
             tally.statement_failures["succeeded where SQLite fails"] += 1
     except Exception as error:  # noqa: BLE001 - any refusal is a figure here
         if item.expect_ok:
-            tally.statement_failures[reason(error)] += 1
+            key = reason(error)
+            tally.statement_failures[key] += 1
+            written = _WRITES.match(item.sql)
+            # The queries after it read other rows than SQLite's: refused, not wrong.
+            tainted[written.group(1).lower() if written else "*"] = key
+
+
+def _tainted_by(sql: str, tainted: dict[str, str]) -> str | None:
+    """Why a query cannot be judged: a table it names missed a statement SQLite ran."""
+    if "*" in tainted:
+        return tainted["*"]
+    words = set(re.findall(r"\w+", sql.lower()))
+    for table, key in tainted.items():
+        if table in words:
+            return key
+    return None
 
 
 def _query(db: Any, item: Query, name: str, tally: Tally, timeout_s: float) -> None:

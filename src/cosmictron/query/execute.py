@@ -36,7 +36,7 @@ from typing import Any
 from cosmictron.datastore import Datastore, Index
 from cosmictron.query.budget import Meter, QueryBudget
 from cosmictron.query.expressions import compile_expr
-from cosmictron.query.join_operators import hash_join, index_join, nested_loop
+from cosmictron.query.join_operators import hash_join, index_join, join_group, nested_loop
 from cosmictron.query.keysets import Rows, evaluate_semijoins, rows_by_key_set
 from cosmictron.query.plan import (
     Agg,
@@ -48,6 +48,7 @@ from cosmictron.query.plan import (
     IndexNestedLoopJoin,
     IndexScan,
     Join,
+    JoinGroup,
     Limit,
     NestedLoopJoin,
     Node,
@@ -269,6 +270,7 @@ _RUNNERS: dict[type, Callable[[Any, Datastore, Meter], Rows]] = {
     NestedLoopJoin: functools.partial(nested_loop, run=_run),
     HashJoin: functools.partial(hash_join, run=_run),
     IndexNestedLoopJoin: functools.partial(index_join, run=_run),
+    JoinGroup: functools.partial(join_group, run=_run),
     Aggregate: _aggregate,
     Project: _project,
     Distinct: _distinct,

@@ -3,9 +3,18 @@
 Inputs come before the node that consumes them, so the first line is where rows start
 (``Scan item``) and the last is what the caller gets; each line names the algorithm and
 its arguments (index, lookup values, join keys), which is what tests assert on.
+
+A ``JoinGroup`` (inner joins ordered by cost, ``join_order.py``) is shown as the plan it
+runs, in the order chosen for the tables' current sizes, followed by a ``JoinOrder``
+line naming the tables in that order with the estimated rows after each step. The
+sizes come from the datastore when there is one (``explain_statement``, what ``EXPLAIN``
+through ``Database.sql`` uses); without one every table is assumed to hold
+``statistics.GUESSED_ROWS`` rows.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from cosmictron.query.plan import (
     Aggregate,
@@ -16,6 +25,7 @@ from cosmictron.query.plan import (
     IndexNestedLoopJoin,
     IndexScan,
     Join,
+    JoinGroup,
     Limit,
     NestedLoopJoin,
     Node,
@@ -26,10 +36,22 @@ from cosmictron.query.plan import (
     children,
     node_children,
 )
+from cosmictron.datastore import Datastore
+from cosmictron.query.join_order import estimate_text, plan_group
 from cosmictron.query.render import literal, render
+from cosmictron.query.statistics import GUESS, GUESSED_ROWS, Statistics, datastore_statistics
 
 
-def explain(node: Node) -> list[str]:
+def explain_statement(statement: Any, datastore: Datastore | None) -> list[str]:
+    """A statement's EXPLAIN lines, join orders chosen for ``datastore``'s table sizes."""
+    plan = getattr(statement, "plan", None)
+    if plan is None or datastore is None:
+        lines: list[str] = statement.explain()
+        return lines
+    return explain(plan, datastore_statistics(datastore))
+
+
+def explain(node: Node, stats: Statistics | None = None) -> list[str]:
     """One line per node, inputs before the node that consumes them (data-flow order).
 
     >>> from cosmictron.datastore import ColumnSchema, TableSchema
@@ -40,15 +62,31 @@ def explain(node: Node) -> list[str]:
     ['Scan item', 'Filter (id > 3)']
     """
     lines: list[str] = []
+    if isinstance(node, JoinGroup):
+        return _group(node, stats)
     if isinstance(node, IndexNestedLoopJoin):
-        lines.extend(explain(node.left))
+        lines.extend(explain(node.left, stats))
     else:
         for child in node_children(node):
-            lines.extend(explain(child))
+            lines.extend(explain(child, stats))
     for semijoin in _semijoins(node):
         # A visibility filter's subplan, evaluated once per execution, indented under it.
-        lines.extend(f"  {line}" for line in explain(semijoin.plan))
+        lines.extend(f"  {line}" for line in explain(semijoin.plan, stats))
     lines.append(describe(node))
+    return lines
+
+
+def _group(node: JoinGroup, stats: Statistics | None) -> list[str]:
+    planned = plan_group(node, stats or GUESS, remember=stats is not None)
+    lines = explain(planned.plan, stats)
+    steps = []
+    for number, rows in zip(planned.order, planned.steps, strict=True):
+        relation = node.relations[number]
+        scan = relation.child if isinstance(relation, Filter) else relation
+        assert isinstance(scan, Scan)
+        steps.append(f"{scan.alias} ({estimate_text(rows)} rows)")
+    guessed = "" if stats is not None else f" [sizes guessed: {GUESSED_ROWS} rows a table]"
+    lines.append("JoinOrder " + " -> ".join(steps) + guessed)
     return lines
 
 
