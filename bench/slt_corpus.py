@@ -196,8 +196,10 @@ def declared_tables(statements: list[str]) -> tuple[dict[str, TableDecl], set[st
                 expression = column.this if isinstance(column, exp.Ordered) else column
                 names.append(expression.name.lower())
             unique = bool(tree.args.get("unique"))
-            tables[table_name].indexes.append((index.name.lower(), tuple(names), unique))
-            taken.add(sql)
+            declared = tables[table_name].indexes
+            if all(index.name.lower() != held for held, _, _ in declared):
+                declared.append((index.name.lower(), tuple(names), unique))
+                taken.add(sql)
     return tables, taken
 
 

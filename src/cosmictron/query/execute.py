@@ -161,11 +161,23 @@ def _index_scan(node: IndexScan, datastore: Datastore, meter: Meter) -> Rows:
         ordered = index if index is not None else table.ordered_primary()
         if node.mode == "prefix":
             keys = list(ordered.prefix_row_keys(node.values[0]))
+        elif node.mode == "prefix_range":
+            keys = _prefix_range_keys(ordered, node.values)
         else:
             low, high, inclusive = node.values
             keys = list(ordered.range_row_keys(low, high, inclusive=inclusive))
     meter.charge(len(keys))
     return iter([rows[key] for key in keys])
+
+
+def _prefix_range_keys(ordered: Index, values: tuple[Any, ...]) -> list[Any]:
+    """Row keys whose key starts with ``prefix`` and whose next column is in the range
+    (low inclusive; the filter above trims an exclusive low)."""
+    prefix, low, high, inclusive = values
+    start = prefix if low is None else (*prefix, low)
+    if high is None:
+        return list(ordered.range_row_keys(start, prefix, inclusive=True))
+    return list(ordered.range_row_keys(start, (*prefix, high), inclusive=inclusive))
 
 
 def _filter(node: Filter, datastore: Datastore, meter: Meter) -> Rows:

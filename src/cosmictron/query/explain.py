@@ -163,8 +163,13 @@ def _lookup(node: IndexScan) -> str:
         return f"{column} IN ({', '.join(literal(v) for v in node.values)})"
     if node.mode == "prefix":
         return f"{column} STARTS WITH {node.values[0]!r}"
-    low, high, high_inclusive = node.values
     parts = []
+    if node.mode == "prefix_range":
+        prefix, low, high, high_inclusive = node.values
+        parts.append(f"{column} STARTS WITH {prefix!r}")
+        column = node.columns[len(prefix)]
+    else:
+        low, high, high_inclusive = node.values
     if low is not None:
         parts.append(f"{column} >= {literal(low)}")
     if high is not None:

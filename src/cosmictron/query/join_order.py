@@ -20,7 +20,7 @@ datastore as rows change, so nothing is scanned to plan):
 With up to ``EXHAUSTIVE_MAX`` tables every left-deep order is considered by dynamic
 programming over subsets (Selinger's method: the best way to join each set of tables,
 built from the best ways to join its subsets); past that, a greedy order starts from
-each table in turn and always adds the cheapest next table. Either way a table with no
+each of the few smallest tables and always adds the cheapest next table. Either way a table with no
 condition relating it to the tables so far is added only when no other is left (a
 cross product never comes ahead of a connecting predicate). Ties keep FROM order.
 
@@ -109,6 +109,12 @@ class _Model:
         # Each relating condition: the tables it reads (a bitmask) and what it keeps.
         self.exprs = group.conditions
         self.conditions = [(self._mask(e), self._selectivity(e)) for e in group.conditions]
+        # The conditions reading each table: a step looks at its table's only.
+        self.touching: list[list[int]] = [[] for _ in self.relations]
+        for position, (mask, _) in enumerate(self.conditions):
+            for number in range(self.count):
+                if mask & (1 << number):
+                    self.touching[number].append(position)
 
     # -- per table --------------------------------------------------------------------
 
@@ -207,7 +213,9 @@ class _Model:
 
     def _equalities(self, done: int, number: int) -> list[Binary]:
         found = []
-        for expr, (mask, _) in zip(self.exprs, self.conditions, strict=True):
+        for position in self.touching[number]:
+            expr = self.exprs[position]
+            mask = self.conditions[position][0]
             if (
                 isinstance(expr, Binary)
                 and expr.op == "="
@@ -227,7 +235,9 @@ class _Model:
         keep = 1.0
         connected = False
         equality = False
-        for expr, (mask, selectivity) in zip(self.exprs, self.conditions, strict=True):
+        for position in self.touching[number]:
+            expr = self.exprs[position]
+            mask, selectivity = self.conditions[position]
             if mask & bit and mask & done and mask & ~bit & ~done == 0:
                 keep *= selectivity
                 connected = True
@@ -317,9 +327,14 @@ def _exhaustive(model: _Model) -> tuple[tuple[int, ...], tuple[float, ...], floa
     return final[2], final[3], final[0]
 
 
+GREEDY_STARTS = 4
+"""The greedy order is tried from this many first tables (those with the fewest rows)."""
+
+
 def _greedy(model: _Model) -> tuple[tuple[int, ...], tuple[float, ...], float]:
     chosen: _Best | None = None
-    for start in range(model.count):
+    starts = sorted(range(model.count), key=lambda n: (model.relations[n].rows, n))
+    for start in starts[:GREEDY_STARTS]:
         plan = _first(model, start)
         done = 1 << start
         while len(plan[2]) < model.count:

@@ -287,8 +287,10 @@ class IndexScan(Node):
     """Rows of one table found through an index (``index`` None: the primary key).
 
     ``mode`` is ``eq`` (``values[0]`` is the key), ``in`` (each of ``values``),
-    ``prefix`` (``values[0]`` is a key prefix) or ``range`` (``values`` is
-    ``(low, high, high_inclusive)``; None leaves a side open; ``low`` is inclusive).
+    ``prefix`` (``values[0]`` is a key prefix), ``range`` (``values`` is
+    ``(low, high, high_inclusive)``; None leaves a side open; ``low`` is inclusive) or
+    ``prefix_range`` (``(prefix, low, high, high_inclusive)``: keys starting with
+    ``prefix`` whose next column is in the range).
     """
 
     table: TableSchema = field(compare=False)
