@@ -148,7 +148,7 @@ def declared_tables(statements: list[str]) -> tuple[dict[str, TableDecl], set[st
             continue
         try:
             tree = parse_one(sql, read="sqlite")
-        except Exception:  # noqa: BLE001 - an unparsable DDL is run (and refused) as SQL
+        except Exception:
             continue
         if not isinstance(tree, exp.Create):
             continue
@@ -290,7 +290,9 @@ def format_value(value: Any, letter: str) -> str:
 def result_values(rows: list[tuple[Any, ...]], types: str, sort: str) -> list[str]:
     """The result as sqllogictest's list of values (sorted as the record says)."""
     formatted = [
-        tuple(format_value(value, types[i] if i < len(types) else "T") for i, value in enumerate(row))
+        tuple(
+            format_value(value, types[i] if i < len(types) else "T") for i, value in enumerate(row)
+        )
         for row in rows
     ]
     if sort == "rowsort":
@@ -302,7 +304,7 @@ def result_values(rows: list[tuple[Any, ...]], types: str, sort: str) -> list[st
 
 
 def digest(values: list[str]) -> str:
-    md5 = hashlib.md5()  # noqa: S324 - the corpus's own checksum, not security
+    md5 = hashlib.md5()
     for value in values:
         md5.update(value.encode())
         md5.update(b"\n")

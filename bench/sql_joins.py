@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-MODULE = '''
+MODULE = """
 from cosmictron import field, table
 
 @table(name="customer", public=True)
@@ -44,13 +44,13 @@ class Orders:
 class Product:
     id: int = field(primary_key=True)
     price: int = 0
-''' + "".join(
-    f'''
+""" + "".join(
+    f"""
 @table(name="c{i}", public=True)
 class C{i}:
     id: int = field(primary_key=True)
     next: int = 0
-'''
+"""
     for i in range(8)
 )
 

@@ -118,7 +118,7 @@ def run_file(path: Path, corpus: Path, tally: Tally, timeout_s: float, parent: s
                 module=str(module),
                 durability=cosmictron.DurabilityConfig.from_profile("development"),
             )
-        except Exception as error:  # noqa: BLE001 - the file's tables cannot be made
+        except Exception as error:
             tally.file_errors.append({"file": name, "error": reason(error)})
             return
         tally.files += 1
@@ -142,7 +142,10 @@ def run_file(path: Path, corpus: Path, tally: Tally, timeout_s: float, parent: s
         shutil.rmtree(work, ignore_errors=True)
 
 
-_WRITES = re.compile(r"^\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|REPLACE\s+INTO|UPDATE|DELETE\s+FROM|DROP\s+TABLE(?:\s+IF\s+EXISTS)?)\s+(\w+)", re.I)
+_WRITES = re.compile(
+    r"^\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|REPLACE\s+INTO|UPDATE|DELETE\s+FROM|DROP\s+TABLE(?:\s+IF\s+EXISTS)?)\s+(\w+)",
+    re.I,
+)
 
 
 def _statement(db: Any, item: Statement, tally: Tally, tainted: dict[str, str]) -> None:
@@ -150,7 +153,7 @@ def _statement(db: Any, item: Statement, tally: Tally, tainted: dict[str, str]) 
         db.sql(item.sql)
         if not item.expect_ok:
             tally.statement_failures["succeeded where SQLite fails"] += 1
-    except Exception as error:  # noqa: BLE001 - any refusal is a figure here
+    except Exception as error:
         if item.expect_ok:
             key = reason(error)
             tally.statement_failures[key] += 1
@@ -180,7 +183,7 @@ def _query(db: Any, item: Query, name: str, tally: Tally, timeout_s: float) -> N
         tally.outcomes["slow"] += 1
         tally.slow.append({"where": where, "sql": item.sql, "seconds": HARD_STOP_S})
         return
-    except Exception as error:  # noqa: BLE001 - any refusal is a figure here
+    except Exception as error:
         took = time.perf_counter() - started
         kind = type(error).__name__
         if kind == "QueryCancelled" or took > timeout_s:
@@ -220,7 +223,10 @@ def summary(result: dict[str, Any], top: int) -> str:
         f"match {result['match_percent']}%  outcomes {result['outcomes']}",
         f"refused, top {top} of {result['refused_reasons']} reasons:",
     ]
-    lines += [f"  {r['count']:>7}  {r['reason']}\n           e.g. {r['example']}" for r in result["refused_top"]]
+    lines += [
+        f"  {r['count']:>7}  {r['reason']}\n           e.g. {r['example']}"
+        for r in result["refused_top"]
+    ]
     lines.append(f"wrong: {len(result['wrong'])}")
     lines += [f"  {w['where']}: {' '.join(w['sql'].split())[:160]}" for w in result["wrong"][:50]]
     lines.append(f"slow (> 1 s): {len(result['slow'])}")
@@ -258,8 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         for number, path in enumerate(files, start=1):
             run_file(path, args.corpus, tally, args.timeout_s, parent)
             print(
-                f"[{number}/{len(files)}] {path.relative_to(args.corpus)} "
-                f"{dict(tally.outcomes)}",
+                f"[{number}/{len(files)}] {path.relative_to(args.corpus)} {dict(tally.outcomes)}",
                 file=sys.stderr,
                 flush=True,
             )

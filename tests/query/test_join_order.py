@@ -75,7 +75,9 @@ def both(open_db):
         marks = ", ".join("?" * len(rows[0]))
         lite.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)
         for start in range(0, len(rows), 500):
-            values = ", ".join(repr(row).replace("None", "NULL") for row in rows[start : start + 500])
+            values = ", ".join(
+                repr(row).replace("None", "NULL") for row in rows[start : start + 500]
+            )
             db.sql(f"INSERT INTO {name} VALUES {values}")
     return db, lite
 
@@ -89,7 +91,9 @@ def _order(db, query, params=None) -> str:
 def _same(db, lite, query, lite_query=None, params=()) -> list[tuple]:
     named = dict(params) if isinstance(params, dict) else None
     got = sorted(db.sql(query, named).rows, key=repr)
-    expected = sorted(lite.execute(lite_query or query, tuple(named.values()) if named else params), key=repr)
+    expected = sorted(
+        lite.execute(lite_query or query, tuple(named.values()) if named else params), key=repr
+    )
     assert got == expected, query
     return got
 
@@ -137,9 +141,7 @@ def test_left_join_keeps_its_meaning_after_the_inner_joins_are_reordered(both):
 
 def test_a_parametrised_join_is_right_for_every_binding(both):
     db, lite = both
-    query = (
-        "SELECT o.id FROM orders o, customer c WHERE o.customer_id = c.id AND c.score = :s"
-    )
+    query = "SELECT o.id FROM orders o, customer c WHERE o.customer_id = c.id AND c.score = :s"
     lite_query = query.replace(":s", "?")
     for score in (3, 50, 77, 3):
         _same(db, lite, query, lite_query, {"s": score})
@@ -152,7 +154,9 @@ def test_the_order_follows_the_tables_sizes(open_db):
     db.sql("INSERT INTO orders VALUES (0, 1, 0, 3)")
     assert _order(db, query).startswith("JoinOrder o ")  # one order: look its customer up
     assert db.sql(query).rows == [(1,)]
-    db.sql("INSERT INTO orders VALUES " + ", ".join(f"({i}, {i % 200}, 0, 3)" for i in range(1, 2000)))
+    db.sql(
+        "INSERT INTO orders VALUES " + ", ".join(f"({i}, {i % 200}, 0, 3)" for i in range(1, 2000))
+    )
     assert _order(db, query).startswith("JoinOrder c ")  # few customers, each a lookup
     assert db.sql(query).rows == [(21,)]  # customers 1 and 101: 11 + 10 orders
 
@@ -173,7 +177,7 @@ def test_many_tables_are_ordered_greedily_and_stay_right(open_db):
         lite.executemany(f"INSERT INTO t{i} VALUES (?, ?)", rows)
         db.sql(f"INSERT INTO t{i} VALUES " + ", ".join(map(repr, rows)))
     tables = [f"t{i}" for i in range(count)]
-    for seed in range(3):
+    for _ in range(3):
         rng.shuffle(tables)
         where = " AND ".join(f"t{i}.b = t{i + 1}.a" for i in range(count - 1))
         query = f"SELECT t0.a, t{count - 1}.b FROM {', '.join(tables)} WHERE {where} AND t3.a < 6"

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cosmictron.datastore import Datastore
+from cosmictron.query.join_order import estimate_text, plan_group
 from cosmictron.query.plan import (
     Aggregate,
     Distinct,
@@ -36,8 +38,6 @@ from cosmictron.query.plan import (
     children,
     node_children,
 )
-from cosmictron.datastore import Datastore
-from cosmictron.query.join_order import estimate_text, plan_group
 from cosmictron.query.render import literal, render
 from cosmictron.query.statistics import GUESS, GUESSED_ROWS, Statistics, datastore_statistics
 

@@ -19,7 +19,6 @@ from cosmictron.query.budget import Meter
 from cosmictron.query.expressions import compile_expr
 from cosmictron.query.join_order import plan_group
 from cosmictron.query.keysets import Rows, Run, compile_predicate
-from cosmictron.query.statistics import datastore_statistics
 from cosmictron.query.plan import (
     HashJoin,
     IndexNestedLoopJoin,
@@ -30,6 +29,7 @@ from cosmictron.query.plan import (
     Node,
     Scan,
 )
+from cosmictron.query.statistics import datastore_statistics
 
 JOIN_ROW_BYTES = 64
 """What one row held by a join's table (or a nested loop's inner rows) is charged: its

@@ -141,7 +141,7 @@ class _Model:
                     distinct = self.stats.distinct(scan.name, name)
                     return 1.0 / distinct if distinct else 0.1
             return 0.1
-        if isinstance(expr, Binary) and expr.op in _RANGE or isinstance(expr, Between):
+        if (isinstance(expr, Binary) and expr.op in _RANGE) or isinstance(expr, Between):
             return 1 / 3
         if isinstance(expr, InList):
             return min(1.0, 0.1 * max(len(expr.items), 1))
@@ -190,7 +190,7 @@ class _Model:
                     (a,), (b,) = left_tables, right_tables
                     return 1.0 / max(self._distinct(a, expr.left), self._distinct(b, expr.right))
             return 0.1
-        if isinstance(expr, Binary) and expr.op in _RANGE or isinstance(expr, Between):
+        if (isinstance(expr, Binary) and expr.op in _RANGE) or isinstance(expr, Between):
             return 1 / 3
         return 0.5
 
@@ -275,9 +275,7 @@ def plan_group(group: JoinGroup, stats: Statistics, *, remember: bool = True) ->
         order, steps, cost = found
     else:
         model = _Model(group, stats)
-        order, steps, cost = (
-            _exhaustive(model) if model.count <= EXHAUSTIVE_MAX else _greedy(model)
-        )
+        order, steps, cost = _exhaustive(model) if model.count <= EXHAUSTIVE_MAX else _greedy(model)
     planned = PlannedGroup(order, steps, cost, *assemble(group, order))
     if not remember:
         return planned

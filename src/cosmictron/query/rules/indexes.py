@@ -147,10 +147,9 @@ def _index_scan(scan: Scan, predicate: Expr) -> Node:
     ranked = sorted(indexes, key=lambda candidate: not candidate[3])
     for name, columns, _, unique in ranked:  # 1 and 2: every column equal
         if all(c in equal for c in columns):
-            if not unique and (found := _prefix_range(indexes, equal, ranges, len(columns))):
+            if not unique and (better := _prefix_range(indexes, equal, ranges, len(columns))):
                 # 4 answers as many equalities as this index, and a range besides.
-                name, columns, bounds, used = found
-                return result(name, columns, "prefix_range", bounds, used)
+                return result(*better)
             key = tuple(equal[c][0] for c in columns)
             used = [equal[c][1] for c in columns]
             return result(name, columns, "eq", (key[0] if len(key) == 1 else key,), used)
@@ -163,9 +162,8 @@ def _index_scan(scan: Scan, predicate: Expr) -> Node:
         while width < len(columns) and columns[width] in equal:
             width += 1
         if kind == "btree" and len(columns) > 1 and width:
-            if found := _prefix_range(indexes, equal, ranges, 1):
-                name, columns, bounds, used = found
-                return result(name, columns, "prefix_range", bounds, used)
+            if better := _prefix_range(indexes, equal, ranges, 1):
+                return result(*better)
             prefix = tuple(equal[c][0] for c in columns[:width])
             used = [equal[c][1] for c in columns[:width]]
             return result(name, columns, "prefix", (prefix,), used)
@@ -182,9 +180,9 @@ def _prefix_range(
     equal: dict[str, tuple[Any, Expr]],
     ranges: dict[str, list[tuple[str, Any]]],
     width_min: int,
-) -> tuple[str | None, tuple[str, ...], tuple[Any, ...], list[Expr]] | None:
+) -> tuple[str | None, tuple[str, ...], str, tuple[Any, ...], list[Expr]] | None:
     """A composite btree answering equalities on a prefix of at least ``width_min``
-    columns and a range on the column after it: ``(name, columns, values, used)``."""
+    columns and a range on the column after it: ``(name, columns, mode, values, used)``."""
     for name, columns, kind, _ in indexes:
         width = 0
         while width < len(columns) and columns[width] in equal:
@@ -198,7 +196,7 @@ def _prefix_range(
             continue
         prefix = tuple(equal[c][0] for c in columns[:width])
         used = [equal[c][1] for c in columns[:width]]
-        return name, columns, (prefix, low, high, inclusive), used
+        return name, columns, "prefix_range", (prefix, low, high, inclusive), used
     return None
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import replace
 
+from cosmictron.query.params import has_params
 from cosmictron.query.plan import (
     Expr,
     Filter,
@@ -34,7 +35,6 @@ from cosmictron.query.plan import (
     conjoin,
     conjuncts,
 )
-from cosmictron.query.params import has_params
 
 
 def group_joins(plan: Node) -> Node:
@@ -79,7 +79,9 @@ def _flatten(node: Node) -> list[tuple[Node, str, list[Expr]]] | None:
     if not isinstance(node, Join):
         return None
     right = node.right
-    if not (isinstance(right, Scan) or (isinstance(right, Filter) and isinstance(right.child, Scan))):
+    if not (
+        isinstance(right, Scan) or (isinstance(right, Filter) and isinstance(right.child, Scan))
+    ):
         return None
     left = _flatten(node.left)
     if left is None:
