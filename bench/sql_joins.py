@@ -4,8 +4,9 @@ Until the join order was chosen by cost, a join ran in the order FROM names its 
 so the same 3-way join took ~2.5 ms or ~480 ms depending only on how it was written.
 This measures that join written in each of its six FROM orders, and a chain of eight
 tables written in a shuffled order, on Cosmictron (``db.sql``) and on SQLite holding the
-same rows, each query timed as the median of repeated runs, the two engines
-alternating query by query. The figure that matters is the spread: the slowest FROM
+same rows, each query timed as the median of repeated runs taken round-robin over
+all the queries (the two engines alternating), so load from elsewhere on the machine
+falls on every FROM order alike. The figure that matters is the spread: the slowest FROM
 order against the fastest, which should stay within 2x.
 
 Data (seeded): ``customer`` (``region`` 0-9), ``orders`` (a btree index on
@@ -76,7 +77,7 @@ class JoinSettings:
     orders: int
     products: int
     chain_rows: int
-    seconds_per_query: float  # per engine, split into repeated runs
+    seconds_per_query: float  # both engines, in rounds over every query
 
 
 def join3_queries() -> dict[str, str]:
@@ -107,15 +108,30 @@ def _data(settings: JoinSettings) -> dict[str, list[tuple[int, ...]]]:
     }
 
 
-def _median_seconds(run: Callable[[], Any], seconds: float) -> tuple[float, Any]:
-    result = run()  # warm: the statement cache, SQLite's page cache
-    times: list[float] = []
+def _timed(run: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
+def _round_robin(
+    runs: dict[str, tuple[Callable[[], Any], Callable[[], Any]]], seconds: float
+) -> dict[str, tuple[float, float]]:
+    """Median seconds of each (cosmictron, sqlite) pair of runs, taken in rounds that
+    visit every query once (the engine order flipping each round), so a burst of load
+    from elsewhere on the machine falls on every query alike, not on one FROM order."""
+    times: dict[str, tuple[list[float], list[float]]] = {key: ([], []) for key in runs}
     deadline = time.perf_counter() + seconds
-    while len(times) < 3 or (time.perf_counter() < deadline and len(times) < 200):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
+    rounds = 0
+    while rounds < 5 or (time.perf_counter() < deadline and rounds < 500):
+        for key, (mine, theirs) in runs.items():
+            first, second = (mine, theirs) if rounds % 2 == 0 else (theirs, mine)
+            a, b = _timed(first), _timed(second)
+            ours, peers = (a, b) if rounds % 2 == 0 else (b, a)
+            times[key][0].append(ours)
+            times[key][1].append(peers)
+        rounds += 1
+    return {key: (statistics.median(m), statistics.median(t)) for key, (m, t) in times.items()}
 
 
 def measure_joins(settings: JoinSettings, parent: str) -> dict[str, Any]:
@@ -143,15 +159,21 @@ def measure_joins(settings: JoinSettings, parent: str) -> dict[str, Any]:
         lite.commit()
         lite.execute("ANALYZE")
         queries = {**{f"join3 {k}": q for k, q in join3_queries().items()}, "join8": join8_query()}
+        runs: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {}
         results: dict[str, Any] = {}
         for key, query in queries.items():
-            mine, rows = _median_seconds(lambda q=query: db.sql(q).rows, settings.seconds_per_query)
-            theirs, expected = _median_seconds(
-                lambda q=query: lite.execute(q).fetchall(), settings.seconds_per_query
-            )
+            rows = db.sql(query).rows  # also warms the statement cache
+            expected = lite.execute(query).fetchall()
             if [tuple(r) for r in rows] != expected:
                 raise AssertionError(f"{key}: cosmictron {rows!r} != sqlite {expected!r}")
+            runs[key] = (
+                lambda q=query: db.sql(q).rows,
+                lambda q=query: lite.execute(q).fetchall(),
+            )
+        medians = _round_robin(runs, settings.seconds_per_query * len(runs))
+        for key, query in queries.items():
             plan = [line for (line,) in db.sql("EXPLAIN " + query).rows]
+            mine, theirs = medians[key]
             results[key] = {
                 "sql": query,
                 "cosmictron_ms": mine * 1000,
