@@ -20,14 +20,19 @@ compared with SQLite's recorded answer exactly as sqllogictest compares
 - ``wrong``: an answer that is not SQLite's (every one listed, with file and line);
 - ``slow``: stopped by its 1 s budget, or an answer that took longer than 1 s.
 
-A statement (``INSERT``...) that fails where SQLite succeeded is counted apart, since the
-queries after it read different rows. Prints the summary and writes JSON (``--out``).
+A statement (``INSERT``...) that fails where SQLite succeeded is counted apart, and the
+queries after it that name its table are refused with its reason (they read other rows
+than SQLite's). So are the queries over a table without a primary key once an
+``INSERT`` into it stored fewer rows than it named: such a table is a set in Cosmictron
+(a documented difference), so an identical row is stored once where SQLite keeps two.
+Prints the summary and writes JSON (``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import re
 import shutil
@@ -123,12 +128,13 @@ def run_file(path: Path, corpus: Path, tally: Tally, timeout_s: float, parent: s
             return
         tally.files += 1
         tainted: dict[str, str] = {}
+        keyless = {name for name, decl in tables.items() if not decl.primary_key}
         try:
             for item in items:
                 if isinstance(item, Statement):
                     if item.sql in taken:
                         continue
-                    _statement(db, item, tally, tainted)
+                    _statement(db, item, tally, tainted, keyless)
                 elif (cause := _tainted_by(item.sql, tainted)) is not None:
                     key = f"a statement this query depends on was refused ({cause})"[:160]
                     tally.outcomes["refused"] += 1
@@ -148,18 +154,45 @@ _WRITES = re.compile(
 )
 
 
-def _statement(db: Any, item: Statement, tally: Tally, tainted: dict[str, str]) -> None:
+KEYLESS = "a table without a primary key is a set: an identical row was not stored again"
+"""Why queries over such a table are not judged: Cosmictron's documented semantics."""
+
+
+def _values_count(sql: str) -> int | None:
+    """How many rows an ``INSERT ... VALUES`` names (None: not one)."""
+    from sqlglot import exp, parse_one
+
+    try:
+        tree = parse_one(sql, read="sqlite")
+    except Exception:
+        return None
+    values = tree.expression if isinstance(tree, exp.Insert) else None
+    return len(values.expressions) if isinstance(values, exp.Values) else None
+
+
+def _statement(
+    db: Any, item: Statement, tally: Tally, tainted: dict[str, str], keyless: set[str]
+) -> None:
+    written = _WRITES.match(item.sql)
+    table = written.group(1).lower() if written else None
+    before = None
+    if table in keyless and item.sql.lstrip()[:6].upper() == "INSERT":
+        with contextlib.suppress(Exception):
+            before = db.sql(f"SELECT count(*) FROM {table}").rows[0][0]
     try:
         db.sql(item.sql)
+        if before is not None:
+            after = db.sql(f"SELECT count(*) FROM {table}").rows[0][0]
+            if after - before != _values_count(item.sql):
+                tainted[str(table)] = KEYLESS
         if not item.expect_ok:
             tally.statement_failures["succeeded where SQLite fails"] += 1
     except Exception as error:
         if item.expect_ok:
             key = reason(error)
             tally.statement_failures[key] += 1
-            written = _WRITES.match(item.sql)
             # The queries after it read other rows than SQLite's: refused, not wrong.
-            tainted[written.group(1).lower() if written else "*"] = key
+            tainted[table or "*"] = key
 
 
 def _tainted_by(sql: str, tainted: dict[str, str]) -> str | None:

@@ -114,3 +114,15 @@ def test_a_query_over_its_time_is_slow_not_a_match(tmp_path):
     result = json.loads(out.read_text())
     assert result["outcomes"].get("match", 0) == 0
     assert result["outcomes"]["slow"] >= 4 and result["slow"][0]["where"].startswith("sample.test")
+
+
+def test_a_keyless_table_given_a_duplicate_row_is_not_judged(tmp_path):
+    # Cosmictron's keyless table is a set (documented): the second identical row is not
+    # stored, so SQLite's count of 2 cannot be reproduced; the query is refused, saying
+    # why, rather than counted wrong. The other table is still judged.
+    out = tmp_path / "result.json"
+    sqllogictest.main([str(SAMPLE), "keyless/*.test", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["outcomes"] == {"match": 2, "refused": 1}
+    (refused,) = result["refused_top"]
+    assert sqllogictest.KEYLESS in refused["reason"]
