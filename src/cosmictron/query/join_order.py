@@ -111,10 +111,12 @@ class _Model:
         self.conditions = [(self._mask(e), self._selectivity(e)) for e in group.conditions]
         # The conditions reading each table: a step looks at its table's only.
         self.touching: list[list[int]] = [[] for _ in self.relations]
+        self.neighbours = [0] * self.count  # the tables a condition relates each one to
         for position, (mask, _) in enumerate(self.conditions):
             for number in range(self.count):
                 if mask & (1 << number):
                     self.touching[number].append(position)
+                    self.neighbours[number] |= mask & ~(1 << number)
 
     # -- per table --------------------------------------------------------------------
 
@@ -297,10 +299,14 @@ def _extend(model: _Model, best: _Best, done: int) -> list[tuple[_Best, int]]:
     """Every way to add one table to ``best`` (a join of the set ``done``), connected
     ones only unless none is."""
     cost, rows, order, steps = best
+    reach = 0
+    for number in order:
+        reach |= model.neighbours[number]
+    reach &= ~done
     options: list[tuple[_Best, int, bool]] = []
     for number in range(model.count):
-        if done & (1 << number):
-            continue
+        if done & (1 << number) or (reach and not reach & (1 << number)):
+            continue  # only tables a condition relates to ``done``, while there are any
         step_cost, out, connected = model.step(done, rows, number)
         options.append(
             ((cost + step_cost, out, (*order, number), (*steps, out)), number, connected)
