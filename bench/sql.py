@@ -1,4 +1,4 @@
-"""SQL benchmark: point SELECT by primary key through ``db.sql`` against SQLite, one run.
+"""SQL benchmark: point SELECT by primary key, and joins, through ``db.sql`` against SQLite.
 
     .venv/bin/python bench/sql.py [--quick] [--out bench/results/sql.json] [--tmpdir DIR]
 
@@ -12,6 +12,10 @@ Both run in this process, in alternating time slices (the order flipping each ro
 in ``bench/run.py``). Reads need no durability, so the durability settings do not
 matter here; both databases are on temp directories under the same parent. Prints the
 figures and the ratio against the goal (>= 1x SQLite), never asserts it, and writes JSON.
+
+Then the joins (``sql_joins.py``): one 3-way join written in each of its six FROM
+orders, and an 8-table chain join, each timed on both engines holding the same rows;
+the spread between the slowest and the fastest FROM order should stay within 2x.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from common import machine_info, parse_args, run_took, temp_parent, write_result
 from core_report import table_text  # noqa: E402
 from engines import CosmictronEngine, SqliteEngine, alternate, row_values  # noqa: E402
 from figures import ratio  # noqa: E402
+from sql_joins import JoinSettings, measure_joins, summary_rows  # noqa: E402
 
 SQL = "SELECT * FROM item WHERE id = :id"
 SQLITE_SQL = "SELECT * FROM item WHERE id = ?"
@@ -51,6 +56,12 @@ class Settings:
 
 FULL = Settings(seconds=2.4, rounds=3, rows=100_000)
 QUICK = Settings(seconds=0.4, rounds=2, rows=10_000)
+FULL_JOINS = JoinSettings(
+    customers=10_000, orders=100_000, products=1000, chain_rows=2000, seconds_per_query=1.0
+)
+QUICK_JOINS = JoinSettings(
+    customers=1000, orders=10_000, products=200, chain_rows=300, seconds_per_query=0.1
+)
 
 
 def cosmictron_select_loop(engine: CosmictronEngine, seconds: float, ids: list[int]) -> int:
@@ -116,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with temp_parent(args.tmpdir, "cosmictron-bench-sql-") as parent:
         result = measure_point_select(settings, parent)
+        joins = measure_joins(QUICK_JOINS if args.quick else FULL_JOINS, parent)
         machine = machine_info(parent)
     rel = ratio(result["cosmictron"], result["sqlite"])
     summary = [
@@ -130,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             "met": rel is not None and rel >= 1.0,
         }
     ]
+    summary += summary_rows(joins)
     print(table_text(summary))
     print(f"\n{run_took(started, args.mode)}")
     write_results(
@@ -139,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         settings,
         machine,
         started,
-        {"point_select": result},
+        {"point_select": result, "joins": joins},
         summary=summary,
     )
     return 0

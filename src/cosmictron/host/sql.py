@@ -48,6 +48,7 @@ from cosmictron.query import (
 from cosmictron.query.budget import Meter, QueryBudget
 from cosmictron.query.cache import STATEMENTS, Converter, PointLookup
 from cosmictron.query.execute import plan_tables
+from cosmictron.query.explain import explain_statement
 from cosmictron.query.params import bind, check_sizes
 from cosmictron.query.parse import param_values, prepare
 from cosmictron.query.result import rows_result
@@ -119,7 +120,13 @@ def _run_once(
     if prepared.parametrised:
         statement = bind(statement, param_values(params, sender))
     if isinstance(statement, Explain):
-        lines = statement.statement.explain()
+        inner = statement.statement  # join orders are chosen for the tables' sizes now
+        snapshot = (
+            core.read_snapshot(plan_tables(inner.plan))
+            if isinstance(inner, SelectStatement)
+            else None
+        )
+        lines = explain_statement(inner, snapshot)
         return QueryResult(("plan",), [(line,) for line in lines])
     if isinstance(statement, SelectStatement):
         return _select(core, statement, prepared.converters, budget.start(started), schema)

@@ -36,7 +36,7 @@ from typing import Any
 from cosmictron.datastore import Datastore, Index
 from cosmictron.query.budget import Meter, QueryBudget
 from cosmictron.query.expressions import compile_expr
-from cosmictron.query.join_operators import hash_join, index_join, nested_loop
+from cosmictron.query.join_operators import hash_join, index_join, join_group, nested_loop
 from cosmictron.query.keysets import Rows, evaluate_semijoins, rows_by_key_set
 from cosmictron.query.plan import (
     Agg,
@@ -50,6 +50,7 @@ from cosmictron.query.plan import (
     IndexNestedLoopJoin,
     IndexScan,
     Join,
+    JoinGroup,
     Limit,
     NestedLoopJoin,
     Node,
@@ -165,11 +166,23 @@ def _index_scan(node: IndexScan, datastore: Datastore, meter: Meter) -> Rows:
         ordered = index if index is not None else table.ordered_primary()
         if node.mode == "prefix":
             keys = list(ordered.prefix_row_keys(node.values[0]))
+        elif node.mode == "prefix_range":
+            keys = _prefix_range_keys(ordered, node.values)
         else:
             low, high, inclusive = node.values
             keys = list(ordered.range_row_keys(low, high, inclusive=inclusive))
     meter.charge(len(keys))
     return iter([rows[key] for key in keys])
+
+
+def _prefix_range_keys(ordered: Index, values: tuple[Any, ...]) -> list[Any]:
+    """Row keys whose key starts with ``prefix`` and whose next column is in the range
+    (low inclusive; the filter above trims an exclusive low)."""
+    prefix, low, high, inclusive = values
+    start = prefix if low is None else (*prefix, low)
+    if high is None:
+        return list(ordered.range_row_keys(start, prefix, inclusive=True))
+    return list(ordered.range_row_keys(start, (*prefix, high), inclusive=inclusive))
 
 
 def _filter(node: Filter, datastore: Datastore, meter: Meter) -> Rows:
@@ -274,6 +287,7 @@ _RUNNERS: dict[type, Callable[[Any, Datastore, Meter], Rows]] = {
     NestedLoopJoin: functools.partial(nested_loop, run=_run),
     HashJoin: functools.partial(hash_join, run=_run),
     IndexNestedLoopJoin: functools.partial(index_join, run=_run),
+    JoinGroup: functools.partial(join_group, run=_run),
     Aggregate: _aggregate,
     Project: _project,
     Distinct: _distinct,

@@ -3,12 +3,22 @@
 Inputs come before the node that consumes them, so the first line is where rows start
 (``Scan item``) and the last is what the caller gets; each line names the algorithm and
 its arguments (index, lookup values, join keys), which is what tests assert on.
+
+A ``JoinGroup`` (inner joins ordered by cost, ``join_order.py``) is shown as the plan it
+runs, in the order chosen for the tables' current sizes, followed by a ``JoinOrder``
+line naming the tables in that order with the estimated rows after each step. The
+sizes come from the datastore when there is one (``explain_statement``, what ``EXPLAIN``
+through ``Database.sql`` uses); without one every table is assumed to hold
+``statistics.GUESSED_ROWS`` rows.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
+from cosmictron.datastore import Datastore
+from cosmictron.query.join_order import estimate_text, plan_group
 from cosmictron.query.plan import (
     Aggregate,
     Compound,
@@ -20,6 +30,7 @@ from cosmictron.query.plan import (
     IndexNestedLoopJoin,
     IndexScan,
     Join,
+    JoinGroup,
     Limit,
     NestedLoopJoin,
     Node,
@@ -34,10 +45,20 @@ from cosmictron.query.plan import (
     node_children,
 )
 from cosmictron.query.render import literal, render
+from cosmictron.query.statistics import GUESS, GUESSED_ROWS, Statistics, datastore_statistics
 from cosmictron.query.subquery_run import strategy
 
 
-def explain(node: Node) -> list[str]:
+def explain_statement(statement: Any, datastore: Datastore | None) -> list[str]:
+    """A statement's EXPLAIN lines, join orders chosen for ``datastore``'s table sizes."""
+    plan = getattr(statement, "plan", None)
+    if plan is None or datastore is None:
+        lines: list[str] = statement.explain()
+        return lines
+    return explain(plan, datastore_statistics(datastore))
+
+
+def explain(node: Node, stats: Statistics | None = None) -> list[str]:
     """One line per node, inputs before the node that consumes them (data-flow order).
 
     >>> from cosmictron.datastore import ColumnSchema, TableSchema
@@ -49,30 +70,46 @@ def explain(node: Node) -> list[str]:
     """
     lines: list[str] = []
     if isinstance(node, Derived) and node.plan is not None:
-        lines.extend(f"  {line}" for line in explain(node.plan))
+        lines.extend(f"  {line}" for line in explain(node.plan, stats))
     if isinstance(node, Compound):
-        lines.extend(f"  {line}" for line in explain(node.left))
-        lines.extend(f"  {line}" for line in explain(node.right))
+        lines.extend(f"  {line}" for line in explain(node.left, stats))
+        lines.extend(f"  {line}" for line in explain(node.right, stats))
         lines.append(describe(node))
         return lines
     if isinstance(node, Subqueries):
         # Each subquery: how it runs, then its plan, indented; then the plan holding it.
         for sub in subqueries_of(node.child):
             lines.append(f"  Subquery {sub.kind.upper()} {strategy(sub)}: {sub.label}")
-            lines.extend(f"    {line}" for line in explain(sub.plan))
+            lines.extend(f"    {line}" for line in explain(sub.plan, stats))
             if sub.hashed is not None and sub.names:
                 lines.append("    hashed form:")
-                lines.extend(f"      {line}" for line in explain(sub.hashed[0]))
-        return [*lines, *explain(node.child)]
+                lines.extend(f"      {line}" for line in explain(sub.hashed[0], stats))
+        return [*lines, *explain(node.child, stats)]
+    if isinstance(node, JoinGroup):
+        return _group(node, stats)
     if isinstance(node, IndexNestedLoopJoin):
-        lines.extend(explain(node.left))
+        lines.extend(explain(node.left, stats))
     else:
         for child in node_children(node):
-            lines.extend(explain(child))
+            lines.extend(explain(child, stats))
     for semijoin in _semijoins(node):
         # A visibility filter's subplan, evaluated once per execution, indented under it.
-        lines.extend(f"  {line}" for line in explain(semijoin.plan))
+        lines.extend(f"  {line}" for line in explain(semijoin.plan, stats))
     lines.append(describe(node))
+    return lines
+
+
+def _group(node: JoinGroup, stats: Statistics | None) -> list[str]:
+    planned = plan_group(node, stats or GUESS, remember=stats is not None)
+    lines = explain(planned.plan, stats)
+    steps = []
+    for number, rows in zip(planned.order, planned.steps, strict=True):
+        relation = node.relations[number]
+        scan = relation.child if isinstance(relation, Filter) else relation
+        assert isinstance(scan, Scan)
+        steps.append(f"{scan.alias} ({estimate_text(rows)} rows)")
+    guessed = "" if stats is not None else f" [sizes guessed: {GUESSED_ROWS} rows a table]"
+    lines.append("JoinOrder " + " -> ".join(steps) + guessed)
     return lines
 
 
@@ -177,8 +214,13 @@ def _lookup(node: IndexScan) -> str:
         return f"{column} IN ({', '.join(literal(v) for v in node.values)})"
     if node.mode == "prefix":
         return f"{column} STARTS WITH {node.values[0]!r}"
-    low, high, high_inclusive = node.values
     parts = []
+    if node.mode == "prefix_range":
+        prefix, low, high, high_inclusive = node.values
+        parts.append(f"{column} STARTS WITH {prefix!r}")
+        column = node.columns[len(prefix)]
+    else:
+        low, high, high_inclusive = node.values
     if low is not None:
         parts.append(f"{column} >= {literal(low)}")
     if high is not None:

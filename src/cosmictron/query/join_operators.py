@@ -1,4 +1,4 @@
-"""The executor's join operators: nested loop, hash join and index nested loop.
+"""The executor's join operators: nested loop, hash join, index nested loop, join group.
 
 Each takes its node and the executor's ``run`` for its children (so this module does
 not import ``execute.py``, which dispatches to it). The inner side is held in memory
@@ -17,16 +17,19 @@ from typing import Any
 from cosmictron.datastore import Datastore
 from cosmictron.query.budget import Meter
 from cosmictron.query.expressions import compile_expr
+from cosmictron.query.join_order import plan_group
 from cosmictron.query.keysets import Rows, Run, compile_predicate
 from cosmictron.query.plan import (
     HashJoin,
     IndexNestedLoopJoin,
     IndexScan,
     Join,
+    JoinGroup,
     NestedLoopJoin,
     Node,
     Scan,
 )
+from cosmictron.query.statistics import datastore_statistics
 
 JOIN_ROW_BYTES = 64
 """What one row held by a join's table (or a nested loop's inner rows) is charged: its
@@ -125,7 +128,18 @@ def index_join(node: IndexNestedLoopJoin, datastore: Datastore, meter: Meter, ru
             yield left + padding
 
 
+def join_group(node: JoinGroup, datastore: Datastore, meter: Meter, run: Run) -> Rows:
+    """The group's tables joined in the order its cost model picks for these tables'
+    sizes (``join_order.py``), each row laid out in FROM order."""
+    planned = plan_group(node, datastore_statistics(datastore))
+    rows = run(planned.plan, datastore, meter)
+    layout = planned.layout
+    return rows if layout is None else map(layout, rows)
+
+
 def _scan_width(node: Node) -> int:
+    if isinstance(node, JoinGroup):
+        return sum(_scan_width(relation) for relation in node.relations)
     while not isinstance(node, Scan | IndexScan):
         node = getattr(node, "child")  # noqa: B009
     return len(node.table.columns)

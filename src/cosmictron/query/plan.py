@@ -327,8 +327,10 @@ class IndexScan(Node):
     """Rows of one table found through an index (``index`` None: the primary key).
 
     ``mode`` is ``eq`` (``values[0]`` is the key), ``in`` (each of ``values``),
-    ``prefix`` (``values[0]`` is a key prefix) or ``range`` (``values`` is
-    ``(low, high, high_inclusive)``; None leaves a side open; ``low`` is inclusive).
+    ``prefix`` (``values[0]`` is a key prefix), ``range`` (``values`` is
+    ``(low, high, high_inclusive)``; None leaves a side open; ``low`` is inclusive) or
+    ``prefix_range`` (``(prefix, low, high, high_inclusive)``: keys starting with
+    ``prefix`` whose next column is in the range).
     """
 
     table: TableSchema = field(compare=False)
@@ -393,6 +395,43 @@ class IndexNestedLoopJoin(Node):
     left_key: Expr
     inner_filter: Expr | None
     residual: Expr | None
+
+
+class OrderMemo:
+    """The join orders a ``JoinGroup`` chose, by the table sizes they were chosen for.
+
+    Deliberately not a dataclass: plan walkers (binding, weighing, listing tables) pass
+    it by as a value, so a prepared statement and each of its bindings share it. It
+    therefore holds only what does not depend on parameter values: the order and its
+    estimates, and the physical plan only when the group has no parameters
+    (``reusable``). See ``join_order.py``.
+    """
+
+    __slots__ = ("plans", "reusable")
+
+    def __init__(self, reusable: bool = False) -> None:
+        self.plans: dict[Any, Any] = {}
+        self.reusable = reusable
+
+    def __repr__(self) -> str:
+        return "OrderMemo()"
+
+
+@dataclass(frozen=True)
+class JoinGroup(Node):
+    """Inner joins whose order is chosen by cost when the plan runs (``join_order.py``).
+
+    ``relations`` are the tables in FROM order, each a ``Scan`` or a ``Filter`` over one
+    (its own conditions, rebased to its row); ``conditions`` are the conjuncts relating
+    two or more of them, over the joined row in FROM order. Whatever order the group
+    runs in, it yields rows laid out in FROM order, so nothing above it changes. The
+    order depends on the tables' sizes, known only against a datastore: the executor
+    and ``EXPLAIN`` choose it then, and ``memo`` keeps the choice per size bucket.
+    """
+
+    relations: tuple[Node, ...]
+    conditions: tuple[Expr, ...]
+    memo: OrderMemo = field(default_factory=OrderMemo, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -485,5 +524,7 @@ def node_children(node: Node) -> tuple[Node, ...]:
         return (node.left, node.right)
     if isinstance(node, IndexNestedLoopJoin):
         return (node.left, node.inner)
+    if isinstance(node, JoinGroup):
+        return node.relations
     child = getattr(node, "child", None)
     return () if child is None else (child,)

@@ -3,7 +3,9 @@
 As in SQLGlot's ``optimizer.RULES``, the whole optimizer is this list; each rule lives in
 its own module with its reasons and a doctest, and its tests are input/expected plans.
 Order matters: filters are pushed to the tables first, so the join rule sees each
-table's own filter and the index rule sees the conjuncts it can answer.
+table's own filter and the index rule sees the conjuncts it can answer. The leading
+inner joins are then gathered into a ``JoinGroup``, whose order is chosen by cost when
+it runs (``join_order.py``); the join and index rules apply to it then.
 """
 
 from __future__ import annotations
@@ -12,10 +14,16 @@ from collections.abc import Callable
 
 from cosmictron.query.plan import Node
 from cosmictron.query.rules.indexes import choose_indexes
+from cosmictron.query.rules.join_groups import group_joins
 from cosmictron.query.rules.joins import choose_joins
 from cosmictron.query.rules.pushdown import push_filters
 
-RULES: tuple[Callable[[Node], Node], ...] = (push_filters, choose_joins, choose_indexes)
+RULES: tuple[Callable[[Node], Node], ...] = (
+    push_filters,
+    group_joins,
+    choose_joins,
+    choose_indexes,
+)
 
 
 def optimize(plan: Node, rules: tuple[Callable[[Node], Node], ...] = RULES) -> Node:
@@ -25,4 +33,11 @@ def optimize(plan: Node, rules: tuple[Callable[[Node], Node], ...] = RULES) -> N
     return plan
 
 
-__all__ = ["RULES", "choose_indexes", "choose_joins", "optimize", "push_filters"]
+__all__ = [
+    "RULES",
+    "choose_indexes",
+    "choose_joins",
+    "group_joins",
+    "optimize",
+    "push_filters",
+]

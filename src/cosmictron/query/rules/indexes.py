@@ -6,7 +6,9 @@ column with a constant. In order of preference it picks:
 1. equality on every column of the primary key, or of a unique index (one row at most);
 2. equality on every column of any index, hash or btree;
 3. ``IN (constants)`` on a single-column primary key or index;
-4. equality on a leading prefix of a composite btree index or primary key;
+4. equality on a leading prefix of a composite btree index or primary key, and a range
+   on the column after it when there is one (``a = 1 AND b > 5`` on an index on
+   ``(a, b, c)`` reads only the keys from ``(1, 5)`` to the end of ``(1, ...)``);
 5. a range (``< <= > >= BETWEEN``) on a single-column btree index or primary key.
 
 Equalities an index answers exactly are dropped from the filter; range conjuncts are
@@ -59,6 +61,12 @@ def choose_indexes(plan: Node) -> Node:
     ... )
     >>> explain(choose_indexes(Filter(Scan(item, "item"), where)))
     ['IndexScan item USING primary_key (id = 5)', 'Filter (n > 1)']
+    >>> pair = TableSchema("pair", item.columns, ("id", "n"))
+    >>> where = Binary(
+    ...     "AND", Binary("=", Col(0, "id"), Const(5)), Binary(">", Col(1, "n"), Const(1))
+    ... )
+    >>> explain(choose_indexes(Filter(Scan(pair, "pair"), where)))[0]
+    'IndexScan pair USING primary_key ((id, n) STARTS WITH (5,) AND n >= 1)'
     """
     if isinstance(plan, Filter) and isinstance(plan.child, Scan):
         return _index_scan(plan.child, plan.predicate)
@@ -137,8 +145,11 @@ def _index_scan(scan: Scan, predicate: Expr) -> Node:
         return node if rest is None else Filter(node, rest)
 
     ranked = sorted(indexes, key=lambda candidate: not candidate[3])
-    for name, columns, _, _ in ranked:  # 1 and 2: every column equal
+    for name, columns, _, unique in ranked:  # 1 and 2: every column equal
         if all(c in equal for c in columns):
+            if not unique and (better := _prefix_range(indexes, equal, ranges, len(columns))):
+                # 4 answers as many equalities as this index, and a range besides.
+                return result(*better)
             key = tuple(equal[c][0] for c in columns)
             used = [equal[c][1] for c in columns]
             return result(name, columns, "eq", (key[0] if len(key) == 1 else key,), used)
@@ -151,6 +162,8 @@ def _index_scan(scan: Scan, predicate: Expr) -> Node:
         while width < len(columns) and columns[width] in equal:
             width += 1
         if kind == "btree" and len(columns) > 1 and width:
+            if better := _prefix_range(indexes, equal, ranges, 1):
+                return result(*better)
             prefix = tuple(equal[c][0] for c in columns[:width])
             used = [equal[c][1] for c in columns[:width]]
             return result(name, columns, "prefix", (prefix,), used)
@@ -160,6 +173,31 @@ def _index_scan(scan: Scan, predicate: Expr) -> Node:
             if low is not None or high is not None:
                 return result(name, columns, "range", (low, high, inclusive), [])
     return Filter(scan, predicate)
+
+
+def _prefix_range(
+    indexes: list[tuple[str | None, tuple[str, ...], str, bool]],
+    equal: dict[str, tuple[Any, Expr]],
+    ranges: dict[str, list[tuple[str, Any]]],
+    width_min: int,
+) -> tuple[str | None, tuple[str, ...], str, tuple[Any, ...], list[Expr]] | None:
+    """A composite btree answering equalities on a prefix of at least ``width_min``
+    columns and a range on the column after it: ``(name, columns, mode, values, used)``."""
+    for name, columns, kind, _ in indexes:
+        width = 0
+        while width < len(columns) and columns[width] in equal:
+            width += 1
+        if kind != "btree" or width < width_min or width >= len(columns):
+            continue
+        if columns[width] not in ranges:
+            continue
+        low, high, inclusive = _bounds(ranges[columns[width]])
+        if low is None and high is None:
+            continue
+        prefix = tuple(equal[c][0] for c in columns[:width])
+        used = [equal[c][1] for c in columns[:width]]
+        return name, columns, "prefix_range", (prefix, low, high, inclusive), used
+    return None
 
 
 def _bounds(comparisons: list[tuple[str, Any]]) -> tuple[Any, Any, bool]:

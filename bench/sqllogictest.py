@@ -1,0 +1,347 @@
+"""Run SQLite's sqllogictest corpus through ``Database.sql`` and count what matches.
+
+    .venv/bin/python bench/sqllogictest.py CORPUS [GLOB ...] [--out FILE] [--top N]
+        [--timeout-s 1.0] [--max-files N] [--tmpdir DIR]
+
+``CORPUS`` is a checkout of the corpus (the directory holding ``test/``; e.g. a GitHub
+mirror of SQLite's sqllogictest); the GLOBs pick files under it (default
+``test/select*.test``). The corpus is not part of this repository.
+
+Each file gets a fresh database, as a new user would make one: its ``CREATE TABLE`` and
+``CREATE INDEX`` statements become a module (``slt_corpus.module_source``; Cosmictron
+has no DDL through SQL), every other statement (``INSERT``, ``DROP``, ...) and every
+query runs through ``db.sql``. Each query runs under a 1 s budget (``timeout_s``) and is
+compared with SQLite's recorded answer exactly as sqllogictest compares
+(``slt_corpus.matches``). Each query is one of:
+
+- ``match``: SQLite's answer;
+- ``refused``: ``db.sql`` raised an error (counted by reason: the message with names and
+  numbers blanked, the top N printed);
+- ``wrong``: an answer that is not SQLite's (every one listed, with file and line);
+- ``slow``: stopped by its 1 s budget, or an answer that took longer than 1 s, twice
+  (a query over the limit is run once more, since on a shared machine a burst of load
+  elsewhere can stall one run; how many were is in the JSON).
+
+A statement (``INSERT``...) that fails where SQLite succeeded is counted apart, and the
+queries after it that name its table are refused with its reason (they read other rows
+than SQLite's). So are the queries over a table without a primary key once an
+``INSERT`` into it stored fewer rows than it named: such a table is a set in Cosmictron
+(a documented difference), so an identical row is stored once where SQLite keeps two.
+Prints the summary and writes JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from slt_corpus import (  # noqa: E402
+    Query,
+    Statement,
+    corpus_files,
+    declared_tables,
+    matches,
+    module_source,
+    records,
+    result_values,
+)
+
+HARD_STOP_S = 20
+"""A query still running after this long is abandoned by an alarm (a planner that never
+checks its budget would otherwise hang the run); it counts as slow."""
+
+
+class _HardStop(Exception):
+    pass
+
+
+def reason(error: BaseException) -> str:
+    """An error's message with names, numbers and quoted text blanked, to count by kind."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    text = re.sub(r"\(line \d+, column \d+.*", "", text)
+    text = re.sub(r"'[^']*'", "'…'", text)
+    text = re.sub(r"\b\d+(\.\d+)?\b", "N", text)
+    return f"{type(error).__name__}: {text.strip()}"[:120]
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.outcomes: collections.Counter[str] = collections.Counter()
+        self.refused: collections.Counter[str] = collections.Counter()
+        self.refused_example: dict[str, str] = {}
+        self.statement_failures: collections.Counter[str] = collections.Counter()
+        self.wrong: list[dict[str, Any]] = []
+        self.slow: list[dict[str, Any]] = []
+        self.files = 0
+        self.slowest: list[tuple[float, str]] = []  # the slowest answered queries
+        self.retried = 0  # queries over the time limit once, run again
+        self.file_errors: list[dict[str, str]] = []
+
+    def as_json(self, top: int) -> dict[str, Any]:
+        queries = sum(self.outcomes.values())
+        return {
+            "files": self.files,
+            "queries": queries,
+            "outcomes": dict(self.outcomes),
+            "match_percent": round(100 * self.outcomes["match"] / queries, 3) if queries else None,
+            "refused_top": [
+                {"reason": r, "count": n, "example": self.refused_example[r]}
+                for r, n in self.refused.most_common(top)
+            ],
+            "refused_reasons": len(self.refused),
+            "wrong": self.wrong,
+            "slow": self.slow,
+            "retried_after_a_slow_run": self.retried,
+            "slowest_answered": [
+                {"seconds": round(took, 3), "where": where}
+                for took, where in sorted(self.slowest, reverse=True)[:top]
+            ],
+            "statements_failed": dict(self.statement_failures.most_common(top)),
+            "file_errors": self.file_errors,
+        }
+
+
+def run_file(path: Path, corpus: Path, tally: Tally, timeout_s: float, parent: str) -> None:
+    import cosmictron
+
+    name = str(path.relative_to(corpus))
+    items = list(records(path.read_text(encoding="utf-8", errors="replace")))
+    statements = [item.sql for item in items if isinstance(item, Statement)]
+    tables, taken = declared_tables(statements)
+    work = Path(tempfile.mkdtemp(dir=parent))
+    try:
+        module = work / "slt_module.py"
+        try:
+            module.write_text(module_source(tables))
+            db = cosmictron.Database.open(
+                work / "data",
+                module=str(module),
+                durability=cosmictron.DurabilityConfig.from_profile("development"),
+            )
+        except Exception as error:
+            tally.file_errors.append({"file": name, "error": reason(error)})
+            return
+        tally.files += 1
+        tainted: dict[str, str] = {}
+        keyless = {name for name, decl in tables.items() if not decl.primary_key}
+        try:
+            for item in items:
+                if isinstance(item, Statement):
+                    if item.sql in taken:
+                        continue
+                    _statement(db, item, tally, tainted, keyless)
+                elif (cause := _tainted_by(item.sql, tainted)) is not None:
+                    key = f"a statement this query depends on was refused ({cause})"[:160]
+                    tally.outcomes["refused"] += 1
+                    tally.refused[key] += 1
+                    tally.refused_example.setdefault(key, f"{name}:{item.line}")
+                else:
+                    _query(db, item, name, tally, timeout_s)
+        finally:
+            db.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+_WRITES = re.compile(
+    r"^\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|REPLACE\s+INTO|UPDATE|DELETE\s+FROM|DROP\s+TABLE(?:\s+IF\s+EXISTS)?)\s+(\w+)",
+    re.I,
+)
+
+
+KEYLESS = "a table without a primary key is a set: an identical row was not stored again"
+"""Why queries over such a table are not judged: Cosmictron's documented semantics."""
+
+
+def _values_count(sql: str) -> int | None:
+    """How many rows an ``INSERT ... VALUES`` names (None: not one)."""
+    from sqlglot import exp, parse_one
+
+    try:
+        tree = parse_one(sql, read="sqlite")
+    except Exception:
+        return None
+    values = tree.expression if isinstance(tree, exp.Insert) else None
+    return len(values.expressions) if isinstance(values, exp.Values) else None
+
+
+def _statement(
+    db: Any, item: Statement, tally: Tally, tainted: dict[str, str], keyless: set[str]
+) -> None:
+    written = _WRITES.match(item.sql)
+    table = written.group(1).lower() if written else None
+    before = None
+    if table in keyless and item.sql.lstrip()[:6].upper() == "INSERT":
+        with contextlib.suppress(Exception):
+            before = db.sql(f"SELECT count(*) FROM {table}").rows[0][0]
+    try:
+        db.sql(item.sql)
+        if before is not None:
+            after = db.sql(f"SELECT count(*) FROM {table}").rows[0][0]
+            if after - before != _values_count(item.sql):
+                tainted[str(table)] = KEYLESS
+        if not item.expect_ok:
+            tally.statement_failures["succeeded where SQLite fails"] += 1
+    except Exception as error:
+        if item.expect_ok:
+            key = reason(error)
+            tally.statement_failures[key] += 1
+            # The queries after it read other rows than SQLite's: refused, not wrong.
+            tainted[table or "*"] = key
+
+
+def _tainted_by(sql: str, tainted: dict[str, str]) -> str | None:
+    """Why a query cannot be judged: a table it names missed a statement SQLite ran."""
+    if "*" in tainted:
+        return tainted["*"]
+    words = set(re.findall(r"\w+", sql.lower()))
+    for table, key in tainted.items():
+        if table in words:
+            return key
+    return None
+
+
+def _attempt(db: Any, sql: str, timeout_s: float) -> tuple[Any, BaseException | None, float]:
+    """One run: (rows or None, the error or None, seconds); a hard stop is an error."""
+    started = time.perf_counter()
+    signal.alarm(HARD_STOP_S)
+    try:
+        return db.sql(sql, timeout_s=timeout_s).rows, None, time.perf_counter() - started
+    except (_HardStop, Exception) as error:
+        return None, error, time.perf_counter() - started
+    finally:
+        signal.alarm(0)
+
+
+def _too_slow(error: BaseException | None, took: float, timeout_s: float) -> bool:
+    return (
+        took > timeout_s
+        or isinstance(error, _HardStop)
+        or (error is not None and type(error).__name__ == "QueryCancelled")
+    )
+
+
+def _query(db: Any, item: Query, name: str, tally: Tally, timeout_s: float) -> None:
+    where = f"{name}:{item.line}"
+    rows, error, took = _attempt(db, item.sql, timeout_s)
+    if _too_slow(error, took, timeout_s):
+        # Once more: on a shared machine a burst of load elsewhere can stall one run.
+        tally.retried += 1
+        rows, error, took = _attempt(db, item.sql, timeout_s)
+    if _too_slow(error, took, timeout_s):
+        tally.outcomes["slow"] += 1
+        tally.slow.append({"where": where, "sql": item.sql, "seconds": round(took, 3)})
+        return
+    if error is not None:
+        key = reason(error)
+        tally.outcomes["refused"] += 1
+        tally.refused[key] += 1
+        tally.refused_example.setdefault(key, f"{where}: {' '.join(item.sql.split())[:200]}")
+        return
+    tally.slowest.append((took, where))
+    if len(tally.slowest) > 200:
+        tally.slowest = sorted(tally.slowest, reverse=True)[:50]
+    values = result_values([tuple(row) for row in rows], item.types, item.sort)
+    if not matches(item, values):
+        tally.outcomes["wrong"] += 1
+        tally.wrong.append(
+            {
+                "where": where,
+                "sql": item.sql,
+                "expected": list(item.expected[:10]),
+                "got": values[:10],
+                "got_count": len(values),
+            }
+        )
+    else:
+        tally.outcomes["match"] += 1
+
+
+def summary(result: dict[str, Any], top: int) -> str:
+    lines = [
+        f"files {result['files']}  queries {result['queries']}  "
+        f"match {result['match_percent']}%  outcomes {result['outcomes']}",
+        f"refused, top {top} of {result['refused_reasons']} reasons:",
+    ]
+    lines += [
+        f"  {r['count']:>7}  {r['reason']}\n           e.g. {r['example']}"
+        for r in result["refused_top"]
+    ]
+    lines.append(f"wrong: {len(result['wrong'])}")
+    lines += [f"  {w['where']}: {' '.join(w['sql'].split())[:160]}" for w in result["wrong"][:50]]
+    lines.append(f"slow (> 1 s): {len(result['slow'])}")
+    lines += [f"  {s['where']} {s['seconds']}s" for s in result["slow"][:20]]
+    lines.append(
+        "slowest answered: "
+        + ", ".join(f"{s['seconds']}s {s['where']}" for s in result["slowest_answered"][:5])
+    )
+    if result["statements_failed"]:
+        lines.append("statements that failed where SQLite succeeded:")
+        lines += [f"  {n:>7}  {r}" for r, n in result["statements_failed"].items()]
+    if result["file_errors"]:
+        lines.append(f"files whose tables could not be made: {len(result['file_errors'])}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("corpus", type=Path, help="the corpus directory (holding test/)")
+    parser.add_argument("globs", nargs="*", default=["test/select*.test"])
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "sqllogictest.json")
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--timeout-s", type=float, default=1.0)
+    parser.add_argument("--max-files", type=int, default=None)
+    parser.add_argument("--tmpdir", default=None)
+    args = parser.parse_args(argv)
+    files = corpus_files(args.corpus, args.globs)[: args.max_files]
+    if not files:
+        parser.error(f"no .test files match {args.globs} under {args.corpus}")
+
+    def stop(signum: int, frame: Any) -> None:
+        raise _HardStop
+
+    signal.signal(signal.SIGALRM, stop)
+    tally = Tally()
+    started = time.perf_counter()
+    parent = tempfile.mkdtemp(prefix="cosmictron-slt-", dir=args.tmpdir)
+    try:
+        for number, path in enumerate(files, start=1):
+            run_file(path, args.corpus, tally, args.timeout_s, parent)
+            print(
+                f"[{number}/{len(files)}] {path.relative_to(args.corpus)} {dict(tally.outcomes)}",
+                file=sys.stderr,
+                flush=True,
+            )
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+    result = {
+        "suite": "sqllogictest",
+        "corpus": str(args.corpus),
+        "globs": args.globs,
+        "timeout_s": args.timeout_s,
+        "seconds": round(time.perf_counter() - started, 1),
+        **tally.as_json(args.top),
+    }
+    print(summary(result, args.top))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The sqllogictest runner (``bench/sqllogictest.py``) on a small file written for it.
+
+The corpus itself is not in the repository; ``tests/bench_slt/sample.test`` holds one of
+each thing the runner must get right: a hashed result, each sort mode, the I/T/R
+formatting, ``skipif``/``onlyif``/``halt``, a wrong answer, a refused query and a query
+whose table missed a statement SQLite ran.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+SAMPLE = Path(__file__).resolve().parent / "bench_slt"
+sys.path.insert(0, str(BENCH))
+
+import slt_corpus  # noqa: E402
+import sqllogictest  # noqa: E402
+
+
+def test_records_follow_skipif_onlyif_halt_and_the_threshold():
+    items = list(slt_corpus.records((SAMPLE / "sample.test").read_text()))
+    queries = [item for item in items if isinstance(item, slt_corpus.Query)]
+    assert [q.sql for q in queries if "nowhere" in q.sql or "99" in q.expected] == []
+    assert all(q.hash_threshold == 4 for q in queries)
+    first = queries[0]
+    assert (first.types, first.sort, first.line) == ("ITR", "rowsort", 20)
+    assert queries[1].sort == "nosort" and queries[1].expected == ("3", "2", "1")
+
+
+@pytest.mark.parametrize(
+    ("value", "letter", "text"),
+    [
+        (None, "I", "NULL"),
+        (7, "I", "7"),
+        (7.9, "I", "7"),
+        (-7.9, "I", "-7"),
+        ("12abc", "I", "12"),
+        ("abc", "I", "0"),
+        (True, "I", "1"),
+        (2, "R", "2.000"),
+        (1 / 3, "R", "0.333"),
+        ("", "T", "(empty)"),
+        ("a\tb\u00e9", "T", "a@b@"),
+        (5, "T", "5"),
+        (1.0, "T", "1.0"),
+        (0.1, "T", "0.1"),
+        (1e20, "T", "1.0e+20"),
+    ],
+)
+def test_values_print_as_sqllogictest_prints_them(value, letter, text):
+    assert slt_corpus.format_value(value, letter) == text
+
+
+def test_sort_modes_and_the_hash():
+    rows = [(2, "b"), (10, "a"), (2, "a")]
+    assert slt_corpus.result_values(rows, "IT", "rowsort") == ["10", "a", "2", "a", "2", "b"]
+    assert slt_corpus.result_values(rows, "IT", "valuesort") == ["10", "2", "2", "a", "a", "b"]
+    assert slt_corpus.result_values(rows, "IT", "nosort") == ["2", "b", "10", "a", "2", "a"]
+    # md5 of "1\n2\n", as `printf '1\n2\n' | md5sum` prints it
+    assert slt_corpus.digest(["1", "2"]) == "6ddb4095eb719e2a9f0a3f95677d24e0"
+
+
+def test_tables_come_from_create_table_and_create_index():
+    tables, taken = slt_corpus.declared_tables(
+        [
+            "CREATE TABLE tab0(pk INTEGER PRIMARY KEY, col0 INTEGER NOT NULL, col1 FLOAT, "
+            "col2 TEXT)",
+            "CREATE INDEX idx_tab0_0 ON tab0 (col0 DESC, col1)",
+            "CREATE UNIQUE INDEX idx_tab0_1 ON tab0 (col2)",
+            "INSERT INTO tab0 VALUES(1, 2, 3.0, 'x')",
+        ]
+    )
+    decl = tables["tab0"]
+    assert decl.primary_key == ["pk"]
+    assert decl.columns == [
+        ("pk", "int", False),
+        ("col0", "int", False),
+        ("col1", "float", True),
+        ("col2", "str", True),
+    ]
+    assert decl.indexes == [
+        ("idx_tab0_0", ("col0", "col1"), False),
+        ("idx_tab0_1", ("col2",), True),
+    ]
+    assert len(taken) == 3
+    source = slt_corpus.module_source(tables)
+    assert "pk: int = field(primary_key=True)" in source
+    assert "col1: Optional[float] = None" in source
+
+
+def test_the_runner_counts_matches_refusals_and_wrong_answers(tmp_path, capsys):
+    out = tmp_path / "result.json"
+    assert sqllogictest.main([str(SAMPLE), "*.test", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["outcomes"] == {"match": 4, "wrong": 1, "refused": 2}
+    assert result["queries"] == 7 and result["match_percent"] == pytest.approx(400 / 7, abs=0.01)
+    (wrong,) = result["wrong"]
+    assert wrong["where"] == "sample.test:56" and wrong["got"] == ["1"]
+    reasons = [item["reason"] for item in result["refused_top"]]
+    assert any("unknown table" in reason for reason in reasons)
+    assert any(reason.startswith("a statement this query depends on") for reason in reasons)
+    assert result["statements_failed"] and result["slow"] == []
+    assert "match 57.143%" in capsys.readouterr().out
+
+
+def test_a_query_over_its_time_is_slow_not_a_match(tmp_path):
+    out = tmp_path / "result.json"
+    sqllogictest.main([str(SAMPLE), "*.test", "--out", str(out), "--timeout-s", "0.0000001"])
+    result = json.loads(out.read_text())
+    assert result["outcomes"].get("match", 0) == 0
+    assert result["outcomes"]["slow"] >= 4 and result["slow"][0]["where"].startswith("sample.test")
+
+
+def test_a_keyless_table_given_a_duplicate_row_is_not_judged(tmp_path):
+    # Cosmictron's keyless table is a set (documented): the second identical row is not
+    # stored, so SQLite's count of 2 cannot be reproduced; the query is refused, saying
+    # why, rather than counted wrong. The other table is still judged.
+    out = tmp_path / "result.json"
+    sqllogictest.main([str(SAMPLE), "keyless/*.test", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["outcomes"] == {"match": 2, "refused": 1}
+    (refused,) = result["refused_top"]
+    assert sqllogictest.KEYLESS in refused["reason"]
