@@ -383,3 +383,21 @@ sdk_requests_in_flight_max = 1024
 """Requests (reducer calls, one-off queries, subscribes) one SDK ``Client`` may await
 replies to at once (``client/in_flight.py``); past it the next request waits, unsent,
 until a reply frees a slot, so the table of replies in flight stays bounded."""
+
+# Sandboxed guest modules (WASM; JavaScript later): ``module/guest.py`` and its engines.
+
+guest_call_fuel_max = 1_000_000_000
+"""Fuel one guest reducer call may burn (wasmtime: about one unit per WebAssembly
+instruction, so about a second of straight-line code); past it the call traps, is rolled
+back and fails with ``GuestOutOfFuel``. Host work (the operations) burns none."""
+
+guest_memory_bytes_max = 256 * 1024 * 1024
+"""Linear memory one guest instance may grow to; a ``memory.grow`` past it fails (Rust's
+allocator then aborts), the call fails with ``GuestOutOfMemory`` and is rolled back, and
+the instance is replaced."""
+
+guest_random_values_max = 4096
+"""64-bit random values one ``random`` operation may ask for (more is an ABI error)."""
+
+guest_message_bytes_max = 64 * 1024
+"""Longest log line or failure message a guest may hand the host; longer is cut."""
