@@ -117,6 +117,29 @@ class GuestSchema:
     """In description order: the call frame names a reducer by its position here."""
 
 
+def merge_fragments(fragments: list[Any]) -> dict[str, Any]:
+    """One description from several fragments (an SDK may emit one per table, reducer and
+    type, as the Rust SDK's custom sections do): their lists concatenated in order.
+
+    Raises:
+        SchemaError: a fragment is not a map, or the fragments name different versions.
+    """
+    merged: dict[str, Any] = {"abi": None}
+    for fragment in fragments:
+        if not isinstance(fragment, dict):
+            raise SchemaError("a description fragment is not a map (module-abi.md)")
+        version = fragment.get("abi")
+        if merged["abi"] is not None and version != merged["abi"]:
+            raise SchemaError(
+                f"description fragments name ABI versions {merged['abi']} and {version}"
+            )
+        merged["abi"] = version
+        for key in ("tables", "reducers", "types", "visibility_filters"):
+            merged.setdefault(key, [])
+            merged[key].extend(_list(fragment, key, "a description fragment", []))
+    return merged
+
+
 def parse_description(description: Any) -> GuestSchema:
     """Turn a guest's decoded description into schema objects.
 
@@ -135,11 +158,12 @@ def parse_description(description: Any) -> GuestSchema:
     tables_in = _list(description, "tables", "the description")
     reducers_in = _list(description, "reducers", "the description")
     filters = [str(f) for f in _list(description, "visibility_filters", "the description", [])]
+    named = _named_types(_list(description, "types", "the description", []))
     tables: list[GuestTable] = []
     for position, table in enumerate(tables_in):
-        tables.append(_table(position, table))
+        tables.append(_table(position, table, named))
     row_classes = {t.row_class.__name__: t for t in tables}
-    reducers = [_reducer(r, row_classes) for r in reducers_in]
+    reducers = [_reducer(r, row_classes, named) for r in reducers_in]
     kinds = [r.kind for r in reducers]
     for kind in _LIFECYCLE:
         if kinds.count(kind) > 1:
@@ -155,18 +179,45 @@ def parse_description(description: Any) -> GuestSchema:
     return GuestSchema(schema, tables, reducers)
 
 
-def column_type_from(described: Any, where: str) -> ColumnType:
-    """The ``ColumnType`` a type description names (the ``describe()`` form)."""
+def _named_types(declared: list[Any]) -> dict[str, Any]:
+    """The description's ``types``: enum and product declarations that ``ref`` names."""
+    named: dict[str, Any] = {}
+    for item in declared:
+        if not isinstance(item, dict):
+            raise SchemaError("a declared type is a map")
+        name = item.get("enum") if item.get("type") == "enum" else item.get("product")
+        if item.get("type") not in ("enum", "product") or not isinstance(name, str):
+            raise SchemaError(f"a declared type is an enum or a product with a name: {item!r:.80}")
+        named[name] = item
+    return named
+
+
+def column_type_from(
+    described: Any, where: str, named: dict[str, Any] | None = None, depth: int = 0
+) -> ColumnType:
+    """The ``ColumnType`` a type description names (the ``describe()`` form, plus
+    ``{"type": "ref", "name": N}`` for a type declared in the description's ``types``)."""
     if not isinstance(described, dict) or not isinstance(described.get("type"), str):
         raise SchemaError(f"{where}: a type is a map with a 'type' name, got {described!r}")
+    if depth > 32:
+        raise SchemaError(f"{where}: types nest deeper than 32 levels (or refer to themselves)")
     name = described["type"]
+    if name == "ref":
+        target = (named or {}).get(str(described.get("name")))
+        if target is None:
+            raise SchemaError(f"{where}: type {described.get('name')!r} is not declared")
+        return column_type_from(target, where, named, depth + 1)
     scalar = column_types.SCALARS.get(name)
     if scalar is not None:
         return scalar
     if name == "Optional":
-        return column_types.OptionalType(column_type_from(described.get("of"), where))
+        return column_types.OptionalType(
+            column_type_from(described.get("of"), where, named, depth + 1)
+        )
     if name == "list":
-        return column_types.ListType(column_type_from(described.get("of"), f"{where}[]"))
+        return column_types.ListType(
+            column_type_from(described.get("of"), f"{where}[]", named, depth + 1)
+        )
     if name == "Vector":
         dimension = described.get("dimension")
         if type(dimension) is not int or dimension <= 0:
@@ -197,8 +248,9 @@ def column_type_from(described: Any, where: str) -> ColumnType:
         for field_in in fields_in:
             if not isinstance(field_in, dict) or not str(field_in.get("name", "")).isidentifier():
                 raise SchemaError(f"{where}: product {product!r} has a field without a name")
+            field_where = f"{where}.{field_in['name']}"
             fields.append(
-                (field_in["name"], column_type_from(field_in, f"{where}.{field_in['name']}"))
+                (field_in["name"], column_type_from(field_in, field_where, named, depth + 1))
             )
         python_class = dataclasses.make_dataclass(product, [n for n, _ in fields])
         python_class.__cosmictron_type__ = True  # type: ignore[attr-defined]
@@ -218,7 +270,7 @@ def decode_value(column_type: ColumnType, wire: Any, where: str) -> Any:
         raise GuestError(f"{where}: {exc}") from None
 
 
-def _table(position: int, described: Any) -> GuestTable:
+def _table(position: int, described: Any, named: dict[str, Any]) -> GuestTable:
     if not isinstance(described, dict) or not isinstance(described.get("name"), str):
         raise SchemaError(f"table #{position} of the description has no name")
     name = described["name"]
@@ -228,7 +280,7 @@ def _table(position: int, described: Any) -> GuestTable:
         if not isinstance(column, dict) or not isinstance(column.get("name"), str):
             raise SchemaError(f"{where}: a column has no name")
         column_where = f"{where} column {column['name']!r}"
-        column_type = column_type_from(column, column_where)
+        column_type = column_type_from(column, column_where, named)
         auto_inc = bool(column.get("auto_inc", False))
         if auto_inc and not hasattr(column_type, "bits"):
             raise SchemaError(
@@ -291,7 +343,9 @@ class _Declared:
     name: str
 
 
-def _reducer(described: Any, row_classes: dict[str, GuestTable]) -> ReducerSchema:
+def _reducer(
+    described: Any, row_classes: dict[str, GuestTable], named: dict[str, Any]
+) -> ReducerSchema:
     if not isinstance(described, dict) or not isinstance(described.get("name"), str):
         raise SchemaError("a reducer of the description has no name")
     name = described["name"]
@@ -306,7 +360,7 @@ def _reducer(described: Any, row_classes: dict[str, GuestTable]) -> ReducerSchem
         if not isinstance(param, dict) or not isinstance(param.get("name"), str):
             raise SchemaError(f"reducer {name!r}: an argument has no name")
         where = f"reducer {name!r} argument {param['name']!r}"
-        column_type = _param_type(param, where, row_classes)
+        column_type = _param_type(param, where, row_classes, named)
         default = REQUIRED
         if "default" in param:
             default = column_type.to_python(column_type.decode(param["default"]))
@@ -316,19 +370,22 @@ def _reducer(described: Any, row_classes: dict[str, GuestTable]) -> ReducerSchem
     returns = described.get("returns")
     return_type = None
     if returns is not None:
-        return_type = _param_type(returns, f"reducer {name!r} return value", row_classes)
+        return_type = _param_type(returns, f"reducer {name!r} return value", row_classes, named)
     return ReducerSchema(name, tuple(params), return_type, kind)
 
 
-def _param_type(described: Any, where: str, row_classes: dict[str, GuestTable]) -> ColumnType:
-    """As ``column_type_from``, but a product named like a table's class is that table's
-    row (a Python reducer annotated with a table class gets the same)."""
-    if isinstance(described, dict) and described.get("type") == "product":
-        table = row_classes.get(str(described.get("product")))
+def _param_type(
+    described: Any, where: str, row_classes: dict[str, GuestTable], named: dict[str, Any]
+) -> ColumnType:
+    """As ``column_type_from``, but a product or ref named like a table's class is that
+    table's row (a Python reducer annotated with a table class gets the same)."""
+    if isinstance(described, dict) and described.get("type") in ("product", "ref"):
+        key = "product" if described["type"] == "product" else "name"
+        table = row_classes.get(str(described.get(key)))
         if table is not None:
             fields = [(c.name, c.type) for c in table.schema.columns]
             return column_types.ProductType(table.row_class, fields)
-    return column_type_from(described, where)
+    return column_type_from(described, where, named)
 
 
 def _check_scheduled(table: GuestTable, reducers: dict[str, ReducerSchema]) -> None:

@@ -85,8 +85,8 @@ class GuestEngine(Protocol):
         """The guest's description document (msgpack, abi.parse_description)."""
         ...
 
-    def call(self, frame: bytes, host: HostCalls) -> bytes:
-        """Run one call frame; return the guest's result frame.
+    def call(self, reducer: str, frame: bytes, host: HostCalls) -> bytes:
+        """Run one call frame for ``reducer``; return the guest's result frame.
 
         The guest's host-function calls go to ``host.ops`` and must be executed in order,
         synchronously. Exceptions ``host.ops`` raises (other than guest-visible errors,
@@ -200,12 +200,12 @@ class HostSession:
         results: list[Any] = []
         for position, op in enumerate(batch):
             try:
-                results.append(self._one(op))
+                results.append(self.one(op))
             except CosmictronError as exc:
                 return [abi.STATUS_FAILED, results, position, str(exc), type(exc).__name__]
         return [abi.STATUS_OK, results]
 
-    def _one(self, op: Any) -> Any:
+    def one(self, op: Any) -> Any:
         if not isinstance(op, list) or not op or type(op[0]) is not int:
             raise abi.GuestError(f"an operation is a list starting with its code, got {op!r:.80}")
         code = op[0]
@@ -320,7 +320,7 @@ class GuestReducer:
         )
         session = HostSession(self.runtime, ctx)
         try:
-            result = self.runtime.engine.call(frame, session)
+            result = self.runtime.engine.call(self.name, frame, session)
             document = abi.unpack(result, "result frame")
             if not isinstance(document, list) or len(document) < 2:
                 raise abi.GuestError("a result frame is [status, value or message, operations]")
@@ -329,10 +329,8 @@ class GuestReducer:
             if not isinstance(pending, list):
                 raise abi.GuestError("a result frame's operations are a list")
             if status == abi.STATUS_OK:
-                applied = session.apply(pending)
-                if applied[0] != abi.STATUS_OK:
-                    _, _, _, message, kind = applied
-                    raise ReducerFailed(self.name, f"{kind}: {message}", kind)
+                for op in pending:  # an error here is the reducer's, as in Python
+                    session.one(op)
                 if self._returns is None:
                     return None
                 try:

@@ -27,14 +27,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import wasmtime
 
 from cosmictron.errors import SchemaError
+from cosmictron.module import abi
 from cosmictron.module.guest import GuestFault, GuestLimits, HostCalls
 
 WASM_MAGIC = b"\0asm"
 HOST_MODULE = "cosmictron"
-REQUIRED_EXPORTS = ("memory", "cosmictron_alloc", "cosmictron_describe", "cosmictron_call")
+REQUIRED_EXPORTS = ("memory", "cosmictron_alloc")
+DESCRIBE_EXPORT = "cosmictron_describe"
+DESCRIBE_SECTION = "cosmictron_describe"
+CALL_EXPORT = "cosmictron_call"
+REDUCER_EXPORT_PREFIX = "cosmictron_reducer_"
 ABI_DOC = "docs/reference/module-abi.md"
 
 _PAGE = 65536
@@ -124,6 +130,7 @@ class WasmtimeEngine:
         self.filename = filename
         self.limits = limits
         self.module = compiled_module(source, filename)
+        self.sections = custom_sections(source, DESCRIBE_SECTION)
         self._lock = threading.Lock()
         self._store: wasmtime.Store | None = None
         self._exports: dict[str, Any] = {}
@@ -133,7 +140,10 @@ class WasmtimeEngine:
         self._error: BaseException | None = None
         self._linker = self._link()
         exports = {export.name for export in self.module.exports}
+        self.export_names = exports
         missing = [name for name in REQUIRED_EXPORTS if name not in exports]
+        if DESCRIBE_EXPORT not in exports and not self.sections:
+            missing.append(f"{DESCRIBE_EXPORT} (or a {DESCRIBE_SECTION} custom section)")
         if missing:
             raise SchemaError(
                 f"module {filename} does not export {', '.join(missing)}: it was not built "
@@ -143,18 +153,36 @@ class WasmtimeEngine:
     # -- GuestEngine -------------------------------------------------------------
 
     def describe(self) -> bytes:
+        """The ``cosmictron_describe`` export's document or, without that export, the
+        ``cosmictron_describe`` custom sections: msgpack fragments, one after another
+        (an SDK's macros emit one per item; wasm-ld concatenates them), merged."""
+        if DESCRIBE_EXPORT not in self.export_names:
+            try:
+                unpacker = msgpack.Unpacker(raw=False, strict_map_key=True)
+                unpacker.feed(b"".join(self.sections))
+                fragments = list(unpacker)
+            except Exception as exc:
+                raise GuestFault("abi", f"has a malformed description section: {exc}") from None
+            return abi.pack(abi.merge_fragments(fragments))
         with self._lock:
             store, exports = self._instance()
             try:
-                packed = exports["cosmictron_describe"](store)
+                packed = exports[DESCRIBE_EXPORT](store)
                 return self._read_packed(store, exports, packed)
             except wasmtime.Trap as trap:
                 self._discard()
                 raise _fault(trap) from None
 
-    def call(self, frame: bytes, host: HostCalls) -> bytes:
+    def call(self, reducer: str, frame: bytes, host: HostCalls) -> bytes:
         with self._lock:
             store, exports = self._instance()
+            entry = exports.get(REDUCER_EXPORT_PREFIX + reducer) or exports.get(CALL_EXPORT)
+            if entry is None:
+                raise GuestFault(
+                    "abi",
+                    f"exports neither {REDUCER_EXPORT_PREFIX}{reducer} nor {CALL_EXPORT} "
+                    f"({ABI_DOC})",
+                )
             self._host = host
             self._error = None
             self._pending = None
@@ -162,7 +190,7 @@ class WasmtimeEngine:
                 store.set_fuel(self.limits.fuel)
                 pointer = self._frame_buffer(store, exports, len(frame))
                 _write(store, exports["memory"], pointer, frame)
-                packed = exports["cosmictron_call"](store, pointer, len(frame))
+                packed = entry(store, pointer, len(frame))
                 return self._read_packed(store, exports, packed)
             except wasmtime.Trap as trap:
                 self._discard()
@@ -193,7 +221,14 @@ class WasmtimeEngine:
                 raise _fault(trap) from None
             except wasmtime.WasmtimeError as exc:
                 raise GuestFault("trap", f"could not be instantiated: {exc}") from None
-            self._exports = {name: instance.exports(store)[name] for name in REQUIRED_EXPORTS}
+            found = instance.exports(store)
+            self._exports = {
+                name: found[name]
+                for name in self.export_names
+                if name in REQUIRED_EXPORTS
+                or name in (DESCRIBE_EXPORT, CALL_EXPORT)
+                or name.startswith(REDUCER_EXPORT_PREFIX)
+            }
             self._store = store
             self._input = (0, 0)
         return self._store, self._exports
@@ -354,6 +389,44 @@ def _trap_reason(text: str) -> str:
         if line.startswith("wasm trap:"):
             return line
     return ""
+
+
+def custom_sections(source: bytes, wanted: str) -> list[bytes]:
+    """The payloads of the custom sections called ``wanted``, in order.
+
+    The binary format: magic, version, then sections of ``id (byte), size (LEB128),
+    payload``; a custom section (id 0) starts its payload with its name (LEB128 length,
+    UTF-8). ``source`` was validated by wasmtime first, so a malformed one is not expected;
+    reading stops at anything that does not fit.
+    """
+    found = []
+    position = 8
+    end = len(source)
+    while position < end:
+        section_id = source[position]
+        size, position = _leb128(source, position + 1)
+        payload_end = position + size
+        if payload_end > end:
+            break
+        if section_id == 0:
+            name_length, name_start = _leb128(source, position)
+            name = source[name_start : name_start + name_length]
+            if name == wanted.encode():
+                found.append(source[name_start + name_length : payload_end])
+        position = payload_end
+    return found
+
+
+def _leb128(data: bytes, position: int) -> tuple[int, int]:
+    result = shift = 0
+    while position < len(data):
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            break
+        shift += 7
+    return result, position
 
 
 def load_wasm(source: bytes, filename: str, limits: GuestLimits | None = None) -> WasmtimeEngine:
