@@ -170,12 +170,16 @@ class GuestRuntime:
         self.schema = schema
         self.codecs = [_TableCodec(table) for table in schema.tables]
 
-    def codec(self, index: Any) -> _TableCodec:
-        if type(index) is not int or not 0 <= index < len(self.codecs):
-            raise abi.GuestError(
-                f"the guest named table #{index!r}; it described {len(self.codecs)}"
-            )
-        return self.codecs[index]
+        self.by_name = {codec.name: codec for codec in self.codecs}
+
+    def codec(self, table: Any) -> _TableCodec:
+        """A table named by its position in the description or by its name."""
+        if type(table) is int and 0 <= table < len(self.codecs):
+            return self.codecs[table]
+        found = self.by_name.get(table) if isinstance(table, str) else None
+        if found is None:
+            raise abi.GuestError(f"the guest named table {table!r}, which it did not describe")
+        return found
 
 
 class HostSession:
