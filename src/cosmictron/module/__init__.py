@@ -28,6 +28,7 @@ from cosmictron.module.api import (
 from cosmictron.module.bindings import ProcedureBinding, ReducerBinding, RowBinding
 from cosmictron.module.loader import is_sandboxed, load_module, load_source
 from cosmictron.module.python import LoadedModule
+from cosmictron.module.wasm import set_cache_directory as set_wasm_cache_directory
 
 __all__ = [
     "CURRENT_DB",
@@ -49,6 +50,7 @@ __all__ = [
     "load_source",
     "procedure",
     "reducer",
+    "set_wasm_cache_directory",
     "table",
     "type_",
     "visibility_filter",

@@ -196,16 +196,16 @@ def column_type_from(
     described: Any, where: str, named: dict[str, Any] | None = None, depth: int = 0
 ) -> ColumnType:
     """The ``ColumnType`` a type description names (the ``describe()`` form, plus
-    ``{"type": "ref", "name": N}`` for a type declared in the description's ``types``)."""
+    ``{"type": "ref", "ref": N}`` for a type declared in the description's ``types``)."""
     if not isinstance(described, dict) or not isinstance(described.get("type"), str):
         raise SchemaError(f"{where}: a type is a map with a 'type' name, got {described!r}")
     if depth > 32:
         raise SchemaError(f"{where}: types nest deeper than 32 levels (or refer to themselves)")
     name = described["type"]
     if name == "ref":
-        target = (named or {}).get(str(described.get("name")))
+        target = (named or {}).get(str(described.get("ref")))
         if target is None:
-            raise SchemaError(f"{where}: type {described.get('name')!r} is not declared")
+            raise SchemaError(f"{where}: type {described.get('ref')!r} is not declared")
         return column_type_from(target, where, named, depth + 1)
     scalar = column_types.SCALARS.get(name)
     if scalar is not None:
@@ -380,7 +380,7 @@ def _param_type(
     """As ``column_type_from``, but a product or ref named like a table's class is that
     table's row (a Python reducer annotated with a table class gets the same)."""
     if isinstance(described, dict) and described.get("type") in ("product", "ref"):
-        key = "product" if described["type"] == "product" else "name"
+        key = "product" if described["type"] == "product" else "ref"
         table = row_classes.get(str(described.get(key)))
         if table is not None:
             fields = [(c.name, c.type) for c in table.schema.columns]

@@ -191,7 +191,7 @@ class HostSession:
         self.runtime = runtime
         self.ctx = ctx
         self.failure: str | None = None
-        self.failure_kind = "trap"
+        self.failure_kind: str | None = None
 
     def ops(self, request: bytes) -> bytes:
         """Apply one batch; the results, or the first error a reducer may handle."""
@@ -224,8 +224,7 @@ class HostSession:
                 return [rng.getrandbits(64) for _ in range(count)]
             if code == abi.OP_FAIL:
                 self.failure = str(op[1])[: limits.guest_message_bytes_max]
-                if len(op) > 2 and op[2] == "out_of_memory":
-                    self.failure_kind = "memory"
+                self.failure_kind = str(op[2]) if len(op) > 2 else "panic"
                 return None
             codec = self.runtime.codec(op[1])
             handle = getattr(self.ctx.db, codec.name)
@@ -345,21 +344,34 @@ class GuestReducer:
             kind = str(document[3]) if len(document) > 3 else "ReducerError"
             raise ReducerFailed(self.name, f"{kind}: {payload}", kind)
         except GuestFault as fault:
-            kind = fault.kind
-            detail = ""
-            if session.failure:
-                detail = f" (the guest said: {session.failure})"
-                if kind == "trap":
-                    kind = session.failure_kind
-            engine = self.runtime.engine.kind
-            raise ReducerFailed(
-                self.name, f"the {engine} guest {fault}{detail}", _FAULT_KINDS[kind]
-            ) from None
+            raise self._fault(fault, session) from None
         except abi.GuestError as exc:
             raise ReducerFailed(
                 self.name, f"the guest broke the module ABI: {exc}", "GuestAbiError"
             ) from None
 
+    def _fault(self, fault: GuestFault, session: HostSession) -> CosmictronError:
+        """The error a stopped guest's call fails with. A guest that stopped on purpose
+        (the SDK's ``fail_with`` reports its error before the trap) fails as a reducer
+        that raised that error; a panic or a failed allocation says so."""
+        kind, said = session.failure_kind, session.failure
+        if fault.kind == "trap" and said is not None and kind not in (None, *_GUEST_FAULTS):
+            assert kind is not None
+            if kind in _HOST_ERRORS:  # a buffered write the host refused: its own words
+                return ReducerFailed(self.name, said, kind)
+            return ReducerFailed(self.name, f"{kind}: {said}", kind)
+        cause = _FAULT_KINDS[fault.kind]
+        if fault.kind == "trap" and kind == "out_of_memory":
+            cause = _FAULT_KINDS["memory"]
+        detail = f" (the guest said: {said})" if said else ""
+        engine = self.runtime.engine.kind
+        return ReducerFailed(self.name, f"the {engine} guest {fault}{detail}", cause)
+
+
+_GUEST_FAULTS = ("panic", "out_of_memory")
+_HOST_ERRORS = frozenset(
+    {"CosmictronError", "InvalidRequest", "Conflict", "NotFound", "ResourceExhausted"}
+)
 
 _FAULT_KINDS = {
     "trap": "GuestTrap",

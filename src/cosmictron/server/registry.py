@@ -223,10 +223,12 @@ class DatabaseRegistry:
         return HostedDatabase(name, db, executor, CallWorker(db, name))
 
     def _write_upload(self, name: str, source: bytes) -> Path:
-        """``uploads/<random>/<name>.py``: the module's file name is what its log records
-        and tracebacks show, so it is the database's name, not a temporary one."""
+        """``uploads/<random>/<name>.py`` (``.wasm`` for a WASM module): the module's file
+        name is what its log records and tracebacks show, so it is the database's name,
+        not a temporary one."""
         self._uploads.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(dir=self._uploads)) / f"{name}.py"
+        suffix = ".wasm" if source[:4] == b"\0asm" else ".py"
+        path = Path(tempfile.mkdtemp(dir=self._uploads)) / f"{name}{suffix}"
         path.write_bytes(source)
         return path
 

@@ -134,7 +134,7 @@ fn type_keys(ty: &Type) -> Result<Vec<(String, Mp)>, syn::Error> {
         }
         return Err(syn::Error::new_spanned(ty, "Vector<N> needs a literal N"));
     }
-    Ok(vec![("type".into(), s("ref")), ("name".into(), s(&name))])
+    Ok(vec![("type".into(), s("ref")), ("ref".into(), s(&name))])
 }
 
 fn fragment(items: Vec<(String, Mp)>) -> Mp {
