@@ -68,7 +68,7 @@ def guest(
     (i64.or (i64.shl (i64.const {OK_FRAME_AT}) (i64.const 32)) (i64.const {len(OK_FRAME)})))
   {extra}
 )"""
-    return wasmtime.wat2wasm(text)
+    return bytes(wasmtime.wat2wasm(text))
 
 
 def ops_call(request: bytes, at: int = SCRATCH_AT) -> tuple[str, str]:
