@@ -310,8 +310,9 @@ def test_a_wasm_database_replays_after_a_restart(tmp_path: Path) -> None:
     try:
         reply = call(again, "keep", "transfer", "alice", "bob", 5, token=token)
         assert reply.status == 200 and reply.body["return_value"] == 70, reply
-        reply = call(again, "keep", "store", "x", 1, 1, 1, 0, 0, 0.0, 0.0, True, "", "00" * 32,
-                     0, 0, None, [], "RED", {"x": 0, "y": 0}, [0.0, 0.0, 0.0], token=token)  # fmt: skip
+        args = ["x", 1, 1, 1, 0, 0, 0.0, 0.0, True, "", "00" * 32, 0, 0, None, []]
+        args += ["RED", {"x": 0, "y": 0}, [0.0, 0.0, 0.0]]
+        reply = call(again, "keep", "store", *args, token=token)
         assert reply.status == 200 and reply.body["return_value"] == 1
     finally:
         stop_server(again)
