@@ -43,6 +43,7 @@ def guest(
     imports: str = "",
     tables: list[dict[str, Any]] | None = None,
     extra: str = "",
+    pages: int = 1,
 ) -> bytes:
     """A WASM module whose reducers (in order) run ``bodies`` (WAT instructions)."""
     described = description(list(bodies), tables)
@@ -55,7 +56,7 @@ def guest(
 (module
   (import "cosmictron" "ops" (func $ops (param i32 i32 i32 i32) (result i64)))
   {imports}
-  (memory (export "memory") 1)
+  (memory (export "memory") {pages})
   {_data(DESCRIPTION_AT, described)}
   {_data(OK_FRAME_AT, OK_FRAME)}
   (func (export "cosmictron_alloc") (param i32) (result i32) (i32.const {BUFFER_AT}))

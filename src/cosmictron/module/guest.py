@@ -213,6 +213,8 @@ class HostSession:
         if not isinstance(op, list) or not op or type(op[0]) is not int:
             raise abi.GuestError(f"an operation is a list starting with its code, got {op!r:.80}")
         code = op[0]
+        if code not in abi.OP_NAMES:
+            raise abi.GuestError(f"unknown operation code {code!r} (module-abi.md, operations)")
         try:
             if code == abi.OP_LOG:
                 return self._log(op[1], op[2])
