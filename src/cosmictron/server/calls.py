@@ -126,10 +126,11 @@ class CallWorker:
         last = 0
         for call in batch:
             try:
+                args, kwargs = call.args, call.kwargs
                 outcome = self.db.execute_reducer(
                     call.reducer,
-                    list(call.args),
-                    dict(call.kwargs),
+                    args if type(args) is list else list(args),  # made for this call
+                    kwargs if type(kwargs) is dict else dict(kwargs),
                     sender=call.sender,
                     connection_id=call.connection_id,
                     durable=False,
