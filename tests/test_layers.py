@@ -14,7 +14,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).parent.parent / "src" / "cosmictron"
 
-ROOT_MODULES = {"errors", "values", "limits", "config", "bounded_json", "names"}
+ROOT_MODULES = {"errors", "values", "limits", "config", "bounded_json", "bounded_msgpack", "names"}
 ALLOWED = {
     "ledger": set(),
     "durability": {"ledger"},

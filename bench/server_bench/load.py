@@ -11,12 +11,11 @@ when the call was also sent inside it.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import deque
 from typing import Any
 
-from .workload import PROTOCOL, call_message
+from .workload import JSON_PROTOCOL, call_frame, decode_frame
 
 
 class Tally:
@@ -51,37 +50,43 @@ async def window_markers(start: float, end: float) -> float:
     return time.process_time() - cpu
 
 
-async def cosmictron_worker(ws: Any, index: int, tally: Tally, depth: int) -> None:
+async def cosmictron_worker(
+    ws: Any, index: int, tally: Tally, depth: int, protocol: str = JSON_PROTOCOL
+) -> None:
     """Keep ``depth`` calls in flight on one WebSocket until the window ends, then drain."""
     import aiohttp
 
     clock = time.perf_counter
     sent_at: deque[float] = deque()
+    binary = protocol != JSON_PROTOCOL
+    send = ws.send_bytes if binary else ws.send_str
+    expected = aiohttp.WSMsgType.BINARY if binary else aiohttp.WSMsgType.TEXT
     n = 0
     for _ in range(depth):
         sent_at.append(clock())
-        await ws.send_str(call_message(index, n))
+        await send(call_frame(protocol, index, n))
         n += 1
     while sent_at:
         frame = await ws.receive(timeout=30)
         now = clock()
-        if frame.type is not aiohttp.WSMsgType.TEXT:
+        if frame.type is not expected:
             raise RuntimeError(f"connection {index} ended: {frame.type} {frame.data!r}")
-        result = json.loads(frame.data).get("ReducerResult")
+        result = decode_frame(frame.data).get("ReducerResult")
         if result is None:
             continue
         sent = sent_at.popleft()
         tally.complete(sent, now, result["status"] == "committed", result.get("error"))
         if now < tally.end:
             sent_at.append(clock())
-            await ws.send_str(call_message(index, n))
+            await send(call_frame(protocol, index, n))
             n += 1
 
 
-async def connect_ws(session: Any, url: str) -> Any:
-    """Open one WebSocket and read its ``IdentityToken``."""
-    ws = await session.ws_connect(url, protocols=(PROTOCOL,), max_msg_size=0)
-    first = await ws.receive_json(timeout=30)
+async def connect_ws(session: Any, url: str, protocol: str = JSON_PROTOCOL) -> Any:
+    """Open one WebSocket speaking ``protocol`` and read its ``IdentityToken``."""
+    ws = await session.ws_connect(url, protocols=(protocol,), max_msg_size=0)
+    frame = await ws.receive(timeout=30)
+    first = decode_frame(frame.data)
     if "IdentityToken" not in first:
         raise RuntimeError(f"expected IdentityToken first, got {first}")
     return ws
@@ -91,8 +96,9 @@ async def cosmictron_load(spec: dict[str, Any]) -> dict[str, Any]:
     import aiohttp
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        protocol = spec.get("protocol", JSON_PROTOCOL)
         sockets = await asyncio.gather(
-            *(connect_ws(session, spec["ws_url"]) for _ in range(spec["clients"]))
+            *(connect_ws(session, spec["ws_url"], protocol) for _ in range(spec["clients"]))
         )
         start = time.perf_counter() + spec["warmup"]
         end = start + spec["seconds"]
@@ -100,7 +106,7 @@ async def cosmictron_load(spec: dict[str, Any]) -> dict[str, Any]:
         marker = asyncio.create_task(window_markers(start, end))
         await asyncio.gather(
             *(
-                cosmictron_worker(ws, i, tally, spec["depth"])
+                cosmictron_worker(ws, i, tally, spec["depth"], protocol)
                 for i, (ws, tally) in enumerate(zip(sockets, tallies, strict=True))
             )
         )

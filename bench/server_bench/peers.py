@@ -70,6 +70,27 @@ class CosmictronServer(CliServer):
             launcher = CLI_PRELUDE + PROFILED_MAIN.format(out=str(Path(profile).resolve()))
         super().__init__(parent, "cosmictron-server-", launcher=launcher)
 
+    @property
+    def durability(self) -> dict[str, object]:
+        """The fsync policy and sync method the server runs with (its ``production``
+        profile), as ``DurabilityConfig`` defines them."""
+        from cosmictron import DurabilityConfig  # the parent only: clients never import it
+
+        config = DurabilityConfig.from_profile("production")
+        return {
+            "profile": "production",
+            "fsync_policy": config.fsync_policy,
+            "sync_method": config.sync_method,
+            "group_commit": config.fsync_policy == "always",
+        }
+
+    def new_identity_token(self) -> str:
+        """A token from ``POST /v1/identity``: a caller with no rights, as HTTP clients are."""
+        status, reply = self.request("POST", "/v1/identity", b"", authorized=False)
+        if status != 200:
+            raise RuntimeError(f"POST /v1/identity failed: {status} {reply}")
+        return str(reply["token"])
+
     def deploy(self, name: str, source: bytes = MODULE_SOURCE.encode()) -> str:
         """Publish the benchmark's module as database ``name``; return its WebSocket URL."""
         return super().deploy(name, source)

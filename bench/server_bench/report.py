@@ -6,56 +6,80 @@ from typing import Any
 
 from common import fmt, text_table
 
-from .scenarios import SCENARIOS
+from .scenarios import SCENARIOS, TRANSPORTS
 
 
 def table_text(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     def ms(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.2f}"
 
+    durability = results.get("cosmictron_durability", {})
+    mine_fsync = durability.get("fsync_policy", "always")
+    settings = results.get("postgresql_settings", {})
+    peer_fsync = (
+        f"fsync={settings.get('fsync', '?')}, synchronous_commit="
+        f"{settings.get('synchronous_commit', '?')}"
+        if settings
+        else "-"
+    )
     header = (
         "scenario",
+        "cosmictron over",
         "in flight",
-        "cosmictron calls/s",
+        "calls/s",
         "p50 ms",
         "p99 ms",
+        "fsync",
         "postgresql calls/s",
         "p50 ms",
         "p99 ms",
+        "fsync",
         "ratio",
     )
     lines = []
     for key, label, _, _ in SCENARIOS:
-        mine = results["cosmictron"][key]
         peer = results["postgresql"].get(key)
-        ratio = results["ratios"][key]
-        lines.append(
-            (
-                label,
-                str(mine["in_flight_per_client"]),
-                fmt(mine["calls_per_s"]),
-                ms(mine["latency_ms"]["p50"]),
-                ms(mine["latency_ms"]["p99"]),
-                fmt(peer["calls_per_s"]) if peer else "skipped",
-                ms(peer["latency_ms"]["p50"]) if peer else "-",
-                ms(peer["latency_ms"]["p99"]) if peer else "-",
-                "n/a" if ratio is None else f"{ratio:.2f}x",
+        for transport, name, _ in TRANSPORTS:
+            mine = results[transport][key]
+            ratio = results["ratios_by_transport"][transport][key]
+            lines.append(
+                (
+                    label,
+                    name,
+                    str(mine["in_flight_per_client"]),
+                    fmt(mine["calls_per_s"]),
+                    ms(mine["latency_ms"]["p50"]),
+                    ms(mine["latency_ms"]["p99"]),
+                    mine_fsync,
+                    fmt(peer["calls_per_s"]) if peer else "skipped",
+                    ms(peer["latency_ms"]["p50"]) if peer else "-",
+                    ms(peer["latency_ms"]["p99"]) if peer else "-",
+                    "on" if peer else "-",
+                    "n/a" if ratio is None else f"{ratio:.2f}x",
+                )
             )
-        )
     out = [text_table(header, lines)]
+    out.append(
+        f"fsync policy of every figure: cosmictron {mine_fsync} "
+        f"({durability.get('sync_method', '?')}, profile {durability.get('profile', '?')}, "
+        f"a reply only once its transaction is durable; group commit); postgresql {peer_fsync}"
+    )
     out.append("")
     for key, _, _, _ in SCENARIOS:
-        mine = results["cosmictron"][key]
         peer = results["postgresql"].get(key)
-        cpu = f"{key}: CPU cores busy, cosmictron server {mine['server_cpu_fraction']:.2f}"
-        cpu += f" + client {mine['client_cpu_fraction']:.2f}"
-        if mine["transactions_per_fsync"] is not None:
-            cpu += f" ({mine['transactions_per_fsync']:.1f} tx per fsync"
-            cpu += f" of {mine['fsync_ms_mean']:.2f} ms)"
+        for transport, name, _ in TRANSPORTS:
+            mine = results[transport][key]
+            cpu = f"{key} {name}: CPU cores busy, cosmictron server "
+            cpu += f"{mine['server_cpu_fraction']:.2f} + client {mine['client_cpu_fraction']:.2f}"
+            if mine["transactions_per_fsync"] is not None:
+                cpu += f" ({mine['transactions_per_fsync']:.1f} tx per fsync"
+                cpu += f" of {mine['fsync_ms_mean']:.2f} ms)"
+            out.append(cpu)
         if peer:
-            cpu += f"; postgresql server {peer['server_cpu_fraction']:.2f}"
-            cpu += f" + client {peer['client_cpu_fraction']:.2f}"
-        out.append(cpu)
+            out.append(
+                f"{key} postgresql: server {peer['server_cpu_fraction']:.2f}"
+                f" + client {peer['client_cpu_fraction']:.2f}"
+            )
     if "skipped" in results["postgresql"]:
         out.append(f"PostgreSQL skipped: {results['postgresql']['skipped']}")
     out.append("")

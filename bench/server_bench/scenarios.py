@@ -4,6 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 
+from .workload import JSON_PROTOCOL, MSGPACK_PROTOCOL
+
+# The ways Cosmictron is called, each measured in every scenario: (results key, label,
+# the load generator's spec). "cosmictron" is WebSocket JSON (the key older results use).
+TRANSPORTS: list[tuple[str, str, dict[str, str]]] = [
+    ("cosmictron", "WebSocket JSON", {"kind": "cosmictron", "protocol": JSON_PROTOCOL}),
+    (
+        "cosmictron_msgpack",
+        "WebSocket msgpack",
+        {"kind": "cosmictron", "protocol": MSGPACK_PROTOCOL},
+    ),
+    ("cosmictron_http", "HTTP POST .../call", {"kind": "cosmictron_http"}),
+]
+
 # (key, label, clients, calls in flight per client); "depth" is filled from Settings.
 SCENARIOS: list[tuple[str, str, bool, bool]] = [
     ("closed_1", "closed loop, 1 client", False, False),

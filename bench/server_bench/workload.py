@@ -51,3 +51,33 @@ def call_message(index: int, n: int) -> str:
         f'{{"CallReducer":{{"request_id":{n},"reducer":"add_task",'
         f'"args":["task {index}-{n}",{n % 100}]}}}}'
     )
+
+
+JSON_PROTOCOL = "v1.json.cosmictron"
+MSGPACK_PROTOCOL = "v1.msgpack.cosmictron"
+PROTOCOLS = (JSON_PROTOCOL, MSGPACK_PROTOCOL)
+"""The WebSocket subprotocols measured, each in its own rows."""
+
+
+def call_frame(protocol: str, index: int, n: int) -> str | bytes:
+    """One ``CallReducer`` frame in ``protocol``: JSON text, or msgpack bytes."""
+    if protocol == JSON_PROTOCOL:
+        return call_message(index, n)
+    import msgpack
+
+    body = {"request_id": n, "reducer": "add_task", "args": [f"task {index}-{n}", n % 100]}
+    frame: bytes = msgpack.packb({"CallReducer": body})
+    return frame
+
+
+def decode_frame(data: str | bytes) -> dict:
+    """A server message from either protocol's frame."""
+    if isinstance(data, str):
+        import json
+
+        message: dict = json.loads(data)
+        return message
+    import msgpack
+
+    decoded: dict = msgpack.unpackb(data)
+    return decoded

@@ -31,6 +31,11 @@ query_rows_max = 100_000
 sql_statements_cached_max = 512
 """Prepared SQL statements kept for reuse (least recently used out first; 0: none kept)."""
 
+verified_tokens_cached_max = 4096
+"""Tokens the server holds as verified (identity and expiry), so a client sending the same
+token with every request pays the Ed25519 check once (least recently used out first;
+0: none kept; ``server/auth.py``)."""
+
 client_calls_in_flight_max = 64
 """Reducer calls one WebSocket client may have in flight (pipelined); past it the server
 stops reading that client's messages until the oldest call finishes."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import jwt
 import pytest
 
+from cosmictron import limits
 from cosmictron.errors import Unauthenticated
 from cosmictron.server.auth import TokenAuthority
 from cosmictron.values import Identity
@@ -43,3 +45,46 @@ def test_refusals_name_the_reason(tmp_path: Path) -> None:
     no_subject = jwt.encode({"iss": "cosmictron", "iat": 1}, key, algorithm="EdDSA")
     with pytest.raises(Unauthenticated, match="not valid"):
         authority.verify(no_subject)
+
+
+def test_a_verified_token_is_remembered_until_it_expires(tmp_path: Path) -> None:
+    """The cache answers a repeated token without the signature check, but never past its
+    ``exp``: a token that expires while cached is refused as a fresh check would."""
+    authority = TokenAuthority.load_or_create(tmp_path, lifetime_s=2)
+    me = Identity.random()
+    token = authority.issue(me)
+    assert authority.verify(token) == me
+    assert authority.cached_tokens == 1
+    assert authority.verify(token) == me  # from the cache
+    assert authority.cached_tokens == 1
+    time.sleep(3.1)  # exp is a whole second: past it for sure
+    with pytest.raises(Unauthenticated, match="expired"):
+        authority.verify(token)
+    assert authority.cached_tokens == 0
+
+
+def test_the_token_cache_keeps_at_most_its_limit(tmp_path: Path) -> None:
+    """Crossing ``limits.verified_tokens_cached_max`` drops the least recently used token;
+    a dropped token is verified afresh (and still accepted)."""
+    authority = TokenAuthority.load_or_create(tmp_path)
+    authority.cached_max = 3
+    people = [Identity.random() for _ in range(5)]
+    tokens = [authority.issue(person) for person in people]
+    for token in tokens:
+        authority.verify(token)
+    assert authority.cached_tokens == 3
+    assert list(authority._verified) == tokens[2:]
+    assert authority.verify(tokens[0]) == people[0]  # dropped, checked again
+    assert list(authority._verified) == [*tokens[3:], tokens[0]]
+    forged = tokens[1][:-4] + ("AAAA" if not tokens[1].endswith("AAAA") else "BBBB")
+    with pytest.raises(Unauthenticated):
+        authority.verify(forged)  # a different string: never a cache hit
+    assert limits.verified_tokens_cached_max == 4096
+
+
+def test_a_token_cache_of_zero_keeps_nothing(tmp_path: Path) -> None:
+    authority = TokenAuthority.load_or_create(tmp_path)
+    authority.cached_max = 0
+    me = Identity.random()
+    assert authority.verify(authority.issue(me)) == me
+    assert authority.cached_tokens == 0

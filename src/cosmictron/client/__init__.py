@@ -19,10 +19,11 @@ from cosmictron.client.connect import connect
 from cosmictron.client.connection import Client, ClientStatistics
 from cosmictron.client.schema import DatabaseSchema, TableInfo
 from cosmictron.client.sync import SyncClient, SyncTable, connect_sync
-from cosmictron.client.transport import HEARTBEAT_S, PROTOCOL
+from cosmictron.client.transport import HEARTBEAT_S, MSGPACK_PROTOCOL, PROTOCOL
 
 __all__ = [
     "HEARTBEAT_S",
+    "MSGPACK_PROTOCOL",
     "PROTOCOL",
     "Client",
     "ClientStatistics",

@@ -20,7 +20,7 @@ from cosmictron.client.cache import RowFactory
 from cosmictron.client.connection import Client
 from cosmictron.client.replies import error_from_reply
 from cosmictron.client.settings import Settings, normalise_server_url
-from cosmictron.client.transport import cannot_connect, fetch_schema
+from cosmictron.client.transport import cannot_connect, fetch_schema, wire_format
 
 
 def resolve_server(url: str | None) -> str:
@@ -42,6 +42,7 @@ async def connect(
     token: str | None = None,
     use_saved_token: bool = True,
     row_types: Mapping[str, RowFactory] | None = None,
+    protocol: str = "msgpack",
 ) -> Client:
     """Connect to ``database`` and, given ``queries``, subscribe to them.
 
@@ -58,6 +59,8 @@ async def connect(
         row_types: per table, a class (or function) the cache builds rows with, called
             with the columns as keywords: the dataclasses ``cosmictron-cli generate``
             writes. By default rows are ``Row`` objects.
+        protocol: ``"msgpack"`` (``v1.msgpack.cosmictron``, the default) or ``"json"``
+            (``v1.json.cosmictron``): the same messages; the client's API is the same.
 
     Raises:
         InvalidRequest: a name no database could have (``cosmictron.names``).
@@ -65,12 +68,13 @@ async def connect(
         SubscriptionError: a query is bad.
     """
     names.check_database(database)  # InvalidRequest before anything is sent
+    wire = wire_format(protocol)
     url = resolve_server(server)
     if token is None and use_saved_token:
         token = saved_token(url)
     async with aiohttp.ClientSession() as http:
         schema = await fetch_schema(http, url, database)
-    client = Client(url, database, schema, token, row_types)
+    client = Client(url, database, schema, token, row_types, wire)
     try:
         await client.start()
     except aiohttp.WSServerHandshakeError as exc:

@@ -1,6 +1,7 @@
 """The async client: one WebSocket connection to one database, kept alive.
 
-``Client`` speaks the ``v1.json.cosmictron`` protocol (docs/reference/websocket.md). One
+``Client`` speaks ``v1.msgpack.cosmictron`` by default, ``v1.json.cosmictron`` with
+``protocol="json"`` (docs/reference/websocket.md; the same messages either way). One
 task reads every server message in order and applies it; that order is the protocol's
 guarantee, so the cache and the callbacks see transactions whole and in commit order.
 
@@ -40,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -60,6 +60,8 @@ from cosmictron.client.transport import (
     RECONNECT_DELAY_S_MAX,
     RECONNECT_DELAY_S_MIN,
     REPLY_TIMEOUT_S,
+    WIRE_FORMATS,
+    WireFormat,
     fetch_schema,
     open_socket,
 )
@@ -99,8 +101,11 @@ class Client(CallbackRegistry):
         schema: DatabaseSchema,
         token: str | None,
         row_types: Mapping[str, RowFactory] | None = None,
+        wire: WireFormat = WIRE_FORMATS["msgpack"],
     ) -> None:
         super().__init__()
+        self.wire = wire
+        """The subprotocol spoken and its encoding (``transport.WireFormat``)."""
         self.url = url
         self.database = database
         self.schema = schema
@@ -163,7 +168,7 @@ class Client(CallbackRegistry):
         ws = self._require_connection()
         if self._queries and self._ended is None:
             unsubscribe = {"request_id": self._in_flight.next_id(), "query_id": self._query_id}
-            await ws.send_str(json.dumps({"Unsubscribe": unsubscribe}))
+            await self._send(ws, {"Unsubscribe": unsubscribe})
         self._queries = list(queries)
         self.tx_offset = None  # a new query set: a full send, not a resume
         # ``_ended`` stays set until the reader applies this SubscribeApplied: until then
@@ -186,12 +191,13 @@ class Client(CallbackRegistry):
         """
         names.check_reducer(reducer)  # InvalidRequest before anything is sent
         info = self.schema.reducers.get(reducer)
-        arguments: Any = json_form(list(args))
+        form = self.wire.form
+        arguments: Any = form(list(args))
         if kwargs:
             if args and info is None:
                 raise InvalidRequest("give arguments by position or by name, not both")
             named = dict(zip((p.name for p in info.params), args, strict=False)) if info else {}
-            arguments = json_form({**named, **kwargs})
+            arguments = form({**named, **kwargs})
         reply = await self._request("CallReducer", reducer=reducer, args=arguments)
         if reply.get("status") != "committed":
             raise error_from_reply(
@@ -203,7 +209,7 @@ class Client(CallbackRegistry):
         value = reply.get("return_value")
         if info is not None and info.returns is not None:
             return decode(value, info.returns)
-        return value
+        return json_form(value)  # untyped: its JSON form, whatever the protocol
 
     async def sql(
         self, query: str, params: Mapping[str, Any] | None = None
@@ -219,10 +225,11 @@ class Client(CallbackRegistry):
         """
         fields: dict[str, Any] = {"query_string": query}
         if params:
-            fields["params"] = json_form(dict(params))
+            fields["params"] = self.wire.form(dict(params))
         reply = await self._request("OneOffQuery", **fields)
         if "error" in reply:
             raise error_from_reply(reply.get("error_code"), str(reply["error"]))
+        # Rows in their JSON forms whatever the protocol (``_dispatch`` made them so).
         return list(reply["tables"][0]["rows"]) if reply.get("tables") else []
 
     async def wait_applied(self, tx_offset: int) -> None:
@@ -324,7 +331,7 @@ class Client(CallbackRegistry):
     async def _open(self) -> aiohttp.ClientWebSocketResponse:
         """Connect and read ``IdentityToken``; later connections use the token it gave."""
         assert self._http is not None
-        ws, hello = await open_socket(self._http, self.url, self.database, self.token)
+        ws, hello = await open_socket(self._http, self.url, self.database, self.token, self.wire)
         self.identity = Identity.from_hex(hello["identity"])
         self.connection_id = ConnectionId.from_hex(hello["connection_id"])
         self.token = hello["token"]
@@ -479,21 +486,33 @@ class Client(CallbackRegistry):
         if since_tx_offset is not None:
             body["since_tx_offset"] = since_tx_offset
         try:
-            await ws.send_str(json.dumps({"Subscribe": body}))
+            await self._send(ws, {"Subscribe": body})
         except ConnectionError:
             self._in_flight.fail(
                 request_id, ConnectionLost(f"the connection to {self.url} was lost")
             )
         return waiter
 
+    async def _send(self, ws: aiohttp.ClientWebSocketResponse, message: Any) -> None:
+        data = self.wire.encode(message)
+        if isinstance(data, bytes):
+            await ws.send_bytes(data)
+        else:
+            await ws.send_str(data)
+
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        expected = aiohttp.WSMsgType.BINARY if self.wire.binary else aiohttp.WSMsgType.TEXT
+        decode = self.wire.decode
         async for frame in ws:
-            if frame.type is not aiohttp.WSMsgType.TEXT:
+            if frame.type is not expected:
                 break
-            ((kind, body),) = json.loads(frame.data).items()
+            ((kind, body),) = decode(frame.data).items()
             self._dispatch(kind, body)
 
     def _dispatch(self, kind: str, body: dict[str, Any]) -> None:
+        if self.wire.binary and "tables" in body:
+            # The cache keys rows by their JSON text: msgpack's bytes become hex here.
+            body["tables"] = json_form(body["tables"])
         if kind == "TransactionUpdate":
             if self._ended is not None:
                 return  # the subscription ended: the resubscription's full send follows
@@ -546,7 +565,7 @@ class Client(CallbackRegistry):
             raise
         request_id, waiter = self._in_flight.open()
         try:
-            await ws.send_str(json.dumps({kind: {"request_id": request_id, **fields}}))
+            await self._send(ws, {kind: {"request_id": request_id, **fields}})
         except ConnectionError:
             self._in_flight.discard(request_id)
             raise ConnectionLost(f"the connection to {self.url} was lost") from None

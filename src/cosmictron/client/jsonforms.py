@@ -73,8 +73,8 @@ def _decode(value: Any, described: TypeDescription) -> Any:
         if "interval_micros" in value:
             return ScheduleAt("interval", int(value["interval_micros"]))
         return ScheduleAt("at", Timestamp.parse(value["at"]).micros_since_epoch)
-    if kind == "bytes":
-        return bytes.fromhex(value)
+    if kind == "bytes":  # msgpack's bin arrives as bytes
+        return value if isinstance(value, bytes) else bytes.fromhex(value)
     if kind == "list":
         return [_decode(item, described["of"]) for item in value]
     if kind == "Vector":

@@ -173,6 +173,7 @@ def connect_sync(
     token: str | None = None,
     use_saved_token: bool = True,
     row_types: Mapping[str, RowFactory] | None = None,
+    protocol: str = "msgpack",
 ) -> SyncClient:
     """``connect`` for programs without asyncio (same arguments, same errors).
 
@@ -191,6 +192,7 @@ def connect_sync(
                 token=token,
                 use_saved_token=use_saved_token,
                 row_types=row_types,
+                protocol=protocol,
             )
         )
     except BaseException:

@@ -1,7 +1,8 @@
 """The client's wire: opening the WebSocket and the one HTTP request made beside it.
 
-The protocol's constants live here, where the socket is opened: the subprotocol name,
-the heartbeat, the reply timeout and the reconnect backoff (``connection.py`` runs the
+The protocol's constants live here, where the socket is opened: the subprotocol names
+and their encodings (``WireFormat``: msgpack by default, JSON selectable), the
+heartbeat, the reply timeout and the reconnect backoff (``connection.py`` runs the
 loop that uses it). ``fetch_schema`` is the one HTTP request made beside the socket (at
 connect, after a module update, after a reconnect). Both turn a server's error document
 into the error class its ``code`` names (``replies.py``), so a network client raises what
@@ -10,17 +11,60 @@ an embedded one does.
 
 from __future__ import annotations
 
+import json
 import socket
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
+from cosmictron import bounded_msgpack
 from cosmictron.client.replies import error_from_reply
 from cosmictron.client.schema import DatabaseSchema
-from cosmictron.errors import ConnectionLost
+from cosmictron.errors import ConnectionLost, InvalidRequest
+from cosmictron.values import json_form
 
 PROTOCOL = "v1.json.cosmictron"
-"""The WebSocket subprotocol spoken (docs/reference/websocket.md); the CLI's too."""
+"""The JSON WebSocket subprotocol (docs/reference/websocket.md): the CLI's, and the SDK's
+with ``protocol="json"``."""
+MSGPACK_PROTOCOL = "v1.msgpack.cosmictron"
+"""The msgpack WebSocket subprotocol: the SDK's default (smaller frames, cheaper to encode
+and decode on both sides, bytes as ``bin``)."""
+
+
+@dataclass(frozen=True)
+class WireFormat:
+    """How the SDK encodes what it sends and decodes what it receives on one subprotocol."""
+
+    protocol: str
+    binary: bool
+    form: Callable[[Any], Any]
+    encode: Callable[[Any], str | bytes]
+    decode: Callable[[str | bytes], Any]
+
+
+def _msgpack_decode(data: str | bytes) -> Any:
+    return bounded_msgpack.loads(data if isinstance(data, bytes) else data.encode(), "a message")
+
+
+WIRE_FORMATS = {
+    "json": WireFormat(PROTOCOL, False, json_form, json.dumps, json.loads),
+    "msgpack": WireFormat(
+        MSGPACK_PROTOCOL, True, bounded_msgpack.form, bounded_msgpack.dumps, _msgpack_decode
+    ),
+}
+"""The SDK's ``protocol=`` choices."""
+
+
+def wire_format(protocol: str) -> WireFormat:
+    """The ``WireFormat`` named ``"msgpack"`` or ``"json"`` (or by its subprotocol)."""
+    for name, chosen in WIRE_FORMATS.items():
+        if protocol in (name, chosen.protocol):
+            return chosen
+    raise InvalidRequest(f"unknown protocol {protocol!r}: use 'msgpack' (the default) or 'json'")
+
+
 HEARTBEAT_S = 15.0
 """Ping interval, so a dead connection is noticed while no transaction arrives (the
 SDK's and the CLI's ``subscribe``: one idea, one value)."""
@@ -37,17 +81,23 @@ def bearer(token: str | None) -> dict[str, str]:
 
 
 async def open_socket(
-    http: aiohttp.ClientSession, url: str, database: str, token: str | None
+    http: aiohttp.ClientSession,
+    url: str,
+    database: str,
+    token: str | None,
+    wire: WireFormat = WIRE_FORMATS["json"],
 ) -> tuple[aiohttp.ClientWebSocketResponse, dict[str, Any]]:
     """Open the subscribe socket of ``database`` and read its ``IdentityToken`` message."""
     scheme = "wss" if url.startswith("https:") else "ws"
     address = scheme + url.removeprefix("https").removeprefix("http")
     address += f"/v1/database/{database}/subscribe"
     ws = await http.ws_connect(
-        address, protocols=(PROTOCOL,), headers=bearer(token), heartbeat=HEARTBEAT_S
+        address, protocols=(wire.protocol,), headers=bearer(token), heartbeat=HEARTBEAT_S
     )
-    first = await ws.receive_json(timeout=REPLY_TIMEOUT_S)
-    return ws, first["IdentityToken"]
+    frame = await ws.receive(timeout=REPLY_TIMEOUT_S)
+    if frame.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+        raise ConnectionLost(f"the server closed the connection first: {frame.data!r}")
+    return ws, wire.decode(frame.data)["IdentityToken"]
 
 
 async def fetch_schema(http: aiohttp.ClientSession, url: str, database: str) -> DatabaseSchema:

@@ -11,18 +11,30 @@ A request carries its token as ``Authorization: Bearer <token>`` or ``?token=``
 (browsers cannot set headers on a WebSocket). No token means anonymous: such callers may
 call reducers and read public tables, as ``anonymous_identity`` (all zeros). A token
 that is malformed, not ours, or expired is ``Unauthenticated`` (401) with the reason.
+
+Verifying an Ed25519 signature costs about 200 µs of Python-held CPU, more than the fsync
+of the call it authorises (docs/benchmarks.md, "Where a server call's time goes"), and an
+HTTP client sends the same token with every request. So ``verify`` keeps the tokens it has
+verified (``limits.verified_tokens_cached_max``, least recently used out first) with their
+identity and expiry: a cached token is accepted without a signature check only while it
+has not expired, exactly as a fresh check would decide. Nothing else can change a
+verdict: the key is fixed for the authority's life and tokens are not revocable. A
+WebSocket verifies its token once, when it connects.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from cosmictron import limits
 from cosmictron.durability.files import ensure_directory, write_file_durably
 from cosmictron.errors import Unauthenticated
 from cosmictron.values import Identity
@@ -40,6 +52,9 @@ class TokenAuthority:
         self._key = key
         self._public = key.public_key()
         self.lifetime_s = lifetime_s
+        self.cached_max = limits.verified_tokens_cached_max
+        self._verified: OrderedDict[str, tuple[Identity, float | None]] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     @classmethod
     def load_or_create(cls, directory: Path, lifetime_s: int | None = None) -> TokenAuthority:
@@ -80,11 +95,35 @@ class TokenAuthority:
         return jwt.encode(claims, self._key, algorithm=ALGORITHM)
 
     def verify(self, token: str) -> Identity:
-        """The identity a token proves.
+        """The identity a token proves; a token verified before and not yet expired is
+        answered from the cache (module docstring).
 
         Raises:
             Unauthenticated: malformed, signed by another key, expired, or without ``sub``.
         """
+        with self._verified_lock:
+            cached = self._verified.get(token)
+            if cached is not None:
+                identity, expires = cached
+                if expires is None or time.time() < expires:
+                    self._verified.move_to_end(token)
+                    return identity
+                del self._verified[token]  # expired: the full check says why
+        identity, expires = self._check(token)
+        if self.cached_max > 0:
+            with self._verified_lock:
+                self._verified[token] = (identity, expires)
+                while len(self._verified) > self.cached_max:
+                    self._verified.popitem(last=False)
+        return identity
+
+    @property
+    def cached_tokens(self) -> int:
+        """Tokens held verified (for tests and ``/metrics``)."""
+        return len(self._verified)
+
+    def _check(self, token: str) -> tuple[Identity, float | None]:
+        """Verify the signature and claims: the identity and the expiry (or None)."""
         try:
             claims = jwt.decode(
                 token,
@@ -102,6 +141,8 @@ class TokenAuthority:
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"the token is not valid: {exc}") from None
         try:
-            return Identity.from_hex(str(claims["sub"]))
+            identity = Identity.from_hex(str(claims["sub"]))
         except ValueError:
             raise Unauthenticated("the token's subject is not an identity") from None
+        expires = claims.get("exp")
+        return identity, float(expires) if isinstance(expires, int | float) else None

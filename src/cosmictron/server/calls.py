@@ -10,6 +10,11 @@ whole batch), then resolves all their futures in one hand-off per event loop. Un
 batches grow by themselves, so the cost of the fsync and of the thread hops is shared by
 many calls; a lone call still goes through at once.
 
+A caller on the event loop gets its result either as a future (``submit``: HTTP) or as a
+callback run on the loop in the same hand-off (``submit_then``: a WebSocket client, which
+then queues the reply at once instead of waking a task per call; docs/benchmarks.md,
+"Where a server call's time goes").
+
 The order of calls is the order they were submitted. A failed call is one that raised;
 it leaves nothing behind and does not affect the others in its batch. If the sync
 fails, every call in the batch fails with that ``DurabilityError``: none of them was
@@ -22,7 +27,7 @@ import asyncio
 import logging
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,15 +41,20 @@ BATCH_CALLS_MAX = 256
 """Calls one batch takes at most, so a flood cannot delay replies without bound."""
 
 
-@dataclass
+CallDone = Callable[[CallOutcome | None, BaseException | None], None]
+"""``(outcome, None)`` once a call is durable, ``(None, error)`` if it failed; on the loop."""
+
+
+@dataclass(slots=True)
 class _Call:
     reducer: str
     args: Sequence[Any]
     kwargs: Mapping[str, Any]
     sender: Identity
     connection_id: ConnectionId | None
-    future: asyncio.Future[CallOutcome]
+    future: asyncio.Future[CallOutcome] | None
     loop: asyncio.AbstractEventLoop
+    then: CallDone | None = None
 
 
 class CallWorker:
@@ -69,13 +79,29 @@ class CallWorker:
         """Queue a call; the future resolves once it is durable (or fails). Loop only."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[CallOutcome] = loop.create_future()
-        call = _Call(reducer, args, kwargs, sender, connection_id, future, loop)
+        self._queue_call(_Call(reducer, args, kwargs, sender, connection_id, future, loop))
+        return future
+
+    def submit_then(
+        self,
+        reducer: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        sender: Identity,
+        connection_id: ConnectionId | None,
+        then: CallDone,
+    ) -> None:
+        """Queue a call; ``then`` runs on this loop once it is durable (or failed)."""
+        loop = asyncio.get_running_loop()
+        self._queue_call(_Call(reducer, args, kwargs, sender, connection_id, None, loop, then))
+
+    def _queue_call(self, call: _Call) -> None:
         with self._condition:
             if self._stopping:
                 raise InternalError("the database is closing; try again")
             self._queue.append(call)
-            self._condition.notify()
-        return future
+            if len(self._queue) == 1:  # else the thread is awake already, or will look
+                self._condition.notify()
 
     def close(self) -> None:
         """Finish the queued calls, then stop the thread."""
@@ -100,10 +126,11 @@ class CallWorker:
         last = 0
         for call in batch:
             try:
+                args, kwargs = call.args, call.kwargs
                 outcome = self.db.execute_reducer(
                     call.reducer,
-                    list(call.args),
-                    dict(call.kwargs),
+                    args if type(args) is list else list(args),  # made for this call
+                    kwargs if type(kwargs) is dict else dict(kwargs),
                     sender=call.sender,
                     connection_id=call.connection_id,
                     durable=False,
@@ -134,6 +161,13 @@ class CallWorker:
 
 def _resolve(results: list[tuple[_Call, CallOutcome | None, BaseException | None]]) -> None:
     for call, outcome, error in results:
+        if call.then is not None:
+            try:
+                call.then(outcome, error)
+            except Exception:  # a bug in the caller's callback: the others still resolve
+                logger.exception("the result callback of %r failed", call.reducer)
+            continue
+        assert call.future is not None
         if call.future.done():  # the caller went away
             continue
         if error is not None:

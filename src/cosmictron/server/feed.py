@@ -26,6 +26,8 @@ orders and delivers: what an update holds, how several merge into one
   queries, or all rows when the window no longer reaches back that far.
 * ``DurableWatermark`` tells the loop when an offset is durable; sessions hold each
   message until its offset is (confirmed reads).
+* Each subscriber has a ``Codec`` (JSON or msgpack, ``protocol.py``): an update is
+  converted and encoded once per codec among its subscribers, not once per subscriber.
 
 One module, a little over 400 lines, because the batch, the resume window and the
 watermark share one lock and one order of delivery; split, each would need the others'
@@ -43,11 +45,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
-from cosmictron import bounded_json, limits
+from cosmictron import limits
 from cosmictron.datastore import Datastore, TableChange
 from cosmictron.errors import CosmictronError, NotFinite, SubscriptionError
 from cosmictron.query.budget import QueryBudget
-from cosmictron.server.protocol import QueryId, RequestId, subscription_error
+from cosmictron.server.protocol import JSON, Codec, QueryId, RequestId, subscription_error
 from cosmictron.server.registry import HostedDatabase
 from cosmictron.server.wire import row_to_json
 from cosmictron.subscription import Subscription, merge_updates, replay, replayable
@@ -66,8 +68,9 @@ class Subscriber(Protocol):
 
     identity: Identity
     closed: bool
+    codec: Codec
 
-    def deliver(self, message: dict[str, Any] | str, offset: int) -> None: ...
+    def deliver(self, message: dict[str, Any] | str | bytes, offset: int) -> None: ...
 
     def drop(self, code: int, reason: str) -> None: ...
 
@@ -77,13 +80,13 @@ class _Update:
     subscriber: Subscriber
     update: dict[str, Any]
     schema: Any  # the module schema the rows were made under (a hot-swap may follow)
-    text: str | None = None  # a large update's JSON, made on the writer's thread
+    text: str | bytes | None = None  # a large update's encoding, made on the writer's thread
 
 
 @dataclass
 class _Message:
     subscriber: Subscriber
-    message: dict[str, Any] | str
+    message: dict[str, Any] | str | bytes
     offset: int
 
 
@@ -183,7 +186,8 @@ class DatabaseFeed:
         self.loop = loop
         self.watermark = DurableWatermark(hosted)
         self._batch: list[_Update | _Message] = []
-        self._large: dict[int, str | None] = {}  # id(update) -> its JSON, per hand-off
+        # (id(update), protocol) -> its encoding, per hand-off
+        self._large: dict[tuple[int, str], str | bytes | None] = {}
         self.window = ResumeWindow(0, limits.resume_window_transactions_max, 0)
         hosted.db.read(self._start)
 
@@ -215,24 +219,25 @@ class DatabaseFeed:
     def _collect(self, subscriber: Subscriber, update: dict[str, Any]) -> None:
         if not subscriber.closed:
             schema = self.hosted.db.schema
-            self._batch.append(
-                _Update(subscriber, update, schema, self._encode_large(update, schema))
-            )
+            text = self._encode_large(update, schema, subscriber.codec)
+            self._batch.append(_Update(subscriber, update, schema, text))
 
-    def _encode_large(self, update: dict[str, Any], schema: Any) -> str | None:
-        """A large update's ``TransactionUpdate`` JSON ("" when it has no rows), made once
-        per update here on the writer's thread: converting and encoding many rows on the
-        event loop would stall every subscriber of every database. Small updates (the usual
-        case) are left to the loop, off the commit path."""
-        key = id(update)
+    def _encode_large(
+        self, update: dict[str, Any], schema: Any, codec: Codec
+    ) -> str | bytes | None:
+        """A large update's ``TransactionUpdate`` encoding ("" when it has no rows), made
+        once per update and codec here on the writer's thread: converting and encoding many
+        rows on the event loop would stall every subscriber of every database. Small updates
+        (the usual case) are left to the loop, off the commit path."""
+        key = (id(update), codec.protocol)
         if key in self._large:
             return self._large[key]
         rows = sum(len(table["inserts"]) + len(table["deletes"]) for table in update["tables"])
-        text: str | None = None
+        text: str | bytes | None = None
         if rows >= LARGE_UPDATE_ROWS:
-            message = self._update_json(update, schema)
+            message = self._update_json(update, schema, codec)
             try:
-                text = bounded_json.dumps(message) if message["TransactionUpdate"]["tables"] else ""
+                text = codec.encode(message) if message["TransactionUpdate"]["tables"] else ""
             except NotFinite:
                 text = None  # the loop's path drops the subscriber with the reason
         self._large[key] = text
@@ -298,13 +303,16 @@ class DatabaseFeed:
         missed = None
         if since is not None and since <= offset and replayable(subscription.queries):
             missed = self.window.after(since)
+        codec = subscriber.codec
         if missed is None:
-            applied["tables"] = [self._rows_json(table) for table in subscription.initial["tables"]]
+            applied["tables"] = [
+                self._rows_json(table, codec) for table in subscription.initial["tables"]
+            ]
             if since is not None:
                 applied["resumed"] = False
             # Encoded here, on the database's thread: the initial rows may be many, and
             # encoding them on the event loop would stall every other subscriber.
-            text = bounded_json.dumps({"SubscribeApplied": applied})
+            text = codec.encode({"SubscribeApplied": applied})
             self._batch.append(_Message(subscriber, text, offset))
         else:
             applied["tables"] = []
@@ -316,7 +324,7 @@ class DatabaseFeed:
                     break
                 update = replay(subscription.queries, entry_offset, timestamp, changes, datastore)
                 if update is not None:
-                    message = self._update_json(update)
+                    message = self._update_json(update, None, codec)
                     message["TransactionUpdate"]["query_id"] = query_id
                     self._batch.append(_Message(subscriber, message, entry_offset))
         self._hand_off()
@@ -339,51 +347,61 @@ class DatabaseFeed:
             for key in [key for key in merged if key[0] is item.subscriber]:
                 self._send_updates(item.subscriber, merged.pop(key))
             item.subscriber.deliver(item.message, item.offset)
-        encoded: dict[int, str] = {}
+        encoded: dict[tuple[int, str], str | bytes] = {}
         for (subscriber, _), updates in merged.items():
             self._send_updates(subscriber, updates, encoded)
 
     def _send_updates(
-        self, subscriber: Subscriber, updates: list[_Update], encoded: dict[int, str] | None = None
+        self,
+        subscriber: Subscriber,
+        updates: list[_Update],
+        encoded: dict[tuple[int, str], str | bytes] | None = None,
     ) -> None:
         """Deliver one subscriber's updates of one transaction as one ``TransactionUpdate``.
 
         The subscription manager hands subscribers of the same queries the same update
-        object, so a subscriber with one update gets the JSON text made for the first
-        subscriber with that object (``encoded``, per batch): 100 subscribers of one query cost one
-        conversion and one ``json.dumps``, not 100.
+        object, so a subscriber with one update gets the encoding made for the first
+        subscriber with that object and codec (``encoded``, per batch): 100 subscribers of
+        one query cost one conversion and one encoding per codec, not 100.
         """
+        codec = subscriber.codec
         if len(updates) == 1:
             update = updates[0].update
             cached = updates[0].text
             if cached == "":  # made on the writer's thread: no rows for this subscriber
                 return
+            key = (id(update), codec.protocol)
             if cached is None and encoded is not None:
-                cached = encoded.get(id(update))
+                cached = encoded.get(key)
             if cached is None:
-                message = self._update_json(update, updates[0].schema)
+                message = self._update_json(update, updates[0].schema, codec)
                 if not message["TransactionUpdate"]["tables"]:
                     return
                 try:
-                    cached = bounded_json.dumps(message)
+                    cached = codec.encode(message)
                 except NotFinite as exc:  # never sent bare; the subscriber cannot have a gap
                     subscriber.drop(1011, str(exc))
                     return
                 if encoded is not None:
-                    encoded[id(update)] = cached
+                    encoded[key] = cached
             subscriber.deliver(cached, update["tx_offset"])
             return
         merged = merge_updates(
-            [self._update_json(item.update, item.schema)["TransactionUpdate"] for item in updates],
+            [
+                self._update_json(item.update, item.schema, codec)["TransactionUpdate"]
+                for item in updates
+            ],
             key=_json_key,
         )
         if merged["tables"]:  # else the subscriptions' changes cancelled out
             subscriber.deliver({"TransactionUpdate": merged}, merged["tx_offset"])
 
-    def _update_json(self, update: dict[str, Any], schema: Any = None) -> dict[str, Any]:
+    def _update_json(
+        self, update: dict[str, Any], schema: Any = None, codec: Codec = JSON
+    ) -> dict[str, Any]:
         tables = []
         for table in update["tables"]:
-            convert = self._converter(table["table_name"], schema)
+            convert = self._converter(table["table_name"], schema, codec)
             tables.append(
                 {
                     "table_name": table["table_name"],
@@ -399,18 +417,20 @@ class DatabaseFeed:
             }
         }
 
-    def _rows_json(self, table: dict[str, Any]) -> dict[str, Any]:
-        convert = self._converter(table["table_name"])
+    def _rows_json(self, table: dict[str, Any], codec: Codec = JSON) -> dict[str, Any]:
+        convert = self._converter(table["table_name"], None, codec)
         return {"table_name": table["table_name"], "rows": [convert(r) for r in table["rows"]]}
 
     def _converter(
-        self, table_name: str, schema: Any = None
+        self, table_name: str, schema: Any = None, codec: Codec = JSON
     ) -> Callable[[Sequence[Any]], dict[str, Any]]:
         table = (schema or self.hosted.db.schema).table(table_name)
         names = [column.name for column in table.columns]
-        return lambda row: row_to_json(row, names)
+        form = codec.form
+        return lambda row: row_to_json(row, names, form)
 
 
 def _json_key(row: Any) -> str:
-    """A row's identity in a merge: its JSON text (its values may be unhashable)."""
-    return json.dumps(row, sort_keys=True)
+    """A row's identity in a merge: its JSON text (its values may be unhashable; msgpack
+    forms may hold bytes, keyed by their repr)."""
+    return json.dumps(row, sort_keys=True, default=repr)

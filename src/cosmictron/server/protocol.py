@@ -1,7 +1,12 @@
-"""The WebSocket messages of DESIGN.md §5 (subprotocol ``v1.json.cosmictron``), parsed.
+"""The WebSocket messages of DESIGN.md §5, parsed, and the two encodings they travel in.
 
-Every frame is one JSON object with a single key naming its kind; the value holds the
-fields. ``parse`` turns a client's frame into one of the four request classes, or raises
+Subprotocol ``v1.json.cosmictron``: every frame is one JSON object (a text frame) with a
+single key naming its kind; the value holds the fields. ``v1.msgpack.cosmictron``: the
+same messages msgpack-encoded, one per binary frame, with bytes as ``bin``
+(``bounded_msgpack``). A ``Codec`` is one of the two: how a connection decodes what it
+receives, forms values and encodes what it sends; the client picks it in the handshake.
+
+``parse`` turns a client's frame into one of the four request classes, or raises
 ``ProtocolError`` carrying whatever of ``request_id``/``query_id`` it could read, so the
 session can answer with the reply kind that fits the request (docs/reference/websocket.md,
 "Errors"). Building server messages is plain dicts; ``reply_for_error`` is the one rule
@@ -10,14 +15,49 @@ that maps a bad request to its error reply.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cosmictron import bounded_json, names
+from cosmictron import bounded_json, bounded_msgpack, names
 from cosmictron.errors import InvalidRequest
+from cosmictron.values import json_form
 
-PROTOCOL = "v1.json.cosmictron"
-"""The only WebSocket subprotocol the server speaks."""
+JSON_PROTOCOL = "v1.json.cosmictron"
+MSGPACK_PROTOCOL = "v1.msgpack.cosmictron"
+PROTOCOL = JSON_PROTOCOL
+"""The subprotocol named when a client offers none we speak (the browsers' and curl's)."""
+PROTOCOLS = (JSON_PROTOCOL, MSGPACK_PROTOCOL)
+"""Every WebSocket subprotocol the server speaks; the client's order of offer decides."""
+
+
+@dataclass(frozen=True)
+class Codec:
+    """One subprotocol's encoding: frames in, values' forms, frames out."""
+
+    protocol: str
+    binary: bool
+    """Messages travel in binary frames (else text)."""
+    decode: Callable[[Any, str], Any]
+    """``(frame data, what)`` -> the message; ``InvalidRequest`` when it is not one."""
+    form: Callable[[Any], Any]
+    """A Python value -> its form in this encoding (``values.json_form`` or msgpack's)."""
+    encode: Callable[[Any], str | bytes]
+    """A message of forms -> the frame's data."""
+    container: str
+    """What this encoding calls a message's outer map, for error messages."""
+
+
+JSON = Codec(JSON_PROTOCOL, False, bounded_json.loads, json_form, bounded_json.dumps, "JSON object")
+MSGPACK = Codec(
+    MSGPACK_PROTOCOL,
+    True,
+    bounded_msgpack.loads,
+    bounded_msgpack.form,
+    bounded_msgpack.dumps,
+    "msgpack map",
+)
+CODECS = {codec.protocol: codec for codec in (JSON, MSGPACK)}
 
 RequestId = int | str | None
 QueryId = int | str
@@ -74,27 +114,27 @@ class ProtocolError(InvalidRequest):
         self.query_id = query_id
 
 
-def parse(text: str) -> ClientMessage:
-    """The request a text frame holds.
+def parse(data: str | bytes, codec: Codec = JSON) -> ClientMessage:
+    """The request a frame holds (its data: text for JSON, bytes for msgpack).
 
     Raises:
-        ProtocolError: not JSON, not a one-key object, an unknown kind, or a missing or
-            mistyped field; the message names the problem.
+        ProtocolError: not JSON (msgpack), not a one-key object, an unknown kind, or a
+            missing or mistyped field; the message names the problem.
     """
     try:
-        frame = bounded_json.loads(text, "the message")
-    except InvalidRequest as exc:  # not JSON, or nested past limits.json_depth_max
+        frame = codec.decode(data, "the message")
+    except InvalidRequest as exc:  # not decodable, or nested past limits.json_depth_max
         raise ProtocolError(str(exc)) from None
     if not isinstance(frame, dict) or len(frame) != 1:
         raise ProtocolError(
-            "a message is a JSON object with one key naming its kind "
+            f"a message is a {codec.container} with one key naming its kind "
             f'({", ".join(KINDS)}), e.g. {{"Subscribe": {{...}}}}'
         )
     ((kind, body),) = frame.items()
     if kind not in KINDS:
         raise ProtocolError(f"unknown message kind {kind!r} (kinds: {', '.join(KINDS)})")
     if not isinstance(body, dict):
-        raise ProtocolError(f"the body of {kind} must be a JSON object", kind)
+        raise ProtocolError(f"the body of {kind} must be a {codec.container}", kind)
     fields = _Fields(kind, body)
     if kind == "Subscribe":
         since = fields.optional_offset("since_tx_offset")

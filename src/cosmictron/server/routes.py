@@ -27,6 +27,7 @@ from cosmictron.module import is_sandboxed
 from cosmictron.query.budget import QueryBudget
 from cosmictron.server import bodies
 from cosmictron.server.auth import ANONYMOUS, TokenAuthority
+from cosmictron.server.calls import CallDone
 from cosmictron.server.registry import DatabaseRegistry, HostedDatabase
 from cosmictron.server.replies import (
     SHOWS_TRACEBACK,
@@ -36,7 +37,7 @@ from cosmictron.server.replies import (
 )
 from cosmictron.server.rights import OPEN_SANDBOXED_DEPLOYS, Rights
 from cosmictron.server.throttle import caller_key, throttle_of
-from cosmictron.server.wire import from_json, row_to_json
+from cosmictron.server.wire import arrives_as_is, from_json, row_to_json
 from cosmictron.values import ConnectionId, Identity, json_form
 
 REGISTRY = web.AppKey("registry", DatabaseRegistry)
@@ -188,9 +189,11 @@ async def call(request: web.Request) -> web.Response:
     request[SHOWS_TRACEBACK] = caller == database.db.owner  # docs/design/errors.md
     binding = callable_binding(database, reducer)
     # Decoded and converted on a worker thread when large (bodies.json_body).
-    convert = partial(reducer_arguments, binding.schema)
+    convert = converter_of(binding)
     args, kwargs = await bodies.json_body(request, bodies.call_body_bytes_max(), convert)
-    outcome = await submit_call(database, reducer, args, kwargs, caller, None)
+    future = submit_call(database, reducer, args, kwargs, caller, None)
+    assert future is not None
+    outcome = await future
 
     def reply() -> dict[str, Any]:
         return {
@@ -219,9 +222,12 @@ def submit_call(
     kwargs: dict[str, Any],
     caller: Identity,
     connection_id: ConnectionId | None,
-) -> asyncio.Future[Any]:
+    then: CallDone | None = None,
+) -> asyncio.Future[Any] | None:
     """Start a reducer on the database's call thread, or a procedure on its own threads;
-    the future resolves with the ``CallOutcome`` once durable. Event loop only.
+    the future resolves with the ``CallOutcome`` once durable. Event loop only. With
+    ``then``, a reducer's result goes to it on the loop instead and None is returned (a
+    procedure still returns its future).
 
     A procedure is not queued with the reducer calls: its I/O may take seconds and must
     not hold up the calls behind it (host/procedures.py).
@@ -230,15 +236,58 @@ def submit_call(
     if name in db.module.procedures:
         handle = db.start_procedure(name, args, kwargs, sender=caller, connection_id=connection_id)
         return asyncio.ensure_future(handle.wait())
+    if then is not None:
+        database.calls.submit_then(name, args, kwargs, caller, connection_id, then)
+        return None
     return database.calls.submit(name, args, kwargs, caller, connection_id)
 
 
-def reducer_arguments(schema: Any, body: Any) -> tuple[list[Any], dict[str, Any]]:
-    """JSON arguments (an array, an object, or nothing) as Python values."""
-    params = {param.name: param for param in schema.params}
+Converter = Callable[[Any], tuple[list[Any], dict[str, Any]]]
+_CONVERTERS: dict[int, tuple[Any, Converter]] = {}
+"""Each binding's argument converter, made once (keyed by the binding's id; the binding
+is held, so the id stays its own)."""
+_CONVERTERS_MAX = 1024
+
+
+def converter_of(binding: Any) -> Converter:
+    """``reducer_arguments`` for ``binding``'s schema, with what can be decided once
+    (whether every parameter arrives as is) decided once, not per call."""
+    entry = _CONVERTERS.get(id(binding))
+    if entry is None or entry[0] is not binding:
+        if len(_CONVERTERS) >= _CONVERTERS_MAX:  # modules deployed again and again
+            _CONVERTERS.clear()
+        schema = binding.schema
+        plain = all(arrives_as_is(param.type) for param in schema.params)
+        entry = (binding, partial(reducer_arguments, schema, plain=plain))
+        _CONVERTERS[id(binding)] = entry
+    return entry[1]
+
+
+def argument_converter(module: Any, name: str) -> Converter:
+    """The argument converter of the reducer or procedure ``name`` of ``module``.
+
+    Raises:
+        NotFound: no reducer or procedure of that name (listing them).
+    """
+    binding = module.reducers.get(name) or module.procedures.get(name)
+    if binding is None:
+        raise unknown_reducer(name, [*module.reducers, *module.procedures])
+    return converter_of(binding)
+
+
+def reducer_arguments(
+    schema: Any, body: Any, plain: bool = False
+) -> tuple[list[Any], dict[str, Any]]:
+    """JSON (or msgpack) arguments (an array, an object, or nothing) as Python values.
+
+    ``plain``: every parameter's type arrives as is (``wire.arrives_as_is``), so an
+    array of arguments needs no conversion (the reducer's own checks still run).
+    """
     if body is None:
         return [], {}
     if isinstance(body, list):
+        if plain and len(body) <= len(schema.params):
+            return body, {}
         if len(body) > len(schema.params):
             shown = ", ".join(f"{p.name}: {p.type.name}" for p in schema.params)
             raise InvalidRequest(
@@ -250,6 +299,7 @@ def reducer_arguments(schema: Any, body: Any) -> tuple[list[Any], dict[str, Any]
             for param, value in zip(schema.params, body, strict=False)
         ], {}
     if isinstance(body, dict):
+        params = {param.name: param for param in schema.params}
         kwargs = {}
         for key, value in body.items():
             param = params.get(key)

@@ -1,6 +1,6 @@
 """``GET /v1/database/{name}/subscribe``: the WebSocket route (docs/reference/websocket.md).
 
-The handshake refuses before the upgrade, as an HTTP error: a missing subprotocol (400),
+The handshake refuses before the upgrade, as an HTTP error: no subprotocol we speak (400),
 a bad token (401), an unknown database (404), too many connections of this caller (429),
 a ``client_connected`` reducer that raises (403, with its reason). Then one
 ``WebSocketClient`` (``server/websocket_client.py``) serves the client until it closes,
@@ -25,7 +25,7 @@ from cosmictron.errors import CosmictronError, InvalidRequest, PermissionDenied
 from cosmictron.server.auth import ANONYMOUS
 from cosmictron.server.connection_caps import GUARD
 from cosmictron.server.feed import DatabaseFeed
-from cosmictron.server.protocol import PROTOCOL
+from cosmictron.server.protocol import CODECS, PROTOCOLS
 from cosmictron.server.registry import HostedDatabase
 from cosmictron.server.routes import (
     AUTHORITY,
@@ -117,7 +117,8 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
         await hosted.run(hosted.db.run_lifecycle, "client_connected", identity, connection_id)
     except CosmictronError as exc:
         raise PermissionDenied(f"client_connected refused the connection: {exc}") from None
-    ws = _WebSocket(protocols=(PROTOCOL,), max_msg_size=limits.client_message_bytes_max)
+    # aiohttp picks the first protocol the client offered that we speak: its preference.
+    ws = _WebSocket(protocols=PROTOCOLS, max_msg_size=limits.client_message_bytes_max)
     client: WebSocketClient | None = None
     try:
         await ws.prepare(request)
@@ -129,6 +130,7 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
             connection_id,
             request.app[QUEUE_MAX],
             request.app[QUEUE_BYTES_MAX],
+            CODECS[ws.ws_protocol or PROTOCOLS[0]],
         )
         client.limit_as(anonymous, rate_key, throttle)
         guard = request.app.get(GUARD)
@@ -161,17 +163,18 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
 
 
 def check_upgrade(request: web.Request) -> None:
-    """Refuse (400) a request that is not a WebSocket upgrade offering our subprotocol."""
+    """Refuse (400) a request that is not a WebSocket upgrade offering a subprotocol of ours."""
+    spoken = " or ".join(repr(p) for p in PROTOCOLS)
     if request.headers.get("Upgrade", "").lower() != "websocket":
         raise InvalidRequest(
             f"this route is a WebSocket: connect with a WebSocket client and the "
-            f"subprotocol {PROTOCOL!r}"
+            f"subprotocol {spoken}"
         )
     offered = request.headers.get("Sec-WebSocket-Protocol", "")
     protocols = [p.strip() for p in offered.split(",") if p.strip()]
-    if PROTOCOL not in protocols:
+    if not any(p in PROTOCOLS for p in protocols):
         raise InvalidRequest(
-            f"the WebSocket subprotocol must be {PROTOCOL!r} "
+            f"the WebSocket subprotocol must be {spoken} "
             f"(offered: {', '.join(protocols) or 'none'})"
         )
 

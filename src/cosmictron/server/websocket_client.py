@@ -7,8 +7,9 @@ message waits in the queue until its transaction is durable (confirmed reads,
 ``feed.DurableWatermark``); a client whose queue passes ``client_queue_messages_max``
 messages or ``client_queue_bytes_max`` bytes is disconnected with close code 1008, so
 nothing the database does ever waits on a client and a client that asks for large
-results without reading them cannot grow the server. Messages are encoded to JSON text
-when queued, so their size is known. ``client_disconnected`` runs (in the route) when
+results without reading them cannot grow the server. Messages are encoded (JSON text or
+msgpack bytes: the connection's ``Codec``, chosen in the handshake) when queued, so their
+size is known. ``client_disconnected`` runs (in the route) when
 the client ends.
 
 A client that sends nothing for ``websocket_ping_interval_s`` is pinged; one that then
@@ -33,22 +34,24 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from cosmictron import bounded_json, limits
+from cosmictron import limits
 from cosmictron.errors import (
     CosmictronError,
     NotFinite,
     QueryCancelled,
     QueryTooCostly,
     error_document,
-    unknown_reducer,
 )
+from cosmictron.host import CallOutcome
 from cosmictron.query.budget import QueryBudget
 from cosmictron.server.connection_deadlines import TcpConnection
 from cosmictron.server.connections import ConnectionLimits
 from cosmictron.server.feed import DatabaseFeed
 from cosmictron.server.protocol import (
+    JSON,
     CallReducer,
     ClientMessage,
+    Codec,
     OneOffQuery,
     ProtocolError,
     QueryId,
@@ -62,11 +65,11 @@ from cosmictron.server.protocol import (
     subscription_error,
 )
 from cosmictron.server.replies import small
-from cosmictron.server.routes import check_finite_params, reducer_arguments, submit_call
+from cosmictron.server.routes import argument_converter, check_finite_params, submit_call
 from cosmictron.server.throttle import Throttle
 from cosmictron.server.wire import row_to_json
 from cosmictron.subscription import Subscription
-from cosmictron.values import ConnectionId, Identity, json_form
+from cosmictron.values import ConnectionId, Identity
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +79,18 @@ has none for a timeout; 408 as in HTTP's Request Timeout)."""
 
 CLOSE_TIMEOUT_S = 10.0
 """How long a closing client may take to read what is queued and answer the close."""
+
+
+class _PendingCall:
+    """A call sent and not yet answered: filled in when its result arrives."""
+
+    __slots__ = ("done", "error", "outcome", "request_id")
+
+    def __init__(self, request_id: RequestId) -> None:
+        self.request_id = request_id
+        self.done = False
+        self.outcome: CallOutcome | None = None
+        self.error: BaseException | None = None
 
 
 class WebSocketClient:
@@ -96,8 +111,10 @@ class WebSocketClient:
         connection_id: ConnectionId,
         queue_max: int,
         queue_bytes_max: int = limits.client_queue_bytes_max,
+        codec: Codec = JSON,
     ) -> None:
         self.ws = ws
+        self.codec = codec
         self.feed = feed
         self.hosted = feed.hosted
         self.identity = identity
@@ -105,16 +122,16 @@ class WebSocketClient:
         self.queue_max = queue_max
         self.queue_bytes_max = queue_bytes_max
         self.queued_bytes = 0
-        """Bytes of JSON text in ``_outbox`` (ASCII: ``json.dumps`` escapes the rest)."""
+        """Bytes in ``_outbox`` (JSON text is ASCII: ``json.dumps`` escapes the rest)."""
         self.closed = False
         self.subscriptions: dict[QueryId, Subscription] = {}
-        self._outbox: deque[tuple[int, str]] = deque()
+        self._outbox: deque[tuple[int, str | bytes]] = deque()
         self._ready = asyncio.Event()
         self._sender = asyncio.create_task(self._send_all())
         self._closer: asyncio.Task[None] | None = None
-        self._calls: deque[tuple[RequestId, asyncio.Future[Any]]] = deque()
-        self._finisher: asyncio.Task[None] | None = None
-        self._settled = asyncio.Event()
+        self._calls: deque[_PendingCall] = deque()
+        self._encoding = False  # a large result is being encoded off the loop
+        self._progress: asyncio.Future[None] | None = None  # woken as calls are answered
         self._liveness: asyncio.Task[None] | None = None
 
     @property
@@ -124,7 +141,7 @@ class WebSocketClient:
 
     # -- outgoing -------------------------------------------------------------------------
 
-    def deliver(self, message: dict[str, Any] | str, offset: int) -> None:
+    def deliver(self, message: dict[str, Any] | str | bytes, offset: int) -> None:
         """Queue ``message``, to be sent once ``offset`` is durable (event loop only)."""
         if self.closed:
             return
@@ -134,10 +151,10 @@ class WebSocketClient:
                 f"the client fell behind: more than {self.queue_max} messages queued",
             )
             return
-        # A str is JSON already, made once for every client it goes to (feed.py), or
-        # encoded off the loop because it may be large.
+        # A str (bytes) is encoded already, made once for every client of this codec it
+        # goes to (feed.py), or encoded off the loop because it may be large.
         try:
-            text = message if isinstance(message, str) else bounded_json.dumps(message)
+            text = message if isinstance(message, str | bytes) else self.codec.encode(message)
         except NotFinite as exc:  # no strict client could read it: never sent bare
             self.drop(WSCloseCode.INTERNAL_ERROR, str(exc))
             return
@@ -153,6 +170,7 @@ class WebSocketClient:
 
     async def _send_all(self) -> None:
         watermark = self.feed.watermark
+        send: Any = self.ws.send_bytes if self.codec.binary else self.ws.send_str
         try:
             while True:
                 if not self._outbox:
@@ -164,7 +182,7 @@ class WebSocketClient:
                     await watermark.wait_durable(offset)
                 self._outbox.popleft()
                 self.queued_bytes -= len(message)
-                await self.ws.send_str(message)
+                await send(message)
         except ConnectionError:
             self.closed = True
         except CosmictronError as exc:  # the database can no longer make anything durable
@@ -240,22 +258,31 @@ class WebSocketClient:
     async def run(self) -> None:
         """Serve requests in order until the client or the server closes."""
         try:
+            expected = WSMsgType.BINARY if self.codec.binary else WSMsgType.TEXT
             async for frame in self.ws:
-                if frame.type is WSMsgType.TEXT:
+                if frame.type is expected:
                     await self.handle(frame.data)
-                elif frame.type is WSMsgType.BINARY:
-                    reason = "binary frames are not accepted: send JSON text frames"
+                elif frame.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    reason = (
+                        f"text frames are not accepted on {self.codec.protocol}: send msgpack "
+                        "binary frames"
+                        if self.codec.binary
+                        else "binary frames are not accepted: send JSON text frames"
+                    )
                     self.drop(WSCloseCode.UNSUPPORTED_DATA, reason)
                     break
         except Exception:
             logger.exception("WebSocket session of %s failed", self.identity.hex())
             self.drop(WSCloseCode.INTERNAL_ERROR, "internal error; see the server log")
 
-    async def handle(self, text: str) -> None:
-        large = len(text) > limits.json_inline_bytes_max
+    async def handle(self, data: str | bytes) -> None:
+        large = len(data) > limits.json_inline_bytes_max
+        codec = self.codec
         try:
-            # A large message is decoded (depth scan and JSON) on a worker thread.
-            request: ClientMessage = await asyncio.to_thread(parse, text) if large else parse(text)
+            # A large message is decoded (depth scan and decode) on a worker thread.
+            request: ClientMessage = (
+                await asyncio.to_thread(parse, data, codec) if large else parse(data, codec)
+            )
         except ProtocolError as exc:
             await self._settle_calls()
             self.deliver(reply_for_error(exc), 0)
@@ -316,80 +343,108 @@ class WebSocketClient:
 
     async def _call(self, request: CallReducer, large: bool = False) -> None:
         """Submit the call and go on reading: a client may pipeline calls, and calls in
-        flight together share an fsync (``calls.CallWorker``). Results are delivered in
-        the order the calls were sent, by ``_finish_calls``."""
-        db = self.hosted.db
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any]
+        flight together share an fsync (``calls.CallWorker``). Results are queued in the
+        order the calls were sent (``_answer``), from the loop hand-off that resolves them."""
+        pending = _PendingCall(request.request_id)
+        self._calls.append(pending)
+        then = partial(self._answered, pending)
         try:
             self.take_rate("calls")
-            binding = db.module.reducers.get(request.reducer) or db.module.procedures.get(
-                request.reducer
-            )
-            if binding is None:
-                raise unknown_reducer(request.reducer, [*db.module.reducers, *db.module.procedures])
+            convert = argument_converter(self.hosted.db.module, request.reducer)
             if large:  # converting large arguments is slow too: off the loop
-                args, kwargs = await asyncio.to_thread(
-                    reducer_arguments, binding.schema, request.args
-                )
+                args, kwargs = await asyncio.to_thread(convert, request.args)
             else:
-                args, kwargs = reducer_arguments(binding.schema, request.args)
+                args, kwargs = convert(request.args)
             future = submit_call(
-                self.hosted, request.reducer, args, kwargs, self.identity, self.connection_id
+                self.hosted,
+                request.reducer,
+                args,
+                kwargs,
+                self.identity,
+                self.connection_id,
+                then=then,
+            )
+            if future is not None:  # a procedure: its own threads, its own future
+                future.add_done_callback(partial(_forward, then))
+        except CosmictronError as exc:
+            self._answered(pending, None, exc)
+        if len(self._calls) > limits.client_calls_in_flight_max:
+            # Stop reading until the oldest call is answered.
+            await self._wait_calls(limits.client_calls_in_flight_max)
+
+    def _answered(
+        self, pending: _PendingCall, outcome: CallOutcome | None, error: BaseException | None
+    ) -> None:
+        """A call's result arrived (on the loop): queue every result now in order."""
+        pending.done = True
+        pending.outcome = outcome
+        pending.error = error
+        self._answer()
+
+    def _answer(self) -> None:
+        """Queue the results of the oldest calls that are answered, in the order sent.
+
+        The transaction's own TransactionUpdate was queued (under the writer lock) before
+        the call was resolved, so it precedes the result. A large return value is
+        encoded off the loop; results behind it wait for it, so their order holds.
+        """
+        calls = self._calls
+        while calls and calls[0].done and not self._encoding:
+            pending = calls.popleft()
+            error = pending.error
+            if error is not None:
+                self.deliver(self._failure(pending.request_id, error), 0)
+                continue
+            outcome = pending.outcome
+            assert outcome is not None
+            if small(outcome.return_value):
+                self.deliver(self._result(pending.request_id, outcome), outcome.tx_offset)
+            else:
+                self._encoding = True
+                asyncio.get_running_loop().create_task(self._answer_large(pending, outcome))
+        if self._progress is not None and not self._progress.done():
+            self._progress.set_result(None)
+
+    def _failure(self, request_id: RequestId, error: BaseException) -> dict[str, Any]:
+        if not isinstance(error, CosmictronError):
+            return reducer_result(request_id, error=str(error), error_code="internal_error")
+        # The frames of the module's code go to its owner only (docs/design/errors.md).
+        shown = error_document(error, show_traceback=self.identity == self.hosted.db.owner)
+        return reducer_result(
+            request_id,
+            error=shown["message"],
+            error_code=shown["code"],
+            error_traceback=shown.get("traceback"),
+        )
+
+    def _result(self, request_id: RequestId, outcome: CallOutcome) -> dict[str, Any]:
+        value = self.codec.form(outcome.return_value)
+        return reducer_result(request_id, return_value=value, tx_offset=outcome.tx_offset)
+
+    async def _answer_large(self, pending: _PendingCall, outcome: CallOutcome) -> None:
+        encode = self.codec.encode
+        try:
+            data = await asyncio.to_thread(
+                lambda: encode(self._result(pending.request_id, outcome))
             )
         except CosmictronError as exc:
-            future = loop.create_future()
-            future.set_exception(exc)
-        self._calls.append((request.request_id, future))
-        if self._finisher is None or self._finisher.done():
-            self._finisher = asyncio.create_task(self._finish_calls())
-        if len(self._calls) > limits.client_calls_in_flight_max:
-            await asyncio.shield(self._calls[0][1])  # stop reading until the oldest is done
+            data = encode(reducer_result(pending.request_id, error=str(exc), error_code=exc.code))
+        finally:
+            self._encoding = False
+        self.deliver(data, outcome.tx_offset)
+        self._answer()
 
-    async def _finish_calls(self) -> None:
-        while self._calls:
-            request_id, future = self._calls[0]
-            try:
-                outcome = await asyncio.shield(future)
-            except CosmictronError as exc:
-                # The frames of the module's code go to its owner only (docs/design/errors.md).
-                shown = error_document(exc, show_traceback=self.identity == self.hosted.db.owner)
-                failed = reducer_result(
-                    request_id,
-                    error=shown["message"],
-                    error_code=shown["code"],
-                    error_traceback=shown.get("traceback"),
-                )
-                self.deliver(failed, 0)
-            else:
-                # The transaction's own TransactionUpdate was queued (under the writer
-                # lock) before the call was resolved, so it precedes this result; a
-                # large return value is encoded off the loop meanwhile, and since this
-                # task delivers results one by one, their order holds.
-                def result(outcome: Any = outcome, request_id: RequestId = request_id) -> Any:
-                    value = json_form(outcome.return_value)
-                    return reducer_result(
-                        request_id, return_value=value, tx_offset=outcome.tx_offset
-                    )
-
-                if small(outcome.return_value):
-                    self.deliver(result(), outcome.tx_offset)
-                else:
-                    try:
-                        text = await asyncio.to_thread(lambda: bounded_json.dumps(result()))
-                    except CosmictronError as exc:
-                        text = bounded_json.dumps(
-                            reducer_result(request_id, error=str(exc), error_code=exc.code)
-                        )
-                    self.deliver(text, outcome.tx_offset)
-            self._calls.popleft()
-        self._settled.set()
+    async def _wait_calls(self, at_most: int) -> None:
+        """Wait until at most ``at_most`` calls are unanswered (0: and nothing is being
+        encoded)."""
+        while len(self._calls) > at_most or (at_most == 0 and self._encoding):
+            self._progress = asyncio.get_running_loop().create_future()
+            await self._progress
 
     async def _settle_calls(self) -> None:
         """Wait until every call sent so far has its result queued."""
-        if self._calls:
-            self._settled.clear()
-            await self._settled.wait()
+        if self._calls or self._encoding:
+            await self._wait_calls(0)
 
     async def _query(self, request: OneOffQuery) -> None:
         try:
@@ -400,7 +455,7 @@ class WebSocketClient:
             return
         self.deliver(text, offset)
 
-    def _run_query(self, request: OneOffQuery) -> tuple[str, int]:
+    def _run_query(self, request: OneOffQuery) -> tuple[str | bytes, int]:
         """Run a one-off query and encode its reply, on a database thread (a result of
         many rows takes long to convert and encode; the event loop must not)."""
         db = self.hosted.db
@@ -412,10 +467,11 @@ class WebSocketClient:
         # A read sees every transaction up to now: it waits for them to be durable.
         offset = result.tx_offset if result.tx_offset is not None else db.tx_offset
         columns = list(result.columns)
-        rows = [row_to_json(row, columns) for row in result.rows]
+        form = self.codec.form
+        rows = [row_to_json(row, columns, form) for row in result.rows]
         table = {"table_name": "result", "columns": columns, "rows": rows}
         reply = {"OneOffQueryResult": {"request_id": request.request_id, "tables": [table]}}
-        return bounded_json.dumps(reply), offset
+        return self.codec.encode(reply), offset
 
     async def finish(self) -> None:
         """After the connection ends: stop sending, end every subscription."""
@@ -432,3 +488,13 @@ class WebSocketClient:
             with contextlib.suppress(RuntimeError):  # the database's threads have stopped
                 await self.hosted.run(subscription.unsubscribe)
         self.subscriptions.clear()
+
+
+def _forward(then: Any, future: asyncio.Future[Any]) -> None:
+    """A procedure's future, done: its outcome or error to ``then``."""
+    if future.cancelled():
+        then(None, ConnectionResetError("the call was cancelled"))
+    elif future.exception() is not None:
+        then(None, future.exception())
+    else:
+        then(future.result(), None)

@@ -20,6 +20,9 @@ enum               the member's name
 @cosmictron.type   object keyed by field name
 =================  ==========================================================
 
+The msgpack WebSocket protocol uses the same forms but for bytes (``bin``) and integers
+past 64 bits (``bounded_msgpack``); decoding here accepts both forms of bytes.
+
 Rows are objects keyed by column name (DESIGN.md §5). Encoding depends on the value
 alone and is ``values.json_form``, shared with the client SDK and the log. Decoding
 needs the column type and lives here: it gives the Python value a reducer argument's
@@ -29,7 +32,7 @@ type.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cosmictron.datastore import ColumnType
@@ -54,9 +57,31 @@ from cosmictron.values import (
 )
 
 
-def row_to_json(row: Sequence[Any], columns: Sequence[str]) -> dict[str, Any]:
-    """A row of Python values as an object keyed by column name."""
-    return {name: json_form(value) for name, value in zip(columns, row, strict=True)}
+def row_to_json(
+    row: Sequence[Any], columns: Sequence[str], form: Callable[[Any], Any] = json_form
+) -> dict[str, Any]:
+    """A row of Python values as an object keyed by column name; ``form`` gives each value's
+    form on the wire (JSON's by default; ``bounded_msgpack.form`` for msgpack)."""
+    return {name: form(value) for name, value in zip(columns, row, strict=True)}
+
+
+_CONVERTED = (
+    IdentityType,
+    ConnectionIdType,
+    MicrosType,
+    ScheduleAtType,
+    BytesType,
+    ListType,
+    ProductType,
+)
+
+
+def arrives_as_is(column_type: ColumnType) -> bool:
+    """Whether ``json_to_python`` returns every value of this type unchanged (numbers,
+    bool, str, enum names, and optionals of them): a caller may skip it for such values."""
+    while isinstance(column_type, OptionalType):
+        column_type = column_type.inner
+    return not isinstance(column_type, _CONVERTED)
 
 
 def from_json(value: Any, column_type: ColumnType, where: str) -> Any:
@@ -99,6 +124,8 @@ def json_to_python(value: Any, column_type: ColumnType) -> Any:
         return ScheduleAt("at", Timestamp.parse(value["at"]).micros_since_epoch)
     if isinstance(column_type, BytesType) and isinstance(value, str):
         return bytes.fromhex(value)
+    if isinstance(column_type, BytesType) and isinstance(value, bytes):
+        return value  # msgpack's bin
     if isinstance(column_type, ListType) and isinstance(value, list):
         return [json_to_python(item, column_type.inner) for item in value]
     if isinstance(column_type, ProductType) and isinstance(value, dict):
