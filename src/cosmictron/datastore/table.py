@@ -249,8 +249,16 @@ class Table:
             if index.key_of(old) != index.key_of(row):
                 index.remove(old, key)
                 index.add(row, key)
-        if self._variable_positions:
-            self.variable_bytes += self._variable_size(row) - self._variable_size(old)
+        if self._variable_positions:  # inline: this is every update's path
+            delta = 0
+            for position in self._variable_positions:
+                new_value, old_value = row[position], old[position]
+                if new_value is not old_value:
+                    if new_value is not None:
+                        delta += len(new_value)
+                    if old_value is not None:
+                        delta -= len(old_value)
+            self.variable_bytes += delta
         return old
 
     def clear(self) -> None:
