@@ -113,10 +113,10 @@ class Recovery:
                 skip_hash=snapshot_hash,
             )
             for batch in reader.batches():
-                first = batch[0]
+                head = batch[0]
                 if (
-                    first.offset <= snapshot_offset + 1 <= batch[-1].offset
-                    and batch[snapshot_offset + 1 - first.offset].prev_hash != snapshot_hash
+                    head.offset <= snapshot_offset + 1 <= batch[-1].offset
+                    and batch[snapshot_offset + 1 - head.offset].prev_hash != snapshot_hash
                 ):
                     raise CorruptLog(
                         path,

@@ -97,14 +97,14 @@ def transaction_body(
     codecs = datastore.codecs
     tables = []
     for change in changes:
-        codec = codecs[change.table.name]
-        tables.append(
-            [
-                change.table.name,
-                codec.encode_many(change.inserts),
-                codec.encode_many(change.deletes),
-            ]
-        )
+        name = change.table.name
+        codec = codecs[name]
+        if codec.plain:  # rows are their own wire form: no call per list
+            tables.append([name, change.inserts, change.deletes])
+        else:
+            tables.append(
+                [name, codec.encode_many(change.inserts), codec.encode_many(change.deletes)]
+            )
     sequences = (
         [
             [table.name, [[position, value] for position, value in table.sequences.items()]]
@@ -186,7 +186,12 @@ class ReplayOverlay:
         if table is None:
             raise CorruptLog("log", 0, f"a record names table {name!r}, which the module lacks")
         codec = self._datastore.codecs[name]
-        state = (table, {}, tuple if codec.plain else codec.decode, table.key_of)
+        state: tuple[Any, dict[Any, Any], Any, Any] = (
+            table,
+            {},
+            tuple if codec.plain else codec.decode,
+            table.key_of,
+        )
         self._pending[name] = state
         return state
 

@@ -79,29 +79,13 @@ def execute(
     arguments (``call``: positional, keyword) bound again under the new module, so
     a call never runs old code against the new tables.
     """
-    value, offset, now_us = _execute(
+    value, offset, now_us = execute_call(
         core, module, binding, values, wire_args, sender, connection_id, call, durable
     )
     return CallOutcome(value, offset, Timestamp(now_us))
 
 
-def execute_for_value(
-    core: DatabaseCore,
-    module: LoadedModule,
-    binding: ReducerBinding,
-    values: Sequence[Any],
-    wire_args: Sequence[Any],
-    sender: Identity,
-    connection_id: ConnectionId | None,
-    call: Call,
-) -> Any:
-    """``execute`` for ``Database.call``, which returns only the value: the hottest path,
-    where building a ``CallOutcome`` and its ``Timestamp`` would cost about a
-    microsecond a call for nothing."""
-    return _execute(core, module, binding, values, wire_args, sender, connection_id, call)[0]
-
-
-def _execute(
+def execute_call(
     core: DatabaseCore,
     module: LoadedModule,
     binding: ReducerBinding,
@@ -112,7 +96,11 @@ def _execute(
     call: Call | None = None,
     durable: bool = True,
 ) -> tuple[Any, int, int]:
-    """(value, offset, timestamp in µs) of one call, timed in the reducer metrics."""
+    """(value, offset, timestamp in µs) of one call, timed in the reducer metrics.
+
+    ``Database.call`` uses this directly and keeps only the value: on the hottest path,
+    building a ``CallOutcome`` and its ``Timestamp`` would cost about a microsecond a
+    call for nothing."""
     started = _perf_counter()
     failed = True
     try:
