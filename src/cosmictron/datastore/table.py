@@ -162,8 +162,13 @@ class Table:
             index.add(row, key)
         if self.primary_order is not None and self.primary_order._ordered is not None:
             self.primary_order.added(key)
-        if self._variable_positions:
-            self.variable_bytes += self._variable_size(row)
+        if self._variable_positions:  # ``_variable_size`` inline: every insert's path
+            size = 0
+            for position in self._variable_positions:
+                value = row[position]
+                if value is not None:
+                    size += len(value)
+            self.variable_bytes += size
         return key
 
     def insert_many(self, rows: list[tuple[Any, ...]]) -> list[Any]:
