@@ -78,7 +78,10 @@ def measure_single_row(settings: Settings, parent: str, results: dict[str, Any])
             if policy == "never":
                 # Replay of a log of many small transactions (plus any periodic snapshots).
                 cosmo.close()
-                results["replay_small_tx"] = time_reopen(cosmo.data)
+                results["replay_small_tx"] = {
+                    **time_reopen(cosmo.data),
+                    "cosmictron_profile": profile,
+                }
         finally:
             for engine in engines:
                 engine.close()
@@ -139,12 +142,15 @@ def measure_bulk_and_replay(settings: Settings, parent: str, results: dict[str, 
         }
         del rows
         cosmo.close()
-        results["replay_log"] = time_reopen(cosmo.data)
+        results["replay_log"] = {**time_reopen(cosmo.data), "cosmictron_profile": "production"}
         # The same data from a snapshot: open, snapshot, close, time the next open.
         db = cosmictron.Database.open(cosmo.data)
         db.snapshot()
         db.close()
-        results["replay_snapshot"] = time_reopen(cosmo.data)
+        results["replay_snapshot"] = {
+            **time_reopen(cosmo.data),
+            "cosmictron_profile": "production",
+        }
     finally:
         for engine in (cosmo, lite):
             engine.close()
@@ -238,4 +244,5 @@ def measure_memory(settings: Settings, parent: str, results: dict[str, Any]) -> 
     finally:
         lite.close()
         lite.remove()
+    out["cosmictron_profile"] = "development"
     results["memory_per_row"] = out

@@ -162,8 +162,13 @@ class Table:
             index.add(row, key)
         if self.primary_order is not None and self.primary_order._ordered is not None:
             self.primary_order.added(key)
-        if self._variable_positions:
-            self.variable_bytes += self._variable_size(row)
+        if self._variable_positions:  # ``_variable_size`` inline: every insert's path
+            size = 0
+            for position in self._variable_positions:
+                value = row[position]
+                if value is not None:
+                    size += len(value)
+            self.variable_bytes += size
         return key
 
     def insert_many(self, rows: list[tuple[Any, ...]]) -> list[Any]:
@@ -249,8 +254,16 @@ class Table:
             if index.key_of(old) != index.key_of(row):
                 index.remove(old, key)
                 index.add(row, key)
-        if self._variable_positions:
-            self.variable_bytes += self._variable_size(row) - self._variable_size(old)
+        if self._variable_positions:  # inline: this is every update's path
+            delta = 0
+            for position in self._variable_positions:
+                new_value, old_value = row[position], old[position]
+                if new_value is not old_value:
+                    if new_value is not None:
+                        delta += len(new_value)
+                    if old_value is not None:
+                        delta -= len(old_value)
+            self.variable_bytes += delta
         return old
 
     def clear(self) -> None:

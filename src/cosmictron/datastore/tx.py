@@ -39,9 +39,14 @@ _BATCH: Any = type("BatchOp", (), {"__repr__": lambda self: "<batch>"})()
 """The ``key`` of an op that inserted many rows: ``(table, _BATCH, keys, rows)``."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TableChange:
-    """The net effect of one transaction on one table."""
+    """The net effect of one transaction on one table.
+
+    Not ``frozen``: one is built per table per commit, and a frozen dataclass's
+    ``__init__`` (three ``object.__setattr__`` calls) cost more than the rest of
+    ``changes()`` for a one-row transaction. Treat it as read-only all the same.
+    """
 
     table: Table
     inserts: list[tuple[Any, ...]]
@@ -146,15 +151,15 @@ class Transaction:
             ops = [op for op in ops if op[1] is not _SEQUENCE]
         if not ops:
             return []
-        if len(ops) == 1 and ops[0][1] is _BATCH:
-            return [TableChange(ops[0][0], ops[0][3], [])]
-        if any(op[1] is _BATCH for op in ops):
-            ops = list(_expand_batches(ops))
-        if len(ops) == 1:
-            table, _, old, new = ops[0]
+        if len(ops) == 1:  # the common one-write transaction
+            table, key, old, new = ops[0]
+            if key is _BATCH:
+                return [TableChange(table, new, [])]
             if old == new:
                 return []
             return [TableChange(table, [] if new is None else [new], [] if old is None else [old])]
+        if any(op[1] is _BATCH for op in ops):
+            ops = list(_expand_batches(ops))
         first_old: dict[tuple[Table, Any], Any] = {}
         last_new: dict[tuple[Table, Any], Any] = {}
         for table, key, old, new in ops:

@@ -16,6 +16,7 @@ finished is refused. The per-segment rule (what is torn, what is corrupt) is in
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -69,9 +70,12 @@ class Recovery:
         self.record_bytes_max = record_bytes_max
         self.last_offset = snapshot.offset if snapshot is not None else 0
         self._finish = finish
-        self.records: Iterator[Record] = self._replay()
+        self.batches: Iterator[list[Record]] = self._replay()
+        """The same records in lists, as the segments are checked (``SegmentReader.batches``);
+        iterate this or ``records``, not both."""
+        self.records: Iterator[Record] = itertools.chain.from_iterable(self.batches)
 
-    def _replay(self) -> Iterator[Record]:
+    def _replay(self) -> Iterator[list[Record]]:
         snapshot = self.snapshot
         snapshot_offset = snapshot.offset if snapshot is not None else 0
         snapshot_hash = snapshot.last_hash if snapshot is not None else GENESIS_HASH
@@ -108,16 +112,20 @@ class Recovery:
                 skip_through=snapshot_offset,
                 skip_hash=snapshot_hash,
             )
-            for record in reader:
-                if record.offset == snapshot_offset + 1 and record.prev_hash != snapshot_hash:
+            for batch in reader.batches():
+                head = batch[0]
+                if (
+                    head.offset <= snapshot_offset + 1 <= batch[-1].offset
+                    and batch[snapshot_offset + 1 - head.offset].prev_hash != snapshot_hash
+                ):
                     raise CorruptLog(
                         path,
                         0,
                         "prev_hash does not match the snapshot's last_hash",
-                        record.offset,
+                        snapshot_offset + 1,
                     )
-                self.last_offset = record.offset
-                yield record
+                self.last_offset = batch[-1].offset
+                yield batch
             expected, last_hash = reader.next_offset, reader.last_hash
         assert reader is not None
         if expected - 1 < snapshot_offset:

@@ -37,10 +37,20 @@ Recovery rule:
    appending resumes. No byte is ever destroyed.
 4. A frame whose crc verifies but whose content is wrong (does not decode, wrong offset,
    wrong prev_hash) can never come from a torn write: it is ``CorruptLog`` anywhere.
+
+Reading in batches: replay of a log of small transactions is dominated by per-record
+interpreter overhead, not by the C work (crc32, msgpack, sha256). So the reader walks
+up to ``BATCH_FRAMES`` frame headers (the only per-record Python loop: each frame's
+length says where the next begins), then checks the batch's crcs, decodes its payloads,
+hashes them and compares offsets and the chain with ``map`` and list equality. Only a
+batch that fails a check is read again record by record, to name the first bad one; the
+rules above are unchanged, and what is yielded is the same.
 """
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
 import struct
 from collections.abc import Iterator
@@ -70,6 +80,17 @@ SEGMENT_MAGIC = b"CTLOG\x00\x02\x00"
 SEGMENT_HEADER = struct.Struct("<8sQ")
 SEGMENT_HEADER_BYTES = SEGMENT_HEADER.size
 SEGMENT_SUFFIX = ".log"
+
+BATCH_FRAMES = 32
+"""Frames recovery checks together (see ``SegmentReader.batches``). Measured on a log of
+200k one-row transactions: 32 frames per batch read it in 2.64 µs a record, 128 in
+2.96, 4096 in 5.7 (a large batch's decoded records fall out of the CPU cache before they
+are used), the record-at-a-time reader in 3.03."""
+
+_VERSION, _KIND, _OFFSET, _PREV_HASH, _BODY = (operator.itemgetter(i) for i in range(5))
+_digest = operator.methodcaller("digest")
+_new_record = functools.partial(tuple.__new__, Record)
+"""``Record`` from a 5-tuple, without the generated ``__new__``'s Python frame."""
 
 
 def segment_path(log_dir: str, base_offset: int) -> str:
@@ -182,55 +203,148 @@ class SegmentReader:
         check_header(path, self.data, base_offset)
 
     def __iter__(self) -> Iterator[Record]:
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self) -> Iterator[list[Record]]:
+        """The segment's records, verified, in lists of up to ``BATCH_FRAMES``.
+
+        Replay works a batch at a time (see "Reading in batches" above): the frame walk
+        is the only per-record Python loop; crc, decoding, hashing and the chain are
+        checked over the whole batch by C-level ``map`` and list comparisons. A batch
+        that fails any of them is read again one record at a time, which raises the
+        precise ``CorruptLog``; a bad frame ends the segment after the records before it
+        are yielded.
+        """
         data = self.data
         view = memoryview(data)
         size = len(data)
         position = SEGMENT_HEADER_BYTES
         unpack_header = FRAME_HEADER.unpack_from
+        record_bytes_max = self.record_bytes_max
         while position < size:
             reason = None
-            start = position + FRAME_HEADER_BYTES
-            if start > size:
-                reason = "frame header is incomplete"
-            else:
-                length, crc, _ = unpack_header(data, position)
+            starts: list[int] = []
+            payloads: list[memoryview] = []
+            watermarks: list[memoryview] = []
+            crcs: list[int] = []
+            frame = position
+            while frame < size and len(starts) < BATCH_FRAMES:
+                start = frame + FRAME_HEADER_BYTES
+                if start > size:
+                    reason = "frame header is incomplete"
+                    break
+                length, crc, _ = unpack_header(data, frame)
                 end = start + length
                 if length == 0:
                     reason = "frame length is zero"
-                elif length > self.record_bytes_max:
+                    break
+                if length > record_bytes_max:
                     reason = f"frame length {length} exceeds record_bytes_max"
-                elif end > size:
+                    break
+                if end > size:
                     reason = f"frame of {length} bytes runs past the end of the file"
-                elif _crc32(view[position + 8 : start], _crc32(view[start:end])) != crc:
-                    reason = "crc mismatch"
+                    break
+                starts.append(frame)
+                watermarks.append(view[frame + 8 : start])
+                payloads.append(view[start:end])
+                crcs.append(crc)
+                frame = end
+            if list(map(_crc32, watermarks, map(_crc32, payloads))) != crcs:
+                good = next(
+                    i
+                    for i, (w, p, c) in enumerate(zip(watermarks, payloads, crcs, strict=True))
+                    if _crc32(w, _crc32(p)) != c
+                )
+                reason, frame = "crc mismatch", starts[good]
+                del starts[good:], payloads[good:]
+            if payloads:
+                records = self._verify_batch(starts, payloads)
+                position = self.valid_bytes = starts[-1] + FRAME_HEADER_BYTES + len(payloads[-1])
+                if records:
+                    yield records
             if reason is not None:
-                self._refuse_unless_torn(position, reason)
-                break
-            payload = view[start:end]
-            if self.next_offset <= self.skip_through:
-                self.last_hash = self._check_covered(position, payload)
+                self._refuse_unless_torn(frame, reason)
+                return
+
+    def _verify_batch(self, starts: list[int], payloads: list[memoryview]) -> list[Record]:
+        """Verify consecutive valid frames; return the records past ``skip_through``."""
+        first = self.next_offset
+        covered = max(0, min(len(payloads), self.skip_through - first + 1))
+        if covered:
+            if (
+                max(map(len, payloads[:covered])) < 4096
+                and self._chain_holds(first, payloads[:covered], want_records=False) is not None
+            ):
+                if first + covered - 1 == self.skip_through and self.last_hash != self.skip_hash:
+                    raise CorruptLog(
+                        self.path,
+                        starts[covered - 1],
+                        "the snapshot's last_hash is not this record's hash",
+                        self.skip_through,
+                    )
             else:
-                # Fast path for a well-formed record; anything unusual takes ``_check``,
-                # which raises the precise CorruptLog.
-                fields = _unpackb(payload, raw=False, strict_map_key=False)
-                if (
-                    type(fields) is list
-                    and len(fields) == 5
-                    and fields[0] == FORMAT_VERSION
-                    and fields[2] == self.next_offset
-                    and type(fields[1]) is int
-                    and fields[1] in RECORD_KINDS
-                    and (self.last_hash is None or fields[3] == self.last_hash)
-                ):
-                    digest = _sha256(payload).digest()
-                    yield Record(fields[2], fields[1], fields[3], fields[4], digest)
-                    self.last_hash = digest
-                else:
-                    record = self._check(position, payload)
-                    yield record
-                    self.last_hash = record.hash
-            self.next_offset += 1
-            position = self.valid_bytes = end
+                for position, payload in zip(starts[:covered], payloads[:covered], strict=True):
+                    self.last_hash = self._check_covered(position, payload)
+                    self.next_offset += 1
+        live = payloads[covered:]
+        if not live:
+            return []
+        records = self._chain_holds(self.next_offset, live, want_records=True)
+        if records is None:
+            records = []
+            for position, payload in zip(starts[covered:], live, strict=True):
+                record = self._check(position, payload)
+                records.append(record)
+                self.last_hash = record.hash
+                self.next_offset += 1
+        return records
+
+    def _chain_holds(
+        self, first: int, payloads: list[memoryview], want_records: bool
+    ) -> list[Record] | None:
+        """Decode and check ``payloads`` (offsets from ``first``) as a whole.
+
+        Returns the records (an empty list unless ``want_records``) and advances
+        ``next_offset`` and ``last_hash``; None, changing nothing, if any record is not
+        well formed or breaks the chain (the caller then finds which, one by one).
+        """
+        try:
+            # A comprehension, not ``map`` over a ``partial``: keyword arguments through
+            # a partial cost a dict merge per call, doubling msgpack's time here.
+            fields = [_unpackb(p, raw=False, strict_map_key=False) for p in payloads]
+        except Exception:  # msgpack raises several unrelated types for bad input.
+            return None
+        count = len(fields)
+        if set(map(type, fields)) != {list} or set(map(len, fields)) != {5}:
+            return None
+        kinds = list(map(_KIND, fields))
+        offsets = list(map(_OFFSET, fields))
+        prev_hashes = list(map(_PREV_HASH, fields))
+        try:
+            if (
+                set(map(_VERSION, fields)) != {FORMAT_VERSION}
+                or set(map(type, kinds)) != {int}
+                or not RECORD_KINDS.issuperset(kinds)
+                or offsets != list(range(first, first + count))
+            ):
+                return None
+        except TypeError:  # an unhashable version: not a record
+            return None
+        digests = list(map(_digest, map(_sha256, payloads)))
+        if self.last_hash is None:
+            if prev_hashes[1:] != digests[:-1]:
+                return None
+        elif prev_hashes[0] != self.last_hash or prev_hashes[1:] != digests[:-1]:
+            return None
+        self.next_offset = first + count
+        self.last_hash = digests[-1]
+        if not want_records:
+            return []
+        bodies = map(_BODY, fields)
+        return list(
+            map(_new_record, zip(offsets, kinds, prev_hashes, bodies, digests, strict=True))
+        )
 
     def _check(self, position: int, payload: memoryview) -> Record:
         try:

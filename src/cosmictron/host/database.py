@@ -167,9 +167,9 @@ class Database:
                 return self.start_procedure(reducer, args, kwargs).result().return_value
             transactions.raise_unknown_reducer(module, reducer)
         values, wire_args = binding.bind(args, kwargs)
-        return transactions.execute_for_value(
+        return transactions.execute_call(
             core, module, binding, values, wire_args, core.owner, None, (args, kwargs)
-        )
+        )[0]
 
     def execute_reducer(
         self,

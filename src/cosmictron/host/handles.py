@@ -42,7 +42,9 @@ class WriteScope:
 
 
 class TableHandle:
-    __slots__ = ("_accessors", "_binding", "_scope", "_table")
+    # ``__dict__`` holds the column accessors once made (``__getattr__``), so the next
+    # ``handle.<column>`` is a plain attribute read, not a Python call.
+    __slots__ = ("__dict__", "_accessors", "_binding", "_scope", "_table")
 
     def __init__(self, table: Table, binding: RowBinding, scope: WriteScope) -> None:
         self._table = table
@@ -93,6 +95,7 @@ class TableHandle:
         accessors = self._accessors
         if name not in accessors:
             accessors[name] = self._make_accessor(name)
+            self.__dict__[name] = accessors[name]
         return accessors[name]
 
     def _make_accessor(self, name: str) -> Any:
@@ -211,8 +214,11 @@ class UniqueHandle(IndexHandle):
         """
         handle = self._handle
         table = handle._table
-        tx = handle._scope.writable(table, "update")
-        _refuse_on_event_table(table, "update")
+        tx = handle._scope.tx
+        if tx is None:
+            tx = handle._scope.writable(table, "update")
+        if table.schema.event:
+            _refuse_on_event_table(table, "update")
         canonical = handle._binding.to_row(row)
         if self._index is None:  # by primary key: the key cannot change
             key = table.key_of(canonical)  # type: ignore[misc]

@@ -33,6 +33,8 @@ BUCKETS_S = (
 )
 """Histogram upper bounds in seconds (Prometheus ``le``); one more bucket is +Inf."""
 
+_bisect_left = bisect.bisect_left
+
 
 @dataclass
 class ReducerTally:
@@ -50,14 +52,17 @@ class ReducerMetrics:
         self._lock = threading.Lock()
 
     def observe(self, reducer: str, seconds: float, failed: bool) -> None:
+        # The bucket is found before taking the lock, which guards only the updates.
+        bucket = _bisect_left(BUCKETS_S, seconds)
         with self._lock:
             tally = self._tallies.get(reducer)
             if tally is None:
                 tally = self._tallies[reducer] = ReducerTally()
             tally.calls += 1
-            tally.errors += failed
+            if failed:
+                tally.errors += 1
             tally.seconds_total += seconds
-            tally.buckets[bisect.bisect_left(BUCKETS_S, seconds)] += 1
+            tally.buckets[bucket] += 1
 
     def snapshot(self) -> dict[str, ReducerTally]:
         """A copy of every reducer's tally (cumulative since the database opened)."""

@@ -97,14 +97,14 @@ def transaction_body(
     codecs = datastore.codecs
     tables = []
     for change in changes:
-        codec = codecs[change.table.name]
-        tables.append(
-            [
-                change.table.name,
-                codec.encode_many(change.inserts),
-                codec.encode_many(change.deletes),
-            ]
-        )
+        name = change.table.name
+        codec = codecs[name]
+        if codec.plain:  # rows are their own wire form: no call per list
+            tables.append([name, change.inserts, change.deletes])
+        else:
+            tables.append(
+                [name, codec.encode_many(change.inserts), codec.encode_many(change.deletes)]
+            )
     sequences = (
         [
             [table.name, [[position, value] for position, value in table.sequences.items()]]
@@ -153,6 +153,90 @@ def apply_record_body(datastore: Datastore, body: list[Any]) -> None:
         table = tables[name]
         for position, value in sequences:
             table.sequences[position] = value
+
+
+_DELETED: Any = type("Deleted", (), {"__repr__": lambda self: "<deleted>"})()
+"""What a ``ReplayOverlay`` holds for a key whose row the log deleted."""
+
+
+class ReplayOverlay:
+    """Applies a run of transaction records by their net effect per key (replay only).
+
+    A log of small transactions, replayed one record at a time, pays for every
+    intermediate state: an update is a delete and an insert, each maintaining every
+    index. The overlay instead keeps, per table, the newest row (or ``_DELETED``) of every
+    key the run touched, in the order the rows were last inserted; ``flush`` then deletes
+    the touched keys the table held and inserts the surviving rows with one
+    ``insert_many``. The final state, and the order of the table's rows, are what
+    applying the records one by one gives (a row deleted and re-inserted moves to the
+    end either way). A record that inserts a key the table (or the run) already holds is
+    ``CorruptLog``, as it was when applied one by one; so is one naming an unknown table.
+    The caller flushes before anything that reads the tables (a record with schedule
+    entries, a bulk load, a module change) and at the end.
+    """
+
+    __slots__ = ("_datastore", "_pending")
+
+    def __init__(self, datastore: Datastore) -> None:
+        self._datastore = datastore
+        self._pending: dict[str, tuple[Any, dict[Any, Any], Any, Any]] = {}
+
+    def _start(self, name: str) -> tuple[Any, dict[Any, Any], Any, Any]:
+        table = self._datastore.tables.get(name)
+        if table is None:
+            raise CorruptLog("log", 0, f"a record names table {name!r}, which the module lacks")
+        codec = self._datastore.codecs[name]
+        state: tuple[Any, dict[Any, Any], Any, Any] = (
+            table,
+            {},
+            tuple if codec.plain else codec.decode,
+            table.key_of,
+        )
+        self._pending[name] = state
+        return state
+
+    def add(self, body: list[Any]) -> None:
+        """Take one transaction record's row changes and counters (not its schedule)."""
+        pending = self._pending
+        for name, inserts, deletes in body[5]:
+            state = pending.get(name) or self._start(name)
+            table, rows, decode, key_of = state
+            for wire in deletes:
+                row = decode(wire)
+                key = row if key_of is None else key_of(row)
+                rows.pop(key, None)
+                rows[key] = _DELETED
+            held = table.rows
+            for wire in inserts:
+                row = decode(wire)
+                key = row if key_of is None else key_of(row)
+                seen = rows.pop(key, None)
+                if key_of is not None and (
+                    (seen is None and key in held) or (seen is not None and seen is not _DELETED)
+                ):
+                    raise CorruptLog(
+                        "log", 0, f"a record inserts a key table {name!r} already holds: {key!r}"
+                    )
+                rows[key] = row
+        if body[6]:
+            self.flush()  # counters are few; applying them in order keeps this simple
+            for name, sequences in body[6]:
+                table = self._datastore.tables[name]
+                for position, value in sequences:
+                    table.sequences[position] = value
+
+    def flush(self) -> None:
+        """Apply what the run did to the tables and start a new run."""
+        for table, rows, _, _ in self._pending.values():
+            held = table.rows
+            for key in [key for key in rows if key in held]:
+                table.delete(key)
+            fresh = [row for row in rows.values() if row is not _DELETED]
+            if len(fresh) == 1:
+                table.insert(fresh[0])
+            elif fresh:
+                table.insert_many(fresh)
+        self._pending.clear()
 
 
 def snapshot_module(state: Any) -> tuple[bytes, str] | None:

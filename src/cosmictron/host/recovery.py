@@ -38,6 +38,7 @@ from cosmictron.host.hotswap import replay_module_change, update_module
 from cosmictron.host.memory import collector_paused
 from cosmictron.host.records import (
     BULK_INSERT,
+    ReplayOverlay,
     apply_record_body,
     load_snapshot_state,
     read_module_body,
@@ -142,24 +143,35 @@ def _replay(core: DatabaseCore) -> None:
             core.imports.load(recovery.snapshot.state.get("imports"))
         core.offset = recovery.snapshot.offset
         core.last_snapshot_offset = recovery.snapshot.offset
-    for record in recovery.records:
-        if record.kind == TX_RECORD_KIND:
-            apply_record_body(datastore, record.body)
-            schedule = record_schedule(record.body)
-            if schedule:
-                book.apply(book.decode(datastore, schedule))
-            core.last_timestamp_us = record.body[0]
-            if record.body[3] == BULK_INSERT:
-                core.imports.observe(record.body[4], record.offset)
-        elif record.kind == MODULE_RECORD_KIND:
-            change = read_module_body(record.body)
-            module = replay_module_change(datastore, module, change, record.offset)
-            book.use_schema(module.schema)
-            book.reconcile(datastore, change.timestamp_us)
-            if change.clear:
-                core.imports.clear()
-            core.last_timestamp_us = change.timestamp_us
-        core.offset = record.offset
+    overlay = ReplayOverlay(datastore)
+    add = overlay.add
+    for batch in recovery.batches:
+        for record in batch:
+            body = record.body
+            # The common record, a plain transaction, goes to the overlay; whatever
+            # reads the tables or other host state flushes it and is applied alone.
+            if record.kind == TX_RECORD_KIND and len(body) == 7 and body[3] != BULK_INSERT:
+                add(body)
+                continue
+            overlay.flush()
+            if record.kind == TX_RECORD_KIND:
+                apply_record_body(datastore, body)
+                schedule = record_schedule(body)
+                if schedule:
+                    book.apply(book.decode(datastore, schedule))
+                if body[3] == BULK_INSERT:
+                    core.imports.observe(body[4], record.offset)
+            elif record.kind == MODULE_RECORD_KIND:
+                change = read_module_body(body)
+                module = replay_module_change(datastore, module, change, record.offset)
+                book.use_schema(module.schema)
+                book.reconcile(datastore, change.timestamp_us)
+                if change.clear:
+                    core.imports.clear()
+        # Both kinds of body start with the timestamp.
+        core.last_timestamp_us = batch[-1].body[0]
+        core.offset = batch[-1].offset
+    overlay.flush()
     if module is not core.module:
         core.install(module)
         core.subscriptions.schema_changed(module.schema)

@@ -104,6 +104,9 @@ class ScheduleBook:
         self._positions: dict[str, int] = {}
         # table -> row key -> (row, next due µs)
         self._entries: dict[str, dict[Any, tuple[tuple[Any, ...], int]]] = {}
+        self.active = False
+        """Whether the module has scheduled tables at all (the commit path's fast exit;
+        an attribute, not a property, since every commit reads it)."""
 
     def use_schema(self, schema: ModuleSchema) -> None:
         """Track the scheduled tables of ``schema``; entries of other tables are dropped."""
@@ -113,11 +116,7 @@ class ScheduleBook:
             if table.scheduled is not None
         }
         self._entries = {name: self._entries.get(name, {}) for name in self._positions}
-
-    @property
-    def active(self) -> bool:
-        """Whether the module has scheduled tables at all (the commit path's fast exit)."""
-        return bool(self._positions)
+        self.active = bool(self._positions)
 
     def entry(self, table: str, key: Any) -> tuple[tuple[Any, ...], int] | None:
         return self._entries.get(table, {}).get(key)

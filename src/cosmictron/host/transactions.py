@@ -49,6 +49,8 @@ _T = TypeVar("_T")
 
 logger = logging.getLogger(__name__)
 
+_perf_counter = time.perf_counter
+
 Call = tuple[Sequence[Any], Mapping[str, Any]]
 
 
@@ -80,29 +82,13 @@ def execute(
     arguments (``call``: positional, keyword) bound again under the new module, so
     a call never runs old code against the new tables.
     """
-    value, offset, now_us = _execute(
+    value, offset, now_us = execute_call(
         core, module, binding, values, wire_args, sender, connection_id, call, durable
     )
     return CallOutcome(value, offset, Timestamp(now_us))
 
 
-def execute_for_value(
-    core: DatabaseCore,
-    module: LoadedModule,
-    binding: ReducerBinding,
-    values: Sequence[Any],
-    wire_args: Sequence[Any],
-    sender: Identity,
-    connection_id: ConnectionId | None,
-    call: Call,
-) -> Any:
-    """``execute`` for ``Database.call``, which returns only the value: the hottest path,
-    where building a ``CallOutcome`` and its ``Timestamp`` would cost about a
-    microsecond a call for nothing."""
-    return _execute(core, module, binding, values, wire_args, sender, connection_id, call)[0]
-
-
-def _execute(
+def execute_call(
     core: DatabaseCore,
     module: LoadedModule,
     binding: ReducerBinding,
@@ -113,41 +99,83 @@ def _execute(
     call: Call | None = None,
     durable: bool = True,
 ) -> tuple[Any, int, int]:
-    """(value, offset, timestamp in µs) of one call, timed in the reducer metrics."""
-    started = time.perf_counter()
+    """(value, offset, timestamp in µs) of one call, timed in the reducer metrics.
+
+    ``Database.call`` uses this directly and keeps only the value: on the hottest path,
+    building a ``CallOutcome`` and its ``Timestamp`` would cost about a microsecond a
+    call for nothing."""
+    started = _perf_counter()
     failed = True
     try:
-        result = _run_call(core, module, binding, values, wire_args, sender, connection_id, call)
+        with core.lock:
+            if module is not core.module:
+                binding, values, wire_args = _rebind(core, binding, call)
+            if core.closed or core.scope.tx is not None:
+                check_can_write(core, f"Database.call({binding.schema.name!r})")
+            result = _transact_call(core, binding, values, wire_args, sender, connection_id)
         if durable:
             core.persistence.wait_durable(result[1])
         failed = False
         return result
     finally:
-        core.reducer_metrics.observe(binding.schema.name, time.perf_counter() - started, failed)
+        core.reducer_metrics.observe(binding.schema.name, _perf_counter() - started, failed)
 
 
-def _run_call(
+def _transact_call(
     core: DatabaseCore,
-    module: LoadedModule,
     binding: ReducerBinding,
     values: Sequence[Any],
     wire_args: Sequence[Any],
     sender: Identity,
     connection_id: ConnectionId | None,
-    call: Call | None,
 ) -> tuple[Any, int, int]:
-    with core.lock:
-        if module is not core.module:
-            binding, values, wire_args = _rebind(core, binding, call)
-        check_can_write(core, f"Database.call({binding.schema.name!r})")
-        function = binding.function
+    """``transact`` for a reducer call, the hot path, written out flat.
 
-        def run(ctx: ReducerContext) -> Any:
-            value = function(ctx, *values)
+    The same steps as ``transact(core, name, run, ...)`` with ``run`` calling the reducer
+    and ``check_return``; flattened because each Python frame on this path costs about
+    2 % of an in-process call (docs/design/hot-path.md). ``transact`` stays the one
+    path for scheduled runs and procedures; both end a failure in ``_roll_back``.
+    """
+    name = binding.schema.name
+    core.reducer_calls += 1
+    now_us = core.clock.now_us()
+    if now_us <= core.last_timestamp_us:
+        now_us = core.last_timestamp_us + 1
+    tx = Transaction()
+    scope = core.scope
+    scope.tx = tx
+    core.current_reducer = name
+    ctx = ReducerContext(
+        core.view, sender, connection_id, now_us, core.identity, (core.offset + 1) ^ now_us
+    )
+    token = CURRENT_DB.set(core.current_db)
+    try:
+        value = binding.function(ctx, *values)
+        if value is not None or binding.schema.return_type is not None:
             check_return(binding, value)
-            return value
+        offset, changes = commit(core, tx, name, wire_args, sender, connection_id, now_us)
+    except BaseException as exc:
+        _roll_back(core, tx, name, exc)
+    finally:
+        scope.tx = None
+        core.current_reducer = None
+        CURRENT_DB.reset(token)
+    publish(core, offset, now_us, changes)
+    return value, offset, now_us
 
-        return transact(core, binding.schema.name, run, wire_args, sender, connection_id)
+
+def _roll_back(core: DatabaseCore, tx: Transaction, name: str, exc: BaseException) -> NoReturn:
+    """Undo a failed transaction, count and log it, and raise what its caller hears."""
+    tx.rollback()
+    core.reducer_failures += 1
+    if not isinstance(exc, Exception):
+        raise exc
+    if isinstance(exc, DurabilityError | ResourceExhausted):
+        core.log.append("ERROR", f"reducer {name!r} not committed: {exc}", name)
+        raise exc
+    failure = as_reducer_failure(name, exc, core.module)
+    core.log.append("ERROR", failure_log_line(failure), name)
+    raise failure from exc
 
 
 def _rebind(
@@ -229,16 +257,7 @@ def transact(
         value = run(ctx)
         offset, changes = commit(core, tx, name, wire_args, sender, connection_id, now_us, ran)
     except BaseException as exc:
-        tx.rollback()
-        core.reducer_failures += 1
-        if not isinstance(exc, Exception):
-            raise
-        if isinstance(exc, DurabilityError | ResourceExhausted):
-            core.log.append("ERROR", f"reducer {name!r} not committed: {exc}", name)
-            raise
-        failure = as_reducer_failure(name, exc, core.module)
-        core.log.append("ERROR", failure_log_line(failure), name)
-        raise failure from exc
+        _roll_back(core, tx, name, exc)
     finally:
         scope.tx = None
         core.current_reducer = None
