@@ -64,7 +64,7 @@ def test_syntax_errors_carry_a_position(shop):
 @pytest.mark.parametrize(
     ("query", "construct"),
     [
-        ("SELECT abs(age) FROM customer", "ABS"),
+        ("SELECT hex(name) FROM customer", "HEX"),
         ("SELECT id FROM customer WHERE id IN (SELECT customer_id FROM orders)", "subquery"),
         ("SELECT c.id FROM customer c RIGHT JOIN orders o ON o.customer_id = c.id", "RIGHT"),
         ("SELECT id FROM (SELECT id FROM customer)", "subqueries"),

@@ -12,9 +12,12 @@ from cosmictron.query.plan import (
     Agg,
     Between,
     Binary,
+    Case,
+    Cast,
     Col,
     Const,
     Expr,
+    Func,
     InList,
     IsNull,
     KeySet,
@@ -59,6 +62,21 @@ def render(expr: Expr) -> str:
     if isinstance(expr, SemiJoin | KeySet):
         keys = ", ".join(render(key) for key in expr.keys)
         return f"({keys}) IN VISIBLE [{expr.label}]" if keys else f"EXISTS [{expr.label}]"
+    if isinstance(expr, Func):
+        args = [render(arg) for arg in expr.args]
+        if expr.name in ("LIKE", "GLOB"):
+            escape = f" ESCAPE {args[2]}" if len(args) > 2 else ""
+            return f"{args[1]} {expr.name} {args[0]}{escape}"
+        return f"{expr.name}({', '.join(args)})"
+    if isinstance(expr, Case):
+        parts = ["CASE"] + ([] if expr.operand is None else [render(expr.operand)])
+        for when, then in expr.whens:
+            parts.append(f"WHEN {render(when)} THEN {render(then)}")
+        if expr.default is not None:
+            parts.append(f"ELSE {render(expr.default)}")
+        return " ".join([*parts, "END"])
+    if isinstance(expr, Cast):
+        return f"CAST({render(expr.operand)} AS {expr.target})"
     raise AssertionError(f"unknown expression {expr!r}")
 
 

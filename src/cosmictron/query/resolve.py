@@ -36,6 +36,7 @@ from cosmictron.query.plan import (
     type_of,
 )
 from cosmictron.query.position import Source
+from cosmictron.query.resolve_functions import bind_extended
 from cosmictron.values import Identity
 
 _COMPARISONS: dict[type[exp.Expression], str] = {
@@ -122,6 +123,9 @@ class Binder:
             return self._arithmetic(_ARITHMETIC[kind], node)
         if kind in _AGGREGATES:
             return self._aggregate(_AGGREGATES[kind], node)
+        extended = bind_extended(self, node)  # functions, CASE, CAST, IS, GLOB, ESCAPE
+        if extended is not None:
+            return extended
         self.source.fail(f"unsupported construct: {_construct(node)}", node)
 
     # -- leaves -------------------------------------------------------------------------

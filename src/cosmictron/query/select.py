@@ -42,6 +42,7 @@ from cosmictron.query.plan import (
     Sort,
     Unary,
     children,
+    map_children,
     type_of,
 )
 from cosmictron.query.position import Source
@@ -96,7 +97,8 @@ def build_select(
     having_node = node.args.get("having")
     binder.aggregates_allowed = True
     binder.clause = "ORDER BY"
-    order_keys, hidden, labels = _order(node, binder, outputs, names, source)
+    nulls_first: list[bool] = []
+    order_keys, hidden, labels = _order(node, binder, outputs, names, source, nulls_first)
     groups: list[Expr] = []
     if group_node is not None:
         binder.aggregates_allowed = False
@@ -124,7 +126,11 @@ def build_select(
     if node.args.get("distinct"):
         plan = Distinct(plan, len(outputs))
     if order_keys:
-        plan = Sort(plan, tuple(order_keys), tuple(labels))
+        pairs = zip(nulls_first, order_keys, strict=True)
+        overridden = any(first == desc for first, (_, desc) in pairs)
+        plan = Sort(
+            plan, tuple(order_keys), tuple(labels), tuple(nulls_first) if overridden else ()
+        )
     plan = _limit(node, plan, binder, source)
     return SelectStatement(
         plan,
@@ -261,7 +267,12 @@ def _position(item: exp.Literal, count: int, source: Source) -> int:
 
 
 def _order(
-    node: exp.Select, binder: Binder, outputs: list[Expr], names: list[str], source: Source
+    node: exp.Select,
+    binder: Binder,
+    outputs: list[Expr],
+    names: list[str],
+    source: Source,
+    nulls_first: list[bool] | None = None,
 ) -> tuple[list[tuple[int, bool]], list[Expr], list[str]]:
     order = node.args.get("order")
     keys: list[tuple[int, bool]] = []
@@ -286,7 +297,12 @@ def _order(
                 hidden.append(expr)
                 slot = len(outputs) + len(hidden) - 1
         keys.append((slot, desc))
-        labels.append(_text(term, source) + (" DESC" if desc else ""))
+        first = ordered.args.get("nulls_first")
+        first = (not desc) if first is None else bool(first)  # NULLs are the smallest
+        if nulls_first is not None:
+            nulls_first.append(first)
+        nulls = "" if first != desc else (" NULLS FIRST" if first else " NULLS LAST")
+        labels.append(_text(term, source) + (" DESC" if desc else "") + nulls)
     # Hidden keys sit after the outputs, whose count is final only now.
     return keys, hidden, labels
 
@@ -351,4 +367,4 @@ class _Rewriter:
             return Between(self(expr.operand), self(expr.low), self(expr.high), expr.negated)
         if isinstance(expr, Like):
             return Like(self(expr.operand), self(expr.pattern), expr.negated)
-        return expr
+        return map_children(expr, self)  # functions, CASE, CAST

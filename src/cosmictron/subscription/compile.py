@@ -68,6 +68,11 @@ def compile_live(
     sort_keys: tuple[tuple[int, bool], ...] = ()
     if isinstance(plan, Sort):
         sort_keys = plan.keys
+        if plan.nulls_first and limit is not None:
+            raise SqlError(
+                "NULLS FIRST/LAST with LIMIT is not subscribable (a live window keeps "
+                "NULLs first ascending, last descending)"
+            )
         plan = plan.child
     if limit is not None and not sort_keys:
         raise SqlError("LIMIT without ORDER BY is not subscribable (which rows is undefined)")
