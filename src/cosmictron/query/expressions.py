@@ -138,11 +138,21 @@ def concatenator(meter: Meter | None) -> Callable[[Any, Any], str]:
     return concat
 
 
+def _not_nan(function: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """SQLite makes a NaN result (``inf * 0``, ``inf - inf``) NULL."""
+
+    def run(a: Any, b: Any) -> Any:
+        result = function(a, b)
+        return None if result != result else result
+
+    return run
+
+
 _ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
-    "+": operator.add,
-    "-": operator.sub,
-    "*": operator.mul,
-    "/": divide,
+    "+": _not_nan(operator.add),
+    "-": _not_nan(operator.sub),
+    "*": _not_nan(operator.mul),
+    "/": _not_nan(divide),
     "%": modulo,
 }
 

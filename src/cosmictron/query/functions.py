@@ -185,11 +185,17 @@ def _rtrim(value: str, characters: str = " ") -> str:
     return value.rstrip(characters)
 
 
-def _replace(value: str, old: str, new: str) -> str:
-    return value if old == "" else value.replace(old, new)
+def _replace(value: Any, old: Any, new: Any) -> Any:
+    if value is None or old is None:
+        return None
+    if old == "":
+        return value  # even when new is NULL, as in SQLite
+    return None if new is None else value.replace(old, new)
 
 
-def _replace_growth(value: str, old: str, new: str) -> int:
+def _replace_growth(value: Any, old: Any, new: Any) -> int:
+    if value is None or old is None or new is None:
+        return 0
     if old == "" or len(new) <= len(old):
         return len(value)
     return len(value) + value.count(old) * (len(new) - len(old))
@@ -223,7 +229,9 @@ def _round(value: Any, digits: Any = 0) -> Any:
     with decimal.localcontext() as context:
         context.prec = 60
         nudged = decimal.Decimal(magnitude) + rounder
-        digits_kept = nudged.quantize(decimal.Decimal(1).scaleb(-places), decimal.ROUND_DOWN)
+        # printf writes at most 16 significant digits, then stops (no rounding there).
+        kept = min(places, 15 - nudged.adjusted())
+        digits_kept = nudged.quantize(decimal.Decimal(1).scaleb(-kept), decimal.ROUND_DOWN)
     result = float(digits_kept)
     return -result if real < 0 else result
 
@@ -453,10 +461,11 @@ _ALL = [
         3,
         ("text",),
         "text",
-        "strict",
+        "own",
         _replace,
         "x with every occurrence of old replaced by new (old '' "
         "changes nothing); bounded by the value limit",
+        null_rule="NULL if x or old is NULL; x if old is ''; else NULL if new is NULL",
         growth=_replace_growth,
     ),
     Function(

@@ -247,7 +247,7 @@ def _text(item: exp.Expression, source: Source) -> str:
 def _group_item(
     item: exp.Expression, binder: Binder, outputs: list[Expr], names: list[str], source: Source
 ) -> Expr:
-    if isinstance(item, exp.Literal) and not item.is_string:
+    if isinstance(item, exp.Literal) and item.this.isdigit():
         return outputs[_position(item, len(outputs), source)]
     if (
         isinstance(item, exp.Column)
@@ -283,7 +283,7 @@ def _order(
     for ordered in order.expressions:
         term = ordered.this
         desc = bool(ordered.args.get("desc"))
-        if isinstance(term, exp.Literal) and not term.is_string:
+        if isinstance(term, exp.Literal) and term.this.isdigit():
             slot = _position(term, len(outputs), source)
         elif isinstance(term, exp.Column) and not term.table and term.name in names:
             slot = names.index(term.name)
