@@ -40,9 +40,26 @@ class V:
     t: Optional[str] = None
 """
 
-SQLITE_TABLE = "CREATE TABLE v (id INTEGER PRIMARY KEY, a INTEGER, b INTEGER, f REAL, s TEXT, t TEXT)"
+SQLITE_TABLE = (
+    "CREATE TABLE v (id INTEGER PRIMARY KEY, a INTEGER, b INTEGER, f REAL, s TEXT, t TEXT)"
+)
 
-TEXTS = ["", "a", "ab", "Ab", "abc", " x ", "a%b", "a_b", "xyz", "12ab", "-3.5e1z", "1e3", "!a", "AB c"]
+TEXTS = [
+    "",
+    "a",
+    "ab",
+    "Ab",
+    "abc",
+    " x ",
+    "a%b",
+    "a_b",
+    "xyz",
+    "12ab",
+    "-3.5e1z",
+    "1e3",
+    "!a",
+    "AB c",
+]
 REALS = [0.0, 0.5, -0.5, 1.25, 2.675, -2.5, 3.0, 1.005, 0.125, 10.0, -7.75, 1e-3, 123.456]
 PATTERNS = ["a%", "%b", "_b%", "%", "a!%b", "a!_b", "%c", "A%", "", "a_%"]
 GLOBS = ["a*", "*b", "?b*", "*", "[a-c]*", "[^a]*", "*[0-9]*", "A*", "a?", "[]]*"]
@@ -85,7 +102,8 @@ class Gen:
         if choice == 7:
             return self.case("integer", d)
         if choice == 8:
-            return f"CAST({self.pick(self.real(d), self.text(d))} AS {self.pick('INTEGER', 'BIGINT', 'INT')})"
+            target = self.pick("INTEGER", "BIGINT", "INT")
+            return f"CAST({self.pick(self.real(d), self.text(d))} AS {target})"
         if choice == 9:
             op = self.pick("+", "-", "*", "/", "%")
             return f"({self.integer(d)} {op} {self.integer(d)})"
@@ -116,7 +134,8 @@ class Gen:
         if choice == 2:
             return f"ABS({self.real(d)})"
         if choice == 3:
-            return f"CAST({self.pick(self.integer(d), self.text(d))} AS {self.pick('REAL', 'DOUBLE', 'FLOAT')})"
+            target = self.pick("REAL", "DOUBLE", "FLOAT")
+            return f"CAST({self.pick(self.integer(d), self.text(d))} AS {target})"
         if choice == 4:
             op = self.pick("+", "-", "*", "/")
             return f"({self.real(d)} {op} {self.pick(self.real(d), self.integer(d))})"
@@ -144,11 +163,13 @@ class Gen:
         if choice == 3:
             return f"{self.pick('TRIM', 'LTRIM', 'RTRIM')}({self.text(d)})"
         if choice == 4:
-            return f"{self.pick('TRIM', 'LTRIM', 'RTRIM')}({self.text(d)}, {self.pick(repr('a '), repr('x'), 's')})"
+            characters = self.pick("'a '", "'x'", "s")
+            return f"{self.pick('TRIM', 'LTRIM', 'RTRIM')}({self.text(d)}, {characters})"
         if choice == 5:
             return f"REPLACE({self.text(d)}, {self.text(d)}, {self.text(d)})"
         if choice == 6:
-            return f"CAST({self.pick(self.integer(d), self.real(d))} AS {self.pick('TEXT', 'VARCHAR(5)')})"
+            target = self.pick("TEXT", "VARCHAR(5)")
+            return f"CAST({self.pick(self.integer(d), self.real(d))} AS {target})"
         if choice == 7:
             return f"({self.text(d)} || {self.pick(self.text(d), self.integer(d))})"
         if choice == 8:
@@ -187,13 +208,15 @@ class Gen:
             items = ", ".join(self.expr(kind, 0) for _ in range(r.randint(0, 3)))
             return f"{self.expr(kind, d)} {self.pick('', 'NOT ')}IN ({items})"
         if choice == 4:
-            return f"{self.integer(d)} {self.pick('', 'NOT ')}BETWEEN {self.integer(0)} AND {self.integer(0)}"
+            low, high = self.integer(0), self.integer(0)
+            return f"{self.integer(d)} {self.pick('', 'NOT ')}BETWEEN {low} AND {high}"
         if choice == 5:
             pattern = "'" + r.choice(PATTERNS) + "'"
             escape = self.pick("", " ESCAPE '!'")
             if "!" in pattern and not escape:
                 escape = " ESCAPE '!'"
-            return f"{self.text(d)} {self.pick('', 'NOT ')}LIKE {self.pick(pattern, self.text(0))}{escape}"
+            pattern = self.pick(pattern, self.text(0))
+            return f"{self.text(d)} {self.pick('', 'NOT ')}LIKE {pattern}{escape}"
         if choice == 6:
             pattern = "'" + r.choice(GLOBS) + "'"
             return f"{self.text(d)} {self.pick('', 'NOT ')}GLOB {pattern}"
@@ -250,7 +273,9 @@ def query(gen: Gen, rng: random.Random) -> tuple[str, bool]:
     kind = rng.choice(["integer", "real", "text", "boolean"])
     depth = rng.randint(1, 3)
     if shape == 0:
-        exprs = ", ".join(gen.expr(rng.choice(["integer", "real", "text", "boolean"]), depth) for _ in range(2))
+        exprs = ", ".join(
+            gen.expr(rng.choice(["integer", "real", "text", "boolean"]), depth) for _ in range(2)
+        )
         return f"SELECT id, {exprs} FROM v ORDER BY id", True
     if shape == 1:
         return f"SELECT id FROM v WHERE {gen.boolean(depth)} ORDER BY id", True
@@ -291,7 +316,10 @@ def same(left: Any, right: Any) -> bool:
 
 def normal(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return [
-        tuple(round(v, 9) if isinstance(v, float) else (int(v) if isinstance(v, bool) else v) for v in row)
+        tuple(
+            round(v, 9) if isinstance(v, float) else (int(v) if isinstance(v, bool) else v)
+            for v in row
+        )
         for row in rows
     ]
 

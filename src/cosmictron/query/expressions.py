@@ -434,7 +434,7 @@ def _in_list(expr: InList, meter: Meter | None) -> Compiled:
     if all(isinstance(item, Const) for item in expr.items):
         values = [item.value for item in expr.items if isinstance(item, Const)]
         members = frozenset(value for value in values if value is not None)
-        has_null = len(members) < len(values) or any(v is None for v in values)
+        has_null = any(v is None for v in values)  # (a repeated item is no NULL)
 
         def run_set(row: tuple[Any, ...]) -> Any:
             value = operand(row)

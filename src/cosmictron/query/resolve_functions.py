@@ -25,7 +25,7 @@ from cosmictron.datastore.types import BOOL, BYTES, F64, I64, STR, IntType
 from cosmictron.query.coerce import base, cast_type, family, is_numeric
 from cosmictron.query.conversions import affinity
 from cosmictron.query.functions import FUNCTIONS, Function, lookup
-from cosmictron.query.plan import Binary, Case, Cast, Const, Expr, Func, Unary, type_of
+from cosmictron.query.plan import Binary, Case, Cast, Const, Expr, Func, Param, Unary, type_of
 from cosmictron.query.position import Source
 
 
@@ -177,8 +177,8 @@ def _unify(binder: Binder, args: list[Expr], nodes: list[exp.Expression], what: 
             fitted.append(arg)
             continue
         if family(type_of(arg)) not in (None, family(type_of(args[anchor]))) and not isinstance(
-            arg, Const
-        ):
+            arg, Const | Param
+        ):  # a literal or parameter is converted (or refused) by _fit
             binder.source.fail(
                 f"type mismatch: {what} mix {base(type_of(args[anchor]))} and {base(type_of(arg))}",
                 item,
