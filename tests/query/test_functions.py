@@ -3,7 +3,6 @@ test cannot see (errors, this project's own types, the docs, value limits)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -52,8 +51,8 @@ def test_the_docs_list_every_registered_function_from_the_registry():
         "docs/reference/sql.md's functions table is stale: replace it with the output of "
         "`python -m cosmictron.query.functions`"
     )
-    for name in FUNCTIONS:
-        assert re.search(rf"`{name}\(|`x {name} ", text), f"{name} is not in sql.md"
+    for function in FUNCTIONS.values():
+        assert f"`{function.syntax}`" in text, f"{function.name} is not in sql.md"
     not_supported = text.split("## Not supported", 1)[1]
     for construct in ("`CASE`", "`CAST`", "`RETURNING`", "`INSERT … SELECT`", "`ABS`"):
         assert construct not in not_supported, f"{construct} is still listed as not supported"
@@ -159,3 +158,22 @@ def test_functions_in_group_by_having_and_order_by(db):
     assert ordered == [(3,), (1,), (4,), (2,)]
     ordered = db.sql("SELECT id FROM t ORDER BY n DESC NULLS FIRST").rows
     assert ordered == [(2,), (4,), (1,), (3,)]
+
+
+def test_json_functions_on_a_text_column(db):
+    db.sql("""INSERT INTO t (id, s) VALUES (5, '{"a":[1,2.5,{"b":true}],"n":"x"}'), (6, '{')""")
+    row = db.sql(
+        "SELECT JSON_EXTRACT(s, '$.a[2].b'), s -> '$.n', s ->> 'n', JSON_TYPE(s, '$.a'), "
+        "JSON_ARRAY_LENGTH(s, '$.a'), JSON_EXTRACT(s, '$.a[#-2]', '$.zz'), s -> '$.zz' "
+        "FROM t WHERE id = 5"
+    ).rows[0]
+    assert row == (1, '"x"', "x", "array", 3, "[2.5,null]", None)
+    assert db.sql("SELECT id FROM t WHERE id = 5 AND s ->> '$.a[0]' = 1").rows == [(5,)]
+    assert db.sql("SELECT id, JSON_VALID(s) FROM t WHERE id >= 5 ORDER BY id").rows == [
+        (5, True),
+        (6, False),
+    ]
+    with pytest.raises(SqlError, match="malformed JSON"):
+        db.sql("SELECT JSON_EXTRACT(s, '$.a') FROM t WHERE id = 6")
+    with pytest.raises(SqlError, match="bad JSON path"):
+        db.sql("SELECT JSON_EXTRACT(s, :path) FROM t WHERE id = 5", {"path": "$.a["})

@@ -32,6 +32,13 @@ from typing import Any
 
 from cosmictron.errors import SqlError
 from cosmictron.query.conversions import numeric_value, to_integer, to_real, to_text, type_name
+from cosmictron.query.json_functions import (
+    json_array_length,
+    json_arrow,
+    json_extract,
+    json_type,
+    json_valid,
+)
 
 ARGUMENT_KINDS = {
     "any": "any value",
@@ -49,6 +56,7 @@ RESULTS = {
     "bool": "bool",
     "first": "the first argument's type",
     "common": "the arguments' common type",
+    "any": "any (from the JSON)",
 }
 """What a result's static type is (``Function.result``)."""
 
@@ -549,6 +557,66 @@ _ALL = [
         _glob,
         "pattern match: * any run, ? one character, [...] a set, [^...] its "
         "complement; case-sensitive",
+    ),
+]
+
+_ALL += [
+    Function(
+        "JSON_EXTRACT",
+        "JSON_EXTRACT(json, path, ...)",
+        2,
+        None,
+        ("text",),
+        "any",
+        "strict",
+        json_extract,
+        "the value at path ($.key, $[n], $[#-n]) as SQL: null NULL, true 1, false 0, "
+        "arrays and objects as JSON text; several paths: a JSON array; also json ->> path",
+    ),
+    Function(
+        "->",
+        "json -> path",
+        2,
+        2,
+        ("text",),
+        "text",
+        "strict",
+        json_arrow,
+        "the value at path as JSON text (a string keeps its quotes); a bare key or index is a path",
+    ),
+    Function(
+        "JSON_TYPE",
+        "JSON_TYPE(json[, path])",
+        1,
+        2,
+        ("text",),
+        "text",
+        "strict",
+        json_type,
+        "null, true, false, integer, real, text, array or object; NULL if no such path",
+    ),
+    Function(
+        "JSON_VALID",
+        "JSON_VALID(x)",
+        1,
+        1,
+        ("text",),
+        "bool",
+        "own",
+        json_valid,
+        "whether x is well-formed JSON",
+        null_rule="FALSE for NULL (as SQLite 3.40 has it)",
+    ),
+    Function(
+        "JSON_ARRAY_LENGTH",
+        "JSON_ARRAY_LENGTH(json[, path])",
+        1,
+        2,
+        ("text",),
+        "integer",
+        "strict",
+        json_array_length,
+        "elements of the array (at path); 0 if it is not an array",
     ),
 ]
 

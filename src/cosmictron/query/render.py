@@ -64,6 +64,8 @@ def render(expr: Expr) -> str:
         return f"({keys}) IN VISIBLE [{expr.label}]" if keys else f"EXISTS [{expr.label}]"
     if isinstance(expr, Func):
         args = [render(arg) for arg in expr.args]
+        if expr.name == "->":
+            return f"{args[0]} -> {args[1]}"
         if expr.name in ("LIKE", "GLOB"):
             escape = f" ESCAPE {args[2]}" if len(args) > 2 else ""
             return f"{args[1]} {expr.name} {args[0]}{escape}"

@@ -80,6 +80,12 @@ _CALLS: dict[type[exp.Expression], tuple[Callable[[Any], str], Callable[[Any], l
     exp.Least: (lambda n: "MIN", _args("this", "expressions")),
     exp.Greatest: (lambda n: "MAX", _args("this", "expressions")),
     exp.Typeof: (lambda n: "TYPEOF", _args("this")),
+    exp.JSONExtractScalar: (lambda n: "JSON_EXTRACT", _args("this", "expression")),
+    exp.JSONExtract: (
+        lambda n: "JSON_EXTRACT" if n.expressions else "->",
+        _args("this", "expression", "expressions"),
+    ),
+    exp.JSONType: (lambda n: "JSON_TYPE", _args("this", "expression")),
     exp.Anonymous: (lambda n: str(n.name).upper(), _args("expressions")),
 }
 """SQLGlot's node for a call: the registry name, and the arguments in SQLite's order."""
@@ -103,14 +109,26 @@ def bind_extended(binder: Binder, node: exp.Expression) -> Expr | None:
     call = _CALLS.get(type(node))
     if call is not None:
         name_of, arguments_of = call
-        return _call(binder, name_of(node), arguments_of(node), node)
+        arguments = [_path_text(item) for item in arguments_of(node)]
+        return _call(binder, name_of(node), arguments, node)
     if isinstance(node, exp.Func) and not isinstance(node, exp.AggFunc):
         _unknown(binder, node.sql_name() if hasattr(node, "sql_name") else node.key, node)
     return None
 
 
+def _path_text(node: exp.Expression) -> exp.Expression:
+    """SQLGlot parses a literal JSON path into its own tree: back to the text literal
+    (``a ->> 'x'`` is the path ``$.x``, ``a -> 0`` is ``$[0]``, as in SQLite)."""
+    if not isinstance(node, exp.JSONPath):
+        return node
+    written = node.sql(dialect="sqlite")
+    if written.startswith("'") and written.endswith("'"):
+        written = written[1:-1].replace("''", "'")
+    return exp.Literal.string(written)
+
+
 def _unknown(binder: Binder, name: str, node: exp.Expression) -> None:
-    known = ", ".join(sorted(FUNCTIONS))
+    known = ", ".join(sorted(name for name in FUNCTIONS if name.isidentifier()))
     binder.source.fail(
         f"unsupported construct: function {name.upper()}() (functions: {known}; "
         f"aggregates: COUNT, SUM, AVG, MIN, MAX)",
@@ -213,6 +231,8 @@ def _result_type(function: Function, args: list[Expr]) -> ColumnType | None:
         return BOOL
     if result == "first":
         return type_of(args[0])
+    if result == "any":
+        return None  # known only per value (JSON): compares with anything
     return common_type([type_of(a) for a in args])
 
 
