@@ -139,32 +139,13 @@ def concatenator(meter: Meter | None) -> Callable[[Any, Any], str]:
     return concat
 
 
-def _not_nan(function: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    """SQLite makes a NaN result (``inf * 0``, ``inf - inf``) NULL."""
-
-    def run(a: Any, b: Any) -> Any:
-        result = function(a, b)
-        return None if result != result else result
-
-    return run
-
-
 _ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
-    "+": _not_nan(operator.add),
-    "-": _not_nan(operator.sub),
-    "*": _not_nan(operator.mul),
-    "/": _not_nan(divide),
-    "%": modulo,
-}
-
-_INTEGER_ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
     "+": operator.add,
     "-": operator.sub,
     "*": operator.mul,
     "/": divide,
     "%": modulo,
 }
-"""For operands typed as integers, which never make a NaN: no check, no extra call."""
 
 
 @lru_cache(maxsize=256)
@@ -395,10 +376,9 @@ def _binary(expr: Binary, meter: Meter | None) -> Compiled:
     if expr.op == "||":
         function = concatenator(meter)
     else:
-        integers = isinstance(base(expr.type), IntType)
-        function = (
-            _COMPARE.get(expr.op) or (_INTEGER_ARITHMETIC if integers else _ARITHMETIC)[expr.op]
-        )
+        function = _COMPARE.get(expr.op) or _ARITHMETIC[expr.op]
+    if expr.op in _MAY_MAKE_NAN and not isinstance(base(expr.type), IntType):
+        return _nan_checked(expr, left, right, function)
     if isinstance(expr.right, Const):
         constant = expr.right.value
         if constant is None:
@@ -416,6 +396,41 @@ def _binary(expr: Binary, meter: Meter | None) -> Compiled:
             return None
         b = right(row)
         return None if b is None else function(a, b)
+
+    return run
+
+
+_MAY_MAKE_NAN = frozenset({"+", "-", "*", "/"})
+"""Operators whose float result may be a NaN (``inf * 0``), which SQLite makes NULL;
+operands typed as integers never make one, so they skip the check."""
+
+
+def _nan_checked(
+    expr: Binary, left: Compiled, right: Compiled, function: Callable[[Any, Any], Any]
+) -> Compiled:
+    if isinstance(expr.right, Const):
+        constant = expr.right.value
+        if constant is None:
+            return lambda row: None
+
+        def run_const(row: tuple[Any, ...]) -> Any:
+            a = left(row)
+            if a is None:
+                return None
+            result = function(a, constant)
+            return None if result != result else result
+
+        return run_const
+
+    def run(row: tuple[Any, ...]) -> Any:
+        a = left(row)
+        if a is None:
+            return None
+        b = right(row)
+        if b is None:
+            return None
+        result = function(a, b)
+        return None if result != result else result
 
     return run
 
