@@ -231,6 +231,10 @@ class Gen:
             return f"{self.expr(kind, d)} IS {self.pick('', 'NOT ')}{self.expr(kind, d)}"
         if choice == 2:
             kind = self.pick("integer", "text")
+            if r.random() < 0.4:
+                truth = self.pick("TRUE", "FALSE")
+                operand = self.pick(self.integer(d), self.boolean(d))
+                return f"({operand}) IS {self.pick('', 'NOT ')}{truth}"
             return f"{self.expr(kind, d)} IS {self.pick('', 'NOT ')}NULL"
         if choice == 3:
             kind = self.pick("integer", "text")

@@ -36,7 +36,7 @@ from cosmictron.query.plan import (
     type_of,
 )
 from cosmictron.query.position import Source
-from cosmictron.query.resolve_functions import bind_extended
+from cosmictron.query.resolve_functions import bind_extended, bind_is_boolean
 from cosmictron.values import Identity
 
 _COMPARISONS: dict[type[exp.Expression], str] = {
@@ -243,8 +243,12 @@ class Binder:
         return Binary("OR", self.bind(node.this), self.bind(node.expression), BOOL)
 
     def _bind_is(self, node: exp.Is) -> Expr:
+        if isinstance(node.expression, exp.Boolean):
+            return bind_is_boolean(self, node)
         if not isinstance(node.expression, exp.Null):
-            self.source.fail("only IS NULL and IS NOT NULL are supported", node)
+            self.source.fail(
+                "only IS [NOT] NULL, IS [NOT] TRUE/FALSE and IS [NOT] <value> are supported", node
+            )
         return IsNull(self.bind(node.this))
 
     def _bind_in(self, node: exp.In) -> Expr:

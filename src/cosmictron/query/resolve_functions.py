@@ -25,7 +25,18 @@ from cosmictron.datastore.types import BOOL, BYTES, F64, I64, STR, IntType
 from cosmictron.query.coerce import base, cast_type, family, is_numeric
 from cosmictron.query.conversions import affinity
 from cosmictron.query.functions import FUNCTIONS, Function, lookup
-from cosmictron.query.plan import Binary, Case, Cast, Const, Expr, Func, Param, Unary, type_of
+from cosmictron.query.plan import (
+    Binary,
+    Case,
+    Cast,
+    Const,
+    Expr,
+    Func,
+    IsNull,
+    Param,
+    Unary,
+    type_of,
+)
 from cosmictron.query.position import Source
 
 
@@ -303,3 +314,13 @@ def _is(binder: Binder, op: str, node: exp.Expression) -> Expr:
     compared = binder.compare("=", node.this, node.expression, node)
     assert isinstance(compared, Binary)
     return Binary(op, compared.left, compared.right, BOOL)
+
+
+def bind_is_boolean(binder: Binder, node: exp.Is) -> Expr:
+    """``x IS TRUE`` / ``x IS FALSE`` as SQLite has them: by ``x``'s truth (a number is
+    true when non-zero), FALSE for NULL, never NULL (``NOT`` around it gives IS NOT)."""
+    operand = binder.bind(node.this)
+    wanted = bool(node.expression.this)
+    true, false = Const(True, BOOL), Const(False, BOOL)
+    whens = ((operand, true if wanted else false), (IsNull(operand), false))
+    return Case(None, whens, false if wanted else true, BOOL)
