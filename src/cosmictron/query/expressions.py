@@ -81,7 +81,7 @@ def divide(a: Any, b: Any) -> Any:
     """
     if not b:
         return None
-    if type(a) is int and type(b) is int:
+    if isinstance(a, int) and isinstance(b, int):  # bools too: SQLite stores 1 and 0
         quotient = abs(a) // abs(b)
         return quotient if (a < 0) == (b < 0) else -quotient
     return a / b
