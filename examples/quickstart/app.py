@@ -38,8 +38,16 @@ def run_agent(ctx: ReducerContext, prompt: str) -> int:
 
 @reducer
 def add_task(ctx: ReducerContext, title: str, priority: int = 0) -> Task:
+    """Add a task, or set the priority of the task that already has this title.
+
+    An upsert, so that the commands ``scripts/start`` prints work every time they are run.
+    """
     if not title.strip():
         raise ValueError("a task needs a title")
+    existing = ctx.db.task.title.find(title)
+    if existing is not None:
+        existing.priority = priority
+        return ctx.db.task.id.update(existing)
     return ctx.db.task.insert(Task(title=title, priority=priority))
 
 

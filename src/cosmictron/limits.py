@@ -383,3 +383,13 @@ sdk_requests_in_flight_max = 1024
 """Requests (reducer calls, one-off queries, subscribes) one SDK ``Client`` may await
 replies to at once (``client/in_flight.py``); past it the next request waits, unsent,
 until a reply frees a slot, so the table of replies in flight stays bounded."""
+
+# Subscriptions to queries that are re-evaluated rather than maintained by deltas
+# (subqueries, compounds, aggregates, column lists; subscription/reevaluated.py).
+
+subscription_reevaluation_rows_max = 1_000_000
+"""Rows one re-evaluation of a re-evaluated subscription query may examine (scans, index
+lookups, join pairs, its subqueries' rows included). Such a query runs again, under the
+writer lock, after each transaction that changes a table it reads; past this bound its
+subscriptions end with a ``SubscriptionError`` naming the limit, instead of stalling
+every writer."""

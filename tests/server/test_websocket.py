@@ -533,6 +533,9 @@ def test_hot_swap_while_subscribed(chat: tuple[Server, str]) -> None:
         assert reply.status == 200, reply
         ended = await client.expect("SubscriptionError")
         assert ended["query_id"] == "notes" and "table 'note' was changed" in ended["error"]
+        # Then the announcement, after the subscriptions it ended: refetch the schema.
+        announced = await client.expect("ModuleUpdated")
+        assert announced == {"tx_offset": reply.body["migration"]["tx_offset"], "cleared": False}
         result_id = await client.send("CallReducer", reducer="post", args=["after the swap"])
         update = await client.expect("TransactionUpdate")
         assert update["tables"][0]["inserts"][0]["text"] == "after the swap"
@@ -544,6 +547,69 @@ def test_hot_swap_while_subscribed(chat: tuple[Server, str]) -> None:
         )
         assert resumed["resumed"] is False
         assert resumed["tables"][0]["rows"][0]["stars"] == 0  # the new column, its default
+
+    run(server, scenario)
+
+
+def test_module_updated_reaches_every_client_even_without_subscriptions(
+    chat: tuple[Server, str],
+) -> None:
+    """``ModuleUpdated`` goes to each client of the database, subscribed or not, and not
+    to clients of other databases; a deploy that creates a database sends none."""
+    server, token = chat
+    assert server.deploy("other", MODULE, token).status == 201
+
+    async def scenario(connect: Connect) -> None:
+        idle = await connect()
+        elsewhere = await connect("other")
+        for client in (idle, elsewhere):
+            await client.expect("IdentityToken")
+        reply = await asyncio.to_thread(server.deploy, "chat", MODULE + "\n# v2\n", token)
+        assert reply.status == 200, reply
+        announced = await idle.expect("ModuleUpdated")
+        assert announced["tx_offset"] == reply.body["migration"]["tx_offset"]
+        await idle.barrier()
+        await elsewhere.barrier()  # nothing for a client of another database
+        cleared = await asyncio.to_thread(server.deploy, "chat", MODULE, token, True)
+        assert cleared.status == 200, cleared
+        assert (await idle.expect("ModuleUpdated"))["cleared"] is True
+
+    run(server, scenario)
+
+
+def test_one_off_query_with_parameters(chat: tuple[Server, str]) -> None:
+    """``OneOffQuery`` takes ``params`` as ``POST …/sql`` does; bad ones get a reply."""
+    server, _ = chat
+
+    async def scenario(connect: Connect) -> None:
+        client = await connect()
+        await client.expect("IdentityToken")
+        for text in ("one", "two"):
+            assert (await client.call("post", text))["status"] == "committed"
+        request_id = await client.send(
+            "OneOffQuery",
+            query_string="SELECT text FROM message WHERE text = :wanted",
+            params={"wanted": "two"},
+        )
+        assert await client.expect("OneOffQueryResult") == {
+            "request_id": request_id,
+            "tables": [{"table_name": "result", "columns": ["text"], "rows": [{"text": "two"}]}],
+        }
+        await client.send("OneOffQuery", query_string="SELECT :x AS x", params=[1])
+        wrong = await client.expect("OneOffQueryResult")
+        assert wrong["error_code"] == "protocol_error"
+        assert "field 'params' must be a JSON object" in wrong["error"]
+        await client.send(
+            "OneOffQuery", query_string="SELECT * FROM message WHERE id = :id", params={}
+        )
+        missing = await client.expect("OneOffQueryResult")
+        assert missing["error_code"] == "sql_error" and "id" in missing["error"], missing
+        await client.ws.send_str(
+            '{"OneOffQuery": {"request_id": 9, "query_string": "SELECT :f AS f",'
+            ' "params": {"f": NaN}}}'
+        )
+        not_finite = await client.expect("OneOffQueryResult")
+        assert not_finite["error_code"] == "not_finite" and "'f'" in not_finite["error"]
 
     run(server, scenario)
 

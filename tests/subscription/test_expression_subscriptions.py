@@ -148,9 +148,16 @@ def test_a_filtered_reader_sees_only_admitted_rows_under_functions(db: Any) -> N
     assert db.sql(count).rows == [(3, 2)]
 
 
-def test_nulls_first_with_limit_is_refused_for_a_subscription(db: Any) -> None:
-    from cosmictron.errors import SqlError
-
-    with pytest.raises(SqlError, match="NULLS FIRST/LAST with LIMIT"):
-        db.subscribe(["SELECT * FROM item ORDER BY price NULLS LAST LIMIT 2"])
-    db.subscribe(["SELECT * FROM item ORDER BY price NULLS LAST"])  # no window: a bag
+def test_nulls_last_with_limit_is_maintained_by_re_evaluation(db: Any) -> None:
+    db.sql("INSERT INTO item (id, name, price) VALUES (1, 'a', NULL), (2, 'b', 2.0)")
+    mirror = Mirror()
+    query = "SELECT * FROM item ORDER BY price NULLS LAST LIMIT 2"
+    sub = db.subscribe([query], on_update=mirror)
+    mirror.start(sub.initial)
+    assert any("re-evaluated" in line and "NULLS FIRST/LAST" in line for line in sub.explain())
+    assert sorted(row[0] for row in mirror.table("item")) == [1, 2]
+    db.sql("INSERT INTO item (id, name, price) VALUES (3, 'c', 1.0)")  # pushes the NULL out
+    assert sorted(row[0] for row in mirror.table("item")) == [2, 3]
+    kept = Counter(tuple(_plain(v) for v in row) for row in mirror.table("item").elements())
+    fresh = Counter(tuple(_plain(v) for v in row) for row in db.sql(query).rows)
+    assert kept == fresh

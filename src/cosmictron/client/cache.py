@@ -219,8 +219,39 @@ class ClientCache:
     def __init__(
         self, tables: Mapping[str, TableInfo], row_types: Mapping[str, RowFactory] | None = None
     ) -> None:
-        factories = row_types or {}
-        self.tables = {name: TableCache(info, factories.get(name)) for name, info in tables.items()}
+        self._factories = dict(row_types or {})
+        self.tables = {
+            name: TableCache(info, self._factories.get(name)) for name, info in tables.items()
+        }
+
+    def reshape(self, tables: Mapping[str, TableInfo]) -> tuple[list[RowEvent], list[str]]:
+        """Follow a module update: ``tables`` is the new schema's; return the delete events
+        of the rows dropped and the names of the tables that changed shape or vanished.
+
+        A table whose description (columns, types, keys, unique indexes) is unchanged
+        keeps its rows. One that vanished or changed loses them (one ``delete`` event each,
+        so the application can forget them), and a changed table starts empty under its
+        new shape: the resubscription that follows refills it in the new shape. Its
+        ``row_types`` class was generated for the old columns, so it is dropped
+        (rows become ``Row`` objects until the classes are generated again).
+        """
+        events: list[RowEvent] = []
+        changed: list[str] = []
+        for name, cache in list(self.tables.items()):
+            info = tables.get(name)
+            if info == cache.info:
+                continue
+            changed.append(name)
+            events += [RowEvent("delete", name, old=row) for row in cache.iter()]
+            if info is None:
+                del self.tables[name]
+                continue
+            self._factories.pop(name, None)
+            self.tables[name] = TableCache(info)
+        for name, info in tables.items():
+            if name not in self.tables:
+                self.tables[name] = TableCache(info, self._factories.get(name))
+        return events, changed
 
     def table(self, name: str) -> TableCache:
         """The cache of table ``name``.

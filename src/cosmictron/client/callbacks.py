@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cosmictron.client.cache import RowEvent
-from cosmictron.errors import CosmictronError
+from cosmictron.client.schema import DatabaseSchema
+from cosmictron.errors import CosmictronError, SubscriptionError
 
 # The logger the client has always used, so a logging setup that names it still works.
 logger = logging.getLogger("cosmictron.client.connection")
@@ -24,6 +25,8 @@ DeleteCallback = Callable[[str, Any], None]
 UpdateCallback = Callable[[str, Any, Any], None]
 AppliedCallback = Callable[[int], None]
 ErrorCallback = Callable[[CosmictronError], None]
+EndedCallback = Callable[[str, SubscriptionError], None]
+ModuleUpdatedCallback = Callable[[DatabaseSchema, list[str]], None]
 
 
 class CallbackRegistry:
@@ -35,6 +38,8 @@ class CallbackRegistry:
         self._updates: list[UpdateCallback] = []
         self._applied: list[AppliedCallback] = []
         self._errors: list[ErrorCallback] = []
+        self._ended_callbacks: list[EndedCallback] = []
+        self._module_callbacks: list[ModuleUpdatedCallback] = []
 
     def on_insert(self, callback: InsertCallback) -> InsertCallback:
         """Call ``callback(table, row)`` for each row a transaction adds (a decorator too)."""
@@ -60,6 +65,37 @@ class CallbackRegistry:
         """Call ``callback(error)`` when the server ends the subscription (a module update)."""
         self._errors.append(callback)
         return callback
+
+    def on_subscription_ended(self, callback: EndedCallback) -> EndedCallback:
+        """Call ``callback(query, error)`` for each subscribed query that ended for good.
+
+        After a module update the client subscribes again to every query that still fits
+        the new module; a query that no longer does (its table was dropped, a column it
+        names is gone) is removed from the subscription, its rows leave the cache (with
+        ``on_delete``), and this callback says which query and why (``str(error)``).
+        """
+        self._ended_callbacks.append(callback)
+        return callback
+
+    def on_module_updated(self, callback: ModuleUpdatedCallback) -> ModuleUpdatedCallback:
+        """Call ``callback(schema, changed_tables)`` after the database's module changed.
+
+        ``schema`` is the new ``DatabaseSchema`` (already ``client.schema``);
+        ``changed_tables`` names the tables that changed shape or vanished, whose cached
+        rows were dropped (with ``on_delete``) before this runs. It fires when the server
+        announces an update (``ModuleUpdated``) and when a reconnect finds the schema
+        changed while the client was away.
+        """
+        self._module_callbacks.append(callback)
+        return callback
+
+    def _fire_ended(self, query: str, error: SubscriptionError) -> None:
+        for callback in self._ended_callbacks:
+            self._run_callback(callback, query, error)
+
+    def _fire_module_updated(self, schema: DatabaseSchema, changed: list[str]) -> None:
+        for callback in self._module_callbacks:
+            self._run_callback(callback, schema, changed)
 
     def _fire(self, events: Sequence[RowEvent], tx_offset: int) -> None:
         """Tell every callback about one applied transaction: its rows, then its offset."""

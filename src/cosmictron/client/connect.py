@@ -2,8 +2,8 @@
 
 Everything here happens before (or beside) the WebSocket connection: choosing the
 server URL (argument, ``$COSMICTRON_SERVER``, the CLI's saved default), the token saved
-for it, the database's schema over HTTP (the cache and ``call`` decode by it), and the
-parameterised SQL requests that the WebSocket protocol cannot carry. A refused handshake
+for it and the database's schema over HTTP (the cache and ``call`` decode by it;
+``transport.fetch_schema``). A refused handshake
 becomes the error class its HTTP status means, so ``connect`` raises the same classes
 as an embedded ``Database`` would.
 """
@@ -19,26 +19,9 @@ from cosmictron import names
 from cosmictron.client.cache import RowFactory
 from cosmictron.client.connection import Client
 from cosmictron.client.replies import error_from_reply
-from cosmictron.client.schema import DatabaseSchema
 from cosmictron.client.settings import Settings, normalise_server_url
+from cosmictron.client.transport import fetch_schema
 from cosmictron.errors import ConnectionLost
-
-
-async def fetch_schema(http: aiohttp.ClientSession, url: str, database: str) -> DatabaseSchema:
-    """The database's schema, from ``GET /v1/database/{name}/schema``.
-
-    Raises:
-        NotFound: no such database. ConnectionLost: no server answered.
-    """
-    try:
-        async with http.get(f"{url}/v1/database/{database}/schema") as response:
-            document = await response.json(content_type=None)
-    except (aiohttp.ClientError, OSError) as exc:
-        raise ConnectionLost(f"cannot connect to {url}: {exc}") from None
-    if isinstance(document, dict) and isinstance(document.get("error"), dict):
-        error = document["error"]
-        raise error_from_reply(error.get("code"), str(error.get("message")))
-    return DatabaseSchema.from_json(document)
 
 
 def resolve_server(url: str | None) -> str:

@@ -17,6 +17,16 @@ All the client's queries form **one** subscription (one ``query_id``): the serve
 sends one update per transaction, and a full resend replaces the whole cache at once.
 ``subscribe`` with new queries unsubscribes and subscribes afresh (a full resend).
 
+Module updates (a hot-swap, docs/design/hot-swap.md). The server ends a subscription that
+reads a table the update changed (``SubscriptionError`` without ``request_id``), then
+sends ``ModuleUpdated`` to every client. The client then *resyncs* (``_resync``): it
+fetches the new schema, drops the cached rows of tables that vanished or changed shape
+(``on_delete``), and tells ``on_module_updated``; if its subscription was ended, it
+subscribes again to every query that still fits (a full send refills the cache in the
+new shape) and tells ``on_subscription_ended`` about each query that no longer does.
+While the subscription is ended, updates are ignored: the full send replaces the cache.
+A reconnect that finds a different schema resyncs the same way.
+
 This module is the connection itself: the socket, the reader task and its reconnect
 loop, and the requests sent over it. Around it: ``connect.py`` finds the server, token
 and schema and makes a ``Client``; ``callbacks.py`` holds the ``on_*`` registry the
@@ -50,10 +60,10 @@ from cosmictron.client.transport import (
     RECONNECT_DELAY_S_MAX,
     RECONNECT_DELAY_S_MIN,
     REPLY_TIMEOUT_S,
+    fetch_schema,
     open_socket,
-    post_sql,
 )
-from cosmictron.errors import ConnectionLost, InvalidRequest, SubscriptionError
+from cosmictron.errors import ConnectionLost, CosmictronError, InvalidRequest, SubscriptionError
 from cosmictron.values import ConnectionId, Identity, json_form
 
 logger = logging.getLogger(__name__)
@@ -71,6 +81,8 @@ class ClientStatistics:
     """Subscriptions answered with every row (the first one included)."""
     tx_offset: int | None
     """The offset of the last transaction applied to the cache."""
+    module_updates: int = 0
+    """Module updates followed (schema refetched, cache reshaped, queries resubscribed)."""
 
 
 class Client(CallbackRegistry):
@@ -111,12 +123,23 @@ class Client(CallbackRegistry):
         self._connected = asyncio.Event()
         self._closed = False
         self._runner: asyncio.Task[None] | None = None
+        self._ended: SubscriptionError | None = None
+        """Why the server ended the subscription (a module update), until resubscribed."""
+        self._subscribing = asyncio.Lock()  # one change of the query set at a time
+        self._resync_task: asyncio.Task[None] | None = None
+        self._module_updates = 0
+        self._probes = 0
 
     # -- reading the cache ----------------------------------------------------------------
 
     def table(self, name: str) -> TableCache:
         """The cached rows of table ``name`` (``iter``, ``count``, ``find``)."""
         return self.cache.table(name)
+
+    @property
+    def queries(self) -> tuple[str, ...]:
+        """The queries subscribed to (after a module update: those that still fit)."""
+        return tuple(self._queries)
 
     # -- requests -------------------------------------------------------------------------
 
@@ -131,13 +154,20 @@ class Client(CallbackRegistry):
         """
         if not queries:
             raise InvalidRequest("subscribe needs at least one SQL query")
+        async with self._subscribing:
+            return await self._subscribe_all(list(queries))
+
+    async def _subscribe_all(self, queries: list[str]) -> int:
+        """Replace the query set by ``queries`` (one ``query_id``); the offset applied."""
         await self._connected.wait()
         ws = self._require_connection()
-        if self._queries:
+        if self._queries and self._ended is None:
             unsubscribe = {"request_id": self._in_flight.next_id(), "query_id": self._query_id}
             await ws.send_str(json.dumps({"Unsubscribe": unsubscribe}))
         self._queries = list(queries)
         self.tx_offset = None  # a new query set: a full send, not a resume
+        # ``_ended`` stays set until the reader applies this SubscribeApplied: until then
+        # updates (a probe's, or none) must not touch the cache.
         applied = await self._send_subscribe(ws)
         return int(applied["tx_offset"])
 
@@ -175,17 +205,17 @@ class Client(CallbackRegistry):
     ) -> list[dict[str, Any]]:
         """Run one SQL statement and return its rows, as objects in their JSON forms.
 
-        Without ``params`` it is a ``OneOffQuery`` over the connection (its reply follows
-        every update sent before it). The WebSocket protocol has no parameters, so with
-        ``params`` it is ``POST /v1/database/{name}/sql`` with the same token.
+        It is a ``OneOffQuery`` over the connection, so its reply follows every update
+        sent before it; ``params`` fill the statement's ``:name`` placeholders (values in
+        their JSON forms, as ``Database.sql`` takes them).
 
         Raises:
             SqlError: the statement cannot run. PermissionDenied: a private table.
         """
+        fields: dict[str, Any] = {"query_string": query}
         if params:
-            assert self._http is not None
-            return await post_sql(self._http, self.url, self.database, self.token, query, params)
-        reply = await self._request("OneOffQuery", query_string=query)
+            fields["params"] = json_form(dict(params))
+        reply = await self._request("OneOffQuery", **fields)
         if "error" in reply:
             raise error_from_reply(reply.get("error_code"), str(reply["error"]))
         return list(reply["tables"][0]["rows"]) if reply.get("tables") else []
@@ -229,6 +259,8 @@ class Client(CallbackRegistry):
     async def close(self) -> None:
         """Close the connection and stop reconnecting; waiting requests get ConnectionLost."""
         self._closed = True
+        if self._resync_task is not None:
+            self._resync_task.cancel()
         if self._ws is not None:
             await self._ws.close()
         elif self._runner is not None:  # between connections: stop trying
@@ -250,7 +282,11 @@ class Client(CallbackRegistry):
     def statistics(self) -> ClientStatistics:
         """Connections, resumes and full resends so far, and the offset applied."""
         return ClientStatistics(
-            self._connections, self._resumes, self._full_resends, self.tx_offset
+            self._connections,
+            self._resumes,
+            self._full_resends,
+            self.tx_offset,
+            self._module_updates,
         )
 
     async def drop_connection(self) -> None:
@@ -293,12 +329,21 @@ class Client(CallbackRegistry):
     async def _run(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Read until the connection drops, then reconnect and resume, until closed."""
         delay_s = RECONNECT_DELAY_S_MIN
+        first = True
         while True:
-            if self._queries:
+            if not first and await self._schema_changed():
+                # The module changed while we were away: a resume would run the old
+                # queries over new tables. Resync once the reader runs.
+                self._ended = self._ended or SubscriptionError(
+                    "the module was updated while the client was disconnected"
+                )
+                self._start_resync()
+            elif self._queries and self._ended is None:
                 # Subscribe before anything else is sent on this connection, so a request
                 # made after a reconnect is answered after the resumed updates.
                 resumed = await self._start_subscribe(ws, since_tx_offset=self.tx_offset)
                 resumed.add_done_callback(self._report_resubscribe)
+            first = False
             self._ws = ws
             self._connected.set()
             await self._read(ws)
@@ -324,6 +369,92 @@ class Client(CallbackRegistry):
         error = resumed.exception()
         if isinstance(error, SubscriptionError):
             self._fire_error(error)
+            self._ended = error  # e.g. a module update raced the reconnect: resync
+            self._start_resync()
+
+    # -- module updates -------------------------------------------------------------------
+
+    async def _schema_changed(self) -> bool:
+        """Whether the database's schema differs from ours (asked after a reconnect)."""
+        assert self._http is not None
+        try:
+            schema = await fetch_schema(self._http, self.url, self.database)
+        except CosmictronError as exc:
+            logger.warning("could not fetch the schema of %s: %s", self.database, exc)
+            return False
+        return schema != self.schema
+
+    def _start_resync(self) -> None:
+        """Follow a module update in a task of its own (it needs the reader running)."""
+        if self._closed:
+            return
+        previous = self._resync_task
+        self._resync_task = asyncio.create_task(self._resync(previous))
+
+    async def _resync(self, previous: asyncio.Task[None] | None) -> None:
+        """Refetch the schema, reshape the cache, resubscribe what still fits."""
+        if previous is not None and not previous.done():
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await previous
+        try:
+            async with self._subscribing:
+                await self._connected.wait()
+                assert self._http is not None
+                schema = await fetch_schema(self._http, self.url, self.database)
+                events, changed = self.cache.reshape(schema.tables)
+                self.schema = schema
+                self._module_updates += 1
+                if events and self.tx_offset is not None:
+                    self._fire(events, self.tx_offset)
+                self._fire_module_updated(schema, changed)
+                if self._ended is not None and self._queries:
+                    await self._resubscribe_what_fits()
+                elif self._ended is not None:
+                    self._ended = None
+        except ConnectionLost:
+            # Dropped mid-way: the reconnect compares schemas and resyncs again.
+            logger.info("the connection dropped while following a module update")
+        except CosmictronError as exc:
+            logger.warning("could not follow the module update of %s: %s", self.database, exc)
+
+    async def _resubscribe_what_fits(self) -> None:
+        """Subscribe again to the queries that fit the new module; tell of the others."""
+        queries = list(self._queries)
+        try:
+            await self._subscribe_all(queries)
+            return
+        except SubscriptionError:
+            pass  # at least one no longer fits: find which, one at a time
+        fitting: list[str] = []
+        for query in queries:
+            error = await self._probe(query)
+            if error is None:
+                fitting.append(query)
+            else:
+                self._fire_ended(query, error)
+        if fitting:
+            await self._subscribe_all(fitting)
+            return
+        self._queries = []
+        self._ended = None
+        events = self.cache.replace([])
+        if events and self.tx_offset is not None:
+            self._fire(events, self.tx_offset)
+
+    async def _probe(self, query: str) -> SubscriptionError | None:
+        """Whether ``query`` can be subscribed to now: subscribe to it alone, then leave.
+
+        Probes run only while the client's own subscription is ended, when every
+        ``TransactionUpdate`` is ignored, so the probe's rows never reach the cache.
+        """
+        self._probes += 1
+        query_id = f"probe-{self._probes}"
+        try:
+            await self._request("Subscribe", query_id=query_id, query_strings=[query])
+        except SubscriptionError as exc:
+            return exc
+        await self._request("Unsubscribe", query_id=query_id)
+        return None
 
     async def _send_subscribe(self, ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
         return await (await self._start_subscribe(ws, since_tx_offset=None))
@@ -359,13 +490,19 @@ class Client(CallbackRegistry):
 
     def _dispatch(self, kind: str, body: dict[str, Any]) -> None:
         if kind == "TransactionUpdate":
+            if self._ended is not None:
+                return  # the subscription ended: the resubscription's full send follows
             events = self.cache.apply(body["tables"])
             self.tx_offset = int(body["tx_offset"])
             self._fire(events, self.tx_offset)
         elif kind == "SubscribeApplied":
-            if body.get("resumed"):
+            if body.get("query_id") != self._query_id:
+                pass  # a probe (``_probe``): its rows are not ours to keep
+            elif body.get("resumed"):
+                self._ended = None
                 self._resumes += 1
             else:
+                self._ended = None  # a live subscription again: apply its updates
                 self._full_resends += 1
                 events = self.cache.replace(body["tables"])
                 self.tx_offset = int(body["tx_offset"])
@@ -376,7 +513,11 @@ class Client(CallbackRegistry):
             if body.get("request_id") is not None and body["request_id"] in self._in_flight:
                 self._in_flight.fail(body["request_id"], error)
             else:
+                if body.get("query_id") == self._query_id and self._queries:
+                    self._ended = error  # the ModuleUpdated that follows resyncs
                 self._fire_error(error)
+        elif kind == "ModuleUpdated":
+            self._start_resync()
         elif kind in ("ReducerResult", "OneOffQueryResult", "UnsubscribeApplied"):
             self._resolve(body)
 

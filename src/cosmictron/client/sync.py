@@ -18,8 +18,10 @@ from cosmictron.client.cache import RowFactory, TableCache
 from cosmictron.client.callbacks import (
     AppliedCallback,
     DeleteCallback,
+    EndedCallback,
     ErrorCallback,
     InsertCallback,
+    ModuleUpdatedCallback,
     UpdateCallback,
 )
 from cosmictron.client.connect import connect
@@ -91,6 +93,18 @@ class SyncClient:
 
     def on_error(self, callback: ErrorCallback) -> ErrorCallback:
         return self.client.on_error(callback)
+
+    def on_subscription_ended(self, callback: EndedCallback) -> EndedCallback:
+        """As ``Client.on_subscription_ended``; runs on the client's thread."""
+        return self.client.on_subscription_ended(callback)
+
+    def on_module_updated(self, callback: ModuleUpdatedCallback) -> ModuleUpdatedCallback:
+        """As ``Client.on_module_updated``; runs on the client's thread."""
+        return self.client.on_module_updated(callback)
+
+    @property
+    def queries(self) -> tuple[str, ...]:
+        return self._on_loop(lambda: self.client.queries)
 
     def subscribe(self, *queries: str) -> int:
         return self._wait(self.client.subscribe(*queries))

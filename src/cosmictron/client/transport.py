@@ -2,21 +2,21 @@
 
 The protocol's constants live here, where the socket is opened: the subprotocol name,
 the heartbeat, the reply timeout and the reconnect backoff (``connection.py`` runs the
-loop that uses it). ``post_sql`` is the parameterised SQL request, which the WebSocket
-protocol cannot carry. Both turn a server's error document into the error class its
-``code`` names (``replies.py``), so a network client raises what an embedded one does.
+loop that uses it). ``fetch_schema`` is the one HTTP request made beside the socket (at
+connect, after a module update, after a reconnect). Both turn a server's error document
+into the error class its ``code`` names (``replies.py``), so a network client raises what
+an embedded one does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 
 from cosmictron.client.replies import error_from_reply
+from cosmictron.client.schema import DatabaseSchema
 from cosmictron.errors import ConnectionLost
-from cosmictron.values import json_form
 
 PROTOCOL = "v1.json.cosmictron"
 """The WebSocket subprotocol spoken (docs/reference/websocket.md); the CLI's too."""
@@ -49,23 +49,18 @@ async def open_socket(
     return ws, first["IdentityToken"]
 
 
-async def post_sql(
-    http: aiohttp.ClientSession,
-    url: str,
-    database: str,
-    token: str | None,
-    query: str,
-    params: Mapping[str, Any],
-) -> list[dict[str, Any]]:
-    """``POST /v1/database/{name}/sql`` with parameters; the rows in their JSON forms."""
-    body = {"query": query, "params": json_form(dict(params))}
-    address = f"{url}/v1/database/{database}/sql"
+async def fetch_schema(http: aiohttp.ClientSession, url: str, database: str) -> DatabaseSchema:
+    """The database's schema, from ``GET /v1/database/{name}/schema``.
+
+    Raises:
+        NotFound: no such database. ConnectionLost: no server answered.
+    """
     try:
-        async with http.post(address, json=body, headers=bearer(token)) as response:
+        async with http.get(f"{url}/v1/database/{database}/schema") as response:
             document = await response.json(content_type=None)
     except (aiohttp.ClientError, OSError) as exc:
-        raise ConnectionLost(f"the SQL request to {url} failed: {exc}") from None
+        raise ConnectionLost(f"cannot connect to {url}: {exc}") from None
     if isinstance(document, dict) and isinstance(document.get("error"), dict):
         error = document["error"]
         raise error_from_reply(error.get("code"), str(error.get("message")))
-    return list(document["rows"])
+    return DatabaseSchema.from_json(document)

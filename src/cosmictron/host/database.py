@@ -304,7 +304,7 @@ class Database:
             that load's, with ``already_applied`` set and nothing changed.
 
         Raises:
-            As ``bulk_insert``.
+            NotFound, InvalidRequest, Conflict: as ``bulk_insert``.
         """
         return imports.bulk_insert_once(self.core, table, rows, key)
 

@@ -41,6 +41,8 @@ from cosmictron.query.keysets import Rows, evaluate_semijoins, rows_by_key_set
 from cosmictron.query.plan import (
     Agg,
     Aggregate,
+    Compound,
+    Derived,
     Distinct,
     Expr,
     Filter,
@@ -54,9 +56,12 @@ from cosmictron.query.plan import (
     Project,
     Scan,
     Sort,
+    Subqueries,
+    Values,
 )
 from cosmictron.query.plan_shape import plan_tables, plan_types, plan_width
 from cosmictron.query.sizes import SCALAR_BYTES, VARYING, row_bytes, row_weigher, value_bytes
+from cosmictron.query.subquery_run import run_compound, run_derived, run_subqueries, run_values
 
 __all__ = [
     "CHUNK_ROWS",
@@ -170,7 +175,7 @@ def _index_scan(node: IndexScan, datastore: Datastore, meter: Meter) -> Rows:
 def _filter(node: Filter, datastore: Datastore, meter: Meter) -> Rows:
     resolved = evaluate_semijoins(node.predicate, datastore, meter, _run)
     predicate = compile_expr(resolved, meter)
-    if isinstance(node.child, Scan):
+    if type(node.child) is Scan:
         keyed = rows_by_key_set(node.child, resolved, datastore)
         if keyed is not None:
             found = list(keyed)
@@ -279,4 +284,9 @@ _RUNNERS: dict[type, Callable[[Any, Datastore, Meter], Rows]] = {
     Distinct: _distinct,
     Sort: _sort,
     Limit: _limit,
+    # subqueries, FROM subqueries, compounds, SELECT without FROM: subquery_run.py
+    Subqueries: functools.partial(run_subqueries, run=_run),
+    Derived: functools.partial(run_derived, run=_run),
+    Compound: functools.partial(run_compound, run=_run),
+    Values: run_values,
 }

@@ -7,8 +7,12 @@ its arguments (index, lookup values, join keys), which is what tests assert on.
 
 from __future__ import annotations
 
+import dataclasses
+
 from cosmictron.query.plan import (
     Aggregate,
+    Compound,
+    Derived,
     Distinct,
     Expr,
     Filter,
@@ -23,10 +27,14 @@ from cosmictron.query.plan import (
     Scan,
     SemiJoin,
     Sort,
+    Subqueries,
+    Subquery,
+    Values,
     children,
     node_children,
 )
 from cosmictron.query.render import literal, render
+from cosmictron.query.subquery_run import strategy
 
 
 def explain(node: Node) -> list[str]:
@@ -40,6 +48,22 @@ def explain(node: Node) -> list[str]:
     ['Scan item', 'Filter (id > 3)']
     """
     lines: list[str] = []
+    if isinstance(node, Derived) and node.plan is not None:
+        lines.extend(f"  {line}" for line in explain(node.plan))
+    if isinstance(node, Compound):
+        lines.extend(f"  {line}" for line in explain(node.left))
+        lines.extend(f"  {line}" for line in explain(node.right))
+        lines.append(describe(node))
+        return lines
+    if isinstance(node, Subqueries):
+        # Each subquery: how it runs, then its plan, indented; then the plan holding it.
+        for sub in subqueries_of(node.child):
+            lines.append(f"  Subquery {sub.kind.upper()} {strategy(sub)}: {sub.label}")
+            lines.extend(f"    {line}" for line in explain(sub.plan))
+            if sub.hashed is not None and sub.names:
+                lines.append("    hashed form:")
+                lines.extend(f"      {line}" for line in explain(sub.hashed[0]))
+        return [*lines, *explain(node.child)]
     if isinstance(node, IndexNestedLoopJoin):
         lines.extend(explain(node.left))
     else:
@@ -67,12 +91,40 @@ def _semijoins(node: Node) -> list[SemiJoin]:
     return found
 
 
+def subqueries_of(value: object) -> list[Subquery]:
+    """The subqueries in a plan's expressions, not those of the plans nested in them."""
+    found: list[Subquery] = []
+    stack: list[object] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Subquery):
+            found.append(item)
+            stack.extend(children(item))
+        elif isinstance(item, Subqueries | Derived):
+            continue
+        elif isinstance(item, tuple):
+            stack.extend(reversed(item))
+        elif dataclasses.is_dataclass(item) and type(item).__module__.startswith(
+            "cosmictron.query.plan"
+        ):
+            stack.extend(reversed([getattr(item, f.name) for f in dataclasses.fields(item)]))
+    return found
+
+
 def _table(node: Scan | IndexScan) -> str:
     return node.name if node.alias == node.name else f"{node.name} AS {node.alias}"
 
 
 def describe(node: Node) -> str:
     """The one-line EXPLAIN text of one node."""
+    if isinstance(node, Derived):
+        return f"Derived {node.alias}"
+    if isinstance(node, Values):
+        return "Values (one row)"
+    if isinstance(node, Compound):
+        return f"Compound {node.op}{' ALL' if node.all else ''}"
+    if isinstance(node, Subqueries):
+        return "Subqueries"
     if isinstance(node, Scan):
         return f"Scan {_table(node)}"
     if isinstance(node, IndexScan):

@@ -50,6 +50,7 @@ from cosmictron.query.plan import (
     Cast,
     Col,
     Const,
+    Evaluated,
     Expr,
     Func,
     InList,
@@ -195,6 +196,9 @@ def compile_expr(expr: Expr, meter: Meter | None = None) -> Compiled:
         return _like(expr, meter)
     if isinstance(expr, KeySet):
         return _key_set(expr, meter)
+    if isinstance(expr, Evaluated):  # a subquery, made runnable by subquery_run.py
+        function: Compiled = expr.function
+        return function
     if isinstance(expr, Agg):
         raise AssertionError("aggregates are evaluated by the Aggregate node")
     if isinstance(expr, Func):
@@ -462,7 +466,7 @@ def _in_list(expr: InList, meter: Meter | None) -> Compiled:
     if all(isinstance(item, Const) for item in expr.items):
         values = [item.value for item in expr.items if isinstance(item, Const)]
         members = frozenset(value for value in values if value is not None)
-        has_null = any(v is None for v in values)  # (a repeated item is no NULL)
+        has_null = any(v is None for v in values)  # not a repeated item: (4, 4) has none
 
         def run_set(row: tuple[Any, ...]) -> Any:
             value = operand(row)

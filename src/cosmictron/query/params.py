@@ -125,6 +125,8 @@ def _walkable(value: Any) -> bool:
 
 
 def _fill(value: Any, values: Mapping[str, Any], in_expr: bool) -> Any:
+    if isinstance(value, Param) and OUTER_MARK in value.name and value.name not in values:
+        return value  # a correlated subquery's outer value, filled per outer row
     if isinstance(value, Param):
         filled = param_value(value, values)
         return Const(filled, value.target or value.type) if in_expr else filled
@@ -151,6 +153,10 @@ def _fill(value: Any, values: Mapping[str, Any], in_expr: bool) -> Any:
         return dataclasses.replace(value, **changes)
     return value
 
+
+OUTER_MARK = "#"
+"""In a ``Param``'s name: a correlated subquery's outer value (``subquery_bind.py``), which
+no ``:name`` can spell, filled when the subquery runs rather than with the statement's."""
 
 _RAW_FIELDS = {
     ("IndexScan", "values"),

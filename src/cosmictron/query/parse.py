@@ -23,13 +23,13 @@ from cosmictron import limits
 from cosmictron.datastore import ModuleSchema, TableSchema, TypeMismatch
 from cosmictron.errors import SqlError
 from cosmictron.query.coerce import base, coerce, family
+from cosmictron.query.compound import build_statement
 from cosmictron.query.expressions import compile_expr
 from cosmictron.query.params import bind, has_params
 from cosmictron.query.plan import Col, Computed, Const, Expr, Filter, Node, Param, Scan, type_of
 from cosmictron.query.position import Source
 from cosmictron.query.resolve import Binder, Scope, TableRef
 from cosmictron.query.rules import optimize
-from cosmictron.query.select import build_select
 from cosmictron.query.statements import (
     DeleteStatement,
     Explain,
@@ -121,9 +121,9 @@ def prepare(
     _refuse_sender(params)
     sender = sender if sender is not None else Identity.zero()
     statement: Statement
-    if isinstance(tree, exp.Select):
+    if isinstance(tree, exp.Select | exp.SetOperation):
         rules = visibility_rules(schema) if restricted else {}
-        statement = build_select(tree, schema, source, params, sender, rules)
+        statement = build_statement(tree, schema, source, params, sender, rules)
         if optimized:
             statement = type(statement)(
                 optimize(statement.plan), statement.columns, statement.types, statement.tables
@@ -177,8 +177,8 @@ def _insert(
     own = Binder(source, Scope([TableRef(table.name, table, 0)]), params, sender)
     returning = _returning(tree, table, own)
     columns = names if names is not None else list(table.column_names)
-    if isinstance(values, exp.Select):
-        query = build_select(values, schema, source, params, sender)
+    if isinstance(values, exp.Select | exp.SetOperation | exp.Subquery):
+        query = build_statement(values, schema, source, params, sender)
         if len(query.columns) != len(columns):
             source.fail(
                 f"the SELECT gives {len(query.columns)} columns for {len(columns)} columns",

@@ -203,6 +203,41 @@ class Cast(Expr):
     type: ColumnType | None = field(default=None, compare=False, repr=False)
 
 
+@dataclass(frozen=True)
+class Subquery(Expr):
+    """A subquery inside an expression (``subqueries.py``): ``kind`` is ``scalar`` (its
+    first row's only column, NULL for none), ``exists``, or ``in`` (``operand IN
+    (SELECT ...)``, ``negated`` for NOT IN).
+
+    A correlated subquery reads its outer row through ``args`` (expressions over the
+    outer row, like any other operand: the rules shift them, the aggregate rewrite maps
+    them); inside ``plan`` each is a ``Param`` named ``names[i]`` (a name with ``#``,
+    which no user parameter has), filled per distinct outer value. ``hashed``, when the
+    correlation is by equalities only, is the decorrelated form (``decorrelate.py``): a
+    plan run once whose rows start with the inner side of each equality, and the name
+    of the outer value each is compared with.
+    """
+
+    kind: str
+    plan: Node = field(repr=True)
+    args: tuple[Expr, ...] = ()
+    names: tuple[str, ...] = ()
+    operand: Expr | None = None
+    negated: bool = False
+    label: str = ""
+    type: ColumnType | None = field(default=None, compare=False, repr=False)
+    hashed: tuple[Node, tuple[str, ...]] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Evaluated(Expr):
+    """A ``Subquery`` ready to run over one snapshot: ``function(row) -> value``."""
+
+    function: Any = field(compare=False, repr=False)
+    label: str = ""
+    type: ColumnType | None = field(default=None, compare=False, repr=False)
+
+
 COMPARISONS = frozenset({"=", "<>", "<", "<=", ">", ">="})
 FLIPPED = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
@@ -235,6 +270,8 @@ def children(expr: Expr) -> tuple[Expr, ...]:
         return (*parts, *([] if expr.default is None else [expr.default]))
     if isinstance(expr, Cast):
         return (expr.operand,)
+    if isinstance(expr, Subquery):
+        return expr.args if expr.operand is None else (expr.operand, *expr.args)
     return ()
 
 
@@ -328,6 +365,9 @@ def shift(expr: Expr, delta: int) -> Expr:
         return replace(expr, keys=tuple(shift(key, delta) for key in expr.keys))
     if isinstance(expr, Func | Case | Cast):
         return map_children(expr, lambda child: shift(child, delta))
+    if isinstance(expr, Subquery):
+        operand = None if expr.operand is None else shift(expr.operand, delta)
+        return replace(expr, operand=operand, args=tuple(shift(a, delta) for a in expr.args))
     return expr
 
 
@@ -479,7 +519,44 @@ class Limit(Node):
             object.__setattr__(self, "offset", 0)
 
 
+@dataclass(frozen=True)
+class Values(Node):
+    """One row of no columns: the FROM of a SELECT without FROM (``SELECT 1 + 1``)."""
+
+
+@dataclass(frozen=True)
+class Derived(Scan):
+    """A subquery or CTE in FROM, read like a table: ``table`` describes its columns
+    (no keys, no indexes, so the rules treat it as a plain scan) and ``plan`` makes its
+    rows. A ``Scan`` so that the FROM chain, the pushdown and the join rules need not
+    know about it; it reads no stored table named ``name``."""
+
+    plan: Node | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class Compound(Node):
+    """``left op right``: ``op`` UNION, INTERSECT or EXCEPT; ``all`` keeps duplicates
+    (UNION ALL). Rows are ``width`` wide; ORDER BY/LIMIT on the whole sit above it."""
+
+    op: str
+    all: bool
+    left: Node
+    right: Node
+    width: int
+
+
+@dataclass(frozen=True)
+class Subqueries(Node):
+    """Marks a plan whose expressions hold ``Subquery`` values: each run first makes
+    them ``Evaluated`` over its snapshot (``subquery_run.py``), then runs ``child``."""
+
+    child: Node
+
+
 def node_children(node: Node) -> tuple[Node, ...]:
+    if isinstance(node, Compound):
+        return (node.left, node.right)
     if isinstance(node, Join | NestedLoopJoin | HashJoin):
         return (node.left, node.right)
     if isinstance(node, IndexNestedLoopJoin):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cosmictron.query.plan import IndexScan, Node, Project, Scan, type_of
+from cosmictron.query.plan import Derived, IndexScan, Node, Project, Scan, type_of
 
 
 def plan_tables(plan: Node) -> set[str]:
@@ -23,7 +23,7 @@ def plan_tables(plan: Node) -> set[str]:
     stack: list[Any] = [plan]
     while stack:
         item = stack.pop()
-        if isinstance(item, Scan | IndexScan):
+        if isinstance(item, Scan | IndexScan) and not isinstance(item, Derived):
             names.add(item.name)
         if isinstance(item, tuple | list | frozenset):
             stack.extend(item)

@@ -16,6 +16,7 @@ from cosmictron.query.plan import (
     Cast,
     Col,
     Const,
+    Evaluated,
     Expr,
     Func,
     InList,
@@ -24,6 +25,7 @@ from cosmictron.query.plan import (
     Like,
     Param,
     SemiJoin,
+    Subquery,
     Unary,
 )
 
@@ -79,6 +81,16 @@ def render(expr: Expr) -> str:
         return " ".join([*parts, "END"])
     if isinstance(expr, Cast):
         return f"CAST({render(expr.operand)} AS {expr.target})"
+    if isinstance(expr, Subquery):
+        text = f"({expr.label})"
+        if expr.kind == "exists":
+            return f"EXISTS {text}"
+        if expr.kind == "in":
+            assert expr.operand is not None
+            return f"{render(expr.operand)} {'NOT ' if expr.negated else ''}IN {text}"
+        return text
+    if isinstance(expr, Evaluated):
+        return expr.label
     raise AssertionError(f"unknown expression {expr!r}")
 
 

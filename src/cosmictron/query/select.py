@@ -14,12 +14,13 @@ bare column that is neither is an error (SQLite would pick an arbitrary row's va
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlglot import exp
 
-from cosmictron.datastore import ModuleSchema
+from cosmictron.datastore import ColumnSchema, ModuleSchema, TableSchema
 from cosmictron.query.plan import (
     Agg,
     Aggregate,
@@ -27,6 +28,7 @@ from cosmictron.query.plan import (
     Binary,
     Col,
     Const,
+    Derived,
     Distinct,
     Expr,
     Filter,
@@ -40,7 +42,10 @@ from cosmictron.query.plan import (
     Project,
     Scan,
     Sort,
+    Subqueries,
+    Subquery,
     Unary,
+    Values,
     children,
     map_children,
     type_of,
@@ -48,42 +53,71 @@ from cosmictron.query.plan import (
 from cosmictron.query.position import Source
 from cosmictron.query.render import render
 from cosmictron.query.resolve import Binder, Scope, TableRef
-from cosmictron.query.statements import SelectStatement
+from cosmictron.query.rules import optimize
+from cosmictron.query.subquery_bind import Nested, Outer, QueryBinder
 from cosmictron.query.visibility import VisibilityRule, restriction
 from cosmictron.values import Identity
 
 
-def build_select(
-    node: exp.Select,
-    schema: ModuleSchema,
-    source: Source,
-    params: Mapping[str, Any],
-    sender: Identity,
-    rules: Mapping[str, tuple[VisibilityRule, ...]] | None = None,
-) -> SelectStatement:
+@dataclass(frozen=True)
+class Context:
+    """What every query of one statement shares: the schema and the caller, the
+    visibility filters to apply, the CTEs in scope, the builder for nested queries
+    (``compound.build_query``) and the counter naming outer values."""
+
+    schema: ModuleSchema
+    source: Source
+    params: Mapping[str, Any]
+    sender: Identity
+    rules: Mapping[str, tuple[VisibilityRule, ...]]
+    build: Callable[[exp.Expression, Outer | None, Context], Nested]
+    counter: list[int]
+    ctes: Mapping[str, exp.CTE] = field(default_factory=dict)
+
+
+def build_select(node: exp.Select, context: Context, outer: Outer | None = None) -> Nested:
     """The logical plan of ``node`` (rules not yet applied).
 
-    ``rules`` are the visibility filters to apply (a non-owner reads): each occurrence
-    of a filtered table gets its restriction, in WHERE or, for a LEFT JOIN's right
-    side, in the ON condition (see ``visibility.py``).
+    ``context.rules`` are the visibility filters to apply (a non-owner reads): each
+    occurrence of a filtered table gets its restriction, in WHERE or, for a LEFT JOIN's
+    right side, in the ON condition (see ``visibility.py``), in subqueries too.
+    ``outer`` is the enclosing query's binder when ``node`` is a subquery.
     """
-    rules = rules or {}
-    for unsupported in ("with", "windows", "qualify", "into", "laterals", "pivots"):
+    source = context.source
+    rules = context.rules
+    for unsupported in ("windows", "qualify", "into", "laterals", "pivots"):
         if node.args.get(unsupported):
             source.fail(f"unsupported construct: {unsupported.upper()}", node)
     if isinstance(node.args.get("distinct"), exp.Distinct) and node.args["distinct"].args.get("on"):
         source.fail("unsupported construct: DISTINCT ON", node)
+    context = with_ctes(node, context)
+    binder = QueryBinder(
+        source,
+        Scope([]),
+        context.params,
+        context.sender,
+        build=lambda query, enclosing: context.build(query, enclosing, context),
+        counter=context.counter,
+        outer=outer,
+    )
     from_clause = node.args.get("from_") or node.args.get("from")
-    if from_clause is None:
-        source.fail("a SELECT needs a FROM clause", node)
     refs: list[TableRef] = []
-    plan: Node = _scan(from_clause.this, schema, source, refs)
-    binder = Binder(source, Scope(refs), params, sender)
+    reads: set[str] = set()
     hidden_rows: list[Expr] = []
-    if refs[0].schema.name in rules:
-        hidden_rows.append(restriction(rules[refs[0].schema.name], refs[0], sender, rules))
+    plan: Node
+    if from_clause is None:
+        plan = Values()
+    else:
+        plan = _scan(from_clause.this, context, refs, binder, reads)
+        binder.scope = Scope(list(refs))
+        if refs[0].schema.name in rules and not isinstance(plan, Derived):
+            hidden_rows.append(
+                restriction(rules[refs[0].schema.name], refs[0], context.sender, rules)
+            )
     for join in node.args.get("joins") or []:
-        plan = _join(join, plan, schema, source, refs, binder, rules, hidden_rows)
+        if from_clause is None:
+            source.fail("a JOIN needs a FROM clause", join)
+        plan = _join(join, plan, context, refs, binder, hidden_rows, reads)
     binder.scope = Scope(list(refs))
     binder.clause = "WHERE"
     where = node.args.get("where")
@@ -131,49 +165,157 @@ def build_select(
         plan = Sort(
             plan, tuple(order_keys), tuple(labels), tuple(nulls_first) if overridden else ()
         )
-    plan = _limit(node, plan, binder, source)
-    return SelectStatement(
+    plan = limit(node, plan, binder, source)
+    if binder.subqueries:
+        plan = Subqueries(plan)
+    tables = {ref.schema.name for ref in refs if not isinstance(ref.schema, DerivedTable)}
+    return Nested(
         plan,
         tuple(names),
         tuple(type_of(e) for e in outputs),
-        frozenset(ref.schema.name for ref in refs),
+        frozenset(tables | reads | binder.reads),
+        tuple(binder.correlated),
     )
 
 
+def with_ctes(node: exp.Expression, context: Context) -> Context:
+    """``context`` with the CTEs of ``node``'s WITH in scope (each sees those before it)."""
+    clause = node.args.get("with_") or node.args.get("with")
+    if clause is None:
+        return context
+    if clause.args.get("recursive"):
+        context.source.fail("unsupported construct: WITH RECURSIVE", clause)
+    ctes = dict(context.ctes)
+    for cte in clause.expressions:
+        name = cte.alias
+        if name in ctes and ctes[name] is not context.ctes.get(name):
+            context.source.fail(f"the WITH clause names {name!r} twice", cte)
+        ctes[name] = cte
+    return replace(context, ctes=ctes)
+
+
 def _scan(
-    table: exp.Expression, schema: ModuleSchema, source: Source, refs: list[TableRef]
+    table: exp.Expression,
+    context: Context,
+    refs: list[TableRef],
+    binder: QueryBinder,
+    reads: set[str],
 ) -> Scan:
+    source, schema = context.source, context.schema
+    if isinstance(table, exp.Subquery) or (
+        isinstance(table, exp.Table) and not table.args.get("db") and table.name in context.ctes
+    ):
+        return _derived(table, context, refs, binder, reads)
     if not isinstance(table, exp.Table) or table.args.get("db") or not table.name:
-        source.fail("unsupported construct: FROM needs a table name (no subqueries)", table)
+        source.fail("unsupported construct: FROM needs a table name or a subquery", table)
     table_schema = schema.table(table.name)
     if table_schema is None:
         known = ", ".join(sorted(t.name for t in schema.tables)) or "none"
         source.fail(f"unknown table {table.name!r} (tables: {known})", table)
     alias = table.alias or table.name
-    if any(ref.alias == alias for ref in refs):
-        source.fail(f"table or alias {alias!r} appears twice in FROM; give one an alias", table)
+    _new_alias(alias, refs, source, table)
     base = sum(len(ref.schema.columns) for ref in refs)
     refs.append(TableRef(alias, table_schema, base))
     return Scan(table_schema, alias, base)
 
 
+def _new_alias(alias: str, refs: list[TableRef], source: Source, node: exp.Expression) -> None:
+    if any(ref.alias == alias for ref in refs):
+        source.fail(f"table or alias {alias!r} appears twice in FROM; give one an alias", node)
+
+
+def _derived(
+    node: exp.Expression,
+    context: Context,
+    refs: list[TableRef],
+    binder: QueryBinder,
+    reads: set[str],
+) -> Scan:
+    """A subquery or CTE in FROM: built as a query of its own, read as a table.
+
+    Each reference to a CTE is built again, so each gets its visibility filters as any
+    query does. A FROM subquery cannot see the tables beside it (no LATERAL), but may
+    read the enclosing query's columns when it is itself inside a subquery.
+    """
+    source = context.source
+    columns_named: list[str] = []
+    if isinstance(node, exp.Subquery):
+        query = node.this
+        alias = node.alias or f"subquery_{len(refs) + 1}"
+        inner_context = context
+    else:
+        cte = context.ctes[node.name]
+        query = cte.this
+        alias = node.alias or node.name
+        declared = cte.args.get("alias")
+        columns = None if declared is None else declared.args.get("columns")
+        columns_named = [c.name for c in columns or []]
+        # A CTE sees the CTEs declared before it, not itself (no recursion).
+        names = list(context.ctes)
+        before = {n: context.ctes[n] for n in names[: names.index(node.name)]}
+        inner_context = replace(context, ctes=before)
+    _new_alias(alias, refs, source, node)
+    built = inner_context.build(query, _EnclosingOnly(binder), inner_context)
+    names_out = list(built.columns)
+    if columns_named:
+        if len(columns_named) != len(names_out):
+            source.fail(
+                f"table {alias} has {len(names_out)} values for {len(columns_named)} columns",
+                node,
+            )
+        names_out = columns_named
+    table = DerivedTable(
+        alias,
+        tuple(ColumnSchema(n, t) for n, t in zip(names_out, built.types, strict=True)),
+    )
+    reads.update(built.tables)
+    base = sum(len(ref.schema.columns) for ref in refs)
+    refs.append(TableRef(alias, table, base))
+    return Derived(table, alias, base, alias, optimize(built.plan))
+
+
+@dataclass(frozen=True)
+class DerivedTable(TableSchema):
+    """The columns of a FROM subquery, as a table without keys or indexes. Its column
+    names are whatever the subquery's output is called (``a + 1`` included), so the
+    identifier checks of a declared table do not apply."""
+
+    def __post_init__(self) -> None:
+        pass
+
+
+class _EnclosingOnly:
+    """A FROM subquery's view outward: the enclosing query's own enclosing scopes, as
+    that query reads them (its correlated values), never the tables beside it."""
+
+    def __init__(self, binder: QueryBinder) -> None:
+        self.binder = binder
+
+    def can_see(self, name: str, qualifier: str | None) -> bool:
+        outer = self.binder.outer
+        return outer is not None and outer.can_see(name, qualifier)
+
+    def bind_outer(self, node: exp.Column) -> Expr:
+        return self.binder.outward(node)
+
+
 def _join(
     join: exp.Join,
     left: Node,
-    schema: ModuleSchema,
-    source: Source,
+    context: Context,
     refs: list[TableRef],
-    binder: Binder,
-    rules: Mapping[str, tuple[VisibilityRule, ...]],
+    binder: QueryBinder,
     hidden_rows: list[Expr],
+    reads: set[str],
 ) -> Node:
+    source, rules = context.source, context.rules
     side = (join.side or "").upper()
     kind = (join.kind or "").upper()
     if side not in ("", "LEFT") or kind not in ("", "INNER", "CROSS", "OUTER"):
         source.fail(f"unsupported construct: {side or kind} JOIN (use INNER or LEFT)", join)
     if join.args.get("using"):
         source.fail("unsupported construct: JOIN ... USING (write ON a.x = b.x)", join)
-    right = _scan(join.this, schema, source, refs)
+    right = _scan(join.this, context, refs, binder, reads)
     binder.scope = Scope(list(refs))
     binder.clause = "ON"
     on = join.args.get("on")
@@ -181,7 +323,7 @@ def _join(
     if side == "LEFT" and condition is None:
         source.fail("LEFT JOIN needs an ON condition", join)
     ref = refs[-1]
-    if ref.schema.name in rules:
+    if ref.schema.name in rules and not isinstance(right, Derived):
         restricted = restriction(rules[ref.schema.name], ref, binder.sender, rules)
         if side == "LEFT":
             assert condition is not None
@@ -201,6 +343,8 @@ def _select_list(
     for item in node.expressions:
         star_of = _star_table(item)
         if star_of is not None:
+            if not refs:
+                source.fail("SELECT * needs a FROM clause (no tables specified)", item)
             chosen = [ref for ref in refs if star_of == "*" or ref.alias == star_of]
             if not chosen:
                 known = ", ".join(ref.alias for ref in refs)
@@ -307,7 +451,7 @@ def _order(
     return keys, hidden, labels
 
 
-def _limit(node: exp.Select, plan: Node, binder: Binder, source: Source) -> Node:
+def limit(node: exp.Expression, plan: Node, binder: Binder, source: Source) -> Node:
     limit_node, offset_node = node.args.get("limit"), node.args.get("offset")
     if limit_node is None and offset_node is None:
         return plan
@@ -367,4 +511,7 @@ class _Rewriter:
             return Between(self(expr.operand), self(expr.low), self(expr.high), expr.negated)
         if isinstance(expr, Like):
             return Like(self(expr.operand), self(expr.pattern), expr.negated)
+        if isinstance(expr, Subquery):
+            operand = None if expr.operand is None else self(expr.operand)
+            return replace(expr, operand=operand, args=tuple(map(self, expr.args)))
         return map_children(expr, self)  # functions, CASE, CAST

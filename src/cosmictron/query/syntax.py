@@ -55,7 +55,7 @@ def syntax_tree(source: Source) -> exp.Expression:
     check_tree_depth(tree)
     if isinstance(tree, exp.Command):
         source.fail(f"unsupported statement: {tree.name.upper()}", tree)
-    if not isinstance(tree, exp.Select | exp.Insert | exp.Update | exp.Delete):
+    if not isinstance(tree, exp.Select | exp.SetOperation | exp.Insert | exp.Update | exp.Delete):
         source.fail(
             f"unsupported statement: {tree.key.upper()} (expected a SELECT, INSERT, UPDATE "
             f"or DELETE statement)",

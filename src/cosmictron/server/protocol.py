@@ -48,6 +48,8 @@ class CallReducer:
 class OneOffQuery:
     request_id: RequestId
     query_string: str
+    params: dict[str, Any] | None = None
+    """Named SQL parameters (``:name``), as ``POST …/sql``'s JSON ``params``."""
 
 
 ClientMessage = Subscribe | Unsubscribe | CallReducer | OneOffQuery
@@ -103,7 +105,9 @@ def parse(text: str) -> ClientMessage:
         return Unsubscribe(fields.request_id, fields.query_id())
     if kind == "CallReducer":
         return CallReducer(fields.request_id, fields.reducer_name(), body.get("args"))
-    return OneOffQuery(fields.request_id, fields.string("query_string"))
+    return OneOffQuery(
+        fields.request_id, fields.string("query_string"), fields.optional_object("params")
+    )
 
 
 class _Fields:
@@ -151,6 +155,14 @@ class _Fields:
         value = self.body.get(name)
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
             raise self.error(name, "must be a non-empty array of SQL strings")
+        return value
+
+    def optional_object(self, name: str) -> dict[str, Any] | None:
+        value = self.body.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise self.error(name, "must be a JSON object of parameter values")
         return value
 
     def optional_offset(self, name: str) -> int | None:

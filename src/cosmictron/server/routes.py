@@ -9,6 +9,7 @@ database's threads (``HostedDatabase.run``) and replies JSON. Errors are raised 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -35,6 +36,11 @@ from cosmictron.values import ConnectionId, Identity, json_form
 REGISTRY = web.AppKey("registry", DatabaseRegistry)
 AUTHORITY = web.AppKey("authority", TokenAuthority)
 RIGHTS = web.AppKey("rights", Rights)
+ModuleUpdateHook = Callable[[HostedDatabase, dict[str, Any]], None]
+MODULE_UPDATE_HOOKS: web.AppKey[list[ModuleUpdateHook]] = web.AppKey("module_update_hooks")
+"""Told of every module update a deploy made (the database and its migration report),
+on the event loop, once the update is durable: ``websocket.setup`` adds the one that
+sends ``ModuleUpdated`` to the database's WebSocket clients."""
 
 
 def caller_of(request: web.Request) -> Identity:
@@ -116,6 +122,9 @@ async def deploy(request: web.Request) -> web.Response:
         "tx_offset": database.db.tx_offset,
         "migration": migration,
     }
+    if not created and migration is not None:
+        for hook in request.app.get(MODULE_UPDATE_HOOKS, ()):
+            hook(database, migration)
     return json_response(body, status=201 if created else 200)
 
 

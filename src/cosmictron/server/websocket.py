@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from functools import partial
+from typing import Any
 
 from aiohttp import WSCloseCode, web
 
@@ -25,7 +27,13 @@ from cosmictron.server.connection_caps import GUARD
 from cosmictron.server.feed import DatabaseFeed
 from cosmictron.server.protocol import PROTOCOL
 from cosmictron.server.registry import HostedDatabase
-from cosmictron.server.routes import AUTHORITY, REGISTRY, caller_of
+from cosmictron.server.routes import (
+    AUTHORITY,
+    MODULE_UPDATE_HOOKS,
+    REGISTRY,
+    ModuleUpdateHook,
+    caller_of,
+)
 from cosmictron.server.throttle import caller_key, throttle_of
 from cosmictron.server.websocket_client import WebSocketClient
 from cosmictron.values import ConnectionId, Identity
@@ -52,6 +60,27 @@ def setup(app: web.Application) -> None:
         "COSMICTRON_CLIENT_QUEUE_BYTES_MAX", limits.client_queue_bytes_max
     )
     app.on_shutdown.append(_close_clients)
+    hooks: list[ModuleUpdateHook] = [*app.get(MODULE_UPDATE_HOOKS, [])]
+    hooks.append(partial(announce_update, app))
+    app[MODULE_UPDATE_HOOKS] = hooks
+
+
+def announce_update(
+    app: web.Application, hosted: HostedDatabase, migration: dict[str, Any]
+) -> None:
+    """Send ``ModuleUpdated`` to every client of ``hosted`` (on the loop, after a deploy).
+
+    The subscriptions the update ended were told so (``SubscriptionError``) while it ran,
+    under the writer lock, and those messages were handed to the loop before the deploy
+    returned; this one follows them, so a client that refetches the schema on it knows
+    which of its subscriptions are gone.
+    """
+    offset = int(migration["tx_offset"])
+    message = {"ModuleUpdated": {"tx_offset": offset, "cleared": bool(migration["cleared"])}}
+    clients: set[WebSocketClient] = app[CLIENTS]
+    for client in list(clients):
+        if client.hosted is hosted:
+            client.deliver(message, offset)
 
 
 async def _close_clients(app: web.Application) -> None:

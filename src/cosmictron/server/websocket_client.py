@@ -61,7 +61,7 @@ from cosmictron.server.protocol import (
     subscription_error,
 )
 from cosmictron.server.replies import small
-from cosmictron.server.routes import reducer_arguments, submit_call
+from cosmictron.server.routes import check_finite_params, reducer_arguments, submit_call
 from cosmictron.server.throttle import Throttle
 from cosmictron.server.wire import row_to_json
 from cosmictron.subscription import Subscription
@@ -396,7 +396,11 @@ class WebSocketClient:
         """Run a one-off query and encode its reply, on a database thread (a result of
         many rows takes long to convert and encode; the event loop must not)."""
         db = self.hosted.db
-        result = db.sql(request.query_string, sender=self.identity, budget=self.budget)
+        if request.params:
+            check_finite_params(request.params)
+        result = db.sql(
+            request.query_string, request.params or None, sender=self.identity, budget=self.budget
+        )
         # A read sees every transaction up to now: it waits for them to be durable.
         offset = result.tx_offset if result.tx_offset is not None else db.tx_offset
         columns = list(result.columns)

@@ -21,6 +21,8 @@ from cosmictron.query.parse import param_values, prepare
 from cosmictron.query.plan import (
     Aggregate,
     Col,
+    Compound,
+    Derived,
     Distinct,
     Expr,
     Filter,
@@ -30,10 +32,13 @@ from cosmictron.query.plan import (
     Project,
     Scan,
     Sort,
+    Subqueries,
+    Values,
     conjuncts,
     node_children,
 )
 from cosmictron.subscription.live import LiveQuery
+from cosmictron.subscription.reevaluated import ReevaluatedQuery
 from cosmictron.subscription.terms import Source
 from cosmictron.values import Identity
 
@@ -50,15 +55,54 @@ def compile_live(
     ``restricted`` applies the schema's visibility filters (a non-owner subscribes):
     they become conjuncts of the plan, so every delta term honours them.
 
+    Every query ``db.sql`` accepts can be subscribed to: one of the incrementally
+    maintained shape becomes a ``LiveQuery``, any other a ``ReevaluatedQuery``
+    (``reevaluated.py``; ``maintenance`` says which).
+
     Raises:
-        SqlError: the SQL is invalid, or not of the subscribable shape (the message
-            says which construct).
+        SqlError: the SQL is invalid or not a SELECT.
     """
     planned = prepare(text, schema, params, sender, optimized=False, restricted=restricted)
     if not isinstance(planned, SelectStatement):
         raise SqlError("only a SELECT can be subscribed to")
     statement = bind(planned, param_values(params, sender))
+    # The key of the plan after binding: equal plans (whatever the spelling of the SQL)
+    # over the same schema share one LiveQuery. ``:sender`` and the visibility filters
+    # are bound into the plan, so a query that depends on the sender is keyed by it and
+    # one that does not is shared by every sender.
+    key = (id(schema), repr(statement.plan), _identities(statement.plan))
+    query: LiveQuery
+    try:
+        query = _incremental(key, text, statement)
+    except SqlError as exc:
+        # Not of the incrementally maintained shape: re-evaluated on each change.
+        query = ReevaluatedQuery(key, text, statement, str(exc))
+    query.origin = (text, dict(params or {}), sender, restricted)
+    return query
+
+
+def maintenance(query: LiveQuery) -> str:
+    """How a subscription keeps ``query`` up to date, in one line (``Subscription.explain``)."""
+    if isinstance(query, ReevaluatedQuery):
+        tables = ", ".join(sorted(query.reads))
+        return (
+            f"Subscription: re-evaluated when {tables} change{'s' if len(query.reads) == 1 else ''}"
+            f", sending the difference (at most limits.subscription_reevaluation_rows_max "
+            f"rows examined each time; not incremental: {query.why})"
+        )
+    kind = "top-N window" if query.top_n else "delta terms"
+    if query.filter_tables:
+        kind += ", re-evaluated when a visibility filter's table changes"
+    return f"Subscription: incremental ({kind}) over {', '.join(sorted(query.tables))}"
+
+
+def _incremental(key: Any, text: str, statement: SelectStatement) -> LiveQuery:
+    """The ``LiveQuery`` of an incrementally maintainable query, or a ``SqlError``
+    saying which construct is not."""
     plan = statement.plan
+    for node in _walk_all(plan):
+        if isinstance(node, Subqueries | Derived | Compound | Values):
+            raise SqlError(f"{_what(node)} (maintained by re-evaluation)")
     limit: int | None = None
     if isinstance(plan, Limit):
         if plan.offset:
@@ -70,8 +114,8 @@ def compile_live(
         sort_keys = plan.keys
         if plan.nulls_first and limit is not None:
             raise SqlError(
-                "NULLS FIRST/LAST with LIMIT is not subscribable (a live window keeps "
-                "NULLs first ascending, last descending)"
+                "NULLS FIRST/LAST with LIMIT (a live window keeps NULLs first ascending, "
+                "last descending; maintained by re-evaluation)"
             )
         plan = plan.child
     if limit is not None and not sort_keys:
@@ -80,7 +124,7 @@ def compile_live(
         raise SqlError("DISTINCT is not subscribable (a subscription is a bag of rows)")
     assert isinstance(plan, Project), plan
     if any(isinstance(node, Aggregate) for node in _walk(plan)):
-        raise SqlError("aggregates and GROUP BY are not subscribable; use a one-off query")
+        raise SqlError("aggregates and GROUP BY")
     from_where = plan.child
     predicates: list[Expr] = []
     if isinstance(from_where, Filter):
@@ -93,16 +137,28 @@ def compile_live(
     output = _output_source(plan, sources)
     if not sort_keys:
         limit = None
-    # The key of the plan after binding: equal plans (whatever the spelling of the SQL)
-    # over the same schema share one LiveQuery. ``:sender`` and the visibility filters
-    # are bound into the plan, so a query that depends on the sender is keyed by it and
-    # one that does not is shared by every sender.
-    key = (id(schema), repr(statement.plan), _identities(statement.plan))
-    query = LiveQuery(
+    return LiveQuery(
         key, text, statement, from_where, sources, output, predicates, plan.exprs, sort_keys, limit
     )
-    query.origin = (text, dict(params or {}), sender, restricted)
-    return query
+
+
+def _walk_all(node: Node) -> Iterable[Node]:
+    """Every node of a plan, FROM subqueries' and compounds' included."""
+    yield node
+    if isinstance(node, Derived) and node.plan is not None:
+        yield from _walk_all(node.plan)
+    for child in node_children(node):
+        yield from _walk_all(child)
+
+
+def _what(node: Node) -> str:
+    if isinstance(node, Subqueries):
+        return "a subquery"
+    if isinstance(node, Derived):
+        return "a subquery or CTE in FROM"
+    if isinstance(node, Compound):
+        return f"{node.op}"
+    return "SELECT without FROM"
 
 
 def _identities(value: Any) -> tuple[bytes, ...]:

@@ -20,6 +20,7 @@ from cosmictron.datastore import Datastore
 from cosmictron.query import SelectStatement, execute, optimize
 from cosmictron.query.budget import Meter
 from cosmictron.query.cache import Converter, converter
+from cosmictron.query.explain import explain
 from cosmictron.query.expressions import compile_expr
 from cosmictron.query.plan import Expr, Node
 from cosmictron.subscription.delta import TxView, run_term, split
@@ -101,6 +102,10 @@ class LiveQuery:
     @property
     def top_n(self) -> bool:
         return self.limit is not None
+
+    def plan_lines(self) -> list[str]:
+        """The EXPLAIN lines of the plan each evaluation of the whole query runs."""
+        return explain(self._from_where)
 
     def key_values(self, datastore: Datastore) -> frozenset[Any]:
         """The values of ``key_guard``'s column a changed row must have to matter: the

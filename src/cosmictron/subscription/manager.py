@@ -46,7 +46,7 @@ from cosmictron.errors import CosmictronError, InvalidRequest, PermissionDenied,
 from cosmictron.query.budget import DEFAULT_BUDGET, QueryBudget
 from cosmictron.query.cache import Converter
 from cosmictron.query.visibility import restricts
-from cosmictron.subscription.compile import compile_live
+from cosmictron.subscription.compile import compile_live, maintenance
 from cosmictron.subscription.delta import TxView
 from cosmictron.subscription.fanout import merged_update, to_python
 from cosmictron.subscription.index import QueryIndex
@@ -87,6 +87,15 @@ class Subscription:
     def tx_offset(self) -> int:
         offset: int = self.initial["tx_offset"]
         return offset
+
+    def explain(self) -> list[str]:
+        """EXPLAIN for a subscription: per query, how it is kept up to date
+        (incremental or re-evaluated, and why), then its plan."""
+        lines: list[str] = []
+        for query in self.queries:
+            lines.append(maintenance(query))
+            lines.extend(f"  {line}" for line in query.plan_lines())
+        return lines
 
     def unsubscribe(self) -> None:
         """Stop updates (idempotent); none is delivered after this returns."""

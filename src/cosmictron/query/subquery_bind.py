@@ -1,0 +1,189 @@
+"""Binding subqueries: scalar ``(SELECT …)``, ``EXISTS``, ``IN (SELECT …)``, and the
+outer columns a correlated subquery reads.
+
+``QueryBinder`` is the statement-level binder: the expression binder of ``resolve.py``
+plus what needs a whole query inside an expression. A subquery is planned by the
+statement builder (``build``, passed in by ``compound.build_query``, so this module
+does not import the builders that import it) with a binder whose ``outer`` is this one.
+A column the subquery's own FROM does not have is looked up outward: it becomes a
+``Param`` named ``<column>#<n>`` inside the subquery's plan, and the outer expression
+it stands for becomes one of the ``Subquery``'s ``args``, evaluated on the outer row
+(``subquery_run.py`` fills the slots once per distinct outer value). A name found
+nowhere is an error against the innermost scope, as SQLite reports it.
+
+Each subquery's plan is also decorrelated here when its shape allows
+(``decorrelate.py``): the plan to run once and hash on the correlation key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlglot import exp
+
+from cosmictron.datastore.types import BOOL
+from cosmictron.query.coerce import base, family
+from cosmictron.query.decorrelate import decorrelate
+from cosmictron.query.params import OUTER_MARK
+from cosmictron.query.plan import Expr, Node, Param, Subquery, type_of
+from cosmictron.query.plan_shape import plan_types
+from cosmictron.query.position import Source
+from cosmictron.query.render import render
+from cosmictron.query.resolve import Binder, Scope
+from cosmictron.query.rules import optimize
+from cosmictron.values import Identity
+
+
+@dataclass(frozen=True)
+class Nested:
+    """A subquery as built: its logical plan, output, the tables it reads (at any depth)
+    and the outer values it reads (``(outer expression, param name)`` pairs)."""
+
+    plan: Node
+    columns: tuple[str, ...]
+    types: tuple[Any, ...]
+    tables: frozenset[str]
+    correlated: tuple[tuple[Expr, str], ...]
+
+
+class Outer(Protocol):
+    """What a nested binder asks of its enclosing query."""
+
+    def can_see(self, name: str, qualifier: str | None) -> bool: ...
+
+    def bind_outer(self, node: exp.Column) -> Expr: ...
+
+
+Build = Callable[[exp.Expression, "Outer | None"], Nested]
+
+
+class QueryBinder(Binder):
+    """A ``Binder`` that also binds subqueries and resolves outer (correlated) columns.
+
+    ``reads`` collects the tables every subquery bound here reads (their permission is
+    checked like FROM's), ``subqueries`` counts them (a plan holding one is wrapped in
+    ``Subqueries``), ``correlated`` lists this query's outer values.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        scope: Scope,
+        params: Mapping[str, Any],
+        sender: Identity,
+        *,
+        build: Build,
+        counter: list[int],
+        outer: Outer | None = None,
+        transparent: bool = False,
+    ) -> None:
+        super().__init__(source, scope, params, sender)
+        self.build = build
+        self.counter = counter
+        self.outer = outer
+        self.transparent = transparent
+        self.reads: set[str] = set()
+        self.subqueries = 0
+        self.correlated: list[tuple[Expr, str]] = []
+
+    # -- outer columns ---------------------------------------------------------------
+
+    def _sees_here(self, name: str, qualifier: str | None) -> bool:
+        if qualifier is not None:
+            return any(ref.alias == qualifier for ref in self.scope.tables)
+        return bool(self.scope.find(name, None))
+
+    def can_see(self, name: str, qualifier: str | None) -> bool:
+        if self._sees_here(name, qualifier):
+            return True
+        return self.outer is not None and self.outer.can_see(name, qualifier)
+
+    def bind_outer(self, node: exp.Column) -> Expr:
+        """``node`` bound in this query, for a subquery of it that reads it."""
+        return self.bind(node)
+
+    def _bind_column(self, node: exp.Column) -> Expr:
+        if isinstance(node.this, exp.Star) or self.outer is None:
+            return super()._bind_column(node)
+        name, qualifier = node.name, node.table or None
+        if self._sees_here(name, qualifier) or not self.outer.can_see(name, qualifier):
+            return super()._bind_column(node)
+        return self.outward(node)
+
+    def outward(self, node: exp.Column) -> Expr:
+        """``node`` bound in an enclosing query: this query's ``Param`` for that value."""
+        assert self.outer is not None
+        value = self.outer.bind_outer(node)
+        if self.transparent:  # a FROM subquery: the enclosing query's slot, as it is
+            return value
+        for known, name_ in self.correlated:
+            if known == value:
+                return Param(name_, None, type_of(value))
+        self.counter[0] += 1
+        param = f"{render(value)}{OUTER_MARK}{self.counter[0]}"
+        self.correlated.append((value, param))
+        return Param(param, None, type_of(value))
+
+    # -- subqueries --------------------------------------------------------------------
+
+    def nested(self, node: exp.Expression) -> Nested:
+        """Build ``node`` (a SELECT or compound) as a subquery of this query."""
+        if isinstance(node, exp.Subquery):
+            node = node.this
+        built = self.build(node, self)
+        self.reads |= built.tables
+        self.subqueries += 1
+        return built
+
+    def _subquery(
+        self, kind: str, node: exp.Expression, operand: Expr | None = None, negated: bool = False
+    ) -> Subquery:
+        built = self.nested(node)
+        if kind != "exists" and len(built.columns) != 1:
+            self.source.fail(f"sub-select returns {len(built.columns)} columns - expected 1", node)
+        args = tuple(value for value, _ in built.correlated)
+        names = tuple(name for _, name in built.correlated)
+        label = _label(node)
+        hashed = decorrelate(kind, built.plan, names)
+        result_type = BOOL if kind != "scalar" else built.types[0]
+        return Subquery(
+            kind,
+            optimize(built.plan),
+            args,
+            names,
+            operand,
+            negated,
+            label,
+            type=result_type,
+            hashed=None if hashed is None else (optimize(hashed[0]), hashed[1]),
+        )
+
+    def _bind_subquery(self, node: exp.Subquery) -> Expr:
+        return self._subquery("scalar", node)
+
+    def _bind_exists(self, node: exp.Exists) -> Expr:
+        return self._subquery("exists", node.this)
+
+    def _bind_in(self, node: exp.In) -> Expr:
+        query = node.args.get("query")
+        if query is None:
+            return super()._bind_in(node)
+        operand = self.bind(node.this)
+        found = self._subquery("in", query, operand, bool(node.args.get("negate")))
+        types = plan_types(found.plan, 1)
+        inner = None if not types else types[0]
+        left, right = family(type_of(operand)), family(inner)
+        if left and right and left != right:
+            self.source.fail(
+                f"type mismatch: cannot compare {base(type_of(operand))} with "
+                f"{base(inner)} (the subquery's column)",
+                node.this,
+            )
+        return found
+
+
+def _label(node: exp.Expression) -> str:
+    text: str = node.sql(dialect="sqlite")
+    return text if len(text) <= 120 else text[:117] + "..."
