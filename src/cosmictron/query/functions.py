@@ -213,7 +213,7 @@ def _instr(value: Any, needle: Any) -> int:
     return value.find(needle) + 1
 
 
-_ROUNDERS = [5.0 * 10.0 ** -(i + 1) for i in range(10)]
+_ROUNDERS = [float(f"5e-{i + 1}") for i in range(10)]  # the C literals 5.0e-01 …
 
 
 def _round(value: Any, digits: Any = 0) -> Any:
