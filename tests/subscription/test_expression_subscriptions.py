@@ -104,6 +104,8 @@ def test_row_local_expressions_are_maintained_for_a_filtered_reader(db: Any, see
         subscription = db.subscribe([query], on_update=mirror, sender=ALICE)
         mirror.start(subscription.initial)
         mirrors.append((query, mirror))
+        how = subscription.explain()[0]
+        assert how.startswith("Subscription: incremental"), (query, how)  # not re-evaluated
     seen = 0
     for step in range(60):
         random_write(db, rng)
