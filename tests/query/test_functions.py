@@ -177,3 +177,11 @@ def test_json_functions_on_a_text_column(db):
         db.sql("SELECT JSON_EXTRACT(s, '$.a') FROM t WHERE id = 6")
     with pytest.raises(SqlError, match="bad JSON path"):
         db.sql("SELECT JSON_EXTRACT(s, :path) FROM t WHERE id = 5", {"path": "$.a["})
+
+
+def test_coalesce_stops_at_the_first_value_as_sqlite_does(db):
+    """Later arguments are not evaluated (here one would raise: malformed JSON)."""
+    assert one(db, "COALESCE(s, JSON_TYPE('{'))") == "Hello"
+    assert one(db, "IFNULL(s, JSON_TYPE('{'))") == "Hello"
+    with pytest.raises(SqlError, match="malformed JSON"):
+        one(db, "COALESCE(s, JSON_TYPE('{'))", "id = 2")

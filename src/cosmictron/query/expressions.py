@@ -226,6 +226,16 @@ def _func(expr: Func, meter: Meter | None) -> Compiled:
     run = function.run
     args = [compile_expr(arg, meter) for arg in expr.args]
     strict = function.nulls == "strict"
+    if function.nulls == "first":
+
+        def run_first(row: tuple[Any, ...]) -> Any:
+            for arg in args:  # left to right, no further than needed
+                value = arg(row)
+                if value is not None:
+                    return value
+            return None
+
+        return run_first
     if function.growth is not None:
         grows, cap = function.growth, _cap(meter)
         budget = DEFAULT_BUDGET if meter is None else meter.budget

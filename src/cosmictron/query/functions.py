@@ -72,7 +72,9 @@ class Function:
         params: the kind of each argument (``ARGUMENT_KINDS``); the last repeats.
         result: the result's static type (``RESULTS``).
         nulls: ``strict`` (any NULL argument makes the result NULL, and ``run`` never
-            sees one) or ``own`` (``run`` handles NULL; ``null_rule`` says how).
+            sees one), ``first`` (the first argument that is not NULL; the ones after
+            it are not evaluated, as SQLite's COALESCE) or ``own`` (``run`` handles
+            NULL; ``null_rule`` says how).
         same_family: every argument must compare with the others (COALESCE, MIN, ...);
             a literal takes the type of the first typed argument.
         run: the function over Python values.
@@ -352,7 +354,7 @@ _ALL = [
         None,
         ("any",),
         "common",
-        "own",
+        "first",
         _coalesce,
         "the first argument that is not NULL",
         same_family=True,
@@ -365,7 +367,7 @@ _ALL = [
         2,
         ("any",),
         "common",
-        "own",
+        "first",
         _coalesce,
         "x if it is not NULL, else y",
         same_family=True,
