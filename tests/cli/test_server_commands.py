@@ -184,6 +184,10 @@ def test_sql_select_with_parameters_and_owner_dml(deployed, config, tmp_path):
     assert "1 row affected (tx_offset 3)." in ok(
         run("sql", "qs", update, config=config, server=url)
     )
+    returning = "UPDATE task SET priority = 7 WHERE id = 1 RETURNING UPPER(title) AS loud"
+    shown = ok(run("sql", "qs", returning, config=config, server=url))
+    assert "LOUD" in shown.upper() and "READ THE COSMICTRON TUTORIAL" in shown
+    assert "1 row affected (tx_offset 4)." in shown
     stranger = tmp_path / "stranger"
     one_line_error(
         run("sql", "qs", update, config=stranger, server=url),

@@ -64,7 +64,7 @@ def test_syntax_errors_carry_a_position(shop):
 @pytest.mark.parametrize(
     ("query", "construct"),
     [
-        ("SELECT abs(age) FROM customer", "ABS"),
+        ("SELECT hex(name) FROM customer", "HEX"),
         ("SELECT id FROM customer WHERE id IN (SELECT id, age FROM customer)", "2 columns"),
         (
             "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) "

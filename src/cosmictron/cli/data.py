@@ -122,6 +122,10 @@ def sql(context: CommandContext, database: str, query: str, params: tuple[str, .
 def _print_result(console: Console, result: dict[str, Any]) -> None:
     if result.get("rows_affected") is not None:
         count = result["rows_affected"]
+        if result.get("columns"):  # RETURNING: the rows written, then the count
+            columns = result["columns"]
+            returned = [[row.get(column) for column in columns] for row in result["rows"]]
+            console.print(table(columns, returned))
         console.print(
             f"{count} row{'s' if count != 1 else ''} affected (tx_offset {result['tx_offset']})."
         )

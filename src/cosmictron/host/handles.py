@@ -295,11 +295,18 @@ def _assign_ids(
     return tuple(values)
 
 
-def insert_all(tx: Transaction, table: Table, binding: RowBinding, rows: Any) -> int:
+def insert_all(
+    tx: Transaction,
+    table: Table,
+    binding: RowBinding,
+    rows: Any,
+    stored: list[tuple[Any, ...]] | None = None,
+) -> int:
     """Check every row (sequences or dicts), then insert them all as one batch.
 
     Errors name the row's position (0-based). Auto-increment ids are drawn as one block,
-    so the undo log holds one entry per counter, not one per row.
+    so the undo log holds one entry per counter, not one per row. ``stored``, when
+    given, receives the rows stored (auto-increment ids filled in): SQL's RETURNING.
 
     Returns:
         How many rows were stored (an identical row in a keyless table is stored once).
@@ -315,9 +322,12 @@ def insert_all(tx: Transaction, table: Table, binding: RowBinding, rows: Any) ->
             pass
         else:
             try:
-                return len(tx.insert_batch(table, checked_fast))
+                done = tx.insert_batch(table, checked_fast)
             except BatchConflict as exc:
                 raise _at_row(Conflict(f"row {exc.row_index}: {exc}"), exc.row_index, exc) from None
+            if stored is not None:
+                stored.extend(done)
+            return len(done)
     to_row = binding.values_to_row
     from_mapping = binding.values_from_mapping
     checked: list[tuple[Any, ...]] = []
@@ -335,9 +345,12 @@ def insert_all(tx: Transaction, table: Table, binding: RowBinding, rows: Any) ->
         if value != table.sequences[position]:
             tx.observe_explicit_value(table, position, value - 1)
     try:
-        return len(tx.insert_batch(table, checked))
+        done = tx.insert_batch(table, checked)
     except BatchConflict as exc:
         raise _at_row(Conflict(f"row {exc.row_index}: {exc}"), exc.row_index, exc) from None
+    if stored is not None:
+        stored.extend(done)
+    return len(done)
 
 
 def _at_row(error: Exception, row_index: int, cause: Exception) -> Exception:

@@ -41,12 +41,11 @@ from cosmictron.query import (
     QueryResult,
     SelectStatement,
     UpdateStatement,
-    apply_delete,
-    apply_update,
     execute,
 )
 from cosmictron.query.budget import Meter, QueryBudget
 from cosmictron.query.cache import STATEMENTS, Converter, PointLookup
+from cosmictron.query.dml import apply_insert, delete_rows, update_rows
 from cosmictron.query.execute import plan_tables
 from cosmictron.query.explain import explain_statement
 from cosmictron.query.params import bind, check_sizes
@@ -135,31 +134,40 @@ def _run_once(
         binding = core.module.rows[statement.table.name]
         insert_statement = statement
 
-        def insert(tx: Transaction, datastore: Datastore) -> int:
+        def insert(tx: Transaction, datastore: Datastore) -> tuple[int, list[Any]]:
             _unmoved(datastore, schema)
-            table = datastore.tables[insert_statement.table.name]
-            return insert_all(tx, table, binding, insert_statement.rows)
+            return apply_insert(
+                insert_statement,
+                datastore,
+                lambda table, rows, stored: insert_all(tx, table, binding, rows, stored),
+            )
 
-        count, offset = run_transaction(core, SQL_REDUCER, insert, lambda _: wire, sender)
-        count = len(statement.rows)  # an identical keyless row is still a row inserted
+        (count, returned), offset = run_transaction(
+            core, SQL_REDUCER, insert, lambda _: wire, sender
+        )
     elif isinstance(statement, UpdateStatement):
         update = statement
 
-        def run_update(tx: Transaction, datastore: Datastore) -> int:
+        def run_update(tx: Transaction, datastore: Datastore) -> tuple[int, list[Any]]:
             _unmoved(datastore, schema)
-            return apply_update(update, datastore, tx)
+            return update_rows(update, datastore, tx)
 
-        count, offset = run_transaction(core, SQL_REDUCER, run_update, lambda _: wire, sender)
+        (count, returned), offset = run_transaction(
+            core, SQL_REDUCER, run_update, lambda _: wire, sender
+        )
     else:
         assert isinstance(statement, DeleteStatement)
         delete = statement
 
-        def run_delete(tx: Transaction, datastore: Datastore) -> int:
+        def run_delete(tx: Transaction, datastore: Datastore) -> tuple[int, list[Any]]:
             _unmoved(datastore, schema)
-            return apply_delete(delete, datastore, tx)
+            return delete_rows(delete, datastore, tx)
 
-        count, offset = run_transaction(core, SQL_REDUCER, run_delete, lambda _: wire, sender)
-    return QueryResult((), [], rows_affected=count, tx_offset=offset)
+        (count, returned), offset = run_transaction(
+            core, SQL_REDUCER, run_delete, lambda _: wire, sender
+        )
+    columns = () if statement.returning is None else statement.returning.columns
+    return QueryResult(columns, returned, rows_affected=count, tx_offset=offset)
 
 
 def _point_select(

@@ -124,3 +124,123 @@ def coerce(value: Any, column_type: ColumnType) -> Any:
     except ValueError as exc:
         raise TypeMismatch(inner.name, value, str(exc)) from None
     return inner.check(value)
+
+
+# -- CAST ---------------------------------------------------------------------------------
+
+CAST_TYPES: dict[str, ColumnType] = {
+    "bool": BOOL,
+    "str": STR,
+    "bytes": BYTES,
+    "f64": F64,
+    "identity": IDENTITY,
+    "connectionid": CONNECTION_ID,
+    "timestamp": TIMESTAMP,
+    "timeduration": TIME_DURATION,
+}
+"""Column types CAST may name besides the integer widths and f32 (by lower-case name)."""
+
+
+def cast_type(name: str) -> ColumnType | None:
+    """The column type a CAST target names (``u8``, ``Identity``, ...), or None.
+
+    >>> cast_type("u8"), cast_type("Identity"), cast_type("varchar")
+    (u8, Identity, None)
+    """
+    from cosmictron.datastore.types import F32, INTEGERS
+
+    lowered = name.lower()
+    if lowered in INTEGERS:
+        return INTEGERS[lowered]
+    if lowered == "f32":
+        return F32
+    return CAST_TYPES.get(lowered)
+
+
+def caster(target: str) -> Any:
+    """A function doing ``CAST(value AS target)``.
+
+    ``target`` is an SQLite affinity (INTEGER, REAL, NUMERIC, TEXT, BLOB: SQLite's own
+    conversions, ``conversions.py``) or a column type's name. To a column type a value
+    goes through SQLite's conversion of the nearest affinity (integers for the integer
+    widths, bool, Timestamp and TimeDuration; reals for f32/f64; text for str) and is
+    then checked like a value stored in such a column: out of range, or text that is not
+    an Identity, is a ``SqlError`` saying so. An integer becomes a Timestamp as
+    microseconds since the epoch, text as RFC 3339; a bool is TRUE when non-zero.
+    """
+    from cosmictron.errors import SqlError
+    from cosmictron.query.conversions import (
+        AFFINITY_CONVERSIONS,
+        to_blob,
+        to_integer,
+        to_numeric,
+        to_real,
+        to_text,
+    )
+
+    if target in AFFINITY_CONVERSIONS:
+        return AFFINITY_CONVERSIONS[target]
+    column_type = cast_type(target)
+    assert column_type is not None, target
+
+    def fail(value: Any, why: str) -> SqlError:
+        return SqlError(f"cannot CAST {value!r} AS {column_type.name}: {why}")
+
+    if isinstance(column_type, IntType):
+
+        def to_int_type(value: Any) -> Any:
+            number = to_integer(value) if not isinstance(value, int) else int(value)
+            if number is None:
+                return None
+            try:
+                return column_type.check(number)
+            except TypeMismatch as exc:
+                raise fail(value, str(exc)) from None
+
+        return to_int_type
+    if isinstance(column_type, FloatType):
+
+        def to_float_type(value: Any) -> Any:
+            number = to_real(value)
+            if number is None:
+                return None
+            try:
+                return column_type.check(number)
+            except TypeMismatch as exc:
+                raise fail(value, str(exc)) from None
+
+        return to_float_type
+    if column_type is BOOL:
+        return lambda value: None if value is None else to_numeric(value) != 0
+    if column_type is STR:
+        return to_text
+    if column_type is BYTES:
+        return to_blob
+    if column_type is TIMESTAMP or column_type is TIME_DURATION:
+        make = Timestamp if column_type is TIMESTAMP else TimeDuration
+
+        def to_micros(value: Any) -> Any:
+            if value is None or isinstance(value, make):
+                return value
+            if isinstance(value, str) and column_type is TIMESTAMP:
+                try:
+                    return coerce(value, TIMESTAMP)
+                except TypeMismatch as exc:
+                    raise fail(value, str(exc)) from None
+            if isinstance(value, Timestamp | TimeDuration):
+                raise fail(value, "a Timestamp and a TimeDuration do not convert")
+            return make(to_integer(value))
+
+        return to_micros
+
+    def to_id(value: Any) -> Any:
+        if value is None or isinstance(value, Identity | ConnectionId):
+            if value is None or base(type_of_value(value)) is column_type:
+                return value
+            raise fail(value, "an Identity and a ConnectionId do not convert")
+        try:
+            return coerce(value if isinstance(value, bytes) else to_text(value), column_type)
+        except TypeMismatch as exc:
+            raise fail(value, str(exc)) from None
+
+    return to_id

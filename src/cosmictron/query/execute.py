@@ -268,8 +268,13 @@ def _sort(node: Sort, datastore: Datastore, meter: Meter) -> Rows:
     meter.check_time()
     # Stable sorts from the last key to the first give the multi-key order; a None key
     # sorts before every value, so NULLs come first ascending and last descending.
-    for slot, descending in reversed(node.keys):
-        rows.sort(key=lambda row, s=slot: (row[s] is not None, row[s]), reverse=descending)  # type: ignore[misc]
+    # NULLS FIRST/LAST (``nulls_first``) flips where a None key sorts.
+    nulls_first = node.nulls_first or tuple(not d for _, d in node.keys)
+    for (slot, descending), first in reversed(list(zip(node.keys, nulls_first, strict=True))):
+        if first != descending:
+            rows.sort(key=lambda row, s=slot: (row[s] is not None, row[s]), reverse=descending)  # type: ignore[misc]
+        else:
+            rows.sort(key=lambda row, s=slot: (row[s] is None, row[s]), reverse=descending)  # type: ignore[misc]
     meter.check_time()
     return iter(rows)
 

@@ -15,6 +15,15 @@ semantics follow SQLite, which the oracle tests compare against:
   allocated, so a short query cannot build a gigabyte from one parameter.
 * ``LIKE`` is case-sensitive, as in standard SQL (SQLite with ``PRAGMA
   case_sensitive_like = ON``); ``%`` is any run of characters and ``_`` one character.
+* ``a IS b`` is ``=`` for which NULL equals NULL (never NULL itself); ``IS NOT`` its
+  negation. ``x IN ()`` is FALSE and ``x NOT IN ()`` TRUE, even for a NULL ``x``.
+* A function call (``Func``) runs the registry's function (``functions.py``) under its
+  declared NULL rule and value limit; ``CASE`` evaluates only the branch it takes;
+  ``CAST`` converts as SQLite does (``conversions.py``, ``coerce.caster``).
+
+``compile_expr`` is also the entry point for evaluating any bound expression outside a
+plan (``scalar.py``); an expression node defined elsewhere registers its compiler in
+``COMPILERS``.
 """
 
 from __future__ import annotations
@@ -27,16 +36,23 @@ from operator import itemgetter
 from typing import Any
 
 from cosmictron import limits
+from cosmictron.datastore.types import IntType
 from cosmictron.errors import QueryTooCostly
 from cosmictron.query.budget import DEFAULT_BUDGET, Meter
+from cosmictron.query.coerce import base, caster
+from cosmictron.query.conversions import to_text, truth
+from cosmictron.query.functions import FUNCTIONS
 from cosmictron.query.plan import (
     Agg,
     Between,
     Binary,
+    Case,
+    Cast,
     Col,
     Const,
     Evaluated,
     Expr,
+    Func,
     InList,
     IsNull,
     KeySet,
@@ -66,7 +82,7 @@ def divide(a: Any, b: Any) -> Any:
     """
     if not b:
         return None
-    if type(a) is int and type(b) is int:
+    if isinstance(a, int) and isinstance(b, int):  # bools too: SQLite stores 1 and 0
         quotient = abs(a) // abs(b)
         return quotient if (a < 0) == (b < 0) else -quotient
     return a / b
@@ -110,7 +126,7 @@ def concatenator(meter: Meter | None) -> Callable[[Any, Any], str]:
         if size > cap:
             raise refuse(size)
         try:
-            return str(value)
+            return str(to_text(value))
         except ValueError:  # an integer with more digits than Python will print
             raise refuse(cap + 1) from None
 
@@ -185,9 +201,119 @@ def compile_expr(expr: Expr, meter: Meter | None = None) -> Compiled:
         return function
     if isinstance(expr, Agg):
         raise AssertionError("aggregates are evaluated by the Aggregate node")
+    if isinstance(expr, Func):
+        return _func(expr, meter)
+    if isinstance(expr, Case):
+        return _case(expr, meter)
+    if isinstance(expr, Cast):
+        return _cast(expr, meter)
     if isinstance(expr, SemiJoin):
         raise AssertionError("a SemiJoin is evaluated first (execute.resolve_semijoins)")
+    compiler = COMPILERS.get(type(expr))
+    if compiler is not None:
+        return compiler(expr, meter)
     raise AssertionError(f"unknown expression {expr!r}")
+
+
+COMPILERS: dict[type, Callable[[Any, Meter | None], Compiled]] = {}
+"""Compilers of expression nodes defined outside ``plan.py``'s core set (by node type):
+a module adding a node (a subquery, say) registers ``compile(expr, meter)`` here."""
+
+
+def _func(expr: Func, meter: Meter | None) -> Compiled:
+    """A registry function under its NULL rule (and value limit, if it grows values)."""
+    function = FUNCTIONS[expr.name]
+    run = function.run
+    args = [compile_expr(arg, meter) for arg in expr.args]
+    strict = function.nulls == "strict"
+    if function.nulls == "first":
+
+        def run_first(row: tuple[Any, ...]) -> Any:
+            for arg in args:  # left to right, no further than needed
+                value = arg(row)
+                if value is not None:
+                    return value
+            return None
+
+        return run_first
+    if function.growth is not None:
+        grows, cap = function.growth, _cap(meter)
+        budget = DEFAULT_BUDGET if meter is None else meter.budget
+        inner = run
+
+        def run(*values: Any) -> Any:
+            size = grows(*values)
+            if size > cap:
+                raise QueryTooCostly(
+                    f"the query builds a value of {size:,} bytes or more with "
+                    f"{function.name}(), larger than {cap:,} bytes (the largest value a "
+                    f"query may build); raise the limit: "
+                    f"{budget.hint('sql_value_bytes_max', 'value_bytes_max')}"
+                )
+            return inner(*values)
+
+    if len(args) == 1:
+        (only,) = args
+        if strict:
+
+            def run_one(row: tuple[Any, ...]) -> Any:
+                value = only(row)
+                return None if value is None else run(value)
+
+            return run_one
+        return lambda row: run(only(row))
+    if strict:
+
+        def run_strict(row: tuple[Any, ...]) -> Any:
+            values = [arg(row) for arg in args]
+            return None if None in values else run(*values)
+
+        return run_strict
+
+    def run_own(row: tuple[Any, ...]) -> Any:
+        return run(*[arg(row) for arg in args])
+
+    return run_own
+
+
+def _cap(meter: Meter | None) -> int:
+    return limits.sql_value_bytes_max if meter is None else meter.value_bytes_max
+
+
+def _case(expr: Case, meter: Meter | None) -> Compiled:
+    """Only the branch taken is evaluated (a later branch may divide by zero or CAST
+    out of range, as in SQLite)."""
+    whens = [(compile_expr(w, meter), compile_expr(t, meter)) for w, t in expr.whens]
+    default = (lambda row: None) if expr.default is None else compile_expr(expr.default, meter)
+    if expr.operand is None:
+
+        def run_searched(row: tuple[Any, ...]) -> Any:
+            for when, then in whens:
+                if truth(when(row)):
+                    return then(row)
+            return default(row)
+
+        return run_searched
+    operand = compile_expr(expr.operand, meter)
+
+    def run_simple(row: tuple[Any, ...]) -> Any:
+        value = operand(row)
+        if value is not None:
+            for when, then in whens:
+                candidate = when(row)
+                if candidate is not None and candidate == value:
+                    return then(row)
+        return default(row)
+
+    return run_simple
+
+
+def _cast(expr: Cast, meter: Meter | None) -> Compiled:
+    """No CAST grows a value past the value limit: text of a number is short, and text
+    of a blob (or a blob of text) is the same size."""
+    operand = compile_expr(expr.operand, meter)
+    convert = caster(expr.target)
+    return lambda row: convert(operand(row))
 
 
 def _key_set(expr: KeySet, meter: Meter | None) -> Compiled:
@@ -251,10 +377,22 @@ def _binary(expr: Binary, meter: Meter | None) -> Compiled:
             return None if a is None or b is None else False
 
         return run_or
+    if expr.op in ("IS", "IS NOT"):
+        same = expr.op == "IS"
+
+        def run_is(row: tuple[Any, ...]) -> bool:
+            a, b = left(row), right(row)
+            if a is None or b is None:
+                return (a is None and b is None) is same
+            return (a == b) is same
+
+        return run_is
     if expr.op == "||":
         function = concatenator(meter)
     else:
         function = _COMPARE.get(expr.op) or _ARITHMETIC[expr.op]
+    if expr.op in _MAY_MAKE_NAN and not isinstance(base(expr.type), IntType):
+        return _nan_checked(expr, left, right, function)
     if isinstance(expr.right, Const):
         constant = expr.right.value
         if constant is None:
@@ -272,6 +410,41 @@ def _binary(expr: Binary, meter: Meter | None) -> Compiled:
             return None
         b = right(row)
         return None if b is None else function(a, b)
+
+    return run
+
+
+_MAY_MAKE_NAN = frozenset({"+", "-", "*", "/"})
+"""Operators whose float result may be a NaN (``inf * 0``), which SQLite makes NULL;
+operands typed as integers never make one, so they skip the check."""
+
+
+def _nan_checked(
+    expr: Binary, left: Compiled, right: Compiled, function: Callable[[Any, Any], Any]
+) -> Compiled:
+    if isinstance(expr.right, Const):
+        constant = expr.right.value
+        if constant is None:
+            return lambda row: None
+
+        def run_const(row: tuple[Any, ...]) -> Any:
+            a = left(row)
+            if a is None:
+                return None
+            result = function(a, constant)
+            return None if result != result else result
+
+        return run_const
+
+    def run(row: tuple[Any, ...]) -> Any:
+        a = left(row)
+        if a is None:
+            return None
+        b = right(row)
+        if b is None:
+            return None
+        result = function(a, b)
+        return None if result != result else result
 
     return run
 
@@ -296,8 +469,10 @@ def _is_null(expr: IsNull, meter: Meter | None) -> Compiled:
 
 
 def _in_list(expr: InList, meter: Meter | None) -> Compiled:
-    operand = compile_expr(expr.operand, meter)
     negated = expr.negated
+    if not expr.items:  # nothing is in the empty list, not even NULL
+        return lambda row: negated
+    operand = compile_expr(expr.operand, meter)
     if all(isinstance(item, Const) for item in expr.items):
         values = [item.value for item in expr.items if isinstance(item, Const)]
         members = frozenset(value for value in values if value is not None)

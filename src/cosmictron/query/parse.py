@@ -26,7 +26,7 @@ from cosmictron.query.coerce import base, coerce, family
 from cosmictron.query.compound import build_statement
 from cosmictron.query.expressions import compile_expr
 from cosmictron.query.params import bind, has_params
-from cosmictron.query.plan import Computed, Const, Expr, Filter, Node, Param, Scan, type_of
+from cosmictron.query.plan import Col, Computed, Const, Expr, Filter, Node, Param, Scan, type_of
 from cosmictron.query.position import Source
 from cosmictron.query.resolve import Binder, Scope, TableRef
 from cosmictron.query.rules import optimize
@@ -34,6 +34,7 @@ from cosmictron.query.statements import (
     DeleteStatement,
     Explain,
     InsertStatement,
+    Returning,
     Statement,
     UpdateStatement,
 )
@@ -134,7 +135,8 @@ def prepare(
     elif isinstance(tree, exp.Delete):
         table = _table(tree.this, schema, source)
         binder = Binder(source, Scope([TableRef(table.name, table, 0)]), params, sender)
-        statement = DeleteStatement(table, _source_plan(tree, table, binder))
+        plan = _source_plan(tree, table, binder)
+        statement = DeleteStatement(table, plan, _returning(tree, table, binder))
     else:
         source.fail(f"unsupported statement: {tree.key.upper()}", tree)
     return Explain(statement) if explain else statement
@@ -169,13 +171,38 @@ def _insert(
                 source.fail(f"unknown column {identifier.name!r} (columns: {known})", identifier)
             names.append(identifier.name)
     values = tree.expression
-    if not isinstance(values, exp.Values):
-        source.fail("unsupported construct: INSERT needs VALUES (no INSERT ... SELECT)", values)
-    for option in ("returning", "conflict", "where"):
+    for option in ("conflict", "where"):
         if tree.args.get(option):
             source.fail(f"unsupported construct: INSERT ... {option.upper()}", tree)
-    binder = Binder(source, Scope([]), params, sender)
+    own = Binder(source, Scope([TableRef(table.name, table, 0)]), params, sender)
+    returning = _returning(tree, table, own)
     columns = names if names is not None else list(table.column_names)
+    if isinstance(values, exp.Select | exp.SetOperation | exp.Subquery):
+        query = build_statement(values, schema, source, params, sender)
+        if len(query.columns) != len(columns):
+            source.fail(
+                f"the SELECT gives {len(query.columns)} columns for {len(columns)} columns",
+                values,
+            )
+        for name, value_type in zip(columns, query.types, strict=True):
+            column = table.columns[table.column_names.index(name)]
+            if family(value_type) not in (None, family(column.type)):
+                source.fail(
+                    f"type mismatch: column {table.name}.{name} is {base(column.type)}, "
+                    f"the SELECT gives {base(value_type)}",
+                    values,
+                )
+        return InsertStatement(
+            table,
+            (),
+            returning,
+            optimize(query.plan),
+            None if names is None else tuple(names),
+            query.tables,
+        )
+    if not isinstance(values, exp.Values):
+        source.fail("unsupported construct: INSERT needs VALUES or a SELECT", values)
+    binder = Binder(source, Scope([]), params, sender)
     rows: list[Any] = []
     for row_node in values.expressions:
         items = row_node.expressions if isinstance(row_node, exp.Tuple) else [row_node]
@@ -186,7 +213,7 @@ def _insert(
             position = table.column_names.index(name)
             row.append(_value(binder.bind(item), table, position, source, item))
         rows.append(dict(zip(columns, row, strict=True)) if names is not None else row)
-    return InsertStatement(table, tuple(rows))
+    return InsertStatement(table, tuple(rows), returning)
 
 
 def _value(expr: Expr, table: TableSchema, position: int, source: Source, node: Any) -> Any:
@@ -214,7 +241,7 @@ def _update(
     sender: Identity,
 ) -> UpdateStatement:
     table = _table(tree.this, schema, source)
-    for option in ("from", "from_", "returning", "joins", "order", "limit"):
+    for option in ("from", "from_", "joins", "order", "limit"):
         if tree.args.get(option):
             source.fail(f"unsupported construct: UPDATE ... {option.strip('_').upper()}", tree)
     binder = Binder(source, Scope([TableRef(table.name, table, 0)]), params, sender)
@@ -244,7 +271,34 @@ def _update(
                 item.expression,
             )
         assignments.append((position, value))
-    return UpdateStatement(table, tuple(assignments), _source_plan(tree, table, binder))
+    plan = _source_plan(tree, table, binder)
+    return UpdateStatement(table, tuple(assignments), plan, _returning(tree, table, binder))
+
+
+def _returning(tree: exp.Expression, table: TableSchema, binder: Binder) -> Returning | None:
+    """``RETURNING`` bound over the table's own row (``*`` for all its columns)."""
+    node = tree.args.get("returning")
+    if node is None:
+        return None
+    exprs: list[Expr] = []
+    names: list[str] = []
+    for item in node.expressions:
+        if isinstance(item, exp.Star):
+            for position, column in enumerate(table.columns):
+                exprs.append(Col(position, column.name, column.type))
+                names.append(column.name)
+            continue
+        binder.clause = "RETURNING"
+        binder.aggregates_allowed = False
+        target = item.this if isinstance(item, exp.Alias) else item
+        exprs.append(binder.bind(target))
+        if isinstance(item, exp.Alias):
+            names.append(item.alias)
+        elif isinstance(item, exp.Column):
+            names.append(item.name)
+        else:
+            names.append(item.sql(dialect="sqlite"))
+    return Returning(tuple(exprs), tuple(names), tuple(type_of(e) for e in exprs))
 
 
 def _source_plan(tree: exp.Expression, table: TableSchema, binder: Binder) -> Node:

@@ -21,6 +21,7 @@ lives in ``render.py``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -76,7 +77,8 @@ class Computed:
 
 @dataclass(frozen=True)
 class Binary(Expr):
-    """``op`` is one of + - * / % || = <> < <= > >= AND OR."""
+    """``op`` is one of + - * / % || = <> < <= > >= AND OR, and IS, IS NOT (the
+    comparisons for which NULL equals NULL: never NULL themselves)."""
 
     op: str
     left: Expr
@@ -164,6 +166,44 @@ class KeySet(Expr):
 
 
 @dataclass(frozen=True)
+class Func(Expr):
+    """A call of a scalar function from the registry (``query/functions.py``).
+
+    ``name`` is the registry's name (upper case); ``args`` are in SQLite's argument
+    order. The registry says how it is typed, how NULL arguments behave and how it runs,
+    so nothing else dispatches on function names.
+    """
+
+    name: str
+    args: tuple[Expr, ...]
+    type: ColumnType | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Case(Expr):
+    """``CASE [operand] WHEN w THEN r ... [ELSE default] END``.
+
+    With an ``operand``, a branch is taken when ``operand = w`` is TRUE (NULL matches
+    nothing); without, when ``w`` is TRUE. No branch taken and no ``default``: NULL.
+    """
+
+    operand: Expr | None
+    whens: tuple[tuple[Expr, Expr], ...]
+    default: Expr | None
+    type: ColumnType | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Cast(Expr):
+    """``CAST(operand AS target)``; ``target`` is the type as the conversion knows it:
+    an SQLite affinity (INTEGER, REAL, NUMERIC, TEXT, BLOB) or a column type's name."""
+
+    operand: Expr
+    target: str
+    type: ColumnType | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class Subquery(Expr):
     """A subquery inside an expression (``subqueries.py``): ``kind`` is ``scalar`` (its
     first row's only column, NULL for none), ``exists``, or ``in`` (``operand IN
@@ -221,9 +261,38 @@ def children(expr: Expr) -> tuple[Expr, ...]:
         return () if expr.arg is None else (expr.arg,)
     if isinstance(expr, SemiJoin | KeySet):
         return expr.keys  # the subplan reads its own rows, not this row's slots
+    if isinstance(expr, Func):
+        return expr.args
+    if isinstance(expr, Case):
+        parts = [] if expr.operand is None else [expr.operand]
+        for when, then in expr.whens:
+            parts += [when, then]
+        return (*parts, *([] if expr.default is None else [expr.default]))
+    if isinstance(expr, Cast):
+        return (expr.operand,)
     if isinstance(expr, Subquery):
         return expr.args if expr.operand is None else (expr.operand, *expr.args)
     return ()
+
+
+def map_children(expr: Expr, function: Callable[[Expr], Expr]) -> Expr:
+    """``expr`` with ``function`` applied to each direct child (for the node types
+    added with the function registry: Func, Case, Cast); other nodes come back as they
+    are, their owners rebuild them.
+
+    >>> map_children(Func("ABS", (Col(1, "x"),)), lambda e: Const(2))
+    Func(name='ABS', args=(Const(value=2),))
+    """
+    if isinstance(expr, Func):
+        return Func(expr.name, tuple(function(arg) for arg in expr.args), expr.type)
+    if isinstance(expr, Case):
+        operand = None if expr.operand is None else function(expr.operand)
+        whens = tuple((function(when), function(then)) for when, then in expr.whens)
+        default = None if expr.default is None else function(expr.default)
+        return Case(operand, whens, default, expr.type)
+    if isinstance(expr, Cast):
+        return Cast(function(expr.operand), expr.target, expr.type)
+    return expr
 
 
 def slots(expr: Expr) -> set[int]:
@@ -294,6 +363,8 @@ def shift(expr: Expr, delta: int) -> Expr:
         return Agg(expr.func, arg, expr.distinct, expr.type)
     if isinstance(expr, SemiJoin | KeySet):
         return replace(expr, keys=tuple(shift(key, delta) for key in expr.keys))
+    if isinstance(expr, Func | Case | Cast):
+        return map_children(expr, lambda child: shift(child, delta))
     if isinstance(expr, Subquery):
         operand = None if expr.operand is None else shift(expr.operand, delta)
         return replace(expr, operand=operand, args=tuple(shift(a, delta) for a in expr.args))
@@ -460,11 +531,16 @@ class Distinct(Node):
 
 @dataclass(frozen=True)
 class Sort(Node):
-    """Sort on slots of the projected row; NULLs first ascending, last descending."""
+    """Sort on slots of the projected row; NULLs first ascending, last descending.
+
+    ``nulls_first`` (one flag per key, when given) overrides where NULLs go:
+    ``NULLS FIRST`` / ``NULLS LAST``.
+    """
 
     child: Node
     keys: tuple[tuple[int, bool], ...]
     labels: tuple[str, ...] = ()
+    nulls_first: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True)

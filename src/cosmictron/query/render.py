@@ -12,10 +12,13 @@ from cosmictron.query.plan import (
     Agg,
     Between,
     Binary,
+    Case,
+    Cast,
     Col,
     Const,
     Evaluated,
     Expr,
+    Func,
     InList,
     IsNull,
     KeySet,
@@ -61,6 +64,23 @@ def render(expr: Expr) -> str:
     if isinstance(expr, SemiJoin | KeySet):
         keys = ", ".join(render(key) for key in expr.keys)
         return f"({keys}) IN VISIBLE [{expr.label}]" if keys else f"EXISTS [{expr.label}]"
+    if isinstance(expr, Func):
+        args = [render(arg) for arg in expr.args]
+        if expr.name == "->":
+            return f"{args[0]} -> {args[1]}"
+        if expr.name in ("LIKE", "GLOB"):
+            escape = f" ESCAPE {args[2]}" if len(args) > 2 else ""
+            return f"{args[1]} {expr.name} {args[0]}{escape}"
+        return f"{expr.name}({', '.join(args)})"
+    if isinstance(expr, Case):
+        parts = ["CASE"] + ([] if expr.operand is None else [render(expr.operand)])
+        for when, then in expr.whens:
+            parts.append(f"WHEN {render(when)} THEN {render(then)}")
+        if expr.default is not None:
+            parts.append(f"ELSE {render(expr.default)}")
+        return " ".join([*parts, "END"])
+    if isinstance(expr, Cast):
+        return f"CAST({render(expr.operand)} AS {expr.target})"
     if isinstance(expr, Subquery):
         text = f"({expr.label})"
         if expr.kind == "exists":

@@ -36,6 +36,7 @@ from cosmictron.query.plan import (
     type_of,
 )
 from cosmictron.query.position import Source
+from cosmictron.query.resolve_functions import bind_extended, bind_is_boolean
 from cosmictron.values import Identity
 
 _COMPARISONS: dict[type[exp.Expression], str] = {
@@ -122,6 +123,9 @@ class Binder:
             return self._arithmetic(_ARITHMETIC[kind], node)
         if kind in _AGGREGATES:
             return self._aggregate(_AGGREGATES[kind], node)
+        extended = bind_extended(self, node)  # functions, CASE, CAST, IS, GLOB, ESCAPE
+        if extended is not None:
+            return extended
         self.source.fail(f"unsupported construct: {_construct(node)}", node)
 
     # -- leaves -------------------------------------------------------------------------
@@ -239,8 +243,12 @@ class Binder:
         return Binary("OR", self.bind(node.this), self.bind(node.expression), BOOL)
 
     def _bind_is(self, node: exp.Is) -> Expr:
+        if isinstance(node.expression, exp.Boolean):
+            return bind_is_boolean(self, node)
         if not isinstance(node.expression, exp.Null):
-            self.source.fail("only IS NULL and IS NOT NULL are supported", node)
+            self.source.fail(
+                "only IS [NOT] NULL, IS [NOT] TRUE/FALSE and IS [NOT] <value> are supported", node
+            )
         return IsNull(self.bind(node.this))
 
     def _bind_in(self, node: exp.In) -> Expr:

@@ -47,6 +47,7 @@ from cosmictron.query.plan import (
     Unary,
     Values,
     children,
+    map_children,
     type_of,
 )
 from cosmictron.query.position import Source
@@ -130,7 +131,8 @@ def build_select(node: exp.Select, context: Context, outer: Outer | None = None)
     having_node = node.args.get("having")
     binder.aggregates_allowed = True
     binder.clause = "ORDER BY"
-    order_keys, hidden, labels = _order(node, binder, outputs, names, source)
+    nulls_first: list[bool] = []
+    order_keys, hidden, labels = _order(node, binder, outputs, names, source, nulls_first)
     groups: list[Expr] = []
     if group_node is not None:
         binder.aggregates_allowed = False
@@ -158,7 +160,11 @@ def build_select(node: exp.Select, context: Context, outer: Outer | None = None)
     if node.args.get("distinct"):
         plan = Distinct(plan, len(outputs))
     if order_keys:
-        plan = Sort(plan, tuple(order_keys), tuple(labels))
+        pairs = zip(nulls_first, order_keys, strict=True)
+        overridden = any(first == desc for first, (_, desc) in pairs)
+        plan = Sort(
+            plan, tuple(order_keys), tuple(labels), tuple(nulls_first) if overridden else ()
+        )
     plan = limit(node, plan, binder, source)
     if binder.subqueries:
         plan = Subqueries(plan)
@@ -385,7 +391,7 @@ def _text(item: exp.Expression, source: Source) -> str:
 def _group_item(
     item: exp.Expression, binder: Binder, outputs: list[Expr], names: list[str], source: Source
 ) -> Expr:
-    if isinstance(item, exp.Literal) and not item.is_string:
+    if isinstance(item, exp.Literal) and item.this.isdigit():
         return outputs[_position(item, len(outputs), source)]
     if (
         isinstance(item, exp.Column)
@@ -405,7 +411,12 @@ def _position(item: exp.Literal, count: int, source: Source) -> int:
 
 
 def _order(
-    node: exp.Select, binder: Binder, outputs: list[Expr], names: list[str], source: Source
+    node: exp.Select,
+    binder: Binder,
+    outputs: list[Expr],
+    names: list[str],
+    source: Source,
+    nulls_first: list[bool] | None = None,
 ) -> tuple[list[tuple[int, bool]], list[Expr], list[str]]:
     order = node.args.get("order")
     keys: list[tuple[int, bool]] = []
@@ -416,7 +427,7 @@ def _order(
     for ordered in order.expressions:
         term = ordered.this
         desc = bool(ordered.args.get("desc"))
-        if isinstance(term, exp.Literal) and not term.is_string:
+        if isinstance(term, exp.Literal) and term.this.isdigit():
             slot = _position(term, len(outputs), source)
         elif isinstance(term, exp.Column) and not term.table and term.name in names:
             slot = names.index(term.name)
@@ -430,7 +441,12 @@ def _order(
                 hidden.append(expr)
                 slot = len(outputs) + len(hidden) - 1
         keys.append((slot, desc))
-        labels.append(_text(term, source) + (" DESC" if desc else ""))
+        first = ordered.args.get("nulls_first")
+        first = (not desc) if first is None else bool(first)  # NULLs are the smallest
+        if nulls_first is not None:
+            nulls_first.append(first)
+        nulls = "" if first != desc else (" NULLS FIRST" if first else " NULLS LAST")
+        labels.append(_text(term, source) + (" DESC" if desc else "") + nulls)
     # Hidden keys sit after the outputs, whose count is final only now.
     return keys, hidden, labels
 
@@ -498,4 +514,4 @@ class _Rewriter:
         if isinstance(expr, Subquery):
             operand = None if expr.operand is None else self(expr.operand)
             return replace(expr, operand=operand, args=tuple(map(self, expr.args)))
-        return expr
+        return map_children(expr, self)  # functions, CASE, CAST

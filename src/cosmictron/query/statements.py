@@ -27,17 +27,38 @@ class SelectStatement:
 
 
 @dataclass(frozen=True)
+class Returning:
+    """``RETURNING``: expressions over the table's row, evaluated on each row stored,
+    changed (its new values) or deleted (its old values)."""
+
+    exprs: tuple[Expr, ...]
+    columns: tuple[str, ...]
+    types: tuple[ColumnType | None, ...]
+
+
+@dataclass(frozen=True)
 class InsertStatement:
-    """Rows as dicts by column name (with a column list) or full value lists."""
+    """Rows as dicts by column name (with a column list) or full value lists.
+
+    With ``source`` (``INSERT … SELECT``) the rows are that plan's output, computed
+    when the statement runs; ``names`` are the columns they fill (None: all, in order)
+    and ``source_tables`` the tables the query reads.
+    """
 
     table: TableSchema
     rows: tuple[Any, ...]
+    returning: Returning | None = None
+    source: Node | None = None
+    names: tuple[str, ...] | None = None
+    source_tables: frozenset[str] = frozenset()
 
     @property
     def tables(self) -> frozenset[str]:
-        return frozenset({self.table.name})
+        return frozenset({self.table.name}) | self.source_tables
 
     def explain(self) -> list[str]:
+        if self.source is not None:
+            return [*explain(self.source), f"Insert {self.table.name} (the rows above)"]
         return [f"Insert {self.table.name} ({len(self.rows)} rows)"]
 
 
@@ -48,6 +69,7 @@ class UpdateStatement:
     table: TableSchema
     assignments: tuple[tuple[int, Expr], ...]
     source: Node
+    returning: Returning | None = None
 
     @property
     def tables(self) -> frozenset[str]:
@@ -62,6 +84,7 @@ class UpdateStatement:
 class DeleteStatement:
     table: TableSchema
     source: Node
+    returning: Returning | None = None
 
     @property
     def tables(self) -> frozenset[str]:

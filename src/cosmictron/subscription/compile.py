@@ -112,6 +112,11 @@ def _incremental(key: Any, text: str, statement: SelectStatement) -> LiveQuery:
     sort_keys: tuple[tuple[int, bool], ...] = ()
     if isinstance(plan, Sort):
         sort_keys = plan.keys
+        if plan.nulls_first and limit is not None:
+            raise SqlError(
+                "NULLS FIRST/LAST with LIMIT (a live window keeps NULLs first ascending, "
+                "last descending; maintained by re-evaluation)"
+            )
         plan = plan.child
     if limit is not None and not sort_keys:
         raise SqlError("LIMIT without ORDER BY is not subscribable (which rows is undefined)")
