@@ -26,6 +26,7 @@ from cosmictron.query.rules import optimize
 from cosmictron.query.select import Context, build_select, limit, with_ctes
 from cosmictron.query.statements import SelectStatement
 from cosmictron.query.subquery_bind import Nested, Outer, QueryBinder
+from cosmictron.query.views import View
 from cosmictron.query.visibility import VisibilityRule
 from cosmictron.values import Identity
 
@@ -39,9 +40,13 @@ def build_statement(
     params: Mapping[str, Any],
     sender: Identity,
     rules: Mapping[str, tuple[VisibilityRule, ...]] | None = None,
+    views: Mapping[str, View] | None = None,
 ) -> SelectStatement:
-    """The logical plan of a query statement (rules not yet applied to its top level)."""
-    context = Context(schema, source, params, sender, rules or {}, build_query_in, [0])
+    """The logical plan of a query statement (rules not yet applied to its top level);
+    ``views`` are the views it may name (``views.py``)."""
+    context = Context(
+        schema, source, params, sender, rules or {}, build_query_in, [0], {}, views or {}
+    )
     built = build_query(node, context, None)
     return SelectStatement(built.plan, built.columns, built.types, built.tables)
 

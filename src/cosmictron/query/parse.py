@@ -39,6 +39,7 @@ from cosmictron.query.statements import (
     UpdateStatement,
 )
 from cosmictron.query.syntax import syntax_tree
+from cosmictron.query.views import View
 from cosmictron.query.visibility import visibility_rules
 from cosmictron.values import Identity
 
@@ -85,6 +86,7 @@ def prepare(
     *,
     optimized: bool = True,
     restricted: bool = False,
+    views: Mapping[str, View] | None = None,
 ) -> Statement | Explain:
     """Parse and plan one SQL statement, each parameter a ``Param`` slot.
 
@@ -101,6 +103,7 @@ def prepare(
             not applied): the logical form the subscription layer decomposes.
         restricted: apply the schema's visibility filters (the reader is not the
             owner); see ``visibility.py``.
+        views: the views the statement may name (``views.py``).
 
     Raises:
         SqlError: bad syntax, unknown names, type mismatches, unsupported constructs,
@@ -123,13 +126,13 @@ def prepare(
     statement: Statement
     if isinstance(tree, exp.Select | exp.SetOperation):
         rules = visibility_rules(schema) if restricted else {}
-        statement = build_statement(tree, schema, source, params, sender, rules)
+        statement = build_statement(tree, schema, source, params, sender, rules, views)
         if optimized:
             statement = type(statement)(
                 optimize(statement.plan), statement.columns, statement.types, statement.tables
             )
     elif isinstance(tree, exp.Insert):
-        statement = _insert(tree, schema, source, params, sender)
+        statement = _insert(tree, schema, source, params, sender, views)
     elif isinstance(tree, exp.Update):
         statement = _update(tree, schema, source, params, sender)
     elif isinstance(tree, exp.Delete):
@@ -160,6 +163,7 @@ def _insert(
     source: Source,
     params: Mapping[str, Any],
     sender: Identity,
+    views: Mapping[str, View] | None = None,
 ) -> InsertStatement:
     table = _table(tree.this, schema, source)
     names: list[str] | None = None
@@ -178,7 +182,7 @@ def _insert(
     returning = _returning(tree, table, own)
     columns = names if names is not None else list(table.column_names)
     if isinstance(values, exp.Select | exp.SetOperation | exp.Subquery):
-        query = build_statement(values, schema, source, params, sender)
+        query = build_statement(values, schema, source, params, sender, None, views)
         if len(query.columns) != len(columns):
             source.fail(
                 f"the SELECT gives {len(query.columns)} columns for {len(columns)} columns",

@@ -55,8 +55,42 @@ from cosmictron.query.render import render
 from cosmictron.query.resolve import Binder, Scope, TableRef
 from cosmictron.query.rules import optimize
 from cosmictron.query.subquery_bind import Nested, Outer, QueryBinder
+from cosmictron.query.views import View
 from cosmictron.query.visibility import VisibilityRule, restriction
 from cosmictron.values import Identity
+
+
+def _view(
+    node: exp.Table, context: Context, refs: list[TableRef], reads: set[str]
+) -> Scan:
+    """A view named in FROM: its body built as a query of its own (``views.py``), with
+    the caller's visibility filters, no CTE or outer column of this query in scope, and
+    every view but itself (so a cycle of views ends in an unknown name)."""
+    view = context.views[node.name]
+    alias = node.alias or node.name
+    _new_alias(alias, refs, context.source, node)
+    inner = replace(
+        context,
+        source=view.source,
+        ctes={},
+        views={n: v for n, v in context.views.items() if n != view.name},
+    )
+    built = inner.build(view.query, None, inner)
+    names_out = list(view.columns or built.columns)
+    if len(names_out) != len(built.columns):
+        context.source.fail(
+            f"view {view.name} names {len(names_out)} columns but its query now gives "
+            f"{len(built.columns)}",
+            node,
+        )
+    table = DerivedTable(
+        alias,
+        tuple(ColumnSchema(n, t) for n, t in zip(names_out, built.types, strict=True)),
+    )
+    reads.update(built.tables)
+    base = sum(len(ref.schema.columns) for ref in refs)
+    refs.append(TableRef(alias, table, base))
+    return Derived(table, alias, base, alias, optimize(built.plan))
 
 
 @dataclass(frozen=True)
@@ -73,6 +107,7 @@ class Context:
     build: Callable[[exp.Expression, Outer | None, Context], Nested]
     counter: list[int]
     ctes: Mapping[str, exp.CTE] = field(default_factory=dict)
+    views: Mapping[str, View] = field(default_factory=dict)
 
 
 def build_select(node: exp.Select, context: Context, outer: Outer | None = None) -> Nested:
@@ -206,6 +241,13 @@ def _scan(
         isinstance(table, exp.Table) and not table.args.get("db") and table.name in context.ctes
     ):
         return _derived(table, context, refs, binder, reads)
+    if (
+        isinstance(table, exp.Table)
+        and not table.args.get("db")
+        and table.name in context.views
+        and schema.table(table.name) is None
+    ):
+        return _view(table, context, refs, reads)
     if not isinstance(table, exp.Table) or table.args.get("db") or not table.name:
         source.fail("unsupported construct: FROM needs a table name or a subquery", table)
     table_schema = schema.table(table.name)
