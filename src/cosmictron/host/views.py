@@ -15,6 +15,7 @@ from cosmictron.datastore import Transaction
 from cosmictron.errors import InvalidRequest, PermissionDenied
 from cosmictron.host.core import DatabaseCore
 from cosmictron.host.transactions import commit, next_timestamp_us, publish
+from cosmictron.query.compound import check_view
 from cosmictron.query.result import QueryResult
 from cosmictron.query.views import view_change
 from cosmictron.values import Identity
@@ -37,7 +38,7 @@ def change_view(core: DatabaseCore, text: str, sender: Identity) -> QueryResult:
         if core.closed:
             raise InvalidRequest(f"database {str(core.path)!r} is closed")
         book = core.sql_views
-        views = book.checked(change, core.datastore.schema)
+        views = book.checked(change, core.datastore.schema, check_view)
         if views is book.views:  # IF [NOT] EXISTS and nothing to do
             return QueryResult((), [], rows_affected=0)
         now_us = next_timestamp_us(core)

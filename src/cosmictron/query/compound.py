@@ -19,6 +19,7 @@ from typing import Any
 from sqlglot import exp
 
 from cosmictron.datastore import ModuleSchema
+from cosmictron.errors import SqlError
 from cosmictron.query.plan import Compound, Node, Sort
 from cosmictron.query.position import Source
 from cosmictron.query.resolve import Scope
@@ -49,6 +50,17 @@ def build_statement(
     )
     built = build_query(node, context, None)
     return SelectStatement(built.plan, built.columns, built.types, built.tables)
+
+
+def check_view(view: View, schema: ModuleSchema, views: Mapping[str, View]) -> None:
+    """Refuse a view whose body is not a query ``db.sql`` accepts now (built as the
+    owner would read it), or whose declared columns do not fit it."""
+    built = build_statement(view.query, schema, view.source, {}, Identity.zero(), None, views)
+    if view.columns and len(view.columns) != len(built.columns):
+        raise SqlError(
+            f"view {view.name!r} names {len(view.columns)} columns but its query "
+            f"gives {len(built.columns)}"
+        )
 
 
 def build_query_in(node: exp.Expression, outer: Outer | None, context: Context) -> Nested:

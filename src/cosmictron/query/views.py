@@ -16,7 +16,7 @@ logs each change and replays it (``host/views.py``); see docs/design/views.md.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,6 @@ from cosmictron.datastore import ModuleSchema
 from cosmictron.errors import SqlError
 from cosmictron.query.position import Source
 from cosmictron.query.syntax import syntax_tree
-from cosmictron.values import Identity
 
 _VIEW_DDL = re.compile(
     r"\s*(?:CREATE\s+(?:TEMP\s+|TEMPORARY\s+)?VIEW|DROP\s+VIEW)\b", re.IGNORECASE
@@ -118,8 +117,14 @@ class ViewBook:
             return False
         return any(word in views for word in re.findall(r"\w+", text))
 
-    def checked(self, change: ViewChange, schema: ModuleSchema) -> Mapping[str, View]:
-        """The views after ``change``, which is checked against ``schema`` and the views.
+    def checked(
+        self,
+        change: ViewChange,
+        schema: ModuleSchema,
+        check: Callable[[View, ModuleSchema, Mapping[str, View]], None],
+    ) -> Mapping[str, View]:
+        """The views after ``change``, checked against ``schema`` and the views (the
+        body of a new view by ``check``: ``compound.check_view``).
 
         Raises:
             SqlError: the name is taken (a table or a view) or unknown (DROP), or the
@@ -138,16 +143,7 @@ class ViewBook:
             raise SqlError(f"view {view.name!r} already exists")
         if schema.table(view.name) is not None:
             raise SqlError(f"there is already a table named {view.name!r}")
-        from cosmictron.query.compound import build_statement
-
-        built = build_statement(
-            view.query, schema, view.source, {}, Identity.zero(), None, self.views
-        )
-        if view.columns and len(view.columns) != len(built.columns):
-            raise SqlError(
-                f"view {view.name!r} names {len(view.columns)} columns but its query "
-                f"gives {len(built.columns)}"
-            )
+        check(view, schema, self.views)
         return {**self.views, view.name: view}
 
     def replayed(self, text: str) -> None:
