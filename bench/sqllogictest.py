@@ -8,9 +8,12 @@ mirror of SQLite's sqllogictest); the GLOBs pick files under it (default
 ``test/select*.test``). The corpus is not part of this repository.
 
 Each file gets a fresh database, as a new user would make one: its ``CREATE TABLE`` and
-``CREATE INDEX`` statements become a module (``slt_corpus.module_source``; Cosmictron
-has no DDL through SQL), every other statement (``INSERT``, ``DROP``, ...) and every
-query runs through ``db.sql``. Each query runs under a 1 s budget (``timeout_s``) and is
+``CREATE INDEX`` statements become a module (``slt_corpus.module_source``; tables come
+from the module, not from SQL), every other statement (``INSERT``, ``CREATE VIEW``,
+``DROP VIEW``, ...) and every query runs through ``db.sql``. A ``DROP TABLE`` of a
+declared table followed by its same ``CREATE TABLE`` (the corpus's way to start a
+table afresh) is what a Cosmictron user does for that: ``DELETE FROM`` it through
+``db.sql`` (``_drop_table``). Each query runs under a 1 s budget (``timeout_s``) and is
 compared with SQLite's recorded answer exactly as sqllogictest compares
 (``slt_corpus.matches``). Each query is one of:
 
@@ -49,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+from slt_schema import CorpusSchema  # noqa: E402
 from slt_corpus import (  # noqa: E402
     Query,
     Statement,
@@ -121,7 +125,7 @@ def run_file(path: Path, corpus: Path, tally: Tally, timeout_s: float, parent: s
     name = str(path.relative_to(corpus))
     items = list(records(path.read_text(encoding="utf-8", errors="replace")))
     statements = [item.sql for item in items if isinstance(item, Statement)]
-    tables, taken = declared_tables(statements)
+    tables, _ = declared_tables(statements)
     work = Path(tempfile.mkdtemp(dir=parent))
     try:
         module = work / "slt_module.py"
@@ -138,12 +142,20 @@ def run_file(path: Path, corpus: Path, tally: Tally, timeout_s: float, parent: s
         tally.files += 1
         tainted: dict[str, str] = {}
         keyless = {name for name, decl in tables.items() if not decl.primary_key}
+        schema = CorpusSchema(tables)
         try:
             for item in items:
+                if isinstance(item, Statement) and schema.is_ddl(item.sql):
+                    _ddl(db, item, schema, tally, tainted)
+                    continue
+                _synced(db, schema, tally, tainted)
                 if isinstance(item, Statement):
-                    if item.sql in taken:
-                        continue
                     _statement(db, item, tally, tainted, keyless)
+                elif (gone := schema.dropped_in(item.sql)) is not None:
+                    key = f"names table {gone}, dropped and not created again"
+                    tally.outcomes["refused"] += 1
+                    tally.refused[key] += 1
+                    tally.refused_example.setdefault(key, f"{name}:{item.line}")
                 elif (cause := _tainted_by(item.sql, tainted)) is not None:
                     key = f"a statement this query depends on was refused ({cause})"[:160]
                     tally.outcomes["refused"] += 1
@@ -202,6 +214,36 @@ def _statement(
             tally.statement_failures[key] += 1
             # The queries after it read other rows than SQLite's: refused, not wrong.
             tainted[table or "*"] = key
+
+
+def _ddl(
+    db: Any, item: Statement, schema: CorpusSchema, tally: Tally, tainted: dict[str, str]
+) -> None:
+    """A CREATE/DROP of a table or index: the module follows it (``slt_schema``)."""
+    try:
+        error = schema.run(db, item.sql)
+    except Exception as exc:  # the DELETE of a DROP TABLE failed
+        error = None
+        key = reason(exc)
+        tally.statement_failures[key] += 1
+        tainted["*"] = key
+    if error is None and not item.expect_ok:
+        tally.statement_failures["succeeded where SQLite fails"] += 1
+    elif error is not None and item.expect_ok:
+        tally.statement_failures[f"DDL refused: {error}"[:120]] += 1
+
+
+def _synced(db: Any, schema: CorpusSchema, tally: Tally, tainted: dict[str, str]) -> None:
+    """Bring the module up to the DDL so far; when the update is refused, every later
+    query is refused with its reason."""
+    if "*" in tainted:
+        return
+    try:
+        schema.sync(db)
+    except Exception as exc:
+        key = f"module update refused: {reason(exc)}"[:160]
+        tally.statement_failures[key] += 1
+        tainted["*"] = key
 
 
 def _tainted_by(sql: str, tainted: dict[str, str]) -> str | None:

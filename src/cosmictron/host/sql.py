@@ -117,9 +117,7 @@ def _run_once(
         if is_view_change(text):
             return change_view(core, text, sender)
         views = core.sql_views
-        statement = prepare(
-            text, schema, params, sender, restricted=restricted, views=views.views
-        )
+        statement = prepare(text, schema, params, sender, restricted=restricted, views=views.views)
         if views.names_any(text):  # a view may be dropped or replaced: not cached
             prepared = cache_entry(statement, schema)
         else:

@@ -60,9 +60,7 @@ from cosmictron.query.visibility import VisibilityRule, restriction
 from cosmictron.values import Identity
 
 
-def _view(
-    node: exp.Table, context: Context, refs: list[TableRef], reads: set[str]
-) -> Scan:
+def _view(node: exp.Table, context: Context, refs: list[TableRef], reads: set[str]) -> Scan:
     """A view named in FROM: its body built as a query of its own (``views.py``), with
     the caller's visibility filters, no CTE or outer column of this query in scope, and
     every view but itself (so a cycle of views ends in an unknown name)."""
