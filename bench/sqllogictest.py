@@ -52,7 +52,6 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from slt_schema import CorpusSchema  # noqa: E402
 from slt_corpus import (  # noqa: E402
     Query,
     Statement,
@@ -63,6 +62,7 @@ from slt_corpus import (  # noqa: E402
     records,
     result_values,
 )
+from slt_schema import CorpusSchema  # noqa: E402
 
 HARD_STOP_S = 20
 """A query still running after this long is abandoned by an alarm (a planner that never
