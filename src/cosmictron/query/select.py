@@ -251,6 +251,8 @@ def _scan(
     table_schema = schema.table(table.name)
     if table_schema is None:
         known = ", ".join(sorted(t.name for t in schema.tables)) or "none"
+        if context.views:
+            known += "; views: " + ", ".join(sorted(context.views))
         source.fail(f"unknown table {table.name!r} (tables: {known})", table)
     alias = table.alias or table.name
     _new_alias(alias, refs, source, table)
