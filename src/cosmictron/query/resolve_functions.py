@@ -24,6 +24,7 @@ from cosmictron.datastore import ColumnType
 from cosmictron.datastore.types import BOOL, BYTES, F64, I64, STR, IntType
 from cosmictron.query.coerce import base, cast_type, family, is_numeric
 from cosmictron.query.conversions import affinity
+from cosmictron.query.expressions import compile_expr
 from cosmictron.query.functions import FUNCTIONS, Function, lookup
 from cosmictron.query.plan import (
     Binary,
@@ -35,6 +36,7 @@ from cosmictron.query.plan import (
     IsNull,
     Param,
     Unary,
+    children,
     type_of,
 )
 from cosmictron.query.position import Source
@@ -162,7 +164,45 @@ def _call(binder: Binder, name: str, nodes: list[exp.Expression], node: exp.Expr
         _check_kind(binder, function, position, arg, item)
     if function.same_family:
         args = _unify(binder, args, nodes, f"the arguments of {function.name}()")
+    if function.name in ("COALESCE", "IFNULL"):
+        # The arguments after a constant that is not NULL are never read (SQLite's
+        # COALESCE stops at the first non-NULL): ``COALESCE(-4, col)`` is -4, even in
+        # an aggregate query where ``col`` alone would need GROUP BY.
+        for arg in args:
+            known = _constant_value(arg)
+            if known is _UNKNOWN:
+                break
+            if known is not None:
+                return arg
     return Func(function.name, tuple(args), _result_type(function, args))
+
+
+_UNKNOWN = object()
+
+
+def _constant_value(expr: Expr) -> Any:
+    """The value of ``expr`` if it reads no row, parameter or subquery, else ``_UNKNOWN``."""
+
+    def constant(part: Expr) -> bool:
+        if isinstance(part, Const):
+            return True
+        kids = children(part)
+        return (
+            isinstance(part, Unary | Binary | Func | Cast | Case)
+            and bool(kids)
+            and all(constant(kid) for kid in kids)
+        )
+
+    if not constant(expr):
+        return _UNKNOWN
+    try:
+        return compile_expr(expr)(())
+    except Exception:  # an error it raises when run stays where it is
+        return _UNKNOWN
+    try:
+        return compile_expr(expr)(()) is not None
+    except Exception:  # an error it raises when run stays where it is
+        return False
 
 
 def _check_kind(
