@@ -29,8 +29,11 @@ def _engines(open_db: Any) -> tuple[Any, sqlite3.Connection]:
     return db, lite
 
 
-def test_coalesce_of_a_constant_reads_no_column_in_an_aggregate_query(open_db: Any) -> None:
-    # random/groupby: ``COALESCE(-86, col2)`` never reads col2, so it needs no GROUP BY.
+def test_constant_coalesce_and_case_branches_read_no_column_in_an_aggregate_query(
+    open_db: Any,
+) -> None:
+    # random/groupby: ``COALESCE(-86, col2)`` never reads col2, nor ``CASE 8 WHEN 76
+    # THEN col2 END``, so col2 needs no GROUP BY there.
     db, lite = _engines(open_db)
     for query in [
         "SELECT ALL + 33 * - COALESCE ( - 86, tab1.col2 ) + + col1 FROM tab1 GROUP BY tab1.col1",
@@ -39,6 +42,15 @@ def test_coalesce_of_a_constant_reads_no_column_in_an_aggregate_query(open_db: A
         "SELECT DISTINCT - COALESCE ( - 4, - col2 ) * col1 FROM tab1 GROUP BY col1, col2",
         "SELECT COALESCE(col1, 7) FROM tab1 GROUP BY col1",
         "SELECT COALESCE(NULL, col2, 1), col2 FROM tab1",
+        "SELECT COALESCE(col1, col1, 63, col2) * - col1 AS x FROM tab1 GROUP BY col1",
+        "SELECT CASE + 8 WHEN 76 THEN - col2 * + 8 WHEN 9 THEN NULL ELSE NULL END "
+        "FROM tab1 GROUP BY col1",
+        "SELECT CASE WHEN 1 > 2 THEN col2 WHEN 2 > 1 THEN col1 * 2 ELSE col2 END "
+        "FROM tab1 GROUP BY col1",
+        "SELECT CASE 3 WHEN 3 THEN 5 ELSE col2 END FROM tab1 GROUP BY col1",
+        "SELECT CASE NULL WHEN NULL THEN col2 ELSE -1 END FROM tab1 GROUP BY col1",
+        "SELECT CASE col1 WHEN 2 THEN 'two' WHEN 7 THEN 'seven' END, col1 FROM tab1",
+        "SELECT CASE WHEN col1 > 2 THEN 1 WHEN 1 = 1 THEN 2 ELSE col2 END FROM tab1",
     ]:
         assert Counter(db.sql(query).rows) == Counter(lite.execute(query).fetchall()), query
 

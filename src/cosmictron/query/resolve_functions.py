@@ -168,12 +168,14 @@ def _call(binder: Binder, name: str, nodes: list[exp.Expression], node: exp.Expr
         # The arguments after a constant that is not NULL are never read (SQLite's
         # COALESCE stops at the first non-NULL): ``COALESCE(-4, col)`` is -4, even in
         # an aggregate query where ``col`` alone would need GROUP BY.
-        for arg in args:
+        for position, arg in enumerate(args):
             known = _constant_value(arg)
-            if known is _UNKNOWN:
-                break
-            if known is not None:
+            if known is _UNKNOWN or known is None:
+                continue
+            if position == 0:
                 return arg
+            args = args[: position + 1]
+            break
     return Func(function.name, tuple(args), _result_type(function, args))
 
 
@@ -311,7 +313,38 @@ def _case(binder: Binder, node: exp.Case) -> Expr:
     whens = [(when, then) for (when, _), then in zip(whens, fitted, strict=False)]
     if default is not None:
         default = fitted[-1]
-    return Case(operand, tuple(whens), default, common_type([type_of(r) for r in fitted]))
+    result_type = common_type([type_of(r) for r in fitted])
+    return _pruned(Case(operand, tuple(whens), default, result_type))
+
+
+def _pruned(case: Case) -> Expr:
+    """``case`` without the branches that can never be taken (their WHEN is constant and
+    does not match), and reduced to a branch's result when that one is always taken, so
+    its result and the rest are never read: ``CASE 8 WHEN 76 THEN col END`` is NULL,
+    as SQLite evaluates it, even in an aggregate query where ``col`` is not grouped."""
+    operand = case.operand
+    if operand is not None and _constant_value(operand) is _UNKNOWN:
+        return case
+    kept: list[tuple[Expr, Expr]] = []
+    default = case.default
+    for when, then in case.whens:
+        if kept or _constant_value(when) is _UNKNOWN:
+            kept.append((when, then))
+            continue
+        probe = Case(operand, ((when, Const(True, BOOL)),), None, BOOL)
+        try:
+            taken = compile_expr(probe)(()) is True
+        except Exception:  # an error it raises when run stays where it is
+            kept.append((when, then))
+            continue
+        if taken:
+            default = then
+            break
+    if len(kept) == len(case.whens):
+        return case
+    if not kept:
+        return default if default is not None else Const(None, case.type)
+    return Case(operand, tuple(kept), default, case.type)
 
 
 def cast_target(to: exp.DataType) -> tuple[str, ColumnType | None]:
