@@ -141,7 +141,7 @@ def build_select(node: exp.Select, context: Context, outer: Outer | None = None)
     reads: set[str] = set()
     hidden_rows: list[Expr] = []
     plan: Node
-    if from_clause is None:
+    if first is None:
         plan = Values()
     else:
         plan = _scan(first, context, refs, binder, reads)
