@@ -51,6 +51,11 @@ def test_constant_coalesce_and_case_branches_read_no_column_in_an_aggregate_quer
         "SELECT CASE NULL WHEN NULL THEN col2 ELSE -1 END FROM tab1 GROUP BY col1",
         "SELECT CASE col1 WHEN 2 THEN 'two' WHEN 7 THEN 'seven' END, col1 FROM tab1",
         "SELECT CASE WHEN col1 > 2 THEN 1 WHEN 1 = 1 THEN 2 ELSE col2 END FROM tab1",
+        "SELECT CASE - col2 WHEN CAST ( NULL AS INTEGER ) THEN col2 / 2 END FROM tab1 "
+        "GROUP BY col1",
+        "SELECT CASE 64 WHEN col1 THEN NULL WHEN 77 THEN col2 END * col1 FROM tab1 GROUP BY col1",
+        "SELECT CASE col1 WHEN NULL THEN 1 WHEN 2 THEN 5 ELSE 0 END FROM tab1",
+        "SELECT CASE 2 WHEN col1 THEN 'a' WHEN 2 THEN 'b' ELSE 'c' END, col1 FROM tab1",
     ]:
         assert Counter(db.sql(query).rows) == Counter(lite.execute(query).fetchall()), query
 

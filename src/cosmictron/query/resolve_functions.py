@@ -318,17 +318,22 @@ def _case(binder: Binder, node: exp.Case) -> Expr:
 
 
 def _pruned(case: Case) -> Expr:
-    """``case`` without the branches that can never be taken (their WHEN is constant and
-    does not match), and reduced to a branch's result when that one is always taken, so
-    its result and the rest are never read: ``CASE 8 WHEN 76 THEN col END`` is NULL,
-    as SQLite evaluates it, even in an aggregate query where ``col`` is not grouped."""
+    """``case`` without the branches that can never be taken (a constant WHEN that does
+    not match, or a NULL one), and ending at a branch that is always taken, so what
+    those branches hold is never read: ``CASE 8 WHEN 76 THEN col END`` is NULL, as
+    SQLite evaluates it, even in an aggregate query where ``col`` is not grouped."""
     operand = case.operand
-    if operand is not None and _constant_value(operand) is _UNKNOWN:
-        return case
+    constant_operand = operand is None or _constant_value(operand) is not _UNKNOWN
     kept: list[tuple[Expr, Expr]] = []
     default = case.default
     for when, then in case.whens:
-        if kept or _constant_value(when) is _UNKNOWN:
+        value = _constant_value(when)
+        if value is _UNKNOWN:
+            kept.append((when, then))
+            continue
+        if operand is not None and value is None:
+            continue  # ``x = NULL`` is never TRUE
+        if not constant_operand:
             kept.append((when, then))
             continue
         probe = Case(operand, ((when, Const(True, BOOL)),), None, BOOL)
@@ -340,8 +345,9 @@ def _pruned(case: Case) -> Expr:
         if taken:
             default = then
             break
-    if len(kept) == len(case.whens):
-        return case
+    else:
+        if len(kept) == len(case.whens):
+            return case
     if not kept:
         return default if default is not None else Const(None, case.type)
     return Case(operand, tuple(kept), default, case.type)
