@@ -29,6 +29,7 @@ from cosmictron.durability import DurabilityConfig
 from cosmictron.durability.files import fsync_directory
 from cosmictron.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from cosmictron.host import Database
+from cosmictron.module.js import is_js
 from cosmictron.host.backup import RestoreReport, stage_restore
 from cosmictron.server.calls import CallWorker
 from cosmictron.values import Identity, Timestamp
@@ -223,11 +224,11 @@ class DatabaseRegistry:
         return HostedDatabase(name, db, executor, CallWorker(db, name))
 
     def _write_upload(self, name: str, source: bytes) -> Path:
-        """``uploads/<random>/<name>.py`` (``.wasm`` for a WASM module): the module's file
+        """``uploads/<random>/<name>.py`` (``.wasm``, ``.js`` for guests): the module's file
         name is what its log records and tracebacks show, so it is the database's name,
         not a temporary one."""
         self._uploads.mkdir(parents=True, exist_ok=True)
-        suffix = ".wasm" if source[:4] == b"\0asm" else ".py"
+        suffix = ".wasm" if source[:4] == b"\0asm" else ".js" if is_js(source) else ".py"
         path = Path(tempfile.mkdtemp(dir=self._uploads)) / f"{name}{suffix}"
         path.write_bytes(source)
         return path
