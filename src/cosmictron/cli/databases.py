@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import click
 from rich.console import Console
@@ -19,9 +20,18 @@ from cosmictron.cli.output import short, table
 @click.argument("database", type=nametypes.DATABASE)
 @click.argument("module", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--clear", is_flag=True, help="Delete all existing data while updating.")
+@click.option(
+    "--engine",
+    type=click.Choice(["v8", "quickjs"]),
+    default=None,
+    help="The JavaScript engine for a .js module (default: the one the module's first "
+    "line names, else quickjs; docs/guide/javascript-modules.md).",
+)
 @server_command
-def deploy(context: CommandContext, database: str, module: Path, clear: bool) -> None:
-    """Create DATABASE from MODULE (a Python file or a .wasm module), or update it in place.
+def deploy(
+    context: CommandContext, database: str, module: Path, clear: bool, engine: str | None
+) -> None:
+    """Create DATABASE from MODULE (a Python file, a .wasm or a .js module), or update it.
 
     The identity that first deploys a database owns it. Deploying runs your Python
     code with the server's rights, so it needs the right to deploy: the user who ran
@@ -38,8 +48,19 @@ def deploy(context: CommandContext, database: str, module: Path, clear: bool) ->
             f"and saved it in {context.settings.path}."
         )
     source = module.read_bytes()
-    path = f"/v1/database/{quote(database)}" + ("?clear=true" if clear else "")
-    kind = "application/wasm" if source[:4] == b"\0asm" else "text/x-python"
+    javascript = module.suffix.lower() in (".js", ".mjs", ".cjs")
+    if engine is not None and not javascript:
+        raise click.UsageError(f"--engine is for JavaScript modules; {module.name} is not a .js file")
+    query = [("clear", "true")] if clear else []
+    query += [("engine", engine)] if engine else []
+    path = f"/v1/database/{quote(database)}" + ("?" + urlencode(query) if query else "")
+    kind = (
+        "application/wasm"
+        if source[:4] == b"\0asm"
+        else "text/javascript"
+        if javascript
+        else "text/x-python"
+    )
     with context.output.progress(f"Uploading {module.name}", len(source)) as advance:
         reply = context.client.request("PUT", path, source, kind, advance)
     context.output.document(reply, lambda console: _print_deployed(console, reply, clear))

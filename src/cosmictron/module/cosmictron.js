@@ -566,7 +566,9 @@
       const returned = entry.fn(ctx, ...args);
       value = entry.returns ? entry.returns.toWire(returned) : null;
     } catch (error) {
-      if (error && error.__cosmictron_stop) throw error; // the engine's, not the reducer's
+      // The engine's, not the reducer's: the host's stop signal, and QuickJS's out of
+      // memory and stack overflow (InternalError), after which the context is replaced.
+      if (error && (error.__cosmictron_stop || error.name === "InternalError")) throw error;
       const ops = call.buffer.filter((op) => op[0] === OP.LOG);
       call = null;
       const message = error instanceof Error ? error.message : String(error);

@@ -390,7 +390,10 @@ class V8Engine(_JsEngine):
             self._discard()
             raise _out_of_memory(self.limits) from None
         except Exception as exc:
+            over = self._racer is not None and self._racer.was_hard_memory_limit_reached()
             self._discard()
+            if over:  # V8 stops a script at its hard limit with a bare "null" error
+                raise _out_of_memory(self.limits) from None
             raise _fault(str(exc), self.limits) from None
         if not isinstance(result, str):
             self._discard()
@@ -401,17 +404,25 @@ class V8Engine(_JsEngine):
         racer, self._racer = self._racer, None
         self._call = self._describe = None
         if racer is not None:
-            try:
-                racer.close()
-            except Exception:
-                pass
+            # Closed a little later: a stopped run's cancellation still reaches the
+            # racer's event loop after the call returned, and must find it open.
+            timer = threading.Timer(2.0, _close_quietly, (racer,))
+            timer.daemon = True
+            timer.start()
+
+
+def _close_quietly(racer: Any) -> None:
+    try:
+        racer.close()
+    except Exception:
+        pass
 
 
 def _fault(text: str, js_limits: JsLimits) -> GuestFault:
     first = _first_line(text)
     if "interrupted" in first:
         return _timeout(js_limits)
-    if "out of memory" in first:
+    if "out of memory" in first:  # QuickJS's InternalError
         return _out_of_memory(js_limits)
     return GuestFault("trap", f"threw: {first}")
 
