@@ -47,7 +47,10 @@ def notes(server: Server, database: str, token: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    env = {"COSMICTRON_JS_CALL_SECONDS_MAX": str(SECONDS), "COSMICTRON_JS_HEAP_BYTES_MAX": str(HEAP)}
+    env = {
+        "COSMICTRON_JS_CALL_SECONDS_MAX": str(SECONDS),
+        "COSMICTRON_JS_HEAP_BYTES_MAX": str(HEAP),
+    }
     data = tmp_path_factory.mktemp("js-sandbox") / "data"
     running = start_server(data, "--profile", "development", env=env)
     # Shared by this module's tests: stopped below, not by the per-test reaper.
@@ -160,9 +163,7 @@ def test_cli_deploys_a_js_file_on_the_engine_asked_for(server: Server, tmp_path:
     env = {**os.environ, "COSMICTRON_CONFIG_DIR": str(server.data_dir.parent / "config")}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [CLI, *args], capture_output=True, text=True, env=env, timeout=120
-        )
+        return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=120)
 
     done = cli("deploy", "--server", server.url, "bank", str(module), "--engine", "v8")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -50,7 +50,9 @@ def deploy(
     source = module.read_bytes()
     javascript = module.suffix.lower() in (".js", ".mjs", ".cjs")
     if engine is not None and not javascript:
-        raise click.UsageError(f"--engine is for JavaScript modules; {module.name} is not a .js file")
+        raise click.UsageError(
+            f"--engine is for JavaScript modules; {module.name} is not a .js file"
+        )
     query = [("clear", "true")] if clear else []
     query += [("engine", engine)] if engine else []
     path = f"/v1/database/{quote(database)}" + ("?" + urlencode(query) if query else "")

@@ -5,20 +5,21 @@ directory; ``guest/js/cosmictron.js`` in the repository), which implements the g
 of the module ABI in JavaScript: the description, msgpack frames, buffered writes. The
 host evaluates the SDK, a *lockdown* that removes the clock and randomness, then the
 module, in a fresh context of the module's engine, and calls ``__cosmictron_call`` once
-per reducer call. The engines differ only in how the guest reaches the host mid-call:
+per reducer call. Two engines:
 
-- **QuickJS** (``quickjs`` package, interpreted; a call costs well under a microsecond):
-  a synchronous Python callable. Its strings cross as C strings, so frames are byte
-  stuffed (``\\x01`` -> ``\\x01\\x01``, ``\\x00`` -> ``\\x01\\x02``). QuickJS checks the
-  stack against the thread that made the context, so each thread gets its own context
-  (``threading.local``): a module's globals are a cache, as in WASM.
-- **V8** (``mini-racer``: its Python callbacks are async only, and a call costs hundreds
-  of microseconds): no callback at all. A reducer that needs a read stops with the batch
-  it needs answered; the host applies it and runs the reducer again from the start with
-  the answers so far, which the SDK hands back in order instead of crossing. Reducers are
-  deterministic (fixed timestamp, seeded randomness, no clock), so the second run issues
-  the same operations; a reducer with *n* reads costs *n + 1* calls, and one that only
-  writes (or only reads auto_inc ids lazily never) costs one.
+- **QuickJS** (``quickjs`` package, interpreted; a call costs about a microsecond). Its
+  strings cross as C strings, so frames are byte stuffed (``\\x01`` -> ``\\x01\\x01``,
+  ``\\x00`` -> ``\\x01\\x02``).
+- **V8** (``mini-racer``; a call costs hundreds of microseconds, through an asyncio loop).
+
+Neither calls back into Python mid-run: mini-racer's Python callbacks are async only,
+and the quickjs binding refuses callbacks while a time limit is set. So a reducer that
+needs a read stops with the batch it needs answered; the host applies it and runs the
+reducer again from the start with the answers so far, which the SDK hands back in order
+instead of crossing. Reducers are deterministic (fixed timestamp, seeded randomness, no
+clock), so the next run issues the same operations; a reducer with *n* reads costs
+*n + 1* runs, and one that only writes costs one. A module's globals are a cache, as in
+WASM: a context that faulted is replaced.
 
 Which engine runs a module is part of its recorded bytes: ``stamp`` puts a first line
 ``// cosmictron-js engine=<name>`` on the source, so a module record, ``module.py`` on
@@ -125,7 +126,9 @@ LOCKDOWN = r"""
                       "queueMicrotask", "performance", "WebAssembly", "fetch", "os", "std",
                       "SharedArrayBuffer", "Atomics"]) {
     try { delete g[name]; } catch (e) {}
-    if (name in g) Object.defineProperty(g, name, { value: undefined, writable: false, configurable: false });
+    if (name in g) {
+      Object.defineProperty(g, name, { value: undefined, writable: false, configurable: false });
+    }
   }
 })(globalThis);
 """
@@ -175,7 +178,8 @@ _BRIDGE = r"""
   const bridge = {
     v8_call: call,
     v8_describe: describe,
-    quickjs_call: (position, frame, answers) => stuff(call(position, unstuff(frame), unstuff(answers))),
+    quickjs_call: (position, frame, answers) =>
+      stuff(call(position, unstuff(frame), unstuff(answers))),
     quickjs_describe: () => stuff(describe()),
   };
   Object.defineProperty(g, "__cosmictron_bridge", { value: Object.freeze(bridge) });
@@ -262,8 +266,13 @@ class _JsEngine:
             self._discard()
 
 
+class _Slot:
+    """The loaded context and its entry points (empty after a fault)."""
+
+
 class QuickJsEngine(_JsEngine):
-    """A JavaScript guest on QuickJS (``guest.GuestEngine``): one context per thread."""
+    """A JavaScript guest on QuickJS (``guest.GuestEngine``): one context, any thread
+    (the binding moves QuickJS's stack bound to the calling thread on every call)."""
 
     kind = "quickjs"
 
@@ -272,7 +281,7 @@ class QuickJsEngine(_JsEngine):
 
         super().__init__(source, filename)
         self._quickjs = quickjs
-        self._local = threading.local()
+        self._local: Any = _Slot()
         self._context()  # evaluate now: a syntax error fails the deploy
 
     def _context(self) -> Any:

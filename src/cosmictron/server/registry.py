@@ -29,8 +29,8 @@ from cosmictron.durability import DurabilityConfig
 from cosmictron.durability.files import fsync_directory
 from cosmictron.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from cosmictron.host import Database
-from cosmictron.module.js import is_js
 from cosmictron.host.backup import RestoreReport, stage_restore
+from cosmictron.module.js import is_js
 from cosmictron.server.calls import CallWorker
 from cosmictron.values import Identity, Timestamp
 

@@ -1,15 +1,15 @@
 """One scenario, every module language: identical schemas, results, logs and updates.
 
 The conformance module (tests/module/conformance/app.py in Python, its Rust twin in
-guest/rust/examples/conformance, its JavaScript twin in app.js on QuickJS and on V8) is deployed to a real server once per language; the
-same calls go over HTTP while a WebSocket client subscribes, and everything a client can
-observe is recorded in a transcript: the schema, every call's reply, the subscription
+guest/rust/examples/conformance, its JavaScript twin app.js on QuickJS and on V8) is
+deployed to a real server once per language; the same calls go over HTTP while a
+WebSocket client subscribes, and everything a client can observe is recorded in a transcript: the schema, every call's reply, the subscription
 messages, the final table contents and the module log (times and per-database
 identities removed, transaction offsets kept). Each language's transcript must equal
 Python's, and Python's must hold the expected values, so two languages that agree on a
 wrong answer still fail.
 
-``LANGUAGES`` is the parameter list: a JavaScript engine joins by adding its module.
+``LANGUAGES`` is the parameter list: each language (or engine) is one entry.
 """
 
 from __future__ import annotations
