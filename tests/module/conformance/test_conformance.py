@@ -4,10 +4,10 @@ The conformance module (tests/module/conformance/app.py in Python, its Rust twin
 guest/rust/examples/conformance, its JavaScript twin app.js on QuickJS and on V8) is
 deployed to a real server once per language; the same calls go over HTTP while a
 WebSocket client subscribes, and everything a client can observe is recorded in a
-transcript: the schema, every call's reply, the subscription messages, the final table contents and the module log (times and per-database
-identities removed, transaction offsets kept). Each language's transcript must equal
-Python's, and Python's must hold the expected values, so two languages that agree on a
-wrong answer still fail.
+transcript: the schema, every call's reply, the subscription messages, the final table
+contents and the module log (times and per-database identities removed, transaction
+offsets kept). Each language's transcript must equal Python's, and Python's must hold
+the expected values, so two languages that agree on a wrong answer still fail.
 
 ``LANGUAGES`` is the parameter list: each language (or engine) is one entry.
 """
