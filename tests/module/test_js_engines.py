@@ -31,6 +31,9 @@ reducer("reads", { n: t.i64 }, t.i64, (ctx, n) => {
   for (let i = 0; i < n; i++) total += ctx.db.item.count();
   return total;
 });
+reducer("echo", { data: t.bytes, text: t.str, big: t.u64 }, t.list(t.bytes), (ctx, data, text, big) =>
+  [data, cosmictron.msgpack.decode(cosmictron.msgpack.encode(text)) === text ? data : new Uint8Array(0),
+   big === 18446744073709551615n ? data : new Uint8Array(0)]);
 reducer("deep", { n: t.i64 }, t.i64, (ctx, n) => {
   const f = (k) => (k === 0 ? 0 : 1 + f(k - 1));
   return f(n);
@@ -138,5 +141,21 @@ def test_quickjs_runs_calls_from_any_thread_with_its_stack_bound(tmp_path: Path)
         with pytest.raises(ReducerFailed, match="stack overflow"):  # js_stack_bytes_max
             db.call("deep", 10_000_000)
         assert db.call("deep", 10) == 10
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_every_byte_and_character_crosses_intact(tmp_path: Path, engine: str) -> None:
+    """QuickJS's strings cross as C strings, so frames are byte-stuffed around NUL and
+    \\x01; V8's carry lengths. Either way every byte value and any text must survive."""
+    path = tmp_path / "app.js"
+    path.write_bytes(js.stamp(MODULE, engine))
+    db = cosmictron.Database.open(tmp_path / "data", module=str(path))
+    try:
+        every = bytes(range(256)) + b"\x01\x01\x02\x00\x01\x00\x02\x01"
+        text = "nul \x00 one \x01 two \x02 é 漢字 🎉"
+        assert db.call("echo", every, text, 2**64 - 1) == [every, every, every]
+        assert db.call("echo", b"", "", 2**64 - 1) == [b"", b"", b""]
     finally:
         db.close()

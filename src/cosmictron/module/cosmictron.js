@@ -159,10 +159,13 @@
   }
 
   function int64(r, signed) {
-    let big = 0n;
-    for (let k = 0; k < 8; k++) big = (big << 8n) | BigInt(r.s.charCodeAt(r.i++));
+    const hi = uint(r, 4);
+    const lo = uint(r, 4);
+    if (hi < 0x200000) return hi * 4294967296 + lo; // below 2**53: a plain number (fast)
+    if (signed && hi >= 0xffe00000) return (hi - 4294967296) * 4294967296 + lo;
+    let big = (BigInt(hi) << 32n) | BigInt(lo);
     if (signed) big = BigInt.asIntN(64, big);
-    return big >= -(2n ** 53n) && big <= 2n ** 53n ? Number(big) : big;
+    return big;
   }
 
   function raw(r, n) { const s = r.s.substr(r.i, n); r.i += n; return s; }
