@@ -46,8 +46,8 @@ import atexit
 import dataclasses
 import shutil
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -69,9 +69,8 @@ from common import (  # noqa: E402
 )
 
 import cosmictron  # noqa: E402
-from cosmictron.module import abi  # noqa: E402
+from cosmictron.module import abi, js  # noqa: E402
 from cosmictron.module.guest import GuestLimits  # noqa: E402
-from cosmictron.module import js  # noqa: E402
 from cosmictron.module.wasm import WasmtimeEngine  # noqa: E402
 
 WASM = ROOT / "guest" / "rust" / "target" / "wasm32-unknown-unknown" / "release"

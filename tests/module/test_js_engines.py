@@ -31,9 +31,12 @@ reducer("reads", { n: t.i64 }, t.i64, (ctx, n) => {
   for (let i = 0; i < n; i++) total += ctx.db.item.count();
   return total;
 });
-reducer("echo", { data: t.bytes, text: t.str, big: t.u64 }, t.list(t.bytes), (ctx, data, text, big) =>
-  [data, cosmictron.msgpack.decode(cosmictron.msgpack.encode(text)) === text ? data : new Uint8Array(0),
-   big === 18446744073709551615n ? data : new Uint8Array(0)]);
+const { msgpack } = cosmictron;
+const none = new Uint8Array(0);
+const echoed = { data: t.bytes, text: t.str, big: t.u64 };
+reducer("echo", echoed, t.list(t.bytes), (ctx, data, text, big) =>
+  [data, msgpack.decode(msgpack.encode(text)) === text ? data : none,
+   big === 18446744073709551615n ? data : none]);
 reducer("deep", { n: t.i64 }, t.i64, (ctx, n) => {
   const f = (k) => (k === 0 ? 0 : 1 + f(k - 1));
   return f(n);

@@ -40,6 +40,7 @@ def deploy(
     and saved first (see `identity new`).
 
     Example: cosmictron-cli deploy quickstart examples/quickstart/app.py
+    (a JavaScript module: cosmictron-cli deploy bank bank.js --engine v8)
     """
     if context.saved is None:
         saved = context.obtain_identity()
