@@ -388,8 +388,9 @@ until a reply frees a slot, so the table of replies in flight stays bounded."""
 
 guest_call_fuel_max = 1_000_000_000
 """Fuel one guest reducer call may burn (wasmtime: about one unit per WebAssembly
-instruction, so about a second of straight-line code); past it the call traps, is rolled
-back and fails with ``GuestOutOfFuel``. Host work (the operations) burns none."""
+instruction; an endless loop reaches it in about four seconds on the 2-core development
+machine); past it the call traps, is rolled back and fails with ``GuestOutOfFuel``. Host
+work (the operations) burns none."""
 
 guest_memory_bytes_max = 256 * 1024 * 1024
 """Linear memory one guest instance may grow to; a ``memory.grow`` past it fails (Rust's
