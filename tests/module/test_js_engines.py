@@ -162,3 +162,29 @@ def test_every_byte_and_character_crosses_intact(tmp_path: Path, engine: str) ->
         assert db.call("echo", b"", "", 2**64 - 1) == [b"", b"", b""]
     finally:
         db.close()
+
+
+BUNDLED = b"""
+"use strict";
+var import_cosmictron = require("cosmictron");
+const { table, reducer, t } = import_cosmictron;
+table({ name: "x", public: true }, { id: t.i64.primaryKey() });
+reducer("put", { id: t.i64 }, t.i64, (ctx, id) => {
+  ctx.db.x.insert({ id });
+  return ctx.db.x.count();
+});
+module.exports = { ignored: true };
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_bundlers_commonjs_output_loads(tmp_path: Path, engine: str) -> None:
+    """The TypeScript path's output (esbuild --format=cjs, cosmictron external): it
+    requires "cosmictron" and assigns module.exports."""
+    path = tmp_path / "bundle.js"
+    path.write_bytes(js.stamp(BUNDLED, engine))
+    db = cosmictron.Database.open(tmp_path / "data", module=str(path))
+    try:
+        assert db.call("put", 3) == 1
+    finally:
+        db.close()

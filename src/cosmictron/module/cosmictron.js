@@ -617,6 +617,10 @@
       throw new Error(`require(${JSON.stringify(name)}): a Cosmictron module can only require "cosmictron" (bundle the rest)`);
     },
   });
+  // A bundler's CommonJS output may assign exports; they are ignored (reducers and tables
+  // are what a module declares by calling `reducer` and `table`).
+  if (!("module" in global)) global.module = { exports: {} };
+  if (!("exports" in global)) global.exports = global.module.exports;
   global.__cosmictron_call = run;
   global.__cosmictron_describe = describe;
 })(globalThis);

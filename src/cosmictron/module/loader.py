@@ -3,8 +3,8 @@
 ``load_source`` and ``load_module`` are what the host calls (deploys, replay of module
 records, reopening): they look at the bytes (and the file name) and hand them to the
 Python loader or to a guest engine. Engines register here (``register_engine``): WASM by
-its magic bytes, JavaScript by its engine line or a ``.js`` name, so a database records and replays a module's bytes
-without caring which language they are in.
+its magic bytes, JavaScript by its engine line or a ``.js`` name, so a database records
+and replays a module's bytes without caring which language they are in.
 """
 
 from __future__ import annotations
