@@ -229,7 +229,7 @@ def js_parts(engine_name: str, settings: Settings, share: float) -> dict[str, fl
 
     def runs() -> None:
         for _ in range(n):
-            engine._run(1, frame, b"")
+            engine._run(1, frame, b"", 10.0)
 
     def stuffing() -> None:
         for _ in range(n):

@@ -406,8 +406,8 @@ guest_message_bytes_max = 64 * 1024
 # JavaScript guest modules (``module/js.py``: V8 through mini-racer, QuickJS).
 
 js_call_seconds_max = 1.0
-"""Time one JavaScript reducer call may run (QuickJS: CPU time of the process, checked by
-its interrupt handler; V8: wall-clock time, each run of a call); past it the call is
+"""Time one JavaScript reducer call may run, all its runs together (within a run QuickJS
+counts the process's CPU time, checked by its interrupt handler; V8 wall-clock); past it the call is
 interrupted, rolled back and fails with ``GuestOutOfFuel``, and the context is replaced.
 Environment: ``COSMICTRON_JS_CALL_SECONDS_MAX``."""
 

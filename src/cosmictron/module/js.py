@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -234,8 +235,9 @@ class _JsEngine:
         self.limits = JsLimits.current()
         self._lock = threading.RLock()
 
-    def _run(self, position: int, frame: bytes, answers: bytes) -> bytes:
-        """One run: ``R`` + the result frame, or ``N`` + the batch the run needs answered."""
+    def _run(self, position: int, frame: bytes, answers: bytes, seconds: float) -> bytes:
+        """One run of at most ``seconds``: ``R`` + the result frame, or ``N`` + the batch
+        the run needs answered."""
         raise NotImplementedError
 
     def _discard(self) -> None:
@@ -246,8 +248,14 @@ class _JsEngine:
             position = _position(frame)
             answers = b""
             runs = 0
+            # The runs of one call (and the host work between them) share its time limit.
+            deadline = time.monotonic() + self.limits.seconds
             while True:
-                result = self._run(position, frame, answers)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._discard()
+                    raise _timeout(self.limits)
+                result = self._run(position, frame, answers, left)
                 if result[:1] == b"R":
                     return result[1:]
                 if result[:1] != b"N":
@@ -320,8 +328,8 @@ class QuickJsEngine(_JsEngine):
                     "trap", f"failed to describe itself: {_first_line(str(exc))}"
                 ) from None
 
-    def _run(self, position: int, frame: bytes, answers: bytes) -> bytes:
-        self._context()
+    def _run(self, position: int, frame: bytes, answers: bytes, seconds: float) -> bytes:
+        self._context().set_time_limit(seconds)
         try:
             result = self._local.call(position, _stuff(frame), _stuff(answers))
         except Exception as exc:  # JSException, StackOverflow
@@ -383,7 +391,7 @@ class V8Engine(_JsEngine):
                     "trap", f"failed to describe itself: {_first_line(str(exc))}"
                 ) from None
 
-    def _run(self, position: int, frame: bytes, answers: bytes) -> bytes:
+    def _run(self, position: int, frame: bytes, answers: bytes, seconds: float) -> bytes:
         from py_mini_racer import JSOOMException, JSTimeoutException
 
         self._instance()
@@ -392,7 +400,7 @@ class V8Engine(_JsEngine):
                 position,
                 frame.decode("latin-1"),
                 answers.decode("latin-1"),
-                timeout_sec=self.limits.seconds,
+                timeout_sec=seconds,
             )
         except JSTimeoutException:
             self._discard()
