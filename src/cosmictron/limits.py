@@ -417,3 +417,25 @@ guest_random_values_max = 4096
 
 guest_message_bytes_max = 64 * 1024
 """Longest log line or failure message a guest may hand the host; longer is cut."""
+
+# JavaScript guest modules (``module/js.py``: V8 through mini-racer, QuickJS).
+
+js_call_seconds_max = 1.0
+"""Time one JavaScript reducer call may run, all its runs together (within a run QuickJS
+counts the process's CPU time, checked by its interrupt handler; V8 wall-clock); past it the call is
+interrupted, rolled back and fails with ``GuestOutOfFuel``, and the context is replaced.
+Environment: ``COSMICTRON_JS_CALL_SECONDS_MAX``."""
+
+js_heap_bytes_max = 256 * 1024 * 1024
+"""Heap one JavaScript context may use (QuickJS: the runtime's memory limit; V8: the
+isolate's hard limit); past it the call fails with ``GuestOutOfMemory``, is rolled back,
+and the context is replaced. Environment: ``COSMICTRON_JS_HEAP_BYTES_MAX``."""
+
+js_stack_bytes_max = 1024 * 1024
+"""Stack one QuickJS call may use; deeper recursion throws a ``RangeError`` in the guest
+(the call fails as a trap unless the module catches it). V8 keeps its own limit."""
+
+js_host_round_trips_max = 1000
+"""Host round trips (batches with a read) one JavaScript reducer call may make; each runs
+the reducer again from the start (module/js.py), so past it the call fails with
+``GuestAbiError``."""

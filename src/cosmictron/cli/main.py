@@ -91,8 +91,9 @@ def cli() -> None:
     "--open-sandboxed-deploys",
     is_flag=True,
     envvar="COSMICTRON_OPEN_SANDBOXED_DEPLOYS",
-    help="Let every identity with a token create databases with sandboxed (WASM) "
-    "modules; Python modules still need the right to deploy (docs/guide/security.md).",
+    help="Let every identity with a token create databases with sandboxed (WASM, "
+    "JavaScript) modules; Python modules still need the right to deploy "
+    "(docs/guide/security.md).",
 )
 def start(listen: str, data_dir: str, profile: str | None, open_sandboxed_deploys: bool) -> None:
     """Start the server and run until SIGTERM or Ctrl-C (then drain, sync and close).
