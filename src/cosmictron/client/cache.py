@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from cosmictron.client.jsonforms import decode
-from cosmictron.client.schema import TableInfo
+from cosmictron.client.schema import TableInfo, column_from_json
 from cosmictron.errors import InternalError, InvalidRequest, NotFound
 from cosmictron.values import json_form
 
@@ -221,6 +221,7 @@ class ClientCache:
     ) -> None:
         factories = row_types or {}
         self.tables = {name: TableCache(info, factories.get(name)) for name, info in tables.items()}
+        self._results: set[str] = set()  # names of query results (``SubscribeApplied``)
 
     def table(self, name: str) -> TableCache:
         """The cache of table ``name``.
@@ -243,9 +244,35 @@ class ClientCache:
         return events
 
     def replace(self, tables: list[dict[str, Any]]) -> list[RowEvent]:
-        """Hold exactly a full ``SubscribeApplied``'s rows; tables it omits become empty."""
+        """Hold exactly a full ``SubscribeApplied``'s rows; tables it omits become empty.
+
+        A table that comes with ``columns`` is a query's result, not a schema table (a
+        column list, an aggregate, a compound: docs/reference/websocket.md): it is cached
+        under the query's text, keyless, its rows decoded with those columns, and dropped
+        once a later full reply no longer has it.
+        """
         given = {change["table_name"]: change.get("rows", []) for change in tables}
         events: list[RowEvent] = []
-        for name, cache in self.tables.items():
+        for change in tables:
+            if "columns" in change:
+                events += self._result(change["table_name"], change["columns"])
+        for name, cache in list(self.tables.items()):
             events += cache.replace(given.get(name, []))
+            if name in self._results and name not in given:
+                del self.tables[name]
+                self._results.discard(name)
+        return events
+
+    def _result(self, name: str, columns: list[dict[str, Any]]) -> list[RowEvent]:
+        """Make ``name`` the cache of a query result with ``columns``; the events of
+        emptying an earlier one of other columns (a module update changed its types)."""
+        info = TableInfo(name, tuple(column_from_json(column) for column in columns), (), {})
+        held = self.tables.get(name)
+        if held is not None and held.info == info:
+            return []
+        if held is not None and name not in self._results:
+            raise InvalidRequest(f"the server sent a query result named like table {name!r}")
+        events = held.replace([]) if held is not None else []
+        self.tables[name] = TableCache(info)
+        self._results.add(name)
         return events

@@ -93,6 +93,11 @@ class DatabaseSchema:
         return cls(str(document.get("database", "")), tables, reducers)
 
 
+def column_from_json(described: dict[str, Any]) -> ColumnInfo:
+    """A column described as the schema route describes one (``{"name", "type", …}``)."""
+    return ColumnInfo(described["name"], _type_of(described), bool(described.get("auto_inc")))
+
+
 def _type_of(described: dict[str, Any]) -> TypeDescription:
     """A column's or parameter's type description without its own ``name``."""
     return {

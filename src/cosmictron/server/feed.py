@@ -51,6 +51,7 @@ from cosmictron.server.protocol import QueryId, RequestId, subscription_error
 from cosmictron.server.registry import HostedDatabase
 from cosmictron.server.wire import row_to_json
 from cosmictron.subscription import Subscription, merge_updates, replay, replayable
+from cosmictron.subscription.result_shape import QueryResultName
 from cosmictron.values import Identity, Timestamp
 
 logger = logging.getLogger(__name__)
@@ -401,11 +402,16 @@ class DatabaseFeed:
 
     def _rows_json(self, table: dict[str, Any]) -> dict[str, Any]:
         convert = self._converter(table["table_name"])
-        return {"table_name": table["table_name"], "rows": [convert(r) for r in table["rows"]]}
+        return {"table_name": table["table_name"], "rows": [convert(r) for r in table["rows"]]} | (
+            {"columns": table["columns"]} if "columns" in table else {}
+        )
 
     def _converter(
         self, table_name: str, schema: Any = None
     ) -> Callable[[Sequence[Any]], dict[str, Any]]:
+        if isinstance(table_name, QueryResultName):  # a query's own columns, not a table's
+            names = table_name.column_names
+            return lambda row: row_to_json(row, names)
         table = (schema or self.hosted.db.schema).table(table_name)
         names = [column.name for column in table.columns]
         return lambda row: row_to_json(row, names)

@@ -39,6 +39,7 @@ from cosmictron.query.plan import (
 )
 from cosmictron.subscription.live import LiveQuery
 from cosmictron.subscription.reevaluated import ReevaluatedQuery
+from cosmictron.subscription.result_shape import QueryResultName
 from cosmictron.subscription.terms import Source
 from cosmictron.values import Identity
 
@@ -77,6 +78,9 @@ def compile_live(
     except SqlError as exc:
         # Not of the incrementally maintained shape: re-evaluated on each change.
         query = ReevaluatedQuery(key, text, statement, str(exc))
+        if isinstance(query.table_name, QueryResultName):
+            # Its rows travel under its own text: another spelling is another name.
+            query.key = (*key, text)
     query.origin = (text, dict(params or {}), sender, restricted)
     return query
 

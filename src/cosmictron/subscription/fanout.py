@@ -86,7 +86,7 @@ def merge_updates(
 
 def replayable(queries: Sequence[LiveQuery]) -> bool:
     """Whether past deltas can be recomputed now: single-table filters, no top-N, no
-    visibility filter that joins another table.
+    visibility filter that joins another table, no re-evaluated query.
 
     Such a query's delta reads only the transaction's own changed rows (no other table's
     state, no window), so it is the same today as when the transaction committed. A join,
@@ -95,7 +95,11 @@ def replayable(queries: Sequence[LiveQuery]) -> bool:
     all rows instead.
     """
     return all(
-        len(query.tables) == 1 and not query.top_n and not query.filter_tables for query in queries
+        len(query.tables) == 1
+        and not query.top_n
+        and not query.filter_tables
+        and query.maintenance != "re-evaluated"  # its delta is now against what it kept
+        for query in queries
     )
 
 
