@@ -158,6 +158,7 @@ class QueryBinder(Binder):
             label,
             type=result_type,
             hashed=None if hashed is None else (optimize(hashed[0]), hashed[1]),
+            logical=built.plan,
         )
 
     def _bind_subquery(self, node: exp.Subquery) -> Expr:

@@ -86,7 +86,8 @@ def merge_updates(
 
 def replayable(queries: Sequence[LiveQuery]) -> bool:
     """Whether past deltas can be recomputed now: single-table filters, no top-N, no
-    visibility filter that joins another table, no re-evaluated query.
+    visibility filter that joins another table, no semi-join counted and no re-evaluated
+    query (their deltas depend on what they kept since).
 
     Such a query's delta reads only the transaction's own changed rows (no other table's
     state, no window), so it is the same today as when the transaction committed. A join,
@@ -98,7 +99,7 @@ def replayable(queries: Sequence[LiveQuery]) -> bool:
         len(query.tables) == 1
         and not query.top_n
         and not query.filter_tables
-        and query.maintenance != "re-evaluated"  # its delta is now against what it kept
+        and query.maintenance == "incremental"  # not a count or a result kept since
         for query in queries
     )
 

@@ -349,8 +349,13 @@ class SubscriptionManager:
         existing = self._index.queries.get(replacement.key)
         if existing is not None and existing is not query:
             replacement = existing
-        elif replacement.top_n or replacement.filter_tables:
-            replacement.initial(self._datastore)  # the window, or the result a diff needs
+        elif (
+            replacement.top_n
+            or replacement.filter_tables
+            or replacement.maintenance != "incremental"
+        ):
+            # The window, the result a diff needs, or a semi-join's counts.
+            replacement.initial(self._datastore)
         self._index.forget(query)
         if replacement.key not in self._index.queries:
             self._index.register(replacement)
