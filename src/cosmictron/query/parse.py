@@ -34,6 +34,7 @@ from cosmictron.query.statements import (
     DeleteStatement,
     Explain,
     InsertStatement,
+    SelectStatement,
     Statement,
     UpdateStatement,
 )
@@ -120,9 +121,10 @@ def prepare(
     _refuse_sender(params)
     sender = sender if sender is not None else Identity.zero()
     statement: Statement
+    logical: SelectStatement | None = None
     if isinstance(tree, exp.Select | exp.SetOperation):
         rules = visibility_rules(schema) if restricted else {}
-        statement = build_statement(tree, schema, source, params, sender, rules)
+        statement = logical = build_statement(tree, schema, source, params, sender, rules)
         if optimized:
             statement = type(statement)(
                 optimize(statement.plan), statement.columns, statement.types, statement.tables
@@ -137,7 +139,7 @@ def prepare(
         statement = DeleteStatement(table, _source_plan(tree, table, binder))
     else:
         source.fail(f"unsupported statement: {tree.key.upper()}", tree)
-    return Explain(statement) if explain else statement
+    return Explain(statement, logical) if explain else statement
 
 
 def _table(node: exp.Expression, schema: ModuleSchema, source: Source) -> TableSchema:

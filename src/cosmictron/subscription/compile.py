@@ -88,8 +88,23 @@ def compile_live(
     return query
 
 
+def maintenance_of(statement: SelectStatement, text: str) -> str:
+    """How a subscription to ``statement`` would be kept up to date, in ``maintenance``'s
+    line: for ``EXPLAIN`` through ``db.sql``, from the logical plan ``prepare`` already
+    built (``Explain.logical``, parameters bound), so nothing is parsed or planned again
+    beyond what a subscription compiles."""
+    query: LiveQuery
+    try:
+        query = _incremental(None, text, statement)
+    except SqlError as exc:
+        query = ReevaluatedQuery(None, text, statement, str(exc))
+    return maintenance(query)
+
+
 def maintenance(query: LiveQuery) -> str:
     """How a subscription keeps ``query`` up to date, in one line (``Subscription.explain``)."""
+    if isinstance(query, ReevaluatedQuery) and not query.reads:
+        return "Subscription: its result never changes (it reads no table)"
     if isinstance(query, ReevaluatedQuery):
         tables = ", ".join(sorted(query.reads))
         return (
@@ -266,10 +281,10 @@ def _output_source(project: Project, sources: list[Source]) -> int:
             return position
     if len(sources) > 1 and project.width == sum(s.width for s in sources):
         raise SqlError(
-            "SELECT * over a join is not subscribable: subscribe to one table's rows with "
-            "SELECT t.* (t the alias of that table)"
+            "SELECT * over a join (the rows of several tables; one table's rows, "
+            "SELECT t.*, are incremental)"
         )
     raise SqlError(
-        "a subscription returns whole rows of one table: SELECT * or SELECT t.* "
-        "(column lists and expressions are not subscribable)"
+        "a column list or expressions (only whole rows of one table, SELECT * or "
+        "SELECT t.*, are incremental)"
     )
