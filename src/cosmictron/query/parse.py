@@ -23,12 +23,12 @@ from cosmictron import limits
 from cosmictron.datastore import ModuleSchema, TableSchema, TypeMismatch
 from cosmictron.errors import SqlError
 from cosmictron.query.coerce import base, coerce, family
-from cosmictron.query.compound import build_statement
+from cosmictron.query.compound import build_statement, dml_binder, with_subqueries
 from cosmictron.query.expressions import compile_expr
 from cosmictron.query.params import bind, has_params
 from cosmictron.query.plan import Computed, Const, Expr, Filter, Node, Param, Scan, type_of
 from cosmictron.query.position import Source
-from cosmictron.query.resolve import Binder, Scope, TableRef
+from cosmictron.query.resolve import Binder, Scope
 from cosmictron.query.rules import optimize
 from cosmictron.query.statements import (
     DeleteStatement,
@@ -135,7 +135,7 @@ def prepare(
         statement = _update(tree, schema, source, params, sender)
     elif isinstance(tree, exp.Delete):
         table = _table(tree.this, schema, source)
-        binder = Binder(source, Scope([TableRef(table.name, table, 0)]), params, sender)
+        binder = dml_binder(table, schema, source, params, sender)
         statement = DeleteStatement(table, _source_plan(tree, table, binder))
     else:
         source.fail(f"unsupported statement: {tree.key.upper()}", tree)
@@ -219,7 +219,7 @@ def _update(
     for option in ("from", "from_", "returning", "joins", "order", "limit"):
         if tree.args.get(option):
             source.fail(f"unsupported construct: UPDATE ... {option.strip('_').upper()}", tree)
-    binder = Binder(source, Scope([TableRef(table.name, table, 0)]), params, sender)
+    binder = dml_binder(table, schema, source, params, sender)
     assignments = []
     for item in tree.expressions:
         if not isinstance(item, exp.EQ) or not isinstance(item.this, exp.Column):
@@ -246,6 +246,8 @@ def _update(
                 item.expression,
             )
         assignments.append((position, value))
+    if binder.subqueries:
+        source.fail("unsupported construct: a subquery in SET (one in WHERE is fine)", tree)
     return UpdateStatement(table, tuple(assignments), _source_plan(tree, table, binder))
 
 
@@ -254,4 +256,4 @@ def _source_plan(tree: exp.Expression, table: TableSchema, binder: Binder) -> No
     where = tree.args.get("where")
     if where is not None:
         plan = Filter(plan, binder.bind(where.this))
-    return optimize(plan)
+    return optimize(with_subqueries(plan, binder))
