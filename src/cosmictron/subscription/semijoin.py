@@ -133,6 +133,9 @@ class Side:
     def apply(self, tx: TxView) -> dict[Key, int]:
         """Count this transaction's changed inner rows; the keys whose passing flipped
         (+1: outer rows with that key now pass, -1: they no longer do)."""
+        if self.table not in tx.inserts and self.table not in tx.deletes:
+            self.changed = {}
+            return {}  # the usual case: the transaction changed only outer tables
         changes: Counter[Key] = Counter()
         for rows, sign in (
             (tx.inserts.get(self.table, ()), 1),
@@ -327,9 +330,10 @@ class SemiJoinQuery(LiveQuery):
         self.reevaluated = False
         flips = [found.apply(tx) for found in self.sides]
         signed: Counter[Any] = Counter()
-        if tx.tables & self.outer_tables:
+        tables = tx.tables
+        if not tables.isdisjoint(self.outer_tables):
             changed: Counter[Any] = Counter()
-            for name in tx.tables:
+            for name in tables:
                 for position in self._positions_of.get(name, ()):
                     run_term(self._terms[position], self.sources, tx, changed, tuple)
             for full, count in changed.items():
