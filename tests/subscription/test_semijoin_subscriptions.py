@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from cosmictron import limits
 from cosmictron.datastore import ColumnSchema, ModuleSchema
 from cosmictron.datastore.types import I64
-from cosmictron.errors import PermissionDenied
+from cosmictron.errors import PermissionDenied, QueryTooCostly
 from cosmictron.values import Identity
 from tests.subscription.conftest import MODULE, Mirror
 
@@ -90,3 +91,18 @@ def test_counted_and_reevaluated_queries_survive_a_module_update(db: Any) -> Non
 
 def mirror_name(text: str) -> str:
     return "a" if text == COUNTED else text
+
+
+def test_the_row_limit_bounds_the_result_not_the_inner_rows(
+    db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten inner rows and a result of two fit a row limit of 3; a result of four does not."""
+    monkeypatch.setattr(limits, "query_rows_max", 3)
+    ops = [["put", "b", {"id": n, "k": n, "w": 1}] for n in range(1, 11)]
+    ops += [["put", "a", {"id": n, "k": n, "v": n}] for n in range(1, 5)]
+    db.call("batch", json.dumps(ops))
+    small = "SELECT * FROM a WHERE v <= 2 AND k IN (SELECT k FROM b WHERE w > 0)"
+    sub = db.subscribe([small])
+    assert sorted(sub.initial["tables"][0]["rows"]) == [(1, 1, 1), (2, 2, 2)]
+    with pytest.raises(QueryTooCostly, match="more than 3 rows"):
+        db.subscribe([COUNTED])

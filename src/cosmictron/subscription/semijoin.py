@@ -35,6 +35,7 @@ top-N are not: those queries are re-evaluated (``reevaluated.py``); ``side`` rai
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from cosmictron.errors import SqlError
 from cosmictron.query import SelectStatement, execute, optimize
 from cosmictron.query.budget import Meter
 from cosmictron.query.decorrelate import decorrelate
+from cosmictron.query.execute import UNMETERED
 from cosmictron.query.explain import explain
 from cosmictron.query.expressions import compile_expr
 from cosmictron.query.params import bind
@@ -124,7 +126,9 @@ class Side:
     def count(self, datastore: Datastore, meter: Meter | None) -> None:
         """Count the inner rows' keys now (a new subscription's start)."""
         counts: Counter[Key] = Counter()
-        for row in execute(self.plan, datastore, limits.query_rows_max, meter):
+        # Inner rows are not result rows: only the caller's budget (rows examined,
+        # time) bounds them, as it bounds the subquery in db.sql.
+        for row in execute(self.plan, datastore, sys.maxsize, meter):
             if None not in row:
                 counts[row] += 1
         self.counts = counts
@@ -310,10 +314,10 @@ class SemiJoinQuery(LiveQuery):
             rows_max = limits.query_rows_max
         for found in self.sides:
             found.count(datastore, meter)
-        rows = execute(self._from_where, datastore, limits.query_rows_max, meter)
+        rows = execute(self._from_where, datastore, sys.maxsize, meter)  # before the sides
         result = [row[self._out_slice] for row in rows if self._passes(row, len(self.sides))]
-        if len(result) > rows_max and meter is not None:
-            meter.too_many_rows(rows_max)
+        if len(result) > rows_max:
+            (meter if meter is not None else UNMETERED.start()).too_many_rows(rows_max)
         return result
 
     def _passes(self, full: Any, skipped: int) -> bool:
