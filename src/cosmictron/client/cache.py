@@ -221,7 +221,6 @@ class ClientCache:
     ) -> None:
         factories = row_types or {}
         self.tables = {name: TableCache(info, factories.get(name)) for name, info in tables.items()}
-        self._results: set[str] = set()  # names of query results (``SubscribeApplied``)
 
     def table(self, name: str) -> TableCache:
         """The cache of table ``name``.
@@ -258,21 +257,20 @@ class ClientCache:
                 events += self._result(change["table_name"], change["columns"])
         for name, cache in list(self.tables.items()):
             events += cache.replace(given.get(name, []))
-            if name in self._results and name not in given:
+            if cache.info.query and name not in given:
                 del self.tables[name]
-                self._results.discard(name)
         return events
 
     def _result(self, name: str, columns: list[dict[str, Any]]) -> list[RowEvent]:
         """Make ``name`` the cache of a query result with ``columns``; the events of
         emptying an earlier one of other columns (a module update changed its types)."""
-        info = TableInfo(name, tuple(column_from_json(column) for column in columns), (), {})
+        described = tuple(column_from_json(column) for column in columns)
+        info = TableInfo(name, described, (), {}, query=True)
         held = self.tables.get(name)
         if held is not None and held.info == info:
             return []
-        if held is not None and name not in self._results:
+        if held is not None and not held.info.query:
             raise InvalidRequest(f"the server sent a query result named like table {name!r}")
         events = held.replace([]) if held is not None else []
         self.tables[name] = TableCache(info)
-        self._results.add(name)
         return events

@@ -31,6 +31,7 @@ class TableInfo:
     primary_key: tuple[str, ...]
     unique: dict[str, tuple[str, ...]]
     public: bool = True
+    query: bool = False  # a subscribed query's result, cached under its text (cache.py)
 
     @property
     def column_names(self) -> tuple[str, ...]:
