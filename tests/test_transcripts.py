@@ -20,6 +20,10 @@ whose info string is ``console`` is a terminal session, and it is run:
   listens on a free port (the page reads as if it were 3000): the commands after it talk
   to that server (``$COSMICTRON_SERVER``), and ``localhost:3000`` / ``127.0.0.1:3000`` in
   them name it.
+- A command that only sets a variable from a command's output, ``NAME=$(…)``, sets it
+  for the commands after it, as a shell would (each command runs in a shell of its own,
+  so this is how a page carries an identity or a token from one command to the next).
+  It prints what the inner command wrote to stderr.
 - ```` ```console copy=examples/quickstart/app.py ```` copies that repository file into
   the page's directory before the block runs (a page that says "``app.py`` is the
   quickstart module").
@@ -72,6 +76,7 @@ COMMAND_TIMEOUT_S = 60
 GRACE_S = 10.0
 FIRST_LINE_TIMEOUT_S = 30
 SHOWN_PORT = "3000"
+ASSIGNMENT = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)=\$\((?P<command>.*)\)", re.S)
 
 TRANSCRIPT_PAGES = [
     page for page in pages() if re.search(r"^```console\b", (ROOT / page).read_text(), re.M)
@@ -245,6 +250,17 @@ class Session:
                 self.server_address = listening[1]
                 self.environment["COSMICTRON_SERVER"] = f"http://{listening[1]}"
             return None
+        if assignment := ASSIGNMENT.fullmatch(text.strip()):
+            done = subprocess.run(
+                ["bash", "-c", assignment["command"]],
+                cwd=self.directory,
+                env=self.environment,
+                capture_output=True,
+                text=True,
+                timeout=COMMAND_TIMEOUT_S,
+            )
+            self.environment[assignment["name"]] = done.stdout.rstrip("\n")
+            return done.stderr, done.returncode
         done = subprocess.run(
             ["bash", "-c", text],
             cwd=self.directory,
