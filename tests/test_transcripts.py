@@ -27,6 +27,8 @@ whose info string is ``console`` is a terminal session, and it is run:
 - ```` ```console copy=examples/quickstart/app.py ```` copies that repository file into
   the page's directory before the block runs (a page that says "``app.py`` is the
   quickstart module").
+- ```` ```console default-durability ```` runs its commands without the development
+  profile the session otherwise sets (below): for a page about the durability settings.
 - Blank lines between a command's output and the next command are layout, not output.
 - Any other block (```` ```sh ````, ```` ```text ````) is shown, not run: use those for
   what cannot run in a test (installing, a foreground ``start``).
@@ -94,6 +96,7 @@ class Command:
     background: bool
     span: tuple[int, int]  # where its output lies in the page (for COSMICTRON_UPDATE_DOCS)
     copies: list[str] = field(default_factory=list)  # repository files to copy in first
+    default_durability: bool = False  # run without the session's durability profile
 
 
 def commands(text: str) -> list[Command]:
@@ -139,9 +142,18 @@ def commands(text: str) -> list[Command]:
                 command = command.rstrip()[:-2].rstrip()
             copies = [w.removeprefix("copy=") for w in block.words[1:] if w.startswith("copy=")]
             found.append(
-                Command(number, command, output, exit_code, background, (start, end), copies)
+                Command(
+                    number,
+                    command,
+                    output,
+                    exit_code,
+                    background,
+                    (start, end),
+                    copies,
+                    "default-durability" in block.words,
+                )
             )
-            block.words = block.words[:1]  # copied once, before the block's first command
+            block.words = [w for w in block.words if not w.startswith("copy=")]  # copied once
     return found
 
 
@@ -232,11 +244,15 @@ class Session:
     def run(self, command: Command) -> tuple[str, int] | None:
         """Run a foreground command (its output and status), or start a background one."""
         text = self.rewrite(command.text)
+        environment = self.environment
+        if command.default_durability:
+            environment = {**environment}
+            del environment["COSMICTRON_PERFORMANCE_PROFILE"]
         if command.background:
             process = subprocess.Popen(
                 ["bash", "-c", text],
                 cwd=self.directory,
-                env=self.environment,
+                env=environment,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
@@ -254,7 +270,7 @@ class Session:
             done = subprocess.run(
                 ["bash", "-c", assignment["command"]],
                 cwd=self.directory,
-                env=self.environment,
+                env=environment,
                 capture_output=True,
                 text=True,
                 timeout=COMMAND_TIMEOUT_S,
@@ -264,7 +280,7 @@ class Session:
         done = subprocess.run(
             ["bash", "-c", text],
             cwd=self.directory,
-            env=self.environment,
+            env=environment,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -37,6 +37,7 @@ from cosmictron.cli.backup import backup, restore
 from cosmictron.cli.client import ClientError
 from cosmictron.cli.data import call, parse_argument, quoting_hint, sql
 from cosmictron.cli.databases import delete, deploy, describe, list_databases
+from cosmictron.cli.durability_line import durability_line
 from cosmictron.cli.generate import generate
 from cosmictron.cli.identity import identity
 from cosmictron.cli.rights import grant, revoke, save_operator_token
@@ -44,6 +45,7 @@ from cosmictron.cli.streams import logs, subscribe
 from cosmictron.cli.transfer import export, import_csv
 from cosmictron.errors import CosmictronError, InvalidRequest, render_error
 from cosmictron.host import Database
+from cosmictron.values import Identity
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -104,10 +106,15 @@ def start(listen: str, data_dir: str, profile: str | None) -> None:
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise click.BadParameter(f"expected HOST:PORT, got {listen!r}", param_hint="--listen")
+    durability = durability_line(profile, os.environ)  # a bad setting stops us before binding
+
+    def startup_lines(url: str, operator: Identity, token: str) -> str:
+        return save_operator_token(url, operator, token) + "\n" + durability
+
     directory = Path(data_dir)
     existed = directory.exists()
     try:
-        serve(host, int(port), directory, profile, on_listening=save_operator_token)
+        serve(host, int(port), directory, profile, on_listening=startup_lines)
     except OSError as exc:
         if exc.errno not in BIND_ERRORS:
             raise
