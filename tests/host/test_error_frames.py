@@ -133,3 +133,46 @@ def test_frames_name_the_user_s_file_after_a_reopen(in_work):
     ):
         db.call("dup")
     assert (caught.value.traceback or "").startswith('  File "app.py", line ')
+
+
+# -- schema mistakes found after the module ran point at the declaration (issue 16) ------
+
+AFTER_IMPORT = [
+    (  # a table name the datastore refuses: the @table line
+        "from cosmictron import field, table\n\n\n@table(name='Bad Name!')\n"
+        "class T:\n    id: int = field(primary_key=True)\n",
+        "table name 'Bad Name!' is not valid",
+        "  File \"app.py\", line 4, in <module>\n    @table(name='Bad Name!')",
+    ),
+    (  # a scheduled table naming a reducer that is never declared: the @table line
+        "from cosmictron import ScheduleAt, field, table\n\n\n@table(scheduled='tick')\n"
+        "class Timer:\n    id: int = field(primary_key=True, auto_inc=True)\n"
+        "    scheduled_at: ScheduleAt = field(default=ScheduleAt.interval(1_000_000))\n",
+        "table 'timer' is scheduled to run reducer 'tick', which the module does not declare",
+        "  File \"app.py\", line 4, in <module>\n    @table(scheduled='tick')",
+    ),
+    (  # a column of a type that is no column type: the column's line
+        "from cosmictron import field, table\n\n\n@table\nclass T:\n"
+        "    id: int = field(primary_key=True)\n    tags: set = 0\n",
+        "table 't' column 'tags'",
+        '  File "app.py", line 7, in <module>\n    tags: set = 0',
+    ),
+    (  # a reducer argument without a type: the @reducer line
+        "from cosmictron import ReducerContext, reducer\n\n\n@reducer\n"
+        "def f(ctx: ReducerContext, x) -> None:\n    pass\n",
+        "reducer 'f': argument 'x' needs a type annotation",
+        '  File "app.py", line 4, in <module>\n    @reducer',
+    ),
+]
+
+
+@pytest.mark.parametrize(("source", "message", "frame"), AFTER_IMPORT)
+def test_a_schema_mistake_found_after_import_points_at_its_declaration(
+    in_work, source, message, frame
+):
+    Path("app.py").write_text(source)
+    with pytest.raises(SchemaError) as caught:
+        open_module("app.py")
+    assert message in str(caught.value)
+    assert caught.value.traceback == frame
+    assert caught.value.__notes__ == [frame]
