@@ -8,6 +8,7 @@ lives. Loading from source executes it under a private module name, registered i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import os
@@ -123,7 +124,7 @@ def build_module(namespace: types.ModuleType, source: bytes, filename: str) -> L
     tables = []
     for cls in table_classes:
         with at(cls):
-            tables.append(_table_schema(cls, lambda column, cls=cls: at(cls, column)))
+            tables.append(_table_schema(cls, functools.partial(at, cls)))
     rows = {
         schema.name: RowBinding(cls, schema)
         for cls, schema in zip(table_classes, tables, strict=True)
