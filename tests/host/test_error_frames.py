@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+import tarfile
 import traceback
 from pathlib import Path
 
 import pytest
 
 from cosmictron import Database
+from cosmictron.durability.archive import MemberSource, write_archive
 from cosmictron.errors import ReducerFailed, SchemaError
+from cosmictron.host.backup import restore
 from tests.conftest import FAST
 
 APP = """\
@@ -133,6 +136,42 @@ def test_frames_name_the_user_s_file_after_a_reopen(in_work):
     ):
         db.call("dup")
     assert (caught.value.traceback or "").startswith('  File "app.py", line ')
+
+
+def test_frames_name_the_user_s_file_in_a_restored_database(in_work):
+    """The backup carries the file name beside the module (``module/filename``)."""
+    Path("app.py").write_text(APP)
+    with open_module("app.py") as db:
+        db.backup("app.backup")
+    restore("app.backup", "restored", durability=FAST)
+    for _ in range(2):  # the restored directory keeps it, across reopens
+        with (
+            Database.open("restored", durability=FAST) as db,
+            pytest.raises(ReducerFailed) as caught,
+        ):
+            db.call("dup")
+        assert (caught.value.traceback or "").startswith('  File "app.py", line ')
+
+
+def test_a_backup_without_the_file_name_restores_as_module_py(in_work):
+    """An archive written before backups carried ``module/filename`` (rebuilt here from a
+    real one without that member) names the module ``module.py``, never the directory
+    the restore staged it in."""
+    Path("app.py").write_text(APP)
+    with open_module("app.py") as db:
+        manifest = db.backup("new.backup")
+    with tarfile.open("new.backup") as archive:
+        members = [
+            MemberSource(m.name, m.size, data=archive.extractfile(m).read())  # type: ignore[union-attr]
+            for m in archive.getmembers()
+            if m.name not in ("module/filename", "manifest.json", "manifest.sha256")
+        ]
+    with open("old.backup", "wb") as out:
+        write_archive(out, members, manifest.cut_offset, manifest.cut_hash)
+    restore("old.backup", "restored", durability=FAST)
+    with Database.open("restored", durability=FAST) as db, pytest.raises(ReducerFailed) as caught:
+        db.call("dup")
+    assert (caught.value.traceback or "").startswith('  File "module.py", line ')
 
 
 # -- schema mistakes found after the module ran point at the declaration (issue 16) ------
