@@ -146,12 +146,15 @@ BIND_ERRORS = {
     type=click.Path(dir_okay=False, exists=True),
     help="Module to create the database with (needed only the first time).",
 )
-def local_call(data_dir: str, reducer: str, args: tuple[str, ...], module_path: str | None) -> None:
+@click.option("--json", "json_mode", is_flag=True, help="Print JSON for programs.")
+def local_call(
+    data_dir: str, reducer: str, args: tuple[str, ...], module_path: str | None, json_mode: bool
+) -> None:
     """Call REDUCER in the database stored in DATA_DIR, without a server.
 
     Each ARG is read as JSON when it parses and as text otherwise, as in `call` (see
     `call --help`: '"2024"' sends the text 2024). Prints the return value and the
-    transaction offset as JSON.
+    transaction offset, as `call` does.
 
     Example: cosmictron-cli local-call ./data run_agent "Summarise the report"
     """
@@ -165,7 +168,11 @@ def local_call(data_dir: str, reducer: str, args: tuple[str, ...], module_path: 
                 raise
             raise InvalidRequest(f"{exc} ({hint})") from None
     reply = {"return_value": _jsonable(outcome.return_value), "tx_offset": outcome.tx_offset}
-    click.echo(json.dumps(reply))
+    if json_mode:
+        click.echo(json.dumps(reply))
+    else:
+        click.echo(f"return_value: {json.dumps(reply['return_value'])}")
+        click.echo(f"tx_offset: {reply['tx_offset']}")
 
 
 def _jsonable(value: Any) -> Any:
