@@ -89,7 +89,13 @@ def cli() -> None:
     help="Durability profile for every database (default: each database's env, "
     "config.toml, then production).",
 )
-def start(listen: str, data_dir: str, profile: str | None) -> None:
+@click.option(
+    "--json",
+    "json_mode",
+    is_flag=True,
+    help="Print JSON for programs: one object per line (listening, shutting_down, stopped).",
+)
+def start(listen: str, data_dir: str, profile: str | None, json_mode: bool) -> None:
     """Start the server and run until SIGTERM or Ctrl-C (then drain, sync and close).
 
     The first start makes the server's operator identity (its token in
@@ -108,13 +114,29 @@ def start(listen: str, data_dir: str, profile: str | None) -> None:
         raise click.BadParameter(f"expected HOST:PORT, got {listen!r}", param_hint="--listen")
     durability = durability_line(profile, os.environ)  # a bad setting stops us before binding
 
+    operators: list[str] = []
+
     def startup_lines(url: str, operator: Identity, token: str) -> str:
+        operators.append(operator.hex())
         return save_operator_token(url, operator, token) + "\n" + durability
+
+    def announce(event: str, fields: dict[str, Any]) -> None:
+        if event == "listening":  # the lines a person reads, as notes beside the fields
+            fields.update(operator=operators[-1], notes=str(fields.pop("note")).split("\n"))
+        click.echo(json.dumps({"event": event, **fields}))
+        sys.stdout.flush()
 
     directory = Path(data_dir)
     existed = directory.exists()
     try:
-        serve(host, int(port), directory, profile, on_listening=startup_lines)
+        serve(
+            host,
+            int(port),
+            directory,
+            profile,
+            on_listening=startup_lines,
+            announce=announce if json_mode else None,
+        )
     except OSError as exc:
         if exc.errno not in BIND_ERRORS:
             raise
