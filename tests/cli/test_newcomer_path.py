@@ -417,4 +417,4 @@ def test_the_subscribe_header_is_one_line_above_a_narrow_table(broken, config, w
             server=broken.url,
         )
     )
-    assert out.splitlines()[0] == "item: 0 rows at tx_offset 1", out
+    assert out.splitlines()[0] == "item: 0 rows at tx_offset 0", out  # deployed at 0
