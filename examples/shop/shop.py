@@ -13,4 +13,3 @@ class Item:
     name: str = field(unique=True)
     price: float = 0.0
     qty: int = 0
-
