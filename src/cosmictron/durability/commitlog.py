@@ -24,9 +24,12 @@ Where the bytes go depends on the fsync policy:
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
+import time
 import zlib
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -41,6 +44,19 @@ from cosmictron.durability.segment import create_segment
 from cosmictron.durability.storage import Storage
 from cosmictron.durability.sync import SyncCoordinator
 from cosmictron.errors import DurabilityError, InternalError
+from cosmictron.ledger.record_format import (
+    CHECKPOINT_KIND,
+    HASH_ALGORITHM,
+    KEY_FP,
+    SIGNATURE,
+    signing_message,
+)
+
+if TYPE_CHECKING:
+    from cosmictron.durability.ledger_writer import LedgerWriter
+    from cosmictron.ledger.signing import SigningKey
+
+logger = logging.getLogger(__name__)
 
 PREALLOCATE_BYTES = 1 << 20
 """How far ahead of the last frame a segment is filled with zeros (capped by its size).
@@ -55,6 +71,7 @@ _crc32 = zlib.crc32
 _sha256 = hashlib.sha256
 _pack_header = FRAME_HEADER.pack
 _frame_crc = frame_crc
+_time_ns = time.time_ns
 
 
 class CommitLog:
@@ -83,6 +100,14 @@ class CommitLog:
         self.first_offset = 1
         self.segment_base_offset = 1
         self.buffered = sync.fsync_policy == "always"
+        self.origin = ""
+        """The ledger's fields of every record (``ledger/record_format.py``): the log's
+        origin, the last commit time (times never go backwards), and, when every record
+        is signed, the key and its fingerprint."""
+        self.last_time_us = 0
+        self.key_fp: bytes | None = None
+        self.event_key: SigningKey | None = None
+        self.ledger: LedgerWriter | None = None
         self._pending: list[tuple[bytes, int]] = []
         self._pending_lock = threading.Lock()
         self._flushed_bytes = 0
@@ -116,10 +141,12 @@ class CommitLog:
         """Records appended since :meth:`start`."""
         return self.next_offset - self.first_offset
 
-    def append(self, kind: int, body: Any) -> int:
+    def append(self, kind: int, body: Any, signers: Sequence[SigningKey] | None = None) -> int:
         """Write one record to the kernel and return its offset.
 
-        The record is not durable yet; ``wait_durable`` waits for that.
+        The record is not durable yet; ``wait_durable`` waits for that. ``signers``
+        sign this record whatever the signing mode (key events); with the ledger on, a
+        checkpoint record may follow it (``ledger_writer.py``).
 
         Raises:
             DurabilityError: a sync failed earlier, the record is larger than
@@ -132,7 +159,24 @@ class CommitLog:
         if self.segment_bytes >= self.segment_bytes_max:
             self._rotate()
         offset = self.next_offset
-        payload = _packb([FORMAT_VERSION, kind, offset, self.last_hash, body])
+        now = _time_ns() // 1000
+        if now < self.last_time_us:
+            now = self.last_time_us
+        fields = [
+            FORMAT_VERSION,
+            kind,
+            offset,
+            self.last_hash,
+            body,
+            self.origin,
+            now,
+            HASH_ALGORITHM,
+            self.key_fp,
+            None,
+        ]
+        payload = _packb(fields)
+        if signers is not None or self.event_key is not None:
+            payload = self._sign(fields, payload, signers)
         length = len(payload)
         if length > self.record_bytes_max:
             raise DurabilityError(
@@ -160,7 +204,41 @@ class CommitLog:
         self.segment_bytes += written
         self.bytes_written += written
         self.sync.written_offset = offset
+        self.last_time_us = now
+        ledger = self.ledger
+        if ledger is not None and ledger.observe(offset, payload, now, self.sync.synced_offset):
+            self.append_checkpoint()
         return offset
+
+    def _sign(self, fields: list[Any], payload: bytes, signers: Sequence[SigningKey] | None) -> bytes:
+        """Sign a record: one signature, or ``[old, new]`` for a rotation's two keys."""
+        keys = list(signers) if signers is not None else [self.event_key]
+        first = keys[0]
+        assert first is not None
+        if fields[KEY_FP] != first.fingerprint:
+            fields[KEY_FP] = first.fingerprint
+            payload = signing_message(fields)
+        signatures = [key.sign(payload) for key in keys if key is not None]
+        fields[SIGNATURE] = signatures[0] if len(signatures) == 1 else signatures
+        return _packb(fields)
+
+    def append_checkpoint(self) -> None:
+        """Append a signed checkpoint over every record so far (the ledger is on).
+
+        A failure is logged, never raised: the record before it is already written, and
+        its caller must hear that it committed. The next append tries again.
+        """
+        ledger = self.ledger
+        assert ledger is not None
+        ledger.checkpointing = True
+        try:
+            body = ledger.checkpoint_body(self.last_time_us)
+            seq = self.append(CHECKPOINT_KIND, body)
+            ledger.checkpoint_written(seq, body)
+        except Exception:
+            logger.exception("writing a ledger checkpoint failed; the next record retries")
+        finally:
+            ledger.checkpointing = False
 
     def flush_pending(self) -> None:
         """Write the buffered frames to the segment (``always``; the sync leader calls this).

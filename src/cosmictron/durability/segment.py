@@ -51,6 +51,7 @@ from msgpack import unpackb as _unpackb
 
 from cosmictron.durability.files import write_file_durably
 from cosmictron.durability.record import (
+    FIELD_COUNT,
     FORMAT_VERSION,
     FRAME_HEADER,
     FRAME_HEADER_BYTES,
@@ -215,7 +216,7 @@ class SegmentReader:
                 fields = _unpackb(payload, raw=False, strict_map_key=False)
                 if (
                     type(fields) is list
-                    and len(fields) == 5
+                    and len(fields) == FIELD_COUNT
                     and fields[0] == FORMAT_VERSION
                     and fields[2] == self.next_offset
                     and type(fields[1]) is int

@@ -34,6 +34,7 @@ from cosmictron.errors import NotFound, SchemaError
 from cosmictron.host.clock import Clock, SystemClock
 from cosmictron.host.core import DatabaseCore
 from cosmictron.host.directory import identities, load_new_module, store_module, stored_module
+from cosmictron.ledger.record_format import LEDGER_KINDS
 from cosmictron.host.hotswap import replay_module_change, update_module
 from cosmictron.host.memory import collector_paused
 from cosmictron.host.records import (
@@ -143,6 +144,8 @@ def _replay(core: DatabaseCore) -> None:
         core.offset = recovery.snapshot.offset
         core.last_snapshot_offset = recovery.snapshot.offset
     for record in recovery.records:
+        if record.kind in LEDGER_KINDS:
+            continue  # keys, checkpoints, anchors: the ledger's, nothing to apply
         if record.kind == TX_RECORD_KIND:
             apply_record_body(datastore, record.body)
             schedule = record_schedule(record.body)

@@ -323,6 +323,21 @@ class MerkleTree:
             out += frontier.append(leaf_ctx.digest())
         self.store.append(bytes(out))
 
+    def extend_hashes(self, leaves: Iterable[bytes]) -> None:
+        """Append many already computed leaf hashes, writing the store in one append.
+
+        The commit log computes each leaf hash as it writes the record and hands them
+        over in batches (at a checkpoint), so the store sees one write per batch.
+        """
+        frontier = self._frontier
+        out = bytearray()
+        for leaf in leaves:
+            if len(leaf) != HASH_SIZE:
+                raise ValueError(f"a leaf hash has {HASH_SIZE} bytes, not {len(leaf)}")
+            out += frontier.append(leaf)
+        if out:
+            self.store.append(bytes(out))
+
     def truncate(self, size: int) -> None:
         """Cut the tree back to its first ``size`` leaves (the log lost a torn tail)."""
         if not 0 <= size <= self.size:
