@@ -210,7 +210,9 @@ class CommitLog:
             self.append_checkpoint()
         return offset
 
-    def _sign(self, fields: list[Any], payload: bytes, signers: Sequence[SigningKey] | None) -> bytes:
+    def _sign(
+        self, fields: list[Any], payload: bytes, signers: Sequence[SigningKey] | None
+    ) -> bytes:
         """Sign a record: one signature, or ``[old, new]`` for a rotation's two keys."""
         keys = list(signers) if signers is not None else [self.event_key]
         first = keys[0]

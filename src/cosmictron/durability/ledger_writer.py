@@ -36,10 +36,11 @@ from typing import TYPE_CHECKING, Any
 from cosmictron.durability.config import DurabilityConfig
 from cosmictron.errors import CorruptLog, DurabilityError
 from cosmictron.ledger.checkpoint import Checkpoint, sign_checkpoint
+from cosmictron.ledger.logread import LogDamage, LogReader
 from cosmictron.ledger.merkle import LEAF_PREFIX, FileHashStore, MerkleTree
 from cosmictron.ledger.record_format import (
-    CHECKPOINT_KIND,
     FIELD_COUNT,
+    FORMAT_VERSION,
     KEY_ADDED_KIND,
     KEY_ROTATED_KIND,
     MIGRATED_KIND,
@@ -48,10 +49,8 @@ from cosmictron.ledger.record_format import (
     PREV_HASH,
     TIME_US,
     VERSION,
-    FORMAT_VERSION,
     unpack_fields,
 )
-from cosmictron.ledger.logread import LogDamage, LogReader
 from cosmictron.ledger.signing import (
     KeyRing,
     SigningKey,
@@ -201,9 +200,9 @@ class LedgerWriter:
                 if record.seq < check_from:
                     append(_leaf(record.payload))
                     continue
-                if record.seq == check_from and last is not None:
-                    if not self._seed(checker, last, record.payload, root):
-                        return None
+                seeding = record.seq == check_from and last is not None
+                if seeding and not self._seed(checker, last, record.payload, root):  # type: ignore[arg-type]
+                    return None
                 problem = checker.check(record.seq, record.payload)
                 if problem is not None:
                     raise CorruptLog(

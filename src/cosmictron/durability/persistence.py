@@ -304,7 +304,7 @@ class PersistenceLayer:
         """
         ledger = self._ledger
         if ledger is None or not self._started or self._closed:
-            raise DurabilityError("the ledger is off (signing = \"off\"): no key to rotate")
+            raise DurabilityError('the ledger is off (signing = "off"): no key to rotate')
         log = self._log
         old, new = ledger.rotation(new_key)
         ledger.rotate(new, log.next_offset)
@@ -395,9 +395,13 @@ class PersistenceLayer:
                 self._snapshot_thread = None
             self._sync.stop()
             ledger = self._ledger
-            if ledger is not None and self._started and self._sync.failure is None:
-                if ledger.needs_checkpoint(self._log.next_offset - 1):
-                    self._log.append_checkpoint()
+            if (
+                ledger is not None
+                and self._started
+                and self._sync.failure is None
+                and ledger.needs_checkpoint(self._log.next_offset - 1)
+            ):
+                self._log.append_checkpoint()
             if self._started and self._sync.failure is None:
                 self._sync.sync_now()
                 if ledger is not None:

@@ -34,7 +34,6 @@ from cosmictron.errors import NotFound, SchemaError
 from cosmictron.host.clock import Clock, SystemClock
 from cosmictron.host.core import DatabaseCore
 from cosmictron.host.directory import identities, load_new_module, store_module, stored_module
-from cosmictron.ledger.record_format import LEDGER_KINDS
 from cosmictron.host.hotswap import replay_module_change, update_module
 from cosmictron.host.memory import collector_paused
 from cosmictron.host.records import (
@@ -48,6 +47,7 @@ from cosmictron.host.records import (
 )
 from cosmictron.host.scheduled_runs import next_scheduled_us, run_due
 from cosmictron.host.transactions import run_init
+from cosmictron.ledger.record_format import LEDGER_KINDS
 from cosmictron.module import LoadedModule, load_source
 from cosmictron.values import Identity
 

@@ -142,7 +142,7 @@ def _valid_frame_after(data: bytes, position: int) -> bool:
             start = found - FRAME_HEADER.size
             length, crc, durable = FRAME_HEADER.unpack_from(data, start)
             end = found + length
-            if 0 < length and end <= len(data):
+            if length > 0 and end <= len(data):
                 body_crc = zlib.crc32(memoryview(data)[found:end])
                 if zlib.crc32(durable.to_bytes(8, "little"), body_crc) == crc:
                     return True

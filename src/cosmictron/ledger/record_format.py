@@ -62,7 +62,14 @@ CHECKPOINT_KIND = 5
 ANCHOR_KIND = 6
 MIGRATED_KIND = 7
 LEDGER_KINDS = frozenset(
-    {KEY_ADDED_KIND, KEY_ROTATED_KIND, KEY_REVOKED_KIND, CHECKPOINT_KIND, ANCHOR_KIND, MIGRATED_KIND}
+    {
+        KEY_ADDED_KIND,
+        KEY_ROTATED_KIND,
+        KEY_REVOKED_KIND,
+        CHECKPOINT_KIND,
+        ANCHOR_KIND,
+        MIGRATED_KIND,
+    }
 )
 """Kinds the ledger writes; the host ignores them on replay (nothing to apply)."""
 

@@ -105,6 +105,22 @@ class VerifyResult:
     keys: list[str] = field(default_factory=list)
     problems_dropped: int = 0
 
+    def to_document(self) -> dict[str, Any]:
+        """The JSON form (``cosmictron-cli verify --json`` and the audit route)."""
+        return {
+            "ok": self.ok,
+            "code": self.code,
+            "first_bad_seq": self.first_bad_seq,
+            "detail": self.detail,
+            "problems": [{"code": p.code, "seq": p.seq, "detail": p.detail} for p in self.problems],
+            "problems_dropped": self.problems_dropped,
+            "records": self.records,
+            "checkpoints": self.checkpoints,
+            "legacy_through": self.legacy_through,
+            "origin": self.origin,
+            "keys": self.keys,
+        }
+
     def lines(self) -> list[str]:
         """One line per problem (or one ``ok`` line), as ``cosmictron-cli verify`` prints."""
         if self.ok:
@@ -113,9 +129,7 @@ class VerifyResult:
                 if self.legacy_through
                 else ""
             )
-            return [
-                f"ok: {self.records} records, {self.checkpoints} checkpoints verified{legacy}"
-            ]
+            return [f"ok: {self.records} records, {self.checkpoints} checkpoints verified{legacy}"]
         lines = [p.line() for p in self.problems]
         if self.problems_dropped:
             lines.append(f"... and {self.problems_dropped} more problems")
@@ -176,9 +190,7 @@ class RecordChecker:
         self.frontier = Frontier()
         self.tree_append = tree_append if tree_append is not None else self.frontier.append
         self.tree_root = tree_root if tree_root is not None else self._frontier_root
-        self.trusted = (
-            None if trusted_keys is None else {k.fingerprint: k for k in trusted_keys}
-        )
+        self.trusted = None if trusted_keys is None else {k.fingerprint: k for k in trusted_keys}
         self.seen_v2 = migrated
         self.legacy_through = 0
         self.checkpoints: list[CheckpointSeen] = []
@@ -471,11 +483,18 @@ def _check_outside(
     collector: _Collector,
 ) -> None:
     """Checkpoints kept outside the log must be in it: not beyond its end, same roots."""
-    keys = [r.key for r in checker.ring.ranges()]
+
+    def keys_at(size: int) -> list[VerifierKey]:
+        # A checkpoint of ``size`` records is written as record size + 1: only a key
+        # valid there may have signed it.
+        return checker.active_keys(size + 1)
+
     for entry in side:
         note = entry["note"]
         try:
-            checkpoint = open_checkpoint(note, keys, origin=checker.origin)
+            checkpoint = open_checkpoint(
+                note, keys_at(int(entry.get("size", -1))), origin=checker.origin
+            )
         except (NoteMalformed, SignatureInvalid) as exc:
             collector.add(
                 Problem("checkpoint_invalid", int(entry.get("seq", 0)), f"side file: {exc}")
@@ -487,7 +506,7 @@ def _check_outside(
             _compare(claimed, roots, last_seq, "rollback", "a trusted", collector)
             continue
         try:
-            checkpoint = open_checkpoint(note, keys, origin=checker.origin)
+            checkpoint = open_checkpoint(note, keys_at(claimed.size), origin=checker.origin)
         except (NoteMalformed, SignatureInvalid) as exc:
             collector.add(Problem("checkpoint_invalid", claimed.size, f"a trusted one: {exc}"))
             continue
