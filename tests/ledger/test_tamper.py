@@ -46,7 +46,7 @@ from cosmictron.ledger.record_format import (
     signing_message,
 )
 from cosmictron.ledger.signing import SigningKey, load_key
-from cosmictron.ledger.verify import read_side_checkpoints, verify
+from cosmictron.ledger.verifier import read_side_checkpoints, verify
 
 MODULE = textwrap.dedent(
     """

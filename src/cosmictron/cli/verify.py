@@ -19,7 +19,7 @@ import click
 from cosmictron.cli.client import quote
 from cosmictron.cli.context import CommandContext, server_command
 from cosmictron.ledger.signing import VerifierKey
-from cosmictron.ledger.verify import verify
+from cosmictron.ledger.verifier import verify
 
 EXIT_NOT_OK = 1
 

@@ -36,13 +36,18 @@ from typing import TYPE_CHECKING, Any
 from cosmictron.durability.config import DurabilityConfig
 from cosmictron.errors import CorruptLog, DurabilityError
 from cosmictron.ledger.checkpoint import Checkpoint, sign_checkpoint
-from cosmictron.ledger.logread import LogDamage, LogReader
+from cosmictron.ledger.logread import (
+    FRAME_HEADER,
+    SEGMENT_HEADER,
+    LogDamage,
+    LogReader,
+    list_segments,
+)
 from cosmictron.ledger.merkle import LEAF_PREFIX, FileHashStore, MerkleTree
 from cosmictron.ledger.record_format import (
     FIELD_COUNT,
     FORMAT_VERSION,
     KEY_ADDED_KIND,
-    KEY_ROTATED_KIND,
     MIGRATED_KIND,
     ORIGIN,
     ORIGIN_PREFIX,
@@ -60,7 +65,7 @@ from cosmictron.ledger.signing import (
     load_or_create_key,
     save_key,
 )
-from cosmictron.ledger.verify import CHECKPOINTS_FILE, RecordChecker, read_side_checkpoints
+from cosmictron.ledger.verifier import CHECKPOINTS_FILE, RecordChecker, read_side_checkpoints
 
 if TYPE_CHECKING:
     from cosmictron.durability.commitlog import CommitLog
@@ -333,10 +338,40 @@ class LedgerWriter:
             self.tree = None
 
 
+def migrate_legacy_log(data_dir: str, log: CommitLog) -> bool:
+    """Write the migration marker after a 0.8 log's last record (the ledger off).
+
+    With the ledger on, :meth:`LedgerWriter.open` does this as part of its check.
+    Returns whether the log was a 0.8 log.
+    """
+    last_seq = log.next_offset - 1
+    if last_seq == 0:
+        return False
+    segments = list_segments(os.path.join(data_dir, "log"))
+    if segments:
+        # A version-2 record is never followed by a version-1 one: when the last
+        # segment starts with one, the log is not a 0.8 log (and nothing more is read).
+        with open(segments[-1][1], "rb") as segment:
+            head = segment.read(SEGMENT_HEADER.size + FRAME_HEADER.size + 2)
+        if head[-2:] != LEGACY_PAYLOAD_PREFIX:
+            return False
+    last = None
+    for record in LogReader(data_dir, last_seq):
+        last = record
+    if last is None or last.payload[:2] != LEGACY_PAYLOAD_PREFIX:
+        return False
+    log.append(MIGRATED_KIND, [log.last_time_us, last_seq])
+    logger.warning("migrated a 0.8 commit log: records 1..%d verify as a hash chain only", last_seq)
+    return True
+
+
+LEGACY_PAYLOAD_PREFIX = b"\x95\x01"
+
+
 def _leaf(payload: bytes) -> bytes:
     context = _leaf_context.copy()
     context.update(payload)
     return context.digest()
 
 
-__all__ = ["KEY_ROTATED_KIND", "LedgerWriter"]
+__all__ = ["LedgerWriter", "migrate_legacy_log"]

@@ -27,7 +27,7 @@ from typing import Any
 from cosmictron.durability.commitlog import CommitLog
 from cosmictron.durability.config import DurabilityConfig, PersistenceConfig
 from cosmictron.durability.files import ensure_directory
-from cosmictron.durability.ledger_writer import LedgerWriter
+from cosmictron.durability.ledger_writer import LedgerWriter, migrate_legacy_log
 from cosmictron.durability.recovery import LogTail, Recovery
 from cosmictron.durability.segment import create_segment, open_segment_for_append
 from cosmictron.durability.snapshot import Snapshot, SnapshotDirectory
@@ -198,6 +198,8 @@ class PersistenceLayer:
                 self._ledger.close()
                 self._ledger = None
                 raise
+        elif self.storage is FILE_STORAGE:
+            migrate_legacy_log(self.data_dir, self._log)
         self._started = True
         # Bind the writer's method directly: the hot path skips one Python call.
         self.append = self._log.append  # type: ignore[method-assign]

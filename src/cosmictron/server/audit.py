@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from cosmictron.errors import CosmictronError, InvalidRequest
-from cosmictron.ledger.verify import read_side_checkpoints, verify
+from cosmictron.ledger.verifier import read_side_checkpoints, verify
 from cosmictron.server.registry import HostedDatabase
 from cosmictron.server.replies import json_response
 from cosmictron.server.routes import caller_of, hosted, require_owner
