@@ -31,7 +31,8 @@ import logging
 import os
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from cosmictron.durability.config import DurabilityConfig
 from cosmictron.errors import CorruptLog, DurabilityError
@@ -67,8 +68,19 @@ from cosmictron.ledger.signing import (
 )
 from cosmictron.ledger.verifier import CHECKPOINTS_FILE, RecordChecker, read_side_checkpoints
 
-if TYPE_CHECKING:
-    from cosmictron.durability.commitlog import CommitLog
+
+class CommitLog(Protocol):
+    """What the writer uses of ``commitlog.CommitLog`` (which imports this module)."""
+
+    next_offset: int
+    origin: str
+    last_time_us: int
+    ledger: LedgerWriter | None
+    event_key: SigningKey | None
+    key_fp: bytes | None
+
+    def append(self, kind: int, body: Any, signers: Sequence[SigningKey] | None = None) -> int: ...
+
 
 logger = logging.getLogger(__name__)
 
