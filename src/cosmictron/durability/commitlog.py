@@ -44,6 +44,7 @@ from cosmictron.durability.segment import create_segment
 from cosmictron.durability.storage import Storage
 from cosmictron.durability.sync import SyncCoordinator
 from cosmictron.errors import DurabilityError, InternalError
+from cosmictron.ledger.merkle import LEAF_PREFIX
 from cosmictron.ledger.record_format import (
     CHECKPOINT_KIND,
     HASH_ALGORITHM,
@@ -72,6 +73,7 @@ _sha256 = hashlib.sha256
 _pack_header = FRAME_HEADER.pack
 _frame_crc = frame_crc
 _time_ns = time.time_ns
+_leaf_context = hashlib.sha256(LEAF_PREFIX)
 
 
 class CommitLog:
@@ -206,8 +208,14 @@ class CommitLog:
         self.sync.written_offset = offset
         self.last_time_us = now
         ledger = self.ledger
-        if ledger is not None and ledger.observe(offset, payload, now, self.sync.synced_offset):
-            self.append_checkpoint()
+        if ledger is not None:
+            # The ledger's share of every append (ledger_writer.py): the leaf hash, kept
+            # for the tree, and whether a checkpoint is due.
+            leaf = _leaf_context.copy()
+            leaf.update(payload)
+            ledger.pending.append(leaf.digest())
+            if (offset >= ledger.due_seq or now >= ledger.due_us) and not ledger.checkpointing:
+                self.append_checkpoint()
         return offset
 
     def _sign(
@@ -237,6 +245,7 @@ class CommitLog:
             body = ledger.checkpoint_body(self.last_time_us)
             seq = self.append(CHECKPOINT_KIND, body)
             ledger.checkpoint_written(seq, body)
+            ledger.write_side(self.sync.synced_offset)
         except Exception:
             logger.exception("writing a ledger checkpoint failed; the next record retries")
         finally:

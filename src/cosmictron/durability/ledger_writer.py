@@ -2,14 +2,15 @@
 
 ``CommitLog.append`` writes every record in the ledger's format (origin, commit time,
 algorithm, key and signature: ``cosmictron.ledger.record_format``) and, when the ledger
-is on (``DurabilityConfig.signing`` is ``checkpoint`` or ``event``), hands each payload
-to :meth:`LedgerWriter.observe`, which keeps its leaf hash. Every
+is on (``DurabilityConfig.signing`` is ``checkpoint`` or ``event``), adds each
+payload's leaf hash to the writer's ``pending`` list. Every
 ``checkpoint_interval_records`` records, or on the first record
 ``checkpoint_interval_ms`` after the last checkpoint, and at a clean close, the log
 appends a checkpoint record: the pending leaves go into the Merkle tree
 (``<data_dir>/ledger/tree.hashes``, derived data, never synced), and the tree's size and
 root are signed as a C2SP checkpoint note. Once the log is synced past a checkpoint
-record, the note is also appended to ``<data_dir>/ledger/checkpoints`` (synced), a side
+record, the note is also appended to ``<data_dir>/ledger/checkpoints`` (synced; at the
+next checkpoint or at close), a side
 file that outlives a truncated or rolled-back log.
 
 On open (:meth:`LedgerWriter.open`, after recovery cut any torn tail) the writer refuses
@@ -118,6 +119,10 @@ class LedgerWriter:
         self.side_pending: list[dict[str, Any]] = []
         self.checkpointing = False
         self.checkpoint_count = 0
+        self.due_seq = 0
+        """The commit log appends a checkpoint after the record at this seq, or after the
+        first record at or past ``due_us``; ``checkpoint_written`` moves both on."""
+        self.due_us = 0
 
     # -- open --------------------------------------------------------------------------
 
@@ -165,6 +170,7 @@ class LedgerWriter:
             self.last_checkpoint_seq = int(last["seq"])
         # A checkpoint is due N records or T after this open, not at once.
         self.last_checkpoint_us = max(self.last_time_us, time.time_ns() // 1000)
+        self._set_due()
         self.key = self._load_key()
         log.origin = self.origin
         log.last_time_us = max(log.last_time_us, self.last_time_us)
@@ -271,20 +277,6 @@ class LedgerWriter:
 
     # -- the append path ---------------------------------------------------------------
 
-    def observe(self, seq: int, payload: bytes, time_us: int, synced: int) -> bool:
-        """Keep a record's leaf; return whether a checkpoint is due after it."""
-        context = _leaf_context.copy()
-        context.update(payload)
-        self.pending.append(context.digest())
-        if self.side_pending and self.side_pending[0]["seq"] <= synced:
-            self.write_side(synced)
-        if self.checkpointing:
-            return False
-        return (
-            seq - self.last_checkpoint_seq >= self.interval_records
-            or time_us - self.last_checkpoint_us >= self.interval_us
-        )
-
     def checkpoint_body(self, time_us: int) -> list[Any]:
         """Put the pending leaves in the tree and sign its head: the checkpoint's body."""
         tree = self.tree
@@ -294,10 +286,16 @@ class LedgerWriter:
         checkpoint = Checkpoint.with_time(self.origin, tree.size, tree.root(), time_us)
         return [time_us, sign_checkpoint(checkpoint, self.key)]
 
+    def _set_due(self) -> None:
+        self.due_seq = self.last_checkpoint_seq + self.interval_records
+        self.due_us = self.last_checkpoint_us + self.interval_us
+
     def checkpoint_written(self, seq: int, body: list[Any]) -> None:
-        """Remember a checkpoint record; its side-file entry waits until it is synced."""
+        """Remember a checkpoint record; its side-file entry waits until it is synced
+        (written by a later checkpoint, or at close)."""
         self.last_checkpoint_seq = seq
         self.last_checkpoint_us = body[0]
+        self._set_due()
         self.checkpoint_count += 1
         keys = [r.key.to_text() for r in self.ring.ranges() if r.covers(seq)]
         self.side_pending.append(
