@@ -103,9 +103,9 @@ def build(root: Path, transactions: int) -> Built:
     shutil.copytree(path, halfway)
     db = Database.open(path, module=str(module), durability=config())
     old_key = load_key(path / "ledger" / "signing.key")
-    with db.core.lock:
-        db.core.persistence.rotate_signing_key()
-        rotation_seq = db.core.persistence.next_offset - 1
+    public = db.rotate_signing_key()
+    rotation_seq = db.core.persistence.next_offset - 1
+    assert public.fingerprint != old_key.fingerprint
     for i in range(transactions - transactions // 2):
         db.call("add", f"second {i}")
     db.close()
