@@ -393,3 +393,22 @@ lookups, join pairs, its subqueries' rows included). Such a query runs again, un
 writer lock, after each transaction that changes a table it reads; past this bound its
 subscriptions end with a ``SubscriptionError`` naming the limit, instead of stalling
 every writer."""
+
+# Sandboxed guest modules (WASM; JavaScript later): ``module/guest.py`` and its engines.
+
+guest_call_fuel_max = 1_000_000_000
+"""Fuel one guest reducer call may burn (wasmtime: about one unit per WebAssembly
+instruction; an endless loop reaches it in about four seconds on the 2-core development
+machine); past it the call traps, is rolled back and fails with ``GuestOutOfFuel``. Host
+work (the operations) burns none."""
+
+guest_memory_bytes_max = 256 * 1024 * 1024
+"""Linear memory one guest instance may grow to; a ``memory.grow`` past it fails (Rust's
+allocator then aborts), the call fails with ``GuestOutOfMemory`` and is rolled back, and
+the instance is replaced."""
+
+guest_random_values_max = 4096
+"""64-bit random values one ``random`` operation may ask for (more is an ABI error)."""
+
+guest_message_bytes_max = 64 * 1024
+"""Longest log line or failure message a guest may hand the host; longer is cut."""

@@ -42,8 +42,6 @@ def test_local_call_creates_calls_and_reopens(tmp_path):
     [
         (["nope"], "error: no reducer named 'nope'"),
         (["add_task", "x", "not-a-number"], "argument 'priority': expected i64"),
-        (["add_task", "   "], "reducer 'add_task' failed: ValueError: a task needs a title"),
-        (["complete_task", "99"], "LookupError: no task 99"),
     ],
 )
 def test_errors_are_one_line_and_a_non_zero_exit(tmp_path, args, message):
@@ -57,6 +55,42 @@ def test_errors_are_one_line_and_a_non_zero_exit(tmp_path, args, message):
     assert result.returncode == 1
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "raising_line"),
+    [
+        (
+            ["add_task", "   "],
+            "error: reducer 'add_task' failed: ValueError: a task needs a title",
+            'raise ValueError("a task needs a title")',
+        ),
+        (
+            ["complete_task", "99"],
+            "error: reducer 'complete_task' failed: LookupError: no task 99",
+            'raise LookupError(f"no task {task_id}")',
+        ),
+    ],
+)
+def test_a_failed_reducer_shows_its_own_frames_to_the_local_owner(
+    tmp_path, args, message, raising_line
+):
+    """Run locally, the caller owns the database: the error line, then the module's frames."""
+    assert (
+        cli(
+            "local-call", "data", "run_agent", "x", "--module", str(EXAMPLE), cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    result = cli("local-call", "data", *args, cwd=tmp_path)
+    assert result.returncode == 1
+    first, *frames = result.stderr.strip().splitlines()
+    assert first == message
+    assert any("app.py" in line and f"in {args[0]}" in line for line in frames), frames
+    assert frames[-1].strip() == raising_line
+    file_lines = [line for line in frames if line.lstrip().startswith("File ")]
+    assert all("app.py" in line for line in file_lines), frames  # Cosmictron's frames trimmed
     assert result.stdout == ""
 
 

@@ -25,7 +25,7 @@ from cosmictron.cli.output import short, table
 @click.option("--clear", is_flag=True, help="Delete all existing data while updating.")
 @server_command
 def deploy(context: CommandContext, database: str, module: Path, clear: bool) -> None:
-    """Create DATABASE from MODULE (a Python file), or update it in place.
+    """Create DATABASE from MODULE (a Python file or a .wasm module), or update it in place.
 
     The identity that first deploys a database owns it. Deploying runs your Python
     code with the server's rights, so it needs the right to deploy: the user who ran
@@ -49,8 +49,9 @@ def deploy(context: CommandContext, database: str, module: Path, clear: bool) ->
     shown = "<stdin>" if is_stdio(module) else str(module)
     query = {"filename": shown, **({"clear": "true"} if clear else {})}
     path = f"/v1/database/{quote(database)}?{urllib.parse.urlencode(query)}"
+    kind = "application/wasm" if source[:4] == b"\0asm" else "text/x-python"
     with context.output.progress(f"Uploading {module.name}", len(source)) as advance:
-        reply = context.client.request("PUT", path, source, "text/x-python", advance)
+        reply = context.client.request("PUT", path, source, kind, advance)
     context.output.document(reply, lambda console: _print_deployed(console, reply, clear))
 
 

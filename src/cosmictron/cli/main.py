@@ -88,7 +88,14 @@ def cli() -> None:
     help="Durability profile for every database (default: each database's env, "
     "config.toml, then production).",
 )
-def start(listen: str, data_dir: str, profile: str | None) -> None:
+@click.option(
+    "--open-sandboxed-deploys",
+    is_flag=True,
+    envvar="COSMICTRON_OPEN_SANDBOXED_DEPLOYS",
+    help="Let every identity with a token create databases with sandboxed (WASM) "
+    "modules; Python modules still need the right to deploy (docs/guide/security.md).",
+)
+def start(listen: str, data_dir: str, profile: str | None, open_sandboxed_deploys: bool) -> None:
     """Start the server and run until SIGTERM or Ctrl-C (then drain, sync and close).
 
     The first start makes the server's operator identity (its token in
@@ -108,7 +115,14 @@ def start(listen: str, data_dir: str, profile: str | None) -> None:
     directory = Path(data_dir)
     existed = directory.exists()
     try:
-        serve(host, int(port), directory, profile, on_listening=save_operator_token)
+        serve(
+            host,
+            int(port),
+            directory,
+            profile,
+            on_listening=save_operator_token,
+            open_sandboxed_deploys=open_sandboxed_deploys,
+        )
     except OSError as exc:
         if exc.errno not in BIND_ERRORS:
             raise

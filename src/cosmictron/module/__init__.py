@@ -1,9 +1,11 @@
 """Loading modules: the Python decorator API, and the bindings the host runs.
 
 Owns: ``@table``/``@reducer``/lifecycle decorators, annotation resolution, module
-loading, row and argument bindings. Imports: ``datastore``, root modules. WASM and
-JavaScript modules will load into the same ``LoadedModule`` shape (schema + bindings),
-so the host never knows which language a module is written in.
+loading, row and argument bindings, and sandboxed guests: the module ABI (``abi``), the
+engine-neutral host side (``guest``) and the wasmtime engine (``wasm``); ``loader``
+picks the language from a module's bytes. Imports: ``datastore``, root modules. Every
+language loads into the same ``LoadedModule`` shape (schema + bindings), so the host
+never knows which language a module is written in.
 """
 
 from cosmictron.module.api import (
@@ -24,7 +26,9 @@ from cosmictron.module.api import (
     visibility_filter,
 )
 from cosmictron.module.bindings import ProcedureBinding, ReducerBinding, RowBinding
-from cosmictron.module.python import LoadedModule, load_module, load_source
+from cosmictron.module.loader import is_sandboxed, load_module, load_source
+from cosmictron.module.python import LoadedModule
+from cosmictron.module.wasm import set_cache_directory as set_wasm_cache_directory
 
 __all__ = [
     "CURRENT_DB",
@@ -41,10 +45,12 @@ __all__ = [
     "client_disconnected",
     "field",
     "init",
+    "is_sandboxed",
     "load_module",
     "load_source",
     "procedure",
     "reducer",
+    "set_wasm_cache_directory",
     "table",
     "type_",
     "visibility_filter",

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from cosmictron import limits
 from cosmictron.errors import CosmictronError, InvalidRequest, RateLimited, error_document
+from cosmictron.module import set_wasm_cache_directory
 from cosmictron.server import (
     audit,
     backup,
@@ -37,7 +38,7 @@ from cosmictron.server import (
 from cosmictron.server.auth import TokenAuthority
 from cosmictron.server.registry import DatabaseRegistry
 from cosmictron.server.replies import SHOWS_TRACEBACK, json_response
-from cosmictron.server.rights import Rights
+from cosmictron.server.rights import OPEN_SANDBOXED_DEPLOYS, Rights
 from cosmictron.server.routes import AUTHORITY, REGISTRY, RIGHTS
 from cosmictron.values import Identity
 
@@ -129,6 +130,7 @@ def build_app(
     authority: TokenAuthority,
     rights: Rights,
     scrape_token: str | None = None,
+    open_sandboxed_deploys: bool = False,
 ) -> web.Application:
     # guard_requests inside errors_as_json: a body that timed out becomes a JSON 408.
     app = web.Application(
@@ -137,6 +139,7 @@ def build_app(
     app[REGISTRY] = registry
     app[AUTHORITY] = authority
     app[RIGHTS] = rights
+    app[OPEN_SANDBOXED_DEPLOYS] = open_sandboxed_deploys  # server/rights.py
     if scrape_token is not None:  # who sees per-database metrics (server/metrics.py)
         app[metrics.SCRAPE_TOKEN] = scrape_token
     app.add_routes(ROUTES)
@@ -153,18 +156,25 @@ def serve(
     data_dir: Path,
     profile: str | None,
     on_listening: OnListening | None = None,
+    open_sandboxed_deploys: bool = False,
 ) -> None:
     """Run the server in this process until SIGTERM or SIGINT."""
+    run = _serve(host, port, data_dir, profile, on_listening, open_sandboxed_deploys)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is installed on Linux and macOS
-        asyncio.run(_serve(host, port, data_dir, profile, on_listening))
+        asyncio.run(run)
     else:
-        uvloop.run(_serve(host, port, data_dir, profile, on_listening))
+        uvloop.run(run)
 
 
 async def _serve(
-    host: str, port: int, data_dir: Path, profile: str | None, on_listening: OnListening | None
+    host: str,
+    port: int,
+    data_dir: Path,
+    profile: str | None,
+    on_listening: OnListening | None,
+    open_sandboxed_deploys: bool = False,
 ) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     # The key and the operator's token are read, and their files closed, before any
@@ -175,9 +185,10 @@ async def _serve(
     # A long query's thread must hand the interpreter to a reducer call or the event
     # loop quickly (docs/design/query-snapshots.md).
     sys.setswitchinterval(limits.query_switch_interval_s)
+    set_wasm_cache_directory(data_dir / "cache" / "wasm")  # compiled guests survive restarts
     registry = DatabaseRegistry(data_dir, profile)
     await asyncio.to_thread(registry.open_all)
-    app = build_app(registry, authority, rights, scrape_token)
+    app = build_app(registry, authority, rights, scrape_token, open_sandboxed_deploys)
     runner = web.AppRunner(app, shutdown_timeout=10.0, **listener.runner_options(app))
     await runner.setup()
     # Not a web.TCPSite: every connection is counted and timed (server/connections.py).

@@ -24,6 +24,8 @@ import os
 import threading
 from pathlib import Path
 
+from aiohttp import web
+
 from cosmictron import names
 from cosmictron.errors import ConfigError, InvalidRequest, PermissionDenied, Unauthenticated
 from cosmictron.server.auth import ANONYMOUS, TokenAuthority
@@ -34,6 +36,10 @@ DEPLOY = "deploy"
 
 ALL_RIGHTS = (DEPLOY,)
 """Every right an identity may be granted (sandboxed-module rights would join here)."""
+
+OPEN_SANDBOXED_DEPLOYS: web.AppKey[bool] = web.AppKey("open_sandboxed_deploys", bool)
+"""The server option ``--open-sandboxed-deploys``: any identity with a token may create
+databases with sandboxed (WASM) modules. Off by default (docs/guide/security.md)."""
 
 OPERATOR_TOKEN_FILE = "operator.token"
 GRANTS_FILE = "grants.json"
@@ -120,6 +126,29 @@ class Rights:
             f"because Python modules run with the server's rights ({SECURITY_GUIDE}); "
             f"the server's operator grants it with: cosmictron-cli grant deploy {caller.hex()}"
         )
+
+    def require_deploy_of(
+        self, caller: Identity, action: str, sandboxed: bool, open_sandboxed: bool
+    ) -> None:
+        """``require_deploy``, except that with the server option ``open_sandboxed``
+        (``--open-sandboxed-deploys``) any identity with a token may deploy a sandboxed
+        module (WASM; JavaScript later). Python modules still need the right.
+
+        Raises:
+            Unauthenticated, PermissionDenied: as ``require_deploy``; the message says
+                which modules the caller may deploy.
+        """
+        if open_sandboxed and sandboxed and caller != ANONYMOUS:
+            return
+        if open_sandboxed and caller != ANONYMOUS and not self.has(caller, DEPLOY):
+            raise PermissionDenied(
+                f"identity {caller.hex()} may not {action} with a Python module: this server "
+                f"lets every identity deploy sandboxed (WASM) modules, but Python modules run "
+                f"with the server's rights and need the right to deploy ({SECURITY_GUIDE}); "
+                f"the server's operator grants it with: cosmictron-cli grant deploy "
+                f"{caller.hex()}"
+            )
+        self.require_deploy(caller, action)
 
     def require_operator(self, caller: Identity, action: str) -> None:
         """Refuse ``action`` unless ``caller`` is the operator.
