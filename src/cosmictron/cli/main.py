@@ -43,6 +43,7 @@ from cosmictron.cli.identity import identity
 from cosmictron.cli.rights import grant, revoke, save_operator_token
 from cosmictron.cli.streams import logs, subscribe
 from cosmictron.cli.transfer import export, import_csv
+from cosmictron.cli.verify import verify_command
 from cosmictron.errors import CosmictronError, InvalidRequest, render_error
 from cosmictron.host import Database
 from cosmictron.values import Identity
@@ -246,6 +247,7 @@ for command in (
     cli.add_command(command)
 for command in (backup, restore):
     cli.add_command(command)
+cli.add_command(verify_command)  # the compliance ledger (issue 13)
 
 
 def one_line(message: str) -> str:

@@ -24,6 +24,7 @@ from cosmictron import limits
 from cosmictron.errors import CosmictronError, InvalidRequest, RateLimited, error_document
 from cosmictron.module import set_wasm_cache_directory
 from cosmictron.server import (
+    audit,
     backup,
     bulk,
     export,
@@ -69,6 +70,11 @@ ROUTES = [
     web.put("/v1/database/{name}/restore", backup.restore),
     web.get("/metrics", metrics.metrics),
     web.get("/v1/database/{name}/subscribe", websocket.subscribe),
+    # The compliance ledger (issue 13, server/audit.py).
+    web.get("/v1/database/{name}/audit/checkpoint", audit.checkpoint),
+    web.get("/v1/database/{name}/audit/inclusion", audit.inclusion),
+    web.get("/v1/database/{name}/audit/consistency", audit.consistency),
+    web.get("/v1/database/{name}/audit/verify", audit.verify_route),
 ]
 """Every route of the server, on one screen (docs/reference/http.md, websocket.md): the
 method, the path, the handler. No module adds a route of its own. A ``GET`` answers
