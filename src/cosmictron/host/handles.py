@@ -115,16 +115,27 @@ class TableHandle:
 
 
 class IndexHandle:
-    """``handle.<indexed column>``: equality, prefix and range lookups."""
+    """``handle.<indexed column>``: equality, prefix and range lookups.
 
-    __slots__ = ("_columns", "_handle", "_index")
+    The index is found through the table at each use (``_index``), never kept: a
+    snapshot (a SQL read, a subscription) makes the table's next write replace its
+    index objects with copies (``Table._own``), and a kept one would answer from the
+    snapshot's frozen index from then on.
+    """
+
+    __slots__ = ("_columns", "_handle", "_position")
 
     def __init__(self, handle: TableHandle, index: Index | None) -> None:
         self._handle = handle
-        self._index = index
         table = handle._table
+        self._position = -1 if index is None else table.indexes.index(index)
         names = index.schema.columns if index is not None else table.schema.primary_key
         self._columns = [table.schema.columns[table.schema.column_index(n)] for n in names]
+
+    @property
+    def _index(self) -> Index | None:
+        position = self._position
+        return None if position < 0 else self._handle._table.indexes[position]
 
     def filter(
         self, value: Any = _ANY, *, start: Any = None, stop: Any = None, inclusive: bool = False
