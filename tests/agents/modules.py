@@ -22,6 +22,8 @@ def supervise(ctx, request):
         return deny("blocked by policy")
     if request.payload.get("explode"):
         raise RuntimeError("hook crashed")
+    if "to" in request.payload:
+        return reroute(to_agent=request.payload["to"])
     if request.to_agent == "billing" and request.payload.get("vip"):
         return reroute(to_agent="vip_desk", payload={**request.payload, "rerouted": True})
     return None
