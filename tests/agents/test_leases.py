@@ -158,3 +158,14 @@ def test_subscribers_see_tool_call_and_agent_state_changes(db):
     assert seen.count(("tool_call", 1)) == 3  # recorded, claimed, completed
     assert ("agent_state", 1) in seen
     assert len(updates) == 3
+
+
+def test_attempts_and_config_past_their_limits_are_refused(db):
+    over = limits.tool_call_attempts_max + 1
+    with pytest.raises(ReducerFailed, match="tool_call_attempts_max"):
+        db.call("record_tool_call", "c", "t1", "triage", "search", "{}", over)
+    with pytest.raises(ReducerFailed, match="tool_call_attempts_max"):
+        db.call("configure_agents", 1.0, 30.0, over)
+    with pytest.raises(ReducerFailed, match="tool_call_lease_s_max"):
+        db.call("configure_agents", 1.0, limits.tool_call_lease_s_max * 2, 3)
+    assert db.rows("tool_call") == []
