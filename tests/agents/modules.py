@@ -1,6 +1,6 @@
 """The module the agent tests include ``cosmictron.agents`` in, with supervisor hooks."""
 
-AGENT_APP = '''
+AGENT_APP = """
 from cosmictron import *
 from cosmictron.agents import *
 
@@ -34,7 +34,7 @@ def back_to_triage(ctx, result):
     if result.result == "escalate":
         return "vip_desk"
     return None
-'''
+"""
 
 AGENTS = [
     ("triage", "supervisor", "routes requests", ["billing", "vip_desk", "tech"]),

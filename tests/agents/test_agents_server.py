@@ -173,9 +173,9 @@ def test_sigkill_mid_run_loses_no_acknowledged_completion(tmp_path: Path):
         # the run resumes: a worker finishes what is left
         while (claim := call(server, "claim_tool_call", "after", [], 60.0)) is not None:
             call(server, "complete_tool_call", claim["call_id"], claim["attempt"], "after")
-        assert len(rows(server, "SELECT id FROM tool_call WHERE status = 'done'")) == len(ids) - sum(
-            1 for c in calls.values() if c["status"] == "running"
-        )
+        assert len(rows(server, "SELECT id FROM tool_call WHERE status = 'done'")) == len(
+            ids
+        ) - sum(1 for c in calls.values() if c["status"] == "running")
     finally:
         stop_server(server)
 

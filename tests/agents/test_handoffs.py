@@ -99,7 +99,9 @@ def test_a_delegation_cycle_is_refused(db):
     first = db.call("request_handoff", "t1", "triage", "billing", "", "{}", "", "delegate")
     db.call("request_handoff", "t1", "billing", "tech", "", "{}", "", "delegate")
     before = snapshot(db)
-    with pytest.raises(ReducerFailed, match="hand-off loop .*triage → billing → tech → billing") as e:
+    with pytest.raises(
+        ReducerFailed, match="hand-off loop .*triage → billing → tech → billing"
+    ) as e:
         db.call("request_handoff", "t1", "tech", "billing", "", "{}", "", "delegate")
     assert e.value.cause_type == "HandoffLoop"
     assert snapshot(db) == before
@@ -124,7 +126,9 @@ def test_delegations_deeper_than_the_limit_are_refused(db, monkeypatch):
     db.call("request_handoff", "t1", "triage", "billing", "", "{}", "", "delegate")
     db.call("request_handoff", "t1", "billing", "tech", "", "{}", "", "delegate")
     db.call("request_handoff", "t1", "tech", "triage", "", "{}", "", "transfer")  # not nested
-    with pytest.raises(ReducerFailed, match="would nest 3 delegations.*agent_handoff_depth_max is 2"):
+    with pytest.raises(
+        ReducerFailed, match="would nest 3 delegations.*agent_handoff_depth_max is 2"
+    ):
         db.call("request_handoff", "t1", "triage", "vip_desk", "", "{}", "", "delegate")
 
 
@@ -134,7 +138,9 @@ def test_ping_pong_transfers_stop_at_the_thread_budget(db, monkeypatch):
     db.call("request_handoff", "t1", "triage", "billing", "", "{}")
     for i in range(4):
         db.call("request_handoff", "t1", pair[i % 2], pair[(i + 1) % 2], "", "{}")
-    with pytest.raises(ReducerFailed, match="already had 5 hand-offs; agent_handoffs_per_thread_max"):
+    with pytest.raises(
+        ReducerFailed, match="already had 5 hand-offs; agent_handoffs_per_thread_max"
+    ):
         db.call("request_handoff", "t1", "billing", "tech", "", "{}")
 
 
@@ -145,6 +151,6 @@ def test_transfer_tools_come_from_the_registry(db):
     assert tools[0]["function"]["parameters"]["required"] == ["reason"]
     assert "technical problems" in tools[0]["function"]["description"]
     db.call("register_agent", "billing", "worker", "", ["vip_desk"])
-    assert [t["function"]["name"] for t in json.loads(db.call("handoff_tool_schemas", "billing"))] == [
-        "transfer_to_vip_desk"
-    ]
+    assert [
+        t["function"]["name"] for t in json.loads(db.call("handoff_tool_schemas", "billing"))
+    ] == ["transfer_to_vip_desk"]

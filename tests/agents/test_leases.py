@@ -19,8 +19,12 @@ def wait_until(predicate, timeout_s: float = 20.0) -> None:
 
 
 def test_recording_is_idempotent_on_the_model_call_id(db):
-    assert db.call("record_tool_call", "call_1", "t1", "triage", "search", '{"q": "x"}') == "pending"
-    assert db.call("record_tool_call", "call_1", "t1", "triage", "search", '{"q": "x"}') == "pending"
+    assert (
+        db.call("record_tool_call", "call_1", "t1", "triage", "search", '{"q": "x"}') == "pending"
+    )
+    assert (
+        db.call("record_tool_call", "call_1", "t1", "triage", "search", '{"q": "x"}') == "pending"
+    )
     assert len(db.rows("tool_call")) == 1
     recorded = db.sql("SELECT seq FROM agent_event WHERE kind = 'tool_call.recorded'").rows
     assert len(recorded) == 1

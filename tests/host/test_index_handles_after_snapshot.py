@@ -49,7 +49,9 @@ def holder(ctx: ReducerContext, code: int) -> str:
 def test_index_handles_see_writes_made_after_a_sql_read(tmp_path):
     path = tmp_path / "jobs.py"
     path.write_text(MODULE)
-    db = Database.open(tmp_path / "d", path, durability=DurabilityConfig.from_profile("development"))
+    db = Database.open(
+        tmp_path / "d", path, durability=DurabilityConfig.from_profile("development")
+    )
     try:
         db.call("add", "a", 1)
         assert db.call("move", "pending", "running") == 1

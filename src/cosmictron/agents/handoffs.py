@@ -119,7 +119,8 @@ def request_handoff(
     if to_agent not in source.handoff_targets:
         allowed = ", ".join(source.handoff_targets) or "none"
         raise HandoffRefused(
-            f"agent {from_agent!r} may not hand off to {to_agent!r} (its handoff_targets: {allowed})"
+            f"agent {from_agent!r} may not hand off to {to_agent!r} "
+            f"(its handoff_targets: {allowed})"
         )
     stack = open_delegations(ctx, thread_id)
     depth = len(stack) + 1 if mode == "delegate" else len(stack)

@@ -226,9 +226,7 @@ def claim_tool_call(
     seconds = _lease_s(ctx, lease_s)
     wanted = set(tool_names or ())
     pending = [
-        c
-        for c in ctx.db.tool_call.status.filter("pending")
-        if not wanted or c.tool_name in wanted
+        c for c in ctx.db.tool_call.status.filter("pending") if not wanted or c.tool_name in wanted
     ]
     if not pending:
         return None

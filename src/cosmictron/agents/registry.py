@@ -124,7 +124,9 @@ def append_message(
         raise AgentError(f"tool_calls must be a JSON list: {exc}") from None
     if not isinstance(calls, list):
         raise AgentError(f"tool_calls must be a JSON list, got {type(calls).__name__}")
-    row = AgentMessage(0, thread_id, agent, role, content, dumps(calls), tool_call_id, ctx.timestamp)
+    row = AgentMessage(
+        0, thread_id, agent, role, content, dumps(calls), tool_call_id, ctx.timestamp
+    )
     message: AgentMessage = ctx.db.agent_message.insert(row)
     return message.id
 
