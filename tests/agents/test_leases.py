@@ -173,3 +173,22 @@ def test_attempts_and_config_past_their_limits_are_refused(db):
     with pytest.raises(ReducerFailed, match="tool_call_lease_s_max"):
         db.call("configure_agents", 1.0, limits.tool_call_lease_s_max * 2, 3)
     assert db.rows("tool_call") == []
+
+
+def test_the_sweep_goes_on_after_a_reopen(tmp_path, app_path):
+    from cosmictron import Database, DurabilityConfig
+
+    durability = DurabilityConfig.from_profile("development")
+    database = Database.open(tmp_path / "reopen", app_path, durability=durability)
+    database.call("register_agent", "solo", "worker", "", [])
+    database.call("start_thread", "t", "solo", "")
+    database.call("configure_agents", 0.1, 30.0, 3)
+    database.call("record_tool_call", "c", "t", "solo", "search", "{}")
+    database.call("claim_tool_call", "dies-with-the-process", [], 0.3)
+    database.close()
+    database = Database.open(tmp_path / "reopen", durability=durability)
+    try:
+        wait_until(lambda: database.table("tool_call").id.find("c").status == "pending")
+        assert database.call("claim_tool_call", "next", [], 5.0).attempt == 2
+    finally:
+        database.close()

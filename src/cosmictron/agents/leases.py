@@ -80,10 +80,8 @@ def _check_holder(call: ToolCall, attempt: int, action: str) -> None:
 
 
 def _calls_open(ctx: ReducerContext, thread_id: str, agent: str) -> bool:
-    return any(
-        c.agent == agent and c.status in ("pending", "running")
-        for c in ctx.db.tool_call.thread_id.filter(thread_id)
-    )
+    index = ctx.db.tool_call.thread_agent_status
+    return any(index.filter((thread_id, agent, status)) for status in ("pending", "running"))
 
 
 def _finish(ctx: ReducerContext, call: ToolCall, status: str, content: str) -> ToolCall:

@@ -105,7 +105,11 @@ class AgentMessage:
     at: Timestamp = field(default=Timestamp(0))
 
 
-@table(name="tool_call", public=True)
+@table(
+    name="tool_call",
+    public=True,
+    indexes=[Index("thread_agent_status", ("thread_id", "agent", "status"))],
+)
 class ToolCall:
     """A tool invocation, leased to one worker at a time.
 
