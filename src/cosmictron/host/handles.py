@@ -133,9 +133,9 @@ class IndexHandle:
         self._columns = [table.schema.columns[table.schema.column_index(n)] for n in names]
 
     @property
-    def _index(self) -> Index | None:
-        position = self._position
-        return None if position < 0 else self._handle._table.indexes[position]
+    def _index(self) -> Index:
+        """The secondary index; only when ``_position >= 0`` (else: the primary key)."""
+        return self._handle._table.indexes[self._position]
 
     def filter(
         self, value: Any = _ANY, *, start: Any = None, stop: Any = None, inclusive: bool = False
@@ -165,7 +165,7 @@ class IndexHandle:
             prefix = self._canonical(value, partial=True)
             return list(self._ordered_index().prefix_row_keys(prefix))
         key = self._canonical(value)
-        if self._index is None:
+        if self._position < 0:
             return [key] if key in self._handle._table.rows else []
         return list(self._index.row_keys(key))
 
@@ -176,7 +176,7 @@ class IndexHandle:
         return list(self._ordered_index().range_row_keys(low, high, inclusive=inclusive))
 
     def _ordered_index(self) -> Any:
-        if self._index is None:
+        if self._position < 0:
             return self._handle._table.ordered_primary()
         if self._index.schema.kind != "btree":
             raise InvalidRequest(
@@ -214,7 +214,7 @@ class UniqueHandle(IndexHandle):
         handle = self._handle
         key = self._canonical(value)
         with handle._scope.lock:
-            row = handle._table.rows.get(key) if self._index is None else self._row_for(key)
+            row = handle._table.rows.get(key) if self._position < 0 else self._row_for(key)
         return None if row is None else handle._binding.to_object(row)
 
     def update(self, row: Any) -> Any:
@@ -231,7 +231,7 @@ class UniqueHandle(IndexHandle):
         if table.schema.event:
             _refuse_on_event_table(table, "update")
         canonical = handle._binding.to_row(row)
-        if self._index is None:  # by primary key: the key cannot change
+        if self._position < 0:  # by primary key: the key cannot change
             key = table.key_of(canonical)  # type: ignore[misc]
             if key not in table.rows:
                 raise NotFound(
@@ -269,7 +269,7 @@ class UniqueHandle(IndexHandle):
 
     def _row_key_for(self, key: Any) -> Any:
         table = self._handle._table
-        if self._index is None:
+        if self._position < 0:
             return key if key in table.rows else None
         return self._index._entries.get(key)
 
