@@ -439,3 +439,24 @@ js_host_round_trips_max = 1000
 """Host round trips (batches with a read) one JavaScript reducer call may make; each runs
 the reducer again from the start (module/js.py), so past it the call fails with
 ``GuestAbiError``."""
+
+
+# -- agent layer (issue 14, agents-core; cosmictron.agents) -----------------------------
+#
+# Fixed here; a database sets its own lease and attempt defaults within these bounds with
+# the ``configure_agents`` reducer (docs/guide/agents.md).
+
+agent_handoff_depth_max = 8
+"""Delegations (``request_handoff(mode="delegate")``) open at once in one thread: a
+deeper one is refused with ``HandoffLoop``."""
+
+agent_handoffs_per_thread_max = 256
+"""Hand-offs one thread may make in all; past it ``request_handoff`` is refused with
+``HandoffLoop`` (agents passing a thread back and forth without end)."""
+
+tool_call_lease_s_max = 3600.0
+"""Longest lease a worker may take on a tool call (``claim_tool_call``,
+``heartbeat_tool_call``), and the longest sweep interval and default lease."""
+
+tool_call_attempts_max = 100
+"""Most attempts a tool call may be given before the sweep fails it."""
