@@ -119,7 +119,8 @@ def _load(
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"the body is not UTF-8 text: {exc.reason}") from None
     try:
-        return db.bulk_insert_once(table, parsed.rows, key)
+        checked_for = schema if parsed.checked else None
+        return db.bulk_insert_once(table, parsed.rows, key, checked_for=checked_for)
     except (InvalidRequest, Conflict) as exc:
         row_index = getattr(exc, "row_index", None)
         if row_index is None:
