@@ -93,25 +93,40 @@ class ColumnPlan:
         return cls(schema, positions, defaults)
 
 
-def parse_csv(text: Any, schema: TableSchema) -> Parsed:
-    """Read a CSV body: a header of column names, then rows, converted chunk by chunk."""
+def parse_csv(
+    text: Any,
+    schema: TableSchema,
+    plan: ColumnPlan | None = None,
+    lines_before: int = 0,
+    parsed: Parsed | None = None,
+) -> Parsed:
+    """Read a CSV body: a header of column names, then rows, converted chunk by chunk.
+
+    ``bulk_arrow`` hands over the rest of a body it read in part: then ``plan`` is the
+    header's, ``lines_before`` the lines already read and ``parsed`` their rows.
+    """
     reader = csv.reader(text, strict=True)
     try:
-        header = next(reader, None)
-        if header is None:
-            raise InvalidRequest("the body is empty: send a header row of column names, then rows")
-        plan = ColumnPlan.for_names(schema, [name.strip() for name in header], "line 1 (header)")
-        width = len(header)
+        if plan is None:
+            header = next(reader, None)
+            if header is None:
+                raise InvalidRequest(
+                    "the body is empty: send a header row of column names, then rows"
+                )
+            names = [name.strip() for name in header]
+            plan = ColumnPlan.for_names(schema, names, "line 1 (header)")
+        width = sum(position is not None for position in plan.positions)
         readers = [cell_reader(column.type) for column in schema.columns]
         convert = row_converter(plan, readers)
-        parsed = Parsed(checked=True)
+        if parsed is None:
+            parsed = Parsed(checked=True)
         while True:
-            first_line = reader.line_num + 1
+            first_line = lines_before + reader.line_num + 1
             chunk = list(itertools.islice(reader, CHUNK_ROWS))
             if not chunk:
                 return parsed
             lines = None
-            if reader.line_num - first_line + 1 != len(chunk):  # a field spans lines
+            if lines_before + reader.line_num - first_line + 1 != len(chunk):  # a field spans lines
                 lines = _row_lines(chunk, first_line)
             _check_widths(chunk, width, first_line, lines)
             try:
@@ -137,7 +152,8 @@ def parse_csv(text: Any, schema: TableSchema) -> Parsed:
                     raise InvalidRequest(f"line {line}, column {column.name!r}: {exc}") from None
             parsed.add(list(zip(*columns)), first_line, lines)  # noqa: B905 - equal lengths
     except csv.Error as exc:
-        raise InvalidRequest(f"line {reader.line_num}: not valid CSV: {exc}") from None
+        line = lines_before + reader.line_num
+        raise InvalidRequest(f"line {line}: not valid CSV: {exc}") from None
 
 
 def row_converter(plan: ColumnPlan, readers: list[Any]) -> Any:
