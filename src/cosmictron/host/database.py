@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cosmictron.datastore import Datastore, Transaction
+from cosmictron.datastore.schema import TableSchema
 from cosmictron.durability import DurabilityConfig, PersistenceStatistics
 from cosmictron.durability.archive import Manifest
 from cosmictron.errors import SubscriptionError
@@ -291,7 +292,12 @@ class Database:
         return imports.bulk_insert(self.core, table, rows)
 
     def bulk_insert_once(
-        self, table: str, rows: Iterable[Any], key: str | None
+        self,
+        table: str,
+        rows: Iterable[Any],
+        key: str | None,
+        *,
+        checked_for: TableSchema | None = None,
     ) -> BulkInsertOutcome:
         """``bulk_insert``, applied at most once per ``(table, key)``.
 
@@ -306,8 +312,13 @@ class Database:
 
         Raises:
             NotFound, InvalidRequest, Conflict: as ``bulk_insert``.
+
+        ``checked_for`` is for loaders that check rows as they convert them (the
+        server's CSV path): the rows are canonical tuples already checked against that
+        ``TableSchema``, and the host skips its own check while it is still the table's
+        schema (a module update in between makes new schemas, so they are checked again).
         """
-        return imports.bulk_insert_once(self.core, table, rows, key)
+        return imports.bulk_insert_once(self.core, table, rows, key, checked_for)
 
     def update_module(
         self, module: Any, *, clear: bool = False, filename: str | None = None

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from cosmictron.datastore import Index, Table, Transaction, TypeMismatch
+from cosmictron.datastore.schema import TableSchema
 from cosmictron.datastore.tx import BatchConflict
 from cosmictron.errors import Conflict, InvalidRequest, NotFound
 from cosmictron.module import RowBinding
@@ -312,23 +313,32 @@ def insert_all(
     binding: RowBinding,
     rows: Any,
     stored: list[tuple[Any, ...]] | None = None,
+    checked_for: TableSchema | None = None,
 ) -> int:
     """Check every row (sequences or dicts), then insert them all as one batch.
 
     Errors name the row's position (0-based). Auto-increment ids are drawn as one block,
     so the undo log holds one entry per counter, not one per row. ``stored``, when
     given, receives the rows stored (auto-increment ids filled in): SQL's RETURNING.
+    ``checked_for``: the rows are canonical tuples already checked against this schema
+    (the server's bulk converter checks each cell as it reads it); the check is skipped
+    only if it is still the table's schema object, so a module update in between
+    (which builds new schemas) gets its rows checked again.
 
     Returns:
         How many rows were stored (an identical row in a keyless table is stored once).
     """
     positions = binding.auto_inc_positions
-    if not positions and isinstance(rows, list) and set(map(type, rows)) <= {tuple, list}:
+    kinds = set(map(type, rows)) if not positions and isinstance(rows, list) else None
+    if kinds is not None and kinds <= {tuple, list}:
         # The bulk path: every row checked by one C-level map over the compiled checker
         # (its unpacking refuses a wrong width). Any failure falls through to the loop
         # below, which finds the row and names it.
         try:
-            checked_fast = list(map(binding.check_values, rows))
+            if checked_for is binding.schema and kinds <= {tuple}:
+                checked_fast = rows
+            else:
+                checked_fast = list(map(binding.row_checker, rows))
         except Exception:
             pass
         else:
