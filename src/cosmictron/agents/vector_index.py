@@ -1,0 +1,145 @@
+"""The in-memory search structure behind ``recall``: exact with numpy, approximate past
+a size.
+
+It is a cache of the ``memory`` table, never a source of truth: built from the table on
+the first search after a database opens, topped up from the table's primary key (ids
+only grow) before each search, and its candidates are checked against the rows (still
+there, still valid, same namespace, matching the filter) and re-scored with the stored
+vector. So a rolled-back ``remember`` never shows (the index only reads committed rows),
+a deleted row is skipped, and the order of the results is always the exact one among
+the candidates.
+
+Exact search is a matrix product over every stored vector (numpy, ~10 ms at 100k
+384-d vectors on this machine). Past ``limits.memory_exact_search_max`` vectors an HNSW
+index (``usearch``, the ``memory`` extra) proposes candidates instead; see
+bench/memory.py for the measured trade (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from cosmictron import limits
+from cosmictron.agents.errors import AgentError
+
+
+def _numpy() -> Any:
+    try:
+        import numpy
+    except ImportError:
+        raise AgentError(
+            "semantic memory search needs numpy: pip install 'cosmictron[memory]'"
+        ) from None
+    return numpy
+
+
+def approximate_available() -> bool:
+    try:
+        import usearch.index  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class VectorIndex:
+    """Unit vectors by id: ``add`` them, then ``candidates`` in order of cosine similarity."""
+
+    def __init__(self, dims: int) -> None:
+        np = _numpy()
+        self.dims = dims
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._matrix = np.zeros((0, dims), dtype=np.float32)
+        self._size = 0
+        self._approximate: Any = None  # a usearch Index once past the exact limit
+        self.max_id = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def approximate(self) -> bool:
+        return self._approximate is not None
+
+    def add(self, ids: Sequence[int], vectors: Sequence[Sequence[float]]) -> None:
+        if not ids:
+            return
+        np = _numpy()
+        block = normalise(np.asarray(vectors, dtype=np.float32))
+        needed = self._size + len(ids)
+        if needed > len(self._ids):
+            capacity = max(needed, 2 * len(self._ids), 1024)
+            grown_ids = np.zeros(capacity, dtype=np.int64)
+            grown_ids[: self._size] = self._ids[: self._size]
+            grown = np.zeros((capacity, self.dims), dtype=np.float32)
+            grown[: self._size] = self._matrix[: self._size]
+            self._ids, self._matrix = grown_ids, grown
+        self._ids[self._size : needed] = ids
+        self._matrix[self._size : needed] = block
+        self._size = needed
+        self.max_id = max(self.max_id, max(ids))
+        if self._approximate is not None:
+            self._approximate.add(np.asarray(ids, dtype=np.int64), block)
+        elif needed > limits.memory_exact_search_max and approximate_available():
+            self._build_approximate()
+
+    def _build_approximate(self) -> None:
+        from usearch.index import Index
+
+        index = Index(ndim=self.dims, metric="cos", dtype="f32", connectivity=16)
+        index.add(self._ids[: self._size], self._matrix[: self._size])
+        self._approximate = index
+
+    def candidates(self, query: Sequence[float], count: int) -> Iterator[tuple[int, float]]:
+        """(id, similarity) pairs, best first, ``count`` at a time until exhausted."""
+        np = _numpy()
+        unit = normalise(np.asarray([query], dtype=np.float32))[0]
+        if self._approximate is not None:
+            yield from self._approximate_candidates(unit, count)
+            return
+        scores = self._matrix[: self._size] @ unit
+        if count >= self._size:
+            order = np.argsort(-scores, kind="stable")
+        else:
+            top = np.argpartition(-scores, count)[:count]
+            order = top[np.argsort(-scores[top], kind="stable")]
+        yielded = set()
+        for position in order:
+            yielded.add(int(position))
+            yield int(self._ids[position]), float(scores[position])
+        if len(yielded) < self._size:  # the caller wants more than the first batch
+            for position in np.argsort(-scores, kind="stable"):
+                if int(position) not in yielded:
+                    yield int(self._ids[position]), float(scores[position])
+
+    def _approximate_candidates(self, unit: Any, count: int) -> Iterator[tuple[int, float]]:
+        seen: set[int] = set()
+        wanted = count
+        while True:
+            found = self._approximate.search(unit, min(wanted, self._size))
+            for key, distance in zip(found.keys, found.distances, strict=True):
+                if int(key) not in seen:
+                    seen.add(int(key))
+                    yield int(key), 1.0 - float(distance)
+            if wanted >= self._size:
+                return
+            wanted *= 4
+
+
+def normalise(block: Any) -> Any:
+    np = _numpy()
+    norms = np.linalg.norm(block, axis=1, keepdims=True)
+    return block / np.maximum(norms, 1e-12)
+
+
+_INDEXES: weakref.WeakKeyDictionary[Any, VectorIndex] = weakref.WeakKeyDictionary()
+
+
+def index_for(database: Any, dims: int) -> VectorIndex:
+    """The index of ``database``'s memory table (a new one after every open)."""
+    index = _INDEXES.get(database)
+    if index is None:
+        index = VectorIndex(dims)
+        _INDEXES[database] = index
+    return index
