@@ -444,8 +444,8 @@ tool_call_attempts_max = 100
 
 memory_exact_search_max = from_environment("COSMICTRON_MEMORY_EXACT_SEARCH_MAX", 20_000)
 """Stored vectors up to which ``recall`` scores every one exactly (numpy); past it an
-approximate HNSW index (``usearch``, the ``memory`` extra) proposes the candidates.
-Without usearch installed, search stays exact at any size. bench/memory.py measures the
+approximate HNSW index (``hnswlib``, the ``memory`` extra) proposes the candidates.
+Without hnswlib installed, search stays exact at any size. bench/memory.py measures the
 trade at 10k and 100k."""
 
 memory_recall_k_max = 1000

@@ -26,8 +26,8 @@ from cosmictron.values import Timestamp
 EMBEDDER_NAME = "memory_embedder"
 """The module-level name a module binds its embedder to."""
 
-FOREVER = Timestamp(0)
-"""``valid_to`` of a memory that is still valid."""
+FOREVER = None
+"""``valid_to`` of a memory that is still valid (NULL in SQL)."""
 
 
 @reducer
@@ -87,7 +87,7 @@ def supersede(ctx: ReducerContext, namespace: str, key: str, at: Timestamp) -> l
     """Set ``valid_to`` = ``at`` on the still-valid memories of (namespace, key)."""
     closed = []
     for row in ctx.db.memory.namespace.filter(namespace):
-        if row.key == key and row.valid_to == FOREVER:
+        if row.key == key and row.valid_to is FOREVER:
             row.valid_to = at
             ctx.db.memory.id.update(row)
             closed.append(row.id)
@@ -216,7 +216,7 @@ def visible(row: Memory, namespace_prefix: str, wanted: dict[str, Any], at: Time
     """In the namespace, valid at ``at``, and matching the metadata filter."""
     if not row.namespace.startswith(namespace_prefix):
         return False
-    if not (row.valid_from <= at and (row.valid_to == FOREVER or at < row.valid_to)):
+    if not (row.valid_from <= at and (row.valid_to is None or at < row.valid_to)):
         return False
     return not wanted or matches(row.metadata, wanted)
 

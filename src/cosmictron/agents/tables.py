@@ -174,8 +174,8 @@ class Memory:
 
     Rows are superseded, never deleted: ``remember`` with the key of a current memory
     closes it (``valid_to``) and adds the new one, ``forget`` only closes it, so
-    ``recall(as_of=...)`` answers as the memory stood at any past time. ``valid_to`` of
-    0 means "still valid". ``embedding`` is computed outside every transaction by the
+    ``recall(as_of=...)`` answers as the memory stood at any past time. ``valid_to`` is
+    NULL while the memory is valid (SQL: ``WHERE valid_to IS NULL``). ``embedding`` is computed outside every transaction by the
     embedder named in ``model_id`` (docs/guide/agents.md, "Semantic memory").
     Private: reach it through ``recall``, SQL as the owner, or a subscription of the
     owner.
@@ -187,7 +187,7 @@ class Memory:
     text: str = ""
     metadata: str = "{}"
     valid_from: Timestamp = field(default=Timestamp(0))
-    valid_to: Timestamp = field(default=Timestamp(0))
+    valid_to: Timestamp | None = None
     model_id: str = ""
     embedding: Embedding = field(default=[0.0] * MEMORY_DIMS)
 
@@ -202,7 +202,7 @@ class MemoryHit:
     text: str = ""
     metadata: str = "{}"
     valid_from: Timestamp = field(default=Timestamp(0))
-    valid_to: Timestamp = field(default=Timestamp(0))
+    valid_to: Timestamp | None = None
     score: float = 0.0
 
 

@@ -11,8 +11,9 @@ the candidates.
 
 Exact search is a matrix product over every stored vector (numpy, ~10 ms at 100k
 384-d vectors on this machine). Past ``limits.memory_exact_search_max`` vectors an HNSW
-index (``usearch``, the ``memory`` extra) proposes candidates instead; see
-bench/memory.py for the measured trade (docs/benchmarks.md).
+index (``hnswlib``, the ``memory`` extra) proposes candidates instead; see
+bench/memory.py for the measured trade and docs/design/agents.md for why hnswlib and
+not usearch.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _numpy() -> Any:
 
 def approximate_available() -> bool:
     try:
-        import usearch.index  # noqa: F401
+        import hnswlib  # noqa: F401
     except ImportError:
         return False
     return True
@@ -52,7 +53,7 @@ class VectorIndex:
         self._ids = np.zeros(0, dtype=np.int64)
         self._matrix = np.zeros((0, dims), dtype=np.float32)
         self._size = 0
-        self._approximate: Any = None  # a usearch Index once past the exact limit
+        self._approximate: Any = None  # an hnswlib Index once past the exact limit
         self.max_id = 0
 
     def __len__(self) -> int:
@@ -80,15 +81,21 @@ class VectorIndex:
         self._size = needed
         self.max_id = max(self.max_id, max(ids))
         if self._approximate is not None:
-            self._approximate.add(np.asarray(ids, dtype=np.int64), block)
+            capacity = self._approximate.get_max_elements()
+            if needed > capacity:
+                self._approximate.resize_index(max(needed, 2 * capacity))
+            self._approximate.add_items(block, np.asarray(ids, dtype=np.int64))
         elif needed > limits.memory_exact_search_max and approximate_available():
             self._build_approximate()
 
     def _build_approximate(self) -> None:
-        from usearch.index import Index
+        import hnswlib
 
-        index = Index(ndim=self.dims, metric="cos", dtype="f32", connectivity=16)
-        index.add(self._ids[: self._size], self._matrix[: self._size])
+        index = hnswlib.Index(space="cosine", dim=self.dims)
+        index.init_index(max_elements=2 * self._size, ef_construction=EF_CONSTRUCTION, M=M)
+        index.set_num_threads(1)  # a search runs under the writer lock: keep it short
+        index.add_items(self._matrix[: self._size], self._ids[: self._size])
+        index.set_ef(EF_SEARCH)
         self._approximate = index
 
     def candidates(self, query: Sequence[float], count: int) -> Iterator[tuple[int, float]]:
@@ -117,14 +124,24 @@ class VectorIndex:
         seen: set[int] = set()
         wanted = count
         while True:
-            found = self._approximate.search(unit, min(wanted, self._size))
-            for key, distance in zip(found.keys, found.distances, strict=True):
+            if wanted > EF_SEARCH:
+                self._approximate.set_ef(wanted)
+            labels, distances = self._approximate.knn_query(unit, k=min(wanted, self._size))
+            self._approximate.set_ef(EF_SEARCH)
+            for key, distance in zip(labels[0], distances[0], strict=True):
                 if int(key) not in seen:
                     seen.add(int(key))
                     yield int(key), 1.0 - float(distance)
             if wanted >= self._size:
                 return
             wanted *= 4
+
+
+M = 16
+"""HNSW links per node (hnswlib's default; bench/memory.py measures recall with it)."""
+EF_CONSTRUCTION = 200
+EF_SEARCH = 64
+"""Candidates HNSW keeps while searching: recall@10 against build and query time."""
 
 
 def normalise(block: Any) -> Any:
