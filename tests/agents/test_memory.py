@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from cosmictron import Database, DurabilityConfig, ReducerFailed, Timestamp, limits
-from cosmictron.errors import InvalidRequest, SqlError
 from cosmictron.agents import HashingEmbedder, MiniLMEmbedder
 from cosmictron.agents.embedders import minilm_available
 from cosmictron.agents.vector_index import VectorIndex, approximate_available, index_for
+from cosmictron.errors import InvalidRequest, SqlError
 from tests.agents.memory_modules import MEMORY_APP, NO_EMBEDDER_APP
 
 DURABILITY = DurabilityConfig.from_profile("development")

@@ -175,10 +175,10 @@ class Memory:
     Rows are superseded, never deleted: ``remember`` with the key of a current memory
     closes it (``valid_to``) and adds the new one, ``forget`` only closes it, so
     ``recall(as_of=...)`` answers as the memory stood at any past time. ``valid_to`` is
-    NULL while the memory is valid (SQL: ``WHERE valid_to IS NULL``). ``embedding`` is computed outside every transaction by the
-    embedder named in ``model_id`` (docs/guide/agents.md, "Semantic memory").
-    Private: reach it through ``recall``, SQL as the owner, or a subscription of the
-    owner.
+    NULL while the memory is valid (SQL: ``WHERE valid_to IS NULL``). ``embedding`` is
+    computed outside every transaction by the embedder named in ``model_id``
+    (docs/guide/agents.md, "Semantic memory"). Private: reach it through ``recall``,
+    SQL as the owner, or a subscription of the owner.
     """
 
     id: int = field(primary_key=True, auto_inc=True)

@@ -18,6 +18,7 @@ not usearch.
 
 from __future__ import annotations
 
+import importlib
 import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -38,7 +39,7 @@ def _numpy() -> Any:
 
 def approximate_available() -> bool:
     try:
-        import hnswlib  # noqa: F401
+        importlib.import_module("hnswlib")
     except ImportError:
         return False
     return True
@@ -89,8 +90,7 @@ class VectorIndex:
             self._build_approximate()
 
     def _build_approximate(self) -> None:
-        import hnswlib
-
+        hnswlib = importlib.import_module("hnswlib")  # untyped: Any
         index = hnswlib.Index(space="cosine", dim=self.dims)
         index.init_index(max_elements=2 * self._size, ef_construction=EF_CONSTRUCTION, M=M)
         index.set_num_threads(1)  # a search runs under the writer lock: keep it short
