@@ -5,6 +5,7 @@ changes (a new memory, a superseded one) pushed to an SDK subscriber."""
 from __future__ import annotations
 
 import time
+import urllib.request
 from typing import Any
 
 from cosmictron.agents import HashingEmbedder
@@ -83,3 +84,34 @@ def test_memory_changes_reach_an_sdk_subscriber(server):
         ("insert", "the user drinks tea", True),
         ("update", "the user drinks tea", False),
     ]
+
+
+def test_memories_move_through_csv_export_and_bulk_insert_with_their_vectors(server):
+    token = deploy(server)
+    for text in ["red apples", "blue sky", "green grass"]:
+        call(server, "remember_text", "n", text, '{"a": 1}')
+    request = urllib.request.Request(server.url + f"/v1/database/{DB}/export/memory?format=csv")
+    request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        csv_text = response.read().decode()
+    assert csv_text.startswith("id,namespace,key,text,metadata,valid_from,valid_to,model_id,")
+    reply = server.deploy("copy", MEMORY_APP, token)
+    assert reply.status == 201, reply
+    loaded = server.request(
+        "POST", "/v1/database/copy/bulk_insert/memory", csv_text, token, content_type="text/csv"
+    )
+    assert loaded.status == 200, loaded
+
+    def table(name: str) -> list[dict[str, Any]]:
+        query = "SELECT id, text, metadata, embedding FROM memory ORDER BY id"
+        reply = server.request("POST", f"/v1/database/{name}/sql", query, token)
+        assert reply.status == 200, reply
+        return list(reply.body["rows"])
+
+    original, copied = table(DB), table("copy")
+    assert len(original) == 3 and copied == original
+    vector = HashingEmbedder().embed(["blue sky"])[0]
+    reply = server.request(
+        "POST", "/v1/database/copy/call/recall", ["n", "", 1, "{}", None, vector]
+    )
+    assert reply.status == 200 and reply.body["return_value"][0]["text"] == "blue sky", reply
