@@ -185,7 +185,8 @@ def test_past_the_exact_limit_the_approximate_index_agrees_with_exact_search(db,
 def test_the_exact_index_returns_every_candidate_in_order():
     index = VectorIndex(3)
     index.add([1, 2, 3], [[1, 0, 0], [0, 1, 0], [0.9, 0.1, 0]])
-    ranked = [memory_id for memory_id, _ in index.candidates([1, 0, 0], 1)]
+    assert [i for i, _ in index.top([1, 0, 0], 1)] == [1]
+    ranked = [memory_id for memory_id, _ in index.top([1, 0, 0], 5)]
     assert ranked == [1, 3, 2]
     assert not index.approximate
 
@@ -223,3 +224,13 @@ def test_minilm_scores_related_sentences_higher_than_unrelated_ones():
         ["I bought a car", "I purchased an automobile", "a ripe banana"]
     )
     assert cos(car, automobile) > cos(car, banana)
+
+
+def test_a_reducer_scans_the_table_while_a_recall_holds_the_index(db):
+    db.call("remember_text", "notes", "water the plants", "{}")
+    db.call("recall", "notes", "plants", 1)  # the index exists now
+    query = EMBED.embed(["feed the cat"])[0]
+    index = index_for(db, 384)
+    with index.lock:  # as while a recall builds it: the reducer must not wait
+        found = db.call("remember_and_search", "feed the cat", query)
+    assert found == ["feed the cat", "water the plants"]

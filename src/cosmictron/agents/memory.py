@@ -26,6 +26,10 @@ from cosmictron.values import Timestamp
 EMBEDDER_NAME = "memory_embedder"
 """The module-level name a module binds its embedder to."""
 
+RECALL_TIMEOUT_S = 600.0
+"""``recall``'s procedure timeout: the first call after an open builds the index from the
+table (an HNSW build of 100k vectors takes tens of seconds on 2 busy cores)."""
+
 FOREVER = None
 """``valid_to`` of a memory that is still valid (NULL in SQL)."""
 
@@ -115,7 +119,7 @@ def remember_text(
     return ctx.with_tx(store)
 
 
-@procedure
+@procedure(timeout_s=RECALL_TIMEOUT_S)
 def recall(
     ctx: ProcedureContext,
     namespace_prefix: str,
@@ -139,16 +143,15 @@ def recall(
     at = ctx.timestamp if as_of is None else as_of
     wanted = check_search(query_vector, k, filter)
 
-    def search_committed(_: Any) -> list[MemoryHit]:
-        memory = database.table("memory")
-        index = index_for(database, MEMORY_DIMS)
-        new = memory.id.filter(start=index.max_id + 1)  # committed rows only: no writer runs
-        if new:
+    index = index_for(database, MEMORY_DIMS)
+    with index.lock:  # the index lock, then the writer lock for short reads: never both ways
+        new = database.read(lambda _: database.table("memory").id.filter(start=index.max_id + 1))
+        if new:  # built or grown outside the writer lock: writers go on meanwhile
             index.add([row.id for row in new], [row.embedding for row in new])
-        return search(memory, index, namespace_prefix, query_vector, k, wanted, at)
-
-    hits: list[MemoryHit] = database.read(search_committed)
-    return hits
+        memory = database.table("memory")
+        return database.read(
+            lambda _: search(memory, index, namespace_prefix, query_vector, k, wanted, at)
+        )
 
 
 def search_memory(
@@ -166,9 +169,17 @@ def search_memory(
     """
     wanted = check_search(vector, k, filter)
     at = ctx.timestamp if as_of is None else as_of
+    memory = ctx.db.memory
     index = index_for(running_database(), MEMORY_DIMS)
-    hits = search(ctx.db.memory, index, namespace_prefix, vector, k, wanted, at)
-    newer = ctx.db.memory.id.filter(start=index.max_id + 1)
+    if not index.lock.acquire(blocking=False):  # a recall is building it: scan the table
+        rows = [r for r in memory.iter() if visible(r, namespace_prefix, wanted, at)]
+        scored = [hit(r, cosine(vector, r.embedding)) for r in rows]
+        return sorted(scored, key=lambda h: -h.score)[:k]
+    try:
+        hits = search(memory, index, namespace_prefix, vector, k, wanted, at)
+        newer = memory.id.filter(start=index.max_id + 1)
+    finally:
+        index.lock.release()
     hits += [
         hit(row, cosine(vector, row.embedding))
         for row in newer
@@ -201,15 +212,20 @@ def search(
 ) -> list[MemoryHit]:
     """Walk the index's candidates best first, keep the visible ones, score them exactly."""
     hits: list[MemoryHit] = []
-    for memory_id, _ in index.candidates(vector, max(4 * k, 32)):
-        row = memory.id.find(memory_id)
-        if row is None or not visible(row, namespace_prefix, wanted, at):
-            continue
-        hits.append(hit(row, cosine(vector, row.embedding)))
-        if len(hits) == k:
+    count = max(4 * k, 32)
+    checked = 0
+    while True:
+        candidates = index.top(vector, count)
+        for memory_id, _ in candidates[checked:]:
+            row = memory.id.find(memory_id)
+            if row is not None and visible(row, namespace_prefix, wanted, at):
+                hits.append(hit(row, cosine(vector, row.embedding)))
+        checked = len(candidates)
+        if len(hits) >= k or checked < count:  # enough, or the index has no more
             break
+        count *= 4
     hits.sort(key=lambda h: -h.score)
-    return hits
+    return hits[:k]
 
 
 def visible(row: Memory, namespace_prefix: str, wanted: dict[str, Any], at: Timestamp) -> bool:

@@ -19,8 +19,9 @@ not usearch.
 from __future__ import annotations
 
 import importlib
+import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from cosmictron import limits
@@ -46,7 +47,7 @@ def approximate_available() -> bool:
 
 
 class VectorIndex:
-    """Unit vectors by id: ``add`` them, then ``candidates`` in order of cosine similarity."""
+    """Unit vectors by id: ``add`` them, then the ``top`` ones by cosine similarity."""
 
     def __init__(self, dims: int) -> None:
         np = _numpy()
@@ -56,6 +57,9 @@ class VectorIndex:
         self._size = 0
         self._approximate: Any = None  # an hnswlib Index once past the exact limit
         self.max_id = 0
+        self.lock = threading.Lock()
+        """Held to add to or search the index; never taken while holding the writer lock
+        except without blocking (``search_memory``), so the two cannot deadlock."""
 
     def __len__(self) -> int:
         return self._size
@@ -93,55 +97,38 @@ class VectorIndex:
         hnswlib = importlib.import_module("hnswlib")  # untyped: Any
         index = hnswlib.Index(space="cosine", dim=self.dims)
         index.init_index(max_elements=2 * self._size, ef_construction=EF_CONSTRUCTION, M=M)
-        index.set_num_threads(1)  # a search runs under the writer lock: keep it short
-        index.add_items(self._matrix[: self._size], self._ids[: self._size])
+        index.add_items(self._matrix[: self._size], self._ids[: self._size])  # all cores
+        index.set_num_threads(1)  # then one search, one thread: queries run side by side
         index.set_ef(EF_SEARCH)
         self._approximate = index
 
-    def candidates(self, query: Sequence[float], count: int) -> Iterator[tuple[int, float]]:
-        """(id, similarity) pairs, best first, ``count`` at a time until exhausted."""
+    def top(self, query: Sequence[float], count: int) -> list[tuple[int, float]]:
+        """The ``count`` best (id, similarity) pairs, best first (fewer if the index is)."""
         np = _numpy()
+        count = min(count, self._size)
+        if count <= 0:
+            return []
         unit = normalise(np.asarray([query], dtype=np.float32))[0]
         if self._approximate is not None:
-            yield from self._approximate_candidates(unit, count)
-            return
+            if count > EF_SEARCH:
+                self._approximate.set_ef(count)
+            labels, distances = self._approximate.knn_query(unit, k=count)
+            self._approximate.set_ef(EF_SEARCH)
+            return [(int(i), 1.0 - float(d)) for i, d in zip(labels[0], distances[0], strict=True)]
         # einsum, not ``@``: a matrix-vector product in OpenBLAS wakes its thread pool,
         # which on a busy 2-core server costs more (p50 ~15 ms at 10k) than it saves.
         scores = np.einsum("ij,j->i", self._matrix[: self._size], unit)
-        if count >= self._size:
+        if count == self._size:
             order = np.argsort(-scores, kind="stable")
         else:
-            top = np.argpartition(-scores, count)[:count]
-            order = top[np.argsort(-scores[top], kind="stable")]
-        yielded = set()
-        for position in order:
-            yielded.add(int(position))
-            yield int(self._ids[position]), float(scores[position])
-        if len(yielded) < self._size:  # the caller wants more than the first batch
-            for position in np.argsort(-scores, kind="stable"):
-                if int(position) not in yielded:
-                    yield int(self._ids[position]), float(scores[position])
-
-    def _approximate_candidates(self, unit: Any, count: int) -> Iterator[tuple[int, float]]:
-        seen: set[int] = set()
-        wanted = count
-        while True:
-            if wanted > EF_SEARCH:
-                self._approximate.set_ef(wanted)
-            labels, distances = self._approximate.knn_query(unit, k=min(wanted, self._size))
-            self._approximate.set_ef(EF_SEARCH)
-            for key, distance in zip(labels[0], distances[0], strict=True):
-                if int(key) not in seen:
-                    seen.add(int(key))
-                    yield int(key), 1.0 - float(distance)
-            if wanted >= self._size:
-                return
-            wanted *= 4
+            best = np.argpartition(-scores, count - 1)[:count]
+            order = best[np.argsort(-scores[best], kind="stable")]
+        return [(int(self._ids[i]), float(scores[i])) for i in order]
 
 
 M = 16
 """HNSW links per node (hnswlib's default; bench/memory.py measures recall with it)."""
-EF_CONSTRUCTION = 200
+EF_CONSTRUCTION = 100
 EF_SEARCH = 64
 """Candidates HNSW keeps while searching: recall@10 against build and query time."""
 
