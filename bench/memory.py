@@ -6,8 +6,10 @@ For 10,000 and 100,000 memories of 384 dimensions (``--quick``: 2,000 and 10,000
 one process:
 
 - ``peer numpy``: the brute-force baseline every vector store is measured against, a
-  float32 matrix product and ``argpartition`` over the same vectors, no database. Its
-  top 10 is the ground truth for recall@10.
+  float32 matrix-vector product (``einsum``: single-threaded, as ``recall`` does it;
+  ``@`` wakes OpenBLAS's threads, which on a loaded 2-core machine made it slower) and
+  ``argpartition`` over the same vectors, no database. Its top 10 is the ground truth
+  for recall@10.
 - ``recall exact``: ``db.call("recall", vector=...)`` with the index exact (the limit
   ``memory_exact_search_max`` above the size): the whole procedure call, index top-up,
   row checks and exact re-scoring included.
@@ -99,7 +101,7 @@ def measure_size(n: int, settings: Settings, parent: str, rng: Any) -> dict[str,
     out: dict[str, Any] = {}
 
     def peer(query: Any) -> list[int]:
-        scores = data @ query
+        scores = np.einsum("ij,j->i", data, query)  # single-threaded: see --help
         top = np.argpartition(-scores, K)[:K]
         return [int(ids[i]) for i in top[np.argsort(-scores[top])]]
 

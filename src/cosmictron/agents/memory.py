@@ -210,22 +210,26 @@ def search(
     wanted: dict[str, Any],
     at: Timestamp,
 ) -> list[MemoryHit]:
-    """Walk the index's candidates best first, keep the visible ones, score them exactly."""
+    """Walk the index's candidates best first and keep the first ``k`` visible ones.
+
+    The scores are the index's: exact cosine similarity of the stored vectors (HNSW
+    only chooses which vectors are looked at, not their distance), computed in float32.
+    """
     hits: list[MemoryHit] = []
     count = max(4 * k, 32)
     checked = 0
     while True:
         candidates = index.top(vector, count)
-        for memory_id, _ in candidates[checked:]:
+        for memory_id, score in candidates[checked:]:
             row = memory.id.find(memory_id)
             if row is not None and visible(row, namespace_prefix, wanted, at):
-                hits.append(hit(row, cosine(vector, row.embedding)))
+                hits.append(hit(row, score))
+                if len(hits) == k:
+                    return hits
         checked = len(candidates)
-        if len(hits) >= k or checked < count:  # enough, or the index has no more
-            break
+        if checked < count:  # the index has no more
+            return hits
         count *= 4
-    hits.sort(key=lambda h: -h.score)
-    return hits[:k]
 
 
 def visible(row: Memory, namespace_prefix: str, wanted: dict[str, Any], at: Timestamp) -> bool:
