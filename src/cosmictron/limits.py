@@ -460,3 +460,15 @@ tool_call_lease_s_max = 3600.0
 
 tool_call_attempts_max = 100
 """Most attempts a tool call may be given before the sweep fails it."""
+
+
+# -- semantic memory (issue 14, agents-memory; cosmictron.agents.memory) ----------------
+
+memory_exact_search_max = from_environment("COSMICTRON_MEMORY_EXACT_SEARCH_MAX", 20_000)
+"""Stored vectors up to which ``recall`` scores every one exactly (numpy); past it an
+approximate HNSW index (``hnswlib``, the ``memory`` extra) proposes the candidates.
+Without hnswlib installed, search stays exact at any size. bench/memory.py measures the
+trade at 10k and 100k."""
+
+memory_recall_k_max = 1000
+"""Most results one ``recall`` may ask for (``k``); more is refused with ``AgentError``."""

@@ -2,7 +2,8 @@
 
 Owns: the agent tables (``tables``), tool calls with leases (``leases``), hand-offs with
 supervisor hooks (``handoffs``, ``hooks``), ``transfer_to_<agent>`` tool schemas
-(``schemas``). Imports: ``module`` (the decorators), root modules. Nothing here is
+(``schemas``), semantic memory (``memory``, ``embedders``,
+``vector_index``). Imports: ``module`` (the decorators), root modules. Nothing here is
 special to the host: it is an ordinary module, included by
 ``from cosmictron.agents import *`` in a module file, which binds its tables and
 reducers in that module's namespace where the loader finds them like the module's own
@@ -10,6 +11,7 @@ reducers in that module's namespace where the loader finds them like the module'
 them with everything else.
 """
 
+from cosmictron.agents.embedders import Embedder, HashingEmbedder, MiniLMEmbedder
 from cosmictron.agents.errors import AgentError, HandoffLoop, HandoffRefused, StaleToolCall
 from cosmictron.agents.handoffs import (
     complete_handoff,
@@ -34,6 +36,13 @@ from cosmictron.agents.leases import (
     heartbeat_tool_call,
     record_tool_call,
 )
+from cosmictron.agents.memory import (
+    forget,
+    recall,
+    remember,
+    remember_text,
+    search_memory,
+)
 from cosmictron.agents.registry import (
     append_agent_event,
     append_message,
@@ -52,6 +61,7 @@ from cosmictron.agents.tables import (
     ClaimedToolCall,
     Handoff,
     Memory,
+    MemoryHit,
     ToolCall,
     ToolCallLeaseSweep,
 )
@@ -65,13 +75,17 @@ __all__ = [
     "AgentState",
     "AgentThread",
     "ClaimedToolCall",
+    "Embedder",
     "Handoff",
     "HandoffDecision",
     "HandoffLoop",
     "HandoffRefused",
     "HandoffRequest",
     "HandoffResult",
+    "HashingEmbedder",
     "Memory",
+    "MemoryHit",
+    "MiniLMEmbedder",
     "StaleToolCall",
     "ToolCall",
     "ToolCallLeaseSweep",
@@ -86,12 +100,17 @@ __all__ = [
     "configure_agents",
     "deny",
     "expire_tool_call_leases",
+    "forget",
     "handoff_tool_schemas",
     "heartbeat_tool_call",
+    "recall",
     "record_tool_call",
     "register_agent",
+    "remember",
+    "remember_text",
     "request_handoff",
     "reroute",
+    "search_memory",
     "set_agent_state",
     "start_thread",
     "target_of",

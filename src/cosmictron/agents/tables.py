@@ -9,8 +9,19 @@ database, and JSON text is what model APIs send and expect back.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from cosmictron.module import Index, field, table, type_
-from cosmictron.values import ScheduleAt, Timestamp
+from cosmictron.values import ScheduleAt, Timestamp, Vector
+
+MEMORY_DIMS = 384
+"""The length of ``memory.embedding``: all-MiniLM-L6-v2's, the common small sentence model."""
+
+if TYPE_CHECKING:  # mypy reads a vector as the sequence it accepts
+    Embedding = Sequence[float]
+else:  # the loader reads the annotation: a Vector column of MEMORY_DIMS float32s
+    Embedding = Vector[MEMORY_DIMS]
 
 AGENT_STATUSES = ("idle", "pending", "running", "waiting_tool", "handed_off", "done", "error")
 """The values of ``agent_state.status`` and ``agent_thread.status``."""
@@ -159,11 +170,15 @@ class Handoff:
 
 @table(name="memory", public=False)
 class Memory:
-    """Reserved for semantic memory (issue 14, item 4: ``remember`` / ``recall``).
+    """Semantic memory: text with its embedding, valid from one time until another.
 
-    The columns that do not depend on the vector design are declared so the table name
-    and its bitemporal shape are fixed; the ``Vector[N]`` embedding column, the embedder
-    id and the search index are the next step's to add (docs/guide/agents.md).
+    Rows are superseded, never deleted: ``remember`` with the key of a current memory
+    closes it (``valid_to``) and adds the new one, ``forget`` only closes it, so
+    ``recall(as_of=...)`` answers as the memory stood at any past time. ``valid_to`` is
+    NULL while the memory is valid (SQL: ``WHERE valid_to IS NULL``). ``embedding`` is
+    computed outside every transaction by the embedder named in ``model_id``
+    (docs/guide/agents.md, "Semantic memory"). Private: reach it through ``recall``,
+    SQL as the owner, or a subscription of the owner.
     """
 
     id: int = field(primary_key=True, auto_inc=True)
@@ -172,7 +187,23 @@ class Memory:
     text: str = ""
     metadata: str = "{}"
     valid_from: Timestamp = field(default=Timestamp(0))
-    valid_to: Timestamp = field(default=Timestamp(0))
+    valid_to: Timestamp | None = None
+    model_id: str = ""
+    embedding: Embedding = field(default=[0.0] * MEMORY_DIMS)
+
+
+@type_
+class MemoryHit:
+    """One ``recall`` result: the memory and its cosine similarity to the query."""
+
+    id: int = 0
+    namespace: str = ""
+    key: str = ""
+    text: str = ""
+    metadata: str = "{}"
+    valid_from: Timestamp = field(default=Timestamp(0))
+    valid_to: Timestamp | None = None
+    score: float = 0.0
 
 
 @table(name="agent_config", public=True)
