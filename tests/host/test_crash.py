@@ -58,7 +58,7 @@ DURABILITY = dataclasses.replace(
 )
 
 
-def run_kills(tmp_path: Path, seed: int, kills: int) -> None:
+def run_kills(tmp_path: Path, seed: int, kills: int, threads: int = THREADS) -> None:
     """Kill a writer ``kills`` times on one data directory, checking after each kill."""
     seed = int(os.environ.get("COSMICTRON_CRASH_SEED", seed))
     rng = random.Random(seed)
@@ -71,7 +71,9 @@ def run_kills(tmp_path: Path, seed: int, kills: int) -> None:
         # One round in ten kills the writer before it acknowledges anything: during
         # start-up, recovery or its first appends.
         target = 0 if rng.random() < 0.1 else rng.randint(1, ACKS_MAX)
-        acknowledged |= kill_writer(tmp_path, module_path, data_dir, round_number, target, where)
+        acknowledged |= kill_writer(
+            tmp_path, module_path, data_dir, round_number, target, where, threads
+        )
         check_recovered(data_dir, module_path, acknowledged, where)
     with cosmictron.Database.open(data_dir, durability=DURABILITY) as database:
         offset = database.tx_offset
@@ -80,7 +82,13 @@ def run_kills(tmp_path: Path, seed: int, kills: int) -> None:
 
 
 def kill_writer(
-    tmp_path: Path, module_path: Path, data_dir: Path, round_number: int, target: int, where: str
+    tmp_path: Path,
+    module_path: Path,
+    data_dir: Path,
+    round_number: int,
+    target: int,
+    where: str,
+    threads: int = THREADS,
 ) -> set[int]:
     """Start a writer, SIGKILL it after ``target`` acknowledgements; return all it acked."""
     stderr_path = tmp_path / f"writer-{round_number}.err"
@@ -92,7 +100,7 @@ def kill_writer(
                 str(data_dir),
                 str(module_path),
                 str(round_number * ROUND_BASE),
-                str(THREADS),
+                str(threads),
                 str(SEGMENT_BYTES),
                 str(SNAPSHOT_TX),
             ],
@@ -152,6 +160,13 @@ def check_recovered(data_dir: Path, module_path: Path, acknowledged: set[int], w
 @pytest.mark.slow
 def test_sigkill_loses_no_acknowledged_transaction(tmp_path: Path) -> None:
     run_kills(tmp_path, seed=20260101, kills=20)
+
+
+@pytest.mark.slow
+def test_sigkill_under_contention_loses_no_acknowledged_transaction(tmp_path: Path) -> None:
+    """Sixteen callers share each sync (group commit hands the sync token from waiter to
+    waiter): every one acknowledged before the kill must still be there."""
+    run_kills(tmp_path, seed=20261206, kills=10, threads=16)
 
 
 @pytest.mark.soak

@@ -33,6 +33,17 @@ def _inline(column_type: ColumnType, name: str, fallback: str) -> str:
     return fallback
 
 
+def check_expression(column_type: ColumnType, name: str, fallback: str) -> str:
+    """The expression ``compile_checker`` inlines for one column, for other generated code.
+
+    It gives the canonical value of the variable ``name``, calling the source text
+    ``fallback`` (which should call the column type's ``check``) for anything but the
+    inlined common cases. The server's bulk converters use it to check each cell in the
+    same generated function that reads it (``server/bulk_rows.py``).
+    """
+    return _inline(column_type, name, fallback)
+
+
 def compile_checker(
     column_types: Sequence[ColumnType],
 ) -> Callable[[Sequence[Any]], tuple[Any, ...]]:

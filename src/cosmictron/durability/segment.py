@@ -61,6 +61,7 @@ from msgpack import unpackb as _unpackb
 
 from cosmictron.durability.files import write_file_durably
 from cosmictron.durability.record import (
+    FIELD_COUNT,
     FORMAT_VERSION,
     FRAME_HEADER,
     FRAME_HEADER_BYTES,
@@ -316,7 +317,7 @@ class SegmentReader:
         except Exception:  # msgpack raises several unrelated types for bad input.
             return None
         count = len(fields)
-        if set(map(type, fields)) != {list} or set(map(len, fields)) != {5}:
+        if set(map(type, fields)) != {list} or set(map(len, fields)) != {FIELD_COUNT}:
             return None
         kinds = list(map(_KIND, fields))
         offsets = list(map(_OFFSET, fields))

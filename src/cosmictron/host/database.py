@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cosmictron.datastore import Datastore, Transaction
+from cosmictron.datastore.schema import TableSchema
 from cosmictron.durability import DurabilityConfig, PersistenceStatistics
 from cosmictron.durability.archive import Manifest
 from cosmictron.errors import SubscriptionError
@@ -58,6 +59,7 @@ from cosmictron.host.metrics import ReducerMetrics
 from cosmictron.host.procedure_threads import ProcedureCall
 from cosmictron.host.sql import run_sql
 from cosmictron.host.transactions import CallOutcome
+from cosmictron.ledger.signing import SigningKey, VerifierKey
 from cosmictron.module import LoadedModule, ReducerContext
 from cosmictron.query import QueryResult
 from cosmictron.query.budget import DEFAULT_BUDGET, QueryBudget
@@ -290,7 +292,12 @@ class Database:
         return imports.bulk_insert(self.core, table, rows)
 
     def bulk_insert_once(
-        self, table: str, rows: Iterable[Any], key: str | None
+        self,
+        table: str,
+        rows: Iterable[Any],
+        key: str | None,
+        *,
+        checked_for: TableSchema | None = None,
     ) -> BulkInsertOutcome:
         """``bulk_insert``, applied at most once per ``(table, key)``.
 
@@ -305,8 +312,13 @@ class Database:
 
         Raises:
             NotFound, InvalidRequest, Conflict: as ``bulk_insert``.
+
+        ``checked_for`` is for loaders that check rows as they convert them (the
+        server's CSV path): the rows are canonical tuples already checked against that
+        ``TableSchema``, and the host skips its own check while it is still the table's
+        schema (a module update in between makes new schemas, so they are checked again).
         """
-        return imports.bulk_insert_once(self.core, table, rows, key)
+        return imports.bulk_insert_once(self.core, table, rows, key, checked_for)
 
     def update_module(
         self, module: Any, *, clear: bool = False, filename: str | None = None
@@ -538,6 +550,26 @@ class Database:
             BackupDamaged: the written file failed verification (it was deleted).
         """
         return backup_to_file(self.core, path)
+
+    def rotate_signing_key(self, new_key: SigningKey | None = None) -> VerifierKey:
+        """Rotate the ledger's signing key: one log record signed by the old and new key.
+
+        From that record on only the new key signs; it replaces the old one where the
+        old one was kept (docs/guide/ledger.md, "Keys"). Give the returned public key to
+        your auditors.
+
+        Args:
+            new_key: the key to rotate to; None makes a fresh one.
+
+        Raises:
+            DurabilityError: the ledger is off (``signing = "off"``).
+        """
+        core = self.core
+        with core.lock:
+            transactions.check_can_write(core, "Database.rotate_signing_key()")
+            public: VerifierKey = core.persistence.rotate_signing_key(new_key)
+        core.persistence.wait_durable(core.persistence.next_offset - 1)
+        return public
 
     def close(self) -> None:
         """Sync the log, finish snapshots and release the data directory. Idempotent."""

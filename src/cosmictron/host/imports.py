@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cosmictron.datastore import Datastore, Transaction
+from cosmictron.datastore.schema import TableSchema
 from cosmictron.host.core import DatabaseCore
 from cosmictron.host.handles import insert_all
 from cosmictron.host.memory import collector_paused
@@ -64,7 +65,11 @@ def bulk_insert(core: DatabaseCore, table: str, rows: Iterable[Any]) -> int:
 
 
 def bulk_insert_once(
-    core: DatabaseCore, table: str, rows: Iterable[Any], key: str | None
+    core: DatabaseCore,
+    table: str,
+    rows: Iterable[Any],
+    key: str | None,
+    checked_for: TableSchema | None = None,
 ) -> BulkInsertOutcome:
     """``Database.bulk_insert_once``: ``bulk_insert`` applied at most once per key."""
     core.table(table)  # raises NotFound naming the tables
@@ -79,11 +84,12 @@ def bulk_insert_once(
             core.table(table)
         assert binding is not None
         with collector_paused():
-            count = insert_all(tx, datastore.tables[table], binding, rows)
-        # The record about to be appended takes the next offset (the log's contract);
-        # the key is remembered now, still under the lock, and forgotten on failure.
+            count = insert_all(tx, datastore.tables[table], binding, rows, checked_for=checked_for)
+        # The record about to be appended takes the log's next offset (not always
+        # core.offset + 1: ledger records, such as checkpoints, take offsets too); the key
+        # is remembered now, still under the lock, and forgotten on failure.
         if key is not None:
-            core.imports.add(table, key, core.offset + 1, count)
+            core.imports.add(table, key, core.persistence.next_offset, count)
             added.append(True)
         return count
 

@@ -44,7 +44,7 @@ from cosmictron.host.transactions import (
     raise_unknown_reducer,
     transact,
 )
-from cosmictron.module import ProcedureContext, ReducerContext
+from cosmictron.module import CURRENT_DB, ProcedureContext, ReducerContext
 from cosmictron.values import ConnectionId, Identity, Timestamp
 
 
@@ -78,6 +78,9 @@ def start_procedure(
             procedure, caller, connection_id, core.identity, Timestamp(started_us), run_tx
         )
         started = time.perf_counter()
+        # Module code finds its database through CURRENT_DB in a procedure too (the agent
+        # layer's recall reads the module's embedder before its transaction).
+        token = CURRENT_DB.set(core.current_db)
         try:
             value = binding.function(ctx, *values)
             check_return(binding, value)
@@ -89,6 +92,8 @@ def start_procedure(
             failure = as_reducer_failure(procedure, exc, core.module)
             core.log.append("ERROR", failure_log_line(failure), procedure)
             raise failure from exc
+        finally:
+            CURRENT_DB.reset(token)
         core.reducer_metrics.observe(procedure, time.perf_counter() - started, False)
         return CallOutcome(value, last_offset[0], Timestamp(started_us))
 

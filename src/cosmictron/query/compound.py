@@ -18,11 +18,11 @@ from typing import Any
 
 from sqlglot import exp
 
-from cosmictron.datastore import ModuleSchema
+from cosmictron.datastore import ModuleSchema, TableSchema
 from cosmictron.errors import SqlError
-from cosmictron.query.plan import Compound, Node, Sort
+from cosmictron.query.plan import Compound, Node, Sort, Subqueries
 from cosmictron.query.position import Source
-from cosmictron.query.resolve import Scope
+from cosmictron.query.resolve import Binder, Scope, TableRef
 from cosmictron.query.rules import optimize
 from cosmictron.query.select import Context, build_select, limit, with_ctes
 from cosmictron.query.statements import SelectStatement
@@ -61,6 +61,34 @@ def check_view(view: View, schema: ModuleSchema, views: Mapping[str, View]) -> N
             f"view {view.name!r} names {len(view.columns)} columns but its query "
             f"gives {len(built.columns)}"
         )
+
+
+def dml_binder(
+    table: TableSchema,
+    schema: ModuleSchema,
+    source: Source,
+    params: Mapping[str, Any],
+    sender: Identity,
+) -> QueryBinder:
+    """The binder of an UPDATE's or DELETE's own row: its WHERE may hold subqueries
+    (``IN (SELECT …)``, ``EXISTS``, scalar; correlated with that row), built as any
+    query's are. DML is the owner's, so no visibility filter applies inside them."""
+    context = Context(schema, source, params, sender, {}, build_query_in, [0])
+    return QueryBinder(
+        source,
+        Scope([TableRef(table.name, table, 0)]),
+        params,
+        sender,
+        build=lambda query, enclosing: build_query(query, context, enclosing),
+        counter=context.counter,
+    )
+
+
+def with_subqueries(plan: Node, binder: Binder) -> Node:
+    """``plan`` marked to evaluate the subqueries ``binder`` bound into it first."""
+    if isinstance(binder, QueryBinder) and binder.subqueries:
+        return Subqueries(plan)
+    return plan
 
 
 def build_query_in(node: exp.Expression, outer: Outer | None, context: Context) -> Nested:

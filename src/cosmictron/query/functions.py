@@ -23,6 +23,7 @@ value limit (``limits.sql_value_bytes_max``) before the value is built.
 from __future__ import annotations
 
 import decimal
+import json
 import math
 import re
 from collections.abc import Callable
@@ -621,6 +622,49 @@ _ALL += [
         "elements of the array (at path); 0 if it is not an array",
     ),
 ]
+
+# -- vectors (issue 14, agents-memory: semantic memory from SQL) ------------------------
+
+
+def _vector_of(value: Any) -> list[float]:
+    """A Vector column's value (a tuple of floats), or a JSON array of numbers as text."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise SqlError(f"VECTOR_DISTANCE: text {value[:40]!r} is not a JSON array") from None
+    if not isinstance(value, list | tuple) or not all(type(x) in (int, float) for x in value):
+        raise SqlError(
+            f"VECTOR_DISTANCE takes Vector values or JSON arrays of numbers, got {type_name(value)}"
+        )
+    return [float(x) for x in value]
+
+
+def _vector_distance(a: Any, b: Any) -> float:
+    """Cosine distance, 1 - cos(a, b): 0 for the same direction, 2 for opposite ones."""
+    x, y = _vector_of(a), _vector_of(b)
+    if len(x) != len(y):
+        raise SqlError(f"VECTOR_DISTANCE: vectors of {len(x)} and {len(y)} numbers")
+    dot = sum(p * q for p, q in zip(x, y, strict=True))
+    norms = math.sqrt(sum(p * p for p in x)) * math.sqrt(sum(q * q for q in y))
+    return 1.0 - dot / norms if norms else 1.0
+
+
+_ALL += [
+    Function(
+        "VECTOR_DISTANCE",
+        "VECTOR_DISTANCE(a, b)",
+        2,
+        2,
+        ("any",),
+        "real",
+        "strict",
+        _vector_distance,
+        "cosine distance 1 - cos(a, b) of two Vector values or JSON arrays of numbers; "
+        "ORDER BY it for nearest first",
+    ),
+]
+
 
 FUNCTIONS: dict[str, Function] = {function.name: function for function in _ALL}
 """Every scalar function, by upper-case name."""

@@ -4,7 +4,8 @@ The body is CSV with a header row (``text/csv``) or one JSON object per line
 (``application/x-ndjson``). It is never held whole: a database thread reads it from the
 event loop in chunks (``BodyStream``), parses it incrementally, and converts each chunk
 of rows column by column (``bulk_rows.py``, ``cells.py``); only the converted rows are
-kept. All rows then
+kept. Plain CSV goes through ``pyarrow`` when the ``[fast-csv]`` extra is installed
+(``bulk_arrow.py``), with the same rows and errors. All rows then
 go to ``Database.bulk_insert_once`` in one transaction: all of them, or none.
 
 Errors name the first bad line (1 is the CSV header) and, when it is one cell, the
@@ -31,7 +32,8 @@ from cosmictron import limits, names
 from cosmictron.errors import Conflict, InvalidRequest, TooLarge
 from cosmictron.host.memory import collector_paused
 from cosmictron.server.bodies import BodyStream
-from cosmictron.server.bulk_rows import parse_csv, parse_ndjson
+from cosmictron.server.bulk_arrow import parse_csv_body
+from cosmictron.server.bulk_rows import parse_ndjson
 from cosmictron.server.registry import HostedDatabase
 from cosmictron.server.replies import json_response
 from cosmictron.server.routes import caller_of, hosted, require_owner
@@ -109,17 +111,23 @@ def _load(
     db = database.db
     schema = db.schema.table(table)
     assert schema is not None, "checked by the route"
-    text = io.TextIOWrapper(
-        io.BufferedReader(stream, BODY_READ_BYTES), encoding="utf-8-sig", newline=""
-    )
+    line_limit = line_bytes_max()
     try:
         with collector_paused():
-            lines = bounded_lines(text, line_bytes_max())
-            parsed = parse_csv(lines, schema) if is_csv else parse_ndjson(lines, schema)
+            if is_csv:
+                parsed = parse_csv_body(
+                    stream, schema, line_limit, lambda text: bounded_lines(text, line_limit)
+                )
+            else:
+                text = io.TextIOWrapper(
+                    io.BufferedReader(stream, BODY_READ_BYTES), encoding="utf-8-sig", newline=""
+                )
+                parsed = parse_ndjson(bounded_lines(text, line_limit), schema)
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"the body is not UTF-8 text: {exc.reason}") from None
     try:
-        return db.bulk_insert_once(table, parsed.rows, key)
+        checked_for = schema if parsed.checked else None
+        return db.bulk_insert_once(table, parsed.rows, key, checked_for=checked_for)
     except (InvalidRequest, Conflict) as exc:
         row_index = getattr(exc, "row_index", None)
         if row_index is None:

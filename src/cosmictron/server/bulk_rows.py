@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cosmictron import bounded_json, limits
+from cosmictron.datastore.checker import check_expression
 from cosmictron.datastore.schema import TableSchema
-from cosmictron.datastore.types import REQUIRED, ColumnType
+from cosmictron.datastore.types import REQUIRED, ColumnType, TypeMismatch
 from cosmictron.errors import InvalidRequest
 from cosmictron.server.cells import CellError, cell_reader, read_column
 from cosmictron.server.wire import json_to_python
@@ -33,6 +34,9 @@ class Parsed:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     # (first row index, first line, line of each row or None when consecutive)
     spans: list[tuple[int, int, list[int] | None]] = field(default_factory=list)
+    checked: bool = False
+    """Every row was checked against the schema while it was converted (the CSV fast
+    path): the host may skip its own check (``Database.bulk_insert_once(checked_for=)``)."""
 
     def add(self, rows: list[tuple[Any, ...]], first_line: int, lines: list[int] | None) -> None:
         self.spans.append((len(self.rows), first_line, lines))
@@ -89,32 +93,50 @@ class ColumnPlan:
         return cls(schema, positions, defaults)
 
 
-def parse_csv(text: Any, schema: TableSchema) -> Parsed:
-    """Read a CSV body: a header of column names, then rows, converted chunk by chunk."""
+def parse_csv(
+    text: Any,
+    schema: TableSchema,
+    plan: ColumnPlan | None = None,
+    lines_before: int = 0,
+    parsed: Parsed | None = None,
+) -> Parsed:
+    """Read a CSV body: a header of column names, then rows, converted chunk by chunk.
+
+    ``bulk_arrow`` hands over the rest of a body it read in part: then ``plan`` is the
+    header's, ``lines_before`` the lines already read and ``parsed`` their rows.
+    """
     reader = csv.reader(text, strict=True)
     try:
-        header = next(reader, None)
-        if header is None:
-            raise InvalidRequest("the body is empty: send a header row of column names, then rows")
-        plan = ColumnPlan.for_names(schema, [name.strip() for name in header], "line 1 (header)")
-        width = len(header)
+        if plan is None:
+            header = next(reader, None)
+            if header is None:
+                raise InvalidRequest(
+                    "the body is empty: send a header row of column names, then rows"
+                )
+            names = [name.strip() for name in header]
+            plan = ColumnPlan.for_names(schema, names, "line 1 (header)")
+        width = sum(position is not None for position in plan.positions)
         readers = [cell_reader(column.type) for column in schema.columns]
         convert = row_converter(plan, readers)
-        parsed = Parsed()
+        if parsed is None:
+            parsed = Parsed(checked=True)
         while True:
-            first_line = reader.line_num + 1
+            first_line = lines_before + reader.line_num + 1
             chunk = list(itertools.islice(reader, CHUNK_ROWS))
             if not chunk:
                 return parsed
             lines = None
-            if reader.line_num - first_line + 1 != len(chunk):  # a field spans lines
+            if lines_before + reader.line_num - first_line + 1 != len(chunk):  # a field spans lines
                 lines = _row_lines(chunk, first_line)
             _check_widths(chunk, width, first_line, lines)
             try:
                 parsed.add(list(map(convert, chunk)), first_line, lines)
                 continue
-            except (ValueError, TypeError, KeyError, InvalidRequest, OverflowError):
+            except (ValueError, TypeError, KeyError, InvalidRequest, OverflowError, TypeMismatch):
                 pass  # a bad cell: the column-wise pass below finds and names it
+            # This chunk's rows are converted but not checked: the host checks them and
+            # names the row (``bulk.py`` maps it to its line).
+            parsed.checked = False
             fields = list(zip(*chunk, strict=True))
             columns: list[Any] = []
             for column, position, default, read in zip(
@@ -130,32 +152,43 @@ def parse_csv(text: Any, schema: TableSchema) -> Parsed:
                     raise InvalidRequest(f"line {line}, column {column.name!r}: {exc}") from None
             parsed.add(list(zip(*columns)), first_line, lines)  # noqa: B905 - equal lengths
     except csv.Error as exc:
-        raise InvalidRequest(f"line {reader.line_num}: not valid CSV: {exc}") from None
+        line = lines_before + reader.line_num
+        raise InvalidRequest(f"line {line}: not valid CSV: {exc}") from None
 
 
 def row_converter(plan: ColumnPlan, readers: list[Any]) -> Any:
-    """One function turning a CSV row (a list of cells) into a table row, made once.
+    """One function turning a CSV row (a list of cells) into a checked table row, made once.
 
     Generated like the datastore's row checkers: converting row by row in one call per
     row avoids transposing every chunk to columns and back, which was a quarter of the
-    time of a 1M-row load. It raises on the first bad cell without saying which;
-    ``parse_csv`` then converts that chunk column by column to name it.
+    time of a 1M-row load. Each value is also checked against its column in the same
+    function, with the very expressions the table's compiled checker uses
+    (``checker.check_expression``), so the result is what ``check_values(convert(row))``
+    gives and the host need not map its checker over the body again (one Python call per
+    row less). It raises on the first bad cell without saying which; ``parse_csv`` then
+    converts that chunk column by column to name it.
     """
     names: dict[str, Any] = {}
-    parts = []
-    for number, (position, default, read) in enumerate(
-        zip(plan.positions, plan.defaults, readers, strict=True)
+    reads = []
+    for number, (column, position, default, read) in enumerate(
+        zip(plan.schema.columns, plan.positions, plan.defaults, readers, strict=True)
     ):
         if position is None:
             names[f"_default{number}"] = default
-            parts.append(f"_default{number}")
+            value = f"_default{number}"
         elif read is None:
-            parts.append(f"r[{position}]")
+            value = f"r[{position}]"
         else:
             names[f"_read{number}"] = read
-            parts.append(f"_read{number}(r[{position}])")
+            value = f"_read{number}(r[{position}])"
+        names[f"_check{number}"] = column.type.check
+        reads.append(f"    v{number} = {value}\n")
+    checks = [
+        check_expression(column.type, f"v{number}", f"_check{number}(v{number})")
+        for number, column in enumerate(plan.schema.columns)
+    ]
     arguments = "".join(f", {name}={name}" for name in names)
-    source = f"def convert(r{arguments}):\n    return ({', '.join(parts)},)\n"
+    source = f"def convert(r{arguments}):\n{''.join(reads)}    return ({', '.join(checks)},)\n"
     namespace: dict[str, Any] = dict(names)
     exec(compile(source, "<bulk row converter>", "exec"), namespace)
     return namespace["convert"]
