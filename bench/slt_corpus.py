@@ -135,70 +135,88 @@ class TableDecl:
     indexes: list[tuple[str, tuple[str, ...], bool]]
 
 
-def declared_tables(statements: list[str]) -> tuple[dict[str, TableDecl], set[str]]:
-    """The tables the ``CREATE TABLE`` / ``CREATE INDEX`` statements declare, and the
-    statements taken (the rest run through ``db.sql``)."""
+@dataclasses.dataclass(frozen=True)
+class IndexDecl:
+    table: str
+    name: str
+    columns: tuple[str, ...]
+    unique: bool
+
+
+def parse_create(sql: str) -> TableDecl | IndexDecl | None:
+    """A ``CREATE TABLE`` (with its columns) or ``CREATE [UNIQUE] INDEX`` as a
+    declaration, or None: another statement, or a form a module cannot declare (``CREATE
+    TABLE ... AS SELECT``), which then runs through ``db.sql`` and is refused there."""
     from sqlglot import exp, parse_one
 
+    head = " ".join(sql.split()[:3]).upper()
+    if not head.startswith("CREATE"):
+        return None
+    try:
+        tree = parse_one(sql, read="sqlite")
+    except Exception:
+        return None
+    if not isinstance(tree, exp.Create):
+        return None
+    kind = str(tree.args.get("kind") or "").upper()
+    if kind == "TABLE" and isinstance(tree.this, exp.Schema):
+        if tree.expression is not None:
+            return None
+        decl = TableDecl(tree.this.this.name.lower(), [], [], [], [])
+        for item in tree.this.expressions:
+            if isinstance(item, exp.ColumnDef):
+                column = item.name.lower()
+                declared = item.args.get("kind")
+                nullable = True
+                for constraint in item.args.get("constraints") or []:
+                    kind_of = constraint.args.get("kind")
+                    if isinstance(kind_of, exp.PrimaryKeyColumnConstraint):
+                        decl.primary_key = [column]
+                        nullable = False
+                    elif isinstance(kind_of, exp.NotNullColumnConstraint):
+                        nullable = bool(kind_of.args.get("allow_null"))
+                    elif isinstance(kind_of, exp.UniqueColumnConstraint):
+                        decl.unique.append((column,))
+                text = declared.sql(dialect="sqlite") if declared is not None else ""
+                decl.columns.append((column, python_type(text), nullable))
+            elif isinstance(item, exp.PrimaryKey):
+                decl.primary_key = [part.name.lower() for part in item.expressions]
+            elif isinstance(item, exp.UniqueColumnConstraint):
+                schema = item.this
+                names = getattr(schema, "expressions", [])
+                decl.unique.append(tuple(part.name.lower() for part in names))
+        return decl
+    if kind in ("INDEX", "UNIQUE INDEX"):
+        index = tree.this
+        target = index.args.get("table") if isinstance(index, exp.Index) else None
+        params = index.args.get("params") if isinstance(index, exp.Index) else None
+        if target is None or params is None:
+            return None
+        names = []
+        for column in params.args.get("columns") or []:
+            expression = column.this if isinstance(column, exp.Ordered) else column
+            names.append(expression.name.lower())
+        unique = bool(tree.args.get("unique"))
+        return IndexDecl(target.name.lower(), index.name.lower(), tuple(names), unique)
+    return None
+
+
+def declared_tables(statements: list[str]) -> tuple[dict[str, TableDecl], set[str]]:
+    """The tables the ``CREATE TABLE`` / ``CREATE INDEX`` statements declare (the first
+    definition of each name), and the statements taken."""
     tables: dict[str, TableDecl] = {}
     taken: set[str] = set()
     for sql in statements:
-        head = " ".join(sql.split()[:3]).upper()
-        if not head.startswith("CREATE"):
-            continue
-        try:
-            tree = parse_one(sql, read="sqlite")
-        except Exception:
-            continue
-        if not isinstance(tree, exp.Create):
-            continue
-        kind = str(tree.args.get("kind") or "").upper()
-        if kind == "TABLE" and isinstance(tree.this, exp.Schema):
-            name = tree.this.this.name.lower()
-            if name in tables or tree.expression is not None:
+        decl = parse_create(sql)
+        if isinstance(decl, TableDecl):
+            if decl.name in tables:
                 continue
-            decl = TableDecl(name, [], [], [], [])
-            for item in tree.this.expressions:
-                if isinstance(item, exp.ColumnDef):
-                    column = item.name.lower()
-                    declared = item.args.get("kind")
-                    nullable = True
-                    for constraint in item.args.get("constraints") or []:
-                        kind_of = constraint.args.get("kind")
-                        if isinstance(kind_of, exp.PrimaryKeyColumnConstraint):
-                            decl.primary_key = [column]
-                            nullable = False
-                        elif isinstance(kind_of, exp.NotNullColumnConstraint):
-                            nullable = bool(kind_of.args.get("allow_null"))
-                        elif isinstance(kind_of, exp.UniqueColumnConstraint):
-                            decl.unique.append((column,))
-                    text = declared.sql(dialect="sqlite") if declared is not None else ""
-                    decl.columns.append((column, python_type(text), nullable))
-                elif isinstance(item, exp.PrimaryKey):
-                    decl.primary_key = [part.name.lower() for part in item.expressions]
-                elif isinstance(item, exp.UniqueColumnConstraint):
-                    schema = item.this
-                    names = getattr(schema, "expressions", [])
-                    decl.unique.append(tuple(part.name.lower() for part in names))
-            tables[name] = decl
+            tables[decl.name] = decl
             taken.add(sql)
-        elif kind in ("INDEX", "UNIQUE INDEX") or (kind == "INDEX" and tree.args.get("unique")):
-            index = tree.this
-            target = index.args.get("table") if isinstance(index, exp.Index) else None
-            params = index.args.get("params") if isinstance(index, exp.Index) else None
-            if target is None or params is None:
-                continue
-            table_name = target.name.lower()
-            if table_name not in tables:
-                continue
-            names = []
-            for column in params.args.get("columns") or []:
-                expression = column.this if isinstance(column, exp.Ordered) else column
-                names.append(expression.name.lower())
-            unique = bool(tree.args.get("unique"))
-            declared = tables[table_name].indexes
-            if all(index.name.lower() != held for held, _, _ in declared):
-                declared.append((index.name.lower(), tuple(names), unique))
+        elif isinstance(decl, IndexDecl) and decl.table in tables:
+            declared = tables[decl.table].indexes
+            if all(decl.name != held for held, _, _ in declared):
+                declared.append((decl.name, decl.columns, decl.unique))
                 taken.add(sql)
     return tables, taken
 

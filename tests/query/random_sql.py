@@ -6,9 +6,9 @@ NULL, IN lists, BETWEEN, LIKE), subqueries (scalar aggregates, IN, NOT IN, EXIST
 EXISTS, correlated or not), compound selects, FROM subqueries and CTEs, joins of up to
 8 tables in a random FROM order, GROUP BY/HAVING, ORDER BY/LIMIT.
 
-Shapes are switched by name (``SHAPES``); those other work is still building (CASE,
-CAST, scalar functions) are listed in ``PENDING`` and generated only once the lead
-moves them into ``SHAPES`` after merging that work. The generator only writes what is
+Shapes are switched by name (``SHAPES``); a shape other work is still building would
+be listed in ``PENDING`` and generated only once moved into ``SHAPES`` (CASE, CAST and
+the scalar functions were moved once merged). The generator only writes what is
 deterministic in SQLite: a scalar subquery is an aggregate (one row), a LIMIT comes
 with an ORDER BY over every output column, text is compared only with text.
 """
@@ -18,11 +18,24 @@ from __future__ import annotations
 import random
 from typing import Any
 
-SHAPES = frozenset({"expr", "subquery", "compound", "join", "group", "derived", "order"})
+SHAPES = frozenset(
+    {
+        "expr",
+        "subquery",
+        "compound",
+        "join",
+        "group",
+        "derived",
+        "order",
+        "case",
+        "cast",
+        "functions",
+    }
+)
 """The shapes generated now."""
 
-PENDING = frozenset({"case", "cast", "functions"})
-"""Shapes of issue 12 built on other branches: move each into ``SHAPES`` once merged."""
+PENDING: frozenset[str] = frozenset()
+"""Shapes built on other branches: move each into ``SHAPES`` once merged (none now)."""
 
 TABLES = 8
 ROWS = 9
@@ -90,7 +103,91 @@ class Generator:
         if depth < 2 and self.chance("expr", 0.3):
             op = rng.choice(["+", "-", "*"])
             return f"({self.int_expr(aliases, depth + 1)} {op} {self.int_expr(aliases, depth + 1)})"
+        if depth < 2 and self.chance("case", 0.08):
+            return self.case_expr(aliases, depth + 1)
+        if depth < 2 and self.chance("cast", 0.08):
+            return self.cast_expr(aliases, depth + 1)
+        if depth < 2 and self.chance("functions", 0.12):
+            return self.int_function(aliases, depth + 1)
         return self.int_atom(aliases)
+
+    def case_expr(self, aliases: list[str], depth: int) -> str:
+        """Both forms of CASE, with and without ELSE (no ELSE: NULL)."""
+        rng = self.rng
+        otherwise = f" ELSE {self.int_expr(aliases, depth)}" if rng.random() < 0.6 else ""
+        if rng.random() < 0.5:
+            arms = " ".join(
+                f"WHEN {self.predicate(aliases, 2)} THEN {self.int_expr(aliases, depth)}"
+                for _ in range(rng.randint(1, 2))
+            )
+            return f"CASE {arms}{otherwise} END"
+        arms = " ".join(
+            f"WHEN {rng.choice(['NULL', '0', '1', '2'])} THEN {self.int_expr(aliases, depth)}"
+            for _ in range(rng.randint(1, 3))
+        )
+        return f"CASE {self.int_expr(aliases, depth)} {arms}{otherwise} END"
+
+    def cast_expr(self, aliases: list[str], depth: int) -> str:
+        """CASTs whose result is a number (text columns too: their numeric prefix)."""
+        rng = self.rng
+        inner = self.int_expr(aliases, depth)
+        text = f"{rng.choice(aliases)}.c" if aliases else "'12x'"
+        literal = rng.choice(["1.5", "-2.7", "'3abc'", "' 4'", "NULL"])
+        return rng.choice(
+            [
+                f"CAST({inner} AS INTEGER)",
+                f"CAST({inner} AS REAL)",
+                f"CAST(CAST({inner} AS TEXT) AS INTEGER)",
+                f"CAST({text} AS INTEGER)",
+                f"CAST({literal} AS INTEGER)",
+            ]
+        )
+
+    def int_function(self, aliases: list[str], depth: int) -> str:
+        """The scalar functions with an integer result, NULL arguments included."""
+        rng = self.rng
+
+        def arg() -> str:
+            return self.int_expr(aliases, depth)
+
+        text = f"{rng.choice(aliases)}.c" if aliases else rng.choice(["'x'", "NULL", "''"])
+        return rng.choice(
+            [
+                f"ABS({arg()})",
+                f"COALESCE({arg()}, {arg()})",
+                f"COALESCE({arg()}, {arg()}, {arg()})",
+                f"IFNULL({arg()}, {arg()})",
+                f"NULLIF({arg()}, {arg()})",
+                f"MAX({arg()}, {arg()})",
+                f"MIN({arg()}, {arg()}, {arg()})",
+                f"LENGTH({text})",
+                f"INSTR({text}, 'y')",
+                f"LENGTH(UPPER({text}))",
+                f"LENGTH(SUBSTR({text}, {rng.randint(-2, 3)}, {rng.randint(0, 2)}))",
+                f"LENGTH(TRIM({text}, 'x'))",
+                f"LENGTH(REPLACE({text}, 'x', 'zz'))",
+                f"ROUND({arg()})",
+            ]
+        )
+
+    def text_expr(self, aliases: list[str]) -> str:
+        """A text-valued output: a column through the text functions, or TYPEOF."""
+        rng = self.rng
+        column = f"{rng.choice(aliases)}.c"
+        return rng.choice(
+            [
+                f"LOWER({column})",
+                f"UPPER({column})",
+                f"SUBSTR({column}, {rng.randint(-1, 2)})",
+                f"TRIM({column}, 'x')",
+                f"LTRIM({column}, 'x')",
+                f"REPLACE({column}, 'y', 'Q')",
+                f"COALESCE({column}, 'none')",
+                f"TYPEOF({self.int_expr(aliases, 1)})",
+                f"TYPEOF({column})",
+                f"CAST({self.int_expr(aliases, 1)} AS TEXT)",
+            ]
+        )
 
     def predicate(self, aliases: list[str], depth: int = 0, outer: list[str] | None = None) -> str:
         rng = self.rng
@@ -219,6 +316,8 @@ class Generator:
         outputs = [self.int_expr(aliases) for _ in range(rng.randint(1, 3))]
         if rng.random() < 0.3:
             outputs.append(f"{rng.choice(aliases)}.c")
+        if self.chance("functions", 0.15):
+            outputs.append(self.text_expr(aliases))
         if self.chance("subquery", 0.2):
             outputs.append(self.scalar_subquery(aliases))
         if self.chance("expr", 0.2):

@@ -106,6 +106,14 @@ def test_the_generator_covers_every_shape() -> None:
         "DISTINCT",
         "JOIN t",
         "r7.",
+        "CASE WHEN",
+        "CASE r",
+        "CAST(",
+        "AS REAL)",
+        "COALESCE(",
+        "NULLIF(",
+        "SUBSTR(",
+        "TYPEOF(",
     ):
         assert construct in texts, construct
     assert not random_sql.SHAPES & random_sql.PENDING

@@ -46,6 +46,7 @@ from cosmictron.host.procedure_threads import ProcedureRunner
 from cosmictron.host.records import snapshot_builder
 from cosmictron.host.scheduler import ScheduleBook, Scheduler
 from cosmictron.module import LoadedModule
+from cosmictron.query.views import ViewBook
 from cosmictron.subscription import SubscriptionManager
 from cosmictron.values import Identity, Timestamp
 
@@ -91,6 +92,7 @@ class DatabaseCore:
         "scheduler",
         "scope",
         "snapshot_interval_tx",
+        "sql_views",
         "subscriptions",
         "view",
     )
@@ -166,6 +168,8 @@ class DatabaseCore:
         """The threads procedures run on (made on first use)."""
         self.imports = AppliedImports()
         """Idempotency keys of the newest keyed bulk loads (``imports.py``)."""
+        self.sql_views = ViewBook()
+        """The views ``CREATE VIEW`` made (``query/views.py``, ``host/views.py``)."""
 
     def install(self, loaded: LoadedModule) -> None:
         """Make ``loaded`` the running module over the datastore's current tables.
@@ -224,8 +228,11 @@ class DatabaseCore:
             self.book.snapshot(self.datastore),
         )
         imports = self.imports.state()
+        views = self.sql_views.state()
 
         def build_with_imports() -> dict[str, Any]:
+            if views:
+                return {**build(), "imports": imports, "views": views}
             return {**build(), "imports": imports}
 
         if self.persistence.request_snapshot(build_with_imports):

@@ -48,9 +48,13 @@ from cosmictron.host.records import (
 )
 from cosmictron.host.scheduled_runs import next_scheduled_us, run_due
 from cosmictron.host.transactions import run_init
+from cosmictron.host.views import VIEW_REDUCER
 from cosmictron.ledger.record_format import LEDGER_KINDS
 from cosmictron.module import LoadedModule, load_source
 from cosmictron.values import Identity
+
+_APART = frozenset({BULK_INSERT, VIEW_REDUCER})
+"""Reducer names whose records replay applies alone, not through the overlay."""
 
 
 def open_core(
@@ -142,6 +146,7 @@ def _replay(core: DatabaseCore) -> None:
         book.apply(book.decode(datastore, snapshot_schedules(recovery.snapshot.state)))
         if isinstance(recovery.snapshot.state, dict):
             core.imports.load(recovery.snapshot.state.get("imports"))
+            core.sql_views.load(recovery.snapshot.state.get("views"))
         core.offset = recovery.snapshot.offset
         core.last_snapshot_offset = recovery.snapshot.offset
     overlay = ReplayOverlay(datastore)
@@ -155,7 +160,7 @@ def _replay(core: DatabaseCore) -> None:
             body = record.body
             # The common record, a plain transaction, goes to the overlay; whatever
             # reads the tables or other host state flushes it and is applied alone.
-            if record.kind == TX_RECORD_KIND and len(body) == 7 and body[3] != BULK_INSERT:
+            if record.kind == TX_RECORD_KIND and len(body) == 7 and body[3] not in _APART:
                 add(body)
                 continue
             overlay.flush()
@@ -166,6 +171,8 @@ def _replay(core: DatabaseCore) -> None:
                     book.apply(book.decode(datastore, schedule))
                 if body[3] == BULK_INSERT:
                     core.imports.observe(body[4], record.offset)
+                elif body[3] == VIEW_REDUCER:
+                    core.sql_views.replayed(body[4][0])
             elif record.kind == MODULE_RECORD_KIND:
                 change = read_module_body(body)
                 module = replay_module_change(datastore, module, change, record.offset)

@@ -16,6 +16,9 @@ Statements are prepared once per text (and schema and parameter types) and kept 
 statement cache (``query/cache.py``); each call fills in its parameters. A point SELECT
 by primary key skips the operators altogether: one dict lookup under the lock.
 
+``CREATE VIEW`` / ``DROP VIEW`` are logged view changes (``host/views.py``); a statement
+naming a view is prepared on every call, not cached, since the view may change.
+
 Permissions: the owner may do anything; anyone else may SELECT from public tables
 only, and may not write. Reducers read private tables through ``ctx.db``, not SQL.
 A non-owner's SELECT is planned with the module's visibility filters
@@ -34,6 +37,7 @@ from cosmictron.errors import InvalidRequest, PermissionDenied
 from cosmictron.host.core import DatabaseCore
 from cosmictron.host.handles import insert_all
 from cosmictron.host.transactions import run_transaction
+from cosmictron.host.views import change_view
 from cosmictron.query import (
     DeleteStatement,
     Explain,
@@ -45,12 +49,14 @@ from cosmictron.query import (
 )
 from cosmictron.query.budget import Meter, QueryBudget
 from cosmictron.query.cache import STATEMENTS, Converter, PointLookup
+from cosmictron.query.cache import prepared as cache_entry
 from cosmictron.query.dml import apply_insert, delete_rows, update_rows
 from cosmictron.query.execute import plan_tables
 from cosmictron.query.explain import explain_statement
 from cosmictron.query.params import bind, check_sizes
 from cosmictron.query.parse import param_values, prepare
 from cosmictron.query.result import rows_result
+from cosmictron.query.views import is_view_change
 from cosmictron.query.visibility import restricts
 from cosmictron.subscription.compile import maintenance_of
 from cosmictron.values import Identity, json_form
@@ -109,8 +115,14 @@ def _run_once(
     restricted = restricts(schema, sender, owner)
     prepared = STATEMENTS.get(text, schema, params, restricted)
     if prepared is None:
-        statement = prepare(text, schema, params, sender, restricted=restricted)
-        prepared = STATEMENTS.put(text, schema, params, statement, restricted)
+        if is_view_change(text):
+            return change_view(core, text, sender)
+        views = core.sql_views
+        statement = prepare(text, schema, params, sender, restricted=restricted, views=views.views)
+        if views.names_any(text):  # a view may be dropped or replaced: not cached
+            prepared = cache_entry(statement, schema)
+        else:
+            prepared = STATEMENTS.put(text, schema, params, statement, restricted)
     if sender is not owner and sender != owner:
         _check_permissions(core, prepared.statement, sender)
     point = prepared.point

@@ -19,6 +19,7 @@ from typing import Any
 from sqlglot import exp
 
 from cosmictron.datastore import ModuleSchema, TableSchema
+from cosmictron.errors import SqlError
 from cosmictron.query.plan import Compound, Node, Sort, Subqueries
 from cosmictron.query.position import Source
 from cosmictron.query.resolve import Binder, Scope, TableRef
@@ -26,6 +27,7 @@ from cosmictron.query.rules import optimize
 from cosmictron.query.select import Context, build_select, limit, with_ctes
 from cosmictron.query.statements import SelectStatement
 from cosmictron.query.subquery_bind import Nested, Outer, QueryBinder
+from cosmictron.query.views import View
 from cosmictron.query.visibility import VisibilityRule
 from cosmictron.values import Identity
 
@@ -39,11 +41,26 @@ def build_statement(
     params: Mapping[str, Any],
     sender: Identity,
     rules: Mapping[str, tuple[VisibilityRule, ...]] | None = None,
+    views: Mapping[str, View] | None = None,
 ) -> SelectStatement:
-    """The logical plan of a query statement (rules not yet applied to its top level)."""
-    context = Context(schema, source, params, sender, rules or {}, build_query_in, [0])
+    """The logical plan of a query statement (rules not yet applied to its top level);
+    ``views`` are the views it may name (``views.py``)."""
+    context = Context(
+        schema, source, params, sender, rules or {}, build_query_in, [0], {}, views or {}
+    )
     built = build_query(node, context, None)
     return SelectStatement(built.plan, built.columns, built.types, built.tables)
+
+
+def check_view(view: View, schema: ModuleSchema, views: Mapping[str, View]) -> None:
+    """Refuse a view whose body is not a query ``db.sql`` accepts now (built as the
+    owner would read it), or whose declared columns do not fit it."""
+    built = build_statement(view.query, schema, view.source, {}, Identity.zero(), None, views)
+    if view.columns and len(view.columns) != len(built.columns):
+        raise SqlError(
+            f"view {view.name!r} names {len(view.columns)} columns but its query "
+            f"gives {len(built.columns)}"
+        )
 
 
 def dml_binder(

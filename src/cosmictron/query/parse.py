@@ -40,6 +40,7 @@ from cosmictron.query.statements import (
     UpdateStatement,
 )
 from cosmictron.query.syntax import syntax_tree
+from cosmictron.query.views import View
 from cosmictron.query.visibility import visibility_rules
 from cosmictron.values import Identity
 
@@ -86,6 +87,7 @@ def prepare(
     *,
     optimized: bool = True,
     restricted: bool = False,
+    views: Mapping[str, View] | None = None,
 ) -> Statement | Explain:
     """Parse and plan one SQL statement, each parameter a ``Param`` slot.
 
@@ -102,6 +104,7 @@ def prepare(
             not applied): the logical form the subscription layer decomposes.
         restricted: apply the schema's visibility filters (the reader is not the
             owner); see ``visibility.py``.
+        views: the views the statement may name (``views.py``).
 
     Raises:
         SqlError: bad syntax, unknown names, type mismatches, unsupported constructs,
@@ -125,13 +128,13 @@ def prepare(
     logical: SelectStatement | None = None
     if isinstance(tree, exp.Select | exp.SetOperation):
         rules = visibility_rules(schema) if restricted else {}
-        statement = logical = build_statement(tree, schema, source, params, sender, rules)
+        statement = logical = build_statement(tree, schema, source, params, sender, rules, views)
         if optimized:
             statement = type(statement)(
                 optimize(statement.plan), statement.columns, statement.types, statement.tables
             )
     elif isinstance(tree, exp.Insert):
-        statement = _insert(tree, schema, source, params, sender)
+        statement = _insert(tree, schema, source, params, sender, views)
     elif isinstance(tree, exp.Update):
         statement = _update(tree, schema, source, params, sender)
     elif isinstance(tree, exp.Delete):
@@ -162,6 +165,7 @@ def _insert(
     source: Source,
     params: Mapping[str, Any],
     sender: Identity,
+    views: Mapping[str, View] | None = None,
 ) -> InsertStatement:
     table = _table(tree.this, schema, source)
     names: list[str] | None = None
@@ -180,7 +184,7 @@ def _insert(
     returning = _returning(tree, table, own, source)
     columns = names if names is not None else list(table.column_names)
     if isinstance(values, exp.Select | exp.SetOperation | exp.Subquery):
-        query = build_statement(values, schema, source, params, sender)
+        query = build_statement(values, schema, source, params, sender, None, views)
         if len(query.columns) != len(columns):
             source.fail(
                 f"the SELECT gives {len(query.columns)} columns for {len(columns)} columns",

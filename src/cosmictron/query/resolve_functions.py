@@ -24,6 +24,7 @@ from cosmictron.datastore import ColumnType
 from cosmictron.datastore.types import BOOL, BYTES, F64, I64, STR, IntType
 from cosmictron.query.coerce import base, cast_type, family, is_numeric
 from cosmictron.query.conversions import affinity
+from cosmictron.query.expressions import compile_expr
 from cosmictron.query.functions import FUNCTIONS, Function, lookup
 from cosmictron.query.plan import (
     Binary,
@@ -35,6 +36,7 @@ from cosmictron.query.plan import (
     IsNull,
     Param,
     Unary,
+    children,
     type_of,
 )
 from cosmictron.query.position import Source
@@ -162,7 +164,47 @@ def _call(binder: Binder, name: str, nodes: list[exp.Expression], node: exp.Expr
         _check_kind(binder, function, position, arg, item)
     if function.same_family:
         args = _unify(binder, args, nodes, f"the arguments of {function.name}()")
+    if function.name in ("COALESCE", "IFNULL"):
+        # The arguments after a constant that is not NULL are never read (SQLite's
+        # COALESCE stops at the first non-NULL): ``COALESCE(-4, col)`` is -4, even in
+        # an aggregate query where ``col`` alone would need GROUP BY.
+        for position, arg in enumerate(args):
+            known = _constant_value(arg)
+            if known is _UNKNOWN or known is None:
+                continue
+            if position == 0:
+                return arg
+            args = args[: position + 1]
+            break
     return Func(function.name, tuple(args), _result_type(function, args))
+
+
+_UNKNOWN = object()
+
+
+def _constant_value(expr: Expr) -> Any:
+    """The value of ``expr`` if it reads no row, parameter or subquery, else ``_UNKNOWN``."""
+
+    def constant(part: Expr) -> bool:
+        if isinstance(part, Const):
+            return True
+        kids = children(part)
+        return (
+            isinstance(part, Unary | Binary | Func | Cast | Case)
+            and bool(kids)
+            and all(constant(kid) for kid in kids)
+        )
+
+    if not constant(expr):
+        return _UNKNOWN
+    try:
+        return compile_expr(expr)(())
+    except Exception:  # an error it raises when run stays where it is
+        return _UNKNOWN
+    try:
+        return compile_expr(expr)(()) is not None
+    except Exception:  # an error it raises when run stays where it is
+        return False
 
 
 def _check_kind(
@@ -271,7 +313,44 @@ def _case(binder: Binder, node: exp.Case) -> Expr:
     whens = [(when, then) for (when, _), then in zip(whens, fitted, strict=False)]
     if default is not None:
         default = fitted[-1]
-    return Case(operand, tuple(whens), default, common_type([type_of(r) for r in fitted]))
+    result_type = common_type([type_of(r) for r in fitted])
+    return _pruned(Case(operand, tuple(whens), default, result_type))
+
+
+def _pruned(case: Case) -> Expr:
+    """``case`` without the branches that can never be taken (a constant WHEN that does
+    not match, or a NULL one), and ending at a branch that is always taken, so what
+    those branches hold is never read: ``CASE 8 WHEN 76 THEN col END`` is NULL, as
+    SQLite evaluates it, even in an aggregate query where ``col`` is not grouped."""
+    operand = case.operand
+    constant_operand = operand is None or _constant_value(operand) is not _UNKNOWN
+    kept: list[tuple[Expr, Expr]] = []
+    default = case.default
+    for when, then in case.whens:
+        value = _constant_value(when)
+        if value is _UNKNOWN:
+            kept.append((when, then))
+            continue
+        if operand is not None and value is None:
+            continue  # ``x = NULL`` is never TRUE
+        if not constant_operand:
+            kept.append((when, then))
+            continue
+        probe = Case(operand, ((when, Const(True, BOOL)),), None, BOOL)
+        try:
+            taken = compile_expr(probe)(()) is True
+        except Exception:  # an error it raises when run stays where it is
+            kept.append((when, then))
+            continue
+        if taken:
+            default = then
+            break
+    else:
+        if len(kept) == len(case.whens):
+            return case
+    if not kept:
+        return default if default is not None else Const(None, case.type)
+    return Case(operand, tuple(kept), default, case.type)
 
 
 def cast_target(to: exp.DataType) -> tuple[str, ColumnType | None]:

@@ -55,8 +55,40 @@ from cosmictron.query.render import render
 from cosmictron.query.resolve import Binder, Scope, TableRef
 from cosmictron.query.rules import optimize
 from cosmictron.query.subquery_bind import Nested, Outer, QueryBinder
+from cosmictron.query.views import View
 from cosmictron.query.visibility import VisibilityRule, restriction
 from cosmictron.values import Identity
+
+
+def _view(node: exp.Table, context: Context, refs: list[TableRef], reads: set[str]) -> Scan:
+    """A view named in FROM: its body built as a query of its own (``views.py``), with
+    the caller's visibility filters, no CTE or outer column of this query in scope, and
+    every view but itself (so a cycle of views ends in an unknown name)."""
+    view = context.views[node.name]
+    alias = node.alias or node.name
+    _new_alias(alias, refs, context.source, node)
+    inner = replace(
+        context,
+        source=view.source,
+        ctes={},
+        views={n: v for n, v in context.views.items() if n != view.name},
+    )
+    built = inner.build(view.query, None, inner)
+    names_out = list(view.columns or built.columns)
+    if len(names_out) != len(built.columns):
+        context.source.fail(
+            f"view {view.name} names {len(names_out)} columns but its query now gives "
+            f"{len(built.columns)}",
+            node,
+        )
+    table = DerivedTable(
+        alias,
+        tuple(ColumnSchema(n, t) for n, t in zip(names_out, built.types, strict=True)),
+    )
+    reads.update(built.tables)
+    base = sum(len(ref.schema.columns) for ref in refs)
+    refs.append(TableRef(alias, table, base))
+    return Derived(table, alias, base, alias, optimize(built.plan))
 
 
 @dataclass(frozen=True)
@@ -73,6 +105,7 @@ class Context:
     build: Callable[[exp.Expression, Outer | None, Context], Nested]
     counter: list[int]
     ctes: Mapping[str, exp.CTE] = field(default_factory=dict)
+    views: Mapping[str, View] = field(default_factory=dict)
 
 
 def build_select(node: exp.Select, context: Context, outer: Outer | None = None) -> Nested:
@@ -101,20 +134,23 @@ def build_select(node: exp.Select, context: Context, outer: Outer | None = None)
         outer=outer,
     )
     from_clause = node.args.get("from_") or node.args.get("from")
+    first, joins = _flat_from(
+        None if from_clause is None else from_clause.this, node.args.get("joins") or []
+    )
     refs: list[TableRef] = []
     reads: set[str] = set()
     hidden_rows: list[Expr] = []
     plan: Node
-    if from_clause is None:
+    if first is None:
         plan = Values()
     else:
-        plan = _scan(from_clause.this, context, refs, binder, reads)
+        plan = _scan(first, context, refs, binder, reads)
         binder.scope = Scope(list(refs))
         if refs[0].schema.name in rules and not isinstance(plan, Derived):
             hidden_rows.append(
                 restriction(rules[refs[0].schema.name], refs[0], context.sender, rules)
             )
-    for join in node.args.get("joins") or []:
+    for join in joins:
         if from_clause is None:
             source.fail("a JOIN needs a FROM clause", join)
         plan = _join(join, plan, context, refs, binder, hidden_rows, reads)
@@ -194,6 +230,70 @@ def with_ctes(node: exp.Expression, context: Context) -> Context:
     return replace(context, ctes=ctes)
 
 
+def _group(node: exp.Expression | None) -> tuple[exp.Expression, list[exp.Join]] | None:
+    """``( a CROSS JOIN b ... )`` in FROM, a parenthesised group of inner joins without
+    an alias (groups may nest): its first table and its joins; None for anything else."""
+    if not isinstance(node, exp.Subquery) or node.alias:
+        return None
+    inner = node.this
+    if isinstance(inner, exp.Table):
+        head: exp.Expression = inner
+        joins: list[exp.Join] = []
+    else:
+        found = _group(inner)
+        if found is None:
+            return None
+        head, joins = found
+    joins = [*joins, *(inner.args.get("joins") or [])]
+    if not all(_inner(join) for join in joins):
+        return None
+    return head, joins
+
+
+def _inner(join: exp.Join) -> bool:
+    return (
+        not join.side
+        and (join.kind or "").upper() in ("", "INNER", "CROSS")
+        and not join.args.get("using")
+    )
+
+
+def _flat_from(
+    first: exp.Expression | None, joins: list[exp.Join]
+) -> tuple[exp.Expression | None, list[exp.Join]]:
+    """FROM with parenthesised groups of inner joins written out flat, as SQLite reads
+    them: ``(a CROSS JOIN b) JOIN c ON x`` is ``a CROSS JOIN b JOIN c ON x``, and
+    ``a JOIN (b JOIN c ON y) ON x`` is ``a JOIN b JOIN c ON y AND x`` (for inner joins
+    the grouping and the place of an ON condition do not change the rows). The syntax
+    tree is not changed: the joins made are new nodes over copies."""
+    if first is None or (_group(first) is None and not any(_group(j.this) for j in joins)):
+        return first, joins
+    flat: list[exp.Join] = []
+    group = _group(first)
+    if group is not None:
+        first, inner = _flat_from(*group)
+        flat.extend(inner)
+    for join in joins:
+        group = _group(join.this)
+        if group is None or not _inner(join):
+            flat.append(join)
+            continue
+        head, inner = _flat_from(*group)
+        assert head is not None
+        flat.append(exp.Join(this=head.copy(), kind="CROSS"))
+        on = join.args.get("on")
+        if on is not None:
+            if not inner:
+                inner = [exp.Join(this=flat.pop().this, on=on.copy())]
+            else:
+                last = inner[-1]
+                own = last.args.get("on")
+                both = on.copy() if own is None else exp.And(this=own.copy(), expression=on.copy())
+                inner = [*inner[:-1], exp.Join(this=last.this.copy(), on=both)]
+        flat.extend(inner)
+    return first, flat
+
+
 def _scan(
     table: exp.Expression,
     context: Context,
@@ -202,15 +302,30 @@ def _scan(
     reads: set[str],
 ) -> Scan:
     source, schema = context.source, context.schema
+    if isinstance(table, exp.Subquery) and isinstance(table.this, exp.Table | exp.Subquery):
+        source.fail(
+            "unsupported construct: a parenthesised join with an alias or an outer join "
+            "(write the joins without parentheses)",
+            table,
+        )
     if isinstance(table, exp.Subquery) or (
         isinstance(table, exp.Table) and not table.args.get("db") and table.name in context.ctes
     ):
         return _derived(table, context, refs, binder, reads)
+    if (
+        isinstance(table, exp.Table)
+        and not table.args.get("db")
+        and table.name in context.views
+        and schema.table(table.name) is None
+    ):
+        return _view(table, context, refs, reads)
     if not isinstance(table, exp.Table) or table.args.get("db") or not table.name:
         source.fail("unsupported construct: FROM needs a table name or a subquery", table)
     table_schema = schema.table(table.name)
     if table_schema is None:
         known = ", ".join(sorted(t.name for t in schema.tables)) or "none"
+        if context.views:
+            known += "; views: " + ", ".join(sorted(context.views))
         source.fail(f"unknown table {table.name!r} (tables: {known})", table)
     alias = table.alias or table.name
     _new_alias(alias, refs, source, table)

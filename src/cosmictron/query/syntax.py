@@ -33,7 +33,8 @@ from cosmictron.query.position import Source
 _SQLITE = Dialect.get_or_raise("sqlite")
 
 
-def syntax_tree(source: Source) -> exp.Expression:
+def syntax_tree(source: Source, ddl: bool = False) -> exp.Expression:
+    """One statement's tree; ``ddl`` also admits CREATE and DROP (views, ``views.py``)."""
     check_nesting(source.text)
     parsing = _PARSING.set(True)
     try:
@@ -56,6 +57,8 @@ def syntax_tree(source: Source) -> exp.Expression:
     check_tree_depth(tree)
     if isinstance(tree, exp.Command):
         source.fail(f"unsupported statement: {tree.name.upper()}", tree)
+    if ddl and isinstance(tree, exp.Create | exp.Drop):
+        return tree
     if not isinstance(tree, exp.Select | exp.SetOperation | exp.Insert | exp.Update | exp.Delete):
         source.fail(
             f"unsupported statement: {tree.key.upper()} (expected a SELECT, INSERT, UPDATE "
