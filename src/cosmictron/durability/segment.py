@@ -91,6 +91,21 @@ _VERSION, _KIND, _OFFSET, _PREV_HASH, _BODY = (operator.itemgetter(i) for i in r
 _digest = operator.methodcaller("digest")
 _new_record = functools.partial(tuple.__new__, Record)
 """``Record`` from a 5-tuple, without the generated ``__new__``'s Python frame."""
+_UNPACK_KWARGS = {"raw": False, "strict_map_key": False}
+
+_read_frames = None
+"""The compiled frame reader (``_frames.pyx``), or None: not built, or ``COSMICTRON_PURE``
+is set. It only accepts frames that pass every check below; where it stops, the Python
+reader takes over and applies the recovery rule (docs/design/hot-path.md)."""
+if not os.environ.get("COSMICTRON_PURE"):
+    try:
+        from cosmictron.durability._frames import (  # type: ignore[import-not-found]
+            read_frames as _read_frames,
+        )
+    except ImportError:  # built without a compiler: the pure-Python reader
+        pass
+COMPILED = _read_frames is not None
+"""Whether replay uses the compiled frame reader (tests check both ways are run)."""
 
 
 def segment_path(log_dir: str, base_offset: int) -> str:
@@ -222,7 +237,26 @@ class SegmentReader:
         position = SEGMENT_HEADER_BYTES
         unpack_header = FRAME_HEADER.unpack_from
         record_bytes_max = self.record_bytes_max
+        read_frames = _read_frames if type(data) is bytes else None
         while position < size:
+            if read_frames is not None and self.next_offset > self.skip_through:
+                records, end, self.next_offset, self.last_hash = read_frames(
+                    data,
+                    position,
+                    record_bytes_max,
+                    BATCH_FRAMES,
+                    self.next_offset,
+                    self.last_hash,
+                    _unpackb,
+                    _UNPACK_KWARGS,
+                    RECORD_KINDS,
+                    _new_record,
+                )
+                if records:
+                    position = self.valid_bytes = end
+                    yield records
+                    continue
+                # The first frame from here failed a check: the reader below names it.
             reason = None
             starts: list[int] = []
             payloads: list[memoryview] = []
