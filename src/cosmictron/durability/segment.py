@@ -352,12 +352,17 @@ class SegmentReader:
         count = len(fields)
         if set(map(type, fields)) != {list} or set(map(len, fields)) != {5}:
             return None
+        versions = list(map(_VERSION, fields))
         kinds = list(map(_KIND, fields))
         offsets = list(map(_OFFSET, fields))
         prev_hashes = list(map(_PREV_HASH, fields))
         try:
+            # Exact types, as ``record.py`` checks one record: True == 1 and 2.0 == 2, so
+            # set and list equality alone would let a bool version or a float offset in.
             if (
-                set(map(_VERSION, fields)) != {FORMAT_VERSION}
+                set(versions) != {FORMAT_VERSION}
+                or set(map(type, versions)) != {int}
+                or set(map(type, offsets)) != {int}
                 or set(map(type, kinds)) != {int}
                 or not RECORD_KINDS.issuperset(kinds)
                 or offsets != list(range(first, first + count))
