@@ -125,6 +125,7 @@ def test_a_healthy_log_reads_the_same_and_the_kernel_is_used(tmp_path: Any) -> N
     assert compiled[1][-1][4] == record_hash(payloads[-1])
     with open(path, "rb") as file:
         data = file.read()
+    assert segment._read_frames is not None
     kernel_records, end, next_offset, _ = segment._read_frames(
         data,
         SEGMENT_HEADER.size,

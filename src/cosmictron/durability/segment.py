@@ -53,7 +53,7 @@ import functools
 import operator
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from hashlib import sha256 as _sha256
 from zlib import crc32 as _crc32
 
@@ -93,17 +93,17 @@ _new_record = functools.partial(tuple.__new__, Record)
 """``Record`` from a 5-tuple, without the generated ``__new__``'s Python frame."""
 _UNPACK_KWARGS = {"raw": False, "strict_map_key": False}
 
-_read_frames = None
+_read_frames: Callable[..., tuple[list[Record], int, int, bytes | None]] | None = None
 """The compiled frame reader (``_frames.pyx``), or None: not built, or ``COSMICTRON_PURE``
 is set. It only accepts frames that pass every check below; where it stops, the Python
 reader takes over and applies the recovery rule (docs/design/hot-path.md)."""
 if not os.environ.get("COSMICTRON_PURE"):
     try:
-        from cosmictron.durability._frames import (  # type: ignore[import-not-found]
-            read_frames as _read_frames,
-        )
+        from cosmictron.durability._frames import read_frames as _compiled_read_frames
     except ImportError:  # built without a compiler: the pure-Python reader
         pass
+    else:
+        _read_frames = _compiled_read_frames
 COMPILED = _read_frames is not None
 """Whether replay uses the compiled frame reader (tests check both ways are run)."""
 
