@@ -16,6 +16,7 @@ import pytest
 
 from cosmictron.durability import segment
 from cosmictron.durability.record import (
+    Record,
     FRAME_HEADER,
     MODULE_RECORD_KIND,
     TX_RECORD_KIND,
@@ -136,9 +137,10 @@ def test_a_healthy_log_reads_the_same_and_the_kernel_is_used(tmp_path: Any) -> N
         msgpack.unpackb,
         {"raw": False, "strict_map_key": False},
         frozenset({0, 1}),
-        tuple,
+        Record,
     )
     assert len(kernel_records) == BATCH_FRAMES and next_offset == BATCH_FRAMES + 1
+    assert type(kernel_records[0]) is Record and kernel_records[0].offset == 1
     assert end == frame_starts(payloads)[BATCH_FRAMES]
 
 

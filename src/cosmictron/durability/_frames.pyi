@@ -13,5 +13,5 @@ def read_frames(
     unpackb: Callable[..., Any],
     unpack_kwargs: dict[str, Any],
     kinds: frozenset[int],
-    new_record: Callable[[tuple[Any, ...]], Any],
+    record_type: type[tuple[Any, ...]],
 ) -> tuple[list[Any], int, int, bytes | None]: ...

@@ -16,7 +16,7 @@ rule lives in one place (``segment.py``). Why it pays: see docs/design/hot-path.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.object cimport PyObject_Call
+from cpython.object cimport PyObject, PyObject_Call, PyTypeObject
 from libc.stdint cimport uint32_t
 
 cdef extern from "zlib.h":
@@ -44,12 +44,13 @@ def read_frames(
     object unpackb,
     dict unpack_kwargs,
     frozenset kinds,
-    object new_record,
+    type record_type,
 ):
     """Verify up to ``max_frames`` frames from ``position``; stop at the first bad one.
 
-    Returns ``(records, end, next_offset, last_hash)``: the verified records (built by
-    ``new_record`` from ``(offset, kind, prev_hash, body, hash)``), where the last of them
+    Returns ``(records, end, next_offset, last_hash)``: the verified records (instances
+    of ``record_type``, a tuple subclass, of ``(offset, kind, prev_hash, body, hash)``;
+    made with ``tuple.__new__``, not its Python ``__new__``), where the last of them
     ends, and the chain state after them. ``last_hash`` None means the chain starts here
     (the first record's prev_hash is not compared).
     """
@@ -63,6 +64,8 @@ def read_frames(
     cdef list records = []
     cdef list fields
     cdef object fields_obj, version, kind, offset, prev_hash, digest, payload
+    cdef tuple args
+    cdef PyTypeObject *tuple_type = <PyTypeObject *>tuple
     while count < max_frames:
         start = position + 16
         if start > size:
@@ -107,7 +110,8 @@ def read_frames(
         SHA256_Update(&ctx, base + start, length)
         SHA256_Final(digest_buf, &ctx)
         digest = PyBytes_FromStringAndSize(<const char *>digest_buf, 32)
-        records.append(new_record((offset, kind, prev_hash, fields[4], digest)))
+        args = ((offset, kind, prev_hash, fields[4], digest),)
+        records.append(tuple_type.tp_new(record_type, <PyObject *>args, NULL))
         last_hash = digest
         next_offset += 1
         position = end

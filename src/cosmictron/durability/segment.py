@@ -250,7 +250,7 @@ class SegmentReader:
                     _unpackb,
                     _UNPACK_KWARGS,
                     RECORD_KINDS,
-                    _new_record,
+                    Record,
                 )
                 if records:
                     position = self.valid_bytes = end
