@@ -16,10 +16,10 @@ import pytest
 
 from cosmictron.durability import segment
 from cosmictron.durability.record import (
-    Record,
     FRAME_HEADER,
     MODULE_RECORD_KIND,
     TX_RECORD_KIND,
+    Record,
     encode_frame,
     encode_payload,
     record_hash,
