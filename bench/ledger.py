@@ -18,6 +18,17 @@ process run by:
   size, for random leaves and random older sizes (each proof is ~log2(records) hashes);
 - ``prove inclusion``: proofs produced per second from the stored hashes.
 
+And the wired ledger, in-process reducer calls (one-row inserts, ``development``
+profile: no fsync, so the ledger's own cost is what differs), interleaved runs:
+
+- ``tx off`` (the peer of this part): ``signing = "off"``: records still carry origin,
+  time and algorithm, hash-chained, no tree, nothing signed;
+- ``tx checkpoint``: the Merkle tree fed and a signed checkpoint every 1,000 records
+  (goal: at most 10 % slower than ``tx off``);
+- ``tx event``: every record signed with Ed25519 as well;
+- ``verify log``: ``cosmictron.ledger.verify`` over the per-event-signed log (every
+  signature checked), and over the checkpointed one (records/s).
+
 Each rate is the best of three runs. Prints a table with each rate's ratio to the peer
 chain and writes JSON; nothing is asserted. See bench/README.md, "Ledger".
 """
@@ -58,6 +69,21 @@ from cosmictron.ledger.merkle import (  # noqa: E402
 
 VERIFY_GOAL = 200_000
 CHECKPOINT_EVERY = 1000
+CHECKPOINT_COST_GOAL = 0.10
+SIGNING_MODES = ("off", "checkpoint", "event")
+
+MODULE = """
+from cosmictron import table, reducer, ReducerContext, field
+
+@table(name="item", public=True)
+class Item:
+    id: int = field(primary_key=True, auto_inc=True)
+    text: str = ""
+
+@reducer
+def add(ctx: ReducerContext, text: str) -> None:
+    Item.insert(Item(text=text))
+"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +124,47 @@ def verify_tree(records: list[bytes], checkpoints: dict[int, bytes]) -> None:
         append(leaf_hash(record))
         if n % CHECKPOINT_EVERY == 0 and frontier.root() != checkpoints[n]:
             raise AssertionError(f"root mismatch at {n}")
+
+
+def database_rate(parent: str, signing: str, count: int, run: int) -> tuple[float, Path]:
+    """Reducer calls per second into a new database with the ledger in ``signing`` mode."""
+    from cosmictron import Database, DurabilityConfig
+
+    directory = Path(parent) / f"db-{signing}-{run}"
+    module = Path(parent) / "app.py"
+    module.write_text(MODULE)
+    fields = {**vars(DurabilityConfig.from_profile("development")), "signing": signing}
+    db = Database.open(directory, module=str(module), durability=DurabilityConfig(**fields))
+    call = db.call
+    started = time.perf_counter()
+    for _ in range(count):
+        call("add", "x")
+    took = time.perf_counter() - started
+    db.close()
+    return count / took, directory
+
+
+def database_rates(
+    parent: str, count: int, repeats: int
+) -> tuple[dict[str, float], dict[str, Path]]:
+    """Best tx/s per signing mode, the modes' runs interleaved so load drifts hit all."""
+    best = dict.fromkeys(SIGNING_MODES, 0.0)
+    logs: dict[str, Path] = {}
+    for run in range(repeats):
+        for signing in SIGNING_MODES:
+            rate, directory = database_rate(parent, signing, count, run)
+            best[signing] = max(best[signing], rate)
+            logs[signing] = directory
+    return best, logs
+
+
+def verify_rate(directory: Path, repeats: int) -> tuple[float, int]:
+    from cosmictron.ledger import verify
+
+    result = verify(directory)
+    if not result.ok:
+        raise AssertionError(f"the benchmark's log does not verify: {result.lines()}")
+    return best_rate(result.records, lambda: verify(directory), repeats), result.records
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         rates["verify_consistency"] = best_rate(proofs, check_consistency, repeats)
         rates["prove_inclusion"] = best_rate(proofs, prove, repeats)
         proof_hashes = sum(len(p) for _, _, p in inclusion) / len(inclusion)
+        transactions = 2_000 if args.quick else 20_000
+        tx_rates, logs = database_rates(parent, transactions, repeats)
+        verify_event, verified_records = verify_rate(logs["event"], repeats)
+        verify_checkpoint, _ = verify_rate(logs["checkpoint"], repeats)
 
     peer = rates["peer_chain"]
     labels = {
@@ -176,6 +247,47 @@ def main(argv: list[str] | None = None) -> int:
     results["inclusion_proof_hashes_mean"] = proof_hashes
     print(f"ledger: {n:,} records of {settings.record_bytes} bytes")
     print(text_table(["metric", "rate", "unit", "/ peer chain", "goal", ""], rows, left=(0, 2, 5)))
+    off = tx_rates["off"]
+    db_rows = []
+    for signing in SIGNING_MODES:
+        ratio = tx_rates[signing] / off
+        goal_text, met = "-", "-"
+        if signing == "checkpoint":
+            goal_text = f">= {1 - CHECKPOINT_COST_GOAL:.2f}"
+            met = "met" if ratio >= 1 - CHECKPOINT_COST_GOAL else "MISSED"
+        per_tx_us = (1 / tx_rates[signing] - 1 / off) * 1e6
+        db_rows.append(
+            [
+                f"tx {signing}",
+                fmt(tx_rates[signing]),
+                "tx/s",
+                f"{ratio:.2f}",
+                f"{per_tx_us:+.1f}",
+                goal_text,
+                met,
+            ]
+        )
+        results[f"tx_{signing}"] = {
+            "rate": tx_rates[signing],
+            "unit": "tx/s",
+            "over_tx_off": ratio,
+            "extra_us_per_tx": per_tx_us,
+            "goal": None if signing != "checkpoint" else 1 - CHECKPOINT_COST_GOAL,
+        }
+    for key, rate in (
+        ("verify_log_event", verify_event),
+        ("verify_log_checkpoint", verify_checkpoint),
+    ):
+        db_rows.append([key.replace("_", " "), fmt(rate), "records/s", "-", "-", "-", "-"])
+        results[key] = {"rate": rate, "unit": "records/s", "records": verified_records}
+    print(f"ledger wired: {transactions:,} one-row reducer calls per mode, best of {repeats}")
+    print(
+        text_table(
+            ["metric", "rate", "unit", "/ tx off", "µs/tx extra", "goal", ""],
+            db_rows,
+            left=(0, 2, 6),
+        )
+    )
     print(run_took(started, args.mode))
     write_results(args.out, "ledger", args.mode, settings, machine, started, results)
     return 0

@@ -1,4 +1,4 @@
-"""Module languages benchmark: the same insert reducer in Python and in WASM (Rust).
+"""Module languages benchmark: the same insert reducer in Python, WASM (Rust) and JavaScript.
 
     .venv/bin/python bench/modules.py [--quick] [--out bench/results/modules.json] [--tmpdir DIR]
 
@@ -27,15 +27,27 @@ call is then broken down, in microseconds, by timing its parts alone:
 - ``insert_work``: each language's insert minus its noop (the row's way into the table:
   in WASM, encoding it in the guest, the result frame, decoding and checking it).
 
-JavaScript engines join by adding to ``MODULES``. Prints a table and writes JSON;
-nothing is asserted. See bench/README.md, "Module languages".
+JavaScript runs bench/modules_app.js on QuickJS (``js_quickjs``) and V8 (``js_v8``; a
+tenth of the calls, it is that much slower). Its call is broken down the same way
+(``js_breakdown_us``, per engine): ``guest_call`` (the JS noop minus Python's),
+``engine_call`` (the whole ``engine.call``), ``run`` (one run of the reducer in the
+engine: the crossing, the SDK decoding the frame and encoding the result), of which
+``bare_call`` (calling a trivial JS function through the binding: the crossing alone);
+``stuffing`` (QuickJS: the NUL-free byte stuffing of frames both ways); ``msgpack``
+(as for WASM); ``insert_work`` (insert minus noop).
+
+Prints a table and writes JSON; nothing is asserted. See bench/README.md, "Module
+languages".
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,15 +69,30 @@ from common import (  # noqa: E402
 )
 
 import cosmictron  # noqa: E402
-from cosmictron.module import abi  # noqa: E402
+from cosmictron.module import abi, js  # noqa: E402
 from cosmictron.module.guest import GuestLimits  # noqa: E402
 from cosmictron.module.wasm import WasmtimeEngine  # noqa: E402
 
 WASM = ROOT / "guest" / "rust" / "target" / "wasm32-unknown-unknown" / "release"
+
+
+def js_module(engine: str) -> Path:
+    """bench/modules_app.js stamped with ``engine``, as a deploy would record it."""
+    directory = Path(tempfile.mkdtemp(prefix="cosmictron-bench-js-"))
+    atexit.register(shutil.rmtree, directory, True)
+    path = directory / f"modules_app_{engine}.js"
+    path.write_bytes(js.stamp((HERE / "modules_app.js").read_bytes(), engine))
+    return path
+
+
 MODULES: dict[str, Callable[[], Path]] = {
     "python": lambda: HERE / "modules_app.py",
     "wasm": lambda: built(WASM / "bench_insert.wasm"),
+    "js_quickjs": lambda: js_module("quickjs"),
+    "js_v8": lambda: js_module("v8"),
 }
+CALL_SHARE = {"js_v8": 0.1}
+"""Languages measured on fewer calls than the rest (rates stay comparable)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,10 +121,12 @@ def per_call_us(n: int, run: Callable[[], None], repeats: int) -> float:
     return 1e6 / best_rate(n, run, repeats)
 
 
-def measure_language(path: Path, directory: Path, settings: Settings) -> dict[str, float]:
+def measure_language(
+    path: Path, directory: Path, settings: Settings, share: float = 1.0
+) -> dict[str, float]:
     durability = cosmictron.DurabilityConfig.from_profile(settings.profile)
     db = cosmictron.Database.open(directory, module=str(path), durability=durability)
-    n, repeats = settings.calls, settings.repeats
+    n, repeats = max(1, int(settings.calls * share)), settings.repeats
     next_id = [0]
     try:
 
@@ -178,6 +207,56 @@ def wasm_parts(path: Path, settings: Settings) -> dict[str, float]:
     return parts
 
 
+def js_parts(engine_name: str, settings: Settings, share: float) -> dict[str, float]:
+    """The pieces of one JavaScript call, each timed alone (microseconds per call)."""
+    source = (HERE / "modules_app.js").read_bytes()
+    engine = js.load_js(js.stamp(source, engine_name), "modules_app.js")
+    n, repeats = max(1, int(settings.calls * share)), settings.repeats
+    frame_values = [1, [], bytes(32), None, 1_700_000_000_000_000, bytes(32), 12345]
+    frame = abi.pack(frame_values)
+    host = _NoHost()
+    result = engine.call("noop", frame, host)
+    if engine_name == "quickjs":
+        engine._context()
+        bare = engine._local.context.eval("(function () { return 0; })")
+    else:
+        engine._instance()
+        bare = engine._racer.eval("(function () { return 0; })")
+
+    def bare_calls() -> None:
+        for _ in range(n):
+            bare()
+
+    def runs() -> None:
+        for _ in range(n):
+            engine._run(1, frame, b"", 10.0)
+
+    def stuffing() -> None:
+        for _ in range(n):
+            js._unstuff(js._stuff(frame))
+            js._unstuff(js._stuff(result))
+
+    def codec() -> None:
+        for _ in range(n):
+            abi.pack(frame_values)
+            abi.unpack(result, "result frame")
+
+    def whole() -> None:
+        for _ in range(n):
+            engine.call("noop", frame, host)
+
+    parts = {
+        "engine_call": per_call_us(n, whole, repeats),
+        "run": per_call_us(n, runs, repeats),
+        "bare_call": per_call_us(n, bare_calls, repeats),
+        "msgpack": per_call_us(n, codec, repeats),
+    }
+    if engine_name == "quickjs":
+        parts["stuffing"] = per_call_us(n, stuffing, repeats)
+    engine.close()
+    return parts
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__ or "", "modules.json", argv, quick_help="2,000 calls, seconds")
     started = time.perf_counter()
@@ -186,8 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     with temp_parent(args.tmpdir, "cosmictron-bench-modules-") as parent:
         machine = machine_info(parent)
         for language, module in MODULES.items():
-            rates[language] = measure_language(module(), Path(parent) / language, settings)
+            share = CALL_SHARE.get(language, 1.0)
+            rates[language] = measure_language(module(), Path(parent) / language, settings, share)
         parts = wasm_parts(MODULES["wasm"](), settings)
+        js_breakdown = {
+            engine: js_parts(engine, settings, CALL_SHARE.get(f"js_{engine}", 1.0))
+            for engine in js.ENGINES
+        }
     peer = rates["python"]["insert"]
     python_noop_us = 1e6 / rates["python"]["noop"]
     breakdown = {
@@ -206,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
         for language, figures in rates.items()
     }
     results["wasm_breakdown_us"] = breakdown
+    for engine, engine_parts in js_breakdown.items():
+        figures = rates[f"js_{engine}"]
+        engine_parts["guest_call"] = 1e6 / figures["noop"] - python_noop_us
+        engine_parts["insert_work"] = 1e6 / figures["insert"] - 1e6 / figures["noop"]
+    results["js_breakdown_us"] = js_breakdown
     rows = [
         [language, fmt(f["insert"]), fmt(f["noop"]), f"{f['insert'] / peer:.2f}x"]
         for language, f in rates.items()
@@ -217,6 +306,14 @@ def main(argv: list[str] | None = None) -> int:
             ["WASM call, part", "µs per call"], [[k, f"{v:.1f}"] for k, v in breakdown.items()]
         )
     )
+    for engine, engine_parts in js_breakdown.items():
+        print()
+        print(
+            text_table(
+                [f"JS call on {engine}, part", "µs per call"],
+                [[k, f"{v:.1f}"] for k, v in engine_parts.items()],
+            )
+        )
     print(run_took(started, args.mode))
     write_results(args.out, "modules", args.mode, settings, machine, started, results)
     return 0

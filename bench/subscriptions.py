@@ -17,7 +17,12 @@ through all authors. Its cost (µs per transaction, time-bounded loops) is measu
 - ``feed_1000``: 1000 subscriptions to ``FEED_SQL`` (one author's posts), each with a
   different ``:a``: queries that differ in a constant on the changed table itself;
 - ``rls_1000``: 1000 clients (non-owners) each subscribed to ``SELECT * FROM post``
-  under the visibility filter ``owner = :sender``: row-level security per client.
+  under the visibility filter ``owner = :sender``: row-level security per client;
+- ``semi_counted`` / ``semi_reevaluated``: one subscription to the posts of the 'eu'
+  authors written as a semi-join, ``SEMI_SQL`` (``author_id IN (SELECT id FROM author
+  WHERE region = 'eu')``, kept by counting per key), and the same query with a
+  ``LIMIT`` inside that changes nothing but sends it to re-evaluation
+  (``SEMI_REEVALUATED_SQL``): the price of re-running a query per transaction.
 
 Maintenance is the time the commit path spends in the subscription manager (computing
 deltas and calling the subscribers' callbacks), measured inside it
@@ -98,6 +103,11 @@ PARAM_SQL = (
     "SELECT post.* FROM author JOIN post ON post.author_id = author.id WHERE author.region = :r"
 )
 FEED_SQL = "SELECT * FROM post WHERE author_id = :a"
+SEMI_SQL = "SELECT * FROM post WHERE author_id IN (SELECT id FROM author WHERE region = 'eu')"
+SEMI_REEVALUATED_SQL = (
+    "SELECT * FROM post WHERE author_id IN "
+    "(SELECT id FROM author WHERE region = 'eu' LIMIT 1000000000)"
+)
 RLS_SQL = "SELECT * FROM post"
 POST_FIRST_SQL = (
     "SELECT post.* FROM post JOIN author ON post.author_id = author.id WHERE author.region = 'eu'"
@@ -152,6 +162,12 @@ SCENARIOS: list[tuple[str, str, list[Subscribe]]] = [
         "rls_1000",
         "1000 clients, SELECT * under a visibility filter",
         [(RLS_SQL, None, client) for client in CLIENTS],
+    ),
+    ("semi_counted", "1 semi-join (IN subquery), counted", [(SEMI_SQL, None, None)]),
+    (
+        "semi_reevaluated",
+        "the same semi-join, re-evaluated",
+        [(SEMI_REEVALUATED_SQL, None, None)],
     ),
 ]
 
@@ -288,6 +304,13 @@ def measure(settings: Settings, parent: str) -> dict[str, Any]:
             "full_eval_post_first_us_best": min(post_first) * 1e6,
             "full_post_first_over_delta": min(post_first) * 1e6 / delta if delta > 0 else None,
         }
+        counted = results["semi_counted"]["maintenance_us_per_tx"]
+        reevaluated = results["semi_reevaluated"]["maintenance_us_per_tx"]
+        results["semijoin_counted_vs_reevaluated"] = {
+            "counted_us_per_tx": counted,
+            "reevaluated_us_per_tx": reevaluated,
+            "reevaluated_over_counted": reevaluated / counted if counted else None,
+        }
         return results
     finally:
         bench.close()
@@ -325,6 +348,13 @@ def table_text(results: dict[str, Any]) -> str:
             f"{fmt(j['full_eval_post_first_us_best'])} µs; "
             f"full / delta = {j['full_post_first_over_delta']:,.0f}x"
         )
+    semi = results["semijoin_counted_vs_reevaluated"]
+    if semi["reevaluated_over_counted"] is not None:
+        out.append(
+            f"semi-join counted {fmt(semi['counted_us_per_tx'])} µs/tx vs re-evaluated "
+            f"{fmt(semi['reevaluated_us_per_tx'])} µs/tx: "
+            f"re-evaluated / counted = {semi['reevaluated_over_counted']:,.0f}x"
+        )
     return "\n".join(out)
 
 
@@ -343,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         "feed": FEED_SQL,
         "row_level_security": RLS_SQL,
         "post_first": POST_FIRST_SQL,
+        "semijoin": SEMI_SQL,
+        "semijoin_reevaluated": SEMI_REEVALUATED_SQL,
     }
     write_results(
         args.out, "subscriptions", args.mode, settings, machine, started, results, queries=queries

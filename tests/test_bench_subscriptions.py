@@ -26,3 +26,6 @@ def test_quick_subscription_benchmark_writes_its_figures(run_quick_bench):
     assert join["full_eval_us_best"] > 0 and join["result_rows"] > 0
     assert {"delta_us_per_tx", "full_over_delta", "full_eval_post_first_us_best"} <= join.keys()
     assert "full / delta" in stdout
+    semi = results["semijoin_counted_vs_reevaluated"]
+    assert semi["counted_us_per_tx"] > 0 and semi["reevaluated_us_per_tx"] > 0
+    assert "re-evaluated / counted" in stdout

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 import cosmictron.errors as errors
 from cosmictron.errors import CosmictronError
@@ -88,3 +93,57 @@ def test_test_marks_on_fences_become_plain_languages() -> None:
     assert site.plain_fences(text) == (
         '```python title="chat.py"\nx\n```\n```python\ny\n```\n```text\nz\n```\n'
     )
+
+
+# -- the strict build, on a site of two pages (the whole site is built by scripts/test) ---
+
+
+def strict_build(tmp_path: Path, page: str) -> subprocess.CompletedProcess[str]:
+    """``mkdocs build --strict`` as scripts/test runs it, with the project's settings
+    (validation, theme, hooks), over a two-page site whose second page is ``page``."""
+    yaml = pytest.importorskip("yaml", reason="the docs extra is not installed")
+    pytest.importorskip("mkdocs", reason="the docs extra is not installed")
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    config.update(
+        docs_dir=str(tmp_path / "docs"),
+        site_dir=str(tmp_path / "site"),
+        nav=[{"Home": "index.md"}, {"Page": "page.md"}],
+        plugins=["search"],  # without mkdocstrings: the API pages are not part of this site
+        hooks=[str(ROOT / "scripts" / "docs_site.py")],
+    )
+    (tmp_path / "docs" / "reference").mkdir(parents=True)
+    # The generated error-code pages (the hook's) link to the errors reference.
+    (tmp_path / "docs" / "reference" / "errors.md").write_text("# Errors\n")
+    (tmp_path / "docs" / "index.md").write_text("# Home\n\nSee [the page](page.md).\n")
+    (tmp_path / "docs" / "page.md").write_text(page)
+    (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump(config))
+    environment = {**os.environ, "PYTHON": sys.executable}
+    return subprocess.run(
+        [str(ROOT / "scripts" / "docs-build"), "-f", str(tmp_path / "mkdocs.yml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+    )
+
+
+def test_a_broken_link_fails_the_strict_build_which_prints_only_warnings(tmp_path: Path) -> None:
+    """scripts/docs-build (what scripts/test runs): a clean site prints nothing, neither
+    MkDocs' INFO lines nor the theme's end-of-life banner; a broken link prints its
+    warning and fails. (``mkdocs build --strict --quiet``, which scripts/test ran before,
+    passed it: --quiet drops warnings before strict mode counts them.)"""
+    good = strict_build(tmp_path / "good", "# Page\n\nBack [home](index.md).\n")
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert good.stdout + good.stderr == ""
+    broken = strict_build(tmp_path / "broken", "# Page\n\nSee [nothing](missing.md).\n")
+    assert broken.returncode != 0
+    assert "WARNING" in broken.stdout and "'missing.md'" in broken.stdout, broken.stdout
+    assert "Aborted with 1 warnings in strict mode" in broken.stdout, broken.stdout
+    assert "end of life" not in broken.stdout + broken.stderr and "INFO" not in broken.stdout
+
+
+def test_scripts_build_and_serve_the_site_without_the_theme_s_banner() -> None:
+    assert "scripts/docs-build" in (ROOT / "scripts/test").read_text()
+    assert "--quiet" not in (ROOT / "scripts/docs-build").read_text().split("set -euo")[1]
+    serve = [line for line in (ROOT / "scripts/docs").read_text().splitlines() if "mkdocs" in line]
+    assert any("NO_MKDOCS_2_WARNING=1" in line and "serve" in line for line in serve)

@@ -63,3 +63,10 @@ def test_new_legacy_still_works_with_a_warning(tmp_path):
         layer = cosmictron.PersistenceLayer.new_legacy(config)
     layer.close()
     assert any(issubclass(w.category, DeprecationWarning) for w in caught)
+
+
+def test_restore_is_importable_from_the_package():
+    """A new user found ``restore`` only in ``cosmictron.host.backup`` (issue 16)."""
+    from cosmictron.host.backup import restore
+
+    assert "restore" in cosmictron.__all__ and cosmictron.restore is restore

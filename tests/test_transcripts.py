@@ -20,9 +20,15 @@ whose info string is ``console`` is a terminal session, and it is run:
   listens on a free port (the page reads as if it were 3000): the commands after it talk
   to that server (``$COSMICTRON_SERVER``), and ``localhost:3000`` / ``127.0.0.1:3000`` in
   them name it.
+- A command that only sets a variable from a command's output, ``NAME=$(…)``, sets it
+  for the commands after it, as a shell would (each command runs in a shell of its own,
+  so this is how a page carries an identity or a token from one command to the next).
+  It prints what the inner command wrote to stderr.
 - ```` ```console copy=examples/quickstart/app.py ```` copies that repository file into
   the page's directory before the block runs (a page that says "``app.py`` is the
   quickstart module").
+- ```` ```console default-durability ```` runs its commands without the development
+  profile the session otherwise sets (below): for a page about the durability settings.
 - Blank lines between a command's output and the next command are layout, not output.
 - Any other block (```` ```sh ````, ```` ```text ````) is shown, not run: use those for
   what cannot run in a test (installing, a foreground ``start``).
@@ -72,6 +78,7 @@ COMMAND_TIMEOUT_S = 60
 GRACE_S = 10.0
 FIRST_LINE_TIMEOUT_S = 30
 SHOWN_PORT = "3000"
+ASSIGNMENT = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)=\$\((?P<command>.*)\)", re.S)
 
 TRANSCRIPT_PAGES = [
     page for page in pages() if re.search(r"^```console\b", (ROOT / page).read_text(), re.M)
@@ -89,6 +96,7 @@ class Command:
     background: bool
     span: tuple[int, int]  # where its output lies in the page (for COSMICTRON_UPDATE_DOCS)
     copies: list[str] = field(default_factory=list)  # repository files to copy in first
+    default_durability: bool = False  # run without the session's durability profile
 
 
 def commands(text: str) -> list[Command]:
@@ -134,9 +142,18 @@ def commands(text: str) -> list[Command]:
                 command = command.rstrip()[:-2].rstrip()
             copies = [w.removeprefix("copy=") for w in block.words[1:] if w.startswith("copy=")]
             found.append(
-                Command(number, command, output, exit_code, background, (start, end), copies)
+                Command(
+                    number,
+                    command,
+                    output,
+                    exit_code,
+                    background,
+                    (start, end),
+                    copies,
+                    "default-durability" in block.words,
+                )
             )
-            block.words = block.words[:1]  # copied once, before the block's first command
+            block.words = [w for w in block.words if not w.startswith("copy=")]  # copied once
     return found
 
 
@@ -227,11 +244,15 @@ class Session:
     def run(self, command: Command) -> tuple[str, int] | None:
         """Run a foreground command (its output and status), or start a background one."""
         text = self.rewrite(command.text)
+        environment = self.environment
+        if command.default_durability:
+            environment = {**environment}
+            del environment["COSMICTRON_PERFORMANCE_PROFILE"]
         if command.background:
             process = subprocess.Popen(
                 ["bash", "-c", text],
                 cwd=self.directory,
-                env=self.environment,
+                env=environment,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
@@ -245,10 +266,21 @@ class Session:
                 self.server_address = listening[1]
                 self.environment["COSMICTRON_SERVER"] = f"http://{listening[1]}"
             return None
+        if assignment := ASSIGNMENT.fullmatch(text.strip()):
+            done = subprocess.run(
+                ["bash", "-c", assignment["command"]],
+                cwd=self.directory,
+                env=environment,
+                capture_output=True,
+                text=True,
+                timeout=COMMAND_TIMEOUT_S,
+            )
+            self.environment[assignment["name"]] = done.stdout.rstrip("\n")
+            return done.stderr, done.returncode
         done = subprocess.run(
             ["bash", "-c", text],
             cwd=self.directory,
-            env=self.environment,
+            env=environment,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -417,3 +417,46 @@ guest_random_values_max = 4096
 
 guest_message_bytes_max = 64 * 1024
 """Longest log line or failure message a guest may hand the host; longer is cut."""
+
+# JavaScript guest modules (``module/js.py``: V8 through mini-racer, QuickJS).
+
+js_call_seconds_max = 1.0
+"""Time one JavaScript reducer call may run, all its runs together (within a run QuickJS
+counts the process's CPU time, checked by its interrupt handler; V8 wall-clock); past it the call is
+interrupted, rolled back and fails with ``GuestOutOfFuel``, and the context is replaced.
+Environment: ``COSMICTRON_JS_CALL_SECONDS_MAX``."""
+
+js_heap_bytes_max = 256 * 1024 * 1024
+"""Heap one JavaScript context may use (QuickJS: the runtime's memory limit; V8: the
+isolate's hard limit); past it the call fails with ``GuestOutOfMemory``, is rolled back,
+and the context is replaced. Environment: ``COSMICTRON_JS_HEAP_BYTES_MAX``."""
+
+js_stack_bytes_max = 1024 * 1024
+"""Stack one QuickJS call may use; deeper recursion throws a ``RangeError`` in the guest
+(the call fails as a trap unless the module catches it). V8 keeps its own limit."""
+
+js_host_round_trips_max = 1000
+"""Host round trips (batches with a read) one JavaScript reducer call may make; each runs
+the reducer again from the start (module/js.py), so past it the call fails with
+``GuestAbiError``."""
+
+
+# -- agent layer (issue 14, agents-core; cosmictron.agents) -----------------------------
+#
+# Fixed here; a database sets its own lease and attempt defaults within these bounds with
+# the ``configure_agents`` reducer (docs/guide/agents.md).
+
+agent_handoff_depth_max = 8
+"""Delegations (``request_handoff(mode="delegate")``) open at once in one thread: a
+deeper one is refused with ``HandoffLoop``."""
+
+agent_handoffs_per_thread_max = 256
+"""Hand-offs one thread may make in all; past it ``request_handoff`` is refused with
+``HandoffLoop`` (agents passing a thread back and forth without end)."""
+
+tool_call_lease_s_max = 3600.0
+"""Longest lease a worker may take on a tool call (``claim_tool_call``,
+``heartbeat_tool_call``), and the longest sweep interval and default lease."""
+
+tool_call_attempts_max = 100
+"""Most attempts a tool call may be given before the sweep fails it."""

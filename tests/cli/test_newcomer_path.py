@@ -401,3 +401,20 @@ def test_export_draws_a_progress_bar_at_a_terminal_and_none_in_a_pipe(deployed_q
         os.close(main)
     assert b"Exporting task" in drawn
     assert "Exporting task" not in export_with_stderr(None, "in_pipe.csv")
+
+
+def test_the_subscribe_header_is_one_line_above_a_narrow_table(broken, config, work):
+    """As a table's title, the header wrapped to the table's width: three lines above the
+    narrow table of no rows (issue 16)."""
+    out = ok(
+        run(
+            "subscribe",
+            "shop",
+            "SELECT * FROM item WHERE name = 'none'",
+            "--num-updates",
+            "0",
+            config=config,
+            server=broken.url,
+        )
+    )
+    assert out.splitlines()[0] == "item: 0 rows at tx_offset 0", out  # deployed at 0

@@ -136,7 +136,8 @@ def test_a_healthy_log_reads_the_same_and_the_kernel_is_used(tmp_path: Any) -> N
         bytes(32),
         msgpack.unpackb,
         {"raw": False, "strict_map_key": False},
-        frozenset({0, 1}),
+        segment.RECORD_KINDS,
+        segment._RECORD_FORMATS,
         Record,
     )
     assert len(kernel_records) == BATCH_FRAMES and next_offset == BATCH_FRAMES + 1
@@ -174,23 +175,34 @@ def _well_framed(replace: Callable[[int, bytes, Any], bytes]) -> Callable[[Paylo
     return rewrite
 
 
+def _record(version: Any, kind: Any, offset: Any, prev: Any, body: Any) -> list[Any]:
+    """The fields of a current-format payload (the ledger's five after the first five)."""
+    return [version, kind, offset, prev, body, "", 0, "sha256", None, None]
+
+
+def _packed(*fields: Any) -> bytes:
+    return msgpack.packb(_record(*fields), use_bin_type=True)
+
+
 BAD_RECORDS = {
-    "version 2": _well_framed(lambda o, p, b: msgpack.packb([2, 0, o, p, b])),
-    "version True": _well_framed(lambda o, p, b: msgpack.packb([True, 0, o, p, b])),
-    "kind 7": _well_framed(lambda o, p, b: msgpack.packb([1, 7, o, p, b])),
-    "kind text": _well_framed(lambda o, p, b: msgpack.packb([1, "0", o, p, b])),
-    "offset skips": _well_framed(lambda o, p, b: msgpack.packb([1, 0, o + 1, p, b])),
-    "offset float": _well_framed(lambda o, p, b: msgpack.packb([1, 0, float(o), p, b])),
-    "wrong prev_hash": _well_framed(lambda o, p, b: msgpack.packb([1, 0, o, bytes(32), b])),
-    "short prev_hash": _well_framed(lambda o, p, b: msgpack.packb([1, 0, o, p[:31], b])),
-    "prev_hash as text": _well_framed(
-        lambda o, p, b: msgpack.packb([1, 0, o, p.hex(), b], use_bin_type=True)
-    ),
-    "four fields": _well_framed(lambda o, p, b: msgpack.packb([1, 0, o, p])),
+    "version 3": _well_framed(lambda o, p, b: _packed(3, 0, o, p, b)),
+    "version True": _well_framed(lambda o, p, b: _packed(True, 0, o, p, b)),
+    "version 1 with ten fields": _well_framed(lambda o, p, b: _packed(1, 0, o, p, b)),
+    "version 2 with five fields": _well_framed(lambda o, p, b: msgpack.packb([2, 0, o, p, b])),
+    "kind 99": _well_framed(lambda o, p, b: _packed(2, 99, o, p, b)),
+    "kind text": _well_framed(lambda o, p, b: _packed(2, "0", o, p, b)),
+    "offset skips": _well_framed(lambda o, p, b: _packed(2, 0, o + 1, p, b)),
+    "offset float": _well_framed(lambda o, p, b: _packed(2, 0, float(o), p, b)),
+    "wrong prev_hash": _well_framed(lambda o, p, b: _packed(2, 0, o, bytes(32), b)),
+    "short prev_hash": _well_framed(lambda o, p, b: _packed(2, 0, o, p[:31], b)),
+    "prev_hash as text": _well_framed(lambda o, p, b: _packed(2, 0, o, p.hex(), b)),
+    "four fields": _well_framed(lambda o, p, b: msgpack.packb([2, 0, o, p])),
     "not an array": _well_framed(lambda o, p, b: msgpack.packb({"offset": o})),
-    "trailing bytes": _well_framed(lambda o, p, b: msgpack.packb([1, 0, o, p, b]) + b"\x00"),
+    "trailing bytes": _well_framed(lambda o, p, b: _packed(2, 0, o, p, b) + b"\x00"),
     "not msgpack": _well_framed(lambda o, p, b: b"\xc1\xc1"),
 }
+"""Each makes a record that no reader may accept (``wrong prev_hash`` at index 0 names the
+genesis hash, so the record after it is the bad one)."""
 
 
 @needs_kernel
@@ -203,10 +215,21 @@ def test_a_well_framed_bad_record_reads_the_same(tmp_path: Any, case: str, index
     write_segment(path, payloads)
     compiled, pure = read_both(path)
     assert compiled == pure
-    # record.py compares the version with ==, so True passes as 1 (both readers agree):
-    # only the next record's chain check catches it, and the last record has none.
-    if case != "version True":
-        assert compiled[0] == "corrupt"
+    assert compiled[0] == "corrupt"
+
+
+@needs_kernel
+def test_a_legacy_version_1_log_reads_the_same(tmp_path: Any) -> None:
+    payloads: Payloads = []
+    prev = bytes(32)
+    for offset in range(1, COUNT + 1):
+        payloads.append(msgpack.packb([1, 0, offset, prev, [offset]], use_bin_type=True))
+        prev = record_hash(payloads[-1])
+    path = os.fspath(tmp_path / "s.log")
+    write_segment(path, payloads)
+    compiled, pure = read_both(path)
+    assert compiled == pure
+    assert compiled[0] == "ok" and len(compiled[1]) == COUNT
 
 
 @needs_kernel

@@ -225,7 +225,7 @@ def rewrite_kind(path: str, position: int, kind: int) -> None:
         header = segment.read(FRAME_HEADER_BYTES)
         length, _, durable = FRAME_HEADER.unpack(header)
         payload = bytearray(segment.read(length))
-        assert payload[:3] == bytes([0x95, 0x01, TX_RECORD_KIND])
+        assert payload[:3] == bytes([0x9A, 0x02, TX_RECORD_KIND])
         payload[2] = kind
         segment.seek(position)
         segment.write(FRAME_HEADER.pack(length, frame_crc(payload_crc(payload), durable), durable))
@@ -238,8 +238,8 @@ def test_an_unknown_record_kind_is_refused_with_its_offset(
 ) -> None:
     write_log(open_layer, count)
     path = segment_files(data_dir)[-1]
-    rewrite_kind(path, frame_positions(path)[3], 7)
-    with pytest.raises(CorruptLog, match=r"offset 4\).*unknown record kind 7") as refused:
+    rewrite_kind(path, frame_positions(path)[3], 99)
+    with pytest.raises(CorruptLog, match=r"offset 4\).*unknown record kind 99") as refused:
         recover_all(open_layer())
     assert refused.value.tx_offset == 4 and refused.value.path == path
 

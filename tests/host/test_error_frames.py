@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+import tarfile
 import traceback
 from pathlib import Path
 
 import pytest
 
 from cosmictron import Database
+from cosmictron.durability.archive import MemberSource, write_archive
 from cosmictron.errors import ReducerFailed, SchemaError
+from cosmictron.host.backup import restore
 from tests.conftest import FAST
 
 APP = """\
@@ -133,3 +136,82 @@ def test_frames_name_the_user_s_file_after_a_reopen(in_work):
     ):
         db.call("dup")
     assert (caught.value.traceback or "").startswith('  File "app.py", line ')
+
+
+def test_frames_name_the_user_s_file_in_a_restored_database(in_work):
+    """The backup carries the file name beside the module (``module/filename``)."""
+    Path("app.py").write_text(APP)
+    with open_module("app.py") as db:
+        db.backup("app.backup")
+    restore("app.backup", "restored", durability=FAST)
+    for _ in range(2):  # the restored directory keeps it, across reopens
+        with (
+            Database.open("restored", durability=FAST) as db,
+            pytest.raises(ReducerFailed) as caught,
+        ):
+            db.call("dup")
+        assert (caught.value.traceback or "").startswith('  File "app.py", line ')
+
+
+def test_a_backup_without_the_file_name_restores_as_module_py(in_work):
+    """An archive written before backups carried ``module/filename`` (rebuilt here from a
+    real one without that member) names the module ``module.py``, never the directory
+    the restore staged it in."""
+    Path("app.py").write_text(APP)
+    with open_module("app.py") as db:
+        manifest = db.backup("new.backup")
+    with tarfile.open("new.backup") as archive:
+        members = [
+            MemberSource(m.name, m.size, data=archive.extractfile(m).read())  # type: ignore[union-attr]
+            for m in archive.getmembers()
+            if m.name not in ("module/filename", "manifest.json", "manifest.sha256")
+        ]
+    with open("old.backup", "wb") as out:
+        write_archive(out, members, manifest.cut_offset, manifest.cut_hash)
+    restore("old.backup", "restored", durability=FAST)
+    with Database.open("restored", durability=FAST) as db, pytest.raises(ReducerFailed) as caught:
+        db.call("dup")
+    assert (caught.value.traceback or "").startswith('  File "module.py", line ')
+
+
+# -- schema mistakes found after the module ran point at the declaration (issue 16) ------
+
+AFTER_IMPORT = [
+    (  # a table name the datastore refuses: the @table line
+        "from cosmictron import field, table\n\n\n@table(name='Bad Name!')\n"
+        "class T:\n    id: int = field(primary_key=True)\n",
+        "table name 'Bad Name!' is not valid",
+        "  File \"app.py\", line 4, in <module>\n    @table(name='Bad Name!')",
+    ),
+    (  # a scheduled table naming a reducer that is never declared: the @table line
+        "from cosmictron import ScheduleAt, field, table\n\n\n@table(scheduled='tick')\n"
+        "class Timer:\n    id: int = field(primary_key=True, auto_inc=True)\n"
+        "    scheduled_at: ScheduleAt = field(default=ScheduleAt.interval(1_000_000))\n",
+        "table 'timer' is scheduled to run reducer 'tick', which the module does not declare",
+        "  File \"app.py\", line 4, in <module>\n    @table(scheduled='tick')",
+    ),
+    (  # a column of a type that is no column type: the column's line
+        "from cosmictron import field, table\n\n\n@table\nclass T:\n"
+        "    id: int = field(primary_key=True)\n    tags: set = 0\n",
+        "table 't' column 'tags'",
+        '  File "app.py", line 7, in <module>\n    tags: set = 0',
+    ),
+    (  # a reducer argument without a type: the @reducer line
+        "from cosmictron import ReducerContext, reducer\n\n\n@reducer\n"
+        "def f(ctx: ReducerContext, x) -> None:\n    pass\n",
+        "reducer 'f': argument 'x' needs a type annotation",
+        '  File "app.py", line 4, in <module>\n    @reducer',
+    ),
+]
+
+
+@pytest.mark.parametrize(("source", "message", "frame"), AFTER_IMPORT)
+def test_a_schema_mistake_found_after_import_points_at_its_declaration(
+    in_work, source, message, frame
+):
+    Path("app.py").write_text(source)
+    with pytest.raises(SchemaError) as caught:
+        open_module("app.py")
+    assert message in str(caught.value)
+    assert caught.value.traceback == frame
+    assert caught.value.__notes__ == [frame]

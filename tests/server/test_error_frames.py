@@ -94,6 +94,23 @@ def test_a_deploy_error_names_the_given_file_never_an_upload_path(server):
     assert "uploads" not in str(unnamed)
 
 
+def test_a_deploy_s_schema_mistake_found_after_import_points_at_its_declaration(server):
+    _, token = server.deployer()
+    scheduled = (
+        "from cosmictron import ScheduleAt, field, table\n\n\n@table(scheduled='tick')\n"
+        "class Timer:\n    id: int = field(primary_key=True, auto_inc=True)\n"
+        "    scheduled_at: ScheduleAt = field(default=ScheduleAt.interval(1_000_000))\n"
+    )
+    reply = server.request("PUT", "/v1/database/bad?filename=timers.py", scheduled, token)
+    assert reply.status == 400
+    error = reply.body["error"]
+    assert "reducer 'tick', which the module does not declare" in error["message"]
+    assert (
+        error["traceback"]
+        == "  File \"timers.py\", line 4, in <module>\n    @table(scheduled='tick')"
+    )
+
+
 def test_a_bad_filename_is_refused(server):
     _, token = server.deployer()
     reply = server.request("PUT", "/v1/database/bad?filename=a%0Ab.py", MODULE, token)

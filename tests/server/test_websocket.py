@@ -238,7 +238,7 @@ def test_unsubscribe_failed_reducer_and_one_off_queries(chat: tuple[Server, str]
         request_id = await client.send("OneOffQuery", query_string="SELECT nope FROM message")
         error = await client.expect("OneOffQueryResult")
         assert error["request_id"] == request_id and "unknown column 'nope'" in error["error"]
-        await client.send("Subscribe", query_id=8, query_strings=["SELECT COUNT(*) FROM note"])
+        await client.send("Subscribe", query_id=8, query_strings=["DELETE FROM note"])
         error = await client.expect("SubscriptionError")
         assert error["query_id"] == 8 and error["error"]
         await client.send("Subscribe", query_id=9, query_strings=["SELECT * FROM gate"])

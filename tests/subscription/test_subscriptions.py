@@ -155,7 +155,8 @@ def test_unsubscribe_stops_updates_and_frees_the_shared_query(db: Any) -> None:
         ("SELECT v + 1 FROM a", "whole rows"),
         ("SELECT * FROM a JOIN b ON a.k = b.k", "SELECT t.*"),
         ("SELECT * FROM a ORDER BY v LIMIT 3 OFFSET 1", "OFFSET"),
-        ("SELECT * FROM a WHERE k IN (SELECT k FROM b)", "subquery"),
+        ("SELECT * FROM a WHERE k NOT IN (SELECT k FROM b)", "NOT IN"),
+        ("SELECT * FROM a WHERE v > (SELECT COUNT(*) FROM b)", "subquery"),
         ("SELECT k FROM a UNION SELECT k FROM b", "UNION"),
     ],
 )

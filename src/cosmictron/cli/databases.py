@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sys
-import urllib.parse
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import click
 from rich.console import Console
@@ -23,9 +23,18 @@ from cosmictron.cli.output import short, table
     "module", type=click.Path(dir_okay=False, exists=True, path_type=Path, allow_dash=True)
 )
 @click.option("--clear", is_flag=True, help="Delete all existing data while updating.")
+@click.option(
+    "--engine",
+    type=click.Choice(["v8", "quickjs"]),
+    default=None,
+    help="The JavaScript engine for a .js module (default: the one the module's first "
+    "line names, else quickjs; docs/guide/javascript-modules.md).",
+)
 @server_command
-def deploy(context: CommandContext, database: str, module: Path, clear: bool) -> None:
-    """Create DATABASE from MODULE (a Python file or a .wasm module), or update it in place.
+def deploy(
+    context: CommandContext, database: str, module: Path, clear: bool, engine: str | None
+) -> None:
+    """Create DATABASE from MODULE (a Python file, a .wasm or a .js module), or update it.
 
     The identity that first deploys a database owns it. Deploying runs your Python
     code with the server's rights, so it needs the right to deploy: the user who ran
@@ -37,6 +46,7 @@ def deploy(context: CommandContext, database: str, module: Path, clear: bool) ->
     module went wrong (its line, or the frames of its code) and changes nothing.
 
     Example: cosmictron-cli deploy quickstart examples/quickstart/app.py
+    (a JavaScript module: cosmictron-cli deploy bank bank.js --engine v8)
     """
     if context.saved is None:
         saved = context.obtain_identity()
@@ -47,9 +57,26 @@ def deploy(context: CommandContext, database: str, module: Path, clear: bool) ->
     source = sys.stdin.buffer.read() if is_stdio(module) else module.read_bytes()
     # The module's name as typed, so its errors and tracebacks name the user's file.
     shown = "<stdin>" if is_stdio(module) else str(module)
-    query = {"filename": shown, **({"clear": "true"} if clear else {})}
-    path = f"/v1/database/{quote(database)}?{urllib.parse.urlencode(query)}"
-    kind = "application/wasm" if source[:4] == b"\0asm" else "text/x-python"
+    javascript = module.suffix.lower() in (".js", ".mjs", ".cjs") or (
+        is_stdio(module) and engine is not None
+    )
+    if engine is not None and not javascript:
+        raise click.UsageError(
+            f"--engine is for JavaScript modules; {module.name} is not a .js file"
+        )
+    query = {
+        "filename": shown,
+        **({"clear": "true"} if clear else {}),
+        **({"engine": engine} if engine else {}),
+    }
+    path = f"/v1/database/{quote(database)}?{urlencode(query)}"
+    kind = (
+        "application/wasm"
+        if source[:4] == b"\0asm"
+        else "text/javascript"
+        if javascript
+        else "text/x-python"
+    )
     with context.output.progress(f"Uploading {module.name}", len(source)) as advance:
         reply = context.client.request("PUT", path, source, kind, advance)
     context.output.document(reply, lambda console: _print_deployed(console, reply, clear))

@@ -46,8 +46,18 @@ def generate(
         refuse_overwrite(out, force)
     document = context.client.request("GET", f"/v1/database/{quote(database)}/schema")
     source = generate_python(DatabaseSchema.from_json(document), context.url)
-    if out is None or is_stdio(out):
+    to_stdout = out is None or is_stdio(out)
+    if to_stdout and not context.output.json_mode:
         click.echo(source, nl=False)
         return
-    out.write_text(source)
-    context.output.note(f"Wrote {out} ({len(source.splitlines())} lines) for {lang}.")
+    summary: dict[str, object] = {"database": database, "lang": lang}
+    if to_stdout:  # --json: the code travels inside the document
+        summary["source"] = source
+    else:
+        assert out is not None
+        out.write_text(source)
+        summary.update(out=str(out), lines=len(source.splitlines()))
+    context.output.document(
+        summary,
+        lambda _: context.output.note(f"Wrote {out} ({summary['lines']} lines) for {lang}."),
+    )

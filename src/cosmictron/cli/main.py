@@ -37,13 +37,16 @@ from cosmictron.cli.backup import backup, restore
 from cosmictron.cli.client import ClientError
 from cosmictron.cli.data import call, parse_argument, quoting_hint, sql
 from cosmictron.cli.databases import delete, deploy, describe, list_databases
+from cosmictron.cli.durability_line import durability_line
 from cosmictron.cli.generate import generate
 from cosmictron.cli.identity import identity
 from cosmictron.cli.rights import grant, revoke, save_operator_token
 from cosmictron.cli.streams import logs, subscribe
 from cosmictron.cli.transfer import export, import_csv
+from cosmictron.cli.verify import verify_command
 from cosmictron.errors import CosmictronError, InvalidRequest, render_error
 from cosmictron.host import Database
+from cosmictron.values import Identity
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -91,10 +94,23 @@ def cli() -> None:
     "--open-sandboxed-deploys",
     is_flag=True,
     envvar="COSMICTRON_OPEN_SANDBOXED_DEPLOYS",
-    help="Let every identity with a token create databases with sandboxed (WASM) "
-    "modules; Python modules still need the right to deploy (docs/guide/security.md).",
+    help="Let every identity with a token create databases with sandboxed (WASM, "
+    "JavaScript) modules; Python modules still need the right to deploy "
+    "(docs/guide/security.md).",
 )
-def start(listen: str, data_dir: str, profile: str | None, open_sandboxed_deploys: bool) -> None:
+@click.option(
+    "--json",
+    "json_mode",
+    is_flag=True,
+    help="Print JSON for programs: one object per line (listening, shutting_down, stopped).",
+)
+def start(
+    listen: str,
+    data_dir: str,
+    profile: str | None,
+    open_sandboxed_deploys: bool,
+    json_mode: bool,
+) -> None:
     """Start the server and run until SIGTERM or Ctrl-C (then drain, sync and close).
 
     The first start makes the server's operator identity (its token in
@@ -111,6 +127,20 @@ def start(listen: str, data_dir: str, profile: str | None, open_sandboxed_deploy
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise click.BadParameter(f"expected HOST:PORT, got {listen!r}", param_hint="--listen")
+    durability = durability_line(profile, os.environ)  # a bad setting stops us before binding
+
+    operators: list[str] = []
+
+    def startup_lines(url: str, operator: Identity, token: str) -> str:
+        operators.append(operator.hex())
+        return save_operator_token(url, operator, token) + "\n" + durability
+
+    def announce(event: str, fields: dict[str, Any]) -> None:
+        if event == "listening":  # the lines a person reads, as notes beside the fields
+            fields.update(operator=operators[-1], notes=str(fields.pop("note")).split("\n"))
+        click.echo(json.dumps({"event": event, **fields}))
+        sys.stdout.flush()
+
     directory = Path(data_dir)
     existed = directory.exists()
     try:
@@ -119,7 +149,8 @@ def start(listen: str, data_dir: str, profile: str | None, open_sandboxed_deploy
             int(port),
             directory,
             profile,
-            on_listening=save_operator_token,
+            on_listening=startup_lines,
+            announce=announce if json_mode else None,
             open_sandboxed_deploys=open_sandboxed_deploys,
         )
     except OSError as exc:
@@ -153,12 +184,15 @@ BIND_ERRORS = {
     type=click.Path(dir_okay=False, exists=True),
     help="Module to create the database with (needed only the first time).",
 )
-def local_call(data_dir: str, reducer: str, args: tuple[str, ...], module_path: str | None) -> None:
+@click.option("--json", "json_mode", is_flag=True, help="Print JSON for programs.")
+def local_call(
+    data_dir: str, reducer: str, args: tuple[str, ...], module_path: str | None, json_mode: bool
+) -> None:
     """Call REDUCER in the database stored in DATA_DIR, without a server.
 
     Each ARG is read as JSON when it parses and as text otherwise, as in `call` (see
     `call --help`: '"2024"' sends the text 2024). Prints the return value and the
-    transaction offset as JSON.
+    transaction offset, as `call` does.
 
     Example: cosmictron-cli local-call ./data run_agent "Summarise the report"
     """
@@ -172,7 +206,11 @@ def local_call(data_dir: str, reducer: str, args: tuple[str, ...], module_path: 
                 raise
             raise InvalidRequest(f"{exc} ({hint})") from None
     reply = {"return_value": _jsonable(outcome.return_value), "tx_offset": outcome.tx_offset}
-    click.echo(json.dumps(reply))
+    if json_mode:
+        click.echo(json.dumps(reply))
+    else:
+        click.echo(f"return_value: {json.dumps(reply['return_value'])}")
+        click.echo(f"tx_offset: {reply['tx_offset']}")
 
 
 def _jsonable(value: Any) -> Any:
@@ -209,6 +247,7 @@ for command in (
     cli.add_command(command)
 for command in (backup, restore):
     cli.add_command(command)
+cli.add_command(verify_command)  # the compliance ledger (issue 13)
 
 
 def one_line(message: str) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from cosmictron.client.jsonforms import decode
-from cosmictron.client.schema import TableInfo
+from cosmictron.client.schema import TableInfo, column_from_json
 from cosmictron.errors import InternalError, InvalidRequest, NotFound
 from cosmictron.values import json_form
 
@@ -274,9 +274,34 @@ class ClientCache:
         return events
 
     def replace(self, tables: list[dict[str, Any]]) -> list[RowEvent]:
-        """Hold exactly a full ``SubscribeApplied``'s rows; tables it omits become empty."""
+        """Hold exactly a full ``SubscribeApplied``'s rows; tables it omits become empty.
+
+        A table that comes with ``columns`` is a query's result, not a schema table (a
+        column list, an aggregate, a compound: docs/reference/websocket.md): it is cached
+        under the query's text, keyless, its rows decoded with those columns, and dropped
+        once a later full reply no longer has it.
+        """
         given = {change["table_name"]: change.get("rows", []) for change in tables}
         events: list[RowEvent] = []
-        for name, cache in self.tables.items():
+        for change in tables:
+            if "columns" in change:
+                events += self._result(change["table_name"], change["columns"])
+        for name, cache in list(self.tables.items()):
             events += cache.replace(given.get(name, []))
+            if cache.info.query and name not in given:
+                del self.tables[name]
+        return events
+
+    def _result(self, name: str, columns: list[dict[str, Any]]) -> list[RowEvent]:
+        """Make ``name`` the cache of a query result with ``columns``; the events of
+        emptying an earlier one of other columns (a module update changed its types)."""
+        described = tuple(column_from_json(column) for column in columns)
+        info = TableInfo(name, described, (), {}, query=True)
+        held = self.tables.get(name)
+        if held is not None and held.info == info:
+            return []
+        if held is not None and not held.info.query:
+            raise InvalidRequest(f"the server sent a query result named like table {name!r}")
+        events = held.replace([]) if held is not None else []
+        self.tables[name] = TableCache(info)
         return events

@@ -138,7 +138,9 @@ class Client(CallbackRegistry):
     # -- reading the cache ----------------------------------------------------------------
 
     def table(self, name: str) -> TableCache:
-        """The cached rows of table ``name`` (``iter``, ``count``, ``find``)."""
+        """The cached rows of table ``name`` (``iter``, ``count``, ``find``); for a
+        subscribed query whose rows are not one table's (a column list, an aggregate, a
+        compound), ``name`` is the query's text as subscribed."""
         return self.cache.table(name)
 
     @property

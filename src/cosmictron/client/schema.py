@@ -31,6 +31,7 @@ class TableInfo:
     primary_key: tuple[str, ...]
     unique: dict[str, tuple[str, ...]]
     public: bool = True
+    query: bool = False  # a subscribed query's result, cached under its text (cache.py)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -91,6 +92,11 @@ class DatabaseSchema:
                 reducer["name"], params, reducer.get("returns"), reducer.get("kind", "reducer")
             )
         return cls(str(document.get("database", "")), tables, reducers)
+
+
+def column_from_json(described: dict[str, Any]) -> ColumnInfo:
+    """A column described as the schema route describes one (``{"name", "type", …}``)."""
+    return ColumnInfo(described["name"], _type_of(described), bool(described.get("auto_inc")))
 
 
 def _type_of(described: dict[str, Any]) -> TypeDescription:

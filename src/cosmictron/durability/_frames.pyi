@@ -13,5 +13,6 @@ def read_frames(
     unpackb: Callable[..., Any],
     unpack_kwargs: dict[str, Any],
     kinds: frozenset[int],
+    formats: dict[int, int],
     record_type: type[tuple[Any, ...]],
 ) -> tuple[list[Any], int, int, bytes | None]: ...

@@ -8,8 +8,8 @@ runs both (``tests/durability/test_frames_kernel.py``, and the recovery tests un
 ``COSMICTRON_PURE=1``).
 
 The kernel only *accepts*: it walks frames while each one passes every check the Python
-reader makes (and some stricter ones: exact ``int`` version/kind/offset, a 32-byte
-``bytes`` prev_hash), and stops at the first frame that does not, returning what it
+reader makes (those of ``record._check_header_fields``: a known version with its number
+of fields, exact ``int`` kind and offset, a 32-byte ``bytes`` prev_hash; then the chain), and stops at the first frame that does not, returning what it
 verified before it. It never raises ``CorruptLog`` and never decides a torn tail: the
 Python reader reads on from where it stopped and applies the recovery rule there, so the
 rule lives in one place (``segment.py``). Why it pays: see docs/design/hot-path.md.
@@ -44,6 +44,7 @@ def read_frames(
     object unpackb,
     dict unpack_kwargs,
     frozenset kinds,
+    dict formats,
     type record_type,
 ):
     """Verify up to ``max_frames`` frames from ``position``; stop at the first bad one.
@@ -52,7 +53,8 @@ def read_frames(
     of ``record_type``, a tuple subclass, of ``(offset, kind, prev_hash, body, hash)``;
     made with ``tuple.__new__``, not its Python ``__new__``), where the last of them
     ends, and the chain state after them. ``last_hash`` None means the chain starts here
-    (the first record's prev_hash is not compared).
+    (the first record's prev_hash is not compared). ``formats`` maps each record format
+    version read to its number of fields (``record.py``); ``kinds`` are the known kinds.
     """
     cdef const unsigned char *base = <const unsigned char *>PyBytes_AS_STRING(data)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
@@ -90,13 +92,13 @@ def read_frames(
         if type(fields_obj) is not list:
             break
         fields = <list>fields_obj
-        if len(fields) != 5:
+        if len(fields) < 5:
             break
         version = fields[0]
         kind = fields[1]
         offset = fields[2]
         prev_hash = fields[3]
-        if type(version) is not int or version != 1:
+        if type(version) is not int or formats.get(version) != len(fields):
             break
         if type(kind) is not int or kind not in kinds:
             break

@@ -24,10 +24,13 @@ Where the bytes go depends on the fsync policy:
 from __future__ import annotations
 
 import hashlib
+import logging
 import struct
 import threading
+import time
 import zlib
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -42,6 +45,20 @@ from cosmictron.durability.segment import create_segment
 from cosmictron.durability.storage import Storage
 from cosmictron.durability.sync import SyncCoordinator
 from cosmictron.errors import DurabilityError, InternalError
+from cosmictron.ledger.merkle import LEAF_PREFIX
+from cosmictron.ledger.record_format import (
+    CHECKPOINT_KIND,
+    HASH_ALGORITHM,
+    KEY_FP,
+    SIGNATURE,
+    signing_message,
+)
+
+if TYPE_CHECKING:
+    from cosmictron.durability.ledger_writer import LedgerWriter
+    from cosmictron.ledger.signing import SigningKey
+
+logger = logging.getLogger(__name__)
 
 PREALLOCATE_BYTES = 1 << 20
 """How far ahead of the last frame a segment is filled with zeros (capped by its size).
@@ -58,6 +75,8 @@ _frame_crc = frame_crc
 _pack_durable = struct.Struct("<Q").pack
 """``frame_crc`` inlined on the ``append`` path: the crc runs over the payload, then these
 8 bytes of the watermark."""
+_time_ns = time.time_ns
+_leaf_context = hashlib.sha256(LEAF_PREFIX)
 
 
 class CommitLog:
@@ -90,6 +109,14 @@ class CommitLog:
         """One packer for the log's life (``append`` runs under the host's writer lock):
         ``msgpack.packb`` builds a new ``Packer`` per call, which cost more than packing a
         one-row transaction. A failed ``pack`` resets its buffer, so it stays usable."""
+        self.origin = ""
+        """The ledger's fields of every record (``ledger/record_format.py``): the log's
+        origin, the last commit time (times never go backwards), and, when every record
+        is signed, the key and its fingerprint."""
+        self.last_time_us = 0
+        self.key_fp: bytes | None = None
+        self.event_key: SigningKey | None = None
+        self.ledger: LedgerWriter | None = None
         self._pending: list[tuple[bytes, int]] = []
         self._pending_lock = threading.Lock()
         self._flushed_bytes = 0
@@ -123,10 +150,12 @@ class CommitLog:
         """Records appended since :meth:`start`."""
         return self.next_offset - self.first_offset
 
-    def append(self, kind: int, body: Any) -> int:
+    def append(self, kind: int, body: Any, signers: Sequence[SigningKey] | None = None) -> int:
         """Write one record to the kernel and return its offset.
 
-        The record is not durable yet; ``wait_durable`` waits for that.
+        The record is not durable yet; ``wait_durable`` waits for that. ``signers``
+        sign this record whatever the signing mode (key events); with the ledger on, a
+        checkpoint record may follow it (``ledger_writer.py``).
 
         Raises:
             DurabilityError: a sync failed earlier, the record is larger than
@@ -139,7 +168,24 @@ class CommitLog:
         if self.segment_bytes >= self.segment_bytes_max:
             self._rotate()
         offset = self.next_offset
-        payload = self._pack([FORMAT_VERSION, kind, offset, self.last_hash, body])
+        now = _time_ns() // 1000
+        if now < self.last_time_us:
+            now = self.last_time_us
+        fields = [
+            FORMAT_VERSION,
+            kind,
+            offset,
+            self.last_hash,
+            body,
+            self.origin,
+            now,
+            HASH_ALGORITHM,
+            self.key_fp,
+            None,
+        ]
+        payload = self._pack(fields)
+        if signers is not None or self.event_key is not None:
+            payload = self._sign(fields, payload, signers)
         length = len(payload)
         if length > self.record_bytes_max:
             raise DurabilityError(
@@ -171,7 +217,50 @@ class CommitLog:
         self.segment_bytes += written
         self.bytes_written += written
         self.sync.written_offset = offset
+        self.last_time_us = now
+        ledger = self.ledger
+        if ledger is not None:
+            # The ledger's share of every append (ledger_writer.py): the leaf hash, kept
+            # for the tree, and whether a checkpoint is due.
+            leaf = _leaf_context.copy()
+            leaf.update(payload)
+            ledger.pending.append(leaf.digest())
+            if (offset >= ledger.due_seq or now >= ledger.due_us) and not ledger.checkpointing:
+                self.append_checkpoint()
         return offset
+
+    def _sign(
+        self, fields: list[Any], payload: bytes, signers: Sequence[SigningKey] | None
+    ) -> bytes:
+        """Sign a record: one signature, or ``[old, new]`` for a rotation's two keys."""
+        keys = list(signers) if signers is not None else [self.event_key]
+        first = keys[0]
+        assert first is not None
+        if fields[KEY_FP] != first.fingerprint:
+            fields[KEY_FP] = first.fingerprint
+            payload = signing_message(fields)
+        signatures = [key.sign(payload) for key in keys if key is not None]
+        fields[SIGNATURE] = signatures[0] if len(signatures) == 1 else signatures
+        return self._pack(fields)
+
+    def append_checkpoint(self) -> None:
+        """Append a signed checkpoint over every record so far (the ledger is on).
+
+        A failure is logged, never raised: the record before it is already written, and
+        its caller must hear that it committed. The next append tries again.
+        """
+        ledger = self.ledger
+        assert ledger is not None
+        ledger.checkpointing = True
+        try:
+            body = ledger.checkpoint_body(self.last_time_us)
+            seq = self.append(CHECKPOINT_KIND, body)
+            ledger.checkpoint_written(seq, body)
+            ledger.write_side(self.sync.synced_offset)
+        except Exception:
+            logger.exception("writing a ledger checkpoint failed; the next record retries")
+        finally:
+            ledger.checkpointing = False
 
     def flush_pending(self) -> None:
         """Write the buffered frames to the segment (``always``; the sync leader calls this).

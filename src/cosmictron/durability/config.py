@@ -20,6 +20,7 @@ from cosmictron.config import PROFILE_KEY, read_config_file, read_environment, r
 from cosmictron.errors import ConfigError
 
 FSYNC_POLICIES = ("always", "periodic", "never")
+SIGNING_MODES = ("off", "checkpoint", "event")
 SYNC_METHODS = ("fsync", "fdatasync")
 
 KIB = 1024
@@ -32,6 +33,8 @@ FRAME_PAYLOAD_BYTES_LIMIT = 2**32 - 1
 ENVIRONMENT_NAMES = {
     "COSMICTRON_PERFORMANCE_PROFILE": PROFILE_KEY,
     "COSMICTRON_FSYNC_POLICY": "fsync_policy",
+    "COSMICTRON_SIGNING": "signing",
+    "COSMICTRON_SIGNING_KEY_PATH": "signing_key_path",
 }
 LEGACY_ENABLE_WAL = "COSMICTRON_ENABLE_WAL"
 
@@ -53,6 +56,17 @@ class DurabilityConfig:
         snapshot_interval_tx: transactions between snapshots; smaller means faster restart.
         segment_bytes_max: a log segment is closed and a new one begun past this size.
         record_bytes_max: the largest record accepted, and trusted when reading the log.
+        signing: the compliance ledger (``docs/guide/ledger.md``): ``off`` (records are
+            hash-chained, nothing is signed and no tree is kept), ``checkpoint`` (a
+            Merkle tree over the records; a signed checkpoint every
+            ``checkpoint_interval_records`` records or ``checkpoint_interval_ms``, and at
+            a clean close) or ``event`` (the same, and every record signed with Ed25519).
+        checkpoint_interval_records: records between signed checkpoints, at most.
+        checkpoint_interval_ms: a checkpoint follows the first record appended this
+            long after the previous checkpoint.
+        signing_key_path: the Ed25519 signing key's file (0600); unset means the key in
+            ``COSMICTRON_SIGNING_KEY``, else ``<data_dir>/ledger/signing.key`` (made on
+            first use).
     """
 
     fsync_policy: str = "always"
@@ -62,8 +76,21 @@ class DurabilityConfig:
     snapshot_interval_tx: int = 100_000
     segment_bytes_max: int = 64 * MIB
     record_bytes_max: int = 512 * MIB
+    signing: str = "off"
+    checkpoint_interval_records: int = 1000
+    checkpoint_interval_ms: int = 1000
+    signing_key_path: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("checkpoint_interval_records", "checkpoint_interval_ms"):
+            value = getattr(self, name)
+            if isinstance(value, str) and value.strip().isdigit():  # from the environment
+                object.__setattr__(self, name, int(value))
+        _check_choice("signing", self.signing, SIGNING_MODES)
+        _check_positive("checkpoint_interval_records", self.checkpoint_interval_records)
+        _check_positive("checkpoint_interval_ms", self.checkpoint_interval_ms)
+        if self.signing_key_path is not None and not isinstance(self.signing_key_path, str):
+            raise ConfigError(f"signing_key_path must be a path, not {self.signing_key_path!r}")
         _check_choice("fsync_policy", self.fsync_policy, FSYNC_POLICIES)
         _check_choice("sync_method", self.sync_method, SYNC_METHODS)
         _check_positive("fsync_interval_ms", self.fsync_interval_ms)
@@ -132,7 +159,9 @@ class DurabilityConfig:
 
 
 PROFILES: dict[str, dict[str, Any]] = {
-    "development": dict(fsync_policy="never", sync_method="fdatasync", memory_limit_bytes=1 * GIB),
+    "development": dict(
+        fsync_policy="never", sync_method="fdatasync", memory_limit_bytes=1 * GIB, signing="off"
+    ),
     "balanced": dict(
         fsync_policy="periodic",
         sync_method="fdatasync",
@@ -145,6 +174,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         sync_method="fsync",
         memory_limit_bytes=8 * GIB,
         snapshot_interval_tx=10_000,
+        signing="event",
     ),
 }
 """Every profile, complete: fields a profile does not name take the dataclass default."""

@@ -27,12 +27,14 @@ from typing import Any
 from cosmictron.durability.commitlog import CommitLog
 from cosmictron.durability.config import DurabilityConfig, PersistenceConfig
 from cosmictron.durability.files import ensure_directory
+from cosmictron.durability.ledger_writer import LedgerWriter, migrate_legacy_log
 from cosmictron.durability.recovery import LogTail, Recovery
 from cosmictron.durability.segment import create_segment, open_segment_for_append
 from cosmictron.durability.snapshot import Snapshot, SnapshotDirectory
 from cosmictron.durability.storage import FILE_STORAGE, Storage
 from cosmictron.durability.sync import SyncCoordinator
 from cosmictron.errors import DurabilityError, InternalError
+from cosmictron.ledger.record_format import KEY_ROTATED_KIND
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +123,9 @@ class PersistenceLayer:
             self.durability.segment_bytes_max,
             self.durability.record_bytes_max,
         )
+        self._ledger: LedgerWriter | None = None
+        if self.durability.signing != "off" and storage is FILE_STORAGE:
+            self._ledger = LedgerWriter(self.data_dir, self.durability)
         self._recovery: Recovery | None = None
         self._started = False
         self._closed = False
@@ -185,6 +190,16 @@ class PersistenceLayer:
                 f"could not open the commit log in {self.log_dir} for writing ({exc})"
             ) from exc
         self._log.start(fd, segment_bytes, tail.next_offset, tail.last_hash, segment_base_offset)
+        if self._ledger is not None:
+            try:
+                self._ledger.open(self._log)
+            except BaseException:
+                self._log.ledger = None
+                self._ledger.close()
+                self._ledger = None
+                raise
+        elif self.storage is FILE_STORAGE:
+            migrate_legacy_log(self.data_dir, self._log)
         self._started = True
         # Bind the writer's method directly: the hot path skips one Python call.
         self.append = self._log.append  # type: ignore[method-assign]
@@ -253,6 +268,55 @@ class PersistenceLayer:
         return LogCut(
             log.next_offset - 1, log.last_hash, log.segment_base_offset, log.segment_bytes
         )
+
+    @property
+    def ledger(self) -> LedgerWriter | None:
+        """The ledger's write side, when ``signing`` is not ``off`` (else None)."""
+        return self._ledger
+
+    def checkpoint_now(self) -> int | None:
+        """Append a signed checkpoint now if records came after the last one; its seq.
+
+        The caller holds the writer lock (as for ``append``).
+        """
+        ledger = self._ledger
+        if ledger is None or not self._started or self._closed:
+            return None
+        if not ledger.needs_checkpoint(self._log.next_offset - 1):
+            return None
+        self._log.append_checkpoint()
+        return ledger.last_checkpoint_seq
+
+    def rotate_signing_key(self, new_key: Any = None) -> Any:
+        """Rotate the ledger's signing key: a record signed by the old and the new key.
+
+        From the rotation record on, only the new key signs; it replaces the old one
+        where the old one was kept (the data directory's key file, or
+        ``signing_key_path``; a key from ``COSMICTRON_SIGNING_KEY`` must be replaced
+        there by the operator). The caller holds the writer lock.
+
+        Args:
+            new_key: a ``cosmictron.ledger.SigningKey``; None makes a fresh one.
+
+        Returns:
+            The new key's ``VerifierKey``.
+
+        Raises:
+            DurabilityError: the ledger is off.
+        """
+        ledger = self._ledger
+        if ledger is None or not self._started or self._closed:
+            raise DurabilityError('the ledger is off (signing = "off"): no key to rotate')
+        log = self._log
+        old, new = ledger.rotation(new_key)
+        ledger.rotate(new, log.next_offset)
+        body = [log.last_time_us, old.fingerprint, new.verifier.to_text()]
+        log.append(KEY_ROTATED_KIND, body, [old, new])
+        ledger.rotated(new)
+        if log.event_key is not None:
+            log.event_key = new
+            log.key_fp = new.fingerprint
+        return new.verifier
 
     @property
     def last_hash(self) -> bytes:
@@ -332,9 +396,22 @@ class PersistenceLayer:
                 self._snapshot_thread.join()
                 self._snapshot_thread = None
             self._sync.stop()
+            ledger = self._ledger
+            if (
+                ledger is not None
+                and self._started
+                and self._sync.failure is None
+                and ledger.needs_checkpoint(self._log.next_offset - 1)
+            ):
+                self._log.append_checkpoint()
             if self._started and self._sync.failure is None:
                 self._sync.sync_now()
+                if ledger is not None:
+                    ledger.write_side(self._sync.synced_offset)
         finally:
+            if self._ledger is not None:
+                self._log.ledger = None
+                self._ledger.close()
             self.append = self._append_after_close  # type: ignore[method-assign]
             try:
                 self._log.close()

@@ -12,22 +12,34 @@ Byte layout of one frame (all integers little-endian)::
                   frame (the durability watermark). It is not part of the record (not
                   hashed): it lets recovery tell damage to synced records, which a later
                   frame vouches for, from a torn unsynced tail (``segment.py``).
-    payload       msgpack.packb([version, kind, offset, prev_hash, body], use_bin_type=True)
-                 version    int, always FORMAT_VERSION (1)
+    payload       msgpack.packb([version, kind, offset, prev_hash, body, origin, time_us,
+                                 hash_alg, key_fp, signature], use_bin_type=True)
+                 version    int, FORMAT_VERSION (2); version 1 (0.8) records, the first
+                            five fields only, are read as legacy records (see below)
                  kind       int, TX_RECORD_KIND (0) for a transaction, MODULE_RECORD_KIND
-                            (1) for a module update (``RECORD_KINDS``); the host gives each
-                            body its meaning (``host/records.py``). Any other kind is a
+                            (1) for a module update, or one of the ledger's kinds
+                            (``cosmictron.ledger.record_format.LEDGER_KINDS``: keys,
+                            checkpoints, anchors, the migration marker), which the host
+                            does not apply (``RECORD_KINDS``); the host gives its bodies
+                            their meaning (``host/records.py``). Any other kind is a
                             record this version cannot apply: refused, never skipped
-                 offset     int, the transaction's offset; the first record ever is 1
+                 offset     int, the record's offset (sequence number); the first is 1
                  prev_hash  32 bytes, the hash of the record at offset - 1, or
                             GENESIS_HASH (32 zero bytes) for offset 1
                  body       any msgpack value; the host's transaction
+                 origin ..  the ledger's fields: the log's identity, the commit time, the
+                 signature  hash algorithm, the signing key and the signature
+                            (``cosmictron.ledger.record_format`` defines them)
+
+Legacy (version 1) records are accepted so that a 0.8 log opens: the ledger then writes
+a migration marker record, and the records before it verify as a hash chain only.
 
 The hash of a record is ``sha256(payload)`` (:func:`cosmictron.ledger.record_hash`).
 
 A frame is *valid* when: the 16-byte header is complete; ``0 < len <= record_bytes_max``; the
-payload is complete (and so starts with ``PAYLOAD_PREFIX``, b"\\x95\\x01"); its crc32
-matches; it decodes to a 5-element array with version 1 and a kind in ``RECORD_KINDS``;
+payload is complete (and so starts with ``PAYLOAD_PREFIX``, b"\\x9a\\x02", or a legacy
+record's b"\\x95\\x01"); its crc32 matches; it decodes to a 10-element array with version
+2 (or a 5-element one with version 1) and a kind in ``RECORD_KINDS``;
 its offset is one more than the previous record's; and its prev_hash equals the previous
 record's hash. The segment module (``segment.py``) says what recovery does with a frame
 that is not valid.
@@ -42,13 +54,22 @@ from typing import Any, NamedTuple
 import msgpack
 
 from cosmictron.ledger import HASH_BYTES, record_hash
+from cosmictron.ledger.record_format import (
+    FIELD_COUNT,
+    FORMAT_VERSION,
+    HASH_ALGORITHM,
+    LEDGER_KINDS,
+    LEGACY_FIELD_COUNT,
+    LEGACY_FORMAT_VERSION,
+    MODULE_KIND,
+    TX_KIND,
+)
 
-FORMAT_VERSION = 1
-TX_RECORD_KIND = 0
+TX_RECORD_KIND = TX_KIND
 """The kind of an ordinary transaction record."""
-MODULE_RECORD_KIND = 1
+MODULE_RECORD_KIND = MODULE_KIND
 """The kind of a module update (hot-swap): the records after it use the new schema."""
-RECORD_KINDS = frozenset({TX_RECORD_KIND, MODULE_RECORD_KIND})
+RECORD_KINDS = frozenset({TX_RECORD_KIND, MODULE_RECORD_KIND}) | LEDGER_KINDS
 """Every kind this version writes and replays. A record of another kind (from a newer
 version, or damage that kept its crc) is ``CorruptLog`` with its offset: skipping it would
 open a database that silently lacks a transaction."""
@@ -57,8 +78,10 @@ FRAME_HEADER = struct.Struct("<IIQ")
 FRAME_HEADER_BYTES = FRAME_HEADER.size
 _DURABLE = struct.Struct("<Q")
 
-PAYLOAD_PREFIX = b"\x95\x01"
-"""The first two bytes of every payload: msgpack's 5-element array, then version 1."""
+PAYLOAD_PREFIX = b"\x9a\x02"
+"""The first two bytes of every payload: msgpack's 10-element array, then version 2."""
+LEGACY_PAYLOAD_PREFIX = b"\x95\x01"
+"""The same for a version-1 (0.8) record: a 5-element array, then version 1."""
 
 _crc32 = zlib.crc32
 _packb = msgpack.packb
@@ -80,14 +103,24 @@ class RecordError(ValueError):
     """A payload is not a record; ``segment.py`` turns this into ``CorruptLog``."""
 
 
-def encode_payload(kind: int, offset: int, prev_hash: bytes, body: Any) -> bytes:
+def encode_payload(
+    kind: int,
+    offset: int,
+    prev_hash: bytes,
+    body: Any,
+    origin: str = "",
+    time_us: int = 0,
+    key_fp: bytes | None = None,
+    signature: Any = None,
+) -> bytes:
     """Return the payload bytes of a record (see the layout above).
 
     >>> payload = encode_payload(TX_RECORD_KIND, 1, bytes(32), {"x": 1})
     >>> decode_payload(payload)[:2], decode_payload(payload)[3]
     ((0, 1), {'x': 1})
     """
-    return _packb([FORMAT_VERSION, kind, offset, prev_hash, body], use_bin_type=True)
+    fields = [FORMAT_VERSION, kind, offset, prev_hash, body, origin, time_us, HASH_ALGORITHM]
+    return _packb([*fields, key_fp, signature], use_bin_type=True)
 
 
 def payload_crc(payload: bytes | memoryview) -> int:
@@ -119,10 +152,10 @@ def decode_payload(payload: bytes | memoryview) -> tuple[int, int, bytes, Any]:
         fields = _unpackb(payload, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types for bad input.
         raise RecordError(f"payload does not decode: {exc}") from None
-    if type(fields) is not list or len(fields) != 5:
-        raise RecordError("payload is not a 5-element array")
-    version, kind, offset, prev_hash, body = fields
-    _check_header_fields(version, kind, offset, prev_hash)
+    if type(fields) is not list or len(fields) not in (FIELD_COUNT, LEGACY_FIELD_COUNT):
+        raise RecordError(f"payload is not a {FIELD_COUNT}-element array")
+    version, kind, offset, prev_hash, body = fields[:5]
+    _check_header_fields(version, kind, offset, prev_hash, len(fields))
     return kind, offset, prev_hash, body
 
 
@@ -138,20 +171,22 @@ def decode_header(payload: bytes | memoryview) -> tuple[int, int, bytes]:
     unpacker = _Unpacker(raw=False, strict_map_key=False)
     unpacker.feed(payload)
     try:
-        if unpacker.read_array_header() != 5:
-            raise RecordError("payload is not a 5-element array")
+        count = unpacker.read_array_header()
+        if count not in (FIELD_COUNT, LEGACY_FIELD_COUNT):
+            raise RecordError(f"payload is not a {FIELD_COUNT}-element array")
         version, kind, offset, prev_hash = (unpacker.unpack() for _ in range(4))
     except RecordError:
         raise
     except Exception as exc:  # msgpack raises several unrelated types for bad input.
         raise RecordError(f"payload does not decode: {exc}") from None
-    _check_header_fields(version, kind, offset, prev_hash)
+    _check_header_fields(version, kind, offset, prev_hash, count)
     return kind, offset, prev_hash
 
 
-def _check_header_fields(version: Any, kind: Any, offset: Any, prev_hash: Any) -> None:
-    if version != FORMAT_VERSION:
-        raise RecordError(f"unknown record format version {version!r}")
+def _check_header_fields(version: Any, kind: Any, offset: Any, prev_hash: Any, count: int) -> None:
+    expected = {FORMAT_VERSION: FIELD_COUNT, LEGACY_FORMAT_VERSION: LEGACY_FIELD_COUNT}
+    if type(version) is not int or expected.get(version) != count:
+        raise RecordError(f"unknown record format version {version!r} ({count} fields)")
     if type(kind) is not int or type(offset) is not int:
         raise RecordError("kind or offset is not an integer")
     if kind not in RECORD_KINDS:
@@ -185,6 +220,7 @@ __all__ = [
     "FORMAT_VERSION",
     "FRAME_HEADER",
     "FRAME_HEADER_BYTES",
+    "LEGACY_PAYLOAD_PREFIX",
     "MODULE_RECORD_KIND",
     "PAYLOAD_PREFIX",
     "RECORD_KINDS",

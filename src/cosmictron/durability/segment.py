@@ -61,6 +61,7 @@ from msgpack import unpackb as _unpackb
 
 from cosmictron.durability.files import write_file_durably
 from cosmictron.durability.record import (
+    FIELD_COUNT,
     FORMAT_VERSION,
     FRAME_HEADER,
     FRAME_HEADER_BYTES,
@@ -75,6 +76,7 @@ from cosmictron.durability.record import (
 )
 from cosmictron.durability.storage import Storage
 from cosmictron.errors import CorruptLog
+from cosmictron.ledger.record_format import LEGACY_FIELD_COUNT, LEGACY_FORMAT_VERSION
 
 SEGMENT_MAGIC = b"CTLOG\x00\x02\x00"
 SEGMENT_HEADER = struct.Struct("<8sQ")
@@ -92,6 +94,8 @@ _digest = operator.methodcaller("digest")
 _new_record = functools.partial(tuple.__new__, Record)
 """``Record`` from a 5-tuple, without the generated ``__new__``'s Python frame."""
 _UNPACK_KWARGS = {"raw": False, "strict_map_key": False}
+_RECORD_FORMATS = {FORMAT_VERSION: FIELD_COUNT, LEGACY_FORMAT_VERSION: LEGACY_FIELD_COUNT}
+"""Record format versions the reader accepts, with their field counts (``record.py``)."""
 
 _read_frames: Callable[..., tuple[list[Record], int, int, bytes | None]] | None = None
 """The compiled frame reader (``_frames.pyx``), or None: not built, or ``COSMICTRON_PURE``
@@ -250,6 +254,7 @@ class SegmentReader:
                     _unpackb,
                     _UNPACK_KWARGS,
                     RECORD_KINDS,
+                    _RECORD_FORMATS,
                     Record,
                 )
                 if records:
@@ -350,7 +355,7 @@ class SegmentReader:
         except Exception:  # msgpack raises several unrelated types for bad input.
             return None
         count = len(fields)
-        if set(map(type, fields)) != {list} or set(map(len, fields)) != {5}:
+        if set(map(type, fields)) != {list} or set(map(len, fields)) != {FIELD_COUNT}:
             return None
         versions = list(map(_VERSION, fields))
         kinds = list(map(_KIND, fields))

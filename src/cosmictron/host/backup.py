@@ -35,6 +35,7 @@ from cosmictron.durability.files import fsync_directory, write_file_durably
 from cosmictron.errors import BackupDamaged, Conflict, InvalidRequest
 from cosmictron.host import Database, backup_writer
 from cosmictron.host.backup_writer import backup_to_file, extract_verified, verify_backup
+from cosmictron.host.directory import FILENAME
 from cosmictron.values import Identity, Timestamp
 
 __all__ = [
@@ -165,6 +166,7 @@ def stage_restore(
     scratch.chmod(0o755)  # mkdtemp makes it private; a data directory is not
     try:
         manifest, point = extract_verified(archive, scratch, to_time)
+        _name_the_module(scratch)
         offset = _restore_offset(manifest, to_offset if to_time is None else point)
         truncate_log(str(scratch), offset, manifest.snapshot_offset)
         if owner is not None:
@@ -173,6 +175,15 @@ def stage_restore(
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
+
+
+def _name_the_module(directory: Path) -> None:
+    """A backup taken before archives carried ``module/filename`` names its module
+    ``module.py``, never the staging directory it is opened in (which would then be kept
+    as its name, and shown in every traceback)."""
+    named = directory / "module" / FILENAME
+    if not named.exists():
+        write_file_durably(str(named), [b"module.py"])
 
 
 def _restore_offset(manifest: Manifest, to_offset: int | None) -> int:

@@ -34,6 +34,7 @@ from cosmictron.durability.archive import (
 from cosmictron.durability.backup import log_members, pinned_snapshot_at_or_before, verify_log
 from cosmictron.errors import BackupDamaged, InvalidRequest
 from cosmictron.host.core import DatabaseCore
+from cosmictron.host.directory import FILENAME
 from cosmictron.values import Timestamp
 
 REQUIRED_MEMBERS = ("database.json", "module/module.py")
@@ -105,6 +106,9 @@ def _host_files(core: DatabaseCore) -> list[MemberSource]:
     loaded = core.module
     schema = json.dumps(loaded.schema.describe(), indent=1, sort_keys=True).encode()
     members.append(MemberSource("module/module.py", len(loaded.source), data=loaded.source))
+    # The name its user gave it, so a restored database's errors say `app.py` (issue 16).
+    filename = loaded.filename.encode()
+    members.append(MemberSource(f"module/{FILENAME}", len(filename), data=filename))
     members.append(MemberSource("module/schema.json", len(schema), data=schema))
     return members
 

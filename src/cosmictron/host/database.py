@@ -58,6 +58,7 @@ from cosmictron.host.metrics import ReducerMetrics
 from cosmictron.host.procedure_threads import ProcedureCall
 from cosmictron.host.sql import run_sql
 from cosmictron.host.transactions import CallOutcome
+from cosmictron.ledger.signing import SigningKey, VerifierKey
 from cosmictron.module import LoadedModule, ReducerContext
 from cosmictron.query import QueryResult
 from cosmictron.query.budget import DEFAULT_BUDGET, QueryBudget
@@ -538,6 +539,26 @@ class Database:
             BackupDamaged: the written file failed verification (it was deleted).
         """
         return backup_to_file(self.core, path)
+
+    def rotate_signing_key(self, new_key: SigningKey | None = None) -> VerifierKey:
+        """Rotate the ledger's signing key: one log record signed by the old and new key.
+
+        From that record on only the new key signs; it replaces the old one where the
+        old one was kept (docs/guide/ledger.md, "Keys"). Give the returned public key to
+        your auditors.
+
+        Args:
+            new_key: the key to rotate to; None makes a fresh one.
+
+        Raises:
+            DurabilityError: the ledger is off (``signing = "off"``).
+        """
+        core = self.core
+        with core.lock:
+            transactions.check_can_write(core, "Database.rotate_signing_key()")
+            public: VerifierKey = core.persistence.rotate_signing_key(new_key)
+        core.persistence.wait_durable(core.persistence.next_offset - 1)
+        return public
 
     def close(self) -> None:
         """Sync the log, finish snapshots and release the data directory. Idempotent."""

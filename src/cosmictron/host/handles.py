@@ -115,16 +115,27 @@ class TableHandle:
 
 
 class IndexHandle:
-    """``handle.<indexed column>``: equality, prefix and range lookups."""
+    """``handle.<indexed column>``: equality, prefix and range lookups.
 
-    __slots__ = ("_columns", "_handle", "_index")
+    The index is found through the table at each use (``_index``), never kept: a
+    snapshot (a SQL read, a subscription) makes the table's next write replace its
+    index objects with copies (``Table._own``), and a kept one would answer from the
+    snapshot's frozen index from then on.
+    """
+
+    __slots__ = ("_columns", "_handle", "_position")
 
     def __init__(self, handle: TableHandle, index: Index | None) -> None:
         self._handle = handle
-        self._index = index
         table = handle._table
+        self._position = -1 if index is None else table.indexes.index(index)
         names = index.schema.columns if index is not None else table.schema.primary_key
         self._columns = [table.schema.columns[table.schema.column_index(n)] for n in names]
+
+    @property
+    def _index(self) -> Index:
+        """The secondary index; only when ``_position >= 0`` (else: the primary key)."""
+        return self._handle._table.indexes[self._position]
 
     def filter(
         self, value: Any = _ANY, *, start: Any = None, stop: Any = None, inclusive: bool = False
@@ -154,7 +165,7 @@ class IndexHandle:
             prefix = self._canonical(value, partial=True)
             return list(self._ordered_index().prefix_row_keys(prefix))
         key = self._canonical(value)
-        if self._index is None:
+        if self._position < 0:
             return [key] if key in self._handle._table.rows else []
         return list(self._index.row_keys(key))
 
@@ -165,7 +176,7 @@ class IndexHandle:
         return list(self._ordered_index().range_row_keys(low, high, inclusive=inclusive))
 
     def _ordered_index(self) -> Any:
-        if self._index is None:
+        if self._position < 0:
             return self._handle._table.ordered_primary()
         if self._index.schema.kind != "btree":
             raise InvalidRequest(
@@ -203,7 +214,7 @@ class UniqueHandle(IndexHandle):
         handle = self._handle
         key = self._canonical(value)
         with handle._scope.lock:
-            row = handle._table.rows.get(key) if self._index is None else self._row_for(key)
+            row = handle._table.rows.get(key) if self._position < 0 else self._row_for(key)
         return None if row is None else handle._binding.to_object(row)
 
     def update(self, row: Any) -> Any:
@@ -220,7 +231,7 @@ class UniqueHandle(IndexHandle):
         if table.schema.event:
             _refuse_on_event_table(table, "update")
         canonical = handle._binding.to_row(row)
-        if self._index is None:  # by primary key: the key cannot change
+        if self._position < 0:  # by primary key: the key cannot change
             key = table.key_of(canonical)  # type: ignore[misc]
             if key not in table.rows:
                 raise NotFound(
@@ -258,7 +269,7 @@ class UniqueHandle(IndexHandle):
 
     def _row_key_for(self, key: Any) -> Any:
         table = self._handle._table
-        if self._index is None:
+        if self._position < 0:
             return key if key in table.rows else None
         return self._index._entries.get(key)
 

@@ -80,10 +80,11 @@ def bulk_insert_once(
         assert binding is not None
         with collector_paused():
             count = insert_all(tx, datastore.tables[table], binding, rows)
-        # The record about to be appended takes the next offset (the log's contract);
-        # the key is remembered now, still under the lock, and forgotten on failure.
+        # The record about to be appended takes the log's next offset (not always
+        # core.offset + 1: ledger records, such as checkpoints, take offsets too); the key
+        # is remembered now, still under the lock, and forgotten on failure.
         if key is not None:
-            core.imports.add(table, key, core.offset + 1, count)
+            core.imports.add(table, key, core.persistence.next_offset, count)
             added.append(True)
         return count
 

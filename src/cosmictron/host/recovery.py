@@ -48,6 +48,7 @@ from cosmictron.host.records import (
 )
 from cosmictron.host.scheduled_runs import next_scheduled_us, run_due
 from cosmictron.host.transactions import run_init
+from cosmictron.ledger.record_format import LEDGER_KINDS
 from cosmictron.module import LoadedModule, load_source
 from cosmictron.values import Identity
 
@@ -146,7 +147,11 @@ def _replay(core: DatabaseCore) -> None:
     overlay = ReplayOverlay(datastore)
     add = overlay.add
     for batch in recovery.batches:
+        last = None
         for record in batch:
+            if record.kind in LEDGER_KINDS:
+                continue  # keys, checkpoints, anchors: the ledger's, nothing to apply
+            last = record
             body = record.body
             # The common record, a plain transaction, goes to the overlay; whatever
             # reads the tables or other host state flushes it and is applied alone.
@@ -168,9 +173,10 @@ def _replay(core: DatabaseCore) -> None:
                 book.reconcile(datastore, change.timestamp_us)
                 if change.clear:
                     core.imports.clear()
-        # Both kinds of body start with the timestamp.
-        core.last_timestamp_us = batch[-1].body[0]
-        core.offset = batch[-1].offset
+        if last is not None:
+            # Both kinds of body start with the timestamp.
+            core.last_timestamp_us = last.body[0]
+            core.offset = last.offset
     overlay.flush()
     if module is not core.module:
         core.install(module)

@@ -52,6 +52,7 @@ from cosmictron.query.params import bind, check_sizes
 from cosmictron.query.parse import param_values, prepare
 from cosmictron.query.result import rows_result
 from cosmictron.query.visibility import restricts
+from cosmictron.subscription.compile import maintenance_of
 from cosmictron.values import Identity, json_form
 
 SQL_REDUCER = "__sql__"
@@ -126,6 +127,8 @@ def _run_once(
             else None
         )
         lines = explain_statement(inner, snapshot)
+        if statement.logical is not None:  # a SELECT: how a subscription would be kept
+            lines = [*lines, maintenance_of(statement.logical, text)]
         return QueryResult(("plan",), [(line,) for line in lines])
     if isinstance(statement, SelectStatement):
         return _select(core, statement, prepared.converters, budget.start(started), schema)

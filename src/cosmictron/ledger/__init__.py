@@ -10,13 +10,15 @@ pieces the ledger is built from (design: ``docs/design/ledger.md``):
 - ``signing``: Ed25519 keys, key ids, algorithm ids and key validity ranges;
 - ``note`` and ``checkpoint``: C2SP signed notes and tlog checkpoints;
 - ``tsa``: the RFC 3161 client and verifier;
-- ``errors``: what each failed check raises.
+- ``errors``: what each failed check raises;
+- ``record_format``: the fields of every commit-log record and the ledger's record kinds;
+- ``logread`` and ``verifier``: ``verify(path) -> VerifyResult``, the whole-history check
+  (``cosmictron-cli verify``), reading the log independently of ``durability/``.
 
-``merkle``, ``signing``, ``note``, ``checkpoint`` and ``tsa`` are not wired into
-``durability/`` or ``host/`` yet. The names of the modules that need ``cryptography`` or
-``asn1crypto`` are loaded on first use, so importing Cosmictron does not pay for them.
-Imports nothing from the layers above it; ``durability`` imports this package, never the
-reverse.
+The write side (the tree fed as records are committed, signing, checkpoints, the check
+on open) is ``durability/ledger_writer.py``; ``tsa`` is not wired yet. The names of the
+names of ``tsa`` (``asn1crypto``) are loaded on first use. Imports nothing from the
+layers above it; ``durability`` imports this package, never the reverse.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ _LAZY = {
     "check_algorithm": "signing",
     "TimestampToken": "tsa",
     "verify_token": "tsa",
+    "verify": "verifier",
+    "VerifyResult": "verifier",
 }
 
 
@@ -70,12 +74,14 @@ __all__ = [
     "SigningKey",
     "TimestampToken",
     "VerifierKey",
+    "VerifyResult",
     "check_algorithm",
     "leaf_hash",
     "node_hash",
     "open_checkpoint",
     "record_hash",
     "sign_checkpoint",
+    "verify",
     "verify_consistency",
     "verify_inclusion",
     "verify_token",

@@ -323,6 +323,37 @@ class MerkleTree:
             out += frontier.append(leaf_ctx.digest())
         self.store.append(bytes(out))
 
+    def extend_hashes(self, leaves: Sequence[bytes]) -> None:
+        """Append many already computed leaf hashes, writing the store in one append.
+
+        The commit log computes each leaf hash as it writes the record and hands them
+        over in batches (at a checkpoint), so the store sees one write per batch. The
+        frontier's carry loop is inlined here: this runs for every committed record.
+        """
+        frontier = self._frontier
+        levels = frontier._levels
+        hashes = frontier._hashes
+        out: list[bytes] = []
+        emit = out.append
+        sha256 = _sha256
+        prefix = NODE_PREFIX
+        for leaf in leaves:
+            if len(leaf) != HASH_SIZE:
+                raise ValueError(f"a leaf hash has {HASH_SIZE} bytes, not {len(leaf)}")
+            carry = leaf
+            emit(leaf)
+            level = 0
+            while levels and levels[-1] == level:
+                levels.pop()
+                carry = sha256(prefix + hashes.pop() + carry).digest()
+                emit(carry)
+                level += 1
+            levels.append(level)
+            hashes.append(carry)
+            frontier.size += 1
+        if out:
+            self.store.append(b"".join(out))
+
     def truncate(self, size: int) -> None:
         """Cut the tree back to its first ``size`` leaves (the log lost a torn tail)."""
         if not 0 <= size <= self.size:

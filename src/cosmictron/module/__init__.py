@@ -2,7 +2,8 @@
 
 Owns: ``@table``/``@reducer``/lifecycle decorators, annotation resolution, module
 loading, row and argument bindings, and sandboxed guests: the module ABI (``abi``), the
-engine-neutral host side (``guest``) and the wasmtime engine (``wasm``); ``loader``
+engine-neutral host side (``guest``), the wasmtime engine (``wasm``) and the JavaScript
+engines (``js``, with the SDK ``cosmictron.js``); ``loader``
 picks the language from a module's bytes. Imports: ``datastore``, root modules. Every
 language loads into the same ``LoadedModule`` shape (schema + bindings), so the host
 never knows which language a module is written in.

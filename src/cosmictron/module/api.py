@@ -20,7 +20,7 @@ import inspect
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, dataclass_transform
 
 from cosmictron import limits
 from cosmictron.datastore.schema import IndexSchema
@@ -77,6 +77,7 @@ class TableDeclaration:
     fields: dict[str, FieldSpec]
 
 
+@dataclass_transform(field_specifiers=(field,))
 def table(
     cls: type | None = None,
     *,
@@ -143,6 +144,7 @@ def visibility_filter(sql: str) -> VisibilityFilter:
     return VisibilityFilter(sql)
 
 
+@dataclass_transform(field_specifiers=(field,))
 def type_(cls: type[T]) -> type[T]:
     """Make a class usable as a nested column type (``@cosmictron.type``)."""
     made = dataclasses.dataclass(cls)

@@ -344,6 +344,8 @@ class GuestReducer:
                     raise abi.GuestError(f"the return value: {exc}") from None
             session.apply([op for op in pending if isinstance(op, list) and op[:1] == [abi.OP_LOG]])
             kind = str(document[3]) if len(document) > 3 else "ReducerError"
+            if kind in _HOST_ERRORS:  # a host error the guest let through: its own words
+                raise ReducerFailed(self.name, str(payload), kind)
             raise ReducerFailed(self.name, f"{kind}: {payload}", kind)
         except GuestFault as fault:
             raise self._fault(fault, session) from None

@@ -3,8 +3,8 @@
 ``load_source`` and ``load_module`` are what the host calls (deploys, replay of module
 records, reopening): they look at the bytes (and the file name) and hand them to the
 Python loader or to a guest engine. Engines register here (``register_engine``): WASM by
-its magic bytes now, JavaScript later, so a database records and replays a module's bytes
-without caring which language they are in.
+its magic bytes, JavaScript by its engine line or a ``.js`` name, so a database records
+and replays a module's bytes without caring which language they are in.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cosmictron.errors import SchemaError
-from cosmictron.module import python, wasm
+from cosmictron.module import js, python, wasm
 from cosmictron.module.guest import EngineFactory, GuestLimits, load_guest
 from cosmictron.module.python import LoadedModule
 
@@ -29,10 +29,14 @@ class EngineEntry:
     detect: Callable[[bytes, str], bool]
     factory: EngineFactory
     sandboxed: bool = True
+    canonical: Callable[[bytes], bytes] | None = None
+    """The form of the bytes to record, when it is not the bytes given (JavaScript: the
+    source stamped with its engine, so replay and reopening run it on the same one)."""
 
 
 _ENGINES: list[EngineEntry] = [
     EngineEntry("wasm", lambda source, filename: wasm.is_wasm(source), wasm.load_wasm),
+    EngineEntry("javascript", js.detect, js.load_js, canonical=js.stamp),
 ]
 
 
@@ -60,6 +64,8 @@ def load_source(source: bytes, filename: str) -> LoadedModule:
     entry = engine_for(source, filename)
     if entry is None:
         return python.load_source(source, filename)
+    if entry.canonical is not None:
+        source = entry.canonical(source)
     engine = entry.factory(source, filename, GuestLimits())
     return load_guest(engine, source, filename)
 

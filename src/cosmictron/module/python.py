@@ -8,11 +8,14 @@ lives. Loading from source executes it under a private module name, registered i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import os
 import sys
 import types
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ from cosmictron.errors import SchemaError, attach_traceback
 from cosmictron.module.annotations import column_type_for, resolved_hints
 from cosmictron.module.api import ProcedureContext, ReducerContext, TableDeclaration, iter_marked
 from cosmictron.module.bindings import ProcedureBinding, ReducerBinding, RowBinding
+from cosmictron.module.declarations import pointing_at
 from cosmictron.module.tracebacks import load_traceback
 
 _LIFECYCLE_KINDS = ("init", "client_connected", "client_disconnected")
@@ -96,7 +100,16 @@ def load_source(source: bytes, filename: str) -> LoadedModule:
 
 
 def build_module(namespace: types.ModuleType, source: bytes, filename: str) -> LoadedModule:
-    """Scan a module's globals for tables and reducers and resolve their schema."""
+    """Scan a module's globals for tables and reducers and resolve their schema.
+
+    A mistake found here, after the module ran, points at the declaration's line
+    (``module/declarations.py``).
+    """
+
+    def at(declared: object, column: str | None = None) -> AbstractContextManager[None]:
+        target = getattr(declared, "__cosmictron_function__", declared)
+        return pointing_at(target, namespace.__name__, filename, source, column)
+
     table_classes: list[type] = []
     reducer_functions: list[Any] = []
     filters: list[str] = []
@@ -108,7 +121,10 @@ def build_module(namespace: types.ModuleType, source: bytes, filename: str) -> L
         else:
             reducer_functions.append(value)
 
-    tables = [_table_schema(cls) for cls in table_classes]
+    tables = []
+    for cls in table_classes:
+        with at(cls):
+            tables.append(_table_schema(cls, functools.partial(at, cls)))
     rows = {
         schema.name: RowBinding(cls, schema)
         for cls, schema in zip(table_classes, tables, strict=True)
@@ -118,22 +134,23 @@ def build_module(namespace: types.ModuleType, source: bytes, filename: str) -> L
     procedures: dict[str, ProcedureBinding] = {}
     for function in reducer_functions:
         kind, name = function.__cosmictron_reducer__
-        if kind == "procedure":
-            procedures[name] = ProcedureBinding(
-                _reducer_schema(function, kind, name),
-                function.__cosmictron_function__,
-                function.__cosmictron_timeout_s__,
+        with at(function):
+            if kind == "procedure":
+                procedures[name] = ProcedureBinding(
+                    _reducer_schema(function, kind, name),
+                    function.__cosmictron_function__,
+                    function.__cosmictron_timeout_s__,
+                )
+                continue
+            binding = ReducerBinding(
+                _reducer_schema(function, kind, name), function.__cosmictron_function__
             )
-            continue
-        binding = ReducerBinding(
-            _reducer_schema(function, kind, name), function.__cosmictron_function__
-        )
-        if kind == "reducer":
-            reducers[name] = binding
-        elif kind in lifecycle:
-            raise SchemaError(f"module declares two @{kind} reducers")
-        else:
-            lifecycle[kind] = binding
+            if kind == "reducer":
+                reducers[name] = binding
+            elif kind in lifecycle:
+                raise SchemaError(f"module declares two @{kind} reducers")
+            else:
+                lifecycle[kind] = binding
     schema = ModuleSchema(
         tables=tuple(tables),
         reducers=tuple(
@@ -141,8 +158,9 @@ def build_module(namespace: types.ModuleType, source: bytes, filename: str) -> L
         ),
         visibility_filters=tuple(filters),
     )
-    for table_schema in tables:
-        _check_scheduled(table_schema, reducers)
+    for cls, table_schema in zip(table_classes, tables, strict=True):
+        with at(cls):
+            _check_scheduled(table_schema, reducers)
     return LoadedModule(
         schema=schema,
         rows=rows,
@@ -158,31 +176,42 @@ def build_module(namespace: types.ModuleType, source: bytes, filename: str) -> L
     )
 
 
-def _table_schema(cls: type) -> TableSchema:
+def _table_schema(
+    cls: type, at_column: Callable[[str], AbstractContextManager[None]] | None = None
+) -> TableSchema:
+    """A table's schema; a column's mistake is raised inside ``at_column(name)``, which
+    points the error at the column's line."""
     declaration: TableDeclaration = cls.__cosmictron_table__  # type: ignore[attr-defined]
     hints = resolved_hints(cls)
     columns = []
     primary_key = list(declaration.primary_key)
     indexes = list(declaration.indexes)
     for name, spec in declaration.fields.items():
-        where = f"table {declaration.name!r} column {name!r}"
-        column_type = column_type_for(hints[name], where)
-        if spec.auto_inc and not hasattr(column_type, "bits"):
-            raise SchemaError(f"{where}: auto_inc needs an integer column, not {column_type.name}")
-        if spec.default is not REQUIRED:
-            try:
-                column_type.check(spec.default)
-            except Exception as exc:
-                raise SchemaError(f"{where}: default {spec.default!r} is invalid: {exc}") from None
-        columns.append(ColumnSchema(name, column_type, spec.default, spec.auto_inc))
-        if spec.primary_key:
-            if declaration.primary_key:
-                raise SchemaError(f"{where}: primary key declared both on the column and on @table")
-            primary_key.append(name)
-        elif spec.unique:
-            indexes.append(IndexSchema(name, (name,), spec.index or "btree", unique=True))
-        elif spec.index is not None:
-            indexes.append(IndexSchema(name, (name,), spec.index))
+        with at_column(name) if at_column else nullcontext():
+            where = f"table {declaration.name!r} column {name!r}"
+            column_type = column_type_for(hints[name], where)
+            if spec.auto_inc and not hasattr(column_type, "bits"):
+                raise SchemaError(
+                    f"{where}: auto_inc needs an integer column, not {column_type.name}"
+                )
+            if spec.default is not REQUIRED:
+                try:
+                    column_type.check(spec.default)
+                except Exception as exc:
+                    raise SchemaError(
+                        f"{where}: default {spec.default!r} is invalid: {exc}"
+                    ) from None
+            columns.append(ColumnSchema(name, column_type, spec.default, spec.auto_inc))
+            if spec.primary_key:
+                if declaration.primary_key:
+                    raise SchemaError(
+                        f"{where}: primary key declared both on the column and on @table"
+                    )
+                primary_key.append(name)
+            elif spec.unique:
+                indexes.append(IndexSchema(name, (name,), spec.index or "btree", unique=True))
+            elif spec.index is not None:
+                indexes.append(IndexSchema(name, (name,), spec.index))
     if len([c for c in declaration.fields.values() if c.primary_key]) > 1:
         raise SchemaError(
             f"table {declaration.name!r} marks several columns primary_key; "

@@ -18,10 +18,10 @@ from typing import Any
 
 from sqlglot import exp
 
-from cosmictron.datastore import ModuleSchema
-from cosmictron.query.plan import Compound, Node, Sort
+from cosmictron.datastore import ModuleSchema, TableSchema
+from cosmictron.query.plan import Compound, Node, Sort, Subqueries
 from cosmictron.query.position import Source
-from cosmictron.query.resolve import Scope
+from cosmictron.query.resolve import Binder, Scope, TableRef
 from cosmictron.query.rules import optimize
 from cosmictron.query.select import Context, build_select, limit, with_ctes
 from cosmictron.query.statements import SelectStatement
@@ -44,6 +44,34 @@ def build_statement(
     context = Context(schema, source, params, sender, rules or {}, build_query_in, [0])
     built = build_query(node, context, None)
     return SelectStatement(built.plan, built.columns, built.types, built.tables)
+
+
+def dml_binder(
+    table: TableSchema,
+    schema: ModuleSchema,
+    source: Source,
+    params: Mapping[str, Any],
+    sender: Identity,
+) -> QueryBinder:
+    """The binder of an UPDATE's or DELETE's own row: its WHERE may hold subqueries
+    (``IN (SELECT …)``, ``EXISTS``, scalar; correlated with that row), built as any
+    query's are. DML is the owner's, so no visibility filter applies inside them."""
+    context = Context(schema, source, params, sender, {}, build_query_in, [0])
+    return QueryBinder(
+        source,
+        Scope([TableRef(table.name, table, 0)]),
+        params,
+        sender,
+        build=lambda query, enclosing: build_query(query, context, enclosing),
+        counter=context.counter,
+    )
+
+
+def with_subqueries(plan: Node, binder: Binder) -> Node:
+    """``plan`` marked to evaluate the subqueries ``binder`` bound into it first."""
+    if isinstance(binder, QueryBinder) and binder.subqueries:
+        return Subqueries(plan)
+    return plan
 
 
 def build_query_in(node: exp.Expression, outer: Outer | None, context: Context) -> Nested:

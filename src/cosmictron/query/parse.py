@@ -23,7 +23,7 @@ from cosmictron import limits
 from cosmictron.datastore import ModuleSchema, TableSchema, TypeMismatch
 from cosmictron.errors import SqlError
 from cosmictron.query.coerce import base, coerce, family
-from cosmictron.query.compound import build_statement
+from cosmictron.query.compound import build_statement, dml_binder, with_subqueries
 from cosmictron.query.expressions import compile_expr
 from cosmictron.query.params import bind, has_params
 from cosmictron.query.plan import Col, Computed, Const, Expr, Filter, Node, Param, Scan, type_of
@@ -35,6 +35,7 @@ from cosmictron.query.statements import (
     Explain,
     InsertStatement,
     Returning,
+    SelectStatement,
     Statement,
     UpdateStatement,
 )
@@ -121,9 +122,10 @@ def prepare(
     _refuse_sender(params)
     sender = sender if sender is not None else Identity.zero()
     statement: Statement
+    logical: SelectStatement | None = None
     if isinstance(tree, exp.Select | exp.SetOperation):
         rules = visibility_rules(schema) if restricted else {}
-        statement = build_statement(tree, schema, source, params, sender, rules)
+        statement = logical = build_statement(tree, schema, source, params, sender, rules)
         if optimized:
             statement = type(statement)(
                 optimize(statement.plan), statement.columns, statement.types, statement.tables
@@ -134,12 +136,12 @@ def prepare(
         statement = _update(tree, schema, source, params, sender)
     elif isinstance(tree, exp.Delete):
         table = _table(tree.this, schema, source)
-        binder = Binder(source, Scope([TableRef(table.name, table, 0)]), params, sender)
+        binder = dml_binder(table, schema, source, params, sender)
         plan = _source_plan(tree, table, binder)
-        statement = DeleteStatement(table, plan, _returning(tree, table, binder))
+        statement = DeleteStatement(table, plan, _returning(tree, table, binder, source))
     else:
         source.fail(f"unsupported statement: {tree.key.upper()}", tree)
-    return Explain(statement) if explain else statement
+    return Explain(statement, logical) if explain else statement
 
 
 def _table(node: exp.Expression, schema: ModuleSchema, source: Source) -> TableSchema:
@@ -175,7 +177,7 @@ def _insert(
         if tree.args.get(option):
             source.fail(f"unsupported construct: INSERT ... {option.upper()}", tree)
     own = Binder(source, Scope([TableRef(table.name, table, 0)]), params, sender)
-    returning = _returning(tree, table, own)
+    returning = _returning(tree, table, own, source)
     columns = names if names is not None else list(table.column_names)
     if isinstance(values, exp.Select | exp.SetOperation | exp.Subquery):
         query = build_statement(values, schema, source, params, sender)
@@ -244,7 +246,7 @@ def _update(
     for option in ("from", "from_", "joins", "order", "limit"):
         if tree.args.get(option):
             source.fail(f"unsupported construct: UPDATE ... {option.strip('_').upper()}", tree)
-    binder = Binder(source, Scope([TableRef(table.name, table, 0)]), params, sender)
+    binder = dml_binder(table, schema, source, params, sender)
     assignments = []
     for item in tree.expressions:
         if not isinstance(item, exp.EQ) or not isinstance(item.this, exp.Column):
@@ -271,15 +273,20 @@ def _update(
                 item.expression,
             )
         assignments.append((position, value))
+    if binder.subqueries:
+        source.fail("unsupported construct: a subquery in SET (one in WHERE is fine)", tree)
     plan = _source_plan(tree, table, binder)
-    return UpdateStatement(table, tuple(assignments), plan, _returning(tree, table, binder))
+    return UpdateStatement(table, tuple(assignments), plan, _returning(tree, table, binder, source))
 
 
-def _returning(tree: exp.Expression, table: TableSchema, binder: Binder) -> Returning | None:
+def _returning(
+    tree: exp.Expression, table: TableSchema, binder: Binder, source: Source
+) -> Returning | None:
     """``RETURNING`` bound over the table's own row (``*`` for all its columns)."""
     node = tree.args.get("returning")
     if node is None:
         return None
+    subqueries_before = getattr(binder, "subqueries", 0)
     exprs: list[Expr] = []
     names: list[str] = []
     for item in node.expressions:
@@ -298,6 +305,8 @@ def _returning(tree: exp.Expression, table: TableSchema, binder: Binder) -> Retu
             names.append(item.name)
         else:
             names.append(item.sql(dialect="sqlite"))
+    if getattr(binder, "subqueries", 0) != subqueries_before:
+        source.fail("unsupported construct: a subquery in RETURNING", node)
     return Returning(tuple(exprs), tuple(names), tuple(type_of(e) for e in exprs))
 
 
@@ -306,4 +315,4 @@ def _source_plan(tree: exp.Expression, table: TableSchema, binder: Binder) -> No
     where = tree.args.get("where")
     if where is not None:
         plan = Filter(plan, binder.bind(where.this))
-    return optimize(plan)
+    return optimize(with_subqueries(plan, binder))

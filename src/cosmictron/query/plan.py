@@ -227,6 +227,8 @@ class Subquery(Expr):
     label: str = ""
     type: ColumnType | None = field(default=None, compare=False, repr=False)
     hashed: tuple[Node, tuple[str, ...]] | None = field(default=None, repr=False)
+    # The plan before optimization: what a subscription counts by (subscription/semijoin.py).
+    logical: Node | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

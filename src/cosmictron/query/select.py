@@ -295,7 +295,7 @@ class _EnclosingOnly:
         outer = self.binder.outer
         return outer is not None and outer.can_see(name, qualifier)
 
-    def bind_outer(self, node: exp.Column) -> Expr:
+    def bind_outer(self, node: exp.Expression) -> Expr:
         return self.binder.outward(node)
 
 

@@ -6,7 +6,7 @@ before anything runs, and carries the plan the rules produced.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cosmictron.datastore import ColumnType, TableSchema
@@ -99,9 +99,15 @@ Statement = SelectStatement | InsertStatement | UpdateStatement | DeleteStatemen
 
 @dataclass(frozen=True)
 class Explain:
-    """``EXPLAIN <statement>``: the plan's lines instead of running it."""
+    """``EXPLAIN <statement>``: the plan's lines instead of running it.
+
+    ``logical`` is a SELECT's plan as built, before the optimizer's rules: what the
+    subscription layer decomposes, so the host can add how a subscription to it would
+    be kept up to date without planning it again.
+    """
 
     statement: Statement
+    logical: SelectStatement | None = field(default=None, compare=False, repr=False)
 
     @property
     def tables(self) -> frozenset[str]:

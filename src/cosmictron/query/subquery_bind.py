@@ -53,7 +53,7 @@ class Outer(Protocol):
 
     def can_see(self, name: str, qualifier: str | None) -> bool: ...
 
-    def bind_outer(self, node: exp.Column) -> Expr: ...
+    def bind_outer(self, node: exp.Expression) -> Expr: ...
 
 
 Build = Callable[[exp.Expression, "Outer | None"], Nested]
@@ -100,7 +100,7 @@ class QueryBinder(Binder):
             return True
         return self.outer is not None and self.outer.can_see(name, qualifier)
 
-    def bind_outer(self, node: exp.Column) -> Expr:
+    def bind_outer(self, node: exp.Expression) -> Expr:
         """``node`` bound in this query, for a subquery of it that reads it."""
         return self.bind(node)
 
@@ -112,8 +112,27 @@ class QueryBinder(Binder):
             return super()._bind_column(node)
         return self.outward(node)
 
-    def outward(self, node: exp.Column) -> Expr:
-        """``node`` bound in an enclosing query: this query's ``Param`` for that value."""
+    def _aggregate(self, func: str, node: exp.Expression) -> Expr:
+        """An aggregate whose argument reads only enclosing queries' columns belongs to
+        the innermost of them, as in SQLite: ``SELECT (SELECT MAX(t.a) FROM u) FROM t``
+        is one row, ``MAX`` over ``t``. It is bound there (making that query an
+        aggregate one) and read here as an outer value."""
+        if self.outer is not None and not self.transparent and self._reads_only_outer(node):
+            return self.outward(node)
+        return super()._aggregate(func, node)
+
+    def _reads_only_outer(self, node: exp.Expression) -> bool:
+        assert self.outer is not None
+        columns = [c for c in node.find_all(exp.Column) if not isinstance(c.this, exp.Star)]
+        return bool(columns) and all(
+            not self._sees_here(c.name, c.table or None)
+            and self.outer.can_see(c.name, c.table or None)
+            for c in columns
+        )
+
+    def outward(self, node: exp.Expression) -> Expr:
+        """``node`` (a column, or an aggregate of enclosing columns) bound in an
+        enclosing query: this query's ``Param`` for that value."""
         assert self.outer is not None
         value = self.outer.bind_outer(node)
         if self.transparent:  # a FROM subquery: the enclosing query's slot, as it is
@@ -158,6 +177,7 @@ class QueryBinder(Binder):
             label,
             type=result_type,
             hashed=None if hashed is None else (optimize(hashed[0]), hashed[1]),
+            logical=built.plan,
         )
 
     def _bind_subquery(self, node: exp.Subquery) -> Expr:

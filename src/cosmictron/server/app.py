@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -23,6 +24,7 @@ from cosmictron import limits
 from cosmictron.errors import CosmictronError, InvalidRequest, RateLimited, error_document
 from cosmictron.module import set_wasm_cache_directory
 from cosmictron.server import (
+    audit,
     backup,
     bulk,
     export,
@@ -68,6 +70,11 @@ ROUTES = [
     web.put("/v1/database/{name}/restore", backup.restore),
     web.get("/metrics", metrics.metrics),
     web.get("/v1/database/{name}/subscribe", websocket.subscribe),
+    # The compliance ledger (issue 13, server/audit.py).
+    web.get("/v1/database/{name}/audit/checkpoint", audit.checkpoint),
+    web.get("/v1/database/{name}/audit/inclusion", audit.inclusion),
+    web.get("/v1/database/{name}/audit/consistency", audit.consistency),
+    web.get("/v1/database/{name}/audit/verify", audit.verify_route),
 ]
 """Every route of the server, on one screen (docs/reference/http.md, websocket.md): the
 method, the path, the handler. No module adds a route of its own. A ``GET`` answers
@@ -77,6 +84,11 @@ OnListening = Callable[[str, Identity, str], "str | None"]
 """Called with the server's URL, the operator and its token once the socket is bound and
 before the "listening" line is printed; returns a line to print after it, or None.
 ``cosmictron-cli start`` saves the operator's token in the CLI settings with it."""
+
+Announce = Callable[[str, dict[str, Any]], None]
+"""Called instead of printing a line for a person (``start --json``): the event
+(``listening``, ``shutting_down``, ``stopped``) and its fields (``listening``: ``url``,
+``data_dir``, ``databases``, and ``note``, the line ``OnListening`` returned)."""
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
@@ -150,10 +162,11 @@ def serve(
     data_dir: Path,
     profile: str | None,
     on_listening: OnListening | None = None,
+    announce: Announce | None = None,
     open_sandboxed_deploys: bool = False,
 ) -> None:
     """Run the server in this process until SIGTERM or SIGINT."""
-    run = _serve(host, port, data_dir, profile, on_listening, open_sandboxed_deploys)
+    run = _serve(host, port, data_dir, profile, on_listening, announce, open_sandboxed_deploys)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is installed on Linux and macOS
@@ -168,6 +181,7 @@ async def _serve(
     data_dir: Path,
     profile: str | None,
     on_listening: OnListening | None,
+    announce: Announce | None = None,
     open_sandboxed_deploys: bool = False,
 ) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -192,9 +206,13 @@ async def _serve(
     note = on_listening(url, rights.operator, rights.operator_token) if on_listening else None
     count = len(registry.names())
     databases = f"{count} database{'' if count == 1 else 's'}"
-    print(f"cosmictron listening on {url} (data {data_dir}, {databases})", flush=True)
-    if note:
-        print(note, flush=True)
+    if announce is not None:
+        fields = {"url": url, "data_dir": str(data_dir), "databases": count, "note": note}
+        announce("listening", fields)
+    else:
+        print(f"cosmictron listening on {url} (data {data_dir}, {databases})", flush=True)
+        if note:
+            print(note, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -202,9 +220,15 @@ async def _serve(
     try:
         await stop.wait()
     finally:
-        print("cosmictron shutting down: draining requests, syncing logs", flush=True)
+        if announce is not None:
+            announce("shutting_down", {})
+        else:
+            print("cosmictron shutting down: draining requests, syncing logs", flush=True)
         listening.close()
         await runner.cleanup()
         await asyncio.to_thread(registry.close_all)
-        print("cosmictron stopped", flush=True)
+        if announce is not None:
+            announce("stopped", {})
+        else:
+            print("cosmictron stopped", flush=True)
         sys.stdout.flush()

@@ -53,6 +53,7 @@ from cosmictron.server.protocol import JSON, Codec, QueryId, RequestId, subscrip
 from cosmictron.server.registry import HostedDatabase
 from cosmictron.server.wire import row_to_json
 from cosmictron.subscription import Subscription, merge_updates, replay, replayable
+from cosmictron.subscription.result_shape import QueryResultName
 from cosmictron.values import Identity, Timestamp
 
 logger = logging.getLogger(__name__)
@@ -419,14 +420,19 @@ class DatabaseFeed:
 
     def _rows_json(self, table: dict[str, Any], codec: Codec = JSON) -> dict[str, Any]:
         convert = self._converter(table["table_name"], None, codec)
-        return {"table_name": table["table_name"], "rows": [convert(r) for r in table["rows"]]}
+        return {"table_name": table["table_name"], "rows": [convert(r) for r in table["rows"]]} | (
+            {"columns": table["columns"]} if "columns" in table else {}
+        )
 
     def _converter(
         self, table_name: str, schema: Any = None, codec: Codec = JSON
     ) -> Callable[[Sequence[Any]], dict[str, Any]]:
+        form = codec.form
+        if isinstance(table_name, QueryResultName):  # a query's own columns, not a table's
+            names = table_name.column_names
+            return lambda row: row_to_json(row, names, form)
         table = (schema or self.hosted.db.schema).table(table_name)
         names = [column.name for column in table.columns]
-        form = codec.form
         return lambda row: row_to_json(row, names, form)
 
 

@@ -30,6 +30,7 @@ from cosmictron.errors import Conflict, InvalidRequest, NotFound, PermissionDeni
 from cosmictron.host import Database
 from cosmictron.host.backup import RestoreReport, stage_restore
 from cosmictron.host.directory import load_new_module
+from cosmictron.module.js import is_js
 from cosmictron.server.calls import CallWorker
 from cosmictron.values import Identity, Timestamp
 
@@ -112,7 +113,8 @@ class DatabaseRegistry:
         """Create database ``name`` owned by ``caller``, or update its module.
 
         ``filename`` is the module's file name as the deploying user gave it (``app.py``):
-        what its load errors, tracebacks and log name; ``NAME.py`` when not given.
+        what its load errors, tracebacks and log name; when not given, the database's
+        name with the language's suffix.
 
         Returns the database, whether it was created, and the migration report of an
         update (None for a creation). Blocking: run it off the event loop.
@@ -134,14 +136,14 @@ class DatabaseRegistry:
                         f"may deploy over it"
                     )
                 report = existing.db.update_module(
-                    source, clear=clear, filename=filename or f"{name}.py"
+                    source, clear=clear, filename=filename or default_filename(name, source)
                 )
                 return existing, False, report.describe()
             path = self.directory / name
             if path.exists():
                 shutil.rmtree(path)  # a creation that failed half-way before
             # Loaded (and checked) before the directory exists, under the user's name.
-            loaded = load_new_module(source, filename or f"{name}.py")
+            loaded = load_new_module(source, filename or default_filename(name, source))
             try:
                 db = Database.open(path, loaded, durability=self.durability_for(path), owner=caller)
             except BaseException:
@@ -227,6 +229,13 @@ class DatabaseRegistry:
     def _host(self, name: str, db: Database) -> HostedDatabase:
         executor = ThreadPoolExecutor(THREADS_PER_DATABASE, thread_name_prefix=f"db-{name}")
         return HostedDatabase(name, db, executor, CallWorker(db, name))
+
+
+def default_filename(name: str, source: bytes) -> str:
+    """The file name a module's errors show when the deployer gave none: the database's
+    name with the suffix of the module's language."""
+    suffix = ".wasm" if source[:4] == b"\0asm" else ".js" if is_js(source) else ".py"
+    return f"{name}{suffix}"
 
 
 def check_name(name: str) -> None:

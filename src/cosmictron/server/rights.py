@@ -39,7 +39,7 @@ ALL_RIGHTS = (DEPLOY,)
 
 OPEN_SANDBOXED_DEPLOYS: web.AppKey[bool] = web.AppKey("open_sandboxed_deploys", bool)
 """The server option ``--open-sandboxed-deploys``: any identity with a token may create
-databases with sandboxed (WASM) modules. Off by default (docs/guide/security.md)."""
+databases with sandboxed (WASM, JavaScript) modules. Off by default (docs/guide/security.md)."""
 
 OPERATOR_TOKEN_FILE = "operator.token"
 GRANTS_FILE = "grants.json"
@@ -132,7 +132,7 @@ class Rights:
     ) -> None:
         """``require_deploy``, except that with the server option ``open_sandboxed``
         (``--open-sandboxed-deploys``) any identity with a token may deploy a sandboxed
-        module (WASM; JavaScript later). Python modules still need the right.
+        module (WASM, JavaScript). Python modules still need the right.
 
         Raises:
             Unauthenticated, PermissionDenied: as ``require_deploy``; the message says
@@ -143,8 +143,9 @@ class Rights:
         if open_sandboxed and caller != ANONYMOUS and not self.has(caller, DEPLOY):
             raise PermissionDenied(
                 f"identity {caller.hex()} may not {action} with a Python module: this server "
-                f"lets every identity deploy sandboxed (WASM) modules, but Python modules run "
-                f"with the server's rights and need the right to deploy ({SECURITY_GUIDE}); "
+                f"lets every identity deploy sandboxed (WASM, JavaScript) modules, but "
+                f"Python modules run with the server's rights and need the right to deploy "
+                f"({SECURITY_GUIDE}); "
                 f"the server's operator grants it with: cosmictron-cli grant deploy "
                 f"{caller.hex()}"
             )

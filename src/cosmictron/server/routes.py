@@ -25,7 +25,7 @@ from cosmictron.errors import (
 )
 from cosmictron.module import is_sandboxed
 from cosmictron.query.budget import QueryBudget
-from cosmictron.server import bodies
+from cosmictron.server import bodies, deploy_engine
 from cosmictron.server.auth import ANONYMOUS, TokenAuthority
 from cosmictron.server.calls import CallDone
 from cosmictron.server.registry import DatabaseRegistry, HostedDatabase
@@ -123,6 +123,9 @@ async def deploy(request: web.Request) -> web.Response:
     filename = module_filename(request.query.get("filename"))
     request[SHOWS_TRACEBACK] = True  # the deployer's own code: show where it failed
     source = await request.read()
+    # A JavaScript module is stamped with its engine (?engine=v8|quickjs) before the
+    # rights check reads what it is, and before it is recorded.
+    source = deploy_engine.module_bytes(source, request.content_type, request.query.get("engine"))
     if open_sandboxed:  # only now can the bytes say whether they are a sandboxed module
         rights.require_deploy_of(caller, action, is_sandboxed(source), open_sandboxed)
     registry = request.app[REGISTRY]

@@ -15,6 +15,8 @@ Modules, each importing only those listed before it: ``terms`` (FROM positions a
 the plan of each delta term), ``delta`` (a transaction's changes and the delta sum),
 ``window`` (a live top-N), ``guards`` and ``join_filters`` (which changed rows can
 matter; row-level security that reads other tables), ``live`` (``LiveQuery``),
+``result_shape`` (the name and columns of a result that is not one table's rows),
+``reevaluated`` (``ReevaluatedQuery``, any other SELECT),
 ``compile`` (``compile_live``), ``fanout`` (updates), ``index`` (which queries a
 transaction wakes), ``initial`` (initial rows on a snapshot), ``manager``.
 """

@@ -34,11 +34,15 @@ from cosmictron.query.plan import (
     Sort,
     Subqueries,
     Values,
+    conjoin,
     conjuncts,
     node_children,
 )
+from cosmictron.subscription.join_filters import join_filters
 from cosmictron.subscription.live import LiveQuery
 from cosmictron.subscription.reevaluated import ReevaluatedQuery
+from cosmictron.subscription.result_shape import QueryResultName
+from cosmictron.subscription.semijoin import SemiJoinQuery, has_subquery, side
 from cosmictron.subscription.terms import Source
 from cosmictron.values import Identity
 
@@ -77,18 +81,42 @@ def compile_live(
     except SqlError as exc:
         # Not of the incrementally maintained shape: re-evaluated on each change.
         query = ReevaluatedQuery(key, text, statement, str(exc))
+        if isinstance(query.table_name, QueryResultName):
+            # Its rows travel under its own text: another spelling is another name.
+            query.key = (*key, text)
     query.origin = (text, dict(params or {}), sender, restricted)
     return query
 
 
+def maintenance_of(statement: SelectStatement, text: str) -> str:
+    """How a subscription to ``statement`` would be kept up to date, in ``maintenance``'s
+    line: for ``EXPLAIN`` through ``db.sql``, from the logical plan ``prepare`` already
+    built (``Explain.logical``, parameters bound), so nothing is parsed or planned again
+    beyond what a subscription compiles."""
+    query: LiveQuery
+    try:
+        query = _incremental(None, text, statement)
+    except SqlError as exc:
+        query = ReevaluatedQuery(None, text, statement, str(exc))
+    return maintenance(query)
+
+
 def maintenance(query: LiveQuery) -> str:
     """How a subscription keeps ``query`` up to date, in one line (``Subscription.explain``)."""
+    if isinstance(query, ReevaluatedQuery) and not query.reads:
+        return "Subscription: its result never changes (it reads no table)"
     if isinstance(query, ReevaluatedQuery):
         tables = ", ".join(sorted(query.reads))
         return (
             f"Subscription: re-evaluated when {tables} change{'s' if len(query.reads) == 1 else ''}"
             f", sending the difference (at most limits.subscription_reevaluation_rows_max "
             f"rows examined each time; not incremental: {query.why})"
+        )
+    if isinstance(query, SemiJoinQuery):
+        counted = "; ".join(found.label for found in query.sides)
+        return (
+            f"Subscription: incremental (delta terms, semi-joins counted per key: {counted}) "
+            f"over {', '.join(sorted(query.tables))}"
         )
     kind = "top-N window" if query.top_n else "delta terms"
     if query.filter_tables:
@@ -100,6 +128,11 @@ def _incremental(key: Any, text: str, statement: SelectStatement) -> LiveQuery:
     """The ``LiveQuery`` of an incrementally maintainable query, or a ``SqlError``
     saying which construct is not."""
     plan = statement.plan
+    subqueries = isinstance(plan, Subqueries)
+    if subqueries:
+        # Subqueries in expressions: semi-joins in WHERE may be counted (semijoin.py).
+        assert isinstance(plan, Subqueries)
+        plan = plan.child
     for node in _walk_all(plan):
         if isinstance(node, Subqueries | Derived | Compound | Values):
             raise SqlError(f"{_what(node)} (maintained by re-evaluation)")
@@ -132,13 +165,56 @@ def _incremental(key: Any, text: str, statement: SelectStatement) -> LiveQuery:
         joins = from_where.child
     else:
         joins = from_where
+    where = list(predicates)
     sources: list[Source] = []
     _collect(joins, sources, predicates)
     output = _output_source(plan, sources)
     if not sort_keys:
         limit = None
+    if subqueries:
+        return _semijoin(
+            key, text, statement, plan, joins, where, sources, output, predicates, limit
+        )
     return LiveQuery(
         key, text, statement, from_where, sources, output, predicates, plan.exprs, sort_keys, limit
+    )
+
+
+def _semijoin(
+    key: Any,
+    text: str,
+    statement: SelectStatement,
+    project: Project,
+    joins: Node,
+    where: list[Expr],
+    sources: list[Source],
+    output: int,
+    predicates: list[Expr],
+    limit: int | None,
+) -> SemiJoinQuery:
+    """A query of the incremental shape with subqueries: a ``SemiJoinQuery`` when every
+    subquery is a WHERE conjunct that can be counted, else a ``SqlError`` saying why."""
+    counted = [p for p in where if has_subquery(p)]
+    if limit is not None:
+        raise SqlError("a subquery in a top-N subscription (maintained by re-evaluation)")
+    if has_subquery(project.exprs) or has_subquery(predicates[len(where) :]):
+        raise SqlError("a subquery outside WHERE (maintained by re-evaluation)")
+    if not counted:
+        raise SqlError("a subquery (maintained by re-evaluation)")
+    rest = [p for p in where if not has_subquery(p)]
+    if join_filters([p for p in predicates if not has_subquery(p)]):
+        raise SqlError(
+            "a subquery beside a visibility filter that joins tables (maintained by re-evaluation)"
+        )
+    try:
+        sides = [side(p) for p in counted]
+    except SqlError as exc:
+        raise SqlError(f"{exc} (maintained by re-evaluation)") from None
+    condition = conjoin(rest)
+    logical = joins if condition is None else Filter(joins, condition)
+    outer = [p for p in predicates if not has_subquery(p)]
+    return SemiJoinQuery(
+        key, text, statement, logical, sources, output, outer, project.exprs, sides
     )
 
 
@@ -210,10 +286,10 @@ def _output_source(project: Project, sources: list[Source]) -> int:
             return position
     if len(sources) > 1 and project.width == sum(s.width for s in sources):
         raise SqlError(
-            "SELECT * over a join is not subscribable: subscribe to one table's rows with "
-            "SELECT t.* (t the alias of that table)"
+            "SELECT * over a join (the rows of several tables; one table's rows, "
+            "SELECT t.*, are incremental)"
         )
     raise SqlError(
-        "a subscription returns whole rows of one table: SELECT * or SELECT t.* "
-        "(column lists and expressions are not subscribable)"
+        "a column list or expressions (only whole rows of one table, SELECT * or "
+        "SELECT t.*, are incremental)"
     )

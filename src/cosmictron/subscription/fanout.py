@@ -86,7 +86,8 @@ def merge_updates(
 
 def replayable(queries: Sequence[LiveQuery]) -> bool:
     """Whether past deltas can be recomputed now: single-table filters, no top-N, no
-    visibility filter that joins another table.
+    visibility filter that joins another table, no semi-join counted and no re-evaluated
+    query (their deltas depend on what they kept since).
 
     Such a query's delta reads only the transaction's own changed rows (no other table's
     state, no window), so it is the same today as when the transaction committed. A join,
@@ -95,7 +96,11 @@ def replayable(queries: Sequence[LiveQuery]) -> bool:
     all rows instead.
     """
     return all(
-        len(query.tables) == 1 and not query.top_n and not query.filter_tables for query in queries
+        len(query.tables) == 1
+        and not query.top_n
+        and not query.filter_tables
+        and query.maintenance == "incremental"  # not a count or a result kept since
+        for query in queries
     )
 
 

@@ -42,6 +42,8 @@ from cosmictron.values import Identity
 class LiveQuery:
     """A compiled subscribable query, shared by every subscriber with the same ``key``."""
 
+    maintenance = "incremental"  # how it is kept up to date ("re-evaluated": a subclass)
+
     def __init__(
         self,
         key: Any,

@@ -52,6 +52,7 @@ from cosmictron.subscription.fanout import merged_update, to_python
 from cosmictron.subscription.index import QueryIndex
 from cosmictron.subscription.initial import evaluate, locked_meter, unchanged
 from cosmictron.subscription.live import LiveQuery
+from cosmictron.subscription.result_shape import QueryResultName
 from cosmictron.subscription.terms import Row
 from cosmictron.values import Identity, Timestamp
 
@@ -221,7 +222,7 @@ class SubscriptionManager:
         subscription.initial = {
             "tx_offset": self._offset(),
             "tables": [
-                {"table_name": name, "rows": to_python(rows, converters[name])}
+                _initial_table(name, to_python(rows, converters[name]))
                 for name, rows in tables.items()
             ],
         }
@@ -348,8 +349,13 @@ class SubscriptionManager:
         existing = self._index.queries.get(replacement.key)
         if existing is not None and existing is not query:
             replacement = existing
-        elif replacement.top_n or replacement.filter_tables:
-            replacement.initial(self._datastore)  # the window, or the result a diff needs
+        elif (
+            replacement.top_n
+            or replacement.filter_tables
+            or replacement.maintenance != "incremental"
+        ):
+            # The window, the result a diff needs, or a semi-join's counts.
+            replacement.initial(self._datastore)
         self._index.forget(query)
         if replacement.key not in self._index.queries:
             self._index.register(replacement)
@@ -404,6 +410,14 @@ class SubscriptionManager:
             subscription.on_error(error)
         except Exception:
             logger.exception("subscription error callback %r failed", subscription.on_error)
+
+
+def _initial_table(name: str, rows: list[Row]) -> dict[str, Any]:
+    """One table of a subscription's initial rows; a query result's also names its
+    columns (``result_shape.py``)."""
+    if isinstance(name, QueryResultName):
+        return {"table_name": name, "columns": list(name.columns), "rows": rows}
+    return {"table_name": name, "rows": rows}
 
 
 def _incompatibility(query: LiveQuery, old: Any, new: Any) -> str | None:

@@ -14,7 +14,7 @@ subscriptions end with an error naming the limit.
 
 Rows are delivered under the name of the one table whose whole rows the query returns
 (``SELECT t.* ... WHERE t.id IN (SELECT ...)``), else under the query's own text, with
-the query's own columns.
+the query's own columns (``result_shape.QueryResultName``).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from cosmictron.query.plan import (
 from cosmictron.subscription.delta import TxView
 from cosmictron.subscription.join_filters import difference
 from cosmictron.subscription.live import LiveQuery
+from cosmictron.subscription.result_shape import QueryResultName
 from cosmictron.subscription.terms import Row
 from cosmictron.values import Identity
 
@@ -81,7 +82,9 @@ class ReevaluatedQuery(LiveQuery):
         self._plan = optimize(statement.plan)
         self.tables = frozenset(plan_tables(self._plan))
         self.filter_tables: frozenset[str] = frozenset()
-        self.table_name = _whole_rows_of(statement.plan) or text
+        self.table_name: str = _whole_rows_of(statement.plan) or QueryResultName(
+            text, statement.columns, statement.types
+        )
         self.limit: int | None = None
         self.guards: dict[str, Any] = {}
         self.key_guard = None

@@ -1,15 +1,15 @@
 """One scenario, every module language: identical schemas, results, logs and updates.
 
 The conformance module (tests/module/conformance/app.py in Python, its Rust twin in
-guest/rust/examples/conformance) is deployed to a real server once per language; the
-same calls go over HTTP while a WebSocket client subscribes, and everything a client can
-observe is recorded in a transcript: the schema, every call's reply, the subscription
-messages, the final table contents and the module log (times and per-database
-identities removed, transaction offsets kept). Each language's transcript must equal
-Python's, and Python's must hold the expected values, so two languages that agree on a
-wrong answer still fail.
+guest/rust/examples/conformance, its JavaScript twin app.js on QuickJS and on V8) is
+deployed to a real server once per language; the same calls go over HTTP while a
+WebSocket client subscribes, and everything a client can observe is recorded in a
+transcript: the schema, every call's reply, the subscription messages, the final table
+contents and the module log (times and per-database identities removed, transaction
+offsets kept). Each language's transcript must equal Python's, and Python's must hold
+the expected values, so two languages that agree on a wrong answer still fail.
 
-``LANGUAGES`` is the parameter list: a JavaScript engine joins by adding its module.
+``LANGUAGES`` is the parameter list: each language (or engine) is one entry.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from cosmictron.module.js import stamp
 from tests.module.guests import built_guest
 from tests.server.conftest import STARTED, Server, start_server, stop_server, strict_loads
 from tests.server.rawws import RawWebSocket
@@ -31,6 +32,9 @@ HERE = Path(__file__).resolve().parent
 LANGUAGES: dict[str, Callable[[], bytes]] = {
     "python": lambda: (HERE / "app.py").read_bytes(),
     "wasm": lambda: built_guest("conformance"),
+    # The JavaScript twin on each engine: stamped with the engine, as a deploy records it.
+    "js_quickjs": lambda: stamp((HERE / "app.js").read_bytes(), "quickjs"),
+    "js_v8": lambda: stamp((HERE / "app.js").read_bytes(), "v8"),
 }
 
 IDENTITY = "0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20"

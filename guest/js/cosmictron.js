@@ -1,0 +1,1 @@
+../../src/cosmictron/module/cosmictron.js

@@ -1,0 +1,99 @@
+"""The built-in agent layer: a module any database includes next to its own tables.
+
+Owns: the agent tables (``tables``), tool calls with leases (``leases``), hand-offs with
+supervisor hooks (``handoffs``, ``hooks``), ``transfer_to_<agent>`` tool schemas
+(``schemas``). Imports: ``module`` (the decorators), root modules. Nothing here is
+special to the host: it is an ordinary module, included by
+``from cosmictron.agents import *`` in a module file, which binds its tables and
+reducers in that module's namespace where the loader finds them like the module's own
+(docs/guide/agents.md). Agent events are ordinary committed rows, so the ledger signs
+them with everything else.
+"""
+
+from cosmictron.agents.errors import AgentError, HandoffLoop, HandoffRefused, StaleToolCall
+from cosmictron.agents.handoffs import (
+    complete_handoff,
+    handoff_tool_schemas,
+    request_handoff,
+)
+from cosmictron.agents.hooks import (
+    HandoffDecision,
+    HandoffRequest,
+    HandoffResult,
+    after_handoff,
+    allow,
+    before_handoff,
+    deny,
+    reroute,
+)
+from cosmictron.agents.leases import (
+    claim_tool_call,
+    complete_tool_call,
+    configure_agents,
+    expire_tool_call_leases,
+    heartbeat_tool_call,
+    record_tool_call,
+)
+from cosmictron.agents.registry import (
+    append_agent_event,
+    append_message,
+    register_agent,
+    set_agent_state,
+    start_thread,
+)
+from cosmictron.agents.schemas import target_of, transfer_tools
+from cosmictron.agents.tables import (
+    Agent,
+    AgentConfig,
+    AgentEvent,
+    AgentMessage,
+    AgentState,
+    AgentThread,
+    ClaimedToolCall,
+    Handoff,
+    Memory,
+    ToolCall,
+    ToolCallLeaseSweep,
+)
+
+__all__ = [
+    "Agent",
+    "AgentConfig",
+    "AgentError",
+    "AgentEvent",
+    "AgentMessage",
+    "AgentState",
+    "AgentThread",
+    "ClaimedToolCall",
+    "Handoff",
+    "HandoffDecision",
+    "HandoffLoop",
+    "HandoffRefused",
+    "HandoffRequest",
+    "HandoffResult",
+    "Memory",
+    "StaleToolCall",
+    "ToolCall",
+    "ToolCallLeaseSweep",
+    "after_handoff",
+    "allow",
+    "append_agent_event",
+    "append_message",
+    "before_handoff",
+    "claim_tool_call",
+    "complete_handoff",
+    "complete_tool_call",
+    "configure_agents",
+    "deny",
+    "expire_tool_call_leases",
+    "handoff_tool_schemas",
+    "heartbeat_tool_call",
+    "record_tool_call",
+    "register_agent",
+    "request_handoff",
+    "reroute",
+    "set_agent_state",
+    "start_thread",
+    "target_of",
+    "transfer_tools",
+]

@@ -1,0 +1,387 @@
+"""The ledger on the write side: the tree, the signing key, checkpoints, the open check.
+
+``CommitLog.append`` writes every record in the ledger's format (origin, commit time,
+algorithm, key and signature: ``cosmictron.ledger.record_format``) and, when the ledger
+is on (``DurabilityConfig.signing`` is ``checkpoint`` or ``event``), adds each
+payload's leaf hash to the writer's ``pending`` list. Every
+``checkpoint_interval_records`` records, or on the first record
+``checkpoint_interval_ms`` after the last checkpoint, and at a clean close, the log
+appends a checkpoint record: the pending leaves go into the Merkle tree
+(``<data_dir>/ledger/tree.hashes``, derived data, never synced), and the tree's size and
+root are signed as a C2SP checkpoint note. Once the log is synced past a checkpoint
+record, the note is also appended to ``<data_dir>/ledger/checkpoints`` (synced; at the
+next checkpoint or at close), a side
+file that outlives a truncated or rolled-back log.
+
+On open (:meth:`LedgerWriter.open`, after recovery cut any torn tail) the writer refuses
+to start when the log ends before the side file's last checkpoint (rollback), when the
+tree over the log does not have that checkpoint's root (a record it covers was changed),
+or when a record after it fails the checks of ``cosmictron.ledger.verify``, naming the
+first bad record. A 0.8 log (version-1 records only) is migrated: a marker record is
+written and the old records stay verifiable as a hash chain.
+
+The ledger needs the real file system (``FileStorage``); with a simulated storage the
+records still carry origin and time, but nothing is signed and no tree is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from cosmictron.durability.config import DurabilityConfig
+from cosmictron.errors import CorruptLog, DurabilityError
+from cosmictron.ledger.checkpoint import Checkpoint, sign_checkpoint
+from cosmictron.ledger.logread import (
+    FRAME_HEADER,
+    SEGMENT_HEADER,
+    LogDamage,
+    LogReader,
+    list_segments,
+)
+from cosmictron.ledger.merkle import LEAF_PREFIX, FileHashStore, MerkleTree
+from cosmictron.ledger.record_format import (
+    FIELD_COUNT,
+    FORMAT_VERSION,
+    KEY_ADDED_KIND,
+    MIGRATED_KIND,
+    ORIGIN,
+    ORIGIN_PREFIX,
+    PREV_HASH,
+    TIME_US,
+    VERSION,
+    unpack_fields,
+)
+from cosmictron.ledger.signing import (
+    KeyRing,
+    SigningKey,
+    VerifierKey,
+    load_key,
+    load_key_from_env,
+    load_or_create_key,
+    save_key,
+)
+from cosmictron.ledger.verifier import CHECKPOINTS_FILE, RecordChecker, read_side_checkpoints
+
+
+class CommitLog(Protocol):
+    """What the writer uses of ``commitlog.CommitLog`` (which imports this module)."""
+
+    next_offset: int
+    origin: str
+    last_time_us: int
+    ledger: LedgerWriter | None
+    event_key: SigningKey | None
+    key_fp: bytes | None
+
+    def append(self, kind: int, body: Any, signers: Sequence[SigningKey] | None = None) -> int: ...
+
+
+logger = logging.getLogger(__name__)
+
+LEDGER_DIR = "ledger"
+TREE_FILE = "tree.hashes"
+KEY_FILE = "signing.key"
+TREE_FLUSH_LEAVES = 4096
+
+_leaf_context = hashlib.sha256(LEAF_PREFIX)
+
+
+class LedgerWriter:
+    """The write side of the ledger for one data directory (see the module docstring).
+
+    Args:
+        data_dir: the database's data directory.
+        config: its durability settings (``signing``, the checkpoint intervals, the key).
+    """
+
+    def __init__(self, data_dir: str, config: DurabilityConfig) -> None:
+        self.data_dir = data_dir
+        self.directory = os.path.join(data_dir, LEDGER_DIR)
+        self.mode = config.signing
+        self.interval_records = config.checkpoint_interval_records
+        self.interval_us = config.checkpoint_interval_ms * 1000
+        self.key_path = config.signing_key_path
+        self.origin = ""
+        self.key: SigningKey | None = None
+        self.ring = KeyRing()
+        self.tree: MerkleTree | None = None
+        self.pending: list[bytes] = []
+        self.last_checkpoint_seq = 0
+        self.last_checkpoint_us = 0
+        self.last_time_us = 0
+        self.side_pending: list[dict[str, Any]] = []
+        self.checkpointing = False
+        self.checkpoint_count = 0
+        self.due_seq = 0
+        """The commit log appends a checkpoint after the record at this seq, or after the
+        first record at or past ``due_us``; ``checkpoint_written`` moves both on."""
+        self.due_us = 0
+
+    # -- open --------------------------------------------------------------------------
+
+    def open(self, log: CommitLog) -> None:
+        """Check the log against the ledger's files, then attach to ``log`` (see above).
+
+        Raises:
+            CorruptLog: rollback or tampering, naming the first bad record.
+            KeyUnavailable: the configured signing key cannot be used.
+        """
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        last_seq = log.next_offset - 1
+        side = read_side_checkpoints(self.data_dir)
+        last = side[-1] if side else None
+        if last is not None and int(last["seq"]) > last_seq:
+            raise CorruptLog(
+                os.path.join(self.data_dir, CHECKPOINTS_FILE),
+                0,
+                f"rollback: the log ends at seq {last_seq}, but checkpoint record "
+                f"{last['seq']} (covering {last['size']} records) was written; the data "
+                "directory is older than its ledger. Restore the newest backup",
+                last_seq + 1,
+            )
+        self.tree = MerkleTree(FileHashStore(os.path.join(self.directory, TREE_FILE)))
+        checker = self._check_log(last, last_seq)
+        if checker is None:  # the tree file disagreed with the checkpoint: rebuild it
+            self.tree.truncate(0)
+            checker = self._check_log(last, last_seq)
+            if checker is None:
+                assert last is not None
+                raise CorruptLog(
+                    os.path.join(self.data_dir, "log"),
+                    0,
+                    f"ledger: checkpoint_mismatch: records 1..{last['size']} do not have "
+                    "the root of the checkpoint signed over them; run cosmictron-cli verify "
+                    "to find the changed record",
+                    int(last["size"]),
+                )
+        self.origin = checker.origin or f"{ORIGIN_PREFIX}{secrets.token_hex(16)}"
+        self.ring = checker.ring
+        self.last_time_us = checker.last_time_us
+        if checker.checkpoints:
+            self.last_checkpoint_seq = checker.checkpoints[-1].seq
+        elif last is not None:
+            self.last_checkpoint_seq = int(last["seq"])
+        # A checkpoint is due N records or T after this open, not at once.
+        self.last_checkpoint_us = max(self.last_time_us, time.time_ns() // 1000)
+        self._set_due()
+        self.key = self._load_key()
+        log.origin = self.origin
+        log.last_time_us = max(log.last_time_us, self.last_time_us)
+        log.ledger = self
+        if checker.legacy_through and not checker.seen_v2:
+            log.append(MIGRATED_KIND, [log.last_time_us, checker.legacy_through])
+            logger.warning(
+                "migrated a 0.8 commit log: records 1..%d verify as a hash chain only",
+                checker.legacy_through,
+            )
+        active = {r.key.fingerprint for r in self.ring.ranges() if r.covers(log.next_offset)}
+        if self.key.fingerprint not in active:
+            # In the ring before the record, so a checkpoint right after it names the key.
+            self.ring.add(self.key.verifier, log.next_offset)
+            log.append(KEY_ADDED_KIND, [log.last_time_us, self.key.verifier.to_text()], [self.key])
+        if self.mode == "event":
+            log.event_key = self.key
+            log.key_fp = self.key.fingerprint
+
+    def _check_log(self, last: dict[str, Any] | None, last_seq: int) -> RecordChecker | None:
+        """Bring the tree up to the log and check what the side file does not vouch for.
+
+        Returns None when the tree's root at the last checkpoint is not the checkpoint's
+        (the caller rebuilds the tree from the log and tries once more).
+        """
+        tree = self.tree
+        assert tree is not None
+        check_from = int(last["seq"]) if last is not None else 1
+        if tree.size > check_from - 1:
+            tree.truncate(check_from - 1)
+        buffer: list[bytes] = []
+
+        def flush() -> None:
+            tree.extend_hashes(buffer)
+            buffer.clear()
+
+        def append(leaf: bytes) -> None:
+            buffer.append(leaf)
+            if len(buffer) >= TREE_FLUSH_LEAVES:
+                flush()
+
+        def root() -> tuple[int, bytes]:
+            flush()
+            return tree.size, tree.root()
+
+        checker = RecordChecker(tree_append=append, tree_root=root)
+        reader = LogReader(self.data_dir, min(tree.size + 1, check_from))
+        try:
+            for record in reader:
+                if record.seq < check_from:
+                    append(_leaf(record.payload))
+                    continue
+                seeding = record.seq == check_from and last is not None
+                if seeding and not self._seed(checker, last, record.payload, root):  # type: ignore[arg-type]
+                    return None
+                problem = checker.check(record.seq, record.payload)
+                if problem is not None:
+                    raise CorruptLog(
+                        record.path,
+                        record.byte_offset,
+                        f"ledger: {problem.code}: {problem.detail}; the database refuses to "
+                        "start (run cosmictron-cli verify for the whole history)",
+                        problem.seq,
+                    )
+        except LogDamage as exc:
+            raise CorruptLog(exc.path, exc.byte_offset, exc.reason, exc.seq) from None
+        flush()
+        if tree.size != last_seq:
+            raise DurabilityError(
+                f"the ledger read {tree.size} records but the log has {last_seq}; "
+                "the log changed while the database opened"
+            )
+        return checker
+
+    def _seed(
+        self, checker: RecordChecker, last: dict[str, Any], payload: bytes, root: Any
+    ) -> bool:
+        """Start checking at the side file's last checkpoint record, trusting it."""
+        fields = unpack_fields(payload)
+        size, tree_root = root()
+        note = last["note"]
+        claimed = Checkpoint.from_text(note.split("\n\n", 1)[0] + "\n")
+        if len(fields) != FIELD_COUNT or fields[VERSION] != FORMAT_VERSION:
+            return False
+        if size != claimed.size or tree_root != claimed.root_hash:
+            return False
+        checker.origin = fields[ORIGIN]
+        checker.prev_hash = fields[PREV_HASH]
+        checker.next_seq = int(last["seq"])
+        checker.last_time_us = fields[TIME_US]
+        checker.seen_v2 = True
+        for text in last.get("keys", []):
+            checker.ring.add(VerifierKey.from_text(text), int(last["seq"]))
+        return True
+
+    def _load_key(self) -> SigningKey:
+        if self.key_path is not None:
+            key = load_key(self.key_path)
+        else:
+            key = load_key_from_env() or load_or_create_key(
+                os.path.join(self.directory, KEY_FILE), self.origin
+            )
+        return SigningKey(self.origin, key.seed)
+
+    # -- the append path ---------------------------------------------------------------
+
+    def checkpoint_body(self, time_us: int) -> list[Any]:
+        """Put the pending leaves in the tree and sign its head: the checkpoint's body."""
+        tree = self.tree
+        assert tree is not None and self.key is not None
+        tree.extend_hashes(self.pending)
+        self.pending.clear()
+        checkpoint = Checkpoint.with_time(self.origin, tree.size, tree.root(), time_us)
+        return [time_us, sign_checkpoint(checkpoint, self.key)]
+
+    def _set_due(self) -> None:
+        self.due_seq = self.last_checkpoint_seq + self.interval_records
+        self.due_us = self.last_checkpoint_us + self.interval_us
+
+    def checkpoint_written(self, seq: int, body: list[Any]) -> None:
+        """Remember a checkpoint record; its side-file entry waits until it is synced
+        (written by a later checkpoint, or at close)."""
+        self.last_checkpoint_seq = seq
+        self.last_checkpoint_us = body[0]
+        self._set_due()
+        self.checkpoint_count += 1
+        keys = [r.key.to_text() for r in self.ring.ranges() if r.covers(seq)]
+        self.side_pending.append(
+            {"seq": seq, "size": seq - 1, "note": body[1], "origin": self.origin, "keys": keys}
+        )
+
+    def write_side(self, synced: int) -> None:
+        """Append the side-file entries of checkpoints the log has synced, and sync."""
+        ready = [e for e in self.side_pending if e["seq"] <= synced]
+        if not ready:
+            return
+        self.side_pending = [e for e in self.side_pending if e["seq"] > synced]
+        text = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in ready)
+        path = os.path.join(self.data_dir, CHECKPOINTS_FILE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def needs_checkpoint(self, last_seq: int) -> bool:
+        """Whether records were appended after the last checkpoint record."""
+        return last_seq > self.last_checkpoint_seq
+
+    def rotation(self, new_key: SigningKey | None) -> tuple[SigningKey, SigningKey]:
+        """The old and new key of a rotation (a fresh key when ``new_key`` is None)."""
+        assert self.key is not None
+        new = SigningKey(self.origin, (new_key or SigningKey.generate(self.origin)).seed)
+        return self.key, new
+
+    def rotate(self, new: SigningKey, seq: int) -> None:
+        """Before the rotation record at ``seq``: the ring hands over at ``seq``."""
+        assert self.key is not None
+        self.ring.rotate(self.key.fingerprint, new.verifier, seq)
+
+    def rotated(self, new: SigningKey) -> None:
+        """After the rotation record: sign with the new key, and keep it where the old was."""
+        self.key = new
+        if self.key_path is None and load_key_from_env() is None:
+            save_key(new, os.path.join(self.directory, KEY_FILE))
+        elif self.key_path is not None:
+            save_key(new, self.key_path)
+
+    def close(self) -> None:
+        if self.tree is not None:
+            store = self.tree.store
+            if isinstance(store, FileHashStore):
+                store.close()
+            self.tree = None
+
+
+def migrate_legacy_log(data_dir: str, log: CommitLog) -> bool:
+    """Write the migration marker after a 0.8 log's last record (the ledger off).
+
+    With the ledger on, :meth:`LedgerWriter.open` does this as part of its check.
+    Returns whether the log was a 0.8 log.
+    """
+    last_seq = log.next_offset - 1
+    if last_seq == 0:
+        return False
+    segments = list_segments(os.path.join(data_dir, "log"))
+    if segments:
+        # A version-2 record is never followed by a version-1 one: when the last
+        # segment starts with one, the log is not a 0.8 log (and nothing more is read).
+        with open(segments[-1][1], "rb") as segment:
+            head = segment.read(SEGMENT_HEADER.size + FRAME_HEADER.size + 2)
+        if head[-2:] != LEGACY_PAYLOAD_PREFIX:
+            return False
+    last = None
+    for record in LogReader(data_dir, last_seq):
+        last = record
+    if last is None or last.payload[:2] != LEGACY_PAYLOAD_PREFIX:
+        return False
+    log.append(MIGRATED_KIND, [log.last_time_us, last_seq])
+    logger.warning("migrated a 0.8 commit log: records 1..%d verify as a hash chain only", last_seq)
+    return True
+
+
+LEGACY_PAYLOAD_PREFIX = b"\x95\x01"
+
+
+def _leaf(payload: bytes) -> bytes:
+    context = _leaf_context.copy()
+    context.update(payload)
+    return context.digest()
+
+
+__all__ = ["LedgerWriter", "migrate_legacy_log"]

@@ -1,0 +1,577 @@
+"""Verification: check a data directory's whole history, and say where it first goes wrong.
+
+``verify(path)`` reads the log (``logread.py``, independent of the database's own
+reader) in one pass and checks, for every record in order (``RecordChecker``):
+
+1. it decodes as a record (``record_malformed``); a version-1 (0.8) record is accepted
+   only before the migration marker (``legacy_record``);
+2. its hash algorithm is SHA-256 (``algorithm_refused``: SHA-1 or an unknown name);
+3. it is this log's (``wrong_origin``), at its position (``seq_mismatch``), names its
+   predecessor's hash (``chain_broken``) and its time does not go backwards
+   (``time_backwards``);
+4. its signature, if any, verifies with a key valid at its sequence number
+   (``signature_invalid``, ``key_out_of_range``, ``unknown_key``; a rotation needs both
+   keys' signatures: ``rotation_unsigned``; other key events: ``key_event_invalid``);
+5. a checkpoint record's note is signed by a key valid there and names this log
+   (``checkpoint_invalid``), and its tree size and root are the tree's over every record
+   before it (``checkpoint_mismatch``).
+
+Then every checkpoint kept outside the log (the side file ``ledger/checkpoints``, and any
+the caller trusts, such as one an auditor saved earlier) must be signed by a log key and
+agree with the log's tree at its size (``checkpoint_fork``), and the log must not be
+shorter than any of them (``truncated`` for the side file, ``rollback`` for a trusted
+one: the whole data directory is older than a checkpoint someone has seen).
+
+Each problem is a :class:`Problem` (stable ``code``, first bad ``seq``, ``detail``);
+:class:`VerifyResult` gives the first one. Once the chain is broken the checker
+re-anchors on what it reads, so one deleted record is one problem, not thousands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from cosmictron.ledger.chain import GENESIS_HASH
+from cosmictron.ledger.checkpoint import Checkpoint, open_checkpoint
+from cosmictron.ledger.errors import AlgorithmRefused, NoteMalformed, SignatureInvalid
+from cosmictron.ledger.logread import LogDamage, LogReader
+from cosmictron.ledger.merkle import LEAF_PREFIX, Frontier
+from cosmictron.ledger.record_format import (
+    BODY,
+    CHECKPOINT_KIND,
+    FIELD_COUNT,
+    FORMAT_VERSION,
+    HASH_ALG,
+    HASH_ALGORITHM,
+    KEY_ADDED_KIND,
+    KEY_FP,
+    KEY_REVOKED_KIND,
+    KEY_ROTATED_KIND,
+    KIND,
+    LEDGER_KINDS,
+    LEGACY_FIELD_COUNT,
+    LEGACY_FORMAT_VERSION,
+    MIGRATED_KIND,
+    MODULE_KIND,
+    ORIGIN,
+    PREV_HASH,
+    SEQ,
+    SIGNATURE,
+    TIME_US,
+    TX_KIND,
+    VERSION,
+    signing_message,
+    unpack_fields,
+)
+from cosmictron.ledger.signing import KeyRing, VerifierKey, check_algorithm
+
+CHECKPOINTS_FILE = os.path.join("ledger", "checkpoints")
+"""The side file: one JSON object a line, ``{"seq", "size", "note", "origin", "keys"}``."""
+
+PROBLEMS_MAX = 100
+"""Problems kept in a result; the rest are counted in ``problems_dropped``."""
+
+KNOWN_KINDS = frozenset({TX_KIND, MODULE_KIND}) | LEDGER_KINDS
+_PLAIN_KINDS = frozenset({TX_KIND, MODULE_KIND})
+_unpackb = msgpack.unpackb
+_sha256 = hashlib.sha256
+_leaf_context = hashlib.sha256(LEAF_PREFIX)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong: a stable code, the first sequence number it affects, and why."""
+
+    code: str
+    seq: int
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.code} at seq {self.seq}: {self.detail}"
+
+
+@dataclass
+class VerifyResult:
+    """What ``verify`` found: ``ok`` and, when not ok, the first problem's code and seq."""
+
+    ok: bool
+    code: str
+    first_bad_seq: int | None
+    detail: str
+    problems: list[Problem] = field(default_factory=list)
+    records: int = 0
+    checkpoints: int = 0
+    legacy_through: int = 0
+    origin: str | None = None
+    keys: list[str] = field(default_factory=list)
+    problems_dropped: int = 0
+
+    def to_document(self) -> dict[str, Any]:
+        """The JSON form (``cosmictron-cli verify --json`` and the audit route)."""
+        return {
+            "ok": self.ok,
+            "code": self.code,
+            "first_bad_seq": self.first_bad_seq,
+            "detail": self.detail,
+            "problems": [{"code": p.code, "seq": p.seq, "detail": p.detail} for p in self.problems],
+            "problems_dropped": self.problems_dropped,
+            "records": self.records,
+            "checkpoints": self.checkpoints,
+            "legacy_through": self.legacy_through,
+            "origin": self.origin,
+            "keys": self.keys,
+        }
+
+    def lines(self) -> list[str]:
+        """One line per problem (or one ``ok`` line), as ``cosmictron-cli verify`` prints."""
+        if self.ok:
+            legacy = (
+                f"; records 1..{self.legacy_through} are 0.8 records (hash chain only)"
+                if self.legacy_through
+                else ""
+            )
+            return [f"ok: {self.records} records, {self.checkpoints} checkpoints verified{legacy}"]
+        lines = [p.line() for p in self.problems]
+        if self.problems_dropped:
+            lines.append(f"... and {self.problems_dropped} more problems")
+        return lines
+
+
+class VerifyProblem(Exception):
+    """Raised inside a check; the checker turns it into a :class:`Problem`."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass
+class CheckpointSeen:
+    """A checkpoint the log wrote: its record's seq, its tree size and root."""
+
+    seq: int
+    size: int
+    root: bytes
+
+
+class RecordChecker:
+    """Checks records one at a time, in log order, keeping what the next check needs.
+
+    Args:
+        origin: the log's origin, or None to take it from the first version-2 record.
+        prev_hash: the hash the next record must name.
+        next_seq: the sequence number of the next record.
+        ring: the keys and their ranges so far.
+        last_time_us: the previous record's time.
+        tree_append: adds a leaf hash to the tree the checkpoints are checked against.
+        tree_root: that tree's root and size.
+        trusted_keys: if given, every key the log adds without a rotation must be one
+            of them (an auditor pins the database's public key).
+    """
+
+    def __init__(
+        self,
+        *,
+        origin: str | None = None,
+        prev_hash: bytes = GENESIS_HASH,
+        next_seq: int = 1,
+        ring: KeyRing | None = None,
+        last_time_us: int = 0,
+        tree_append: Callable[[bytes], object] | None = None,
+        tree_root: Callable[[], tuple[int, bytes]] | None = None,
+        trusted_keys: Iterable[VerifierKey] | None = None,
+        migrated: bool = False,
+    ) -> None:
+        self.origin = origin
+        self.prev_hash = prev_hash
+        self.next_seq = next_seq
+        self.ring = ring if ring is not None else KeyRing()
+        self.last_time_us = last_time_us
+        self.frontier = Frontier()
+        self.tree_append = tree_append if tree_append is not None else self.frontier.append
+        self.tree_root = tree_root if tree_root is not None else self._frontier_root
+        self.trusted = None if trusted_keys is None else {k.fingerprint: k for k in trusted_keys}
+        self.seen_v2 = migrated
+        self.legacy_through = 0
+        self.checkpoints: list[CheckpointSeen] = []
+        self.keys: list[VerifierKey] = []
+
+    def _frontier_root(self) -> tuple[int, bytes]:
+        return self.frontier.size, self.frontier.root()
+
+    def active_keys(self, seq: int) -> list[VerifierKey]:
+        return [r.key for r in self.ring.ranges() if r.covers(seq)]
+
+    def check(self, seq: int, payload: bytes) -> Problem | None:
+        """Check the record at ``seq``; return its problem, if any. Always advances."""
+        problem = None
+        try:
+            fields = _unpackb(payload, raw=False, strict_map_key=False)
+        except Exception:  # msgpack raises several unrelated types; _check names it
+            fields = None
+        # The common record (a transaction, unsigned, in order) is checked inline; any
+        # other goes through ``_check``, which gives each failure its code.
+        if (
+            type(fields) is list
+            and len(fields) == FIELD_COUNT
+            and fields[VERSION] == FORMAT_VERSION
+            and fields[SEQ] == seq
+            and fields[PREV_HASH] == self.prev_hash
+            and fields[ORIGIN] == self.origin
+            and fields[HASH_ALG] == HASH_ALGORITHM
+            and fields[KEY_FP] is None
+            and fields[SIGNATURE] is None
+            and fields[KIND] in _PLAIN_KINDS
+            and type(fields[TIME_US]) is int
+            and fields[TIME_US] >= self.last_time_us
+            and type(fields[KIND]) is int
+        ):
+            self.last_time_us = fields[TIME_US]
+            self.seen_v2 = True
+        else:
+            try:
+                self._check(seq, payload)
+            except VerifyProblem as exc:
+                problem = Problem(exc.code, seq, exc.detail)
+        self.prev_hash = _sha256(payload).digest()
+        leaf = _leaf_context.copy()
+        leaf.update(payload)
+        self.tree_append(leaf.digest())
+        self.next_seq = seq + 1
+        return problem
+
+    def _check(self, seq: int, payload: bytes) -> None:
+        try:
+            fields = unpack_fields(payload)
+        except ValueError as exc:
+            raise VerifyProblem("record_malformed", str(exc)) from None
+        version = fields[VERSION]
+        if len(fields) == LEGACY_FIELD_COUNT and version == LEGACY_FORMAT_VERSION:
+            if self.seen_v2:
+                raise VerifyProblem(
+                    "legacy_record", "a 0.8 (version 1) record after the log was migrated"
+                )
+            self._check_position(seq, fields)
+            self.legacy_through = seq
+            return
+        if len(fields) != FIELD_COUNT or version != FORMAT_VERSION:
+            raise VerifyProblem("record_malformed", f"unknown record format version {version!r}")
+        kind = fields[KIND]
+        if type(kind) is not int or kind not in KNOWN_KINDS:
+            raise VerifyProblem("record_malformed", f"unknown record kind {kind!r}")
+        try:
+            check_algorithm("hash", fields[HASH_ALG])
+        except AlgorithmRefused as exc:
+            raise VerifyProblem("algorithm_refused", str(exc)) from None
+        origin = fields[ORIGIN]
+        if self.origin is None:
+            self.origin = origin
+        if origin != self.origin:
+            raise VerifyProblem(
+                "wrong_origin", f"record of log {origin!r}, this log is {self.origin!r}"
+            )
+        if self.legacy_through and not self.seen_v2 and kind != MIGRATED_KIND:
+            raise VerifyProblem("legacy_record", "0.8 records end without a migration marker")
+        self.seen_v2 = True
+        self._check_position(seq, fields)
+        time_us = fields[TIME_US]
+        if type(time_us) is not int or time_us < self.last_time_us:
+            raise VerifyProblem(
+                "time_backwards", f"commit time {time_us} is before {self.last_time_us}"
+            )
+        self.last_time_us = time_us
+        self._check_signature(seq, kind, fields)
+        if kind == CHECKPOINT_KIND:
+            self._check_checkpoint(seq, fields[BODY])
+
+    def _check_position(self, seq: int, fields: list[Any]) -> None:
+        if fields[SEQ] != seq:
+            raise VerifyProblem(
+                "seq_mismatch", f"record says seq {fields[SEQ]!r} at position {seq}"
+            )
+        if fields[PREV_HASH] != self.prev_hash:
+            raise VerifyProblem(
+                "chain_broken",
+                "prev_hash is not the previous record's hash (a record before it was "
+                "changed, removed or added)",
+            )
+
+    def _check_signature(self, seq: int, kind: int, fields: list[Any]) -> None:
+        key_fp, signature = fields[KEY_FP], fields[SIGNATURE]
+        body = fields[BODY]
+        if kind == KEY_ADDED_KIND:
+            key = self._key_from(body, 1)
+            if self.trusted is not None and key.fingerprint not in self.trusted:
+                raise VerifyProblem(
+                    "untrusted_key", f"the log adds key {key.to_text()}, not a trusted key"
+                )
+            if key_fp != key.fingerprint or type(signature) is not bytes:
+                raise VerifyProblem("key_event_invalid", "a key is added signed by itself")
+            self._verify(key, fields, signature)
+            try:
+                self.ring.add(key, seq)
+            except ValueError as exc:
+                raise VerifyProblem("key_event_invalid", str(exc)) from None
+            self.keys.append(key)
+            return
+        if kind == KEY_ROTATED_KIND:
+            new = self._key_from(body, 2)
+            old_fp = body[1] if type(body) is list and len(body) > 2 else None
+            if (
+                type(signature) is not list
+                or len(signature) != 2
+                or not all(type(s) is bytes for s in signature)
+            ):
+                raise VerifyProblem(
+                    "rotation_unsigned", "a rotation must be signed by the old and the new key"
+                )
+            if key_fp != old_fp or type(old_fp) is not bytes:
+                raise VerifyProblem("key_event_invalid", "a rotation is signed by its old key")
+            self._verify_ring(old_fp, seq, fields, signature[0])
+            self._verify(new, fields, signature[1])
+            try:
+                self.ring.rotate(old_fp, new, seq)
+            except ValueError as exc:
+                raise VerifyProblem("key_event_invalid", str(exc)) from None
+            self.keys.append(new)
+            return
+        if key_fp is None:
+            if signature is not None:
+                raise VerifyProblem("signature_invalid", "a signature without a key")
+            if kind == KEY_REVOKED_KIND:
+                raise VerifyProblem("key_event_invalid", "a revocation must be signed")
+            return
+        if type(key_fp) is not bytes or type(signature) is not bytes:
+            raise VerifyProblem("signature_invalid", "the signature field is not one signature")
+        self._verify_ring(key_fp, seq, fields, signature)
+        if kind == KEY_REVOKED_KIND:
+            revoked = body[1] if type(body) is list and len(body) > 1 else None
+            try:
+                self.ring.revoke(revoked, seq + 1 if revoked == key_fp else seq)  # type: ignore[arg-type]
+            except (ValueError, TypeError) as exc:
+                raise VerifyProblem("key_event_invalid", str(exc)) from None
+
+    def _key_from(self, body: Any, index: int) -> VerifierKey:
+        try:
+            key = VerifierKey.from_text(body[index])
+        except Exception as exc:
+            raise VerifyProblem("key_event_invalid", f"not a verifier key: {exc}") from None
+        if key.name != self.origin:
+            raise VerifyProblem("key_event_invalid", f"key {key.name!r} is not this log's")
+        return key
+
+    def _verify(self, key: VerifierKey, fields: list[Any], signature: bytes) -> None:
+        try:
+            key.verify(signing_message(fields), signature)
+        except SignatureInvalid as exc:
+            raise VerifyProblem("signature_invalid", str(exc)) from None
+
+    def _verify_ring(self, key_fp: bytes, seq: int, fields: list[Any], signature: bytes) -> None:
+        try:
+            self.ring.verify(key_fp, seq, signing_message(fields), signature)
+        except SignatureInvalid as exc:
+            code = exc.reason if exc.reason in ("key_out_of_range", "unknown_key") else None
+            raise VerifyProblem(code or "signature_invalid", str(exc)) from None
+
+    def _check_checkpoint(self, seq: int, body: Any) -> None:
+        note = body[1] if type(body) is list and len(body) > 1 else None
+        if type(note) is not str:
+            raise VerifyProblem("checkpoint_invalid", "a checkpoint record holds no note")
+        keys = self.active_keys(seq)
+        if not keys:
+            raise VerifyProblem("checkpoint_invalid", "no key is valid at this checkpoint")
+        try:
+            checkpoint = open_checkpoint(note, keys, origin=self.origin)
+        except (NoteMalformed, SignatureInvalid) as exc:
+            raise VerifyProblem("checkpoint_invalid", str(exc)) from None
+        size, root = self.tree_root()
+        if checkpoint.size != size or checkpoint.root_hash != root:
+            raise VerifyProblem(
+                "checkpoint_mismatch",
+                f"checkpoint says {checkpoint.size} records with root "
+                f"{checkpoint.root_hash.hex()[:16]}, the log's tree has {size} with "
+                f"{root.hex()[:16]}",
+            )
+        self.checkpoints.append(CheckpointSeen(seq, size, root))
+
+
+def read_side_checkpoints(data_dir: str) -> list[dict[str, Any]]:
+    """The side file's entries, oldest first; a torn last line is ignored."""
+    path = os.path.join(data_dir, CHECKPOINTS_FILE)
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except FileNotFoundError:
+        return []
+    entries = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a torn append: the entry was never complete
+        if isinstance(entry, dict) and isinstance(entry.get("note"), str):
+            entries.append(entry)
+    return entries
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.dropped = 0
+
+    def add(self, problem: Problem | None) -> None:
+        if problem is None:
+            return
+        if len(self.problems) < PROBLEMS_MAX:
+            self.problems.append(problem)
+        else:
+            self.dropped += 1
+
+
+def verify(
+    path: str | os.PathLike[str],
+    *,
+    keys: Iterable[VerifierKey] | None = None,
+    checkpoints: Iterable[str] = (),
+) -> VerifyResult:
+    """Verify the whole history of the data directory at ``path``.
+
+    Args:
+        path: a database's data directory (``log/``, ``ledger/``).
+        keys: public keys to trust; the log's first key (and any added without a
+            rotation) must be one of them. ``None`` trusts the keys the log names
+            (enough to detect changes after the fact, not a forger with disk access).
+        checkpoints: signed checkpoint notes kept elsewhere (by an auditor, a witness):
+            the log must contain them (``rollback``, ``checkpoint_fork`` otherwise).
+
+    Returns:
+        A :class:`VerifyResult`; ``ok`` is True only if nothing is wrong.
+    """
+    data_dir = os.fspath(path)
+    collector = _Collector()
+    roots: dict[int, bytes] = {}
+    frontier = Frontier()
+    side = read_side_checkpoints(data_dir)
+    wanted = {int(e.get("size", -1)) for e in side}
+    external: list[tuple[str, Checkpoint]] = []
+    for note in checkpoints:
+        try:
+            external.append((note, Checkpoint.from_text(note.split("\n\n", 1)[0] + "\n")))
+        except NoteMalformed as exc:
+            collector.add(Problem("checkpoint_invalid", 0, f"a trusted checkpoint: {exc}"))
+    wanted |= {c.size for _, c in external}
+
+    def append(leaf: bytes) -> None:
+        frontier.append(leaf)
+        if frontier.size in wanted:
+            roots[frontier.size] = frontier.root()
+
+    checker = RecordChecker(
+        tree_append=append,
+        tree_root=lambda: (frontier.size, frontier.root()),
+        trusted_keys=keys,
+    )
+    if 0 in wanted:
+        roots[0] = frontier.root()
+    reader = LogReader(data_dir)
+    last_seq = 0
+    try:
+        for record in reader:
+            collector.add(checker.check(record.seq, record.payload))
+            last_seq = record.seq
+    except LogDamage as exc:
+        collector.add(Problem("log_damaged", exc.seq, str(exc)))
+        last_seq = exc.seq - 1
+    _check_outside(checker, side, external, roots, last_seq, collector)
+    problems = sorted(collector.problems, key=lambda p: p.seq)
+    first = problems[0] if problems else None
+    return VerifyResult(
+        ok=first is None,
+        code=first.code if first else "ok",
+        first_bad_seq=first.seq if first else None,
+        detail=first.detail if first else f"{last_seq} records verified",
+        problems=problems,
+        records=last_seq,
+        checkpoints=len(checker.checkpoints),
+        legacy_through=checker.legacy_through,
+        origin=checker.origin,
+        keys=[k.to_text() for k in checker.keys],
+        problems_dropped=collector.dropped,
+    )
+
+
+def _check_outside(
+    checker: RecordChecker,
+    side: list[dict[str, Any]],
+    external: list[tuple[str, Checkpoint]],
+    roots: dict[int, bytes],
+    last_seq: int,
+    collector: _Collector,
+) -> None:
+    """Checkpoints kept outside the log must be in it: not beyond its end, same roots."""
+
+    def keys_at(size: int) -> list[VerifierKey]:
+        # A checkpoint of ``size`` records is written as record size + 1: only a key
+        # valid there may have signed it.
+        return checker.active_keys(size + 1)
+
+    for entry in side:
+        note = entry["note"]
+        try:
+            checkpoint = open_checkpoint(
+                note, keys_at(int(entry.get("size", -1))), origin=checker.origin
+            )
+        except (NoteMalformed, SignatureInvalid) as exc:
+            collector.add(
+                Problem("checkpoint_invalid", int(entry.get("seq", 0)), f"side file: {exc}")
+            )
+            continue
+        _compare(checkpoint, roots, last_seq, "truncated", "the side file's", collector)
+    for note, claimed in external:
+        if claimed.size > last_seq:  # the log may lack the key that signed it
+            _compare(claimed, roots, last_seq, "rollback", "a trusted", collector)
+            continue
+        try:
+            checkpoint = open_checkpoint(note, keys_at(claimed.size), origin=checker.origin)
+        except (NoteMalformed, SignatureInvalid) as exc:
+            collector.add(Problem("checkpoint_invalid", claimed.size, f"a trusted one: {exc}"))
+            continue
+        _compare(checkpoint, roots, last_seq, "rollback", "a trusted", collector)
+
+
+def _compare(
+    checkpoint: Checkpoint,
+    roots: dict[int, bytes],
+    last_seq: int,
+    short_code: str,
+    whose: str,
+    collector: _Collector,
+) -> None:
+    if checkpoint.size > last_seq:
+        collector.add(
+            Problem(
+                short_code,
+                last_seq + 1,
+                f"the log ends at seq {last_seq}, but {whose} checkpoint covers "
+                f"{checkpoint.size} records",
+            )
+        )
+        return
+    root = roots.get(checkpoint.size)
+    if root is not None and root != checkpoint.root_hash:
+        collector.add(
+            Problem(
+                "checkpoint_fork",
+                checkpoint.size,
+                f"{whose} checkpoint of {checkpoint.size} records has root "
+                f"{checkpoint.root_hash.hex()[:16]}, the log's tree {root.hex()[:16]}",
+            )
+        )
