@@ -20,6 +20,7 @@ from typing import Any
 from engines import POLICIES, CosmictronEngine, SqliteEngine, alternate, row_values, threaded_rate
 
 import cosmictron
+from cosmictron.durability import segment
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,6 +174,8 @@ def time_reopen(data: str) -> dict[str, Any]:
         "transactions": transactions,
         "cosmictron": seconds / rows * 1_000_000 if rows else None,
         "log_bytes": directory_bytes(os.path.join(data, "log")),
+        # The compiled frame reader (docs/design/hot-path.md) or the pure-Python one.
+        "log_reader": "compiled" if segment.COMPILED else "pure Python",
         "snapshot_bytes": directory_bytes(os.path.join(data, "snapshots")),
     }
 

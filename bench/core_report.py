@@ -78,7 +78,8 @@ def evaluate(results: dict[str, Any], threads: int) -> list[dict[str, Any]]:
         r = results[key]
         add(
             key,
-            f"{label} ({r['rows']:,} rows, {r['transactions']:,} tx)",
+            f"{label} ({r['rows']:,} rows, {r['transactions']:,} tx"
+            + (f", {r['log_reader']} reader)" if "log_reader" in r else ")"),
             "s per 1M rows",
             "<= 3 s per 1M rows",
             3.0 / r["cosmictron"] if r["cosmictron"] else None,

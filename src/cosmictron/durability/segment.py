@@ -53,7 +53,7 @@ import functools
 import operator
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from hashlib import sha256 as _sha256
 from zlib import crc32 as _crc32
 
@@ -76,6 +76,7 @@ from cosmictron.durability.record import (
 )
 from cosmictron.durability.storage import Storage
 from cosmictron.errors import CorruptLog
+from cosmictron.ledger.record_format import LEGACY_FIELD_COUNT, LEGACY_FORMAT_VERSION
 
 SEGMENT_MAGIC = b"CTLOG\x00\x02\x00"
 SEGMENT_HEADER = struct.Struct("<8sQ")
@@ -92,6 +93,23 @@ _VERSION, _KIND, _OFFSET, _PREV_HASH, _BODY = (operator.itemgetter(i) for i in r
 _digest = operator.methodcaller("digest")
 _new_record = functools.partial(tuple.__new__, Record)
 """``Record`` from a 5-tuple, without the generated ``__new__``'s Python frame."""
+_UNPACK_KWARGS = {"raw": False, "strict_map_key": False}
+_RECORD_FORMATS = {FORMAT_VERSION: FIELD_COUNT, LEGACY_FORMAT_VERSION: LEGACY_FIELD_COUNT}
+"""Record format versions the reader accepts, with their field counts (``record.py``)."""
+
+_read_frames: Callable[..., tuple[list[Record], int, int, bytes | None]] | None = None
+"""The compiled frame reader (``_frames.pyx``), or None: not built, or ``COSMICTRON_PURE``
+is set. It only accepts frames that pass every check below; where it stops, the Python
+reader takes over and applies the recovery rule (docs/design/hot-path.md)."""
+if not os.environ.get("COSMICTRON_PURE"):
+    try:
+        from cosmictron.durability._frames import read_frames as _compiled_read_frames
+    except ImportError:  # built without a compiler: the pure-Python reader
+        pass
+    else:
+        _read_frames = _compiled_read_frames
+COMPILED = _read_frames is not None
+"""Whether replay uses the compiled frame reader (tests check both ways are run)."""
 
 
 def segment_path(log_dir: str, base_offset: int) -> str:
@@ -223,7 +241,27 @@ class SegmentReader:
         position = SEGMENT_HEADER_BYTES
         unpack_header = FRAME_HEADER.unpack_from
         record_bytes_max = self.record_bytes_max
+        read_frames = _read_frames if type(data) is bytes else None
         while position < size:
+            if read_frames is not None and self.next_offset > self.skip_through:
+                records, end, self.next_offset, self.last_hash = read_frames(
+                    data,
+                    position,
+                    record_bytes_max,
+                    BATCH_FRAMES,
+                    self.next_offset,
+                    self.last_hash,
+                    _unpackb,
+                    _UNPACK_KWARGS,
+                    RECORD_KINDS,
+                    _RECORD_FORMATS,
+                    Record,
+                )
+                if records:
+                    position = self.valid_bytes = end
+                    yield records
+                    continue
+                # The first frame from here failed a check: the reader below names it.
             reason = None
             starts: list[int] = []
             payloads: list[memoryview] = []
@@ -319,12 +357,17 @@ class SegmentReader:
         count = len(fields)
         if set(map(type, fields)) != {list} or set(map(len, fields)) != {FIELD_COUNT}:
             return None
+        versions = list(map(_VERSION, fields))
         kinds = list(map(_KIND, fields))
         offsets = list(map(_OFFSET, fields))
         prev_hashes = list(map(_PREV_HASH, fields))
         try:
+            # Exact types, as ``record.py`` checks one record: True == 1 and 2.0 == 2, so
+            # set and list equality alone would let a bool version or a float offset in.
             if (
-                set(map(_VERSION, fields)) != {FORMAT_VERSION}
+                set(versions) != {FORMAT_VERSION}
+                or set(map(type, versions)) != {int}
+                or set(map(type, offsets)) != {int}
                 or set(map(type, kinds)) != {int}
                 or not RECORD_KINDS.issuperset(kinds)
                 or offsets != list(range(first, first + count))
