@@ -1,7 +1,7 @@
 """The built-in agent layer: a module any database includes next to its own tables.
 
 Owns: the agent tables (``tables``), tool calls with leases (``leases``), hand-offs with
-supervisor hooks (``handoffs``, ``hooks``), ``transfer_to_<agent>`` tool schemas
+supervisor hooks (``handoffs``, ``hooks``), LangGraph checkpoints (``checkpoints``), ``transfer_to_<agent>`` tool schemas
 (``schemas``). Imports: ``module`` (the decorators), root modules. Nothing here is
 special to the host: it is an ordinary module, included by
 ``from cosmictron.agents import *`` in a module file, which binds its tables and
@@ -10,6 +10,17 @@ reducers in that module's namespace where the loader finds them like the module'
 them with everything else.
 """
 
+from cosmictron.agents.checkpoints import (
+    GraphCheckpoint,
+    GraphCheckpointWrite,
+    GraphWrite,
+    copy_graph_thread,
+    delete_graph_runs,
+    delete_graph_thread,
+    prune_graph_checkpoints,
+    put_graph_checkpoint,
+    put_graph_writes,
+)
 from cosmictron.agents.errors import AgentError, HandoffLoop, HandoffRefused, StaleToolCall
 from cosmictron.agents.handoffs import (
     complete_handoff,
@@ -65,6 +76,9 @@ __all__ = [
     "AgentState",
     "AgentThread",
     "ClaimedToolCall",
+    "GraphCheckpoint",
+    "GraphCheckpointWrite",
+    "GraphWrite",
     "Handoff",
     "HandoffDecision",
     "HandoffLoop",
@@ -84,10 +98,16 @@ __all__ = [
     "complete_handoff",
     "complete_tool_call",
     "configure_agents",
+    "copy_graph_thread",
+    "delete_graph_runs",
+    "delete_graph_thread",
     "deny",
     "expire_tool_call_leases",
     "handoff_tool_schemas",
     "heartbeat_tool_call",
+    "prune_graph_checkpoints",
+    "put_graph_checkpoint",
+    "put_graph_writes",
     "record_tool_call",
     "register_agent",
     "request_handoff",
