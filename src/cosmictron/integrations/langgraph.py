@@ -97,8 +97,7 @@ class _Remote:
                 connect(database, server=url, token=token, use_saved_token=token is None)
             )
         except BaseException:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(5)
+            self._stop_loop()
             raise
 
     def wait(self, work: Coroutine[Any, Any, T]) -> T:
@@ -130,8 +129,13 @@ class _Remote:
         try:
             self.wait(self.client.close())
         finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(5)
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 def _blob(value: Any) -> bytes:

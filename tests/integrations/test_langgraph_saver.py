@@ -1,0 +1,195 @@
+"""CosmictronSaver against LangGraph's own checkpointer conformance suite, embedded and
+over a real server, and a real StateGraph interrupted and resumed from its stored
+checkpoint, including after the server is SIGKILLed and restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+import pytest
+
+pytest.importorskip(
+    "langgraph.checkpoint.conformance",
+    reason="needs the langgraph extra: pip install -e '.[langgraph]' (scripts/test installs it)",
+)
+
+from langgraph.checkpoint.conformance import checkpointer_test, validate  # noqa: E402
+from langgraph.checkpoint.conformance.report import CapabilityReport  # noqa: E402
+from langgraph.graph import END, START, StateGraph  # noqa: E402
+from langgraph.types import Command, interrupt  # noqa: E402
+
+from cosmictron import Database, DurabilityConfig  # noqa: E402
+from cosmictron.integrations.langgraph import CosmictronSaver  # noqa: E402
+from tests.server.conftest import Server, server, start_server, stop_server  # noqa: E402
+
+__all__ = ["server"]  # the fixture, shared with tests/server
+
+APP = "from cosmictron import *\nfrom cosmictron.agents import *\n"
+DB = "graphs"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    (tmp_path / "app.py").write_text(APP)
+    database = Database.open(
+        tmp_path / "data",
+        tmp_path / "app.py",
+        durability=DurabilityConfig.from_profile("development"),
+    )
+    yield database
+    database.close()
+
+
+def deploy(server: Server) -> str:
+    _, token = server.deployer()
+    reply = server.deploy(DB, APP, token)
+    assert reply.status == 201, reply
+    return token
+
+
+def conformance(make_saver: Any) -> CapabilityReport:
+    @checkpointer_test(name="CosmictronSaver")
+    async def saver() -> Any:
+        yield make_saver()
+
+    return asyncio.run(validate(saver))
+
+
+def assert_conformant(report: CapabilityReport) -> None:
+    failures = {name: r.failures for name, r in report.results.items() if r.failures}
+    assert failures == {}
+    # every capability was detected (its async method overridden) and ran
+    assert {name: r.detected for name, r in report.results.items()} == dict.fromkeys(
+        report.results, True
+    )
+    assert report.passed_all_base()
+    assert report.passed_all()
+    assert report.conformance_level() == "FULL"
+
+
+def test_conformance_embedded(db: Database) -> None:
+    assert_conformant(conformance(lambda: CosmictronSaver(db)))
+
+
+def test_conformance_over_a_real_server(server: Server) -> None:
+    token = deploy(server)
+    savers: list[CosmictronSaver] = []
+
+    def make() -> CosmictronSaver:
+        savers.append(CosmictronSaver.from_url(server.url, DB, token=token))
+        return savers[-1]
+
+    try:
+        assert_conformant(conformance(make))
+    finally:
+        for saver in savers:
+            saver.close()
+
+
+# -- a real graph: interrupt, then resume from the stored checkpoint -------------------
+
+
+class State(TypedDict):
+    request: str
+    steps: Annotated[list[str], operator.add]
+    approved: str
+
+
+def draft(state: State) -> dict[str, Any]:
+    return {"steps": [f"drafted reply to {state['request']}"]}
+
+
+def approve(state: State) -> dict[str, Any]:
+    answer = interrupt({"question": "send this reply?", "draft": state["steps"][-1]})
+    return {"approved": answer, "steps": [f"approval: {answer}"]}
+
+
+def send(state: State) -> dict[str, Any]:
+    return {"steps": ["sent" if state["approved"] == "yes" else "discarded"]}
+
+
+def build(saver: CosmictronSaver) -> Any:
+    graph = StateGraph(State)
+    graph.add_node("draft", draft)
+    graph.add_node("approve", approve)
+    graph.add_node("send", send)
+    graph.add_edge(START, "draft")
+    graph.add_edge("draft", "approve")
+    graph.add_edge("approve", "send")
+    graph.add_edge("send", END)
+    return graph.compile(checkpointer=saver)
+
+
+CONFIG = {"configurable": {"thread_id": "ticket-7"}}
+DONE = ["drafted reply to refund", "approval: yes", "sent"]
+
+
+def run_until_interrupt(saver: CosmictronSaver) -> None:
+    result = build(saver).invoke({"request": "refund", "steps": [], "approved": ""}, CONFIG)
+    assert result["__interrupt__"][0].value["question"] == "send this reply?"
+    state = build(saver).get_state(CONFIG)
+    assert state.next == ("approve",)
+    assert state.values["steps"] == ["drafted reply to refund"]
+
+
+def resume(saver: CosmictronSaver) -> None:
+    graph = build(saver)
+    assert graph.get_state(CONFIG).next == ("approve",)  # read back from the tables
+    result = graph.invoke(Command(resume="yes"), CONFIG)
+    assert result["steps"] == DONE
+    assert graph.get_state(CONFIG).next == ()
+    history = list(graph.get_state_history(CONFIG))
+    assert len(history) >= 4
+    assert [h.config["configurable"]["checkpoint_id"] for h in history] == sorted(
+        (h.config["configurable"]["checkpoint_id"] for h in history), reverse=True
+    )
+
+
+def test_graph_resumes_after_the_database_is_reopened(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(APP)
+    production = DurabilityConfig.from_profile("production")
+    with Database.open(tmp_path / "data", tmp_path / "app.py", durability=production) as db:
+        run_until_interrupt(CosmictronSaver(db))
+    with Database.open(tmp_path / "data", durability=production) as db:
+        resume(CosmictronSaver(db))
+        rows = db.sql("SELECT COUNT(*) AS n FROM graph_checkpoint").rows
+        assert rows[0][0] >= 4
+
+
+def test_async_graph_over_the_sdk(server: Server) -> None:
+    token = deploy(server)
+
+    async def run() -> list[str]:
+        async with CosmictronSaver.from_url(server.url, DB, token=token) as saver:
+            graph = build(saver)
+            config = {"configurable": {"thread_id": "async-1"}}
+            await graph.ainvoke({"request": "refund", "steps": [], "approved": ""}, config)
+            assert (await graph.aget_state(config)).next == ("approve",)
+            result = await graph.ainvoke(Command(resume="no"), config)
+            return list(result["steps"])
+
+    assert asyncio.run(run()) == ["drafted reply to refund", "approval: no", "discarded"]
+
+
+@pytest.mark.slow
+def test_graph_resumes_after_the_server_is_sigkilled(tmp_path: Path) -> None:
+    data_dir = tmp_path / "server-data"
+    running = start_server(data_dir, "--profile", "production")
+    try:
+        token = deploy(running)
+        with CosmictronSaver.from_url(running.url, DB, token=token) as saver:
+            run_until_interrupt(saver)
+        running.process.send_signal(signal.SIGKILL)
+        stop_server(running, signal.SIGKILL)
+        assert running.process.returncode == -signal.SIGKILL
+
+        running = start_server(data_dir, "--profile", "production")
+        with CosmictronSaver.from_url(running.url, DB, token=token) as saver:
+            resume(saver)
+    finally:
+        stop_server(running)
