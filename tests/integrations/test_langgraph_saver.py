@@ -18,14 +18,14 @@ pytest.importorskip(
     reason="needs the langgraph extra: pip install -e '.[langgraph]' (scripts/test installs it)",
 )
 
-from langgraph.checkpoint.conformance import checkpointer_test, validate  # noqa: E402
-from langgraph.checkpoint.conformance.report import CapabilityReport  # noqa: E402
-from langgraph.graph import END, START, StateGraph  # noqa: E402
-from langgraph.types import Command, interrupt  # noqa: E402
+from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.conformance.report import CapabilityReport
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, interrupt
 
-from cosmictron import Database, DurabilityConfig  # noqa: E402
-from cosmictron.integrations.langgraph import CosmictronSaver  # noqa: E402
-from tests.server.conftest import Server, server, start_server, stop_server  # noqa: E402
+from cosmictron import Database, DurabilityConfig
+from cosmictron.integrations.langgraph import CosmictronSaver
+from tests.server.conftest import Server, server, start_server, stop_server
 
 __all__ = ["server"]  # the fixture, shared with tests/server
 

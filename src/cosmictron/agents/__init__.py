@@ -1,13 +1,14 @@
 """The built-in agent layer: a module any database includes next to its own tables.
 
 Owns: the agent tables (``tables``), tool calls with leases (``leases``), hand-offs with
-supervisor hooks (``handoffs``, ``hooks``), LangGraph checkpoints (``checkpoints``), ``transfer_to_<agent>`` tool schemas
+supervisor hooks (``handoffs``, ``hooks``), ``transfer_to_<agent>`` tool schemas
 (``schemas``). Imports: ``module`` (the decorators), root modules. Nothing here is
 special to the host: it is an ordinary module, included by
 ``from cosmictron.agents import *`` in a module file, which binds its tables and
 reducers in that module's namespace where the loader finds them like the module's own
 (docs/guide/agents.md). Agent events are ordinary committed rows, so the ledger signs
-them with everything else.
+them with everything else. ``checkpoints`` holds LangGraph's checkpoints and writes for
+``cosmictron.integrations.langgraph.CosmictronSaver``.
 """
 
 from cosmictron.agents.checkpoints import (

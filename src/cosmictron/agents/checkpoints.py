@@ -15,7 +15,7 @@ them as the database's owner (embedded, or over the SDK with the owner's token).
 
 from __future__ import annotations
 
-from cosmictron.module import Index, ReducerContext, field, reducer, table, type_
+from cosmictron.module import Index, ReducerContext, reducer, table, type_
 
 
 @table(
@@ -194,8 +194,14 @@ def copy_graph_thread(ctx: ReducerContext, source_thread_id: str, target_thread_
     writes = ctx.db.graph_checkpoint_write.primary_key
     for write in list(ctx.db.graph_checkpoint_write.thread.filter(source_thread_id)):
         write.thread_id = target_thread_id
-        key = (target_thread_id, write.checkpoint_ns, write.checkpoint_id, write.task_id, write.idx)
-        if writes.find(key) is None:
+        write_key = (
+            target_thread_id,
+            write.checkpoint_ns,
+            write.checkpoint_id,
+            write.task_id,
+            write.idx,
+        )
+        if writes.find(write_key) is None:
             ctx.db.graph_checkpoint_write.insert(write)
         else:
             writes.update(write)

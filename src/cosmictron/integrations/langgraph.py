@@ -165,9 +165,7 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
         serde: SerializerProtocol | None = None,
     ) -> None:
         super().__init__(serde=serde)
-        self._backend: _Embedded | _Remote = (
-            _Embedded(db) if isinstance(db, Database) else db
-        )
+        self._backend: _Embedded | _Remote = _Embedded(db) if isinstance(db, Database) else db
 
     @classmethod
     def from_url(
@@ -308,7 +306,9 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
         task_path: str = "",
     ) -> None:
         """Store a task's writes at the checkpoint of ``config``, in one transaction."""
-        self._backend.call("put_graph_writes", *self._writes_args(config, writes, task_id, task_path))
+        self._backend.call(
+            "put_graph_writes", *self._writes_args(config, writes, task_id, task_path)
+        )
 
     async def aput_writes(
         self,
@@ -339,9 +339,7 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
         self._backend.call("copy_graph_thread", str(source_thread_id), str(target_thread_id))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await self._backend.acall(
-            "copy_graph_thread", str(source_thread_id), str(target_thread_id)
-        )
+        await self._backend.acall("copy_graph_thread", str(source_thread_id), str(target_thread_id))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``keep_latest``: keep each namespace's newest checkpoint; ``delete``: all.
@@ -349,9 +347,7 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
         self._backend.call("prune_graph_checkpoints", [str(t) for t in thread_ids], strategy)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self._backend.acall(
-            "prune_graph_checkpoints", [str(t) for t in thread_ids], strategy
-        )
+        await self._backend.acall("prune_graph_checkpoints", [str(t) for t in thread_ids], strategy)
 
     # -- reads: SQL over the snapshot (in process) or a one-off query (SDK) ----------
 
@@ -395,11 +391,17 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
         self, rows: list[dict[str, Any]], checkpoint_ns: str, checkpoint_id: str
     ) -> list[tuple[str, str, Any]]:
         mine = [
-            r for r in rows if r["checkpoint_ns"] == checkpoint_ns and r["checkpoint_id"] == checkpoint_id
+            r
+            for r in rows
+            if r["checkpoint_ns"] == checkpoint_ns and r["checkpoint_id"] == checkpoint_id
         ]
         mine.sort(key=lambda r: (r["task_path"], r["task_id"], r["idx"]))
         return [
-            (r["task_id"], r["channel"], self.serde.loads_typed((r["value_type"], _blob(r["value"]))))
+            (
+                r["task_id"],
+                r["channel"],
+                self.serde.loads_typed((r["value_type"], _blob(r["value"]))),
+            )
             for r in mine
         ]
 
@@ -419,7 +421,13 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
             checkpoint=checkpoint,
             metadata=metadata,
             parent_config=(
-                {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": parent}}
+                {
+                    "configurable": {
+                        "thread_id": thread_id,
+                        "checkpoint_ns": ns,
+                        "checkpoint_id": parent,
+                    }
+                }
                 if parent
                 else None
             ),
@@ -454,7 +462,7 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
         filter: dict[str, Any] | None,
         limit: int | None,
     ) -> list[dict[str, Any]]:
-        chosen = []
+        chosen: list[dict[str, Any]] = []
         for row in rows:
             if limit is not None and len(chosen) >= limit:
                 break
