@@ -23,7 +23,7 @@ from langgraph.checkpoint.conformance.report import CapabilityReport
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
-from cosmictron import Database, DurabilityConfig
+from cosmictron import CosmictronError, Database, DurabilityConfig, PermissionDenied, ReducerFailed
 from cosmictron.integrations.langgraph import CosmictronSaver
 from tests.server.conftest import Server, server, start_server, stop_server
 
@@ -193,3 +193,31 @@ def test_graph_resumes_after_the_server_is_sigkilled(tmp_path: Path) -> None:
             resume(saver)
     finally:
         stop_server(running)
+
+
+# -- refusals ---------------------------------------------------------------------------
+
+
+def test_bad_requests_are_refused_and_change_nothing(db: Database) -> None:
+    saver = CosmictronSaver(db)
+    run_until_interrupt(saver)
+    before = list(saver.list(CONFIG))
+    with pytest.raises(ReducerFailed, match="prune strategy must be one of keep_latest, delete"):
+        saver.prune(["ticket-7"], strategy="keep_oldest")
+    with pytest.raises(ReducerFailed, match="source and target are the same thread"):
+        saver.copy_thread("ticket-7", "ticket-7")
+    assert [t.config for t in saver.list(CONFIG)] == [t.config for t in before]
+
+
+def test_only_the_owner_reads_or_writes_checkpoints_over_a_server(server: Server) -> None:
+    owner_token = deploy(server)
+    with CosmictronSaver.from_url(server.url, DB, token=owner_token) as saver:
+        run_until_interrupt(saver)
+    _, stranger_token = server.identity()
+    with CosmictronSaver.from_url(server.url, DB, token=stranger_token) as stranger:
+        with pytest.raises(CosmictronError, match="belong to the database's owner"):
+            stranger.delete_thread("ticket-7")
+        with pytest.raises(PermissionDenied):
+            stranger.get_tuple(CONFIG)
+    with CosmictronSaver.from_url(server.url, DB, token=owner_token) as saver:
+        assert saver.get_tuple(CONFIG) is not None  # the stranger deleted nothing

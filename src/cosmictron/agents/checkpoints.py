@@ -15,7 +15,8 @@ them as the database's owner (embedded, or over the SDK with the owner's token).
 
 from __future__ import annotations
 
-from cosmictron.module import Index, ReducerContext, reducer, table, type_
+from cosmictron.errors import PermissionDenied
+from cosmictron.module import CURRENT_DB, Index, ReducerContext, reducer, table, type_
 
 
 @table(
@@ -76,6 +77,18 @@ class GraphWrite:
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 
 
+def require_owner(ctx: ReducerContext, what: str) -> None:
+    """Checkpoints are the owner's, for writing as for reading (the tables are
+    private): another identity could otherwise rewrite or delete any thread's state."""
+    database = CURRENT_DB.get(None)
+    owner = getattr(database, "owner", None)
+    if owner is not None and ctx.sender != owner:
+        raise PermissionDenied(
+            f"{what}: graph checkpoints belong to the database's owner; connect "
+            f"CosmictronSaver with the owner's token (caller {ctx.sender})"
+        )
+
+
 @reducer
 def put_graph_checkpoint(
     ctx: ReducerContext,
@@ -90,6 +103,7 @@ def put_graph_checkpoint(
     metadata: bytes,
 ) -> None:
     """Store a checkpoint (replacing one with the same id, as LangGraph's savers do)."""
+    require_owner(ctx, "put_graph_checkpoint")
     row = GraphCheckpoint(
         thread_id,
         checkpoint_ns,
@@ -124,6 +138,7 @@ def put_graph_writes(
     crash cannot change what the step already recorded; a special one (``idx`` < 0) is
     replaced, as LangGraph's own savers do.
     """
+    require_owner(ctx, "put_graph_writes")
     handle = ctx.db.graph_checkpoint_write.primary_key
     for write in writes:
         key = (thread_id, checkpoint_ns, checkpoint_id, task_id, write.idx)
@@ -154,6 +169,7 @@ def _delete_writes_of(ctx: ReducerContext, checkpoint: GraphCheckpoint) -> None:
 @reducer
 def delete_graph_thread(ctx: ReducerContext, thread_id: str) -> int:
     """Delete every checkpoint and write of a thread; returns how many checkpoints."""
+    require_owner(ctx, "delete_graph_thread")
     checkpoints = list(ctx.db.graph_checkpoint.thread.filter(thread_id))
     for write in list(ctx.db.graph_checkpoint_write.thread.filter(thread_id)):
         ctx.db.graph_checkpoint_write.delete(write)
@@ -165,6 +181,7 @@ def delete_graph_thread(ctx: ReducerContext, thread_id: str) -> int:
 @reducer
 def delete_graph_runs(ctx: ReducerContext, run_ids: list[str]) -> int:
     """Delete the checkpoints (and their writes) made by these runs, in every thread."""
+    require_owner(ctx, "delete_graph_runs")
     deleted = 0
     for run_id in dict.fromkeys(run_ids):
         if run_id == "":
@@ -180,6 +197,7 @@ def delete_graph_runs(ctx: ReducerContext, run_ids: list[str]) -> int:
 def copy_graph_thread(ctx: ReducerContext, source_thread_id: str, target_thread_id: str) -> int:
     """Copy every checkpoint and write of a thread to another (whole parent chains, so
     delta channels stay reconstructible); returns how many checkpoints were copied."""
+    require_owner(ctx, "copy_graph_thread")
     if source_thread_id == target_thread_id:
         raise ValueError("copy_graph_thread: source and target are the same thread")
     checkpoints = list(ctx.db.graph_checkpoint.thread.filter(source_thread_id))
@@ -219,6 +237,7 @@ def prune_graph_checkpoints(
     graph that uses LangGraph's ``DeltaChannel`` (its values live in the ancestors'
     writes): the same caveat as LangGraph's own ``prune``.
     """
+    require_owner(ctx, "prune_graph_checkpoints")
     if strategy not in PRUNE_STRATEGIES:
         raise ValueError(
             f"prune strategy must be one of {', '.join(PRUNE_STRATEGIES)}, got {strategy!r}"
