@@ -25,6 +25,7 @@ import asyncio
 import random
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
@@ -54,6 +55,67 @@ CHECKPOINT_COLUMNS = (
 WRITE_COLUMNS = "checkpoint_ns, checkpoint_id, task_id, idx, task_path, channel, value_type, value"
 
 
+@dataclass(frozen=True)
+class _Where:
+    """Which checkpoints a read wants (None: any)."""
+
+    thread_id: str | None = None
+    checkpoint_ns: str | None = None
+    checkpoint_id: str | None = None
+    before: str | None = None
+    latest_only: bool = False
+
+    def admits(self, row: dict[str, Any]) -> bool:
+        return (
+            (self.thread_id is None or row["thread_id"] == self.thread_id)
+            and (self.checkpoint_ns is None or row["checkpoint_ns"] == self.checkpoint_ns)
+            and (self.checkpoint_id is None or row["checkpoint_id"] == self.checkpoint_id)
+            and (self.before is None or row["checkpoint_id"] < self.before)
+        )
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    return {f.name: getattr(row, f.name) for f in fields(row)}
+
+
+def _newest_first(rows: list[dict[str, Any]], where: _Where) -> list[dict[str, Any]]:
+    rows.sort(key=lambda r: r["checkpoint_id"], reverse=True)
+    return rows[:1] if where.latest_only else rows
+
+
+def _checkpoints_sql(where: _Where) -> tuple[str, dict[str, Any]]:
+    conditions: list[str] = []
+    params: dict[str, Any] = {}
+    for column, value, op in (
+        ("thread_id", where.thread_id, "="),
+        ("checkpoint_ns", where.checkpoint_ns, "="),
+        ("checkpoint_id", where.checkpoint_id, "="),
+        ("checkpoint_id", where.before, "<"),
+    ):
+        if value is not None:
+            name = f"p{len(params)}"
+            conditions.append(f"{column} {op} :{name}")
+            params[name] = value
+    query = f"SELECT {CHECKPOINT_COLUMNS} FROM graph_checkpoint"
+    if conditions:
+        query += " WHERE " + " AND ".join(conditions)
+    query += " ORDER BY checkpoint_id DESC"
+    if where.latest_only:
+        query += " LIMIT 1"
+    return query, params
+
+
+def _writes_sql(
+    thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
+) -> tuple[str, dict[str, Any]]:
+    query = f"SELECT {WRITE_COLUMNS} FROM graph_checkpoint_write WHERE thread_id = :t"
+    params = {"t": thread_id}
+    if checkpoint_ns is not None and checkpoint_id is not None:
+        query += " AND checkpoint_ns = :ns AND checkpoint_id = :id"
+        params.update(ns=checkpoint_ns, id=checkpoint_id)
+    return query, params
+
+
 class _Embedded:
     """A ``Database`` in this process."""
 
@@ -68,14 +130,50 @@ class _Embedded:
         """In process, a reducer's ``list[GraphWrite]`` argument takes the objects."""
         return [GraphWrite(**row) for row in rows]
 
-    def sql(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        return self.db.sql(query, params).as_dicts()
-
     async def acall(self, reducer: str, *args: Any) -> Any:
         return await asyncio.to_thread(self.db.call, reducer, *args)
 
-    async def asql(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.sql, query, params)
+    def checkpoints(self, where: _Where) -> list[dict[str, Any]]:
+        """Through the primary key or the thread index, under the writer lock (no
+        commit is half-seen); SQL would project and weigh every row of the thread."""
+
+        def read(_: Any) -> list[dict[str, Any]]:
+            table = self.db.table("graph_checkpoint")
+            if where.thread_id is not None and where.checkpoint_id is not None:
+                key = (where.thread_id, where.checkpoint_ns or "", where.checkpoint_id)
+                found = table.primary_key.find(key)
+                candidates = [] if found is None else [found]
+            elif where.thread_id is not None:
+                candidates = list(table.thread.filter(where.thread_id))
+            else:
+                candidates = list(table.iter())
+            rows = [r for r in map(_row_dict, candidates) if where.admits(r)]
+            return _newest_first(rows, where)
+
+        result: list[dict[str, Any]] = self.db.read(read)
+        return result
+
+    def writes_of(
+        self, thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
+    ) -> list[dict[str, Any]]:
+        def read(_: Any) -> list[dict[str, Any]]:
+            table = self.db.table("graph_checkpoint_write")
+            if checkpoint_ns is not None and checkpoint_id is not None:
+                found = table.checkpoint.filter((thread_id, checkpoint_ns, checkpoint_id))
+            else:
+                found = table.thread.filter(thread_id)
+            return [_row_dict(r) for r in found]
+
+        result: list[dict[str, Any]] = self.db.read(read)
+        return result
+
+    async def acheckpoints(self, where: _Where) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.checkpoints, where)
+
+    async def awrites_of(
+        self, thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
+    ) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.writes_of, thread_id, checkpoint_ns, checkpoint_id)
 
     def close(self) -> None:
         """The caller opened the database and closes it."""
@@ -114,13 +212,26 @@ class _Remote:
         """Over the wire, a ``GraphWrite`` is an object keyed by field name."""
         return rows
 
-    def sql(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        return self.wait(self.client.sql(query, params))
-
     async def acall(self, reducer: str, *args: Any) -> Any:
         return await self.awaited(self.client.call(reducer, *args))
 
-    async def asql(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def checkpoints(self, where: _Where) -> list[dict[str, Any]]:
+        """By a one-off query on the connection: it follows every write acknowledged
+        before it."""
+        return self.wait(self.client.sql(*_checkpoints_sql(where)))
+
+    def writes_of(
+        self, thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
+    ) -> list[dict[str, Any]]:
+        return self.wait(self.client.sql(*_writes_sql(thread_id, checkpoint_ns, checkpoint_id)))
+
+    async def acheckpoints(self, where: _Where) -> list[dict[str, Any]]:
+        return await self.awaited(self.client.sql(*_checkpoints_sql(where)))
+
+    async def awrites_of(
+        self, thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
+    ) -> list[dict[str, Any]]:
+        query, params = _writes_sql(thread_id, checkpoint_ns, checkpoint_id)
         return await self.awaited(self.client.sql(query, params))
 
     def close(self) -> None:
@@ -349,43 +460,21 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         await self._backend.acall("prune_graph_checkpoints", [str(t) for t in thread_ids], strategy)
 
-    # -- reads: SQL over the snapshot (in process) or a one-off query (SDK) ----------
+    # -- reads: the tables' indexes (in process) or a one-off SQL query (SDK) --------
 
     @staticmethod
-    def _checkpoint_query(
-        config: RunnableConfig | None,
-        before: RunnableConfig | None,
-        latest_only: bool,
-    ) -> tuple[str, dict[str, Any]]:
-        where: list[str] = []
-        params: dict[str, Any] = {}
+    def _where(
+        config: RunnableConfig | None, before: RunnableConfig | None, latest_only: bool
+    ) -> _Where:
+        thread_id = ns = checkpoint_id = None
         if config is not None:
             configurable = config["configurable"]
-            where.append("thread_id = :thread_id")
-            params["thread_id"] = str(configurable["thread_id"])
+            thread_id = str(configurable["thread_id"])
             if configurable.get("checkpoint_ns") is not None or latest_only:
-                where.append("checkpoint_ns = :ns")
-                params["ns"] = str(configurable.get("checkpoint_ns") or "")
-            if checkpoint_id := get_checkpoint_id(config):
-                where.append("checkpoint_id = :checkpoint_id")
-                params["checkpoint_id"] = checkpoint_id
-        if before is not None and (before_id := get_checkpoint_id(before)):
-            where.append("checkpoint_id < :before")
-            params["before"] = before_id
-        query = f"SELECT {CHECKPOINT_COLUMNS} FROM graph_checkpoint"
-        if where:
-            query += " WHERE " + " AND ".join(where)
-        query += " ORDER BY checkpoint_id DESC"
-        if latest_only:
-            query += " LIMIT 1"
-        return query, params
-
-    @staticmethod
-    def _writes_query(thread_id: str) -> tuple[str, dict[str, Any]]:
-        return (
-            f"SELECT {WRITE_COLUMNS} FROM graph_checkpoint_write WHERE thread_id = :thread_id",
-            {"thread_id": thread_id},
-        )
+                ns = str(configurable.get("checkpoint_ns") or "")
+            checkpoint_id = get_checkpoint_id(config) or None
+        before_id = (get_checkpoint_id(before) or None) if before is not None else None
+        return _Where(thread_id, ns, checkpoint_id, before_id, latest_only)
 
     def _pending_writes(
         self, rows: list[dict[str, Any]], checkpoint_ns: str, checkpoint_id: str
@@ -441,20 +530,24 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint of ``config`` (its ``checkpoint_id``, or the thread's latest in
         its namespace), with its pending writes; None when there is none."""
-        query, params = self._checkpoint_query(config, None, latest_only=True)
-        rows = self._backend.sql(query, params)
+        rows = self._backend.checkpoints(self._where(config, None, latest_only=True))
         if not rows:
             return None
-        writes = self._backend.sql(*self._writes_query(rows[0]["thread_id"]))
-        return self._tuple(rows[0], writes)
+        row = rows[0]
+        writes = self._backend.writes_of(
+            row["thread_id"], row["checkpoint_ns"], row["checkpoint_id"]
+        )
+        return self._tuple(row, writes)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        query, params = self._checkpoint_query(config, None, latest_only=True)
-        rows = await self._backend.asql(query, params)
+        rows = await self._backend.acheckpoints(self._where(config, None, latest_only=True))
         if not rows:
             return None
-        writes = await self._backend.asql(*self._writes_query(rows[0]["thread_id"]))
-        return self._tuple(rows[0], writes)
+        row = rows[0]
+        writes = await self._backend.awrites_of(
+            row["thread_id"], row["checkpoint_ns"], row["checkpoint_id"]
+        )
+        return self._tuple(row, writes)
 
     def _select(
         self,
@@ -484,13 +577,13 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
         """Checkpoints newest first: of ``config``'s thread (and namespace, when given)
         or of every thread, whose metadata has ``filter``'s values, older than
         ``before``, at most ``limit``."""
-        query, params = self._checkpoint_query(config, before, latest_only=False)
-        rows = self._select(self._backend.sql(query, params), filter, limit)
+        where = self._where(config, before, latest_only=False)
+        rows = self._select(self._backend.checkpoints(where), filter, limit)
         writes: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             thread_id = row["thread_id"]
             if thread_id not in writes:
-                writes[thread_id] = self._backend.sql(*self._writes_query(thread_id))
+                writes[thread_id] = self._backend.writes_of(thread_id, None, None)
             yield self._tuple(row, writes[thread_id])
 
     async def alist(
@@ -501,11 +594,11 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        query, params = self._checkpoint_query(config, before, latest_only=False)
-        rows = self._select(await self._backend.asql(query, params), filter, limit)
+        where = self._where(config, before, latest_only=False)
+        rows = self._select(await self._backend.acheckpoints(where), filter, limit)
         writes: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             thread_id = row["thread_id"]
             if thread_id not in writes:
-                writes[thread_id] = await self._backend.asql(*self._writes_query(thread_id))
+                writes[thread_id] = await self._backend.awrites_of(thread_id, None, None)
             yield self._tuple(row, writes[thread_id])
