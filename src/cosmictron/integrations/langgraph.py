@@ -65,12 +65,13 @@ class _Where:
     before: str | None = None
     latest_only: bool = False
 
-    def admits(self, row: dict[str, Any]) -> bool:
+    def admits_row(self, row: Any) -> bool:
+        """``admits`` for a row object (no dict built for rows left out)."""
         return (
-            (self.thread_id is None or row["thread_id"] == self.thread_id)
-            and (self.checkpoint_ns is None or row["checkpoint_ns"] == self.checkpoint_ns)
-            and (self.checkpoint_id is None or row["checkpoint_id"] == self.checkpoint_id)
-            and (self.before is None or row["checkpoint_id"] < self.before)
+            (self.thread_id is None or row.thread_id == self.thread_id)
+            and (self.checkpoint_ns is None or row.checkpoint_ns == self.checkpoint_ns)
+            and (self.checkpoint_id is None or row.checkpoint_id == self.checkpoint_id)
+            and (self.before is None or row.checkpoint_id < self.before)
         )
 
 
@@ -147,8 +148,10 @@ class _Embedded:
                 candidates = list(table.thread.filter(where.thread_id))
             else:
                 candidates = list(table.iter())
-            rows = [r for r in map(_row_dict, candidates) if where.admits(r)]
-            return _newest_first(rows, where)
+            admitted = [r for r in candidates if where.admits_row(r)]
+            if where.latest_only and admitted:
+                admitted = [max(admitted, key=lambda r: r.checkpoint_id)]
+            return _newest_first([_row_dict(r) for r in admitted], where)
 
         result: list[dict[str, Any]] = self.db.read(read)
         return result
