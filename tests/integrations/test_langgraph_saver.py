@@ -221,3 +221,33 @@ def test_only_the_owner_reads_or_writes_checkpoints_over_a_server(server: Server
             stranger.get_tuple(CONFIG)
     with CosmictronSaver.from_url(server.url, DB, token=owner_token) as saver:
         assert saver.get_tuple(CONFIG) is not None  # the stranger deleted nothing
+
+
+def test_the_latest_checkpoint_follows_deletions_copies_and_prunes(db: Database) -> None:
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    saver = CosmictronSaver(db)
+    config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    ids = []
+    for run in ("run-a", "run-b", "run-c"):
+        checkpoint = empty_checkpoint()
+        config = saver.put(config, checkpoint, {"run_id": run, "step": len(ids)}, {})
+        ids.append(checkpoint["id"])
+    latest = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+
+    def head(thread: str = "t") -> str | None:
+        found = saver.get_tuple({"configurable": {"thread_id": thread, "checkpoint_ns": ""}})
+        return None if found is None else found.checkpoint["id"]
+
+    assert head() == ids[2]
+    saver.delete_for_runs(["run-c"])
+    assert head() == ids[1]  # the newest left, not the deleted one
+    saver.copy_thread("t", "t2")
+    assert head("t2") == ids[1]
+    saver.prune(["t"], strategy="keep_latest")
+    assert [c.checkpoint["id"] for c in saver.list(latest)] == [ids[1]]
+    saver.prune(["t2"], strategy="delete")
+    assert head("t2") is None
+    saver.delete_thread("t")
+    assert head() is None
+    assert db.sql("SELECT COUNT(*) AS n FROM graph_thread_head").rows[0][0] == 0

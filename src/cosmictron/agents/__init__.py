@@ -14,6 +14,7 @@ them with everything else. ``checkpoints`` holds LangGraph's checkpoints and wri
 from cosmictron.agents.checkpoints import (
     GraphCheckpoint,
     GraphCheckpointWrite,
+    GraphThreadHead,
     GraphWrite,
     copy_graph_thread,
     delete_graph_runs,
@@ -79,6 +80,7 @@ __all__ = [
     "ClaimedToolCall",
     "GraphCheckpoint",
     "GraphCheckpointWrite",
+    "GraphThreadHead",
     "GraphWrite",
     "Handoff",
     "HandoffDecision",

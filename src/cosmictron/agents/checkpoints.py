@@ -64,6 +64,20 @@ class GraphCheckpointWrite:
     value: bytes = b""
 
 
+@table(
+    name="graph_thread_head",
+    primary_key=("thread_id", "checkpoint_ns"),
+    indexes=[Index("thread", ("thread_id",))],
+)
+class GraphThreadHead:
+    """The newest checkpoint of each thread and namespace, kept by the reducers below so
+    that "resume this thread" is two key lookups, not a scan of the thread's history."""
+
+    thread_id: str = ""
+    checkpoint_ns: str = ""
+    checkpoint_id: str = ""
+
+
 @type_
 class GraphWrite:
     """A write as ``put_graph_writes`` takes it: its index, channel and serialized value."""
@@ -87,6 +101,32 @@ def require_owner(ctx: ReducerContext, what: str) -> None:
             f"{what}: graph checkpoints belong to the database's owner; connect "
             f"CosmictronSaver with the owner's token (caller {ctx.sender})"
         )
+
+
+def _refresh_head(ctx: ReducerContext, thread_id: str, checkpoint_ns: str) -> None:
+    """Recompute a namespace's head after checkpoints were removed or copied in."""
+    newest = ""
+    for checkpoint in ctx.db.graph_checkpoint.thread.filter(thread_id):
+        if checkpoint.checkpoint_ns == checkpoint_ns and checkpoint.checkpoint_id > newest:
+            newest = checkpoint.checkpoint_id
+    _set_head(ctx, thread_id, checkpoint_ns, newest, only_if_newer=False)
+
+
+def _set_head(
+    ctx: ReducerContext, thread_id: str, checkpoint_ns: str, checkpoint_id: str, only_if_newer: bool
+) -> None:
+    heads = ctx.db.graph_thread_head.primary_key
+    head = heads.find((thread_id, checkpoint_ns))
+    if head is None:
+        if checkpoint_id:
+            ctx.db.graph_thread_head.insert(
+                GraphThreadHead(thread_id, checkpoint_ns, checkpoint_id)
+            )
+    elif not checkpoint_id:
+        ctx.db.graph_thread_head.delete(head)
+    elif not only_if_newer or checkpoint_id > head.checkpoint_id:
+        head.checkpoint_id = checkpoint_id
+        heads.update(head)
 
 
 @reducer
@@ -120,6 +160,7 @@ def put_graph_checkpoint(
         ctx.db.graph_checkpoint.insert(row)
     else:
         handle.update(row)
+    _set_head(ctx, thread_id, checkpoint_ns, checkpoint_id, only_if_newer=True)
 
 
 @reducer
@@ -175,6 +216,8 @@ def delete_graph_thread(ctx: ReducerContext, thread_id: str) -> int:
         ctx.db.graph_checkpoint_write.delete(write)
     for checkpoint in checkpoints:
         ctx.db.graph_checkpoint.delete(checkpoint)
+    for head in list(ctx.db.graph_thread_head.thread.filter(thread_id)):
+        ctx.db.graph_thread_head.delete(head)
     return len(checkpoints)
 
 
@@ -183,13 +226,17 @@ def delete_graph_runs(ctx: ReducerContext, run_ids: list[str]) -> int:
     """Delete the checkpoints (and their writes) made by these runs, in every thread."""
     require_owner(ctx, "delete_graph_runs")
     deleted = 0
+    touched: set[tuple[str, str]] = set()
     for run_id in dict.fromkeys(run_ids):
         if run_id == "":
             continue  # checkpoints without a run id are no run's
         for checkpoint in list(ctx.db.graph_checkpoint.run.filter(run_id)):
             _delete_writes_of(ctx, checkpoint)
             ctx.db.graph_checkpoint.delete(checkpoint)
+            touched.add((checkpoint.thread_id, checkpoint.checkpoint_ns))
             deleted += 1
+    for thread_id, checkpoint_ns in touched:
+        _refresh_head(ctx, thread_id, checkpoint_ns)
     return deleted
 
 
@@ -223,6 +270,8 @@ def copy_graph_thread(ctx: ReducerContext, source_thread_id: str, target_thread_
             ctx.db.graph_checkpoint_write.insert(write)
         else:
             writes.update(write)
+    for checkpoint_ns in {c.checkpoint_ns for c in checkpoints}:
+        _refresh_head(ctx, target_thread_id, checkpoint_ns)
     return len(checkpoints)
 
 
@@ -259,4 +308,6 @@ def prune_graph_checkpoints(
             _delete_writes_of(ctx, checkpoint)
             ctx.db.graph_checkpoint.delete(checkpoint)
             removed += 1
+        for checkpoint_ns in {c.checkpoint_ns for c in checkpoints}:
+            _refresh_head(ctx, thread_id, checkpoint_ns)
     return removed

@@ -144,6 +144,13 @@ class _Embedded:
                 key = (where.thread_id, where.checkpoint_ns or "", where.checkpoint_id)
                 found = table.primary_key.find(key)
                 candidates = [] if found is None else [found]
+            elif where.latest_only and where.thread_id is not None:
+                head = self.db.table("graph_thread_head").primary_key.find(
+                    (where.thread_id, where.checkpoint_ns or "")
+                )
+                key = (where.thread_id, where.checkpoint_ns or "", head and head.checkpoint_id)
+                found = None if head is None else table.primary_key.find(key)
+                candidates = [] if found is None else [found]
             elif where.thread_id is not None:
                 candidates = list(table.thread.filter(where.thread_id))
             else:
