@@ -25,7 +25,7 @@ import asyncio
 import random
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
@@ -226,9 +226,22 @@ class _Remote:
         return await self.awaited(self.client.call(reducer, *args))
 
     def checkpoints(self, where: _Where) -> list[dict[str, Any]]:
-        """By a one-off query on the connection: it follows every write acknowledged
-        before it."""
-        return self.wait(self.client.sql(*_checkpoints_sql(where)))
+        """By one-off queries on the connection: they follow every write acknowledged
+        before them."""
+        return self.wait(self.acheckpoints_on_loop(where))
+
+    async def acheckpoints_on_loop(self, where: _Where) -> list[dict[str, Any]]:
+        if where.latest_only and where.thread_id is not None and where.checkpoint_id is None:
+            # the head table names the newest: two key lookups instead of a sort
+            heads = await self.client.sql(
+                "SELECT checkpoint_id FROM graph_thread_head "
+                "WHERE thread_id = :t AND checkpoint_ns = :ns",
+                {"t": where.thread_id, "ns": where.checkpoint_ns or ""},
+            )
+            if not heads:
+                return []
+            where = replace(where, checkpoint_id=heads[0]["checkpoint_id"])
+        return await self.client.sql(*_checkpoints_sql(where))
 
     def writes_of(
         self, thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
@@ -236,7 +249,7 @@ class _Remote:
         return self.wait(self.client.sql(*_writes_sql(thread_id, checkpoint_ns, checkpoint_id)))
 
     async def acheckpoints(self, where: _Where) -> list[dict[str, Any]]:
-        return await self.awaited(self.client.sql(*_checkpoints_sql(where)))
+        return await self.awaited(self.acheckpoints_on_loop(where))
 
     async def awrites_of(
         self, thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
