@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import operator
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
@@ -251,3 +253,21 @@ def test_the_latest_checkpoint_follows_deletions_copies_and_prunes(db: Database)
     saver.delete_thread("t")
     assert head() is None
     assert db.sql("SELECT COUNT(*) AS n FROM graph_thread_head").rows[0][0] == 0
+
+
+def test_the_core_needs_no_langgraph_and_the_integration_says_what_to_install() -> None:
+    script = (
+        "import sys\n"
+        "for name in ('langgraph', 'langchain_core'):\n"
+        "    sys.modules[name] = None  # as if not installed\n"
+        "import cosmictron, cosmictron.agents, cosmictron.client\n"
+        "try:\n"
+        "    import cosmictron.integrations.langgraph\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "needs LangGraph" in out.stdout
+    assert "pip install 'cosmictron[langgraph]'" in out.stdout
