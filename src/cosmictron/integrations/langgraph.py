@@ -25,6 +25,7 @@ import asyncio
 import random
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
@@ -214,11 +215,17 @@ class _Remote:
             self._stop_loop()
             raise
 
+    def submit(self, work: Coroutine[Any, Any, T]) -> Future[T]:
+        if self.loop.is_closed() or not self.thread.is_alive():
+            work.close()  # never started: no "never awaited" warning later
+            raise RuntimeError("this CosmictronSaver is closed; make a new one")
+        return asyncio.run_coroutine_threadsafe(work, self.loop)
+
     def wait(self, work: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(work, self.loop).result()
+        return self.submit(work).result()
 
     async def awaited(self, work: Coroutine[Any, Any, T]) -> T:
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self.loop))
+        return await asyncio.wrap_future(self.submit(work))
 
     def call(self, reducer: str, *args: Any) -> Any:
         return self.wait(self.client.call(reducer, *args))
