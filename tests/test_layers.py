@@ -27,7 +27,7 @@ ALLOWED = {
     "server": {"host", "module", "datastore", "durability", "ledger", "query", "subscription"},
     "client": set(),
     "cli": {"client", "server", "host", "durability", "ledger", "module", "datastore"},
-    "integrations": {"client", "host"},
+    "integrations": {"client", "host", "agents"},
     "testing": {"durability", "ledger"},
 }
 

@@ -8,9 +8,22 @@ special to the host: it is an ordinary module, included by
 ``from cosmictron.agents import *`` in a module file, which binds its tables and
 reducers in that module's namespace where the loader finds them like the module's own
 (docs/guide/agents.md). Agent events are ordinary committed rows, so the ledger signs
-them with everything else.
+them with everything else. ``checkpoints`` holds LangGraph's checkpoints and writes for
+``cosmictron.integrations.langgraph.CosmictronSaver``.
 """
 
+from cosmictron.agents.checkpoints import (
+    GraphCheckpoint,
+    GraphCheckpointWrite,
+    GraphThreadHead,
+    GraphWrite,
+    copy_graph_thread,
+    delete_graph_runs,
+    delete_graph_thread,
+    prune_graph_checkpoints,
+    put_graph_checkpoint,
+    put_graph_writes,
+)
 from cosmictron.agents.embedders import Embedder, HashingEmbedder, MiniLMEmbedder
 from cosmictron.agents.errors import AgentError, HandoffLoop, HandoffRefused, StaleToolCall
 from cosmictron.agents.handoffs import (
@@ -76,6 +89,10 @@ __all__ = [
     "AgentThread",
     "ClaimedToolCall",
     "Embedder",
+    "GraphCheckpoint",
+    "GraphCheckpointWrite",
+    "GraphThreadHead",
+    "GraphWrite",
     "Handoff",
     "HandoffDecision",
     "HandoffLoop",
@@ -98,11 +115,17 @@ __all__ = [
     "complete_handoff",
     "complete_tool_call",
     "configure_agents",
+    "copy_graph_thread",
+    "delete_graph_runs",
+    "delete_graph_thread",
     "deny",
     "expire_tool_call_leases",
     "forget",
     "handoff_tool_schemas",
     "heartbeat_tool_call",
+    "prune_graph_checkpoints",
+    "put_graph_checkpoint",
+    "put_graph_writes",
     "recall",
     "record_tool_call",
     "register_agent",

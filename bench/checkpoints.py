@@ -1,0 +1,185 @@
+"""LangGraph checkpoint benchmark: CosmictronSaver against LangGraph's SqliteSaver.
+
+    .venv/bin/python bench/checkpoints.py [--quick] [--out FILE.json] [--tmpdir DIR]
+
+Needs the ``langgraph`` extra and ``langgraph-checkpoint-sqlite`` (the ``bench`` extra).
+One process, one thread of ``checkpoints`` checkpoints (2,000; ``--quick`` 300), each the
+child of the last, with a state of ~1.5 KB (a growing-then-capped list of messages), as
+a graph's super-steps write them. For each saver, in the same run:
+
+- ``put``: ``saver.put`` one checkpoint at a time, then ``put_writes`` of two writes per
+  checkpoint (what a super-step adds);
+- ``get latest``: ``get_tuple`` of the thread (newest checkpoint with its writes);
+- ``get by id``: ``get_tuple`` of random earlier checkpoints.
+
+Savers: ``SqliteSaver`` on a file (its defaults: WAL, ``synchronous=FULL``, a commit per
+call) is the peer; ``CosmictronSaver`` embedded with the ``production`` profile (fsync
+per commit, like the peer) and the ``development`` profile (no fsync). Each rate is the
+best of three runs (fresh stores). Prints the ratio of each to the peer and writes JSON;
+nothing is asserted. The issue's goal is >= 2x the peer for put and get.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import sqlite3
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from common import (  # noqa: E402
+    fmt,
+    machine_info,
+    parse_args,
+    run_took,
+    temp_parent,
+    text_table,
+    write_results,
+)
+
+GOAL_OVER_PEER = 2.0
+APP = "from cosmictron import *\nfrom cosmictron.agents import *\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    checkpoints: int = 2_000
+    gets: int = 1_000
+    repeats: int = 3
+
+
+def states(n: int) -> list[dict[str, Any]]:
+    rng = random.Random(7)
+    messages: list[str] = []
+    out = []
+    for i in range(n):
+        messages = [*messages[-11:], f"step {i}: " + rng.randbytes(48).hex()]
+        out.append({"messages": list(messages), "step": i})
+    return out
+
+
+def workload(saver: Any, values: list[dict[str, Any]], gets: int) -> dict[str, float]:
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    thread = str(uuid.uuid4())
+    config: dict[str, Any] = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    ids = []
+    started = time.perf_counter()
+    version: Any = None
+    for i, value in enumerate(values):
+        checkpoint = empty_checkpoint()
+        version = saver.get_next_version(version, None)
+        checkpoint["channel_values"] = value
+        checkpoint["channel_versions"] = {"messages": version, "step": version}
+        config = saver.put(config, checkpoint, {"source": "loop", "step": i}, {})
+        saver.put_writes(config, [("messages", f"w{i}"), ("step", i)], f"task-{i}", "")
+        ids.append(config["configurable"]["checkpoint_id"])
+    put_s = time.perf_counter() - started
+    latest = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    started = time.perf_counter()
+    for _ in range(gets):
+        assert saver.get_tuple(latest) is not None
+    latest_s = time.perf_counter() - started
+    rng = random.Random(11)
+    picks = [rng.choice(ids) for _ in range(gets)]
+    started = time.perf_counter()
+    for checkpoint_id in picks:
+        config = {
+            "configurable": {
+                "thread_id": thread,
+                "checkpoint_ns": "",
+                "checkpoint_id": checkpoint_id,
+            }
+        }
+        found = saver.get_tuple(config)
+        assert found is not None and found.checkpoint["id"] == checkpoint_id
+    by_id_s = time.perf_counter() - started
+    return {
+        "put": len(values) / put_s,
+        "get_latest": gets / latest_s,
+        "get_by_id": gets / by_id_s,
+    }
+
+
+@contextmanager
+def sqlite_saver(path: Path) -> Iterator[Any]:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    conn = sqlite3.connect(path, check_same_thread=False)
+    try:
+        yield SqliteSaver(conn)
+    finally:
+        conn.close()
+
+
+@contextmanager
+def cosmictron_saver(path: Path, profile: str) -> Iterator[Any]:
+    from cosmictron import Database, DurabilityConfig
+    from cosmictron.integrations.langgraph import CosmictronSaver
+
+    module = path.parent / "graphs_app.py"
+    module.write_text(APP)
+    db = Database.open(path, module, durability=DurabilityConfig.from_profile(profile))
+    try:
+        yield CosmictronSaver(db)
+    finally:
+        db.close()
+
+
+def best(
+    make: Callable[[Path], Any], parent: str, name: str, settings: Settings, values: list[Any]
+) -> dict[str, float]:
+    rates: dict[str, float] = {}
+    for run in range(settings.repeats):
+        with make(Path(parent) / f"{name}-{run}") as saver:
+            got = workload(saver, values, settings.gets)
+        for key, rate in got.items():
+            rates[key] = max(rates.get(key, 0.0), rate)
+    return rates
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(__doc__ or "", "checkpoints.json", argv, quick_help="300 checkpoints")
+    started = time.perf_counter()
+    settings = Settings(checkpoints=300, gets=300) if args.quick else Settings()
+    values = states(settings.checkpoints)
+    engines: dict[str, Callable[[Path], Any]] = {
+        "sqlite_saver": sqlite_saver,
+        "cosmictron_production": lambda p: cosmictron_saver(p, "production"),
+        "cosmictron_development": lambda p: cosmictron_saver(p, "development"),
+    }
+    with temp_parent(args.tmpdir, "cosmictron-bench-checkpoints-") as parent:
+        machine = machine_info(parent)
+        rates = {name: best(make, parent, name, settings, values) for name, make in engines.items()}
+    peer = rates["sqlite_saver"]
+    rows = []
+    results: dict[str, Any] = {}
+    for name, got in rates.items():
+        results[name] = {}
+        for metric, rate in got.items():
+            ratio = rate / peer[metric]
+            met = (
+                "-" if name == "sqlite_saver" else ("met" if ratio >= GOAL_OVER_PEER else "MISSED")
+            )
+            rows.append([name, metric, fmt(rate), f"{ratio:.2f}", met])
+            results[name][metric] = {"rate": rate, "unit": "ops/s", "over_sqlite_saver": ratio}
+    print(f"checkpoints: {settings.checkpoints:,} puts (+2 writes each), {settings.gets:,} gets")
+    print(
+        text_table(["saver", "metric", "ops/s", "/ SqliteSaver", "goal 2x"], rows, left=(0, 1, 4))
+    )
+    print(run_took(started, args.mode))
+    write_results(args.out, "checkpoints", args.mode, settings, machine, started, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

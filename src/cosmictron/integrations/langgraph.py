@@ -1,0 +1,640 @@
+"""``CosmictronSaver``: a LangGraph checkpointer whose checkpoints are Cosmictron rows.
+
+Needs the ``langgraph`` extra (``pip install 'cosmictron[langgraph]'``). The database's
+module must include the agent layer (``from cosmictron.agents import *``), whose
+``graph_checkpoint`` and ``graph_checkpoint_write`` tables and ``put_graph_*`` reducers
+(``agents/checkpoints.py``) do the storing: every saver write is one reducer call, so
+one transaction, durable under the database's fsync policy and replayed after a crash.
+
+Two ways to reach the database, one saver:
+
+- ``CosmictronSaver(db)`` with an embedded ``Database``: calls run in process; the async
+  methods run them on a worker thread so the event loop is never blocked.
+- ``CosmictronSaver.from_url(url, database, token=...)``: over the SDK's WebSocket
+  connection to a server, as the owner's token (the tables are private). The connection
+  runs on an event loop of its own; the sync methods wait on it, the async ones await
+  it without blocking the caller's loop.
+
+Values are serialized by the saver's ``serde`` (LangGraph's ``JsonPlusSerializer`` by
+default) before they leave the process, so the database stores opaque bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, fields, replace
+from typing import Any, TypeVar
+
+try:
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.checkpoint.base import (
+        WRITES_IDX_MAP,
+        BaseCheckpointSaver,
+        ChannelVersions,
+        Checkpoint,
+        CheckpointMetadata,
+        CheckpointTuple,
+        get_checkpoint_id,
+        get_checkpoint_metadata,
+    )
+    from langgraph.checkpoint.serde.base import SerializerProtocol
+except ImportError as exc:  # the core does not depend on LangGraph
+    raise ImportError(
+        f"cosmictron.integrations.langgraph needs LangGraph ({exc.name} is missing): "
+        "pip install 'cosmictron[langgraph]'"
+    ) from exc
+
+from cosmictron.agents.checkpoints import GraphWrite
+from cosmictron.host import Database
+
+__all__ = ["CosmictronSaver"]
+
+T = TypeVar("T")
+
+CHECKPOINT_COLUMNS = (
+    "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, "
+    "checkpoint_type, checkpoint, metadata_type, metadata"
+)
+WRITE_COLUMNS = "checkpoint_ns, checkpoint_id, task_id, idx, task_path, channel, value_type, value"
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Which checkpoints a read wants (None: any)."""
+
+    thread_id: str | None = None
+    checkpoint_ns: str | None = None
+    checkpoint_id: str | None = None
+    before: str | None = None
+    latest_only: bool = False
+
+    def admits_row(self, row: Any) -> bool:
+        """``admits`` for a row object (no dict built for rows left out)."""
+        return (
+            (self.thread_id is None or row.thread_id == self.thread_id)
+            and (self.checkpoint_ns is None or row.checkpoint_ns == self.checkpoint_ns)
+            and (self.checkpoint_id is None or row.checkpoint_id == self.checkpoint_id)
+            and (self.before is None or row.checkpoint_id < self.before)
+        )
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    return {f.name: getattr(row, f.name) for f in fields(row)}
+
+
+def _newest_first(rows: list[dict[str, Any]], where: _Where) -> list[dict[str, Any]]:
+    rows.sort(key=lambda r: r["checkpoint_id"], reverse=True)
+    return rows[:1] if where.latest_only else rows
+
+
+def _checkpoints_sql(where: _Where) -> tuple[str, dict[str, Any]]:
+    conditions: list[str] = []
+    params: dict[str, Any] = {}
+    for column, value, op in (
+        ("thread_id", where.thread_id, "="),
+        ("checkpoint_ns", where.checkpoint_ns, "="),
+        ("checkpoint_id", where.checkpoint_id, "="),
+        ("checkpoint_id", where.before, "<"),
+    ):
+        if value is not None:
+            name = f"p{len(params)}"
+            conditions.append(f"{column} {op} :{name}")
+            params[name] = value
+    query = f"SELECT {CHECKPOINT_COLUMNS} FROM graph_checkpoint"
+    if conditions:
+        query += " WHERE " + " AND ".join(conditions)
+    query += " ORDER BY checkpoint_id DESC"
+    if where.latest_only:
+        query += " LIMIT 1"
+    return query, params
+
+
+def _writes_sql(
+    thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
+) -> tuple[str, dict[str, Any]]:
+    query = f"SELECT {WRITE_COLUMNS} FROM graph_checkpoint_write WHERE thread_id = :t"
+    params = {"t": thread_id}
+    if checkpoint_ns is not None and checkpoint_id is not None:
+        query += " AND checkpoint_ns = :ns AND checkpoint_id = :id"
+        params.update(ns=checkpoint_ns, id=checkpoint_id)
+    return query, params
+
+
+class _Embedded:
+    """A ``Database`` in this process."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def call(self, reducer: str, *args: Any) -> Any:
+        return self.db.call(reducer, *args)
+
+    @staticmethod
+    def writes(rows: list[dict[str, Any]]) -> list[Any]:
+        """In process, a reducer's ``list[GraphWrite]`` argument takes the objects."""
+        return [GraphWrite(**row) for row in rows]
+
+    async def acall(self, reducer: str, *args: Any) -> Any:
+        return await asyncio.to_thread(self.db.call, reducer, *args)
+
+    def checkpoints(self, where: _Where) -> list[dict[str, Any]]:
+        """Through the primary key or the thread index, under the writer lock (no
+        commit is half-seen); SQL would project and weigh every row of the thread."""
+
+        def read(_: Any) -> list[dict[str, Any]]:
+            table = self.db.table("graph_checkpoint")
+            if where.thread_id is not None and where.checkpoint_id is not None:
+                key = (where.thread_id, where.checkpoint_ns or "", where.checkpoint_id)
+                found = table.primary_key.find(key)
+                candidates = [] if found is None else [found]
+            elif where.latest_only and where.thread_id is not None:
+                head = self.db.table("graph_thread_head").primary_key.find(
+                    (where.thread_id, where.checkpoint_ns or "")
+                )
+                key = (where.thread_id, where.checkpoint_ns or "", head and head.checkpoint_id)
+                found = None if head is None else table.primary_key.find(key)
+                candidates = [] if found is None else [found]
+            elif where.thread_id is not None:
+                candidates = list(table.thread.filter(where.thread_id))
+            else:
+                candidates = list(table.iter())
+            admitted = [r for r in candidates if where.admits_row(r)]
+            if where.latest_only and admitted:
+                admitted = [max(admitted, key=lambda r: r.checkpoint_id)]
+            return _newest_first([_row_dict(r) for r in admitted], where)
+
+        result: list[dict[str, Any]] = self.db.read(read)
+        return result
+
+    def writes_of(
+        self, thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
+    ) -> list[dict[str, Any]]:
+        def read(_: Any) -> list[dict[str, Any]]:
+            table = self.db.table("graph_checkpoint_write")
+            if checkpoint_ns is not None and checkpoint_id is not None:
+                found = table.checkpoint.filter((thread_id, checkpoint_ns, checkpoint_id))
+            else:
+                found = table.thread.filter(thread_id)
+            return [_row_dict(r) for r in found]
+
+        result: list[dict[str, Any]] = self.db.read(read)
+        return result
+
+    async def acheckpoints(self, where: _Where) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.checkpoints, where)
+
+    async def awrites_of(
+        self, thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
+    ) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.writes_of, thread_id, checkpoint_ns, checkpoint_id)
+
+    def close(self) -> None:
+        """The caller opened the database and closes it."""
+
+
+class _Remote:
+    """An SDK connection to a server's database, on an event loop thread of its own."""
+
+    def __init__(self, url: str, database: str, token: str | None) -> None:
+        from cosmictron.client import connect
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="cosmictron-saver", daemon=True
+        )
+        self.thread.start()
+        try:
+            self.client = self.wait(
+                connect(database, server=url, token=token, use_saved_token=token is None)
+            )
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def submit(self, work: Coroutine[Any, Any, T]) -> Future[T]:
+        if self.loop.is_closed() or not self.thread.is_alive():
+            work.close()  # never started: no "never awaited" warning later
+            raise RuntimeError("this CosmictronSaver is closed; make a new one")
+        return asyncio.run_coroutine_threadsafe(work, self.loop)
+
+    def wait(self, work: Coroutine[Any, Any, T]) -> T:
+        return self.submit(work).result()
+
+    async def awaited(self, work: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(self.submit(work))
+
+    def call(self, reducer: str, *args: Any) -> Any:
+        return self.wait(self.client.call(reducer, *args))
+
+    @staticmethod
+    def writes(rows: list[dict[str, Any]]) -> list[Any]:
+        """Over the wire, a ``GraphWrite`` is an object keyed by field name."""
+        return rows
+
+    async def acall(self, reducer: str, *args: Any) -> Any:
+        return await self.awaited(self.client.call(reducer, *args))
+
+    def checkpoints(self, where: _Where) -> list[dict[str, Any]]:
+        """By one-off queries on the connection: they follow every write acknowledged
+        before them."""
+        return self.wait(self.acheckpoints_on_loop(where))
+
+    async def acheckpoints_on_loop(self, where: _Where) -> list[dict[str, Any]]:
+        if where.latest_only and where.thread_id is not None and where.checkpoint_id is None:
+            # the head table names the newest: two key lookups instead of a sort
+            heads = await self.client.sql(
+                "SELECT checkpoint_id FROM graph_thread_head "
+                "WHERE thread_id = :t AND checkpoint_ns = :ns",
+                {"t": where.thread_id, "ns": where.checkpoint_ns or ""},
+            )
+            if not heads:
+                return []
+            where = replace(where, checkpoint_id=heads[0]["checkpoint_id"])
+        return await self.client.sql(*_checkpoints_sql(where))
+
+    def writes_of(
+        self, thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
+    ) -> list[dict[str, Any]]:
+        return self.wait(self.client.sql(*_writes_sql(thread_id, checkpoint_ns, checkpoint_id)))
+
+    async def acheckpoints(self, where: _Where) -> list[dict[str, Any]]:
+        return await self.awaited(self.acheckpoints_on_loop(where))
+
+    async def awrites_of(
+        self, thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
+    ) -> list[dict[str, Any]]:
+        query, params = _writes_sql(thread_id, checkpoint_ns, checkpoint_id)
+        return await self.awaited(self.client.sql(query, params))
+
+    def close(self) -> None:
+        if not self.thread.is_alive():
+            return
+        try:
+            self.wait(self.client.close())
+        finally:
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+def _blob(value: Any) -> bytes:
+    """A bytes column as a row gives it: bytes in process, hex text over the SDK."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return bytes.fromhex(value)
+    return bytes(value)
+
+
+class CosmictronSaver(BaseCheckpointSaver[str]):
+    """A LangGraph checkpointer storing checkpoints and writes in Cosmictron tables.
+
+    ``CosmictronSaver(db)`` for an embedded ``Database``;
+    ``CosmictronSaver.from_url(url, database, token=...)`` for a server. Supports
+    LangGraph's whole checkpointer interface, sync and async: ``put``, ``put_writes``,
+    ``get_tuple``, ``list``, ``delete_thread``, ``delete_for_runs``, ``copy_thread`` and
+    ``prune``. Use it as a context manager (or call ``close``) to close a connection
+    it opened.
+    """
+
+    def __init__(
+        self,
+        db: Database | _Embedded | _Remote,
+        *,
+        serde: SerializerProtocol | None = None,
+    ) -> None:
+        super().__init__(serde=serde)
+        self._backend: _Embedded | _Remote = _Embedded(db) if isinstance(db, Database) else db
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        database: str,
+        *,
+        token: str | None = None,
+        serde: SerializerProtocol | None = None,
+    ) -> CosmictronSaver:
+        """A saver over the SDK: ``url`` is the server's, ``token`` the database
+        owner's (the checkpoint tables are private; without one, the token the CLI
+        saved for this server)."""
+        return cls(_Remote(url, database, token), serde=serde)
+
+    def close(self) -> None:
+        """Close the server connection ``from_url`` opened (an embedded database is
+        the caller's to close)."""
+        self._backend.close()
+
+    def __enter__(self) -> CosmictronSaver:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> CosmictronSaver:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.to_thread(self.close)
+
+    # -- versions ---------------------------------------------------------------------
+
+    def get_next_version(self, current: str | None, channel: None = None) -> str:
+        """A string that sorts after ``current``: a zero-padded counter, then a random
+        fraction (so two writers of one version do not collide)."""
+        if current is None:
+            number = 0
+        elif isinstance(current, int):
+            number = current
+        else:
+            number = int(str(current).split(".")[0])
+        return f"{number + 1:032}.{random.random():016}"
+
+    # -- writes: each is one reducer call, one transaction ---------------------------
+
+    def _put_args(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+    ) -> tuple[tuple[Any, ...], RunnableConfig]:
+        configurable = config["configurable"]
+        thread_id = str(configurable["thread_id"])
+        checkpoint_ns = str(configurable.get("checkpoint_ns", ""))
+        parent_id = str(configurable.get("checkpoint_id") or "")
+        merged = get_checkpoint_metadata(config, metadata)
+        run_id = merged.get("run_id")
+        checkpoint_type, checkpoint_bytes = self.serde.dumps_typed(checkpoint)
+        metadata_type, metadata_bytes = self.serde.dumps_typed(merged)
+        args = (
+            thread_id,
+            checkpoint_ns,
+            checkpoint["id"],
+            parent_id,
+            "" if run_id is None else str(run_id),
+            checkpoint_type,
+            checkpoint_bytes,
+            metadata_type,
+            metadata_bytes,
+        )
+        stored: RunnableConfig = {
+            "configurable": {
+                "thread_id": thread_id,
+                "checkpoint_ns": checkpoint_ns,
+                "checkpoint_id": checkpoint["id"],
+            }
+        }
+        return args, stored
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Store a checkpoint (with its channel values) and return its config."""
+        args, stored = self._put_args(config, checkpoint, metadata)
+        self._backend.call("put_graph_checkpoint", *args)
+        return stored
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        args, stored = self._put_args(config, checkpoint, metadata)
+        await self._backend.acall("put_graph_checkpoint", *args)
+        return stored
+
+    def _writes_args(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str,
+    ) -> tuple[Any, ...]:
+        configurable = config["configurable"]
+        rows = []
+        for index, (channel, value) in enumerate(writes):
+            value_type, value_bytes = self.serde.dumps_typed(value)
+            rows.append(
+                {
+                    "idx": WRITES_IDX_MAP.get(channel, index),
+                    "channel": channel,
+                    "value_type": value_type,
+                    "value": value_bytes,
+                }
+            )
+        return (
+            str(configurable["thread_id"]),
+            str(configurable.get("checkpoint_ns", "")),
+            str(configurable["checkpoint_id"]),
+            task_id,
+            task_path,
+            self._backend.writes(rows),
+        )
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's writes at the checkpoint of ``config``, in one transaction."""
+        self._backend.call(
+            "put_graph_writes", *self._writes_args(config, writes, task_id, task_path)
+        )
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        args = self._writes_args(config, writes, task_id, task_path)
+        await self._backend.acall("put_graph_writes", *args)
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete every checkpoint and write of a thread."""
+        self._backend.call("delete_graph_thread", str(thread_id))
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._backend.acall("delete_graph_thread", str(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints (and their writes) of these runs, in every thread."""
+        self._backend.call("delete_graph_runs", [str(r) for r in run_ids])
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self._backend.acall("delete_graph_runs", [str(r) for r in run_ids])
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint and write of a thread to another thread."""
+        self._backend.call("copy_graph_thread", str(source_thread_id), str(target_thread_id))
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self._backend.acall("copy_graph_thread", str(source_thread_id), str(target_thread_id))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """``keep_latest``: keep each namespace's newest checkpoint; ``delete``: all.
+        Not for graphs using ``DeltaChannel`` (see ``BaseCheckpointSaver.prune``)."""
+        self._backend.call("prune_graph_checkpoints", [str(t) for t in thread_ids], strategy)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await self._backend.acall("prune_graph_checkpoints", [str(t) for t in thread_ids], strategy)
+
+    # -- reads: the tables' indexes (in process) or a one-off SQL query (SDK) --------
+
+    @staticmethod
+    def _where(
+        config: RunnableConfig | None, before: RunnableConfig | None, latest_only: bool
+    ) -> _Where:
+        thread_id = ns = checkpoint_id = None
+        if config is not None:
+            configurable = config["configurable"]
+            thread_id = str(configurable["thread_id"])
+            if configurable.get("checkpoint_ns") is not None or latest_only:
+                ns = str(configurable.get("checkpoint_ns") or "")
+            checkpoint_id = get_checkpoint_id(config) or None
+        before_id = (get_checkpoint_id(before) or None) if before is not None else None
+        return _Where(thread_id, ns, checkpoint_id, before_id, latest_only)
+
+    def _pending_writes(
+        self, rows: list[dict[str, Any]], checkpoint_ns: str, checkpoint_id: str
+    ) -> list[tuple[str, str, Any]]:
+        mine = [
+            r
+            for r in rows
+            if r["checkpoint_ns"] == checkpoint_ns and r["checkpoint_id"] == checkpoint_id
+        ]
+        mine.sort(key=lambda r: (r["task_path"], r["task_id"], r["idx"]))
+        return [
+            (
+                r["task_id"],
+                r["channel"],
+                self.serde.loads_typed((r["value_type"], _blob(r["value"]))),
+            )
+            for r in mine
+        ]
+
+    def _tuple(self, row: dict[str, Any], writes: list[dict[str, Any]]) -> CheckpointTuple:
+        thread_id, ns = row["thread_id"], row["checkpoint_ns"]
+        checkpoint = self.serde.loads_typed((row["checkpoint_type"], _blob(row["checkpoint"])))
+        metadata = self.serde.loads_typed((row["metadata_type"], _blob(row["metadata"])))
+        parent = row["parent_checkpoint_id"]
+        return CheckpointTuple(
+            config={
+                "configurable": {
+                    "thread_id": thread_id,
+                    "checkpoint_ns": ns,
+                    "checkpoint_id": row["checkpoint_id"],
+                }
+            },
+            checkpoint=checkpoint,
+            metadata=metadata,
+            parent_config=(
+                {
+                    "configurable": {
+                        "thread_id": thread_id,
+                        "checkpoint_ns": ns,
+                        "checkpoint_id": parent,
+                    }
+                }
+                if parent
+                else None
+            ),
+            pending_writes=self._pending_writes(writes, ns, row["checkpoint_id"]),
+        )
+
+    @staticmethod
+    def _matches(metadata: Any, filter: dict[str, Any] | None) -> bool:
+        return not filter or all(metadata.get(k) == v for k, v in filter.items())
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint of ``config`` (its ``checkpoint_id``, or the thread's latest in
+        its namespace), with its pending writes; None when there is none."""
+        rows = self._backend.checkpoints(self._where(config, None, latest_only=True))
+        if not rows:
+            return None
+        row = rows[0]
+        writes = self._backend.writes_of(
+            row["thread_id"], row["checkpoint_ns"], row["checkpoint_id"]
+        )
+        return self._tuple(row, writes)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        rows = await self._backend.acheckpoints(self._where(config, None, latest_only=True))
+        if not rows:
+            return None
+        row = rows[0]
+        writes = await self._backend.awrites_of(
+            row["thread_id"], row["checkpoint_ns"], row["checkpoint_id"]
+        )
+        return self._tuple(row, writes)
+
+    def _select(
+        self,
+        rows: list[dict[str, Any]],
+        filter: dict[str, Any] | None,
+        limit: int | None,
+    ) -> list[dict[str, Any]]:
+        chosen: list[dict[str, Any]] = []
+        for row in rows:
+            if limit is not None and len(chosen) >= limit:
+                break
+            if filter:
+                metadata = self.serde.loads_typed((row["metadata_type"], _blob(row["metadata"])))
+                if not self._matches(metadata, filter):
+                    continue
+            chosen.append(row)
+        return chosen
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Checkpoints newest first: of ``config``'s thread (and namespace, when given)
+        or of every thread, whose metadata has ``filter``'s values, older than
+        ``before``, at most ``limit``."""
+        where = self._where(config, before, latest_only=False)
+        rows = self._select(self._backend.checkpoints(where), filter, limit)
+        writes: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            thread_id = row["thread_id"]
+            if thread_id not in writes:
+                writes[thread_id] = self._backend.writes_of(thread_id, None, None)
+            yield self._tuple(row, writes[thread_id])
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        where = self._where(config, before, latest_only=False)
+        rows = self._select(await self._backend.acheckpoints(where), filter, limit)
+        writes: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            thread_id = row["thread_id"]
+            if thread_id not in writes:
+                writes[thread_id] = await self._backend.awrites_of(thread_id, None, None)
+            yield self._tuple(row, writes[thread_id])
