@@ -6,7 +6,8 @@ info string is
 - ```` ```python run ```` is executed;
 - ```` ```python file=NAME ```` is written to the file ``NAME`` (a module the page's
   examples open). Several blocks with the same ``NAME`` are joined in page order, so a
-  page may introduce one module in parts.
+  page may introduce one module in parts. ``file=NAME`` works on a block of any language
+  (```` ```js file=agent.js ````), for a module a page's transcript deploys.
 
 - ```` ```text output ```` right after a ``run`` block is what that block prints: its
   standard output is compared with it (``tests/doc_blocks.py``: ``…`` matches any text,
@@ -103,9 +104,9 @@ def marked_blocks(text: str) -> tuple[dict[str, str], list[tuple[int, str]]]:
     runs: list[tuple[int, str]] = []
     for block in blocks(text):
         words = block.words
-        if not words or words[0] != "python":
+        if not words:
             continue
-        if "run" in words[1:]:
+        if words[0] == "python" and "run" in words[1:]:
             runs.append((block.line, block.body))
         for word in words[1:]:
             if word.startswith("file="):

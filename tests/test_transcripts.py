@@ -27,6 +27,9 @@ whose info string is ``console`` is a terminal session, and it is run:
 - ```` ```console copy=examples/quickstart/app.py ```` copies that repository file into
   the page's directory before the block runs (a page that says "``app.py`` is the
   quickstart module").
+- ```` ```console link=scripts link=guest ```` links those repository directories into
+  the page's directory before the block runs (a page whose commands run from a checkout,
+  such as ``scripts/build-guests`` and the ``.wasm`` it writes under ``guest/``).
 - ```` ```console default-durability ```` runs its commands without the development
   profile the session otherwise sets (below): for a page about the durability settings.
 - Blank lines between a command's output and the next command are layout, not output.
@@ -97,6 +100,7 @@ class Command:
     span: tuple[int, int]  # where its output lies in the page (for COSMICTRON_UPDATE_DOCS)
     copies: list[str] = field(default_factory=list)  # repository files to copy in first
     default_durability: bool = False  # run without the session's durability profile
+    links: list[str] = field(default_factory=list)  # repository directories to link in first
 
 
 def commands(text: str) -> list[Command]:
@@ -141,6 +145,7 @@ def commands(text: str) -> list[Command]:
             if background:
                 command = command.rstrip()[:-2].rstrip()
             copies = [w.removeprefix("copy=") for w in block.words[1:] if w.startswith("copy=")]
+            links = [w.removeprefix("link=") for w in block.words[1:] if w.startswith("link=")]
             found.append(
                 Command(
                     number,
@@ -151,9 +156,12 @@ def commands(text: str) -> list[Command]:
                     (start, end),
                     copies,
                     "default-durability" in block.words,
+                    links,
                 )
             )
-            block.words = [w for w in block.words if not w.startswith("copy=")]  # copied once
+            block.words = [  # copied or linked once
+                w for w in block.words if not w.startswith(("copy=", "link="))
+            ]
     return found
 
 
@@ -336,6 +344,8 @@ def test_transcript(page: str, tmp_path: Path) -> None:
                 continue
             for path in command.copies:
                 shutil.copy(ROOT / path, tmp_path / Path(path).name)
+            for path in command.links:
+                (tmp_path / Path(path).name).symlink_to(ROOT / path, target_is_directory=True)
             result = session.run(command)
             if result is not None:
                 check(command, *result)

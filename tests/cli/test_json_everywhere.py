@@ -102,7 +102,7 @@ def run_until_first_line(work: Path, config: Path, server: str | None, *args: st
 RUN_HERE = {
     "backup", "call", "delete", "deploy", "describe", "export", "generate", "grant",
     "identity new", "identity show", "import", "list", "local-call", "logs", "restore",
-    "revoke", "sql", "start", "subscribe",
+    "revoke", "sql", "start", "subscribe", "verify",
 }  # fmt: skip
 
 
@@ -136,6 +136,8 @@ def test_every_command_s_json_parses(server: Server, tmp_path: Path) -> None:
     check("backup", "backup", "qs", "qs.backup")
     check("restore", "restore", "qs.backup", "qs2")
     assert check("logs", "logs", "qs")["database"] == "qs"
+    verified = check("verify", "verify", "qs")  # the server's copy, checked by its owner
+    assert verified["ok"] is True and verified["records"] >= 2, verified
     teammate = tmp_path / "teammate"
     new = run_json(work, teammate, url, "identity", "new")
     ran["identity new"] = new
