@@ -30,6 +30,7 @@ from cosmictron.errors import Conflict, InvalidRequest, NotFound, PermissionDeni
 from cosmictron.host import Database
 from cosmictron.host.backup import RestoreReport, stage_restore
 from cosmictron.host.directory import load_new_module
+from cosmictron.host.memory import settle_long_lived
 from cosmictron.module.js import is_js
 from cosmictron.server.calls import CallWorker
 from cosmictron.values import Identity, Timestamp
@@ -81,6 +82,7 @@ class DatabaseRegistry:
                 self._databases[path.name] = self._host(
                     path.name, Database.open(path, durability=self.durability_for(path))
                 )
+        settle_long_lived()
 
     def durability_for(self, path: Path) -> DurabilityConfig:
         """A database's settings: the server's ``--profile`` is a flag, so the usual
@@ -138,6 +140,7 @@ class DatabaseRegistry:
                 report = existing.db.update_module(
                     source, clear=clear, filename=filename or default_filename(name, source)
                 )
+                settle_long_lived()
                 return existing, False, report.describe()
             path = self.directory / name
             if path.exists():
@@ -151,6 +154,7 @@ class DatabaseRegistry:
                 raise
             hosted = self._host(name, db)
             self._databases[name] = hosted
+            settle_long_lived()
             return hosted, True, None
 
     def delete(self, name: str, caller: Identity) -> None:
@@ -162,6 +166,7 @@ class DatabaseRegistry:
             del self._databases[name]
             hosted.close()
             shutil.rmtree(self.directory / name, ignore_errors=True)
+            settle_long_lived()
 
     def restore(
         self,
@@ -211,6 +216,7 @@ class DatabaseRegistry:
                 self._databases[name] = hosted
         finally:
             shutil.rmtree(staged.directory, ignore_errors=True)  # gone once renamed
+        settle_long_lived()
         return hosted, RestoreReport(str(path), *staged.report)
 
     def _refuse_existing(self, name: str) -> None:
