@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -42,12 +42,20 @@ class Connection:
     def close(self) -> None:
         """Close what this connection opened (nothing, for an embedded database)."""
 
+    def records(self, rows: list[dict[str, Any]], build: Callable[[dict[str, Any]], Any]) -> Any:
+        """A ``list[<type>]`` argument: over the wire, objects keyed by field name."""
+        return rows
+
 
 class EmbeddedConnection(Connection):
     """A ``Database`` in this process (the caller opened it and closes it)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def records(self, rows: list[dict[str, Any]], build: Callable[[dict[str, Any]], Any]) -> Any:
+        """In process, a ``list[<type>]`` argument takes the objects."""
+        return [build(row) for row in rows]
 
     def call(self, name: str, *args: Any) -> Any:
         return self.db.call(name, *args)
