@@ -279,12 +279,15 @@ def _semantic_page(
         def walk(_: Any) -> list[dict[str, Any]]:
             wanted = candidates()
             memory = database.table("memory")
-            order: list[tuple[tuple[str, str], float]] = []
-            seen: set[tuple[str, str]] = set()
-            count, checked = max(4 * need, 32), 0
-            while len(order) < need:
+            count = max(4 * need, 32)
+            while True:
+                # walk each longer candidate list from its start: two calls may order
+                # vectors of equal score differently, so resuming at the previous end
+                # could skip one that was cut at the boundary the first time
                 hits = index.top(vector, count)
-                for memory_id, score in hits[checked:]:
+                order: list[tuple[tuple[str, str], float]] = []
+                seen: set[tuple[str, str]] = set()
+                for memory_id, score in hits:
                     row = memory.id.find(memory_id)
                     if row is None or row.valid_to is not None:
                         continue
@@ -296,8 +299,7 @@ def _semantic_page(
                         order.append((found, float(score)))
                         if len(order) >= need:
                             break
-                checked = len(hits)
-                if checked < count:
+                if len(order) >= need or len(hits) < count:
                     break
                 count *= 4
             page = [_as_json(wanted[k], score) for k, score in order[offset:need]]
