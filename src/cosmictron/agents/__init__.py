@@ -90,6 +90,7 @@ from cosmictron.agents.tables import (
     ToolCall,
     ToolCallLeaseSweep,
 )
+from cosmictron.agents.tool_runs import start_tool_call
 
 __all__ = [
     "Agent",
@@ -151,6 +152,7 @@ __all__ = [
     "search_memory",
     "set_agent_state",
     "start_thread",
+    "start_tool_call",
     "store_get",
     "store_list_namespaces",
     "store_search",
