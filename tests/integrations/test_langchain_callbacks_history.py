@@ -39,7 +39,9 @@ DB = "agents"
 def db(tmp_path: Path) -> Iterator[Database]:
     (tmp_path / "app.py").write_text(APP)
     database = Database.open(
-        tmp_path / "data", tmp_path / "app.py", durability=DurabilityConfig.from_profile("development")
+        tmp_path / "data",
+        tmp_path / "app.py",
+        durability=DurabilityConfig.from_profile("development"),
     )
     yield database
     database.close()
@@ -102,7 +104,8 @@ def check_recorded(connection: Connection) -> None:
         ("tool", "call-2", "Error: no weather service for Paris"),
     ]
     events = connection.sql(
-        "SELECT seq, kind, payload, causation_id FROM agent_event WHERE thread_id = 't1' ORDER BY seq"
+        "SELECT seq, kind, payload, causation_id FROM agent_event "
+        "WHERE thread_id = 't1' ORDER BY seq"
     )
     kinds = [e["kind"] for e in events]
     assert kinds == [
@@ -165,8 +168,9 @@ def test_async_runs_and_the_langgraph_thread_id(db: Database) -> None:
 
     async def run() -> None:
         config: Any = {"callbacks": [handler], "metadata": {"thread_id": "lg-7"}}
-        await multiply.ainvoke({"id": "c9", "name": "multiply", "args": {"a": 2, "b": 3},
-                                "type": "tool_call"}, config)
+        await multiply.ainvoke(
+            {"id": "c9", "name": "multiply", "args": {"a": 2, "b": 3}, "type": "tool_call"}, config
+        )
 
     asyncio.run(run())
     rows = db.sql("SELECT id, thread_id, status, result FROM tool_call").as_dicts()
@@ -178,15 +182,20 @@ def test_a_call_cannot_be_started_twice_and_unknown_threads_are_refused(db: Data
     seed(connection)
     handler = CosmictronCallbackHandler(db, agent="researcher", thread_id="t1")
     config: Any = {"callbacks": [handler]}
-    multiply.invoke({"id": "once", "name": "multiply", "args": {"a": 1, "b": 1},
-                     "type": "tool_call"}, config)
+    multiply.invoke(
+        {"id": "once", "name": "multiply", "args": {"a": 1, "b": 1}, "type": "tool_call"}, config
+    )
     with pytest.raises(ReducerFailed, match="tool_call 'once' is done .*cannot be started again"):
-        multiply.invoke({"id": "once", "name": "multiply", "args": {"a": 1, "b": 1},
-                         "type": "tool_call"}, config)
+        multiply.invoke(
+            {"id": "once", "name": "multiply", "args": {"a": 1, "b": 1}, "type": "tool_call"},
+            config,
+        )
     stranger = CosmictronCallbackHandler(db, agent="researcher", thread_id="nope")
     with pytest.raises(ReducerFailed, match="no agent_thread 'nope'"):
-        multiply.invoke({"id": "x", "name": "multiply", "args": {"a": 1, "b": 1},
-                         "type": "tool_call"}, {"callbacks": [stranger]})
+        multiply.invoke(
+            {"id": "x", "name": "multiply", "args": {"a": 1, "b": 1}, "type": "tool_call"},
+            {"callbacks": [stranger]},
+        )
     nowhere = CosmictronCallbackHandler(db, agent="researcher")
     with pytest.raises(ValueError, match="needs a thread"):
         multiply.invoke({"a": 1, "b": 1}, {"callbacks": [nowhere]})
@@ -207,8 +216,12 @@ CONVERSATION = [
 
 def same(messages: list[Any]) -> list[tuple[Any, ...]]:
     return [
-        (type(m).__name__, m.content, getattr(m, "tool_calls", None),
-         getattr(m, "tool_call_id", None))
+        (
+            type(m).__name__,
+            m.content,
+            getattr(m, "tool_calls", None),
+            getattr(m, "tool_call_id", None),
+        )
         for m in messages
     ]
 

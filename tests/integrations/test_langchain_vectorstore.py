@@ -57,7 +57,9 @@ class TestEmbeddedStandard(VectorStoreIntegrationTests):
 
 @pytest.fixture(scope="module")
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
-    running = start_server(tmp_path_factory.mktemp("vs-server") / "data", "--profile", "development")
+    running = start_server(
+        tmp_path_factory.mktemp("vs-server") / "data", "--profile", "development"
+    )
     # one server for the whole standard suite: taken off the list tests/conftest.py kills
     # after every test, and stopped here instead
     STARTED.remove(running.process)
@@ -72,9 +74,7 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Se
 
 class TestOverAServerStandard(VectorStoreIntegrationTests):
     @pytest.fixture
-    def vectorstore(
-        self, shared_server: tuple[Server, str]
-    ) -> Iterator[CosmictronVectorStore]:
+    def vectorstore(self, shared_server: tuple[Server, str]) -> Iterator[CosmictronVectorStore]:
         running, token = shared_server
         collection = uuid.uuid4().hex  # a fresh, empty collection per test
         with CosmictronVectorStore.from_url(
@@ -100,7 +100,7 @@ def test_filters_retriever_scores_and_history(tmp_path: Path) -> None:
         other.add_texts(["refund policy"], ids=["z"])
         assert ids == ["a", "b", "c"]
         found = store.similarity_search_with_score("refund policy", k=3)
-        assert [d.id for d, _ in found][0] == "a"  # the same text: cosine 1
+        assert found[0][0].id == "a"  # the same text: cosine 1
         assert found[0][1] == pytest.approx(1.0, abs=1e-5)
         assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
         billing = store.similarity_search("refund", k=5, filter={"topic": "billing"})
@@ -125,7 +125,9 @@ def test_bad_input_is_refused_and_stores_nothing(tmp_path: Path) -> None:
     db = open_db(tmp_path)
     try:
         store = CosmictronVectorStore(db, DeterministicFakeEmbedding(size=400))
-        with pytest.raises(ValueError, match=r"vectors of 1\.\.384 numbers, the embeddings gave 400"):
+        with pytest.raises(
+            ValueError, match=r"vectors of 1\.\.384 numbers, the embeddings gave 400"
+        ):
             store.add_texts(["too wide"])
         small = CosmictronVectorStore(db, DeterministicFakeEmbedding(size=6))
         with pytest.raises(ValueError, match="metadata must be JSON-serializable"):

@@ -39,7 +39,20 @@ APP = "from cosmictron import *\nfrom cosmictron.agents import *\n"
 DB = "stores"
 EMBED = HashingEmbedder()
 INDEX: Any = {"dims": 384, "embed": EMBED.embed, "fields": ["text", "tags[*]"]}
-WORDS = "green tea coffee apples red blue sky river stone music jazz rain".split()
+WORDS = [
+    "green",
+    "tea",
+    "coffee",
+    "apples",
+    "red",
+    "blue",
+    "sky",
+    "river",
+    "stone",
+    "music",
+    "jazz",
+    "rain",
+]
 NAMESPACES = [("users", "1"), ("users", "2"), ("users", "2", "notes"), ("docs",)]
 
 
@@ -47,7 +60,9 @@ NAMESPACES = [("users", "1"), ("users", "2"), ("users", "2", "notes"), ("docs",)
 def db(tmp_path: Path) -> Iterator[Database]:
     (tmp_path / "app.py").write_text(APP)
     database = Database.open(
-        tmp_path / "data", tmp_path / "app.py", durability=DurabilityConfig.from_profile("development")
+        tmp_path / "data",
+        tmp_path / "app.py",
+        durability=DurabilityConfig.from_profile("development"),
     )
     yield database
     database.close()

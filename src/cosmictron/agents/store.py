@@ -28,9 +28,16 @@ from cosmictron.agents.errors import AgentError
 from cosmictron.agents.memory import running_database, supersede
 from cosmictron.agents.tables import MEMORY_DIMS, Memory
 from cosmictron.agents.vector_index import index_for
-from cosmictron.module import Index, ProcedureContext, ReducerContext, procedure, reducer, type_
+from cosmictron.module import (
+    Index,
+    ProcedureContext,
+    ReducerContext,
+    procedure,
+    reducer,
+    table,
+    type_,
+)
 from cosmictron.module import field as column
-from cosmictron.module import table
 from cosmictron.values import TimeDuration, Timestamp
 
 MEMORY_NAMESPACE = "store:"
@@ -334,16 +341,11 @@ def store_list_namespaces(
     now = ctx.timestamp
 
     def read(_: Any) -> list[str]:
-        return sorted(
-            {i.namespace for i in database.table("store_item").iter() if live(i, now)}
-        )
+        return sorted({i.namespace for i in database.table("store_item").iter() if live(i, now)})
 
     names = [tuple(n.split(".")) for n in database.read(read)]
     names = [n for n in names if all(_namespace_matches(kind, p, n) for kind, p in parsed)]
-    if max_depth is not None:
-        names = sorted({n[:max_depth] for n in names})
-    else:
-        names = sorted(names)
+    names = sorted({n[:max_depth] for n in names} if max_depth is not None else names)
     return json.dumps([list(n) for n in names[offset : offset + limit]])
 
 

@@ -276,4 +276,3 @@ class CosmictronCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         self._model_finished(run_id, "model.failed", {"error": str(error) or type(error).__name__})
-

@@ -50,9 +50,8 @@ MESSAGES_SQL = (
 def _row(message: BaseMessage) -> tuple[str, str, str, str]:
     """(role, content, tool_calls JSON, tool_call_id) of a LangChain message."""
     if not isinstance(message.content, str):
-        raise ValueError(
-            f"CosmictronChatMessageHistory stores text content, got {type(message.content).__name__}"
-        )
+        kind = type(message.content).__name__
+        raise ValueError(f"CosmictronChatMessageHistory stores text content, got {kind}")
     if isinstance(message, HumanMessage):
         return "user", message.content, "[]", ""
     if isinstance(message, SystemMessage):
@@ -143,7 +142,9 @@ class CosmictronChatMessageHistory(BaseChatMessageHistory):
             "SELECT id FROM agent_thread WHERE id = :t", {"t": self.session_id}
         )
         if not found:
-            known = self._connection.sql("SELECT name FROM agent WHERE name = :a", {"a": self.agent})
+            known = self._connection.sql(
+                "SELECT name FROM agent WHERE name = :a", {"a": self.agent}
+            )
             if not known:
                 self._connection.call(
                     "register_agent", self.agent, "worker", "chat history (migration shim)", []

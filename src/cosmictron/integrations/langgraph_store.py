@@ -23,7 +23,7 @@ import asyncio
 import datetime as dt
 import json
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -67,7 +67,7 @@ def _labels(namespace: str) -> tuple[str, ...]:
 
 
 def _when(micros: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(micros / 1_000_000, tz=dt.timezone.utc)
+    return dt.datetime.fromtimestamp(micros / 1_000_000, tz=dt.UTC)
 
 
 def _item(found: dict[str, Any]) -> Item:
@@ -91,7 +91,7 @@ def _search_item(found: dict[str, Any]) -> SearchItem:
     )
 
 
-def _value_text(value: dict[str, Any]) -> str:
+def _value_text(value: Mapping[str, Any]) -> str:
     try:
         return json.dumps(value)
     except (TypeError, ValueError) as exc:
@@ -262,21 +262,28 @@ class CosmictronStore(BaseStore):
             if not isinstance(op, GetOp | SearchOp | ListNamespacesOp | PutOp):
                 raise ValueError(f"unknown store operation {type(op).__name__}")
 
-    def _wants_query(self, op: Op) -> bool:
-        return isinstance(op, SearchOp) and bool(op.query) and self.embeddings is not None
+    def _query_of(self, op: Op) -> str | None:
+        """The text a search op wants embedded (None: no semantic search)."""
+        if isinstance(op, SearchOp) and op.query and self.embeddings is not None:
+            return op.query
+        return None
+
+    def _queries(self, ops: Sequence[Op]) -> list[str]:
+        return sorted({q for q in map(self._query_of, ops) if q is not None})
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         """Run a batch: its reads, then its writes in one transaction."""
         ops = list(ops)
         self._check(ops)
-        queries = sorted({op.query for op in ops if self._wants_query(op)})  # type: ignore[union-attr]
+        queries = self._queries(ops)
         vectors = dict(zip(queries, self._embed_queries(queries), strict=True))
         results: list[Result] = []
         for op in ops:
             if isinstance(op, PutOp):
                 results.append(None)
                 continue
-            vector = vectors.get(op.query) if self._wants_query(op) else None  # type: ignore[union-attr]
+            query = self._query_of(op)
+            vector = None if query is None else vectors[query]
             results.append(self._result(op, self._connection.call(*self._read_call(op, vector))))
         puts = self._last_puts(ops)
         if puts:
@@ -288,14 +295,15 @@ class CosmictronStore(BaseStore):
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         ops = list(ops)
         self._check(ops)
-        queries = sorted({op.query for op in ops if self._wants_query(op)})  # type: ignore[union-attr]
+        queries = self._queries(ops)
         vectors = dict(zip(queries, await self._aembed_queries(queries), strict=True))
         results: list[Result] = []
         for op in ops:
             if isinstance(op, PutOp):
                 results.append(None)
                 continue
-            vector = vectors.get(op.query) if self._wants_query(op) else None  # type: ignore[union-attr]
+            query = self._query_of(op)
+            vector = None if query is None else vectors[query]
             reply = await self._connection.acall(*self._read_call(op, vector))
             results.append(self._result(op, reply))
         puts = self._last_puts(ops)
@@ -336,9 +344,7 @@ class CosmictronStore(BaseStore):
     def start_ttl_sweeper(self, sweep_interval_minutes: float | None = None) -> Future[None]:
         """Sweep every ``sweep_interval_minutes`` (default: the TTL config's, else 5) on a
         thread until ``stop_ttl_sweeper``; the future completes when it stops."""
-        interval = sweep_interval_minutes or (self.ttl_config or {}).get(
-            "sweep_interval_minutes"
-        )
+        interval = sweep_interval_minutes or (self.ttl_config or {}).get("sweep_interval_minutes")
         seconds = 60.0 * (interval or 5)
         done: Future[None] = Future()
         self._stop_sweeping.clear()
@@ -364,4 +370,3 @@ class CosmictronStore(BaseStore):
         if stopped:
             self._sweeper = None
         return stopped
-
