@@ -264,3 +264,23 @@ def test_history_over_a_real_server(server: Server) -> None:
             intruder.clear()
     finally:
         intruder.close()
+
+
+def test_the_core_needs_no_langchain_and_the_integration_says_what_to_install() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "sys.modules['langchain_core'] = None  # as if not installed\n"
+        "import cosmictron, cosmictron.agents, cosmictron.client\n"
+        "try:\n"
+        "    import cosmictron.integrations.langchain\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "needs LangChain" in out.stdout
+    assert "pip install 'cosmictron[langchain]'" in out.stdout
