@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,7 @@ from langgraph.store.memory import InMemoryStore
 from cosmictron import CosmictronError, Database, DurabilityConfig, ReducerFailed
 from cosmictron.agents import HashingEmbedder
 from cosmictron.integrations.langgraph import CosmictronStore
-from tests.server.conftest import Server, server
+from tests.server.conftest import Server, server, start_server, stop_server
 
 __all__ = ["server"]
 
@@ -207,24 +208,29 @@ def test_differential_over_a_real_server(server: Server) -> None:
     token = deploy(server)
     with CosmictronStore.from_url(server.url, DB, token=token, index=INDEX) as store:
         run_differential(store, seed=11, steps=150)
+        assert asyncio.run(async_scenario(store)) == asyncio.run(
+            async_scenario(InMemoryStore(index=INDEX))
+        )
+
+
+async def async_scenario(store: BaseStore) -> list[Any]:
+    """The async API (``abatch`` underneath) on namespace ``("a",)``."""
+    await store.aput(("a",), "x", {"text": "green tea", "n": 1})
+    await store.aput(("a",), "y", {"text": "black coffee", "n": 2})
+    await store.aput(("a", "b"), "z", {"text": "green river", "n": 3})
+    await store.adelete(("a",), "y")
+    return [
+        items([await store.aget(("a",), "x")]),
+        await store.aget(("a",), "y"),
+        [(i.key, round(i.score or 0, 5)) for i in await store.asearch(("a",), query="green")],
+        items(await store.asearch(("a",), filter={"n": {"$gte": 2}})),
+        await store.alist_namespaces(prefix=("a",)),
+    ]
 
 
 def test_async_batches_agree_with_in_memory(db: Database) -> None:
-    async def run(store: BaseStore) -> list[Any]:
-        await store.aput(("a",), "x", {"text": "green tea", "n": 1})
-        await store.aput(("a",), "y", {"text": "black coffee", "n": 2})
-        await store.aput(("a", "b"), "z", {"text": "green river", "n": 3})
-        await store.adelete(("a",), "y")
-        return [
-            items([await store.aget(("a",), "x")]),
-            await store.aget(("a",), "y"),
-            [(i.key, round(i.score or 0, 5)) for i in await store.asearch(("a",), query="green")],
-            items(await store.asearch(("a",), filter={"n": {"$gte": 2}})),
-            await store.alist_namespaces(prefix=("a",)),
-        ]
-
-    assert asyncio.run(run(CosmictronStore(db, index=INDEX))) == asyncio.run(
-        run(InMemoryStore(index=INDEX))
+    assert asyncio.run(async_scenario(CosmictronStore(db, index=INDEX))) == asyncio.run(
+        async_scenario(InMemoryStore(index=INDEX))
     )
 
 
@@ -241,6 +247,30 @@ def test_a_batch_reads_before_it_writes_and_the_last_put_wins(db: Database) -> N
     assert ours.batch(ops) == ref.batch(ops) == [None, None, None, []]
     assert items([ours.get(("n",), "k")]) == items([ref.get(("n",), "k")])
     assert [i.value for i in ours.search(("n",), query="second")] == [{"text": "second"}]
+
+
+@pytest.mark.slow
+def test_items_and_their_vectors_survive_a_sigkill(tmp_path: Path) -> None:
+    """Acknowledged puts are on disk (production profile): after SIGKILL and a restart,
+    the items are there and the vector index, rebuilt from the table, finds them."""
+    data_dir = tmp_path / "server-data"
+    running = start_server(data_dir, "--profile", "production")
+    try:
+        token = deploy(running)
+        with CosmictronStore.from_url(running.url, DB, token=token, index=INDEX) as store:
+            for n, text in enumerate(["green tea", "black coffee", "river stone"]):
+                store.put(("mem",), f"k{n}", {"text": text})
+            store.delete(("mem",), "k1")
+            before = [(i.key, i.score) for i in store.search(("mem",), query="green river")]
+        stop_server(running, signal.SIGKILL)
+        assert running.process.returncode == -signal.SIGKILL
+        running = start_server(data_dir, "--profile", "production")
+        with CosmictronStore.from_url(running.url, DB, token=token, index=INDEX) as store:
+            after = [(i.key, i.score) for i in store.search(("mem",), query="green river")]
+            assert store.get(("mem",), "k1") is None
+        assert after == before and {k for k, _ in after} == {"k0", "k2"}
+    finally:
+        stop_server(running)
 
 
 # -- TTL: the in-memory store has none, so the reference drops an item when it expires -

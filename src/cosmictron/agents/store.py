@@ -25,7 +25,7 @@ from typing import Any
 from cosmictron.agents.checkpoints import require_owner
 from cosmictron.agents.common import dumps
 from cosmictron.agents.errors import AgentError
-from cosmictron.agents.memory import running_database, supersede
+from cosmictron.agents.memory import RECALL_TIMEOUT_S, running_database, supersede
 from cosmictron.agents.tables import MEMORY_DIMS, Memory
 from cosmictron.agents.vector_index import index_for
 from cosmictron.module import (
@@ -229,7 +229,7 @@ def require_owner_of_reads(ctx: ProcedureContext, database: Any) -> None:
         )
 
 
-@procedure
+@procedure(timeout_s=RECALL_TIMEOUT_S)  # as recall: the first search may build the index
 def store_search(
     ctx: ProcedureContext,
     namespace_prefix: str,
