@@ -209,10 +209,15 @@ class CosmictronVectorStore(VectorStore):
 
     # -- reads ------------------------------------------------------------------------
 
-    def _current_sql(self) -> tuple[str, dict[str, Any]]:
+    def _current_sql(self, ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
+        """The current rows of ``ids`` (not empty), in one ``IN`` list."""
+        params: dict[str, Any] = {"ns": self.namespace}
+        params.update({f"k{n}": str(key) for n, key in enumerate(dict.fromkeys(ids))})
+        keys = ", ".join(f":{name}" for name in params if name != "ns")
         return (
-            "SELECT key, text, metadata FROM memory WHERE namespace = :ns AND valid_to IS NULL",
-            {"ns": self.namespace},
+            "SELECT key, text, metadata FROM memory "
+            f"WHERE namespace = :ns AND valid_to IS NULL AND key IN ({keys})",
+            params,
         )
 
     @staticmethod
@@ -230,10 +235,14 @@ class CosmictronVectorStore(VectorStore):
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """The current documents of ``ids``, in that order (missing ones left out)."""
-        return self._in_order(self._connection.sql(*self._current_sql()), ids)
+        if not ids:
+            return []
+        return self._in_order(self._connection.sql(*self._current_sql(ids)), ids)
 
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
-        return self._in_order(await self._connection.asql(*self._current_sql()), ids)
+        if not ids:
+            return []
+        return self._in_order(await self._connection.asql(*self._current_sql(ids)), ids)
 
     def _recall_args(
         self, vector: Sequence[float], k: int, filter: dict[str, Any] | None
