@@ -258,7 +258,7 @@ def store_search(
             for i in items.iter()
             if in_prefix(i.namespace, namespace_prefix)
             and live(i, now)
-            and matches(json.loads(i.value), wanted)
+            and (not wanted or matches(json.loads(i.value), wanted))
         ]
         chosen.sort(key=lambda i: i.id)
         return {(i.namespace, i.key): i for i in chosen}
