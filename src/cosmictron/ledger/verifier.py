@@ -14,13 +14,20 @@ reader) in one pass and checks, for every record in order (``RecordChecker``):
    keys' signatures: ``rotation_unsigned``; other key events: ``key_event_invalid``);
 5. a checkpoint record's note is signed by a key valid there and names this log
    (``checkpoint_invalid``), and its tree size and root are the tree's over every record
-   before it (``checkpoint_mismatch``).
+   before it (``checkpoint_mismatch``);
+6. an anchor record's RFC 3161 token stamps the checkpoint record it names
+   (``anchor_mismatch``: a swapped token, or a checkpoint that is not there), chains to a
+   given TSA trust root (``anchor_untrusted``) and passes every other check of
+   ``tsa.verify_token`` (``anchor_invalid``: a corrupted token).
 
 Then every checkpoint kept outside the log (the side file ``ledger/checkpoints``, and any
 the caller trusts, such as one an auditor saved earlier) must be signed by a log key and
 agree with the log's tree at its size (``checkpoint_fork``), and the log must not be
 shorter than any of them (``truncated`` for the side file, ``rollback`` for a trusted
 one: the whole data directory is older than a checkpoint someone has seen).
+Anchors kept in the side file ``ledger/anchors`` must be in the log too: the log may
+not end before one (``truncated``), and the record there must hold the same token
+(``anchor_mismatch``).
 
 Each problem is a :class:`Problem` (stable ``code``, first bad ``seq``, ``detail``);
 :class:`VerifyResult` gives the first one. Once the chain is broken the checker
@@ -29,21 +36,24 @@ re-anchors on what it reads, so one deleted record is one problem, not thousands
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from cosmictron.ledger.anchor import check_token, parse_anchor_body, read_side_anchors
 from cosmictron.ledger.chain import GENESIS_HASH
 from cosmictron.ledger.checkpoint import Checkpoint, open_checkpoint
 from cosmictron.ledger.errors import AlgorithmRefused, NoteMalformed, SignatureInvalid
 from cosmictron.ledger.logread import LogDamage, LogReader
 from cosmictron.ledger.merkle import LEAF_PREFIX, Frontier
 from cosmictron.ledger.record_format import (
+    ANCHOR_KIND,
     BODY,
     CHECKPOINT_KIND,
     FIELD_COUNT,
@@ -71,6 +81,9 @@ from cosmictron.ledger.record_format import (
     unpack_fields,
 )
 from cosmictron.ledger.signing import KeyRing, VerifierKey, check_algorithm
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 CHECKPOINTS_FILE = os.path.join("ledger", "checkpoints")
 """The side file: one JSON object a line, ``{"seq", "size", "note", "origin", "keys"}``."""
@@ -112,6 +125,10 @@ class VerifyResult:
     origin: str | None = None
     keys: list[str] = field(default_factory=list)
     problems_dropped: int = 0
+    anchors: int = 0
+    anchors_rooted: bool = True
+    """False when anchors were found but no TSA trust root was given: their tokens were
+    checked except for the chain to a root."""
 
     def to_document(self) -> dict[str, Any]:
         """The JSON form (``cosmictron-cli verify --json`` and the audit route)."""
@@ -127,6 +144,8 @@ class VerifyResult:
             "legacy_through": self.legacy_through,
             "origin": self.origin,
             "keys": self.keys,
+            "anchors": self.anchors,
+            "anchors_rooted": self.anchors_rooted,
         }
 
     def lines(self) -> list[str]:
@@ -137,11 +156,27 @@ class VerifyResult:
                 if self.legacy_through
                 else ""
             )
-            return [f"ok: {self.records} records, {self.checkpoints} checkpoints verified{legacy}"]
+            return [ok_line(self.to_document()) + legacy]
         lines = [p.line() for p in self.problems]
         if self.problems_dropped:
             lines.append(f"... and {self.problems_dropped} more problems")
         return lines
+
+
+def ok_line(document: dict[str, Any]) -> str:
+    """The line ``verify`` prints when everything checks (from ``to_document()``)."""
+    anchors = document.get("anchors", 0)
+    if not anchors:
+        return f"ok: {document['records']} records, {document['checkpoints']} checkpoints verified"
+    unrooted = (
+        ""
+        if document.get("anchors_rooted", True)
+        else " (TSA chains not checked: no TSA trust root given, see --tsa-root)"
+    )
+    return (
+        f"ok: {document['records']} records, {document['checkpoints']} checkpoints, "
+        f"{anchors} anchors verified{unrooted}"
+    )
 
 
 class VerifyProblem(Exception):
@@ -189,6 +224,7 @@ class RecordChecker:
         tree_root: Callable[[], tuple[int, bytes]] | None = None,
         trusted_keys: Iterable[VerifierKey] | None = None,
         migrated: bool = False,
+        anchors: AnchorChecks | None = None,
     ) -> None:
         self.origin = origin
         self.prev_hash = prev_hash
@@ -203,6 +239,9 @@ class RecordChecker:
         self.legacy_through = 0
         self.checkpoints: list[CheckpointSeen] = []
         self.keys: list[VerifierKey] = []
+        self.anchors = anchors
+        """Checks anchor records' tokens when given (``verify``); the open check skips
+        them (a TSA's token is checked when it is written, and by ``verify``)."""
 
     def _frontier_root(self) -> tuple[int, bytes]:
         return self.frontier.size, self.frontier.root()
@@ -291,6 +330,8 @@ class RecordChecker:
         self._check_signature(seq, kind, fields)
         if kind == CHECKPOINT_KIND:
             self._check_checkpoint(seq, fields[BODY])
+        elif kind == ANCHOR_KIND and self.anchors is not None:
+            self.anchors.check_record(seq, fields[BODY])
 
     def _check_position(self, seq: int, fields: list[Any]) -> None:
         if fields[SEQ] != seq:
@@ -401,6 +442,46 @@ class RecordChecker:
                 f"{root.hex()[:16]}",
             )
         self.checkpoints.append(CheckpointSeen(seq, size, root))
+        if self.anchors is not None:
+            self.anchors.notes[seq] = note
+
+
+class AnchorChecks:
+    """Checks every anchor record's token against the checkpoint record it names.
+
+    ``roots`` None checks each token but not its chain to a TSA root (``verify`` says so:
+    ``anchors_rooted`` is False). ``notes`` maps each checkpoint record's seq to its
+    note (kept for the anchors that name it; a few hundred bytes a checkpoint).
+    """
+
+    def __init__(self, roots: Sequence[x509.Certificate] | None, policy: str | None) -> None:
+        self.roots = roots
+        self.policy = policy
+        self.notes: dict[int, str] = {}
+        self.count = 0
+        self.tokens: dict[int, bytes] = {}
+        """Each anchor record's token, by its seq (for the side file's check)."""
+
+    def check_record(self, seq: int, body: Any) -> None:
+        try:
+            anchor = parse_anchor_body(body)
+        except ValueError as exc:
+            raise VerifyProblem("anchor_invalid", str(exc)) from None
+        self.tokens[seq] = anchor.token
+        note = self.notes.get(anchor.checkpoint_seq)
+        if note is None or anchor.checkpoint_seq >= seq:
+            raise VerifyProblem(
+                "anchor_mismatch",
+                f"the anchor names record {anchor.checkpoint_seq}, which is not a checkpoint "
+                "before it",
+            )
+        found = check_token(anchor.token, note, self.roots, policy=self.policy)
+        if found is not None:
+            code, detail = found
+            raise VerifyProblem(
+                code, f"the token from {anchor.tsa} for checkpoint {anchor.checkpoint_seq}: {detail}"
+            )
+        self.count += 1
 
 
 def read_side_checkpoints(data_dir: str) -> list[dict[str, Any]]:
@@ -441,6 +522,8 @@ def verify(
     *,
     keys: Iterable[VerifierKey] | None = None,
     checkpoints: Iterable[str] = (),
+    tsa_roots: Sequence[x509.Certificate] | None = None,
+    tsa_policy: str | None = None,
 ) -> VerifyResult:
     """Verify the whole history of the data directory at ``path``.
 
@@ -451,6 +534,9 @@ def verify(
             (enough to detect changes after the fact, not a forger with disk access).
         checkpoints: signed checkpoint notes kept elsewhere (by an auditor, a witness):
             the log must contain them (``rollback``, ``checkpoint_fork`` otherwise).
+        tsa_roots: the CA certificates RFC 3161 anchors must chain to; ``None`` checks
+            every token but not its chain (the result's ``anchors_rooted`` says so).
+        tsa_policy: the TSA policy OID every anchor token must carry, if any.
 
     Returns:
         A :class:`VerifyResult`; ``ok`` is True only if nothing is wrong.
@@ -474,10 +560,12 @@ def verify(
         if frontier.size in wanted:
             roots[frontier.size] = frontier.root()
 
+    anchors = AnchorChecks(tsa_roots, tsa_policy)
     checker = RecordChecker(
         tree_append=append,
         tree_root=lambda: (frontier.size, frontier.root()),
         trusted_keys=keys,
+        anchors=anchors,
     )
     if 0 in wanted:
         roots[0] = frontier.root()
@@ -491,6 +579,7 @@ def verify(
         collector.add(Problem("log_damaged", exc.seq, str(exc)))
         last_seq = exc.seq - 1
     _check_outside(checker, side, external, roots, last_seq, collector)
+    _check_side_anchors(data_dir, anchors, last_seq, collector)
     problems = sorted(collector.problems, key=lambda p: p.seq)
     first = problems[0] if problems else None
     return VerifyResult(
@@ -505,7 +594,36 @@ def verify(
         origin=checker.origin,
         keys=[k.to_text() for k in checker.keys],
         problems_dropped=collector.dropped,
+        anchors=anchors.count,
+        anchors_rooted=tsa_roots is not None or not anchors.tokens,
     )
+
+
+def _check_side_anchors(
+    data_dir: str, anchors: AnchorChecks, last_seq: int, collector: _Collector
+) -> None:
+    """Anchors the side file kept must be in the log: not beyond its end, same token."""
+    for entry in read_side_anchors(data_dir):
+        seq = int(entry["seq"])
+        if seq > last_seq:
+            collector.add(
+                Problem(
+                    "truncated",
+                    last_seq + 1,
+                    f"the log ends at seq {last_seq}, but the side file's anchor record {seq} "
+                    f"(stamping checkpoint {entry.get('checkpoint_seq')}) was written",
+                )
+            )
+            continue
+        token = anchors.tokens.get(seq)
+        if token is None or base64.b64encode(token).decode("ascii") != entry["token"]:
+            collector.add(
+                Problem(
+                    "anchor_mismatch",
+                    seq,
+                    f"the side file's anchor record {seq} is not the log's record {seq}",
+                )
+            )
 
 
 def _check_outside(
