@@ -169,7 +169,7 @@ def test_a_checkpoint_is_anchored_checked_stored_and_verifies_with_openssl(
 
     logged = records(data)
     anchors = [f for f in logged if f[KIND] == ANCHOR_KIND]
-    assert [a[2] for a in anchors][0] == seqs[0]
+    assert anchors[0][2] == seqs[0]
     notes = {f[2]: f[BODY][1] for f in logged if f[KIND] == CHECKPOINT_KIND}
     for fields in anchors:
         anchor = parse_anchor_body(fields[BODY])
@@ -325,7 +325,9 @@ def test_anchoring_settings_are_checked(local_tsa: LocalTsa, tmp_path: Path) -> 
     with pytest.raises(ConfigError, match="no PEM certificates"):
         open_db(
             tmp_path / "data",
-            anchoring_config(local_tsa, [local_tsa.url], anchor_trust_roots=str(tmp_path / "empty.pem")),
+            anchoring_config(
+                local_tsa, [local_tsa.url], anchor_trust_roots=str(tmp_path / "empty.pem")
+            ),
         )
     db = open_db(tmp_path / "plain", anchoring_config(local_tsa, []))
     with pytest.raises(DurabilityError, match="anchoring is off"):

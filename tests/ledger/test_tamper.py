@@ -1,7 +1,8 @@
 """The tamper suite: a real database's ledger, then one fault at a time, each named exactly.
 
 A database (signing = "event", a checkpoint every 50 records, an RFC 3161 anchor from
-the local ``openssl ts`` TSA every 100 transactions, a key rotation half way) commits a few hundred transactions (10,000 in the soak run); each test copies its data
+the local ``openssl ts`` TSA every 100 transactions, a key rotation half way) commits a
+few hundred transactions (10,000 in the soak run); each test copies its data
 directory, damages it the way an attacker or a failing disk would, and checks that
 ``cosmictron.ledger.verify`` reports the fault's stable code and its first bad sequence
 number. The attacker is given the tools to make a fault look well-formed (the frame's
@@ -32,6 +33,7 @@ import pytest
 from cosmictron import Database, DurabilityConfig
 from cosmictron.errors import CorruptLog
 from cosmictron.host.backup import restore
+from cosmictron.ledger.anchor import parse_anchor_body, read_side_anchors, token_response
 from cosmictron.ledger.checkpoint import Checkpoint, sign_checkpoint
 from cosmictron.ledger.logread import LogReader
 from cosmictron.ledger.record_format import (
@@ -48,7 +50,6 @@ from cosmictron.ledger.record_format import (
     signing_message,
 )
 from cosmictron.ledger.signing import SigningKey, load_key
-from cosmictron.ledger.anchor import parse_anchor_body, read_side_anchors, token_response
 from cosmictron.ledger.tsa import load_certificates, timestamp
 from cosmictron.ledger.verifier import read_side_checkpoints, verify
 

@@ -141,9 +141,7 @@ class Anchorer:
     def start(self, writer_lock: AbstractContextManager[Any]) -> None:
         """Start anchoring; ``writer_lock`` is the lock every ``append`` is made under."""
         self._writer_lock = writer_lock
-        self._thread = threading.Thread(
-            target=self._run, name="cosmictron-anchoring", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="cosmictron-anchoring", daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 1.0) -> None:
@@ -248,7 +246,10 @@ class Anchorer:
                 # Anchor records are not what anchoring waits for: they do not count as
                 # records after the checkpoint.
                 ledger.since_seq, ledger.since_us = since
-            while ledger.unanchored and ledger.unanchored[0].checkpoint_seq <= candidate.checkpoint_seq:
+            while (
+                ledger.unanchored
+                and ledger.unanchored[0].checkpoint_seq <= candidate.checkpoint_seq
+            ):
                 ledger.unanchored.popleft()
             self.stats.anchors_written += len(seqs)
             self.stats.last_anchor_seq = seqs[-1]

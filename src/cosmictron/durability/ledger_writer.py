@@ -71,7 +71,6 @@ from cosmictron.ledger.signing import (
 )
 from cosmictron.ledger.verifier import CHECKPOINTS_FILE, RecordChecker, read_side_checkpoints
 
-
 UNANCHORED_MAX = 10_000
 """Unanchored checkpoints remembered during a TSA outage; past it, the second oldest is
 forgotten (the oldest keeps the lag exact; anchoring the latest covers them all)."""
@@ -362,9 +361,7 @@ class LedgerWriter:
         """Append the side-file entries of checkpoints (and anchors) the log has synced."""
         anchors = [e for e in self.side_anchors_pending if e["seq"] <= synced]
         if anchors:
-            self.side_anchors_pending = [
-                e for e in self.side_anchors_pending if e["seq"] > synced
-            ]
+            self.side_anchors_pending = [e for e in self.side_anchors_pending if e["seq"] > synced]
             append_side_anchors(self.data_dir, anchors)
         ready = [e for e in self.side_pending if e["seq"] <= synced]
         if not ready:

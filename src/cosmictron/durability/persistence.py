@@ -25,9 +25,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from cosmictron.durability.anchorer import Anchorer
 from cosmictron.durability.commitlog import CommitLog
 from cosmictron.durability.config import DurabilityConfig, PersistenceConfig
-from cosmictron.durability.anchorer import Anchorer
 from cosmictron.durability.files import ensure_directory
 from cosmictron.durability.ledger_writer import LedgerWriter, migrate_legacy_log
 from cosmictron.durability.recovery import LogTail, Recovery

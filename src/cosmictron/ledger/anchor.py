@@ -93,9 +93,7 @@ def check_token(
     return None
 
 
-def side_entry(
-    seq: int, body: AnchorBody, size: int, note: str, gen_time: str
-) -> dict[str, Any]:
+def side_entry(seq: int, body: AnchorBody, size: int, note: str, gen_time: str) -> dict[str, Any]:
     """The side-file line for the anchor record at ``seq``."""
     return {
         "seq": seq,

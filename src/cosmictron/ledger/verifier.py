@@ -479,7 +479,8 @@ class AnchorChecks:
         if found is not None:
             code, detail = found
             raise VerifyProblem(
-                code, f"the token from {anchor.tsa} for checkpoint {anchor.checkpoint_seq}: {detail}"
+                code,
+                f"the token from {anchor.tsa} for checkpoint {anchor.checkpoint_seq}: {detail}",
             )
         self.count += 1
 
