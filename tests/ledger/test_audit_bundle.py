@@ -72,7 +72,7 @@ def test_a_bundle_from_a_data_directory_verifies_offline_and_with_openssl(
         "export-audit", str(data), str(bundle), "--tsa-root", str(local_tsa.path("ca.pem"))
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(f"Wrote the audit bundle {bundle}: "), done.stdout
+    assert done.stdout.startswith(f"Audit bundle written to {bundle}: "), done.stdout
     assert "3 anchors" in done.stdout
     for name in ("README.md", "keys/public-keys.txt", "tsa/trust-roots.pem", "tsa/signers.pem"):
         assert (bundle / name).is_file(), name

@@ -100,7 +100,7 @@ def _from_server(
 def _report(context: CommandContext, summary: ExportSummary) -> None:
     def human(console: object) -> None:
         click.echo(
-            f"Wrote the audit bundle {summary.path}: {summary.records} records, "
+            f"Audit bundle written to {summary.path}: {summary.records} records, "
             f"{summary.checkpoints} checkpoints, {summary.anchors} anchors, "
             f"{summary.keys} public keys"
             + ("" if summary.trust_roots else " (no TSA trust root: none is configured)")
