@@ -333,3 +333,83 @@ def test_anchoring_settings_are_checked(local_tsa: LocalTsa, tmp_path: Path) -> 
     with pytest.raises(DurabilityError, match="anchoring is off"):
         db.anchor_now()
     db.close()
+
+
+def test_a_reopened_database_anchors_what_was_not_anchored_and_nothing_twice(
+    local_tsa: LocalTsa, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    config = anchoring_config(local_tsa, [local_tsa.url])
+    db = open_db(data, config)
+    db.call("add", "first")
+    assert len(db.anchor_now()) == 1
+    db.close()  # its closing checkpoint covers the anchor record only
+    db = open_db(data, config)
+    anchorer = db.core.persistence.anchorer
+    assert anchorer is not None and anchorer.lag() == (0.0, 0)
+    assert db.anchor_now() == [], "an anchor record alone is nothing new to anchor"
+    db.call("add", "second")
+    assert anchorer.lag()[1] > 0
+    assert len(db.anchor_now()) == 1
+    db.call("add", "third, left for the next open")
+    db.close()
+    db = open_db(data, config)
+    anchorer = db.core.persistence.anchorer
+    assert anchorer is not None and anchorer.lag()[1] > 0, "the third record is not anchored"
+    assert len(db.anchor_now()) == 1
+    db.close()
+    result = verify(data, tsa_roots=roots(local_tsa))
+    assert result.ok and result.anchors == 3, result.lines()
+
+
+WRITER = """
+import sys
+from cosmictron import Database, DurabilityConfig
+fields = {**vars(DurabilityConfig.from_profile("development")), "signing": "checkpoint",
+          "checkpoint_interval_ms": 50, "fsync_policy": "periodic", "fsync_interval_ms": 20,
+          "anchor_tsa_urls": (sys.argv[3],), "anchor_trust_roots": sys.argv[4],
+          "anchor_interval_ms": 50}
+db = Database.open(sys.argv[1], module=sys.argv[2], durability=DurabilityConfig(**fields))
+anchorer = db.core.persistence.anchorer
+i = 0
+while True:
+    db.call("add", f"n {i}")
+    i += 1
+    if anchorer.stats.anchors_written >= 3 and i % 50 == 0:
+        print("ready", flush=True)
+"""
+
+
+def test_sigkill_while_anchoring_leaves_a_log_that_verifies_and_reopens(
+    local_tsa: LocalTsa, tmp_path: Path
+) -> None:
+    """The anchors side file is written only once the log is synced past its records, so
+    a crash never leaves it ahead of the log (which would read as a truncated log)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    (tmp_path / "app.py").write_text(MODULE)
+    (tmp_path / "writer.py").write_text(WRITER)
+    data = tmp_path / "data"
+    writer = subprocess.Popen(
+        [sys.executable, str(tmp_path / "writer.py"), str(data), str(tmp_path / "app.py"),
+         local_tsa.url, str(local_tsa.path("ca.pem"))],
+        stdout=subprocess.PIPE, env={**os.environ},
+    )  # fmt: skip
+    assert writer.stdout is not None
+    assert writer.stdout.readline().strip() == b"ready"
+    time.sleep(0.3)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    writer.stdout.close()
+    result = verify(data, tsa_roots=roots(local_tsa))
+    assert result.ok and result.anchors >= 3, result.lines()
+    assert len(read_side_anchors(data)) <= result.anchors
+    db = open_db(data, anchoring_config(local_tsa, [local_tsa.url]))
+    db.call("add", "after the crash")
+    assert len(db.anchor_now()) == 1
+    db.close()
+    result = verify(data, tsa_roots=roots(local_tsa))
+    assert result.ok, result.lines()
