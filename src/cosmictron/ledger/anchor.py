@@ -69,12 +69,13 @@ def checkpoint_digest(note: str) -> bytes:
 
 def check_token(
     token: bytes,
-    note: str,
+    note: str | bytes,
     trust_roots: Sequence[x509.Certificate] | None,
     *,
     policy: str | None = None,
 ) -> tuple[str, str] | None:
-    """Check a stored token against the checkpoint note it anchors.
+    """Check a stored token against the checkpoint note it anchors (or its digest,
+    :func:`checkpoint_digest`, given as bytes).
 
     ``trust_roots`` None checks everything but the chain to a root (the caller says so
     in its result). Returns None when the token checks, else ``(code, detail)``.
@@ -82,8 +83,9 @@ def check_token(
     from cosmictron.ledger.errors import TimestampInvalid
     from cosmictron.ledger.tsa import verify_token
 
+    digest = note if isinstance(note, bytes) else checkpoint_digest(note)
     try:
-        verify_token(token, checkpoint_digest(note), trust_roots, policy=policy)
+        verify_token(token, digest, trust_roots, policy=policy)
     except TimestampInvalid as exc:
         if exc.reason in _MISMATCH_REASONS:
             return "anchor_mismatch", f"the token stamps another checkpoint: {exc}"

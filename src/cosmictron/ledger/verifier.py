@@ -46,7 +46,12 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from cosmictron.ledger.anchor import check_token, parse_anchor_body, read_side_anchors
+from cosmictron.ledger.anchor import (
+    check_token,
+    checkpoint_digest,
+    parse_anchor_body,
+    read_side_anchors,
+)
 from cosmictron.ledger.chain import GENESIS_HASH
 from cosmictron.ledger.checkpoint import Checkpoint, open_checkpoint
 from cosmictron.ledger.errors import AlgorithmRefused, NoteMalformed, SignatureInvalid
@@ -443,31 +448,45 @@ class RecordChecker:
             )
         self.checkpoints.append(CheckpointSeen(seq, size, root))
         if self.anchors is not None:
-            self.anchors.notes[seq] = note
+            self.anchors.add_checkpoint(seq, note)
 
 
 class AnchorChecks:
     """Checks every anchor record's token against the checkpoint record it names.
 
     ``roots`` None checks each token but not its chain to a TSA root (``verify`` says so:
-    ``anchors_rooted`` is False). ``notes`` maps each checkpoint record's seq to its
-    note (kept for the anchors that name it; a few hundred bytes a checkpoint).
+    ``anchors_rooted`` is False). Memory stays small on a long log: ``notes`` holds the
+    digest of each checkpoint not yet passed by an anchor (anchors name checkpoints in
+    order, so older ones are dropped), and ``tokens`` the digest of the tokens the side
+    file names (``side_seqs``).
     """
 
-    def __init__(self, roots: Sequence[x509.Certificate] | None, policy: str | None) -> None:
+    def __init__(
+        self,
+        roots: Sequence[x509.Certificate] | None,
+        policy: str | None,
+        side_seqs: Iterable[int] = (),
+    ) -> None:
         self.roots = roots
         self.policy = policy
-        self.notes: dict[int, str] = {}
+        self.notes: dict[int, bytes] = {}
         self.count = 0
+        self.seen = 0
+        self.side_seqs = set(side_seqs)
         self.tokens: dict[int, bytes] = {}
-        """Each anchor record's token, by its seq (for the side file's check)."""
+        """SHA-256 of the token of each anchor record the side file names, by seq."""
+
+    def add_checkpoint(self, seq: int, note: str) -> None:
+        self.notes[seq] = checkpoint_digest(note)
 
     def check_record(self, seq: int, body: Any) -> None:
+        self.seen += 1
         try:
             anchor = parse_anchor_body(body)
         except ValueError as exc:
             raise VerifyProblem("anchor_invalid", str(exc)) from None
-        self.tokens[seq] = anchor.token
+        if seq in self.side_seqs:
+            self.tokens[seq] = _sha256(anchor.token).digest()
         note = self.notes.get(anchor.checkpoint_seq)
         if note is None or anchor.checkpoint_seq >= seq:
             raise VerifyProblem(
@@ -476,6 +495,9 @@ class AnchorChecks:
                 "before it",
             )
         found = check_token(anchor.token, note, self.roots, policy=self.policy)
+        notes = self.notes
+        while notes and (oldest := next(iter(notes))) < anchor.checkpoint_seq:
+            del notes[oldest]
         if found is not None:
             code, detail = found
             raise VerifyProblem(
@@ -561,7 +583,8 @@ def verify(
         if frontier.size in wanted:
             roots[frontier.size] = frontier.root()
 
-    anchors = AnchorChecks(tsa_roots, tsa_policy)
+    side_anchors = read_side_anchors(data_dir)
+    anchors = AnchorChecks(tsa_roots, tsa_policy, (int(e["seq"]) for e in side_anchors))
     checker = RecordChecker(
         tree_append=append,
         tree_root=lambda: (frontier.size, frontier.root()),
@@ -580,7 +603,7 @@ def verify(
         collector.add(Problem("log_damaged", exc.seq, str(exc)))
         last_seq = exc.seq - 1
     _check_outside(checker, side, external, roots, last_seq, collector)
-    _check_side_anchors(data_dir, anchors, last_seq, collector)
+    _check_side_anchors(side_anchors, anchors, last_seq, collector)
     problems = sorted(collector.problems, key=lambda p: p.seq)
     first = problems[0] if problems else None
     return VerifyResult(
@@ -596,15 +619,15 @@ def verify(
         keys=[k.to_text() for k in checker.keys],
         problems_dropped=collector.dropped,
         anchors=anchors.count,
-        anchors_rooted=tsa_roots is not None or not anchors.tokens,
+        anchors_rooted=tsa_roots is not None or not anchors.seen,
     )
 
 
 def _check_side_anchors(
-    data_dir: str, anchors: AnchorChecks, last_seq: int, collector: _Collector
+    side: list[dict[str, Any]], anchors: AnchorChecks, last_seq: int, collector: _Collector
 ) -> None:
     """Anchors the side file kept must be in the log: not beyond its end, same token."""
-    for entry in read_side_anchors(data_dir):
+    for entry in side:
         seq = int(entry["seq"])
         if seq > last_seq:
             collector.add(
@@ -617,7 +640,11 @@ def _check_side_anchors(
             )
             continue
         token = anchors.tokens.get(seq)
-        if token is None or base64.b64encode(token).decode("ascii") != entry["token"]:
+        try:
+            kept = _sha256(base64.b64decode(entry["token"], validate=True)).digest()
+        except ValueError:
+            kept = None
+        if token is None or token != kept:
             collector.add(
                 Problem(
                     "anchor_mismatch",
