@@ -130,6 +130,7 @@ class Anchorer:
         """Held while anchor records are appended and by ``stop``: once stopped, nothing
         more is appended, even by a round whose TSA request was still out."""
         self._stopped = False
+        self._refusing = False
         self._round = threading.Lock()
         """One round at a time (the thread's, or ``anchor_now``'s)."""
         self._wake = threading.Event()
@@ -262,11 +263,12 @@ class Anchorer:
         """Seconds and records since the oldest record no anchor covers (0, 0: none)."""
         ledger = self.ledger
         oldest: tuple[int, int] | None = None
-        unanchored = ledger.unanchored
-        if unanchored:
-            first = unanchored[0]
+        try:  # read without the writer lock: the queue may empty meanwhile
+            first = ledger.unanchored[0]
             oldest = (first.first_seq, first.first_us)
-        elif ledger.since_seq:
+        except IndexError:
+            pass
+        if oldest is None and ledger.since_seq:
             oldest = (ledger.since_seq, ledger.since_us)
         if oldest is None:
             return 0.0, 0
@@ -276,9 +278,8 @@ class Anchorer:
 
     @property
     def refusing(self) -> bool:
+        """Whether strict mode refuses commits now."""
         return self._refusing
-
-    _refusing = False
 
     def _update_refusal(self) -> bool:
         if not self.strict:
