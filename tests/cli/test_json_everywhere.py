@@ -100,7 +100,7 @@ def run_until_first_line(work: Path, config: Path, server: str | None, *args: st
 
 
 RUN_HERE = {
-    "backup", "call", "delete", "deploy", "describe", "export", "generate", "grant",
+    "backup", "call", "delete", "deploy", "describe", "export", "export-audit", "generate", "grant",
     "identity new", "identity show", "import", "list", "local-call", "logs", "restore",
     "revoke", "sql", "start", "subscribe", "verify",
 }  # fmt: skip
@@ -138,6 +138,8 @@ def test_every_command_s_json_parses(server: Server, tmp_path: Path) -> None:
     assert check("logs", "logs", "qs")["database"] == "qs"
     verified = check("verify", "verify", "qs")  # the server's copy, checked by its owner
     assert verified["ok"] is True and verified["records"] >= 2, verified
+    exported = check("export-audit", "export-audit", "qs", "qs-audit")  # from the server's backup
+    assert exported["records"] >= 2 and exported["anchors"] == 0, exported
     teammate = tmp_path / "teammate"
     new = run_json(work, teammate, url, "identity", "new")
     ran["identity new"] = new

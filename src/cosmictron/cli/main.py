@@ -33,6 +33,7 @@ import click
 
 from cosmictron import __version__
 from cosmictron.cli import nametypes
+from cosmictron.cli.audit import export_audit
 from cosmictron.cli.backup import backup, restore
 from cosmictron.cli.client import ClientError
 from cosmictron.cli.data import call, parse_argument, quoting_hint, sql
@@ -248,6 +249,7 @@ for command in (
 for command in (backup, restore):
     cli.add_command(command)
 cli.add_command(verify_command)  # the compliance ledger (issue 13)
+cli.add_command(export_audit)  # audit bundles (issue 13, anchoring)
 
 
 def one_line(message: str) -> str:

@@ -225,6 +225,9 @@ class CommitLog:
             leaf = _leaf_context.copy()
             leaf.update(payload)
             ledger.pending.append(leaf.digest())
+            if not ledger.since_seq:  # the oldest record after the last checkpoint
+                ledger.since_seq = offset
+                ledger.since_us = now
             if (offset >= ledger.due_seq or now >= ledger.due_us) and not ledger.checkpointing:
                 self.append_checkpoint()
         return offset

@@ -26,6 +26,7 @@ records still carry origin and time, but nothing is signed and no tree is kept.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
@@ -33,10 +34,11 @@ import os
 import secrets
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from cosmictron.durability.config import DurabilityConfig
 from cosmictron.errors import CorruptLog, DurabilityError
+from cosmictron.ledger.anchor import append_side_anchors, read_side_anchors
 from cosmictron.ledger.checkpoint import Checkpoint, sign_checkpoint
 from cosmictron.ledger.logread import (
     FRAME_HEADER,
@@ -68,6 +70,20 @@ from cosmictron.ledger.signing import (
     save_key,
 )
 from cosmictron.ledger.verifier import CHECKPOINTS_FILE, RecordChecker, read_side_checkpoints
+
+UNANCHORED_MAX = 10_000
+"""Unanchored checkpoints remembered during a TSA outage; past it, the second oldest is
+forgotten (the oldest keeps the lag exact; anchoring the latest covers them all)."""
+
+
+class Unanchored(NamedTuple):
+    """A checkpoint that covers records no anchor covers yet."""
+
+    checkpoint_seq: int
+    note: str
+    first_seq: int
+    """The oldest record it covers that no anchor covers, and that record's time."""
+    first_us: int
 
 
 class CommitLog(Protocol):
@@ -123,6 +139,15 @@ class LedgerWriter:
         """The commit log appends a checkpoint after the record at this seq, or after the
         first record at or past ``due_us``; ``checkpoint_written`` moves both on."""
         self.due_us = 0
+        self.since_seq = 0
+        """The first record after the last checkpoint record, and its time (0: none yet).
+        ``CommitLog.append`` sets them; anchoring (``anchorer.py``) reads them to know
+        how old the oldest record no anchor covers is."""
+        self.since_us = 0
+        self.unanchored: collections.deque[Unanchored] = collections.deque()
+        """Checkpoints with records after the last anchor's checkpoint, oldest first
+        (``anchorer.py``)."""
+        self.side_anchors_pending: list[dict[str, Any]] = []
 
     # -- open --------------------------------------------------------------------------
 
@@ -172,6 +197,7 @@ class LedgerWriter:
         self.last_checkpoint_us = max(self.last_time_us, time.time_ns() // 1000)
         self._set_due()
         self.key = self._load_key()
+        self._seed_unanchored(last, last_seq)
         log.origin = self.origin
         log.last_time_us = max(log.last_time_us, self.last_time_us)
         log.ledger = self
@@ -189,6 +215,28 @@ class LedgerWriter:
         if self.mode == "event":
             log.event_key = self.key
             log.key_fp = self.key.fingerprint
+
+    def _seed_unanchored(self, last: dict[str, Any] | None, last_seq: int) -> None:
+        """What no anchor covers yet, from the side files (anchoring's starting point).
+
+        Records between the last anchored checkpoint and the last checkpoint that are not
+        themselves anchors are unanchored; so are records after the last checkpoint. Their
+        times are not read back from the log: the lag of records from before this open
+        counts from the open.
+        """
+        anchors = read_side_anchors(self.data_dir)
+        anchored = max((int(a.get("checkpoint_seq", 0)) for a in anchors), default=0)
+        now = max(self.last_time_us, time.time_ns() // 1000)
+        after = anchored
+        if last is not None and int(last["seq"]) > anchored:
+            last_cp = int(last["seq"])
+            between = sum(1 for a in anchors if anchored < a["seq"] < last_cp)
+            if last_cp - anchored - 1 - between > 0:
+                self.unanchored.append(Unanchored(last_cp, last["note"], anchored + 1, now))
+            after = last_cp
+        trailing = sum(1 for a in anchors if a["seq"] > after)
+        if last_seq - after - trailing > 0:
+            self.since_seq, self.since_us = after + 1, now
 
     def _check_log(self, last: dict[str, Any] | None, last_seq: int) -> RecordChecker | None:
         """Bring the tree up to the log and check what the side file does not vouch for.
@@ -297,13 +345,24 @@ class LedgerWriter:
         self.last_checkpoint_us = body[0]
         self._set_due()
         self.checkpoint_count += 1
+        if self.since_seq and self.since_seq < seq:  # it covers records after the last one
+            if len(self.unanchored) >= UNANCHORED_MAX:
+                oldest = self.unanchored.popleft()
+                self.unanchored.popleft()
+                self.unanchored.appendleft(oldest)
+            self.unanchored.append(Unanchored(seq, body[1], self.since_seq, self.since_us))
+        self.since_seq = self.since_us = 0  # the checkpoint record itself set them
         keys = [r.key.to_text() for r in self.ring.ranges() if r.covers(seq)]
         self.side_pending.append(
             {"seq": seq, "size": seq - 1, "note": body[1], "origin": self.origin, "keys": keys}
         )
 
     def write_side(self, synced: int) -> None:
-        """Append the side-file entries of checkpoints the log has synced, and sync."""
+        """Append the side-file entries of checkpoints (and anchors) the log has synced."""
+        anchors = [e for e in self.side_anchors_pending if e["seq"] <= synced]
+        if anchors:
+            self.side_anchors_pending = [e for e in self.side_anchors_pending if e["seq"] > synced]
+            append_side_anchors(self.data_dir, anchors)
         ready = [e for e in self.side_pending if e["seq"] <= synced]
         if not ready:
             return

@@ -21,9 +21,11 @@ import queue
 import threading
 import warnings
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from cosmictron.durability.anchorer import Anchorer
 from cosmictron.durability.commitlog import CommitLog
 from cosmictron.durability.config import DurabilityConfig, PersistenceConfig
 from cosmictron.durability.files import ensure_directory
@@ -126,6 +128,10 @@ class PersistenceLayer:
         self._ledger: LedgerWriter | None = None
         if self.durability.signing != "off" and storage is FILE_STORAGE:
             self._ledger = LedgerWriter(self.data_dir, self.durability)
+        self.commit_refusal: Exception | None = None
+        """Set while strict anchoring refuses commits (``anchorer.py``); the host checks
+        it before each transaction."""
+        self._anchorer: Anchorer | None = None
         self._recovery: Recovery | None = None
         self._started = False
         self._closed = False
@@ -287,6 +293,43 @@ class PersistenceLayer:
         self._log.append_checkpoint()
         return ledger.last_checkpoint_seq
 
+    def start_anchoring(self, writer_lock: AbstractContextManager[Any]) -> Anchorer | None:
+        """Start RFC 3161 anchoring on its own thread, when TSAs are configured.
+
+        ``writer_lock`` is the lock the caller appends under (the host's). Returns the
+        anchorer (None: anchoring is off, or the ledger is).
+
+        Raises:
+            ConfigError: the trust root file cannot be read.
+        """
+        if self._ledger is None or not self.durability.anchor_tsa_urls or self._closed:
+            return None
+        if self._anchorer is None:
+            sync = self._sync
+
+            def sync_now() -> int:
+                sync.sync_now()
+                return sync.synced_offset
+
+            self._anchorer = Anchorer(
+                self.durability,
+                self._ledger,
+                self._log,
+                sync_now,
+                self.checkpoint_now,
+                self._set_commit_refusal,
+            )
+            self._anchorer.start(writer_lock)
+        return self._anchorer
+
+    def _set_commit_refusal(self, refusal: Exception | None) -> None:
+        self.commit_refusal = refusal
+
+    @property
+    def anchorer(self) -> Anchorer | None:
+        """The RFC 3161 anchorer, when anchoring runs (else None)."""
+        return self._anchorer
+
     def rotate_signing_key(self, new_key: Any = None) -> Any:
         """Rotate the ledger's signing key: a record signed by the old and the new key.
 
@@ -391,6 +434,8 @@ class PersistenceLayer:
             return
         self._closed = True
         try:
+            if self._anchorer is not None:
+                self._anchorer.stop()  # before the log closes: it appends anchor records
             if self._snapshot_thread is not None:
                 self._snapshot_requests.put(None)
                 self._snapshot_thread.join()

@@ -14,13 +14,20 @@ reader) in one pass and checks, for every record in order (``RecordChecker``):
    keys' signatures: ``rotation_unsigned``; other key events: ``key_event_invalid``);
 5. a checkpoint record's note is signed by a key valid there and names this log
    (``checkpoint_invalid``), and its tree size and root are the tree's over every record
-   before it (``checkpoint_mismatch``).
+   before it (``checkpoint_mismatch``);
+6. an anchor record's RFC 3161 token stamps the checkpoint record it names
+   (``anchor_mismatch``: a swapped token, or a checkpoint that is not there), chains to a
+   given TSA trust root (``anchor_untrusted``) and passes every other check of
+   ``tsa.verify_token`` (``anchor_invalid``: a corrupted token).
 
 Then every checkpoint kept outside the log (the side file ``ledger/checkpoints``, and any
 the caller trusts, such as one an auditor saved earlier) must be signed by a log key and
 agree with the log's tree at its size (``checkpoint_fork``), and the log must not be
 shorter than any of them (``truncated`` for the side file, ``rollback`` for a trusted
 one: the whole data directory is older than a checkpoint someone has seen).
+Anchors kept in the side file ``ledger/anchors`` must be in the log too: the log may
+not end before one (``truncated``), and the record there must hold the same token
+(``anchor_mismatch``).
 
 Each problem is a :class:`Problem` (stable ``code``, first bad ``seq``, ``detail``);
 :class:`VerifyResult` gives the first one. Once the chain is broken the checker
@@ -29,21 +36,29 @@ re-anchors on what it reads, so one deleted record is one problem, not thousands
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from cosmictron.ledger.anchor import (
+    check_token,
+    checkpoint_digest,
+    parse_anchor_body,
+    read_side_anchors,
+)
 from cosmictron.ledger.chain import GENESIS_HASH
 from cosmictron.ledger.checkpoint import Checkpoint, open_checkpoint
 from cosmictron.ledger.errors import AlgorithmRefused, NoteMalformed, SignatureInvalid
 from cosmictron.ledger.logread import LogDamage, LogReader
 from cosmictron.ledger.merkle import LEAF_PREFIX, Frontier
 from cosmictron.ledger.record_format import (
+    ANCHOR_KIND,
     BODY,
     CHECKPOINT_KIND,
     FIELD_COUNT,
@@ -71,6 +86,9 @@ from cosmictron.ledger.record_format import (
     unpack_fields,
 )
 from cosmictron.ledger.signing import KeyRing, VerifierKey, check_algorithm
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 CHECKPOINTS_FILE = os.path.join("ledger", "checkpoints")
 """The side file: one JSON object a line, ``{"seq", "size", "note", "origin", "keys"}``."""
@@ -112,6 +130,10 @@ class VerifyResult:
     origin: str | None = None
     keys: list[str] = field(default_factory=list)
     problems_dropped: int = 0
+    anchors: int = 0
+    anchors_rooted: bool = True
+    """False when anchors were found but no TSA trust root was given: their tokens were
+    checked except for the chain to a root."""
 
     def to_document(self) -> dict[str, Any]:
         """The JSON form (``cosmictron-cli verify --json`` and the audit route)."""
@@ -127,6 +149,8 @@ class VerifyResult:
             "legacy_through": self.legacy_through,
             "origin": self.origin,
             "keys": self.keys,
+            "anchors": self.anchors,
+            "anchors_rooted": self.anchors_rooted,
         }
 
     def lines(self) -> list[str]:
@@ -137,11 +161,27 @@ class VerifyResult:
                 if self.legacy_through
                 else ""
             )
-            return [f"ok: {self.records} records, {self.checkpoints} checkpoints verified{legacy}"]
+            return [ok_line(self.to_document()) + legacy]
         lines = [p.line() for p in self.problems]
         if self.problems_dropped:
             lines.append(f"... and {self.problems_dropped} more problems")
         return lines
+
+
+def ok_line(document: dict[str, Any]) -> str:
+    """The line ``verify`` prints when everything checks (from ``to_document()``)."""
+    anchors = document.get("anchors", 0)
+    if not anchors:
+        return f"ok: {document['records']} records, {document['checkpoints']} checkpoints verified"
+    unrooted = (
+        ""
+        if document.get("anchors_rooted", True)
+        else " (TSA chains not checked: no TSA trust root given, see --tsa-root)"
+    )
+    return (
+        f"ok: {document['records']} records, {document['checkpoints']} checkpoints, "
+        f"{anchors} anchors verified{unrooted}"
+    )
 
 
 class VerifyProblem(Exception):
@@ -189,6 +229,7 @@ class RecordChecker:
         tree_root: Callable[[], tuple[int, bytes]] | None = None,
         trusted_keys: Iterable[VerifierKey] | None = None,
         migrated: bool = False,
+        anchors: AnchorChecks | None = None,
     ) -> None:
         self.origin = origin
         self.prev_hash = prev_hash
@@ -203,6 +244,9 @@ class RecordChecker:
         self.legacy_through = 0
         self.checkpoints: list[CheckpointSeen] = []
         self.keys: list[VerifierKey] = []
+        self.anchors = anchors
+        """Checks anchor records' tokens when given (``verify``); the open check skips
+        them (a TSA's token is checked when it is written, and by ``verify``)."""
 
     def _frontier_root(self) -> tuple[int, bytes]:
         return self.frontier.size, self.frontier.root()
@@ -291,6 +335,8 @@ class RecordChecker:
         self._check_signature(seq, kind, fields)
         if kind == CHECKPOINT_KIND:
             self._check_checkpoint(seq, fields[BODY])
+        elif kind == ANCHOR_KIND and self.anchors is not None:
+            self.anchors.check_record(seq, fields[BODY])
 
     def _check_position(self, seq: int, fields: list[Any]) -> None:
         if fields[SEQ] != seq:
@@ -401,6 +447,64 @@ class RecordChecker:
                 f"{root.hex()[:16]}",
             )
         self.checkpoints.append(CheckpointSeen(seq, size, root))
+        if self.anchors is not None:
+            self.anchors.add_checkpoint(seq, note)
+
+
+class AnchorChecks:
+    """Checks every anchor record's token against the checkpoint record it names.
+
+    ``roots`` None checks each token but not its chain to a TSA root (``verify`` says so:
+    ``anchors_rooted`` is False). Memory stays small on a long log: ``notes`` holds the
+    digest of each checkpoint not yet passed by an anchor (anchors name checkpoints in
+    order, so older ones are dropped), and ``tokens`` the digest of the tokens the side
+    file names (``side_seqs``).
+    """
+
+    def __init__(
+        self,
+        roots: Sequence[x509.Certificate] | None,
+        policy: str | None,
+        side_seqs: Iterable[int] = (),
+    ) -> None:
+        self.roots = roots
+        self.policy = policy
+        self.notes: dict[int, bytes] = {}
+        self.count = 0
+        self.seen = 0
+        self.side_seqs = set(side_seqs)
+        self.tokens: dict[int, bytes] = {}
+        """SHA-256 of the token of each anchor record the side file names, by seq."""
+
+    def add_checkpoint(self, seq: int, note: str) -> None:
+        self.notes[seq] = checkpoint_digest(note)
+
+    def check_record(self, seq: int, body: Any) -> None:
+        self.seen += 1
+        try:
+            anchor = parse_anchor_body(body)
+        except ValueError as exc:
+            raise VerifyProblem("anchor_invalid", str(exc)) from None
+        if seq in self.side_seqs:
+            self.tokens[seq] = _sha256(anchor.token).digest()
+        note = self.notes.get(anchor.checkpoint_seq)
+        if note is None or anchor.checkpoint_seq >= seq:
+            raise VerifyProblem(
+                "anchor_mismatch",
+                f"the anchor names record {anchor.checkpoint_seq}, which is not a checkpoint "
+                "before it",
+            )
+        found = check_token(anchor.token, note, self.roots, policy=self.policy)
+        notes = self.notes
+        while notes and (oldest := next(iter(notes))) < anchor.checkpoint_seq:
+            del notes[oldest]
+        if found is not None:
+            code, detail = found
+            raise VerifyProblem(
+                code,
+                f"the token from {anchor.tsa} for checkpoint {anchor.checkpoint_seq}: {detail}",
+            )
+        self.count += 1
 
 
 def read_side_checkpoints(data_dir: str) -> list[dict[str, Any]]:
@@ -441,6 +545,8 @@ def verify(
     *,
     keys: Iterable[VerifierKey] | None = None,
     checkpoints: Iterable[str] = (),
+    tsa_roots: Sequence[x509.Certificate] | None = None,
+    tsa_policy: str | None = None,
 ) -> VerifyResult:
     """Verify the whole history of the data directory at ``path``.
 
@@ -451,6 +557,9 @@ def verify(
             (enough to detect changes after the fact, not a forger with disk access).
         checkpoints: signed checkpoint notes kept elsewhere (by an auditor, a witness):
             the log must contain them (``rollback``, ``checkpoint_fork`` otherwise).
+        tsa_roots: the CA certificates RFC 3161 anchors must chain to; ``None`` checks
+            every token but not its chain (the result's ``anchors_rooted`` says so).
+        tsa_policy: the TSA policy OID every anchor token must carry, if any.
 
     Returns:
         A :class:`VerifyResult`; ``ok`` is True only if nothing is wrong.
@@ -474,10 +583,13 @@ def verify(
         if frontier.size in wanted:
             roots[frontier.size] = frontier.root()
 
+    side_anchors = read_side_anchors(data_dir)
+    anchors = AnchorChecks(tsa_roots, tsa_policy, (int(e["seq"]) for e in side_anchors))
     checker = RecordChecker(
         tree_append=append,
         tree_root=lambda: (frontier.size, frontier.root()),
         trusted_keys=keys,
+        anchors=anchors,
     )
     if 0 in wanted:
         roots[0] = frontier.root()
@@ -491,6 +603,7 @@ def verify(
         collector.add(Problem("log_damaged", exc.seq, str(exc)))
         last_seq = exc.seq - 1
     _check_outside(checker, side, external, roots, last_seq, collector)
+    _check_side_anchors(side_anchors, anchors, last_seq, collector)
     problems = sorted(collector.problems, key=lambda p: p.seq)
     first = problems[0] if problems else None
     return VerifyResult(
@@ -505,7 +618,40 @@ def verify(
         origin=checker.origin,
         keys=[k.to_text() for k in checker.keys],
         problems_dropped=collector.dropped,
+        anchors=anchors.count,
+        anchors_rooted=tsa_roots is not None or not anchors.seen,
     )
+
+
+def _check_side_anchors(
+    side: list[dict[str, Any]], anchors: AnchorChecks, last_seq: int, collector: _Collector
+) -> None:
+    """Anchors the side file kept must be in the log: not beyond its end, same token."""
+    for entry in side:
+        seq = int(entry["seq"])
+        if seq > last_seq:
+            collector.add(
+                Problem(
+                    "truncated",
+                    last_seq + 1,
+                    f"the log ends at seq {last_seq}, but the side file's anchor record {seq} "
+                    f"(stamping checkpoint {entry.get('checkpoint_seq')}) was written",
+                )
+            )
+            continue
+        token = anchors.tokens.get(seq)
+        try:
+            kept = _sha256(base64.b64decode(entry["token"], validate=True)).digest()
+        except ValueError:
+            kept = None
+        if token is None or token != kept:
+            collector.add(
+                Problem(
+                    "anchor_mismatch",
+                    seq,
+                    f"the side file's anchor record {seq} is not the log's record {seq}",
+                )
+            )
 
 
 def _check_outside(

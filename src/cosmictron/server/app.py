@@ -75,6 +75,8 @@ ROUTES = [
     web.get("/v1/database/{name}/audit/inclusion", audit.inclusion),
     web.get("/v1/database/{name}/audit/consistency", audit.consistency),
     web.get("/v1/database/{name}/audit/verify", audit.verify_route),
+    # RFC 3161 anchors (issue 13, anchoring).
+    web.get("/v1/database/{name}/audit/anchors", audit.anchors),
 ]
 """Every route of the server, on one screen (docs/reference/http.md, websocket.md): the
 method, the path, the handler. No module adds a route of its own. A ``GET`` answers
