@@ -1,0 +1,79 @@
+"""The stdio MCP server of ``cosmictron-cli mcp``: the SDK's server on stdin/stdout, its
+tools relayed to the database's streamable HTTP route with the SDK's client.
+
+Imported only by the ``mcp`` command once the ``mcp`` extra is known to be installed.
+The upstream client is opened once and kept for the whole stdio session; the server's
+route is stateless, so nothing on the server expires under it. A tool's own error (our
+``code: message``) comes back from the server as an error result and is passed on
+unchanged; losing the server mid-session is an error result too (``connection_lost``),
+so the MCP client sees why and the relay keeps serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import anyio
+import httpx2
+import mcp_types as types
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+
+from cosmictron import __version__
+
+
+def lost(code: str, error: BaseException) -> types.CallToolResult:
+    message = f"the request to the server failed: {type(error).__name__}: {error}"
+    return types.CallToolResult(
+        content=[types.TextContent(text=f"{code}: {message}")],
+        structured_content={"error": {"code": code, "message": message}},
+        is_error=True,
+    )
+
+
+async def relay(
+    url: str, token: str | None, database: str, lost_code: str, timeout_s: float
+) -> None:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    timeout = httpx2.Timeout(timeout_s, connect=10.0)
+    async with contextlib.AsyncExitStack() as stack:
+        http = await stack.enter_async_context(httpx2.AsyncClient(headers=headers, timeout=timeout))
+        upstream = await stack.enter_async_context(
+            Client(streamable_http_client(url, http_client=http), mode="legacy")
+        )
+
+        async def list_tools(
+            ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+        ) -> types.ListToolsResult:
+            return await upstream.list_tools()
+
+        async def call_tool(
+            ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+        ) -> types.CallToolResult:
+            try:
+                result = await upstream.call_tool(params.name, params.arguments)
+            except Exception as error:  # the server went away or answered garbage
+                return lost(lost_code, error)
+            assert isinstance(result, types.CallToolResult)
+            return result
+
+        server: Server[Any] = Server(
+            f"cosmictron-{database}",
+            version=__version__,
+            instructions=upstream.instructions,
+            on_list_tools=list_tools,
+            on_call_tool=call_tool,
+        )
+        async with stdio_server() as (read_stream, write_stream):
+            await server.run(read_stream, write_stream, server.create_initialization_options())
+
+
+def serve_stdio(
+    url: str, token: str | None, database: str, lost_code: str, timeout_s: float
+) -> None:
+    """Serve until stdin closes."""
+    anyio.run(relay, url, token, database, lost_code, timeout_s)
