@@ -354,7 +354,6 @@ class TooManyConnections(CosmictronError):
     http_status = 503
 
 
-
 # -- MCP (issue 14, agents-mcp: server/mcp_route.py) ---------------------------------------
 
 
@@ -364,6 +363,7 @@ class McpUnavailable(CosmictronError):
 
     code = "mcp_unavailable"
     http_status = 501
+
 
 # -- one form of every error, for every edge (issue 16, newcomer-errors) -------------------
 #

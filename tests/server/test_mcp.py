@@ -25,12 +25,12 @@ import pytest
 
 pytest.importorskip("mcp", reason="the mcp extra is not installed (pip install '.[mcp]')")
 
-import httpx2  # noqa: E402  (installed with mcp)
-from mcp import Client, StdioServerParameters  # noqa: E402
-from mcp.client.streamable_http import streamable_http_client  # noqa: E402
+import httpx2
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 
-from cosmictron.client.settings import FILE_NAME, SavedIdentity, Settings  # noqa: E402
-from tests.server.conftest import CLI, STARTED, Server, start_server, stop_server, strict_loads  # noqa: E402
+from cosmictron.client.settings import FILE_NAME, SavedIdentity, Settings
+from tests.server.conftest import CLI, STARTED, Server, start_server, stop_server, strict_loads
 
 MODULE = """
 from cosmictron import *
@@ -175,7 +175,8 @@ async def exercise(client: Client, server: Server, owner: str, stranger: str) ->
     letter_id = sent["return_value"]
     rows = document(
         await client.call_tool(
-            "run_sql", {"query": "SELECT id, text FROM letter WHERE id = :id", "params": {"id": letter_id}}
+            "run_sql",
+            {"query": "SELECT id, text FROM letter WHERE id = :id", "params": {"id": letter_id}},
         )
     )
     assert rows["columns"] == ["id", "text"] and rows["rows"] == [{"id": letter_id, "text": "hi"}]
@@ -268,7 +269,9 @@ def test_tool_arguments_are_checked_with_our_error_codes(served: tuple[Server, s
 
 def test_a_module_without_agents_has_no_search_memory(served: tuple[Server, str]) -> None:
     server, owner = served
-    plain = "from cosmictron import *\n\n@reducer\ndef noop(ctx: ReducerContext) -> None:\n    pass\n"
+    plain = (
+        "from cosmictron import *\n\n@reducer\ndef noop(ctx: ReducerContext) -> None:\n    pass\n"
+    )
     assert server.deploy("plain", plain, owner).status == 201
 
     async def run() -> tuple[set[str], dict[str, str]]:
@@ -358,7 +361,9 @@ def test_the_http_api_s_bounds_hold_on_the_mcp_route(bounded: tuple[Server, str]
 
     async def run() -> list[dict[str, str]]:
         async with over_http(server, owner) as client:
-            fits = document(await client.call_tool("call_reducer", {"reducer": "echo", "args": ["y" * 100]}))
+            fits = document(
+                await client.call_tool("call_reducer", {"reducer": "echo", "args": ["y" * 100]})
+            )
             assert fits["return_value"] == 100
             over = error_of(
                 await client.call_tool("call_reducer", {"reducer": "echo", "args": ["y" * 1000]})
@@ -394,7 +399,12 @@ def test_a_body_slower_than_the_body_time_limit_gets_408(bounded: tuple[Server, 
 def run_cli(server_url: str, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COSMICTRON_SERVER": server_url, "COSMICTRON_CONFIG_DIR": str(config)}
     return subprocess.run(
-        [CLI, "mcp", *args], capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL
+        [CLI, "mcp", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        stdin=subprocess.DEVNULL,
     )
 
 

@@ -7,11 +7,19 @@ route is stateless, so nothing on the server expires under it. A tool's own erro
 ``code: message``) comes back from the server as an error result and is passed on
 unchanged; losing the server mid-session is an error result too (``connection_lost``),
 so the MCP client sees why and the relay keeps serving.
+
+stdin's end does not cut off requests in flight: ``Drained`` holds the end back until
+every request read has been answered, so ``printf '...' | cosmictron-cli mcp db`` gets
+its answers (the SDK's stdio loop would cancel them at once).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator
+from io import TextIOWrapper
 from typing import Any
 
 import anyio
@@ -24,6 +32,59 @@ from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
 from cosmictron import __version__
+
+
+class Drained:
+    """stdin and stdout for the SDK's ``stdio_server``, counting requests in flight.
+
+    Lines pass through unchanged; a line read that is a JSON-RPC request (it has an
+    ``id`` and a ``method``) is in flight until a line written carries its ``id`` with no
+    ``method`` (its response). At the end of stdin, iteration ends only once none is in
+    flight, or after ``wait_s``.
+    """
+
+    def __init__(self, wait_s: float) -> None:
+        self.wait_s = wait_s
+        self.pending: set[Any] = set()
+        self.answered = anyio.Event()
+        self.stdin = anyio.wrap_file(
+            TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+        )
+        self.stdout = anyio.wrap_file(TextIOWrapper(sys.stdout.buffer, encoding="utf-8"))
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self.lines()
+
+    async def lines(self) -> AsyncIterator[str]:
+        async for line in self.stdin:
+            request = message_of(line)
+            if "id" in request and "method" in request:
+                self.pending.add(json.dumps(request["id"]))
+            yield line
+        with anyio.move_on_after(self.wait_s):
+            while self.pending:
+                self.answered = anyio.Event()
+                await self.answered.wait()
+
+    async def write(self, text: str) -> int:
+        written = await self.stdout.write(text)
+        response = message_of(text)
+        if "id" in response and "method" not in response:
+            self.pending.discard(json.dumps(response["id"]))
+            self.answered.set()
+        return written
+
+    async def flush(self) -> None:
+        await self.stdout.flush()
+
+
+def message_of(line: str) -> dict[str, Any]:
+    """A JSON-RPC message as a dict; anything else (a batch, garbage) as an empty one."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return {}
+    return message if isinstance(message, dict) else {}
 
 
 def lost(code: str, error: BaseException) -> types.CallToolResult:
@@ -68,7 +129,9 @@ async def relay(
             on_list_tools=list_tools,
             on_call_tool=call_tool,
         )
-        async with stdio_server() as (read_stream, write_stream):
+        streams = Drained(timeout_s)
+        stdio = stdio_server(streams, streams)  # type: ignore[arg-type]
+        async with stdio as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())
 
 

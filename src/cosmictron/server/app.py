@@ -31,12 +31,12 @@ from cosmictron.server import (
     grants,
     listener,
     logs,
+    mcp_route,
     metrics,
     routes,
     throttle,
     websocket,
 )
-from cosmictron.server import mcp_route
 from cosmictron.server.auth import TokenAuthority
 from cosmictron.server.registry import DatabaseRegistry
 from cosmictron.server.replies import SHOWS_TRACEBACK, json_response
