@@ -248,12 +248,18 @@ def test_an_sdk_client_over_stdio_uses_every_tool_as_its_token_allows(
     assert asyncio.run(run())["rows"] == [{"text": "the owner's secret"}]
 
 
+OVERFLOW = "SELECT 1e308 * 10 AS x"
+
+
 def test_tool_arguments_are_checked_with_our_error_codes(served: tuple[Server, str]) -> None:
     server, _ = served
     _, token = server.identity()
 
     async def run() -> list[dict[str, str]]:
         async with over_http(server, token) as client:
+            overflow = error_of(await client.call_tool("run_sql", {"query": OVERFLOW}))
+            assert overflow == http_error(server, "/v1/database/app/sql", OVERFLOW, token)
+            assert overflow["code"] == "not_finite", overflow
             return [
                 error_of(await client.call_tool("run_sql", {"query": 7})),
                 error_of(await client.call_tool("run_sql", {"query": " "})),
@@ -425,3 +431,54 @@ def test_the_cli_refuses_bad_input_in_one_line(served: tuple[Server, str], tmp_p
         free = sock.getsockname()[1]
     nobody = run_cli(f"http://127.0.0.1:{free}", config, "app")
     assert nobody.returncode == 3 and len(nobody.stderr.strip().splitlines()) == 1, nobody
+
+
+def test_without_the_mcp_extra_the_route_and_the_command_say_so(tmp_path: Path) -> None:
+    """A server and a CLI that cannot import ``mcp`` (a package on the path that refuses
+    to import, as a missing one does): 501 ``mcp_unavailable``, and one line, exit 1."""
+    blocked = tmp_path / "blocked" / "mcp"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('mcp is blocked for this test')\n")
+    path = os.pathsep.join(p for p in (str(blocked.parent), os.environ.get("PYTHONPATH")) if p)
+    server = start_server(tmp_path / "data", "--profile", "development", env={"PYTHONPATH": path})
+    try:
+        _, owner = server.deployer()
+        assert server.deploy("app", SLOW_MODULE, owner).status == 201
+        reply = server.request("POST", route(), PING, owner)
+        assert reply.status == 501 and reply.body["error"]["code"] == "mcp_unavailable", reply
+        assert "cosmictron[mcp]" in reply.body["error"]["message"]
+        assert server.request("POST", "/v1/database/app/sql", "SELECT 1", owner).status == 200
+        env = {**os.environ, "PYTHONPATH": path, "COSMICTRON_SERVER": server.url}
+        env["COSMICTRON_CONFIG_DIR"] = str(tmp_path / "config")
+        done = subprocess.run(
+            [CLI, "mcp", "app"], capture_output=True, text=True, timeout=60, env=env,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert done.returncode == 1 and done.stdout == "", done
+        assert done.stderr.strip().splitlines() == [
+            "error: the mcp command needs the mcp extra: pip install 'cosmictron[mcp]'"
+        ]
+    finally:
+        out = stop_server(server)
+        assert server.process.returncode == 0, out
+
+
+def test_the_stdio_relay_reports_a_lost_server_as_a_tool_error(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", "--profile", "development")
+    identity, owner = server.deployer()
+    assert server.deploy("app", SLOW_MODULE, owner).status == 201
+    config = save_token(tmp_path / "config", server, identity, owner)
+
+    async def run() -> tuple[dict[str, Any], dict[str, str]]:
+        async with over_stdio(server, config) as client:
+            before = document(
+                await client.call_tool("call_reducer", {"reducer": "echo", "args": ["ab"]})
+            )
+            out = stop_server(server)
+            assert server.process.returncode == 0, out
+            after = error_of(await client.call_tool("run_sql", {"query": "SELECT 1"}))
+            return before, after
+
+    before, after = asyncio.run(run())
+    assert before["return_value"] == 2
+    assert after["code"] == "connection_lost", after

@@ -2,8 +2,9 @@
 tools relayed to the database's streamable HTTP route with the SDK's client.
 
 Imported only by the ``mcp`` command once the ``mcp`` extra is known to be installed.
-The upstream client is opened once and kept for the whole stdio session; the server's
-route is stateless, so nothing on the server expires under it. A tool's own error (our
+Each relayed request is one POST with the SDK's client pinned to the 2026-07-28
+protocol (no handshake, no session), over one HTTP connection pool kept for the whole
+stdio session: a request that fails fails alone. A tool's own error (our
 ``code: message``) comes back from the server as an error result and is passed on
 unchanged; losing the server mid-session is an error result too (``connection_lost``),
 so the MCP client sees why and the relay keeps serving.
@@ -15,7 +16,6 @@ its answers (the SDK's stdio loop would cancel them at once).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -88,6 +88,8 @@ def message_of(line: str) -> dict[str, Any]:
 
 
 def lost(code: str, error: BaseException) -> types.CallToolResult:
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]  # the task groups' wrapping: the cause is inside
     message = f"the request to the server failed: {type(error).__name__}: {error}"
     return types.CallToolResult(
         content=[types.TextContent(text=f"{code}: {message}")],
@@ -96,27 +98,38 @@ def lost(code: str, error: BaseException) -> types.CallToolResult:
     )
 
 
+MODERN = "2026-07-28"
+"""The protocol version the relay speaks upstream: each request is a whole exchange (no
+handshake), so each relayed call is one POST and fails alone."""
+
+
 async def relay(
     url: str, token: str | None, database: str, lost_code: str, timeout_s: float
 ) -> None:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     timeout = httpx2.Timeout(timeout_s, connect=10.0)
-    async with contextlib.AsyncExitStack() as stack:
-        http = await stack.enter_async_context(httpx2.AsyncClient(headers=headers, timeout=timeout))
-        upstream = await stack.enter_async_context(
-            Client(streamable_http_client(url, http_client=http), mode="legacy")
-        )
+    async with httpx2.AsyncClient(headers=headers, timeout=timeout) as http:
+
+        def upstream(mode: str = MODERN) -> Client:
+            """A client for one request: a connection lost fails that request only."""
+            transport = streamable_http_client(url, http_client=http, terminate_on_close=False)
+            return Client(transport, mode=mode, cache=None)
+
+        async with upstream("legacy") as opening:  # the server's instructions, once
+            instructions = opening.instructions
 
         async def list_tools(
             ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
         ) -> types.ListToolsResult:
-            return await upstream.list_tools()
+            async with upstream() as client:
+                return await client.list_tools()
 
         async def call_tool(
             ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
         ) -> types.CallToolResult:
             try:
-                result = await upstream.call_tool(params.name, params.arguments)
+                async with upstream() as client:
+                    result = await client.call_tool(params.name, params.arguments)
             except Exception as error:  # the server went away or answered garbage
                 return lost(lost_code, error)
             assert isinstance(result, types.CallToolResult)
@@ -125,7 +138,7 @@ async def relay(
         server: Server[Any] = Server(
             f"cosmictron-{database}",
             version=__version__,
-            instructions=upstream.instructions,
+            instructions=instructions,
             on_list_tools=list_tools,
             on_call_tool=call_tool,
         )

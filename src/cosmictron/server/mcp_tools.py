@@ -16,6 +16,7 @@ model reads) and as structured content (what a program reads).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from cosmictron.query.budget import QueryBudget
 from cosmictron.server import bodies, routes
 from cosmictron.server.auth import ANONYMOUS
 from cosmictron.server.registry import HostedDatabase
+from cosmictron.server.replies import small
 from cosmictron.server.throttle import throttle_of
 from cosmictron.server.wire import row_to_json
 from cosmictron.values import Identity, json_form
@@ -145,28 +147,41 @@ def tool_list(database: HostedDatabase) -> list[types.Tool]:
     return tools
 
 
+Encoded = tuple[dict[str, Any], str]
+"""A tool's document and its strict JSON text (``bounded_json.dumps``)."""
+
+
 async def call_tool(who: McpCaller, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
-    """Run tool ``name``; a ``CosmictronError`` becomes an error result, never a raise."""
+    """Run tool ``name``; a ``CosmictronError`` (also one met encoding the result, such as
+    ``not_finite``) becomes an error result, never a raise."""
     try:
         if name == DESCRIBE_SCHEMA:
             no_arguments(name, arguments)
             document = schema_document(who.database)
+            result = (document, bounded_json.dumps(document))
         elif name == RUN_SQL:
-            document = await run_sql(who, arguments)
+            result = await run_sql(who, arguments)
         elif name == CALL_REDUCER:
-            document = await call_reducer(who, arguments)
+            result = await call_reducer(who, arguments)
         elif name == SEARCH_MEMORY and has_memory(who.database):
-            document = await search_memory(who, arguments)
+            result = await search_memory(who, arguments)
         else:
             known = ", ".join(tool.name for tool in tool_list(who.database))
             raise InvalidRequest(f"no tool named {name!r} (tools: {known})")
     except CosmictronError as error:
         return tool_error(error, show_traceback=who.caller == who.database.db.owner)
-    return tool_result(document)
+    return tool_result(*result)
 
 
-def tool_result(document: dict[str, Any]) -> types.CallToolResult:
-    text = bounded_json.dumps(document)
+async def encoded(document: dict[str, Any], payload: Any) -> Encoded:
+    """``document`` with its text, encoded on a worker thread unless ``payload`` (the part
+    whose size a caller controls) is surely small, as the call route's reply is."""
+    if small(payload):
+        return document, bounded_json.dumps(document)
+    return document, await asyncio.to_thread(bounded_json.dumps, document)
+
+
+def tool_result(document: dict[str, Any], text: str) -> types.CallToolResult:
     return types.CallToolResult(
         content=[types.TextContent(text=text)], structured_content=document, is_error=False
     )
@@ -217,7 +232,7 @@ def schema_document(database: HostedDatabase) -> dict[str, Any]:
     }
 
 
-async def run_sql(who: McpCaller, arguments: dict[str, Any]) -> dict[str, Any]:
+async def run_sql(who: McpCaller, arguments: dict[str, Any]) -> Encoded:
     """``POST /v1/database/{name}/sql`` with a JSON body ``{"query", "params"}``."""
     only(RUN_SQL, arguments, ("query", "params"))
     routes.take_rate(who.request, "queries", who.caller)
@@ -236,18 +251,20 @@ def sql_document(
     params: dict[str, Any],
     caller: Identity,
     budget: QueryBudget,
-) -> dict[str, Any]:
-    """Run the statement as ``caller`` on the database's thread, as the SQL route does."""
+) -> Encoded:
+    """Run the statement as ``caller`` and encode its result, both on the database's
+    thread as the SQL route does: many rows take long to convert and encode."""
     result = database.db.sql(text, params or None, sender=caller, budget=budget)
-    return {
+    document = {
         "columns": list(result.columns),
         "rows": [row_to_json(row, result.columns) for row in result.rows],
         "rows_affected": result.rows_affected,
         "tx_offset": result.tx_offset,
     }
+    return document, bounded_json.dumps(document)
 
 
-async def call_reducer(who: McpCaller, arguments: dict[str, Any]) -> dict[str, Any]:
+async def call_reducer(who: McpCaller, arguments: dict[str, Any]) -> Encoded:
     """``POST /v1/database/{name}/call/{reducer}`` with ``args`` as its body."""
     only(CALL_REDUCER, arguments, ("reducer", "args"))
     reducer = string_argument(CALL_REDUCER, arguments, "reducer", None)
@@ -259,7 +276,8 @@ async def call_reducer(who: McpCaller, arguments: dict[str, Any]) -> dict[str, A
             f"the arguments of reducer {reducer!r} have {size} bytes as JSON; the limit "
             f"for a call is {limit} bytes (call_body_bytes_max)"
         )
-    return await call(who, reducer, args)
+    document = await call(who, reducer, args)
+    return await encoded(document, document["return_value"])
 
 
 async def call(who: McpCaller, reducer: str, args: Any) -> dict[str, Any]:
@@ -277,7 +295,7 @@ async def call(who: McpCaller, reducer: str, args: Any) -> dict[str, Any]:
     }
 
 
-async def search_memory(who: McpCaller, arguments: dict[str, Any]) -> dict[str, Any]:
+async def search_memory(who: McpCaller, arguments: dict[str, Any]) -> Encoded:
     """``recall(namespace_prefix, query, k, filter)``, called as the caller."""
     only(SEARCH_MEMORY, arguments, ("query", "namespace_prefix", "k", "filter"))
     query = string_argument(SEARCH_MEMORY, arguments, "query", None)
@@ -293,4 +311,5 @@ async def search_memory(who: McpCaller, arguments: dict[str, Any]) -> dict[str, 
         RECALL,
         {"namespace_prefix": prefix, "query": query, "k": k, "filter": bounded_json.dumps(wanted)},
     )
-    return {"hits": recalled["return_value"]}
+    hits = recalled["return_value"]
+    return await encoded({"hits": hits}, hits)
