@@ -122,7 +122,8 @@ async def relay(
             ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
         ) -> types.ListToolsResult:
             async with upstream() as client:
-                return await client.list_tools()
+                listed = await client.list_tools()
+            return listed.model_copy(update={"meta": None})
 
         async def call_tool(
             ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
@@ -133,7 +134,7 @@ async def relay(
             except Exception as error:  # the server went away or answered garbage
                 return lost(lost_code, error)
             assert isinstance(result, types.CallToolResult)
-            return result
+            return result.model_copy(update={"meta": None})  # the upstream's serverInfo
 
         server: Server[Any] = Server(
             f"cosmictron-{database}",
