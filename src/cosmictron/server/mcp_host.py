@@ -84,6 +84,8 @@ class McpHost:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        if self._ready.is_set():
+            return
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="mcp-session-manager")
         ready = asyncio.ensure_future(self._ready.wait())
