@@ -59,6 +59,8 @@ def mcp(context: CommandContext, database: str) -> None:
     describe_schema, run_sql, call_reducer and (with cosmictron.agents) search_memory,
     run on the server as the identity saved for it. stdout carries the protocol's
     JSON-RPC messages only, so --json changes nothing. Needs the mcp extra.
+
+    Example: cosmictron-cli mcp quickstart --server http://127.0.0.1:3000
     """
     try:
         import mcp as _  # noqa: F401
