@@ -78,7 +78,6 @@ ROUTES = [
     web.get("/v1/database/{name}/audit/verify", audit.verify_route),
     # RFC 3161 anchors (issue 13, anchoring).
     web.get("/v1/database/{name}/audit/anchors", audit.anchors),
-
     # The Model Context Protocol, streamable HTTP (issue 14, server/mcp_route.py).
     web.post("/v1/database/{name}/mcp", mcp_route.mcp),
 ]
