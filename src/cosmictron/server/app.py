@@ -32,6 +32,7 @@ from cosmictron.server import (
     listener,
     logs,
     metrics,
+    origins,
     routes,
     throttle,
     websocket,
@@ -138,9 +139,11 @@ def build_app(
     scrape_token: str | None = None,
     open_sandboxed_deploys: bool = False,
 ) -> web.Application:
-    # guard_requests inside errors_as_json: a body that timed out becomes a JSON 408.
+    # guard_requests inside errors_as_json: a body that timed out becomes a JSON 408;
+    # origins.guard too: a refused Origin is a JSON 403 (server/origins.py).
     app = web.Application(
-        middlewares=[errors_as_json, listener.guard_requests], client_max_size=REQUEST_BYTES_MAX
+        middlewares=[errors_as_json, origins.guard, listener.guard_requests],
+        client_max_size=REQUEST_BYTES_MAX,
     )
     app[REGISTRY] = registry
     app[AUTHORITY] = authority
@@ -153,6 +156,7 @@ def build_app(
     websocket.setup(app)  # the WebSocket clients' shared state; closes them on shutdown
     throttle.setup(app)  # query budgets and rate limits, from limits.py and the environment
     listener.setup(app)  # connection caps and time limits (server/connections.py)
+    origins.setup(app)  # CORS and the WebSocket Origin check (COSMICTRON_ALLOWED_ORIGINS)
     return app
 
 
