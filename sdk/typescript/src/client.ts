@@ -68,8 +68,14 @@ export interface CallResult<T = unknown> {
 
 export type ConnectionState = "connecting" | "connected" | "reconnecting" | "closed";
 
-type TablesShape = Record<string, object>;
-type ReducersShape = Record<string, { args: unknown[]; returns: unknown }>;
+/** A reducer's argument tuple and return type, as generated bindings declare them. */
+export interface ReducerShape {
+  args: unknown[];
+  returns: unknown;
+}
+type TablesShape = object;
+type ReducersShape<R> = { [K in keyof R]: ReducerShape };
+type AnyReducers = Record<string, ReducerShape>;
 
 /** What one `subscribe` call holds: its queries, until `unsubscribe`. */
 export class SubscriptionHandle {
@@ -128,7 +134,7 @@ const OFFSET = (value: unknown): number => Number(value);
 const shape = (schema: DatabaseSchema | undefined): string =>
   JSON.stringify(schema && [schema.tables, schema.reducers]);
 
-export class Client<T extends TablesShape = TablesShape, R extends ReducersShape = ReducersShape> {
+export class Client<T extends TablesShape = Record<string, Row>, R extends ReducersShape<R> = AnyReducers> {
   identity = "";
   token: string | undefined;
   connectionId = "";
@@ -162,7 +168,7 @@ export class Client<T extends TablesShape = TablesShape, R extends ReducersShape
   }
 
   /** Open a connection; resolves once the server has said who we are. */
-  static async connect<T extends TablesShape = TablesShape, R extends ReducersShape = ReducersShape>(
+  static async connect<T extends TablesShape = Record<string, Row>, R extends ReducersShape<R> = AnyReducers>(
     options: ConnectOptions,
   ): Promise<Client<T, R>> {
     const client = new Client<T, R>(options);
@@ -223,7 +229,9 @@ export class Client<T extends TablesShape = TablesShape, R extends ReducersShape
     ...args: R[K]["args"]
   ): Promise<CallResult<R[K]["returns"]>> {
     const info = this.schema.reducers.find((r) => r.name === reducer);
-    const body = await this.request("CallReducer", { reducer, args });
+    const given = [...(args as unknown[])];
+    while (given.length && given[given.length - 1] === undefined) given.pop(); // defaults
+    const body = await this.request("CallReducer", { reducer, args: given });
     if (body.status !== "committed") {
       throw errorFromCode(body.error_code, String(body.error), body.error_traceback, ReducerFailedError);
     }
@@ -624,7 +632,7 @@ export class Client<T extends TablesShape = TablesShape, R extends ReducersShape
 }
 
 /** Connect to a database (`Client.connect`). */
-export function connect<T extends TablesShape = TablesShape, R extends ReducersShape = ReducersShape>(
+export function connect<T extends TablesShape = Record<string, Row>, R extends ReducersShape<R> = AnyReducers>(
   options: ConnectOptions,
 ): Promise<Client<T, R>> {
   return Client.connect<T, R>(options);

@@ -6,6 +6,7 @@
 export { Client, connect, SubscriptionHandle } from "./client.js";
 export type {
   CallResult,
+  ReducerShape,
   ConnectionState,
   ConnectOptions,
   WebSocketConstructor,

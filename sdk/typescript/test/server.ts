@@ -6,7 +6,7 @@
  * makes), else `python3`.
  */
 
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -19,6 +19,22 @@ function python(): string {
   if (process.env.COSMICTRON_PYTHON) return process.env.COSMICTRON_PYTHON;
   const venv = join(ROOT, ".venv", "bin", "python");
   return existsSync(venv) ? venv : "python3";
+}
+
+function pythonEnv(): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    PYTHONPATH: [join(ROOT, "src"), process.env.PYTHONPATH].filter(Boolean).join(":"),
+    PYTHONUNBUFFERED: "1",
+  };
+}
+
+const CLI = ["-c", "import sys; sys.argv[0] = 'cosmictron-cli'; from cosmictron.cli.main import main; main()"];
+
+/** Run `cosmictron-cli` with `args`; its exit status and output. */
+export function cli(args: string[], env: NodeJS.ProcessEnv = {}): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(python(), [...CLI, ...args], { env: { ...pythonEnv(), ...env }, encoding: "utf8", timeout: 120_000 });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
 export function freePort(): Promise<number> {
@@ -52,16 +68,10 @@ export class TestServer {
 
   /** Start (or start again, after a kill) the server process on the same port and data. */
   launch(): Promise<void> {
-    const env = {
-      ...process.env,
-      PYTHONPATH: [join(ROOT, "src"), process.env.PYTHONPATH].filter(Boolean).join(":"),
-      PYTHONUNBUFFERED: "1",
-      COSMICTRON_CONFIG_DIR: join(this.dataDir, "..", "config"),
-    };
-    const args = ["-c", "import sys; sys.argv[0] = 'cosmictron-cli'; from cosmictron.cli.main import main; main()"];
+    const env = { ...pythonEnv(), COSMICTRON_CONFIG_DIR: this.configDir };
     this.process = spawn(
       python(),
-      [...args, "start", "--listen", `127.0.0.1:${this.port}`, "--data-dir", this.dataDir, "--profile", "development"],
+      [...CLI, "start", "--listen", `127.0.0.1:${this.port}`, "--data-dir", this.dataDir, "--profile", "development"],
       { env, stdio: ["ignore", "pipe", "pipe"] },
     );
     return new Promise((done, fail) => {
@@ -96,6 +106,10 @@ export class TestServer {
       child.once("exit", () => done());
       child.kill(signal);
     });
+  }
+
+  get configDir(): string {
+    return join(this.dataDir, "..", "config");
   }
 
   get operatorToken(): string {
