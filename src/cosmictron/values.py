@@ -235,14 +235,19 @@ def json_form(value: Any, *, exact_ints: bool = False) -> Any:
     >>> json_form([2**53 - 1, -(2**63)])
     [9007199254740991, '-9223372036854775808']
     """
-    if isinstance(value, enum.Enum):  # before int: an IntEnum is an int too
-        return value.name
-    if value is None or isinstance(value, bool | float | str):
-        return value
-    if isinstance(value, int):  # outside JavaScript's exact range: a decimal string
+    kind = type(value)  # exact types first: the common cells, cheapest to tell
+    if kind is int:  # outside JavaScript's exact range: a decimal string
         if exact_ints or -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             return value
         return str(value)
+    if kind is str or kind is float or kind is bool or value is None:
+        return value
+    if isinstance(value, enum.Enum):  # before int: an IntEnum is an int too
+        return value.name
+    if isinstance(value, bool | float | str):
+        return value
+    if isinstance(value, int):
+        return json_form(int(value), exact_ints=exact_ints)
     if isinstance(value, Identity | ConnectionId):
         return value.hex()
     if isinstance(value, Timestamp):
