@@ -354,6 +354,14 @@ class TooManyConnections(CosmictronError):
     http_status = 503
 
 
+class OriginNotAllowed(PermissionDenied):
+    """A browser page sent a request (or a WebSocket upgrade) with an ``Origin`` the server
+    does not allow: only its own origin, loopback pages and those named in
+    ``COSMICTRON_ALLOWED_ORIGINS`` may use it (``server/origins.py``). Nothing was done."""
+
+    code = "origin_not_allowed"
+
+
 # -- MCP (issue 14, agents-mcp: server/mcp_route.py) ---------------------------------------
 
 

@@ -210,8 +210,18 @@ class Vector:
         return found
 
 
-def json_form(value: Any) -> Any:
+MAX_SAFE_INTEGER = 2**53 - 1
+"""Largest integer every JSON parser reads exactly (JavaScript's ``Number.MAX_SAFE_INTEGER``):
+``json_form`` writes an integer past ±this as a decimal string (docs/design/big-integers.md)."""
+
+
+def json_form(value: Any, *, exact_ints: bool = False) -> Any:
     """The JSON form of a value: how HTTP and WebSocket clients send and receive it.
+
+    An integer outside ±``MAX_SAFE_INTEGER`` becomes a decimal string, so a browser's
+    ``JSON.parse`` cannot round it (the column's type says it is an integer);
+    ``exact_ints=True`` keeps every integer a number, for readers that parse JSON numbers
+    exactly (the log's SQL parameters, replayed by the server).
 
     The form follows from the value's class alone (docs/reference/http.md, "Values in
     JSON"), so the server (rows, return values), the client SDK (arguments, keys) and
@@ -222,17 +232,28 @@ def json_form(value: Any) -> Any:
     '00000000'
     >>> json_form({"at": [b"\\x01", TimeDuration(5)]})
     {'at': ['01', 5]}
+    >>> json_form([2**53 - 1, -(2**63)])
+    [9007199254740991, '-9223372036854775808']
     """
+    kind = type(value)  # exact types first: the common cells, cheapest to tell
+    if kind is int:  # outside JavaScript's exact range: a decimal string
+        if exact_ints or -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return value
+        return str(value)
+    if kind is str or kind is float or kind is bool or value is None:
+        return value
     if isinstance(value, enum.Enum):  # before int: an IntEnum is an int too
         return value.name
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, bool | float | str):
         return value
+    if isinstance(value, int):
+        return json_form(int(value), exact_ints=exact_ints)
     if isinstance(value, Identity | ConnectionId):
         return value.hex()
     if isinstance(value, Timestamp):
         return value.isoformat()
     if isinstance(value, TimeDuration):
-        return value.micros
+        return json_form(value.micros, exact_ints=exact_ints)
     if isinstance(value, ScheduleAt):
         if value.kind == "interval":
             return {"interval_micros": value.micros}
@@ -240,9 +261,12 @@ def json_form(value: Any) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex()
     if isinstance(value, dict):
-        return {str(key): json_form(item) for key, item in value.items()}
+        return {str(key): json_form(item, exact_ints=exact_ints) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [json_form(item) for item in value]
+        return [json_form(item, exact_ints=exact_ints) for item in value]
     if hasattr(value, "__dataclass_fields__"):
-        return {name: json_form(getattr(value, name)) for name in value.__dataclass_fields__}
+        return {
+            name: json_form(getattr(value, name), exact_ints=exact_ints)
+            for name in value.__dataclass_fields__
+        }
     raise InvalidRequest(f"{type(value).__name__} has no JSON form: {value!r}")

@@ -64,3 +64,19 @@ def test_generate_to_standard_output(app: Server) -> None:
         [*command[:2], "nowhere", *command[3:]], capture_output=True, text=True
     )
     assert missing.returncode == 1 and "nowhere" in missing.stderr
+
+
+def test_generate_typescript_types_every_column_as_the_sdk_decodes_it(app: Server) -> None:
+    """The TypeScript bindings (their type-check by ``tsc`` and their use against a server
+    are in sdk/typescript/test/generate.test.ts, run by scripts/test)."""
+    command = [CLI, "generate", "--lang", "typescript", "shop", "--server", app.url]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    source = result.stdout
+    assert 'import { connect as connectTo } from "cosmictron";' in source
+    assert "export interface Item {\n  id: bigint;" in source  # an i64 is a bigint
+    assert "  blob: Uint8Array;\n  note: string | null;\n}" in source
+    assert (
+        "  item: Item;" in source and "export type DbClient = Client<Tables, Reducers>;" in source
+    )
+    assert "  put: { args: [id: bigint, name: string, qty: bigint]; returns: bigint };" in source

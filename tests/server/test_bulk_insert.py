@@ -122,7 +122,7 @@ def test_every_column_type_from_csv(server, owner):
     assert got[0] == {
         "id": 1,
         "small": -5,
-        "big": 2**100,
+        "big": str(2**100),  # past 2**53: a decimal string in JSON
         "ratio": 0.5,
         "flag": True,
         "text": 'a, "quoted"\nline',
@@ -164,7 +164,7 @@ def test_every_column_type_from_ndjson(server, owner):
     assert reply.body["rows_inserted"] == 2
     got = rows(server, owner, "SELECT * FROM every ORDER BY id")
     assert got[0]["note"] == "" and got[0]["point"] == {"x": 3, "y": 4}
-    assert got[0]["big"] == 2**100 and got[0]["who"] == IDENTITY
+    assert got[0]["big"] == str(2**100) and got[0]["who"] == IDENTITY
     assert got[1]["note"] is None and got[1]["at"] == "1970-01-01T00:00:00.000005Z"
 
 

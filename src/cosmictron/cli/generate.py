@@ -11,6 +11,7 @@ from cosmictron.cli.client import quote
 from cosmictron.cli.context import CommandContext, server_command
 from cosmictron.cli.files import force_option, is_stdio, refuse_overwrite
 from cosmictron.client.codegen import generate_python
+from cosmictron.client.codegen_ts import generate_typescript
 from cosmictron.client.schema import DatabaseSchema
 
 
@@ -18,7 +19,7 @@ from cosmictron.client.schema import DatabaseSchema
 @click.argument("database", type=nametypes.DATABASE)
 @click.option(
     "--lang",
-    type=click.Choice(["python"]),
+    type=click.Choice(["python", "typescript"]),
     default="python",
     show_default=True,
     help="Language of the generated code.",
@@ -36,16 +37,19 @@ def generate(
 ) -> None:
     """Write typed row classes and reducer stubs for DATABASE's schema.
 
-    Each table becomes a dataclass (pass ROW_TYPES to the SDK's connect so its cache holds
-    them); each reducer becomes an async function and a blocking `_sync` one that call it
-    through a client with typed arguments.
+    Python: each table becomes a dataclass (pass ROW_TYPES to the SDK's connect so its
+    cache holds them); each reducer becomes an async function and a blocking `_sync` one
+    that call it through a client with typed arguments. TypeScript: each table becomes an
+    interface, and `connect` gives a client of the npm package `cosmictron` whose tables
+    and reducer calls are typed.
 
     Example: cosmictron-cli generate --lang python chat --out chat_client.py
     """
     if out is not None:
         refuse_overwrite(out, force)
     document = context.client.request("GET", f"/v1/database/{quote(database)}/schema")
-    source = generate_python(DatabaseSchema.from_json(document), context.url)
+    generator = generate_typescript if lang == "typescript" else generate_python
+    source = generator(DatabaseSchema.from_json(document), context.url)
     to_stdout = out is None or is_stdio(out)
     if to_stdout and not context.output.json_mode:
         click.echo(source, nl=False)

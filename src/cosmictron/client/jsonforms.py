@@ -10,7 +10,9 @@ value classes' own parsers (``Identity.from_hex``, ``Timestamp.parse``, ...).
 =================  =====================  ==============================================
 type description   JSON                   Python in the cache
 =================  =====================  ==============================================
-i8 … u128, f32/64  number                 int, float
+i8 … u128, f32/64  number (an integer past  int, float
+                   ±(2**53 - 1): a decimal
+                   string)
 bool, str          boolean, string        bool, str
 bytes              hex string             bytes
 Identity           64 hex digits          ``Identity``; ConnectionId the same way
@@ -34,6 +36,8 @@ from cosmictron.errors import InvalidRequest
 from cosmictron.values import ConnectionId, Identity, ScheduleAt, TimeDuration, Timestamp
 
 TypeDescription = dict[str, Any]
+
+INTEGER_KINDS = frozenset(f"{sign}{bits}" for sign in "iu" for bits in (8, 16, 32, 64, 128))
 
 
 def decode(value: Any, described: TypeDescription) -> Any:
@@ -61,6 +65,8 @@ def _decode(value: Any, described: TypeDescription) -> Any:
     kind = described["type"]
     if kind == "Optional":
         return _decode(value, described["of"])
+    if kind in INTEGER_KINDS:  # past ±(2**53 - 1) JSON carries it as a decimal string
+        return int(value) if isinstance(value, str) else value
     if kind == "Identity":
         return Identity.from_hex(value)
     if kind == "ConnectionId":
@@ -68,7 +74,7 @@ def _decode(value: Any, described: TypeDescription) -> Any:
     if kind == "Timestamp":
         return Timestamp(value) if isinstance(value, int) else Timestamp.parse(value)
     if kind == "TimeDuration":
-        return TimeDuration(int(value))
+        return TimeDuration(int(value))  # a decimal string past ±(2**53 - 1) too
     if kind == "ScheduleAt":
         if "interval_micros" in value:
             return ScheduleAt("interval", int(value["interval_micros"]))

@@ -15,6 +15,7 @@ import json
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -49,7 +50,11 @@ def _msgpack_decode(data: str | bytes) -> Any:
 
 
 WIRE_FORMATS = {
-    "json": WireFormat(PROTOCOL, False, json_form, json.dumps, json.loads),
+    # Integers go out exactly (the server parses JSON numbers exactly; an SQL parameter
+    # has no column type that would read a decimal string back as an integer).
+    "json": WireFormat(
+        PROTOCOL, False, partial(json_form, exact_ints=True), json.dumps, json.loads
+    ),
     "msgpack": WireFormat(
         MSGPACK_PROTOCOL, True, bounded_msgpack.form, bounded_msgpack.dumps, _msgpack_decode
     ),

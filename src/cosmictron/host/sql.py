@@ -256,4 +256,4 @@ def _check_permissions(core: DatabaseCore, statement: Any, sender: Identity) -> 
 
 def _wire_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     """Parameters in their JSON form, for the log record (readable by an auditor)."""
-    return {name: json_form(value) for name, value in (params or {}).items()}
+    return {name: json_form(value, exact_ints=True) for name, value in (params or {}).items()}

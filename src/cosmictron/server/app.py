@@ -33,6 +33,7 @@ from cosmictron.server import (
     logs,
     mcp_route,
     metrics,
+    origins,
     routes,
     throttle,
     websocket,
@@ -143,9 +144,11 @@ def build_app(
     scrape_token: str | None = None,
     open_sandboxed_deploys: bool = False,
 ) -> web.Application:
-    # guard_requests inside errors_as_json: a body that timed out becomes a JSON 408.
+    # guard_requests inside errors_as_json: a body that timed out becomes a JSON 408;
+    # origins.guard too: a refused Origin is a JSON 403 (server/origins.py).
     app = web.Application(
-        middlewares=[errors_as_json, listener.guard_requests], client_max_size=REQUEST_BYTES_MAX
+        middlewares=[errors_as_json, origins.guard, listener.guard_requests],
+        client_max_size=REQUEST_BYTES_MAX,
     )
     app[REGISTRY] = registry
     app[AUTHORITY] = authority
@@ -159,6 +162,8 @@ def build_app(
     throttle.setup(app)  # query budgets and rate limits, from limits.py and the environment
     listener.setup(app)  # connection caps and time limits (server/connections.py)
     mcp_route.setup(app)  # the MCP session manager, stopped with the app
+
+    origins.setup(app)  # CORS and the WebSocket Origin check (COSMICTRON_ALLOWED_ORIGINS)
     return app
 
 

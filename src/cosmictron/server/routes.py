@@ -37,7 +37,7 @@ from cosmictron.server.replies import (
 )
 from cosmictron.server.rights import OPEN_SANDBOXED_DEPLOYS, Rights
 from cosmictron.server.throttle import caller_key, throttle_of
-from cosmictron.server.wire import arrives_as_is, from_json, row_to_json
+from cosmictron.server.wire import arrives_as_is, from_json, row_to_json, wide_int_positions
 from cosmictron.values import ConnectionId, Identity, json_form
 
 REGISTRY = web.AppKey("registry", DatabaseRegistry)
@@ -261,7 +261,8 @@ def converter_of(binding: Any) -> Converter:
             _CONVERTERS.clear()
         schema = binding.schema
         plain = all(arrives_as_is(param.type) for param in schema.params)
-        entry = (binding, partial(reducer_arguments, schema, plain=plain))
+        ints = wide_int_positions([param.type for param in schema.params])
+        entry = (binding, partial(reducer_arguments, schema, plain=plain, ints=ints))
         _CONVERTERS[id(binding)] = entry
     return entry[1]
 
@@ -279,17 +280,22 @@ def argument_converter(module: Any, name: str) -> Converter:
 
 
 def reducer_arguments(
-    schema: Any, body: Any, plain: bool = False
+    schema: Any, body: Any, plain: bool = False, ints: tuple[int, ...] = ()
 ) -> tuple[list[Any], dict[str, Any]]:
     """JSON (or msgpack) arguments (an array, an object, or nothing) as Python values.
 
     ``plain``: every parameter's type arrives as is (``wire.arrives_as_is``), so an
-    array of arguments needs no conversion (the reducer's own checks still run).
+    array of arguments needs no conversion (the reducer's own checks still run), unless
+    an integer parameter (at a position in ``ints``) came as a decimal string.
     """
     if body is None:
         return [], {}
     if isinstance(body, list):
-        if plain and len(body) <= len(schema.params):
+        if (
+            plain
+            and len(body) <= len(schema.params)
+            and not any(i < len(body) and type(body[i]) is str for i in ints)
+        ):
             return body, {}
         if len(body) > len(schema.params):
             shown = ", ".join(f"{p.name}: {p.type.name}" for p in schema.params)

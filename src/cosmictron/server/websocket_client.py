@@ -37,6 +37,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from cosmictron import limits
 from cosmictron.errors import (
     CosmictronError,
+    InternalError,
     NotFinite,
     QueryCancelled,
     QueryTooCostly,
@@ -84,10 +85,11 @@ CLOSE_TIMEOUT_S = 10.0
 class _PendingCall:
     """A call sent and not yet answered: filled in when its result arrives."""
 
-    __slots__ = ("done", "error", "outcome", "request_id")
+    __slots__ = ("done", "error", "outcome", "request_id", "seq")
 
-    def __init__(self, request_id: RequestId) -> None:
+    def __init__(self, request_id: RequestId, seq: int = 0) -> None:
         self.request_id = request_id
+        self.seq = seq  # its place among the gated reducer calls; 0: not gated; -1: procedure
         self.done = False
         self.outcome: CallOutcome | None = None
         self.error: BaseException | None = None
@@ -125,12 +127,18 @@ class WebSocketClient:
         """Bytes in ``_outbox`` (JSON text is ASCII: ``json.dumps`` escapes the rest)."""
         self.closed = False
         self.subscriptions: dict[QueryId, Subscription] = {}
-        self._outbox: deque[tuple[int, str | bytes]] = deque()
+        # (offset, data, gate): data is a Future while a large reply is being encoded
+        # (``_reserve``); ``gate`` holds the message until the result of every reducer call
+        # sent before it was queued has its place (``_place``): frames in commit order.
+        self._outbox: deque[tuple[int, str | bytes | asyncio.Future[str | bytes], int]] = deque()
+        self._submitted = 0  # reducer calls sent and gated (their ``seq``)
+        self._placed = 0  # the last gated call whose result has its place in the queue
+        self._procedures = 0  # procedures in flight: calls behind them are not gated
         self._ready = asyncio.Event()
         self._sender = asyncio.create_task(self._send_all())
         self._closer: asyncio.Task[None] | None = None
         self._calls: deque[_PendingCall] = deque()
-        self._encoding = False  # a large result is being encoded off the loop
+        self._encoding = 0  # large results being encoded off the loop (each has its place)
         self._progress: asyncio.Future[None] | None = None  # woken as calls are answered
         self._liveness: asyncio.Task[None] | None = None
 
@@ -143,30 +151,92 @@ class WebSocketClient:
 
     def deliver(self, message: dict[str, Any] | str | bytes, offset: int) -> None:
         """Queue ``message``, to be sent once ``offset`` is durable (event loop only)."""
-        if self.closed:
+        text = self._admit(message)
+        if text is None:
             return
+        self.queued_bytes += len(text)
+        self._outbox.append((offset, text, self._submitted))
+        self._ready.set()
+
+    def _queue_result(self, seq: int, offset: int, message: dict[str, Any]) -> None:
+        text = self._admit(message)
+        if text is not None:
+            self.queued_bytes += len(text)
+            self._place(seq, offset, text)
+
+    def _admit(self, message: dict[str, Any] | str | bytes) -> str | bytes | None:
+        """``message`` encoded, or None (the client is closed, or is dropped now for
+        falling behind or for a message no strict client could read)."""
+        if self.closed:
+            return None
         if len(self._outbox) >= self.queue_max:
             self.drop(
                 WSCloseCode.POLICY_VIOLATION,
                 f"the client fell behind: more than {self.queue_max} messages queued",
             )
-            return
+            return None
         # A str (bytes) is encoded already, made once for every client of this codec it
         # goes to (feed.py), or encoded off the loop because it may be large.
         try:
             text = message if isinstance(message, str | bytes) else self.codec.encode(message)
         except NotFinite as exc:  # no strict client could read it: never sent bare
             self.drop(WSCloseCode.INTERNAL_ERROR, str(exc))
-            return
+            return None
         if self.queued_bytes + len(text) > self.queue_bytes_max:
             self.drop(
                 WSCloseCode.POLICY_VIOLATION,
                 f"the client fell behind: more than {self.queue_bytes_max} bytes queued",
             )
-            return
-        self.queued_bytes += len(text)
-        self._outbox.append((offset, text))
+            return None
+        return text
+
+    def _place(
+        self, seq: int, offset: int, data: str | bytes | asyncio.Future[str | bytes]
+    ) -> None:
+        """Queue a call's result right after its own transaction's update.
+
+        Calls are acknowledged in batches after their transactions are durable
+        (``calls.CallWorker``), so by then updates of later transactions may be queued;
+        they are held (their gate is this call's ``seq`` or later) and the result goes
+        before those of them with a later offset. A call that changed nothing (offset 0)
+        or was not gated goes last."""
+        outbox = self._outbox
+        at = len(outbox)
+        if seq > 0 and offset:
+            while at and outbox[at - 1][2] >= seq and outbox[at - 1][0] > offset:
+                at -= 1
+        outbox.insert(at, (offset, data, 0))
+        if seq > 0:
+            self._placed = seq
         self._ready.set()
+
+    def _reserve(self, seq: int, offset: int) -> asyncio.Future[str | bytes] | None:
+        """Hold the result's place in the queue while it is encoded off the loop, so
+        nothing queued meanwhile overtakes it. Its bytes count once ``_fill`` gives them;
+        None when closed."""
+        if self.closed:
+            return None
+        if len(self._outbox) >= self.queue_max:
+            self.drop(
+                WSCloseCode.POLICY_VIOLATION,
+                f"the client fell behind: more than {self.queue_max} messages queued",
+            )
+            return None
+        slot: asyncio.Future[str | bytes] = asyncio.get_running_loop().create_future()
+        self._place(seq, offset, slot)
+        return slot
+
+    def _fill(self, slot: asyncio.Future[str | bytes], data: str | bytes) -> None:
+        if self.closed or slot.done():
+            return
+        if self.queued_bytes + len(data) > self.queue_bytes_max:
+            self.drop(
+                WSCloseCode.POLICY_VIOLATION,
+                f"the client fell behind: more than {self.queue_bytes_max} bytes queued",
+            )
+            return
+        self.queued_bytes += len(data)
+        slot.set_result(data)
 
     async def _send_all(self) -> None:
         watermark = self.feed.watermark
@@ -177,9 +247,15 @@ class WebSocketClient:
                     self._ready.clear()
                     await self._ready.wait()
                     continue
-                offset, message = self._outbox[0]
+                offset, message, gate = self._outbox[0]
+                if gate > self._placed:  # a result may still go before it
+                    self._ready.clear()
+                    await self._ready.wait()
+                    continue
                 if not watermark.reached(offset):
                     await watermark.wait_durable(offset)
+                if isinstance(message, asyncio.Future):
+                    message = await message  # a large reply still being encoded
                 self._outbox.popleft()
                 self.queued_bytes -= len(message)
                 await send(message)
@@ -345,7 +421,15 @@ class WebSocketClient:
         """Submit the call and go on reading: a client may pipeline calls, and calls in
         flight together share an fsync (``calls.CallWorker``). Results are queued in the
         order the calls were sent (``_answer``), from the loop hand-off that resolves them."""
-        pending = _PendingCall(request.request_id)
+        procedure = request.reducer in self.hosted.db.module.procedures
+        if procedure:
+            self._procedures += 1
+            pending = _PendingCall(request.request_id, -1)
+        elif self._procedures:  # its result waits behind a procedure's: do not gate
+            pending = _PendingCall(request.request_id)
+        else:
+            self._submitted += 1
+            pending = _PendingCall(request.request_id, self._submitted)
         self._calls.append(pending)
         then = partial(self._answered, pending)
         try:
@@ -386,22 +470,28 @@ class WebSocketClient:
 
         The transaction's own TransactionUpdate was queued (under the writer lock) before
         the call was resolved, so it precedes the result. A large return value is
-        encoded off the loop; results behind it wait for it, so their order holds.
+        encoded off the loop into a place reserved in the queue now (``_reserve``), so
+        neither the results behind it nor later transactions' updates overtake it.
         """
         calls = self._calls
-        while calls and calls[0].done and not self._encoding:
+        while calls and calls[0].done:
             pending = calls.popleft()
+            if pending.seq < 0:
+                self._procedures -= 1
             error = pending.error
-            if error is not None:
-                self.deliver(self._failure(pending.request_id, error), 0)
-                continue
             outcome = pending.outcome
-            assert outcome is not None
-            if small(outcome.return_value):
-                self.deliver(self._result(pending.request_id, outcome), outcome.tx_offset)
+            if error is not None or outcome is None:
+                failure = error or InternalError("the call ended without a result")
+                self._queue_result(pending.seq, 0, self._failure(pending.request_id, failure))
+            elif small(outcome.return_value):
+                message = self._result(pending.request_id, outcome)
+                self._queue_result(pending.seq, outcome.tx_offset, message)
             else:
-                self._encoding = True
-                asyncio.get_running_loop().create_task(self._answer_large(pending, outcome))
+                slot = self._reserve(pending.seq, outcome.tx_offset)
+                if slot is None:
+                    continue
+                self._encoding += 1
+                asyncio.get_running_loop().create_task(self._answer_large(pending, outcome, slot))
         if self._progress is not None and not self._progress.done():
             self._progress.set_result(None)
 
@@ -421,7 +511,9 @@ class WebSocketClient:
         value = self.codec.form(outcome.return_value)
         return reducer_result(request_id, return_value=value, tx_offset=outcome.tx_offset)
 
-    async def _answer_large(self, pending: _PendingCall, outcome: CallOutcome) -> None:
+    async def _answer_large(
+        self, pending: _PendingCall, outcome: CallOutcome, slot: asyncio.Future[str | bytes]
+    ) -> None:
         encode = self.codec.encode
         try:
             data = await asyncio.to_thread(
@@ -429,9 +521,16 @@ class WebSocketClient:
             )
         except CosmictronError as exc:
             data = encode(reducer_result(pending.request_id, error=str(exc), error_code=exc.code))
+        except Exception:  # never leave the place empty: the queue would stall behind it
+            logger.exception("encoding a reducer's result failed")
+            data = encode(
+                reducer_result(
+                    pending.request_id, error="internal error", error_code="internal_error"
+                )
+            )
         finally:
-            self._encoding = False
-        self.deliver(data, outcome.tx_offset)
+            self._encoding -= 1
+        self._fill(slot, data)
         self._answer()
 
     async def _wait_calls(self, at_most: int) -> None:

@@ -6,7 +6,8 @@ unchanged (docs/reference/http.md lists them):
 =================  ==========================================================
 type               JSON
 =================  ==========================================================
-integers, floats   number
+integers, floats   number; an integer past ±(2**53 - 1) as a decimal string
+                   (docs/design/big-integers.md), read back from either form
 bool, str          boolean, string
 bytes              hex string
 Identity           64 hex digits; ConnectionId: 32 hex digits
@@ -40,6 +41,7 @@ from cosmictron.datastore.types import (
     BytesType,
     ConnectionIdType,
     IdentityType,
+    IntType,
     ListType,
     MicrosType,
     OptionalType,
@@ -76,6 +78,30 @@ _CONVERTED = (
 )
 
 
+def integer_text(text: str) -> int:
+    """The integer a decimal string stands for (how JSON carries one past ±2**53 - 1).
+
+    Raises:
+        ValueError: not an optional ``-`` and ASCII digits (no spaces, ``+``, ``_``).
+    """
+    digits = text[1:] if text.startswith("-") else text
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 40:
+        raise ValueError("an integer as a string must be decimal digits with an optional '-'")
+    return int(text)
+
+
+def wide_int_positions(types: Sequence[ColumnType]) -> tuple[int, ...]:
+    """Positions of the integer types whose values may arrive as decimal strings: a caller
+    that skips ``json_to_python`` (``arrives_as_is``) checks only these for a string."""
+    found = []
+    for position, column_type in enumerate(types):
+        while isinstance(column_type, OptionalType):
+            column_type = column_type.inner
+        if isinstance(column_type, IntType):
+            found.append(position)
+    return tuple(found)
+
+
 def arrives_as_is(column_type: ColumnType) -> bool:
     """Whether ``json_to_python`` returns every value of this type unchanged (numbers,
     bool, str, enum names, and optionals of them): a caller may skip it for such values."""
@@ -105,6 +131,8 @@ def json_to_python(value: Any, column_type: ColumnType) -> Any:
         return None
     if isinstance(column_type, OptionalType):
         return json_to_python(value, column_type.inner)
+    if isinstance(column_type, IntType) and isinstance(value, str):
+        return integer_text(value)
     if isinstance(column_type, IdentityType) and isinstance(value, str):
         return Identity.from_hex(value)
     if isinstance(column_type, ConnectionIdType) and isinstance(value, str):
