@@ -36,8 +36,9 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from cosmictron.durability.config import DurabilityConfig
-from cosmictron.errors import CorruptLog, DurabilityError
+from cosmictron.errors import CorruptLog, DurabilityError, InvalidRequest
 from cosmictron.ledger.checkpoint import Checkpoint, sign_checkpoint
+from cosmictron.ledger.errors import KeyUnavailable
 from cosmictron.ledger.logread import (
     FRAME_HEADER,
     SEGMENT_HEADER,
@@ -117,6 +118,9 @@ class LedgerWriter:
         self.last_checkpoint_us = 0
         self.last_time_us = 0
         self.side_pending: list[dict[str, Any]] = []
+        self.retired: dict[str, int | None] = {}
+        """Fingerprints (hex) of keys whose range ended before the last checkpoint the
+        side file vouches for, and the last seq of each (from its ``retired`` entry)."""
         self.checkpointing = False
         self.checkpoint_count = 0
         self.due_seq = 0
@@ -182,6 +186,15 @@ class LedgerWriter:
                 checker.legacy_through,
             )
         active = {r.key.fingerprint for r in self.ring.ranges() if r.covers(log.next_offset)}
+        retired = dict(self.retired)
+        retired.update({r.key.fingerprint.hex(): r.last for r in self.ring.ranges()})
+        if self.key.fingerprint not in active and self.key.fingerprint.hex() in retired:
+            raise KeyUnavailable(
+                "retired",
+                f"the configured signing key {self.key.verifier.to_text()} was revoked or "
+                f"rotated out (its range ended at seq {retired[self.key.fingerprint.hex()]}); "
+                "configure the current key or a new one",
+            )
         if self.key.fingerprint not in active:
             # In the ring before the record, so a checkpoint right after it names the key.
             self.ring.add(self.key.verifier, log.next_offset)
@@ -264,6 +277,9 @@ class LedgerWriter:
         checker.seen_v2 = True
         for text in last.get("keys", []):
             checker.ring.add(VerifierKey.from_text(text), int(last["seq"]))
+        retired = last.get("retired", {})
+        if isinstance(retired, dict):
+            self.retired = {str(k): v for k, v in retired.items()}
         return True
 
     def _load_key(self) -> SigningKey:
@@ -297,9 +313,21 @@ class LedgerWriter:
         self.last_checkpoint_us = body[0]
         self._set_due()
         self.checkpoint_count += 1
-        keys = [r.key.to_text() for r in self.ring.ranges() if r.covers(seq)]
+        ranges = self.ring.ranges()
+        keys = [r.key.to_text() for r in ranges if r.covers(seq)]
+        # Keys whose range ended (rotated out, revoked), so that an open that checks only
+        # from this checkpoint on still refuses to sign with one of them again.
+        retired = {r.key.fingerprint.hex(): r.last for r in ranges if r.last is not None}
+        retired.update(self.retired)
         self.side_pending.append(
-            {"seq": seq, "size": seq - 1, "note": body[1], "origin": self.origin, "keys": keys}
+            {
+                "seq": seq,
+                "size": seq - 1,
+                "note": body[1],
+                "origin": self.origin,
+                "keys": keys,
+                "retired": retired,
+            }
         )
 
     def write_side(self, synced: int) -> None:
@@ -339,6 +367,35 @@ class LedgerWriter:
             save_key(new, os.path.join(self.directory, KEY_FILE))
         elif self.key_path is not None:
             save_key(new, self.key_path)
+
+    def revocation(self, key_fingerprint: bytes, seq: int) -> VerifierKey:
+        """Check that the key may be revoked at ``seq``, and end its range there.
+
+        Only a key active at ``seq`` other than the one the writer signs with can be
+        revoked: the revocation record is signed by the writer's key, and a writer with
+        no key left could sign nothing after it. A compromised current key is retired by
+        a rotation (whose record is its last), which needs no revocation.
+
+        Raises:
+            InvalidRequest: the key is the writer's own, unknown, or not active at ``seq``.
+        """
+        assert self.key is not None
+        if key_fingerprint == self.key.fingerprint:
+            raise InvalidRequest(
+                "this is the key the database signs with now: rotate it out instead "
+                "(Database.rotate_signing_key); the rotation record is its last"
+            )
+        for found in self.ring.ranges():
+            if found.key.fingerprint == key_fingerprint:
+                if not found.covers(seq):
+                    ended = "never" if found.last is None else f"at seq {found.last}"
+                    raise InvalidRequest(
+                        f"key {found.key.to_text()} is not active (its range ended {ended}): "
+                        "there is nothing to revoke"
+                    )
+                self.ring.revoke(key_fingerprint, seq)
+                return found.key
+        raise InvalidRequest(f"no key {key_fingerprint.hex()[:16]} in this log")
 
     def close(self) -> None:
         if self.tree is not None:

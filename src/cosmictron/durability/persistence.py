@@ -34,7 +34,7 @@ from cosmictron.durability.snapshot import Snapshot, SnapshotDirectory
 from cosmictron.durability.storage import FILE_STORAGE, Storage
 from cosmictron.durability.sync import SyncCoordinator
 from cosmictron.errors import DurabilityError, InternalError
-from cosmictron.ledger.record_format import KEY_ROTATED_KIND
+from cosmictron.ledger.record_format import KEY_REVOKED_KIND, KEY_ROTATED_KIND
 
 logger = logging.getLogger(__name__)
 
@@ -317,6 +317,32 @@ class PersistenceLayer:
             log.event_key = new
             log.key_fp = new.fingerprint
         return new.verifier
+
+    def revoke_signing_key(self, key_fingerprint: bytes) -> Any:
+        """Revoke a key the log still counts as valid: a record signed by the current key.
+
+        From the revocation record on, the revoked key signs nothing: ``verify`` refuses
+        a record or checkpoint it signs after it (``key_out_of_range``). The caller holds
+        the writer lock.
+
+        Args:
+            key_fingerprint: the key's fingerprint (``VerifierKey.fingerprint``).
+
+        Returns:
+            The revoked key's ``VerifierKey``.
+
+        Raises:
+            DurabilityError: the ledger is off.
+            InvalidRequest: the key is the current signing key, unknown or not active.
+        """
+        ledger = self._ledger
+        if ledger is None or not self._started or self._closed:
+            raise DurabilityError('the ledger is off (signing = "off"): no key to revoke')
+        log = self._log
+        revoked = ledger.revocation(key_fingerprint, log.next_offset)
+        assert ledger.key is not None
+        log.append(KEY_REVOKED_KIND, [log.last_time_us, key_fingerprint], [ledger.key])
+        return revoked
 
     @property
     def last_hash(self) -> bytes:

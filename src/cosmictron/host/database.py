@@ -571,6 +571,37 @@ class Database:
         core.persistence.wait_durable(core.persistence.next_offset - 1)
         return public
 
+    def revoke_signing_key(self, key: VerifierKey | bytes | str) -> VerifierKey:
+        """Revoke a key the log still counts as valid: one record signed by the current key.
+
+        A key stays valid until it is rotated out or revoked; a database whose key was
+        replaced outside it (a new ``signing_key_path`` or ``COSMICTRON_SIGNING_KEY``
+        adds the new key with a *key added* record) still counts the old one. Revoking it
+        ends its range: from the revocation record on, ``verify`` refuses anything it
+        signs (``key_out_of_range``). The key the database signs with now is retired by
+        :meth:`rotate_signing_key` instead (docs/guide/ledger.md, "Keys").
+
+        Args:
+            key: the key's ``VerifierKey``, its verifier-key text (``name+id+base64``, as
+                ``verify --json`` lists it) or its 32-byte fingerprint.
+
+        Returns:
+            The revoked key.
+
+        Raises:
+            DurabilityError: the ledger is off (``signing = "off"``).
+            InvalidRequest: the key is the current one, not in the log, or not active.
+        """
+        if isinstance(key, str):
+            key = VerifierKey.from_text(key)
+        fp = key.fingerprint if isinstance(key, VerifierKey) else bytes(key)
+        core = self.core
+        with core.lock:
+            transactions.check_can_write(core, "Database.revoke_signing_key()")
+            revoked: VerifierKey = core.persistence.revoke_signing_key(fp)
+        core.persistence.wait_durable(core.persistence.next_offset - 1)
+        return revoked
+
     def close(self) -> None:
         """Sync the log, finish snapshots and release the data directory. Idempotent."""
         self.core.close()
