@@ -31,8 +31,9 @@ import json
 import logging
 import os
 import secrets
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from cosmictron.durability.config import DurabilityConfig
@@ -118,6 +119,11 @@ class LedgerWriter:
         self.last_checkpoint_us = 0
         self.last_time_us = 0
         self.side_pending: list[dict[str, Any]] = []
+        self._side_queue: list[str] = []
+        self._side_lock = threading.Lock()
+        self._side_write_lock = threading.Lock()
+        self.wake: Callable[[], None] | None = None
+        """Set by the ledger thread while it runs: queued side-file entries are its job."""
         self.retired: dict[str, int | None] = {}
         """Fingerprints (hex) of keys whose range ended before the last checkpoint the
         side file vouches for, and the last seq of each (from its ``retired`` entry)."""
@@ -330,20 +336,47 @@ class LedgerWriter:
             }
         )
 
+    def queue_side(self, synced: int) -> None:
+        """Queue the side-file entries of checkpoints the log has synced (no I/O).
+
+        The commit thread calls this at each checkpoint; the ledger thread
+        (``ledger_thread.py``) writes the queue, or :meth:`flush_side` does at close.
+        """
+        with self._side_lock:
+            ready = [e for e in self.side_pending if e["seq"] <= synced]
+            if not ready:
+                return
+            self.side_pending = [e for e in self.side_pending if e["seq"] > synced]
+            self._side_queue.extend(json.dumps(e, separators=(",", ":")) + "\n" for e in ready)
+        wake = self.wake
+        if wake is not None:
+            wake()
+
+    def flush_side(self) -> None:
+        """Append the queued side-file entries and fsync (one writer at a time)."""
+        with self._side_write_lock:
+            with self._side_lock:
+                lines, self._side_queue = self._side_queue, []
+            if not lines:
+                return
+            path = os.path.join(self.data_dir, CHECKPOINTS_FILE)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                os.write(fd, "".join(lines).encode())
+                os.fsync(fd)
+            except BaseException:
+                with self._side_lock:
+                    self._side_queue[:0] = lines  # written again next time: never lost
+                raise
+            finally:
+                os.close(fd)
+
     def write_side(self, synced: int) -> None:
-        """Append the side-file entries of checkpoints the log has synced, and sync."""
-        ready = [e for e in self.side_pending if e["seq"] <= synced]
-        if not ready:
-            return
-        self.side_pending = [e for e in self.side_pending if e["seq"] > synced]
-        text = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in ready)
-        path = os.path.join(self.data_dir, CHECKPOINTS_FILE)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, text.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        """Append the side-file entries of checkpoints the log has synced, and sync; or,
+        with the ledger thread running, hand them to it."""
+        self.queue_side(synced)
+        if self.wake is None:
+            self.flush_side()
 
     def needs_checkpoint(self, last_seq: int) -> bool:
         """Whether records were appended after the last checkpoint record."""

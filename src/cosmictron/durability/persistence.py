@@ -27,6 +27,7 @@ from typing import Any
 from cosmictron.durability.commitlog import CommitLog
 from cosmictron.durability.config import DurabilityConfig, PersistenceConfig
 from cosmictron.durability.files import ensure_directory
+from cosmictron.durability.ledger_thread import LedgerThread
 from cosmictron.durability.ledger_writer import LedgerWriter, migrate_legacy_log
 from cosmictron.durability.recovery import LogTail, Recovery
 from cosmictron.durability.segment import create_segment, open_segment_for_append
@@ -126,6 +127,10 @@ class PersistenceLayer:
         self._ledger: LedgerWriter | None = None
         if self.durability.signing != "off" and storage is FILE_STORAGE:
             self._ledger = LedgerWriter(self.data_dir, self.durability)
+        self._ledger_thread: LedgerThread | None = None
+        self.writer_lock: Any = None
+        """The host's writer lock (the one ``append`` is called under), set by the host:
+        with it the ledger thread writes a checkpoint when the log is idle."""
         self._recovery: Recovery | None = None
         self._started = False
         self._closed = False
@@ -198,6 +203,10 @@ class PersistenceLayer:
                 self._ledger.close()
                 self._ledger = None
                 raise
+            self._ledger_thread = LedgerThread(
+                self._ledger, self._log, self._sync, lambda: self.writer_lock
+            )
+            self._ledger_thread.start()
         elif self.storage is FILE_STORAGE:
             migrate_legacy_log(self.data_dir, self._log)
         self._started = True
@@ -417,6 +426,8 @@ class PersistenceLayer:
             return
         self._closed = True
         try:
+            if self._ledger_thread is not None:
+                self._ledger_thread.stop()  # before the final checkpoint: one writer
             if self._snapshot_thread is not None:
                 self._snapshot_requests.put(None)
                 self._snapshot_thread.join()

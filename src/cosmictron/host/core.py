@@ -124,6 +124,7 @@ class DatabaseCore:
         """The commit log, its fsync policy and the snapshot thread (``durability``)."""
         self.lock = threading.RLock()
         """The writer lock: one transaction, module update or commit read at a time."""
+        persistence.writer_lock = self.lock  # the ledger's idle checkpoints take it
         self.scope = WriteScope(self.lock)
         """Where table handles find the running transaction (None outside reducers)."""
         self.datastore = Datastore(loaded.schema)
