@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 from cosmictron.durability.config import DurabilityConfig
 from cosmictron.errors import CorruptLog, DurabilityError, InvalidRequest
+from cosmictron.ledger.archived import ARCHIVED_FILE, read_archived
 from cosmictron.ledger.checkpoint import Checkpoint, sign_checkpoint
 from cosmictron.ledger.errors import KeyUnavailable
 from cosmictron.ledger.logread import (
@@ -157,9 +158,10 @@ class LedgerWriter:
                 last_seq + 1,
             )
         self.tree = MerkleTree(FileHashStore(os.path.join(self.directory, TREE_FILE)))
+        floor = self._archived_floor(last)
         checker = self._check_log(last, last_seq)
         if checker is None:  # the tree file disagreed with the checkpoint: rebuild it
-            self.tree.truncate(0)
+            self.tree.truncate(floor)
             checker = self._check_log(last, last_seq)
             if checker is None:
                 assert last is not None
@@ -208,6 +210,40 @@ class LedgerWriter:
         if self.mode == "event":
             log.event_key = self.key
             log.key_fp = self.key.fingerprint
+
+    def _archived_floor(self, last: dict[str, Any] | None) -> int:
+        """The last archived record (0: none): the tree below it cannot be rebuilt.
+
+        Raises:
+            CorruptLog: the archive manifest is unreadable, the tree lost hashes of the
+                archived records, or the side file does not reach past them.
+        """
+        try:
+            archived = read_archived(self.data_dir)
+        except ValueError as exc:
+            raise CorruptLog(os.path.join(self.data_dir, ARCHIVED_FILE), 0, str(exc), 1) from None
+        segments = list_segments(os.path.join(self.data_dir, "log"))
+        if archived is None or not segments or segments[0][0] != archived.through + 1:
+            return 0
+        assert self.tree is not None
+        floor = archived.through
+        if self.tree.size < floor:
+            raise CorruptLog(
+                os.path.join(self.directory, TREE_FILE),
+                0,
+                f"records 1..{floor} are archived, but the tree holds only {self.tree.size} "
+                "leaves: restore ledger/tree.hashes, or put the archived segments back in log/",
+                self.tree.size + 1,
+            )
+        if last is None or int(last["seq"]) <= floor:
+            raise CorruptLog(
+                os.path.join(self.data_dir, CHECKPOINTS_FILE),
+                0,
+                f"records 1..{floor} are archived, but the side file has no checkpoint after "
+                "them to start the open check from: restore ledger/checkpoints",
+                floor + 1,
+            )
+        return floor
 
     def _check_log(self, last: dict[str, Any] | None, last_seq: int) -> RecordChecker | None:
         """Bring the tree up to the log and check what the side file does not vouch for.

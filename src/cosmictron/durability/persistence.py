@@ -28,6 +28,7 @@ from cosmictron.durability.commitlog import CommitLog
 from cosmictron.durability.config import DurabilityConfig, PersistenceConfig
 from cosmictron.durability.files import ensure_directory
 from cosmictron.durability.ledger_thread import LedgerThread
+from cosmictron.durability.log_archive import archive_below, archive_dir
 from cosmictron.durability.ledger_writer import LedgerWriter, migrate_legacy_log
 from cosmictron.durability.recovery import LogTail, Recovery
 from cosmictron.durability.segment import create_segment, open_segment_for_append
@@ -128,6 +129,8 @@ class PersistenceLayer:
         if self.durability.signing != "off" and storage is FILE_STORAGE:
             self._ledger = LedgerWriter(self.data_dir, self.durability)
         self._ledger_thread: LedgerThread | None = None
+        self.archived_through = 0
+        """The last record archived out of ``log/`` this session (0: none)."""
         self.writer_lock: Any = None
         """The host's writer lock (the one ``append`` is called under), set by the host:
         with it the ledger thread writes a checkpoint when the log is idle."""
@@ -394,11 +397,31 @@ class PersistenceLayer:
                 self._sync.sync_now()  # Never let a snapshot be ahead of the durable log.
                 self.snapshots.write(Snapshot(offset, last_hash, state))
                 self._snapshot_count += 1
+                self._archive_below(offset)
             except Exception:
                 self._snapshots_failed += 1
                 logger.exception("writing the snapshot at offset %s failed", request and request[0])
             finally:
                 self._snapshot_requests.task_done()
+
+    def _archive_below(self, snapshot_offset: int) -> None:
+        """With ``log_retention = "archive"``, move the segments below the snapshot out
+        of ``log/`` (``log_archive.py``); a failure is logged, the segments stay."""
+        ledger = self._ledger
+        if self.durability.log_retention != "archive" or ledger is None:
+            return
+        try:
+            through = archive_below(
+                self.data_dir,
+                snapshot_offset,
+                ledger,
+                archive_dir(self.data_dir, self.durability.log_archive_dir),
+            )
+        except Exception:
+            logger.exception("archiving log segments below offset %d failed", snapshot_offset)
+            return
+        if through:
+            self.archived_through = through
 
     def statistics(self) -> PersistenceStatistics:
         """Return counters for this session (since the layer was opened)."""

@@ -47,7 +47,7 @@ from cosmictron.datastore.schema import TableSchema
 from cosmictron.durability import DurabilityConfig, PersistenceStatistics
 from cosmictron.durability.archive import Manifest
 from cosmictron.errors import SubscriptionError
-from cosmictron.host import hotswap, imports, procedures, recovery, transactions
+from cosmictron.host import hotswap, imports, procedures, recovery, retention, transactions
 from cosmictron.host.backup_writer import backup_to_file
 from cosmictron.host.clock import Clock
 from cosmictron.host.core import CommitListener, DatabaseCore
@@ -145,8 +145,16 @@ class Database:
             CorruptLog: the log is damaged other than at its tail.
         """
         core = recovery.open_core(Path(path), module, durability, owner, clock)
+        try:
+            retention.policies(core.datastore, core.durability.event_retention)
+        except BaseException:
+            core.close()
+            raise
         database = cls(core)
         recovery.start(core)
+        core.before_snapshot = lambda: retention.prune_events(core)
+        if core.durability.event_retention:
+            retention.prune_events(core)
         return database
 
     # -- calling ----------------------------------------------------------------------
@@ -601,6 +609,19 @@ class Database:
             revoked: VerifierKey = core.persistence.revoke_signing_key(fp)
         core.persistence.wait_durable(core.persistence.next_offset - 1)
         return revoked
+
+    def prune_events(self) -> dict[str, int]:
+        """Apply ``DurabilityConfig.event_retention`` now: delete each event table's rows
+        beyond its bound in one logged transaction (``__retention__``).
+
+        It also runs at open and before every snapshot; call it to bound memory sooner.
+        Pruned rows stay provable in the ledger (docs/guide/ledger.md, "Retention").
+
+        Returns:
+            Rows pruned by table (empty: nothing was over its bound, nothing logged).
+        """
+        transactions.check_can_write(self.core, "Database.prune_events()")
+        return retention.prune_events(self.core)
 
     def close(self) -> None:
         """Sync the log, finish snapshots and release the data directory. Idempotent."""

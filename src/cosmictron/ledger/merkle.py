@@ -379,6 +379,12 @@ class MerkleTree:
         frontier.size = end
         self.store.append(b"".join(out))
 
+    def frontier_at(self, size: int) -> list[bytes]:
+        """The compact range of the first ``size`` leaves (one hash per set bit, highest
+        level first): enough to go on appending from ``size`` without the leaves."""
+        self._check_size(size)
+        return self._frontier_at(size).nodes()
+
     def truncate(self, size: int) -> None:
         """Cut the tree back to its first ``size`` leaves (the log lost a torn tail)."""
         if not 0 <= size <= self.size:

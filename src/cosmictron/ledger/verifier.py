@@ -41,7 +41,8 @@ import msgpack
 from cosmictron.ledger.chain import GENESIS_HASH
 from cosmictron.ledger.checkpoint import Checkpoint, open_checkpoint
 from cosmictron.ledger.errors import AlgorithmRefused, NoteMalformed, SignatureInvalid
-from cosmictron.ledger.logread import LogDamage, LogReader
+from cosmictron.ledger.archived import read_archived
+from cosmictron.ledger.logread import LogDamage, LogReader, list_segments
 from cosmictron.ledger.merkle import LEAF_PREFIX, Frontier
 from cosmictron.ledger.record_format import (
     BODY,
@@ -112,6 +113,9 @@ class VerifyResult:
     origin: str | None = None
     keys: list[str] = field(default_factory=list)
     problems_dropped: int = 0
+    archived_through: int = 0
+    """Records ``1..archived_through`` were archived below a snapshot (not read; their
+    leaves are in the tree the later checkpoints sign); 0 when none were."""
 
     def to_document(self) -> dict[str, Any]:
         """The JSON form (``cosmictron-cli verify --json`` and the audit route)."""
@@ -127,6 +131,7 @@ class VerifyResult:
             "legacy_through": self.legacy_through,
             "origin": self.origin,
             "keys": self.keys,
+            "archived_through": self.archived_through,
         }
 
     def lines(self) -> list[str]:
@@ -137,7 +142,16 @@ class VerifyResult:
                 if self.legacy_through
                 else ""
             )
-            return [f"ok: {self.records} records, {self.checkpoints} checkpoints verified{legacy}"]
+            archived = (
+                f"; records 1..{self.archived_through} are archived (their leaves are in "
+                "the tree the later checkpoints sign)"
+                if self.archived_through
+                else ""
+            )
+            return [
+                f"ok: {self.records} records, {self.checkpoints} checkpoints verified"
+                f"{legacy}{archived}"
+            ]
         lines = [p.line() for p in self.problems]
         if self.problems_dropped:
             lines.append(f"... and {self.problems_dropped} more problems")
@@ -481,7 +495,11 @@ def verify(
     )
     if 0 in wanted:
         roots[0] = frontier.root()
-    reader = LogReader(data_dir)
+    resumed = _resume_after_archive(data_dir, checker, collector)
+    archived_through = 0
+    if resumed is not None:
+        archived_through, frontier = resumed
+    reader = LogReader(data_dir, archived_through + 1)
     last_seq = 0
     try:
         for record in reader:
@@ -505,7 +523,42 @@ def verify(
         origin=checker.origin,
         keys=[k.to_text() for k in checker.keys],
         problems_dropped=collector.dropped,
+        archived_through=archived_through,
     )
+
+
+def _resume_after_archive(
+    data_dir: str, checker: RecordChecker, collector: _Collector
+) -> tuple[int, Frontier] | None:
+    """Seed ``checker`` from ``ledger/archived.json`` when ``log/`` starts after it.
+
+    Returns the last archived seq and the tree's frontier there, or None to read from
+    record 1. A manifest whose segments are all still in ``log/`` (a crash between
+    writing it and moving them) is not used.
+    """
+    try:
+        archived = read_archived(data_dir)
+    except ValueError as exc:
+        collector.add(Problem("archive_invalid", 1, str(exc)))
+        return None
+    if archived is None:
+        return None
+    segments = list_segments(os.path.join(data_dir, "log"))
+    if not segments or segments[0][0] != archived.through + 1:
+        return None
+    try:
+        seeded = Frontier.from_nodes(archived.through, archived.frontier)
+    except ValueError as exc:
+        collector.add(Problem("archive_invalid", archived.through + 1, str(exc)))
+        return None
+    checker.origin = archived.origin
+    checker.prev_hash = archived.last_hash
+    checker.next_seq = archived.through + 1
+    checker.last_time_us = archived.last_time_us
+    checker.seen_v2 = True
+    checker.ring = KeyRing.seeded(archived.keys, archived.through)
+    checker.keys = [r.key for r in archived.keys]
+    return archived.through, seeded
 
 
 def _check_outside(
