@@ -123,6 +123,10 @@ class LedgerWriter:
         self._side_queue: list[str] = []
         self._side_lock = threading.Lock()
         self._side_write_lock = threading.Lock()
+        self.checkpoint_listeners: list[Callable[[int, str, MerkleTree], None]] = []
+        """Called with (seq, note, tree) after each checkpoint record, under the writer
+        lock (the WebSocket feed's ledger opt-in); the tree has exactly ``seq - 1``
+        leaves then, so proofs against the checkpoint's size are cheap."""
         self.wake: Callable[[], None] | None = None
         """Set by the ledger thread while it runs: queued side-file entries are its job."""
         self.retired: dict[str, int | None] = {}
@@ -350,7 +354,28 @@ class LedgerWriter:
 
     def checkpoint_written(self, seq: int, body: list[Any]) -> None:
         """Remember a checkpoint record; its side-file entry waits until it is synced
-        (written by a later checkpoint, or at close)."""
+        (written by a later checkpoint, or at close). Then tell the listeners."""
+        self._remember_checkpoint(seq, body)
+        tree = self.tree
+        for listener in list(self.checkpoint_listeners):
+            try:
+                assert tree is not None
+                listener(seq, body[1], tree)
+            except Exception:
+                logger.exception("a checkpoint listener failed at seq %d", seq)
+
+    def leaf_hash(self, seq: int) -> bytes | None:
+        """The leaf hash of record ``seq``, from the tree or the pending leaves; None if
+        not (yet) known. Under the writer lock."""
+        tree = self.tree
+        if tree is None or seq < 1:
+            return None
+        if seq <= tree.size:
+            return tree.leaf(seq - 1)
+        index = seq - tree.size - 1
+        return self.pending[index] if index < len(self.pending) else None
+
+    def _remember_checkpoint(self, seq: int, body: list[Any]) -> None:
         self.last_checkpoint_seq = seq
         self.last_checkpoint_us = body[0]
         self._set_due()
@@ -359,8 +384,8 @@ class LedgerWriter:
         keys = [r.key.to_text() for r in ranges if r.covers(seq)]
         # Keys whose range ended (rotated out, revoked), so that an open that checks only
         # from this checkpoint on still refuses to sign with one of them again.
-        retired = {r.key.fingerprint.hex(): r.last for r in ranges if r.last is not None}
-        retired.update(self.retired)
+        retired = dict(self.retired)
+        retired.update({r.key.fingerprint.hex(): r.last for r in ranges if r.last is not None})
         self.side_pending.append(
             {
                 "seq": seq,

@@ -504,6 +504,24 @@ class Database:
         with self.core.lock:
             self.core.listeners.append(listener)
 
+    def add_checkpoint_listener(self, listener: Callable[[int, str, Any], None]) -> bool:
+        """Call ``listener(seq, note, tree)`` after each signed checkpoint record, under
+        the writer lock; ``tree`` is the ledger's ``MerkleTree`` at exactly the
+        checkpoint's size (read it there, never keep it). Returns False when the ledger
+        is off (no checkpoints will come)."""
+        with self.core.lock:
+            ledger = self.core.persistence.ledger
+            if ledger is None:
+                return False
+            ledger.checkpoint_listeners.append(listener)
+            return True
+
+    def ledger_leaf_hash(self, seq: int) -> bytes | None:
+        """The Merkle leaf hash of record ``seq`` (None with the ledger off). Call it
+        under the writer lock, as commit listeners and subscription callbacks run."""
+        ledger = self.core.persistence.ledger
+        return None if ledger is None else ledger.leaf_hash(seq)
+
     def statistics(self) -> DatabaseStatistics:
         core = self.core
         with core.lock:

@@ -124,6 +124,9 @@ class WebSocketClient:
         self.queued_bytes = 0
         """Bytes in ``_outbox`` (JSON text is ASCII: ``json.dumps`` escapes the rest)."""
         self.closed = False
+        self.ledger = False
+        """Opted in to leaf hashes and ``LedgerCheckpoint``s (``ledger_feed.py``)."""
+        self.ledger_from_size: int | None = None
         self.subscriptions: dict[QueryId, Subscription] = {}
         self._outbox: deque[tuple[int, str | bytes]] = deque()
         self._ready = asyncio.Event()
@@ -314,6 +317,19 @@ class WebSocketClient:
         except CosmictronError as exc:
             self.deliver(subscription_error(request.request_id, query_id, str(exc), exc.code), 0)
             return
+        if request.ledger:
+            if not self.feed.ledger_on:
+                problem = (
+                    'this database\'s ledger is off (signing = "off"): there are no leaf '
+                    "hashes or checkpoints to follow"
+                )
+                self.deliver(
+                    subscription_error(request.request_id, query_id, problem, "ledger_off"), 0
+                )
+                return
+            if not self.ledger:
+                self.ledger_from_size = request.ledger_from_size
+            self.ledger = True
         subscribe = partial(
             self.feed.subscribe,
             self,
