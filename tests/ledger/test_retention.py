@@ -172,7 +172,7 @@ def test_a_changed_archive_manifest_is_caught_by_the_chain_and_the_next_checkpoi
 
     forged = tmp_path / "forged-frontier"
     shutil.copytree(path, forged)
-    changed = dict(manifest, frontier=[("00" * 32)] + manifest["frontier"][1:])
+    changed = dict(manifest, frontier=["00" * 32, *manifest["frontier"][1:]])
     (forged / ARCHIVED_FILE).write_text(json.dumps(changed))
     result = verify(forged)
     codes = {p.code for p in result.problems}

@@ -31,9 +31,9 @@ import pytest
 
 from cosmictron import Database, DurabilityConfig
 from cosmictron.errors import CorruptLog, InvalidRequest
-from cosmictron.ledger.errors import KeyUnavailable
 from cosmictron.host.backup import restore
 from cosmictron.ledger.checkpoint import Checkpoint, sign_checkpoint
+from cosmictron.ledger.errors import KeyUnavailable
 from cosmictron.ledger.logread import LogReader
 from cosmictron.ledger.record_format import (
     CHECKPOINT_KIND,

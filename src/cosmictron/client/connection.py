@@ -53,6 +53,7 @@ from cosmictron.client.cache import ClientCache, RowFactory, TableCache
 from cosmictron.client.callbacks import CallbackRegistry
 from cosmictron.client.in_flight import RepliesInFlight, Reply
 from cosmictron.client.jsonforms import decode
+from cosmictron.client.ledger import LedgerVerificationError, LedgerVerifier
 from cosmictron.client.replies import error_from_reply
 from cosmictron.client.schema import DatabaseSchema
 from cosmictron.client.settings import SavedIdentity, Settings
@@ -65,7 +66,6 @@ from cosmictron.client.transport import (
     fetch_schema,
     open_socket,
 )
-from cosmictron.client.ledger import LedgerVerificationError, LedgerVerifier
 from cosmictron.errors import ConnectionLost, CosmictronError, InvalidRequest, SubscriptionError
 from cosmictron.values import ConnectionId, Identity, json_form
 

@@ -199,7 +199,9 @@ class LedgerVerifier:
                 )
             if not consistent(self.size, size, self.root, root, [bytes.fromhex(h) for h in proof]):
                 raise LedgerVerificationError(
-                    "inconsistent", seq, f"the tree of {size} does not extend the one of {self.size}"
+                    "inconsistent",
+                    seq,
+                    f"the tree of {size} does not extend the one of {self.size}",
                 )
         proven = {}
         for entry in body.get("inclusion") or []:

@@ -3,15 +3,21 @@
 ``CommitLog.append`` writes every record in the ledger's format (origin, commit time,
 algorithm, key and signature: ``cosmictron.ledger.record_format``) and, when the ledger
 is on (``DurabilityConfig.signing`` is ``checkpoint`` or ``event``), adds each
-payload's leaf hash to the writer's ``pending`` list. Every
-``checkpoint_interval_records`` records, or on the first record
-``checkpoint_interval_ms`` after the last checkpoint, and at a clean close, the log
-appends a checkpoint record: the pending leaves go into the Merkle tree
-(``<data_dir>/ledger/tree.hashes``, derived data, never synced), and the tree's size and
-root are signed as a C2SP checkpoint note. Once the log is synced past a checkpoint
-record, the note is also appended to ``<data_dir>/ledger/checkpoints`` (synced; at the
-next checkpoint or at close), a side
-file that outlives a truncated or rolled-back log.
+payload to the writer's ``pending`` list. Every ``checkpoint_interval_records`` records,
+or ``checkpoint_interval_ms`` after the last checkpoint (on the next record, or by the
+ledger thread when the log is idle: ``ledger_thread.py``), and at a clean close, the
+log appends a checkpoint record: the pending payloads' leaves are hashed in one batch
+and go into the Merkle tree (``<data_dir>/ledger/tree.hashes``, derived data: synced
+only before segments are archived, ``log_archive.py``), and the tree's size and root
+are signed as a C2SP checkpoint note. Once the log is synced past a checkpoint record,
+the note is also appended to ``<data_dir>/ledger/checkpoints`` (synced, by the ledger
+thread, or at close), a side file that outlives a truncated or rolled-back log.
+
+Everything per record on the commit thread is one list append; per checkpoint, the
+batch of leaf and node hashes, one signature and the checkpoint record. The side file's
+fsync (about 3 ms) is off the commit thread (docs/design/ledger.md, "Checkpoint cost").
+Key events: added (on open, for a configured key the log does not count yet), rotated
+(``rotation``/``rotate``/``rotated``), revoked (``revocation``).
 
 On open (:meth:`LedgerWriter.open`, after recovery cut any torn tail) the writer refuses
 to start when the log ends before the side file's last checkpoint (rollback), when the
@@ -116,6 +122,8 @@ class LedgerWriter:
         self.ring = KeyRing()
         self.tree: MerkleTree | None = None
         self.pending: list[bytes] = []
+        """Payloads of the records since the last checkpoint: their leaves are hashed in
+        one batch when the next checkpoint puts them in the tree (``checkpoint_body``)."""
         self.last_checkpoint_seq = 0
         self.last_checkpoint_us = 0
         self.last_time_us = 0
@@ -343,7 +351,8 @@ class LedgerWriter:
         """Put the pending leaves in the tree and sign its head: the checkpoint's body."""
         tree = self.tree
         assert tree is not None and self.key is not None
-        tree.extend_hashes(self.pending)
+        sha256, prefix = hashlib.sha256, LEAF_PREFIX
+        tree.extend_hashes([sha256(prefix + payload).digest() for payload in self.pending])
         self.pending.clear()
         checkpoint = Checkpoint.with_time(self.origin, tree.size, tree.root(), time_us)
         return [time_us, sign_checkpoint(checkpoint, self.key)]
@@ -373,7 +382,7 @@ class LedgerWriter:
         if seq <= tree.size:
             return tree.leaf(seq - 1)
         index = seq - tree.size - 1
-        return self.pending[index] if index < len(self.pending) else None
+        return _leaf(self.pending[index]) if index < len(self.pending) else None
 
     def _remember_checkpoint(self, seq: int, body: list[Any]) -> None:
         self.last_checkpoint_seq = seq

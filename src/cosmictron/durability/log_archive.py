@@ -23,6 +23,7 @@ What this does not do: a backup of such a database holds only the segments still
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
@@ -59,7 +60,7 @@ def archive_below(
     limit = min(snapshot_offset, checkpointed, tree.size)
     chosen: list[str] = []
     through = 0
-    for (_, path), (next_base, _) in zip(segments, segments[1:], strict=False):
+    for (_, path), (next_base, _) in itertools.pairwise(segments):
         if next_base - 1 > limit:
             break
         chosen.append(path)

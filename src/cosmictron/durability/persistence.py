@@ -28,8 +28,8 @@ from cosmictron.durability.commitlog import CommitLog
 from cosmictron.durability.config import DurabilityConfig, PersistenceConfig
 from cosmictron.durability.files import ensure_directory
 from cosmictron.durability.ledger_thread import LedgerThread
-from cosmictron.durability.log_archive import archive_below, archive_dir
 from cosmictron.durability.ledger_writer import LedgerWriter, migrate_legacy_log
+from cosmictron.durability.log_archive import archive_below, archive_dir
 from cosmictron.durability.recovery import LogTail, Recovery
 from cosmictron.durability.segment import create_segment, open_segment_for_append
 from cosmictron.durability.snapshot import Snapshot, SnapshotDirectory

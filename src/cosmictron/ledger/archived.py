@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
 
 from cosmictron.ledger.signing import KeyRange, VerifierKey
 

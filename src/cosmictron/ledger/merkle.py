@@ -326,58 +326,40 @@ class MerkleTree:
     def extend_hashes(self, leaves: Sequence[bytes]) -> None:
         """Append many already computed leaf hashes, writing the store in one append.
 
-        The commit log computes each leaf hash as it writes the record and hands them
-        over in batches (at a checkpoint), so the store sees one write per batch. This
-        runs for every committed record, so it works a level at a time rather than a
-        leaf at a time: each level's new nodes are hashed in one comprehension (the
-        hash calls are most of the cost; a per-leaf carry loop tripled it), then every
-        new hash is put at its place in the store's order (:func:`stored_index`) with
-        one C-level ``map``.
+        The commit log hands the leaves over in batches (at a checkpoint), so the store
+        sees one write per batch. This runs for every committed record, so the carry
+        loop is inlined and driven by the size's bits alone: appending to a tree of
+        ``n`` leaves merges once per trailing one bit of ``n``, and the frontier's levels
+        are the set bits of the new size, so no per-leaf list of levels is kept (a
+        level-at-a-time version, whose store order needs a position per hash, measured
+        slower).
         """
-        count = len(leaves)
-        if not count:
-            return
         for leaf in leaves:
             if len(leaf) != HASH_SIZE:
                 raise ValueError(f"a leaf hash has {HASH_SIZE} bytes, not {len(leaf)}")
         frontier = self._frontier
-        start = frontier.size
-        end = start + count
-        base = stored_count(start)
-        out: list[bytes] = [b""] * (stored_count(end) - base)
-        # The frontier's hash at each level (one per set bit of ``start``).
-        old = dict(zip(frontier._levels, frontier._hashes, strict=True))
-        new_frontier: dict[int, bytes] = {}
+        hashes = frontier._hashes
+        pop = hashes.pop
+        push = hashes.append
+        out: list[bytes] = []
+        emit = out.append
         sha256 = _sha256
         prefix = NODE_PREFIX
-        current: list[bytes] = list(leaves)
-        level = 0
-        first = start  # index, at ``level``, of current[0]
-        place = out.__setitem__
-        while current:
-            shift = base - level
-            positions = [
-                2 * m - m.bit_count() - shift
-                for m in range(((first + 1) << level) - 1, ((first + len(current)) << level), 1 << level)
-            ]
-            list(map(place, positions, current))
-            if first & 1:  # the left sibling of current[0] completed before this batch
-                current = [old[level], *current]
-                first -= 1
-            if len(current) & 1:
-                new_frontier[level] = current[-1]
-            pairs = current[0::2], current[1::2]
-            current = [sha256(prefix + a + b).digest() for a, b in zip(*pairs, strict=False)]
-            first >>= 1
-            level += 1
-        for higher, node in old.items():
-            if higher >= level:
-                new_frontier[higher] = node
-        levels = sorted(new_frontier, reverse=True)
-        frontier._levels = levels
-        frontier._hashes = [new_frontier[k] for k in levels]
-        frontier.size = end
-        self.store.append(b"".join(out))
+        size = frontier.size
+        for leaf in leaves:
+            emit(leaf)
+            carry = leaf
+            merges = size
+            size += 1
+            while merges & 1:
+                carry = sha256(prefix + pop() + carry).digest()
+                emit(carry)
+                merges >>= 1
+            push(carry)
+        frontier.size = size
+        frontier._levels = [bit for bit in reversed(range(size.bit_length())) if size >> bit & 1]
+        if out:
+            self.store.append(b"".join(out))
 
     def frontier_at(self, size: int) -> list[bytes]:
         """The compact range of the first ``size`` leaves (one hash per set bit, highest

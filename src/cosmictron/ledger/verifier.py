@@ -22,6 +22,11 @@ agree with the log's tree at its size (``checkpoint_fork``), and the log must no
 shorter than any of them (``truncated`` for the side file, ``rollback`` for a trusted
 one: the whole data directory is older than a checkpoint someone has seen).
 
+When segments were archived below a snapshot (``ledger/archived.py``), the pass starts
+at the first record still in ``log/``, seeded from ``ledger/archived.json``, and the
+result names the archived range (``archived_through``) instead of a missing one; a
+manifest that does not parse is ``archive_invalid``.
+
 Each problem is a :class:`Problem` (stable ``code``, first bad ``seq``, ``detail``);
 :class:`VerifyResult` gives the first one. Once the chain is broken the checker
 re-anchors on what it reads, so one deleted record is one problem, not thousands.
@@ -38,10 +43,10 @@ from typing import Any
 
 import msgpack
 
+from cosmictron.ledger.archived import read_archived
 from cosmictron.ledger.chain import GENESIS_HASH
 from cosmictron.ledger.checkpoint import Checkpoint, open_checkpoint
 from cosmictron.ledger.errors import AlgorithmRefused, NoteMalformed, SignatureInvalid
-from cosmictron.ledger.archived import read_archived
 from cosmictron.ledger.logread import LogDamage, LogReader, list_segments
 from cosmictron.ledger.merkle import LEAF_PREFIX, Frontier
 from cosmictron.ledger.record_format import (

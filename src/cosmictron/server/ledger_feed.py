@@ -53,7 +53,9 @@ class LedgerFollowers:
         if follower is not None:
             follower.seqs[seq] = leaf
 
-    def on_checkpoint(self, seq: int, note: str, tree: MerkleTree) -> list[tuple[Any, dict[str, Any]]]:
+    def on_checkpoint(
+        self, seq: int, note: str, tree: MerkleTree
+    ) -> list[tuple[Any, dict[str, Any]]]:
         """A ``LedgerCheckpoint`` for each follower (dropping the closed ones)."""
         size = seq - 1
         header = Checkpoint.from_text(note.split("\n\n", 1)[0] + "\n")
