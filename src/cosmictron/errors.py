@@ -354,6 +354,17 @@ class TooManyConnections(CosmictronError):
     http_status = 503
 
 
+# -- MCP (issue 14, agents-mcp: server/mcp_route.py) ---------------------------------------
+
+
+class McpUnavailable(CosmictronError):
+    """The server was installed without the ``mcp`` extra, so ``POST .../mcp`` cannot
+    speak the Model Context Protocol; install ``cosmictron[mcp]`` and restart it."""
+
+    code = "mcp_unavailable"
+    http_status = 501
+
+
 # -- one form of every error, for every edge (issue 16, newcomer-errors) -------------------
 #
 # The server's HTTP replies, its WebSocket replies, the CLI and the SDK all render an

@@ -472,3 +472,12 @@ trade at 10k and 100k."""
 
 memory_recall_k_max = 1000
 """Most results one ``recall`` may ask for (``k``); more is refused with ``AgentError``."""
+
+
+# -- MCP (issue 14, agents-mcp; server/mcp_route.py) -------------------------------------
+
+mcp_body_bytes_max = sql_body_bytes_max + 64 * 1024
+"""Largest body of ``POST .../mcp`` (one JSON-RPC message; 413 past it, read no further):
+room for the largest SQL body and the JSON-RPC envelope around it. A ``call_reducer``
+tool call's arguments are then held to ``call_body_bytes_max`` as the call route's body
+is. The server process reads ``COSMICTRON_MCP_BODY_BYTES_MAX``."""

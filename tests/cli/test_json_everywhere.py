@@ -99,10 +99,52 @@ def run_until_first_line(work: Path, config: Path, server: str | None, *args: st
     return documents(first + rest)
 
 
+MCP_SESSION = [
+    {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"}}},
+    {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+]  # fmt: skip
+
+
+def run_mcp(work: Path, config: Path, server: str) -> list[Any]:
+    """``mcp`` speaks JSON-RPC on stdout, one message a line, with or without ``--json``:
+    a client's session on its stdin, each reply read before stdin is closed."""
+    process = subprocess.Popen(
+        [CLI, "mcp", "qs", "--json"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=work,
+        env=environment(config, server),
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        lines = []
+        for message in MCP_SESSION:
+            process.stdin.write(json.dumps(message) + "\n")
+            process.stdin.flush()
+            if "id" in message:
+                lines.append(process.stdout.readline())
+        rest, errors = process.communicate(timeout=60)  # closes stdin: the session ends
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, errors
+    replies = documents("".join(lines) + rest)
+    assert [reply["id"] for reply in replies] == [1, 2], replies
+    assert "run_sql" in [tool["name"] for tool in replies[1]["result"]["tools"]]
+    return replies
+
+
 RUN_HERE = {
-    "backup", "call", "delete", "deploy", "describe", "export", "generate", "grant",
+    "backup", "call", "delete", "deploy", "describe", "export", "export-audit", "generate", "grant",
     "identity new", "identity show", "import", "list", "local-call", "logs", "restore",
     "revoke", "sql", "start", "subscribe", "verify",
+    "mcp",
 }  # fmt: skip
 
 
@@ -138,6 +180,8 @@ def test_every_command_s_json_parses(server: Server, tmp_path: Path) -> None:
     assert check("logs", "logs", "qs")["database"] == "qs"
     verified = check("verify", "verify", "qs")  # the server's copy, checked by its owner
     assert verified["ok"] is True and verified["records"] >= 2, verified
+    exported = check("export-audit", "export-audit", "qs", "qs-audit")  # from the server's backup
+    assert exported["records"] >= 2 and exported["anchors"] == 0, exported
     teammate = tmp_path / "teammate"
     new = run_json(work, teammate, url, "identity", "new")
     ran["identity new"] = new
@@ -145,6 +189,7 @@ def test_every_command_s_json_parses(server: Server, tmp_path: Path) -> None:
     assert check("grant", "grant", "deploy", identity)["granted"] is True
     assert check("revoke", "revoke", "deploy", identity)["granted"] is False
     assert check("delete", "delete", "qs2", "--yes")["deleted"] is True
+    ran["mcp"] = run_mcp(work, config, url)
     subscribed = run_until_first_line(work, config, url, "subscribe", "qs", "SELECT * FROM task")
     assert subscribed, "subscribe printed nothing under --json"
     ran["subscribe"] = subscribed

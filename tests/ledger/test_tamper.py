@@ -1,7 +1,8 @@
 """The tamper suite: a real database's ledger, then one fault at a time, each named exactly.
 
-A database (signing = "event", a checkpoint every 50 records, a key rotation half way)
-commits a few hundred transactions (10,000 in the soak run); each test copies its data
+A database (signing = "event", a checkpoint every 50 records, an RFC 3161 anchor from
+the local ``openssl ts`` TSA every 100 transactions, a key rotation half way) commits a
+few hundred transactions (10,000 in the soak run); each test copies its data
 directory, damages it the way an attacker or a failing disk would, and checks that
 ``cosmictron.ledger.verify`` reports the fault's stable code and its first bad sequence
 number. The attacker is given the tools to make a fault look well-formed (the frame's
@@ -32,10 +33,13 @@ import pytest
 from cosmictron import Database, DurabilityConfig
 from cosmictron.errors import CorruptLog, InvalidRequest
 from cosmictron.host.backup import restore
+from cosmictron.ledger.anchor import parse_anchor_body, read_side_anchors, token_response
 from cosmictron.ledger.checkpoint import Checkpoint, sign_checkpoint
 from cosmictron.ledger.errors import KeyUnavailable
 from cosmictron.ledger.logread import LogReader
 from cosmictron.ledger.record_format import (
+    ANCHOR_KIND,
+    BODY,
     CHECKPOINT_KIND,
     HASH_ALG,
     KEY_FP,
@@ -48,7 +52,10 @@ from cosmictron.ledger.record_format import (
     signing_message,
 )
 from cosmictron.ledger.signing import SigningKey, load_key, save_key
+from cosmictron.ledger.tsa import load_certificates, timestamp
 from cosmictron.ledger.verifier import read_side_checkpoints, verify
+
+from .conftest import LocalTsa
 
 MODULE = textwrap.dedent(
     """
@@ -66,6 +73,8 @@ MODULE = textwrap.dedent(
 )
 
 CI_TRANSACTIONS = 400
+ANCHOR_EVERY = 100
+"""Transactions between anchoring rounds: 4 anchors in CI (two before the rotation)."""
 SOAK_TRANSACTIONS = 10_000
 FRAME = struct.Struct("<IIQ")
 SEGMENT_HEADER = struct.Struct("<8sQ")
@@ -93,30 +102,45 @@ class Built:
     module: Path
 
 
-def build(root: Path, transactions: int) -> Built:
+def anchored_config(tsa: LocalTsa | None) -> DurabilityConfig:
+    """``config()``, anchoring to the local TSA (rounds run by ``anchor_now``)."""
+    if tsa is None:
+        return config()
+    return config(
+        anchor_tsa_urls=(tsa.url,),
+        anchor_trust_roots=str(tsa.path("ca.pem")),
+        anchor_interval_ms=3_600_000,
+    )
+
+
+def build(root: Path, transactions: int, tsa: LocalTsa | None = None) -> Built:
     module = root / "app.py"
     module.write_text(MODULE)
     path = root / "data"
-    db = Database.open(path, module=str(module), durability=config())
+    db = Database.open(path, module=str(module), durability=anchored_config(tsa))
     for i in range(transactions // 2):
         db.call("add", f"first {i}")
+        if tsa is not None and i % ANCHOR_EVERY == ANCHOR_EVERY - 1:
+            assert db.anchor_now(), "the local TSA answers"
     db.close()
     halfway = root / "halfway"
     shutil.copytree(path, halfway)
-    db = Database.open(path, module=str(module), durability=config())
+    db = Database.open(path, module=str(module), durability=anchored_config(tsa))
     old_key = load_key(path / "ledger" / "signing.key")
     public = db.rotate_signing_key()
     rotation_seq = db.core.persistence.next_offset - 1
     assert public.fingerprint != old_key.fingerprint
     for i in range(transactions - transactions // 2):
         db.call("add", f"second {i}")
+        if tsa is not None and i % ANCHOR_EVERY == ANCHOR_EVERY - 1:
+            assert db.anchor_now(), "the local TSA answers"
     db.close()
     return Built(path, old_key, rotation_seq, halfway, module)
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return build(tmp_path_factory.mktemp("ledger"), CI_TRANSACTIONS)
+def built(tmp_path_factory: pytest.TempPathFactory, local_tsa: LocalTsa) -> Built:
+    return build(tmp_path_factory.mktemp("ledger"), CI_TRANSACTIONS, local_tsa)
 
 
 @pytest.fixture
@@ -363,6 +387,93 @@ def test_a_changed_record_is_refused_on_open_naming_it(copy: Path, built: Built)
     assert refused.value.tx_offset == last_seq
 
 
+# -- RFC 3161 anchors ---------------------------------------------------------------------
+
+
+def anchor_seqs(records: list[bytes], before: int | None = None) -> list[int]:
+    return [
+        i + 1
+        for i, p in enumerate(records)
+        if fields_of(p)[KIND] == ANCHOR_KIND and (before is None or i + 1 < before)
+    ]
+
+
+def tsa_roots(local_tsa: LocalTsa, name: str = "ca.pem") -> list[Any]:
+    return load_certificates(local_tsa.path(name).read_bytes())
+
+
+def test_every_anchor_verifies_with_our_verifier_and_with_openssl(
+    built: Built, local_tsa: LocalTsa, tmp_path: Path
+) -> None:
+    records = payloads(built.path)
+    seqs = anchor_seqs(records)
+    assert len(seqs) == CI_TRANSACTIONS // ANCHOR_EVERY
+    assert len(anchor_seqs(records, before=built.rotation_seq)) >= 2
+    result = verify(built.path, tsa_roots=tsa_roots(local_tsa))
+    assert result.ok and result.anchors == len(seqs) and result.anchors_rooted, result.lines()
+    assert [e["seq"] for e in read_side_anchors(built.path)] == seqs
+    for seq in seqs:
+        anchor = parse_anchor_body(fields_of(records[seq - 1])[BODY])
+        note = fields_of(records[anchor.checkpoint_seq - 1])[BODY][1]
+        (tmp_path / "note.txt").write_text(note, encoding="utf-8")
+        (tmp_path / "token.tsr").write_bytes(token_response(anchor.token))
+        checked = local_tsa.openssl(
+            "ts", "-verify", "-data", str(tmp_path / "note.txt"), "-in",
+            str(tmp_path / "token.tsr"), "-CAfile", str(local_tsa.path("ca.pem")),
+        )  # fmt: skip
+        assert checked.returncode == 0 and "Verification: OK" in checked.stdout, checked.stderr
+
+
+def _replace_token(copy: Path, built: Built, seq: int, token: bytes, records: list[bytes]) -> None:
+    """Put ``token`` in the anchor record at ``seq``, re-signed with the attacker's key."""
+    fields = fields_of(records[seq - 1])
+    fields[BODY][2] = token
+    records[seq - 1] = resign(fields, SigningKey(fields[5], built.old_key.seed))
+
+
+def test_a_swapped_token(copy: Path, built: Built, local_tsa: LocalTsa) -> None:
+    records = payloads(copy)
+    first, second = anchor_seqs(records, before=built.rotation_seq)[:2]
+    token_1 = fields_of(records[first - 1])[BODY][2]
+    token_2 = fields_of(records[second - 1])[BODY][2]
+    _replace_token(copy, built, first, token_2, records)
+    _replace_token(copy, built, second, token_1, records)
+    rewrite(copy, records)
+    assert_fault(copy, "anchor_mismatch", first, tsa_roots=tsa_roots(local_tsa))
+
+
+def test_a_corrupted_token(copy: Path, built: Built, local_tsa: LocalTsa) -> None:
+    records = payloads(copy)
+    seq = anchor_seqs(records, before=built.rotation_seq)[1]
+    token = bytearray(fields_of(records[seq - 1])[BODY][2])
+    token[-20] ^= 0x01  # inside the TSA's signature, the token's last field
+    _replace_token(copy, built, seq, bytes(token), records)
+    rewrite(copy, records)
+    assert_fault(copy, "anchor_invalid", seq, tsa_roots=tsa_roots(local_tsa))
+
+
+def test_a_token_from_an_untrusted_tsa(copy: Path, built: Built, local_tsa: LocalTsa) -> None:
+    """A second OpenSSL TSA under another root stamps the very same checkpoint."""
+    records = payloads(copy)
+    seq = anchor_seqs(records, before=built.rotation_seq)[0]
+    anchor = parse_anchor_body(fields_of(records[seq - 1])[BODY])
+    note = fields_of(records[anchor.checkpoint_seq - 1])[BODY][1]
+    other = timestamp(local_tsa.other_url, note.encode(), tsa_roots(local_tsa, "other-ca.pem"))
+    _replace_token(copy, built, seq, other.der, records)
+    rewrite(copy, records)
+    assert_fault(copy, "anchor_untrusted", seq, tsa_roots=tsa_roots(local_tsa))
+
+
+def test_a_log_truncated_below_an_anchor(copy: Path, local_tsa: LocalTsa) -> None:
+    """The checkpoints side file is gone too: the anchors side file still tells."""
+    records = payloads(copy)
+    last_anchor = read_side_anchors(copy)[-1]["seq"]
+    keep = last_anchor - 1
+    rewrite(copy, records[:keep])
+    (copy / "ledger" / "checkpoints").unlink()
+    assert_fault(copy, "truncated", keep + 1, tsa_roots=tsa_roots(local_tsa))
+
+
 # -- histories that must verify ----------------------------------------------------------
 
 
@@ -447,9 +558,12 @@ def test_hot_swap_bulk_load_backup_and_restore_verify(tmp_path: Path) -> None:
 
 
 @pytest.mark.soak
-def test_soak_ten_thousand_transactions_and_every_fault(tmp_path: Path) -> None:
-    built = build(tmp_path, SOAK_TRANSACTIONS)
-    assert verify(built.path).ok
+def test_soak_ten_thousand_transactions_and_every_fault(
+    tmp_path: Path, local_tsa: LocalTsa
+) -> None:
+    built = build(tmp_path, SOAK_TRANSACTIONS, local_tsa)
+    result = verify(built.path, tsa_roots=tsa_roots(local_tsa))
+    assert result.ok and result.anchors == SOAK_TRANSACTIONS // ANCHOR_EVERY, result.lines()
     records = payloads(built.path)
     for seq in range(2, len(records), 997):
         copy = tmp_path / f"copy-{seq}"

@@ -9,7 +9,8 @@ special to the host: it is an ordinary module, included by
 reducers in that module's namespace where the loader finds them like the module's own
 (docs/guide/agents.md). Agent events are ordinary committed rows, so the ledger signs
 them with everything else. ``checkpoints`` holds LangGraph's checkpoints and writes for
-``cosmictron.integrations.langgraph.CosmictronSaver``.
+``cosmictron.integrations.langgraph.CosmictronSaver``; ``store`` holds the items of
+LangGraph's long-term store (``CosmictronStore``), their vectors in ``memory``.
 """
 
 from cosmictron.agents.checkpoints import (
@@ -64,6 +65,17 @@ from cosmictron.agents.registry import (
     start_thread,
 )
 from cosmictron.agents.schemas import target_of, transfer_tools
+from cosmictron.agents.store import (
+    StoreItem,
+    StorePut,
+    StoreVector,
+    store_get,
+    store_list_namespaces,
+    store_search,
+    store_sweep,
+    store_touch,
+    store_write,
+)
 from cosmictron.agents.tables import (
     Agent,
     AgentConfig,
@@ -78,6 +90,7 @@ from cosmictron.agents.tables import (
     ToolCall,
     ToolCallLeaseSweep,
 )
+from cosmictron.agents.tool_runs import start_tool_call
 
 __all__ = [
     "Agent",
@@ -104,6 +117,9 @@ __all__ = [
     "MemoryHit",
     "MiniLMEmbedder",
     "StaleToolCall",
+    "StoreItem",
+    "StorePut",
+    "StoreVector",
     "ToolCall",
     "ToolCallLeaseSweep",
     "after_handoff",
@@ -136,6 +152,13 @@ __all__ = [
     "search_memory",
     "set_agent_state",
     "start_thread",
+    "start_tool_call",
+    "store_get",
+    "store_list_namespaces",
+    "store_search",
+    "store_sweep",
+    "store_touch",
+    "store_write",
     "target_of",
     "transfer_tools",
 ]

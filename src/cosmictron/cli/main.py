@@ -33,6 +33,7 @@ import click
 
 from cosmictron import __version__
 from cosmictron.cli import nametypes
+from cosmictron.cli.audit import export_audit
 from cosmictron.cli.backup import backup, restore
 from cosmictron.cli.client import ClientError
 from cosmictron.cli.data import call, parse_argument, quoting_hint, sql
@@ -40,6 +41,7 @@ from cosmictron.cli.databases import delete, deploy, describe, list_databases
 from cosmictron.cli.durability_line import durability_line
 from cosmictron.cli.generate import generate
 from cosmictron.cli.identity import identity
+from cosmictron.cli.mcp import mcp
 from cosmictron.cli.rights import grant, revoke, save_operator_token
 from cosmictron.cli.streams import logs, subscribe
 from cosmictron.cli.transfer import export, import_csv
@@ -248,6 +250,9 @@ for command in (
 for command in (backup, restore):
     cli.add_command(command)
 cli.add_command(verify_command)  # the compliance ledger (issue 13)
+cli.add_command(export_audit)  # audit bundles (issue 13, anchoring)
+
+cli.add_command(mcp)  # the Model Context Protocol on stdio (issue 14)
 
 
 def one_line(message: str) -> str:

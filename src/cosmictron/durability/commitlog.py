@@ -222,6 +222,9 @@ class CommitLog:
             # leaf hash the next checkpoint computes with the others in one batch, and
             # whether a checkpoint is due.
             ledger.pending.append(payload)
+            if not ledger.since_seq:  # the oldest record after the last checkpoint
+                ledger.since_seq = offset
+                ledger.since_us = now
             if (offset >= ledger.due_seq or now >= ledger.due_us) and not ledger.checkpointing:
                 self.append_checkpoint()
         return offset

@@ -37,6 +37,13 @@ ENVIRONMENT_NAMES = {
     "COSMICTRON_FSYNC_POLICY": "fsync_policy",
     "COSMICTRON_SIGNING": "signing",
     "COSMICTRON_SIGNING_KEY_PATH": "signing_key_path",
+    # RFC 3161 anchoring (issue 13; docs/guide/ledger.md, "Anchoring").
+    "COSMICTRON_ANCHOR_TSA_URLS": "anchor_tsa_urls",
+    "COSMICTRON_ANCHOR_TRUST_ROOTS": "anchor_trust_roots",
+    "COSMICTRON_ANCHOR_POLICY": "anchor_policy",
+    "COSMICTRON_ANCHOR_INTERVAL_MS": "anchor_interval_ms",
+    "COSMICTRON_ANCHOR_STRICT": "anchor_strict",
+    "COSMICTRON_ANCHOR_MAX_LAG_MS": "anchor_max_lag_ms",
 }
 LEGACY_ENABLE_WAL = "COSMICTRON_ENABLE_WAL"
 
@@ -81,6 +88,19 @@ class DurabilityConfig:
             bound or both; ``time_column`` defaults to the table's first ``Timestamp``
             column). Older rows are deleted by a logged ``__retention__`` transaction
             at every snapshot and on ``Database.prune_events()``.
+        anchor_tsa_urls: RFC 3161 TSAs the latest checkpoint is sent to every
+            ``anchor_interval_ms`` (each answer, fully checked, becomes an anchor record);
+            empty means no anchoring. A list in config.toml, comma-separated in
+            ``COSMICTRON_ANCHOR_TSA_URLS``. Needs ``signing`` on and a trust root.
+        anchor_trust_roots: a PEM file of the CA certificates a TSA must chain to.
+        anchor_policy: the TSA policy OID every token must carry; unset accepts the
+            TSA's default policy.
+        anchor_interval_ms: how often anchoring runs (on its own thread, never on the
+            commit path).
+        anchor_strict: refuse commits (``anchoring_overdue``, 503) while the oldest
+            record no anchor covers is older than ``anchor_max_lag_ms``; off means a TSA
+            outage never blocks a commit.
+        anchor_max_lag_ms: how stale anchoring may get before strict mode refuses.
     """
 
     fsync_policy: str = "always"
@@ -97,6 +117,12 @@ class DurabilityConfig:
     log_retention: str = "keep"
     log_archive_dir: str | None = None
     event_retention: Mapping[str, Mapping[str, Any]] | None = None
+    anchor_tsa_urls: tuple[str, ...] = ()
+    anchor_trust_roots: str | None = None
+    anchor_policy: str | None = None
+    anchor_interval_ms: int = 60_000
+    anchor_strict: bool = False
+    anchor_max_lag_ms: int = 300_000
 
     def __post_init__(self) -> None:
         _check_choice("log_retention", self.log_retention, LOG_RETENTIONS)
@@ -108,6 +134,7 @@ class DurabilityConfig:
         if self.log_archive_dir is not None and not isinstance(self.log_archive_dir, str):
             raise ConfigError(f"log_archive_dir must be a path, not {self.log_archive_dir!r}")
         _check_event_retention(self.event_retention)
+        _normalise_anchoring(self)
         for name in ("checkpoint_interval_records", "checkpoint_interval_ms"):
             value = getattr(self, name)
             if isinstance(value, str) and value.strip().isdigit():  # from the environment
@@ -243,6 +270,49 @@ def _legacy_policy(text: str) -> str:
     if lowered in ("false", "0", "no", "off"):
         return "never"
     raise ConfigError(f"{LEGACY_ENABLE_WAL}={text!r} is not a boolean; use true or false")
+
+
+def _normalise_anchoring(config: DurabilityConfig) -> None:
+    """Turn the anchoring settings' environment strings into values, and check them."""
+    urls: Any = config.anchor_tsa_urls
+    if isinstance(urls, str):  # from the environment: comma-separated
+        urls = [u.strip() for u in urls.split(",") if u.strip()]
+    if not isinstance(urls, list | tuple) or not all(isinstance(u, str) for u in urls):
+        raise ConfigError(f"anchor_tsa_urls must be a list of URLs, not {urls!r}")
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"anchor_tsa_urls: {url!r} is not an http:// or https:// URL")
+    object.__setattr__(config, "anchor_tsa_urls", tuple(urls))
+    for name in ("anchor_interval_ms", "anchor_max_lag_ms"):
+        value = getattr(config, name)
+        if isinstance(value, str) and value.strip().isdigit():
+            object.__setattr__(config, name, int(value))
+        _check_positive(name, getattr(config, name))
+    strict: Any = config.anchor_strict
+    if isinstance(strict, str):
+        lowered = strict.strip().lower()
+        if lowered not in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            raise ConfigError(f"anchor_strict={strict!r} is not a boolean; use true or false")
+        object.__setattr__(config, "anchor_strict", lowered in ("true", "1", "yes", "on"))
+    elif not isinstance(strict, bool):
+        raise ConfigError(f"anchor_strict must be true or false, not {strict!r}")
+    for name in ("anchor_trust_roots", "anchor_policy"):
+        value = getattr(config, name)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, not {value!r}")
+    if urls:
+        if config.signing == "off":
+            raise ConfigError(
+                "anchor_tsa_urls is set but signing is off: anchoring stamps signed "
+                'checkpoints; set signing = "checkpoint" or "event"'
+            )
+        if not config.anchor_trust_roots:
+            raise ConfigError(
+                "anchor_tsa_urls is set without anchor_trust_roots: every token is checked "
+                "against a trust root; name the TSA's CA certificates (a PEM file)"
+            )
+    elif config.anchor_strict:
+        raise ConfigError("anchor_strict needs anchor_tsa_urls: there is nothing to wait for")
 
 
 def _check_choice(name: str, value: object, valid: tuple[str, ...]) -> None:

@@ -32,6 +32,7 @@ records still carry origin and time, but nothing is signed and no tree is kept.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
@@ -40,10 +41,11 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from cosmictron.durability.config import DurabilityConfig
 from cosmictron.errors import CorruptLog, DurabilityError, InvalidRequest
+from cosmictron.ledger.anchor import ANCHORS_FILE, read_side_anchors
 from cosmictron.ledger.archived import ARCHIVED_FILE, read_archived
 from cosmictron.ledger.checkpoint import Checkpoint, sign_checkpoint
 from cosmictron.ledger.errors import KeyUnavailable
@@ -77,6 +79,33 @@ from cosmictron.ledger.signing import (
     save_key,
 )
 from cosmictron.ledger.verifier import CHECKPOINTS_FILE, RecordChecker, read_side_checkpoints
+
+UNANCHORED_MAX = 10_000
+"""Unanchored checkpoints remembered during a TSA outage; past it, the second oldest is
+forgotten (the oldest keeps the lag exact; anchoring the latest covers them all)."""
+
+
+class Unanchored(NamedTuple):
+    """A checkpoint that covers records no anchor covers yet."""
+
+    checkpoint_seq: int
+    note: str
+    first_seq: int
+    """The oldest record it covers that no anchor covers, and that record's time."""
+    first_us: int
+
+
+def _append_lines(path: str, entries: list[dict[str, Any]]) -> None:
+    """Append one JSON line per entry to ``path`` and fsync it."""
+    if not entries:
+        return
+    text = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class CommitLog(Protocol):
@@ -128,7 +157,13 @@ class LedgerWriter:
         self.last_checkpoint_us = 0
         self.last_time_us = 0
         self.side_pending: list[dict[str, Any]] = []
-        self._side_queue: list[str] = []
+        """Side-file entries of checkpoint records the log has not synced yet."""
+        self.side_anchors_pending: list[dict[str, Any]] = []
+        """The same for anchor records (``ledger/anchors``, ``anchorer.py``)."""
+        self._side_queue: list[dict[str, Any]] = []
+        """Entries whose records are synced, for ``ledger/checkpoints`` ..."""
+        self._anchor_queue: list[dict[str, Any]] = []
+        """... and for ``ledger/anchors``: both written by :meth:`flush_side`."""
         self._side_lock = threading.Lock()
         self._side_write_lock = threading.Lock()
         self.checkpoint_listeners: list[Callable[[int, str, MerkleTree], None]] = []
@@ -146,6 +181,14 @@ class LedgerWriter:
         """The commit log appends a checkpoint after the record at this seq, or after the
         first record at or past ``due_us``; ``checkpoint_written`` moves both on."""
         self.due_us = 0
+        self.since_seq = 0
+        """The first record after the last checkpoint record, and its time (0: none yet).
+        ``CommitLog.append`` sets them; anchoring (``anchorer.py``) reads them to know
+        how old the oldest record no anchor covers is."""
+        self.since_us = 0
+        self.unanchored: collections.deque[Unanchored] = collections.deque()
+        """Checkpoints with records after the last anchor's checkpoint, oldest first
+        (``anchorer.py``)."""
 
     # -- open --------------------------------------------------------------------------
 
@@ -196,6 +239,7 @@ class LedgerWriter:
         self.last_checkpoint_us = max(self.last_time_us, time.time_ns() // 1000)
         self._set_due()
         self.key = self._load_key()
+        self._seed_unanchored(last, last_seq)
         log.origin = self.origin
         log.last_time_us = max(log.last_time_us, self.last_time_us)
         log.ledger = self
@@ -256,6 +300,28 @@ class LedgerWriter:
                 floor + 1,
             )
         return floor
+
+    def _seed_unanchored(self, last: dict[str, Any] | None, last_seq: int) -> None:
+        """What no anchor covers yet, from the side files (anchoring's starting point).
+
+        Records between the last anchored checkpoint and the last checkpoint that are not
+        themselves anchors are unanchored; so are records after the last checkpoint. Their
+        times are not read back from the log: the lag of records from before this open
+        counts from the open.
+        """
+        anchors = read_side_anchors(self.data_dir)
+        anchored = max((int(a.get("checkpoint_seq", 0)) for a in anchors), default=0)
+        now = max(self.last_time_us, time.time_ns() // 1000)
+        after = anchored
+        if last is not None and int(last["seq"]) > anchored:
+            last_cp = int(last["seq"])
+            between = sum(1 for a in anchors if anchored < a["seq"] < last_cp)
+            if last_cp - anchored - 1 - between > 0:
+                self.unanchored.append(Unanchored(last_cp, last["note"], anchored + 1, now))
+            after = last_cp
+        trailing = sum(1 for a in anchors if a["seq"] > after)
+        if last_seq - after - trailing > 0:
+            self.since_seq, self.since_us = after + 1, now
 
     def _check_log(self, last: dict[str, Any] | None, last_seq: int) -> RecordChecker | None:
         """Bring the tree up to the log and check what the side file does not vouch for.
@@ -389,61 +455,102 @@ class LedgerWriter:
         self.last_checkpoint_us = body[0]
         self._set_due()
         self.checkpoint_count += 1
+        if self.since_seq and self.since_seq < seq:  # it covers records after the last one
+            if len(self.unanchored) >= UNANCHORED_MAX:
+                oldest = self.unanchored.popleft()
+                self.unanchored.popleft()
+                self.unanchored.appendleft(oldest)
+            self.unanchored.append(Unanchored(seq, body[1], self.since_seq, self.since_us))
+        self.since_seq = self.since_us = 0  # the checkpoint record itself set them
         ranges = self.ring.ranges()
         keys = [r.key.to_text() for r in ranges if r.covers(seq)]
         # Keys whose range ended (rotated out, revoked), so that an open that checks only
         # from this checkpoint on still refuses to sign with one of them again.
         retired = dict(self.retired)
         retired.update({r.key.fingerprint.hex(): r.last for r in ranges if r.last is not None})
-        self.side_pending.append(
-            {
-                "seq": seq,
-                "size": seq - 1,
-                "note": body[1],
-                "origin": self.origin,
-                "keys": keys,
-                "retired": retired,
-            }
-        )
+        entry = {
+            "seq": seq,
+            "size": seq - 1,
+            "note": body[1],
+            "origin": self.origin,
+            "keys": keys,
+            "retired": retired,
+        }
+        with self._side_lock:  # queue_side (the ledger thread) replaces the list
+            self.side_pending.append(entry)
+
+    def anchor_written(self, entry: dict[str, Any]) -> None:
+        """Remember an anchor record's side-file entry (``ledger.anchor.side_entry``);
+        like a checkpoint's, it is written once the log is synced past its record."""
+        with self._side_lock:
+            self.side_anchors_pending.append(entry)
 
     def queue_side(self, synced: int) -> None:
-        """Queue the side-file entries of checkpoints the log has synced (no I/O).
+        """Queue the side-file entries of checkpoints and anchors the log has synced (no
+        I/O): an entry is never written before its record is durable.
 
-        The commit thread calls this at each checkpoint; the ledger thread
-        (``ledger_thread.py``) writes the queue, or :meth:`flush_side` does at close.
+        The commit thread calls this at each checkpoint, the anchorer after its anchor
+        records; the ledger thread (``ledger_thread.py``) writes the queues, or
+        :meth:`flush_side` does at close.
         """
         with self._side_lock:
             ready = [e for e in self.side_pending if e["seq"] <= synced]
-            if not ready:
+            anchors = [e for e in self.side_anchors_pending if e["seq"] <= synced]
+            if not ready and not anchors:
                 return
-            self.side_pending = [e for e in self.side_pending if e["seq"] > synced]
-            self._side_queue.extend(json.dumps(e, separators=(",", ":")) + "\n" for e in ready)
+            if ready:
+                self.side_pending = [e for e in self.side_pending if e["seq"] > synced]
+                self._side_queue.extend(ready)
+            if anchors:
+                self.side_anchors_pending = [
+                    e for e in self.side_anchors_pending if e["seq"] > synced
+                ]
+                self._anchor_queue.extend(anchors)
         wake = self.wake
         if wake is not None:
             wake()
 
     def flush_side(self) -> None:
-        """Append the queued side-file entries and fsync (one writer at a time)."""
+        """Append the queued entries to their side files and fsync (one writer at a time)."""
         with self._side_write_lock:
             with self._side_lock:
-                lines, self._side_queue = self._side_queue, []
-            if not lines:
-                return
-            path = os.path.join(self.data_dir, CHECKPOINTS_FILE)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                checkpoints, self._side_queue = self._side_queue, []
+                anchors, self._anchor_queue = self._anchor_queue, []
             try:
-                os.write(fd, "".join(lines).encode())
-                os.fsync(fd)
+                _append_lines(os.path.join(self.data_dir, CHECKPOINTS_FILE), checkpoints)
+            except BaseException:
+                with self._side_lock:  # written again next time: never lost
+                    self._side_queue[:0] = checkpoints
+                    self._anchor_queue[:0] = anchors
+                raise
+            try:
+                _append_lines(os.path.join(self.data_dir, ANCHORS_FILE), anchors)
             except BaseException:
                 with self._side_lock:
-                    self._side_queue[:0] = lines  # written again next time: never lost
+                    self._anchor_queue[:0] = anchors
                 raise
-            finally:
-                os.close(fd)
+
+    def unwritten_side(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The checkpoint and anchor entries not in their side files yet (pending a sync
+        or queued for the ledger thread), oldest first: what a reader of the files adds
+        to see every checkpoint and anchor written so far.
+
+        Read the side files while holding :meth:`side_files_steady`, else an entry may
+        move from the queue to its file in between.
+        """
+        with self._side_lock:
+            return (
+                self._side_queue + self.side_pending,
+                self._anchor_queue + self.side_anchors_pending,
+            )
+
+    def side_files_steady(self) -> threading.Lock:
+        """A lock that keeps the side files and the queues as they are (no flush)."""
+        return self._side_write_lock
 
     def write_side(self, synced: int) -> None:
-        """Append the side-file entries of checkpoints the log has synced, and sync; or,
-        with the ledger thread running, hand them to it."""
+        """Append the side-file entries of checkpoints (and anchors) the log has synced,
+        and sync; or, with the ledger thread running, hand them to it."""
         self.queue_side(synced)
         if self.wake is None:
             self.flush_side()

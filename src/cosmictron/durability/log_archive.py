@@ -8,6 +8,7 @@ moves every sealed segment whose records all lie at or below
   (so the database's open check, which starts at that checkpoint, never needs them, and
   the tree below it is the one a signed checkpoint vouches for)
 
+and below every anchor record whose ``ledger/anchors`` entry is not written yet,
 to ``log_archive_dir`` (default ``<data_dir>/archive/log``). Before the first move, the
 tree's stored hashes are synced (they are now the only copy of those leaves' hashes in
 the data directory) and ``ledger/archived.json`` is written (``ledger/archived.py``): the
@@ -58,6 +59,12 @@ def archive_below(
     if tree is None:
         return 0
     limit = min(snapshot_offset, checkpointed, tree.size)
+    # An anchor record whose ledger/anchors entry is not written yet stays in log/: once
+    # archived, only that entry lets verify check it (and an anchor in log/ that stamps
+    # an archived checkpoint is checked against the side file's note).
+    unwritten = ledger.unwritten_side()[1]
+    if unwritten:
+        limit = min(limit, min(int(e["seq"]) for e in unwritten) - 1)
     chosen: list[str] = []
     through = 0
     for (_, path), (next_base, _) in itertools.pairwise(segments):

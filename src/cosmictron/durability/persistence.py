@@ -21,9 +21,11 @@ import queue
 import threading
 import warnings
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from cosmictron.durability.anchorer import Anchorer
 from cosmictron.durability.commitlog import CommitLog
 from cosmictron.durability.config import DurabilityConfig, PersistenceConfig
 from cosmictron.durability.files import ensure_directory
@@ -134,6 +136,10 @@ class PersistenceLayer:
         self.writer_lock: Any = None
         """The host's writer lock (the one ``append`` is called under), set by the host:
         with it the ledger thread writes a checkpoint when the log is idle."""
+        self.commit_refusal: Exception | None = None
+        """Set while strict anchoring refuses commits (``anchorer.py``); the host checks
+        it before each transaction."""
+        self._anchorer: Anchorer | None = None
         self._recovery: Recovery | None = None
         self._started = False
         self._closed = False
@@ -299,6 +305,43 @@ class PersistenceLayer:
         self._log.append_checkpoint()
         return ledger.last_checkpoint_seq
 
+    def start_anchoring(self, writer_lock: AbstractContextManager[Any]) -> Anchorer | None:
+        """Start RFC 3161 anchoring on its own thread, when TSAs are configured.
+
+        ``writer_lock`` is the lock the caller appends under (the host's). Returns the
+        anchorer (None: anchoring is off, or the ledger is).
+
+        Raises:
+            ConfigError: the trust root file cannot be read.
+        """
+        if self._ledger is None or not self.durability.anchor_tsa_urls or self._closed:
+            return None
+        if self._anchorer is None:
+            sync = self._sync
+
+            def sync_now() -> int:
+                sync.sync_now()
+                return sync.synced_offset
+
+            self._anchorer = Anchorer(
+                self.durability,
+                self._ledger,
+                self._log,
+                sync_now,
+                self.checkpoint_now,
+                self._set_commit_refusal,
+            )
+            self._anchorer.start(writer_lock)
+        return self._anchorer
+
+    def _set_commit_refusal(self, refusal: Exception | None) -> None:
+        self.commit_refusal = refusal
+
+    @property
+    def anchorer(self) -> Anchorer | None:
+        """The RFC 3161 anchorer, when anchoring runs (else None)."""
+        return self._anchorer
+
     def rotate_signing_key(self, new_key: Any = None) -> Any:
         """Rotate the ledger's signing key: a record signed by the old and the new key.
 
@@ -449,8 +492,13 @@ class PersistenceLayer:
             return
         self._closed = True
         try:
+            # The anchorer first: it appends anchor records and queues their side-file
+            # entries; then the ledger thread (before the final checkpoint: one writer),
+            # so the write_side below writes both side files' last entries itself.
+            if self._anchorer is not None:
+                self._anchorer.stop()
             if self._ledger_thread is not None:
-                self._ledger_thread.stop()  # before the final checkpoint: one writer
+                self._ledger_thread.stop()
             if self._snapshot_thread is not None:
                 self._snapshot_requests.put(None)
                 self._snapshot_thread.join()

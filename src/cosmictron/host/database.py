@@ -46,7 +46,7 @@ from cosmictron.datastore import Datastore, Transaction
 from cosmictron.datastore.schema import TableSchema
 from cosmictron.durability import DurabilityConfig, PersistenceStatistics
 from cosmictron.durability.archive import Manifest
-from cosmictron.errors import SubscriptionError
+from cosmictron.errors import DurabilityError, SubscriptionError
 from cosmictron.host import hotswap, imports, procedures, recovery, retention, transactions
 from cosmictron.host.backup_writer import backup_to_file
 from cosmictron.host.clock import Clock
@@ -640,6 +640,28 @@ class Database:
         """
         transactions.check_can_write(self.core, "Database.prune_events()")
         return retention.prune_events(self.core)
+
+    def anchor_now(self) -> list[int]:
+        """Run one RFC 3161 anchoring round now, in this thread (docs/guide/ledger.md).
+
+        The latest checkpoint goes to every configured TSA (after a checkpoint of any
+        records since the last one); each checked token becomes an anchor record. The
+        TSA requests are made without the writer lock: commits go on meanwhile.
+
+        Returns:
+            The anchor records' sequence numbers (empty: nothing new to anchor, or no
+            TSA answered; a TSA outage is not an error here either).
+
+        Raises:
+            DurabilityError: anchoring is off (no ``anchor_tsa_urls``, or the ledger off).
+        """
+        anchorer = self.core.persistence.anchorer
+        if anchorer is None:
+            raise DurabilityError(
+                "anchoring is off: set anchor_tsa_urls and anchor_trust_roots "
+                '(and signing = "checkpoint" or "event")'
+            )
+        return anchorer.anchor_once()
 
     def close(self) -> None:
         """Sync the log, finish snapshots and release the data directory. Idempotent."""

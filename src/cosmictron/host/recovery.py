@@ -113,6 +113,7 @@ def start(core: DatabaseCore) -> None:
     try:
         if core.offset == 0:
             run_init(core)
+        core.persistence.start_anchoring(core.lock)  # RFC 3161, on its own thread
     except BaseException:
         core.persistence.close()
         raise

@@ -313,6 +313,9 @@ def commit(
     the same record and are applied only once it is appended: a run and its
     bookkeeping commit together (docs/design/scheduler.md).
     """
+    refusal = core.persistence.commit_refusal  # strict anchoring is overdue
+    if refusal is not None:
+        raise type(refusal)(str(refusal))  # a fresh error: no traceback piles up
     changes = tx.changes()
     estimate = core.memory.check(changes)
     book = core.book

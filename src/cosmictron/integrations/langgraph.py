@@ -638,3 +638,9 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
             if thread_id not in writes:
                 writes[thread_id] = await self._backend.awrites_of(thread_id, None, None)
             yield self._tuple(row, writes[thread_id])
+
+
+# CosmictronStore lives in a module of its own; both are public here (DESIGN.md §8).
+from cosmictron.integrations.langgraph_store import CosmictronStore  # noqa: E402
+
+__all__ += ["CosmictronStore"]

@@ -13,11 +13,13 @@ pieces the ledger is built from (design: ``docs/design/ledger.md``):
 - ``errors``: what each failed check raises;
 - ``record_format``: the fields of every commit-log record and the ledger's record kinds;
 - ``logread`` and ``verifier``: ``verify(path) -> VerifyResult``, the whole-history check
-  (``cosmictron-cli verify``), reading the log independently of ``durability/``.
+  (``cosmictron-cli verify``), reading the log independently of ``durability/``;
+- ``anchor``: RFC 3161 anchor records and their side file; ``bundle``: audit bundles
+  (``cosmictron-cli export-audit``) and their offline check.
 
 The write side (the tree fed as records are committed, signing, checkpoints, the check
-on open) is ``durability/ledger_writer.py``; ``tsa`` is not wired yet. The names of the
-names of ``tsa`` (``asn1crypto``) are loaded on first use. Imports nothing from the
+on open) is ``durability/ledger_writer.py``, and anchoring ``durability/anchorer.py``.
+The names of ``tsa`` (``asn1crypto``) are loaded on first use. Imports nothing from the
 layers above it; ``durability`` imports this package, never the reverse.
 """
 

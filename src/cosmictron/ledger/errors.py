@@ -11,7 +11,7 @@ number.
 
 from __future__ import annotations
 
-from cosmictron.errors import ConfigError, CosmictronError, VerificationFailed
+from cosmictron.errors import ConfigError, CosmictronError, DurabilityError, VerificationFailed
 
 
 class ProofInvalid(VerificationFailed):
@@ -100,4 +100,13 @@ class TsaUnavailable(CosmictronError):
     """
 
     code = "tsa_unavailable"
+    http_status = 503
+
+
+class AnchoringOverdue(DurabilityError):
+    """Strict anchoring refuses a commit: the oldest record no RFC 3161 anchor covers is
+    older than ``anchor_max_lag_ms`` (``anchor_strict = true``). Nothing was written;
+    retry once a TSA answers (``durability/anchorer.py``)."""
+
+    code = "anchoring_overdue"
     http_status = 503

@@ -14,13 +14,20 @@ reader) in one pass and checks, for every record in order (``RecordChecker``):
    keys' signatures: ``rotation_unsigned``; other key events: ``key_event_invalid``);
 5. a checkpoint record's note is signed by a key valid there and names this log
    (``checkpoint_invalid``), and its tree size and root are the tree's over every record
-   before it (``checkpoint_mismatch``).
+   before it (``checkpoint_mismatch``);
+6. an anchor record's RFC 3161 token stamps the checkpoint record it names
+   (``anchor_mismatch``: a swapped token, or a checkpoint that is not there), chains to a
+   given TSA trust root (``anchor_untrusted``) and passes every other check of
+   ``tsa.verify_token`` (``anchor_invalid``: a corrupted token).
 
 Then every checkpoint kept outside the log (the side file ``ledger/checkpoints``, and any
 the caller trusts, such as one an auditor saved earlier) must be signed by a log key and
 agree with the log's tree at its size (``checkpoint_fork``), and the log must not be
 shorter than any of them (``truncated`` for the side file, ``rollback`` for a trusted
 one: the whole data directory is older than a checkpoint someone has seen).
+Anchors kept in the side file ``ledger/anchors`` must be in the log too: the log may
+not end before one (``truncated``), and the record there must hold the same token
+(``anchor_mismatch``).
 
 When segments were archived below a snapshot (``ledger/archived.py``), the pass starts
 at the first record still in ``log/``, seeded from ``ledger/archived.json``, and the
@@ -34,15 +41,22 @@ re-anchors on what it reads, so one deleted record is one problem, not thousands
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from cosmictron.ledger.anchor import (
+    check_token,
+    checkpoint_digest,
+    parse_anchor_body,
+    read_side_anchors,
+)
 from cosmictron.ledger.archived import read_archived
 from cosmictron.ledger.chain import GENESIS_HASH
 from cosmictron.ledger.checkpoint import Checkpoint, open_checkpoint
@@ -50,6 +64,7 @@ from cosmictron.ledger.errors import AlgorithmRefused, NoteMalformed, SignatureI
 from cosmictron.ledger.logread import LogDamage, LogReader, list_segments
 from cosmictron.ledger.merkle import LEAF_PREFIX, Frontier
 from cosmictron.ledger.record_format import (
+    ANCHOR_KIND,
     BODY,
     CHECKPOINT_KIND,
     FIELD_COUNT,
@@ -77,6 +92,9 @@ from cosmictron.ledger.record_format import (
     unpack_fields,
 )
 from cosmictron.ledger.signing import KeyRing, VerifierKey, check_algorithm
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 CHECKPOINTS_FILE = os.path.join("ledger", "checkpoints")
 """The side file: one JSON object a line, ``{"seq", "size", "note", "origin", "keys"}``."""
@@ -121,6 +139,10 @@ class VerifyResult:
     archived_through: int = 0
     """Records ``1..archived_through`` were archived below a snapshot (not read; their
     leaves are in the tree the later checkpoints sign); 0 when none were."""
+    anchors: int = 0
+    anchors_rooted: bool = True
+    """False when anchors were found but no TSA trust root was given: their tokens were
+    checked except for the chain to a root."""
 
     def to_document(self) -> dict[str, Any]:
         """The JSON form (``cosmictron-cli verify --json`` and the audit route)."""
@@ -137,6 +159,8 @@ class VerifyResult:
             "origin": self.origin,
             "keys": self.keys,
             "archived_through": self.archived_through,
+            "anchors": self.anchors,
+            "anchors_rooted": self.anchors_rooted,
         }
 
     def lines(self) -> list[str]:
@@ -147,20 +171,37 @@ class VerifyResult:
                 if self.legacy_through
                 else ""
             )
-            archived = (
-                f"; records 1..{self.archived_through} are archived (their leaves are in "
-                "the tree the later checkpoints sign)"
-                if self.archived_through
-                else ""
-            )
-            return [
-                f"ok: {self.records} records, {self.checkpoints} checkpoints verified"
-                f"{legacy}{archived}"
-            ]
+            return [ok_line(self.to_document()) + legacy]
         lines = [p.line() for p in self.problems]
         if self.problems_dropped:
             lines.append(f"... and {self.problems_dropped} more problems")
         return lines
+
+
+def ok_line(document: dict[str, Any]) -> str:
+    """The line ``verify`` prints when everything checks (from ``to_document()``)."""
+    anchors = document.get("anchors", 0)
+    through = document.get("archived_through", 0)
+    archived = (
+        f"; records 1..{through} are archived (their leaves are in the tree the later "
+        "checkpoints sign)"
+        if through
+        else ""
+    )
+    if not anchors:
+        return (
+            f"ok: {document['records']} records, {document['checkpoints']} checkpoints "
+            f"verified{archived}"
+        )
+    unrooted = (
+        ""
+        if document.get("anchors_rooted", True)
+        else " (TSA chains not checked: no TSA trust root given, see --tsa-root)"
+    )
+    return (
+        f"ok: {document['records']} records, {document['checkpoints']} checkpoints, "
+        f"{anchors} anchors verified{unrooted}{archived}"
+    )
 
 
 class VerifyProblem(Exception):
@@ -208,6 +249,7 @@ class RecordChecker:
         tree_root: Callable[[], tuple[int, bytes]] | None = None,
         trusted_keys: Iterable[VerifierKey] | None = None,
         migrated: bool = False,
+        anchors: AnchorChecks | None = None,
     ) -> None:
         self.origin = origin
         self.prev_hash = prev_hash
@@ -222,6 +264,9 @@ class RecordChecker:
         self.legacy_through = 0
         self.checkpoints: list[CheckpointSeen] = []
         self.keys: list[VerifierKey] = []
+        self.anchors = anchors
+        """Checks anchor records' tokens when given (``verify``); the open check skips
+        them (a TSA's token is checked when it is written, and by ``verify``)."""
 
     def _frontier_root(self) -> tuple[int, bytes]:
         return self.frontier.size, self.frontier.root()
@@ -310,6 +355,8 @@ class RecordChecker:
         self._check_signature(seq, kind, fields)
         if kind == CHECKPOINT_KIND:
             self._check_checkpoint(seq, fields[BODY])
+        elif kind == ANCHOR_KIND and self.anchors is not None:
+            self.anchors.check_record(seq, fields[BODY])
 
     def _check_position(self, seq: int, fields: list[Any]) -> None:
         if fields[SEQ] != seq:
@@ -420,6 +467,64 @@ class RecordChecker:
                 f"{root.hex()[:16]}",
             )
         self.checkpoints.append(CheckpointSeen(seq, size, root))
+        if self.anchors is not None:
+            self.anchors.add_checkpoint(seq, note)
+
+
+class AnchorChecks:
+    """Checks every anchor record's token against the checkpoint record it names.
+
+    ``roots`` None checks each token but not its chain to a TSA root (``verify`` says so:
+    ``anchors_rooted`` is False). Memory stays small on a long log: ``notes`` holds the
+    digest of each checkpoint not yet passed by an anchor (anchors name checkpoints in
+    order, so older ones are dropped), and ``tokens`` the digest of the tokens the side
+    file names (``side_seqs``).
+    """
+
+    def __init__(
+        self,
+        roots: Sequence[x509.Certificate] | None,
+        policy: str | None,
+        side_seqs: Iterable[int] = (),
+    ) -> None:
+        self.roots = roots
+        self.policy = policy
+        self.notes: dict[int, bytes] = {}
+        self.count = 0
+        self.seen = 0
+        self.side_seqs = set(side_seqs)
+        self.tokens: dict[int, bytes] = {}
+        """SHA-256 of the token of each anchor record the side file names, by seq."""
+
+    def add_checkpoint(self, seq: int, note: str) -> None:
+        self.notes[seq] = checkpoint_digest(note)
+
+    def check_record(self, seq: int, body: Any) -> None:
+        self.seen += 1
+        try:
+            anchor = parse_anchor_body(body)
+        except ValueError as exc:
+            raise VerifyProblem("anchor_invalid", str(exc)) from None
+        if seq in self.side_seqs:
+            self.tokens[seq] = _sha256(anchor.token).digest()
+        note = self.notes.get(anchor.checkpoint_seq)
+        if note is None or anchor.checkpoint_seq >= seq:
+            raise VerifyProblem(
+                "anchor_mismatch",
+                f"the anchor names record {anchor.checkpoint_seq}, which is not a checkpoint "
+                "before it",
+            )
+        found = check_token(anchor.token, note, self.roots, policy=self.policy)
+        notes = self.notes
+        while notes and (oldest := next(iter(notes))) < anchor.checkpoint_seq:
+            del notes[oldest]
+        if found is not None:
+            code, detail = found
+            raise VerifyProblem(
+                code,
+                f"the token from {anchor.tsa} for checkpoint {anchor.checkpoint_seq}: {detail}",
+            )
+        self.count += 1
 
 
 def read_side_checkpoints(data_dir: str) -> list[dict[str, Any]]:
@@ -460,6 +565,8 @@ def verify(
     *,
     keys: Iterable[VerifierKey] | None = None,
     checkpoints: Iterable[str] = (),
+    tsa_roots: Sequence[x509.Certificate] | None = None,
+    tsa_policy: str | None = None,
 ) -> VerifyResult:
     """Verify the whole history of the data directory at ``path``.
 
@@ -470,6 +577,9 @@ def verify(
             (enough to detect changes after the fact, not a forger with disk access).
         checkpoints: signed checkpoint notes kept elsewhere (by an auditor, a witness):
             the log must contain them (``rollback``, ``checkpoint_fork`` otherwise).
+        tsa_roots: the CA certificates RFC 3161 anchors must chain to; ``None`` checks
+            every token but not its chain (the result's ``anchors_rooted`` says so).
+        tsa_policy: the TSA policy OID every anchor token must carry, if any.
 
     Returns:
         A :class:`VerifyResult`; ``ok`` is True only if nothing is wrong.
@@ -493,10 +603,13 @@ def verify(
         if frontier.size in wanted:
             roots[frontier.size] = frontier.root()
 
+    side_anchors = read_side_anchors(data_dir)
+    anchors = AnchorChecks(tsa_roots, tsa_policy, (int(e["seq"]) for e in side_anchors))
     checker = RecordChecker(
         tree_append=append,
         tree_root=lambda: (frontier.size, frontier.root()),
         trusted_keys=keys,
+        anchors=anchors,
     )
     if 0 in wanted:
         roots[0] = frontier.root()
@@ -504,6 +617,11 @@ def verify(
     archived_through = 0
     if resumed is not None:
         archived_through, frontier = resumed
+        # An anchor record still in log/ may stamp a checkpoint record that was
+        # archived: its note comes from the side file (checked there by signature).
+        for entry in side:
+            if int(entry.get("seq", 0)) <= archived_through and isinstance(entry["note"], str):
+                anchors.add_checkpoint(int(entry["seq"]), entry["note"])
     reader = LogReader(data_dir, archived_through + 1)
     last_seq = 0
     try:
@@ -514,6 +632,9 @@ def verify(
         collector.add(Problem("log_damaged", exc.seq, str(exc)))
         last_seq = exc.seq - 1
     _check_outside(checker, side, external, roots, last_seq, collector)
+    _check_side_anchors(side_anchors, anchors, last_seq, collector, archived_through)
+    if archived_through:
+        _check_archived_anchors(checker, side, side_anchors, anchors, archived_through, collector)
     problems = sorted(collector.problems, key=lambda p: p.seq)
     first = problems[0] if problems else None
     return VerifyResult(
@@ -529,6 +650,8 @@ def verify(
         keys=[k.to_text() for k in checker.keys],
         problems_dropped=collector.dropped,
         archived_through=archived_through,
+        anchors=anchors.count,
+        anchors_rooted=tsa_roots is not None or not anchors.seen,
     )
 
 
@@ -564,6 +687,99 @@ def _resume_after_archive(
     checker.ring = KeyRing.seeded(archived.keys, archived.through)
     checker.keys = [r.key for r in archived.keys]
     return archived.through, seeded
+
+
+def _check_side_anchors(
+    side: list[dict[str, Any]],
+    anchors: AnchorChecks,
+    last_seq: int,
+    collector: _Collector,
+    archived_through: int = 0,
+) -> None:
+    """Anchors the side file kept must be in the log: not beyond its end, same token.
+
+    Those whose record was archived are checked by :func:`_check_archived_anchors`.
+    """
+    for entry in side:
+        seq = int(entry["seq"])
+        if seq <= archived_through:
+            continue
+        if seq > last_seq:
+            collector.add(
+                Problem(
+                    "truncated",
+                    last_seq + 1,
+                    f"the log ends at seq {last_seq}, but the side file's anchor record {seq} "
+                    f"(stamping checkpoint {entry.get('checkpoint_seq')}) was written",
+                )
+            )
+            continue
+        token = anchors.tokens.get(seq)
+        try:
+            kept = _sha256(base64.b64decode(entry["token"], validate=True)).digest()
+        except ValueError:
+            kept = None
+        if token is None or token != kept:
+            collector.add(
+                Problem(
+                    "anchor_mismatch",
+                    seq,
+                    f"the side file's anchor record {seq} is not the log's record {seq}",
+                )
+            )
+
+
+def _check_archived_anchors(
+    checker: RecordChecker,
+    side: list[dict[str, Any]],
+    side_anchors: list[dict[str, Any]],
+    anchors: AnchorChecks,
+    archived_through: int,
+    collector: _Collector,
+) -> None:
+    """Anchors whose record was archived (``ledger/archived.py``): the record is gone
+    from ``log/``, so what the side file kept is checked the way an archived side-file
+    checkpoint is. Its note must be a checkpoint of this log signed by a key valid at
+    its size (and the side file's checkpoint at that seq, when it has one), and the
+    token must stamp that note and pass every check of ``tsa.verify_token``.
+    """
+    side_notes = {int(e.get("seq", 0)): e.get("note") for e in side}
+    for entry in side_anchors:
+        seq = int(entry["seq"])
+        if seq > archived_through:
+            continue
+        anchors.seen += 1
+        checkpoint_seq = int(entry.get("checkpoint_seq", 0))
+        note = entry["note"]
+        try:
+            token = base64.b64decode(entry["token"], validate=True)
+            checkpoint = open_checkpoint(
+                note, checker.active_keys(checkpoint_seq), origin=checker.origin
+            )
+        except (NoteMalformed, SignatureInvalid, ValueError) as exc:
+            collector.add(Problem("anchor_invalid", seq, f"archived anchor record {seq}: {exc}"))
+            continue
+        kept = side_notes.get(checkpoint_seq)
+        if (
+            checkpoint.size != checkpoint_seq - 1
+            or int(entry.get("size", -1)) != checkpoint.size
+            or (kept is not None and kept != note)
+        ):
+            collector.add(
+                Problem(
+                    "anchor_mismatch",
+                    seq,
+                    f"archived anchor record {seq} names checkpoint {checkpoint_seq}, but its "
+                    f"note covers {checkpoint.size} records or is not the side file's",
+                )
+            )
+            continue
+        found = check_token(token, note, anchors.roots, policy=anchors.policy)
+        if found is not None:
+            code, detail = found
+            collector.add(Problem(code, seq, f"archived anchor record {seq}: {detail}"))
+            continue
+        anchors.count += 1
 
 
 def _check_outside(

@@ -31,6 +31,7 @@ from cosmictron.server import (
     grants,
     listener,
     logs,
+    mcp_route,
     metrics,
     routes,
     throttle,
@@ -75,6 +76,10 @@ ROUTES = [
     web.get("/v1/database/{name}/audit/inclusion", audit.inclusion),
     web.get("/v1/database/{name}/audit/consistency", audit.consistency),
     web.get("/v1/database/{name}/audit/verify", audit.verify_route),
+    # RFC 3161 anchors (issue 13, anchoring).
+    web.get("/v1/database/{name}/audit/anchors", audit.anchors),
+    # The Model Context Protocol, streamable HTTP (issue 14, server/mcp_route.py).
+    web.post("/v1/database/{name}/mcp", mcp_route.mcp),
 ]
 """Every route of the server, on one screen (docs/reference/http.md, websocket.md): the
 method, the path, the handler. No module adds a route of its own. A ``GET`` answers
@@ -153,6 +158,7 @@ def build_app(
     websocket.setup(app)  # the WebSocket clients' shared state; closes them on shutdown
     throttle.setup(app)  # query budgets and rate limits, from limits.py and the environment
     listener.setup(app)  # connection caps and time limits (server/connections.py)
+    mcp_route.setup(app)  # the MCP session manager, stopped with the app
     return app
 
 

@@ -7,6 +7,11 @@
   of record ``seq`` in the tree of ``size`` records (default: the latest checkpoint's).
 - ``GET /v1/database/{name}/audit/consistency?old=A&new=B``: the consistency proof
   between two tree sizes (``new`` defaults to the latest checkpoint's).
+- ``GET /v1/database/{name}/audit/anchors?after=SEQ``: the RFC 3161 anchors (each
+  checkpoint's timestamp tokens, base64 DER, with the note each stamps), oldest first,
+  at most :data:`ANCHORS_PAGE` a reply (``more`` says whether to ask again with
+  ``after`` = the last ``seq``), and the configured TSA trust root (PEM). Anyone may
+  read it, like the checkpoint: tokens hold hashes and the TSA's certificate only.
 - ``GET /v1/database/{name}/audit/verify`` (owner only: it reads the whole log):
   ``cosmictron.ledger.verify`` run on the server's copy, the result as JSON.
 
@@ -23,6 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from cosmictron.errors import CosmictronError, InvalidRequest
+from cosmictron.ledger.anchor import read_side_anchors
 from cosmictron.ledger.verifier import read_side_checkpoints, verify
 from cosmictron.server.registry import HostedDatabase
 from cosmictron.server.replies import json_response
@@ -61,8 +67,9 @@ def _latest(database: HostedDatabase) -> dict[str, Any]:
     ledger = _ledger(database)
     with database.db.core.lock:
         keys = [r.key.to_text() for r in ledger.ring.ranges()]
-        entries = read_side_checkpoints(os.fspath(database.db.path))
-        pending = list(ledger.side_pending)
+        with ledger.side_files_steady():  # the ledger thread writes no entry meanwhile
+            entries = read_side_checkpoints(os.fspath(database.db.path))
+            pending = ledger.unwritten_side()[0]
         tree_size = ledger.tree.size
     latest = (entries + pending)[-1] if entries or pending else None
     return {"checkpoint": latest, "keys": keys, "tree_size": tree_size}
@@ -134,9 +141,60 @@ async def consistency(request: web.Request) -> web.Response:
     return json_response(await database.run(_proof, database, "consistency", old, new))
 
 
+ANCHORS_PAGE = 1000
+"""The most anchors one ``audit/anchors`` reply holds."""
+
+
+def _trust_roots_pem(database: HostedDatabase) -> str | None:
+    path = database.db.core.persistence.durability.anchor_trust_roots
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="ascii") as file:
+            return file.read()
+    except (OSError, ValueError):
+        return None
+
+
+def _anchors(database: HostedDatabase, after: int) -> dict[str, Any]:
+    ledger = _ledger(database)
+    with database.db.core.lock, ledger.side_files_steady():
+        entries = read_side_anchors(database.db.path)
+        pending = ledger.unwritten_side()[1]
+    found = [e for e in entries + pending if int(e["seq"]) > after]
+    anchorer = database.db.core.persistence.anchorer
+    lag_seconds, lag_records = anchorer.lag() if anchorer is not None else (0.0, 0)
+    return {
+        "origin": ledger.origin,
+        "anchors": found[:ANCHORS_PAGE],
+        "more": len(found) > ANCHORS_PAGE,
+        "trust_roots": _trust_roots_pem(database),
+        "tsa_urls": list(database.db.core.persistence.durability.anchor_tsa_urls),
+        "lag_seconds": lag_seconds,
+        "lag_records": lag_records,
+    }
+
+
+async def anchors(request: web.Request) -> web.Response:
+    """The RFC 3161 anchors, oldest first, and the TSA trust root."""
+    database = hosted(request)
+    after = _int_query(request, "after", 0)
+    return json_response(await database.run(_anchors, database, after))
+
+
+def _verify(database: HostedDatabase) -> dict[str, Any]:
+    durability = database.db.core.persistence.durability
+    roots = None
+    if durability.anchor_trust_roots is not None:
+        from cosmictron.durability.anchorer import load_trust_roots
+
+        roots = load_trust_roots(durability.anchor_trust_roots)
+    result = verify(database.db.path, tsa_roots=roots, tsa_policy=durability.anchor_policy)
+    return result.to_document()
+
+
 async def verify_route(request: web.Request) -> web.Response:
     """Verify the database's whole history on the server (owner only)."""
     database = hosted(request)
     require_owner(database, caller_of(request), "verify it")
-    result = await database.run(verify, database.db.path)
-    return json_response(result.to_document())
+    return json_response(await database.run(_verify, database))

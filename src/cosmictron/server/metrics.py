@@ -255,6 +255,7 @@ def _database(out: Exposition, hosted: HostedDatabase) -> None:
         labels,
         subs["queries"],
     )
+    _anchoring(out, hosted, labels)
     for reducer, tally in sorted(db.reducer_metrics.snapshot().items()):
         reducer_labels = {**labels, "reducer": reducer}
         out.add(
@@ -279,6 +280,51 @@ def _database(out: Exposition, hosted: HostedDatabase) -> None:
             tally.seconds_total,
             tally.calls,
         )
+
+
+def _anchoring(out: Exposition, hosted: HostedDatabase, labels: dict[str, str]) -> None:
+    """RFC 3161 anchoring's series, for a database that anchors (durability/anchorer.py)."""
+    anchorer = hosted.db.core.persistence.anchorer
+    if anchorer is None:
+        return
+    seconds, records = anchorer.lag()
+    out.add(
+        "cosmictron_anchor_lag_seconds",
+        "gauge",
+        "Age of the oldest record no RFC 3161 anchor covers (0: every record is anchored).",
+        labels,
+        seconds,
+    )
+    out.add(
+        "cosmictron_anchor_lag_records",
+        "gauge",
+        "Records from the oldest one no RFC 3161 anchor covers to the end of the log.",
+        labels,
+        records,
+    )
+    stats = anchorer.stats
+    out.add(
+        "cosmictron_anchors_total",
+        "counter",
+        "Anchor records written (one per TSA token).",
+        labels,
+        stats.anchors_written,
+    )
+    for reason, count in (("unavailable", stats.tsa_unavailable), ("invalid", stats.tsa_invalid)):
+        out.add(
+            "cosmictron_anchor_failures_total",
+            "counter",
+            "TSA requests that gave no anchor: unreachable, or a token that does not check.",
+            {**labels, "reason": reason},
+            count,
+        )
+    out.add(
+        "cosmictron_anchor_overdue",
+        "gauge",
+        "1 while strict anchoring refuses commits (anchor_max_lag_ms passed), else 0.",
+        labels,
+        1 if anchorer.refusing else 0,
+    )
 
 
 def scope_of(request: web.Request) -> set[str] | None:
