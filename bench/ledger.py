@@ -27,7 +27,11 @@ profile: no fsync, so the ledger's own cost is what differs), interleaved runs:
   (goal: at most 10 % slower than ``tx off``);
 - ``tx event``: every record signed with Ed25519 as well;
 - ``verify log``: ``cosmictron.ledger.verify`` over the per-event-signed log (every
-  signature checked), and over the checkpointed one (records/s).
+  signature checked), and over the checkpointed one (records/s);
+- ``commit-thread CPU``: the calling thread's CPU time per call in each mode (median of
+  the runs), beside the wall rates: on a loaded machine wall time swings by tens of
+  percent between runs while this moves by a few, but it does not see work moved to
+  the ledger's thread (the side file's fsync) or time spent waiting.
 
 Each rate is the best of three runs. Prints a table with each rate's ratio to the peer
 chain and writes JSON; nothing is asserted. See bench/README.md, "Ledger".
@@ -38,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import random
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -128,6 +133,14 @@ def verify_tree(records: list[bytes], checkpoints: dict[int, bytes]) -> None:
 
 def database_rate(parent: str, signing: str, count: int, run: int) -> tuple[float, Path]:
     """Reducer calls per second into a new database with the ledger in ``signing`` mode."""
+    rate, directory, _ = database_run(parent, signing, count, run)
+    return rate, directory
+
+
+def database_run(parent: str, signing: str, count: int, run: int) -> tuple[float, Path, float]:
+    """``database_rate``, and the calling thread's CPU µs per call (``time.thread_time``):
+    what the commit path costs, steadier than wall time on a loaded machine, and blind to
+    work moved to other threads (the ledger's side-file fsync) and to waiting."""
     from cosmictron import Database, DurabilityConfig
 
     directory = Path(parent) / f"db-{signing}-{run}"
@@ -136,12 +149,14 @@ def database_rate(parent: str, signing: str, count: int, run: int) -> tuple[floa
     fields = {**vars(DurabilityConfig.from_profile("development")), "signing": signing}
     db = Database.open(directory, module=str(module), durability=DurabilityConfig(**fields))
     call = db.call
+    cpu_started = time.thread_time()
     started = time.perf_counter()
     for _ in range(count):
         call("add", "x")
     took = time.perf_counter() - started
+    cpu_us = (time.thread_time() - cpu_started) / count * 1e6
     db.close()
-    return count / took, directory
+    return count / took, directory, cpu_us
 
 
 def database_rates(
@@ -152,10 +167,15 @@ def database_rates(
     logs: dict[str, Path] = {}
     for run in range(repeats):
         for signing in SIGNING_MODES:
-            rate, directory = database_rate(parent, signing, count, run)
+            rate, directory, cpu_us = database_run(parent, signing, count, run)
             best[signing] = max(best[signing], rate)
+            CPU_US.setdefault(signing, []).append(cpu_us)
             logs[signing] = directory
     return best, logs
+
+
+CPU_US: dict[str, list[float]] = {}
+"""Each run's commit-thread CPU µs per call, by signing mode (``database_run``)."""
 
 
 def verify_rate(directory: Path, repeats: int) -> tuple[float, int]:
@@ -267,12 +287,16 @@ def main(argv: list[str] | None = None) -> int:
                 met,
             ]
         )
+        cpu_us = statistics.median(CPU_US[signing])
+        cpu_off = statistics.median(CPU_US["off"])
         results[f"tx_{signing}"] = {
             "rate": tx_rates[signing],
             "unit": "tx/s",
             "over_tx_off": ratio,
             "extra_us_per_tx": per_tx_us,
             "goal": None if signing != "checkpoint" else 1 - CHECKPOINT_COST_GOAL,
+            "commit_thread_cpu_us": cpu_us,
+            "commit_thread_cpu_over_off": cpu_us / cpu_off,
         }
     for key, rate in (
         ("verify_log_event", verify_event),
@@ -281,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
         db_rows.append([key.replace("_", " "), fmt(rate), "records/s", "-", "-", "-", "-"])
         results[key] = {"rate": rate, "unit": "records/s", "records": verified_records}
     print(f"ledger wired: {transactions:,} one-row reducer calls per mode, best of {repeats}")
+    cpu_line = ", ".join(
+        f"{signing} {results[f'tx_{signing}']['commit_thread_cpu_us']:.2f}"
+        f" ({results[f'tx_{signing}']['commit_thread_cpu_over_off']:.3f} x off)"
+        for signing in SIGNING_MODES
+    )
+    print(f"commit-thread CPU µs per call (median of runs): {cpu_line}")
     print(
         text_table(
             ["metric", "rate", "unit", "/ tx off", "µs/tx extra", "goal", ""],

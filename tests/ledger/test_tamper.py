@@ -31,10 +31,11 @@ import msgpack
 import pytest
 
 from cosmictron import Database, DurabilityConfig
-from cosmictron.errors import CorruptLog
+from cosmictron.errors import CorruptLog, InvalidRequest
 from cosmictron.host.backup import restore
 from cosmictron.ledger.anchor import parse_anchor_body, read_side_anchors, token_response
 from cosmictron.ledger.checkpoint import Checkpoint, sign_checkpoint
+from cosmictron.ledger.errors import KeyUnavailable
 from cosmictron.ledger.logread import LogReader
 from cosmictron.ledger.record_format import (
     ANCHOR_KIND,
@@ -42,6 +43,7 @@ from cosmictron.ledger.record_format import (
     CHECKPOINT_KIND,
     HASH_ALG,
     KEY_FP,
+    KEY_REVOKED_KIND,
     KEY_ROTATED_KIND,
     KIND,
     SIGNATURE,
@@ -49,7 +51,7 @@ from cosmictron.ledger.record_format import (
     TX_KIND,
     signing_message,
 )
-from cosmictron.ledger.signing import SigningKey, load_key
+from cosmictron.ledger.signing import SigningKey, load_key, save_key
 from cosmictron.ledger.tsa import load_certificates, timestamp
 from cosmictron.ledger.verifier import read_side_checkpoints, verify
 
@@ -570,3 +572,62 @@ def test_soak_ten_thousand_transactions_and_every_fault(
         del changed[seq - 1]
         rewrite(copy, changed)
         assert_fault(copy, "seq_mismatch", seq)
+
+
+# -- key revocation ------------------------------------------------------------------------
+
+
+def test_a_record_signed_by_a_revoked_key(tmp_path: Path) -> None:
+    """A key left valid by a key swap outside the database, then revoked: its signature
+    counts before the revocation record and is refused from it on."""
+    (tmp_path / "app.py").write_text(MODULE)
+    data = tmp_path / "data"
+    db = Database.open(data, module=str(tmp_path / "app.py"), durability=config())
+    for i in range(20):
+        db.call("add", f"first {i}")
+    db.close()
+    first = load_key(data / "ledger" / "signing.key")
+    swapped = SigningKey.generate("operator")
+    swapped_path = tmp_path / "swapped.key"
+    save_key(swapped, swapped_path)
+    durability = config(signing_key_path=str(swapped_path))
+    db = Database.open(data, module=str(tmp_path / "app.py"), durability=durability)
+    db.call("add", "both keys valid")
+    before = db.core.persistence.next_offset - 1
+    origin = fields_of(payloads(data)[0])[5]
+    with pytest.raises(InvalidRequest, match="rotate it out instead"):
+        db.revoke_signing_key(SigningKey(origin, swapped.seed).verifier)
+    revoked = db.revoke_signing_key(SigningKey(origin, first.seed).verifier.to_text())
+    assert revoked.fingerprint == first.fingerprint
+    revocation_seq = db.core.persistence.next_offset - 1
+    with pytest.raises(InvalidRequest, match="nothing to revoke"):
+        db.revoke_signing_key(revoked.fingerprint)
+    for i in range(20):
+        db.call("add", f"second {i}")
+    db.close()
+    assert verify(data).ok, verify(data).lines()
+    records = payloads(data)
+    assert fields_of(records[revocation_seq - 1])[KIND] == KEY_REVOKED_KIND
+    old = SigningKey(origin, first.seed)
+
+    # Before the revocation the first key still counted: a record it re-signs passes its
+    # own checks (only the next record's link to it breaks).
+    earlier = tmp_path / "earlier"
+    shutil.copytree(data, earlier)
+    changed = list(records)
+    changed[before - 1] = resign(fields_of(changed[before - 1]), old)
+    rewrite(earlier, changed)
+    assert_fault(earlier, "chain_broken", before + 1)
+
+    # After it, the same forgery is refused at its record.
+    later = tmp_path / "later"
+    shutil.copytree(data, later)
+    seq = tx_seqs(records, after=revocation_seq)[3]
+    changed = list(records)
+    changed[seq - 1] = resign(fields_of(changed[seq - 1]), old)
+    rewrite(later, changed)
+    assert_fault(later, "key_out_of_range", seq)
+
+    # A configured key that was revoked is refused on open, naming it.
+    with pytest.raises(KeyUnavailable, match="was revoked or rotated out"):
+        Database.open(data, module=str(tmp_path / "app.py"), durability=config())

@@ -50,21 +50,31 @@ def export_audit(context: CommandContext, target: str, out: Path, tsa_root: Path
         raise InvalidRequest(f"{str(out)!r} exists and is not an empty directory")
     roots = tsa_root.read_text(encoding="ascii") if tsa_root is not None else None
     if is_data_dir(target):
-        summary = export_bundle(target, out, roots or _configured_roots_pem(target))
+        config = _configured(target)
+        summary = export_bundle(
+            target,
+            out,
+            roots or _configured_roots_pem(config),
+            config.log_archive_dir if config is not None else None,
+        )
     else:
         summary = _from_server(context, target, out, roots)
     _report(context, summary)
 
 
-def _configured_roots_pem(data_dir: str) -> str | None:
+def _configured(data_dir: str) -> DurabilityConfig | None:
+    """The data directory's settings (its config.toml and the environment), if valid."""
     config_file = os.path.join(data_dir, "config.toml")
     try:
-        config = DurabilityConfig.resolve(
+        return DurabilityConfig.resolve(
             environ=os.environ, config_file=config_file if os.path.exists(config_file) else None
         )
     except ConfigError:
         return None
-    if config.anchor_trust_roots is None:
+
+
+def _configured_roots_pem(config: DurabilityConfig | None) -> str | None:
+    if config is None or config.anchor_trust_roots is None:
         return None
     return Path(config.anchor_trust_roots).read_text(encoding="ascii")
 
@@ -105,6 +115,12 @@ def _report(context: CommandContext, summary: ExportSummary) -> None:
             f"{summary.keys} public keys"
             + ("" if summary.trust_roots else " (no TSA trust root: none is configured)")
         )
+        if summary.archived_through:
+            click.echo(
+                f"Records 1..{summary.archived_through} were archived and are not in the "
+                "bundle (their segments are not in the archive directory); it verifies "
+                "from ledger/archived.json, and its README says so"
+            )
         click.echo(f"Check it with: cosmictron-cli verify {summary.path}")
 
     context.output.document(summary.to_document(), human)

@@ -43,6 +43,7 @@ async def connect(
     use_saved_token: bool = True,
     row_types: Mapping[str, RowFactory] | None = None,
     protocol: str = "msgpack",
+    ledger_key: str | None = None,
 ) -> Client:
     """Connect to ``database`` and, given ``queries``, subscribe to them.
 
@@ -61,6 +62,10 @@ async def connect(
             writes. By default rows are ``Row`` objects.
         protocol: ``"msgpack"`` (``v1.msgpack.cosmictron``, the default) or ``"json"``
             (``v1.json.cosmictron``): the same messages; the client's API is the same.
+        ledger_key: the database's public key (``name+id+base64``, as ``cosmictron-cli
+            verify --json`` and the audit checkpoint route list it): subscribe with the
+            ledger opt-in and verify every update and checkpoint as it arrives
+            (``client.ledger``; a failure goes to ``on_error`` and ``client.ledger_failure``).
 
     Raises:
         InvalidRequest: a name no database could have (``cosmictron.names``).
@@ -74,7 +79,7 @@ async def connect(
         token = saved_token(url)
     async with aiohttp.ClientSession() as http:
         schema = await fetch_schema(http, url, database)
-    client = Client(url, database, schema, token, row_types, wire)
+    client = Client(url, database, schema, token, row_types, wire, ledger_key)
     try:
         await client.start()
     except aiohttp.WSServerHandshakeError as exc:

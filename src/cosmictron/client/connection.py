@@ -53,6 +53,7 @@ from cosmictron.client.cache import ClientCache, RowFactory, TableCache
 from cosmictron.client.callbacks import CallbackRegistry
 from cosmictron.client.in_flight import RepliesInFlight, Reply
 from cosmictron.client.jsonforms import decode
+from cosmictron.client.ledger import LedgerVerificationError, LedgerVerifier
 from cosmictron.client.replies import error_from_reply
 from cosmictron.client.schema import DatabaseSchema
 from cosmictron.client.settings import SavedIdentity, Settings
@@ -102,8 +103,16 @@ class Client(CallbackRegistry):
         token: str | None,
         row_types: Mapping[str, RowFactory] | None = None,
         wire: WireFormat = WIRE_FORMATS["msgpack"],
+        ledger_key: str | None = None,
     ) -> None:
         super().__init__()
+        self.ledger: LedgerVerifier | None = (
+            None if ledger_key is None else LedgerVerifier.for_key(ledger_key)
+        )
+        """With ``ledger_key``: checks every update's leaf and every checkpoint as they
+        arrive (``client/ledger.py``); None otherwise."""
+        self.ledger_failure: LedgerVerificationError | None = None
+        """The first ledger check that failed (also given to ``on_error`` callbacks)."""
         self.wire = wire
         """The subprotocol spoken and its encoding (``transport.WireFormat``)."""
         self.url = url
@@ -357,6 +366,8 @@ class Client(CallbackRegistry):
                 # made after a reconnect is answered after the resumed updates.
                 resumed = await self._start_subscribe(ws, since_tx_offset=self.tx_offset)
                 resumed.add_done_callback(self._report_resubscribe)
+            if not first and self.ledger is not None:
+                self.ledger.new_connection()
             first = False
             self._ws = ws
             self._connected.set()
@@ -487,6 +498,10 @@ class Client(CallbackRegistry):
         }
         if since_tx_offset is not None:
             body["since_tx_offset"] = since_tx_offset
+        if self.ledger is not None:
+            body["ledger"] = True
+            if self.ledger.size:
+                body["ledger_from_size"] = self.ledger.size
         try:
             await self._send(ws, {"Subscribe": body})
         except ConnectionError:
@@ -518,6 +533,8 @@ class Client(CallbackRegistry):
         if kind == "TransactionUpdate":
             if self._ended is not None:
                 return  # the subscription ended: the resubscription's full send follows
+            if self.ledger is not None:
+                self._check_ledger(self.ledger.on_update, body)
             events = self.cache.apply(body["tables"])
             self.tx_offset = int(body["tx_offset"])
             self._fire(events, self.tx_offset)
@@ -544,8 +561,25 @@ class Client(CallbackRegistry):
                 self._fire_error(error)
         elif kind == "ModuleUpdated":
             self._start_resync()
+        elif kind == "LedgerCheckpoint":
+            if self.ledger is not None:
+                self._check_ledger(self.ledger.on_checkpoint, body)
         elif kind in ("ReducerResult", "OneOffQueryResult", "UnsubscribeApplied"):
             self._resolve(body)
+
+    def _check_ledger(self, check: Any, body: dict[str, Any]) -> None:
+        if self.ledger_failure is not None:
+            return  # the stream is not trusted any more; the first failure was reported
+        try:
+            check(body)
+        except (LedgerVerificationError, KeyError, TypeError, ValueError) as exc:
+            failure = (
+                exc
+                if isinstance(exc, LedgerVerificationError)
+                else LedgerVerificationError("malformed", 0, f"a malformed ledger field: {exc}")
+            )
+            self.ledger_failure = failure
+            self._fire_error(failure)
 
     def _resolve(self, body: dict[str, Any]) -> None:
         self._in_flight.resolve(body.get("request_id"), body)

@@ -233,7 +233,7 @@ class Anchorer:
                     body = anchor_body(log.last_time_us, candidate.checkpoint_seq, token.der, url)
                     seq = log.append(ANCHOR_KIND, body)
                     seqs.append(seq)
-                    ledger.side_anchors_pending.append(
+                    ledger.anchor_written(
                         side_entry(
                             seq,
                             AnchorBody(body[0], candidate.checkpoint_seq, token.der, url),

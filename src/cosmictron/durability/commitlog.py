@@ -45,7 +45,6 @@ from cosmictron.durability.segment import create_segment
 from cosmictron.durability.storage import Storage
 from cosmictron.durability.sync import SyncCoordinator
 from cosmictron.errors import DurabilityError, InternalError
-from cosmictron.ledger.merkle import LEAF_PREFIX
 from cosmictron.ledger.record_format import (
     CHECKPOINT_KIND,
     HASH_ALGORITHM,
@@ -76,7 +75,6 @@ _pack_durable = struct.Struct("<Q").pack
 """``frame_crc`` inlined on the ``append`` path: the crc runs over the payload, then these
 8 bytes of the watermark."""
 _time_ns = time.time_ns
-_leaf_context = hashlib.sha256(LEAF_PREFIX)
 
 
 class CommitLog:
@@ -220,11 +218,10 @@ class CommitLog:
         self.last_time_us = now
         ledger = self.ledger
         if ledger is not None:
-            # The ledger's share of every append (ledger_writer.py): the leaf hash, kept
-            # for the tree, and whether a checkpoint is due.
-            leaf = _leaf_context.copy()
-            leaf.update(payload)
-            ledger.pending.append(leaf.digest())
+            # The ledger's share of every append (ledger_writer.py): the payload, whose
+            # leaf hash the next checkpoint computes with the others in one batch, and
+            # whether a checkpoint is due.
+            ledger.pending.append(payload)
             if not ledger.since_seq:  # the oldest record after the last checkpoint
                 ledger.since_seq = offset
                 ledger.since_us = now

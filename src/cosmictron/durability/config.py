@@ -22,6 +22,8 @@ from cosmictron.errors import ConfigError
 FSYNC_POLICIES = ("always", "periodic", "never")
 SIGNING_MODES = ("off", "checkpoint", "event")
 SYNC_METHODS = ("fsync", "fdatasync")
+LOG_RETENTIONS = ("keep", "archive")
+EVENT_RETENTION_KEYS = ("keep_rows", "keep_days", "time_column")
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -74,6 +76,18 @@ class DurabilityConfig:
         signing_key_path: the Ed25519 signing key's file (0600); unset means the key in
             ``COSMICTRON_SIGNING_KEY``, else ``<data_dir>/ledger/signing.key`` (made on
             first use).
+        log_retention: ``keep`` (every segment stays in ``log/``) or ``archive``: after
+            each snapshot, sealed segments wholly below it (and, with the ledger on,
+            below a checkpoint in the side file) move to ``log_archive_dir``; their
+            records stay provable (``docs/guide/ledger.md``, "Retention").
+        log_archive_dir: where archived segments go; unset means
+            ``<data_dir>/archive/log``. Any of them may be deleted or moved off the
+            machine afterwards: nothing reads them again.
+        event_retention: per event table, how many rows stay in memory:
+            ``{table: {"keep_rows": N, "keep_days": D, "time_column": name}}`` (either
+            bound or both; ``time_column`` defaults to the table's first ``Timestamp``
+            column). Older rows are deleted by a logged ``__retention__`` transaction
+            at every snapshot and on ``Database.prune_events()``.
         anchor_tsa_urls: RFC 3161 TSAs the latest checkpoint is sent to every
             ``anchor_interval_ms`` (each answer, fully checked, becomes an anchor record);
             empty means no anchoring. A list in config.toml, comma-separated in
@@ -100,6 +114,9 @@ class DurabilityConfig:
     checkpoint_interval_records: int = 1000
     checkpoint_interval_ms: int = 1000
     signing_key_path: str | None = None
+    log_retention: str = "keep"
+    log_archive_dir: str | None = None
+    event_retention: Mapping[str, Mapping[str, Any]] | None = None
     anchor_tsa_urls: tuple[str, ...] = ()
     anchor_trust_roots: str | None = None
     anchor_policy: str | None = None
@@ -108,6 +125,15 @@ class DurabilityConfig:
     anchor_max_lag_ms: int = 300_000
 
     def __post_init__(self) -> None:
+        _check_choice("log_retention", self.log_retention, LOG_RETENTIONS)
+        if self.log_retention == "archive" and self.signing == "off":
+            raise ConfigError(
+                'log_retention = "archive" needs the ledger (signing = "checkpoint" or '
+                '"event"): archived records stay provable only through its tree'
+            )
+        if self.log_archive_dir is not None and not isinstance(self.log_archive_dir, str):
+            raise ConfigError(f"log_archive_dir must be a path, not {self.log_archive_dir!r}")
+        _check_event_retention(self.event_retention)
         _normalise_anchoring(self)
         for name in ("checkpoint_interval_records", "checkpoint_interval_ms"):
             value = getattr(self, name)
@@ -292,6 +318,33 @@ def _normalise_anchoring(config: DurabilityConfig) -> None:
 def _check_choice(name: str, value: object, valid: tuple[str, ...]) -> None:
     if value not in valid:
         raise ConfigError(f"unknown {name} {value!r}; valid values: {', '.join(valid)}")
+
+
+def _check_event_retention(value: object) -> None:
+    """A mapping of table name to a policy with a positive ``keep_rows`` and/or
+    ``keep_days``; which tables exist is checked when the database opens."""
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"event_retention must map table names to policies, not {value!r}")
+    for table, policy in value.items():
+        where = f"event_retention.{table}"
+        if not isinstance(policy, Mapping):
+            raise ConfigError(f"{where} must be a table of keep_rows / keep_days, not {policy!r}")
+        unknown = sorted(set(policy) - set(EVENT_RETENTION_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"unknown key {unknown[0]!r} in {where}; valid keys: "
+                + ", ".join(EVENT_RETENTION_KEYS)
+            )
+        if "keep_rows" not in policy and "keep_days" not in policy:
+            raise ConfigError(f"{where} needs keep_rows, keep_days or both")
+        for bound in ("keep_rows", "keep_days"):
+            if bound in policy:
+                _check_positive(f"{where}.{bound}", policy[bound])
+        column = policy.get("time_column")
+        if column is not None and not isinstance(column, str):
+            raise ConfigError(f"{where}.time_column must be a column name, not {column!r}")
 
 
 def _check_positive(name: str, value: object) -> None:

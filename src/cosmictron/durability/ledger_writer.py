@@ -3,15 +3,21 @@
 ``CommitLog.append`` writes every record in the ledger's format (origin, commit time,
 algorithm, key and signature: ``cosmictron.ledger.record_format``) and, when the ledger
 is on (``DurabilityConfig.signing`` is ``checkpoint`` or ``event``), adds each
-payload's leaf hash to the writer's ``pending`` list. Every
-``checkpoint_interval_records`` records, or on the first record
-``checkpoint_interval_ms`` after the last checkpoint, and at a clean close, the log
-appends a checkpoint record: the pending leaves go into the Merkle tree
-(``<data_dir>/ledger/tree.hashes``, derived data, never synced), and the tree's size and
-root are signed as a C2SP checkpoint note. Once the log is synced past a checkpoint
-record, the note is also appended to ``<data_dir>/ledger/checkpoints`` (synced; at the
-next checkpoint or at close), a side
-file that outlives a truncated or rolled-back log.
+payload to the writer's ``pending`` list. Every ``checkpoint_interval_records`` records,
+or ``checkpoint_interval_ms`` after the last checkpoint (on the next record, or by the
+ledger thread when the log is idle: ``ledger_thread.py``), and at a clean close, the
+log appends a checkpoint record: the pending payloads' leaves are hashed in one batch
+and go into the Merkle tree (``<data_dir>/ledger/tree.hashes``, derived data: synced
+only before segments are archived, ``log_archive.py``), and the tree's size and root
+are signed as a C2SP checkpoint note. Once the log is synced past a checkpoint record,
+the note is also appended to ``<data_dir>/ledger/checkpoints`` (synced, by the ledger
+thread, or at close), a side file that outlives a truncated or rolled-back log.
+
+Everything per record on the commit thread is one list append; per checkpoint, the
+batch of leaf and node hashes, one signature and the checkpoint record. The side file's
+fsync (about 3 ms) is off the commit thread (docs/design/ledger.md, "Checkpoint cost").
+Key events: added (on open, for a configured key the log does not count yet), rotated
+(``rotation``/``rotate``/``rotated``), revoked (``revocation``).
 
 On open (:meth:`LedgerWriter.open`, after recovery cut any torn tail) the writer refuses
 to start when the log ends before the side file's last checkpoint (rollback), when the
@@ -32,14 +38,17 @@ import json
 import logging
 import os
 import secrets
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from cosmictron.durability.config import DurabilityConfig
-from cosmictron.errors import CorruptLog, DurabilityError
-from cosmictron.ledger.anchor import append_side_anchors, read_side_anchors
+from cosmictron.errors import CorruptLog, DurabilityError, InvalidRequest
+from cosmictron.ledger.anchor import ANCHORS_FILE, read_side_anchors
+from cosmictron.ledger.archived import ARCHIVED_FILE, read_archived
 from cosmictron.ledger.checkpoint import Checkpoint, sign_checkpoint
+from cosmictron.ledger.errors import KeyUnavailable
 from cosmictron.ledger.logread import (
     FRAME_HEADER,
     SEGMENT_HEADER,
@@ -86,6 +95,19 @@ class Unanchored(NamedTuple):
     first_us: int
 
 
+def _append_lines(path: str, entries: list[dict[str, Any]]) -> None:
+    """Append one JSON line per entry to ``path`` and fsync it."""
+    if not entries:
+        return
+    text = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class CommitLog(Protocol):
     """What the writer uses of ``commitlog.CommitLog`` (which imports this module)."""
 
@@ -129,10 +151,30 @@ class LedgerWriter:
         self.ring = KeyRing()
         self.tree: MerkleTree | None = None
         self.pending: list[bytes] = []
+        """Payloads of the records since the last checkpoint: their leaves are hashed in
+        one batch when the next checkpoint puts them in the tree (``checkpoint_body``)."""
         self.last_checkpoint_seq = 0
         self.last_checkpoint_us = 0
         self.last_time_us = 0
         self.side_pending: list[dict[str, Any]] = []
+        """Side-file entries of checkpoint records the log has not synced yet."""
+        self.side_anchors_pending: list[dict[str, Any]] = []
+        """The same for anchor records (``ledger/anchors``, ``anchorer.py``)."""
+        self._side_queue: list[dict[str, Any]] = []
+        """Entries whose records are synced, for ``ledger/checkpoints`` ..."""
+        self._anchor_queue: list[dict[str, Any]] = []
+        """... and for ``ledger/anchors``: both written by :meth:`flush_side`."""
+        self._side_lock = threading.Lock()
+        self._side_write_lock = threading.Lock()
+        self.checkpoint_listeners: list[Callable[[int, str, MerkleTree], None]] = []
+        """Called with (seq, note, tree) after each checkpoint record, under the writer
+        lock (the WebSocket feed's ledger opt-in); the tree has exactly ``seq - 1``
+        leaves then, so proofs against the checkpoint's size are cheap."""
+        self.wake: Callable[[], None] | None = None
+        """Set by the ledger thread while it runs: queued side-file entries are its job."""
+        self.retired: dict[str, int | None] = {}
+        """Fingerprints (hex) of keys whose range ended before the last checkpoint the
+        side file vouches for, and the last seq of each (from its ``retired`` entry)."""
         self.checkpointing = False
         self.checkpoint_count = 0
         self.due_seq = 0
@@ -147,7 +189,6 @@ class LedgerWriter:
         self.unanchored: collections.deque[Unanchored] = collections.deque()
         """Checkpoints with records after the last anchor's checkpoint, oldest first
         (``anchorer.py``)."""
-        self.side_anchors_pending: list[dict[str, Any]] = []
 
     # -- open --------------------------------------------------------------------------
 
@@ -172,9 +213,10 @@ class LedgerWriter:
                 last_seq + 1,
             )
         self.tree = MerkleTree(FileHashStore(os.path.join(self.directory, TREE_FILE)))
+        floor = self._archived_floor(last)
         checker = self._check_log(last, last_seq)
         if checker is None:  # the tree file disagreed with the checkpoint: rebuild it
-            self.tree.truncate(0)
+            self.tree.truncate(floor)
             checker = self._check_log(last, last_seq)
             if checker is None:
                 assert last is not None
@@ -208,6 +250,15 @@ class LedgerWriter:
                 checker.legacy_through,
             )
         active = {r.key.fingerprint for r in self.ring.ranges() if r.covers(log.next_offset)}
+        retired = dict(self.retired)
+        retired.update({r.key.fingerprint.hex(): r.last for r in self.ring.ranges()})
+        if self.key.fingerprint not in active and self.key.fingerprint.hex() in retired:
+            raise KeyUnavailable(
+                "retired",
+                f"the configured signing key {self.key.verifier.to_text()} was revoked or "
+                f"rotated out (its range ended at seq {retired[self.key.fingerprint.hex()]}); "
+                "configure the current key or a new one",
+            )
         if self.key.fingerprint not in active:
             # In the ring before the record, so a checkpoint right after it names the key.
             self.ring.add(self.key.verifier, log.next_offset)
@@ -215,6 +266,40 @@ class LedgerWriter:
         if self.mode == "event":
             log.event_key = self.key
             log.key_fp = self.key.fingerprint
+
+    def _archived_floor(self, last: dict[str, Any] | None) -> int:
+        """The last archived record (0: none): the tree below it cannot be rebuilt.
+
+        Raises:
+            CorruptLog: the archive manifest is unreadable, the tree lost hashes of the
+                archived records, or the side file does not reach past them.
+        """
+        try:
+            archived = read_archived(self.data_dir)
+        except ValueError as exc:
+            raise CorruptLog(os.path.join(self.data_dir, ARCHIVED_FILE), 0, str(exc), 1) from None
+        segments = list_segments(os.path.join(self.data_dir, "log"))
+        if archived is None or not segments or segments[0][0] != archived.through + 1:
+            return 0
+        assert self.tree is not None
+        floor = archived.through
+        if self.tree.size < floor:
+            raise CorruptLog(
+                os.path.join(self.directory, TREE_FILE),
+                0,
+                f"records 1..{floor} are archived, but the tree holds only {self.tree.size} "
+                "leaves: restore ledger/tree.hashes, or put the archived segments back in log/",
+                self.tree.size + 1,
+            )
+        if last is None or int(last["seq"]) <= floor:
+            raise CorruptLog(
+                os.path.join(self.data_dir, CHECKPOINTS_FILE),
+                0,
+                f"records 1..{floor} are archived, but the side file has no checkpoint after "
+                "them to start the open check from: restore ledger/checkpoints",
+                floor + 1,
+            )
+        return floor
 
     def _seed_unanchored(self, last: dict[str, Any] | None, last_seq: int) -> None:
         """What no anchor covers yet, from the side files (anchoring's starting point).
@@ -312,6 +397,9 @@ class LedgerWriter:
         checker.seen_v2 = True
         for text in last.get("keys", []):
             checker.ring.add(VerifierKey.from_text(text), int(last["seq"]))
+        retired = last.get("retired", {})
+        if isinstance(retired, dict):
+            self.retired = {str(k): v for k, v in retired.items()}
         return True
 
     def _load_key(self) -> SigningKey:
@@ -329,7 +417,8 @@ class LedgerWriter:
         """Put the pending leaves in the tree and sign its head: the checkpoint's body."""
         tree = self.tree
         assert tree is not None and self.key is not None
-        tree.extend_hashes(self.pending)
+        sha256, prefix = hashlib.sha256, LEAF_PREFIX
+        tree.extend_hashes([sha256(prefix + payload).digest() for payload in self.pending])
         self.pending.clear()
         checkpoint = Checkpoint.with_time(self.origin, tree.size, tree.root(), time_us)
         return [time_us, sign_checkpoint(checkpoint, self.key)]
@@ -340,7 +429,28 @@ class LedgerWriter:
 
     def checkpoint_written(self, seq: int, body: list[Any]) -> None:
         """Remember a checkpoint record; its side-file entry waits until it is synced
-        (written by a later checkpoint, or at close)."""
+        (written by a later checkpoint, or at close). Then tell the listeners."""
+        self._remember_checkpoint(seq, body)
+        tree = self.tree
+        for listener in list(self.checkpoint_listeners):
+            try:
+                assert tree is not None
+                listener(seq, body[1], tree)
+            except Exception:
+                logger.exception("a checkpoint listener failed at seq %d", seq)
+
+    def leaf_hash(self, seq: int) -> bytes | None:
+        """The leaf hash of record ``seq``, from the tree or the pending leaves; None if
+        not (yet) known. Under the writer lock."""
+        tree = self.tree
+        if tree is None or seq < 1:
+            return None
+        if seq <= tree.size:
+            return tree.leaf(seq - 1)
+        index = seq - tree.size - 1
+        return _leaf(self.pending[index]) if index < len(self.pending) else None
+
+    def _remember_checkpoint(self, seq: int, body: list[Any]) -> None:
         self.last_checkpoint_seq = seq
         self.last_checkpoint_us = body[0]
         self._set_due()
@@ -352,29 +462,98 @@ class LedgerWriter:
                 self.unanchored.appendleft(oldest)
             self.unanchored.append(Unanchored(seq, body[1], self.since_seq, self.since_us))
         self.since_seq = self.since_us = 0  # the checkpoint record itself set them
-        keys = [r.key.to_text() for r in self.ring.ranges() if r.covers(seq)]
-        self.side_pending.append(
-            {"seq": seq, "size": seq - 1, "note": body[1], "origin": self.origin, "keys": keys}
-        )
+        ranges = self.ring.ranges()
+        keys = [r.key.to_text() for r in ranges if r.covers(seq)]
+        # Keys whose range ended (rotated out, revoked), so that an open that checks only
+        # from this checkpoint on still refuses to sign with one of them again.
+        retired = dict(self.retired)
+        retired.update({r.key.fingerprint.hex(): r.last for r in ranges if r.last is not None})
+        entry = {
+            "seq": seq,
+            "size": seq - 1,
+            "note": body[1],
+            "origin": self.origin,
+            "keys": keys,
+            "retired": retired,
+        }
+        with self._side_lock:  # queue_side (the ledger thread) replaces the list
+            self.side_pending.append(entry)
+
+    def anchor_written(self, entry: dict[str, Any]) -> None:
+        """Remember an anchor record's side-file entry (``ledger.anchor.side_entry``);
+        like a checkpoint's, it is written once the log is synced past its record."""
+        with self._side_lock:
+            self.side_anchors_pending.append(entry)
+
+    def queue_side(self, synced: int) -> None:
+        """Queue the side-file entries of checkpoints and anchors the log has synced (no
+        I/O): an entry is never written before its record is durable.
+
+        The commit thread calls this at each checkpoint, the anchorer after its anchor
+        records; the ledger thread (``ledger_thread.py``) writes the queues, or
+        :meth:`flush_side` does at close.
+        """
+        with self._side_lock:
+            ready = [e for e in self.side_pending if e["seq"] <= synced]
+            anchors = [e for e in self.side_anchors_pending if e["seq"] <= synced]
+            if not ready and not anchors:
+                return
+            if ready:
+                self.side_pending = [e for e in self.side_pending if e["seq"] > synced]
+                self._side_queue.extend(ready)
+            if anchors:
+                self.side_anchors_pending = [
+                    e for e in self.side_anchors_pending if e["seq"] > synced
+                ]
+                self._anchor_queue.extend(anchors)
+        wake = self.wake
+        if wake is not None:
+            wake()
+
+    def flush_side(self) -> None:
+        """Append the queued entries to their side files and fsync (one writer at a time)."""
+        with self._side_write_lock:
+            with self._side_lock:
+                checkpoints, self._side_queue = self._side_queue, []
+                anchors, self._anchor_queue = self._anchor_queue, []
+            try:
+                _append_lines(os.path.join(self.data_dir, CHECKPOINTS_FILE), checkpoints)
+            except BaseException:
+                with self._side_lock:  # written again next time: never lost
+                    self._side_queue[:0] = checkpoints
+                    self._anchor_queue[:0] = anchors
+                raise
+            try:
+                _append_lines(os.path.join(self.data_dir, ANCHORS_FILE), anchors)
+            except BaseException:
+                with self._side_lock:
+                    self._anchor_queue[:0] = anchors
+                raise
+
+    def unwritten_side(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The checkpoint and anchor entries not in their side files yet (pending a sync
+        or queued for the ledger thread), oldest first: what a reader of the files adds
+        to see every checkpoint and anchor written so far.
+
+        Read the side files while holding :meth:`side_files_steady`, else an entry may
+        move from the queue to its file in between.
+        """
+        with self._side_lock:
+            return (
+                self._side_queue + self.side_pending,
+                self._anchor_queue + self.side_anchors_pending,
+            )
+
+    def side_files_steady(self) -> threading.Lock:
+        """A lock that keeps the side files and the queues as they are (no flush)."""
+        return self._side_write_lock
 
     def write_side(self, synced: int) -> None:
-        """Append the side-file entries of checkpoints (and anchors) the log has synced."""
-        anchors = [e for e in self.side_anchors_pending if e["seq"] <= synced]
-        if anchors:
-            self.side_anchors_pending = [e for e in self.side_anchors_pending if e["seq"] > synced]
-            append_side_anchors(self.data_dir, anchors)
-        ready = [e for e in self.side_pending if e["seq"] <= synced]
-        if not ready:
-            return
-        self.side_pending = [e for e in self.side_pending if e["seq"] > synced]
-        text = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in ready)
-        path = os.path.join(self.data_dir, CHECKPOINTS_FILE)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, text.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        """Append the side-file entries of checkpoints (and anchors) the log has synced,
+        and sync; or, with the ledger thread running, hand them to it."""
+        self.queue_side(synced)
+        if self.wake is None:
+            self.flush_side()
 
     def needs_checkpoint(self, last_seq: int) -> bool:
         """Whether records were appended after the last checkpoint record."""
@@ -398,6 +577,35 @@ class LedgerWriter:
             save_key(new, os.path.join(self.directory, KEY_FILE))
         elif self.key_path is not None:
             save_key(new, self.key_path)
+
+    def revocation(self, key_fingerprint: bytes, seq: int) -> VerifierKey:
+        """Check that the key may be revoked at ``seq``, and end its range there.
+
+        Only a key active at ``seq`` other than the one the writer signs with can be
+        revoked: the revocation record is signed by the writer's key, and a writer with
+        no key left could sign nothing after it. A compromised current key is retired by
+        a rotation (whose record is its last), which needs no revocation.
+
+        Raises:
+            InvalidRequest: the key is the writer's own, unknown, or not active at ``seq``.
+        """
+        assert self.key is not None
+        if key_fingerprint == self.key.fingerprint:
+            raise InvalidRequest(
+                "this is the key the database signs with now: rotate it out instead "
+                "(Database.rotate_signing_key); the rotation record is its last"
+            )
+        for found in self.ring.ranges():
+            if found.key.fingerprint == key_fingerprint:
+                if not found.covers(seq):
+                    ended = "never" if found.last is None else f"at seq {found.last}"
+                    raise InvalidRequest(
+                        f"key {found.key.to_text()} is not active (its range ended {ended}): "
+                        "there is nothing to revoke"
+                    )
+                self.ring.revoke(key_fingerprint, seq)
+                return found.key
+        raise InvalidRequest(f"no key {key_fingerprint.hex()[:16]} in this log")
 
     def close(self) -> None:
         if self.tree is not None:

@@ -29,14 +29,16 @@ from cosmictron.durability.anchorer import Anchorer
 from cosmictron.durability.commitlog import CommitLog
 from cosmictron.durability.config import DurabilityConfig, PersistenceConfig
 from cosmictron.durability.files import ensure_directory
+from cosmictron.durability.ledger_thread import LedgerThread
 from cosmictron.durability.ledger_writer import LedgerWriter, migrate_legacy_log
+from cosmictron.durability.log_archive import archive_below, archive_dir
 from cosmictron.durability.recovery import LogTail, Recovery
 from cosmictron.durability.segment import create_segment, open_segment_for_append
 from cosmictron.durability.snapshot import Snapshot, SnapshotDirectory
 from cosmictron.durability.storage import FILE_STORAGE, Storage
 from cosmictron.durability.sync import SyncCoordinator
 from cosmictron.errors import DurabilityError, InternalError
-from cosmictron.ledger.record_format import KEY_ROTATED_KIND
+from cosmictron.ledger.record_format import KEY_REVOKED_KIND, KEY_ROTATED_KIND
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +130,12 @@ class PersistenceLayer:
         self._ledger: LedgerWriter | None = None
         if self.durability.signing != "off" and storage is FILE_STORAGE:
             self._ledger = LedgerWriter(self.data_dir, self.durability)
+        self._ledger_thread: LedgerThread | None = None
+        self.archived_through = 0
+        """The last record archived out of ``log/`` this session (0: none)."""
+        self.writer_lock: Any = None
+        """The host's writer lock (the one ``append`` is called under), set by the host:
+        with it the ledger thread writes a checkpoint when the log is idle."""
         self.commit_refusal: Exception | None = None
         """Set while strict anchoring refuses commits (``anchorer.py``); the host checks
         it before each transaction."""
@@ -204,6 +212,10 @@ class PersistenceLayer:
                 self._ledger.close()
                 self._ledger = None
                 raise
+            self._ledger_thread = LedgerThread(
+                self._ledger, self._log, self._sync, lambda: self.writer_lock
+            )
+            self._ledger_thread.start()
         elif self.storage is FILE_STORAGE:
             migrate_legacy_log(self.data_dir, self._log)
         self._started = True
@@ -361,6 +373,32 @@ class PersistenceLayer:
             log.key_fp = new.fingerprint
         return new.verifier
 
+    def revoke_signing_key(self, key_fingerprint: bytes) -> Any:
+        """Revoke a key the log still counts as valid: a record signed by the current key.
+
+        From the revocation record on, the revoked key signs nothing: ``verify`` refuses
+        a record or checkpoint it signs after it (``key_out_of_range``). The caller holds
+        the writer lock.
+
+        Args:
+            key_fingerprint: the key's fingerprint (``VerifierKey.fingerprint``).
+
+        Returns:
+            The revoked key's ``VerifierKey``.
+
+        Raises:
+            DurabilityError: the ledger is off.
+            InvalidRequest: the key is the current signing key, unknown or not active.
+        """
+        ledger = self._ledger
+        if ledger is None or not self._started or self._closed:
+            raise DurabilityError('the ledger is off (signing = "off"): no key to revoke')
+        log = self._log
+        revoked = ledger.revocation(key_fingerprint, log.next_offset)
+        assert ledger.key is not None
+        log.append(KEY_REVOKED_KIND, [log.last_time_us, key_fingerprint], [ledger.key])
+        return revoked
+
     @property
     def last_hash(self) -> bytes:
         """The hash of the last record, the next record's ``prev_hash``."""
@@ -402,11 +440,31 @@ class PersistenceLayer:
                 self._sync.sync_now()  # Never let a snapshot be ahead of the durable log.
                 self.snapshots.write(Snapshot(offset, last_hash, state))
                 self._snapshot_count += 1
+                self._archive_below(offset)
             except Exception:
                 self._snapshots_failed += 1
                 logger.exception("writing the snapshot at offset %s failed", request and request[0])
             finally:
                 self._snapshot_requests.task_done()
+
+    def _archive_below(self, snapshot_offset: int) -> None:
+        """With ``log_retention = "archive"``, move the segments below the snapshot out
+        of ``log/`` (``log_archive.py``); a failure is logged, the segments stay."""
+        ledger = self._ledger
+        if self.durability.log_retention != "archive" or ledger is None:
+            return
+        try:
+            through = archive_below(
+                self.data_dir,
+                snapshot_offset,
+                ledger,
+                archive_dir(self.data_dir, self.durability.log_archive_dir),
+            )
+        except Exception:
+            logger.exception("archiving log segments below offset %d failed", snapshot_offset)
+            return
+        if through:
+            self.archived_through = through
 
     def statistics(self) -> PersistenceStatistics:
         """Return counters for this session (since the layer was opened)."""
@@ -434,8 +492,13 @@ class PersistenceLayer:
             return
         self._closed = True
         try:
+            # The anchorer first: it appends anchor records and queues their side-file
+            # entries; then the ledger thread (before the final checkpoint: one writer),
+            # so the write_side below writes both side files' last entries itself.
             if self._anchorer is not None:
-                self._anchorer.stop()  # before the log closes: it appends anchor records
+                self._anchorer.stop()
+            if self._ledger_thread is not None:
+                self._ledger_thread.stop()
             if self._snapshot_thread is not None:
                 self._snapshot_requests.put(None)
                 self._snapshot_thread.join()

@@ -63,6 +63,7 @@ class DatabaseCore:
     """
 
     __slots__ = (
+        "before_snapshot",
         "book",
         "clock",
         "closed",
@@ -89,6 +90,7 @@ class DatabaseCore:
         "reducer_calls",
         "reducer_failures",
         "reducer_metrics",
+        "retention_running",
         "scheduler",
         "scope",
         "snapshot_interval_tx",
@@ -124,6 +126,7 @@ class DatabaseCore:
         """The commit log, its fsync policy and the snapshot thread (``durability``)."""
         self.lock = threading.RLock()
         """The writer lock: one transaction, module update or commit read at a time."""
+        persistence.writer_lock = self.lock  # the ledger's idle checkpoints take it
         self.scope = WriteScope(self.lock)
         """Where table handles find the running transaction (None outside reducers)."""
         self.datastore = Datastore(loaded.schema)
@@ -142,6 +145,10 @@ class DatabaseCore:
         """Its timestamp; the next one is strictly later (``transactions.next_timestamp_us``)."""
         self.last_snapshot_offset = 0
         self.snapshot_interval_tx = durability.snapshot_interval_tx
+        self.before_snapshot: Callable[[], object] | None = None
+        """Runs (under the writer lock) before each snapshot is captured: the event
+        tables' retention (``retention.py``), set by ``Database``."""
+        self.retention_running = False
         self.subscriptions = SubscriptionManager(
             self.datastore, loaded.schema, self.lock, lambda: self.offset, owner
         )
@@ -221,6 +228,8 @@ class DatabaseCore:
         """
         if self.offset == 0:
             return
+        if self.before_snapshot is not None and not self.retention_running:
+            self.before_snapshot()  # prunes event tables: the snapshot holds the rest
         build = snapshot_builder(
             self.datastore,
             self.module.source,

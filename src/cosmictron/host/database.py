@@ -47,7 +47,7 @@ from cosmictron.datastore.schema import TableSchema
 from cosmictron.durability import DurabilityConfig, PersistenceStatistics
 from cosmictron.durability.archive import Manifest
 from cosmictron.errors import DurabilityError, SubscriptionError
-from cosmictron.host import hotswap, imports, procedures, recovery, transactions
+from cosmictron.host import hotswap, imports, procedures, recovery, retention, transactions
 from cosmictron.host.backup_writer import backup_to_file
 from cosmictron.host.clock import Clock
 from cosmictron.host.core import CommitListener, DatabaseCore
@@ -145,8 +145,16 @@ class Database:
             CorruptLog: the log is damaged other than at its tail.
         """
         core = recovery.open_core(Path(path), module, durability, owner, clock)
+        try:
+            retention.policies(core.datastore, core.durability.event_retention)
+        except BaseException:
+            core.close()
+            raise
         database = cls(core)
         recovery.start(core)
+        core.before_snapshot = lambda: retention.prune_events(core)
+        if core.durability.event_retention:
+            retention.prune_events(core)
         return database
 
     # -- calling ----------------------------------------------------------------------
@@ -496,6 +504,24 @@ class Database:
         with self.core.lock:
             self.core.listeners.append(listener)
 
+    def add_checkpoint_listener(self, listener: Callable[[int, str, Any], None]) -> bool:
+        """Call ``listener(seq, note, tree)`` after each signed checkpoint record, under
+        the writer lock; ``tree`` is the ledger's ``MerkleTree`` at exactly the
+        checkpoint's size (read it there, never keep it). Returns False when the ledger
+        is off (no checkpoints will come)."""
+        with self.core.lock:
+            ledger = self.core.persistence.ledger
+            if ledger is None:
+                return False
+            ledger.checkpoint_listeners.append(listener)
+            return True
+
+    def ledger_leaf_hash(self, seq: int) -> bytes | None:
+        """The Merkle leaf hash of record ``seq`` (None with the ledger off). Call it
+        under the writer lock, as commit listeners and subscription callbacks run."""
+        ledger = self.core.persistence.ledger
+        return None if ledger is None else ledger.leaf_hash(seq)
+
     def statistics(self) -> DatabaseStatistics:
         core = self.core
         with core.lock:
@@ -570,6 +596,50 @@ class Database:
             public: VerifierKey = core.persistence.rotate_signing_key(new_key)
         core.persistence.wait_durable(core.persistence.next_offset - 1)
         return public
+
+    def revoke_signing_key(self, key: VerifierKey | bytes | str) -> VerifierKey:
+        """Revoke a key the log still counts as valid: one record signed by the current key.
+
+        A key stays valid until it is rotated out or revoked; a database whose key was
+        replaced outside it (a new ``signing_key_path`` or ``COSMICTRON_SIGNING_KEY``
+        adds the new key with a *key added* record) still counts the old one. Revoking it
+        ends its range: from the revocation record on, ``verify`` refuses anything it
+        signs (``key_out_of_range``). The key the database signs with now is retired by
+        :meth:`rotate_signing_key` instead (docs/guide/ledger.md, "Keys").
+
+        Args:
+            key: the key's ``VerifierKey``, its verifier-key text (``name+id+base64``, as
+                ``verify --json`` lists it) or its 32-byte fingerprint.
+
+        Returns:
+            The revoked key.
+
+        Raises:
+            DurabilityError: the ledger is off (``signing = "off"``).
+            InvalidRequest: the key is the current one, not in the log, or not active.
+        """
+        if isinstance(key, str):
+            key = VerifierKey.from_text(key)
+        fp = key.fingerprint if isinstance(key, VerifierKey) else bytes(key)
+        core = self.core
+        with core.lock:
+            transactions.check_can_write(core, "Database.revoke_signing_key()")
+            revoked: VerifierKey = core.persistence.revoke_signing_key(fp)
+        core.persistence.wait_durable(core.persistence.next_offset - 1)
+        return revoked
+
+    def prune_events(self) -> dict[str, int]:
+        """Apply ``DurabilityConfig.event_retention`` now: delete each event table's rows
+        beyond its bound in one logged transaction (``__retention__``).
+
+        It also runs at open and before every snapshot; call it to bound memory sooner.
+        Pruned rows stay provable in the ledger (docs/guide/ledger.md, "Retention").
+
+        Returns:
+            Rows pruned by table (empty: nothing was over its bound, nothing logged).
+        """
+        transactions.check_can_write(self.core, "Database.prune_events()")
+        return retention.prune_events(self.core)
 
     def anchor_now(self) -> list[int]:
         """Run one RFC 3161 anchoring round now, in this thread (docs/guide/ledger.md).

@@ -13,6 +13,13 @@
     tsa/trust-roots.pem       the TSA trust roots the database was configured with
     tsa/signers.pem           the TSA certificates found in the tokens
 
+A data directory whose older segments were archived (``log_retention = "archive"``,
+``ledger/archived.py``) is exported whole when the archived segments are still in its
+archive directory: they go into ``log/`` beside the live ones. When they are not, the
+bundle holds the live records and ``ledger/archived.json``; ``verify`` resumes from it
+and names the range, and ``bundle.json`` (``archived_through``) and the README say that
+records ``1..N`` are not in the bundle.
+
 The log is the evidence; every other file is derived from it (or, for the trust roots,
 from the configuration) so that a tool other than ours can use it: ``openssl ts
 -verify -data checkpoints/<c>.txt -in anchors/<a>.tsr -CAfile tsa/trust-roots.pem``
@@ -48,6 +55,7 @@ from cosmictron.ledger.anchor import (
     token_gen_time,
     token_response,
 )
+from cosmictron.ledger.archived import ARCHIVED_FILE, read_archived
 from cosmictron.ledger.logread import LogDamage, LogReader, list_segments
 from cosmictron.ledger.record_format import ANCHOR_KIND, BODY, CHECKPOINT_KIND, KIND
 from cosmictron.ledger.verifier import CHECKPOINTS_FILE, Problem, VerifyResult, verify
@@ -61,6 +69,9 @@ BUNDLE_FORMAT = "cosmictron-audit-bundle"
 BUNDLE_VERSION = 1
 MANIFEST = "bundle.json"
 ROOTS_FILE = "tsa/trust-roots.pem"
+DEFAULT_ARCHIVE_DIR = os.path.join("archive", "log")
+"""Where archived segments go unless ``log_archive_dir`` says otherwise (relative to
+the data directory; ``durability/log_archive.py``)."""
 
 
 @dataclass
@@ -74,6 +85,11 @@ class ExportSummary:
     anchors: int
     keys: int
     trust_roots: bool
+    archived_through: int = 0
+    """Records ``1..archived_through`` were archived and are not in the bundle (0: the
+    bundle holds every record)."""
+    archive_included: int = 0
+    """Records ``1..archive_included`` came from the archive directory (0: none)."""
 
     def to_document(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -89,9 +105,15 @@ def is_bundle(path: str | os.PathLike[str]) -> bool:
 
 
 def export_bundle(
-    data_dir: str | os.PathLike[str], out: str | os.PathLike[str], trust_roots_pem: str | None
+    data_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    trust_roots_pem: str | None,
+    archive_dir: str | os.PathLike[str] | None = None,
 ) -> ExportSummary:
     """Write the audit bundle of the data directory ``data_dir`` to the new directory ``out``.
+
+    ``archive_dir`` is where archived segments are (``log_archive_dir``; default
+    ``<data_dir>/archive/log``): see the module docstring.
 
     Raises:
         FileExistsError: ``out`` exists and is not an empty directory.
@@ -105,9 +127,12 @@ def export_bundle(
         raise FileExistsError(f"{str(target)!r} exists and is not empty; name a new directory")
     for sub in ("log", "ledger", "checkpoints", "anchors", "keys", "tsa"):
         (target / sub).mkdir(parents=True, exist_ok=True)
-    for _, path in segments:
+    cold, archived_through = _archived_segments(source, segments, archive_dir)
+    for path in cold + [path for _, path in segments]:
         shutil.copyfile(path, target / "log" / os.path.basename(path))
-    for side in (CHECKPOINTS_FILE, ANCHORS_FILE):
+    archive_included = segments[0][0] - 1 if cold else 0
+    sides = [CHECKPOINTS_FILE, ANCHORS_FILE] + ([ARCHIVED_FILE] if archived_through else [])
+    for side in sides:
         if (source / side).exists():
             shutil.copyfile(source / side, target / side)
     notes: dict[int, str] = {}
@@ -115,7 +140,7 @@ def export_bundle(
     signers: dict[bytes, bytes] = {}
     records = 0
     try:
-        for record in LogReader(str(target)):
+        for record in LogReader(str(target), archived_through + 1):
             records = record.seq
             fields = msgpack.unpackb(record.payload, raw=False, strict_map_key=False)
             if type(fields) is not list or len(fields) < 5:
@@ -140,7 +165,14 @@ def export_bundle(
     if signers:
         (target / "tsa" / "signers.pem").write_bytes(b"".join(signers.values()))
     (target / "README.md").write_text(
-        readme(result.origin, records, len(notes), len(anchors), bool(trust_roots_pem)),
+        readme(
+            result.origin,
+            records,
+            len(notes),
+            len(anchors),
+            bool(trust_roots_pem),
+            archived_through,
+        ),
         encoding="utf-8",
     )
     files = {
@@ -158,6 +190,8 @@ def export_bundle(
         "anchors": anchors,
         "keys": result.keys,
         "trust_roots": ROOTS_FILE if trust_roots_pem else None,
+        "archived_through": archived_through,
+        "archive_included": archive_included,
         "files": files,
     }
     (target / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -169,7 +203,40 @@ def export_bundle(
         len(anchors),
         len(result.keys),
         bool(trust_roots_pem),
+        archived_through,
+        archive_included,
     )
+
+
+def _archived_segments(
+    source: Path, segments: list[tuple[int, str]], archive_dir: str | os.PathLike[str] | None
+) -> tuple[list[str], int]:
+    """The archived segments to put in the bundle, and the last record left out.
+
+    Returns ``(paths, 0)`` when ``log/`` starts at record 1 or the archive directory
+    holds every segment before it (the bundle is then whole), else ``([], N)``: records
+    ``1..N`` are not in the bundle, which carries ``ledger/archived.json`` instead.
+    """
+    first_live = segments[0][0]
+    if first_live == 1:
+        return [], 0
+    try:
+        archived = read_archived(str(source))
+    except ValueError:
+        archived = None  # verify reports archive_invalid from the copy
+    through = archived.through if archived is not None else first_live - 1
+    directory = os.fspath(archive_dir) if archive_dir is not None else None
+    cold = [
+        path
+        for base, path in list_segments(directory or str(source / DEFAULT_ARCHIVE_DIR))
+        if base < first_live
+    ]
+    # Segments are named by their first record: the archive is whole from record 1 when
+    # its first segment is there (a segment removed from its middle would be a gap the
+    # bundle's verify reports as missing records, log_damaged).
+    if cold and os.path.basename(cold[0]) == f"{1:020d}.log":
+        return cold, 0
+    return [], through
 
 
 def _is_note_body(body: Any) -> bool:
@@ -281,19 +348,40 @@ def verify_bundle(
     return result
 
 
-def readme(origin: str | None, records: int, checkpoints: int, anchors: int, roots: bool) -> str:
+def readme(
+    origin: str | None,
+    records: int,
+    checkpoints: int,
+    anchors: int,
+    roots: bool,
+    archived_through: int = 0,
+) -> str:
     """The bundle's README: what is in it, and how to check it step by step."""
     roots_line = (
         "`tsa/trust-roots.pem` holds the TSA trust roots the database was configured with."
         if roots
         else "No TSA trust root was exported: get the TSA's CA certificate from the TSA."
     )
+    archived_line = (
+        f"""
+
+**Records 1..{archived_through} are not in this bundle.** The database archived their
+log segments (`log_retention = "archive"`) and they were not in its archive directory
+when the bundle was made. `log/` starts at record {archived_through + 1};
+`ledger/archived.json` holds what verification resumes from (the last archived record's
+hash and time, the Merkle tree's compact range there, the keys), and the first signed
+checkpoint after it vouches for it. The counts above and the checks below cover the
+records in the bundle; to check the archived ones, ask for their segments and a bundle
+made with them."""
+        if archived_through
+        else ""
+    )
     return f"""# Audit bundle of `{origin}`
 
 {records} records, {checkpoints} signed checkpoints, {anchors} RFC 3161 anchors, exported
 by `cosmictron-cli export-audit`. The log (`log/`) is the evidence; the other files are
 taken from it so that other tools can check it too. `bundle.json` lists every file with
-its SHA-256. {roots_line}
+its SHA-256. {roots_line}{archived_line}
 
 Before you start, compare `keys/public-keys.txt` with the public keys the operator
 published to you, and `tsa/trust-roots.pem` with the TSA's own CA certificate: a bundle

@@ -84,8 +84,15 @@ class LogReader:
             if base <= self.start_seq:
                 first = index
         expected = segments[first][0]
-        if first == 0 and expected != 1:
-            raise LogDamage(1, segments[0][1], 0, f"records 1..{expected - 1} are missing")
+        if expected > self.start_seq:
+            # Records before the first segment are missing; when they were archived the
+            # caller starts after them (``ledger/archived.py``) and this never fires.
+            raise LogDamage(
+                self.start_seq,
+                segments[0][1],
+                0,
+                f"records {self.start_seq}..{expected - 1} are missing",
+            )
         for index in range(first, len(segments)):
             base, path = segments[index]
             if base != expected:

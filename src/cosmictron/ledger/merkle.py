@@ -326,33 +326,46 @@ class MerkleTree:
     def extend_hashes(self, leaves: Sequence[bytes]) -> None:
         """Append many already computed leaf hashes, writing the store in one append.
 
-        The commit log computes each leaf hash as it writes the record and hands them
-        over in batches (at a checkpoint), so the store sees one write per batch. The
-        frontier's carry loop is inlined here: this runs for every committed record.
+        The commit log hands the leaves over in batches (at a checkpoint), so the store
+        sees one write per batch. This runs for every committed record, so the carry
+        loop is inlined and driven by the size's bits alone: appending to a tree of
+        ``n`` leaves merges once per trailing one bit of ``n``, and the frontier's levels
+        are the set bits of the new size, so no per-leaf list of levels is kept (a
+        level-at-a-time version, whose store order needs a position per hash, measured
+        slower).
         """
+        for leaf in leaves:
+            if len(leaf) != HASH_SIZE:
+                raise ValueError(f"a leaf hash has {HASH_SIZE} bytes, not {len(leaf)}")
         frontier = self._frontier
-        levels = frontier._levels
         hashes = frontier._hashes
+        pop = hashes.pop
+        push = hashes.append
         out: list[bytes] = []
         emit = out.append
         sha256 = _sha256
         prefix = NODE_PREFIX
+        size = frontier.size
         for leaf in leaves:
-            if len(leaf) != HASH_SIZE:
-                raise ValueError(f"a leaf hash has {HASH_SIZE} bytes, not {len(leaf)}")
-            carry = leaf
             emit(leaf)
-            level = 0
-            while levels and levels[-1] == level:
-                levels.pop()
-                carry = sha256(prefix + hashes.pop() + carry).digest()
+            carry = leaf
+            merges = size
+            size += 1
+            while merges & 1:
+                carry = sha256(prefix + pop() + carry).digest()
                 emit(carry)
-                level += 1
-            levels.append(level)
-            hashes.append(carry)
-            frontier.size += 1
+                merges >>= 1
+            push(carry)
+        frontier.size = size
+        frontier._levels = [bit for bit in reversed(range(size.bit_length())) if size >> bit & 1]
         if out:
             self.store.append(b"".join(out))
+
+    def frontier_at(self, size: int) -> list[bytes]:
+        """The compact range of the first ``size`` leaves (one hash per set bit, highest
+        level first): enough to go on appending from ``size`` without the leaves."""
+        self._check_size(size)
+        return self._frontier_at(size).nodes()
 
     def truncate(self, size: int) -> None:
         """Cut the tree back to its first ``size`` leaves (the log lost a torn tail)."""

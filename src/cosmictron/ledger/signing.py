@@ -291,6 +291,8 @@ class KeyRange:
     key: VerifierKey
     first: int
     last: int | None = None
+    ended_at: int | None = None
+    """The seq of the rotation or revocation record that set ``last`` (None: not ended)."""
 
     def covers(self, seq: int) -> bool:
         return self.first <= seq and (self.last is None or seq <= self.last)
@@ -327,11 +329,13 @@ class KeyRing:
         current = self._active(old, seq)
         self.add(new, seq)
         current.last = seq
+        current.ended_at = seq
 
     def revoke(self, key_fingerprint: bytes, seq: int) -> None:
         current = self._active(key_fingerprint, seq)
         self._advance(seq)
         current.last = seq - 1
+        current.ended_at = seq
 
     def _active(self, key_fingerprint: bytes, seq: int) -> KeyRange:
         found = self._ranges.get(key_fingerprint)
@@ -341,6 +345,31 @@ class KeyRing:
 
     def ranges(self) -> list[KeyRange]:
         return list(self._ranges.values())
+
+    def as_of(self, seq: int) -> list[KeyRange]:
+        """Copies of the ranges as the key events up to ``seq`` (included) left them.
+
+        What an archive of records ``1..seq`` keeps, so a verifier can go on from
+        ``seq + 1`` (``ledger/archived.py``).
+        """
+        found = []
+        for r in self._ranges.values():
+            if r.first > seq:
+                continue
+            if r.ended_at is not None and r.ended_at <= seq:
+                found.append(KeyRange(r.key, r.first, r.last, r.ended_at))
+            else:
+                found.append(KeyRange(r.key, r.first))
+        return found
+
+    @classmethod
+    def seeded(cls, ranges: list[KeyRange], seq: int) -> KeyRing:
+        """A ring holding ``ranges`` (from :meth:`as_of`), ready for the events after ``seq``."""
+        ring = cls()
+        for r in ranges:
+            ring._ranges[r.key.fingerprint] = KeyRange(r.key, r.first, r.last, r.ended_at)
+        ring._last_event = seq
+        return ring
 
     def key_for(self, key_fingerprint: bytes, seq: int) -> VerifierKey:
         """The key that may sign ``seq``, or SignatureInvalid saying why not."""

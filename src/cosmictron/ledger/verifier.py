@@ -29,6 +29,11 @@ Anchors kept in the side file ``ledger/anchors`` must be in the log too: the log
 not end before one (``truncated``), and the record there must hold the same token
 (``anchor_mismatch``).
 
+When segments were archived below a snapshot (``ledger/archived.py``), the pass starts
+at the first record still in ``log/``, seeded from ``ledger/archived.json``, and the
+result names the archived range (``archived_through``) instead of a missing one; a
+manifest that does not parse is ``archive_invalid``.
+
 Each problem is a :class:`Problem` (stable ``code``, first bad ``seq``, ``detail``);
 :class:`VerifyResult` gives the first one. Once the chain is broken the checker
 re-anchors on what it reads, so one deleted record is one problem, not thousands.
@@ -52,10 +57,11 @@ from cosmictron.ledger.anchor import (
     parse_anchor_body,
     read_side_anchors,
 )
+from cosmictron.ledger.archived import read_archived
 from cosmictron.ledger.chain import GENESIS_HASH
 from cosmictron.ledger.checkpoint import Checkpoint, open_checkpoint
 from cosmictron.ledger.errors import AlgorithmRefused, NoteMalformed, SignatureInvalid
-from cosmictron.ledger.logread import LogDamage, LogReader
+from cosmictron.ledger.logread import LogDamage, LogReader, list_segments
 from cosmictron.ledger.merkle import LEAF_PREFIX, Frontier
 from cosmictron.ledger.record_format import (
     ANCHOR_KIND,
@@ -130,6 +136,9 @@ class VerifyResult:
     origin: str | None = None
     keys: list[str] = field(default_factory=list)
     problems_dropped: int = 0
+    archived_through: int = 0
+    """Records ``1..archived_through`` were archived below a snapshot (not read; their
+    leaves are in the tree the later checkpoints sign); 0 when none were."""
     anchors: int = 0
     anchors_rooted: bool = True
     """False when anchors were found but no TSA trust root was given: their tokens were
@@ -149,6 +158,7 @@ class VerifyResult:
             "legacy_through": self.legacy_through,
             "origin": self.origin,
             "keys": self.keys,
+            "archived_through": self.archived_through,
             "anchors": self.anchors,
             "anchors_rooted": self.anchors_rooted,
         }
@@ -171,8 +181,18 @@ class VerifyResult:
 def ok_line(document: dict[str, Any]) -> str:
     """The line ``verify`` prints when everything checks (from ``to_document()``)."""
     anchors = document.get("anchors", 0)
+    through = document.get("archived_through", 0)
+    archived = (
+        f"; records 1..{through} are archived (their leaves are in the tree the later "
+        "checkpoints sign)"
+        if through
+        else ""
+    )
     if not anchors:
-        return f"ok: {document['records']} records, {document['checkpoints']} checkpoints verified"
+        return (
+            f"ok: {document['records']} records, {document['checkpoints']} checkpoints "
+            f"verified{archived}"
+        )
     unrooted = (
         ""
         if document.get("anchors_rooted", True)
@@ -180,7 +200,7 @@ def ok_line(document: dict[str, Any]) -> str:
     )
     return (
         f"ok: {document['records']} records, {document['checkpoints']} checkpoints, "
-        f"{anchors} anchors verified{unrooted}"
+        f"{anchors} anchors verified{unrooted}{archived}"
     )
 
 
@@ -593,7 +613,16 @@ def verify(
     )
     if 0 in wanted:
         roots[0] = frontier.root()
-    reader = LogReader(data_dir)
+    resumed = _resume_after_archive(data_dir, checker, collector)
+    archived_through = 0
+    if resumed is not None:
+        archived_through, frontier = resumed
+        # An anchor record still in log/ may stamp a checkpoint record that was
+        # archived: its note comes from the side file (checked there by signature).
+        for entry in side:
+            if int(entry.get("seq", 0)) <= archived_through and isinstance(entry["note"], str):
+                anchors.add_checkpoint(int(entry["seq"]), entry["note"])
+    reader = LogReader(data_dir, archived_through + 1)
     last_seq = 0
     try:
         for record in reader:
@@ -603,7 +632,9 @@ def verify(
         collector.add(Problem("log_damaged", exc.seq, str(exc)))
         last_seq = exc.seq - 1
     _check_outside(checker, side, external, roots, last_seq, collector)
-    _check_side_anchors(side_anchors, anchors, last_seq, collector)
+    _check_side_anchors(side_anchors, anchors, last_seq, collector, archived_through)
+    if archived_through:
+        _check_archived_anchors(checker, side, side_anchors, anchors, archived_through, collector)
     problems = sorted(collector.problems, key=lambda p: p.seq)
     first = problems[0] if problems else None
     return VerifyResult(
@@ -618,17 +649,61 @@ def verify(
         origin=checker.origin,
         keys=[k.to_text() for k in checker.keys],
         problems_dropped=collector.dropped,
+        archived_through=archived_through,
         anchors=anchors.count,
         anchors_rooted=tsa_roots is not None or not anchors.seen,
     )
 
 
+def _resume_after_archive(
+    data_dir: str, checker: RecordChecker, collector: _Collector
+) -> tuple[int, Frontier] | None:
+    """Seed ``checker`` from ``ledger/archived.json`` when ``log/`` starts after it.
+
+    Returns the last archived seq and the tree's frontier there, or None to read from
+    record 1. A manifest whose segments are all still in ``log/`` (a crash between
+    writing it and moving them) is not used.
+    """
+    try:
+        archived = read_archived(data_dir)
+    except ValueError as exc:
+        collector.add(Problem("archive_invalid", 1, str(exc)))
+        return None
+    if archived is None:
+        return None
+    segments = list_segments(os.path.join(data_dir, "log"))
+    if not segments or segments[0][0] != archived.through + 1:
+        return None
+    try:
+        seeded = Frontier.from_nodes(archived.through, archived.frontier)
+    except ValueError as exc:
+        collector.add(Problem("archive_invalid", archived.through + 1, str(exc)))
+        return None
+    checker.origin = archived.origin
+    checker.prev_hash = archived.last_hash
+    checker.next_seq = archived.through + 1
+    checker.last_time_us = archived.last_time_us
+    checker.seen_v2 = True
+    checker.ring = KeyRing.seeded(archived.keys, archived.through)
+    checker.keys = [r.key for r in archived.keys]
+    return archived.through, seeded
+
+
 def _check_side_anchors(
-    side: list[dict[str, Any]], anchors: AnchorChecks, last_seq: int, collector: _Collector
+    side: list[dict[str, Any]],
+    anchors: AnchorChecks,
+    last_seq: int,
+    collector: _Collector,
+    archived_through: int = 0,
 ) -> None:
-    """Anchors the side file kept must be in the log: not beyond its end, same token."""
+    """Anchors the side file kept must be in the log: not beyond its end, same token.
+
+    Those whose record was archived are checked by :func:`_check_archived_anchors`.
+    """
     for entry in side:
         seq = int(entry["seq"])
+        if seq <= archived_through:
+            continue
         if seq > last_seq:
             collector.add(
                 Problem(
@@ -652,6 +727,59 @@ def _check_side_anchors(
                     f"the side file's anchor record {seq} is not the log's record {seq}",
                 )
             )
+
+
+def _check_archived_anchors(
+    checker: RecordChecker,
+    side: list[dict[str, Any]],
+    side_anchors: list[dict[str, Any]],
+    anchors: AnchorChecks,
+    archived_through: int,
+    collector: _Collector,
+) -> None:
+    """Anchors whose record was archived (``ledger/archived.py``): the record is gone
+    from ``log/``, so what the side file kept is checked the way an archived side-file
+    checkpoint is. Its note must be a checkpoint of this log signed by a key valid at
+    its size (and the side file's checkpoint at that seq, when it has one), and the
+    token must stamp that note and pass every check of ``tsa.verify_token``.
+    """
+    side_notes = {int(e.get("seq", 0)): e.get("note") for e in side}
+    for entry in side_anchors:
+        seq = int(entry["seq"])
+        if seq > archived_through:
+            continue
+        anchors.seen += 1
+        checkpoint_seq = int(entry.get("checkpoint_seq", 0))
+        note = entry["note"]
+        try:
+            token = base64.b64decode(entry["token"], validate=True)
+            checkpoint = open_checkpoint(
+                note, checker.active_keys(checkpoint_seq), origin=checker.origin
+            )
+        except (NoteMalformed, SignatureInvalid, ValueError) as exc:
+            collector.add(Problem("anchor_invalid", seq, f"archived anchor record {seq}: {exc}"))
+            continue
+        kept = side_notes.get(checkpoint_seq)
+        if (
+            checkpoint.size != checkpoint_seq - 1
+            or int(entry.get("size", -1)) != checkpoint.size
+            or (kept is not None and kept != note)
+        ):
+            collector.add(
+                Problem(
+                    "anchor_mismatch",
+                    seq,
+                    f"archived anchor record {seq} names checkpoint {checkpoint_seq}, but its "
+                    f"note covers {checkpoint.size} records or is not the side file's",
+                )
+            )
+            continue
+        found = check_token(token, note, anchors.roots, policy=anchors.policy)
+        if found is not None:
+            code, detail = found
+            collector.add(Problem(code, seq, f"archived anchor record {seq}: {detail}"))
+            continue
+        anchors.count += 1
 
 
 def _check_outside(

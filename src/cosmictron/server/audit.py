@@ -67,8 +67,9 @@ def _latest(database: HostedDatabase) -> dict[str, Any]:
     ledger = _ledger(database)
     with database.db.core.lock:
         keys = [r.key.to_text() for r in ledger.ring.ranges()]
-        entries = read_side_checkpoints(os.fspath(database.db.path))
-        pending = list(ledger.side_pending)
+        with ledger.side_files_steady():  # the ledger thread writes no entry meanwhile
+            entries = read_side_checkpoints(os.fspath(database.db.path))
+            pending = ledger.unwritten_side()[0]
         tree_size = ledger.tree.size
     latest = (entries + pending)[-1] if entries or pending else None
     return {"checkpoint": latest, "keys": keys, "tree_size": tree_size}
@@ -157,9 +158,9 @@ def _trust_roots_pem(database: HostedDatabase) -> str | None:
 
 def _anchors(database: HostedDatabase, after: int) -> dict[str, Any]:
     ledger = _ledger(database)
-    with database.db.core.lock:
+    with database.db.core.lock, ledger.side_files_steady():
         entries = read_side_anchors(database.db.path)
-        pending = list(ledger.side_anchors_pending)
+        pending = ledger.unwritten_side()[1]
     found = [e for e in entries + pending if int(e["seq"]) > after]
     anchorer = database.db.core.persistence.anchorer
     lag_seconds, lag_records = anchorer.lag() if anchorer is not None else (0.0, 0)

@@ -49,6 +49,7 @@ from cosmictron import limits
 from cosmictron.datastore import Datastore, TableChange
 from cosmictron.errors import CosmictronError, NotFinite, SubscriptionError
 from cosmictron.query.budget import QueryBudget
+from cosmictron.server.ledger_feed import LedgerFollowers
 from cosmictron.server.protocol import JSON, Codec, QueryId, RequestId, subscription_error
 from cosmictron.server.registry import HostedDatabase
 from cosmictron.server.wire import row_to_json
@@ -82,6 +83,7 @@ class _Update:
     update: dict[str, Any]
     schema: Any  # the module schema the rows were made under (a hot-swap may follow)
     text: str | bytes | None = None  # a large update's encoding, made on the writer's thread
+    leaf: bytes | None = None  # the record's leaf hash, for a subscriber of the ledger
 
 
 @dataclass
@@ -190,12 +192,24 @@ class DatabaseFeed:
         # (id(update), protocol) -> its encoding, per hand-off
         self._large: dict[tuple[int, str], str | bytes | None] = {}
         self.window = ResumeWindow(0, limits.resume_window_transactions_max, 0)
+        self.followers = LedgerFollowers()
+        """Subscribers of the ledger's leaf hashes and checkpoints (``ledger_feed.py``)."""
+        self.ledger_on = False
         hosted.db.read(self._start)
 
     def _start(self, datastore: Datastore) -> None:
         # Under the writer lock: the window starts exactly where listening starts.
         self._reset_window(self.hosted.db.tx_offset)
         self.hosted.db.add_commit_listener(self._on_commit)
+        self.ledger_on = self.hosted.db.add_checkpoint_listener(self._on_checkpoint)
+
+    def _on_checkpoint(self, seq: int, note: str, tree: Any) -> None:
+        """Under the writer lock, right after a checkpoint record: its followers' proofs."""
+        if not self.followers:
+            return
+        for subscriber, message in self.followers.on_checkpoint(seq, note, tree):
+            self._batch.append(_Message(subscriber, message, seq))
+        self._hand_off()
 
     def _reset_window(self, covered_from: int) -> None:
         self._module = self.hosted.db.module
@@ -220,6 +234,13 @@ class DatabaseFeed:
     def _collect(self, subscriber: Subscriber, update: dict[str, Any]) -> None:
         if not subscriber.closed:
             schema = self.hosted.db.schema
+            if getattr(subscriber, "ledger", False):
+                seq = update["tx_offset"]
+                leaf = self.hosted.db.ledger_leaf_hash(seq)
+                if leaf is not None:
+                    self.followers.saw(subscriber, seq, leaf)
+                self._batch.append(_Update(subscriber, update, schema, None, leaf))
+                return
             text = self._encode_large(update, schema, subscriber.codec)
             self._batch.append(_Update(subscriber, update, schema, text))
 
@@ -298,6 +319,8 @@ class DatabaseFeed:
         """Schedule the ``SubscribeApplied`` (and a resume's missed updates); under the
         writer lock, right after the subscription was registered."""
         self._forget_if_module_changed(self.hosted.db.tx_offset)
+        if getattr(subscriber, "ledger", False):
+            self.followers.add(subscriber, getattr(subscriber, "ledger_from_size", None))
         offset = subscription.tx_offset
         applied: dict[str, Any] = {"request_id": request_id, "query_id": query_id}
         applied["tx_offset"] = offset
@@ -366,6 +389,9 @@ class DatabaseFeed:
         one query cost one conversion and one encoding per codec, not 100.
         """
         codec = subscriber.codec
+        if getattr(subscriber, "ledger", False):
+            self._send_with_leaf(subscriber, updates)
+            return
         if len(updates) == 1:
             update = updates[0].update
             cached = updates[0].text
@@ -396,6 +422,24 @@ class DatabaseFeed:
         )
         if merged["tables"]:  # else the subscriptions' changes cancelled out
             subscriber.deliver({"TransactionUpdate": merged}, merged["tx_offset"])
+
+    def _send_with_leaf(self, subscriber: Subscriber, updates: list[_Update]) -> None:
+        """A ledger subscriber's ``TransactionUpdate``: with ``ledger: {seq, leaf_hash}``,
+        so encoded for this subscriber alone (the opt-in's cost is paid by who opts in)."""
+        codec = subscriber.codec
+        merged = merge_updates(
+            [
+                self._update_json(item.update, item.schema, codec)["TransactionUpdate"]
+                for item in updates
+            ],
+            key=_json_key,
+        )
+        if not merged["tables"]:
+            return
+        leaf = updates[0].leaf
+        if leaf is not None:
+            merged["ledger"] = {"seq": merged["tx_offset"], "leaf_hash": leaf.hex()}
+        subscriber.deliver({"TransactionUpdate": merged}, merged["tx_offset"])
 
     def _update_json(
         self, update: dict[str, Any], schema: Any = None, codec: Codec = JSON

@@ -69,6 +69,12 @@ class Subscribe:
     query_id: QueryId
     query_strings: list[str]
     since_tx_offset: int | None = None
+    ledger: bool = False
+    """Opt in to each update's ledger seq and leaf hash and to ``LedgerCheckpoint``
+    messages (docs/reference/websocket.md, "Verifying as you go")."""
+    ledger_from_size: int | None = None
+    """The tree size of the last checkpoint the client verified: the first
+    ``LedgerCheckpoint`` proves consistency from it."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,12 @@ def parse(data: str | bytes, codec: Codec = JSON) -> ClientMessage:
     if kind == "Subscribe":
         since = fields.optional_offset("since_tx_offset")
         return Subscribe(
-            fields.request_id, fields.query_id(), fields.strings("query_strings"), since
+            fields.request_id,
+            fields.query_id(),
+            fields.strings("query_strings"),
+            since,
+            fields.optional_bool("ledger"),
+            fields.optional_offset("ledger_from_size"),
         )
     if kind == "Unsubscribe":
         return Unsubscribe(fields.request_id, fields.query_id())
@@ -203,6 +214,14 @@ class _Fields:
             return None
         if not isinstance(value, dict):
             raise self.error(name, "must be a JSON object of parameter values")
+        return value
+
+    def optional_bool(self, name: str) -> bool:
+        value = self.body.get(name)
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise self.error(name, "must be true or false")
         return value
 
     def optional_offset(self, name: str) -> int | None:

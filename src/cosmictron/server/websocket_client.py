@@ -126,6 +126,9 @@ class WebSocketClient:
         self.queued_bytes = 0
         """Bytes in ``_outbox`` (JSON text is ASCII: ``json.dumps`` escapes the rest)."""
         self.closed = False
+        self.ledger = False
+        """Opted in to leaf hashes and ``LedgerCheckpoint``s (``ledger_feed.py``)."""
+        self.ledger_from_size: int | None = None
         self.subscriptions: dict[QueryId, Subscription] = {}
         # (offset, data, gate): data is a Future while a large reply is being encoded
         # (``_reserve``); ``gate`` holds the message until the result of every reducer call
@@ -390,6 +393,19 @@ class WebSocketClient:
         except CosmictronError as exc:
             self.deliver(subscription_error(request.request_id, query_id, str(exc), exc.code), 0)
             return
+        if request.ledger:
+            if not self.feed.ledger_on:
+                problem = (
+                    'this database\'s ledger is off (signing = "off"): there are no leaf '
+                    "hashes or checkpoints to follow"
+                )
+                self.deliver(
+                    subscription_error(request.request_id, query_id, problem, "ledger_off"), 0
+                )
+                return
+            if not self.ledger:
+                self.ledger_from_size = request.ledger_from_size
+            self.ledger = True
         subscribe = partial(
             self.feed.subscribe,
             self,

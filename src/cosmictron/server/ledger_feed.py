@@ -1,0 +1,102 @@
+"""The ledger opt-in of WebSocket subscribers: leaf hashes and checkpoints with proofs.
+
+A subscriber that subscribes with ``"ledger": true`` (docs/reference/websocket.md,
+"Verifying as you go") gets, in each ``TransactionUpdate``, ``"ledger": {"seq",
+"leaf_hash"}`` (the record's sequence number and its RFC 9162 leaf hash), and after every
+signed checkpoint a ``LedgerCheckpoint`` with:
+
+- ``note``: the signed checkpoint (C2SP), which the client checks with the database's
+  public key alone;
+- ``consistency``: the RFC 9162 consistency proof from the last checkpoint this
+  subscriber was sent (``old_size``; or the size the client named in
+  ``ledger_from_size``) to this one, so the server can never rewrite what it showed;
+- ``inclusion``: an inclusion proof, against this checkpoint's root, for each update's
+  leaf the subscriber received since the last one (the updates of transactions the
+  checkpoint covers; later ones come with the next).
+
+Everything here runs under the writer lock (``DatabaseFeed``'s writer-thread half): the
+state is touched only there, and the tree is read at exactly the checkpoint's size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cosmictron.ledger.checkpoint import Checkpoint
+from cosmictron.ledger.merkle import MerkleTree
+
+
+@dataclass
+class _Follower:
+    last_size: int
+    seqs: dict[int, bytes] = field(default_factory=dict)
+    """Seqs (and leaf hashes) of updates sent since the last checkpoint, in order."""
+
+
+class LedgerFollowers:
+    """The subscribers that opted in, and what each still needs proven."""
+
+    def __init__(self) -> None:
+        self._followers: dict[Any, _Follower] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._followers)
+
+    def add(self, subscriber: Any, from_size: int | None) -> None:
+        """Start following (once per subscriber; a later ``Subscribe`` changes nothing)."""
+        if subscriber not in self._followers:
+            self._followers[subscriber] = _Follower(from_size or 0)
+
+    def saw(self, subscriber: Any, seq: int, leaf: bytes) -> None:
+        follower = self._followers.get(subscriber)
+        if follower is not None:
+            follower.seqs[seq] = leaf
+
+    def on_checkpoint(
+        self, seq: int, note: str, tree: MerkleTree
+    ) -> list[tuple[Any, dict[str, Any]]]:
+        """A ``LedgerCheckpoint`` for each follower (dropping the closed ones)."""
+        size = seq - 1
+        header = Checkpoint.from_text(note.split("\n\n", 1)[0] + "\n")
+        messages = []
+        for subscriber, follower in list(self._followers.items()):
+            if getattr(subscriber, "closed", False):
+                del self._followers[subscriber]
+                continue
+            old = follower.last_size
+            consistency: list[str] | None
+            if 0 < old <= size:
+                consistency = [h.hex() for h in tree.consistency_proof(old, size)]
+            else:
+                consistency = None if old else []
+            inclusion = []
+            for s, leaf in list(follower.seqs.items()):
+                if s > size:
+                    continue
+                proof = tree.inclusion_proof(s - 1, size)
+                inclusion.append(
+                    {"seq": s, "leaf_hash": leaf.hex(), "proof": [h.hex() for h in proof]}
+                )
+                del follower.seqs[s]
+            follower.last_size = max(old, size)
+            messages.append(
+                (
+                    subscriber,
+                    {
+                        "LedgerCheckpoint": {
+                            "seq": seq,
+                            "size": size,
+                            "root": header.root_hash.hex(),
+                            "note": note,
+                            "old_size": old,
+                            "consistency": consistency,
+                            "inclusion": inclusion,
+                        }
+                    },
+                )
+            )
+        return messages
+
+
+__all__ = ["LedgerFollowers"]
