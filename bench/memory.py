@@ -189,7 +189,7 @@ def lancedb_peer(
     )
 
     def search(query: Any) -> list[int]:
-        hits = table.search(query).metric("cosine").limit(K).select(["id"]).to_arrow()
+        hits = table.search(query).metric("cosine").limit(K).select(["id", "_distance"]).to_arrow()
         return [int(x) for x in hits.column("id").to_pylist()]
 
     times, found = latencies_ms(queries, search)

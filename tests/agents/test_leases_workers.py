@@ -118,7 +118,8 @@ def test_a_poisoned_call_is_failed_after_max_attempts_of_dying_workers(server):
     try:
         worker.call("record_tool_call", "poison", "t1", "triage", "crashy", "{}")
         for attempt in (1, 2):  # max_attempts is 2 (configure_agents)
-            wait_until(lambda: status_of(worker, "poison") == ("pending", attempt - 1))
+            expected = ("pending", attempt - 1)
+            wait_until(lambda expected=expected: status_of(worker, "poison") == expected)
             claim = worker.call("claim_tool_call", f"victim-{attempt}", ["crashy"], 0.2)
             assert claim["attempt"] == attempt  # ... and the tool kills the worker
         wait_until(lambda: status_of(worker, "poison") == ("error", 2))
