@@ -48,7 +48,9 @@ from cosmictron.agents.leases import describe
 
 
 @reducer
-def claim_by_scan(ctx: ReducerContext, worker: str, tool_names: list[str]) -> ClaimedToolCall | None:
+def claim_by_scan(
+    ctx: ReducerContext, worker: str, tool_names: list[str]
+) -> ClaimedToolCall | None:
     """The peer: every pending call listed, the oldest taken (the pre-index claim)."""
     wanted = set(tool_names)
     pending = [
