@@ -17,6 +17,9 @@ one process:
   ef_construction=200, ef=64), with its build time and recall@10.
 - ``hnswlib raw`` / ``usearch raw``: the libraries alone on the same data (usearch only
   if installed), the measurement behind choosing hnswlib (docs/design/agents.md).
+- ``lancedb exact`` / ``lancedb approximate``: the same data in LanceDB, a real embedded
+  vector database (if installed; the ``bench`` extra), flat search and its IVF_HNSW_SQ
+  index (from 10,000 memories on).
 
 Data: unit vectors drawn around 200 random centres (clustered, as sentence embeddings
 are), queries drawn the same way. Latencies are p50/p99 over the queries, one at a time.
@@ -165,6 +168,39 @@ def measure_size(n: int, settings: Settings, parent: str, rng: Any) -> dict[str,
         build = time.perf_counter() - started
         times, found = latencies_ms(queries, lambda q: [int(x) for x in uindex.search(q, K).keys])
         out["usearch_raw"] = {**summary(times, found, truth), "build_seconds": build}
+    out.update(lancedb_peer(n, data, ids, queries, truth, parent))
+    return out
+
+
+def lancedb_peer(
+    n: int, data: Any, ids: Any, queries: Any, truth: list, parent: str
+) -> dict[str, Any]:
+    """The same data in LanceDB (an embedded vector database), if it is installed: a flat
+    (exact) cosine search, and its HNSW index (IVF_HNSW_SQ) where the data is large enough."""
+    try:
+        import lancedb
+        import pyarrow as pa
+    except ImportError:
+        return {"lancedb_exact": None, "lancedb_approximate": None}
+    database = lancedb.connect(str(Path(parent) / f"lance-{n}"))
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(data.reshape(-1)), DIMS)
+    table = database.create_table(
+        "memory", pa.table({"id": pa.array(ids, pa.int64()), "vector": vectors})
+    )
+
+    def search(query: Any) -> list[int]:
+        hits = table.search(query).metric("cosine").limit(K).select(["id", "_distance"]).to_arrow()
+        return [int(x) for x in hits.column("id").to_pylist()]
+
+    times, found = latencies_ms(queries, search)
+    out: dict[str, Any] = {"lancedb_exact": summary(times, found, truth)}
+    out["lancedb_approximate"] = None
+    if n >= 10_000:
+        started = time.perf_counter()
+        table.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_HNSW_SQ")
+        build = time.perf_counter() - started
+        times, found = latencies_ms(queries, search)
+        out["lancedb_approximate"] = {**summary(times, found, truth), "build_seconds": build}
     return out
 
 
@@ -190,6 +226,8 @@ def main(argv: list[str] | None = None) -> None:
             "recall_approximate",
             "hnswlib_raw",
             "usearch_raw",
+            "lancedb_exact",
+            "lancedb_approximate",
         ):
             f = figures[name]
             if f is None:

@@ -18,18 +18,27 @@ from tests.server.conftest import Server, server, start_server, stop_server
 __all__ = ["server"]  # the fixture, shared with tests/server
 
 DB = "agents"
+OWNER_TOKENS: dict[str, str] = {}
+"""The database owner's token per server data directory: the registry and tool-call leases are the
+owner's and its workers' (agents/rights.py), so these tests call as the owner."""
 
 
 def deploy(server: Server) -> str:
     _, token = server.deployer()
     reply = server.deploy(DB, AGENT_APP, token)
     assert reply.status == 201, reply
+    OWNER_TOKENS[str(server.data_dir)] = token
     seed(lambda reducer, *args: call(server, reducer, *args))
     return token
 
 
 def call(server: Server, reducer: str, *args: Any) -> Any:
-    reply = server.request("POST", f"/v1/database/{DB}/call/{reducer}", list(args))
+    reply = server.request(
+        "POST",
+        f"/v1/database/{DB}/call/{reducer}",
+        list(args),
+        OWNER_TOKENS.get(str(server.data_dir)),
+    )
     assert reply.status == 200, reply
     return reply.body["return_value"]
 
@@ -82,7 +91,10 @@ def test_the_server_scheduler_expires_leases_and_fences_the_late_worker(server):
     fresh = call(server, "claim_tool_call", "lives", [], 30.0)
     assert (late["attempt"], fresh["attempt"]) == (1, 2)
     reply = server.request(
-        "POST", f"/v1/database/{DB}/call/complete_tool_call", ["c", late["attempt"], "late"]
+        "POST",
+        f"/v1/database/{DB}/call/complete_tool_call",
+        ["c", late["attempt"], "late"],
+        OWNER_TOKENS[str(server.data_dir)],
     )
     assert reply.status == 400 and reply.body["error"]["code"] == "reducer_failed", reply
     assert "attempt 2 holds it" in reply.body["error"]["message"]

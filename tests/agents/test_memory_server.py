@@ -16,16 +16,21 @@ from tests.server.conftest import Server, server
 __all__ = ["server"]  # the fixture, shared with tests/server
 
 DB = "memories"
+OWNER_TOKENS: dict[str, str] = {}
+"""The owner's token per server data directory: memory outside a caller's own namespace
+is the owner's and its workers' (agents/rights.py), so calls default to the owner."""
 
 
 def deploy(server: Server) -> str:
     _, token = server.deployer()
     reply = server.deploy(DB, MEMORY_APP, token)
     assert reply.status == 201, reply
+    OWNER_TOKENS[str(server.data_dir)] = token
     return token
 
 
 def call(server: Server, reducer: str, *args: Any, token: str | None = None) -> Any:
+    token = token or OWNER_TOKENS.get(str(server.data_dir))
     reply = server.request("POST", f"/v1/database/{DB}/call/{reducer}", list(args), token)
     assert reply.status == 200, reply
     return reply.body["return_value"]
@@ -56,7 +61,7 @@ def test_remember_and_recall_over_http(server):
     assert reply.body["rows"] == [{"text": "ann lives in Porto"}]
     stranger = server.request("POST", f"/v1/database/{DB}/sql", "SELECT text FROM memory")
     assert stranger.status in (403, 404), stranger
-    bad = server.request("POST", f"/v1/database/{DB}/call/recall", ["users/", "x", 0])
+    bad = server.request("POST", f"/v1/database/{DB}/call/recall", ["users/", "x", 0], token)
     assert bad.status == 400 and "memory_recall_k_max" in bad.body["error"]["message"], bad
 
 
@@ -112,6 +117,32 @@ def test_memories_move_through_csv_export_and_bulk_insert_with_their_vectors(ser
     assert len(original) == 3 and copied == original
     vector = HashingEmbedder().embed(["blue sky"])[0]
     reply = server.request(
-        "POST", "/v1/database/copy/call/recall", ["n", "", 1, "{}", None, vector]
+        "POST", "/v1/database/copy/call/recall", ["n", "", 1, "{}", None, vector], token
     )
     assert reply.status == 200 and reply.body["return_value"][0]["text"] == "blue sky", reply
+
+
+def test_a_stranger_keeps_memories_only_in_its_own_namespace(server):
+    deploy(server)
+    call(server, "remember_text", "users/ann", "ann likes green tea", "{}", "drink")
+    stranger, stranger_token = server.identity()
+    vector = HashingEmbedder().embed(["green tea"])[0]
+    for reducer, args in [
+        ("recall", ["users/", "tea", 5]),
+        ("recall", ["", "tea", 5]),
+        ("remember", ["users/ann", "ann hates tea", vector]),
+        ("forget", ["users/ann", "drink"]),
+    ]:
+        reply = server.request(
+            "POST", f"/v1/database/{DB}/call/{reducer}", args, token=stranger_token
+        )
+        assert reply.status == 400, reply
+        assert "is not yours" in reply.body["error"]["message"], reply
+    anonymous = server.request("POST", f"/v1/database/{DB}/call/recall", [stranger, "tea", 5])
+    assert "anonymous caller" in anonymous.body["error"]["message"], anonymous
+    mine = f"{stranger}/notes"
+    call(server, "remember", mine, "my own note", vector, token=stranger_token)
+    hits = call(server, "recall", stranger, "", 5, "{}", None, vector, token=stranger_token)
+    assert [h["text"] for h in hits] == ["my own note"]
+    owner_hits = call(server, "recall", "users/", "", 5, "{}", None, vector)
+    assert [h["text"] for h in owner_hits] == ["ann likes green tea"]

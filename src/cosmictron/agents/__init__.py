@@ -2,7 +2,7 @@
 
 Owns: the agent tables (``tables``), tool calls with leases (``leases``), hand-offs with
 supervisor hooks (``handoffs``, ``hooks``), ``transfer_to_<agent>`` tool schemas
-(``schemas``), semantic memory (``memory``, ``embedders``,
+(``schemas``), who may call what (``rights``), semantic memory (``memory``, ``embedders``,
 ``vector_index``). Imports: ``module`` (the decorators), root modules. Nothing here is
 special to the host: it is an ordinary module, included by
 ``from cosmictron.agents import *`` in a module file, which binds its tables and
@@ -64,6 +64,7 @@ from cosmictron.agents.registry import (
     set_agent_state,
     start_thread,
 )
+from cosmictron.agents.rights import grant_agent_worker, revoke_agent_worker
 from cosmictron.agents.schemas import target_of, transfer_tools
 from cosmictron.agents.store import (
     StoreItem,
@@ -83,6 +84,7 @@ from cosmictron.agents.tables import (
     AgentMessage,
     AgentState,
     AgentThread,
+    AgentWorker,
     ClaimedToolCall,
     Handoff,
     Memory,
@@ -100,6 +102,7 @@ __all__ = [
     "AgentMessage",
     "AgentState",
     "AgentThread",
+    "AgentWorker",
     "ClaimedToolCall",
     "Embedder",
     "GraphCheckpoint",
@@ -137,6 +140,7 @@ __all__ = [
     "deny",
     "expire_tool_call_leases",
     "forget",
+    "grant_agent_worker",
     "handoff_tool_schemas",
     "heartbeat_tool_call",
     "prune_graph_checkpoints",
@@ -149,6 +153,7 @@ __all__ = [
     "remember_text",
     "request_handoff",
     "reroute",
+    "revoke_agent_worker",
     "search_memory",
     "set_agent_state",
     "start_thread",

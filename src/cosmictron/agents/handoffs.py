@@ -14,6 +14,7 @@ from cosmictron.agents.common import append_event, dumps, json_object, set_state
 from cosmictron.agents.errors import AgentError, HandoffLoop, HandoffRefused
 from cosmictron.agents.hooks import HandoffRequest, HandoffResult, hooks
 from cosmictron.agents.registry import require_agent, require_thread
+from cosmictron.agents.rights import require_thread_access
 from cosmictron.agents.schemas import transfer_tools
 from cosmictron.agents.tables import HANDOFF_MODES, AgentMessage, AgentThread, Handoff
 from cosmictron.module import ReducerContext, reducer
@@ -109,6 +110,7 @@ def request_handoff(
     if mode not in HANDOFF_MODES:
         raise AgentError(f"mode must be one of {', '.join(HANDOFF_MODES)}, got {mode!r}")
     thread = require_thread(ctx, thread_id)
+    require_thread_access(ctx, thread, "request_handoff")
     source = require_agent(ctx, from_agent)
     require_agent(ctx, to_agent)
     if thread.active_agent != from_agent:
@@ -197,6 +199,7 @@ def complete_handoff(
     if handoff.status != "active":
         raise AgentError(f"handoff {handoff_id} is already {handoff.status}")
     thread = require_thread(ctx, handoff.thread_id)
+    require_thread_access(ctx, thread, "complete_handoff")
     if thread.active_agent != handoff.to_agent:
         raise HandoffRefused(
             f"handoff {handoff_id} went to {handoff.to_agent!r}, but {thread.active_agent!r} is "

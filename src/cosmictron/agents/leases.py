@@ -16,6 +16,7 @@ from cosmictron import limits
 from cosmictron.agents.common import append_event, json_object, set_state
 from cosmictron.agents.errors import AgentError, StaleToolCall
 from cosmictron.agents.registry import config, require_agent, require_thread
+from cosmictron.agents.rights import require_owner, require_thread_access, require_trusted
 from cosmictron.agents.tables import (
     AgentConfig,
     AgentMessage,
@@ -99,6 +100,21 @@ def _finish(ctx: ReducerContext, call: ToolCall, status: str, content: str) -> T
     return finished
 
 
+def oldest_pending(ctx: ReducerContext, tool_names: list[str]) -> ToolCall | None:
+    """The pending call recorded first (of one of ``tool_names``, if any are named).
+
+    ``event_seq`` grows with every recording, so the head of the ``(status, event_seq)``
+    index is the oldest pending call: one ordered lookup per tool name, O(k log n),
+    however many calls wait (bench/agents.py measures it).
+    """
+    if not tool_names:
+        found: ToolCall | None = ctx.db.tool_call.status_seq.first(("pending",))
+        return found
+    heads = [ctx.db.tool_call.status_tool_seq.first(("pending", name)) for name in set(tool_names)]
+    present = [call for call in heads if call is not None]
+    return min(present, key=lambda c: c.event_seq) if present else None
+
+
 def describe(call: ToolCall) -> ClaimedToolCall:
     """What a worker needs to run a claimed call."""
     return ClaimedToolCall(
@@ -119,7 +135,9 @@ def configure_agents(
     default_lease_s: float = 30.0,
     max_attempts: int = 3,
 ) -> None:
-    """Set how often expired leases are swept, the default lease, and attempts per call."""
+    """Set how often expired leases are swept, the default lease, and attempts per call
+    (the database owner's)."""
+    require_owner(ctx, "configure_agents")
     bound = limits.tool_call_lease_s_max
     if not 0 < lease_sweep_interval_s <= bound:
         raise AgentError(
@@ -163,6 +181,7 @@ def record_tool_call(
         raise AgentError("call_id must not be empty (use the model's tool call id)")
     arguments_text = arguments or "{}"
     json_object(arguments_text, "arguments")
+    require_thread_access(ctx, require_thread(ctx, thread_id), "record_tool_call")
     existing: ToolCall | None = ctx.db.tool_call.id.find(call_id)
     if existing is not None:
         if (existing.thread_id, existing.tool_name, existing.arguments) != (
@@ -175,7 +194,6 @@ def record_tool_call(
                 f"({existing.tool_name} in thread {existing.thread_id!r}); a call id names one call"
             )
         return existing.status
-    require_thread(ctx, thread_id)
     require_agent(ctx, agent)
     if not tool_name:
         raise AgentError("tool_name must not be empty")
@@ -222,13 +240,10 @@ def claim_tool_call(
     if not worker:
         raise AgentError("worker must name the claiming worker")
     seconds = _lease_s(ctx, lease_s)
-    wanted = set(tool_names or ())
-    pending = [
-        c for c in ctx.db.tool_call.status.filter("pending") if not wanted or c.tool_name in wanted
-    ]
-    if not pending:
+    require_trusted(ctx, "claim_tool_call")
+    call = oldest_pending(ctx, tool_names or [])
+    if call is None:
         return None
-    call = min(pending, key=lambda c: (c.created_at.micros_since_epoch, c.event_seq))
     _ensure_sweep(ctx)
     call.status = "running"
     call.attempt += 1
@@ -255,6 +270,7 @@ def heartbeat_tool_call(
 
     Raises ``StaleToolCall`` when ``attempt`` no longer holds the lease.
     """
+    require_trusted(ctx, "heartbeat_tool_call")
     call = _find(ctx, call_id)
     _check_holder(call, attempt, "heartbeat")
     call.lease_expires_at = _after(ctx, _lease_s(ctx, lease_s))
@@ -280,6 +296,7 @@ def complete_tool_call(
     """
     if (result is None) == (error is None):
         raise AgentError("complete_tool_call takes exactly one of result or error")
+    require_trusted(ctx, "complete_tool_call")
     call = _find(ctx, call_id)
     status = "done" if error is None else "error"
     outcome = result if error is None else error
@@ -313,10 +330,10 @@ def expire_tool_call_leases(ctx: ReducerContext, row: ToolCallLeaseSweep) -> Non
     """The scheduled sweep: expired leases go back to pending, or fail after N attempts."""
     if ctx.sender != ctx.identity:
         raise AgentError("expire_tool_call_leases is run by the scheduler, not by clients")
-    now = ctx.timestamp.micros_since_epoch
-    for call in ctx.db.tool_call.status.filter("running"):
-        if call.lease_expires_at.micros_since_epoch > now:
-            continue
+    expired = ctx.db.tool_call.status_lease.filter(
+        start=("running",), stop=("running", ctx.timestamp), inclusive=True
+    )
+    for call in expired:
         if call.attempt >= call.max_attempts:
             call.error = (
                 f"lease expired on attempt {call.attempt} of {call.max_attempts} "

@@ -18,6 +18,7 @@ from cosmictron import limits
 from cosmictron.agents.common import append_event, dumps, json_object
 from cosmictron.agents.embedders import Embedder
 from cosmictron.agents.errors import AgentError
+from cosmictron.agents.rights import check_namespace, is_trusted, trusted_in
 from cosmictron.agents.tables import MEMORY_DIMS, Embedding, Memory, MemoryHit
 from cosmictron.agents.vector_index import VectorIndex, index_for
 from cosmictron.module import CURRENT_DB, ProcedureContext, ReducerContext, procedure, reducer
@@ -50,6 +51,7 @@ def remember(
     The superseded row keeps its text and gets ``valid_to`` = the new ``valid_from``, so
     ``recall(as_of=...)`` before that time still finds it. Returns the new row's id.
     """
+    check_namespace(ctx.sender, is_trusted(ctx), namespace, "remember")
     meta = json_object(metadata, "metadata")
     start = ctx.timestamp if valid_from is None else valid_from
     superseded = supersede(ctx, namespace, key, start) if key else []
@@ -80,6 +82,7 @@ def forget(ctx: ReducerContext, namespace: str, key: str) -> int:
     """Close the current memory of ``key`` (nothing is deleted); returns how many closed."""
     if not key:
         raise AgentError("forget needs the key of the memory to close")
+    check_namespace(ctx.sender, is_trusted(ctx), namespace, "forget")
     closed = supersede(ctx, namespace, key, ctx.timestamp)
     append_event(
         ctx, "", "", "memory.forgotten", {"namespace": namespace, "key": key, "ids": closed}
@@ -137,6 +140,7 @@ def recall(
     takes no transaction and writes nothing to the log.
     """
     database = running_database()
+    check_namespace(ctx.sender, trusted_in(database, ctx.sender), namespace_prefix, "recall")
     if vector is None and not query:
         raise AgentError("recall needs a query text or a vector")
     query_vector = embed_one(module_embedder(), query) if vector is None else list(vector)

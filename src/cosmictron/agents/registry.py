@@ -7,6 +7,7 @@ import re
 
 from cosmictron.agents.common import append_event, dumps, json_object, set_state
 from cosmictron.agents.errors import AgentError
+from cosmictron.agents.rights import require_owner, require_thread_access, require_trusted
 from cosmictron.agents.tables import (
     Agent,
     AgentConfig,
@@ -61,7 +62,9 @@ def register_agent(
     description: str = "",
     handoff_targets: list[str] | None = None,
 ) -> None:
-    """Add or replace an agent in the registry (``handoff_targets``: whom it may hand to)."""
+    """Add or replace an agent in the registry (``handoff_targets``: whom it may hand to);
+    the registry is the database owner's."""
+    require_owner(ctx, "register_agent")
     check_agent_name(name)
     targets = list(handoff_targets or [])
     if name in targets:
@@ -78,7 +81,9 @@ def register_agent(
 
 @reducer
 def start_thread(ctx: ReducerContext, thread_id: str, agent: str, supervisor: str = "") -> None:
-    """Open a thread with ``agent`` active (``supervisor``: who gets control back)."""
+    """Open a thread with ``agent`` active (``supervisor``: who gets control back).
+
+    The caller owns the thread: it, the database owner and workers act on it."""
     require_agent(ctx, agent)
     if supervisor:
         require_agent(ctx, supervisor)
@@ -87,7 +92,9 @@ def start_thread(ctx: ReducerContext, thread_id: str, agent: str, supervisor: st
     if ctx.db.agent_thread.id.find(thread_id) is not None:
         raise AgentError(f"agent_thread {thread_id!r} already exists")
     now = ctx.timestamp
-    ctx.db.agent_thread.insert(AgentThread(thread_id, agent, supervisor, "pending", 0, now, now))
+    ctx.db.agent_thread.insert(
+        AgentThread(thread_id, agent, supervisor, "pending", 0, now, now, ctx.sender)
+    )
     set_state(ctx, thread_id, agent, "pending")
     append_event(ctx, thread_id, agent, "thread.started", {"supervisor": supervisor})
 
@@ -97,7 +104,7 @@ def set_agent_state(
     ctx: ReducerContext, thread_id: str, agent: str, status: str, summary: str = ""
 ) -> int:
     """Report an agent's status in a thread; returns its step counter."""
-    require_thread(ctx, thread_id)
+    require_thread_access(ctx, require_thread(ctx, thread_id), "set_agent_state")
     require_agent(ctx, agent)
     state = set_state(ctx, thread_id, agent, status, summary or None)
     append_event(ctx, thread_id, agent, f"state.{status}", {"summary": summary, "step": state.step})
@@ -115,7 +122,7 @@ def append_message(
     tool_call_id: str = "",
 ) -> int:
     """Append a chat message to a thread; returns its id."""
-    require_thread(ctx, thread_id)
+    require_thread_access(ctx, require_thread(ctx, thread_id), "append_message")
     if role not in ROLES:
         raise AgentError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     try:
@@ -146,6 +153,10 @@ def append_agent_event(
     repeated ``idempotency_key``)."""
     if not kind:
         raise AgentError("an agent_event needs a kind")
+    if thread_id:
+        require_thread_access(ctx, require_thread(ctx, thread_id), "append_agent_event")
+    else:
+        require_trusted(ctx, "append_agent_event without a thread")
     body = json_object(payload, "payload")
     event = append_event(
         ctx, thread_id, agent, kind, body, causation_id, correlation_id, idempotency_key

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from cosmictron.module import Index, field, table, type_
-from cosmictron.values import ScheduleAt, Timestamp, Vector
+from cosmictron.values import Identity, ScheduleAt, Timestamp, Vector
 
 MEMORY_DIMS = 384
 """The length of ``memory.embedding``: all-MiniLM-L6-v2's, the common small sentence model."""
@@ -57,6 +57,18 @@ class AgentThread:
     handoff_count: int = 0
     created_at: Timestamp = field(default=Timestamp(0))
     updated_at: Timestamp = field(default=Timestamp(0))
+    owner: Identity = field(default=Identity.zero(), index="hash")
+    """Who started the thread: it, the database owner and workers act on it
+    (``agents/rights.py``). Zero on threads from before owners were recorded."""
+
+
+@table(name="agent_worker", public=True)
+class AgentWorker:
+    """An identity the owner lets claim and complete tool calls (``grant_agent_worker``)."""
+
+    identity: Identity = field(primary_key=True)
+    name: str = ""
+    granted_at: Timestamp = field(default=Timestamp(0))
 
 
 @table(
@@ -119,7 +131,14 @@ class AgentMessage:
 @table(
     name="tool_call",
     public=True,
-    indexes=[Index("thread_agent_status", ("thread_id", "agent", "status"))],
+    indexes=[
+        Index("thread_agent_status", ("thread_id", "agent", "status")),
+        # claim_tool_call takes the first key of these (O(log n), not a scan of the
+        # pending calls); the sweep reads only the expired part of the running leases.
+        Index("status_seq", ("status", "event_seq")),
+        Index("status_tool_seq", ("status", "tool_name", "event_seq")),
+        Index("status_lease", ("status", "lease_expires_at")),
+    ],
 )
 class ToolCall:
     """A tool invocation, leased to one worker at a time.
@@ -134,7 +153,7 @@ class ToolCall:
     agent: str = ""
     tool_name: str = field(default="", index="btree")
     arguments: str = "{}"
-    status: str = field(default="pending", index="btree")
+    status: str = "pending"
     attempt: int = 0
     max_attempts: int = 3
     worker: str = ""

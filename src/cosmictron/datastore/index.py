@@ -213,6 +213,17 @@ class Index:
         for key in matched:
             yield from self.row_keys(key)
 
+    def first_row_key(self, prefix: tuple[Any, ...] = ()) -> Any:
+        """The row key of the smallest index key starting with ``prefix`` (composite
+        btree indexes), or None when none does: one ordered
+        lookup, O(log n), where ``prefix_row_keys`` walks every match."""
+        width = len(prefix)
+        for key in self._irange(prefix or None, None, (True, True)):
+            if width and key[:width] != prefix:
+                return None
+            return next(self.row_keys(key), None)
+        return None
+
     def distinct_key_count(self) -> int:
         return len(self._entries)
 

@@ -160,6 +160,23 @@ class IndexHandle:
             rows = [table.rows[key] for key in keys]
         return [handle._binding.to_object(row) for row in rows]
 
+    def first(self, prefix: tuple[Any, ...] = ()) -> Any | None:
+        """The row with the smallest key of this btree index (the primary key too), among
+        those whose key starts with ``prefix`` (multi-column keys), or None.
+
+        One ordered lookup (O(log n)): what a queue takes its head with, where
+        ``filter(prefix)`` would list every match.
+        """
+        handle = self._handle
+        table = handle._table
+        if prefix and len(self._columns) == 1:
+            raise InvalidRequest("first() takes a prefix on multi-column keys only")
+        checked = self._canonical(tuple(prefix), partial=True) if prefix else ()
+        with handle._scope.lock:
+            key = self._ordered_index().first_row_key(checked)
+            row = None if key is None else table.rows[key]
+        return None if row is None else handle._binding.to_object(row)
+
     def _equal_keys(self, value: Any) -> list[Any]:
         width = len(self._columns)
         if width > 1 and isinstance(value, tuple) and len(value) < width:

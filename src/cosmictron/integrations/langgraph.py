@@ -82,8 +82,16 @@ class _Where:
         )
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _row_dict(row: Any) -> dict[str, Any]:
-    return {f.name: getattr(row, f.name) for f in fields(row)}
+    """A row object as a dict; its field names are looked up once per class (profiling
+    ``get_tuple`` showed ``dataclasses.fields`` as a third of the saver's own time)."""
+    names = _FIELD_NAMES.get(type(row))
+    if names is None:
+        names = _FIELD_NAMES[type(row)] = tuple(f.name for f in fields(row))
+    return {name: getattr(row, name) for name in names}
 
 
 def _newest_first(rows: list[dict[str, Any]], where: _Where) -> list[dict[str, Any]]:
