@@ -199,7 +199,18 @@ async def exercise(client: Client, server: Server, owner: str, stranger: str) ->
     assert unknown == http_error(server, "/v1/database/app/call/nope", [], stranger)
     assert unknown["code"] == "not_found"
 
-    search = {"query": "who lives in Porto", "namespace_prefix": "users/", "k": 2}
+    # Memory: another identity's namespace is refused exactly as over HTTP (agent rights,
+    # docs/guide/agents.md); the stranger searches its own.
+    shared = {"query": "who lives in Porto", "namespace_prefix": "users/", "k": 2}
+    refused = error_of(await client.call_tool("search_memory", shared))
+    assert refused == http_error(server, "/v1/database/app/call/recall", shared, stranger)
+    assert refused["code"] == "reducer_failed" and "not yours" in refused["message"], refused
+    me = server.request("GET", "/v1/identity", token=stranger).body["identity"]
+    for namespace, text in MEMORIES:
+        mine = [f"{me}/{namespace}", text]
+        reply = server.request("POST", "/v1/database/app/call/remember_text", mine, owner)
+        assert reply.status == 200, reply
+    search = {"query": "who lives in Porto", "namespace_prefix": f"{me}/users/", "k": 2}
     hits = document(await client.call_tool("search_memory", search))["hits"]
     assert hits[0]["text"] == "ann lives in Porto" and len(hits) == 2, hits
     assert 0 <= hits[1]["score"] < hits[0]["score"] <= 1
