@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import Server, start_server, stop_server
+from tests.server.conftest import STARTED, Server, start_server, stop_server
 
 MODULE = r"""
 import enum
@@ -99,6 +99,8 @@ def start_pg_server(
 def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PG]:
     data_dir = tmp_path_factory.mktemp("pgwire") / "data"
     server, host, port = start_pg_server(data_dir)
+    # Shared by the module's tests: stopped here, not by the per-test clean-up.
+    STARTED.remove(server.process)
     try:
         _, owner = server.deployer()
         reply = server.deploy("shop", MODULE, owner)

@@ -268,7 +268,26 @@ def _binary_interval(value: Any) -> bytes:
     return struct.pack("!qii", value.micros, 0, 0)
 
 
+def _binary_numeric(value: Any) -> bytes:
+    """An integer as PostgreSQL's binary numeric: base-10000 digits, most significant
+    first, with the weight of the first (the wide integer columns are the only ones
+    described as numeric)."""
+    number = int(value)
+    sign = 0x4000 if number < 0 else 0
+    number = abs(number)
+    digits = []
+    while number:
+        number, digit = divmod(number, 10000)
+        digits.append(digit)
+    digits.reverse()
+    weight = len(digits) - 1
+    while digits and digits[-1] == 0:  # trailing zero groups are implied by the weight
+        digits.pop()
+    return struct.pack(f"!hhhh{len(digits)}h", len(digits), max(weight, 0), sign, 0, *digits)
+
+
 BINARY_ENCODERS: dict[int, Callable[[Any], bytes]] = {
+    NUMERIC: _binary_numeric,
     BOOL: _binary_bool,
     INT2: _INT2,
     INT4: _INT4,
@@ -308,17 +327,26 @@ class BadValue(ValueError):
     """A parameter's bytes do not read as its type (SQLSTATE 22P02)."""
 
 
+class OutOfRange(ValueError):
+    """A parameter's value does not fit its type (SQLSTATE 22003)."""
+
+
+_INT_RANGES = {INT2: 16, INT4: 32, INT8: 64}
+
+
 def decode_param(data: bytes, oid: int, binary: bool) -> Any:
     """A parameter value from its wire bytes, as the Python value the engine binds."""
     try:
-        if binary:
-            return _decode_binary(data, oid)
-        return _decode_text(data.decode(), oid)
+        value = _decode_binary(data, oid) if binary else _decode_text(data.decode(), oid)
     except (ValueError, UnicodeDecodeError, struct.error, ArithmeticError) as exc:
         if isinstance(exc, BadValue):
             raise
         shown = TYPE_NAMES.get(oid, str(oid))
         raise BadValue(f"invalid input syntax for type {shown}: {data[:64]!r}") from None
+    bits = _INT_RANGES.get(oid)
+    if bits is not None and not -(1 << (bits - 1)) <= value < (1 << (bits - 1)):
+        raise OutOfRange(f"value {value} is out of range for type {TYPE_NAMES[oid]}")
+    return value
 
 
 def _decode_binary(data: bytes, oid: int) -> Any:
@@ -340,8 +368,21 @@ def _decode_binary(data: bytes, oid: int) -> Any:
         micros, days, months = struct.unpack("!qii", data)
         return TimeDuration(micros + days * 86_400_000_000 + months * 30 * 86_400_000_000)
     if oid == NUMERIC:
-        raise BadValue("numeric parameters must be sent in text format")
+        return _decode_numeric(data)
     return data.decode()
+
+
+def _decode_numeric(data: bytes) -> Any:
+    count, weight, sign, scale = struct.unpack_from("!hhhh", data)
+    digits = struct.unpack_from(f"!{count}h", data, 8)
+    if sign == 0xC000:
+        raise BadValue("NaN is not a number Cosmictron stores")
+    number = Decimal(0)
+    for index, digit in enumerate(digits):
+        number += Decimal(digit) * Decimal(10000) ** (weight - index)
+    if sign == 0x4000:
+        number = -number
+    return int(number) if number == number.to_integral_value() else float(number)
 
 
 def _decode_text(text: str, oid: int) -> Any:

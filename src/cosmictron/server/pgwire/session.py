@@ -53,6 +53,7 @@ from cosmictron.server.pgwire.sqlstate import (
     INVALID_PREPARED_STATEMENT,
     INVALID_TEXT_REPRESENTATION,
     NO_ACTIVE_SQL_TRANSACTION,
+    NUMERIC_VALUE_OUT_OF_RANGE,
     PROTOCOL_VIOLATION,
     QUERY_CANCELED,
     SERIALIZATION_FAILURE,
@@ -418,6 +419,8 @@ class Session:
                 params[f"p{number}"] = pgtypes.decode_param(data, oids[number - 1], fmt == 1)
             except pgtypes.BadValue as exc:
                 raise PgError(INVALID_TEXT_REPRESENTATION, f"parameter ${number}: {exc}") from None
+            except pgtypes.OutOfRange as exc:
+                raise PgError(NUMERIC_VALUE_OUT_OF_RANGE, f"parameter ${number}: {exc}") from None
         self.portals[portal_name] = Portal(statement, params, result_formats)
         self.writer.write(messages.BIND_COMPLETE)
 

@@ -123,6 +123,7 @@ class Settings:
     def set(self, name: str, value: str) -> str | None:
         """Set ``name``; returns its reported spelling when a ParameterStatus is due."""
         key = name.lower()
+        value = _unquote(value)
         allowed = FIXED.get(key)
         if allowed is not None and value.lower().strip() not in allowed:
             raise PgError(
