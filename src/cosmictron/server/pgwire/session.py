@@ -120,6 +120,8 @@ class Block:
     pending: list[tuple[str, dict[str, Any] | None, int | None]] = field(default_factory=list)
     failed: bool = False
     read_only: bool = False
+    savepoints: list[tuple[str, int]] = field(default_factory=list)
+    """Each savepoint's name and how many writes were pending when it was set."""
 
 
 class Session:
@@ -558,7 +560,7 @@ class Session:
             return Outcome("", empty=True)
         if block is not None and block.failed:
             command = statement.command
-            if command is None or command.verb not in ("COMMIT", "ROLLBACK"):
+            if command is None or command.verb not in ("COMMIT", "ROLLBACK", "ROLLBACK TO"):
                 raise PgError(
                     IN_FAILED_TRANSACTION,
                     "current transaction is aborted, commands ignored until end of "
@@ -705,12 +707,34 @@ class Session:
             if column == "transaction_isolation_level":
                 column = "transaction_isolation"
             return Outcome("SHOW", (column,), (pgtypes.TEXT,), [(value,)])
-        if verb == "SAVEPOINT":
-            raise PgError(
-                FEATURE_NOT_SUPPORTED,
-                "savepoints are not supported: a transaction block commits or rolls back whole",
-            )
+        if verb in ("SAVEPOINT", "RELEASE", "ROLLBACK TO"):
+            return self._savepoint(verb, command.name)
         raise PgError(FEATURE_NOT_SUPPORTED, f"{command.name} is not supported by Cosmictron")
+
+    def _savepoint(self, verb: str, name: str) -> Outcome:
+        """Savepoints mark how many of the block's writes were pending; rolling back
+        to one drops the writes after it (they were never applied) and clears a
+        failure, as in PostgreSQL."""
+        block = self.block
+        if block is None:
+            raise PgError(
+                NO_ACTIVE_SQL_TRANSACTION, f"{verb} can only be used in transaction blocks"
+            )
+        if verb == "SAVEPOINT":
+            block.savepoints.append((name, len(block.pending)))
+            return Outcome("SAVEPOINT")
+        names = [saved for saved, _ in block.savepoints]
+        if name not in names:
+            block.failed = True
+            raise PgError("3B001", f'savepoint "{name}" does not exist')
+        at = len(names) - 1 - names[::-1].index(name)
+        if verb == "RELEASE":
+            del block.savepoints[at:]
+            return Outcome("RELEASE")
+        del block.pending[block.savepoints[at][1] :]
+        del block.savepoints[at + 1 :]
+        block.failed = False
+        return Outcome("ROLLBACK")
 
     async def _commit(self, block: Block) -> None:
         database = self._database()

@@ -211,8 +211,13 @@ def classify(statement: str) -> Command | None:
         return Command("DISCARD", lowered[8:])
     if first == "show":
         return Command("SHOW", text[5:].strip())
-    if first in ("savepoint", "release") or lowered.startswith("rollback to"):
-        return Command("SAVEPOINT")
+    if first == "savepoint":
+        return Command("SAVEPOINT", _unquote(text[10:]))
+    if first == "release":
+        return Command("RELEASE", _unquote(re.sub(r"^release\s+(savepoint\s+)?", "", text, flags=re.I)))
+    if re.match(r"^(rollback|abort)\s+(work\s+|transaction\s+)?to\b", lowered):
+        name = re.sub(r"^\w+\s+(work\s+|transaction\s+)?to\s+(savepoint\s+)?", "", text, flags=re.I)
+        return Command("ROLLBACK TO", _unquote(name))
     if first in ("listen", "unlisten", "notify", "deallocate", "prepare", "execute", "declare"):
         return Command("REFUSED", first.upper())
     return None
