@@ -308,6 +308,7 @@ def _functions(conn: sqlite3.Connection, cat: Catalogue) -> None:
         "_regexp_i": (2, regexp_i),
         "_any": (2, any_of),
         "array_to_string": (-1, array_to_string),
+        "_array": (-1, lambda *items: "{" + ",".join("" if i is None else str(i) for i in items) + "}"),
         "_subscript": (2, lambda array, index: _subscript(array, index)),
         "array_upper": (2, lambda array, _: len(_array_items(array)) or None),
         "array_length": (2, lambda array, _: len(_array_items(array)) or None),
@@ -316,6 +317,68 @@ def _functions(conn: sqlite3.Connection, cat: Catalogue) -> None:
     }
     for name, (count, function) in functions.items():
         conn.create_function(name, count, function, deterministic=False)
+    conn.create_function("_json_array", 1, _json_array, deterministic=True)
+    conn.create_aggregate("_array_agg", 3, _ArrayAgg)  # type: ignore[arg-type]
+    conn.create_aggregate("_bool_and", 1, _BoolAnd)  # type: ignore[arg-type]
+    conn.create_aggregate("_bool_or", 1, _BoolOr)  # type: ignore[arg-type]
+
+
+def _json_array(array: Any) -> str | None:
+    """An ``int2vector``, ``oidvector`` or array text as a JSON array (for ``json_each``)."""
+    if array is None:
+        return None
+    items = _array_items(array)
+    return "[" + ",".join(i if i.lstrip("-").isdigit() else '"' + i.replace('"', "") + '"' for i in items) + "]"
+
+
+def _array_text(items: list[Any], kind: str) -> str:
+    """PostgreSQL's text form of an array of ``kind`` (``bool``, ``int``, ``text``)."""
+    shown = []
+    for item in items:
+        if item is None:
+            shown.append("NULL")
+        elif kind == "bool":
+            shown.append("t" if item else "f")
+        else:
+            text = str(item)
+            if text == "" or text.upper() == "NULL" or any(c in text for c in ',{}"\\ '):
+                text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            shown.append(text)
+    return "{" + ",".join(shown) + "}"
+
+
+class _ArrayAgg:
+    def __init__(self) -> None:
+        self.items: list[tuple[Any, Any]] = []
+        self.kind = "text"
+
+    def step(self, value: Any, order: Any, kind: str) -> None:
+        self.items.append((order, value))
+        self.kind = kind
+
+    def finalize(self) -> str | None:
+        if not self.items:
+            return None
+        ordered = sorted(self.items, key=lambda pair: (pair[0] is None, pair[0]))
+        return _array_text([value for _, value in ordered], self.kind)
+
+
+class _BoolAnd:
+    def __init__(self) -> None:
+        self.value: bool | None = None
+
+    def step(self, value: Any) -> None:
+        if value is not None:
+            self.value = bool(value) if self.value is None else self.value and bool(value)
+
+    def finalize(self) -> int | None:
+        return None if self.value is None else int(self.value)
+
+
+class _BoolOr(_BoolAnd):
+    def step(self, value: Any) -> None:
+        if value is not None:
+            self.value = bool(value) if self.value is None else self.value or bool(value)
 
 
 def _indexdef(cat: Catalogue, oid: Any, column: Any) -> str | None:
@@ -385,19 +448,107 @@ for _kind_name, _function in (
 
 
 def translate(text: str) -> tuple[str, exp.Expression]:
-    """The SQLite text of a PostgreSQL catalogue query (``$n`` become ``?n``)."""
+    """The SQLite text of a PostgreSQL catalogue query (``$n`` become ``:pn``)."""
     text = _OPERATOR.sub(r"\1", text)
     text = _COLLATE.sub("", text)
     text = _QUALIFIED_FUNCTION.sub("", text)
     text = _QUALIFIED_TYPE.sub("::", text)
     tree = sqlglot.parse_one(text, read="postgres")
+    for select in list(tree.find_all(exp.Select)):
+        _unnest_as_join(select)
     tree = tree.transform(_rewrite)
     sql = tree.sql("sqlite")
-    sql = re.sub(r"@(\d+)", r"?\1", sql)
+    sql = re.sub(r"@(\d+)", r":p\1", sql)
     return sql, tree
 
 
+def _set_returning(node: exp.Expression) -> exp.Expression | None:
+    """The array a set-returning projection (``unnest(a)``, ``generate_subscripts(a,
+    1)``) walks, or None."""
+    if isinstance(node, exp.Explode | exp.Unnest):
+        inner = node.this if isinstance(node, exp.Explode) else node.expressions[0]
+        return inner if isinstance(inner, exp.Expression) else None
+    if isinstance(node, exp.Anonymous) and str(node.this).lower() == "generate_subscripts":
+        return node.expressions[0]
+    return None
+
+
+def _unnest_as_join(select: exp.Select) -> None:
+    """PostgreSQL's set-returning functions in a SELECT list (``unnest(indkey)``,
+    ``generate_subscripts(indkey, 1)``, several walking their arrays in step) as a join
+    with SQLite's ``json_each`` over the first array: one row per element."""
+    found = []
+    for projection in select.expressions:
+        for node in projection.walk():
+            if node.find_ancestor(exp.Select) is select and _set_returning(node) is not None:
+                found.append(node)
+    if not found:
+        return
+    first = _set_returning(found[0])
+    assert first is not None
+    key = first.sql("postgres")
+    for node in found:
+        array = _set_returning(node)
+        assert array is not None
+        position = exp.Add(this=exp.column("key", "_u"), expression=exp.Literal.number(1))
+        if not isinstance(node, exp.Explode | exp.Unnest):
+            node.replace(position)
+        elif array.sql("postgres") == key:
+            node.replace(exp.column("value", "_u"))
+        else:
+            node.replace(exp.Anonymous(this="_subscript", expressions=[array.copy(), position]))
+    walker = exp.Anonymous(
+        this="json_each", expressions=[exp.Anonymous(this="_json_array", expressions=[first.copy()])]
+    )
+    select.join(exp.Table(this=walker, alias=exp.TableAlias(this=exp.to_identifier("_u"))), join_type="cross", copy=False)
+
+
+def _resolve_column(node: exp.Column) -> exp.Expression | None:
+    """The projection a ``sub.col`` reference reads, when ``sub`` is a subquery of
+    the same statement; None otherwise."""
+    if not node.table:
+        return None
+    for subquery in node.root().find_all(exp.Subquery):
+        if subquery.alias != node.table or not isinstance(subquery.this, exp.Select):
+            continue
+        for projection in subquery.this.expressions:
+            if projection.alias_or_name == node.name:
+                return projection.this if isinstance(projection, exp.Alias) else projection
+    return None
+
+
+def _aggregate_kind(node: exp.Expression) -> str:
+    if isinstance(node, exp.Column):
+        resolved = _resolve_column(node)
+        if resolved is not None:
+            return _aggregate_kind(resolved)
+        found = _COLUMN_TYPES.get(node.name)
+        if found == pgtypes.BOOL:
+            return "bool"
+        if found in (pgtypes.INT2, pgtypes.INT4, pgtypes.INT8, pgtypes.OID):
+            return "int"
+        return "text"
+    if isinstance(node, exp.Predicate | exp.Not | exp.Boolean):
+        return "bool"
+    if isinstance(node, exp.Cast) and node.to.sql("postgres").lower() in ("bigint", "int", "integer"):
+        return "int"
+    return "text"
+
+
 def _rewrite(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.ArrayAgg):
+        inner = node.this
+        order: exp.Expression = exp.Null()
+        if isinstance(inner, exp.Order):
+            ordered = inner.expressions[0]
+            order = ordered.this if isinstance(ordered, exp.Ordered) else ordered
+            inner = inner.this
+        kind = exp.Literal.string(_aggregate_kind(inner))
+        return exp.Anonymous(this="_array_agg", expressions=[inner, order, kind])
+    if isinstance(node, exp.LogicalAnd):
+        return exp.Anonymous(this="_bool_and", expressions=[node.this])
+    if isinstance(node, exp.LogicalOr):
+        return exp.Anonymous(this="_bool_or", expressions=[node.this])
     if isinstance(node, exp.Cast):
         target = node.to.sql("postgres").lower().strip('"')
         if target.endswith("[]"):
@@ -411,6 +562,8 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
         return node
     if isinstance(node, exp.EQ) and isinstance(node.expression, exp.Any):
         inner = node.expression.this
+        while isinstance(inner, exp.Paren):
+            inner = inner.this
         if isinstance(inner, exp.Array):
             return exp.In(this=node.this, expressions=list(inner.expressions))
         return exp.Anonymous(this="_any", expressions=[node.this, inner])
@@ -424,8 +577,7 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.ByteString):  # E'...': its escapes are decoded already
         return exp.Literal.string(str(node.this))
     if isinstance(node, exp.Array):
-        items = [e.sql("sqlite") for e in node.expressions]
-        return exp.Literal.string("{" + ",".join(i.strip("'") for i in items) + "}")
+        return exp.Anonymous(this="_array", expressions=list(node.expressions))
     if isinstance(node, exp.Bracket) and len(node.expressions) == 1:
         return exp.Anonymous(this="_subscript", expressions=[node.this, node.expressions[0]])
     if isinstance(node, exp.Table) and isinstance(
@@ -477,6 +629,9 @@ def _output_oid(node: exp.Expression) -> int | None:
     if isinstance(node, exp.Paren):
         return _output_oid(node.this)
     if isinstance(node, exp.Column):
+        resolved = _resolve_column(node)
+        if resolved is not None and resolved is not node:
+            return _output_oid(resolved)
         return _COLUMN_TYPES.get(node.name)
     if isinstance(node, exp.Boolean) or isinstance(node, exp.Predicate | exp.Not):
         return pgtypes.BOOL
@@ -491,8 +646,21 @@ def _output_oid(node: exp.Expression) -> int | None:
         if target in ("bool", "boolean"):
             return pgtypes.BOOL
         return None
+    if isinstance(node, exp.ArrayAgg):
+        inner = node.this.this if isinstance(node.this, exp.Order) else node.this
+        return {"bool": pgtypes.BOOL_ARRAY, "int": pgtypes.INT8_ARRAY}.get(
+            _aggregate_kind(inner), pgtypes.TEXT_ARRAY
+        )
+    if isinstance(node, exp.LogicalAnd | exp.LogicalOr):
+        return pgtypes.BOOL
     if isinstance(node, exp.Anonymous):
-        return _FUNCTION_TYPES.get(str(node.this).lower())
+        name = str(node.this).lower()
+        if name == "_array_agg":
+            kind = node.expressions[2].name
+            return {"bool": pgtypes.BOOL_ARRAY, "int": pgtypes.INT8_ARRAY}.get(kind, pgtypes.TEXT_ARRAY)
+        if name in ("_bool_and", "_bool_or"):
+            return pgtypes.BOOL
+        return _FUNCTION_TYPES.get(name)
     if isinstance(node, exp.Func):
         name = node.sql_name().lower()
         if name in ("count",):
@@ -530,6 +698,44 @@ def _output_name(node: exp.Expression, index: int) -> str:
     return "?column?"
 
 
+_CAST_OIDS = {
+    "int": pgtypes.INT4, "integer": pgtypes.INT4, "int4": pgtypes.INT4,
+    "smallint": pgtypes.INT2, "int2": pgtypes.INT2, "bigint": pgtypes.INT8,
+    "int8": pgtypes.INT8, "oid": pgtypes.OID, "bool": pgtypes.BOOL, "boolean": pgtypes.BOOL,
+    "regclass": pgtypes.TEXT, "name": pgtypes.NAME, "char": pgtypes.TEXT,
+}  # fmt: skip
+
+
+def param_oids(text: str, count: int) -> tuple[int, ...]:
+    """The type of each ``$n`` of a catalogue query: its cast (``$1::INTEGER``), else
+    the catalogue column it is compared with, else text."""
+    found: dict[int, int] = {}
+    try:
+        tree = sqlglot.parse_one(_QUALIFIED_TYPE.sub("::", _OPERATOR.sub(r"\1", text)), read="postgres")
+    except sqlglot.errors.ParseError:
+        return (pgtypes.TEXT,) * count
+    for parameter in tree.find_all(exp.Parameter):
+        try:
+            number = int(parameter.name)
+        except ValueError:
+            continue
+        parent = parameter.parent
+        oid = None
+        if isinstance(parent, exp.Cast):
+            oid = _CAST_OIDS.get(parent.to.sql("postgres").lower().strip('"'))
+            if oid is None:
+                oid = pgtypes.TEXT
+        elif isinstance(parent, exp.Binary):
+            other = parent.left if parent.right is parameter else parent.right
+            if isinstance(other, exp.Column):
+                oid = _COLUMN_TYPES.get(other.name)
+                if oid == pgtypes.CHAR:  # "char" travels as text in parameters
+                    oid = pgtypes.TEXT
+        if oid is not None and number not in found:
+            found[number] = oid
+    return tuple(found.get(n, pgtypes.TEXT) for n in range(1, count + 1))
+
+
 def answer(
     db: Database,
     text: str,
@@ -551,7 +757,7 @@ def answer(
     conn, _cat, lock = _connection(
         db, caller, info, databases if databases is not None else [info.database]
     )
-    values = {str(name)[1:]: _sqlite_value(value) for name, value in params.items()}
+    values = {str(name): _sqlite_value(value) for name, value in params.items()}
     _CURRENT.info = info
     try:
         with lock:

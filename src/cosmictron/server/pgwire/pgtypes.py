@@ -67,7 +67,10 @@ JSON = 114
 FLOAT4 = 700
 FLOAT8 = 701
 UNKNOWN = 705
+BOOL_ARRAY = 1000
+INT2_ARRAY = 1005
 TEXT_ARRAY = 1009
+INT8_ARRAY = 1016
 VARCHAR = 1043
 TIMESTAMP = 1114
 TIMESTAMPTZ = 1184
@@ -95,6 +98,9 @@ TYPE_NAMES = {
     FLOAT8: "float8",
     UNKNOWN: "unknown",
     TEXT_ARRAY: "_text",
+    BOOL_ARRAY: "_bool",
+    INT2_ARRAY: "_int2",
+    INT8_ARRAY: "_int8",
     VARCHAR: "varchar",
     TIMESTAMP: "timestamp",
     TIMESTAMPTZ: "timestamptz",

@@ -430,8 +430,11 @@ class Session:
         declared = statement.declared
         if len(declared) >= statement.param_count and all(declared[: statement.param_count]):
             return declared[: statement.param_count]
-        shape = await self._shape(statement)
-        inferred = shape.param_oids if shape is not None else ()
+        if statement.route == "catalog":
+            inferred = catalog.param_oids(statement.text, statement.param_count)
+        else:
+            shape = await self._shape(statement)
+            inferred = shape.param_oids if shape is not None else ()
         return tuple(
             (declared[i] if i < len(declared) and declared[i] else 0)
             or (inferred[i] if i < len(inferred) else pgtypes.TEXT)

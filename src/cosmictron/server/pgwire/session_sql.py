@@ -87,6 +87,11 @@ DEFAULTS = {
     "ssl": "off",
     "block_size": "8192",
     "work_mem": "4MB",
+    "default_table_access_method": "heap",
+    "default_tablespace": "",
+    "default_text_search_config": "pg_catalog.simple",
+    "max_index_keys": "32",
+    "in_hot_standby": "off",
 }
 """Every setting SHOW knows (lower-case names), with its value for a new session."""
 
