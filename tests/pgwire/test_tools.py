@@ -18,17 +18,20 @@ def test_sqlalchemy_reflects_what_the_caller_may_see(pg: PG, driver: str) -> Non
 
         import asyncio
 
-        async def reflect() -> tuple[list[str], list[dict]]:
+        async def reflect() -> sa.MetaData:
             engine = create_async_engine(pg.url(scheme="postgresql+asyncpg"))
-            async with engine.connect() as conn:
-                names = await conn.run_sync(lambda c: sa.inspect(c).get_table_names())
-                columns = await conn.run_sync(lambda c: sa.inspect(c).get_columns("item"))
+            metadata = sa.MetaData()
+            async with engine.connect() as conn:  # every table, its indexes and keys
+                await conn.run_sync(lambda c: metadata.reflect(c))
             await engine.dispose()
-            return names, columns
+            return metadata
 
-        names, columns = asyncio.run(reflect())
-        assert sorted(names) == ["item", "kinds", "secret"]
-        assert [c["name"] for c in columns] == ["id", "name", "price", "qty", "active", "note"]
+        metadata = asyncio.run(reflect())
+        assert sorted(metadata.tables) == ["item", "kinds", "secret"]
+        item = metadata.tables["item"]
+        assert [c.name for c in item.columns] == ["id", "name", "price", "qty", "active", "note"]
+        assert [c.name for c in item.primary_key.columns] == ["id"]
+        assert [sorted(c.name for c in u.columns) for u in item.constraints if isinstance(u, sa.UniqueConstraint)] == [["name"]]
         return
     engine = sa.create_engine(pg.url(scheme="postgresql+psycopg"))
     inspector = sa.inspect(engine)

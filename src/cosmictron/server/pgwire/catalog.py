@@ -400,11 +400,7 @@ def _subscript(array: Any, index: Any) -> Any:
 
 
 def _array_items(array: Any) -> list[str]:
-    text = str(array).strip()
-    if text.startswith("{") and text.endswith("}"):
-        text = text[1:-1]
-        return [item.strip().strip('"') for item in text.split(",") if item.strip()]
-    return [item for item in text.replace(",", " ").split() if item]
+    return [item for item in pgtypes.array_items(array) if item is not None]
 
 
 # --- translation --------------------------------------------------------------------
@@ -413,6 +409,7 @@ _OPERATOR = re.compile(r"OPERATOR\s*\(\s*pg_catalog\s*\.\s*([~!<>=*@#&|+\-]+)\s*
 _COLLATE = re.compile(r"\s+COLLATE\s+(pg_catalog\s*\.\s*)?(\"?default\"?|\"C\"|\"POSIX\")", re.I)
 _QUALIFIED_FUNCTION = re.compile(r"\bpg_catalog\s*\.\s*(?=[a-z_0-9]+\s*\()", re.I)
 _QUALIFIED_TYPE = re.compile(r"::\s*pg_catalog\s*\.\s*", re.I)
+_ARRAY_CAST = re.compile(r"::\s*[\w.]+\s*(\[\s*\])+")
 _REG_TYPES = {
     "regclass",
     "regtype",
@@ -453,6 +450,7 @@ def translate(text: str) -> tuple[str, exp.Expression]:
     text = _COLLATE.sub("", text)
     text = _QUALIFIED_FUNCTION.sub("", text)
     text = _QUALIFIED_TYPE.sub("::", text)
+    text = _ARRAY_CAST.sub("", text)  # arrays travel as their text form here
     tree = sqlglot.parse_one(text, read="postgres")
     for select in list(tree.find_all(exp.Select)):
         _unnest_as_join(select)
@@ -577,7 +575,16 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.ByteString):  # E'...': its escapes are decoded already
         return exp.Literal.string(str(node.this))
     if isinstance(node, exp.Array):
-        return exp.Anonymous(this="_array", expressions=list(node.expressions))
+        items = list(node.expressions)
+        if len(items) == 1 and isinstance(items[0], exp.Select | exp.Subquery):
+            inner = items[0].this if isinstance(items[0], exp.Subquery) else items[0]
+            name = inner.expressions[0].alias_or_name if isinstance(inner, exp.Select) else "?"
+            gathered = exp.Anonymous(
+                this="_array_agg",
+                expressions=[exp.column(name), exp.Null(), exp.Literal.string("text")],
+            )
+            return exp.Subquery(this=exp.select(gathered).from_(inner.transform(_rewrite).subquery()))
+        return exp.Anonymous(this="_array", expressions=items)
     if isinstance(node, exp.Bracket) and len(node.expressions) == 1:
         return exp.Anonymous(this="_subscript", expressions=[node.this, node.expressions[0]])
     if isinstance(node, exp.Table) and isinstance(
@@ -622,6 +629,19 @@ for _columns in (*TABLES.values(), *INFO_TABLES.values()):
         _COLUMN_TYPES.setdefault(_name, _oid)
 
 
+_OUTPUT_NAMES = {
+    "elemtype": pgtypes.OID, "basetype": pgtypes.OID, "range_subtype": pgtypes.OID,
+    "attrtypoids": pgtypes.OID_ARRAY, "attrnames": pgtypes.TEXT_ARRAY, "depth": pgtypes.INT4,
+    "kind": pgtypes.CHAR, "elemdelim": pgtypes.CHAR, "ns": pgtypes.NAME,
+    "basetype_name": pgtypes.TEXT, "elemtype_name": pgtypes.TEXT,
+    "range_subtype_name": pgtypes.TEXT, "array_oid": pgtypes.OID, "regtype": pgtypes.TEXT,
+    "delimiter": pgtypes.CHAR,
+}  # fmt: skip
+"""Types of result columns clients name themselves (asyncpg's type introspection,
+psycopg's ``TypeInfo``), for a statement described before it runs, when the column's
+form does not tell (``SELECT *`` over a CTE)."""
+
+
 def _output_oid(node: exp.Expression) -> int | None:
     """The type a projection has, when it can be told from its form."""
     if isinstance(node, exp.Alias):
@@ -661,6 +681,8 @@ def _output_oid(node: exp.Expression) -> int | None:
         if name in ("_bool_and", "_bool_or"):
             return pgtypes.BOOL
         return _FUNCTION_TYPES.get(name)
+    if isinstance(node, exp.Min | exp.Max | exp.Coalesce | exp.Nullif | exp.AnyValue):
+        return _output_oid(node.this)
     if isinstance(node, exp.Func):
         name = node.sql_name().lower()
         if name in ("count",):
@@ -710,8 +732,15 @@ def param_oids(text: str, count: int) -> tuple[int, ...]:
     """The type of each ``$n`` of a catalogue query: its cast (``$1::INTEGER``), else
     the catalogue column it is compared with, else text."""
     found: dict[int, int] = {}
+    arrays = {"oid": pgtypes.OID_ARRAY, "int2": pgtypes.INT2_ARRAY, "int8": pgtypes.INT8_ARRAY,
+              "text": pgtypes.TEXT_ARRAY, "name": pgtypes.NAME_ARRAY, "bool": pgtypes.BOOL_ARRAY}  # fmt: skip
+    for number, name in re.findall(r"\$(\d+)\s*::\s*(?:pg_catalog\.)?(\w+)\s*\[\s*\]", text):
+        found[int(number)] = arrays.get(name.lower(), pgtypes.TEXT_ARRAY)
     try:
-        tree = sqlglot.parse_one(_QUALIFIED_TYPE.sub("::", _OPERATOR.sub(r"\1", text)), read="postgres")
+        cleaned = _QUALIFIED_TYPE.sub("::", _OPERATOR.sub(r"\1", text))
+        if _ARRAY_CAST.search(cleaned):  # an array parameter: sent as its text form
+            cleaned = _ARRAY_CAST.sub("::text", cleaned)
+        tree = sqlglot.parse_one(cleaned, read="postgres")
     except sqlglot.errors.ParseError:
         return (pgtypes.TEXT,) * count
     for parameter in tree.find_all(exp.Parameter):
@@ -793,6 +822,8 @@ def answer(
         )
         name = _output_name(node, index) if node is not None else column[0]
         oid = _output_oid(node) if node is not None else _COLUMN_TYPES.get(column[0])
+        if oid is None:
+            oid = _OUTPUT_NAMES.get(name)
         if oid is None:
             oid = _oid_of_values(rows, index)
         columns.append(name)

@@ -135,7 +135,7 @@ TABLES: dict[str, list[tuple[str, int]]] = {
     "pg_rewrite": [("oid", O), ("rulename", N), ("ev_class", O)],
     "pg_extension": [("oid", O), ("extname", N), ("extowner", O), ("extnamespace", O), ("extversion", T)],
     "pg_enum": [("oid", O), ("enumtypid", O), ("enumsortorder", F4), ("enumlabel", N)],
-    "pg_range": [("rngtypid", O), ("rngsubtype", O)],
+    "pg_range": [("rngtypid", O), ("rngsubtype", O), ("rngmultitypid", O)],
     "pg_opclass": [("oid", O), ("opcmethod", O), ("opcname", N), ("opcdefault", B)],
     "pg_proc": [("oid", O), ("proname", N), ("pronamespace", O), ("prorettype", O), ("prokind", C)],
     "pg_depend": [("classid", O), ("objid", O), ("objsubid", I4), ("refclassid", O), ("refobjid", O), ("refobjsubid", I4), ("deptype", C)],
@@ -262,12 +262,15 @@ def build(
     ]
     for schema_name in ("pg_catalog", "public", "information_schema"):
         info["schemata"].append((database, schema_name, owner_name))
+    arrays = {element: array for array, element in pgtypes.ARRAY_ELEMENTS.items()
+              if array not in (pgtypes.INT2VECTOR, pgtypes.OIDVECTOR)}  # fmt: skip
     for oid, name in sorted(pgtypes.TYPE_NAMES.items()):
         size = pgtypes.TYPE_SIZES.get(oid, -1)
-        category = _category(oid)
+        category = "A" if oid in pgtypes.ARRAY_ELEMENTS else _category(oid)
+        element = pgtypes.ARRAY_ELEMENTS.get(oid, 0)
         r["pg_type"].append(
             (oid, name, PG_CATALOG_NS, OWNER_ROLE, size, size in (1, 2, 4, 8), "b", category,
-             False, True, ",", 0, 0, 0, name + "in", name + "out", name + "recv",
+             False, True, ",", 0, element, arrays.get(oid, 0), name + "in", name + "out", name + "recv",
              name + "send", "i", "p", False, 0, -1, 0, 100 if oid in (T, N, pgtypes.VARCHAR) else 0,
              None)
         )  # fmt: skip

@@ -68,9 +68,11 @@ FLOAT4 = 700
 FLOAT8 = 701
 UNKNOWN = 705
 BOOL_ARRAY = 1000
+NAME_ARRAY = 1003
 INT2_ARRAY = 1005
 TEXT_ARRAY = 1009
 INT8_ARRAY = 1016
+OID_ARRAY = 1028
 VARCHAR = 1043
 TIMESTAMP = 1114
 TIMESTAMPTZ = 1184
@@ -99,8 +101,10 @@ TYPE_NAMES = {
     UNKNOWN: "unknown",
     TEXT_ARRAY: "_text",
     BOOL_ARRAY: "_bool",
+    NAME_ARRAY: "_name",
     INT2_ARRAY: "_int2",
     INT8_ARRAY: "_int8",
+    OID_ARRAY: "_oid",
     VARCHAR: "varchar",
     TIMESTAMP: "timestamp",
     TIMESTAMPTZ: "timestamptz",
@@ -126,6 +130,18 @@ FORMATTED = {
     CHAR: '"char"',
 }
 """``format_type``'s spelling where it differs from the type's name."""
+
+ARRAY_ELEMENTS = {
+    BOOL_ARRAY: BOOL,
+    NAME_ARRAY: NAME,
+    INT2_ARRAY: INT2,
+    TEXT_ARRAY: TEXT,
+    INT8_ARRAY: INT8,
+    OID_ARRAY: OID,
+    INT2VECTOR: INT2,
+    OIDVECTOR: OID,
+}
+"""Each array type's element type (for ``pg_type.typelem``)."""
 
 TYPE_SIZES = {BOOL: 1, INT2: 2, INT4: 4, INT8: 8, FLOAT4: 4, FLOAT8: 8, OID: 4, TIMESTAMPTZ: 8}
 
@@ -313,6 +329,64 @@ BINARY_ENCODERS: dict[int, Callable[[Any], bytes]] = {
 """The binary form of each type that has one here; others go as text (``encoder``)."""
 
 
+def array_items(value: Any) -> list[str | None]:
+    """The elements of an array's text form (``{a,"b c",NULL}``) or of a vector's
+    (``1 2``); a Python list or tuple as it is."""
+    if isinstance(value, list | tuple):
+        return [None if v is None else str(v) for v in value]
+    text = str(value).strip()
+    if not (text.startswith("{") and text.endswith("}")):
+        return [item for item in text.split() if item]
+    items: list[str | None] = []
+    i, body = 0, text[1:-1]
+    while i < len(body):
+        if body[i] == '"':
+            j, out = i + 1, []
+            while j < len(body) and body[j] != '"':
+                if body[j] == "\\":
+                    j += 1
+                out.append(body[j])
+                j += 1
+            items.append("".join(out))
+            i = j + 2  # the closing quote and the comma
+            continue
+        end = body.find(",", i)
+        end = len(body) if end < 0 else end
+        item = body[i:end].strip()
+        items.append(None if item == "NULL" else item)
+        i = end + 1
+    return items
+
+
+def _binary_array(element: int) -> Callable[[Any], bytes]:
+    """PostgreSQL's binary array (one dimension) of ``element``, from the text form."""
+    encode = BINARY_ENCODERS.get(element, _binary_text)
+
+    def run(value: Any) -> bytes:
+        items = array_items(value)
+        parts = [struct.pack("!iiiii", 1 if items else 0, int(None in items), element, len(items), 1)]
+        if not items:
+            parts = [struct.pack("!iii", 0, 0, element)]
+        for item in items:
+            if item is None:
+                parts.append(b"\xff\xff\xff\xff")
+                continue
+            typed: Any = item
+            if element == BOOL:
+                typed = item in ("t", "true", "1", "True")
+            elif element in (INT2, INT4, INT8, OID):
+                typed = int(item)
+            data = encode(typed)
+            parts.append(_INT4(len(data)) + data)
+        return b"".join(parts)
+
+    return run
+
+
+for _array, _element in ARRAY_ELEMENTS.items():
+    BINARY_ENCODERS[_array] = _binary_array(_element)
+
+
 def has_binary(oid: int) -> bool:
     return oid in BINARY_ENCODERS
 
@@ -356,6 +430,25 @@ def decode_param(data: bytes, oid: int, binary: bool) -> Any:
 
 
 def _decode_binary(data: bytes, oid: int) -> Any:
+    element = ARRAY_ELEMENTS.get(oid)
+    if element is not None:  # an array: kept in its text form, as the catalogue holds them
+        dimensions, _, inner = struct.unpack_from("!iii", data)
+        if dimensions > 1:
+            raise BadValue("arrays of more than one dimension are not supported")
+        items: list[str] = []
+        if dimensions == 1:
+            count, _ = struct.unpack_from("!ii", data, 12)
+            at = 20
+            for _ in range(count):
+                (length,) = struct.unpack_from("!i", data, at)
+                at += 4
+                if length < 0:
+                    items.append("NULL")
+                    continue
+                value = _decode_binary(data[at : at + length], inner)
+                items.append(str(value) if not isinstance(value, bool) else "tf"[not value])
+                at += length
+        return "{" + ",".join(items) + "}"
     if oid == BOOL:
         return data != b"\x00"
     if oid in (INT2, INT4, INT8, OID):
