@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from cosmictron import limits
 from cosmictron.errors import ConfigError
@@ -101,6 +102,20 @@ class PgContext:
         if self.sessions.get(session.pid) is session:
             del self.sessions[session.pid]
 
+    async def reap_idle(self) -> None:
+        """Close every session idle past ``idle_s_max`` (FATAL 57P05), checking a few
+        times per period: one timer for all sessions, none per message."""
+        limit = self.settings.idle_s_max
+        period = max(0.05, min(limit / 4, 5.0))
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            now = loop.time()
+            for session in list(self.sessions.values()):
+                since = session.idle_since
+                if since is not None and now - since > limit:
+                    session.close_idle(limit)
+
     def cancel(self, pid: int, secret: int) -> None:
         """A CancelRequest: cancel the running statement of session ``pid`` if the
         secret matches (a wrong secret is ignored, as PostgreSQL does)."""
@@ -117,7 +132,7 @@ async def listen_pg(
     throttle: Throttle,
     guard: ConnectionGuard | None,
     settings: PgSettings | None = None,
-) -> asyncio.Server:
+) -> PgListener:
     """Listen for PostgreSQL clients on ``host:port`` until the server is closed."""
     context = PgContext(
         registry, authority, throttle, guard, settings or PgSettings.from_environ(os.environ)
@@ -141,4 +156,21 @@ async def listen_pg(
             if guard is not None:
                 guard.release(address)
 
-    return await asyncio.start_server(connected, host, port, limit=1 << 16)
+    server = await asyncio.start_server(connected, host, port, limit=1 << 16)
+    return PgListener(server, asyncio.ensure_future(context.reap_idle()))
+
+
+@dataclass
+class PgListener:
+    """The listening socket and the idle reaper, closed together."""
+
+    server: asyncio.Server
+    reaper: asyncio.Future[None]
+
+    @property
+    def sockets(self) -> tuple[Any, ...]:
+        return tuple(self.server.sockets)
+
+    def close(self) -> None:
+        self.reaper.cancel()
+        self.server.close()

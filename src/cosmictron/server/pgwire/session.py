@@ -39,7 +39,13 @@ from cosmictron.query.budget import QueryBudget
 from cosmictron.server.pgwire import catalog, messages, pgtypes, results, session_sql
 from cosmictron.server.pgwire.lexer import rename_params, split_statements, strip_comments
 from cosmictron.server.pgwire.messages import Body, FrameTooLarge, Malformed
-from cosmictron.server.pgwire.shapes import Shape, sample_params, shape_of
+from cosmictron.server.pgwire.shapes import (
+    Shape,
+    cached_shape,
+    is_point_lookup,
+    sample_params,
+    shape_of,
+)
 from cosmictron.server.pgwire.sqlstate import (
     ACTIVE_SQL_TRANSACTION,
     CONFIGURATION_LIMIT_EXCEEDED,
@@ -151,6 +157,7 @@ class Session:
         self.skipping = False
         self.running = False
         self.cancelled = False
+        self.idle_since: float | None = None
         self.budget: QueryBudget = context.limits.query_budget(False)
 
     # --- the connection ---------------------------------------------------------
@@ -183,6 +190,15 @@ class Session:
         finally:
             self.context.forget(self)
             self.writer.close()
+
+    def close_idle(self, limit: float) -> None:
+        """Called by the context's reaper: end a session idle past ``limit`` seconds."""
+        self.writer.write(
+            messages.error_response(
+                "FATAL", "57P05", f"idle for {limit:g} s (limits.pg_idle_s_max): closed"
+            )
+        )
+        self.writer.close()
 
     async def _say_fatal(self, error: PgError) -> None:
         """Send a FATAL error (the connection closes after it)."""
@@ -272,14 +288,11 @@ class Session:
 
     async def _loop(self) -> None:
         cap = self.context.settings.message_bytes_max
-        idle = self.context.settings.idle_s_max
+        loop = asyncio.get_running_loop()
         while True:
-            try:
-                kind, body = await asyncio.wait_for(messages.read_message(self.reader, cap), idle)
-            except TimeoutError:
-                await self._fatal(
-                    PgError("57P05", f"idle for {idle:g} s (limits.pg_idle_s_max): closed")
-                )
+            self.idle_since = loop.time()  # the context's reaper closes idle sessions
+            kind, body = await messages.read_message(self.reader, cap)
+            self.idle_since = None
             if kind == b"X":
                 raise Closed
             if kind == b"Q":
@@ -448,6 +461,11 @@ class Session:
             database = self._database()
             count = statement.param_count
             samples = sample_params(count, statement.declared)
+            statement.shape = cached_shape(
+                database.db, statement.engine_text, samples, self.caller, count
+            )
+            if statement.shape is not None:
+                return statement.shape
             try:
                 statement.shape = await database.run(
                     shape_of, database.db, statement.engine_text, samples, self.caller, count
@@ -624,9 +642,14 @@ class Session:
                 "may change data through SQL",
             )
         if block is None or (reads and not block.pending):
-            result = await database.run(
-                lambda: db.sql(text, given, sender=self.caller, budget=budget)
-            )
+            if reads and is_point_lookup(db, text, given, self.caller):
+                # One dict lookup under the writer lock (host/sql.py): cheaper than the
+                # hop to a database thread and back, so it runs here.
+                result = db.sql(text, given, sender=self.caller, budget=budget)
+            else:
+                result = await database.run(
+                    lambda: db.sql(text, given, sender=self.caller, budget=budget)
+                )
         else:
             if len(block.pending) >= self.context.settings.block_statements_max:
                 raise PgError(

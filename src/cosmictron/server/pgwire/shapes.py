@@ -80,6 +80,26 @@ def shape_of(
     return _shape(statement, count)
 
 
+def cached_shape(
+    db: Database, text: str, params: Mapping[str, Any], sender: Identity, count: int
+) -> Shape | None:
+    """The shape of ``text`` if the statement cache has it planned already (a dict
+    lookup, fit for the event loop); None when it must be prepared (``shape_of``)."""
+    schema = db.core.module.schema
+    cached = STATEMENTS.get(text, schema, params, restricts(schema, sender, db.owner))
+    return None if cached is None else _shape(cached.statement, count)
+
+
+def is_point_lookup(
+    db: Database, text: str, params: Mapping[str, Any] | None, sender: Identity
+) -> bool:
+    """Whether ``text`` with these parameters is a cached primary-key lookup, which
+    ``Database.sql`` answers with one dict lookup (no operators, no snapshot)."""
+    schema = db.core.module.schema
+    cached = STATEMENTS.get(text, schema, params, restricts(schema, sender, db.owner))
+    return cached is not None and cached.point is not None
+
+
 _SHAPES: dict[int, tuple[Any, Shape]] = {}
 _SHAPES_MAX = 1024
 
