@@ -165,3 +165,4 @@ def copy_lines(rows: Sequence[tuple[Any, ...]], csv: bool, delimiter: str) -> by
             fields.append(text)
         out.append(delimiter.join(fields) + "\n")
     return "".join(out).encode()
+

@@ -158,6 +158,8 @@ class Session:
         self.running = False
         self.cancelled = False
         self.idle_since: float | None = None
+        self.out: list[bytes] = []
+        self.out_bytes = 0
         self.budget: QueryBudget = context.limits.query_budget(False)
 
     # --- the connection ---------------------------------------------------------
@@ -203,10 +205,10 @@ class Session:
     async def _say_fatal(self, error: PgError) -> None:
         """Send a FATAL error (the connection closes after it)."""
         try:
-            self.writer.write(
+            self._put(
                 messages.error_response("FATAL", error.code, error.message, error.position)
             )
-            await asyncio.wait_for(self.writer.drain(), 5)
+            await asyncio.wait_for(self._flush(), 5)
         except (ConnectionError, TimeoutError, RuntimeError):
             pass
 
@@ -222,8 +224,8 @@ class Session:
                 raise Malformed("a startup packet without its protocol version")
             code = int.from_bytes(body[:4], "big")
             if code in (messages.SSL_REQUEST, messages.GSSENC_REQUEST):
-                self.writer.write(b"N")
-                await self.writer.drain()
+                self._put(b"N")
+                await self._flush()
                 continue
             if code == messages.CANCEL_REQUEST:
                 cursor = Body(body)
@@ -248,8 +250,8 @@ class Session:
             await self._fatal(
                 PgError(INVALID_CATALOG_NAME, f'database "{self.database_name}" does not exist')
             )
-        self.writer.write(messages.AUTH_CLEARTEXT)
-        await self.writer.drain()
+        self._put(messages.AUTH_CLEARTEXT)
+        await self._flush()
         kind, body = await messages.read_message(self.reader, cap)
         if kind != b"p":
             await self._fatal(PgError(PROTOCOL_VIOLATION, "expected a password message"))
@@ -283,8 +285,8 @@ class Session:
             out.append(messages.parameter_status(name, value))
         out.append(messages.backend_key(self.pid, self.secret))
         out.append(messages.READY[b"I"])
-        self.writer.write(b"".join(out))
-        await self.writer.drain()
+        self._put(b"".join(out))
+        await self._flush()
 
     async def _loop(self) -> None:
         cap = self.context.settings.message_bytes_max
@@ -301,11 +303,11 @@ class Session:
                 continue
             if kind == b"S":
                 self.skipping = False
-                self.writer.write(self._ready())
-                await self.writer.drain()
+                self._put(self._ready())
+                await self._flush()
                 continue
             if kind == b"H":
-                await self.writer.drain()
+                await self._flush()
                 continue
             if kind in (b"P", b"B", b"D", b"E", b"C"):
                 if self.skipping:
@@ -320,6 +322,19 @@ class Session:
                 continue
             await self._fatal(PgError(PROTOCOL_VIOLATION, f"unexpected message type {kind!r}"))
 
+    def _put(self, data: bytes) -> None:
+        """Queue bytes for the client; ``_flush`` sends them in one write. Replies are
+        many small messages: one socket write each would cost a system call apiece."""
+        self.out.append(data)
+        self.out_bytes += len(data)
+
+    async def _flush(self) -> None:
+        if self.out:
+            self.writer.write(b"".join(self.out))
+            self.out.clear()
+            self.out_bytes = 0
+        await self.writer.drain()
+
     def _ready(self) -> bytes:
         if self.block is None:
             return messages.READY[b"I"]
@@ -328,7 +343,7 @@ class Session:
     def _error(self, error: PgError) -> None:
         if self.block is not None:
             self.block.failed = True
-        self.writer.write(
+        self._put(
             messages.error_response(
                 error.severity, error.code, error.message, error.position, error.detail
             )
@@ -340,7 +355,7 @@ class Session:
         try:
             statements = split_statements(text)
             if not statements:
-                self.writer.write(messages.EMPTY_QUERY)
+                self._put(messages.EMPTY_QUERY)
             for one in statements:
                 statement = self._parse(one, ())
                 if statement.route == "copy":
@@ -350,8 +365,8 @@ class Session:
                 await self._send(outcome, [0] * len(outcome.oids), None, 0)
         except PgError as exc:
             self._error(exc)
-        self.writer.write(self._ready())
-        await self.writer.drain()
+        self._put(self._ready())
+        await self._flush()
 
     # --- the extended protocol --------------------------------------------------
 
@@ -375,7 +390,7 @@ class Session:
             if len(pieces) > 1:
                 raise PgError("42601", "cannot insert multiple commands into a prepared statement")
             self.statements[name] = self._parse(pieces[0] if pieces else "", declared)
-            self.writer.write(messages.PARSE_COMPLETE)
+            self._put(messages.PARSE_COMPLETE)
         elif kind == b"B":
             await self._bind(body)
         elif kind == b"D":
@@ -390,7 +405,7 @@ class Session:
             what = body.byte()
             name = body.cstring()
             (self.statements if what == b"S" else self.portals).pop(name, None)
-            self.writer.write(messages.CLOSE_COMPLETE)
+            self._put(messages.CLOSE_COMPLETE)
 
     async def _bind(self, body: Body) -> None:
         portal_name = body.cstring()
@@ -437,7 +452,7 @@ class Session:
             except pgtypes.OutOfRange as exc:
                 raise PgError(NUMERIC_VALUE_OUT_OF_RANGE, f"parameter ${number}: {exc}") from None
         self.portals[portal_name] = Portal(statement, params, result_formats)
-        self.writer.write(messages.BIND_COMPLETE)
+        self._put(messages.BIND_COMPLETE)
 
     async def _param_oids(self, statement: Statement) -> tuple[int, ...]:
         declared = statement.declared
@@ -490,23 +505,23 @@ class Session:
                     INVALID_PREPARED_STATEMENT, f'prepared statement "{name}" does not exist'
                 )
             oids = await self._param_oids(statement)
-            self.writer.write(messages.parameter_description(oids))
+            self._put(messages.parameter_description(oids))
             columns, column_oids = await self._description(statement, None)
             if columns is None:
-                self.writer.write(messages.NO_DATA)
+                self._put(messages.NO_DATA)
             else:
                 fmts = [0] * len(columns)
-                self.writer.write(messages.row_description(columns, column_oids, fmts))
+                self._put(messages.row_description(columns, column_oids, fmts))
             return
         portal = self.portals.get(name)
         if portal is None:
             raise PgError(INVALID_CURSOR_NAME, f'portal "{name}" does not exist')
         columns, column_oids = await self._description(portal.statement, portal)
         if columns is None:
-            self.writer.write(messages.NO_DATA)
+            self._put(messages.NO_DATA)
             return
         fmts = self._formats(portal.formats, column_oids)
-        self.writer.write(messages.row_description(columns, column_oids, fmts))
+        self._put(messages.row_description(columns, column_oids, fmts))
         portal.described = True
 
     async def _description(
@@ -704,13 +719,13 @@ class Session:
             reported = self.settings.set(command.name, command.value)
             if reported is not None:
                 value = self.settings.values[command.name]
-                self.writer.write(messages.parameter_status(reported, value))
+                self._put(messages.parameter_status(reported, value))
             return Outcome("SET")
         if verb == "RESET":
             reported = self.settings.reset(command.name)
             if reported is not None:
                 value = self.settings.values[command.name]
-                self.writer.write(messages.parameter_status(reported, value))
+                self._put(messages.parameter_status(reported, value))
             return Outcome("RESET")
         if verb == "DISCARD":
             if command.name == "all":
@@ -779,7 +794,7 @@ class Session:
             raise sqlstate_of(exc) from None
 
     def _notice(self, code: str, text: str) -> None:
-        self.writer.write(messages.error_response("WARNING", code, text, notice=True))
+        self._put(messages.error_response("WARNING", code, text, notice=True))
 
     # --- sending results --------------------------------------------------------
 
@@ -793,14 +808,13 @@ class Session:
     ) -> None:
         """Row description (simple protocol), DataRows in batches, then the tag or,
         past an Execute's row limit, PortalSuspended."""
-        writer = self.writer
         if outcome.empty:
-            writer.write(messages.EMPTY_QUERY)
+            self._put(messages.EMPTY_QUERY)
             return
         rows = outcome.rows
         if outcome.columns is not None:
             if describe:
-                writer.write(messages.row_description(outcome.columns, outcome.oids, formats))
+                self._put(messages.row_description(outcome.columns, outcome.oids, formats))
             encode = results.encoders(outcome.oids, formats)
             start = portal.sent if portal is not None else 0
             end = len(rows) if limit <= 0 else min(len(rows), start + limit)
@@ -808,15 +822,15 @@ class Session:
             for at in range(start, end, step):
                 if self.cancelled:
                     raise PgError(QUERY_CANCELED, "canceling statement due to user request")
-                writer.write(results.data_rows(rows[at : min(at + step, end)], encode))
-                if writer.transport.get_write_buffer_size() > 1 << 20:
-                    await writer.drain()
+                self._put(results.data_rows(rows[at : min(at + step, end)], encode))
+                if self.out_bytes > 1 << 20:
+                    await self._flush()  # back pressure: wait for the socket to drain
             if portal is not None:
                 portal.sent = end
                 if end < len(rows):
-                    writer.write(messages.PORTAL_SUSPENDED)
+                    self._put(messages.PORTAL_SUSPENDED)
                     return
-        writer.write(messages.command_complete(outcome.tag))
+        self._put(messages.command_complete(outcome.tag))
 
     async def _copy(self, statement: Statement) -> None:
         """``COPY (SELECT ...) TO STDOUT [WITH (FORMAT csv|text, HEADER, DELIMITER 'c')]``."""
@@ -840,19 +854,19 @@ class Session:
         outcome = await self._run(inner, {})
         if outcome.columns is None:
             raise PgError(FEATURE_NOT_SUPPORTED, "COPY takes a query that returns rows")
-        writer = self.writer
-        writer.write(messages.copy_out_response(len(outcome.columns)))
+        self._put(messages.copy_out_response(len(outcome.columns)))
         if header:
             header_line = results.copy_lines([tuple(outcome.columns)], csv, delimiter)
-            writer.write(messages.copy_data(header_line))
+            self._put(messages.copy_data(header_line))
         rows = outcome.rows
         step = results.BATCH_ROWS
         for at in range(0, len(rows), step):
             if self.cancelled:
                 raise PgError(QUERY_CANCELED, "canceling statement due to user request")
-            writer.write(
+            self._put(
                 messages.copy_data(results.copy_lines(rows[at : at + step], csv, delimiter))
             )
-            await writer.drain()
-        writer.write(messages.COPY_DONE)
-        writer.write(messages.command_complete(f"COPY {len(rows)}"))
+            if self.out_bytes > 1 << 20:
+                await self._flush()
+        self._put(messages.COPY_DONE)
+        self._put(messages.command_complete(f"COPY {len(rows)}"))
