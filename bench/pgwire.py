@@ -87,9 +87,20 @@ class Cosmictron:
             "COSMICTRON_RATE_QUERIES_PER_S": "10000000",
             "COSMICTRON_RATE_QUERIES_BURST": "10000000",
         }
-        command = [sys.executable, "-c", CLI_PRELUDE + "; main()", "start", "--listen",
-                   "127.0.0.1:0", "--pg-listen", "127.0.0.1:0", "--data-dir", str(data_dir),
-                   "--profile", "production"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-c",
+            CLI_PRELUDE + "; main()",
+            "start",
+            "--listen",
+            "127.0.0.1:0",
+            "--pg-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(data_dir),
+            "--profile",
+            "production",
+        ]
         self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         line = self._wait()
@@ -243,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             points: dict[str, dict[str, list[float]]] = {
                 e: {"psycopg": [], "asyncpg": []} for e in engines
             }
-            for engine, (dsn, url) in engines.items():  # warm-up: caches, plans
+            for dsn, url in engines.values():  # warm-up: caches, plans
                 scan_psycopg(dsn, False, count)
                 scan_asyncpg(url, count)
             for _ in range(rounds):
@@ -263,17 +274,25 @@ def main(argv: list[str] | None = None) -> int:
         share = ratio(figures.get("cosmictron"), figures.get("postgresql"))
         results[f"scan_{client}"] = {"rows_per_s": figures, "ratio": share, "goal": SCAN_GOAL}
         table.append(
-            [f"SELECT * ({count:,} rows), {client}", *(f"{figures.get(e, 0):,.0f} rows/s" for e in ("cosmictron", "postgresql")),
-             "-" if share is None else f"{share:.2f}x", "met" if share and share >= SCAN_GOAL else "missed"]
-        )  # fmt: skip
+            [
+                f"SELECT * ({count:,} rows), {client}",
+                *(f"{figures.get(e, 0):,.0f} rows/s" for e in ("cosmictron", "postgresql")),
+                "-" if share is None else f"{share:.2f}x",
+                "met" if share and share >= SCAN_GOAL else "missed",
+            ]
+        )
     for client in ("psycopg", "asyncpg"):
         figures = {e: statistics.median(points[e][client]) for e in points}
         share = ratio(figures.get("cosmictron"), figures.get("postgresql"))
         results[f"point_{client}"] = {"queries_per_s": figures, "ratio": share, "goal": POINT_GOAL}
         table.append(
-            [f"point query, {client}", *(f"{figures.get(e, 0):,.0f} q/s" for e in ("cosmictron", "postgresql")),
-             "-" if share is None else f"{share:.2f}x", "met" if share and share >= POINT_GOAL else "missed"]
-        )  # fmt: skip
+            [
+                f"point query, {client}",
+                *(f"{figures.get(e, 0):,.0f} q/s" for e in ("cosmictron", "postgresql")),
+                "-" if share is None else f"{share:.2f}x",
+                "met" if share and share >= POINT_GOAL else "missed",
+            ]
+        )
     print(text_table(["scenario", "cosmictron", "postgresql 15", "ratio", "goal"], table))
     print(run_took(started, args.mode))
     settings = {"rows": count, "rounds": rounds, "point_seconds": point_seconds}

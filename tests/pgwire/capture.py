@@ -8,7 +8,7 @@ writes every distinct catalogue or session statement with its parameters to
 ``fixtures/client_queries.json``. The OIDs PostgreSQL gave the tables are replaced by
 ``{oid:item}`` placeholders, which ``test_captured.py`` fills with Cosmictron's.
 
-    python tests/pgwire/capture.py "host=127.0.0.1 port=54329 user=postgres dbname=postgres" /tmp/pg/log
+    python tests/pgwire/capture.py "host=127.0.0.1 port=54329 user=postgres" /tmp/pg/log
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def run_clients(dsn: str) -> None:
         if scheme.endswith("asyncpg"):
             from sqlalchemy.ext.asyncio import create_async_engine
 
-            async def reflect() -> None:
+            async def reflect(scheme: str = scheme) -> None:
                 engine = create_async_engine(url.replace("postgresql", scheme, 1))
                 async with engine.connect() as conn:
                     await conn.run_sync(lambda c: sa.MetaData().reflect(c))

@@ -19,7 +19,8 @@ from tests.server.conftest import STARTED, Server, start_server, stop_server
 MODULE = r"""
 import enum
 from typing import Optional
-from cosmictron import table, field, reducer, ReducerContext, Identity, Timestamp, TimeDuration, i16, i32, u64, f32
+from cosmictron import table, field, reducer, ReducerContext, Identity, Timestamp
+from cosmictron import TimeDuration, i16, i32, u64, f32
 
 @table(name="item", public=True, indexes=[])
 class Item:

@@ -42,7 +42,8 @@ def test_psycopg_type_mapping(pg: PG) -> None:
 def test_psycopg_dml_row_counts(pg: PG) -> None:
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         cursor = conn.execute(
-            "INSERT INTO item (id, name, price, qty, active, note) VALUES (%s, %s, 1.0, 1, true, NULL), (%s, %s, 1.0, 1, true, NULL)",
+            "INSERT INTO item (id, name, price, qty, active, note) "
+            "VALUES (%s, %s, 1.0, 1, true, NULL), (%s, %s, 1.0, 1, true, NULL)",
             (1001, "dml-a", 1002, "dml-b"),
         )
         assert cursor.rowcount == 2 and cursor.statusmessage == "INSERT 0 2"
@@ -86,25 +87,33 @@ def test_psycopg_errors_carry_sqlstate_and_position(pg: PG) -> None:
 
 def test_non_owner_reads_public_is_refused_private_and_dml(pg: PG) -> None:
     with psycopg.connect(pg.dsn(pg.reader_token), autocommit=True) as conn:
-        assert conn.execute("SELECT count(*) FROM item").fetchone() == (conn.execute("SELECT count(*) FROM item").fetchone()[0],)
+        assert conn.execute("SELECT count(*) FROM item").fetchone() == (
+            conn.execute("SELECT count(*) FROM item").fetchone()[0],
+        )
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT * FROM secret")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DELETE FROM item WHERE id = 1")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("INSERT INTO item (id, name) VALUES (%s, %s)", (5000, "nope"))
-    with psycopg.connect(pg.dsn(pg.reader_token)) as conn:  # inside a block too
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("UPDATE item SET qty = 0")
+    with (
+        psycopg.connect(pg.dsn(pg.reader_token)) as conn,  # inside a block too
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute("UPDATE item SET qty = 0")
 
 
 def test_asyncpg_binary_parameters_and_prepared_statements(pg: PG) -> None:
     async def run() -> None:
         conn = await asyncpg.connect(pg.url())
         try:
-            row = await conn.fetchrow("SELECT id, name, price, active, note FROM item WHERE id = $1", 5)
+            row = await conn.fetchrow(
+                "SELECT id, name, price, active, note FROM item WHERE id = $1", 5
+            )
             assert tuple(row) == (5, "item5", 7.5, False, None)
-            statement = await conn.prepare("SELECT name FROM item WHERE price > $1 AND qty = $2 ORDER BY id")
+            statement = await conn.prepare(
+                "SELECT name FROM item WHERE price > $1 AND qty = $2 ORDER BY id"
+            )
             assert [p.name for p in statement.get_parameters()] == ["float8", "int8"]
             names = [r["name"] for r in await statement.fetch(30.0, 3)]
             assert names == [f"item{i}" for i in range(21, 51) if i % 7 == 3]

@@ -16,9 +16,22 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def psql(pg: PG, command: str, token: str | None = None, *extra: str) -> subprocess.CompletedProcess[str]:
+def psql(
+    pg: PG, command: str, token: str | None = None, *extra: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["psql", pg.dsn(token), "-X", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", *extra, "-c", command],
+        [
+            "psql",
+            pg.dsn(token),
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-v",
+            "VERBOSITY=verbose",
+            *extra,
+            "-c",
+            command,
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -41,7 +54,9 @@ def test_list_tables_shows_only_what_the_caller_may_read(pg: PG) -> None:
     assert sorted(cells[1].strip() for cells in rows) == ["item", "kinds", "secret"]
     reader = psql(pg, r"\dt", pg.reader_token)
     assert reader.returncode == 0, reader.stderr
-    listed = [line.split("|")[1].strip() for line in reader.stdout.splitlines() if "| table |" in line]
+    listed = [
+        line.split("|")[1].strip() for line in reader.stdout.splitlines() if "| table |" in line
+    ]
     assert listed == ["item", "kinds"]
     hidden = psql(pg, r"\d secret", pg.reader_token)
     assert "Did not find any relation named" in hidden.stderr
@@ -75,7 +90,9 @@ def test_select_and_error_with_caret(pg: PG) -> None:
     failed = psql(pg, "SELECT nope FROM item")
     assert failed.returncode != 0
     assert "ERROR:  42703:" in failed.stderr and "LINE 1: SELECT nope FROM item" in failed.stderr
-    caret = failed.stderr.splitlines()[failed.stderr.splitlines().index("LINE 1: SELECT nope FROM item") + 1]
+    caret = failed.stderr.splitlines()[
+        failed.stderr.splitlines().index("LINE 1: SELECT nope FROM item") + 1
+    ]
     assert caret.index("^") == len("LINE 1: SELECT ")
 
 
@@ -83,7 +100,11 @@ def test_copy_to_stdout_text_and_csv(pg: PG) -> None:
     text = psql(pg, r"COPY (SELECT id, name, note FROM item WHERE id <= 2 ORDER BY id) TO STDOUT")
     assert text.returncode == 0, text.stderr
     assert text.stdout == "1\titem1\t\\N\n2\titem2\t\\N\n"
-    csv = psql(pg, r"COPY (SELECT id, name FROM item WHERE id <= 2 ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER)")
+    csv = psql(
+        pg,
+        "COPY (SELECT id, name FROM item WHERE id <= 2 ORDER BY id) TO STDOUT "
+        "WITH (FORMAT csv, HEADER)",
+    )
     assert csv.returncode == 0, csv.stderr
     assert csv.stdout == "id,name\n1,item1\n2,item2\n"
     refused = psql(pg, r"COPY item FROM STDIN")
@@ -93,7 +114,8 @@ def test_copy_to_stdout_text_and_csv(pg: PG) -> None:
 def test_a_transaction_in_one_psql_session(pg: PG) -> None:
     done = psql(
         pg,
-        "BEGIN; INSERT INTO item (id, name, price, qty, active, note) VALUES (3001, 'psql', 1.0, 1, true, NULL); "
+        "BEGIN; INSERT INTO item (id, name, price, qty, active, note) "
+        "VALUES (3001, 'psql', 1.0, 1, true, NULL); "
         "ROLLBACK; SELECT count(*) FROM item WHERE id = 3001",
         None,
         "-A",

@@ -41,9 +41,11 @@ def raw(pg: PG, data: bytes, read: bool = True) -> bytes:
 
 
 def startup(params: dict[str, str]) -> bytes:
-    body = struct.pack("!i", 196608) + b"".join(
-        k.encode() + b"\0" + v.encode() + b"\0" for k, v in params.items()
-    ) + b"\0"
+    body = (
+        struct.pack("!i", 196608)
+        + b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in params.items())
+        + b"\0"
+    )
     return struct.pack("!i", len(body) + 4) + body
 
 
@@ -108,9 +110,11 @@ def test_oversized_startup_and_unknown_protocol(pg: PG) -> None:
 
 
 def test_an_oversized_message_closes_only_its_connection(pg: PG) -> None:
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        with pytest.raises(psycopg.OperationalError):
-            conn.execute("SELECT '" + "x" * (5 * 1024 * 1024) + "'")
+    with (
+        psycopg.connect(pg.dsn(), autocommit=True) as conn,
+        pytest.raises(psycopg.OperationalError),
+    ):
+        conn.execute("SELECT '" + "x" * (5 * 1024 * 1024) + "'")
     still_serving(pg)
 
 

@@ -14,9 +14,9 @@ from tests.pgwire.conftest import PG
 def test_sqlalchemy_reflects_what_the_caller_may_see(pg: PG, driver: str) -> None:
     if driver == "asyncpg":
         pytest.importorskip("greenlet", reason="SQLAlchemy's asyncpg dialect needs greenlet")
-        from sqlalchemy.ext.asyncio import create_async_engine
-
         import asyncio
+
+        from sqlalchemy.ext.asyncio import create_async_engine
 
         async def reflect() -> sa.MetaData:
             engine = create_async_engine(pg.url(scheme="postgresql+asyncpg"))
@@ -31,7 +31,11 @@ def test_sqlalchemy_reflects_what_the_caller_may_see(pg: PG, driver: str) -> Non
         item = metadata.tables["item"]
         assert [c.name for c in item.columns] == ["id", "name", "price", "qty", "active", "note"]
         assert [c.name for c in item.primary_key.columns] == ["id"]
-        assert [sorted(c.name for c in u.columns) for u in item.constraints if isinstance(u, sa.UniqueConstraint)] == [["name"]]
+        assert [
+            sorted(c.name for c in u.columns)
+            for u in item.constraints
+            if isinstance(u, sa.UniqueConstraint)
+        ] == [["name"]]
         return
     engine = sa.create_engine(pg.url(scheme="postgresql+psycopg"))
     inspector = sa.inspect(engine)
@@ -58,7 +62,9 @@ def test_sqlalchemy_reflects_what_the_caller_may_see(pg: PG, driver: str) -> Non
     reader_engine.dispose()
     table = sa.Table("item", sa.MetaData(), autoload_with=engine)
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(table.c.name).where(table.c.id.in_([1, 2])).order_by(table.c.id)).all()
+        rows = conn.execute(
+            sa.select(table.c.name).where(table.c.id.in_([1, 2])).order_by(table.c.id)
+        ).all()
     assert [r.name for r in rows] == ["item1", "item2"]
     engine.dispose()
 
@@ -67,7 +73,9 @@ def test_pandas_read_sql(pg: PG) -> None:
     engine = sa.create_engine(pg.url(scheme="postgresql+psycopg"))
     with engine.connect() as conn:
         frame = pd.read_sql("SELECT id, price, active FROM item WHERE id <= 3 ORDER BY id", conn)
-        typed = pd.read_sql(sa.text("SELECT id FROM item WHERE id <= :top ORDER BY id"), conn, params={"top": 2})
+        typed = pd.read_sql(
+            sa.text("SELECT id FROM item WHERE id <= :top ORDER BY id"), conn, params={"top": 2}
+        )
     engine.dispose()
     assert frame["id"].tolist() == [1, 2, 3]
     assert frame["price"].tolist() == [1.5, 3.0, 4.5]

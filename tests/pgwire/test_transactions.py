@@ -11,23 +11,23 @@ from psycopg.pq import TransactionStatus
 
 from tests.pgwire.conftest import PG
 
+INSERT = "INSERT INTO item (id, name, price, qty, active, note) VALUES "
+
 
 def count(conn: psycopg.Connection, low: int, high: int) -> int:
-    row = conn.execute("SELECT count(*) FROM item WHERE id >= %s AND id <= %s", (low, high)).fetchone()
+    row = conn.execute(
+        "SELECT count(*) FROM item WHERE id >= %s AND id <= %s", (low, high)
+    ).fetchone()
     assert row is not None
     return int(row[0])
 
 
 def test_commit_applies_the_block_atomically_and_invisibly_until_then(pg: PG) -> None:
     with psycopg.connect(pg.dsn()) as writer, psycopg.connect(pg.dsn(), autocommit=True) as other:
-        cursor = writer.execute(
-            "INSERT INTO item (id, name, price, qty, active, note) VALUES (2001, 'tx-a', 1.0, 1, true, NULL)"
-        )
+        cursor = writer.execute(INSERT + "(2001, 'tx-a', 1.0, 1, true, NULL)")
         assert cursor.rowcount == 1
         assert writer.info.transaction_status == TransactionStatus.INTRANS
-        cursor = writer.execute(
-            "INSERT INTO item (id, name, price, qty, active, note) VALUES (2002, 'tx-b', 1.0, 1, true, NULL)"
-        )
+        cursor = writer.execute(INSERT + "(2002, 'tx-b', 1.0, 1, true, NULL)")
         cursor = writer.execute("UPDATE item SET qty = 5 WHERE id >= 2001 AND id <= 2002")
         assert cursor.rowcount == 2  # the block's own rows, seen by its UPDATE
         assert count(writer, 2001, 2002) == 2  # and by its SELECT
@@ -40,7 +40,7 @@ def test_commit_applies_the_block_atomically_and_invisibly_until_then(pg: PG) ->
 
 def test_rollback_applies_nothing(pg: PG) -> None:
     with psycopg.connect(pg.dsn()) as conn:
-        conn.execute("INSERT INTO item (id, name, price, qty, active, note) VALUES (2101, 'rb', 1.0, 1, true, NULL)")
+        conn.execute(INSERT + "(2101, 'rb', 1.0, 1, true, NULL)")
         conn.execute("DELETE FROM item WHERE id = 1")
         assert count(conn, 1, 1) == 0
         conn.rollback()
@@ -50,7 +50,7 @@ def test_rollback_applies_nothing(pg: PG) -> None:
 
 def test_a_failed_block_refuses_until_rollback_and_commit_becomes_rollback(pg: PG) -> None:
     with psycopg.connect(pg.dsn()) as conn:
-        conn.execute("INSERT INTO item (id, name, price, qty, active, note) VALUES (2201, 'fail', 1.0, 1, true, NULL)")
+        conn.execute(INSERT + "(2201, 'fail', 1.0, 1, true, NULL)")
         with pytest.raises(psycopg.errors.UndefinedColumn):
             conn.execute("SELECT nope FROM item")
         assert conn.info.transaction_status == TransactionStatus.INERROR
@@ -63,18 +63,18 @@ def test_a_failed_block_refuses_until_rollback_and_commit_becomes_rollback(pg: P
 
 def test_a_duplicate_key_in_a_block_fails_at_once(pg: PG) -> None:
     with psycopg.connect(pg.dsn()) as conn:
-        conn.execute("INSERT INTO item (id, name, price, qty, active, note) VALUES (2301, 'dup', 1.0, 1, true, NULL)")
+        conn.execute(INSERT + "(2301, 'dup', 1.0, 1, true, NULL)")
         with pytest.raises(psycopg.errors.UniqueViolation):
-            conn.execute("INSERT INTO item (id, name, price, qty, active, note) VALUES (2301, 'dup2', 1.0, 1, true, NULL)")
+            conn.execute(INSERT + "(2301, 'dup2', 1.0, 1, true, NULL)")
         conn.rollback()
 
 
 def test_commit_fails_whole_when_another_writer_changed_what_the_block_counted(pg: PG) -> None:
     with psycopg.connect(pg.dsn()) as block, psycopg.connect(pg.dsn(), autocommit=True) as other:
-        other.execute("INSERT INTO item (id, name, price, qty, active, note) VALUES (2401, 'race', 1.0, 1, true, NULL)")
+        other.execute(INSERT + "(2401, 'race', 1.0, 1, true, NULL)")
         cursor = block.execute("UPDATE item SET qty = 3 WHERE id >= 2401 AND id <= 2402")
         assert cursor.rowcount == 1
-        other.execute("INSERT INTO item (id, name, price, qty, active, note) VALUES (2402, 'race2', 1.0, 1, true, NULL)")
+        other.execute(INSERT + "(2402, 'race2', 1.0, 1, true, NULL)")
         with pytest.raises(psycopg.errors.SerializationFailure):
             block.commit()
         assert other.execute("SELECT qty FROM item WHERE id = 2401").fetchone() == (1,)
@@ -82,11 +82,13 @@ def test_commit_fails_whole_when_another_writer_changed_what_the_block_counted(p
 
 def test_savepoints_roll_back_to_where_they_were_set(pg: PG) -> None:
     with psycopg.connect(pg.dsn()) as conn:
-        conn.execute("INSERT INTO item (id, name, price, qty, active, note) VALUES (2501, 'sp-a', 1.0, 1, true, NULL)")
-        with pytest.raises(psycopg.errors.UndefinedTable):
-            with conn.transaction():  # a savepoint inside the open block
-                conn.execute("INSERT INTO item (id, name, price, qty, active, note) VALUES (2502, 'sp-b', 1.0, 1, true, NULL)")
-                conn.execute("SELECT * FROM nowhere")
+        conn.execute(INSERT + "(2501, 'sp-a', 1.0, 1, true, NULL)")
+        with (
+            pytest.raises(psycopg.errors.UndefinedTable),
+            conn.transaction(),  # a savepoint inside the open block
+        ):
+            conn.execute(INSERT + "(2502, 'sp-b', 1.0, 1, true, NULL)")
+            conn.execute("SELECT * FROM nowhere")
         assert conn.info.transaction_status == TransactionStatus.INTRANS
         conn.commit()
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
@@ -108,8 +110,15 @@ def test_session_statements(pg: PG) -> None:
             conn.execute("SHOW no_such_setting")
         conn.execute("DISCARD ALL")
         version = conn.execute("SELECT version()").fetchone()
-        assert version is not None and version[0].startswith("PostgreSQL 15.") and "Cosmictron" in version[0]
-        assert conn.execute("SELECT current_schema(), current_database()").fetchone() == ("public", "shop")
+        assert (
+            version is not None
+            and version[0].startswith("PostgreSQL 15.")
+            and "Cosmictron" in version[0]
+        )
+        assert conn.execute("SELECT current_schema(), current_database()").fetchone() == (
+            "public",
+            "shop",
+        )
         assert conn.execute("SELECT current_setting('DateStyle')").fetchone() == ("ISO, MDY",)
         assert conn.info.server_version // 10000 == 15
         assert conn.info.parameter_status("standard_conforming_strings") == "on"

@@ -213,7 +213,11 @@ async def _serve(
     pg_server = None
     if pg_listen is not None:  # the PostgreSQL port (issue 22, server/pgwire/)
         pg_server = await pgwire.listen_pg(
-            pg_listen[0], pg_listen[1], registry, authority, app[throttle.THROTTLE],
+            pg_listen[0],
+            pg_listen[1],
+            registry,
+            authority,
+            app[throttle.THROTTLE],
             app.get(GUARD),
         )
         pg_bound = pg_server.sockets[0].getsockname()

@@ -14,6 +14,7 @@ Written on asyncio streams rather than a library: the libraries available do not
 (docs/design/pgwire.md). See docs/guide/postgres-clients.md.
 """
 
-from cosmictron.server.pgwire.listen import PgSettings, listen_pg
+from cosmictron.server.pgwire.context import PgSettings
+from cosmictron.server.pgwire.listen import listen_pg
 
 __all__ = ["PgSettings", "listen_pg"]

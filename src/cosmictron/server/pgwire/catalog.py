@@ -31,7 +31,7 @@ from sqlglot import exp
 from cosmictron.host import Database
 from cosmictron.server.pgwire import catalog_tables, pgtypes, session_sql
 from cosmictron.server.pgwire.catalog_tables import INFO_TABLES, TABLES, Catalogue
-from cosmictron.server.pgwire.sqlstate import FEATURE_NOT_SUPPORTED, PgError, UNDEFINED_PARAMETER
+from cosmictron.server.pgwire.sqlstate import FEATURE_NOT_SUPPORTED, UNDEFINED_PARAMETER, PgError
 from cosmictron.values import Identity
 
 _TRIGGERS = re.compile(
@@ -154,9 +154,20 @@ def _session() -> SessionInfo:
 def _functions(conn: sqlite3.Connection, cat: Catalogue) -> None:
     names_by_oid = pgtypes.TYPE_NAMES
     oid_by_name = {name: oid for oid, name in names_by_oid.items()}
-    oid_by_name.update({"integer": 23, "int": 23, "bigint": 20, "smallint": 21, "boolean": 16,
-                        "double precision": 701, "real": 700, "character varying": 1043,
-                        "timestamp with time zone": 1184, "text[]": 1009})  # fmt: skip
+    oid_by_name.update(
+        {
+            "integer": 23,
+            "int": 23,
+            "bigint": 20,
+            "smallint": 21,
+            "boolean": 16,
+            "double precision": 701,
+            "real": 700,
+            "character varying": 1043,
+            "timestamp with time zone": 1184,
+            "text[]": 1009,
+        }
+    )
     relation_by_name = {name: oid for oid, name in cat.relations.items()}
 
     def format_type(oid: Any, typmod: Any = None) -> str | None:
@@ -176,9 +187,15 @@ def _functions(conn: sqlite3.Connection, cat: Catalogue) -> None:
         bare = text.split(".")[-1].strip('"')
         found = relation_by_name.get(bare)
         if found is None:
-            catalogue = {"pg_class": 1259, "pg_constraint": 2606, "pg_type": 1247,
-                         "pg_namespace": 2615, "pg_attribute": 1249, "pg_index": 2610,
-                         "pg_proc": 1255}  # fmt: skip
+            catalogue = {
+                "pg_class": 1259,
+                "pg_constraint": 2606,
+                "pg_type": 1247,
+                "pg_namespace": 2615,
+                "pg_attribute": 1249,
+                "pg_index": 2610,
+                "pg_proc": 1255,
+            }
             found = catalogue.get(bare)
         if found is None:
             raise sqlite3.OperationalError(f'relation "{text}" does not exist')
@@ -308,7 +325,10 @@ def _functions(conn: sqlite3.Connection, cat: Catalogue) -> None:
         "_regexp_i": (2, regexp_i),
         "_any": (2, any_of),
         "array_to_string": (-1, array_to_string),
-        "_array": (-1, lambda *items: "{" + ",".join("" if i is None else str(i) for i in items) + "}"),
+        "_array": (
+            -1,
+            lambda *items: "{" + ",".join("" if i is None else str(i) for i in items) + "}",
+        ),
         "_subscript": (2, lambda array, index: _subscript(array, index)),
         "array_upper": (2, lambda array, _: len(_array_items(array)) or None),
         "array_length": (2, lambda array, _: len(_array_items(array)) or None),
@@ -328,7 +348,11 @@ def _json_array(array: Any) -> str | None:
     if array is None:
         return None
     items = _array_items(array)
-    return "[" + ",".join(i if i.lstrip("-").isdigit() else '"' + i.replace('"', "") + '"' for i in items) + "]"
+    return (
+        "["
+        + ",".join(i if i.lstrip("-").isdigit() else '"' + i.replace('"', "") + '"' for i in items)
+        + "]"
+    )
 
 
 def _array_text(items: list[Any], kind: str) -> str:
@@ -496,9 +520,14 @@ def _unnest_as_join(select: exp.Select) -> None:
         else:
             node.replace(exp.Anonymous(this="_subscript", expressions=[array.copy(), position]))
     walker = exp.Anonymous(
-        this="json_each", expressions=[exp.Anonymous(this="_json_array", expressions=[first.copy()])]
+        this="json_each",
+        expressions=[exp.Anonymous(this="_json_array", expressions=[first.copy()])],
     )
-    select.join(exp.Table(this=walker, alias=exp.TableAlias(this=exp.to_identifier("_u"))), join_type="cross", copy=False)
+    select.join(
+        exp.Table(this=walker, alias=exp.TableAlias(this=exp.to_identifier("_u"))),
+        join_type="cross",
+        copy=False,
+    )
 
 
 def _resolve_column(node: exp.Column) -> exp.Expression | None:
@@ -528,7 +557,11 @@ def _aggregate_kind(node: exp.Expression) -> str:
         return "text"
     if isinstance(node, exp.Predicate | exp.Not | exp.Boolean):
         return "bool"
-    if isinstance(node, exp.Cast) and node.to.sql("postgres").lower() in ("bigint", "int", "integer"):
+    if isinstance(node, exp.Cast) and node.to.sql("postgres").lower() in (
+        "bigint",
+        "int",
+        "integer",
+    ):
         return "int"
     return "text"
 
@@ -565,13 +598,18 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
         if isinstance(inner, exp.Array):
             return exp.In(this=node.this, expressions=list(inner.expressions))
         return exp.Anonymous(this="_any", expressions=[node.this, inner])
-    if isinstance(node, exp.Column) and not node.table and node.name.lower() in _NO_PARENS:
-        if not isinstance(node.parent, exp.Dot) and not node.this.quoted:
-            name = node.name.lower()
-            return exp.Anonymous(this="current_user" if name == "user" else name, expressions=[])
-    for kind, name in _SESSION_FUNCTIONS:
-        if isinstance(node, kind):
-            return exp.Anonymous(this=name, expressions=[])
+    if (
+        isinstance(node, exp.Column)
+        and not node.table
+        and node.name.lower() in _NO_PARENS
+        and not isinstance(node.parent, exp.Dot)
+        and not node.this.quoted
+    ):
+        bare = node.name.lower()
+        return exp.Anonymous(this="current_user" if bare == "user" else bare, expressions=[])
+    for form, function in _SESSION_FUNCTIONS:
+        if isinstance(node, form):
+            return exp.Anonymous(this=function, expressions=[])
     if isinstance(node, exp.ByteString):  # E'...': its escapes are decoded already
         return exp.Literal.string(str(node.this))
     if isinstance(node, exp.Array):
@@ -583,7 +621,9 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
                 this="_array_agg",
                 expressions=[exp.column(name), exp.Null(), exp.Literal.string("text")],
             )
-            return exp.Subquery(this=exp.select(gathered).from_(inner.transform(_rewrite).subquery()))
+            source = inner.transform(_rewrite)
+            assert isinstance(source, exp.Select)
+            return exp.Subquery(this=exp.select(gathered).from_(source.subquery()))
         return exp.Anonymous(this="_array", expressions=items)
     if isinstance(node, exp.Bracket) and len(node.expressions) == 1:
         return exp.Anonymous(this="_subscript", expressions=[node.this, node.expressions[0]])
@@ -609,20 +649,37 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
 
 
 _FUNCTION_TYPES = {
-    "format_type": pgtypes.TEXT, "pg_get_userbyid": pgtypes.NAME,
-    "pg_encoding_to_char": pgtypes.NAME, "pg_get_expr": pgtypes.TEXT,
-    "pg_get_constraintdef": pgtypes.TEXT, "pg_get_indexdef": pgtypes.TEXT,
-    "version": pgtypes.TEXT, "current_schema": pgtypes.NAME, "current_database": pgtypes.NAME,
-    "current_user": pgtypes.NAME, "session_user": pgtypes.NAME, "current_setting": pgtypes.TEXT,
-    "pg_table_is_visible": pgtypes.BOOL, "has_table_privilege": pgtypes.BOOL,
-    "has_schema_privilege": pgtypes.BOOL, "has_database_privilege": pgtypes.BOOL,
-    "pg_is_in_recovery": pgtypes.BOOL, "to_regtype": pgtypes.OID, "to_regclass": pgtypes.OID,
-    "pg_backend_pid": pgtypes.INT4, "array_to_string": pgtypes.TEXT, "_regclass": pgtypes.TEXT,
-    "_regtype": pgtypes.TEXT, "_regnamespace": pgtypes.TEXT, "obj_description": pgtypes.TEXT,
-    "col_description": pgtypes.TEXT, "pg_relation_size": pgtypes.INT8,
-    "pg_total_relation_size": pgtypes.INT8, "pg_size_pretty": pgtypes.TEXT,
+    "format_type": pgtypes.TEXT,
+    "pg_get_userbyid": pgtypes.NAME,
+    "pg_encoding_to_char": pgtypes.NAME,
+    "pg_get_expr": pgtypes.TEXT,
+    "pg_get_constraintdef": pgtypes.TEXT,
+    "pg_get_indexdef": pgtypes.TEXT,
+    "version": pgtypes.TEXT,
+    "current_schema": pgtypes.NAME,
+    "current_database": pgtypes.NAME,
+    "current_user": pgtypes.NAME,
+    "session_user": pgtypes.NAME,
+    "current_setting": pgtypes.TEXT,
+    "pg_table_is_visible": pgtypes.BOOL,
+    "has_table_privilege": pgtypes.BOOL,
+    "has_schema_privilege": pgtypes.BOOL,
+    "has_database_privilege": pgtypes.BOOL,
+    "pg_is_in_recovery": pgtypes.BOOL,
+    "to_regtype": pgtypes.OID,
+    "to_regclass": pgtypes.OID,
+    "pg_backend_pid": pgtypes.INT4,
+    "array_to_string": pgtypes.TEXT,
+    "_regclass": pgtypes.TEXT,
+    "_regtype": pgtypes.TEXT,
+    "_regnamespace": pgtypes.TEXT,
+    "obj_description": pgtypes.TEXT,
+    "col_description": pgtypes.TEXT,
+    "pg_relation_size": pgtypes.INT8,
+    "pg_total_relation_size": pgtypes.INT8,
+    "pg_size_pretty": pgtypes.TEXT,
     "current_schemas": pgtypes.TEXT_ARRAY,
-}  # fmt: skip
+}
 _COLUMN_TYPES: dict[str, int] = {}
 for _columns in (*TABLES.values(), *INFO_TABLES.values()):
     for _name, _oid in _columns:
@@ -630,13 +687,22 @@ for _columns in (*TABLES.values(), *INFO_TABLES.values()):
 
 
 _OUTPUT_NAMES = {
-    "elemtype": pgtypes.OID, "basetype": pgtypes.OID, "range_subtype": pgtypes.OID,
-    "attrtypoids": pgtypes.OID_ARRAY, "attrnames": pgtypes.TEXT_ARRAY, "depth": pgtypes.INT4,
-    "kind": pgtypes.CHAR, "elemdelim": pgtypes.CHAR, "ns": pgtypes.NAME,
-    "basetype_name": pgtypes.TEXT, "elemtype_name": pgtypes.TEXT,
-    "range_subtype_name": pgtypes.TEXT, "array_oid": pgtypes.OID, "regtype": pgtypes.TEXT,
+    "elemtype": pgtypes.OID,
+    "basetype": pgtypes.OID,
+    "range_subtype": pgtypes.OID,
+    "attrtypoids": pgtypes.OID_ARRAY,
+    "attrnames": pgtypes.TEXT_ARRAY,
+    "depth": pgtypes.INT4,
+    "kind": pgtypes.CHAR,
+    "elemdelim": pgtypes.CHAR,
+    "ns": pgtypes.NAME,
+    "basetype_name": pgtypes.TEXT,
+    "elemtype_name": pgtypes.TEXT,
+    "range_subtype_name": pgtypes.TEXT,
+    "array_oid": pgtypes.OID,
+    "regtype": pgtypes.TEXT,
     "delimiter": pgtypes.CHAR,
-}  # fmt: skip
+}
 """Types of result columns clients name themselves (asyncpg's type introspection,
 psycopg's ``TypeInfo``), for a statement described before it runs, when the column's
 form does not tell (``SELECT *`` over a CTE)."""
@@ -653,7 +719,7 @@ def _output_oid(node: exp.Expression) -> int | None:
         if resolved is not None and resolved is not node:
             return _output_oid(resolved)
         return _COLUMN_TYPES.get(node.name)
-    if isinstance(node, exp.Boolean) or isinstance(node, exp.Predicate | exp.Not):
+    if isinstance(node, exp.Boolean | exp.Predicate | exp.Not):
         return pgtypes.BOOL
     if isinstance(node, exp.Cast):
         target = node.to.sql("postgres").lower()
@@ -677,7 +743,9 @@ def _output_oid(node: exp.Expression) -> int | None:
         name = str(node.this).lower()
         if name == "_array_agg":
             kind = node.expressions[2].name
-            return {"bool": pgtypes.BOOL_ARRAY, "int": pgtypes.INT8_ARRAY}.get(kind, pgtypes.TEXT_ARRAY)
+            return {"bool": pgtypes.BOOL_ARRAY, "int": pgtypes.INT8_ARRAY}.get(
+                kind, pgtypes.TEXT_ARRAY
+            )
         if name in ("_bool_and", "_bool_or"):
             return pgtypes.BOOL
         return _FUNCTION_TYPES.get(name)
@@ -721,19 +789,34 @@ def _output_name(node: exp.Expression, index: int) -> str:
 
 
 _CAST_OIDS = {
-    "int": pgtypes.INT4, "integer": pgtypes.INT4, "int4": pgtypes.INT4,
-    "smallint": pgtypes.INT2, "int2": pgtypes.INT2, "bigint": pgtypes.INT8,
-    "int8": pgtypes.INT8, "oid": pgtypes.OID, "bool": pgtypes.BOOL, "boolean": pgtypes.BOOL,
-    "regclass": pgtypes.TEXT, "name": pgtypes.NAME, "char": pgtypes.TEXT,
-}  # fmt: skip
+    "int": pgtypes.INT4,
+    "integer": pgtypes.INT4,
+    "int4": pgtypes.INT4,
+    "smallint": pgtypes.INT2,
+    "int2": pgtypes.INT2,
+    "bigint": pgtypes.INT8,
+    "int8": pgtypes.INT8,
+    "oid": pgtypes.OID,
+    "bool": pgtypes.BOOL,
+    "boolean": pgtypes.BOOL,
+    "regclass": pgtypes.TEXT,
+    "name": pgtypes.NAME,
+    "char": pgtypes.TEXT,
+}
 
 
 def param_oids(text: str, count: int) -> tuple[int, ...]:
     """The type of each ``$n`` of a catalogue query: its cast (``$1::INTEGER``), else
     the catalogue column it is compared with, else text."""
     found: dict[int, int] = {}
-    arrays = {"oid": pgtypes.OID_ARRAY, "int2": pgtypes.INT2_ARRAY, "int8": pgtypes.INT8_ARRAY,
-              "text": pgtypes.TEXT_ARRAY, "name": pgtypes.NAME_ARRAY, "bool": pgtypes.BOOL_ARRAY}  # fmt: skip
+    arrays = {
+        "oid": pgtypes.OID_ARRAY,
+        "int2": pgtypes.INT2_ARRAY,
+        "int8": pgtypes.INT8_ARRAY,
+        "text": pgtypes.TEXT_ARRAY,
+        "name": pgtypes.NAME_ARRAY,
+        "bool": pgtypes.BOOL_ARRAY,
+    }
     for number, name in re.findall(r"\$(\d+)\s*::\s*(?:pg_catalog\.)?(\w+)\s*\[\s*\]", text):
         found[int(number)] = arrays.get(name.lower(), pgtypes.TEXT_ARRAY)
     try:

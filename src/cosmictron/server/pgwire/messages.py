@@ -54,7 +54,7 @@ async def read_message(reader: asyncio.StreamReader, bytes_max: int) -> tuple[by
 class Body:
     """A cursor over a message body; every read checks the bytes are there."""
 
-    __slots__ = ("data", "at")
+    __slots__ = ("at", "data")
 
     def __init__(self, data: bytes) -> None:
         self.data = data

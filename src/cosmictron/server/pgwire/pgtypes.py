@@ -364,7 +364,9 @@ def _binary_array(element: int) -> Callable[[Any], bytes]:
 
     def run(value: Any) -> bytes:
         items = array_items(value)
-        parts = [struct.pack("!iiiii", 1 if items else 0, int(None in items), element, len(items), 1)]
+        parts = [
+            struct.pack("!iiiii", 1 if items else 0, int(None in items), element, len(items), 1)
+        ]
         if not items:
             parts = [struct.pack("!iii", 0, 0, element)]
         for item in items:
@@ -461,7 +463,7 @@ def _decode_binary(data: bytes, oid: int) -> Any:
         return struct.unpack("!d", data)[0]
     if oid == BYTEA:
         return bytes(data)
-    if oid == TIMESTAMPTZ or oid == TIMESTAMP:
+    if oid in (TIMESTAMPTZ, TIMESTAMP):
         return Timestamp(struct.unpack("!q", data)[0] + EPOCH_2000_US)
     if oid == INTERVAL:
         micros, days, months = struct.unpack("!qii", data)
@@ -472,7 +474,7 @@ def _decode_binary(data: bytes, oid: int) -> Any:
 
 
 def _decode_numeric(data: bytes) -> Any:
-    count, weight, sign, scale = struct.unpack_from("!hhhh", data)
+    count, weight, sign, _scale = struct.unpack_from("!hhhh", data)
     digits = struct.unpack_from(f"!{count}h", data, 8)
     if sign == 0xC000:
         raise BadValue("NaN is not a number Cosmictron stores")

@@ -86,12 +86,12 @@ def row_writer(encode: tuple[Encoder, ...]) -> Callable[[Sequence[tuple[Any, ...
     body = " + ".join(f"p{i}" for i in range(width)) if width else "b''"
     lines.append(f"        body = {body}")
     lines.append(f"        append(b'D' + head(len(body) + 6, {width}) + body)")
-    exec(compile("\n".join(lines), "<pgwire row writer>", "exec"), scope)  # noqa: S102
+    exec(compile("\n".join(lines), "<pgwire row writer>", "exec"), scope)
     writer = scope["write"]
     if len(_WRITERS) >= _WRITERS_MAX:
         _WRITERS.clear()
     _WRITERS[encode] = writer
-    return writer  # type: ignore[no-any-return]
+    return writer
 
 
 def _text_int(value: Any) -> bytes:
@@ -113,7 +113,13 @@ binary form the 4-byte length prefix that goes before it."""
 
 def _setup_inline() -> None:
     binary = pgtypes.BINARY_ENCODERS
-    for oid, width in ((pgtypes.INT8, 8), (pgtypes.INT4, 4), (pgtypes.INT2, 2), (pgtypes.FLOAT8, 8), (pgtypes.FLOAT4, 4)):
+    for oid, width in (
+        (pgtypes.INT8, 8),
+        (pgtypes.INT4, 4),
+        (pgtypes.INT2, 2),
+        (pgtypes.FLOAT8, 8),
+        (pgtypes.FLOAT4, 4),
+    ):
         _INLINE[binary[oid]] = ("{f}({v})", _LENGTH(width))
     _INLINE[binary[pgtypes.BOOL]] = ("(b'\\x01' if {v} else b'\\x00')", _LENGTH(1))
     _INLINE[_text_int] = ("str({v}).encode()", None)
@@ -165,4 +171,3 @@ def copy_lines(rows: Sequence[tuple[Any, ...]], csv: bool, delimiter: str) -> by
             fields.append(text)
         out.append(delimiter.join(fields) + "\n")
     return "".join(out).encode()
-

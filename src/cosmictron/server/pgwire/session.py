@@ -28,11 +28,10 @@ import asyncio
 import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from cosmictron import limits
 from cosmictron.errors import CosmictronError, NotFound, RateLimited, Unauthenticated
 from cosmictron.host.sql import BlockChanged
 from cosmictron.query.budget import QueryBudget
@@ -69,7 +68,7 @@ from cosmictron.server.pgwire.sqlstate import (
 from cosmictron.values import Identity
 
 if TYPE_CHECKING:
-    from cosmictron.server.pgwire.listen import PgContext
+    from cosmictron.server.pgwire.context import PgContext
     from cosmictron.server.registry import HostedDatabase
 
 logger = logging.getLogger(__name__)
@@ -123,7 +122,7 @@ class Portal:
 class Block:
     """An open transaction block: its DML so far, with the row counts reported."""
 
-    pending: list[tuple[str, dict[str, Any] | None, int | None]] = field(default_factory=list)
+    pending: list[tuple[str, Mapping[str, Any] | None, int | None]] = field(default_factory=list)
     failed: bool = False
     read_only: bool = False
     savepoints: list[tuple[str, int]] = field(default_factory=list)
@@ -205,9 +204,7 @@ class Session:
     async def _say_fatal(self, error: PgError) -> None:
         """Send a FATAL error (the connection closes after it)."""
         try:
-            self._put(
-                messages.error_response("FATAL", error.code, error.message, error.position)
-            )
+            self._put(messages.error_response("FATAL", error.code, error.message, error.position))
             await asyncio.wait_for(self._flush(), 5)
         except (ConnectionError, TimeoutError, RuntimeError):
             pass
@@ -218,6 +215,7 @@ class Session:
 
     async def _startup(self) -> None:
         cap = self.context.settings.startup_bytes_max
+        body = b""
         while True:
             body = await messages.read_startup(self.reader, cap)
             if len(body) < 4:
@@ -436,7 +434,8 @@ class Session:
         ):
             raise PgError(
                 CONFIGURATION_LIMIT_EXCEEDED,
-                f"more than {self.context.settings.portals_max} open portals (limits.pg_portals_max)",
+                f"more than {self.context.settings.portals_max} open portals "
+                "(limits.pg_portals_max)",
             )
         oids = await self._param_oids(statement) if count else ()
         params: dict[str, Any] = {}
@@ -742,7 +741,7 @@ class Session:
             if name.lower() == "all":
                 rows = [(k, v, "") for k, v in sorted(self.settings.values.items())]
                 oids = (pgtypes.TEXT,) * 3
-                return Outcome(f"SHOW", ("name", "setting", "description"), oids, rows)
+                return Outcome("SHOW", ("name", "setting", "description"), oids, rows)
             value = self.settings.show(name)
             column = name.lower().replace(" ", "_")
             if column == "transaction_isolation_level":
@@ -863,9 +862,7 @@ class Session:
         for at in range(0, len(rows), step):
             if self.cancelled:
                 raise PgError(QUERY_CANCELED, "canceling statement due to user request")
-            self._put(
-                messages.copy_data(results.copy_lines(rows[at : at + step], csv, delimiter))
-            )
+            self._put(messages.copy_data(results.copy_lines(rows[at : at + step], csv, delimiter)))
             if self.out_bytes > 1 << 20:
                 await self._flush()
         self._put(messages.COPY_DONE)

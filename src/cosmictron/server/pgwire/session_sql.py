@@ -219,7 +219,9 @@ def classify(statement: str) -> Command | None:
     if first == "savepoint":
         return Command("SAVEPOINT", _unquote(text[10:]))
     if first == "release":
-        return Command("RELEASE", _unquote(re.sub(r"^release\s+(savepoint\s+)?", "", text, flags=re.I)))
+        return Command(
+            "RELEASE", _unquote(re.sub(r"^release\s+(savepoint\s+)?", "", text, flags=re.I))
+        )
     if re.match(r"^(rollback|abort)\s+(work\s+|transaction\s+)?to\b", lowered):
         name = re.sub(r"^\w+\s+(work\s+|transaction\s+)?to\s+(savepoint\s+)?", "", text, flags=re.I)
         return Command("ROLLBACK TO", _unquote(name))
