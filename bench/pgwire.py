@@ -229,8 +229,8 @@ def points_asyncpg(url: str, count: int, seconds: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__ or "", "pgwire.json", argv)
     count = 20_000 if args.quick else 100_000
-    rounds = 3 if args.quick else 5
-    point_seconds = 1.0 if args.quick else 3.0
+    rounds = 2 if args.quick else 5
+    point_seconds = 0.5 if args.quick else 3.0
     started = time.perf_counter()
     data = rows(count)
     results: dict[str, Any] = {}
