@@ -118,6 +118,9 @@ def test_asyncpg_binary_parameters_and_prepared_statements(pg: PG) -> None:
             names = [r["name"] for r in await statement.fetch(30.0, 3)]
             assert names == [f"item{i}" for i in range(21, 51) if i % 7 == 3]
             assert await conn.fetchval("SELECT count(*) FROM item WHERE name = $1", "item9") == 1
+            # asyncpg prepares (Parse, Describe) even session statements
+            assert await conn.fetchval("SHOW TimeZone") == "UTC"
+            assert await conn.fetchval("SELECT current_database()") == "shop"
             status = await conn.execute("UPDATE item SET note = $1 WHERE id = $2", "asyncpg", 7)
             assert status == "UPDATE 1"
             assert await conn.fetchval("SELECT note FROM item WHERE id = 7") == "asyncpg"

@@ -79,6 +79,12 @@ _COPY = re.compile(
 _COPY_ANY = re.compile(r"^\s*copy\b", re.IGNORECASE)
 
 
+def show_column(name: str) -> str:
+    """The column ``SHOW name`` answers in, named as PostgreSQL names it."""
+    column = name.lower().replace(" ", "_")
+    return "transaction_isolation" if column == "transaction_isolation_level" else column
+
+
 class Closed(Exception):
     """The session ends (Terminate, a FATAL error, or the peer went away)."""
 
@@ -535,8 +541,15 @@ class Session:
             return shape.columns, tuple(pgtypes.oid_of(t) for t in shape.types)
         if statement.route in ("empty", "copy"):
             return None, ()
-        # A session or catalogue statement is answered when described: it has no
-        # effect a later Execute could order differently.
+        command = statement.command
+        if command is not None:  # described without running it: BEGIN runs at Execute
+            if command.verb != "SHOW":
+                return None, ()
+            if command.name.lower() == "all":
+                return ("name", "setting", "description"), (pgtypes.TEXT,) * 3
+            return (show_column(command.name),), (pgtypes.TEXT,)
+        # A catalogue statement is answered when described: it only reads, so a later
+        # Execute cannot order it differently.
         if portal is None:
             params = {f"p{n}": None for n in range(1, statement.param_count + 1)}
             outcome = await self._run(statement, params)
@@ -743,10 +756,7 @@ class Session:
                 oids = (pgtypes.TEXT,) * 3
                 return Outcome("SHOW", ("name", "setting", "description"), oids, rows)
             value = self.settings.show(name)
-            column = name.lower().replace(" ", "_")
-            if column == "transaction_isolation_level":
-                column = "transaction_isolation"
-            return Outcome("SHOW", (column,), (pgtypes.TEXT,), [(value,)])
+            return Outcome("SHOW", (show_column(name),), (pgtypes.TEXT,), [(value,)])
         if verb in ("SAVEPOINT", "RELEASE", "ROLLBACK TO"):
             return self._savepoint(verb, command.name)
         raise PgError(FEATURE_NOT_SUPPORTED, f"{command.name} is not supported by Cosmictron")
