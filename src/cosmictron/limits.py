@@ -481,3 +481,30 @@ mcp_body_bytes_max = sql_body_bytes_max + 64 * 1024
 room for the largest SQL body and the JSON-RPC envelope around it. A ``call_reducer``
 tool call's arguments are then held to ``call_body_bytes_max`` as the call route's body
 is. The server process reads ``COSMICTRON_MCP_BODY_BYTES_MAX``."""
+
+# --- The PostgreSQL port (issue 22, server/pgwire/) ---
+
+pg_startup_bytes_max = 10_000
+"""Largest startup packet a PostgreSQL client may send (PostgreSQL's own cap); over it
+the connection is closed with FATAL 08P01."""
+
+pg_message_bytes_max = 4 * 1024 * 1024
+"""Largest protocol message after startup (a query text with its parameters); over it
+the connection is closed with FATAL 08P01 before the message is read."""
+
+pg_auth_s_max = 10.0
+"""Seconds a PostgreSQL connection has to finish startup and send its password."""
+
+pg_idle_s_max = 3600.0
+"""Seconds a PostgreSQL connection may wait between two messages before it is closed
+(FATAL 57P05)."""
+
+pg_statements_prepared_max = 1000
+"""Named prepared statements one PostgreSQL session may hold (53400 past it)."""
+
+pg_portals_max = 100
+"""Open portals one PostgreSQL session may hold (53400 past it)."""
+
+pg_block_statements_max = 1000
+"""Writes one transaction block may hold before COMMIT (53400 past it): each write is
+run again with those before it, so the cost grows with their square."""

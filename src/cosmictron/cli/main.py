@@ -101,6 +101,13 @@ def cli() -> None:
     "(docs/guide/security.md).",
 )
 @click.option(
+    "--pg-listen",
+    default=None,
+    envvar="COSMICTRON_PG_LISTEN",
+    help="HOST:PORT to speak the PostgreSQL wire protocol on (off by default; port 0 "
+    "picks a free one); the password is a token (docs/guide/postgres-clients.md).",
+)
+@click.option(
     "--json",
     "json_mode",
     is_flag=True,
@@ -111,6 +118,7 @@ def start(
     data_dir: str,
     profile: str | None,
     open_sandboxed_deploys: bool,
+    pg_listen: str | None,
     json_mode: bool,
 ) -> None:
     """Start the server and run until SIGTERM or Ctrl-C (then drain, sync and close).
@@ -129,6 +137,14 @@ def start(
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise click.BadParameter(f"expected HOST:PORT, got {listen!r}", param_hint="--listen")
+    pg_address = None
+    if pg_listen:
+        pg_host, _, pg_port = pg_listen.rpartition(":")
+        if not pg_host or not pg_port.isdigit() or int(pg_port) > 65535:
+            raise click.BadParameter(
+                f"expected HOST:PORT, got {pg_listen!r}", param_hint="--pg-listen"
+            )
+        pg_address = (pg_host, int(pg_port))
     durability = durability_line(profile, os.environ)  # a bad setting stops us before binding
 
     operators: list[str] = []
@@ -154,6 +170,7 @@ def start(
             on_listening=startup_lines,
             announce=announce if json_mode else None,
             open_sandboxed_deploys=open_sandboxed_deploys,
+            pg_listen=pg_address,
         )
     except OSError as exc:
         if exc.errno not in BIND_ERRORS:

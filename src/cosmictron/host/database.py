@@ -57,7 +57,7 @@ from cosmictron.host.imports import BulkInsertOutcome
 from cosmictron.host.logs import ModuleLog
 from cosmictron.host.metrics import ReducerMetrics
 from cosmictron.host.procedure_threads import ProcedureCall
-from cosmictron.host.sql import run_sql
+from cosmictron.host.sql import run_sql, run_sql_block
 from cosmictron.host.transactions import CallOutcome
 from cosmictron.ledger.signing import SigningKey, VerifierKey
 from cosmictron.module import LoadedModule, ReducerContext
@@ -389,6 +389,25 @@ class Database:
             else:
                 budget = QueryBudget(timeout_s, rows_examined_max, rows_max)
         return run_sql(self.core, text, params, sender or self.owner, budget)
+
+    def sql_block(
+        self,
+        statements: list[tuple[str, Mapping[str, Any] | None]],
+        *,
+        sender: Identity | None = None,
+        budget: QueryBudget | None = None,
+        apply: bool = True,
+        expect: list[int | None] | None = None,
+    ) -> list[QueryResult]:
+        """Run DML statements (and a last SELECT) as one transaction; with ``apply``
+        False, roll it back once the results are known (``host/sql.run_sql_block``).
+
+        Raises:
+            As ``sql``; nothing was changed.
+        """
+        return run_sql_block(
+            self.core, statements, sender or self.owner, budget or DEFAULT_BUDGET, apply, expect
+        )
 
     def subscribe(
         self,

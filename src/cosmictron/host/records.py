@@ -11,7 +11,8 @@ The optional 8th element is present only when the transaction changed the schedu
 scheduled reducer ran. Replay applies it to the book; older records never have it.
 
 Bulk loads use the reserved reducer name ``__bulk_insert__`` with ``[table, row_count]``;
-SQL INSERT/UPDATE/DELETE use ``__sql__`` with ``[text, params]`` (``host/sql.py``).
+SQL INSERT/UPDATE/DELETE use ``__sql__`` with ``[text, params]`` (``host/sql.py``); a
+transaction block of the PostgreSQL port, ``__sql__`` with ``[[text, params], ...]``.
 A scheduled run records its reducer with the row as its one argument; a failed one
 ``__schedule_failed__`` with ``[table, reducer, error]`` (``host/scheduler.py``); a
 procedure's ``ctx.with_tx`` records ``<procedure>/with_tx`` with the procedure's

@@ -33,10 +33,10 @@ from typing import Any
 
 from cosmictron import limits
 from cosmictron.datastore import Datastore, ModuleSchema, Transaction
-from cosmictron.errors import InvalidRequest, PermissionDenied
+from cosmictron.errors import Conflict, InvalidRequest, PermissionDenied
 from cosmictron.host.core import DatabaseCore
 from cosmictron.host.handles import insert_all
-from cosmictron.host.transactions import run_transaction
+from cosmictron.host.transactions import commit, next_timestamp_us, publish, run_transaction
 from cosmictron.host.views import change_view
 from cosmictron.query import (
     DeleteStatement,
@@ -53,7 +53,7 @@ from cosmictron.query.cache import prepared as cache_entry
 from cosmictron.query.dml import apply_insert, delete_rows, update_rows
 from cosmictron.query.execute import plan_tables
 from cosmictron.query.explain import explain_statement
-from cosmictron.query.params import bind, check_sizes
+from cosmictron.query.params import bind, check_sizes, has_params
 from cosmictron.query.parse import param_values, prepare
 from cosmictron.query.result import rows_result
 from cosmictron.query.views import is_view_change
@@ -257,3 +257,108 @@ def _check_permissions(core: DatabaseCore, statement: Any, sender: Identity) -> 
 def _wire_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     """Parameters in their JSON form, for the log record (readable by an auditor)."""
     return {name: json_form(value, exact_ints=True) for name, value in (params or {}).items()}
+
+
+# --- Transaction blocks (issue 22: the PostgreSQL wire protocol's BEGIN ... COMMIT) ---
+
+
+def run_sql_block(
+    core: DatabaseCore,
+    statements: list[tuple[str, Mapping[str, Any] | None]],
+    sender: Identity,
+    budget: QueryBudget,
+    apply: bool,
+    expect: list[int | None] | None = None,
+) -> list[QueryResult]:
+    """Run several statements as one transaction: every one but the last is DML, the
+    last may be a SELECT, which then sees the writes before it (read-your-writes).
+
+    With ``apply`` the writes commit as one record (reducer ``__sql__``, arguments the
+    list of ``[text, params]`` pairs); without, they are rolled back once the results
+    are known: the PostgreSQL port runs a block's statements this way as they arrive
+    (to report each one's row count) and applies them all at ``COMMIT``
+    (docs/design/pg-transactions.md). Only the owner may write, so only the owner gets
+    here with DML; the writer lock is held for the whole run.
+
+    ``expect``: the row count each statement reported when it was first run; if one
+    now differs (another writer committed in between and changed what it matches),
+    ``BlockChanged`` is raised and nothing is applied.
+
+    Raises:
+        SqlError, PermissionDenied, Conflict: as ``run_sql``; nothing was changed.
+        BlockChanged: a statement's row count differs from ``expect``.
+    """
+    started = monotonic()
+    schema = core.module.schema
+    restricted = restricts(schema, sender, core.owner)
+    prepared = []
+    for text, params in statements:
+        check_sizes(params, budget)
+        statement = prepare(
+            text, schema, params, sender, restricted=restricted, views=core.sql_views.views
+        )
+        if sender != core.owner:
+            _check_permissions(core, statement, sender)
+        if isinstance(statement, Explain):
+            raise InvalidRequest("EXPLAIN inside a transaction block with writes is refused")
+        if has_params(statement):
+            statement = bind(statement, param_values(params, sender))
+        prepared.append(statement)
+    results: list[QueryResult] = []
+    with core.lock:
+        if core.closed:
+            raise InvalidRequest(f"database {str(core.path)!r} is closed")
+        _unmoved(core.datastore, schema)
+        now_us = next_timestamp_us(core)
+        tx = Transaction()
+        try:
+            for statement in prepared:
+                if isinstance(statement, SelectStatement):
+                    meter = budget.start(started)
+                    rows = execute(statement.plan, core.datastore, budget.effective_rows_max, meter)
+                    results.append(QueryResult(statement.columns, rows))
+                    continue
+                count, returned = _apply_dml(core, statement, tx)
+                if expect is not None and expect[len(results)] != count:
+                    raise BlockChanged(
+                        f"statement {len(results) + 1} of the transaction block now changes "
+                        f"{count} rows, not the {expect[len(results)]} it reported: another "
+                        "transaction committed in between; nothing was applied, run the "
+                        "block again"
+                    )
+                columns = () if statement.returning is None else statement.returning.columns
+                results.append(QueryResult(columns, returned, rows_affected=count))
+            if not apply:
+                tx.rollback()
+                return results
+            wire = [[text, _wire_params(params)] for text, params in statements]
+            offset, changes = commit(core, tx, SQL_REDUCER, wire, sender, None, now_us)
+        except BaseException:
+            tx.rollback()
+            raise
+        publish(core, offset, now_us, changes)
+    core.persistence.wait_durable(offset)
+    return [
+        QueryResult(r.columns, r.rows, rows_affected=r.rows_affected, tx_offset=offset)
+        for r in results
+    ]
+
+
+class BlockChanged(Conflict):
+    """A transaction block's writes no longer do what they reported (``expect``)."""
+
+
+def _apply_dml(core: DatabaseCore, statement: Any, tx: Transaction) -> tuple[int, list[Any]]:
+    """One INSERT, UPDATE or DELETE inside ``tx`` (the caller holds the lock)."""
+    datastore = core.datastore
+    if isinstance(statement, InsertStatement):
+        binding = core.module.rows[statement.table.name]
+        return apply_insert(
+            statement,
+            datastore,
+            lambda table, rows, stored: insert_all(tx, table, binding, rows, stored),
+        )
+    if isinstance(statement, UpdateStatement):
+        return update_rows(statement, datastore, tx)
+    assert isinstance(statement, DeleteStatement)
+    return delete_rows(statement, datastore, tx)

@@ -34,11 +34,13 @@ from cosmictron.server import (
     mcp_route,
     metrics,
     origins,
+    pgwire,
     routes,
     throttle,
     websocket,
 )
 from cosmictron.server.auth import TokenAuthority
+from cosmictron.server.connection_caps import GUARD
 from cosmictron.server.registry import DatabaseRegistry
 from cosmictron.server.replies import SHOWS_TRACEBACK, json_response
 from cosmictron.server.rights import OPEN_SANDBOXED_DEPLOYS, Rights
@@ -175,9 +177,13 @@ def serve(
     on_listening: OnListening | None = None,
     announce: Announce | None = None,
     open_sandboxed_deploys: bool = False,
+    pg_listen: tuple[str, int] | None = None,
 ) -> None:
-    """Run the server in this process until SIGTERM or SIGINT."""
-    run = _serve(host, port, data_dir, profile, on_listening, announce, open_sandboxed_deploys)
+    """Run the server in this process until SIGTERM or SIGINT; with ``pg_listen``, also
+    speak the PostgreSQL protocol on that address (``server/pgwire``)."""
+    run = _serve(
+        host, port, data_dir, profile, on_listening, announce, open_sandboxed_deploys, pg_listen
+    )
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is installed on Linux and macOS
@@ -194,6 +200,7 @@ async def _serve(
     on_listening: OnListening | None,
     announce: Announce | None = None,
     open_sandboxed_deploys: bool = False,
+    pg_listen: tuple[str, int] | None = None,
 ) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     # The key and the operator's token are read, and their files closed, before any
@@ -214,14 +221,29 @@ async def _serve(
     listening = await listener.listen(runner, host, port)
     bound = listening.sockets[0].getsockname()
     url = f"http://{bound[0]}:{bound[1]}"
+    pg_server = None
+    if pg_listen is not None:  # the PostgreSQL port (issue 22, server/pgwire/)
+        pg_server = await pgwire.listen_pg(
+            pg_listen[0],
+            pg_listen[1],
+            registry,
+            authority,
+            app[throttle.THROTTLE],
+            app.get(GUARD),
+        )
+        pg_bound = pg_server.sockets[0].getsockname()
+        pg_line = f"postgresql on {pg_bound[0]}:{pg_bound[1]}"
     note = on_listening(url, rights.operator, rights.operator_token) if on_listening else None
     count = len(registry.names())
     databases = f"{count} database{'' if count == 1 else 's'}"
     if announce is not None:
         fields = {"url": url, "data_dir": str(data_dir), "databases": count, "note": note}
+        if pg_server is not None:
+            fields["pg_listen"] = pg_line.removeprefix("postgresql on ")
         announce("listening", fields)
     else:
-        print(f"cosmictron listening on {url} (data {data_dir}, {databases})", flush=True)
+        pg_part = f", {pg_line}" if pg_server is not None else ""
+        print(f"cosmictron listening on {url} (data {data_dir}, {databases}{pg_part})", flush=True)
         if note:
             print(note, flush=True)
     stop = asyncio.Event()
@@ -236,6 +258,8 @@ async def _serve(
         else:
             print("cosmictron shutting down: draining requests, syncing logs", flush=True)
         listening.close()
+        if pg_server is not None:
+            pg_server.close()
         await runner.cleanup()
         await asyncio.to_thread(registry.close_all)
         if announce is not None:

@@ -1,0 +1,179 @@
+"""The bytes of the protocol: reading frontend messages, building backend ones.
+
+Every frontend message after startup is a type byte and a 4-byte length (counting
+itself); the startup packet has no type byte. Lengths are checked before anything is
+read into memory: a message longer than its cap is a protocol error that closes the
+connection (``FrameTooLarge``), never an allocation of what the peer claims.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Sequence
+
+_LENGTH = struct.Struct("!i")
+_HEADER = struct.Struct("!ci")
+_INT16 = struct.Struct("!h")
+_INT32 = struct.Struct("!i")
+
+PROTOCOL_3 = 196608
+SSL_REQUEST = 80877103
+GSSENC_REQUEST = 80877104
+CANCEL_REQUEST = 80877102
+
+
+class FrameTooLarge(Exception):
+    """A message declared a length over its cap (or under its minimum)."""
+
+
+class Malformed(Exception):
+    """A message's body does not parse as its type."""
+
+
+async def read_startup(reader: asyncio.StreamReader, bytes_max: int) -> bytes:
+    """The body of a startup-phase packet (after its length), at most ``bytes_max``."""
+    header = await reader.readexactly(4)
+    (length,) = _LENGTH.unpack(header)
+    if length < 8 or length > bytes_max:
+        raise FrameTooLarge(f"a startup packet of {length} bytes (at most {bytes_max})")
+    return await reader.readexactly(length - 4)
+
+
+async def read_message(reader: asyncio.StreamReader, bytes_max: int) -> tuple[bytes, bytes]:
+    """The next (type byte, body) of a frontend message, at most ``bytes_max`` long."""
+    header = await reader.readexactly(5)
+    kind, length = _HEADER.unpack(header)
+    if length < 4 or length > bytes_max:
+        raise FrameTooLarge(
+            f"a message of {length} bytes (at most {bytes_max}, limits.pg_message_bytes_max)"
+        )
+    return kind, await reader.readexactly(length - 4) if length > 4 else b""
+
+
+class Body:
+    """A cursor over a message body; every read checks the bytes are there."""
+
+    __slots__ = ("at", "data")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.at = 0
+
+    def cstring(self) -> str:
+        end = self.data.find(b"\x00", self.at)
+        if end < 0:
+            raise Malformed("a string without its terminating zero byte")
+        text = self.data[self.at : end].decode("utf-8", "strict")
+        self.at = end + 1
+        return text
+
+    def int16(self) -> int:
+        if self.at + 2 > len(self.data):
+            raise Malformed("the message ends inside a 16-bit integer")
+        (value,) = _INT16.unpack_from(self.data, self.at)
+        self.at += 2
+        return int(value)
+
+    def int32(self) -> int:
+        if self.at + 4 > len(self.data):
+            raise Malformed("the message ends inside a 32-bit integer")
+        (value,) = _INT32.unpack_from(self.data, self.at)
+        self.at += 4
+        return int(value)
+
+    def take(self, count: int) -> bytes:
+        if count < 0 or self.at + count > len(self.data):
+            raise Malformed("the message ends inside a value")
+        value = self.data[self.at : self.at + count]
+        self.at += count
+        return value
+
+    def byte(self) -> bytes:
+        return self.take(1)
+
+
+def startup_parameters(body: bytes) -> dict[str, str]:
+    """The name/value pairs of a protocol 3.0 startup packet (after the version)."""
+    cursor = Body(body)
+    cursor.int32()
+    params: dict[str, str] = {}
+    while cursor.at < len(body):
+        name = cursor.cstring()
+        if not name:
+            break
+        params[name] = cursor.cstring()
+    return params
+
+
+# --- backend messages ---------------------------------------------------------------
+
+
+def message(kind: bytes, body: bytes = b"") -> bytes:
+    return kind + _LENGTH.pack(len(body) + 4) + body
+
+
+def cstr(text: str) -> bytes:
+    return text.encode() + b"\x00"
+
+
+AUTH_OK = message(b"R", _INT32.pack(0))
+AUTH_CLEARTEXT = message(b"R", _INT32.pack(3))
+PARSE_COMPLETE = message(b"1")
+BIND_COMPLETE = message(b"2")
+CLOSE_COMPLETE = message(b"3")
+NO_DATA = message(b"n")
+EMPTY_QUERY = message(b"I")
+PORTAL_SUSPENDED = message(b"s")
+COPY_DONE = message(b"c")
+READY = {status: message(b"Z", status) for status in (b"I", b"T", b"E")}
+
+
+def parameter_status(name: str, value: str) -> bytes:
+    return message(b"S", cstr(name) + cstr(value))
+
+
+def backend_key(pid: int, secret: int) -> bytes:
+    return message(b"K", _INT32.pack(pid) + _INT32.pack(secret))
+
+
+def command_complete(tag: str) -> bytes:
+    return message(b"C", cstr(tag))
+
+
+def error_response(
+    severity: str,
+    code: str,
+    text: str,
+    position: int | None = None,
+    detail: str | None = None,
+    notice: bool = False,
+) -> bytes:
+    fields = [b"S", cstr(severity), b"V", cstr(severity), b"C", cstr(code), b"M", cstr(text)]
+    if detail:
+        fields += [b"D", cstr(detail)]
+    if position is not None:
+        fields += [b"P", cstr(str(position))]
+    return message(b"N" if notice else b"E", b"".join(fields) + b"\x00")
+
+
+def row_description(columns: Sequence[str], oids: Sequence[int], formats: Sequence[int]) -> bytes:
+    from cosmictron.server.pgwire.pgtypes import TYPE_SIZES
+
+    parts = [_INT16.pack(len(columns))]
+    for name, oid, fmt in zip(columns, oids, formats, strict=True):
+        parts.append(cstr(name))
+        parts.append(struct.pack("!ihihih", 0, 0, oid, TYPE_SIZES.get(oid, -1), -1, fmt))
+    return message(b"T", b"".join(parts))
+
+
+def parameter_description(oids: Sequence[int]) -> bytes:
+    return message(b"t", _INT16.pack(len(oids)) + b"".join(_INT32.pack(o) for o in oids))
+
+
+def copy_out_response(columns: int) -> bytes:
+    return message(b"H", b"\x00" + _INT16.pack(columns) + _INT16.pack(0) * columns)
+
+
+def copy_data(data: bytes) -> bytes:
+    return message(b"d", data)

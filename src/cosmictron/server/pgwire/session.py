@@ -1,0 +1,879 @@
+"""One PostgreSQL connection: startup and authentication, then the query loop.
+
+Startup: SSLRequest and GSSENCRequest are answered ``N`` (no TLS on this port yet; a
+TLS-terminating proxy or ``start_tls`` later, docs/guide/postgres-clients.md), a
+CancelRequest cancels the named session's running query, anything but protocol 3.0 is
+refused. The startup packet is capped (``limits.pg_startup_bytes_max``) and the whole
+of startup and authentication must finish within ``limits.pg_auth_s_max``. The
+password is an identity's token, checked by ``TokenAuthority`` (FATAL 28P01 when
+wrong); the database name must be a hosted database (FATAL 3D000).
+
+Queries: the simple protocol (``Q``, several statements allowed) and the extended one
+(Parse, Bind, Describe, Execute, Close, Sync, Flush) share ``_run``: a statement is a
+session command (``session_sql``), a catalogue query (``catalog``), a ``COPY (SELECT
+...) TO STDOUT``, or goes to the engine. After an error in the extended protocol every
+message up to Sync is skipped, as PostgreSQL does. ReadyForQuery carries the true
+transaction status: ``I`` idle, ``T`` in a block, ``E`` in a failed block.
+
+Transaction blocks (docs/design/pg-transactions.md): a block's DML is run as it
+arrives inside a transaction that is rolled back (to report its row count and errors
+at once), and the whole block is run again and committed as one transaction at
+``COMMIT``; a SELECT in a block sees the block's own writes. Other readers see nothing
+of a block before its COMMIT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from cosmictron.errors import CosmictronError, NotFound, RateLimited, Unauthenticated
+from cosmictron.host.sql import BlockChanged
+from cosmictron.query.budget import QueryBudget
+from cosmictron.server.pgwire import catalog, messages, pgtypes, results, session_sql
+from cosmictron.server.pgwire.lexer import rename_params, split_statements, strip_comments
+from cosmictron.server.pgwire.messages import Body, FrameTooLarge, Malformed
+from cosmictron.server.pgwire.shapes import (
+    Shape,
+    cached_shape,
+    is_point_lookup,
+    sample_params,
+    shape_of,
+)
+from cosmictron.server.pgwire.sqlstate import (
+    ACTIVE_SQL_TRANSACTION,
+    CONFIGURATION_LIMIT_EXCEEDED,
+    DUPLICATE_PREPARED_STATEMENT,
+    FEATURE_NOT_SUPPORTED,
+    IN_FAILED_TRANSACTION,
+    INSUFFICIENT_PRIVILEGE,
+    INVALID_CATALOG_NAME,
+    INVALID_CURSOR_NAME,
+    INVALID_PASSWORD,
+    INVALID_PREPARED_STATEMENT,
+    INVALID_TEXT_REPRESENTATION,
+    NO_ACTIVE_SQL_TRANSACTION,
+    NUMERIC_VALUE_OUT_OF_RANGE,
+    PROTOCOL_VIOLATION,
+    QUERY_CANCELED,
+    SERIALIZATION_FAILURE,
+    PgError,
+    sqlstate_of,
+)
+from cosmictron.values import Identity
+
+if TYPE_CHECKING:
+    from cosmictron.server.pgwire.context import PgContext
+    from cosmictron.server.registry import HostedDatabase
+
+logger = logging.getLogger(__name__)
+
+_COPY = re.compile(
+    r"^\s*copy\s*\((?P<query>.*)\)\s*to\s+stdout(?P<options>.*)$", re.IGNORECASE | re.DOTALL
+)
+_COPY_ANY = re.compile(r"^\s*copy\b", re.IGNORECASE)
+
+
+def show_column(name: str) -> str:
+    """The column ``SHOW name`` answers in, named as PostgreSQL names it."""
+    column = name.lower().replace(" ", "_")
+    return "transaction_isolation" if column == "transaction_isolation_level" else column
+
+
+class Closed(Exception):
+    """The session ends (Terminate, a FATAL error, or the peer went away)."""
+
+
+@dataclass
+class Outcome:
+    """What one statement produced: rows (with their description) and a command tag."""
+
+    tag: str
+    columns: tuple[str, ...] | None = None
+    oids: tuple[int, ...] = ()
+    rows: Sequence[tuple[Any, ...]] = ()
+    empty: bool = False
+
+
+@dataclass
+class Statement:
+    """A parsed statement (named or unnamed), ready to bind."""
+
+    text: str
+    route: str
+    """``empty``, ``session``, ``catalog``, ``copy`` or ``engine``."""
+    engine_text: str = ""
+    param_count: int = 0
+    declared: tuple[int, ...] = ()
+    command: session_sql.Command | None = None
+    shape: Shape | None = None
+
+
+@dataclass
+class Portal:
+    statement: Statement
+    params: dict[str, Any]
+    formats: list[int]
+    outcome: Outcome | None = None
+    sent: int = 0
+    described: bool = False
+
+
+@dataclass
+class Block:
+    """An open transaction block: its DML so far, with the row counts reported."""
+
+    pending: list[tuple[str, Mapping[str, Any] | None, int | None]] = field(default_factory=list)
+    failed: bool = False
+    read_only: bool = False
+    savepoints: list[tuple[str, int]] = field(default_factory=list)
+    """Each savepoint's name and how many writes were pending when it was set."""
+
+
+class Session:
+    """One client connection, from its first byte to its last."""
+
+    def __init__(
+        self,
+        context: PgContext,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        address: str,
+    ) -> None:
+        self.context = context
+        self.reader = reader
+        self.writer = writer
+        self.address = address
+        self.pid = 0
+        self.secret = secrets.randbits(31)
+        self.database: HostedDatabase | None = None
+        self.database_name = ""
+        self.user = ""
+        self.caller = Identity.zero()
+        self.settings = session_sql.Settings()
+        self.statements: dict[str, Statement] = {}
+        self.portals: dict[str, Portal] = {}
+        self.block: Block | None = None
+        self.skipping = False
+        self.running = False
+        self.cancelled = False
+        self.idle_since: float | None = None
+        self.out: list[bytes] = []
+        self.out_bytes = 0
+        self.budget: QueryBudget = context.limits.query_budget(False)
+
+    # --- the connection ---------------------------------------------------------
+
+    async def serve(self) -> None:
+        try:
+            try:
+                await asyncio.wait_for(self._startup(), self.context.settings.auth_s_max)
+            except TimeoutError:
+                limit = self.context.settings.auth_s_max
+                await self._say_fatal(
+                    PgError(
+                        "08006",
+                        f"authentication took longer than {limit:g} s (limits.pg_auth_s_max)",
+                    )
+                )
+                return
+            await self._loop()
+        except Closed:
+            pass
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        except FrameTooLarge as exc:
+            await self._say_fatal(PgError(PROTOCOL_VIOLATION, f"invalid message: {exc}"))
+        except (Malformed, UnicodeDecodeError) as exc:
+            await self._say_fatal(PgError(PROTOCOL_VIOLATION, f"malformed message: {exc}"))
+        except Exception:
+            logger.exception("PostgreSQL session from %s failed", self.address)
+            await self._say_fatal(PgError("XX000", "internal error; see the server log"))
+        finally:
+            self.context.forget(self)
+            self.writer.close()
+
+    def close_idle(self, limit: float) -> None:
+        """Called by the context's reaper: end a session idle past ``limit`` seconds."""
+        self.writer.write(
+            messages.error_response(
+                "FATAL", "57P05", f"idle for {limit:g} s (limits.pg_idle_s_max): closed"
+            )
+        )
+        self.writer.close()
+
+    async def _say_fatal(self, error: PgError) -> None:
+        """Send a FATAL error (the connection closes after it)."""
+        try:
+            self._put(messages.error_response("FATAL", error.code, error.message, error.position))
+            await asyncio.wait_for(self._flush(), 5)
+        except (ConnectionError, TimeoutError, RuntimeError):
+            pass
+
+    async def _fatal(self, error: PgError) -> NoReturn:
+        await self._say_fatal(error)
+        raise Closed
+
+    async def _startup(self) -> None:
+        cap = self.context.settings.startup_bytes_max
+        body = b""
+        while True:
+            body = await messages.read_startup(self.reader, cap)
+            if len(body) < 4:
+                raise Malformed("a startup packet without its protocol version")
+            code = int.from_bytes(body[:4], "big")
+            if code in (messages.SSL_REQUEST, messages.GSSENC_REQUEST):
+                self._put(b"N")
+                await self._flush()
+                continue
+            if code == messages.CANCEL_REQUEST:
+                cursor = Body(body)
+                cursor.int32()
+                self.context.cancel(cursor.int32(), cursor.int32())
+                raise Closed
+            if code >> 16 != 3:
+                await self._fatal(
+                    PgError(
+                        FEATURE_NOT_SUPPORTED,
+                        f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}: "
+                        "this server speaks protocol 3.0",
+                    )
+                )
+            break
+        params = messages.startup_parameters(body)
+        self.user = params.get("user", "")
+        self.database_name = params.get("database") or self.user
+        try:
+            self.database = self.context.registry.get(self.database_name)
+        except (NotFound, CosmictronError):
+            await self._fatal(
+                PgError(INVALID_CATALOG_NAME, f'database "{self.database_name}" does not exist')
+            )
+        self._put(messages.AUTH_CLEARTEXT)
+        await self._flush()
+        kind, body = await messages.read_message(self.reader, cap)
+        if kind != b"p":
+            await self._fatal(PgError(PROTOCOL_VIOLATION, "expected a password message"))
+        token = Body(body).cstring()
+        try:
+            if not token:
+                raise Unauthenticated("no password: send an identity's token as the password")
+            self.caller = self.context.authority.verify(token)
+        except Unauthenticated as exc:
+            await self._fatal(
+                PgError(
+                    INVALID_PASSWORD,
+                    f'password authentication failed for user "{self.user}": the password '
+                    f"must be a Cosmictron token ({exc})",
+                )
+            )
+        if "application_name" in params:
+            self.settings.values["application_name"] = params["application_name"][:63]
+        for name, value in params.items():  # options clients send in the packet
+            if name.lower() in ("client_encoding", "datestyle", "timezone"):
+                try:
+                    self.settings.set(name, value)
+                except PgError as exc:
+                    await self._fatal(exc)
+        self.pid = self.context.register(self)
+        out = [messages.AUTH_OK]
+        for name in session_sql.REPORTED:
+            value = self.settings.values[name.lower()]
+            if name == "session_authorization":
+                value = self.user
+            out.append(messages.parameter_status(name, value))
+        out.append(messages.backend_key(self.pid, self.secret))
+        out.append(messages.READY[b"I"])
+        self._put(b"".join(out))
+        await self._flush()
+
+    async def _loop(self) -> None:
+        cap = self.context.settings.message_bytes_max
+        loop = asyncio.get_running_loop()
+        while True:
+            self.idle_since = loop.time()  # the context's reaper closes idle sessions
+            kind, body = await messages.read_message(self.reader, cap)
+            self.idle_since = None
+            if kind == b"X":
+                raise Closed
+            if kind == b"Q":
+                self.skipping = False
+                await self._simple(Body(body).cstring())
+                continue
+            if kind == b"S":
+                self.skipping = False
+                self._put(self._ready())
+                await self._flush()
+                continue
+            if kind == b"H":
+                await self._flush()
+                continue
+            if kind in (b"P", b"B", b"D", b"E", b"C"):
+                if self.skipping:
+                    continue
+                try:
+                    await self._extended(kind, Body(body))
+                except PgError as exc:
+                    self._error(exc)
+                    self.skipping = True
+                continue
+            if kind in (b"d", b"c", b"f"):  # COPY FROM data: never started here
+                continue
+            await self._fatal(PgError(PROTOCOL_VIOLATION, f"unexpected message type {kind!r}"))
+
+    def _put(self, data: bytes) -> None:
+        """Queue bytes for the client; ``_flush`` sends them in one write. Replies are
+        many small messages: one socket write each would cost a system call apiece."""
+        self.out.append(data)
+        self.out_bytes += len(data)
+
+    async def _flush(self) -> None:
+        if self.out:
+            self.writer.write(b"".join(self.out))
+            self.out.clear()
+            self.out_bytes = 0
+        await self.writer.drain()
+
+    def _ready(self) -> bytes:
+        if self.block is None:
+            return messages.READY[b"I"]
+        return messages.READY[b"E" if self.block.failed else b"T"]
+
+    def _error(self, error: PgError) -> None:
+        if self.block is not None:
+            self.block.failed = True
+        self._put(
+            messages.error_response(
+                error.severity, error.code, error.message, error.position, error.detail
+            )
+        )
+
+    # --- the simple protocol ----------------------------------------------------
+
+    async def _simple(self, text: str) -> None:
+        try:
+            statements = split_statements(text)
+            if not statements:
+                self._put(messages.EMPTY_QUERY)
+            for one in statements:
+                statement = self._parse(one, ())
+                if statement.route == "copy":
+                    await self._copy(statement)
+                    continue
+                outcome = await self._run(statement, {})
+                await self._send(outcome, [0] * len(outcome.oids), None, 0)
+        except PgError as exc:
+            self._error(exc)
+        self._put(self._ready())
+        await self._flush()
+
+    # --- the extended protocol --------------------------------------------------
+
+    async def _extended(self, kind: bytes, body: Body) -> None:
+        if kind == b"P":
+            name = body.cstring()
+            text = body.cstring()
+            count = body.int16()
+            declared = tuple(body.int32() for _ in range(count))
+            if name and name in self.statements:
+                raise PgError(
+                    DUPLICATE_PREPARED_STATEMENT, f'prepared statement "{name}" already exists'
+                )
+            if len(self.statements) >= self.context.settings.statements_max and name:
+                raise PgError(
+                    CONFIGURATION_LIMIT_EXCEEDED,
+                    f"more than {self.context.settings.statements_max} prepared statements in one "
+                    "session (limits.pg_statements_prepared_max); close some",
+                )
+            pieces = split_statements(text)
+            if len(pieces) > 1:
+                raise PgError("42601", "cannot insert multiple commands into a prepared statement")
+            self.statements[name] = self._parse(pieces[0] if pieces else "", declared)
+            self._put(messages.PARSE_COMPLETE)
+        elif kind == b"B":
+            await self._bind(body)
+        elif kind == b"D":
+            what = body.byte()
+            name = body.cstring()
+            await self._describe(what, name)
+        elif kind == b"E":
+            name = body.cstring()
+            limit = body.int32()
+            await self._execute(name, limit)
+        else:
+            what = body.byte()
+            name = body.cstring()
+            (self.statements if what == b"S" else self.portals).pop(name, None)
+            self._put(messages.CLOSE_COMPLETE)
+
+    async def _bind(self, body: Body) -> None:
+        portal_name = body.cstring()
+        statement_name = body.cstring()
+        statement = self.statements.get(statement_name)
+        if statement is None:
+            raise PgError(
+                INVALID_PREPARED_STATEMENT, f'prepared statement "{statement_name}" does not exist'
+            )
+        format_count = body.int16()
+        formats = [body.int16() for _ in range(format_count)]
+        count = body.int16()
+        raw = []
+        for _ in range(count):
+            length = body.int32()
+            raw.append(None if length == -1 else body.take(length))
+        result_count = body.int16()
+        result_formats = [body.int16() for _ in range(result_count)]
+        if count != statement.param_count:
+            raise PgError(
+                PROTOCOL_VIOLATION,
+                f"bind message supplies {count} parameters, but the prepared statement "
+                f"requires {statement.param_count}",
+            )
+        if (
+            len(self.portals) >= self.context.settings.portals_max
+            and portal_name not in self.portals
+        ):
+            raise PgError(
+                CONFIGURATION_LIMIT_EXCEEDED,
+                f"more than {self.context.settings.portals_max} open portals "
+                "(limits.pg_portals_max)",
+            )
+        oids = await self._param_oids(statement) if count else ()
+        params: dict[str, Any] = {}
+        for number, data in enumerate(raw, start=1):
+            fmt = formats[0] if len(formats) == 1 else (formats[number - 1] if formats else 0)
+            if data is None:
+                params[f"p{number}"] = None
+                continue
+            try:
+                params[f"p{number}"] = pgtypes.decode_param(data, oids[number - 1], fmt == 1)
+            except pgtypes.BadValue as exc:
+                raise PgError(INVALID_TEXT_REPRESENTATION, f"parameter ${number}: {exc}") from None
+            except pgtypes.OutOfRange as exc:
+                raise PgError(NUMERIC_VALUE_OUT_OF_RANGE, f"parameter ${number}: {exc}") from None
+        self.portals[portal_name] = Portal(statement, params, result_formats)
+        self._put(messages.BIND_COMPLETE)
+
+    async def _param_oids(self, statement: Statement) -> tuple[int, ...]:
+        declared = statement.declared
+        if len(declared) >= statement.param_count and all(declared[: statement.param_count]):
+            return declared[: statement.param_count]
+        if statement.route == "catalog":
+            inferred = catalog.param_oids(statement.text, statement.param_count)
+        else:
+            shape = await self._shape(statement)
+            inferred = shape.param_oids if shape is not None else ()
+        return tuple(
+            (declared[i] if i < len(declared) and declared[i] else 0)
+            or (inferred[i] if i < len(inferred) else pgtypes.TEXT)
+            for i in range(statement.param_count)
+        )
+
+    async def _shape(self, statement: Statement) -> Shape | None:
+        if statement.route != "engine":
+            return None
+        if statement.shape is None:
+            database = self._database()
+            count = statement.param_count
+            samples = sample_params(count, statement.declared)
+            statement.shape = cached_shape(
+                database.db, statement.engine_text, samples, self.caller, count
+            )
+            if statement.shape is not None:
+                return statement.shape
+            try:
+                statement.shape = await database.run(
+                    shape_of, database.db, statement.engine_text, samples, self.caller, count
+                )
+            except CosmictronError as first:
+                if not count:
+                    raise sqlstate_of(first, statement.text) from None
+                numbers = {name: 0 for name in samples}
+                try:
+                    statement.shape = await database.run(
+                        shape_of, database.db, statement.engine_text, numbers, self.caller, count
+                    )
+                except CosmictronError:
+                    raise sqlstate_of(first, statement.text) from None
+        return statement.shape
+
+    async def _describe(self, what: bytes, name: str) -> None:
+        if what == b"S":
+            statement = self.statements.get(name)
+            if statement is None:
+                raise PgError(
+                    INVALID_PREPARED_STATEMENT, f'prepared statement "{name}" does not exist'
+                )
+            oids = await self._param_oids(statement)
+            self._put(messages.parameter_description(oids))
+            columns, column_oids = await self._description(statement, None)
+            if columns is None:
+                self._put(messages.NO_DATA)
+            else:
+                fmts = [0] * len(columns)
+                self._put(messages.row_description(columns, column_oids, fmts))
+            return
+        portal = self.portals.get(name)
+        if portal is None:
+            raise PgError(INVALID_CURSOR_NAME, f'portal "{name}" does not exist')
+        columns, column_oids = await self._description(portal.statement, portal)
+        if columns is None:
+            self._put(messages.NO_DATA)
+            return
+        fmts = self._formats(portal.formats, column_oids)
+        self._put(messages.row_description(columns, column_oids, fmts))
+        portal.described = True
+
+    async def _description(
+        self, statement: Statement, portal: Portal | None
+    ) -> tuple[tuple[str, ...] | None, tuple[int, ...]]:
+        """Columns and OIDs of what ``statement`` returns (None: no rows)."""
+        if statement.route == "engine":
+            shape = await self._shape(statement)
+            assert shape is not None
+            if shape.columns is None:
+                return None, ()
+            return shape.columns, tuple(pgtypes.oid_of(t) for t in shape.types)
+        if statement.route in ("empty", "copy"):
+            return None, ()
+        command = statement.command
+        if command is not None:  # described without running it: BEGIN runs at Execute
+            if command.verb != "SHOW":
+                return None, ()
+            if command.name.lower() == "all":
+                return ("name", "setting", "description"), (pgtypes.TEXT,) * 3
+            return (show_column(command.name),), (pgtypes.TEXT,)
+        # A catalogue statement is answered when described: it only reads, so a later
+        # Execute cannot order it differently.
+        if portal is None:
+            params = {f"p{n}": None for n in range(1, statement.param_count + 1)}
+            outcome = await self._run(statement, params)
+        else:
+            if portal.outcome is None:
+                portal.outcome = await self._run(statement, portal.params)
+            outcome = portal.outcome
+        return outcome.columns, outcome.oids
+
+    def _formats(self, requested: Sequence[int], oids: Sequence[int]) -> list[int]:
+        try:
+            formats = results.result_formats(requested, len(oids))
+        except ValueError as exc:
+            raise PgError(PROTOCOL_VIOLATION, str(exc)) from None
+        # A type without a binary form here is sent as text, and described so.
+        return [
+            f if f == 0 or pgtypes.has_binary(o) else 0 for f, o in zip(formats, oids, strict=True)
+        ]
+
+    async def _execute(self, name: str, limit: int) -> None:
+        portal = self.portals.get(name)
+        if portal is None:
+            raise PgError(INVALID_CURSOR_NAME, f'portal "{name}" does not exist')
+        if portal.statement.route == "copy":
+            raise PgError(FEATURE_NOT_SUPPORTED, "COPY runs through the simple query protocol")
+        if portal.outcome is None:
+            portal.outcome = await self._run(portal.statement, portal.params)
+        outcome = portal.outcome
+        fmts = self._formats(portal.formats, outcome.oids)
+        await self._send(outcome, fmts, portal, limit, describe=False)
+
+    # --- running statements -----------------------------------------------------
+
+    def _parse(self, text: str, declared: tuple[int, ...]) -> Statement:
+        bare = strip_comments(text).strip()
+        if not bare:
+            return Statement(text, "empty")
+        command = session_sql.classify(bare)
+        if command is not None:
+            return Statement(text, "session", command=command)
+        renamed, count = rename_params(text)
+        if _COPY_ANY.match(bare):
+            return Statement(text, "copy", engine_text=renamed, param_count=count)
+        if catalog.handles(bare):
+            return Statement(text, "catalog", renamed, count, declared)
+        return Statement(text, "engine", renamed, count, declared)
+
+    def _database(self) -> HostedDatabase:
+        assert self.database is not None
+        return self.database
+
+    async def _run(self, statement: Statement, params: dict[str, Any]) -> Outcome:
+        block = self.block
+        route = statement.route
+        if route == "empty":
+            return Outcome("", empty=True)
+        if block is not None and block.failed:
+            command = statement.command
+            if command is None or command.verb not in ("COMMIT", "ROLLBACK", "ROLLBACK TO"):
+                raise PgError(
+                    IN_FAILED_TRANSACTION,
+                    "current transaction is aborted, commands ignored until end of "
+                    "transaction block",
+                )
+        if route == "session":
+            assert statement.command is not None
+            return await self._session_command(statement.command)
+        self._take_rate()
+        self.running = True
+        self.cancelled = False
+        try:
+            if route == "catalog":
+                return await self._catalog(statement, params)
+            return await self._engine(statement, params)
+        except PgError:
+            raise
+        except CosmictronError as exc:
+            raise sqlstate_of(exc, statement.text) from None
+        finally:
+            self.running = False
+
+    def _take_rate(self) -> None:
+        try:
+            self.context.throttle.take("queries", False, self.caller.hex())
+        except RateLimited as exc:
+            raise sqlstate_of(exc) from None
+
+    async def _catalog(self, statement: Statement, params: dict[str, Any]) -> Outcome:
+        database = self._database()
+        answer = await database.run(
+            catalog.answer,
+            database.db,
+            statement.engine_text,
+            params,
+            self.caller,
+            catalog.SessionInfo(self.database_name, self.user, self.pid, self.settings.values),
+            self.context.registry.names(),
+        )
+        return Outcome(f"SELECT {len(answer.rows)}", answer.columns, answer.oids, answer.rows)
+
+    async def _engine(self, statement: Statement, params: dict[str, Any]) -> Outcome:
+        database = self._database()
+        shape = await self._shape(statement)
+        assert shape is not None
+        text = statement.engine_text
+        budget = self.budget
+        given = params or None
+        block = self.block
+        db = database.db
+        reads = shape.kind in ("SELECT", "EXPLAIN")
+        if not reads and block is not None and block.read_only:
+            raise PgError("25006", f"cannot execute {shape.kind} in a read-only transaction")
+        if not reads and self.caller != db.owner:
+            raise PgError(
+                INSUFFICIENT_PRIVILEGE,
+                f"permission denied: only the owner of database {self.database_name!r} "
+                "may change data through SQL",
+            )
+        if block is None or (reads and not block.pending):
+            if reads and is_point_lookup(db, text, given, self.caller):
+                # One dict lookup under the writer lock (host/sql.py): cheaper than the
+                # hop to a database thread and back, so it runs here.
+                result = db.sql(text, given, sender=self.caller, budget=budget)
+            else:
+                result = await database.run(
+                    lambda: db.sql(text, given, sender=self.caller, budget=budget)
+                )
+        else:
+            if len(block.pending) >= self.context.settings.block_statements_max:
+                raise PgError(
+                    CONFIGURATION_LIMIT_EXCEEDED,
+                    f"more than {self.context.settings.block_statements_max} writes in one "
+                    "transaction block (limits.pg_block_statements_max); COMMIT sooner",
+                )
+            statements = [(t, p) for t, p, _ in block.pending] + [(text, given)]
+            runs = await database.run(
+                lambda: db.sql_block(statements, sender=self.caller, budget=budget, apply=False)
+            )
+            result = runs[-1]
+            if not reads:
+                block.pending.append((text, given, result.rows_affected))
+        if self.cancelled:
+            raise PgError(QUERY_CANCELED, "canceling statement due to user request")
+        columns = shape.columns
+        oids = tuple(pgtypes.oid_of(t) for t in shape.types) if columns is not None else ()
+        if reads:
+            return Outcome(f"SELECT {len(result.rows)}", columns, oids, result.rows)
+        count = result.rows_affected or 0
+        tag = f"INSERT 0 {count}" if shape.kind == "INSERT" else f"{shape.kind} {count}"
+        return Outcome(tag, columns, oids, result.rows)
+
+    async def _session_command(self, command: session_sql.Command) -> Outcome:
+        verb = command.verb
+        if verb == "BEGIN":
+            if self.block is not None:
+                self._notice(ACTIVE_SQL_TRANSACTION, "there is already a transaction in progress")
+            else:
+                self.block = Block(read_only=command.value == "read only")
+            return Outcome("BEGIN")
+        if verb == "COMMIT":
+            block = self.block
+            self.block = None
+            if block is None:
+                self._notice(NO_ACTIVE_SQL_TRANSACTION, "there is no transaction in progress")
+                return Outcome("COMMIT")
+            if block.failed:
+                return Outcome("ROLLBACK")
+            if block.pending:
+                await self._commit(block)
+            return Outcome("COMMIT")
+        if verb == "ROLLBACK":
+            if self.block is None:
+                self._notice(NO_ACTIVE_SQL_TRANSACTION, "there is no transaction in progress")
+            self.block = None
+            return Outcome("ROLLBACK")
+        if verb == "SET TRANSACTION":
+            return Outcome("SET")
+        if verb == "SET":
+            reported = self.settings.set(command.name, command.value)
+            if reported is not None:
+                value = self.settings.values[command.name]
+                self._put(messages.parameter_status(reported, value))
+            return Outcome("SET")
+        if verb == "RESET":
+            reported = self.settings.reset(command.name)
+            if reported is not None:
+                value = self.settings.values[command.name]
+                self._put(messages.parameter_status(reported, value))
+            return Outcome("RESET")
+        if verb == "DISCARD":
+            if command.name == "all":
+                if self.block is not None:
+                    raise PgError(
+                        ACTIVE_SQL_TRANSACTION, "DISCARD ALL cannot run inside a transaction block"
+                    )
+                self.settings.reset("all")
+                self.statements = {"": self.statements[""]} if "" in self.statements else {}
+                self.portals.clear()
+            return Outcome(f"DISCARD {command.name.upper()}")
+        if verb == "SHOW":
+            name = command.name
+            if name.lower() == "all":
+                rows = [(k, v, "") for k, v in sorted(self.settings.values.items())]
+                oids = (pgtypes.TEXT,) * 3
+                return Outcome("SHOW", ("name", "setting", "description"), oids, rows)
+            value = self.settings.show(name)
+            return Outcome("SHOW", (show_column(name),), (pgtypes.TEXT,), [(value,)])
+        if verb in ("SAVEPOINT", "RELEASE", "ROLLBACK TO"):
+            return self._savepoint(verb, command.name)
+        raise PgError(FEATURE_NOT_SUPPORTED, f"{command.name} is not supported by Cosmictron")
+
+    def _savepoint(self, verb: str, name: str) -> Outcome:
+        """Savepoints mark how many of the block's writes were pending; rolling back
+        to one drops the writes after it (they were never applied) and clears a
+        failure, as in PostgreSQL."""
+        block = self.block
+        if block is None:
+            raise PgError(
+                NO_ACTIVE_SQL_TRANSACTION, f"{verb} can only be used in transaction blocks"
+            )
+        if verb == "SAVEPOINT":
+            block.savepoints.append((name, len(block.pending)))
+            return Outcome("SAVEPOINT")
+        names = [saved for saved, _ in block.savepoints]
+        if name not in names:
+            block.failed = True
+            raise PgError("3B001", f'savepoint "{name}" does not exist')
+        at = len(names) - 1 - names[::-1].index(name)
+        if verb == "RELEASE":
+            del block.savepoints[at:]
+            return Outcome("RELEASE")
+        del block.pending[block.savepoints[at][1] :]
+        del block.savepoints[at + 1 :]
+        block.failed = False
+        return Outcome("ROLLBACK")
+
+    async def _commit(self, block: Block) -> None:
+        database = self._database()
+        db = database.db
+        statements = [(t, p) for t, p, _ in block.pending]
+        expect = [count for _, _, count in block.pending]
+        try:
+            await database.run(
+                lambda: db.sql_block(
+                    statements, sender=self.caller, budget=self.budget, apply=True, expect=expect
+                )
+            )
+        except BlockChanged as exc:
+            raise PgError(SERIALIZATION_FAILURE, str(exc)) from None
+        except CosmictronError as exc:
+            raise sqlstate_of(exc) from None
+
+    def _notice(self, code: str, text: str) -> None:
+        self._put(messages.error_response("WARNING", code, text, notice=True))
+
+    # --- sending results --------------------------------------------------------
+
+    async def _send(
+        self,
+        outcome: Outcome,
+        formats: list[int],
+        portal: Portal | None,
+        limit: int,
+        describe: bool = True,
+    ) -> None:
+        """Row description (simple protocol), DataRows in batches, then the tag or,
+        past an Execute's row limit, PortalSuspended."""
+        if outcome.empty:
+            self._put(messages.EMPTY_QUERY)
+            return
+        rows = outcome.rows
+        if outcome.columns is not None:
+            if describe:
+                self._put(messages.row_description(outcome.columns, outcome.oids, formats))
+            encode = results.encoders(outcome.oids, formats)
+            start = portal.sent if portal is not None else 0
+            end = len(rows) if limit <= 0 else min(len(rows), start + limit)
+            step = results.BATCH_ROWS
+            for at in range(start, end, step):
+                if self.cancelled:
+                    raise PgError(QUERY_CANCELED, "canceling statement due to user request")
+                self._put(results.data_rows(rows[at : min(at + step, end)], encode))
+                if self.out_bytes > 1 << 20:
+                    await self._flush()  # back pressure: wait for the socket to drain
+            if portal is not None:
+                portal.sent = end
+                if end < len(rows):
+                    self._put(messages.PORTAL_SUSPENDED)
+                    return
+        self._put(messages.command_complete(outcome.tag))
+
+    async def _copy(self, statement: Statement) -> None:
+        """``COPY (SELECT ...) TO STDOUT [WITH (FORMAT csv|text, HEADER, DELIMITER 'c')]``."""
+        found = _COPY.match(statement.text)
+        if found is None:
+            raise PgError(
+                FEATURE_NOT_SUPPORTED,
+                "only COPY (SELECT ...) TO STDOUT is supported (COPY FROM and COPY of a "
+                "table name are not; use COPY (SELECT * FROM t) TO STDOUT)",
+            )
+        options = found.group("options").lower()
+        csv = "csv" in options
+        header = "header" in options
+        delimiter = "," if csv else "\t"
+        quoted = re.search(r"delimiter\s+'(.)'", options)
+        if quoted:
+            delimiter = quoted.group(1)
+        inner = self._parse(found.group("query"), ())
+        if inner.route not in ("engine", "catalog"):
+            raise PgError(FEATURE_NOT_SUPPORTED, "COPY takes a SELECT query")
+        outcome = await self._run(inner, {})
+        if outcome.columns is None:
+            raise PgError(FEATURE_NOT_SUPPORTED, "COPY takes a query that returns rows")
+        self._put(messages.copy_out_response(len(outcome.columns)))
+        if header:
+            header_line = results.copy_lines([tuple(outcome.columns)], csv, delimiter)
+            self._put(messages.copy_data(header_line))
+        rows = outcome.rows
+        step = results.BATCH_ROWS
+        for at in range(0, len(rows), step):
+            if self.cancelled:
+                raise PgError(QUERY_CANCELED, "canceling statement due to user request")
+            self._put(messages.copy_data(results.copy_lines(rows[at : at + step], csv, delimiter)))
+            if self.out_bytes > 1 << 20:
+                await self._flush()
+        self._put(messages.COPY_DONE)
+        self._put(messages.command_complete(f"COPY {len(rows)}"))

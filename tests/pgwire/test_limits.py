@@ -1,0 +1,87 @@
+"""Each ``limits.pg_*`` crossed on a real server started with small overrides (the
+startup, message and authentication caps are crossed in test_refusals.py)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from tests.pgwire.conftest import MODULE, PG, start_pg_server
+from tests.server.conftest import STARTED, stop_server
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PG]:
+    env = {
+        "COSMICTRON_PG_IDLE_S_MAX": "1",
+        "COSMICTRON_PG_STATEMENTS_PREPARED_MAX": "2",
+        "COSMICTRON_PG_PORTALS_MAX": "2",
+        "COSMICTRON_PG_BLOCK_STATEMENTS_MAX": "2",
+    }
+    server, host, port = start_pg_server(tmp_path_factory.mktemp("pglimits") / "data", env=env)
+    STARTED.remove(server.process)
+    try:
+        _, owner = server.deployer()
+        assert server.deploy("shop", MODULE, owner).status == 201
+        assert server.request("POST", "/v1/database/shop/call/seed", [5], owner).status == 200
+        yield PG(server, host, port, owner, owner)
+    finally:
+        stop_server(server)
+
+
+def message(kind: bytes, body: bytes) -> bytes:
+    return kind + struct.pack("!i", len(body) + 4) + body
+
+
+def test_idle_connections_are_closed(small: PG) -> None:
+    conn = psycopg.connect(small.dsn(), autocommit=True)
+    try:
+        time.sleep(1.6)
+        with pytest.raises(psycopg.OperationalError):
+            conn.execute("SELECT 1")
+    finally:
+        conn.close()
+
+
+def test_prepared_statements_are_capped(small: PG) -> None:
+    with psycopg.connect(small.dsn(), autocommit=True, prepare_threshold=0) as conn:
+        conn.execute("SELECT id FROM item WHERE id = %s", (1,))
+        conn.execute("SELECT name FROM item WHERE id = %s", (1,))
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded) as caught:
+            conn.execute("SELECT price FROM item WHERE id = %s", (1,))
+        assert "pg_statements_prepared_max" in str(caught.value)
+
+
+def test_portals_are_capped(small: PG) -> None:
+    # named portals through the raw protocol: Parse once, Bind three portals, Sync
+    with socket.create_connection((small.host, small.port), timeout=10) as sock:
+        body = struct.pack("!i", 196608) + b"user\0x\0database\0shop\0\0"
+        sock.sendall(struct.pack("!i", len(body) + 4) + body)
+        assert sock.recv(9)[:1] == b"R"
+        token = small.owner_token.encode() + b"\0"
+        sock.sendall(message(b"p", token))
+        time.sleep(0.3)
+        sock.recv(65536)
+        out = message(b"P", b"\0SELECT id FROM item\0\0\0")
+        for name in (b"a", b"b", b"c"):
+            out += message(b"B", name + b"\0\0" + b"\0\0" + b"\0\0" + b"\0\0")
+        out += message(b"S", b"")
+        sock.sendall(out)
+        time.sleep(0.5)
+        reply = sock.recv(65536)
+        assert b"pg_portals_max" in reply and b"53400" in reply
+
+
+def test_writes_per_block_are_capped(small: PG) -> None:
+    with psycopg.connect(small.dsn()) as conn:
+        conn.execute("UPDATE item SET qty = 1 WHERE id = 1")
+        conn.execute("UPDATE item SET qty = 1 WHERE id = 2")
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded) as caught:
+            conn.execute("UPDATE item SET qty = 1 WHERE id = 3")
+        assert "pg_block_statements_max" in str(caught.value)
+        conn.rollback()
