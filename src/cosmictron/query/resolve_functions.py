@@ -141,10 +141,10 @@ def _path_text(node: exp.Expression) -> exp.Expression:
 
 
 def _unknown(binder: Binder, name: str, node: exp.Expression) -> None:
-    known = ", ".join(sorted(name for name in FUNCTIONS if name.isidentifier()))
+    known = ", ".join(sorted(name for name in FUNCTIONS if name.isidentifier() and lookup(name)))
     binder.source.fail(
         f"unsupported construct: function {name.upper()}() (functions: {known}; "
-        f"aggregates: COUNT, SUM, AVG, MIN, MAX)",
+        f"aggregates: COUNT, SUM, AVG, MIN, MAX, TOTAL, GROUP_CONCAT)",
         node,
     )
 
@@ -389,7 +389,21 @@ def _cast(binder: Binder, node: exp.Cast) -> Expr:
     return Cast(operand, target, result)
 
 
+def unparen(node: exp.Expression) -> exp.Expression:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return node
+
+
+def row_items(node: exp.Expression) -> list[exp.Expression] | None:
+    """The values of a row value ``(a, b, ...)`` (in any parentheses), else None."""
+    node = unparen(node)
+    return list(node.expressions) if isinstance(node, exp.Tuple) else None
+
+
 def _is(binder: Binder, op: str, node: exp.Expression) -> Expr:
+    if row_items(node.this) is not None or row_items(node.expression) is not None:
+        return binder.compare(op, node.this, node.expression, node)  # pair by pair
     compared = binder.compare("=", node.this, node.expression, node)
     assert isinstance(compared, Binary)
     return Binary(op, compared.left, compared.right, BOOL)
