@@ -143,7 +143,12 @@ class DatabaseCore:
         self.last_snapshot_offset = 0
         self.snapshot_interval_tx = durability.snapshot_interval_tx
         self.subscriptions = SubscriptionManager(
-            self.datastore, loaded.schema, self.lock, lambda: self.offset, owner
+            self.datastore,
+            loaded.schema,
+            self.lock,
+            lambda: self.offset,
+            owner,
+            lambda: self.sql_views.views,
         )
         """Live queries; the first commit listener."""
         self.listeners: list[CommitListener] = [self.subscriptions.on_commit]
