@@ -472,3 +472,13 @@ trade at 10k and 100k."""
 
 memory_recall_k_max = 1000
 """Most results one ``recall`` may ask for (``k``); more is refused with ``AgentError``."""
+
+
+# -- recursive CTEs (issue 12, sql-more; query/recursive.py) ------------------------------
+
+sql_recursive_rows_max = 1_000_000
+"""Rows one ``WITH RECURSIVE`` CTE may produce (its initial rows and every row its
+recursive step adds, before an outer ``LIMIT`` stops asking): past it the query is
+stopped with ``QueryTooCostly`` (``resource_exhausted``) naming the CTE and this limit.
+A recursion that never ends (``SELECT x + 1 FROM c`` without a bound) meets this before
+it meets the time budget. Embedded: set ``cosmictron.limits.sql_recursive_rows_max``."""

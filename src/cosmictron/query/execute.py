@@ -42,13 +42,13 @@ from cosmictron.query.join_operators import hash_join, index_join, join_group, n
 from cosmictron.query.keysets import Rows, evaluate_semijoins, rows_by_key_set
 from cosmictron.query.plan import (
     Agg,
-    Func,
     Aggregate,
     Compound,
     Derived,
     Distinct,
     Expr,
     Filter,
+    Func,
     HashJoin,
     IndexNestedLoopJoin,
     IndexScan,
@@ -58,12 +58,15 @@ from cosmictron.query.plan import (
     NestedLoopJoin,
     Node,
     Project,
+    Recursive,
     Scan,
     Sort,
     Subqueries,
     Values,
+    Working,
 )
 from cosmictron.query.plan_shape import plan_tables, plan_types, plan_width
+from cosmictron.query.recursive import run_recursive, run_working
 from cosmictron.query.sizes import SCALAR_BYTES, VARYING, row_bytes, row_weigher, value_bytes
 from cosmictron.query.subquery_run import run_compound, run_derived, run_subqueries, run_values
 
@@ -229,6 +232,8 @@ def _aggregate(node: Aggregate, datastore: Datastore, meter: Meter) -> Rows:
 def _fold(aggregate: Agg, values: list[Any], meter: Meter | None = None) -> Any:
     """One aggregate over its group's values, with SQLite's rules for NULL and no rows."""
     func = aggregate.func
+    if func == "BARE":  # a bare column in HAVING: its value in the group's first row,
+        return values[0] if values else None  # as SQLite 3.40 takes it for these plans
     if func == "GROUP_CONCAT":
         return _group_concat(aggregate, values, meter)
     present = [value for value in values if value is not None]
@@ -341,4 +346,7 @@ _RUNNERS: dict[type, Callable[[Any, Datastore, Meter], Rows]] = {
     Derived: functools.partial(run_derived, run=_run),
     Compound: functools.partial(run_compound, run=_run),
     Values: run_values,
+    # WITH RECURSIVE: recursive.py
+    Recursive: functools.partial(run_recursive, run=_run),
+    Working: run_working,
 }

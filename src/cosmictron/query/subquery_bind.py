@@ -26,8 +26,8 @@ from sqlglot import exp
 from cosmictron.datastore.types import BOOL
 from cosmictron.query.coerce import base, family
 from cosmictron.query.decorrelate import decorrelate
-from cosmictron.query.params import OUTER_MARK
 from cosmictron.query.functions import ROW
+from cosmictron.query.params import OUTER_MARK
 from cosmictron.query.plan import Expr, Func, Node, Param, Subquery, type_of
 from cosmictron.query.plan_shape import plan_types
 from cosmictron.query.position import Source
@@ -224,8 +224,9 @@ class QueryBinder(Binder):
 def _whole_table(named: exp.Expression) -> exp.Select:
     """``SELECT * FROM t`` for the ``t`` of ``x IN t`` (SQLGlot reads ``t`` as a column)."""
     if isinstance(named, exp.Column) and named.table:
-        return exp.select("*").from_(exp.Table(this=exp.to_identifier(named.name),
-                                                db=exp.to_identifier(named.table)))
+        return exp.select("*").from_(
+            exp.Table(this=exp.to_identifier(named.name), db=exp.to_identifier(named.table))
+        )
     return exp.select("*").from_(exp.Table(this=exp.to_identifier(named.name)))
 
 

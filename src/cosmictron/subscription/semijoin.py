@@ -51,7 +51,6 @@ from cosmictron.query.execute import UNMETERED
 from cosmictron.query.explain import explain
 from cosmictron.query.expressions import compile_expr
 from cosmictron.query.params import bind
-from cosmictron.query.subquery_run import row_width
 from cosmictron.query.plan import (
     Binary,
     Distinct,
@@ -70,6 +69,7 @@ from cosmictron.query.plan import (
     conjoin,
     conjuncts,
 )
+from cosmictron.query.subquery_run import row_width
 from cosmictron.subscription.delta import TxView, run_term, split
 from cosmictron.subscription.live import LiveQuery
 from cosmictron.subscription.terms import Check, Row, Source
