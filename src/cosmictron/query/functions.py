@@ -675,14 +675,22 @@ ROW = "ROW"
 makes it (``subquery_bind.py``, ``resolve.py``); SQL cannot call it by name
 (``lookup`` does not find it) and the docs table does not list it."""
 
-FUNCTIONS[ROW] = Function(
-    ROW, "(x, y, ...)", 2, None, ("any",), "any", "own", lambda *values: values, "a row value"
-)
+INTERNAL: dict[str, Function] = {
+    ROW: Function(
+        ROW, "(x, y, ...)", 2, None, ("any",), "any", "own", lambda *values: values, "a row value"
+    )
+}
+"""Functions the binder makes but SQL cannot name (not in ``FUNCTIONS``, nor the docs)."""
 
 
 def lookup(name: str) -> Function | None:
-    upper = name.upper()
-    return None if upper == ROW else FUNCTIONS.get(upper)
+    return FUNCTIONS.get(name.upper())
+
+
+def runnable(name: str) -> Function:
+    """The function a bound ``Func`` names: a registered one or an ``INTERNAL`` one."""
+    found = FUNCTIONS.get(name)
+    return INTERNAL[name] if found is None else found
 
 
 def reference_table() -> str:

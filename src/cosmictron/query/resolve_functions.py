@@ -141,7 +141,7 @@ def _path_text(node: exp.Expression) -> exp.Expression:
 
 
 def _unknown(binder: Binder, name: str, node: exp.Expression) -> None:
-    known = ", ".join(sorted(name for name in FUNCTIONS if name.isidentifier() and lookup(name)))
+    known = ", ".join(sorted(name for name in FUNCTIONS if name.isidentifier()))
     binder.source.fail(
         f"unsupported construct: function {name.upper()}() (functions: {known}; "
         f"aggregates: COUNT, SUM, AVG, MIN, MAX, TOTAL, GROUP_CONCAT)",
