@@ -316,3 +316,14 @@ def test_an_embedded_subscription_to_a_view_follows_its_table(both: Any) -> None
     assert changes == [([(6, 9)], []), ([], [(3, 3)])]
     db.sql("INSERT INTO edge VALUES (9, 9, 9)")  # a table the view does not read
     assert len(updates) == 2
+
+
+def test_a_case_in_a_reordered_join_reads_the_right_columns(both: Any) -> None:
+    """Found by the random queries: a CASE in a condition of a join the planner reordered
+    kept its WHEN columns' old slots (an IndexError), since the slot remap skipped the
+    (WHEN, THEN) pairs."""
+    same(
+        both,
+        "SELECT COUNT(*) FROM edge a JOIN edge b ON b.src = a.dst JOIN edge c ON c.dst = b.src "
+        "WHERE (2 * a.src) = CASE WHEN c.id IS NOT NULL THEN 2 ELSE a.id END",
+    )
