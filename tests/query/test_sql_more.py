@@ -56,10 +56,15 @@ def both(open_db: Any) -> tuple[Any, sqlite3.Connection]:
     lite.execute("CREATE TABLE edge (id INTEGER PRIMARY KEY, src INTEGER, dst INTEGER)")
     lite.execute("CREATE TABLE one (v INTEGER PRIMARY KEY)")
     for row in ROWS:
-        db.sql("INSERT INTO t VALUES (:id, :a, :b, :c)", dict(zip("id a b c".split(), row)))
+        db.sql(
+            "INSERT INTO t VALUES (:id, :a, :b, :c)",
+            dict(zip(("id", "a", "b", "c"), row, strict=True)),
+        )
         lite.execute("INSERT INTO t VALUES (?, ?, ?, ?)", row)
     for row in EDGES:
-        db.sql("INSERT INTO edge VALUES (:id, :s, :d)", dict(zip(("id", "s", "d"), row)))
+        db.sql(
+            "INSERT INTO edge VALUES (:id, :s, :d)", dict(zip(("id", "s", "d"), row, strict=True))
+        )
         lite.execute("INSERT INTO edge VALUES (?, ?, ?)", row)
     for v in (1, 3):
         db.sql(f"INSERT INTO one VALUES ({v})")
@@ -285,7 +290,10 @@ def test_create_or_replace_view_replaces_its_body_and_survives_a_reopen(
     lite = sqlite3.connect(":memory:")
     lite.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a INTEGER, b TEXT, c REAL)")
     for row in ROWS:
-        db.sql("INSERT INTO t VALUES (:id, :a, :b, :c)", dict(zip("id a b c".split(), row)))
+        db.sql(
+            "INSERT INTO t VALUES (:id, :a, :b, :c)",
+            dict(zip(("id", "a", "b", "c"), row, strict=True)),
+        )
         lite.execute("INSERT INTO t VALUES (?, ?, ?, ?)", row)
     db.sql("CREATE OR REPLACE VIEW v AS SELECT id FROM t WHERE a = 1")  # made if absent
     db.sql("CREATE OR REPLACE VIEW v (n, twice) AS SELECT id, a * 2 FROM t WHERE a > 1")

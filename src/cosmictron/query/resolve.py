@@ -408,7 +408,7 @@ class Binder:
             self.source.fail(f"aggregate {func}() is not allowed in {self.clause}", node)
         argument, extra = _aggregate_arguments(func, node)
         distinct = isinstance(argument, exp.Distinct)
-        if distinct:
+        if isinstance(argument, exp.Distinct):
             if len(argument.expressions) != 1 or extra:
                 self.source.fail(f"{func}(DISTINCT ...) takes one expression", node)
             argument = argument.expressions[0]
