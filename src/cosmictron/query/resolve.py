@@ -34,10 +34,17 @@ from cosmictron.query.plan import (
     Like,
     Param,
     Unary,
+    children,
     type_of,
 )
 from cosmictron.query.position import Source
-from cosmictron.query.resolve_functions import bind_extended, bind_is_boolean, row_items, unparen
+from cosmictron.query.resolve_functions import (
+    bind_extended,
+    bind_is_boolean,
+    is_null_constant,
+    row_items,
+    unparen,
+)
 from cosmictron.values import Identity
 
 _COMPARISONS: dict[type[exp.Expression], str] = {
@@ -394,7 +401,14 @@ class Binder:
             isinstance(base(type_of(side)), IntType) or base(type_of(side)) is BOOL
             for side in (left, right)
         )
-        return Binary(op, left, right, I64 if both_int else F64)
+        result = I64 if both_int else F64
+        if (is_null_constant(left) and not reads_subquery(right)) or (
+            is_null_constant(right) and not reads_subquery(left)
+        ):
+            # NULL whatever the other side is, which is then never read (as SQLite
+            # never needs it: ``col + CAST(NULL AS INTEGER)`` asks no GROUP BY of col).
+            return Const(None, result)
+        return Binary(op, left, right, result)
 
     def _require_number(self, value: Expr, node: exp.Expression) -> None:
         value_type = type_of(value)
@@ -457,6 +471,11 @@ def _aggregate_arguments(
         separator = node.args.get("separator")
         return node.this, [] if separator is None else [separator]
     return node.this, list(node.expressions)
+
+
+def reads_subquery(expr: Expr) -> bool:
+    """Whether ``expr`` holds a subquery (whose errors folding it away would hide)."""
+    return type(expr).__name__ == "Subquery" or any(reads_subquery(c) for c in children(expr))
 
 
 def _fold_logic(op: str, parts: list[Expr]) -> Expr:

@@ -164,6 +164,9 @@ def _call(binder: Binder, name: str, nodes: list[exp.Expression], node: exp.Expr
         _check_kind(binder, function, position, arg, item)
     if function.same_family:
         args = _unify(binder, args, nodes, f"the arguments of {function.name}()")
+    if function.name == "NULLIF" and _constant_value(args[0]) is None:
+        # NULLIF(NULL, y) is NULL whatever y is: y is never read (as in SQLite).
+        return Const(None, type_of(args[0]))
     if function.name in ("COALESCE", "IFNULL"):
         # The arguments after a constant that is not NULL are never read (SQLite's
         # COALESCE stops at the first non-NULL): ``COALESCE(-4, col)`` is -4, even in
@@ -180,6 +183,11 @@ def _call(binder: Binder, name: str, nodes: list[exp.Expression], node: exp.Expr
 
 
 _UNKNOWN = object()
+
+
+def is_null_constant(expr: Expr) -> bool:
+    """Whether ``expr`` is NULL whatever the row (a constant whose value is NULL)."""
+    return _constant_value(expr) is None
 
 
 def _constant_value(expr: Expr) -> Any:
@@ -323,6 +331,9 @@ def _pruned(case: Case) -> Expr:
     those branches hold is never read: ``CASE 8 WHEN 76 THEN col END`` is NULL, as
     SQLite evaluates it, even in an aggregate query where ``col`` is not grouped."""
     operand = case.operand
+    if operand is not None and _constant_value(operand) is None:
+        # ``CASE NULL WHEN …``: NULL equals nothing, so only the ELSE is ever read.
+        return case.default if case.default is not None else Const(None, case.type)
     constant_operand = operand is None or _constant_value(operand) is not _UNKNOWN
     kept: list[tuple[Expr, Expr]] = []
     default = case.default
