@@ -380,3 +380,16 @@ def test_a_bare_column_whose_value_cannot_matter_is_not_read(both: Any, query: s
     ``NULLIF(NULL, …)`` or arithmetic with a constant NULL is never read, so SQLite's
     answer does not depend on which row it would come from."""
     same(both, query)
+
+
+UNREAD_BARE_MORE = [
+    "SELECT a, CASE WHEN NOT NULL NOT BETWEEN NULL AND NULL THEN - id ELSE NULL END FROM t "
+    "GROUP BY a ORDER BY a",
+    "SELECT a, CASE WHEN (a) < (NULL) THEN - id END + 97 FROM t GROUP BY a ORDER BY a",
+    "SELECT a, id = NULL, NULL <> id FROM t GROUP BY a ORDER BY a",
+]
+
+
+@pytest.mark.parametrize("query", UNREAD_BARE_MORE)
+def test_a_comparison_with_null_never_reads_its_other_side(both: Any, query: str) -> None:
+    same(both, query)

@@ -127,7 +127,14 @@ class Binder:
             return result
         kind = type(node)
         if kind in _COMPARISONS:
-            return self.compare(_COMPARISONS[kind], node.this, node.expression, node)
+            compared = self.compare(_COMPARISONS[kind], node.this, node.expression, node)
+            if (
+                isinstance(compared, Binary)
+                and compared.op == _COMPARISONS[kind]  # not a row value's AND/OR
+                and _null_either_way(compared)
+            ):
+                return Const(None, BOOL)  # ``x < NULL`` is NULL: x is never read
+            return compared
         if kind in _ARITHMETIC:
             return self._arithmetic(_ARITHMETIC[kind], node)
         if kind in _AGGREGATES:
@@ -471,6 +478,14 @@ def _aggregate_arguments(
         separator = node.args.get("separator")
         return node.this, [] if separator is None else [separator]
     return node.this, list(node.expressions)
+
+
+def _null_either_way(compared: Binary) -> bool:
+    """A comparison with a constant NULL side (and no subquery on the other)."""
+    left, right = compared.left, compared.right
+    return (is_null_constant(left) and not reads_subquery(right)) or (
+        is_null_constant(right) and not reads_subquery(left)
+    )
 
 
 def reads_subquery(expr: Expr) -> bool:

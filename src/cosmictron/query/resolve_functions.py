@@ -27,6 +27,7 @@ from cosmictron.query.conversions import affinity
 from cosmictron.query.expressions import compile_expr
 from cosmictron.query.functions import FUNCTIONS, Function, lookup
 from cosmictron.query.plan import (
+    Between,
     Binary,
     Case,
     Cast,
@@ -198,7 +199,7 @@ def _constant_value(expr: Expr) -> Any:
             return True
         kids = children(part)
         return (
-            isinstance(part, Unary | Binary | Func | Cast | Case)
+            isinstance(part, Unary | Binary | Func | Cast | Case | Between | IsNull)
             and bool(kids)
             and all(constant(kid) for kid in kids)
         )
