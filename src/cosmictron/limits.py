@@ -508,3 +508,12 @@ pg_portals_max = 100
 pg_block_statements_max = 1000
 """Writes one transaction block may hold before COMMIT (53400 past it): each write is
 run again with those before it, so the cost grows with their square."""
+
+# -- recursive CTEs (issue 12, sql-more; query/recursive.py) ------------------------------
+
+sql_recursive_rows_max = 1_000_000
+"""Rows one ``WITH RECURSIVE`` CTE may produce (its initial rows and every row its
+recursive step adds, before an outer ``LIMIT`` stops asking): past it the query is
+stopped with ``QueryTooCostly`` (``resource_exhausted``) naming the CTE and this limit.
+A recursion that never ends (``SELECT x + 1 FROM c`` without a bound) meets this before
+it meets the time budget. Embedded: set ``cosmictron.limits.sql_recursive_rows_max``."""

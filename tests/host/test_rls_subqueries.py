@@ -32,6 +32,13 @@ QUERIES = [
     "SELECT id, (SELECT MAX(m2.stars) FROM message m2 WHERE m2.author = message.author) "
     "FROM message",
     "SELECT id FROM message WHERE stars = (SELECT MIN(stars) FROM message)",
+    # issue 12's last constructs (sql-more): each reads through the filters too
+    "SELECT id FROM note WHERE (id, 'n') IN (SELECT stars, 'n' FROM message)",
+    "SELECT id FROM note WHERE (id, id) NOT IN (SELECT stars, stars FROM message)",
+    "SELECT TOTAL(stars), LENGTH(GROUP_CONCAT(stars)) FROM message",
+    "WITH RECURSIVE r(n) AS (SELECT MIN(stars) FROM message UNION "
+    "SELECT m.stars FROM r JOIN message m ON m.stars = r.n + 1) SELECT n FROM r",
+    "SELECT id FROM note WHERE id IN (SELECT id FROM message)",
 ]
 
 SUBSCRIBED = [

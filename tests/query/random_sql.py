@@ -4,7 +4,11 @@
 alike: expressions over nullable columns (arithmetic, comparisons, AND/OR/NOT, IS
 NULL, IN lists, BETWEEN, LIKE), subqueries (scalar aggregates, IN, NOT IN, EXISTS, NOT
 EXISTS, correlated or not), compound selects, FROM subqueries and CTEs, joins of up to
-8 tables in a random FROM order, GROUP BY/HAVING, ORDER BY/LIMIT.
+8 tables in a random FROM order, GROUP BY/HAVING, ORDER BY/LIMIT; and (shape ``more``,
+issue 12's last constructs) row values, ``x IN table``, ``TOTAL``/``GROUP_CONCAT``,
+bare columns in HAVING and ``WITH RECURSIVE``. ``GROUP_CONCAT``'s order is SQLite's
+scan order, so it is compared through ``LENGTH``; a bare column in HAVING only where its
+value is fixed by the group (grouped by the table's ``id``) or does not matter.
 
 Shapes are switched by name (``SHAPES``); a shape other work is still building would
 be listed in ``PENDING`` and generated only once moved into ``SHAPES`` (CASE, CAST and
@@ -30,6 +34,7 @@ SHAPES = frozenset(
         "case",
         "cast",
         "functions",
+        "more",
     }
 )
 """The shapes generated now."""
@@ -199,6 +204,8 @@ class Generator:
             return f"NOT {text}" if rng.random() < 0.2 else text
         if depth < 3 and self.chance("subquery", 0.25):
             return self.subquery_predicate(aliases, depth, outer)
+        if depth < 3 and self.chance("more", 0.08):
+            return self.row_predicate(aliases, depth)
         kind = rng.randrange(7) if "expr" in self.shapes else 0
         if kind == 0:
             op = rng.choice(["=", "<>", "<", "<=", ">", ">="])
@@ -256,6 +263,67 @@ class Generator:
         op = rng.choice(["=", "<", ">", "<>"])
         return f"{self.int_atom(aliases)} {op} (SELECT {aggregate} FROM {table} {inner}{where})"
 
+    def row_predicate(self, aliases: list[str], depth: int) -> str:
+        """Row values: compared, in a list, in a subquery (correlated or not), and
+        SQLite's ``(…) IN table``."""
+        rng = self.rng
+
+        def pair() -> str:
+            return f"({self.int_atom(aliases)}, {self.int_atom(aliases)})"
+
+        kind = rng.randrange(5)
+        not_ = rng.choice(["", "NOT "])
+        if kind == 0:
+            return f"{pair()} {rng.choice(['=', '<>', '<', '<=', '>', '>='])} {pair()}"
+        if kind == 1:
+            items = ", ".join(pair() for _ in range(rng.randint(1, 3)))
+            return f"{pair()} {not_}IN ({items})"
+        if kind == 2:
+            low = rng.randint(-1, 2)
+            return f"{pair()} {not_}BETWEEN ({low}, 0) AND ({low + 2}, {rng.randint(0, 3)})"
+        inner = f"s{depth}"
+        if kind == 3:
+            where = ""
+            if aliases and rng.random() < 0.5:
+                outer_column = f"{rng.choice(aliases)}.{rng.choice(INT_COLUMNS)}"
+                where = f" WHERE {inner}.{rng.choice(INT_COLUMNS)} = {outer_column}"
+            columns = f"{inner}.{rng.choice(INT_COLUMNS)}, {inner}.{rng.choice(INT_COLUMNS)}"
+            table = f"t{rng.randrange(TABLES)}"
+            return f"{pair()} {not_}IN (SELECT {columns} FROM {table} {inner}{where})"
+        if aliases:
+            alias = rng.choice(aliases)
+            row = f"({alias}.id, {alias}.a, {alias}.b, {alias}.c)"
+        else:
+            row = f"({rng.randint(0, 9)}, {self.int_atom([])}, 1, 'x')"
+        return f"{row} {not_}IN t{rng.randrange(TABLES)}"
+
+    def recursive_query(self) -> tuple[str, bool]:
+        """WITH RECURSIVE: a counter from a table's values, or the values reachable
+        through a table read as edges (a -> b), with UNION or UNION ALL."""
+        rng = self.rng
+        start = f"t{rng.randrange(TABLES)}"
+        edges = f"t{rng.randrange(TABLES)}"
+        if rng.random() < 0.5:
+            union = rng.choice(["UNION", "UNION ALL"])
+            bound = rng.randint(0, 4)
+            body = (
+                f"SELECT s.a FROM {start} s WHERE {self.predicate(['s'], 2)} {union} "
+                f"SELECT n + 1 FROM w WHERE n < {bound}"
+            )
+        else:
+            body = (
+                f"SELECT s.a FROM {start} s WHERE s.id = {rng.randrange(ROWS)} UNION "
+                f"SELECT e.b FROM w JOIN {edges} e ON e.a = w.n"
+            )
+        outer = rng.choice(
+            [
+                "SELECT n FROM w",
+                "SELECT n, COUNT(*) FROM w GROUP BY n",
+                f"SELECT w.n, r.id FROM w JOIN t{rng.randrange(TABLES)} r ON r.b = w.n",
+            ]
+        )
+        return f"WITH RECURSIVE w(n) AS ({body}) {outer}", False
+
     def scalar_subquery(self, aliases: list[str]) -> str:
         rng = self.rng
         table = f"t{rng.randrange(TABLES)}"
@@ -308,9 +376,31 @@ class Generator:
                     f"COUNT(DISTINCT {rng.choice(aliases)}.a)",
                 ]
             )
+            if self.chance("more", 0.3):
+                alias = rng.choice(aliases)
+                aggregate = rng.choice(
+                    [
+                        f"TOTAL({alias}.a)",
+                        f"TOTAL(DISTINCT {alias}.b)",
+                        f"LENGTH(GROUP_CONCAT({alias}.c))",
+                        f"LENGTH(GROUP_CONCAT({alias}.a, '--'))",
+                        f"LENGTH(GROUP_CONCAT(DISTINCT {alias}.b))",
+                    ]
+                )
             having = ""
             if rng.random() < 0.4:
                 having = f" HAVING COUNT(*) {rng.choice(['>', '<', '='])} {rng.randint(0, 3)}"
+            if self.chance("more", 0.25):
+                # A bare column: fixed by the group (grouped by its table's id) or unread.
+                alias = rng.choice(aliases)
+                key = f"{alias}.id"
+                having = rng.choice(
+                    [
+                        f" HAVING {alias}.a > {rng.randint(-1, 2)}",
+                        f" HAVING {alias}.c IS NOT NULL AND COUNT(*) > 0",
+                        f" HAVING NULL NOT IN ({rng.choice(aliases)}.b)",
+                    ]
+                )
             text = f"SELECT {key}, {aggregate} FROM {from_text}{where} GROUP BY {key}{having}"
             return self.ordered(text, 2)
         outputs = [self.int_expr(aliases) for _ in range(rng.randint(1, 3))]
@@ -358,4 +448,6 @@ class Generator:
             return f"WITH w AS ({inner}) SELECT COUNT(*) FROM w", False
         if self.chance("expr", 0.05):
             return f"SELECT {self.predicate([])}, {self.int_expr([])}", False
+        if self.chance("more", 0.05):
+            return self.recursive_query()
         return self.select()

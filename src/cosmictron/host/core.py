@@ -150,7 +150,12 @@ class DatabaseCore:
         tables' retention (``retention.py``), set by ``Database``."""
         self.retention_running = False
         self.subscriptions = SubscriptionManager(
-            self.datastore, loaded.schema, self.lock, lambda: self.offset, owner
+            self.datastore,
+            loaded.schema,
+            self.lock,
+            lambda: self.offset,
+            owner,
+            lambda: self.sql_views.views,
         )
         """Live queries; the first commit listener."""
         self.listeners: list[CommitListener] = [self.subscriptions.on_commit]

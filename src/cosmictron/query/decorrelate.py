@@ -44,13 +44,14 @@ from cosmictron.query.render import render
 
 
 def decorrelate(
-    kind: str, plan: Node, names: tuple[str, ...]
+    kind: str, plan: Node, names: tuple[str, ...], width: int = 1
 ) -> tuple[Node, tuple[str, ...]] | None:
     """The hashed form of a subquery of ``kind`` whose outer values are ``names``.
 
     Returns ``(plan, key_names)``: ``plan``'s rows are the key values (one per
     correlation equality, ``key_names[i]`` the outer value it equals) then the
-    subquery's one column (IN, scalar) or TRUE (EXISTS). None: not decorrelatable.
+    subquery's one column (IN, scalar) or TRUE (EXISTS); ``width`` columns for a row
+    value's ``(a, b) IN (SELECT x, y ...)``. None: not decorrelatable.
     """
     if not names:
         return None
@@ -79,7 +80,7 @@ def decorrelate(
     elif isinstance(below, Filter) and isinstance(below.child, Aggregate):
         return None  # HAVING
     where, chain = (below.predicate, below.child) if isinstance(below, Filter) else (None, below)
-    if reads(chain, names) or reads(plan.exprs[:1], names):
+    if reads(chain, names) or reads(plan.exprs[:width], names):
         return None
     if aggregate is not None and reads(aggregate.aggregates, names):
         return None
@@ -99,15 +100,14 @@ def decorrelate(
         return None
     condition = conjoin(rest)
     body: Node = chain if condition is None else Filter(chain, condition)
-    width = len(keys) + 1
     hashed: Node
     if aggregate is None:
-        value = Const(True) if kind == "exists" else plan.exprs[0]
-        hashed = Project(body, (*keys, value), width)
+        values = (Const(True),) if kind == "exists" else plan.exprs[:width]
+        hashed = Project(body, (*keys, *values), len(keys) + len(values))
     else:
         slots = tuple(Col(i, render(key), type_of(key)) for i, key in enumerate(keys))
         grouped = Aggregate(body, tuple(keys), aggregate.aggregates)
-        hashed = Project(grouped, (*slots, shift(plan.exprs[0], len(keys))), width)
+        hashed = Project(grouped, (*slots, shift(plan.exprs[0], len(keys))), len(keys) + 1)
     return (Subqueries(hashed) if wrapped else hashed), tuple(key_names)
 
 

@@ -34,7 +34,9 @@ from itertools import islice
 from typing import Any
 
 from cosmictron.datastore import Datastore, Index
+from cosmictron.errors import QueryTooCostly
 from cosmictron.query.budget import Meter, QueryBudget
+from cosmictron.query.conversions import to_text
 from cosmictron.query.expressions import compile_expr
 from cosmictron.query.join_operators import hash_join, index_join, join_group, nested_loop
 from cosmictron.query.keysets import Rows, evaluate_semijoins, rows_by_key_set
@@ -46,6 +48,7 @@ from cosmictron.query.plan import (
     Distinct,
     Expr,
     Filter,
+    Func,
     HashJoin,
     IndexNestedLoopJoin,
     IndexScan,
@@ -55,12 +58,15 @@ from cosmictron.query.plan import (
     NestedLoopJoin,
     Node,
     Project,
+    Recursive,
     Scan,
     Sort,
     Subqueries,
     Values,
+    Working,
 )
 from cosmictron.query.plan_shape import plan_tables, plan_types, plan_width
+from cosmictron.query.recursive import run_recursive, run_working
 from cosmictron.query.sizes import SCALAR_BYTES, VARYING, row_bytes, row_weigher, value_bytes
 from cosmictron.query.subquery_run import run_compound, run_derived, run_subqueries, run_values
 
@@ -218,19 +224,28 @@ def _aggregate(node: Aggregate, datastore: Datastore, meter: Meter) -> Rows:
     meter.check_time()
     for key, bucket in buckets.items():
         yield key + tuple(
-            _fold(aggregate, values)
+            _fold(aggregate, values, meter)
             for aggregate, values in zip(node.aggregates, bucket, strict=True)
         )
 
 
-def _fold(aggregate: Agg, values: list[Any]) -> Any:
+def _fold(aggregate: Agg, values: list[Any], meter: Meter | None = None) -> Any:
     """One aggregate over its group's values, with SQLite's rules for NULL and no rows."""
+    func = aggregate.func
+    if func == "BARE":  # a bare column in HAVING: its value in the group's first row,
+        return values[0] if values else None  # as SQLite 3.40 takes it for these plans
+    if func == "GROUP_CONCAT":
+        return _group_concat(aggregate, values, meter)
     present = [value for value in values if value is not None]
     if aggregate.distinct:
         present = list(dict.fromkeys(present))
-    func = aggregate.func
     if func == "COUNT":
         return len(present)
+    if func == "TOTAL":  # a float, 0.0 over no rows; summed in order as SQLite does
+        total = 0.0
+        for value in present:
+            total += float(value)
+        return total
     if not present:
         return None
     if func == "SUM":
@@ -238,6 +253,34 @@ def _fold(aggregate: Agg, values: list[Any]) -> Any:
     if func == "AVG":
         return sum(present) / len(present)
     return min(present) if func == "MIN" else max(present)
+
+
+def _group_concat(aggregate: Agg, values: list[Any], meter: Meter | None) -> Any:
+    """SQLite's GROUP_CONCAT: the values that are not NULL as text, in the order the
+    rows came, each after the first preceded by its own row's separator (',' by default,
+    '' when NULL); NULL when every value is NULL. ``values`` are ``(value, separator)``
+    pairs when a separator was given."""
+    paired = isinstance(aggregate.arg, Func) and aggregate.arg.name == "ROW"
+    pairs = values if paired else [(value, ",") for value in values]
+    pairs = [(value, separator) for value, separator in pairs if value is not None]
+    if aggregate.distinct:  # (no separator then: SQLite takes one argument with DISTINCT)
+        pairs = [(value, ",") for value in dict.fromkeys(value for value, _ in pairs)]
+    if not pairs:
+        return None
+    parts = [to_text(pairs[0][0])]
+    size = len(parts[0])
+    for value, separator in pairs[1:]:
+        parts.append("" if separator is None else to_text(separator))
+        parts.append(to_text(value))
+        size += len(parts[-2]) + len(parts[-1])
+        if meter is not None and size > meter.value_bytes_max:
+            raise QueryTooCostly(
+                f"the query builds a value of {size:,} bytes or more with GROUP_CONCAT(), "
+                f"larger than {meter.value_bytes_max:,} bytes (the largest value a query "
+                f"may build); raise the limit: "
+                f"{meter.budget.hint('sql_value_bytes_max', 'value_bytes_max')}"
+            )
+    return "".join(parts)
 
 
 def _project(node: Project, datastore: Datastore, meter: Meter) -> Rows:
@@ -303,4 +346,7 @@ _RUNNERS: dict[type, Callable[[Any, Datastore, Meter], Rows]] = {
     Derived: functools.partial(run_derived, run=_run),
     Compound: functools.partial(run_compound, run=_run),
     Values: run_values,
+    # WITH RECURSIVE: recursive.py
+    Recursive: functools.partial(run_recursive, run=_run),
+    Working: run_working,
 }

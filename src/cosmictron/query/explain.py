@@ -35,12 +35,14 @@ from cosmictron.query.plan import (
     NestedLoopJoin,
     Node,
     Project,
+    Recursive,
     Scan,
     SemiJoin,
     Sort,
     Subqueries,
     Subquery,
     Values,
+    Working,
     children,
     node_children,
 )
@@ -71,6 +73,11 @@ def explain(node: Node, stats: Statistics | None = None) -> list[str]:
     lines: list[str] = []
     if isinstance(node, Derived) and node.plan is not None:
         lines.extend(f"  {line}" for line in explain(node.plan, stats))
+    if isinstance(node, Recursive):
+        lines.extend(f"  {line}" for line in explain(node.base, stats))
+        lines.extend(f"  {line}" for line in explain(node.step, stats))
+        lines.append(describe(node))
+        return lines
     if isinstance(node, Compound):
         lines.extend(f"  {line}" for line in explain(node.left, stats))
         lines.extend(f"  {line}" for line in explain(node.right, stats))
@@ -158,6 +165,13 @@ def describe(node: Node) -> str:
         return f"Derived {node.alias}"
     if isinstance(node, Values):
         return "Values (one row)"
+    if isinstance(node, Recursive):
+        bound = "" if node.limit is None else f" LIMIT {node.limit}"
+        bound += f" OFFSET {node.offset}" if node.offset else ""
+        kind = "UNION ALL" if node.all else "UNION"
+        return f"RecursiveCTE {node.name} ({kind}: initial rows, then the step per round){bound}"
+    if isinstance(node, Working):
+        return "WorkingRows (the rows the last round added)"
     if isinstance(node, Compound):
         return f"Compound {node.op}{' ALL' if node.all else ''}"
     if isinstance(node, Subqueries):

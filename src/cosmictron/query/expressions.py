@@ -41,7 +41,7 @@ from cosmictron.errors import QueryTooCostly
 from cosmictron.query.budget import DEFAULT_BUDGET, Meter
 from cosmictron.query.coerce import base, caster
 from cosmictron.query.conversions import to_text, truth
-from cosmictron.query.functions import FUNCTIONS
+from cosmictron.query.functions import runnable
 from cosmictron.query.plan import (
     Agg,
     Between,
@@ -222,7 +222,7 @@ a module adding a node (a subquery, say) registers ``compile(expr, meter)`` here
 
 def _func(expr: Func, meter: Meter | None) -> Compiled:
     """A registry function under its NULL rule (and value limit, if it grows values)."""
-    function = FUNCTIONS[expr.name]
+    function = runnable(expr.name)
     run = function.run
     args = [compile_expr(arg, meter) for arg in expr.args]
     strict = function.nulls == "strict"

@@ -669,9 +669,28 @@ _ALL += [
 FUNCTIONS: dict[str, Function] = {function.name: function for function in _ALL}
 """Every scalar function, by upper-case name."""
 
+ROW = "ROW"
+"""The internal function that makes a row value ``(a, b)``: the operand of ``(a, b) IN
+(SELECT x, y ...)`` and the argument pair of ``GROUP_CONCAT(x, separator)``. The binder
+makes it (``subquery_bind.py``, ``resolve.py``); SQL cannot call it by name
+(``lookup`` does not find it) and the docs table does not list it."""
+
+INTERNAL: dict[str, Function] = {
+    ROW: Function(
+        ROW, "(x, y, ...)", 2, None, ("any",), "any", "own", lambda *values: values, "a row value"
+    )
+}
+"""Functions the binder makes but SQL cannot name (not in ``FUNCTIONS``, nor the docs)."""
+
 
 def lookup(name: str) -> Function | None:
     return FUNCTIONS.get(name.upper())
+
+
+def runnable(name: str) -> Function:
+    """The function a bound ``Func`` names: a registered one or an ``INTERNAL`` one."""
+    found = FUNCTIONS.get(name)
+    return INTERNAL[name] if found is None else found
 
 
 def reference_table() -> str:

@@ -415,13 +415,21 @@ def remap(expr: Expr, slot_of: dict[int, int]) -> Expr:
     changes: dict[str, Any] = {}
     for item in dataclasses.fields(expr):
         value = getattr(expr, item.name)
-        if isinstance(value, Expr):
-            changes[item.name] = remap(value, slot_of)
-        elif isinstance(value, tuple) and any(isinstance(part, Expr) for part in value):
-            changes[item.name] = tuple(
-                remap(part, slot_of) if isinstance(part, Expr) else part for part in value
-            )
+        moved = _remap_part(value, slot_of)
+        if moved is not value:
+            changes[item.name] = moved
     return replace(expr, **changes) if changes else expr
+
+
+def _remap_part(value: Any, slot_of: dict[int, int]) -> Any:
+    """A field of an expression remapped: an expression, or a tuple of them at any
+    nesting (a CASE's ``whens`` are pairs), else as it is."""
+    if isinstance(value, Expr):
+        return remap(value, slot_of)
+    if isinstance(value, tuple):
+        parts = tuple(_remap_part(part, slot_of) for part in value)
+        return value if all(a is b for a, b in zip(parts, value, strict=True)) else parts
+    return value
 
 
 def estimate_text(rows: float) -> str:

@@ -588,6 +588,33 @@ class Compound(Node):
 
 
 @dataclass(frozen=True)
+class Recursive(Node):
+    """A ``WITH RECURSIVE`` CTE (``recursive.py``): ``base``'s rows, then ``step`` run
+    again over the rows the last round added (its ``Working`` node named ``key``) until
+    a round adds none. ``all`` keeps duplicates (UNION ALL); else a row seen before is
+    not added again (UNION). ``limit``/``offset``: the CTE's own LIMIT and OFFSET."""
+
+    name: str
+    key: str
+    base: Node
+    step: Node
+    all: bool
+    width: int
+    limit: int | None = None
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class Working(Node):
+    """The recursive CTE's reference to itself inside its step: the rows the last round
+    added, filled in (``rows``) before each round runs."""
+
+    key: str
+    width: int
+    rows: tuple[tuple[Any, ...], ...] = field(default=(), compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class Subqueries(Node):
     """Marks a plan whose expressions hold ``Subquery`` values: each run first makes
     them ``Evaluated`` over its snapshot (``subquery_run.py``), then runs ``child``."""

@@ -66,6 +66,8 @@ def render(expr: Expr) -> str:
         return f"({keys}) IN VISIBLE [{expr.label}]" if keys else f"EXISTS [{expr.label}]"
     if isinstance(expr, Func):
         args = [render(arg) for arg in expr.args]
+        if expr.name == "ROW":
+            return f"({', '.join(args)})"
         if expr.name == "->":
             return f"{args[0]} -> {args[1]}"
         if expr.name in ("LIKE", "GLOB"):

@@ -28,15 +28,23 @@ from cosmictron.query.plan import (
     Col,
     Const,
     Expr,
+    Func,
     InList,
     IsNull,
     Like,
     Param,
     Unary,
+    children,
     type_of,
 )
 from cosmictron.query.position import Source
-from cosmictron.query.resolve_functions import bind_extended, bind_is_boolean
+from cosmictron.query.resolve_functions import (
+    bind_extended,
+    bind_is_boolean,
+    is_null_constant,
+    row_items,
+    unparen,
+)
 from cosmictron.values import Identity
 
 _COMPARISONS: dict[type[exp.Expression], str] = {
@@ -61,6 +69,7 @@ _AGGREGATES: dict[type[exp.Expression], str] = {
     exp.Avg: "AVG",
     exp.Min: "MIN",
     exp.Max: "MAX",
+    exp.GroupConcat: "GROUP_CONCAT",
 }
 
 
@@ -118,11 +127,20 @@ class Binder:
             return result
         kind = type(node)
         if kind in _COMPARISONS:
-            return self.compare(_COMPARISONS[kind], node.this, node.expression, node)
+            compared = self.compare(_COMPARISONS[kind], node.this, node.expression, node)
+            if (
+                isinstance(compared, Binary)
+                and compared.op == _COMPARISONS[kind]  # not a row value's AND/OR
+                and _null_either_way(compared)
+            ):
+                return Const(None, BOOL)  # ``x < NULL`` is NULL: x is never read
+            return compared
         if kind in _ARITHMETIC:
             return self._arithmetic(_ARITHMETIC[kind], node)
         if kind in _AGGREGATES:
             return self._aggregate(_AGGREGATES[kind], node)
+        if kind is exp.Anonymous and str(node.name).upper() == "TOTAL":
+            return self._aggregate("TOTAL", node)
         extended = bind_extended(self, node)  # functions, CASE, CAST, IS, GLOB, ESCAPE
         if extended is not None:
             return extended
@@ -254,13 +272,33 @@ class Binder:
     def _bind_in(self, node: exp.In) -> Expr:
         if node.args.get("query") or node.args.get("unnest") or node.args.get("field"):
             self.source.fail("unsupported construct: IN with a subquery", node)
+        if row_items(node.this) is not None:
+            # (a, b) IN ((1, 2), (3, 4)): TRUE if a row equals, NULL if one might, as OR.
+            negated = bool(node.args.get("negate"))
+            found: Expr = Const(False, BOOL)
+            for item in node.expressions:
+                equal = self.compare("=", node.this, item, node)
+                found = equal if isinstance(found, Const) else Binary("OR", found, equal, BOOL)
+            return Unary("NOT", found, BOOL) if negated else found
         operand = self.bind(node.this)
         items = tuple(
             self._fit(self.bind(item), operand, item, node.this) for item in node.expressions
         )
         return InList(operand, items, bool(node.args.get("negate")))
 
+    def _bind_tuple(self, node: exp.Tuple) -> Expr:
+        self.source.fail(
+            "row value misused: a row value (a, b) may only be compared with another of "
+            "the same size (=, <>, <, <=, >, >=, IS, BETWEEN) or be the left of IN",
+            node,
+        )
+
     def _bind_between(self, node: exp.Between) -> Expr:
+        if row_items(node.this) is not None:
+            low = self.compare(">=", node.this, node.args["low"], node)
+            high = self.compare("<=", node.this, node.args["high"], node)
+            both = Binary("AND", low, high, BOOL)
+            return Unary("NOT", both, BOOL) if node.args.get("negate") else both
         operand = self.bind(node.this)
         low_node, high_node = node.args["low"], node.args["high"]
         low = self._fit(self.bind(low_node), operand, low_node, node.this)
@@ -280,10 +318,61 @@ class Binder:
     def compare(
         self, op: str, left_node: exp.Expression, right_node: exp.Expression, node: Any
     ) -> Expr:
+        lefts, rights = row_items(left_node), row_items(right_node)
+        if lefts is not None or rights is not None:
+            return self._compare_rows(op, lefts, rights, left_node, right_node, node)
         left, right = self.bind(left_node), self.bind(right_node)
         right = self._fit(right, left, right_node, left_node)
         left = self._fit(left, right, left_node, right_node)
         return Binary(op, left, right, BOOL)
+
+    def _compare_rows(
+        self,
+        op: str,
+        lefts: list[exp.Expression] | None,
+        rights: list[exp.Expression] | None,
+        left_node: exp.Expression,
+        right_node: exp.Expression,
+        node: Any,
+    ) -> Expr:
+        """``(a, b) op (c, d)`` as SQLite compares row values, written out over the
+        pairs: ``=`` all pairs equal (AND), ``<>`` any differs (OR), ``IS``/``IS NOT``
+        likewise, and ``< <= > >=`` by the leftmost pair that is not equal
+        (``a < c OR (a = c AND b < d)``), which gives SQLite's NULLs too: a NULL in the
+        pair that decides makes the result NULL."""
+        if lefts is None or rights is None:
+            single = right_node if rights is None else left_node
+            what = "a subquery" if isinstance(unparen(single), exp.Subquery) else "a single value"
+            self.source.fail(
+                f"row value misused: a row value compared with {what} "
+                f"(write (a, b) IN (SELECT x, y ...) for a subquery)",
+                node,
+            )
+            raise AssertionError  # unreachable: fail raises
+        if len(lefts) != len(rights):
+            self.source.fail(
+                f"row value misused: rows of {len(lefts)} and {len(rights)} values compared",
+                node,
+            )
+        pairs = list(zip(lefts, rights, strict=True))
+        if op in ("=", "IS"):
+            parts = [self.compare(op, a, b, node) for a, b in pairs]
+            return _fold_logic("AND", parts)
+        if op in ("<>", "IS NOT"):
+            parts = [self.compare(op, a, b, node) for a, b in pairs]
+            return _fold_logic("OR", parts)
+        strict = op[0]  # < or >
+        *rest, (last_a, last_b) = pairs
+        result = self.compare(op, last_a, last_b, node)
+        for a, b in reversed(rest):
+            equal = self.compare("=", a, b, node)
+            result = Binary(
+                "OR",
+                self.compare(strict, a, b, node),
+                Binary("AND", equal, result, BOOL),
+                BOOL,
+            )
+        return result
 
     def _fit(
         self, value: Expr, other: Expr, value_node: exp.Expression, other_node: exp.Expression
@@ -319,7 +408,14 @@ class Binder:
             isinstance(base(type_of(side)), IntType) or base(type_of(side)) is BOOL
             for side in (left, right)
         )
-        return Binary(op, left, right, I64 if both_int else F64)
+        result = I64 if both_int else F64
+        if (is_null_constant(left) and not reads_subquery(right)) or (
+            is_null_constant(right) and not reads_subquery(left)
+        ):
+            # NULL whatever the other side is, which is then never read (as SQLite
+            # never needs it: ``col + CAST(NULL AS INTEGER)`` asks no GROUP BY of col).
+            return Const(None, result)
+        return Binary(op, left, right, result)
 
     def _require_number(self, value: Expr, node: exp.Expression) -> None:
         value_type = type_of(value)
@@ -331,36 +427,77 @@ class Binder:
     def _aggregate(self, func: str, node: exp.Expression) -> Expr:
         if not self.aggregates_allowed:
             self.source.fail(f"aggregate {func}() is not allowed in {self.clause}", node)
-        argument = node.this
+        argument, extra = _aggregate_arguments(func, node)
         distinct = isinstance(argument, exp.Distinct)
-        if distinct:
-            if len(argument.expressions) != 1:
+        if isinstance(argument, exp.Distinct):
+            if len(argument.expressions) != 1 or extra:
                 self.source.fail(f"{func}(DISTINCT ...) takes one expression", node)
             argument = argument.expressions[0]
         if isinstance(argument, exp.Star):
             if func != "COUNT":
                 self.source.fail(f"{func}(*) is not valid; only COUNT(*)", node)
             return Agg("COUNT", None, False, I64)
-        if argument is None or node.expressions:
-            self.source.fail(f"{func}() takes exactly one argument", node)
+        most = 2 if func == "GROUP_CONCAT" else 1
+        if argument is None or len(extra) >= most:
+            takes = "one or two arguments" if most == 2 else "exactly one argument"
+            self.source.fail(f"{func}() takes {takes}", node)
         self.aggregates_allowed = False  # no aggregate inside an aggregate
         try:
             arg = self.bind(argument)
+            if extra:  # GROUP_CONCAT(x, separator): the pair, as a row value
+                arg = Func("ROW", (arg, self.bind(extra[0])))
         finally:
             self.aggregates_allowed = True
         arg_type = type_of(arg)
-        if func in ("SUM", "AVG"):
+        if func in ("SUM", "AVG", "TOTAL"):
             self._require_number(arg, argument)
         result: ColumnType | None
         if func == "COUNT":
             result = I64
-        elif func == "AVG":
+        elif func in ("AVG", "TOTAL"):
             result = F64
         elif func == "SUM":
             result = I64 if isinstance(base(arg_type), IntType) else F64
+        elif func == "GROUP_CONCAT":
+            result = STR
         else:
             result = arg_type
         return Agg(func, arg, distinct, result)
+
+
+def _aggregate_arguments(
+    func: str, node: exp.Expression
+) -> tuple[exp.Expression | None, list[exp.Expression]]:
+    """An aggregate call's first argument and the ones after it, whichever node SQLGlot
+    made of it (``TOTAL`` is an anonymous call; ``GROUP_CONCAT`` keeps its separator
+    apart)."""
+    if isinstance(node, exp.Anonymous):
+        items = list(node.expressions)
+        return (items[0] if items else None), items[1:]
+    if isinstance(node, exp.GroupConcat):
+        separator = node.args.get("separator")
+        return node.this, [] if separator is None else [separator]
+    return node.this, list(node.expressions)
+
+
+def _null_either_way(compared: Binary) -> bool:
+    """A comparison with a constant NULL side (and no subquery on the other)."""
+    left, right = compared.left, compared.right
+    return (is_null_constant(left) and not reads_subquery(right)) or (
+        is_null_constant(right) and not reads_subquery(left)
+    )
+
+
+def reads_subquery(expr: Expr) -> bool:
+    """Whether ``expr`` holds a subquery (whose errors folding it away would hide)."""
+    return type(expr).__name__ == "Subquery" or any(reads_subquery(c) for c in children(expr))
+
+
+def _fold_logic(op: str, parts: list[Expr]) -> Expr:
+    result = parts[0]
+    for part in parts[1:]:
+        result = Binary(op, result, part, BOOL)
+    return result
 
 
 def _describe(expr: Expr) -> str:

@@ -27,6 +27,7 @@ from cosmictron.query.conversions import affinity
 from cosmictron.query.expressions import compile_expr
 from cosmictron.query.functions import FUNCTIONS, Function, lookup
 from cosmictron.query.plan import (
+    Between,
     Binary,
     Case,
     Cast,
@@ -144,7 +145,7 @@ def _unknown(binder: Binder, name: str, node: exp.Expression) -> None:
     known = ", ".join(sorted(name for name in FUNCTIONS if name.isidentifier()))
     binder.source.fail(
         f"unsupported construct: function {name.upper()}() (functions: {known}; "
-        f"aggregates: COUNT, SUM, AVG, MIN, MAX)",
+        f"aggregates: COUNT, SUM, AVG, MIN, MAX, TOTAL, GROUP_CONCAT)",
         node,
     )
 
@@ -164,6 +165,9 @@ def _call(binder: Binder, name: str, nodes: list[exp.Expression], node: exp.Expr
         _check_kind(binder, function, position, arg, item)
     if function.same_family:
         args = _unify(binder, args, nodes, f"the arguments of {function.name}()")
+    if function.name == "NULLIF" and _constant_value(args[0]) is None:
+        # NULLIF(NULL, y) is NULL whatever y is: y is never read (as in SQLite).
+        return Const(None, type_of(args[0]))
     if function.name in ("COALESCE", "IFNULL"):
         # The arguments after a constant that is not NULL are never read (SQLite's
         # COALESCE stops at the first non-NULL): ``COALESCE(-4, col)`` is -4, even in
@@ -182,6 +186,11 @@ def _call(binder: Binder, name: str, nodes: list[exp.Expression], node: exp.Expr
 _UNKNOWN = object()
 
 
+def is_null_constant(expr: Expr) -> bool:
+    """Whether ``expr`` is NULL whatever the row (a constant whose value is NULL)."""
+    return _constant_value(expr) is None
+
+
 def _constant_value(expr: Expr) -> Any:
     """The value of ``expr`` if it reads no row, parameter or subquery, else ``_UNKNOWN``."""
 
@@ -190,7 +199,7 @@ def _constant_value(expr: Expr) -> Any:
             return True
         kids = children(part)
         return (
-            isinstance(part, Unary | Binary | Func | Cast | Case)
+            isinstance(part, Unary | Binary | Func | Cast | Case | Between | IsNull)
             and bool(kids)
             and all(constant(kid) for kid in kids)
         )
@@ -323,6 +332,9 @@ def _pruned(case: Case) -> Expr:
     those branches hold is never read: ``CASE 8 WHEN 76 THEN col END`` is NULL, as
     SQLite evaluates it, even in an aggregate query where ``col`` is not grouped."""
     operand = case.operand
+    if operand is not None and _constant_value(operand) is None:
+        # ``CASE NULL WHEN …``: NULL equals nothing, so only the ELSE is ever read.
+        return case.default if case.default is not None else Const(None, case.type)
     constant_operand = operand is None or _constant_value(operand) is not _UNKNOWN
     kept: list[tuple[Expr, Expr]] = []
     default = case.default
@@ -389,7 +401,21 @@ def _cast(binder: Binder, node: exp.Cast) -> Expr:
     return Cast(operand, target, result)
 
 
+def unparen(node: exp.Expression) -> exp.Expression:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return node
+
+
+def row_items(node: exp.Expression) -> list[exp.Expression] | None:
+    """The values of a row value ``(a, b, ...)`` (in any parentheses), else None."""
+    node = unparen(node)
+    return list(node.expressions) if isinstance(node, exp.Tuple) else None
+
+
 def _is(binder: Binder, op: str, node: exp.Expression) -> Expr:
+    if row_items(node.this) is not None or row_items(node.expression) is not None:
+        return binder.compare(op, node.this, node.expression, node)  # pair by pair
     compared = binder.compare("=", node.this, node.expression, node)
     assert isinstance(compared, Binary)
     return Binary(op, compared.left, compared.right, BOOL)

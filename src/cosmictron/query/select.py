@@ -40,12 +40,14 @@ from cosmictron.query.plan import (
     Node,
     Param,
     Project,
+    Recursive,
     Scan,
     Sort,
     Subqueries,
     Subquery,
     Unary,
     Values,
+    Working,
     children,
     map_children,
     type_of,
@@ -106,6 +108,10 @@ class Context:
     counter: list[int]
     ctes: Mapping[str, exp.CTE] = field(default_factory=dict)
     views: Mapping[str, View] = field(default_factory=dict)
+    recursive: frozenset[str] = frozenset()
+    """The CTEs of a ``WITH RECURSIVE`` in scope: each may read itself."""
+    working: Mapping[str, tuple[str, tuple[ColumnSchema, ...]]] = field(default_factory=dict)
+    """Inside a recursive CTE's step: its name -> (its ``Working`` key, its columns)."""
 
 
 def build_select(node: exp.Select, context: Context, outer: Outer | None = None) -> Nested:
@@ -132,6 +138,7 @@ def build_select(node: exp.Select, context: Context, outer: Outer | None = None)
         build=lambda query, enclosing: context.build(query, enclosing, context),
         counter=context.counter,
         outer=outer,
+        transparent=isinstance(outer, _EnclosingOnly),
     )
     from_clause = node.args.get("from_") or node.args.get("from")
     first, joins = _flat_from(
@@ -186,7 +193,7 @@ def build_select(node: exp.Select, context: Context, outer: Outer | None = None)
         outputs = [rewrite(e) for e in outputs]
         hidden = [rewrite(e) for e in hidden]
         if having is not None:
-            having = rewrite(having)
+            having = _Rewriter(groups, aggregates, source, node, bare=True)(having)
         plan = Aggregate(plan, tuple(groups), tuple(aggregates))
         if having is not None:
             plan = Filter(plan, having)
@@ -219,15 +226,18 @@ def with_ctes(node: exp.Expression, context: Context) -> Context:
     clause = node.args.get("with_") or node.args.get("with")
     if clause is None:
         return context
-    if clause.args.get("recursive"):
-        context.source.fail("unsupported construct: WITH RECURSIVE", clause)
     ctes = dict(context.ctes)
     for cte in clause.expressions:
         name = cte.alias
         if name in ctes and ctes[name] is not context.ctes.get(name):
             context.source.fail(f"the WITH clause names {name!r} twice", cte)
         ctes[name] = cte
-    return replace(context, ctes=ctes)
+    recursive = context.recursive
+    if clause.args.get("recursive"):
+        recursive = recursive | {cte.alias for cte in clause.expressions}
+    else:
+        recursive = recursive - {cte.alias for cte in clause.expressions}
+    return replace(context, ctes=ctes, recursive=recursive)
 
 
 def _group(node: exp.Expression | None) -> tuple[exp.Expression, list[exp.Join]] | None:
@@ -308,6 +318,8 @@ def _scan(
             "(write the joins without parentheses)",
             table,
         )
+    if isinstance(table, exp.Table) and not table.args.get("db") and table.name in context.working:
+        return _working(table, context, refs)
     if isinstance(table, exp.Subquery) or (
         isinstance(table, exp.Table) and not table.args.get("db") and table.name in context.ctes
     ):
@@ -370,7 +382,14 @@ def _derived(
         before = {n: context.ctes[n] for n in names[: names.index(node.name)]}
         inner_context = replace(context, ctes=before)
     _new_alias(alias, refs, source, node)
-    built = inner_context.build(query, _EnclosingOnly(binder), inner_context)
+    if (
+        isinstance(node, exp.Table)
+        and node.name in context.recursive
+        and _reads_table(query, node.name)
+    ):
+        built = _recursive(node.name, query, columns_named, inner_context, binder)
+    else:
+        built = inner_context.build(query, _EnclosingOnly(binder), inner_context)
     names_out = list(built.columns)
     if columns_named:
         if len(columns_named) != len(names_out):
@@ -387,6 +406,129 @@ def _derived(
     base = sum(len(ref.schema.columns) for ref in refs)
     refs.append(TableRef(alias, table, base))
     return Derived(table, alias, base, alias, optimize(built.plan))
+
+
+def _reads_table(query: exp.Expression, name: str) -> bool:
+    return any(t.name == name and not t.args.get("db") for t in query.find_all(exp.Table))
+
+
+def _recursive(
+    name: str,
+    query: exp.Expression,
+    columns_named: list[str],
+    context: Context,
+    binder: QueryBinder,
+) -> Nested:
+    """A ``WITH RECURSIVE`` CTE that reads itself, as a ``Recursive`` plan
+    (``recursive.py``): ``initial UNION [ALL] step``, where ``step`` reads the CTE
+    once, in its FROM, and neither aggregates nor sorts nor limits (SQLite refuses
+    most of these; one row at a time would give other answers than one round)."""
+    source = context.source
+    if not isinstance(query, exp.Union):
+        source.fail(
+            f"recursive CTE {name}: its query must be <initial select> UNION [ALL] "
+            f"<recursive select>",
+            query,
+        )
+    if query.args.get("order"):
+        source.fail(f"unsupported construct: ORDER BY in recursive CTE {name}", query)
+    initial, step = query.this, query.expression
+    if _reads_table(initial, name):
+        source.fail(
+            f"recursive CTE {name}: only its last SELECT may read {name} "
+            f"(one recursive select after UNION [ALL])",
+            initial,
+        )
+    mentions = [t for t in step.find_all(exp.Table) if t.name == name and not t.args.get("db")]
+    if (
+        not isinstance(step, exp.Select)
+        or len(mentions) != 1
+        or mentions[0].parent_select is not step
+    ):
+        source.fail(
+            f"recursive CTE {name}: its recursive select must read {name} exactly once, "
+            f"in its own FROM (not in a subquery)",
+            step,
+        )
+    for part in ("group", "having", "order", "limit", "offset", "distinct", "with_", "with"):
+        if step.args.get(part):
+            what = {"with_": "WITH", "group": "GROUP BY"}.get(part, part.upper())
+            source.fail(f"unsupported construct: {what} in the recursive select of {name}", step)
+    if any(agg.parent_select is step for agg in step.find_all(exp.AggFunc)) or any(
+        a.parent_select is step and str(a.name).upper() == "TOTAL"
+        for a in step.find_all(exp.Anonymous)
+    ):
+        source.fail(f"recursive CTE {name}: its recursive select may not aggregate", step)
+    enclosing = _EnclosingOnly(binder)
+    first = context.build(initial, enclosing, context)
+    names_out = columns_named or list(first.columns)
+    if len(names_out) != len(first.columns):
+        source.fail(
+            f"table {name} has {len(first.columns)} values for {len(names_out)} columns", query
+        )
+    context.counter[0] += 1
+    key = f"{name}#{context.counter[0]}"
+    columns = tuple(ColumnSchema(n, t) for n, t in zip(names_out, first.types, strict=True))
+    inner = replace(context, working={**context.working, name: (key, columns)})
+    second = inner.build(step, enclosing, inner)
+    if len(second.columns) != len(first.columns):
+        source.fail(
+            f"SELECTs to the left and right of UNION do not have the same number of "
+            f"result columns ({len(first.columns)} and {len(second.columns)})",
+            query,
+        )
+    limit_count, offset_count = _recursive_bounds(query, source)
+    width = len(first.columns)
+    plan = Recursive(
+        name,
+        key,
+        optimize(first.plan),
+        optimize(second.plan),
+        not query.args.get("distinct"),
+        width,
+        limit_count,
+        offset_count,
+    )
+    types = tuple(a if a is not None else b for a, b in zip(first.types, second.types, strict=True))
+    return Nested(
+        plan,
+        tuple(names_out),
+        types,
+        first.tables | second.tables,
+        first.correlated + second.correlated,
+    )
+
+
+def _recursive_bounds(query: exp.Expression, source: Source) -> tuple[int | None, int]:
+    """A recursive CTE's own LIMIT and OFFSET: integer literals (a negative LIMIT: none)."""
+    found: list[int | None] = []
+    for part in ("limit", "offset"):
+        clause = query.args.get(part)
+        if clause is None:
+            found.append(None)
+            continue
+        value = clause.expression
+        negative = isinstance(value, exp.Neg)
+        literal = value.this if negative else value
+        if not isinstance(literal, exp.Literal) or literal.is_string or not literal.this.isdigit():
+            source.fail(f"{part.upper()} of a recursive CTE takes an integer literal", clause)
+        number = -int(literal.this) if negative else int(literal.this)
+        found.append(number)
+    limit_count, offset_count = found
+    if limit_count is not None and limit_count < 0:
+        limit_count = None
+    return limit_count, max(offset_count or 0, 0)
+
+
+def _working(table: exp.Table, context: Context, refs: list[TableRef]) -> Scan:
+    """The recursive CTE read inside its own step: the rows the last round added."""
+    key, columns = context.working[table.name]
+    alias = table.alias or table.name
+    _new_alias(alias, refs, context.source, table)
+    derived = DerivedTable(alias, columns)
+    base = sum(len(ref.schema.columns) for ref in refs)
+    refs.append(TableRef(alias, derived, base))
+    return Derived(derived, alias, base, alias, Working(key, len(columns)))
 
 
 @dataclass(frozen=True)
@@ -595,16 +737,28 @@ class _Rewriter:
     """Rewrite a post-aggregation expression to read the Aggregate's output row."""
 
     def __init__(
-        self, groups: list[Expr], aggregates: list[Agg], source: Source, node: exp.Expression
+        self,
+        groups: list[Expr],
+        aggregates: list[Agg],
+        source: Source,
+        node: exp.Expression,
+        *,
+        bare: bool = False,
     ) -> None:
         self.groups = groups
         self.aggregates = aggregates
         self.source = source
         self.node = node
+        self.bare = bare
+        """In HAVING, a column neither grouped nor aggregated is SQLite's bare column:
+        its value in one row of the group (``BARE``: the first row, as SQLite 3.40
+        picks it for a scan), not an error."""
 
     def __call__(self, expr: Expr) -> Expr:
         if expr in self.groups:
             return Col(self.groups.index(expr), render(expr), type_of(expr))
+        if isinstance(expr, Col) and self.bare:
+            expr = Agg("BARE", expr, False, expr.type)
         if isinstance(expr, Agg):
             if expr not in self.aggregates:
                 self.aggregates.append(expr)

@@ -26,12 +26,14 @@ from sqlglot import exp
 from cosmictron.datastore.types import BOOL
 from cosmictron.query.coerce import base, family
 from cosmictron.query.decorrelate import decorrelate
+from cosmictron.query.functions import ROW
 from cosmictron.query.params import OUTER_MARK
-from cosmictron.query.plan import Expr, Node, Param, Subquery, type_of
+from cosmictron.query.plan import Expr, Func, Node, Param, Subquery, type_of
 from cosmictron.query.plan_shape import plan_types
 from cosmictron.query.position import Source
 from cosmictron.query.render import render
 from cosmictron.query.resolve import Binder, Scope
+from cosmictron.query.resolve_functions import row_items
 from cosmictron.query.rules import optimize
 from cosmictron.values import Identity
 
@@ -157,15 +159,22 @@ class QueryBinder(Binder):
         return built
 
     def _subquery(
-        self, kind: str, node: exp.Expression, operand: Expr | None = None, negated: bool = False
+        self,
+        kind: str,
+        node: exp.Expression,
+        operand: Expr | None = None,
+        negated: bool = False,
+        width: int = 1,
     ) -> Subquery:
         built = self.nested(node)
-        if kind != "exists" and len(built.columns) != 1:
-            self.source.fail(f"sub-select returns {len(built.columns)} columns - expected 1", node)
+        if kind != "exists" and len(built.columns) != width:
+            self.source.fail(
+                f"sub-select returns {len(built.columns)} columns - expected {width}", node
+            )
         args = tuple(value for value, _ in built.correlated)
         names = tuple(name for _, name in built.correlated)
         label = _label(node)
-        hashed = decorrelate(kind, built.plan, names)
+        hashed = decorrelate(kind, built.plan, names, width)
         result_type = BOOL if kind != "scalar" else built.types[0]
         return Subquery(
             kind,
@@ -188,20 +197,37 @@ class QueryBinder(Binder):
 
     def _bind_in(self, node: exp.In) -> Expr:
         query = node.args.get("query")
+        named = node.args.get("field")
+        if query is None and isinstance(named, exp.Column | exp.Table) and not node.expressions:
+            query = _whole_table(named)  # SQLite's ``x IN t``: IN (SELECT * FROM t)
         if query is None:
             return super()._bind_in(node)
-        operand = self.bind(node.this)
-        found = self._subquery("in", query, operand, bool(node.args.get("negate")))
-        types = plan_types(found.plan, 1)
-        inner = None if not types else types[0]
-        left, right = family(type_of(operand)), family(inner)
-        if left and right and left != right:
-            self.source.fail(
-                f"type mismatch: cannot compare {base(type_of(operand))} with "
-                f"{base(inner)} (the subquery's column)",
-                node.this,
-            )
+        items = row_items(node.this)
+        operands = [self.bind(item) for item in items] if items is not None else None
+        operand = self.bind(node.this) if operands is None else Func(ROW, tuple(operands))
+        width = 1 if operands is None else len(operands)
+        found = self._subquery("in", query, operand, bool(node.args.get("negate")), width)
+        types = plan_types(found.plan, width) or ()
+        left_nodes = [node.this] if items is None else items
+        for position, outer in enumerate([operand] if operands is None else operands):
+            inner = types[position] if position < len(types) else None
+            left, right = family(type_of(outer)), family(inner)
+            if left and right and left != right:
+                self.source.fail(
+                    f"type mismatch: cannot compare {base(type_of(outer))} with "
+                    f"{base(inner)} (the subquery's column {position + 1})",
+                    left_nodes[position],
+                )
         return found
+
+
+def _whole_table(named: exp.Expression) -> exp.Select:
+    """``SELECT * FROM t`` for the ``t`` of ``x IN t`` (SQLGlot reads ``t`` as a column)."""
+    if isinstance(named, exp.Column) and named.table:
+        return exp.select("*").from_(
+            exp.Table(this=exp.to_identifier(named.name), db=exp.to_identifier(named.table))
+        )
+    return exp.select("*").from_(exp.Table(this=exp.to_identifier(named.name)))
 
 
 def _label(node: exp.Expression) -> str:

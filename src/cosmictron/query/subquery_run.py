@@ -34,12 +34,14 @@ from typing import Any
 from cosmictron.datastore import Datastore, TableSchema
 from cosmictron.query.budget import Meter
 from cosmictron.query.expressions import compile_expr
+from cosmictron.query.functions import ROW
 from cosmictron.query.params import bind
 from cosmictron.query.plan import (
     Aggregate,
     Compound,
     Derived,
     Evaluated,
+    Func,
     IndexScan,
     Node,
     Param,
@@ -176,7 +178,30 @@ def _evaluator(
             return not negated
         return None if has_null else negated
 
-    return member
+    def row_member(row: tuple[Any, ...]) -> Any:
+        """``(a, b) IN (SELECT x, y ...)``: TRUE when a row equals on every pair, else
+        NULL when one might (every pair equal or NULL), else FALSE; FALSE over no rows."""
+        values, with_nulls = answer(key(row))
+        if not values and not with_nulls:
+            return negated
+        value = operand(row)
+        if None not in value and value in values:
+            return not negated
+        candidates = chain(values, with_nulls) if None in value else with_nulls
+        for other in candidates:
+            if all(a is None or b is None or a == b for a, b in zip(value, other, strict=True)):
+                return None
+        return negated
+
+    return row_member if row_width(sub) > 1 else member
+
+
+def row_width(sub: Subquery) -> int:
+    """How many columns an IN subquery compares: its row value's size, else 1."""
+    operand = sub.operand
+    if isinstance(operand, Func) and operand.name == ROW:
+        return len(operand.args)
+    return 1
 
 
 def _answers(
@@ -190,14 +215,18 @@ def _answers(
     threshold = 0 if sub.hashed is None or not _probes_index(sub.plan, names) else HASH_AFTER_KEYS
     empty = _empty_answer(sub)
 
+    width = row_width(sub)
+
     def direct(outer: tuple[Any, ...]) -> Any:
         plan = sub.plan if not names else bind(sub.plan, dict(zip(names, outer, strict=True)))
-        rows = _trimmed(plan, datastore, meter, run, 1 if sub.kind != "exists" else None)
+        rows = _trimmed(plan, datastore, meter, run, width if sub.kind != "exists" else None)
         if sub.kind == "exists":
             return next(rows, None) is not None
         if sub.kind == "scalar":
             first = next(rows, None)
             return None if first is None else first[0]
+        if width > 1:
+            return _row_answer(rows, meter)
         values = set()
         has_null = False
         for (value,) in rows:
@@ -227,6 +256,21 @@ def _answers(
     return answer
 
 
+def _row_answer(rows: Rows, meter: Meter) -> tuple[frozenset[tuple[Any, ...]], tuple[Any, ...]]:
+    """A row-value IN's answer: the rows without a NULL (a set), and those with one."""
+    whole: set[tuple[Any, ...]] = set()
+    partial: list[tuple[Any, ...]] = []
+    for row in rows:
+        if None in row:
+            partial.append(row)
+        elif row not in whole:
+            whole.add(row)
+        else:
+            continue
+        meter.hold(row_bytes(row))
+    return frozenset(whole), tuple(partial)
+
+
 def _empty_answer(sub: Subquery) -> Any:
     """The answer for an outer value no inner row matches (what the hash lacks)."""
     if sub.kind == "exists":
@@ -248,7 +292,7 @@ def _empty_scalar(sub: Subquery) -> Any:
     aggregate = plan.child
     keys = len(aggregate.groups)
     row = tuple([None] * keys) + tuple(
-        0 if agg.func == "COUNT" else None for agg in aggregate.aggregates
+        {"COUNT": 0, "TOTAL": 0.0}.get(agg.func) for agg in aggregate.aggregates
     )
     return compile_expr(plan.exprs[keys])(row)
 
@@ -261,7 +305,7 @@ def _hash(
     plan, key_names = sub.hashed
     count = len(key_names)
     table: dict[tuple[Any, ...], Any] = {}
-    rows = _trimmed(plan, datastore, meter, run, count + 1)
+    rows = _trimmed(plan, datastore, meter, run, count + row_width(sub))
     if sub.kind == "exists":
         for row in rows:
             key = row[:count]
@@ -274,6 +318,14 @@ def _hash(
             if None not in key and key not in table:
                 table[key] = row[count]
         return table
+    width = row_width(sub)
+    if width > 1:
+        grouped: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+        for row in rows:
+            key = row[:count]
+            if None not in key:
+                grouped.setdefault(key, []).append(row[count : count + width])
+        return {key: _row_answer(iter(found), meter) for key, found in grouped.items()}
     building: dict[tuple[Any, ...], tuple[set[Any], list[bool]]] = {}
     for row in rows:
         key = row[:count]

@@ -28,7 +28,8 @@ from cosmictron.query.position import Source
 from cosmictron.query.syntax import syntax_tree
 
 _VIEW_DDL = re.compile(
-    r"\s*(?:CREATE\s+(?:TEMP\s+|TEMPORARY\s+)?VIEW|DROP\s+VIEW)\b", re.IGNORECASE
+    r"\s*(?:CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP\s+|TEMPORARY\s+)?VIEW|DROP\s+VIEW)\b",
+    re.IGNORECASE,
 )
 
 
@@ -46,8 +47,12 @@ class View:
 
 @dataclass(frozen=True)
 class CreateView:
+    """``CREATE [OR REPLACE] VIEW``: ``replace`` takes the place of a view of that name
+    (keeping its place among the views), or makes it if there is none."""
+
     view: View
     if_not_exists: bool
+    replace: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,8 +84,9 @@ def view_change(text: str) -> ViewChange:
         return DropView(tables[0].name, bool(tree.args.get("exists")))
     if not isinstance(tree, exp.Create) or str(tree.args.get("kind")).upper() != "VIEW":
         source.fail("expected CREATE VIEW or DROP VIEW", tree)
-    if tree.args.get("replace"):
-        source.fail("unsupported construct: CREATE OR REPLACE VIEW (DROP VIEW it first)", tree)
+    replace = bool(tree.args.get("replace"))
+    if replace and tree.args.get("exists"):
+        source.fail("CREATE OR REPLACE VIEW takes no IF NOT EXISTS", tree)
     target = tree.this
     columns: tuple[str, ...] = ()
     if isinstance(target, exp.Schema):
@@ -94,7 +100,7 @@ def view_change(text: str) -> ViewChange:
     if len(set(columns)) != len(columns):
         source.fail("CREATE VIEW names a column twice", tree)
     view = View(target.name, text, query, columns, source)
-    return CreateView(view, bool(tree.args.get("exists")))
+    return CreateView(view, bool(tree.args.get("exists")), replace)
 
 
 class ViewBook:
@@ -137,13 +143,15 @@ class ViewBook:
                 raise SqlError(f"no such view: {change.name!r}")
             return {n: v for n, v in self.views.items() if n != change.name}
         view = change.view
-        if view.name in self.views:
+        if view.name in self.views and not change.replace:
             if change.if_not_exists:
                 return self.views
             raise SqlError(f"view {view.name!r} already exists")
         if schema.table(view.name) is not None:
             raise SqlError(f"there is already a table named {view.name!r}")
-        check(view, schema, self.views)
+        # The new body sees every other view, never the one it replaces (no cycle).
+        others = {n: v for n, v in self.views.items() if n != view.name}
+        check(view, schema, others)
         return {**self.views, view.name: view}
 
     def replayed(self, text: str) -> None:

@@ -53,11 +53,14 @@ def compile_live(
     params: Mapping[str, Any] | None,
     sender: Identity,
     restricted: bool = False,
+    views: Mapping[str, Any] | None = None,
 ) -> LiveQuery:
     """Plan ``text`` and decompose it for incremental maintenance.
 
     ``restricted`` applies the schema's visibility filters (a non-owner subscribes):
-    they become conjuncts of the plan, so every delta term honours them.
+    they become conjuncts of the plan, so every delta term honours them. ``views`` are
+    the views the query may name (``query/views.py``), expanded as ``db.sql`` expands
+    them: a query naming one is re-evaluated when a table under the view changes.
 
     Every query ``db.sql`` accepts can be subscribed to: one of the incrementally
     maintained shape becomes a ``LiveQuery``, any other a ``ReevaluatedQuery``
@@ -66,7 +69,9 @@ def compile_live(
     Raises:
         SqlError: the SQL is invalid or not a SELECT.
     """
-    planned = prepare(text, schema, params, sender, optimized=False, restricted=restricted)
+    planned = prepare(
+        text, schema, params, sender, optimized=False, restricted=restricted, views=views
+    )
     if not isinstance(planned, SelectStatement):
         raise SqlError("only a SELECT can be subscribed to")
     statement = bind(planned, param_values(params, sender))

@@ -117,12 +117,15 @@ class SubscriptionManager:
         lock: threading.RLock,
         offset: Callable[[], int],
         owner: Identity,
+        views: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self._datastore = datastore
         self._schema = schema
         self._lock = lock
         self._offset = offset
         self._owner = owner
+        self._views = views if views is not None else dict
+        """The views a subscribed query may name, as they are now (``query/views.py``)."""
         self._index = QueryIndex(datastore)
         self._pending: list[tuple[Subscription, dict[str, Any] | SubscriptionError]] = []
         self._delivering = False
@@ -162,7 +165,8 @@ class SubscriptionManager:
         meter = budget.start()
         restricted = restricts(self._schema, sender, self._owner)
         compiled = [
-            compile_live(text, self._schema, params, sender, restricted) for text in queries
+            compile_live(text, self._schema, params, sender, restricted, self._views())
+            for text in queries
         ]
         if sender != self._owner:
             for query in compiled:
@@ -325,7 +329,9 @@ class SubscriptionManager:
                 if reason is None:
                     text, params, sender, restricted = query.origin
                     try:
-                        replacement = compile_live(text, schema, params, sender, restricted)
+                        replacement = compile_live(
+                            text, schema, params, sender, restricted, self._views()
+                        )
                     except CosmictronError as exc:
                         reason = f"the query {text!r} no longer fits the module: {exc}"
                 if replacement is None:

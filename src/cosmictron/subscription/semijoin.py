@@ -57,6 +57,7 @@ from cosmictron.query.plan import (
     Evaluated,
     Expr,
     Filter,
+    Func,
     Node,
     Param,
     Project,
@@ -68,6 +69,7 @@ from cosmictron.query.plan import (
     conjoin,
     conjuncts,
 )
+from cosmictron.query.subquery_run import row_width
 from cosmictron.subscription.delta import TxView, run_term, split
 from cosmictron.subscription.live import LiveQuery
 from cosmictron.subscription.terms import Check, Row, Source
@@ -194,7 +196,7 @@ def side(predicate: Expr) -> Side:
         present = not present
     logical = expr.plan if expr.logical is None else expr.logical
     if expr.names:
-        found = decorrelate(expr.kind, logical, expr.names)
+        found = decorrelate(expr.kind, logical, expr.names, row_width(expr))
         if found is None:
             raise SqlError(
                 "a subquery correlated other than by equalities of its WHERE, or with "
@@ -206,7 +208,11 @@ def side(predicate: Expr) -> Side:
         inner, outer_keys = logical, []
     if expr.kind == "in":
         assert expr.operand is not None
-        outer_keys.append(expr.operand)
+        if row_width(expr) > 1:  # (a, b) IN (SELECT x, y ...): a semi-join on both
+            assert isinstance(expr.operand, Func)
+            outer_keys.extend(expr.operand.args)
+        else:
+            outer_keys.append(expr.operand)
     width = len(outer_keys)
     while isinstance(inner, Sort | Distinct):  # a set membership ignores both
         inner = inner.child

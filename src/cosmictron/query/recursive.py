@@ -1,0 +1,112 @@
+"""Running ``WITH RECURSIVE`` CTEs: the initial rows, then the recursive step over the
+rows the last round added, until a round adds none.
+
+SQLite runs the recursive select once per queued row; here each round runs it once over
+every row the previous round added (the ``Working`` node's rows), which gives the same
+rows because the step reads the CTE exactly once, in its FROM, without aggregates,
+DISTINCT, ORDER BY or LIMIT (``select.py`` refuses the rest, as SQLite refuses most of
+it): a join with a union of rows is the union of the joins. ``UNION`` adds a row only
+if it was never added before (so a recursion over a cycle ends); ``UNION ALL`` adds
+every row. Rows are produced round by round, lazily, so an outer ``LIMIT`` stops the
+recursion (``WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x
+FROM c LIMIT 10`` ends); the CTE's own ``LIMIT``/``OFFSET`` count the rows it adds, as
+SQLite's do. Every CTE is bounded by ``limits.sql_recursive_rows_max`` rows, besides
+the query's row, time and byte budgets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from cosmictron import limits
+from cosmictron.datastore import Datastore, TableSchema
+from cosmictron.errors import QueryTooCostly
+from cosmictron.query.budget import Meter
+from cosmictron.query.plan import JoinGroup, Node, OrderMemo, Recursive, Working
+from cosmictron.query.sizes import row_bytes
+
+Rows = Iterator[tuple[Any, ...]]
+Run = Callable[[Node, Datastore, Meter], Rows]
+
+
+def run_recursive(node: Recursive, datastore: Datastore, meter: Meter, run: Run) -> Rows:
+    """The CTE's rows, round by round (see the module docstring)."""
+    width = node.width
+    seen: set[tuple[Any, ...]] = set()
+    cap = limits.sql_recursive_rows_max
+    produced = 0
+    returned = 0
+    skip = node.offset
+    limit = node.limit
+
+    def added(rows: Rows) -> list[tuple[Any, ...]]:
+        nonlocal produced
+        fresh = []
+        for row in rows:
+            if len(row) != width:
+                row = row[:width]
+            if not node.all:
+                if row in seen:
+                    continue
+                meter.hold(row_bytes(row))
+                seen.add(row)
+            produced += 1
+            if produced > cap:
+                raise QueryTooCostly(
+                    f"the recursive CTE {node.name} produced more than {cap:,} rows "
+                    f"(limits.sql_recursive_rows_max); bound its recursion with a WHERE "
+                    f"or a LIMIT, or raise the limit (cosmictron.limits.sql_recursive_rows_max)"
+                )
+            fresh.append(row)
+        return fresh
+
+    frontier = added(run(node.base, datastore, meter))
+    while frontier:
+        for row in frontier:
+            if skip:
+                skip -= 1
+                continue
+            if limit is not None and returned >= limit:
+                return
+            returned += 1
+            yield row
+        meter.check_time()
+        step = fill(node.step, node.key, tuple(frontier))
+        frontier = added(run(step, datastore, meter))
+
+
+def run_working(node: Working, datastore: Datastore, meter: Meter) -> Rows:
+    """The rows the last round added (filled in by ``fill``)."""
+    meter.charge(len(node.rows))
+    return iter(node.rows)
+
+
+def fill(value: Any, key: str, rows: tuple[tuple[Any, ...], ...]) -> Any:
+    """``value`` (a plan, at any depth) with the ``Working`` node named ``key`` holding
+    ``rows``; the parts that do not hold it are returned as they are (not copied)."""
+    if isinstance(value, Working):
+        return dataclasses.replace(value, rows=rows) if value.key == key else value
+    if isinstance(value, tuple):
+        items = tuple(fill(item, key, rows) for item in value)
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    if (
+        dataclasses.is_dataclass(value)
+        and not isinstance(value, type | TableSchema)
+        and type(value).__module__.startswith("cosmictron.query")
+    ):
+        changes = {}
+        for item in dataclasses.fields(value):
+            old = getattr(value, item.name)
+            new = fill(old, key, rows)
+            if new is not old:
+                changes[item.name] = new
+        if changes and isinstance(value, JoinGroup):
+            # Its memo may hold the physical plan built over the last round's rows.
+            changes["memo"] = OrderMemo()
+        return dataclasses.replace(value, **changes) if changes else value
+    return value
+
+
+__all__ = ["fill", "run_recursive", "run_working"]
