@@ -403,7 +403,11 @@ class Database:
         False, roll it back once the results are known (``host/sql.run_sql_block``).
 
         Raises:
-            As ``sql``; nothing was changed.
+            SqlError: a statement does not parse or plan, as for ``sql``; nothing was
+                changed.
+            PermissionDenied: a non-owner sent DML; nothing was changed.
+            BlockChanged: a statement's row count differs from ``expect`` (another
+                transaction committed in between); nothing was applied.
         """
         return run_sql_block(
             self.core, statements, sender or self.owner, budget or DEFAULT_BUDGET, apply, expect
