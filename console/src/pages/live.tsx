@@ -29,8 +29,9 @@ export function LiveTable({ name, pageSize = 50 }: { name: string; pageSize?: nu
   useEffect(() => {
     const keyOf = (row: Row) => cache.keyOf(row)[0];
     let scheduled = false;
+    let initial = true; // the subscription's first rows are not changes
     const touch = (row: Row) => {
-      changed.current.set(keyOf(row), performance.now());
+      if (!initial) changed.current.set(keyOf(row), performance.now());
       if (!scheduled) {
         scheduled = true;
         queueMicrotask(() => {
@@ -47,6 +48,7 @@ export function LiveTable({ name, pageSize = 50 }: { name: string; pageSize?: nu
     const handle = c.subscribe(query);
     handle.ready.then(
       () => {
+        initial = false;
         setReady(true);
         setVersion((v) => v + 1);
       },
@@ -116,7 +118,7 @@ export function LiveTable({ name, pageSize = 50 }: { name: string; pageSize?: nu
           Filter <input type="search" value={filter} onInput={(e) => (setFilter(e.currentTarget.value), setPage(0))} />
         </label>
         <span class="live" aria-live="polite">
-          {ready ? `${all.length} rows${filter ? " match" : ""}, live` : "loading…"}
+          {ready ? `${all.length} ${all.length === 1 ? "row" : "rows"}${filter ? " match" : ""}, live` : "loading…"}
         </span>
         <nav class="pager" aria-label={`Pages of ${name}`}>
           <button type="button" disabled={shown === 0} onClick={() => setPage(shown - 1)}>

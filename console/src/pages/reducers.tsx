@@ -180,6 +180,7 @@ export function ReducersPage() {
   const c = client.value!;
   const s = schema.value!;
   const tables = visibleTables.value;
+  const [picked, setPicked] = useState<string>("");
   // The rows a call changes are seen through subscriptions to every readable table.
   useEffect(() => {
     if (!isOwner.value || !tables.length) return;
@@ -195,13 +196,25 @@ export function ReducersPage() {
     );
   }
   const callable = s.reducers.filter((r) => CALLABLE.has(r.kind ?? "reducer"));
+  const chosen = callable.find((r) => r.name === picked) ?? callable[0];
   return (
     <section>
       <h1>Reducers</h1>
       {!callable.length && <p>This module has no reducer to call.</p>}
-      {callable.map((r) => (
-        <ReducerForm key={r.name} reducer={r} />
-      ))}
+      {callable.length > 0 && (
+        <div class="field">
+          <label for="reducer-pick">Reducer</label>
+          <select id="reducer-pick" value={chosen?.name} onChange={(e) => setPicked(e.currentTarget.value)}>
+            {callable.map((r) => (
+              <option key={r.name} value={r.name}>
+                {r.name}
+                {r.kind === "procedure" ? " (procedure)" : ""}
+              </option>
+            ))}
+          </select>
+        </div>
+      )}
+      {chosen && <ReducerForm key={chosen.name} reducer={chosen} />}
     </section>
   );
 }
