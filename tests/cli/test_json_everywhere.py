@@ -141,10 +141,11 @@ def run_mcp(work: Path, config: Path, server: str) -> list[Any]:
 
 
 RUN_HERE = {
-    "backup", "call", "console", "delete", "deploy", "describe", "export", "export-audit", "generate", "grant",
+    "backup", "call", "delete", "deploy", "describe", "export", "export-audit", "generate", "grant",
     "identity new", "identity show", "import", "list", "local-call", "logs", "restore",
     "revoke", "sql", "start", "subscribe", "verify",
     "mcp",
+    "console",
 }  # fmt: skip
 
 

@@ -16,7 +16,11 @@ from tests.server.conftest import Server
 
 def run(config: Path, server: Server, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [CLI, *args], capture_output=True, text=True, timeout=60, env=environment(config, server.url)
+        [CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment(config, server.url),
     )
 
 
@@ -24,7 +28,7 @@ def test_the_printed_address_opens_the_console_as_the_cli_s_identity(
     console_server: Server, browser: Any, tmp_path: Path
 ) -> None:
     config = console_server.data_dir.parent / "config"  # where the operator's token was saved
-    identity, token = console_server.operator()
+    _, token = console_server.operator()
     assert console_server.deploy("clidb", APP.read_bytes(), token).status == 201
     done = run(config, console_server, "console", "clidb")
     assert done.returncode == 0, done.stderr
@@ -34,7 +38,9 @@ def test_the_printed_address_opens_the_console_as_the_cli_s_identity(
     page = context.new_page()
     page.goto(url)
     page.get_by_role("heading", name="Schema of clidb").wait_for()
-    page.locator("span.badge").get_by_text("owner", exact=True).wait_for()  # signed in as the CLI's identity
+    page.locator("span.badge").get_by_text(
+        "owner", exact=True
+    ).wait_for()  # signed in as the CLI's identity
     assert "token" not in page.url
     context.close()
 
@@ -51,8 +57,27 @@ def test_a_missing_database_is_one_line_and_a_non_zero_exit(
 def test_without_a_saved_identity_the_address_has_no_token(
     console_server: Server, tmp_path: Path
 ) -> None:
-    identity, token = console_server.deployer()
+    _, token = console_server.deployer()
     assert console_server.deploy("anondb", APP.read_bytes(), token).status == 201
     done = run(tmp_path / "empty-config", console_server, "console", "anondb", "--json")
     assert done.returncode == 0, done.stderr
     assert '"signed_in": false' in done.stdout and "#db=anondb" in done.stdout
+
+
+def test_the_token_is_in_no_server_output(browser: Any, tmp_path: Path) -> None:
+    """The console's token travels in the fragment, sessionStorage, the Authorization
+    header and the WebSocket's query: none of them may reach what the server prints."""
+    from tests.server.conftest import start_server, stop_server
+
+    server = start_server(tmp_path / "data", "--profile", "development")
+    _, token = server.deployer()
+    assert server.deploy("quiet", APP.read_bytes(), token).status == 201
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(console_url(server.url, "quiet", token))
+    for name in ["schema", "tables/message", "sql", "logs", "metrics"]:
+        page.evaluate("r => { location.hash = r }", f"#/db/quiet/{name}")
+        page.get_by_role("heading", level=1).first.wait_for()
+    context.close()
+    output = stop_server(server)
+    assert token not in output and token[:40] not in output

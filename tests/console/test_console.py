@@ -90,9 +90,7 @@ def open_as(tab: Page, chat: Owner, token: str, page: str, arg: str = "") -> Non
     tab.heading(HEADINGS[page] + (f": {arg.strip('/')}" if arg else ""))
 
 
-def test_every_page_loads_without_console_errors(
-    tab: Page, chat: Owner, screenshots: Path
-) -> None:
+def test_every_page_loads_without_console_errors(tab: Page, chat: Owner, screenshots: Path) -> None:
     chat.call("post", "general", "hello from the test", 9223372036854775807)
     chat.call("shout", "hi", True, 2)
     tab.goto(chat.server, "", chat.token)
@@ -115,9 +113,7 @@ def test_every_page_loads_without_console_errors(
     assert tab.errors == [], tab.failed
 
 
-def test_the_token_leaves_the_address_and_never_reaches_the_server(
-    tab: Page, chat: Owner
-) -> None:
+def test_the_token_leaves_the_address_and_never_reaches_the_server(tab: Page, chat: Owner) -> None:
     open_as(tab, chat, chat.token, "schema")
     assert chat.token not in tab.page.url
     stored = tab.page.evaluate("() => sessionStorage.getItem('cosmictron.console.token')")
@@ -127,9 +123,7 @@ def test_the_token_leaves_the_address_and_never_reaches_the_server(
         assert reply.headers["Content-Security-Policy"].startswith("default-src 'self'")
 
 
-def test_a_row_inserted_by_another_client_appears_within_a_second(
-    tab: Page, chat: Owner
-) -> None:
+def test_a_row_inserted_by_another_client_appears_within_a_second(tab: Page, chat: Owner) -> None:
     open_as(tab, chat, chat.token, "tables", "/message")
     tab.page.get_by_text(", live").first.wait_for()
     assert tab.page.locator("tr.changed").count() == 0  # the first rows are not changes
@@ -173,7 +167,9 @@ def test_sql_query_and_write_through_the_form(tab: Page, chat: Owner) -> None:
     tab.page.get_by_role("dialog").get_by_role("button", name="Cancel").click()
     assert chat.call("post", "probe", "x")["return_value"]  # the server still answers
     remaining = chat.server.request(
-        "POST", "/v1/database/chat/sql", "SELECT text FROM message WHERE room = 'doomed'",
+        "POST",
+        "/v1/database/chat/sql",
+        "SELECT text FROM message WHERE room = 'doomed'",
         chat.token,
     )
     assert remaining.body["rows"] == [{"text": "to be deleted"}]
@@ -181,7 +177,9 @@ def test_sql_query_and_write_through_the_form(tab: Page, chat: Owner) -> None:
     tab.page.get_by_role("dialog").get_by_role("button", name="Confirm write").click()
     tab.page.get_by_role("status").get_by_text("1 rows affected").wait_for()
     gone = chat.server.request(
-        "POST", "/v1/database/chat/sql", "SELECT text FROM message WHERE room = 'doomed'",
+        "POST",
+        "/v1/database/chat/sql",
+        "SELECT text FROM message WHERE room = 'doomed'",
         chat.token,
     )
     assert gone.body["rows"] == []
@@ -218,7 +216,9 @@ def test_reducer_calls_through_the_form(tab: Page, chat: Owner) -> None:
     assert "tx_offset" in text and "insert message" in text, text
     assert "-9223372036854775808" in text  # the i64 minimum, exact, in the changed row
     rows = chat.server.request(
-        "POST", "/v1/database/chat/sql", "SELECT big FROM message WHERE room = 'form'",
+        "POST",
+        "/v1/database/chat/sql",
+        "SELECT big FROM message WHERE room = 'form'",
         chat.token,
     ).body["rows"]
     assert [int(r["big"]) for r in rows] == [-9223372036854775808]
@@ -357,8 +357,8 @@ def test_a_live_table_of_10k_rows_stays_responsive(tab: Page, chat: Owner) -> No
                     });
                     seen.observe(live, {childList: true, characterData: true, subtree: true});
                 });
-                await fetch('/v1/database/chat/call/post', {method: 'POST',
-                    headers: {'Authorization': 'Bearer ' + token, 'Content-Type': 'application/json'},
+                await fetch('/v1/database/chat/call/post', {method: 'POST', headers: {
+                    'Authorization': 'Bearer ' + token, 'Content-Type': 'application/json'},
                     body: JSON.stringify(['budget', 'update ' + i, i])});
                 await changed;
                 return performance.now() - start;
