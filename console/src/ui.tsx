@@ -57,11 +57,18 @@ export function Grid(props: GridProps) {
         <tbody>
           {rows.map((row, index) => (
             <tr key={rowMeta?.[index]?.key ?? index} class={rowMeta?.[index]?.className}>
-              {row.map((value, i) => (
-                <td key={i} class={value === null || value === undefined ? "null" : undefined}>
-                  {cellText(value)}
-                </td>
-              ))}
+              {row.map((value, i) => {
+                const text = cellText(value);
+                return (
+                  <td
+                    key={i}
+                    class={value === null || value === undefined ? "null" : undefined}
+                    title={text.length > 40 ? text : undefined}
+                  >
+                    {text}
+                  </td>
+                );
+              })}
               {actions && <td>{actions(index)}</td>}
             </tr>
           ))}

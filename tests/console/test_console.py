@@ -123,7 +123,9 @@ def test_the_token_leaves_the_address_and_never_reaches_the_server(tab: Page, ch
         assert reply.headers["Content-Security-Policy"].startswith("default-src 'self'")
 
 
-def test_a_row_inserted_by_another_client_appears_within_a_second(tab: Page, chat: Owner) -> None:
+def test_a_row_inserted_by_another_client_appears_within_a_second(
+    tab: Page, chat: Owner, screenshots: Path
+) -> None:
     open_as(tab, chat, chat.token, "tables", "/message")
     tab.page.get_by_text(", live").first.wait_for()
     assert tab.page.locator("tr.changed").count() == 0  # the first rows are not changes
@@ -133,6 +135,7 @@ def test_a_row_inserted_by_another_client_appears_within_a_second(tab: Page, cha
     row = tab.page.locator("tr", has_text=marker)
     row.wait_for(timeout=1000)  # issue 20: within 1 s of the commit
     assert "changed" in (row.get_attribute("class") or "")
+    tab.page.screenshot(path=str(screenshots / "table-live.png"))
     assert tab.errors == []
 
 
@@ -151,7 +154,9 @@ def test_filter_sort_and_page(tab: Page, chat: Owner) -> None:
     assert tab.errors == []
 
 
-def test_sql_query_and_write_through_the_form(tab: Page, chat: Owner) -> None:
+def test_sql_query_and_write_through_the_form(
+    tab: Page, chat: Owner, screenshots: Path
+) -> None:
     chat.call("post", "sql-room", "found by SQL", 1)
     chat.call("post", "doomed", "to be deleted", 1)
     open_as(tab, chat, chat.token, "sql")
@@ -194,13 +199,14 @@ def test_sql_query_and_write_through_the_form(tab: Page, chat: Owner) -> None:
         editor.press("Control+Enter")
         tab.page.get_by_role("status").get_by_text("1 rows").wait_for()
         tab.page.get_by_role("button", name="Export CSV").click()
+    tab.page.screenshot(path=str(screenshots / "sql-result.png"))
     saved = Path(download.value.path()).read_bytes().decode()
     assert saved == "room,text\r\nsql-room,found by SQL\r\n"
     # The errors the browser logged are the 400 of the bad statement only.
     assert all("400" in error for error in tab.errors), tab.errors
 
 
-def test_reducer_calls_through_the_form(tab: Page, chat: Owner) -> None:
+def test_reducer_calls_through_the_form(tab: Page, chat: Owner, screenshots: Path) -> None:
     open_as(tab, chat, chat.token, "reducers")
     choose = tab.page.get_by_label("Reducer", exact=True)
     choose.select_option("post")
@@ -222,6 +228,7 @@ def test_reducer_calls_through_the_form(tab: Page, chat: Owner) -> None:
         chat.token,
     ).body["rows"]
     assert [int(r["big"]) for r in rows] == [-9223372036854775808]
+    tab.page.screenshot(path=str(screenshots / "reducer-call.png"))
 
     choose.select_option("shout")
     shout = tab.page.locator("form", has=tab.page.get_by_role("heading", name="shout"))
@@ -369,4 +376,61 @@ def test_a_live_table_of_10k_rows_stays_responsive(tab: Page, chat: Owner) -> No
     count = tab.page.locator(".live").inner_text()
     assert int(count.split()[0]) >= 10_005
     print("10k-row live table, call to rendered update (ms):", json.dumps(timings))
+    assert tab.errors == []
+
+
+def test_the_agents_page_follows_threads_tool_calls_and_handoffs(
+    tab: Page, chat: Owner, screenshots: Path
+) -> None:
+    open_as(tab, chat, chat.token, "agents")
+    for heading in ["Threads", "Agent state", "Tool calls and their leases", "Hand-offs"]:
+        tab.page.get_by_role("heading", name=heading).wait_for()
+    chat.call("register_agent", "planner", "supervisor", "plans", ["coder"])
+    chat.call("register_agent", "coder", "worker", "writes code", [])
+    chat.call("start_thread", "thread-1", "planner")
+    chat.call("set_agent_state", "thread-1", "planner", "running", "planning the work")
+    chat.call("record_tool_call", "call-1", "thread-1", "planner", "search", '{"q": "x"}')
+    claimed = chat.call("claim_tool_call", "worker-7", ["search"], 30.0)["return_value"]
+    assert claimed["call_id"] == "call-1"
+
+    def section(name: str) -> Any:
+        return tab.page.get_by_role("region", name=f"Rows of {name}")
+
+    section("agent_thread").get_by_role("cell", name="thread-1").first.wait_for(timeout=5000)
+    section("agent_state").get_by_text("planning the work").wait_for(timeout=5000)
+    chat.call("request_handoff", "thread-1", "planner", "coder", "needs code")
+    section("tool_call").get_by_text("worker-7").wait_for(timeout=5000)  # the lease holder
+    section("handoff").get_by_text("needs code").wait_for(timeout=5000)
+    tab.page.screenshot(path=str(screenshots / "agents.png"), full_page=True)
+    assert tab.errors == [], tab.failed
+
+
+def test_the_audit_page_verifies_and_metrics_chart_this_database(
+    tab: Page, chat: Owner, screenshots: Path
+) -> None:
+    chat.call("post", "audited", "x")
+    open_as(tab, chat, chat.token, "audit")
+    tab.page.get_by_text('"origin"').first.wait_for()  # the checkpoint, as JSON
+    tab.page.get_by_role("button", name="Verify the log").click()
+    tab.page.get_by_role("status").get_by_text("Verified", exact=True).wait_for(timeout=20_000)
+    assert '"ok": true' in tab.page.get_by_role("status").inner_text()
+    tab.page.screenshot(path=str(screenshots / "audit.png"))
+    tab.page.evaluate("r => { location.hash = r }", "#/db/chat/metrics")
+    tab.heading("Metrics")
+    chart = tab.page.locator(".metric", has_text='cosmictron_reducer_calls_total{reducer="post"}')
+    chart.wait_for()
+    chart.get_by_role("img").wait_for()
+    assert tab.errors == [], tab.failed
+
+
+def test_a_non_owner_s_write_is_refused_before_it_is_sent(tab: Page, chat: Owner) -> None:
+    open_as(tab, chat, chat.stranger_token, "sql")
+    editor = tab.page.get_by_label("Statement (Ctrl+Enter runs it)")
+    editor.fill("DELETE FROM message")
+    editor.press("Control+Enter")
+    assert "Only the database's owner" in tab.page.get_by_role("alert").inner_text()
+    assert tab.page.get_by_role("dialog").is_hidden()
+    editor.fill("SELECT COUNT(*) AS n FROM message")
+    editor.press("Control+Enter")
+    tab.page.get_by_role("status").get_by_text("1 rows").wait_for()
     assert tab.errors == []

@@ -1,5 +1,6 @@
 /** The agent layer's tables, live: threads, agent_state, tool calls with their leases,
- * hand-offs (docs/guide/agents.md). Shown when the module includes `cosmictron.agents`. */
+ * hand-offs (docs/guide/agents.md). Shown when the module includes `cosmictron.agents`.
+ * Read-only: those rows are the agent layer's reducers' to change. */
 
 import { visibleTables } from "../session.js";
 import { LiveTable } from "./live.js";
@@ -27,7 +28,7 @@ export function AgentsPage() {
       {present.map(([name, title]) => (
         <section key={name} aria-labelledby={`agents-${name}`}>
           <h2 id={`agents-${name}`}>{title}</h2>
-          <LiveTable name={name} pageSize={20} />
+          <LiveTable name={name} pageSize={20} allowDelete={false} />
         </section>
       ))}
     </section>

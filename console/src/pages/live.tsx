@@ -14,7 +14,16 @@ import { cellText, confirmWrite, ErrorText, Grid, ShowCall, WriteMark } from "..
 
 const HIGHLIGHT_MS = 2500;
 
-export function LiveTable({ name, pageSize = 50 }: { name: string; pageSize?: number }) {
+export function LiveTable({
+  name,
+  pageSize = 50,
+  allowDelete = true,
+}: {
+  name: string;
+  pageSize?: number;
+  /** Offer the owner a Delete button per row (not for tables a layer's reducers manage). */
+  allowDelete?: boolean;
+}) {
   const c = client.value!;
   const cache = c.table(name);
   const [version, setVersion] = useState(0);
@@ -92,7 +101,7 @@ export function LiveTable({ name, pageSize = 50 }: { name: string; pageSize?: nu
     return { key, className: at !== undefined && now - at < HIGHLIGHT_MS ? "changed" : undefined };
   });
   const primaryKey = cache.primaryKey;
-  const canDelete = isOwner.value && primaryKey.length > 0;
+  const canDelete = allowDelete && isOwner.value && primaryKey.length > 0;
 
   const remove = async (row: Row) => {
     const where = primaryKey.map((col) => `${col} = :${col}`).join(" AND ");
