@@ -8,6 +8,7 @@ with COSMICTRON_UPDATE_DOCS=1)."""
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import time
 import urllib.request
@@ -154,9 +155,7 @@ def test_filter_sort_and_page(tab: Page, chat: Owner) -> None:
     assert tab.errors == []
 
 
-def test_sql_query_and_write_through_the_form(
-    tab: Page, chat: Owner, screenshots: Path
-) -> None:
+def test_sql_query_and_write_through_the_form(tab: Page, chat: Owner, screenshots: Path) -> None:
     chat.call("post", "sql-room", "found by SQL", 1)
     chat.call("post", "doomed", "to be deleted", 1)
     open_as(tab, chat, chat.token, "sql")
@@ -334,6 +333,15 @@ def test_first_load_fits_its_budget(console_server: Server) -> None:
         total += len(body)
     print(f"console first load: {total} bytes gzipped")
     assert total <= 60 * 1024
+
+
+def test_console_without_a_slash_redirects(console_server: Server) -> None:
+    host, port = console_server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.request("GET", "/console")
+    reply = connection.getresponse()
+    assert (reply.status, reply.getheader("Location")) == (308, "/console/")
+    connection.close()
 
 
 def test_unknown_console_file_is_a_json_404(console_server: Server) -> None:
