@@ -162,7 +162,7 @@ def test_sql_query_and_write_through_the_form(tab: Page, chat: Owner, screenshot
     editor = tab.page.get_by_label("Statement (Ctrl+Enter runs it)")
     editor.fill("SELECT room, text FROM message WHERE room = 'sql-room'")
     editor.press("Control+Enter")
-    tab.page.get_by_role("status").get_by_text("1 rows").wait_for()
+    tab.page.get_by_role("status").get_by_text("1 row in").wait_for()
     assert tab.page.locator("table.grid td", has_text="found by SQL").count() == 1
     # A write is marked and confirmed; cancelling runs nothing.
     editor.fill("DELETE FROM message WHERE room = 'doomed'")
@@ -179,7 +179,7 @@ def test_sql_query_and_write_through_the_form(tab: Page, chat: Owner, screenshot
     assert remaining.body["rows"] == [{"text": "to be deleted"}]
     editor.press("Control+Enter")
     tab.page.get_by_role("dialog").get_by_role("button", name="Confirm write").click()
-    tab.page.get_by_role("status").get_by_text("1 rows affected").wait_for()
+    tab.page.get_by_role("status").get_by_text("1 row affected").wait_for()
     gone = chat.server.request(
         "POST",
         "/v1/database/chat/sql",
@@ -196,7 +196,7 @@ def test_sql_query_and_write_through_the_form(tab: Page, chat: Owner, screenshot
     with tab.page.expect_download() as download:
         editor.fill("SELECT room, text FROM message WHERE room = 'sql-room'")
         editor.press("Control+Enter")
-        tab.page.get_by_role("status").get_by_text("1 rows").wait_for()
+        tab.page.get_by_role("status").get_by_text("1 row in").wait_for()
         tab.page.get_by_role("button", name="Export CSV").click()
     tab.page.screenshot(path=str(screenshots / "sql-result.png"))
     saved = Path(download.value.path()).read_bytes().decode()
@@ -440,5 +440,5 @@ def test_a_non_owner_s_write_is_refused_before_it_is_sent(tab: Page, chat: Owner
     assert tab.page.get_by_role("dialog").is_hidden()
     editor.fill("SELECT COUNT(*) AS n FROM message")
     editor.press("Control+Enter")
-    tab.page.get_by_role("status").get_by_text("1 rows").wait_for()
+    tab.page.get_by_role("status").get_by_text("1 row in").wait_for()
     assert tab.errors == []

@@ -15,6 +15,7 @@ interface Result {
   ms: number;
 }
 
+const rows = (n: number) => `${n} ${n === 1 ? "row" : "rows"}`;
 const historyKey = () => `cosmictron.console.sql-history.${database.value}`;
 const readHistory = (): string[] => JSON.parse(sessionStorage.getItem(historyKey()) ?? "[]");
 
@@ -108,7 +109,7 @@ export function SqlPage() {
       {result && (
         <>
           <p class="status" role="status">
-            {result.columns.length ? `${result.rows.length} rows` : `${result.rows_affected ?? 0} rows affected`}
+            {result.columns.length ? rows(result.rows.length) : `${rows(result.rows_affected ?? 0)} affected`}
             {result.tx_offset !== null && result.tx_offset !== undefined ? `, tx_offset ${result.tx_offset}` : ""} in{" "}
             {result.ms.toFixed(0)} ms
           </p>
