@@ -1,5 +1,7 @@
-"""``cosmictron-cli console``: the printed address signs the browser in as the CLI's
-identity, and a database that does not exist is one line and a non-zero exit."""
+"""The console's sessions, each on a server of its own: ``cosmictron-cli console``'s
+address signs the browser in as the CLI's identity (a missing database is one line and a
+non-zero exit), the token reaches nothing the server prints, and an open table view lives
+through a server SIGKILL and restart."""
 
 from __future__ import annotations
 
@@ -81,3 +83,40 @@ def test_the_token_is_in_no_server_output(browser: Any, tmp_path: Path) -> None:
     context.close()
     output = stop_server(server)
     assert token not in output and token[:40] not in output
+
+
+def test_the_open_table_view_survives_a_server_kill_and_restart(
+    browser: Any, tmp_path: Path
+) -> None:
+    """The console rides the SDK's reconnect: after SIGKILL and a restart on the same port
+    the header says so, the rows stay on screen, and new rows arrive again."""
+    import signal
+
+    from tests.server.conftest import start_server, stop_server
+
+    data = tmp_path / "data"
+    server = start_server(data, "--profile", "development")
+    _, token = server.deployer()
+    assert server.deploy("phoenix", APP.read_bytes(), token).status == 201
+    assert (
+        server.request("POST", "/v1/database/phoenix/call/post", ["a", "before"], token).status
+        == 200
+    )
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(console_url(server.url, "phoenix", token))
+    page.evaluate("r => { location.hash = r }", "#/db/phoenix/tables/message")
+    page.get_by_role("cell", name="before").wait_for()
+    stop_server(server, signal.SIGKILL)
+    page.locator(".state", has_text="reconnecting").wait_for(timeout=10_000)
+    port = server.url.rsplit(":", 1)[1]
+    again = start_server(data, "--profile", "development", "--listen", f"127.0.0.1:{port}")
+    try:
+        page.locator(".state", has_text="connected").wait_for(timeout=20_000)
+        assert page.get_by_role("cell", name="before").count() == 1  # kept, not reloaded
+        reply = again.request("POST", "/v1/database/phoenix/call/post", ["a", "after"], token)
+        assert reply.status == 200
+        page.get_by_role("cell", name="after").wait_for(timeout=5000)
+    finally:
+        context.close()
+        stop_server(again)
