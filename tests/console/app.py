@@ -51,5 +51,5 @@ def refuse(ctx: ReducerContext, why: str) -> None:
 def fill(ctx: ReducerContext, room: str, count: int) -> int:
     """Insert ``count`` messages in one transaction (the 10k-row budget)."""
     for i in range(count):
-        Message.insert(Message(room=room, text=f"row {i}", big=i))
+        Message.insert(Message(room=room, text=f"{room} {i}", big=i))
     return count

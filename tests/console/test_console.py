@@ -143,12 +143,12 @@ def test_a_row_inserted_by_another_client_appears_within_a_second(
 def test_filter_sort_and_page(tab: Page, chat: Owner) -> None:
     chat.call("fill", "paging", 120)
     open_as(tab, chat, chat.token, "tables", "/message")
-    tab.page.get_by_label("Filter").fill("row 11")  # row 11, row 110..119
+    tab.page.get_by_label("Filter").fill("paging 11")  # paging 11, paging 110..119
     tab.page.get_by_text("11 rows match, live").wait_for()
     tab.page.get_by_role("button", name="big").click()
     tab.page.get_by_role("button", name="big").click()  # descending
     first = tab.page.locator("tbody tr").first
-    assert "row 119" in first.inner_text()
+    assert "paging 119" in first.inner_text()
     tab.page.get_by_label("Filter").fill("")
     tab.page.get_by_role("button", name="Next").click()
     tab.page.get_by_text("Page 2 of").wait_for()
