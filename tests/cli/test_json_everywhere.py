@@ -145,6 +145,7 @@ RUN_HERE = {
     "identity new", "identity show", "import", "list", "local-call", "logs", "restore",
     "revoke", "sql", "start", "subscribe", "verify",
     "mcp",
+    "console",
 }  # fmt: skip
 
 
@@ -172,6 +173,7 @@ def test_every_command_s_json_parses(server: Server, tmp_path: Path) -> None:
     assert check("sql", "sql", "qs", "SELECT title FROM task")["columns"] == ["title"]
     assert any(d["name"] == "qs" for d in check("list", "list")["databases"])
     assert "tables" in check("describe", "describe", "qs")
+    assert check("console", "console", "qs")["url"].startswith(server.url + "/console/#token=")
     check("generate", "generate", "qs", "--out", "qs_types.py")
     check("export", "export", "qs", "task", "--out", "task.csv")
     check("import", "import", "qs", "task", "more.csv")

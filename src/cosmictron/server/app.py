@@ -27,6 +27,7 @@ from cosmictron.server import (
     audit,
     backup,
     bulk,
+    console,
     export,
     grants,
     listener,
@@ -83,6 +84,10 @@ ROUTES = [
     web.get("/v1/database/{name}/audit/anchors", audit.anchors),
     # The Model Context Protocol, streamable HTTP (issue 14, server/mcp_route.py).
     web.post("/v1/database/{name}/mcp", mcp_route.mcp),
+    # The web console (issue 20): the page and its files, from the package (server/console.py).
+    web.get("/console", console.redirect),
+    web.get("/console/", console.index),
+    web.get("/console/{file}", console.asset),
 ]
 """Every route of the server, on one screen (docs/reference/http.md, websocket.md): the
 method, the path, the handler. No module adds a route of its own. A ``GET`` answers

@@ -28,6 +28,7 @@ from cosmictron.query.budget import QueryBudget
 from cosmictron.server import bodies, deploy_engine
 from cosmictron.server.auth import ANONYMOUS, TokenAuthority
 from cosmictron.server.calls import CallDone
+from cosmictron.server.console import ledger_summary, module_summary
 from cosmictron.server.registry import DatabaseRegistry, HostedDatabase
 from cosmictron.server.replies import (
     SHOWS_TRACEBACK,
@@ -180,6 +181,9 @@ async def schema(request: web.Request) -> web.Response:
             "owner": db.owner.hex(),
             "tx_offset": db.tx_offset,
             **db.schema.describe(),
+            # The running module's hash, file name and deploy time (the web console).
+            "module": module_summary(db.path, db.module.source, db.module.filename),
+            "ledger": ledger_summary(db.core.persistence.ledger),
         }
     )
 
