@@ -157,7 +157,7 @@ async def call_tool(who: McpCaller, name: str, arguments: dict[str, Any]) -> typ
     try:
         if name == DESCRIBE_SCHEMA:
             no_arguments(name, arguments)
-            document = schema_document(who.database)
+            document = routes.schema_document(who.database)
             result = (document, bounded_json.dumps(document))
         elif name == RUN_SQL:
             result = await run_sql(who, arguments)
@@ -218,18 +218,6 @@ def string_argument(name: str, arguments: dict[str, Any], key: str, default: str
     if not isinstance(value, str):
         raise InvalidRequest(f"tool {name!r} argument {key!r} must be a string")
     return value
-
-
-def schema_document(database: HostedDatabase) -> dict[str, Any]:
-    """What ``GET /v1/database/{name}/schema`` answers."""
-    db = database.db
-    return {
-        "database": database.name,
-        "identity": db.identity.hex(),
-        "owner": db.owner.hex(),
-        "tx_offset": db.tx_offset,
-        **db.schema.describe(),
-    }
 
 
 async def run_sql(who: McpCaller, arguments: dict[str, Any]) -> Encoded:

@@ -172,20 +172,23 @@ async def delete(request: web.Request) -> web.Response:
 
 
 async def schema(request: web.Request) -> web.Response:
-    database = hosted(request)
+    return json_response(schema_document(hosted(request)))
+
+
+def schema_document(database: HostedDatabase) -> dict[str, Any]:
+    """What ``GET /v1/database/{name}/schema`` answers; the MCP tool ``describe_schema``
+    answers the same, so the two cannot drift apart."""
     db = database.db
-    return json_response(
-        {
-            "database": database.name,
-            "identity": db.identity.hex(),
-            "owner": db.owner.hex(),
-            "tx_offset": db.tx_offset,
-            **db.schema.describe(),
-            # The running module's hash, file name and deploy time (the web console).
-            "module": module_summary(db.path, db.module.source, db.module.filename),
-            "ledger": ledger_summary(db.core.persistence.ledger),
-        }
-    )
+    return {
+        "database": database.name,
+        "identity": db.identity.hex(),
+        "owner": db.owner.hex(),
+        "tx_offset": db.tx_offset,
+        **db.schema.describe(),
+        # The running module's hash, file name and deploy time (the web console).
+        "module": module_summary(db.path, db.module.source, db.module.filename),
+        "ledger": ledger_summary(db.core.persistence.ledger),
+    }
 
 
 async def call(request: web.Request) -> web.Response:
