@@ -31,6 +31,47 @@ def encoders(oids: Sequence[int], formats: Sequence[int]) -> list[Encoder]:
     ]
 
 
+Writer = Callable[[Sequence[tuple[Any, ...]], Any], None]
+
+_BY_TYPES: dict[tuple[tuple[int, ...], tuple[int, ...]], Writer] = {}
+
+
+def writer_for(oids: tuple[int, ...], formats: tuple[int, ...]) -> Writer:
+    """``row_writer`` for columns of these OIDs in these formats, found by the OIDs: a
+    prepared statement's Execute does not choose encoders again."""
+    key = (oids, formats)
+    found = _BY_TYPES.get(key)
+    if found is None:
+        found = row_writer(tuple(encoders(oids, formats)))
+        if len(_BY_TYPES) >= _WRITERS_MAX:
+            _BY_TYPES.clear()
+        _BY_TYPES[key] = found
+    return found
+
+
+def sent_formats(requested: tuple[int, ...], oids: tuple[int, ...]) -> tuple[int, ...]:
+    """The format each column is sent in: Bind's result formats (``result_formats``),
+    with text for a type that has no binary form here (described so).
+
+    Raises:
+        ValueError: as ``result_formats``.
+    """
+    key = (requested, oids)
+    found = _SENT.get(key)
+    if found is None:
+        formats = result_formats(requested, len(oids))
+        found = tuple(
+            f if f == 0 or pgtypes.has_binary(o) else 0 for f, o in zip(formats, oids, strict=True)
+        )
+        if len(_SENT) >= _WRITERS_MAX:
+            _SENT.clear()
+        _SENT[key] = found
+    return found
+
+
+_SENT: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[int, ...]] = {}
+
+
 def result_formats(requested: Sequence[int], count: int) -> list[int]:
     """Bind's result format codes, spread as the protocol says: none means all text,
     one applies to every column, else one per column."""
@@ -43,18 +84,20 @@ def result_formats(requested: Sequence[int], count: int) -> list[int]:
     return list(requested)
 
 
-def data_rows(rows: Sequence[tuple[Any, ...]], encode: Sequence[Encoder]) -> bytes:
-    """The DataRow messages of ``rows``, concatenated (through ``row_writer``)."""
+def data_rows(rows: Sequence[tuple[Any, ...]], encode: Sequence[Encoder] | Writer) -> bytes:
+    """The DataRow messages of ``rows``, concatenated (through ``row_writer``, or the
+    writer given)."""
     out: list[bytes] = []
-    row_writer(tuple(encode))(rows, out.append)
+    write = encode if callable(encode) else row_writer(tuple(encode))
+    write(rows, out.append)
     return b"".join(out)
 
 
-_WRITERS: dict[tuple[Encoder, ...], Callable[[Sequence[tuple[Any, ...]], Any], None]] = {}
+_WRITERS: dict[tuple[Encoder, ...], Writer] = {}
 _WRITERS_MAX = 256
 
 
-def row_writer(encode: tuple[Encoder, ...]) -> Callable[[Sequence[tuple[Any, ...]], Any], None]:
+def row_writer(encode: tuple[Encoder, ...]) -> Writer:
     """A function appending the DataRow of each row, written out for this list of column
     encoders: one unrolled statement per column instead of a loop over them, and the
     common encoders (``str.encode``, ``int`` to text, fixed-width binary) inlined. It is
