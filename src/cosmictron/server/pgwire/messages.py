@@ -270,9 +270,7 @@ def row_description(columns: Sequence[str], oids: Sequence[int], formats: Sequen
     return found
 
 
-def _row_description(
-    columns: Sequence[str], oids: Sequence[int], formats: Sequence[int]
-) -> bytes:
+def _row_description(columns: Sequence[str], oids: Sequence[int], formats: Sequence[int]) -> bytes:
     from cosmictron.server.pgwire.pgtypes import TYPE_SIZES
 
     parts = [_INT16.pack(len(columns))]

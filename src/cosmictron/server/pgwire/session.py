@@ -445,7 +445,7 @@ class Session:
                 f"more than {self.context.settings.portals_max} open portals "
                 "(limits.pg_portals_max)",
             )
-        oids = ()
+        oids: tuple[int, ...] = ()
         if count:
             oids = statement.param_oids or await self._param_oids(statement)
         params: dict[str, Any] = {}
