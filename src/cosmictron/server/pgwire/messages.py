@@ -72,10 +72,6 @@ class Frames:
         self.data = b""
         self.at = 0
 
-    def pending(self) -> bool:
-        """Whether bytes of a further message are already here (no wait for them)."""
-        return self.at < len(self.data)
-
     async def next(self) -> tuple[bytes, bytes]:
         """The next (type byte, body), as ``read_message`` returns it.
 
@@ -145,6 +141,20 @@ def parse_bind(data: bytes) -> tuple[str, str, list[int], list[bytes | None], li
     except (ValueError, struct.error) as exc:  # UnicodeDecodeError is a ValueError
         raise Malformed(f"a Bind message that does not parse ({exc})") from None
     return portal, statement, formats, values, results
+
+
+def parse_execute(data: bytes) -> tuple[str, int]:
+    """An Execute message's body: the portal and the row limit (0: no limit).
+
+    Raises:
+        Malformed: the body is shorter than that, or the name is not UTF-8.
+    """
+    try:
+        end = data.index(b"\x00")
+        (limit,) = _INT32.unpack_from(data, end + 1)
+        return data[:end].decode(), int(limit)
+    except (ValueError, struct.error) as exc:
+        raise Malformed(f"an Execute message that does not parse ({exc})") from None
 
 
 class Body:
@@ -233,8 +243,19 @@ def backend_key(pid: int, secret: int) -> bytes:
     return message(b"K", _INT32.pack(pid) + _INT32.pack(secret))
 
 
+_TAGS: dict[str, bytes] = {}
+_TAGS_MAX = 1024
+
+
 def command_complete(tag: str) -> bytes:
-    return message(b"C", cstr(tag))
+    """The CommandComplete message (kept: ``SELECT 1`` ends every point query)."""
+    found = _TAGS.get(tag)
+    if found is None:
+        found = message(b"C", cstr(tag))
+        if len(_TAGS) >= _TAGS_MAX:
+            _TAGS.clear()
+        _TAGS[tag] = found
+    return found
 
 
 def error_response(

@@ -323,7 +323,13 @@ class Session:
                 if self.skipping:
                     continue
                 try:
-                    await self._extended(kind, Body(body))
+                    if kind == b"B":  # Bind and Execute first: a point query's messages
+                        await self._bind(body)
+                    elif kind == b"E":
+                        name, limit = messages.parse_execute(body)
+                        await self._execute(name, limit)
+                    else:
+                        await self._extended(kind, Body(body))
                 except PgError as exc:
                     self._error(exc)
                     self.skipping = True
@@ -407,23 +413,21 @@ class Session:
             self.statements[name] = self._parse(pieces[0] if pieces else "", declared)
             self._put(messages.PARSE_COMPLETE)
         elif kind == b"B":
-            await self._bind(body)
+            await self._bind(body.data)
         elif kind == b"D":
             what = body.byte()
             name = body.cstring()
             await self._describe(what, name)
         elif kind == b"E":
-            name = body.cstring()
-            limit = body.int32()
-            await self._execute(name, limit)
+            await self._execute(*messages.parse_execute(body.data))
         else:
             what = body.byte()
             name = body.cstring()
             (self.statements if what == b"S" else self.portals).pop(name, None)
             self._put(messages.CLOSE_COMPLETE)
 
-    async def _bind(self, body: Body) -> None:
-        portal_name, statement_name, formats, raw, result_formats = messages.parse_bind(body.data)
+    async def _bind(self, body: bytes) -> None:
+        portal_name, statement_name, formats, raw, result_formats = messages.parse_bind(body)
         statement = self.statements.get(statement_name)
         if statement is None:
             raise PgError(
@@ -584,11 +588,38 @@ class Session:
             raise PgError(INVALID_CURSOR_NAME, f'portal "{name}" does not exist')
         if portal.statement.route == "copy":
             raise PgError(FEATURE_NOT_SUPPORTED, "COPY runs through the simple query protocol")
-        if portal.outcome is None:
-            portal.outcome = await self._run(portal.statement, portal.params)
         outcome = portal.outcome
+        if outcome is None:
+            statement = portal.statement
+            if statement.route == "engine":
+                outcome = self._point_read(statement, portal.params)
+            if outcome is None:
+                outcome = await self._run(statement, portal.params)
+            portal.outcome = outcome
         fmts = self._formats(portal.formats, outcome.oids)
         await self._send(outcome, fmts, portal, limit, describe=False)
+
+    def _point_read(self, statement: Statement, params: dict[str, Any]) -> Outcome | None:
+        """A SELECT the statement cache knows as a primary-key lookup, outside a
+        transaction block: answered here, on the event loop, without ``_run``'s awaits
+        (``Database.sql`` does one dict lookup under the writer lock; it checks the
+        caller's rights and budget as for any statement). None for anything else,
+        which ``_run`` runs."""
+        shape = statement.shape
+        if shape is None or shape.kind != "SELECT" or self.block is not None:
+            return None
+        db = self._database().db
+        given = params or None
+        text = statement.engine_text
+        if not is_point_lookup(db, text, given, self.caller):
+            return None
+        self._take_rate()
+        try:
+            result = db.sql(text, given, sender=self.caller, budget=self.budget)
+        except CosmictronError as exc:
+            raise sqlstate_of(exc, statement.text) from None
+        rows = result.rows
+        return Outcome(f"SELECT {len(rows)}", shape.columns, shape.column_oids, rows)
 
     # --- running statements -----------------------------------------------------
 
@@ -768,6 +799,17 @@ class Session:
                 return Outcome("SHOW", ("name", "setting", "description"), oids, rows)
             value = self.settings.show(name)
             return Outcome("SHOW", (show_column(name),), (pgtypes.TEXT,), [(value,)])
+        if verb == "DEALLOCATE":
+            # Named prepared statements go (the unnamed one is not PREPAREd: it stays).
+            if command.name == "all":
+                self.statements = {"": self.statements[""]} if "" in self.statements else {}
+                return Outcome("DEALLOCATE ALL")
+            if not command.name or self.statements.pop(command.name, None) is None:
+                raise PgError(
+                    INVALID_PREPARED_STATEMENT,
+                    f'prepared statement "{command.name}" does not exist',
+                )
+            return Outcome("DEALLOCATE")
         if verb in ("SAVEPOINT", "RELEASE", "ROLLBACK TO"):
             return self._savepoint(verb, command.name)
         raise PgError(FEATURE_NOT_SUPPORTED, f"{command.name} is not supported by Cosmictron")
