@@ -14,6 +14,10 @@ each engine through the same drivers, alternating engines in rounds so drift hit
 - point queries ``SELECT * FROM reading WHERE id = $1`` on one connection, one at a
   time, random ids: psycopg (server-side prepared) and asyncpg; queries/s.
 
+Beside each rate, the Cosmictron server's CPU time per scan and per point query (user
+plus system, from ``/proc``; Linux only): on a loaded machine it moves much less than
+wall-clock rates, so it is the figure to compare before and after a change.
+
 Cosmictron's per-identity query rate (``limits.rate_queries_per_s``, 2,000/s) would cap
 the point-query figure, so the server is started with ``COSMICTRON_RATE_QUERIES_PER_S``
 raised; every other limit is the default. Goals (issue 22): scans at least 0.7x
@@ -33,6 +37,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +151,43 @@ class Cosmictron:
         self.log.close()
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of process ``pid`` so far (None off Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """The server's CPU time per operation, summed over the measured calls."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.seconds: dict[str, float] = {}
+        self.operations: dict[str, float] = {}
+
+    def measure(self, name: str, run: Any, rate: bool = False) -> Any:
+        """``run()``, its server CPU charged to ``name``: per call, or, when ``run``
+        returns a rate per second, per operation it made."""
+        before = cpu_seconds(self.pid)
+        started = time.perf_counter()
+        result = run()
+        took = time.perf_counter() - started
+        after = cpu_seconds(self.pid)
+        if before is not None and after is not None:
+            self.seconds[name] = self.seconds.get(name, 0.0) + after - before
+            done = result * took if rate else 1
+            self.operations[name] = self.operations.get(name, 0.0) + done
+        return result
+
+    def per_operation(self, name: str) -> float | None:
+        count = self.operations.get(name)
+        return self.seconds[name] / count if count else None
+
+
 def load_postgres(server: PostgresServer, data: list[tuple[Any, ...]]) -> tuple[str, str]:
     import psycopg
 
@@ -237,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     with temp_parent(args.tmpdir, "pgwire-bench-") as parent:
         machine = machine_info(parent)
         cosmictron = Cosmictron(parent, data)
+        meter = CpuMeter(cosmictron.proc.pid)
         postgres: PostgresServer | None = None
         try:
             try:
@@ -259,11 +302,20 @@ def main(argv: list[str] | None = None) -> int:
                 scan_asyncpg(url, count)
             for _ in range(rounds):
                 for engine, (dsn, url) in engines.items():
-                    scans[engine]["psycopg_text"].append(scan_psycopg(dsn, False, count))
-                    scans[engine]["psycopg_binary"].append(scan_psycopg(dsn, True, count))
-                    scans[engine]["asyncpg"].append(scan_asyncpg(url, count))
-                    points[engine]["psycopg"].append(points_psycopg(dsn, count, point_seconds))
-                    points[engine]["asyncpg"].append(points_asyncpg(url, count, point_seconds))
+                    metered = engine == "cosmictron"
+                    for client, run in (
+                        ("psycopg_text", partial(scan_psycopg, dsn, False, count)),
+                        ("psycopg_binary", partial(scan_psycopg, dsn, True, count)),
+                        ("asyncpg", partial(scan_asyncpg, url, count)),
+                    ):
+                        took = meter.measure(f"scan_{client}", run) if metered else run()
+                        scans[engine][client].append(took)
+                    for client, run in (
+                        ("psycopg", partial(points_psycopg, dsn, count, point_seconds)),
+                        ("asyncpg", partial(points_asyncpg, url, count, point_seconds)),
+                    ):
+                        rate = meter.measure(f"point_{client}", run, True) if metered else run()
+                        points[engine][client].append(rate)
         finally:
             cosmictron.stop()
             if postgres is not None:
@@ -272,28 +324,43 @@ def main(argv: list[str] | None = None) -> int:
     for client in ("psycopg_text", "psycopg_binary", "asyncpg"):
         figures = {e: count / statistics.median(scans[e][client]) for e in scans}
         share = ratio(figures.get("cosmictron"), figures.get("postgresql"))
-        results[f"scan_{client}"] = {"rows_per_s": figures, "ratio": share, "goal": SCAN_GOAL}
+        cpu = meter.per_operation(f"scan_{client}")
+        results[f"scan_{client}"] = {
+            "rows_per_s": figures,
+            "ratio": share,
+            "goal": SCAN_GOAL,
+            "cosmictron_server_cpu_ms_per_scan": None if cpu is None else round(cpu * 1000, 1),
+        }
         table.append(
             [
                 f"SELECT * ({count:,} rows), {client}",
                 *(f"{figures.get(e, 0):,.0f} rows/s" for e in ("cosmictron", "postgresql")),
                 "-" if share is None else f"{share:.2f}x",
                 "met" if share and share >= SCAN_GOAL else "missed",
+                "-" if cpu is None else f"{cpu * 1000:.0f} ms/scan",
             ]
         )
     for client in ("psycopg", "asyncpg"):
         figures = {e: statistics.median(points[e][client]) for e in points}
         share = ratio(figures.get("cosmictron"), figures.get("postgresql"))
-        results[f"point_{client}"] = {"queries_per_s": figures, "ratio": share, "goal": POINT_GOAL}
+        cpu = meter.per_operation(f"point_{client}")
+        results[f"point_{client}"] = {
+            "queries_per_s": figures,
+            "ratio": share,
+            "goal": POINT_GOAL,
+            "cosmictron_server_cpu_us_per_query": None if cpu is None else round(cpu * 1e6, 1),
+        }
         table.append(
             [
                 f"point query, {client}",
                 *(f"{figures.get(e, 0):,.0f} q/s" for e in ("cosmictron", "postgresql")),
                 "-" if share is None else f"{share:.2f}x",
                 "met" if share and share >= POINT_GOAL else "missed",
+                "-" if cpu is None else f"{cpu * 1e6:.0f} us/query",
             ]
         )
-    print(text_table(["scenario", "cosmictron", "postgresql 15", "ratio", "goal"], table))
+    headers = ["scenario", "cosmictron", "postgresql 15", "ratio", "goal", "cosmictron cpu"]
+    print(text_table(headers, table))
     print(run_took(started, args.mode))
     settings = {"rows": count, "rounds": rounds, "point_seconds": point_seconds}
     write_results(args.out, "pgwire", args.mode, settings, machine, started, results)

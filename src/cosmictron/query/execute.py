@@ -31,6 +31,7 @@ import functools
 import sys
 from collections.abc import Callable
 from itertools import islice
+from operator import itemgetter
 from typing import Any
 
 from cosmictron.datastore import Datastore, Index
@@ -43,6 +44,7 @@ from cosmictron.query.keysets import Rows, evaluate_semijoins, rows_by_key_set
 from cosmictron.query.plan import (
     Agg,
     Aggregate,
+    Col,
     Compound,
     Derived,
     Distinct,
@@ -108,15 +110,25 @@ def execute(
         meter = UNMETERED.start()
     width = plan_width(plan)
     weigh = row_weigher(plan_types(plan, width))
-    charge_result = meter.charge_result
     rows: list[tuple[Any, ...]] = []
+    append = rows.append
+    # The result's bytes are counted here and charged to the meter when they would pass
+    # its limit (which then stops the query, at the same row as charging each row
+    # would) and at the end: one method call per result, not per row.
+    room = meter.result_bytes_max - meter.result_bytes
+    used = 0
     for row in _run(plan, datastore, meter):
         if len(rows) >= rows_max:
             meter.too_many_rows(rows_max)
         if width is not None and len(row) != width:
             row = row[:width]
-        charge_result(weigh(row))
-        rows.append(row)
+        used += weigh(row)
+        if used > room:
+            meter.charge_result(used)  # raises unless another run freed room meanwhile
+            room = meter.result_bytes_max - meter.result_bytes
+            used = 0
+        append(row)
+    meter.charge_result(used)
     meter.check_time()
     return rows
 
@@ -284,7 +296,24 @@ def _group_concat(aggregate: Agg, values: list[Any], meter: Meter | None) -> Any
 
 
 def _project(node: Project, datastore: Datastore, meter: Meter) -> Rows:
-    functions = [compile_expr(expr, meter) for expr in node.exprs]
+    exprs = node.exprs
+    if exprs and all(type(expr) is Col for expr in exprs):
+        # Columns only (``SELECT *``, ``SELECT a, b``): picked in C by one itemgetter,
+        # or, when they are all of a scanned table's columns in order, the stored rows
+        # themselves (tuples, never changed in place).
+        slots = [expr.slot for expr in exprs]  # type: ignore[attr-defined]
+        child = node.child
+        if (
+            type(child) is Scan
+            and child.base == 0
+            and slots == list(range(len(child.table.columns)))
+        ):
+            yield from _run(child, datastore, meter)
+            return
+        if len(slots) > 1:
+            yield from map(itemgetter(*slots), _run(child, datastore, meter))
+            return
+    functions = [compile_expr(expr, meter) for expr in exprs]
     for row in _run(node.child, datastore, meter):
         yield tuple(function(row) for function in functions)
 

@@ -51,6 +51,112 @@ async def read_message(reader: asyncio.StreamReader, bytes_max: int) -> tuple[by
     return kind, await reader.readexactly(length - 4) if length > 4 else b""
 
 
+class Frames:
+    """The frontend messages of one connection, read a chunk at a time.
+
+    A client sends several messages per round trip (Bind, Execute, Sync): reading each
+    header and body with its own ``readexactly`` cost two awaits per message. Here one
+    ``read`` takes whatever has arrived (at most ``CHUNK`` bytes) and the messages in it
+    are cut out of that buffer. A header is checked against the cap before its body is
+    awaited, so a peer still cannot make the server hold more than ``bytes_max`` plus
+    one chunk.
+    """
+
+    CHUNK = 1 << 16
+
+    __slots__ = ("at", "bytes_max", "data", "reader")
+
+    def __init__(self, reader: asyncio.StreamReader, bytes_max: int) -> None:
+        self.reader = reader
+        self.bytes_max = bytes_max
+        self.data = b""
+        self.at = 0
+
+    async def next(self) -> tuple[bytes, bytes]:
+        """The next (type byte, body), as ``read_message`` returns it.
+
+        Raises:
+            FrameTooLarge: the declared length is over the cap or under 4.
+            asyncio.IncompleteReadError: the peer closed the connection.
+        """
+        data = self.data
+        at = self.at
+        if len(data) - at < 5:
+            data = data[at:]
+            at = 0
+            while len(data) < 5:
+                chunk = await self.reader.read(self.CHUNK)
+                if not chunk:
+                    raise asyncio.IncompleteReadError(data, None)
+                data += chunk
+        (length,) = _LENGTH.unpack_from(data, at + 1)
+        if length < 4 or length > self.bytes_max:
+            raise FrameTooLarge(
+                f"a message of {length} bytes (at most {self.bytes_max}, "
+                "limits.pg_message_bytes_max)"
+            )
+        end = at + 1 + length
+        if len(data) < end:
+            data = data[at:] + await self.reader.readexactly(end - len(data))
+            end -= at
+            at = 0
+        self.data = data
+        self.at = end
+        return data[at : at + 1], data[at + 5 : end]
+
+
+def parse_bind(data: bytes) -> tuple[str, str, list[int], list[bytes | None], list[int]]:
+    """A Bind message's body: portal, statement, parameter formats, parameter values
+    (None for NULL) and result formats.
+
+    Raises:
+        Malformed: the body is shorter than what it declares, or a name is not UTF-8.
+    """
+    try:
+        end = data.index(b"\x00")
+        portal = data[:end].decode()
+        start = end + 1
+        end = data.index(b"\x00", start)
+        statement = data[start:end].decode()
+        at = end + 1
+        (count,) = _INT16.unpack_from(data, at)
+        formats = list(struct.unpack_from(f"!{count}h", data, at + 2)) if count > 0 else []
+        at += 2 + 2 * max(count, 0)
+        (count,) = _INT16.unpack_from(data, at)
+        at += 2
+        values: list[bytes | None] = []
+        size = len(data)
+        for _ in range(count):
+            (length,) = _INT32.unpack_from(data, at)
+            at += 4
+            if length == -1:
+                values.append(None)
+                continue
+            if length < 0 or at + length > size:
+                raise Malformed("the message ends inside a value")
+            values.append(data[at : at + length])
+            at += length
+        (count,) = _INT16.unpack_from(data, at)
+        results = list(struct.unpack_from(f"!{count}h", data, at + 2)) if count > 0 else []
+    except (ValueError, struct.error) as exc:  # UnicodeDecodeError is a ValueError
+        raise Malformed(f"a Bind message that does not parse ({exc})") from None
+    return portal, statement, formats, values, results
+
+
+def parse_execute(data: bytes) -> tuple[str, int]:
+    """An Execute message's body: the portal and the row limit (0: no limit).
+
+    Raises:
+        Malformed: the body is shorter than that, or the name is not UTF-8.
+    """
+    try:
+        end = data.index(b"\x00")
+        (limit,) = _INT32.unpack_from(data, end + 1)
+        return data[:end].decode(), int(limit)
+    except (ValueError, struct.error) as exc:
+        raise Malformed(f"an Execute message that does not parse ({exc})") from None
+
+
 class Body:
     """A cursor over a message body; every read checks the bytes are there."""
 
@@ -137,8 +243,19 @@ def backend_key(pid: int, secret: int) -> bytes:
     return message(b"K", _INT32.pack(pid) + _INT32.pack(secret))
 
 
+_TAGS: dict[str, bytes] = {}
+_TAGS_MAX = 1024
+
+
 def command_complete(tag: str) -> bytes:
-    return message(b"C", cstr(tag))
+    """The CommandComplete message (kept: ``SELECT 1`` ends every point query)."""
+    found = _TAGS.get(tag)
+    if found is None:
+        found = message(b"C", cstr(tag))
+        if len(_TAGS) >= _TAGS_MAX:
+            _TAGS.clear()
+        _TAGS[tag] = found
+    return found
 
 
 def error_response(
@@ -157,7 +274,24 @@ def error_response(
     return message(b"N" if notice else b"E", b"".join(fields) + b"\x00")
 
 
+_DESCRIPTIONS: dict[tuple[tuple[str, ...], tuple[int, ...], tuple[int, ...]], bytes] = {}
+_DESCRIPTIONS_MAX = 512
+
+
 def row_description(columns: Sequence[str], oids: Sequence[int], formats: Sequence[int]) -> bytes:
+    """The RowDescription message, kept for the next statement of the same shape (a
+    prepared statement describes the same columns on every Execute)."""
+    key = (tuple(columns), tuple(oids), tuple(formats))
+    found = _DESCRIPTIONS.get(key)
+    if found is None:
+        found = _row_description(columns, oids, formats)
+        if len(_DESCRIPTIONS) >= _DESCRIPTIONS_MAX:
+            _DESCRIPTIONS.clear()
+        _DESCRIPTIONS[key] = found
+    return found
+
+
+def _row_description(columns: Sequence[str], oids: Sequence[int], formats: Sequence[int]) -> bytes:
     from cosmictron.server.pgwire.pgtypes import TYPE_SIZES
 
     parts = [_INT16.pack(len(columns))]

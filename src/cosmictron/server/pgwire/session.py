@@ -73,6 +73,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+_PARAM_NAMES = tuple(f"p{n}" for n in range(64))
+
 _COPY = re.compile(
     r"^\s*copy\s*\((?P<query>.*)\)\s*to\s+stdout(?P<options>.*)$", re.IGNORECASE | re.DOTALL
 )
@@ -112,13 +114,15 @@ class Statement:
     declared: tuple[int, ...] = ()
     command: session_sql.Command | None = None
     shape: Shape | None = None
+    param_oids: tuple[int, ...] | None = None
+    """The type of each parameter, worked out at the first Bind or Describe."""
 
 
 @dataclass
 class Portal:
     statement: Statement
     params: dict[str, Any]
-    formats: list[int]
+    formats: tuple[int, ...]
     outcome: Outcome | None = None
     sent: int = 0
     described: bool = False
@@ -155,6 +159,7 @@ class Session:
         self.database_name = ""
         self.user = ""
         self.caller = Identity.zero()
+        self.caller_hex = ""
         self.settings = session_sql.Settings()
         self.statements: dict[str, Statement] = {}
         self.portals: dict[str, Portal] = {}
@@ -264,6 +269,7 @@ class Session:
             if not token:
                 raise Unauthenticated("no password: send an identity's token as the password")
             self.caller = self.context.authority.verify(token)
+            self.caller_hex = self.caller.hex()
         except Unauthenticated as exc:
             await self._fatal(
                 PgError(
@@ -293,11 +299,11 @@ class Session:
         await self._flush()
 
     async def _loop(self) -> None:
-        cap = self.context.settings.message_bytes_max
+        frames = messages.Frames(self.reader, self.context.settings.message_bytes_max)
         loop = asyncio.get_running_loop()
         while True:
             self.idle_since = loop.time()  # the context's reaper closes idle sessions
-            kind, body = await messages.read_message(self.reader, cap)
+            kind, body = await frames.next()
             self.idle_since = None
             if kind == b"X":
                 raise Closed
@@ -317,7 +323,13 @@ class Session:
                 if self.skipping:
                     continue
                 try:
-                    await self._extended(kind, Body(body))
+                    if kind == b"B":  # Bind and Execute first: a point query's messages
+                        await self._bind(body)
+                    elif kind == b"E":
+                        name, limit = messages.parse_execute(body)
+                        await self._execute(name, limit)
+                    else:
+                        await self._extended(kind, Body(body))
                 except PgError as exc:
                     self._error(exc)
                     self.skipping = True
@@ -333,11 +345,16 @@ class Session:
         self.out_bytes += len(data)
 
     async def _flush(self) -> None:
+        writer = self.writer
         if self.out:
-            self.writer.write(b"".join(self.out))
+            writer.write(b"".join(self.out))
             self.out.clear()
             self.out_bytes = 0
-        await self.writer.drain()
+        # The socket took everything (the usual case on a reply): nothing to wait for,
+        # and a peer gone away shows at the next read. Otherwise wait for the drain:
+        # back pressure on a client reading slowly.
+        if writer.transport.get_write_buffer_size() or writer.transport.is_closing():
+            await writer.drain()
 
     def _ready(self) -> bytes:
         if self.block is None:
@@ -366,7 +383,7 @@ class Session:
                     await self._copy(statement)
                     continue
                 outcome = await self._run(statement, {})
-                await self._send(outcome, [0] * len(outcome.oids), None, 0)
+                await self._send(outcome, (0,) * len(outcome.oids), None, 0)
         except PgError as exc:
             self._error(exc)
         self._put(self._ready())
@@ -396,38 +413,27 @@ class Session:
             self.statements[name] = self._parse(pieces[0] if pieces else "", declared)
             self._put(messages.PARSE_COMPLETE)
         elif kind == b"B":
-            await self._bind(body)
+            await self._bind(body.data)
         elif kind == b"D":
             what = body.byte()
             name = body.cstring()
             await self._describe(what, name)
         elif kind == b"E":
-            name = body.cstring()
-            limit = body.int32()
-            await self._execute(name, limit)
+            await self._execute(*messages.parse_execute(body.data))
         else:
             what = body.byte()
             name = body.cstring()
             (self.statements if what == b"S" else self.portals).pop(name, None)
             self._put(messages.CLOSE_COMPLETE)
 
-    async def _bind(self, body: Body) -> None:
-        portal_name = body.cstring()
-        statement_name = body.cstring()
+    async def _bind(self, body: bytes) -> None:
+        portal_name, statement_name, formats, raw, result_formats = messages.parse_bind(body)
         statement = self.statements.get(statement_name)
         if statement is None:
             raise PgError(
                 INVALID_PREPARED_STATEMENT, f'prepared statement "{statement_name}" does not exist'
             )
-        format_count = body.int16()
-        formats = [body.int16() for _ in range(format_count)]
-        count = body.int16()
-        raw = []
-        for _ in range(count):
-            length = body.int32()
-            raw.append(None if length == -1 else body.take(length))
-        result_count = body.int16()
-        result_formats = [body.int16() for _ in range(result_count)]
+        count = len(raw)
         if count != statement.param_count:
             raise PgError(
                 PROTOCOL_VIOLATION,
@@ -443,7 +449,9 @@ class Session:
                 f"more than {self.context.settings.portals_max} open portals "
                 "(limits.pg_portals_max)",
             )
-        oids = await self._param_oids(statement) if count else ()
+        oids: tuple[int, ...] = ()
+        if count:
+            oids = statement.param_oids or await self._param_oids(statement)
         params: dict[str, Any] = {}
         for number, data in enumerate(raw, start=1):
             fmt = formats[0] if len(formats) == 1 else (formats[number - 1] if formats else 0)
@@ -451,28 +459,36 @@ class Session:
                 params[f"p{number}"] = None
                 continue
             try:
-                params[f"p{number}"] = pgtypes.decode_param(data, oids[number - 1], fmt == 1)
+                params[_PARAM_NAMES[number] if number < len(_PARAM_NAMES) else f"p{number}"] = (
+                    pgtypes.decode_param(data, oids[number - 1], fmt == 1)
+                )
             except pgtypes.BadValue as exc:
                 raise PgError(INVALID_TEXT_REPRESENTATION, f"parameter ${number}: {exc}") from None
             except pgtypes.OutOfRange as exc:
                 raise PgError(NUMERIC_VALUE_OUT_OF_RANGE, f"parameter ${number}: {exc}") from None
-        self.portals[portal_name] = Portal(statement, params, result_formats)
+        self.portals[portal_name] = Portal(statement, params, tuple(result_formats))
         self._put(messages.BIND_COMPLETE)
 
     async def _param_oids(self, statement: Statement) -> tuple[int, ...]:
+        """The parameters' types (declared at Parse, else inferred), kept on the
+        statement: they do not change between its Binds."""
+        if statement.param_oids is not None:
+            return statement.param_oids
         declared = statement.declared
         if len(declared) >= statement.param_count and all(declared[: statement.param_count]):
-            return declared[: statement.param_count]
+            statement.param_oids = declared[: statement.param_count]
+            return statement.param_oids
         if statement.route == "catalog":
             inferred = catalog.param_oids(statement.text, statement.param_count)
         else:
             shape = await self._shape(statement)
             inferred = shape.param_oids if shape is not None else ()
-        return tuple(
+        statement.param_oids = tuple(
             (declared[i] if i < len(declared) and declared[i] else 0)
             or (inferred[i] if i < len(inferred) else pgtypes.TEXT)
             for i in range(statement.param_count)
         )
+        return statement.param_oids
 
     async def _shape(self, statement: Statement) -> Shape | None:
         if statement.route != "engine":
@@ -515,7 +531,7 @@ class Session:
             if columns is None:
                 self._put(messages.NO_DATA)
             else:
-                fmts = [0] * len(columns)
+                fmts = (0,) * len(columns)
                 self._put(messages.row_description(columns, column_oids, fmts))
             return
         portal = self.portals.get(name)
@@ -534,11 +550,11 @@ class Session:
     ) -> tuple[tuple[str, ...] | None, tuple[int, ...]]:
         """Columns and OIDs of what ``statement`` returns (None: no rows)."""
         if statement.route == "engine":
-            shape = await self._shape(statement)
+            shape = statement.shape or await self._shape(statement)
             assert shape is not None
             if shape.columns is None:
                 return None, ()
-            return shape.columns, tuple(pgtypes.oid_of(t) for t in shape.types)
+            return shape.columns, shape.column_oids
         if statement.route in ("empty", "copy"):
             return None, ()
         command = statement.command
@@ -559,15 +575,12 @@ class Session:
             outcome = portal.outcome
         return outcome.columns, outcome.oids
 
-    def _formats(self, requested: Sequence[int], oids: Sequence[int]) -> list[int]:
+    def _formats(self, requested: tuple[int, ...], oids: tuple[int, ...]) -> tuple[int, ...]:
         try:
-            formats = results.result_formats(requested, len(oids))
+            # A type without a binary form here is sent as text, and described so.
+            return results.sent_formats(requested, tuple(oids))
         except ValueError as exc:
             raise PgError(PROTOCOL_VIOLATION, str(exc)) from None
-        # A type without a binary form here is sent as text, and described so.
-        return [
-            f if f == 0 or pgtypes.has_binary(o) else 0 for f, o in zip(formats, oids, strict=True)
-        ]
 
     async def _execute(self, name: str, limit: int) -> None:
         portal = self.portals.get(name)
@@ -575,11 +588,38 @@ class Session:
             raise PgError(INVALID_CURSOR_NAME, f'portal "{name}" does not exist')
         if portal.statement.route == "copy":
             raise PgError(FEATURE_NOT_SUPPORTED, "COPY runs through the simple query protocol")
-        if portal.outcome is None:
-            portal.outcome = await self._run(portal.statement, portal.params)
         outcome = portal.outcome
+        if outcome is None:
+            statement = portal.statement
+            if statement.route == "engine":
+                outcome = self._point_read(statement, portal.params)
+            if outcome is None:
+                outcome = await self._run(statement, portal.params)
+            portal.outcome = outcome
         fmts = self._formats(portal.formats, outcome.oids)
         await self._send(outcome, fmts, portal, limit, describe=False)
+
+    def _point_read(self, statement: Statement, params: dict[str, Any]) -> Outcome | None:
+        """A SELECT the statement cache knows as a primary-key lookup, outside a
+        transaction block: answered here, on the event loop, without ``_run``'s awaits
+        (``Database.sql`` does one dict lookup under the writer lock; it checks the
+        caller's rights and budget as for any statement). None for anything else,
+        which ``_run`` runs."""
+        shape = statement.shape
+        if shape is None or shape.kind != "SELECT" or self.block is not None:
+            return None
+        db = self._database().db
+        given = params or None
+        text = statement.engine_text
+        if not is_point_lookup(db, text, given, self.caller):
+            return None
+        self._take_rate()
+        try:
+            result = db.sql(text, given, sender=self.caller, budget=self.budget)
+        except CosmictronError as exc:
+            raise sqlstate_of(exc, statement.text) from None
+        rows = result.rows
+        return Outcome(f"SELECT {len(rows)}", shape.columns, shape.column_oids, rows)
 
     # --- running statements -----------------------------------------------------
 
@@ -633,7 +673,7 @@ class Session:
 
     def _take_rate(self) -> None:
         try:
-            self.context.throttle.take("queries", False, self.caller.hex())
+            self.context.throttle.take("queries", False, self.caller_hex)
         except RateLimited as exc:
             raise sqlstate_of(exc) from None
 
@@ -648,11 +688,13 @@ class Session:
             catalog.SessionInfo(self.database_name, self.user, self.pid, self.settings.values),
             self.context.registry.names(),
         )
-        return Outcome(f"SELECT {len(answer.rows)}", answer.columns, answer.oids, answer.rows)
+        return Outcome(
+            f"SELECT {len(answer.rows)}", answer.columns, tuple(answer.oids), answer.rows
+        )
 
     async def _engine(self, statement: Statement, params: dict[str, Any]) -> Outcome:
         database = self._database()
-        shape = await self._shape(statement)
+        shape = statement.shape or await self._shape(statement)
         assert shape is not None
         text = statement.engine_text
         budget = self.budget
@@ -694,7 +736,7 @@ class Session:
         if self.cancelled:
             raise PgError(QUERY_CANCELED, "canceling statement due to user request")
         columns = shape.columns
-        oids = tuple(pgtypes.oid_of(t) for t in shape.types) if columns is not None else ()
+        oids = shape.column_oids
         if reads:
             return Outcome(f"SELECT {len(result.rows)}", columns, oids, result.rows)
         count = result.rows_affected or 0
@@ -757,6 +799,17 @@ class Session:
                 return Outcome("SHOW", ("name", "setting", "description"), oids, rows)
             value = self.settings.show(name)
             return Outcome("SHOW", (show_column(name),), (pgtypes.TEXT,), [(value,)])
+        if verb == "DEALLOCATE":
+            # Named prepared statements go (the unnamed one is not PREPAREd: it stays).
+            if command.name == "all":
+                self.statements = {"": self.statements[""]} if "" in self.statements else {}
+                return Outcome("DEALLOCATE ALL")
+            if not command.name or self.statements.pop(command.name, None) is None:
+                raise PgError(
+                    INVALID_PREPARED_STATEMENT,
+                    f'prepared statement "{command.name}" does not exist',
+                )
+            return Outcome("DEALLOCATE")
         if verb in ("SAVEPOINT", "RELEASE", "ROLLBACK TO"):
             return self._savepoint(verb, command.name)
         raise PgError(FEATURE_NOT_SUPPORTED, f"{command.name} is not supported by Cosmictron")
@@ -810,7 +863,7 @@ class Session:
     async def _send(
         self,
         outcome: Outcome,
-        formats: list[int],
+        formats: tuple[int, ...],
         portal: Portal | None,
         limit: int,
         describe: bool = True,
@@ -824,14 +877,14 @@ class Session:
         if outcome.columns is not None:
             if describe:
                 self._put(messages.row_description(outcome.columns, outcome.oids, formats))
-            encode = results.encoders(outcome.oids, formats)
+            write = results.writer_for(tuple(outcome.oids), formats)
             start = portal.sent if portal is not None else 0
             end = len(rows) if limit <= 0 else min(len(rows), start + limit)
             step = results.BATCH_ROWS
             for at in range(start, end, step):
                 if self.cancelled:
                     raise PgError(QUERY_CANCELED, "canceling statement due to user request")
-                self._put(results.data_rows(rows[at : min(at + step, end)], encode))
+                self._put(results.data_rows(rows[at : min(at + step, end)], write))
                 if self.out_bytes > 1 << 20:
                     await self._flush()  # back pressure: wait for the socket to drain
             if portal is not None:

@@ -225,6 +225,9 @@ def classify(statement: str) -> Command | None:
     if re.match(r"^(rollback|abort)\s+(work\s+|transaction\s+)?to\b", lowered):
         name = re.sub(r"^\w+\s+(work\s+|transaction\s+)?to\s+(savepoint\s+)?", "", text, flags=re.I)
         return Command("ROLLBACK TO", _unquote(name))
-    if first in ("listen", "unlisten", "notify", "deallocate", "prepare", "execute", "declare"):
+    if first == "deallocate":  # psycopg sends DEALLOCATE ALL after a rollback
+        name = re.sub(r"^deallocate\s+(prepare\s+)?", "", text, flags=re.I).strip()
+        return Command("DEALLOCATE", "all" if name.lower() == "all" else _unquote(name))
+    if first in ("listen", "unlisten", "notify", "prepare", "execute", "declare"):
         return Command("REFUSED", first.upper())
     return None

@@ -35,6 +35,13 @@ class Shape:
     param_oids: tuple[int, ...]
     kind: str
     """``SELECT``, ``INSERT``, ``UPDATE``, ``DELETE`` or ``EXPLAIN``: the command tag's verb."""
+    column_oids: tuple[int, ...] = ()
+    """The OID of each column (``pgtypes.oid_of`` of ``types``), worked out once."""
+
+    def __post_init__(self) -> None:
+        if not self.column_oids and self.columns is not None:
+            oids = tuple(pgtypes.oid_of(t) for t in self.types)
+            object.__setattr__(self, "column_oids", oids)
 
 
 def sample_params(count: int, oids: tuple[int, ...]) -> dict[str, Any]:

@@ -1,0 +1,127 @@
+"""The point-query path (a cached primary-key lookup answered on the event loop) keeps
+every rule of the generic one: rights, the per-identity query rate, a transaction
+block's own writes, NULL and missing keys. Each check runs the statement many times, so
+the later runs take the cached path."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import asyncpg
+import psycopg
+import pytest
+
+from tests.pgwire.conftest import MODULE, PG, start_pg_server
+from tests.server.conftest import STARTED, stop_server
+
+RUNS = 5
+
+
+def test_prepared_point_lookups_answer_every_time(pg: PG) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(pg.url(pg.reader_token))
+        try:
+            statement = await conn.prepare("SELECT id, name, note FROM item WHERE id = $1")
+            for _ in range(RUNS):
+                for key in (3, 4, 10_000, None):
+                    row = await statement.fetchrow(key)
+                    if key in (3, 4):
+                        assert tuple(row) == (key, f"item{key}", None)
+                    else:
+                        assert row is None
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+    with psycopg.connect(pg.dsn(pg.reader_token), autocommit=True, prepare_threshold=0) as conn:
+        for binary in (False, True):
+            for _ in range(RUNS):
+                cursor = conn.execute("SELECT * FROM item WHERE id = %s", (6,), binary=binary)
+                assert cursor.statusmessage == "SELECT 1"
+                assert cursor.fetchall() == [(6, "item6", 9.0, 6, True, None)]
+
+
+def test_a_private_table_is_refused_on_every_run(pg: PG) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(pg.url(pg.reader_token))
+        try:
+            for _ in range(RUNS):
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    await conn.fetchrow("SELECT * FROM secret WHERE id = $1", 1)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+    with psycopg.connect(pg.dsn(pg.reader_token), autocommit=True, prepare_threshold=0) as conn:
+        for _ in range(RUNS):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("SELECT * FROM secret WHERE id = %s", (1,))
+    with psycopg.connect(pg.dsn(), autocommit=True, prepare_threshold=0) as conn:
+        for _ in range(RUNS):  # the owner reads it
+            assert conn.execute("SELECT value FROM secret WHERE id = %s", (1,)).fetchall() == [
+                ("hidden",)
+            ]
+
+
+def test_a_point_lookup_in_a_block_sees_the_blocks_writes(pg: PG) -> None:
+    with psycopg.connect(pg.dsn(), prepare_threshold=0) as conn:
+        query = "SELECT name FROM item WHERE id = %s"
+        for _ in range(RUNS):  # cached as a point lookup before the block
+            assert conn.execute(query, (9,)).fetchall() == [("item9",)]
+        conn.commit()
+        conn.execute(
+            "INSERT INTO item (id, name, price, qty, active) VALUES (%s, %s, 1.0, 1, true)",
+            (7001, "in-block"),
+        )
+        for _ in range(RUNS):
+            assert conn.execute(query, (7001,)).fetchall() == [("in-block",)]
+        conn.rollback()
+        for _ in range(RUNS):
+            assert conn.execute(query, (7001,)).fetchall() == []
+
+
+@pytest.fixture(scope="module")
+def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PG]:
+    env = {"COSMICTRON_RATE_QUERIES_PER_S": "1", "COSMICTRON_RATE_QUERIES_BURST": "20"}
+    server, host, port = start_pg_server(tmp_path_factory.mktemp("pgrate") / "data", env=env)
+    STARTED.remove(server.process)
+    try:
+        _, owner = server.deployer()
+        assert server.deploy("shop", MODULE, owner).status == 201
+        assert server.request("POST", "/v1/database/shop/call/seed", [5], owner).status == 200
+        yield PG(server, host, port, owner, owner)
+    finally:
+        stop_server(server)
+
+
+def test_point_lookups_count_against_the_query_rate(slow: PG) -> None:
+    async def run() -> int:
+        conn = await asyncpg.connect(slow.url())
+        answered = 0
+        try:
+            statement = await conn.prepare("SELECT name FROM item WHERE id = $1")
+            with pytest.raises(asyncpg.exceptions.ConfigurationLimitExceededError) as caught:
+                for _ in range(100):
+                    assert await statement.fetchval(2) == "item2"
+                    answered += 1
+            assert "too many queries" in str(caught.value)
+        finally:
+            await conn.close()
+        return answered
+
+    # A burst of 20 at 1 per second: far fewer than 100 answered before the refusal.
+    assert asyncio.run(run()) < 40
+
+
+def test_deallocate_drops_named_statements(pg: PG) -> None:
+    """psycopg sends ``DEALLOCATE ALL`` after a rollback once it has prepared statements."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("SELECT 1")  # an unnamed statement, which DEALLOCATE leaves alone
+        assert conn.execute("DEALLOCATE ALL").statusmessage == "DEALLOCATE ALL"
+        with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+            conn.execute("DEALLOCATE nosuch")
+        pgconn = conn.pgconn
+        assert pgconn.prepare(b"mine", b"SELECT name FROM item WHERE id = $1").status == 1
+        assert conn.execute("DEALLOCATE mine").statusmessage == "DEALLOCATE"
+        assert pgconn.exec_prepared(b"mine", [b"1"]).error_message
