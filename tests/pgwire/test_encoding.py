@@ -3,7 +3,7 @@
 ``results.row_writer`` writes rows two specialised ways (text rows as latin-1 strings,
 fixed-width binary columns packed by one ``struct`` call); both must give, byte for
 byte, what encoding each value on its own gives (``pgtypes.text_of`` and the binary
-encoders), for every type, NULLs anywhere, non-ASCII and long text. ``messages.Frames``
+encoders), for every type, NULLs anywhere, non-ASCII and long text. ``inbound.Inbound``
 must cut the same messages out of a stream however it is split into reads.
 """
 
@@ -17,6 +17,7 @@ import struct
 import pytest
 
 from cosmictron.server.pgwire import messages, pgtypes, results
+from cosmictron.server.pgwire.inbound import Inbound
 from cosmictron.values import TimeDuration, Timestamp
 
 OIDS = (
@@ -121,19 +122,39 @@ def test_the_benchmark_row_in_both_formats() -> None:
         )
 
 
+class PausedCounter:
+    """The two transport calls the reader makes when it pauses and resumes reading."""
+
+    def __init__(self) -> None:
+        self.paused = 0
+
+    def pause_reading(self) -> None:
+        self.paused += 1
+
+    def resume_reading(self) -> None:
+        self.paused -= 1
+
+
 def frames_of(chunks: list[bytes], cap: int) -> list[tuple[bytes, bytes]]:
     async def run() -> list[tuple[bytes, bytes]]:
-        reader = asyncio.StreamReader()
-        for chunk in chunks:
-            reader.feed_data(chunk)
-        reader.feed_eof()
-        frames = messages.Frames(reader, cap)
-        got = []
-        while True:
-            try:
-                got.append(await frames.next())
-            except asyncio.IncompleteReadError:
-                return got
+        got: list[tuple[bytes, bytes]] = []
+        inbound = Inbound(lambda _inbound, _writer: asyncio.sleep(0), cap)
+        inbound.transport = PausedCounter()  # type: ignore[assignment]
+
+        async def read_all() -> None:
+            while True:
+                try:
+                    got.append(await inbound.next())
+                except asyncio.IncompleteReadError:
+                    return
+
+        reading = asyncio.ensure_future(read_all())
+        for chunk in chunks:  # arriving while the reader waits, as from a socket
+            await asyncio.sleep(0)
+            inbound.data_received(chunk)
+        inbound.eof_received()
+        await reading
+        return got
 
     return asyncio.run(run())
 

@@ -19,6 +19,7 @@ from cosmictron.server.auth import TokenAuthority
 from cosmictron.server.connection_caps import ConnectionGuard
 from cosmictron.server.pgwire import messages
 from cosmictron.server.pgwire.context import PgContext, PgSettings
+from cosmictron.server.pgwire.inbound import Inbound, serve_inbound
 from cosmictron.server.pgwire.session import Session
 from cosmictron.server.pgwire.sqlstate import TOO_MANY_CONNECTIONS
 from cosmictron.server.registry import DatabaseRegistry
@@ -41,7 +42,7 @@ async def listen_pg(
         registry, authority, throttle, guard, settings or PgSettings.from_environ(os.environ)
     )
 
-    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def connected(reader: Inbound, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         refusal = guard.admit(address) if guard is not None else None
@@ -59,7 +60,9 @@ async def listen_pg(
             if guard is not None:
                 guard.release(address)
 
-    server = await asyncio.start_server(connected, host, port, limit=1 << 16)
+    loop = asyncio.get_running_loop()
+    factory = serve_inbound(connected, context.settings.message_bytes_max)
+    server = await loop.create_server(factory, host, port)
     return PgListener(server, asyncio.ensure_future(context.reap_idle()))
 
 

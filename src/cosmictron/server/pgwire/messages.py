@@ -8,9 +8,9 @@ connection (``FrameTooLarge``), never an allocation of what the peer claims.
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from collections.abc import Sequence
+from typing import Protocol
 
 _LENGTH = struct.Struct("!i")
 _HEADER = struct.Struct("!ci")
@@ -31,7 +31,13 @@ class Malformed(Exception):
     """A message's body does not parse as its type."""
 
 
-async def read_startup(reader: asyncio.StreamReader, bytes_max: int) -> bytes:
+class ReadsExactly(Protocol):
+    """What the startup phase reads from (``inbound.Inbound``, or a StreamReader)."""
+
+    async def readexactly(self, count: int, /) -> bytes: ...
+
+
+async def read_startup(reader: ReadsExactly, bytes_max: int) -> bytes:
     """The body of a startup-phase packet (after its length), at most ``bytes_max``."""
     header = await reader.readexactly(4)
     (length,) = _LENGTH.unpack(header)
@@ -40,7 +46,7 @@ async def read_startup(reader: asyncio.StreamReader, bytes_max: int) -> bytes:
     return await reader.readexactly(length - 4)
 
 
-async def read_message(reader: asyncio.StreamReader, bytes_max: int) -> tuple[bytes, bytes]:
+async def read_message(reader: ReadsExactly, bytes_max: int) -> tuple[bytes, bytes]:
     """The next (type byte, body) of a frontend message, at most ``bytes_max`` long."""
     header = await reader.readexactly(5)
     kind, length = _HEADER.unpack(header)
@@ -49,60 +55,6 @@ async def read_message(reader: asyncio.StreamReader, bytes_max: int) -> tuple[by
             f"a message of {length} bytes (at most {bytes_max}, limits.pg_message_bytes_max)"
         )
     return kind, await reader.readexactly(length - 4) if length > 4 else b""
-
-
-class Frames:
-    """The frontend messages of one connection, read a chunk at a time.
-
-    A client sends several messages per round trip (Bind, Execute, Sync): reading each
-    header and body with its own ``readexactly`` cost two awaits per message. Here one
-    ``read`` takes whatever has arrived (at most ``CHUNK`` bytes) and the messages in it
-    are cut out of that buffer. A header is checked against the cap before its body is
-    awaited, so a peer still cannot make the server hold more than ``bytes_max`` plus
-    one chunk.
-    """
-
-    CHUNK = 1 << 16
-
-    __slots__ = ("at", "bytes_max", "data", "reader")
-
-    def __init__(self, reader: asyncio.StreamReader, bytes_max: int) -> None:
-        self.reader = reader
-        self.bytes_max = bytes_max
-        self.data = b""
-        self.at = 0
-
-    async def next(self) -> tuple[bytes, bytes]:
-        """The next (type byte, body), as ``read_message`` returns it.
-
-        Raises:
-            FrameTooLarge: the declared length is over the cap or under 4.
-            asyncio.IncompleteReadError: the peer closed the connection.
-        """
-        data = self.data
-        at = self.at
-        if len(data) - at < 5:
-            data = data[at:]
-            at = 0
-            while len(data) < 5:
-                chunk = await self.reader.read(self.CHUNK)
-                if not chunk:
-                    raise asyncio.IncompleteReadError(data, None)
-                data += chunk
-        (length,) = _LENGTH.unpack_from(data, at + 1)
-        if length < 4 or length > self.bytes_max:
-            raise FrameTooLarge(
-                f"a message of {length} bytes (at most {self.bytes_max}, "
-                "limits.pg_message_bytes_max)"
-            )
-        end = at + 1 + length
-        if len(data) < end:
-            data = data[at:] + await self.reader.readexactly(end - len(data))
-            end -= at
-            at = 0
-        self.data = data
-        self.at = end
-        return data[at : at + 1], data[at + 5 : end]
 
 
 def parse_bind(data: bytes) -> tuple[str, str, list[int], list[bytes | None], list[int]]:

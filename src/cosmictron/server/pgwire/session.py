@@ -28,7 +28,8 @@ import asyncio
 import logging
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+import struct
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -36,6 +37,7 @@ from cosmictron.errors import CosmictronError, NotFound, RateLimited, Unauthenti
 from cosmictron.host.sql import BlockChanged
 from cosmictron.query.budget import QueryBudget
 from cosmictron.server.pgwire import catalog, messages, pgtypes, results, session_sql
+from cosmictron.server.pgwire.inbound import Inbound
 from cosmictron.server.pgwire.lexer import rename_params, split_statements, strip_comments
 from cosmictron.server.pgwire.messages import Body, FrameTooLarge, Malformed
 from cosmictron.server.pgwire.shapes import (
@@ -145,7 +147,7 @@ class Session:
     def __init__(
         self,
         context: PgContext,
-        reader: asyncio.StreamReader,
+        reader: Inbound,
         writer: asyncio.StreamWriter,
         address: str,
     ) -> None:
@@ -299,7 +301,8 @@ class Session:
         await self._flush()
 
     async def _loop(self) -> None:
-        frames = messages.Frames(self.reader, self.context.settings.message_bytes_max)
+        frames = self.reader
+        frames.on_data = self._fast
         loop = asyncio.get_running_loop()
         while True:
             self.idle_since = loop.time()  # the context's reaper closes idle sessions
@@ -337,6 +340,129 @@ class Session:
             if kind in (b"d", b"c", b"f"):  # COPY FROM data: never started here
                 continue
             await self._fatal(PgError(PROTOCOL_VIOLATION, f"unexpected message type {kind!r}"))
+
+    def _fast(self) -> None:
+        """Answer, from ``data_received``, the buffered frames that need no awaiting:
+        Bind of a statement whose parameter types are known, Describe of its portal,
+        Execute of a cached point read (``_point_read``), Sync and Flush. It stops at
+        the first other frame (left in the buffer for the task, which is woken) and
+        whenever replies are still waiting to leave (the task drains them). Same
+        checks, rights and errors as the task's path: this only skips its awaits."""
+        try:
+            self._fast_frames()
+        except Exception:
+            logger.exception("PostgreSQL session from %s failed", self.address)
+            self.out.clear()
+            self._put(
+                messages.error_response("FATAL", "XX000", "internal error; see the server log")
+            )
+            self._flush_now()
+            self.writer.close()
+        self.idle_since = asyncio.get_running_loop().time()
+
+    def _fast_frames(self) -> None:
+        reader = self.reader
+        transport = self.writer.transport
+        statements = self.statements
+        while True:
+            if self.out_bytes > 1 << 18 or transport.get_write_buffer_size():
+                return
+            at = reader.at
+            try:
+                frame = reader.frame()
+            except FrameTooLarge:
+                reader.take_back(at)
+                return
+            if frame is None:
+                return
+            kind, body = frame
+            if kind == b"S":
+                self.skipping = False
+                self._put(self._ready())
+                self._flush_now()
+                continue
+            if kind == b"H":
+                self._flush_now()
+                continue
+            if self.skipping and kind in (b"B", b"E", b"D"):
+                continue
+            try:
+                if kind == b"B":
+                    try:
+                        bind = messages.parse_bind(body)
+                    except (Malformed, UnicodeDecodeError, struct.error):
+                        reader.take_back(at)
+                        return
+                    statement = statements.get(bind[1])
+                    if statement is None or (len(bind[3]) and statement.param_oids is None):
+                        reader.take_back(at)
+                        return
+                    if len(bind[3]) != statement.param_count:
+                        reader.take_back(at)
+                        return
+                    if len(self.portals) >= self.context.settings.portals_max and (
+                        bind[0] not in self.portals
+                    ):
+                        reader.take_back(at)
+                        return
+                    self._bound(
+                        bind[0], statement, bind[2], bind[3], bind[4], statement.param_oids or ()
+                    )
+                elif kind == b"D":
+                    if body[:1] != b"P":
+                        reader.take_back(at)
+                        return
+                    try:
+                        portal = self.portals.get(body[1:-1].decode())
+                    except UnicodeDecodeError:
+                        reader.take_back(at)
+                        return
+                    if portal is None or portal.statement.shape is None:
+                        reader.take_back(at)
+                        return
+                    shape = portal.statement.shape
+                    if portal.statement.route != "engine" or shape.columns is None:
+                        reader.take_back(at)
+                        return
+                    fmts = self._formats(portal.formats, shape.column_oids)
+                    self._put(messages.row_description(shape.columns, shape.column_oids, fmts))
+                    portal.described = True
+                elif kind == b"E":
+                    try:
+                        name, limit = messages.parse_execute(body)
+                    except (Malformed, UnicodeDecodeError, struct.error):
+                        reader.take_back(at)
+                        return
+                    portal = self.portals.get(name)
+                    if (
+                        portal is None
+                        or portal.outcome is not None
+                        or portal.statement.route != "engine"
+                    ):
+                        reader.take_back(at)
+                        return
+                    outcome = self._point_read(portal.statement, portal.params)
+                    if outcome is None:
+                        reader.take_back(at)
+                        return
+                    portal.outcome = outcome
+                    fmts = self._formats(portal.formats, outcome.oids)
+                    for _ in self._queue_rows(outcome, fmts, portal, limit, False):
+                        self._flush_now()
+                else:
+                    reader.take_back(at)
+                    return
+            except PgError as exc:
+                self._error(exc)
+                self.skipping = True
+
+    def _flush_now(self) -> None:
+        """``_flush`` without waiting for the drain (``_fast``, which stops while
+        anything is left in the transport's buffer)."""
+        if self.out:
+            self.writer.write(b"".join(self.out))
+            self.out.clear()
+            self.out_bytes = 0
 
     def _put(self, data: bytes) -> None:
         """Queue bytes for the client; ``_flush`` sends them in one write. Replies are
@@ -452,6 +578,19 @@ class Session:
         oids: tuple[int, ...] = ()
         if count:
             oids = statement.param_oids or await self._param_oids(statement)
+        self._bound(portal_name, statement, formats, raw, result_formats, oids)
+
+    def _bound(
+        self,
+        portal_name: str,
+        statement: Statement,
+        formats: list[int],
+        raw: list[bytes | None],
+        result_formats: list[int],
+        oids: tuple[int, ...],
+    ) -> None:
+        """The rest of a Bind once the parameters' types are known: decode them and
+        open the portal."""
         params: dict[str, Any] = {}
         for number, data in enumerate(raw, start=1):
             fmt = formats[0] if len(formats) == 1 else (formats[number - 1] if formats else 0)
@@ -870,6 +1009,19 @@ class Session:
     ) -> None:
         """Row description (simple protocol), DataRows in batches, then the tag or,
         past an Execute's row limit, PortalSuspended."""
+        for _ in self._queue_rows(outcome, formats, portal, limit, describe):
+            await self._flush()  # back pressure: wait for the socket to drain
+
+    def _queue_rows(
+        self,
+        outcome: Outcome,
+        formats: tuple[int, ...],
+        portal: Portal | None,
+        limit: int,
+        describe: bool,
+    ) -> Iterator[None]:
+        """``_send``'s messages, queued; yields whenever over 1 MiB is queued, for
+        the caller to flush."""
         if outcome.empty:
             self._put(messages.EMPTY_QUERY)
             return
@@ -886,7 +1038,7 @@ class Session:
                     raise PgError(QUERY_CANCELED, "canceling statement due to user request")
                 self._put(results.data_rows(rows[at : min(at + step, end)], write))
                 if self.out_bytes > 1 << 20:
-                    await self._flush()  # back pressure: wait for the socket to drain
+                    yield
             if portal is not None:
                 portal.sent = end
                 if end < len(rows):
