@@ -468,8 +468,37 @@ for _kind_name, _function in (
         _SESSION_FUNCTIONS.append((getattr(exp, _kind_name), _function))
 
 
+_EXPAND_FIELD = re.compile(
+    r"\(\s*(?:information_schema\s*\.\s*)?_pg_expandarray\s*\(([^()]*)\)\s*\)\s*\.\s*(n|x)\b",
+    re.I,
+)
+_EXPAND = re.compile(r"(?:information_schema\s*\.\s*)?_pg_expandarray\s*\(([^()]*)\)", re.I)
+_FIELD_X = re.compile(r"\(\s*(\w+\s*\.\s*\w+)\s*\)\s*\.\s*x\b", re.I)
+
+
+def _expandarray(text: str) -> str:
+    """``information_schema._pg_expandarray(a)`` (PostgreSQL's ``(x, n)`` pairs of an
+    array; the JDBC driver's ``getPrimaryKeys`` reads index keys with it) as the
+    set-returning forms the translation walks in step: ``(…).n`` is
+    ``generate_subscripts(a, 1)``, ``(…).x`` and the bare composite are ``unnest(a)``,
+    so a later ``(sub.keys).x`` is just ``sub.keys``."""
+    if "_pg_expandarray" not in text.lower():
+        return text
+    text = _EXPAND_FIELD.sub(
+        lambda m: (
+            f"generate_subscripts({m.group(1)}, 1)"
+            if m.group(2).lower() == "n"
+            else f"unnest({m.group(1)})"
+        ),
+        text,
+    )
+    text = _EXPAND.sub(r"unnest(\1)", text)
+    return _FIELD_X.sub(r"\1", text)
+
+
 def translate(text: str) -> tuple[str, exp.Expression]:
     """The SQLite text of a PostgreSQL catalogue query (``$n`` become ``:pn``)."""
+    text = _expandarray(text)
     text = _OPERATOR.sub(r"\1", text)
     text = _COLLATE.sub("", text)
     text = _QUALIFIED_FUNCTION.sub("", text)
