@@ -14,7 +14,11 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-_SOURCES = {"cosmictron.durability._frames": "src/cosmictron/durability/_frames.pyx"}
+_SOURCES = {
+    "cosmictron.durability._frames": "src/cosmictron/durability/_frames.pyx",
+    # The PostgreSQL port's DataRow writer (server/pgwire/results.py falls back without it).
+    "cosmictron.server.pgwire._rows": "src/cosmictron/server/pgwire/_rows.pyx",
+}
 
 
 class _OptionalBuildExt(build_ext):

@@ -10,7 +10,9 @@ must cut the same messages out of a stream however it is split into reads.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
+import os
 import random
 import struct
 
@@ -104,6 +106,44 @@ def test_generated_writers_match_each_value_encoded_on_its_own(seed: int) -> Non
     assert results.data_rows(rows, encode) == expected(rows, oids, formats)
     writer = results.writer_for(oids, tuple(formats))
     assert writer(rows) == expected(rows, oids, formats)
+    for pure in pure_writers(tuple(encode)):  # the fallbacks, whichever one serves
+        assert pure(rows) == expected(rows, oids, formats)
+
+
+def pure_writers(encode: tuple[results.Encoder, ...]) -> list[results.Writer]:
+    """The generated pure-Python writers (what runs without the compiled ``_rows``)."""
+    writers = [results._text_writer(encode)]
+    if any(e in results._FIXED for e in encode):
+        writers = [results._packed_writer(encode)]
+    return writers
+
+
+def test_the_compiled_writer_is_the_one_used_when_built() -> None:
+    """``_rows.pyx`` is built by ``setup.py`` (``pip install -e .`` or ``setup.py
+    build_ext --inplace``); COSMICTRON_PURE=1 turns it off, which this also checks."""
+    if os.environ.get("COSMICTRON_PURE"):
+        assert not results.COMPILED
+        return
+    if not results.COMPILED:
+        pytest.skip("the compiled DataRow writer is not built here (no Cython/compiler at install)")
+    encode = tuple(results.encoders((pgtypes.INT8, pgtypes.FLOAT8), [0, 0]))
+    assert isinstance(results.row_writer(encode), functools.partial)
+
+
+def test_compiled_writer_falls_back_to_the_encoder_for_odd_values() -> None:
+    """Values outside a fast path's type or range go through the column's encoder, so
+    they come out (or fail) as in the pure writers."""
+    oids = (pgtypes.INT2, pgtypes.INT4, pgtypes.INT8, pgtypes.FLOAT8, pgtypes.BOOL, pgtypes.TEXT)
+    rows = [(True, 2**31 - 1, -(2**63), 7, 1, 5), (-(2**15), -(2**31), 2**63 - 1, 1e308, 0, "é")]
+    for fmt in (0, 1):
+        formats = [fmt] * len(oids)
+        encode = tuple(results.encoders(oids, formats))
+        for pure in pure_writers(encode):
+            assert results.row_writer(encode)(rows) == pure(rows)
+    encode = tuple(results.encoders((pgtypes.INT2,), [1]))
+    for write in (results.row_writer(encode), *pure_writers(encode)):
+        with pytest.raises(struct.error):
+            write([(2**15,)])
 
 
 def test_the_benchmark_row_in_both_formats() -> None:

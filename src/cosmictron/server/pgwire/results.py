@@ -8,8 +8,10 @@ pressure) instead of the server buffering a whole result as bytes.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from cosmictron.server.pgwire import pgtypes
@@ -124,8 +126,14 @@ def row_writer(encode: tuple[Encoder, ...]) -> Writer:
     found = _WRITERS.get(encode)
     if found is not None:
         return found
-    packed = any(e in _FIXED for e in encode)
-    writer = _packed_writer(encode) if packed else _text_writer(encode)
+    if _compiled_rows is not None:
+        writer = partial(
+            _compiled_rows, kinds=bytes(_KINDS.get(e, ord("o")) for e in encode), encoders=encode
+        )
+    elif any(e in _FIXED for e in encode):
+        writer = _packed_writer(encode)
+    else:
+        writer = _text_writer(encode)
     if len(_WRITERS) >= _WRITERS_MAX:
         _WRITERS.clear()
     _WRITERS[encode] = writer
@@ -315,6 +323,30 @@ def _setup_inline() -> None:
 
 
 _setup_inline()
+
+_KINDS: dict[Encoder, int] = {
+    _text_int: ord("i"),
+    _text_float: ord("f"),
+    _text_str: ord("s"),
+    pgtypes.text_of: ord("B"),
+    pgtypes.BINARY_ENCODERS[pgtypes.INT8]: ord("q"),
+    pgtypes.BINARY_ENCODERS[pgtypes.INT4]: ord("l"),
+    pgtypes.BINARY_ENCODERS[pgtypes.INT2]: ord("h"),
+    pgtypes.BINARY_ENCODERS[pgtypes.FLOAT8]: ord("d"),
+    pgtypes.BINARY_ENCODERS[pgtypes.BOOL]: ord("?"),
+}
+"""The compiled writer's fast path for each encoder (``_rows.pyx``); any other encoder
+is called for each value."""
+
+_compiled_rows: Callable[..., bytes] | None = None
+"""The compiled DataRow writer (``_rows.pyx``), or None: not built, or
+``COSMICTRON_PURE`` set (the generated Python writers below are used)."""
+if not os.environ.get("COSMICTRON_PURE"):
+    try:
+        from cosmictron.server.pgwire._rows import data_rows as _compiled_rows
+    except ImportError:  # built without a compiler: the pure writers serve
+        pass
+COMPILED = _compiled_rows is not None
 
 TEXT_ENCODERS: dict[int, Encoder] = {
     pgtypes.INT2: _text_int,

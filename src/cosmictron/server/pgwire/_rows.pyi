@@ -1,0 +1,8 @@
+"""Types of the compiled DataRow writer (``_rows.pyx``), for mypy; it may not be built."""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+def data_rows(
+    rows: Sequence[tuple[Any, ...]], kinds: bytes, encoders: tuple[Callable[[Any], bytes], ...]
+) -> bytes: ...

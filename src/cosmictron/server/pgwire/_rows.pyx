@@ -1,0 +1,205 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""Compiled DataRow writer: the hot loop of a scan through the PostgreSQL port.
+
+Optional. ``setup.py`` builds it beside ``durability/_frames.pyx`` when Cython and a C
+compiler are present; ``results.row_writer`` falls back to its generated pure-Python
+writers when it is missing or ``COSMICTRON_PURE=1`` is set. Both must give the same
+bytes: tests/pgwire/test_encoding.py compares each against encoding every value on its
+own.
+
+``data_rows(rows, kinds, encoders)`` writes one DataRow per row into one growing C
+buffer. ``kinds`` has one byte per column naming the fast path for its encoder; a value
+whose Python type is not the one that path expects (or out of its range) goes through
+the column's Python encoder, exactly as the pure writer does, so errors and odd values
+come out the same. Kinds: text ``i`` int, ``f`` float, ``s`` str, ``B`` bool (else
+``pgtypes.text_of``); binary ``q`` int8, ``l`` int4, ``h`` int2, ``d`` float8, ``?``
+bool; ``o`` always the encoder (which returns the value's bytes).
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.object cimport PyObject
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from libc.math cimport isfinite
+from libc.stdint cimport uint32_t, uint64_t
+from libc.stdio cimport snprintf
+from libc.string cimport memcpy, strlen
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t *size) except NULL
+    char* PyOS_double_to_string(double val, char format_code, int precision, int flags, int *ptype) except NULL
+    int Py_DTSF_ADD_DOT_0
+
+
+cdef struct Buffer:
+    char* data
+    Py_ssize_t size
+    Py_ssize_t capacity
+
+
+cdef int reserve(Buffer* b, Py_ssize_t more) except -1:
+    cdef Py_ssize_t capacity
+    cdef char* grown
+    if b.size + more <= b.capacity:
+        return 0
+    capacity = b.capacity * 2
+    if capacity < b.size + more + 4096:
+        capacity = b.size + more + 4096
+    grown = <char*>PyMem_Realloc(b.data, capacity)
+    if grown == NULL:
+        raise MemoryError()
+    b.data = grown
+    b.capacity = capacity
+    return 0
+
+
+cdef inline void put32(char* at, uint32_t value) noexcept:
+    at[0] = <char>((value >> 24) & 0xFF)
+    at[1] = <char>((value >> 16) & 0xFF)
+    at[2] = <char>((value >> 8) & 0xFF)
+    at[3] = <char>(value & 0xFF)
+
+
+cdef inline void put64(char* at, uint64_t value) noexcept:
+    put32(at, <uint32_t>(value >> 32))
+    put32(at + 4, <uint32_t>(value & 0xFFFFFFFF))
+
+
+cdef int put_value(Buffer* b, const char* data, Py_ssize_t size) except -1:
+    """A value: its 4-byte length, then its bytes."""
+    reserve(b, 4 + size)
+    put32(b.data + b.size, <uint32_t>size)
+    memcpy(b.data + b.size + 4, data, size)
+    b.size += 4 + size
+    return 0
+
+
+cdef int put_text(Buffer* b, object text) except -1:
+    cdef Py_ssize_t size
+    cdef const char* data = PyUnicode_AsUTF8AndSize(text, &size)
+    return put_value(b, data, size)
+
+
+cdef int put_encoded(Buffer* b, object encoder, object value) except -1:
+    cdef object encoded = encoder(value)
+    if type(encoded) is not bytes:
+        encoded = bytes(encoded)
+    return put_value(b, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded))
+
+
+cdef int put_fixed(Buffer* b, uint64_t bits, int width) except -1:
+    reserve(b, 4 + width)
+    cdef char* at = b.data + b.size
+    put32(at, <uint32_t>width)
+    if width == 8:
+        put64(at + 4, bits)
+    elif width == 4:
+        put32(at + 4, <uint32_t>(bits & 0xFFFFFFFF))
+    elif width == 2:
+        at[4] = <char>((bits >> 8) & 0xFF)
+        at[5] = <char>(bits & 0xFF)
+    else:
+        at[4] = <char>(bits & 0xFF)
+    b.size += 4 + width
+    return 0
+
+
+cdef int put_one(Buffer* b, char kind, object value, object encoder) except -1:
+    cdef int overflow = 0
+    cdef long long number
+    cdef double real
+    cdef uint64_t bits
+    cdef char digits[32]
+    cdef char* text
+    cdef int size
+    if kind == b"i":
+        if type(value) is int:
+            number = PyLong_AsLongLongAndOverflow(value, &overflow)
+            if overflow == 0:
+                size = snprintf(digits, 32, "%lld", number)
+                return put_value(b, digits, size)
+            return put_text(b, str(value))
+    elif kind == b"f":
+        if type(value) is float and isfinite(PyFloat_AS_DOUBLE(value)):
+            # What repr(value) gives (float_repr makes this call), without the str.
+            text = PyOS_double_to_string(PyFloat_AS_DOUBLE(value), b"r", 0, Py_DTSF_ADD_DOT_0, NULL)
+            try:
+                return put_value(b, text, strlen(text))
+            finally:
+                PyMem_Free(text)
+    elif kind == b"s":
+        if type(value) is str:
+            return put_text(b, value)
+    elif kind == b"B":
+        if value is True:
+            return put_value(b, "t", 1)
+        if value is False:
+            return put_value(b, "f", 1)
+    elif kind == b"q" or kind == b"l" or kind == b"h":
+        if type(value) is int:
+            number = PyLong_AsLongLongAndOverflow(value, &overflow)
+            if overflow == 0:
+                if kind == b"q":
+                    return put_fixed(b, <uint64_t>number, 8)
+                if kind == b"l" and -2147483648 <= number <= 2147483647:
+                    return put_fixed(b, <uint64_t>number, 4)
+                if kind == b"h" and -32768 <= number <= 32767:
+                    return put_fixed(b, <uint64_t>number, 2)
+    elif kind == b"d":
+        if type(value) is float:
+            real = PyFloat_AS_DOUBLE(value)
+            memcpy(&bits, &real, 8)
+            return put_fixed(b, bits, 8)
+    elif kind == b"?":
+        if value is True:
+            return put_fixed(b, 1, 1)
+        if value is False:
+            return put_fixed(b, 0, 1)
+    return put_encoded(b, encoder, value)
+
+
+def data_rows(rows, bytes kinds, tuple encoders):
+    """The DataRow messages of ``rows`` (tuples of ``len(kinds)`` values), concatenated.
+
+    Raises:
+        ValueError: a row of another width (as unpacking it in Python would).
+    """
+    cdef Py_ssize_t width = len(kinds)
+    cdef const char* kind = kinds
+    cdef Buffer b
+    cdef Py_ssize_t start, i
+    cdef PyObject* item
+    cdef object row
+    if len(encoders) != width:
+        raise ValueError("one encoder per column")
+    b.data = NULL
+    b.size = 0
+    b.capacity = 0
+    try:
+        for row in rows:
+            if type(row) is not tuple:
+                row = tuple(row)
+            if PyTuple_GET_SIZE(row) != width:
+                raise ValueError(
+                    f"a row of {PyTuple_GET_SIZE(row)} values for {width} columns"
+                )
+            reserve(&b, 7)
+            start = b.size
+            b.data[start] = b"D"
+            b.data[start + 5] = <char>((width >> 8) & 0xFF)
+            b.data[start + 6] = <char>(width & 0xFF)
+            b.size += 7
+            for i in range(width):
+                item = PyTuple_GET_ITEM(row, i)
+                if item == <PyObject*>None:
+                    reserve(&b, 4)
+                    put32(b.data + b.size, 0xFFFFFFFF)
+                    b.size += 4
+                    continue
+                put_one(&b, kind[i], <object>item, <object>PyTuple_GET_ITEM(encoders, i))
+            put32(b.data + start + 1, <uint32_t>(b.size - start - 1))
+        return PyBytes_FromStringAndSize(b.data, b.size)
+    finally:
+        PyMem_Free(b.data)
