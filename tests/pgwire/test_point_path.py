@@ -125,3 +125,31 @@ def test_deallocate_drops_named_statements(pg: PG) -> None:
         assert pgconn.prepare(b"mine", b"SELECT name FROM item WHERE id = $1").status == 1
         assert conn.execute("DEALLOCATE mine").statusmessage == "DEALLOCATE"
         assert pgconn.exec_prepared(b"mine", [b"1"]).error_message
+
+
+def test_pipelined_point_lookups_keep_their_order_errors_and_back_pressure(pg: PG) -> None:
+    """psycopg's pipeline mode sends many Bind/Execute/Sync in one go without reading:
+    the frames that arrive together are answered on the synchronous path, in order,
+    up to the first that needs the task (a scan, an error's skip-to-Sync), and the
+    replies pile up in the socket until the client reads them (back pressure), with
+    nothing lost or reordered."""
+    keys = [(i % 60) + 1 for i in range(3000)]  # ids above 50 do not exist
+    with psycopg.connect(pg.dsn(pg.reader_token), autocommit=True, prepare_threshold=0) as conn:
+        cursors = []
+        with conn.pipeline():
+            for n, key in enumerate(keys):
+                cursor = conn.cursor()
+                if n % 500 == 250:  # a statement that is no point lookup, in between
+                    cursor.execute("SELECT count(*) FROM item WHERE qty >= %s", (0,))
+                else:
+                    cursor.execute("SELECT id, name FROM item WHERE id = %s", (key,))
+                cursors.append((n, key, cursor))
+        for n, key, cursor in cursors:
+            if n % 500 == 250:
+                assert cursor.fetchall() == [(50,)]
+            else:
+                assert cursor.fetchall() == ([(key, f"item{key}")] if key <= 50 else [])
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.pipeline():
+            conn.execute("SELECT id FROM item WHERE id = %s", (1,))
+            conn.execute("SELECT * FROM secret WHERE id = %s", (1,))
+        assert conn.execute("SELECT name FROM item WHERE id = %s", (7,)).fetchone() == ("item7",)
