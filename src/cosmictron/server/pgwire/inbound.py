@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from cosmictron.server.pgwire.messages import FrameTooLarge
 
 _LENGTH = struct.Struct("!i")
 
-Accept = Callable[["Inbound", asyncio.StreamWriter], Awaitable[None]]
+Accept = Callable[["Inbound", asyncio.StreamWriter], Coroutine[Any, Any, None]]
 
 
 class Inbound(asyncio.streams.FlowControlMixin, asyncio.Protocol):
@@ -39,6 +39,7 @@ class Inbound(asyncio.streams.FlowControlMixin, asyncio.Protocol):
 
     def __init__(self, accept: Accept, bytes_max: int) -> None:
         super().__init__()
+        self.loop = asyncio.get_running_loop()
         self.accept = accept
         self.bytes_max = bytes_max
         self.data = b""
@@ -59,8 +60,8 @@ class Inbound(asyncio.streams.FlowControlMixin, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not asserted to be an asyncio.Transport: uvloop's are not subclasses of it.
         self.transport = transport  # type: ignore[assignment]
-        self.writer = asyncio.StreamWriter(transport, self, None, self._loop)  # type: ignore[arg-type]
-        self.task = self._loop.create_task(self.accept(self, self.writer))
+        self.writer = asyncio.StreamWriter(transport, self, None, self.loop)  # type: ignore[arg-type]
+        self.task = self.loop.create_task(self.accept(self, self.writer))
 
     def data_received(self, chunk: bytes) -> None:
         data = self.data
@@ -171,7 +172,7 @@ class Inbound(asyncio.streams.FlowControlMixin, asyncio.Protocol):
         if self.paused:
             self.paused = False
             self.transport.resume_reading()  # type: ignore[union-attr]
-        self.waiter = self._loop.create_future()
+        self.waiter = self.loop.create_future()
         try:
             await self.waiter
         finally:

@@ -126,6 +126,7 @@ def row_writer(encode: tuple[Encoder, ...]) -> Writer:
     found = _WRITERS.get(encode)
     if found is not None:
         return found
+    writer: Writer
     if _compiled_rows is not None:
         writer = partial(
             _compiled_rows, kinds=bytes(_KINDS.get(e, ord("o")) for e in encode), encoders=encode
