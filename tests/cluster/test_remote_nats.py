@@ -1,0 +1,84 @@
+"""``ctx.call_remote`` through a real three-server NATS JetStream cluster.
+
+The relay's ``NatsTransport`` publishes each outbox entry to the target's inbox stream
+(``Nats-Msg-Id`` = source:seq) and an ``InboxConsumer`` applies the stream to the target
+database with the inbox high-water mark. Both databases are embedded in this process
+(the node model that places them on different nodes is cluster-log's); the stream, the
+dedupe and the consumer are the real ones.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import msgpack
+
+from cosmictron import Database, DurabilityConfig
+from cosmictron.host import RemoteRelay
+from cosmictron.host.remote import source_key
+from cosmictron.testing.nats import NatsCluster
+from tests.host.test_remote_calls import BILLING, ORDERS, charges
+
+FAST = DurabilityConfig.from_profile("development")
+
+
+def wait_until(check, timeout_s: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_calls_cross_the_inbox_stream_exactly_once(
+    tmp_path: Path, nats_cluster: NatsCluster
+) -> None:
+    from cosmictron.host.remote_nats import (
+        InboxConsumer,
+        NatsTransport,
+        inbox_subject,
+    )
+
+    (tmp_path / "orders.py").write_text(ORDERS)
+    (tmp_path / "billing.py").write_text(BILLING)
+    orders = Database.open(tmp_path / "orders", tmp_path / "orders.py", durability=FAST)
+    billing = Database.open(tmp_path / "billing", tmp_path / "billing.py", durability=FAST)
+    urls = [server.url for server in nats_cluster.servers]
+    transport = NatsTransport(urls)
+    relay = RemoteRelay(transport=transport)
+    consumer = InboxConsumer(urls, "billing", billing.core)
+    try:
+        relay.add("orders", orders)
+        for item in ("apple", "pear", "plum"):
+            orders.call("place", item)
+        assert relay.drain(30)
+        assert orders.remote_calls() == []  # settled once the stream stored them
+        assert wait_until(lambda: len(charges(billing)) == 3)
+        owner = str(orders.owner)
+        assert charges(billing) == [(1, "apple", owner), (2, "pear", owner), (3, "plum", owner)]
+        source = source_key(orders.core)
+        assert billing.core.remote.applied_up_to(source) == 3
+
+        # A blind retry of entry 2 (the relay after a crash): JetStream drops it.
+        async def republish(msg_id: str) -> object:
+            payload = msgpack.packb([source, orders.owner.data, 2, "charge", [2, "pear"]])
+            return await transport._js.publish(
+                inbox_subject("billing"), payload, headers={"Nats-Msg-Id": msg_id}
+            )
+
+        ack = transport._loop.run(republish(f"{source}:2"), 10)
+        assert ack.duplicate is True
+        # Past the dedupe window (a new message id): the consumer's mark skips it.
+        ack = transport._loop.run(republish(f"{source}:2:late"), 10)
+        assert not ack.duplicate
+        assert wait_until(lambda: consumer.skipped == 1)
+        assert len(charges(billing)) == 3
+        assert consumer.applied == 3
+    finally:
+        relay.close()
+        consumer.close()
+        transport.close()
+        orders.close()
+        billing.close()
