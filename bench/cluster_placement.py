@@ -223,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     capped, plain = results["rendezvous_capped"], results["rendezvous"]
     assert isinstance(capped["copies"], dict) and isinstance(plain["copies"], dict)
+    ratio = capped["copies"]["max_over_mean"] / plain["copies"]["max_over_mean"]
     print(
-        f"ratio: capped/plain rendezvous max load {capped['copies']['max_over_mean'] / plain['copies']['max_over_mean']:.2f}; "
+        f"ratio: capped/plain rendezvous max load {ratio:.2f}; "
         f"minimum a join must move {100 * scale['join_minimum_moved']:.2f} %; "
         f"{scale['streams_per_server']:.0f} R3 streams per server; "
         f"{scale['lease_cas_per_s']:.0f} lease CAS/s"

@@ -160,7 +160,7 @@ def test_a_redelivery_is_recognised_and_skipped(
 def test_an_unknown_database_or_reducer_is_a_recorded_error(
     pair: tuple[Database, Database, RemoteRelay],
 ) -> None:
-    orders, billing, relay = pair
+    orders, _, relay = pair
     orders.call("place_to", "nowhere", "charge", 1)
     orders.call("place_to", "billing", "refund", 2)
     assert relay.drain(10)

@@ -92,7 +92,10 @@ def check(root: Path, acked: set[int]) -> tuple[int, int]:
         assert acked <= placed, sorted(acked - placed)[:10]
         doubled = {item: n for item, n in charged.items() if n != 1}
         assert not doubled, doubled
-        assert set(charged) == placed, (sorted(placed - set(charged))[:10], sorted(set(charged) - placed)[:10])
+        assert set(charged) == placed, (
+            sorted(placed - set(charged))[:10],
+            sorted(set(charged) - placed)[:10],
+        )
         assert orders.remote_calls() == []
         return len(placed), pending
     finally:

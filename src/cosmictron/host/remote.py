@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cosmictron.datastore import Transaction
 from cosmictron.errors import InvalidRequest
 from cosmictron.host.core import DatabaseCore
 from cosmictron.host.remote_book import OutboxEntry
-from cosmictron.datastore import Transaction
 from cosmictron.host.transactions import (
     check_can_write,
     check_return,

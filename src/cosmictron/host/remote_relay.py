@@ -163,9 +163,7 @@ class RemoteRelay:
             with self._lock:
                 cores = list(self._sources.values())
                 busy = self._busy or self._woken
-            if not busy and not any(
-                remote.pending(core)[0] for core in cores if not core.closed
-            ):
+            if not busy and not any(remote.pending(core)[0] for core in cores if not core.closed):
                 return True
             time.sleep(0.01)
         return False
