@@ -9,7 +9,13 @@ dedupe and the consumer are the real ones.
 
 from __future__ import annotations
 
+import os
+import random
+import signal
+import subprocess
+import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import msgpack
@@ -81,4 +87,104 @@ def test_calls_cross_the_inbox_stream_exactly_once(
         consumer.close()
         transport.close()
         orders.close()
+        billing.close()
+
+
+CONSUMER = Path(__file__).with_name("inbox_crash_consumer.py")
+
+ORDERS_INT = """
+from cosmictron import ReducerContext, field, reducer, table
+
+@table(name="order", public=True)
+class Order:
+    item: int = field(primary_key=True)
+
+@reducer
+def place(ctx: ReducerContext, item: int) -> None:
+    ctx.db.order.insert(Order(item=item))
+    ctx.call_remote("billing", "charge", item)
+"""
+
+BILLING_INT = """
+from cosmictron import ReducerContext, field, reducer, table
+
+@table(name="charge", public=True)
+class Charge:
+    id: int = field(primary_key=True, auto_inc=True)
+    item: int = 0
+
+@reducer
+def charge(ctx: ReducerContext, item: int) -> None:
+    ctx.db.charge.insert(Charge(item=item))   # no unique key: a second apply would show
+"""
+
+
+def start_consumer(tmp_path: Path, urls: list[str]) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(CONSUMER),
+            str(tmp_path / "billing"),
+            str(tmp_path / "billing.py"),
+            ",".join(urls),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready", process.stderr
+    return process
+
+
+def kill(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+
+
+def test_the_inbox_consumer_applies_once_across_sigkills(
+    tmp_path: Path, nats_cluster: NatsCluster
+) -> None:
+    from cosmictron.host.remote_nats import NatsTransport, inbox_stream
+
+    (tmp_path / "orders.py").write_text(ORDERS_INT)
+    (tmp_path / "billing.py").write_text(BILLING_INT)
+    urls = [server.url for server in nats_cluster.servers]
+    orders = Database.open(tmp_path / "orders", tmp_path / "orders.py", durability=FAST)
+    transport = NatsTransport(urls)
+    relay = RemoteRelay(transport=transport)
+    relay.add("orders", orders)
+    rng = random.Random(int(os.environ.get("COSMICTRON_CRASH_SEED", "19")))
+    item = 0
+    try:
+        for _ in range(3):
+            consumer = start_consumer(tmp_path, urls)
+            for _ in range(rng.randint(20, 60)):  # calls keep coming while it is killed
+                item += 1
+                orders.call("place", item)
+                time.sleep(0.01)
+            kill(consumer)
+        assert relay.drain(30)
+        consumer = start_consumer(tmp_path, urls)
+
+        async def unfinished() -> int:
+            info = await transport._js.consumer_info(
+                inbox_stream("billing"), f"apply_{inbox_stream('billing')}"
+            )
+            return int(info.num_pending + info.num_ack_pending)
+
+        assert wait_until(lambda: transport._loop.run(unfinished(), 10) == 0, 60)
+        kill(consumer)
+    finally:
+        relay.close()
+        transport.close()
+        orders.close()
+    billing = Database.open(tmp_path / "billing", durability=FAST)
+    try:
+        charged = Counter(row.item for row in billing.table("charge").iter())
+        assert set(charged) == set(range(1, item + 1))
+        assert all(n == 1 for n in charged.values()), {k: n for k, n in charged.items() if n > 1}
+    finally:
         billing.close()
