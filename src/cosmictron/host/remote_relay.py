@@ -189,6 +189,11 @@ class RemoteRelay:
                     except Exception:
                         logger.exception("remote relay: delivering from %s failed", core.path)
             finally:
+                # A wait left by an entry no pass attempted (its source closed meanwhile)
+                # is stale: without this the next wait would be 0 and the thread spin.
+                now = time.monotonic()
+                for key in [k for k, at in self._retry_at.items() if at <= now]:
+                    del self._retry_at[key]
                 with self._lock:
                     self._busy = False
 
