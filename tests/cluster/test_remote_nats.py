@@ -119,7 +119,7 @@ def charge(ctx: ReducerContext, item: int) -> None:
 """
 
 
-def start_consumer(tmp_path: Path, urls: list[str]) -> subprocess.Popen[str]:
+def start_consumer(tmp_path: Path, urls: list[str], *die_at: int) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     process = subprocess.Popen(
         [
@@ -128,6 +128,7 @@ def start_consumer(tmp_path: Path, urls: list[str]) -> subprocess.Popen[str]:
             str(tmp_path / "billing"),
             str(tmp_path / "billing.py"),
             ",".join(urls),
+            *map(str, die_at),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -186,5 +187,48 @@ def test_the_inbox_consumer_applies_once_across_sigkills(
         charged = Counter(row.item for row in billing.table("charge").iter())
         assert set(charged) == set(range(1, item + 1))
         assert all(n == 1 for n in charged.values()), {k: n for k, n in charged.items() if n > 1}
+    finally:
+        billing.close()
+
+
+def test_a_message_taken_and_not_applied_is_applied_before_later_ones(
+    tmp_path: Path, nats_cluster: NatsCluster
+) -> None:
+    """The consumer dies holding call 5 (taken, not applied): the next consumer must
+    apply 5 before 6, or 6 would raise the mark past 5 and 5 would be skipped (lost)."""
+    from cosmictron.host.remote_nats import NatsTransport, inbox_stream
+
+    (tmp_path / "orders.py").write_text(ORDERS_INT)
+    (tmp_path / "billing.py").write_text(BILLING_INT)
+    urls = [server.url for server in nats_cluster.servers]
+    orders = Database.open(tmp_path / "orders", tmp_path / "orders.py", durability=FAST)
+    transport = NatsTransport(urls)
+    relay = RemoteRelay(transport=transport)
+    relay.add("orders", orders)
+    try:
+        for item in range(1, 21):
+            orders.call("place", item)
+        assert relay.drain(30)
+        dying = start_consumer(tmp_path, urls, 5)
+        dying.communicate(timeout=60)
+        assert dying.returncode == -signal.SIGKILL
+        consumer = start_consumer(tmp_path, urls)
+
+        async def unfinished() -> int:
+            info = await transport._js.consumer_info(
+                inbox_stream("billing"), f"apply_{inbox_stream('billing')}"
+            )
+            return int(info.num_pending + info.num_ack_pending)
+
+        assert wait_until(lambda: transport._loop.run(unfinished(), 10) == 0, 60)
+        kill(consumer)
+    finally:
+        relay.close()
+        transport.close()
+        orders.close()
+    billing = Database.open(tmp_path / "billing", durability=FAST)
+    try:
+        applied = [row.item for row in billing.table("charge").iter()]
+        assert applied == list(range(1, 21))  # each once, in order, 5 included
     finally:
         billing.close()

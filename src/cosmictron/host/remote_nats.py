@@ -50,6 +50,11 @@ DUPLICATE_WINDOW_S = 120.0
 """JetStream's dedupe window on inbox streams; older duplicates are caught by the mark."""
 
 
+ACK_WAIT_S = 10.0
+"""How long a message taken by a consumer that then died waits before it is delivered
+again; the consumer marks a message in progress while it retries a failing call."""
+
+
 def inbox_stream(database: str) -> str:
     """The inbox stream of ``database`` (database names are ``[a-z0-9_-]``-safe, see
     ``cosmictron.names``; a ``.`` would be a subject separator, so it is refused there)."""
@@ -173,11 +178,22 @@ class InboxConsumer:
 
     async def _consume(self) -> None:
         from nats.errors import TimeoutError as NatsTimeout
+        from nats.js import api
 
+        # One unacknowledged message at a time: a message a crashed consumer took is
+        # redelivered before any later one, so the calls of one source reach the
+        # database in sequence order, which is what lets one mark per source tell a
+        # redelivery from a new call (with more in flight, a later call could raise the
+        # mark past a redelivered one, which would then be skipped: lost).
         subscription = await self._js.pull_subscribe(
             inbox_subject(self.database),
             durable=f"apply_{inbox_stream(self.database)}",
             stream=inbox_stream(self.database),
+            config=api.ConsumerConfig(
+                ack_policy=api.AckPolicy.EXPLICIT,
+                max_ack_pending=1,
+                ack_wait=ACK_WAIT_S,
+            ),
         )
         while not self._closed.is_set():
             try:
@@ -190,7 +206,13 @@ class InboxConsumer:
                 logger.exception("inbox of %s: fetch failed", self.database)
                 await asyncio.sleep(0.5)
                 continue
-            await asyncio.get_running_loop().run_in_executor(None, self._apply, message.data)
+            applying = asyncio.get_running_loop().run_in_executor(None, self._apply, message.data)
+            while True:  # keep the message ours while a failing call is retried
+                done, _ = await asyncio.wait({applying}, timeout=ACK_WAIT_S / 3)
+                if done:
+                    break
+                await message.in_progress()
+            await applying
             await message.ack_sync()
 
     def _apply(self, data: bytes) -> None:
