@@ -517,3 +517,25 @@ recursive step adds, before an outer ``LIMIT`` stops asking): past it the query 
 stopped with ``QueryTooCostly`` (``resource_exhausted``) naming the CTE and this limit.
 A recursion that never ends (``SELECT x + 1 FROM c`` without a bound) meets this before
 it meets the time budget. Embedded: set ``cosmictron.limits.sql_recursive_rows_max``."""
+
+# -- cross-database calls (issue 19, cluster-remote; host/remote.py) ----------------------
+
+remote_calls_per_tx_max = 1000
+"""``ctx.call_remote`` calls one transaction may record: past it the call raises
+``InvalidRequest`` and, unless the reducer catches it, the transaction rolls back. Each
+call is an outbox entry the relay must deliver; a loop that records millions would fill
+memory before its first delivery."""
+
+remote_call_attempts_max = 5
+"""Deliveries of one ``ctx.call_remote`` that may fail (the target reducer raised, the
+target database or reducer does not exist, the arguments do not bind) before the relay
+gives up: the outbox entry is then marked failed with the last error, logged in the
+caller's module log, and never delivered again."""
+
+remote_call_retry_s = 0.2
+"""Seconds the relay waits after a failed delivery before the next attempt; the wait
+doubles with each further failure (0.2, 0.4, 0.8, 1.6 s with the defaults)."""
+
+remote_calls_failed_kept_max = 1000
+"""Failed ``ctx.call_remote`` entries a database keeps (``Database.remote_calls()``) after
+giving up on them; past it the oldest is forgotten (its error stays in the module log)."""

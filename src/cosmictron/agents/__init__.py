@@ -64,6 +64,7 @@ from cosmictron.agents.registry import (
     set_agent_state,
     start_thread,
 )
+from cosmictron.agents.remote_handoffs import receive_handoff
 from cosmictron.agents.rights import grant_agent_worker, revoke_agent_worker
 from cosmictron.agents.schemas import target_of, transfer_tools
 from cosmictron.agents.store import (
@@ -147,6 +148,7 @@ __all__ = [
     "put_graph_checkpoint",
     "put_graph_writes",
     "recall",
+    "receive_handoff",
     "record_tool_call",
     "register_agent",
     "remember",

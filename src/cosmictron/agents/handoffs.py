@@ -14,6 +14,7 @@ from cosmictron.agents.common import append_event, dumps, json_object, set_state
 from cosmictron.agents.errors import AgentError, HandoffLoop, HandoffRefused
 from cosmictron.agents.hooks import HandoffRequest, HandoffResult, hooks
 from cosmictron.agents.registry import require_agent, require_thread
+from cosmictron.agents.remote_handoffs import remote_target, send_remote_handoff
 from cosmictron.agents.rights import require_thread_access
 from cosmictron.agents.schemas import transfer_tools
 from cosmictron.agents.tables import HANDOFF_MODES, AgentMessage, AgentThread, Handoff
@@ -112,7 +113,8 @@ def request_handoff(
     thread = require_thread(ctx, thread_id)
     require_thread_access(ctx, thread, "request_handoff")
     source = require_agent(ctx, from_agent)
-    require_agent(ctx, to_agent)
+    if remote_target(to_agent) is None:  # "db/agent": registered in that database
+        require_agent(ctx, to_agent)
     if thread.active_agent != from_agent:
         raise HandoffRefused(
             f"{from_agent!r} is not the active agent of thread {thread_id!r} "
@@ -138,6 +140,13 @@ def request_handoff(
     )
     _run_before_hooks(ctx, request)
     _check_limits(ctx, thread, request, stack)
+    if remote_target(request.to_agent) is not None:
+        sent = send_remote_handoff(ctx, thread, request)
+        if tool_call_id:
+            _answer_tool_call(
+                ctx, thread_id, from_agent, tool_call_id, f"Transferred to {request.to_agent}"
+            )
+        return int(sent.id)
     target = request.to_agent
     now = ctx.timestamp
     handoff = ctx.db.handoff.insert(

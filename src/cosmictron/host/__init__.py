@@ -16,13 +16,16 @@ backup (``backup.py``) sits above it. docs/design/architecture.md draws the pict
 from cosmictron.host.database import CallOutcome, Database, DatabaseStatistics
 from cosmictron.host.handles import IndexHandle, TableHandle, UniqueHandle
 from cosmictron.host.hotswap import MigrationReport
+from cosmictron.host.remote_relay import LocalTransport, RemoteRelay
 
 __all__ = [
     "CallOutcome",
     "Database",
     "DatabaseStatistics",
     "IndexHandle",
+    "LocalTransport",
     "MigrationReport",
+    "RemoteRelay",
     "TableHandle",
     "UniqueHandle",
 ]

@@ -44,6 +44,7 @@ from cosmictron.host.memory import MemoryBudget
 from cosmictron.host.metrics import ReducerMetrics
 from cosmictron.host.procedure_threads import ProcedureRunner
 from cosmictron.host.records import snapshot_builder
+from cosmictron.host.remote_book import RemoteBook
 from cosmictron.host.scheduler import ScheduleBook, Scheduler
 from cosmictron.module import LoadedModule
 from cosmictron.query.views import ViewBook
@@ -90,6 +91,7 @@ class DatabaseCore:
         "reducer_calls",
         "reducer_failures",
         "reducer_metrics",
+        "remote",
         "retention_running",
         "scheduler",
         "scope",
@@ -179,6 +181,7 @@ class DatabaseCore:
         self.procedures = ProcedureRunner(f"procedure-{path.name}")
         """The threads procedures run on (made on first use)."""
         self.imports = AppliedImports()
+        self.remote = RemoteBook()
         """Idempotency keys of the newest keyed bulk loads (``imports.py``)."""
         self.sql_views = ViewBook()
         """The views ``CREATE VIEW`` made (``query/views.py``, ``host/views.py``)."""
@@ -240,6 +243,7 @@ class DatabaseCore:
             self.module.source,
             self.module.filename,
             self.book.snapshot(self.datastore),
+            self.remote.state(),
         )
         imports = self.imports.state()
         views = self.sql_views.state()

@@ -47,7 +47,15 @@ from cosmictron.datastore.schema import TableSchema
 from cosmictron.durability import DurabilityConfig, PersistenceStatistics
 from cosmictron.durability.archive import Manifest
 from cosmictron.errors import DurabilityError, SubscriptionError
-from cosmictron.host import hotswap, imports, procedures, recovery, retention, transactions
+from cosmictron.host import (
+    hotswap,
+    imports,
+    procedures,
+    recovery,
+    remote,
+    retention,
+    transactions,
+)
 from cosmictron.host.backup_writer import backup_to_file
 from cosmictron.host.clock import Clock
 from cosmictron.host.core import CommitListener, DatabaseCore
@@ -466,6 +474,21 @@ class Database:
         whoever calls it.
         """
         return transactions.call_nested(self.core, name, function, ctx, args, kwargs)
+
+    def stage_remote_call(self, database: str, reducer: str, args: Sequence[Any]) -> int:
+        """``ctx.call_remote``: record a call to another database in the running
+        transaction; returns its sequence number (host/remote.py)."""
+        return remote.stage_call(self.core, database, reducer, args)
+
+    def remote_calls(self) -> list[dict[str, Any]]:
+        """The calls this database recorded with ``ctx.call_remote`` that are not done:
+        pending ones (still to deliver, or between attempts) and failed ones (given up
+        after ``limits.remote_call_attempts_max`` attempts), oldest first. Each is a dict
+        with ``seq``, ``database``, ``reducer``, ``args``, ``tx_offset`` (the transaction
+        that recorded it), ``status`` (``"pending"`` | ``"failed"``), ``attempts`` and
+        ``error`` (the last failure's message, or None)."""
+        with self.core.lock:
+            return self.core.remote.describe()
 
     def handle_for_class(self, cls: type) -> TableHandle:
         """The handle of a module's table class (``Task.insert(...)`` inside a reducer)."""

@@ -4,11 +4,14 @@ Transaction record body (``TX_RECORD_KIND``; msgpack; see docs/design/commitlog-
 
     [timestamp_us, caller (32 bytes), connection_id (16 bytes | nil), reducer,
      args (wire form), [[table, inserts, deletes], ...], [[table, [[column, next], ...]], ...]
-     (, [[table, row (wire form), next_due_us | nil], ...])]
+     (, [[table, row (wire form), next_due_us | nil], ...] | nil (, [remote op, ...]))]
 
 The optional 8th element is present only when the transaction changed the schedule book
 (``host/scheduler.py``): a row of a scheduled table was inserted or deleted, or a
 scheduled reducer ran. Replay applies it to the book; older records never have it.
+The optional 9th is present only when the transaction changed the remote-call book
+(``host/remote_book.py``: ``ctx.call_remote``, a delivery settled, a call applied); the
+8th is then nil if the schedule book did not change.
 
 Bulk loads use the reserved reducer name ``__bulk_insert__`` with ``[table, row_count]``;
 SQL INSERT/UPDATE/DELETE use ``__sql__`` with ``[text, params]`` (``host/sql.py``); a
@@ -31,9 +34,11 @@ Snapshot state (msgpack)::
 
     {"module": [source (bytes), filename],
      "tables": [[table, [row, ...], [[column, next_value], ...]], ...],
-     "schedules": [[table, row (wire form), next_due_us], ...]}
+     "schedules": [[table, row (wire form), next_due_us], ...],
+     "remote": {"next_seq", "outbox": [...], "inbox": [[source, seq], ...]}}
 
-``schedules`` (absent before scheduling existed) is the whole schedule book.
+``schedules`` (absent before scheduling existed) is the whole schedule book; ``remote``
+(absent when the database never used cross-database calls) the remote-call book.
 
 ``module`` is the module the state was taken under: replay from this snapshot starts with
 it. Snapshots written before hot-swap existed are the bare ``tables`` list; they were
@@ -93,6 +98,7 @@ def transaction_body(
     connection_id: ConnectionId | None,
     timestamp_us: int,
     schedule: list[Any] | None = None,
+    remote: list[Any] | None = None,
 ) -> list[Any]:
     """The body of one transaction record: who called what, and the net effect."""
     codecs = datastore.codecs
@@ -116,14 +122,21 @@ def transaction_body(
     )
     connection = None if connection_id is None else connection_id.value.to_bytes(16, "big")
     body = [timestamp_us, sender.data, connection, reducer, wire_args, tables, sequences]
-    if schedule:
-        body.append(schedule)
+    if schedule or remote:
+        body.append(schedule or None)
+    if remote:
+        body.append(remote)
     return body
 
 
 def record_schedule(body: list[Any]) -> list[Any]:
     """A transaction body's schedule-book entries (empty for most records)."""
-    return body[7] if len(body) > 7 else []
+    return (body[7] or []) if len(body) > 7 else []
+
+
+def record_remote(body: list[Any]) -> list[Any]:
+    """A transaction body's remote-call operations (empty for most records)."""
+    return body[8] if len(body) > 8 else []
 
 
 def snapshot_schedules(state: Any) -> list[Any]:
@@ -263,7 +276,11 @@ def load_snapshot_state(datastore: Datastore, state: Any) -> None:
 
 
 def snapshot_builder(
-    datastore: Datastore, source: bytes, filename: str, schedules: list[Any] | None = None
+    datastore: Datastore,
+    source: bytes,
+    filename: str,
+    schedules: list[Any] | None = None,
+    remote: dict[str, Any] | None = None,
 ) -> Callable[[], dict[str, Any]]:
     """Capture the current state now; the returned function encodes it later.
 
@@ -284,6 +301,8 @@ def snapshot_builder(
         state: dict[str, Any] = {"module": [source, filename], "tables": tables}
         if schedules:
             state["schedules"] = schedules
+        if remote:
+            state["remote"] = remote
         return state
 
     return build

@@ -42,6 +42,7 @@ from cosmictron.host.records import (
     apply_record_body,
     load_snapshot_state,
     read_module_body,
+    record_remote,
     record_schedule,
     snapshot_module,
     snapshot_schedules,
@@ -148,6 +149,7 @@ def _replay(core: DatabaseCore) -> None:
         if isinstance(recovery.snapshot.state, dict):
             core.imports.load(recovery.snapshot.state.get("imports"))
             core.sql_views.load(recovery.snapshot.state.get("views"))
+            core.remote.load(recovery.snapshot.state.get("remote"))
         core.offset = recovery.snapshot.offset
         core.last_snapshot_offset = recovery.snapshot.offset
     overlay = ReplayOverlay(datastore)
@@ -170,6 +172,9 @@ def _replay(core: DatabaseCore) -> None:
                 schedule = record_schedule(body)
                 if schedule:
                     book.apply(book.decode(datastore, schedule))
+                remote = record_remote(body)
+                if remote:
+                    core.remote.apply(remote, record.offset)
                 if body[3] == BULK_INSERT:
                     core.imports.observe(body[4], record.offset)
                 elif body[3] == VIEW_REDUCER:

@@ -167,6 +167,7 @@ def _transact_call(
 def _roll_back(core: DatabaseCore, tx: Transaction, name: str, exc: BaseException) -> NoReturn:
     """Undo a failed transaction, count and log it, and raise what its caller hears."""
     tx.rollback()
+    core.remote.discard()
     core.reducer_failures += 1
     if not isinstance(exc, Exception):
         raise exc
@@ -291,6 +292,7 @@ def run_transaction(
             )
         except BaseException:
             tx.rollback()
+            core.remote.discard()
             raise
         publish(core, offset, now_us, changes)
     core.persistence.wait_durable(offset)
@@ -320,6 +322,7 @@ def commit(
     estimate = core.memory.check(changes)
     book = core.book
     updates = book.plan(changes, now_us, ran) if book.active else []
+    remote = core.remote.staged
     body = transaction_body(
         core.datastore,
         tx,
@@ -330,9 +333,12 @@ def commit(
         connection_id,
         now_us,
         book.encode(core.datastore, updates) if updates else None,
+        list(remote) if remote else None,
     )
     offset = core.persistence.append(TX_RECORD_KIND, body)
     core.memory.commit(estimate, changes)
+    if remote:
+        core.remote.committed(offset)
     if updates:
         book.apply(updates)
         core.scheduler.wake()
@@ -372,12 +378,14 @@ def call_nested(
         raise InvalidRequest(f"reducer {name!r} is not part of this database's module")
     values, _ = binding.bind(args, kwargs)
     savepoint = tx.savepoint()
+    staged = len(core.remote.staged)
     try:
         value = function(ctx, *values)
         check_return(binding, value)
         return value
     except BaseException:
         tx.rollback_to(savepoint)
+        del core.remote.staged[staged:]  # its call_remote calls go with its writes
         raise
 
 

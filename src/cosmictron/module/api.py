@@ -306,6 +306,30 @@ class ReducerContext:
             self._rng = random.Random(self._seed)
         return self._rng
 
+    def call_remote(self, database: str, reducer: str, *args: Any) -> int:
+        """Call ``reducer`` in another database, exactly once, after this transaction commits.
+
+        The call is recorded in this transaction (an outbox entry): if the transaction
+        rolls back, it never happens. After the commit, the server's relay (embedded: a
+        ``cosmictron.host.RemoteRelay``) applies it in ``database`` as this database's
+        owner, together with a mark that makes any redelivery a no-op, so it takes effect
+        once across crashes. It runs later, in its own transaction: this reducer gets no
+        return value from it, only the call's sequence number (counting up from 1 per
+        calling database). A call whose target keeps failing is given up after
+        ``limits.remote_call_attempts_max`` attempts; ``Database.remote_calls()`` and the
+        module log show its error. ``args`` are plain values (as an HTTP call's JSON).
+        See docs/guide/modules-and-reducers.md and docs/design/remote-calls.md.
+
+        Raises:
+            InvalidRequest: a bad name, an argument that is not a plain value, or more
+                than ``limits.remote_calls_per_tx_max`` calls in one transaction.
+        """
+        db = CURRENT_DB.get(None)
+        if db is None:
+            raise InvalidRequest("call_remote works only inside a running reducer")
+        seq: int = db.stage_remote_call(database, reducer, args)
+        return seq
+
     def __repr__(self) -> str:
         return f"ReducerContext(sender={self.sender!r}, timestamp={self.timestamp})"
 

@@ -31,6 +31,7 @@ from cosmictron.host import Database
 from cosmictron.host.backup import RestoreReport, stage_restore
 from cosmictron.host.directory import load_new_module
 from cosmictron.host.memory import settle_long_lived
+from cosmictron.host.remote_relay import RemoteRelay
 from cosmictron.module.js import is_js
 from cosmictron.server.calls import CallWorker
 from cosmictron.values import Identity, Timestamp
@@ -67,6 +68,8 @@ class DatabaseRegistry:
         self._databases: dict[str, HostedDatabase] = {}
         self._admin = threading.Lock()
         self._uploads = root / "uploads"
+        self.relay = RemoteRelay()
+        """Delivers ``ctx.call_remote`` calls between this server's databases."""
 
     @property
     def directory(self) -> Path:
@@ -80,8 +83,11 @@ class DatabaseRegistry:
         for path in sorted(self.directory.iterdir()):
             if path.is_dir() and (path / "module" / "module.py").exists():
                 self._databases[path.name] = self._host(
-                    path.name, Database.open(path, durability=self.durability_for(path))
+                    path.name, Database.open(path, durability=self.durability_for(path)), False
                 )
+        # Only once all are open: a call recorded before a crash may target any of them.
+        for name, hosted in self._databases.items():
+            self.relay.add(name, hosted.db)
         settle_long_lived()
 
     def durability_for(self, path: Path) -> DurabilityConfig:
@@ -164,6 +170,7 @@ class DatabaseRegistry:
             if hosted.db.owner != caller:
                 raise PermissionDenied(f"only the owner of database {name!r} may delete it")
             del self._databases[name]
+            self.relay.remove(name)
             hosted.close()
             shutil.rmtree(self.directory / name, ignore_errors=True)
             settle_long_lived()
@@ -228,13 +235,17 @@ class DatabaseRegistry:
     def close_all(self) -> None:
         """Close every database: each waits for its calls, syncs its log and closes."""
         with self._admin:
+            self.relay.close()  # first: it would count closed targets as failures
             for hosted in self._databases.values():
                 hosted.close()
             self._databases.clear()
 
-    def _host(self, name: str, db: Database) -> HostedDatabase:
+    def _host(self, name: str, db: Database, relay: bool = True) -> HostedDatabase:
         executor = ThreadPoolExecutor(THREADS_PER_DATABASE, thread_name_prefix=f"db-{name}")
-        return HostedDatabase(name, db, executor, CallWorker(db, name))
+        hosted = HostedDatabase(name, db, executor, CallWorker(db, name))
+        if relay:
+            self.relay.add(name, db)  # drains what it recorded before a crash
+        return hosted
 
 
 def default_filename(name: str, source: bytes) -> str:

@@ -6,7 +6,8 @@ a fake never drifts from the disk it stands in for; ``frame_spans``/``flip_byte`
 (``damage.py``) for tests that damage a real log; ``PlannedFaults`` (``planned.py``),
 one fault or power loss at a chosen storage call, to walk every step of a procedure; and
 ``ManualClock`` (``clock.py``), a clock that moves only when a test moves it, for the
-scheduler. Imports
+scheduler; ``NatsCluster`` (``nats.py``), a real N-server NATS JetStream cluster on loopback
+for cluster mode's tests. Imports
 ``cosmictron.durability`` (the ``Storage`` contract) and root modules only. Nothing here
 is used outside tests.
 """
@@ -15,6 +16,7 @@ from cosmictron.testing.clock import ManualClock
 from cosmictron.testing.conformance import check_storage
 from cosmictron.testing.damage import flip_byte, frame_spans
 from cosmictron.testing.faulty import CrashReport, FaultyStorage
+from cosmictron.testing.nats import NatsCluster, NatsUnavailable
 from cosmictron.testing.planned import PlannedFaults, PowerLoss
 from cosmictron.testing.storage import MemoryStorage
 
@@ -23,6 +25,8 @@ __all__ = [
     "FaultyStorage",
     "ManualClock",
     "MemoryStorage",
+    "NatsCluster",
+    "NatsUnavailable",
     "PlannedFaults",
     "PowerLoss",
     "check_storage",

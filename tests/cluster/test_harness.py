@@ -1,0 +1,54 @@
+"""The NATS test harness itself: three real servers, an R3 stream, and a server killed under it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from cosmictron.testing.nats import NatsCluster
+
+
+async def _publish_through_a_kill(cluster: NatsCluster) -> list[int]:
+    import nats
+
+    nc = await nats.connect(
+        servers=cluster.urls, max_reconnect_attempts=-1, reconnect_time_wait=0.2
+    )
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name="HARNESS", subjects=["harness.>"], num_replicas=3, storage="file")
+        seqs = [(await js.publish("harness.x", b"one")).seq]
+        info = await js.stream_info("HARNESS")
+        assert info.cluster is not None and info.cluster.leader is not None
+        # Kill a server that is not the stream's leader, then one that is: R3 keeps a quorum
+        # of two, so publishes go on (after a re-election in the second case).
+        cluster.kill(info.cluster.leader)
+        for attempt in range(100):
+            try:
+                seqs.append((await js.publish("harness.x", b"two", timeout=1.0)).seq)
+                break
+            except Exception:  # the stream re-elects its leader meanwhile
+                if attempt == 99:
+                    raise
+                await asyncio.sleep(0.2)
+        seqs.append((await js.publish("harness.x", b"three")).seq)
+        info = await js.stream_info("HARNESS")
+        assert info.state.messages == 3
+        return seqs
+    finally:
+        await nc.close()
+
+
+def test_three_servers_keep_an_r3_stream_writable_after_one_is_killed(
+    nats_cluster: NatsCluster,
+) -> None:
+    assert len(nats_cluster.urls) == 3
+    assert all(s.meta_leader() is not None for s in nats_cluster.servers)
+    assert asyncio.run(_publish_through_a_kill(nats_cluster)) == [1, 2, 3]
+    assert sum(s.alive() for s in nats_cluster.servers) == 2
+
+
+def test_a_killed_server_restarts_on_its_store(nats_cluster: NatsCluster) -> None:
+    nats_cluster.kill(2)
+    assert not nats_cluster.server(2).alive()
+    nats_cluster.restart(2)
+    assert nats_cluster.server(2).alive() and nats_cluster.server(2).meta_leader() is not None
