@@ -29,7 +29,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -115,6 +115,9 @@ class CommitLog:
         self.key_fp: bytes | None = None
         self.event_key: SigningKey | None = None
         self.ledger: LedgerWriter | None = None
+        self.on_record: Callable[[int, bytes], None] | None = None
+        """Cluster mode: called with each appended record's offset and payload, in order,
+        under the writer lock (``durable_point.Replicator.publish``); None on one node."""
         self._pending: list[tuple[bytes, int]] = []
         self._pending_lock = threading.Lock()
         self._flushed_bytes = 0
@@ -216,6 +219,9 @@ class CommitLog:
         self.bytes_written += written
         self.sync.written_offset = offset
         self.last_time_us = now
+        on_record = self.on_record
+        if on_record is not None:
+            on_record(offset, payload)
         ledger = self.ledger
         if ledger is not None:
             # The ledger's share of every append (ledger_writer.py): the payload, whose

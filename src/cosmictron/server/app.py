@@ -21,7 +21,13 @@ from typing import Any
 from aiohttp import web
 
 from cosmictron import limits
-from cosmictron.errors import CosmictronError, InvalidRequest, RateLimited, error_document
+from cosmictron.errors import (
+    ClusterUnavailable,
+    CosmictronError,
+    InvalidRequest,
+    RateLimited,
+    error_document,
+)
 from cosmictron.module import set_wasm_cache_directory
 from cosmictron.server import (
     audit,
@@ -116,7 +122,7 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except CosmictronError as exc:
         document = error_document(exc, show_traceback=bool(request.get(SHOWS_TRACEBACK)))
         response = json_response({"error": document}, status=exc.http_status)
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, (RateLimited, ClusterUnavailable)):
             response.headers["Retry-After"] = throttle.retry_after_header(exc.retry_after_s)
         return response
     except web.HTTPRequestEntityTooLarge as exc:
