@@ -29,7 +29,7 @@ ALLOWED = {
     "cli": {"client", "server", "host", "durability", "ledger", "module", "datastore"},
     "integrations": {"client", "host", "agents"},
     "testing": {"durability", "ledger"},
-    "cluster": {"durability", "ledger"},
+    "cluster": {"host", "module", "datastore", "durability", "ledger", "query", "subscription"},
 }
 
 

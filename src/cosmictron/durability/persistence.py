@@ -253,6 +253,19 @@ class PersistenceLayer:
             raise DurabilityError("the persistence layer is closed")
         raise InternalError("append() before recover() finished; exhaust recover().records")
 
+    def append_replicated(self, payload: bytes) -> int:
+        """Append a record copied from the replicated log, byte for byte (cluster mode).
+
+        Call it like ``append``: after recovery, one thread at a time. See
+        ``CommitLog.append_payload``.
+
+        Raises:
+            DurabilityError: the record does not continue this log, or the write failed.
+        """
+        if not self._started or self._closed:
+            raise InternalError("append_replicated() needs a recovered, open layer")
+        return self._log.append_payload(payload)
+
     def wait_durable(self, offset: int) -> None:
         """Block until ``offset`` is durable under the fsync policy.
 
