@@ -109,6 +109,20 @@ def cli() -> None:
     "picks a free one); the password is a token (docs/guide/postgres-clients.md).",
 )
 @click.option(
+    "--cluster",
+    "cluster_urls",
+    default=None,
+    envvar="COSMICTRON_CLUSTER",
+    help="Run as a node of a cluster: the NATS JetStream servers, nats://HOST:PORT[,...] "
+    "(docs/design/cluster-log.md). Off by default: one node needs no NATS.",
+)
+@click.option(
+    "--node-id",
+    default=None,
+    envvar="COSMICTRON_NODE_ID",
+    help="This node's name in the cluster (default: the host name).",
+)
+@click.option(
     "--json",
     "json_mode",
     is_flag=True,
@@ -120,6 +134,8 @@ def start(
     profile: str | None,
     open_sandboxed_deploys: bool,
     pg_listen: str | None,
+    cluster_urls: str | None,
+    node_id: str | None,
     json_mode: bool,
 ) -> None:
     """Start the server and run until SIGTERM or Ctrl-C (then drain, sync and close).
@@ -147,6 +163,19 @@ def start(
             )
         pg_address = (pg_host, int(pg_port))
     durability = durability_line(profile, os.environ)  # a bad setting stops us before binding
+    cluster = None
+    if cluster_urls:
+        from cosmictron.cluster.node import ClusterNode, node_id_default
+        from cosmictron.errors import ClusterUnavailable, ConfigError
+
+        try:
+            cluster = ClusterNode(cluster_urls, node_id or node_id_default()).connect()
+        except (ClusterUnavailable, ConfigError) as exc:
+            raise click.ClickException(str(exc)) from None
+        except ImportError:
+            raise click.ClickException(
+                "--cluster needs the cluster extra: pip install 'cosmictron[cluster]'"
+            ) from None
 
     operators: list[str] = []
 
@@ -172,6 +201,7 @@ def start(
             announce=announce if json_mode else None,
             open_sandboxed_deploys=open_sandboxed_deploys,
             pg_listen=pg_address,
+            cluster=cluster,
         )
     except OSError as exc:
         if exc.errno not in BIND_ERRORS:

@@ -26,6 +26,7 @@ from cosmictron.cluster.lease import Lease
 from cosmictron.durability import DurabilityConfig
 from cosmictron.errors import DurabilityError, NotLeader
 from cosmictron.host import Database
+from cosmictron.values import Identity
 
 EPOCH_REDUCER = "__cluster_epoch__"
 """The name an epoch-start record is logged under (its arguments: node id, epoch)."""
@@ -42,6 +43,7 @@ def take_lead(
     durability: DurabilityConfig,
     *,
     replicas: int = 3,
+    owner: Identity | None = None,
 ) -> Database:
     """Catch up, open, fence with an epoch-start record; the database, ready to serve.
 
@@ -56,7 +58,7 @@ def take_lead(
         catch_up(connection, data_dir, lease.database, durability)
         log = JetStreamLog(connection, lease.database, replicas=replicas)
         try:
-            db = Database.open(data_dir, module, durability=durability, replicator=log)
+            db = Database.open(data_dir, module, durability=durability, owner=owner, replicator=log)
         except DurabilityError as exc:  # the stream moved on since the catch-up
             last_error = exc
             continue
