@@ -8,6 +8,8 @@ present exactly once. NATS unreachable at start: one line naming the URL, non-ze
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import threading
@@ -127,6 +129,13 @@ def test_the_leader_killed_under_load_a_survivor_serves_with_nothing_lost_or_dou
         assert database["name"] == "app" and database["leader"] == "b"
         for replica in database["replicas"]:
             assert set(replica) == {"node_id", "applied_offset", "lag"}
+        shown = subprocess.run(
+            [CLI, "cluster", "status", "--server", b.url, "--json"],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "COSMICTRON_CONFIG_DIR": str(tmp_path / "config")},
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["databases"][0]["leader"] == "b"
     finally:
         if a.process.poll() is None:
             stop_server(a)

@@ -36,6 +36,7 @@ from cosmictron.cli import nametypes
 from cosmictron.cli.audit import export_audit
 from cosmictron.cli.backup import backup, restore
 from cosmictron.cli.client import ClientError
+from cosmictron.cli.cluster import cluster
 from cosmictron.cli.console import console
 from cosmictron.cli.data import call, parse_argument, quoting_hint, sql
 from cosmictron.cli.databases import delete, deploy, describe, list_databases
@@ -302,6 +303,7 @@ cli.add_command(export_audit)  # audit bundles (issue 13, anchoring)
 
 cli.add_command(mcp)  # the Model Context Protocol on stdio (issue 14)
 cli.add_command(console)  # the web console's address (issue 20)
+cli.add_command(cluster)  # cluster mode (issue 19): cluster status
 
 
 def one_line(message: str) -> str:

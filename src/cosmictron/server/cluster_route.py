@@ -3,7 +3,7 @@
 The document is ``{"nodes": [{"node_id", "url", "status"}], "databases": [{"name",
 "leader", "replicas": [{"node_id", "applied_offset", "lag"}]}]}``, read from JetStream KV
 (``cluster/node.py``), so any node answers for the whole cluster. A single-node server
-has no cluster: ``404 not_found`` saying so.
+has no cluster: ``{"nodes": [], "databases": []}``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 
 from aiohttp import web
 
-from cosmictron.errors import ClusterUnavailable, NotFound
+from cosmictron.errors import ClusterUnavailable
 from cosmictron.server.replies import json_response
 from cosmictron.server.routes import REGISTRY
 
@@ -22,7 +22,7 @@ async def cluster_status(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     cluster = registry.cluster
     if cluster is None:
-        raise NotFound("this server runs single-node (started without --cluster): no cluster")
+        return json_response({"nodes": [], "databases": []})
     try:
         document = await asyncio.to_thread(cluster.status)
     except Exception as exc:
