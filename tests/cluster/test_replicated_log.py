@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import os
 import threading
+import time
 from pathlib import Path
 
 import msgpack
@@ -24,7 +25,7 @@ from cosmictron.cluster.connection import NatsConnection
 from cosmictron.cluster.jetstream_log import JetStreamLog, stream_name
 from cosmictron.durability import DurabilityConfig
 from cosmictron.durability.record import FRAME_HEADER_BYTES
-from cosmictron.errors import NotLeader
+from cosmictron.errors import ClusterUnavailable, NotLeader
 from cosmictron.ledger import verify
 from cosmictron.testing import frame_spans
 from cosmictron.testing.nats import NatsCluster
@@ -202,3 +203,41 @@ def test_killing_the_streams_leader_under_load_loses_and_doubles_nothing(
     assert len({hashlib.sha256(p).digest() for _, p, _ in records}) == len(records)
     assert [p for _, p, _ in records] == local_payloads(tmp_path / "app")[: len(records)]
     assert os.path.exists(tmp_path / "app")
+
+
+def test_quorum_lost_is_cluster_unavailable_and_the_call_lands_once_when_it_returns(
+    tmp_path: Path, nats_cluster: NatsCluster
+) -> None:
+    module = tmp_path / "module.py"
+    module.write_text(COUNTED_MODULE)
+    connection = NatsConnection(nats_cluster.urls, name="node-a").connect()
+    log = JetStreamLog(connection, "app", replicas=3, unavailable_after_s=2.0)
+    db = cosmictron.Database.open(
+        tmp_path / "app", module=str(module), durability=DURABILITY, replicator=log
+    )
+    try:
+        db.call("append", 1)
+        nats_cluster.kill(1)
+        nats_cluster.kill(2)  # one of three left: no quorum for the stream
+        with pytest.raises(ClusterUnavailable) as unavailable:
+            db.call("append", 2)
+        assert unavailable.value.http_status == 503
+        assert unavailable.value.code == "cluster_unavailable"
+        assert unavailable.value.retry_after_s > 0
+        nats_cluster.restart(1)  # quorum again: the queued record is resent, once
+        deadline = time.monotonic() + 60
+        n = 3
+        while True:  # each attempt a new item: an unacknowledged one is still applied here
+            try:
+                db.call("append", n)
+                break
+            except ClusterUnavailable:
+                assert time.monotonic() < deadline, "the log did not come back with its quorum"
+                n += 1
+        assert log.acked_offset == db.tx_offset
+    finally:
+        db.close()
+        connection.close()
+    records = stream_records(nats_cluster, "app")
+    assert [seq for seq, _, _ in records] == list(range(1, len(records) + 1))
+    assert [p for _, p, _ in records] == local_payloads(tmp_path / "app")
