@@ -143,3 +143,43 @@ def test_the_leader_killed_under_load_a_survivor_serves_with_nothing_lost_or_dou
             a.process.communicate(timeout=30)
         out = stop_server(b)
     assert b.process.returncode == 0, out
+
+
+def test_a_frozen_leader_cannot_get_a_write_acknowledged_after_it_resumes(
+    tmp_path: Path, nats_cluster: NatsCluster
+) -> None:
+    a = start_node(tmp_path, nats_cluster, "a")
+    b = start_node(tmp_path, nats_cluster, "b")
+    try:
+        _, operator = a.operator()
+        assert a.deploy("app", MODULE, operator).status in (200, 201)
+        _, token_a = a.identity()
+        _, token_b = b.identity()
+        assert a.request("POST", "/v1/database/app/call/add", [1], token_a).status == 200
+        a.process.send_signal(signal.SIGSTOP)  # a pause: a still believes it leads
+        frozen_at = time.monotonic()
+        while True:
+            r = b.request("POST", "/v1/database/app/call/add", [2], token_b)
+            if r.status == 200:
+                break
+            assert r.status == 503 and time.monotonic() - frozen_at < 30, r
+            time.sleep(0.1)
+        a.process.send_signal(signal.SIGCONT)
+        # a's next write is fenced by b's epoch-start record: never acknowledged.
+        r = a.request("POST", "/v1/database/app/call/add", [3], token_a)
+        assert r.status == 503 and r.body["error"]["code"] == "not_leader", r
+        # a converges: it drops the database and names its leader.
+        resumed_at = time.monotonic()
+        while True:
+            r = a.request("POST", "/v1/database/app/call/add", [4], token_a)
+            assert r.status == 503 and r.body["error"]["code"] == "not_leader", r
+            if "led by b" in r.body["error"]["message"]:
+                break
+            assert time.monotonic() - resumed_at < 15, r
+            time.sleep(0.1)
+        assert ids(b) == [1, 2]
+    finally:
+        if a.process.poll() is None:
+            a.process.send_signal(signal.SIGCONT)
+        stop_server(a)
+        stop_server(b)

@@ -16,7 +16,10 @@ from cosmictron.cli.output import table
 
 @click.group("cluster")
 def cluster() -> None:
-    """Cluster mode (start --cluster): what the nodes lead and how far each has applied."""
+    """Cluster mode (start --cluster): what the nodes lead and how far each has applied.
+
+    Example: cosmictron-cli cluster status --server http://127.0.0.1:3000
+    """
 
 
 @cluster.command("status")

@@ -11,6 +11,7 @@ moves its log and snapshots away so the node rebuilds from the stream.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -73,8 +74,19 @@ def catch_up(
             if stream_last < local_last:
                 raise DurabilityError(
                     f"the local log of {database!r} ends at {local_last}, past the replicated "
-                    f"log's end ({stream_last}): records this node never had acknowledged"
+                    f"log's end ({stream_last}): it {DIVERGED} (records never acknowledged)"
                 )
+            if local_last > 0:
+                # The same length is not the same history: the last local record must be
+                # the stream's record at that offset, else the chains part there or earlier.
+                (ours,) = connection.run(
+                    _fetch(connection, database, local_last, local_last), FETCH_TIMEOUT_S
+                )
+                if hashlib.sha256(ours).digest() != persistence.last_hash:
+                    raise DurabilityError(
+                        f"the local log of {database!r} holds another record at offset "
+                        f"{local_last} than the replicated log: it {DIVERGED}"
+                    )
             payloads: list[Any] = []
             if stream_last > local_last:
                 payloads = connection.run(
@@ -87,11 +99,23 @@ def catch_up(
                 f"could not read the replicated log of {database!r}: {exc!r}"
             ) from exc
         for payload in payloads:
-            persistence.append_replicated(payload)
+            try:
+                persistence.append_replicated(payload)
+            except DurabilityError as exc:
+                raise DurabilityError(f"{exc} (the local log {DIVERGED})") from exc
         persistence.sync_now()
         return len(payloads), persistence.next_offset - 1
     finally:
         persistence.close()
+
+
+DIVERGED = "has diverged"
+"""In the message of the ``DurabilityError`` of a local log the stream does not continue."""
+
+
+def diverged(error: Exception) -> bool:
+    """Whether ``error`` is :func:`catch_up`'s "the local log diverged from the stream"."""
+    return DIVERGED in str(error)
 
 
 def set_aside(data_dir: str | os.PathLike[str]) -> Path:

@@ -2,7 +2,8 @@
 
 1. It holds the database's lease (``lease.py``), at some epoch.
 2. It catches up: its local log copies the stream up to the stream's last record
-   (``catchup.py``).
+   (``catchup.py``). A local log that diverged (this node led before and kept records the
+   stream never acknowledged, so never reported committed) is set aside first.
 3. It opens the database on that log with a ``JetStreamLog`` as the durable point and
    appends an **epoch-start record** (an empty transaction logged as ``__cluster_epoch__``
    with the node id and epoch): a publish that expects the stream's last sequence. Once it
@@ -16,10 +17,11 @@ is refused; the node closes the database and starts over from step 2.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
-from cosmictron.cluster.catchup import catch_up
+from cosmictron.cluster.catchup import catch_up, diverged, set_aside
 from cosmictron.cluster.connection import NatsConnection
 from cosmictron.cluster.jetstream_log import JetStreamLog
 from cosmictron.cluster.lease import Lease
@@ -27,6 +29,8 @@ from cosmictron.durability import DurabilityConfig
 from cosmictron.errors import DurabilityError, NotLeader
 from cosmictron.host import Database
 from cosmictron.values import Identity
+
+logger = logging.getLogger(__name__)
 
 EPOCH_REDUCER = "__cluster_epoch__"
 """The name an epoch-start record is logged under (its arguments: node id, epoch)."""
@@ -55,7 +59,16 @@ def take_lead(
         raise NotLeader(f"{lease.node_id} does not hold the lease of {lease.database!r}")
     last_error: Exception | None = None
     for _ in range(TAKEOVER_ATTEMPTS):
-        catch_up(connection, data_dir, lease.database, durability)
+        try:
+            catch_up(connection, data_dir, lease.database, durability)
+        except DurabilityError as exc:
+            if not diverged(exc):
+                raise
+            # This node led before and kept records the stream never acknowledged: they
+            # were never reported committed. Keep them aside, rebuild from the stream.
+            aside = set_aside(data_dir)
+            logger.warning("cluster: %s diverged from the stream; set aside in %s", data_dir, aside)
+            catch_up(connection, data_dir, lease.database, durability)
         log = JetStreamLog(connection, lease.database, replicas=replicas)
         try:
             db = Database.open(data_dir, module, durability=durability, owner=owner, replicator=log)
