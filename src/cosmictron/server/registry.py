@@ -150,6 +150,10 @@ class DatabaseRegistry:
                 report = existing.db.update_module(
                     source, clear=clear, filename=filename or default_filename(name, source)
                 )
+                if self.cluster is not None:  # the module a standby would take over with
+                    self.cluster.publish_database(
+                        name, source, filename or default_filename(name, source), caller
+                    )
                 settle_long_lived()
                 return existing, False, report.describe()
             path = self.directory / name
