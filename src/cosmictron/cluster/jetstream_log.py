@@ -30,6 +30,8 @@ import hashlib
 import re
 import threading
 import time
+from _thread import LockType
+from _thread import allocate_lock as _allocate_lock
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -97,7 +99,9 @@ class JetStreamLog:
         self.unavailable_after_s = unavailable_after_s
         self._acked = 0
         self._failure: DurabilityError | None = None
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._waiters: list[tuple[int, LockType]] = []
+        """``(offset, parked lock)`` of each caller waiting for its ack."""
         self.refuse_commits: Callable[[Exception | None], None] | None = None
         """Set by the persistence layer: told the ``NotLeader`` failure, so the host
         refuses new transactions at once instead of running them to a refused append."""
@@ -181,23 +185,38 @@ class JetStreamLog:
         self.connection.call_soon(self._enqueue, offset, payload)
 
     def wait_acked(self, offset: int) -> None:
-        """Block until ``offset`` is acknowledged (see the module doc for the failures)."""
+        """Block until ``offset`` is acknowledged (see the module doc for the failures).
+
+        Each waiter parks on a lock of its own, released by the ack that covers it: an
+        ack wakes only the callers it acknowledged (a shared condition woke all of them
+        on every ack, to re-check and park again under the GIL).
+        """
         if offset <= self._acked:
             return
-        deadline = time.monotonic() + self.unavailable_after_s
-        with self._cond:
-            while self._acked < offset:
-                if self._failure is not None:
-                    raise self._failure
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ClusterUnavailable(
-                        f"the replicated log of {self.database!r} did not acknowledge offset "
-                        f"{offset} within {self.unavailable_after_s:.0f}s (JetStream has no "
-                        "quorum?); the transaction is not reported committed",
-                        RETRY_AFTER_S,
-                    )
-                self._cond.wait(remaining)
+        parked = _allocate_lock()
+        parked.acquire()
+        with self._lock:
+            if offset <= self._acked:
+                return
+            if self._failure is not None:
+                raise self._failure
+            self._waiters.append((offset, parked))
+        if not parked.acquire(timeout=self.unavailable_after_s):
+            with self._lock:
+                if (offset, parked) in self._waiters:
+                    self._waiters.remove((offset, parked))
+            if offset <= self._acked:
+                return
+            if self._failure is not None:
+                raise self._failure
+            raise ClusterUnavailable(
+                f"the replicated log of {self.database!r} did not acknowledge offset "
+                f"{offset} within {self.unavailable_after_s:.0f}s (JetStream has no "
+                "quorum?); the transaction is not reported committed",
+                RETRY_AFTER_S,
+            )
+        if offset > self._acked and self._failure is not None:
+            raise self._failure
 
     def close(self) -> None:
         """Stop the sender; unacknowledged records stay unacknowledged. Idempotent."""
@@ -209,12 +228,7 @@ class JetStreamLog:
                 self.connection.run(self._cancel_tasks(), 5.0)
             except Exception:  # the loop is gone already: nothing runs
                 pass
-        with self._cond:
-            if self._failure is None:
-                self._failure = DurabilityError(
-                    f"the replicated log of {self.database!r} is closed"
-                )
-            self._cond.notify_all()
+        self._fail(DurabilityError(f"the replicated log of {self.database!r} is closed"))
 
     async def _cancel_tasks(self) -> None:
         for task in self._tasks:
@@ -277,15 +291,23 @@ class JetStreamLog:
         pending = self._pending
         while pending and pending[0][0] <= offset:
             self._sent_at.pop(pending.popleft()[0], None)
-        with self._cond:
+        with self._lock:
             self._acked = offset
-            self._cond.notify_all()
+            waiters = self._waiters
+            woken = [parked for waited, parked in waiters if waited <= offset]
+            if woken:
+                self._waiters = [waiter for waiter in waiters if waiter[0] > offset]
+        for parked in woken:
+            parked.release()
 
     def _fail(self, failure: DurabilityError) -> None:
-        with self._cond:
+        with self._lock:
             if self._failure is None:
                 self._failure = failure
-            self._cond.notify_all()
+            woken = [parked for _, parked in self._waiters]
+            self._waiters = []
+        for parked in woken:
+            parked.release()
         if self.refuse_commits is not None and isinstance(failure, NotLeader):
             self.refuse_commits(failure)
 
