@@ -24,11 +24,21 @@ ALLOWED = {
     "subscription": {"datastore", "query"},
     "host": {"module", "datastore", "durability", "ledger", "query", "subscription"},
     "agents": {"module", "datastore"},
-    "server": {"host", "module", "datastore", "durability", "ledger", "query", "subscription"},
+    "server": {
+        "cluster",
+        "host",
+        "module",
+        "datastore",
+        "durability",
+        "ledger",
+        "query",
+        "subscription",
+    },
     "client": set(),
-    "cli": {"client", "server", "host", "durability", "ledger", "module", "datastore"},
+    "cli": {"cluster", "client", "server", "host", "durability", "ledger", "module", "datastore"},
     "integrations": {"client", "host", "agents"},
     "testing": {"durability", "ledger"},
+    "cluster": {"host", "module", "datastore", "durability", "ledger", "query", "subscription"},
 }
 
 

@@ -30,7 +30,9 @@ server replies with.
     ├── QueryCancelled 422      a query ran past its time budget and was stopped
     ├── RateLimited 429         too many requests from one identity or address; retry later
     ├── DurabilityError 503     disk full or fsync failed: the database stops accepting writes
-    │   └── CorruptLog          names the file and byte offset of the first bad record
+    │   ├── CorruptLog          names the file and byte offset of the first bad record
+    │   └── ClusterUnavailable  (cluster mode) JetStream has no quorum; retry after Retry-After
+    │       └── NotLeader       (cluster mode) this node's append was refused as stale
     ├── VerificationFailed 422  the audit found a bad record; names the first one
     │   └── BackupDamaged       a backup archive fails its checksums or its log check
     ├── ConnectionLost 503      (client SDK) the connection dropped before a reply came
@@ -295,6 +297,31 @@ class CorruptLog(DurabilityError):
         self.byte_offset = byte_offset
         self.tx_offset = tx_offset
         self.reason = reason
+
+
+class ClusterUnavailable(DurabilityError):
+    """Cluster mode (issue 19): the replicated log did not acknowledge a record in time.
+
+    JetStream lost its quorum or is unreachable. The transaction may still be stored
+    once the cluster recovers (its record keeps its message id, so a retry never
+    doubles it); nothing is reported committed before that. Retry after ``retry_after_s``.
+    """
+
+    code = "cluster_unavailable"
+    http_status = 503
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class NotLeader(ClusterUnavailable):
+    """Cluster mode: this node's append was refused as stale (another node leads now).
+
+    Whatever this node had not had acknowledged is dropped; it rejoins as a follower.
+    """
+
+    code = "not_leader"
 
 
 class VerificationFailed(CosmictronError):

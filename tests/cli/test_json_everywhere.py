@@ -146,6 +146,7 @@ RUN_HERE = {
     "revoke", "sql", "start", "subscribe", "verify",
     "mcp",
     "console",
+    "cluster status",
 }  # fmt: skip
 
 
@@ -173,6 +174,7 @@ def test_every_command_s_json_parses(server: Server, tmp_path: Path) -> None:
     assert check("sql", "sql", "qs", "SELECT title FROM task")["columns"] == ["title"]
     assert any(d["name"] == "qs" for d in check("list", "list")["databases"])
     assert "tables" in check("describe", "describe", "qs")
+    assert check("cluster status", "cluster", "status") == {"nodes": [], "databases": []}
     assert check("console", "console", "qs")["url"].startswith(server.url + "/console/#token=")
     check("generate", "generate", "qs", "--out", "qs_types.py")
     check("export", "export", "qs", "task", "--out", "task.csv")

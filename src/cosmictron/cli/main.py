@@ -36,6 +36,7 @@ from cosmictron.cli import nametypes
 from cosmictron.cli.audit import export_audit
 from cosmictron.cli.backup import backup, restore
 from cosmictron.cli.client import ClientError
+from cosmictron.cli.cluster import cluster
 from cosmictron.cli.console import console
 from cosmictron.cli.data import call, parse_argument, quoting_hint, sql
 from cosmictron.cli.databases import delete, deploy, describe, list_databases
@@ -109,6 +110,20 @@ def cli() -> None:
     "picks a free one); the password is a token (docs/guide/postgres-clients.md).",
 )
 @click.option(
+    "--cluster",
+    "cluster_urls",
+    default=None,
+    envvar="COSMICTRON_CLUSTER",
+    help="Run as a node of a cluster: the NATS JetStream servers, nats://HOST:PORT[,...] "
+    "(docs/design/cluster-log.md). Off by default: one node needs no NATS.",
+)
+@click.option(
+    "--node-id",
+    default=None,
+    envvar="COSMICTRON_NODE_ID",
+    help="This node's name in the cluster (default: the host name).",
+)
+@click.option(
     "--json",
     "json_mode",
     is_flag=True,
@@ -120,6 +135,8 @@ def start(
     profile: str | None,
     open_sandboxed_deploys: bool,
     pg_listen: str | None,
+    cluster_urls: str | None,
+    node_id: str | None,
     json_mode: bool,
 ) -> None:
     """Start the server and run until SIGTERM or Ctrl-C (then drain, sync and close).
@@ -147,6 +164,19 @@ def start(
             )
         pg_address = (pg_host, int(pg_port))
     durability = durability_line(profile, os.environ)  # a bad setting stops us before binding
+    cluster = None
+    if cluster_urls:
+        from cosmictron.cluster.node import ClusterNode, node_id_default
+        from cosmictron.errors import ClusterUnavailable, ConfigError
+
+        try:
+            cluster = ClusterNode(cluster_urls, node_id or node_id_default()).connect()
+        except (ClusterUnavailable, ConfigError) as exc:
+            raise click.ClickException(str(exc)) from None
+        except ImportError:
+            raise click.ClickException(
+                "--cluster needs the cluster extra: pip install 'cosmictron[cluster]'"
+            ) from None
 
     operators: list[str] = []
 
@@ -172,6 +202,7 @@ def start(
             announce=announce if json_mode else None,
             open_sandboxed_deploys=open_sandboxed_deploys,
             pg_listen=pg_address,
+            cluster=cluster,
         )
     except OSError as exc:
         if exc.errno not in BIND_ERRORS:
@@ -272,6 +303,7 @@ cli.add_command(export_audit)  # audit bundles (issue 13, anchoring)
 
 cli.add_command(mcp)  # the Model Context Protocol on stdio (issue 14)
 cli.add_command(console)  # the web console's address (issue 20)
+cli.add_command(cluster)  # cluster mode (issue 19): cluster status
 
 
 def one_line(message: str) -> str:

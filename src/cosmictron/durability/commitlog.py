@@ -29,7 +29,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -115,6 +115,9 @@ class CommitLog:
         self.key_fp: bytes | None = None
         self.event_key: SigningKey | None = None
         self.ledger: LedgerWriter | None = None
+        self.on_record: Callable[[int, bytes], None] | None = None
+        """Cluster mode: called with each appended record's offset and payload, in order,
+        under the writer lock (``durable_point.Replicator.publish``); None on one node."""
         self._pending: list[tuple[bytes, int]] = []
         self._pending_lock = threading.Lock()
         self._flushed_bytes = 0
@@ -216,6 +219,9 @@ class CommitLog:
         self.bytes_written += written
         self.sync.written_offset = offset
         self.last_time_us = now
+        on_record = self.on_record
+        if on_record is not None:
+            on_record(offset, payload)
         ledger = self.ledger
         if ledger is not None:
             # The ledger's share of every append (ledger_writer.py): the payload, whose
@@ -227,6 +233,61 @@ class CommitLog:
                 ledger.since_us = now
             if (offset >= ledger.due_seq or now >= ledger.due_us) and not ledger.checkpointing:
                 self.append_checkpoint()
+        return offset
+
+    def append_payload(self, payload: bytes) -> int:
+        """Append a record another node wrote, unchanged (cluster mode: catching up).
+
+        A follower or a new leader copies the replicated log's records into its own log
+        byte for byte, so every node's log verifies and chains like the leader's. The
+        record must continue this log: its offset the next one, its ``prev_hash`` the
+        last record's hash. Slow path: the record is decoded to check that.
+
+        Raises:
+            DurabilityError: the record does not continue this log, the ledger is on (its
+                side files are not built for copied records yet), or the write failed.
+        """
+        if self.sync.failure is not None:
+            raise self.sync.failure
+        if self.ledger is not None:
+            raise DurabilityError(
+                "copying replicated records into a log with the ledger on is not supported "
+                'yet: run cluster nodes with signing = "off"'
+            )
+        fields = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        kind, offset, prev_hash, record_time_us = fields[1], fields[2], fields[3], fields[6]
+        if offset != self.next_offset or prev_hash != self.last_hash:
+            raise DurabilityError(
+                f"the replicated record at offset {offset} does not continue the local log "
+                f"(next offset {self.next_offset}); the node's log has diverged"
+            )
+        if kind not in RECORD_KINDS:
+            raise DurabilityError(f"the replicated record at offset {offset} has kind {kind}")
+        if self.segment_bytes >= self.segment_bytes_max:
+            self._rotate()
+        length = len(payload)
+        crc = _crc32(payload)
+        if self.buffered:
+            with self._pending_lock:
+                self._pending.append((payload, crc))
+        else:
+            durable = self.sync.synced_offset
+            header = _pack_header(length, _frame_crc(crc, durable), durable)
+            try:
+                written = self._write_at_end((header, payload), length + FRAME_HEADER_BYTES)
+            except OSError as exc:
+                self._undo_write(offset, exc)
+            if written != length + FRAME_HEADER_BYTES:
+                self._undo_write(offset, OSError(f"short write of {written} bytes"))
+            self._flushed_bytes += written
+        written = length + FRAME_HEADER_BYTES
+        self.last_hash = _sha256(payload).digest()
+        self.next_offset = offset + 1
+        self.segment_bytes += written
+        self.bytes_written += written
+        self.sync.written_offset = offset
+        if isinstance(record_time_us, int) and record_time_us > self.last_time_us:
+            self.last_time_us = record_time_us
         return offset
 
     def _sign(

@@ -28,6 +28,7 @@ from typing import Any
 from cosmictron.durability.anchorer import Anchorer
 from cosmictron.durability.commitlog import CommitLog
 from cosmictron.durability.config import DurabilityConfig, PersistenceConfig
+from cosmictron.durability.durable_point import DurablePoint, ReplicatedDurablePoint, Replicator
 from cosmictron.durability.files import ensure_directory
 from cosmictron.durability.ledger_thread import LedgerThread
 from cosmictron.durability.ledger_writer import LedgerWriter, migrate_legacy_log
@@ -87,6 +88,8 @@ class PersistenceLayer:
         durability: how hard to work at keeping it; defaults to the ``production`` profile.
         storage: the disk; the real one (``FileStorage``) unless a test passes a
             ``cosmictron.testing.MemoryStorage`` or ``FaultyStorage``.
+        replicator: cluster mode: a record is durable only once this acknowledged it
+            too (``durable_point.ReplicatedDurablePoint``); None (one node): local fsync.
 
     Raises:
         DatabaseInUse: another process holds the data directory.
@@ -98,7 +101,10 @@ class PersistenceLayer:
         durability: DurabilityConfig | None = None,
         *,
         storage: Storage = FILE_STORAGE,
+        replicator: Replicator | None = None,
     ) -> None:
+        self.replicator = replicator
+        """Cluster mode: where records are replicated (``durable_point.py``); None on one node."""
         self.durability = durability if durability is not None else DurabilityConfig.default()
         self.storage = storage
         self.data_dir = os.fspath(config.data_dir)
@@ -141,6 +147,7 @@ class PersistenceLayer:
         it before each transaction."""
         self._anchorer: Anchorer | None = None
         self._recovery: Recovery | None = None
+        self._durable_point: DurablePoint = self._sync
         self._started = False
         self._closed = False
         self._snapshot_requests: queue.Queue[tuple[int, bytes, Callable[[], Any]] | None] = (
@@ -218,10 +225,15 @@ class PersistenceLayer:
             self._ledger_thread.start()
         elif self.storage is FILE_STORAGE:
             migrate_legacy_log(self.data_dir, self._log)
+        if self.replicator is not None:
+            self.replicator.refuse_commits = self._set_commit_refusal
+            self.replicator.start(tail.next_offset - 1, tail.last_hash)
+            self._log.on_record = self.replicator.publish
+            self._durable_point = ReplicatedDurablePoint(self._sync, self.replicator)
         self._started = True
         # Bind the writer's method directly: the hot path skips one Python call.
         self.append = self._log.append  # type: ignore[method-assign]
-        self.wait_durable = self._sync.wait_durable  # type: ignore[method-assign]
+        self.wait_durable = self._durable_point.wait_durable  # type: ignore[method-assign]
         self._snapshot_thread = threading.Thread(
             target=self._run_snapshots, name="cosmictron-snapshots", daemon=True
         )
@@ -241,6 +253,19 @@ class PersistenceLayer:
             raise DurabilityError("the persistence layer is closed")
         raise InternalError("append() before recover() finished; exhaust recover().records")
 
+    def append_replicated(self, payload: bytes) -> int:
+        """Append a record copied from the replicated log, byte for byte (cluster mode).
+
+        Call it like ``append``: after recovery, one thread at a time. See
+        ``CommitLog.append_payload``.
+
+        Raises:
+            DurabilityError: the record does not continue this log, or the write failed.
+        """
+        if not self._started or self._closed:
+            raise InternalError("append_replicated() needs a recovered, open layer")
+        return self._log.append_payload(payload)
+
     def wait_durable(self, offset: int) -> None:
         """Block until ``offset`` is durable under the fsync policy.
 
@@ -250,7 +275,7 @@ class PersistenceLayer:
         Raises:
             DurabilityError: a sync failed, now or earlier.
         """
-        self._sync.wait_durable(offset)
+        self._durable_point.wait_durable(offset)
 
     def sync_now(self) -> None:
         """Sync everything appended so far, whatever the policy.
@@ -265,8 +290,9 @@ class PersistenceLayer:
 
     @property
     def durable_offset(self) -> int:
-        """The highest offset known durable (under ``never``, the highest written)."""
-        return self._sync.durable_offset
+        """The highest offset known durable (under ``never``, the highest written;
+        in cluster mode, also acknowledged by the replicated log)."""
+        return self._durable_point.durable_offset
 
     @property
     def next_offset(self) -> int:
@@ -472,7 +498,7 @@ class PersistenceLayer:
             appends=self._log.append_count,
             syncs=self._sync.sync_count,
             bytes_written=self._log.bytes_written,
-            durable_offset=self._sync.durable_offset,
+            durable_offset=self._durable_point.durable_offset,
             next_offset=self._log.next_offset,
             snapshot_count=self._snapshot_count,
             snapshots_skipped=self._snapshots_skipped,
@@ -520,6 +546,8 @@ class PersistenceLayer:
             if self._ledger is not None:
                 self._log.ledger = None
                 self._ledger.close()
+            if self.replicator is not None:
+                self.replicator.close()
             self.append = self._append_after_close  # type: ignore[method-assign]
             try:
                 self._log.close()

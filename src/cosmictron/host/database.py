@@ -46,6 +46,7 @@ from cosmictron.datastore import Datastore, Transaction
 from cosmictron.datastore.schema import TableSchema
 from cosmictron.durability import DurabilityConfig, PersistenceStatistics
 from cosmictron.durability.archive import Manifest
+from cosmictron.durability.durable_point import Replicator
 from cosmictron.errors import DurabilityError, SubscriptionError
 from cosmictron.host import (
     hotswap,
@@ -131,6 +132,7 @@ class Database:
         durability: DurabilityConfig | None = None,
         owner: Identity | None = None,
         clock: Clock | None = None,
+        replicator: Replicator | None = None,
     ) -> Database:
         """Open (or create) the database stored in ``path``.
 
@@ -146,13 +148,16 @@ class Database:
             owner: the identity that owns a new database (random if not given).
             clock: where transaction timestamps and the scheduler's time come from;
                 the system clock by default (tests pass ``testing.ManualClock``).
+            replicator: cluster mode (issue 19): a transaction is acknowledged only once
+                this replicated log stored its record (``cosmictron.cluster``); by default
+                the local fsync policy alone decides.
 
         Raises:
             DatabaseInUse: another process has the directory open.
             SchemaError: the module is invalid or would not read the stored data.
             CorruptLog: the log is damaged other than at its tail.
         """
-        core = recovery.open_core(Path(path), module, durability, owner, clock)
+        core = recovery.open_core(Path(path), module, durability, owner, clock, replicator)
         try:
             retention.policies(core.datastore, core.durability.event_retention)
         except BaseException:

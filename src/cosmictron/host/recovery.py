@@ -30,6 +30,7 @@ from cosmictron.durability import (
     PersistenceConfig,
     PersistenceLayer,
 )
+from cosmictron.durability.durable_point import Replicator
 from cosmictron.errors import NotFound, SchemaError
 from cosmictron.host.clock import Clock, SystemClock
 from cosmictron.host.core import DatabaseCore
@@ -64,6 +65,7 @@ def open_core(
     durability: DurabilityConfig | None,
     owner: Identity | None,
     clock: Clock | None,
+    replicator: Replicator | None = None,
 ) -> DatabaseCore:
     """``Database.open``'s first half: settings, lock, module, replay, adoption.
 
@@ -79,7 +81,9 @@ def open_core(
             environ=os.environ, config_file=config_file if config_file.exists() else None
         )
     explicit = load_new_module(module) if module is not None else None
-    persistence = PersistenceLayer(PersistenceConfig(data_dir=str(directory)), durability)
+    persistence = PersistenceLayer(
+        PersistenceConfig(data_dir=str(directory)), durability, replicator=replicator
+    )
     try:
         base = stored_module(directory, explicit)
         assert base is not None, "checked above: a module was given or one is stored"

@@ -21,12 +21,20 @@ from typing import Any
 from aiohttp import web
 
 from cosmictron import limits
-from cosmictron.errors import CosmictronError, InvalidRequest, RateLimited, error_document
+from cosmictron.cluster.node import ClusterNode
+from cosmictron.errors import (
+    ClusterUnavailable,
+    CosmictronError,
+    InvalidRequest,
+    RateLimited,
+    error_document,
+)
 from cosmictron.module import set_wasm_cache_directory
 from cosmictron.server import (
     audit,
     backup,
     bulk,
+    cluster_route,
     console,
     export,
     grants,
@@ -88,6 +96,8 @@ ROUTES = [
     web.get("/console", console.redirect),
     web.get("/console/", console.index),
     web.get("/console/{file}", console.asset),
+    # Cluster mode (issue 19, server/cluster_route.py).
+    web.get("/v1/cluster", cluster_route.cluster_status),
 ]
 """Every route of the server, on one screen (docs/reference/http.md, websocket.md): the
 method, the path, the handler. No module adds a route of its own. A ``GET`` answers
@@ -116,7 +126,7 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except CosmictronError as exc:
         document = error_document(exc, show_traceback=bool(request.get(SHOWS_TRACEBACK)))
         response = json_response({"error": document}, status=exc.http_status)
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, (RateLimited, ClusterUnavailable)):
             response.headers["Retry-After"] = throttle.retry_after_header(exc.retry_after_s)
         return response
     except web.HTTPRequestEntityTooLarge as exc:
@@ -183,11 +193,21 @@ def serve(
     announce: Announce | None = None,
     open_sandboxed_deploys: bool = False,
     pg_listen: tuple[str, int] | None = None,
+    cluster: ClusterNode | None = None,
 ) -> None:
     """Run the server in this process until SIGTERM or SIGINT; with ``pg_listen``, also
-    speak the PostgreSQL protocol on that address (``server/pgwire``)."""
+    speak the PostgreSQL protocol on that address (``server/pgwire``); with ``cluster`` (a
+    connected ``ClusterNode``), as one node of a cluster (issue 19)."""
     run = _serve(
-        host, port, data_dir, profile, on_listening, announce, open_sandboxed_deploys, pg_listen
+        host,
+        port,
+        data_dir,
+        profile,
+        on_listening,
+        announce,
+        open_sandboxed_deploys,
+        pg_listen,
+        cluster,
     )
     try:
         import uvloop
@@ -206,6 +226,7 @@ async def _serve(
     announce: Announce | None = None,
     open_sandboxed_deploys: bool = False,
     pg_listen: tuple[str, int] | None = None,
+    cluster: ClusterNode | None = None,
 ) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     # The key and the operator's token are read, and their files closed, before any
@@ -217,7 +238,7 @@ async def _serve(
     # loop quickly (docs/design/query-snapshots.md).
     sys.setswitchinterval(limits.query_switch_interval_s)
     set_wasm_cache_directory(data_dir / "cache" / "wasm")  # compiled guests survive restarts
-    registry = DatabaseRegistry(data_dir, profile)
+    registry = DatabaseRegistry(data_dir, profile, cluster)
     await asyncio.to_thread(registry.open_all)
     app = build_app(registry, authority, rights, scrape_token, open_sandboxed_deploys)
     runner = web.AppRunner(app, shutdown_timeout=10.0, **listener.runner_options(app))
@@ -226,6 +247,8 @@ async def _serve(
     listening = await listener.listen(runner, host, port)
     bound = listening.sockets[0].getsockname()
     url = f"http://{bound[0]}:{bound[1]}"
+    if cluster is not None:
+        cluster.url = url
     pg_server = None
     if pg_listen is not None:  # the PostgreSQL port (issue 22, server/pgwire/)
         pg_server = await pgwire.listen_pg(

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from cosmictron import names
+from cosmictron.cluster.node import CatalogueEntry, ClusterNode
 from cosmictron.durability import DurabilityConfig
 from cosmictron.durability.files import fsync_directory
 from cosmictron.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
@@ -62,9 +63,13 @@ class HostedDatabase:
 class DatabaseRegistry:
     """Names to open databases; creates, updates and deletes them."""
 
-    def __init__(self, root: Path, profile: str | None = None) -> None:
+    def __init__(
+        self, root: Path, profile: str | None = None, cluster: ClusterNode | None = None
+    ) -> None:
         self.root = root
         self.profile = profile
+        self.cluster = cluster
+        """Cluster mode (issue 19): leases decide which databases this node hosts."""
         self._databases: dict[str, HostedDatabase] = {}
         self._admin = threading.Lock()
         self._uploads = root / "uploads"
@@ -80,6 +85,9 @@ class DatabaseRegistry:
         remove what uploads a crash interrupted (``uploads/`` only holds temporary files)."""
         shutil.rmtree(self._uploads, ignore_errors=True)
         self.directory.mkdir(parents=True, exist_ok=True)
+        if self.cluster is not None:
+            self._start_cluster(self.cluster)
+            return
         for path in sorted(self.directory.iterdir()):
             if path.is_dir() and (path / "module" / "module.py").exists():
                 self._databases[path.name] = self._host(
@@ -107,6 +115,8 @@ class DatabaseRegistry:
         hosted = self._databases.get(name)
         if hosted is None:
             check_name(name)
+            if self.cluster is not None and self.cluster.has_database(name):
+                raise self.cluster.not_leader(name)
             raise NotFound(f"database {name!r} does not exist")
         return hosted
 
@@ -146,15 +156,27 @@ class DatabaseRegistry:
                 report = existing.db.update_module(
                     source, clear=clear, filename=filename or default_filename(name, source)
                 )
+                if self.cluster is not None:  # the module a standby would take over with
+                    self.cluster.publish_database(
+                        name, source, filename or default_filename(name, source), caller
+                    )
                 settle_long_lived()
                 return existing, False, report.describe()
             path = self.directory / name
+            if self.cluster is not None and self.cluster.has_database(name):
+                raise self.cluster.not_leader(name)
             if path.exists():
                 shutil.rmtree(path)  # a creation that failed half-way before
             # Loaded (and checked) before the directory exists, under the user's name.
-            loaded = load_new_module(source, filename or default_filename(name, source))
+            filename = filename or default_filename(name, source)
+            loaded = load_new_module(source, filename)
             try:
-                db = Database.open(path, loaded, durability=self.durability_for(path), owner=caller)
+                if self.cluster is not None:
+                    db = self._create_in_cluster(self.cluster, name, source, filename, caller)
+                else:
+                    db = Database.open(
+                        path, loaded, durability=self.durability_for(path), owner=caller
+                    )
             except BaseException:
                 shutil.rmtree(path, ignore_errors=True)
                 raise
@@ -169,6 +191,8 @@ class DatabaseRegistry:
             hosted = self.get(name)
             if hosted.db.owner != caller:
                 raise PermissionDenied(f"only the owner of database {name!r} may delete it")
+            if self.cluster is not None:
+                raise InvalidRequest("deleting a database in cluster mode is not built yet")
             del self._databases[name]
             self.relay.remove(name)
             hosted.close()
@@ -234,11 +258,43 @@ class DatabaseRegistry:
 
     def close_all(self) -> None:
         """Close every database: each waits for its calls, syncs its log and closes."""
+        if self.cluster is not None:
+            self.cluster.stop()  # no lease round may adopt a database meanwhile
         with self._admin:
             self.relay.close()  # first: it would count closed targets as failures
             for hosted in self._databases.values():
                 hosted.close()
             self._databases.clear()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    # -- cluster mode (issue 19) --------------------------------------------------------
+
+    def _create_in_cluster(
+        self, cluster: ClusterNode, name: str, source: bytes, filename: str, caller: Identity
+    ) -> Database:
+        """A new database: in the catalogue first (so a standby can open it), then led here."""
+        cluster.publish_database(name, source, filename, caller)
+        entry = CatalogueEntry(name, source, filename, caller)
+        path = self.directory / name
+        return cluster.open_leader(entry, path, self.durability_for(path))
+
+    def _start_cluster(self, cluster: ClusterNode) -> None:
+        def adopt(name: str, db: Database) -> None:
+            with self._admin:
+                self._databases[name] = self._host(name, db)
+
+        def drop(name: str) -> None:
+            with self._admin:
+                hosted = self._databases.pop(name, None)
+            self.relay.remove(name)  # only the leader of a source relays its calls
+            if hosted is not None:
+                hosted.close()
+
+        def applied() -> dict[str, int]:
+            return {name: hosted.db.tx_offset for name, hosted in list(self._databases.items())}
+
+        cluster.start(adopt, drop, lambda name: self.directory / name, self.durability_for, applied)
 
     def _host(self, name: str, db: Database, relay: bool = True) -> HostedDatabase:
         executor = ThreadPoolExecutor(THREADS_PER_DATABASE, thread_name_prefix=f"db-{name}")

@@ -1,0 +1,132 @@
+"""``catch_up``: copy the replicated log's records past the local log's end into it.
+
+A node about to lead a database (or to follow it after a restart) first makes its local
+log, the node's cache of the stream, end where the stream ends: it reads the stream's
+records after its own last offset and appends each one byte for byte
+(``PersistenceLayer.append_replicated``, which checks that each continues the chain). The
+database then opens from its local log as on one node. A local log that has records the
+stream lacks (a deposed leader's unacknowledged tail) has diverged: :func:`set_aside`
+moves its log and snapshots away so the node rebuilds from the stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from cosmictron.cluster.connection import NatsConnection
+from cosmictron.cluster.jetstream_log import stream_name
+from cosmictron.durability import DurabilityConfig, PersistenceConfig, PersistenceLayer
+from cosmictron.errors import ClusterUnavailable, DurabilityError
+
+FETCH_TIMEOUT_S = 30.0
+"""How long reading the stream may take before the catch-up reports it unavailable."""
+
+
+async def _stream_last(connection: NatsConnection, database: str) -> int:
+    from nats.js.errors import NotFoundError
+
+    try:
+        info = await connection.js.stream_info(stream_name(database))
+    except NotFoundError:
+        return 0
+    return int(info.state.last_seq)
+
+
+async def _fetch(connection: NatsConnection, database: str, first: int, last: int) -> list[bytes]:
+    out = []
+    name = stream_name(database)
+    for seq in range(first, last + 1):
+        msg = await connection.js.get_msg(name, seq, direct=True)
+        out.append(bytes(msg.data or b""))
+    return out
+
+
+def stream_last_offset(connection: NatsConnection, database: str) -> int:
+    """The last sequence (offset) of the database's stream; 0 when it has none."""
+    return connection.run(_stream_last(connection, database), FETCH_TIMEOUT_S)
+
+
+def catch_up(
+    connection: NatsConnection,
+    data_dir: str | os.PathLike[str],
+    database: str,
+    durability: DurabilityConfig,
+) -> tuple[int, int]:
+    """Append the stream's records after the local log's end; ``(copied, last offset)``.
+
+    Raises:
+        DurabilityError: the local log has records past the stream's end, or a copied
+            record does not continue it (the log diverged: :func:`set_aside` it).
+        ClusterUnavailable: the stream could not be read.
+    """
+    persistence = PersistenceLayer(PersistenceConfig(data_dir=str(data_dir)), durability)
+    try:
+        recovery = persistence.recover()
+        for _ in recovery.records:
+            pass
+        local_last = persistence.next_offset - 1
+        try:
+            stream_last = stream_last_offset(connection, database)
+            if stream_last < local_last:
+                raise DurabilityError(
+                    f"the local log of {database!r} ends at {local_last}, past the replicated "
+                    f"log's end ({stream_last}): it {DIVERGED} (records never acknowledged)"
+                )
+            if local_last > 0:
+                # The same length is not the same history: the last local record must be
+                # the stream's record at that offset, else the chains part there or earlier.
+                (ours,) = connection.run(
+                    _fetch(connection, database, local_last, local_last), FETCH_TIMEOUT_S
+                )
+                if hashlib.sha256(ours).digest() != persistence.last_hash:
+                    raise DurabilityError(
+                        f"the local log of {database!r} holds another record at offset "
+                        f"{local_last} than the replicated log: it {DIVERGED}"
+                    )
+            payloads: list[Any] = []
+            if stream_last > local_last:
+                payloads = connection.run(
+                    _fetch(connection, database, local_last + 1, stream_last), FETCH_TIMEOUT_S
+                )
+        except DurabilityError:
+            raise
+        except Exception as exc:
+            raise ClusterUnavailable(
+                f"could not read the replicated log of {database!r}: {exc!r}"
+            ) from exc
+        for payload in payloads:
+            try:
+                persistence.append_replicated(payload)
+            except DurabilityError as exc:
+                raise DurabilityError(f"{exc} (the local log {DIVERGED})") from exc
+        persistence.sync_now()
+        return len(payloads), persistence.next_offset - 1
+    finally:
+        persistence.close()
+
+
+DIVERGED = "has diverged"
+"""In the message of the ``DurabilityError`` of a local log the stream does not continue."""
+
+
+def diverged(error: Exception) -> bool:
+    """Whether ``error`` is :func:`catch_up`'s "the local log diverged from the stream"."""
+    return DIVERGED in str(error)
+
+
+def set_aside(data_dir: str | os.PathLike[str]) -> Path:
+    """Move a diverged node's ``log/`` and ``snapshots/`` to ``stale-<time>/``; its path.
+
+    Nothing is deleted: the unacknowledged tail stays there for inspection.
+    """
+    root = Path(data_dir)
+    aside = root / f"stale-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    aside.mkdir()
+    for name in ("log", "snapshots"):
+        if (root / name).exists():
+            (root / name).rename(aside / name)
+    return aside

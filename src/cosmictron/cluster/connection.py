@@ -1,0 +1,133 @@
+"""``NatsConnection``: nats-py's asyncio client on a dedicated thread, usable from any thread.
+
+The host is threaded (a writer lock, group commit, a thread per blocking call) and nats-py
+is asyncio, so the client gets an event loop on a thread of its own; other threads hand it
+coroutines with :meth:`NatsConnection.run` (a ``concurrent.futures.Future`` they wait on)
+or callbacks with :meth:`NatsConnection.call_soon` (no waiting at all: the commit path's
+publish). The commit thread never blocks on the loop except where it waits for an ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from cosmictron.errors import ClusterUnavailable, ConfigError
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT_S = 5.0
+"""How long ``connect`` tries the URLs before it reports NATS unreachable."""
+
+
+def parse_urls(spec: str) -> list[str]:
+    """``nats://a:4222,nats://b:4222`` -> the list; every entry must be a ``nats://`` URL.
+
+    Raises:
+        ConfigError: empty, or an entry is not ``nats://HOST:PORT``.
+    """
+    urls = [part.strip() for part in spec.split(",") if part.strip()]
+    if not urls:
+        raise ConfigError("--cluster needs at least one NATS URL (nats://HOST:PORT)")
+    for url in urls:
+        if not url.startswith(("nats://", "tls://")) or ":" not in url.split("://", 1)[1]:
+            raise ConfigError(f"--cluster: {url!r} is not a NATS URL (nats://HOST:PORT)")
+    return urls
+
+
+class NatsConnection:
+    """One NATS connection (and its JetStream context) on its own event-loop thread.
+
+    Args:
+        urls: the NATS servers (any of them will do; the client fails over between them).
+        name: the client name the servers show (the node id).
+    """
+
+    def __init__(self, urls: list[str], name: str = "cosmictron") -> None:
+        self.urls = urls
+        self.name = name
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._run_loop, name=f"cosmictron-nats-{name}", daemon=True
+        )
+        self.nc: Any = None
+        self.js: Any = None
+        self._closed = False
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def connect(self, timeout: float = CONNECT_TIMEOUT_S) -> NatsConnection:
+        """Start the loop thread and connect.
+
+        Raises:
+            ClusterUnavailable: no server answered within ``timeout`` (names the URLs).
+        """
+        self._thread.start()
+        try:
+            self.run(self._connect(), timeout + 1.0)
+        except (ClusterUnavailable, concurrent.futures.TimeoutError, OSError) as exc:
+            self.close()
+            raise ClusterUnavailable(
+                f"cannot reach NATS at {','.join(self.urls)} (no server answered in {timeout:.0f}s)"
+            ) from exc
+        return self
+
+    async def _connect(self) -> None:
+        import nats
+
+        async def quiet(_exc: Exception) -> None:
+            """Reconnects are expected (a server restarts); the log stays readable."""
+
+        try:
+            self.nc = await asyncio.wait_for(
+                nats.connect(
+                    servers=self.urls,
+                    name=self.name,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.25,
+                    connect_timeout=1,
+                    error_cb=quiet,
+                ),
+                CONNECT_TIMEOUT_S,
+            )
+        except (TimeoutError, OSError) as exc:
+            raise ClusterUnavailable(f"cannot reach NATS at {','.join(self.urls)}") from exc
+        self.js = self.nc.jetstream(timeout=5.0)
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coroutine`` on the loop and wait for its result (from another thread)."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start ``coroutine`` on the loop; the caller may wait on the future or not."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run ``callback(*args)`` on the loop, in call order, without waiting."""
+        self.loop.call_soon_threadsafe(callback, *args)
+
+    def close(self) -> None:
+        """Drain and close the connection and stop the loop thread; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.nc is not None and self._thread.is_alive():
+            try:
+                self.run(self.nc.close(), 5.0)
+            except Exception:  # closing a broken connection: nothing to keep
+                pass
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5.0)
+        if not self._thread.is_alive():
+            self.loop.close()

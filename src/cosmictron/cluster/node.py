@@ -1,0 +1,365 @@
+"""``ClusterNode``: one server's part in a cluster (``start --cluster … --node-id …``).
+
+It keeps, in JetStream KV:
+
+- ``COSMICTRON_DATABASES``: the catalogue, one key per database: its module source, file
+  name and owner, so any node can open a database it has never hosted;
+- ``COSMICTRON_NODES``: one key per node: its URL, a heartbeat time and, per database, the
+  last offset it applied (what ``GET /v1/cluster`` reports);
+- ``COSMICTRON_LEASES`` (``lease.py``): who leads each database.
+
+A thread renews the leases of the databases this node leads every ``LEASE_RENEW_S`` (a
+refused renewal: another node took over, so the database is dropped here) and, for every
+database in the catalogue it does not lead, tries the lease; once the holder has been
+silent for the lease's TTL it wins, catches up and fences (``leadership.take_lead``) and
+serves. That is the failover: TTL + catch-up + one fenced publish.
+
+Not built yet (issue 19 part 3): followers that apply the stream continuously and serve
+reads, and forwarding; a non-leader answers ``503 not_leader`` naming the leader.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cosmictron.cluster.catchup import stream_last_offset
+from cosmictron.cluster.connection import NatsConnection, parse_urls
+from cosmictron.cluster.leadership import take_lead
+from cosmictron.cluster.lease import LEASE_RENEW_S, LEASE_TTL_S, Lease
+from cosmictron.durability import DurabilityConfig
+from cosmictron.errors import ClusterUnavailable, NotLeader
+from cosmictron.host import Database
+from cosmictron.host.directory import load_new_module
+from cosmictron.values import Identity
+
+logger = logging.getLogger(__name__)
+
+CATALOGUE_BUCKET = "COSMICTRON_DATABASES"
+NODES_BUCKET = "COSMICTRON_NODES"
+NODE_DOWN_AFTER_S = 5.0
+"""A node whose heartbeat is older than this is reported ``down``."""
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """What a node needs to open a database it never hosted."""
+
+    name: str
+    source: bytes
+    filename: str
+    owner: Identity
+
+
+class ClusterNode:
+    """This server's membership in the cluster (see the module doc).
+
+    Args:
+        urls: the NATS servers, comma-separated (``--cluster``).
+        node_id: this node's name (``--node-id``), unique in the cluster.
+        replicas: copies of each stream and bucket (3: survives one server's loss).
+    """
+
+    def __init__(
+        self,
+        urls: str,
+        node_id: str,
+        *,
+        replicas: int = 3,
+        lease_ttl_s: float = LEASE_TTL_S,
+    ) -> None:
+        self.urls = parse_urls(urls)
+        self.node_id = node_id
+        self.replicas = replicas
+        self.lease_ttl_s = lease_ttl_s
+        self.url = ""
+        """This node's HTTP URL, set once the server listens."""
+        self.connection = NatsConnection(self.urls, node_id)
+        self._leases: dict[str, Lease] = {}
+        self._led: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def connect(self) -> ClusterNode:
+        """Connect to NATS and make the buckets.
+
+        Raises:
+            ClusterUnavailable: no NATS server answered (the message names the URLs).
+        """
+        self.connection.connect()
+        try:
+            self.connection.run(self._buckets(), 30.0)
+        except Exception as exc:
+            self.connection.close()
+            raise ClusterUnavailable(
+                f"NATS at {','.join(self.urls)} answered but JetStream did not ({exc!r})"
+            ) from exc
+        return self
+
+    async def _bucket(self, name: str) -> Any:
+        from nats.js.api import KeyValueConfig, StorageType
+        from nats.js.errors import BucketNotFoundError
+
+        js = self.connection.js
+        try:
+            return await js.key_value(name)
+        except BucketNotFoundError:
+            return await js.create_key_value(
+                KeyValueConfig(
+                    bucket=name, history=1, replicas=self.replicas, storage=StorageType.FILE
+                )
+            )
+
+    async def _buckets(self) -> None:
+        await self._bucket(CATALOGUE_BUCKET)
+        await self._bucket(NODES_BUCKET)
+
+    # -- the catalogue ----------------------------------------------------------------
+
+    def publish_database(self, name: str, source: bytes, filename: str, owner: Identity) -> None:
+        """Record a new database in the catalogue (before its first record is written)."""
+        value = json.dumps(
+            {
+                "source": base64.b64encode(source).decode(),
+                "filename": filename,
+                "owner": owner.hex(),
+            }
+        ).encode()
+
+        async def put() -> None:
+            kv = await self._bucket(CATALOGUE_BUCKET)
+            await kv.put(_key(name), value)
+
+        self.connection.run(put(), 10.0)
+
+    def has_database(self, name: str) -> bool:
+        """Whether the catalogue holds ``name`` (one key read, not a listing)."""
+
+        async def read() -> bool:
+            from nats.js.errors import KeyDeletedError, KeyNotFoundError
+
+            kv = await self._bucket(CATALOGUE_BUCKET)
+            try:
+                await kv.get(_key(name))
+            except (KeyNotFoundError, KeyDeletedError):
+                return False
+            return True
+
+        return self.connection.run(read(), 10.0)
+
+    def catalogue(self) -> dict[str, CatalogueEntry]:
+        """Every database of the cluster."""
+
+        async def read() -> dict[str, CatalogueEntry]:
+            from nats.js.errors import NoKeysError
+
+            kv = await self._bucket(CATALOGUE_BUCKET)
+            try:
+                keys = await kv.keys()
+            except NoKeysError:
+                return {}
+            out = {}
+            for key in keys:
+                entry = await kv.get(key)
+                doc = json.loads(entry.value or b"{}")
+                name = _name(key)
+                out[name] = CatalogueEntry(
+                    name,
+                    base64.b64decode(doc["source"]),
+                    doc["filename"],
+                    Identity.from_hex(doc["owner"]),
+                )
+            return out
+
+        return self.connection.run(read(), 10.0)
+
+    # -- leadership -------------------------------------------------------------------
+
+    def lease(self, name: str) -> Lease:
+        """This node's lease object for ``name``."""
+        with self._lock:
+            lease = self._leases.get(name)
+            if lease is None:
+                lease = Lease(
+                    self.connection, name, self.node_id, replicas=self.replicas,
+                    ttl_s=self.lease_ttl_s,
+                )  # fmt: skip
+                self._leases[name] = lease
+            return lease
+
+    def leads(self, name: str) -> bool:
+        """Whether this node leads ``name`` now."""
+        return name in self._led
+
+    def leader_of(self, name: str) -> str | None:
+        """The node holding ``name``'s lease (None: nobody)."""
+        return self.lease(name).read().holder
+
+    def open_leader(
+        self,
+        entry: CatalogueEntry,
+        path: Path,
+        durability: DurabilityConfig,
+        module: Any = None,
+    ) -> Database:
+        """Take ``entry``'s lease (it must be free), catch up, fence; the open database.
+
+        Raises:
+            NotLeader: another node holds the lease.
+        """
+        lease = self.lease(entry.name)
+        if not lease.try_acquire():
+            raise NotLeader(
+                f"database {entry.name!r} is led by {lease.read().holder}; this node "
+                f"({self.node_id}) does not forward yet: send the request there"
+            )
+        loaded = module if module is not None else load_new_module(entry.source, entry.filename)
+        db = take_lead(
+            self.connection, lease, path, loaded, durability, replicas=self.replicas,
+            owner=entry.owner,
+        )  # fmt: skip
+        self._led.add(entry.name)
+        return db
+
+    def not_leader(self, name: str) -> NotLeader:
+        """The error for a request reaching a node that does not lead ``name``."""
+        holder = self.leader_of(name)
+        where = f"led by {holder}" if holder else "being taken over (no leader yet)"
+        return NotLeader(
+            f"database {name!r} is {where}; this node ({self.node_id}) does not forward "
+            "yet: send the request to the leader"
+        )
+
+    def start(
+        self,
+        adopt: Callable[[str, Database], None],
+        drop: Callable[[str], None],
+        path_of: Callable[[str], Path],
+        durability_for: Callable[[Path], DurabilityConfig],
+        applied: Callable[[], dict[str, int]],
+    ) -> None:
+        """Run the lease thread (see the module doc) until :meth:`close`."""
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    self._tick(adopt, drop, path_of, durability_for, applied)
+                except Exception:
+                    logger.exception("cluster: the lease round failed; retrying")
+                self._stop.wait(max(0.05, LEASE_RENEW_S - (time.monotonic() - started)))
+
+        self._thread = threading.Thread(target=loop, name="cosmictron-cluster", daemon=True)
+        self._thread.start()
+
+    def _tick(
+        self,
+        adopt: Callable[[str, Database], None],
+        drop: Callable[[str], None],
+        path_of: Callable[[str], Path],
+        durability_for: Callable[[Path], DurabilityConfig],
+        applied: Callable[[], dict[str, int]],
+    ) -> None:
+        for name in sorted(self._led):
+            if not self.lease(name).renew():
+                logger.warning("cluster: lost the lease of %r; it is led elsewhere now", name)
+                self._led.discard(name)
+                drop(name)
+        for name, entry in sorted(self.catalogue().items()):
+            if name in self._led or self._stop.is_set():
+                continue
+            path = path_of(name)
+            try:
+                db = self.open_leader(entry, path, durability_for(path))
+            except NotLeader:
+                continue
+            logger.warning("cluster: %s now leads %r (epoch %d)", self.node_id, name,
+                           self.lease(name).epoch)  # fmt: skip
+            adopt(name, db)
+        self._heartbeat(applied())
+
+    def _heartbeat(self, applied: dict[str, int]) -> None:
+        value = json.dumps(
+            {"url": self.url, "time": time.time(), "applied": applied, "leads": sorted(self._led)}
+        ).encode()
+
+        async def put() -> None:
+            kv = await self._bucket(NODES_BUCKET)
+            await kv.put(self.node_id, value)
+
+        self.connection.run(put(), 10.0)
+
+    def status(self) -> dict[str, Any]:
+        """``GET /v1/cluster``'s document (DESIGN.md §9)."""
+
+        async def nodes() -> dict[str, dict[str, Any]]:
+            from nats.js.errors import NoKeysError
+
+            kv = await self._bucket(NODES_BUCKET)
+            try:
+                keys = await kv.keys()
+            except NoKeysError:
+                return {}
+            out = {}
+            for key in keys:
+                out[key] = json.loads((await kv.get(key)).value or b"{}")
+            return out
+
+        seen = self.connection.run(nodes(), 10.0)
+        now = time.time()
+        node_list = [
+            {
+                "node_id": node_id,
+                "url": doc.get("url", ""),
+                "status": "up" if now - float(doc.get("time", 0)) < NODE_DOWN_AFTER_S else "down",
+            }
+            for node_id, doc in sorted(seen.items())
+        ]
+        databases = []
+        for name in sorted(self.catalogue()):
+            last = stream_last_offset(self.connection, name)
+            replicas = [
+                {
+                    "node_id": node_id,
+                    "applied_offset": int(doc.get("applied", {}).get(name, 0)),
+                    "lag": max(0, last - int(doc.get("applied", {}).get(name, 0))),
+                }
+                for node_id, doc in sorted(seen.items())
+                if name in doc.get("applied", {})
+            ]
+            databases.append({"name": name, "leader": self.leader_of(name), "replicas": replicas})
+        return {"nodes": node_list, "databases": databases}
+
+    def stop(self) -> None:
+        """Stop the lease thread (no database is adopted or dropped after this)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(15.0)
+            self._thread = None
+
+    def close(self) -> None:
+        """Stop the lease thread and the connection (leases lapse after their TTL)."""
+        self.stop()
+        self.connection.close()
+
+
+def _key(name: str) -> str:
+    return name.encode().hex()
+
+
+def _name(key: str) -> str:
+    return bytes.fromhex(key).decode()
+
+
+def node_id_default() -> str:
+    """``COSMICTRON_NODE_ID`` when set, else the host name."""
+    return os.environ.get("COSMICTRON_NODE_ID") or os.uname().nodename

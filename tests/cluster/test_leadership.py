@@ -1,0 +1,124 @@
+"""Part 2 of issue 19 in one process: leases by compare-and-set, catch-up, fencing.
+
+Two "nodes" (each its own NATS connection and data directory) against a real three-server
+JetStream cluster: the lease admits one holder; a new leader catches up from the stream,
+appends its epoch-start record and serves with every acknowledged transaction of the old
+one; the old leader's next append is refused (NotLeader), it sets its diverged log aside,
+catches up and holds exactly the new leader's history.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+import cosmictron
+from cosmictron.cluster.catchup import catch_up, set_aside
+from cosmictron.cluster.connection import NatsConnection
+from cosmictron.cluster.jetstream_log import JetStreamLog
+from cosmictron.cluster.leadership import take_lead
+from cosmictron.cluster.lease import Lease
+from cosmictron.durability import DurabilityConfig
+from cosmictron.errors import NotLeader
+from cosmictron.ledger import verify
+from cosmictron.testing.nats import NatsCluster
+from tests.host.counted_module import COUNTED_MODULE
+
+DURABILITY = DurabilityConfig.from_profile("balanced")
+
+
+def items(db: cosmictron.Database) -> set[int]:
+    return {row[0] for row in db.sql("SELECT id FROM item")}
+
+
+def test_the_lease_admits_one_holder_and_moves_only_after_its_ttl(
+    nats_cluster: NatsCluster,
+) -> None:
+    a = NatsConnection(nats_cluster.urls, "a").connect()
+    b = NatsConnection(nats_cluster.urls, "b").connect()
+    try:
+        lease_a = Lease(a, "app", "a", ttl_s=1.0)
+        lease_b = Lease(b, "app", "b", ttl_s=1.0)
+        assert lease_a.try_acquire() and lease_a.epoch > 0
+        assert not lease_b.try_acquire()  # held, and b has not watched it go silent
+        assert lease_a.renew()
+        assert not lease_b.try_acquire()  # the revision moved: b's watch starts again
+        time.sleep(1.2)  # a stops renewing; b watches the same revision for a TTL
+        assert lease_b.try_acquire() and lease_b.epoch > lease_a.epoch
+        assert lease_b.read().holder == "b"
+        assert not lease_a.renew() and lease_a.epoch == 0  # compare-and-set refused
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_new_leader_catches_up_fences_the_old_one_and_serves(
+    tmp_path: Path, nats_cluster: NatsCluster
+) -> None:
+    module = tmp_path / "module.py"
+    module.write_text(COUNTED_MODULE)
+    a = NatsConnection(nats_cluster.urls, "a").connect()
+    b = NatsConnection(nats_cluster.urls, "b").connect()
+    old = new = None
+    try:
+        lease_a = Lease(a, "app", "a", ttl_s=0.5)
+        assert lease_a.try_acquire()
+        old = take_lead(a, lease_a, tmp_path / "a", str(module), DURABILITY)
+        for n in range(30):
+            old.call("append", n)
+        # a goes silent (a pause, a partition): b takes the lease after its TTL, catches up
+        # from the stream into its own empty directory, and fences a with its epoch record.
+        lease_b = Lease(b, "app", "b", ttl_s=0.5)
+        assert not lease_b.try_acquire()
+        time.sleep(0.6)
+        assert lease_b.try_acquire()
+        new = take_lead(b, lease_b, tmp_path / "b", str(module), DURABILITY)
+        assert items(new) == set(range(30))
+        new.call("append", 100)
+        # a wakes up believing it leads: its append is refused, never acknowledged.
+        with pytest.raises(NotLeader):
+            old.call("append", 31)
+        with pytest.raises(NotLeader):
+            old.call("append", 32)
+        old.close()
+        old = None
+        # a rejoins: its log has a record the stream never stored (31), so it diverged;
+        # it sets its log aside and rebuilds from the stream.
+        with pytest.raises(cosmictron.errors.DurabilityError):
+            catch_up(a, tmp_path / "a", "app", DURABILITY)
+        aside = set_aside(tmp_path / "a")
+        assert (aside / "log").exists()
+        copied, last = catch_up(a, tmp_path / "a", "app", DURABILITY)
+        assert last == new.tx_offset and copied == last
+        follower = cosmictron.Database.open(tmp_path / "a", durability=DURABILITY)
+        try:
+            assert items(follower) == set(range(30)) | {100}
+        finally:
+            follower.close()
+    finally:
+        for db in (old, new):
+            if db is not None:
+                db.close()
+        a.close()
+        b.close()
+    assert verify(tmp_path / "a").ok and verify(tmp_path / "b").ok
+
+
+def test_a_log_that_does_not_continue_the_stream_is_refused_at_open(
+    tmp_path: Path, nats_cluster: NatsCluster
+) -> None:
+    module = tmp_path / "module.py"
+    module.write_text(COUNTED_MODULE)
+    a = NatsConnection(nats_cluster.urls, "a").connect()
+    try:
+        local = cosmictron.Database.open(tmp_path / "x", str(module), durability=DURABILITY)
+        local.call("append", 1)
+        local.close()
+        with pytest.raises(cosmictron.errors.DurabilityError, match="ends at 0 but the local"):
+            cosmictron.Database.open(
+                tmp_path / "x", durability=DURABILITY, replicator=JetStreamLog(a, "x")
+            )
+    finally:
+        a.close()
