@@ -272,6 +272,86 @@ def test_records_a_snapshot_covers_read_the_same(tmp_path: Any, skip_through: in
     assert len(compiled[1]) == COUNT - skip_through
 
 
+@needs_kernel
+@pytest.mark.parametrize("case", sorted(BAD_RECORDS))
+@pytest.mark.parametrize("index", [0, BATCH_FRAMES + 5, COUNT - 2])
+def test_a_bad_record_a_snapshot_covers_reads_the_same(
+    tmp_path: Any, case: str, index: int
+) -> None:
+    """Covered frames go through the kernel without records built (``want_records``
+    False); where it stops, the Python reader names the bad one, as without it."""
+    payloads = healthy_payloads()
+    BAD_RECORDS[case](payloads, index)
+    path = os.fspath(tmp_path / "s.log")
+    write_segment(path, payloads)
+    skip_hash = record_hash(payloads[COUNT - 3])
+    compiled, pure = read_both(path, skip_through=COUNT - 2, skip_hash=skip_hash)
+    assert compiled == pure
+    assert compiled[0] == "corrupt"
+
+
+@needs_kernel
+def test_every_flipped_byte_of_a_covered_frame_reads_the_same(tmp_path: Any) -> None:
+    payloads = healthy_payloads()
+    clean = os.fspath(tmp_path / "clean.log")
+    write_segment(clean, payloads)
+    with open(clean, "rb") as file:
+        data = file.read()
+    index = BATCH_FRAMES + 3
+    target = frame_starts(payloads)[index]
+    skip_hash = record_hash(payloads[COUNT - 1])
+    path = os.fspath(tmp_path / "s.log")
+    for position in range(target, target + FRAME_HEADER.size + len(payloads[index])):
+        damaged = bytearray(data)
+        damaged[position] ^= 0x5A
+        with open(path, "wb") as file:
+            file.write(damaged)
+        compiled, pure = read_both(path, skip_through=COUNT, skip_hash=skip_hash)
+        assert compiled == pure, position
+
+
+@needs_kernel
+@pytest.mark.parametrize("skip_through", [2, BATCH_FRAMES + 2, COUNT])
+def test_a_snapshot_hash_the_log_does_not_hold_reads_the_same(
+    tmp_path: Any, skip_through: int
+) -> None:
+    payloads = healthy_payloads()
+    path = os.fspath(tmp_path / "s.log")
+    write_segment(path, payloads)
+    compiled, pure = read_both(path, skip_through=skip_through, skip_hash=bytes(32))
+    assert compiled == pure
+    assert compiled[0] == "corrupt" and "snapshot's last_hash" in compiled[3]
+
+
+@needs_kernel
+def test_the_kernel_without_records_follows_the_same_chain(tmp_path: Any) -> None:
+    path = os.fspath(tmp_path / "s.log")
+    write_segment(path, healthy_payloads())
+    with open(path, "rb") as file:
+        data = file.read()
+    assert segment._read_frames is not None
+    outcomes = [
+        segment._read_frames(
+            data,
+            SEGMENT_HEADER.size,
+            RECORD_BYTES_MAX,
+            COUNT,
+            1,
+            bytes(32),
+            msgpack.unpackb,
+            {"raw": False, "strict_map_key": False},
+            segment.RECORD_KINDS,
+            segment._RECORD_FORMATS,
+            Record,
+            want,
+        )
+        for want in (True, False)
+    ]
+    (records, *with_records), (none, *without) = outcomes
+    assert len(records) == COUNT and none == []
+    assert with_records == without and without[2] == records[-1].hash
+
+
 def test_cosmictron_pure_turns_the_kernel_off() -> None:
     code = "from cosmictron.durability import segment; print(segment.COMPILED)"
     env = {**os.environ, "COSMICTRON_PURE": "1"}
