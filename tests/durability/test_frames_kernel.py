@@ -48,6 +48,10 @@ def healthy_payloads(count: int = COUNT) -> Payloads:
         body: Any = [offset, "x" * (offset % 7), {"k": [offset, None, 1.5]}]
         if offset == 40:
             body.append(b"\x00" * 70_000)
+        if offset % 5 == 0:  # what the covered walker leaves to unpackb (``_frames.pyx``)
+            body.append(["é", msgpack.ExtType(5, b"xy"), {b"k": -(1 << 40)}])
+        if offset % 6 == 0:  # what it reads itself: every other encoding
+            body.append([2**64 - 1, -(2**63), 1e300, "y" * 300, b"b" * 70, [0] * 20, True])
         payload = encode_payload(kind, offset, prev, body)
         payloads.append(payload)
         prev = record_hash(payload)
@@ -180,6 +184,13 @@ def _record(version: Any, kind: Any, offset: Any, prev: Any, body: Any) -> list[
     return [version, kind, offset, prev, body, "", 0, "sha256", None, None]
 
 
+def _raw_body(offset: int, prev: bytes, body: bytes) -> bytes:
+    """A current-format payload whose body is the given msgpack bytes, as they are."""
+    head = msgpack.packb([2, 0, offset, prev], use_bin_type=True)
+    tail = b"".join(msgpack.packb(f) for f in ["", 0, "sha256", None, None])
+    return b"\x9a" + head[1:] + body + tail
+
+
 def _packed(*fields: Any) -> bytes:
     return msgpack.packb(_record(*fields), use_bin_type=True)
 
@@ -200,6 +211,10 @@ BAD_RECORDS = {
     "not an array": _well_framed(lambda o, p, b: msgpack.packb({"offset": o})),
     "trailing bytes": _well_framed(lambda o, p, b: _packed(2, 0, o, p, b) + b"\x00"),
     "not msgpack": _well_framed(lambda o, p, b: b"\xc1\xc1"),
+    "text not utf-8": _well_framed(lambda o, p, b: _raw_body(o, p, b"\xa2\xff\xfe")),
+    "a list as map key": _well_framed(lambda o, p, b: _raw_body(o, p, b"\x81\x91\x01\x02")),
+    "body cut short": _well_framed(lambda o, p, b: _raw_body(o, p, b"\x92\x01")),
+    "nested too deep": _well_framed(lambda o, p, b: _raw_body(o, p, b"\x91" * 2000 + b"\x01")),
 }
 """Each makes a record that no reader may accept (``wrong prev_hash`` at index 0 names the
 genesis hash, so the record after it is the bad one)."""
