@@ -196,3 +196,44 @@ def test_insert_many_fast_path_matches_one_by_one():
             single.index_named(name).row_keys("o1" if name == "owner" else 2)
         )
     batched.check_invariants()
+
+
+def test_delete_many_matches_one_by_one_and_refuses_a_key_not_held():
+    """``delete_many`` (replay's overlay flush) leaves what ``delete`` one by one leaves,
+    with the ordered views and a snapshot's shared structures in play."""
+    schema = TableSchema(
+        "item",
+        (ColumnSchema("id", t.I64), ColumnSchema("owner", t.STR), ColumnSchema("n", t.I64)),
+        primary_key=("id",),
+        indexes=(IndexSchema("owner", ("owner",), "hash"), IndexSchema("n", ("n",))),
+    )
+    rows = [(i, f"o{i % 3}", i % 5) for i in range(60)]
+    doomed = [k for k in range(60) if k % 4 != 1]
+    batched, single = Table(schema), Table(schema)
+    for table in (batched, single):
+        table.insert_many(rows)
+        list(table.index_named("n").range_row_keys(1, 3))  # builds the ordered views
+        list(table.ordered_primary().range_row_keys(10, 20))
+    assert batched.primary_order._ordered is not None
+    assert batched.index_named("n")._ordered is not None
+    view = batched.share()
+    removed = batched.delete_many(doomed)
+    assert removed == [rows[k] for k in doomed]
+    for key in doomed:
+        single.delete(key)
+    assert list(batched.rows.items()) == list(single.rows.items())
+    assert batched.estimated_bytes == single.estimated_bytes
+    for name, probe in (("owner", "o1"), ("n", 1)):
+        assert sorted(batched.index_named(name).row_keys(probe)) == sorted(
+            single.index_named(name).row_keys(probe)
+        )
+    assert list(batched.ordered_primary().range_row_keys(0, 60)) == list(
+        single.ordered_primary().range_row_keys(0, 60)
+    )
+    batched.check_invariants()
+    assert len(view.rows) == 60  # the snapshot's view kept its rows
+    view.check_invariants()
+    before = dict(batched.rows)
+    with pytest.raises(KeyError):
+        batched.delete_many([1, 0])  # 0 is gone: nothing is removed
+    assert batched.rows == before

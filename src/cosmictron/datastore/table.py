@@ -234,6 +234,31 @@ class Table:
                 self.variable_bytes -= self._variable_size(row)
         return row
 
+    def delete_many(self, keys: list[Any]) -> list[tuple[Any, ...]]:
+        """``delete`` for many keys the table holds, each index updated in one pass
+        (replay's overlay flush); returns the removed rows.
+
+        Raises:
+            KeyError: a key the table does not hold (nothing is removed then).
+        """
+        if self._shared:
+            self._own()
+        held = self.rows
+        missing = [key for key in keys if key not in held]
+        if missing:
+            raise KeyError(missing[0])
+        pop = held.pop
+        rows = [pop(key) for key in keys]
+        for index in self.indexes:
+            index.remove_many(rows, keys)
+        primary_order = self.primary_order
+        if primary_order is not None and primary_order._ordered is not None:
+            for key in keys:
+                primary_order.removed(key)
+        if self._variable_positions:
+            self.variable_bytes -= sum(map(self._variable_size, rows))
+        return rows
+
     def replace(self, key: Any, row: tuple[Any, ...]) -> tuple[Any, ...]:
         """Swap the row under ``key`` for ``row`` (same key) and return the old row.
 

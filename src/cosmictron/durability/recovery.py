@@ -75,6 +75,15 @@ class Recovery:
         iterate this or ``records``, not both."""
         self.records: Iterator[Record] = itertools.chain.from_iterable(self.batches)
 
+    def release_snapshot(self) -> None:
+        """Drop the snapshot, its state applied and ``batches`` exhausted.
+
+        The persistence layer keeps this object (to refuse a second ``recover``), and a
+        decoded state holds a list per row: kept, it doubled the memory of the rows and
+        made the first collection after replay walk all of them (0.26 s for 200k rows).
+        """
+        self.snapshot = None
+
     def _replay(self) -> Iterator[list[Record]]:
         snapshot = self.snapshot
         snapshot_offset = snapshot.offset if snapshot is not None else 0
