@@ -14,7 +14,10 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-_SOURCES = {"cosmictron.durability._frames": "src/cosmictron/durability/_frames.pyx"}
+_SOURCES = {
+    "cosmictron.durability._frames": "src/cosmictron/durability/_frames.pyx",
+    "cosmictron.datastore._rows": "src/cosmictron/datastore/_rows.pyx",
+}
 
 
 class _OptionalBuildExt(build_ext):
