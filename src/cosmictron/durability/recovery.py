@@ -50,7 +50,7 @@ class Recovery:
     """What :meth:`PersistenceLayer.recover` returns.
 
     Attributes:
-        snapshot: the newest valid snapshot, or ``None``.
+        snapshot: the newest valid snapshot, or ``None`` (also after ``release_snapshot``).
         records: the verified records after the snapshot, in offset order.
         last_offset: the last valid offset (0 for an empty log); final once ``records``
             is exhausted.
