@@ -18,6 +18,7 @@ _SOURCES = {
     "cosmictron.durability._frames": "src/cosmictron/durability/_frames.pyx",
     # The PostgreSQL port's DataRow writer (server/pgwire/results.py falls back without it).
     "cosmictron.server.pgwire._rows": "src/cosmictron/server/pgwire/_rows.pyx",
+    "cosmictron.datastore._rows": "src/cosmictron/datastore/_rows.pyx",
 }
 
 

@@ -3,6 +3,11 @@
 Every test ends with ``check_invariants``: indexes hold exactly the table's rows.
 """
 
+import gc
+import os
+import subprocess
+import sys
+
 import pytest
 
 from cosmictron import Conflict
@@ -13,6 +18,7 @@ from cosmictron.datastore import (
     TableSchema,
     Transaction,
 )
+from cosmictron.datastore import table as table_module
 from cosmictron.datastore import types as t
 
 
@@ -196,3 +202,80 @@ def test_insert_many_fast_path_matches_one_by_one():
             single.index_named(name).row_keys("o1" if name == "owner" else 2)
         )
     batched.check_invariants()
+
+
+def test_delete_many_matches_one_by_one_and_refuses_a_key_not_held():
+    """``delete_many`` (replay's overlay flush) leaves what ``delete`` one by one leaves,
+    with the ordered views and a snapshot's shared structures in play."""
+    schema = TableSchema(
+        "item",
+        (ColumnSchema("id", t.I64), ColumnSchema("owner", t.STR), ColumnSchema("n", t.I64)),
+        primary_key=("id",),
+        indexes=(IndexSchema("owner", ("owner",), "hash"), IndexSchema("n", ("n",))),
+    )
+    rows = [(i, f"o{i % 3}", i % 5) for i in range(60)]
+    doomed = [k for k in range(60) if k % 4 != 1]
+    batched, single = Table(schema), Table(schema)
+    for table in (batched, single):
+        table.insert_many(rows)
+        list(table.index_named("n").range_row_keys(1, 3))  # builds the ordered views
+        list(table.ordered_primary().range_row_keys(10, 20))
+    assert batched.primary_order._ordered is not None
+    assert batched.index_named("n")._ordered is not None
+    view = batched.share()
+    removed = batched.delete_many(doomed)
+    assert removed == [rows[k] for k in doomed]
+    for key in doomed:
+        single.delete(key)
+    assert list(batched.rows.items()) == list(single.rows.items())
+    assert batched.estimated_bytes == single.estimated_bytes
+    for name, probe in (("owner", "o1"), ("n", 1)):
+        assert sorted(batched.index_named(name).row_keys(probe)) == sorted(
+            single.index_named(name).row_keys(probe)
+        )
+    assert list(batched.ordered_primary().range_row_keys(0, 60)) == list(
+        single.ordered_primary().range_row_keys(0, 60)
+    )
+    batched.check_invariants()
+    assert len(view.rows) == 60  # the snapshot's view kept its rows
+    view.check_invariants()
+    before = dict(batched.rows)
+    with pytest.raises(KeyError):
+        batched.delete_many([1, 0])  # 0 is gone: nothing is removed
+    assert batched.rows == before
+
+
+needs_rows_helper = pytest.mark.skipif(
+    table_module._untrack_atomic is None,
+    reason="the compiled row helper (datastore/_rows.pyx) is not built here (no Cython or "
+    "C compiler at install time, or COSMICTRON_PURE=1); the collector untracks rows itself",
+)
+
+
+@needs_rows_helper
+def test_a_bulk_insert_leaves_atomic_rows_and_the_table_dict_to_reference_counting():
+    """The rule is CPython's own (``_PyTuple_MaybeUntrack``): a row that holds a list, or a
+    tracked tuple, stays tracked, and so does the dict that holds it."""
+    schema = TableSchema(
+        "item",
+        (ColumnSchema("id", t.I64), ColumnSchema("tags", t.ListType(t.STR))),
+        primary_key=("id",),
+    )
+    atomic, nested = Table(schema), Table(schema)
+    atomic.insert_many([(i, f"t{i}") for i in range(100)])
+    assert not any(gc.is_tracked(row) for row in atomic.rows.values())
+    assert not gc.is_tracked(atomic.rows)
+    inner = tuple([[1]])  # a tracked tuple (it holds a list)
+    nested.insert_many([(1, ["a"]), (2, inner), (3, "plain")])
+    assert gc.is_tracked(nested.rows[1]) and gc.is_tracked(nested.rows[2])
+    assert not gc.is_tracked(nested.rows[3])
+    assert gc.is_tracked(nested.rows)
+
+
+def test_cosmictron_pure_turns_the_row_helper_off():
+    code = "from cosmictron.datastore import table; print(table._untrack_atomic is None)"
+    env = {**os.environ, "COSMICTRON_PURE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "True"

@@ -48,6 +48,10 @@ def healthy_payloads(count: int = COUNT) -> Payloads:
         body: Any = [offset, "x" * (offset % 7), {"k": [offset, None, 1.5]}]
         if offset == 40:
             body.append(b"\x00" * 70_000)
+        if offset % 5 == 0:  # what the covered walker leaves to unpackb (``_frames.pyx``)
+            body.append(["é", msgpack.ExtType(5, b"xy"), {b"k": -(1 << 40)}])
+        if offset % 6 == 0:  # what it reads itself: every other encoding
+            body.append([2**64 - 1, -(2**63), 1e300, "y" * 300, b"b" * 70, [0] * 20, True])
         payload = encode_payload(kind, offset, prev, body)
         payloads.append(payload)
         prev = record_hash(payload)
@@ -180,6 +184,13 @@ def _record(version: Any, kind: Any, offset: Any, prev: Any, body: Any) -> list[
     return [version, kind, offset, prev, body, "", 0, "sha256", None, None]
 
 
+def _raw_body(offset: int, prev: bytes, body: bytes) -> bytes:
+    """A current-format payload whose body is the given msgpack bytes, as they are."""
+    head = msgpack.packb([2, 0, offset, prev], use_bin_type=True)
+    tail = b"".join(msgpack.packb(f) for f in ["", 0, "sha256", None, None])
+    return b"\x9a" + head[1:] + body + tail
+
+
 def _packed(*fields: Any) -> bytes:
     return msgpack.packb(_record(*fields), use_bin_type=True)
 
@@ -200,6 +211,10 @@ BAD_RECORDS = {
     "not an array": _well_framed(lambda o, p, b: msgpack.packb({"offset": o})),
     "trailing bytes": _well_framed(lambda o, p, b: _packed(2, 0, o, p, b) + b"\x00"),
     "not msgpack": _well_framed(lambda o, p, b: b"\xc1\xc1"),
+    "text not utf-8": _well_framed(lambda o, p, b: _raw_body(o, p, b"\xa2\xff\xfe")),
+    "a list as map key": _well_framed(lambda o, p, b: _raw_body(o, p, b"\x81\x91\x01\x02")),
+    "body cut short": _well_framed(lambda o, p, b: _raw_body(o, p, b"\x92\x01")),
+    "nested too deep": _well_framed(lambda o, p, b: _raw_body(o, p, b"\x91" * 2000 + b"\x01")),
 }
 """Each makes a record that no reader may accept (``wrong prev_hash`` at index 0 names the
 genesis hash, so the record after it is the bad one)."""
@@ -270,6 +285,86 @@ def test_records_a_snapshot_covers_read_the_same(tmp_path: Any, skip_through: in
     compiled, pure = read_both(path, skip_through=skip_through, skip_hash=skip_hash)
     assert compiled == pure
     assert len(compiled[1]) == COUNT - skip_through
+
+
+@needs_kernel
+@pytest.mark.parametrize("case", sorted(BAD_RECORDS))
+@pytest.mark.parametrize("index", [0, BATCH_FRAMES + 5, COUNT - 2])
+def test_a_bad_record_a_snapshot_covers_reads_the_same(
+    tmp_path: Any, case: str, index: int
+) -> None:
+    """Covered frames go through the kernel without records built (``want_records``
+    False); where it stops, the Python reader names the bad one, as without it."""
+    payloads = healthy_payloads()
+    BAD_RECORDS[case](payloads, index)
+    path = os.fspath(tmp_path / "s.log")
+    write_segment(path, payloads)
+    skip_hash = record_hash(payloads[COUNT - 3])
+    compiled, pure = read_both(path, skip_through=COUNT - 2, skip_hash=skip_hash)
+    assert compiled == pure
+    assert compiled[0] == "corrupt"
+
+
+@needs_kernel
+def test_every_flipped_byte_of_a_covered_frame_reads_the_same(tmp_path: Any) -> None:
+    payloads = healthy_payloads()
+    clean = os.fspath(tmp_path / "clean.log")
+    write_segment(clean, payloads)
+    with open(clean, "rb") as file:
+        data = file.read()
+    index = BATCH_FRAMES + 3
+    target = frame_starts(payloads)[index]
+    skip_hash = record_hash(payloads[COUNT - 1])
+    path = os.fspath(tmp_path / "s.log")
+    for position in range(target, target + FRAME_HEADER.size + len(payloads[index])):
+        damaged = bytearray(data)
+        damaged[position] ^= 0x5A
+        with open(path, "wb") as file:
+            file.write(damaged)
+        compiled, pure = read_both(path, skip_through=COUNT, skip_hash=skip_hash)
+        assert compiled == pure, position
+
+
+@needs_kernel
+@pytest.mark.parametrize("skip_through", [2, BATCH_FRAMES + 2, COUNT])
+def test_a_snapshot_hash_the_log_does_not_hold_reads_the_same(
+    tmp_path: Any, skip_through: int
+) -> None:
+    payloads = healthy_payloads()
+    path = os.fspath(tmp_path / "s.log")
+    write_segment(path, payloads)
+    compiled, pure = read_both(path, skip_through=skip_through, skip_hash=bytes(32))
+    assert compiled == pure
+    assert compiled[0] == "corrupt" and "snapshot's last_hash" in compiled[3]
+
+
+@needs_kernel
+def test_the_kernel_without_records_follows_the_same_chain(tmp_path: Any) -> None:
+    path = os.fspath(tmp_path / "s.log")
+    write_segment(path, healthy_payloads())
+    with open(path, "rb") as file:
+        data = file.read()
+    assert segment._read_frames is not None
+    outcomes = [
+        segment._read_frames(
+            data,
+            SEGMENT_HEADER.size,
+            RECORD_BYTES_MAX,
+            COUNT,
+            1,
+            bytes(32),
+            msgpack.unpackb,
+            {"raw": False, "strict_map_key": False},
+            segment.RECORD_KINDS,
+            segment._RECORD_FORMATS,
+            Record,
+            want,
+        )
+        for want in (True, False)
+    ]
+    (records, *with_records), (none, *without) = outcomes
+    assert len(records) == COUNT and none == []
+    assert with_records == without and without[2] == records[-1].hash
 
 
 def test_cosmictron_pure_turns_the_kernel_off() -> None:

@@ -110,10 +110,12 @@ class Index:
     def add_many(self, rows: list[tuple[Any, ...]], row_keys: list[Any]) -> None:
         """``add`` for many rows whose index keys the caller knows are free if unique."""
         entries = self._entries
+        get = entries.get
         ordered = self._ordered
         unique = self.unique
+        owned = self._owned
         for key, row_key in zip(map(self.key_of, rows), row_keys, strict=True):
-            found = entries.get(key, _NOTHING)
+            found = get(key, _NOTHING)
             if found is _NOTHING:
                 entries[key] = row_key
                 if ordered is not None:
@@ -121,11 +123,16 @@ class Index:
             elif unique:
                 raise AssertionError(f"index {self.schema.name}: add over a held key {key!r}")
             elif type(found) is set:
-                self._own_set(key, found).add(row_key)
+                # ``_own_set`` inline for the set this writer already owns (a bulk load
+                # or replay adds many rows under one key): a call less per row.
+                if owned is None or key in owned:
+                    found.add(row_key)
+                else:
+                    self._own_set(key, found).add(row_key)
             else:
                 entries[key] = {found, row_key}
-                if self._owned is not None:
-                    self._owned.add(key)
+                if owned is not None:
+                    owned.add(key)
 
     def remove(self, row: tuple[Any, ...], row_key: Any) -> None:
         key = self.key_of(row)
@@ -140,6 +147,24 @@ class Index:
         del entries[key]
         if self._ordered is not None:
             self._ordered.remove(key)
+
+    def remove_many(self, rows: list[tuple[Any, ...]], row_keys: list[Any]) -> None:
+        """``remove`` for many rows this index holds (replay's overlay flush)."""
+        entries = self._entries
+        ordered = self._ordered
+        owned = self._owned
+        for key, row_key in zip(map(self.key_of, rows), row_keys, strict=True):
+            found = entries[key]
+            if type(found) is set:
+                if owned is not None and key not in owned:
+                    found = self._own_set(key, found)
+                found.discard(row_key)
+                if len(found) == 1:
+                    entries[key] = next(iter(found))
+                continue
+            del entries[key]
+            if ordered is not None:
+                ordered.remove(key)
 
     def clear(self) -> None:
         self._entries.clear()

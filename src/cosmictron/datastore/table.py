@@ -15,7 +15,8 @@ reads pays one flag test per write.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -24,6 +25,16 @@ from cosmictron.datastore.index import Index, PrimaryOrder, make_key_getter
 from cosmictron.datastore.schema import TableSchema
 from cosmictron.datastore.types import BYTES, STR, OptionalType
 from cosmictron.errors import Conflict
+
+_untrack_atomic: Callable[[list[Any]], None] | None = None
+"""The compiled ``_rows.untrack_atomic`` (rows the cyclic collector need not walk), or
+None: not built, or ``COSMICTRON_PURE`` is set; the collector then untracks them itself at
+its next run. See docs/design/hot-path.md."""
+if not os.environ.get("COSMICTRON_PURE"):
+    try:
+        from cosmictron.datastore._rows import untrack_atomic as _untrack_atomic
+    except ImportError:  # built without a compiler
+        pass
 
 # Rough bytes a stored row costs beyond its variable-length values: the tuple, its
 # dict slot and each index's slot. Memory limits are enforced against this estimate.
@@ -195,6 +206,10 @@ class Table:
         table_rows = self.rows
         if len(set(keys)) != len(keys) or not table_rows.keys().isdisjoint(keys):
             return self._insert_each(rows)
+        if _untrack_atomic is not None:
+            # Before they go in: a dict holding only untracked values stays untracked
+            # itself, so the collector walks neither the rows nor the table's dict.
+            _untrack_atomic(rows)
         table_rows.update(zip(keys, rows, strict=True))
         for index in self.indexes:
             index.add_many(rows, keys)
@@ -233,6 +248,31 @@ class Table:
             if self._variable_positions:
                 self.variable_bytes -= self._variable_size(row)
         return row
+
+    def delete_many(self, keys: list[Any]) -> list[tuple[Any, ...]]:
+        """``delete`` for many keys the table holds, each index updated in one pass
+        (replay's overlay flush); returns the removed rows.
+
+        Raises:
+            KeyError: a key the table does not hold (nothing is removed then).
+        """
+        if self._shared:
+            self._own()
+        held = self.rows
+        missing = [key for key in keys if key not in held]
+        if missing:
+            raise KeyError(missing[0])
+        pop = held.pop
+        rows = [pop(key) for key in keys]
+        for index in self.indexes:
+            index.remove_many(rows, keys)
+        primary_order = self.primary_order
+        if primary_order is not None and primary_order._ordered is not None:
+            for key in keys:
+                primary_order.removed(key)
+        if self._variable_positions:
+            self.variable_bytes -= sum(map(self._variable_size, rows))
+        return rows
 
     def replace(self, key: Any, row: tuple[Any, ...]) -> tuple[Any, ...]:
         """Swap the row under ``key`` for ``row`` (same key) and return the old row.

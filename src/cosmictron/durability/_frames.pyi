@@ -15,4 +15,5 @@ def read_frames(
     kinds: frozenset[int],
     formats: dict[int, int],
     record_type: type[tuple[Any, ...]],
+    want_records: bool = True,
 ) -> tuple[list[Any], int, int, bytes | None]: ...

@@ -50,7 +50,7 @@ class Recovery:
     """What :meth:`PersistenceLayer.recover` returns.
 
     Attributes:
-        snapshot: the newest valid snapshot, or ``None``.
+        snapshot: the newest valid snapshot, or ``None`` (also after ``release_snapshot``).
         records: the verified records after the snapshot, in offset order.
         last_offset: the last valid offset (0 for an empty log); final once ``records``
             is exhausted.
@@ -74,6 +74,15 @@ class Recovery:
         """The same records in lists, as the segments are checked (``SegmentReader.batches``);
         iterate this or ``records``, not both."""
         self.records: Iterator[Record] = itertools.chain.from_iterable(self.batches)
+
+    def release_snapshot(self) -> None:
+        """Drop the snapshot, its state applied and ``batches`` exhausted.
+
+        The persistence layer keeps this object (to refuse a second ``recover``), and a
+        decoded state holds a list per row: kept, it doubled the memory of the rows and
+        made the first collection after replay walk all of them (0.26 s for 200k rows).
+        """
+        self.snapshot = None
 
     def _replay(self) -> Iterator[list[Record]]:
         snapshot = self.snapshot

@@ -243,7 +243,29 @@ class SegmentReader:
         record_bytes_max = self.record_bytes_max
         read_frames = _read_frames if type(data) is bytes else None
         while position < size:
-            if read_frames is not None and self.next_offset > self.skip_through:
+            if read_frames is not None and self.next_offset < self.skip_through:
+                # Frames a snapshot covers: verified in C, no records built. The kernel
+                # stops before the last covered one, which the reader below checks
+                # against the snapshot's hash (and names, if it is not).
+                _, end, self.next_offset, self.last_hash = read_frames(
+                    data,
+                    position,
+                    record_bytes_max,
+                    self.skip_through - self.next_offset,
+                    self.next_offset,
+                    self.last_hash,
+                    _unpackb,
+                    _UNPACK_KWARGS,
+                    RECORD_KINDS,
+                    _RECORD_FORMATS,
+                    Record,
+                    False,
+                )
+                if end != position:
+                    position = self.valid_bytes = end
+                    continue
+                # The first frame from here failed a check: the reader below names it.
+            elif read_frames is not None and self.next_offset > self.skip_through:
                 records, end, self.next_offset, self.last_hash = read_frames(
                     data,
                     position,

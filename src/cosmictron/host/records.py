@@ -243,8 +243,11 @@ class ReplayOverlay:
         """Apply what the run did to the tables and start a new run."""
         for table, rows, _, _ in self._pending.values():
             held = table.rows
-            for key in [key for key in rows if key in held]:
-                table.delete(key)
+            touched = [key for key in rows if key in held]
+            if len(touched) == 1:
+                table.delete(touched[0])
+            elif touched:
+                table.delete_many(touched)
             fresh = [row for row in rows.values() if row is not _DELETED]
             if len(fresh) == 1:
                 table.insert(fresh[0])

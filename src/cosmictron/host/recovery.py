@@ -195,6 +195,7 @@ def _replay(core: DatabaseCore) -> None:
             core.last_timestamp_us = last.body[0]
             core.offset = last.offset
     overlay.flush()
+    recovery.release_snapshot()  # freed here, while the collector is still paused
     if module is not core.module:
         core.install(module)
         core.subscriptions.schema_changed(module.schema)
