@@ -78,7 +78,7 @@ async def connect(
     if token is None and use_saved_token:
         token = saved_token(url)
     async with aiohttp.ClientSession() as http:
-        schema = await fetch_schema(http, url, database)
+        schema = await fetch_schema(http, url, database, token)
     client = Client(url, database, schema, token, row_types, wire, ledger_key)
     try:
         await client.start()

@@ -403,7 +403,7 @@ class Client(CallbackRegistry):
         """Whether the database's schema differs from ours (asked after a reconnect)."""
         assert self._http is not None
         try:
-            schema = await fetch_schema(self._http, self.url, self.database)
+            schema = await fetch_schema(self._http, self.url, self.database, self.token)
         except CosmictronError as exc:
             logger.warning("could not fetch the schema of %s: %s", self.database, exc)
             return False
@@ -425,7 +425,7 @@ class Client(CallbackRegistry):
             async with self._subscribing:
                 await self._connected.wait()
                 assert self._http is not None
-                schema = await fetch_schema(self._http, self.url, self.database)
+                schema = await fetch_schema(self._http, self.url, self.database, self.token)
                 events, changed = self.cache.reshape(schema.tables)
                 self.schema = schema
                 self._module_updates += 1

@@ -105,14 +105,18 @@ async def open_socket(
     return ws, wire.decode(frame.data)["IdentityToken"]
 
 
-async def fetch_schema(http: aiohttp.ClientSession, url: str, database: str) -> DatabaseSchema:
-    """The database's schema, from ``GET /v1/database/{name}/schema``.
+async def fetch_schema(
+    http: aiohttp.ClientSession, url: str, database: str, token: str | None
+) -> DatabaseSchema:
+    """The database's schema, from ``GET /v1/database/{name}/schema``, as ``token``'s
+    identity sees it (private tables are listed to their owner only).
 
     Raises:
         NotFound: no such database. ConnectionLost: no server answered.
     """
     try:
-        async with http.get(f"{url}/v1/database/{database}/schema") as response:
+        schema_url = f"{url}/v1/database/{database}/schema"
+        async with http.get(schema_url, headers=bearer(token)) as response:
             document = await response.json(content_type=None)
     except (aiohttp.ClientError, OSError) as exc:
         raise cannot_connect(url, exc) from None
