@@ -26,7 +26,7 @@ import random
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 try:
@@ -72,26 +72,14 @@ class _Where:
     before: str | None = None
     latest_only: bool = False
 
-    def admits_row(self, row: Any) -> bool:
-        """``admits`` for a row object (no dict built for rows left out)."""
+    def admits(self, row: dict[str, Any]) -> bool:
+        """Whether a checkpoint row (as a dict) is one the read wants."""
         return (
-            (self.thread_id is None or row.thread_id == self.thread_id)
-            and (self.checkpoint_ns is None or row.checkpoint_ns == self.checkpoint_ns)
-            and (self.checkpoint_id is None or row.checkpoint_id == self.checkpoint_id)
-            and (self.before is None or row.checkpoint_id < self.before)
+            (self.thread_id is None or row["thread_id"] == self.thread_id)
+            and (self.checkpoint_ns is None or row["checkpoint_ns"] == self.checkpoint_ns)
+            and (self.checkpoint_id is None or row["checkpoint_id"] == self.checkpoint_id)
+            and (self.before is None or row["checkpoint_id"] < self.before)
         )
-
-
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-
-
-def _row_dict(row: Any) -> dict[str, Any]:
-    """A row object as a dict; its field names are looked up once per class (profiling
-    ``get_tuple`` showed ``dataclasses.fields`` as a third of the saver's own time)."""
-    names = _FIELD_NAMES.get(type(row))
-    if names is None:
-        names = _FIELD_NAMES[type(row)] = tuple(f.name for f in fields(row))
-    return {name: getattr(row, name) for name in names}
 
 
 def _newest_first(rows: list[dict[str, Any]], where: _Where) -> list[dict[str, Any]]:
@@ -137,6 +125,15 @@ class _Embedded:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._names: dict[str, tuple[Any, tuple[str, ...]]] = {}
+
+    def _column_names(self, table: Any) -> tuple[str, ...]:
+        """A table's column names, kept while its schema is the same object (a module
+        update gives it a new one)."""
+        kept = self._names.get(table.name)
+        if kept is None or kept[0] is not table.schema:
+            kept = self._names[table.name] = (table.schema, table.schema.column_names)
+        return kept[1]
 
     def call(self, reducer: str, *args: Any) -> Any:
         return self.db.call(reducer, *args)
@@ -151,29 +148,34 @@ class _Embedded:
 
     def checkpoints(self, where: _Where) -> list[dict[str, Any]]:
         """Through the primary key or the thread index, under the writer lock (no
-        commit is half-seen); SQL would project and weigh every row of the thread."""
+        commit is half-seen); SQL would project and weigh every row of the thread.
 
-        def read(_: Any) -> list[dict[str, Any]]:
-            table = self.db.table("graph_checkpoint")
-            if where.thread_id is not None and where.checkpoint_id is not None:
-                key = (where.thread_id, where.checkpoint_ns or "", where.checkpoint_id)
-                found = table.primary_key.find(key)
+        Reads the stored row tuples (``Database.read``) rather than the table handles:
+        the keys are built here from ``str`` values, so the handles' key checks and
+        row objects were most of the saver's own time in ``get_tuple``.
+        """
+
+        def read(datastore: Any) -> list[dict[str, Any]]:
+            table = datastore.tables["graph_checkpoint"]
+            rows = table.rows
+            names = self._column_names(table)
+            thread_id, ns = where.thread_id, where.checkpoint_ns or ""
+            if thread_id is not None and where.checkpoint_id is not None:
+                found = rows.get((thread_id, ns, where.checkpoint_id))
                 candidates = [] if found is None else [found]
-            elif where.latest_only and where.thread_id is not None:
-                head = self.db.table("graph_thread_head").primary_key.find(
-                    (where.thread_id, where.checkpoint_ns or "")
-                )
-                key = (where.thread_id, where.checkpoint_ns or "", head and head.checkpoint_id)
-                found = None if head is None else table.primary_key.find(key)
+            elif where.latest_only and thread_id is not None:
+                heads = datastore.tables["graph_thread_head"]
+                head = heads.rows.get((thread_id, ns))
+                newest = None if head is None else head[heads.schema.column_index("checkpoint_id")]
+                found = None if newest is None else rows.get((thread_id, ns, newest))
                 candidates = [] if found is None else [found]
-            elif where.thread_id is not None:
-                candidates = list(table.thread.filter(where.thread_id))
+            elif thread_id is not None:
+                index = table.index_named("thread")
+                candidates = [rows[key] for key in index.row_keys(thread_id)]
             else:
-                candidates = list(table.iter())
-            admitted = [r for r in candidates if where.admits_row(r)]
-            if where.latest_only and admitted:
-                admitted = [max(admitted, key=lambda r: r.checkpoint_id)]
-            return _newest_first([_row_dict(r) for r in admitted], where)
+                candidates = list(rows.values())
+            found_rows = [dict(zip(names, row, strict=True)) for row in candidates]
+            return _newest_first([r for r in found_rows if where.admits(r)], where)
 
         result: list[dict[str, Any]] = self.db.read(read)
         return result
@@ -181,13 +183,17 @@ class _Embedded:
     def writes_of(
         self, thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
     ) -> list[dict[str, Any]]:
-        def read(_: Any) -> list[dict[str, Any]]:
-            table = self.db.table("graph_checkpoint_write")
+        def read(datastore: Any) -> list[dict[str, Any]]:
+            table = datastore.tables["graph_checkpoint_write"]
+            rows = table.rows
+            names = self._column_names(table)
             if checkpoint_ns is not None and checkpoint_id is not None:
-                found = table.checkpoint.filter((thread_id, checkpoint_ns, checkpoint_id))
+                keys = table.index_named("checkpoint").row_keys(
+                    (thread_id, checkpoint_ns, checkpoint_id)
+                )
             else:
-                found = table.thread.filter(thread_id)
-            return [_row_dict(r) for r in found]
+                keys = table.index_named("thread").row_keys(thread_id)
+            return [dict(zip(names, rows[key], strict=True)) for key in keys]
 
         result: list[dict[str, Any]] = self.db.read(read)
         return result
