@@ -120,6 +120,10 @@ def _writes_sql(
     return query, params
 
 
+_Found = tuple[dict[str, Any], list[dict[str, Any]]]
+"""A checkpoint row and the rows of its writes."""
+
+
 class _Embedded:
     """A ``Database`` in this process."""
 
@@ -198,6 +202,23 @@ class _Embedded:
         result: list[dict[str, Any]] = self.db.read(read)
         return result
 
+    def checkpoint_with_writes(self, where: _Where) -> _Found | None:
+        """``get_tuple``'s rows: the checkpoint ``where`` names and its writes, read
+        under one hold of the lock (so from one commit)."""
+
+        def read(_: Any) -> _Found | None:
+            rows = self.checkpoints(where)  # the lock is re-entrant
+            if not rows:
+                return None
+            row = rows[0]
+            return row, self.writes_of(row["thread_id"], row["checkpoint_ns"], row["checkpoint_id"])
+
+        found: _Found | None = self.db.read(read)
+        return found
+
+    async def acheckpoint_with_writes(self, where: _Where) -> _Found | None:
+        return await asyncio.to_thread(self.checkpoint_with_writes, where)
+
     async def acheckpoints(self, where: _Where) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.checkpoints, where)
 
@@ -257,18 +278,52 @@ class _Remote:
         before them."""
         return self.wait(self.acheckpoints_on_loop(where))
 
-    async def acheckpoints_on_loop(self, where: _Where) -> list[dict[str, Any]]:
-        if where.latest_only and where.thread_id is not None and where.checkpoint_id is None:
-            # the head table names the newest: two key lookups instead of a sort
-            heads = await self.client.sql(
-                "SELECT checkpoint_id FROM graph_thread_head "
-                "WHERE thread_id = :t AND checkpoint_ns = :ns",
-                {"t": where.thread_id, "ns": where.checkpoint_ns or ""},
+    def checkpoint_with_writes(self, where: _Where) -> _Found | None:
+        return self.wait(self._checkpoint_with_writes_on_loop(where))
+
+    async def acheckpoint_with_writes(self, where: _Where) -> _Found | None:
+        return await self.awaited(self._checkpoint_with_writes_on_loop(where))
+
+    async def _checkpoint_with_writes_on_loop(self, where: _Where) -> _Found | None:
+        """The checkpoint and its writes as two queries in flight at once (one round
+        trip when the id is known; the head lookup first otherwise), where asking for
+        the writes after the checkpoint took a round trip more. Each query follows
+        every write acknowledged before it; a write landing between the two can only
+        add writes of this checkpoint, which a later read would show as well."""
+        if where.thread_id is None or where.checkpoint_ns is None:
+            rows = await self.acheckpoints_on_loop(where)
+            if not rows:
+                return None
+            row = rows[0]
+            query, params = _writes_sql(
+                row["thread_id"], row["checkpoint_ns"], row["checkpoint_id"]
             )
-            if not heads:
-                return []
-            where = replace(where, checkpoint_id=heads[0]["checkpoint_id"])
-        return await self.client.sql(*_checkpoints_sql(where))
+            return row, await self.client.sql(query, params)
+        resolved = await self._resolve_head(where)
+        if resolved is None or resolved.checkpoint_id is None:
+            return None
+        query, params = _writes_sql(where.thread_id, where.checkpoint_ns, resolved.checkpoint_id)
+        rows, writes = await asyncio.gather(
+            self.client.sql(*_checkpoints_sql(resolved)), self.client.sql(query, params)
+        )
+        return (rows[0], writes) if rows else None
+
+    async def _resolve_head(self, where: _Where) -> _Where | None:
+        """``where`` with the id of the newest checkpoint, when it asks for the newest
+        of a thread and namespace (None when there is none); as it is otherwise."""
+        if not (where.latest_only and where.thread_id is not None and where.checkpoint_id is None):
+            return where
+        # the head table names the newest: two key lookups instead of a sort
+        heads = await self.client.sql(
+            "SELECT checkpoint_id FROM graph_thread_head "
+            "WHERE thread_id = :t AND checkpoint_ns = :ns",
+            {"t": where.thread_id, "ns": where.checkpoint_ns or ""},
+        )
+        return replace(where, checkpoint_id=heads[0]["checkpoint_id"]) if heads else None
+
+    async def acheckpoints_on_loop(self, where: _Where) -> list[dict[str, Any]]:
+        resolved = await self._resolve_head(where)
+        return [] if resolved is None else await self.client.sql(*_checkpoints_sql(resolved))
 
     def writes_of(
         self, thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
@@ -580,24 +635,13 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint of ``config`` (its ``checkpoint_id``, or the thread's latest in
         its namespace), with its pending writes; None when there is none."""
-        rows = self._backend.checkpoints(self._where(config, None, latest_only=True))
-        if not rows:
-            return None
-        row = rows[0]
-        writes = self._backend.writes_of(
-            row["thread_id"], row["checkpoint_ns"], row["checkpoint_id"]
-        )
-        return self._tuple(row, writes)
+        found = self._backend.checkpoint_with_writes(self._where(config, None, latest_only=True))
+        return None if found is None else self._tuple(*found)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        rows = await self._backend.acheckpoints(self._where(config, None, latest_only=True))
-        if not rows:
-            return None
-        row = rows[0]
-        writes = await self._backend.awrites_of(
-            row["thread_id"], row["checkpoint_ns"], row["checkpoint_id"]
-        )
-        return self._tuple(row, writes)
+        where = self._where(config, None, latest_only=True)
+        found = await self._backend.acheckpoint_with_writes(where)
+        return None if found is None else self._tuple(*found)
 
     def _select(
         self,
