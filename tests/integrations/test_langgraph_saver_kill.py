@@ -21,8 +21,7 @@ from cosmictron.integrations.langgraph import CosmictronSaver
 APP = "from cosmictron import *\nfrom cosmictron.agents import *\n"
 THREADS = 4
 
-CHILD = (
-    """
+CHILD = """
 import sys, threading
 from langgraph.checkpoint.base import empty_checkpoint
 from cosmictron import Database, DurabilityConfig
@@ -43,19 +42,17 @@ def graph(thread: str) -> None:
         with printing:  # acknowledged: both calls returned
             print(thread, config["configurable"]["checkpoint_id"], step, flush=True)
 
-for name in range(%d):
+for name in range(int(sys.argv[3])):
     threading.Thread(target=graph, args=(f"g{name}",), daemon=True).start()
 threading.Event().wait()
 """
-    % THREADS
-)
 
 
 def test_acknowledged_puts_from_threads_survive_sigkill(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text(APP)
     data = tmp_path / "data"
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(data), str(tmp_path / "app.py")],
+        [sys.executable, "-c", CHILD, str(data), str(tmp_path / "app.py"), str(THREADS)],
         stdout=subprocess.PIPE,
         text=True,
     )
