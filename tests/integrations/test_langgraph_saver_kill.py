@@ -82,14 +82,8 @@ def test_acknowledged_puts_from_threads_survive_sigkill(tmp_path: Path) -> None:
     with Database.open(data, durability=DurabilityConfig.from_profile("production")) as db:
         saver = CosmictronSaver(db)
         for thread, checkpoint_id, step in acknowledged:
-            config = {
-                "configurable": {
-                    "thread_id": thread,
-                    "checkpoint_ns": "",
-                    "checkpoint_id": checkpoint_id,
-                }
-            }
-            found = saver.get_tuple(config)
+            at = dict(thread_id=thread, checkpoint_ns="", checkpoint_id=checkpoint_id)
+            found = saver.get_tuple({"configurable": at})
             assert found is not None, (thread, checkpoint_id)
             assert found.checkpoint["channel_values"]["step"] == step
             assert [(w[1], w[2]) for w in found.pending_writes] == [("step", step)]

@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
-from concurrent.futures import Future
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any
 
 try:
     from langchain_core.runnables import RunnableConfig
@@ -50,10 +48,9 @@ except ImportError as exc:  # the core does not depend on LangGraph
 
 from cosmictron.agents.checkpoints import GraphWrite
 from cosmictron.host import Database
+from cosmictron.integrations.connection import EmbeddedConnection, RemoteConnection
 
 __all__ = ["CosmictronSaver"]
-
-T = TypeVar("T")
 
 CHECKPOINT_COLUMNS = (
     "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, "
@@ -124,11 +121,12 @@ _Found = tuple[dict[str, Any], list[dict[str, Any]]]
 """A checkpoint row and the rows of its writes."""
 
 
-class _Embedded:
-    """A ``Database`` in this process."""
+class _Embedded(EmbeddedConnection):
+    """A ``Database`` in this process (the integrations' shared ``EmbeddedConnection``),
+    with the saver's reads."""
 
     def __init__(self, db: Database) -> None:
-        self.db = db
+        super().__init__(db)
         self._names: dict[str, tuple[Any, tuple[str, ...]]] = {}
 
     def _column_names(self, table: Any) -> tuple[str, ...]:
@@ -138,17 +136,6 @@ class _Embedded:
         if kept is None or kept[0] is not table.schema:
             kept = self._names[table.name] = (table.schema, table.schema.column_names)
         return kept[1]
-
-    def call(self, reducer: str, *args: Any) -> Any:
-        return self.db.call(reducer, *args)
-
-    @staticmethod
-    def writes(rows: list[dict[str, Any]]) -> list[Any]:
-        """In process, a reducer's ``list[GraphWrite]`` argument takes the objects."""
-        return [GraphWrite(**row) for row in rows]
-
-    async def acall(self, reducer: str, *args: Any) -> Any:
-        return await asyncio.to_thread(self.db.call, reducer, *args)
 
     def checkpoints(self, where: _Where) -> list[dict[str, Any]]:
         """Through the primary key or the thread index, under the writer lock (no
@@ -227,51 +214,10 @@ class _Embedded:
     ) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.writes_of, thread_id, checkpoint_ns, checkpoint_id)
 
-    def close(self) -> None:
-        """The caller opened the database and closes it."""
 
-
-class _Remote:
-    """An SDK connection to a server's database, on an event loop thread of its own."""
-
-    def __init__(self, url: str, database: str, token: str | None) -> None:
-        from cosmictron.client import connect
-
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(
-            target=self.loop.run_forever, name="cosmictron-saver", daemon=True
-        )
-        self.thread.start()
-        try:
-            self.client = self.wait(
-                connect(database, server=url, token=token, use_saved_token=token is None)
-            )
-        except BaseException:
-            self._stop_loop()
-            raise
-
-    def submit(self, work: Coroutine[Any, Any, T]) -> Future[T]:
-        if self.loop.is_closed() or not self.thread.is_alive():
-            work.close()  # never started: no "never awaited" warning later
-            raise RuntimeError("this CosmictronSaver is closed; make a new one")
-        return asyncio.run_coroutine_threadsafe(work, self.loop)
-
-    def wait(self, work: Coroutine[Any, Any, T]) -> T:
-        return self.submit(work).result()
-
-    async def awaited(self, work: Coroutine[Any, Any, T]) -> T:
-        return await asyncio.wrap_future(self.submit(work))
-
-    def call(self, reducer: str, *args: Any) -> Any:
-        return self.wait(self.client.call(reducer, *args))
-
-    @staticmethod
-    def writes(rows: list[dict[str, Any]]) -> list[Any]:
-        """Over the wire, a ``GraphWrite`` is an object keyed by field name."""
-        return rows
-
-    async def acall(self, reducer: str, *args: Any) -> Any:
-        return await self.awaited(self.client.call(reducer, *args))
+class _Remote(RemoteConnection):
+    """An SDK connection to a server's database (the integrations' shared
+    ``RemoteConnection``: an event loop thread of its own), with the saver's reads."""
 
     def checkpoints(self, where: _Where) -> list[dict[str, Any]]:
         """By one-off queries on the connection: they follow every write acknowledged
@@ -339,19 +285,9 @@ class _Remote:
         query, params = _writes_sql(thread_id, checkpoint_ns, checkpoint_id)
         return await self.awaited(self.client.sql(query, params))
 
-    def close(self) -> None:
-        if not self.thread.is_alive():
-            return
-        try:
-            self.wait(self.client.close())
-        finally:
-            self._stop_loop()
 
-    def _stop_loop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        if not self.thread.is_alive():
-            self.loop.close()
+def _graph_write(row: dict[str, Any]) -> GraphWrite:
+    return GraphWrite(**row)
 
 
 def _blob(value: Any) -> bytes:
@@ -511,7 +447,7 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
             str(configurable["checkpoint_id"]),
             task_id,
             task_path,
-            self._backend.writes(rows),
+            self._backend.records(rows, _graph_write),
         )
 
     def put_writes(
