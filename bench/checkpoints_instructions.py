@@ -15,6 +15,7 @@ reads are not, so this is each saver's CPU, not its durable rate. Needs valgrind
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
 import shutil
@@ -64,6 +65,8 @@ def instructions(saver_kind: str, what: str, n: int) -> int:
         capture_output=True,
         text=True,
         check=False,
+        # one hash seed for every run: dict and set layouts, so the counts, repeat
+        env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     collected = re.search(r"Collected : (\d+)", done.stderr)
     if done.returncode != 0 or collected is None:
