@@ -133,6 +133,24 @@ def test_a_table_the_stored_module_imports_that_changed_is_refused_by_name(
     monkeypatch.delitem(sys.modules, "shared_notes")
     with Database.open(tmp_path / "d", durability=DEV) as db:
         assert [(n.id, n.text) for n in db.rows("note")] == [(1, "one")]
+        # The migration the message advises: the module declares the table itself,
+        # with the new column at the end.
+        report = db.update_module(
+            b"from cosmictron import ReducerContext, field, reducer, table\n\n"
+            b"@table(name='note', public=True)\n"
+            b"class Note:\n"
+            b"    id: int = field(primary_key=True)\n"
+            b"    text: str = ''\n"
+            b"    owner: str = ''\n",
+            filename="app.py",
+        )
+        assert report.columns_added == ("note.owner",)
+        db.snapshot()  # so that opening replays from here, not from the first module
+    # The library changes again: the data no longer depends on it.
+    shared.write_text(shared.read_text() + "    owner: str = ''\n")
+    monkeypatch.delitem(sys.modules, "shared_notes")
+    with Database.open(tmp_path / "d", durability=DEV) as db:
+        assert [(n.id, n.text, n.owner) for n in db.rows("note")] == [(1, "one", "")]
 
 
 def test_a_stored_row_wider_than_a_reserved_table_is_refused():

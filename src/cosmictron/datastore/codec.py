@@ -89,6 +89,6 @@ class RowCodec:
             f"when the table was declared differently (the stored module imports code that "
             f"changed since). To migrate, open it with the code that wrote it and deploy "
             f"with Database.update_module a module that declares this table itself: the "
-            f"stored columns, then new ones at the end with defaults "
-            f"(docs/guide/updating-modules.md)"
+            f"stored columns, then new ones at the end with defaults, then take a "
+            f"snapshot (docs/guide/updating-modules.md)"
         )
