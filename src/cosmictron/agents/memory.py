@@ -218,20 +218,27 @@ def search(
 
     The scores are the index's: exact cosine similarity of the stored vectors (HNSW
     only chooses which vectors are looked at, not their distance), computed in float32.
+
+    When too few candidates are visible the set is widened and walked again, skipping
+    the ids already checked. Not by position: vectors tied at the old cut may come back
+    in another order (``argpartition`` picks any of equal scores, HNSW any of equal
+    distances), so the first ``count`` of the wider list are not the ones checked.
     """
     hits: list[MemoryHit] = []
     count = max(4 * k, 32)
-    checked = 0
+    checked: set[int] = set()
     while True:
         candidates = index.top(vector, count)
-        for memory_id, score in candidates[checked:]:
+        for memory_id, score in candidates:
+            if memory_id in checked:
+                continue
+            checked.add(memory_id)
             row = memory.id.find(memory_id)
             if row is not None and visible(row, namespace_prefix, wanted, at):
                 hits.append(hit(row, score))
                 if len(hits) == k:
                     return hits
-        checked = len(candidates)
-        if checked < count:  # the index has no more
+        if len(candidates) < count:  # the index has no more
             return hits
         count *= 4
 
