@@ -54,6 +54,7 @@ from cosmictron.agents.memory import (
     forget,
     recall,
     remember,
+    remember_many,
     remember_text,
     search_memory,
 )
@@ -150,6 +151,7 @@ __all__ = [
     "record_tool_call",
     "register_agent",
     "remember",
+    "remember_many",
     "remember_text",
     "request_handoff",
     "reroute",
