@@ -61,6 +61,7 @@ from cosmictron.agents.memory import (
 from cosmictron.agents.registry import (
     append_agent_event,
     append_message,
+    record_agent_step,
     register_agent,
     set_agent_state,
     start_thread,
@@ -148,6 +149,7 @@ __all__ = [
     "put_graph_checkpoint",
     "put_graph_writes",
     "recall",
+    "record_agent_step",
     "record_tool_call",
     "register_agent",
     "remember",
