@@ -46,7 +46,6 @@ except ImportError as exc:  # the core does not depend on LangGraph
         "pip install 'cosmictron[langgraph]'"
     ) from exc
 
-from cosmictron.agents.checkpoints import GraphWrite
 from cosmictron.host import Database
 from cosmictron.integrations.connection import EmbeddedConnection, RemoteConnection
 
@@ -286,10 +285,6 @@ class _Remote(RemoteConnection):
         return await self.awaited(self.client.sql(query, params))
 
 
-def _graph_write(row: dict[str, Any]) -> GraphWrite:
-    return GraphWrite(**row)
-
-
 def _blob(value: Any) -> bytes:
     """A bytes column as a row gives it: bytes in process, hex text over the SDK."""
     if isinstance(value, bytes):
@@ -430,24 +425,24 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
         task_path: str,
     ) -> tuple[Any, ...]:
         configurable = config["configurable"]
-        rows = []
+        idxs, channels, value_types, values = [], [], [], []
+        dumps_typed = self.serde.dumps_typed
         for index, (channel, value) in enumerate(writes):
-            value_type, value_bytes = self.serde.dumps_typed(value)
-            rows.append(
-                {
-                    "idx": WRITES_IDX_MAP.get(channel, index),
-                    "channel": channel,
-                    "value_type": value_type,
-                    "value": value_bytes,
-                }
-            )
+            value_type, value_bytes = dumps_typed(value)
+            idxs.append(WRITES_IDX_MAP.get(channel, index))
+            channels.append(channel)
+            value_types.append(value_type)
+            values.append(value_bytes)
         return (
             str(configurable["thread_id"]),
             str(configurable.get("checkpoint_ns", "")),
             str(configurable["checkpoint_id"]),
             task_id,
             task_path,
-            self._backend.records(rows, _graph_write),
+            idxs,
+            channels,
+            value_types,
+            values,
         )
 
     def put_writes(
