@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -374,3 +375,41 @@ def test_a_failing_run_leaves_the_agent_in_error(db: Database) -> None:
     assert statuses[0] == "running" and statuses[-1] == "error"
     state = connection.sql("SELECT status, summary FROM agent_state WHERE thread_id = 't1'")
     assert state[0]["status"] == "error"
+
+
+def test_an_sdk_subscriber_of_agent_state_sees_a_graph_run_over_a_real_server(
+    server: Server,
+) -> None:
+    pytest.importorskip("langgraph.prebuilt", reason="needs the langgraph extra")
+    _, token = server.deployer()
+    assert server.deploy(DB, APP, token).status == 201
+    watcher = RemoteConnection(server.url, DB, token)
+    handler = CosmictronCallbackHandler.from_url(server.url, DB, agent="researcher", token=token)
+    try:
+        seed(watcher)
+        seen: list[tuple[str, int]] = []
+        watcher.client.on_update(lambda table, old, new: seen.append((new["status"], new["step"])))
+        watcher.wait(watcher.client.subscribe("SELECT * FROM agent_state WHERE thread_id = 't1'"))
+        model = FakeMessagesListChatModel(
+            responses=[
+                AIMessage(
+                    "", tool_calls=[{"id": "s-1", "name": "multiply", "args": {"a": 2, "b": 3}}]
+                ),
+                AIMessage("6"),
+            ]
+        )
+        tool_calling_graph(model).invoke(
+            {"messages": [HumanMessage("2 x 3?")]},
+            {"callbacks": [handler], "configurable": {"thread_id": "t1"}},
+        )
+        deadline = time.monotonic() + 10
+        while (not seen or seen[-1][0] != "done") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        statuses = [status for status, _ in seen]
+        assert statuses[0] == "running" and statuses[-1] == "done", seen
+        assert "waiting_tool" in statuses
+        steps = [step for _, step in seen]
+        assert steps == list(range(steps[0], steps[0] + len(steps)))  # no step missed
+    finally:
+        handler.close()
+        watcher.close()
