@@ -234,3 +234,24 @@ def test_a_reducer_scans_the_table_while_a_recall_holds_the_index(db):
     with index.lock:  # as while a recall builds it: the reducer must not wait
         found = db.call("remember_and_search", "feed the cat", query)
     assert found == ["feed the cat", "water the plants"]
+
+
+def test_a_vector_tied_at_the_cut_is_found_when_recall_widens(db):
+    """Regression: widening the candidate set skipped ids by position, so a memory tied
+    with others at the first cut (32 candidates for k=1) could be skipped when the wider
+    search returned the tied ones in another order. Each memory below is the only one its
+    filter selects, so recall must return it, whichever of its tied neighbours came first.
+    """
+    rng = random.Random(1)  # a layout where the index's two orders of the ties differ
+    best, tied, worse = [1.0] + [0.0] * 383, [1.0, 1.0] + [0.0] * 382, [0.0, 1.0] + [0.0] * 382
+    kinds = [rng.choice([0, 1, 2]) for _ in range(100)]
+    for i, kind in enumerate(kinds):
+        vector = (best, tied, worse)[kind]
+        db.call("remember", "n", f"m{i}", vector, json.dumps({"i": i}))
+    missed = [
+        i
+        for i, kind in enumerate(kinds)
+        if kind == 1
+        and texts(db.call("recall", "n", "", 1, json.dumps({"i": i}), None, best)) != [f"m{i}"]
+    ]
+    assert missed == []

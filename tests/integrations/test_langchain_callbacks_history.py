@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -284,3 +285,131 @@ def test_the_core_needs_no_langchain_and_the_integration_says_what_to_install() 
     )
     assert "needs LangChain" in out.stdout
     assert "pip install 'cosmictron[langchain]'" in out.stdout
+
+
+# -- agent_state, live ---------------------------------------------------------------
+
+STATUS, STEP, SUMMARY = 2, 3, 4
+"""Positions in an ``agent_state`` row (thread_id, agent, status, step, summary, ...)."""
+
+
+def tool_calling_graph(model: Any) -> Any:
+    """A LangGraph agent: the model node, then the tool node while the model asks for
+    tools, then the model again."""
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode, tools_condition
+
+    def agent(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("agent", agent)
+    graph.add_node("tools", ToolNode([multiply]))
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges("agent", tools_condition)
+    graph.add_edge("tools", "agent")
+    return graph.compile()
+
+
+def test_a_subscriber_of_agent_state_sees_each_step_of_a_graph_run_live(db: Database) -> None:
+    pytest.importorskip("langgraph.prebuilt", reason="needs the langgraph extra")
+    connection = EmbeddedConnection(db)
+    seed(connection)
+    seen: list[tuple[str, int, str]] = []
+
+    def on_update(update: dict[str, Any]) -> None:
+        for table in update["tables"]:
+            assert table["table_name"] == "agent_state"
+            seen.extend((r[STATUS], r[STEP], r[SUMMARY]) for r in table["inserts"])
+
+    subscription = db.subscribe(
+        ["SELECT * FROM agent_state WHERE thread_id = 't1'"], on_update=on_update
+    )
+    assert [r[STATUS] for r in subscription.initial["tables"][0]["rows"]] == ["pending"]
+    model = FakeMessagesListChatModel(
+        responses=[
+            AIMessage("", tool_calls=[{"id": "g-1", "name": "multiply", "args": {"a": 6, "b": 7}}]),
+            AIMessage("6 x 7 = 42"),
+        ]
+    )
+    handler = CosmictronCallbackHandler(db, agent="researcher")  # the thread from the config
+    out = tool_calling_graph(model).invoke(
+        {"messages": [HumanMessage("6 x 7?")]},
+        {"callbacks": [handler], "configurable": {"thread_id": "t1"}},
+    )
+    assert out["messages"][-1].content == "6 x 7 = 42"
+    statuses = [status for status, _, _ in seen]
+    assert statuses[0] == "running" and statuses[-1] == "done"
+    assert statuses.count("waiting_tool") == 1  # the tool call, then back to running
+    assert statuses[statuses.index("waiting_tool") + 1] == "running"
+    steps = [step for _, step, _ in seen]
+    assert steps == list(range(steps[0], steps[0] + len(steps)))  # every step, one by one
+    assert seen[0][2] == "run LangGraph" and seen[1][2] == "node agent"
+    events = connection.sql(
+        "SELECT kind, payload FROM agent_event WHERE thread_id = 't1' "
+        "AND (kind LIKE 'run.%' OR kind = 'node.started') ORDER BY seq"
+    )
+    assert [(e["kind"], json.loads(e["payload"])["name"]) for e in events[1:-1]] == [
+        ("node.started", "agent"),
+        ("node.started", "tools"),
+        ("node.started", "agent"),
+    ]
+    assert [e["kind"] for e in events[:: len(events) - 1]] == ["run.started", "run.finished"]
+
+
+def test_a_failing_run_leaves_the_agent_in_error(db: Database) -> None:
+    pytest.importorskip("langgraph.prebuilt", reason="needs the langgraph extra")
+    connection = EmbeddedConnection(db)
+    seed(connection)
+    statuses: list[str] = []
+    db.subscribe(
+        ["SELECT * FROM agent_state WHERE thread_id = 't1'"],
+        on_update=lambda u: statuses.extend(r[STATUS] for t in u["tables"] for r in t["inserts"]),
+    )
+    model = FakeMessagesListChatModel(responses=[])  # no answer left: the model fails
+    handler = CosmictronCallbackHandler(db, agent="researcher", thread_id="t1")
+    with pytest.raises(IndexError):
+        tool_calling_graph(model).invoke(
+            {"messages": [HumanMessage("hi")]}, {"callbacks": [handler]}
+        )
+    assert statuses[0] == "running" and statuses[-1] == "error"
+    state = connection.sql("SELECT status, summary FROM agent_state WHERE thread_id = 't1'")
+    assert state[0]["status"] == "error"
+
+
+def test_an_sdk_subscriber_of_agent_state_sees_a_graph_run_over_a_real_server(
+    server: Server,
+) -> None:
+    pytest.importorskip("langgraph.prebuilt", reason="needs the langgraph extra")
+    _, token = server.deployer()
+    assert server.deploy(DB, APP, token).status == 201
+    watcher = RemoteConnection(server.url, DB, token)
+    handler = CosmictronCallbackHandler.from_url(server.url, DB, agent="researcher", token=token)
+    try:
+        seed(watcher)
+        seen: list[tuple[str, int]] = []
+        watcher.client.on_update(lambda table, old, new: seen.append((new["status"], new["step"])))
+        watcher.wait(watcher.client.subscribe("SELECT * FROM agent_state WHERE thread_id = 't1'"))
+        model = FakeMessagesListChatModel(
+            responses=[
+                AIMessage(
+                    "", tool_calls=[{"id": "s-1", "name": "multiply", "args": {"a": 2, "b": 3}}]
+                ),
+                AIMessage("6"),
+            ]
+        )
+        tool_calling_graph(model).invoke(
+            {"messages": [HumanMessage("2 x 3?")]},
+            {"callbacks": [handler], "configurable": {"thread_id": "t1"}},
+        )
+        deadline = time.monotonic() + 10
+        while (not seen or seen[-1][0] != "done") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        statuses = [status for status, _ in seen]
+        assert statuses[0] == "running" and statuses[-1] == "done", seen
+        assert "waiting_tool" in statuses
+        steps = [step for _, step in seen]
+        assert steps == list(range(steps[0], steps[0] + len(steps)))  # no step missed
+    finally:
+        handler.close()
+        watcher.close()

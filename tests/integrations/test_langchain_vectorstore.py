@@ -137,3 +137,71 @@ def test_bad_input_is_refused_and_stores_nothing(tmp_path: Path) -> None:
         assert db.sql("SELECT COUNT(*) AS n FROM memory").rows[0][0] == 0
     finally:
         db.close()
+
+
+def transactions_of(rows: list[dict]) -> int:
+    """How many transactions stored these memory rows: a transaction's rows share its
+    timestamp (``ctx.timestamp``), and two transactions never share one."""
+    return len({row["valid_from"] for row in rows})
+
+
+def test_a_batch_of_documents_is_one_transaction(tmp_path: Path) -> None:
+    db = open_db(tmp_path)
+    try:
+        store = CosmictronVectorStore(db, DeterministicFakeEmbedding(size=6), collection="kb")
+        store.add_texts([f"doc {i}" for i in range(50)], ids=[f"d{i}" for i in range(50)])
+        rows = db.sql("SELECT key, valid_from FROM memory").as_dicts()
+        assert len(rows) == 50 and transactions_of(rows) == 1
+        # a re-add supersedes in the same single transaction; a key twice in one batch
+        # leaves only its last text current
+        store.add_texts(["new 0", "new 1", "newer 1"], ids=["d0", "d1", "d1"])
+        current = db.sql(
+            "SELECT key, text FROM memory WHERE valid_to IS NULL AND key IN ('d0', 'd1')"
+        ).as_dicts()
+        assert sorted((r["key"], r["text"]) for r in current) == [
+            ("d0", "new 0"),
+            ("d1", "newer 1"),
+        ]
+        assert len(db.sql("SELECT id FROM memory").rows) == 53
+        assert [d.page_content for d in store.get_by_ids(["d1"])] == ["newer 1"]
+    finally:
+        db.close()
+
+
+def test_a_batch_is_all_or_nothing(tmp_path: Path) -> None:
+    db = open_db(tmp_path)
+    try:
+        vector = [1.0] + [0.0] * 383
+        with pytest.raises(Exception, match="metadata"):
+            db.call(
+                "remember_many",
+                "n",
+                ["kept?", "bad"],
+                [vector, vector],
+                ["{}", "not json"],
+                ["a", "b"],
+            )
+        with pytest.raises(Exception, match="2 texts but 1 embeddings"):
+            db.call("remember_many", "n", ["a", "b"], [vector], [], [])
+        assert db.sql("SELECT COUNT(*) AS n FROM memory").rows[0][0] == 0
+    finally:
+        db.close()
+
+
+def test_over_a_server_a_batch_is_as_few_transactions_as_fit_in_a_message(
+    shared_server: tuple[Server, str],
+) -> None:
+    running, token = shared_server
+    with CosmictronVectorStore.from_url(
+        running.url, DB, DeterministicFakeEmbedding(size=384), token=token, collection="batch"
+    ) as store:
+        store.add_texts([f"small {i}" for i in range(20)])
+        many = 200  # ~8 KB of JSON each: more than one message holds
+        ids = store.add_texts([f"doc {i}" for i in range(many)])
+        rows = store._connection.sql(
+            "SELECT key, valid_from FROM memory WHERE namespace = 'langchain/batch/'"
+        )
+    assert len(rows) == 20 + many
+    assert transactions_of([r for r in rows if r["key"] not in ids]) == 1
+    batches = transactions_of([r for r in rows if r["key"] in ids])
+    assert 2 <= batches <= 6  # split by message size, not one per document

@@ -210,6 +210,11 @@ def test_bad_requests_are_refused_and_change_nothing(db: Database) -> None:
         saver.prune(["ticket-7"], strategy="keep_oldest")
     with pytest.raises(ReducerFailed, match="source and target are the same thread"):
         saver.copy_thread("ticket-7", "ticket-7")
+    writes = db.sql("SELECT COUNT(*) AS n FROM graph_checkpoint_write").rows
+    newest = before[0].config["configurable"]["checkpoint_id"]
+    with pytest.raises(ReducerFailed, match=r"2 idxs, 1 channels.*\(parallel lists\)"):
+        db.call("put_graph_writes", "ticket-7", "", newest, "t", "", [0, 1], ["a"], ["j"], [b""])
+    assert db.sql("SELECT COUNT(*) AS n FROM graph_checkpoint_write").rows == writes
     assert [t.config for t in saver.list(CONFIG)] == [t.config for t in before]
 
 

@@ -356,3 +356,38 @@ def test_only_the_owner_reads_or_writes_items_over_a_server(server: Server) -> N
             stranger.put(("private",), "k", {"secret": 2})
     with CosmictronStore.from_url(server.url, DB, token=owner) as store:
         assert store.get(("private",), "k").value == {"secret": 1}  # type: ignore[union-attr]
+
+
+def test_a_search_with_a_query_reads_the_items_its_nearest_vectors_name(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A query walks the memory index best first and reads only the items the nearest
+    vectors belong to: with 1,000 items in the namespace, a page of 5 looks at a few
+    dozen items (checked by counting the filter's evaluations, which the old search ran
+    on every item of the namespace), and answers as InMemoryStore does."""
+    import cosmictron.agents.store as store_module
+
+    ours, ref = CosmictronStore(db, index=INDEX), Reference(index=INDEX)
+    rng = random.Random(5)
+    puts = [
+        PutOp(("kb",), f"k{i}", {"text": " ".join([*rng.sample(WORDS, 3), f"i{i}"]), "n": i % 10})
+        for i in range(1_000)
+    ]
+    ours.batch(puts)
+    ref.batch(puts)
+    looked_at = 0
+    real_matches = store_module.matches
+
+    def counted(value: dict[str, Any], wanted: dict[str, Any]) -> bool:
+        nonlocal looked_at
+        looked_at += 1
+        return real_matches(value, wanted)
+
+    monkeypatch.setattr(store_module, "matches", counted)
+    for query, flt in [("green tea", {"n": {"$lt": 5}}), ("jazz rain", {"n": 3})]:
+        looked_at = 0
+        got = ours.search(("kb",), query=query, filter=flt, limit=5)
+        assert 0 < looked_at <= 200, looked_at  # the namespace holds 1,000
+        want = ref.search(("kb",), query=query, filter=flt, limit=5)
+        every = ref.search(("kb",), query=query, filter=flt, limit=1_000)
+        same_search(got, want, every, ordered=True)

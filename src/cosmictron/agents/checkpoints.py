@@ -15,7 +15,7 @@ them as the database's owner (embedded, or over the SDK with the owner's token).
 
 from __future__ import annotations
 
-from cosmictron.errors import PermissionDenied
+from cosmictron.errors import Conflict, PermissionDenied
 from cosmictron.module import CURRENT_DB, Index, ReducerContext, reducer, table, type_
 
 
@@ -80,7 +80,8 @@ class GraphThreadHead:
 
 @type_
 class GraphWrite:
-    """A write as ``put_graph_writes`` takes it: its index, channel and serialized value."""
+    """A pending write: its index, channel and serialized value (``put_graph_writes``
+    takes these as parallel lists)."""
 
     idx: int = 0
     channel: str = ""
@@ -155,11 +156,10 @@ def put_graph_checkpoint(
         metadata_type,
         metadata,
     )
-    handle = ctx.db.graph_checkpoint.primary_key
-    if handle.find((thread_id, checkpoint_ns, checkpoint_id)) is None:
+    try:  # a new id is the rule: insert, and replace only when the key is taken
         ctx.db.graph_checkpoint.insert(row)
-    else:
-        handle.update(row)
+    except Conflict:  # nothing was stored: the insert checks the key before writing
+        ctx.db.graph_checkpoint.primary_key.update(row)
     _set_head(ctx, thread_id, checkpoint_ns, checkpoint_id, only_if_newer=True)
 
 
@@ -171,34 +171,45 @@ def put_graph_writes(
     checkpoint_id: str,
     task_id: str,
     task_path: str,
-    writes: list[GraphWrite],
+    idxs: list[int],
+    channels: list[str],
+    value_types: list[str],
+    values: list[bytes],
 ) -> None:
     """Store a task's writes at a checkpoint, all in one transaction.
 
-    A regular write (``idx`` >= 0) is kept as first stored, so a task retried after a
-    crash cannot change what the step already recorded; a special one (``idx`` < 0) is
-    replaced, as LangGraph's own savers do.
+    The writes come as parallel lists (index, channel, serializer type, serialized
+    value): plain values the call checks in one pass each, where a list of
+    ``GraphWrite`` objects cost an object built, checked field by field and taken apart
+    again per write. A regular write (``idx`` >= 0) is kept as first stored, so a task
+    retried after a crash cannot change what the step already recorded; a special one
+    (``idx`` < 0) is replaced, as LangGraph's own savers do.
     """
     require_owner(ctx, "put_graph_writes")
-    handle = ctx.db.graph_checkpoint_write.primary_key
-    for write in writes:
-        key = (thread_id, checkpoint_ns, checkpoint_id, task_id, write.idx)
+    count = len(idxs)
+    if not len(channels) == len(value_types) == len(values) == count:
+        raise ValueError(
+            f"put_graph_writes: {count} idxs, {len(channels)} channels, "
+            f"{len(value_types)} value_types and {len(values)} values (parallel lists)"
+        )
+    table = ctx.db.graph_checkpoint_write
+    for idx, channel, value_type, value in zip(idxs, channels, value_types, values, strict=True):
         row = GraphCheckpointWrite(
             thread_id,
             checkpoint_ns,
             checkpoint_id,
             task_id,
-            write.idx,
+            idx,
             task_path,
-            write.channel,
-            write.value_type,
-            write.value,
+            channel,
+            value_type,
+            value,
         )
-        existing = handle.find(key)
-        if existing is None:
-            ctx.db.graph_checkpoint_write.insert(row)
-        elif write.idx < 0:
-            handle.update(row)
+        try:  # new writes are the rule: no lookup first
+            table.insert(row)
+        except Conflict:  # nothing was stored; a regular write keeps the first
+            if idx < 0:
+                table.primary_key.update(row)
 
 
 def _delete_writes_of(ctx: ReducerContext, checkpoint: GraphCheckpoint) -> None:

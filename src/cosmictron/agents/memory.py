@@ -1,5 +1,6 @@
-"""Semantic memory: ``remember`` (a reducer: the vector is its argument), ``forget``,
-``remember_text`` and ``recall`` (procedures: they embed text before their transaction).
+"""Semantic memory: ``remember`` and ``remember_many`` (reducers: the vectors are their
+arguments), ``forget``, ``remember_text`` and ``recall`` (procedures: they embed text
+before their transaction).
 
 Why the split: embedding runs a model, which is slow and must never run on replay, so it
 happens outside every transaction (in the client, or in a procedure before ``with_tx``)
@@ -75,6 +76,74 @@ def remember(
         {"id": stored.id, "namespace": namespace, "key": key, "superseded": superseded},
     )
     return stored.id
+
+
+@reducer
+def remember_many(
+    ctx: ReducerContext,
+    namespace: str,
+    texts: list[str],
+    embeddings: list[Embedding],
+    metadatas: list[str],
+    keys: list[str],
+    model_id: str = "",
+) -> list[int]:
+    """Store a batch of memories in one transaction (``remember`` for each, in order).
+
+    The lists are parallel (``metadatas`` and ``keys`` may be empty: ``{}`` and no key
+    for every memory). A batch is all or nothing, and costs one commit (one fsync) where
+    a ``remember`` per memory cost one each. The namespace is scanned once for the
+    batch's keys, not once per memory. A key repeated in the batch leaves its last
+    memory current; the earlier ones are closed at the batch's own time, so no
+    ``as_of`` sees them. Returns the new ids.
+    """
+    check_namespace(ctx.sender, is_trusted(ctx), namespace, "remember_many")
+    count = len(texts)
+    if len(embeddings) != count:
+        raise AgentError(f"remember_many: {count} texts but {len(embeddings)} embeddings")
+    for name, optional in (("metadatas", metadatas), ("keys", keys)):
+        if optional and len(optional) != count:
+            raise AgentError(f"remember_many: {count} texts but {len(optional)} {name}")
+    metas = [dumps(json_object(m, "metadata")) for m in metadatas] if metadatas else []
+    current: dict[str, list[Memory]] = {}
+    wanted = {key for key in keys if key}
+    if wanted:
+        for row in ctx.db.memory.namespace.filter(namespace):
+            if row.key in wanted and row.valid_to is FOREVER:
+                current.setdefault(row.key, []).append(row)
+    table = ctx.db.memory
+    ids: list[int] = []
+    for index in range(count):
+        key = keys[index] if keys else ""
+        superseded: list[int] = []
+        for old in current.pop(key, []) if key else []:
+            old.valid_to = ctx.timestamp
+            table.id.update(old)
+            superseded.append(old.id)
+        stored: Memory = table.insert(
+            Memory(
+                id=0,
+                namespace=namespace,
+                key=key,
+                text=texts[index],
+                metadata=metas[index] if metas else "{}",
+                valid_from=ctx.timestamp,
+                valid_to=FOREVER,
+                model_id=model_id,
+                embedding=list(embeddings[index]),
+            )
+        )
+        if key:
+            current[key] = [stored]
+        ids.append(stored.id)
+        append_event(
+            ctx,
+            "",
+            "",
+            "memory.remembered",
+            {"id": stored.id, "namespace": namespace, "key": key, "superseded": superseded},
+        )
+    return ids
 
 
 @reducer
@@ -218,20 +287,27 @@ def search(
 
     The scores are the index's: exact cosine similarity of the stored vectors (HNSW
     only chooses which vectors are looked at, not their distance), computed in float32.
+
+    When too few candidates are visible the set is widened and walked again, skipping
+    the ids already checked. Not by position: vectors tied at the old cut may come back
+    in another order (``argpartition`` picks any of equal scores, HNSW any of equal
+    distances), so the first ``count`` of the wider list are not the ones checked.
     """
     hits: list[MemoryHit] = []
     count = max(4 * k, 32)
-    checked = 0
+    checked: set[int] = set()
     while True:
         candidates = index.top(vector, count)
-        for memory_id, score in candidates[checked:]:
+        for memory_id, score in candidates:
+            if memory_id in checked:
+                continue
+            checked.add(memory_id)
             row = memory.id.find(memory_id)
             if row is not None and visible(row, namespace_prefix, wanted, at):
                 hits.append(hit(row, score))
                 if len(hits) == k:
                     return hits
-        checked = len(candidates)
-        if checked < count:  # the index has no more
+        if len(candidates) < count:  # the index has no more
             return hits
         count *= 4
 

@@ -162,3 +162,33 @@ def append_agent_event(
         ctx, thread_id, agent, kind, body, causation_id, correlation_id, idempotency_key
     )
     return event.seq
+
+
+@reducer
+def record_agent_step(
+    ctx: ReducerContext,
+    thread_id: str,
+    agent: str,
+    status: str,
+    summary: str,
+    kind: str,
+    payload: str = "{}",
+    causation_id: int = 0,
+    idempotency_key: str = "",
+) -> int:
+    """One step of an agent seen from outside (a callback): append the event ``kind``
+    and move the agent's ``agent_state`` to ``status`` (one more step), in one
+    transaction, so a subscriber of ``agent_state`` sees the step as it happens and a
+    subscriber of ``agent_event`` sees why. A repeated ``idempotency_key`` changes
+    nothing and returns the first event's ``seq``."""
+    if not kind:
+        raise AgentError("an agent step needs an event kind")
+    require_thread_access(ctx, require_thread(ctx, thread_id), "record_agent_step")
+    require_agent(ctx, agent)
+    body = json_object(payload, "payload")
+    if idempotency_key:
+        for earlier in ctx.db.agent_event.idempotency_key.filter(idempotency_key):
+            return int(earlier.seq)
+    event = append_event(ctx, thread_id, agent, kind, body, causation_id, "", idempotency_key)
+    set_state(ctx, thread_id, agent, status, summary or None)
+    return event.seq

@@ -251,31 +251,56 @@ def store_search(
         raise AgentError(f"limit and offset must not be negative, got {limit} and {offset}")
     now = ctx.timestamp
 
-    def candidates() -> dict[tuple[str, str], StoreItem]:
-        items = database.table("store_item")
-        chosen = [
-            i
-            for i in items.iter()
-            if in_prefix(i.namespace, namespace_prefix)
-            and live(i, now)
-            and (not wanted or matches(json.loads(i.value), wanted))
-        ]
+    def admitted(item: StoreItem | None) -> bool:
+        return (
+            item is not None
+            and in_prefix(item.namespace, namespace_prefix)
+            and live(item, now)
+            and (not wanted or matches(json.loads(item.value), wanted))
+        )
+
+    def in_order() -> list[StoreItem]:
+        """Every admitted item under the prefix, in insertion order."""
+        chosen = [i for i in _items_under(database, namespace_prefix) if admitted(i)]
         chosen.sort(key=lambda i: i.id)
-        return {(i.namespace, i.key): i for i in chosen}
+        return chosen
 
     if vector is None:
-        found = database.read(lambda _: [_as_json(i) for i in candidates().values()])
+        found = database.read(lambda _: [_as_json(i) for i in in_order()])
         page = found[offset : offset + limit]
     else:
-        page = _semantic_page(database, candidates, _padded(vector), limit, offset)
+        page = _semantic_page(database, admitted, in_order, _padded(vector), limit, offset)
     if refresh:
         _refresh(ctx, page)
     return json.dumps(page)
 
 
+def _items_under(database: Any, namespace_prefix: str) -> list[StoreItem]:
+    """The items whose namespace is ``namespace_prefix`` or under it."""
+    items = database.table("store_item")
+    if not namespace_prefix:
+        return list(items.iter())
+    return [i for i in items.iter() if in_prefix(i.namespace, namespace_prefix)]
+
+
 def _semantic_page(
-    database: Any, candidates: Any, vector: list[float], limit: int, offset: int
+    database: Any,
+    admitted: Any,
+    in_order: Any,
+    vector: list[float],
+    limit: int,
+    offset: int,
 ) -> list[dict[str, Any]]:
+    """A page of a search with a query: the memory index's nearest vectors first.
+
+    The walk goes best first through the shared vector index (exact, or HNSW past
+    ``limits.memory_exact_search_max``), as ``recall`` does, and looks up only the
+    items those vectors belong to (one unique-index lookup each), checking the prefix,
+    the TTL and the filter on them alone: the cost follows the page asked for, not the
+    number of items in the namespace. Only when the index runs out before the page is
+    full (few embedded items match) are the items read in order, to fill the page with
+    the matching items that have no vector, as LangGraph's stores do.
+    """
     need = offset + limit
     index = index_for(database, MEMORY_DIMS)
     with index.lock:  # as recall: the index lock, then the writer lock for short reads
@@ -284,15 +309,15 @@ def _semantic_page(
             index.add([row.id for row in new], [row.embedding for row in new])
 
         def walk(_: Any) -> list[dict[str, Any]]:
-            wanted = candidates()
             memory = database.table("memory")
+            items = database.table("store_item").item
             count = max(4 * need, 32)
             while True:
                 # walk each longer candidate list from its start: two calls may order
                 # vectors of equal score differently, so resuming at the previous end
                 # could skip one that was cut at the boundary the first time
                 hits = index.top(vector, count)
-                order: list[tuple[tuple[str, str], float]] = []
+                order: list[tuple[StoreItem, float]] = []
                 seen: set[tuple[str, str]] = set()
                 for memory_id, score in hits:
                     row = memory.id.find(memory_id)
@@ -301,23 +326,28 @@ def _semantic_page(
                     if not row.namespace.startswith(MEMORY_NAMESPACE):
                         continue
                     found = (row.namespace[len(MEMORY_NAMESPACE) :], row.key)
-                    if found in wanted and found not in seen:
-                        seen.add(found)
-                        order.append((found, float(score)))
+                    if found in seen:
+                        continue
+                    seen.add(found)
+                    item = items.find(found)
+                    if admitted(item):
+                        order.append((item, float(score)))
                         if len(order) >= need:
                             break
-                if len(order) >= need or len(hits) < count:
+                exhausted = len(hits) < count
+                if len(order) >= need or exhausted:
                     break
                 count *= 4
-            page = [_as_json(wanted[k], score) for k, score in order[offset:need]]
-            if len(page) < limit:  # as LangGraph's stores: fill with the unembedded
-                embedded = {
-                    (n[len(MEMORY_NAMESPACE) :], r.key)
-                    for n in {MEMORY_NAMESPACE + ns for ns, _ in wanted}
-                    for r in memory.namespace.filter(n)
-                    if r.valid_to is None
+            page = [_as_json(item, score) for item, score in order[offset:need]]
+            if len(page) < limit and exhausted:  # fill with the unembedded, in order
+                # the walk saw every indexed vector; rows newer than the index are few
+                embedded = seen | {
+                    (row.namespace[len(MEMORY_NAMESPACE) :], row.key)
+                    for row in memory.id.filter(start=index.max_id + 1)
+                    if row.valid_to is None and row.namespace.startswith(MEMORY_NAMESPACE)
                 }
-                rest = [wanted[k] for k in wanted if k not in embedded]
+                rest = [i for i in in_order() if (i.namespace, i.key) not in embedded]
+                # from the first, whatever the offset: LangGraph's InMemoryStore does so
                 page += [_as_json(i) for i in rest[: limit - len(page)]]
             return page
 

@@ -61,6 +61,11 @@ class AgentThread:
     """Who started the thread: it, the database owner and workers act on it
     (``agents/rights.py``). Zero on threads from before owners were recorded."""
 
+    # Rows stored before ``owner`` was added (7 columns) are read with its default; a
+    # column added here later must go at the end with a default, and its older width
+    # listed (tests/agents/test_agent_tables_grow.py pins the history).
+    __cosmictron_older_widths__ = (7,)
+
 
 @table(name="agent_worker", public=True)
 class AgentWorker:

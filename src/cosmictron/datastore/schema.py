@@ -72,6 +72,12 @@ class TableSchema:
     public: bool = False
     event: bool = False
     scheduled: str | None = None
+    older_widths: tuple[int, ...] = field(default=(), compare=False)
+    """Column counts this table's rows had under earlier releases of the code declaring
+    it, whose later columns were all appended with defaults: a stored row of such a
+    width is read with those defaults (``RowCodec``). Only the reserved agent tables set
+    it (``agents/tables.py``); it is not part of ``describe()`` or equality, because it
+    says how old rows are read, not what the table is."""
 
     def __post_init__(self) -> None:
         names = [column.name for column in self.columns]
@@ -99,6 +105,13 @@ class TableSchema:
         unknown_key = [c for c in self.primary_key if c not in names]
         if unknown_key:
             raise SchemaError(f"table {self.name!r} primary key names unknown {unknown_key}")
+        for width in self.older_widths:
+            grown = self.columns[width:] if 0 < width < len(self.columns) else ()
+            if not grown or any(c.default is REQUIRED or c.auto_inc for c in grown):
+                raise SchemaError(
+                    f"table {self.name!r}: older width {width} is not a prefix of its "
+                    f"columns followed only by columns with defaults"
+                )
         index_names = [index.name for index in self.indexes]
         if len(set(index_names)) != len(index_names):
             raise SchemaError(f"table {self.name!r} declares two indexes with one name")

@@ -17,6 +17,7 @@ from typing import Any
 from cosmictron.datastore import Index, Table, Transaction, TypeMismatch
 from cosmictron.datastore.schema import TableSchema
 from cosmictron.datastore.tx import BatchConflict
+from cosmictron.datastore.types import BytesType, ExactType
 from cosmictron.errors import Conflict, InvalidRequest, NotFound
 from cosmictron.module import RowBinding
 
@@ -124,7 +125,7 @@ class IndexHandle:
     snapshot's frozen index from then on.
     """
 
-    __slots__ = ("_columns", "_handle", "_position")
+    __slots__ = ("_columns", "_exact", "_handle", "_position")
 
     def __init__(self, handle: TableHandle, index: Index | None) -> None:
         self._handle = handle
@@ -132,6 +133,7 @@ class IndexHandle:
         self._position = -1 if index is None else table.indexes.index(index)
         names = index.schema.columns if index is not None else table.schema.primary_key
         self._columns = [table.schema.columns[table.schema.column_index(n)] for n in names]
+        self._exact = _exact_types(self._columns)
 
     @property
     def _index(self) -> Index:
@@ -204,6 +206,15 @@ class IndexHandle:
         return self._index
 
     def _canonical(self, value: Any, partial: bool = False) -> Any:
+        exact = self._exact
+        if exact is not None:
+            # The common key (text, bytes, bool) is canonical as it is: one C-level
+            # comparison of the value types instead of a check per column.
+            if len(exact) == 1:
+                if type(value) is exact[0]:
+                    return value
+            elif type(value) is tuple and tuple(map(type, value)) == exact:
+                return value
         columns = self._columns
         if len(columns) == 1:
             try:
@@ -221,6 +232,21 @@ class IndexHandle:
         except TypeMismatch as exc:
             raise InvalidRequest(f"table {self._handle._table.name!r} key: {exc}") from None
         return checked[0] if len(columns) == 1 else checked
+
+
+def _exact_types(columns: list[Any]) -> tuple[type, ...] | None:
+    """The Python types whose values are canonical as they are, one per key column,
+    when every column has one (``str``, ``bool``, ``bytes``); else None."""
+    exact = []
+    for column in columns:
+        column_type = column.type
+        if type(column_type) is ExactType:
+            exact.append(column_type.python_type)
+        elif type(column_type) is BytesType:
+            exact.append(bytes)
+        else:
+            return None
+    return tuple(exact)
 
 
 class UniqueHandle(IndexHandle):

@@ -123,8 +123,7 @@ def replay_module_change(
         loaded = load_source(change.source, change.filename)
     except CosmictronError as exc:
         raise SchemaError(f"{where} no longer loads: {exc}") from exc
-    described = [table.describe() for table in loaded.schema.tables]
-    if _normalised(described) != _normalised(change.schema["tables"]):
+    if not _declares_recorded_tables(loaded, change.schema["tables"]):
         raise SchemaError(
             f"{where} now declares different tables than when it was deployed, so the "
             f"records after it cannot be read"
@@ -134,6 +133,40 @@ def replay_module_change(
     else:
         stage_migration(datastore, plan_migration(current.schema, loaded.schema)).commit()
     return loaded
+
+
+def _declares_recorded_tables(loaded: LoadedModule, recorded: Any) -> bool:
+    """Whether ``loaded`` declares the tables a module record recorded, so that the
+    records after it read as they were written.
+
+    Tables added since are empty then (no record names them), as after a migration.
+    Indexes may differ (they are built from the rows, never read from the log) unless
+    a unique one is new (the rows might break it). A reserved agent table may have
+    grown (``TableSchema.older_widths``): it matches if the recorded columns are its
+    first ones, at a width it lists.
+    """
+    recorded = _normalised(recorded)
+    declared = {table.name: table for table in loaded.schema.tables}
+    for then in recorded:
+        table = declared.get(then["name"])
+        if table is None:
+            return False
+        now = _normalised(table.describe())
+        if now == then:
+            continue
+        width = len(then["columns"])
+        columns_read = now["columns"] == then["columns"] or (
+            width in table.older_widths and now["columns"][:width] == then["columns"]
+        )
+        rest = _without_layout(now)
+        new_unique = [i for i in now["indexes"] if i["unique"] and i not in then["indexes"]]
+        if not columns_read or new_unique or rest != _without_layout(then):
+            return False
+    return True
+
+
+def _without_layout(described: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in described.items() if k not in ("columns", "indexes")}
 
 
 def _normalised(value: Any) -> Any:

@@ -155,14 +155,17 @@ def apply_record_body(datastore: Datastore, body: list[Any]) -> None:
         table = tables.get(name)
         if table is None:
             raise CorruptLog("log", 0, f"a record names table {name!r}, which the module lacks")
-        decode = codecs[name].decode
+        codec = codecs[name]
+        decode = codec.decode
+        if codec.plain and (inserts or deletes):  # a plain row is taken as it is
+            codec.check_width((inserts or deletes)[0])
         for wire in deletes:
             row = decode(wire)
             table.delete(table.row_key(row))
         if len(inserts) == 1:
             table.insert(decode(inserts[0]))
         elif inserts:
-            table.insert_many(codecs[name].decode_many(inserts))
+            table.insert_many(codec.decode_many(inserts))
     for name, sequences in body[6]:
         table = tables[name]
         for position, value in sequences:
@@ -193,18 +196,19 @@ class ReplayOverlay:
 
     def __init__(self, datastore: Datastore) -> None:
         self._datastore = datastore
-        self._pending: dict[str, tuple[Any, dict[Any, Any], Any, Any]] = {}
+        self._pending: dict[str, tuple[Any, dict[Any, Any], Any, Any, Any]] = {}
 
-    def _start(self, name: str) -> tuple[Any, dict[Any, Any], Any, Any]:
+    def _start(self, name: str) -> tuple[Any, dict[Any, Any], Any, Any, Any]:
         table = self._datastore.tables.get(name)
         if table is None:
             raise CorruptLog("log", 0, f"a record names table {name!r}, which the module lacks")
         codec = self._datastore.codecs[name]
-        state: tuple[Any, dict[Any, Any], Any, Any] = (
+        state: tuple[Any, dict[Any, Any], Any, Any, Any] = (
             table,
             {},
             tuple if codec.plain else codec.decode,
             table.key_of,
+            codec.check_width if codec.plain else None,
         )
         self._pending[name] = state
         return state
@@ -214,7 +218,9 @@ class ReplayOverlay:
         pending = self._pending
         for name, inserts, deletes in body[5]:
             state = pending.get(name) or self._start(name)
-            table, rows, decode, key_of = state
+            table, rows, decode, key_of, check_width = state
+            if check_width is not None and (inserts or deletes):
+                check_width((inserts or deletes)[0])  # a plain row is taken as it is
             for wire in deletes:
                 row = decode(wire)
                 key = row if key_of is None else key_of(row)
@@ -241,7 +247,7 @@ class ReplayOverlay:
 
     def flush(self) -> None:
         """Apply what the run did to the tables and start a new run."""
-        for table, rows, _, _ in self._pending.values():
+        for table, rows, _, _, _ in self._pending.values():
             held = table.rows
             touched = [key for key in rows if key in held]
             if len(touched) == 1:

@@ -8,10 +8,18 @@ Needs the ``langchain`` extra. Pass the handler in a run's ``callbacks`` and:
   error, which appends the ``tool`` message to the thread in the same transaction;
 - a chat model's (or LLM's) start, end and error are ``agent_event`` rows
   (``model.started``, ``model.finished``, ``model.failed``), the end and the error
-  naming the start as their cause, each with an idempotency key made of the run id.
+  naming the start as their cause, each with an idempotency key made of the run id;
+- every one of those, and a run's start, end and error (the root chain: ``run.started``,
+  ``run.finished``, ``run.failed``, ``run.interrupted``) and each LangGraph node's start
+  (``node.started``), also moves the agent's ``agent_state`` row: ``running`` while it
+  works, ``waiting_tool`` while a tool call is open, ``done``, ``error``, or ``pending``
+  at an interrupt, one more ``step`` each, with the event in the same transaction
+  (``record_agent_step``).
 
-So a subscriber of ``tool_call``, ``agent_message`` and ``agent_event`` watches the run
-live, and the run's history is in the signed log. The thread must have been started and
+So a callback handler is a subscription on ``agent_state`` (as the issue puts it): a
+subscriber of ``agent_state`` sees each step live, one of ``tool_call``,
+``agent_message`` and ``agent_event`` the detail, and the run's history is in the
+signed log. The thread must have been started and
 the agent registered (``start_thread``, ``register_agent``); the thread is the handler's
 ``thread_id``, else the ``thread_id`` LangGraph puts in a run's metadata.
 
@@ -95,6 +103,8 @@ class CosmictronCallbackHandler(BaseCallbackHandler):
         self._lock = threading.Lock()
         self._tools: dict[UUID, tuple[str, int]] = {}
         self._models: dict[UUID, tuple[str, int]] = {}
+        self._runs: dict[UUID, tuple[str, int]] = {}
+        self._nodes: set[UUID] = set()
 
     @classmethod
     def from_url(
@@ -198,13 +208,14 @@ class CosmictronCallbackHandler(BaseCallbackHandler):
             "inputs": inputs,
         }
         seq = self._connection.call(
-            "append_agent_event",
+            "record_agent_step",
             thread,
             self.agent,
+            "running",
+            f"model {name}".strip(),
             "model.started",
             _json(payload),
             0,
-            "",
             f"model.started:{run_id}",
         )
         with self._lock:
@@ -244,14 +255,114 @@ class CosmictronCallbackHandler(BaseCallbackHandler):
         if started is None:
             return
         thread, seq = started
+        failed = kind == "model.failed"
         self._connection.call(
-            "append_agent_event",
+            "record_agent_step",
             thread,
             self.agent,
+            "error" if failed else "running",
+            payload["error"] if failed else "model answered",
             kind,
             _json({"run_id": str(run_id), **payload}),
             seq,
-            "",
+            f"{kind}:{run_id}",
+        )
+
+    # -- chains (a run, LangGraph's nodes) ---------------------------------------------
+
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """A run's start moves the agent to ``running``; so does each LangGraph node's
+        (one step each, the node in the summary). Chains without a known thread (a
+        plain LangChain chain and no ``thread_id``) are not recorded."""
+        thread = self.thread_id or (metadata or {}).get("thread_id")
+        if not thread:
+            return
+        name = kwargs.get("name") or (serialized or {}).get("name") or "run"
+        node = (metadata or {}).get("langgraph_node")
+        if parent_run_id is None:
+            kind, summary = "run.started", f"run {name}"
+        elif node and name == node:
+            with self._lock:
+                inside = parent_run_id in self._nodes
+                self._nodes.add(run_id)
+            if inside:  # the node's runnable inside its run (ToolNode): one step
+                return
+            kind, summary = "node.started", f"node {node}"
+        else:
+            return  # a chain inside a node: its models and tools are the steps
+        seq = self._connection.call(
+            "record_agent_step",
+            str(thread),
+            self.agent,
+            "running",
+            summary,
+            kind,
+            _json({"run_id": str(run_id), "name": str(name)}),
+            0,
+            f"{kind}:{run_id}",
+        )
+        if parent_run_id is None:
+            with self._lock:
+                self._runs[run_id] = (str(thread), int(seq))
+
+    def on_chain_end(
+        self,
+        outputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """A run's end moves the agent to ``done`` (``pending`` when LangGraph stopped
+        at an interrupt, waiting to be resumed)."""
+        interrupted = isinstance(outputs, dict) and "__interrupt__" in outputs
+        if interrupted:
+            self._run_finished(run_id, "pending", "run.interrupted", "waiting at an interrupt")
+        else:
+            self._run_finished(run_id, "done", "run.finished", "run finished")
+
+    def on_chain_error(
+        self,
+        error: BaseException,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """A run's error moves the agent to ``error``; LangGraph's interrupt (raised as
+        ``GraphInterrupt``, a ``GraphBubbleUp``) to ``pending`` instead."""
+        if any(c.__name__ == "GraphBubbleUp" for c in type(error).__mro__):
+            self._run_finished(run_id, "pending", "run.interrupted", "waiting at an interrupt")
+        else:
+            message = str(error) or type(error).__name__
+            self._run_finished(run_id, "error", "run.failed", message)
+
+    def _run_finished(self, run_id: UUID, status: str, kind: str, summary: str) -> None:
+        with self._lock:
+            self._nodes.discard(run_id)
+            started = self._runs.pop(run_id, None)
+        if started is None:  # not a run this handler recorded the start of
+            return
+        thread, seq = started
+        self._connection.call(
+            "record_agent_step",
+            thread,
+            self.agent,
+            status,
+            summary,
+            kind,
+            _json({"run_id": str(run_id)}),
+            seq,
             f"{kind}:{run_id}",
         )
 

@@ -4,7 +4,8 @@ Needs the ``langchain`` extra (``pip install 'cosmictron[langchain]'``) and a mo
 includes the agent layer (``from cosmictron.agents import *``). A document is one row of
 the ``memory`` table: its id is the row's ``key``, its text and metadata the row's, in
 the namespace ``langchain/<collection>/``. So adding a document with an id already
-present supersedes the old row (``remember`` with a key), deleting closes it (``forget``):
+present supersedes the old row (``remember_many`` with its key: a batch of documents is
+one transaction), deleting closes it (``forget``):
 the history stays and ``recall(as_of=...)`` still answers as it was. Searching is the
 agent layer's ``recall`` with the query's vector (exact, or the HNSW index past
 ``limits.memory_exact_search_max``), so a retriever and an agent share one memory.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 try:
@@ -44,6 +45,13 @@ from cosmictron.integrations.connection import (
 __all__ = ["CosmictronVectorStore"]
 
 NAMESPACE_PREFIX = "langchain/"
+
+BATCH_MESSAGE_BYTES = 512 * 1024
+"""Most JSON bytes of documents ``add_texts`` sends in one call over a server: half the
+server's default largest client message, leaving room for the envelope and escapes."""
+
+VECTOR_JSON_BYTES = 26 * MEMORY_DIMS
+"""A memory vector in JSON at its longest (``-1.2345678901234567e-05, `` per number)."""
 
 
 def collection_namespace(collection: str) -> str:
@@ -172,8 +180,8 @@ class CosmictronVectorStore(VectorStore):
         """Embed and store ``texts``; an id already present is superseded."""
         texts = list(texts)
         rows = self._rows(texts, self._embedding.embed_documents(texts), metadatas, ids)
-        for row in rows:
-            self._connection.call("remember", *row)
+        for batch in self._batches(rows):
+            self._connection.call("remember_many", *batch)
         return [row[4] for row in rows]
 
     async def aadd_texts(
@@ -187,9 +195,36 @@ class CosmictronVectorStore(VectorStore):
         texts = list(texts)
         vectors = await self._embedding.aembed_documents(texts)
         rows = self._rows(texts, vectors, metadatas, ids)
-        for row in rows:
-            await self._connection.acall("remember", *row)
+        for batch in self._batches(rows):
+            await self._connection.acall("remember_many", *batch)
         return [row[4] for row in rows]
+
+    def _batches(self, rows: list[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+        """``remember_many``'s arguments: one batch (one transaction) for every row
+        in process; over a server, as many rows as fit in one WebSocket message
+        (``BATCH_MESSAGE_BYTES``, under the server's ``limits.client_message_bytes_max``),
+        so a large ``add_texts`` is a few transactions rather than one per document."""
+        if not rows:
+            return
+        budget = BATCH_MESSAGE_BYTES if isinstance(self._connection, RemoteConnection) else None
+        start, size = 0, 0
+        for end, row in enumerate(rows):
+            if budget is not None:
+                cost = len(json.dumps(row[:2])) + len(row[3]) + len(row[4]) + VECTOR_JSON_BYTES
+                if end > start and size + cost > budget:
+                    yield self._batch(rows[start:end])
+                    start, size = end, 0
+                size += cost
+        yield self._batch(rows[start:])
+
+    @staticmethod
+    def _batch(rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+        namespace, model = rows[0][0], rows[0][5]
+        texts = [row[1] for row in rows]
+        vectors = [row[2] for row in rows]
+        metadatas = [row[3] for row in rows]
+        keys = [row[4] for row in rows]
+        return (namespace, texts, vectors, metadatas, keys, model)
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
         """Close the documents of ``ids`` (their rows stay, superseded); missing ids

@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, fields, replace
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 try:
     from langchain_core.runnables import RunnableConfig
@@ -48,12 +46,10 @@ except ImportError as exc:  # the core does not depend on LangGraph
         "pip install 'cosmictron[langgraph]'"
     ) from exc
 
-from cosmictron.agents.checkpoints import GraphWrite
 from cosmictron.host import Database
+from cosmictron.integrations.connection import EmbeddedConnection, RemoteConnection
 
 __all__ = ["CosmictronSaver"]
-
-T = TypeVar("T")
 
 CHECKPOINT_COLUMNS = (
     "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, "
@@ -72,26 +68,14 @@ class _Where:
     before: str | None = None
     latest_only: bool = False
 
-    def admits_row(self, row: Any) -> bool:
-        """``admits`` for a row object (no dict built for rows left out)."""
+    def admits(self, row: dict[str, Any]) -> bool:
+        """Whether a checkpoint row (as a dict) is one the read wants."""
         return (
-            (self.thread_id is None or row.thread_id == self.thread_id)
-            and (self.checkpoint_ns is None or row.checkpoint_ns == self.checkpoint_ns)
-            and (self.checkpoint_id is None or row.checkpoint_id == self.checkpoint_id)
-            and (self.before is None or row.checkpoint_id < self.before)
+            (self.thread_id is None or row["thread_id"] == self.thread_id)
+            and (self.checkpoint_ns is None or row["checkpoint_ns"] == self.checkpoint_ns)
+            and (self.checkpoint_id is None or row["checkpoint_id"] == self.checkpoint_id)
+            and (self.before is None or row["checkpoint_id"] < self.before)
         )
-
-
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-
-
-def _row_dict(row: Any) -> dict[str, Any]:
-    """A row object as a dict; its field names are looked up once per class (profiling
-    ``get_tuple`` showed ``dataclasses.fields`` as a third of the saver's own time)."""
-    names = _FIELD_NAMES.get(type(row))
-    if names is None:
-        names = _FIELD_NAMES[type(row)] = tuple(f.name for f in fields(row))
-    return {name: getattr(row, name) for name in names}
 
 
 def _newest_first(rows: list[dict[str, Any]], where: _Where) -> list[dict[str, Any]]:
@@ -132,48 +116,56 @@ def _writes_sql(
     return query, params
 
 
-class _Embedded:
-    """A ``Database`` in this process."""
+_Found = tuple[dict[str, Any], list[dict[str, Any]]]
+"""A checkpoint row and the rows of its writes."""
+
+
+class _Embedded(EmbeddedConnection):
+    """A ``Database`` in this process (the integrations' shared ``EmbeddedConnection``),
+    with the saver's reads."""
 
     def __init__(self, db: Database) -> None:
-        self.db = db
+        super().__init__(db)
+        self._names: dict[str, tuple[Any, tuple[str, ...]]] = {}
 
-    def call(self, reducer: str, *args: Any) -> Any:
-        return self.db.call(reducer, *args)
-
-    @staticmethod
-    def writes(rows: list[dict[str, Any]]) -> list[Any]:
-        """In process, a reducer's ``list[GraphWrite]`` argument takes the objects."""
-        return [GraphWrite(**row) for row in rows]
-
-    async def acall(self, reducer: str, *args: Any) -> Any:
-        return await asyncio.to_thread(self.db.call, reducer, *args)
+    def _column_names(self, table: Any) -> tuple[str, ...]:
+        """A table's column names, kept while its schema is the same object (a module
+        update gives it a new one)."""
+        kept = self._names.get(table.name)
+        if kept is None or kept[0] is not table.schema:
+            kept = self._names[table.name] = (table.schema, table.schema.column_names)
+        return kept[1]
 
     def checkpoints(self, where: _Where) -> list[dict[str, Any]]:
         """Through the primary key or the thread index, under the writer lock (no
-        commit is half-seen); SQL would project and weigh every row of the thread."""
+        commit is half-seen); SQL would project and weigh every row of the thread.
 
-        def read(_: Any) -> list[dict[str, Any]]:
-            table = self.db.table("graph_checkpoint")
-            if where.thread_id is not None and where.checkpoint_id is not None:
-                key = (where.thread_id, where.checkpoint_ns or "", where.checkpoint_id)
-                found = table.primary_key.find(key)
+        Reads the stored row tuples (``Database.read``) rather than the table handles:
+        the keys are built here from ``str`` values, so the handles' key checks and
+        row objects were most of the saver's own time in ``get_tuple``.
+        """
+
+        def read(datastore: Any) -> list[dict[str, Any]]:
+            table = datastore.tables["graph_checkpoint"]
+            rows = table.rows
+            names = self._column_names(table)
+            thread_id, ns = where.thread_id, where.checkpoint_ns or ""
+            if thread_id is not None and where.checkpoint_id is not None:
+                found = rows.get((thread_id, ns, where.checkpoint_id))
                 candidates = [] if found is None else [found]
-            elif where.latest_only and where.thread_id is not None:
-                head = self.db.table("graph_thread_head").primary_key.find(
-                    (where.thread_id, where.checkpoint_ns or "")
-                )
-                key = (where.thread_id, where.checkpoint_ns or "", head and head.checkpoint_id)
-                found = None if head is None else table.primary_key.find(key)
+            elif where.latest_only and thread_id is not None:
+                heads = datastore.tables["graph_thread_head"]
+                head = heads.rows.get((thread_id, ns))
+                newest = None if head is None else head[heads.schema.column_index("checkpoint_id")]
+                found = None if newest is None else rows.get((thread_id, ns, newest))
                 candidates = [] if found is None else [found]
-            elif where.thread_id is not None:
-                candidates = list(table.thread.filter(where.thread_id))
+            elif thread_id is not None:
+                index = table.index_named("thread")
+                candidates = [rows[key] for key in index.row_keys(thread_id)]
             else:
-                candidates = list(table.iter())
-            admitted = [r for r in candidates if where.admits_row(r)]
-            if where.latest_only and admitted:
-                admitted = [max(admitted, key=lambda r: r.checkpoint_id)]
-            return _newest_first([_row_dict(r) for r in admitted], where)
+                candidates = list(rows.values())
+            found_rows = [dict(zip(names, row, strict=True)) for row in candidates]
+            return _newest_first([r for r in found_rows if where.admits(r)], where)
 
         result: list[dict[str, Any]] = self.db.read(read)
         return result
@@ -181,16 +173,37 @@ class _Embedded:
     def writes_of(
         self, thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
     ) -> list[dict[str, Any]]:
-        def read(_: Any) -> list[dict[str, Any]]:
-            table = self.db.table("graph_checkpoint_write")
+        def read(datastore: Any) -> list[dict[str, Any]]:
+            table = datastore.tables["graph_checkpoint_write"]
+            rows = table.rows
+            names = self._column_names(table)
             if checkpoint_ns is not None and checkpoint_id is not None:
-                found = table.checkpoint.filter((thread_id, checkpoint_ns, checkpoint_id))
+                keys = table.index_named("checkpoint").row_keys(
+                    (thread_id, checkpoint_ns, checkpoint_id)
+                )
             else:
-                found = table.thread.filter(thread_id)
-            return [_row_dict(r) for r in found]
+                keys = table.index_named("thread").row_keys(thread_id)
+            return [dict(zip(names, rows[key], strict=True)) for key in keys]
 
         result: list[dict[str, Any]] = self.db.read(read)
         return result
+
+    def checkpoint_with_writes(self, where: _Where) -> _Found | None:
+        """``get_tuple``'s rows: the checkpoint ``where`` names and its writes, read
+        under one hold of the lock (so from one commit)."""
+
+        def read(_: Any) -> _Found | None:
+            rows = self.checkpoints(where)  # the lock is re-entrant
+            if not rows:
+                return None
+            row = rows[0]
+            return row, self.writes_of(row["thread_id"], row["checkpoint_ns"], row["checkpoint_id"])
+
+        found: _Found | None = self.db.read(read)
+        return found
+
+    async def acheckpoint_with_writes(self, where: _Where) -> _Found | None:
+        return await asyncio.to_thread(self.checkpoint_with_writes, where)
 
     async def acheckpoints(self, where: _Where) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.checkpoints, where)
@@ -200,69 +213,62 @@ class _Embedded:
     ) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.writes_of, thread_id, checkpoint_ns, checkpoint_id)
 
-    def close(self) -> None:
-        """The caller opened the database and closes it."""
 
-
-class _Remote:
-    """An SDK connection to a server's database, on an event loop thread of its own."""
-
-    def __init__(self, url: str, database: str, token: str | None) -> None:
-        from cosmictron.client import connect
-
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(
-            target=self.loop.run_forever, name="cosmictron-saver", daemon=True
-        )
-        self.thread.start()
-        try:
-            self.client = self.wait(
-                connect(database, server=url, token=token, use_saved_token=token is None)
-            )
-        except BaseException:
-            self._stop_loop()
-            raise
-
-    def submit(self, work: Coroutine[Any, Any, T]) -> Future[T]:
-        if self.loop.is_closed() or not self.thread.is_alive():
-            work.close()  # never started: no "never awaited" warning later
-            raise RuntimeError("this CosmictronSaver is closed; make a new one")
-        return asyncio.run_coroutine_threadsafe(work, self.loop)
-
-    def wait(self, work: Coroutine[Any, Any, T]) -> T:
-        return self.submit(work).result()
-
-    async def awaited(self, work: Coroutine[Any, Any, T]) -> T:
-        return await asyncio.wrap_future(self.submit(work))
-
-    def call(self, reducer: str, *args: Any) -> Any:
-        return self.wait(self.client.call(reducer, *args))
-
-    @staticmethod
-    def writes(rows: list[dict[str, Any]]) -> list[Any]:
-        """Over the wire, a ``GraphWrite`` is an object keyed by field name."""
-        return rows
-
-    async def acall(self, reducer: str, *args: Any) -> Any:
-        return await self.awaited(self.client.call(reducer, *args))
+class _Remote(RemoteConnection):
+    """An SDK connection to a server's database (the integrations' shared
+    ``RemoteConnection``: an event loop thread of its own), with the saver's reads."""
 
     def checkpoints(self, where: _Where) -> list[dict[str, Any]]:
         """By one-off queries on the connection: they follow every write acknowledged
         before them."""
         return self.wait(self.acheckpoints_on_loop(where))
 
-    async def acheckpoints_on_loop(self, where: _Where) -> list[dict[str, Any]]:
-        if where.latest_only and where.thread_id is not None and where.checkpoint_id is None:
-            # the head table names the newest: two key lookups instead of a sort
-            heads = await self.client.sql(
-                "SELECT checkpoint_id FROM graph_thread_head "
-                "WHERE thread_id = :t AND checkpoint_ns = :ns",
-                {"t": where.thread_id, "ns": where.checkpoint_ns or ""},
+    def checkpoint_with_writes(self, where: _Where) -> _Found | None:
+        return self.wait(self._checkpoint_with_writes_on_loop(where))
+
+    async def acheckpoint_with_writes(self, where: _Where) -> _Found | None:
+        return await self.awaited(self._checkpoint_with_writes_on_loop(where))
+
+    async def _checkpoint_with_writes_on_loop(self, where: _Where) -> _Found | None:
+        """The checkpoint and its writes as two queries in flight at once (one round
+        trip when the id is known; the head lookup first otherwise), where asking for
+        the writes after the checkpoint took a round trip more. Each query follows
+        every write acknowledged before it; a write landing between the two can only
+        add writes of this checkpoint, which a later read would show as well."""
+        if where.thread_id is None or where.checkpoint_ns is None:
+            rows = await self.acheckpoints_on_loop(where)
+            if not rows:
+                return None
+            row = rows[0]
+            query, params = _writes_sql(
+                row["thread_id"], row["checkpoint_ns"], row["checkpoint_id"]
             )
-            if not heads:
-                return []
-            where = replace(where, checkpoint_id=heads[0]["checkpoint_id"])
-        return await self.client.sql(*_checkpoints_sql(where))
+            return row, await self.client.sql(query, params)
+        resolved = await self._resolve_head(where)
+        if resolved is None or resolved.checkpoint_id is None:
+            return None
+        query, params = _writes_sql(where.thread_id, where.checkpoint_ns, resolved.checkpoint_id)
+        rows, writes = await asyncio.gather(
+            self.client.sql(*_checkpoints_sql(resolved)), self.client.sql(query, params)
+        )
+        return (rows[0], writes) if rows else None
+
+    async def _resolve_head(self, where: _Where) -> _Where | None:
+        """``where`` with the id of the newest checkpoint, when it asks for the newest
+        of a thread and namespace (None when there is none); as it is otherwise."""
+        if not (where.latest_only and where.thread_id is not None and where.checkpoint_id is None):
+            return where
+        # the head table names the newest: two key lookups instead of a sort
+        heads = await self.client.sql(
+            "SELECT checkpoint_id FROM graph_thread_head "
+            "WHERE thread_id = :t AND checkpoint_ns = :ns",
+            {"t": where.thread_id, "ns": where.checkpoint_ns or ""},
+        )
+        return replace(where, checkpoint_id=heads[0]["checkpoint_id"]) if heads else None
+
+    async def acheckpoints_on_loop(self, where: _Where) -> list[dict[str, Any]]:
+        resolved = await self._resolve_head(where)
+        return [] if resolved is None else await self.client.sql(*_checkpoints_sql(resolved))
 
     def writes_of(
         self, thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
@@ -277,20 +283,6 @@ class _Remote:
     ) -> list[dict[str, Any]]:
         query, params = _writes_sql(thread_id, checkpoint_ns, checkpoint_id)
         return await self.awaited(self.client.sql(query, params))
-
-    def close(self) -> None:
-        if not self.thread.is_alive():
-            return
-        try:
-            self.wait(self.client.close())
-        finally:
-            self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        if not self.thread.is_alive():
-            self.loop.close()
 
 
 def _blob(value: Any) -> bytes:
@@ -433,24 +425,24 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
         task_path: str,
     ) -> tuple[Any, ...]:
         configurable = config["configurable"]
-        rows = []
+        idxs, channels, value_types, values = [], [], [], []
+        dumps_typed = self.serde.dumps_typed
         for index, (channel, value) in enumerate(writes):
-            value_type, value_bytes = self.serde.dumps_typed(value)
-            rows.append(
-                {
-                    "idx": WRITES_IDX_MAP.get(channel, index),
-                    "channel": channel,
-                    "value_type": value_type,
-                    "value": value_bytes,
-                }
-            )
+            value_type, value_bytes = dumps_typed(value)
+            idxs.append(WRITES_IDX_MAP.get(channel, index))
+            channels.append(channel)
+            value_types.append(value_type)
+            values.append(value_bytes)
         return (
             str(configurable["thread_id"]),
             str(configurable.get("checkpoint_ns", "")),
             str(configurable["checkpoint_id"]),
             task_id,
             task_path,
-            self._backend.writes(rows),
+            idxs,
+            channels,
+            value_types,
+            values,
         )
 
     def put_writes(
@@ -574,24 +566,13 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint of ``config`` (its ``checkpoint_id``, or the thread's latest in
         its namespace), with its pending writes; None when there is none."""
-        rows = self._backend.checkpoints(self._where(config, None, latest_only=True))
-        if not rows:
-            return None
-        row = rows[0]
-        writes = self._backend.writes_of(
-            row["thread_id"], row["checkpoint_ns"], row["checkpoint_id"]
-        )
-        return self._tuple(row, writes)
+        found = self._backend.checkpoint_with_writes(self._where(config, None, latest_only=True))
+        return None if found is None else self._tuple(*found)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        rows = await self._backend.acheckpoints(self._where(config, None, latest_only=True))
-        if not rows:
-            return None
-        row = rows[0]
-        writes = await self._backend.awrites_of(
-            row["thread_id"], row["checkpoint_ns"], row["checkpoint_id"]
-        )
-        return self._tuple(row, writes)
+        where = self._where(config, None, latest_only=True)
+        found = await self._backend.acheckpoint_with_writes(where)
+        return None if found is None else self._tuple(*found)
 
     def _select(
         self,

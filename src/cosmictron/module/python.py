@@ -225,6 +225,8 @@ def _table_schema(
         public=declaration.public,
         event=declaration.event,
         scheduled=declaration.scheduled,
+        # Set only by the reserved agent tables (agents/tables.py): see TableSchema.
+        older_widths=tuple(getattr(cls, "__cosmictron_older_widths__", ())),
     )
 
 
