@@ -14,7 +14,10 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-_SOURCES = {"cosmictron.durability._frames": "src/cosmictron/durability/_frames.pyx"}
+_SOURCES = {
+    "cosmictron.durability._frames": "src/cosmictron/durability/_frames.pyx",
+    "cosmictron.ledger._leaves": "src/cosmictron/ledger/_leaves.pyx",
+}
 
 
 class _OptionalBuildExt(build_ext):
