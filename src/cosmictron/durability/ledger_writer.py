@@ -20,7 +20,7 @@ Key events: added (on open, for a configured key the log does not count yet), ro
 (``rotation``/``rotate``/``rotated``), revoked (``revocation``).
 
 On open (:meth:`LedgerWriter.open`, after recovery cut any torn tail) the writer refuses
-to start when the log ends before the side file's last checkpoint (rollback), when the
+to start when the log ends before the side files' last checkpoint or any anchor (rollback), when the
 tree over the log does not have that checkpoint's root (a record it covers was changed),
 or when a record after it fails the checks of ``cosmictron.ledger.verify``, naming the
 first bad record. A 0.8 log (version-1 records only) is migrated: a marker record is
@@ -218,6 +218,9 @@ class LedgerWriter:
     def open(self, log: CommitLog) -> None:
         """Check the log against the ledger's files, then attach to ``log`` (see above).
 
+        The log must reach every checkpoint and every anchor the side files hold: a log
+        that ends before one is a rollback, refused naming the first missing seq.
+
         Raises:
             CorruptLog: rollback or tampering, naming the first bad record.
             KeyUnavailable: the configured signing key cannot be used.
@@ -233,6 +236,18 @@ class LedgerWriter:
                 f"rollback: the log ends at seq {last_seq}, but checkpoint record "
                 f"{last['seq']} (covering {last['size']} records) was written; the data "
                 "directory is older than its ledger. Restore the newest backup",
+                last_seq + 1,
+            )
+        anchors = read_side_anchors(self.data_dir)
+        late = next((a for a in anchors if int(a["seq"]) > last_seq), None)
+        if late is not None:
+            raise CorruptLog(
+                os.path.join(self.data_dir, ANCHORS_FILE),
+                0,
+                f"rollback: the log ends at seq {last_seq}, but anchor record {late['seq']} "
+                f"(an RFC 3161 token over checkpoint record {late.get('checkpoint_seq')}) was "
+                "written; the data directory is older than its ledger. Restore the newest "
+                "backup",
                 last_seq + 1,
             )
         self.tree = MerkleTree(FileHashStore(os.path.join(self.directory, TREE_FILE)))
@@ -262,7 +277,7 @@ class LedgerWriter:
         self.last_checkpoint_us = max(self.last_time_us, time.time_ns() // 1000)
         self._set_due()
         self.key = self._load_key()
-        self._seed_unanchored(last, last_seq)
+        self._seed_unanchored(last, last_seq, anchors)
         log.origin = self.origin
         log.last_time_us = max(log.last_time_us, self.last_time_us)
         log.ledger = self
@@ -324,7 +339,9 @@ class LedgerWriter:
             )
         return floor
 
-    def _seed_unanchored(self, last: dict[str, Any] | None, last_seq: int) -> None:
+    def _seed_unanchored(
+        self, last: dict[str, Any] | None, last_seq: int, anchors: list[dict[str, Any]]
+    ) -> None:
         """What no anchor covers yet, from the side files (anchoring's starting point).
 
         Records between the last anchored checkpoint and the last checkpoint that are not
@@ -332,7 +349,6 @@ class LedgerWriter:
         times are not read back from the log: the lag of records from before this open
         counts from the open.
         """
-        anchors = read_side_anchors(self.data_dir)
         anchored = max((int(a.get("checkpoint_seq", 0)) for a in anchors), default=0)
         now = max(self.last_time_us, time.time_ns() // 1000)
         after = anchored
