@@ -34,6 +34,7 @@ import click
 from cosmictron import __version__
 from cosmictron.cli import nametypes
 from cosmictron.cli.audit import export_audit
+from cosmictron.cli.keys import keys
 from cosmictron.cli.backup import backup, restore
 from cosmictron.cli.client import ClientError
 from cosmictron.cli.console import console
@@ -269,6 +270,7 @@ for command in (backup, restore):
     cli.add_command(command)
 cli.add_command(verify_command)  # the compliance ledger (issue 13)
 cli.add_command(export_audit)  # audit bundles (issue 13, anchoring)
+cli.add_command(keys)  # signing keys: list, rotate, revoke (issue 13)
 
 cli.add_command(mcp)  # the Model Context Protocol on stdio (issue 14)
 cli.add_command(console)  # the web console's address (issue 20)
