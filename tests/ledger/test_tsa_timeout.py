@@ -18,7 +18,7 @@ from cosmictron.errors import ConfigError
 from cosmictron.ledger.errors import AnchoringOverdue
 
 from .conftest import LocalTsa
-from .test_anchoring import anchoring_config, open_db, wait_for
+from .test_anchoring import MODULE, anchoring_config, open_db, wait_for
 
 
 class SilentTsa:
@@ -123,6 +123,11 @@ def test_strict_mode_refuses_commits_naming_the_silent_tsa(
             time.sleep(0.05)
     assert "did not answer within 0.2 s" in str(refused.value)
     assert refused.value.http_status == 503
+    # A deploy (a module record in the log) is refused the same way, nothing changed.
+    updated = MODULE + "\n@reducer\ndef extra(ctx: ReducerContext) -> None:\n    pass\n"
+    with pytest.raises(AnchoringOverdue, match="deploy refused: anchoring is overdue"):
+        db.update_module(updated.encode(), filename="app.py")
+    assert "extra" not in db.core.module.reducers
     db.close()
 
 
