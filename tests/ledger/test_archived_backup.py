@@ -13,11 +13,17 @@ import pytest
 
 import cosmictron
 from cosmictron import Database
-from cosmictron.ledger.logread import list_segments
 from cosmictron.errors import InvalidRequest
 from cosmictron.ledger import verify
+from cosmictron.ledger.logread import list_segments
 
-from .test_retention import config, event_ids, module  # noqa: F401 (a fixture)
+from .test_retention import MODULE, config, event_ids
+
+
+@pytest.fixture
+def module(tmp_path: Path) -> str:
+    (tmp_path / "app.py").write_text(MODULE)
+    return str(tmp_path / "app.py")
 
 
 def archived_database(tmp_path: Path, module: str) -> tuple[Path, int]:
@@ -60,9 +66,7 @@ def test_a_backup_of_an_archived_database_restores_and_verifies(
     assert verify(restored).ok
 
 
-def test_a_point_in_time_inside_the_archived_range_is_refused(
-    tmp_path: Path, module: str
-) -> None:
+def test_a_point_in_time_inside_the_archived_range_is_refused(tmp_path: Path, module: str) -> None:
     _, through = archived_database(tmp_path, module)
     with pytest.raises(InvalidRequest, match=f"records 1..{through} are archived") as refused:
         cosmictron.restore(

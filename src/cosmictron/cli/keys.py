@@ -67,8 +67,7 @@ def rotate_key(context: CommandContext, database: str) -> None:
 
     def human(console: Console) -> None:
         console.print(
-            f"Rotated the signing key of {database} at seq {reply['seq']}; "
-            f"new key {reply['key']}",
+            f"Rotated the signing key of {database} at seq {reply['seq']}; new key {reply['key']}",
             highlight=False,
             soft_wrap=True,
         )

@@ -34,7 +34,6 @@ import click
 from cosmictron import __version__
 from cosmictron.cli import nametypes
 from cosmictron.cli.audit import export_audit
-from cosmictron.cli.keys import keys
 from cosmictron.cli.backup import backup, restore
 from cosmictron.cli.client import ClientError
 from cosmictron.cli.console import console
@@ -43,6 +42,7 @@ from cosmictron.cli.databases import delete, deploy, describe, list_databases
 from cosmictron.cli.durability_line import durability_line
 from cosmictron.cli.generate import generate
 from cosmictron.cli.identity import identity
+from cosmictron.cli.keys import keys
 from cosmictron.cli.mcp import mcp
 from cosmictron.cli.rights import grant, revoke, save_operator_token
 from cosmictron.cli.streams import logs, subscribe

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from cosmictron.durability.ledger_writer import PREHASH_RECORDS
 from cosmictron.durability.record import (
     FORMAT_VERSION,
     FRAME_HEADER,
@@ -41,7 +42,6 @@ from cosmictron.durability.record import (
     RECORD_KINDS,
     frame_crc,
 )
-from cosmictron.durability.ledger_writer import PREHASH_RECORDS
 from cosmictron.durability.segment import create_segment
 from cosmictron.durability.storage import Storage
 from cosmictron.durability.sync import SyncCoordinator

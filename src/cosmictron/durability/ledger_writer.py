@@ -45,6 +45,7 @@ from typing import Any, NamedTuple, Protocol
 
 from cosmictron.durability.config import DurabilityConfig
 from cosmictron.errors import CorruptLog, DurabilityError, InvalidRequest
+from cosmictron.ledger import merkle
 from cosmictron.ledger.anchor import ANCHORS_FILE, read_side_anchors
 from cosmictron.ledger.archived import ARCHIVED_FILE, read_archived
 from cosmictron.ledger.checkpoint import Checkpoint, sign_checkpoint
@@ -56,7 +57,6 @@ from cosmictron.ledger.logread import (
     LogReader,
     list_segments,
 )
-from cosmictron.ledger import merkle
 from cosmictron.ledger.merkle import LEAF_PREFIX, FileHashStore, MerkleTree, append_payloads
 from cosmictron.ledger.record_format import (
     FIELD_COUNT,
