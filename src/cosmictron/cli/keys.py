@@ -19,7 +19,10 @@ from cosmictron.cli.context import CommandContext, server_command
 
 @click.group("keys")
 def keys() -> None:
-    """List, rotate and revoke a database's ledger signing keys (owner or operator)."""
+    """List, rotate and revoke a database's ledger signing keys (owner or operator).
+
+    Example: cosmictron-cli keys list quickstart
+    """
 
 
 def _range(key: dict[str, object]) -> str:
