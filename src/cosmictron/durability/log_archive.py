@@ -35,6 +35,7 @@ from cosmictron.ledger.archived import ArchivedRange, read_archived, write_archi
 from cosmictron.ledger.logread import FRAME_HEADER, SEGMENT_HEADER, list_segments
 from cosmictron.ledger.merkle import FileHashStore
 from cosmictron.ledger.record_format import ORIGIN, PREV_HASH, TIME_US, unpack_fields
+from cosmictron.ledger.signing import KeyRange, KeyRing
 from cosmictron.ledger.verifier import read_side_checkpoints
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def archive_below(
         last_time_us=fields[TIME_US],
         origin=fields[ORIGIN],
         frontier=tree.frontier_at(through),
-        keys=ledger.ring.as_of(through),
+        keys=_archived_keys(ledger.ring, previous, through),
     )
     os.makedirs(destination, exist_ok=True)
     write_archived(data_dir, archived)
@@ -97,6 +98,31 @@ def archive_below(
     fsync_directory(log_dir)
     logger.info("archived records 1..%d of %s to %s", through, data_dir, destination)
     return through
+
+
+def _archived_keys(ring: KeyRing, previous: ArchivedRange | None, through: int) -> list[KeyRange]:
+    """The key ranges of records ``1..through``: the ring's, with the previous archive's
+    ``first`` for a key it already knew.
+
+    After an open the ring knows each key only from the side file's last checkpoint on
+    (the open check reads no further back), so its ``first`` is that checkpoint's seq;
+    an archive written then would name no key for the records below it, and ``verify``
+    would refuse their side-file checkpoints. The previous archive knew where each of
+    its keys began, and keys it lists that the ring no longer holds stay as they were.
+    """
+    earlier = {r.key.fingerprint: r for r in previous.keys} if previous is not None else {}
+    ranges = {r.key.fingerprint: r for r in ring.ranges()}
+    found: list[KeyRange] = []
+    for fingerprint, old in earlier.items():
+        current = ranges.get(fingerprint)
+        if current is None:
+            found.append(old)
+        elif current.ended_at is not None and current.ended_at <= through:
+            found.append(KeyRange(current.key, old.first, current.last, current.ended_at))
+        else:
+            found.append(KeyRange(current.key, old.first))
+    found += [r for r in ring.as_of(through) if r.key.fingerprint not in earlier]
+    return found
 
 
 def _first_payload(path: str) -> bytes:
