@@ -41,3 +41,25 @@ def test_an_archive_after_a_restart_still_names_the_keys(tmp_path: Path) -> None
     result = verify(path)
     assert result.ok, result.lines()
     assert result.archived_through == again
+
+
+def test_a_first_archive_after_a_restart_names_the_keys(tmp_path: Path) -> None:
+    """Nothing archived before the restart: the key's start comes from the side file."""
+    (tmp_path / "app.py").write_text(MODULE)
+    module = str(tmp_path / "app.py")
+    path = tmp_path / "data"
+    db = Database.open(path, module=module, durability=config())
+    for i in range(40):
+        db.call("log", f"event {i}")
+    assert db.core.persistence.archived_through == 0
+    db.close()
+    db = Database.open(path, module=module, durability=config())
+    for i in range(300):
+        db.call("note", f"after the restart {i}")
+    db.core.persistence.wait_snapshots()
+    through = db.core.persistence.archived_through
+    db.close()
+    assert through > 40, "the archive does not reach below the restart"
+    result = verify(path)
+    assert result.ok, result.lines()
+    assert result.archived_through == through

@@ -28,6 +28,7 @@ import itertools
 import logging
 import os
 import shutil
+from typing import Any
 
 from cosmictron.durability.files import fsync_directory
 from cosmictron.durability.ledger_writer import LedgerWriter
@@ -89,7 +90,7 @@ def archive_below(
         last_time_us=fields[TIME_US],
         origin=fields[ORIGIN],
         frontier=tree.frontier_at(through),
-        keys=_archived_keys(ledger.ring, previous, through),
+        keys=_archived_keys(ledger.ring, previous, through, read_side_checkpoints(data_dir)),
     )
     os.makedirs(destination, exist_ok=True)
     write_archived(data_dir, archived)
@@ -100,9 +101,13 @@ def archive_below(
     return through
 
 
-def _archived_keys(ring: KeyRing, previous: ArchivedRange | None, through: int) -> list[KeyRange]:
+def _archived_keys(
+    ring: KeyRing, previous: ArchivedRange | None, through: int, side: list[dict[str, Any]]
+) -> list[KeyRange]:
     """The key ranges of records ``1..through``: the ring's, with the previous archive's
-    ``first`` for a key it already knew.
+    ``first`` for a key it already knew, else the first side-file checkpoint that lists
+    the key (every checkpoint lists the keys valid at it, so each side-file checkpoint
+    the key signed is covered).
 
     After an open the ring knows each key only from the side file's last checkpoint on
     (the open check reads no further back), so its ``first`` is that checkpoint's seq;
@@ -121,7 +126,18 @@ def _archived_keys(ring: KeyRing, previous: ArchivedRange | None, through: int) 
             found.append(KeyRange(current.key, old.first, current.last, current.ended_at))
         else:
             found.append(KeyRange(current.key, old.first))
-    found += [r for r in ring.as_of(through) if r.key.fingerprint not in earlier]
+    listed: dict[str, int] = {}
+    for entry in side:
+        for text in entry.get("keys", []):
+            listed.setdefault(text, int(entry["seq"]))
+    for r in ring.ranges():  # as ``KeyRing.as_of`` does, from the adjusted first
+        first = min(r.first, listed.get(r.key.to_text(), r.first))
+        if r.key.fingerprint in earlier or first > through:
+            continue
+        if r.ended_at is not None and r.ended_at <= through:
+            found.append(KeyRange(r.key, first, r.last, r.ended_at))
+        else:
+            found.append(KeyRange(r.key, first))
     return found
 
 
