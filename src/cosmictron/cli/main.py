@@ -43,6 +43,7 @@ from cosmictron.cli.databases import delete, deploy, describe, list_databases
 from cosmictron.cli.durability_line import durability_line
 from cosmictron.cli.generate import generate
 from cosmictron.cli.identity import identity
+from cosmictron.cli.keys import keys
 from cosmictron.cli.mcp import mcp
 from cosmictron.cli.rights import grant, revoke, save_operator_token
 from cosmictron.cli.streams import logs, subscribe
@@ -300,6 +301,7 @@ for command in (backup, restore):
     cli.add_command(command)
 cli.add_command(verify_command)  # the compliance ledger (issue 13)
 cli.add_command(export_audit)  # audit bundles (issue 13, anchoring)
+cli.add_command(keys)  # signing keys: list, rotate, revoke (issue 13)
 
 cli.add_command(mcp)  # the Model Context Protocol on stdio (issue 14)
 cli.add_command(console)  # the web console's address (issue 20)

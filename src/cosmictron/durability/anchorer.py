@@ -13,7 +13,9 @@ Every ``anchor_interval_ms`` the anchorer (docs/design/ledger.md, "Anchoring"):
    (``ledger/anchor.py``); once the log is synced past them, they go to the side file
    ``ledger/anchors`` too.
 
-A TSA that cannot be reached (``TsaUnavailable``) is retried at the next round; an
+A TSA that cannot be reached, or does not answer within ``anchor_tsa_timeout_ms``
+(``TsaUnavailable``), is retried ``anchor_retry_ms`` later (or at the next round, if
+sooner); an
 answer that does not check (``TimestampInvalid``) is logged as an error and counted,
 never stored. Neither touches the commit path: commits never wait for a TSA.
 
@@ -21,7 +23,7 @@ never stored. Neither touches the commit path: commits never wait for a TSA.
 than ``anchor_max_lag_ms``, the anchorer sets the persistence layer's
 ``commit_refusal``; the host then refuses every new transaction with
 ``AnchoringOverdue`` (503) before running it, until an anchor covers the backlog
-(the anchorer keeps trying every :data:`OVERDUE_RETRY_S` meanwhile). Records already
+(the anchorer keeps trying every ``anchor_retry_ms`` meanwhile). Records already
 committed are never affected; reads go on.
 
 The lag (``lag()``: seconds and records since the oldest unanchored record) is what
@@ -55,12 +57,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TSA_TIMEOUT_S = 10.0
-"""How long one TSA request may take before it counts as an outage."""
 TICK_S = 1.0
 """How often the lag (and strict mode's refusal) is brought up to date."""
-OVERDUE_RETRY_S = 5.0
-"""While strict mode refuses commits, anchoring is retried this often (not each interval)."""
 
 
 @dataclass
@@ -120,6 +118,10 @@ class Anchorer:
         self.interval_s = config.anchor_interval_ms / 1000
         self.strict = config.anchor_strict
         self.max_lag_s = config.anchor_max_lag_ms / 1000
+        self.timeout_s = config.anchor_tsa_timeout_ms / 1000
+        self.retry_s = min(config.anchor_retry_ms / 1000, self.interval_s)
+        self.last_round_failed = False
+        """Whether the last round had a checkpoint to anchor and no TSA gave a token."""
         self.ledger = ledger
         self.log = log
         self.sync_now = sync_now
@@ -167,11 +169,12 @@ class Anchorer:
                 refusing = self._update_refusal()
                 now = time.monotonic()
                 if refusing:
-                    next_round = min(next_round, now + OVERDUE_RETRY_S)
+                    next_round = min(next_round, now + self.retry_s)
                 if now >= next_round:
                     self.anchor_once()
                     refusing = self._update_refusal()
-                    delay = min(OVERDUE_RETRY_S, self.interval_s) if refusing else self.interval_s
+                    retry = refusing or self.last_round_failed
+                    delay = self.retry_s if retry else self.interval_s
                     next_round = time.monotonic() + delay
             except Exception:  # the thread must outlive any one bad round
                 logger.exception("an anchoring round failed; the next round retries")
@@ -193,15 +196,16 @@ class Anchorer:
                 self.checkpoint_now()
             candidate = self.ledger.unanchored[-1] if self.ledger.unanchored else None
         if candidate is None:
+            self.last_round_failed = False
             return []
         tokens = []
         for url in self.urls:
             try:
-                token = _timestamp(url, candidate.note, self.roots, self.policy)
+                token = _timestamp(url, candidate.note, self.roots, self.policy, self.timeout_s)
             except TsaUnavailable as exc:
                 self.stats.tsa_unavailable += 1
                 self.stats.last_error = str(exc)
-                logger.warning("anchoring: %s (retried at the next round)", exc)
+                logger.warning("anchoring: %s (retried in %.1f s)", exc, self.retry_s)
                 continue
             except TimestampInvalid as exc:
                 self.stats.tsa_invalid += 1
@@ -209,6 +213,7 @@ class Anchorer:
                 logger.error("anchoring: TSA %s answered a token that does not check: %s", url, exc)
                 continue
             tokens.append((url, token))
+        self.last_round_failed = not tokens
         if not tokens:
             return []
         seqs = self._append(candidate, tokens)
@@ -301,10 +306,12 @@ class Anchorer:
         return self._refusing
 
 
-def _timestamp(url: str, note: str, roots: list[x509.Certificate], policy: str | None) -> Any:
+def _timestamp(
+    url: str, note: str, roots: list[x509.Certificate], policy: str | None, timeout_s: float
+) -> Any:
     from cosmictron.ledger.tsa import timestamp
 
-    return timestamp(url, note.encode("utf-8"), roots, policy=policy, timeout=TSA_TIMEOUT_S)
+    return timestamp(url, note.encode("utf-8"), roots, policy=policy, timeout=timeout_s)
 
 
 __all__ = ["AnchorStatistics", "Anchorer", "load_trust_roots"]

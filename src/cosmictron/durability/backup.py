@@ -24,10 +24,20 @@ what goes in it and checks what comes out:
 The whole log is kept (not only the records after the snapshot) because segments are
 never deleted (the ledger's history, ``docs/design/commitlog-format.md``) and because
 restoring to an offset before the snapshot needs the records before it.
+
+**Archived segments** (``log_retention = "archive"``): records ``1..A`` left ``log/``, so
+the backup's log starts at ``A + 1``, and it carries what stands in for them
+(:func:`ledger_members`): ``ledger/archived.json`` (where the chain and the tree resume),
+the tree's stored hashes of the archived leaves (``ledger/tree.hashes``, the prefix
+that covers ``1..A``), and the side files' entries up to the cut (the open check starts
+from a checkpoint after ``A``). The walk then starts at ``A + 1`` from the manifest's
+hash, and a restore is possible only to an offset the log can rebuild from
+(:func:`first_restorable`: the snapshot's, and a side-file checkpoint's after ``A``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,6 +55,12 @@ from cosmictron.durability.snapshot import SnapshotDirectory, check_snapshot, re
 from cosmictron.durability.storage import FILE_STORAGE, Storage
 from cosmictron.errors import BackupDamaged, CorruptLog
 from cosmictron.ledger import GENESIS_HASH
+from cosmictron.ledger.anchor import ANCHORS_FILE, read_side_anchors
+from cosmictron.ledger.archived import ARCHIVED_FILE, read_archived
+from cosmictron.ledger.merkle import HASH_SIZE, stored_count
+from cosmictron.ledger.verifier import CHECKPOINTS_FILE, read_side_checkpoints
+
+TREE_MEMBER = "ledger/tree.hashes"
 
 RECORD_BYTES_MAX = 1 << 40
 """Frames are checked against the file's length, not a configured limit: the archive may
@@ -86,6 +102,50 @@ def log_members(
         size = segment_bytes if base == segment_base_offset else os.path.getsize(path)
         members.append(MemberSource(f"log/{base:020d}.log", size, path=path))
     return members
+
+
+def ledger_members(data_dir: str, cut_offset: int) -> list[MemberSource]:
+    """What a backup carries in place of archived segments (none when nothing is).
+
+    Called under the writer lock with the cut: the side files' entries are taken up to
+    the cut; the tree's hashes of the archived leaves never change again.
+    """
+    try:
+        archived = read_archived(data_dir)
+    except ValueError as exc:
+        raise BackupDamaged(f"the database's {ARCHIVED_FILE} does not parse: {exc}") from None
+    segments = list_segments(FILE_STORAGE, os.path.join(data_dir, "log"))
+    if archived is None or not segments or segments[0][0] != archived.through + 1:
+        return []
+    tree_path = os.path.join(data_dir, *TREE_MEMBER.split("/"))
+    tree_bytes = stored_count(archived.through) * HASH_SIZE
+    members = [_data_member(ARCHIVED_FILE, archived.to_json().encode())]
+    if os.path.exists(tree_path) and os.path.getsize(tree_path) >= tree_bytes:
+        members.append(MemberSource(TREE_MEMBER, tree_bytes, path=tree_path))
+    for name, entries in (
+        (CHECKPOINTS_FILE, read_side_checkpoints(data_dir)),
+        (ANCHORS_FILE, read_side_anchors(data_dir)),
+    ):
+        lines = [json.dumps(e, separators=(",", ":")) + "\n" for e in entries]
+        kept = [line for e, line in zip(entries, lines, strict=True) if e["seq"] <= cut_offset]
+        if kept:
+            members.append(_data_member(name, "".join(kept).encode()))
+    return members
+
+
+def _data_member(name: str, data: bytes) -> MemberSource:
+    return MemberSource(name.replace(os.sep, "/"), len(data), data=data)
+
+
+def first_restorable(directory: str, manifest: Manifest) -> tuple[int, int]:
+    """``(A, first)``: records ``1..A`` are archived (0: none), and the first offset an
+    extracted backup can be restored to (the log before it is not in the backup)."""
+    archived = read_archived(directory)
+    if archived is None:
+        return 0, 0
+    after = [int(e["seq"]) for e in read_side_checkpoints(directory) if e["seq"] > archived.through]
+    first = max(manifest.snapshot_offset or 0, min(after, default=manifest.cut_offset + 1))
+    return archived.through, first
 
 
 @contextmanager
@@ -144,6 +204,23 @@ def verify_log(
     skip_through = 0 if visit is not None else snapshot_offset
     walk = _LogWalk(directory, skip_through, snapshot_hash, storage)
     try:
+        archived = (
+            read_archived(directory)
+            if ARCHIVED_FILE.replace(os.sep, "/") in manifest.members
+            else None
+        )
+    except ValueError as exc:
+        raise BackupDamaged(f"the backup's {ARCHIVED_FILE} does not parse: {exc}") from None
+    if archived is not None:
+        if snapshot_offset < archived.through or (
+            snapshot_offset == archived.through and snapshot_hash != archived.last_hash
+        ):
+            raise BackupDamaged(
+                f"the backup's snapshot at {snapshot_offset} is not after its archived "
+                f"records 1..{archived.through}: nothing could replay them"
+            )
+        walk.last_offset, walk.last_hash = archived.through, archived.last_hash
+    try:
         for record in walk:
             if record.offset == snapshot_offset and record.hash != snapshot_hash:
                 raise BackupDamaged(
@@ -190,9 +267,19 @@ def check_log_depth(directory: str, storage: Storage = FILE_STORAGE) -> None:
 def truncate_log(directory: str, offset: int, snapshot_offset: int | None) -> None:
     """Cut a verified extracted log right after the record at ``offset`` (point in time).
 
-    Segments after it are removed, as is the snapshot if it is after ``offset``, so the
-    directory holds the database exactly as of ``offset``.
+    Segments after it are removed, as is the snapshot if it is after ``offset``, and
+    side-file entries of records after it (an archived database's backup carries them),
+    so the directory holds the database exactly as of ``offset``.
     """
+    for name, read in (
+        (CHECKPOINTS_FILE, read_side_checkpoints),
+        (ANCHORS_FILE, read_side_anchors),
+    ):
+        path = os.path.join(directory, name)
+        if os.path.exists(path):
+            entries = [e for e in read(directory) if e["seq"] <= offset]
+            with open(path, "w", encoding="utf-8") as file:
+                file.writelines(json.dumps(e, separators=(",", ":")) + "\n" for e in entries)
     if snapshot_offset is not None and snapshot_offset > offset:
         os.unlink(os.path.join(directory, "snapshots", f"{snapshot_offset:020d}.snap"))
     log_dir = os.path.join(directory, "log")

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from cosmictron.durability.ledger_writer import PREHASH_RECORDS
 from cosmictron.durability.record import (
     FORMAT_VERSION,
     FRAME_HEADER,
@@ -227,7 +228,10 @@ class CommitLog:
             # The ledger's share of every append (ledger_writer.py): the payload, whose
             # leaf hash the next checkpoint computes with the others in one batch, and
             # whether a checkpoint is due.
-            ledger.pending.append(payload)
+            pending = ledger.pending
+            pending.append(payload)
+            if not len(pending) % PREHASH_RECORDS and ledger.wake is not None:
+                ledger.wake()  # the ledger thread hashes them ahead (LedgerWriter.prehash)
             if not ledger.since_seq:  # the oldest record after the last checkpoint
                 ledger.since_seq = offset
                 ledger.since_us = now

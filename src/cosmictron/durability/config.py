@@ -44,6 +44,8 @@ ENVIRONMENT_NAMES = {
     "COSMICTRON_ANCHOR_INTERVAL_MS": "anchor_interval_ms",
     "COSMICTRON_ANCHOR_STRICT": "anchor_strict",
     "COSMICTRON_ANCHOR_MAX_LAG_MS": "anchor_max_lag_ms",
+    "COSMICTRON_ANCHOR_TSA_TIMEOUT_MS": "anchor_tsa_timeout_ms",
+    "COSMICTRON_ANCHOR_RETRY_MS": "anchor_retry_ms",
 }
 LEGACY_ENABLE_WAL = "COSMICTRON_ENABLE_WAL"
 
@@ -101,6 +103,12 @@ class DurabilityConfig:
             record no anchor covers is older than ``anchor_max_lag_ms``; off means a TSA
             outage never blocks a commit.
         anchor_max_lag_ms: how stale anchoring may get before strict mode refuses.
+        anchor_tsa_timeout_ms: how long one TSA request may wait (to connect, and for
+            each read of its answer) before it counts as an outage; it runs on the
+            anchoring thread, so a TSA that never answers delays only anchoring.
+        anchor_retry_ms: after a round in which no TSA gave a token (and while strict
+            mode refuses), the next round runs this soon instead of a whole
+            ``anchor_interval_ms`` later (the shorter of the two).
     """
 
     fsync_policy: str = "always"
@@ -123,6 +131,8 @@ class DurabilityConfig:
     anchor_interval_ms: int = 60_000
     anchor_strict: bool = False
     anchor_max_lag_ms: int = 300_000
+    anchor_tsa_timeout_ms: int = 10_000
+    anchor_retry_ms: int = 5_000
 
     def __post_init__(self) -> None:
         _check_choice("log_retention", self.log_retention, LOG_RETENTIONS)
@@ -283,7 +293,12 @@ def _normalise_anchoring(config: DurabilityConfig) -> None:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"anchor_tsa_urls: {url!r} is not an http:// or https:// URL")
     object.__setattr__(config, "anchor_tsa_urls", tuple(urls))
-    for name in ("anchor_interval_ms", "anchor_max_lag_ms"):
+    for name in (
+        "anchor_interval_ms",
+        "anchor_max_lag_ms",
+        "anchor_tsa_timeout_ms",
+        "anchor_retry_ms",
+    ):
         value = getattr(config, name)
         if isinstance(value, str) and value.strip().isdigit():
             object.__setattr__(config, name, int(value))

@@ -88,6 +88,7 @@ class LedgerThread:
             if self._stopping:
                 return
             try:
+                ledger.prehash()
                 ledger.queue_side(self._sync.synced_offset)
                 ledger.flush_side()
                 self._checkpoint_if_idle()

@@ -20,7 +20,7 @@ Key events: added (on open, for a configured key the log does not count yet), ro
 (``rotation``/``rotate``/``rotated``), revoked (``revocation``).
 
 On open (:meth:`LedgerWriter.open`, after recovery cut any torn tail) the writer refuses
-to start when the log ends before the side file's last checkpoint (rollback), when the
+to start when the log ends before the side files' last checkpoint or any anchor (rollback), when the
 tree over the log does not have that checkpoint's root (a record it covers was changed),
 or when a record after it fails the checks of ``cosmictron.ledger.verify``, naming the
 first bad record. A 0.8 log (version-1 records only) is migrated: a marker record is
@@ -45,6 +45,7 @@ from typing import Any, NamedTuple, Protocol
 
 from cosmictron.durability.config import DurabilityConfig
 from cosmictron.errors import CorruptLog, DurabilityError, InvalidRequest
+from cosmictron.ledger import merkle
 from cosmictron.ledger.anchor import ANCHORS_FILE, read_side_anchors
 from cosmictron.ledger.archived import ARCHIVED_FILE, read_archived
 from cosmictron.ledger.checkpoint import Checkpoint, sign_checkpoint
@@ -56,7 +57,7 @@ from cosmictron.ledger.logread import (
     LogReader,
     list_segments,
 )
-from cosmictron.ledger.merkle import LEAF_PREFIX, FileHashStore, MerkleTree
+from cosmictron.ledger.merkle import LEAF_PREFIX, FileHashStore, MerkleTree, append_payloads
 from cosmictron.ledger.record_format import (
     FIELD_COUNT,
     FORMAT_VERSION,
@@ -80,9 +81,27 @@ from cosmictron.ledger.signing import (
 )
 from cosmictron.ledger.verifier import CHECKPOINTS_FILE, RecordChecker, read_side_checkpoints
 
+PREHASH_RECORDS = 256
+"""The commit log wakes the ledger thread every this many pending records, to hash them
+into the staged tree ahead of the next checkpoint (:meth:`LedgerWriter.prehash`)."""
+
 UNANCHORED_MAX = 10_000
 """Unanchored checkpoints remembered during a TSA outage; past it, the second oldest is
 forgotten (the oldest keeps the lag exact; anchoring the latest covers them all)."""
+
+
+class _Stage:
+    """The pending records' hashes, computed ahead by the ledger thread (``prehash``):
+    the tree of ``size`` leaves that the first ``done`` pending records make when
+    appended to the tree of ``base`` leaves, and the hashes its store appends."""
+
+    __slots__ = ("base", "done", "frontier", "parts", "size")
+
+    def __init__(self, size: int, frontier: list[bytes]) -> None:
+        self.base = self.size = size
+        self.frontier = frontier
+        self.parts: list[bytes] = []
+        self.done = 0
 
 
 class Unanchored(NamedTuple):
@@ -166,6 +185,10 @@ class LedgerWriter:
         """... and for ``ledger/anchors``: both written by :meth:`flush_side`."""
         self._side_lock = threading.Lock()
         self._side_write_lock = threading.Lock()
+        self._stage: _Stage | None = None
+        self._stage_lock = threading.Lock()
+        """Held while the ledger thread hashes a batch ahead and while a checkpoint takes
+        the batch (or the tree changes): the tree never moves under a staged batch."""
         self.checkpoint_listeners: list[Callable[[int, str, MerkleTree], None]] = []
         """Called with (seq, note, tree) after each checkpoint record, under the writer
         lock (the WebSocket feed's ledger opt-in); the tree has exactly ``seq - 1``
@@ -195,6 +218,9 @@ class LedgerWriter:
     def open(self, log: CommitLog) -> None:
         """Check the log against the ledger's files, then attach to ``log`` (see above).
 
+        The log must reach every checkpoint and every anchor the side files hold: a log
+        that ends before one is a rollback, refused naming the first missing seq.
+
         Raises:
             CorruptLog: rollback or tampering, naming the first bad record.
             KeyUnavailable: the configured signing key cannot be used.
@@ -210,6 +236,18 @@ class LedgerWriter:
                 f"rollback: the log ends at seq {last_seq}, but checkpoint record "
                 f"{last['seq']} (covering {last['size']} records) was written; the data "
                 "directory is older than its ledger. Restore the newest backup",
+                last_seq + 1,
+            )
+        anchors = read_side_anchors(self.data_dir)
+        late = next((a for a in anchors if int(a["seq"]) > last_seq), None)
+        if late is not None:
+            raise CorruptLog(
+                os.path.join(self.data_dir, ANCHORS_FILE),
+                0,
+                f"rollback: the log ends at seq {last_seq}, but anchor record {late['seq']} "
+                f"(an RFC 3161 token over checkpoint record {late.get('checkpoint_seq')}) was "
+                "written; the data directory is older than its ledger. Restore the newest "
+                "backup",
                 last_seq + 1,
             )
         self.tree = MerkleTree(FileHashStore(os.path.join(self.directory, TREE_FILE)))
@@ -239,7 +277,7 @@ class LedgerWriter:
         self.last_checkpoint_us = max(self.last_time_us, time.time_ns() // 1000)
         self._set_due()
         self.key = self._load_key()
-        self._seed_unanchored(last, last_seq)
+        self._seed_unanchored(last, last_seq, anchors)
         log.origin = self.origin
         log.last_time_us = max(log.last_time_us, self.last_time_us)
         log.ledger = self
@@ -301,7 +339,9 @@ class LedgerWriter:
             )
         return floor
 
-    def _seed_unanchored(self, last: dict[str, Any] | None, last_seq: int) -> None:
+    def _seed_unanchored(
+        self, last: dict[str, Any] | None, last_seq: int, anchors: list[dict[str, Any]]
+    ) -> None:
         """What no anchor covers yet, from the side files (anchoring's starting point).
 
         Records between the last anchored checkpoint and the last checkpoint that are not
@@ -309,7 +349,6 @@ class LedgerWriter:
         times are not read back from the log: the lag of records from before this open
         counts from the open.
         """
-        anchors = read_side_anchors(self.data_dir)
         anchored = max((int(a.get("checkpoint_seq", 0)) for a in anchors), default=0)
         now = max(self.last_time_us, time.time_ns() // 1000)
         after = anchored
@@ -417,11 +456,44 @@ class LedgerWriter:
         """Put the pending leaves in the tree and sign its head: the checkpoint's body."""
         tree = self.tree
         assert tree is not None and self.key is not None
-        sha256, prefix = hashlib.sha256, LEAF_PREFIX
-        tree.extend_hashes([sha256(prefix + payload).digest() for payload in self.pending])
-        self.pending.clear()
+        pending = self.pending
+        with self._stage_lock:
+            stage, self._stage = self._stage, None
+            if stage is not None and stage.done and stage.base == tree.size:
+                tree.adopt(stage.size, stage.frontier, b"".join(stage.parts))
+                tree.extend_payloads(pending[stage.done :])
+            else:
+                tree.extend_payloads(pending)
+            pending.clear()
         checkpoint = Checkpoint.with_time(self.origin, tree.size, tree.root(), time_us)
         return [time_us, sign_checkpoint(checkpoint, self.key)]
+
+    def prehash(self) -> None:
+        """Hash the pending records into a staged tree, ahead of the next checkpoint.
+
+        Run by the ledger thread (``ledger_thread.py``), woken every
+        ``PREHASH_RECORDS`` records: the leaf and node hashes of a checkpoint were most
+        of the ledger's cost on the commit thread (docs/design/ledger.md, "Checkpoint
+        cost"). Only with the compiled kernel, which hashes without the GIL, so the work
+        really runs beside the commit thread; the pure-Python loop would only move it.
+        The tree itself is not touched: :meth:`checkpoint_body` adopts the staged hashes
+        if the tree is still the one they were staged on, and hashes the rest.
+        """
+        if not merkle.COMPILED:
+            return
+        with self._stage_lock:
+            tree = self.tree
+            if tree is None:
+                return
+            stage = self._stage
+            if stage is None or stage.base != tree.size:
+                stage = self._stage = _Stage(*tree.frontier_nodes())
+            batch = self.pending[stage.done :]
+            if not batch:
+                return
+            stage.parts.append(append_payloads(stage.frontier, stage.size, batch))
+            stage.size += len(batch)
+            stage.done += len(batch)
 
     def _set_due(self) -> None:
         self.due_seq = self.last_checkpoint_seq + self.interval_records
@@ -608,6 +680,8 @@ class LedgerWriter:
         raise InvalidRequest(f"no key {key_fingerprint.hex()[:16]} in this log")
 
     def close(self) -> None:
+        with self._stage_lock:
+            self._stage = None
         if self.tree is not None:
             store = self.tree.store
             if isinstance(store, FileHashStore):

@@ -28,6 +28,7 @@ import itertools
 import logging
 import os
 import shutil
+from typing import Any
 
 from cosmictron.durability.files import fsync_directory
 from cosmictron.durability.ledger_writer import LedgerWriter
@@ -35,6 +36,7 @@ from cosmictron.ledger.archived import ArchivedRange, read_archived, write_archi
 from cosmictron.ledger.logread import FRAME_HEADER, SEGMENT_HEADER, list_segments
 from cosmictron.ledger.merkle import FileHashStore
 from cosmictron.ledger.record_format import ORIGIN, PREV_HASH, TIME_US, unpack_fields
+from cosmictron.ledger.signing import KeyRange, KeyRing
 from cosmictron.ledger.verifier import read_side_checkpoints
 
 logger = logging.getLogger(__name__)
@@ -88,7 +90,7 @@ def archive_below(
         last_time_us=fields[TIME_US],
         origin=fields[ORIGIN],
         frontier=tree.frontier_at(through),
-        keys=ledger.ring.as_of(through),
+        keys=_archived_keys(ledger.ring, previous, through, read_side_checkpoints(data_dir)),
     )
     os.makedirs(destination, exist_ok=True)
     write_archived(data_dir, archived)
@@ -97,6 +99,46 @@ def archive_below(
     fsync_directory(log_dir)
     logger.info("archived records 1..%d of %s to %s", through, data_dir, destination)
     return through
+
+
+def _archived_keys(
+    ring: KeyRing, previous: ArchivedRange | None, through: int, side: list[dict[str, Any]]
+) -> list[KeyRange]:
+    """The key ranges of records ``1..through``: the ring's, with the previous archive's
+    ``first`` for a key it already knew, else the first side-file checkpoint that lists
+    the key (every checkpoint lists the keys valid at it, so each side-file checkpoint
+    the key signed is covered).
+
+    After an open the ring knows each key only from the side file's last checkpoint on
+    (the open check reads no further back), so its ``first`` is that checkpoint's seq;
+    an archive written then would name no key for the records below it, and ``verify``
+    would refuse their side-file checkpoints. The previous archive knew where each of
+    its keys began, and keys it lists that the ring no longer holds stay as they were.
+    """
+    earlier = {r.key.fingerprint: r for r in previous.keys} if previous is not None else {}
+    ranges = {r.key.fingerprint: r for r in ring.ranges()}
+    found: list[KeyRange] = []
+    for fingerprint, old in earlier.items():
+        current = ranges.get(fingerprint)
+        if current is None:
+            found.append(old)
+        elif current.ended_at is not None and current.ended_at <= through:
+            found.append(KeyRange(current.key, old.first, current.last, current.ended_at))
+        else:
+            found.append(KeyRange(current.key, old.first))
+    listed: dict[str, int] = {}
+    for entry in side:
+        for text in entry.get("keys", []):
+            listed.setdefault(text, int(entry["seq"]))
+    for r in ring.ranges():  # as ``KeyRing.as_of`` does, from the adjusted first
+        first = min(r.first, listed.get(r.key.to_text(), r.first))
+        if r.key.fingerprint in earlier or first > through:
+            continue
+        if r.ended_at is not None and r.ended_at <= through:
+            found.append(KeyRange(r.key, first, r.last, r.ended_at))
+        else:
+            found.append(KeyRange(r.key, first))
+    return found
 
 
 def _first_payload(path: str) -> bytes:

@@ -392,7 +392,13 @@ class PersistenceLayer:
         old, new = ledger.rotation(new_key)
         ledger.rotate(new, log.next_offset)
         body = [log.last_time_us, old.fingerprint, new.verifier.to_text()]
-        log.append(KEY_ROTATED_KIND, body, [old, new])
+        # A checkpoint due now waits for the next record: made inside this append, it
+        # would be signed by the old key, whose range the rotation record ends.
+        ledger.checkpointing = True
+        try:
+            log.append(KEY_ROTATED_KIND, body, [old, new])
+        finally:
+            ledger.checkpointing = False
         ledger.rotated(new)
         if log.event_key is not None:
             log.event_key = new

@@ -30,7 +30,7 @@ from typing import Any, BinaryIO
 
 from cosmictron.durability import DurabilityConfig
 from cosmictron.durability.archive import Manifest
-from cosmictron.durability.backup import truncate_log
+from cosmictron.durability.backup import first_restorable, truncate_log
 from cosmictron.durability.files import fsync_directory, write_file_durably
 from cosmictron.errors import BackupDamaged, Conflict, InvalidRequest
 from cosmictron.host import Database, backup_writer
@@ -168,6 +168,12 @@ def stage_restore(
         manifest, point = extract_verified(archive, scratch, to_time)
         _name_the_module(scratch)
         offset = _restore_offset(manifest, to_offset if to_time is None else point)
+        archived, first = first_restorable(str(scratch), manifest)
+        if offset < first:
+            raise InvalidRequest(
+                f"cannot restore to offset {offset}: records 1..{archived} are archived (not "
+                f"in the backup); restore to an offset from {first} to {manifest.cut_offset}"
+            )
         truncate_log(str(scratch), offset, manifest.snapshot_offset)
         if owner is not None:
             _set_owner(scratch, owner)

@@ -31,7 +31,12 @@ from cosmictron.durability.archive import (
     extract_archive,
     write_archive,
 )
-from cosmictron.durability.backup import log_members, pinned_snapshot_at_or_before, verify_log
+from cosmictron.durability.backup import (
+    ledger_members,
+    log_members,
+    pinned_snapshot_at_or_before,
+    verify_log,
+)
 from cosmictron.errors import BackupDamaged, InvalidRequest
 from cosmictron.host.core import DatabaseCore
 from cosmictron.host.directory import FILENAME
@@ -52,7 +57,7 @@ def write_backup(
     """
     with core.lock:  # the writer lock: no transaction commits while the cut is read
         cut = core.persistence.cut()
-        host_files = _host_files(core)
+        host_files = _host_files(core) + ledger_members(str(core.path), cut.offset)
     # Under ``always`` the cut's bytes may still wait in the writer's buffer.
     core.persistence.sync_now()
     snapshots = core.persistence.snapshots

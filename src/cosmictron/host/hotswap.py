@@ -72,6 +72,9 @@ def update_module(
     loaded = load_new_module(module, filename)  # runs module code: outside the lock
     with core.lock:
         check_can_write(core, "update_module")
+        refusal = core.persistence.commit_refusal  # strict anchoring is overdue
+        if refusal is not None:  # a deploy is a log record too: refused like a commit
+            raise type(refusal)(f"deploy refused: {refusal}")
         plan = plan_migration(core.module.schema, loaded.schema)
         staged = None if clear else stage_migration(core.datastore, plan)
         save_genesis(core.path, core.module)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -52,6 +52,17 @@ EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 _sha256 = hashlib.sha256
 _LEAF_CTX = hashlib.sha256(LEAF_PREFIX)
+
+_append_payloads: Callable[[list[bytes], int, list[bytes]], bytes] | None = None
+"""The compiled batch append (``_leaves.pyx``), or None: not built, or ``COSMICTRON_PURE``
+is set (:meth:`MerkleTree.extend_payloads` then runs the same loop in Python)."""
+if not os.environ.get("COSMICTRON_PURE"):
+    try:
+        from cosmictron.ledger._leaves import append_payloads as _append_payloads
+    except ImportError:  # built without a compiler: the pure-Python loop
+        pass
+COMPILED = _append_payloads is not None
+"""Whether checkpoints hash their batch with the compiled kernel (tests run both ways)."""
 
 
 def leaf_hash(data: bytes | bytearray | memoryview) -> bytes:
@@ -270,6 +281,30 @@ class Frontier:
         return list(self._hashes)
 
 
+def append_payloads(frontier: list[bytes], size: int, payloads: list[bytes]) -> bytes:
+    """Append the leaves of ``payloads`` to a tree of ``size`` leaves, given as its frontier.
+
+    ``frontier`` (one hash per set bit of ``size``, highest level first) is updated in
+    place; returns the hashes the store appends, in its order. Nothing else is touched,
+    so the ledger thread can run this ahead of a checkpoint on a copy of the frontier
+    (``durability/ledger_writer.py``, ``prehash``). With the compiled kernel
+    (``_leaves.pyx``) the hashing runs in C without the GIL over the payloads' own
+    buffers; otherwise each leaf is hashed from a copy of the prefixed context (no
+    concatenated copy of the payload).
+    """
+    if _append_payloads is not None:
+        return _append_payloads(frontier, size, payloads)
+    tree = Frontier.from_nodes(size, frontier)
+    out = bytearray()
+    ctx = _LEAF_CTX
+    for payload in payloads:
+        leaf = ctx.copy()
+        leaf.update(payload)
+        out += tree.append(leaf.digest())
+    frontier[:] = tree._hashes
+    return bytes(out)
+
+
 class MerkleTree:
     """An append-only RFC 9162 tree over a :class:`HashStore`.
 
@@ -322,6 +357,33 @@ class MerkleTree:
             leaf_ctx.update(data)
             out += frontier.append(leaf_ctx.digest())
         self.store.append(bytes(out))
+
+    def extend_payloads(self, payloads: list[bytes]) -> None:
+        """Append the leaves of many records' bytes (hashed here), in one store append.
+
+        The commit log's batch at each checkpoint (see :func:`append_payloads`).
+        """
+        if not payloads:
+            return
+        frontier = self._frontier
+        hashes = list(frontier._hashes)
+        out = append_payloads(hashes, frontier.size, payloads)
+        self.adopt(frontier.size + len(payloads), hashes, out)
+
+    def frontier_nodes(self) -> tuple[int, list[bytes]]:
+        """The size and a copy of the frontier: where :func:`append_payloads` starts."""
+        return self._frontier.size, list(self._frontier._hashes)
+
+    def adopt(self, size: int, frontier: list[bytes], stored: bytes) -> None:
+        """Take the result of :func:`append_payloads` run from :meth:`frontier_nodes`.
+
+        ``stored`` is what the store appends and ``frontier`` the new frontier of a tree
+        of ``size`` leaves; the caller makes sure the tree did not change in between.
+        """
+        if len(stored) != (stored_count(size) - stored_count(self.size)) * HASH_SIZE:
+            raise ValueError("the staged hashes do not extend this tree")
+        self._frontier = Frontier.from_nodes(size, frontier)
+        self.store.append(stored)
 
     def extend_hashes(self, leaves: Sequence[bytes]) -> None:
         """Append many already computed leaf hashes, writing the store in one append.

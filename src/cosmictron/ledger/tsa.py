@@ -144,7 +144,13 @@ def request_timestamp(url: str, request: TimestampRequest, *, timeout: float = 1
             body: bytes = reply.read()
     except urllib.error.HTTPError as e:
         raise TsaUnavailable(f"TSA {url} answered HTTP {e.code} {e.reason}") from None
-    except (urllib.error.URLError, OSError) as e:
+    except TimeoutError:
+        raise TsaUnavailable(f"TSA {url} did not answer within {timeout:g} s") from None
+    except urllib.error.URLError as e:
+        if isinstance(e.reason, TimeoutError):
+            raise TsaUnavailable(f"TSA {url} did not answer within {timeout:g} s") from None
+        raise TsaUnavailable(f"TSA {url} could not be reached: {e}") from None
+    except OSError as e:
         raise TsaUnavailable(f"TSA {url} could not be reached: {e}") from None
     if content_type.split(";")[0].strip() != REPLY_TYPE:
         raise TsaUnavailable(f"TSA {url} answered {content_type!r}, not {REPLY_TYPE}")

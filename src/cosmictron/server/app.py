@@ -32,6 +32,7 @@ from cosmictron.errors import (
 from cosmictron.module import set_wasm_cache_directory
 from cosmictron.server import (
     audit,
+    audit_keys,
     backup,
     bulk,
     cluster_route,
@@ -90,6 +91,10 @@ ROUTES = [
     web.get("/v1/database/{name}/audit/verify", audit.verify_route),
     # RFC 3161 anchors (issue 13, anchoring).
     web.get("/v1/database/{name}/audit/anchors", audit.anchors),
+    # Signing keys: list, rotate, revoke (issue 13, server/audit_keys.py).
+    web.get("/v1/database/{name}/audit/keys", audit_keys.list_keys),
+    web.post("/v1/database/{name}/audit/keys/rotate", audit_keys.rotate_key),
+    web.delete("/v1/database/{name}/audit/keys/{key}", audit_keys.revoke_key),
     # The Model Context Protocol, streamable HTTP (issue 14, server/mcp_route.py).
     web.post("/v1/database/{name}/mcp", mcp_route.mcp),
     # The web console (issue 20): the page and its files, from the package (server/console.py).

@@ -1,0 +1,3 @@
+"""Types of the compiled Merkle append (``_leaves.pyx``), for mypy; it may not be built."""
+
+def append_payloads(frontier: list[bytes], size: int, payloads: list[bytes]) -> bytes: ...
