@@ -98,6 +98,17 @@ ROW_VALUES = [
     "SELECT id, (a, b) IN (SELECT u.a, u.b FROM t u WHERE u.id <> t.id) FROM t ORDER BY id",
     "SELECT id, (id, a) NOT IN (SELECT u.id, u.a FROM t u WHERE u.b = t.b) FROM t ORDER BY id",
     "SELECT id FROM t WHERE (id, a) IN (SELECT src, dst - 1 FROM edge) ORDER BY id",
+    # A row value compared with a subquery: its first row, NULLs for none.
+    "SELECT (1, 2) = (SELECT 1, 2), (1, 2) = (SELECT 1, 3), (1, 2) <> (SELECT 1, 3), "
+    "(1, 2) = (SELECT 1, 2 WHERE 0), (1, 2) IS (SELECT NULL, NULL WHERE 0)",
+    "SELECT (1, 'x') = (SELECT a, b FROM t ORDER BY id), (SELECT a, b FROM t ORDER BY id) "
+    "< (2, 'a'), (3, 4) > (SELECT a, id FROM t WHERE a = 3), (1, 1) >= (SELECT 1, NULL)",
+    "SELECT id FROM t WHERE (a, b) = (SELECT a, b FROM t WHERE id = 4) ORDER BY id",
+    "SELECT id, (src, dst) = (SELECT a, id FROM t WHERE t.id = edge.dst) FROM edge ORDER BY id",
+    "SELECT id FROM edge WHERE (src, dst) <= (SELECT MIN(a), MAX(id) FROM t WHERE a > edge.src) "
+    "ORDER BY id",
+    "SELECT id FROM t WHERE (a, c) BETWEEN (SELECT 1, 1.0) AND (SELECT 2, 9.0) ORDER BY id",
+    "SELECT (1, 2) = (SELECT 1, 2 UNION SELECT 0, 0 ORDER BY 1 DESC)",
 ]
 
 
@@ -318,7 +329,8 @@ REFUSED = [
     ("SELECT (1, 2)", "row value misused"),
     ("SELECT (1, 2) = 1", "row value misused"),
     ("SELECT (1, 2) = (1, 2, 3)", "row value misused"),
-    ("SELECT (1, 2) = (SELECT 1, 2)", "subquery"),
+    ("SELECT (1, 2) = (SELECT 1, 2, 3)", "sub-select returns 3 columns - expected 2"),
+    ("SELECT (1, 2) = (SELECT 1)", "sub-select returns 1 columns - expected 2"),
     ("SELECT (1, 2) IN (SELECT a FROM t)", "expected 2"),
     ("SELECT (1, 'x') IN (SELECT a, a FROM t)", "type mismatch"),
     # A bare column outside HAVING is still refused.
