@@ -20,6 +20,7 @@ from sqlglot import exp
 
 from cosmictron.datastore import ColumnType, TableSchema, TypeMismatch
 from cosmictron.datastore.types import BOOL, F64, I64, STR, IntType
+from cosmictron.query.affinity import never_a_number, ordered
 from cosmictron.query.coerce import base, coerce, family, is_numeric, type_of_value
 from cosmictron.query.plan import (
     Agg,
@@ -285,10 +286,14 @@ class Binder:
                 found = equal if isinstance(found, Const) else Binary("OR", found, equal, BOOL)
             return Unary("NOT", found, BOOL) if negated else found
         operand = self.bind(node.this)
-        items = tuple(
-            self._fit(self.bind(item), operand, item, node.this) for item in node.expressions
-        )
-        return InList(operand, items, bool(node.args.get("negate")))
+        negated = bool(node.args.get("negate"))
+        bound = [(self.bind(item), item) for item in node.expressions]
+        # A text that is no number (or a blob) equals no number: dropped (affinity.py).
+        kept = [(value, item) for value, item in bound if not never_a_number(value, operand)]
+        if bound and not kept:  # ``x IN ('a')``: FALSE, NULL for a NULL x
+            return ordered("<>" if negated else "=", operand, number_on_left=True)
+        items = tuple(self._fit(value, operand, item, node.this) for value, item in kept)
+        return InList(operand, items, negated)
 
     def _bind_tuple(self, node: exp.Tuple) -> Expr:
         self.source.fail(
@@ -333,6 +338,10 @@ class Binder:
         self, op: str, left: tuple[Expr, exp.Expression], right: tuple[Expr, exp.Expression]
     ) -> Expr:
         (left_value, left_node), (right_value, right_node) = left, right
+        if never_a_number(right_value, left_value):  # SQLite's affinity: affinity.py
+            return ordered(op, left_value, number_on_left=True)
+        if never_a_number(left_value, right_value):
+            return ordered(op, right_value, number_on_left=False)
         right_value = self._fit(right_value, left_value, right_node, left_node)
         left_value = self._fit(left_value, right_value, left_node, right_node)
         return Binary(op, left_value, right_value, BOOL)

@@ -24,11 +24,12 @@ from typing import Any, Protocol
 from sqlglot import exp
 
 from cosmictron.datastore.types import BOOL
+from cosmictron.query.affinity import never_a_number
 from cosmictron.query.coerce import base, family
 from cosmictron.query.decorrelate import decorrelate
 from cosmictron.query.functions import ROW
 from cosmictron.query.params import OUTER_MARK
-from cosmictron.query.plan import Expr, Func, Node, Param, Subquery, type_of
+from cosmictron.query.plan import Const, Expr, Func, Node, Param, Subquery, type_of
 from cosmictron.query.plan_shape import plan_types
 from cosmictron.query.position import Source
 from cosmictron.query.render import render
@@ -230,6 +231,10 @@ class QueryBinder(Binder):
         left_nodes = [node.this] if items is None else items
         for position, outer in enumerate([operand] if operands is None else operands):
             inner = types[position] if position < len(types) else None
+            if width == 1 and never_a_number(outer, Const(0, inner)):
+                # ``'hello' IN (SELECT intcol …)``: equals no row's value, as SQLite's
+                # affinity leaves it text (affinity.py); FALSE, or NULL over a NULL.
+                continue
             left, right = family(type_of(outer)), family(inner)
             if left and right and left != right:
                 self.source.fail(
