@@ -293,6 +293,8 @@ class Binder:
         if bound and not kept:  # ``x IN ('a')``: FALSE, NULL for a NULL x
             return ordered("<>" if negated else "=", operand, number_on_left=True)
         items = tuple(self._fit(value, operand, item, node.this) for value, item in kept)
+        if items and is_null_constant(operand) and not any(map(reads_subquery, items)):
+            return Const(None, BOOL)  # ``NULL IN (a, b)`` is NULL: a and b are never read
         return InList(operand, items, negated)
 
     def _bind_tuple(self, node: exp.Tuple) -> Expr:
@@ -312,6 +314,8 @@ class Binder:
         low_node, high_node = node.args["low"], node.args["high"]
         low = self._fit(self.bind(low_node), operand, low_node, node.this)
         high = self._fit(self.bind(high_node), operand, high_node, node.this)
+        if is_null_constant(operand) and not (reads_subquery(low) or reads_subquery(high)):
+            return Const(None, BOOL)  # both comparisons NULL: the bounds are never read
         return Between(operand, low, high, bool(node.args.get("negate")))
 
     def _bind_like(self, node: exp.Like) -> Expr:
