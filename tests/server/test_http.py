@@ -127,6 +127,11 @@ def test_permissions_identity_values_and_row_level_security(server: Server) -> N
     assert len(everything.body["rows"]) == 2
     secret = server.request("POST", "/v1/database/notes/sql", "SELECT * FROM secret", alice_token)
     assert secret.status == 403 and "private" in secret.body["error"]["message"]
+    # Nor does the schema name the private table to anyone but the owner.
+    for token, sees_secret in ((alice_token, False), (None, False), (owner_token, True)):
+        tables = server.request("GET", "/v1/database/notes/schema", token=token).body["tables"]
+        assert "note" in {t["name"] for t in tables}
+        assert ("secret" in {t["name"] for t in tables}) is sees_secret
     values = server.request(
         "POST",
         "/v1/database/notes/call/at",
@@ -147,7 +152,7 @@ def test_deploy_refusals_and_delete(server: Server) -> None:
     assert broken.status == 400 and "nonexistent_package_xyz" in broken.body["error"]["message"]
     assert server.request("GET", "/v1/database/broken/schema").status == 404
     assert server.deploy("notes", PRIVATE_MODULE, token).status == 201
-    schema = server.request("GET", "/v1/database/notes/schema").body
+    schema = server.request("GET", "/v1/database/notes/schema", token=token).body
     assert [t["name"] for t in schema["tables"]] == ["note", "secret"]
     listed = server.request("GET", "/v1/database", token=token).body["databases"]
     assert listed == [{"name": "notes", "owner": schema["owner"], "mine": True}]

@@ -165,10 +165,14 @@ async def exercise(client: Client, server: Server, owner: str, stranger: str) ->
     assert tools["run_sql"].input_schema["required"] == ["query"]
 
     schema = document(await client.call_tool("describe_schema", {}))
-    assert schema == server.request("GET", "/v1/database/app/schema").body | {
+    assert schema == server.request("GET", "/v1/database/app/schema", token=stranger).body | {
         "tx_offset": schema["tx_offset"]
     }
-    assert {"diary", "letter", "memory"} <= {table["name"] for table in schema["tables"]}
+    # The private table's name and columns are the owner's business, as its rows are.
+    assert "letter" in {table["name"] for table in schema["tables"]}
+    assert not {"diary", "memory"} & {table["name"] for table in schema["tables"]}
+    owners = server.request("GET", "/v1/database/app/schema", token=owner).body
+    assert {"diary", "memory"} <= {table["name"] for table in owners["tables"]}
 
     sent = document(await client.call_tool("call_reducer", {"reducer": "send", "args": ["hi"]}))
     assert sent["tx_offset"] >= 1

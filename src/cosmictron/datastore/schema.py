@@ -181,9 +181,11 @@ class ModuleSchema:
     def table(self, name: str) -> TableSchema | None:
         return self._by_name.get(name)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, private: bool = True) -> dict[str, Any]:
+        """``private=False`` leaves out private tables: their names and columns are the
+        owner's business, as their rows are (the pgwire catalogue hides them too)."""
         return {
-            "tables": [table.describe() for table in self.tables],
+            "tables": [table.describe() for table in self.tables if private or table.public],
             "reducers": [reducer.describe() for reducer in self.reducers],
             "visibility_filters": list(self.visibility_filters),
         }

@@ -157,7 +157,7 @@ async def call_tool(who: McpCaller, name: str, arguments: dict[str, Any]) -> typ
     try:
         if name == DESCRIBE_SCHEMA:
             no_arguments(name, arguments)
-            document = routes.schema_document(who.database)
+            document = routes.schema_document(who.database, who.caller)
             result = (document, bounded_json.dumps(document))
         elif name == RUN_SQL:
             result = await run_sql(who, arguments)

@@ -172,19 +172,19 @@ async def delete(request: web.Request) -> web.Response:
 
 
 async def schema(request: web.Request) -> web.Response:
-    return json_response(schema_document(hosted(request)))
+    return json_response(schema_document(hosted(request), caller_of(request)))
 
 
-def schema_document(database: HostedDatabase) -> dict[str, Any]:
+def schema_document(database: HostedDatabase, caller: Identity) -> dict[str, Any]:
     """What ``GET /v1/database/{name}/schema`` answers; the MCP tool ``describe_schema``
-    answers the same, so the two cannot drift apart."""
+    answers the same, so the two cannot drift apart. Only the owner sees private tables."""
     db = database.db
     return {
         "database": database.name,
         "identity": db.identity.hex(),
         "owner": db.owner.hex(),
         "tx_offset": db.tx_offset,
-        **db.schema.describe(),
+        **db.schema.describe(private=caller == db.owner),
         # The running module's hash, file name and deploy time (the web console).
         "module": module_summary(db.path, db.module.source, db.module.filename),
         "ledger": ledger_summary(db.core.persistence.ledger),
