@@ -1,7 +1,9 @@
 """Run SQLite's sqllogictest corpus through ``Database.sql`` and count what matches.
 
     .venv/bin/python bench/sqllogictest.py CORPUS [GLOB ...] [--out FILE] [--top N]
-        [--timeout-s 1.0] [--max-files N] [--tmpdir DIR]
+        [--timeout-s 1.0] [--max-files N] [--tmpdir DIR] [--files LIST]
+        [--shard K/N] [--resume] [--skip-done JSON ...]
+    .venv/bin/python bench/sqllogictest.py --combine JSON ... [--out FILE]
 
 ``CORPUS`` is a checkout of the corpus (the directory holding ``test/``; e.g. a GitHub
 mirror of SQLite's sqllogictest); the GLOBs pick files under it (default
@@ -35,6 +37,15 @@ than SQLite's). So are the queries over a table without a primary key once an
 ``INSERT`` into it stored fewer rows than it named: such a table is a set in Cosmictron
 (a documented difference), so an identical row is stored once where SQLite keeps two.
 Prints the summary and writes JSON (``--out``).
+
+The JSON holds one record per file (``per_file``: its outcomes, refusals by reason, wrong
+and slow queries, seconds) and is rewritten after every file, so a long run can be
+stopped and picked up again: ``--resume`` keeps the files already in ``--out`` and runs
+only the others; ``--skip-done`` skips the files recorded in other runs' JSON (shards run
+at once). ``--files LIST`` adds the corpus-relative paths listed in a file (one a line);
+``--shard K/N`` runs every N-th file from the K-th (1-based), so N processes split a list.
+``--combine`` runs nothing: it adds up the per-file records of several JSON files (a file
+in more than one counts from the last) into one summary.
 """
 
 from __future__ import annotations
@@ -101,6 +112,41 @@ class Tally:
         self.file_errors: list[dict[str, str]] = []
         self.error_records: list[str] = []  # ``query error`` records, not judged
         self.newer_sqlite: list[str] = []  # matches that differ from the corpus's record
+
+    def file_record(self, seconds: float) -> dict[str, Any]:
+        """Everything this tally counted, for one file: ``per_file`` in the JSON."""
+        return {
+            "seconds": round(seconds, 1),
+            "outcomes": dict(self.outcomes),
+            "refused": dict(self.refused),
+            "refused_example": self.refused_example,
+            "statements_failed": dict(self.statement_failures),
+            "wrong": self.wrong,
+            "slow": self.slow,
+            "retried": self.retried,
+            "slowest": [list(pair) for pair in sorted(self.slowest, reverse=True)[:5]],
+            "file_errors": self.file_errors,
+            "error_records": self.error_records,
+            "newer_sqlite": self.newer_sqlite,
+        }
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Count one file's record (``file_record``) into this tally."""
+        self.files += 0 if record["file_errors"] else 1
+        self.outcomes.update(record["outcomes"])
+        self.refused.update(record["refused"])
+        for key, example in record["refused_example"].items():
+            self.refused_example.setdefault(key, example)
+        self.statement_failures.update(record["statements_failed"])
+        self.wrong += record["wrong"]
+        self.slow += record["slow"]
+        self.retried += record["retried"]
+        self.slowest = sorted(
+            self.slowest + [(float(t), str(w)) for t, w in record["slowest"]], reverse=True
+        )[:50]
+        self.file_errors += record["file_errors"]
+        self.error_records += record["error_records"]
+        self.newer_sqlite += record["newer_sqlite"]
 
     def as_json(self, top: int) -> dict[str, Any]:
         queries = sum(self.outcomes.values())
@@ -390,48 +436,120 @@ def summary(result: dict[str, Any], top: int) -> str:
     return "\n".join(lines)
 
 
+def _records(paths: list[Path]) -> dict[str, dict[str, Any]]:
+    """The per-file records of earlier runs' JSON (a file in several: the last)."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        found.update(json.loads(path.read_text()).get("per_file", {}))
+    return found
+
+
+def _listed(corpus: Path, lists: list[Path]) -> list[Path]:
+    """The corpus files named in ``--files`` lists, one corpus-relative path a line."""
+    named = []
+    for listing in lists:
+        for line in listing.read_text().splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                named.append(corpus / line.strip())
+    missing = [str(path) for path in named if not path.is_file()]
+    if missing:
+        raise SystemExit(f"not corpus files: {', '.join(missing[:5])}")
+    return named
+
+
+def _result(
+    per_file: dict[str, dict[str, Any]], head: dict[str, Any], top: int, seconds: float
+) -> dict[str, Any]:
+    tally = Tally()
+    for record in per_file.values():
+        tally.add(record)
+    return {
+        "suite": "sqllogictest",
+        **head,
+        "seconds": round(seconds, 1),
+        **tally.as_json(top),
+        "per_file": per_file,
+    }
+
+
+def _write(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(path.suffix + ".partial")
+    partial.write_text(json.dumps(result, indent=1) + "\n")
+    partial.replace(path)  # a run stopped mid-write leaves the last whole JSON
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("corpus", type=Path, help="the corpus directory (holding test/)")
-    parser.add_argument("globs", nargs="*", default=["test/select*.test"])
+    parser.add_argument("corpus", type=Path, nargs="?", help="the corpus directory")
+    parser.add_argument("globs", nargs="*")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "sqllogictest.json")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--timeout-s", type=float, default=1.0)
     parser.add_argument("--max-files", type=int, default=None)
     parser.add_argument("--tmpdir", default=None)
+    parser.add_argument("--files", type=Path, action="append", default=[], metavar="LIST")
+    parser.add_argument("--shard", default="1/1", metavar="K/N")
+    parser.add_argument("--resume", action="store_true", help="keep --out's files, run the rest")
+    parser.add_argument("--skip-done", type=Path, nargs="+", default=[], metavar="JSON")
+    parser.add_argument("--combine", type=Path, nargs="+", default=[], metavar="JSON")
     args = parser.parse_args(argv)
-    files = corpus_files(args.corpus, args.globs)[: args.max_files]
+    if args.combine:
+        per_file = _records(args.combine)
+        seconds = sum(r["seconds"] for r in per_file.values())
+        result = _result(per_file, {"combined": [str(p) for p in args.combine]}, args.top, seconds)
+        print(summary(result, args.top))
+        _write(args.out, result)
+        print(f"wrote {args.out}")
+        return 0
+    if args.corpus is None:
+        parser.error("give the corpus directory (or --combine JSON ...)")
+    shard, shards = (int(part) for part in args.shard.split("/"))
+    if not 1 <= shard <= shards:
+        parser.error(f"--shard {args.shard}: K must be between 1 and N")
+    globs = args.globs or ([] if args.files else ["test/select*.test"])
+    # Globbed files sorted, then listed files in their list's order (a list can put the
+    # files most worth running first).
+    files = list(dict.fromkeys(corpus_files(args.corpus, globs) + _listed(args.corpus, args.files)))
+    files = files[shard - 1 :: shards][: args.max_files]
     if not files:
-        parser.error(f"no .test files match {args.globs} under {args.corpus}")
+        parser.error(f"no .test files match {globs} {args.files} under {args.corpus}")
+    per_file = _records([args.out]) if args.resume and args.out.exists() else {}
+    done = set(per_file) | set(_records(args.skip_done))
+    todo = [path for path in files if str(path.relative_to(args.corpus)) not in done]
 
     def stop(signum: int, frame: Any) -> None:
         raise _HardStop
 
     signal.signal(signal.SIGALRM, stop)
-    tally = Tally()
+    head = {
+        "corpus": str(args.corpus),
+        "globs": globs,
+        "files_lists": [str(f) for f in args.files],
+        "shard": args.shard,
+        "timeout_s": args.timeout_s,
+    }
     started = time.perf_counter()
     parent = tempfile.mkdtemp(prefix="cosmictron-slt-", dir=args.tmpdir)
     try:
-        for number, path in enumerate(files, start=1):
+        for number, path in enumerate(todo, start=1):
+            tally = Tally()
+            began = time.perf_counter()
             run_file(path, args.corpus, tally, args.timeout_s, parent)
+            name = str(path.relative_to(args.corpus))
+            per_file[name] = tally.file_record(time.perf_counter() - began)
+            _write(args.out, _result(per_file, head, args.top, time.perf_counter() - started))
             print(
-                f"[{number}/{len(files)}] {path.relative_to(args.corpus)} {dict(tally.outcomes)}",
+                f"[{number}/{len(todo)}] {name} {dict(tally.outcomes)}"
+                f" {per_file[name]['seconds']}s",
                 file=sys.stderr,
                 flush=True,
             )
     finally:
         shutil.rmtree(parent, ignore_errors=True)
-    result = {
-        "suite": "sqllogictest",
-        "corpus": str(args.corpus),
-        "globs": args.globs,
-        "timeout_s": args.timeout_s,
-        "seconds": round(time.perf_counter() - started, 1),
-        **tally.as_json(args.top),
-    }
+    result = _result(per_file, head, args.top, time.perf_counter() - started)
     print(summary(result, args.top))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    _write(args.out, result)
     print(f"wrote {args.out}")
     return 0
 

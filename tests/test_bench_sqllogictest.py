@@ -154,3 +154,37 @@ def test_a_keyless_table_given_a_duplicate_row_is_not_judged(tmp_path):
     assert result["outcomes"] == {"match": 2, "refused": 1}
     (refused,) = result["refused_top"]
     assert sqllogictest.KEYLESS in refused["reason"]
+
+
+def test_shards_resume_and_combine_add_up_to_one_whole_run(tmp_path, capsys):
+    # The corpus takes hours: the runner splits a file list into shards, picks a run up
+    # where it stopped (per-file records, rewritten after each file) and adds the
+    # shards' records up; the sum is the whole run's.
+    whole, first, second, resumed = (tmp_path / f"{n}.json" for n in "wabr")
+    globs = ["*.test", "keyless/*.test"]
+    sqllogictest.main([str(SAMPLE), *globs, "--out", str(whole)])
+    for shard, out in (("1/2", first), ("2/2", second)):
+        sqllogictest.main([str(SAMPLE), *globs, "--shard", shard, "--out", str(out)])
+    one, two = (json.loads(path.read_text())["per_file"] for path in (first, second))
+    assert len(one) == len(two) == 1 and set(one) != set(two)
+    capsys.readouterr()
+    sqllogictest.main(["--combine", str(first), str(second), "--out", str(tmp_path / "c.json")])
+    combined = json.loads((tmp_path / "c.json").read_text())
+    expected = json.loads(whole.read_text())
+    assert combined["outcomes"] == expected["outcomes"] == {"match": 7, "refused": 3}
+    assert set(combined["per_file"]) == set(expected["per_file"])
+    # --files names corpus files in a list; --resume keeps the files --out holds.
+    listing = tmp_path / "files.txt"
+    listing.write_text("# the sample, then the keyless file\nsample.test\nkeyless/keyless.test\n")
+    resumed.write_text(first.read_text())
+    sqllogictest.main([str(SAMPLE), "--files", str(listing), "--out", str(resumed), "--resume"])
+    ran = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[")]
+    assert len(ran) == 1 and next(iter(two)) in ran[0]  # only the file not yet run
+    assert json.loads(resumed.read_text())["outcomes"] == expected["outcomes"]
+
+
+def test_a_file_list_naming_no_corpus_file_is_refused(tmp_path):
+    listing = tmp_path / "files.txt"
+    listing.write_text("no/such.test\n")
+    with pytest.raises(SystemExit, match="not corpus files: .*no/such.test"):
+        sqllogictest.main([str(SAMPLE), "--files", str(listing), "--out", str(tmp_path / "o")])

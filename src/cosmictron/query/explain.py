@@ -239,4 +239,4 @@ def _lookup(node: IndexScan) -> str:
         parts.append(f"{column} >= {literal(low)}")
     if high is not None:
         parts.append(f"{column} {'<=' if high_inclusive else '<'} {literal(high)}")
-    return " AND ".join(parts)
+    return " AND ".join(parts) or f"every row, in {column} order"

@@ -206,8 +206,8 @@ class Cast(Expr):
 @dataclass(frozen=True)
 class Subquery(Expr):
     """A subquery inside an expression (``subqueries.py``): ``kind`` is ``scalar`` (its
-    first row's only column, NULL for none), ``exists``, or ``in`` (``operand IN
-    (SELECT ...)``, ``negated`` for NOT IN).
+    first row's only column, or its ``column``-th, NULL for none), ``exists``, or ``in``
+    (``operand IN (SELECT ...)``, ``negated`` for NOT IN).
 
     A correlated subquery reads its outer row through ``args`` (expressions over the
     outer row, like any other operand: the rules shift them, the aggregate rewrite maps
@@ -229,6 +229,9 @@ class Subquery(Expr):
     hashed: tuple[Node, tuple[str, ...]] | None = field(default=None, repr=False)
     # The plan before optimization: what a subscription counts by (subscription/semijoin.py).
     logical: Node | None = field(default=None, compare=False, repr=False)
+    # A scalar subquery's column: 0 but for a row value's ``(a, b) = (SELECT x, y …)``,
+    # compared pair by pair, each pair reading its column of the first row.
+    column: int = 0
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ def render(expr: Expr) -> str:
         if expr.kind == "in":
             assert expr.operand is not None
             return f"{render(expr.operand)} {'NOT ' if expr.negated else ''}IN {text}"
-        return text
+        return f"{text}[{expr.column + 1}]" if expr.column else text
     if isinstance(expr, Evaluated):
         return expr.label
     raise AssertionError(f"unknown expression {expr!r}")

@@ -20,6 +20,7 @@ from sqlglot import exp
 
 from cosmictron.datastore import ColumnType, TableSchema, TypeMismatch
 from cosmictron.datastore.types import BOOL, F64, I64, STR, IntType
+from cosmictron.query.affinity import never_a_number, ordered
 from cosmictron.query.coerce import base, coerce, family, is_numeric, type_of_value
 from cosmictron.query.plan import (
     Agg,
@@ -119,6 +120,10 @@ class Binder:
         self.sender = sender
         self.aggregates_allowed = False
         self.clause = "WHERE"
+        # Whether an aggregate was bound for this query, even one a fold then dropped
+        # (``COUNT(*) * CAST(NULL AS INTEGER)`` is NULL, but its query is still an
+        # aggregate one: one row over no rows, as in SQLite).
+        self.aggregated = False
 
     def bind(self, node: exp.Expression) -> Expr:
         method = getattr(self, f"_bind_{type(node).__name__.lower()}", None)
@@ -281,10 +286,16 @@ class Binder:
                 found = equal if isinstance(found, Const) else Binary("OR", found, equal, BOOL)
             return Unary("NOT", found, BOOL) if negated else found
         operand = self.bind(node.this)
-        items = tuple(
-            self._fit(self.bind(item), operand, item, node.this) for item in node.expressions
-        )
-        return InList(operand, items, bool(node.args.get("negate")))
+        negated = bool(node.args.get("negate"))
+        bound = [(self.bind(item), item) for item in node.expressions]
+        # A text that is no number (or a blob) equals no number: dropped (affinity.py).
+        kept = [(value, item) for value, item in bound if not never_a_number(value, operand)]
+        if bound and not kept:  # ``x IN ('a')``: FALSE, NULL for a NULL x
+            return ordered("<>" if negated else "=", operand, number_on_left=True)
+        items = tuple(self._fit(value, operand, item, node.this) for value, item in kept)
+        if items and is_null_constant(operand) and not any(map(reads_subquery, items)):
+            return Const(None, BOOL)  # ``NULL IN (a, b)`` is NULL: a and b are never read
+        return InList(operand, items, negated)
 
     def _bind_tuple(self, node: exp.Tuple) -> Expr:
         self.source.fail(
@@ -303,6 +314,8 @@ class Binder:
         low_node, high_node = node.args["low"], node.args["high"]
         low = self._fit(self.bind(low_node), operand, low_node, node.this)
         high = self._fit(self.bind(high_node), operand, high_node, node.this)
+        if is_null_constant(operand) and not (reads_subquery(low) or reads_subquery(high)):
+            return Const(None, BOOL)  # both comparisons NULL: the bounds are never read
         return Between(operand, low, high, bool(node.args.get("negate")))
 
     def _bind_like(self, node: exp.Like) -> Expr:
@@ -321,10 +334,42 @@ class Binder:
         lefts, rights = row_items(left_node), row_items(right_node)
         if lefts is not None or rights is not None:
             return self._compare_rows(op, lefts, rights, left_node, right_node, node)
-        left, right = self.bind(left_node), self.bind(right_node)
-        right = self._fit(right, left, right_node, left_node)
-        left = self._fit(left, right, left_node, right_node)
-        return Binary(op, left, right, BOOL)
+        return self._compare_bound(
+            op, (self.bind(left_node), left_node), (self.bind(right_node), right_node)
+        )
+
+    def _compare_bound(
+        self, op: str, left: tuple[Expr, exp.Expression], right: tuple[Expr, exp.Expression]
+    ) -> Expr:
+        (left_value, left_node), (right_value, right_node) = left, right
+        if never_a_number(right_value, left_value):  # SQLite's affinity: affinity.py
+            return ordered(op, left_value, number_on_left=True)
+        if never_a_number(left_value, right_value):
+            return ordered(op, right_value, number_on_left=False)
+        right_value = self._fit(right_value, left_value, right_node, left_node)
+        left_value = self._fit(left_value, right_value, left_node, right_node)
+        return Binary(op, left_value, right_value, BOOL)
+
+    def row_subquery(self, node: exp.Expression, width: int) -> list[Expr]:
+        """``(SELECT x, y …)`` as a row value of ``width``: each column of its first
+        row. A binder that binds subqueries (``subquery_bind.QueryBinder``) does it."""
+        self.source.fail("unsupported construct: a subquery here", node)
+        raise AssertionError  # unreachable: fail raises
+
+    def _row_side(
+        self, items: list[exp.Expression] | None, whole: exp.Expression, width: int, node: Any
+    ) -> list[tuple[Expr, exp.Expression]]:
+        """One side of a row-value comparison, bound value by value."""
+        if items is not None:
+            return [(self.bind(item), item) for item in items]
+        single = unparen(whole)
+        if not isinstance(single, exp.Subquery):
+            self.source.fail(
+                "row value misused: a row value compared with a single value "
+                "(write (a, b) = (x, y) or (a, b) = (SELECT x, y ...))",
+                node,
+            )
+        return [(value, single) for value in self.row_subquery(single, width)]
 
     def _compare_rows(
         self,
@@ -339,36 +384,33 @@ class Binder:
         pairs: ``=`` all pairs equal (AND), ``<>`` any differs (OR), ``IS``/``IS NOT``
         likewise, and ``< <= > >=`` by the leftmost pair that is not equal
         (``a < c OR (a = c AND b < d)``), which gives SQLite's NULLs too: a NULL in the
-        pair that decides makes the result NULL."""
-        if lefts is None or rights is None:
-            single = right_node if rights is None else left_node
-            what = "a subquery" if isinstance(unparen(single), exp.Subquery) else "a single value"
-            self.source.fail(
-                f"row value misused: a row value compared with {what} "
-                f"(write (a, b) IN (SELECT x, y ...) for a subquery)",
-                node,
-            )
-            raise AssertionError  # unreachable: fail raises
-        if len(lefts) != len(rights):
+        pair that decides makes the result NULL. A side may be a subquery of as many
+        columns: its first row (NULLs for none), as in SQLite."""
+        if lefts is not None and rights is not None and len(lefts) != len(rights):
             self.source.fail(
                 f"row value misused: rows of {len(lefts)} and {len(rights)} values compared",
                 node,
             )
-        pairs = list(zip(lefts, rights, strict=True))
+        width = len(lefts if lefts is not None else rights or ())
+        pairs = list(
+            zip(
+                self._row_side(lefts, left_node, width, node),
+                self._row_side(rights, right_node, width, node),
+                strict=True,
+            )
+        )
         if op in ("=", "IS"):
-            parts = [self.compare(op, a, b, node) for a, b in pairs]
-            return _fold_logic("AND", parts)
+            return _fold_logic("AND", [self._compare_bound(op, a, b) for a, b in pairs])
         if op in ("<>", "IS NOT"):
-            parts = [self.compare(op, a, b, node) for a, b in pairs]
-            return _fold_logic("OR", parts)
+            return _fold_logic("OR", [self._compare_bound(op, a, b) for a, b in pairs])
         strict = op[0]  # < or >
         *rest, (last_a, last_b) = pairs
-        result = self.compare(op, last_a, last_b, node)
+        result = self._compare_bound(op, last_a, last_b)
         for a, b in reversed(rest):
-            equal = self.compare("=", a, b, node)
+            equal = self._compare_bound("=", a, b)
             result = Binary(
                 "OR",
-                self.compare(strict, a, b, node),
+                self._compare_bound(strict, a, b),
                 Binary("AND", equal, result, BOOL),
                 BOOL,
             )
@@ -436,6 +478,7 @@ class Binder:
         if isinstance(argument, exp.Star):
             if func != "COUNT":
                 self.source.fail(f"{func}(*) is not valid; only COUNT(*)", node)
+            self.aggregated = True
             return Agg("COUNT", None, False, I64)
         most = 2 if func == "GROUP_CONCAT" else 1
         if argument is None or len(extra) >= most:
@@ -462,6 +505,7 @@ class Binder:
             result = STR
         else:
             result = arg_type
+        self.aggregated = True
         return Agg(func, arg, distinct, result)
 
 

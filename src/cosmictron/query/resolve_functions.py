@@ -414,11 +414,9 @@ def row_items(node: exp.Expression) -> list[exp.Expression] | None:
 
 
 def _is(binder: Binder, op: str, node: exp.Expression) -> Expr:
-    if row_items(node.this) is not None or row_items(node.expression) is not None:
-        return binder.compare(op, node.this, node.expression, node)  # pair by pair
-    compared = binder.compare("=", node.this, node.expression, node)
-    assert isinstance(compared, Binary)
-    return Binary(op, compared.left, compared.right, BOOL)
+    # Row values pair by pair; a number against text that is no number by affinity
+    # (``affinity.py``); else ``Binary(op, …)``.
+    return binder.compare(op, node.this, node.expression, node)
 
 
 def bind_is_boolean(binder: Binder, node: exp.Is) -> Expr:

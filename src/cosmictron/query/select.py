@@ -187,7 +187,7 @@ def build_select(node: exp.Select, context: Context, outer: Outer | None = None)
         binder.aggregates_allowed = True
         having = binder.bind(having_node.this)
     every = [*outputs, *hidden, *([having] if having is not None else [])]
-    if groups or any(_has_aggregate(e) for e in every):
+    if groups or binder.aggregated or any(_has_aggregate(e) for e in every):
         aggregates: list[Agg] = []
         rewrite = _Rewriter(groups, aggregates, source, node)
         outputs = [rewrite(e) for e in outputs]

@@ -18,17 +18,18 @@ Each subquery's plan is also decorrelated here when its shape allows
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from sqlglot import exp
 
 from cosmictron.datastore.types import BOOL
+from cosmictron.query.affinity import never_a_number
 from cosmictron.query.coerce import base, family
 from cosmictron.query.decorrelate import decorrelate
 from cosmictron.query.functions import ROW
 from cosmictron.query.params import OUTER_MARK
-from cosmictron.query.plan import Expr, Func, Node, Param, Subquery, type_of
+from cosmictron.query.plan import Const, Expr, Func, Node, Param, Subquery, type_of
 from cosmictron.query.plan_shape import plan_types
 from cosmictron.query.position import Source
 from cosmictron.query.render import render
@@ -174,7 +175,9 @@ class QueryBinder(Binder):
         args = tuple(value for value, _ in built.correlated)
         names = tuple(name for _, name in built.correlated)
         label = _label(node)
-        hashed = decorrelate(kind, built.plan, names, width)
+        hashed = (
+            decorrelate(kind, built.plan, names, width) if kind != "scalar" or width == 1 else None
+        )
         result_type = BOOL if kind != "scalar" else built.types[0]
         return Subquery(
             kind,
@@ -188,6 +191,23 @@ class QueryBinder(Binder):
             hashed=None if hashed is None else (optimize(hashed[0]), hashed[1]),
             logical=built.plan,
         )
+
+    def row_subquery(self, node: exp.Expression, width: int) -> list[Expr]:
+        """``(SELECT x, y …)`` compared with a row value of ``width``: one scalar
+        subquery per column, each reading its column of the same first row (SQLite's
+        row-value subquery; NULLs when there is no row). Not decorrelated: the plan
+        runs once per distinct outer value, and once per column."""
+        first = self._subquery("scalar", unparen_query(node), width=width)
+        built_types = plan_types(first.plan, width) or ()
+        return [
+            replace(
+                first,
+                column=position,
+                hashed=None,
+                type=built_types[position] if position < len(built_types) else None,
+            )
+            for position in range(width)
+        ]
 
     def _bind_subquery(self, node: exp.Subquery) -> Expr:
         return self._subquery("scalar", node)
@@ -211,6 +231,10 @@ class QueryBinder(Binder):
         left_nodes = [node.this] if items is None else items
         for position, outer in enumerate([operand] if operands is None else operands):
             inner = types[position] if position < len(types) else None
+            if width == 1 and never_a_number(outer, Const(0, inner)):
+                # ``'hello' IN (SELECT intcol …)``: equals no row's value, as SQLite's
+                # affinity leaves it text (affinity.py); FALSE, or NULL over a NULL.
+                continue
             left, right = family(type_of(outer)), family(inner)
             if left and right and left != right:
                 self.source.fail(
@@ -219,6 +243,13 @@ class QueryBinder(Binder):
                     left_nodes[position],
                 )
         return found
+
+
+def unparen_query(node: exp.Expression) -> exp.Expression:
+    """The SELECT (or compound) inside the parentheses of ``(SELECT …)``."""
+    while isinstance(node, exp.Paren | exp.Subquery):
+        node = node.this
+    return node
 
 
 def _whole_table(named: exp.Expression) -> exp.Select:

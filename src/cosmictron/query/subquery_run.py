@@ -16,8 +16,9 @@ snapshot and meter, then runs the plan. How a subquery runs:
   (a handful of outer rows are cheaper as lookups than one pass over the inner table).
 
 SQLite's answers, NULLs included: a scalar subquery is its first row's value, NULL for
-no row; ``x IN (SELECT …)`` is FALSE over no rows (even for a NULL ``x``), else TRUE
-when ``x`` is found, else NULL when ``x`` is NULL or the rows hold a NULL, else FALSE;
+no row (a row value's ``(a, b) = (SELECT x, y …)`` reads each column of that row);
+``x IN (SELECT …)`` is FALSE over no rows (even for a NULL ``x``), else TRUE when ``x``
+is found, else NULL when ``x`` is NULL or the rows hold a NULL, else FALSE;
 ``EXISTS`` is never NULL.
 
 Every row a subquery examines is charged to the query's meter, so its budget bounds
@@ -215,7 +216,7 @@ def _answers(
     threshold = 0 if sub.hashed is None or not _probes_index(sub.plan, names) else HASH_AFTER_KEYS
     empty = _empty_answer(sub)
 
-    width = row_width(sub)
+    width = row_width(sub) if sub.kind != "scalar" else sub.column + 1
 
     def direct(outer: tuple[Any, ...]) -> Any:
         plan = sub.plan if not names else bind(sub.plan, dict(zip(names, outer, strict=True)))
@@ -224,7 +225,7 @@ def _answers(
             return next(rows, None) is not None
         if sub.kind == "scalar":
             first = next(rows, None)
-            return None if first is None else first[0]
+            return None if first is None else first[sub.column]
         if width > 1:
             return _row_answer(rows, meter)
         values = set()
