@@ -51,7 +51,6 @@ function formatTime(us: number | null | undefined): string {
 export function SchemaPage() {
   const s = schema.value!;
   const tables = visibleTables.value;
-  const hidden = s.tables.length - tables.length;
   return (
     <section>
       <h1>Schema of {s.database}</h1>
@@ -70,7 +69,9 @@ export function SchemaPage() {
         </dd>
       </dl>
       <h2>Tables</h2>
-      {hidden > 0 && <p class="muted">{hidden} private tables are not shown: only the owner sees them.</p>}
+      {!isOwner.value && (
+        <p class="muted">Private tables are not shown to you: the server lists them to the owner only.</p>
+      )}
       {tables.map((t) => (
         <article class="card" key={t.name} aria-labelledby={`table-${t.name}`}>
           <h3 id={`table-${t.name}`}>
