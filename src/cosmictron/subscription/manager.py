@@ -127,6 +127,9 @@ class SubscriptionManager:
         self._views = views if views is not None else dict
         """The views a subscribed query may name, as they are now (``query/views.py``)."""
         self._index = QueryIndex(datastore)
+        self.live = self._index.queries
+        """The live queries by key (the index's own dict, never replaced): while it is
+        empty a commit has nothing to maintain, so the commit path skips ``on_commit``."""
         self._pending: list[tuple[Subscription, dict[str, Any] | SubscriptionError]] = []
         self._delivering = False
         self._active = 0
