@@ -263,3 +263,21 @@ def test_commit_listeners_see_each_commit_in_order_and_cannot_fail_a_call(open_d
     db.call("remove", first)
     assert seen == [(db.tx_offset - 1, [("thing", 1, 0)]), (db.tx_offset, [("thing", 0, 1)])]
     assert "commit listener" in caplog.text and "listener bug" in caplog.text
+
+
+def test_live_queries_hear_a_commit_before_the_other_listeners_and_only_while_live(open_db):
+    # The commit path skips the subscription manager while no query is live
+    # (docs/design/hot-path.md, "Third round"); the order stays: live queries first.
+    db = open_db(MODULE)
+    events: list[tuple[str, int]] = []
+    db.add_commit_listener(lambda offset, timestamp, changes: events.append(("listener", offset)))
+    subscription = db.subscribe(
+        ["SELECT * FROM thing"], lambda update: events.append(("update", update["tx_offset"]))
+    )
+    first = db.call("note", "a")
+    assert events == [("update", db.tx_offset), ("listener", db.tx_offset)]
+    subscription.unsubscribe()
+    assert not db.core.subscriptions.live
+    events.clear()
+    db.call("remove", first)
+    assert events == [("listener", db.tx_offset)]

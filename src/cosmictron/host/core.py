@@ -159,8 +159,10 @@ class DatabaseCore:
             owner,
             lambda: self.sql_views.views,
         )
-        """Live queries; the first commit listener."""
-        self.listeners: list[CommitListener] = [self.subscriptions.on_commit]
+        """Live queries: ``publish`` tells them of each commit first, and only while
+        there are any (``subscriptions.live``), before the ``listeners``."""
+        self.listeners: list[CommitListener] = []
+        """The commit listeners registered besides the subscriptions, in order."""
         self.reducer_calls = 0
         self.reducer_failures = 0
         self.closed = False

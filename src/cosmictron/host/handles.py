@@ -60,12 +60,21 @@ class TableHandle:
         tx = self._scope.tx
         if tx is None:
             tx = self._scope.writable(table, "insert into")
-        canonical = self._binding.to_row(row)
-        positions = self._binding.auto_inc_positions
+        binding = self._binding
+        if type(row) is binding.python_class:  # to_row inlined: no Python frame
+            try:
+                canonical = binding.row_checker(binding.values_of(row))
+            except TypeMismatch:
+                canonical = binding.to_row(row)  # raises, naming the column
+        else:
+            canonical = binding.to_row(row)  # raises: not an instance of the table class
+        positions = binding.auto_inc_positions
         if positions:
             canonical = _assign_ids(tx, table, canonical, positions)
         tx.insert(table, canonical)
-        return self._binding.to_object(canonical)
+        if binding.objects_plain:
+            return binding.python_class(*canonical)
+        return binding.to_object(canonical)
 
     def delete(self, row: Any) -> bool:
         """Delete the row equal to ``row``; False if no stored row is equal to it."""
@@ -259,7 +268,12 @@ class UniqueHandle(IndexHandle):
         key = self._canonical(value)
         with handle._scope.lock:
             row = handle._table.rows.get(key) if self._position < 0 else self._row_for(key)
-        return None if row is None else handle._binding.to_object(row)
+        if row is None:
+            return None
+        binding = handle._binding
+        if binding.objects_plain:  # to_object inlined: no Python frame
+            return binding.python_class(*row)
+        return binding.to_object(row)
 
     def update(self, row: Any) -> Any:
         """Replace the row that has ``row``'s value in this column; returns the new row.
@@ -274,7 +288,14 @@ class UniqueHandle(IndexHandle):
             tx = handle._scope.writable(table, "update")
         if table.schema.event:
             _refuse_on_event_table(table, "update")
-        canonical = handle._binding.to_row(row)
+        binding = handle._binding
+        if type(row) is binding.python_class:  # to_row inlined, as in TableHandle.insert
+            try:
+                canonical = binding.row_checker(binding.values_of(row))
+            except TypeMismatch:
+                canonical = binding.to_row(row)  # raises, naming the column
+        else:
+            canonical = binding.to_row(row)  # raises: not an instance of the table class
         if self._position < 0:  # by primary key: the key cannot change
             key = table.key_of(canonical)  # type: ignore[misc]
             if key not in table.rows:
@@ -282,7 +303,9 @@ class UniqueHandle(IndexHandle):
                     f"table {table.name!r} has no row with {self._describe(key)} to update"
                 )
             tx.replace(table, key, canonical)
-            return handle._binding.to_object(canonical)
+            if binding.objects_plain:
+                return binding.python_class(*canonical)
+            return binding.to_object(canonical)
         key = self._index.key_of(canonical)
         old_key = self._row_key_for(key)
         if old_key is None:

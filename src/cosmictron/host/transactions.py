@@ -160,7 +160,17 @@ def _transact_call(
         scope.tx = None
         core.current_reducer = None
         CURRENT_DB.reset(token)
-    publish(core, offset, now_us, changes)
+    core.offset = offset
+    core.last_timestamp_us = now_us
+    # ``publish`` written out for its common case: nobody subscribes, nobody listens,
+    # no snapshot due. Then its frame, a ``Timestamp`` and the subscription manager's
+    # ``on_commit`` frame are skipped (docs/design/hot-path.md, "Third round").
+    if (
+        core.listeners
+        or core.subscriptions.live
+        or offset - core.last_snapshot_offset >= core.snapshot_interval_tx
+    ):
+        publish(core, offset, now_us, changes)
     return value, offset, now_us
 
 
@@ -349,9 +359,13 @@ def publish(core: DatabaseCore, offset: int, now_us: int, changes: list[TableCha
     """After the append: advance the offset, tell listeners, maybe snapshot."""
     core.offset = offset
     core.last_timestamp_us = now_us
-    if core.listeners:
+    subscriptions = core.subscriptions
+    if core.listeners or subscriptions.live:
         timestamp = Timestamp(now_us)
-        for listener in core.listeners:
+        listeners = core.listeners
+        if subscriptions.live:  # the live queries first, then the other listeners
+            listeners = [subscriptions.on_commit, *listeners]
+        for listener in listeners:
             try:
                 listener(offset, timestamp, changes)
             except Exception:

@@ -27,8 +27,11 @@ class RowBinding:
         "_converters",
         "_get_values",
         "auto_inc_positions",
+        "objects_plain",
         "python_class",
+        "row_checker",
         "schema",
+        "values_of",
     )
 
     def __init__(self, python_class: type, schema: TableSchema) -> None:
@@ -44,6 +47,17 @@ class RowBinding:
             None if plain else [column.type.to_python for column in schema.columns]
         )
         self.auto_inc_positions = [p for p, c in enumerate(schema.columns) if c.auto_inc]
+        # The parts of ``to_row`` and ``to_object`` as plain attributes, so the write
+        # handles (host/handles.py) run them without a Python frame per call
+        # (docs/design/hot-path.md, "Third round").
+        self.row_checker: Callable[[Sequence[Any]], tuple[Any, ...]] = self._check_values
+        """The compiled function behind ``check_values``: mapping it over a body saves
+        one Python frame per row against mapping the bound method. Raises
+        ``TypeMismatch`` without naming the column (``to_row`` names it)."""
+        self.values_of: Callable[[Any], tuple[Any, ...]] = self._get_values
+        """An instance's column values in column order (no checks)."""
+        self.objects_plain = plain
+        """True when ``to_object(row)`` is ``python_class(*row)`` (no column converts)."""
 
     def to_row(self, obj: Any) -> tuple[Any, ...]:
         """Check an instance and return its canonical tuple.
@@ -68,12 +82,6 @@ class RowBinding:
         """The canonical tuple of exactly one value per column; raises without naming the
         column (``values_to_row`` does, more slowly). Bulk loads try this first."""
         return self._check_values(values)
-
-    @property
-    def row_checker(self) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
-        """The compiled function behind ``check_values``: mapping it over a body saves
-        one Python frame per row against mapping the bound method."""
-        return self._check_values
 
     def values_to_row(self, values: tuple[Any, ...] | list[Any]) -> tuple[Any, ...]:
         """Check raw column values (bulk loads, SQL) and return the canonical tuple."""

@@ -8,13 +8,13 @@ orders and delivers: what an update holds, how several merge into one
 (``subscription.replay``) are the subscription layer's.
 
 * Each subscriber's subscription's ``on_update`` only appends ``(subscriber, update)`` to
-  ``_batch``. The feed's commit listener runs after the manager's (listeners run in
-  registration order), so when it runs the batch holds every update of that transaction;
-  it hands the whole batch to the loop in one ``call_soon_threadsafe``. Handles run in
-  the order they were scheduled, and everything here is scheduled under the writer
-  lock, so the loop sees transactions in commit order and each one whole: a client's
-  updates of one transaction are merged into one ``TransactionUpdate`` (bag sum per
-  table), never split across two.
+  ``_batch``. The feed's commit listener runs after the manager (the host tells the
+  live queries of a commit first, then the listeners), so when it runs the batch holds
+  every update of that transaction; it hands the whole batch to the loop in one
+  ``call_soon_threadsafe``. Handles run in the order they were scheduled, and
+  everything here is scheduled under the writer lock, so the loop sees transactions
+  in commit order and each one whole: a client's updates of one transaction are
+  merged into one ``TransactionUpdate`` (bag sum per table), never split across two.
 * ``subscribe`` runs ``Database.subscribe`` (initial rows evaluated off the lock, under
   the client's query budget), which schedules ``SubscribeApplied`` (``_applied``) in the
   critical section of the writer lock that registers the subscription: no update of a

@@ -9,7 +9,8 @@ between subscribers, and delivering one update per transaction per subscriber
 (``merge_updates``), and what some queries saw of a past transaction (``replay``, when
 ``replayable``), for a client that resumes. Imports: ``cosmictron.datastore``,
 ``cosmictron.query`` and the root modules; the host supplies the writer lock and
-registers ``on_commit`` as a commit listener. See docs/guide/subscriptions.md.
+calls ``on_commit`` first of its commit listeners (while any query is live). See
+docs/guide/subscriptions.md.
 
 Modules, each importing only those listed before it: ``terms`` (FROM positions and
 the plan of each delta term), ``delta`` (a transaction's changes and the delta sum),

@@ -1,8 +1,9 @@
 """Subscriptions: registration, the per-commit delta pass, and delivery to callbacks.
 
 ``SubscriptionManager`` is created by the host with the datastore, the writer lock and
-a way to read the current offset; ``on_commit`` is registered as a commit listener, so
-it runs under the writer lock, in commit order, after the transaction is published.
+a way to read the current offset; the host's ``publish`` calls ``on_commit`` before the
+other commit listeners while there are live queries (``live``), so it runs under the
+writer lock, in commit order, after the transaction is published.
 
 * ``subscribe`` compiles each query (``compile.compile_live``), evaluates the initial
   rows on a snapshot off the writer lock (under the caller's query budget; ``initial.py``),
@@ -127,6 +128,9 @@ class SubscriptionManager:
         self._views = views if views is not None else dict
         """The views a subscribed query may name, as they are now (``query/views.py``)."""
         self._index = QueryIndex(datastore)
+        self.live = self._index.queries
+        """The live queries by key (the index's own dict, never replaced): while it is
+        empty a commit has nothing to maintain, so the commit path skips ``on_commit``."""
         self._pending: list[tuple[Subscription, dict[str, Any] | SubscriptionError]] = []
         self._delivering = False
         self._active = 0
