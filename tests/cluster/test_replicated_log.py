@@ -122,12 +122,24 @@ def test_a_stale_leader_is_refused_and_refuses_further_commits(
 
         async def new_leader_appends() -> None:
             import nats
+            from nats.errors import TimeoutError as NatsTimeout
+            from nats.js.errors import NoStreamResponseError
 
             nc = await nats.connect(servers=nats_cluster.urls)
             try:
                 js = nc.jetstream()
                 headers = {"Nats-Expected-Last-Sequence": str(last), "Nats-Msg-Id": "epoch-2"}
-                ack = await js.publish(log.subject, b"epoch start", headers=headers)
+                # This connection may sit on a server the stream's subject interest has
+                # not reached yet ("no responders"): publish until stored (the message id
+                # makes a retry after a lost ack a duplicate), any other answer is final.
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        ack = await js.publish(log.subject, b"epoch start", headers=headers)
+                        break
+                    except (NoStreamResponseError, NatsTimeout):
+                        assert time.monotonic() < deadline, "the stream took no publish"
+                        await asyncio.sleep(0.1)
                 assert ack.seq == last + 1
             finally:
                 await nc.close()
