@@ -316,6 +316,7 @@ class DatabaseRegistry:
                 )
             except BaseException:
                 hosted.close()
+                self.cluster.release(name)
                 raise
         if relay:
             self.relay.add(name, db)  # drains what it recorded before a crash
