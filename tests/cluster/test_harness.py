@@ -33,7 +33,17 @@ async def _publish_through_a_kill(cluster: NatsCluster) -> list[int]:
     )
     try:
         js = nc.jetstream()
-        await js.add_stream(name="HARNESS", subjects=["harness.>"], num_replicas=3, storage="file")
+        # A stream create can go unanswered for its whole timeout while the meta leader
+        # settles, and a retry is answered (the create is idempotent): wait for that.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                await js.add_stream(
+                    name="HARNESS", subjects=["harness.>"], num_replicas=3, storage="file"
+                )
+                break
+            except nats.errors.TimeoutError:
+                assert time.monotonic() < deadline, "JetStream did not answer a stream create"
         seqs = [await _publish_when_stored(js, b"one")]
         info = await js.stream_info("HARNESS")
         assert info.cluster is not None and info.cluster.leader is not None

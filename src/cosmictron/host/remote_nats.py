@@ -88,23 +88,38 @@ class _Loop:
             self.loop.close()
 
 
+ENSURE_STREAM_S = 20.0
+"""How long creating an inbox stream retries unanswered requests: right after a meta
+leader's election a JetStream request can go unanswered for its whole timeout (5 s
+here) and a retry succeeds, so this holds several requests."""
+
+
 async def _ensure_stream(js: Any, database: str, replicas: int) -> None:
+    from nats.errors import TimeoutError as NatsTimeout
     from nats.js import api
-    from nats.js.errors import NotFoundError
+    from nats.js.errors import NotFoundError, ServiceUnavailableError
 
     name = inbox_stream(database)
-    try:
-        await js.stream_info(name)
-    except NotFoundError:
-        await js.add_stream(
-            api.StreamConfig(
-                name=name,
-                subjects=[inbox_subject(database)],
-                storage=api.StorageType.FILE,
-                num_replicas=replicas,
-                duplicate_window=DUPLICATE_WINDOW_S,
-            )
-        )
+    deadline = time.monotonic() + ENSURE_STREAM_S
+    while True:
+        try:
+            try:
+                await js.stream_info(name)
+            except NotFoundError:
+                await js.add_stream(
+                    api.StreamConfig(
+                        name=name,
+                        subjects=[inbox_subject(database)],
+                        storage=api.StorageType.FILE,
+                        num_replicas=replicas,
+                        duplicate_window=DUPLICATE_WINDOW_S,
+                    )
+                )
+            return
+        except (NatsTimeout, ServiceUnavailableError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.25)
 
 
 class NatsTransport:
@@ -175,7 +190,7 @@ class InboxConsumer:
         self._loop = _Loop(f"remote-inbox-{database}")
         self._nc: Any = self._loop.run(nats.connect(servers=servers), 10)
         self._js = self._nc.jetstream()
-        self._loop.run(_ensure_stream(self._js, database, replicas), 10)
+        self._loop.run(_ensure_stream(self._js, database, replicas), ENSURE_STREAM_S + 10)
         self._task = asyncio.run_coroutine_threadsafe(self._consume(), self._loop.loop)
 
     async def _consume(self) -> None:
