@@ -31,11 +31,11 @@ def main(argv: list[str]) -> int:
         die_at, taken = int(argv[4]), [0]
         apply = consumer._apply
 
-        def dying(data: Any) -> None:
+        def dying(data: Any) -> bool:
             taken[0] += 1
             if taken[0] == die_at:
                 os.kill(os.getpid(), signal.SIGKILL)
-            apply(data)
+            return apply(data)
 
         consumer._apply = dying  # type: ignore[method-assign]
     print("ready", flush=True)

@@ -3,8 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import Any
 
 from cosmictron.testing.nats import NatsCluster
+
+
+async def _publish_when_stored(js: Any, payload: bytes, within_s: float = 60.0) -> int:
+    """Publish until the stream stores it: right after the stream is created (its subject's
+    interest has not reached every server yet) or while it elects a leader, JetStream
+    answers "no responders" or nothing; a stored message is what the test waits for. The
+    message id makes a retry after a lost ack a duplicate, not a second message."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            headers = {"Nats-Msg-Id": payload.decode()}
+            return int((await js.publish("harness.x", payload, timeout=1.0, headers=headers)).seq)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 async def _publish_through_a_kill(cluster: NatsCluster) -> list[int]:
@@ -15,21 +33,24 @@ async def _publish_through_a_kill(cluster: NatsCluster) -> list[int]:
     )
     try:
         js = nc.jetstream()
-        await js.add_stream(name="HARNESS", subjects=["harness.>"], num_replicas=3, storage="file")
-        seqs = [(await js.publish("harness.x", b"one")).seq]
+        # A stream create can go unanswered for its whole timeout while the meta leader
+        # settles, and a retry is answered (the create is idempotent): wait for that.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                await js.add_stream(
+                    name="HARNESS", subjects=["harness.>"], num_replicas=3, storage="file"
+                )
+                break
+            except nats.errors.TimeoutError:
+                assert time.monotonic() < deadline, "JetStream did not answer a stream create"
+        seqs = [await _publish_when_stored(js, b"one")]
         info = await js.stream_info("HARNESS")
         assert info.cluster is not None and info.cluster.leader is not None
         # Kill a server that is not the stream's leader, then one that is: R3 keeps a quorum
         # of two, so publishes go on (after a re-election in the second case).
         cluster.kill(info.cluster.leader)
-        for attempt in range(100):
-            try:
-                seqs.append((await js.publish("harness.x", b"two", timeout=1.0)).seq)
-                break
-            except Exception:  # the stream re-elects its leader meanwhile
-                if attempt == 99:
-                    raise
-                await asyncio.sleep(0.2)
+        seqs.append(await _publish_when_stored(js, b"two"))
         seqs.append((await js.publish("harness.x", b"three")).seq)
         info = await js.stream_info("HARNESS")
         assert info.state.messages == 3

@@ -232,3 +232,42 @@ def test_a_message_taken_and_not_applied_is_applied_before_later_ones(
         assert applied == list(range(1, 21))  # each once, in order, 5 included
     finally:
         billing.close()
+
+
+def test_a_consumer_whose_database_closed_leaves_the_call_to_the_next_one(
+    tmp_path: Path, nats_cluster: NatsCluster
+) -> None:
+    """A node that stops hosting the target (it lost the lead; its database is closed)
+    must not give the message up: giving up acks it, and the new leader would never see
+    the call. It is redelivered to the next consumer and applied there, once."""
+    from cosmictron.host.remote_nats import InboxConsumer, NatsTransport
+
+    (tmp_path / "orders.py").write_text(ORDERS_INT)
+    (tmp_path / "billing.py").write_text(BILLING_INT)
+    urls = [server.url for server in nats_cluster.servers]
+    orders = Database.open(tmp_path / "orders", tmp_path / "orders.py", durability=FAST)
+    billing = Database.open(tmp_path / "billing", tmp_path / "billing.py", durability=FAST)
+    transport = NatsTransport(urls)
+    relay = RemoteRelay(transport=transport)
+    old = InboxConsumer(urls, "billing", billing.core, attempts_max=2, retry_s=0.05)
+    billing.close()  # the old leader's database is gone; its consumer still pulls
+    new = None
+    try:
+        relay.add("orders", orders)
+        orders.call("place", 7)
+        assert relay.drain(30)  # on the stream now: settled at the source
+        assert wait_until(lambda: old.left >= 1, 60)  # taken, not applied, handed back
+        old.close()
+        assert old.applied == 0
+        billing = Database.open(tmp_path / "billing", durability=FAST)
+        new = InboxConsumer(urls, "billing", billing.core)
+        assert wait_until(lambda: new.applied == 1, 60)
+        assert [row.item for row in billing.table("charge").iter()] == [7]
+    finally:
+        relay.close()
+        if new is not None:
+            new.close()
+        old.close()
+        transport.close()
+        orders.close()
+        billing.close()

@@ -196,7 +196,8 @@ def test_a_target_that_recovers_gets_the_call_and_order_is_kept(tmp_path: Path) 
         orders.call("place", "gated")  # fails until the gate opens
         orders.call("place", "after")  # must wait behind it: one order per target
         deadline = time.monotonic() + 10
-        while orders.remote_calls()[0]["attempts"] < 2 and time.monotonic() < deadline:
+        while orders.remote_calls()[0]["attempts"] < 2:  # retried at least once
+            assert time.monotonic() < deadline, orders.remote_calls()
             time.sleep(0.01)
         assert charges(billing) == []
         assert "the gate is closed" in (orders.remote_calls()[0]["error"] or "")

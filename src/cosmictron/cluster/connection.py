@@ -22,6 +22,9 @@ T = TypeVar("T")
 CONNECT_TIMEOUT_S = 5.0
 """How long ``connect`` tries the URLs before it reports NATS unreachable."""
 
+REQUEST_TIMEOUT_S = 5.0
+"""How long one JetStream API request (stream info, create, KV) waits for its answer."""
+
 
 def parse_urls(spec: str) -> list[str]:
     """``nats://a:4222,nats://b:4222`` -> the list; every entry must be a ``nats://`` URL.
@@ -97,7 +100,7 @@ class NatsConnection:
             )
         except (TimeoutError, OSError) as exc:
             raise ClusterUnavailable(f"cannot reach NATS at {','.join(self.urls)}") from exc
-        self.js = self.nc.jetstream(timeout=5.0)
+        self.js = self.nc.jetstream(timeout=REQUEST_TIMEOUT_S)
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``coroutine`` on the loop and wait for its result (from another thread)."""

@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from cosmictron.cluster.connection import NatsConnection
+from cosmictron.cluster.connection import REQUEST_TIMEOUT_S, NatsConnection
 from cosmictron.errors import ClusterUnavailable, DurabilityError, NotLeader
 
 WRONG_LAST_SEQUENCE = 10071
@@ -47,6 +47,12 @@ ACK_TIMEOUT_S = 2.0
 
 UNAVAILABLE_AFTER_S = 10.0
 """A committing caller waits this long for its ack, then gets ``ClusterUnavailable``."""
+
+START_TIMEOUT_S = 10.0
+"""Opening the log retries unanswered JetStream requests this long. A request can go
+unanswered (no error, just no reply) while a meta leader takes over, notably on a cluster
+that has just started; each retry comes after ``REQUEST_TIMEOUT_S``, so this is kept apart
+from ``unavailable_after_s`` (a committer's wait), which may be shorter than one request."""
 
 RETRY_AFTER_S = 2.0
 """The ``Retry-After`` of a ``ClusterUnavailable``: about one stream leader election."""
@@ -89,6 +95,7 @@ class JetStreamLog:
         replicas: int = 3,
         ack_timeout_s: float = ACK_TIMEOUT_S,
         unavailable_after_s: float = UNAVAILABLE_AFTER_S,
+        start_timeout_s: float = START_TIMEOUT_S,
     ) -> None:
         self.connection = connection
         self.database = database
@@ -97,6 +104,7 @@ class JetStreamLog:
         self.replicas = replicas
         self.ack_timeout_s = ack_timeout_s
         self.unavailable_after_s = unavailable_after_s
+        self.start_timeout_s = start_timeout_s
         self._acked = 0
         self._failure: DurabilityError | None = None
         self._lock = threading.Lock()
@@ -131,7 +139,9 @@ class JetStreamLog:
             DurabilityError: the stream and the local log disagree on where the log ends.
         """
         try:
-            last_seq = self.connection.run(self._setup(), self.unavailable_after_s + 5.0)
+            last_seq = self.connection.run(
+                self._setup(), self.start_timeout_s + REQUEST_TIMEOUT_S + 1.0
+            )
         except DurabilityError:
             raise
         except Exception as exc:
@@ -151,7 +161,7 @@ class JetStreamLog:
         from nats.js.errors import NotFoundError, ServiceUnavailableError
 
         js = self.connection.js
-        deadline = time.monotonic() + self.unavailable_after_s
+        deadline = time.monotonic() + self.start_timeout_s
         while True:
             try:
                 try:

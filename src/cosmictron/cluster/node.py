@@ -200,6 +200,12 @@ class ClusterNode:
         """Whether this node leads ``name`` now."""
         return name in self._led
 
+    def release(self, name: str) -> None:
+        """Stop renewing ``name``'s lease: this node opened it but could not serve it (its
+        database is closed again), so the lease lapses after its TTL and a lease round,
+        here or on another node, takes it over instead of it staying led and unserved."""
+        self._led.discard(name)
+
     def leader_of(self, name: str) -> str | None:
         """The node holding ``name``'s lease (None: nobody)."""
         return self.lease(name).read().holder

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import msgpack
 
 from cosmictron import limits
-from cosmictron.errors import CosmictronError
+from cosmictron.errors import ClusterUnavailable, CosmictronError
 from cosmictron.host import remote
 from cosmictron.host.core import DatabaseCore
 from cosmictron.host.remote_relay import Delivery, Outcome
@@ -88,23 +88,38 @@ class _Loop:
             self.loop.close()
 
 
+ENSURE_STREAM_S = 20.0
+"""How long creating an inbox stream retries unanswered requests: right after a meta
+leader's election a JetStream request can go unanswered for its whole timeout (5 s
+here) and a retry succeeds, so this holds several requests."""
+
+
 async def _ensure_stream(js: Any, database: str, replicas: int) -> None:
+    from nats.errors import TimeoutError as NatsTimeout
     from nats.js import api
-    from nats.js.errors import NotFoundError
+    from nats.js.errors import NotFoundError, ServiceUnavailableError
 
     name = inbox_stream(database)
-    try:
-        await js.stream_info(name)
-    except NotFoundError:
-        await js.add_stream(
-            api.StreamConfig(
-                name=name,
-                subjects=[inbox_subject(database)],
-                storage=api.StorageType.FILE,
-                num_replicas=replicas,
-                duplicate_window=DUPLICATE_WINDOW_S,
-            )
-        )
+    deadline = time.monotonic() + ENSURE_STREAM_S
+    while True:
+        try:
+            try:
+                await js.stream_info(name)
+            except NotFoundError:
+                await js.add_stream(
+                    api.StreamConfig(
+                        name=name,
+                        subjects=[inbox_subject(database)],
+                        storage=api.StorageType.FILE,
+                        num_replicas=replicas,
+                        duplicate_window=DUPLICATE_WINDOW_S,
+                    )
+                )
+            return
+        except (NatsTimeout, ServiceUnavailableError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.25)
 
 
 class NatsTransport:
@@ -169,11 +184,13 @@ class InboxConsumer:
         self.retry_s = retry_s if retry_s is not None else limits.remote_call_retry_s
         self.applied = 0
         self.skipped = 0
+        self.left = 0
+        """Messages handed back for redelivery: this node could not apply them."""
         self._closed = threading.Event()
         self._loop = _Loop(f"remote-inbox-{database}")
         self._nc: Any = self._loop.run(nats.connect(servers=servers), 10)
         self._js = self._nc.jetstream()
-        self._loop.run(_ensure_stream(self._js, database, replicas), 10)
+        self._loop.run(_ensure_stream(self._js, database, replicas), ENSURE_STREAM_S + 10)
         self._task = asyncio.run_coroutine_threadsafe(self._consume(), self._loop.loop)
 
     async def _consume(self) -> None:
@@ -212,18 +229,34 @@ class InboxConsumer:
                 if done:
                     break
                 await message.in_progress()
-            await applying
-            await message.ack_sync()
+            if await applying:
+                await message.ack_sync()
+            else:  # not applied here: redelivered, to whichever node leads the target now
+                self.left += 1
+                await message.nak(delay=self.retry_s)
 
-    def _apply(self, data: bytes) -> None:
-        """Apply one message with bounded retries; returns once it may be acked."""
+    def _apply(self, data: bytes) -> bool:
+        """Apply one message with bounded retries; True once it may be acked.
+
+        False when this node cannot apply it at all (it no longer leads the target, the
+        replicated log has no quorum, or the database was closed under it): the message is
+        left to be redelivered rather than given up, since giving up acks it and the node
+        that leads now would never see the call. A redelivery of a call that did land is
+        skipped by the mark.
+        """
         source, sender, seq, reducer, args = msgpack.unpackb(data)
         for attempt in range(1, self.attempts_max + 1):
+            if self._closed.is_set() or self.core.closed:
+                return False
             try:
                 outcome = remote.apply_remote(
                     self.core, source, seq, reducer, args, Identity(sender)
                 )
+            except ClusterUnavailable:  # NotLeader too: the outcome is the leader's
+                return False
             except CosmictronError as exc:
+                if self._closed.is_set() or self.core.closed:
+                    return False
                 error = str(exc) or type(exc).__name__
                 if attempt == self.attempts_max:
                     self.core.log.append(
@@ -232,16 +265,20 @@ class InboxConsumer:
                         f"failed after {attempt} attempts; given up: {error}",
                         remote.REMOTE_SETTLED,
                     )
-                    return
+                    return True
                 time.sleep(self.retry_s * 2 ** (attempt - 1))
                 continue
             if outcome.status == "applied":
                 self.applied += 1
             else:
                 self.skipped += 1
-            return
+            return True
+        return True  # unreachable: the last attempt returns
 
     def close(self) -> None:
+        """Stop taking messages (one being applied is finished first); idempotent."""
+        if self._closed.is_set():
+            return
         self._closed.set()
         try:
             self._task.result(timeout=10)

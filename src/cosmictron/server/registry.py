@@ -32,6 +32,7 @@ from cosmictron.host import Database
 from cosmictron.host.backup import RestoreReport, stage_restore
 from cosmictron.host.directory import load_new_module
 from cosmictron.host.memory import settle_long_lived
+from cosmictron.host.remote_nats import InboxConsumer, NatsTransport
 from cosmictron.host.remote_relay import RemoteRelay
 from cosmictron.module.js import is_js
 from cosmictron.server.calls import CallWorker
@@ -48,6 +49,8 @@ class HostedDatabase:
     db: Database
     executor: ThreadPoolExecutor = field(repr=False)
     calls: CallWorker = field(repr=False)
+    inbox: InboxConsumer | None = field(default=None, repr=False)
+    """Cluster mode: applies the calls other databases sent this one (where it leads)."""
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """Run blocking database work on this database's threads."""
@@ -55,6 +58,8 @@ class HostedDatabase:
         return await loop.run_in_executor(self.executor, function, *args)
 
     def close(self) -> None:
+        if self.inbox is not None:
+            self.inbox.close()  # first: it applies calls to the database
         self.calls.close()
         self.executor.shutdown(wait=True)
         self.db.close()
@@ -73,8 +78,13 @@ class DatabaseRegistry:
         self._databases: dict[str, HostedDatabase] = {}
         self._admin = threading.Lock()
         self._uploads = root / "uploads"
-        self.relay = RemoteRelay()
-        """Delivers ``ctx.call_remote`` calls between this server's databases."""
+        self.relay = (
+            RemoteRelay(transport=NatsTransport(cluster.urls, replicas=cluster.replicas))
+            if cluster is not None
+            else RemoteRelay()
+        )
+        """Delivers ``ctx.call_remote`` calls: between this server's databases, or in
+        cluster mode to the target's inbox stream (its leader may be another node)."""
 
     @property
     def directory(self) -> Path:
@@ -299,6 +309,15 @@ class DatabaseRegistry:
     def _host(self, name: str, db: Database, relay: bool = True) -> HostedDatabase:
         executor = ThreadPoolExecutor(THREADS_PER_DATABASE, thread_name_prefix=f"db-{name}")
         hosted = HostedDatabase(name, db, executor, CallWorker(db, name))
+        if self.cluster is not None:  # its inbox is applied where it leads: here
+            try:
+                hosted.inbox = InboxConsumer(
+                    self.cluster.urls, name, db.core, replicas=self.cluster.replicas
+                )
+            except BaseException:
+                hosted.close()
+                self.cluster.release(name)
+                raise
         if relay:
             self.relay.add(name, db)  # drains what it recorded before a crash
         return hosted

