@@ -134,7 +134,8 @@ def test_each_changed_message_is_refused(server: tuple[Server, str]) -> None:
                 while checkpoints < 1:
                     ((kind, body),) = json.loads((await ws.receive(timeout=20)).data).items()
                     messages.append((kind, body))
-                    checkpoints += kind == "LedgerCheckpoint"
+                    # Not a repeat (an update that arrived after its checkpoint: same size).
+                    checkpoints += kind == "LedgerCheckpoint" and body["old_size"] != body["size"]
             await ws.close()
             return messages
 
@@ -150,7 +151,13 @@ def test_each_changed_message_is_refused(server: tuple[Server, str]) -> None:
             (verifier.on_update if kind == "TransactionUpdate" else verifier.on_checkpoint)(body)
         return verifier
 
-    assert replay(stream).checkpoints == 2
+    fresh = [
+        i
+        for i, (k, b) in enumerate(stream)
+        if k == "LedgerCheckpoint" and b["old_size"] != b["size"]
+    ]
+    assert len(fresh) == 2
+    assert replay(stream).checkpoints >= 2  # and the repeats, if any
 
     def refused(position: int, change: Any, reason: str) -> None:
         changed = copy.deepcopy(stream)
@@ -160,7 +167,7 @@ def test_each_changed_message_is_refused(server: tuple[Server, str]) -> None:
         assert caught.value.reason == reason, caught.value
 
     first_update = next(i for i, (k, _) in enumerate(stream) if k == "TransactionUpdate")
-    second = [i for i, (k, _) in enumerate(stream) if k == "LedgerCheckpoint"][1]
+    second = fresh[1]
     assert stream[second][1]["consistency"] and stream[second][1]["inclusion"]
 
     def flip(text: str) -> str:

@@ -178,7 +178,8 @@ class LedgerVerifier:
         if not isinstance(ledger, dict) or ledger.get("seq") != seq:
             raise LedgerVerificationError("missing_leaf", seq, "an update without its leaf hash")
         # An update may arrive after a checkpoint that covers it (the checkpoint record is
-        # written right after its transaction's): the next checkpoint proves it.
+        # written right after its transaction's): the server then sends that checkpoint
+        # again, right after the update, with its proof.
         self.pending[seq] = bytes.fromhex(ledger["leaf_hash"])
 
     def on_checkpoint(self, body: dict[str, Any]) -> None:

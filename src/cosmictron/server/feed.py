@@ -237,9 +237,13 @@ class DatabaseFeed:
             if getattr(subscriber, "ledger", False):
                 seq = update["tx_offset"]
                 leaf = self.hosted.db.ledger_leaf_hash(seq)
+                late = None
                 if leaf is not None:
-                    self.followers.saw(subscriber, seq, leaf)
+                    late = self.followers.saw(subscriber, seq, leaf)
                 self._batch.append(_Update(subscriber, update, schema, None, leaf))
+                if late is not None:  # its checkpoint went out first: proven right after
+                    checkpoint_seq = late["LedgerCheckpoint"]["seq"]
+                    self._batch.append(_Message(subscriber, late, checkpoint_seq))
                 return
             text = self._encode_large(update, schema, subscriber.codec)
             self._batch.append(_Update(subscriber, update, schema, text))
