@@ -130,7 +130,20 @@ class NatsConnection:
             except Exception:  # closing a broken connection: nothing to keep
                 pass
         if self._thread.is_alive():
+            try:  # a connect given up on is still running: end it before the loop goes
+                self.run(_cancel_other_tasks(), 5.0)
+            except Exception:
+                pass
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(5.0)
         if not self._thread.is_alive():
             self.loop.close()
+
+
+async def _cancel_other_tasks() -> None:
+    """Cancel every task on this loop but the caller and wait for them to end, so closing
+    the loop destroys no pending task (which asyncio reports on stderr)."""
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -9,6 +9,12 @@ their order on the wire) and every one carries
 - ``Nats-Expected-Last-Sequence: offset - 1``: JetStream stores it only right after the
   record before it, so a deposed leader's append is refused (``err_code`` 10071) once the
   new leader appended anything (it appends an epoch-start record before serving);
+- ``Nats-Expected-Last-Subject-Sequence: offset - 1`` on every record after a leader's
+  first: each leadership term publishes on a subject of its own (``<log subject>.<epoch>``),
+  so the record before must be *this term's*. Position alone does not fence a pipelined
+  leader: with records 2 and 3 in flight and the new leader's epoch record stored at 2,
+  the old 2 is refused but the old 3 (expecting 2) would fit; its predecessor on the old
+  term's subject is not 2, so it is refused too (docs/design/cluster.md, "Fencing");
 - ``Nats-Msg-Id: <offset>-<sha256 of the payload>``: a retried publish of a stored record is
   answered with its original sequence and ``duplicate`` *before* the sequence check, so a
   retry after a lost ack or a stream leader change never doubles a record.
@@ -42,6 +48,9 @@ from cosmictron.errors import ClusterUnavailable, DurabilityError, NotLeader
 WRONG_LAST_SEQUENCE = 10071
 """JetStream's ``err_code`` for a publish whose ``Nats-Expected-Last-Sequence`` is stale."""
 
+NO_PLACEMENT = 10005
+"""JetStream's ``err_code`` for "no suitable peers for placement" (a peer seen offline)."""
+
 ACK_TIMEOUT_S = 2.0
 """An ack not back after this long starts a resync (the stream may have changed leader)."""
 
@@ -69,8 +78,21 @@ def stream_name(database: str) -> str:
 
 
 def log_subject(database: str) -> str:
-    """The one subject a database's log is published on."""
+    """The subject a database's log is published under: each leadership term publishes
+    on ``<this>.<epoch>`` (:func:`term_subject`); ``<this>.>`` matches every term."""
     return "cosmictron.log." + stream_name(database).removeprefix("COSMICTRON_LOG_")
+
+
+def term_subject(database: str, epoch: int) -> str:
+    """The subject one leadership term (its lease epoch) publishes the log's records on."""
+    return f"{log_subject(database)}.{epoch}"
+
+
+def log_subjects(database: str) -> list[str]:
+    """The stream's subjects: the terms' (``.>``) and the bare one of logs made before
+    terms had subjects of their own (their records stay readable)."""
+    base = log_subject(database)
+    return [base, base + ".>"]
 
 
 def message_id(offset: int, payload: bytes) -> str:
@@ -84,6 +106,8 @@ class JetStreamLog:
     Args:
         connection: a connected :class:`NatsConnection`.
         database: the database's name (names the stream and subject).
+        epoch: the leadership term (the lease's epoch) whose subject the records go on;
+            each term must have its own (see the module doc).
         replicas: copies JetStream keeps (3 in production; 1 for a one-server test).
     """
 
@@ -92,6 +116,7 @@ class JetStreamLog:
         connection: NatsConnection,
         database: str,
         *,
+        epoch: int = 0,
         replicas: int = 3,
         ack_timeout_s: float = ACK_TIMEOUT_S,
         unavailable_after_s: float = UNAVAILABLE_AFTER_S,
@@ -100,7 +125,7 @@ class JetStreamLog:
         self.connection = connection
         self.database = database
         self.stream = stream_name(database)
-        self.subject = log_subject(database)
+        self.subject = term_subject(database, epoch)
         self.replicas = replicas
         self.ack_timeout_s = ack_timeout_s
         self.unavailable_after_s = unavailable_after_s
@@ -118,6 +143,9 @@ class JetStreamLog:
         self._sent_at: dict[int, float] = {}
         self._queue: asyncio.Queue[tuple[int, bytes, str]] | None = None
         self._sent_through = 0
+        self._first_offset = 1
+        """The first record this term publishes: it alone has no predecessor on the
+        term's subject, so it is fenced by position only (it is the epoch-start record)."""
         self._resyncing = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._closed = False
@@ -155,10 +183,11 @@ class JetStreamLog:
                 f"at {last_offset}; the node must catch up (or drop unacknowledged records) first"
             )
         self._acked = self._sent_through = last_offset
+        self._first_offset = last_offset + 1
 
     async def _setup(self) -> int:
         from nats.js.api import StorageType, StreamConfig
-        from nats.js.errors import NotFoundError, ServiceUnavailableError
+        from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 
         js = self.connection.js
         deadline = time.monotonic() + self.start_timeout_s
@@ -166,11 +195,15 @@ class JetStreamLog:
             try:
                 try:
                     info = await js.stream_info(self.stream)
+                    if set(log_subjects(self.database)) - set(info.config.subjects or ()):
+                        # A log made before terms had subjects: take theirs too.
+                        info.config.subjects = log_subjects(self.database)
+                        info = await js.update_stream(info.config)
                 except NotFoundError:
                     info = await js.add_stream(
                         StreamConfig(
                             name=self.stream,
-                            subjects=[self.subject],
+                            subjects=log_subjects(self.database),
                             num_replicas=self.replicas,
                             storage=StorageType.FILE,
                             duplicate_window=120.0,
@@ -178,8 +211,13 @@ class JetStreamLog:
                         )
                     )
                 break
-            except (TimeoutError, ServiceUnavailableError):
-                # A meta-leader election or a busy cluster: JetStream answers shortly.
+            except (TimeoutError, ServiceUnavailableError, BadRequestError) as exc:
+                # A meta-leader election or a busy cluster: JetStream answers shortly. A
+                # peer that missed its heartbeats under load is "offline" for placement
+                # (err_code 10005) until its next one; any other bad request is ours.
+                placement = isinstance(exc, BadRequestError) and exc.err_code == NO_PLACEMENT
+                if isinstance(exc, BadRequestError) and not placement:
+                    raise
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.25)
@@ -254,7 +292,10 @@ class JetStreamLog:
         self._queue.put_nowait(record)
 
     def _headers(self, offset: int, msg_id: str) -> dict[str, str]:
-        return {"Nats-Msg-Id": msg_id, "Nats-Expected-Last-Sequence": str(offset - 1)}
+        headers = {"Nats-Msg-Id": msg_id, "Nats-Expected-Last-Sequence": str(offset - 1)}
+        if offset > self._first_offset:
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(offset - 1)
+        return headers
 
     async def _send_loop(self) -> None:
         assert self._queue is not None

@@ -7,8 +7,9 @@
 3. It opens the database on that log with a ``JetStreamLog`` as the durable point and
    appends an **epoch-start record** (an empty transaction logged as ``__cluster_epoch__``
    with the node id and epoch): a publish that expects the stream's last sequence. Once it
-   is stored, any append of the previous leader (which expects an older last sequence) is
-   refused: the old leader is fenced, whatever its clock or lease says.
+   is stored, any append of the previous leader (which expects an older last sequence, or
+   a predecessor on its own term's subject) is refused: the old leader is fenced, whatever
+   its clock or lease says, however many records it had in flight.
 4. Only then does it serve.
 
 If the old leader slipped a record in between steps 2 and 3, the epoch-start append itself
@@ -69,7 +70,7 @@ def take_lead(
             aside = set_aside(data_dir)
             logger.warning("cluster: %s diverged from the stream; set aside in %s", data_dir, aside)
             catch_up(connection, data_dir, lease.database, durability)
-        log = JetStreamLog(connection, lease.database, replicas=replicas)
+        log = JetStreamLog(connection, lease.database, epoch=lease.epoch, replicas=replicas)
         try:
             db = Database.open(data_dir, module, durability=durability, owner=owner, replicator=log)
         except DurabilityError as exc:  # the stream moved on since the catch-up
