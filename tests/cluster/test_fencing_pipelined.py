@@ -76,4 +76,3 @@ def test_a_deposed_leaders_pipelined_records_are_all_refused(nats_cluster: NatsC
         new.close()
         old_node.close()
         new_node.close()
-
