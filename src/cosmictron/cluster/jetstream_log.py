@@ -78,21 +78,18 @@ def stream_name(database: str) -> str:
 
 
 def log_subject(database: str) -> str:
-    """The subject a database's log is published under: each leadership term publishes
-    on ``<this>.<epoch>`` (:func:`term_subject`); ``<this>.>`` matches every term."""
-    return "cosmictron.log." + stream_name(database).removeprefix("COSMICTRON_LOG_")
+    """The subjects of a database's log: one per leadership term (:func:`term_subject`),
+    all matched by this wildcard (the stream's subject, and a reader's filter)."""
+    return _subject_base(database) + ".>"
 
 
 def term_subject(database: str, epoch: int) -> str:
     """The subject one leadership term (its lease epoch) publishes the log's records on."""
-    return f"{log_subject(database)}.{epoch}"
+    return f"{_subject_base(database)}.{epoch}"
 
 
-def log_subjects(database: str) -> list[str]:
-    """The stream's subjects: the terms' (``.>``) and the bare one of logs made before
-    terms had subjects of their own (their records stay readable)."""
-    base = log_subject(database)
-    return [base, base + ".>"]
+def _subject_base(database: str) -> str:
+    return "cosmictron.log." + stream_name(database).removeprefix("COSMICTRON_LOG_")
 
 
 def message_id(offset: int, payload: bytes) -> str:
@@ -195,15 +192,11 @@ class JetStreamLog:
             try:
                 try:
                     info = await js.stream_info(self.stream)
-                    if set(log_subjects(self.database)) - set(info.config.subjects or ()):
-                        # A log made before terms had subjects: take theirs too.
-                        info.config.subjects = log_subjects(self.database)
-                        info = await js.update_stream(info.config)
                 except NotFoundError:
                     info = await js.add_stream(
                         StreamConfig(
                             name=self.stream,
-                            subjects=log_subjects(self.database),
+                            subjects=[log_subject(self.database)],
                             num_replicas=self.replicas,
                             storage=StorageType.FILE,
                             duplicate_window=120.0,
