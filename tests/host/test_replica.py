@@ -21,12 +21,15 @@ from cosmictron import Database, DurabilityConfig
 from cosmictron.errors import DurabilityError, NotLeader
 from tests.host.counted_module import COUNTED_MODULE
 
-MODULE_V2 = COUNTED_MODULE + """
+MODULE_V2 = (
+    COUNTED_MODULE
+    + """
 
 @reducer
 def twice(ctx: ReducerContext, n: int) -> None:
     append(ctx, n)
 """
+)
 
 
 class CapturedLog:

@@ -60,7 +60,9 @@ def _changes(datastore: Datastore, body: list[Any]) -> list[TableChange]:
             continue  # apply_record_body reports it as a damaged log
         codec = datastore.codecs[name]
         changes.append(
-            TableChange(table, [codec.decode(w) for w in inserts], [codec.decode(w) for w in deletes])
+            TableChange(
+                table, [codec.decode(w) for w in inserts], [codec.decode(w) for w in deletes]
+            )
         )
     return changes
 
