@@ -186,31 +186,33 @@ def test_a_followers_subscription_sees_the_leaders_updates_at_the_leaders_offset
     try:
         assert call(a, 1)[0] == 200
         before = call(a, 2)[1]["tx_offset"]
-        select(b, {"Cosmictron-Min-Offset": str(before)})
+        for node in (b, c):
+            select(node, {"Cosmictron-Min-Offset": str(before)})
 
         async def scenario() -> None:
             async with aiohttp.ClientSession() as session:
-                on_a, applied_a = await _subscribe_on(a, session)
-                on_b, applied_b = await _subscribe_on(b, session)
-                assert applied_a["tables"] == applied_b["tables"]
-                # Resume from an offset on a follower: only what came after it.
-                on_c, resumed = await _subscribe_on(c, session, since_tx_offset=before - 1)
-                assert resumed["resumed"] is True
-                replayed = await on_c.expect("TransactionUpdate")
-                assert replayed["tx_offset"] == before
-                assert replayed["tables"][0]["inserts"] == [{"id": 2}]
+                subscribed = [await _subscribe_on(node, session) for node in nodes]
+                for _, applied in subscribed:
+                    assert applied["tx_offset"] == before
+                    assert applied["tables"] == subscribed[0][1]["tables"]
                 offsets = []
                 for n in (10, 11, 12):
                     status, body, _ = await asyncio.to_thread(call, c, n)
                     assert status == 200, body
                     offsets.append(body["tx_offset"])
-                for client in (on_a, on_b, on_c):
+                for client, _ in subscribed:
                     seen = [await client.expect("TransactionUpdate") for _ in offsets]
                     assert [u["tx_offset"] for u in seen] == offsets
                     assert [u["tables"][0]["inserts"] for u in seen] == [
                         [{"id": n}] for n in (10, 11, 12)
                     ]
+                # Resume from an offset on a follower: only what came after it.
+                again, resumed = await _subscribe_on(b, session, since_tx_offset=offsets[0])
+                assert resumed["resumed"] is True, resumed
+                replayed = [await again.expect("TransactionUpdate") for _ in offsets[1:]]
+                assert [u["tx_offset"] for u in replayed] == offsets[1:]
                 # A follower runs no reducer: a call over its WebSocket is refused.
+                on_b = subscribed[1][0]
                 request_id = await on_b.send("CallReducer", reducer="add", args=[99])
                 result = await on_b.expect("ReducerResult")
                 assert result["request_id"] == request_id and result["status"] == "failed"
