@@ -55,8 +55,9 @@ MIN_OFFSET = "Cosmictron-Min-Offset"
 APPLY_WAIT_S = 5.0
 """How long a reply waits for this node's replica to apply an offset."""
 
-FORWARD_TIMEOUT_S = 60.0
-"""The whole forwarded request (a call waits up to 10 s for its ack on the leader)."""
+FORWARD_TIMEOUT_S = 15.0
+"""The whole forwarded request: a call waits up to 10 s for its ack on the leader; a
+leader that stopped (frozen, cut off) answers nothing, and this bounds the wait for it."""
 
 RETRY_AFTER_S = 1.0
 """``Retry-After`` when no node leads the database yet (a failover is under way)."""
