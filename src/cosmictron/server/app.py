@@ -169,16 +169,10 @@ def build_app(
 ) -> web.Application:
     # guard_requests inside errors_as_json: a body that timed out becomes a JSON 408;
     # origins.guard too: a refused Origin is a JSON 403 (server/origins.py).
-    app = web.Application(
-        # forward_writes last: it sees the matched route (server/forwarding.py).
-        middlewares=[
-            errors_as_json,
-            origins.guard,
-            listener.guard_requests,
-            forwarding.forward_writes,
-        ],
-        client_max_size=REQUEST_BYTES_MAX,
-    )
+    middlewares = [errors_as_json, origins.guard, listener.guard_requests]
+    if registry.cluster is not None:  # last: it sees the matched route (server/forwarding.py)
+        middlewares.append(forwarding.forward_writes)
+    app = web.Application(middlewares=middlewares, client_max_size=REQUEST_BYTES_MAX)
     app[REGISTRY] = registry
     app[AUTHORITY] = authority
     app[RIGHTS] = rights
