@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -67,6 +68,12 @@ _RETURNED_HEADERS = ("Content-Type", "Retry-After", "Content-Encoding")
 _READ = re.compile(
     r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*\(?\s*(select|with|values|explain)\b", re.I | re.S
 )
+LEADER_CACHE_S = 0.5
+"""How long a database's leader, once read from KV, is trusted without reading it again
+(two KV reads a forward otherwise). A failover within it costs a forward that the old
+leader refuses (``not_leader``, it was forwarded once) or that finds nobody (503): the
+caller retries, as after any failover; the entry is dropped on either."""
+LEADERS: web.AppKey[dict[str, tuple[float, tuple[str, str]]]] = web.AppKey("leaders", dict)
 SESSION: web.AppKey[dict[str, aiohttp.ClientSession]] = web.AppKey("forwarding_session", dict)
 
 
@@ -78,6 +85,7 @@ def writes(text: str) -> bool:
 def setup(app: web.Application) -> None:
     """The client session forwarded requests share (made on first use, closed with the app)."""
     app[SESSION] = {}
+    app[LEADERS] = {}
 
     async def close(app: web.Application) -> None:
         for session in app[SESSION].values():
@@ -94,6 +102,19 @@ def _session(app: web.Application) -> aiohttp.ClientSession:
             timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S), auto_decompress=False
         )
     return session
+
+
+async def _leader(app: web.Application, cluster: Any, name: str) -> tuple[str, str] | None:
+    """The leader's ``(node id, URL)``, read from KV at most every ``LEADER_CACHE_S``."""
+    cache = app[LEADERS]
+    cached = cache.get(name)
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < LEADER_CACHE_S:
+        return cached[1]
+    leader = await asyncio.to_thread(cluster.leader_url, name)
+    if leader is not None:
+        cache[name] = (now, leader)
+    return leader
 
 
 def _write_kind(request: web.Request) -> str | None:
@@ -137,19 +158,23 @@ async def forward_writes(
         if routes.sql is request.match_info.route.handler:
             _mark_applied(request, response, registry, name)
         return response
+    error: Exception | None = None
+    leader: tuple[str, str] | None = None
     try:
-        if kind == "deploy" and not await asyncio.to_thread(cluster.has_database, name):
-            return await handler(request)  # a new database: created, and led, here
-        if request.headers.get(FORWARDED_BY):
+        new = kind == "deploy" and not await asyncio.to_thread(cluster.has_database, name)
+        if new:
+            leader = None
+        elif request.headers.get(FORWARDED_BY):
             error = await asyncio.to_thread(cluster.not_leader, name)  # the lease moved
         else:
-            error = None
-            leader = await asyncio.to_thread(cluster.leader_url, name)
+            leader = await _leader(request.app, cluster, name)
     except Exception as exc:  # the catalogue or the leases did not answer: no quorum
         raise ClusterUnavailable(
             f"cannot find the leader of {name!r}: the cluster's KV did not answer ({exc!r})",
             RETRY_AFTER_S,
         ) from exc
+    if new:
+        return await handler(request)  # a new database: created, and led, here
     if error is not None:
         raise error
     if leader is None or leader[1] == cluster.url:
@@ -186,11 +211,14 @@ async def _forward(
             returned = {k: answer.headers[k] for k in _RETURNED_HEADERS if k in answer.headers}
             status = answer.status
     except (aiohttp.ClientError, TimeoutError) as exc:
+        request.app[LEADERS].pop(request.match_info["name"], None)
         raise ClusterUnavailable(
             f"the leader of {request.match_info['name']!r} ({node} at {url}) did not answer: "
             f"{exc!r}; retry",
             RETRY_AFTER_S,
         ) from exc
+    if status == 503:  # not_leader or cluster_unavailable: ask KV next time
+        request.app[LEADERS].pop(request.match_info["name"], None)
     response = web.Response(status=status, body=data, headers=returned)
     response.headers[LEADER] = node
     return response
