@@ -3,11 +3,12 @@
 A database deployed on node ``a`` is led there; ``b`` and ``c`` follow it (each applies the
 stream into a read-only replica). Shown here: a call sent to a follower is forwarded,
 commits, and is read back on every node (on the node that forwarded it at once: the
-read-your-writes rule); SQL writes and deploys are forwarded too; a follower's
-subscription sees the leader's updates at the leader's offsets and resumes from an
-offset; a frozen (SIGSTOP) leader cannot get a write acknowledged once it resumes, and
-converges to a follower holding the same log; with NATS's quorum lost a follower keeps
-serving reads and says they are stale, and writes answer ``503 cluster_unavailable``.
+read-your-writes rule); SQL writes and deploys are forwarded too; a restarted follower
+catches up from its own log; a follower's subscription sees the leader's updates at the
+leader's offsets and resumes from an offset; a frozen (SIGSTOP) leader cannot get a write
+acknowledged once it resumes, and converges to a follower holding the same log; with
+NATS's quorum lost a follower keeps serving reads and says they are stale, and writes
+answer ``503 cluster_unavailable``.
 
 Calls are anonymous (the module allows it): a token is checked by the node that answers,
 and each node has its own signing key until tokens are cluster-wide.
@@ -166,6 +167,15 @@ def test_writes_through_a_follower_commit_once_and_read_back_on_every_node(
         (database,) = cluster["databases"]
         assert database["leader"] == "a"
         assert {r["node_id"] for r in database["replicas"]} == {"a", "b", "c"}
+        # A follower restarted replays its own log, copies what it missed, tails again.
+        stop_server(c)
+        status, body, _ = call(b, 30)
+        assert status == 200, body
+        c = nodes[2] = start_node(tmp_path, nats_cluster, "c")
+        wait_for("the restarted c serves app", lambda: serving(c))
+        rows, got = select(c, {"Cosmictron-Min-Offset": str(body["tx_offset"])})
+        assert rows == [1, 7, 20, 21, 30]
+        assert int(got["Cosmictron-Applied-Offset"]) == body["tx_offset"]
     finally:
         stop_all(nodes)
 
