@@ -247,7 +247,11 @@ class ClusterNode:
         cannot forward it: no leader yet, or the request was forwarded already)."""
         holder = self.leader_of(name)
         where = f"led by {holder}" if holder else "being taken over (no leader yet)"
-        return NotLeader(f"database {name!r} is {where}, not by this node ({self.node_id})")
+        return NotLeader(
+            f"database {name!r} is {where}, not by this node ({self.node_id}), which cannot "
+            "serve this request itself (its replica is not open yet, or the request was "
+            "forwarded to it already): retry"
+        )
 
     def leader_url(self, name: str) -> tuple[str, str] | None:
         """``(node id, HTTP URL)`` of ``name``'s leader, from the lease and the node's
