@@ -299,6 +299,7 @@ def test_with_the_nats_quorum_lost_a_follower_serves_stale_reads_and_refuses_wri
         assert rows == [1] and headers["Cosmictron-Stale"] == "false"
         nats_cluster.kill(1)
         nats_cluster.kill(2)  # one of three: no quorum for any stream or bucket
+        killed_at = time.monotonic()
 
         def stale() -> dict[str, str] | None:
             rows, headers = select(c)
@@ -306,6 +307,7 @@ def test_with_the_nats_quorum_lost_a_follower_serves_stale_reads_and_refuses_wri
             return headers if headers["Cosmictron-Stale"] == "true" else None
 
         headers = wait_for("c says its reads are stale", stale)
+        print(f"quorum lost: c marked its reads stale after {time.monotonic() - killed_at:.1f}s")
         assert int(headers["Cosmictron-Applied-Offset"]) == offset
         for node in (b, c):
             status, body, got = call(node, 2)

@@ -13,10 +13,11 @@ leader's offsets.
 
 A probe asks the stream for its last sequence every ``PROBE_S``: it measures the lag,
 notices a consumer that stopped delivering (then subscribes again from the applied
-offset) and keeps :attr:`Follower.contact_at`, the last time the stream answered. When
-the stream has not answered for ``STALE_AFTER_S`` (NATS lost its quorum, or this node is
-cut off), :attr:`Follower.stale` is true: reads keep serving the applied state and say
-so (``Cosmictron-Stale``, docs/reference/http.md).
+offset) and keeps :attr:`Follower.contact_at`, the last time the stream answered *with a
+quorum* (:func:`quorate`: its leader in touch with a majority of its replicas). When it
+has not for ``STALE_AFTER_S`` (NATS lost its quorum, or this node is cut off),
+:attr:`Follower.stale` is true: reads keep serving the applied state and say so
+(``Cosmictron-Stale``, docs/reference/http.md).
 
 A record that does not continue the copy (it diverged) stops the follower with
 :attr:`Follower.failure` set; the node's lease round closes it and opens it again, which
@@ -201,6 +202,8 @@ class Follower:
             except Exception:  # no quorum, no stream yet, or cut off: stale after a while
                 continue
             self.stream_last = int(info.state.last_seq)
+            if not quorate(info):
+                continue  # a leader that lost its peers answers until it steps down
             self.contact_at = time.monotonic()
             behind = self.stream_last > self._queued
             if behind and (
@@ -233,6 +236,21 @@ class Follower:
             with self._applied_changed:
                 self.applied = sequence
                 self._applied_changed.notify_all()
+
+
+def quorate(info: Any) -> bool:
+    """Whether a stream's info shows its leader in touch with a majority of its replicas
+    (itself and every peer not offline and heard from within ``STALE_AFTER_S``). A leader
+    cut off from its peers still answers ``stream_info`` until it steps down (about ten
+    seconds of Raft time): its answer proves nothing about what the cluster committed."""
+    cluster = getattr(info, "cluster", None)
+    peers = (cluster.replicas or []) if cluster is not None else []
+    heard = [
+        peer
+        for peer in peers
+        if not peer.offline and (peer.active is None or peer.active < STALE_AFTER_S * 1e9)
+    ]
+    return 2 * (1 + len(heard)) > 1 + len(peers)
 
 
 def open_follower(
