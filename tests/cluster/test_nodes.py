@@ -1,7 +1,7 @@
 """Cluster mode with real processes: three NATS servers and two Cosmictron nodes.
 
 ``cosmictron-cli start --cluster … --node-id …`` as a user runs it. A database deployed on
-one node is led there (its log a JetStream stream); the other node stands by. SIGKILL of
+one node is led there (its log a JetStream stream); the other node follows it. SIGKILL of
 the leader under load: a surviving node serves within 10 s, with every acknowledged call
 present exactly once. NATS unreachable at start: one line naming the URL, non-zero exit.
 """
@@ -71,14 +71,19 @@ def test_the_leader_killed_under_load_a_survivor_serves_with_nothing_lost_or_dou
         reply = a.request("POST", "/v1/database/app/call/add", [1], token_a)
         assert reply.status == 200, reply
         assert ids(a) == [1]
-        # b stands by: it does not lead, and says who does (forwarding is not built).
+        # b follows: a call sent to it is forwarded to a (anonymous: a checks a token
+        # with its own key), and b answers once its replica applied it.
         _, token_b = b.identity()
-        reply = b.request("POST", "/v1/database/app/call/add", [2], token_b)
-        assert reply.status == 503 and reply.body["error"]["code"] == "not_leader", reply
-        assert "led by a" in reply.body["error"]["message"]
+        opened = time.monotonic()
+        while b.request("POST", "/v1/database/app/sql", "SELECT id FROM item").status != 200:
+            assert time.monotonic() - opened < 30, "b did not open its replica of app"
+            time.sleep(0.1)
+        reply = b.request("POST", "/v1/database/app/call/add", [2])
+        assert reply.status == 200, reply
+        assert ids(b) == [1, 2]
 
-        acknowledged: list[int] = [1]
-        attempted: list[int] = [1]
+        acknowledged: list[int] = [1, 2]
+        attempted: list[int] = [1, 2]
         stop = threading.Event()
 
         def load(first: int) -> None:
@@ -145,43 +150,3 @@ def test_the_leader_killed_under_load_a_survivor_serves_with_nothing_lost_or_dou
             a.process.communicate(timeout=30)
         out = stop_server(b)
     assert b.process.returncode == 0, out
-
-
-def test_a_frozen_leader_cannot_get_a_write_acknowledged_after_it_resumes(
-    tmp_path: Path, nats_cluster: NatsCluster
-) -> None:
-    a = start_node(tmp_path, nats_cluster, "a")
-    b = start_node(tmp_path, nats_cluster, "b")
-    try:
-        _, operator = a.operator()
-        assert a.deploy("app", MODULE, operator).status in (200, 201)
-        _, token_a = a.identity()
-        _, token_b = b.identity()
-        assert a.request("POST", "/v1/database/app/call/add", [1], token_a).status == 200
-        a.process.send_signal(signal.SIGSTOP)  # a pause: a still believes it leads
-        frozen_at = time.monotonic()
-        while True:
-            r = b.request("POST", "/v1/database/app/call/add", [2], token_b)
-            if r.status == 200:
-                break
-            assert r.status == 503 and time.monotonic() - frozen_at < 30, r
-            time.sleep(0.1)
-        a.process.send_signal(signal.SIGCONT)
-        # a's next write is fenced by b's epoch-start record: never acknowledged.
-        r = a.request("POST", "/v1/database/app/call/add", [3], token_a)
-        assert r.status == 503 and r.body["error"]["code"] == "not_leader", r
-        # a converges: it drops the database and names its leader.
-        resumed_at = time.monotonic()
-        while True:
-            r = a.request("POST", "/v1/database/app/call/add", [4], token_a)
-            assert r.status == 503 and r.body["error"]["code"] == "not_leader", r
-            if "led by b" in r.body["error"]["message"]:
-                break
-            assert time.monotonic() - resumed_at < 15, r
-            time.sleep(0.1)
-        assert ids(b) == [1, 2]
-    finally:
-        if a.process.poll() is None:
-            a.process.send_signal(signal.SIGCONT)
-        stop_server(a)
-        stop_server(b)

@@ -14,8 +14,13 @@ database in the catalogue it does not lead, tries the lease; once the holder has
 silent for the lease's TTL it wins, catches up and fences (``leadership.take_lead``) and
 serves. That is the failover: TTL + catch-up + one fenced publish.
 
-Not built yet (issue 19 part 3): followers that apply the stream continuously and serve
-reads, and forwarding; a non-leader answers ``503 not_leader`` naming the leader.
+Every database in the catalogue that this node does not lead it *follows*
+(``follower.py``, issue 19 part 3): the round's ``follow`` callback opens a read-only
+replica that tails the stream, and serves SQL reads and subscriptions from it. Roles
+switch in the same round: a follower that wins the lease is closed by ``unfollow`` right
+before ``take_lead`` opens the same directory as leader; a leader whose renewal is refused
+is dropped and followed again. Writes reaching a non-leader are forwarded over HTTP to the
+leader's URL (``server/forwarding.py``; :meth:`ClusterNode.leader_url`).
 """
 
 from __future__ import annotations
@@ -216,18 +221,19 @@ class ClusterNode:
         path: Path,
         durability: DurabilityConfig,
         module: Any = None,
+        unfollow: Callable[[str], None] | None = None,
     ) -> Database:
         """Take ``entry``'s lease (it must be free), catch up, fence; the open database.
+        ``unfollow`` closes this node's replica of it first, once the lease is won.
 
         Raises:
             NotLeader: another node holds the lease.
         """
         lease = self.lease(entry.name)
         if not lease.try_acquire():
-            raise NotLeader(
-                f"database {entry.name!r} is led by {lease.read().holder}; this node "
-                f"({self.node_id}) does not forward yet: send the request there"
-            )
+            raise NotLeader(f"database {entry.name!r} is led by {lease.read().holder}")
+        if unfollow is not None:
+            unfollow(entry.name)
         loaded = module if module is not None else load_new_module(entry.source, entry.filename)
         db = take_lead(
             self.connection, lease, path, loaded, durability, replicas=self.replicas,
@@ -237,13 +243,35 @@ class ClusterNode:
         return db
 
     def not_leader(self, name: str) -> NotLeader:
-        """The error for a request reaching a node that does not lead ``name``."""
+        """The error for a request reaching a node that does not lead ``name`` (and
+        cannot forward it: no leader yet, or the request was forwarded already)."""
         holder = self.leader_of(name)
         where = f"led by {holder}" if holder else "being taken over (no leader yet)"
         return NotLeader(
-            f"database {name!r} is {where}; this node ({self.node_id}) does not forward "
-            "yet: send the request to the leader"
+            f"database {name!r} is {where}, not by this node ({self.node_id}), which cannot "
+            "serve this request itself (its replica is not open yet, or the request was "
+            "forwarded to it already): retry"
         )
+
+    def leader_url(self, name: str) -> tuple[str, str] | None:
+        """``(node id, HTTP URL)`` of ``name``'s leader, from the lease and the node's
+        heartbeat; None while nobody holds the lease (or its holder has no URL yet)."""
+        holder = self.leader_of(name)
+        if holder is None:
+            return None
+
+        async def read() -> str:
+            from nats.js.errors import KeyDeletedError, KeyNotFoundError
+
+            kv = await self._bucket(NODES_BUCKET)
+            try:
+                entry = await kv.get(holder)
+            except (KeyNotFoundError, KeyDeletedError):
+                return ""
+            return str(json.loads(entry.value or b"{}").get("url", ""))
+
+        url = self.connection.run(read(), 10.0)
+        return (holder, url) if url else None
 
     def start(
         self,
@@ -252,14 +280,18 @@ class ClusterNode:
         path_of: Callable[[str], Path],
         durability_for: Callable[[Path], DurabilityConfig],
         applied: Callable[[], dict[str, int]],
+        follow: Callable[[CatalogueEntry], None] | None = None,
+        unfollow: Callable[[str], None] | None = None,
     ) -> None:
-        """Run the lease thread (see the module doc) until :meth:`close`."""
+        """Run the lease thread (see the module doc) until :meth:`close`. ``follow``
+        opens (or keeps) this node's replica of a database it does not lead; ``unfollow``
+        closes it when this node is about to lead it."""
 
         def loop() -> None:
             while not self._stop.is_set():
                 started = time.monotonic()
                 try:
-                    self._tick(adopt, drop, path_of, durability_for, applied)
+                    self._tick(adopt, drop, path_of, durability_for, applied, follow, unfollow)
                 except Exception:
                     logger.exception("cluster: the lease round failed; retrying")
                 self._stop.wait(max(0.05, LEASE_RENEW_S - (time.monotonic() - started)))
@@ -274,6 +306,8 @@ class ClusterNode:
         path_of: Callable[[str], Path],
         durability_for: Callable[[Path], DurabilityConfig],
         applied: Callable[[], dict[str, int]],
+        follow: Callable[[CatalogueEntry], None] | None = None,
+        unfollow: Callable[[str], None] | None = None,
     ) -> None:
         for name in sorted(self._led):
             if not self.lease(name).renew():
@@ -285,8 +319,13 @@ class ClusterNode:
                 continue
             path = path_of(name)
             try:
-                db = self.open_leader(entry, path, durability_for(path))
+                db = self.open_leader(entry, path, durability_for(path), unfollow=unfollow)
             except NotLeader:
+                if follow is not None:
+                    try:
+                        follow(entry)
+                    except Exception as exc:  # no quorum, say: the next round tries again
+                        logger.warning("cluster: cannot follow %r yet: %s", name, exc)
                 continue
             logger.warning("cluster: %s now leads %r (epoch %d)", self.node_id, name,
                            self.lease(name).epoch)  # fmt: skip

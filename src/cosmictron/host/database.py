@@ -54,6 +54,7 @@ from cosmictron.host import (
     procedures,
     recovery,
     remote,
+    replica,
     retention,
     transactions,
 )
@@ -169,6 +170,32 @@ class Database:
         if core.durability.event_retention:
             retention.prune_events(core)
         return database
+
+    @classmethod
+    def open_replica(
+        cls,
+        path: str | os.PathLike[str],
+        module: Any = None,
+        *,
+        node: str,
+        durability: DurabilityConfig | None = None,
+        owner: Identity | None = None,
+    ) -> Database:
+        """Open ``path`` as a read-only replica (cluster mode; ``host/replica.py``).
+
+        Recovered like :meth:`open`, but not started (no ``@init``, no scheduler) and
+        refusing every write; it advances only by :meth:`apply_replicated`. ``node`` names
+        this node in the refusal.
+        """
+        core = recovery.open_core(Path(path), module, durability, owner, None)
+        database = cls(core)
+        replica.refuse_writes(core, node, Path(path).name)
+        return database
+
+    def apply_replicated(self, payload: bytes) -> int:
+        """A replica: append the leader's record and apply it, publishing it to
+        subscribers at the leader's offset; returns the offset (``host/replica.py``)."""
+        return replica.apply_replicated(self.core, payload)
 
     # -- calling ----------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from cosmictron.server import (
     cluster_route,
     console,
     export,
+    forwarding,
     grants,
     listener,
     logs,
@@ -168,10 +169,10 @@ def build_app(
 ) -> web.Application:
     # guard_requests inside errors_as_json: a body that timed out becomes a JSON 408;
     # origins.guard too: a refused Origin is a JSON 403 (server/origins.py).
-    app = web.Application(
-        middlewares=[errors_as_json, origins.guard, listener.guard_requests],
-        client_max_size=REQUEST_BYTES_MAX,
-    )
+    middlewares = [errors_as_json, origins.guard, listener.guard_requests]
+    if registry.cluster is not None:  # last: it sees the matched route (server/forwarding.py)
+        middlewares.append(forwarding.forward_writes)
+    app = web.Application(middlewares=middlewares, client_max_size=REQUEST_BYTES_MAX)
     app[REGISTRY] = registry
     app[AUTHORITY] = authority
     app[RIGHTS] = rights
@@ -184,6 +185,7 @@ def build_app(
     throttle.setup(app)  # query budgets and rate limits, from limits.py and the environment
     listener.setup(app)  # connection caps and time limits (server/connections.py)
     mcp_route.setup(app)  # the MCP session manager, stopped with the app
+    forwarding.setup(app)  # cluster mode: the session writes are forwarded to leaders on
 
     origins.setup(app)  # CORS and the WebSocket Origin check (COSMICTRON_ALLOWED_ORIGINS)
     return app

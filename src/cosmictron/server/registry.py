@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from cosmictron import names
+from cosmictron.cluster.follower import Follower, open_follower
 from cosmictron.cluster.node import CatalogueEntry, ClusterNode
 from cosmictron.durability import DurabilityConfig
 from cosmictron.durability.files import fsync_directory
@@ -51,6 +52,9 @@ class HostedDatabase:
     calls: CallWorker = field(repr=False)
     inbox: InboxConsumer | None = field(default=None, repr=False)
     """Cluster mode: applies the calls other databases sent this one (where it leads)."""
+    follower: Follower | None = field(default=None, repr=False)
+    """Cluster mode, where another node leads: the tail that keeps this replica current
+    (``cluster/follower.py``); writes to it are forwarded (``server/forwarding.py``)."""
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """Run blocking database work on this database's threads."""
@@ -58,6 +62,8 @@ class HostedDatabase:
         return await loop.run_in_executor(self.executor, function, *args)
 
     def close(self) -> None:
+        if self.follower is not None:
+            self.follower.close()  # first: it applies records to the database
         if self.inbox is not None:
             self.inbox.close()  # first: it applies calls to the database
         self.calls.close()
@@ -304,11 +310,43 @@ class DatabaseRegistry:
         def applied() -> dict[str, int]:
             return {name: hosted.db.tx_offset for name, hosted in list(self._databases.items())}
 
-        cluster.start(adopt, drop, lambda name: self.directory / name, self.durability_for, applied)
+        def follow(entry: CatalogueEntry) -> None:
+            hosted = self._databases.get(entry.name)
+            if hosted is not None:
+                if hosted.follower is None or hosted.follower.failure is None:
+                    return  # led here (being dropped), or a healthy replica
+                drop(entry.name)  # a replica that diverged: rebuilt from the stream
+            path = self.directory / entry.name
+            follower = open_follower(
+                cluster.connection, cluster.node_id, entry.name, entry.source, entry.filename,
+                entry.owner, path, self.durability_for(path),
+            )  # fmt: skip
+            with self._admin:
+                self._databases[entry.name] = self._host(entry.name, follower.db, follower=follower)
 
-    def _host(self, name: str, db: Database, relay: bool = True) -> HostedDatabase:
+        def unfollow(name: str) -> None:
+            hosted = self._databases.get(name)
+            if hosted is not None and hosted.follower is not None:
+                drop(name)
+
+        cluster.start(
+            adopt, drop, lambda name: self.directory / name, self.durability_for, applied,
+            follow, unfollow,
+        )  # fmt: skip
+
+    def follower(self, name: str) -> Follower | None:
+        """Cluster mode: the tail of this node's replica of ``name`` (None: it leads it,
+        or holds no copy)."""
+        hosted = self._databases.get(name)
+        return None if hosted is None else hosted.follower
+
+    def _host(
+        self, name: str, db: Database, relay: bool = True, follower: Follower | None = None
+    ) -> HostedDatabase:
         executor = ThreadPoolExecutor(THREADS_PER_DATABASE, thread_name_prefix=f"db-{name}")
-        hosted = HostedDatabase(name, db, executor, CallWorker(db, name))
+        hosted = HostedDatabase(name, db, executor, CallWorker(db, name), follower=follower)
+        if follower is not None:  # a replica: no inbox, no relay (its leader has them)
+            return hosted
         if self.cluster is not None:  # its inbox is applied where it leads: here
             try:
                 hosted.inbox = InboxConsumer(

@@ -19,6 +19,7 @@ from cosmictron import __version__, bounded_json, names
 from cosmictron.errors import (
     InvalidRequest,
     NotFinite,
+    NotLeader,
     PermissionDenied,
     Unauthenticated,
     unknown_reducer,
@@ -242,6 +243,8 @@ def submit_call(
     A procedure is not queued with the reducer calls: its I/O may take seconds and must
     not hold up the calls behind it (host/procedures.py).
     """
+    if database.follower is not None:  # a replica runs no reducer (cluster/follower.py)
+        raise database.db.core.persistence.commit_refusal or NotLeader(database.name)
     db = database.db
     if name in db.module.procedures:
         handle = db.start_procedure(name, args, kwargs, sender=caller, connection_id=connection_id)
@@ -332,11 +335,16 @@ def reducer_arguments(
     )
 
 
+SQL_QUERY: web.RequestKey[tuple[str, dict[str, Any]]] = web.RequestKey("sql_query", tuple)
+"""The SQL text and parameters, when ``server/forwarding.py`` read them already (to tell
+a read, served here, from a write, forwarded to the leader)."""
+
+
 async def sql(request: web.Request) -> web.Response:
     caller = caller_of(request)
     database = hosted(request)
     take_rate(request, "queries", caller)
-    text, params = await sql_request(request)
+    text, params = request.get(SQL_QUERY) or await sql_request(request)
     budget = throttle_of(request).settings.query_budget(caller == ANONYMOUS)
     reply = await database.run(_sql, database, text, params, caller, budget)
     return encoded_response(reply)
