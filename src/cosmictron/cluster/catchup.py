@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from cosmictron.cluster.connection import NatsConnection
 from cosmictron.cluster.jetstream_log import stream_name
 from cosmictron.durability import DurabilityConfig, PersistenceConfig, PersistenceLayer
+from cosmictron.durability.ledger_writer import KEY_FILE, LEDGER_DIR
 from cosmictron.errors import ClusterUnavailable, DurabilityError
 
 FETCH_TIMEOUT_S = 30.0
@@ -63,7 +65,9 @@ def catch_up(
             record does not continue it (the log diverged: :func:`set_aside` it).
         ClusterUnavailable: the stream could not be read.
     """
-    persistence = PersistenceLayer(PersistenceConfig(data_dir=str(data_dir)), durability)
+    persistence = PersistenceLayer(
+        PersistenceConfig(data_dir=str(data_dir)), durability, replica=True
+    )
     try:
         recovery = persistence.recover()
         for _ in recovery.records:
@@ -119,14 +123,22 @@ def diverged(error: Exception) -> bool:
 
 
 def set_aside(data_dir: str | os.PathLike[str]) -> Path:
-    """Move a diverged node's ``log/`` and ``snapshots/`` to ``stale-<time>/``; its path.
+    """Move a diverged node's ``log/``, ``snapshots/`` and ``ledger/`` to
+    ``stale-<time>/``; its path.
 
-    Nothing is deleted: the unacknowledged tail stays there for inspection.
+    Nothing is deleted: the unacknowledged tail stays there for inspection. The ledger's
+    files describe that tail (a checkpoint over it would read as a rollback of the rebuilt
+    log), so they go too, except the node's signing key, which is copied back: the node
+    signs with the same key when it leads again (docs/design/cluster.md, "The ledger").
     """
     root = Path(data_dir)
     aside = root / f"stale-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     aside.mkdir()
-    for name in ("log", "snapshots"):
+    for name in ("log", "snapshots", LEDGER_DIR):
         if (root / name).exists():
             (root / name).rename(aside / name)
+    key = aside / LEDGER_DIR / KEY_FILE
+    if key.exists():
+        (root / LEDGER_DIR).mkdir(mode=0o700)
+        shutil.copy2(key, root / LEDGER_DIR / KEY_FILE)
     return aside
