@@ -20,6 +20,7 @@ from typing import Any
 
 from cosmictron.cluster.connection import NatsConnection
 from cosmictron.cluster.jetstream_log import stream_name
+from cosmictron.cluster.snapshots import seed_from_snapshot, stream_bounds
 from cosmictron.durability import DurabilityConfig, PersistenceConfig, PersistenceLayer
 from cosmictron.durability.ledger_writer import KEY_FILE, LEDGER_DIR
 from cosmictron.errors import ClusterUnavailable, DurabilityError
@@ -65,6 +66,8 @@ def catch_up(
             record does not continue it (the log diverged: :func:`set_aside` it).
         ClusterUnavailable: the stream could not be read.
     """
+    if durability.signing == "off":  # with the ledger on, every node copies from record 1
+        seed_from_snapshot(connection, data_dir, database)
     persistence = PersistenceLayer(
         PersistenceConfig(data_dir=str(data_dir)), durability, replica=True
     )
@@ -74,13 +77,19 @@ def catch_up(
             pass
         local_last = persistence.next_offset - 1
         try:
-            stream_last = stream_last_offset(connection, database)
+            stream_first, stream_last = stream_bounds(connection, database)
             if stream_last < local_last:
                 raise DurabilityError(
                     f"the local log of {database!r} ends at {local_last}, past the replicated "
                     f"log's end ({stream_last}): it {DIVERGED} (records never acknowledged)"
                 )
-            if local_last > 0:
+            if stream_first > local_last + 1:
+                raise DurabilityError(
+                    f"the replicated log of {database!r} was trimmed to start at "
+                    f"{stream_first}, past the local log's end ({local_last}): the local log "
+                    f"{DIVERGED} from what the stream holds; start from a snapshot"
+                )
+            if local_last >= max(stream_first, 1):
                 # The same length is not the same history: the last local record must be
                 # the stream's record at that offset, else the chains part there or earlier.
                 (ours,) = connection.run(

@@ -35,6 +35,7 @@ from cosmictron.cluster.catchup import stream_last_offset
 from cosmictron.cluster.connection import NatsConnection, parse_urls
 from cosmictron.cluster.leadership import take_lead
 from cosmictron.cluster.lease import LEASE_RENEW_S, LEASE_TTL_S, Lease
+from cosmictron.cluster.snapshots import SnapshotShipper
 from cosmictron.durability import DurabilityConfig
 from cosmictron.errors import ClusterUnavailable, NotLeader
 from cosmictron.host import Database
@@ -83,6 +84,8 @@ class ClusterNode:
         self.url = ""
         """This node's HTTP URL, set once the server listens."""
         self.connection = NatsConnection(self.urls, node_id)
+        self.snapshots = SnapshotShipper(self.connection, replicas=replicas)
+        """Ships the snapshots of the databases this node leads (``snapshots.py``)."""
         self._leases: dict[str, Lease] = {}
         self._led: set[str] = set()
         self._stop = threading.Event()
@@ -279,7 +282,16 @@ class ClusterNode:
             if not self.lease(name).renew():
                 logger.warning("cluster: lost the lease of %r; it is led elsewhere now", name)
                 self._led.discard(name)
+                self.snapshots.forget(name)
                 drop(name)
+        offsets = applied()
+        for name in sorted(self._led):
+            path = path_of(name)
+            try:
+                ledger_on = durability_for(path).signing != "off"
+                self.snapshots.tick(name, path, ledger_on, offsets.get(name, 0))
+            except Exception:
+                logger.exception("cluster: shipping a snapshot of %r failed; retrying", name)
         for name, entry in sorted(self.catalogue().items()):
             if name in self._led or self._stop.is_set():
                 continue
@@ -291,7 +303,7 @@ class ClusterNode:
             logger.warning("cluster: %s now leads %r (epoch %d)", self.node_id, name,
                            self.lease(name).epoch)  # fmt: skip
             adopt(name, db)
-        self._heartbeat(applied())
+        self._heartbeat(offsets)
 
     def _heartbeat(self, applied: dict[str, int]) -> None:
         value = json.dumps(

@@ -304,6 +304,12 @@ class DatabaseRegistry:
         def applied() -> dict[str, int]:
             return {name: hosted.db.tx_offset for name, hosted in list(self._databases.items())}
 
+        def snapshot(name: str) -> None:  # a snapshot to ship (cluster/snapshots.py)
+            hosted = self._databases.get(name)
+            if hosted is not None:
+                hosted.db.snapshot()
+
+        cluster.snapshots.take = snapshot
         cluster.start(adopt, drop, lambda name: self.directory / name, self.durability_for, applied)
 
     def _host(self, name: str, db: Database, relay: bool = True) -> HostedDatabase:
