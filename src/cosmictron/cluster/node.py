@@ -24,6 +24,7 @@ import base64
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from cosmictron.cluster.catchup import stream_last_offset
 from cosmictron.cluster.connection import NatsConnection, parse_urls
 from cosmictron.cluster.leadership import take_lead
 from cosmictron.cluster.lease import LEASE_RENEW_S, LEASE_TTL_S, Lease
+from cosmictron.cluster.removal import purge_lease, remove_replicated_state
 from cosmictron.cluster.snapshots import SnapshotShipper
 from cosmictron.durability import DurabilityConfig
 from cosmictron.errors import ClusterUnavailable, NotLeader
@@ -88,6 +90,8 @@ class ClusterNode:
         """Ships the snapshots of the databases this node leads (``snapshots.py``)."""
         self._leases: dict[str, Lease] = {}
         self._led: set[str] = set()
+        self._known: set[str] = set()
+        """The catalogue's names at the last lease round (a name gone since: deleted)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -231,6 +235,11 @@ class ClusterNode:
                 f"database {entry.name!r} is led by {lease.read().holder}; this node "
                 f"({self.node_id}) does not forward yet: send the request there"
             )
+        if not self.has_database(entry.name):  # deleted while this node took the lease
+            purge_lease(self.connection, entry.name)
+            with self._lock:
+                self._leases.pop(entry.name, None)
+            raise NotLeader(f"database {entry.name!r} was deleted")
         loaded = module if module is not None else load_new_module(entry.source, entry.filename)
         db = take_lead(
             self.connection, lease, path, loaded, durability, replicas=self.replicas,
@@ -238,6 +247,38 @@ class ClusterNode:
         )  # fmt: skip
         self._led.add(entry.name)
         return db
+
+    def delete_database(self, name: str) -> None:
+        """Remove ``name`` from the cluster: catalogue entry, then streams, snapshots and
+        lease (``removal.py``). The caller (its leader) has closed it here already.
+
+        Raises:
+            ClusterUnavailable: JetStream did not answer (the message says what is left).
+        """
+
+        async def unlist() -> None:
+            kv = await self._bucket(CATALOGUE_BUCKET)
+            await kv.purge(_key(name))
+
+        self.connection.run(unlist(), 10.0)
+        self._led.discard(name)
+        self.snapshots.forget(name)
+        with self._lock:
+            self._leases.pop(name, None)
+        remove_replicated_state(self.connection, name, self.replicas)
+
+    def _forget_deleted(
+        self, catalogue: set[str], drop: Callable[[str], None], path_of: Callable[[str], Path]
+    ) -> None:
+        """Drop (and remove the directory of) each database gone from the catalogue since
+        the last round: another node deleted it (``removal.py``)."""
+        for name in sorted(self._known - catalogue):
+            logger.warning("cluster: %r was deleted; %s drops its copy", name, self.node_id)
+            self._led.discard(name)
+            self.snapshots.forget(name)
+            drop(name)
+            shutil.rmtree(path_of(name), ignore_errors=True)
+        self._known = catalogue
 
     def not_leader(self, name: str) -> NotLeader:
         """The error for a request reaching a node that does not lead ``name``."""
@@ -292,7 +333,9 @@ class ClusterNode:
                 self.snapshots.tick(name, path, ledger_on, offsets.get(name, 0))
             except Exception:
                 logger.exception("cluster: shipping a snapshot of %r failed; retrying", name)
-        for name, entry in sorted(self.catalogue().items()):
+        catalogue = self.catalogue()
+        self._forget_deleted(set(catalogue), drop, path_of)
+        for name, entry in sorted(catalogue.items()):
             if name in self._led or self._stop.is_set():
                 continue
             path = path_of(name)

@@ -201,12 +201,12 @@ class DatabaseRegistry:
             hosted = self.get(name)
             if hosted.db.owner != caller:
                 raise PermissionDenied(f"only the owner of database {name!r} may delete it")
-            if self.cluster is not None:
-                raise InvalidRequest("deleting a database in cluster mode is not built yet")
             del self._databases[name]
             self.relay.remove(name)
             hosted.close()
             shutil.rmtree(self.directory / name, ignore_errors=True)
+            if self.cluster is not None:  # the other nodes drop it (cluster/removal.py)
+                self.cluster.delete_database(name)
             settle_long_lived()
 
     def restore(
