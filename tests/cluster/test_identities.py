@@ -88,3 +88,23 @@ def test_tokens_owners_and_row_security_hold_on_every_node(
         else:
             a.process.communicate(timeout=30)
         stop_server(b)
+
+
+def test_nodes_racing_to_offer_their_keys_all_end_with_one(nats_cluster: NatsCluster) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cosmictron.cluster.connection import NatsConnection
+    from cosmictron.cluster.keys import ClusterAuthority, share_authority
+
+    connections = [NatsConnection(nats_cluster.urls, f"n{i}").connect() for i in range(4)]
+    try:
+        offers = [ClusterAuthority(f"key {i}".encode(), f"token {i}") for i in range(4)]
+        with ThreadPoolExecutor(4) as pool:
+            shared = list(pool.map(share_authority, connections, offers))
+        assert len(set(shared)) == 1 and shared[0] in offers
+        # A node starting later gets the same, whatever it offers.
+        late = share_authority(connections[0], ClusterAuthority(b"late", "late"))
+        assert late == shared[0]
+    finally:
+        for connection in connections:
+            connection.close()

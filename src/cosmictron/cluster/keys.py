@@ -24,8 +24,10 @@ Cosmictron nodes, and only them, the JetStream API and this bucket (docs/design/
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,9 @@ AUTH_BUCKET = "COSMICTRON_AUTH"
 AUTHORITY_KEY = "authority"
 """Its one key: the token-signing key (PKCS8 PEM) and the operator's token, together, so
 one compare-and-set decides both."""
+
+OFFER_TIMEOUT_S = 20.0
+"""How long a node retries unanswered requests while it offers its key."""
 
 KEY_FILE = "jwt_ed25519.pem"
 PUBLIC_KEY_FILE = "jwt_ed25519.pub.pem"
@@ -71,6 +76,21 @@ async def _bucket(connection: NatsConnection, replicas: int) -> Any:
 
 
 async def _offer(connection: NatsConnection, offer: ClusterAuthority, replicas: int) -> bytes:
+    from nats.js.errors import ServiceUnavailableError
+
+    deadline = time.monotonic() + OFFER_TIMEOUT_S
+    while True:
+        try:
+            return await _offer_once(connection, offer, replicas)
+        except (TimeoutError, ServiceUnavailableError):
+            # A JetStream request can go unanswered while a meta leader settles (a fresh
+            # cluster, nodes racing to create the bucket): asked again, it answers.
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.25)
+
+
+async def _offer_once(connection: NatsConnection, offer: ClusterAuthority, replicas: int) -> bytes:
     from nats.js.errors import KeyWrongLastSequenceError
 
     kv = await _bucket(connection, replicas)
@@ -94,7 +114,7 @@ def share_authority(
         ClusterUnavailable: JetStream did not answer, or the bucket holds something else.
     """
     try:
-        raw = connection.run(_offer(connection, offer, replicas), 30.0)
+        raw = connection.run(_offer(connection, offer, replicas), OFFER_TIMEOUT_S + 10.0)
         doc = json.loads(raw)
         return ClusterAuthority(doc["key_pem"].encode(), str(doc["operator_token"]))
     except ClusterUnavailable:

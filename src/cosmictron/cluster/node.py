@@ -273,6 +273,9 @@ class ClusterNode:
         """Drop (and remove the directory of) each database gone from the catalogue since
         the last round: another node deleted it (``removal.py``)."""
         for name in sorted(self._known - catalogue):
+            if self.has_database(name):  # a listing that missed it: a key read decides
+                catalogue = catalogue | {name}
+                continue
             logger.warning("cluster: %r was deleted; %s drops its copy", name, self.node_id)
             self._led.discard(name)
             self.snapshots.forget(name)

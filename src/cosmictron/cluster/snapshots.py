@@ -272,6 +272,8 @@ class SnapshotShipper:
         """Writes a local snapshot of a database this node leads, now (the registry sets
         it: ``Database.snapshot``); None: only snapshots written anyway are shipped."""
         self._shipped: dict[str, int] = {}
+        self._busy: set[str] = set()
+        """Databases whose snapshot is being written or shipped now."""
         self._lock = threading.Lock()
 
     def ship_now(self, database: str, data_dir: Path, ledger_on: bool) -> int | None:
@@ -292,15 +294,28 @@ class SnapshotShipper:
 
     def tick(self, database: str, data_dir: Path, ledger_on: bool, last: int) -> None:
         """Ship when the stream (ending at ``last``) grew ``every_records`` past the
-        last shipped snapshot. Called by the lease thread for each database it leads."""
-        if self.every_records <= 0:
+        last shipped snapshot. Called by the lease thread for each database it leads;
+        the snapshot and upload run on a thread of their own (a large state takes
+        seconds to write, and the lease thread must renew leases meanwhile)."""
+        if self.every_records <= 0 or database in self._busy:
             return
         shipped = self._shipped.get(database)
         if shipped is None:
             offsets = shipped_offsets(self.connection, database, replicas=self.replicas)
             shipped = self._shipped[database] = offsets[0] if offsets else 0
-        if last - shipped >= self.every_records:
-            self.ship_now(database, data_dir, ledger_on)
+        if last - shipped < self.every_records:
+            return
+        self._busy.add(database)
+
+        def ship() -> None:
+            try:
+                self.ship_now(database, data_dir, ledger_on)
+            except Exception:
+                logger.exception("cluster: shipping a snapshot of %r failed", database)
+            finally:
+                self._busy.discard(database)
+
+        threading.Thread(target=ship, name=f"cosmictron-ship-{database}", daemon=True).start()
 
     def forget(self, database: str) -> None:
         """This node no longer leads ``database``."""
