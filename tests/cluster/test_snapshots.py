@@ -14,8 +14,10 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 import cosmictron
-from cosmictron.cluster.catchup import catch_up
+from cosmictron.cluster.catchup import catch_up, diverged, set_aside
 from cosmictron.cluster.connection import NatsConnection
 from cosmictron.cluster.leadership import take_lead
 from cosmictron.cluster.lease import Lease
@@ -23,6 +25,7 @@ from cosmictron.cluster.snapshots import SnapshotShipper, shipped_offsets, strea
 from cosmictron.durability import DurabilityConfig
 from cosmictron.durability.segment import list_segments
 from cosmictron.durability.storage import FILE_STORAGE
+from cosmictron.errors import DurabilityError
 from cosmictron.ledger import verify
 from cosmictron.testing.nats import NatsCluster
 from tests.cluster.test_nodes import MODULE, ids
@@ -154,3 +157,32 @@ def test_a_fourth_node_joins_a_trimmed_cluster_and_serves_from_the_snapshot(
         for server in (a, b, c, d):
             if server is not None and server.process.poll() is None:
                 stop_server(server)
+
+
+def test_a_node_whose_log_ends_before_the_trimmed_stream_starts_over_from_the_snapshot(
+    tmp_path: Path, nats_cluster: NatsCluster
+) -> None:
+    a = NatsConnection(nats_cluster.urls, "a").connect()
+    b = NatsConnection(nats_cluster.urls, "b").connect()
+    try:
+        db = lead(a, tmp_path, BALANCED)
+        shipper = SnapshotShipper(a, every_records=0)
+        shipper.take = lambda _name: db.snapshot()
+        for n in range(10):
+            db.call("append", n)
+        _, behind = catch_up(b, tmp_path / "b", "app", BALANCED)  # b copies, then stops
+        for n in range(10, 30):
+            db.call("append", n)
+        shipped = shipper.ship_now("app", tmp_path / "a", ledger_on=False)
+        assert shipped is not None and shipped > behind + 1
+        with pytest.raises(DurabilityError) as refused:
+            catch_up(b, tmp_path / "b", "app", BALANCED)
+        assert diverged(refused.value) and "trimmed" in str(refused.value)
+        set_aside(tmp_path / "b")  # as take_lead does with a diverged log
+        copied, end = catch_up(b, tmp_path / "b", "app", BALANCED)
+        assert end == db.tx_offset and copied == end - shipped
+        assert first_segment(tmp_path / "b") == shipped + 1
+        db.close()
+    finally:
+        a.close()
+        b.close()
