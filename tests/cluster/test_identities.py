@@ -67,6 +67,17 @@ def test_tokens_owners_and_row_security_hold_on_every_node(
         # A token no node signed is refused on every node, as on one server.
         forged = token_alice[:-4] + ("AAAA" if not token_alice.endswith("AAAA") else "BBBB")
         assert a.request("GET", "/v1/identity", token=forged).status == 401
+        # The right to deploy, granted on a, holds on b; revoked on b, it is gone on a.
+        assert a.grant_deploy(alice).status == 200
+        created = b.deploy("other", MODULE, token_alice)
+        assert created.status == 201, created
+        revoked = b.request("DELETE", f"/v1/grants/deploy/{alice}", token=token_op)
+        assert revoked.status == 200 and revoked.body["changed"] is True, revoked
+        revoked_at = time.monotonic()
+        while a.request("GET", "/v1/identity", token=token_alice).body["rights"]:
+            assert time.monotonic() - revoked_at < 10, "a's watch never applied the revoke"
+            time.sleep(0.1)
+        assert a.deploy("third", MODULE, token_alice).status == 403
 
         a.process.send_signal(signal.SIGKILL)
         killed_at = time.monotonic()

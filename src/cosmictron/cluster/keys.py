@@ -14,7 +14,8 @@ nodes share both, through one key of the JetStream KV bucket ``COSMICTRON_AUTH``
 
 Identities themselves are random 32-byte values (not tied to a key), so a database's owner
 and the identities row-level security compares are the same on every node once every node
-checks tokens with the same key. Grants (``grants.json``) stay per node.
+checks tokens with the same key. Grants (the right to deploy) are one document in the
+same bucket (``grants``): changed by compare-and-set from any node, watched by every node.
 
 Trusting NATS: whoever can read ``$KV.COSMICTRON_AUTH`` can mint a token for any identity,
 the operator's included. Run NATS with TLS and accounts or user permissions that give the
@@ -26,8 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,8 @@ from typing import Any
 from cosmictron.cluster.connection import NatsConnection
 from cosmictron.durability.files import write_file_durably
 from cosmictron.errors import ClusterUnavailable
+
+logger = logging.getLogger(__name__)
 
 AUTH_BUCKET = "COSMICTRON_AUTH"
 """The KV bucket of the cluster's shared secrets."""
@@ -155,3 +160,92 @@ def adopt_authority(
         finally:
             os.umask(old_mask)
     return shared
+
+
+GRANTS_KEY = "grants"
+"""The cluster's grants (the right to deploy), one JSON document for every node."""
+
+Grants = dict[str, list[str]]
+"""A right's name -> the identities (hex) granted it."""
+
+
+async def _grants_entry(kv: Any) -> tuple[Grants | None, int]:
+    from nats.js.errors import KeyDeletedError, KeyNotFoundError
+
+    try:
+        entry = await kv.get(GRANTS_KEY)
+    except (KeyNotFoundError, KeyDeletedError):
+        return None, 0
+    return json.loads(entry.value or b"{}"), int(entry.revision or 0)
+
+
+def share_grants(connection: NatsConnection, local: Grants, *, replicas: int = 3) -> Grants:
+    """The cluster's grants: the bucket's when it has them, else ``local`` (offered with a
+    create: the first node's grants become the cluster's; later nodes' local files do
+    not count, or a node that was down would bring back a revoked grant)."""
+
+    async def offer() -> Grants:
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        kv = await _bucket(connection, replicas)
+        found, _ = await _grants_entry(kv)
+        if found is not None:
+            return found
+        try:
+            await kv.create(GRANTS_KEY, json.dumps(local, sort_keys=True).encode())
+        except KeyWrongLastSequenceError:
+            pass
+        found, _ = await _grants_entry(kv)
+        return found if found is not None else local
+
+    return connection.run(offer(), OFFER_TIMEOUT_S + 10.0)
+
+
+def change_grant(
+    connection: NatsConnection, right: str, identity: str, held: bool, *, replicas: int = 3
+) -> Grants:
+    """Grant (``held``) or revoke ``right`` for ``identity`` cluster-wide, by
+    compare-and-set (a concurrent change on another node is read again and kept); the
+    cluster's grants after it."""
+
+    async def change() -> Grants:
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        kv = await _bucket(connection, replicas)
+        while True:
+            found, revision = await _grants_entry(kv)
+            grants = {name: list(ids) for name, ids in (found or {}).items()}
+            members = set(grants.get(right, []))
+            members = members | {identity} if held else members - {identity}
+            grants[right] = sorted(members)
+            value = json.dumps(grants, sort_keys=True).encode()
+            try:
+                if revision == 0:
+                    await kv.create(GRANTS_KEY, value)
+                else:
+                    await kv.update(GRANTS_KEY, value, last=revision)
+            except KeyWrongLastSequenceError:
+                continue  # another node changed them meanwhile: apply ours to theirs
+            return grants
+
+    return connection.run(change(), OFFER_TIMEOUT_S + 10.0)
+
+
+def watch_grants(
+    connection: NatsConnection, on_change: Callable[[Grants], None], *, replicas: int = 3
+) -> None:
+    """Call ``on_change`` (on the NATS thread) with the cluster's grants whenever any node
+    changes them, until the connection closes."""
+
+    async def watch() -> None:
+        kv = await _bucket(connection, replicas)
+        watcher = await kv.watch(GRANTS_KEY)
+        async for entry in watcher:
+            if entry is None or not entry.value:
+                continue
+            try:
+                on_change(json.loads(entry.value))
+            except Exception:  # a bad document: keep the grants held now
+                logger.exception("cluster: ignoring unreadable grants in %s", AUTH_BUCKET)
+
+    connection.submit(watch())
