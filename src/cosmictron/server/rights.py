@@ -12,6 +12,8 @@ the only identity that may grant or revoke one. Grants are kept in
 ``<data-dir>/server/grants.json``, rewritten whole on each change through a synced
 temporary file and a rename (then the directory is synced), so after a crash the file is
 the old one or the new one, never half of either; a grant is answered only once durable.
+In cluster mode the grants are the cluster's (``share_with_cluster``, ``cluster/keys.py``):
+a change goes to JetStream KV first, and every node follows it there.
 
 The checks happen at the edge, in the route, before the request body is read: an
 unauthorised upload is never written to disk, let alone imported.
