@@ -81,15 +81,17 @@ async def _bucket(connection: NatsConnection, replicas: int) -> Any:
 
 
 async def _offer(connection: NatsConnection, offer: ClusterAuthority, replicas: int) -> bytes:
-    from nats.js.errors import ServiceUnavailableError
+    from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
     deadline = time.monotonic() + OFFER_TIMEOUT_S
     while True:
         try:
             return await _offer_once(connection, offer, replicas)
-        except (TimeoutError, ServiceUnavailableError):
+        except (TimeoutError, ServiceUnavailableError, NoStreamResponseError):
             # A JetStream request can go unanswered while a meta leader settles (a fresh
-            # cluster, nodes racing to create the bucket): asked again, it answers.
+            # cluster, nodes racing to create the bucket), and a bucket just created has
+            # no stream leader for a moment ("no responders"): asked again, it answers.
+            # A retried create that had succeeded finds its own offer: the same answer.
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.25)
