@@ -319,6 +319,12 @@ def from_environment(name: str, default: int) -> int:
     return int(text) if text else default
 
 
+cluster_snapshot_records = from_environment("COSMICTRON_CLUSTER_SNAPSHOT_RECORDS", 10_000)
+"""Cluster mode: records a database's stream grows past its newest shipped snapshot before
+its leader ships a new one to the object store and trims the stream below it (not with the
+ledger on); 0: only on demand (``cluster/snapshots.py``)."""
+
+
 # -- byte and depth budgets of SQL (issue 21, bound-sql; docs/guide/security.md) -------
 #
 # A query's cost in rows is bounded above; these bound its cost in bytes: what one value

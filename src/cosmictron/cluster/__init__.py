@@ -9,7 +9,9 @@ acknowledged only once JetStream stored its record on a quorum) and leadership
 fence the old leader with an epoch-start record, serve).
 Cosmictron builds no consensus of its own: JetStream's Raft groups order and keep the
 records, ``Nats-Expected-Last-Sequence`` fences a deposed leader, ``Nats-Msg-Id`` makes a
-retried append exactly-once. ``node.py`` ties it together for a server (``start --cluster``).
+retried append exactly-once. ``node.py`` ties it together for a server (``start --cluster``);
+``keys.py`` shares one token key and operator between the nodes, ``snapshots.py`` ships
+snapshots to the object store and trims streams, ``removal.py`` deletes a database.
 Imports ``cosmictron.host`` (a leader opens its Database) and the layers below it; needs
 the ``cluster`` extra (``nats-py``). Design note: docs/design/cluster-log.md.
 """

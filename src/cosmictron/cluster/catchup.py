@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from cosmictron.cluster.connection import NatsConnection
 from cosmictron.cluster.jetstream_log import stream_name
+from cosmictron.cluster.snapshots import seed_from_snapshot, stream_bounds
 from cosmictron.durability import DurabilityConfig, PersistenceConfig, PersistenceLayer
+from cosmictron.durability.ledger_writer import KEY_FILE, LEDGER_DIR
 from cosmictron.errors import ClusterUnavailable, DurabilityError
 
 FETCH_TIMEOUT_S = 30.0
@@ -63,20 +66,30 @@ def catch_up(
             record does not continue it (the log diverged: :func:`set_aside` it).
         ClusterUnavailable: the stream could not be read.
     """
-    persistence = PersistenceLayer(PersistenceConfig(data_dir=str(data_dir)), durability)
+    if durability.signing == "off":  # with the ledger on, every node copies from record 1
+        seed_from_snapshot(connection, data_dir, database)
+    persistence = PersistenceLayer(
+        PersistenceConfig(data_dir=str(data_dir)), durability, replica=True
+    )
     try:
         recovery = persistence.recover()
         for _ in recovery.records:
             pass
         local_last = persistence.next_offset - 1
         try:
-            stream_last = stream_last_offset(connection, database)
+            stream_first, stream_last = stream_bounds(connection, database)
             if stream_last < local_last:
                 raise DurabilityError(
                     f"the local log of {database!r} ends at {local_last}, past the replicated "
                     f"log's end ({stream_last}): it {DIVERGED} (records never acknowledged)"
                 )
-            if local_last > 0:
+            if stream_first > local_last + 1:
+                raise DurabilityError(
+                    f"the replicated log of {database!r} was trimmed to start at "
+                    f"{stream_first}, past the local log's end ({local_last}): the local log "
+                    f"{DIVERGED} from what the stream holds; start from a snapshot"
+                )
+            if local_last >= max(stream_first, 1):
                 # The same length is not the same history: the last local record must be
                 # the stream's record at that offset, else the chains part there or earlier.
                 (ours,) = connection.run(
@@ -119,14 +132,22 @@ def diverged(error: Exception) -> bool:
 
 
 def set_aside(data_dir: str | os.PathLike[str]) -> Path:
-    """Move a diverged node's ``log/`` and ``snapshots/`` to ``stale-<time>/``; its path.
+    """Move a diverged node's ``log/``, ``snapshots/`` and ``ledger/`` to
+    ``stale-<time>/``; its path.
 
-    Nothing is deleted: the unacknowledged tail stays there for inspection.
+    Nothing is deleted: the unacknowledged tail stays there for inspection. The ledger's
+    files describe that tail (a checkpoint over it would read as a rollback of the rebuilt
+    log), so they go too, except the node's signing key, which is copied back: the node
+    signs with the same key when it leads again (docs/design/cluster.md, "The ledger").
     """
     root = Path(data_dir)
     aside = root / f"stale-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     aside.mkdir()
-    for name in ("log", "snapshots"):
+    for name in ("log", "snapshots", LEDGER_DIR):
         if (root / name).exists():
             (root / name).rename(aside / name)
+    key = aside / LEDGER_DIR / KEY_FILE
+    if key.exists():
+        (root / LEDGER_DIR).mkdir(mode=0o700)
+        shutil.copy2(key, root / LEDGER_DIR / KEY_FILE)
     return aside

@@ -29,6 +29,7 @@ import base64
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +41,8 @@ from cosmictron.cluster.catchup import stream_last_offset
 from cosmictron.cluster.connection import NatsConnection, parse_urls
 from cosmictron.cluster.leadership import take_lead
 from cosmictron.cluster.lease import LEASE_RENEW_S, LEASE_TTL_S, Lease
+from cosmictron.cluster.removal import purge_lease, remove_replicated_state
+from cosmictron.cluster.snapshots import SnapshotShipper
 from cosmictron.durability import DurabilityConfig
 from cosmictron.errors import ClusterUnavailable, NotLeader
 from cosmictron.host import Database
@@ -88,8 +91,12 @@ class ClusterNode:
         self.url = ""
         """This node's HTTP URL, set once the server listens."""
         self.connection = NatsConnection(self.urls, node_id)
+        self.snapshots = SnapshotShipper(self.connection, replicas=replicas)
+        """Ships the snapshots of the databases this node leads (``snapshots.py``)."""
         self._leases: dict[str, Lease] = {}
         self._led: set[str] = set()
+        self._known: set[str] = set()
+        """The catalogue's names at the last lease round (a name gone since: deleted)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -232,6 +239,11 @@ class ClusterNode:
         lease = self.lease(entry.name)
         if not lease.try_acquire():
             raise NotLeader(f"database {entry.name!r} is led by {lease.read().holder}")
+        if not self.has_database(entry.name):  # deleted while this node took the lease
+            purge_lease(self.connection, entry.name)
+            with self._lock:
+                self._leases.pop(entry.name, None)
+            raise NotLeader(f"database {entry.name!r} was deleted")
         if unfollow is not None:
             unfollow(entry.name)
         loaded = module if module is not None else load_new_module(entry.source, entry.filename)
@@ -241,6 +253,41 @@ class ClusterNode:
         )  # fmt: skip
         self._led.add(entry.name)
         return db
+
+    def delete_database(self, name: str) -> None:
+        """Remove ``name`` from the cluster: catalogue entry, then streams, snapshots and
+        lease (``removal.py``). The caller (its leader) has closed it here already.
+
+        Raises:
+            ClusterUnavailable: JetStream did not answer (the message says what is left).
+        """
+
+        async def unlist() -> None:
+            kv = await self._bucket(CATALOGUE_BUCKET)
+            await kv.purge(_key(name))
+
+        self.connection.run(unlist(), 10.0)
+        self._led.discard(name)
+        self.snapshots.forget(name)
+        with self._lock:
+            self._leases.pop(name, None)
+        remove_replicated_state(self.connection, name, self.replicas)
+
+    def _forget_deleted(
+        self, catalogue: set[str], drop: Callable[[str], None], path_of: Callable[[str], Path]
+    ) -> None:
+        """Drop (and remove the directory of) each database gone from the catalogue since
+        the last round: another node deleted it (``removal.py``)."""
+        for name in sorted(self._known - catalogue):
+            if self.has_database(name):  # a listing that missed it: a key read decides
+                catalogue = catalogue | {name}
+                continue
+            logger.warning("cluster: %r was deleted; %s drops its copy", name, self.node_id)
+            self._led.discard(name)
+            self.snapshots.forget(name)
+            drop(name)
+            shutil.rmtree(path_of(name), ignore_errors=True)
+        self._known = catalogue
 
     def not_leader(self, name: str) -> NotLeader:
         """The error for a request reaching a node that does not lead ``name`` (and
@@ -313,8 +360,19 @@ class ClusterNode:
             if not self.lease(name).renew():
                 logger.warning("cluster: lost the lease of %r; it is led elsewhere now", name)
                 self._led.discard(name)
+                self.snapshots.forget(name)
                 drop(name)
-        for name, entry in sorted(self.catalogue().items()):
+        offsets = applied()
+        for name in sorted(self._led):
+            path = path_of(name)
+            try:
+                ledger_on = durability_for(path).signing != "off"
+                self.snapshots.tick(name, path, ledger_on, offsets.get(name, 0))
+            except Exception:
+                logger.exception("cluster: shipping a snapshot of %r failed; retrying", name)
+        catalogue = self.catalogue()
+        self._forget_deleted(set(catalogue), drop, path_of)
+        for name, entry in sorted(catalogue.items()):
             if name in self._led or self._stop.is_set():
                 continue
             path = path_of(name)
@@ -330,7 +388,7 @@ class ClusterNode:
             logger.warning("cluster: %s now leads %r (epoch %d)", self.node_id, name,
                            self.lease(name).epoch)  # fmt: skip
             adopt(name, db)
-        self._heartbeat(applied())
+        self._heartbeat(offsets)
 
     def _heartbeat(self, applied: dict[str, int]) -> None:
         value = json.dumps(

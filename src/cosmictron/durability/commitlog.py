@@ -248,16 +248,11 @@ class CommitLog:
         last record's hash. Slow path: the record is decoded to check that.
 
         Raises:
-            DurabilityError: the record does not continue this log, the ledger is on (its
-                side files are not built for copied records yet), or the write failed.
+            DurabilityError: the record does not continue this log, fails the ledger's
+                check (the ledger on: ``LedgerWriter.copied``), or the write failed.
         """
         if self.sync.failure is not None:
             raise self.sync.failure
-        if self.ledger is not None:
-            raise DurabilityError(
-                "copying replicated records into a log with the ledger on is not supported "
-                'yet: run cluster nodes with signing = "off"'
-            )
         fields = msgpack.unpackb(payload, raw=False, strict_map_key=False)
         kind, offset, prev_hash, record_time_us = fields[1], fields[2], fields[3], fields[6]
         if offset != self.next_offset or prev_hash != self.last_hash:
@@ -267,6 +262,11 @@ class CommitLog:
             )
         if kind not in RECORD_KINDS:
             raise DurabilityError(f"the replicated record at offset {offset} has kind {kind}")
+        ledger = self.ledger
+        if ledger is not None:
+            # Checked (signature, checkpoint root) before it is written: a replica stores
+            # only what its own verify accepts. Its checkpoint's side-file entry is queued.
+            ledger.copied(offset, payload)
         if self.segment_bytes >= self.segment_bytes_max:
             self._rotate()
         length = len(payload)
@@ -292,6 +292,8 @@ class CommitLog:
         self.sync.written_offset = offset
         if isinstance(record_time_us, int) and record_time_us > self.last_time_us:
             self.last_time_us = record_time_us
+        if ledger is not None and kind == CHECKPOINT_KIND:
+            ledger.write_side(self.sync.synced_offset)
         return offset
 
     def _sign(

@@ -59,9 +59,12 @@ from cosmictron.ledger.logread import (
 )
 from cosmictron.ledger.merkle import LEAF_PREFIX, FileHashStore, MerkleTree, append_payloads
 from cosmictron.ledger.record_format import (
+    BODY,
+    CHECKPOINT_KIND,
     FIELD_COUNT,
     FORMAT_VERSION,
     KEY_ADDED_KIND,
+    KIND,
     MIGRATED_KIND,
     ORIGIN,
     ORIGIN_PREFIX,
@@ -158,7 +161,13 @@ class LedgerWriter:
         config: its durability settings (``signing``, the checkpoint intervals, the key).
     """
 
-    def __init__(self, data_dir: str, config: DurabilityConfig) -> None:
+    def __init__(self, data_dir: str, config: DurabilityConfig, *, replica: bool = False) -> None:
+        self.replica = replica
+        """Cluster mode: this log only copies another node's records
+        (``CommitLog.append_payload``): the writer checks each one as ``verify`` would and
+        keeps the tree and side file, but never writes a record of its own (no key event,
+        no checkpoint, no anchor), so the copy stays byte for byte the leader's log."""
+        self._copier: RecordChecker | None = None
         self.data_dir = data_dir
         self.directory = os.path.join(data_dir, LEDGER_DIR)
         self.mode = config.signing
@@ -273,6 +282,9 @@ class LedgerWriter:
             self.last_checkpoint_seq = checker.checkpoints[-1].seq
         elif last is not None:
             self.last_checkpoint_seq = int(last["seq"])
+        if self.replica:
+            self._open_replica(log, checker)
+            return
         # A checkpoint is due N records or T after this open, not at once.
         self.last_checkpoint_us = max(self.last_time_us, time.time_ns() // 1000)
         self._set_due()
@@ -304,6 +316,54 @@ class LedgerWriter:
         if self.mode == "event":
             log.event_key = self.key
             log.key_fp = self.key.fingerprint
+
+    def _open_replica(self, log: CommitLog, checker: RecordChecker) -> None:
+        """Attach to ``log`` as a copy's ledger: no key, nothing appended (``replica``).
+
+        The checker that checked the log on open goes on checking each copied record,
+        now against the tree itself (one leaf at a time: a copy's records arrive one
+        at a time too).
+        """
+        tree = self.tree
+        assert tree is not None
+        checker.tree_append = lambda leaf: tree.extend_hashes([leaf])
+        checker.tree_root = lambda: (tree.size, tree.root())
+        self._copier = checker
+        if checker.origin is None:
+            self.origin = ""  # an empty log: the first copied record names the origin
+        log.origin = self.origin
+        log.last_time_us = max(log.last_time_us, self.last_time_us)
+        log.ledger = self
+
+    def copied(self, seq: int, payload: bytes) -> None:
+        """Check a record copied from the leader's log before it is written (``replica``).
+
+        The record is checked as ``verify`` checks it (chain, origin, time, signature
+        against the keys the log has counted, a checkpoint's root against the tree), so a
+        replica never stores a record its own ``verify`` would refuse. A checkpoint's
+        side-file entry is queued as the leader's was.
+
+        Raises:
+            DurabilityError: the record fails a check (naming it), or this ledger is not
+                a replica's (a leader's ledger writes its own records).
+        """
+        checker = self._copier
+        if checker is None:
+            raise DurabilityError(
+                "a log with the ledger on copies replicated records only when opened as a "
+                "replica (PersistenceLayer(..., replica=True))"
+            )
+        problem = checker.check(seq, payload)
+        if problem is not None:
+            raise DurabilityError(
+                f"the replicated record at offset {seq} fails the ledger's check: {problem.line()}"
+            )
+        fields = unpack_fields(payload)
+        if not self.origin:
+            self.origin = str(fields[ORIGIN])
+        self.last_time_us = max(self.last_time_us, int(fields[TIME_US]))
+        if fields[KIND] == CHECKPOINT_KIND:
+            self.checkpoint_written(seq, list(fields[BODY]))
 
     def _archived_floor(self, last: dict[str, Any] | None) -> int:
         """The last archived record (0: none): the tree below it cannot be rebuilt.
@@ -628,8 +688,9 @@ class LedgerWriter:
             self.flush_side()
 
     def needs_checkpoint(self, last_seq: int) -> bool:
-        """Whether records were appended after the last checkpoint record."""
-        return last_seq > self.last_checkpoint_seq
+        """Whether records were appended after the last checkpoint record (never on a
+        replica: its checkpoints are the leader's, copied)."""
+        return not self.replica and last_seq > self.last_checkpoint_seq
 
     def rotation(self, new_key: SigningKey | None) -> tuple[SigningKey, SigningKey]:
         """The old and new key of a rotation (a fresh key when ``new_key`` is None)."""

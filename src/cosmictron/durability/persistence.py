@@ -90,6 +90,8 @@ class PersistenceLayer:
             ``cosmictron.testing.MemoryStorage`` or ``FaultyStorage``.
         replicator: cluster mode: a record is durable only once this acknowledged it
             too (``durable_point.ReplicatedDurablePoint``); None (one node): local fsync.
+        replica: cluster mode: the log only copies the leader's records (a catch-up, a
+            follower); the ledger checks them and appends no record of its own.
 
     Raises:
         DatabaseInUse: another process holds the data directory.
@@ -102,9 +104,13 @@ class PersistenceLayer:
         *,
         storage: Storage = FILE_STORAGE,
         replicator: Replicator | None = None,
+        replica: bool = False,
     ) -> None:
         self.replicator = replicator
         """Cluster mode: where records are replicated (``durable_point.py``); None on one node."""
+        self.replica = replica
+        """Cluster mode: this log is a copy of another node's (``append_replicated``);
+        with the ledger on, it checks the copied records and writes none of its own."""
         self.durability = durability if durability is not None else DurabilityConfig.default()
         self.storage = storage
         self.data_dir = os.fspath(config.data_dir)
@@ -135,7 +141,7 @@ class PersistenceLayer:
         )
         self._ledger: LedgerWriter | None = None
         if self.durability.signing != "off" and storage is FILE_STORAGE:
-            self._ledger = LedgerWriter(self.data_dir, self.durability)
+            self._ledger = LedgerWriter(self.data_dir, self.durability, replica=replica)
         self._ledger_thread: LedgerThread | None = None
         self.archived_through = 0
         """The last record archived out of ``log/`` this session (0: none)."""
@@ -211,6 +217,13 @@ class PersistenceLayer:
                 f"could not open the commit log in {self.log_dir} for writing ({exc})"
             ) from exc
         self._log.start(fd, segment_bytes, tail.next_offset, tail.last_hash, segment_base_offset)
+        if self.replicator is not None:
+            # Before the ledger opens: the records it may append on open (a new leader's
+            # key, a migration marker) are replicated like any other.
+            self.replicator.refuse_commits = self._set_commit_refusal
+            self.replicator.start(tail.next_offset - 1, tail.last_hash)
+            self._log.on_record = self.replicator.publish
+            self._durable_point = ReplicatedDurablePoint(self._sync, self.replicator)
         if self._ledger is not None:
             try:
                 self._ledger.open(self._log)
@@ -223,13 +236,8 @@ class PersistenceLayer:
                 self._ledger, self._log, self._sync, lambda: self.writer_lock
             )
             self._ledger_thread.start()
-        elif self.storage is FILE_STORAGE:
+        elif self.storage is FILE_STORAGE and not self.replica:
             migrate_legacy_log(self.data_dir, self._log)
-        if self.replicator is not None:
-            self.replicator.refuse_commits = self._set_commit_refusal
-            self.replicator.start(tail.next_offset - 1, tail.last_hash)
-            self._log.on_record = self.replicator.publish
-            self._durable_point = ReplicatedDurablePoint(self._sync, self.replicator)
         self._started = True
         # Bind the writer's method directly: the hot path skips one Python call.
         self.append = self._log.append  # type: ignore[method-assign]
@@ -341,6 +349,8 @@ class PersistenceLayer:
             ConfigError: the trust root file cannot be read.
         """
         if self._ledger is None or not self.durability.anchor_tsa_urls or self._closed:
+            return None
+        if self.replica:  # anchor records are the leader's, copied
             return None
         if self._anchorer is None:
             sync = self._sync
@@ -548,6 +558,8 @@ class PersistenceLayer:
                 self._sync.sync_now()
                 if ledger is not None:
                     ledger.write_side(self._sync.synced_offset)
+            if self.replicator is not None and self._started:
+                self._settle_replicated()
         finally:
             if self._ledger is not None:
                 self._log.ledger = None
@@ -559,6 +571,18 @@ class PersistenceLayer:
                 self._log.close()
             finally:
                 self._lock.release()  # even when closing the segment failed
+
+    def _settle_replicated(self) -> None:
+        """Wait for the replicated log to acknowledge the last record (a clean close's
+        checkpoint): left unacknowledged, the local log would end past the stream and
+        the node would set it aside as diverged when it next leads. Not acknowledged in
+        time, or refused (another node leads): exactly that happens, and nothing else."""
+        replicator = self.replicator
+        assert replicator is not None
+        try:
+            replicator.wait_acked(self._log.next_offset - 1)
+        except Exception as exc:  # closing anyway: the next catch-up sorts it out
+            logger.info("closing with records the replicated log did not acknowledge: %s", exc)
 
     def _append_after_close(self, kind: int, body: Any) -> int:
         raise DurabilityError("the persistence layer is closed")

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from cosmictron import limits
+from cosmictron.cluster.keys import adopt_authority
 from cosmictron.cluster.node import ClusterNode
 from cosmictron.errors import (
     ClusterUnavailable,
@@ -54,7 +55,7 @@ from cosmictron.server.auth import TokenAuthority
 from cosmictron.server.connection_caps import GUARD
 from cosmictron.server.registry import DatabaseRegistry
 from cosmictron.server.replies import SHOWS_TRACEBACK, json_response
-from cosmictron.server.rights import OPEN_SANDBOXED_DEPLOYS, Rights
+from cosmictron.server.rights import OPEN_SANDBOXED_DEPLOYS, Rights, share_with_cluster
 from cosmictron.server.routes import AUTHORITY, REGISTRY, RIGHTS
 from cosmictron.values import Identity
 
@@ -240,6 +241,14 @@ async def _serve(
     # module is imported (docs/guide/security.md says what that does and does not protect).
     authority = TokenAuthority.load_or_create(data_dir / "server")
     rights = Rights.load_or_create(data_dir / "server", authority)
+    if cluster is not None:  # one token key and operator for every node (cluster/keys.py)
+        shared = await asyncio.to_thread(
+            adopt_authority, cluster.connection, data_dir / "server", replicas=cluster.replicas
+        )
+        if shared.operator_token != rights.operator_token:
+            authority = TokenAuthority.load_or_create(data_dir / "server")
+            rights = Rights.load_or_create(data_dir / "server", authority)
+        await asyncio.to_thread(share_with_cluster, rights, cluster.connection, cluster.replicas)
     scrape_token = metrics.load_or_create_scrape_token(data_dir / "server")
     # A long query's thread must hand the interpreter to a reducer call or the event
     # loop quickly (docs/design/query-snapshots.md).

@@ -207,12 +207,12 @@ class DatabaseRegistry:
             hosted = self.get(name)
             if hosted.db.owner != caller:
                 raise PermissionDenied(f"only the owner of database {name!r} may delete it")
-            if self.cluster is not None:
-                raise InvalidRequest("deleting a database in cluster mode is not built yet")
             del self._databases[name]
             self.relay.remove(name)
             hosted.close()
             shutil.rmtree(self.directory / name, ignore_errors=True)
+            if self.cluster is not None:  # the other nodes drop it (cluster/removal.py)
+                self.cluster.delete_database(name)
             settle_long_lived()
 
     def restore(
@@ -323,6 +323,13 @@ class DatabaseRegistry:
             )  # fmt: skip
             with self._admin:
                 self._databases[entry.name] = self._host(entry.name, follower.db, follower=follower)
+
+        def snapshot(name: str) -> None:  # a snapshot to ship (cluster/snapshots.py)
+            hosted = self._databases.get(name)
+            if hosted is not None:
+                hosted.db.snapshot()
+
+        cluster.snapshots.take = snapshot
 
         def unfollow(name: str) -> None:
             hosted = self._databases.get(name)

@@ -12,6 +12,8 @@ the only identity that may grant or revoke one. Grants are kept in
 ``<data-dir>/server/grants.json``, rewritten whole on each change through a synced
 temporary file and a rename (then the directory is synced), so after a crash the file is
 the old one or the new one, never half of either; a grant is answered only once durable.
+In cluster mode the grants are the cluster's (``share_with_cluster``, ``cluster/keys.py``):
+a change goes to JetStream KV first, and every node follows it there.
 
 The checks happen at the edge, in the route, before the request body is read: an
 unauthorised upload is never written to disk, let alone imported.
@@ -22,7 +24,9 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -68,6 +72,9 @@ class Rights:
         self.operator_token = operator_token
         self._granted = {right: granted.get(right, frozenset()) for right in ALL_RIGHTS}
         self._changes = threading.Lock()
+        self.shared: Callable[[str, str, bool], Mapping[str, Iterable[str]]] | None = None
+        """Cluster mode: grants or revokes a right cluster-wide and returns the cluster's
+        grants (``cluster.keys.change_grant``); None on one server."""
 
     @classmethod
     def load_or_create(cls, directory: Path, authority: TokenAuthority) -> Rights:
@@ -202,7 +209,20 @@ class Rights:
             )
         return self._change(right, self._granted[right] - {identity})
 
+    def adopt_grants(self, grants: Mapping[str, Iterable[str]]) -> None:
+        """Hold the cluster's ``grants`` (right -> identities in hex) from now on.
+
+        Called when a node joins and by the watch on the cluster's grants (on the NATS
+        thread: memory only, the file follows at this node's next change or start).
+        """
+        self._granted = {
+            right: frozenset(Identity.from_hex(text) for text in grants.get(right, ()))
+            for right in ALL_RIGHTS
+        }
+
     def _change(self, right: str, wanted: frozenset[Identity]) -> bool:
+        if self.shared is not None:
+            return self._change_shared(right, wanted)
         with self._changes:
             if wanted == self._granted[right]:
                 return False
@@ -215,6 +235,37 @@ class Rights:
             write_secret_durably(self.directory / GRANTS_FILE, text.encode())
             self._granted = updated
             return True
+
+    def _change_shared(self, right: str, wanted: frozenset[Identity]) -> bool:
+        """Cluster mode: the change goes to the cluster's grants first (every node's watch
+        then applies it), then to this node's file."""
+        assert self.shared is not None
+        with self._changes:
+            changed = self._granted[right] ^ wanted
+            if not changed:
+                return False
+            (identity,) = changed  # grant and revoke change one identity
+            self.adopt_grants(self.shared(right, identity.hex(), identity in wanted))
+            document = {
+                "version": GRANTS_FORMAT_VERSION,
+                "grants": {n: sorted(i.hex() for i in held) for n, held in self._granted.items()},
+            }
+            text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+            write_secret_durably(self.directory / GRANTS_FILE, text.encode())
+            return True
+
+
+def share_with_cluster(rights: Rights, connection: Any, replicas: int) -> None:
+    """Cluster mode: hold the cluster's grants, change them cluster-wide, follow changes
+    made on other nodes (``cluster/keys.py``). Blocking; at start."""
+    from cosmictron.cluster.keys import change_grant, share_grants, watch_grants
+
+    local = {right: [i.hex() for i in rights.granted(right)] for right in ALL_RIGHTS}
+    rights.adopt_grants(share_grants(connection, local, replicas=replicas))
+    rights.shared = lambda right, identity, held: change_grant(
+        connection, right, identity, held, replicas=replicas
+    )
+    watch_grants(connection, rights.adopt_grants, replicas=replicas)
 
 
 def check_right(right: str) -> None:
