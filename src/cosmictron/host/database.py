@@ -187,7 +187,7 @@ class Database:
         refusing every write; it advances only by :meth:`apply_replicated`. ``node`` names
         this node in the refusal.
         """
-        core = recovery.open_core(Path(path), module, durability, owner, None)
+        core = recovery.open_core(Path(path), module, durability, owner, None, replica=True)
         database = cls(core)
         replica.refuse_writes(core, node, Path(path).name)
         return database

@@ -66,6 +66,7 @@ def open_core(
     owner: Identity | None,
     clock: Clock | None,
     replicator: Replicator | None = None,
+    replica: bool = False,
 ) -> DatabaseCore:
     """``Database.open``'s first half: settings, lock, module, replay, adoption.
 
@@ -82,7 +83,10 @@ def open_core(
         )
     explicit = load_new_module(module) if module is not None else None
     persistence = PersistenceLayer(
-        PersistenceConfig(data_dir=str(directory)), durability, replicator=replicator
+        PersistenceConfig(data_dir=str(directory)),
+        durability,
+        replicator=replicator,
+        replica=replica,
     )
     try:
         base = stored_module(directory, explicit)
