@@ -67,7 +67,7 @@ def workload(saver: CosmictronSaver, older_id: str) -> None:
     config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
     first = saver.put(config, checkpoint_with(0, "1f0-b"), {"step": 0}, {})
     second = saver.put(first, checkpoint_with(1, "1f0-c"), {"step": 1}, {})
-    saver.put(first, checkpoint_with(1, "1f0-c"), {"step": 1, "again": True}, {})
+    saver.put(first, checkpoint_with(1, "1f0-c"), {"step": 1, "source": "update"}, {})
     saver.put(config, checkpoint_with(9, older_id), {"step": 9}, {})
     saver.put(
         {"configurable": {"thread_id": "t", "checkpoint_ns": "sub"}},

@@ -3,8 +3,10 @@
 Needs the ``langgraph`` extra (``pip install 'cosmictron[langgraph]'``). The database's
 module must include the agent layer (``from cosmictron.agents import *``), whose
 ``graph_checkpoint`` and ``graph_checkpoint_write`` tables and ``put_graph_*`` reducers
-(``agents/checkpoints.py``) do the storing: every saver write is one reducer call, so
-one transaction, durable under the database's fsync policy and replayed after a crash.
+(``agents/checkpoints.py``) do the storing: every saver write is one transaction,
+durable under the database's fsync policy and replayed after a crash. Over the SDK it is
+one reducer call; embedded, ``put`` and ``put_writes`` write the same rows directly
+(``langgraph_rows.py``: the reducer's rules without a call bound around them).
 
 Two ways to reach the database, one saver:
 
@@ -387,7 +389,7 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
             number = int(str(current).split(".")[0])
         return f"{number + 1:032}.{random.random():016}"
 
-    # -- writes: each is one reducer call, one transaction ---------------------------
+    # -- writes: each is one transaction ---------------------------------------------
 
     def _put_args(
         self,
