@@ -19,9 +19,14 @@ a graph's super-steps write them. For each saver, in the same run:
 
 Savers: ``SqliteSaver`` on a file (its defaults: WAL, ``synchronous=FULL``, a commit per
 call) is the peer; ``CosmictronSaver`` embedded with the ``production`` profile (fsync
-per commit, like the peer) and the ``development`` profile (no fsync). Each rate is the
-best of three runs (fresh stores). Prints the ratio of each to the peer and writes JSON;
-nothing is asserted. The issue's goal is >= 2x the peer for put and get.
+per commit, like the peer) and the ``development`` profile (no fsync). Each saver's
+durability is read back from the store after its runs (SQLite's ``PRAGMA journal_mode``
+and ``PRAGMA synchronous``; Cosmictron's ``fsync_policy`` and ``sync_method``) and
+printed beside its rates, so the comparison's terms are on the page: both durable
+savers sync the log at every commit, so a single caller's acknowledged put is on disk
+on both sides. Each rate is the best of three runs (fresh stores). Prints the ratio of
+each to the peer and writes JSON; nothing is asserted. The issue's goal is >= 2x the
+peer for put and get.
 """
 
 from __future__ import annotations
@@ -155,6 +160,21 @@ def workload(saver: Any, values: list[dict[str, Any]], gets: int) -> dict[str, f
     return rates
 
 
+def durability_of(saver: Any) -> str:
+    """How durable a saver's commits are, as the store itself reports it."""
+    db = getattr(getattr(saver, "_backend", None), "db", None)
+    if db is not None:
+        config = db.durability
+        return f"fsync_policy={config.fsync_policy}, sync_method={config.sync_method}"
+    conn = saver.conn
+    journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    synchronous = SQLITE_SYNCHRONOUS.get(conn.execute("PRAGMA synchronous").fetchone()[0])
+    return f"journal_mode={journal}, synchronous={synchronous}"
+
+
+SQLITE_SYNCHRONOUS = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+
+
 def _sync_counter(saver: Any) -> Callable[[], int]:
     """The embedded database's fsync count so far (-1 for the peer, which syncs each
     commit: WAL with ``synchronous=FULL``)."""
@@ -191,15 +211,18 @@ def cosmictron_saver(path: Path, profile: str) -> Iterator[Any]:
 
 def best(
     make: Callable[[Path], Any], parent: str, name: str, settings: Settings, values: list[Any]
-) -> dict[str, float]:
+) -> tuple[dict[str, float], str]:
+    """The best rate of each metric over the repeats, and the saver's durability."""
     rates: dict[str, float] = {}
+    durability = ""
     for run in range(settings.repeats):
         with make(Path(parent) / f"{name}-{run}") as saver:
             got = workload(saver, values, settings.gets)
+            durability = durability_of(saver)
         for key, rate in got.items():
             # fsyncs per put are counts, not rates: the run's own (the last) is kept
             rates[key] = rate if key.startswith("syncs") else max(rates.get(key, 0.0), rate)
-    return rates
+    return rates, durability
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,12 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     with temp_parent(args.tmpdir, "cosmictron-bench-checkpoints-") as parent:
         machine = machine_info(parent)
-        rates = {name: best(make, parent, name, settings, values) for name, make in engines.items()}
+        measured = {
+            name: best(make, parent, name, settings, values) for name, make in engines.items()
+        }
+    rates = {name: got for name, (got, _) in measured.items()}
+    durability = {name: how for name, (_, how) in measured.items()}
     peer = rates["sqlite_saver"]
     rows = []
     results: dict[str, Any] = {}
     for name, got in rates.items():
-        results[name] = {}
+        results[name] = {"durability": durability[name]}
         for metric, rate in got.items():
             if metric.startswith("syncs"):
                 rows.append([name, metric, f"{rate:.2f}", "", ""])
@@ -235,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         text_table(["saver", "metric", "ops/s", "/ SqliteSaver", "goal 2x"], rows, left=(0, 1, 4))
     )
+    for name, how in durability.items():
+        print(f"{name}: {how}")
     print(run_took(started, args.mode))
     write_results(args.out, "checkpoints", args.mode, settings, machine, started, results)
     return 0

@@ -3,8 +3,10 @@
 Needs the ``langgraph`` extra (``pip install 'cosmictron[langgraph]'``). The database's
 module must include the agent layer (``from cosmictron.agents import *``), whose
 ``graph_checkpoint`` and ``graph_checkpoint_write`` tables and ``put_graph_*`` reducers
-(``agents/checkpoints.py``) do the storing: every saver write is one reducer call, so
-one transaction, durable under the database's fsync policy and replayed after a crash.
+(``agents/checkpoints.py``) do the storing: every saver write is one transaction,
+durable under the database's fsync policy and replayed after a crash. Over the SDK it is
+one reducer call; embedded, ``put`` and ``put_writes`` write the same rows directly
+(``langgraph_rows.py``: the reducer's rules without a call bound around them).
 
 Two ways to reach the database, one saver:
 
@@ -48,6 +50,7 @@ except ImportError as exc:  # the core does not depend on LangGraph
 
 from cosmictron.host import Database
 from cosmictron.integrations.connection import EmbeddedConnection, RemoteConnection
+from cosmictron.integrations.langgraph_rows import RowWriter
 
 __all__ = ["CosmictronSaver"]
 
@@ -127,6 +130,21 @@ class _Embedded(EmbeddedConnection):
     def __init__(self, db: Database) -> None:
         super().__init__(db)
         self._names: dict[str, tuple[Any, tuple[str, ...]]] = {}
+        self._rows = RowWriter(db)
+
+    def put_checkpoint(self, *args: Any) -> None:
+        """``put``'s rows in one transaction of their own (``langgraph_rows.py``)."""
+        self._rows.put_checkpoint(*args)
+
+    def put_writes(self, *args: Any) -> None:
+        """``put_writes``'s rows in one transaction of their own."""
+        self._rows.put_writes(*args)
+
+    async def aput_checkpoint(self, *args: Any) -> None:
+        await asyncio.to_thread(self._rows.put_checkpoint, *args)
+
+    async def aput_writes(self, *args: Any) -> None:
+        await asyncio.to_thread(self._rows.put_writes, *args)
 
     def _column_names(self, table: Any) -> tuple[str, ...]:
         """A table's column names, kept while its schema is the same object (a module
@@ -217,6 +235,19 @@ class _Embedded(EmbeddedConnection):
 class _Remote(RemoteConnection):
     """An SDK connection to a server's database (the integrations' shared
     ``RemoteConnection``: an event loop thread of its own), with the saver's reads."""
+
+    def put_checkpoint(self, *args: Any) -> None:
+        """One call of the agent layer's reducer: one transaction on the server."""
+        self.call("put_graph_checkpoint", *args)
+
+    def put_writes(self, *args: Any) -> None:
+        self.call("put_graph_writes", *args)
+
+    async def aput_checkpoint(self, *args: Any) -> None:
+        await self.acall("put_graph_checkpoint", *args)
+
+    async def aput_writes(self, *args: Any) -> None:
+        await self.acall("put_graph_writes", *args)
 
     def checkpoints(self, where: _Where) -> list[dict[str, Any]]:
         """By one-off queries on the connection: they follow every write acknowledged
@@ -358,7 +389,7 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
             number = int(str(current).split(".")[0])
         return f"{number + 1:032}.{random.random():016}"
 
-    # -- writes: each is one reducer call, one transaction ---------------------------
+    # -- writes: each is one transaction ---------------------------------------------
 
     def _put_args(
         self,
@@ -403,7 +434,7 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
     ) -> RunnableConfig:
         """Store a checkpoint (with its channel values) and return its config."""
         args, stored = self._put_args(config, checkpoint, metadata)
-        self._backend.call("put_graph_checkpoint", *args)
+        self._backend.put_checkpoint(*args)
         return stored
 
     async def aput(
@@ -414,7 +445,7 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         args, stored = self._put_args(config, checkpoint, metadata)
-        await self._backend.acall("put_graph_checkpoint", *args)
+        await self._backend.aput_checkpoint(*args)
         return stored
 
     def _writes_args(
@@ -453,9 +484,7 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
         task_path: str = "",
     ) -> None:
         """Store a task's writes at the checkpoint of ``config``, in one transaction."""
-        self._backend.call(
-            "put_graph_writes", *self._writes_args(config, writes, task_id, task_path)
-        )
+        self._backend.put_writes(*self._writes_args(config, writes, task_id, task_path))
 
     async def aput_writes(
         self,
@@ -465,7 +494,7 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
         task_path: str = "",
     ) -> None:
         args = self._writes_args(config, writes, task_id, task_path)
-        await self._backend.acall("put_graph_writes", *args)
+        await self._backend.aput_writes(*args)
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint and write of a thread."""
