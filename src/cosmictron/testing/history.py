@@ -34,7 +34,7 @@ import hashlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -166,7 +166,7 @@ class Report:
 def check(
     history: History | Sequence[Op],
     log: Sequence[LogRecord],
-    node_logs: dict[str, Sequence[LogRecord]] | None = None,
+    node_logs: Mapping[str, Sequence[LogRecord]] | None = None,
 ) -> Report:
     """Check ``history`` against the committed ``log`` and each node's log.
 
