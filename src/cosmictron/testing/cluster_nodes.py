@@ -40,7 +40,7 @@ Outcome = Literal["ok", "fail", "info"]
 LED_BY = re.compile(r"led by ([A-Za-z0-9_.-]+?)[;,:\s]")
 """A non-leader's ``not_leader`` message names the leader this way (``cluster/node.py``)."""
 
-REFUSED_BEFORE_RUNNING = ("does not forward", "no leader yet")
+REFUSED_BEFORE_RUNNING = ("does not forward", "no leader yet", "not by this node")
 """Phrases of a ``not_leader`` raised before the request ran (``ClusterNode.not_leader``,
 ``open_leader``): it certainly had no effect, so it may be sent again elsewhere. A
 ``not_leader`` without them (a fenced leader's refused append) has an unknown outcome."""
@@ -254,6 +254,8 @@ class LeaderClient:
         while True:
             url = self.nodes.url(target)
             try:
+                if not url:  # never started: nothing listens there
+                    raise ConnectionRefusedError(f"{target} has not started")
                 status, reply = http_json(
                     url, method, path, body, self.tokens.get(target), self.timeout
                 )
@@ -284,7 +286,7 @@ class LeaderClient:
             if time.monotonic() > deadline:
                 return Answer("fail", status, reply, target, f"gave up redirecting: {last}")
             time.sleep(0.1)
-            target = self.rng.choice(sorted(self.nodes.nodes))
+            target = self.rng.choice(sorted(n for n, p in self.nodes.nodes.items() if p.url))
 
 
 def _refused_before_running(message: str) -> bool:
