@@ -12,14 +12,17 @@ acknowledged write is in its database's stream exactly once.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
+import subprocess
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from cosmictron.testing.cluster_nodes import ClusterNodes, LeaderClient, http_json
+from cosmictron.testing.cluster_nodes import ClusterNodes, LeaderClient, cli_binary, http_json
 from cosmictron.testing.history import History, check, records_from_payloads, reducer_values
 from cosmictron.testing.nats import NatsCluster
 from tests.cluster.test_history import MODULE
@@ -128,6 +131,21 @@ def test_joining_and_leaving_nodes_move_leadership_by_planned_hand_over(
         for database in doc["databases"]:  # where each is led is where it is placed
             assert database["placement"][0] == database["leader"], database
 
+        shown = subprocess.run(
+            [cli_binary(), "cluster", "status", "--server", nodes.url("b")],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "COSMICTRON_CONFIG_DIR": str(tmp_path / "config")},
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        assert "placed" in shown.stdout, shown.stdout
+        assert "c,a,b" in shown.stdout or "c,b,a" in shown.stdout, shown.stdout
+        as_json = subprocess.run(
+            [cli_binary(), "cluster", "status", "--server", nodes.url("b"), "--json"],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "COSMICTRON_CONFIG_DIR": str(tmp_path / "config")},
+        )  # fmt: skip
+        assert as_json.returncode == 0, as_json.stderr
+        assert json.loads(as_json.stdout)["placement"]["nodes"] == ["a", "b", "c"]
         led_by_c = [d["name"] for d in doc["databases"] if d["leader"] == "c"]
         targets["now"] = ["a", "b"]
         left_at = time.monotonic()
