@@ -58,6 +58,7 @@ from figures import distribution, ratio  # noqa: E402
 NODES = ["a", "b", "c"]
 DATABASE = "bench"
 SHAPES = {"closed 1": (1, 1), "closed 16": (16, 1), "pipelined 16x16": (16, 16)}
+FAILOVER_LIMIT_S = 180.0
 FAILOVER_DATABASES = [DATABASE, "fresh"]
 """``bench`` has the throughput runs' records in its stream; ``fresh`` only a few, so its
 failover is the protocol's cost (TTL, fencing) without a long catch-up."""
@@ -140,8 +141,10 @@ def throughput(
 
 def first_success_after(
     client: Any, database: str, survivors: list[str], started: float, limit: float
-) -> float:
-    """Seconds from ``started`` until a call of ``database`` succeeds on a survivor."""
+) -> float | None:
+    """Seconds from ``started`` until a call of ``database`` succeeds on a survivor;
+    None when none did within ``limit`` (reported as such, not an error: a new leader
+    without the stream's records fetches them one by one first)."""
     n = 0
     while time.monotonic() - started < limit:
         for node_id in survivors:
@@ -152,7 +155,7 @@ def first_success_after(
             if answer.outcome == "ok":
                 return time.monotonic() - started
         time.sleep(0.02)
-    raise RuntimeError(f"no call succeeded within {limit:.0f}s of the fault")
+    return None
 
 
 def stream_records(nats_urls: list[str], database: str) -> int:
@@ -188,7 +191,7 @@ def failovers(cluster: Any, client: Any, nats_urls: list[str], trials: int) -> d
                 else:
                     stopper = threading.Thread(target=cluster.stop, args=(leader,))
                     stopper.start()
-                took = first_success_after(client, database, survivors, started, 60.0)
+                took = first_success_after(client, database, survivors, started, FAILOVER_LIMIT_S)
                 out[database][kind].append(took)
                 if kind == "planned":
                     stopper.join()
@@ -274,8 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(
         rounds=2,
         warmup_s=1.0 if quick else 2.0,
-        slice_s=2.0 if quick else 5.0,
-        failover_trials=1 if quick else 2,
+        slice_s=2.0 if quick else 4.0,
+        failover_trials=1,
         lag_calls=200 if quick else 1000,
     )
     started = time.perf_counter()
@@ -334,11 +337,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     for database, figures in failover.items():
         for kind in ("sigkill", "planned"):
-            times = figures[kind]
-            shown = ", ".join(f"{t:.2f}" for t in times)
+            shown = ", ".join(
+                f"{t:.2f} s" if t is not None else f"> {FAILOVER_LIMIT_S:.0f} s"
+                for t in figures[kind]
+            )
             print(
-                f"failover of {database} ({max(figures['stream_records'])} records), {kind}: "
-                f"{shown} s (mean {sum(times) / len(times):.2f} s)"
+                f"failover of {database} ({max(figures['stream_records'])} records in its "
+                f"stream), {kind}: {shown}"
             )
     tail = lag["tail_lag_ms"]
     print(
