@@ -6,7 +6,7 @@ renewals, ``placement.py`` planned hand-overs. They land in :data:`CLUSTER_METRI
 per process (a process is one node), keyed by database, so a database this node stops
 leading and leads again keeps counting where it left off: counters only grow, as
 Prometheus expects. Observing costs a lock and a bisect. The replication lag is read at
-scrape time instead (:func:`stream_positions`, off the event loop: ``server/metrics.py``).
+scrape time instead (``stream_positions.py``, off the event loop: ``server/metrics.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import bisect
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 from cosmictron.host.metrics import BUCKETS_S
 
@@ -77,28 +76,3 @@ class ClusterMetrics:
 
 CLUSTER_METRICS = ClusterMetrics()
 """This process's cluster counters."""
-
-
-def stream_positions(connection: Any, names: list[str], timeout_s: float = 2.0) -> dict[str, int]:
-    """Each database's stream's last offset (JetStream ``stream_info``, concurrently), for
-    the replication lag a scrape reports. A database whose stream did not answer in
-    ``timeout_s`` is left out: a scrape must not hang on a cluster without quorum."""
-    import asyncio
-
-    from cosmictron.cluster.jetstream_log import stream_name
-
-    async def one(name: str) -> tuple[str, int | None]:
-        try:
-            info = await asyncio.wait_for(connection.js.stream_info(stream_name(name)), timeout_s)
-        except Exception:  # no stream yet, or no answer: no figure
-            return name, None
-        return name, int(info.state.last_seq)
-
-    async def every() -> list[tuple[str, int | None]]:
-        return list(await asyncio.gather(*(one(name) for name in names)))
-
-    try:
-        found = connection.run(every(), timeout_s + 1.0)
-    except Exception:
-        return {}
-    return {name: last for name, last in found if last is not None}

@@ -41,12 +41,11 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from cosmictron.cluster.connection import NatsConnection
+from cosmictron.cluster.lease import Lease
 from cosmictron.cluster.metrics import CLUSTER_METRICS
-
-if TYPE_CHECKING:
-    from cosmictron.cluster.node import ClusterNode
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +134,22 @@ def place(
     return dict(sorted(placed.items()))
 
 
+class PlacedNode(Protocol):
+    """What placement needs of its node (``node.ClusterNode``), named here so that the
+    node imports placement and not the other way round."""
+
+    node_id: str
+    replicas: int
+    connection: NatsConnection
+    _led: set[str]
+
+    def lease(self, name: str) -> Lease: ...
+
+    def leader_of(self, name: str) -> str | None: ...
+
+    def _heartbeat(self, applied: dict[str, int]) -> None: ...
+
+
 @dataclass
 class PlacementRecord:
     """The record in KV: the nodes it was computed for, each database's nodes, and the
@@ -181,7 +196,7 @@ class Placer:
         node: the node it works for (its connection, leases, led set, heartbeats).
     """
 
-    def __init__(self, node: ClusterNode) -> None:
+    def __init__(self, node: PlacedNode) -> None:
         self.node = node
         self.record = PlacementRecord()
         self.leaving = False

@@ -21,13 +21,29 @@ database of the cluster, an owner the databases it owns that this node hosts.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from cosmictron.cluster.metrics import CLUSTER_METRICS
+from cosmictron.server.registry import DatabaseRegistry
 
-if TYPE_CHECKING:
-    from cosmictron.server.metrics import Exposition
-    from cosmictron.server.registry import DatabaseRegistry
+
+class Exposition(Protocol):
+    """``server.metrics.Exposition``, as far as these series use it (named here so that
+    ``metrics.py`` imports this module and not the other way round)."""
+
+    def add(
+        self, name: str, kind: str, help_text: str, labels: dict[str, str], value: float
+    ) -> None: ...
+
+    def add_histogram(
+        self,
+        name: str,
+        help_text: str,
+        labels: dict[str, str],
+        buckets: list[int],
+        total: float,
+        count: int,
+    ) -> None: ...
 
 
 def cluster_series(

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from cosmictron.cluster.metrics import stream_positions
+from cosmictron.cluster.stream_positions import stream_positions
 from cosmictron.host.metrics import BUCKETS_S
 from cosmictron.server.auth import ANONYMOUS
 from cosmictron.server.cluster_metrics import cluster_series
