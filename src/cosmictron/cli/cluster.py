@@ -1,8 +1,9 @@
 """``cosmictron-cli cluster status``: the cluster's nodes, leaders and replica lag.
 
 It prints ``GET /v1/cluster`` (DESIGN.md §9): every node with its URL and whether its
-heartbeat is recent, and every database with its leader and each node's applied offset
-and lag behind the replicated log. A single-node server reports no nodes and no databases.
+heartbeat is recent (or it is leaving), and every database with its leader, the nodes
+placement puts it on (leader first: ``cluster/placement.py``) and each node's applied
+offset and lag behind the replicated log. A single-node server reports no nodes and no databases.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def status(context: CommandContext) -> None:
             [
                 d["name"],
                 d["leader"] or "(none)",
+                ",".join(d.get("placement") or []) or "-",
                 r["node_id"],
                 str(r["applied_offset"]),
                 str(r["lag"]),
@@ -50,6 +52,6 @@ def status(context: CommandContext) -> None:
             for d in reply["databases"]
             for r in d["replicas"] or [{"node_id": "", "applied_offset": "", "lag": ""}]
         ]
-        console.print(table(["database", "leader", "node", "applied", "lag"], rows))
+        console.print(table(["database", "leader", "placed", "node", "applied", "lag"], rows))
 
     context.output.document(reply, human)

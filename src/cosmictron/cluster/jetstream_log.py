@@ -43,6 +43,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cosmictron.cluster.connection import REQUEST_TIMEOUT_S, NatsConnection
+from cosmictron.cluster.metrics import CLUSTER_METRICS
 from cosmictron.errors import ClusterUnavailable, DurabilityError, NotLeader
 
 WRONG_LAST_SEQUENCE = 10071
@@ -333,8 +334,11 @@ class JetStreamLog:
         if offset <= self._acked:
             return
         pending = self._pending
+        now = time.monotonic()
         while pending and pending[0][0] <= offset:
-            self._sent_at.pop(pending.popleft()[0], None)
+            sent = self._sent_at.pop(pending.popleft()[0], None)
+            if sent is not None:  # publish to ack: /metrics' cosmictron_cluster_append_seconds
+                CLUSTER_METRICS.observe_append(self.database, now - sent)
         with self._lock:
             self._acked = offset
             waiters = self._waiters

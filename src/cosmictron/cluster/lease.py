@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from cosmictron.cluster.connection import NatsConnection
 from cosmictron.cluster.jetstream_log import stream_name
+from cosmictron.cluster.metrics import CLUSTER_METRICS
 
 LEASE_BUCKET = "COSMICTRON_LEASES"
 """The KV bucket of leases, one key per database."""
@@ -38,10 +40,13 @@ LEASE_RENEW_S = 1.0
 
 @dataclass(frozen=True)
 class LeaseState:
-    """The key as last read: its holder (None: nobody) and revision (the epoch; 0: no key)."""
+    """The key as last read: its holder (None: nobody) and revision (the epoch; 0: no key);
+    ``successor``, when a holder released it in a planned hand-over (``placement.py``),
+    the node it was handed to."""
 
     holder: str | None
     revision: int
+    successor: str | None = None
 
 
 class Lease:
@@ -62,8 +67,12 @@ class Lease:
         *,
         replicas: int = 3,
         ttl_s: float = LEASE_TTL_S,
+        grace_s: Callable[[], float] | None = None,
     ) -> None:
         self.connection = connection
+        self.grace_s = grace_s
+        """Extra seconds past the TTL before this node takes a silent lease: placement's
+        preference for who takes over (``Placer.takeover_grace_s``)."""
         self.database = database
         self.node_id = node_id
         self.replicas = replicas
@@ -76,7 +85,11 @@ class Lease:
         self._seen: LeaseState | None = None
         self._seen_at = 0.0
 
-    def _value(self) -> bytes:
+    def _value(self, successor: str | None = None) -> bytes:
+        if successor is not None:  # released, handed to ``successor``
+            return json.dumps(
+                {"node": None, "database": self.database, "handover": successor}
+            ).encode()
         return json.dumps({"node": self.node_id, "database": self.database}).encode()
 
     async def _bucket(self) -> Any:
@@ -104,21 +117,22 @@ class Lease:
             entry = await kv.get(self.key)
         except (KeyNotFoundError, KeyDeletedError):
             return LeaseState(None, 0)
-        holder = json.loads(entry.value or b"{}").get("node")
-        return LeaseState(holder, int(entry.revision or 0))
+        doc = json.loads(entry.value or b"{}")
+        return LeaseState(doc.get("node"), int(entry.revision or 0), doc.get("handover"))
 
     def read(self) -> LeaseState:
         """The lease as JetStream has it now."""
         return self.connection.run(self._read(), 10.0)
 
-    async def _write(self, last: int) -> int | None:
+    async def _write(self, last: int, successor: str | None = None) -> int | None:
         from nats.js.errors import APIError, KeyWrongLastSequenceError
 
         kv = await self._bucket()
+        value = self._value(successor)
         try:
             if last == 0:
-                return int(await kv.create(self.key, self._value()))
-            return int(await kv.update(self.key, self._value(), last=last))
+                return int(await kv.create(self.key, value))
+            return int(await kv.update(self.key, value, last=last))
         except KeyWrongLastSequenceError:
             return None
         except APIError as exc:
@@ -136,8 +150,10 @@ class Lease:
         now = time.monotonic()
         if self._seen is None or state != self._seen:
             self._seen, self._seen_at = state, now
-        free = state.revision == 0 or state.holder == self.node_id
-        expired = now - self._seen_at >= self.ttl_s
+        released_to_us = state.holder is None and state.successor in (None, self.node_id)
+        free = state.revision == 0 or state.holder == self.node_id or released_to_us
+        grace = self.grace_s() if self.grace_s is not None else 0.0
+        expired = now - self._seen_at >= self.ttl_s + grace
         if not (free or expired):
             return False
         revision = self.connection.run(self._write(state.revision), 10.0)
@@ -145,6 +161,10 @@ class Lease:
             return False
         self.epoch = self.revision = revision
         self._seen, self._seen_at = LeaseState(self.node_id, revision), time.monotonic()
+        if state.holder not in (None, self.node_id):
+            CLUSTER_METRICS.took_over(self.database, "expired")
+        elif state.holder is None and state.successor == self.node_id:
+            CLUSTER_METRICS.took_over(self.database, "handover")
         return True
 
     def renew(self) -> bool:
@@ -154,10 +174,27 @@ class Lease:
         """
         if self.epoch == 0:
             return False
-        revision = self.connection.run(self._write(self.revision), 10.0)
+        try:
+            revision = self.connection.run(self._write(self.revision), 10.0)
+        except Exception:
+            CLUSTER_METRICS.renewal_failed(self.database, "error")
+            raise
         if revision is None:
+            CLUSTER_METRICS.renewal_failed(self.database, "lost")
             self.epoch = self.revision = 0
             return False
         self.revision = revision
         self._seen, self._seen_at = LeaseState(self.node_id, revision), time.monotonic()
         return True
+
+    def release(self, successor: str) -> bool:
+        """Give the lease up in a planned hand-over: ``successor`` may take it at once
+        (others only after its TTL, in case the successor never does). Compare-and-set on
+        the revision held; False when it had moved already. The caller closed the
+        database first, so nothing of this tenure is still being appended."""
+        if self.epoch == 0:
+            return False
+        revision = self.connection.run(self._write(self.revision, successor), 10.0)
+        self.epoch = self.revision = 0
+        self._seen = None
+        return revision is not None

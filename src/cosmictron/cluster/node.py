@@ -41,6 +41,7 @@ from cosmictron.cluster.catchup import stream_last_offset
 from cosmictron.cluster.connection import NatsConnection, parse_urls
 from cosmictron.cluster.leadership import take_lead
 from cosmictron.cluster.lease import LEASE_RENEW_S, LEASE_TTL_S, Lease
+from cosmictron.cluster.placement import Placer
 from cosmictron.cluster.removal import purge_lease, remove_replicated_state
 from cosmictron.cluster.snapshots import SnapshotShipper
 from cosmictron.durability import DurabilityConfig
@@ -100,6 +101,8 @@ class ClusterNode:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.placer = Placer(self)
+        """Placement: which node should lead what, and planned hand-overs (placement.py)."""
 
     def connect(self) -> ClusterNode:
         """Connect to NATS and make the buckets.
@@ -204,6 +207,7 @@ class ClusterNode:
                 lease = Lease(
                     self.connection, name, self.node_id, replicas=self.replicas,
                     ttl_s=self.lease_ttl_s,
+                    grace_s=lambda: self.placer.takeover_grace_s(name),
                 )  # fmt: skip
                 self._leases[name] = lease
             return lease
@@ -389,17 +393,43 @@ class ClusterNode:
                            self.lease(name).epoch)  # fmt: skip
             adopt(name, db)
         self._heartbeat(offsets)
+        self.placer.round(self.live_nodes(), catalogue, drop)
 
     def _heartbeat(self, applied: dict[str, int]) -> None:
         value = json.dumps(
-            {"url": self.url, "time": time.time(), "applied": applied, "leads": sorted(self._led)}
-        ).encode()
+            {"url": self.url, "time": time.time(), "applied": applied, "leads": sorted(self._led),
+             "leaving": self.placer.leaving}
+        ).encode()  # fmt: skip
 
         async def put() -> None:
             kv = await self._bucket(NODES_BUCKET)
             await kv.put(self.node_id, value)
 
         self.connection.run(put(), 10.0)
+
+    def live_nodes(self) -> list[str]:
+        """The nodes placement counts (sorted): fresh heartbeat, not leaving; this one
+        included while it is not leaving."""
+
+        async def read() -> list[str]:
+            from nats.js.errors import NoKeysError
+
+            kv = await self._bucket(NODES_BUCKET)
+            try:
+                keys = await kv.keys()
+            except NoKeysError:
+                return []
+            now, out = time.time(), []
+            for key in keys:
+                doc = json.loads((await kv.get(key)).value or b"{}")
+                if now - float(doc.get("time", 0)) < NODE_DOWN_AFTER_S and not doc.get("leaving"):
+                    out.append(key)
+            return out
+
+        live = set(self.connection.run(read(), 10.0)) - {self.node_id}
+        if not self.placer.leaving:
+            live.add(self.node_id)
+        return sorted(live)
 
     def status(self) -> dict[str, Any]:
         """``GET /v1/cluster``'s document (DESIGN.md §9)."""
@@ -423,11 +453,16 @@ class ClusterNode:
             {
                 "node_id": node_id,
                 "url": doc.get("url", ""),
-                "status": "up" if now - float(doc.get("time", 0)) < NODE_DOWN_AFTER_S else "down",
+                "status": "leaving"
+                if doc.get("leaving")
+                else "up"
+                if now - float(doc.get("time", 0)) < NODE_DOWN_AFTER_S
+                else "down",
             }
             for node_id, doc in sorted(seen.items())
         ]
         databases = []
+        placement = self.placer.read()
         for name in sorted(self.catalogue()):
             last = stream_last_offset(self.connection, name)
             replicas = [
@@ -439,15 +474,23 @@ class ClusterNode:
                 for node_id, doc in sorted(seen.items())
                 if name in doc.get("applied", {})
             ]
-            databases.append({"name": name, "leader": self.leader_of(name), "replicas": replicas})
-        return {"nodes": node_list, "databases": databases}
+            databases.append({"name": name, "leader": self.leader_of(name), "replicas": replicas,
+                              "placement": placement.databases.get(name, [])})  # fmt: skip
+        return {"nodes": node_list, "databases": databases, "placement": {
+            "nodes": placement.nodes, "computed_by": placement.computed_by,
+            "computed_at": placement.computed_at}}  # fmt: skip
 
     def stop(self) -> None:
-        """Stop the lease thread (no database is adopted or dropped after this)."""
+        """Stop the lease thread (no database is adopted after this), then leave: hand
+        every database led here over to the node placement picks without this one."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(15.0)
             self._thread = None
+        try:
+            self.placer.leave(self.live_nodes(), self.catalogue())
+        except Exception:  # JetStream gone: the leases lapse after their TTL instead
+            logger.exception("cluster: %s could not hand its databases over", self.node_id)
 
     def close(self) -> None:
         """Stop the lease thread and the connection (leases lapse after their TTL)."""

@@ -233,10 +233,17 @@ def _select(
     schema: ModuleSchema,
 ) -> QueryResult:
     snapshot = core.read_snapshot(plan_tables(statement.plan))
+    seen = core.offset  # at least the snapshot's: it may be read after another commit
     _unmoved(snapshot, schema)
     rows = execute(statement.plan, snapshot, meter.budget.effective_rows_max, meter)
     if converters is not None:
         rows = [_convert(row, converters) for row in rows]
+    if core.persistence.replicator is not None:
+        # Cluster mode: the snapshot may hold transactions JetStream has not acknowledged
+        # yet, which a deposed leader never commits. Answer once they are (or fail with
+        # the log's error): a read never shows what was not committed (issue 19's
+        # history check found such a read).
+        core.persistence.wait_durable(seen)
     return QueryResult(statement.columns, rows)
 
 

@@ -17,6 +17,7 @@ any database's contents or traffic.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 from collections.abc import Collection, Iterable
@@ -24,8 +25,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from cosmictron.cluster.stream_positions import stream_positions
 from cosmictron.host.metrics import BUCKETS_S
 from cosmictron.server.auth import ANONYMOUS
+from cosmictron.server.cluster_metrics import cluster_series
 from cosmictron.server.connection_caps import GUARD, ConnectionGuard
 from cosmictron.server.registry import DatabaseRegistry, HostedDatabase
 from cosmictron.server.rights import write_secret_durably
@@ -114,9 +117,11 @@ def render(
     clients: Iterable[WebSocketClient] = (),
     visible: Collection[str] | None = None,
     guard: ConnectionGuard | None = None,
+    cluster_positions: dict[str, int] | None = None,
 ) -> str:
     """The exposition: server-wide series, then per-database series of the databases in
-    ``visible`` (None: every database)."""
+    ``visible`` (None: every database); in cluster mode, the cluster's series
+    (``cluster_metrics.py``) with each stream's last offset in ``cluster_positions``."""
     out = Exposition()
     names = registry.names()
     out.add("cosmictron_databases", "gauge", "Databases this server hosts.", {}, len(names))
@@ -131,6 +136,8 @@ def render(
     for name in names:
         _database(out, registry.get(name))
         _clients(out, name, by_database[name])
+    if registry.cluster is not None:
+        cluster_series(out, registry, cluster_positions or {}, visible)
     return out.text()
 
 
@@ -327,6 +334,18 @@ def _anchoring(out: Exposition, hosted: HostedDatabase, labels: dict[str, str]) 
     )
 
 
+def _stream_positions(registry: DatabaseRegistry) -> dict[str, int]:
+    """Each cluster database's stream end (every database of the catalogue, or the hosted
+    ones when the catalogue does not answer)."""
+    cluster = registry.cluster
+    assert cluster is not None
+    try:
+        names = sorted(cluster.catalogue())
+    except Exception:  # no quorum: the hosted databases still get their figures if any
+        names = registry.names()
+    return stream_positions(cluster.connection, names)
+
+
 def scope_of(request: web.Request) -> set[str] | None:
     """The databases whose series the caller may see; None for every database.
 
@@ -358,5 +377,9 @@ async def metrics(request: web.Request) -> web.Response:
     visible = scope_of(request)
     clients: set[WebSocketClient] = request.app.get(CLIENTS, set())
     guard = request.app.get(GUARD)
-    text = render(request.app[REGISTRY], clients, visible, guard)
+    registry = request.app[REGISTRY]
+    positions = None
+    if registry.cluster is not None:  # JetStream requests: off the event loop
+        positions = await asyncio.to_thread(_stream_positions, registry)
+    text = render(registry, clients, visible, guard, positions)
     return web.Response(text=text, headers={"Content-Type": CONTENT_TYPE})
