@@ -31,16 +31,22 @@ def wait_for(condition, timeout_s: float = 20.0) -> bool:  # type: ignore[no-unt
     return False
 
 
-def test_an_idle_log_is_checkpointed_without_a_next_write(tmp_path: Path) -> None:
+def open_with_ledger(tmp_path: Path, path: Path, checkpoint_interval_ms: int) -> Database:
+    """A database at ``path`` signing checkpoints every ``checkpoint_interval_ms`` (or
+    1000 records), fsync ``always``."""
     (tmp_path / "app.py").write_text(MODULE)
-    path = tmp_path / "data"
     durability = config(
         "checkpoint",
         fsync_policy="always",
         checkpoint_interval_records=1000,
-        checkpoint_interval_ms=300,
+        checkpoint_interval_ms=checkpoint_interval_ms,
     )
-    db = Database.open(path, module=str(tmp_path / "app.py"), durability=durability)
+    return Database.open(path, module=str(tmp_path / "app.py"), durability=durability)
+
+
+def test_an_idle_log_is_checkpointed_without_a_next_write(tmp_path: Path) -> None:
+    path = tmp_path / "data"
+    db = open_with_ledger(tmp_path, path, checkpoint_interval_ms=300)
     try:
         for i in range(3):
             db.call("add", f"n {i}")
@@ -86,15 +92,8 @@ def test_an_idle_ledger_thread_sleeps_until_the_next_record(tmp_path: Path) -> N
     """Once an idle log's checkpoint is written, nothing wakes the ledger thread until
     the next record. It used to wake every millisecond once the checkpoint's due time had
     passed with nothing new to sign: about 2% of a core per idle database."""
-    (tmp_path / "app.py").write_text(MODULE)
     path = tmp_path / "data"
-    durability = config(
-        "checkpoint",
-        fsync_policy="always",
-        checkpoint_interval_records=1000,
-        checkpoint_interval_ms=50,
-    )
-    db = Database.open(path, module=str(tmp_path / "app.py"), durability=durability)
+    db = open_with_ledger(tmp_path, path, checkpoint_interval_ms=50)
     try:
         thread = db.core.persistence.ledger_thread
         assert thread is not None
