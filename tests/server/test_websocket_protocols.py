@@ -20,7 +20,7 @@ import msgpack
 import pytest
 
 from cosmictron import bounded_msgpack
-from tests.server.conftest import Server, strict_loads
+from tests.server.conftest import Server, fresh_database, strict_loads
 
 JSON = "v1.json.cosmictron"
 MSGPACK = "v1.msgpack.cosmictron"
@@ -114,10 +114,10 @@ def run(server: Server, protocol: str, scenario: Any) -> None:
 
 
 @pytest.fixture
-def blobs(server: Server) -> Iterator[Server]:
-    _, token = server.deployer()
-    assert server.deploy("blobs", MODULE, token).status == 201
-    yield server
+def blobs(module_server: Server) -> Iterator[Server]:
+    """The module's one server with a new ``blobs`` database for this test."""
+    with fresh_database(module_server, "blobs", MODULE):
+        yield module_server
 
 
 @pytest.mark.parametrize("protocol", [JSON, MSGPACK])
