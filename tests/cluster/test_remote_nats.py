@@ -13,10 +13,10 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import msgpack
 
@@ -24,6 +24,9 @@ from cosmictron import Database, DurabilityConfig
 from cosmictron.host import RemoteRelay
 from cosmictron.host.remote import source_key
 from cosmictron.testing.nats import NatsCluster
+from tests.crash_harness import BILLING as CRASH_BILLING
+from tests.crash_harness import ORDERS as CRASH_ORDERS
+from tests.crash_harness import sigkill, spawn_python
 from tests.host.test_remote_calls import BILLING, ORDERS, charges
 
 FAST = DurabilityConfig.from_profile("development")
@@ -92,66 +95,42 @@ def test_calls_cross_the_inbox_stream_exactly_once(
 
 CONSUMER = Path(__file__).with_name("inbox_crash_consumer.py")
 
-ORDERS_INT = """
-from cosmictron import ReducerContext, field, reducer, table
-
-@table(name="order", public=True)
-class Order:
-    item: int = field(primary_key=True)
-
-@reducer
-def place(ctx: ReducerContext, item: int) -> None:
-    ctx.db.order.insert(Order(item=item))
-    ctx.call_remote("billing", "charge", item)
-"""
-
-BILLING_INT = """
-from cosmictron import ReducerContext, field, reducer, table
-
-@table(name="charge", public=True)
-class Charge:
-    id: int = field(primary_key=True, auto_inc=True)
-    item: int = 0
-
-@reducer
-def charge(ctx: ReducerContext, item: int) -> None:
-    ctx.db.charge.insert(Charge(item=item))   # no unique key: a second apply would show
-"""
-
 
 def start_consumer(tmp_path: Path, urls: list[str], *die_at: int) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(CONSUMER),
-            str(tmp_path / "billing"),
-            str(tmp_path / "billing.py"),
-            ",".join(urls),
-            *map(str, die_at),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+    process = spawn_python(
+        CONSUMER,
+        str(tmp_path / "billing"),
+        str(tmp_path / "billing.py"),
+        ",".join(urls),
+        *map(str, die_at),
     )
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "ready", process.stderr
     return process
 
 
-def kill(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=30)
+def drain_then_kill(consumer: subprocess.Popen[str], transport: Any) -> None:
+    """Wait until ``consumer`` has applied and acknowledged the whole billing inbox,
+    then SIGKILL it."""
+    from cosmictron.host.remote_nats import inbox_stream
+
+    async def unfinished() -> int:
+        info = await transport._js.consumer_info(
+            inbox_stream("billing"), f"apply_{inbox_stream('billing')}"
+        )
+        return int(info.num_pending + info.num_ack_pending)
+
+    assert wait_until(lambda: transport._loop.run(unfinished(), 10) == 0, 60)
+    sigkill(consumer)
 
 
 def test_the_inbox_consumer_applies_once_across_sigkills(
     tmp_path: Path, nats_cluster: NatsCluster
 ) -> None:
-    from cosmictron.host.remote_nats import NatsTransport, inbox_stream
+    from cosmictron.host.remote_nats import NatsTransport
 
-    (tmp_path / "orders.py").write_text(ORDERS_INT)
-    (tmp_path / "billing.py").write_text(BILLING_INT)
+    (tmp_path / "orders.py").write_text(CRASH_ORDERS)
+    (tmp_path / "billing.py").write_text(CRASH_BILLING)
     urls = [server.url for server in nats_cluster.servers]
     orders = Database.open(tmp_path / "orders", tmp_path / "orders.py", durability=FAST)
     transport = NatsTransport(urls)
@@ -166,18 +145,9 @@ def test_the_inbox_consumer_applies_once_across_sigkills(
                 item += 1
                 orders.call("place", item)
                 time.sleep(0.01)
-            kill(consumer)
+            sigkill(consumer)
         assert relay.drain(30)
-        consumer = start_consumer(tmp_path, urls)
-
-        async def unfinished() -> int:
-            info = await transport._js.consumer_info(
-                inbox_stream("billing"), f"apply_{inbox_stream('billing')}"
-            )
-            return int(info.num_pending + info.num_ack_pending)
-
-        assert wait_until(lambda: transport._loop.run(unfinished(), 10) == 0, 60)
-        kill(consumer)
+        drain_then_kill(start_consumer(tmp_path, urls), transport)
     finally:
         relay.close()
         transport.close()
@@ -196,10 +166,10 @@ def test_a_message_taken_and_not_applied_is_applied_before_later_ones(
 ) -> None:
     """The consumer dies holding call 5 (taken, not applied): the next consumer must
     apply 5 before 6, or 6 would raise the mark past 5 and 5 would be skipped (lost)."""
-    from cosmictron.host.remote_nats import NatsTransport, inbox_stream
+    from cosmictron.host.remote_nats import NatsTransport
 
-    (tmp_path / "orders.py").write_text(ORDERS_INT)
-    (tmp_path / "billing.py").write_text(BILLING_INT)
+    (tmp_path / "orders.py").write_text(CRASH_ORDERS)
+    (tmp_path / "billing.py").write_text(CRASH_BILLING)
     urls = [server.url for server in nats_cluster.servers]
     orders = Database.open(tmp_path / "orders", tmp_path / "orders.py", durability=FAST)
     transport = NatsTransport(urls)
@@ -212,16 +182,7 @@ def test_a_message_taken_and_not_applied_is_applied_before_later_ones(
         dying = start_consumer(tmp_path, urls, 5)
         dying.communicate(timeout=60)
         assert dying.returncode == -signal.SIGKILL
-        consumer = start_consumer(tmp_path, urls)
-
-        async def unfinished() -> int:
-            info = await transport._js.consumer_info(
-                inbox_stream("billing"), f"apply_{inbox_stream('billing')}"
-            )
-            return int(info.num_pending + info.num_ack_pending)
-
-        assert wait_until(lambda: transport._loop.run(unfinished(), 10) == 0, 60)
-        kill(consumer)
+        drain_then_kill(start_consumer(tmp_path, urls), transport)
     finally:
         relay.close()
         transport.close()
@@ -242,8 +203,8 @@ def test_a_consumer_whose_database_closed_leaves_the_call_to_the_next_one(
     the call. It is redelivered to the next consumer and applied there, once."""
     from cosmictron.host.remote_nats import InboxConsumer, NatsTransport
 
-    (tmp_path / "orders.py").write_text(ORDERS_INT)
-    (tmp_path / "billing.py").write_text(BILLING_INT)
+    (tmp_path / "orders.py").write_text(CRASH_ORDERS)
+    (tmp_path / "billing.py").write_text(CRASH_BILLING)
     urls = [server.url for server in nats_cluster.servers]
     orders = Database.open(tmp_path / "orders", tmp_path / "orders.py", durability=FAST)
     billing = Database.open(tmp_path / "billing", tmp_path / "billing.py", durability=FAST)

@@ -14,7 +14,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,34 +22,9 @@ import pytest
 
 from cosmictron import Database, DurabilityConfig
 from cosmictron.host import RemoteRelay
+from tests.crash_harness import BILLING, ORDERS, spawn_python
 
 WRITER = Path(__file__).with_name("remote_crash_writer.py")
-
-ORDERS = """
-from cosmictron import ReducerContext, field, reducer, table
-
-@table(name="order", public=True)
-class Order:
-    item: int = field(primary_key=True)
-
-@reducer
-def place(ctx: ReducerContext, item: int) -> None:
-    ctx.db.order.insert(Order(item=item))
-    ctx.call_remote("billing", "charge", item)
-"""
-
-BILLING = """
-from cosmictron import ReducerContext, field, reducer, table
-
-@table(name="charge", public=True)
-class Charge:
-    id: int = field(primary_key=True, auto_inc=True)
-    item: int = 0
-
-@reducer
-def charge(ctx: ReducerContext, item: int) -> None:
-    ctx.db.charge.insert(Charge(item=item))   # no unique key: a second apply would show
-"""
 
 
 def setup(root: Path) -> None:
@@ -60,14 +34,7 @@ def setup(root: Path) -> None:
 
 
 def writer(root: Path, mode: str, base: int, kill_at: int = 0) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.Popen(
-        [sys.executable, str(WRITER), str(root), mode, str(base), str(kill_at)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    return spawn_python(WRITER, str(root), mode, str(base), str(kill_at))
 
 
 def acknowledged(process: subprocess.Popen[str]) -> set[int]:

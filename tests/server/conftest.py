@@ -15,6 +15,7 @@ directory) unless ``COSMICTRON_CONFIG_DIR`` is set, so no test writes the real u
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -37,6 +38,52 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "quickstart" / "app
 
 def refuse_constant(name: str) -> Any:
     raise ValueError(f"the server sent {name}, which strict JSON parsers refuse")
+
+
+@contextlib.contextmanager
+def shared_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    env: dict[str, str] | None = None,
+    refuse_tracebacks: bool = False,
+) -> Iterator[Server]:
+    """A server for a module-scoped fixture (a start costs a second or more), for tests
+    that each deploy a database of their own (``fresh_database``) and change nothing
+    server-wide. Stopped as cleanly as ``server``; with ``refuse_tracebacks``, a
+    traceback in its output fails the module's last test."""
+    running = start_server(
+        tmp_path_factory.mktemp("shared-server") / "server-data",
+        "--profile",
+        "development",
+        env=env,
+    )
+    STARTED.remove(running.process)  # it outlives each test: this fixture stops it
+    try:
+        yield running
+    finally:
+        out = stop_server(running)
+        assert running.process.returncode == 0, out
+        assert "cosmictron stopped" in out, out
+        assert not refuse_tracebacks or "Traceback" not in out, out
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One ``shared_server`` for every test of a module that asks for it."""
+    with shared_server(tmp_path_factory) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def fresh_database(server: Server, name: str, source: str) -> Iterator[str]:
+    """Deploy ``source`` as ``name`` with a new deployer, yield its token, then delete the
+    database: each test of a shared server starts from a database as new as its own
+    server would give it."""
+    _, token = server.deployer()
+    reply = server.deploy(name, source, token)
+    assert reply.status == 201, reply
+    yield token
+    reply = server.request("DELETE", f"/v1/database/{name}", token=token)
+    assert reply.status == 200, reply
 
 
 def refuse_overflow(text: str) -> float:

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from cosmictron.client import connect
-from tests.server.conftest import Server, start_server, stop_server, strict_loads
+from tests.server.conftest import Server, fresh_database, start_server, stop_server, strict_loads
 
 MODULE = """
 from cosmictron import table, reducer, ReducerContext, field, u64, i128
@@ -41,10 +41,10 @@ SAFE = 2**53 - 1
 
 
 @pytest.fixture
-def nums(server: Server) -> Iterator[Server]:
-    _, token = server.deployer()
-    assert server.deploy("nums", MODULE, token).status == 201
-    yield server
+def nums(module_server: Server) -> Iterator[Server]:
+    """The module's one server with a new ``nums`` database for this test."""
+    with fresh_database(module_server, "nums", MODULE):
+        yield module_server
 
 
 def test_integers_past_2_53_travel_as_strings_and_come_back_exact(nums: Server) -> None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import Server, start_server, stop_server, strict_loads
+from tests.server.conftest import Server, fresh_database, start_server, stop_server, strict_loads
 
 MODULE = """
 import enum
@@ -65,11 +66,15 @@ IDENTITY = "ab" * 32
 
 
 @pytest.fixture
-def owner(server: Server) -> str:
-    _, token = server.deployer()
-    reply = server.deploy("shop", MODULE, token)
-    assert reply.status == 201, reply
-    return token
+def server(module_server: Server) -> Server:
+    """The module's one server: each test gets a new ``shop`` database on it (``owner``)."""
+    return module_server
+
+
+@pytest.fixture
+def owner(server: Server) -> Iterator[str]:
+    with fresh_database(server, "shop", MODULE) as token:
+        yield token
 
 
 def post(server: Server, table: str, body: str | bytes, token: str | None, kind: str = "text/csv"):

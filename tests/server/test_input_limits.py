@@ -13,14 +13,18 @@ import socket
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from cosmictron import limits
-from tests.server.conftest import Server, start_server, stop_server, strict_loads
+from tests.server.conftest import (
+    Server,
+    fresh_database,
+    shared_server,
+    strict_loads,
+)
 from tests.server.rawws import CLOSE, TEXT, RawWebSocket
 
 MODULE = """
@@ -51,22 +55,24 @@ def deep_array(depth: int) -> str:
     return "[" * depth + "]" * depth
 
 
-@pytest.fixture
-def limited(tmp_path: Path) -> Iterator[tuple[Server, str]]:
+@pytest.fixture(scope="module")
+def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server with the small limits for the module; no test may make it print a
+    traceback."""
     env = {
         "COSMICTRON_CALL_BODY_BYTES_MAX": str(JSON_BODY_BYTES_MAX),
         "COSMICTRON_SQL_BODY_BYTES_MAX": str(JSON_BODY_BYTES_MAX),
         "COSMICTRON_CLIENT_QUEUE_BYTES_MAX": str(QUEUE_BYTES_MAX),
     }
-    data_dir = tmp_path / "server-data"
-    server = start_server(data_dir, "--profile", "development", env=env)
-    try:
-        _, token = server.deployer()
-        assert server.deploy("shop", MODULE, token).status == 201
-        yield server, token
-    finally:
-        out = stop_server(server)
-        assert "Traceback" not in out, out
+    with shared_server(tmp_path_factory, env, refuse_tracebacks=True) as server:
+        yield server
+
+
+@pytest.fixture
+def limited(limited_server: Server) -> Iterator[tuple[Server, str]]:
+    """A new ``shop`` database for this test."""
+    with fresh_database(limited_server, "shop", MODULE) as token:
+        yield limited_server, token
 
 
 def state(server: Server, token: str) -> Any:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.host.test_procedures import MODULE, World
-from tests.server.conftest import Reply, Server
+from tests.server.conftest import Reply, Server, fresh_database
 from tests.server.test_websocket import Connect, run
 
 
@@ -27,11 +27,11 @@ def world() -> Iterator[World]:
 
 
 @pytest.fixture
-def app(server: Server) -> Server:
-    _, token = server.deployer()
+def app(module_server: Server) -> Iterator[Server]:
+    """The module's one server with a new ``app`` database for this test."""
     header = "from __future__ import annotations\nfrom cosmictron import *\n"
-    assert server.deploy("app", header + MODULE, token).status == 201
-    return server
+    with fresh_database(module_server, "app", header + MODULE):
+        yield module_server
 
 
 def test_a_procedure_is_called_like_a_reducer_over_http(app: Server, world: World) -> None:

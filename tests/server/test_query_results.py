@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.server.conftest import Server
+from tests.server.conftest import Server, fresh_database
 from tests.server.test_websocket import MODULE, Connect, run
 
 GROUPED = "SELECT text, COUNT(*) FROM message GROUP BY text"
@@ -24,10 +24,10 @@ IN_SUBQUERY = "SELECT * FROM message WHERE id IN (SELECT id FROM message WHERE t
 
 
 @pytest.fixture
-def chat(server: Server) -> Iterator[Server]:
-    _, token = server.deployer()
-    assert server.deploy("chat", MODULE, token).status == 201
-    yield server
+def chat(module_server: Server) -> Iterator[Server]:
+    """The module's one server with a new ``chat`` database for this test."""
+    with fresh_database(module_server, "chat", MODULE):
+        yield module_server
 
 
 def counted(rows: list[dict[str, Any]]) -> Counter[str]:

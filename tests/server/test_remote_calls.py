@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.crash_harness import call_until_sigkill
 from tests.server.conftest import Server, start_server, stop_server
 
 ORDERS = """
@@ -117,31 +116,9 @@ def run_round(data_dir: Path, rng: random.Random, base: int) -> set[int]:
     server = start_server(data_dir, "--profile", "production")
     if base == 1:
         deploy_pair(server)
-    acked: set[int] = set()
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def write(worker: int) -> None:
-        item = base + worker
-        while not stop.is_set():
-            try:
-                reply = server.request("POST", "/v1/database/orders/call/place", [item])
-            except OSError:
-                return  # the server died mid-request: not acknowledged
-            if reply.status == 200:
-                with lock:
-                    acked.add(item)
-            item += 4
-
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
-    for thread in threads:
-        thread.start()
-    time.sleep(rng.uniform(0.3, 1.2))
-    server.process.send_signal(signal.SIGKILL)
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=30)
-    stop_server(server, signal.SIGKILL)
+    acked = call_until_sigkill(
+        server, "/v1/database/orders/call/place", 4, base, rng.uniform(0.3, 1.2)
+    )
     return acked
 
 

@@ -10,13 +10,11 @@ each insert in the same transaction).
 from __future__ import annotations
 
 import random
-import signal
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.crash_harness import call_until_sigkill
 from tests.server.conftest import start_server, stop_server
 
 MODULE = """
@@ -49,31 +47,9 @@ def run_round(data_dir: Path, seed: int, token: str | None) -> tuple[str, set[in
         assert server.deploy("crash", MODULE, token).status == 201
     existing = server.request("POST", "/v1/database/crash/sql", "SELECT n FROM entry").body
     base = max((row["n"] for row in existing["rows"]), default=0) + 1
-    acknowledged: set[int] = set()
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def write(worker: int) -> None:
-        n = base + worker
-        while not stop.is_set():
-            try:
-                reply = server.request("POST", "/v1/database/crash/call/add", [n])
-            except OSError:
-                return  # the server died mid-request: not acknowledged
-            if reply.status == 200:
-                with lock:
-                    acknowledged.add(n)
-            n += 8
-
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(8)]
-    for thread in threads:
-        thread.start()
-    time.sleep(random.Random(seed).uniform(0.3, 0.8))
-    server.process.send_signal(signal.SIGKILL)
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=30)
-    stop_server(server, signal.SIGKILL)
+    acknowledged = call_until_sigkill(
+        server, "/v1/database/crash/call/add", 8, base, random.Random(seed).uniform(0.3, 0.8)
+    )
     return token, acknowledged
 
 

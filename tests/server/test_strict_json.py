@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.server.conftest import Server, start_server, stop_server, strict_loads
+from tests.server.conftest import (
+    Server,
+    fresh_database,
+    shared_server,
+    strict_loads,
+)
 from tests.server.rawws import RawWebSocket
 
 MODULE = """
@@ -51,16 +55,18 @@ def untyped(ctx: ReducerContext, value: float):
 NON_FINITE = ["Infinity", "-Infinity", "NaN", "1e400", "-1e400"]
 
 
+@pytest.fixture(scope="module")
+def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the module; none of its tests may make it print a traceback."""
+    with shared_server(tmp_path_factory, refuse_tracebacks=True) as server:
+        yield server
+
+
 @pytest.fixture
-def readings(tmp_path: Path) -> Iterator[tuple[Server, str]]:
-    server = start_server(tmp_path / "server-data", "--profile", "development")
-    try:
-        _, token = server.deployer()
-        assert server.deploy("lab", MODULE, token).status == 201
-        yield server, token
-    finally:
-        out = stop_server(server)
-        assert "Traceback" not in out, out
+def readings(lab_server: Server) -> Iterator[tuple[Server, str]]:
+    """A new ``lab`` database for this test."""
+    with fresh_database(lab_server, "lab", MODULE) as token:
+        yield lab_server, token
 
 
 def rows(server: Server, token: str) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.server.conftest import Server
+from tests.server.conftest import Server, fresh_database
 from tests.server.test_websocket import MODULE, Connect, run
 
 LONG = "SELECT * FROM long_message ORDER BY id"
@@ -21,10 +21,10 @@ JOINED = "SELECT l.id, n.text AS note FROM long_message l JOIN note n ON n.id = 
 
 
 @pytest.fixture
-def chat(server: Server) -> Iterator[tuple[Server, str]]:
-    _, token = server.deployer()
-    assert server.deploy("chat", MODULE, token).status == 201
-    yield server, token
+def chat(module_server: Server) -> Iterator[tuple[Server, str]]:
+    """The module's one server with a new ``chat`` database for this test."""
+    with fresh_database(module_server, "chat", MODULE) as token:
+        yield module_server, token
 
 
 def test_a_subscription_to_a_view_updates_live_when_its_table_changes(

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.server.conftest import Server, start_server, stop_server, strict_loads
+from tests.server.conftest import Server, fresh_database, start_server, stop_server, strict_loads
 
 PROTOCOL = "v1.json.cosmictron"
 
@@ -149,10 +149,10 @@ def run(server: Server, scenario: Callable[[Connect], Awaitable[None]]) -> None:
 
 
 @pytest.fixture
-def chat(server: Server) -> Iterator[tuple[Server, str]]:
-    _, token = server.deployer()
-    assert server.deploy("chat", MODULE, token).status == 201
-    yield server, token
+def chat(module_server: Server) -> Iterator[tuple[Server, str]]:
+    """The module's one server with a new ``chat`` database for this test."""
+    with fresh_database(module_server, "chat", MODULE) as token:
+        yield module_server, token
 
 
 def test_identity_subscribe_and_updates_from_others_and_self(chat: tuple[Server, str]) -> None:

@@ -235,6 +235,8 @@ class CommitLog:
             if not ledger.since_seq:  # the oldest record after the last checkpoint
                 ledger.since_seq = offset
                 ledger.since_us = now
+                if ledger.wake is not None:
+                    ledger.wake()  # the ledger thread sleeps until this one's checkpoint is due
             if (offset >= ledger.due_seq or now >= ledger.due_us) and not ledger.checkpointing:
                 self.append_checkpoint()
         return offset

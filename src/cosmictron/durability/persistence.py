@@ -145,9 +145,7 @@ class PersistenceLayer:
         self._ledger_thread: LedgerThread | None = None
         self.archived_through = 0
         """The last record archived out of ``log/`` this session (0: none)."""
-        self.writer_lock: Any = None
-        """The host's writer lock (the one ``append`` is called under), set by the host:
-        with it the ledger thread writes a checkpoint when the log is idle."""
+        self._writer_lock: Any = None
         self.commit_refusal: Exception | None = None
         """Set while strict anchoring refuses commits (``anchorer.py``); the host checks
         it before each transaction."""
@@ -233,7 +231,7 @@ class PersistenceLayer:
                 self._ledger = None
                 raise
             self._ledger_thread = LedgerThread(
-                self._ledger, self._log, self._sync, lambda: self.writer_lock
+                self._ledger, self._log, self._sync, lambda: self._writer_lock
             )
             self._ledger_thread.start()
         elif self.storage is FILE_STORAGE and not self.replica:
@@ -320,6 +318,23 @@ class PersistenceLayer:
         return LogCut(
             log.next_offset - 1, log.last_hash, log.segment_base_offset, log.segment_bytes
         )
+
+    @property
+    def writer_lock(self) -> Any:
+        """The host's writer lock (the one ``append`` is called under), set by the host:
+        with it the ledger thread writes a checkpoint when the log is idle."""
+        return self._writer_lock
+
+    @writer_lock.setter
+    def writer_lock(self, lock: Any) -> None:
+        self._writer_lock = lock
+        if self._ledger_thread is not None:
+            self._ledger_thread.wake()  # records may already wait for a checkpoint
+
+    @property
+    def ledger_thread(self) -> LedgerThread | None:
+        """The ledger's background thread (None with the ledger off): its counters."""
+        return self._ledger_thread
 
     @property
     def ledger(self) -> LedgerWriter | None:

@@ -73,6 +73,9 @@ class SyncCoordinator:
         self.last_sync_latency_s = 0.0
         self.sync_seconds_total = 0.0
         self.flush: Callable[[], None] = _nothing_to_flush
+        self.on_sync: Callable[[int], None] | None = None
+        """Called with the synced offset after each sync (the ledger thread's wake-up: its
+        side-file entries wait for their records to be durable)."""
         self._lock = threading.Lock()
         """Guards the token and the queues below; never held across a write or sync."""
         self._token_held = False
@@ -224,6 +227,9 @@ class SyncCoordinator:
         self.sync_count += 1
         if offset > self.synced_offset:
             self.synced_offset = offset
+        on_sync = self.on_sync
+        if on_sync is not None:
+            on_sync(offset)
 
     def _sync_locked(self) -> None:
         # Read the target before flushing: everything up to it is then written to this fd
