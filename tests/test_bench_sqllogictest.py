@@ -142,6 +142,15 @@ def test_a_query_over_its_time_is_slow_not_a_match(tmp_path):
     result = json.loads(out.read_text())
     assert result["outcomes"].get("match", 0) == 0
     assert result["outcomes"]["slow"] >= 4 and result["slow"][0]["where"].startswith("sample.test")
+    # Each slow query is run a third time without the limit, to say what it cost: its
+    # CPU seconds (on a shared machine the wall time may be mostly waiting for a core)
+    # and whether that answer is SQLite's.
+    for slow in result["slow"]:
+        assert slow["unhurried_cpu_seconds"] >= 0 and slow["unhurried_seconds"] >= 0
+        assert slow["unhurried_answer"] in ("match", "differs") or slow[
+            "unhurried_answer"
+        ].startswith("error")
+    assert any(slow["unhurried_answer"] == "match" for slow in result["slow"])
 
 
 def test_a_keyless_table_given_a_duplicate_row_is_not_judged(tmp_path):

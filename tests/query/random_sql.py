@@ -6,9 +6,11 @@ NULL, IN lists, BETWEEN, LIKE), subqueries (scalar aggregates, IN, NOT IN, EXIST
 EXISTS, correlated or not), compound selects, FROM subqueries and CTEs, joins of up to
 8 tables in a random FROM order, GROUP BY/HAVING, ORDER BY/LIMIT; and (shape ``more``,
 issue 12's last constructs) row values, ``x IN table``, ``TOTAL``/``GROUP_CONCAT``,
-bare columns in HAVING and ``WITH RECURSIVE``. ``GROUP_CONCAT``'s order is SQLite's
-scan order, so it is compared through ``LENGTH``; a bare column in HAVING only where its
-value is fixed by the group (grouped by the table's ``id``) or does not matter.
+bare columns in HAVING and ``WITH RECURSIVE`` (in rounds, or ordered from a queue);
+and (shape ``bitwise``) SQLite's 64-bit ``&``, ``|``, ``~``, ``<<``, ``>>``.
+``GROUP_CONCAT``'s order is SQLite's scan order, so it is compared through ``LENGTH``;
+a bare column in HAVING only where its value is fixed by the group (grouped by the
+table's ``id``) or does not matter.
 
 Shapes are switched by name (``SHAPES``); a shape other work is still building would
 be listed in ``PENDING`` and generated only once moved into ``SHAPES`` (CASE, CAST and
@@ -35,6 +37,7 @@ SHAPES = frozenset(
         "cast",
         "functions",
         "more",
+        "bitwise",
     }
 )
 """The shapes generated now."""
@@ -106,8 +109,15 @@ class Generator:
     def int_expr(self, aliases: list[str], depth: int = 0) -> str:
         rng = self.rng
         if depth < 2 and self.chance("expr", 0.3):
-            op = rng.choice(["+", "-", "*"])
+            ops = ["+", "-", "*"]
+            if "bitwise" in self.shapes:  # SQLite's 64-bit &, |, <<, >> (and ~ below)
+                ops += ["&", "|", "<<", ">>"]
+            op = rng.choice(ops)
             return f"({self.int_expr(aliases, depth + 1)} {op} {self.int_expr(aliases, depth + 1)})"
+        if depth < 2 and self.chance("bitwise", 0.04):
+            return f"(~{self.int_expr(aliases, depth + 1)})"
+        if depth < 2 and self.chance("bitwise", 0.02):
+            return f"(1 << {rng.choice(['62', '63', '64', '-1', '-64', '100'])})"
         if depth < 2 and self.chance("case", 0.08):
             return self.case_expr(aliases, depth + 1)
         if depth < 2 and self.chance("cast", 0.08):
@@ -299,10 +309,24 @@ class Generator:
 
     def recursive_query(self) -> tuple[str, bool]:
         """WITH RECURSIVE: a counter from a table's values, or the values reachable
-        through a table read as edges (a -> b), with UNION or UNION ALL."""
+        through a table read as edges (a -> b), with UNION or UNION ALL, in rounds or
+        (an ORDER BY on the CTE) from a priority queue."""
         rng = self.rng
         start = f"t{rng.randrange(TABLES)}"
         edges = f"t{rng.randrange(TABLES)}"
+        if rng.random() < 0.3:
+            # An ORDER BY on the CTE picks which row its queue gives up next (depth or
+            # breadth first), and with a LIMIT which rows are made; over every column,
+            # so the rows taken do not depend on the order of ties.
+            union = rng.choice(["UNION", "UNION ALL"])
+            order = rng.choice(["2 DESC, 1", "2, 1 DESC", "1, 2", "1 DESC, 2 DESC"])
+            limit = rng.choice(["", f" LIMIT {rng.randint(0, 12)}"])
+            body = (
+                f"SELECT s.a, 0 FROM {start} s WHERE s.id = {rng.randrange(ROWS)} {union} "
+                f"SELECT e.b, w.d + 1 FROM w JOIN {edges} e ON e.a = w.n WHERE w.d < 4 "
+                f"ORDER BY {order}{limit}"
+            )
+            return f"WITH RECURSIVE w(n, d) AS ({body}) SELECT n, d FROM w", False
         if rng.random() < 0.5:
             union = rng.choice(["UNION", "UNION ALL"])
             bound = rng.randint(0, 4)

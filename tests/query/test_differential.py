@@ -121,6 +121,13 @@ def test_the_generator_covers_every_shape() -> None:
         "TOTAL(",
         "GROUP_CONCAT(",
         "HAVING NULL NOT IN",
+        " & ",
+        " | ",
+        " << ",
+        " >> ",
+        "(~",
+        "(1 << 63)",
+        "w(n, d)",
     ):
         assert construct in texts, construct
     assert not random_sql.SHAPES & random_sql.PENDING

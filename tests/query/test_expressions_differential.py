@@ -104,9 +104,14 @@ class Gen:
         if depth <= 0 or r.random() < 0.25:
             return self.pick("a", "b", "a", "b", str(r.randint(-4, 6)), "NULL", "id")
         d = depth - 1
-        choice = r.randrange(18)
+        choice = r.randrange(19)
         if choice == 0:
             return f"ABS({self.integer(d)})"
+        if choice == 17:  # SQLite's 64-bit bitwise operators; a real's integer part
+            left = self.pick(self.integer(d), self.real(d), "(1 << 63)")
+            op = self.pick("&", "|", "<<", ">>")
+            right = self.pick(self.integer(d), str(r.choice([63, 64, -1, -65, 100])))
+            return self.pick(f"({left} {op} {right})", f"( ~ {self.integer(d)})")
         if choice == 1:
             return f"COALESCE({self.integer(d)}, {self.integer(d)})"
         if choice == 2:

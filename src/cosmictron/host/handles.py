@@ -380,6 +380,7 @@ def insert_all(
     rows: Any,
     stored: list[tuple[Any, ...]] | None = None,
     checked_for: TableSchema | None = None,
+    on_conflict: str | None = None,
 ) -> int:
     """Check every row (sequences or dicts), then insert them all as one batch.
 
@@ -389,13 +390,18 @@ def insert_all(
     ``checked_for``: the rows are canonical tuples already checked against this schema
     (the server's bulk converter checks each cell as it reads it); the check is skipped
     only if it is still the table's schema object, so a module update in between
-    (which builds new schemas) gets its rows checked again.
+    (which builds new schemas) gets its rows checked again. ``on_conflict`` is SQL's
+    ``INSERT OR REPLACE`` (``"REPLACE"``: each row, in order, first deletes the rows
+    holding its primary key or any of its unique keys) or ``INSERT OR IGNORE``
+    (``"IGNORE"``: a row that would conflict is skipped), row by row
+    (``_insert_resolving``); None: a conflict is an error and nothing is stored.
 
     Returns:
         How many rows were stored (an identical row in a keyless table is stored once).
     """
     positions = binding.auto_inc_positions
-    kinds = set(map(type, rows)) if not positions and isinstance(rows, list) else None
+    bulk = not positions and on_conflict is None and isinstance(rows, list)
+    kinds = set(map(type, rows)) if bulk else None
     if kinds is not None and kinds <= {tuple, list}:
         # The bulk path: every row checked by one C-level map over the compiled checker
         # (its unpacking refuses a wrong width). Any failure falls through to the loop
@@ -431,6 +437,8 @@ def insert_all(
     for position, value in counters.items():
         if value != table.sequences[position]:
             tx.observe_explicit_value(table, position, value - 1)
+    if on_conflict is not None:
+        return _insert_resolving(tx, table, checked, stored, on_conflict)
     try:
         done = tx.insert_batch(table, checked)
     except BatchConflict as exc:
@@ -438,6 +446,40 @@ def insert_all(
     if stored is not None:
         stored.extend(done)
     return len(done)
+
+
+def _insert_resolving(
+    tx: Transaction,
+    table: Table,
+    rows: list[tuple[Any, ...]],
+    stored: list[tuple[Any, ...]] | None,
+    on_conflict: str,
+) -> int:
+    """SQLite's ``INSERT OR REPLACE`` / ``OR IGNORE``, one checked row after another.
+
+    A row conflicts with the stored rows holding its primary key (in a keyless table:
+    the identical row) or any of its unique keys. ``REPLACE`` deletes them, then inserts
+    the row (so a later row of the statement replaces an earlier one) and counts it, as
+    SQLite's ``changes()`` does (the rows it deleted are not counted); ``IGNORE`` skips
+    the row and does not count it.
+    """
+    written: list[tuple[Any, ...]] = []
+    for row in rows:
+        key = table.row_key(row)
+        doomed = {key} if table.get(key) is not None else set()
+        for index in table.unique_indexes:
+            holder = index.holder_of(row)
+            if holder is not None:
+                doomed.add(holder)
+        if doomed and on_conflict == "IGNORE":
+            continue
+        for held in doomed:
+            tx.delete(table, held)
+        tx.insert(table, row)
+        written.append(row)
+    if stored is not None:
+        stored.extend(written)
+    return len(written)
 
 
 def _at_row(error: Exception, row_index: int, cause: Exception) -> Exception:

@@ -154,7 +154,9 @@ def _run_once(
             return apply_insert(
                 insert_statement,
                 datastore,
-                lambda table, rows, stored: insert_all(tx, table, binding, rows, stored),
+                lambda table, rows, stored, on_conflict: insert_all(
+                    tx, table, binding, rows, stored, on_conflict=on_conflict
+                ),
             )
 
         (count, returned), offset = run_transaction(
@@ -363,7 +365,9 @@ def _apply_dml(core: DatabaseCore, statement: Any, tx: Transaction) -> tuple[int
         return apply_insert(
             statement,
             datastore,
-            lambda table, rows, stored: insert_all(tx, table, binding, rows, stored),
+            lambda table, rows, stored, on_conflict: insert_all(
+                tx, table, binding, rows, stored, on_conflict=on_conflict
+            ),
         )
     if isinstance(statement, UpdateStatement):
         return update_rows(statement, datastore, tx)

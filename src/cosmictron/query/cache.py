@@ -27,7 +27,6 @@ one dict entry instead of running the plan's operators.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import threading
 from collections import OrderedDict
@@ -40,7 +39,7 @@ from cosmictron import limits
 from cosmictron.datastore import ColumnType, ModuleSchema
 from cosmictron.query.coerce import base
 from cosmictron.query.params import coercer, has_params
-from cosmictron.query.plan import Col, IndexScan, Param, Project
+from cosmictron.query.plan import Col, IndexScan, Param, Project, plan_fields
 from cosmictron.query.sizes import SCALAR_BYTES
 from cosmictron.query.statements import Explain, SelectStatement, Statement
 
@@ -304,9 +303,9 @@ def plan_bytes(statement: Any) -> int:
             total += NODE_BYTES
             stack.extend(item.keys())
             stack.extend(item.values())
-        elif dataclasses.is_dataclass(item) and kind.__module__.startswith("cosmictron.query"):
+        elif names := plan_fields(type(item)):
             total += NODE_BYTES
-            stack.extend(getattr(item, f.name) for f in dataclasses.fields(item))
+            stack.extend([getattr(item, name) for name in names])
         else:
             total += SCALAR_BYTES
     return total

@@ -38,8 +38,9 @@ from cosmictron.query.statements import (
 _UNLIMITED = 1 << 62
 
 Row = tuple[Any, ...]
-Inserter = Callable[[Table, Any, "list[Row] | None"], int]
-"""The host's batch insert: (table, rows, a list to receive the rows stored) -> count."""
+Inserter = Callable[[Table, Any, "list[Row] | None", "str | None"], int]
+"""The host's batch insert: (table, rows, a list to receive the rows stored, the
+statement's ``OR REPLACE``/``OR IGNORE`` or None) -> count."""
 
 
 def apply_insert(
@@ -48,7 +49,8 @@ def apply_insert(
     """Insert the statement's rows (or its query's); returns (rows stored, RETURNING rows).
 
     ``insert`` is the host's checked batch insert (type checks, defaults, auto-increment),
-    all or nothing.
+    all or nothing; ``INSERT OR REPLACE`` (``REPLACE INTO``) first deletes the rows each
+    new row conflicts with, ``INSERT OR IGNORE`` skips a row that conflicts.
     """
     table = datastore.tables[statement.table.name]
     rows: Any = statement.rows
@@ -57,7 +59,7 @@ def apply_insert(
         names = statement.names
         rows = found if names is None else [dict(zip(names, row, strict=True)) for row in found]
     stored: list[Row] | None = [] if statement.returning is not None else None
-    count = insert(table, rows, stored)
+    count = insert(table, rows, stored, statement.on_conflict)
     return count, returned(statement.returning, stored or [])
 
 

@@ -169,9 +169,18 @@ def describe(node: Node) -> str:
         bound = "" if node.limit is None else f" LIMIT {node.limit}"
         bound += f" OFFSET {node.offset}" if node.offset else ""
         kind = "UNION ALL" if node.all else "UNION"
-        return f"RecursiveCTE {node.name} ({kind}: initial rows, then the step per round){bound}"
+        how = "initial rows, then the step per round"
+        if node.queue:
+            how = "a queue of rows taken first in, first out, the step per row"
+        if node.order:
+            terms = ", ".join(
+                f"{position + 1}{' DESC' if descending else ''}"
+                for position, descending, _ in node.order
+            )
+            how = f"a queue of rows taken by ORDER BY {terms}, the step per row"
+        return f"RecursiveCTE {node.name} ({kind}: {how}){bound}"
     if isinstance(node, Working):
-        return "WorkingRows (the rows the last round added)"
+        return "WorkingRows (the rows the last round added, or the row taken)"
     if isinstance(node, Compound):
         return f"Compound {node.op}{' ALL' if node.all else ''}"
     if isinstance(node, Subqueries):

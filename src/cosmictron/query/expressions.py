@@ -140,6 +140,38 @@ def concatenator(meter: Meter | None) -> Callable[[Any, Any], str]:
     return concat
 
 
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _overflowing(exact: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """``exact`` on integers as SQLite computes it in 64 bits: a result outside them is
+    computed again in floating point (``(1 << 63) - 2`` is -9.223372036854776e18, as
+    in SQLite), never a Python integer SQLite could not hold.
+
+    >>> _overflowing(operator.sub)(-(1 << 63), 2), _overflowing(operator.add)(1, 2)
+    (-9.223372036854776e+18, 3)
+    """
+
+    def checked(a: Any, b: Any) -> Any:
+        result = exact(a, b)
+        if type(result) is int and not _I64_MIN <= result <= _I64_MAX:
+            return exact(float(a), float(b))
+        return result
+
+    return checked
+
+
+_CHECKED: dict[str, Callable[[Any, Any], Any]] = {
+    op: _overflowing(function)
+    for op, function in (
+        ("+", operator.add),
+        ("-", operator.sub),
+        ("*", operator.mul),
+        ("/", divide),
+    )
+}
+"""Integer arithmetic that overflows 64 bits becomes a real, as in SQLite."""
+
 _ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
     "+": operator.add,
     "-": operator.sub,
@@ -389,6 +421,8 @@ def _binary(expr: Binary, meter: Meter | None) -> Compiled:
         return run_is
     if expr.op == "||":
         function = concatenator(meter)
+    elif expr.op in _CHECKED and isinstance(base(expr.type), IntType):
+        function = _CHECKED[expr.op]
     else:
         function = _COMPARE.get(expr.op) or _ARITHMETIC[expr.op]
     if expr.op in _MAY_MAKE_NAN and not isinstance(base(expr.type), IntType):
@@ -456,7 +490,9 @@ def _unary(expr: Unary, meter: Meter | None) -> Compiled:
 
     def negative(row: tuple[Any, ...]) -> Any:
         value = inner(row)
-        return None if value is None else -value
+        if value is None:
+            return None
+        return -float(value) if value == _I64_MIN and type(value) is int else -value
 
     return negative
 

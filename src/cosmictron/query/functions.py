@@ -150,17 +150,23 @@ def _lower(value: str) -> str:
     return value.translate(_LOWER)
 
 
+def _int32(number: int) -> int:
+    """The low 32 bits of a 64-bit integer, signed: SQLite's ``sqlite3_value_int``,
+    which SUBSTR reads its start and length with (``SUBSTR(x, 1 << 32)`` starts at 0)."""
+    return ((number + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
 def _substr(value: Any, start: Any, length: Any = None) -> Any:
     """SQLite's SUBSTR, its index arithmetic included: 1-based, a negative start counts
     from the end, start 0 takes one character fewer, a negative length takes the
     characters before start."""
     size = len(value)
-    p1 = to_integer(start)
+    p1 = _int32(to_integer(start))
     negative = False
     if length is None:
         p2 = 1 << 62
     else:
-        p2 = to_integer(length)
+        p2 = _int32(to_integer(length))
         if p2 < 0:
             p2, negative = -p2, True
     if p1 < 0:
@@ -620,6 +626,80 @@ _ALL += [
         "strict",
         json_array_length,
         "elements of the array (at path); 0 if it is not an array",
+    ),
+]
+
+# -- bitwise operators (SQLite's &, |, ~, <<, >> on 64-bit integers) --------------------
+
+_U64 = (1 << 64) - 1
+
+
+def _signed(bits: int) -> int:
+    """The low 64 bits of ``bits`` read as a signed 64-bit integer (two's complement)."""
+    bits &= _U64
+    return bits - (1 << 64) if bits >> 63 else bits
+
+
+def _bit_and(a: Any, b: Any) -> int:
+    return to_integer(a) & to_integer(b)
+
+
+def _bit_or(a: Any, b: Any) -> int:
+    return to_integer(a) | to_integer(b)
+
+
+def _bit_not(a: Any) -> int:
+    return ~to_integer(a)
+
+
+def _shift(value: Any, amount: Any, left: bool) -> int:
+    """SQLite's OP_ShiftLeft/OP_ShiftRight: 64-bit two's complement, a negative amount
+    shifts the other way, 64 or more places leave 0 (or -1 for a negative value shifted
+    right); a right shift keeps the sign. ``1 << 63`` is -9223372036854775808.
+
+    >>> _shift(1, 63, True), _shift(1, 64, True), _shift(8, -1, True), _shift(-1, 100, False)
+    (-9223372036854775808, 0, 4, -1)
+    """
+    number, places = to_integer(value), to_integer(amount)
+    if places < 0:
+        left, places = not left, -places
+    if places >= 64:
+        return 0 if number >= 0 or left else -1
+    if left:
+        return _signed(number << places)
+    return number >> places  # Python's >> on a negative int keeps the sign, as SQLite
+
+
+def _shift_left(value: Any, amount: Any) -> int:
+    return _shift(value, amount, True)
+
+
+def _shift_right(value: Any, amount: Any) -> int:
+    return _shift(value, amount, False)
+
+
+def _bitwise(name: str, syntax: str, run: Callable[..., int], summary: str) -> Function:
+    arity = 1 if name == "~" else 2
+    return Function(name, syntax, arity, arity, ("integer",), "integer", "strict", run, summary)
+
+
+_ALL += [
+    _bitwise("&", "x & y", _bit_and, "bitwise AND of the 64-bit integers (a real's integer part)"),
+    _bitwise("|", "x | y", _bit_or, "bitwise OR of the 64-bit integers (a real's integer part)"),
+    _bitwise("~", "~x", _bit_not, "bitwise NOT (ones' complement) of the 64-bit integer"),
+    _bitwise(
+        "<<",
+        "x << n",
+        _shift_left,
+        "x shifted left n bits in 64-bit two's complement (1 << 63 is the smallest integer); "
+        "a negative n shifts right, n of 64 or more gives 0",
+    ),
+    _bitwise(
+        ">>",
+        "x >> n",
+        _shift_right,
+        "x shifted right n bits, keeping the sign; a negative n shifts left, n of 64 or "
+        "more gives 0 (-1 for a negative x)",
     ),
 ]
 

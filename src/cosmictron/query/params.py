@@ -21,13 +21,13 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from cosmictron.datastore import ColumnType, TableSchema, TypeMismatch
+from cosmictron.datastore import TypeMismatch
 from cosmictron.datastore.types import FloatType, IntType
 from cosmictron.errors import InvalidRequest, TooLarge
 from cosmictron.query.budget import QueryBudget
 from cosmictron.query.coerce import base, coerce
 from cosmictron.query.expressions import compile_expr
-from cosmictron.query.plan import Computed, Const, Param
+from cosmictron.query.plan import Computed, Const, Param, plan_fields
 from cosmictron.query.position import located_error
 from cosmictron.query.sizes import value_bytes
 
@@ -70,9 +70,7 @@ def has_params(value: Any) -> bool:
         return any(has_params(item) for item in value)
     if isinstance(value, dict):
         return any(has_params(item) for item in value.values())
-    if _walkable(value):
-        return any(has_params(getattr(value, f.name)) for f in dataclasses.fields(value))
-    return False
+    return any(has_params(getattr(value, name)) for name in plan_fields(type(value)))
 
 
 def bind(statement: T, values: Mapping[str, Any]) -> T:
@@ -115,15 +113,6 @@ def _identity(value: Any) -> Any:
     return value
 
 
-def _walkable(value: Any) -> bool:
-    """Our plan and statement dataclasses (never a schema, whose fields are not plans)."""
-    return (
-        dataclasses.is_dataclass(value)
-        and not isinstance(value, type | TableSchema | ColumnType)
-        and type(value).__module__.startswith("cosmictron.query")
-    )
-
-
 def _fill(value: Any, values: Mapping[str, Any], in_expr: bool) -> Any:
     if isinstance(value, Param) and OUTER_MARK in value.name and value.name not in values:
         return value  # a correlated subquery's outer value, filled per outer row
@@ -144,11 +133,12 @@ def _fill(value: Any, values: Mapping[str, Any], in_expr: bool) -> Any:
         return [_fill(item, values, in_expr) for item in value]
     if isinstance(value, dict):
         return {key: _fill(item, values, in_expr) for key, item in value.items()}
-    if _walkable(value) and has_params(value):
+    names = plan_fields(type(value))
+    if names and has_params(value):
         kind = type(value).__name__
         changes = {
-            f.name: _fill(getattr(value, f.name), values, (kind, f.name) not in _RAW_FIELDS)
-            for f in dataclasses.fields(value)
+            name: _fill(getattr(value, name), values, (kind, name) not in _RAW_FIELDS)
+            for name in names
         }
         return dataclasses.replace(value, **changes)
     return value

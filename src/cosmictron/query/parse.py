@@ -180,6 +180,7 @@ def _insert(
     for option in ("conflict", "where"):
         if tree.args.get(option):
             source.fail(f"unsupported construct: INSERT ... {option.upper()}", tree)
+    on_conflict = _on_conflict(tree, source)
     own = Binder(source, Scope([TableRef(table.name, table, 0)]), params, sender)
     returning = _returning(tree, table, own, source)
     columns = names if names is not None else list(table.column_names)
@@ -205,6 +206,7 @@ def _insert(
             optimize(query.plan),
             None if names is None else tuple(names),
             query.tables,
+            on_conflict,
         )
     if not isinstance(values, exp.Values):
         source.fail("unsupported construct: INSERT needs VALUES or a SELECT", values)
@@ -219,7 +221,20 @@ def _insert(
             position = table.column_names.index(name)
             row.append(_value(binder.bind(item), table, position, source, item))
         rows.append(dict(zip(columns, row, strict=True)) if names is not None else row)
-    return InsertStatement(table, tuple(rows), returning)
+    return InsertStatement(table, tuple(rows), returning, on_conflict=on_conflict)
+
+
+def _on_conflict(tree: exp.Insert, source: Source) -> str | None:
+    """``INSERT OR REPLACE`` (and ``REPLACE INTO``) or ``INSERT OR IGNORE``; ``OR ABORT``
+    is what every INSERT does (a conflict undoes the statement). ``OR FAIL`` and ``OR
+    ROLLBACK`` keep rows written before the conflict or end an enclosing transaction in
+    SQLite, which one statement as one transaction cannot mean: refused."""
+    alternative = str(tree.args.get("alternative") or "").upper()
+    if alternative in ("", "ABORT"):
+        return None
+    if alternative in ("REPLACE", "IGNORE"):
+        return alternative
+    source.fail(f"unsupported construct: INSERT OR {alternative}", tree)
 
 
 def _value(expr: Expr, table: TableSchema, position: int, source: Source, node: Any) -> Any:

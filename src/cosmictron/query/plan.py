@@ -21,6 +21,8 @@ lives in ``render.py``.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -249,6 +251,26 @@ FLIPPED = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 def type_of(expr: Expr) -> ColumnType | None:
     return getattr(expr, "type", None)
+
+
+def _plan_fields(kind: type) -> tuple[str, ...]:
+    """The field names a walk over a plan visits in a value of type ``kind``: every
+    field of a plan node, expression or statement (a dataclass of ``cosmictron.query``),
+    none of anything else (schemas and column types, shared with the module, or plain
+    values). Call it with ``type(value)``.
+
+    The walks over a whole plan (its tables, parameters, weight, subqueries) visit
+    every node of a statement's expressions, a thousand for a long WHERE; asking
+    ``dataclasses`` each time (``is_dataclass``, ``fields``, the module) cost more
+    than the rest of the walk, so the answer is kept per class (a C-level cache hit).
+    """
+    if not dataclasses.is_dataclass(kind) or not kind.__module__.startswith("cosmictron.query"):
+        return ()
+    return tuple(f.name for f in dataclasses.fields(kind))
+
+
+plan_fields: Callable[[type], tuple[str, ...]] = functools.cache(_plan_fields)
+"""``_plan_fields``, kept per class: ``plan_fields(type(value))``."""
 
 
 def children(expr: Expr) -> tuple[Expr, ...]:
@@ -595,7 +617,13 @@ class Recursive(Node):
     """A ``WITH RECURSIVE`` CTE (``recursive.py``): ``base``'s rows, then ``step`` run
     again over the rows the last round added (its ``Working`` node named ``key``) until
     a round adds none. ``all`` keeps duplicates (UNION ALL); else a row seen before is
-    not added again (UNION). ``limit``/``offset``: the CTE's own LIMIT and OFFSET."""
+    not added again (UNION). ``limit``/``offset``: the CTE's own LIMIT and OFFSET.
+
+    ``queue`` runs it as SQLite does, one row at a time (``Working`` holds that row):
+    taken first in, first out, or by ``order`` when the CTE has an ORDER BY (each term
+    ``(column position, descending, NULLs first)``), the step run over that row alone.
+    It is used when the rows could differ from rounds': an ORDER BY (with LIMIT, it
+    decides which rows are made) or a DISTINCT step (distinct per row, not per round)."""
 
     name: str
     key: str
@@ -605,6 +633,8 @@ class Recursive(Node):
     width: int
     limit: int | None = None
     offset: int = 0
+    queue: bool = False
+    order: tuple[tuple[int, bool, bool], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from cosmictron.query.plan import Derived, IndexScan, Node, Project, Scan, type_of
+from cosmictron.query.plan import Derived, IndexScan, Node, Project, Scan, plan_fields, type_of
 
 
 def plan_tables(plan: Node) -> set[str]:
     """The names of the tables ``plan`` reads (what a snapshot for it must hold).
 
-    Walks every dataclass in the plan, expressions included, so a table read from
-    inside an expression (a subquery) is found too.
+    Walks every node of the plan, expressions included, so a table read from inside an
+    expression (a subquery) is found too (not the schemas: ``plan_fields``).
     """
     names: set[str] = set()
     stack: list[Any] = [plan]
@@ -27,10 +27,8 @@ def plan_tables(plan: Node) -> set[str]:
             names.add(item.name)
         if isinstance(item, tuple | list | frozenset):
             stack.extend(item)
-        else:
-            fields = getattr(item, "__dataclass_fields__", None)
-            if fields is not None:
-                stack.extend(getattr(item, name) for name in fields)
+        elif fields := plan_fields(type(item)):
+            stack.extend([getattr(item, name) for name in fields])
     return names
 
 

@@ -12,11 +12,23 @@ recursion (``WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SEL
 FROM c LIMIT 10`` ends); the CTE's own ``LIMIT``/``OFFSET`` count the rows it adds, as
 SQLite's do. Every CTE is bounded by ``limits.sql_recursive_rows_max`` rows, besides
 the query's row, time and byte budgets.
+
+Where one round would give other rows than SQLite's one row at a time, the CTE runs as
+SQLite runs it (``Recursive.queue``): a queue of rows, the initial ones first; take one
+row, return it (the CTE's ``OFFSET`` skips it, its ``LIMIT`` stops before its step),
+then run the step over that row alone and queue what it adds. The queue is first in,
+first out, or with the CTE's ``ORDER BY`` a priority queue (the smallest by the ORDER BY
+first, ties first in, first out, as in SQLite): with a ``LIMIT`` that order decides
+which rows are made (a depth-first walk, ``ORDER BY depth DESC``). A ``DISTINCT`` step
+runs this way too, being distinct per row taken.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import itertools
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -32,7 +44,14 @@ Run = Callable[[Node, Datastore, Meter], Rows]
 
 
 def run_recursive(node: Recursive, datastore: Datastore, meter: Meter, run: Run) -> Rows:
-    """The CTE's rows, round by round (see the module docstring)."""
+    """The CTE's rows, round by round, or row by row for a ``queue`` CTE (see the module
+    docstring)."""
+    if node.queue:
+        return _run_queue(node, datastore, meter, run)
+    return _run_rounds(node, datastore, meter, run)
+
+
+def _run_rounds(node: Recursive, datastore: Datastore, meter: Meter, run: Run) -> Rows:
     width = node.width
     seen: set[tuple[Any, ...]] = set()
     cap = limits.sql_recursive_rows_max
@@ -75,6 +94,97 @@ def run_recursive(node: Recursive, datastore: Datastore, meter: Meter, run: Run)
         meter.check_time()
         step = fill(node.step, node.key, tuple(frontier))
         frontier = added(run(step, datastore, meter))
+
+
+class _Descending:
+    """A value that sorts in reverse, for a DESC term of a priority queue's key."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __lt__(self, other: _Descending) -> bool:
+        return bool(other.value < self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Descending) and bool(self.value == other.value)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _order_key(
+    order: tuple[tuple[int, bool, bool], ...],
+) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """A row's sort key for the ORDER BY terms: NULLs first or last, values ascending
+    or (``_Descending``) descending, term after term."""
+
+    def key(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        parts: list[Any] = []
+        for position, descending, nulls_first in order:
+            value = row[position]
+            if value is None:
+                parts.append((0 if nulls_first else 2, None))
+            else:
+                parts.append((1, _Descending(value) if descending else value))
+        return tuple(parts)
+
+    return key
+
+
+def _run_queue(node: Recursive, datastore: Datastore, meter: Meter, run: Run) -> Rows:
+    """SQLite's way: one row taken from the queue at a time, the step run over it."""
+    width = node.width
+    seen: set[tuple[Any, ...]] = set()
+    cap = limits.sql_recursive_rows_max
+    produced = 0
+    skip = node.offset
+    left = node.limit
+    fifo: deque[tuple[Any, ...]] = deque()
+    ranked: list[tuple[tuple[Any, ...], int, tuple[Any, ...]]] = []
+    key = _order_key(node.order) if node.order else None
+    sequence = itertools.count()
+
+    def push(rows: Rows) -> None:
+        nonlocal produced
+        for row in rows:
+            if len(row) != width:
+                row = row[:width]
+            if not node.all:
+                if row in seen:
+                    continue
+                meter.hold(row_bytes(row))
+                seen.add(row)
+            produced += 1
+            if produced > cap:
+                raise QueryTooCostly(
+                    f"the recursive CTE {node.name} produced more than {cap:,} rows "
+                    f"(limits.sql_recursive_rows_max); bound its recursion with a WHERE "
+                    f"or a LIMIT, or raise the limit (cosmictron.limits.sql_recursive_rows_max)"
+                )
+            if key is None:
+                fifo.append(row)
+            else:
+                heapq.heappush(ranked, (key(row), next(sequence), row))
+
+    if left == 0:
+        return
+    push(run(node.base, datastore, meter))
+    taken = 0
+    while fifo or ranked:
+        row = fifo.popleft() if key is None else heapq.heappop(ranked)[2]
+        if skip:
+            skip -= 1
+        else:
+            yield row
+            if left is not None:
+                left -= 1
+                if left == 0:
+                    return
+        taken += 1
+        if not taken % 64:
+            meter.check_time()
+        push(run(fill(node.step, node.key, (row,)), datastore, meter))
 
 
 def run_working(node: Working, datastore: Datastore, meter: Meter) -> Rows:

@@ -100,6 +100,11 @@ _CALLS: dict[type[exp.Expression], tuple[Callable[[Any], str], Callable[[Any], l
         _args("this", "expression", "expressions"),
     ),
     exp.JSONType: (lambda n: "JSON_TYPE", _args("this", "expression")),
+    exp.BitwiseAnd: (lambda n: "&", _args("this", "expression")),
+    exp.BitwiseOr: (lambda n: "|", _args("this", "expression")),
+    exp.BitwiseNot: (lambda n: "~", _args("this")),
+    exp.BitwiseLeftShift: (lambda n: "<<", _args("this", "expression")),
+    exp.BitwiseRightShift: (lambda n: ">>", _args("this", "expression")),
     exp.Anonymous: (lambda n: str(n.name).upper(), _args("expressions")),
 }
 """SQLGlot's node for a call: the registry name, and the arguments in SQLite's order."""

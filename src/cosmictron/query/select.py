@@ -240,9 +240,17 @@ def with_ctes(node: exp.Expression, context: Context) -> Context:
     return replace(context, ctes=ctes, recursive=recursive)
 
 
-def _group(node: exp.Expression | None) -> tuple[exp.Expression, list[exp.Join]] | None:
-    """``( a CROSS JOIN b ... )`` in FROM, a parenthesised group of inner joins without
-    an alias (groups may nest): its first table and its joins; None for anything else."""
+def _group(
+    node: exp.Expression | None, first: bool = False
+) -> tuple[exp.Expression, list[exp.Join]] | None:
+    """``( a CROSS JOIN b ... )`` in FROM, a parenthesised group of joins without an
+    alias (groups may nest): its first table and its joins; None for anything else.
+
+    A group ``first`` in FROM may hold any joins, outer ones included: joins associate
+    to the left, so ``(a LEFT JOIN b ON x) JOIN c ON y`` is ``a LEFT JOIN b ON x JOIN c
+    ON y`` whatever the joins are. A group after the first table is read flat only when
+    it holds inner joins alone (``a LEFT JOIN (b JOIN c)`` is not ``a LEFT JOIN b JOIN
+    c``)."""
     if not isinstance(node, exp.Subquery) or node.alias:
         return None
     inner = node.this
@@ -250,12 +258,12 @@ def _group(node: exp.Expression | None) -> tuple[exp.Expression, list[exp.Join]]
         head: exp.Expression = inner
         joins: list[exp.Join] = []
     else:
-        found = _group(inner)
+        found = _group(inner, first)
         if found is None:
             return None
         head, joins = found
     joins = [*joins, *(inner.args.get("joins") or [])]
-    if not all(_inner(join) for join in joins):
+    if not first and not all(_inner(join) for join in joins):
         return None
     return head, joins
 
@@ -276,10 +284,12 @@ def _flat_from(
     ``a JOIN (b JOIN c ON y) ON x`` is ``a JOIN b JOIN c ON y AND x`` (for inner joins
     the grouping and the place of an ON condition do not change the rows). The syntax
     tree is not changed: the joins made are new nodes over copies."""
-    if first is None or (_group(first) is None and not any(_group(j.this) for j in joins)):
+    if first is None or (
+        _group(first, first=True) is None and not any(_group(j.this) for j in joins)
+    ):
         return first, joins
     flat: list[exp.Join] = []
-    group = _group(first)
+    group = _group(first, first=True)
     if group is not None:
         first, inner = _flat_from(*group)
         flat.extend(inner)
@@ -314,7 +324,8 @@ def _scan(
     source, schema = context.source, context.schema
     if isinstance(table, exp.Subquery) and isinstance(table.this, exp.Table | exp.Subquery):
         source.fail(
-            "unsupported construct: a parenthesised join with an alias or an outer join "
+            "unsupported construct: a parenthesised join with an alias, or after the "
+            "first table one holding or on the right of an outer join "
             "(write the joins without parentheses)",
             table,
         )
@@ -420,9 +431,10 @@ def _recursive(
     binder: QueryBinder,
 ) -> Nested:
     """A ``WITH RECURSIVE`` CTE that reads itself, as a ``Recursive`` plan
-    (``recursive.py``): ``initial UNION [ALL] step``, where ``step`` reads the CTE
-    once, in its FROM, and neither aggregates nor sorts nor limits (SQLite refuses
-    most of these; one row at a time would give other answers than one round)."""
+    (``recursive.py``): ``initial UNION [ALL] step [ORDER BY …] [LIMIT …]``, where
+    ``step`` reads the CTE once, in its FROM, and does not aggregate (SQLite refuses
+    that: "recursive aggregate queries not supported"). The CTE's ORDER BY, or a
+    DISTINCT step, makes it run as SQLite runs it, one row at a time from a queue."""
     source = context.source
     if not isinstance(query, exp.Union):
         source.fail(
@@ -430,8 +442,6 @@ def _recursive(
             f"<recursive select>",
             query,
         )
-    if query.args.get("order"):
-        source.fail(f"unsupported construct: ORDER BY in recursive CTE {name}", query)
     initial, step = query.this, query.expression
     if _reads_table(initial, name):
         source.fail(
@@ -450,15 +460,29 @@ def _recursive(
             f"in its own FROM (not in a subquery)",
             step,
         )
-    for part in ("group", "having", "order", "limit", "offset", "distinct", "with_", "with"):
-        if step.args.get(part):
-            what = {"with_": "WITH", "group": "GROUP BY"}.get(part, part.upper())
-            source.fail(f"unsupported construct: {what} in the recursive select of {name}", step)
-    if any(agg.parent_select is step for agg in step.find_all(exp.AggFunc)) or any(
-        a.parent_select is step and str(a.name).upper() == "TOTAL"
-        for a in step.find_all(exp.Anonymous)
+    if (
+        step.args.get("group")
+        or step.args.get("having")
+        or any(agg.parent_select is step for agg in step.find_all(exp.AggFunc))
+        or any(
+            a.parent_select is step and str(a.name).upper() in ("TOTAL", "GROUP_CONCAT")
+            for a in step.find_all(exp.Anonymous)
+        )
     ):
-        source.fail(f"recursive CTE {name}: its recursive select may not aggregate", step)
+        source.fail(
+            f"recursive CTE {name}: its recursive select may not aggregate (GROUP BY, "
+            f"HAVING or an aggregate function; SQLite: recursive aggregate queries not "
+            f"supported); aggregate in the initial select, a subquery, or over the CTE",
+            step,
+        )
+    for part in ("order", "limit", "offset", "with_", "with"):
+        if step.args.get(part):  # only a parenthesised step can hold its own
+            what = {"with_": "WITH"}.get(part, part.upper())
+            source.fail(
+                f"unsupported construct: {what} in the recursive select of {name} (an "
+                f"ORDER BY or LIMIT after it applies to the whole CTE)",
+                step,
+            )
     enclosing = _EnclosingOnly(binder)
     first = context.build(initial, enclosing, context)
     names_out = columns_named or list(first.columns)
@@ -478,6 +502,7 @@ def _recursive(
             query,
         )
     limit_count, offset_count = _recursive_bounds(query, source)
+    order = _recursive_order(name, query, list(first.columns), source)
     width = len(first.columns)
     plan = Recursive(
         name,
@@ -488,6 +513,8 @@ def _recursive(
         width,
         limit_count,
         offset_count,
+        queue=bool(order) or bool(step.args.get("distinct")),
+        order=order,
     )
     types = tuple(a if a is not None else b for a, b in zip(first.types, second.types, strict=True))
     return Nested(
@@ -497,6 +524,43 @@ def _recursive(
         first.tables | second.tables,
         first.correlated + second.correlated,
     )
+
+
+def _recursive_order(
+    name: str, query: exp.Expression, columns: list[str], source: Source
+) -> tuple[tuple[int, bool, bool], ...]:
+    """A recursive CTE's ORDER BY, the order its queue gives rows up in: each term a
+    result column, by position (``1``) or by the initial select's name for it (as
+    SQLite names a compound's columns, not by the CTE's column list), as (position,
+    descending, NULLs first); SQLite's NULLs are first ascending, last descending."""
+    clause = query.args.get("order")
+    if clause is None:
+        return ()
+    terms = []
+    for ordered in clause.expressions:
+        term = ordered.this
+        position: int | None = None
+        if isinstance(term, exp.Literal) and not term.is_string and term.this.isdigit():
+            position = int(term.this) - 1
+            if not 0 <= position < len(columns):
+                source.fail(
+                    f"ORDER BY term out of range - should be between 1 and {len(columns)} "
+                    f"(recursive CTE {name})",
+                    term,
+                )
+        elif isinstance(term, exp.Column) and not term.table and term.name in columns:
+            position = columns.index(term.name)
+        if position is None:
+            source.fail(
+                f"ORDER BY of recursive CTE {name} must name a result column "
+                f"({', '.join(columns)}) or give its position",
+                term,
+            )
+        descending = bool(ordered.args.get("desc"))
+        nulls_first = ordered.args.get("nulls_first")
+        nulls_first = (not descending) if nulls_first is None else bool(nulls_first)
+        terms.append((position, descending, nulls_first))
+    return tuple(terms)
 
 
 def _recursive_bounds(query: exp.Expression, source: Source) -> tuple[int | None, int]:

@@ -42,7 +42,9 @@ class InsertStatement:
 
     With ``source`` (``INSERT … SELECT``) the rows are that plan's output, computed
     when the statement runs; ``names`` are the columns they fill (None: all, in order)
-    and ``source_tables`` the tables the query reads.
+    and ``source_tables`` the tables the query reads. ``on_conflict`` is ``"REPLACE"``
+    (``INSERT OR REPLACE``, ``REPLACE INTO``), ``"IGNORE"`` (``INSERT OR IGNORE``) or
+    None (a conflict is an error).
     """
 
     table: TableSchema
@@ -51,15 +53,17 @@ class InsertStatement:
     source: Node | None = None
     names: tuple[str, ...] | None = None
     source_tables: frozenset[str] = frozenset()
+    on_conflict: str | None = None
 
     @property
     def tables(self) -> frozenset[str]:
         return frozenset({self.table.name}) | self.source_tables
 
     def explain(self) -> list[str]:
+        verb = "Insert" if self.on_conflict is None else f"Insert or {self.on_conflict.lower()}"
         if self.source is not None:
-            return [*explain(self.source), f"Insert {self.table.name} (the rows above)"]
-        return [f"Insert {self.table.name} ({len(self.rows)} rows)"]
+            return [*explain(self.source), f"{verb} {self.table.name} (the rows above)"]
+        return [f"{verb} {self.table.name} ({len(self.rows)} rows)"]
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from cosmictron.query.plan import (
     Subqueries,
     Subquery,
     Values,
+    plan_fields,
 )
 from cosmictron.query.plan_shape import plan_width
 from cosmictron.query.render import render
@@ -128,17 +129,13 @@ def resolve(value: Any, datastore: Datastore, meter: Meter, run: Run) -> Any:
     if isinstance(value, tuple):
         items = tuple(resolve(item, datastore, meter, run) for item in value)
         return value if all(a is b for a, b in zip(items, value, strict=True)) else items
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        if not type(value).__module__.startswith("cosmictron.query"):
-            return value
-        changes = {}
-        for f in dataclasses.fields(value):
-            old = getattr(value, f.name)
-            new = resolve(old, datastore, meter, run)
-            if new is not old:
-                changes[f.name] = new
-        return dataclasses.replace(value, **changes) if changes else value
-    return value
+    changes = {}
+    for name in plan_fields(type(value)):
+        old = getattr(value, name)
+        new = resolve(old, datastore, meter, run)
+        if new is not old:
+            changes[name] = new
+    return dataclasses.replace(value, **changes) if changes else value
 
 
 def _evaluator(

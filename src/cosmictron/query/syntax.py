@@ -36,21 +36,10 @@ _SQLITE = Dialect.get_or_raise("sqlite")
 def syntax_tree(source: Source, ddl: bool = False) -> exp.Expression:
     """One statement's tree; ``ddl`` also admits CREATE and DROP (views, ``views.py``)."""
     check_nesting(source.text)
-    parsing = _PARSING.set(True)
-    try:
-        _refuse_dangling_commas(source)
-        trees = [t for t in sqlglot.parse(source.text, read="sqlite") if t is not None]
-    except ParseError as exc:
-        raise user_syntax_error(exc.errors[0] if exc.errors else {}) from None
-    except TokenError:
-        raise SqlError(
-            "syntax error: the statement cannot be read to its end "
-            "(an unterminated string or quoted name?)"
-        ) from None
-    except RecursionError:  # cannot happen within the default limits; kept as a guard
-        raise SqlTooDeep("the SQL statement nests too deeply to parse") from None
-    finally:
-        _PARSING.reset(parsing)
+    _refuse_dangling_commas(source)
+    trees = _parse(source.text)
+    if len(trees) == 1 and isinstance(trees[0], exp.Command):
+        trees = _replace_into(source.text) or trees
     if len(trees) != 1:
         raise SqlError(f"expected one SQL statement, got {len(trees)}")
     tree: Any = trees[0]
@@ -66,6 +55,50 @@ def syntax_tree(source: Source, ddl: bool = False) -> exp.Expression:
             tree,
         )
     return tree
+
+
+def _parse(text: str) -> list[exp.Expression]:
+    """SQLGlot's trees for ``text``, its errors turned into ours."""
+    parsing = _PARSING.set(True)
+    try:
+        trees: list[Any] = [t for t in sqlglot.parse(text, read="sqlite") if t is not None]
+        return trees
+    except ParseError as exc:
+        raise user_syntax_error(exc.errors[0] if exc.errors else {}) from None
+    except TokenError:
+        raise SqlError(
+            "syntax error: the statement cannot be read to its end "
+            "(an unterminated string or quoted name?)"
+        ) from None
+    except RecursionError:  # cannot happen within the default limits; kept as a guard
+        raise SqlTooDeep("the SQL statement nests too deeply to parse") from None
+    finally:
+        _PARSING.reset(parsing)
+
+
+_LEADING_SPACE = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
+_REPLACE_INTO = re.compile(r"REPLACE\s+INTO\b", re.IGNORECASE)
+_INSERT_OR = "INSERT OR "
+
+
+def _replace_into(text: str) -> list[exp.Expression] | None:
+    """SQLite's ``REPLACE INTO t ...``, its alias of ``INSERT OR REPLACE INTO t ...``,
+    which SQLGlot reads as an opaque command: parsed as that INSERT, with every node's
+    position moved back onto the user's text (so errors point where they typed). None
+    when ``text`` does not start with ``REPLACE INTO``."""
+    start = _LEADING_SPACE.match(text)
+    at = start.end() if start else 0
+    if not _REPLACE_INTO.match(text, at):
+        return None
+    trees = _parse(text[:at] + _INSERT_OR + text[at:])
+    shift = len(_INSERT_OR)
+    for tree in trees:
+        for node in tree.walk():
+            meta = node.meta if node._meta else None
+            if meta and "start" in meta:
+                meta["start"] = max(meta["start"] - shift, 0)
+                meta["end"] = max(meta["end"] - shift, 0)
+    return trees
 
 
 # -- SQLGlot's words turned into the user's (issue 16) --------------------------------------
