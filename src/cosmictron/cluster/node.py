@@ -392,7 +392,7 @@ class ClusterNode:
             logger.warning("cluster: %s now leads %r (epoch %d)", self.node_id, name,
                            self.lease(name).epoch)  # fmt: skip
             adopt(name, db)
-        self._heartbeat(offsets)
+        self._heartbeat(applied())  # after this round opened or dropped copies
         self.placer.round(self.live_nodes(), catalogue, drop)
 
     def _heartbeat(self, applied: dict[str, int]) -> None:

@@ -15,7 +15,10 @@ segment starts the log right after it) and copies the stream from the snapshot's
 on (``catchup.py``), instead of from record 1.
 
 **Trimming** (:func:`trim_stream`): once a snapshot at offset ``S`` is shipped, the stream's
-records up to ``S`` are purged: every node that needs them starts from the snapshot.
+records below ``S`` are purged: every node that needs them starts from the snapshot. ``S``
+itself stays, so the stream never loses its last record: the leader's next append expects
+it on its term's subject (``jetstream_log.py``, fencing), and a purged one would fence the
+leader out of its own stream.
 Never below what the ledger needs: with the ledger on (``signing`` not ``off``) the stream
 is not trimmed at all, because a node's ledger builds its Merkle tree from the records
 themselves (a node joining from a snapshot could not prove or verify the records below it),
@@ -174,13 +177,13 @@ def ship_snapshot(
 
 
 def trim_stream(connection: NatsConnection, database: str, through: int) -> int:
-    """Purge the stream's records up to ``through`` (a shipped snapshot's offset); the
-    stream's first sequence after. The caller decides ``through`` (module doc: never
-    with the ledger on)."""
+    """Purge the stream's records below ``through`` (a shipped snapshot's offset, which
+    stays: see the module doc); the stream's first sequence after. The caller decides
+    ``through`` (module doc: never with the ledger on)."""
 
     async def purge() -> int:
         name = stream_name(database)
-        await connection.js.purge_stream(name, seq=through + 1)
+        await connection.js.purge_stream(name, seq=through)
         info = await connection.js.stream_info(name)
         return int(info.state.first_seq)
 
