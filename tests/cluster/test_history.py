@@ -249,3 +249,11 @@ def test_history_under_faults_fixed_seed(tmp_path: Path, nats_cluster: NatsClust
 def test_history_under_faults_soak(tmp_path: Path, nats_cluster: NatsCluster) -> None:
     seed = int(os.environ.get("COSMICTRON_HISTORY_SEED") or random.randrange(1 << 30))
     run_history(tmp_path, nats_cluster, seed=seed, faults_s=SOAK_FAULTS_S)
+
+
+def test_the_client_knows_when_a_forwarding_refusal_ran_nothing() -> None:
+    """The history client counts such a refusal as failed (no effect), not unknown."""
+    from cosmictron.server import forwarding
+    from cosmictron.testing import cluster_nodes
+
+    assert cluster_nodes.NOTHING_RAN == forwarding.NOTHING_RAN

@@ -64,6 +64,10 @@ RETRY_AFTER_S = 1.0
 """``Retry-After`` when no node leads the database yet (a failover is under way)."""
 
 _PASSED_HEADERS = ("Authorization", "Content-Type", "Accept", "Content-Encoding")
+NOTHING_RAN = "nothing ran"
+"""Said by a forwarding refusal that certainly had no effect (the leader was never reached,
+or there is none): a client may send the request again without risking a second effect."""
+
 _RETURNED_HEADERS = ("Content-Type", "Retry-After", "Content-Encoding")
 _READ = re.compile(
     r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*\(?\s*(select|with|values|explain)\b", re.I | re.S
@@ -179,7 +183,8 @@ async def forward_writes(
         raise error
     if leader is None or leader[1] == cluster.url:
         raise ClusterUnavailable(
-            f"database {name!r} has no leader right now (a failover is under way); retry",
+            f"database {name!r} has no leader right now (a failover is under way); "
+            f"{NOTHING_RAN}; retry",
             RETRY_AFTER_S,
         )
     if body is None:
@@ -210,7 +215,14 @@ async def _forward(
             data = await answer.read()
             returned = {k: answer.headers[k] for k in _RETURNED_HEADERS if k in answer.headers}
             status = answer.status
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except aiohttp.ClientConnectorError as exc:  # no connection: nothing was sent
+        request.app[LEADERS].pop(request.match_info["name"], None)
+        raise ClusterUnavailable(
+            f"the leader of {request.match_info['name']!r} ({node} at {url}) cannot be "
+            f"reached ({exc.os_error!r}): the request was not delivered, {NOTHING_RAN}; retry",
+            RETRY_AFTER_S,
+        ) from exc
+    except (aiohttp.ClientError, TimeoutError) as exc:  # sent: it may have run
         request.app[LEADERS].pop(request.match_info["name"], None)
         raise ClusterUnavailable(
             f"the leader of {request.match_info['name']!r} ({node} at {url}) did not answer: "

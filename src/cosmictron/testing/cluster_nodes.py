@@ -40,6 +40,10 @@ Outcome = Literal["ok", "fail", "info"]
 LED_BY = re.compile(r"led by ([A-Za-z0-9_.-]+?)[;,:\s]")
 """A non-leader's ``not_leader`` message names the leader this way (``cluster/node.py``)."""
 
+NOTHING_RAN = "nothing ran"
+"""What a forwarding node's ``503 cluster_unavailable`` says when the request certainly had
+no effect (``server/forwarding.py``'s ``NOTHING_RAN``; a test keeps the two equal)."""
+
 REFUSED_BEFORE_RUNNING = ("does not forward", "no leader yet", "not by this node")
 """Phrases of a ``not_leader`` raised before the request ran (``ClusterNode.not_leader``,
 ``open_leader``): it certainly had no effect, so it may be sent again elsewhere. A
@@ -279,6 +283,11 @@ class LeaderClient:
                         target = leader
                         self.redirects += 1
                         continue
+                elif status == 503 and NOTHING_RAN in message:
+                    # Refused by a forwarding node before anything reached a leader: no
+                    # effect, for certain. Wait as a client honouring Retry-After would.
+                    time.sleep(0.1)
+                    return Answer("fail", status, reply, target, last)
                 elif status >= 500 or status in (408, 429):
                     return Answer("info", status, reply, target, last)
                 else:
