@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from cosmictron.errors import CosmictronError, NotFound, RateLimited, Unauthenticated
 from cosmictron.host.sql import BlockChanged, point_select, select_batches
 from cosmictron.query import QueryResult
-from cosmictron.query.cache import Prepared
 from cosmictron.query.budget import QueryBudget
+from cosmictron.query.cache import Prepared
 from cosmictron.server.pgwire import catalog, messages, pgtypes, results, session_sql
 from cosmictron.server.pgwire.inbound import Inbound
 from cosmictron.server.pgwire.lexer import rename_params, split_statements, strip_comments
