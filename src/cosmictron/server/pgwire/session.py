@@ -30,11 +30,18 @@ import re
 import secrets
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from cosmictron.errors import CosmictronError, NotFound, RateLimited, Unauthenticated
+from cosmictron.errors import (
+    CosmictronError,
+    NotFound,
+    QueryCancelled,
+    RateLimited,
+    Unauthenticated,
+)
 from cosmictron.host.sql import BlockChanged, point_select, select_batches
 from cosmictron.query import QueryResult
 from cosmictron.query.budget import QueryBudget
@@ -1114,7 +1121,8 @@ class Session:
         thread and handed to the event loop, which writes it (awaiting the socket's
         drain when the client reads slowly). At most ``STREAM_AHEAD`` batches wait
         for the loop: the thread stops producing until the client catches up (back
-        pressure; the query's time budget still runs). On return ``outcome.streamed``
+        pressure; the query's time budget still runs, so a client that stops reading
+        frees the thread and the snapshot once it is spent). On return ``outcome.streamed``
         is None and ``outcome.tag`` set, unless the statement could not be streamed
         (nothing was sent then but the RowDescription; ``_whole`` runs it).
 
@@ -1131,8 +1139,11 @@ class Session:
         room = threading.Semaphore(STREAM_AHEAD)
         stopped = threading.Event()
 
+        time_s = self.budget.effective_time_s
+
         def produce() -> int | None:  # on a database thread
             try:
+                deadline = time.monotonic() + time_s
                 found = streamed.batches()
                 if found is None:
                     return None
@@ -1145,6 +1156,11 @@ class Session:
                     while not room.acquire(timeout=0.05):
                         if stopped.is_set():
                             return count
+                        if time.monotonic() > deadline:  # a client that stopped reading
+                            raise QueryCancelled(
+                                f"the query ran longer than {time_s:g} s (its time budget) "
+                                f"while the client read its rows; {count:,} rows were sent"
+                            )
                     loop.call_soon_threadsafe(queue.put_nowait, data)
                 return count
             finally:
