@@ -15,8 +15,10 @@ each engine through the same drivers, alternating engines in rounds so drift hit
   time, random ids: psycopg (server-side prepared) and asyncpg; queries/s.
 
 Beside each rate, the Cosmictron server's CPU time per scan and per point query (user
-plus system, from ``/proc``; Linux only): on a loaded machine it moves much less than
-wall-clock rates, so it is the figure to compare before and after a change.
+plus system, from ``/proc``; Linux only), and the PostgreSQL backend's (its
+``pg_backend_pid()``'s ``/proc`` entry, median over the rounds): on a loaded machine
+they move much less than wall-clock rates, so they are the figures to compare before
+and after a change.
 
 Cosmictron's per-identity query rate (``limits.rate_queries_per_s``, 2,000/s) would cap
 the point-query figure, so the server is started with ``COSMICTRON_RATE_QUERIES_PER_S``
@@ -202,26 +204,51 @@ def load_postgres(server: PostgresServer, data: list[tuple[Any, ...]]) -> tuple[
     return server.dsn, url
 
 
-def scan_psycopg(dsn: str, binary: bool, expected: int) -> float:
+BACKEND_CPU: dict[str, list[float]] = {}
+"""PostgreSQL's backend CPU per operation (``pg_backend_pid()``'s ``/proc`` entry), by
+scenario: the peer's figure for the server CPU column, measured in the same run."""
+
+
+class BackendCpu:
+    """CPU of one PostgreSQL backend over a block of operations (``backend`` false: no-op)."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.before = cpu_seconds(pid) if pid else None
+
+    def charge(self, name: str, operations: float) -> None:
+        if self.pid is None or self.before is None or operations <= 0:
+            return
+        after = cpu_seconds(self.pid)
+        if after is not None:
+            BACKEND_CPU.setdefault(name, []).append((after - self.before) / operations)
+
+
+def scan_psycopg(dsn: str, binary: bool, expected: int, backend: bool = False) -> float:
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0] if backend else None
+        meter = BackendCpu(pid)
         started = time.perf_counter()
         got = conn.execute(SCAN, binary=binary).fetchall()
         took = time.perf_counter() - started
+        meter.charge(f"scan_psycopg_{'binary' if binary else 'text'}", 1)
     assert len(got) == expected, len(got)
     return took
 
 
-def scan_asyncpg(url: str, expected: int) -> float:
+def scan_asyncpg(url: str, expected: int, backend: bool = False) -> float:
     import asyncpg
 
     async def run() -> float:
         conn = await asyncpg.connect(url)
         try:
+            meter = BackendCpu(await conn.fetchval("SELECT pg_backend_pid()") if backend else None)
             started = time.perf_counter()
             got = await conn.fetch(SCAN)
             took = time.perf_counter() - started
+            meter.charge("scan_asyncpg", 1)
         finally:
             await conn.close()
         assert len(got) == expected, len(got)
@@ -230,13 +257,15 @@ def scan_asyncpg(url: str, expected: int) -> float:
     return asyncio.run(run())
 
 
-def points_psycopg(dsn: str, count: int, seconds: float) -> float:
+def points_psycopg(dsn: str, count: int, seconds: float, backend: bool = False) -> float:
     import psycopg
 
     generator = random.Random(7)
     with psycopg.connect(dsn, autocommit=True, prepare_threshold=0) as conn:
         query = POINT.replace("$1", "%s")
         conn.execute(query, (1,)).fetchall()
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0] if backend else None
+        meter = BackendCpu(pid)
         done = 0
         started = time.perf_counter()
         while time.perf_counter() - started < seconds:
@@ -244,10 +273,12 @@ def points_psycopg(dsn: str, count: int, seconds: float) -> float:
                 rows_got = conn.execute(query, (generator.randrange(1, count + 1),)).fetchall()
                 assert len(rows_got) == 1
             done += 100
-        return done / (time.perf_counter() - started)
+        took = time.perf_counter() - started
+        meter.charge("point_psycopg", done)
+        return done / took
 
 
-def points_asyncpg(url: str, count: int, seconds: float) -> float:
+def points_asyncpg(url: str, count: int, seconds: float, backend: bool = False) -> float:
     import asyncpg
 
     async def run() -> float:
@@ -255,17 +286,24 @@ def points_asyncpg(url: str, count: int, seconds: float) -> float:
         conn = await asyncpg.connect(url)
         try:
             statement = await conn.prepare(POINT)
+            meter = BackendCpu(await conn.fetchval("SELECT pg_backend_pid()") if backend else None)
             done = 0
             started = time.perf_counter()
             while time.perf_counter() - started < seconds:
                 for _ in range(100):
                     assert await statement.fetchrow(generator.randrange(1, count + 1)) is not None
                 done += 100
-            return done / (time.perf_counter() - started)
+            took = time.perf_counter() - started
+            meter.charge("point_asyncpg", done)
+            return done / took
         finally:
             await conn.close()
 
     return asyncio.run(run())
+
+
+def median_of(values: list[float] | None) -> float | None:
+    return statistics.median(values) if values else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,16 +341,17 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(rounds):
                 for engine, (dsn, url) in engines.items():
                     metered = engine == "cosmictron"
+                    peer = engine == "postgresql"
                     for client, run in (
-                        ("psycopg_text", partial(scan_psycopg, dsn, False, count)),
-                        ("psycopg_binary", partial(scan_psycopg, dsn, True, count)),
-                        ("asyncpg", partial(scan_asyncpg, url, count)),
+                        ("psycopg_text", partial(scan_psycopg, dsn, False, count, peer)),
+                        ("psycopg_binary", partial(scan_psycopg, dsn, True, count, peer)),
+                        ("asyncpg", partial(scan_asyncpg, url, count, peer)),
                     ):
                         took = meter.measure(f"scan_{client}", run) if metered else run()
                         scans[engine][client].append(took)
                     for client, run in (
-                        ("psycopg", partial(points_psycopg, dsn, count, point_seconds)),
-                        ("asyncpg", partial(points_asyncpg, url, count, point_seconds)),
+                        ("psycopg", partial(points_psycopg, dsn, count, point_seconds, peer)),
+                        ("asyncpg", partial(points_asyncpg, url, count, point_seconds, peer)),
                     ):
                         rate = meter.measure(f"point_{client}", run, True) if metered else run()
                         points[engine][client].append(rate)
@@ -325,11 +364,15 @@ def main(argv: list[str] | None = None) -> int:
         figures = {e: count / statistics.median(scans[e][client]) for e in scans}
         share = ratio(figures.get("cosmictron"), figures.get("postgresql"))
         cpu = meter.per_operation(f"scan_{client}")
+        peer_cpu = median_of(BACKEND_CPU.get(f"scan_{client}"))
         results[f"scan_{client}"] = {
             "rows_per_s": figures,
             "ratio": share,
             "goal": SCAN_GOAL,
             "cosmictron_server_cpu_ms_per_scan": None if cpu is None else round(cpu * 1000, 1),
+            "postgresql_backend_cpu_ms_per_scan": (
+                None if peer_cpu is None else round(peer_cpu * 1000, 1)
+            ),
         }
         table.append(
             [
@@ -338,17 +381,22 @@ def main(argv: list[str] | None = None) -> int:
                 "-" if share is None else f"{share:.2f}x",
                 "met" if share and share >= SCAN_GOAL else "missed",
                 "-" if cpu is None else f"{cpu * 1000:.0f} ms/scan",
+                "-" if peer_cpu is None else f"{peer_cpu * 1000:.0f} ms/scan",
             ]
         )
     for client in ("psycopg", "asyncpg"):
         figures = {e: statistics.median(points[e][client]) for e in points}
         share = ratio(figures.get("cosmictron"), figures.get("postgresql"))
         cpu = meter.per_operation(f"point_{client}")
+        peer_cpu = median_of(BACKEND_CPU.get(f"point_{client}"))
         results[f"point_{client}"] = {
             "queries_per_s": figures,
             "ratio": share,
             "goal": POINT_GOAL,
             "cosmictron_server_cpu_us_per_query": None if cpu is None else round(cpu * 1e6, 1),
+            "postgresql_backend_cpu_us_per_query": (
+                None if peer_cpu is None else round(peer_cpu * 1e6, 1)
+            ),
         }
         table.append(
             [
@@ -357,9 +405,18 @@ def main(argv: list[str] | None = None) -> int:
                 "-" if share is None else f"{share:.2f}x",
                 "met" if share and share >= POINT_GOAL else "missed",
                 "-" if cpu is None else f"{cpu * 1e6:.0f} us/query",
+                "-" if peer_cpu is None else f"{peer_cpu * 1e6:.0f} us/query",
             ]
         )
-    headers = ["scenario", "cosmictron", "postgresql 15", "ratio", "goal", "cosmictron cpu"]
+    headers = [
+        "scenario",
+        "cosmictron",
+        "postgresql 15",
+        "ratio",
+        "goal",
+        "cosmictron cpu",
+        "postgresql cpu",
+    ]
     print(text_table(headers, table))
     print(run_took(started, args.mode))
     settings = {"rows": count, "rounds": rounds, "point_seconds": point_seconds}

@@ -27,7 +27,7 @@ A non-owner's SELECT is planned with the module's visibility filters
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from time import monotonic
 from typing import Any
 
@@ -48,10 +48,10 @@ from cosmictron.query import (
     execute,
 )
 from cosmictron.query.budget import Meter, QueryBudget
-from cosmictron.query.cache import STATEMENTS, Converter, PointLookup
+from cosmictron.query.cache import STATEMENTS, Converter, PointLookup, Prepared
 from cosmictron.query.cache import prepared as cache_entry
 from cosmictron.query.dml import apply_insert, delete_rows, update_rows
-from cosmictron.query.execute import plan_tables
+from cosmictron.query.execute import execute_batches, plan_tables
 from cosmictron.query.explain import explain_statement
 from cosmictron.query.params import bind, check_sizes, has_params
 from cosmictron.query.parse import param_values, prepare
@@ -95,6 +95,82 @@ def run_sql(
         except _SchemaMoved:
             continue
     raise InvalidRequest("the module was updated repeatedly while the statement ran; retry it")
+
+
+def point_select(
+    core: DatabaseCore,
+    prepared: Prepared,
+    params: Mapping[str, Any] | None,
+    sender: Identity,
+    budget: QueryBudget,
+) -> QueryResult | None:
+    """Run a cached primary-key SELECT (``prepared.point``, from the statement cache
+    for this text, parameter types and sender) without looking it up again: what
+    ``run_sql`` does for it, rights and budget included. The PostgreSQL port keeps a
+    prepared statement's entry and runs each Execute through here. None when the
+    module changed since it was prepared: run it with ``run_sql``.
+
+    Raises:
+        PermissionDenied, InvalidRequest, TooLarge, QueryTooCostly: as ``run_sql``.
+    """
+    point = prepared.point
+    assert point is not None
+    check_sizes(params, budget)
+    schema = prepared.schema
+    if core.module.schema is not schema:
+        return None
+    owner = core.owner
+    if sender is not owner and sender != owner:
+        _check_permissions(core, prepared.statement, sender)
+    try:
+        return _point_select(core, point, params, sender, budget, schema)
+    except _SchemaMoved:
+        return None
+
+
+def select_batches(
+    core: DatabaseCore,
+    text: str,
+    params: Mapping[str, Any] | None,
+    sender: Identity,
+    budget: QueryBudget,
+    batch_rows: int,
+) -> tuple[tuple[str, ...], Iterator[list[tuple[Any, ...]]]] | None:
+    """A cached SELECT's columns and its rows in batches, produced as they are
+    iterated (``execute_batches``): the PostgreSQL port streams a scan instead of
+    waiting for all of it. Rights, the snapshot and every budget are ``run_sql``'s;
+    the budget's clock starts here. None for anything else (not in the statement
+    cache yet, a point lookup, DML, EXPLAIN, a schema changed meanwhile): run it with
+    ``run_sql``.
+
+    Raises:
+        PermissionDenied: as ``run_sql``; QueryTooCostly, QueryCancelled while iterating.
+    """
+    started = monotonic()
+    schema = core.module.schema
+    owner = core.owner
+    prepared = STATEMENTS.get(text, schema, params, restricts(schema, sender, owner))
+    if prepared is None or prepared.point is not None:
+        return None
+    statement = prepared.statement
+    if not isinstance(statement, SelectStatement):
+        return None
+    check_sizes(params, budget)
+    if sender is not owner and sender != owner:
+        _check_permissions(core, statement, sender)
+    if prepared.parametrised:
+        statement = bind(statement, param_values(params, sender))
+    snapshot = core.read_snapshot(plan_tables(statement.plan))
+    if snapshot.schema is not schema:
+        return None
+    meter = budget.start(started)
+    batches = execute_batches(
+        statement.plan, snapshot, meter.budget.effective_rows_max, meter, batch_rows
+    )
+    converters = prepared.converters
+    if converters is not None:
+        batches = ([_convert(row, converters) for row in batch] for batch in batches)
+    return statement.columns, batches
 
 
 def _unmoved(datastore: Datastore, schema: ModuleSchema) -> None:

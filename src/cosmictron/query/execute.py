@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import islice
 from operator import itemgetter
 from typing import Any
@@ -76,6 +76,7 @@ __all__ = [
     "CHUNK_ROWS",
     "UNMETERED",
     "execute",
+    "execute_batches",
     "plan_tables",
     "plan_types",
     "plan_width",
@@ -106,6 +107,22 @@ def execute(
             examined more rows than ``meter`` allows.
         QueryCancelled: the run took longer than ``meter`` allows.
     """
+    for rows in execute_batches(plan, datastore, rows_max, meter, sys.maxsize):
+        return rows
+    return []
+
+
+def execute_batches(
+    plan: Node, datastore: Datastore, rows_max: int, meter: Meter | None, batch_rows: int
+) -> Iterator[list[tuple[Any, ...]]]:
+    """``execute``'s rows in lists of ``batch_rows`` (the last may be shorter; an empty
+    result is one empty list), each yielded as soon as the plan has produced it: the PostgreSQL port
+    sends a scan's first rows while the plan still runs. Every budget is charged as
+    in ``execute``; an error is raised at the batch where the limit is crossed.
+
+    Raises:
+        QueryTooCostly, QueryCancelled: as ``execute``.
+    """
     if meter is None:
         meter = UNMETERED.start()
     width = plan_width(plan)
@@ -117,8 +134,14 @@ def execute(
     # would) and at the end: one method call per result, not per row.
     room = meter.result_bytes_max - meter.result_bytes
     used = 0
+    sent = 0
     for row in _run(plan, datastore, meter):
-        if len(rows) >= rows_max:
+        if len(rows) >= batch_rows:
+            sent += len(rows)
+            yield rows
+            rows = []
+            append = rows.append
+        if sent + len(rows) >= rows_max:
             meter.too_many_rows(rows_max)
         if width is not None and len(row) != width:
             row = row[:width]
@@ -130,7 +153,8 @@ def execute(
         append(row)
     meter.charge_result(used)
     meter.check_time()
-    return rows
+    if rows or not sent:
+        yield rows
 
 
 def resolve_semijoins(expr: Expr, datastore: Datastore, meter: Meter | None = None) -> Expr:

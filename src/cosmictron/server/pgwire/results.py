@@ -335,6 +335,8 @@ _KINDS: dict[Encoder, int] = {
     pgtypes.BINARY_ENCODERS[pgtypes.INT2]: ord("h"),
     pgtypes.BINARY_ENCODERS[pgtypes.FLOAT8]: ord("d"),
     pgtypes.BINARY_ENCODERS[pgtypes.BOOL]: ord("?"),
+    # Text's binary form is its UTF-8, as in the text format.
+    pgtypes.BINARY_ENCODERS[pgtypes.TEXT]: ord("s"),
 }
 """The compiled writer's fast path for each encoder (``_rows.pyx``); any other encoder
 is called for each value."""

@@ -29,13 +29,23 @@ import logging
 import re
 import secrets
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from cosmictron.errors import CosmictronError, NotFound, RateLimited, Unauthenticated
-from cosmictron.host.sql import BlockChanged
+from cosmictron.errors import (
+    CosmictronError,
+    NotFound,
+    QueryCancelled,
+    RateLimited,
+    Unauthenticated,
+)
+from cosmictron.host.sql import BlockChanged, point_select, select_batches
+from cosmictron.query import QueryResult
 from cosmictron.query.budget import QueryBudget
+from cosmictron.query.cache import Prepared
 from cosmictron.server.pgwire import catalog, messages, pgtypes, results, session_sql
 from cosmictron.server.pgwire.inbound import Inbound
 from cosmictron.server.pgwire.lexer import rename_params, split_statements, strip_comments
@@ -44,6 +54,7 @@ from cosmictron.server.pgwire.shapes import (
     Shape,
     cached_shape,
     is_point_lookup,
+    point_entry,
     sample_params,
     shape_of,
 )
@@ -83,6 +94,17 @@ _COPY = re.compile(
 _COPY_ANY = re.compile(r"^\s*copy\b", re.IGNORECASE)
 
 
+STREAM_AHEAD = 8
+"""Encoded batches of a streamed SELECT that may wait for the event loop (about
+0.5 MiB of text rows): past them the database thread waits for the client."""
+
+
+def _quiet(future: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned future's error (a stream the client went away from)."""
+    if not future.cancelled():
+        future.exception()
+
+
 def show_column(name: str) -> str:
     """The column ``SHOW name`` answers in, named as PostgreSQL names it."""
     column = name.lower().replace(" ", "_")
@@ -94,14 +116,31 @@ class Closed(Exception):
 
 
 @dataclass
+class Streamed:
+    """A SELECT to be run as its rows are sent (``Session._stream``): both functions
+    run on a database thread."""
+
+    batches: Callable[[], tuple[tuple[str, ...], Iterator[list[tuple[Any, ...]]]] | None]
+    """``host.sql.select_batches``: the rows in batches, produced while they are
+    iterated; None when the statement cannot be streamed (``whole`` runs it)."""
+    whole: Callable[[], QueryResult]
+    """``Database.sql``: every row at once."""
+    text: str
+    """The statement as the client sent it (for the position of an error)."""
+
+
+@dataclass
 class Outcome:
-    """What one statement produced: rows (with their description) and a command tag."""
+    """What one statement produced: rows (with their description) and a command tag,
+    or, for a SELECT not yet run, how to stream it (``streamed``; ``tag`` and
+    ``rows`` are filled once it has run)."""
 
     tag: str
     columns: tuple[str, ...] | None = None
     oids: tuple[int, ...] = ()
     rows: Sequence[tuple[Any, ...]] = ()
     empty: bool = False
+    streamed: Streamed | None = None
 
 
 @dataclass
@@ -118,6 +157,9 @@ class Statement:
     shape: Shape | None = None
     param_oids: tuple[int, ...] | None = None
     """The type of each parameter, worked out at the first Bind or Describe."""
+    point: tuple[Any, tuple[type, ...], Prepared] | None = None
+    """A primary-key SELECT's statement cache entry, with the schema and the
+    parameters' Python types it was found for (``Session._point_read``)."""
 
 
 @dataclass
@@ -447,6 +489,12 @@ class Session:
                         return
                     portal.outcome = outcome
                     fmts = self._formats(portal.formats, outcome.oids)
+                    rows = outcome.rows
+                    if limit <= 0 or limit >= len(rows):  # the usual: no batches, no suspense
+                        self._put(results.writer_for(outcome.oids, fmts)(rows))
+                        self._put(messages.command_complete(outcome.tag))
+                        portal.sent = len(rows)
+                        continue
                     for _ in self._queue_rows(outcome, fmts, portal, limit, False):
                         self._flush_now()
                 else:
@@ -472,6 +520,10 @@ class Session:
 
     async def _flush(self) -> None:
         writer = self.writer
+        if writer.transport.is_closing():  # the client went away (mid-stream, say)
+            self.out.clear()
+            self.out_bytes = 0
+            raise ConnectionResetError("the client closed the connection")
         if self.out:
             writer.write(b"".join(self.out))
             self.out.clear()
@@ -734,6 +786,8 @@ class Session:
                 outcome = self._point_read(statement, portal.params)
             if outcome is None:
                 outcome = await self._run(statement, portal.params)
+                if limit > 0:  # a portal read in parts keeps its rows between Executes
+                    outcome = await self._whole(outcome)
             portal.outcome = outcome
         fmts = self._formats(portal.formats, outcome.oids)
         await self._send(outcome, fmts, portal, limit, describe=False)
@@ -750,11 +804,23 @@ class Session:
         db = self._database().db
         given = params or None
         text = statement.engine_text
-        if not is_point_lookup(db, text, given, self.caller):
-            return None
+        # The cache entry is kept on the statement while the module and the parameters'
+        # types stay the same (a NULL key is another plan): no lookup per Execute.
+        schema = db.core.module.schema
+        types = tuple(map(type, params.values())) if params else ()
+        known = statement.point
+        if known is None or known[0] is not schema or known[1] != types:
+            entry = point_entry(db, text, given, self.caller)
+            if entry is None:
+                statement.point = None
+                return None
+            statement.point = known = (schema, types, entry)
         self._take_rate()
         try:
-            result = db.sql(text, given, sender=self.caller, budget=self.budget)
+            result = point_select(db.core, known[2], given, self.caller, self.budget)
+            if result is None:  # the module changed meanwhile
+                statement.point = None
+                result = db.sql(text, given, sender=self.caller, budget=self.budget)
         except CosmictronError as exc:
             raise sqlstate_of(exc, statement.text) from None
         rows = result.rows
@@ -854,6 +920,16 @@ class Session:
                 # One dict lookup under the writer lock (host/sql.py): cheaper than the
                 # hop to a database thread and back, so it runs here.
                 result = db.sql(text, given, sender=self.caller, budget=budget)
+            elif shape.kind == "SELECT":  # run while its rows are sent (_stream)
+                caller = self.caller
+                streamed = Streamed(
+                    lambda: select_batches(
+                        db.core, text, given, caller, budget, results.BATCH_ROWS
+                    ),
+                    lambda: db.sql(text, given, sender=caller, budget=budget),
+                    statement.text,
+                )
+                return Outcome("", shape.columns, shape.column_oids, streamed=streamed)
             else:
                 result = await database.run(
                     lambda: db.sql(text, given, sender=self.caller, budget=budget)
@@ -1009,8 +1085,114 @@ class Session:
     ) -> None:
         """Row description (simple protocol), DataRows in batches, then the tag or,
         past an Execute's row limit, PortalSuspended."""
+        if outcome.streamed is not None:
+            await self._stream(outcome, formats, describe)
+            describe = False
+            if outcome.streamed is None:  # sent, and the tag is known
+                self._put(messages.command_complete(outcome.tag))
+                return
+            outcome = await self._whole(outcome)
         for _ in self._queue_rows(outcome, formats, portal, limit, describe):
             await self._flush()  # back pressure: wait for the socket to drain
+
+    async def _whole(self, outcome: Outcome) -> Outcome:
+        """``outcome`` with its rows: a streamed SELECT run at once (a COPY, a portal
+        read in parts, a statement that cannot be streamed)."""
+        streamed = outcome.streamed
+        if streamed is None:
+            return outcome
+        self.running = True
+        try:
+            result = await self._database().run(streamed.whole)
+        except CosmictronError as exc:
+            raise sqlstate_of(exc, streamed.text) from None
+        finally:
+            self.running = False
+        if self.cancelled:
+            raise PgError(QUERY_CANCELED, "canceling statement due to user request")
+        outcome.streamed = None
+        outcome.rows = result.rows
+        outcome.tag = f"SELECT {len(result.rows)}"
+        return outcome
+
+    async def _stream(self, outcome: Outcome, formats: tuple[int, ...], describe: bool) -> None:
+        """Run a SELECT on a database thread and send its DataRows as the plan
+        produces them: each batch of ``results.BATCH_ROWS`` rows is encoded on that
+        thread and handed to the event loop, which writes it (awaiting the socket's
+        drain when the client reads slowly). At most ``STREAM_AHEAD`` batches wait
+        for the loop: the thread stops producing until the client catches up (back
+        pressure; the query's time budget still runs, so a client that stops reading
+        frees the thread and the snapshot once it is spent). On return ``outcome.streamed``
+        is None and ``outcome.tag`` set, unless the statement could not be streamed
+        (nothing was sent then but the RowDescription; ``_whole`` runs it).
+
+        Raises:
+            PgError: the query's error (after the rows before it), or a cancel.
+        """
+        streamed = outcome.streamed
+        assert streamed is not None
+        if describe:
+            self._put(messages.row_description(outcome.columns or (), outcome.oids, formats))
+        write = results.writer_for(tuple(outcome.oids), formats)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        room = threading.Semaphore(STREAM_AHEAD)
+        stopped = threading.Event()
+
+        time_s = self.budget.effective_time_s
+
+        def produce() -> int | None:  # on a database thread
+            try:
+                deadline = time.monotonic() + time_s
+                found = streamed.batches()
+                if found is None:
+                    return None
+                count = 0
+                for batch in found[1]:
+                    if stopped.is_set() or self.cancelled:
+                        break
+                    data = write(batch)
+                    count += len(batch)
+                    while not room.acquire(timeout=0.05):
+                        if stopped.is_set():
+                            return count
+                        if time.monotonic() > deadline:  # a client that stopped reading
+                            raise QueryCancelled(
+                                f"the query ran longer than {time_s:g} s (its time budget) "
+                                f"while the client read its rows; {count:,} rows were sent"
+                            )
+                    loop.call_soon_threadsafe(queue.put_nowait, data)
+                return count
+            finally:
+                try:
+                    loop.call_soon_threadsafe(queue.put_nowait, None)
+                except RuntimeError:  # the loop closed: nobody waits
+                    pass
+
+        self.running = True
+        future = loop.run_in_executor(self._database().executor, produce)
+        try:
+            while (data := await queue.get()) is not None:
+                room.release()
+                self._put(data)
+                if queue.empty() or self.out_bytes > 1 << 20:
+                    # Written as soon as nothing else is ready (the client starts on the
+                    # first rows); the drain is awaited when the socket is full: back
+                    # pressure.
+                    await self._flush()
+            try:
+                count = await future
+            except CosmictronError as exc:
+                raise sqlstate_of(exc, streamed.text) from None
+        finally:
+            self.running = False
+            stopped.set()
+            future.add_done_callback(_quiet)
+        if self.cancelled:
+            raise PgError(QUERY_CANCELED, "canceling statement due to user request")
+        if count is not None:
+            outcome.streamed = None
+            outcome.tag = f"SELECT {count}"
 
     def _queue_rows(
         self,
@@ -1065,7 +1247,7 @@ class Session:
         inner = self._parse(found.group("query"), ())
         if inner.route not in ("engine", "catalog"):
             raise PgError(FEATURE_NOT_SUPPORTED, "COPY takes a SELECT query")
-        outcome = await self._run(inner, {})
+        outcome = await self._whole(await self._run(inner, {}))
         if outcome.columns is None:
             raise PgError(FEATURE_NOT_SUPPORTED, "COPY takes a query that returns rows")
         self._put(messages.copy_out_response(len(outcome.columns)))

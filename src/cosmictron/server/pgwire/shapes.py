@@ -18,7 +18,7 @@ from typing import Any
 from cosmictron.datastore import ColumnType
 from cosmictron.host import Database
 from cosmictron.query import Explain, InsertStatement, SelectStatement
-from cosmictron.query.cache import STATEMENTS
+from cosmictron.query.cache import STATEMENTS, Prepared
 from cosmictron.query.parse import prepare
 from cosmictron.query.plan import Param
 from cosmictron.query.visibility import restricts
@@ -102,9 +102,17 @@ def is_point_lookup(
 ) -> bool:
     """Whether ``text`` with these parameters is a cached primary-key lookup, which
     ``Database.sql`` answers with one dict lookup (no operators, no snapshot)."""
+    return point_entry(db, text, params, sender) is not None
+
+
+def point_entry(
+    db: Database, text: str, params: Mapping[str, Any] | None, sender: Identity
+) -> Prepared | None:
+    """The statement cache's entry for ``text`` with these parameter types and this
+    sender if it is a primary-key lookup (``host.sql.point_select`` runs it), else None."""
     schema = db.core.module.schema
     cached = STATEMENTS.get(text, schema, params, restricts(schema, sender, db.owner))
-    return cached is not None and cached.point is not None
+    return cached if cached is not None and cached.point is not None else None
 
 
 _SHAPES: dict[int, tuple[Any, Shape]] = {}
