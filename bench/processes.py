@@ -96,7 +96,11 @@ class CliServer:
         # start saves the operator's token in the CLI settings: keep them in our directory
         env = {**os.environ, "COSMICTRON_CONFIG_DIR": str(Path(self.dir) / "config")}
         self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        self.url = self._wait_listening(listening_timeout_s)
+        try:
+            self.url = self._wait_listening(listening_timeout_s)
+        except BaseException:  # never leave the child running
+            self.stop()
+            raise
         self.host, _, port = self.url.removeprefix("http://").partition(":")
         self.port = int(port)
         # Deploying needs the right to deploy: act as the operator the server made.

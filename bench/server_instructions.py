@@ -6,23 +6,26 @@
 Wall-clock rates of ``bench/server.py`` on a shared machine move by 2x between runs and
 its fsyncs by 10x; the instructions the server process executes per call do not depend
 on the load. This starts ``cosmictron-cli start --profile production`` (fsync ``always``)
-under ``valgrind --tool=callgrind`` with collection off, deploys the benchmark's module,
-and for each protocol and load shape: warms up, zeroes the counters
-(``callgrind_control --zero``), makes ``--calls`` calls from a client process outside
-valgrind, and dumps (``callgrind_control --dump``): the dump holds exactly that window's
-instructions, every thread of the server included (the event loop, the call thread, the
-sync). Printed: instructions per call, and calls per fsync (group commit makes batches;
-under valgrind the server is ~50x slower, so batches are larger than on a real run).
+under ``valgrind --tool=callgrind`` with instrumentation off (start-up runs about ten
+times faster so), deploys the benchmark's module, and for each protocol and load shape:
+warms up, turns instrumentation on (``callgrind_control --instr=on``), warms up a little
+more, zeroes the counters (``--zero``), makes ``--calls`` calls from a client process
+outside valgrind, dumps (``--dump``) and turns instrumentation off: the dump holds
+exactly that window's instructions, every thread of the server included (the event
+loop, the call thread, the sync). Printed: instructions per call, and calls per fsync
+(group commit makes batches; under valgrind the server is ~50x slower, so batches differ
+from a real run's).
 
 Load shapes: ``closed1`` one client, one call in flight (every wake-up and hand-off paid
 per call); ``closed16`` 16 clients, one call in flight each; ``piped16`` 16 clients, 16
 in flight each (``bench/server.py``'s scenarios). ``--annotate DIR`` keeps the dumps
-there for ``callgrind_annotate``.
+there for ``callgrind_annotate`` (``--threads``: a file per thread).
 
-The server's GIL switch interval is scaled by valgrind's slow-down (``sys.setswitchinterval
-(0.25)``, 50x the default 5 ms) so that a thread holding the GIL is preempted about as
-often per unit of work as it is at full speed; otherwise the timer preempts the loop and
-the call thread 50x more often per call than in a real run, and the counts vary with it.
+The server's GIL switch interval is scaled by valgrind's slow-down (50x: whatever the
+server sets with ``sys.setswitchinterval`` is multiplied by 50), so that a thread holding
+the GIL is preempted about as often per unit of work as it is at full speed; otherwise
+the timer preempts the loop and the call thread 50x more often per call than in a real
+run, and the counts grow with it.
 """
 
 from __future__ import annotations
@@ -56,7 +59,12 @@ from server_bench.workload import (  # noqa: E402
 
 SHAPES = {"closed1": (1, 1), "closed16": (16, 1), "piped16": (16, 16)}
 PROTOCOL_NAMES = {"json": JSON_PROTOCOL, "msgpack": MSGPACK_PROTOCOL}
-LAUNCHER = CLI_PRELUDE + "; sys.setswitchinterval(0.25); main()"
+SLOWDOWN = 50
+LAUNCHER = (
+    CLI_PRELUDE
+    + f"; scaled = sys.setswitchinterval; sys.setswitchinterval = lambda s: scaled(s * {SLOWDOWN})"
+    + "; sys.setswitchinterval(0.005); main()"
+)
 
 
 async def _client(
@@ -128,11 +136,13 @@ class ValgrindServer(CliServer):
 
     counters = CosmictronServer.counters
 
-    def __init__(self, parent: str, out_dir: str) -> None:
+    def __init__(self, parent: str, out_dir: str, threads: bool = False) -> None:
         wrapper = (
             "valgrind",
             "--tool=callgrind",
             "--fair-sched=yes",
+            "--instr-atstart=no",
+            f"--separate-threads={'yes' if threads else 'no'}",
             f"--callgrind-out-file={out_dir}/callgrind.out.%p",
         )
         super().__init__(
@@ -155,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", default=",".join(SHAPES))
     parser.add_argument("--protocols", default="json,msgpack")
     parser.add_argument("--annotate", help="keep the callgrind dumps in this directory")
+    parser.add_argument(
+        "--threads", action="store_true", help="one dump file per thread (with --annotate)"
+    )
     args = parser.parse_args(argv)
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
@@ -162,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cosmictron-srv-instr-") as parent:
         out_dir = args.annotate or os.path.join(parent, "dumps")
         os.makedirs(out_dir, exist_ok=True)
-        server = ValgrindServer(parent, out_dir)
+        server = ValgrindServer(parent, out_dir, args.threads)
         try:
             ws_url = server.deploy("bench", MODULE_SOURCE.encode())
             pid = server.proc.pid
@@ -171,11 +184,14 @@ def main(argv: list[str] | None = None) -> int:
                 for shape in args.shapes.split(","):
                     clients, depth = SHAPES[shape]
                     asyncio.run(load(ws_url, protocol, args.warmup, clients, depth))
+                    callgrind_control(pid, "--instr=on")
+                    asyncio.run(load(ws_url, protocol, 4 * clients, clients, depth))
                     before = set(glob.glob(os.path.join(out_dir, "callgrind.out.*")))
                     fsyncs = fsyncs_of(server)
                     callgrind_control(pid, "--zero")
                     asyncio.run(load(ws_url, protocol, args.calls, clients, depth))
                     callgrind_control(pid, "--dump")
+                    callgrind_control(pid, "--instr=off")
                     total, dump = dumped_instructions(out_dir, before)
                     calls = args.calls // clients * clients
                     per_sync = calls / max(fsyncs_of(server) - fsyncs, 1)
