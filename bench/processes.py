@@ -73,7 +73,8 @@ class CliServer:
     Everything it writes (data, CLI settings, its log) is under a new directory in
     ``parent``, removed by ``stop()``. ``launcher`` is the Python code that runs the
     CLI; the default is :data:`CLI_PRELUDE` followed by ``main()`` (the server benchmark
-    wraps ``main()`` in a profiler).
+    wraps ``main()`` in a profiler). ``wrapper`` runs the interpreter under another
+    program (``server_instructions.py``: valgrind, which needs a longer start-up).
     """
 
     def __init__(
@@ -83,17 +84,23 @@ class CliServer:
         *,
         profile: str = "production",
         launcher: str = CLI_PRELUDE + "; main()",
+        wrapper: tuple[str, ...] = (),
+        listening_timeout_s: float = LISTENING_TIMEOUT_S,
     ) -> None:
         self.dir = tempfile.mkdtemp(prefix=prefix, dir=parent)
         self.data_dir = Path(self.dir) / "data"
         self.log_path = Path(self.dir) / "server.log"
-        command = [sys.executable, "-c", launcher, "start", "--listen", "127.0.0.1:0"]
+        command = [*wrapper, sys.executable, "-c", launcher, "start", "--listen", "127.0.0.1:0"]
         command += ["--data-dir", str(self.data_dir), "--profile", profile]
         self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         # start saves the operator's token in the CLI settings: keep them in our directory
         env = {**os.environ, "COSMICTRON_CONFIG_DIR": str(Path(self.dir) / "config")}
         self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        self.url = self._wait_listening(LISTENING_TIMEOUT_S)
+        try:
+            self.url = self._wait_listening(listening_timeout_s)
+        except BaseException:  # never leave the child running
+            self.stop()
+            raise
         self.host, _, port = self.url.removeprefix("http://").partition(":")
         self.port = int(port)
         # Deploying needs the right to deploy: act as the operator the server made.

@@ -23,14 +23,23 @@ with ``first_non_finite``.
 from __future__ import annotations
 
 import json
+import json.scanner
 import math
 import re
+from collections.abc import Callable
 from itertools import accumulate
 from typing import Any
 
 from cosmictron import limits
 from cosmictron.errors import InvalidRequest, NotFinite, TooDeep
 
+# typeshed types make_scanner's argument as itself; it takes the decoder whose settings it
+# copies (json/scanner.py).
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    json.JSONDecoder()  # type: ignore[arg-type]
+)
+"""``json.loads``'s scanner: the C one, with the default decoder's settings."""
+_WHITESPACE = " \t\n\r"
 _STRINGS = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"?', re.DOTALL)
 """A JSON string, escapes included; possessive, so it never backtracks."""
 _NOT_BRACKETS = re.compile(r"[^\[\]{}]++")
@@ -49,7 +58,21 @@ def loads(data: str | bytes, what: str, depth_max: int | None = None) -> Any:
         InvalidRequest: not UTF-8, or not valid JSON.
     """
     text = decode_utf8(data, what) if not isinstance(data, str) else data
-    check_depth(text, what, depth_max)
+    limit = limits.json_depth_max if depth_max is None else depth_max
+    if text.count("[") + text.count("{") > limit:  # else it cannot be too deep
+        check_depth(text, what, limit)
+    if text and text[0] not in _WHITESPACE:
+        # What ``json.loads`` runs, called directly: the same C scanner (``json.loads``
+        # -> ``JSONDecoder.decode`` -> ``raw_decode`` -> it) without the three Python
+        # frames around it. Anything but one whole value without surrounding whitespace
+        # goes the general way below, which decides and names the error alike.
+        try:
+            value, end = _SCAN(text, 0)
+        except (StopIteration, ValueError):
+            pass
+        else:
+            if end == len(text):
+                return value
     try:
         return json.loads(text)
     except RecursionError:  # cannot happen within the default limit; kept as a guard

@@ -26,6 +26,7 @@ frame is long enough to be that deep at all (each level takes at least one byte)
 from __future__ import annotations
 
 import enum
+import threading
 from typing import Any
 
 import msgpack
@@ -92,9 +93,25 @@ def _too_deep(value: Any, depth_max: int) -> bool:
     return False
 
 
+_PACKERS = threading.local()
+
+
 def dumps(message: Any) -> bytes:
-    """``message`` (already in msgpack forms: see ``form``) as one msgpack value."""
-    data: bytes = msgpack.packb(message, use_bin_type=True)
+    """``message`` (already in msgpack forms: see ``form``) as one msgpack value.
+
+    The bytes of ``msgpack.packb(message, use_bin_type=True)``, from one ``Packer`` per
+    thread: ``packb`` makes a ``Packer`` (and its buffer) per call, which cost more than
+    packing a small message (docs/design/hot-path.md). A packer is reset after every
+    ``pack``, also when packing raises.
+    """
+    packer = getattr(_PACKERS, "packer", None)
+    if packer is None:
+        packer = _PACKERS.packer = msgpack.Packer(use_bin_type=True)
+    try:
+        data: bytes = packer.pack(message)
+    except BaseException:
+        packer.reset()
+        raise
     return data
 
 

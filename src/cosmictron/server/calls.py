@@ -13,7 +13,14 @@ many calls; a lone call still goes through at once.
 A caller on the event loop gets its result either as a future (``submit``: HTTP) or as a
 callback run on the loop in the same hand-off (``submit_then``: a WebSocket client, which
 then queues the reply at once instead of waking a task per call; docs/benchmarks.md,
-"Where a server call's time goes").
+"Where a server call's time goes"). A callback may come with an ``after``, run once per
+hand-off after all of its calls' callbacks: a client then writes the replies of a whole
+batch in one go.
+
+The thread sleeps on a lock of its own that the loop releases only when the thread said
+it is going to sleep, so a call queued while the thread is busy costs one append under a
+plain lock, and a wake-up one release (a ``threading.Condition`` costs several Python
+frames and a new lock on each wait).
 
 The order of calls is the order they were submitted. A failed call is one that raised;
 it leaves nothing behind and does not affect the others in its batch. If the sync
@@ -26,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from asyncio import get_running_loop
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,6 +63,7 @@ class _Call:
     future: asyncio.Future[CallOutcome] | None
     loop: asyncio.AbstractEventLoop
     then: CallDone | None = None
+    after: Callable[[], None] | None = None
 
 
 class CallWorker:
@@ -63,7 +72,12 @@ class CallWorker:
     def __init__(self, db: Database, name: str) -> None:
         self.db = db
         self._queue: deque[_Call] = deque()
-        self._condition = threading.Condition()
+        self._mutex = threading.Lock()
+        """Guards the queue, ``_sleeping`` and ``_stopping``; never held across a call."""
+        self._wake = threading.Lock()
+        """Held while nobody woke the thread; released once per sleep, by the waker."""
+        self._wake.acquire()
+        self._sleeping = False
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=f"calls-{name}", daemon=True)
         self._thread.start()
@@ -90,44 +104,67 @@ class CallWorker:
         sender: Identity,
         connection_id: ConnectionId | None,
         then: CallDone,
+        after: Callable[[], None] | None = None,
     ) -> None:
-        """Queue a call; ``then`` runs on this loop once it is durable (or failed)."""
-        loop = asyncio.get_running_loop()
-        self._queue_call(_Call(reducer, args, kwargs, sender, connection_id, None, loop, then))
-
-    def _queue_call(self, call: _Call) -> None:
-        with self._condition:
+        """Queue a call; ``then`` runs on this loop once it is durable (or failed), and
+        ``after`` once per hand-off, after the ``then`` of every call it resolves."""
+        call = _Call(
+            reducer, args, kwargs, sender, connection_id, None, get_running_loop(), then, after
+        )
+        with self._mutex:  # ``_queue_call``, written out: this is every WebSocket call
             if self._stopping:
                 raise InternalError("the database is closing; try again")
             self._queue.append(call)
-            if len(self._queue) == 1:  # else the thread is awake already, or will look
-                self._condition.notify()
+            if self._sleeping:
+                self._sleeping = False
+                self._wake.release()
+
+    def _queue_call(self, call: _Call) -> None:
+        with self._mutex:
+            if self._stopping:
+                raise InternalError("the database is closing; try again")
+            self._queue.append(call)
+            if self._sleeping:  # else the thread is busy and takes the queue when done
+                self._sleeping = False
+                self._wake.release()
 
     def close(self) -> None:
         """Finish the queued calls, then stop the thread."""
-        with self._condition:
+        with self._mutex:
             self._stopping = True
-            self._condition.notify()
+            if self._sleeping:
+                self._sleeping = False
+                self._wake.release()
         self._thread.join()
 
     def _run(self) -> None:
+        queue = self._queue
         while True:
-            with self._condition:
-                while not self._queue and not self._stopping:
-                    self._condition.wait()
-                if not self._queue:
+            with self._mutex:
+                if queue:
+                    if len(queue) <= BATCH_CALLS_MAX:
+                        batch = list(queue)
+                        queue.clear()
+                    else:
+                        batch = [queue.popleft() for _ in range(BATCH_CALLS_MAX)]
+                elif self._stopping:
                     return
-                size = min(len(self._queue), BATCH_CALLS_MAX)
-                batch = [self._queue.popleft() for _ in range(size)]
-            self._run_batch(batch)
+                else:
+                    self._sleeping = True
+                    batch = []
+            if batch:
+                self._run_batch(batch)
+            else:
+                self._wake.acquire()  # until a call (or close) releases it
 
     def _run_batch(self, batch: list[_Call]) -> None:
         results: list[tuple[_Call, CallOutcome | None, BaseException | None]] = []
         last = 0
+        execute = self.db.execute_reducer
         for call in batch:
             try:
                 args, kwargs = call.args, call.kwargs
-                outcome = self.db.execute_reducer(
+                outcome = execute(
                     call.reducer,
                     args if type(args) is list else list(args),  # made for this call
                     kwargs if type(kwargs) is dict else dict(kwargs),
@@ -142,30 +179,45 @@ class CallWorker:
                 results.append((call, None, InternalError(f"{type(exc).__name__}: {exc}")))
             else:
                 results.append((call, outcome, None))
-                last = max(last, outcome.tx_offset)
+                if outcome.tx_offset > last:
+                    last = outcome.tx_offset
         if last:
             try:
                 self.db.wait_durable(last)
             except CosmictronError as exc:
                 # Nothing in the batch was acknowledged: every committed call fails too.
                 results = [(call, None, error or exc) for call, _, error in results]
+        loop = batch[0].loop
+        for call in batch:
+            if call.loop is not loop:
+                break
+        else:  # the usual case: one event loop
+            self._hand_off(loop, results)
+            return
         by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for result in results:
             by_loop.setdefault(result[0].loop, []).append(result)
         for loop, resolved in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_resolve, resolved)
-            except RuntimeError:  # the loop closed: the server is stopping
-                pass
+            self._hand_off(loop, resolved)
+
+    @staticmethod
+    def _hand_off(loop: asyncio.AbstractEventLoop, results: list[Any]) -> None:
+        try:
+            loop.call_soon_threadsafe(_resolve, results)
+        except RuntimeError:  # the loop closed: the server is stopping
+            pass
 
 
 def _resolve(results: list[tuple[_Call, CallOutcome | None, BaseException | None]]) -> None:
+    afters: dict[Callable[[], None], None] = {}  # each once, in order
     for call, outcome, error in results:
         if call.then is not None:
             try:
                 call.then(outcome, error)
             except Exception:  # a bug in the caller's callback: the others still resolve
                 logger.exception("the result callback of %r failed", call.reducer)
+            if call.after is not None:
+                afters[call.after] = None
             continue
         assert call.future is not None
         if call.future.done():  # the caller went away
@@ -175,3 +227,8 @@ def _resolve(results: list[tuple[_Call, CallOutcome | None, BaseException | None
         else:
             assert outcome is not None
             call.future.set_result(outcome)
+    for after in afters:
+        try:
+            after()
+        except Exception:  # a bug in the caller's callback: the others still run
+            logger.exception("the after-batch callback %r failed", after)

@@ -109,7 +109,9 @@ class ResumeWindow:
         self.row_count = 0
 
     def append(self, offset: int, timestamp: Timestamp, changes: list[TableChange]) -> None:
-        rows = sum(len(change.inserts) + len(change.deletes) for change in changes)
+        rows = 0
+        for change in changes:  # a loop, not sum(...): this runs on every commit
+            rows += len(change.inserts) + len(change.deletes)
         self.entries.append((offset, timestamp, changes, rows))
         self.row_count += rows
         while self.entries and (
@@ -134,6 +136,10 @@ class DurableWatermark:
     waiter it covers. Under ``periodic`` nothing signals a sync, so the task polls the
     durable offset every tenth of the interval. Under ``never`` the durable offset is the
     written one, so nothing ever waits.
+
+    A waiter is a future (``wait_durable``) or a callback (``when_durable``: a client
+    writes its queued messages from it, so a transaction's update reaches a hundred
+    subscribers without waking a hundred tasks).
     """
 
     def __init__(self, hosted: HostedDatabase) -> None:
@@ -141,8 +147,19 @@ class DurableWatermark:
         durability = hosted.db.durability
         self.policy = durability.fsync_policy
         self.poll_s = max(durability.fsync_interval_ms / 10_000, 0.001)
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._waiters: list[tuple[int, asyncio.Future[None] | DurableCallback]] = []
         self._task: asyncio.Task[None] | None = None
+        self.known = 0
+        """The highest durable offset read so far: every offset at or below it is durable
+        (the durable offset only grows), so a client checks it before asking the log."""
+
+    @property
+    def durable_offset(self) -> int:
+        """The durable offset now (remembered in ``known``)."""
+        durable = self.hosted.db.durable_offset
+        if durable > self.known:
+            self.known = durable
+        return durable
 
     def reached(self, offset: int) -> bool:
         return offset <= self.hosted.db.durable_offset
@@ -152,10 +169,21 @@ class DurableWatermark:
         if self.reached(offset):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((offset, future))
+        self._wait(offset, future)
+        await future
+
+    def when_durable(self, offset: int, callback: DurableCallback) -> None:
+        """Call ``callback(None)`` on the loop once ``offset`` is durable (at once if it
+        is), or ``callback(error)`` if it never will be (a failed sync, a closed database)."""
+        if self.reached(offset):
+            callback(None)
+            return
+        self._wait(offset, callback)
+
+    def _wait(self, offset: int, waiter: asyncio.Future[None] | DurableCallback) -> None:
+        self._waiters.append((offset, waiter))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._pump())
-        await future
 
     async def _pump(self) -> None:
         while self._waiters:
@@ -166,19 +194,37 @@ class DurableWatermark:
                 else:
                     await asyncio.sleep(self.poll_s)
             except (CosmictronError, RuntimeError) as exc:  # a failed sync; a closed database
-                for _, future in self._waiters:
-                    if not future.done():
-                        future.set_exception(exc)
-                self._waiters = []
+                waiters, self._waiters = self._waiters, []
+                for _, waiter in waiters:
+                    _settle(waiter, exc)
                 return
             durable = self.hosted.db.durable_offset
-            waiting = []
-            for offset, future in self._waiters:
-                if offset > durable:
-                    waiting.append((offset, future))
-                elif not future.done():
-                    future.set_result(None)
+            waiting: list[tuple[int, asyncio.Future[None] | DurableCallback]] = []
+            reached: list[tuple[int, asyncio.Future[None] | DurableCallback]] = []
+            for entry in self._waiters:
+                (waiting if entry[0] > durable else reached).append(entry)
             self._waiters = waiting
+            for _, waiter in reached:
+                _settle(waiter, None)
+
+
+DurableCallback = Callable[[BaseException | None], None]
+"""Called on the loop: None once the offset is durable, else why it never will be."""
+
+
+def _settle(waiter: asyncio.Future[None] | DurableCallback, error: BaseException | None) -> None:
+    if isinstance(waiter, asyncio.Future):
+        if waiter.done():
+            return
+        if error is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(error)
+        return
+    try:
+        waiter(error)
+    except Exception:  # a bug in one waiter: the others are still told
+        logger.exception("a durability callback failed")
 
 
 class DatabaseFeed:

@@ -301,12 +301,12 @@ def reducer_arguments(
     if body is None:
         return [], {}
     if isinstance(body, list):
-        if (
-            plain
-            and len(body) <= len(schema.params)
-            and not any(i < len(body) and type(body[i]) is str for i in ints)
-        ):
-            return body, {}
+        if plain and len(body) <= len(schema.params):
+            for i in ints:  # a loop, not any(...): no generator frame on every call
+                if i < len(body) and type(body[i]) is str:
+                    break
+            else:
+                return body, {}
         if len(body) > len(schema.params):
             shown = ", ".join(f"{p.name}: {p.type.name}" for p in schema.params)
             raise InvalidRequest(

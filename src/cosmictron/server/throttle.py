@@ -149,6 +149,8 @@ class Throttle:
         self._buckets: dict[str, OrderedDict[tuple[bool, str], _Bucket]] = {
             kind: OrderedDict() for kind in (*KINDS, IDENTITIES)
         }
+        self._rates: dict[tuple[str, bool], tuple[float, float]] = {}
+        """(rate per second, burst) of each (kind, anonymous), read from the settings."""
 
     def take(self, kind: str, anonymous: bool, key: str) -> None:
         """Spend one request of ``kind`` for caller ``key`` (identity hex, or the remote
@@ -158,12 +160,19 @@ class Throttle:
             RateLimited: the caller's bucket is empty; ``retry_after_s`` says when one
                 request will be accepted again.
         """
-        who = "anonymous_" if anonymous else ""
-        rate = self.settings[f"rate_{who}{kind}_per_s"]
-        burst = self.settings[f"rate_{who}{kind}_burst"]
+        rates = self._rates.get((kind, anonymous))
+        if rates is None:  # read once per kind: the settings do not change
+            who = "anonymous_" if anonymous else ""
+            rates = (
+                self.settings[f"rate_{who}{kind}_per_s"],
+                self.settings[f"rate_{who}{kind}_burst"],
+            )
+            self._rates[(kind, anonymous)] = rates
+        rate, burst = rates
         retry_after_s = self._spend(kind, anonymous, key, rate, burst)
         if retry_after_s is None:
             return
+        who = "anonymous_" if anonymous else ""
         whom = f"address {key}" if anonymous else f"identity {key}"
         setting = f"limits.rate_{who}{kind}_per_s / rate_{who}{kind}_burst"
         hint = "; send a token for the larger per-identity limit" if anonymous else ""

@@ -131,6 +131,7 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
             request.app[QUEUE_MAX],
             request.app[QUEUE_BYTES_MAX],
             CODECS[ws.ws_protocol or PROTOCOLS[0]],
+            request.transport,
         )
         client.limit_as(anonymous, rate_key, throttle)
         guard = request.app.get(GUARD)
@@ -148,7 +149,9 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
             },
             0,
         )
-        await client.run()
+        # In a task of its own: each frame then resumes only the client's coroutines, not
+        # also the six of aiohttp's handler and the middlewares awaiting this one.
+        await asyncio.create_task(client.run(), name=f"websocket {connection_id.hex()}")
     finally:
         if client is not None:
             request.app[CLIENTS].discard(client)

@@ -38,6 +38,7 @@ from cosmictron import limits
 from cosmictron.errors import (
     CosmictronError,
     InternalError,
+    InvalidRequest,
     NotFinite,
     QueryCancelled,
     QueryTooCostly,
@@ -48,6 +49,7 @@ from cosmictron.query.budget import QueryBudget
 from cosmictron.server.connection_deadlines import TcpConnection
 from cosmictron.server.connections import ConnectionLimits
 from cosmictron.server.feed import DatabaseFeed
+from cosmictron.server.frames_out import FrameWriter
 from cosmictron.server.protocol import (
     JSON,
     CallReducer,
@@ -59,14 +61,21 @@ from cosmictron.server.protocol import (
     RequestId,
     Subscribe,
     Unsubscribe,
+    call_fields,
     parse,
+    parse_message,
     query_error,
     reducer_result,
     reply_for_error,
     subscription_error,
 )
 from cosmictron.server.replies import small
-from cosmictron.server.routes import argument_converter, check_finite_params, submit_call
+from cosmictron.server.routes import (
+    argument_converter,
+    check_finite_params,
+    converter_of,
+    submit_call,
+)
 from cosmictron.server.throttle import Throttle
 from cosmictron.server.wire import row_to_json
 from cosmictron.subscription import Subscription
@@ -114,9 +123,12 @@ class WebSocketClient:
         queue_max: int,
         queue_bytes_max: int = limits.client_queue_bytes_max,
         codec: Codec = JSON,
+        transport: asyncio.Transport | None = None,
     ) -> None:
         self.ws = ws
         self.codec = codec
+        self.frames = FrameWriter(ws, transport, codec.binary)
+        """Writes ready messages in one go (else the sender task sends via aiohttp)."""
         self.feed = feed
         self.hosted = feed.hosted
         self.identity = identity
@@ -138,6 +150,10 @@ class WebSocketClient:
         self._placed = 0  # the last gated call whose result has its place in the queue
         self._procedures = 0  # procedures in flight: calls behind them are not gated
         self._ready = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._flush_soon = False  # a ``_flush`` is scheduled for the end of this loop turn
+        self._awaiting_durable = False  # the watermark will call ``_durable``
+        self._after_batch = self._flush  # made once: the call thread's hand-offs key on it
         self._sender = asyncio.create_task(self._send_all())
         self._closer: asyncio.Task[None] | None = None
         self._calls: deque[_PendingCall] = deque()
@@ -159,9 +175,9 @@ class WebSocketClient:
             return
         self.queued_bytes += len(text)
         self._outbox.append((offset, text, self._submitted))
-        self._ready.set()
+        self._wake()
 
-    def _queue_result(self, seq: int, offset: int, message: dict[str, Any]) -> None:
+    def _queue_result(self, seq: int, offset: int, message: dict[str, Any] | str | bytes) -> None:
         text = self._admit(message)
         if text is not None:
             self.queued_bytes += len(text)
@@ -211,7 +227,6 @@ class WebSocketClient:
         outbox.insert(at, (offset, data, 0))
         if seq > 0:
             self._placed = seq
-        self._ready.set()
 
     def _reserve(self, seq: int, offset: int) -> asyncio.Future[str | bytes] | None:
         """Hold the result's place in the queue while it is encoded off the loop, so
@@ -240,26 +255,90 @@ class WebSocketClient:
             return
         self.queued_bytes += len(data)
         slot.set_result(data)
+        self._wake()
+
+    def _wake(self) -> None:
+        """Something was queued: write what may go at the end of this loop turn (one
+        write for all that was queued in it)."""
+        if not self._flush_soon:
+            self._flush_soon = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write, in one go, every message at the head of the queue that may go now: its
+        transaction durable, no result still to be placed before it, its encoding done.
+
+        What waits is written by a later ``_flush``: the watermark calls it once the head
+        is durable (``_await_durable``), placing a result or finishing an encoding wakes
+        it. Only what must go through aiohttp (``FrameWriter.usable`` is False) is left
+        to the sender task."""
+        self._flush_soon = False
+        outbox = self._outbox
+        if not outbox or self.closed:
+            return
+        if not self.frames.usable:
+            self._ready.set()
+            return
+        watermark = self.feed.watermark
+        durable = watermark.known  # a result's offset is at or below it: no need to ask
+        placed = self._placed
+        ready: list[str | bytes] = []
+        while outbox:
+            offset, message, gate = outbox[0]
+            if gate > placed:
+                break
+            if offset > durable and offset > (durable := watermark.durable_offset):
+                if not self._awaiting_durable:
+                    self._awaiting_durable = True
+                    watermark.when_durable(offset, self._durable)
+                break
+            if isinstance(message, asyncio.Future):
+                if not message.done():
+                    break
+                message = message.result()
+            outbox.popleft()
+            self.queued_bytes -= len(message)
+            ready.append(message)
+        if ready:
+            self.frames.write(ready)
+
+    def _durable(self, error: BaseException | None) -> None:
+        """The watermark's answer for the head of the queue: write what may go now."""
+        self._awaiting_durable = False
+        if isinstance(error, CosmictronError):  # nothing can be made durable any more
+            self.drop(WSCloseCode.INTERNAL_ERROR, f"the database failed: {error}")
+        elif error is None:
+            self._flush()
 
     async def _send_all(self) -> None:
+        """Send what ``_flush`` cannot write directly (``FrameWriter.usable`` is False:
+        compression, a client slow to read, a closing connection): wait for the head's
+        durability, place or encoding, then send it through aiohttp, one at a time."""
         watermark = self.feed.watermark
         send: Any = self.ws.send_bytes if self.codec.binary else self.ws.send_str
+        outbox = self._outbox
+        frames = self.frames
         try:
             while True:
-                if not self._outbox:
+                if not outbox or frames.usable:
+                    self._flush()  # writable again (say, after a drain): write what may go
                     self._ready.clear()
                     await self._ready.wait()
                     continue
-                offset, message, gate = self._outbox[0]
+                offset, message, gate = outbox[0]
                 if gate > self._placed:  # a result may still go before it
                     self._ready.clear()
                     await self._ready.wait()
                     continue
                 if not watermark.reached(offset):
                     await watermark.wait_durable(offset)
+                    continue
                 if isinstance(message, asyncio.Future):
-                    message = await message  # a large reply still being encoded
-                self._outbox.popleft()
+                    if not message.done():
+                        await message  # a large reply still being encoded
+                        continue
+                    message = message.result()
+                outbox.popleft()
                 self.queued_bytes -= len(message)
                 await send(message)
         except ConnectionError:
@@ -337,10 +416,27 @@ class WebSocketClient:
     async def run(self) -> None:
         """Serve requests in order until the client or the server closes."""
         try:
-            expected = WSMsgType.BINARY if self.codec.binary else WSMsgType.TEXT
+            codec = self.codec
+            expected = WSMsgType.BINARY if codec.binary else WSMsgType.TEXT
+            inline_max = limits.json_inline_bytes_max
+            in_flight_max = limits.client_calls_in_flight_max
             async for frame in self.ws:
                 if frame.type is expected:
-                    await self.handle(frame.data)
+                    data = frame.data
+                    if len(data) > inline_max:  # decoded off the loop
+                        await self.handle(data)
+                        continue
+                    try:
+                        message = codec.decode(data, "the message")
+                    except InvalidRequest as exc:  # not decodable, or nested too deep
+                        await self._refuse(ProtocolError(str(exc)))
+                        continue
+                    fields = call_fields(message)
+                    if fields is None or not self._call_reducer(*fields):
+                        await self._handle_message(message)
+                    elif len(self._calls) > in_flight_max:
+                        # Stop reading until the oldest call is answered.
+                        await self._wait_calls(in_flight_max)
                 elif frame.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     reason = (
                         f"text frames are not accepted on {self.codec.protocol}: send msgpack "
@@ -355,6 +451,7 @@ class WebSocketClient:
             self.drop(WSCloseCode.INTERNAL_ERROR, "internal error; see the server log")
 
     async def handle(self, data: str | bytes) -> None:
+        """Serve one frame's request (``run`` serves the small ones itself)."""
         large = len(data) > limits.json_inline_bytes_max
         codec = self.codec
         try:
@@ -363,9 +460,24 @@ class WebSocketClient:
                 await asyncio.to_thread(parse, data, codec) if large else parse(data, codec)
             )
         except ProtocolError as exc:
-            await self._settle_calls()
-            self.deliver(reply_for_error(exc), 0)
+            await self._refuse(exc)
             return
+        await self._dispatch(request, large)
+
+    async def _handle_message(self, message: Any) -> None:
+        """Serve a decoded frame's request."""
+        try:
+            request = parse_message(message, self.codec)
+        except ProtocolError as exc:
+            await self._refuse(exc)
+            return
+        await self._dispatch(request, False)
+
+    async def _refuse(self, error: ProtocolError) -> None:
+        await self._settle_calls()
+        self.deliver(reply_for_error(error), 0)
+
+    async def _dispatch(self, request: ClientMessage, large: bool) -> None:
         if isinstance(request, CallReducer):
             await self._call(request, large)
             return
@@ -441,12 +553,9 @@ class WebSocketClient:
         if procedure:
             self._procedures += 1
             pending = _PendingCall(request.request_id, -1)
-        elif self._procedures:  # its result waits behind a procedure's: do not gate
-            pending = _PendingCall(request.request_id)
+            self._calls.append(pending)
         else:
-            self._submitted += 1
-            pending = _PendingCall(request.request_id, self._submitted)
-        self._calls.append(pending)
+            pending = self._pending(request.request_id)
         then = partial(self._answered, pending)
         try:
             self.take_rate("calls")
@@ -472,10 +581,52 @@ class WebSocketClient:
             # Stop reading until the oldest call is answered.
             await self._wait_calls(limits.client_calls_in_flight_max)
 
+    def _call_reducer(self, request_id: RequestId, reducer: str, raw_args: Any) -> bool:
+        """Submit a small call of one of the module's reducers, as ``_call`` does, without
+        a request object or a coroutine; False (nothing done) for any other name. Its
+        result is queued by the hand-off that resolves its batch, and written after
+        every result of that batch is queued (``_flush``)."""
+        binding = self.hosted.db.module.reducers.get(reducer)
+        if binding is None:  # a procedure, or no such reducer: ``_call`` says which
+            return False
+        pending = self._pending(request_id)
+        try:
+            self.take_rate("calls")
+            args, kwargs = converter_of(binding)(raw_args)
+            self.hosted.calls.submit_then(
+                reducer,
+                args,
+                kwargs,
+                self.identity,
+                self.connection_id,
+                partial(self._answered_in_batch, pending),
+                self._after_batch,
+            )
+        except CosmictronError as exc:
+            self._answered(pending, None, exc)
+        return True
+
+    def _pending(self, request_id: RequestId) -> _PendingCall:
+        """A reducer call's place among the calls in flight."""
+        if self._procedures:  # its result waits behind a procedure's: do not gate
+            pending = _PendingCall(request_id)
+        else:
+            self._submitted += 1
+            pending = _PendingCall(request_id, self._submitted)
+        self._calls.append(pending)
+        return pending
+
     def _answered(
         self, pending: _PendingCall, outcome: CallOutcome | None, error: BaseException | None
     ) -> None:
         """A call's result arrived (on the loop): queue every result now in order."""
+        self._answered_in_batch(pending, outcome, error)
+        self._wake()
+
+    def _answered_in_batch(
+        self, pending: _PendingCall, outcome: CallOutcome | None, error: BaseException | None
+    ) -> None:
+        """As ``_answered``, in a hand-off that calls ``_flush`` after its last result."""
         pending.done = True
         pending.outcome = outcome
         pending.error = error
@@ -499,6 +650,12 @@ class WebSocketClient:
             if error is not None or outcome is None:
                 failure = error or InternalError("the call ended without a result")
                 self._queue_result(pending.seq, 0, self._failure(pending.request_id, failure))
+                continue
+            encoded = self.codec.committed(
+                pending.request_id, outcome.return_value, outcome.tx_offset
+            )
+            if encoded is not None:  # a scalar: no message dict, no general encoder
+                self._queue_result(pending.seq, outcome.tx_offset, encoded)
             elif small(outcome.return_value):
                 message = self._result(pending.request_id, outcome)
                 self._queue_result(pending.seq, outcome.tx_offset, message)
