@@ -165,10 +165,21 @@ def test_writes_through_a_follower_commit_once_and_read_back_on_every_node(
             rows, got = select(node, {"Cosmictron-Min-Offset": str(last)})
             assert rows == [1, 7, 20, 21], node.url
             assert int(got["Cosmictron-Applied-Offset"]) == last, node.url
-        cluster = a.request("GET", "/v1/cluster").body
-        (database,) = cluster["databases"]
+
+        # Each node reports its replica in its next heartbeat (one a lease round, written
+        # before a replica opened in that round): wait for every node's.
+        def reported() -> dict[str, Any]:
+            (database,) = a.request("GET", "/v1/cluster").body["databases"]
+            return database
+
+        database = wait_for(
+            "every node reports its replica",
+            lambda: (
+                {r["node_id"] for r in reported()["replicas"]} == {"a", "b", "c"} and reported()
+            ),
+            within_s=10.0,
+        )
         assert database["leader"] == "a"
-        assert {r["node_id"] for r in database["replicas"]} == {"a", "b", "c"}
         # A follower restarted replays its own log, copies what it missed, tails again.
         stop_server(c)
         status, body, _ = call(b, 30)
