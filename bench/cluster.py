@@ -18,12 +18,14 @@ own process, WebSocket JSON calls). Each figure:
   node (the lease TTL, catch-up, the epoch record); and a **planned** hand-over (SIGTERM
   of the leader: a node that leaves hands its databases over), the same clock. The killed
   node is restarted after each trial;
-- **replica lag**: a closed-loop writer records when each call's reply (``tx_offset``)
-  arrives; a JetStream consumer on another connection, as a follower tails the stream,
-  records when it receives that offset. Lag is receipt minus reply (negative: the tail had
-  it before the caller had its answer). Followers that apply the stream themselves
-  (issue 19 part 3) are reported beside it, as offsets behind from ``GET /v1/cluster``,
-  when any node reports one.
+- **replica lag**, measured on the followers themselves: a closed-loop writer calls the
+  leader; after each reply (``tx_offset`` N) it reads from a follower (the two in turn)
+  and records how many offsets that follower's ``Cosmictron-Applied-Offset`` was behind
+  N, and the time from the reply until a follower read that includes N answered (the
+  first read, when the follower had applied N, else one that waits for it with
+  ``Cosmictron-Min-Offset: N``; either way one HTTP round trip is in it). Beside it, the
+  stream's own floor: a JetStream consumer on another connection records when it
+  receives each offset (negative: before the caller had its answer).
 
 Prints tables and ratios; writes JSON (bench/common.py). Timings on a shared machine are
 noisy: label them loaded unless the machine was quiet.
@@ -200,11 +202,28 @@ def failovers(cluster: Any, client: Any, nats_urls: list[str], trials: int) -> d
     return out
 
 
+def follower_read(url: str, min_offset: int | None) -> tuple[int, bool]:
+    """A SQL read on a follower: ``(its Cosmictron-Applied-Offset, stale)``."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{url}/v1/database/{DATABASE}/sql",
+        data=b"SELECT COUNT(*) FROM task",
+        method="POST",
+        headers={"Content-Type": "text/plain"},
+    )
+    if min_offset is not None:
+        request.add_header("Cosmictron-Min-Offset", str(min_offset))
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+        applied = int(response.headers["Cosmictron-Applied-Offset"])
+        return applied, response.headers.get("Cosmictron-Stale") == "true"
+
+
 def replica_lag(cluster: Any, client: Any, nats_urls: list[str], calls: int) -> dict[str, Any]:
-    """Reply-to-tail lag per offset, and followers' offsets behind when they report any."""
+    """Followers' offsets behind and time to visible per reply, and the stream's own lag."""
     from cosmictron.cluster.connection import NatsConnection
     from cosmictron.cluster.jetstream_log import log_subject
-    from cosmictron.testing.cluster_nodes import http_json
 
     received: dict[int, float] = {}
     connection = NatsConnection(nats_urls, "bench-tail").connect()
@@ -221,48 +240,42 @@ def replica_lag(cluster: Any, client: Any, nats_urls: list[str], calls: int) -> 
         )  # fmt: skip
 
     replied: dict[int, float] = {}
-    behind: list[int] = []
+    behind: list[float] = []
+    visible_ms: list[float] = []
+    stale = 0
     leader = leader_of(cluster)
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            try:
-                status, body = http_json(cluster.url(leader), "GET", "/v1/cluster", timeout=5)
-            except OSError:
-                continue
-            if status == 200:
-                for database in body["databases"]:
-                    if database["name"] == DATABASE:
-                        behind.extend(
-                            int(r["lag"]) for r in database["replicas"] if r["node_id"] != leader
-                        )
-            done.wait(0.1)
-
+    followers = [cluster.url(n) for n in NODES if n != leader]
     try:
         subscription = connection.run(tail(), 30.0)
         time.sleep(0.5)
-        sampler = threading.Thread(target=sample)
-        sampler.start()
         for n in range(calls):
             answer = client.request(
                 leader, "POST", f"/v1/database/{DATABASE}/call/add_task", [f"lag {n}", 1]
             )
-            if answer.outcome == "ok":
-                replied[int(answer.body["tx_offset"])] = time.perf_counter()
+            if answer.outcome != "ok":
+                continue
+            offset = int(answer.body["tx_offset"])
+            at = replied[offset] = time.perf_counter()
+            url = followers[n % len(followers)]
+            applied, _ = follower_read(url, None)
+            behind.append(float(max(0, offset - applied)))
+            if applied < offset:
+                applied, was_stale = follower_read(url, offset)
+                stale += was_stale
+            visible_ms.append((time.perf_counter() - at) * 1000)
         time.sleep(1.0)
-        done.set()
-        sampler.join()
         connection.run(subscription.unsubscribe(), 10.0)
     finally:
-        done.set()
         connection.close()
     lags = [(received[o] - t) * 1000 for o, t in replied.items() if o in received]
     return {
         "calls": len(replied),
+        "followers_offsets_behind": distribution(behind),
+        "followers_applied_at_reply": sum(1 for b in behind if b == 0) / max(1, len(behind)),
+        "follower_visible_ms": distribution(visible_ms),
+        "follower_reads_stale": stale,
         "tail_missing": sum(1 for o in replied if o not in received),
         "tail_lag_ms": distribution(lags),
-        "followers_offsets_behind": distribution([float(b) for b in behind]) if behind else None,
     }
 
 
@@ -346,15 +359,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"stream), {kind}: {shown}"
             )
     tail = lag["tail_lag_ms"]
+    behind, visible = lag["followers_offsets_behind"], lag["follower_visible_ms"]
     print(
-        f"replica lag (reply -> a JetStream tail has the offset), {lag['calls']} calls: "
-        f"p50 {tail['p50']:.2f} ms, p99 {tail['p99']:.2f} ms; followers' offsets behind: "
-        + (
-            f"p50 {lag['followers_offsets_behind']['p50']:.0f}, "
-            f"p99 {lag['followers_offsets_behind']['p99']:.0f}"
-            if lag["followers_offsets_behind"]
-            else "none reported (followers do not apply the stream yet)"
-        )
+        f"replica lag, {lag['calls']} calls: a follower read right after the reply had "
+        f"applied it in {lag['followers_applied_at_reply']:.0%} of calls (offsets behind "
+        f"p50 {behind['p50']:.0f}, p99 {behind['p99']:.0f}, max {behind['max']:.0f}); "
+        f"reply -> a follower read includes it: p50 {visible['p50']:.2f} ms, "
+        f"p99 {visible['p99']:.2f} ms ({lag['follower_reads_stale']} stale); "
+        f"the stream's own (reply -> a JetStream tail has it): p50 {tail['p50']:.2f} ms, "
+        f"p99 {tail['p99']:.2f} ms"
     )
     print(run_took(started, args.mode))
     write_results(

@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from cosmictron.testing.nats import NatsCluster
 from tests.cluster.test_nodes import MODULE, start_node
+from tests.pgwire.conftest import start_pg_server
 from tests.server.conftest import Server, stop_server, strict_loads
 from tests.server.test_websocket import PROTOCOL, Client
 
@@ -163,10 +165,21 @@ def test_writes_through_a_follower_commit_once_and_read_back_on_every_node(
             rows, got = select(node, {"Cosmictron-Min-Offset": str(last)})
             assert rows == [1, 7, 20, 21], node.url
             assert int(got["Cosmictron-Applied-Offset"]) == last, node.url
-        cluster = a.request("GET", "/v1/cluster").body
-        (database,) = cluster["databases"]
+
+        # Each node reports its replica in its next heartbeat (one a lease round, written
+        # before a replica opened in that round): wait for every node's.
+        def reported() -> dict[str, Any]:
+            (database,) = a.request("GET", "/v1/cluster").body["databases"]
+            return database
+
+        database = wait_for(
+            "every node reports its replica",
+            lambda: (
+                {r["node_id"] for r in reported()["replicas"]} == {"a", "b", "c"} and reported()
+            ),
+            within_s=10.0,
+        )
         assert database["leader"] == "a"
-        assert {r["node_id"] for r in database["replicas"]} == {"a", "b", "c"}
         # A follower restarted replays its own log, copies what it missed, tails again.
         stop_server(c)
         status, body, _ = call(b, 30)
@@ -222,12 +235,26 @@ def test_a_followers_subscription_sees_the_leaders_updates_at_the_leaders_offset
                 assert resumed["resumed"] is True, resumed
                 replayed = [await again.expect("TransactionUpdate") for _ in offsets[1:]]
                 assert [u["tx_offset"] for u in replayed] == offsets[1:]
-                # A follower runs no reducer: a call over its WebSocket is refused.
+                # A call over a follower's WebSocket runs on the leader: its update
+                # reaches the caller (before its result, as on the leader) and every node.
                 on_b = subscribed[1][0]
+                request_id = await on_b.send("CallReducer", reducer="add", args=[99])
+                update = await on_b.expect("TransactionUpdate")
+                result = await on_b.expect("ReducerResult")
+                assert result["request_id"] == request_id and result["status"] == "committed"
+                assert result["tx_offset"] == update["tx_offset"] > offsets[-1], result
+                assert update["tables"][0]["inserts"] == [{"id": 99}]
+                for client, _ in (subscribed[0], subscribed[2]):
+                    seen = await client.expect("TransactionUpdate")
+                    assert seen["tx_offset"] == result["tx_offset"]
+                # The leader's refusal comes back with its code and message.
                 request_id = await on_b.send("CallReducer", reducer="add", args=[99])
                 result = await on_b.expect("ReducerResult")
                 assert result["request_id"] == request_id and result["status"] == "failed"
-                assert "read-only replica" in result["error"], result
+                status, body, _ = await asyncio.to_thread(call, a, 99)  # on the leader
+                assert status >= 400 and body["error"]["code"] != "not_leader", body
+                assert result["error_code"] == body["error"]["code"], result
+                assert result["error"] == body["error"]["message"], result
 
         asyncio.run(scenario())
     finally:
@@ -315,5 +342,33 @@ def test_with_the_nats_quorum_lost_a_follower_serves_stale_reads_and_refuses_wri
             assert body["error"]["code"] in ("cluster_unavailable", "not_leader"), body
             assert float(got["Retry-After"]) > 0
         assert select(b)[0] == [1]
+    finally:
+        stop_all(nodes)
+
+
+def test_a_write_over_a_followers_postgresql_port_is_refused_naming_the_leader(
+    tmp_path: Path, nats_cluster: NatsCluster
+) -> None:
+    psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed (dev extra)")
+    a = start_node(tmp_path, nats_cluster, "a")
+    nodes = [a]
+    try:
+        _, operator = a.operator()
+        assert a.deploy("app", MODULE, operator).status == 201
+        b, host, port = start_pg_server(
+            tmp_path / "b", "--cluster", nats_cluster.url, "--node-id", "b"
+        )
+        nodes.append(b)
+        assert call(a, 5)[0] == 200
+        wait_for("b serves app", lambda: serving(b) and select(b)[0] == [5])
+        dsn = f"host={host} port={port} user=someone password={operator} dbname=app"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT id FROM item").fetchall() == [(5,)]  # served here
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction) as refused:
+                conn.execute("INSERT INTO item (id) VALUES (6)")
+            message = str(refused.value)
+            assert "node a" in message and a.url in message, message
+            assert conn.execute("SELECT id FROM item").fetchall() == [(5,)]  # not applied
+        assert select(a)[0] == [5]
     finally:
         stop_all(nodes)

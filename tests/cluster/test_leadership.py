@@ -17,11 +17,11 @@ import pytest
 import cosmictron
 from cosmictron.cluster.catchup import catch_up, set_aside
 from cosmictron.cluster.connection import NatsConnection
-from cosmictron.cluster.jetstream_log import JetStreamLog
+from cosmictron.cluster.jetstream_log import JetStreamLog, stream_name
 from cosmictron.cluster.leadership import take_lead
 from cosmictron.cluster.lease import Lease
-from cosmictron.durability import DurabilityConfig
-from cosmictron.errors import NotLeader
+from cosmictron.durability import DurabilityConfig, PersistenceConfig, PersistenceLayer
+from cosmictron.errors import ClusterUnavailable, NotLeader
 from cosmictron.ledger import verify
 from cosmictron.testing.nats import NatsCluster
 from tests.host.counted_module import COUNTED_MODULE
@@ -122,3 +122,40 @@ def test_a_log_that_does_not_continue_the_stream_is_refused_at_open(
             )
     finally:
         a.close()
+
+
+def test_a_catch_up_refuses_a_stream_with_a_hole_and_copies_none_of_it(
+    tmp_path: Path, nats_cluster: NatsCluster
+) -> None:
+    module = tmp_path / "module.py"
+    module.write_text(COUNTED_MODULE)
+    a = NatsConnection(nats_cluster.urls, "a").connect()
+    b = NatsConnection(nats_cluster.urls, "b").connect()
+    leader = None
+    try:
+        lease = Lease(a, "app", "a", ttl_s=5.0)
+        assert lease.try_acquire()
+        leader = take_lead(a, lease, tmp_path / "a", str(module), DURABILITY)
+        for n in range(20):
+            leader.call("append", n)
+        last = leader.tx_offset
+        # A record missing mid-stream (deleted by hand: nothing of ours deletes one) must
+        # not be skipped by the batched read, whose records carry their own sequences.
+        a.run(a.js.delete_msg(stream_name("app"), 7), 10.0)
+        with pytest.raises(ClusterUnavailable, match="skipped from 6 to 8"):
+            catch_up(b, tmp_path / "b", "app", DURABILITY)
+        persistence = PersistenceLayer(
+            PersistenceConfig(data_dir=str(tmp_path / "b")), DURABILITY, replica=True
+        )
+        try:
+            for _ in persistence.recover().records:
+                pass
+            assert persistence.next_offset == 1  # nothing appended from a partial read
+        finally:
+            persistence.close()
+        assert last > 8
+    finally:
+        if leader is not None:
+            leader.close()
+        a.close()
+        b.close()

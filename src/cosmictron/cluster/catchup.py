@@ -2,7 +2,8 @@
 
 A node about to lead a database (or to follow it after a restart) first makes its local
 log, the node's cache of the stream, end where the stream ends: it reads the stream's
-records after its own last offset and appends each one byte for byte
+records after its own last offset (streamed by one ordered consumer, not one request
+each) and appends each one byte for byte
 (``PersistenceLayer.append_replicated``, which checks that each continues the chain). The
 database then opens from its local log as on one node. A local log that has records the
 stream lacks (a deposed leader's unacknowledged tail) has diverged: :func:`set_aside`
@@ -11,6 +12,7 @@ moves its log and snapshots away so the node rebuilds from the stream.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cosmictron.cluster.connection import NatsConnection
-from cosmictron.cluster.jetstream_log import stream_name
+from cosmictron.cluster.jetstream_log import log_subject, stream_name
 from cosmictron.cluster.snapshots import seed_from_snapshot, stream_bounds
 from cosmictron.durability import DurabilityConfig, PersistenceConfig, PersistenceLayer
 from cosmictron.durability.ledger_writer import KEY_FILE, LEDGER_DIR
@@ -27,6 +29,9 @@ from cosmictron.errors import ClusterUnavailable, DurabilityError
 
 FETCH_TIMEOUT_S = 30.0
 """How long reading the stream may take before the catch-up reports it unavailable."""
+
+FETCH_HEARTBEAT_S = 1.0
+"""The catch-up consumer's idle heartbeat (an ordered consumer resets itself when they stop)."""
 
 
 async def _stream_last(connection: NatsConnection, database: str) -> int:
@@ -40,11 +45,58 @@ async def _stream_last(connection: NatsConnection, database: str) -> int:
 
 
 async def _fetch(connection: NatsConnection, database: str, first: int, last: int) -> list[bytes]:
-    out = []
-    name = stream_name(database)
-    for seq in range(first, last + 1):
-        msg = await connection.js.get_msg(name, seq, direct=True)
+    """The stream's records ``first..last``: one record by a direct get, a range by
+    :func:`_fetch_range` (one request per record cost about 1 ms each, 33.8 s for 37k)."""
+    if last < first:
+        return []
+    if last == first:
+        msg = await connection.js.get_msg(stream_name(database), first, direct=True)
+        return [bytes(msg.data or b"")]
+    return await _fetch_range(connection, database, first, last)
+
+
+async def _fetch_range(
+    connection: NatsConnection, database: str, first: int, last: int
+) -> list[bytes]:
+    """Read ``first..last`` through an ordered push consumer started at ``first``.
+
+    The server streams the records with flow control instead of answering one request per
+    record. Every record must carry the next stream sequence: one delivered again after
+    the consumer resets itself is skipped, and a hole (records trimmed or deleted while
+    reading) is an error, so the list is exactly the stream's records in order.
+    """
+    from nats.js.api import ConsumerConfig, DeliverPolicy
+
+    out: list[bytes] = []
+    done = asyncio.get_running_loop().create_future()
+
+    async def on_record(msg: Any) -> None:
+        sequence = int(msg.metadata.sequence.stream)
+        expected = first + len(out)
+        if done.done() or sequence < expected or sequence > last:
+            return  # delivered again after a reset, or appended after the read began
+        if sequence != expected:
+            done.set_exception(LookupError(f"the stream skipped from {expected - 1} to {sequence}"))
+            return
         out.append(bytes(msg.data or b""))
+        if sequence == last:
+            done.set_result(None)
+
+    subscription = await connection.js.subscribe(
+        log_subject(database),
+        stream=stream_name(database),
+        cb=on_record,
+        ordered_consumer=True,
+        idle_heartbeat=FETCH_HEARTBEAT_S,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first),
+    )
+    try:
+        await done
+    finally:
+        try:
+            await subscription.unsubscribe()
+        except Exception:  # a connection that is down drops the consumer anyway
+            pass
     return out
 
 

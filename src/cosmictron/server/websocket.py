@@ -25,6 +25,7 @@ from cosmictron.errors import CosmictronError, InvalidRequest, PermissionDenied
 from cosmictron.server.auth import ANONYMOUS
 from cosmictron.server.connection_caps import GUARD
 from cosmictron.server.feed import DatabaseFeed
+from cosmictron.server.forwarded_calls import CallForwarder
 from cosmictron.server.protocol import CODECS, PROTOCOLS
 from cosmictron.server.registry import HostedDatabase
 from cosmictron.server.routes import (
@@ -134,6 +135,8 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
             request.transport,
         )
         client.limit_as(anonymous, rate_key, throttle)
+        if request.app[REGISTRY].cluster is not None:
+            client.forwarder = CallForwarder(request.app, hosted.name, token)
         guard = request.app.get(GUARD)
         connection = guard.connection_of(request) if guard is not None else None
         if connection is not None and guard is not None:

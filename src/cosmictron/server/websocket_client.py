@@ -30,7 +30,7 @@ import contextlib
 import logging
 from collections import deque
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -81,6 +81,9 @@ from cosmictron.server.wire import row_to_json
 from cosmictron.subscription import Subscription
 from cosmictron.values import ConnectionId, Identity
 
+if TYPE_CHECKING:
+    from cosmictron.server.forwarded_calls import CallForwarder
+
 logger = logging.getLogger(__name__)
 
 CLOSE_NO_PONG = 4408
@@ -113,6 +116,8 @@ class WebSocketClient:
     rate_key = ""
     throttle: Throttle | None = None
     budget: QueryBudget | None = None
+    forwarder: CallForwarder | None = None
+    """Set in cluster mode (server/websocket.py): sends calls to the leader on a follower."""
 
     def __init__(
         self,
@@ -142,6 +147,7 @@ class WebSocketClient:
         """Opted in to leaf hashes and ``LedgerCheckpoint``s (``ledger_feed.py``)."""
         self.ledger_from_size: int | None = None
         self.subscriptions: dict[QueryId, Subscription] = {}
+        self._forwards: set[asyncio.Task[CallOutcome]] = set()
         # (offset, data, gate): data is a Future while a large reply is being encoded
         # (``_reserve``); ``gate`` holds the message until the result of every reducer call
         # sent before it was queued has its place (``_place``): frames in commit order.
@@ -549,8 +555,9 @@ class WebSocketClient:
         """Submit the call and go on reading: a client may pipeline calls, and calls in
         flight together share an fsync (``calls.CallWorker``). Results are queued in the
         order the calls were sent (``_answer``), from the loop hand-off that resolves them."""
-        procedure = request.reducer in self.hosted.db.module.procedures
-        if procedure:
+        forwarded = self.forwarder is not None and self.forwarder.applies()
+        procedure = forwarded or request.reducer in self.hosted.db.module.procedures
+        if procedure:  # a forwarded call too: its result comes from the leader, ungated
             self._procedures += 1
             pending = _PendingCall(request.request_id, -1)
             self._calls.append(pending)
@@ -559,6 +566,14 @@ class WebSocketClient:
         then = partial(self._answered, pending)
         try:
             self.take_rate("calls")
+            if forwarded and self.forwarder is not None:
+                task = asyncio.get_running_loop().create_task(
+                    self.forwarder.call(request.reducer, request.args)
+                )
+                task.add_done_callback(partial(_forward, then))
+                self._forwards.add(task)
+                task.add_done_callback(self._forwards.discard)
+                return
             convert = argument_converter(self.hosted.db.module, request.reducer)
             if large:  # converting large arguments is slow too: off the loop
                 args, kwargs = await asyncio.to_thread(convert, request.args)

@@ -50,6 +50,7 @@ from cosmictron.server.pgwire import catalog, messages, pgtypes, results, sessio
 from cosmictron.server.pgwire.inbound import Inbound
 from cosmictron.server.pgwire.lexer import rename_params, split_statements, strip_comments
 from cosmictron.server.pgwire.messages import Body, FrameTooLarge, Malformed
+from cosmictron.server.pgwire.replica_writes import replica_write_refusal
 from cosmictron.server.pgwire.shapes import (
     Shape,
     cached_shape,
@@ -909,6 +910,8 @@ class Session:
         reads = shape.kind in ("SELECT", "EXPLAIN")
         if not reads and block is not None and block.read_only:
             raise PgError("25006", f"cannot execute {shape.kind} in a read-only transaction")
+        if not reads and database.follower is not None:
+            raise await replica_write_refusal(self.context.registry, database.name, shape.kind)
         if not reads and self.caller != db.owner:
             raise PgError(
                 INSUFFICIENT_PRIVILEGE,
