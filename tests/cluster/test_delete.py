@@ -63,7 +63,9 @@ def test_deleting_a_database_removes_it_from_the_cluster_and_every_node(
         while not shipped_offsets(watcher, "app"):  # b ships one (5 records past none)
             assert time.monotonic() - started < 60, "no snapshot was shipped"
             time.sleep(0.2)
-        assert (tmp_path / "a" / "databases" / "app" / "log").exists()
+        while not (tmp_path / "a" / "databases" / "app" / "log").exists():  # a's copy: it
+            assert time.monotonic() - started < 60, "a holds no copy"  # follows b again
+            time.sleep(0.2)
         assert stream_exists(watcher, inbox_stream("app"))
 
         _, stranger = b.identity()

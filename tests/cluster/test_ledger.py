@@ -23,7 +23,7 @@ import pytest
 import cosmictron
 from cosmictron.cluster.catchup import catch_up, set_aside
 from cosmictron.cluster.connection import NatsConnection
-from cosmictron.cluster.jetstream_log import log_subject
+from cosmictron.cluster.jetstream_log import stream_name
 from cosmictron.cluster.leadership import take_lead
 from cosmictron.cluster.lease import Lease
 from cosmictron.durability import DurabilityConfig
@@ -119,9 +119,9 @@ def test_a_forged_record_in_the_stream_is_refused_by_the_copy(
         forged = msgpack.packb(fields, use_bin_type=True)
 
         async def publish() -> None:
-            await a.js.publish(
-                log_subject("app"), forged, headers={"Nats-Expected-Last-Sequence": str(last)}
-            )
+            # on the subject the stream takes now: its current term's
+            (subject,) = (await a.js.stream_info(stream_name("app"))).config.subjects
+            await a.js.publish(subject, forged, headers={"Nats-Expected-Last-Sequence": str(last)})
 
         a.run(publish(), 10.0)
         with pytest.raises(DurabilityError, match="fails the ledger's check"):

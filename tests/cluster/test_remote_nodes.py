@@ -13,7 +13,8 @@ from pathlib import Path
 
 from cosmictron.testing.nats import NatsCluster
 from tests.cluster.test_nodes import start_node
-from tests.cluster.test_remote_nats import BILLING_INT, ORDERS_INT
+from tests.crash_harness import BILLING as BILLING_INT
+from tests.crash_harness import ORDERS as ORDERS_INT
 from tests.server.conftest import Server, stop_server
 
 

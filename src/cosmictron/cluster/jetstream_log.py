@@ -9,12 +9,15 @@ their order on the wire) and every one carries
 - ``Nats-Expected-Last-Sequence: offset - 1``: JetStream stores it only right after the
   record before it, so a deposed leader's append is refused (``err_code`` 10071) once the
   new leader appended anything (it appends an epoch-start record before serving);
-- ``Nats-Expected-Last-Subject-Sequence: offset - 1`` on every record after a leader's
-  first: each leadership term publishes on a subject of its own (``<log subject>.<epoch>``),
-  so the record before must be *this term's*. Position alone does not fence a pipelined
-  leader: with records 2 and 3 in flight and the new leader's epoch record stored at 2,
-  the old 2 is refused but the old 3 (expecting 2) would fit; its predecessor on the old
-  term's subject is not 2, so it is refused too (docs/design/cluster.md, "Fencing");
+- each leadership term publishes on a subject of its own (``<log subject>.<epoch>``), and
+  a new term's log, on opening, makes the stream take *only* its subject: once it has, no
+  publish of an older term can reach the stream at all, however many it had in flight.
+  Position alone does not fence a pipelining leader: with records 2 and 3 in flight and
+  the new leader's epoch record stored at 2, the old 2 is refused but the old 3 (expecting
+  2) would fit. A per-subject expectation would fence it too, but JetStream refuses one
+  while an earlier publish is in flight (``err_code`` 10164), which serialised every
+  append (docs/design/cluster.md, "Fencing"). A deposed leader learns it is fenced from
+  "no responders" with its subject gone from the stream's (:meth:`_fenced_out`);
 - ``Nats-Msg-Id: <offset>-<sha256 of the payload>``: a retried publish of a stored record is
   answered with its original sequence and ``duplicate`` *before* the sequence check, so a
   retry after a lost ack or a stream leader change never doubles a record.
@@ -89,6 +92,12 @@ def term_subject(database: str, epoch: int) -> str:
     return f"{_subject_base(database)}.{epoch}"
 
 
+def _term_of(subject: str) -> int:
+    """The epoch of a term subject (``-1``: not one, as a stream made before terms)."""
+    tail = subject.rsplit(".", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
 def _subject_base(database: str) -> str:
     return "cosmictron.log." + stream_name(database).removeprefix("COSMICTRON_LOG_")
 
@@ -123,6 +132,7 @@ class JetStreamLog:
         self.connection = connection
         self.database = database
         self.stream = stream_name(database)
+        self.epoch = epoch
         self.subject = term_subject(database, epoch)
         self.replicas = replicas
         self.ack_timeout_s = ack_timeout_s
@@ -141,9 +151,6 @@ class JetStreamLog:
         self._sent_at: dict[int, float] = {}
         self._queue: asyncio.Queue[tuple[int, bytes, str]] | None = None
         self._sent_through = 0
-        self._first_offset = 1
-        """The first record this term publishes: it alone has no predecessor on the
-        term's subject, so it is fenced by position only (it is the epoch-start record)."""
         self._resyncing = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._closed = False
@@ -181,7 +188,6 @@ class JetStreamLog:
                 f"at {last_offset}; the node must catch up (or drop unacknowledged records) first"
             )
         self._acked = self._sent_through = last_offset
-        self._first_offset = last_offset + 1
 
     async def _setup(self) -> int:
         from nats.js.api import StorageType, StreamConfig
@@ -193,11 +199,12 @@ class JetStreamLog:
             try:
                 try:
                     info = await js.stream_info(self.stream)
+                    info = await self._take_subject(info)
                 except NotFoundError:
                     info = await js.add_stream(
                         StreamConfig(
                             name=self.stream,
-                            subjects=[log_subject(self.database)],
+                            subjects=[self.subject],
                             num_replicas=self.replicas,
                             storage=StorageType.FILE,
                             duplicate_window=120.0,
@@ -286,10 +293,32 @@ class JetStreamLog:
         self._queue.put_nowait(record)
 
     def _headers(self, offset: int, msg_id: str) -> dict[str, str]:
-        headers = {"Nats-Msg-Id": msg_id, "Nats-Expected-Last-Sequence": str(offset - 1)}
-        if offset > self._first_offset:
-            headers["Nats-Expected-Last-Subject-Sequence"] = str(offset - 1)
-        return headers
+        return {"Nats-Msg-Id": msg_id, "Nats-Expected-Last-Sequence": str(offset - 1)}
+
+    async def _take_subject(self, info: Any) -> Any:
+        """Make the stream take only this term's subject (module doc: the fence), unless a
+        newer term already took it: then this one is stale and must not serve."""
+        subjects = list(info.config.subjects or ())
+        if subjects == [self.subject]:
+            return info
+        newest = max((_term_of(subject) for subject in subjects), default=-1)
+        if newest > self.epoch:
+            raise NotLeader(
+                f"the replicated log of {self.database!r} is taken by term {newest}, newer "
+                f"than this node's {self.epoch}: another node leads it now",
+                RETRY_AFTER_S,
+            )
+        info.config.subjects = [self.subject]
+        return await self.connection.js.update_stream(info.config)
+
+    async def _fenced_out(self) -> bool:
+        """True when the stream no longer takes this term's subject: a newer term opened
+        it (see the module doc), so nothing of this term can be stored any more."""
+        try:
+            info = await self.connection.js.stream_info(self.stream)
+        except Exception:  # no answer: not known to be fenced, so retried
+            return False
+        return self.subject not in (info.config.subjects or ())
 
     async def _send_loop(self) -> None:
         assert self._queue is not None
@@ -377,7 +406,8 @@ class JetStreamLog:
 
     async def _resync(self) -> None:
         """Republish the unacknowledged records one at a time, from the first."""
-        from nats.js.errors import APIError
+        from nats.errors import NoRespondersError
+        from nats.js.errors import APIError, NoStreamResponseError
 
         js = self.connection.js
         try:
@@ -405,7 +435,17 @@ class JetStreamLog:
                         return
                     await asyncio.sleep(0.25)
                     continue
-                except Exception:  # no quorum or disconnected: try again
+                except Exception as exc:  # no quorum or disconnected: try again
+                    no_stream = isinstance(exc, (NoRespondersError, NoStreamResponseError))
+                    if no_stream and await self._fenced_out():
+                        self._fail(
+                            NotLeader(
+                                f"the replicated log of {self.database!r} no longer takes "
+                                f"this node's term ({self.subject}): another node leads it now",
+                                RETRY_AFTER_S,
+                            )
+                        )
+                        return
                     await asyncio.sleep(0.25)
                     continue
                 if ack.seq != offset:

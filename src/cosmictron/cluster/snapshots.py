@@ -16,9 +16,8 @@ on (``catchup.py``), instead of from record 1.
 
 **Trimming** (:func:`trim_stream`): once a snapshot at offset ``S`` is shipped, the stream's
 records below ``S`` are purged: every node that needs them starts from the snapshot. ``S``
-itself stays, so the stream never loses its last record: the leader's next append expects
-it on its term's subject (``jetstream_log.py``, fencing), and a purged one would fence the
-leader out of its own stream.
+itself stays: a node whose log ends there (one just seeded from that snapshot) checks its
+last record against the stream's record ``S`` before copying what follows (``catchup.py``).
 Never below what the ledger needs: with the ledger on (``signing`` not ``off``) the stream
 is not trimmed at all, because a node's ledger builds its Merkle tree from the records
 themselves (a node joining from a snapshot could not prove or verify the records below it),

@@ -604,6 +604,8 @@ class WebSocketClient:
         binding = self.hosted.db.module.reducers.get(reducer)
         if binding is None:  # a procedure, or no such reducer: ``_call`` says which
             return False
+        if self.forwarder is not None and self.forwarder.applies():
+            return False  # cluster mode, a follower: ``_call`` forwards it to the leader
         pending = self._pending(request_id)
         try:
             self.take_rate("calls")
