@@ -51,35 +51,45 @@ def run_recursive(node: Recursive, datastore: Datastore, meter: Meter, run: Run)
     return _run_rounds(node, datastore, meter, run)
 
 
+class _Admission:
+    """Which of a CTE's produced rows are new (``UNION`` drops repeats, ``UNION ALL`` keeps
+    them), each held against the meter and counted against ``sql_recursive_rows_max``."""
+
+    def __init__(self, node: Recursive, meter: Meter) -> None:
+        self.node = node
+        self.meter = meter
+        self.seen: set[tuple[Any, ...]] = set()
+        self.cap = limits.sql_recursive_rows_max
+        self.produced = 0
+
+    def admit(self, rows: Rows) -> Iterator[tuple[Any, ...]]:
+        width = self.node.width
+        for row in rows:
+            if len(row) != width:
+                row = row[:width]
+            if not self.node.all:
+                if row in self.seen:
+                    continue
+                self.meter.hold(row_bytes(row))
+                self.seen.add(row)
+            self.produced += 1
+            if self.produced > self.cap:
+                raise QueryTooCostly(
+                    f"the recursive CTE {self.node.name} produced more than {self.cap:,} rows "
+                    f"(limits.sql_recursive_rows_max); bound its recursion with a WHERE "
+                    f"or a LIMIT, or raise the limit (cosmictron.limits.sql_recursive_rows_max)"
+                )
+            yield row
+
+
 def _run_rounds(node: Recursive, datastore: Datastore, meter: Meter, run: Run) -> Rows:
-    width = node.width
-    seen: set[tuple[Any, ...]] = set()
-    cap = limits.sql_recursive_rows_max
-    produced = 0
+    admission = _Admission(node, meter)
     returned = 0
     skip = node.offset
     limit = node.limit
 
     def added(rows: Rows) -> list[tuple[Any, ...]]:
-        nonlocal produced
-        fresh = []
-        for row in rows:
-            if len(row) != width:
-                row = row[:width]
-            if not node.all:
-                if row in seen:
-                    continue
-                meter.hold(row_bytes(row))
-                seen.add(row)
-            produced += 1
-            if produced > cap:
-                raise QueryTooCostly(
-                    f"the recursive CTE {node.name} produced more than {cap:,} rows "
-                    f"(limits.sql_recursive_rows_max); bound its recursion with a WHERE "
-                    f"or a LIMIT, or raise the limit (cosmictron.limits.sql_recursive_rows_max)"
-                )
-            fresh.append(row)
-        return fresh
+        return list(admission.admit(rows))
 
     frontier = added(run(node.base, datastore, meter))
     while frontier:
@@ -134,10 +144,7 @@ def _order_key(
 
 def _run_queue(node: Recursive, datastore: Datastore, meter: Meter, run: Run) -> Rows:
     """SQLite's way: one row taken from the queue at a time, the step run over it."""
-    width = node.width
-    seen: set[tuple[Any, ...]] = set()
-    cap = limits.sql_recursive_rows_max
-    produced = 0
+    admission = _Admission(node, meter)
     skip = node.offset
     left = node.limit
     fifo: deque[tuple[Any, ...]] = deque()
@@ -146,22 +153,7 @@ def _run_queue(node: Recursive, datastore: Datastore, meter: Meter, run: Run) ->
     sequence = itertools.count()
 
     def push(rows: Rows) -> None:
-        nonlocal produced
-        for row in rows:
-            if len(row) != width:
-                row = row[:width]
-            if not node.all:
-                if row in seen:
-                    continue
-                meter.hold(row_bytes(row))
-                seen.add(row)
-            produced += 1
-            if produced > cap:
-                raise QueryTooCostly(
-                    f"the recursive CTE {node.name} produced more than {cap:,} rows "
-                    f"(limits.sql_recursive_rows_max); bound its recursion with a WHERE "
-                    f"or a LIMIT, or raise the limit (cosmictron.limits.sql_recursive_rows_max)"
-                )
+        for row in admission.admit(rows):
             if key is None:
                 fifo.append(row)
             else:
