@@ -147,6 +147,24 @@ def test_corrupted_signature_and_content_are_refused_by_both(local_tsa, tmp_path
         tsa.verify_token(token.der[:-40], digest, _roots(local_tsa))
 
 
+def test_any_flipped_bit_is_refused_as_invalid_never_an_unexpected_error(local_tsa):
+    """Every byte of a token, one bit flipped at a time: ``verify_token`` accepts the token
+    or refuses it with ``TimestampInvalid``, never another exception. A flip inside the
+    TSA certificate's extensions used to escape as cryptography's ``ValueError`` (its
+    extensions parse when first read), which crashed ``verify`` of an archived anchor."""
+    note = _note()
+    token = tsa.timestamp(local_tsa.url, note, _roots(local_tsa))
+    digest = hashlib.sha256(note).digest()
+    roots = _roots(local_tsa)
+    refused = 0
+    for at in range(len(token.der)):
+        try:
+            tsa.verify_token(_flip(token.der, at), digest, roots)
+        except TimestampInvalid:
+            refused += 1
+    assert refused > len(token.der) // 2  # most flips break the signature or the DER
+
+
 def _cms_token(local_tsa: LocalTsa, tmp_path: Path, token: bytes, signer: str) -> bytes:
     """A token re-signed over the same TSTInfo by ``signer`` with ``openssl cms``.
 

@@ -213,16 +213,25 @@ def verify_token(
     empty sequence is ``untrusted_chain``.
     """
     signed_data, tst_bytes, tst = _parse(token)
-    _check_tst(tst, digest, hash_algorithm, nonce, policy)
-    signer_info = signed_data["signer_infos"][0]
-    certificates = _certificates(signed_data)
-    signer = _find_signer(signer_info, certificates)
-    _check_signature(signer_info, signer, tst_bytes)
-    _check_eku(signer)
-    _check_binding(signer_info, signer, allow_sha1_cert_id)
-    gen_time = tst["gen_time"].native
-    if trust_roots is not None:
-        _check_chain(signer, certificates, trust_roots, gen_time)
+    try:
+        _check_tst(tst, digest, hash_algorithm, nonce, policy)
+        signer_info = signed_data["signer_infos"][0]
+        certificates = _certificates(signed_data)
+        signer = _find_signer(signer_info, certificates)
+        _check_signature(signer_info, signer, tst_bytes)
+        _check_eku(signer)
+        _check_binding(signer_info, signer, allow_sha1_cert_id)
+        gen_time = tst["gen_time"].native
+        if trust_roots is not None:
+            _check_chain(signer, certificates, trust_roots, gen_time)
+    except TimestampInvalid:
+        raise
+    except Exception as e:  # the token is untrusted input: see below
+        # asn1crypto and cryptography parse parts lazily (a certificate's version, key and
+        # extensions when first read): a damaged byte deep in the token surfaces here, not
+        # in ``_parse``, as whichever error that parser raises (ValueError, InvalidVersion,
+        # UnsupportedAlgorithm, DuplicateExtension...). Each means: not a valid token.
+        raise TimestampInvalid("malformed", f"a part of the token does not parse: {e!r}") from None
     return TimestampToken(
         der=token,
         gen_time=gen_time,
