@@ -139,3 +139,12 @@ def test_private_tables_are_for_the_owner(shop):
         shop.sql("EXPLAIN SELECT * FROM audit", sender=stranger)
     assert len(shop.sql("SELECT id FROM customer", sender=stranger)) == 40
     assert shop.sql("SELECT text FROM audit").rows == [("secret",)]
+
+
+def test_text_that_is_not_sql_with_a_comma_is_a_syntax_error(shop):
+    """The dangling-comma check tokenizes before the parser does: text that does not
+    tokenize (JSON sent as SQL text, found by the shape fuzzer) is a syntax error there
+    too, not an internal one."""
+    text = '{"query": "SELECT 1", "params": {"p": ' + "[" * 40 + "]" * 40 + "}}"
+    with pytest.raises(SqlError, match="syntax error"):
+        shop.sql(text)

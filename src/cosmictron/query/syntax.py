@@ -178,7 +178,10 @@ def _refuse_dangling_commas(source: Source) -> None:
     """SQLGlot forgives ``SELECT a, FROM t``; SQL (and SQLite) do not."""
     if "," not in source.text:
         return
-    tokens = _SQLITE.tokenize(source.text)
+    try:
+        tokens = _SQLITE.tokenize(source.text)
+    except TokenError:
+        return  # not SQL at all: ``_parse`` refuses it with its position
     for token, following in zip(tokens, [*tokens[1:], None], strict=True):
         if token.token_type is TokenType.COMMA and (
             following is None or following.token_type in _AFTER_LIST
