@@ -3,7 +3,8 @@
 Against a real three-server JetStream cluster: a leader ships a snapshot and trims its
 stream below it; a node with an empty directory starts from the snapshot and copies only
 the records after it, ending with the leader's state; with the ledger on the stream is not
-trimmed and a new node copies (and verifies) the whole history. With real processes: a new
+trimmed only below what the leader archived: a new node joins from the snapshot, checks and
+proves from the ledger state it carries, leads, and its log verifies. With real processes: a new
 node joins after the leader is gone and the stream was trimmed, and serves the database.
 """
 
@@ -23,10 +24,17 @@ from cosmictron.cluster.leadership import take_lead
 from cosmictron.cluster.lease import Lease
 from cosmictron.cluster.snapshots import SnapshotShipper, shipped_offsets, stream_bounds
 from cosmictron.durability import DurabilityConfig
+from cosmictron.durability.ledger_writer import open_tree
 from cosmictron.durability.segment import list_segments
 from cosmictron.durability.storage import FILE_STORAGE
 from cosmictron.errors import DurabilityError
 from cosmictron.ledger import verify
+from cosmictron.ledger.archived import read_archived
+from cosmictron.ledger.checkpoint import Checkpoint
+from cosmictron.ledger.errors import ProofUnavailable
+from cosmictron.ledger.logread import LogReader
+from cosmictron.ledger.merkle import leaf_hash, verify_inclusion
+from cosmictron.ledger.verifier import read_side_checkpoints
 from cosmictron.testing.nats import NatsCluster
 from tests.cluster.test_nodes import MODULE, ids
 from tests.host.counted_module import COUNTED_MODULE
@@ -34,6 +42,9 @@ from tests.server.conftest import Server, start_server, stop_server
 
 BALANCED = DurabilityConfig.from_profile("balanced")
 SIGNED = dataclasses.replace(BALANCED, signing="checkpoint")
+ARCHIVING = dataclasses.replace(
+    SIGNED, checkpoint_interval_records=7, log_retention="archive", segment_bytes_max=2048
+)
 
 
 def items(db: cosmictron.Database) -> set[int]:
@@ -91,7 +102,7 @@ def test_a_new_node_starts_from_the_shipped_snapshot_of_a_trimmed_stream(
         b.close()
 
 
-def test_with_the_ledger_on_the_stream_keeps_every_record_and_copies_verify(
+def test_with_the_ledger_on_the_stream_keeps_every_record_no_node_archived(
     tmp_path: Path, nats_cluster: NatsCluster
 ) -> None:
     a = NatsConnection(nats_cluster.urls, "a").connect()
@@ -105,15 +116,100 @@ def test_with_the_ledger_on_the_stream_keeps_every_record_and_copies_verify(
         shipped = shipper.ship_now("app", tmp_path / "a", ledger_on=True)
         assert shipped is not None and shipped_offsets(a, "app") == [shipped]
         first, last = stream_bounds(a, "app")
-        assert first == 1 and last >= shipped  # not trimmed: the ledger proves from record 1
+        assert first == 1 and last >= shipped  # nothing archived: the stream is the copy
         db.close()
         copied, _ = catch_up(b, tmp_path / "b", "app", SIGNED)
+        # an untrimmed stream is copied whole: the new node proves every record
         assert first_segment(tmp_path / "b") == 1 and copied == stream_bounds(a, "app")[1]
     finally:
         a.close()
         b.close()
     result = verify(tmp_path / "b")
     assert result.ok and result.checkpoints >= 1, (result.code, result.detail)
+    assert result.joined_at == 0
+
+
+def test_with_the_ledger_on_a_node_joins_from_the_snapshot_of_a_trimmed_stream_and_leads(
+    tmp_path: Path, nats_cluster: NatsCluster
+) -> None:
+    a = NatsConnection(nats_cluster.urls, "a").connect()
+    b = NatsConnection(nats_cluster.urls, "b").connect()
+    new = None
+    try:
+        db = lead(a, tmp_path, ARCHIVING)
+        shipper = SnapshotShipper(a, every_records=0)
+        shipper.take = lambda _name: db.snapshot()
+        for n in range(60):
+            db.call("append", n)
+        db.snapshot()  # archives the segments below it and the side file's last checkpoint
+        for n in range(60, 70):
+            db.call("append", n)
+        shipped = shipper.ship_now("app", tmp_path / "a", ledger_on=True)
+        assert shipped is not None
+        archived = read_archived(str(tmp_path / "a"))
+        assert archived is not None and 1 < archived.through < shipped
+        first, _ = stream_bounds(a, "app")
+        # trimmed, but only below what the leader archived (still provable there)
+        assert first == archived.through + 1, (first, archived.through, shipped)
+        leader_tree = open_tree(str(tmp_path / "a" / "ledger"), archived)
+        try:
+            assert leader_tree.inclusion_proof(0, leader_tree.size)  # archived: still proved
+        finally:
+            leader_tree.store.close()  # type: ignore[attr-defined]
+        for n in range(70, 90):
+            db.call("append", n)
+        db.close()
+        copied, end = catch_up(b, tmp_path / "b", "app", ARCHIVING)
+        assert first_segment(tmp_path / "b") == shipped + 1 and copied == end - shipped
+        # b leads now and goes on writing: its own key, records and checkpoints
+        lease = Lease(b, "app", "b", ttl_s=0.5)
+        assert not lease.try_acquire()  # seen held: taken over once a TTL passes unrenewed
+        time.sleep(0.6)
+        assert lease.try_acquire()
+        new = take_lead(b, lease, tmp_path / "b", str(tmp_path / "module.py"), ARCHIVING)
+        assert items(new) == set(range(90))
+        for n in range(100, 130):
+            new.call("append", n)
+        new.close()
+        new = None
+        catch_up(a, tmp_path / "a", "app", ARCHIVING)  # the old leader follows b
+    finally:
+        if new is not None:
+            new.close()
+        a.close()
+        b.close()
+    result = verify(tmp_path / "b")
+    assert result.ok, (result.code, result.detail)
+    assert result.joined_at == shipped and result.checkpoints >= 3
+    assert f"snapshot at {shipped}" in result.lines()[0]
+    assert verify(tmp_path / "a").ok
+    trees = {
+        node: open_tree(str(tmp_path / node / "ledger"), read_archived(str(tmp_path / node)))
+        for node in ("a", "b")
+    }
+    try:
+        full, joined = trees["a"], trees["b"]
+        common = min(full.size, joined.size)  # a leader's tree stops before its last record
+        assert common > shipped + 30
+        sizes = [int(e["size"]) for e in read_side_checkpoints(str(tmp_path / "b"))]
+        assert sizes and min(sizes) > shipped
+        for size in sizes:  # the joined node's own tree signs the leader's roots
+            assert joined.root(size) == full.root(size)
+        assert joined.consistency_proof(shipped, common) == full.consistency_proof(shipped, common)
+        note = read_side_checkpoints(str(tmp_path / "b"))[-1]["note"]
+        signed_head = Checkpoint.from_text(note.split("\n\n", 1)[0] + "\n")
+        seq = shipped + 5
+        (payload,) = [r.payload for r in LogReader(str(tmp_path / "b"), seq) if r.seq == seq]
+        proof = joined.inclusion_proof(seq - 1, signed_head.size)
+        verify_inclusion(
+            leaf_hash(payload), seq - 1, signed_head.size, proof, signed_head.root_hash
+        )
+        with pytest.raises(ProofUnavailable) as below:
+            joined.inclusion_proof(1, signed_head.size)
+        assert below.value.base == shipped and below.value.http_status == 404
+    finally:
+        for tree in trees.values():
+            tree.store.close()  # type: ignore[attr-defined]
 
 
 def test_a_fourth_node_joins_a_trimmed_cluster_and_serves_from_the_snapshot(

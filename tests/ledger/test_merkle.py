@@ -17,9 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cosmictron.ledger.errors import ProofInvalid
+from cosmictron.ledger.errors import ProofInvalid, ProofUnavailable
 from cosmictron.ledger.merkle import (
     EMPTY_ROOT,
+    BasedHashStore,
     FileHashStore,
     Frontier,
     MemoryHashStore,
@@ -453,3 +454,53 @@ def test_truncate_to_the_log(tmp_path):
     assert tree.root() == naive_mth([*leaves[:21], b"other", b"other", b"other"])
     with pytest.raises(ValueError, match="cannot truncate"):
         tree.truncate(99)
+
+
+def test_a_tree_based_on_a_compact_range_proves_everything_from_its_base(tmp_path):
+    """A node that joined from a snapshot holds the frontier at the base ``S`` and the
+    hashes after it: every root from ``S`` on, every inclusion proof of a leaf from ``S``
+    on and every consistency proof between sizes from ``S`` on are the full tree's, and a
+    proof needing anything else below ``S`` is refused, never built from a missing hash."""
+    leaves = [leaf_hash(bytes([i])) for i in range(40)]
+    full = MerkleTree()
+    full.extend_hashes(leaves)
+    refused = 0
+    for base in range(1, 40):
+        store = BasedHashStore(MemoryHashStore(), base, full.frontier_at(base))
+        tree = MerkleTree(store)
+        assert tree.size == base and tree.root() == full.root(base)
+        tree.extend_hashes(leaves[base:])
+        for size in range(base, 41):
+            assert tree.root(size) == full.root(size)
+            for index in range(base, size):
+                assert tree.inclusion_proof(index, size) == full.inclusion_proof(index, size)
+            for old in range(base, size + 1):
+                assert tree.consistency_proof(old, size) == full.consistency_proof(old, size)
+            for index in range(base):
+                try:
+                    proof = tree.inclusion_proof(index, size)
+                except ProofUnavailable as exc:
+                    assert exc.reason == "below_base" and exc.base == base
+                    refused += 1
+                    continue
+                assert proof == full.inclusion_proof(index, size)  # all its hashes known
+        with pytest.raises(ValueError, match="below its base"):
+            tree.truncate(base - 1)
+    assert refused > 1000
+
+
+def test_a_based_file_store_resumes_over_its_file(tmp_path):
+    leaves = [leaf_hash(bytes([i])) for i in range(30)]
+    full = MerkleTree()
+    full.extend_hashes(leaves)
+    with FileHashStore(tmp_path / "tree.hashes") as file:
+        tree = MerkleTree(BasedHashStore(file, 11, full.frontier_at(11)))
+        tree.extend_hashes(leaves[11:])
+        assert len(file) == stored_count(30) - stored_count(11)
+    with FileHashStore(tmp_path / "tree.hashes") as file:
+        tree = MerkleTree(BasedHashStore(file, 11, full.frontier_at(11)))
+        assert tree.size == 30 and tree.root(17) == full.root(17)
+        tree.truncate(20)
+        assert tree.size == 20 and tree.root() == full.root(20)
+    with pytest.raises(ValueError, match="frontier nodes"):
+        BasedHashStore(MemoryHashStore(), 11, full.frontier_at(10))

@@ -118,8 +118,7 @@ def catch_up(
             record does not continue it (the log diverged: :func:`set_aside` it).
         ClusterUnavailable: the stream could not be read.
     """
-    if durability.signing == "off":  # with the ledger on, every node copies from record 1
-        seed_from_snapshot(connection, data_dir, database)
+    seed_from_snapshot(connection, data_dir, database, ledger_on=durability.signing != "off")
     persistence = PersistenceLayer(
         PersistenceConfig(data_dir=str(data_dir)), durability, replica=True
     )

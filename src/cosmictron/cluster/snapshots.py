@@ -18,15 +18,27 @@ on (``catchup.py``), instead of from record 1.
 records below ``S`` are purged: every node that needs them starts from the snapshot. ``S``
 itself stays: a node whose log ends there (one just seeded from that snapshot) checks its
 last record against the stream's record ``S`` before copying what follows (``catchup.py``).
-Never below what the ledger needs: with the ledger on (``signing`` not ``off``) the stream
-is not trimmed at all, because a node's ledger builds its Merkle tree from the records
-themselves (a node joining from a snapshot could not prove or verify the records below it),
-so every record stays in the stream and every node copies the whole history (the snapshot
-then only speeds nothing up; docs/design/cluster.md, "Snapshots and trimming").
+
+**With the ledger on** (``signing`` not ``off``) the records are evidence, so the stream
+is trimmed only below what the leader has archived (:func:`ledger_trim_point`: records
+``1..A`` moved to ``log_archive_dir`` with ``ledger/archived.json``, ``log_retention =
+"archive"``), at ``min(S, A + 1)``: never below a record that exists nowhere else, and
+the archived range stays provable on the leader (its tree keeps their hashes). A
+snapshot then carries the ledger's state at ``S`` (``durability/ledger_state.py``: record
+``S``'s hash and time, the tree's compact range, the key ranges), and only such a
+snapshot is shipped. A node joins from it only when the stream was trimmed (its first
+sequence past 1; otherwise it copies the whole history and can prove every record):
+:func:`seed_from_snapshot` writes that state as its ``ledger/archived.json`` with
+``joined_at = S``, so its ledger checks every copied record as ``verify`` would, its
+tree (the compact range plus the leaves after ``S``) has the leader's root at every
+size from ``S`` on, and it proves inclusion of records after ``S`` (and consistency
+between sizes from ``S`` on); a proof that needs a hash below ``S`` is a
+``ProofUnavailable`` (404). docs/design/cluster.md, "Snapshots and trimming".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -39,15 +51,19 @@ from cosmictron import limits
 from cosmictron.cluster.connection import NatsConnection
 from cosmictron.cluster.jetstream_log import stream_name
 from cosmictron.durability.files import ensure_directory, write_file_durably
+from cosmictron.durability.ledger_state import ledger_state
+from cosmictron.durability.ledger_writer import LEDGER_DIR, TREE_FILE
 from cosmictron.durability.segment import create_segment, list_segments
 from cosmictron.durability.snapshot import (
     SNAPSHOT_HEADER,
     check_snapshot,
     list_snapshots,
+    read_snapshot,
     snapshot_path,
 )
 from cosmictron.durability.storage import FILE_STORAGE
-from cosmictron.errors import ClusterUnavailable
+from cosmictron.errors import ClusterUnavailable, DurabilityError
+from cosmictron.ledger.archived import read_archived, write_archived
 
 logger = logging.getLogger(__name__)
 
@@ -148,9 +164,12 @@ def ship_snapshot(
     data_dir: str | os.PathLike[str],
     *,
     replicas: int = 3,
+    ledger_on: bool = False,
 ) -> int | None:
     """Ship the newest local snapshot if it is acknowledged and newer than the shipped
     ones; its offset (None: nothing shipped). Older shipped ones past ``SHIPPED_KEPT`` go.
+    With the ledger on, only a snapshot that carries the ledger's state is shipped (a
+    node joining from one without it could not check or prove what follows).
     """
     local = list_snapshots(FILE_STORAGE, os.path.join(os.fspath(data_dir), "snapshots"))
     if not local:
@@ -164,6 +183,10 @@ def ship_snapshot(
         return None
     if not snapshot_is_acknowledged(connection, database, offset, last_hash):
         return None  # the stream does not hold its last record (yet, or ever)
+    if ledger_on and ledger_state(read_snapshot(FILE_STORAGE, path, offset).state) is None:
+        logger.warning("cluster: the snapshot of %r at %d has no ledger state; not shipped",
+                       database, offset)  # fmt: skip
+        return None
 
     async def put() -> None:
         store = await _store(connection, replicas)
@@ -178,7 +201,7 @@ def ship_snapshot(
 def trim_stream(connection: NatsConnection, database: str, through: int) -> int:
     """Purge the stream's records below ``through`` (a shipped snapshot's offset, which
     stays: see the module doc); the stream's first sequence after. The caller decides
-    ``through`` (module doc: never with the ledger on)."""
+    ``through`` (module doc: with the ledger on, :func:`ledger_trim_point`)."""
 
     async def purge() -> int:
         name = stream_name(database)
@@ -189,26 +212,51 @@ def trim_stream(connection: NatsConnection, database: str, through: int) -> int:
     return connection.run(purge(), TIMEOUT_S)
 
 
+def ledger_trim_point(data_dir: str | os.PathLike[str], offset: int, stream_first: int) -> int:
+    """Where the stream may be trimmed (records below it purged) with the ledger on, after
+    shipping a snapshot at ``offset``; 0: not at all.
+
+    ``min(offset, A + 1)`` with ``A`` the last record this node archived
+    (``ledger/archived.json``), so the stream keeps every record not archived. A node
+    that joined from a snapshot at ``J`` never held records ``1..J``: while the stream
+    still starts at or below ``J``, records there are in no archive of this node, and it
+    trims nothing.
+    """
+    archived = read_archived(os.fspath(data_dir))
+    if archived is None:
+        return 0
+    if archived.joined_at and stream_first <= archived.joined_at:
+        return 0
+    through = min(offset, archived.through + 1)
+    return through if through > stream_first else 0
+
+
 def seed_from_snapshot(
     connection: NatsConnection,
     data_dir: str | os.PathLike[str],
     database: str,
     *,
     replicas: int = 3,
+    ledger_on: bool = False,
 ) -> int:
     """Start an empty local log from the newest shipped snapshot; its offset (0: none).
 
     The snapshot file goes to ``snapshots/`` as the leader wrote it and an empty segment
     starts the log at the next offset, so recovery loads it and the catch-up copies the
-    stream from there on.
+    stream from there on. With the ledger on, only when the stream was trimmed (else the
+    node copies the whole history): the snapshot's ledger state becomes the node's
+    ``ledger/archived.json``, with ``joined_at`` set (module doc).
 
     Raises:
         ClusterUnavailable: the object store could not be read.
+        DurabilityError: with the ledger on, the snapshot carries no ledger state.
     """
     root = os.fspath(data_dir)
     log_dir = os.path.join(root, "log")
     if os.path.isdir(log_dir) and list_segments(FILE_STORAGE, log_dir):
         return 0  # not empty: this node has a log to continue
+    if ledger_on and stream_bounds(connection, database)[0] <= 1:
+        return 0  # the stream holds every record: copy them all, prove them all
 
     async def newest() -> tuple[int, bytes] | None:
         store = await _store(connection, replicas)
@@ -231,9 +279,34 @@ def seed_from_snapshot(
     ensure_directory(log_dir)
     path = snapshot_path(snapshot_dir, offset)
     write_file_durably(path, [data])
-    check_snapshot(FILE_STORAGE, path, offset)
+    if ledger_on:
+        _seed_ledger(root, database, offset, read_snapshot(FILE_STORAGE, path, offset).state)
+    else:
+        check_snapshot(FILE_STORAGE, path, offset)
     FILE_STORAGE.close(create_segment(FILE_STORAGE, log_dir, offset + 1))
     return offset
+
+
+def _seed_ledger(root: str, database: str, offset: int, state: Any) -> None:
+    """Write the snapshot's ledger state as the node's ``ledger/archived.json``."""
+    try:
+        archived = ledger_state(state)
+    except ValueError as exc:
+        archived, problem = None, f"its ledger state does not parse ({exc})"
+    else:
+        problem = "it carries no ledger state (written with the ledger off)"
+    if archived is None or archived.through != offset:
+        raise DurabilityError(
+            f"cannot join {database!r} from the shipped snapshot at {offset}: {problem}; "
+            "the stream was trimmed below it, so copy a node's whole data directory instead"
+        )
+    ledger_dir = os.path.join(root, LEDGER_DIR)
+    os.makedirs(ledger_dir, mode=0o700, exist_ok=True)
+    tree = os.path.join(ledger_dir, TREE_FILE)
+    if os.path.exists(tree):
+        os.unlink(tree)  # derived data of a log that is gone: the tree starts at the base
+    joined = dataclasses.replace(archived, joined_at=offset, joined_frontier=archived.frontier)
+    write_archived(root, joined)
 
 
 def delete_snapshots(connection: NatsConnection, database: str, *, replicas: int = 3) -> int:
@@ -279,17 +352,24 @@ class SnapshotShipper:
         self._lock = threading.Lock()
 
     def ship_now(self, database: str, data_dir: Path, ledger_on: bool) -> int | None:
-        """Snapshot ``database`` now, ship it and trim the stream below it (not with the
-        ledger on); the shipped offset (None: nothing new to ship)."""
+        """Snapshot ``database`` now, ship it and trim the stream below it (with the
+        ledger on, only below what this node archived: :func:`ledger_trim_point`); the
+        shipped offset (None: nothing new to ship)."""
         with self._lock:
             if self.take is not None:
                 self.take(database)
-            offset = ship_snapshot(self.connection, database, data_dir, replicas=self.replicas)
+            offset = ship_snapshot(
+                self.connection, database, data_dir, replicas=self.replicas, ledger_on=ledger_on
+            )
             if offset is None:
                 return None
             self._shipped[database] = offset
-            if not ledger_on:
-                first = trim_stream(self.connection, database, offset)
+            through = offset
+            if ledger_on:
+                first, _ = stream_bounds(self.connection, database)
+                through = ledger_trim_point(data_dir, offset, first)
+            if through:
+                first = trim_stream(self.connection, database, through)
                 logger.info("cluster: shipped %r at %d; its stream starts at %d", database,
                             offset, first)  # fmt: skip
             return offset

@@ -47,7 +47,7 @@ from cosmictron.durability.config import DurabilityConfig
 from cosmictron.errors import CorruptLog, DurabilityError, InvalidRequest
 from cosmictron.ledger import merkle
 from cosmictron.ledger.anchor import ANCHORS_FILE, read_side_anchors
-from cosmictron.ledger.archived import ARCHIVED_FILE, read_archived
+from cosmictron.ledger.archived import ARCHIVED_FILE, ArchivedRange, read_archived
 from cosmictron.ledger.checkpoint import Checkpoint, sign_checkpoint
 from cosmictron.ledger.errors import KeyUnavailable
 from cosmictron.ledger.logread import (
@@ -57,7 +57,14 @@ from cosmictron.ledger.logread import (
     LogReader,
     list_segments,
 )
-from cosmictron.ledger.merkle import LEAF_PREFIX, FileHashStore, MerkleTree, append_payloads
+from cosmictron.ledger.merkle import (
+    LEAF_PREFIX,
+    BasedHashStore,
+    FileHashStore,
+    HashStore,
+    MerkleTree,
+    append_payloads,
+)
 from cosmictron.ledger.record_format import (
     BODY,
     CHECKPOINT_KIND,
@@ -259,12 +266,16 @@ class LedgerWriter:
                 "backup",
                 last_seq + 1,
             )
-        self.tree = MerkleTree(FileHashStore(os.path.join(self.directory, TREE_FILE)))
-        floor = self._archived_floor(last)
-        checker = self._check_log(last, last_seq)
+        try:
+            archived = read_archived(self.data_dir)
+        except ValueError as exc:
+            raise CorruptLog(os.path.join(self.data_dir, ARCHIVED_FILE), 0, str(exc), 1) from None
+        self.tree = open_tree(self.directory, archived)
+        floor, resume = self._archived_floor(last, archived)
+        checker = self._check_log(last, last_seq, resume)
         if checker is None:  # the tree file disagreed with the checkpoint: rebuild it
             self.tree.truncate(floor)
-            checker = self._check_log(last, last_seq)
+            checker = self._check_log(last, last_seq, resume)
             if checker is None:
                 assert last is not None
                 raise CorruptLog(
@@ -365,20 +376,21 @@ class LedgerWriter:
         if fields[KIND] == CHECKPOINT_KIND:
             self.checkpoint_written(seq, list(fields[BODY]))
 
-    def _archived_floor(self, last: dict[str, Any] | None) -> int:
-        """The last archived record (0: none): the tree below it cannot be rebuilt.
+    def _archived_floor(
+        self, last: dict[str, Any] | None, archived: ArchivedRange | None
+    ) -> tuple[int, ArchivedRange | None]:
+        """The last archived record (0: none), below which the tree cannot be rebuilt,
+        and the manifest to start the open check from when no side-file checkpoint
+        follows it (a node that joined from a snapshot and has copied no checkpoint
+        since: ``archived.joined_at``); None when the check starts at a checkpoint.
 
         Raises:
-            CorruptLog: the archive manifest is unreadable, the tree lost hashes of the
-                archived records, or the side file does not reach past them.
+            CorruptLog: the tree lost hashes of the archived records, or the side file
+                does not reach past them.
         """
-        try:
-            archived = read_archived(self.data_dir)
-        except ValueError as exc:
-            raise CorruptLog(os.path.join(self.data_dir, ARCHIVED_FILE), 0, str(exc), 1) from None
         segments = list_segments(os.path.join(self.data_dir, "log"))
         if archived is None or not segments or segments[0][0] != archived.through + 1:
-            return 0
+            return 0, None
         assert self.tree is not None
         floor = archived.through
         if self.tree.size < floor:
@@ -390,6 +402,8 @@ class LedgerWriter:
                 self.tree.size + 1,
             )
         if last is None or int(last["seq"]) <= floor:
+            if archived.joined_at == floor:
+                return floor, archived  # the snapshot's ledger state is the start
             raise CorruptLog(
                 os.path.join(self.data_dir, CHECKPOINTS_FILE),
                 0,
@@ -397,7 +411,7 @@ class LedgerWriter:
                 "them to start the open check from: restore ledger/checkpoints",
                 floor + 1,
             )
-        return floor
+        return floor, None
 
     def _seed_unanchored(
         self, last: dict[str, Any] | None, last_seq: int, anchors: list[dict[str, Any]]
@@ -422,15 +436,21 @@ class LedgerWriter:
         if last_seq - after - trailing > 0:
             self.since_seq, self.since_us = after + 1, now
 
-    def _check_log(self, last: dict[str, Any] | None, last_seq: int) -> RecordChecker | None:
-        """Bring the tree up to the log and check what the side file does not vouch for.
+    def _check_log(
+        self, last: dict[str, Any] | None, last_seq: int, resume: ArchivedRange | None
+    ) -> RecordChecker | None:
+        """Bring the tree up to the log and check what the side file does not vouch for
+        (or, with ``resume``, everything after the manifest's last record).
 
         Returns None when the tree's root at the last checkpoint is not the checkpoint's
         (the caller rebuilds the tree from the log and tries once more).
         """
         tree = self.tree
         assert tree is not None
-        check_from = int(last["seq"]) if last is not None else 1
+        if resume is not None:
+            check_from = resume.through + 1
+        else:
+            check_from = int(last["seq"]) if last is not None else 1
         if tree.size > check_from - 1:
             tree.truncate(check_from - 1)
         buffer: list[bytes] = []
@@ -449,13 +469,15 @@ class LedgerWriter:
             return tree.size, tree.root()
 
         checker = RecordChecker(tree_append=append, tree_root=root)
+        if resume is not None:
+            checker.resume(resume)
         reader = LogReader(self.data_dir, min(tree.size + 1, check_from))
         try:
             for record in reader:
                 if record.seq < check_from:
                     append(_leaf(record.payload))
                     continue
-                seeding = record.seq == check_from and last is not None
+                seeding = record.seq == check_from and last is not None and resume is None
                 if seeding and not self._seed(checker, last, record.payload, root):  # type: ignore[arg-type]
                     return None
                 problem = checker.check(record.seq, record.payload)
@@ -744,9 +766,9 @@ class LedgerWriter:
         with self._stage_lock:
             self._stage = None
         if self.tree is not None:
-            store = self.tree.store
-            if isinstance(store, FileHashStore):
-                store.close()
+            close = getattr(self.tree.store, "close", None)
+            if close is not None:
+                close()
             self.tree = None
 
 
@@ -778,6 +800,16 @@ def migrate_legacy_log(data_dir: str, log: CommitLog) -> bool:
 
 
 LEGACY_PAYLOAD_PREFIX = b"\x95\x01"
+
+
+def open_tree(directory: str, archived: ArchivedRange | None) -> MerkleTree:
+    """The ledger's tree over ``<directory>/tree.hashes``; for a node that joined from a
+    snapshot (``archived.joined_at``) the file holds the hashes after the snapshot's
+    offset and the tree starts from the compact range there (``merkle.BasedHashStore``)."""
+    store: HashStore = FileHashStore(os.path.join(directory, TREE_FILE))
+    if archived is not None and archived.joined_at:
+        store = BasedHashStore(store, archived.joined_at, archived.joined_frontier)
+    return MerkleTree(store)
 
 
 def _leaf(payload: bytes) -> bytes:

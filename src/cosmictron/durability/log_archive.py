@@ -34,7 +34,6 @@ from cosmictron.durability.files import fsync_directory
 from cosmictron.durability.ledger_writer import LedgerWriter
 from cosmictron.ledger.archived import ArchivedRange, read_archived, write_archived
 from cosmictron.ledger.logread import FRAME_HEADER, SEGMENT_HEADER, list_segments
-from cosmictron.ledger.merkle import FileHashStore
 from cosmictron.ledger.record_format import ORIGIN, PREV_HASH, TIME_US, unpack_fields
 from cosmictron.ledger.signing import KeyRange, KeyRing
 from cosmictron.ledger.verifier import read_side_checkpoints
@@ -81,16 +80,18 @@ def archive_below(
         return 0
     first_live = os.path.join(log_dir, f"{through + 1:020d}.log")
     fields = unpack_fields(_first_payload(first_live))
-    store = tree.store
-    if isinstance(store, FileHashStore):
-        store.sync()
+    sync = getattr(tree.store, "sync", None)
+    if sync is not None:
+        sync()
     archived = ArchivedRange(
         through=through,
         last_hash=fields[PREV_HASH],
         last_time_us=fields[TIME_US],
         origin=fields[ORIGIN],
         frontier=tree.frontier_at(through),
-        keys=_archived_keys(ledger.ring, previous, through, read_side_checkpoints(data_dir)),
+        keys=archived_keys(ledger.ring, previous, through, read_side_checkpoints(data_dir)),
+        joined_at=previous.joined_at if previous is not None else 0,
+        joined_frontier=previous.joined_frontier if previous is not None else [],
     )
     os.makedirs(destination, exist_ok=True)
     write_archived(data_dir, archived)
@@ -101,7 +102,7 @@ def archive_below(
     return through
 
 
-def _archived_keys(
+def archived_keys(
     ring: KeyRing, previous: ArchivedRange | None, through: int, side: list[dict[str, Any]]
 ) -> list[KeyRange]:
     """The key ranges of records ``1..through``: the ring's, with the previous archive's
@@ -165,4 +166,4 @@ def _move(path: str, destination: str) -> None:
     fsync_directory(destination)
 
 
-__all__ = ["ARCHIVE_DIR", "archive_below", "archive_dir"]
+__all__ = ["ARCHIVE_DIR", "archive_below", "archive_dir", "archived_keys"]

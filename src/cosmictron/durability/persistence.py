@@ -30,6 +30,7 @@ from cosmictron.durability.commitlog import CommitLog
 from cosmictron.durability.config import DurabilityConfig, PersistenceConfig
 from cosmictron.durability.durable_point import DurablePoint, ReplicatedDurablePoint, Replicator
 from cosmictron.durability.files import ensure_directory
+from cosmictron.durability.ledger_state import LEDGER_STATE_KEY, capture_ledger_state
 from cosmictron.durability.ledger_thread import LedgerThread
 from cosmictron.durability.ledger_writer import LedgerWriter, migrate_legacy_log
 from cosmictron.durability.log_archive import archive_below, archive_dir
@@ -473,6 +474,14 @@ class PersistenceLayer:
         """
         if not self._started or self._closed:
             raise InternalError("request_snapshot() needs a recovered, open layer")
+        ledger = self._ledger
+        capture = None if ledger is None else capture_ledger_state(ledger, self._log)
+        if capture is not None:  # what a node joining from it continues from
+            build_tables = build_state
+
+            def build_state() -> Any:
+                return {**build_tables(), LEDGER_STATE_KEY: capture()}
+
         request = (self._log.next_offset - 1, self._log.last_hash, build_state)
         try:
             self._snapshot_requests.put_nowait(request)

@@ -14,13 +14,24 @@ verifier needs to go on from the first record still in ``log/`` is this file,
      "origin": "cosmictron/…",
      "frontier": [hex, …],         the tree's compact range at size A (one hash per
                                    set bit of A, highest level first)
-     "keys": [[verifier key text, first seq, last seq | null, ended at | null], …]}
+     "keys": [[verifier key text, first seq, last seq | null, ended at | null], …],
+     "joined_at": J,               (cluster mode; absent or 0 otherwise) this node
+     "joined_frontier": [hex, …]}  joined from a snapshot at offset J: records 1..J were
+                                   never in its log, and its tree starts from this
+                                   compact range at size J (``merkle.BasedHashStore``)
 
 Nothing in it is taken on trust for long: record A+1 must name ``last_hash`` (else
 ``chain_broken``), and the first checkpoint after A is a signature over a root computed
 from ``frontier`` and the records after A, so a changed frontier or key list is a
 ``checkpoint_mismatch`` or ``checkpoint_invalid`` there. ``verify`` reports the range
 as archived (``VerifyResult.archived_through``) instead of calling the log broken.
+
+The same state, at a snapshot's offset, travels inside the snapshot in cluster mode
+(state key ``"ledger"``, ``durability/ledger_state.py``): a node that joins from the
+snapshot writes it here with ``joined_at`` set, and from then on ``verify`` and the
+database's open check go on from it exactly as after an archive. ``joined_at`` and
+``joined_frontier`` never change after that (an archive of the node's own segments
+keeps them), since the tree's stored hashes start there.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from cosmictron.ledger.signing import KeyRange, VerifierKey
 
@@ -44,25 +56,41 @@ class ArchivedRange:
     origin: str
     frontier: list[bytes]
     keys: list[KeyRange] = field(default_factory=list)
+    joined_at: int = 0
+    """This node joined from a snapshot at this offset (0: it copied from record 1)."""
+    joined_frontier: list[bytes] = field(default_factory=list)
+    """The tree's compact range at ``joined_at``: where its stored hashes start."""
+
+    def to_dict(self) -> dict[str, object]:
+        """The manifest as JSON-ready values (what a snapshot's ``"ledger"`` holds)."""
+        data: dict[str, object] = {
+            "through": self.through,
+            "last_hash": self.last_hash.hex(),
+            "last_time_us": self.last_time_us,
+            "origin": self.origin,
+            "frontier": [h.hex() for h in self.frontier],
+            "keys": [[r.key.to_text(), r.first, r.last, r.ended_at] for r in self.keys],
+        }
+        if self.joined_at:
+            data["joined_at"] = self.joined_at
+            data["joined_frontier"] = [h.hex() for h in self.joined_frontier]
+        return data
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "through": self.through,
-                "last_hash": self.last_hash.hex(),
-                "last_time_us": self.last_time_us,
-                "origin": self.origin,
-                "frontier": [h.hex() for h in self.frontier],
-                "keys": [[r.key.to_text(), r.first, r.last, r.ended_at] for r in self.keys],
-            },
-            separators=(",", ":"),
-        )
+        return json.dumps(self.to_dict(), separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> ArchivedRange:
         """Parse the file; raises ValueError naming what is wrong."""
         try:
-            data = json.loads(text)
+            return cls.from_dict(json.loads(text))
+        except ValueError as exc:
+            raise ValueError(f"{ARCHIVED_FILE} is malformed: {exc}") from None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArchivedRange:
+        """Read :meth:`to_dict`'s values; raises ValueError naming what is wrong."""
+        try:
             keys = [
                 KeyRange(VerifierKey.from_text(k), int(first), last, ended)
                 for k, first, last, ended in data["keys"]
@@ -74,9 +102,11 @@ class ArchivedRange:
                 origin=str(data["origin"]),
                 frontier=[bytes.fromhex(h) for h in data["frontier"]],
                 keys=keys,
+                joined_at=int(data.get("joined_at", 0)),
+                joined_frontier=[bytes.fromhex(h) for h in data.get("joined_frontier", [])],
             )
         except Exception as exc:  # json, KeyError, ValueError, a malformed key: all one
-            raise ValueError(f"{ARCHIVED_FILE} is malformed: {exc}") from None
+            raise ValueError(str(exc)) from None
 
 
 def read_archived(data_dir: str) -> ArchivedRange | None:

@@ -11,7 +11,13 @@ number.
 
 from __future__ import annotations
 
-from cosmictron.errors import ConfigError, CosmictronError, DurabilityError, VerificationFailed
+from cosmictron.errors import (
+    ConfigError,
+    CosmictronError,
+    DurabilityError,
+    NotFound,
+    VerificationFailed,
+)
 
 
 class ProofInvalid(VerificationFailed):
@@ -26,6 +32,28 @@ class ProofInvalid(VerificationFailed):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(f"Merkle proof rejected ({reason}): {message}")
         self.reason = reason
+
+
+class ProofUnavailable(NotFound):
+    """A proof that needs tree hashes this node does not hold (404).
+
+    ``reason`` is ``below_base``: the node joined a replicated log from a snapshot at
+    offset ``base`` and holds only the tree's compact range there
+    (``merkle.BasedHashStore``), so it proves inclusion of records after ``base`` and
+    consistency between tree sizes of at least ``base``, nothing below. A node that holds
+    the whole history (one that copied it from record 1, or archived it) proves the rest
+    (docs/design/cluster.md, "Snapshots and trimming").
+    """
+
+    code = "proof_unavailable"
+
+    def __init__(self, reason: str, message: str, base: int) -> None:
+        super().__init__(
+            f"proof unavailable here ({reason}): {message}; ask a node that holds the "
+            f"records up to {base} (one that copied the log from record 1)"
+        )
+        self.reason = reason
+        self.base = base
 
 
 class NoteMalformed(VerificationFailed):

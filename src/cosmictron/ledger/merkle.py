@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from cosmictron.ledger.errors import ProofInvalid
+from cosmictron.ledger.errors import ProofInvalid, ProofUnavailable
 
 HASH_SIZE = 32
 """Bytes in every hash of the tree (SHA-256)."""
@@ -215,6 +215,81 @@ class FileHashStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class BasedHashStore:
+    """A store that starts at a compact range: the tree of ``base_size`` leaves is known
+    only by its frontier (one hash per set bit), the stored hashes after it are held by
+    ``inner``.
+
+    A node that joined a replicated log from a snapshot at offset ``S`` never saw records
+    ``1..S``; the snapshot carries the tree's frontier at ``S``
+    (``cosmictron.ledger.archived``), which is enough to go on appending, to compute every
+    root at a size ``>= S`` and every inclusion proof for a leaf ``>= S`` and consistency
+    proof between sizes ``>= S``: each hash those read is either a complete subtree
+    ending at or past leaf ``S`` (in ``inner``) or one of the frontier's (a complete
+    subtree wholly below ``S`` that such a read needs is never strictly inside one of the
+    frontier's subtrees). Reading any other position below the base raises
+    :class:`~cosmictron.ledger.errors.ProofUnavailable`, so a proof is either right or
+    refused, never built from a missing hash.
+
+    Positions are the tree's own (:func:`stored_index`); ``inner`` holds position
+    ``stored_count(base_size) + i`` at its entry ``i``.
+    """
+
+    def __init__(self, inner: HashStore, base_size: int, frontier: Sequence[bytes]) -> None:
+        self.inner = inner
+        self.base_size = base_size
+        self.offset = stored_count(base_size)
+        known: dict[int, bytes] = {}
+        start = 0
+        levels = [bit for bit in reversed(range(base_size.bit_length())) if base_size >> bit & 1]
+        if len(levels) != len(frontier):
+            raise ValueError(f"a tree of {base_size} leaves has {len(levels)} frontier nodes")
+        for level, node in zip(levels, frontier, strict=True):
+            if len(node) != HASH_SIZE:
+                raise ValueError(f"a frontier hash has {HASH_SIZE} bytes, not {len(node)}")
+            known[stored_index(level, start >> level)] = bytes(node)
+            start += 1 << level
+        self._known = known
+
+    def __len__(self) -> int:
+        return self.offset + len(self.inner)
+
+    def read(self, position: int) -> bytes:
+        if position >= self.offset:
+            return self.inner.read(position - self.offset)
+        found = self._known.get(position)
+        if found is None:
+            raise ProofUnavailable(
+                "below_base",
+                f"the hash at position {position} covers records below offset "
+                f"{self.base_size + 1}: this tree starts from the compact range of the "
+                f"first {self.base_size} records (its node joined from a snapshot there)",
+                self.base_size,
+            )
+        return found
+
+    def append(self, hashes: bytes) -> None:
+        self.inner.append(hashes)
+
+    def truncate(self, count: int) -> None:
+        if count < self.offset:
+            raise ValueError(
+                f"cannot cut a tree that starts at {self.base_size} leaves below its base"
+            )
+        self.inner.truncate(count - self.offset)
+
+    def sync(self) -> None:
+        """Make ``inner``'s entries durable, when it can (a :class:`FileHashStore`)."""
+        sync = getattr(self.inner, "sync", None)
+        if sync is not None:
+            sync()
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            close()
 
 
 class Frontier:

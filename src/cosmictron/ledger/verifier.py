@@ -57,7 +57,7 @@ from cosmictron.ledger.anchor import (
     parse_anchor_body,
     read_side_anchors,
 )
-from cosmictron.ledger.archived import read_archived
+from cosmictron.ledger.archived import ArchivedRange, read_archived
 from cosmictron.ledger.chain import GENESIS_HASH
 from cosmictron.ledger.checkpoint import Checkpoint, open_checkpoint
 from cosmictron.ledger.errors import AlgorithmRefused, NoteMalformed, SignatureInvalid
@@ -139,6 +139,11 @@ class VerifyResult:
     archived_through: int = 0
     """Records ``1..archived_through`` were archived below a snapshot (not read; their
     leaves are in the tree the later checkpoints sign); 0 when none were."""
+    joined_at: int = 0
+    """Cluster mode: this node joined from a snapshot at this offset, so records
+    ``1..joined_at`` were never in its log; the pass started from the ledger state the
+    snapshot carried (chain head, tree's compact range, keys), which the first later
+    checkpoint's signature vouches for. 0 when it did not."""
     anchors: int = 0
     anchors_rooted: bool = True
     """False when anchors were found but no TSA trust root was given: their tokens were
@@ -159,6 +164,7 @@ class VerifyResult:
             "origin": self.origin,
             "keys": self.keys,
             "archived_through": self.archived_through,
+            "joined_at": self.joined_at,
             "anchors": self.anchors,
             "anchors_rooted": self.anchors_rooted,
         }
@@ -182,12 +188,19 @@ def ok_line(document: dict[str, Any]) -> str:
     """The line ``verify`` prints when everything checks (from ``to_document()``)."""
     anchors = document.get("anchors", 0)
     through = document.get("archived_through", 0)
+    joined = document.get("joined_at", 0)
     archived = (
         f"; records 1..{through} are archived (their leaves are in the tree the later "
         "checkpoints sign)"
-        if through
+        if through > joined
         else ""
     )
+    if joined:
+        archived = (
+            f"; verified from the ledger state of the snapshot at {joined} this node joined "
+            f"from (records 1..{joined} were never in its log; the later checkpoints sign "
+            f"the tree they are leaves of){archived}"
+        )
     if not anchors:
         return (
             f"ok: {document['records']} records, {document['checkpoints']} checkpoints "
@@ -270,6 +283,18 @@ class RecordChecker:
 
     def _frontier_root(self) -> tuple[int, bytes]:
         return self.frontier.size, self.frontier.root()
+
+    def resume(self, archived: ArchivedRange) -> None:
+        """Go on after ``archived.through`` from its manifest (``ledger/archived.py``):
+        the chain, origin, time and keys there. Its tree state is the caller's (a
+        verifier's frontier, or the database's own tree)."""
+        self.origin = archived.origin
+        self.prev_hash = archived.last_hash
+        self.next_seq = archived.through + 1
+        self.last_time_us = archived.last_time_us
+        self.seen_v2 = True
+        self.ring = KeyRing.seeded(archived.keys, archived.through)
+        self.keys = [r.key for r in archived.keys]
 
     def active_keys(self, seq: int) -> list[VerifierKey]:
         return [r.key for r in self.ring.ranges() if r.covers(seq)]
@@ -614,9 +639,9 @@ def verify(
     if 0 in wanted:
         roots[0] = frontier.root()
     resumed = _resume_after_archive(data_dir, checker, collector)
-    archived_through = 0
+    archived_through = joined_at = 0
     if resumed is not None:
-        archived_through, frontier = resumed
+        archived_through, frontier, joined_at = resumed
         # An anchor record still in log/ may stamp a checkpoint record that was
         # archived: its note comes from the side file (checked there by signature).
         for entry in side:
@@ -650,6 +675,7 @@ def verify(
         keys=[k.to_text() for k in checker.keys],
         problems_dropped=collector.dropped,
         archived_through=archived_through,
+        joined_at=joined_at,
         anchors=anchors.count,
         anchors_rooted=tsa_roots is not None or not anchors.seen,
     )
@@ -657,12 +683,12 @@ def verify(
 
 def _resume_after_archive(
     data_dir: str, checker: RecordChecker, collector: _Collector
-) -> tuple[int, Frontier] | None:
+) -> tuple[int, Frontier, int] | None:
     """Seed ``checker`` from ``ledger/archived.json`` when ``log/`` starts after it.
 
-    Returns the last archived seq and the tree's frontier there, or None to read from
-    record 1. A manifest whose segments are all still in ``log/`` (a crash between
-    writing it and moving them) is not used.
+    Returns the last archived seq, the tree's frontier there and the snapshot offset the
+    node joined from (0: none), or None to read from record 1. A manifest whose segments
+    are all still in ``log/`` (a crash between writing it and moving them) is not used.
     """
     try:
         archived = read_archived(data_dir)
@@ -679,14 +705,8 @@ def _resume_after_archive(
     except ValueError as exc:
         collector.add(Problem("archive_invalid", archived.through + 1, str(exc)))
         return None
-    checker.origin = archived.origin
-    checker.prev_hash = archived.last_hash
-    checker.next_seq = archived.through + 1
-    checker.last_time_us = archived.last_time_us
-    checker.seen_v2 = True
-    checker.ring = KeyRing.seeded(archived.keys, archived.through)
-    checker.keys = [r.key for r in archived.keys]
-    return archived.through, seeded
+    checker.resume(archived)
+    return archived.through, seeded, archived.joined_at
 
 
 def _check_side_anchors(
