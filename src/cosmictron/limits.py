@@ -321,8 +321,8 @@ def from_environment(name: str, default: int) -> int:
 
 cluster_snapshot_records = from_environment("COSMICTRON_CLUSTER_SNAPSHOT_RECORDS", 10_000)
 """Cluster mode: records a database's stream grows past its newest shipped snapshot before
-its leader ships a new one to the object store and trims the stream below it (not with the
-ledger on); 0: only on demand (``cluster/snapshots.py``)."""
+its leader ships a new one to the object store and trims the stream below it (with the
+ledger on, only below what it archived); 0: only on demand (``cluster/snapshots.py``)."""
 
 
 # -- byte and depth budgets of SQL (issue 21, bound-sql; docs/guide/security.md) -------
