@@ -11,6 +11,7 @@ node joins after the leader is gone and the stream was trimmed, and serves the d
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -206,10 +207,35 @@ def test_with_the_ledger_on_a_node_joins_from_the_snapshot_of_a_trimmed_stream_a
         )
         with pytest.raises(ProofUnavailable) as below:
             joined.inclusion_proof(1, signed_head.size)
-        assert below.value.base == shipped and below.value.http_status == 404
+        assert below.value.base == shipped
     finally:
         for tree in trees.values():
             tree.store.close()  # type: ignore[attr-defined]
+    # Served over HTTP by a server that opens the joined node's directory.
+    served = tmp_path / "served"
+    shutil.copytree(tmp_path / "b", served / "databases" / "app")
+    server = start_server(served, env={"COSMICTRON_SIGNING": "checkpoint"})
+    try:
+        after = server.request("GET", f"/v1/database/app/audit/inclusion?seq={seq}")
+        assert after.status == 200, after
+        verify_inclusion(
+            leaf_hash(payload),
+            seq - 1,
+            after.body["size"],
+            [bytes.fromhex(h) for h in after.body["proof"]],
+            bytes.fromhex(after.body["root"]),
+        )
+        below_base = server.request("GET", f"/v1/database/app/audit/inclusion?seq={shipped}")
+        assert below_base.status == 404, below_base
+        assert below_base.body["error"]["code"] == "proof_unavailable"
+        assert f"records up to {shipped}" in below_base.body["error"]["message"]
+        old = server.request("GET", f"/v1/database/app/audit/consistency?old={shipped - 1}")
+        assert old.status == 404 and old.body["error"]["code"] == "proof_unavailable"
+        assert (
+            server.request("GET", f"/v1/database/app/audit/consistency?old={shipped}").status == 200
+        )
+    finally:
+        stop_server(server)
 
 
 def test_a_fourth_node_joins_a_trimmed_cluster_and_serves_from_the_snapshot(

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cosmictron.ledger.checkpoint import Checkpoint
+from cosmictron.ledger.errors import ProofUnavailable
 from cosmictron.ledger.merkle import MerkleTree
 
 
@@ -97,14 +98,21 @@ class LedgerFollowers:
         old = follower.last_size
         consistency: list[str] | None
         if 0 < old <= size:
-            consistency = [h.hex() for h in tree.consistency_proof(old, size)]
+            try:
+                consistency = [h.hex() for h in tree.consistency_proof(old, size)]
+            except ProofUnavailable:  # a node that joined from a snapshot past ``old``:
+                consistency = None  # the client refuses it as ``no_consistency``
         else:
             consistency = None if old else []
         inclusion = []
         for s, leaf in list(follower.seqs.items()):
             if s > size:
                 continue
-            proof = tree.inclusion_proof(s - 1, size)
+            try:
+                proof = tree.inclusion_proof(s - 1, size)
+            except ProofUnavailable:  # below a joined node's base: never sent by it
+                del follower.seqs[s]
+                continue
             inclusion.append({"seq": s, "leaf_hash": leaf.hex(), "proof": [h.hex() for h in proof]})
             del follower.seqs[s]
         follower.last_size = max(old, size)
