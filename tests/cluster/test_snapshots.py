@@ -66,15 +66,23 @@ def lead(
     return take_lead(connection, lease, tmp_path / "a", str(module), durability)
 
 
+def lead_and_ship(
+    connection: NatsConnection, tmp_path: Path, durability: DurabilityConfig
+) -> tuple[cosmictron.Database, SnapshotShipper]:
+    """Lead ``app`` as node a, with a shipper that snapshots it on demand only."""
+    db = lead(connection, tmp_path, durability)
+    shipper = SnapshotShipper(connection, every_records=0)
+    shipper.take = lambda _name: db.snapshot()
+    return db, shipper
+
+
 def test_a_new_node_starts_from_the_shipped_snapshot_of_a_trimmed_stream(
     tmp_path: Path, nats_cluster: NatsCluster
 ) -> None:
     a = NatsConnection(nats_cluster.urls, "a").connect()
     b = NatsConnection(nats_cluster.urls, "b").connect()
     try:
-        db = lead(a, tmp_path, BALANCED)
-        shipper = SnapshotShipper(a, every_records=0)
-        shipper.take = lambda _name: db.snapshot()
+        db, shipper = lead_and_ship(a, tmp_path, BALANCED)
         for n in range(40):
             db.call("append", n)
         shipped = shipper.ship_now("app", tmp_path / "a", ledger_on=False)
@@ -109,9 +117,7 @@ def test_with_the_ledger_on_the_stream_keeps_every_record_no_node_archived(
     a = NatsConnection(nats_cluster.urls, "a").connect()
     b = NatsConnection(nats_cluster.urls, "b").connect()
     try:
-        db = lead(a, tmp_path, SIGNED)
-        shipper = SnapshotShipper(a, every_records=0)
-        shipper.take = lambda _name: db.snapshot()
+        db, shipper = lead_and_ship(a, tmp_path, SIGNED)
         for n in range(30):
             db.call("append", n)
         shipped = shipper.ship_now("app", tmp_path / "a", ledger_on=True)
@@ -137,9 +143,7 @@ def test_with_the_ledger_on_a_node_joins_from_the_snapshot_of_a_trimmed_stream_a
     b = NatsConnection(nats_cluster.urls, "b").connect()
     new = None
     try:
-        db = lead(a, tmp_path, ARCHIVING)
-        shipper = SnapshotShipper(a, every_records=0)
-        shipper.take = lambda _name: db.snapshot()
+        db, shipper = lead_and_ship(a, tmp_path, ARCHIVING)
         for n in range(60):
             db.call("append", n)
         db.snapshot()  # archives the segments below it and the side file's last checkpoint
@@ -289,9 +293,7 @@ def test_a_node_whose_log_ends_before_the_trimmed_stream_starts_over_from_the_sn
     a = NatsConnection(nats_cluster.urls, "a").connect()
     b = NatsConnection(nats_cluster.urls, "b").connect()
     try:
-        db = lead(a, tmp_path, BALANCED)
-        shipper = SnapshotShipper(a, every_records=0)
-        shipper.take = lambda _name: db.snapshot()
+        db, shipper = lead_and_ship(a, tmp_path, BALANCED)
         for n in range(10):
             db.call("append", n)
         _, behind = catch_up(b, tmp_path / "b", "app", BALANCED)  # b copies, then stops
