@@ -23,14 +23,19 @@ from cosmictron.cluster.catchup import catch_up, diverged, set_aside
 from cosmictron.cluster.connection import NatsConnection
 from cosmictron.cluster.leadership import take_lead
 from cosmictron.cluster.lease import Lease
-from cosmictron.cluster.snapshots import SnapshotShipper, shipped_offsets, stream_bounds
+from cosmictron.cluster.snapshots import (
+    SnapshotShipper,
+    ledger_trim_point,
+    shipped_offsets,
+    stream_bounds,
+)
 from cosmictron.durability import DurabilityConfig
 from cosmictron.durability.ledger_writer import open_tree
 from cosmictron.durability.segment import list_segments
 from cosmictron.durability.storage import FILE_STORAGE
 from cosmictron.errors import DurabilityError
 from cosmictron.ledger import verify
-from cosmictron.ledger.archived import read_archived
+from cosmictron.ledger.archived import ArchivedRange, read_archived, write_archived
 from cosmictron.ledger.checkpoint import Checkpoint
 from cosmictron.ledger.errors import ProofUnavailable
 from cosmictron.ledger.logread import LogReader
@@ -312,3 +317,31 @@ def test_a_node_whose_log_ends_before_the_trimmed_stream_starts_over_from_the_sn
     finally:
         a.close()
         b.close()
+
+
+def test_with_the_ledger_on_the_trim_point_never_passes_what_this_node_archived(
+    tmp_path: Path,
+) -> None:
+    """``ledger_trim_point`` from the node's ``ledger/archived.json`` alone (no NATS):
+    nothing archived, nothing trimmed; else ``min(S, A + 1)``; a node that joined from a
+    snapshot at J trims nothing while the stream still holds records up to J (they are
+    in no archive of its own)."""
+    (tmp_path / "ledger").mkdir()
+
+    def archived(through: int, joined_at: int = 0) -> None:
+        write_archived(
+            str(tmp_path),
+            ArchivedRange(through, b"\0" * 32, 0, "cosmictron/x", [], [], joined_at),
+        )
+
+    assert ledger_trim_point(tmp_path, 100, 1) == 0
+    archived(40)
+    assert ledger_trim_point(tmp_path, 100, 1) == 41  # below the unarchived range only
+    assert ledger_trim_point(tmp_path, 30, 1) == 30  # below the snapshot only
+    assert ledger_trim_point(tmp_path, 100, 41) == 0  # already there
+    archived(60, joined_at=60)  # joined at 60, archived nothing of its own
+    assert ledger_trim_point(tmp_path, 100, 41) == 0
+    assert ledger_trim_point(tmp_path, 100, 61) == 0
+    archived(80, joined_at=60)  # then archived 61..80 itself
+    assert ledger_trim_point(tmp_path, 100, 50) == 0  # 50..60: nowhere on this node
+    assert ledger_trim_point(tmp_path, 100, 61) == 81

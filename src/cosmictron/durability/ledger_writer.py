@@ -300,7 +300,7 @@ class LedgerWriter:
         self.last_checkpoint_us = max(self.last_time_us, time.time_ns() // 1000)
         self._set_due()
         self.key = self._load_key()
-        self._seed_unanchored(last, last_seq, anchors)
+        self._seed_unanchored(last, last_seq, anchors, archived.joined_at if archived else 0)
         log.origin = self.origin
         log.last_time_us = max(log.last_time_us, self.last_time_us)
         log.ledger = self
@@ -414,16 +414,22 @@ class LedgerWriter:
         return floor, None
 
     def _seed_unanchored(
-        self, last: dict[str, Any] | None, last_seq: int, anchors: list[dict[str, Any]]
+        self,
+        last: dict[str, Any] | None,
+        last_seq: int,
+        anchors: list[dict[str, Any]],
+        joined_at: int = 0,
     ) -> None:
         """What no anchor covers yet, from the side files (anchoring's starting point).
 
         Records between the last anchored checkpoint and the last checkpoint that are not
         themselves anchors are unanchored; so are records after the last checkpoint. Their
         times are not read back from the log: the lag of records from before this open
-        counts from the open.
+        counts from the open. A node that joined from a snapshot at ``joined_at`` counts
+        only the records after it (the ones below were anchored, or not, by the leader
+        that wrote them; a later anchor covers them anyway).
         """
-        anchored = max((int(a.get("checkpoint_seq", 0)) for a in anchors), default=0)
+        anchored = max([joined_at, *(int(a.get("checkpoint_seq", 0)) for a in anchors)])
         now = max(self.last_time_us, time.time_ns() // 1000)
         after = anchored
         if last is not None and int(last["seq"]) > anchored:
