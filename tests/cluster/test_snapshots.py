@@ -36,6 +36,7 @@ from cosmictron.durability.storage import FILE_STORAGE
 from cosmictron.errors import DurabilityError
 from cosmictron.ledger import verify
 from cosmictron.ledger.archived import ArchivedRange, read_archived, write_archived
+from cosmictron.ledger.bundle import export_bundle, verify_bundle
 from cosmictron.ledger.checkpoint import Checkpoint
 from cosmictron.ledger.errors import ProofUnavailable
 from cosmictron.ledger.logread import LogReader
@@ -193,6 +194,10 @@ def test_with_the_ledger_on_a_node_joins_from_the_snapshot_of_a_trimmed_stream_a
     assert result.joined_at == shipped and result.checkpoints >= 3
     assert f"snapshot at {shipped}" in result.lines()[0]
     assert verify(tmp_path / "a").ok
+    export_bundle(tmp_path / "b", tmp_path / "bundle", None)
+    assert verify_bundle(tmp_path / "bundle").ok
+    readme = (tmp_path / "bundle" / "README.md").read_text()
+    assert f"joined the database from a snapshot at record {shipped}" in readme
     trees = {
         node: open_tree(str(tmp_path / node / "ledger"), read_archived(str(tmp_path / node)))
         for node in ("a", "b")

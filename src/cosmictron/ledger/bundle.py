@@ -172,6 +172,7 @@ def export_bundle(
             len(anchors),
             bool(trust_roots_pem),
             archived_through,
+            result.joined_at,
         ),
         encoding="utf-8",
     )
@@ -355,8 +356,19 @@ def readme(
     anchors: int,
     roots: bool,
     archived_through: int = 0,
+    joined_at: int = 0,
 ) -> str:
     """The bundle's README: what is in it, and how to check it step by step."""
+    why = (
+        f"The cluster node it was exported from joined the database from a snapshot at "
+        f"record {joined_at}: records 1..{joined_at} were never in its log"
+        + (", and it archived the rest of them" if archived_through > joined_at else "")
+        + "."
+        if joined_at
+        else """The database archived their
+log segments (`log_retention = "archive"`) and they were not in its archive directory
+when the bundle was made."""
+    )
     roots_line = (
         "`tsa/trust-roots.pem` holds the TSA trust roots the database was configured with."
         if roots
@@ -365,11 +377,10 @@ def readme(
     archived_line = (
         f"""
 
-**Records 1..{archived_through} are not in this bundle.** The database archived their
-log segments (`log_retention = "archive"`) and they were not in its archive directory
-when the bundle was made. `log/` starts at record {archived_through + 1};
-`ledger/archived.json` holds what verification resumes from (the last archived record's
-hash and time, the Merkle tree's compact range there, the keys), and the first signed
+**Records 1..{archived_through} are not in this bundle.** {why}
+`log/` starts at record {archived_through + 1}; `ledger/archived.json` holds what
+verification resumes from (the last archived record's hash and time, the Merkle tree's
+compact range there, the keys), and the first signed
 checkpoint after it vouches for it. The counts above and the checks below cover the
 records in the bundle; to check the archived ones, ask for their segments and a bundle
 made with them."""
