@@ -295,7 +295,10 @@ def _seed_ledger(root: str, database: str, offset: int, state: Any) -> None:
         archived, problem = None, f"its ledger state does not parse ({exc})"
     else:
         problem = "it carries no ledger state (written with the ledger off)"
-    if archived is None or archived.through != offset:
+        if archived is not None and archived.through != offset:
+            problem = f"its ledger state is at offset {archived.through}, not at its own"
+            archived = None
+    if archived is None:
         raise DurabilityError(
             f"cannot join {database!r} from the shipped snapshot at {offset}: {problem}; "
             "the stream was trimmed below it, so copy a node's whole data directory instead"

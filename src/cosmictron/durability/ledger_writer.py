@@ -268,9 +268,9 @@ class LedgerWriter:
             )
         try:
             archived = read_archived(self.data_dir)
-        except ValueError as exc:
+            self.tree = open_tree(self.directory, archived)
+        except ValueError as exc:  # includes a joined_frontier that does not fit joined_at
             raise CorruptLog(os.path.join(self.data_dir, ARCHIVED_FILE), 0, str(exc), 1) from None
-        self.tree = open_tree(self.directory, archived)
         floor, resume = self._archived_floor(last, archived)
         checker = self._check_log(last, last_seq, resume)
         if checker is None:  # the tree file disagreed with the checkpoint: rebuild it
