@@ -406,7 +406,7 @@ def run_sql_block(
                 count, returned = _apply_dml(core, statement, tx)
                 if expect is not None and expect[len(results)] != count:
                     raise BlockChanged(
-                        f"statement {len(results) + 1} of the transaction block now changes "
+                        f"statement {len(results) + 1} {BLOCK_CHANGED} "
                         f"{count} rows, not the {expect[len(results)]} it reported: another "
                         "transaction committed in between; nothing was applied, run the "
                         "block again"
@@ -427,6 +427,12 @@ def run_sql_block(
         QueryResult(r.columns, r.rows, rows_affected=r.rows_affected, tx_offset=offset)
         for r in results
     ]
+
+
+BLOCK_CHANGED = "of the transaction block now changes"
+"""Words every ``BlockChanged`` message holds: its code is ``conflict``, as a duplicate
+key's, and a PostgreSQL session forwarded a block's error by a follower tells the two
+apart by them (40001, not 23505: ``pgwire/sqlstate.py``)."""
 
 
 class BlockChanged(Conflict):
