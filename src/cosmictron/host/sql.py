@@ -362,7 +362,7 @@ def run_sql_block(
     list of ``[text, params]`` pairs); without, they are rolled back once the results
     are known: the PostgreSQL port runs a block's statements this way as they arrive
     (to report each one's row count) and applies them all at ``COMMIT``
-    (docs/design/pg-transactions.md). Only the owner may write, so only the owner gets
+    (docs/design/pgwire.md, "Transaction blocks"). Only the owner may write, so only the owner gets
     here with DML; the writer lock is held for the whole run.
 
     ``expect``: the row count each statement reported when it was first run; if one

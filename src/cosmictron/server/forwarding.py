@@ -223,20 +223,8 @@ async def _forward(
             data = await answer.read()
             returned = {k: answer.headers[k] for k in _RETURNED_HEADERS if k in answer.headers}
             status = answer.status
-    except aiohttp.ClientConnectorError as exc:  # no connection: nothing was sent
-        request.app[LEADERS].pop(request.match_info["name"], None)
-        raise ClusterUnavailable(
-            f"the leader of {request.match_info['name']!r} ({node} at {url}) cannot be "
-            f"reached ({exc.os_error!r}): the request was not delivered, {NOTHING_RAN}; retry",
-            RETRY_AFTER_S,
-        ) from exc
-    except (aiohttp.ClientError, TimeoutError) as exc:  # sent: it may have run
-        request.app[LEADERS].pop(request.match_info["name"], None)
-        raise ClusterUnavailable(
-            f"the leader of {request.match_info['name']!r} ({node} at {url}) did not answer: "
-            f"{exc!r}; retry",
-            RETRY_AFTER_S,
-        ) from exc
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise _not_answered(request.app, request.match_info["name"], leader, exc) from exc
     if status == 503:  # not_leader or cluster_unavailable: ask KV next time
         request.app[LEADERS].pop(request.match_info["name"], None)
     response = web.Response(status=status, body=data, headers=returned)
@@ -273,30 +261,17 @@ async def post_to_leader(
             f"{NOTHING_RAN}; retry",
             RETRY_AFTER_S,
         )
-    node, url = leader
     headers = {
         "Authorization": f"Bearer {token}",
         "Content-Type": "application/json",
         FORWARDED_BY: cluster.node_id,
     }
     try:
-        async with _session(app).post(url + path, data=body, headers=headers) as answer:
+        async with _session(app).post(leader[1] + path, data=body, headers=headers) as answer:
             status = answer.status
             data = await answer.read()
-    except aiohttp.ClientConnectorError as exc:  # no connection: nothing was sent
-        app[LEADERS].pop(name, None)
-        raise ClusterUnavailable(
-            f"the leader of {name!r} ({node} at {url}) cannot be reached "
-            f"({exc.os_error!r}): {NOTHING_RAN}; retry",
-            RETRY_AFTER_S,
-        ) from exc
-    except (aiohttp.ClientError, TimeoutError) as exc:  # sent: it may have run
-        app[LEADERS].pop(name, None)
-        raise ClusterUnavailable(
-            f"the leader of {name!r} ({node} at {url}) did not answer: {exc!r}; it may "
-            "have run: check before you retry",
-            RETRY_AFTER_S,
-        ) from exc
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise _not_answered(app, name, leader, exc) from exc
     if status == 503:  # not_leader or cluster_unavailable: ask KV next time
         app[LEADERS].pop(name, None)
     try:
@@ -304,6 +279,26 @@ async def post_to_leader(
     except ValueError:
         reply = {}
     return status, reply if isinstance(reply, dict) else {}
+
+
+def _not_answered(
+    app: web.Application, name: str, leader: tuple[str, str], exc: BaseException
+) -> ClusterUnavailable:
+    """The error for a request to the leader that got no answer (the leader is looked up
+    again next time): whether it may have run depends on whether it was sent."""
+    app[LEADERS].pop(name, None)
+    node, url = leader
+    if isinstance(exc, aiohttp.ClientConnectorError):  # no connection: nothing was sent
+        return ClusterUnavailable(
+            f"the leader of {name!r} ({node} at {url}) cannot be reached "
+            f"({exc.os_error!r}): the request was not delivered, {NOTHING_RAN}; retry",
+            RETRY_AFTER_S,
+        )
+    return ClusterUnavailable(  # sent: it may have run
+        f"the leader of {name!r} ({node} at {url}) did not answer: {exc!r}; it may have "
+        "run: check before you retry",
+        RETRY_AFTER_S,
+    )
 
 
 async def applied_here(app: web.Application, name: str, offset: int) -> bool:

@@ -348,7 +348,7 @@ class SqlBody:
     expect: list[int | None] | None = None
     """Per statement, the rows it must change (``null``: any), else nothing is applied
     (409): how a PostgreSQL transaction block forwarded at ``COMMIT`` keeps the row
-    counts its client was told (docs/design/pg-transactions.md)."""
+    counts its client was told (docs/design/pgwire.md, "Transaction blocks")."""
 
 
 SQL_QUERY: web.RequestKey[SqlBody] = web.RequestKey("sql_query", SqlBody)

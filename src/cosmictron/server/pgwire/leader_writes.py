@@ -11,7 +11,7 @@ with) as ``Authorization``, so the leader checks the caller's rights, never this
   rolled back (on the replica: its row count, its errors and the block's own reads are
   answered at once), and is sent whole at ``COMMIT`` as ``{"statements", "expect"}``: the
   leader applies it as one transaction, or nothing if a statement's row count is no longer
-  the one reported (40001; docs/design/pg-transactions.md).
+  the one reported (40001; docs/design/pgwire.md, "Transaction blocks").
 
 Parameters travel in their JSON form (``values.json_form``, exact integers): the form the
 log already records SQL parameters in, which the engine binds back to the column types.

@@ -15,7 +15,7 @@ session command (``session_sql``), a catalogue query (``catalog``), a ``COPY (SE
 message up to Sync is skipped, as PostgreSQL does. ReadyForQuery carries the true
 transaction status: ``I`` idle, ``T`` in a block, ``E`` in a failed block.
 
-Transaction blocks (docs/design/pg-transactions.md): a block's DML is run as it
+Transaction blocks (docs/design/pgwire.md, "Transaction blocks"): a block's DML is run as it
 arrives inside a transaction that is rolled back (to report its row count and errors
 at once), and the whole block is run again and committed as one transaction at
 ``COMMIT``; a SELECT in a block sees the block's own writes. Other readers see nothing
