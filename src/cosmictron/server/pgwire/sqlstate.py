@@ -19,6 +19,7 @@ from cosmictron.errors import (
     CosmictronError,
     NotFinite,
     NotFound,
+    NotLeader,
     PermissionDenied,
     QueryCancelled,
     RateLimited,
@@ -113,6 +114,7 @@ _BY_CODE = {
     Unauthenticated.code: INVALID_PASSWORD,
     NotFound.code: UNDEFINED_OBJECT,
     ClusterUnavailable.code: CANNOT_CONNECT_NOW,
+    NotLeader.code: CANNOT_CONNECT_NOW,
 }
 """The SQLSTATE of each error code, looked up along an error's classes (a subclass with
 a code of its own answers as its parent) or by the code alone (an error forwarded from
