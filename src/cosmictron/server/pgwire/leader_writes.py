@@ -56,6 +56,18 @@ class LeaderResult:
 
 
 @dataclass(frozen=True)
+class LeaderAnswer:
+    """The leader's answer to a session's writes, and whether this node has applied them."""
+
+    results: list[LeaderResult]
+    tx_offset: int
+    behind: str | None
+    """None when this node's replica applied ``tx_offset`` in time (the session's next
+    read here sees the writes); else a warning saying it did not (``Cosmictron-Stale``
+    over HTTP)."""
+
+
+@dataclass(frozen=True)
 class LeaderWrites:
     """Sends one session's writes to the leader of ``name`` (module doc).
 
@@ -76,7 +88,7 @@ class LeaderWrites:
         expect: list[int | None] | None,
         oids: tuple[int, ...] = (),
         text: str = "",
-    ) -> list[LeaderResult]:
+    ) -> LeaderAnswer:
         """Apply ``writes`` on the leader as one transaction (one write: as sent,
         ``expect`` None); each one's result, once this node has applied them.
 
@@ -106,16 +118,23 @@ class LeaderWrites:
             error = forwarding.leader_error(reply, status)
             raise sqlstate_of_document(error.code, str(error), status, text)
         offset = reply.get("tx_offset")
-        if isinstance(offset, int):
-            await forwarding.applied_here(self.app, self.name, offset)
+        offset = offset if isinstance(offset, int) else 0
+        behind = None
+        if not await forwarding.applied_here(self.app, self.name, offset):
+            behind = (
+                f"the write committed on the leader at tx_offset {offset}, but this node had "
+                f"not applied it within {forwarding.APPLY_WAIT_S:g} s: a read here may not "
+                "see it yet"
+            )
         answers = reply["results"] if expect is not None else [reply]
-        return [
+        results = [
             LeaderResult(
                 int(answer.get("rows_affected") or 0),
                 _rows(answer.get("columns") or [], answer.get("rows") or [], oids),
             )
             for answer in answers
         ]
+        return LeaderAnswer(results, offset, behind)
 
     @staticmethod
     def _body(writes: Sequence[Written], expect: list[int | None] | None) -> dict[str, Any]:

@@ -48,7 +48,7 @@ from cosmictron.query.budget import QueryBudget
 from cosmictron.query.cache import Prepared
 from cosmictron.server.pgwire import catalog, messages, pgtypes, results, session_sql
 from cosmictron.server.pgwire.inbound import Inbound
-from cosmictron.server.pgwire.leader_writes import LeaderWrites
+from cosmictron.server.pgwire.leader_writes import LeaderAnswer, LeaderWrites
 from cosmictron.server.pgwire.lexer import rename_params, split_statements, strip_comments
 from cosmictron.server.pgwire.messages import Body, FrameTooLarge, Malformed
 from cosmictron.server.pgwire.shapes import (
@@ -75,6 +75,7 @@ from cosmictron.server.pgwire.sqlstate import (
     NUMERIC_VALUE_OUT_OF_RANGE,
     PROTOCOL_VIOLATION,
     QUERY_CANCELED,
+    WARNING,
     PgError,
     sqlstate_of,
 )
@@ -921,9 +922,11 @@ class Session:
             )
         if not reads and block is None and database.follower is not None:
             # This node follows: the write runs on the leader (a block's, at COMMIT).
-            answer = (
-                await self._leader().run([(text, given)], None, shape.column_oids, statement.text)
-            )[0]
+            done = await self._leader().run(
+                [(text, given)], None, shape.column_oids, statement.text
+            )
+            self._behind(done)
+            answer = done.results[0]
             count = answer.rows_affected
             tag = f"INSERT 0 {count}" if shape.kind == "INSERT" else f"{shape.kind} {count}"
             return Outcome(tag, shape.columns, shape.column_oids, answer.rows)
@@ -1072,7 +1075,7 @@ class Session:
         statements = [(t, p) for t, p, _ in block.pending]
         expect = [count for _, _, count in block.pending]
         if database.follower is not None:  # the block runs on the leader, whole
-            await self._leader().run(statements, expect)
+            self._behind(await self._leader().run(statements, expect))
             return
         try:
             await database.run(
@@ -1086,6 +1089,11 @@ class Session:
     def _leader(self) -> LeaderWrites:
         """Where this session's writes go while this node follows its database."""
         return LeaderWrites(self.context.app, self.database_name, self.token)
+
+    def _behind(self, answer: LeaderAnswer) -> None:
+        """Warn (01000) when this node had not applied a forwarded write in time."""
+        if answer.behind is not None:
+            self._notice(WARNING, answer.behind)
 
     def _notice(self, code: str, text: str) -> None:
         self._put(messages.error_response("WARNING", code, text, notice=True))
