@@ -22,28 +22,12 @@ import pytest
 
 from cosmictron.testing.nats import NatsCluster
 from tests.cluster.test_followers import http, stop_all, three_nodes, wait_for
-from tests.cluster.test_nodes import MODULE
 from tests.pgwire.conftest import PG, pg_address
+from tests.pgwire.test_forwarded_errors import PG_MODULE
 from tests.pgwire.test_psql import psql
 from tests.server.conftest import Server
 
 psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed (dev extra)")
-
-PG_MODULE = (
-    MODULE
-    + """
-
-@table(name="note", public=True)
-class Note:
-    id: int = field(primary_key=True)
-    body: str = ""
-
-
-@table(name="secret")
-class Secret:
-    id: int = field(primary_key=True)
-"""
-)
 
 
 def rows(node: Server, query: str) -> list[dict[str, Any]]:

@@ -21,29 +21,33 @@ from cosmictron.server.pgwire.sqlstate import (
     sqlstate_of_document,
 )
 from cosmictron.values import Identity
+from tests.cluster.test_nodes import MODULE as ITEM_MODULE
 
-MODULE = """
-from cosmictron import field, table
+PG_MODULE = (
+    ITEM_MODULE
+    + """
 
-
-@table(name="item", public=True)
-class Item:
+@table(name="note", public=True)
+class Note:
     id: int = field(primary_key=True)
-    name: str = ""
+    body: str = ""
 
 
 @table(name="secret")
 class Secret:
     id: int = field(primary_key=True)
 """
+)
+"""The cluster tests' module (``item``) with a public ``note`` and a private ``secret``;
+``tests/cluster/test_pg_followers.py`` uses it too."""
 
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cosmictron.Database]:
     path = tmp_path_factory.mktemp("forwarded")
-    (path / "app.py").write_text(MODULE)
+    (path / "app.py").write_text(PG_MODULE)
     database = cosmictron.Database.open(path / "data", module=str(path / "app.py"))
-    database.sql("INSERT INTO item (id, name) VALUES (1, 'one')")
+    database.sql("INSERT INTO note (id, body) VALUES (1, 'one')")
     try:
         yield database
     finally:
@@ -56,12 +60,12 @@ STRANGER = Identity(b"\x07" * 32)
 @pytest.mark.parametrize(
     ("text", "sender", "expected"),
     [
-        ("INSERT INTO item (id, nme) VALUES (2, 'x')", None, "42703"),
-        ("INSERT INTO itme (id) VALUES (2)", None, "42P01"),
-        ("INSERT INTO item (id) VALUES (1)", None, "23505"),
-        ("INSERT INTO item (id, name) VALUES (2, 3)", None, "42804"),
-        ("INSERT INTO item (id) VALUS (2)", None, "42601"),
-        ("UPDATE item SET name = 'x' WHERE\n  nope = 1", None, "42703"),
+        ("INSERT INTO note (id, bdy) VALUES (2, 'x')", None, "42703"),
+        ("INSERT INTO nte (id) VALUES (2)", None, "42P01"),
+        ("INSERT INTO note (id) VALUES (1)", None, "23505"),
+        ("INSERT INTO note (id, body) VALUES (2, 3)", None, "42804"),
+        ("INSERT INTO note (id) VALUS (2)", None, "42601"),
+        ("UPDATE note SET body = 'x' WHERE\n  nope = 1", None, "42703"),
         ("INSERT INTO secret (id) VALUES (1)", STRANGER, "42501"),
         ("DELETE FROM secret", STRANGER, "42501"),
     ],
@@ -85,13 +89,13 @@ def test_a_forwarded_error_maps_as_the_leaders_own(
 def test_a_changed_block_is_40001_from_its_document_too(db: cosmictron.Database) -> None:
     """``BlockChanged`` shares ``conflict`` with a duplicate key; its words tell it apart."""
     with pytest.raises(CosmictronError) as raised:
-        db.sql_block([("UPDATE item SET name = 'x' WHERE id = 1", None)], expect=[0])
+        db.sql_block([("UPDATE note SET body = 'x' WHERE id = 1", None)], expect=[0])
     error = raised.value
     assert error.code == "conflict"
     assert sqlstate_of(error).code == SERIALIZATION_FAILURE
     forwarded = sqlstate_of_document(error.code, str(error), error.http_status)
     assert forwarded.code == SERIALIZATION_FAILURE
-    assert db.sql("SELECT name FROM item WHERE id = 1").rows == [("one",)]  # not applied
+    assert db.sql("SELECT body FROM note WHERE id = 1").rows == [("one",)]  # not applied
 
 
 @pytest.mark.parametrize("error", [ClusterUnavailable("no quorum"), NotLeader("b leads now")])
