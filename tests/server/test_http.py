@@ -128,6 +128,9 @@ def test_a_sql_transaction_applies_all_its_statements_or_none(
     changed = server.request("POST", path, {"statements": [insert], "expect": [0]}, token)
     assert changed.status == 409 and "nothing was applied" in changed.body["error"]["message"]
     assert server.request("POST", path, titles, token).body["rows"] == after
+    reads = server.request("POST", path, {"statements": [{"query": titles}]}, token)
+    assert reads.status == 200 and reads.body["tx_offset"] is None  # no empty record
+    assert reads.body["results"][0]["rows"] == after
     anonymous = server.request("POST", path, {"statements": [insert]})
     assert anonymous.status == 403, anonymous
     for bad, words in [

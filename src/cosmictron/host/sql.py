@@ -413,8 +413,8 @@ def run_sql_block(
                     )
                 columns = () if statement.returning is None else statement.returning.columns
                 results.append(QueryResult(columns, returned, rows_affected=count))
-            if not apply:
-                tx.rollback()
+            if not apply or all(isinstance(s, SelectStatement) for s in prepared):
+                tx.rollback()  # a dry run, or nothing to commit (no empty record)
                 return results
             wire = [[text, _wire_params(params)] for text, params in statements]
             offset, changes = commit(core, tx, SQL_REDUCER, wire, sender, None, now_us)
