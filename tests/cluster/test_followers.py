@@ -26,11 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from cosmictron.testing.nats import NatsCluster
 from tests.cluster.test_nodes import MODULE, start_node
-from tests.pgwire.conftest import start_pg_server
 from tests.server.conftest import Server, stop_server, strict_loads
 from tests.server.test_websocket import PROTOCOL, Client
 
@@ -100,14 +98,18 @@ def serving(node: Server) -> bool:
     return status == 200 and "Cosmictron-Applied-Offset" in headers
 
 
-def three_nodes(tmp_path: Path, nats: NatsCluster) -> list[Server]:
-    a = start_node(tmp_path, nats, "a")
+def three_nodes(
+    tmp_path: Path, nats: NatsCluster, *extra: str, module: str = MODULE
+) -> list[Server]:
+    """Nodes ``a`` (which leads ``app``, deployed by the operator), ``b`` and ``c``, each
+    serving ``app``; ``extra`` is given to every node's ``start`` (``--pg-listen``)."""
+    a = start_node(tmp_path, nats, "a", *extra)
     nodes = [a]
     try:
         _, operator = a.operator()
-        reply = a.deploy("app", MODULE, operator)
+        reply = a.deploy("app", module, operator)
         assert reply.status == 201, reply
-        nodes += [start_node(tmp_path, nats, "b"), start_node(tmp_path, nats, "c")]
+        nodes += [start_node(tmp_path, nats, "b", *extra), start_node(tmp_path, nats, "c", *extra)]
         for node in nodes:
             wait_for(f"{node.url} serves app", lambda node=node: serving(node))
     except BaseException:
@@ -342,33 +344,5 @@ def test_with_the_nats_quorum_lost_a_follower_serves_stale_reads_and_refuses_wri
             assert body["error"]["code"] in ("cluster_unavailable", "not_leader"), body
             assert float(got["Retry-After"]) > 0
         assert select(b)[0] == [1]
-    finally:
-        stop_all(nodes)
-
-
-def test_a_write_over_a_followers_postgresql_port_is_refused_naming_the_leader(
-    tmp_path: Path, nats_cluster: NatsCluster
-) -> None:
-    psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed (dev extra)")
-    a = start_node(tmp_path, nats_cluster, "a")
-    nodes = [a]
-    try:
-        _, operator = a.operator()
-        assert a.deploy("app", MODULE, operator).status == 201
-        b, host, port = start_pg_server(
-            tmp_path / "b", "--cluster", nats_cluster.url, "--node-id", "b"
-        )
-        nodes.append(b)
-        assert call(a, 5)[0] == 200
-        wait_for("b serves app", lambda: serving(b) and select(b)[0] == [5])
-        dsn = f"host={host} port={port} user=someone password={operator} dbname=app"
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            assert conn.execute("SELECT id FROM item").fetchall() == [(5,)]  # served here
-            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction) as refused:
-                conn.execute("INSERT INTO item (id) VALUES (6)")
-            message = str(refused.value)
-            assert "node a" in message and a.url in message, message
-            assert conn.execute("SELECT id FROM item").fetchall() == [(5,)]  # not applied
-        assert select(a)[0] == [5]
     finally:
         stop_all(nodes)

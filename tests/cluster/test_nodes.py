@@ -35,9 +35,16 @@ def add(ctx: ReducerContext, n: int) -> int:
 """
 
 
-def start_node(tmp_path: Path, nats: NatsCluster, node_id: str) -> Server:
+def start_node(tmp_path: Path, nats: NatsCluster, node_id: str, *extra: str) -> Server:
     return start_server(
-        tmp_path / node_id, "--profile", "development", "--cluster", nats.url, "--node-id", node_id
+        tmp_path / node_id,
+        "--profile",
+        "development",
+        "--cluster",
+        nats.url,
+        "--node-id",
+        node_id,
+        *extra,
     )
 
 

@@ -91,9 +91,14 @@ def start_pg_server(
     server = start_server(
         data_dir, "--profile", "development", "--pg-listen", "127.0.0.1:0", *extra, env=env
     )
+    return server, *pg_address(server)
+
+
+def pg_address(server: Server) -> tuple[str, int]:
+    """The host and port of a server's PostgreSQL port, from its "listening" line."""
     found = re.search(r"postgresql on ([0-9.]+):(\d+)", server.output[0])
     assert found, server.output[0]
-    return server, found.group(1), int(found.group(2))
+    return found.group(1), int(found.group(2))
 
 
 @pytest.fixture(scope="module")

@@ -105,6 +105,47 @@ def test_sql_as_owner_and_as_anonymous(deployed: tuple[Server, str]) -> None:
     assert empty.status == 400 and "empty" in empty.body["error"]["message"]
 
 
+def test_a_sql_transaction_applies_all_its_statements_or_none(
+    deployed: tuple[Server, str],
+) -> None:
+    server, token = deployed
+    path = "/v1/database/quick/sql"
+    titles = "SELECT title FROM task ORDER BY title"
+    before = server.request("POST", path, titles, token).body["rows"]
+    insert = {"query": "INSERT INTO task (title) VALUES (:t)", "params": {"t": "b"}}
+    rename = {"query": "UPDATE task SET title = 'c' WHERE title = 'b'"}
+    tx = {"statements": [insert, rename, {"query": titles}]}
+    done = server.request("POST", path, tx, token)
+    assert done.status == 200, done
+    assert [r["rows_affected"] for r in done.body["results"]] == [1, 1, None]
+    assert {"title": "c"} in done.body["results"][2]["rows"]  # the last reads the writes
+    assert done.body["tx_offset"] > 0
+    after = server.request("POST", path, titles, token).body["rows"]
+    assert sorted(r["title"] for r in after) == sorted([r["title"] for r in before] + ["c"])
+    duplicate = {"query": "INSERT INTO task (title) VALUES ('c')"}
+    failed = server.request("POST", path, {"statements": [insert, duplicate]}, token)
+    assert failed.status == 409, failed  # 'b' is not inserted either
+    changed = server.request("POST", path, {"statements": [insert], "expect": [0]}, token)
+    assert changed.status == 409 and "nothing was applied" in changed.body["error"]["message"]
+    assert server.request("POST", path, titles, token).body["rows"] == after
+    reads = server.request("POST", path, {"statements": [{"query": titles}]}, token)
+    assert reads.status == 200 and reads.body["tx_offset"] is None  # no empty record
+    assert reads.body["results"][0]["rows"] == after
+    anonymous = server.request("POST", path, {"statements": [insert]})
+    assert anonymous.status == 403, anonymous
+    for bad, words in [
+        ({"statements": []}, "non-empty array"),
+        ({"statements": "INSERT"}, "non-empty array"),
+        ({"statements": [insert], "expect": [1, 2]}, "one row count"),
+        ({"statements": [insert], "expect": [-1]}, "one row count"),
+        ({"statements": [insert], "atomic": True}, "unknown key"),
+        ({"statements": [{"text": "x"}]}, '{"query"'),
+    ]:
+        refused = server.request("POST", path, bad, token)
+        assert refused.status == 400 and words in refused.body["error"]["message"], refused
+    assert server.request("POST", path, titles, token).body["rows"] == after
+
+
 def test_permissions_identity_values_and_row_level_security(server: Server) -> None:
     owner, owner_token = server.deployer()
     alice, alice_token = server.deployer()

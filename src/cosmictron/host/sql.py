@@ -362,7 +362,7 @@ def run_sql_block(
     list of ``[text, params]`` pairs); without, they are rolled back once the results
     are known: the PostgreSQL port runs a block's statements this way as they arrive
     (to report each one's row count) and applies them all at ``COMMIT``
-    (docs/design/pg-transactions.md). Only the owner may write, so only the owner gets
+    (docs/design/pgwire.md, "Transaction blocks"). Only the owner may write, so only the owner gets
     here with DML; the writer lock is held for the whole run.
 
     ``expect``: the row count each statement reported when it was first run; if one
@@ -406,15 +406,15 @@ def run_sql_block(
                 count, returned = _apply_dml(core, statement, tx)
                 if expect is not None and expect[len(results)] != count:
                     raise BlockChanged(
-                        f"statement {len(results) + 1} of the transaction block now changes "
+                        f"statement {len(results) + 1} {BLOCK_CHANGED} "
                         f"{count} rows, not the {expect[len(results)]} it reported: another "
                         "transaction committed in between; nothing was applied, run the "
                         "block again"
                     )
                 columns = () if statement.returning is None else statement.returning.columns
                 results.append(QueryResult(columns, returned, rows_affected=count))
-            if not apply:
-                tx.rollback()
+            if not apply or all(isinstance(s, SelectStatement) for s in prepared):
+                tx.rollback()  # a dry run, or nothing to commit (no empty record)
                 return results
             wire = [[text, _wire_params(params)] for text, params in statements]
             offset, changes = commit(core, tx, SQL_REDUCER, wire, sender, None, now_us)
@@ -427,6 +427,12 @@ def run_sql_block(
         QueryResult(r.columns, r.rows, rows_affected=r.rows_affected, tx_offset=offset)
         for r in results
     ]
+
+
+BLOCK_CHANGED = "of the transaction block now changes"
+"""Words every ``BlockChanged`` message holds: its code is ``conflict``, as a duplicate
+key's, and a PostgreSQL session forwarded a block's error by a follower tells the two
+apart by them (40001, not 23505: ``pgwire/sqlstate.py``)."""
 
 
 class BlockChanged(Conflict):

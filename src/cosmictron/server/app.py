@@ -274,6 +274,7 @@ async def _serve(
             authority,
             app[throttle.THROTTLE],
             app.get(GUARD),
+            app=app,  # a follower forwards its PostgreSQL writes through it
         )
         pg_bound = pg_server.sockets[0].getsockname()
         pg_line = f"postgresql on {pg_bound[0]}:{pg_bound[1]}"

@@ -16,15 +16,13 @@ get the call's ``TransactionUpdate`` before its result, as on the leader.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from cosmictron.errors import ClusterUnavailable, CosmictronError
+from cosmictron.errors import CosmictronError
 from cosmictron.host.transactions import CallOutcome
 from cosmictron.server import forwarding
 from cosmictron.server.routes import REGISTRY
@@ -62,9 +60,6 @@ class CallForwarder:
             ClusterUnavailable: no leader now, or it did not answer (retry).
             CosmictronError: the leader's refusal, with its code and message.
         """
-        registry = self.app[REGISTRY]
-        cluster = registry.cluster
-        assert cluster is not None  # applies() said so
         try:
             body = json.dumps(args).encode()
         except (TypeError, ValueError) as exc:
@@ -74,59 +69,11 @@ class CallForwarder:
             )
             error.code = "invalid_request"
             raise error from None
-        leader = await forwarding._leader(self.app, cluster, self.name)
-        if leader is None or leader[1] == cluster.url:
-            raise ClusterUnavailable(
-                f"database {self.name!r} has no leader right now (a failover is under way); retry",
-                forwarding.RETRY_AFTER_S,
-            )
-        node, url = leader
-        headers = {
-            "Authorization": f"Bearer {self.token}",
-            "Content-Type": "application/json",
-            forwarding.FORWARDED_BY: cluster.node_id,
-        }
         path = f"/v1/database/{self.name}/call/{reducer}"
-        try:
-            async with forwarding._session(self.app).post(
-                url + path, data=body, headers=headers
-            ) as answer:
-                status = answer.status
-                data = await answer.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.app[forwarding.LEADERS].pop(self.name, None)
-            raise ClusterUnavailable(
-                f"the leader of {self.name!r} ({node} at {url}) did not answer: {exc!r}; retry",
-                forwarding.RETRY_AFTER_S,
-            ) from exc
-        reply = _decode(data)
+        status, reply = await forwarding.post_to_leader(self.app, self.name, path, self.token, body)
         if status != 200:
-            if status == 503:
-                self.app[forwarding.LEADERS].pop(self.name, None)
-            raise _error(reply, status, node)
+            raise forwarding.leader_error(reply, status)
         offset = int(reply["tx_offset"])
-        follower = registry.follower(self.name)
-        if follower is not None:
-            await asyncio.to_thread(follower.wait_applied, offset, forwarding.APPLY_WAIT_S)
+        await forwarding.applied_here(self.app, self.name, offset)
         now_us = int(time.time() * 1_000_000)
         return CallOutcome(reply.get("return_value"), offset, Timestamp(now_us))
-
-
-def _decode(data: bytes) -> dict[str, Any]:
-    try:
-        reply = json.loads(data or b"{}")
-    except ValueError:
-        return {}
-    return reply if isinstance(reply, dict) else {}
-
-
-def _error(reply: dict[str, Any], status: int, node: str) -> CosmictronError:
-    """The leader's error document as an error with its code and message."""
-    found = reply.get("error")
-    document: dict[str, Any] = found if isinstance(found, dict) else {}
-    error = CosmictronError(str(document.get("message") or f"the leader {node} answered {status}"))
-    error.code = str(document.get("code") or "internal_error")
-    error.http_status = status
-    if isinstance(document.get("traceback"), str):
-        error.traceback = document["traceback"]
-    return error

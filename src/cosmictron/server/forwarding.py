@@ -38,7 +38,7 @@ import aiohttp
 from aiohttp import web
 
 from cosmictron.cluster.follower import Follower
-from cosmictron.errors import ClusterUnavailable, InvalidRequest
+from cosmictron.errors import ClusterUnavailable, CosmictronError, InvalidRequest
 from cosmictron.server import bulk, routes
 from cosmictron.server.routes import REGISTRY, SQL_QUERY
 
@@ -84,6 +84,15 @@ SESSION: web.AppKey[dict[str, aiohttp.ClientSession]] = web.AppKey("forwarding_s
 def writes(text: str) -> bool:
     """Whether a SQL text is (or may be) a write: anything not starting as a read."""
     return _READ.match(text) is None
+
+
+def sql_json(sql: routes.SqlBody) -> dict[str, Any]:
+    """The JSON body that asks the leader for ``sql`` (``routes.json_sql`` reads it)."""
+    if not sql.transaction:
+        text, params = sql.statements[0]
+        return {"query": text, "params": params}
+    statements = [{"query": text, "params": params} for text, params in sql.statements]
+    return {"statements": statements, "expect": sql.expect}
 
 
 def setup(app: web.Application) -> None:
@@ -148,10 +157,9 @@ async def forward_writes(
     kind = _write_kind(request)
     body: bytes | None = None
     if kind == "sql":
-        text, params = await routes.sql_request(request)
-        request[SQL_QUERY] = (text, params)
-        if writes(text):
-            body = json.dumps({"query": text, "params": params}).encode()
+        sql = request[SQL_QUERY] = await routes.sql_request(request)
+        if any(writes(text) for text, _ in sql.statements):
+            body = json.dumps(sql_json(sql)).encode()
         else:
             kind = None
     if kind is None or cluster.leads(name):
@@ -215,25 +223,104 @@ async def _forward(
             data = await answer.read()
             returned = {k: answer.headers[k] for k in _RETURNED_HEADERS if k in answer.headers}
             status = answer.status
-    except aiohttp.ClientConnectorError as exc:  # no connection: nothing was sent
-        request.app[LEADERS].pop(request.match_info["name"], None)
-        raise ClusterUnavailable(
-            f"the leader of {request.match_info['name']!r} ({node} at {url}) cannot be "
-            f"reached ({exc.os_error!r}): the request was not delivered, {NOTHING_RAN}; retry",
-            RETRY_AFTER_S,
-        ) from exc
-    except (aiohttp.ClientError, TimeoutError) as exc:  # sent: it may have run
-        request.app[LEADERS].pop(request.match_info["name"], None)
-        raise ClusterUnavailable(
-            f"the leader of {request.match_info['name']!r} ({node} at {url}) did not answer: "
-            f"{exc!r}; retry",
-            RETRY_AFTER_S,
-        ) from exc
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise _not_answered(request.app, request.match_info["name"], leader, exc) from exc
     if status == 503:  # not_leader or cluster_unavailable: ask KV next time
         request.app[LEADERS].pop(request.match_info["name"], None)
     response = web.Response(status=status, body=data, headers=returned)
     response.headers[LEADER] = node
     return response
+
+
+async def post_to_leader(
+    app: web.Application, name: str, path: str, token: str, body: bytes
+) -> tuple[int, dict[str, Any]]:
+    """POST a JSON ``body`` to ``path`` on the leader of ``name``, as the caller whose
+    ``token`` it is (the leader checks it: rights are the caller's own, never this
+    node's), marked forwarded once; the leader's status and decoded JSON reply. Used
+    for what arrives by other means than an HTTP request: a WebSocket client's call
+    (``forwarded_calls.py``), a PostgreSQL session's DML (``pgwire/leader_writes.py``).
+
+    Raises:
+        ClusterUnavailable: no node leads ``name`` now, or the leader could not be
+            reached (the message says whether the request may have run); retry.
+    """
+    cluster = app[REGISTRY].cluster
+    assert cluster is not None  # only a cluster node forwards
+    try:
+        leader = await _leader(app, cluster, name)
+    except Exception as exc:  # the leases did not answer: no quorum
+        raise ClusterUnavailable(
+            f"cannot find the leader of {name!r}: the cluster's KV did not answer ({exc!r}); "
+            f"{NOTHING_RAN}; retry",
+            RETRY_AFTER_S,
+        ) from exc
+    if leader is None or leader[1] == cluster.url:
+        raise ClusterUnavailable(
+            f"database {name!r} has no leader right now (a failover is under way); "
+            f"{NOTHING_RAN}; retry",
+            RETRY_AFTER_S,
+        )
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        FORWARDED_BY: cluster.node_id,
+    }
+    try:
+        async with _session(app).post(leader[1] + path, data=body, headers=headers) as answer:
+            status = answer.status
+            data = await answer.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise _not_answered(app, name, leader, exc) from exc
+    if status == 503:  # not_leader or cluster_unavailable: ask KV next time
+        app[LEADERS].pop(name, None)
+    try:
+        reply = json.loads(data or b"{}")
+    except ValueError:
+        reply = {}
+    return status, reply if isinstance(reply, dict) else {}
+
+
+def _not_answered(
+    app: web.Application, name: str, leader: tuple[str, str], exc: BaseException
+) -> ClusterUnavailable:
+    """The error for a request to the leader that got no answer (the leader is looked up
+    again next time): whether it may have run depends on whether it was sent."""
+    app[LEADERS].pop(name, None)
+    node, url = leader
+    if isinstance(exc, aiohttp.ClientConnectorError):  # no connection: nothing was sent
+        return ClusterUnavailable(
+            f"the leader of {name!r} ({node} at {url}) cannot be reached "
+            f"({exc.os_error!r}): the request was not delivered, {NOTHING_RAN}; retry",
+            RETRY_AFTER_S,
+        )
+    return ClusterUnavailable(  # sent: it may have run
+        f"the leader of {name!r} ({node} at {url}) did not answer: {exc!r}; it may have "
+        "run: check before you retry",
+        RETRY_AFTER_S,
+    )
+
+
+async def applied_here(app: web.Application, name: str, offset: int) -> bool:
+    """Wait (at most ``APPLY_WAIT_S``) until this node's replica of ``name`` has applied
+    ``offset``, a forwarded write's: the read-your-writes rule. False when it did not."""
+    follower = app[REGISTRY].follower(name)
+    if follower is None:
+        return True
+    return await asyncio.to_thread(follower.wait_applied, offset, APPLY_WAIT_S)
+
+
+def leader_error(reply: dict[str, Any], status: int) -> CosmictronError:
+    """The leader's error document as an error with its code, message and status (a
+    PostgreSQL session maps the code to its SQLSTATE, ``pgwire/sqlstate.py``)."""
+    found = reply.get("error")
+    document: dict[str, Any] = found if isinstance(found, dict) else {}
+    error = CosmictronError(str(document.get("message") or f"the leader answered {status}"))
+    error.code = str(document.get("code") or "internal_error")
+    error.http_status = status
+    if isinstance(document.get("traceback"), str):
+        error.traceback = document["traceback"]
+    return error
 
 
 def _tx_offset(body: Any) -> int | None:

@@ -9,13 +9,14 @@ database's threads (``HostedDatabase.run``) and replies JSON. Errors are raised 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from aiohttp import web
 
-from cosmictron import __version__, bounded_json, names
+from cosmictron import __version__, bounded_json, limits, names
 from cosmictron.errors import (
     InvalidRequest,
     NotFinite,
@@ -25,6 +26,7 @@ from cosmictron.errors import (
     unknown_reducer,
 )
 from cosmictron.module import is_sandboxed
+from cosmictron.query import QueryResult
 from cosmictron.query.budget import QueryBudget
 from cosmictron.server import bodies, deploy_engine
 from cosmictron.server.auth import ANONYMOUS, TokenAuthority
@@ -335,18 +337,36 @@ def reducer_arguments(
     )
 
 
-SQL_QUERY: web.RequestKey[tuple[str, dict[str, Any]]] = web.RequestKey("sql_query", tuple)
-"""The SQL text and parameters, when ``server/forwarding.py`` read them already (to tell
-a read, served here, from a write, forwarded to the leader)."""
+@dataclass(frozen=True)
+class SqlBody:
+    """A SQL request's statements: one (the text, or JSON ``{"query", "params"}``), or a
+    transaction (JSON ``{"statements": [{"query", "params"}, ...], "expect": [...]}``):
+    its statements applied as one transaction, all or none."""
+
+    statements: list[tuple[str, dict[str, Any]]]
+    transaction: bool = False
+    expect: list[int | None] | None = None
+    """Per statement, the rows it must change (``null``: any), else nothing is applied
+    (409): how a PostgreSQL transaction block forwarded at ``COMMIT`` keeps the row
+    counts its client was told (docs/design/pgwire.md, "Transaction blocks")."""
+
+
+SQL_QUERY: web.RequestKey[SqlBody] = web.RequestKey("sql_query", SqlBody)
+"""The SQL request, when ``server/forwarding.py`` read it already (to tell a read,
+served here, from a write, forwarded to the leader)."""
 
 
 async def sql(request: web.Request) -> web.Response:
     caller = caller_of(request)
     database = hosted(request)
     take_rate(request, "queries", caller)
-    text, params = request.get(SQL_QUERY) or await sql_request(request)
+    body = request.get(SQL_QUERY) or await sql_request(request)
     budget = throttle_of(request).settings.query_budget(caller == ANONYMOUS)
-    reply = await database.run(_sql, database, text, params, caller, budget)
+    if body.transaction:
+        reply = await database.run(_sql_transaction, database, body, caller, budget)
+    else:
+        text, params = body.statements[0]
+        reply = await database.run(_sql, database, text, params, caller, budget)
     return encoded_response(reply)
 
 
@@ -360,14 +380,31 @@ def _sql(
     """Run the statement and encode its reply, both on the database's thread: a result
     of many rows takes long to convert and encode, and the event loop must not."""
     result = database.db.sql(text, params or None, sender=caller, budget=budget)
-    return bounded_json.dumps(
-        {
-            "columns": list(result.columns),
-            "rows": [row_to_json(row, result.columns) for row in result.rows],
-            "rows_affected": result.rows_affected,
-            "tx_offset": result.tx_offset,
-        }
+    return bounded_json.dumps({**_result_json(result), "tx_offset": result.tx_offset})
+
+
+def _sql_transaction(
+    database: HostedDatabase, body: SqlBody, caller: Identity, budget: QueryBudget
+) -> str:
+    """Run a transaction's statements as one (``Database.sql_block``) and encode each
+    one's result, on the database's thread."""
+    statements: list[tuple[str, Mapping[str, Any] | None]] = [
+        (text, params or None) for text, params in body.statements
+    ]
+    results = database.db.sql_block(
+        statements, sender=caller, budget=budget, apply=True, expect=body.expect
     )
+    return bounded_json.dumps(
+        {"results": [_result_json(r) for r in results], "tx_offset": results[-1].tx_offset}
+    )
+
+
+def _result_json(result: QueryResult) -> dict[str, Any]:
+    return {
+        "columns": list(result.columns),
+        "rows": [row_to_json(row, result.columns) for row in result.rows],
+        "rows_affected": result.rows_affected,
+    }
 
 
 def take_rate(request: web.Request, kind: str, caller: Identity) -> None:
@@ -380,17 +417,50 @@ def take_rate(request: web.Request, kind: str, caller: Identity) -> None:
     throttle_of(request).take(kind, anonymous, caller_key(request, anonymous, caller.hex()))
 
 
-async def sql_request(request: web.Request) -> tuple[str, dict[str, Any]]:
-    """The SQL text and parameters: a text/plain body, or JSON ``{"query", "params"}``."""
+async def sql_request(request: web.Request) -> SqlBody:
+    """The SQL request: a text/plain body, or JSON (``SqlBody``)."""
     limit = bodies.sql_body_bytes_max()
     if request.content_type == "application/json":
         # Decoded and checked on a worker thread when large (bodies.json_body).
-        query: tuple[str, dict[str, Any]] = await bodies.json_body(request, limit, json_query)
-        return query
+        body: SqlBody = await bodies.json_body(request, limit, json_sql)
+        return body
     text = await bodies.text_body(request, limit)
     if not text.strip():
         raise InvalidRequest("the request body is empty: send one SQL statement")
-    return text, {}
+    return SqlBody([(text, {})])
+
+
+def json_sql(body: Any) -> SqlBody:
+    """A JSON SQL request body, checked: one query, or a transaction's statements."""
+    if not isinstance(body, dict) or "statements" not in body:
+        return SqlBody([json_query(body)])
+    statements = body["statements"]
+    most = limits.from_environment(
+        "COSMICTRON_PG_BLOCK_STATEMENTS_MAX", limits.pg_block_statements_max
+    )
+    if not isinstance(statements, list) or not statements:
+        raise InvalidRequest(
+            '"statements" must be a non-empty array of {"query": "<SQL>", "params": {...}}'
+        )
+    if len(statements) > most:
+        raise InvalidRequest(
+            f"a transaction of {len(statements)} statements is over the limit of {most} "
+            "(limits.pg_block_statements_max)"
+        )
+    expect = body.get("expect")
+    if expect is not None and (
+        not isinstance(expect, list)
+        or len(expect) != len(statements)
+        or not all(n is None or (type(n) is int and n >= 0) for n in expect)
+    ):
+        raise InvalidRequest('"expect" must be an array with one row count (or null) per statement')
+    unknown = set(body) - {"statements", "expect"}
+    if unknown:
+        raise InvalidRequest(
+            f"unknown key(s) {sorted(unknown)} in a SQL transaction: it is "
+            '{"statements": [...], "expect": [...]}'
+        )
+    return SqlBody([json_query(one) for one in statements], True, expect)
 
 
 def json_query(body: Any) -> tuple[str, dict[str, Any]]:

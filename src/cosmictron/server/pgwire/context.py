@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from aiohttp import web
+
 from cosmictron import limits
 from cosmictron.errors import ConfigError
 from cosmictron.server.auth import TokenAuthority
@@ -86,6 +88,8 @@ class PgContext:
     throttle: Throttle
     guard: ConnectionGuard | None
     settings: PgSettings
+    app: web.Application | None = None
+    """The HTTP server's application: a follower's writes go to the leader through it."""
     sessions: dict[int, SessionLike] = field(default_factory=dict)
     pids: itertools.count[int] = field(
         default_factory=lambda: itertools.count(os.getpid() * 1000 % 2**30 + 1)

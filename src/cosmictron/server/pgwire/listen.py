@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import web
+
 from cosmictron.server.auth import TokenAuthority
 from cosmictron.server.connection_caps import ConnectionGuard
 from cosmictron.server.pgwire import messages
@@ -36,10 +38,18 @@ async def listen_pg(
     throttle: Throttle,
     guard: ConnectionGuard | None,
     settings: PgSettings | None = None,
+    app: web.Application | None = None,
 ) -> PgListener:
-    """Listen for PostgreSQL clients on ``host:port`` until the server is closed."""
+    """Listen for PostgreSQL clients on ``host:port`` until the server is closed; ``app``
+    is the HTTP server's application, through which a follower's sessions send their
+    writes to the leader (``leader_writes.py``)."""
     context = PgContext(
-        registry, authority, throttle, guard, settings or PgSettings.from_environ(os.environ)
+        registry,
+        authority,
+        throttle,
+        guard,
+        settings or PgSettings.from_environ(os.environ),
+        app=app,
     )
 
     async def connected(reader: Inbound, writer: asyncio.StreamWriter) -> None:

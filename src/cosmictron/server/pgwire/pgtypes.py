@@ -416,6 +416,24 @@ class OutOfRange(ValueError):
 _INT_RANGES = {INT2: 16, INT4: 32, INT8: 64}
 
 
+def from_json_form(value: Any, oid: int) -> Any:
+    """A cell the leader answered in its JSON form (``values.json_form``: a row returned
+    to a DML statement forwarded from a follower) as the value this port sends as
+    ``oid``: the forms JSON changes (wide integers as text, bytes as hex, timestamps as
+    RFC 3339, durations as microseconds) turned back."""
+    if value is None:
+        return None
+    if oid in (INT2, INT4, INT8, NUMERIC) and isinstance(value, str):
+        return int(value)
+    if oid == BYTEA and isinstance(value, str):
+        return bytes.fromhex(value)
+    if oid in (TIMESTAMPTZ, TIMESTAMP) and isinstance(value, str):
+        return Timestamp.parse(value)
+    if oid == INTERVAL and isinstance(value, int | str):
+        return TimeDuration(int(value))
+    return value
+
+
 def decode_param(data: bytes, oid: int, binary: bool) -> Any:
     """A parameter value from its wire bytes, as the Python value the engine binds."""
     try:

@@ -15,7 +15,7 @@ session command (``session_sql``), a catalogue query (``catalog``), a ``COPY (SE
 message up to Sync is skipped, as PostgreSQL does. ReadyForQuery carries the true
 transaction status: ``I`` idle, ``T`` in a block, ``E`` in a failed block.
 
-Transaction blocks (docs/design/pg-transactions.md): a block's DML is run as it
+Transaction blocks (docs/design/pgwire.md, "Transaction blocks"): a block's DML is run as it
 arrives inside a transaction that is rolled back (to report its row count and errors
 at once), and the whole block is run again and committed as one transaction at
 ``COMMIT``; a SELECT in a block sees the block's own writes. Other readers see nothing
@@ -42,15 +42,15 @@ from cosmictron.errors import (
     RateLimited,
     Unauthenticated,
 )
-from cosmictron.host.sql import BlockChanged, point_select, select_batches
+from cosmictron.host.sql import point_select, select_batches
 from cosmictron.query import QueryResult
 from cosmictron.query.budget import QueryBudget
 from cosmictron.query.cache import Prepared
 from cosmictron.server.pgwire import catalog, messages, pgtypes, results, session_sql
 from cosmictron.server.pgwire.inbound import Inbound
+from cosmictron.server.pgwire.leader_writes import LeaderAnswer, LeaderWrites
 from cosmictron.server.pgwire.lexer import rename_params, split_statements, strip_comments
 from cosmictron.server.pgwire.messages import Body, FrameTooLarge, Malformed
-from cosmictron.server.pgwire.replica_writes import replica_write_refusal
 from cosmictron.server.pgwire.shapes import (
     Shape,
     cached_shape,
@@ -75,7 +75,7 @@ from cosmictron.server.pgwire.sqlstate import (
     NUMERIC_VALUE_OUT_OF_RANGE,
     PROTOCOL_VIOLATION,
     QUERY_CANCELED,
-    SERIALIZATION_FAILURE,
+    WARNING,
     PgError,
     sqlstate_of,
 )
@@ -205,6 +205,9 @@ class Session:
         self.user = ""
         self.caller = Identity.zero()
         self.caller_hex = ""
+        self.token = ""
+        """The password the session logged in with: a follower sends its writes to the
+        leader with it (``leader_writes.py``), so they run as the caller."""
         self.settings = session_sql.Settings()
         self.statements: dict[str, Statement] = {}
         self.portals: dict[str, Portal] = {}
@@ -315,6 +318,7 @@ class Session:
                 raise Unauthenticated("no password: send an identity's token as the password")
             self.caller = self.context.authority.verify(token)
             self.caller_hex = self.caller.hex()
+            self.token = token
         except Unauthenticated as exc:
             await self._fatal(
                 PgError(
@@ -910,14 +914,22 @@ class Session:
         reads = shape.kind in ("SELECT", "EXPLAIN")
         if not reads and block is not None and block.read_only:
             raise PgError("25006", f"cannot execute {shape.kind} in a read-only transaction")
-        if not reads and database.follower is not None:
-            raise await replica_write_refusal(self.context.registry, database.name, shape.kind)
         if not reads and self.caller != db.owner:
             raise PgError(
                 INSUFFICIENT_PRIVILEGE,
                 f"permission denied: only the owner of database {self.database_name!r} "
                 "may change data through SQL",
             )
+        if not reads and block is None and database.follower is not None:
+            # This node follows: the write runs on the leader (a block's, at COMMIT).
+            done = await self._leader().run(
+                [(text, given)], None, shape.column_oids, statement.text
+            )
+            self._behind(done)
+            answer = done.results[0]
+            count = answer.rows_affected
+            tag = f"INSERT 0 {count}" if shape.kind == "INSERT" else f"{shape.kind} {count}"
+            return Outcome(tag, shape.columns, shape.column_oids, answer.rows)
         if block is None or (reads and not block.pending):
             if reads and is_point_lookup(db, text, given, self.caller):
                 # One dict lookup under the writer lock (host/sql.py): cheaper than the
@@ -1062,16 +1074,26 @@ class Session:
         db = database.db
         statements = [(t, p) for t, p, _ in block.pending]
         expect = [count for _, _, count in block.pending]
+        if database.follower is not None:  # the block runs on the leader, whole
+            self._behind(await self._leader().run(statements, expect))
+            return
         try:
             await database.run(
                 lambda: db.sql_block(
                     statements, sender=self.caller, budget=self.budget, apply=True, expect=expect
                 )
             )
-        except BlockChanged as exc:
-            raise PgError(SERIALIZATION_FAILURE, str(exc)) from None
-        except CosmictronError as exc:
+        except CosmictronError as exc:  # a BlockChanged is 40001 (sqlstate_of)
             raise sqlstate_of(exc) from None
+
+    def _leader(self) -> LeaderWrites:
+        """Where this session's writes go while this node follows its database."""
+        return LeaderWrites(self.context.app, self.database_name, self.token)
+
+    def _behind(self, answer: LeaderAnswer) -> None:
+        """Warn (01000) when this node had not applied a forwarded write in time."""
+        if answer.behind is not None:
+            self._notice(WARNING, answer.behind)
 
     def _notice(self, code: str, text: str) -> None:
         self._put(messages.error_response("WARNING", code, text, notice=True))
