@@ -26,9 +26,8 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, replace
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 try:
     from langchain_core.runnables import RunnableConfig
@@ -65,9 +64,10 @@ _THREAD, _NS, _ID, _PARENT, _RUN, _CP_TYPE, _CP, _META_TYPE, _META = range(9)
 _TASK_ID, _IDX, _TASK_PATH, _CHANNEL, _VALUE_TYPE, _VALUE = range(3, 9)
 
 
-@dataclass(frozen=True)
-class _Where:
-    """Which checkpoints a read wants (None: any)."""
+class _Where(NamedTuple):
+    """Which checkpoints a read wants (None: any). A named tuple, not a frozen
+    dataclass: one is made per ``get_tuple``, and a frozen dataclass's ``__init__``
+    (an ``object.__setattr__`` per field) cost more than the key lookups."""
 
     thread_id: str | None = None
     checkpoint_ns: str | None = None
@@ -205,6 +205,8 @@ class _Embedded(EmbeddedConnection):
         else:
             candidates = list(rows.values())
         stored = self._stored(table, candidates, CHECKPOINT_COLUMNS)
+        if len(stored) == 1:  # a key lookup (get_tuple): nothing to sort
+            return stored if where.admits(stored[0]) else []
         return _newest_first([r for r in stored if where.admits(r)], where)
 
     def _writes_in(
@@ -333,7 +335,7 @@ class _Remote(RemoteConnection):
             "WHERE thread_id = :t AND checkpoint_ns = :ns",
             {"t": where.thread_id, "ns": where.checkpoint_ns or ""},
         )
-        return replace(where, checkpoint_id=heads[0]["checkpoint_id"]) if heads else None
+        return where._replace(checkpoint_id=heads[0]["checkpoint_id"]) if heads else None
 
     async def acheckpoints_on_loop(self, where: _Where) -> list[_Row]:
         resolved = await self._resolve_head(where)
