@@ -13,9 +13,9 @@ a graph's super-steps write them. For each saver, in the same run:
 - ``get by id``: ``get_tuple`` of random earlier checkpoints;
 - ``cpu_us_per_put``: the calling thread's CPU time (user and kernel, so a sync's
   kernel work too) per checkpoint of the ``put`` loop, the least of the runs; the
-  ratio column is the peer's over this one. It moves far less than the rates when the
-  machine is loaded, and it is the part a saver's code decides: both durable savers
-  wait for the same two syncs per checkpoint;
+  ratio column is the peer's over this one. On a loaded machine it moves less than the
+  rates (by a third between runs, where rates move 4x), and it is the part a saver's
+  code decides: both durable savers wait for the same two syncs per checkpoint;
 - ``put, 4 threads``: the ``put`` loop in ``CONCURRENT_GRAPHS`` Python threads at once,
   each its own LangGraph thread (graphs served side by side, or LangGraph's background
   executor writing a step's tasks), the same number of checkpoints in all: durable
@@ -162,7 +162,7 @@ def workload(saver: Any, values: list[dict[str, Any]], gets: int) -> dict[str, f
         f"put_{CONCURRENT_GRAPHS}_threads": concurrent,
     }
     # the calling thread's CPU (user and kernel, so the syncs' share too): steadier than
-    # the rates on a loaded machine, and where savers at equal fsyncs differ
+    # the rates on a loaded machine, and where savers waiting for equal fsyncs differ
     rates["cpu_us_per_put"] = put_cpu_s / len(values) * 1e6
     if before >= 0:  # fsyncs per checkpoint (a put and a put_writes): 2 is one per call
         rates["syncs_per_put"] = put_syncs / len(values)
