@@ -1,13 +1,19 @@
 """Instructions per in-process reducer call, counted by valgrind (docs/design/hot-path.md).
 
-    .venv/bin/python bench/count_instructions.py insert|update [--calls 10000] [--base 2000]
+    .venv/bin/python bench/count_instructions.py insert|update|empty [--calls 10000] [--base 2000]
+        [--profile development|production]
 
 Wall-clock rates on a shared, loaded machine move by 2x between runs; instruction counts
 do not. This runs the calls under ``valgrind --tool=callgrind`` twice, with ``base`` and
 with ``base + calls`` calls of ``insert_item`` (insert one row, one secondary index) or
-``set_qty`` (find by primary key, update one column) of ``bench/bench_module.py`` under
+``set_qty`` (find by primary key, update one column) of ``bench/bench_module.py``, or an
+empty ``Database.run_transaction`` (``empty``: no rows, so what is left is the engine's
+per-transaction cost: lock, record, append, listeners, durability wait) under
 the ``development`` profile (fsync ``never``), as ``bench/run.py`` does, and prints the
-difference divided by ``calls``: start-up and set-up cancel out. Needs valgrind on PATH.
+difference divided by ``calls``: start-up and set-up cancel out. ``--profile production``
+adds the ``always`` policy's work per commit (the group-commit handshake, the write and
+the ``fdatasync`` call; valgrind counts user space only, so not the kernel's share).
+Needs valgrind on PATH.
 """
 
 from __future__ import annotations
@@ -23,10 +29,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-PATHS = ("insert", "update")
+PATHS = ("insert", "update", "empty")
 
 
-def make_calls(path: str, n: int) -> None:
+def _no_rows(tx: object, datastore: object) -> None:
+    """An empty transaction's body: it writes nothing."""
+
+
+def _no_args(_: None) -> list[object]:
+    return []
+
+
+def make_calls(path: str, n: int, profile: str = "development") -> None:
     """The measured program: open the bench module's database and make ``n`` calls."""
     from engines import MODULE_PATH, row_values
 
@@ -35,12 +49,15 @@ def make_calls(path: str, n: int) -> None:
 
     parent = tempfile.mkdtemp(prefix="cosmictron-instructions-")
     try:
-        durability = DurabilityConfig.from_profile("development")
+        durability = DurabilityConfig.from_profile(profile)
         db = cosmictron.Database.open(
             os.path.join(parent, "db"), module=str(MODULE_PATH), durability=durability
         )
         call = db.call
-        if path == "insert":
+        if path == "empty":
+            for _ in range(n):
+                db.run_transaction("__empty__", _no_rows, _no_args)
+        elif path == "insert":
             for i in range(n):
                 call("insert_item", *row_values(i))
         else:
@@ -52,7 +69,7 @@ def make_calls(path: str, n: int) -> None:
         shutil.rmtree(parent, ignore_errors=True)
 
 
-def instructions(path: str, n: int) -> int:
+def instructions(path: str, n: int, profile: str = "development") -> int:
     """Instructions valgrind counts for the whole program making ``n`` calls."""
     done = subprocess.run(
         [
@@ -64,6 +81,8 @@ def instructions(path: str, n: int) -> int:
             path,
             "--make-calls",
             str(n),
+            "--profile",
+            profile,
         ],
         capture_output=True,
         text=True,
@@ -82,16 +101,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", choices=PATHS)
     parser.add_argument("--calls", type=int, default=10_000, help="calls counted (10000)")
     parser.add_argument("--base", type=int, default=2_000, help="calls subtracted (2000)")
+    parser.add_argument(
+        "--profile",
+        choices=("development", "production"),
+        default="development",
+        help="durability profile (development: no fsync)",
+    )
     parser.add_argument("--make-calls", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.make_calls is not None:
-        make_calls(args.path, args.make_calls)
+        make_calls(args.path, args.make_calls, args.profile)
         return 0
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not on PATH (apt-get install valgrind)")
-    low = instructions(args.path, args.base)
-    high = instructions(args.path, args.base + args.calls)
-    print(f"{args.path}: {(high - low) / args.calls:,.0f} instructions per call")
+    low = instructions(args.path, args.base, args.profile)
+    high = instructions(args.path, args.base + args.calls, args.profile)
+    print(f"{args.path} ({args.profile}): {(high - low) / args.calls:,.0f} instructions per call")
     return 0
 
 

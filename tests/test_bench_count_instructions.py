@@ -17,10 +17,18 @@ SCRIPT = str(ROOT / "bench" / "count_instructions.py")
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 
 
-@pytest.mark.parametrize("path", ["insert", "update"])
-def test_the_measured_program_makes_its_calls(path: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "profile"),
+    [
+        ("insert", "development"),
+        ("update", "development"),
+        ("empty", "development"),
+        ("empty", "production"),
+    ],
+)
+def test_the_measured_program_makes_its_calls(path: str, profile: str) -> None:
     done = subprocess.run(
-        [sys.executable, SCRIPT, path, "--make-calls", "50"],
+        [sys.executable, SCRIPT, path, "--make-calls", "50", "--profile", profile],
         capture_output=True, text=True, timeout=120, env=ENV,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -34,5 +42,5 @@ def test_it_prints_instructions_per_call_under_valgrind() -> None:
         capture_output=True, text=True, timeout=600, env=ENV,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    count = re.fullmatch(r"update: ([\d,]+) instructions per call\n", done.stdout)
+    count = re.fullmatch(r"update \(development\): ([\d,]+) instructions per call\n", done.stdout)
     assert count and int(count[1].replace(",", "")) > 0, done.stdout

@@ -26,8 +26,8 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 try:
     from langchain_core.runnables import RunnableConfig
@@ -50,20 +50,24 @@ except ImportError as exc:  # the core does not depend on LangGraph
 
 from cosmictron.host import Database
 from cosmictron.integrations.connection import EmbeddedConnection, RemoteConnection
-from cosmictron.integrations.langgraph_rows import RowWriter
+from cosmictron.integrations.langgraph_rows import CHECKPOINT_COLUMNS, WRITE_COLUMNS, RowWriter
 
 __all__ = ["CosmictronSaver"]
 
-CHECKPOINT_COLUMNS = (
-    "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, "
-    "checkpoint_type, checkpoint, metadata_type, metadata"
-)
-WRITE_COLUMNS = "checkpoint_ns, checkpoint_id, task_id, idx, task_path, channel, value_type, value"
+CHECKPOINT_SELECT = ", ".join(CHECKPOINT_COLUMNS)
+WRITE_SELECT = ", ".join(WRITE_COLUMNS)
+
+# A read hands the saver rows as tuples in the agent layer's column order
+# (``langgraph_rows.CHECKPOINT_COLUMNS`` / ``WRITE_COLUMNS``): the stored rows as they
+# are, in process, so a get builds no dict per row. Positions in those tuples:
+_THREAD, _NS, _ID, _PARENT, _RUN, _CP_TYPE, _CP, _META_TYPE, _META = range(9)
+_TASK_ID, _IDX, _TASK_PATH, _CHANNEL, _VALUE_TYPE, _VALUE = range(3, 9)
 
 
-@dataclass(frozen=True)
-class _Where:
-    """Which checkpoints a read wants (None: any)."""
+class _Where(NamedTuple):
+    """Which checkpoints a read wants (None: any). A named tuple, not a frozen
+    dataclass: one is made per ``get_tuple``, and a frozen dataclass's ``__init__``
+    (an ``object.__setattr__`` per field) cost more than the key lookups."""
 
     thread_id: str | None = None
     checkpoint_ns: str | None = None
@@ -71,19 +75,32 @@ class _Where:
     before: str | None = None
     latest_only: bool = False
 
-    def admits(self, row: dict[str, Any]) -> bool:
-        """Whether a checkpoint row (as a dict) is one the read wants."""
+    def admits(self, row: _Row) -> bool:
+        """Whether a checkpoint row is one the read wants."""
         return (
-            (self.thread_id is None or row["thread_id"] == self.thread_id)
-            and (self.checkpoint_ns is None or row["checkpoint_ns"] == self.checkpoint_ns)
-            and (self.checkpoint_id is None or row["checkpoint_id"] == self.checkpoint_id)
-            and (self.before is None or row["checkpoint_id"] < self.before)
+            (self.thread_id is None or row[_THREAD] == self.thread_id)
+            and (self.checkpoint_ns is None or row[_NS] == self.checkpoint_ns)
+            and (self.checkpoint_id is None or row[_ID] == self.checkpoint_id)
+            and (self.before is None or row[_ID] < self.before)
         )
 
 
-def _newest_first(rows: list[dict[str, Any]], where: _Where) -> list[dict[str, Any]]:
-    rows.sort(key=lambda r: r["checkpoint_id"], reverse=True)
+_Row = tuple[Any, ...]
+"""A checkpoint or write row, in the agent layer's column order."""
+
+_by_id = itemgetter(_ID)
+_write_order = itemgetter(_TASK_PATH, _TASK_ID, _IDX)
+"""The order of a checkpoint's pending writes (as the peer savers give them)."""
+
+
+def _newest_first(rows: list[_Row], where: _Where) -> list[_Row]:
+    rows.sort(key=_by_id, reverse=True)
     return rows[:1] if where.latest_only else rows
+
+
+def _in_order(columns: tuple[str, ...], dicts: list[dict[str, Any]]) -> list[_Row]:
+    """Query results (dicts by column name) as rows in the agent layer's column order."""
+    return [tuple([d[c] for c in columns]) for d in dicts]
 
 
 def _checkpoints_sql(where: _Where) -> tuple[str, dict[str, Any]]:
@@ -99,7 +116,7 @@ def _checkpoints_sql(where: _Where) -> tuple[str, dict[str, Any]]:
             name = f"p{len(params)}"
             conditions.append(f"{column} {op} :{name}")
             params[name] = value
-    query = f"SELECT {CHECKPOINT_COLUMNS} FROM graph_checkpoint"
+    query = f"SELECT {CHECKPOINT_SELECT} FROM graph_checkpoint"
     if conditions:
         query += " WHERE " + " AND ".join(conditions)
     query += " ORDER BY checkpoint_id DESC"
@@ -111,7 +128,7 @@ def _checkpoints_sql(where: _Where) -> tuple[str, dict[str, Any]]:
 def _writes_sql(
     thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
 ) -> tuple[str, dict[str, Any]]:
-    query = f"SELECT {WRITE_COLUMNS} FROM graph_checkpoint_write WHERE thread_id = :t"
+    query = f"SELECT {WRITE_SELECT} FROM graph_checkpoint_write WHERE thread_id = :t"
     params = {"t": thread_id}
     if checkpoint_ns is not None and checkpoint_id is not None:
         query += " AND checkpoint_ns = :ns AND checkpoint_id = :id"
@@ -119,7 +136,7 @@ def _writes_sql(
     return query, params
 
 
-_Found = tuple[dict[str, Any], list[dict[str, Any]]]
+_Found = tuple[_Row, list[_Row]]
 """A checkpoint row and the rows of its writes."""
 
 
@@ -129,7 +146,7 @@ class _Embedded(EmbeddedConnection):
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
-        self._names: dict[str, tuple[Any, tuple[str, ...]]] = {}
+        self._orders: dict[str, tuple[Any, tuple[int, ...] | None]] = {}
         self._rows = RowWriter(db)
 
     def put_checkpoint(self, *args: Any) -> None:
@@ -146,76 +163,93 @@ class _Embedded(EmbeddedConnection):
     async def aput_writes(self, *args: Any) -> None:
         await asyncio.to_thread(self._rows.put_writes, *args)
 
-    def _column_names(self, table: Any) -> tuple[str, ...]:
-        """A table's column names, kept while its schema is the same object (a module
-        update gives it a new one)."""
-        kept = self._names.get(table.name)
+    def _reorder(self, table: Any, columns: tuple[str, ...]) -> tuple[int, ...] | None:
+        """Where each of ``columns`` is in ``table``'s stored rows; None when they are
+        stored in that order already (the agent layer's tables), so rows are used as
+        they are. Kept while the table's schema is the same object (a module update
+        gives it a new one)."""
+        kept = self._orders.get(table.name)
         if kept is None or kept[0] is not table.schema:
-            kept = self._names[table.name] = (table.schema, table.schema.column_names)
+            names = tuple(table.schema.column_names)
+            order = None if names == columns else tuple(names.index(c) for c in columns)
+            kept = self._orders[table.name] = (table.schema, order)
         return kept[1]
 
-    def checkpoints(self, where: _Where) -> list[dict[str, Any]]:
-        """Through the primary key or the thread index, under the writer lock (no
-        commit is half-seen); SQL would project and weigh every row of the thread.
+    def _stored(self, table: Any, rows: list[_Row], columns: tuple[str, ...]) -> list[_Row]:
+        order = self._reorder(table, columns)
+        if order is None:
+            return rows
+        return [tuple([row[i] for i in order]) for row in rows]
 
-        Reads the stored row tuples (``Database.read``) rather than the table handles:
-        the keys are built here from ``str`` values, so the handles' key checks and
-        row objects were most of the saver's own time in ``get_tuple``.
-        """
+    def _checkpoints_in(self, datastore: Any, where: _Where) -> list[_Row]:
+        """Through the primary key, the head table or the thread index; SQL would
+        project and weigh every row of the thread. The stored row tuples are read
+        directly (the keys are built here from ``str`` values), not through table
+        handles: their key checks and row objects were most of ``get_tuple``'s own
+        time."""
+        table = datastore.tables["graph_checkpoint"]
+        rows = table.rows
+        thread_id, ns = where.thread_id, where.checkpoint_ns or ""
+        if thread_id is not None and where.checkpoint_id is not None:
+            found = rows.get((thread_id, ns, where.checkpoint_id))
+            candidates = [] if found is None else [found]
+        elif where.latest_only and thread_id is not None:
+            heads = datastore.tables["graph_thread_head"]
+            head = heads.rows.get((thread_id, ns))
+            newest = None if head is None else head[heads.schema.column_index("checkpoint_id")]
+            found = None if newest is None else rows.get((thread_id, ns, newest))
+            candidates = [] if found is None else [found]
+        elif thread_id is not None:
+            index = table.index_named("thread")
+            candidates = [rows[key] for key in index.row_keys(thread_id)]
+        else:
+            candidates = list(rows.values())
+        stored = self._stored(table, candidates, CHECKPOINT_COLUMNS)
+        if len(stored) == 1:  # a key lookup (get_tuple): nothing to sort
+            return stored if where.admits(stored[0]) else []
+        return _newest_first([r for r in stored if where.admits(r)], where)
 
-        def read(datastore: Any) -> list[dict[str, Any]]:
-            table = datastore.tables["graph_checkpoint"]
-            rows = table.rows
-            names = self._column_names(table)
-            thread_id, ns = where.thread_id, where.checkpoint_ns or ""
-            if thread_id is not None and where.checkpoint_id is not None:
-                found = rows.get((thread_id, ns, where.checkpoint_id))
-                candidates = [] if found is None else [found]
-            elif where.latest_only and thread_id is not None:
-                heads = datastore.tables["graph_thread_head"]
-                head = heads.rows.get((thread_id, ns))
-                newest = None if head is None else head[heads.schema.column_index("checkpoint_id")]
-                found = None if newest is None else rows.get((thread_id, ns, newest))
-                candidates = [] if found is None else [found]
-            elif thread_id is not None:
-                index = table.index_named("thread")
-                candidates = [rows[key] for key in index.row_keys(thread_id)]
-            else:
-                candidates = list(rows.values())
-            found_rows = [dict(zip(names, row, strict=True)) for row in candidates]
-            return _newest_first([r for r in found_rows if where.admits(r)], where)
+    def _writes_in(
+        self,
+        datastore: Any,
+        thread_id: str,
+        checkpoint_ns: str | None,
+        checkpoint_id: str | None,
+    ) -> list[_Row]:
+        table = datastore.tables["graph_checkpoint_write"]
+        rows = table.rows
+        if checkpoint_ns is not None and checkpoint_id is not None:
+            keys = table.index_named("checkpoint").row_keys(
+                (thread_id, checkpoint_ns, checkpoint_id)
+            )
+        else:
+            keys = table.index_named("thread").row_keys(thread_id)
+        return self._stored(table, [rows[key] for key in keys], WRITE_COLUMNS)
 
-        result: list[dict[str, Any]] = self.db.read(read)
+    def checkpoints(self, where: _Where) -> list[_Row]:
+        """The checkpoints ``where`` names, newest first, under the writer lock (no
+        commit is half-seen)."""
+        result: list[_Row] = self.db.read(lambda datastore: self._checkpoints_in(datastore, where))
         return result
 
     def writes_of(
         self, thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
-    ) -> list[dict[str, Any]]:
-        def read(datastore: Any) -> list[dict[str, Any]]:
-            table = datastore.tables["graph_checkpoint_write"]
-            rows = table.rows
-            names = self._column_names(table)
-            if checkpoint_ns is not None and checkpoint_id is not None:
-                keys = table.index_named("checkpoint").row_keys(
-                    (thread_id, checkpoint_ns, checkpoint_id)
-                )
-            else:
-                keys = table.index_named("thread").row_keys(thread_id)
-            return [dict(zip(names, rows[key], strict=True)) for key in keys]
-
-        result: list[dict[str, Any]] = self.db.read(read)
+    ) -> list[_Row]:
+        result: list[_Row] = self.db.read(
+            lambda datastore: self._writes_in(datastore, thread_id, checkpoint_ns, checkpoint_id)
+        )
         return result
 
     def checkpoint_with_writes(self, where: _Where) -> _Found | None:
         """``get_tuple``'s rows: the checkpoint ``where`` names and its writes, read
         under one hold of the lock (so from one commit)."""
 
-        def read(_: Any) -> _Found | None:
-            rows = self.checkpoints(where)  # the lock is re-entrant
+        def read(datastore: Any) -> _Found | None:
+            rows = self._checkpoints_in(datastore, where)
             if not rows:
                 return None
             row = rows[0]
-            return row, self.writes_of(row["thread_id"], row["checkpoint_ns"], row["checkpoint_id"])
+            return row, self._writes_in(datastore, row[_THREAD], row[_NS], row[_ID])
 
         found: _Found | None = self.db.read(read)
         return found
@@ -223,12 +257,12 @@ class _Embedded(EmbeddedConnection):
     async def acheckpoint_with_writes(self, where: _Where) -> _Found | None:
         return await asyncio.to_thread(self.checkpoint_with_writes, where)
 
-    async def acheckpoints(self, where: _Where) -> list[dict[str, Any]]:
+    async def acheckpoints(self, where: _Where) -> list[_Row]:
         return await asyncio.to_thread(self.checkpoints, where)
 
     async def awrites_of(
         self, thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
-    ) -> list[dict[str, Any]]:
+    ) -> list[_Row]:
         return await asyncio.to_thread(self.writes_of, thread_id, checkpoint_ns, checkpoint_id)
 
 
@@ -249,7 +283,16 @@ class _Remote(RemoteConnection):
     async def aput_writes(self, *args: Any) -> None:
         await self.acall("put_graph_writes", *args)
 
-    def checkpoints(self, where: _Where) -> list[dict[str, Any]]:
+    async def _checkpoint_rows(self, where: _Where) -> list[_Row]:
+        return _in_order(CHECKPOINT_COLUMNS, await self.client.sql(*_checkpoints_sql(where)))
+
+    async def _write_rows(
+        self, thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
+    ) -> list[_Row]:
+        query, params = _writes_sql(thread_id, checkpoint_ns, checkpoint_id)
+        return _in_order(WRITE_COLUMNS, await self.client.sql(query, params))
+
+    def checkpoints(self, where: _Where) -> list[_Row]:
         """By one-off queries on the connection: they follow every write acknowledged
         before them."""
         return self.wait(self.acheckpoints_on_loop(where))
@@ -271,16 +314,13 @@ class _Remote(RemoteConnection):
             if not rows:
                 return None
             row = rows[0]
-            query, params = _writes_sql(
-                row["thread_id"], row["checkpoint_ns"], row["checkpoint_id"]
-            )
-            return row, await self.client.sql(query, params)
+            return row, await self._write_rows(row[_THREAD], row[_NS], row[_ID])
         resolved = await self._resolve_head(where)
         if resolved is None or resolved.checkpoint_id is None:
             return None
-        query, params = _writes_sql(where.thread_id, where.checkpoint_ns, resolved.checkpoint_id)
         rows, writes = await asyncio.gather(
-            self.client.sql(*_checkpoints_sql(resolved)), self.client.sql(query, params)
+            self._checkpoint_rows(resolved),
+            self._write_rows(where.thread_id, where.checkpoint_ns, resolved.checkpoint_id),
         )
         return (rows[0], writes) if rows else None
 
@@ -295,25 +335,24 @@ class _Remote(RemoteConnection):
             "WHERE thread_id = :t AND checkpoint_ns = :ns",
             {"t": where.thread_id, "ns": where.checkpoint_ns or ""},
         )
-        return replace(where, checkpoint_id=heads[0]["checkpoint_id"]) if heads else None
+        return where._replace(checkpoint_id=heads[0]["checkpoint_id"]) if heads else None
 
-    async def acheckpoints_on_loop(self, where: _Where) -> list[dict[str, Any]]:
+    async def acheckpoints_on_loop(self, where: _Where) -> list[_Row]:
         resolved = await self._resolve_head(where)
-        return [] if resolved is None else await self.client.sql(*_checkpoints_sql(resolved))
+        return [] if resolved is None else await self._checkpoint_rows(resolved)
 
     def writes_of(
         self, thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
-    ) -> list[dict[str, Any]]:
-        return self.wait(self.client.sql(*_writes_sql(thread_id, checkpoint_ns, checkpoint_id)))
+    ) -> list[_Row]:
+        return self.wait(self._write_rows(thread_id, checkpoint_ns, checkpoint_id))
 
-    async def acheckpoints(self, where: _Where) -> list[dict[str, Any]]:
+    async def acheckpoints(self, where: _Where) -> list[_Row]:
         return await self.awaited(self.acheckpoints_on_loop(where))
 
     async def awrites_of(
         self, thread_id: str, checkpoint_ns: str | None, checkpoint_id: str | None
-    ) -> list[dict[str, Any]]:
-        query, params = _writes_sql(thread_id, checkpoint_ns, checkpoint_id)
-        return await self.awaited(self.client.sql(query, params))
+    ) -> list[_Row]:
+        return await self.awaited(self._write_rows(thread_id, checkpoint_ns, checkpoint_id))
 
 
 def _blob(value: Any) -> bytes:
@@ -542,38 +581,30 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
         return _Where(thread_id, ns, checkpoint_id, before_id, latest_only)
 
     def _pending_writes(
-        self, rows: list[dict[str, Any]], checkpoint_ns: str, checkpoint_id: str
+        self, rows: list[_Row], checkpoint_ns: str, checkpoint_id: str
     ) -> list[tuple[str, str, Any]]:
-        mine = [
-            r
-            for r in rows
-            if r["checkpoint_ns"] == checkpoint_ns and r["checkpoint_id"] == checkpoint_id
-        ]
-        mine.sort(key=lambda r: (r["task_path"], r["task_id"], r["idx"]))
+        mine = [r for r in rows if r[_ID] == checkpoint_id and r[_NS] == checkpoint_ns]
+        if len(mine) > 1:
+            mine.sort(key=_write_order)
+        loads_typed = self.serde.loads_typed
         return [
-            (
-                r["task_id"],
-                r["channel"],
-                self.serde.loads_typed((r["value_type"], _blob(r["value"]))),
-            )
+            (r[_TASK_ID], r[_CHANNEL], loads_typed((r[_VALUE_TYPE], _blob(r[_VALUE]))))
             for r in mine
         ]
 
-    def _tuple(self, row: dict[str, Any], writes: list[dict[str, Any]]) -> CheckpointTuple:
-        thread_id, ns = row["thread_id"], row["checkpoint_ns"]
-        checkpoint = self.serde.loads_typed((row["checkpoint_type"], _blob(row["checkpoint"])))
-        metadata = self.serde.loads_typed((row["metadata_type"], _blob(row["metadata"])))
-        parent = row["parent_checkpoint_id"]
+    def _tuple(self, row: _Row, writes: list[_Row]) -> CheckpointTuple:
+        thread_id, ns, checkpoint_id, parent = row[_THREAD], row[_NS], row[_ID], row[_PARENT]
+        loads_typed = self.serde.loads_typed
         return CheckpointTuple(
             config={
                 "configurable": {
                     "thread_id": thread_id,
                     "checkpoint_ns": ns,
-                    "checkpoint_id": row["checkpoint_id"],
+                    "checkpoint_id": checkpoint_id,
                 }
             },
-            checkpoint=checkpoint,
-            metadata=metadata,
+            checkpoint=loads_typed((row[_CP_TYPE], _blob(row[_CP]))),
+            metadata=loads_typed((row[_META_TYPE], _blob(row[_META]))),
             parent_config=(
                 {
                     "configurable": {
@@ -585,7 +616,7 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
                 if parent
                 else None
             ),
-            pending_writes=self._pending_writes(writes, ns, row["checkpoint_id"]),
+            pending_writes=self._pending_writes(writes, ns, checkpoint_id),
         )
 
     @staticmethod
@@ -605,16 +636,16 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
 
     def _select(
         self,
-        rows: list[dict[str, Any]],
+        rows: list[_Row],
         filter: dict[str, Any] | None,
         limit: int | None,
-    ) -> list[dict[str, Any]]:
-        chosen: list[dict[str, Any]] = []
+    ) -> list[_Row]:
+        chosen: list[_Row] = []
         for row in rows:
             if limit is not None and len(chosen) >= limit:
                 break
             if filter:
-                metadata = self.serde.loads_typed((row["metadata_type"], _blob(row["metadata"])))
+                metadata = self.serde.loads_typed((row[_META_TYPE], _blob(row[_META])))
                 if not self._matches(metadata, filter):
                     continue
             chosen.append(row)
@@ -633,9 +664,9 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
         ``before``, at most ``limit``."""
         where = self._where(config, before, latest_only=False)
         rows = self._select(self._backend.checkpoints(where), filter, limit)
-        writes: dict[str, list[dict[str, Any]]] = {}
+        writes: dict[str, list[_Row]] = {}
         for row in rows:
-            thread_id = row["thread_id"]
+            thread_id = row[_THREAD]
             if thread_id not in writes:
                 writes[thread_id] = self._backend.writes_of(thread_id, None, None)
             yield self._tuple(row, writes[thread_id])
@@ -650,9 +681,9 @@ class CosmictronSaver(BaseCheckpointSaver[str]):
     ) -> AsyncIterator[CheckpointTuple]:
         where = self._where(config, before, latest_only=False)
         rows = self._select(await self._backend.acheckpoints(where), filter, limit)
-        writes: dict[str, list[dict[str, Any]]] = {}
+        writes: dict[str, list[_Row]] = {}
         for row in rows:
-            thread_id = row["thread_id"]
+            thread_id = row[_THREAD]
             if thread_id not in writes:
                 writes[thread_id] = await self._backend.awrites_of(thread_id, None, None)
             yield self._tuple(row, writes[thread_id])
