@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable, Iterator
-from itertools import islice
+from itertools import chain, islice
 from operator import itemgetter
 from typing import Any
 
@@ -227,10 +227,16 @@ def _scan(node: Scan, datastore: Datastore, meter: Meter) -> Rows:
 
 
 def _metered(rows: Rows, meter: Meter) -> Rows:
-    """``rows``, charged to ``meter`` a chunk at a time (a LIMIT may stop early)."""
+    """``rows``, charged to ``meter`` a chunk at a time (a LIMIT may stop early): each
+    chunk when its first row is asked for. The rows pass through ``chain`` (C), not a
+    generator resumed per row."""
+    return chain.from_iterable(_charged_chunks(rows, meter))
+
+
+def _charged_chunks(rows: Rows, meter: Meter) -> Iterator[list[tuple[Any, ...]]]:
     while chunk := list(islice(rows, CHUNK_ROWS)):
         meter.charge(len(chunk))
-        yield from chunk
+        yield chunk
 
 
 def _index_scan(node: IndexScan, datastore: Datastore, meter: Meter) -> Rows:
