@@ -544,7 +544,7 @@ class Session:
         anything is left in the transport's buffer)."""
         out = self.out
         if out:  # straight to the transport (StreamWriter.write only forwards)
-            self.writer.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            self.writer.transport.write(b"".join(out))
             out.clear()
             self.out_bytes = 0
 
@@ -560,10 +560,9 @@ class Session:
             self.out.clear()
             self.out_bytes = 0
             raise ConnectionResetError("the client closed the connection")
-        out = self.out
-        if out:  # a streamed batch is usually alone: written without a copy
-            writer.write(out[0] if len(out) == 1 else b"".join(out))
-            out.clear()
+        if self.out:
+            writer.write(b"".join(self.out))
+            self.out.clear()
             self.out_bytes = 0
         # The socket took everything (the usual case on a reply): nothing to wait for,
         # and a peer gone away shows at the next read. Otherwise wait for the drain:
