@@ -20,6 +20,11 @@ plus system, from ``/proc``; Linux only), and the PostgreSQL backend's (its
 they move much less than wall-clock rates, so they are the figures to compare before
 and after a change.
 
+The client's garbage collector is run before each measured fetch or burst of point
+queries and kept off during it, for both engines: a full collection of the client's
+heap (100-700 ms at 20,000 rows, landing on whichever fetch crossed its threshold,
+the same slot of every run) otherwise decided a scan's median.
+
 Cosmictron's per-identity query rate (``limits.rate_queries_per_s``, 2,000/s) would cap
 the point-query figure, so the server is started with ``COSMICTRON_RATE_QUERIES_PER_S``
 raised; every other limit is the default. Goals (issue 22): scans at least 0.7x
@@ -30,6 +35,7 @@ Writes JSON (bench/common.py).
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import random
 import re
@@ -190,6 +196,19 @@ class CpuMeter:
         return self.seconds[name] / count if count else None
 
 
+def without_client_gc(run: Any) -> Any:
+    """``run()`` with the client's cyclic garbage collector run just before and off
+    during it: a full collection of this process (asyncpg's 20,000-100,000 Records
+    push it over its threshold) otherwise pauses one measured fetch by 100-700 ms, the
+    same one in every run (the thresholds are deterministic), for either engine."""
+    gc.collect()
+    gc.disable()
+    try:
+        return run()
+    finally:
+        gc.enable()
+
+
 def load_postgres(server: PostgresServer, data: list[tuple[Any, ...]]) -> tuple[str, str]:
     import psycopg
 
@@ -347,12 +366,14 @@ def main(argv: list[str] | None = None) -> int:
                         ("psycopg_binary", partial(scan_psycopg, dsn, True, count, peer)),
                         ("asyncpg", partial(scan_asyncpg, url, count, peer)),
                     ):
+                        run = partial(without_client_gc, run)
                         took = meter.measure(f"scan_{client}", run) if metered else run()
                         scans[engine][client].append(took)
                     for client, run in (
                         ("psycopg", partial(points_psycopg, dsn, count, point_seconds, peer)),
                         ("asyncpg", partial(points_asyncpg, url, count, point_seconds, peer)),
                     ):
+                        run = partial(without_client_gc, run)
                         rate = meter.measure(f"point_{client}", run, True) if metered else run()
                         points[engine][client].append(rate)
         finally:

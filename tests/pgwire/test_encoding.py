@@ -236,9 +236,9 @@ def test_parse_bind_reads_a_bind_and_refuses_a_short_one() -> None:
     assert messages.parse_bind(body) == (
         "portal",
         "stmt",
-        [1],
+        (1,),
         [struct.pack("!q", 42), None],
-        [0, 1],
+        (0, 1),
     )
     for cut in range(len(body)):
         with pytest.raises(messages.Malformed):

@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable, Iterator
-from itertools import islice
+from itertools import chain, islice
 from operator import itemgetter
 from typing import Any
 
@@ -69,7 +69,14 @@ from cosmictron.query.plan import (
 )
 from cosmictron.query.plan_shape import plan_tables, plan_types, plan_width
 from cosmictron.query.recursive import run_recursive, run_working
-from cosmictron.query.sizes import SCALAR_BYTES, VARYING, row_bytes, row_weigher, value_bytes
+from cosmictron.query.sizes import (
+    SCALAR_BYTES,
+    VARYING,
+    row_bytes,
+    row_weigher,
+    rows_weigher,
+    value_bytes,
+)
 from cosmictron.query.subquery_run import run_compound, run_derived, run_subqueries, run_values
 
 __all__ = [
@@ -116,9 +123,18 @@ def execute_batches(
     plan: Node, datastore: Datastore, rows_max: int, meter: Meter | None, batch_rows: int
 ) -> Iterator[list[tuple[Any, ...]]]:
     """``execute``'s rows in lists of ``batch_rows`` (the last may be shorter; an empty
-    result is one empty list), each yielded as soon as the plan has produced it: the PostgreSQL port
-    sends a scan's first rows while the plan still runs. Every budget is charged as
-    in ``execute``; an error is raised at the batch where the limit is crossed.
+    result is one empty list), each yielded as soon as the plan has produced it and the
+    next row (or the end): the PostgreSQL port sends a scan's first rows while the plan
+    still runs. Every budget is charged as in ``execute``; an error is raised at the
+    batch where the limit is crossed.
+
+    The plan's rows are taken a batch at a time (``list.extend``, no Python per row)
+    and weighed a column at a time (``rows_weigher``); only a batch in which a limit is
+    crossed is gone through row by row, so every error is the one, at the row, that a
+    row-at-a-time loop raises: the row limit when the row past it arrives, the result
+    bytes at the row that crosses them, an error of the plan (rows examined, time)
+    after the rows it produced before it were checked, and no batch is yielded before
+    the next row has arrived.
 
     Raises:
         QueryTooCostly, QueryCancelled: as ``execute``.
@@ -126,35 +142,65 @@ def execute_batches(
     if meter is None:
         meter = UNMETERED.start()
     width = plan_width(plan)
-    weigh = row_weigher(plan_types(plan, width))
-    rows: list[tuple[Any, ...]] = []
-    append = rows.append
+    types = plan_types(plan, width)
+    weigh = row_weigher(types)
+    weigh_rows = rows_weigher(types)
+    source = _run(plan, datastore, meter)
     # The result's bytes are counted here and charged to the meter when they would pass
     # its limit (which then stops the query, at the same row as charging each row
     # would) and at the end: one method call per result, not per row.
     room = meter.result_bytes_max - meter.result_bytes
     used = 0
-    sent = 0
-    for row in _run(plan, datastore, meter):
-        if len(rows) >= batch_rows:
-            sent += len(rows)
-            yield rows
-            rows = []
-            append = rows.append
-        if sent + len(rows) >= rows_max:
+    taken = 0  # rows in the batches before this one (yielded, or held)
+    held: list[tuple[Any, ...]] | None = None  # a full batch, yielded once a row follows
+
+    def check(rows: list[tuple[Any, ...]]) -> None:
+        """The row-at-a-time checks of ``rows`` (the batch's rows in order)."""
+        nonlocal used, room
+        allowed = rows_max - taken
+        for row in rows[:allowed]:
+            used += weigh(row)
+            if used > room:
+                meter.charge_result(used)  # raises unless another run freed room meanwhile
+                room = meter.result_bytes_max - meter.result_bytes
+                used = 0
+        if len(rows) > allowed:
             meter.too_many_rows(rows_max)
-        if width is not None and len(row) != width:
-            row = row[:width]
-        used += weigh(row)
-        if used > room:
-            meter.charge_result(used)  # raises unless another run freed room meanwhile
-            room = meter.result_bytes_max - meter.result_bytes
-            used = 0
-        append(row)
+
+    while True:
+        rows: list[tuple[Any, ...]] = []
+        # At most one row past the row limit: the one whose arrival stops the query.
+        wanted = max(1, min(batch_rows, rows_max - taken + 1))
+        try:
+            rows.extend(islice(source, wanted))
+        except Exception:
+            # The plan stopped (rows examined, time): what came before it first.
+            if rows and held is not None:
+                yield held
+                held = None
+            if width is not None:
+                rows = [row if len(row) == width else row[:width] for row in rows]
+            check(rows)
+            raise
+        if not rows:
+            break
+        if held is not None:
+            yield held
+            held = None
+        if width is not None:
+            rows = [row if len(row) == width else row[:width] for row in rows]
+        weight = weigh_rows(rows)
+        if len(rows) > rows_max - taken or used + weight > room:
+            check(rows)  # raises, or charges at the rows where the bytes cross
+        else:
+            used += weight
+        held = rows
+        taken += len(rows)
+        if len(rows) < wanted:
+            break
     meter.charge_result(used)
     meter.check_time()
-    if rows or not sent:
-        yield rows
+    yield [] if held is None else held  # an empty result is one empty list
 
 
 def resolve_semijoins(expr: Expr, datastore: Datastore, meter: Meter | None = None) -> Expr:
@@ -181,10 +227,16 @@ def _scan(node: Scan, datastore: Datastore, meter: Meter) -> Rows:
 
 
 def _metered(rows: Rows, meter: Meter) -> Rows:
-    """``rows``, charged to ``meter`` a chunk at a time (a LIMIT may stop early)."""
+    """``rows``, charged to ``meter`` a chunk at a time (a LIMIT may stop early): each
+    chunk when its first row is asked for. The rows pass through ``chain`` (C), not a
+    generator resumed per row."""
+    return chain.from_iterable(_charged_chunks(rows, meter))
+
+
+def _charged_chunks(rows: Rows, meter: Meter) -> Iterator[list[tuple[Any, ...]]]:
     while chunk := list(islice(rows, CHUNK_ROWS)):
         meter.charge(len(chunk))
-        yield from chunk
+        yield chunk
 
 
 def _index_scan(node: IndexScan, datastore: Datastore, meter: Meter) -> Rows:

@@ -14,6 +14,7 @@ varying size, so a row of fixed-size columns costs one addition.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from cosmictron.datastore import ColumnType
@@ -71,3 +72,35 @@ def row_weigher(types: Sequence[ColumnType | None] | None) -> Callable[[tuple[An
         return total
 
     return weigh
+
+
+_LENGTH_WEIGHED = frozenset({str, bytes, bytearray})
+"""The types ``value_bytes`` weighs by their length alone."""
+
+
+def rows_weigher(
+    types: Sequence[ColumnType | None] | None,
+) -> Callable[[Sequence[tuple[Any, ...]]], int]:
+    """A function weighing a list of rows: the sum of ``row_weigher(types)`` over them,
+    worked out a column at a time with C-level loops (a scan's per-row Python was
+    most of its engine time). A column whose values are all ``str`` or ``bytes``
+    weighs the sum of their lengths; any other column goes through ``value_bytes``,
+    so the total is exactly the per-row one.
+    """
+    if types is None:
+        return lambda rows: sum(map(row_bytes, rows))
+    varying = [slot for slot, t in enumerate(types) if not fixed_size(t)]
+    fixed = SCALAR_BYTES * (len(types) - len(varying))
+    getters = [itemgetter(slot) for slot in varying]
+
+    def weigh_rows(rows: Sequence[tuple[Any, ...]]) -> int:
+        total = fixed * len(rows)
+        for get in getters:
+            values = list(map(get, rows))
+            if set(map(type, values)) <= _LENGTH_WEIGHED:
+                total += sum(map(len, values))
+            else:
+                total += sum(map(value_bytes, values))
+        return total
+
+    return weigh_rows

@@ -57,29 +57,37 @@ async def read_message(reader: ReadsExactly, bytes_max: int) -> tuple[bytes, byt
     return kind, await reader.readexactly(length - 4) if length > 4 else b""
 
 
-def parse_bind(data: bytes) -> tuple[str, str, list[int], list[bytes | None], list[int]]:
+def parse_bind(
+    data: bytes,
+) -> tuple[str, str, tuple[int, ...], list[bytes | None], tuple[int, ...]]:
     """A Bind message's body: portal, statement, parameter formats, parameter values
-    (None for NULL) and result formats.
+    (None for NULL) and result formats. Written for the point query, whose every round
+    trip parses one: empty names are not decoded, format codes are read by a kept
+    ``struct`` into the tuples a portal keeps.
 
     Raises:
         Malformed: the body is shorter than what it declares, or a name is not UTF-8.
     """
     try:
-        end = data.index(b"\x00")
-        portal = data[:end].decode()
+        end = data.index(0)
+        portal = data[:end].decode() if end else ""
         start = end + 1
-        end = data.index(b"\x00", start)
-        statement = data[start:end].decode()
+        end = data.index(0, start)
+        statement = data[start:end].decode() if end > start else ""
         at = end + 1
-        (count,) = _INT16.unpack_from(data, at)
-        formats = list(struct.unpack_from(f"!{count}h", data, at + 2)) if count > 0 else []
-        at += 2 + 2 * max(count, 0)
-        (count,) = _INT16.unpack_from(data, at)
+        (count,) = _INT16_AT(data, at)
+        at += 2
+        if count > 0:
+            formats = _int16s(count).unpack_from(data, at)
+            at += 2 * count
+        else:
+            formats = ()
+        (count,) = _INT16_AT(data, at)
         at += 2
         values: list[bytes | None] = []
         size = len(data)
         for _ in range(count):
-            (length,) = _INT32.unpack_from(data, at)
+            (length,) = _INT32_AT(data, at)
             at += 4
             if length == -1:
                 values.append(None)
@@ -88,11 +96,23 @@ def parse_bind(data: bytes) -> tuple[str, str, list[int], list[bytes | None], li
                 raise Malformed("the message ends inside a value")
             values.append(data[at : at + length])
             at += length
-        (count,) = _INT16.unpack_from(data, at)
-        results = list(struct.unpack_from(f"!{count}h", data, at + 2)) if count > 0 else []
+        (count,) = _INT16_AT(data, at)
+        results = _int16s(count).unpack_from(data, at + 2) if count > 0 else ()
     except (ValueError, struct.error) as exc:  # UnicodeDecodeError is a ValueError
         raise Malformed(f"a Bind message that does not parse ({exc})") from None
     return portal, statement, formats, values, results
+
+
+_INT16_AT = _INT16.unpack_from
+_INT32_AT = _INT32.unpack_from
+_INT16S = {count: struct.Struct(f"!{count}h") for count in range(1, 65)}
+
+
+def _int16s(count: int) -> struct.Struct:
+    """A ``struct`` reading ``count`` int16s: kept for up to 64 (format codes of a
+    Bind), made anew for more."""
+    found = _INT16S.get(count)
+    return found if found is not None else struct.Struct(f"!{count}h")
 
 
 def parse_execute(data: bytes) -> tuple[str, int]:

@@ -130,7 +130,7 @@ class Streamed:
     """The statement as the client sent it (for the position of an error)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What one statement produced: rows (with their description) and a command tag,
     or, for a SELECT not yet run, how to stream it (``streamed``; ``tag`` and
@@ -144,7 +144,7 @@ class Outcome:
     streamed: Streamed | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Statement:
     """A parsed statement (named or unnamed), ready to bind."""
 
@@ -161,9 +161,14 @@ class Statement:
     point: tuple[Any, tuple[type, ...], Prepared] | None = None
     """A primary-key SELECT's statement cache entry, with the schema and the
     parameters' Python types it was found for (``Session._point_read``)."""
+    writers: dict[tuple[int, ...], tuple[tuple[int, ...], results.Writer]] = field(
+        default_factory=dict
+    )
+    """By a Bind's result formats: the column OIDs and the DataRow writer for them
+    (``Session._rows_writer``): an Execute of a prepared statement chooses nothing."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Portal:
     statement: Statement
     params: dict[str, Any]
@@ -405,27 +410,30 @@ class Session:
             )
             self._flush_now()
             self.writer.close()
-        self.idle_since = asyncio.get_running_loop().time()
+        self.idle_since = self.reader.loop.time()  # (get_running_loop calls getpid)
 
     def _fast_frames(self) -> None:
         reader = self.reader
+        frame = reader.frame
         transport = self.writer.transport
         statements = self.statements
+        portals = self.portals
+        put = self._put
         while True:
             if self.out_bytes > 1 << 18 or transport.get_write_buffer_size():
                 return
             at = reader.at
             try:
-                frame = reader.frame()
+                got = frame()
             except FrameTooLarge:
                 reader.take_back(at)
                 return
-            if frame is None:
+            if got is None:
                 return
-            kind, body = frame
+            kind, body = got
             if kind == b"S":
                 self.skipping = False
-                self._put(self._ready())
+                put(self._ready())
                 self._flush_now()
                 continue
             if kind == b"H":
@@ -436,31 +444,67 @@ class Session:
             try:
                 if kind == b"B":
                     try:
-                        bind = messages.parse_bind(body)
+                        portal_name, statement_name, formats, raw, result_formats = (
+                            messages.parse_bind(body)
+                        )
                     except (Malformed, UnicodeDecodeError, struct.error):
                         reader.take_back(at)
                         return
-                    statement = statements.get(bind[1])
-                    if statement is None or (len(bind[3]) and statement.param_oids is None):
-                        reader.take_back(at)
-                        return
-                    if len(bind[3]) != statement.param_count:
-                        reader.take_back(at)
-                        return
-                    if len(self.portals) >= self.context.settings.portals_max and (
-                        bind[0] not in self.portals
+                    statement = statements.get(statement_name)
+                    if (
+                        statement is None
+                        or len(raw) != statement.param_count
+                        or (raw and statement.param_oids is None)
+                        or (
+                            len(portals) >= self.context.settings.portals_max
+                            and portal_name not in portals
+                        )
                     ):
                         reader.take_back(at)
                         return
                     self._bound(
-                        bind[0], statement, bind[2], bind[3], bind[4], statement.param_oids or ()
+                        portal_name,
+                        statement,
+                        formats,
+                        raw,
+                        result_formats,
+                        statement.param_oids or (),
                     )
+                elif kind == b"E":
+                    try:
+                        name, limit = messages.parse_execute(body)
+                    except (Malformed, UnicodeDecodeError, struct.error):
+                        reader.take_back(at)
+                        return
+                    portal = portals.get(name)
+                    if (
+                        portal is None
+                        or portal.outcome is not None
+                        or portal.statement.route != "engine"
+                    ):
+                        reader.take_back(at)
+                        return
+                    statement = portal.statement
+                    outcome = self._point_read(statement, portal.params)
+                    if outcome is None:
+                        reader.take_back(at)
+                        return
+                    portal.outcome = outcome
+                    rows = outcome.rows
+                    if limit <= 0 or limit >= len(rows):  # the usual: no batches, no suspense
+                        put(self._rows_writer(statement, portal.formats, outcome.oids)(rows))
+                        put(messages.command_complete(outcome.tag))
+                        portal.sent = len(rows)
+                        continue
+                    fmts = self._formats(portal.formats, outcome.oids)
+                    for _ in self._queue_rows(outcome, fmts, portal, limit, False):
+                        self._flush_now()
                 elif kind == b"D":
                     if body[:1] != b"P":
                         reader.take_back(at)
                         return
                     try:
-                        portal = self.portals.get(body[1:-1].decode())
+                        portal = portals.get(body[1:-1].decode())
                     except UnicodeDecodeError:
                         reader.take_back(at)
                         return
@@ -472,36 +516,8 @@ class Session:
                         reader.take_back(at)
                         return
                     fmts = self._formats(portal.formats, shape.column_oids)
-                    self._put(messages.row_description(shape.columns, shape.column_oids, fmts))
+                    put(messages.row_description(shape.columns, shape.column_oids, fmts))
                     portal.described = True
-                elif kind == b"E":
-                    try:
-                        name, limit = messages.parse_execute(body)
-                    except (Malformed, UnicodeDecodeError, struct.error):
-                        reader.take_back(at)
-                        return
-                    portal = self.portals.get(name)
-                    if (
-                        portal is None
-                        or portal.outcome is not None
-                        or portal.statement.route != "engine"
-                    ):
-                        reader.take_back(at)
-                        return
-                    outcome = self._point_read(portal.statement, portal.params)
-                    if outcome is None:
-                        reader.take_back(at)
-                        return
-                    portal.outcome = outcome
-                    fmts = self._formats(portal.formats, outcome.oids)
-                    rows = outcome.rows
-                    if limit <= 0 or limit >= len(rows):  # the usual: no batches, no suspense
-                        self._put(results.writer_for(outcome.oids, fmts)(rows))
-                        self._put(messages.command_complete(outcome.tag))
-                        portal.sent = len(rows)
-                        continue
-                    for _ in self._queue_rows(outcome, fmts, portal, limit, False):
-                        self._flush_now()
                 else:
                     reader.take_back(at)
                     return
@@ -509,12 +525,31 @@ class Session:
                 self._error(exc)
                 self.skipping = True
 
+    def _rows_writer(
+        self, statement: Statement, requested: tuple[int, ...], oids: tuple[int, ...]
+    ) -> results.Writer:
+        """The DataRow writer for ``statement``'s rows (of ``oids``) in the formats a
+        Bind asked for, kept on the statement by those formats.
+
+        Raises:
+            PgError: the formats do not fit the columns (``_formats``).
+        """
+        found = statement.writers.get(requested)
+        if found is not None and found[0] is oids:
+            return found[1]
+        writer = results.writer_for(oids, self._formats(requested, oids))
+        if len(statement.writers) >= 16:  # a client varying its formats: bounded
+            statement.writers.clear()
+        statement.writers[requested] = (oids, writer)
+        return writer
+
     def _flush_now(self) -> None:
         """``_flush`` without waiting for the drain (``_fast``, which stops while
         anything is left in the transport's buffer)."""
-        if self.out:
-            self.writer.write(b"".join(self.out))
-            self.out.clear()
+        out = self.out
+        if out:  # straight to the transport (StreamWriter.write only forwards)
+            self.writer.transport.write(b"".join(out))
+            out.clear()
             self.out_bytes = 0
 
     def _put(self, data: bytes) -> None:
@@ -641,28 +676,34 @@ class Session:
         self,
         portal_name: str,
         statement: Statement,
-        formats: list[int],
+        formats: tuple[int, ...],
         raw: list[bytes | None],
-        result_formats: list[int],
+        result_formats: tuple[int, ...],
         oids: tuple[int, ...],
     ) -> None:
         """The rest of a Bind once the parameters' types are known: decode them and
         open the portal."""
         params: dict[str, Any] = {}
-        for number, data in enumerate(raw, start=1):
-            fmt = formats[0] if len(formats) == 1 else (formats[number - 1] if formats else 0)
-            if data is None:
-                params[f"p{number}"] = None
-                continue
-            try:
-                params[_PARAM_NAMES[number] if number < len(_PARAM_NAMES) else f"p{number}"] = (
-                    pgtypes.decode_param(data, oids[number - 1], fmt == 1)
-                )
-            except pgtypes.BadValue as exc:
-                raise PgError(INVALID_TEXT_REPRESENTATION, f"parameter ${number}: {exc}") from None
-            except pgtypes.OutOfRange as exc:
-                raise PgError(NUMERIC_VALUE_OUT_OF_RANGE, f"parameter ${number}: {exc}") from None
-        self.portals[portal_name] = Portal(statement, params, tuple(result_formats))
+        if raw:
+            decode = pgtypes.decode_param
+            single = formats[0] if len(formats) == 1 else None
+            for number, data in enumerate(raw, start=1):
+                name = _PARAM_NAMES[number] if number < len(_PARAM_NAMES) else f"p{number}"
+                if data is None:
+                    params[name] = None
+                    continue
+                fmt = single if single is not None else (formats[number - 1] if formats else 0)
+                try:
+                    params[name] = decode(data, oids[number - 1], fmt == 1)
+                except pgtypes.BadValue as exc:
+                    raise PgError(
+                        INVALID_TEXT_REPRESENTATION, f"parameter ${number}: {exc}"
+                    ) from None
+                except pgtypes.OutOfRange as exc:
+                    raise PgError(
+                        NUMERIC_VALUE_OUT_OF_RANGE, f"parameter ${number}: {exc}"
+                    ) from None
+        self.portals[portal_name] = Portal(statement, params, result_formats)
         self._put(messages.BIND_COMPLETE)
 
     async def _param_oids(self, statement: Statement) -> tuple[int, ...]:
