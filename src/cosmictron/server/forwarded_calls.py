@@ -74,7 +74,7 @@ class CallForwarder:
             )
             error.code = "invalid_request"
             raise error from None
-        leader = await forwarding._leader(self.app, cluster, self.name)
+        leader = await forwarding.find_leader(self.app, cluster, self.name)
         if leader is None or leader[1] == cluster.url:
             raise ClusterUnavailable(
                 f"database {self.name!r} has no leader right now (a failover is under way); retry",
@@ -88,13 +88,13 @@ class CallForwarder:
         }
         path = f"/v1/database/{self.name}/call/{reducer}"
         try:
-            async with forwarding._session(self.app).post(
+            async with forwarding.leader_session(self.app).post(
                 url + path, data=body, headers=headers
             ) as answer:
                 status = answer.status
                 data = await answer.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            self.app[forwarding.LEADERS].pop(self.name, None)
+            forwarding.forget_leader(self.app, self.name)
             raise ClusterUnavailable(
                 f"the leader of {self.name!r} ({node} at {url}) did not answer: {exc!r}; retry",
                 forwarding.RETRY_AFTER_S,
@@ -102,7 +102,7 @@ class CallForwarder:
         reply = _decode(data)
         if status != 200:
             if status == 503:
-                self.app[forwarding.LEADERS].pop(self.name, None)
+                forwarding.forget_leader(self.app, self.name)
             raise _error(reply, status, node)
         offset = int(reply["tx_offset"])
         follower = registry.follower(self.name)

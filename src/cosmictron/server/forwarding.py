@@ -98,7 +98,9 @@ def setup(app: web.Application) -> None:
     app.on_cleanup.append(close)
 
 
-def _session(app: web.Application) -> aiohttp.ClientSession:
+def leader_session(app: web.Application) -> aiohttp.ClientSession:
+    """The client session every request to a leader shares (forwarded requests, and the
+    reducer calls ``forwarded_calls.py`` sends on a procedure's behalf)."""
     sessions = app[SESSION]
     session = sessions.get("leader")
     if session is None or session.closed:
@@ -108,7 +110,7 @@ def _session(app: web.Application) -> aiohttp.ClientSession:
     return session
 
 
-async def _leader(app: web.Application, cluster: Any, name: str) -> tuple[str, str] | None:
+async def find_leader(app: web.Application, cluster: Any, name: str) -> tuple[str, str] | None:
     """The leader's ``(node id, URL)``, read from KV at most every ``LEADER_CACHE_S``."""
     cache = app[LEADERS]
     cached = cache.get(name)
@@ -119,6 +121,12 @@ async def _leader(app: web.Application, cluster: Any, name: str) -> tuple[str, s
     if leader is not None:
         cache[name] = (now, leader)
     return leader
+
+
+def forget_leader(app: web.Application, name: str) -> None:
+    """Read ``name``'s leader from KV next time: the cached one did not answer, or
+    answered 503 (``not_leader``, ``cluster_unavailable``)."""
+    app[LEADERS].pop(name, None)
 
 
 def _write_kind(request: web.Request) -> str | None:
@@ -171,7 +179,7 @@ async def forward_writes(
         elif request.headers.get(FORWARDED_BY):
             error = await asyncio.to_thread(cluster.not_leader, name)  # the lease moved
         else:
-            leader = await _leader(request.app, cluster, name)
+            leader = await find_leader(request.app, cluster, name)
     except Exception as exc:  # the catalogue or the leases did not answer: no quorum
         raise ClusterUnavailable(
             f"cannot find the leader of {name!r}: the cluster's KV did not answer ({exc!r})",
@@ -209,28 +217,28 @@ async def _forward(
         headers["Content-Type"] = "application/json"
     headers[FORWARDED_BY] = node_id
     try:
-        async with _session(request.app).request(
+        async with leader_session(request.app).request(
             request.method, url + request.path_qs, data=body, headers=headers
         ) as answer:
             data = await answer.read()
             returned = {k: answer.headers[k] for k in _RETURNED_HEADERS if k in answer.headers}
             status = answer.status
     except aiohttp.ClientConnectorError as exc:  # no connection: nothing was sent
-        request.app[LEADERS].pop(request.match_info["name"], None)
+        forget_leader(request.app, request.match_info["name"])
         raise ClusterUnavailable(
             f"the leader of {request.match_info['name']!r} ({node} at {url}) cannot be "
             f"reached ({exc.os_error!r}): the request was not delivered, {NOTHING_RAN}; retry",
             RETRY_AFTER_S,
         ) from exc
     except (aiohttp.ClientError, TimeoutError) as exc:  # sent: it may have run
-        request.app[LEADERS].pop(request.match_info["name"], None)
+        forget_leader(request.app, request.match_info["name"])
         raise ClusterUnavailable(
             f"the leader of {request.match_info['name']!r} ({node} at {url}) did not answer: "
             f"{exc!r}; retry",
             RETRY_AFTER_S,
         ) from exc
     if status == 503:  # not_leader or cluster_unavailable: ask KV next time
-        request.app[LEADERS].pop(request.match_info["name"], None)
+        forget_leader(request.app, request.match_info["name"])
     response = web.Response(status=status, body=data, headers=returned)
     response.headers[LEADER] = node
     return response
