@@ -47,6 +47,7 @@ if str(HERE) not in sys.path:
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
+from cluster_setup import nats_connection, nats_servers  # noqa: E402
 from common import (  # noqa: E402
     machine_info,
     parse_args,
@@ -163,13 +164,9 @@ def first_success_after(
 def stream_records(nats_urls: list[str], database: str) -> int:
     """The records in ``database``'s stream: what a new leader without them must fetch."""
     from cosmictron.cluster.catchup import stream_last_offset
-    from cosmictron.cluster.connection import NatsConnection
 
-    connection = NatsConnection(nats_urls, "bench-info").connect()
-    try:
+    with nats_connection(nats_urls, "bench-info") as connection:
         return stream_last_offset(connection, database)
-    finally:
-        connection.close()
 
 
 def failovers(cluster: Any, client: Any, nats_urls: list[str], trials: int) -> dict[str, Any]:
@@ -222,30 +219,28 @@ def follower_read(url: str, min_offset: int | None) -> tuple[int, bool]:
 
 def replica_lag(cluster: Any, client: Any, nats_urls: list[str], calls: int) -> dict[str, Any]:
     """Followers' offsets behind and time to visible per reply, and the stream's own lag."""
-    from cosmictron.cluster.connection import NatsConnection
     from cosmictron.cluster.jetstream_log import log_subject
 
     received: dict[int, float] = {}
-    connection = NatsConnection(nats_urls, "bench-tail").connect()
-
-    async def tail() -> Any:
-        from nats.js.api import DeliverPolicy
-
-        async def on_message(msg: Any) -> None:
-            received[int(msg.metadata.sequence.stream)] = time.perf_counter()
-
-        return await connection.js.subscribe(
-            log_subject(DATABASE), cb=on_message, ordered_consumer=True,
-            deliver_policy=DeliverPolicy.NEW,
-        )  # fmt: skip
-
     replied: dict[int, float] = {}
     behind: list[float] = []
     visible_ms: list[float] = []
     stale = 0
     leader = leader_of(cluster)
     followers = [cluster.url(n) for n in NODES if n != leader]
-    try:
+    with nats_connection(nats_urls, "bench-tail") as connection:
+
+        async def tail() -> Any:
+            from nats.js.api import DeliverPolicy
+
+            async def on_message(msg: Any) -> None:
+                received[int(msg.metadata.sequence.stream)] = time.perf_counter()
+
+            return await connection.js.subscribe(
+                log_subject(DATABASE), cb=on_message, ordered_consumer=True,
+                deliver_policy=DeliverPolicy.NEW,
+            )  # fmt: skip
+
         subscription = connection.run(tail(), 30.0)
         time.sleep(0.5)
         for n in range(calls):
@@ -265,8 +260,6 @@ def replica_lag(cluster: Any, client: Any, nats_urls: list[str], calls: int) -> 
             visible_ms.append((time.perf_counter() - at) * 1000)
         time.sleep(1.0)
         connection.run(subscription.unsubscribe(), 10.0)
-    finally:
-        connection.close()
     lags = [(received[o] - t) * 1000 for o, t in replied.items() if o in received]
     return {
         "calls": len(replied),
@@ -284,7 +277,6 @@ def main(argv: list[str] | None = None) -> int:
     from server_bench.workload import MODULE_SOURCE
 
     from cosmictron.testing.cluster_nodes import ClusterNodes, LeaderClient, http_json
-    from cosmictron.testing.nats import NatsCluster
 
     quick = args.mode == "quick"
     settings = Settings(
@@ -298,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     with temp_parent(args.tmpdir, "cosmictron-bench-cluster-") as parent:
         machine = machine_info(parent)
         root = Path(parent)
-        with NatsCluster(root / "nats", 3) as nats:
+        with nats_servers(root) as nats:
             single = ClusterNodes(root / "single", "", ["s"], ("--profile", "production"))
             cluster = ClusterNodes(root / "cluster", nats.url, NODES, ("--profile", "balanced"))
             try:

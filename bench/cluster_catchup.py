@@ -30,6 +30,7 @@ if str(HERE) not in sys.path:
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
+from cluster_setup import item_module, nats_connection, nats_servers  # noqa: E402
 from common import (  # noqa: E402
     machine_info,
     parse_args,
@@ -38,21 +39,6 @@ from common import (  # noqa: E402
     text_table,
     write_results,
 )
-
-MODULE = """
-from cosmictron import ReducerContext, field, reducer, table
-
-
-@table(name="item")
-class Item:
-    id: int = field(primary_key=True)
-    note: str
-
-
-@reducer
-def add(ctx: ReducerContext, n: int) -> None:
-    ctx.db.item.insert(Item(id=n, note="x" * 64))
-"""
 
 WAYS = ("per record", "batched")
 
@@ -117,9 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(__doc__ or "", "cluster_catchup.json", argv)
     import cosmictron
     from cosmictron.cluster import catchup
-    from cosmictron.cluster.connection import NatsConnection
     from cosmictron.durability import DurabilityConfig
-    from cosmictron.testing.nats import NatsCluster
 
     records = 2_000 if args.mode == "quick" else 20_000
     rounds = 2
@@ -129,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     with temp_parent(args.tmpdir, "cosmictron-bench-catchup-") as parent:
         machine = machine_info(parent)
         root = Path(parent)
-        (root / "module.py").write_text(MODULE)
+        (root / "module.py").write_text(item_module(note_length=64))
         recorder = RecordingReplicator()
         db = cosmictron.Database.open(
             root / "source",
@@ -143,26 +127,22 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             db.close()
         payloads = recorder.payloads
-        with NatsCluster(root / "nats", 3) as nats:
-            connection = NatsConnection(nats.urls, "bench").connect()
-            try:
-                connection.run(_publish_all(connection, "big", payloads), 300.0)
-                batched = catchup._fetch
-                for r in range(rounds):
-                    for way in WAYS:
-                        target = root / f"{way.split()[0]}{r}"
-                        catchup._fetch = _per_record if way == "per record" else batched
-                        catchup.FETCH_TIMEOUT_S = 600.0
-                        t0 = time.perf_counter()
-                        copied, last = catchup.catch_up(connection, target, "big", durability)
-                        took = time.perf_counter() - t0
-                        assert copied == last == len(payloads), (copied, last, len(payloads))
-                        results[way].append(took)
-                        print(f"  {way}, round {r + 1}: {took:.2f} s", flush=True)
-                        shutil.rmtree(target)
-                catchup._fetch = batched
-            finally:
-                connection.close()
+        with nats_servers(root) as nats, nats_connection(nats.urls, "bench") as connection:
+            connection.run(_publish_all(connection, "big", payloads), 300.0)
+            batched = catchup._fetch
+            for r in range(rounds):
+                for way in WAYS:
+                    target = root / f"{way.split()[0]}{r}"
+                    catchup._fetch = _per_record if way == "per record" else batched
+                    catchup.FETCH_TIMEOUT_S = 600.0
+                    t0 = time.perf_counter()
+                    copied, last = catchup.catch_up(connection, target, "big", durability)
+                    took = time.perf_counter() - t0
+                    assert copied == last == len(payloads), (copied, last, len(payloads))
+                    results[way].append(took)
+                    print(f"  {way}, round {r + 1}: {took:.2f} s", flush=True)
+                    shutil.rmtree(target)
+            catchup._fetch = batched
     best = {way: min(results[way]) for way in WAYS}
     ratio = best["per record"] / best["batched"]
     print(f"\ncatch-up of {len(payloads):,} records into an empty node (loaded, best of {rounds})")

@@ -30,6 +30,7 @@ if str(HERE) not in sys.path:
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
+from cluster_setup import item_module, nats_connection, nats_servers  # noqa: E402
 from common import (  # noqa: E402
     machine_info,
     parse_args,
@@ -38,20 +39,6 @@ from common import (  # noqa: E402
     text_table,
     write_results,
 )
-
-MODULE = """
-from cosmictron import ReducerContext, field, reducer, table
-
-
-@table(name="item")
-class Item:
-    id: int = field(primary_key=True)
-
-
-@reducer
-def add(ctx: ReducerContext, n: int) -> None:
-    ctx.db.item.insert(Item(id=n))
-"""
 
 WAYS = ("local always", "replicated R3")
 CALLERS = (1, 16)
@@ -74,10 +61,8 @@ def calls_per_second(db: Any, callers: int, per_caller: int, base: int) -> float
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(__doc__ or "", "cluster_log.json", argv)
     import cosmictron
-    from cosmictron.cluster.connection import NatsConnection
     from cosmictron.cluster.jetstream_log import JetStreamLog
     from cosmictron.durability import DurabilityConfig
-    from cosmictron.testing.nats import NatsCluster
 
     per_caller = {1: 100, 16: 20} if args.mode == "quick" else {1: 500, 16: 150}
     started = time.perf_counter()
@@ -85,34 +70,30 @@ def main(argv: list[str] | None = None) -> None:
     with temp_parent(args.tmpdir, "cosmictron-bench-cluster-") as parent:
         machine = machine_info(parent)
         root = Path(parent)
-        (root / "module.py").write_text(MODULE)
-        with NatsCluster(root / "nats", 3) as nats:
-            connection = NatsConnection(nats.urls, "bench").connect()
-            try:
-                for callers in CALLERS:
-                    for way in WAYS:
-                        name = f"{way.split()[0]}{callers}"
-                        if way == "local always":
-                            db = cosmictron.Database.open(
-                                root / name,
-                                str(root / "module.py"),
-                                durability=DurabilityConfig.from_profile("production"),
-                            )
-                        else:
-                            db = cosmictron.Database.open(
-                                root / name,
-                                str(root / "module.py"),
-                                durability=DurabilityConfig.from_profile("balanced"),
-                                replicator=JetStreamLog(connection, name),
-                            )
-                        try:
-                            calls_per_second(db, 1, 20, 900_000_000)  # warm up
-                            rate = calls_per_second(db, callers, per_caller[callers], 0)
-                        finally:
-                            db.close()
-                        results[way][str(callers)] = rate
-            finally:
-                connection.close()
+        (root / "module.py").write_text(item_module())
+        with nats_servers(root) as nats, nats_connection(nats.urls, "bench") as connection:
+            for callers in CALLERS:
+                for way in WAYS:
+                    name = f"{way.split()[0]}{callers}"
+                    if way == "local always":
+                        db = cosmictron.Database.open(
+                            root / name,
+                            str(root / "module.py"),
+                            durability=DurabilityConfig.from_profile("production"),
+                        )
+                    else:
+                        db = cosmictron.Database.open(
+                            root / name,
+                            str(root / "module.py"),
+                            durability=DurabilityConfig.from_profile("balanced"),
+                            replicator=JetStreamLog(connection, name),
+                        )
+                    try:
+                        calls_per_second(db, 1, 20, 900_000_000)  # warm up
+                        rate = calls_per_second(db, callers, per_caller[callers], 0)
+                    finally:
+                        db.close()
+                    results[way][str(callers)] = rate
     summary = [
         {
             "key": f"replicated_over_local_{callers}_callers",

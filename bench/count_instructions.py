@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from callgrind import per_operation, program_instructions, require_valgrind
 
 PATHS = ("insert", "update", "empty")
 
@@ -71,29 +72,7 @@ def make_calls(path: str, n: int, profile: str = "development") -> None:
 
 def instructions(path: str, n: int, profile: str = "development") -> int:
     """Instructions valgrind counts for the whole program making ``n`` calls."""
-    done = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            __file__,
-            path,
-            "--make-calls",
-            str(n),
-            "--profile",
-            profile,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"valgrind failed:\n{done.stderr[-2000:]}")
-    collected = re.search(r"Collected : (\d+)", done.stderr)
-    if collected is None:
-        raise SystemExit(f"valgrind printed no count:\n{done.stderr[-2000:]}")
-    return int(collected[1])
+    return program_instructions(__file__, [path, "--make-calls", str(n), "--profile", profile])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,11 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.make_calls is not None:
         make_calls(args.path, args.make_calls, args.profile)
         return 0
-    if shutil.which("valgrind") is None:
-        raise SystemExit("valgrind is not on PATH (apt-get install valgrind)")
-    low = instructions(args.path, args.base, args.profile)
-    high = instructions(args.path, args.base + args.calls, args.profile)
-    print(f"{args.path} ({args.profile}): {(high - low) / args.calls:,.0f} instructions per call")
+    require_valgrind()
+    each = per_operation(
+        partial(instructions, args.path, profile=args.profile), args.base, args.calls
+    )
+    print(f"{args.path} ({args.profile}): {each:,.0f} instructions per call")
     return 0
 
 

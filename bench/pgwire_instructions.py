@@ -32,18 +32,19 @@ import cProfile
 import os
 import pstats
 import random
-import re
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from callgrind import per_operation, program_instructions, require_valgrind
 
 PATHS = ("point-asyncpg", "point-psycopg", "scan-text", "scan-binary")
 POINT = "SELECT * FROM reading WHERE id = $1"
@@ -211,31 +212,9 @@ async def drive(path: str, count: int, row_count: int, profile: bool) -> None:
         shutil.rmtree(parent, ignore_errors=True)
 
 
-def instructions(path: str, n: int, row_count: int) -> int:
+def instructions(path: str, row_count: int, n: int) -> int:
     """Instructions valgrind counts for the whole program making ``n`` operations."""
-    done = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            __file__,
-            path,
-            "--rows",
-            str(row_count),
-            "--make-calls",
-            str(n),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"valgrind failed:\n{done.stderr[-2000:]}")
-    collected = re.search(r"Collected : (\d+)", done.stderr)
-    if collected is None:
-        raise SystemExit(f"valgrind printed no count:\n{done.stderr[-2000:]}")
-    return int(collected[1])
+    return program_instructions(__file__, [path, "--rows", str(row_count), "--make-calls", str(n)])
 
 
 def run(path: str, count: int, row_count: int, profile: bool) -> None:
@@ -262,11 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         run(args.path, args.calls, args.rows, True)
         return 0
-    if shutil.which("valgrind") is None:
-        raise SystemExit("valgrind is not on PATH (apt-get install valgrind)")
-    low = instructions(args.path, args.base, args.rows)
-    high = instructions(args.path, args.base + args.calls, args.rows)
-    print(f"{args.path}: {(high - low) / args.calls:,.0f} instructions per operation")
+    require_valgrind()
+    each = per_operation(partial(instructions, args.path, args.rows), args.base, args.calls)
+    print(f"{args.path}: {each:,.0f} instructions per operation")
     return 0
 
 

@@ -15,6 +15,9 @@ them as the database's owner (embedded, or over the SDK with the owner's token).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Literal, TypeVar
+
 from cosmictron.errors import Conflict, PermissionDenied
 from cosmictron.module import CURRENT_DB, Index, ReducerContext, reducer, table, type_
 
@@ -113,19 +116,66 @@ def _refresh_head(ctx: ReducerContext, thread_id: str, checkpoint_ns: str) -> No
     _set_head(ctx, thread_id, checkpoint_ns, newest, only_if_newer=False)
 
 
+Row = TypeVar("Row")
+HeadChange = Literal["insert", "update", "delete"] | None
+"""What a namespace's head row needs: inserted, updated, deleted, or nothing."""
+
+
+def store_checkpoint(
+    insert: Callable[[Row], object], replace: Callable[[Row], object], row: Row
+) -> None:
+    """The rule for a checkpoint stored again: its id already stored is replaced, as
+    LangGraph's own savers do. One function for the reducer and the embedded saver's
+    direct writes (``integrations/langgraph_rows.py``), which must not drift apart.
+
+    A new id is the rule: insert, and replace only when the key is taken (nothing was
+    stored then: the insert checks the key before writing)."""
+    try:
+        insert(row)
+    except Conflict:
+        replace(row)
+
+
+def store_write(
+    insert: Callable[[Row], object], replace: Callable[[Row], object], row: Row, idx: int
+) -> None:
+    """The rule for a pending write stored again: a regular one (``idx`` >= 0) is kept
+    as first stored, so a task retried after a crash cannot change what the step already
+    recorded; a special one (``idx`` < 0: an error, an interrupt) is replaced, as
+    LangGraph's own savers do. Shared as ``store_checkpoint`` is."""
+    try:  # new writes are the rule: no lookup first
+        insert(row)
+    except Conflict:  # nothing was stored
+        if idx < 0:
+            replace(row)
+
+
+def head_change(held: str | None, checkpoint_id: str, only_if_newer: bool) -> HeadChange:
+    """What moving a namespace's head (now ``held``, None without a head row) to
+    ``checkpoint_id`` needs. A put moves it only forward (``only_if_newer``: a late put
+    of an older checkpoint leaves "resume" at the newest); a recount after deletes or
+    copies sets it to whatever is newest, and "" (no checkpoint left) removes the row.
+    Shared as ``store_checkpoint`` is."""
+    if held is None:
+        return "insert" if checkpoint_id else None
+    if not checkpoint_id:
+        return "delete"
+    if not only_if_newer or checkpoint_id > held:
+        return "update"
+    return None
+
+
 def _set_head(
     ctx: ReducerContext, thread_id: str, checkpoint_ns: str, checkpoint_id: str, only_if_newer: bool
 ) -> None:
     heads = ctx.db.graph_thread_head.primary_key
     head = heads.find((thread_id, checkpoint_ns))
-    if head is None:
-        if checkpoint_id:
-            ctx.db.graph_thread_head.insert(
-                GraphThreadHead(thread_id, checkpoint_ns, checkpoint_id)
-            )
-    elif not checkpoint_id:
+    change = head_change(None if head is None else head.checkpoint_id, checkpoint_id, only_if_newer)
+    if change == "insert":
+        ctx.db.graph_thread_head.insert(GraphThreadHead(thread_id, checkpoint_ns, checkpoint_id))
+    elif change == "delete":
         ctx.db.graph_thread_head.delete(head)
-    elif not only_if_newer or checkpoint_id > head.checkpoint_id:
+    elif change == "update":
         head.checkpoint_id = checkpoint_id
         heads.update(head)
 
@@ -156,10 +206,8 @@ def put_graph_checkpoint(
         metadata_type,
         metadata,
     )
-    try:  # a new id is the rule: insert, and replace only when the key is taken
-        ctx.db.graph_checkpoint.insert(row)
-    except Conflict:  # nothing was stored: the insert checks the key before writing
-        ctx.db.graph_checkpoint.primary_key.update(row)
+    table = ctx.db.graph_checkpoint
+    store_checkpoint(table.insert, table.primary_key.update, row)
     _set_head(ctx, thread_id, checkpoint_ns, checkpoint_id, only_if_newer=True)
 
 
@@ -181,9 +229,7 @@ def put_graph_writes(
     The writes come as parallel lists (index, channel, serializer type, serialized
     value): plain values the call checks in one pass each, where a list of
     ``GraphWrite`` objects cost an object built, checked field by field and taken apart
-    again per write. A regular write (``idx`` >= 0) is kept as first stored, so a task
-    retried after a crash cannot change what the step already recorded; a special one
-    (``idx`` < 0) is replaced, as LangGraph's own savers do.
+    again per write. A write stored again follows ``store_write``.
     """
     require_owner(ctx, "put_graph_writes")
     count = len(idxs)
@@ -205,11 +251,7 @@ def put_graph_writes(
             value_type,
             value,
         )
-        try:  # new writes are the rule: no lookup first
-            table.insert(row)
-        except Conflict:  # nothing was stored; a regular write keeps the first
-            if idx < 0:
-                table.primary_key.update(row)
+        store_write(table.insert, table.primary_key.update, row, idx)
 
 
 def _delete_writes_of(ctx: ReducerContext, checkpoint: GraphCheckpoint) -> None:

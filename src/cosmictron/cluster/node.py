@@ -15,11 +15,12 @@ silent for the lease's TTL it wins, catches up and fences (``leadership.take_lea
 serves. That is the failover: TTL + catch-up + one fenced publish.
 
 Every database in the catalogue that this node does not lead it *follows*
-(``follower.py``, issue 19 part 3): the round's ``follow`` callback opens a read-only
-replica that tails the stream, and serves SQL reads and subscriptions from it. Roles
-switch in the same round: a follower that wins the lease is closed by ``unfollow`` right
-before ``take_lead`` opens the same directory as leader; a leader whose renewal is refused
-is dropped and followed again. Writes reaching a non-leader are forwarded over HTTP to the
+(``follower.py``, issue 19 part 3): the round asks the server's registry
+(:class:`NodeRegistry`) to ``follow`` it, opening a read-only replica that tails the
+stream and serves SQL reads and subscriptions. Roles switch in the same round: a
+follower that wins the lease is closed by ``unfollow`` right before ``take_lead`` opens
+the same directory as leader; a leader whose renewal is refused is dropped and followed
+again. Writes reaching a non-leader are forwarded over HTTP to the
 leader's URL (``server/forwarding.py``; :meth:`ClusterNode.leader_url`).
 """
 
@@ -35,7 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cosmictron.cluster.catchup import stream_last_offset
 from cosmictron.cluster.connection import NatsConnection, parse_urls
@@ -66,6 +67,45 @@ class CatalogueEntry:
     source: bytes
     filename: str
     owner: Identity
+
+
+class NodeRegistry(Protocol):
+    """What a node's lease rounds ask of the server that hosts its databases
+    (``server/registry.py`` implements it): one interface rather than a callback per
+    step, so the round's needs are named in one place and typed once."""
+
+    def path_of(self, name: str) -> Path:
+        """The data directory of database ``name`` on this node."""
+        ...
+
+    def durability_for(self, path: Path) -> DurabilityConfig:
+        """The durability the database in ``path`` is opened with."""
+        ...
+
+    def applied(self) -> dict[str, int]:
+        """The last offset each copy open here (led or followed) has applied."""
+        ...
+
+    def adopt(self, name: str, db: Database) -> None:
+        """Serve ``db``: this node leads ``name`` now (caught up and fenced)."""
+        ...
+
+    def drop(self, name: str) -> None:
+        """Close this node's copy of ``name`` (its lease was lost, it was deleted or
+        placed elsewhere)."""
+        ...
+
+    def follow(self, entry: CatalogueEntry) -> None:
+        """Open (or keep) a read-only replica of a database another node leads."""
+        ...
+
+    def unfollow(self, name: str) -> None:
+        """Close this node's replica of ``name``: it is about to lead it."""
+        ...
+
+    def snapshot(self, name: str) -> None:
+        """Write a local snapshot of ``name``, which this node leads, now (to ship)."""
+        ...
 
 
 class ClusterNode:
@@ -324,25 +364,16 @@ class ClusterNode:
         url = self.connection.run(read(), 10.0)
         return (holder, url) if url else None
 
-    def start(
-        self,
-        adopt: Callable[[str, Database], None],
-        drop: Callable[[str], None],
-        path_of: Callable[[str], Path],
-        durability_for: Callable[[Path], DurabilityConfig],
-        applied: Callable[[], dict[str, int]],
-        follow: Callable[[CatalogueEntry], None] | None = None,
-        unfollow: Callable[[str], None] | None = None,
-    ) -> None:
-        """Run the lease thread (see the module doc) until :meth:`close`. ``follow``
-        opens (or keeps) this node's replica of a database it does not lead; ``unfollow``
-        closes it when this node is about to lead it."""
+    def start(self, registry: NodeRegistry) -> None:
+        """Run the lease thread (see the module doc) until :meth:`close`, opening,
+        following and dropping this node's copies through ``registry``."""
+        self.snapshots.take = registry.snapshot
 
         def loop() -> None:
             while not self._stop.is_set():
                 started = time.monotonic()
                 try:
-                    self._tick(adopt, drop, path_of, durability_for, applied, follow, unfollow)
+                    self._tick(registry)
                 except Exception:
                     logger.exception("cluster: the lease round failed; retrying")
                 self._stop.wait(max(0.05, LEASE_RENEW_S - (time.monotonic() - started)))
@@ -350,50 +381,42 @@ class ClusterNode:
         self._thread = threading.Thread(target=loop, name="cosmictron-cluster", daemon=True)
         self._thread.start()
 
-    def _tick(
-        self,
-        adopt: Callable[[str, Database], None],
-        drop: Callable[[str], None],
-        path_of: Callable[[str], Path],
-        durability_for: Callable[[Path], DurabilityConfig],
-        applied: Callable[[], dict[str, int]],
-        follow: Callable[[CatalogueEntry], None] | None = None,
-        unfollow: Callable[[str], None] | None = None,
-    ) -> None:
+    def _tick(self, registry: NodeRegistry) -> None:
         for name in sorted(self._led):
             if not self.lease(name).renew():
                 logger.warning("cluster: lost the lease of %r; it is led elsewhere now", name)
                 self._led.discard(name)
                 self.snapshots.forget(name)
-                drop(name)
-        offsets = applied()
-        for name in sorted(self._led):
-            path = path_of(name)
-            try:
-                ledger_on = durability_for(path).signing != "off"
-                self.snapshots.tick(name, path, ledger_on, offsets.get(name, 0))
-            except Exception:
-                logger.exception("cluster: shipping a snapshot of %r failed; retrying", name)
+                registry.drop(name)
         catalogue = self.catalogue()
-        self._forget_deleted(set(catalogue), drop, path_of)
+        self._forget_deleted(set(catalogue), registry.drop, registry.path_of)
         for name, entry in sorted(catalogue.items()):
             if name in self._led or self._stop.is_set():
                 continue
-            path = path_of(name)
+            path = registry.path_of(name)
             try:
-                db = self.open_leader(entry, path, durability_for(path), unfollow=unfollow)
+                db = self.open_leader(
+                    entry, path, registry.durability_for(path), unfollow=registry.unfollow
+                )
             except NotLeader:
-                if follow is not None:
-                    try:
-                        follow(entry)
-                    except Exception as exc:  # no quorum, say: the next round tries again
-                        logger.warning("cluster: cannot follow %r yet: %s", name, exc)
+                try:
+                    registry.follow(entry)
+                except Exception as exc:  # no quorum, say: the next round tries again
+                    logger.warning("cluster: cannot follow %r yet: %s", name, exc)
                 continue
             logger.warning("cluster: %s now leads %r (epoch %d)", self.node_id, name,
                            self.lease(name).epoch)  # fmt: skip
-            adopt(name, db)
-        self._heartbeat(applied())  # after this round opened or dropped copies
-        self.placer.round(self.live_nodes(), catalogue, drop)
+            registry.adopt(name, db)
+        offsets = registry.applied()  # after this round opened or dropped copies
+        for name in sorted(self._led):
+            path = registry.path_of(name)
+            try:
+                ledger_on = registry.durability_for(path).signing != "off"
+                self.snapshots.tick(name, path, ledger_on, offsets.get(name, 0))
+            except Exception:
+                logger.exception("cluster: shipping a snapshot of %r failed; retrying", name)
+        self._heartbeat(offsets)
+        self.placer.round(self.live_nodes(), catalogue, registry.drop)
 
     def _heartbeat(self, applied: dict[str, int]) -> None:
         value = json.dumps(

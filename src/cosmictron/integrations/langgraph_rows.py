@@ -18,10 +18,11 @@ checkpoint puts, third round"):
 
 The record names the reserved pseudo-reducers ``__graph_checkpoint__`` and
 ``__graph_writes__`` (as bulk loads are ``__bulk_insert__``), so an audit can tell the
-saver's direct writes from reducer calls. The semantics are the reducers', kept in step
-by the saver's tests, which run both ways: a checkpoint id already stored is replaced;
-a regular write (``idx`` >= 0) is kept as first stored, a special one replaced; the
-thread's head moves only forward.
+saver's direct writes from reducer calls. The semantics are the reducers': both apply
+the agent layer's rules (``store_checkpoint``, ``store_write``, ``head_change`` in
+``agents/checkpoints.py``): a checkpoint id already stored is replaced; a regular write
+(``idx`` >= 0) is kept as first stored, a special one replaced; the thread's head moves
+only forward. The saver's tests run both ways.
 
 The rows are built in the column order of the agent layer's tables, checked once per
 table schema (a module update gives the table a new schema object); a module whose
@@ -31,9 +32,10 @@ tables differ is written through the reducers instead.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
-from cosmictron.errors import Conflict
+from cosmictron.agents.checkpoints import head_change, store_checkpoint, store_write
 from cosmictron.host import Database
 
 CHECKPOINT_RECORD = "__graph_checkpoint__"
@@ -140,16 +142,18 @@ class RowWriter:
         def write(tx: Any, datastore: Any) -> None:
             checkpoints = self._table(datastore, "graph_checkpoint")
             heads = self._table(datastore, "graph_thread_head")
-            try:  # a new id is the rule: insert, and replace only when the key is taken
-                tx.insert(checkpoints, row)
-            except Conflict:  # nothing was stored: the insert checks the key first
-                tx.replace(checkpoints, head, row)
+            store_checkpoint(
+                partial(tx.insert, checkpoints), partial(tx.replace, checkpoints, head), row
+            )
             key = head[:2]
             held = heads.rows.get(key)
-            if held is None:
+            change = head_change(None if held is None else held[2], head[2], only_if_newer=True)
+            if change == "insert":
                 tx.insert(heads, head)
-            elif head[2] > held[2]:
+            elif change == "update":
                 tx.replace(heads, key, head)
+            elif change == "delete":
+                tx.delete(heads, key)
 
         try:
             self.db.run_transaction(CHECKPOINT_RECORD, write, lambda _: list(head))
@@ -181,12 +185,9 @@ class RowWriter:
 
         def write(tx: Any, datastore: Any) -> None:
             table = self._table(datastore, "graph_checkpoint_write")
+            insert = partial(tx.insert, table)
             for row in rows:
-                try:  # new writes are the rule: no lookup first
-                    tx.insert(table, row)
-                except Conflict:  # nothing was stored; a regular write keeps the first
-                    if row[4] < 0:
-                        tx.replace(table, row[:5], row)
+                store_write(insert, partial(tx.replace, table, row[:5]), row, row[4])
 
         try:
             self.db.run_transaction(WRITES_RECORD, write, lambda _: list(prefix))

@@ -107,7 +107,9 @@ def setup(app: web.Application) -> None:
     app.on_cleanup.append(close)
 
 
-def _session(app: web.Application) -> aiohttp.ClientSession:
+def leader_session(app: web.Application) -> aiohttp.ClientSession:
+    """The client session every request to a leader shares (forwarded requests, and the
+    reducer calls ``forwarded_calls.py`` sends on a procedure's behalf)."""
     sessions = app[SESSION]
     session = sessions.get("leader")
     if session is None or session.closed:
@@ -117,7 +119,7 @@ def _session(app: web.Application) -> aiohttp.ClientSession:
     return session
 
 
-async def _leader(app: web.Application, cluster: Any, name: str) -> tuple[str, str] | None:
+async def find_leader(app: web.Application, cluster: Any, name: str) -> tuple[str, str] | None:
     """The leader's ``(node id, URL)``, read from KV at most every ``LEADER_CACHE_S``."""
     cache = app[LEADERS]
     cached = cache.get(name)
@@ -128,6 +130,12 @@ async def _leader(app: web.Application, cluster: Any, name: str) -> tuple[str, s
     if leader is not None:
         cache[name] = (now, leader)
     return leader
+
+
+def forget_leader(app: web.Application, name: str) -> None:
+    """Read ``name``'s leader from KV next time: the cached one did not answer, or
+    answered 503 (``not_leader``, ``cluster_unavailable``)."""
+    forget_leader(app, name)
 
 
 def _write_kind(request: web.Request) -> str | None:
@@ -179,7 +187,7 @@ async def forward_writes(
         elif request.headers.get(FORWARDED_BY):
             error = await asyncio.to_thread(cluster.not_leader, name)  # the lease moved
         else:
-            leader = await _leader(request.app, cluster, name)
+            leader = await find_leader(request.app, cluster, name)
     except Exception as exc:  # the catalogue or the leases did not answer: no quorum
         raise ClusterUnavailable(
             f"cannot find the leader of {name!r}: the cluster's KV did not answer ({exc!r})",
@@ -217,7 +225,7 @@ async def _forward(
         headers["Content-Type"] = "application/json"
     headers[FORWARDED_BY] = node_id
     try:
-        async with _session(request.app).request(
+        async with leader_session(request.app).request(
             request.method, url + request.path_qs, data=body, headers=headers
         ) as answer:
             data = await answer.read()
@@ -226,7 +234,7 @@ async def _forward(
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise _not_answered(request.app, request.match_info["name"], leader, exc) from exc
     if status == 503:  # not_leader or cluster_unavailable: ask KV next time
-        request.app[LEADERS].pop(request.match_info["name"], None)
+        forget_leader(request.app, request.match_info["name"])
     response = web.Response(status=status, body=data, headers=returned)
     response.headers[LEADER] = node
     return response
@@ -248,7 +256,7 @@ async def post_to_leader(
     cluster = app[REGISTRY].cluster
     assert cluster is not None  # only a cluster node forwards
     try:
-        leader = await _leader(app, cluster, name)
+        leader = await find_leader(app, cluster, name)
     except Exception as exc:  # the leases did not answer: no quorum
         raise ClusterUnavailable(
             f"cannot find the leader of {name!r}: the cluster's KV did not answer ({exc!r}); "
@@ -267,13 +275,13 @@ async def post_to_leader(
         FORWARDED_BY: cluster.node_id,
     }
     try:
-        async with _session(app).post(leader[1] + path, data=body, headers=headers) as answer:
+        async with leader_session(app).post(leader[1] + path, data=body, headers=headers) as answer:
             status = answer.status
             data = await answer.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise _not_answered(app, name, leader, exc) from exc
     if status == 503:  # not_leader or cluster_unavailable: ask KV next time
-        app[LEADERS].pop(name, None)
+        forget_leader(app, name)
     try:
         reply = json.loads(data or b"{}")
     except ValueError:
@@ -286,7 +294,7 @@ def _not_answered(
 ) -> ClusterUnavailable:
     """The error for a request to the leader that got no answer (the leader is looked up
     again next time): whether it may have run depends on whether it was sent."""
-    app[LEADERS].pop(name, None)
+    forget_leader(app, name)
     node, url = leader
     if isinstance(exc, aiohttp.ClientConnectorError):  # no connection: nothing was sent
         return ClusterUnavailable(

@@ -296,50 +296,7 @@ class DatabaseRegistry:
         return cluster.open_leader(entry, path, self.durability_for(path))
 
     def _start_cluster(self, cluster: ClusterNode) -> None:
-        def adopt(name: str, db: Database) -> None:
-            with self._admin:
-                self._databases[name] = self._host(name, db)
-
-        def drop(name: str) -> None:
-            with self._admin:
-                hosted = self._databases.pop(name, None)
-            self.relay.remove(name)  # only the leader of a source relays its calls
-            if hosted is not None:
-                hosted.close()
-
-        def applied() -> dict[str, int]:
-            return {name: hosted.db.tx_offset for name, hosted in list(self._databases.items())}
-
-        def follow(entry: CatalogueEntry) -> None:
-            hosted = self._databases.get(entry.name)
-            if hosted is not None:
-                if hosted.follower is None or hosted.follower.failure is None:
-                    return  # led here (being dropped), or a healthy replica
-                drop(entry.name)  # a replica that diverged: rebuilt from the stream
-            path = self.directory / entry.name
-            follower = open_follower(
-                cluster.connection, cluster.node_id, entry.name, entry.source, entry.filename,
-                entry.owner, path, self.durability_for(path),
-            )  # fmt: skip
-            with self._admin:
-                self._databases[entry.name] = self._host(entry.name, follower.db, follower=follower)
-
-        def snapshot(name: str) -> None:  # a snapshot to ship (cluster/snapshots.py)
-            hosted = self._databases.get(name)
-            if hosted is not None:
-                hosted.db.snapshot()
-
-        cluster.snapshots.take = snapshot
-
-        def unfollow(name: str) -> None:
-            hosted = self._databases.get(name)
-            if hosted is not None and hosted.follower is not None:
-                drop(name)
-
-        cluster.start(
-            adopt, drop, lambda name: self.directory / name, self.durability_for, applied,
-            follow, unfollow,
-        )  # fmt: skip
+        cluster.start(_ClusterCopies(self, cluster))
 
     def follower(self, name: str) -> Follower | None:
         """Cluster mode: the tail of this node's replica of ``name`` (None: it leads it,
@@ -378,3 +335,63 @@ def default_filename(name: str, source: bytes) -> str:
 def check_name(name: str) -> None:
     """Raise InvalidRequest unless ``name`` is a valid database name (``cosmictron.names``)."""
     names.check_database(name)
+
+
+class _ClusterCopies:
+    """The registry's side of a cluster node's lease rounds (``cluster.node.NodeRegistry``):
+    the databases this node leads or follows, as ``HostedDatabase`` entries of the
+    registry it serves them from."""
+
+    def __init__(self, registry: DatabaseRegistry, cluster: ClusterNode) -> None:
+        self.registry = registry
+        self.cluster = cluster
+
+    def path_of(self, name: str) -> Path:
+        return self.registry.directory / name
+
+    def durability_for(self, path: Path) -> DurabilityConfig:
+        return self.registry.durability_for(path)
+
+    def applied(self) -> dict[str, int]:
+        databases = self.registry._databases
+        return {name: hosted.db.tx_offset for name, hosted in list(databases.items())}
+
+    def adopt(self, name: str, db: Database) -> None:
+        registry = self.registry
+        with registry._admin:
+            registry._databases[name] = registry._host(name, db)
+
+    def drop(self, name: str) -> None:
+        registry = self.registry
+        with registry._admin:
+            hosted = registry._databases.pop(name, None)
+        registry.relay.remove(name)  # only the leader of a source relays its calls
+        if hosted is not None:
+            hosted.close()
+
+    def follow(self, entry: CatalogueEntry) -> None:
+        registry = self.registry
+        hosted = registry._databases.get(entry.name)
+        if hosted is not None:
+            if hosted.follower is None or hosted.follower.failure is None:
+                return  # led here (being dropped), or a healthy replica
+            self.drop(entry.name)  # a replica that diverged: rebuilt from the stream
+        path = self.path_of(entry.name)
+        follower = open_follower(
+            self.cluster.connection, self.cluster.node_id, entry.name, entry.source,
+            entry.filename, entry.owner, path, registry.durability_for(path),
+        )  # fmt: skip
+        with registry._admin:
+            registry._databases[entry.name] = registry._host(
+                entry.name, follower.db, follower=follower
+            )
+
+    def unfollow(self, name: str) -> None:
+        hosted = self.registry._databases.get(name)
+        if hosted is not None and hosted.follower is not None:
+            self.drop(name)
+
+    def snapshot(self, name: str) -> None:
+        hosted = self.registry._databases.get(name)
+        if hosted is not None:
+            hosted.db.snapshot()
