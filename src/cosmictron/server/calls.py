@@ -237,10 +237,10 @@ class CallWorker(_QueueThread[_Call]):
             # this one runs the next batch.
             waiter.put(results, last)
             return
-        settle(self.db, results, last)
+        _settle(self.db, results, last)
 
 
-def settle(db: Database, results: list[Any], last: int) -> None:
+def _settle(db: Database, results: list[Any], last: int) -> None:
     """Wait until ``last`` is durable, then hand every result to its loop (every call
     of the batch failing with the ``DurabilityError`` if the sync failed)."""
     if last:
@@ -304,7 +304,7 @@ class _DurableWaiter(_QueueThread[tuple[list[Any], int]]):
         return queue.popleft()
 
     def _work(self, work: tuple[list[Any], int]) -> None:
-        settle(self.db, *work)
+        _settle(self.db, *work)
 
     def _idle(self) -> None:
         self._settling = False
