@@ -210,6 +210,8 @@ def measure(settings: Settings, parent: str) -> dict[str, Any]:
 TRANSPORT_SPECS = {key: spec for key, _, spec in TRANSPORTS}
 
 HTTP_CONNECTIONS_MAX = 128
+FANOUT_GOAL_SUBSCRIBERS = 100
+"""The subscribers issue 11's fan-out goal is stated for (the full run has them)."""
 """HTTP requests in flight at once across all clients. Each needs its own connection
 (no HTTP/1.1 pipelining), every one comes from 127.0.0.1, and the server refuses an
 address past ``limits.connections_per_address_max`` (256) connections: 16 clients x 16
@@ -258,12 +260,16 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 }
             )
     p99 = results["fanout"]["commit_to_receipt_ms"]["p99"]
+    subscribers = results["fanout"]["subscribers"]
     rows.append(
         {
-            "goal": "fan-out p99 <= 20 ms (commit to receipt, "
-            f"{results['fanout']['subscribers']} subscribers)",
+            "goal": f"fan-out p99 <= 20 ms (commit to receipt, {subscribers} subscribers"
+            + ("" if subscribers >= FANOUT_GOAL_SUBSCRIBERS else "; the goal is judged at 100")
+            + ")",
             "value": p99,
-            "met": p99 is not None and p99 <= 20,
+            # The issue's goal is with 100 subscribers: a run with fewer (--quick) says
+            # nothing about it.
+            "met": None if subscribers < FANOUT_GOAL_SUBSCRIBERS else p99 is not None and p99 <= 20,
         }
     )
     return rows

@@ -18,7 +18,8 @@ The points, in path order (a point missing from a call is skipped, not invented)
 ``reducer_in`` / ``reducer_out``    ``Database.execute_reducer`` (reducer + commit)
 ``durable_in`` / ``durable_out``    ``Database.wait_durable`` (the fsync wait)
 ``resolved``        back on the event loop (``calls._resolve``)
-``reply_in``        the reply is being written (``send_str``/``send_bytes``; HTTP:
+``reply_in``        the reply is being written (WS: ``FrameWriter.write``, or aiohttp's
+                    ``send_str``/``send_bytes`` when it cannot be used; HTTP:
                     ``StreamResponse.prepare``)
 ``reply_out``       the write returned
 
@@ -59,6 +60,7 @@ def around(owner, name, before, after):
                 if after: mark((after, ns()))
     setattr(owner, name, wrapped)
 from cosmictron.server import connection_deadlines, routes, protocol, calls, websocket_client
+from cosmictron.server import frames_out
 from cosmictron.host import Database
 from aiohttp import web
 around(connection_deadlines.TcpConnection, 'received', 'bytes_in', None)
@@ -72,6 +74,7 @@ around(calls.CallWorker, '_run_batch', 'thread_in', None)
 around(Database, 'execute_reducer', 'reducer_in', 'reducer_out')
 around(Database, 'wait_durable', 'durable_in', 'durable_out')
 around(calls, '_resolve', 'resolved', None)
+around(frames_out.FrameWriter, 'write', 'reply_in', 'reply_out')
 around(web.WebSocketResponse, 'send_str', 'reply_in', 'reply_out')
 around(web.WebSocketResponse, 'send_bytes', 'reply_in', 'reply_out')
 around(web.StreamResponse, 'prepare', 'reply_in', None)

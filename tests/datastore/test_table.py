@@ -245,6 +245,61 @@ def test_delete_many_matches_one_by_one_and_refuses_a_key_not_held():
     assert batched.rows == before
 
 
+@pytest.mark.parametrize("ordered", [False, True])
+def test_apply_net_effect_matches_delete_then_insert_one_by_one(ordered):
+    """``apply_net_effect`` (replay's overlay flush) leaves the rows, their order, the
+    indexes and the text bytes that deleting the touched keys and inserting the newest
+    rows one by one leave: rows replaced with their indexed columns unchanged and changed,
+    rows deleted, rows new, an optional text column, a snapshot's view sharing the
+    structures; with an ordered view built (``ordered``), by the general path."""
+    schema = TableSchema(
+        "item",
+        (
+            ColumnSchema("id", t.I64),
+            ColumnSchema("owner", t.STR),
+            ColumnSchema("n", t.I64),
+            ColumnSchema("note", t.OptionalType(t.STR)),
+        ),
+        primary_key=("id",),
+        indexes=(IndexSchema("owner", ("owner",), "hash"), IndexSchema("n", ("n",))),
+    )
+    rows = [(i, f"o{i % 3}", i % 5, None if i % 2 else "x" * i) for i in range(60)]
+    deleted = object()
+    changes: dict = {}
+    for i in range(0, 60, 3):  # same indexed values, another note
+        changes[i] = (i, f"o{i % 3}", i % 5, "changed")
+    for i in range(1, 60, 6):  # the owner index's key changes
+        changes[i] = (i, "moved", i % 5, None)
+    for i in range(2, 60, 5):  # deleted (some of them replaced above: the last word counts)
+        changes[i] = deleted
+    for i in range(100, 110):  # new keys, one of them deleted again in the run
+        changes[i] = (i, "new", i % 5, "n")
+    changes[105] = deleted
+    batched, single = Table(schema), Table(schema)
+    for table in (batched, single):
+        table.insert_many(rows)
+        if ordered:
+            list(table.index_named("n").range_row_keys(1, 3))
+    view = batched.share()
+    batched.apply_net_effect(changes, deleted)
+    for key in changes:
+        if key in single.rows:
+            single.delete(key)
+    for row in changes.values():
+        if row is not deleted:
+            single.insert(row)
+    assert list(batched.rows.items()) == list(single.rows.items())
+    assert batched.estimated_bytes == single.estimated_bytes
+    for name, probes in (("owner", ("o0", "o1", "o2", "moved", "new")), ("n", range(5))):
+        for probe in probes:
+            assert sorted(batched.index_named(name).row_keys(probe)) == sorted(
+                single.index_named(name).row_keys(probe)
+            )
+    batched.check_invariants()
+    assert list(view.rows.items()) == [(row[0], row) for row in rows]  # the view kept its own
+    view.check_invariants()
+
+
 needs_rows_helper = pytest.mark.skipif(
     table_module._untrack_atomic is None,
     reason="the compiled row helper (datastore/_rows.pyx) is not built here (no Cython or "

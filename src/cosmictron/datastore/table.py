@@ -16,7 +16,7 @@ reads pays one flag test per write.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -213,12 +213,8 @@ class Table:
         table_rows.update(zip(keys, rows, strict=True))
         for index in self.indexes:
             index.add_many(rows, keys)
-        for position in self._variable_positions:
-            values = map(itemgetter(position), rows)
-            if self.schema.columns[position].type in (STR, BYTES):  # never None
-                self.variable_bytes += sum(map(len, values))
-            else:
-                self.variable_bytes += sum(len(value) for value in values if value is not None)
+        if self._variable_positions:
+            self.variable_bytes += self._variable_size_of(rows)
         return keys
 
     def _insert_each(self, rows: list[tuple[Any, ...]]) -> list[Any]:
@@ -271,8 +267,90 @@ class Table:
             for key in keys:
                 primary_order.removed(key)
         if self._variable_positions:
-            self.variable_bytes -= sum(map(self._variable_size, rows))
+            self.variable_bytes -= self._variable_size_of(rows)
         return rows
+
+    def apply_net_effect(self, changes: dict[Any, Any], deleted: Any) -> None:
+        """Apply a run of changes by net effect (replay's overlay flush): ``changes`` maps
+        each key the run touched to its newest row, or to ``deleted``. The table ends as
+        ``delete_many`` of the touched keys it holds then ``insert_many`` of the rows, in
+        ``changes``' order, leave it; a row the run replaced keeps its entry in every index
+        whose key for it did not change, so an update that leaves the indexed columns
+        alone costs the indexes nothing. The caller has refused a change that inserts a
+        key the table held before the run (``CorruptLog``).
+
+        One pass over the changes: each key is looked up once, and each replaced row read
+        once, while it is in the cache (the touched rows are scattered over the heap, and
+        a pass per index and per column cost more in cache misses than in instructions).
+        """
+        if (
+            self.key_of is None
+            or self.unique_indexes
+            or (self.primary_order is not None and self.primary_order._ordered is not None)
+        ):  # the general path checks and keeps what these need
+            touched = [key for key in changes if key in self.rows]
+            if touched:
+                self.delete_many(touched)
+            self.insert_many([row for row in changes.values() if row is not deleted])
+            return
+        if self._shared:
+            self._own()
+        held = self.rows  # after ``_own``: a snapshot's view keeps the dict it had
+        pop = held.pop
+        # Per index: its key getter, then the rows and keys it loses and gains.
+        indexes: list[
+            tuple[Callable[[tuple[Any, ...]], Any], list[Any], list[Any], list[Any], list[Any]]
+        ]
+        indexes = [(index.key_of, [], [], [], []) for index in self.indexes]
+        positions = self._variable_positions
+        fresh: dict[Any, tuple[Any, ...]] = {}
+        size = 0
+        for key, row in changes.items():
+            was = pop(key, None)
+            if was is not None:
+                for position in positions:
+                    value = was[position]
+                    if value is not None:
+                        size -= len(value)
+            if row is deleted:
+                if was is not None:
+                    for _, gone_rows, gone_keys, _, _ in indexes:
+                        gone_rows.append(was)
+                        gone_keys.append(key)
+                continue
+            fresh[key] = row
+            for key_of, gone_rows, gone_keys, came_rows, came_keys in indexes:
+                if was is not None:
+                    if key_of(was) == key_of(row):
+                        continue
+                    gone_rows.append(was)
+                    gone_keys.append(key)
+                came_rows.append(row)
+                came_keys.append(key)
+        for index, (_, gone_rows, gone_keys, came_rows, came_keys) in zip(
+            self.indexes, indexes, strict=True
+        ):
+            if gone_rows:
+                index.remove_many(gone_rows, gone_keys)
+            if came_rows:
+                index.add_many(came_rows, came_keys)
+        rows = list(fresh.values())
+        if _untrack_atomic is not None:
+            _untrack_atomic(rows)  # as in ``insert_many``: the dict stays untracked
+        held.update(fresh)
+        if positions:
+            self.variable_bytes += size + self._variable_size_of(rows)
+
+    def _variable_size_of(self, rows: Iterable[tuple[Any, ...]]) -> int:
+        """``_variable_size`` summed over ``rows``, a column at a time (no call per row)."""
+        size = 0
+        for position in self._variable_positions:
+            values = map(itemgetter(position), rows)
+            if self.schema.columns[position].type in (STR, BYTES):  # never None
+                size += sum(map(len, values))
+            else:
+                size += sum(len(value) for value in values if value is not None)
+        return size
 
     def replace(self, key: Any, row: tuple[Any, ...]) -> tuple[Any, ...]:
         """Swap the row under ``key`` for ``row`` (same key) and return the old row.

@@ -248,17 +248,14 @@ class ReplayOverlay:
     def flush(self) -> None:
         """Apply what the run did to the tables and start a new run."""
         for table, rows, _, _, _ in self._pending.values():
-            held = table.rows
-            touched = [key for key in rows if key in held]
-            if len(touched) == 1:
-                table.delete(touched[0])
-            elif touched:
-                table.delete_many(touched)
-            fresh = [row for row in rows.values() if row is not _DELETED]
-            if len(fresh) == 1:
-                table.insert(fresh[0])
-            elif fresh:
-                table.insert_many(fresh)
+            if len(rows) == 1:  # one change: no lists to build
+                ((key, row),) = rows.items()
+                if key in table.rows:
+                    table.delete(key)
+                if row is not _DELETED:
+                    table.insert(row)
+            else:
+                table.apply_net_effect(rows, _DELETED)
         self._pending.clear()
 
 

@@ -17,6 +17,15 @@ then queues the reply at once instead of waking a task per call; docs/benchmarks
 hand-off after all of its calls' callbacks: a client then writes the replies of a whole
 batch in one go.
 
+While a batch's sync runs, the next batch need not wait for it: when calls are already
+queued behind a batch (or an earlier batch is still being synced), the batch goes to a
+second thread (``_DurableWaiter``), which waits for its sync and hands it off, in the
+order batches ran, while the call thread runs the next batch; that batch's sync then
+covers what ran meanwhile (group commit, as with concurrent in-process callers). A lone
+call still waits on the call thread itself: no extra hop on the path of one client.
+Nothing is acknowledged earlier than before: every result is handed off only after the
+sync that covers its batch.
+
 The thread sleeps on a lock of its own that the loop releases only when the thread said
 it is going to sleep, so a call queued while the thread is busy costs one append under a
 plain lock, and a wake-up one release (a ``threading.Condition`` costs several Python
@@ -37,7 +46,7 @@ from asyncio import get_running_loop
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from cosmictron.errors import CosmictronError, InternalError
 from cosmictron.host import CallOutcome, Database
@@ -48,6 +57,8 @@ logger = logging.getLogger(__name__)
 BATCH_CALLS_MAX = 256
 """Calls one batch takes at most, so a flood cannot delay replies without bound."""
 
+
+_Item = TypeVar("_Item")
 
 CallDone = Callable[[CallOutcome | None, BaseException | None], None]
 """``(outcome, None)`` once a call is durable, ``(None, error)`` if it failed; on the loop."""
@@ -66,20 +77,69 @@ class _Call:
     after: Callable[[], None] | None = None
 
 
-class CallWorker:
-    """The thread that runs one database's reducer calls (see the module docstring)."""
+class _QueueThread(Generic[_Item]):
+    """A thread that takes what is queued for it and sleeps on a lock of its own when
+    there is nothing (see the module docstring): ``_take`` picks the next piece of work
+    from the queue (under the mutex), ``_work`` does it (outside)."""
 
-    def __init__(self, db: Database, name: str) -> None:
-        self.db = db
-        self._queue: deque[_Call] = deque()
+    def __init__(self, name: str) -> None:
+        self._queue: deque[_Item] = deque()
         self._mutex = threading.Lock()
-        """Guards the queue, ``_sleeping`` and ``_stopping``; never held across a call."""
+        """Guards the queue, ``_sleeping`` and ``_stopping``; never held across work."""
         self._wake = threading.Lock()
         """Held while nobody woke the thread; released once per sleep, by the waker."""
         self._wake.acquire()
         self._sleeping = False
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name=f"calls-{name}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _wake_locked(self) -> None:
+        """Wake the thread if it sleeps (else it takes the queue when done); hold the mutex."""
+        if self._sleeping:
+            self._sleeping = False
+            self._wake.release()
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the thread."""
+        with self._mutex:
+            self._stopping = True
+            self._wake_locked()
+        self._thread.join()
+
+    def _run(self) -> None:
+        queue = self._queue
+        while True:
+            with self._mutex:
+                if queue:
+                    work: Any = self._take(queue)
+                else:
+                    self._idle()
+                    if self._stopping:
+                        return
+                    self._sleeping = True
+                    work = None
+            if work is not None:
+                self._work(work)
+            else:
+                self._wake.acquire()  # until ``_wake_locked`` (or close) releases it
+
+    def _take(self, queue: deque[_Item]) -> Any:
+        raise NotImplementedError
+
+    def _work(self, work: Any) -> None:
+        raise NotImplementedError
+
+    def _idle(self) -> None:
+        """The queue is empty (under the mutex), before the thread sleeps or stops."""
+
+
+class CallWorker(_QueueThread[_Call]):
+    """The thread that runs one database's reducer calls (see the module docstring)."""
+
+    def __init__(self, db: Database, name: str) -> None:
+        super().__init__(f"calls-{name}")
+        self.db = db
+        self._waiter = _DurableWaiter(db, name)
         self._thread.start()
 
     def submit(
@@ -124,38 +184,27 @@ class CallWorker:
             if self._stopping:
                 raise InternalError("the database is closing; try again")
             self._queue.append(call)
-            if self._sleeping:  # else the thread is busy and takes the queue when done
-                self._sleeping = False
-                self._wake.release()
+            self._wake_locked()
+
+    @property
+    def overlapped_batches(self) -> int:
+        """Batches whose sync was waited for while the next batch ran (tests)."""
+        return self._waiter.batches
 
     def close(self) -> None:
-        """Finish the queued calls, then stop the thread."""
-        with self._mutex:
-            self._stopping = True
-            if self._sleeping:
-                self._sleeping = False
-                self._wake.release()
-        self._thread.join()
+        """Finish the queued calls, then stop the threads."""
+        super().close()
+        self._waiter.close()
 
-    def _run(self) -> None:
-        queue = self._queue
-        while True:
-            with self._mutex:
-                if queue:
-                    if len(queue) <= BATCH_CALLS_MAX:
-                        batch = list(queue)
-                        queue.clear()
-                    else:
-                        batch = [queue.popleft() for _ in range(BATCH_CALLS_MAX)]
-                elif self._stopping:
-                    return
-                else:
-                    self._sleeping = True
-                    batch = []
-            if batch:
-                self._run_batch(batch)
-            else:
-                self._wake.acquire()  # until a call (or close) releases it
+    def _take(self, queue: deque[_Call]) -> list[_Call]:
+        if len(queue) <= BATCH_CALLS_MAX:
+            batch = list(queue)
+            queue.clear()
+            return batch
+        return [queue.popleft() for _ in range(BATCH_CALLS_MAX)]
+
+    def _work(self, work: list[_Call]) -> None:
+        self._run_batch(work)
 
     def _run_batch(self, batch: list[_Call]) -> None:
         results: list[tuple[_Call, CallOutcome | None, BaseException | None]] = []
@@ -181,31 +230,84 @@ class CallWorker:
                 results.append((call, outcome, None))
                 if outcome.tx_offset > last:
                     last = outcome.tx_offset
-        if last:
-            try:
-                self.db.wait_durable(last)
-            except CosmictronError as exc:
-                # Nothing in the batch was acknowledged: every committed call fails too.
-                results = [(call, None, error or exc) for call, _, error in results]
-        loop = batch[0].loop
-        for call in batch:
-            if call.loop is not loop:
-                break
-        else:  # the usual case: one event loop
-            self._hand_off(loop, results)
+        waiter = self._waiter
+        if waiter.busy or (last and self._queue):
+            # Calls are waiting, or an earlier batch's sync is still running: that thread
+            # waits for this batch's sync and hands it off (after the earlier ones) while
+            # this one runs the next batch.
+            waiter.put(results, last)
             return
-        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for result in results:
-            by_loop.setdefault(result[0].loop, []).append(result)
-        for loop, resolved in by_loop.items():
-            self._hand_off(loop, resolved)
+        _settle(self.db, results, last)
 
-    @staticmethod
-    def _hand_off(loop: asyncio.AbstractEventLoop, results: list[Any]) -> None:
+
+def _settle(db: Database, results: list[Any], last: int) -> None:
+    """Wait until ``last`` is durable, then hand every result to its loop (every call
+    of the batch failing with the ``DurabilityError`` if the sync failed)."""
+    if last:
         try:
-            loop.call_soon_threadsafe(_resolve, results)
-        except RuntimeError:  # the loop closed: the server is stopping
-            pass
+            db.wait_durable(last)
+        except CosmictronError as exc:
+            # Nothing in the batch was acknowledged: every committed call fails too.
+            results = [(call, None, error or exc) for call, _, error in results]
+    if not results:
+        return
+    loop = results[0][0].loop
+    for call, _, _ in results:
+        if call.loop is not loop:
+            break
+    else:  # the usual case: one event loop
+        _hand_off(loop, results)
+        return
+    by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+    for result in results:
+        by_loop.setdefault(result[0].loop, []).append(result)
+    for loop, resolved in by_loop.items():
+        _hand_off(loop, resolved)
+
+
+def _hand_off(loop: asyncio.AbstractEventLoop, results: list[Any]) -> None:
+    try:
+        loop.call_soon_threadsafe(_resolve, results)
+    except RuntimeError:  # the loop closed: the server is stopping
+        pass
+
+
+class _DurableWaiter(_QueueThread[tuple[list[Any], int]]):
+    """The second thread of a ``CallWorker``: waits for a batch's sync and hands the batch
+    off, while the call thread already runs the next batch (see the module docstring).
+
+    Batches are settled in the order they were put, so their results reach the loop in
+    the order their calls ran. ``busy`` (a batch queued or being settled) tells the call
+    thread that its next batch must come here too, behind them.
+    """
+
+    def __init__(self, db: Database, name: str) -> None:
+        super().__init__(f"durable-{name}")
+        self.db = db
+        self._settling = False
+        self.batches = 0
+        """Batches put here (their sync overlapped the next batch): for tests."""
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self._settling or bool(self._queue)
+
+    def put(self, results: list[Any], last: int) -> None:
+        self.batches += 1
+        with self._mutex:
+            self._queue.append((results, last))
+            self._settling = True
+            self._wake_locked()
+
+    def _take(self, queue: deque[tuple[list[Any], int]]) -> tuple[list[Any], int]:
+        return queue.popleft()
+
+    def _work(self, work: tuple[list[Any], int]) -> None:
+        _settle(self.db, *work)
+
+    def _idle(self) -> None:
+        self._settling = False
 
 
 def _resolve(results: list[tuple[_Call, CallOutcome | None, BaseException | None]]) -> None:
