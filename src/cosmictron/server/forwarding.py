@@ -135,7 +135,7 @@ async def find_leader(app: web.Application, cluster: Any, name: str) -> tuple[st
 def forget_leader(app: web.Application, name: str) -> None:
     """Read ``name``'s leader from KV next time: the cached one did not answer, or
     answered 503 (``not_leader``, ``cluster_unavailable``)."""
-    forget_leader(app, name)
+    app[LEADERS].pop(name, None)
 
 
 def _write_kind(request: web.Request) -> str | None:
