@@ -39,6 +39,7 @@ from typing import Any
 
 from cosmictron.cluster.catchup import stream_last_offset
 from cosmictron.cluster.connection import NatsConnection, parse_urls
+from cosmictron.cluster.follower import out_of_touch_since
 from cosmictron.cluster.leadership import take_lead
 from cosmictron.cluster.lease import LEASE_RENEW_S, LEASE_TTL_S, Lease
 from cosmictron.cluster.placement import Placer
@@ -215,6 +216,15 @@ class ClusterNode:
     def leads(self, name: str) -> bool:
         """Whether this node leads ``name`` now."""
         return name in self._led
+
+    def stale_since(self, name: str) -> float | None:
+        """For a database this node leads: when (wall-clock seconds) a quorum last took
+        its lease renewal, once that is older than ``follower.STALE_AFTER_S`` (NATS lost
+        its quorum, or this node is cut off: it may not lead any more, and its commits
+        wait); None while renewals go through, or when this node does not lead ``name``."""
+        if name not in self._led:
+            return None
+        return out_of_touch_since(self.lease(name).renewed_at)
 
     def release(self, name: str) -> None:
         """Stop renewing ``name``'s lease: this node opened it but could not serve it (its
