@@ -241,6 +241,13 @@ class DatabaseFeed:
         self.followers = LedgerFollowers()
         """Subscribers of the ledger's leaf hashes and checkpoints (``ledger_feed.py``)."""
         self.ledger_on = False
+        self.stale: bool | None = None
+        """Cluster mode: whether what this node serves of the database is stale, set under
+        the writer lock (``server/staleness.py``), so each ``SubscribeApplied`` says it in
+        its place among the ``Staleness`` messages; None in single-node mode (not said)."""
+        self.stale_notice: dict[str, Any] | None = None
+        """The ``Staleness`` its clients were last told while it says stale (None: current),
+        for a client that connects meanwhile; on the loop (``server/staleness.py``)."""
         hosted.db.read(self._start)
 
     def _start(self, datastore: Datastore) -> None:
@@ -374,6 +381,8 @@ class DatabaseFeed:
         offset = subscription.tx_offset
         applied: dict[str, Any] = {"request_id": request_id, "query_id": query_id}
         applied["tx_offset"] = offset
+        if self.stale is not None:  # cluster mode: from a stale copy, or a current one
+            applied["stale"] = self.stale
         missed = None
         if since is not None and since <= offset and replayable(subscription.queries):
             missed = self.window.after(since)

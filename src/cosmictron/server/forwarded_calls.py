@@ -74,10 +74,18 @@ class CallForwarder:
             )
             error.code = "invalid_request"
             raise error from None
-        leader = await forwarding._leader(self.app, cluster, self.name)
+        try:
+            leader = await forwarding._leader(self.app, cluster, self.name)
+        except Exception as exc:  # the leases did not answer: no quorum (as HTTP's)
+            raise ClusterUnavailable(
+                f"cannot find the leader of {self.name!r}: the cluster's KV did not answer "
+                f"({exc!r}); {forwarding.NOTHING_RAN}; retry",
+                forwarding.RETRY_AFTER_S,
+            ) from exc
         if leader is None or leader[1] == cluster.url:
             raise ClusterUnavailable(
-                f"database {self.name!r} has no leader right now (a failover is under way); retry",
+                f"database {self.name!r} has no leader right now (a failover is under way); "
+                f"{forwarding.NOTHING_RAN}; retry",
                 forwarding.RETRY_AFTER_S,
             )
         node, url = leader
@@ -93,6 +101,7 @@ class CallForwarder:
             ) as answer:
                 status = answer.status
                 data = await answer.read()
+                retry_after = answer.headers.get("Retry-After")
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.app[forwarding.LEADERS].pop(self.name, None)
             raise ClusterUnavailable(
@@ -103,7 +112,7 @@ class CallForwarder:
         if status != 200:
             if status == 503:
                 self.app[forwarding.LEADERS].pop(self.name, None)
-            raise _error(reply, status, node)
+            raise _error(reply, status, node, retry_after)
         offset = int(reply["tx_offset"])
         follower = registry.follower(self.name)
         if follower is not None:
@@ -120,13 +129,34 @@ def _decode(data: bytes) -> dict[str, Any]:
     return reply if isinstance(reply, dict) else {}
 
 
-def _error(reply: dict[str, Any], status: int, node: str) -> CosmictronError:
-    """The leader's error document as an error with its code and message."""
+class LeaderError(CosmictronError):
+    """The leader's refusal of a forwarded call, as it answered it: its code (set on the
+    instance), message, traceback and ``Retry-After`` (``retry_after_s``, None without)."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def _error(
+    reply: dict[str, Any], status: int, node: str, retry_after: str | None = None
+) -> LeaderError:
+    """The leader's error document as an error with its code and message, and with its
+    ``Retry-After`` as ``retry_after_s`` (a ``cluster_unavailable`` says when to retry)."""
     found = reply.get("error")
     document: dict[str, Any] = found if isinstance(found, dict) else {}
-    error = CosmictronError(str(document.get("message") or f"the leader {node} answered {status}"))
+    message = str(document.get("message") or f"the leader {node} answered {status}")
+    error = LeaderError(message, _seconds(retry_after))
     error.code = str(document.get("code") or "internal_error")
     error.http_status = status
     if isinstance(document.get("traceback"), str):
         error.traceback = document["traceback"]
     return error
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """An HTTP ``Retry-After`` in seconds (None: absent, or a date, which ours never is)."""
+    try:
+        return float(retry_after) if retry_after is not None else None
+    except ValueError:
+        return None

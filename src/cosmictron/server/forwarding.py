@@ -21,8 +21,10 @@ could not wait long enough still answers, with ``Cosmictron-Stale: true``.
 
 Every SQL reply of a cluster node says what it was read at: ``Cosmictron-Applied-Offset``
 (the last offset applied here) and ``Cosmictron-Stale`` (``true`` when this replica has
-lost touch with the stream for ``follower.STALE_AFTER_S``: NATS lost its quorum, or the
-node is cut off; the rows are those of the applied offset).
+lost touch with the stream for ``follower.STALE_AFTER_S``, or, on the leader, when its
+lease renewals have not gone through for as long: NATS lost its quorum, or the node is
+cut off; the rows are those of the applied offset). WebSocket clients are told the same
+by ``Staleness`` messages (``server/staleness.py``).
 """
 
 from __future__ import annotations
@@ -275,7 +277,9 @@ def _mark_applied(
         response.headers[STALE] = "true" if follower.stale or behind else "false"
         return
     try:
-        response.headers[APPLIED_OFFSET] = str(registry.get(name).db.tx_offset)
+        hosted = registry.get(name)
     except Exception:  # the database went away meanwhile: nothing to say
         return
-    response.headers[STALE] = "false"
+    response.headers[APPLIED_OFFSET] = str(hosted.db.tx_offset)
+    # A leader whose lease renewals stopped going through (no quorum) may be deposed.
+    response.headers[STALE] = "false" if registry.stale_since(hosted) is None else "true"

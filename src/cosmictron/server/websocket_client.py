@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -695,6 +696,7 @@ class WebSocketClient:
             error=shown["message"],
             error_code=shown["code"],
             error_traceback=shown.get("traceback"),
+            retry_after_s=retry_after_of(error),
         )
 
     def _result(self, request_id: RequestId, outcome: CallOutcome) -> dict[str, Any]:
@@ -777,6 +779,15 @@ class WebSocketClient:
             with contextlib.suppress(RuntimeError):  # the database's threads have stopped
                 await self.hosted.run(subscription.unsubscribe)
         self.subscriptions.clear()
+
+
+def retry_after_of(error: CosmictronError) -> float | None:
+    """When to try again, for an error that says (HTTP sends it as ``Retry-After``):
+    ``ClusterUnavailable`` (quorum lost, no leader yet), ``RateLimited``; else None."""
+    retry_after_s = getattr(error, "retry_after_s", None)
+    if isinstance(retry_after_s, int | float) and math.isfinite(retry_after_s):
+        return float(retry_after_s)
+    return None
 
 
 def _forward(then: Any, future: asyncio.Future[Any]) -> None:
