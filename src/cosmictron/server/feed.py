@@ -47,7 +47,13 @@ from typing import Any, Protocol
 
 from cosmictron import limits
 from cosmictron.datastore import Datastore, TableChange
-from cosmictron.errors import CosmictronError, NotFinite, SubscriptionError
+from cosmictron.errors import (
+    ClusterUnavailable,
+    CosmictronError,
+    NotFinite,
+    NotLeader,
+    SubscriptionError,
+)
 from cosmictron.query.budget import QueryBudget
 from cosmictron.server.ledger_feed import LedgerFollowers
 from cosmictron.server.protocol import JSON, Codec, QueryId, RequestId, subscription_error
@@ -193,6 +199,13 @@ class DurableWatermark:
                     await self.hosted.run(self.hosted.db.wait_durable, target)
                 else:
                     await asyncio.sleep(self.poll_s)
+            except ClusterUnavailable as exc:
+                if not isinstance(exc, NotLeader):
+                    continue  # no quorum for now: the records stay queued, acked later
+                waiters, self._waiters = self._waiters, []
+                for _, waiter in waiters:
+                    _settle(waiter, exc)
+                return
             except (CosmictronError, RuntimeError) as exc:  # a failed sync; a closed database
                 waiters, self._waiters = self._waiters, []
                 for _, waiter in waiters:

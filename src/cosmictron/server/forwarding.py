@@ -22,7 +22,8 @@ could not wait long enough still answers, with ``Cosmictron-Stale: true``.
 Every SQL reply of a cluster node says what it was read at: ``Cosmictron-Applied-Offset``
 (the last offset applied here) and ``Cosmictron-Stale`` (``true`` when this replica has
 lost touch with the stream for ``follower.STALE_AFTER_S``, or, on the leader, when its
-lease renewals have not gone through for as long: NATS lost its quorum, or the node is
+lease renewals and log acknowledgements have not gone through for as long: NATS lost its
+quorum, or the node is
 cut off; the rows are those of the applied offset). WebSocket clients are told the same
 by ``Staleness`` messages (``server/staleness.py``).
 """
@@ -281,5 +282,5 @@ def _mark_applied(
     except Exception:  # the database went away meanwhile: nothing to say
         return
     response.headers[APPLIED_OFFSET] = str(hosted.db.tx_offset)
-    # A leader whose lease renewals stopped going through (no quorum) may be deposed.
+    # A leader without word from a quorum (renewals, acks) may be deposed, or stuck.
     response.headers[STALE] = "false" if registry.stale_since(hosted) is None else "true"

@@ -356,12 +356,13 @@ class DatabaseRegistry:
         """Cluster mode: since when (wall-clock seconds) what this node serves of
         ``hosted`` may be behind the cluster: its replica lost the stream's quorum, or,
         leading it, its lease renewals stopped going through (``cluster/follower.py``
-        has the rule); None while it is current, and always in single-node mode."""
+        has the rule; the leader's log acknowledgements count as renewals); None while it
+        is current, and always in single-node mode."""
         if hosted.follower is not None:
             return hosted.follower.stale_since
         if self.cluster is None:
             return None
-        return self.cluster.stale_since(hosted.name)
+        return self.cluster.stale_since(hosted.name, hosted.db)
 
     def _host(
         self, name: str, db: Database, relay: bool = True, follower: Follower | None = None

@@ -8,7 +8,7 @@ message (docs/reference/websocket.md): ``stale: true`` with the offset its view 
 at and since when, then ``stale: false`` once the node is in touch again. What "stale"
 means is the cluster layer's rule (``DatabaseRegistry.stale_since``): a replica whose
 stream has not answered with a quorum for ``follower.STALE_AFTER_S``, a leader whose
-lease renewals have not gone through for as long. Going stale is an absence of news, so
+lease renewals have not gone through, nor its log been acknowledged, for as long. Going stale is an absence of news, so
 nothing announces it: a task polls, every ``POLL_S``, each database that has WebSocket
 clients here (its ``DatabaseFeed``) and tells its clients of each change.
 
@@ -23,8 +23,11 @@ every ``SubscribeApplied`` reads there) and handed to the event loop from there,
 transaction's updates are: a client gets it after every update up to the offset it
 names, and its ``SubscribeApplied``s agree with the ``Staleness`` messages around them.
 The offset is the last one whose messages may be sent (confirmed reads: the applied one
-on a replica, the acknowledged one on a leader). A client that connects while its
-database is stale is told right after its ``IdentityToken`` (``server/websocket.py``).
+on a replica, the acknowledged one on a leader), and the message goes ahead of any queued
+one of a later transaction (``WebSocketClient.deliver_ahead``): on a leader without a
+quorum those wait for acknowledgements that may come only when the outage ends. A client
+that connects while its database is stale is told right after its ``IdentityToken``
+(``server/websocket.py``).
 """
 
 from __future__ import annotations
@@ -106,13 +109,13 @@ def _turn(app: web.Application, feed: DatabaseFeed, since: float | None, _: Data
     feed.stale = since is not None
     offset = min(db.tx_offset, db.durable_offset)
     message = staleness(feed.stale, offset, since)
-    feed.loop.call_soon_threadsafe(_tell, app, feed, message, offset)
+    feed.loop.call_soon_threadsafe(_tell, app, feed, message)
 
 
-def _tell(app: web.Application, feed: DatabaseFeed, message: dict[str, Any], offset: int) -> None:
+def _tell(app: web.Application, feed: DatabaseFeed, message: dict[str, Any]) -> None:
     """On the loop: every client of the feed's database here gets ``message``."""
     feed.stale_notice = message if message["Staleness"]["stale"] else None
     clients: set[WebSocketClient] = app[CLIENTS]
     for client in list(clients):
         if client.feed is feed:
-            client.deliver(message, offset)
+            client.deliver_ahead(message)  # not behind updates the quorum never acked
