@@ -23,9 +23,8 @@ Every SQL reply of a cluster node says what it was read at: ``Cosmictron-Applied
 (the last offset applied here) and ``Cosmictron-Stale`` (``true`` when this replica has
 lost touch with the stream for ``follower.STALE_AFTER_S``, or, on the leader, when its
 lease renewals and log acknowledgements have not gone through for as long: NATS lost its
-quorum, or the node is
-cut off; the rows are those of the applied offset). WebSocket clients are told the same
-by ``Staleness`` messages (``server/staleness.py``).
+quorum, or the node is cut off; the rows are those of the applied offset). WebSocket
+clients are told the same by ``Staleness`` messages (``server/staleness.py``).
 """
 
 from __future__ import annotations

@@ -8,9 +8,10 @@ message (docs/reference/websocket.md): ``stale: true`` with the offset its view 
 at and since when, then ``stale: false`` once the node is in touch again. What "stale"
 means is the cluster layer's rule (``DatabaseRegistry.stale_since``): a replica whose
 stream has not answered with a quorum for ``follower.STALE_AFTER_S``, a leader whose
-lease renewals have not gone through, nor its log been acknowledged, for as long. Going stale is an absence of news, so
-nothing announces it: a task polls, every ``POLL_S``, each database that has WebSocket
-clients here (its ``DatabaseFeed``) and tells its clients of each change.
+lease renewals have not gone through, nor its log been acknowledged, for as long. Going
+stale is an absence of news, so nothing announces it: a task polls, every ``POLL_S``,
+each database that has WebSocket clients here (its ``DatabaseFeed``) and tells its
+clients of each change.
 
 The same round closes (``CLOSE_REOPENED``) the clients of a copy this node no longer
 serves: when a node takes the lead of a database it followed, or follows one it led, it
