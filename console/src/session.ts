@@ -9,7 +9,7 @@
  */
 
 import { computed, signal } from "@preact/signals";
-import { type Client, connect, errorFromCode } from "../../sdk/typescript/src/index.js";
+import { type Client, connect, errorFromCode, type StalenessEvent } from "../../sdk/typescript/src/index.js";
 import type { DatabaseSchema, TableSchema } from "../../sdk/typescript/src/schema.js";
 
 const TOKEN_KEY = "cosmictron.console.token";
@@ -33,6 +33,8 @@ export const schema = signal<Schema | null>(null);
 export const database = signal<string | null>(null);
 export const connectionState = signal<string>("");
 export const connectError = signal<string>("");
+/** Cluster mode: what the node said while its copy of the open database is stale; else null. */
+export const stale = signal<StalenessEvent | null>(null);
 /** Whether this identity owns the open database: only then are write controls shown. */
 export const isOwner = computed(() => !!schema.value && schema.value.owner === identity.value);
 /** The tables this identity may read: every table for the owner, the public ones otherwise. */
@@ -107,6 +109,7 @@ export async function openDatabase(name: string): Promise<void> {
   client.value = null;
   schema.value = null;
   connectError.value = "";
+  stale.value = null;
   database.value = name;
   try {
     const described = (await api(`${dbPath(name)}/schema`)) as Schema;
@@ -115,6 +118,9 @@ export async function openDatabase(name: string): Promise<void> {
       database: name,
       token: token.value ?? undefined,
       onError: (error) => (connectError.value = String((error as Error).message ?? error)),
+      onStaleness: (event) => {
+        if (attempt === opening) stale.value = event.stale ? event : null;
+      },
     });
     if (attempt !== opening) {
       opened.close();

@@ -9,10 +9,18 @@
 
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { Row } from "../../../sdk/typescript/src/index.js";
-import { api, client, curlOf, dbPath, database, isOwner } from "../session.js";
+import { api, client, curlOf, dbPath, database, isOwner, stale } from "../session.js";
 import { cellText, confirmWrite, ErrorText, Grid, ShowCall, WriteMark } from "../ui.js";
 
 const HIGHLIGHT_MS = 2500;
+
+/** "live", or, while the server node's copy is stale (cluster mode), since when and at what offset. */
+function liveness(): string {
+  const told = stale.value;
+  if (!told) return "live";
+  const since = told.since ? ` since ${new Date(told.since).toLocaleTimeString()}` : "";
+  return `stale${since} (the server lost touch with its cluster; rows as of offset ${told.txOffset})`;
+}
 
 export function LiveTable({
   name,
@@ -127,7 +135,7 @@ export function LiveTable({
           Filter <input type="search" value={filter} onInput={(e) => (setFilter(e.currentTarget.value), setPage(0))} />
         </label>
         <span class="live" aria-live="polite">
-          {ready ? `${all.length} ${all.length === 1 ? "row" : "rows"}${filter ? " match" : ""}, live` : "loading…"}
+          {ready ? `${all.length} ${all.length === 1 ? "row" : "rows"}${filter ? " match" : ""}, ${liveness()}` : "loading…"}
         </span>
         <nav class="pager" aria-label={`Pages of ${name}`}>
           <button type="button" disabled={shown === 0} onClick={() => setPage(shown - 1)}>

@@ -59,6 +59,21 @@ export interface ConnectOptions {
   reconnect?: { minDelayMs?: number; maxDelayMs?: number } | false;
   /** Errors no promise can carry: a callback that threw, a subscription the server ended. */
   onError?: (error: unknown) => void;
+  /**
+   * Cluster mode: the server node's copy of the database went stale (NATS lost its quorum,
+   * or the node is cut off: the cache stays as of `txOffset`, no update comes) or is
+   * current again. Called on each change; `client.stale` holds the last word.
+   */
+  onStaleness?: (event: StalenessEvent) => void;
+}
+
+/** What a `Staleness` message (or a `SubscribeApplied`'s `stale`) told the client. */
+export interface StalenessEvent {
+  stale: boolean;
+  /** The last transaction the node applied: the cache's offset while stale. */
+  txOffset: number;
+  /** While stale: when the node last heard from a quorum (RFC 3339, the server's clock). */
+  since: string | null;
 }
 
 export interface CallResult<T = unknown> {
@@ -141,6 +156,13 @@ export class Client<T extends TablesShape = Record<string, Row>, R extends Reduc
   state: ConnectionState = "connecting";
   /** The last transaction applied to the cache (what a reconnect resumes from). */
   txOffset = -1;
+  /**
+   * Cluster mode: the server node says its copy of the database is stale (see
+   * `ConnectOptions.onStaleness`); always false on a single server.
+   */
+  stale = false;
+  /** While `stale`: since when (RFC 3339) the node's copy may be behind. */
+  staleSince: string | null = null;
   schema!: DatabaseSchema;
   readonly statistics = { reconnects: 0, resumes: 0, fullResends: 0 };
 
@@ -233,7 +255,13 @@ export class Client<T extends TablesShape = Record<string, Row>, R extends Reduc
     while (given.length && given[given.length - 1] === undefined) given.pop(); // defaults
     const body = await this.request("CallReducer", { reducer, args: given });
     if (body.status !== "committed") {
-      throw errorFromCode(body.error_code, String(body.error), body.error_traceback, ReducerFailedError);
+      throw errorFromCode(
+        body.error_code,
+        String(body.error),
+        body.error_traceback,
+        ReducerFailedError,
+        body.retry_after_s,
+      );
     }
     const value = info?.returns ? decodeValue(body.return_value, info.returns) : body.return_value;
     return { value: value as R[K]["returns"], txOffset: OFFSET(body.tx_offset) };
@@ -530,6 +558,8 @@ export class Client<T extends TablesShape = Record<string, Row>, R extends Reduc
       case "ModuleUpdated":
         this.queue(() => this.moduleUpdated());
         return;
+      case "Staleness":
+        return this.setStale(Boolean(body.stale), OFFSET(body.tx_offset), body.since ?? null);
       default:
         // ReducerResult, OneOffQueryResult, UnsubscribeApplied, and kinds added later.
         if (body && body.request_id != null) {
@@ -537,6 +567,20 @@ export class Client<T extends TablesShape = Record<string, Row>, R extends Reduc
           this.pending.delete(body.request_id);
           pending?.resolve(body);
         }
+    }
+  }
+
+  /** The server said whether the node's copy is stale; `onStaleness` hears of changes. */
+  private setStale(stale: boolean, txOffset: number, since: string | null): void {
+    this.staleSince = stale ? (since ?? this.staleSince) : null;
+    if (stale === this.stale) return;
+    this.stale = stale;
+    const listener = this.options.onStaleness;
+    if (!listener) return;
+    try {
+      listener({ stale, txOffset, since: this.staleSince });
+    } catch (error) {
+      this.report(error);
     }
   }
 
@@ -565,6 +609,7 @@ export class Client<T extends TablesShape = Record<string, Row>, R extends Reduc
     const sub = this.live.get(body.query_id);
     const pending = this.pending.get(body.request_id);
     this.pending.delete(body.request_id);
+    if (sub && typeof body.stale === "boolean") this.setStale(body.stale, OFFSET(body.tx_offset), null);
     if (sub) {
       const txOffset = OFFSET(body.tx_offset);
       if (body.resumed) {

@@ -12,11 +12,17 @@ export class CosmictronError extends Error {
   readonly code: string;
   /** The module's own frames, for the database owner (a failed reducer); else undefined. */
   readonly traceback?: string;
+  /**
+   * When to try again, in seconds, for an error that says (`cluster_unavailable`,
+   * `rate_limited`: HTTP's `Retry-After`); else undefined.
+   */
+  readonly retryAfterS?: number;
 
-  constructor(message: string, code = "cosmictron_error", traceback?: string) {
+  constructor(message: string, code = "cosmictron_error", traceback?: string, retryAfterS?: number) {
     super(message);
     this.code = code;
     if (traceback) this.traceback = traceback;
+    if (typeof retryAfterS === "number") this.retryAfterS = retryAfterS;
     this.name = new.target.name;
   }
 }
@@ -34,6 +40,13 @@ export class QueryCancelledError extends CosmictronError {}
 export class ResourceExhaustedError extends CosmictronError {}
 /** The connection dropped before the reply came: a call may or may not have committed. */
 export class ConnectionLostError extends CosmictronError {}
+/**
+ * Cluster mode: no quorum, or no leader right now; retry after `retryAfterS`. A call may
+ * still commit once the cluster recovers (it is never applied twice).
+ */
+export class ClusterUnavailableError extends CosmictronError {}
+/** Cluster mode: the node that ran the call is no longer the leader; retry. */
+export class NotLeaderError extends ClusterUnavailableError {}
 
 const BY_CODE: Record<string, typeof CosmictronError> = {
   invalid_request: InvalidRequestError,
@@ -52,6 +65,8 @@ const BY_CODE: Record<string, typeof CosmictronError> = {
   query_cancelled: QueryCancelledError,
   resource_exhausted: ResourceExhaustedError,
   connection_lost: ConnectionLostError,
+  cluster_unavailable: ClusterUnavailableError,
+  not_leader: NotLeaderError,
 };
 
 /** The error class for a server code (a plain `CosmictronError` for an unknown one). */
@@ -60,7 +75,9 @@ export function errorFromCode(
   message: string,
   traceback?: string | null,
   fallback: typeof CosmictronError = CosmictronError,
+  retryAfterS?: number | null,
 ): CosmictronError {
   const known = code ? BY_CODE[code] : undefined;
-  return new (known ?? fallback)(message, code ?? "cosmictron_error", traceback ?? undefined);
+  const retry = typeof retryAfterS === "number" ? retryAfterS : undefined;
+  return new (known ?? fallback)(message, code ?? "cosmictron_error", traceback ?? undefined, retry);
 }

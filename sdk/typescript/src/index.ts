@@ -9,6 +9,7 @@ export type {
   ReducerShape,
   ConnectionState,
   ConnectOptions,
+  StalenessEvent,
   WebSocketConstructor,
   WebSocketLike,
 } from "./client.js";

@@ -15,13 +15,13 @@ import { fileURLToPath } from "node:url";
 
 const ROOT = resolve(fileURLToPath(new URL(".", import.meta.url)), "../../..");
 
-function python(): string {
+export function python(): string {
   if (process.env.COSMICTRON_PYTHON) return process.env.COSMICTRON_PYTHON;
   const venv = join(ROOT, ".venv", "bin", "python");
   return existsSync(venv) ? venv : "python3";
 }
 
-function pythonEnv(): NodeJS.ProcessEnv {
+export function pythonEnv(): NodeJS.ProcessEnv {
   return {
     ...process.env,
     PYTHONPATH: [join(ROOT, "src"), process.env.PYTHONPATH].filter(Boolean).join(":"),

@@ -16,6 +16,7 @@ from typing import Any
 from cosmictron.client.cache import RowEvent
 from cosmictron.client.schema import DatabaseSchema
 from cosmictron.errors import CosmictronError, SubscriptionError
+from cosmictron.values import Timestamp
 
 # The logger the client has always used, so a logging setup that names it still works.
 logger = logging.getLogger("cosmictron.client.connection")
@@ -27,6 +28,7 @@ AppliedCallback = Callable[[int], None]
 ErrorCallback = Callable[[CosmictronError], None]
 EndedCallback = Callable[[str, SubscriptionError], None]
 ModuleUpdatedCallback = Callable[[DatabaseSchema, list[str]], None]
+StalenessCallback = Callable[[bool, int, Timestamp | None], None]
 
 
 class CallbackRegistry:
@@ -40,6 +42,7 @@ class CallbackRegistry:
         self._errors: list[ErrorCallback] = []
         self._ended_callbacks: list[EndedCallback] = []
         self._module_callbacks: list[ModuleUpdatedCallback] = []
+        self._staleness_callbacks: list[StalenessCallback] = []
 
     def on_insert(self, callback: InsertCallback) -> InsertCallback:
         """Call ``callback(table, row)`` for each row a transaction adds (a decorator too)."""
@@ -88,6 +91,23 @@ class CallbackRegistry:
         """
         self._module_callbacks.append(callback)
         return callback
+
+    def on_staleness(self, callback: StalenessCallback) -> StalenessCallback:
+        """Call ``callback(stale, tx_offset, since)`` when the server node's copy of the
+        database goes stale or is current again (cluster mode, docs/guide/sdk.md).
+
+        ``stale`` True: the node lost touch with the cluster (NATS lost its quorum, or the
+        node is cut off); the cache stays as of ``tx_offset`` and no update comes until it
+        is current again; ``since`` (a ``Timestamp``) is when the node last heard from a
+        quorum. ``stale`` False: current again (``since`` None); updates from
+        ``tx_offset`` on follow. ``client.stale`` holds the last word.
+        """
+        self._staleness_callbacks.append(callback)
+        return callback
+
+    def _fire_staleness(self, stale: bool, tx_offset: int, since: Timestamp | None) -> None:
+        for callback in self._staleness_callbacks:
+            self._run_callback(callback, stale, tx_offset, since)
 
     def _fire_ended(self, query: str, error: SubscriptionError) -> None:
         for callback in self._ended_callbacks:

@@ -67,7 +67,7 @@ from cosmictron.client.transport import (
     open_socket,
 )
 from cosmictron.errors import ConnectionLost, CosmictronError, InvalidRequest, SubscriptionError
-from cosmictron.values import ConnectionId, Identity, json_form
+from cosmictron.values import ConnectionId, Identity, Timestamp, json_form
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +124,13 @@ class Client(CallbackRegistry):
         self.cache = ClientCache(schema.tables, row_types)
         self.tx_offset: int | None = None
         """The offset of the last transaction applied to the cache (None before any)."""
+        self.stale = False
+        """Cluster mode: whether the server node this client is connected to says its copy
+        of the database is stale (NATS lost its quorum, or the node is cut off): the cache
+        stays as of the offset applied, and no update comes until it is current again.
+        ``on_staleness`` callbacks are told of each change. Always False on one server."""
+        self.stale_since: Timestamp | None = None
+        """While ``stale``: since when the node's copy may be behind (the server's clock)."""
         self._connections = 0
         self._resumes = 0
         self._full_resends = 0
@@ -216,6 +223,7 @@ class Client(CallbackRegistry):
                 str(reply.get("error")),
                 reducer,
                 reply.get("error_traceback"),
+                reply.get("retry_after_s"),
             )
         value = reply.get("return_value")
         if info is not None and info.returns is not None:
@@ -550,6 +558,8 @@ class Client(CallbackRegistry):
                 events = self.cache.replace(body["tables"])
                 self.tx_offset = int(body["tx_offset"])
                 self._fire(events, self.tx_offset)
+            if "stale" in body and body.get("query_id") == self._query_id:
+                self._set_stale(bool(body["stale"]), int(body["tx_offset"]), None)
             self._resolve(body)
         elif kind == "SubscriptionError":
             error = SubscriptionError(str(body.get("error")))
@@ -561,11 +571,26 @@ class Client(CallbackRegistry):
                 self._fire_error(error)
         elif kind == "ModuleUpdated":
             self._start_resync()
+        elif kind == "Staleness":
+            since = body.get("since")
+            self._set_stale(bool(body.get("stale")), int(body["tx_offset"]), since)
         elif kind == "LedgerCheckpoint":
             if self.ledger is not None:
                 self._check_ledger(self.ledger.on_checkpoint, body)
         elif kind in ("ReducerResult", "OneOffQueryResult", "UnsubscribeApplied"):
             self._resolve(body)
+
+    def _set_stale(self, stale: bool, tx_offset: int, since: str | None) -> None:
+        """The server said whether the node's copy is stale (a ``Staleness`` message, or a
+        ``SubscribeApplied``'s ``stale``); callbacks hear of a change only."""
+        if stale and since is not None:
+            self.stale_since = Timestamp.parse(since)
+        elif not stale:
+            self.stale_since = None
+        if stale == self.stale:
+            return
+        self.stale = stale
+        self._fire_staleness(stale, tx_offset, self.stale_since)
 
     def _check_ledger(self, check: Any, body: dict[str, Any]) -> None:
         if self.ledger_failure is not None:

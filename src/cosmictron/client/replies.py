@@ -33,10 +33,16 @@ CLASSES_BY_CODE = _classes()
 
 
 def error_from_reply(
-    code: str | None, message: str, reducer: str | None = None, traceback: str | None = None
+    code: str | None,
+    message: str,
+    reducer: str | None = None,
+    traceback: str | None = None,
+    retry_after_s: float | None = None,
 ) -> CosmictronError:
     """The exception a server's ``code`` and ``message`` stand for, with the frames of the
-    module's code (``traceback``, sent to the database's owner only) attached to it.
+    module's code (``traceback``, sent to the database's owner only) attached to it, and
+    the reply's ``retry_after_s`` as the error's own (``ClusterUnavailable``,
+    ``RateLimited``: when to try again).
 
     >>> error = error_from_reply("reducer_failed", "reducer 'post' failed: ValueError: empty")
     >>> type(error).__name__, error.reducer, error.cause_type, error.reason
@@ -44,7 +50,10 @@ def error_from_reply(
     >>> type(error_from_reply("not_found", "no reducer named 'x'")).__name__
     'NotFound'
     """
-    return attach_traceback(_error_from_reply(code, message, reducer), traceback)
+    error = _error_from_reply(code, message, reducer)
+    if isinstance(retry_after_s, int | float) and hasattr(error, "retry_after_s"):
+        error.retry_after_s = float(retry_after_s)
+    return attach_traceback(error, traceback)
 
 
 def _error_from_reply(code: str | None, message: str, reducer: str | None) -> CosmictronError:

@@ -22,6 +22,7 @@ from cosmictron.client.callbacks import (
     ErrorCallback,
     InsertCallback,
     ModuleUpdatedCallback,
+    StalenessCallback,
     UpdateCallback,
 )
 from cosmictron.client.connect import connect
@@ -101,6 +102,15 @@ class SyncClient:
     def on_module_updated(self, callback: ModuleUpdatedCallback) -> ModuleUpdatedCallback:
         """As ``Client.on_module_updated``; runs on the client's thread."""
         return self.client.on_module_updated(callback)
+
+    def on_staleness(self, callback: StalenessCallback) -> StalenessCallback:
+        """As ``Client.on_staleness``; runs on the client's thread."""
+        return self.client.on_staleness(callback)
+
+    @property
+    def stale(self) -> bool:
+        """As ``Client.stale``: the server node says its copy is stale (cluster mode)."""
+        return self.client.stale
 
     @property
     def queries(self) -> tuple[str, ...]:

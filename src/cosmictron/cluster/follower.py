@@ -103,6 +103,14 @@ class Follower:
         return self.failure is not None or time.monotonic() - self.contact_at > STALE_AFTER_S
 
     @property
+    def stale_since(self) -> float | None:
+        """While :attr:`stale`: when (wall-clock seconds) the stream last answered with a
+        quorum, the moment from which this copy may be behind; None while current."""
+        if self.failure is not None:
+            return wall_clock(self.contact_at)
+        return out_of_touch_since(self.contact_at)
+
+    @property
     def lag(self) -> int:
         """Records the stream held, when last probed, that are not applied here yet."""
         return max(0, self.stream_last - self.applied)
@@ -238,19 +246,43 @@ class Follower:
                 self._applied_changed.notify_all()
 
 
+def out_of_touch_since(contact_at: float) -> float | None:
+    """The wall-clock time of ``contact_at`` (a ``time.monotonic()`` reading of the last
+    word from a quorum) once it is older than ``STALE_AFTER_S``; None before. The one rule
+    for "stale" of a follower's copy and of a leader's lease (``ClusterNode.stale_since``)."""
+    if time.monotonic() - contact_at <= STALE_AFTER_S:
+        return None
+    return wall_clock(contact_at)
+
+
+def wall_clock(monotonic_at: float) -> float:
+    """A ``time.monotonic()`` reading as wall-clock seconds (``time.time()``'s scale)."""
+    return time.time() - (time.monotonic() - monotonic_at)
+
+
 def quorate(info: Any) -> bool:
     """Whether a stream's info shows its leader in touch with a majority of its replicas
     (itself and every peer not offline and heard from within ``STALE_AFTER_S``). A leader
     cut off from its peers still answers ``stream_info`` until it steps down (about ten
-    seconds of Raft time): its answer proves nothing about what the cluster committed."""
+    seconds of Raft time): its answer proves nothing about what the cluster committed.
+    Nor does an answer with no leader at all: a server whose peers are gone answers with
+    ``leader`` None and the lost peers listed as heard ``0`` ns ago, which counted as a
+    quorum and made a stale replica look current (tests/cluster/test_stale_subscribers.py).
+    """
     cluster = getattr(info, "cluster", None)
-    peers = (cluster.replicas or []) if cluster is not None else []
+    config = getattr(info, "config", None)
+    size = int(getattr(config, "num_replicas", None) or 1)
+    if cluster is None:  # a server outside any cluster: only a one-copy stream is whole
+        return size <= 1
+    if not cluster.leader:
+        return False
+    peers = cluster.replicas or []
     heard = [
         peer
         for peer in peers
         if not peer.offline and (peer.active is None or peer.active < STALE_AFTER_S * 1e9)
     ]
-    return 2 * (1 + len(heard)) > 1 + len(peers)
+    return 2 * (1 + len(heard)) > max(size, 1 + len(peers))
 
 
 def open_follower(

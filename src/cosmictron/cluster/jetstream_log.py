@@ -139,6 +139,9 @@ class JetStreamLog:
         self.unavailable_after_s = unavailable_after_s
         self.start_timeout_s = start_timeout_s
         self._acked = 0
+        self.acked_at = time.monotonic()
+        """``time.monotonic()`` of the last acknowledgement that moved ``acked_offset`` on:
+        the last time a quorum stored this log's records (``ClusterNode.stale_since``)."""
         self._failure: DurabilityError | None = None
         self._lock = threading.Lock()
         self._waiters: list[tuple[int, LockType]] = []
@@ -368,6 +371,7 @@ class JetStreamLog:
             sent = self._sent_at.pop(pending.popleft()[0], None)
             if sent is not None:  # publish to ack: /metrics' cosmictron_cluster_append_seconds
                 CLUSTER_METRICS.observe_append(self.database, now - sent)
+        self.acked_at = now
         with self._lock:
             self._acked = offset
             waiters = self._waiters

@@ -84,6 +84,9 @@ class Lease:
         """The key's revision after this node's last write (the next renewal's compare)."""
         self._seen: LeaseState | None = None
         self._seen_at = 0.0
+        self.renewed_at = 0.0
+        """``time.monotonic()`` of the last write of this node's that the bucket took (its
+        acquisition or a renewal): the last time a quorum confirmed this node leads."""
 
     def _value(self, successor: str | None = None) -> bytes:
         if successor is not None:  # released, handed to ``successor``
@@ -161,6 +164,7 @@ class Lease:
             return False
         self.epoch = self.revision = revision
         self._seen, self._seen_at = LeaseState(self.node_id, revision), time.monotonic()
+        self.renewed_at = self._seen_at
         if state.holder not in (None, self.node_id):
             CLUSTER_METRICS.took_over(self.database, "expired")
         elif state.holder is None and state.successor == self.node_id:
@@ -185,6 +189,7 @@ class Lease:
             return False
         self.revision = revision
         self._seen, self._seen_at = LeaseState(self.node_id, revision), time.monotonic()
+        self.renewed_at = self._seen_at
         return True
 
     def release(self, successor: str) -> bool:

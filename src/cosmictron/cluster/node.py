@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 from cosmictron.cluster.catchup import stream_last_offset
 from cosmictron.cluster.connection import NatsConnection, parse_urls
+from cosmictron.cluster.follower import out_of_touch_since
 from cosmictron.cluster.leadership import take_lead
 from cosmictron.cluster.lease import LEASE_RENEW_S, LEASE_TTL_S, Lease
 from cosmictron.cluster.placement import Placer
@@ -255,6 +256,23 @@ class ClusterNode:
     def leads(self, name: str) -> bool:
         """Whether this node leads ``name`` now."""
         return name in self._led
+
+    def stale_since(self, name: str, db: Database) -> float | None:
+        """For a database this node leads (``db``): when (wall-clock seconds) a quorum
+        last took its lease renewal or acknowledged its log, once that is older than
+        ``follower.STALE_AFTER_S`` (NATS lost its quorum, or this node is cut off: it may
+        not lead any more, and its commits wait); None while either goes through, or when
+        this node does not lead ``name``. Either counts: after a quorum loss the leases'
+        bucket was seen to stay without a leader for over a minute while the log stored
+        records again (tests/cluster/test_stale_subscribers.py)."""
+        if name not in self._led:
+            return None
+        contact = self.lease(name).renewed_at
+        log = db.core.persistence.replicator
+        acked_at = getattr(log, "acked_at", None)
+        if isinstance(acked_at, float):
+            contact = max(contact, acked_at)
+        return out_of_touch_since(contact)
 
     def release(self, name: str) -> None:
         """Stop renewing ``name``'s lease: this node opened it but could not serve it (its

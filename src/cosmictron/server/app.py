@@ -48,6 +48,7 @@ from cosmictron.server import (
     origins,
     pgwire,
     routes,
+    staleness,
     throttle,
     websocket,
 )
@@ -183,6 +184,7 @@ def build_app(
     app.add_routes(ROUTES)
     app.on_shutdown.append(logs.end_followers)
     websocket.setup(app)  # the WebSocket clients' shared state; closes them on shutdown
+    staleness.setup(app)  # cluster mode: tells WebSocket clients when their view is stale
     throttle.setup(app)  # query budgets and rate limits, from limits.py and the environment
     listener.setup(app)  # connection caps and time limits (server/connections.py)
     mcp_route.setup(app)  # the MCP session manager, stopped with the app

@@ -47,7 +47,13 @@ from typing import Any, Protocol
 
 from cosmictron import limits
 from cosmictron.datastore import Datastore, TableChange
-from cosmictron.errors import CosmictronError, NotFinite, SubscriptionError
+from cosmictron.errors import (
+    ClusterUnavailable,
+    CosmictronError,
+    NotFinite,
+    NotLeader,
+    SubscriptionError,
+)
 from cosmictron.query.budget import QueryBudget
 from cosmictron.server.ledger_feed import LedgerFollowers
 from cosmictron.server.protocol import JSON, Codec, QueryId, RequestId, subscription_error
@@ -193,6 +199,13 @@ class DurableWatermark:
                     await self.hosted.run(self.hosted.db.wait_durable, target)
                 else:
                     await asyncio.sleep(self.poll_s)
+            except ClusterUnavailable as exc:
+                if not isinstance(exc, NotLeader):
+                    continue  # no quorum for now: the records stay queued, acked later
+                waiters, self._waiters = self._waiters, []
+                for _, waiter in waiters:
+                    _settle(waiter, exc)
+                return
             except (CosmictronError, RuntimeError) as exc:  # a failed sync; a closed database
                 waiters, self._waiters = self._waiters, []
                 for _, waiter in waiters:
@@ -241,6 +254,13 @@ class DatabaseFeed:
         self.followers = LedgerFollowers()
         """Subscribers of the ledger's leaf hashes and checkpoints (``ledger_feed.py``)."""
         self.ledger_on = False
+        self.stale: bool | None = None
+        """Cluster mode: whether what this node serves of the database is stale, set under
+        the writer lock (``server/staleness.py``), so each ``SubscribeApplied`` says it in
+        its place among the ``Staleness`` messages; None in single-node mode (not said)."""
+        self.stale_notice: dict[str, Any] | None = None
+        """The ``Staleness`` its clients were last told while it says stale (None: current),
+        for a client that connects meanwhile; on the loop (``server/staleness.py``)."""
         hosted.db.read(self._start)
 
     def _start(self, datastore: Datastore) -> None:
@@ -374,6 +394,8 @@ class DatabaseFeed:
         offset = subscription.tx_offset
         applied: dict[str, Any] = {"request_id": request_id, "query_id": query_id}
         applied["tx_offset"] = offset
+        if self.stale is not None:  # cluster mode: from a stale copy, or a current one
+            applied["stale"] = self.stale
         missed = None
         if since is not None and since <= offset and replayable(subscription.queries):
             missed = self.window.after(since)

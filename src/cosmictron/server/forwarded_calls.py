@@ -70,9 +70,11 @@ class CallForwarder:
             error.code = "invalid_request"
             raise error from None
         path = f"/v1/database/{self.name}/call/{reducer}"
-        status, reply = await forwarding.post_to_leader(self.app, self.name, path, self.token, body)
+        status, reply, retry_after = await forwarding.post_to_leader(
+            self.app, self.name, path, self.token, body
+        )
         if status != 200:
-            raise forwarding.leader_error(reply, status)
+            raise forwarding.leader_error(reply, status, retry_after)
         offset = int(reply["tx_offset"])
         await forwarding.applied_here(self.app, self.name, offset)
         now_us = int(time.time() * 1_000_000)

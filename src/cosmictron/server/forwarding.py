@@ -21,8 +21,10 @@ could not wait long enough still answers, with ``Cosmictron-Stale: true``.
 
 Every SQL reply of a cluster node says what it was read at: ``Cosmictron-Applied-Offset``
 (the last offset applied here) and ``Cosmictron-Stale`` (``true`` when this replica has
-lost touch with the stream for ``follower.STALE_AFTER_S``: NATS lost its quorum, or the
-node is cut off; the rows are those of the applied offset).
+lost touch with the stream for ``follower.STALE_AFTER_S``, or, on the leader, when its
+lease renewals and log acknowledgements have not gone through for as long: NATS lost its
+quorum, or the node is cut off; the rows are those of the applied offset). WebSocket
+clients are told the same by ``Staleness`` messages (``server/staleness.py``).
 """
 
 from __future__ import annotations
@@ -242,10 +244,11 @@ async def _forward(
 
 async def post_to_leader(
     app: web.Application, name: str, path: str, token: str, body: bytes
-) -> tuple[int, dict[str, Any]]:
+) -> tuple[int, dict[str, Any], str | None]:
     """POST a JSON ``body`` to ``path`` on the leader of ``name``, as the caller whose
     ``token`` it is (the leader checks it: rights are the caller's own, never this
-    node's), marked forwarded once; the leader's status and decoded JSON reply. Used
+    node's), marked forwarded once; the leader's status, decoded JSON reply and
+    ``Retry-After`` (a refusal's hint, kept for the caller's error). Used
     for what arrives by other means than an HTTP request: a WebSocket client's call
     (``forwarded_calls.py``), a PostgreSQL session's DML (``pgwire/leader_writes.py``).
 
@@ -278,6 +281,7 @@ async def post_to_leader(
         async with leader_session(app).post(leader[1] + path, data=body, headers=headers) as answer:
             status = answer.status
             data = await answer.read()
+            retry_after = answer.headers.get("Retry-After")
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise _not_answered(app, name, leader, exc) from exc
     if status == 503:  # not_leader or cluster_unavailable: ask KV next time
@@ -286,7 +290,7 @@ async def post_to_leader(
         reply = json.loads(data or b"{}")
     except ValueError:
         reply = {}
-    return status, reply if isinstance(reply, dict) else {}
+    return status, reply if isinstance(reply, dict) else {}, retry_after
 
 
 def _not_answered(
@@ -318,17 +322,37 @@ async def applied_here(app: web.Application, name: str, offset: int) -> bool:
     return await asyncio.to_thread(follower.wait_applied, offset, APPLY_WAIT_S)
 
 
-def leader_error(reply: dict[str, Any], status: int) -> CosmictronError:
-    """The leader's error document as an error with its code, message and status (a
-    PostgreSQL session maps the code to its SQLSTATE, ``pgwire/sqlstate.py``)."""
+class LeaderError(CosmictronError):
+    """The leader's refusal of a forwarded request, as it answered it: its code (set on the
+    instance), message, traceback and ``Retry-After`` (``retry_after_s``, None without),
+    so a WebSocket client's failed call carries the same retry hint as HTTP's 503."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def leader_error(reply: dict[str, Any], status: int, retry_after: str | None = None) -> LeaderError:
+    """The leader's error document as an error with its code, message, status and retry
+    hint (a PostgreSQL session maps the code to its SQLSTATE, ``pgwire/sqlstate.py``)."""
     found = reply.get("error")
     document: dict[str, Any] = found if isinstance(found, dict) else {}
-    error = CosmictronError(str(document.get("message") or f"the leader answered {status}"))
+    error = LeaderError(
+        str(document.get("message") or f"the leader answered {status}"), _seconds(retry_after)
+    )
     error.code = str(document.get("code") or "internal_error")
     error.http_status = status
     if isinstance(document.get("traceback"), str):
         error.traceback = document["traceback"]
     return error
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """An HTTP ``Retry-After`` in seconds (None: absent, or a date, which ours never is)."""
+    try:
+        return float(retry_after) if retry_after is not None else None
+    except ValueError:
+        return None
 
 
 def _tx_offset(body: Any) -> int | None:
@@ -370,7 +394,9 @@ def _mark_applied(
         response.headers[STALE] = "true" if follower.stale or behind else "false"
         return
     try:
-        response.headers[APPLIED_OFFSET] = str(registry.get(name).db.tx_offset)
+        hosted = registry.get(name)
     except Exception:  # the database went away meanwhile: nothing to say
         return
-    response.headers[STALE] = "false"
+    response.headers[APPLIED_OFFSET] = str(hosted.db.tx_offset)
+    # A leader without word from a quorum (renewals, acks) may be deposed, or stuck.
+    response.headers[STALE] = "false" if registry.stale_since(hosted) is None else "true"

@@ -30,7 +30,7 @@ from typing import Any
 
 from cosmictron import bounded_json, bounded_msgpack, names
 from cosmictron.errors import InvalidRequest
-from cosmictron.values import MAX_SAFE_INTEGER, json_form
+from cosmictron.values import MAX_SAFE_INTEGER, Timestamp, json_form
 
 JSON_PROTOCOL = "v1.json.cosmictron"
 MSGPACK_PROTOCOL = "v1.msgpack.cosmictron"
@@ -371,9 +371,12 @@ def reducer_result(
     error_code: str = InvalidRequest.code,
     tx_offset: int | None = None,
     error_traceback: str | None = None,
+    retry_after_s: float | None = None,
 ) -> dict[str, Any]:
     """A ``ReducerResult``; a failed one carries ``error_code``, the error class's code,
-    and, for the database's owner, ``error_traceback`` (``errors.error_document``)."""
+    for the database's owner ``error_traceback`` (``errors.error_document``), and, when
+    the error says when to try again (``cluster_unavailable``, ``rate_limited``),
+    ``retry_after_s``: what HTTP's ``Retry-After`` says, in seconds."""
     status = "failed" if error is not None else "committed"
     result = {
         "request_id": request_id,
@@ -386,7 +389,17 @@ def reducer_result(
         result["error_code"] = error_code
     if error_traceback is not None:
         result["error_traceback"] = error_traceback
+    if retry_after_s is not None:
+        result["retry_after_s"] = retry_after_s
     return {"ReducerResult": result}
+
+
+def staleness(stale: bool, tx_offset: int, since: float | None) -> dict[str, Any]:
+    """A ``Staleness``: what this node serves of the database went stale (``stale``, its
+    state frozen at ``tx_offset`` since ``since``, wall-clock seconds, sent as RFC 3339)
+    or is current again (``since`` null). Cluster mode only (docs/reference/websocket.md)."""
+    when = None if since is None else Timestamp(int(since * 1_000_000)).isoformat()
+    return {"Staleness": {"stale": stale, "tx_offset": tx_offset, "since": when}}
 
 
 def query_error(request_id: RequestId, error: str, error_code: str) -> dict[str, Any]:

@@ -304,6 +304,23 @@ class DatabaseRegistry:
         hosted = self._databases.get(name)
         return None if hosted is None else hosted.follower
 
+    def current(self, name: str) -> HostedDatabase | None:
+        """The database open under ``name`` now (None: none), without asking the cluster;
+        in cluster mode a role switch replaces it (``server/staleness.py``)."""
+        return self._databases.get(name)
+
+    def stale_since(self, hosted: HostedDatabase) -> float | None:
+        """Cluster mode: since when (wall-clock seconds) what this node serves of
+        ``hosted`` may be behind the cluster: its replica lost the stream's quorum, or,
+        leading it, its lease renewals stopped going through (``cluster/follower.py``
+        has the rule; the leader's log acknowledgements count as renewals); None while it
+        is current, and always in single-node mode."""
+        if hosted.follower is not None:
+            return hosted.follower.stale_since
+        if self.cluster is None:
+            return None
+        return self.cluster.stale_since(hosted.name, hosted.db)
+
     def _host(
         self, name: str, db: Database, relay: bool = True, follower: Follower | None = None
     ) -> HostedDatabase:

@@ -152,6 +152,8 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
             },
             0,
         )
+        if feed.stale_notice is not None:  # cluster mode: connected to a stale copy
+            client.deliver(feed.stale_notice, 0)
         # In a task of its own: each frame then resumes only the client's coroutines, not
         # also the six of aiohttp's handler and the middlewares awaiting this one.
         await asyncio.create_task(client.run(), name=f"websocket {connection_id.hex()}")
@@ -206,5 +208,7 @@ async def feed_for(app: web.Application, hosted: HostedDatabase) -> DatabaseFeed
         feed: DatabaseFeed | None = app[FEEDS].get(hosted.name)
         if feed is None or feed.hosted is not hosted:  # new, or deleted and re-created
             feed = await hosted.run(DatabaseFeed, hosted, asyncio.get_running_loop())
+            if app[REGISTRY].cluster is not None:
+                feed.stale = False  # until server/staleness.py finds otherwise
             app[FEEDS][hosted.name] = feed
         return feed

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from cosmictron import limits
 from cosmictron.errors import (
+    ClusterUnavailable,
     CosmictronError,
     InternalError,
     InvalidRequest,
@@ -188,6 +190,26 @@ class WebSocketClient:
         if text is not None:
             self.queued_bytes += len(text)
             self._place(seq, offset, text)
+
+    def deliver_ahead(self, message: dict[str, Any]) -> None:
+        """Queue ``message`` ahead of every queued message whose transaction is not
+        durable yet (event loop only). Cluster mode: with the quorum lost, such a message
+        waits as long as the outage, and what says so (``Staleness``, a call's
+        ``cluster_unavailable``) must not wait behind it."""
+        self._queue_ahead(0, message)
+        self._wake()
+
+    def _queue_ahead(self, seq: int, message: dict[str, Any]) -> None:
+        text = self._admit(message)
+        if text is None:
+            return
+        self.queued_bytes += len(text)
+        durable = self.feed.watermark.durable_offset
+        outbox = self._outbox
+        at = next((k for k, entry in enumerate(outbox) if entry[0] > durable), len(outbox))
+        outbox.insert(at, (0, text, 0))
+        if seq > 0:
+            self._placed = seq
 
     def _admit(self, message: dict[str, Any] | str | bytes) -> str | bytes | None:
         """``message`` encoded, or None (the client is closed, or is dropped now for
@@ -666,7 +688,11 @@ class WebSocketClient:
             outcome = pending.outcome
             if error is not None or outcome is None:
                 failure = error or InternalError("the call ended without a result")
-                self._queue_result(pending.seq, 0, self._failure(pending.request_id, failure))
+                message = self._failure(pending.request_id, failure)
+                if isinstance(failure, ClusterUnavailable):  # its update may never be acked
+                    self._queue_ahead(pending.seq, message)
+                else:
+                    self._queue_result(pending.seq, 0, message)
                 continue
             encoded = self.codec.committed(
                 pending.request_id, outcome.return_value, outcome.tx_offset
@@ -695,6 +721,7 @@ class WebSocketClient:
             error=shown["message"],
             error_code=shown["code"],
             error_traceback=shown.get("traceback"),
+            retry_after_s=retry_after_of(error),
         )
 
     def _result(self, request_id: RequestId, outcome: CallOutcome) -> dict[str, Any]:
@@ -777,6 +804,15 @@ class WebSocketClient:
             with contextlib.suppress(RuntimeError):  # the database's threads have stopped
                 await self.hosted.run(subscription.unsubscribe)
         self.subscriptions.clear()
+
+
+def retry_after_of(error: CosmictronError) -> float | None:
+    """When to try again, for an error that says (HTTP sends it as ``Retry-After``):
+    ``ClusterUnavailable`` (quorum lost, no leader yet), ``RateLimited``; else None."""
+    retry_after_s = getattr(error, "retry_after_s", None)
+    if isinstance(retry_after_s, int | float) and math.isfinite(retry_after_s):
+        return float(retry_after_s)
+    return None
 
 
 def _forward(then: Any, future: asyncio.Future[Any]) -> None:

@@ -109,7 +109,7 @@ class LeaderWrites:
         body = json.dumps(self._body(writes, expect)).encode()
         path = f"/v1/database/{self.name}/sql"
         try:
-            status, reply = await forwarding.post_to_leader(
+            status, reply, _ = await forwarding.post_to_leader(
                 self.app, self.name, path, self.token, body
             )
         except CosmictronError as exc:
