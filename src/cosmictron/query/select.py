@@ -83,14 +83,7 @@ def _view(node: exp.Table, context: Context, refs: list[TableRef], reads: set[st
             f"{len(built.columns)}",
             node,
         )
-    table = DerivedTable(
-        alias,
-        tuple(ColumnSchema(n, t) for n, t in zip(names_out, built.types, strict=True)),
-    )
-    reads.update(built.tables)
-    base = sum(len(ref.schema.columns) for ref in refs)
-    refs.append(TableRef(alias, table, base))
-    return Derived(table, alias, base, alias, optimize(built.plan))
+    return _read_as_table(alias, names_out, built, refs, reads)
 
 
 @dataclass(frozen=True)
@@ -379,16 +372,25 @@ def _joined(
     alias = node.alias or f"subquery_{len(refs) + 1}"
     _new_alias(alias, refs, context.source, node)
     built = context.build(query, _EnclosingOnly(binder), context)
+    return _read_as_table(alias, _unique_names(built.columns), built, refs, reads, built.inner)
+
+
+def _read_as_table(
+    alias: str,
+    names: list[str],
+    built: Nested,
+    refs: list[TableRef],
+    reads: set[str],
+    inner: tuple[InnerTable, ...] = (),
+) -> Scan:
+    """A query built for FROM (a subquery, CTE, view or parenthesised join) as the
+    table ``alias`` after the tables before it, its columns called ``names``."""
     table = DerivedTable(
-        alias,
-        tuple(
-            ColumnSchema(n, t)
-            for n, t in zip(_unique_names(built.columns), built.types, strict=True)
-        ),
+        alias, tuple(ColumnSchema(n, t) for n, t in zip(names, built.types, strict=True))
     )
     reads.update(built.tables)
     base = sum(len(ref.schema.columns) for ref in refs)
-    refs.append(TableRef(alias, table, base, built.inner))
+    refs.append(TableRef(alias, table, base, inner))
     return Derived(table, alias, base, alias, optimize(built.plan))
 
 
@@ -461,14 +463,7 @@ def _derived(
                 node,
             )
         names_out = columns_named
-    table = DerivedTable(
-        alias,
-        tuple(ColumnSchema(n, t) for n, t in zip(names_out, built.types, strict=True)),
-    )
-    reads.update(built.tables)
-    base = sum(len(ref.schema.columns) for ref in refs)
-    refs.append(TableRef(alias, table, base))
-    return Derived(table, alias, base, alias, optimize(built.plan))
+    return _read_as_table(alias, names_out, built, refs, reads)
 
 
 def _reads_table(query: exp.Expression, name: str) -> bool:
