@@ -75,12 +75,40 @@ _AGGREGATES: dict[type[exp.Expression], str] = {
 
 
 @dataclass(frozen=True)
+class InnerTable:
+    """A table inside a parenthesised join given an alias (``(a JOIN b ON …) AS j``):
+    its name, its columns' names and where they start among the group's columns."""
+
+    alias: str
+    column_names: tuple[str, ...]
+    offset: int
+
+
+@dataclass(frozen=True)
 class TableRef:
-    """A table in ``FROM``: its alias and where its columns start in a joined row."""
+    """A table in ``FROM``: its alias and where its columns start in a joined row.
+
+    ``inner`` holds the tables of a parenthesised join given an alias: SQLite lets a
+    query name their columns through them (``a.x``) as well as through the group's alias
+    (``j.x``), both reading the group's columns."""
 
     alias: str
     schema: TableSchema
     base: int
+    inner: tuple[InnerTable, ...] = ()
+
+    def answers_to(self, qualifier: str) -> bool:
+        """Whether ``qualifier.column`` can name one of this table's columns."""
+        return self.alias == qualifier or any(t.alias == qualifier for t in self.inner)
+
+    def named(self, qualifier: str | None) -> list[tuple[tuple[str, ...], int]]:
+        """The column names ``qualifier`` (None: no qualifier) sees in this table, each
+        list with where it starts among the table's columns."""
+        seen: list[tuple[tuple[str, ...], int]] = []
+        if qualifier is None or qualifier == self.alias:
+            seen.append((self.schema.column_names, 0))
+        seen += [(t.column_names, t.offset) for t in self.inner if t.alias == qualifier]
+        return seen
 
 
 class Scope:
@@ -90,14 +118,11 @@ class Scope:
         self.tables = tables
 
     def find(self, name: str, qualifier: str | None) -> list[tuple[TableRef, int]]:
-        refs = self.tables
-        if qualifier is not None:
-            refs = [ref for ref in refs if ref.alias == qualifier]
         found = []
-        for ref in refs:
-            names = ref.schema.column_names
-            if name in names:
-                found.append((ref, names.index(name)))
+        for ref in self.tables:
+            for names, offset in ref.named(qualifier):
+                if name in names:
+                    found.append((ref, offset + names.index(name)))
         return found
 
     def width(self) -> int:
@@ -158,15 +183,15 @@ class Binder:
             self.source.fail("a * is allowed only in the SELECT list or COUNT(*)", node)
         name, qualifier = node.name, node.table or None
         found = self.scope.find(name, qualifier)
-        if qualifier is not None and not any(r.alias == qualifier for r in self.scope.tables):
+        if qualifier is not None and not any(r.answers_to(qualifier) for r in self.scope.tables):
             known = ", ".join(ref.alias for ref in self.scope.tables) or "none"
             self.source.fail(f"unknown table or alias {qualifier!r} (tables: {known})", node)
         if not found:
             known = ", ".join(
                 f"{ref.alias}.{c}" if len(self.scope.tables) > 1 else c
                 for ref in self.scope.tables
-                if qualifier is None or ref.alias == qualifier
-                for c in ref.schema.column_names
+                for names, _ in ref.named(qualifier)
+                for c in names
             )
             self.source.fail(f"unknown column {name!r} (columns: {known or 'none'})", node)
         if len(found) > 1:

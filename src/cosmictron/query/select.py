@@ -54,7 +54,7 @@ from cosmictron.query.plan import (
 )
 from cosmictron.query.position import Source
 from cosmictron.query.render import render
-from cosmictron.query.resolve import Binder, Scope, TableRef
+from cosmictron.query.resolve import Binder, InnerTable, Scope, TableRef
 from cosmictron.query.rules import optimize
 from cosmictron.query.subquery_bind import Nested, Outer, QueryBinder
 from cosmictron.query.views import View
@@ -83,14 +83,7 @@ def _view(node: exp.Table, context: Context, refs: list[TableRef], reads: set[st
             f"{len(built.columns)}",
             node,
         )
-    table = DerivedTable(
-        alias,
-        tuple(ColumnSchema(n, t) for n, t in zip(names_out, built.types, strict=True)),
-    )
-    reads.update(built.tables)
-    base = sum(len(ref.schema.columns) for ref in refs)
-    refs.append(TableRef(alias, table, base))
-    return Derived(table, alias, base, alias, optimize(built.plan))
+    return _read_as_table(alias, names_out, built, refs, reads)
 
 
 @dataclass(frozen=True)
@@ -212,12 +205,17 @@ def build_select(node: exp.Select, context: Context, outer: Outer | None = None)
     if binder.subqueries:
         plan = Subqueries(plan)
     tables = {ref.schema.name for ref in refs if not isinstance(ref.schema, DerivedTable)}
+    star_only = [_star_table(item) for item in node.expressions] == ["*"]
     return Nested(
         plan,
         tuple(names),
         tuple(type_of(e) for e in outputs),
         frozenset(tables | reads | binder.reads),
         tuple(binder.correlated),
+        # ``SELECT *``: where each table's columns are among the output (``_joined``).
+        tuple(InnerTable(r.alias, r.schema.column_names, r.base) for r in refs)
+        if star_only
+        else (),
     )
 
 
@@ -323,12 +321,7 @@ def _scan(
 ) -> Scan:
     source, schema = context.source, context.schema
     if isinstance(table, exp.Subquery) and isinstance(table.this, exp.Table | exp.Subquery):
-        source.fail(
-            "unsupported construct: a parenthesised join with an alias, or after the "
-            "first table one holding or on the right of an outer join "
-            "(write the joins without parentheses)",
-            table,
-        )
+        return _joined(table, context, refs, binder, reads)
     if isinstance(table, exp.Table) and not table.args.get("db") and table.name in context.working:
         return _working(table, context, refs)
     if isinstance(table, exp.Subquery) or (
@@ -355,6 +348,67 @@ def _scan(
     base = sum(len(ref.schema.columns) for ref in refs)
     refs.append(TableRef(alias, table_schema, base))
     return Scan(table_schema, alias, base)
+
+
+def _joined(
+    node: exp.Subquery,
+    context: Context,
+    refs: list[TableRef],
+    binder: QueryBinder,
+    reads: set[str],
+) -> Scan:
+    """A parenthesised join that cannot be read flat (``_flat_from``): one given an alias,
+    ``(a JOIN b ON …) AS j``, or after the first table one holding or on the right of
+    an outer join. SQLite reads it as the subquery ``SELECT * FROM a JOIN b ON …``
+    (its "nested FROM"), and so does this: its columns are the tables' columns, a
+    repeated name made unique as SQLite makes it (``x``, ``x:1``), and the tables' own
+    names still name them (``a.x`` as well as ``j.x``). Without an alias only the
+    tables' names and the columns' name it."""
+    group = node.this.copy()
+    joins = group.args.get("joins") or []
+    group.set("joins", None)
+    query = exp.select("*").from_(group, copy=False)
+    query.set("joins", joins)
+    alias = node.alias or f"subquery_{len(refs) + 1}"
+    _new_alias(alias, refs, context.source, node)
+    built = context.build(query, _EnclosingOnly(binder), context)
+    return _read_as_table(alias, _unique_names(built.columns), built, refs, reads, built.inner)
+
+
+def _read_as_table(
+    alias: str,
+    names: list[str],
+    built: Nested,
+    refs: list[TableRef],
+    reads: set[str],
+    inner: tuple[InnerTable, ...] = (),
+) -> Scan:
+    """A query built for FROM (a subquery, CTE, view or parenthesised join) as the
+    table ``alias`` after the tables before it, its columns called ``names``."""
+    table = DerivedTable(
+        alias, tuple(ColumnSchema(n, t) for n, t in zip(names, built.types, strict=True))
+    )
+    reads.update(built.tables)
+    base = sum(len(ref.schema.columns) for ref in refs)
+    refs.append(TableRef(alias, table, base, inner))
+    return Derived(table, alias, base, alias, optimize(built.plan))
+
+
+def _unique_names(names: tuple[str, ...]) -> list[str]:
+    """Column names made unique as SQLite makes a subquery's (``sqlite3ColumnsFromExprList``):
+    a name already taken (in any case) gets ``:1``, ``:2``, … in place of any such
+    suffix it had."""
+    taken: set[str] = set()
+    unique = []
+    for name in names:
+        count = 0
+        while name.lower() in taken:
+            stem = name.rsplit(":", 1)[0] if name.rsplit(":", 1)[-1].isdigit() else name
+            count += 1
+            name = f"{stem}:{count}"
+        taken.add(name.lower())
+        unique.append(name)
+    return unique
 
 
 def _new_alias(alias: str, refs: list[TableRef], source: Source, node: exp.Expression) -> None:
@@ -409,14 +463,7 @@ def _derived(
                 node,
             )
         names_out = columns_named
-    table = DerivedTable(
-        alias,
-        tuple(ColumnSchema(n, t) for n, t in zip(names_out, built.types, strict=True)),
-    )
-    reads.update(built.tables)
-    base = sum(len(ref.schema.columns) for ref in refs)
-    refs.append(TableRef(alias, table, base))
-    return Derived(table, alias, base, alias, optimize(built.plan))
+    return _read_as_table(alias, names_out, built, refs, reads)
 
 
 def _reads_table(query: exp.Expression, name: str) -> bool:

@@ -33,7 +33,7 @@ from cosmictron.query.plan import Const, Expr, Func, Node, Param, Subquery, type
 from cosmictron.query.plan_shape import plan_types
 from cosmictron.query.position import Source
 from cosmictron.query.render import render
-from cosmictron.query.resolve import Binder, Scope
+from cosmictron.query.resolve import Binder, InnerTable, Scope
 from cosmictron.query.resolve_functions import row_items
 from cosmictron.query.rules import optimize
 from cosmictron.values import Identity
@@ -49,6 +49,9 @@ class Nested:
     types: tuple[Any, ...]
     tables: frozenset[str]
     correlated: tuple[tuple[Expr, str], ...]
+    inner: tuple[InnerTable, ...] = ()
+    """For ``SELECT *`` over a parenthesised join given an alias: the tables of its
+    FROM and where their columns start among its output (``select._joined``)."""
 
 
 class Outer(Protocol):
@@ -95,7 +98,7 @@ class QueryBinder(Binder):
 
     def _sees_here(self, name: str, qualifier: str | None) -> bool:
         if qualifier is not None:
-            return any(ref.alias == qualifier for ref in self.scope.tables)
+            return any(ref.answers_to(qualifier) for ref in self.scope.tables)
         return bool(self.scope.find(name, None))
 
     def can_see(self, name: str, qualifier: str | None) -> bool:
