@@ -147,3 +147,48 @@ async def _cancel_other_tasks() -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+BUCKET_LEADER_WAIT_S = 10.0
+"""How long a newly created KV bucket is given to elect its stream's leader."""
+
+
+async def kv_bucket(js: Any, name: str, replicas: int) -> Any:
+    """The KV bucket ``name``, created (history 1, file storage) when missing.
+
+    Creating a replicated bucket returns before its stream has elected a leader, and a
+    write in that moment finds no responder (``NoStreamResponseError``): a node that
+    created the bucket and wrote at once failed its first lease or catalogue write at
+    random. So a bucket this call creates is returned only once its stream has a leader
+    (or after ``BUCKET_LEADER_WAIT_S``: the write then fails as any write without a
+    quorum does, and the caller's retry covers it).
+    """
+    from nats.js.api import KeyValueConfig, StorageType
+    from nats.js.errors import BucketNotFoundError
+
+    try:
+        return await js.key_value(name)
+    except BucketNotFoundError:
+        bucket = await js.create_key_value(
+            KeyValueConfig(bucket=name, history=1, replicas=replicas, storage=StorageType.FILE)
+        )
+    await stream_led(js, f"KV_{name}")
+    return bucket
+
+
+async def stream_led(js: Any, stream: str) -> None:
+    """Return once the replicated ``stream`` has a leader (at most ``BUCKET_LEADER_WAIT_S``).
+
+    A stream just created answers nothing until its group has elected one (a publish
+    finds no responder, an info request times out); a bucket's creator waits here so
+    that its first write, and other nodes' first reads, do not fail at random.
+    """
+    deadline = asyncio.get_running_loop().time() + BUCKET_LEADER_WAIT_S
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            info = await js.stream_info(stream)
+            if info.cluster is None or info.cluster.leader:
+                return
+        except Exception:  # no answer yet: the stream's group is still forming
+            pass
+        await asyncio.sleep(0.05)

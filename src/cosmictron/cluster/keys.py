@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cosmictron.cluster.connection import NatsConnection
+from cosmictron.cluster.connection import NatsConnection, kv_bucket
 from cosmictron.durability.files import write_file_durably
 from cosmictron.errors import ClusterUnavailable
 
@@ -66,18 +66,7 @@ class ClusterAuthority:
 
 
 async def _bucket(connection: NatsConnection, replicas: int) -> Any:
-    from nats.js.api import KeyValueConfig, StorageType
-    from nats.js.errors import BucketNotFoundError
-
-    js = connection.js
-    try:
-        return await js.key_value(AUTH_BUCKET)
-    except BucketNotFoundError:
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=AUTH_BUCKET, history=1, replicas=replicas, storage=StorageType.FILE
-            )
-        )
+    return await kv_bucket(connection.js, AUTH_BUCKET, replicas)
 
 
 async def _offer(connection: NatsConnection, offer: ClusterAuthority, replicas: int) -> bytes:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cosmictron.cluster.connection import NatsConnection
+from cosmictron.cluster.connection import NatsConnection, kv_bucket
 from cosmictron.cluster.jetstream_log import stream_name
 from cosmictron.cluster.metrics import CLUSTER_METRICS
 
@@ -96,21 +96,7 @@ class Lease:
         return json.dumps({"node": self.node_id, "database": self.database}).encode()
 
     async def _bucket(self) -> Any:
-        from nats.js.api import KeyValueConfig, StorageType
-        from nats.js.errors import BucketNotFoundError
-
-        js = self.connection.js
-        try:
-            return await js.key_value(LEASE_BUCKET)
-        except BucketNotFoundError:
-            return await js.create_key_value(
-                KeyValueConfig(
-                    bucket=LEASE_BUCKET,
-                    history=1,
-                    replicas=self.replicas,
-                    storage=StorageType.FILE,
-                )
-            )
+        return await kv_bucket(self.connection.js, LEASE_BUCKET, self.replicas)
 
     async def _read(self) -> LeaseState:
         from nats.js.errors import KeyDeletedError, KeyNotFoundError

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cosmictron.cluster.catchup import stream_last_offset
-from cosmictron.cluster.connection import NatsConnection, parse_urls
+from cosmictron.cluster.connection import NatsConnection, kv_bucket, parse_urls
 from cosmictron.cluster.follower import out_of_touch_since
 from cosmictron.cluster.leadership import take_lead
 from cosmictron.cluster.lease import LEASE_RENEW_S, LEASE_TTL_S, Lease
@@ -162,18 +162,7 @@ class ClusterNode:
         return self
 
     async def _bucket(self, name: str) -> Any:
-        from nats.js.api import KeyValueConfig, StorageType
-        from nats.js.errors import BucketNotFoundError
-
-        js = self.connection.js
-        try:
-            return await js.key_value(name)
-        except BucketNotFoundError:
-            return await js.create_key_value(
-                KeyValueConfig(
-                    bucket=name, history=1, replicas=self.replicas, storage=StorageType.FILE
-                )
-            )
+        return await kv_bucket(self.connection.js, name, self.replicas)
 
     async def _buckets(self) -> None:
         await self._bucket(CATALOGUE_BUCKET)

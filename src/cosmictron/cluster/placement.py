@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from cosmictron.cluster.connection import NatsConnection
+from cosmictron.cluster.connection import NatsConnection, kv_bucket
 from cosmictron.cluster.lease import Lease
 from cosmictron.cluster.metrics import CLUSTER_METRICS
 
@@ -203,21 +203,7 @@ class Placer:
         self._drop: Callable[[str], None] | None = None
 
     async def _bucket(self) -> Any:
-        from nats.js.api import KeyValueConfig, StorageType
-        from nats.js.errors import BucketNotFoundError
-
-        js = self.node.connection.js
-        try:
-            return await js.key_value(PLACEMENT_BUCKET)
-        except BucketNotFoundError:
-            return await js.create_key_value(
-                KeyValueConfig(
-                    bucket=PLACEMENT_BUCKET,
-                    history=1,
-                    replicas=self.node.replicas,
-                    storage=StorageType.FILE,
-                )
-            )
+        return await kv_bucket(self.node.connection.js, PLACEMENT_BUCKET, self.node.replicas)
 
     def read(self) -> PlacementRecord:
         """The record in KV (an empty one before the first is written)."""

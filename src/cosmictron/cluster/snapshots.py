@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from cosmictron import limits
-from cosmictron.cluster.connection import NatsConnection
+from cosmictron.cluster.connection import NatsConnection, stream_led
 from cosmictron.cluster.jetstream_log import stream_name
 from cosmictron.durability.files import ensure_directory, write_file_durably
 from cosmictron.durability.ledger_state import ledger_state
@@ -94,10 +94,12 @@ async def _store(connection: NatsConnection, replicas: int) -> Any:
     try:
         return await js.object_store(SNAPSHOT_BUCKET)
     except BucketNotFoundError:
-        return await js.create_object_store(
+        store = await js.create_object_store(
             SNAPSHOT_BUCKET,
             ObjectStoreConfig(bucket=SNAPSHOT_BUCKET, replicas=replicas, storage=StorageType.FILE),
         )
+    await stream_led(js, f"OBJ_{SNAPSHOT_BUCKET}")
+    return store
 
 
 async def _shipped(connection: NatsConnection, database: str, replicas: int) -> list[int]:
