@@ -164,14 +164,27 @@ async def kv_bucket(js: Any, name: str, replicas: int) -> Any:
     quorum does, and the caller's retry covers it).
     """
     from nats.js.api import KeyValueConfig, StorageType
-    from nats.js.errors import BucketNotFoundError
+    from nats.js.errors import APIError, BucketNotFoundError
 
-    try:
-        return await js.key_value(name)
-    except BucketNotFoundError:
-        bucket = await js.create_key_value(
-            KeyValueConfig(bucket=name, history=1, replicas=replicas, storage=StorageType.FILE)
-        )
+    deadline = asyncio.get_running_loop().time() + BUCKET_LEADER_WAIT_S
+    while True:
+        try:
+            return await js.key_value(name)
+        except BucketNotFoundError:
+            pass
+        try:
+            bucket = await js.create_key_value(
+                KeyValueConfig(bucket=name, history=1, replicas=replicas, storage=StorageType.FILE)
+            )
+            break
+        except APIError:
+            # A create can be refused while JetStream settles: a 503 before the meta
+            # group is ready, a 400 while another creator's create of the same stream
+            # is in flight (CI saw a first node's start fail so). Look again until the
+            # deadline; a refusal that lasts is raised.
+            if asyncio.get_running_loop().time() >= deadline:
+                raise
+            await asyncio.sleep(0.1)
     await stream_led(js, f"KV_{name}")
     return bucket
 

@@ -157,7 +157,8 @@ class ClusterNode:
         except Exception as exc:
             self.connection.close()
             raise ClusterUnavailable(
-                f"NATS at {','.join(self.urls)} answered but JetStream did not ({exc!r})"
+                f"NATS at {','.join(self.urls)} answered but JetStream did not "
+                f"({type(exc).__name__}: {exc})"
             ) from exc
         return self
 
