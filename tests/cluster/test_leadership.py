@@ -54,6 +54,50 @@ def test_the_lease_admits_one_holder_and_moves_only_after_its_ttl(
         b.close()
 
 
+def test_an_outage_does_not_count_towards_a_takeover(nats_cluster: NatsCluster) -> None:
+    """A contender's watch counts only time in touch with a quorum: after an outage longer
+    than the TTL the holder, whose renewals failed too, keeps the lease if it renews
+    within a TTL of the quorum's return (CI saw the lease move at random as the quorum
+    came back, reopening every copy of the database)."""
+    a = NatsConnection(nats_cluster.urls, "a").connect()
+    b = NatsConnection(nats_cluster.urls, "b").connect()
+    try:
+        lease_a = Lease(a, "app", "a", ttl_s=1.0)
+        lease_b = Lease(b, "app", "b", ttl_s=1.0)
+        assert lease_a.try_acquire() and not lease_b.try_acquire()
+        nats_cluster.kill(1)
+        nats_cluster.kill(2)  # one of three: no quorum
+        deadline = time.monotonic() + 30.0
+        while True:  # the bucket's stream answers until its leader steps down
+            try:
+                lease_b.read()
+            except Exception:  # no responders, 503 or a timeout
+                break
+            assert time.monotonic() < deadline, "the lease bucket kept answering"
+            time.sleep(0.2)
+        assert b.out_of_touch_at > 0
+        time.sleep(1.2)  # longer than the TTL since b began to watch this revision
+        nats_cluster.restart(1)
+        deadline = time.monotonic() + 30.0
+        while True:  # the bucket's stream elects a leader again
+            try:
+                held = lease_b.read()
+                break
+            except Exception:
+                assert time.monotonic() < deadline, "the lease bucket did not answer again"
+                time.sleep(0.2)
+        assert held.holder == "a"
+        assert not lease_b.try_acquire()  # b was out of touch: its watch starts again
+        assert lease_a.renew() and lease_b.read().holder == "a"
+        # In touch, the watch counts again: a holder that stays silent loses the lease.
+        assert not lease_b.try_acquire()
+        time.sleep(1.2)
+        assert lease_b.try_acquire() and lease_b.read().holder == "b"
+    finally:
+        a.close()
+        b.close()
+
+
 def test_a_new_leader_catches_up_fences_the_old_one_and_serves(
     tmp_path: Path, nats_cluster: NatsCluster
 ) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -59,6 +60,10 @@ class NatsConnection:
         self.nc: Any = None
         self.js: Any = None
         self._closed = False
+        self.out_of_touch_at = 0.0
+        """``time.monotonic()`` of the last request that found no quorum to answer it (no
+        responders, a timeout, JetStream's 503): what this node watched of the cluster
+        before then may have changed unseen (``Lease.try_acquire``)."""
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -109,6 +114,11 @@ class NatsConnection:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
+            self.out_of_touch_at = time.monotonic()
+            raise
+        except Exception as exc:
+            if out_of_touch(exc):
+                self.out_of_touch_at = time.monotonic()
             raise
 
     def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
@@ -138,6 +148,14 @@ class NatsConnection:
             self._thread.join(5.0)
         if not self._thread.is_alive():
             self.loop.close()
+
+
+def out_of_touch(exc: BaseException) -> bool:
+    """Whether ``exc`` says no quorum answered (rather than that the request was refused)."""
+    from nats.errors import NoRespondersError
+    from nats.js.errors import ServiceUnavailableError
+
+    return isinstance(exc, (TimeoutError, NoRespondersError, ServiceUnavailableError))
 
 
 async def _cancel_other_tasks() -> None:

@@ -9,10 +9,14 @@ a holder whose renewal fails knows at once that someone else moved the key.
 
 Time: the holder renews every ``renew_s``; a contender takes the lease over only after it
 watched the same revision unchanged for ``ttl_s`` on its *own* monotonic clock (no clock
-agreement between machines is needed). The lease alone is not the safety net: a holder
-that has stopped (SIGSTOP, a long GC pause) may still believe it leads for a moment after
-its lease passed. What makes that harmless is the log's fencing: the new leader appends an
-epoch-start record before serving, and the old leader's next append is refused
+agreement between machines is needed), in touch with a quorum all along: a request of its
+own that found none (``NatsConnection.out_of_touch_at``) starts the watch again, so after
+an outage the holder, whose renewals failed too, has a whole TTL to renew.
+
+The lease alone is not the safety net: a holder that has stopped (SIGSTOP, a long GC
+pause) may still believe it leads for a moment after its lease passed. What makes that
+harmless is the log's fencing: the new leader appends an epoch-start record before
+serving, and the old leader's next append is refused
 (``Nats-Expected-Last-Sequence``, ``jetstream_log.py``).
 """
 
@@ -137,7 +141,12 @@ class Lease:
         """
         state = self.read()
         now = time.monotonic()
-        if self._seen is None or state != self._seen:
+        # A watch counts only time in touch with a quorum: out of touch, this node cannot
+        # tell a silent holder from one renewing unseen, and after an outage the holder
+        # gets a whole TTL to renew before anyone takes over (else the lease moved at
+        # random as a quorum came back, reopening every copy on every node).
+        blind = self.connection.out_of_touch_at >= self._seen_at
+        if self._seen is None or state != self._seen or blind:
             self._seen, self._seen_at = state, now
         released_to_us = state.holder is None and state.successor in (None, self.node_id)
         free = state.revision == 0 or state.holder == self.node_id or released_to_us
@@ -164,8 +173,8 @@ class Lease:
         """
         if self.epoch == 0:
             return False
-        try:
-            revision = self.connection.run(self._write(self.revision), 10.0)
+        try:  # an answer later than a TTL keeps nothing: give up and try the next round
+            revision = self.connection.run(self._write(self.revision), self.ttl_s)
         except Exception:
             CLUSTER_METRICS.renewal_failed(self.database, "error")
             raise
