@@ -98,6 +98,31 @@ def test_an_outage_does_not_count_towards_a_takeover(nats_cluster: NatsCluster) 
         b.close()
 
 
+def test_a_renewal_whose_reply_was_lost_keeps_the_lease(nats_cluster: NatsCluster) -> None:
+    """A renewal can land while its caller stopped waiting (a timeout as the quorum comes
+    back); the next compare-and-set then finds the key moved, but to the holder's own
+    value: the holder keeps the lease instead of dropping its database and taking it
+    again (which closed every client of it)."""
+    a = NatsConnection(nats_cluster.urls, "a").connect()
+    b = NatsConnection(nats_cluster.urls, "b").connect()
+    try:
+        lease = Lease(a, "app", "a", ttl_s=1.0)
+        assert lease.try_acquire()
+        epoch, revision = lease.epoch, lease.revision
+        landed = Lease(a, "app", "a", ttl_s=1.0)  # the same node's write, reply unseen
+        assert landed.try_acquire() and landed.revision > revision
+        assert lease.renew() and lease.epoch == epoch and lease.revision > landed.revision
+        # Moved by another node, the key is lost as before.
+        contender = Lease(b, "app", "b", ttl_s=1.0)
+        assert not contender.try_acquire()
+        time.sleep(1.2)
+        assert contender.try_acquire()
+        assert not lease.renew() and lease.epoch == 0
+    finally:
+        a.close()
+        b.close()
+
+
 def test_a_new_leader_catches_up_fences_the_old_one_and_serves(
     tmp_path: Path, nats_cluster: NatsCluster
 ) -> None:

@@ -179,9 +179,17 @@ class Lease:
             CLUSTER_METRICS.renewal_failed(self.database, "error")
             raise
         if revision is None:
-            CLUSTER_METRICS.renewal_failed(self.database, "lost")
-            self.epoch = self.revision = 0
-            return False
+            state = self.read()
+            if state.holder == self.node_id and state.successor is None:
+                # The key moved, but to this node's own value: a renewal whose reply was
+                # lost (a timeout as the quorum came back) landed after all. Nobody wrote
+                # since (another writer would be the holder), so this tenure goes on: renew
+                # from there (others' watches started at that write, maybe a while ago).
+                revision = self.connection.run(self._write(state.revision), self.ttl_s)
+            if revision is None:
+                CLUSTER_METRICS.renewal_failed(self.database, "lost")
+                self.epoch = self.revision = 0
+                return False
         self.revision = revision
         self._seen, self._seen_at = LeaseState(self.node_id, revision), time.monotonic()
         self.renewed_at = self._seen_at
