@@ -155,9 +155,10 @@ def test_subscribers_are_told_their_view_is_stale_while_the_quorum_is_lost_and_c
             assert killed_at - 5.0 <= since <= time.time(), (killed_at, told)
             print(f"quorum lost: stale told after {time.time() - killed_at:.1f}s")
             # The leader's subscriber too (its lease renewals and acks stopped), unless
-            # the leader was deposed meanwhile: a renewal whose reply was lost leaves it
-            # comparing against an old revision, so it drops its copy and follows (its
-            # clients are closed, to resume elsewhere or there; its own issue).
+            # the leader was deposed meanwhile (its clients are closed, to resume): neither
+            # an outage nor a renewal whose reply was lost moves the lease any more
+            # (tests/cluster/test_leadership.py), but a leader that cannot renew for a
+            # TTL while a replica's requests still reach a quorum does lose it.
             told = await leader_frames.next("Staleness")
             deposed = told == CLOSE_REOPENED
             assert deposed or (isinstance(told, dict) and told["stale"] is True), told
