@@ -4,8 +4,8 @@ Found by the history check's soak run (seed 7: a read on the leader returned a v
 was never committed). The leader applies a transaction to its tables before JetStream
 acknowledges its record; a reader's snapshot then holds it, and if the leader is deposed
 before the ack, that value never commits. Here JetStream is frozen (every server
-SIGSTOPped) while a call waits for its ack: a read of the same table must not show the
-call's row; it fails with ``cluster_unavailable`` instead. Once JetStream is back, both
+SIGSTOPped) while a call waits for its ack: a read of the same table (a scan, a primary-key
+lookup, the PostgreSQL port's streamed scan) must not show the call's row; it fails with ``cluster_unavailable`` instead. Once JetStream is back, both
 complete and the row is committed.
 """
 
@@ -22,8 +22,12 @@ from cosmictron.cluster.connection import NatsConnection
 from cosmictron.cluster.jetstream_log import JetStreamLog
 from cosmictron.durability import DurabilityConfig
 from cosmictron.errors import ClusterUnavailable
+from cosmictron.host.sql import select_batches
+from cosmictron.query.budget import QueryBudget
 from cosmictron.testing.nats import NatsCluster
 from tests.cluster.test_history import MODULE
+
+SCAN = "SELECT value FROM item"
 
 
 def test_a_read_waits_for_what_it_saw_to_be_acknowledged(
@@ -40,6 +44,7 @@ def test_a_read_waits_for_what_it_saw_to_be_acknowledged(
     frozen = False
     try:
         db.call("add", 1)
+        assert db.sql(SCAN).rows == [(1,)]  # in the statement cache: the scan can stream
         before = db.core.offset
         for index in range(len(nats_cluster.servers)):
             nats_cluster.stop(index)
@@ -54,6 +59,12 @@ def test_a_read_waits_for_what_it_saw_to_be_acknowledged(
         with pytest.raises(ClusterUnavailable):
             rows = db.sql("SELECT value FROM item")
             pytest.fail(f"the read returned {rows.rows} before the ack of value 2")
+        with pytest.raises(ClusterUnavailable):  # a primary-key lookup's own fast path
+            rows = db.sql("SELECT value FROM item WHERE id = 2")
+            pytest.fail(f"the lookup returned {rows.rows} before the ack of value 2")
+        with pytest.raises(ClusterUnavailable):  # the PostgreSQL port's streamed scan
+            streamed = select_batches(db.core, SCAN, None, db.owner, QueryBudget(), 100)
+            pytest.fail(f"the scan returned {streamed} before the ack of value 2")
         for index in range(len(nats_cluster.servers)):
             nats_cluster.cont(index)
         frozen = False

@@ -161,8 +161,11 @@ def select_batches(
     if prepared.parametrised:
         statement = bind(statement, param_values(params, sender))
     snapshot = core.read_snapshot(plan_tables(statement.plan))
+    seen = core.offset
     if snapshot.schema is not schema:
         return None
+    if core.persistence.replicator is not None:
+        core.persistence.wait_durable(seen)  # cluster mode: as ``_select`` (its comment)
     meter = budget.start(started)
     batches = execute_batches(
         statement.plan, snapshot, meter.budget.effective_rows_max, meter, batch_rows
@@ -284,6 +287,9 @@ def _point_select(
         if datastore.schema is not schema:
             raise _SchemaMoved
         row = datastore.tables[point.table].rows.get(key)
+        seen = core.offset
+    if core.persistence.replicator is not None:
+        core.persistence.wait_durable(seen)  # cluster mode: as ``_select`` (its comment)
     if row is None:
         return rows_result(point.columns, [])
     if budget.rows_max is not None or limits.query_rows_max < 1:
