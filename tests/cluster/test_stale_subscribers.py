@@ -224,7 +224,7 @@ def test_subscribers_are_told_their_view_is_stale_while_the_quorum_is_lost_and_c
             assert updates[-1]["tx_offset"] == last, updates
             assert updates[-1]["tables"][0]["inserts"] == [{"id": n}], updates
             await sdk.wait_applied(last)
-            assert sdk.tx_offset == last and not sdk.stale
+            assert sdk.tx_offset == last and not sdk.stale, (sdk.statistics(), heard)
             assert n in {row.id for row in sdk.table("item").iter()}
             assert [told[0] for told in heard] == [True, False], heard
             assert heard[1][1] >= offset and heard[1][2] is None, heard

@@ -13,7 +13,7 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from cosmictron.errors import ClusterUnavailable, ConfigError
@@ -187,7 +187,7 @@ async def kv_bucket(js: Any, name: str, replicas: int) -> Any:
     deadline = asyncio.get_running_loop().time() + BUCKET_LEADER_WAIT_S
     while True:
         try:
-            return await js.key_value(name)
+            return SteadyBucket(await js.key_value(name))
         except BucketNotFoundError:
             pass
         try:
@@ -204,7 +204,56 @@ async def kv_bucket(js: Any, name: str, replicas: int) -> Any:
                 raise
             await asyncio.sleep(0.1)
     await stream_led(js, f"KV_{name}")
-    return bucket
+    return SteadyBucket(bucket)
+
+
+INTEREST_WAIT_S = 2.0
+"""How long a KV write that found no responder is tried again (``SteadyBucket``)."""
+
+
+class SteadyBucket:
+    """A KV bucket whose writes are tried again for ``INTEREST_WAIT_S`` when they find no
+    responder. A stream's leader can be elected before the server this connection talks
+    to has heard, over the cluster's routes, that the stream listens on the bucket's
+    subjects: a first write then found no responder at random (CI, a fresh cluster's
+    first lease). A write that found no responder was stored nowhere, so trying it again
+    is safe; one that still finds none is raised (no quorum: the caller's error path).
+    Reads and everything else go to the bucket unchanged."""
+
+    def __init__(self, bucket: Any) -> None:
+        self._bucket = bucket
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._bucket, name)
+
+    async def _steady(self, write: Callable[[], Awaitable[T]]) -> T:
+        from nats.errors import NoRespondersError
+        from nats.js.errors import NoStreamResponseError
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + INTEREST_WAIT_S
+        while True:
+            try:
+                return await write()
+            except (NoStreamResponseError, NoRespondersError):
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(0.05)
+
+    async def put(self, key: str, value: bytes) -> int:
+        return await self._steady(lambda: self._bucket.put(key, value))
+
+    async def create(self, key: str, value: bytes) -> int:
+        return await self._steady(lambda: self._bucket.create(key, value))
+
+    async def update(self, key: str, value: bytes, last: int | None = None) -> int:
+        return await self._steady(lambda: self._bucket.update(key, value, last=last))
+
+    async def purge(self, key: str) -> bool:
+        return await self._steady(lambda: self._bucket.purge(key))
+
+    async def delete(self, key: str) -> bool:
+        return await self._steady(lambda: self._bucket.delete(key))
 
 
 async def stream_led(js: Any, stream: str) -> None:

@@ -27,13 +27,14 @@ leader's URL (``server/forwarding.py``; :meth:`ClusterNode.leader_url`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,7 +44,7 @@ from cosmictron.cluster.connection import NatsConnection, kv_bucket, parse_urls
 from cosmictron.cluster.follower import out_of_touch_since
 from cosmictron.cluster.leadership import take_lead
 from cosmictron.cluster.lease import LEASE_RENEW_S, LEASE_TTL_S, Lease
-from cosmictron.cluster.placement import Placer
+from cosmictron.cluster.placement import NODE_DOWN_AFTER_S, Placer
 from cosmictron.cluster.removal import purge_lease, remove_replicated_state
 from cosmictron.cluster.snapshots import SnapshotShipper
 from cosmictron.durability import DurabilityConfig
@@ -56,8 +57,6 @@ logger = logging.getLogger(__name__)
 
 CATALOGUE_BUCKET = "COSMICTRON_DATABASES"
 NODES_BUCKET = "COSMICTRON_NODES"
-NODE_DOWN_AFTER_S = 5.0
-"""A node whose heartbeat is older than this is reported ``down``."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +136,8 @@ class ClusterNode:
         """Ships the snapshots of the databases this node leads (``snapshots.py``)."""
         self._leases: dict[str, Lease] = {}
         self._led: set[str] = set()
+        self._creating: set[str] = set()
+        """Databases this node is creating (``creating``): the lease round leaves them be."""
         self._known: set[str] = set()
         """The catalogue's names at the last lease round (a name gone since: deleted)."""
         self._stop = threading.Event()
@@ -186,6 +187,21 @@ class ClusterNode:
             await kv.put(_key(name), value)
 
         self.connection.run(put(), 10.0)
+
+    @contextlib.contextmanager
+    def creating(self, name: str) -> Iterator[None]:
+        """Around a new database's publication and first opening here: the lease round,
+        which sees the catalogue entry at once, must not open it as well (it took the
+        lease and the data directory first, and the deploy failed with
+        ``database_in_use`` at random). Once this is left the name is led here or not
+        created."""
+        with self._lock:
+            self._creating.add(name)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._creating.discard(name)
 
     def has_database(self, name: str) -> bool:
         """Whether the catalogue holds ``name`` (one key read, not a listing)."""
@@ -399,7 +415,7 @@ class ClusterNode:
         catalogue = self.catalogue()
         self._forget_deleted(set(catalogue), registry.drop, registry.path_of)
         for name, entry in sorted(catalogue.items()):
-            if name in self._led or self._stop.is_set():
+            if name in self._led or name in self._creating or self._stop.is_set():
                 continue
             path = registry.path_of(name)
             try:

@@ -28,8 +28,10 @@ reads it each lease round (:class:`Placer`, called from ``ClusterNode._tick``):
   database it leads to the node placement picks without it (:meth:`Placer.leave`).
 
 Membership is the nodes bucket's heartbeats (``node.py``): a node is live while its
-heartbeat is fresh and it is not leaving. Clocks only decide *when* a database moves;
-*whether* a write counts is decided by the log's fencing, as for failover.
+heartbeat is fresh and it is not leaving; the coordinator places only once it has been in
+touch with a quorum for as long as a heartbeat may age (after an outage every heartbeat is
+old, the live leaders' too: :meth:`Placer.membership_known`). Clocks only decide *when* a
+database moves; *whether* a write counts is decided by the log's fencing, as for failover.
 """
 
 from __future__ import annotations
@@ -54,6 +56,13 @@ PLACEMENT_KEY = "current"
 COPIES = 3
 EPSILON = 0.25
 """A node may carry up to (1 + EPSILON) x the mean load (bench/cluster_placement.py)."""
+
+NODE_DOWN_AFTER_S = 12.0
+"""A node whose heartbeat is older than this is reported ``down`` and placed nowhere.
+Longer than a lease round that waits out two JetStream requests (5 s each) on top of
+its one-second pace: a busy node whose round stalled on a timeout was placed nowhere,
+and handed its databases away (CI, a loaded machine). Failover does not wait for it:
+that is the lease's TTL."""
 
 GRACE_STEP_S = 1.5
 """How much longer than the lease TTL each later-placed node waits to take over."""
@@ -247,7 +256,8 @@ class Placer:
             return
         names = sorted(databases)
         record = self.read()
-        if live and live[0] == self.node.node_id:  # the coordinator: smallest live id
+        coordinator = bool(live) and live[0] == self.node.node_id  # the smallest live id
+        if coordinator and self.membership_known():
             fresh = self.compute(live, names)
             if (fresh.nodes, fresh.databases, fresh.leaders) != (
                 record.nodes,
@@ -262,6 +272,14 @@ class Placer:
             knew = record.leaders.get(name) == self.node.node_id
             if knew and successor and successor != self.node.node_id and successor in live:
                 self.hand_over(name, successor)
+
+    def membership_known(self) -> bool:
+        """Whether heartbeats tell live nodes from dead ones: only once this node has been
+        in touch with a quorum for as long as a heartbeat may age. After an outage every
+        heartbeat is old (no node could write one), and a placement made from them moved
+        databases off live leaders as the quorum came back (closing their clients)."""
+        lost = self.node.connection.out_of_touch_at
+        return lost == 0.0 or time.monotonic() - lost >= NODE_DOWN_AFTER_S
 
     def hand_over(self, name: str, successor: str) -> None:
         """Planned stepdown: close ``name`` here (its calls finish), release its lease to

@@ -290,10 +290,11 @@ class DatabaseRegistry:
         self, cluster: ClusterNode, name: str, source: bytes, filename: str, caller: Identity
     ) -> Database:
         """A new database: in the catalogue first (so a standby can open it), then led here."""
-        cluster.publish_database(name, source, filename, caller)
         entry = CatalogueEntry(name, source, filename, caller)
         path = self.directory / name
-        return cluster.open_leader(entry, path, self.durability_for(path))
+        with cluster.creating(name):
+            cluster.publish_database(name, source, filename, caller)
+            return cluster.open_leader(entry, path, self.durability_for(path))
 
     def _start_cluster(self, cluster: ClusterNode) -> None:
         cluster.start(_ClusterCopies(self, cluster))
