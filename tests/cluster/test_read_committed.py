@@ -4,9 +4,10 @@ Found by the history check's soak run (seed 7: a read on the leader returned a v
 was never committed). The leader applies a transaction to its tables before JetStream
 acknowledges its record; a reader's snapshot then holds it, and if the leader is deposed
 before the ack, that value never commits. Here JetStream is frozen (every server
-SIGSTOPped) while a call waits for its ack: a read of the same table (a scan, a primary-key
-lookup, the PostgreSQL port's streamed scan) must not show the call's row; it fails with ``cluster_unavailable`` instead. Once JetStream is back, both
-complete and the row is committed.
+SIGSTOPped) while a call waits for its ack: a read of the same table (a scan, a primary-
+key lookup, the PostgreSQL port's streamed scan) must not show the call's row; it fails
+with ``cluster_unavailable`` instead. Once JetStream is back, both complete and the row is
+committed.
 """
 
 from __future__ import annotations
