@@ -1,11 +1,13 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""Compiled DataRow writer: the hot loop of a scan through the PostgreSQL port.
+"""The PostgreSQL port's compiled hot paths: the DataRow writer of a scan, and the reader
+of a prepared statement's round trip (Bind, Describe, Execute, Sync).
 
 Optional. ``setup.py`` builds it beside ``durability/_frames.pyx`` when Cython and a C
 compiler are present; ``results.row_writer`` falls back to its generated pure-Python
-writers when it is missing or ``COSMICTRON_PURE=1`` is set. Both must give the same
-bytes: tests/pgwire/test_encoding.py compares each against encoding every value on its
-own.
+writers, and ``messages.frontend_run`` to its Python reader, when it is missing or
+``COSMICTRON_PURE=1`` is set. Each pair must give the same result:
+tests/pgwire/test_encoding.py compares each writer against encoding every value on its
+own, tests/pgwire/test_frontend_run.py the two readers on random bytes.
 
 ``data_rows(rows, kinds, encoders)`` writes one DataRow per row into one growing C
 buffer. ``kinds`` has one byte per column naming the fast path for its encoder; a value
@@ -14,6 +16,9 @@ the column's Python encoder, exactly as the pure writer does, so errors and odd 
 come out the same. Kinds: text ``i`` int, ``f`` float, ``s`` str, ``B`` bool (else
 ``pgtypes.text_of``); binary ``q`` int8, ``l`` int4, ``h`` int2, ``d`` float8, ``?``
 bool; ``o`` always the encoder (which returns the value's bytes).
+
+``frontend_run(data, at, bytes_max)`` parses the whole messages buffered from ``at``
+that a point query's round trip is made of, in one call (see ``messages.frontend_run``).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -203,3 +208,163 @@ def data_rows(rows, bytes kinds, tuple encoders):
         return PyBytes_FromStringAndSize(b.data, b.size)
     finally:
         PyMem_Free(b.data)
+
+
+# --- the frontend side: a run of buffered messages, cut and parsed at once ------------
+
+cdef bytes _B = b"B"
+cdef bytes _E = b"E"
+cdef bytes _D = b"D"
+cdef bytes _S = b"S"
+cdef bytes _H = b"H"
+cdef dict _FORMATS = {}
+
+
+cdef inline int get16(const unsigned char* at) noexcept:
+    return <short>((at[0] << 8) | at[1])
+
+
+cdef inline long get32(const unsigned char* at) noexcept:
+    return <int>((<uint32_t>at[0] << 24) | (<uint32_t>at[1] << 16) | (<uint32_t>at[2] << 8) | at[3])
+
+
+cdef Py_ssize_t name_end(const unsigned char* body, Py_ssize_t at, Py_ssize_t size) noexcept:
+    """Where the zero byte ending the name at ``at`` is; -1 when there is none."""
+    cdef Py_ssize_t i = at
+    while i < size:
+        if body[i] == 0:
+            return i
+        i += 1
+    return -1
+
+
+cdef object name_at(const unsigned char* body, Py_ssize_t start, Py_ssize_t end):
+    """The UTF-8 name between ``start`` and ``end`` ("" unread); None when not UTF-8."""
+    if end == start:
+        return ""
+    try:
+        return (<const char*>body)[start:end].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+cdef object int16s(const unsigned char* at, Py_ssize_t count):
+    """``count`` int16 as a tuple (the format codes; the usual ones kept)."""
+    cdef Py_ssize_t i
+    if count == 1:
+        found = _FORMATS.get(get16(at))
+        if found is not None:
+            return found
+        one = (get16(at),)
+        if len(_FORMATS) < 8:
+            _FORMATS[one[0]] = one
+        return one
+    return tuple([get16(at + 2 * i) for i in range(count)])
+
+
+cdef object bind_of(const unsigned char* body, Py_ssize_t size):
+    """A Bind body as ``messages.parse_bind`` gives it (a negative count reads as none,
+    as there), or None where that raises ``Malformed``."""
+    cdef Py_ssize_t end, at, count, i, length
+    end = name_end(body, 0, size)
+    if end < 0:
+        return None
+    portal = name_at(body, 0, end)
+    at = end + 1
+    end = name_end(body, at, size)
+    if end < 0 or portal is None:
+        return None
+    statement = name_at(body, at, end)
+    if statement is None:
+        return None
+    at = end + 1
+    if at + 2 > size:
+        return None
+    count = get16(body + at)
+    at += 2
+    formats = ()
+    if count > 0:
+        if at + 2 * count > size:
+            return None
+        formats = int16s(body + at, count)
+        at += 2 * count
+    if at + 2 > size:
+        return None
+    count = get16(body + at)
+    at += 2
+    values = []
+    for i in range(count):
+        if at + 4 > size:
+            return None
+        length = get32(body + at)
+        at += 4
+        if length == -1:
+            values.append(None)
+            continue
+        if length < 0 or at + length > size:
+            return None
+        values.append((<const char*>body)[at:at + length])
+        at += length
+    if at + 2 > size:
+        return None
+    count = get16(body + at)
+    results = ()
+    if count > 0:
+        if at + 2 + 2 * count > size:
+            return None
+        results = int16s(body + at + 2, count)
+    return (portal, statement, formats, values, results)
+
+
+def frontend_run(bytes data not None, Py_ssize_t at, Py_ssize_t bytes_max):
+    """The messages buffered in ``data`` from ``at`` that a prepared statement's round
+    trip is made of, parsed: a list of ``(kind, end, *fields)``, ``end`` being where the
+    message ends in ``data``. Bind: portal, statement, parameter formats, values, result
+    formats (``messages.parse_bind``'s); Execute: portal, row limit; Describe: ``P`` or
+    ``S``, name; Sync and Flush: nothing more. It stops before the first message that
+    is not whole, is over ``bytes_max``, is of another type or does not parse cleanly:
+    the session's task reads that one as it reads every message, errors included.
+    ``messages.frontend_run`` is the same in Python."""
+    cdef const unsigned char* buffer = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t length, start, end, stop
+    cdef unsigned char kind
+    cdef list run = []
+    while size - at >= 5:
+        kind = buffer[at]
+        length = get32(buffer + at + 1)
+        if length < 4 or length > bytes_max or size - at < 1 + length:
+            break
+        start = at + 5
+        end = at + 1 + length
+        if kind == b"B":
+            bound = bind_of(buffer + start, end - start)
+            if bound is None:
+                break
+            run.append((_B, end) + bound)
+        elif kind == b"E":
+            stop = name_end(buffer, start, end)
+            if stop < 0 or end - stop - 1 < 4:
+                break
+            name = name_at(buffer, start, stop)
+            if name is None:
+                break
+            run.append((_E, end, name, get32(buffer + stop + 1)))
+        elif kind == b"D":
+            if end - start < 2 or buffer[end - 1] != 0:
+                break
+            stop = name_end(buffer, start + 1, end)
+            if stop != end - 1:
+                break
+            name = name_at(buffer, start + 1, stop)
+            if name is None:
+                break
+            run.append((_D, end, data[start:start + 1], name))
+        elif kind == b"S":
+            run.append((_S, end))
+        elif kind == b"H":
+            run.append((_H, end))
+        else:
+            break
+        at = end
+    return run
