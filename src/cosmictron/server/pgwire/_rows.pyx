@@ -21,6 +21,7 @@ bool; ``o`` always the encoder (which returns the value's bytes).
 that a point query's round trip is made of, in one call (see ``messages.frontend_run``).
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.long cimport PyLong_AsLongLongAndOverflow
@@ -111,6 +112,195 @@ cdef int put_fixed(Buffer* b, uint64_t bits, int width) except -1:
     return 0
 
 
+@cython.cdivision(True)
+cdef inline int decimal_of(long long number, char* digits) noexcept:
+    """``number`` in decimal, as ``str`` writes it, ending at ``digits[32]``; its length.
+    (snprintf's ``%lld`` took about three quarters of a text integer's cost.)"""
+    cdef unsigned long long n = <unsigned long long>number
+    cdef int at = 32
+    if number < 0:
+        n = 0 - n  # two's complement: right for the most negative value too
+    while True:
+        at -= 1
+        digits[at] = <char>(48 + n % 10)
+        n = n // 10
+        if n == 0:
+            break
+    if number < 0:
+        at -= 1
+        digits[at] = b"-"
+    return 32 - at
+
+
+cdef extern from *:
+    """
+    #if defined(__SIZEOF_INT128__)
+    typedef unsigned __int128 cosmictron_u128;
+    #define COSMICTRON_HAS_U128 1
+    #else
+    typedef unsigned long long cosmictron_u128;
+    #define COSMICTRON_HAS_U128 0
+    #endif
+    """
+    ctypedef unsigned long long u128 "cosmictron_u128"
+    int HAS_U128 "COSMICTRON_HAS_U128"
+
+
+cdef unsigned long long[21] POW5
+cdef unsigned long long[18] POW10
+POW5[0] = 1
+POW10[0] = 1
+for _i in range(1, 21):
+    POW5[_i] = POW5[_i - 1] * 5
+for _i in range(1, 18):
+    POW10[_i] = POW10[_i - 1] * 10
+
+
+cdef inline bint inside(u128 candidate, u128 low, u128 high, bint closed) noexcept:
+    if closed:
+        return low <= candidate <= high
+    return low < candidate < high
+
+
+@cython.cdivision(True)
+cdef int short_repr(double value, char* out) noexcept:
+    """``repr(value)`` into ``out`` (at least 32 bytes) for 1e-4 <= |value| < 1e15; its
+    length, or 0 for any other value and for the rare ties this leaves to Python's
+    ``repr`` (``PyOS_double_to_string``), whose shortest-digits search (big-number
+    arithmetic) was four fifths of a text scan's float column.
+
+    The shortest decimal that reads back as ``value``, the closest to it among those of
+    that length: ``value`` is exactly ``m * 2**e``; scaled by ``10**k`` to 17 integer
+    digits it is ``m * 5**k / 2**s`` (s = -e - k >= 0 in this range), exact in 128 bits,
+    and so are the bounds of the interval that reads back as ``value`` (half a unit in
+    the last place either side, a quarter below a power of two; the ends included when
+    ``m`` is even, as round-half-even reading does). That interval is narrower than 23
+    units of the 17th digit, so at most one 15-digit decimal lies in it: if one does,
+    it is the answer with its trailing zeros dropped; else the closest 16-digit one in
+    it, else the closest 17-digit one. tests/pgwire/test_encoding.py compares this with
+    ``repr`` on millions of values and the edge cases."""
+    cdef unsigned long long bits, mantissa, q, c, best = 0, digits_value = 0
+    cdef int exponent, e, k, s, d, length, i, step, count
+    cdef u128 n, v, half_high, half_low, low, high, candidate, distance, best_distance
+    cdef bint closed, tie, negative
+    cdef char digits[20]
+    if not HAS_U128:
+        return 0
+    negative = value < 0
+    if negative:
+        value = -value
+    if not (1e-4 <= value < 1e15):
+        return 0
+    memcpy(&bits, &value, 8)
+    exponent = <int>((bits >> 52) & 0x7FF)
+    mantissa = (bits & 0xFFFFFFFFFFFFF) | (<unsigned long long>1 << 52)
+    e = exponent - 1075
+    d = ((exponent - 1023) * 78913) >> 18  # floor(log2(value) * log10(2)): d or d - 1
+    while True:
+        k = 16 - d
+        s = -e - k
+        if k < 0 or k > 20 or s < 0 or s > 60:
+            return 0
+        n = <u128>mantissa * POW5[k]
+        q = <unsigned long long>(n >> s)
+        if q >= POW10[17]:
+            d += 1
+        elif q < POW10[16]:
+            d -= 1
+        else:
+            break
+    # In units of 2**-(s + 2) of the 17-digit scale.
+    v = n << 2
+    half_high = <u128>POW5[k] << 1
+    half_low = half_high >> 1 if (bits & 0xFFFFFFFFFFFFF) == 0 and exponent > 1 else half_high
+    low = v - half_low
+    high = v + half_high
+    closed = (mantissa & 1) == 0
+    count = 0
+    # 15 digits: the one multiple of 100 that can lie inside.
+    c = q - q % 100
+    for step in range(2):
+        candidate = <u128>(c + 100 * step) << (s + 2)
+        if inside(candidate, low, high, closed):
+            digits_value = (c + 100 * step) // 100
+            count = 15
+            break
+    if count == 0:
+        # 16 digits: the closest multiple of 10 inside; a tie is left to repr.
+        c = q - q % 10
+        best_distance = 0
+        tie = False
+        for i in range(-1, 3):
+            if i < 0 and c < 10:
+                continue
+            candidate = <u128>(c + 10 * i) << (s + 2)
+            if not inside(candidate, low, high, closed):
+                continue
+            distance = candidate - v if candidate >= v else v - candidate
+            if count == 0 or distance < best_distance:
+                best_distance = distance
+                best = c + 10 * i
+                count = 16
+                tie = False
+            elif distance == best_distance:
+                tie = True
+        if tie:
+            return 0
+        if count:
+            digits_value = best // 10
+    if count == 0:
+        # 17 digits: q or q + 1, the closer one inside.
+        candidate = <u128>q << (s + 2)
+        distance = v - candidate
+        best_distance = (<u128>(q + 1) << (s + 2)) - v
+        if distance == best_distance:
+            return 0
+        if distance < best_distance and inside(candidate, low, high, closed):
+            digits_value = q
+        elif inside(<u128>(q + 1) << (s + 2), low, high, closed):
+            digits_value = q + 1
+        else:
+            return 0
+        count = 17
+    if digits_value >= POW10[count]:  # rounded up to one more digit: left to repr
+        return 0
+    while count > 1 and digits_value % 10 == 0:
+        digits_value //= 10
+        count -= 1
+    for i in range(count - 1, -1, -1):
+        digits[i] = <char>(48 + digits_value % 10)
+        digits_value //= 10
+    # Python's layout for a decimal point after digit d + 1 (fixed notation here).
+    length = 0
+    if negative:
+        out[0] = b"-"
+        length = 1
+    if d >= 0:
+        for i in range(d + 1):
+            out[length] = digits[i] if i < count else b"0"
+            length += 1
+        out[length] = b"."
+        length += 1
+        if count > d + 1:
+            for i in range(d + 1, count):
+                out[length] = digits[i]
+                length += 1
+        else:
+            out[length] = b"0"
+            length += 1
+    else:
+        out[length] = b"0"
+        out[length + 1] = b"."
+        length += 2
+        for i in range(-d - 1):
+            out[length] = b"0"
+            length += 1
+        for i in range(count):
+            out[length] = digits[i]
+            length += 1
+    return length
+
+
 cdef int put_one(Buffer* b, char kind, object value, object encoder) except -1:
     cdef int overflow = 0
     cdef long long number
@@ -123,11 +313,14 @@ cdef int put_one(Buffer* b, char kind, object value, object encoder) except -1:
         if type(value) is int:
             number = PyLong_AsLongLongAndOverflow(value, &overflow)
             if overflow == 0:
-                size = snprintf(digits, 32, "%lld", number)
-                return put_value(b, digits, size)
+                size = decimal_of(number, digits)
+                return put_value(b, digits + 32 - size, size)
             return put_text(b, str(value))
     elif kind == b"f":
         if type(value) is float and isfinite(PyFloat_AS_DOUBLE(value)):
+            size = short_repr(PyFloat_AS_DOUBLE(value), digits)
+            if size > 0:
+                return put_value(b, digits, size)
             # What repr(value) gives (float_repr makes this call), without the str.
             text = PyOS_double_to_string(PyFloat_AS_DOUBLE(value), b"r", 0, Py_DTSF_ADD_DOT_0, NULL)
             try:
