@@ -89,6 +89,7 @@ logger = logging.getLogger(__name__)
 _PARAM_NAMES = tuple(f"p{n}" for n in range(64))
 _SELECT_TAGS = ("SELECT 0", "SELECT 1")
 """The tags of a point read (``Session._point_read``)."""
+_READY_IDLE = messages.READY[b"I"]
 
 _COPY = re.compile(
     r"^\s*copy\s*\((?P<query>.*)\)\s*to\s+stdout(?P<options>.*)$", re.IGNORECASE | re.DOTALL
@@ -422,22 +423,28 @@ class Session:
         statements = self.statements
         portals = self.portals
         out = self.out
+        if transport.get_write_buffer_size():  # (checked again after each write)
+            return
         # One call parses every whole message buffered (compiled where built): Bind,
         # Describe, Execute, Sync, Flush. ``reader.at`` moves past each one answered
         # and stays before the first one left to the task.
         for entry in messages.frontend_run(reader.data, reader.at, reader.bytes_max):
-            if self.out_bytes > 1 << 18 or transport.get_write_buffer_size():
+            if self.out_bytes > 1 << 18:
                 return
             kind = entry[0]
             if kind == b"S":
                 reader.at = entry[1]
                 self.skipping = False
-                out.append(self._ready())
+                out.append(_READY_IDLE if self.block is None else self._ready())
                 self._flush_now()
+                if transport.get_write_buffer_size():
+                    return
                 continue
             if kind == b"H":
                 reader.at = entry[1]
                 self._flush_now()
+                if transport.get_write_buffer_size():
+                    return
                 continue
             if self.skipping:  # after an error, up to Sync (Bind, Describe, Execute)
                 reader.at = entry[1]
@@ -494,6 +501,8 @@ class Session:
                     fmts = self._formats(portal.formats, outcome.oids)
                     for _ in self._queue_rows(outcome, fmts, portal, limit, False):
                         self._flush_now()
+                    if transport.get_write_buffer_size():
+                        return
                 else:  # Describe
                     _, end, what, name = entry
                     portal = portals.get(name) if what == b"P" else None
@@ -692,15 +701,17 @@ class Session:
         params: dict[str, Any] = {}
         if raw:
             decode = pgtypes.decode_param
-            single = formats[0] if len(formats) == 1 else None
+            shared = len(formats) < 2  # one format code for all, or none (text)
+            binary = shared and formats == (1,)
             for number, data in enumerate(raw, start=1):
-                name = _PARAM_NAMES[number] if number < len(_PARAM_NAMES) else f"p{number}"
+                name = _PARAM_NAMES[number] if number < 64 else f"p{number}"
                 if data is None:
                     params[name] = None
                     continue
-                fmt = single if single is not None else (formats[number - 1] if formats else 0)
                 try:
-                    params[name] = decode(data, oids[number - 1], fmt == 1)
+                    params[name] = decode(
+                        data, oids[number - 1], binary if shared else formats[number - 1] == 1
+                    )
                 except pgtypes.BadValue as exc:
                     raise PgError(
                         INVALID_TEXT_REPRESENTATION, f"parameter ${number}: {exc}"
@@ -710,7 +721,8 @@ class Session:
                         NUMERIC_VALUE_OUT_OF_RANGE, f"parameter ${number}: {exc}"
                     ) from None
         self.portals[portal_name] = Portal(statement, params, result_formats)
-        self._put(messages.BIND_COMPLETE)
+        self.out.append(messages.BIND_COMPLETE)
+        self.out_bytes += 5
 
     async def _param_oids(self, statement: Statement) -> tuple[int, ...]:
         """The parameters' types (declared at Parse, else inferred), kept on the
