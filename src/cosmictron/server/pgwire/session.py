@@ -404,7 +404,11 @@ class Session:
         Execute of a cached point read (``_point_read``), Sync and Flush. It stops at
         the first other frame (left in the buffer for the task, which is woken) and
         whenever replies are still waiting to leave (the task drains them). Same
-        checks, rights and errors as the task's path: this only skips its awaits."""
+        checks, rights and errors as the task's path: this only skips its awaits.
+        Called on every read: the idle clock restarts only when a message was taken
+        (the bytes of an unfinished one are no activity)."""
+        reader = self.reader
+        at = reader.at
         try:
             self._fast_frames()
         except Exception:
@@ -415,7 +419,8 @@ class Session:
             )
             self._flush_now()
             self.writer.close()
-        self.idle_since = self.reader.loop.time()  # (get_running_loop calls getpid)
+        if reader.at != at:
+            self.idle_since = reader.loop.time()  # (get_running_loop calls getpid)
 
     def _fast_frames(self) -> None:
         reader = self.reader
