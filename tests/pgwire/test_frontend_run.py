@@ -128,6 +128,12 @@ def test_a_bind_that_does_not_parse_is_left_to_the_task() -> None:
         assert read(message(b"B", negative), 0, BYTES_MAX)[0][2:] == ("", "s", (), [], ())
 
 
+def test_a_negative_offset_is_refused() -> None:
+    for read in readers():
+        with pytest.raises(ValueError):
+            read(SYNC, -1, BYTES_MAX)
+
+
 @pytest.mark.skipif(
     not messages.FRONTEND_COMPILED,
     reason="the compiled reader is not built here (no Cython or C compiler at install time, "

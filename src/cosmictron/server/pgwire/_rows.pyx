@@ -523,6 +523,8 @@ def frontend_run(bytes data not None, Py_ssize_t at, Py_ssize_t bytes_max):
     cdef Py_ssize_t length, start, end, stop
     cdef unsigned char kind
     cdef list run = []
+    if at < 0:
+        raise ValueError("a negative offset")
     while size - at >= 5:
         kind = buffer[at]
         length = get32(buffer + at + 1)

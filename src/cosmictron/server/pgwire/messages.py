@@ -137,6 +137,8 @@ Run = list[tuple[Any, ...]]
 def _frontend_run(data: bytes, at: int, bytes_max: int) -> Run:
     """``frontend_run`` in Python: what runs where ``_rows.pyx`` is not built."""
     run: Run = []
+    if at < 0:
+        raise ValueError("a negative offset")
     size = len(data)
     while size - at >= 5:
         kind = data[at : at + 1]
