@@ -146,6 +146,51 @@ def test_compiled_writer_falls_back_to_the_encoder_for_odd_values() -> None:
             write([(2**15,)])
 
 
+def float_cases(generator: random.Random) -> list[float]:
+    """Doubles where a shortest-digits search goes wrong if it is wrong anywhere: the
+    benchmark's, every magnitude, random bit patterns, short decimals, powers of two
+    and of ten and their neighbours (a power of two has a narrower gap below it)."""
+    values = [generator.random() * 100 for _ in range(20_000)]
+    values += [10 ** generator.uniform(-5, 16) * generator.choice((1, -1)) for _ in range(40_000)]
+    values += [
+        struct.unpack("<d", struct.pack("<Q", generator.getrandbits(64)))[0] for _ in range(10_000)
+    ]
+    values += [round(generator.uniform(0, 1000), generator.randrange(0, 8)) for _ in range(20_000)]
+    values += [generator.getrandbits(50) / 2 ** generator.randrange(0, 60) for _ in range(20_000)]
+    for exponent in range(-20, 60):
+        for power in (2.0**exponent, 10.0 ** (exponent // 3)):
+            values += [power, math.nextafter(power, 0), math.nextafter(power, math.inf)]
+    values += [0.1, 0.3, 1 / 3, 1e-4, 9.999999999999999e-05, 1e15, 999999999999999.9, 0.0, -0.0]
+    values += [5e-324, 1e22, 1e16, 9007199254740993.0, 2.0**53 + 2, -1.5, 123456789012345.6]
+    return [v for v in values if math.isfinite(v)]
+
+
+def texts(written: bytes) -> list[bytes]:
+    """The values of one-column DataRows."""
+    found = []
+    at = 0
+    while at < len(written):
+        (length,) = struct.unpack_from("!i", written, at + 1)
+        (size,) = struct.unpack_from("!i", written, at + 7)
+        found.append(written[at + 11 : at + 11 + size])
+        at += 1 + length
+    return found
+
+
+def test_text_numbers_are_what_str_and_repr_write() -> None:
+    """The compiled writer formats integers and doubles itself (not through ``str`` and
+    ``repr``, which were most of a text scan): the same text, on edges and on
+    hundreds of thousands of values."""
+    generator = random.Random(15)
+    floats = float_cases(generator)
+    integers = [0, -1, 1, 9, 10, -10, 2**63 - 1, -(2**63), 2**63, -(2**63) - 1, 10**30]
+    integers += [10**k + d for k in range(19) for d in (-1, 0, 1)]
+    integers += [-v for v in integers] + [generator.randrange(-(2**63), 2**63) for _ in range(5000)]
+    for oid, values, plain in ((pgtypes.FLOAT8, floats, repr), (pgtypes.INT8, integers, str)):
+        write = results.row_writer(tuple(results.encoders((oid,), [0])))
+        assert texts(write([(v,) for v in values])) == [plain(v).encode() for v in values]
+
+
 def test_the_benchmark_row_in_both_formats() -> None:
     """The shape of bench/pgwire.py's table: bigint, text, double, bool, bigint."""
     oids = (pgtypes.INT8, pgtypes.TEXT, pgtypes.FLOAT8, pgtypes.BOOL, pgtypes.INT8)

@@ -48,6 +48,38 @@ def test_idle_connections_are_closed(small: PG) -> None:
         conn.close()
 
 
+def test_a_message_trickling_in_does_not_keep_a_session_alive(small: PG) -> None:
+    """Idle means no message answered: bytes of an unfinished one, a few at a time,
+    do not reset the idle clock (the synchronous path sees every read)."""
+    with socket.create_connection((small.host, small.port), timeout=10) as sock:
+        body = struct.pack("!i", 196608) + b"user\0x\0database\0shop\0\0"
+        sock.sendall(struct.pack("!i", len(body) + 4) + body)
+        assert sock.recv(9)[:1] == b"R"
+        sock.sendall(message(b"p", small.owner_token.encode() + b"\0"))
+        time.sleep(0.3)
+        sock.recv(65536)
+        query = message(b"Q", b"SELECT 1\0" + b" " * 64)
+        reply = b""
+        started = time.monotonic()
+        for at in range(len(query) - 1):  # never the last byte: never a whole message
+            try:
+                sock.sendall(query[at : at + 1])
+            except OSError:  # closed by the server
+                break
+            time.sleep(0.1)
+            sock.setblocking(False)
+            try:
+                reply += sock.recv(65536)
+            except BlockingIOError:
+                pass
+            finally:
+                sock.setblocking(True)
+            if b"57P05" in reply:
+                break
+        assert b"57P05" in reply, reply
+        assert time.monotonic() - started < 4  # idle limit 1 s, checked every 0.25 s
+
+
 def test_prepared_statements_are_capped(small: PG) -> None:
     with psycopg.connect(small.dsn(), autocommit=True, prepare_threshold=0) as conn:
         conn.execute("SELECT id FROM item WHERE id = %s", (1,))

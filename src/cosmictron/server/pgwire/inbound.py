@@ -51,9 +51,9 @@ class Inbound(asyncio.streams.FlowControlMixin, asyncio.Protocol):
         self.writer: asyncio.StreamWriter | None = None
         self.task: asyncio.Task[None] | None = None
         self.on_data: Callable[[], None] | None = None
-        """Called from ``data_received`` while the session waits in ``next`` and a
-        whole frame is buffered: it takes the frames it can answer without awaiting
-        and leaves the rest (the task is woken for them)."""
+        """Called from ``data_received`` while the session waits in ``next``: it takes
+        the whole frames it can answer without awaiting and leaves the rest (the task
+        is woken for them)."""
 
     # --- asyncio.Protocol -------------------------------------------------------
 
@@ -72,9 +72,16 @@ class Inbound(asyncio.streams.FlowControlMixin, asyncio.Protocol):
         self.at = 0
         waiter = self.waiter
         if waiter is not None and not waiter.done():
-            if self.on_data is not None and self._whole_frame():
-                self.on_data()
-            if self.waiter is waiter and not waiter.done() and self._wanted():
+            on_data = self.on_data
+            if on_data is not None:
+                on_data()  # answers what it can (nothing while no message is whole)
+            # Usually all of it was answered: nothing left to wake the task for.
+            if (
+                self.at < len(self.data)
+                and self.waiter is waiter
+                and not waiter.done()
+                and self._wanted()
+            ):
                 waiter.set_result(None)
         # Pause only while the task is busy: when it waits, it waits for these bytes.
         busy = self.waiter is None or self.waiter.done()
@@ -145,11 +152,6 @@ class Inbound(asyncio.streams.FlowControlMixin, asyncio.Protocol):
         at = self.at
         self.at = at + count
         return self.data[at : at + count]
-
-    def take_back(self, at: int) -> None:
-        """Undo ``frame`` (``at`` as it was before): the session's synchronous path
-        leaves a frame it cannot answer without awaiting to the task."""
-        self.at = at
 
     # --- internals --------------------------------------------------------------
 

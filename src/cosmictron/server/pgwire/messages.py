@@ -8,9 +8,10 @@ connection (``FrameTooLarge``), never an allocation of what the peer claims.
 
 from __future__ import annotations
 
+import os
 import struct
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 _LENGTH = struct.Struct("!i")
 _HEADER = struct.Struct("!ci")
@@ -127,6 +128,60 @@ def parse_execute(data: bytes) -> tuple[str, int]:
         return data[:end].decode(), int(limit)
     except (ValueError, struct.error) as exc:
         raise Malformed(f"an Execute message that does not parse ({exc})") from None
+
+
+Run = list[tuple[Any, ...]]
+"""Parsed messages, each ``(kind, end, *fields)`` (``frontend_run``)."""
+
+
+def _frontend_run(data: bytes, at: int, bytes_max: int) -> Run:
+    """``frontend_run`` in Python: what runs where ``_rows.pyx`` is not built."""
+    run: Run = []
+    if at < 0:
+        raise ValueError("a negative offset")
+    size = len(data)
+    while size - at >= 5:
+        kind = data[at : at + 1]
+        (length,) = _INT32_AT(data, at + 1)
+        if length < 4 or length > bytes_max or size - at < 1 + length:
+            break
+        end = at + 1 + length
+        body = data[at + 5 : end]
+        try:
+            if kind == b"B":
+                run.append((kind, end, *parse_bind(body)))
+            elif kind == b"E":
+                run.append((kind, end, *parse_execute(body)))
+            elif kind == b"D":
+                if len(body) < 2 or body.find(0, 1) != len(body) - 1:
+                    break
+                run.append((kind, end, body[:1], body[1:-1].decode()))
+            elif kind == b"S" or kind == b"H":
+                run.append((kind, end))
+            else:
+                break
+        except (Malformed, UnicodeDecodeError):
+            break
+        at = end
+    return run
+
+
+frontend_run: Callable[[bytes, int, int], Run] = _frontend_run
+"""The messages buffered in ``data`` from ``at`` that a prepared statement's round
+trip is made of, parsed at once: a list of ``(kind, end, *fields)``, ``end`` being
+where the message ends in ``data``. Bind: ``parse_bind``'s five fields; Execute:
+``parse_execute``'s two; Describe: ``P`` or ``S`` and the name; Sync and Flush:
+nothing more. It stops before the first message that is not whole, is over
+``bytes_max``, is of another type or does not parse (the session's task reads that one
+as it reads every message, and says what is wrong with it). Compiled in ``_rows.pyx``
+where built: one call instead of a Python frame per message (``COSMICTRON_PURE``
+keeps this one)."""
+if not os.environ.get("COSMICTRON_PURE"):
+    try:
+        from cosmictron.server.pgwire._rows import frontend_run
+    except ImportError:  # built without a compiler: the Python reader serves
+        pass
+FRONTEND_COMPILED = frontend_run is not _frontend_run
 
 
 class Body:

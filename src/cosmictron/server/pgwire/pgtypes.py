@@ -436,6 +436,8 @@ def from_json_form(value: Any, oid: int) -> Any:
 
 def decode_param(data: bytes, oid: int, binary: bool) -> Any:
     """A parameter value from its wire bytes, as the Python value the engine binds."""
+    if binary and oid == INT8 and len(data) == 8:  # the usual key: always in range
+        return int.from_bytes(data, "big", signed=True)
     try:
         value = _decode_binary(data, oid) if binary else _decode_text(data.decode(), oid)
     except (ValueError, UnicodeDecodeError, struct.error, ArithmeticError) as exc:

@@ -28,7 +28,6 @@ import asyncio
 import logging
 import re
 import secrets
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -88,6 +87,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _PARAM_NAMES = tuple(f"p{n}" for n in range(64))
+_SELECT_TAGS = ("SELECT 0", "SELECT 1")
+"""The tags of a point read (``Session._point_read``)."""
+_READY_IDLE = messages.READY[b"I"]
 
 _COPY = re.compile(
     r"^\s*copy\s*\((?P<query>.*)\)\s*to\s+stdout(?P<options>.*)$", re.IGNORECASE | re.DOTALL
@@ -166,6 +168,9 @@ class Statement:
     )
     """By a Bind's result formats: the column OIDs and the DataRow writer for them
     (``Session._rows_writer``): an Execute of a prepared statement chooses nothing."""
+    descriptions: dict[tuple[int, ...], tuple[Shape, bytes]] = field(default_factory=dict)
+    """By a Bind's result formats: the shape described and its RowDescription
+    (``Session._row_description``), for a Describe of the statement's portal."""
 
 
 @dataclass(slots=True)
@@ -399,7 +404,11 @@ class Session:
         Execute of a cached point read (``_point_read``), Sync and Flush. It stops at
         the first other frame (left in the buffer for the task, which is woken) and
         whenever replies are still waiting to leave (the task drains them). Same
-        checks, rights and errors as the task's path: this only skips its awaits."""
+        checks, rights and errors as the task's path: this only skips its awaits.
+        Called on every read: the idle clock restarts only when a message was taken
+        (the bytes of an unfinished one are no activity)."""
+        reader = self.reader
+        at = reader.at
         try:
             self._fast_frames()
         except Exception:
@@ -410,46 +419,44 @@ class Session:
             )
             self._flush_now()
             self.writer.close()
-        self.idle_since = self.reader.loop.time()  # (get_running_loop calls getpid)
+        if reader.at != at:
+            self.idle_since = reader.loop.time()  # (get_running_loop calls getpid)
 
     def _fast_frames(self) -> None:
         reader = self.reader
-        frame = reader.frame
         transport = self.writer.transport
         statements = self.statements
         portals = self.portals
-        put = self._put
-        while True:
-            if self.out_bytes > 1 << 18 or transport.get_write_buffer_size():
+        out = self.out
+        if transport.get_write_buffer_size():  # (checked again after each write)
+            return
+        # One call parses every whole message buffered (compiled where built): Bind,
+        # Describe, Execute, Sync, Flush. ``reader.at`` moves past each one answered
+        # and stays before the first one left to the task.
+        for entry in messages.frontend_run(reader.data, reader.at, reader.bytes_max):
+            if self.out_bytes > 1 << 18:
                 return
-            at = reader.at
-            try:
-                got = frame()
-            except FrameTooLarge:
-                reader.take_back(at)
-                return
-            if got is None:
-                return
-            kind, body = got
+            kind = entry[0]
             if kind == b"S":
+                reader.at = entry[1]
                 self.skipping = False
-                put(self._ready())
+                out.append(_READY_IDLE if self.block is None else self._ready())
                 self._flush_now()
+                if transport.get_write_buffer_size():
+                    return
                 continue
             if kind == b"H":
+                reader.at = entry[1]
                 self._flush_now()
+                if transport.get_write_buffer_size():
+                    return
                 continue
-            if self.skipping and kind in (b"B", b"E", b"D"):
+            if self.skipping:  # after an error, up to Sync (Bind, Describe, Execute)
+                reader.at = entry[1]
                 continue
             try:
                 if kind == b"B":
-                    try:
-                        portal_name, statement_name, formats, raw, result_formats = (
-                            messages.parse_bind(body)
-                        )
-                    except (Malformed, UnicodeDecodeError, struct.error):
-                        reader.take_back(at)
-                        return
+                    _, end, portal_name, statement_name, formats, raw, result_formats = entry
                     statement = statements.get(statement_name)
                     if (
                         statement is None
@@ -460,8 +467,8 @@ class Session:
                             and portal_name not in portals
                         )
                     ):
-                        reader.take_back(at)
                         return
+                    reader.at = end
                     self._bound(
                         portal_name,
                         statement,
@@ -471,59 +478,72 @@ class Session:
                         statement.param_oids or (),
                     )
                 elif kind == b"E":
-                    try:
-                        name, limit = messages.parse_execute(body)
-                    except (Malformed, UnicodeDecodeError, struct.error):
-                        reader.take_back(at)
-                        return
+                    _, end, name, limit = entry
                     portal = portals.get(name)
                     if (
                         portal is None
                         or portal.outcome is not None
                         or portal.statement.route != "engine"
                     ):
-                        reader.take_back(at)
                         return
                     statement = portal.statement
+                    before = reader.at
+                    reader.at = end  # taken, unless the task must run it
                     outcome = self._point_read(statement, portal.params)
                     if outcome is None:
-                        reader.take_back(at)
+                        reader.at = before
                         return
                     portal.outcome = outcome
                     rows = outcome.rows
                     if limit <= 0 or limit >= len(rows):  # the usual: no batches, no suspense
-                        put(self._rows_writer(statement, portal.formats, outcome.oids)(rows))
-                        put(messages.command_complete(outcome.tag))
+                        written = self._rows_writer(statement, portal.formats, outcome.oids)(rows)
+                        tag = messages.command_complete(outcome.tag)
+                        out.append(written)
+                        out.append(tag)
+                        self.out_bytes += len(written) + len(tag)
                         portal.sent = len(rows)
                         continue
                     fmts = self._formats(portal.formats, outcome.oids)
                     for _ in self._queue_rows(outcome, fmts, portal, limit, False):
                         self._flush_now()
-                elif kind == b"D":
-                    if body[:1] != b"P":
-                        reader.take_back(at)
+                    if transport.get_write_buffer_size():
                         return
-                    try:
-                        portal = portals.get(body[1:-1].decode())
-                    except UnicodeDecodeError:
-                        reader.take_back(at)
+                else:  # Describe
+                    _, end, what, name = entry
+                    portal = portals.get(name) if what == b"P" else None
+                    if portal is None:
                         return
-                    if portal is None or portal.statement.shape is None:
-                        reader.take_back(at)
+                    statement = portal.statement
+                    shape = statement.shape
+                    if statement.route != "engine" or shape is None or shape.columns is None:
                         return
-                    shape = portal.statement.shape
-                    if portal.statement.route != "engine" or shape.columns is None:
-                        reader.take_back(at)
-                        return
-                    fmts = self._formats(portal.formats, shape.column_oids)
-                    put(messages.row_description(shape.columns, shape.column_oids, fmts))
+                    reader.at = end
+                    self._put(self._row_description(statement, portal.formats, shape))
                     portal.described = True
-                else:
-                    reader.take_back(at)
-                    return
             except PgError as exc:
                 self._error(exc)
                 self.skipping = True
+
+    def _row_description(
+        self, statement: Statement, requested: tuple[int, ...], shape: Shape
+    ) -> bytes:
+        """The RowDescription of ``statement``'s columns in the formats a Bind asked
+        for, kept on the statement by those formats as its DataRow writer is.
+
+        Raises:
+            PgError: the formats do not fit the columns (``_formats``).
+        """
+        found = statement.descriptions.get(requested)
+        if found is not None and found[0] is shape:
+            return found[1]
+        columns = shape.columns
+        assert columns is not None
+        oids = shape.column_oids
+        described = messages.row_description(columns, oids, self._formats(requested, oids))
+        if len(statement.descriptions) >= 16:  # a client varying its formats: bounded
+            statement.descriptions.clear()
+        statement.descriptions[requested] = (shape, described)
+        return described
 
     def _rows_writer(
         self, statement: Statement, requested: tuple[int, ...], oids: tuple[int, ...]
@@ -686,15 +706,17 @@ class Session:
         params: dict[str, Any] = {}
         if raw:
             decode = pgtypes.decode_param
-            single = formats[0] if len(formats) == 1 else None
+            shared = len(formats) < 2  # one format code for all, or none (text)
+            binary = shared and formats == (1,)
             for number, data in enumerate(raw, start=1):
-                name = _PARAM_NAMES[number] if number < len(_PARAM_NAMES) else f"p{number}"
+                name = _PARAM_NAMES[number] if number < 64 else f"p{number}"
                 if data is None:
                     params[name] = None
                     continue
-                fmt = single if single is not None else (formats[number - 1] if formats else 0)
                 try:
-                    params[name] = decode(data, oids[number - 1], fmt == 1)
+                    params[name] = decode(
+                        data, oids[number - 1], binary if shared else formats[number - 1] == 1
+                    )
                 except pgtypes.BadValue as exc:
                     raise PgError(
                         INVALID_TEXT_REPRESENTATION, f"parameter ${number}: {exc}"
@@ -704,7 +726,8 @@ class Session:
                         NUMERIC_VALUE_OUT_OF_RANGE, f"parameter ${number}: {exc}"
                     ) from None
         self.portals[portal_name] = Portal(statement, params, result_formats)
-        self._put(messages.BIND_COMPLETE)
+        self.out.append(messages.BIND_COMPLETE)
+        self.out_bytes += 5
 
     async def _param_oids(self, statement: Statement) -> tuple[int, ...]:
         """The parameters' types (declared at Parse, else inferred), kept on the
@@ -847,30 +870,35 @@ class Session:
         shape = statement.shape
         if shape is None or shape.kind != "SELECT" or self.block is not None:
             return None
-        db = self._database().db
+        database = self.database
+        assert database is not None
+        db = database.db
         given = params or None
-        text = statement.engine_text
+        core = db.core
         # The cache entry is kept on the statement while the module and the parameters'
         # types stay the same (a NULL key is another plan): no lookup per Execute.
-        schema = db.core.module.schema
+        schema = core.module.schema
         types = tuple(map(type, params.values())) if params else ()
         known = statement.point
         if known is None or known[0] is not schema or known[1] != types:
-            entry = point_entry(db, text, given, self.caller)
+            entry = point_entry(db, statement.engine_text, given, self.caller)
             if entry is None:
                 statement.point = None
                 return None
             statement.point = known = (schema, types, entry)
-        self._take_rate()
         try:
-            result = point_select(db.core, known[2], given, self.caller, self.budget)
+            self.context.throttle.take("queries", False, self.caller_hex)
+            result = point_select(core, known[2], given, self.caller, self.budget)
             if result is None:  # the module changed meanwhile
                 statement.point = None
+                text = statement.engine_text
                 result = db.sql(text, given, sender=self.caller, budget=self.budget)
-        except CosmictronError as exc:
+        except CosmictronError as exc:  # RateLimited too
             raise sqlstate_of(exc, statement.text) from None
         rows = result.rows
-        return Outcome(f"SELECT {len(rows)}", shape.columns, shape.column_oids, rows)
+        count = len(rows)
+        tag = _SELECT_TAGS[count] if count < 2 else f"SELECT {count}"
+        return Outcome(tag, shape.columns, shape.column_oids, rows)
 
     # --- running statements -----------------------------------------------------
 
