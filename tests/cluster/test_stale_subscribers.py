@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -224,9 +225,18 @@ def test_subscribers_are_told_their_view_is_stale_while_the_quorum_is_lost_and_c
             assert updates[-1]["tx_offset"] == last, updates
             assert updates[-1]["tables"][0]["inserts"] == [{"id": n}], updates
             await sdk.wait_applied(last)
-            assert sdk.tx_offset == last and not sdk.stale, (sdk.statistics(), heard)
+            assert sdk.tx_offset == last, sdk.statistics()
             assert n in {row.id for row in sdk.table("item").iter()}
-            assert [told[0] for told in heard] == [True, False], heard
+            # With one NATS server still down, the two left are a bare quorum: a Raft
+            # hiccup as the restarted one catches up can take the stream's quorum away
+            # again for a few seconds, and then the SDK is rightly told stale once more
+            # (seen under load). Each word is a change, and the last one says current.
+            await _wait_until(
+                "the SDK says current", lambda: not sdk.stale, about=(sdk.statistics(), heard)
+            )
+            changes = [told[0] for told in heard]
+            assert changes[:2] == [True, False] and changes[-1] is False, heard
+            assert all(one != the_next for one, the_next in pairwise(changes)), heard
             assert heard[1][1] >= offset and heard[1][2] is None, heard
 
         asyncio.run(scenario())
