@@ -106,12 +106,13 @@ class Storage(Protocol):
 class _Window:
     """A shared map of ``[start, end)`` of one file: zeros ``allocate`` wrote."""
 
-    __slots__ = ("end", "map", "start")
+    __slots__ = ("end", "map", "size", "start")
 
     def __init__(self, handle: int, position: int, end: int) -> None:
         self.start = position - position % mmap.ALLOCATIONGRANULARITY
         self.end = end
-        self.map = mmap.mmap(handle, end - self.start, offset=self.start)
+        self.size = end - self.start
+        self.map = mmap.mmap(handle, self.size, offset=self.start)
 
 
 class FileStorage:
@@ -178,18 +179,14 @@ class FileStorage:
 
     def writev_at(self, handle: int, position: int, parts: Sequence[bytes]) -> int:
         window = self._windows.get(handle)
-        if window is not None and position >= window.start:
+        if window is not None:
             at = position - window.start
-            end = at
-            for part in parts:
-                end += len(part)
-            if end <= window.end - window.start:
-                mapped = window.map
-                for part in parts:
-                    size = len(part)
-                    mapped[at : at + size] = part
-                    at += size
-                return end - (position - window.start)
+            if at >= 0:
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+                end = at + len(data)
+                if end <= window.size:
+                    window.map[at:end] = data
+                    return end - at
         return os.pwritev(handle, parts, position)
 
     def read_file(self, path: str) -> bytes:
