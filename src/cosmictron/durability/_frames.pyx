@@ -486,6 +486,13 @@ cdef inline int _put_be(_Out *out, unsigned char tag, uint64_t value, int width)
     return 0
 
 
+cdef inline int _put_raw(_Out *out, const char *data, Py_ssize_t n) except -1:
+    _room(out, n)
+    memcpy(out.data + out.size, data, n)
+    out.size += n
+    return 0
+
+
 cdef int _put_length(_Out *out, Py_ssize_t n, unsigned char fix, Py_ssize_t fix_max,
                      unsigned char tag8, unsigned char tag16, unsigned char tag32) except -1:
     if n < fix_max:
@@ -549,19 +556,13 @@ cdef int _pack(object value, _Out *out, int depth) except -1:
         if n > 0xFFFFFFFF:
             return 1
         _put_length(out, n, 0xA0, 32, 0xD9, 0xDA, 0xDB)
-        _room(out, n)
-        memcpy(out.data + out.size, text, n)
-        out.size += n
-        return 0
+        return _put_raw(out, text, n)
     if kind is bytes:
         n = PyBytes_GET_SIZE(value)
         if n > 0xFFFFFFFF:
             return 1
         _put_length(out, n, 0, 0, 0xC4, 0xC5, 0xC6)
-        _room(out, n)
-        memcpy(out.data + out.size, PyBytes_AS_STRING(value), n)
-        out.size += n
-        return 0
+        return _put_raw(out, PyBytes_AS_STRING(value), n)
     if kind is float:
         number = PyFloat_AS_DOUBLE(value)
         memcpy(&bits, &number, 8)

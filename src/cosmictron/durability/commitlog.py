@@ -1,8 +1,10 @@
 """The commit-log writer: appends framed, hash-chained records to the last segment.
 
 ``append`` is the hot path (called under the host's writer lock for every transaction), so
-it is a handful of C calls: ``msgpack.packb``, ``zlib.crc32``, ``struct.pack``,
-``Storage.writev_at`` (``os.pwritev`` for ``FileStorage``) and ``sha256``.
+it is a handful of C calls: the packer (``_frames.pack_record`` when built, else msgpack),
+the crc32 and SHA-256 (``_frames.seal``, else ``zlib`` and ``hashlib``), ``struct.pack``
+and ``Storage.writev_at`` (``FileStorage``: a copy into the mapped zeros allocated ahead
+under ``never`` and ``periodic`` on Linux, else ``os.pwritev``).
 
 Where the bytes go depends on the fsync policy:
 
