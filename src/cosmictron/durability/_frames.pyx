@@ -397,7 +397,7 @@ def seal(bytes payload):
     ``hashlib.sha256`` fetches the algorithm from OpenSSL's provider on every call (about
     5k instructions, more than hashing a 200-byte record) and each of the three calls
     costs a Python call; here both run over the payload's own buffer
-    (docs/design/hot-path.md, "Appends into a mapped window"). The commit log falls back
+    (docs/design/hot-path.md, "Fifth round"). The commit log falls back
     to the two library calls when this is not built or ``COSMICTRON_PURE=1`` is set;
     ``tests/durability/test_frames_kernel.py`` checks both give the same bytes.
     """
@@ -600,8 +600,8 @@ def pack_record(object fields):
 
     msgpack's packer tests each value against its types one by one and subclasses
     (``isinstance``) before it reaches a list, about 290 instructions a small value;
-    this dispatches on the exact type (docs/design/hot-path.md, "Appends into a mapped
-    window"). ``tests/durability/test_frames_kernel.py`` compares the two on random
+    this dispatches on the exact type (docs/design/hot-path.md, "Fifth round").
+    ``tests/durability/test_frames_kernel.py`` compares the two on random
     values at every length and range edge.
     """
     cdef char stack[_STACK_BYTES]

@@ -67,7 +67,7 @@ _OPEN_DIRECTORY = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
 
 MAPPED_WRITES = sys.platform.startswith("linux") and not os.environ.get("COSMICTRON_PURE")
 """Whether ``FileStorage.allocate`` maps what it allocates (docs/design/hot-path.md,
-"Appends into a mapped window"). Linux only: there ``fsync``/``fdatasync`` of the file
+"Fifth round"). Linux only: there ``fsync``/``fdatasync`` of the file
 write back pages dirtied through a shared map as they do pages dirtied by ``write``, and
 a killed process's dirty pages stay in the page cache; other systems keep ``pwritev``.
 ``COSMICTRON_PURE=1`` turns it off with the compiled kernels, so the suite runs both."""
