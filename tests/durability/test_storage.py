@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cosmictron.durability import FileStorage, Storage
+from cosmictron.durability.storage import MAPPED_WRITES
 from cosmictron.testing import FaultyStorage, MemoryStorage, check_storage
 
 
@@ -137,3 +138,61 @@ def test_injected_faults() -> None:
         storage.sync(handle, "fdatasync")
     assert raised.value.errno == errno.EIO
     assert storage.faults_injected == 3
+
+
+@pytest.mark.skipif(
+    not MAPPED_WRITES, reason="mapped writes are Linux only, off when COSMICTRON_PURE=1"
+)
+def test_file_storage_writes_into_allocated_zeros_through_a_map(tmp_path: Path) -> None:
+    """Writes inside what ``allocate`` zero-filled go through a shared map: a reader sees
+    them at once, a write reaching past the allocation still goes to the file (the gap
+    stays zeros), and a truncate or close drops the map so it is never written again."""
+    storage = FileStorage()
+    path = os.fspath(tmp_path / "segment")
+    handle = storage.open_overwrite(path)
+    storage.write(handle, b"H" * 10)
+    storage.close(handle)
+    handle = storage.open_write(path)
+    assert storage.allocate(handle, 10, 8192) == 8192
+    assert storage.writev_at(handle, 10, (b"ab", b"cde")) == 5
+    assert handle in storage._windows, "the write went through the map"
+    assert storage.read_file(path) == b"H" * 10 + b"abcde" + bytes(8187)
+    # Past the allocation: the file grows, as with pwritev.
+    assert storage.writev_at(handle, 8200, (b"xyz", b"!")) == 4
+    data = storage.read_file(path)
+    assert len(data) == 8204 and data[8200:] == b"xyz!" and data[15:8200] == bytes(8185)
+    storage.truncate(handle, 12)
+    assert handle not in storage._windows
+    assert storage.writev_at(handle, 12, (b"Z",)) == 1
+    assert storage.read_file(path) == b"H" * 10 + b"abZ"
+    storage.allocate(handle, 13, 100)
+    storage.writev_at(handle, 13, (b"after",))
+    storage.close(handle)
+    assert not storage._windows
+    assert storage.read_file(path) == b"H" * 10 + b"abZafter" + bytes(95)
+
+
+def test_a_write_through_the_map_survives_sigkill(tmp_path: Path) -> None:
+    """Bytes copied into the map are in the page cache: a process killed right after
+    writing them (no sync, no close) leaves them in the file."""
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "segment"
+    path.write_bytes(b"")
+    code = (
+        "import os, sys\n"
+        "from cosmictron.durability import FileStorage\n"
+        "s = FileStorage(); h = s.open_write(sys.argv[1])\n"
+        "s.allocate(h, 0, 1 << 20)\n"
+        "s.writev_at(h, 0, (b'frame-', b'payload'))\n"
+        "print(bool(s._windows), flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, os.fspath(path)], capture_output=True, text=True
+    )
+    assert out.returncode == -signal.SIGKILL
+    assert out.stdout.strip() == str(MAPPED_WRITES)
+    assert path.read_bytes()[:13] == b"frame-payload"

@@ -388,3 +388,237 @@ cdef tuple _covered(
     if count:
         last_hash = PyBytes_FromStringAndSize(<const char *>chain_buf, 32)
     return position, next_offset, last_hash
+
+
+def seal(bytes payload):
+    """``(zlib.crc32(payload), hashlib.sha256(payload).digest())`` in one call: the two
+    hashes ``CommitLog.append`` takes of every record it writes.
+
+    ``hashlib.sha256`` fetches the algorithm from OpenSSL's provider on every call (about
+    5k instructions, more than hashing a 200-byte record) and each of the three calls
+    costs a Python call; here both run over the payload's own buffer
+    (docs/design/hot-path.md, "Fifth round"). The commit log falls back
+    to the two library calls when this is not built or ``COSMICTRON_PURE=1`` is set;
+    ``tests/durability/test_frames_kernel.py`` checks both give the same bytes.
+    """
+    cdef const unsigned char *base = <const unsigned char *>PyBytes_AS_STRING(payload)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(payload)
+    cdef Py_ssize_t done = 0, step
+    cdef unsigned long c = 0
+    cdef SHA256_CTX ctx
+    cdef unsigned char digest_buf[32]
+    while done < size:  # crc32 takes an unsigned int length
+        step = size - done
+        if step > 0x40000000:
+            step = 0x40000000
+        c = crc32(c, base + done, <unsigned int>step)
+        done += step
+    SHA256_Init(&ctx)
+    SHA256_Update(&ctx, base, <size_t>size)
+    SHA256_Final(digest_buf, &ctx)
+    return <uint32_t>c, PyBytes_FromStringAndSize(<char *>digest_buf, 32)
+
+
+# -- the record packer --------------------------------------------------------------------
+
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_AsUnsignedLongLong
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport free, malloc, realloc
+
+cdef extern from "Python.h":
+    double PyFloat_AS_DOUBLE(object)
+    Py_ssize_t PyList_GET_SIZE(object)
+    Py_ssize_t PyTuple_GET_SIZE(object)
+    Py_ssize_t PyDict_GET_SIZE(object)
+    PyObject *PyList_GET_ITEM(object, Py_ssize_t)
+    PyObject *PyTuple_GET_ITEM(object, Py_ssize_t)
+    int PyDict_Next(object, Py_ssize_t *, PyObject **, PyObject **)
+
+DEF _STACK_BYTES = 1024
+DEF _DEPTH_MAX = 500  # msgpack refuses past 511 levels; deeper goes to it, which decides
+
+cdef struct _Out:
+    char *data
+    Py_ssize_t size
+    Py_ssize_t cap
+    bint heap
+
+
+cdef int _room(_Out *out, Py_ssize_t n) except -1:
+    cdef Py_ssize_t cap
+    cdef char *grown
+    if out.size + n <= out.cap:
+        return 0
+    cap = out.cap * 2
+    if cap < out.size + n:
+        cap = out.size + n
+    if out.heap:
+        grown = <char *>realloc(out.data, cap)
+    else:
+        grown = <char *>malloc(cap)
+        if grown != NULL:
+            memcpy(grown, out.data, out.size)
+    if grown == NULL:
+        raise MemoryError()
+    out.data = grown
+    out.cap = cap
+    out.heap = True
+    return 0
+
+
+cdef inline int _put1(_Out *out, unsigned char byte) except -1:
+    if out.size + 1 > out.cap:
+        _room(out, 1)
+    out.data[out.size] = <char>byte
+    out.size += 1
+    return 0
+
+
+cdef inline int _put_be(_Out *out, unsigned char tag, uint64_t value, int width) except -1:
+    """``tag`` then ``value`` big-endian in ``width`` bytes."""
+    cdef int i
+    _room(out, 1 + width)
+    out.data[out.size] = <char>tag
+    for i in range(width):
+        out.data[out.size + 1 + i] = <char>((value >> (8 * (width - 1 - i))) & 0xFF)
+    out.size += 1 + width
+    return 0
+
+
+cdef inline int _put_raw(_Out *out, const char *data, Py_ssize_t n) except -1:
+    _room(out, n)
+    memcpy(out.data + out.size, data, n)
+    out.size += n
+    return 0
+
+
+cdef int _put_length(_Out *out, Py_ssize_t n, unsigned char fix, Py_ssize_t fix_max,
+                     unsigned char tag8, unsigned char tag16, unsigned char tag32) except -1:
+    if n < fix_max:
+        return _put1(out, fix | <unsigned char>n)
+    if tag8 and n < 256:
+        return _put_be(out, tag8, <uint64_t>n, 1)
+    if n < 65536:
+        return _put_be(out, tag16, <uint64_t>n, 2)
+    return _put_be(out, tag32, <uint64_t>n, 4)
+
+
+cdef int _pack(object value, _Out *out, int depth) except -1:
+    """Append ``value``'s msgpack bytes as ``msgpack.Packer(use_bin_type=True)`` writes
+    them; 1 (nothing usable written) for a value it leaves to msgpack."""
+    cdef type kind = type(value)
+    cdef long long svalue
+    cdef unsigned long long uvalue
+    cdef int overflow
+    cdef Py_ssize_t n, i, pos
+    cdef const char *text
+    cdef double number
+    cdef uint64_t bits
+    cdef PyObject *key
+    cdef PyObject *item
+    if value is None:
+        return _put1(out, 0xC0)
+    if value is True:
+        return _put1(out, 0xC3)
+    if value is False:
+        return _put1(out, 0xC2)
+    if kind is int:
+        svalue = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if overflow == 0:
+            if svalue >= 0:
+                uvalue = <unsigned long long>svalue
+            elif svalue >= -32:
+                return _put1(out, <unsigned char>(svalue & 0xFF))
+            elif svalue >= -128:
+                return _put_be(out, 0xD0, <uint64_t>svalue, 1)
+            elif svalue >= -32768:
+                return _put_be(out, 0xD1, <uint64_t>svalue, 2)
+            elif svalue >= -2147483648LL:
+                return _put_be(out, 0xD2, <uint64_t>svalue, 4)
+            else:
+                return _put_be(out, 0xD3, <uint64_t>svalue, 8)
+        elif overflow > 0 and value <= 0xFFFFFFFFFFFFFFFF:
+            uvalue = PyLong_AsUnsignedLongLong(value)
+        else:
+            return 1
+        if uvalue < 128:
+            return _put1(out, <unsigned char>uvalue)
+        if uvalue < 256:
+            return _put_be(out, 0xCC, uvalue, 1)
+        if uvalue < 65536:
+            return _put_be(out, 0xCD, uvalue, 2)
+        if uvalue < 4294967296ULL:
+            return _put_be(out, 0xCE, uvalue, 4)
+        return _put_be(out, 0xCF, uvalue, 8)
+    if kind is str:
+        text = PyUnicode_AsUTF8AndSize(value, &n)  # raises on a lone surrogate
+        if n > 0xFFFFFFFF:
+            return 1
+        _put_length(out, n, 0xA0, 32, 0xD9, 0xDA, 0xDB)
+        return _put_raw(out, text, n)
+    if kind is bytes:
+        n = PyBytes_GET_SIZE(value)
+        if n > 0xFFFFFFFF:
+            return 1
+        _put_length(out, n, 0, 0, 0xC4, 0xC5, 0xC6)
+        return _put_raw(out, PyBytes_AS_STRING(value), n)
+    if kind is float:
+        number = PyFloat_AS_DOUBLE(value)
+        memcpy(&bits, &number, 8)
+        return _put_be(out, 0xCB, bits, 8)
+    if depth >= _DEPTH_MAX:
+        return 1
+    if kind is list or kind is tuple:
+        n = PyList_GET_SIZE(value) if kind is list else PyTuple_GET_SIZE(value)
+        if n > 0xFFFFFFFF:
+            return 1
+        _put_length(out, n, 0x90, 16, 0, 0xDC, 0xDD)
+        for i in range(n):
+            item = PyList_GET_ITEM(value, i) if kind is list else PyTuple_GET_ITEM(value, i)
+            if _pack(<object>item, out, depth + 1):
+                return 1
+        return 0
+    if kind is dict:
+        n = PyDict_GET_SIZE(value)
+        if n > 0xFFFFFFFF:
+            return 1
+        _put_length(out, n, 0x80, 16, 0, 0xDE, 0xDF)
+        pos = 0
+        while PyDict_Next(value, &pos, &key, &item):
+            if _pack(<object>key, out, depth + 1) or _pack(<object>item, out, depth + 1):
+                return 1
+        return 0
+    return 1
+
+
+def pack_record(object fields):
+    """``msgpack.Packer(use_bin_type=True).pack(fields)``, byte for byte, for a record made
+    of the exact types a record holds (None, bool, int within 64 bits, float, str,
+    bytes, list, tuple, dict); None for anything else (a subclass, an ext type, a lone
+    surrogate, a huge int), which the caller then packs with msgpack itself.
+
+    msgpack's packer tests each value against its types one by one and subclasses
+    (``isinstance``) before it reaches a list, about 290 instructions a small value;
+    this dispatches on the exact type (docs/design/hot-path.md, "Fifth round").
+    ``tests/durability/test_frames_kernel.py`` compares the two on random
+    values at every length and range edge.
+    """
+    cdef char stack[_STACK_BYTES]
+    cdef _Out out
+    cdef int refused
+    out.data = stack
+    out.size = 0
+    out.cap = _STACK_BYTES
+    out.heap = False
+    try:
+        try:
+            refused = _pack(fields, &out, 0)
+        except UnicodeError:
+            return None  # msgpack says what is wrong with the text
+        if refused:
+            return None
+        return PyBytes_FromStringAndSize(out.data, out.size)
+    finally:
+        if out.heap:
+            free(out.data)

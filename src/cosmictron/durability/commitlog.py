@@ -1,8 +1,10 @@
 """The commit-log writer: appends framed, hash-chained records to the last segment.
 
 ``append`` is the hot path (called under the host's writer lock for every transaction), so
-it is a handful of C calls: ``msgpack.packb``, ``zlib.crc32``, ``struct.pack``,
-``Storage.writev_at`` (``os.pwritev`` for ``FileStorage``) and ``sha256``.
+it is a handful of C calls: the packer (``_frames.pack_record`` when built, else msgpack),
+the crc32 and SHA-256 (``_frames.seal``, else ``zlib`` and ``hashlib``), ``struct.pack``
+and ``Storage.writev_at`` (``FileStorage``: a copy into the mapped zeros allocated ahead
+under ``never`` and ``periodic`` on Linux, else ``os.pwritev``).
 
 Where the bytes go depends on the fsync policy:
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import struct
 import threading
 import time
@@ -76,6 +79,19 @@ _pack_durable = struct.Struct("<Q").pack
 """``frame_crc`` inlined on the ``append`` path: the crc runs over the payload, then these
 8 bytes of the watermark."""
 _time_ns = time.time_ns
+
+_seal: Callable[[bytes], tuple[int, bytes]] | None = None
+"""The compiled ``(crc32, sha256 digest)`` of a payload (``_frames.seal``), or None: not
+built, or ``COSMICTRON_PURE`` set; then ``append`` calls ``zlib`` and ``hashlib``."""
+_pack_record: Callable[[Any], bytes | None] | None = None
+"""The compiled record packer (``_frames.pack_record``: msgpack's bytes for the types a
+record holds, None for any other), or None; then ``append`` packs with msgpack alone."""
+if not os.environ.get("COSMICTRON_PURE"):
+    try:
+        from cosmictron.durability._frames import pack_record as _pack_record
+        from cosmictron.durability._frames import seal as _seal
+    except ImportError:  # not built: the library calls
+        pass
 
 
 class CommitLog:
@@ -185,7 +201,9 @@ class CommitLog:
             self.key_fp,
             None,
         ]
-        payload = self._pack(fields)
+        payload = _pack_record(fields) if _pack_record is not None else None
+        if payload is None:
+            payload = self._pack(fields)
         if signers is not None or self.event_key is not None:
             payload = self._sign(fields, payload, signers)
         length = len(payload)
@@ -194,7 +212,11 @@ class CommitLog:
                 f"record at offset {offset} is {length} bytes, more than record_bytes_max "
                 f"({self.record_bytes_max}); split the transaction or raise the limit"
             )
-        crc = _crc32(payload)
+        if _seal is not None:
+            crc, digest = _seal(payload)
+        else:
+            crc = _crc32(payload)
+            digest = b""
         if self.buffered:
             # The header is made at flush time, when the leader knows what is synced.
             with self._pending_lock:
@@ -214,7 +236,7 @@ class CommitLog:
             if written != length + FRAME_HEADER_BYTES:
                 self._undo_write(offset, OSError(f"short write of {written} bytes"))
             self._flushed_bytes += written
-        self.last_hash = _sha256(payload).digest()
+        self.last_hash = digest or _sha256(payload).digest()
         self.next_offset = offset + 1
         self.segment_bytes += written
         self.bytes_written += written
@@ -373,8 +395,12 @@ class CommitLog:
                 position + length,
                 min(self._allocated_bytes + PREALLOCATE_BYTES, self.segment_bytes_max),
             )
-            zeros = bytes(target - self._allocated_bytes)
-            self.storage.writev_at(self.fd, self._allocated_bytes, (zeros,))
+            size = target - self._allocated_bytes
+            allocate = None if self.buffered else getattr(self.storage, "allocate", None)
+            if allocate is not None:  # written into through a map (storage.py)
+                allocate(self.fd, self._allocated_bytes, size)
+            else:
+                self.storage.writev_at(self.fd, self._allocated_bytes, (bytes(size),))
             self._allocated_bytes = target
         return self.storage.writev_at(self.fd, position, parts)
 
