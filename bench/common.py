@@ -41,7 +41,13 @@ def parse_args(
     quick_help: str = "small N, a few seconds",
     hidden: Sequence[str] = (),
 ) -> argparse.Namespace:
-    """The options every command takes, plus ``mode`` (``"quick"`` or ``"full"``).
+    """The options every command takes, plus ``mode`` (``"smoke"``, ``"quick"`` or
+    ``"full"``).
+
+    ``--smoke`` is ``--quick`` for the test suite, which checks that a command runs and
+    writes its figures, not what they are: a command that can do less than its quick
+    run and still take every path does so when ``args.smoke`` is set (``modules.py``:
+    200 calls, one run each); the others run their quick sizes.
 
     ``default_out`` is a file name under ``bench/results``. ``hidden`` names extra
     string options that default to None and are left out of ``--help``, for a command's
@@ -49,12 +55,16 @@ def parse_args(
     """
     parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument(
+        "--smoke", action="store_true", help="--quick, smaller still: for the test suite"
+    )
     parser.add_argument("--out", default=str(RESULTS / default_out), help="JSON path")
     parser.add_argument("--tmpdir", default=None, help="parent of the temp data dirs")
     for option in hidden:
         parser.add_argument(option, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    args.mode = "quick" if args.quick else "full"
+    args.quick = args.quick or args.smoke
+    args.mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     return args
 
 

@@ -260,7 +260,10 @@ def js_parts(engine_name: str, settings: Settings, share: float) -> dict[str, fl
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__ or "", "modules.json", argv, quick_help="2,000 calls, seconds")
     started = time.perf_counter()
-    settings = Settings(calls=2_000 if args.quick else 20_000)
+    if args.smoke:  # every path once, figures meaningless (the test suite's run)
+        settings = Settings(calls=200, repeats=1)
+    else:
+        settings = Settings(calls=2_000 if args.quick else 20_000)
     rates: dict[str, dict[str, float]] = {}
     with temp_parent(args.tmpdir, "cosmictron-bench-modules-") as parent:
         machine = machine_info(parent)

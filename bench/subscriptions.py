@@ -135,6 +135,8 @@ class Settings:
 
 FULL = Settings(seconds=2.4, rounds=3, rows=100_000, full_evals=5)
 QUICK = Settings(seconds=0.2, rounds=2, rows=5_000, full_evals=3)
+SMOKE = Settings(seconds=0.05, rounds=1, rows=500, full_evals=1)
+"""``--smoke``: every scenario once, briefly (the test suite's run; figures meaningless)."""
 
 Subscribe = tuple[str, dict[str, Any] | None, Any]  # sql, params, sender (None: owner)
 
@@ -360,7 +362,7 @@ def table_text(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, "subscriptions.json", argv)
-    settings = QUICK if args.quick else FULL
+    settings = SMOKE if args.smoke else QUICK if args.quick else FULL
     started = time.perf_counter()
     with temp_parent(args.tmpdir, "cosmictron-bench-subs-") as parent:
         results = measure(settings, parent)

@@ -58,15 +58,16 @@ def open_db(
 
 @pytest.fixture
 def run_quick_bench(tmp_path: Path) -> Callable[[str], tuple[dict[str, Any], str]]:
-    """Run ``bench/<script> --quick`` in a subprocess; return its JSON and its stdout.
+    """Run ``bench/<script> --quick`` (or ``--smoke``, smaller where the command has a
+    smaller size) in a subprocess; return its JSON and its stdout.
 
     The smoke tests of the benchmark commands use this; none of them asserts a speed.
     """
 
-    def run(script: str) -> tuple[dict[str, Any], str]:
+    def run(script: str, mode: str = "--quick") -> tuple[dict[str, Any], str]:
         out = tmp_path / "figures.json"
         bench = Path(__file__).parent.parent / "bench" / script
-        command = [sys.executable, str(bench), "--quick", "--out", str(out)]
+        command = [sys.executable, str(bench), mode, "--out", str(out)]
         command += ["--tmpdir", str(tmp_path)]
         result = subprocess.run(command, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]

@@ -14,7 +14,16 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).parent.parent / "src" / "cosmictron"
 
-ROOT_MODULES = {"errors", "values", "limits", "config", "bounded_json", "bounded_msgpack", "names"}
+ROOT_MODULES = {
+    "errors",
+    "values",
+    "limits",
+    "config",
+    "bounded_json",
+    "bounded_msgpack",
+    "names",
+    "lazy",
+}
 ALLOWED = {
     "ledger": set(),
     "durability": {"ledger"},

@@ -17,13 +17,14 @@ from typing import Any
 import click
 
 from cosmictron.cli.main import cli
+from tests.cli.test_reference import commands_of
 from tests.cli.test_server_commands import CLI, source_path
 from tests.server.conftest import EXAMPLE, Server
 
 
 def leaf_commands(group: click.Group = cli, prefix: str = "") -> dict[str, click.Command]:
     found: dict[str, click.Command] = {}
-    for name, command in group.commands.items():
+    for name, command in commands_of(group):
         if isinstance(command, click.Group):
             found.update(leaf_commands(command, f"{prefix}{name} "))
         else:

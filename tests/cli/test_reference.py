@@ -35,11 +35,18 @@ def render() -> str:
 def every_command() -> list[tuple[click.Command, list[str]]]:
     """Every command and subcommand (``identity new``), with its path of names."""
     found = []
-    for name, command in cli.commands.items():
+    for name, command in commands_of(cli):
         found.append((command, [name]))
         if isinstance(command, click.Group):
-            found += [(sub, [name, sub_name]) for sub_name, sub in command.commands.items()]
+            found += [(sub, [name, sub_name]) for sub_name, sub in commands_of(command)]
     return sorted(found, key=lambda pair: pair[1])
+
+
+def commands_of(group: click.Group) -> list[tuple[str, click.Command]]:
+    """A group's commands as click finds them (``cli`` imports each on first lookup)."""
+    context = click.Context(group)
+    found = [(name, group.get_command(context, name)) for name in group.list_commands(context)]
+    return [(name, command) for name, command in found if command is not None]
 
 
 def test_reference_matches_help():

@@ -16,11 +16,12 @@ import stat
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import EXAMPLE, Server
+from tests.server.conftest import EXAMPLE, Server, shared_server
 
 CLI = shutil.which("cosmictron-cli", path=str(Path(sys.executable).parent))
 
@@ -75,6 +76,17 @@ def deployed(server: Server, config: Path) -> Server:
     """The quickstart module deployed as ``qs`` by the identity saved in ``config``."""
     ok(run("deploy", "--server", server.url, "qs", str(EXAMPLE), config=config))
     return server
+
+
+@pytest.fixture(scope="module")
+def deployed_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+    """One server with the quickstart deployed as ``qs``, and the settings directory of
+    its operator, for the cases that only read: a server each would cost a start (about
+    a second of CPU) and a deploy apiece, for nothing they check."""
+    with shared_server(tmp_path_factory) as running:
+        config = running.data_dir.parent / "config"  # where `start` saved the operator
+        ok(run("deploy", "--server", running.url, "qs", str(EXAMPLE), config=config))
+        yield running, config
 
 
 def closed_port_url() -> str:
@@ -238,8 +250,9 @@ def test_delete_asks_is_owner_only_and_deletes(deployed, config, tmp_path):
         (["logs", "nope"], 1, ""),
     ],
 )
-def test_errors_are_one_line_and_an_exit_code(deployed, config, args, exit_code, message):
-    one_line_error(run(*args, config=config, server=deployed.url), exit_code, message)
+def test_errors_are_one_line_and_an_exit_code(deployed_once, args, exit_code, message):
+    server, config = deployed_once
+    one_line_error(run(*args, config=config, server=server.url), exit_code, message)
 
 
 def test_cannot_connect_is_exit_code_3(config):

@@ -11,9 +11,11 @@ must keep working). ``Attack`` is a context manager around one attack; while it 
   ``RSS_SETTLED_BYTES_MAX`` of that baseline (see ``RSS_SETTLED_BYTES_MAX`` for why the
   tolerance is not zero);
 - **the event loop**: a process of its own (``health_probe.py``) asks ``/v1/health`` every
-  ``HEALTH_PERIOD_S`` on a keep-alive connection; every answer must come within
-  ``HEALTH_ANSWER_S_MAX`` (50 ms; ``COSMICTRON_ATTACK_HEALTH_S_MAX`` overrides it on a
-  machine too loaded to hold it) and none may fail;
+  ``HEALTH_PERIOD_S`` on a keep-alive connection; no answer may wait behind more than
+  ``HEALTH_HELD_CPU_S_MAX`` (50 ms) of the server's CPU, and none may fail. CPU, not
+  wall time: a loaded machine slows every answer, but only an attack that blocks the loop
+  (its work on the loop, or a thread holding the interpreter lock) makes an answer wait
+  behind the server's own work (the probe's docstring says how it is counted);
 - **other databases**: a thread calls a reducer of ``bystander`` over and over; at least
   one call must complete during the attack, and every one must succeed;
 - **replies**: the case passes each reply to ``Attack.reply``: a reply to a request that
@@ -31,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -74,8 +75,11 @@ RSS_SETTLE_S = 5.0
 
 RSS_SAMPLE_S = 0.005
 HEALTH_PERIOD_S = 0.02
-HEALTH_ANSWER_S_MAX = float(os.environ.get("COSMICTRON_ATTACK_HEALTH_S_MAX") or 0.05)
-"""Longest a ``/v1/health`` answer may take during an attack (seconds)."""
+HEALTH_HELD_CPU_S_MAX = 0.05
+"""Most CPU (seconds) the server may spend on other work while a ``/v1/health`` answer
+waits, during an attack: answering takes well under a millisecond of it, and one
+request's slice of the loop a few; an attack's work done on the loop, or a call holding
+the interpreter lock, takes hundreds (``test_the_harness_catches_a_held_up_health_answer``)."""
 
 BYSTANDER_PAUSE_S = 0.05
 
@@ -221,7 +225,8 @@ class Measurement:
     settle_s: float = 0.0
     health_answers: int = 0
     health_worst_s: float = 0.0
-    health_slow: list[list[float]] = field(default_factory=list)
+    health_worst_held_s: float = 0.0
+    health_held: list[list[float]] = field(default_factory=list)
     bystander_calls: int = 0
     bystander_worst_s: float = 0.0
     duration_s: float = 0.0
@@ -233,8 +238,9 @@ class Measurement:
             f"[attack {self.name}] {self.duration_s:.2f} s; RSS baseline "
             f"{self.baseline_rss / MiB:.1f} MiB, peak +{peak:.1f} MiB, after +{after:.1f} MiB "
             f"(settled in {self.settle_s:.2f} s); health: {self.health_answers} answers, worst "
-            f"{self.health_worst_s * 1000:.1f} ms, {len(self.health_slow)} over "
-            f"{HEALTH_ANSWER_S_MAX * 1000:.0f} ms; bystander: {self.bystander_calls} calls, "
+            f"{self.health_worst_s * 1000:.1f} ms, held up by at most "
+            f"{self.health_worst_held_s * 1000:.1f} ms of CPU, {len(self.health_held)} over "
+            f"{HEALTH_HELD_CPU_S_MAX * 1000:.0f} ms; bystander: {self.bystander_calls} calls, "
             f"worst {self.bystander_worst_s * 1000:.1f} ms"
         )
 
@@ -252,12 +258,12 @@ class Attack:
         name: str,
         rss_growth_bytes_max: int = RSS_GROWTH_BYTES_MAX,
         rss_settled_bytes_max: int = RSS_SETTLED_BYTES_MAX,
-        health_answer_s_max: float = HEALTH_ANSWER_S_MAX,
+        health_held_cpu_s_max: float = HEALTH_HELD_CPU_S_MAX,
     ) -> None:
         self.target = target
         self.rss_growth_bytes_max = rss_growth_bytes_max
         self.rss_settled_bytes_max = rss_settled_bytes_max
-        self.health_answer_s_max = health_answer_s_max
+        self.health_held_cpu_s_max = health_held_cpu_s_max
         self.measurement = Measurement(name)
         self.problems: list[str] = []
         self._stop = threading.Event()
@@ -311,21 +317,7 @@ class Attack:
     def __enter__(self) -> Attack:
         self._log_mark = len(self.target.log)
         self.measurement.baseline_rss = self.measurement.peak_rss = rss_bytes(self.target.pid)
-        self._probe = subprocess.Popen(
-            [
-                sys.executable,
-                str(PROBE),
-                self.target.server.url,
-                str(HEALTH_PERIOD_S),
-                str(self.health_answer_s_max),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self._probe.stdout is not None
-        ready = self._probe.stdout.readline()
-        assert ready.strip() == "ready", f"the health probe did not start: {ready!r}"
+        self._probe = start_health_probe(self.target.server, self.health_held_cpu_s_max)
         for work in (self._sample_rss, self._bystander):
             thread = threading.Thread(target=work, daemon=True)
             thread.start()
@@ -386,11 +378,11 @@ class Attack:
 
     def _stop_probe(self) -> dict[str, Any]:
         assert self._probe is not None
-        out, _ = self._probe.communicate(timeout=60)  # closing its stdin stops it
-        summary: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        summary = stop_health_probe(self._probe)
         self.measurement.health_answers = summary["answers"]
         self.measurement.health_worst_s = summary["worst_s"]
-        self.measurement.health_slow = summary["slow"]
+        self.measurement.health_worst_held_s = summary["worst_held_s"]
+        self.measurement.health_held = summary["held"]
         return summary
 
     def _settle(self) -> None:
@@ -425,11 +417,12 @@ class Attack:
                 f"RSS still {left / MiB:.1f} MiB above its baseline {RSS_SETTLE_S:.0f} s after "
                 f"the attack (tolerance {self.rss_settled_bytes_max / MiB:.0f} MiB)"
             )
-        if probe["slow"]:
+        if probe["held"]:
             self.problem(
-                f"/v1/health answered {len(probe['slow'])} time(s) slower than "
-                f"{self.health_answer_s_max * 1000:.0f} ms, worst {m.health_worst_s * 1000:.0f} ms "
-                f"([seconds in, seconds taken]: {probe['slow'][:5]})"
+                f"/v1/health answered {len(probe['held'])} time(s) after more than "
+                f"{self.health_held_cpu_s_max * 1000:.0f} ms of the server's CPU on other work, "
+                f"worst {m.health_worst_held_s * 1000:.0f} ms "
+                f"([seconds in, seconds of CPU]: {probe['held'][:5]})"
             )
         for failure in probe["failures"]:
             self.problem(f"/v1/health failed: {failure}")
@@ -440,6 +433,36 @@ class Attack:
         for line in self.target.log[self._log_mark :]:
             if "Traceback" in line or "internal error" in line:
                 self.problem(f"the server logged: {line.strip()[:300]}")
+
+
+def start_health_probe(server: Server, held_cpu_s_max: float) -> subprocess.Popen[str]:
+    """``health_probe.py`` asking ``server``'s health every ``HEALTH_PERIOD_S``, counting
+    the answers held up by more than ``held_cpu_s_max`` of its CPU; started once it has
+    had its first answer."""
+    probe = subprocess.Popen(
+        [
+            sys.executable,
+            str(PROBE),
+            server.url,
+            str(server.process.pid),
+            str(HEALTH_PERIOD_S),
+            str(held_cpu_s_max),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert probe.stdout is not None
+    ready = probe.stdout.readline()
+    assert ready.strip() == "ready", f"the health probe did not start: {ready!r}"
+    return probe
+
+
+def stop_health_probe(probe: subprocess.Popen[str]) -> dict[str, Any]:
+    """Stop the probe (closing its stdin stops it); its summary (see ``health_probe.py``)."""
+    out, _ = probe.communicate(timeout=60)
+    summary: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return summary
 
 
 @contextlib.contextmanager

@@ -33,24 +33,9 @@ import click
 
 from cosmictron import __version__
 from cosmictron.cli import nametypes
-from cosmictron.cli.audit import export_audit
-from cosmictron.cli.backup import backup, restore
 from cosmictron.cli.client import ClientError
-from cosmictron.cli.cluster import cluster
-from cosmictron.cli.console import console
-from cosmictron.cli.data import call, parse_argument, quoting_hint, sql
-from cosmictron.cli.databases import delete, deploy, describe, list_databases
-from cosmictron.cli.durability_line import durability_line
-from cosmictron.cli.generate import generate
-from cosmictron.cli.identity import identity
-from cosmictron.cli.keys import keys
-from cosmictron.cli.mcp import mcp
-from cosmictron.cli.rights import grant, revoke, save_operator_token
-from cosmictron.cli.streams import logs, subscribe
-from cosmictron.cli.transfer import export, import_csv
-from cosmictron.cli.verify import verify_command
+from cosmictron.cli.lazygroup import LazyGroup
 from cosmictron.errors import CosmictronError, InvalidRequest, render_error
-from cosmictron.host import Database
 from cosmictron.values import Identity
 
 EXIT_FAILED = 1
@@ -59,7 +44,35 @@ EXIT_BUG = 4
 EXIT_INTERRUPTED = 130
 
 
-@click.group()
+COMMANDS = {
+    "deploy": "cosmictron.cli.databases:deploy",
+    "call": "cosmictron.cli.data:call",
+    "sql": "cosmictron.cli.data:sql",
+    "describe": "cosmictron.cli.databases:describe",
+    "list": "cosmictron.cli.databases:list_databases",
+    "delete": "cosmictron.cli.databases:delete",
+    "identity": "cosmictron.cli.identity:identity",
+    "logs": "cosmictron.cli.streams:logs",
+    "subscribe": "cosmictron.cli.streams:subscribe",
+    "generate": "cosmictron.cli.generate:generate",
+    "import": "cosmictron.cli.transfer:import_csv",
+    "export": "cosmictron.cli.transfer:export",
+    "grant": "cosmictron.cli.rights:grant",
+    "revoke": "cosmictron.cli.rights:revoke",
+    "backup": "cosmictron.cli.backup:backup",
+    "restore": "cosmictron.cli.backup:restore",
+    "verify": "cosmictron.cli.verify:verify_command",  # the compliance ledger (issue 13)
+    "export-audit": "cosmictron.cli.audit:export_audit",  # audit bundles (issue 13)
+    "keys": "cosmictron.cli.keys:keys",  # signing keys: list, rotate, revoke (issue 13)
+    "mcp": "cosmictron.cli.mcp:mcp",  # the Model Context Protocol on stdio (issue 14)
+    "console": "cosmictron.cli.console:console",  # the web console's address (issue 20)
+    "cluster": "cosmictron.cli.cluster:cluster",  # cluster mode (issue 19): cluster status
+}
+"""Every command but ``start`` and ``local-call``, by where it lives: a process imports
+only the module of the command it runs (``LazyGroup``)."""
+
+
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS)
 @click.version_option(__version__, prog_name="cosmictron-cli")
 def cli() -> None:
     """Cosmictron: a database in which the application runs inside the database.
@@ -151,6 +164,8 @@ def start(
     """
     from pathlib import Path
 
+    from cosmictron.cli.durability_line import durability_line
+    from cosmictron.cli.rights import save_operator_token
     from cosmictron.server import serve
 
     host, _, port = listen.rpartition(":")
@@ -248,6 +263,9 @@ def local_call(
 
     Example: cosmictron-cli local-call ./data run_agent "Summarise the report"
     """
+    from cosmictron.cli.data import parse_argument, quoting_hint
+    from cosmictron.host import Database  # the whole engine: imported by this command only
+
     values = [parse_argument(arg) for arg in args]
     with Database.open(data_dir, module_path) as database:
         try:
@@ -278,34 +296,6 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
-
-
-for command in (
-    deploy,
-    call,
-    sql,
-    describe,
-    list_databases,
-    delete,
-    identity,
-    logs,
-    subscribe,
-    generate,
-    import_csv,
-    export,
-    grant,
-    revoke,
-):
-    cli.add_command(command)
-for command in (backup, restore):
-    cli.add_command(command)
-cli.add_command(verify_command)  # the compliance ledger (issue 13)
-cli.add_command(export_audit)  # audit bundles (issue 13, anchoring)
-cli.add_command(keys)  # signing keys: list, rotate, revoke (issue 13)
-
-cli.add_command(mcp)  # the Model Context Protocol on stdio (issue 14)
-cli.add_command(console)  # the web console's address (issue 20)
-cli.add_command(cluster)  # cluster mode (issue 19): cluster status
 
 
 def one_line(message: str) -> str:

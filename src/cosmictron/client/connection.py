@@ -29,7 +29,7 @@ While the subscription is ended, updates are ignored: the full send replaces the
 A reconnect that finds a different schema resyncs the same way.
 
 This module is the connection itself: the socket, the reader task and its reconnect
-loop, and the requests sent over it. Around it: ``connect.py`` finds the server, token
+loop, and the requests sent over it. Around it: ``connecting.py`` finds the server, token
 and schema and makes a ``Client``; ``callbacks.py`` holds the ``on_*`` registry the
 reader fires; ``transport.py`` opens the socket and holds the protocol's constants;
 ``in_flight.py`` is the bounded table of requests awaiting a reply;

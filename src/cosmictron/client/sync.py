@@ -25,7 +25,7 @@ from cosmictron.client.callbacks import (
     StalenessCallback,
     UpdateCallback,
 )
-from cosmictron.client.connect import connect
+from cosmictron.client.connecting import connect
 from cosmictron.client.connection import Client, ClientStatistics
 
 T = TypeVar("T")

@@ -25,6 +25,8 @@ before, and any error names its line and column as before.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import io
 import itertools
 import os
@@ -34,14 +36,10 @@ from cosmictron.datastore.schema import TableSchema
 from cosmictron.datastore.types import F64, STR, ColumnType, IntType, TypeMismatch
 from cosmictron.server.bulk_rows import ColumnPlan, Parsed, parse_csv
 
-try:  # the optional extra [fast-csv]
-    import pyarrow
-    import pyarrow.compute
-    import pyarrow.csv
-except ImportError:  # pragma: no cover - the fallback is exercised by disabling ENABLED
-    pyarrow = None
-
-ENABLED = pyarrow is not None and os.environ.get("COSMICTRON_FAST_CSV", "1") != "0"
+ENABLED = (
+    importlib.util.find_spec("pyarrow") is not None  # the optional extra [fast-csv]
+    and os.environ.get("COSMICTRON_FAST_CSV", "1") != "0"
+)
 """Whether CSV bodies try the columnar path: with ``pyarrow`` installed, unless the
 server was started with ``COSMICTRON_FAST_CSV=0`` (to compare the paths; tests also
 turn it off to run the fallback)."""
@@ -50,6 +48,18 @@ SEGMENT_BYTES = 4 * 1024 * 1024
 """Bytes of whole lines parsed at a time: large enough that per-segment costs vanish."""
 
 _BOM = b"\xef\xbb\xbf"
+
+
+@functools.cache
+def _arrow() -> Any:
+    """``pyarrow`` with its ``csv`` and ``compute`` modules, imported on the first body
+    that takes the columnar path: importing them (and numpy) costs about 0.3 s of CPU,
+    which every server start paid, most of them never to read a large CSV body."""
+    import pyarrow
+    import pyarrow.compute
+    import pyarrow.csv
+
+    return pyarrow
 
 
 class _Rest(io.RawIOBase):
@@ -132,6 +142,7 @@ def _columnar(
     return False when it is not plain (see the module docstring)."""
     if b'"' in segment or b"\r" in segment or b"\n\n" in segment or segment.startswith(b"\n"):
         return False
+    pyarrow = _arrow()
     try:
         table = pyarrow.csv.read_csv(
             pyarrow.py_buffer(segment),

@@ -6,6 +6,10 @@ for it and the database's schema over HTTP (the cache and ``call`` decode by it;
 ``transport.fetch_schema``). A refused handshake
 becomes the error class its HTTP status means, so ``connect`` raises the same classes
 as an embedded ``Database`` would.
+
+Not named ``connect.py``: the package exports ``connect`` on first use
+(``cosmictron.lazy``), and a submodule of that name, once imported, would stand in the
+package in place of the function.
 """
 
 from __future__ import annotations
