@@ -501,6 +501,8 @@ class Binder:
                 self.source.fail(f"{func}(DISTINCT ...) takes one expression", node)
             argument = argument.expressions[0]
         if isinstance(argument, exp.Star):
+            if distinct:  # SQLite and PostgreSQL refuse it too: DISTINCT of what?
+                self.source.fail(f"{func}(DISTINCT *) is not valid; use COUNT(*)", node)
             if func != "COUNT":
                 self.source.fail(f"{func}(*) is not valid; only COUNT(*)", node)
             self.aggregated = True
