@@ -261,6 +261,12 @@ async def _serve(
     app = build_app(registry, authority, rights, scrape_token, open_sandboxed_deploys)
     runner = web.AppRunner(app, shutdown_timeout=10.0, **listener.runner_options(app))
     await runner.setup()
+    # Ctrl-C is a clean shutdown from before the server says it listens: a signal between
+    # "listening" and the handlers was a KeyboardInterrupt, exit 130 (CI saw it once).
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     # Not a web.TCPSite: every connection is counted and timed (server/connections.py).
     listening = await listener.listen(runner, host, port)
     bound = listening.sockets[0].getsockname()
@@ -293,10 +299,6 @@ async def _serve(
         print(f"cosmictron listening on {url} (data {data_dir}, {databases}{pg_part})", flush=True)
         if note:
             print(note, flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     try:
         await stop.wait()
     finally:
