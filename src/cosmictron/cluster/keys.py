@@ -70,17 +70,19 @@ async def _bucket(connection: NatsConnection, replicas: int) -> Any:
 
 
 async def _offer(connection: NatsConnection, offer: ClusterAuthority, replicas: int) -> bytes:
-    from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
+    from nats.js.errors import KeyNotFoundError, NoStreamResponseError, ServiceUnavailableError
 
     deadline = time.monotonic() + OFFER_TIMEOUT_S
     while True:
         try:
             return await _offer_once(connection, offer, replicas)
-        except (TimeoutError, ServiceUnavailableError, NoStreamResponseError):
+        except (TimeoutError, ServiceUnavailableError, NoStreamResponseError, KeyNotFoundError):
             # A JetStream request can go unanswered while a meta leader settles (a fresh
             # cluster, nodes racing to create the bucket), and a bucket just created has
             # no stream leader for a moment ("no responders"): asked again, it answers.
             # A retried create that had succeeded finds its own offer: the same answer.
+            # A create refused because another node's offer is in flight can read the key
+            # before that offer is stored (not found): read again, it is there.
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.25)
