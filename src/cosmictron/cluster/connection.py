@@ -152,10 +152,19 @@ class NatsConnection:
 
 def out_of_touch(exc: BaseException) -> bool:
     """Whether ``exc`` says no quorum answered (rather than that the request was refused)."""
-    from nats.errors import NoRespondersError
     from nats.js.errors import ServiceUnavailableError
 
-    return isinstance(exc, (TimeoutError, NoRespondersError, ServiceUnavailableError))
+    return isinstance(exc, (TimeoutError, ServiceUnavailableError)) or no_responder(exc)
+
+
+def no_responder(exc: BaseException) -> bool:
+    """Whether ``exc`` says nobody took the request: a request's ``NoRespondersError``, or
+    the ``NoStreamResponseError`` that nats-py raises for a publish to a stream (a KV
+    write) instead, which is not a subclass of it."""
+    from nats.errors import NoRespondersError
+    from nats.js.errors import NoStreamResponseError
+
+    return isinstance(exc, (NoRespondersError, NoStreamResponseError))
 
 
 async def _cancel_other_tasks() -> None:
@@ -227,16 +236,13 @@ class SteadyBucket:
         return getattr(self._bucket, name)
 
     async def _steady(self, write: Callable[[], Awaitable[T]]) -> T:
-        from nats.errors import NoRespondersError
-        from nats.js.errors import NoStreamResponseError
-
         loop = asyncio.get_running_loop()
         deadline = loop.time() + INTEREST_WAIT_S
         while True:
             try:
                 return await write()
-            except (NoStreamResponseError, NoRespondersError):
-                if loop.time() >= deadline:
+            except Exception as exc:
+                if not no_responder(exc) or loop.time() >= deadline:
                     raise
                 await asyncio.sleep(0.05)
 
