@@ -50,9 +50,9 @@ def open_db(tmp_path: Path) -> cosmictron.Database:
     )
 
 
-async def submit_all(worker: CallWorker, db: cosmictron.Database) -> list[Any]:
-    """Submit ``CALLS`` calls at once; return, in the order answered, (n, offset or
-    error, the durable offset when answered)."""
+async def submit_all(worker: CallWorker, db: cosmictron.Database, first: int = 0) -> list[Any]:
+    """Submit ``CALLS`` calls at once (keys ``first`` on); return, in the order answered,
+    (n, offset or error, the durable offset when answered)."""
     answered: list[Any] = []
     done = asyncio.get_running_loop().create_future()
     caller = Identity.random()
@@ -62,24 +62,27 @@ async def submit_all(worker: CallWorker, db: cosmictron.Database) -> list[Any]:
         if len(answered) == CALLS and not done.done():
             done.set_result(None)
 
-    for n in range(CALLS):
+    for n in range(first, first + CALLS):
         worker.submit_then("put", [n], {}, caller, None, lambda o, e, n=n: then(n, o, e))
     await asyncio.wait_for(done, 120)
     return answered
 
 
 def run_calls(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sync: Callable[[int], None]
-) -> tuple[list[Any], int, int]:
-    """Submit ``CALLS`` calls with ``sync`` as the disk's ``fdatasync`` (after the open);
-    return what ``submit_all`` gives, the batches the second thread waited for, and the
-    durable offset at the end."""
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *syncs: Callable[[int], None]
+) -> tuple[list[list[Any]], int, int]:
+    """Submit ``CALLS`` calls once per sync in ``syncs``, each wave with that sync as the
+    disk's ``fdatasync`` (after the open) and only once the wave before is answered;
+    return what ``submit_all`` gives for each wave, the batches the second thread waited
+    for, and the durable offset at the end."""
     db = open_db(tmp_path)
-    monkeypatch.setattr(os, "fdatasync", sync)
     worker = CallWorker(db, "test")
     try:
-        answered = asyncio.run(submit_all(worker, db))
-        return answered, worker.overlapped_batches, db.durable_offset
+        waves = []
+        for wave, sync in enumerate(syncs):
+            monkeypatch.setattr(os, "fdatasync", sync)
+            waves.append(asyncio.run(submit_all(worker, db, wave * CALLS)))
+        return waves, worker.overlapped_batches, db.durable_offset
     finally:
         worker.close()
         monkeypatch.undo()
@@ -95,7 +98,7 @@ def test_queued_batches_are_answered_in_order_and_only_once_durable(
         real_sync(fd)
         time.sleep(0.005)  # a slow disk: batches queue behind the sync
 
-    answered, overlapped, _ = run_calls(tmp_path, monkeypatch, slow_sync)
+    (answered,), overlapped, _ = run_calls(tmp_path, monkeypatch, slow_sync)
     assert [n for n, _, _ in answered] == list(range(CALLS))  # the order submitted
     offsets = [offset for _, offset, _ in answered]
     assert all(isinstance(offset, int) for offset in offsets), offsets
@@ -107,20 +110,24 @@ def test_queued_batches_are_answered_in_order_and_only_once_durable(
 def test_a_failed_sync_fails_every_call_it_did_not_cover(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # One wave of calls on a slow disk that works, then one on a disk that fails. (Within
+    # one wave the call thread may write every batch before the first sync starts, and
+    # that sync then covers them all: the second wave is what makes failures certain.)
     real_sync = os.fdatasync
-    syncs = 0
 
-    def failing_sync(fd: int) -> None:
-        nonlocal syncs
-        syncs += 1
-        if syncs > 1:  # the first sync succeeds, every later one fails
-            raise OSError(errno.EIO, "Input/output error")
+    def slow_sync(fd: int) -> None:
         real_sync(fd)
         time.sleep(0.005)
 
-    answered, _, durable = run_calls(tmp_path, monkeypatch, failing_sync)
-    succeeded = [offset for _, offset, _ in answered if isinstance(offset, int)]
-    failed = [error for _, error, _ in answered if not isinstance(error, int)]
-    assert failed and all(isinstance(error, DurabilityError) for error in failed)
-    assert all(offset <= durable for offset in succeeded)  # no success it did not cover
-    assert len(succeeded) + len(failed) == CALLS
+    def failing_sync(fd: int) -> None:
+        time.sleep(0.005)
+        raise OSError(errno.EIO, "Input/output error")
+
+    (first, second), overlapped, durable = run_calls(tmp_path, monkeypatch, slow_sync, failing_sync)
+    succeeded = [offset for _, offset, _ in first]
+    assert all(isinstance(offset, int) for offset in succeeded), succeeded
+    assert durable == max(succeeded)  # no success the working disk did not cover
+    failed = [error for _, error, _ in second]
+    assert all(isinstance(error, DurabilityError) for error in failed), failed
+    assert [n for n, _, _ in second] == list(range(CALLS, 2 * CALLS))  # once each, in order
+    assert overlapped >= 1  # failures reached batches the second thread waited for too
