@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import pytest
 
 from cosmictron.cli.main import cli
 from tests.cli.test_reference import commands_of
@@ -78,24 +79,28 @@ def run_json(work: Path, config: Path, server: str | None, *args: str) -> list[A
 
 
 def run_until_first_line(work: Path, config: Path, server: str | None, *args: str) -> list[Any]:
-    """A command that runs until Ctrl-C: its first line, then the rest after SIGINT."""
-    process = subprocess.Popen(
+    """A command that runs until Ctrl-C: its first line, then the rest after SIGINT.
+
+    A command still running 60 s after SIGINT fails the test with every thread's stack
+    (``PYTHONFAULTHANDLER`` prints them on SIGABRT), and its pipes are closed either way
+    (left open, the garbage collector warns about them in a later test)."""
+    with subprocess.Popen(
         [CLI, *args, "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=work,
-        env=environment(config, server),
-    )
-    try:
+        env={**environment(config, server), "PYTHONFAULTHANDLER": "1"},
+    ) as process:
         assert process.stdout is not None
         first = process.stdout.readline()
         process.send_signal(signal.SIGINT)
-        rest, errors = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        try:
+            rest, errors = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            _, stacks = process.communicate()
+            pytest.fail(f"{args[0]} still ran 60 s after SIGINT; its threads:\n{stacks[-8000:]}")
     assert process.returncode in (0, 130), errors
     return documents(first + rest)
 
