@@ -29,7 +29,7 @@ from cosmictron.module.api import (
 from cosmictron.module.bindings import ProcedureBinding, ReducerBinding, RowBinding
 from cosmictron.module.loader import is_sandboxed, load_module, load_source
 from cosmictron.module.python import LoadedModule
-from cosmictron.module.wasm import set_cache_directory as set_wasm_cache_directory
+from cosmictron.module.wasm_bytes import set_cache_directory as set_wasm_cache_directory
 
 __all__ = [
     "CURRENT_DB",

@@ -14,11 +14,15 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cosmictron.errors import SchemaError
-from cosmictron.module import js, python, wasm
+from cosmictron.module import js, python, wasm_bytes
 from cosmictron.module.guest import EngineFactory, GuestLimits, load_guest
 from cosmictron.module.python import LoadedModule
+
+if TYPE_CHECKING:
+    from cosmictron.module.guest import GuestEngine
 
 
 @dataclass(frozen=True)
@@ -34,8 +38,15 @@ class EngineEntry:
     source stamped with its engine, so replay and reopening run it on the same one)."""
 
 
+def _load_wasm(source: bytes, filename: str, limits: GuestLimits) -> GuestEngine:
+    """wasmtime is imported with the first WASM module (``module/wasm_bytes.py``)."""
+    from cosmictron.module import wasm
+
+    return wasm.load_wasm(source, filename, limits)
+
+
 _ENGINES: list[EngineEntry] = [
-    EngineEntry("wasm", lambda source, filename: wasm.is_wasm(source), wasm.load_wasm),
+    EngineEntry("wasm", lambda source, filename: wasm_bytes.is_wasm(source), _load_wasm),
     EngineEntry("javascript", js.detect, js.load_js, canonical=js.stamp),
 ]
 

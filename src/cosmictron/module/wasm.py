@@ -34,6 +34,7 @@ from wasmtime import _bindings as _ffi
 from cosmictron.errors import SchemaError
 from cosmictron.module import abi
 from cosmictron.module.guest import GuestFault, GuestLimits, HostCalls
+from cosmictron.module.wasm_bytes import cache_directory
 
 _enter_wasm: Any
 try:
@@ -41,7 +42,6 @@ try:
 except ImportError:  # a wasmtime-py without it: plain (slower) calls
     _enter_wasm = None
 
-WASM_MAGIC = b"\0asm"
 HOST_MODULE = "cosmictron"
 REQUIRED_EXPORTS = ("memory", "cosmictron_alloc")
 DESCRIBE_EXPORT = "cosmictron_describe"
@@ -54,19 +54,8 @@ _PAGE = 65536
 _ENGINE_LOCK = threading.Lock()
 _ENGINE: wasmtime.Engine | None = None
 _COMPILED: dict[str, wasmtime.Module] = {}
-_CACHE_DIR: Path | None = None
 WASMTIME_VERSION = importlib.metadata.version("wasmtime")
 """Compiled code is only valid for the wasmtime that made it: part of the cache key."""
-
-
-def is_wasm(source: bytes) -> bool:
-    return source[:4] == WASM_MAGIC
-
-
-def set_cache_directory(path: str | os.PathLike[str] | None) -> None:
-    """Keep compiled modules under ``path`` (the server: ``<data-dir>/cache/wasm``)."""
-    global _CACHE_DIR
-    _CACHE_DIR = None if path is None else Path(path)
 
 
 def shared_engine() -> wasmtime.Engine:
@@ -111,9 +100,10 @@ def compiled_module(source: bytes, filename: str) -> wasmtime.Module:
 
 
 def _cache_path(digest: str) -> Path | None:
-    if _CACHE_DIR is None:
+    directory = cache_directory()
+    if directory is None:
         return None
-    return _CACHE_DIR / f"{digest}-wasmtime{WASMTIME_VERSION}.cwasm"
+    return directory / f"{digest}-wasmtime{WASMTIME_VERSION}.cwasm"
 
 
 def _write_cache(path: Path, module: wasmtime.Module) -> None:
