@@ -30,8 +30,11 @@ _untrack_atomic: Callable[[list[Any]], None] | None = None
 """The compiled ``_rows.untrack_atomic`` (rows the cyclic collector need not walk), or
 None: not built, or ``COSMICTRON_PURE`` is set; the collector then untracks them itself at
 its next run. See docs/design/hot-path.md."""
+_net_effect_pass: Callable[..., tuple[dict[Any, Any], int, list[list[list[Any]]]]] | None = None
+"""The compiled ``_rows.net_effect_pass`` (``apply_net_effect``'s loop), or None, likewise."""
 if not os.environ.get("COSMICTRON_PURE"):
     try:
+        from cosmictron.datastore._rows import net_effect_pass as _net_effect_pass
         from cosmictron.datastore._rows import untrack_atomic as _untrack_atomic
     except ImportError:  # built without a compiler
         pass
@@ -53,6 +56,7 @@ class TableStatistics:
 class Table:
     __slots__ = (
         "_fixed_row_bytes",
+        "_required_variable",
         "_shared",
         "_variable_positions",
         "committed_bytes",
@@ -91,6 +95,10 @@ class Table:
             for position, column in enumerate(schema.columns)
             if column.type in (STR, BYTES)
             or (isinstance(column.type, OptionalType) and column.type.inner in (STR, BYTES))
+        ]
+        # Which of them are never None (``_variable_size_of`` measures those untested).
+        self._required_variable = [
+            schema.columns[position].type in (STR, BYTES) for position in self._variable_positions
         ]
         self.variable_bytes = 0
         self.committed_bytes = 0
@@ -296,6 +304,27 @@ class Table:
         if self._shared:
             self._own()
         held = self.rows  # after ``_own``: a snapshot's view keeps the dict it had
+        if _net_effect_pass is not None:  # the loop below, in C
+            survivors, size, per_index = _net_effect_pass(
+                changes,
+                held,
+                deleted,
+                [index.key_of for index in self.indexes],
+                self._variable_positions,
+                self._required_variable,
+            )
+            for index, (gone_rows, gone_keys, came_rows, came_keys) in zip(
+                self.indexes, per_index, strict=True
+            ):
+                if gone_rows:
+                    index.remove_many(gone_rows, gone_keys)
+                if came_rows:
+                    index.add_many(came_rows, came_keys)
+            if _untrack_atomic is not None:  # as below
+                _untrack_atomic(list(survivors.values()))
+            held.update(survivors)
+            self.variable_bytes += size
+            return
         pop = held.pop
         # Per index: its key getter, then the rows and keys it loses and gains.
         indexes: list[
