@@ -118,57 +118,43 @@ def test_overlay_rebuilds_what_one_record_at_a_time_does(
     assert replayed["item"] and replayed["tag"]  # the history left rows in both
 
 
-def test_a_record_inserting_a_held_key_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loop", ["compiled", "python"])
+def test_a_record_inserting_a_held_key_is_refused(
+    tmp_path: Path, loop: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By ``add``, and by ``take`` with the same error. ``take`` passes ledger records
+    over and stops at a record it does not handle (the table's first, a bulk load);
+    without the compiled loop it takes nothing and the caller's loop applies each."""
+    use_loop(loop, monkeypatch)
     path = tmp_path / "db"
     write_history(path, 4)
     with cosmictron.Database.open(path) as db:
         datastore = db.core.datastore
-        row = next(iter(datastore.tables["item"].rows.values()))
-        overlay = ReplayOverlay(datastore)
-        body = [0, b"", None, "put", [], [["item", [list(row)], []]], []]
-        with pytest.raises(CorruptLog, match="already holds"):
-            overlay.add(body)
-        fresh = [10_000, "x", 1]
-        overlay.add([0, b"", None, "put", [], [["item", [fresh], []]], []])
-        with pytest.raises(CorruptLog, match="already holds"):
-            overlay.add([0, b"", None, "put", [], [["item", [fresh], []]], []])
-
-
-@pytest.mark.parametrize("loop", ["compiled", "python"])
-def test_a_run_inserting_a_held_key_is_refused_by_take_as_by_add(
-    tmp_path: Path, loop: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``take`` stops at a record it does not handle (the table's first, a schedule, a
-    bulk load) and refuses a held key with ``add``'s error; without the compiled loop it
-    takes nothing and the caller's loop applies each record."""
-    use_loop(loop, monkeypatch)
-    path = tmp_path / "db"
-    write_history(path, 6)
-    with cosmictron.Database.open(path) as db:
-        datastore = db.core.datastore
-        held = next(iter(datastore.tables["item"].rows.values()))
+        held = list(next(iter(datastore.tables["item"].rows.values())))
         overlay = ReplayOverlay(datastore)
 
-        def record(offset: int, rows: list, reducer: str = "put") -> Record:
-            body = [0, b"", None, reducer, [], [["item", rows, []]], []]
+        def record(offset: int, row: list, reducer: str = "put") -> Record:
+            body = [0, b"", None, reducer, [], [["item", [row], []]], []]
             return Record(offset, TX_RECORD_KIND, b"", body, b"")
 
+        with pytest.raises(CorruptLog, match="already holds"):
+            overlay.add(record(1, held).body)
         fresh = [[10_000 + i, "x", i] for i in range(4)]
-        batch = [record(1, [fresh[0]]), record(2, [fresh[1]]), record(3, [fresh[2]])]
-        batch.append(record(4, [fresh[3]], reducer="__bulk_insert__"))
+        ledger = Record(3, min(LEDGER_KINDS), b"", [], b"")
+        batch = [record(1, fresh[0]), record(2, fresh[1]), ledger, record(4, fresh[2])]
+        batch.append(record(5, fresh[3], reducer="__bulk_insert__"))
+        overlay = ReplayOverlay(datastore)
         assert overlay.take(batch, 0, LEDGER_KINDS, _APART) == (0, None)  # not started
         overlay.add(batch[0].body)
         stop, last = overlay.take(batch, 1, LEDGER_KINDS, _APART)
-        if loop == "compiled":
-            assert (stop, last) == (3, batch[2])  # stops at the bulk load
-        else:
-            assert (stop, last) == (1, None)
-        with pytest.raises(CorruptLog, match="already holds"):
-            overlay.take([record(5, [list(held)])], 0, LEDGER_KINDS, _APART)
-            overlay.add([0, b"", None, "put", [], [["item", [list(held)], []]], []])
-        with pytest.raises(CorruptLog, match="already holds"):
-            overlay.take([record(6, [fresh[0]])], 0, LEDGER_KINDS, _APART)
-            overlay.add([0, b"", None, "put", [], [["item", [fresh[0]], []]], []])
+        assert (stop, last) == ((4, batch[3]) if loop == "compiled" else (1, None))
+        for row in (held, fresh[0]):  # held by the table; inserted by the run
+            with pytest.raises(CorruptLog, match="already holds"):
+                if loop == "compiled":
+                    overlay.take([record(6, row)], 0, LEDGER_KINDS, _APART)
+                else:
+                    assert overlay.take([record(6, row)], 0, LEDGER_KINDS, _APART) == (0, None)
+                    overlay.add(record(6, row).body)
 
 
 def test_a_record_naming_an_unknown_table_is_refused(tmp_path: Path) -> None:
