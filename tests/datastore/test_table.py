@@ -204,6 +204,26 @@ def test_insert_many_fast_path_matches_one_by_one():
     batched.check_invariants()
 
 
+def test_insert_many_into_an_empty_table_refuses_a_repeated_key_and_keeps_nothing():
+    """Into an empty table the fast path builds no set of the keys: the dict's size tells a
+    repeated key, and the rows go in one by one to name it (``row_index``)."""
+    schema = TableSchema(
+        "item",
+        (ColumnSchema("id", t.I64), ColumnSchema("owner", t.STR)),
+        primary_key=("id",),
+        indexes=(IndexSchema("owner", ("owner",), "hash"),),
+    )
+    table = Table(schema)
+    with pytest.raises(Conflict) as raised:
+        table.insert_many([(1, "a"), (2, "b"), (1, "c")])
+    assert raised.value.row_index == 2
+    assert not table.rows and table.estimated_bytes == 0
+    assert list(table.index_named("owner").row_keys("a")) == []
+    table.check_invariants()
+    assert table.insert_many([(1, "a"), (2, "b")]) == [1, 2]  # and it still loads
+    table.check_invariants()
+
+
 def test_delete_many_matches_one_by_one_and_refuses_a_key_not_held():
     """``delete_many`` (replay's overlay flush) leaves what ``delete`` one by one leaves,
     with the ordered views and a snapshot's shared structures in play."""

@@ -258,13 +258,19 @@ class Table:
             return self._insert_each(rows)
         keys = list(map(key_of, rows))
         table_rows = self.rows
-        if len(set(keys)) != len(keys) or not table_rows.keys().isdisjoint(keys):
+        empty = not table_rows
+        if not empty and (len(set(keys)) != len(keys) or not table_rows.keys().isdisjoint(keys)):
             return self._insert_each(rows)
         if _untrack_atomic is not None:
             # Before they go in: a dict holding only untracked values stays untracked
             # itself, so the collector walks neither the rows nor the table's dict.
             _untrack_atomic(rows)
         table_rows.update(zip(keys, rows, strict=True))
+        if empty and len(table_rows) != len(keys):
+            # A key repeated: into an empty table (a snapshot's load, a first bulk load)
+            # the dict itself says so, without a set of the keys built first.
+            table_rows.clear()
+            return self._insert_each(rows)
         for index in self.indexes:
             index.add_many(rows, keys)
         if self._variable_positions:
