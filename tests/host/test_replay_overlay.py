@@ -16,8 +16,13 @@ import cosmictron
 from cosmictron import DurabilityConfig
 from cosmictron.datastore import Datastore
 from cosmictron.durability import TX_RECORD_KIND, PersistenceConfig, PersistenceLayer
+from cosmictron.durability.record import Record
 from cosmictron.errors import CorruptLog
+from cosmictron.host import records as records_module
+from cosmictron.host import recovery as recovery_module
 from cosmictron.host.records import ReplayOverlay, apply_record_body
+from cosmictron.host.recovery import _APART
+from cosmictron.ledger.record_format import LEDGER_KINDS
 
 MODULE = """
 from cosmictron import ReducerContext, field, reducer, table
@@ -80,8 +85,24 @@ def records_of(path: Path) -> list:
         layer.close()
 
 
+def use_loop(loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replay with the compiled loop (``host/_replay.pyx``) or the Python one."""
+    if loop == "compiled" and not records_module.REPLAY_COMPILED:
+        pytest.skip(
+            "the compiled replay loop (host/_replay.pyx) is not built here (no Cython or C "
+            "compiler at install time, or COSMICTRON_PURE=1); the Python loop is tested"
+        )
+    if loop == "python":
+        monkeypatch.setattr(recovery_module, "REPLAY_COMPILED", False)
+        monkeypatch.setattr(records_module, "_take", None)
+
+
+@pytest.mark.parametrize("loop", ["compiled", "python"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_overlay_rebuilds_what_one_record_at_a_time_does(tmp_path: Path, seed: int) -> None:
+def test_overlay_rebuilds_what_one_record_at_a_time_does(
+    tmp_path: Path, seed: int, loop: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_loop(loop, monkeypatch)
     path = tmp_path / "db"
     write_history(path, seed)
     with cosmictron.Database.open(path) as db:
@@ -97,20 +118,43 @@ def test_overlay_rebuilds_what_one_record_at_a_time_does(tmp_path: Path, seed: i
     assert replayed["item"] and replayed["tag"]  # the history left rows in both
 
 
-def test_a_record_inserting_a_held_key_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loop", ["compiled", "python"])
+def test_a_record_inserting_a_held_key_is_refused(
+    tmp_path: Path, loop: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By ``add``, and by ``take`` with the same error. ``take`` passes ledger records
+    over and stops at a record it does not handle (the table's first, a bulk load);
+    without the compiled loop it takes nothing and the caller's loop applies each."""
+    use_loop(loop, monkeypatch)
     path = tmp_path / "db"
     write_history(path, 4)
     with cosmictron.Database.open(path) as db:
         datastore = db.core.datastore
-        row = next(iter(datastore.tables["item"].rows.values()))
+        held = list(next(iter(datastore.tables["item"].rows.values())))
         overlay = ReplayOverlay(datastore)
-        body = [0, b"", None, "put", [], [["item", [list(row)], []]], []]
+
+        def record(offset: int, row: list, reducer: str = "put") -> Record:
+            body = [0, b"", None, reducer, [], [["item", [row], []]], []]
+            return Record(offset, TX_RECORD_KIND, b"", body, b"")
+
         with pytest.raises(CorruptLog, match="already holds"):
-            overlay.add(body)
-        fresh = [10_000, "x", 1]
-        overlay.add([0, b"", None, "put", [], [["item", [fresh], []]], []])
-        with pytest.raises(CorruptLog, match="already holds"):
-            overlay.add([0, b"", None, "put", [], [["item", [fresh], []]], []])
+            overlay.add(record(1, held).body)
+        fresh = [[10_000 + i, "x", i] for i in range(4)]
+        ledger = Record(3, min(LEDGER_KINDS), b"", [], b"")
+        batch = [record(1, fresh[0]), record(2, fresh[1]), ledger, record(4, fresh[2])]
+        batch.append(record(5, fresh[3], reducer="__bulk_insert__"))
+        overlay = ReplayOverlay(datastore)
+        assert overlay.take(batch, 0, LEDGER_KINDS, _APART) == (0, None)  # not started
+        overlay.add(batch[0].body)
+        stop, last = overlay.take(batch, 1, LEDGER_KINDS, _APART)
+        assert (stop, last) == ((4, batch[3]) if loop == "compiled" else (1, None))
+        for row in (held, fresh[0]):  # held by the table; inserted by the run
+            with pytest.raises(CorruptLog, match="already holds"):
+                if loop == "compiled":
+                    overlay.take([record(6, row)], 0, LEDGER_KINDS, _APART)
+                else:
+                    assert overlay.take([record(6, row)], 0, LEDGER_KINDS, _APART) == (0, None)
+                    overlay.add(record(6, row).body)
 
 
 def test_a_record_naming_an_unknown_table_is_refused(tmp_path: Path) -> None:

@@ -3,3 +3,11 @@
 from typing import Any
 
 def untrack_atomic(rows: list[Any]) -> None: ...
+def net_effect_pass(
+    changes: dict[Any, Any],
+    held: dict[Any, Any],
+    deleted: Any,
+    key_getters: list[Any],
+    positions: list[int],
+    required: list[bool],
+) -> tuple[dict[Any, Any], int, list[list[list[Any]]]]: ...

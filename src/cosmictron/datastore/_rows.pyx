@@ -45,3 +45,57 @@ def untrack_atomic(list rows):
                 break
         else:
             PyObject_GC_UnTrack(p)
+
+
+def net_effect_pass(
+    dict changes, dict held, object deleted, list key_getters, list positions, list required
+):
+    """The pass over the changes of ``Table.apply_net_effect``, in C (same steps, same
+    order): pop each touched key from ``held``, and sort the rows into what each index
+    loses and gains (a replaced row whose index key is unchanged neither).
+
+    Returns ``(fresh, size, per_index)``: the surviving rows by key in ``changes``' order,
+    the change in the text and bytes lengths of ``positions`` (the replaced rows' taken
+    away, the fresh rows' added; ``required`` says which of them are never None, whose
+    values are measured without the test, as ``Table._variable_size_of`` does), and per
+    key getter ``[gone_rows, gone_keys, came_rows,
+    came_keys]``. The interpreter's steps per change were most of the flush's time after
+    a snapshot (docs/design/hot-path.md, "Sixth round").
+    """
+    cdef dict fresh = {}
+    cdef Py_ssize_t size = 0
+    cdef Py_ssize_t count = len(key_getters)
+    cdef Py_ssize_t j
+    cdef list per_index = [[[], [], [], []] for _ in range(count)]
+    cdef list lists
+    cdef object key, row, was, value, key_of, position
+    for key, row in changes.items():
+        was = held.pop(key, None)
+        if was is not None:
+            for position in positions:
+                value = was[position]
+                if value is not None:
+                    size -= len(value)
+        if row is deleted:
+            if was is not None:
+                for j in range(count):
+                    lists = <list>per_index[j]
+                    (<list>lists[0]).append(was)
+                    (<list>lists[1]).append(key)
+            continue
+        fresh[key] = row
+        for j in range(len(positions)):
+            value = row[positions[j]]
+            if required[j] or value is not None:
+                size += len(value)
+        for j in range(count):
+            lists = <list>per_index[j]
+            if was is not None:
+                key_of = key_getters[j]
+                if key_of(was) == key_of(row):
+                    continue
+                (<list>lists[0]).append(was)
+                (<list>lists[1]).append(key)
+            (<list>lists[2]).append(row)
+            (<list>lists[3]).append(key)
+    return fresh, size, per_index

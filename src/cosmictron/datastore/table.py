@@ -30,8 +30,11 @@ _untrack_atomic: Callable[[list[Any]], None] | None = None
 """The compiled ``_rows.untrack_atomic`` (rows the cyclic collector need not walk), or
 None: not built, or ``COSMICTRON_PURE`` is set; the collector then untracks them itself at
 its next run. See docs/design/hot-path.md."""
+_net_effect_pass: Callable[..., tuple[dict[Any, Any], int, list[list[list[Any]]]]] | None = None
+"""The compiled ``_rows.net_effect_pass`` (``apply_net_effect``'s loop), or None, likewise."""
 if not os.environ.get("COSMICTRON_PURE"):
     try:
+        from cosmictron.datastore._rows import net_effect_pass as _net_effect_pass
         from cosmictron.datastore._rows import untrack_atomic as _untrack_atomic
     except ImportError:  # built without a compiler
         pass
@@ -41,6 +44,52 @@ if not os.environ.get("COSMICTRON_PURE"):
 _ROW_OVERHEAD_BYTES = 64
 _SLOT_BYTES = 8
 _INDEX_ENTRY_BYTES = 48
+
+
+def _python_net_effect_pass(
+    changes: dict[Any, Any],
+    held: dict[Any, Any],
+    deleted: Any,
+    key_getters: list[Callable[[tuple[Any, ...]], Any]],
+    positions: list[int],
+    required: list[bool],
+) -> tuple[dict[Any, Any], int, list[list[list[Any]]]]:
+    """``Table.apply_net_effect``'s pass over the changes, when ``_rows.net_effect_pass``
+    (the same steps in C; its docstring says what it returns) is not built."""
+    pop = held.pop
+    per_index: list[list[list[Any]]] = [[[], [], [], []] for _ in key_getters]
+    indexes = list(zip(key_getters, per_index, strict=True))
+    fresh: dict[Any, tuple[Any, ...]] = {}
+    size = 0
+    for key, row in changes.items():
+        was = pop(key, None)
+        if was is not None:
+            for position in positions:
+                value = was[position]
+                if value is not None:
+                    size -= len(value)
+        if row is deleted:
+            if was is not None:
+                for _, (gone_rows, gone_keys, _, _) in indexes:
+                    gone_rows.append(was)
+                    gone_keys.append(key)
+            continue
+        fresh[key] = row
+        for key_of, (gone_rows, gone_keys, came_rows, came_keys) in indexes:
+            if was is not None:
+                if key_of(was) == key_of(row):
+                    continue
+                gone_rows.append(was)
+                gone_keys.append(key)
+            came_rows.append(row)
+            came_keys.append(key)
+    for position, never_none in zip(positions, required, strict=True):
+        values = map(itemgetter(position), fresh.values())  # a column at a time
+        if never_none:
+            size += sum(map(len, values))
+        else:
+            size += sum(len(value) for value in values if value is not None)
+    return fresh, size, per_index
 
 
 @dataclass(frozen=True)
@@ -53,6 +102,7 @@ class TableStatistics:
 class Table:
     __slots__ = (
         "_fixed_row_bytes",
+        "_required_variable",
         "_shared",
         "_variable_positions",
         "committed_bytes",
@@ -91,6 +141,10 @@ class Table:
             for position, column in enumerate(schema.columns)
             if column.type in (STR, BYTES)
             or (isinstance(column.type, OptionalType) and column.type.inner in (STR, BYTES))
+        ]
+        # Which of them are never None (``_variable_size_of`` measures those untested).
+        self._required_variable = [
+            schema.columns[position].type in (STR, BYTES) for position in self._variable_positions
         ]
         self.variable_bytes = 0
         self.committed_bytes = 0
@@ -204,13 +258,19 @@ class Table:
             return self._insert_each(rows)
         keys = list(map(key_of, rows))
         table_rows = self.rows
-        if len(set(keys)) != len(keys) or not table_rows.keys().isdisjoint(keys):
+        empty = not table_rows
+        if not empty and (len(set(keys)) != len(keys) or not table_rows.keys().isdisjoint(keys)):
             return self._insert_each(rows)
         if _untrack_atomic is not None:
             # Before they go in: a dict holding only untracked values stays untracked
             # itself, so the collector walks neither the rows nor the table's dict.
             _untrack_atomic(rows)
         table_rows.update(zip(keys, rows, strict=True))
+        if empty and len(table_rows) != len(keys):
+            # A key repeated: into an empty table (a snapshot's load, a first bulk load)
+            # the dict itself says so, without a set of the keys built first.
+            table_rows.clear()
+            return self._insert_each(rows)
         for index in self.indexes:
             index.add_many(rows, keys)
         if self._variable_positions:
@@ -296,50 +356,26 @@ class Table:
         if self._shared:
             self._own()
         held = self.rows  # after ``_own``: a snapshot's view keeps the dict it had
-        pop = held.pop
-        # Per index: its key getter, then the rows and keys it loses and gains.
-        indexes: list[
-            tuple[Callable[[tuple[Any, ...]], Any], list[Any], list[Any], list[Any], list[Any]]
-        ]
-        indexes = [(index.key_of, [], [], [], []) for index in self.indexes]
-        positions = self._variable_positions
-        fresh: dict[Any, tuple[Any, ...]] = {}
-        size = 0
-        for key, row in changes.items():
-            was = pop(key, None)
-            if was is not None:
-                for position in positions:
-                    value = was[position]
-                    if value is not None:
-                        size -= len(value)
-            if row is deleted:
-                if was is not None:
-                    for _, gone_rows, gone_keys, _, _ in indexes:
-                        gone_rows.append(was)
-                        gone_keys.append(key)
-                continue
-            fresh[key] = row
-            for key_of, gone_rows, gone_keys, came_rows, came_keys in indexes:
-                if was is not None:
-                    if key_of(was) == key_of(row):
-                        continue
-                    gone_rows.append(was)
-                    gone_keys.append(key)
-                came_rows.append(row)
-                came_keys.append(key)
-        for index, (_, gone_rows, gone_keys, came_rows, came_keys) in zip(
-            self.indexes, indexes, strict=True
+        survivors, size, per_index = (_net_effect_pass or _python_net_effect_pass)(
+            changes,
+            held,
+            deleted,
+            [index.key_of for index in self.indexes],
+            self._variable_positions,
+            self._required_variable,
+        )
+        for index, (gone_rows, gone_keys, came_rows, came_keys) in zip(
+            self.indexes, per_index, strict=True
         ):
             if gone_rows:
                 index.remove_many(gone_rows, gone_keys)
             if came_rows:
                 index.add_many(came_rows, came_keys)
-        rows = list(fresh.values())
         if _untrack_atomic is not None:
-            _untrack_atomic(rows)  # as in ``insert_many``: the dict stays untracked
-        held.update(fresh)
-        if positions:
-            self.variable_bytes += size + self._variable_size_of(rows)
+            # As in ``insert_many``: the dict stays untracked.
+            _untrack_atomic(list(survivors.values()))
+        held.update(survivors)
+        self.variable_bytes += size
 
     def _variable_size_of(self, rows: Iterable[tuple[Any, ...]]) -> int:
         """``_variable_size`` summed over ``rows``, a column at a time (no call per row)."""

@@ -52,13 +52,26 @@ them later, in the persistence layer's snapshot thread, while writers carry on.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from cosmictron.datastore import Datastore, TableChange, Transaction
+from cosmictron.durability import TX_RECORD_KIND
 from cosmictron.errors import CorruptLog
 from cosmictron.values import ConnectionId, Identity
+
+_take: Callable[..., tuple[int, Any]] | None = None
+"""The compiled ``_replay.take`` (``ReplayOverlay.take``'s loop in C), or None: not built,
+or ``COSMICTRON_PURE`` is set. See docs/design/hot-path.md, "Sixth round"."""
+if not os.environ.get("COSMICTRON_PURE"):
+    try:
+        from cosmictron.host._replay import take as _take
+    except ImportError:  # built without a compiler: the Python loop
+        pass
+REPLAY_COMPILED = _take is not None
+"""Whether ``ReplayOverlay.take`` runs the compiled loop (it takes nothing otherwise)."""
 
 BULK_INSERT = "__bulk_insert__"
 """The reducer name recorded for ``Database.bulk_insert`` transactions."""
@@ -176,6 +189,11 @@ _DELETED: Any = type("Deleted", (), {"__repr__": lambda self: "<deleted>"})()
 """What a ``ReplayOverlay`` holds for a key whose row the log deleted."""
 
 
+def _held_key(name: str, key: Any) -> CorruptLog:
+    """The error for a record inserting a key the table (or the overlay's run) holds."""
+    return CorruptLog("log", 0, f"a record inserts a key table {name!r} already holds: {key!r}")
+
+
 class ReplayOverlay:
     """Applies a run of transaction records by their net effect per key (replay only).
 
@@ -196,29 +214,56 @@ class ReplayOverlay:
 
     def __init__(self, datastore: Datastore) -> None:
         self._datastore = datastore
-        self._pending: dict[str, tuple[Any, dict[Any, Any], Any, Any, Any]] = {}
+        # Per table: (table, rows, decode, key_of, check_width, width); ``_replay.take``
+        # reads the same tuples.
+        self._pending: dict[str, tuple[Any, dict[Any, Any], Any, Any, Any, int]] = {}
 
-    def _start(self, name: str) -> tuple[Any, dict[Any, Any], Any, Any, Any]:
+    def _start(self, name: str) -> tuple[Any, dict[Any, Any], Any, Any, Any, int]:
         table = self._datastore.tables.get(name)
         if table is None:
             raise CorruptLog("log", 0, f"a record names table {name!r}, which the module lacks")
         codec = self._datastore.codecs[name]
-        state: tuple[Any, dict[Any, Any], Any, Any, Any] = (
+        state: tuple[Any, dict[Any, Any], Any, Any, Any, int] = (
             table,
             {},
             tuple if codec.plain else codec.decode,
             table.key_of,
             codec.check_width if codec.plain else None,
+            codec.width,
         )
         self._pending[name] = state
         return state
+
+    def take(
+        self, batch: list[Any], start: int, skip_kinds: frozenset[int], apart: frozenset[str]
+    ) -> tuple[int, Any]:
+        """Add ``batch[start:]`` while each record is a plain transaction ``add`` would take
+        with nothing else to do (records of ``skip_kinds`` are passed over, reducers in
+        ``apart`` are not taken); return where it stopped and the last transaction
+        record taken (None if none).
+
+        The compiled loop (``_replay.pyx``) does this without an interpreter step per
+        record; without it this takes nothing, and the caller's loop applies each record.
+        """
+        if _take is None:
+            return start, None
+        return _take(
+            batch,
+            start,
+            self._pending,
+            TX_RECORD_KIND,
+            skip_kinds,
+            apart,
+            _DELETED,
+            _held_key,
+        )
 
     def add(self, body: list[Any]) -> None:
         """Take one transaction record's row changes and counters (not its schedule)."""
         pending = self._pending
         for name, inserts, deletes in body[5]:
             state = pending.get(name) or self._start(name)
-            table, rows, decode, key_of, check_width = state
+            table, rows, decode, key_of, check_width, _ = state
             if check_width is not None and (inserts or deletes):
                 check_width((inserts or deletes)[0])  # a plain row is taken as it is
             for wire in deletes:
@@ -234,9 +279,7 @@ class ReplayOverlay:
                 if key_of is not None and (
                     (seen is None and key in held) or (seen is not None and seen is not _DELETED)
                 ):
-                    raise CorruptLog(
-                        "log", 0, f"a record inserts a key table {name!r} already holds: {key!r}"
-                    )
+                    raise _held_key(name, key)
                 rows[key] = row
         if body[6]:
             self.flush()  # counters are few; applying them in order keeps this simple
@@ -247,7 +290,7 @@ class ReplayOverlay:
 
     def flush(self) -> None:
         """Apply what the run did to the tables and start a new run."""
-        for table, rows, _, _, _ in self._pending.values():
+        for table, rows, _, _, _, _ in self._pending.values():
             if len(rows) == 1:  # one change: no lists to build
                 ((key, row),) = rows.items()
                 if key in table.rows:

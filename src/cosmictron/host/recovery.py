@@ -39,6 +39,7 @@ from cosmictron.host.hotswap import replay_module_change, update_module
 from cosmictron.host.memory import collector_paused
 from cosmictron.host.records import (
     BULK_INSERT,
+    REPLAY_COMPILED,
     ReplayOverlay,
     apply_record_body,
     load_snapshot_state,
@@ -162,9 +163,19 @@ def _replay(core: DatabaseCore) -> None:
         core.last_snapshot_offset = recovery.snapshot.offset
     overlay = ReplayOverlay(datastore)
     add = overlay.add
+    take = overlay.take if REPLAY_COMPILED else None
     for batch in recovery.batches:
         last = None
-        for record in batch:
+        position, count = 0, len(batch)
+        while position < count:
+            if take is not None:  # the run of plain transactions from here, in C
+                position, taken = take(batch, position, LEDGER_KINDS, _APART)
+                if taken is not None:
+                    last = taken
+                if position == count:
+                    break
+            record = batch[position]
+            position += 1
             if record.kind in LEDGER_KINDS:
                 continue  # keys, checkpoints, anchors: the ledger's, nothing to apply
             last = record
