@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,19 @@ import pytest
 from cosmictron import Database, DurabilityConfig
 
 FAST = DurabilityConfig.from_profile("development")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the processes the tests start the default Ctrl-C.
+
+    A suite started in the background by a non-interactive shell (``cmd &`` in a
+    script, ``nohup``) inherits SIGINT ignored, and so would every process it starts:
+    a test that stops a command with SIGINT, as a user's Ctrl-C does, would then wait
+    forever for a command that never saw it. A process that *handles* SIGINT passes the
+    default action on to what it starts, so the suite handles it as Python does.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
