@@ -97,29 +97,6 @@ def run_sql(
     raise InvalidRequest("the module was updated repeatedly while the statement ran; retry it")
 
 
-def point_select(
-    core: DatabaseCore,
-    prepared: Prepared,
-    params: Mapping[str, Any] | None,
-    sender: Identity,
-    budget: QueryBudget,
-) -> QueryResult | None:
-    """Run a cached primary-key SELECT (``prepared.point``, from the statement cache
-    for this text, parameter types and sender) without looking it up again: what
-    ``run_sql`` does for it, rights and budget included. None when the module changed
-    since it was prepared: run it with ``run_sql``.
-
-    Raises:
-        PermissionDenied, InvalidRequest, TooLarge, QueryTooCostly: as ``run_sql``.
-    """
-    rows = point_rows(core, prepared, params, sender, budget)
-    if rows is None:
-        return None
-    point = prepared.point
-    assert point is not None
-    return rows_result(point.columns, rows)
-
-
 def point_rows(
     core: DatabaseCore,
     prepared: Prepared,
@@ -127,9 +104,12 @@ def point_rows(
     sender: Identity,
     budget: QueryBudget,
 ) -> list[tuple[Any, ...]] | None:
-    """``point_select``'s rows (none or one), without the ``QueryResult``: the
-    PostgreSQL port keeps a prepared statement's entry and runs each Execute through
-    here, where a point query's every call shows in the server's CPU per query.
+    """Run a cached primary-key SELECT (``prepared.point``, from the statement cache
+    for this text, parameter types and sender) without looking it up again: what
+    ``run_sql`` does for it, rights and budget included, giving its rows (none or one)
+    without a ``QueryResult``. The PostgreSQL port keeps a prepared statement's entry
+    and runs each Execute through here. None when the module changed since it was
+    prepared: run it with ``run_sql``.
 
     Raises:
         PermissionDenied, InvalidRequest, TooLarge, QueryTooCostly: as ``run_sql``.
