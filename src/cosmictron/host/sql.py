@@ -208,7 +208,7 @@ def _run_once(
         _check_permissions(core, prepared.statement, sender)
     point = prepared.point
     if point is not None:
-        return _point_select(core, point, params, sender, budget, schema)
+        return rows_result(point.columns, _point_rows(core, point, params, sender, budget, schema))
     statement = prepared.statement
     if prepared.parametrised:
         statement = bind(statement, param_values(params, sender))
@@ -268,19 +268,6 @@ def _run_once(
     return QueryResult(columns, returned, rows_affected=count, tx_offset=offset)
 
 
-def _point_select(
-    core: DatabaseCore,
-    point: PointLookup,
-    params: Mapping[str, Any] | None,
-    sender: Identity,
-    budget: QueryBudget,
-    schema: ModuleSchema,
-) -> QueryResult:
-    """``SELECT ... WHERE pk = :key``: one dict lookup under the lock, no operators
-    (O(1) under the lock, so no snapshot is needed)."""
-    return rows_result(point.columns, _point_rows(core, point, params, sender, budget, schema))
-
-
 def _point_rows(
     core: DatabaseCore,
     point: PointLookup,
@@ -289,7 +276,8 @@ def _point_rows(
     budget: QueryBudget,
     schema: ModuleSchema,
 ) -> list[tuple[Any, ...]]:
-    """``_point_select``'s rows."""
+    """``SELECT ... WHERE pk = :key``: one dict lookup under the lock, no operators
+    (O(1) under the lock, so no snapshot is needed); its rows, none or one."""
     name = point.param
     if name is None:
         key = point.key
