@@ -42,6 +42,31 @@ def test_prepared_point_lookups_answer_every_time(pg: PG) -> None:
                 assert cursor.fetchall() == [(6, "item6", 9.0, 6, True, None)]
 
 
+def test_a_prepared_text_key_is_checked_on_every_run(pg: PG) -> None:
+    """A key sent as text (psycopg's default) is read and range-checked on the cached
+    path as on the first run: int8's edges answer, one past them is 22003, a word is
+    22P02, and the session serves on after each."""
+    sqlstate = psycopg.pq.DiagnosticField.SQLSTATE
+    query = b"SELECT id FROM item WHERE id = $1"
+    with psycopg.connect(pg.dsn(pg.reader_token), autocommit=True) as conn:
+        conn.pgconn.prepare(b"by_id", query, [20])  # int8, as psycopg declares an int
+        for _ in range(RUNS):
+            for key, code in (
+                (b"3", None),
+                (b" 4 ", None),
+                (b"9223372036854775807", None),
+                (b"-9223372036854775808", None),
+                (b"9223372036854775808", b"22003"),
+                (b"-9223372036854775809", b"22003"),
+                (b"seven", b"22P02"),
+            ):
+                result = conn.pgconn.exec_prepared(b"by_id", [key], [0])
+                assert result.error_field(sqlstate) == code, key
+                if code is None:
+                    found = [result.get_value(0, 0)] if result.ntuples else []
+                    assert found == ([key.strip()] if key.strip() in (b"3", b"4") else [])
+
+
 def test_a_private_table_is_refused_on_every_run(pg: PG) -> None:
     async def run() -> None:
         conn = await asyncpg.connect(pg.url(pg.reader_token))

@@ -97,25 +97,27 @@ def run_sql(
     raise InvalidRequest("the module was updated repeatedly while the statement ran; retry it")
 
 
-def point_select(
+def point_rows(
     core: DatabaseCore,
     prepared: Prepared,
     params: Mapping[str, Any] | None,
     sender: Identity,
     budget: QueryBudget,
-) -> QueryResult | None:
+) -> list[tuple[Any, ...]] | None:
     """Run a cached primary-key SELECT (``prepared.point``, from the statement cache
     for this text, parameter types and sender) without looking it up again: what
-    ``run_sql`` does for it, rights and budget included. The PostgreSQL port keeps a
-    prepared statement's entry and runs each Execute through here. None when the
-    module changed since it was prepared: run it with ``run_sql``.
+    ``run_sql`` does for it, rights and budget included, giving its rows (none or one)
+    without a ``QueryResult``. The PostgreSQL port keeps a prepared statement's entry
+    and runs each Execute through here. None when the module changed since it was
+    prepared: run it with ``run_sql``.
 
     Raises:
         PermissionDenied, InvalidRequest, TooLarge, QueryTooCostly: as ``run_sql``.
     """
     point = prepared.point
     assert point is not None
-    check_sizes(params, budget)
+    if params:
+        check_sizes(params, budget)
     schema = prepared.schema
     if core.module.schema is not schema:
         return None
@@ -123,7 +125,7 @@ def point_select(
     if sender is not owner and sender != owner:
         _check_permissions(core, prepared.statement, sender)
     try:
-        return _point_select(core, point, params, sender, budget, schema)
+        return _point_rows(core, point, params, sender, budget, schema)
     except _SchemaMoved:
         return None
 
@@ -206,7 +208,7 @@ def _run_once(
         _check_permissions(core, prepared.statement, sender)
     point = prepared.point
     if point is not None:
-        return _point_select(core, point, params, sender, budget, schema)
+        return rows_result(point.columns, _point_rows(core, point, params, sender, budget, schema))
     statement = prepared.statement
     if prepared.parametrised:
         statement = bind(statement, param_values(params, sender))
@@ -266,16 +268,16 @@ def _run_once(
     return QueryResult(columns, returned, rows_affected=count, tx_offset=offset)
 
 
-def _point_select(
+def _point_rows(
     core: DatabaseCore,
     point: PointLookup,
     params: Mapping[str, Any] | None,
     sender: Identity,
     budget: QueryBudget,
     schema: ModuleSchema,
-) -> QueryResult:
+) -> list[tuple[Any, ...]]:
     """``SELECT ... WHERE pk = :key``: one dict lookup under the lock, no operators
-    (O(1) under the lock, so no snapshot is needed)."""
+    (O(1) under the lock, so no snapshot is needed); its rows, none or one."""
     name = point.param
     if name is None:
         key = point.key
@@ -291,7 +293,7 @@ def _point_select(
     if core.persistence.replicator is not None:
         core.persistence.wait_durable(seen)  # cluster mode: as ``_select`` (its comment)
     if row is None:
-        return rows_result(point.columns, [])
+        return []
     if budget.rows_max is not None or limits.query_rows_max < 1:
         limit = budget.effective_rows_max
         if limit < 1:
@@ -300,7 +302,7 @@ def _point_select(
         row = point.project(row)
     if point.converters is not None:
         row = _convert(row, point.converters)
-    return rows_result(point.columns, [row])
+    return [row]
 
 
 def _convert(row: tuple[Any, ...], converters: tuple[Converter | None, ...]) -> tuple[Any, ...]:

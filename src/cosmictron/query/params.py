@@ -29,9 +29,12 @@ from cosmictron.query.coerce import base, coerce
 from cosmictron.query.expressions import compile_expr
 from cosmictron.query.plan import Computed, Const, Param, plan_fields
 from cosmictron.query.position import located_error
-from cosmictron.query.sizes import value_bytes
+from cosmictron.query.sizes import SCALAR_BYTES, value_bytes
 
 T = TypeVar("T")
+
+_SCALARS = frozenset({int, float, bool, type(None)})
+"""Types ``value_bytes`` weighs ``SCALAR_BYTES``, known without calling it."""
 
 
 def check_sizes(params: Mapping[str, Any] | None, budget: QueryBudget) -> None:
@@ -53,7 +56,12 @@ def check_sizes(params: Mapping[str, Any] | None, budget: QueryBudget) -> None:
     bytes_max = budget.effective_params_bytes_max
     total = 0
     for name, value in params.items():
-        total += value_bytes(name) + value_bytes(value)
+        # ``value_bytes`` of each, with a str name and a scalar value weighed here:
+        # a point query's one key is weighed on every call.
+        kind = type(value)
+        total += (len(name) if type(name) is str else value_bytes(name)) + (
+            SCALAR_BYTES if kind in _SCALARS else value_bytes(value)
+        )
         if total > bytes_max:
             raise TooLarge(
                 f"the statement's parameters weigh more than {bytes_max:,} bytes (the most "

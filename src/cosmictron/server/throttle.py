@@ -217,7 +217,8 @@ class Throttle:
                 buckets.popitem(last=False)
         else:
             buckets.move_to_end((anonymous, key))
-            bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.updated) * rate)
+            tokens = bucket.tokens + (now - bucket.updated) * rate
+            bucket.tokens = tokens if tokens < burst else float(burst)  # (no min(): per query)
             bucket.updated = now
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0

@@ -75,13 +75,9 @@ class Inbound(asyncio.streams.FlowControlMixin, asyncio.Protocol):
             on_data = self.on_data
             if on_data is not None:
                 on_data()  # answers what it can (nothing while no message is whole)
-            # Usually all of it was answered: nothing left to wake the task for.
-            if (
-                self.at < len(self.data)
-                and self.waiter is waiter
-                and not waiter.done()
-                and self._wanted()
-            ):
+                if self.at >= len(self.data):
+                    return  # the usual: all of it answered, nothing to wake or pause for
+            if self.waiter is waiter and not waiter.done() and self._wanted():
                 waiter.set_result(None)
         # Pause only while the task is busy: when it waits, it waits for these bytes.
         busy = self.waiter is None or self.waiter.done()

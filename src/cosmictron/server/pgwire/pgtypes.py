@@ -414,6 +414,8 @@ class OutOfRange(ValueError):
 
 
 _INT_RANGES = {INT2: 16, INT4: 32, INT8: 64}
+_INT_BOUNDS = {oid: (-(1 << (bits - 1)), 1 << (bits - 1)) for oid, bits in _INT_RANGES.items()}
+"""The half-open range of each integer type, worked out once (checked per parameter)."""
 
 
 def from_json_form(value: Any, oid: int) -> Any:
@@ -438,15 +440,20 @@ def decode_param(data: bytes, oid: int, binary: bool) -> Any:
     """A parameter value from its wire bytes, as the Python value the engine binds."""
     if binary and oid == INT8 and len(data) == 8:  # the usual key: always in range
         return int.from_bytes(data, "big", signed=True)
+    bounds = _INT_BOUNDS.get(oid)
     try:
-        value = _decode_binary(data, oid) if binary else _decode_text(data.decode(), oid)
+        if binary:
+            value = _decode_binary(data, oid)
+        elif bounds is not None:  # what ``_decode_text`` does for an integer (psycopg's key)
+            value = int(data.decode())
+        else:
+            value = _decode_text(data.decode(), oid)
     except (ValueError, UnicodeDecodeError, struct.error, ArithmeticError) as exc:
         if isinstance(exc, BadValue):
             raise
         shown = TYPE_NAMES.get(oid, str(oid))
         raise BadValue(f"invalid input syntax for type {shown}: {data[:64]!r}") from None
-    bits = _INT_RANGES.get(oid)
-    if bits is not None and not -(1 << (bits - 1)) <= value < (1 << (bits - 1)):
+    if bounds is not None and not bounds[0] <= value < bounds[1]:
         raise OutOfRange(f"value {value} is out of range for type {TYPE_NAMES[oid]}")
     return value
 

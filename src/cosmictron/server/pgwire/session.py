@@ -41,7 +41,7 @@ from cosmictron.errors import (
     RateLimited,
     Unauthenticated,
 )
-from cosmictron.host.sql import point_select, select_batches
+from cosmictron.host.sql import point_rows, select_batches
 from cosmictron.query import QueryResult
 from cosmictron.query.budget import QueryBudget
 from cosmictron.query.cache import Prepared
@@ -89,6 +89,8 @@ logger = logging.getLogger(__name__)
 _PARAM_NAMES = tuple(f"p{n}" for n in range(64))
 _SELECT_TAGS = ("SELECT 0", "SELECT 1")
 """The tags of a point read (``Session._point_read``)."""
+_SELECT_DONE = tuple(messages.command_complete(tag) for tag in _SELECT_TAGS)
+"""Their CommandComplete messages, made once."""
 _READY_IDLE = messages.READY[b"I"]
 
 _COPY = re.compile(
@@ -409,8 +411,125 @@ class Session:
         (the bytes of an unfinished one are no activity)."""
         reader = self.reader
         at = reader.at
-        try:
-            self._fast_frames()
+        try:  # (one method, not two: a Python call less per round trip)
+            transport = reader.transport  # (the writer's, without its property)
+            assert transport is not None
+            statements = self.statements
+            portals = self.portals
+            out = self.out
+            if transport.get_write_buffer_size():  # (checked again after each write)
+                return
+            # One call parses every whole message buffered (compiled where built): Bind,
+            # Describe, Execute, Sync, Flush. ``reader.at`` moves past each one answered
+            # and stays before the first one left to the task.
+            for entry in messages.frontend_run(reader.data, reader.at, reader.bytes_max):
+                if self.out_bytes > 1 << 18:
+                    return
+                kind = entry[0]
+                if kind == b"S":
+                    reader.at = entry[1]
+                    self.skipping = False
+                    out.append(_READY_IDLE if self.block is None else self._ready())
+                    transport.write(b"".join(out))  # ``_flush_now``, inline: once per query
+                    out.clear()
+                    self.out_bytes = 0
+                    if transport.get_write_buffer_size():
+                        return
+                    continue
+                if kind == b"H":
+                    reader.at = entry[1]
+                    self._flush_now()
+                    if transport.get_write_buffer_size():
+                        return
+                    continue
+                if self.skipping:  # after an error, up to Sync (Bind, Describe, Execute)
+                    reader.at = entry[1]
+                    continue
+                try:
+                    if kind == b"B":
+                        _, end, portal_name, statement_name, formats, raw, result_formats = entry
+                        statement = statements.get(statement_name)
+                        if (
+                            statement is None
+                            or len(raw) != statement.param_count
+                            or (raw and statement.param_oids is None)
+                            or (
+                                len(portals) >= self.context.settings.portals_max
+                                and portal_name not in portals
+                            )
+                        ):
+                            return
+                        reader.at = end
+                        self._bound(
+                            portal_name,
+                            statement,
+                            formats,
+                            raw,
+                            result_formats,
+                            statement.param_oids or (),
+                        )
+                    elif kind == b"E":
+                        _, end, name, limit = entry
+                        portal = portals.get(name)
+                        if (
+                            portal is None
+                            or portal.outcome is not None
+                            or portal.statement.route != "engine"
+                        ):
+                            return
+                        statement = portal.statement
+                        before = reader.at
+                        reader.at = end  # taken, unless the task must run it
+                        outcome = self._point_read(statement, portal.params)
+                        if outcome is None:
+                            reader.at = before
+                            return
+                        portal.outcome = outcome
+                        rows = outcome.rows
+                        count = len(rows)
+                        if limit <= 0 or limit >= count:  # the usual: no batches, no suspense
+                            oids = outcome.oids
+                            kept = statement.writers.get(portal.formats)
+                            if kept is not None and kept[0] is oids:
+                                written = kept[1](rows)
+                            else:
+                                written = self._rows_writer(statement, portal.formats, oids)(rows)
+                            tag = (
+                                _SELECT_DONE[count]
+                                if count < 2
+                                else messages.command_complete(outcome.tag)
+                            )
+                            out.append(written)
+                            out.append(tag)
+                            self.out_bytes += len(written) + len(tag)
+                            portal.sent = count
+                            continue
+                        fmts = self._formats(portal.formats, outcome.oids)
+                        for _ in self._queue_rows(outcome, fmts, portal, limit, False):
+                            self._flush_now()
+                        if transport.get_write_buffer_size():
+                            return
+                    else:  # Describe
+                        _, end, what, name = entry
+                        portal = portals.get(name) if what == b"P" else None
+                        if portal is None:
+                            return
+                        statement = portal.statement
+                        shape = statement.shape
+                        if statement.route != "engine" or shape is None or shape.columns is None:
+                            return
+                        reader.at = end
+                        known = statement.descriptions.get(portal.formats)
+                        if known is not None and known[0] is shape:
+                            described = known[1]
+                        else:
+                            described = self._row_description(statement, portal.formats, shape)
+                        out.append(described)
+                        self.out_bytes += len(described)
+                        portal.described = True
+                except PgError as exc:
+                    self._error(exc)
+                    self.skipping = True
         except Exception:
             logger.exception("PostgreSQL session from %s failed", self.address)
             self.out.clear()
@@ -419,110 +538,9 @@ class Session:
             )
             self._flush_now()
             self.writer.close()
-        if reader.at != at:
-            self.idle_since = reader.loop.time()  # (get_running_loop calls getpid)
-
-    def _fast_frames(self) -> None:
-        reader = self.reader
-        transport = self.writer.transport
-        statements = self.statements
-        portals = self.portals
-        out = self.out
-        if transport.get_write_buffer_size():  # (checked again after each write)
-            return
-        # One call parses every whole message buffered (compiled where built): Bind,
-        # Describe, Execute, Sync, Flush. ``reader.at`` moves past each one answered
-        # and stays before the first one left to the task.
-        for entry in messages.frontend_run(reader.data, reader.at, reader.bytes_max):
-            if self.out_bytes > 1 << 18:
-                return
-            kind = entry[0]
-            if kind == b"S":
-                reader.at = entry[1]
-                self.skipping = False
-                out.append(_READY_IDLE if self.block is None else self._ready())
-                self._flush_now()
-                if transport.get_write_buffer_size():
-                    return
-                continue
-            if kind == b"H":
-                reader.at = entry[1]
-                self._flush_now()
-                if transport.get_write_buffer_size():
-                    return
-                continue
-            if self.skipping:  # after an error, up to Sync (Bind, Describe, Execute)
-                reader.at = entry[1]
-                continue
-            try:
-                if kind == b"B":
-                    _, end, portal_name, statement_name, formats, raw, result_formats = entry
-                    statement = statements.get(statement_name)
-                    if (
-                        statement is None
-                        or len(raw) != statement.param_count
-                        or (raw and statement.param_oids is None)
-                        or (
-                            len(portals) >= self.context.settings.portals_max
-                            and portal_name not in portals
-                        )
-                    ):
-                        return
-                    reader.at = end
-                    self._bound(
-                        portal_name,
-                        statement,
-                        formats,
-                        raw,
-                        result_formats,
-                        statement.param_oids or (),
-                    )
-                elif kind == b"E":
-                    _, end, name, limit = entry
-                    portal = portals.get(name)
-                    if (
-                        portal is None
-                        or portal.outcome is not None
-                        or portal.statement.route != "engine"
-                    ):
-                        return
-                    statement = portal.statement
-                    before = reader.at
-                    reader.at = end  # taken, unless the task must run it
-                    outcome = self._point_read(statement, portal.params)
-                    if outcome is None:
-                        reader.at = before
-                        return
-                    portal.outcome = outcome
-                    rows = outcome.rows
-                    if limit <= 0 or limit >= len(rows):  # the usual: no batches, no suspense
-                        written = self._rows_writer(statement, portal.formats, outcome.oids)(rows)
-                        tag = messages.command_complete(outcome.tag)
-                        out.append(written)
-                        out.append(tag)
-                        self.out_bytes += len(written) + len(tag)
-                        portal.sent = len(rows)
-                        continue
-                    fmts = self._formats(portal.formats, outcome.oids)
-                    for _ in self._queue_rows(outcome, fmts, portal, limit, False):
-                        self._flush_now()
-                    if transport.get_write_buffer_size():
-                        return
-                else:  # Describe
-                    _, end, what, name = entry
-                    portal = portals.get(name) if what == b"P" else None
-                    if portal is None:
-                        return
-                    statement = portal.statement
-                    shape = statement.shape
-                    if statement.route != "engine" or shape is None or shape.columns is None:
-                        return
-                    reader.at = end
-                    self._put(self._row_description(statement, portal.formats, shape))
-                    portal.described = True
-            except PgError as exc:
-                self._error(exc)
-                self.skipping = True
+        finally:
+            if reader.at != at:
+                self.idle_since = reader.loop.time()  # (get_running_loop calls getpid)
 
     def _row_description(
         self, statement: Statement, requested: tuple[int, ...], shape: Shape
@@ -888,14 +906,13 @@ class Session:
             statement.point = known = (schema, types, entry)
         try:
             self.context.throttle.take("queries", False, self.caller_hex)
-            result = point_select(core, known[2], given, self.caller, self.budget)
-            if result is None:  # the module changed meanwhile
+            rows = point_rows(core, known[2], given, self.caller, self.budget)
+            if rows is None:  # the module changed meanwhile
                 statement.point = None
                 text = statement.engine_text
-                result = db.sql(text, given, sender=self.caller, budget=self.budget)
+                rows = db.sql(text, given, sender=self.caller, budget=self.budget).rows
         except CosmictronError as exc:  # RateLimited too
             raise sqlstate_of(exc, statement.text) from None
-        rows = result.rows
         count = len(rows)
         tag = _SELECT_TAGS[count] if count < 2 else f"SELECT {count}"
         return Outcome(tag, shape.columns, shape.column_oids, rows)

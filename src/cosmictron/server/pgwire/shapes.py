@@ -109,7 +109,7 @@ def point_entry(
     db: Database, text: str, params: Mapping[str, Any] | None, sender: Identity
 ) -> Prepared | None:
     """The statement cache's entry for ``text`` with these parameter types and this
-    sender if it is a primary-key lookup (``host.sql.point_select`` runs it), else None."""
+    sender if it is a primary-key lookup (``host.sql.point_rows`` runs it), else None."""
     schema = db.core.module.schema
     cached = STATEMENTS.get(text, schema, params, restricts(schema, sender, db.owner))
     return cached if cached is not None and cached.point is not None else None
