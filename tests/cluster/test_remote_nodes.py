@@ -25,7 +25,8 @@ def charged(node: Server, token: str) -> list[int]:
 
 
 def unfinished(cluster: NatsCluster) -> int:
-    """Messages of billing's inbox not yet delivered, or delivered and not acknowledged."""
+    """Messages of billing's inbox not yet delivered, or delivered and not acknowledged
+    (-1: not known yet; the caller asks again until its deadline)."""
     from cosmictron.host.remote_nats import inbox_stream
 
     async def read() -> int:
@@ -38,6 +39,8 @@ def unfinished(cluster: NatsCluster) -> int:
                 info = await nc.jetstream().consumer_info(stream, f"apply_{stream}")
             except nats.js.errors.NotFoundError:
                 return -1  # the target's leader has not started its consumer yet
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                return -1  # JetStream did not answer this probe in time: not known yet
             return int(info.num_pending + info.num_ack_pending)
         finally:
             await nc.close()
