@@ -83,13 +83,23 @@ def _python_net_effect_pass(
                 gone_keys.append(key)
             came_rows.append(row)
             came_keys.append(key)
+    return fresh, size + _column_lengths(fresh.values(), positions, required), per_index
+
+
+def _column_lengths(
+    rows: Iterable[tuple[Any, ...]], positions: list[int], required: list[bool]
+) -> int:
+    """The lengths of the text and bytes values at ``positions`` in ``rows``, a column at
+    a time (no call per row); ``required`` says which are never None (measured untested).
+    ``rows`` is read once per position: a collection, not an iterator."""
+    size = 0
     for position, never_none in zip(positions, required, strict=True):
-        values = map(itemgetter(position), fresh.values())  # a column at a time
+        values = map(itemgetter(position), rows)
         if never_none:
             size += sum(map(len, values))
         else:
             size += sum(len(value) for value in values if value is not None)
-    return fresh, size, per_index
+    return size
 
 
 @dataclass(frozen=True)
@@ -379,14 +389,7 @@ class Table:
 
     def _variable_size_of(self, rows: Iterable[tuple[Any, ...]]) -> int:
         """``_variable_size`` summed over ``rows``, a column at a time (no call per row)."""
-        size = 0
-        for position in self._variable_positions:
-            values = map(itemgetter(position), rows)
-            if self.schema.columns[position].type in (STR, BYTES):  # never None
-                size += sum(map(len, values))
-            else:
-                size += sum(len(value) for value in values if value is not None)
-        return size
+        return _column_lengths(rows, self._variable_positions, self._required_variable)
 
     def replace(self, key: Any, row: tuple[Any, ...]) -> tuple[Any, ...]:
         """Swap the row under ``key`` for ``row`` (same key) and return the old row.
