@@ -39,6 +39,7 @@ export function LogsPage() {
           const body = await response.json().catch(() => null);
           throw new Error(body?.error?.message ?? `HTTP ${response.status}`);
         }
+        if (abort.signal.aborted) return;
         setFollowing(true);
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
         let rest = "";
@@ -49,16 +50,29 @@ export function LogsPage() {
           const parts = rest.split("\n");
           rest = parts.pop() ?? "";
           const fresh = parts.filter((p) => p.trim()).map((p) => JSON.parse(p) as Line);
+          // A read that resolved just before this stream was replaced (the level changed)
+          // must not append the old filter's lines to the new view.
+          if (abort.signal.aborted) return;
           if (fresh.length) setLines((old) => [...old, ...fresh].slice(-KEEP));
         }
-        setFollowing(false);
+        if (!abort.signal.aborted) setFollowing(false);
       } catch (e) {
-        if (!abort.signal.aborted) setError((e as Error).message);
+        if (abort.signal.aborted) return;
+        setError((e as Error).message);
         setFollowing(false);
       }
     })();
     return () => abort.abort();
   }, [path]);
+
+  /** The old filter's lines and "following" go in the same render as the level changes:
+   * the new stream opens only after that render (an effect), and until then the page
+   * showed the old level's lines as if they were the new one's. */
+  function changeLevel(next: string) {
+    setLevel(next);
+    setLines([]);
+    setFollowing(false);
+  }
 
   useEffect(() => {
     if (stick && box.current) box.current.scrollTop = box.current.scrollHeight;
@@ -78,7 +92,7 @@ export function LogsPage() {
       <div class="toolbar">
         <label>
           Level at least{" "}
-          <select value={level} onChange={(e) => setLevel(e.currentTarget.value)}>
+          <select value={level} onChange={(e) => changeLevel(e.currentTarget.value)}>
             {LEVELS.map((l) => (
               <option key={l}>{l}</option>
             ))}

@@ -193,26 +193,39 @@ async def kv_bucket(js: Any, name: str, replicas: int) -> Any:
     from nats.js.api import KeyValueConfig, StorageType
     from nats.js.errors import APIError, BucketNotFoundError
 
-    deadline = asyncio.get_running_loop().time() + BUCKET_LEADER_WAIT_S
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BUCKET_LEADER_WAIT_S
+    made_here = False  # a create of ours was taken or went unanswered
     while True:
         try:
-            return SteadyBucket(await js.key_value(name))
+            bucket = await js.key_value(name)
+            break
         except BucketNotFoundError:
             pass
+        except TimeoutError:  # the lookup went unanswered: ask again, as below
+            if loop.time() >= deadline:
+                raise
+            continue
         try:
             bucket = await js.create_key_value(
                 KeyValueConfig(bucket=name, history=1, replicas=replicas, storage=StorageType.FILE)
             )
+            made_here = True
             break
-        except APIError:
+        except (APIError, TimeoutError) as exc:
             # A create can be refused while JetStream settles: a 503 before the meta
             # group is ready, a 400 while another creator's create of the same stream
-            # is in flight (CI saw a first node's start fail so). Look again until the
-            # deadline; a refusal that lasts is raised.
-            if asyncio.get_running_loop().time() >= deadline:
+            # is in flight (CI saw a first node's start fail so). It can also go
+            # unanswered (CI: a file-storage create on a loaded machine, 5 s without an
+            # answer) while the stream is made all the same, which the lookup above then
+            # finds. Look again until the deadline; a refusal or silence that lasts is
+            # raised.
+            made_here = made_here or isinstance(exc, TimeoutError)
+            if loop.time() >= deadline:
                 raise
             await asyncio.sleep(0.1)
-    await stream_led(js, f"KV_{name}")
+    if made_here:
+        await stream_led(js, f"KV_{name}")
     return SteadyBucket(bucket)
 
 

@@ -1,0 +1,72 @@
+"""``kv_bucket`` when JetStream's answers go missing: a create that times out may still
+have made the stream (CI: the lease bucket's create unanswered for 5 s on a loaded
+machine, and the test's first lease failed). The stand-in below is nats-py's JetStream
+context, the library's side of the wire, answering as a slow server does."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+errors = pytest.importorskip("nats.errors", reason="nats-py is not installed: the cluster extra")
+js_errors = pytest.importorskip("nats.js.errors", reason="nats-py is not installed")
+
+from cosmictron.cluster.connection import SteadyBucket, kv_bucket  # noqa: E402
+
+
+class SlowJetStream:
+    """Creates the bucket on the first create but lets that answer time out; lookups
+    before then find nothing; ``lookup_timeouts`` lookups go unanswered first."""
+
+    def __init__(self, lookup_timeouts: int = 0) -> None:
+        self.made = False
+        self.creates = 0
+        self.lookups = 0
+        self.lookup_timeouts = lookup_timeouts
+        self.leader_asked = 0
+
+    async def key_value(self, name: str) -> Any:
+        self.lookups += 1
+        if self.lookup_timeouts:
+            self.lookup_timeouts -= 1
+            raise errors.TimeoutError
+        if not self.made:
+            raise js_errors.BucketNotFoundError
+        return SimpleNamespace(name=name)
+
+    async def create_key_value(self, config: Any) -> Any:
+        self.creates += 1
+        self.made = True
+        raise errors.TimeoutError
+
+    async def stream_info(self, stream: str) -> Any:
+        self.leader_asked += 1
+        return SimpleNamespace(cluster=SimpleNamespace(leader="n1"))
+
+
+def test_a_create_that_went_unanswered_is_found_and_waited_for() -> None:
+    js = SlowJetStream()
+    bucket = asyncio.run(kv_bucket(js, "LEASES", 3))
+    assert isinstance(bucket, SteadyBucket) and bucket.name == "LEASES"
+    assert js.creates == 1  # not made twice: the second look found it
+    assert js.leader_asked >= 1  # and, made by this call, used once its stream has a leader
+
+
+def test_an_unanswered_lookup_is_asked_again() -> None:
+    js = SlowJetStream(lookup_timeouts=2)
+    js.made = True
+    bucket = asyncio.run(kv_bucket(js, "LEASES", 3))
+    assert bucket.name == "LEASES" and js.lookups == 3 and js.creates == 0
+    assert js.leader_asked == 0  # an existing bucket is used as it is
+
+
+def test_silence_that_lasts_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cosmictron.cluster.connection as connection
+
+    monkeypatch.setattr(connection, "BUCKET_LEADER_WAIT_S", 0.3)
+    js = SlowJetStream(lookup_timeouts=10**9)
+    with pytest.raises(TimeoutError):
+        asyncio.run(kv_bucket(js, "LEASES", 3))
