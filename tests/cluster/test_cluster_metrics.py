@@ -91,7 +91,7 @@ def test_cluster_series_on_a_real_leader_and_standby(
 
         nodes.freeze("a")  # past its lease: b takes over
         wait_for(nodes, "b", f"cosmictron_cluster_leader{app}", 1, 30)
-        taken = scrape(nodes, "b")
+        taken = scrape_until(nodes, "b", f"cosmictron_cluster_stream_offset{app}", 30)
         assert taken['cosmictron_cluster_takeovers_total{database="app",kind="expired"}'] == 1
         assert taken[f"cosmictron_cluster_stream_offset{app}"] > offset  # b's epoch record
         nodes.thaw("a")

@@ -6,6 +6,7 @@ context, the library's side of the wire, answering as a slow server does."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,7 +15,13 @@ import pytest
 errors = pytest.importorskip("nats.errors", reason="nats-py is not installed: the cluster extra")
 js_errors = pytest.importorskip("nats.js.errors", reason="nats-py is not installed")
 
-from cosmictron.cluster.connection import SteadyBucket, kv_bucket  # noqa: E402
+from cosmictron.cluster.connection import (  # noqa: E402
+    NatsConnection,
+    SteadyBucket,
+    bucket_values,
+    kv_bucket,
+)
+from cosmictron.testing.nats import NatsCluster  # noqa: E402
 
 
 class SlowJetStream:
@@ -70,3 +77,33 @@ def test_silence_that_lasts_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
     js = SlowJetStream(lookup_timeouts=10**9)
     with pytest.raises(TimeoutError):
         asyncio.run(kv_bucket(js, "LEASES", 3))
+
+
+def test_bucket_values_lists_every_live_key_right_after_its_write(
+    tmp_path: Path, nats_cluster: NatsCluster
+) -> None:
+    """The listing the catalogue and the node list use: each write acknowledged before is
+    in it at once (no watcher lag), a deleted or purged key is not, an empty bucket is
+    an empty dict (not an error)."""
+    connection = NatsConnection(nats_cluster.urls, "lister").connect()
+    try:
+
+        async def scenario() -> list[dict[str, bytes]]:
+            js = connection.js
+            kv = await kv_bucket(js, "LISTED", 3)
+            seen = [await bucket_values(js, kv, "LISTED")]
+            for n in range(12):
+                await kv.put(f"k{n}", f"v{n}".encode())
+                seen.append(await bucket_values(js, kv, "LISTED"))
+            await kv.delete("k3")
+            await kv.purge("k5")
+            seen.append(await bucket_values(js, kv, "LISTED"))
+            return seen
+
+        seen = connection.run(scenario(), 60.0)
+    finally:
+        connection.close()
+    assert seen[0] == {}
+    for n in range(12):
+        assert seen[n + 1] == {f"k{i}": f"v{i}".encode() for i in range(n + 1)}
+    assert seen[-1] == {f"k{i}": f"v{i}".encode() for i in range(12) if i not in (3, 5)}

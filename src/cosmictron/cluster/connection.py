@@ -229,6 +229,32 @@ async def kv_bucket(js: Any, name: str, replicas: int) -> Any:
     return SteadyBucket(bucket)
 
 
+async def bucket_values(js: Any, kv: Any, bucket: str) -> dict[str, bytes]:
+    """Every key of the KV ``bucket`` that holds a value now, with its value.
+
+    Not nats-py's ``KeyValue.keys()``: it lists through a push consumer and takes the
+    consumer's "nothing pending" with nothing received yet as an empty bucket, but the
+    server may have pushed every key already while the callback has not run (a loaded
+    machine). It then raises ``NoKeysError`` for a bucket full of keys (CI: a node's
+    ``GET /v1/cluster`` listed no databases). A stream info request is answered by the
+    stream's leader from one state: every subject (key) holding a message is in it, a
+    write acknowledged before is seen. A key deleted or purged keeps its marker message
+    there, and a key deleted between the listing and its read is skipped as well.
+    """
+    from nats.js.errors import KeyDeletedError, KeyNotFoundError
+
+    prefix = f"$KV.{bucket}."
+    info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}>")
+    out = {}
+    for subject in sorted(info.state.subjects or {}):
+        key = subject[len(prefix) :]
+        try:
+            out[key] = (await kv.get(key)).value or b""
+        except (KeyNotFoundError, KeyDeletedError):
+            continue
+    return out
+
+
 INTEREST_WAIT_S = 2.0
 """How long a KV write that found no responder is tried again (``SteadyBucket``)."""
 

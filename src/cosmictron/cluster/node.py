@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cosmictron.cluster.catchup import stream_last_offset
-from cosmictron.cluster.connection import NatsConnection, kv_bucket, parse_urls
+from cosmictron.cluster.connection import NatsConnection, bucket_values, kv_bucket, parse_urls
 from cosmictron.cluster.follower import out_of_touch_since
 from cosmictron.cluster.leadership import take_lead
 from cosmictron.cluster.lease import LEASE_RENEW_S, LEASE_TTL_S, Lease
@@ -222,17 +222,11 @@ class ClusterNode:
         """Every database of the cluster."""
 
         async def read() -> dict[str, CatalogueEntry]:
-            from nats.js.errors import NoKeysError
-
             kv = await self._bucket(CATALOGUE_BUCKET)
-            try:
-                keys = await kv.keys()
-            except NoKeysError:
-                return {}
+            values = await bucket_values(self.connection.js, kv, CATALOGUE_BUCKET)
             out = {}
-            for key in keys:
-                entry = await kv.get(key)
-                doc = json.loads(entry.value or b"{}")
+            for key, value in values.items():
+                doc = json.loads(value or b"{}")
                 name = _name(key)
                 out[name] = CatalogueEntry(
                     name,
@@ -459,16 +453,10 @@ class ClusterNode:
         included while it is not leaving."""
 
         async def read() -> list[str]:
-            from nats.js.errors import NoKeysError
-
             kv = await self._bucket(NODES_BUCKET)
-            try:
-                keys = await kv.keys()
-            except NoKeysError:
-                return []
             now, out = time.time(), []
-            for key in keys:
-                doc = json.loads((await kv.get(key)).value or b"{}")
+            for key, value in (await bucket_values(self.connection.js, kv, NODES_BUCKET)).items():
+                doc = json.loads(value or b"{}")
                 if now - float(doc.get("time", 0)) < NODE_DOWN_AFTER_S and not doc.get("leaving"):
                     out.append(key)
             return out
@@ -482,17 +470,9 @@ class ClusterNode:
         """``GET /v1/cluster``'s document (DESIGN.md §9)."""
 
         async def nodes() -> dict[str, dict[str, Any]]:
-            from nats.js.errors import NoKeysError
-
             kv = await self._bucket(NODES_BUCKET)
-            try:
-                keys = await kv.keys()
-            except NoKeysError:
-                return {}
-            out = {}
-            for key in keys:
-                out[key] = json.loads((await kv.get(key)).value or b"{}")
-            return out
+            values = await bucket_values(self.connection.js, kv, NODES_BUCKET)
+            return {key: json.loads(value or b"{}") for key, value in values.items()}
 
         seen = self.connection.run(nodes(), 10.0)
         now = time.time()
