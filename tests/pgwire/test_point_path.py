@@ -12,8 +12,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.pgwire.conftest import MODULE, PG, start_pg_server
-from tests.server.conftest import STARTED, stop_server
+from tests.pgwire.conftest import PG, shop_server
 
 RUNS = 5
 
@@ -109,15 +108,8 @@ def test_a_point_lookup_in_a_block_sees_the_blocks_writes(pg: PG) -> None:
 @pytest.fixture(scope="module")
 def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PG]:
     env = {"COSMICTRON_RATE_QUERIES_PER_S": "1", "COSMICTRON_RATE_QUERIES_BURST": "20"}
-    server, host, port = start_pg_server(tmp_path_factory.mktemp("pgrate") / "data", env=env)
-    STARTED.remove(server.process)
-    try:
-        _, owner = server.deployer()
-        assert server.deploy("shop", MODULE, owner).status == 201
-        assert server.request("POST", "/v1/database/shop/call/seed", [5], owner).status == 200
-        yield PG(server, host, port, owner, owner)
-    finally:
-        stop_server(server)
+    with shop_server(tmp_path_factory.mktemp("pgrate") / "data", env) as pg:
+        yield pg
 
 
 def test_point_lookups_count_against_the_query_rate(slow: PG) -> None:
@@ -173,15 +165,8 @@ def test_connections_of_one_identity_share_its_query_rate(slow: PG) -> None:
 @pytest.fixture(scope="module")
 def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PG]:
     env = {"COSMICTRON_SQL_PARAMS_BYTES_MAX": "9"}  # a name "p1" and an integer weigh 10
-    server, host, port = start_pg_server(tmp_path_factory.mktemp("pgtight") / "data", env=env)
-    STARTED.remove(server.process)
-    try:
-        _, owner = server.deployer()
-        assert server.deploy("shop", MODULE, owner).status == 201
-        assert server.request("POST", "/v1/database/shop/call/seed", [5], owner).status == 200
-        yield PG(server, host, port, owner, owner)
-    finally:
-        stop_server(server)
+    with shop_server(tmp_path_factory.mktemp("pgtight") / "data", env) as pg:
+        yield pg
 
 
 def test_point_lookups_weigh_their_parameters_on_every_run(tight: PG) -> None:
