@@ -288,7 +288,7 @@ class Allowance:
         self.anonymous = anonymous
         self.key = key
         self.rate = rate
-        self.burst = burst
+        self.burst = float(burst)
         self.held: _Bucket | None = None
 
     def take(self) -> None:
