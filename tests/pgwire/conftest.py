@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,22 @@ def pg_address(server: Server) -> tuple[str, int]:
     found = re.search(r"postgresql on ([0-9.]+):(\d+)", server.output[0])
     assert found, server.output[0]
     return found.group(1), int(found.group(2))
+
+
+@contextmanager
+def shop_server(data_dir: Path, env: dict[str, str]) -> Iterator[PG]:
+    """A server started with ``env`` (the limits a module's tests change), the shop
+    deployed and 5 items seeded; the owner's token is also the ``PG``'s reader token.
+    For a module-scoped fixture: stopped here, not by the per-test clean-up."""
+    server, host, port = start_pg_server(data_dir, env=env)
+    STARTED.remove(server.process)
+    try:
+        _, owner = server.deployer()
+        assert server.deploy("shop", MODULE, owner).status == 201
+        assert server.request("POST", "/v1/database/shop/call/seed", [5], owner).status == 200
+        yield PG(server, host, port, owner, owner)
+    finally:
+        stop_server(server)
 
 
 @pytest.fixture(scope="module")

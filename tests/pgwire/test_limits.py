@@ -11,8 +11,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from tests.pgwire.conftest import MODULE, PG, start_pg_server
-from tests.server.conftest import STARTED, stop_server
+from tests.pgwire.conftest import PG, shop_server
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +22,8 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PG]:
         "COSMICTRON_PG_PORTALS_MAX": "2",
         "COSMICTRON_PG_BLOCK_STATEMENTS_MAX": "2",
     }
-    server, host, port = start_pg_server(tmp_path_factory.mktemp("pglimits") / "data", env=env)
-    STARTED.remove(server.process)
-    try:
-        _, owner = server.deployer()
-        assert server.deploy("shop", MODULE, owner).status == 201
-        assert server.request("POST", "/v1/database/shop/call/seed", [5], owner).status == 200
-        yield PG(server, host, port, owner, owner)
-    finally:
-        stop_server(server)
+    with shop_server(tmp_path_factory.mktemp("pglimits") / "data", env) as pg:
+        yield pg
 
 
 def message(kind: bytes, body: bytes) -> bytes:

@@ -12,8 +12,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.pgwire.conftest import MODULE, PG, start_pg_server
-from tests.server.conftest import STARTED, stop_server
+from tests.pgwire.conftest import PG, shop_server
 
 RUNS = 5
 
@@ -109,15 +108,8 @@ def test_a_point_lookup_in_a_block_sees_the_blocks_writes(pg: PG) -> None:
 @pytest.fixture(scope="module")
 def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PG]:
     env = {"COSMICTRON_RATE_QUERIES_PER_S": "1", "COSMICTRON_RATE_QUERIES_BURST": "20"}
-    server, host, port = start_pg_server(tmp_path_factory.mktemp("pgrate") / "data", env=env)
-    STARTED.remove(server.process)
-    try:
-        _, owner = server.deployer()
-        assert server.deploy("shop", MODULE, owner).status == 201
-        assert server.request("POST", "/v1/database/shop/call/seed", [5], owner).status == 200
-        yield PG(server, host, port, owner, owner)
-    finally:
-        stop_server(server)
+    with shop_server(tmp_path_factory.mktemp("pgrate") / "data", env) as pg:
+        yield pg
 
 
 def test_point_lookups_count_against_the_query_rate(slow: PG) -> None:
@@ -137,6 +129,64 @@ def test_point_lookups_count_against_the_query_rate(slow: PG) -> None:
 
     # A burst of 20 at 1 per second: far fewer than 100 answered before the refusal.
     assert asyncio.run(run()) < 40
+
+
+def test_connections_of_one_identity_share_its_query_rate(slow: PG) -> None:
+    """Each session holds its caller's bucket (``Throttle.allowance``): the same one
+    for every connection of the identity, so two connections get no more than one."""
+
+    async def run() -> tuple[int, int]:
+        first = await asyncpg.connect(slow.url())
+        second = await asyncpg.connect(slow.url())
+        answered = [0, 0]
+        try:
+            statements = [
+                await conn.prepare("SELECT name FROM item WHERE id = $1")
+                for conn in (first, second)
+            ]
+            for _ in range(60):
+                for n, statement in enumerate(statements):
+                    try:
+                        assert await statement.fetchval(3) == "item3"
+                        answered[n] += 1
+                    except asyncpg.exceptions.ConfigurationLimitExceededError as exc:
+                        assert "too many queries" in str(exc)
+        finally:
+            await first.close()
+            await second.close()
+        return answered[0], answered[1]
+
+    # One burst of 20 at 1 per second for both (less what the test before spent): each
+    # connection alone would have answered 20 or more of its 60.
+    answered = asyncio.run(run())
+    assert sum(answered) < 40 and min(answered) < 20, answered
+
+
+@pytest.fixture(scope="module")
+def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PG]:
+    env = {"COSMICTRON_SQL_PARAMS_BYTES_MAX": "9"}  # a name "p1" and an integer weigh 10
+    with shop_server(tmp_path_factory.mktemp("pgtight") / "data", env) as pg:
+        yield pg
+
+
+def test_point_lookups_weigh_their_parameters_on_every_run(tight: PG) -> None:
+    """The size check of a prepared point lookup's parameters is not skipped on the
+    cached path: over ``sql_params_bytes_max`` every run is refused (53400), and the
+    session serves on."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(tight.url())
+        try:
+            statement = await conn.prepare("SELECT name FROM item WHERE id = $1")
+            for _ in range(RUNS):
+                with pytest.raises(asyncpg.exceptions.ConfigurationLimitExceededError) as caught:
+                    await statement.fetchval(2)
+                assert "sql_params_bytes_max" in str(caught.value)
+            assert await conn.fetchval("SELECT name FROM item WHERE id = 2") == "item2"
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
 
 
 def test_deallocate_drops_named_statements(pg: PG) -> None:

@@ -52,6 +52,49 @@ def test_past_rate_buckets_max_the_least_recently_used_bucket_is_forgotten():
         limiter.take("queries", False, "c")
 
 
+def test_an_allowance_spends_from_the_callers_one_shared_bucket():
+    """A connection's held bucket (``Throttle.allowance``) is the caller's bucket: its
+    other connections and its HTTP requests draw on the same tokens, and the refusal
+    is the one ``take`` gives."""
+    limiter = throttle(rate_queries_per_s="50", rate_queries_burst="3")
+    first = limiter.allowance("queries", False, "alice")
+    second = limiter.allowance("queries", False, "alice")
+    first.take()
+    limiter.take("queries", False, "alice")
+    second.take()
+    for spend in (first.take, second.take, lambda: limiter.take("queries", False, "alice")):
+        with pytest.raises(RateLimited, match="too many queries from identity alice") as caught:
+            spend()
+        assert 0 < caught.value.retry_after_s <= 1 / 50
+    limiter.allowance("queries", False, "bob").take()  # another identity, another bucket
+    limiter.allowance("calls", False, "alice").take()  # another kind, another bucket
+    time.sleep(caught.value.retry_after_s + 0.01)
+    second.take()  # refilled at the rate, as for ``take``
+    with pytest.raises(RateLimited):
+        first.take()
+
+
+def test_an_anonymous_allowance_uses_the_anonymous_limits():
+    limiter = throttle(rate_anonymous_calls_burst="1", rate_anonymous_calls_per_s="0")
+    held = limiter.allowance("calls", True, "127.0.0.1")
+    held.take()
+    with pytest.raises(RateLimited, match="address 127.0.0.1.*send a token") as caught:
+        held.take()
+    assert retry_after_header(caught.value.retry_after_s) == "3600"
+
+
+def test_an_allowance_whose_bucket_was_forgotten_starts_full_as_take_would():
+    limiter = throttle(rate_buckets_max="1", rate_queries_burst="1", rate_queries_per_s="0")
+    held = limiter.allowance("queries", False, "a")
+    held.take()
+    with pytest.raises(RateLimited):
+        held.take()
+    limiter.take("queries", False, "b")  # forgets "a"
+    held.take()  # a fresh, full bucket, the one ``take`` now finds too
+    with pytest.raises(RateLimited):
+        limiter.take("queries", False, "a")
+
+
 def test_the_budgets_follow_the_caller_and_the_environment():
     settings = ServerLimits({"COSMICTRON_QUERY_ANONYMOUS_TIME_S_MAX": "0.5"})
     anonymous = settings.query_budget(True)

@@ -103,20 +103,23 @@ def point_rows(
     params: Mapping[str, Any] | None,
     sender: Identity,
     budget: QueryBudget,
+    weighed: bool = False,
 ) -> list[tuple[Any, ...]] | None:
     """Run a cached primary-key SELECT (``prepared.point``, from the statement cache
     for this text, parameter types and sender) without looking it up again: what
     ``run_sql`` does for it, rights and budget included, giving its rows (none or one)
     without a ``QueryResult``. The PostgreSQL port keeps a prepared statement's entry
     and runs each Execute through here. None when the module changed since it was
-    prepared: run it with ``run_sql``.
+    prepared: run it with ``run_sql``. ``weighed``: the caller already passed
+    ``check_sizes`` with parameters of the same names and budget whose weight cannot
+    change (``params.fixed_weight``), so they are not weighed again.
 
     Raises:
         PermissionDenied, InvalidRequest, TooLarge, QueryTooCostly: as ``run_sql``.
     """
     point = prepared.point
     assert point is not None
-    if params:
+    if params and not weighed:
         check_sizes(params, budget)
     schema = prepared.schema
     if core.module.schema is not schema:

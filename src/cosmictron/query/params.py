@@ -70,6 +70,14 @@ def check_sizes(params: Mapping[str, Any] | None, budget: QueryBudget) -> None:
             )
 
 
+def fixed_weight(types: tuple[type, ...]) -> bool:
+    """Whether parameter values of ``types`` weigh the same on every call (scalars:
+    ``SCALAR_BYTES`` each), so that parameters of the same names passing
+    ``check_sizes`` once pass it every time: a prepared statement's caller may weigh
+    them once instead of per call."""
+    return all(kind in _SCALARS for kind in types)
+
+
 def has_params(value: Any) -> bool:
     """Whether a plan, statement or value holds a ``Param`` anywhere."""
     if isinstance(value, Param | Computed):

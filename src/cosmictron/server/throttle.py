@@ -29,7 +29,6 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -135,10 +134,38 @@ class ServerLimits:
         )
 
 
-@dataclass
 class _Bucket:
-    tokens: float
-    updated: float
+    """One caller's tokens of one kind: ``tokens`` as of ``updated`` (monotonic
+    seconds), refilled at the rate up to the burst when spent."""
+
+    __slots__ = ("forgotten", "seen", "tokens", "updated")
+
+    def __init__(self, tokens: float, now: float) -> None:
+        self.tokens = tokens
+        self.updated = now
+        self.seen = now
+        """When it was last moved to the recent end of its kind's LRU order."""
+        self.forgotten = False
+        """Set when it is pushed out past ``rate_buckets_max``: an ``Allowance``
+        holding it finds the caller's bucket again (a fresh one, as ``take`` would)."""
+
+    def spend(self, now: float, rate: float, burst: float) -> float | None:
+        """Refill up to ``now``, then take one token; None when there was one, else
+        the seconds until there will be."""
+        tokens = self.tokens + (now - self.updated) * rate
+        self.updated = now
+        if tokens > burst:  # (no min(): once per request)
+            tokens = float(burst)
+        if tokens >= 1.0:
+            self.tokens = tokens - 1.0
+            return None
+        self.tokens = tokens
+        return math.inf if rate <= 0 else (1.0 - tokens) / rate
+
+
+SEEN_EVERY_S = 1.0
+"""How often an ``Allowance`` in use moves its bucket to the recent end of the LRU
+order: the order is of the last second a caller was seen, not of its last request."""
 
 
 class Throttle:
@@ -160,6 +187,23 @@ class Throttle:
             RateLimited: the caller's bucket is empty; ``retry_after_s`` says when one
                 request will be accepted again.
         """
+        rate, burst = self.rates(kind, anonymous)
+        now = time.monotonic()
+        bucket = self.bucket(kind, anonymous, key, now, burst)
+        retry_after_s = bucket.spend(now, rate, burst)
+        if retry_after_s is not None:
+            raise self.refusal(kind, anonymous, key, retry_after_s)
+
+    def allowance(self, kind: str, anonymous: bool, key: str) -> Allowance:
+        """A handle on caller ``key``'s bucket of ``kind`` for a connection to keep:
+        its ``take`` is ``take(kind, anonymous, key)`` without finding the bucket
+        and the rates again on every request (the same bucket, shared with the
+        caller's other connections and HTTP requests)."""
+        rate, burst = self.rates(kind, anonymous)
+        return Allowance(self, kind, anonymous, key, rate, burst)
+
+    def rates(self, kind: str, anonymous: bool) -> tuple[float, float]:
+        """(rate per second, burst) of ``kind`` for callers with or without a token."""
         rates = self._rates.get((kind, anonymous))
         if rates is None:  # read once per kind: the settings do not change
             who = "anonymous_" if anonymous else ""
@@ -168,15 +212,16 @@ class Throttle:
                 self.settings[f"rate_{who}{kind}_burst"],
             )
             self._rates[(kind, anonymous)] = rates
-        rate, burst = rates
-        retry_after_s = self._spend(kind, anonymous, key, rate, burst)
-        if retry_after_s is None:
-            return
+        return rates
+
+    def refusal(self, kind: str, anonymous: bool, key: str, retry_after_s: float) -> RateLimited:
+        """The error of a request of ``kind`` past caller ``key``'s bucket."""
+        rate, burst = self.rates(kind, anonymous)
         who = "anonymous_" if anonymous else ""
         whom = f"address {key}" if anonymous else f"identity {key}"
         setting = f"limits.rate_{who}{kind}_per_s / rate_{who}{kind}_burst"
         hint = "; send a token for the larger per-identity limit" if anonymous else ""
-        raise RateLimited(
+        return RateLimited(
             f"too many {kind} from {whom}: at most {rate:g} per second (bursts of "
             f"{burst:g}), set by {setting} (server env COSMICTRON_RATE_{who.upper()}"
             f"{kind.upper()}_PER_S){hint}; retry after {retry_after_s:.3f} s",
@@ -192,7 +237,9 @@ class Throttle:
         """
         rate = self.settings["rate_identities_per_s"]
         burst = self.settings["rate_identities_burst"]
-        retry_after_s = self._spend(IDENTITIES, True, address, rate, burst)
+        now = time.monotonic()
+        bucket = self.bucket(IDENTITIES, True, address, now, burst)
+        retry_after_s = bucket.spend(now, rate, burst)
         if retry_after_s is None:
             return
         raise RateLimited(
@@ -203,27 +250,71 @@ class Throttle:
             retry_after_s,
         )
 
-    def _spend(
-        self, kind: str, anonymous: bool, key: str, rate: float, burst: float
-    ) -> float | None:
-        """Take one token from the bucket of ``(kind, anonymous, key)``; None when there
-        was one, else the seconds until there will be."""
+    def bucket(self, kind: str, anonymous: bool, key: str, now: float, burst: float) -> _Bucket:
+        """The bucket of ``(kind, anonymous, key)``, made full (``burst``) if there is none, moved
+        to the recent end of its kind's LRU order (the oldest past
+        ``rate_buckets_max`` are forgotten)."""
         buckets = self._buckets[kind]
-        now = time.monotonic()
         bucket = buckets.get((anonymous, key))
         if bucket is None:
             bucket = buckets[(anonymous, key)] = _Bucket(float(burst), now)
             while len(buckets) > self.settings["rate_buckets_max"]:
-                buckets.popitem(last=False)
+                buckets.popitem(last=False)[1].forgotten = True
         else:
             buckets.move_to_end((anonymous, key))
-            tokens = bucket.tokens + (now - bucket.updated) * rate
-            bucket.tokens = tokens if tokens < burst else float(burst)  # (no min(): per query)
-            bucket.updated = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return None
-        return math.inf if rate <= 0 else (1.0 - bucket.tokens) / rate
+            bucket.seen = now
+        return bucket
+
+
+class Allowance:
+    """One caller's bucket of one kind, held by a connection that spends from it on
+    every request (a PostgreSQL session's queries, a WebSocket client's requests).
+
+    Why: finding the bucket (a tuple key in an ``OrderedDict``, moved to its end) and
+    the rates on every request was most of what a point query's rate check cost.
+    Held, the bucket is spent with the same arithmetic and shared as before: the
+    caller's other connections and HTTP requests draw on the same tokens, so the
+    limits mean what docs/reference/limits.md says. It is moved in the LRU order
+    once a second at most (``SEEN_EVERY_S``), and found again if it was forgotten.
+    """
+
+    __slots__ = ("anonymous", "burst", "held", "key", "kind", "rate", "throttle")
+
+    def __init__(
+        self, throttle: Throttle, kind: str, anonymous: bool, key: str, rate: float, burst: float
+    ) -> None:
+        self.throttle = throttle
+        self.kind = kind
+        self.anonymous = anonymous
+        self.key = key
+        self.rate = rate
+        self.burst = float(burst)
+        self.held: _Bucket | None = None
+
+    def take(self) -> None:
+        """Spend one request, as ``Throttle.take``.
+
+        Raises:
+            RateLimited: the caller's bucket is empty.
+        """
+        now = time.monotonic()
+        bucket = self.held
+        if bucket is None or bucket.forgotten or now - bucket.seen >= SEEN_EVERY_S:
+            bucket = self.held = self.throttle.bucket(
+                self.kind, self.anonymous, self.key, now, self.burst
+            )
+        # ``bucket.spend``'s refill, inline (a call less per request); its refusal.
+        tokens = bucket.tokens + (now - bucket.updated) * self.rate
+        bucket.updated = now
+        if tokens > self.burst:
+            tokens = self.burst
+        if tokens >= 1.0:
+            bucket.tokens = tokens - 1.0
+            return
+        bucket.tokens = tokens
+        retry_after_s = bucket.spend(now, self.rate, self.burst)  # (0 s refilled: no token)
+        assert retry_after_s is not None
+        raise self.throttle.refusal(self.kind, self.anonymous, self.key, retry_after_s)
 
 
 THROTTLE = web.AppKey("throttle", Throttle)

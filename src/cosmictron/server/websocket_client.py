@@ -30,7 +30,9 @@ import contextlib
 import logging
 import math
 from collections import deque
+from collections.abc import Mapping
 from functools import partial
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -78,7 +80,7 @@ from cosmictron.server.routes import (
     converter_of,
     submit_call,
 )
-from cosmictron.server.throttle import Throttle
+from cosmictron.server.throttle import Allowance, Throttle
 from cosmictron.server.wire import row_to_json
 from cosmictron.subscription import Subscription
 from cosmictron.values import ConnectionId, Identity
@@ -117,6 +119,8 @@ class WebSocketClient:
     anonymous = False
     rate_key = ""
     throttle: Throttle | None = None
+    allowances: Mapping[str, Allowance] = MappingProxyType({})
+    """The caller's buckets of each kind, held (``Throttle.allowance``)."""
     budget: QueryBudget | None = None
     forwarder: CallForwarder | None = None
     """Set in cluster mode (server/websocket.py): sends calls to the leader on a follower."""
@@ -435,11 +439,16 @@ class WebSocketClient:
         self.rate_key = rate_key
         self.throttle = throttle
         self.budget = throttle.settings.query_budget(anonymous)
+        self.allowances = {
+            kind: throttle.allowance(kind, anonymous, rate_key)
+            for kind in ("calls", "queries", "subscriptions")
+        }
 
     def take_rate(self, kind: str) -> None:
         """Spend one request of ``kind``; ``RateLimited`` past the client's rate."""
-        if self.throttle is not None:
-            self.throttle.take(kind, self.anonymous, self.rate_key)
+        allowance = self.allowances.get(kind)
+        if allowance is not None:
+            allowance.take()
 
     async def run(self) -> None:
         """Serve requests in order until the client or the server closes."""

@@ -45,6 +45,7 @@ from cosmictron.host.sql import point_rows, select_batches
 from cosmictron.query import QueryResult
 from cosmictron.query.budget import QueryBudget
 from cosmictron.query.cache import Prepared
+from cosmictron.query.params import fixed_weight
 from cosmictron.server.pgwire import catalog, messages, pgtypes, results, session_sql
 from cosmictron.server.pgwire.inbound import Inbound
 from cosmictron.server.pgwire.leader_writes import LeaderAnswer, LeaderWrites
@@ -83,6 +84,7 @@ from cosmictron.values import Identity
 if TYPE_CHECKING:
     from cosmictron.server.pgwire.context import PgContext
     from cosmictron.server.registry import HostedDatabase
+    from cosmictron.server.throttle import Allowance
 
 logger = logging.getLogger(__name__)
 
@@ -162,9 +164,10 @@ class Statement:
     shape: Shape | None = None
     param_oids: tuple[int, ...] | None = None
     """The type of each parameter, worked out at the first Bind or Describe."""
-    point: tuple[Any, tuple[type, ...], Prepared] | None = None
+    point: tuple[Any, tuple[type, ...], Prepared, bool] | None = None
     """A primary-key SELECT's statement cache entry, with the schema and the
-    parameters' Python types it was found for (``Session._point_read``)."""
+    parameters' Python types it was found for, and whether parameters of those types
+    passed the size check once and weigh the same every time (``Session._point_read``)."""
     writers: dict[tuple[int, ...], tuple[tuple[int, ...], results.Writer]] = field(
         default_factory=dict
     )
@@ -231,6 +234,8 @@ class Session:
         self.out: list[bytes] = []
         self.out_bytes = 0
         self.budget: QueryBudget = context.limits.query_budget(False)
+        self.query_rate: Allowance | None = None
+        """The caller's query bucket, held once the first query spends from it."""
 
     # --- the connection ---------------------------------------------------------
 
@@ -903,14 +908,16 @@ class Session:
             if entry is None:
                 statement.point = None
                 return None
-            statement.point = known = (schema, types, entry)
+            statement.point = known = (schema, types, entry, False)
         try:
-            self.context.throttle.take("queries", False, self.caller_hex)
-            rows = point_rows(core, known[2], given, self.caller, self.budget)
+            (self.query_rate or self._query_rate()).take()
+            rows = point_rows(core, known[2], given, self.caller, self.budget, known[3])
             if rows is None:  # the module changed meanwhile
                 statement.point = None
                 text = statement.engine_text
                 rows = db.sql(text, given, sender=self.caller, budget=self.budget).rows
+            elif not known[3] and fixed_weight(types):  # weighed once (the session's budget)
+                statement.point = (schema, types, known[2], True)
         except CosmictronError as exc:  # RateLimited too
             raise sqlstate_of(exc, statement.text) from None
         count = len(rows)
@@ -969,9 +976,14 @@ class Session:
 
     def _take_rate(self) -> None:
         try:
-            self.context.throttle.take("queries", False, self.caller_hex)
+            (self.query_rate or self._query_rate()).take()
         except RateLimited as exc:
             raise sqlstate_of(exc) from None
+
+    def _query_rate(self) -> Allowance:
+        """The caller's query bucket (its identity's, as for HTTP ``sql``), kept."""
+        self.query_rate = self.context.throttle.allowance("queries", False, self.caller_hex)
+        return self.query_rate
 
     async def _catalog(self, statement: Statement, params: dict[str, Any]) -> Outcome:
         database = self._database()
