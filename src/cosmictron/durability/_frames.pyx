@@ -622,3 +622,71 @@ def pack_record(object fields):
     finally:
         if out.heap:
             free(out.data)
+
+
+DEF _HEADER_BYTES = 16  # record.FRAME_HEADER: <IIQ (payload length, frame crc, durable)
+
+
+cdef inline void _put_le(char *at, uint64_t value, int width) noexcept nogil:
+    cdef int i
+    for i in range(width):
+        at[i] = <char>((value >> (8 * i)) & 0xFF)
+
+
+def frame_record(object fields, uint64_t durable):
+    """The whole frame of an unsigned record and its payload's SHA-256, in one call:
+    ``(FRAME_HEADER.pack(len(payload), frame_crc(zlib.crc32(payload), durable), durable)
+    + payload, hashlib.sha256(payload).digest())`` with ``payload = pack_record(fields)``;
+    None where ``pack_record`` gives None (the caller then takes the general path).
+
+    ``CommitLog.append`` without signing and without group commit: one call for what
+    was ``pack_record``, ``seal``, the watermark's crc, the header and the join of header
+    and payload (five calls, three more bytes objects; docs/design/hot-path.md, "Seventh
+    round"). ``tests/durability/test_frames_kernel.py`` checks it against those steps.
+    """
+    cdef char stack[_STACK_BYTES]
+    cdef _Out out
+    cdef int refused
+    cdef Py_ssize_t size, done, step
+    cdef const unsigned char *payload
+    cdef unsigned long c = 0
+    cdef unsigned char durable_le[8]
+    cdef SHA256_CTX ctx
+    cdef unsigned char digest_buf[32]
+    out.data = stack
+    out.size = _HEADER_BYTES  # the header goes in front once the payload's crc is known
+    out.cap = _STACK_BYTES
+    out.heap = False
+    try:
+        try:
+            refused = _pack(fields, &out, 0)
+        except UnicodeError:
+            return None  # msgpack says what is wrong with the text
+        if refused:
+            return None
+        size = out.size - _HEADER_BYTES
+        if size > 0xFFFFFFFF:
+            return None  # the header cannot hold it: the general path refuses it
+        payload = <const unsigned char *>out.data + _HEADER_BYTES
+        done = 0
+        while done < size:  # crc32 takes an unsigned int length
+            step = size - done
+            if step > 0x40000000:
+                step = 0x40000000
+            c = crc32(c, payload + done, <unsigned int>step)
+            done += step
+        _put_le(<char *>durable_le, durable, 8)
+        c = crc32(c, durable_le, 8)
+        SHA256_Init(&ctx)
+        SHA256_Update(&ctx, payload, <size_t>size)
+        SHA256_Final(digest_buf, &ctx)
+        _put_le(out.data, <uint64_t>size, 4)
+        _put_le(out.data + 4, <uint64_t>(<uint32_t>c), 4)
+        memcpy(out.data + 8, durable_le, 8)
+        return (
+            PyBytes_FromStringAndSize(out.data, out.size),
+            PyBytes_FromStringAndSize(<char *>digest_buf, 32),
+        )
+    finally:
+        if out.heap:
+            free(out.data)
