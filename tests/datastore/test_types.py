@@ -202,7 +202,7 @@ def _outcome(checker, values):
         return "ok", checker(values)
     except TypeMismatch as exc:
         return "TypeMismatch", str(exc)
-    except ValueError as exc:
+    except ValueError:
         return "ValueError", None
 
 

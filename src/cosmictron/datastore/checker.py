@@ -85,7 +85,7 @@ def compile_checker(
         return _check_nothing
     if compiled and _RowChecker is not None and len(column_types) <= 64:
         kinds = [_kind(t) for t in column_types]
-        return _RowChecker(  # type: ignore[no-any-return]
+        return _RowChecker(
             kinds,
             [t.low if k == _INT else 0 for t, k in zip(column_types, kinds, strict=True)],  # type: ignore[attr-defined]
             [t.high if k == _INT else 0 for t, k in zip(column_types, kinds, strict=True)],  # type: ignore[attr-defined]

@@ -236,7 +236,7 @@ class CommitLog:
                 crc, digest = _seal(payload)
             else:
                 crc = _crc32(payload)
-                digest = b""
+                digest = _sha256(payload).digest()
         if self.buffered:
             # The header is made at flush time, when the leader knows what is synced.
             assert payload is not None
@@ -259,7 +259,7 @@ class CommitLog:
             if written != length + FRAME_HEADER_BYTES:
                 self._undo_write(offset, OSError(f"short write of {written} bytes"))
             self._flushed_bytes += written
-        self.last_hash = digest or _sha256(payload).digest()
+        self.last_hash = digest
         self.next_offset = offset + 1
         self.segment_bytes += written
         self.bytes_written += written
@@ -267,7 +267,9 @@ class CommitLog:
         self.last_time_us = now
         on_record = self.on_record
         ledger = self.ledger
-        if payload is None and (on_record is not None or ledger is not None):
+        if on_record is None and ledger is None:
+            return offset
+        if payload is None:  # framed in one call: the payload is the frame's tail
             payload = frame[FRAME_HEADER_BYTES:]
         if on_record is not None:
             on_record(offset, payload)

@@ -217,6 +217,8 @@ class Database:
             if reducer in module.procedures:
                 return self.start_procedure(reducer, args, kwargs).result().return_value
             transactions.raise_unknown_reducer(module, reducer)
+        values: Sequence[Any]
+        wire_args: Sequence[Any]
         if not kwargs and len(args) == binding.plain_arity:  # ``bind`` inlined
             try:
                 values = wire_args = binding.check_arguments(args)
