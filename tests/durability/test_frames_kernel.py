@@ -423,15 +423,16 @@ def test_frame_record_is_the_frame_the_separate_steps_make(seed: int) -> None:
 
 def test_cosmictron_pure_turns_seal_and_mapped_writes_off() -> None:
     code = (
-        "from cosmictron.durability import commitlog, storage; "
+        "from cosmictron.durability import commitlog, snapshot, storage; "
         "print(commitlog._seal is None, commitlog._pack_record is None, "
-        "commitlog._frame_record is None, storage.MAPPED_WRITES)"
+        "commitlog._frame_record is None, snapshot._pack_record is None, "
+        "storage.MAPPED_WRITES)"
     )
     env = {**os.environ, "COSMICTRON_PURE": "1"}
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.split() == ["True", "True", "True", "False"]
+    assert out.stdout.split() == ["True", "True", "True", "True", "False"]
 
 
 # Ints at every width's edge (msgpack picks the smallest form), and one past each.
