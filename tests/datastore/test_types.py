@@ -172,3 +172,71 @@ def test_non_finite_floats_are_refused_with_a_hint(value):
     with pytest.raises(TypeMismatch, match="not finite"):
         compile_checker([t.F64])((value,))
     assert t.F64.check(-0.0) == 0.0 and str(t.F64.check(-0.0)) == "-0.0"
+
+
+class _IntSubclass(int):
+    """An int subclass: the checkers pass it to ``check``, which makes it a plain int."""
+
+
+WIDE_VALUES = st.one_of(
+    SCALAR_VALUES,
+    st.sampled_from([2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 2**127]),
+    st.integers(min_value=-5, max_value=300).map(_IntSubclass),
+    st.sampled_from([float("nan"), float("inf"), -0.0, True, False]),
+)
+WIDE_TYPES = [
+    t.I64,
+    t.INTEGERS["u64"],
+    t.INTEGERS["i128"],
+    t.INTEGERS["u8"],
+    t.STR,
+    t.F64,
+    t.F32,
+    t.BOOL,
+    t.OptionalType(t.I64),
+]
+
+
+def _outcome(checker, values):
+    try:
+        return "ok", checker(values)
+    except TypeMismatch as exc:
+        return "TypeMismatch", str(exc)
+    except ValueError:
+        return "ValueError", None
+
+
+FITTING = [  # one strategy of values each column of WIDE_TYPES accepts
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.integers(min_value=0, max_value=2**64 - 1),
+    st.integers(min_value=-(2**127), max_value=2**127 - 1),
+    st.integers(min_value=0, max_value=255),
+    st.text(max_size=5),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(width=32, allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.one_of(st.none(), st.integers(min_value=-(2**63), max_value=2**63 - 1)),
+]
+ROWS = st.one_of(
+    st.tuples(*FITTING).map(list),  # every value fits: the checked row itself
+    st.tuples(*(st.one_of(fit, fit, WIDE_VALUES) for fit in FITTING)).map(list),
+    st.lists(WIDE_VALUES, min_size=8, max_size=10),  # mostly a wrong count
+)
+
+
+@given(ROWS, st.sampled_from([tuple, list, iter]))
+def test_compiled_and_generated_checkers_agree(values, container):
+    """``_rows.RowChecker`` (built) and the generated function give equal rows, of the same
+    types, and the same errors, for every width edge, a subclass, and a wrong count."""
+    from cosmictron.datastore.checker import _RowChecker, compile_checker
+
+    if _RowChecker is None:
+        pytest.skip("the compiled checker is not built here (COSMICTRON_PURE=1 or no compiler)")
+    compiled = compile_checker(WIDE_TYPES[:9])
+    generated = compile_checker(WIDE_TYPES[:9], compiled=False)
+    assert type(compiled) is _RowChecker and type(generated) is not _RowChecker
+    got = _outcome(compiled, container(values))
+    expected = _outcome(generated, container(values))
+    assert got == expected
+    if got[0] == "ok":
+        assert type(got[1]) is tuple and [type(v) for v in got[1]] == [type(v) for v in expected[1]]

@@ -391,16 +391,48 @@ def test_seal_gives_the_library_crc_and_digest(size: int) -> None:
     assert seal(payload) == (zlib.crc32(payload), hashlib.sha256(payload).digest())
 
 
+@needs_kernel
+@pytest.mark.parametrize("seed", range(2))
+def test_frame_record_is_the_frame_the_separate_steps_make(seed: int) -> None:
+    """``frame_record`` (the commit log's one call for an unsigned record) gives the
+    header ``FRAME_HEADER`` packs over ``pack_record``'s payload with the watermark's crc,
+    then the payload, and the payload's SHA-256; None exactly where ``pack_record`` is."""
+    import hashlib
+    import zlib
+
+    from cosmictron.durability._frames import frame_record, pack_record
+    from cosmictron.durability.record import FRAME_HEADER, frame_crc
+
+    rng = random.Random(seed)
+    framed = 0
+    for _ in range(600):
+        value = [_random_value(rng) for _ in range(rng.randrange(1, 4))]
+        durable = rng.choice([0, 1, 255, 2**32, 2**63 - 1, 2**64 - 1, rng.randrange(10**9)])
+        payload = pack_record(value)
+        got = frame_record(value, durable)
+        if payload is None:
+            assert got is None
+            continue
+        header = FRAME_HEADER.pack(len(payload), frame_crc(zlib.crc32(payload), durable), durable)
+        assert got == (header + payload, hashlib.sha256(payload).digest()), repr(value)[:300]
+        framed += 1
+    assert framed > 100
+    with pytest.raises(OverflowError):  # not a watermark: refused, nothing written
+        frame_record([1], -1)
+
+
 def test_cosmictron_pure_turns_seal_and_mapped_writes_off() -> None:
     code = (
-        "from cosmictron.durability import commitlog, storage; "
-        "print(commitlog._seal is None, commitlog._pack_record is None, storage.MAPPED_WRITES)"
+        "from cosmictron.durability import commitlog, snapshot, storage; "
+        "print(commitlog._seal is None, commitlog._pack_record is None, "
+        "commitlog._frame_record is None, snapshot._pack_record is None, "
+        "storage.MAPPED_WRITES)"
     )
     env = {**os.environ, "COSMICTRON_PURE": "1"}
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.split() == ["True", "True", "False"]
+    assert out.stdout.split() == ["True", "True", "True", "True", "False"]
 
 
 # Ints at every width's edge (msgpack picks the smallest form), and one past each.

@@ -7,6 +7,7 @@ belong to the log must be refused.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -113,3 +114,24 @@ def test_failing_build_state_is_logged_and_the_layer_keeps_working(
     assert "writing the snapshot at offset 1 failed" in caplog.text
     assert layer.statistics().snapshot_count == 0
     assert layer.append(TX_RECORD_KIND, 2) == 2
+
+
+class _Text(str):
+    """A str subclass: the compiled packer leaves the state to msgpack."""
+
+
+@pytest.mark.parametrize("subclass", [False, True])
+def test_a_snapshot_file_holds_msgpacks_bytes_of_the_state(tmp_path: Any, subclass: bool) -> None:
+    """Whichever packer wrote it (the compiled one, or msgpack for what that one leaves to
+    it, or with ``COSMICTRON_PURE=1``), the payload is ``msgpack.packb(state)``."""
+    import msgpack
+
+    from cosmictron.durability.snapshot import SNAPSHOT_HEADER
+
+    name = _Text("item") if subclass else "item"
+    rows = [[i, f"name {i}", i * 1.5, None, True, b"\x00\xff"] for i in range(300)]
+    state = {"module": [b"source", "app.py"], "tables": [[name, rows, [[0, 301]]]]}
+    path = write_snapshot(FILE_STORAGE, str(tmp_path), Snapshot(7, b"h" * 32, state))
+    with open(path, "rb") as file:
+        payload = file.read()[SNAPSHOT_HEADER.size :]
+    assert payload == msgpack.packb(state, use_bin_type=True)

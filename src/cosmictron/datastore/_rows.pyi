@@ -11,3 +11,9 @@ def net_effect_pass(
     positions: list[int],
     required: list[bool],
 ) -> tuple[dict[Any, Any], int, list[list[list[Any]]]]: ...
+
+class RowChecker:
+    def __init__(
+        self, kinds: list[int], lows: list[int], highs: list[int], checks: list[Any]
+    ) -> None: ...
+    def __call__(self, values: Any) -> tuple[Any, ...]: ...

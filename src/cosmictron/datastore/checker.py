@@ -14,10 +14,25 @@ calling ``check`` per column would return, and raises the same ``TypeMismatch``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from cosmictron.datastore.types import BOOL, F64, STR, ColumnType, IntType
+
+_RowChecker: Any = None
+"""The compiled checker (``_rows.RowChecker``: the generated function's steps in C), or
+None: not built, or ``COSMICTRON_PURE`` is set; ``compile_checker`` then returns the
+generated Python function. See docs/design/hot-path.md, "Seventh round"."""
+if not os.environ.get("COSMICTRON_PURE"):
+    try:
+        from cosmictron.datastore._rows import RowChecker as _RowChecker
+    except ImportError:  # built without a compiler
+        pass
+
+# What ``_rows.RowChecker`` tests in C for a column (``_kind``); the same cases ``_inline``
+# writes out, and 0 for a value passed to the column type's ``check``.
+_CALL, _INT, _FINITE_FLOAT, _STR, _BOOL = range(5)
 
 
 def _inline(column_type: ColumnType, name: str, fallback: str) -> str:
@@ -44,12 +59,38 @@ def check_expression(column_type: ColumnType, name: str, fallback: str) -> str:
     return _inline(column_type, name, fallback)
 
 
+def _kind(column_type: ColumnType) -> int:
+    """The case of ``_inline`` a column falls in, as ``_rows.RowChecker`` numbers it."""
+    if isinstance(column_type, IntType):
+        return _INT
+    if column_type is F64:
+        return _FINITE_FLOAT
+    if column_type is STR:
+        return _STR
+    if column_type is BOOL:
+        return _BOOL
+    return _CALL
+
+
 def compile_checker(
-    column_types: Sequence[ColumnType],
+    column_types: Sequence[ColumnType], compiled: bool = True
 ) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
-    """Return ``f(values) -> canonical tuple`` for rows of exactly these column types."""
+    """Return ``f(values) -> canonical tuple`` for rows of exactly these column types.
+
+    The compiled ``RowChecker`` when it is built (``compiled=False``: the generated
+    Python function regardless, which tests compare it with); both return equal tuples
+    and raise the same errors.
+    """
     if not column_types:
         return _check_nothing
+    if compiled and _RowChecker is not None and len(column_types) <= 64:
+        kinds = [_kind(t) for t in column_types]
+        return _RowChecker(
+            kinds,
+            [t.low if k == _INT else 0 for t, k in zip(column_types, kinds, strict=True)],  # type: ignore[attr-defined]
+            [t.high if k == _INT else 0 for t, k in zip(column_types, kinds, strict=True)],  # type: ignore[attr-defined]
+            [t.check for t in column_types],
+        )
     names = [f"v{i}" for i in range(len(column_types))]
     namespace: dict[str, Any] = {f"c{i}": t.check for i, t in enumerate(column_types)}
     parts = [

@@ -101,7 +101,10 @@ class Index:
         elif self.unique:
             raise AssertionError(f"index {self.schema.name}: add over a held key {key!r}")
         elif type(found) is set:
-            self._own_set(key, found).add(row_key)
+            if self._owned is None:  # no snapshot shares the set: ``_own_set`` inlined
+                found.add(row_key)
+            else:
+                self._own_set(key, found).add(row_key)
         else:
             entries[key] = {found, row_key}
             if self._owned is not None:

@@ -403,20 +403,29 @@ def seal(bytes payload):
     """
     cdef const unsigned char *base = <const unsigned char *>PyBytes_AS_STRING(payload)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(payload)
+    return <uint32_t>_crc(0, base, size), _sha256(base, size)
+
+
+cdef unsigned long _crc(unsigned long c, const unsigned char *base, Py_ssize_t size) noexcept nogil:
+    """``zlib.crc32`` of ``size`` bytes from ``c`` on (crc32 takes an unsigned int length)."""
     cdef Py_ssize_t done = 0, step
-    cdef unsigned long c = 0
-    cdef SHA256_CTX ctx
-    cdef unsigned char digest_buf[32]
-    while done < size:  # crc32 takes an unsigned int length
+    while done < size:
         step = size - done
         if step > 0x40000000:
             step = 0x40000000
         c = crc32(c, base + done, <unsigned int>step)
         done += step
+    return c
+
+
+cdef bytes _sha256(const unsigned char *base, Py_ssize_t size):
+    """``hashlib.sha256(...).digest()`` of ``size`` bytes."""
+    cdef SHA256_CTX ctx
+    cdef unsigned char digest_buf[32]
     SHA256_Init(&ctx)
     SHA256_Update(&ctx, base, <size_t>size)
     SHA256_Final(digest_buf, &ctx)
-    return <uint32_t>c, PyBytes_FromStringAndSize(<char *>digest_buf, 32)
+    return PyBytes_FromStringAndSize(<char *>digest_buf, 32)
 
 
 # -- the record packer --------------------------------------------------------------------
@@ -606,19 +615,72 @@ def pack_record(object fields):
     """
     cdef char stack[_STACK_BYTES]
     cdef _Out out
-    cdef int refused
-    out.data = stack
-    out.size = 0
-    out.cap = _STACK_BYTES
-    out.heap = False
+    _start(&out, stack, 0)
     try:
-        try:
-            refused = _pack(fields, &out, 0)
-        except UnicodeError:
-            return None  # msgpack says what is wrong with the text
-        if refused:
+        if _pack_fields(fields, &out):
             return None
         return PyBytes_FromStringAndSize(out.data, out.size)
+    finally:
+        if out.heap:
+            free(out.data)
+
+
+cdef inline void _start(_Out *out, char *stack, Py_ssize_t reserved) noexcept:
+    """An empty buffer over ``stack`` (``_STACK_BYTES``), ``reserved`` bytes left in front."""
+    out.data = stack
+    out.size = reserved
+    out.cap = _STACK_BYTES
+    out.heap = False
+
+
+cdef int _pack_fields(object fields, _Out *out) except -1:
+    """0 once ``fields`` is packed into ``out``; 1 for a record left to msgpack."""
+    try:
+        return _pack(fields, out, 0)
+    except UnicodeError:
+        return 1  # msgpack says what is wrong with the text
+
+
+DEF _HEADER_BYTES = 16  # record.FRAME_HEADER: <IIQ (payload length, frame crc, durable)
+
+
+cdef inline void _put_le(char *at, uint64_t value, int width) noexcept nogil:
+    cdef int i
+    for i in range(width):
+        at[i] = <char>((value >> (8 * i)) & 0xFF)
+
+
+def frame_record(object fields, uint64_t durable):
+    """The whole frame of an unsigned record and its payload's SHA-256, in one call:
+    ``(FRAME_HEADER.pack(len(payload), frame_crc(zlib.crc32(payload), durable), durable)
+    + payload, hashlib.sha256(payload).digest())`` with ``payload = pack_record(fields)``;
+    None where ``pack_record`` gives None (the caller then takes the general path).
+
+    ``CommitLog.append`` without signing and without group commit: one call for what
+    was ``pack_record``, ``seal``, the watermark's crc, the header and the join of header
+    and payload (five calls, three more bytes objects; docs/design/hot-path.md, "Seventh
+    round"). ``tests/durability/test_frames_kernel.py`` checks it against those steps.
+    """
+    cdef char stack[_STACK_BYTES]
+    cdef _Out out
+    cdef Py_ssize_t size
+    cdef const unsigned char *payload
+    cdef unsigned long c
+    cdef unsigned char durable_le[8]
+    _start(&out, stack, _HEADER_BYTES)  # the header goes in front once the crc is known
+    try:
+        if _pack_fields(fields, &out):
+            return None
+        size = out.size - _HEADER_BYTES
+        if size > 0xFFFFFFFF:
+            return None  # the header cannot hold it: the general path refuses it
+        payload = <const unsigned char *>out.data + _HEADER_BYTES
+        _put_le(<char *>durable_le, durable, 8)
+        c = _crc(_crc(0, payload, size), durable_le, 8)
+        _put_le(out.data, <uint64_t>size, 4)
+        _put_le(out.data + 4, <uint64_t>(<uint32_t>c), 4)
+        memcpy(out.data + 8, durable_le, 8)
+        return PyBytes_FromStringAndSize(out.data, out.size), _sha256(payload, size)
     finally:
         if out.heap:
             free(out.data)

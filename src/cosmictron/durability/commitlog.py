@@ -86,8 +86,12 @@ built, or ``COSMICTRON_PURE`` set; then ``append`` calls ``zlib`` and ``hashlib`
 _pack_record: Callable[[Any], bytes | None] | None = None
 """The compiled record packer (``_frames.pack_record``: msgpack's bytes for the types a
 record holds, None for any other), or None; then ``append`` packs with msgpack alone."""
+_frame_record: Callable[[Any, int], tuple[bytes, bytes] | None] | None = None
+"""The compiled whole frame of an unsigned record and its payload's digest
+(``_frames.frame_record``: ``pack_record``, ``seal`` and the header in one call), or None."""
 if not os.environ.get("COSMICTRON_PURE"):
     try:
+        from cosmictron.durability._frames import frame_record as _frame_record
         from cosmictron.durability._frames import pack_record as _pack_record
         from cosmictron.durability._frames import seal as _seal
     except ImportError:  # not built: the library calls
@@ -201,51 +205,74 @@ class CommitLog:
             self.key_fp,
             None,
         ]
-        payload = _pack_record(fields) if _pack_record is not None else None
-        if payload is None:
-            payload = self._pack(fields)
-        if signers is not None or self.event_key is not None:
-            payload = self._sign(fields, payload, signers)
-        length = len(payload)
+        framed = None
+        if (
+            _frame_record is not None
+            and not self.buffered
+            and signers is None
+            and self.event_key is None
+        ):  # the common record: packed, hashed and framed in one compiled call
+            framed = _frame_record(fields, self.sync.synced_offset)
+        payload: bytes | None
+        if framed is not None:
+            frame, digest = framed
+            payload = None  # sliced from the frame only if someone below needs it
+            length = len(frame) - FRAME_HEADER_BYTES
+            parts: tuple[bytes, ...] = (frame,)
+        else:
+            payload = _pack_record(fields) if _pack_record is not None else None
+            if payload is None:
+                payload = self._pack(fields)
+            if signers is not None or self.event_key is not None:
+                payload = self._sign(fields, payload, signers)
+            length = len(payload)
         if length > self.record_bytes_max:
             raise DurabilityError(
                 f"record at offset {offset} is {length} bytes, more than record_bytes_max "
                 f"({self.record_bytes_max}); split the transaction or raise the limit"
             )
-        if _seal is not None:
-            crc, digest = _seal(payload)
-        else:
-            crc = _crc32(payload)
-            digest = b""
+        if payload is not None:
+            if _seal is not None:
+                crc, digest = _seal(payload)
+            else:
+                crc = _crc32(payload)
+                digest = _sha256(payload).digest()
         if self.buffered:
             # The header is made at flush time, when the leader knows what is synced.
+            assert payload is not None
             with self._pending_lock:
                 self._pending.append((payload, crc))
             written = length + FRAME_HEADER_BYTES
         else:
-            durable = self.sync.synced_offset
-            header = _pack_header(length, _crc32(_pack_durable(durable), crc), durable)
+            if payload is not None:
+                durable = self.sync.synced_offset
+                header = _pack_header(length, _crc32(_pack_durable(durable), crc), durable)
+                parts = (header, payload)
             try:
                 position = self._flushed_bytes
                 if position + length + FRAME_HEADER_BYTES <= self._allocated_bytes:
-                    written = self.storage.writev_at(self.fd, position, (header, payload))
+                    written = self.storage.writev_at(self.fd, position, parts)
                 else:
-                    written = self._write_at_end((header, payload), length + FRAME_HEADER_BYTES)
+                    written = self._write_at_end(parts, length + FRAME_HEADER_BYTES)
             except OSError as exc:
                 self._undo_write(offset, exc)
             if written != length + FRAME_HEADER_BYTES:
                 self._undo_write(offset, OSError(f"short write of {written} bytes"))
             self._flushed_bytes += written
-        self.last_hash = digest or _sha256(payload).digest()
+        self.last_hash = digest
         self.next_offset = offset + 1
         self.segment_bytes += written
         self.bytes_written += written
         self.sync.written_offset = offset
         self.last_time_us = now
         on_record = self.on_record
+        ledger = self.ledger
+        if on_record is None and ledger is None:
+            return offset
+        if payload is None:  # framed in one call: the payload is the frame's tail
+            payload = frame[FRAME_HEADER_BYTES:]
         if on_record is not None:
             on_record(offset, payload)
-        ledger = self.ledger
         if ledger is not None:
             # The ledger's share of every append (ledger_writer.py): the payload, whose
             # leaf hash the next checkpoint computes with the others in one batch, and

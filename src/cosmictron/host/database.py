@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 
 from cosmictron.datastore import Datastore, Transaction
 from cosmictron.datastore.schema import TableSchema
+from cosmictron.datastore.types import TypeMismatch
 from cosmictron.durability import DurabilityConfig, PersistenceStatistics
 from cosmictron.durability.archive import Manifest
 from cosmictron.durability.durable_point import Replicator
@@ -216,7 +217,15 @@ class Database:
             if reducer in module.procedures:
                 return self.start_procedure(reducer, args, kwargs).result().return_value
             transactions.raise_unknown_reducer(module, reducer)
-        values, wire_args = binding.bind(args, kwargs)
+        values: Sequence[Any]
+        wire_args: Sequence[Any]
+        if not kwargs and len(args) == binding.plain_arity:  # ``bind`` inlined
+            try:
+                values = wire_args = binding.check_arguments(args)
+            except TypeMismatch:
+                values, wire_args = binding.bind(args, kwargs)  # raises, naming it
+        else:
+            values, wire_args = binding.bind(args, kwargs)
         return transactions.execute_call(
             core, module, binding, values, wire_args, core.owner, None, (args, kwargs)
         )[0]

@@ -17,7 +17,7 @@ from typing import Any
 from cosmictron.datastore import Index, Table, Transaction, TypeMismatch
 from cosmictron.datastore.schema import TableSchema
 from cosmictron.datastore.tx import BatchConflict
-from cosmictron.datastore.types import BytesType, ExactType
+from cosmictron.datastore.types import BytesType, ExactType, IntType
 from cosmictron.errors import Conflict, InvalidRequest, NotFound
 from cosmictron.module import RowBinding
 
@@ -134,7 +134,7 @@ class IndexHandle:
     snapshot's frozen index from then on.
     """
 
-    __slots__ = ("_columns", "_exact", "_handle", "_position")
+    __slots__ = ("_columns", "_exact", "_handle", "_int_bounds", "_position")
 
     def __init__(self, handle: TableHandle, index: Index | None) -> None:
         self._handle = handle
@@ -143,6 +143,12 @@ class IndexHandle:
         names = index.schema.columns if index is not None else table.schema.primary_key
         self._columns = [table.schema.columns[table.schema.column_index(n)] for n in names]
         self._exact = _exact_types(self._columns)
+        key_type = self._columns[0].type if len(self._columns) == 1 else None
+        self._int_bounds: tuple[int, int] | None = (
+            (key_type.low, key_type.high) if type(key_type) is IntType else None
+        )
+        """A one-integer key's range: ``find`` takes an ``int`` inside it as canonical
+        without a ``_canonical`` and a ``check`` frame (``IntType.check`` returns it)."""
 
     @property
     def _index(self) -> Index:
@@ -265,7 +271,11 @@ class UniqueHandle(IndexHandle):
 
     def find(self, value: Any) -> Any | None:
         handle = self._handle
-        key = self._canonical(value)
+        bounds = self._int_bounds
+        if bounds is not None and type(value) is int and bounds[0] <= value <= bounds[1]:
+            key = value
+        else:
+            key = self._canonical(value)
         with handle._scope.lock:
             row = handle._table.rows.get(key) if self._position < 0 else self._row_for(key)
         if row is None:

@@ -54,9 +54,14 @@ class MemoryBudget:
 
     def commit(self, used_bytes: int, changes: list[TableChange]) -> None:
         """Adopt the estimate ``check`` returned, once the transaction is in the log."""
+        if len(changes) == 1:
+            # One table changed (most transactions): its growth is all of ``check``'s,
+            # so its estimate needs no second walk through ``estimated_bytes``.
+            changes[0].table.committed_bytes += used_bytes - self.used_bytes
+        else:
+            for change in changes:
+                change.table.committed_bytes = change.table.estimated_bytes
         self.used_bytes = used_bytes
-        for change in changes:
-            change.table.committed_bytes = change.table.estimated_bytes
 
 
 @contextlib.contextmanager

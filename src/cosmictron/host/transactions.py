@@ -103,7 +103,14 @@ def execute_call(
 
     ``Database.call`` uses this directly and keeps only the value: on the hottest path,
     building a ``CallOutcome`` and its ``Timestamp`` would cost about a microsecond a
-    call for nothing."""
+    call for nothing.
+
+    Under the lock this is ``transact(core, name, run, ...)`` with ``run`` calling the
+    reducer and ``check_return``, written out flat in this one frame: each Python frame
+    on this path costs about 1 % of an in-process call (docs/design/hot-path.md).
+    ``transact`` stays the one path for scheduled runs and procedures; both end a
+    failure in ``_roll_back``.
+    """
     started = _perf_counter()
     failed = True
     try:
@@ -112,66 +119,48 @@ def execute_call(
                 binding, values, wire_args = _rebind(core, binding, call)
             if core.closed or core.scope.tx is not None:
                 check_can_write(core, f"Database.call({binding.schema.name!r})")
-            result = _transact_call(core, binding, values, wire_args, sender, connection_id)
+            name = binding.schema.name
+            core.reducer_calls += 1
+            now_us = core.clock.now_us()
+            if now_us <= core.last_timestamp_us:
+                now_us = core.last_timestamp_us + 1
+            tx = Transaction()
+            scope = core.scope
+            scope.tx = tx
+            core.current_reducer = name
+            ctx = ReducerContext(
+                core.view, sender, connection_id, now_us, core.identity, (core.offset + 1) ^ now_us
+            )
+            token = CURRENT_DB.set(core.current_db)
+            try:
+                value = binding.function(ctx, *values)
+                if value is not None or binding.schema.return_type is not None:
+                    check_return(binding, value)
+                offset, changes = commit(core, tx, name, wire_args, sender, connection_id, now_us)
+            except BaseException as exc:
+                _roll_back(core, tx, name, exc)
+            finally:
+                scope.tx = None
+                core.current_reducer = None
+                CURRENT_DB.reset(token)
+            core.offset = offset
+            core.last_timestamp_us = now_us
+            # ``publish`` written out for its common case: nobody subscribes, nobody
+            # listens, no snapshot due. Then its frame, a ``Timestamp`` and the
+            # subscription manager's ``on_commit`` frame are skipped
+            # (docs/design/hot-path.md, "Third round").
+            if (
+                core.listeners
+                or core.subscriptions.live
+                or offset - core.last_snapshot_offset >= core.snapshot_interval_tx
+            ):
+                publish(core, offset, now_us, changes)
         if durable:
-            core.persistence.wait_durable(result[1])
+            core.persistence.wait_durable(offset)
         failed = False
-        return result
+        return value, offset, now_us
     finally:
         core.reducer_metrics.observe(binding.schema.name, _perf_counter() - started, failed)
-
-
-def _transact_call(
-    core: DatabaseCore,
-    binding: ReducerBinding,
-    values: Sequence[Any],
-    wire_args: Sequence[Any],
-    sender: Identity,
-    connection_id: ConnectionId | None,
-) -> tuple[Any, int, int]:
-    """``transact`` for a reducer call, the hot path, written out flat.
-
-    The same steps as ``transact(core, name, run, ...)`` with ``run`` calling the reducer
-    and ``check_return``; flattened because each Python frame on this path costs about
-    2 % of an in-process call (docs/design/hot-path.md). ``transact`` stays the one
-    path for scheduled runs and procedures; both end a failure in ``_roll_back``.
-    """
-    name = binding.schema.name
-    core.reducer_calls += 1
-    now_us = core.clock.now_us()
-    if now_us <= core.last_timestamp_us:
-        now_us = core.last_timestamp_us + 1
-    tx = Transaction()
-    scope = core.scope
-    scope.tx = tx
-    core.current_reducer = name
-    ctx = ReducerContext(
-        core.view, sender, connection_id, now_us, core.identity, (core.offset + 1) ^ now_us
-    )
-    token = CURRENT_DB.set(core.current_db)
-    try:
-        value = binding.function(ctx, *values)
-        if value is not None or binding.schema.return_type is not None:
-            check_return(binding, value)
-        offset, changes = commit(core, tx, name, wire_args, sender, connection_id, now_us)
-    except BaseException as exc:
-        _roll_back(core, tx, name, exc)
-    finally:
-        scope.tx = None
-        core.current_reducer = None
-        CURRENT_DB.reset(token)
-    core.offset = offset
-    core.last_timestamp_us = now_us
-    # ``publish`` written out for its common case: nobody subscribes, nobody listens,
-    # no snapshot due. Then its frame, a ``Timestamp`` and the subscription manager's
-    # ``on_commit`` frame are skipped (docs/design/hot-path.md, "Third round").
-    if (
-        core.listeners
-        or core.subscriptions.live
-        or offset - core.last_snapshot_offset >= core.snapshot_interval_tx
-    ):
-        publish(core, offset, now_us, changes)
-    return value, offset, now_us
 
 
 def _roll_back(core: DatabaseCore, tx: Transaction, name: str, exc: BaseException) -> NoReturn:

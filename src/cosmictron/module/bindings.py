@@ -138,7 +138,9 @@ class ReducerBinding:
         "_encoders",
         "_names",
         "_plain",
+        "check_arguments",
         "function",
+        "plain_arity",
         "returns_none",
         "schema",
     )
@@ -156,6 +158,13 @@ class ReducerBinding:
         self._plain = not any(
             _converts(param.type) or not param.type.plain for param in schema.params
         )
+        # ``bind``'s common case as plain attributes, so ``Database.call`` runs it without
+        # a Python frame (docs/design/hot-path.md, "Seventh round"): with exactly
+        # ``plain_arity`` positional arguments and no keywords, ``check_arguments(args)``
+        # is both forms ``bind`` returns, or raises ``TypeMismatch`` (then ``bind`` names
+        # the argument). -1 when the arguments have a separate wire form.
+        self.plain_arity = len(schema.params) if self._plain else -1
+        self.check_arguments: Callable[[Sequence[Any]], tuple[Any, ...]] = self._check_values
 
     def bind(
         self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]
