@@ -70,6 +70,25 @@ def test_an_unanswered_lookup_is_asked_again() -> None:
     assert js.leader_asked == 0  # an existing bucket is used as it is
 
 
+class RefusingJetStream(SlowJetStream):
+    """Refuses the first create as a settling cluster does (a peer counted offline)."""
+
+    async def create_key_value(self, config: Any) -> Any:
+        self.creates += 1
+        if self.creates == 1:
+            raise js_errors.BadRequestError(
+                code=400, err_code=10005, description="no suitable peers for placement"
+            )
+        self.made = True
+        return SimpleNamespace(name=config.bucket)
+
+
+def test_a_refused_create_is_tried_again_and_waited_for() -> None:
+    js = RefusingJetStream()
+    bucket = asyncio.run(kv_bucket(js, "LEASES", 3))
+    assert bucket.name == "LEASES" and js.creates == 2 and js.leader_asked >= 1
+
+
 def test_silence_that_lasts_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
     import cosmictron.cluster.connection as connection
 

@@ -181,52 +181,76 @@ BUCKET_LEADER_WAIT_S = 10.0
 
 
 async def kv_bucket(js: Any, name: str, replicas: int) -> Any:
-    """The KV bucket ``name``, created (history 1, file storage) when missing.
+    """The KV bucket ``name``, created (history 1, file storage) when missing
+    (``found_or_made``)."""
+    from nats.js.api import KeyValueConfig, StorageType
+    from nats.js.errors import BucketNotFoundError
 
-    Creating a replicated bucket returns before its stream has elected a leader, and a
+    bucket = await found_or_made(
+        js,
+        lambda: js.key_value(name),
+        lambda: js.create_key_value(
+            KeyValueConfig(bucket=name, history=1, replicas=replicas, storage=StorageType.FILE)
+        ),
+        BucketNotFoundError,
+        f"KV_{name}",
+    )
+    return SteadyBucket(bucket)
+
+
+async def found_or_made(
+    js: Any,
+    find: Callable[[], Awaitable[T]],
+    make: Callable[[], Awaitable[T]],
+    missing: type[Exception],
+    stream: str,
+) -> T:
+    """What ``find`` finds (a KV bucket, an object store), else what ``make`` makes,
+    once the stream behind it (``stream``) can take writes.
+
+    Creating a replicated store returns before its stream has elected a leader, and a
     write in that moment finds no responder (``NoStreamResponseError``): a node that
     created the bucket and wrote at once failed its first lease or catalogue write at
-    random. So a bucket this call creates is returned only once its stream has a leader
+    random. So a store this call creates is returned only once its stream has a leader
     (or after ``BUCKET_LEADER_WAIT_S``: the write then fails as any write without a
     quorum does, and the caller's retry covers it).
+
+    A create can be refused while JetStream settles: a 503 before the meta group is
+    ready, a 400 while another creator's create of the same stream is in flight, a 400
+    "no suitable peers for placement" while a peer that missed its heartbeats under
+    load counts as offline (CI saw each fail a node's start or a catch-up). A create or
+    a lookup can also go unanswered (CI: a file-storage create on a loaded machine, 5 s
+    without an answer) while the stream is made all the same, which the next lookup
+    finds. So each is tried again until ``BUCKET_LEADER_WAIT_S`` has passed; a refusal
+    or a silence that lasts is raised.
     """
-    from nats.js.api import KeyValueConfig, StorageType
-    from nats.js.errors import APIError, BucketNotFoundError
+    from nats.js.errors import APIError
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + BUCKET_LEADER_WAIT_S
     made_here = False  # a create of ours was taken or went unanswered
     while True:
         try:
-            bucket = await js.key_value(name)
+            found = await find()
             break
-        except BucketNotFoundError:
+        except missing:
             pass
-        except TimeoutError:  # the lookup went unanswered: ask again, as below
+        except TimeoutError:  # the lookup went unanswered: ask again
             if loop.time() >= deadline:
                 raise
             continue
         try:
-            bucket = await js.create_key_value(
-                KeyValueConfig(bucket=name, history=1, replicas=replicas, storage=StorageType.FILE)
-            )
+            found = await make()
             made_here = True
             break
         except (APIError, TimeoutError) as exc:
-            # A create can be refused while JetStream settles: a 503 before the meta
-            # group is ready, a 400 while another creator's create of the same stream
-            # is in flight (CI saw a first node's start fail so). It can also go
-            # unanswered (CI: a file-storage create on a loaded machine, 5 s without an
-            # answer) while the stream is made all the same, which the lookup above then
-            # finds. Look again until the deadline; a refusal or silence that lasts is
-            # raised.
             made_here = made_here or isinstance(exc, TimeoutError)
             if loop.time() >= deadline:
                 raise
             await asyncio.sleep(0.1)
     if made_here:
-        await stream_led(js, f"KV_{name}")
-    return SteadyBucket(bucket)
+        await stream_led(js, stream)
+    return found
 
 
 async def bucket_values(js: Any, kv: Any, bucket: str) -> dict[str, bytes]:

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from cosmictron import limits
-from cosmictron.cluster.connection import NatsConnection, stream_led
+from cosmictron.cluster.connection import NatsConnection, found_or_made
 from cosmictron.cluster.jetstream_log import stream_name
 from cosmictron.durability.files import ensure_directory, write_file_durably
 from cosmictron.durability.ledger_state import ledger_state
@@ -91,15 +91,16 @@ async def _store(connection: NatsConnection, replicas: int) -> Any:
     from nats.js.errors import BucketNotFoundError
 
     js = connection.js
-    try:
-        return await js.object_store(SNAPSHOT_BUCKET)
-    except BucketNotFoundError:
-        store = await js.create_object_store(
+    return await found_or_made(
+        js,
+        lambda: js.object_store(SNAPSHOT_BUCKET),
+        lambda: js.create_object_store(
             SNAPSHOT_BUCKET,
             ObjectStoreConfig(bucket=SNAPSHOT_BUCKET, replicas=replicas, storage=StorageType.FILE),
-        )
-    await stream_led(js, f"OBJ_{SNAPSHOT_BUCKET}")
-    return store
+        ),
+        BucketNotFoundError,
+        f"OBJ_{SNAPSHOT_BUCKET}",
+    )
 
 
 async def _shipped(connection: NatsConnection, database: str, replicas: int) -> list[int]:
