@@ -253,25 +253,32 @@ async def found_or_made(
     return found
 
 
-async def bucket_values(js: Any, kv: Any, bucket: str) -> dict[str, bytes]:
-    """Every key of the KV ``bucket`` that holds a value now, with its value.
+async def stream_subjects(js: Any, stream: str, prefix: str) -> list[str]:
+    """The subjects under ``prefix`` that hold a message in ``stream``, less the prefix
+    (sorted): a KV bucket's keys, an object store's encoded object names.
 
-    Not nats-py's ``KeyValue.keys()``: it lists through a push consumer and takes the
-    consumer's "nothing pending" with nothing received yet as an empty bucket, but the
-    server may have pushed every key already while the callback has not run (a loaded
-    machine). It then raises ``NoKeysError`` for a bucket full of keys (CI: a node's
-    ``GET /v1/cluster`` listed no databases). A stream info request is answered by the
-    stream's leader from one state: every subject (key) holding a message is in it, a
-    write acknowledged before is seen. A key deleted or purged keeps its marker message
-    there, and a key deleted between the listing and its read is skipped as well.
+    Not nats-py's ``KeyValue.keys()`` or ``ObjectStore.list()``: they list through a
+    push watcher and take the consumer's "nothing pending" with nothing received yet as
+    an empty store, but the server may have pushed every entry already while the
+    callback has not run (a loaded machine). ``keys()`` then raised ``NoKeysError`` for
+    a bucket full of keys (CI: a node's ``GET /v1/cluster`` listed no databases), and
+    each listing made a consumer, a request that can time out on its own under load. A
+    stream info request is answered by the stream's leader from one state: every
+    subject holding a message is in it, a write acknowledged before is seen. A deleted
+    entry keeps its marker message there: the caller's read of each skips those.
     """
+    info = await js.stream_info(stream, subjects_filter=f"{prefix}>")
+    return sorted(subject[len(prefix) :] for subject in info.state.subjects or {})
+
+
+async def bucket_values(js: Any, kv: Any, bucket: str) -> dict[str, bytes]:
+    """Every key of the KV ``bucket`` that holds a value now, with its value
+    (``stream_subjects``; a key deleted or purged, or deleted after the listing, is
+    left out)."""
     from nats.js.errors import KeyDeletedError, KeyNotFoundError
 
-    prefix = f"$KV.{bucket}."
-    info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}>")
     out = {}
-    for subject in sorted(info.state.subjects or {}):
-        key = subject[len(prefix) :]
+    for key in await stream_subjects(js, f"KV_{bucket}", f"$KV.{bucket}."):
         try:
             out[key] = (await kv.get(key)).value or b""
         except (KeyNotFoundError, KeyDeletedError):

@@ -38,6 +38,7 @@ between sizes from ``S`` on); a proof that needs a hash below ``S`` is a
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import logging
@@ -48,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from cosmictron import limits
-from cosmictron.cluster.connection import NatsConnection, found_or_made
+from cosmictron.cluster.connection import NatsConnection, found_or_made, stream_subjects
 from cosmictron.cluster.jetstream_log import stream_name
 from cosmictron.durability.files import ensure_directory, write_file_durably
 from cosmictron.durability.ledger_state import ledger_state
@@ -104,19 +105,24 @@ async def _store(connection: NatsConnection, replicas: int) -> Any:
 
 
 async def _shipped(connection: NatsConnection, database: str, replicas: int) -> list[int]:
-    from nats.js.errors import NotFoundError
+    """The offsets of ``database``'s snapshots in the store, newest first: listed from
+    the store stream's state (``stream_subjects``: nats-py's ``ObjectStore.list`` can
+    miss objects under load), a deleted one left out."""
+    from nats.js.errors import ObjectNotFoundError
 
     store = await _store(connection, replicas)
-    try:
-        infos = await store.list(ignore_deletes=True)
-    except NotFoundError:
-        return []
     prefix = object_prefix(database)
-    offsets = [
-        int(info.name[len(prefix) :])
-        for info in infos
-        if info.name.startswith(prefix) and info.name[len(prefix) :].isdigit()
-    ]
+    offsets = []
+    meta = f"$O.{SNAPSHOT_BUCKET}.M."
+    for encoded in await stream_subjects(connection.js, f"OBJ_{SNAPSHOT_BUCKET}", meta):
+        name = base64.urlsafe_b64decode(encoded).decode()
+        if not (name.startswith(prefix) and name[len(prefix) :].isdigit()):
+            continue
+        try:
+            await store.get_info(name)  # a deleted object keeps its meta message
+        except ObjectNotFoundError:
+            continue
+        offsets.append(int(name[len(prefix) :]))
     return sorted(offsets, reverse=True)
 
 
