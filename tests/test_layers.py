@@ -23,6 +23,7 @@ ROOT_MODULES = {
     "bounded_msgpack",
     "names",
     "lazy",
+    "nats_client",
 }
 ALLOWED = {
     "ledger": set(),

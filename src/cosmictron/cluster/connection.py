@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from cosmictron.errors import ClusterUnavailable, ConfigError
+from cosmictron.nats_client import connect_nats
 
 T = TypeVar("T")
 
@@ -86,14 +87,12 @@ class NatsConnection:
         return self
 
     async def _connect(self) -> None:
-        import nats
-
         async def quiet(_exc: Exception) -> None:
             """Reconnects are expected (a server restarts); the log stays readable."""
 
         try:
             self.nc = await asyncio.wait_for(
-                nats.connect(
+                connect_nats(
                     servers=self.urls,
                     name=self.name,
                     max_reconnect_attempts=-1,

@@ -40,6 +40,7 @@ from cosmictron.errors import ClusterUnavailable, CosmictronError
 from cosmictron.host import remote
 from cosmictron.host.core import DatabaseCore
 from cosmictron.host.remote_relay import Delivery, Outcome
+from cosmictron.nats_client import connect_nats
 from cosmictron.values import Identity
 
 logger = logging.getLogger(__name__)
@@ -126,13 +127,11 @@ class NatsTransport:
     """The relay's transport in cluster mode: publish each entry to its target's inbox."""
 
     def __init__(self, servers: list[str], replicas: int = 3, timeout_s: float = 5.0) -> None:
-        import nats
-
         self._loop = _Loop("remote-nats-publish")
         self._timeout_s = timeout_s
         self._replicas = replicas
         self._streams: set[str] = set()
-        self._nc: Any = self._loop.run(nats.connect(servers=servers), timeout_s * 2)
+        self._nc: Any = self._loop.run(connect_nats(servers=servers), timeout_s * 2)
         self._js = self._nc.jetstream()
 
     def deliver(self, delivery: Delivery) -> Outcome:
@@ -176,8 +175,6 @@ class InboxConsumer:
         attempts_max: int | None = None,
         retry_s: float | None = None,
     ) -> None:
-        import nats
-
         self.database = database
         self.core = core
         self.attempts_max = attempts_max or limits.remote_call_attempts_max
@@ -188,7 +185,7 @@ class InboxConsumer:
         """Messages handed back for redelivery: this node could not apply them."""
         self._closed = threading.Event()
         self._loop = _Loop(f"remote-inbox-{database}")
-        self._nc: Any = self._loop.run(nats.connect(servers=servers), 10)
+        self._nc: Any = self._loop.run(connect_nats(servers=servers), 10)
         self._js = self._nc.jetstream()
         self._loop.run(_ensure_stream(self._js, database, replicas), ENSURE_STREAM_S + 10)
         self._task = asyncio.run_coroutine_threadsafe(self._consume(), self._loop.loop)
