@@ -81,11 +81,16 @@ class Frames:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), left)
 
-    async def updates_through(self, offset: int, within_s: float = 30.0) -> list[dict[str, Any]]:
-        """Every ``TransactionUpdate`` from here on up to the one at ``offset``."""
+    async def updates_through(
+        self, offset: int, within_s: float = 30.0
+    ) -> list[dict[str, Any]] | None:
+        """Every ``TransactionUpdate`` from here on up to the one at ``offset``; None when
+        the server closed the socket for a role switch first (``CLOSE_REOPENED``)."""
         updates: list[dict[str, Any]] = []
         while not updates or updates[-1]["tx_offset"] < offset:
             update = await self.next("TransactionUpdate", within_s)
+            if update == CLOSE_REOPENED:
+                return None
             assert isinstance(update, dict), f"closed ({update}) before offset {offset}"
             updates.append(update)
         return updates
@@ -201,11 +206,18 @@ def test_subscribers_are_told_their_view_is_stale_while_the_quorum_is_lost_and_c
 
             await asyncio.to_thread(nats_cluster.restart, 1)  # a quorum again
             back_at = time.time()
+            # The follower may take the lease over as the quorum comes back (one NATS
+            # server still down leaves a bare quorum, and a leader whose renewals go
+            # unanswered for a TTL loses the lease to a replica that reaches the quorum:
+            # CI saw it under load). Its copy then reopens as the leader's and its clients
+            # are closed with 1012, to resume: the SDK below, which resumes, checks the
+            # rest. Any other close, or no word within the minute, fails.
             told = await frames.next("Staleness", 60.0)
-            assert isinstance(told, dict), f"closed ({told}) instead of told current"
-            assert told["stale"] is False and told["since"] is None, told
-            assert told["tx_offset"] >= offset, told
-            print(f"quorum back: current told after {time.time() - back_at:.1f}s")
+            if told != CLOSE_REOPENED:
+                assert isinstance(told, dict), f"closed ({told}) instead of told current"
+                assert told["stale"] is False and told["since"] is None, told
+                assert told["tx_offset"] >= offset, told
+            print(f"quorum back: current told after {time.time() - back_at:.1f}s ({told})")
             # The leader's subscriber is told too, unless the lease moved as the quorum
             # came back (a silent lease may be taken over): then it is closed, to resume.
             told = await leader_frames.next("Staleness", 60.0)
@@ -221,9 +233,10 @@ def test_subscribers_are_told_their_view_is_stale_while_the_quorum_is_lost_and_c
                 return (n, body["tx_offset"]) if status == 200 else None
 
             n, last = await asyncio.to_thread(wait_for, "a call commits again", committed, 60.0)
-            updates = await frames.updates_through(last)
-            assert updates[-1]["tx_offset"] == last, updates
-            assert updates[-1]["tables"][0]["inserts"] == [{"id": n}], updates
+            updates = await frames.updates_through(last)  # None: the follower took over
+            if updates is not None:
+                assert updates[-1]["tx_offset"] == last, updates
+                assert updates[-1]["tables"][0]["inserts"] == [{"id": n}], updates
             await sdk.wait_applied(last)
             assert sdk.tx_offset == last, sdk.statistics()
             assert n in {row.id for row in sdk.table("item").iter()}
