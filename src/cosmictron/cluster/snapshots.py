@@ -126,6 +126,42 @@ async def _shipped(connection: NatsConnection, database: str, replicas: int) -> 
     return sorted(offsets, reverse=True)
 
 
+async def _read_object(js: Any, store: Any, name: str) -> bytes:
+    """The bytes of object ``name``, read chunk by chunk from the store stream's leader.
+
+    Not nats-py's ``ObjectStore.get``: it makes an ordered consumer per object, a
+    request of its own that can go unanswered on a loaded cluster (the seed then
+    failed for a whole round). A stream message get (``next_by_subj`` from the last
+    chunk's sequence on) needs no consumer and is answered by the stream's leader, so
+    a chunk acknowledged before the object's meta was written is always found. The
+    chunks' count, size and SHA-256 are checked against the meta.
+
+    Raises:
+        DurabilityError: the chunks do not add up to the object the meta describes.
+    """
+    info = await store.get_info(name)
+    subject = f"$O.{SNAPSHOT_BUCKET}.C.{info.nuid}"
+    stream = f"OBJ_{SNAPSHOT_BUCKET}"
+    digest = hashlib.sha256()
+    parts: list[bytes] = []
+    sequence = 1
+    for _ in range(int(info.chunks or 0)):
+        msg = await js.get_msg(stream, seq=sequence, subject=subject, next=True)
+        chunk = bytes(msg.data or b"")
+        digest.update(chunk)
+        parts.append(chunk)
+        sequence = int(msg.seq) + 1
+    data = b"".join(parts)
+    expected = base64.urlsafe_b64decode(str(info.digest or "").removeprefix("SHA-256="))
+    if len(data) != int(info.size or 0) or digest.digest() != expected:
+        raise DurabilityError(
+            f"the object {name!r} in {SNAPSHOT_BUCKET!r} does not match its meta "
+            f"({len(data)} bytes read, {info.size} described, digest "
+            f"{'matches' if digest.digest() == expected else 'differs'})"
+        )
+    return data
+
+
 def shipped_offsets(connection: NatsConnection, database: str, *, replicas: int = 3) -> list[int]:
     """The offsets of ``database``'s shipped snapshots, newest first."""
     return connection.run(_shipped(connection, database, replicas), TIMEOUT_S)
@@ -270,8 +306,7 @@ def seed_from_snapshot(
     async def newest() -> tuple[int, bytes] | None:
         store = await _store(connection, replicas)
         for offset in await _shipped(connection, database, replicas):
-            result = await store.get(_object_name(database, offset))
-            return offset, bytes(result.data or b"")
+            return offset, await _read_object(connection.js, store, _object_name(database, offset))
         return None
 
     try:
