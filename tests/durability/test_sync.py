@@ -136,3 +136,52 @@ def test_waiting_for_an_offset_not_yet_appended_is_a_bug(open_layer: OpenLayer) 
     layer.append(TX_RECORD_KIND, "x")
     with pytest.raises(InternalError, match="not yet appended"):
         layer.wait_durable(5)
+
+
+@pytest.mark.parametrize("sync_fails", [False, True], ids=["synced", "failed"])
+def test_every_caller_parked_behind_a_sync_is_woken(
+    open_layer: OpenLayer, monkeypatch: pytest.MonkeyPatch, sync_fails: bool
+) -> None:
+    """Callers covered by one sync are woken one by one, each waking the next
+    (``SyncCoordinator._wake_next``): all of them return (or, after a failed sync,
+    raise), the last as surely as the first."""
+    layer = open_layer(fsync_policy="always")
+    recover_all(layer)
+    coordinator = layer._sync
+    parked = 12
+    outcomes: list[str] = []
+    outcome_lock = threading.Lock()
+    syncs_before = layer.statistics().syncs
+
+    def wait(offset: int) -> None:
+        try:
+            layer.wait_durable(offset)
+            result = "durable" if layer.durable_offset >= offset else "early"
+        except DurabilityError:
+            result = "failed"
+        with outcome_lock:
+            outcomes.append(result)
+
+    with coordinator.exclusive():  # holds the token: every waiter below parks
+        offsets = [layer.append(TX_RECORD_KIND, n) for n in range(parked)]
+        threads = [threading.Thread(target=wait, args=(offset,)) for offset in offsets]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(coordinator._waiters) < parked and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(coordinator._waiters) == parked
+        if sync_fails:
+
+            def failing_sync(fd: int) -> None:
+                raise OSError(errno.EIO, "Input/output error")
+
+            monkeypatch.setattr(os, coordinator.sync_method, failing_sync)
+    for thread in threads:
+        thread.join(timeout=10)
+    assert not any(thread.is_alive() for thread in threads)
+    assert sorted(outcomes) == ["failed" if sync_fails else "durable"] * parked
+    assert not coordinator._relay
+    monkeypatch.undo()
+    if not sync_fails:
+        assert layer.statistics().syncs == syncs_before + 1  # the first waiter led one sync for all

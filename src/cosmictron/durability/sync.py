@@ -6,10 +6,11 @@ Policies:
   the offset. Group commit: the first waiter that finds no sync running becomes the
   *leader*, writes the frames appended so far (``flush``: the commit log buffers them
   under this policy) in one write and syncs them in one go, and publishes the new
-  durable offset. Every other waiter parks on a lock of its own; the leader releases
-  exactly the ones its sync covered and hands the token straight to one that is still
-  waiting, which leads the next sync. So N concurrent callers share far fewer than N
-  syncs, each caller is woken once, and nobody waits on a timer. (A shared
+  durable offset. Every other waiter parks on a lock of its own; the leader hands the
+  token straight to one that is still waiting, which leads the next sync, and wakes
+  the first of those its sync covered, each of which wakes the next (a relay: at most
+  one of them waits for the GIL at a time). So N concurrent callers share far fewer
+  than N syncs, each caller is woken once, and nobody waits on a timer. (A shared
   ``Condition`` woke every waiter after each sync, to re-take one lock and re-check
   under the GIL; half of them only to park again. With 16 callers that cost about a
   third of the CPU per transaction.)
@@ -81,6 +82,8 @@ class SyncCoordinator:
         self._token_held = False
         self._waiters: list[tuple[int, LockType]] = []
         """``(offset, parked lock)`` of each ``always`` caller waiting for a sync."""
+        self._relay: deque[LockType] = deque()
+        """Parked locks of covered callers not yet woken (``_wake_next``)."""
         self._token_queue: deque[LockType] = deque()
         """Parked locks of ``exclusive`` callers waiting for the token."""
         self._stopping = threading.Event()
@@ -134,6 +137,7 @@ class SyncCoordinator:
             self._waiters.append((offset, parked))
             lock.release()
             parked.acquire()  # released once: covered, failed, or handed the token
+            self._wake_next()
             if self.failure is not None:
                 raise self.failure
             if offset <= self.synced_offset:
@@ -207,8 +211,25 @@ class SyncCoordinator:
             self._token_held = heir is not None
         if heir is not None:
             heir.release()  # first: the next sync starts while the others return
-        for parked in woken:
-            parked.release()
+        if woken:
+            self._relay.extend(woken)
+            self._wake_next()
+
+    def _wake_next(self) -> None:
+        """Wake one caller a sync covered; each woken caller wakes the next (a relay).
+
+        Waking all of them at once made up to 15 threads runnable on a 2-core machine
+        while one held the GIL: each preempted the holder only to block on the GIL again,
+        about three more context switches per transaction with 16 callers (measured:
+        5.3 switches per transaction, kernel time as large as the Python). Woken one by
+        one, at most one of them waits for the GIL at a time. Every woken caller calls
+        this before anything else, so the relay never stops half way, and ``deque``'s
+        ``popleft`` is atomic: each parked lock is released exactly once.
+        """
+        try:
+            self._relay.popleft().release()
+        except IndexError:
+            pass
 
     def sync_file(self, fd: int, offset: int) -> None:
         """Sync ``fd``, which holds records up to ``offset``; call holding the token."""
