@@ -155,19 +155,9 @@ async def cosmictron_load(spec: dict[str, Any]) -> dict[str, Any]:
     for _, first in opened:
         if "IdentityToken" not in decode_frame(first):
             raise RuntimeError(f"expected IdentityToken first, got {first!r}")
-    start = time.perf_counter() + spec["warmup"]
-    end = start + spec["seconds"]
-    tallies = [Tally(start, end) for _ in clients]
-    marker = asyncio.create_task(window_markers(start, end))
-    await asyncio.gather(
-        *(
-            lean_worker(client, i, tally, spec["depth"], protocol)
-            for i, (client, tally) in enumerate(zip(clients, tallies, strict=True))
-        )
-    )
-    client_cpu = await marker
+    result = await measured_window(spec, clients, lean_worker)
     await asyncio.gather(*(client.close() for client in clients))
-    return summarize(tallies, spec["seconds"], client_cpu)
+    return result
 
 
 async def aiohttp_load(spec: dict[str, Any]) -> dict[str, Any]:
@@ -179,18 +169,28 @@ async def aiohttp_load(spec: dict[str, Any]) -> dict[str, Any]:
         sockets = await asyncio.gather(
             *(connect_ws(session, spec["ws_url"], protocol) for _ in range(spec["clients"]))
         )
-        start = time.perf_counter() + spec["warmup"]
-        end = start + spec["seconds"]
-        tallies = [Tally(start, end) for _ in sockets]
-        marker = asyncio.create_task(window_markers(start, end))
-        await asyncio.gather(
-            *(
-                cosmictron_worker(ws, i, tally, spec["depth"], protocol)
-                for i, (ws, tally) in enumerate(zip(sockets, tallies, strict=True))
-            )
-        )
-        client_cpu = await marker
+        result = await measured_window(spec, sockets, cosmictron_worker)
         await asyncio.gather(*(ws.close() for ws in sockets))
+    return result
+
+
+async def measured_window(
+    spec: dict[str, Any], connections: list[Any], worker: Any
+) -> dict[str, Any]:
+    """Run ``worker(connection, index, tally, depth, protocol)`` on every connection
+    through the warm-up and the measured window; the load's figures."""
+    protocol = spec.get("protocol", JSON_PROTOCOL)
+    start = time.perf_counter() + spec["warmup"]
+    end = start + spec["seconds"]
+    tallies = [Tally(start, end) for _ in connections]
+    marker = asyncio.create_task(window_markers(start, end))
+    await asyncio.gather(
+        *(
+            worker(connection, i, tally, spec["depth"], protocol)
+            for i, (connection, tally) in enumerate(zip(connections, tallies, strict=True))
+        )
+    )
+    client_cpu = await marker
     return summarize(tallies, spec["seconds"], client_cpu)
 
 
