@@ -36,6 +36,20 @@ from cosmictron.server.websocket_client import WebSocketClient
 JSON = "v1.json.cosmictron"
 MSGPACK = "v1.msgpack.cosmictron"
 
+TASKS_MODULE = """
+from cosmictron import *
+
+@table(public=True)
+class Task:
+    id: int = field(primary_key=True, auto_inc=True)
+    title: str = ""
+
+@reducer
+def add(ctx: ReducerContext, title: str) -> int:
+    return ctx.db.task.insert(Task(title=title)).id
+"""
+"""A table of tasks and a reducer adding one; tests append reducers of their own."""
+
 
 class InProcessServer:
     def __init__(self, registry: DatabaseRegistry, app: web.Application, base: str) -> None:

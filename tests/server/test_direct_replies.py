@@ -24,6 +24,7 @@ from cosmictron.server.websocket_client import WebSocketClient
 from tests.server.inprocess import (
     JSON,
     MSGPACK,
+    TASKS_MODULE,
     InProcessServer,
     decode,
     holding_syncs,
@@ -31,23 +32,15 @@ from tests.server.inprocess import (
     send,
 )
 
-MODULE = """
-from cosmictron import *
-
-@table(public=True)
-class Task:
-    id: int = field(primary_key=True, auto_inc=True)
-    title: str = ""
-
-@reducer
-def add(ctx: ReducerContext, title: str) -> int:
-    return ctx.db.task.insert(Task(title=title)).id
-
+MODULE = (
+    TASKS_MODULE
+    + """
 @reducer
 def fail(ctx: ReducerContext, title: str) -> int:
     ctx.db.task.insert(Task(title=title))
     raise ValueError("refused: " + title)
 """
+)
 
 # The deploy route keys the request with a str (SHOWS_TRACEBACK); aiohttp warns about it,
 # which pytest makes an error in this process (a server process only prints it).

@@ -20,24 +20,25 @@ import aiohttp
 import pytest
 
 from tests.server.conftest import Server, start_server, stop_server
-from tests.server.inprocess import JSON, MSGPACK, decode, encode, holding_syncs, running, send
+from tests.server.inprocess import (
+    JSON,
+    MSGPACK,
+    TASKS_MODULE,
+    decode,
+    encode,
+    holding_syncs,
+    running,
+    send,
+)
 
-MODULE = """
-from cosmictron import *
-
-@table(public=True)
-class Task:
-    id: int = field(primary_key=True, auto_inc=True)
-    title: str = ""
-
+MODULE = (
+    TASKS_MODULE
+    + """
 @reducer
 def echo(ctx: ReducerContext, size: int) -> str:
     return "x" * size
-
-@reducer
-def add(ctx: ReducerContext, title: str) -> int:
-    return ctx.db.task.insert(Task(title=title)).id
 """
+)
 
 # Return values whose frames are just under and over 126 bytes (16-bit length) and
 # 65,536 bytes (64-bit length), in both encodings; the large ones are also encoded off
