@@ -53,11 +53,9 @@ _send_frame: Callable[[Any, Any, int, bytes], bool | int] | None = None
 (then ``write_now`` always declines)."""
 if not os.environ.get("COSMICTRON_PURE"):
     try:
-        from cosmictron.server import _direct
+        from cosmictron.server._direct import send_frame as _send_frame
     except ImportError:  # built without a compiler: every reply goes the loop's way
         pass
-    else:
-        _send_frame = _direct.send_frame
 DIRECT_WRITES = _send_frame is not None
 """Whether ``write_now`` can write at all (the compiled module is there)."""
 
