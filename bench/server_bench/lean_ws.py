@@ -48,6 +48,7 @@ class LeanWebSocket(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.on_message: OnMessage | None = None
         self._upgraded = False
+        self._close_sent = False
         self._buffer = bytearray()
         loop = asyncio.get_running_loop()
         self.opened: asyncio.Future[str | bytes] = loop.create_future()
@@ -108,7 +109,8 @@ class LeanWebSocket(asyncio.Protocol):
             elif opcode == _PING:
                 self.send(payload, _PONG)
             elif opcode == _CLOSE:
-                self.send(payload[:2], _CLOSE)
+                if not self._close_sent:  # the server's close: answer it
+                    self.send(payload[:2], _CLOSE)
                 assert self.transport is not None
                 self.transport.close()
                 return
@@ -147,6 +149,7 @@ class LeanWebSocket(asyncio.Protocol):
         """Send a close frame (1000) and wait for the server to end the connection."""
         if self.transport is not None and not self.transport.is_closing():
             self.send(struct.pack("!H", 1000), _CLOSE)
+            self._close_sent = True
         try:
             await asyncio.wait_for(asyncio.shield(self.closed), 10)
         except TimeoutError:
