@@ -22,6 +22,9 @@ _SOURCES = {
     # Replay's loop over the common record of small transactions (host/records.py).
     "cosmictron.host._replay": "src/cosmictron/host/_replay.pyx",
     "cosmictron.ledger._leaves": "src/cosmictron/ledger/_leaves.pyx",
+    # A lone call's reply written by the thread that waited for its sync (frames_out.py;
+    # without it every reply goes the event loop's way).
+    "cosmictron.server._direct": "src/cosmictron/server/_direct.pyx",
 }
 
 

@@ -16,11 +16,14 @@ on an error or Ctrl-C):
   why (and how to install it); the Cosmictron figures are still measured.
 
 The load generator always runs in its **own process** (this script with ``--client``),
-never in the server's: asyncio (uvloop when installed) with aiohttp's WebSocket client
-for Cosmictron and libpq in pipeline mode (psycopg's ``pq`` layer) for PostgreSQL, so the
-client side costs about the same for both. On a 2-core machine the client and the
-server share the cores; both processes' CPU time over the measured window is recorded,
-which tells whether the server or the client was the limit.
+never in the server's: asyncio (uvloop when installed), each client driven from event-loop
+callbacks with no task per message: a hand-written RFC 6455 client for Cosmictron
+(``server_bench/lean_ws.py``; ``COSMICTRON_BENCH_WS_CLIENT=aiohttp`` runs aiohttp's client
+instead, the benchmark's client before issue 11's srv7 round) and libpq in pipeline mode
+(psycopg's ``pq`` layer) for PostgreSQL, so the client side costs about the same for both.
+On a 2-core machine the client and the server share the cores; both processes' CPU time
+over the measured window is recorded, which tells whether the server or the client was
+the limit.
 
 Throughput scenarios (each a time-bounded loop after a warm-up, in ``rounds`` slices
 alternating the two engines so drift hits both): 1 and 16 clients, **closed loop** (one
@@ -65,6 +68,7 @@ if str(HERE) not in sys.path:
 
 from common import machine_info, parse_args, run_took, temp_parent, write_results  # noqa: E402
 from server_bench.client import client_main  # noqa: E402
+from server_bench.load import WS_CLIENT_ENV  # noqa: E402
 from server_bench.measure import goals, measure  # noqa: E402
 from server_bench.report import table_text  # noqa: E402
 from server_bench.scenarios import FULL, QUICK  # noqa: E402
@@ -111,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "postgresql_schema": list(PG_SCHEMA),
         "postgresql_call": PG_PREPARE,
         "fanout_query": FANOUT_QUERY,
+        "websocket_client": os.environ.get(WS_CLIENT_ENV, "lean"),
         "fanout_latency": "subscriber wall clock at receipt minus the update's timestamp",
     }
     write_results(

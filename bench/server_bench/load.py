@@ -11,11 +11,18 @@ when the call was also sent inside it.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 from collections import deque
 from typing import Any
 
+from .lean_ws import LeanWebSocket, connect_lean
 from .workload import JSON_PROTOCOL, call_frame, decode_frame
+
+WS_CLIENT_ENV = "COSMICTRON_BENCH_WS_CLIENT"
+"""``aiohttp`` runs the WebSocket loads with aiohttp's client (the benchmark's client
+until issue 11's srv7 round); unset or ``lean``, with ``lean_ws.LeanWebSocket``."""
 
 
 class Tally:
@@ -82,6 +89,51 @@ async def cosmictron_worker(
             n += 1
 
 
+async def lean_worker(
+    client: LeanWebSocket, index: int, tally: Tally, depth: int, protocol: str = JSON_PROTOCOL
+) -> None:
+    """``cosmictron_worker`` on a ``LeanWebSocket``: driven from its ``data_received``
+    callback, as ``load_postgres.pg_worker`` drives libpq from ``add_reader``'s."""
+    import msgpack
+
+    loop = asyncio.get_running_loop()
+    clock = time.perf_counter
+    sent_at: deque[float] = deque()
+    finished: asyncio.Future[None] = loop.create_future()
+    decode = json.loads if protocol == JSON_PROTOCOL else msgpack.unpackb
+    send_message = client.send_message
+    n = 0
+
+    def send() -> None:
+        nonlocal n
+        sent_at.append(clock())
+        send_message(call_frame(protocol, index, n))
+        n += 1
+
+    def on_message(data: str | bytes) -> None:
+        now = clock()
+        result = decode(data).get("ReducerResult")
+        if result is None or finished.done():
+            return
+        sent = sent_at.popleft()
+        tally.complete(sent, now, result["status"] == "committed", result.get("error"))
+        if now < tally.end:
+            send()
+        elif not sent_at:
+            finished.set_result(None)
+
+    client.on_message = on_message
+    for _ in range(depth):
+        send()
+    done, _ = await asyncio.wait(
+        (finished, client.closed),
+        timeout=tally.end - clock() + 30,
+        return_when=asyncio.FIRST_COMPLETED,
+    )
+    if finished not in done:
+        raise RuntimeError(f"connection {index} ended or stalled with {len(sent_at)} in flight")
+
+
 async def connect_ws(session: Any, url: str, protocol: str = JSON_PROTOCOL) -> Any:
     """Open one WebSocket speaking ``protocol`` and read its ``IdentityToken``."""
     ws = await session.ws_connect(url, protocols=(protocol,), max_msg_size=0)
@@ -93,6 +145,23 @@ async def connect_ws(session: Any, url: str, protocol: str = JSON_PROTOCOL) -> A
 
 
 async def cosmictron_load(spec: dict[str, Any]) -> dict[str, Any]:
+    if os.environ.get(WS_CLIENT_ENV, "lean") == "aiohttp":
+        return await aiohttp_load(spec)
+    protocol = spec.get("protocol", JSON_PROTOCOL)
+    opened = await asyncio.gather(
+        *(connect_lean(spec["ws_url"], protocol) for _ in range(spec["clients"]))
+    )
+    clients = [client for client, _ in opened]
+    for _, first in opened:
+        if "IdentityToken" not in decode_frame(first):
+            raise RuntimeError(f"expected IdentityToken first, got {first!r}")
+    result = await measured_window(spec, clients, lean_worker)
+    await asyncio.gather(*(client.close() for client in clients))
+    return result
+
+
+async def aiohttp_load(spec: dict[str, Any]) -> dict[str, Any]:
+    """``cosmictron_load`` with aiohttp's WebSocket client (``WS_CLIENT_ENV``)."""
     import aiohttp
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
@@ -100,18 +169,28 @@ async def cosmictron_load(spec: dict[str, Any]) -> dict[str, Any]:
         sockets = await asyncio.gather(
             *(connect_ws(session, spec["ws_url"], protocol) for _ in range(spec["clients"]))
         )
-        start = time.perf_counter() + spec["warmup"]
-        end = start + spec["seconds"]
-        tallies = [Tally(start, end) for _ in sockets]
-        marker = asyncio.create_task(window_markers(start, end))
-        await asyncio.gather(
-            *(
-                cosmictron_worker(ws, i, tally, spec["depth"], protocol)
-                for i, (ws, tally) in enumerate(zip(sockets, tallies, strict=True))
-            )
-        )
-        client_cpu = await marker
+        result = await measured_window(spec, sockets, cosmictron_worker)
         await asyncio.gather(*(ws.close() for ws in sockets))
+    return result
+
+
+async def measured_window(
+    spec: dict[str, Any], connections: list[Any], worker: Any
+) -> dict[str, Any]:
+    """Run ``worker(connection, index, tally, depth, protocol)`` on every connection
+    through the warm-up and the measured window; the load's figures."""
+    protocol = spec.get("protocol", JSON_PROTOCOL)
+    start = time.perf_counter() + spec["warmup"]
+    end = start + spec["seconds"]
+    tallies = [Tally(start, end) for _ in connections]
+    marker = asyncio.create_task(window_markers(start, end))
+    await asyncio.gather(
+        *(
+            worker(connection, i, tally, spec["depth"], protocol)
+            for i, (connection, tally) in enumerate(zip(connections, tallies, strict=True))
+        )
+    )
+    client_cpu = await marker
     return summarize(tallies, spec["seconds"], client_cpu)
 
 

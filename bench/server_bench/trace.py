@@ -18,7 +18,9 @@ The points, in path order (a point missing from a call is skipped, not invented)
 ``reducer_in`` / ``reducer_out``    ``Database.execute_reducer`` (reducer + commit)
 ``durable_in`` / ``durable_out``    ``Database.wait_durable`` (the fsync wait)
 ``resolved``        back on the event loop (``calls._resolve``)
-``reply_in``        the reply is being written (WS: ``FrameWriter.write``, or aiohttp's
+``reply_in``        the reply is being written (WS: ``FrameWriter.write``; ``write_now``
+                    when the thread that waited for the sync wrote it, then before
+                    ``resolved``, which is left out; or aiohttp's
                     ``send_str``/``send_bytes`` when it cannot be used; HTTP:
                     ``StreamResponse.prepare``)
 ``reply_out``       the write returned
@@ -75,6 +77,15 @@ around(Database, 'execute_reducer', 'reducer_in', 'reducer_out')
 around(Database, 'wait_durable', 'durable_in', 'durable_out')
 around(calls, '_resolve', 'resolved', None)
 around(frames_out.FrameWriter, 'write', 'reply_in', 'reply_out')
+write_now = getattr(frames_out.FrameWriter, 'write_now', None)
+if write_now is not None:
+    def traced_write_now(self, message, original=write_now):
+        started = ns()
+        written = original(self, message)
+        if written:  # else the reply goes the loop's way, traced there
+            mark(('reply_in', started)); mark(('reply_out', ns()))
+        return written
+    frames_out.FrameWriter.write_now = traced_write_now
 around(web.WebSocketResponse, 'send_str', 'reply_in', 'reply_out')
 around(web.WebSocketResponse, 'send_bytes', 'reply_in', 'reply_out')
 around(web.StreamResponse, 'prepare', 'reply_in', None)
@@ -120,6 +131,7 @@ LABELS = {
     ("durable_in", "durable_out"): "fsync wait (wait_durable)",
     ("durable_out", "resolved"): "hop: call thread -> loop (wake-up)",
     ("resolved", "reply_in"): "result -> reply built, queued, sender woken",
+    ("durable_out", "reply_in"): "reply built off the loop (FrameWriter.write_now)",
     ("reply_in", "reply_out"): "reply write",
 }
 
@@ -144,6 +156,8 @@ def segments(marks: list[tuple[str, int]]) -> list[dict[str, float]]:
             firsts.setdefault(point, t)
         if "reply_out" not in firsts or "reducer_in" not in firsts or "bytes_in" not in firsts:
             continue
+        if firsts.get("resolved", 0) > firsts["reply_out"]:
+            del firsts["resolved"]  # written off the loop (``write_now``): the hop came after
         seen = [p for p in ORDER if p in firsts]
         row = {}
         for a, b in itertools.pairwise(seen):

@@ -12,59 +12,38 @@ fsync ``always``, everything any WebSocket client was sent is still there.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import signal
-import threading
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-import msgpack
 import pytest
-from aiohttp import web
 
-from cosmictron.server import listener
-from cosmictron.server.app import build_app
-from cosmictron.server.auth import TokenAuthority
-from cosmictron.server.registry import DatabaseRegistry
-from cosmictron.server.rights import Rights
 from tests.server.conftest import Server, start_server, stop_server
+from tests.server.inprocess import (
+    JSON,
+    MSGPACK,
+    TASKS_MODULE,
+    decode,
+    encode,
+    holding_syncs,
+    running,
+    send,
+)
 
-JSON = "v1.json.cosmictron"
-MSGPACK = "v1.msgpack.cosmictron"
-
-MODULE = """
-from cosmictron import *
-
-@table(public=True)
-class Task:
-    id: int = field(primary_key=True, auto_inc=True)
-    title: str = ""
-
+MODULE = (
+    TASKS_MODULE
+    + """
 @reducer
 def echo(ctx: ReducerContext, size: int) -> str:
     return "x" * size
-
-@reducer
-def add(ctx: ReducerContext, title: str) -> int:
-    return ctx.db.task.insert(Task(title=title)).id
 """
+)
 
 # Return values whose frames are just under and over 126 bytes (16-bit length) and
 # 65,536 bytes (64-bit length), in both encodings; the large ones are also encoded off
 # the event loop (past json_inline_bytes_max / 2).
 SIZES = [*range(0, 160), *range(65_380, 65_560, 3)]
-
-
-def encode(protocol: str, message: dict[str, Any]) -> str | bytes:
-    return json.dumps(message) if protocol == JSON else msgpack.packb(message)
-
-
-def decode(protocol: str, frame: aiohttp.WSMessage) -> Any:
-    expected = aiohttp.WSMsgType.TEXT if protocol == JSON else aiohttp.WSMsgType.BINARY
-    assert frame.type is expected, (frame.type, frame.data)
-    return json.loads(frame.data) if protocol == JSON else msgpack.unpackb(frame.data)
 
 
 @pytest.fixture
@@ -192,70 +171,30 @@ def test_no_update_or_result_leaves_before_its_transaction_is_durable(
 
     async def main() -> None:
         data = tmp_path / "data"
-        registry = DatabaseRegistry(data, "production")
-        await asyncio.to_thread(registry.open_all)
-        authority = TokenAuthority.load_or_create(data / "server")
-        rights = Rights.load_or_create(data / "server", authority)
-        app = build_app(registry, authority, rights)
-        runner = web.AppRunner(app, **listener.runner_options(app))
-        await runner.setup()
-        listening = await listener.listen(runner, "127.0.0.1", 0)
-        host, port = listening.sockets[0].getsockname()[:2]
-        base = f"http://{host}:{port}"
-        try:
-            async with aiohttp.ClientSession() as http:
-                headers = {"Authorization": f"Bearer {rights.operator_token}"}
-                async with http.put(f"{base}/v1/database/tasks", data=MODULE, headers=headers) as r:
-                    assert r.status == 201, await r.text()
-                url = f"{base}/v1/database/tasks/subscribe"
-                watcher = await http.ws_connect(url, protocols=(protocol,))
-                caller = await http.ws_connect(url, protocols=(protocol,))
-                for ws in (watcher, caller):
-                    assert "IdentityToken" in decode(protocol, await ws.receive(timeout=30))
-                query = {"request_id": 0, "query_id": 1, "query_strings": ["SELECT * FROM task"]}
-                await send(watcher, protocol, {"Subscribe": query})
-                assert "SubscribeApplied" in decode(protocol, await watcher.receive(timeout=30))
-                sync = registry.get("tasks").db.core.persistence._sync
-                held, release = threading.Event(), threading.Event()
-
-                def hold() -> None:
-                    with sync.exclusive():  # no sync can run: nothing new becomes durable
-                        held.set()
-                        release.wait(60)
-
-                holder = threading.Thread(target=hold)
-                holder.start()
-                try:
-                    assert held.wait(30)
-                    call = {"request_id": 5, "reducer": "add", "args": ["held"]}
-                    await send(caller, protocol, {"CallReducer": call})
-                    update = asyncio.create_task(watcher.receive(timeout=60))
-                    result = asyncio.create_task(caller.receive(timeout=60))
-                    done, _ = await asyncio.wait({update, result}, timeout=1.5)
-                    assert not done, [decode(protocol, task.result()) for task in done]
-                    db = registry.get("tasks").db
-                    assert db.tx_offset > db.durable_offset  # committed, not yet durable
-                finally:
-                    release.set()
-                    await asyncio.to_thread(holder.join)
-                got = decode(protocol, await update)["TransactionUpdate"]
-                assert got["tables"][0]["inserts"][0]["title"] == "held"
-                answered = decode(protocol, await result)["ReducerResult"]
-                assert answered["request_id"] == 5 and answered["status"] == "committed"
-                assert answered["tx_offset"] == got["tx_offset"]
-                await watcher.close()
-                await caller.close()
-        finally:
-            listening.close()
-            await runner.cleanup()
-            await asyncio.to_thread(registry.close_all)
+        async with running(data, "tasks", MODULE) as server, aiohttp.ClientSession() as http:
+            url = server.ws_url("tasks")
+            watcher = await http.ws_connect(url, protocols=(protocol,))
+            caller = await http.ws_connect(url, protocols=(protocol,))
+            for ws in (watcher, caller):
+                assert "IdentityToken" in decode(protocol, await ws.receive(timeout=30))
+            query = {"request_id": 0, "query_id": 1, "query_strings": ["SELECT * FROM task"]}
+            await send(watcher, protocol, {"Subscribe": query})
+            assert "SubscribeApplied" in decode(protocol, await watcher.receive(timeout=30))
+            db = server.db("tasks")
+            with holding_syncs(db):
+                call = {"request_id": 5, "reducer": "add", "args": ["held"]}
+                await send(caller, protocol, {"CallReducer": call})
+                update = asyncio.create_task(watcher.receive(timeout=60))
+                result = asyncio.create_task(caller.receive(timeout=60))
+                done, _ = await asyncio.wait({update, result}, timeout=1.5)
+                assert not done, [decode(protocol, task.result()) for task in done]
+                assert db.tx_offset > db.durable_offset  # committed, not yet durable
+            got = decode(protocol, await update)["TransactionUpdate"]
+            assert got["tables"][0]["inserts"][0]["title"] == "held"
+            answered = decode(protocol, await result)["ReducerResult"]
+            assert answered["request_id"] == 5 and answered["status"] == "committed"
+            assert answered["tx_offset"] == got["tx_offset"]
+            await watcher.close()
+            await caller.close()
 
     asyncio.run(main())
-
-
-async def send(ws: aiohttp.ClientWebSocketResponse, protocol: str, message: Any) -> None:
-    data = encode(protocol, message)
-    if isinstance(data, str):
-        await ws.send_str(data)
-    else:
-        await ws.send_bytes(data)

@@ -26,6 +26,11 @@ call still waits on the call thread itself: no extra hop on the path of one clie
 Nothing is acknowledged earlier than before: every result is handed off only after the
 sync that covers its batch.
 
+A lone call (a batch of one, nothing queued behind it) whose caller gave a ``direct``
+(``submit_then``: a WebSocket client) is offered its outcome on this thread as soon as
+its sync returned, before the hand-off: the client may write its reply from here
+(``WebSocketClient._reply_now``), so the reply does not wait for the hop to the loop.
+
 The thread sleeps on a lock of its own that the loop releases only when the thread said
 it is going to sleep, so a call queued while the thread is busy costs one append under a
 plain lock, and a wake-up one release (a ``threading.Condition`` costs several Python
@@ -63,6 +68,11 @@ _Item = TypeVar("_Item")
 CallDone = Callable[[CallOutcome | None, BaseException | None], None]
 """``(outcome, None)`` once a call is durable, ``(None, error)`` if it failed; on the loop."""
 
+ReplyNow = Callable[[CallOutcome], bool]
+"""Called with a call's outcome once it is durable, on the thread that waited for the
+sync, before the hand-off to the loop: True if it wrote the caller's reply itself (the
+hand-off's ``then`` still runs, for the caller's bookkeeping)."""
+
 
 @dataclass(slots=True)
 class _Call:
@@ -75,6 +85,7 @@ class _Call:
     loop: asyncio.AbstractEventLoop
     then: CallDone | None = None
     after: Callable[[], None] | None = None
+    direct: ReplyNow | None = None
 
 
 class _QueueThread(Generic[_Item]):
@@ -165,11 +176,23 @@ class CallWorker(_QueueThread[_Call]):
         connection_id: ConnectionId | None,
         then: CallDone,
         after: Callable[[], None] | None = None,
+        direct: ReplyNow | None = None,
     ) -> None:
         """Queue a call; ``then`` runs on this loop once it is durable (or failed), and
-        ``after`` once per hand-off, after the ``then`` of every call it resolves."""
+        ``after`` once per hand-off, after the ``then`` of every call it resolves.
+        ``direct``, if given, is offered the outcome of a call that succeeded as soon as
+        it is durable, off the loop (``ReplyNow``)."""
         call = _Call(
-            reducer, args, kwargs, sender, connection_id, None, get_running_loop(), then, after
+            reducer,
+            args,
+            kwargs,
+            sender,
+            connection_id,
+            None,
+            get_running_loop(),
+            then,
+            after,
+            direct,
         )
         with self._mutex:  # ``_queue_call``, written out: this is every WebSocket call
             if self._stopping:
@@ -237,18 +260,24 @@ class CallWorker(_QueueThread[_Call]):
             # this one runs the next batch.
             waiter.put(results, last)
             return
-        _settle(self.db, results, last)
+        # A lone call (nothing queued behind it, the batch its own) may have its reply
+        # written by this thread once durable: the hop to the loop is then off its path.
+        _settle(self.db, results, last, lone=len(results) == 1)
 
 
-def _settle(db: Database, results: list[Any], last: int) -> None:
+def _settle(db: Database, results: list[Any], last: int, lone: bool = False) -> None:
     """Wait until ``last`` is durable, then hand every result to its loop (every call
-    of the batch failing with the ``DurabilityError`` if the sync failed)."""
+    of the batch failing with the ``DurabilityError`` if the sync failed); a ``lone``
+    call's outcome is first offered to its ``direct``."""
     if last:
         try:
             db.wait_durable(last)
         except CosmictronError as exc:
             # Nothing in the batch was acknowledged: every committed call fails too.
             results = [(call, None, error or exc) for call, _, error in results]
+        else:
+            if lone:
+                _reply_now(results[0])
     if not results:
         return
     loop = results[0][0].loop
@@ -263,6 +292,21 @@ def _settle(db: Database, results: list[Any], last: int) -> None:
         by_loop.setdefault(result[0].loop, []).append(result)
     for loop, resolved in by_loop.items():
         _hand_off(loop, resolved)
+
+
+def _reply_now(result: tuple[_Call, CallOutcome | None, BaseException | None]) -> None:
+    """Offer a durable outcome to its caller's ``direct``, so that the reply need not
+    wait for the hop to the loop.
+
+    Only for a lone call: in a batch of several, each reply written here cost more
+    instructions than the loop's one pass over the batch, and the batches got smaller
+    (docs/benchmarks.md, issue 11 srv7)."""
+    call, outcome, error = result
+    if call.direct is not None and error is None and outcome is not None:
+        try:
+            call.direct(outcome)
+        except Exception:  # a bug in the caller's callback: the loop's way still works
+            logger.exception("the direct reply of %r failed", call.reducer)
 
 
 def _hand_off(loop: asyncio.AbstractEventLoop, results: list[Any]) -> None:

@@ -101,12 +101,13 @@ CLOSE_TIMEOUT_S = 10.0
 class _PendingCall:
     """A call sent and not yet answered: filled in when its result arrives."""
 
-    __slots__ = ("done", "error", "outcome", "request_id", "seq")
+    __slots__ = ("done", "error", "outcome", "request_id", "sent", "seq")
 
     def __init__(self, request_id: RequestId, seq: int = 0) -> None:
         self.request_id = request_id
         self.seq = seq  # its place among the gated reducer calls; 0: not gated; -1: procedure
         self.done = False
+        self.sent = False  # its result was written off the loop (``_reply_now``)
         self.outcome: CallOutcome | None = None
         self.error: BaseException | None = None
 
@@ -315,24 +316,29 @@ class WebSocketClient:
         durable = watermark.known  # a result's offset is at or below it: no need to ask
         placed = self._placed
         ready: list[str | bytes] = []
-        while outbox:
-            offset, message, gate = outbox[0]
-            if gate > placed:
-                break
-            if offset > durable and offset > (durable := watermark.durable_offset):
-                if not self._awaiting_durable:
-                    self._awaiting_durable = True
-                    watermark.when_durable(offset, self._durable)
-                break
-            if isinstance(message, asyncio.Future):
-                if not message.done():
+        frames = self.frames
+        frames.busy = True  # no ``write_now`` between taking messages and writing them
+        try:
+            while outbox:
+                offset, message, gate = outbox[0]
+                if gate > placed:
                     break
-                message = message.result()
-            outbox.popleft()
-            self.queued_bytes -= len(message)
-            ready.append(message)
-        if ready:
-            self.frames.write(ready)
+                if offset > durable and offset > (durable := watermark.durable_offset):
+                    if not self._awaiting_durable:
+                        self._awaiting_durable = True
+                        watermark.when_durable(offset, self._durable)
+                    break
+                if isinstance(message, asyncio.Future):
+                    if not message.done():
+                        break
+                    message = message.result()
+                outbox.popleft()
+                self.queued_bytes -= len(message)
+                ready.append(message)
+            if ready:
+                frames.write(ready)
+        finally:
+            frames.busy = False
 
     def _durable(self, error: BaseException | None) -> None:
         """The watermark's answer for the head of the queue: write what may go now."""
@@ -370,9 +376,13 @@ class WebSocketClient:
                         await message  # a large reply still being encoded
                         continue
                     message = message.result()
-                outbox.popleft()
-                self.queued_bytes -= len(message)
-                await send(message)
+                frames.busy = True  # no ``write_now`` until this one is written
+                try:
+                    outbox.popleft()
+                    self.queued_bytes -= len(message)
+                    await send(message)
+                finally:
+                    frames.busy = False
         except ConnectionError:
             self.closed = True
         except CosmictronError as exc:  # the database can no longer make anything durable
@@ -649,9 +659,37 @@ class WebSocketClient:
                 self.connection_id,
                 partial(self._answered_in_batch, pending),
                 self._after_batch,
+                partial(self._reply_now, pending),
             )
         except CosmictronError as exc:
             self._answered(pending, None, exc)
+        return True
+
+    def _reply_now(self, pending: _PendingCall, outcome: CallOutcome) -> bool:
+        """Write a durable call's result from the thread that waited for its sync, if
+        nothing else of this client may be due before it; True if it went (its hand-off
+        to the loop then only does the bookkeeping, ``_answer``). Runs off the loop,
+        holding the GIL: what it reads, the loop changes only holding the GIL too.
+
+        Nothing may be due before it when: the client subscribes to nothing (no update
+        of its own transaction, which must precede the result, or of another's can be on
+        its way to the queue), every earlier call's result has its place (``_placed``)
+        and the queue is empty (they were all written; ``FrameWriter.busy`` covers a
+        write in progress), and no procedure is in flight. A result that is not a scalar
+        goes the loop's way (``Codec.committed`` declines it)."""
+        if (
+            self.closed
+            or self.subscriptions
+            or self.ledger
+            or pending.seq != self._placed + 1
+            or self._outbox
+            or self._procedures
+        ):
+            return False
+        encoded = self.codec.committed(pending.request_id, outcome.return_value, outcome.tx_offset)
+        if encoded is None or not self.frames.write_now(encoded):
+            return False
+        pending.sent = True
         return True
 
     def _pending(self, request_id: RequestId) -> _PendingCall:
@@ -693,6 +731,9 @@ class WebSocketClient:
             pending = calls.popleft()
             if pending.seq < 0:
                 self._procedures -= 1
+            if pending.sent:  # written by ``_reply_now``: it has had its place
+                self._placed = pending.seq
+                continue
             error = pending.error
             outcome = pending.outcome
             if error is not None or outcome is None:
