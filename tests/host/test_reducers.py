@@ -284,10 +284,8 @@ def test_a_missing_table_or_accessor_in_a_reducer_is_named(db):
     # ctx.db and its handles have no __getattr__ (speed): the failure still names them.
     with pytest.raises(ReducerFailed, match="AttributeError: the database has no table 'nope'"):
         db.call("read_missing", "nope", "")
-    with pytest.raises(
-        ReducerFailed,
-        match=r"table 'account' has no unique column or index 'nope' \(it has: id, email, balance\)",
-    ):
+    listed = r"table 'account' has no unique column or index 'nope' \(it has: id, email, balance\)"
+    with pytest.raises(ReducerFailed, match=listed):
         db.call("read_missing", "account", "nope")
     db.call("read_missing", "account", "balance")  # an index is there from the start
 

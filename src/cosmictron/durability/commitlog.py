@@ -124,9 +124,10 @@ class CommitLog:
         self.first_offset = 1
         self.segment_base_offset = 1
         self.buffered = sync.fsync_policy == "always"
-        self._frames_whole = _frame_record is not None and not self.buffered
-        """Whether ``append`` frames an unsigned record in one compiled call (not under
-        ``always``, whose leader frames the batch when it writes it)."""
+        self._frame_whole = None if self.buffered else _frame_record
+        """``_frames.frame_record`` when ``append`` frames an unsigned record in one
+        compiled call; None under ``always`` (its leader frames the batch when it writes
+        it) or when the extension is not built."""
         self._pack = msgpack.Packer(use_bin_type=True).pack
         """One packer for the log's life (``append`` runs under the host's writer lock):
         ``msgpack.packb`` builds a new ``Packer`` per call, which cost more than packing a
@@ -209,9 +210,10 @@ class CommitLog:
             self.key_fp,
             None,
         ]
+        frame_whole = self._frame_whole
         framed = (
-            _frame_record(fields, sync.synced_offset)
-            if signers is None and self._frames_whole and self.event_key is None
+            frame_whole(fields, sync.synced_offset)
+            if frame_whole is not None and signers is None and self.event_key is None
             else None
         )
         payload: bytes | None
