@@ -127,6 +127,12 @@ def delete_where_low(ctx: ReducerContext, below: int) -> int:
         if row.balance < below:
             removed += ctx.db.account.delete(row)
     return removed
+
+@reducer
+def read_missing(ctx: ReducerContext, table: str, accessor: str) -> None:
+    handle = getattr(ctx.db, table)
+    if accessor:
+        getattr(handle, accessor)
 """
 
 
@@ -272,6 +278,16 @@ def test_reads_outside_reducers_are_read_only(db):
         accounts.email.filter(start="a")
     with pytest.raises(NotFound, match="no table named 'nope'"):
         db.table("nope")
+
+
+def test_a_missing_table_or_accessor_in_a_reducer_is_named(db):
+    # ctx.db and its handles have no __getattr__ (speed): the failure still names them.
+    with pytest.raises(ReducerFailed, match="AttributeError: the database has no table 'nope'"):
+        db.call("read_missing", "nope", "")
+    listed = r"table 'account' has no unique column or index 'nope' \(it has: id, email, balance\)"
+    with pytest.raises(ReducerFailed, match=listed):
+        db.call("read_missing", "account", "nope")
+    db.call("read_missing", "account", "balance")  # an index is there from the start
 
 
 def test_none_annotation_and_nested_arguments_are_checked(db):

@@ -454,11 +454,17 @@ cdef struct _Out:
     bint heap
 
 
-cdef int _room(_Out *out, Py_ssize_t n) except -1:
-    cdef Py_ssize_t cap
-    cdef char *grown
+cdef inline int _room(_Out *out, Py_ssize_t n) except -1:
+    """Make room for ``n`` more bytes; the test is inline (it is made for every value),
+    the growth (past the stack buffer: rare) a call."""
     if out.size + n <= out.cap:
         return 0
+    return _grow(out, n)
+
+
+cdef int _grow(_Out *out, Py_ssize_t n) except -1:
+    cdef Py_ssize_t cap
+    cdef char *grown
     cap = out.cap * 2
     if cap < out.size + n:
         cap = out.size + n
@@ -502,7 +508,7 @@ cdef inline int _put_raw(_Out *out, const char *data, Py_ssize_t n) except -1:
     return 0
 
 
-cdef int _put_length(_Out *out, Py_ssize_t n, unsigned char fix, Py_ssize_t fix_max,
+cdef inline int _put_length(_Out *out, Py_ssize_t n, unsigned char fix, Py_ssize_t fix_max,
                      unsigned char tag8, unsigned char tag16, unsigned char tag32) except -1:
     if n < fix_max:
         return _put1(out, fix | <unsigned char>n)

@@ -33,7 +33,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import msgpack
 
@@ -124,6 +124,10 @@ class CommitLog:
         self.first_offset = 1
         self.segment_base_offset = 1
         self.buffered = sync.fsync_policy == "always"
+        self._frame_whole = None if self.buffered else _frame_record
+        """``_frames.frame_record`` when ``append`` frames an unsigned record in one
+        compiled call; None under ``always`` (its leader frames the batch when it writes
+        it) or when the extension is not built."""
         self._pack = msgpack.Packer(use_bin_type=True).pack
         """One packer for the log's life (``append`` runs under the host's writer lock):
         ``msgpack.packb`` builds a new ``Packer`` per call, which cost more than packing a
@@ -183,8 +187,9 @@ class CommitLog:
             DurabilityError: a sync failed earlier, the record is larger than
                 ``record_bytes_max``, or the write failed (nothing of it remains).
         """
-        if self.sync.failure is not None:
-            raise self.sync.failure
+        sync = self.sync
+        if sync.failure is not None:
+            raise sync.failure
         if kind not in RECORD_KINDS:  # replay would refuse it: never write it
             raise InternalError(f"record kind {kind} is not one of {sorted(RECORD_KINDS)}")
         if self.segment_bytes >= self.segment_bytes_max:
@@ -205,65 +210,37 @@ class CommitLog:
             self.key_fp,
             None,
         ]
-        framed = None
-        if (
-            _frame_record is not None
-            and not self.buffered
-            and signers is None
-            and self.event_key is None
-        ):  # the common record: packed, hashed and framed in one compiled call
-            framed = _frame_record(fields, self.sync.synced_offset)
+        frame_whole = self._frame_whole
+        framed = (
+            frame_whole(fields, sync.synced_offset)
+            if frame_whole is not None and signers is None and self.event_key is None
+            else None
+        )
         payload: bytes | None
-        if framed is not None:
+        if framed is not None:  # the common record: packed, hashed and framed in one call
             frame, digest = framed
+            written = len(frame)
+            if written - FRAME_HEADER_BYTES > self.record_bytes_max:
+                self._refuse_size(offset, written - FRAME_HEADER_BYTES)
             payload = None  # sliced from the frame only if someone below needs it
-            length = len(frame) - FRAME_HEADER_BYTES
-            parts: tuple[bytes, ...] = (frame,)
-        else:
-            payload = _pack_record(fields) if _pack_record is not None else None
-            if payload is None:
-                payload = self._pack(fields)
-            if signers is not None or self.event_key is not None:
-                payload = self._sign(fields, payload, signers)
-            length = len(payload)
-        if length > self.record_bytes_max:
-            raise DurabilityError(
-                f"record at offset {offset} is {length} bytes, more than record_bytes_max "
-                f"({self.record_bytes_max}); split the transaction or raise the limit"
-            )
-        if payload is not None:
-            if _seal is not None:
-                crc, digest = _seal(payload)
-            else:
-                crc = _crc32(payload)
-                digest = _sha256(payload).digest()
-        if self.buffered:
-            # The header is made at flush time, when the leader knows what is synced.
-            assert payload is not None
-            with self._pending_lock:
-                self._pending.append((payload, crc))
-            written = length + FRAME_HEADER_BYTES
-        else:
-            if payload is not None:
-                durable = self.sync.synced_offset
-                header = _pack_header(length, _crc32(_pack_durable(durable), crc), durable)
-                parts = (header, payload)
+            position = self._flushed_bytes
             try:
-                position = self._flushed_bytes
-                if position + length + FRAME_HEADER_BYTES <= self._allocated_bytes:
-                    written = self.storage.writev_at(self.fd, position, parts)
+                if position + written <= self._allocated_bytes:
+                    done = self.storage.writev_at(self.fd, position, (frame,))
                 else:
-                    written = self._write_at_end(parts, length + FRAME_HEADER_BYTES)
+                    done = self._write_at_end((frame,), written)
             except OSError as exc:
                 self._undo_write(offset, exc)
-            if written != length + FRAME_HEADER_BYTES:
-                self._undo_write(offset, OSError(f"short write of {written} bytes"))
-            self._flushed_bytes += written
+            if done != written:
+                self._undo_write(offset, OSError(f"short write of {done} bytes"))
+            self._flushed_bytes = position + written
+        else:
+            payload, digest, written = self._append_general(fields, offset, signers)
         self.last_hash = digest
         self.next_offset = offset + 1
         self.segment_bytes += written
         self.bytes_written += written
-        self.sync.written_offset = offset
+        sync.written_offset = offset
         self.last_time_us = now
         on_record = self.on_record
         ledger = self.ledger
@@ -289,6 +266,51 @@ class CommitLog:
             if (offset >= ledger.due_seq or now >= ledger.due_us) and not ledger.checkpointing:
                 self.append_checkpoint()
         return offset
+
+    def _append_general(
+        self, fields: list[Any], offset: int, signers: Sequence[SigningKey] | None
+    ) -> tuple[bytes, bytes, int]:
+        """``append``'s write of a record ``frame_record`` does not frame (signed, buffered
+        under ``always``, not built, or left to msgpack): (payload, digest, bytes written)."""
+        payload = _pack_record(fields) if _pack_record is not None else None
+        if payload is None:
+            payload = self._pack(fields)
+        if signers is not None or self.event_key is not None:
+            payload = self._sign(fields, payload, signers)
+        length = len(payload)
+        if length > self.record_bytes_max:
+            self._refuse_size(offset, length)
+        if _seal is not None:
+            crc, digest = _seal(payload)
+        else:
+            crc = _crc32(payload)
+            digest = _sha256(payload).digest()
+        if self.buffered:
+            # The header is made at flush time, when the leader knows what is synced.
+            with self._pending_lock:
+                self._pending.append((payload, crc))
+            return payload, digest, length + FRAME_HEADER_BYTES
+        durable = self.sync.synced_offset
+        header = _pack_header(length, _crc32(_pack_durable(durable), crc), durable)
+        parts = (header, payload)
+        try:
+            position = self._flushed_bytes
+            if position + length + FRAME_HEADER_BYTES <= self._allocated_bytes:
+                written = self.storage.writev_at(self.fd, position, parts)
+            else:
+                written = self._write_at_end(parts, length + FRAME_HEADER_BYTES)
+        except OSError as exc:
+            self._undo_write(offset, exc)
+        if written != length + FRAME_HEADER_BYTES:
+            self._undo_write(offset, OSError(f"short write of {written} bytes"))
+        self._flushed_bytes += written
+        return payload, digest, written
+
+    def _refuse_size(self, offset: int, length: int) -> NoReturn:
+        raise DurabilityError(
+            f"record at offset {offset} is {length} bytes, more than record_bytes_max "
+            f"({self.record_bytes_max}); split the transaction or raise the limit"
+        )
 
     def append_payload(self, payload: bytes) -> int:
         """Append a record another node wrote, unchanged (cluster mode: catching up).

@@ -37,7 +37,7 @@ from cosmictron.datastore import Datastore, TableChange
 from cosmictron.durability import DurabilityConfig, PersistenceLayer
 from cosmictron.errors import InvalidRequest, NotFound
 from cosmictron.host.clock import Clock
-from cosmictron.host.handles import DbView, TableHandle, WriteScope
+from cosmictron.host.handles import DbView, TableHandle, TableReadHandle, WriteScope
 from cosmictron.host.import_keys import AppliedImports
 from cosmictron.host.logs import ModuleLog, capture_module_logger
 from cosmictron.host.memory import MemoryBudget
@@ -88,6 +88,7 @@ class DatabaseCore:
         "path",
         "persistence",
         "procedures",
+        "read_handles",
         "reducer_calls",
         "reducer_failures",
         "reducer_metrics",
@@ -135,6 +136,7 @@ class DatabaseCore:
         self.module = loaded
         """The running module; ``install`` replaces it and everything bound to it."""
         self.handles: dict[str, TableHandle] = {}
+        self.read_handles: dict[str, TableReadHandle] = {}
         self.view = DbView({})
         """``ctx.db``: the handles by table name, as a reducer sees them."""
         self.handles_by_class: dict[type, TableHandle] = {}
@@ -199,6 +201,10 @@ class DatabaseCore:
             name: TableHandle(self.datastore.tables[name], binding, self.scope)
             for name, binding in loaded.rows.items()
         }
+        self.read_handles = {  # ``Database.table``'s: they name a missing accessor
+            name: TableReadHandle(self.datastore.tables[name], binding, self.scope)
+            for name, binding in loaded.rows.items()
+        }
         self.view = DbView(self.handles)
         self.handles_by_class = {
             cls: self.handles[name] for cls, name in loaded.table_by_class.items()
@@ -212,7 +218,7 @@ class DatabaseCore:
         Raises:
             NotFound: no such table (the message lists them).
         """
-        handle = self.handles.get(name)
+        handle = self.read_handles.get(name)
         if handle is None:
             known = ", ".join(sorted(self.handles)) or "none"
             raise NotFound(f"no table named {name!r} (tables: {known})")

@@ -44,8 +44,16 @@ class WriteScope:
 
 
 class TableHandle:
-    # ``__dict__`` holds the column accessors once made (``__getattr__``), so the next
-    # ``handle.<column>`` is a plain attribute read, not a Python call.
+    """``ctx.db.<table>``: writes, scans and one accessor per unique column or index.
+
+    The accessors are made with the handle and kept in its ``__dict__``, and the class
+    has no ``__getattr__``: with one, CPython reads every attribute of the handle (its
+    methods too) through its slow hook instead of the specialised lookups, about 40 ns
+    a read (docs/design/hot-path.md, "Eighth round"). An unknown name is a plain
+    ``AttributeError``, which ``missing_name_message`` (a failed reducer) and
+    ``accessor`` (a guest module) turn into one that lists what the table has.
+    """
+
     __slots__ = ("__dict__", "_accessors", "_binding", "_scope", "_table")
 
     def __init__(self, table: Table, binding: RowBinding, scope: WriteScope) -> None:
@@ -53,6 +61,13 @@ class TableHandle:
         self._binding = binding
         self._scope = scope
         self._accessors: dict[str, Any] = {}
+        schema = table.schema
+        names = [_accessor_name(schema.primary_key)] if schema.primary_key else []
+        names += [index.name for index in schema.indexes]
+        for name in names:
+            made = self._accessors[name] = self._make_accessor(name)
+            if not hasattr(TableHandle, name):  # a method's name keeps the method
+                self.__dict__[name] = made
 
     def insert(self, row: Any) -> Any:
         """Insert ``row``; returns it as stored, with auto_inc columns filled in."""
@@ -102,27 +117,44 @@ class TableHandle:
     def __len__(self) -> int:
         return self.count()
 
-    def __getattr__(self, name: str) -> Any:
-        accessors = self._accessors
-        if name not in accessors:
-            accessors[name] = self._make_accessor(name)
-            self.__dict__[name] = accessors[name]
-        return accessors[name]
+    def accessor(self, name: str) -> IndexHandle:
+        """The accessor of the unique column or index ``name``.
 
-    def _make_accessor(self, name: str) -> Any:
+        Raises:
+            AttributeError: the table has none of that name (the message lists those it has).
+        """
+        found = self._accessors.get(name)
+        if found is None:
+            raise AttributeError(self.missing_accessor_message(name))
+        return found
+
+    def missing_accessor_message(self, name: str) -> str:
+        """What ``handle.<name>`` should say when the table has no such accessor."""
+        return (
+            f"table {self._table.name!r} has no unique column or index {name!r} "
+            f"(it has: {', '.join(self._accessors) or 'none'})"
+        )
+
+    def _make_accessor(self, name: str) -> IndexHandle:
         table = self._table
         schema = table.schema
         if schema.primary_key and _accessor_name(schema.primary_key) == name:
             return UniqueHandle(self, None)
         index = table.index_named(name)
-        if index is None:
-            known = [_accessor_name(schema.primary_key)] if schema.primary_key else []
-            known += [i.name for i in schema.indexes]
-            raise AttributeError(
-                f"table {table.name!r} has no unique column or index {name!r} "
-                f"(it has: {', '.join(known) or 'none'})"
-            )
+        assert index is not None, f"{name!r} names no index of {table.name!r}"
         return UniqueHandle(self, index) if index.unique else IndexHandle(self, index)
+
+
+class TableReadHandle(TableHandle):
+    """The handle ``Database.table`` returns: a ``TableHandle`` whose unknown attribute
+    raises the message that lists the table's accessors. Outside reducers a read costs
+    a lock and a copy, so the slow attribute hook of ``__getattr__`` costs nothing that
+    matters there; reducers get the plain ``TableHandle``."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(self.missing_accessor_message(name))
 
 
 class IndexHandle:
@@ -513,10 +545,27 @@ def _draw_ids(
 
 
 class DbView:
-    """``ctx.db``: one handle per table, all bound to the running transaction."""
+    """``ctx.db``: one handle per table, all bound to the running transaction.
+
+    No ``__getattr__``, for the reason ``TableHandle`` has none: ``ctx.db.<table>`` is
+    then CPython's specialised instance-dict read. ``ctx.db.<unknown>`` raises a plain
+    ``AttributeError``; a reducer that fails with it is reported as "the database has no
+    table ..." (``missing_name_message``).
+    """
 
     def __init__(self, handles: dict[str, TableHandle]) -> None:
         self.__dict__.update(handles)
 
-    def __getattr__(self, name: str) -> Any:
-        raise AttributeError(f"the database has no table {name!r}")
+
+def missing_name_message(exc: AttributeError) -> str | None:
+    """The message for ``ctx.db.<unknown>`` or ``ctx.db.<table>.<unknown>``, which raise
+    a plain ``AttributeError`` (the classes have no ``__getattr__``, for speed); None
+    for any other ``AttributeError``."""
+    holder, name = exc.obj, exc.name
+    if not isinstance(name, str):
+        return None
+    if type(holder) is DbView:
+        return f"the database has no table {name!r}"
+    if isinstance(holder, TableHandle):
+        return holder.missing_accessor_message(name)
+    return None

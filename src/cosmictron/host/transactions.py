@@ -39,6 +39,7 @@ from cosmictron.errors import (
     unknown_reducer,
 )
 from cosmictron.host.core import DatabaseCore
+from cosmictron.host.handles import missing_name_message
 from cosmictron.host.records import transaction_body
 from cosmictron.host.scheduler import Due
 from cosmictron.module import CURRENT_DB, LoadedModule, ReducerBinding, ReducerContext
@@ -421,6 +422,8 @@ def as_reducer_failure(
     if isinstance(exc, ReducerFailed):
         return exc
     message = str(exc) or type(exc).__name__
+    if isinstance(exc, AttributeError):  # ``ctx.db.<unknown>``: say what is missing
+        message = missing_name_message(exc) or message
     if not isinstance(exc, CosmictronError):
         message = f"{type(exc).__name__}: {message}"
     failure = ReducerFailed(name, message, type(exc).__name__)

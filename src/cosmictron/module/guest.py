@@ -263,7 +263,7 @@ class HostSession:
         if not isinstance(name, str):
             raise abi.GuestError(f"table {codec.name!r}: an index is named by a string")
         try:
-            return getattr(handle, name)
+            return handle.accessor(name)
         except AttributeError as exc:
             raise abi.GuestError(str(exc)) from None
 
