@@ -304,3 +304,14 @@ def test_database_call_from_inside_a_reducer_is_refused(db):
         db.call("reenter")
     assert state(db) == [] and db.rows("event_log") == []
     assert db.call("open_account", "after@x").id == 1, "the session is clean afterwards"
+
+
+def test_the_names_an_index_may_not_take_are_the_table_handles_methods() -> None:
+    """``module.api.HANDLE_METHODS`` (refused as index names when a module loads) is
+    every public method of ``TableHandle``: a new method must be added there, or an
+    index of its name would be hidden behind it."""
+    from cosmictron.host.handles import TableHandle
+    from cosmictron.module.api import HANDLE_METHODS
+
+    public = {name for name in dir(TableHandle) if not name.startswith("_")}
+    assert public == set(HANDLE_METHODS)

@@ -88,6 +88,18 @@ def test_schema_is_plain_data(write_module):
     [
         ("@table\nclass T:\n    x: dict\n", r"table 't' column 'x': .*not a column type"),
         ("@table\nclass T:\n    count: int\n", "cannot be named 'count'"),
+        (
+            "@table(indexes=[Index('iter', ['x'])])\nclass T:\n    x: int\n",
+            r"an index or key column cannot be named 'iter' \(ctx.db.t.iter is the table",
+        ),
+        (
+            "@table\nclass T:\n    accessor: int = field(index='hash')\n",
+            "cannot be named 'accessor'",
+        ),
+        (
+            "@table\nclass T:\n    accessor: int = field(primary_key=True)\n",
+            "cannot be named 'accessor'",
+        ),
         ("@table\nclass T:\n    x: str = field(auto_inc=True)\n", "auto_inc needs an integer"),
         ("@table\nclass T:\n    x: u8 = 300\n", r"default 300 is invalid.*out of range"),
         (

@@ -125,10 +125,10 @@ class TableHandle:
         """
         found = self._accessors.get(name)
         if found is None:
-            raise AttributeError(self.missing_accessor_message(name))
+            raise AttributeError(self._missing_accessor_message(name))
         return found
 
-    def missing_accessor_message(self, name: str) -> str:
+    def _missing_accessor_message(self, name: str) -> str:
         """What ``handle.<name>`` should say when the table has no such accessor."""
         return (
             f"table {self._table.name!r} has no unique column or index {name!r} "
@@ -154,7 +154,7 @@ class TableReadHandle(TableHandle):
     __slots__ = ()
 
     def __getattr__(self, name: str) -> Any:
-        raise AttributeError(self.missing_accessor_message(name))
+        raise AttributeError(self._missing_accessor_message(name))
 
 
 class IndexHandle:
@@ -567,5 +567,5 @@ def missing_name_message(exc: AttributeError) -> str | None:
     if type(holder) is DbView:
         return f"the database has no table {name!r}"
     if isinstance(holder, TableHandle):
-        return holder.missing_accessor_message(name)
+        return holder._missing_accessor_message(name)
     return None

@@ -36,6 +36,10 @@ Index = IndexSchema
 CLASS_LEVEL_METHODS = ("insert", "delete", "iter", "count")
 """Names a table class gains; a column may not use them."""
 
+HANDLE_METHODS = (*CLASS_LEVEL_METHODS, "accessor")
+"""The public methods of a table handle (``ctx.db.<table>``): an index may not use them,
+since ``handle.<index>`` would find the method instead."""
+
 CURRENT_DB: contextvars.ContextVar[Any] = contextvars.ContextVar("cosmictron_current_db")
 
 

@@ -31,7 +31,13 @@ from cosmictron.datastore.schema import (
 from cosmictron.datastore.types import REQUIRED, SCHEDULE_AT
 from cosmictron.errors import SchemaError, attach_traceback
 from cosmictron.module.annotations import column_type_for, resolved_hints
-from cosmictron.module.api import ProcedureContext, ReducerContext, TableDeclaration, iter_marked
+from cosmictron.module.api import (
+    HANDLE_METHODS,
+    ProcedureContext,
+    ReducerContext,
+    TableDeclaration,
+    iter_marked,
+)
 from cosmictron.module.bindings import ProcedureBinding, ReducerBinding, RowBinding
 from cosmictron.module.declarations import pointing_at
 from cosmictron.module.tracebacks import load_traceback
@@ -212,6 +218,15 @@ def _table_schema(
                 indexes.append(IndexSchema(name, (name,), spec.index or "btree", unique=True))
             elif spec.index is not None:
                 indexes.append(IndexSchema(name, (name,), spec.index))
+    keyed = [primary_key[0]] if len(primary_key) == 1 else []
+    for index_name in keyed + [index.name for index in indexes]:
+        if index_name in HANDLE_METHODS:
+            raise SchemaError(
+                f"table {declaration.name!r}: an index or key column cannot be named "
+                f"{index_name!r} (ctx.db.{declaration.name}.{index_name} is the table "
+                f"handle's method; "
+                f"{', '.join(HANDLE_METHODS)} are taken)"
+            )
     if len([c for c in declaration.fields.values() if c.primary_key]) > 1:
         raise SchemaError(
             f"table {declaration.name!r} marks several columns primary_key; "
