@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cosmictron.query.cache import Prepared
-    from cosmictron.server.pgwire.session import Statement
     from cosmictron.server.pgwire.shapes import Shape
 
 from cosmictron.server.pgwire import pgtypes
@@ -56,9 +55,9 @@ class Round:
     Execute (row limit 0), Sync."""
     statement_name: str
     portal_name: str
-    statement: Statement
+    statement: Any
     """The ``session.Statement`` the round was learnt for (a Parse of the same name
-    makes another one: no match)."""
+    makes another one: no match). Typed ``Any``: the session imports this module."""
     point: tuple[Any, tuple[type, ...], Prepared, bool]
     """``statement.point`` when learnt (weighed once): a new entry, no match."""
     shape: Shape

@@ -650,7 +650,7 @@ class Session:
                 break
         else:
             return False
-        statement = kept.statement
+        statement: Statement = kept.statement
         point = kept.point
         database = self.database
         assert database is not None
