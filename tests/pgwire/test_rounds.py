@@ -203,3 +203,20 @@ def test_a_kept_round_after_a_module_update(server: PG) -> None:
         conn.execute("UPDATE item SET name = %s WHERE id = %s", ("renamed4", 4))
         for _ in range(RUNS):
             assert conn.execute(query, (4,)).fetchall() == [("renamed4",)]
+
+
+def test_many_kept_rounds_in_one_read_answer_in_order(server: PG) -> None:
+    """psycopg's pipeline with a Sync after each query sends whole rounds back to back:
+    the kept rounds buffered together are answered one after another, in order, with
+    the replies left to pile up in the socket until the client reads them."""
+    keys = [(n * 7) % 9 + 1 for n in range(2000)]  # ids 6 to 9 do not exist
+    with psycopg.connect(server.dsn(), autocommit=True, prepare_threshold=0) as conn:
+        query = "SELECT id, qty FROM item WHERE id = %s"
+        conn.execute(query, (1,))
+        cursors = []
+        with conn.pipeline() as pipeline:
+            for key in keys:
+                cursors.append((key, conn.execute(query, (key,))))
+                pipeline.sync()
+        for key, cursor in cursors:
+            assert cursor.fetchall() == ([(key, key % 7)] if key <= 5 else [])

@@ -430,7 +430,12 @@ class Session:
             if transport.get_write_buffer_size():  # (checked again after each write)
                 return
             # A repeat of a kept round trip (``rounds.py``), as often as one is buffered.
-            while self.rounds and not self.skipping and self._repeat(transport):
+            while (
+                self.rounds
+                and not self.skipping
+                and self.out_bytes <= 1 << 18
+                and self._repeat(transport)
+            ):
                 if transport.get_write_buffer_size() or reader.at == len(reader.data):
                     return
             # One call parses every whole message buffered (compiled where built): Bind,
