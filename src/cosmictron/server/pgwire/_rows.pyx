@@ -31,7 +31,7 @@ from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.math cimport isfinite
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdio cimport snprintf
-from libc.string cimport memcpy, strlen
+from libc.string cimport memcmp, memcpy, strlen
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t *size) except NULL
@@ -563,3 +563,45 @@ def frontend_run(bytes data not None, Py_ssize_t at, Py_ssize_t bytes_max):
             break
         at = end
     return run
+
+
+# --- a kept round trip's bytes (``rounds.py``) ---------------------------------------
+
+cdef inline bint starts(const unsigned char* buffer, Py_ssize_t size, Py_ssize_t at, bytes part) noexcept:
+    """``data.startswith(part, at)`` for ``0 <= at``."""
+    cdef Py_ssize_t length = PyBytes_GET_SIZE(part)
+    if at > size or at + length > size:
+        return False
+    return memcmp(buffer + at, PyBytes_AS_STRING(part), length) == 0
+
+
+def match_round(
+    bytes data not None,
+    Py_ssize_t at,
+    bytes head not None,
+    bytes tail not None,
+    bytes rest not None,
+    Py_ssize_t bytes_max,
+):
+    """Where the key of a kept round starting at ``at`` begins in ``data``, or -1
+    (``rounds._match``, which is the definition: the same checks in the same order)."""
+    cdef const unsigned char* buffer = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t length, end, found, value
+    if at < 0:
+        raise ValueError("a negative offset")
+    if size - at < 5 or buffer[at] != 66:
+        return -1
+    length = get32(buffer + at + 1)
+    end = at + 1 + length
+    if length > bytes_max or end + PyBytes_GET_SIZE(rest) > size or not starts(buffer, size, at + 5, head):
+        return -1
+    found = at + 5 + PyBytes_GET_SIZE(head)
+    if found + 4 > end:
+        return -1
+    value = get32(buffer + found)
+    if value < 0 or found + 4 + value + PyBytes_GET_SIZE(tail) != end:
+        return -1
+    if not starts(buffer, size, end - PyBytes_GET_SIZE(tail), tail) or not starts(buffer, size, end, rest):
+        return -1
+    return found

@@ -28,6 +28,7 @@ import asyncio
 import logging
 import re
 import secrets
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -46,7 +47,7 @@ from cosmictron.query import QueryResult
 from cosmictron.query.budget import QueryBudget
 from cosmictron.query.cache import Prepared
 from cosmictron.query.params import fixed_weight
-from cosmictron.server.pgwire import catalog, messages, pgtypes, results, session_sql
+from cosmictron.server.pgwire import catalog, messages, pgtypes, results, rounds, session_sql
 from cosmictron.server.pgwire.inbound import Inbound
 from cosmictron.server.pgwire.leader_writes import LeaderAnswer, LeaderWrites
 from cosmictron.server.pgwire.lexer import rename_params, split_statements, strip_comments
@@ -94,6 +95,7 @@ _SELECT_TAGS = ("SELECT 0", "SELECT 1")
 _SELECT_DONE = tuple(messages.command_complete(tag) for tag in _SELECT_TAGS)
 """Their CommandComplete messages, made once."""
 _READY_IDLE = messages.READY[b"I"]
+_INT32_AT = struct.Struct("!i").unpack_from
 
 _COPY = re.compile(
     r"^\s*copy\s*\((?P<query>.*)\)\s*to\s+stdout(?P<options>.*)$", re.IGNORECASE | re.DOTALL
@@ -236,6 +238,9 @@ class Session:
         self.budget: QueryBudget = context.limits.query_budget(False)
         self.query_rate: Allowance | None = None
         """The caller's query bucket, held once the first query spends from it."""
+        self.rounds: list[rounds.Round] = []
+        """Point queries' round trips answered generically, kept by their bytes
+        (``rounds.py``): a repeat of one is answered by ``_repeat``."""
 
     # --- the connection ---------------------------------------------------------
 
@@ -424,14 +429,29 @@ class Session:
             out = self.out
             if transport.get_write_buffer_size():  # (checked again after each write)
                 return
+            # A repeat of a kept round trip (``rounds.py``), as often as one is buffered.
+            while (
+                self.rounds
+                and not self.skipping
+                and self.out_bytes <= 1 << 18
+                and self._repeat(transport)
+            ):
+                if transport.get_write_buffer_size() or reader.at == len(reader.data):
+                    return
             # One call parses every whole message buffered (compiled where built): Bind,
             # Describe, Execute, Sync, Flush. ``reader.at`` moves past each one answered
-            # and stays before the first one left to the task.
+            # and stays before the first one left to the task. ``learning``: a point
+            # query's round answered here so far (Bind, [Describe,] Execute), kept at
+            # its Sync as a ``rounds.Round``.
+            learning: list[Any] | None = None
             for entry in messages.frontend_run(reader.data, reader.at, reader.bytes_max):
                 if self.out_bytes > 1 << 18:
                     return
                 kind = entry[0]
                 if kind == b"S":
+                    if learning is not None and len(learning) == 5 and self.block is None:
+                        self._learn(learning, entry[1])
+                    learning = None
                     reader.at = entry[1]
                     self.skipping = False
                     out.append(_READY_IDLE if self.block is None else self._ready())
@@ -442,6 +462,7 @@ class Session:
                         return
                     continue
                 if kind == b"H":
+                    learning = None
                     reader.at = entry[1]
                     self._flush_now()
                     if transport.get_write_buffer_size():
@@ -464,6 +485,9 @@ class Session:
                             )
                         ):
                             return
+                        learning = None
+                        if len(raw) == 1 and raw[0] is not None:
+                            learning = [reader.at, entry, statement]  # (where the Bind starts)
                         reader.at = end
                         self._bound(
                             portal_name,
@@ -492,6 +516,17 @@ class Session:
                         portal.outcome = outcome
                         rows = outcome.rows
                         count = len(rows)
+                        if (
+                            learning is not None
+                            and len(learning) < 5
+                            and limit == 0
+                            and learning[1][2] == name
+                        ):
+                            if len(learning) == 3:
+                                learning.append(None)  # no Describe in this round
+                            learning.append(portal)
+                        else:
+                            learning = None
                         if limit <= 0 or limit >= count:  # the usual: no batches, no suspense
                             oids = outcome.oids
                             kept = statement.writers.get(portal.formats)
@@ -509,6 +544,7 @@ class Session:
                             self.out_bytes += len(written) + len(tag)
                             portal.sent = count
                             continue
+                        learning = None
                         fmts = self._formats(portal.formats, outcome.oids)
                         for _ in self._queue_rows(outcome, fmts, portal, limit, False):
                             self._flush_now()
@@ -532,7 +568,12 @@ class Session:
                         out.append(described)
                         self.out_bytes += len(described)
                         portal.described = True
+                        if learning is not None and len(learning) == 3 and learning[1][2] == name:
+                            learning.append(described)
+                        else:
+                            learning = None
                 except PgError as exc:
+                    learning = None
                     self._error(exc)
                     self.skipping = True
         except Exception:
@@ -546,6 +587,135 @@ class Session:
         finally:
             if reader.at != at:
                 self.idle_since = reader.loop.time()  # (get_running_loop calls getpid)
+
+    def _learn(self, learning: list[Any], end: int) -> None:
+        """Keep a point query's round trip just answered by ``_fast`` (Bind of one
+        parameter, [Describe portal,] Execute with no row limit, Sync ending at
+        ``end``) as a ``rounds.Round``, if its statement's entry was weighed once (a
+        scalar key) and its writer is kept: a later round of the same bytes but the key
+        is answered by ``_repeat``."""
+        begin, entry, statement, described, portal = learning
+        _, bind_end, portal_name, statement_name, formats, raw, result_formats = entry
+        point = statement.point
+        shape = statement.shape
+        oids = statement.param_oids
+        if point is None or not point[3] or shape is None or not oids or portal.outcome is None:
+            return
+        if point[1] != (type(portal.params["p1"]),):
+            return
+        kept = statement.writers.get(result_formats)
+        if kept is None or kept[0] is not shape.column_oids:
+            return
+        reader = self.reader
+        data = reader.data
+        head_size = len(portal_name.encode()) + len(statement_name.encode()) + 6
+        head_size += 2 * len(formats)
+        head = data[begin + 5 : begin + 5 + head_size]
+        tail = data[begin + 9 + head_size + len(raw[0]) : bind_end]
+        rest = data[bind_end:end]
+        if rounds.match(data, begin, head, tail, rest, reader.bytes_max) != begin + 5 + head_size:
+            return  # (not the layout read above: nothing kept)
+        learnt = rounds.Round(
+            head,
+            tail,
+            rest,
+            statement_name,
+            portal_name,
+            statement,
+            point,
+            shape,
+            oids[0],
+            formats == (1,) if len(formats) < 2 else formats[0] == 1,
+            point[1][0],
+            len(tail) + len(rest),
+            result_formats,
+            described,
+            kept[1],
+        )
+        others = [r for r in self.rounds if (r.head, r.tail, r.rest) != (head, tail, rest)]
+        self.rounds = [learnt, *others[: rounds.ROUNDS_MAX - 1]]
+
+    def _repeat(self, transport: Any) -> bool:
+        """Answer the buffered round trip at ``reader.at`` if it is a kept round's bytes
+        with another key (``rounds.py``) and the round still holds: the same
+        statement under its name, its point entry, shape and module, no transaction
+        block, room for the portal, a key that decodes to the entry's type. Whatever
+        does not hold is left to the generic path untouched (False). What the generic
+        path does per round is done here too, in its order: the portal opened, the
+        query rate spent, ``point_rows`` (rights, schema, rows budget, the lookup under
+        the writer lock), an error answered as the generic path answers it."""
+        reader = self.reader
+        data = reader.data
+        at = reader.at
+        match = rounds.match
+        bytes_max = reader.bytes_max
+        for kept in self.rounds:
+            found = match(data, at, kept.head, kept.tail, kept.rest, bytes_max)
+            if found >= 0:
+                break
+        else:
+            return False
+        statement: Statement = kept.statement
+        point = kept.point
+        database = self.database
+        assert database is not None
+        core = database.db.core
+        portals = self.portals
+        name = kept.portal_name
+        if (
+            self.statements.get(kept.statement_name) is not statement
+            or statement.point is not point
+            or statement.shape is not kept.shape
+            or self.block is not None
+            or core.module.schema is not point[0]
+            or (len(portals) >= self.context.settings.portals_max and name not in portals)
+        ):
+            return False
+        (size,) = _INT32_AT(data, found)
+        start = found + 4
+        if kept.int8 and size == 8:  # ``decode_param``'s first case: asyncpg's key
+            key = int.from_bytes(data[start : start + 8], "big", signed=True)
+        else:
+            try:
+                key = pgtypes.decode_param(data[start : start + size], kept.oid, kept.binary)
+            except (pgtypes.BadValue, pgtypes.OutOfRange):
+                return False  # the generic path says what is wrong with it
+        if type(key) is not kept.value_type:
+            return False
+        reader.at = start + size + kept.after
+        params = {"p1": key}
+        out = self.out
+        out.append(messages.BIND_COMPLETE)
+        described = kept.described
+        if described is not None:
+            out.append(described)
+        # The portal is opened here, before the query runs, as a Bind opens it (made
+        # with what it ends up holding: nothing reads it in between).
+        try:
+            (self.query_rate or self._query_rate()).take()
+            rows = point_rows(core, point[2], params, self.caller, self.budget, True)
+            if rows is None:  # the module changed meanwhile: as ``_point_read``
+                statement.point = None
+                text = statement.engine_text
+                rows = database.db.sql(text, params, sender=self.caller, budget=self.budget).rows
+        except CosmictronError as exc:  # RateLimited too
+            portals[name] = Portal(statement, params, kept.formats, None, 0, described is not None)
+            self._error(sqlstate_of(exc, statement.text))
+        else:
+            count = len(rows)
+            shape = kept.shape
+            tag = _SELECT_TAGS[count] if count < 2 else f"SELECT {count}"
+            outcome = Outcome(tag, shape.columns, shape.column_oids, rows)
+            portals[name] = Portal(
+                statement, params, kept.formats, outcome, count, described is not None
+            )
+            out.append(kept.writer(rows))
+            out.append(_SELECT_DONE[count] if count < 2 else messages.command_complete(tag))
+        out.append(_READY_IDLE)
+        transport.write(b"".join(out))
+        out.clear()
+        self.out_bytes = 0
+        return True
 
     def _row_description(
         self, statement: Statement, requested: tuple[int, ...], shape: Shape
