@@ -137,10 +137,7 @@ cdef class RowChecker:
     """
 
     cdef Py_ssize_t n
-    cdef list kinds
     cdef list checks
-    cdef list lows
-    cdef list highs
     cdef long long[64] low_c
     cdef long long[64] high_c
     cdef int[64] kind_c
@@ -150,7 +147,7 @@ cdef class RowChecker:
         self.n = len(kinds)
         if self.n > 64 or not (len(lows) == len(highs) == len(checks) == self.n):
             raise ValueError("RowChecker takes at most 64 columns, one entry of each per column")
-        self.kinds, self.lows, self.highs, self.checks = kinds, lows, highs, checks
+        self.checks = checks  # the kinds and bounds live on only in their C copies
         for i in range(self.n):
             self.kind_c[i] = kinds[i]
             if kinds[i] == _INT:
