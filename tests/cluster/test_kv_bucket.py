@@ -20,6 +20,7 @@ from cosmictron.cluster.connection import (  # noqa: E402
     SteadyBucket,
     bucket_values,
     kv_bucket,
+    once_heard,
 )
 from cosmictron.testing.nats import NatsCluster  # noqa: E402
 
@@ -126,3 +127,39 @@ def test_bucket_values_lists_every_live_key_right_after_its_write(
     for n in range(12):
         assert seen[n + 1] == {f"k{i}": f"v{i}".encode() for i in range(n + 1)}
     assert seen[-1] == {f"k{i}": f"v{i}".encode() for i in range(12) if i not in (3, 5)}
+
+
+def test_a_write_that_found_no_responder_is_tried_again_until_heard() -> None:
+    """A publish to a stream this connection's server does not know of yet (nats-py's
+    ``NoStreamResponseError``: CI, a snapshot's first chunk right after the store was
+    made) is tried again; another error is raised at once."""
+    tries = []
+
+    async def publish() -> str:
+        tries.append(1)
+        if len(tries) < 3:
+            raise js_errors.NoStreamResponseError
+        return "stored"
+
+    assert asyncio.run(once_heard(publish)) == "stored" and len(tries) == 3
+
+    async def refused() -> str:
+        tries.append(1)
+        raise js_errors.BadRequestError
+
+    tries.clear()
+    with pytest.raises(js_errors.BadRequestError):
+        asyncio.run(once_heard(refused))
+    assert len(tries) == 1
+
+
+def test_a_write_nobody_hears_for_long_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cosmictron.cluster import connection
+
+    monkeypatch.setattr(connection, "INTEREST_WAIT_S", 0.3)
+
+    async def publish() -> None:
+        raise errors.NoRespondersError
+
+    with pytest.raises(errors.NoRespondersError):
+        asyncio.run(once_heard(publish))

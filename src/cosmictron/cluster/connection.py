@@ -289,6 +289,22 @@ INTEREST_WAIT_S = 2.0
 """How long a KV write that found no responder is tried again (``SteadyBucket``)."""
 
 
+async def once_heard(write: Callable[[], Awaitable[T]]) -> T:
+    """``write()``, tried again for ``INTEREST_WAIT_S`` while it finds no responder (see
+    ``SteadyBucket``: the server this connection talks to may not know yet that a new
+    stream listens on the subjects). A write that found no responder was stored
+    nowhere; one that still finds none is raised."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + INTEREST_WAIT_S
+    while True:
+        try:
+            return await write()
+        except Exception as exc:
+            if not no_responder(exc) or loop.time() >= deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
 class SteadyBucket:
     """A KV bucket whose writes are tried again for ``INTEREST_WAIT_S`` when they find no
     responder. A stream's leader can be elected before the server this connection talks
@@ -305,15 +321,7 @@ class SteadyBucket:
         return getattr(self._bucket, name)
 
     async def _steady(self, write: Callable[[], Awaitable[T]]) -> T:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + INTEREST_WAIT_S
-        while True:
-            try:
-                return await write()
-            except Exception as exc:
-                if not no_responder(exc) or loop.time() >= deadline:
-                    raise
-                await asyncio.sleep(0.05)
+        return await once_heard(write)
 
     async def put(self, key: str, value: bytes) -> int:
         return await self._steady(lambda: self._bucket.put(key, value))

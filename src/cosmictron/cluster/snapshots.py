@@ -49,7 +49,12 @@ from pathlib import Path
 from typing import Any
 
 from cosmictron import limits
-from cosmictron.cluster.connection import NatsConnection, found_or_made, stream_subjects
+from cosmictron.cluster.connection import (
+    NatsConnection,
+    found_or_made,
+    once_heard,
+    stream_subjects,
+)
 from cosmictron.cluster.jetstream_log import stream_name
 from cosmictron.durability.files import ensure_directory, write_file_durably
 from cosmictron.durability.ledger_state import ledger_state
@@ -235,9 +240,14 @@ def ship_snapshot(
 
     async def put() -> None:
         store = await _store(connection, replicas)
-        await store.put(_object_name(database, offset), data)
+        # A store just made may not be heard on this connection's server yet (CI: the
+        # first chunk's publish found no responder): tried again while nobody answers.
+        # nats-py's put publishes the chunks, then the meta; a refusal after the first
+        # chunk (interest lost mid-put) would leave that attempt's chunks unreferenced.
+        await once_heard(lambda: store.put(_object_name(database, offset), data))
         for old in ([offset, *shipped])[SHIPPED_KEPT:]:
-            await store.delete(_object_name(database, old))
+            name = _object_name(database, old)
+            await once_heard(lambda: store.delete(name))  # noqa: B023 (awaited at once)
 
     connection.run(put(), TIMEOUT_S)
     return offset
